@@ -1,0 +1,64 @@
+package yarnpb
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Identifiers use YARN's formats so users and tools recognise them:
+//
+//	application_<clusterTimestamp>_<seq4>
+//	appattempt_<clusterTimestamp>_<seq4>_<attempt6>
+//	container_e<epoch>_<clusterTimestamp>_<seq4>_<attempt2>_<seq6>
+
+// AppID formats an application id.
+func AppID(clusterTS int64, seq uint64) string {
+	return fmt.Sprintf("application_%d_%04d", clusterTS, seq)
+}
+
+// ParseAppID splits an application id into its cluster timestamp and
+// sequence number.
+func ParseAppID(id string) (ts int64, seq uint64, err error) {
+	rest, ok := strings.CutPrefix(id, "application_")
+	parts := strings.Split(rest, "_")
+	if !ok || len(parts) != 2 {
+		return 0, 0, fmt.Errorf("%q is not an application id (expected application_<timestamp>_<number>)", id)
+	}
+	ts, err1 := strconv.ParseInt(parts[0], 10, 64)
+	seq, err2 := strconv.ParseUint(parts[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("%q is not an application id (expected application_<timestamp>_<number>)", id)
+	}
+	return ts, seq, nil
+}
+
+// AttemptID formats the id of an application's attempt number num.
+func AttemptID(appID string, num int32) string {
+	return fmt.Sprintf("appattempt_%s_%06d", strings.TrimPrefix(appID, "application_"), num)
+}
+
+// AppIDOfAttempt returns the application id an attempt id belongs to.
+func AppIDOfAttempt(attemptID string) (string, error) {
+	rest, ok := strings.CutPrefix(attemptID, "appattempt_")
+	i := strings.LastIndexByte(rest, '_')
+	if !ok || i < 0 {
+		return "", fmt.Errorf("%q is not an application attempt id (expected appattempt_<timestamp>_<number>_<attempt>)", attemptID)
+	}
+	return "application_" + rest[:i], nil
+}
+
+// ContainerID formats a container id.
+func ContainerID(epoch int64, appID string, attempt int32, seq int64) string {
+	return fmt.Sprintf("container_e%02d_%s_%02d_%06d", epoch, strings.TrimPrefix(appID, "application_"), attempt, seq)
+}
+
+// AppIDOfContainer returns the application id a container id belongs to.
+func AppIDOfContainer(containerID string) (string, error) {
+	parts := strings.Split(containerID, "_")
+	// container_e01_<ts>_<seq>_<attempt>_<seq>
+	if len(parts) != 6 || parts[0] != "container" || !strings.HasPrefix(parts[1], "e") {
+		return "", fmt.Errorf("%q is not a container id (expected container_e<epoch>_<timestamp>_<app>_<attempt>_<number>)", containerID)
+	}
+	return "application_" + parts[2] + "_" + parts[3], nil
+}

@@ -1,0 +1,118 @@
+package rm
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"loom/errdefs"
+	"loom/proto/yarnpb"
+)
+
+type adminEndpoint struct {
+	yarnpb.UnimplementedAdminServiceServer
+	s *Server
+}
+
+var _ yarnpb.AdminServiceServer = (*adminEndpoint)(nil)
+
+func (e *adminEndpoint) Decommission(ctx context.Context, req *yarnpb.DecommissionRequest) (*yarnpb.DecommissionResponse, error) {
+	s := e.s
+	if err := s.requireLeader(ctx); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	if len(req.NodeIds) == 0 {
+		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("name at least one node to decommission"))
+	}
+	r := s.State().Snapshot()
+	for _, id := range req.NodeIds {
+		if n := r.Node(nil, id); n == nil || !n.Live() {
+			return nil, errdefs.ToGRPC(errdefs.NotFound("node %s is not a live node; `loom node list` shows them", id))
+		}
+	}
+	now := time.Now()
+	for _, id := range req.NodeIds {
+		cmd := setNodeStateCmd{NodeID: id, State: yarnpb.NodeState_NODE_DECOMMISSIONED, Report: "decommissioned by an administrator", Now: now.UnixMilli()}
+		if req.Graceful {
+			cmd.State = yarnpb.NodeState_NODE_DECOMMISSIONING
+			cmd.Report = "decommissioning: no new containers"
+			if req.TimeoutS > 0 {
+				cmd.Deadline = now.Add(time.Duration(req.TimeoutS) * time.Second).UnixMilli()
+			}
+		}
+		live := liveContainers(r.ContainersByNode(nil, id))
+		if _, _, err := s.raftApply(CmdSetNodeState, cmd); err != nil {
+			return nil, errdefs.ToGRPC(err)
+		}
+		if !req.Graceful {
+			s.stopOnNodes(live)
+		}
+		s.logger.Info("node decommissioned", "node_id", id, "graceful", req.Graceful)
+	}
+	return &yarnpb.DecommissionResponse{}, nil
+}
+
+func (e *adminEndpoint) Recommission(ctx context.Context, req *yarnpb.RecommissionRequest) (*yarnpb.RecommissionResponse, error) {
+	s := e.s
+	if err := s.requireLeader(ctx); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	r := s.State().Snapshot()
+	for _, id := range req.NodeIds {
+		n := r.Node(nil, id)
+		if n == nil {
+			return nil, errdefs.ToGRPC(errdefs.NotFound("node %s not found", id))
+		}
+		next := yarnpb.NodeState_NODE_RUNNING
+		switch n.State {
+		case yarnpb.NodeState_NODE_DECOMMISSIONING:
+		case yarnpb.NodeState_NODE_DECOMMISSIONED:
+			// Its NodeManager has stopped: it comes back by registering.
+			next = yarnpb.NodeState_NODE_SHUTDOWN
+		default:
+			continue
+		}
+		if _, _, err := s.raftApply(CmdSetNodeState, setNodeStateCmd{NodeID: id, State: next, Report: "recommissioned", Now: nowMS()}); err != nil {
+			return nil, errdefs.ToGRPC(err)
+		}
+	}
+	return &yarnpb.RecommissionResponse{}, nil
+}
+
+func (e *adminEndpoint) RefreshQueues(context.Context, *yarnpb.RefreshQueuesRequest) (*yarnpb.RefreshQueuesResponse, error) {
+	return nil, errdefs.ToGRPC(errdefs.FailedPrecondition("this ResourceManager has no queue file to reload: it runs the built-in root.default queue"))
+}
+
+func (e *adminEndpoint) ServiceState(context.Context, *yarnpb.ServiceStateRequest) (*yarnpb.ServiceStateResponse, error) {
+	s := e.s
+	resp := &yarnpb.ServiceStateResponse{
+		State:         stateName(s.raft.State()),
+		LeaderAddress: s.leaderAddr(),
+		LastIndex:     s.raft.LastIndex(),
+		Epoch:         s.epoch.Load(),
+	}
+	if f := s.raft.GetConfiguration(); f.Error() == nil {
+		for _, srv := range f.Configuration().Servers {
+			resp.Peers = append(resp.Peers, &yarnpb.RaftPeer{
+				Id:      string(srv.ID),
+				Address: string(srv.Address),
+				Leader:  string(srv.ID) == resp.LeaderAddress,
+				Voter:   srv.Suffrage == raft.Voter,
+			})
+		}
+	}
+	return resp, nil
+}
+
+func stateName(st raft.RaftState) string {
+	switch st {
+	case raft.Leader:
+		return "leader"
+	case raft.Follower:
+		return "follower"
+	case raft.Candidate:
+		return "candidate"
+	}
+	return "shutdown"
+}

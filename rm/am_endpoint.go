@@ -1,0 +1,270 @@
+package rm
+
+import (
+	"context"
+	"time"
+
+	memdb "github.com/hashicorp/go-memdb"
+
+	"loom/errdefs"
+	"loom/proto/yarnpb"
+	"loom/rm/scheduler"
+	"loom/rm/state"
+)
+
+// maxAllocateWait bounds how long an Allocate call is held.
+const maxAllocateWait = 10 * time.Second
+
+type amEndpoint struct {
+	yarnpb.UnimplementedApplicationMasterServiceServer
+	s *Server
+}
+
+var _ yarnpb.ApplicationMasterServiceServer = (*amEndpoint)(nil)
+
+// currentAttempt returns the attempt and its application, or an error
+// saying why the caller may not act for it.
+func (s *Server) currentAttempt(r *state.ReadTxn, attemptID string) (*state.Attempt, *state.Application, error) {
+	if _, err := yarnpb.AppIDOfAttempt(attemptID); err != nil {
+		return nil, nil, errdefs.InvalidArgument("%v", err)
+	}
+	at := r.Attempt(nil, attemptID)
+	if at == nil {
+		return nil, nil, errdefs.NotFound("application attempt %s not found", attemptID)
+	}
+	app := r.App(nil, at.AppID)
+	if app == nil {
+		return nil, nil, errdefs.NotFound("application %s not found", at.AppID)
+	}
+	return at, app, nil
+}
+
+func (e *amEndpoint) RegisterApplicationMaster(ctx context.Context, req *yarnpb.RegisterApplicationMasterRequest) (*yarnpb.RegisterApplicationMasterResponse, error) {
+	if err := e.s.requireLeader(ctx); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	r := e.s.State().Snapshot()
+	at, app, err := e.s.currentAttempt(r, req.ApplicationAttemptId)
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	if at.Terminal() || app.Terminal() || app.CurrentAttempt != at.ID {
+		return nil, errdefs.ToGRPC(errdefs.FailedPrecondition("application attempt %s is no longer current (attempt %s, application %s)", at.ID, state.AttemptStateName(at.State), state.AppStateName(app.State)))
+	}
+	if _, _, err := e.s.raftApply(CmdRegisterAttempt, registerAttemptCmd{
+		AttemptID: at.ID, Host: req.Host, RPCPort: req.RpcPort, TrackingURL: req.TrackingUrl, Now: nowMS(),
+	}); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	e.s.soft.touchAM(at.ID, time.Now())
+	e.s.soft.setLastResponse(at.ID, nil)
+	resp := &yarnpb.RegisterApplicationMasterResponse{
+		MaxCapability:       e.s.cfg.MaxAllocation.Proto(),
+		Queue:               app.Queue,
+		ApplicationId:       app.ID,
+		HeartbeatIntervalMs: e.s.cfg.AMExpiry.Milliseconds() / 3,
+	}
+	if app.KeepContainers {
+		for _, c := range r.ContainersByApp(nil, app.ID) {
+			if !c.Completed() && !c.IsAM && c.AttemptID != at.ID {
+				resp.ContainersFromPreviousAttempts = append(resp.ContainersFromPreviousAttempts, c.Proto())
+			}
+		}
+	}
+	e.s.logger.Info("application master registered", "attempt_id", at.ID, "host", req.Host, "tracking_url", req.TrackingUrl)
+	return resp, nil
+}
+
+func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) (*yarnpb.AllocateResponse, error) {
+	s := e.s
+	if err := s.requireLeader(ctx); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	r := s.State().Snapshot()
+	at, app, err := s.currentAttempt(r, req.ApplicationAttemptId)
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	if at.Terminal() || app.CurrentAttempt != at.ID {
+		return &yarnpb.AllocateResponse{ResponseId: req.ResponseId, Command: yarnpb.AMCommand_AM_SHUTDOWN}, nil
+	}
+	if !at.Registered {
+		return nil, errdefs.ToGRPC(errdefs.FailedPrecondition("application attempt %s has not registered; call RegisterApplicationMaster first", at.ID))
+	}
+	asks, err := s.convertAsks(req.Asks)
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	s.soft.touchAM(at.ID, time.Now())
+	if s.soft.updateAsks(at.ID, asks, req.BlacklistAdditions, req.BlacklistRemovals) {
+		s.kickScheduler()
+	}
+	if len(req.Releases) > 0 {
+		var rel []*state.Container
+		for _, id := range req.Releases {
+			if c := r.Container(nil, id); c != nil && c.AppID == app.ID && !c.Completed() && !c.IsAM {
+				rel = append(rel, c)
+			}
+		}
+		if len(rel) > 0 {
+			if _, _, err := s.raftApply(CmdReleaseContainers, releaseContainersCmd{AttemptID: at.ID, IDs: req.Releases, Now: nowMS()}); err != nil {
+				return nil, errdefs.ToGRPC(err)
+			}
+			s.stopOnNodes(rel)
+		}
+	}
+	if p := req.Progress; p >= 0 && p <= 1 && p != app.Progress {
+		if _, _, err := s.raftApply(CmdAppProgress, appProgressCmd{AppID: app.ID, Progress: p}); err != nil {
+			return nil, errdefs.ToGRPC(err)
+		}
+	}
+
+	lock := s.soft.amLock(at.ID)
+	lock.Lock()
+	last := s.soft.lastResponse(at.ID)
+	if last != nil {
+		switch req.ResponseId {
+		case last.ResponseId:
+		case last.ResponseId - 1:
+			// The AM did not get our last answer: send it again.
+			lock.Unlock()
+			return last, nil
+		default:
+			lock.Unlock()
+			return &yarnpb.AllocateResponse{ResponseId: last.ResponseId, Command: yarnpb.AMCommand_AM_RESYNC}, nil
+		}
+	}
+	lock.Unlock()
+
+	wait := min(time.Duration(req.WaitMs)*time.Millisecond, maxAllocateWait)
+	deadline := time.Now().Add(wait)
+	for {
+		lock.Lock()
+		resp, done, ws := s.collectAllocate(at.ID, app.ID, app.KeepContainers, req.ResponseId)
+		if done || !time.Now().Before(deadline) {
+			if len(resp.Allocated) > 0 {
+				ids := make([]string, len(resp.Allocated))
+				for i, c := range resp.Allocated {
+					ids[i] = c.Id
+				}
+				if _, _, err := s.raftApply(CmdAcquireContainers, acquireContainersCmd{IDs: ids}); err != nil {
+					lock.Unlock()
+					return nil, errdefs.ToGRPC(err)
+				}
+			}
+			s.soft.setLastResponse(at.ID, resp)
+			lock.Unlock()
+			return resp, nil
+		}
+		lock.Unlock()
+		wctx, cancel := context.WithDeadline(ctx, deadline)
+		_ = ws.WatchCtx(wctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil, errdefs.ToGRPC(ctx.Err())
+		}
+	}
+}
+
+// collectAllocate builds an Allocate response from the state: containers
+// placed for the attempt and not yet handed over, and completions the AM
+// has not seen. done is false when there is nothing new; ws then fires
+// when there may be.
+func (s *Server) collectAllocate(attemptID, appID string, keep bool, respID int32) (*yarnpb.AllocateResponse, bool, memdb.WatchSet) {
+	st := s.State()
+	r := st.Snapshot()
+	ws := memdb.NewWatchSet()
+	ws.Add(st.AbandonCh())
+	resp := &yarnpb.AllocateResponse{ResponseId: respID + 1}
+	at := r.Attempt(ws, attemptID)
+	if at == nil || at.Terminal() {
+		resp.Command = yarnpb.AMCommand_AM_SHUTDOWN
+		return resp, true, ws
+	}
+	delivered := s.soft.deliveredIndex(attemptID)
+	maxIndex := delivered
+	var handed []*state.Container
+	for _, c := range r.ContainersByApp(ws, appID) {
+		if c.IsAM {
+			continue
+		}
+		if c.AttemptID == attemptID && c.State == yarnpb.ContainerState_CONTAINER_ALLOCATED {
+			resp.Allocated = append(resp.Allocated, c.Proto())
+			handed = append(handed, c)
+		}
+		if c.Completed() && c.CompletedIndex > delivered && (c.AttemptID == attemptID || keep) {
+			resp.Completed = append(resp.Completed, c.Status())
+			maxIndex = max(maxIndex, c.CompletedIndex)
+		}
+	}
+	var total, used state.Resource
+	for _, n := range r.Nodes(nil) {
+		if n.Schedulable() {
+			total = total.Add(n.Total)
+			used = used.Add(n.Used)
+			resp.NumClusterNodes++
+		}
+	}
+	resp.Available = total.Sub(used).Proto()
+	done := len(resp.Allocated)+len(resp.Completed) > 0
+	if done {
+		s.soft.markDelivered(attemptID, handed, maxIndex)
+	}
+	return resp, done, ws
+}
+
+func (s *Server) convertAsks(in []*yarnpb.ResourceRequest) ([]*scheduler.Ask, error) {
+	out := make([]*scheduler.Ask, 0, len(in))
+	for _, a := range in {
+		if a.Count < 0 {
+			return nil, errdefs.InvalidArgument("ask count must not be negative, got %d", a.Count)
+		}
+		res := state.ResourceFrom(a.Capability)
+		if a.Count > 0 {
+			if err := s.validateResource("container", res); err != nil {
+				return nil, err
+			}
+		}
+		relax := a.RelaxLocality == nil || *a.RelaxLocality
+		out = append(out, &scheduler.Ask{
+			Key:   scheduler.AskKey{AllocationRequestID: a.AllocationRequestId, Priority: a.Priority, Capability: res},
+			Count: a.Count,
+			Nodes: a.Nodes,
+			Relax: relax,
+		})
+	}
+	return out, nil
+}
+
+func (e *amEndpoint) FinishApplicationMaster(ctx context.Context, req *yarnpb.FinishApplicationMasterRequest) (*yarnpb.FinishApplicationMasterResponse, error) {
+	s := e.s
+	if err := s.requireLeader(ctx); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	r := s.State().Snapshot()
+	at, app, err := s.currentAttempt(r, req.ApplicationAttemptId)
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	if app.Terminal() {
+		return &yarnpb.FinishApplicationMasterResponse{Unregistered: true}, nil
+	}
+	if at.Terminal() || app.CurrentAttempt != at.ID {
+		return nil, errdefs.ToGRPC(errdefs.FailedPrecondition("application attempt %s is no longer current", at.ID))
+	}
+	var live []*state.Container
+	for _, c := range liveContainers(r.ContainersByApp(nil, app.ID)) {
+		if !c.IsAM {
+			live = append(live, c)
+		}
+	}
+	if _, _, err := s.raftApply(CmdUnregisterAttempt, unregisterAttemptCmd{
+		AttemptID: at.ID, FinalStatus: req.FinalStatus, Diagnostics: req.Diagnostics, TrackingURL: req.TrackingUrl, Now: nowMS(),
+	}); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	s.stopOnNodes(live)
+	s.soft.forgetAttempt(at.ID)
+	s.logger.Info("application master unregistered", "attempt_id", at.ID, "final_status", req.FinalStatus)
+	return &yarnpb.FinishApplicationMasterResponse{Unregistered: true}, nil
+}

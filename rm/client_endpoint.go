@@ -1,0 +1,350 @@
+package rm
+
+import (
+	"context"
+	"time"
+
+	memdb "github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
+
+	"loom/errdefs"
+	"loom/proto/yarnpb"
+	"loom/rm/scheduler"
+	"loom/rm/state"
+)
+
+// Defaults for an AM container that asks for nothing.
+var defaultAMResource = state.Resource{MemoryMB: 128, VCores: 1}
+
+type clientEndpoint struct {
+	yarnpb.UnimplementedClientServiceServer
+	s *Server
+}
+
+var _ yarnpb.ClientServiceServer = (*clientEndpoint)(nil)
+
+func (e *clientEndpoint) NewApplication(ctx context.Context, _ *yarnpb.NewApplicationRequest) (*yarnpb.NewApplicationResponse, error) {
+	if err := e.s.requireLeader(ctx); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	id := yarnpb.AppID(e.s.clusterTS.Load(), e.s.appSeq.Add(1))
+	return &yarnpb.NewApplicationResponse{ApplicationId: id, MaxCapability: e.s.cfg.MaxAllocation.Proto()}, nil
+}
+
+// validateResource checks a resource ask against the maximum allocation.
+func (s *Server) validateResource(what string, r state.Resource) error {
+	max := s.cfg.MaxAllocation
+	switch {
+	case r.MemoryMB <= 0:
+		return errdefs.InvalidArgument("%s memory must be positive, got %d MB", what, r.MemoryMB)
+	case r.VCores <= 0:
+		return errdefs.InvalidArgument("%s vcores must be positive, got %d", what, r.VCores)
+	case r.MemoryMB > max.MemoryMB:
+		return errdefs.InvalidArgument("%s memory %d MB exceeds the maximum allocation of %d MB; ask for less or raise the ResourceManager's --max-allocation-mb", what, r.MemoryMB, max.MemoryMB)
+	case r.VCores > max.VCores:
+		return errdefs.InvalidArgument("%s vcores %d exceed the maximum allocation of %d; ask for fewer or raise the ResourceManager's --max-allocation-vcores", what, r.VCores, max.VCores)
+	}
+	return nil
+}
+
+func (e *clientEndpoint) SubmitApplication(ctx context.Context, req *yarnpb.SubmitApplicationRequest) (*yarnpb.SubmitApplicationResponse, error) {
+	if err := e.s.requireLeader(ctx); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	app, err := e.s.validateSubmission(req.GetContext())
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	if existing := e.s.State().Snapshot().App(nil, app.ID); existing != nil {
+		return nil, errdefs.ToGRPC(errdefs.AlreadyExists("application %s was already submitted", app.ID))
+	}
+	if _, _, err := e.s.raftApply(CmdSubmitApp, submitAppCmd{App: app, Now: nowMS()}); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	e.s.logger.Info("application submitted", "app_id", app.ID, "name", app.Name, "queue", app.Queue, "user", app.User)
+	return &yarnpb.SubmitApplicationResponse{}, nil
+}
+
+func (s *Server) validateSubmission(c *yarnpb.ApplicationSubmissionContext) (*state.Application, error) {
+	if c == nil {
+		return nil, errdefs.InvalidArgument("submission has no application context")
+	}
+	if _, _, err := yarnpb.ParseAppID(c.ApplicationId); err != nil {
+		return nil, errdefs.InvalidArgument("%v; ask for one with NewApplication", err)
+	}
+	queue, err := scheduler.ResolveQueue(s.cfg.Queues, c.Queue)
+	if err != nil {
+		return nil, errdefs.InvalidArgument("%v", err)
+	}
+	if c.AmContainer == nil || len(c.AmContainer.Command) == 0 || c.AmContainer.Command[0] == "" {
+		return nil, errdefs.InvalidArgument("the AM container has no command")
+	}
+	for _, lr := range c.AmContainer.LocalResources {
+		if err := validateLocalResource(lr); err != nil {
+			return nil, err
+		}
+	}
+	res := state.ResourceFrom(c.AmResource)
+	if c.AmResource == nil || (res.MemoryMB == 0 && res.VCores == 0) {
+		res = defaultAMResource
+	}
+	if res.VCores == 0 {
+		res.VCores = 1
+	}
+	if err := s.validateResource("AM container", res); err != nil {
+		return nil, err
+	}
+	if c.MaxAttempts < 0 {
+		return nil, errdefs.InvalidArgument("max attempts must not be negative, got %d", c.MaxAttempts)
+	}
+	attempts := c.MaxAttempts
+	if attempts == 0 || attempts > s.cfg.MaxAttempts {
+		attempts = s.cfg.MaxAttempts
+	}
+	launch, err := proto.Marshal(c.AmContainer)
+	if err != nil {
+		return nil, errdefs.InvalidArgument("encoding the AM launch context: %v", err)
+	}
+	name, user := c.Name, c.User
+	if name == "" {
+		name = "loom application"
+	}
+	if user == "" {
+		user = "unknown"
+	}
+	return &state.Application{
+		ID:             c.ApplicationId,
+		Name:           name,
+		User:           user,
+		Queue:          queue,
+		Type:           c.Type,
+		Priority:       c.Priority,
+		Tags:           c.Tags,
+		AMLaunch:       launch,
+		AMResource:     res,
+		MaxAttempts:    attempts,
+		KeepContainers: c.KeepContainersAcrossAttempts,
+	}, nil
+}
+
+func validateLocalResource(lr *yarnpb.LocalResource) error {
+	if lr.Name == "" || lr.Url == "" {
+		return errdefs.InvalidArgument("local resource needs a name and a url, got name %q url %q", lr.Name, lr.Url)
+	}
+	if len(lr.Sha256) != 64 {
+		return errdefs.InvalidArgument("local resource %q needs its sha256 digest (64 hex characters), got %q", lr.Name, lr.Sha256)
+	}
+	return nil
+}
+
+func (e *clientEndpoint) GetApplicationReport(ctx context.Context, req *yarnpb.GetApplicationReportRequest) (*yarnpb.GetApplicationReportResponse, error) {
+	if _, _, err := yarnpb.ParseAppID(req.ApplicationId); err != nil {
+		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("%v", err))
+	}
+	wait := time.Duration(req.WaitMs) * time.Millisecond
+	if wait > 5*time.Minute {
+		wait = 5 * time.Minute
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		st := e.s.State()
+		r := st.Snapshot()
+		ws := memdb.NewWatchSet()
+		app := r.App(ws, req.ApplicationId)
+		if app == nil {
+			return nil, errdefs.ToGRPC(errdefs.NotFound("application %s not found; `loom app list --all` shows every application", req.ApplicationId))
+		}
+		index := app.ModifyIndex
+		if req.IncludeContainers {
+			for _, c := range r.ContainersByApp(ws, app.ID) {
+				index = max(index, c.ModifyIndex)
+			}
+		}
+		for _, at := range r.Attempts(ws, app.ID) {
+			index = max(index, at.ModifyIndex)
+		}
+		if req.MinIndex == 0 || index > req.MinIndex || !time.Now().Before(deadline) {
+			return &yarnpb.GetApplicationReportResponse{Report: e.s.appReport(r, app, req.IncludeContainers), Index: index}, nil
+		}
+		ws.Add(st.AbandonCh())
+		wctx, cancel := context.WithDeadline(ctx, deadline)
+		err := ws.WatchCtx(wctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil, errdefs.ToGRPC(ctx.Err())
+		}
+		_ = err // a timeout: answer with what is there
+	}
+}
+
+func (e *clientEndpoint) ListApplications(_ context.Context, req *yarnpb.ListApplicationsRequest) (*yarnpb.ListApplicationsResponse, error) {
+	r := e.s.State().Snapshot()
+	out := &yarnpb.ListApplicationsResponse{}
+	for _, a := range r.Apps(nil) {
+		if !req.All && a.Terminal() {
+			continue
+		}
+		if req.Queue != "" {
+			if q, err := scheduler.ResolveQueue(e.s.cfg.Queues, req.Queue); err != nil || q != a.Queue {
+				continue
+			}
+		}
+		if req.Type != "" && req.Type != a.Type {
+			continue
+		}
+		out.Applications = append(out.Applications, e.s.appReport(r, a, false))
+	}
+	return out, nil
+}
+
+func (e *clientEndpoint) KillApplication(ctx context.Context, req *yarnpb.KillApplicationRequest) (*yarnpb.KillApplicationResponse, error) {
+	if _, _, err := yarnpb.ParseAppID(req.ApplicationId); err != nil {
+		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("%v", err))
+	}
+	if err := e.s.requireLeader(ctx); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	r := e.s.State().Snapshot()
+	app := r.App(nil, req.ApplicationId)
+	if app == nil {
+		return nil, errdefs.ToGRPC(errdefs.NotFound("application %s not found; `loom app list --all` shows every application", req.ApplicationId))
+	}
+	if app.Terminal() {
+		return &yarnpb.KillApplicationResponse{AlreadyFinished: true}, nil
+	}
+	live := liveContainers(r.ContainersByApp(nil, app.ID))
+	diag := req.Diagnostics
+	if diag == "" {
+		diag = "Application killed by user."
+	}
+	res, _, err := e.s.raftApply(CmdKillApp, killAppCmd{AppID: app.ID, Diagnostics: diag, Now: nowMS()})
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	e.s.stopOnNodes(live)
+	killed, _ := res.(bool)
+	e.s.logger.Info("application killed", "app_id", app.ID)
+	return &yarnpb.KillApplicationResponse{AlreadyFinished: !killed}, nil
+}
+
+func liveContainers(cs []*state.Container) []*state.Container {
+	var out []*state.Container
+	for _, c := range cs {
+		if !c.Completed() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (e *clientEndpoint) MoveApplication(ctx context.Context, req *yarnpb.MoveApplicationRequest) (*yarnpb.MoveApplicationResponse, error) {
+	if _, err := scheduler.ResolveQueue(e.s.cfg.Queues, req.Queue); err != nil {
+		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("%v", err))
+	}
+	return nil, errdefs.ToGRPC(errdefs.FailedPrecondition("moving applications between queues is not supported: this cluster has a single leaf queue"))
+}
+
+func (e *clientEndpoint) ClusterMetrics(context.Context, *yarnpb.ClusterMetricsRequest) (*yarnpb.ClusterMetricsResponse, error) {
+	r := e.s.State().Snapshot()
+	m := &yarnpb.ClusterMetricsResponse{}
+	var total, used state.Resource
+	for _, n := range r.Nodes(nil) {
+		switch n.State {
+		case yarnpb.NodeState_NODE_RUNNING, yarnpb.NodeState_NODE_DECOMMISSIONING:
+			m.ActiveNodes++
+		case yarnpb.NodeState_NODE_LOST:
+			m.LostNodes++
+		case yarnpb.NodeState_NODE_UNHEALTHY:
+			m.UnhealthyNodes++
+		case yarnpb.NodeState_NODE_DECOMMISSIONED:
+			m.DecommissionedNodes++
+		}
+		if n.Live() {
+			total = total.Add(n.Total)
+			used = used.Add(n.Used)
+			m.ContainersAllocated += n.NumContainers
+		}
+	}
+	for _, a := range r.Apps(nil) {
+		switch {
+		case a.State == yarnpb.AppState_APP_RUNNING:
+			m.AppsRunning++
+		case a.Terminal():
+			m.AppsCompleted++
+		default:
+			m.AppsPending++
+		}
+	}
+	m.Total, m.Used = total.Proto(), used.Proto()
+	return m, nil
+}
+
+func (e *clientEndpoint) ListNodes(_ context.Context, req *yarnpb.ListNodesRequest) (*yarnpb.ListNodesResponse, error) {
+	r := e.s.State().Snapshot()
+	out := &yarnpb.ListNodesResponse{}
+	if req.NodeId != "" {
+		n := r.Node(nil, req.NodeId)
+		if n == nil {
+			return nil, errdefs.ToGRPC(errdefs.NotFound("node %s not found; `loom node list --all` shows every node", req.NodeId))
+		}
+		out.Nodes = append(out.Nodes, e.s.nodeReport(n))
+		return out, nil
+	}
+	for _, n := range r.Nodes(nil) {
+		if !req.All && !n.Live() {
+			continue
+		}
+		out.Nodes = append(out.Nodes, e.s.nodeReport(n))
+	}
+	return out, nil
+}
+
+func (e *clientEndpoint) QueueInfo(_ context.Context, req *yarnpb.QueueInfoRequest) (*yarnpb.QueueInfoResponse, error) {
+	want := ""
+	if req.Queue != "" {
+		q, err := scheduler.ResolveQueue(e.s.cfg.Queues, req.Queue)
+		if err != nil {
+			return nil, errdefs.ToGRPC(errdefs.InvalidArgument("%v", err))
+		}
+		want = q
+	}
+	r := e.s.State().Snapshot()
+	out := &yarnpb.QueueInfoResponse{}
+	for _, q := range e.s.cfg.Queues {
+		if want != "" && q.Name != want {
+			continue
+		}
+		info := &yarnpb.QueueInfo{Name: q.Name, Capacity: float32(q.Capacity), MaxCapacity: float32(q.MaxCapacity), MaxAmShare: float32(q.MaxAMShare)}
+		var used, amUsed state.Resource
+		for _, a := range r.Apps(nil) {
+			if a.Queue != q.Name || a.Terminal() {
+				continue
+			}
+			info.NumApplications++
+			if a.State != yarnpb.AppState_APP_RUNNING {
+				info.NumPending++
+			}
+			for _, c := range liveContainers(r.ContainersByApp(nil, a.ID)) {
+				used = used.Add(c.Resource)
+				if c.IsAM {
+					amUsed = amUsed.Add(c.Resource)
+				}
+			}
+		}
+		info.Used, info.AmUsed = used.Proto(), amUsed.Proto()
+		out.Queues = append(out.Queues, info)
+	}
+	return out, nil
+}
+
+// stopOnNodes asks NMs to stop containers at once, without waiting for
+// their next heartbeat. Best effort: the heartbeat cleans up what is missed.
+func (s *Server) stopOnNodes(cs []*state.Container) {
+	byNode := map[string][]string{}
+	for _, c := range cs {
+		byNode[c.NodeID] = append(byNode[c.NodeID], c.ID)
+	}
+	for node, ids := range byNode {
+		s.nms.stopAsync(node, ids)
+	}
+}

@@ -1,0 +1,84 @@
+package rm
+
+import (
+	"time"
+
+	"loom/proto/yarnpb"
+	"loom/rm/state"
+)
+
+func nowMS() int64 { return time.Now().UnixMilli() }
+
+func (s *Server) nodeReport(n *state.Node) *yarnpb.NodeReport {
+	r := &yarnpb.NodeReport{
+		Id:            n.ID,
+		State:         n.State,
+		HttpAddress:   n.HTTPAddress,
+		Rack:          n.Rack,
+		Total:         n.Total.Proto(),
+		Used:          n.Used.Proto(),
+		NumContainers: n.NumContainers,
+		HealthReport:  n.HealthReport,
+		Labels:        n.Labels,
+	}
+	if s.isLeader.Load() {
+		if t, ok := s.soft.lastSeen(n.ID); ok {
+			r.LastHeartbeat = t.UnixMilli()
+		}
+		r.Utilization = s.soft.utilization(n.ID)
+	}
+	return r
+}
+
+func (s *Server) appReport(r *state.ReadTxn, a *state.Application, withContainers bool) *yarnpb.ApplicationReport {
+	rep := &yarnpb.ApplicationReport{
+		Id:               a.ID,
+		Name:             a.Name,
+		User:             a.User,
+		Queue:            a.Queue,
+		Type:             a.Type,
+		Priority:         a.Priority,
+		State:            a.State,
+		FinalStatus:      a.FinalStatus,
+		Diagnostics:      a.Diagnostics,
+		TrackingUrl:      a.TrackingURL,
+		Host:             a.Host,
+		RpcPort:          a.RPCPort,
+		SubmitTime:       a.SubmitTime,
+		StartTime:        a.StartTime,
+		FinishTime:       a.FinishTime,
+		Progress:         a.Progress,
+		CurrentAttemptId: a.CurrentAttempt,
+		Tags:             a.Tags,
+	}
+	if a.State == yarnpb.AppState_APP_ACCEPTED && s.isLeader.Load() {
+		if why := s.soft.waitingReason(a.ID); why != "" {
+			rep.Diagnostics = why
+		}
+	}
+	for _, at := range r.Attempts(nil, a.ID) {
+		rep.Attempts = append(rep.Attempts, &yarnpb.ApplicationAttemptReport{
+			Id:            at.ID,
+			State:         at.State,
+			AmContainerId: at.AMContainerID,
+			Host:          at.Host,
+			RpcPort:       at.RPCPort,
+			TrackingUrl:   at.TrackingURL,
+			Diagnostics:   at.Diagnostics,
+			StartTime:     at.StartTime,
+			FinishTime:    at.FinishTime,
+		})
+	}
+	var used state.Resource
+	for _, c := range r.ContainersByApp(nil, a.ID) {
+		if !c.Completed() {
+			used = used.Add(c.Resource)
+			rep.NumContainers++
+		}
+		if withContainers {
+			rep.Containers = append(rep.Containers, c.Proto())
+		}
+	}
+	rep.Used = used.Proto()
+	return rep
+}

@@ -1,0 +1,245 @@
+package rm
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	memdb "github.com/hashicorp/go-memdb"
+	"google.golang.org/protobuf/proto"
+
+	"loom/proto/yarnpb"
+	"loom/rm/scheduler"
+	"loom/rm/state"
+)
+
+// The leader-only loops. Each runs until ctx ends with the leadership.
+
+// schedulerLoop places pending work whenever something changed: a plan is
+// committed through raft as one entry before any AM sees it.
+func (s *Server) schedulerLoop(ctx context.Context) {
+	sch := scheduler.New(s.cfg.Queues, s.cfg.MaxBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.schedulerKick:
+		}
+		for ctx.Err() == nil {
+			plan := sch.Plan(s.State().Snapshot(), s.soft.asksFor, s.epoch.Load())
+			s.soft.setWaiting(sch.Waiting)
+			if len(plan) == 0 {
+				break
+			}
+			now := nowMS()
+			for _, c := range plan {
+				c.AllocatedAt = now
+			}
+			res, _, err := s.raftApply(CmdPlaceContainers, placeContainersCmd{Containers: plan})
+			if err != nil {
+				s.logger.Warn("committing a scheduling plan failed", "containers", len(plan), "error", err)
+				break
+			}
+			if placed, _ := res.(int); placed == 0 {
+				break
+			}
+		}
+	}
+}
+
+// tick runs fn every interval until ctx ends.
+func tick(ctx context.Context, interval time.Duration, fn func(now time.Time)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			fn(now)
+		}
+	}
+}
+
+func checkInterval(expiry time.Duration) time.Duration {
+	return max(min(expiry/5, time.Second), 20*time.Millisecond)
+}
+
+// nodeLivenessLoop marks nodes LOST when they stop heartbeating.
+func (s *Server) nodeLivenessLoop(ctx context.Context) {
+	tick(ctx, checkInterval(s.cfg.NodeExpiry), func(now time.Time) {
+		for _, n := range s.State().Snapshot().Nodes(nil) {
+			if !n.Live() {
+				continue
+			}
+			seen := s.soft.nodeSeenAt(n.ID, now)
+			if now.Sub(seen) <= s.cfg.NodeExpiry {
+				continue
+			}
+			report := fmt.Sprintf("no heartbeat for %s (expiry %s)", now.Sub(seen).Round(time.Millisecond), s.cfg.NodeExpiry)
+			if _, _, err := s.raftApply(CmdSetNodeState, setNodeStateCmd{NodeID: n.ID, State: yarnpb.NodeState_NODE_LOST, Report: report, Now: now.UnixMilli()}); err != nil {
+				s.logger.Warn("marking node lost failed", "node_id", n.ID, "error", err)
+				continue
+			}
+			s.soft.forgetNode(n.ID)
+			s.logger.Warn("node lost", "node_id", n.ID, "reason", report)
+		}
+	})
+}
+
+// amLivenessLoop fails attempts whose AM stopped calling.
+func (s *Server) amLivenessLoop(ctx context.Context) {
+	tick(ctx, checkInterval(s.cfg.AMExpiry), func(now time.Time) {
+		for _, at := range s.State().Snapshot().AllAttempts(nil) {
+			if at.Terminal() || at.State != yarnpb.AttemptState_ATTEMPT_RUNNING || at.Unregistered {
+				continue
+			}
+			seen := s.soft.amSeenAt(at.ID, now)
+			if now.Sub(seen) <= s.cfg.AMExpiry {
+				continue
+			}
+			diag := fmt.Sprintf("ApplicationMaster for attempt %s timed out: no heartbeat for %s", at.ID, now.Sub(seen).Round(time.Millisecond))
+			if _, _, err := s.raftApply(CmdFailAttempt, failAttemptCmd{AttemptID: at.ID, Diagnostics: diag, Now: now.UnixMilli()}); err != nil {
+				s.logger.Warn("failing expired attempt failed", "attempt_id", at.ID, "error", err)
+				continue
+			}
+			if am := s.State().Snapshot().Container(nil, at.AMContainerID); am != nil {
+				s.stopOnNodes([]*state.Container{am})
+			}
+			s.soft.forgetAttempt(at.ID)
+			s.logger.Warn("application master expired", "attempt_id", at.ID)
+		}
+	})
+}
+
+// cleanupLoop reclaims containers that were allocated but never started.
+func (s *Server) cleanupLoop(ctx context.Context) {
+	tick(ctx, checkInterval(s.cfg.AllocExpiry), func(now time.Time) {
+		var expired []*yarnpb.ContainerStatus
+		byNode := map[string][]*yarnpb.ContainerStatus{}
+		for _, c := range s.State().Snapshot().LiveContainers() {
+			if c.State != yarnpb.ContainerState_CONTAINER_ALLOCATED && c.State != yarnpb.ContainerState_CONTAINER_ACQUIRED {
+				continue
+			}
+			if now.UnixMilli()-c.AllocatedAt <= s.cfg.AllocExpiry.Milliseconds() {
+				continue
+			}
+			st := &yarnpb.ContainerStatus{ContainerId: c.ID, State: yarnpb.ContainerState_CONTAINER_COMPLETED, ExitStatus: state.ExitExpired,
+				Diagnostics: fmt.Sprintf("Container expired since it was unused for %s", s.cfg.AllocExpiry)}
+			byNode[c.NodeID] = append(byNode[c.NodeID], st)
+			expired = append(expired, st)
+		}
+		for node, sts := range byNode {
+			if _, _, err := s.raftApply(CmdContainerStatuses, containerStatusesCmd{NodeID: node, Statuses: sts, Now: now.UnixMilli()}); err != nil {
+				s.logger.Warn("reclaiming unused containers failed", "node_id", node, "error", err)
+			}
+		}
+		if len(expired) > 0 {
+			s.logger.Info("reclaimed unused containers", "count", len(expired))
+		}
+	})
+}
+
+// launcherLoop starts AM containers as soon as they are allocated.
+func (s *Server) launcherLoop(ctx context.Context) {
+	launched := map[string]bool{}
+	for ctx.Err() == nil {
+		st := s.State()
+		r := st.Snapshot()
+		ws := memdb.NewWatchSet()
+		ws.Add(st.AbandonCh())
+		seen := map[string]bool{}
+		for _, at := range r.AllAttempts(ws) {
+			if at.State != yarnpb.AttemptState_ATTEMPT_ALLOCATED {
+				continue
+			}
+			seen[at.ID] = true
+			if launched[at.ID] {
+				continue
+			}
+			launched[at.ID] = true
+			s.leaderWG.Add(1)
+			go func() {
+				defer s.leaderWG.Done()
+				s.launchAM(ctx, r, at)
+			}()
+		}
+		for id := range launched {
+			if !seen[id] {
+				delete(launched, id)
+			}
+		}
+		_ = ws.WatchCtx(ctx)
+	}
+}
+
+// launchAM starts an attempt's AM container on its node. A failure fails
+// the attempt through the AM container's completion.
+func (s *Server) launchAM(ctx context.Context, r *state.ReadTxn, at *state.Attempt) {
+	c := r.Container(nil, at.AMContainerID)
+	app := r.App(nil, at.AppID)
+	if c == nil || app == nil {
+		return
+	}
+	logger := s.logger.With("attempt_id", at.ID, "container_id", c.ID, "node_id", c.NodeID)
+	err := func() error {
+		var launch yarnpb.ContainerLaunchContext
+		if err := proto.Unmarshal(app.AMLaunch, &launch); err != nil {
+			return fmt.Errorf("decoding the AM launch context: %w", err)
+		}
+		if launch.Env == nil {
+			launch.Env = map[string]string{}
+		}
+		launch.Env["LOOM_APP_ATTEMPT_ID"] = at.ID
+		launch.Env["LOOM_RM_ADDRS"] = strings.Join(s.rmAddrs(), ",")
+		launch.Env["LOOM_AM_MEMORY_MB"] = fmt.Sprint(c.Resource.MemoryMB)
+		nm, err := s.nms.client(c.NodeID)
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		resp, err := nm.StartContainers(cctx, &yarnpb.StartContainersRequest{Containers: []*yarnpb.StartContainerRequest{{
+			ContainerId:   c.ID,
+			ApplicationId: app.ID,
+			User:          app.User,
+			Resource:      c.Resource.Proto(),
+			LaunchContext: &launch,
+		}}})
+		if err != nil {
+			return err
+		}
+		if msg, ok := resp.Failed[c.ID]; ok {
+			return fmt.Errorf("%s", msg)
+		}
+		return nil
+	}()
+	if err == nil {
+		logger.Debug("AM container started")
+		return
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	logger.Warn("launching the AM container failed", "error", err)
+	st := &yarnpb.ContainerStatus{ContainerId: c.ID, State: yarnpb.ContainerState_CONTAINER_COMPLETED, ExitStatus: state.ExitLaunchFailed,
+		Diagnostics: fmt.Sprintf("launching the AM container on node %s failed: %v", c.NodeID, err)}
+	if _, _, err := s.raftApply(CmdContainerStatuses, containerStatusesCmd{NodeID: c.NodeID, Statuses: []*yarnpb.ContainerStatus{st}, Now: nowMS()}); err != nil {
+		logger.Warn("recording the launch failure failed", "error", err)
+	}
+}
+
+// rmAddrs lists the gRPC addresses of every RM replica (the raft server
+// ids), for containers to find the leader.
+func (s *Server) rmAddrs() []string {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return []string{s.cfg.AdvertiseAddr}
+	}
+	var out []string
+	for _, srv := range f.Configuration().Servers {
+		out = append(out, string(srv.ID))
+	}
+	return out
+}

@@ -1,0 +1,308 @@
+package rmclient
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"loom/errdefs"
+	"loom/proto/yarnpb"
+)
+
+// ContainerRequest asks for one container.
+type ContainerRequest struct {
+	Capability          *yarnpb.Resource
+	Priority            int32
+	AllocationRequestID int64
+	Nodes               []string
+	// StrictLocality keeps the container on Nodes (relax_locality false).
+	StrictLocality bool
+}
+
+type askKey struct {
+	arid     int64
+	priority int32
+	mem      int64
+	vcores   int32
+}
+
+func keyOf(arid int64, prio int32, r *yarnpb.Resource) askKey {
+	return askKey{arid, prio, r.GetMemoryMb(), r.GetVcores()}
+}
+
+// Handler receives what the RM sends an AM. Its methods run on the
+// heartbeat goroutine and must not block for long.
+type Handler struct {
+	ContainersAllocated func([]*yarnpb.Container)
+	ContainersCompleted func([]*yarnpb.ContainerStatus)
+	// ShutdownRequested is called when the RM says this attempt is over.
+	ShutdownRequested func()
+	// Error is called when heartbeats fail for longer than the client's
+	// retry period; the loop goes on.
+	Error func(error)
+}
+
+// AMRMClient is an ApplicationMaster's side of the AM protocol: it
+// registers, keeps the table of outstanding asks, heartbeats (a call held
+// by the RM until there is news) and matches allocated containers to asks.
+type AMRMClient struct {
+	rm        *Client
+	attemptID string
+	handler   Handler
+
+	mu         sync.Mutex
+	asks       map[askKey]*yarnpb.ResourceRequest
+	releases   []string
+	progress   float32
+	responseID int32
+	seenDone   map[string]bool
+	inflight   context.CancelFunc // cancels a held Allocate call on change
+	kicked     bool
+	reg        *yarnpb.RegisterApplicationMasterRequest
+
+	// Wait is how long the RM may hold an Allocate call with no news.
+	Wait time.Duration
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewAMRMClient returns an AMRM client for an application attempt.
+func (c *Client) NewAMRMClient(attemptID string, h Handler) *AMRMClient {
+	return &AMRMClient{
+		rm:        c,
+		attemptID: attemptID,
+		handler:   h,
+		asks:      map[askKey]*yarnpb.ResourceRequest{},
+		seenDone:  map[string]bool{},
+		Wait:      time.Second,
+	}
+}
+
+// Register registers the AM with the RM.
+func (a *AMRMClient) Register(ctx context.Context, host string, port int32, trackingURL string) (*yarnpb.RegisterApplicationMasterResponse, error) {
+	req := &yarnpb.RegisterApplicationMasterRequest{ApplicationAttemptId: a.attemptID, Host: host, RpcPort: port, TrackingUrl: trackingURL}
+	var resp *yarnpb.RegisterApplicationMasterResponse
+	err := a.rm.call(ctx, func(cc *grpc.ClientConn) (err error) {
+		resp, err = yarnpb.NewApplicationMasterServiceClient(cc).RegisterApplicationMaster(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	a.reg = req
+	a.responseID = 0
+	if iv := time.Duration(resp.HeartbeatIntervalMs) * time.Millisecond; iv > 0 && iv < a.Wait {
+		a.Wait = iv
+	}
+	a.mu.Unlock()
+	return resp, nil
+}
+
+// AddContainerRequest adds one container to the outstanding asks.
+func (a *AMRMClient) AddContainerRequest(r ContainerRequest) {
+	a.mu.Lock()
+	k := keyOf(r.AllocationRequestID, r.Priority, r.Capability)
+	ask := a.asks[k]
+	if ask == nil {
+		relax := !r.StrictLocality
+		ask = &yarnpb.ResourceRequest{AllocationRequestId: r.AllocationRequestID, Priority: r.Priority, Capability: r.Capability, Nodes: r.Nodes, RelaxLocality: &relax}
+		a.asks[k] = ask
+	}
+	ask.Count++
+	a.mu.Unlock()
+	a.kick()
+}
+
+// RemoveContainerRequest withdraws one container from the outstanding asks.
+func (a *AMRMClient) RemoveContainerRequest(r ContainerRequest) {
+	a.mu.Lock()
+	if ask := a.asks[keyOf(r.AllocationRequestID, r.Priority, r.Capability)]; ask != nil && ask.Count > 0 {
+		ask.Count--
+	}
+	a.mu.Unlock()
+	a.kick()
+}
+
+// Outstanding returns how many containers are asked for and not yet
+// allocated.
+func (a *AMRMClient) Outstanding() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	for _, ask := range a.asks {
+		n += int(ask.Count)
+	}
+	return n
+}
+
+// ReleaseContainer gives a container back.
+func (a *AMRMClient) ReleaseContainer(id string) {
+	a.mu.Lock()
+	a.releases = append(a.releases, id)
+	a.mu.Unlock()
+	a.kick()
+}
+
+// SetProgress reports the application's progress (0..1).
+func (a *AMRMClient) SetProgress(p float32) {
+	a.mu.Lock()
+	a.progress = p
+	a.mu.Unlock()
+}
+
+// kick interrupts a held Allocate call so that a change goes out now.
+func (a *AMRMClient) kick() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.kicked = true
+	if a.inflight != nil {
+		a.inflight()
+	}
+}
+
+// Start runs the heartbeat loop until Stop, Finish or ctx ends.
+func (a *AMRMClient) Start(ctx context.Context) {
+	ctx, a.cancel = context.WithCancel(ctx)
+	a.done = make(chan struct{})
+	go func() {
+		defer close(a.done)
+		a.loop(ctx)
+	}()
+}
+
+// Stop ends the heartbeat loop and waits for it.
+func (a *AMRMClient) Stop() {
+	if a.cancel != nil {
+		a.cancel()
+		<-a.done
+	}
+}
+
+func (a *AMRMClient) loop(ctx context.Context) {
+	failingSince := time.Time{}
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		a.mu.Lock()
+		req := &yarnpb.AllocateRequest{
+			ApplicationAttemptId: a.attemptID,
+			ResponseId:           a.responseID,
+			Releases:             a.releases,
+			Progress:             a.progress,
+			WaitMs:               a.Wait.Milliseconds(),
+		}
+		if a.kicked {
+			req.WaitMs = 0
+		}
+		a.kicked = false
+		for _, ask := range a.asks {
+			req.Asks = append(req.Asks, &yarnpb.ResourceRequest{
+				AllocationRequestId: ask.AllocationRequestId, Priority: ask.Priority, Capability: ask.Capability,
+				Count: ask.Count, Nodes: ask.Nodes, RelaxLocality: ask.RelaxLocality,
+			})
+		}
+		sentReleases := len(a.releases)
+		callCtx, cancel := context.WithCancel(ctx)
+		a.inflight = cancel
+		a.mu.Unlock()
+
+		var resp *yarnpb.AllocateResponse
+		err := a.rm.call(callCtx, func(cc *grpc.ClientConn) (err error) {
+			resp, err = yarnpb.NewApplicationMasterServiceClient(cc).Allocate(callCtx, req)
+			return err
+		})
+		cancel()
+		a.mu.Lock()
+		a.inflight = nil
+		a.mu.Unlock()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if callCtx.Err() != nil {
+				continue // interrupted by a change: send it now
+			}
+			if errors.Is(err, errdefs.ErrNotFound) || errors.Is(err, errdefs.ErrFailedPrecondition) {
+				if a.handler.ShutdownRequested != nil {
+					a.handler.ShutdownRequested()
+				}
+				return
+			}
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+			} else if time.Since(failingSince) > a.rm.RetryFor && a.handler.Error != nil {
+				a.handler.Error(err)
+				failingSince = time.Now()
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, time.Second)
+			continue
+		}
+		failingSince, backoff = time.Time{}, 50*time.Millisecond
+		switch resp.Command {
+		case yarnpb.AMCommand_AM_SHUTDOWN:
+			if a.handler.ShutdownRequested != nil {
+				a.handler.ShutdownRequested()
+			}
+			return
+		case yarnpb.AMCommand_AM_RESYNC:
+			a.mu.Lock()
+			reg := a.reg
+			a.mu.Unlock()
+			if reg != nil {
+				if _, err := a.Register(ctx, reg.Host, reg.RpcPort, reg.TrackingUrl); err != nil && a.handler.Error != nil {
+					a.handler.Error(err)
+				}
+			}
+			continue
+		}
+		a.mu.Lock()
+		a.responseID = resp.ResponseId
+		a.releases = a.releases[sentReleases:]
+		// Withdrawn asks have been sent with count 0: forget them.
+		for k, ask := range a.asks {
+			if ask.Count == 0 {
+				delete(a.asks, k)
+			}
+		}
+		// Each allocated container fulfils one ask of its key.
+		for _, c := range resp.Allocated {
+			if ask := a.asks[keyOf(c.AllocationRequestId, c.Priority, c.Resource)]; ask != nil && ask.Count > 0 {
+				ask.Count--
+			}
+		}
+		var completed []*yarnpb.ContainerStatus
+		for _, st := range resp.Completed {
+			if !a.seenDone[st.ContainerId] {
+				a.seenDone[st.ContainerId] = true
+				completed = append(completed, st)
+			}
+		}
+		a.mu.Unlock()
+		if len(resp.Allocated) > 0 && a.handler.ContainersAllocated != nil {
+			a.handler.ContainersAllocated(resp.Allocated)
+		}
+		if len(completed) > 0 && a.handler.ContainersCompleted != nil {
+			a.handler.ContainersCompleted(completed)
+		}
+	}
+}
+
+// Finish stops the heartbeat loop and unregisters with a final status.
+func (a *AMRMClient) Finish(ctx context.Context, status yarnpb.FinalStatus, diag, trackingURL string) error {
+	a.Stop()
+	return a.rm.call(ctx, func(cc *grpc.ClientConn) error {
+		_, err := yarnpb.NewApplicationMasterServiceClient(cc).FinishApplicationMaster(ctx, &yarnpb.FinishApplicationMasterRequest{
+			ApplicationAttemptId: a.attemptID, FinalStatus: status, Diagnostics: diag, TrackingUrl: trackingURL,
+		})
+		return err
+	})
+}

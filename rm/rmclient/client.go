@@ -1,0 +1,372 @@
+// Package rmclient talks to the cluster ResourceManager: submitting and
+// inspecting applications, the AMRM protocol for ApplicationMasters, the
+// resource tracker for NodeManagers and administration. It follows the
+// raft leader across replicas and retries while none is reachable.
+package rmclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"loom/errdefs"
+	"loom/proto/yarnpb"
+)
+
+// DefaultAddr is where a client looks for the RM when told nothing.
+const DefaultAddr = "127.0.0.1:8032"
+
+// ParseAddrs splits a comma-separated list of host:port addresses and
+// checks each.
+func ParseAddrs(list string) ([]string, error) {
+	var out []string
+	for _, a := range strings.Split(list, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if err := CheckAddr(a); err != nil {
+			return nil, fmt.Errorf("invalid ResourceManager address %q: %w", a, err)
+		}
+		out = append(out, a)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no ResourceManager address given; pass --rm host:port or set LOOM_RM")
+	}
+	return out, nil
+}
+
+// CheckAddr checks that a is host:port with a valid port.
+func CheckAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("expected host:port (%v)", err)
+	}
+	if host == "" {
+		return fmt.Errorf("expected host:port, the host is missing")
+	}
+	if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+		return fmt.Errorf("expected host:port, %q is not a port number", port)
+	}
+	return nil
+}
+
+// Client is a connection to the RM replicas.
+type Client struct {
+	mu    sync.Mutex
+	addrs []string
+	cur   int
+	conns map[string]*grpc.ClientConn
+	// RetryFor bounds how long a call retries while no leader answers.
+	RetryFor time.Duration
+}
+
+// New returns a client of the RM replicas at addrs.
+func New(addrs []string) (*Client, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("no ResourceManager address given")
+	}
+	for _, a := range addrs {
+		if err := CheckAddr(a); err != nil {
+			return nil, fmt.Errorf("invalid ResourceManager address %q: %w", a, err)
+		}
+	}
+	return &Client{addrs: append([]string(nil), addrs...), conns: map[string]*grpc.ClientConn{}, RetryFor: 15 * time.Second}, nil
+}
+
+// Close closes every connection.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cc := range c.conns {
+		_ = cc.Close()
+	}
+	c.conns = map[string]*grpc.ClientConn{}
+	return nil
+}
+
+// Addrs returns the replica addresses known to the client.
+func (c *Client) Addrs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.addrs...)
+}
+
+func (c *Client) conn() (*grpc.ClientConn, string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	addr := c.addrs[c.cur%len(c.addrs)]
+	if cc := c.conns[addr]; cc != nil {
+		return cc, addr, nil
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, addr, err
+	}
+	c.conns[addr] = cc
+	return cc, addr, nil
+}
+
+// follow moves to the leader named by a hint, or to the next replica.
+func (c *Client) follow(hint string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if hint != "" {
+		for i, a := range c.addrs {
+			if a == hint {
+				c.cur = i
+				return
+			}
+		}
+		if CheckAddr(hint) == nil {
+			c.addrs = append(c.addrs, hint)
+			c.cur = len(c.addrs) - 1
+			return
+		}
+	}
+	c.cur = (c.cur + 1) % len(c.addrs)
+}
+
+// call runs fn against the current replica, following the leader and
+// retrying while the cluster is unavailable, until RetryFor or ctx ends.
+func (c *Client) call(ctx context.Context, fn func(cc *grpc.ClientConn) error) error {
+	deadline := time.Now().Add(c.RetryFor)
+	backoff := 20 * time.Millisecond
+	for {
+		cc, addr, err := c.conn()
+		if err != nil {
+			return err
+		}
+		err = errdefs.FromGRPC(fn(cc))
+		if err == nil {
+			return nil
+		}
+		retry := errors.Is(err, errdefs.ErrUnavailable) || errors.Is(err, errdefs.ErrNotLeader)
+		if !retry || ctx.Err() != nil {
+			return err
+		}
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("ResourceManager at %s: %w (is it running? pass --rm host:port or set LOOM_RM)", strings.Join(c.Addrs(), ","), err)
+		}
+		hint, _ := errdefs.LeaderHint(err)
+		if hint == addr {
+			hint = ""
+		}
+		c.follow(hint)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+}
+
+func (c *Client) client(cc *grpc.ClientConn) yarnpb.ClientServiceClient {
+	return yarnpb.NewClientServiceClient(cc)
+}
+
+// NewApplication reserves an application id.
+func (c *Client) NewApplication(ctx context.Context) (*yarnpb.NewApplicationResponse, error) {
+	var resp *yarnpb.NewApplicationResponse
+	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+		resp, err = c.client(cc).NewApplication(ctx, &yarnpb.NewApplicationRequest{})
+		return err
+	})
+	return resp, err
+}
+
+// Submit submits an application.
+func (c *Client) Submit(ctx context.Context, sc *yarnpb.ApplicationSubmissionContext) error {
+	tries := 0
+	return c.call(ctx, func(cc *grpc.ClientConn) error {
+		tries++
+		_, err := c.client(cc).SubmitApplication(ctx, &yarnpb.SubmitApplicationRequest{Context: sc})
+		if err != nil && tries > 1 && errors.Is(errdefs.FromGRPC(err), errdefs.ErrAlreadyExists) {
+			return nil // an earlier try went through
+		}
+		return err
+	})
+}
+
+// Report returns an application's report.
+func (c *Client) Report(ctx context.Context, appID string, withContainers bool) (*yarnpb.ApplicationReport, error) {
+	r, _, err := c.WatchReport(ctx, appID, withContainers, 0, 0)
+	return r, err
+}
+
+// WatchReport returns an application's report once its index passes
+// minIndex, or after wait.
+func (c *Client) WatchReport(ctx context.Context, appID string, withContainers bool, minIndex uint64, wait time.Duration) (*yarnpb.ApplicationReport, uint64, error) {
+	var resp *yarnpb.GetApplicationReportResponse
+	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+		resp, err = c.client(cc).GetApplicationReport(ctx, &yarnpb.GetApplicationReportRequest{
+			ApplicationId: appID, IncludeContainers: withContainers, MinIndex: minIndex, WaitMs: wait.Milliseconds(),
+		})
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return resp.Report, resp.Index, nil
+}
+
+// WaitFinished blocks until the application ends, calling onChange (if
+// not nil) with every new report.
+func (c *Client) WaitFinished(ctx context.Context, appID string, onChange func(*yarnpb.ApplicationReport)) (*yarnpb.ApplicationReport, error) {
+	var index uint64
+	for {
+		r, idx, err := c.WatchReport(ctx, appID, false, index, 30*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		if idx != index && onChange != nil {
+			onChange(r)
+		}
+		index = idx
+		switch r.State {
+		case yarnpb.AppState_APP_FINISHED, yarnpb.AppState_APP_FAILED, yarnpb.AppState_APP_KILLED:
+			return r, nil
+		}
+	}
+}
+
+// ListApps lists applications; all includes finished ones.
+func (c *Client) ListApps(ctx context.Context, all bool) ([]*yarnpb.ApplicationReport, error) {
+	var resp *yarnpb.ListApplicationsResponse
+	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+		resp, err = c.client(cc).ListApplications(ctx, &yarnpb.ListApplicationsRequest{All: all})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Applications, nil
+}
+
+// Kill kills an application; it reports whether it had already ended.
+func (c *Client) Kill(ctx context.Context, appID, diag string) (bool, error) {
+	var resp *yarnpb.KillApplicationResponse
+	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+		resp, err = c.client(cc).KillApplication(ctx, &yarnpb.KillApplicationRequest{ApplicationId: appID, Diagnostics: diag})
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	return resp.AlreadyFinished, nil
+}
+
+// Metrics returns the cluster's metrics.
+func (c *Client) Metrics(ctx context.Context) (*yarnpb.ClusterMetricsResponse, error) {
+	var resp *yarnpb.ClusterMetricsResponse
+	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+		resp, err = c.client(cc).ClusterMetrics(ctx, &yarnpb.ClusterMetricsRequest{})
+		return err
+	})
+	return resp, err
+}
+
+// Nodes lists nodes; all includes those that left the cluster.
+func (c *Client) Nodes(ctx context.Context, all bool) ([]*yarnpb.NodeReport, error) {
+	var resp *yarnpb.ListNodesResponse
+	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+		resp, err = c.client(cc).ListNodes(ctx, &yarnpb.ListNodesRequest{All: all})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Nodes, nil
+}
+
+// Node returns one node's report.
+func (c *Client) Node(ctx context.Context, id string) (*yarnpb.NodeReport, error) {
+	var resp *yarnpb.ListNodesResponse
+	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+		resp, err = c.client(cc).ListNodes(ctx, &yarnpb.ListNodesRequest{NodeId: id})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Nodes[0], nil
+}
+
+// Queues returns queue information; queue "" means every queue.
+func (c *Client) Queues(ctx context.Context, queue string) ([]*yarnpb.QueueInfo, error) {
+	var resp *yarnpb.QueueInfoResponse
+	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+		resp, err = c.client(cc).QueueInfo(ctx, &yarnpb.QueueInfoRequest{Queue: queue})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Queues, nil
+}
+
+// Admin returns the admin service of the current replica, through the
+// leader-following call.
+func (c *Client) Decommission(ctx context.Context, nodes []string, graceful bool, timeout time.Duration) error {
+	return c.call(ctx, func(cc *grpc.ClientConn) error {
+		_, err := yarnpb.NewAdminServiceClient(cc).Decommission(ctx, &yarnpb.DecommissionRequest{NodeIds: nodes, Graceful: graceful, TimeoutS: int64(timeout.Seconds())})
+		return err
+	})
+}
+
+// Recommission brings decommissioning nodes back.
+func (c *Client) Recommission(ctx context.Context, nodes []string) error {
+	return c.call(ctx, func(cc *grpc.ClientConn) error {
+		_, err := yarnpb.NewAdminServiceClient(cc).Recommission(ctx, &yarnpb.RecommissionRequest{NodeIds: nodes})
+		return err
+	})
+}
+
+// ServiceState returns the raft state of the replica answering.
+func (c *Client) ServiceState(ctx context.Context) (*yarnpb.ServiceStateResponse, error) {
+	var resp *yarnpb.ServiceStateResponse
+	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+		resp, err = yarnpb.NewAdminServiceClient(cc).ServiceState(ctx, &yarnpb.ServiceStateRequest{})
+		return err
+	})
+	return resp, err
+}
+
+// RegisterNode registers a NodeManager.
+func (c *Client) RegisterNode(ctx context.Context, req *yarnpb.RegisterNodeManagerRequest) (*yarnpb.RegisterNodeManagerResponse, error) {
+	var resp *yarnpb.RegisterNodeManagerResponse
+	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+		resp, err = yarnpb.NewResourceTrackerServiceClient(cc).RegisterNodeManager(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// NodeHeartbeat sends a NodeManager heartbeat.
+func (c *Client) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHeartbeatRequest) (*yarnpb.NodeHeartbeatResponse, error) {
+	var resp *yarnpb.NodeHeartbeatResponse
+	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+		resp, err = yarnpb.NewResourceTrackerServiceClient(cc).NodeHeartbeat(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// UnregisterNode tells the RM a NodeManager is shutting down.
+func (c *Client) UnregisterNode(ctx context.Context, nodeID string) error {
+	return c.call(ctx, func(cc *grpc.ClientConn) error {
+		_, err := yarnpb.NewResourceTrackerServiceClient(cc).UnRegisterNodeManager(ctx, &yarnpb.UnRegisterNodeManagerRequest{NodeId: nodeID})
+		return err
+	})
+}
+
+func nowMS() int64 { return time.Now().UnixMilli() }

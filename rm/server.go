@@ -1,0 +1,462 @@
+// Package rm is loom's cluster ResourceManager: the node registry,
+// applications and their attempts, the capacity scheduler and the AM
+// launcher. Its state lives in go-memdb tables changed only by commands
+// applied through a hashicorp/raft FSM.
+package rm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"google.golang.org/grpc"
+
+	"loom/errdefs"
+	"loom/proto/yarnpb"
+	"loom/rm/scheduler"
+	"loom/rm/state"
+)
+
+// Config holds every setting of a ResourceManager.
+type Config struct {
+	Logger hclog.Logger
+	// DataDir holds the raft log, snapshots and the staging store.
+	DataDir string
+	// Addr is the gRPC listen address; AdvertiseAddr is what others dial
+	// (defaults to the listener's address). It is also the raft server id.
+	Addr          string
+	AdvertiseAddr string
+	HTTPAddr      string
+	RaftAddr      string
+	// Bootstrap makes this server the single voter of a new raft cluster
+	// when DataDir holds no raft state.
+	Bootstrap bool
+	// InMemory keeps raft in memory (tests only).
+	InMemory bool
+
+	NMHeartbeat   time.Duration // interval NMs heartbeat at
+	NodeExpiry    time.Duration // a node silent this long is LOST
+	AMExpiry      time.Duration // an AM silent this long has failed
+	AllocExpiry   time.Duration // an allocated container not started this long is reclaimed
+	MaxAttempts   int32
+	MaxAllocation state.Resource
+	Queues        []scheduler.Queue
+	// RaftTimeout is raft's heartbeat and election timeout.
+	RaftTimeout time.Duration
+	// MaxBatch bounds the allocations committed in one raft entry.
+	MaxBatch int
+	// KillGrace is how long after an application ends its AM container is
+	// left to exit by itself before NMs are told to stop it.
+	KillGrace time.Duration
+}
+
+// DefaultConfig returns every default in one place.
+func DefaultConfig() *Config {
+	return &Config{
+		Logger:        hclog.NewNullLogger(),
+		Addr:          "127.0.0.1:8032",
+		HTTPAddr:      "127.0.0.1:8088",
+		RaftAddr:      "127.0.0.1:8034",
+		Bootstrap:     true,
+		NMHeartbeat:   1 * time.Second,
+		NodeExpiry:    10 * time.Second,
+		AMExpiry:      30 * time.Second,
+		AllocExpiry:   60 * time.Second,
+		MaxAttempts:   2,
+		MaxAllocation: state.Resource{MemoryMB: 8192, VCores: 4},
+		Queues:        scheduler.DefaultQueues(),
+		RaftTimeout:   300 * time.Millisecond,
+		MaxBatch:      2048,
+		KillGrace:     5 * time.Second,
+	}
+}
+
+// Server is a ResourceManager replica.
+type Server struct {
+	cfg    *Config
+	logger hclog.Logger
+
+	fsm       *FSM
+	raft      *raft.Raft
+	raftTrans raft.Transport
+	closers   []func() error // raft stores, closed last
+	leaderCh  chan bool
+
+	grpc     *grpc.Server
+	listener net.Listener
+	http     *http.Server
+	httpLn   net.Listener
+
+	// Leader-only parts; nil when not the leader.
+	leaderMu      sync.Mutex
+	leaderCancel  context.CancelFunc
+	leaderWG      sync.WaitGroup
+	isLeader      atomic.Bool
+	leaderReady   chan struct{} // closed once leadership is established
+	clusterTS     atomic.Int64
+	epoch         atomic.Int64
+	appSeq        atomic.Uint64
+	schedulerKick chan struct{}
+
+	soft *softState
+	nms  *nmPool
+
+	wg       sync.WaitGroup
+	shutdown chan struct{}
+	once     sync.Once
+}
+
+// New starts a ResourceManager: raft, the gRPC and HTTP servers.
+func New(cfg *Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	s := &Server{
+		cfg:           cfg,
+		logger:        cfg.Logger.Named("rm"),
+		leaderCh:      make(chan bool, 8),
+		schedulerKick: make(chan struct{}, 1),
+		shutdown:      make(chan struct{}),
+		leaderReady:   make(chan struct{}),
+		soft:          newSoftState(),
+	}
+	s.nms = newNMPool(s.logger)
+	fsm, err := NewFSM(s.logger)
+	if err != nil {
+		return nil, err
+	}
+	s.fsm = fsm
+	fsm.applied = s.onApplied
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w (is another ResourceManager running? choose another with --addr)", cfg.Addr, err)
+	}
+	s.listener = ln
+	if cfg.AdvertiseAddr == "" {
+		cfg.AdvertiseAddr = ln.Addr().String()
+	}
+	if !cfg.InMemory {
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("creating data dir: %w", err)
+		}
+	}
+	if cfg.HTTPAddr != "" {
+		hl, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("listening on %s: %w (choose another with --http-addr)", cfg.HTTPAddr, err)
+		}
+		s.httpLn = hl
+	}
+	if err := s.setupRaft(); err != nil {
+		s.listener.Close()
+		if s.httpLn != nil {
+			s.httpLn.Close()
+		}
+		return nil, err
+	}
+
+	s.grpc = grpc.NewServer()
+	yarnpb.RegisterClientServiceServer(s.grpc, &clientEndpoint{s: s})
+	yarnpb.RegisterApplicationMasterServiceServer(s.grpc, &amEndpoint{s: s})
+	yarnpb.RegisterResourceTrackerServiceServer(s.grpc, &trackerEndpoint{s: s})
+	yarnpb.RegisterAdminServiceServer(s.grpc, &adminEndpoint{s: s})
+	s.goOwned(func() {
+		if err := s.grpc.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.logger.Error("grpc server stopped", "error", err)
+		}
+	})
+	if s.httpLn != nil {
+		s.http = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		s.goOwned(func() {
+			if err := s.http.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.logger.Error("http server stopped", "error", err)
+			}
+		})
+	}
+	s.goOwned(s.monitorLeadership)
+	s.logger.Info("resource manager started", "addr", cfg.AdvertiseAddr, "http", s.HTTPAddr(), "data_dir", cfg.DataDir)
+	return s, nil
+}
+
+func (s *Server) goOwned(fn func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+}
+
+// Addr is the gRPC address clients dial.
+func (s *Server) Addr() string { return s.cfg.AdvertiseAddr }
+
+// HTTPAddr is the HTTP address, or "" when disabled.
+func (s *Server) HTTPAddr() string {
+	if s.httpLn == nil {
+		return ""
+	}
+	return s.httpLn.Addr().String()
+}
+
+// State returns the current state store.
+func (s *Server) State() *state.Store { return s.fsm.State() }
+
+// IsLeader reports whether this replica leads.
+func (s *Server) IsLeader() bool { return s.isLeader.Load() }
+
+func (s *Server) setupRaft() error {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(s.cfg.AdvertiseAddr)
+	rc.Logger = s.cfg.Logger.Named("raft")
+	if s.cfg.Logger.GetLevel() < hclog.Warn {
+		rc.Logger.SetLevel(hclog.Warn)
+	}
+	if t := s.cfg.RaftTimeout; t > 0 {
+		rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = t, t, t/2
+	}
+	rc.NotifyCh = s.leaderCh
+	rc.SnapshotThreshold = 4096
+	rc.TrailingLogs = 2048
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 256
+
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+		trans  raft.Transport
+	)
+	if s.cfg.InMemory {
+		mem := raft.NewInmemStore()
+		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
+		_, t := raft.NewInmemTransport(raft.ServerAddress(s.cfg.AdvertiseAddr))
+		trans = t
+	} else {
+		dir := filepath.Join(s.cfg.DataDir, "raft")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("creating raft dir: %w", err)
+		}
+		bolt, err := raftboltdb.NewBoltStore(filepath.Join(dir, "raft.db"))
+		if err != nil {
+			return fmt.Errorf("opening raft log in %s: %w", dir, err)
+		}
+		s.closers = append(s.closers, bolt.Close)
+		logs, stable = bolt, bolt
+		fs, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, rc.Logger)
+		if err != nil {
+			return fmt.Errorf("opening raft snapshots: %w", err)
+		}
+		snaps = fs
+		t, err := raft.NewTCPTransportWithLogger(s.cfg.RaftAddr, nil, 3, 10*time.Second, rc.Logger)
+		if err != nil {
+			return fmt.Errorf("raft transport on %s: %w (choose another with --raft-addr)", s.cfg.RaftAddr, err)
+		}
+		s.closers = append(s.closers, t.Close)
+		trans = t
+	}
+	s.raftTrans = trans
+	if s.cfg.Bootstrap {
+		has, err := raft.HasExistingState(logs, stable, snaps)
+		if err != nil {
+			return fmt.Errorf("reading raft state: %w", err)
+		}
+		if !has {
+			conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr()}}}
+			if err := raft.BootstrapCluster(rc, logs, stable, snaps, trans, conf); err != nil {
+				return fmt.Errorf("bootstrapping raft: %w", err)
+			}
+		}
+	}
+	r, err := raft.NewRaft(rc, s.fsm, logs, stable, snaps, trans)
+	if err != nil {
+		return fmt.Errorf("starting raft: %w", err)
+	}
+	s.raft = r
+	return nil
+}
+
+// raftApply commits a command and returns its result.
+func (s *Server) raftApply(t CommandType, payload any) (any, uint64, error) {
+	if !s.isLeader.Load() {
+		return nil, 0, errdefs.NotLeader(s.leaderAddr())
+	}
+	buf, err := encodeCommand(t, payload)
+	if err != nil {
+		return nil, 0, err
+	}
+	f := s.raft.Apply(buf, 10*time.Second)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, 0, errdefs.NotLeader(s.leaderAddr())
+		}
+		return nil, 0, errdefs.Unavailable("committing to the raft log: %v", err)
+	}
+	res, _ := f.Response().(*fsmResult)
+	if res == nil {
+		return nil, f.Index(), nil
+	}
+	return res.Value, f.Index(), res.Err
+}
+
+func (s *Server) leaderAddr() string {
+	_, id := s.raft.LeaderWithID()
+	return string(id)
+}
+
+// requireLeader fails with NotLeader on a follower, after waiting briefly
+// for a leadership being established.
+func (s *Server) requireLeader(ctx context.Context) error {
+	if s.isLeader.Load() {
+		return nil
+	}
+	if s.raft.State() == raft.Leader || s.raft.State() == raft.Candidate || s.leaderAddr() == "" {
+		t := time.NewTimer(3 * s.cfg.RaftTimeout)
+		defer t.Stop()
+		s.leaderMu.Lock()
+		ready := s.leaderReady
+		s.leaderMu.Unlock()
+		select {
+		case <-ready:
+			if s.isLeader.Load() {
+				return nil
+			}
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return errdefs.NotLeader(s.leaderAddr())
+}
+
+func (s *Server) monitorLeadership() {
+	for {
+		select {
+		case <-s.shutdown:
+			s.revokeLeadership()
+			return
+		case isLeader := <-s.leaderCh:
+			if isLeader {
+				s.establishLeadership()
+			} else {
+				s.revokeLeadership()
+			}
+		}
+	}
+}
+
+func (s *Server) establishLeadership() {
+	if err := s.raft.Barrier(10 * time.Second).Error(); err != nil {
+		s.logger.Error("raft barrier failed; giving up leadership", "error", err)
+		_ = s.raft.LeadershipTransfer()
+		return
+	}
+	ts := time.Now().UnixMilli()
+	buf, _ := encodeCommand(CmdBumpEpoch, bumpEpochCmd{ClusterTS: ts})
+	if err := s.raft.Apply(buf, 10*time.Second).Error(); err != nil {
+		s.logger.Error("recording the new epoch failed", "error", err)
+		return
+	}
+	meta := s.State().Snapshot().Meta()
+	s.clusterTS.Store(meta.Cluster)
+	s.epoch.Store(meta.Epoch)
+	s.appSeq.Store(0)
+
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	if s.leaderCancel != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.leaderCancel = cancel
+	s.soft.reset(time.Now(), s.State().Snapshot())
+	s.isLeader.Store(true)
+	for _, loop := range []func(context.Context){s.schedulerLoop, s.nodeLivenessLoop, s.amLivenessLoop, s.launcherLoop, s.cleanupLoop} {
+		s.leaderWG.Add(1)
+		go func() {
+			defer s.leaderWG.Done()
+			loop(ctx)
+		}()
+	}
+	close(s.leaderReady)
+	s.kickScheduler()
+	s.logger.Info("leadership established", "epoch", meta.Epoch, "cluster_timestamp", meta.Cluster)
+}
+
+func (s *Server) revokeLeadership() {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	if s.leaderCancel == nil {
+		return
+	}
+	s.isLeader.Store(false)
+	s.leaderCancel()
+	s.leaderWG.Wait()
+	s.leaderCancel = nil
+	s.leaderReady = make(chan struct{})
+	s.logger.Info("leadership lost")
+}
+
+// onApplied runs after each FSM apply: state changes that may free or
+// need resources wake the scheduler.
+func (s *Server) onApplied(t CommandType) {
+	if !s.isLeader.Load() {
+		return
+	}
+	switch t {
+	case CmdAcquireContainers, CmdRegisterAttempt, CmdAppProgress:
+		return
+	}
+	s.kickScheduler()
+}
+
+func (s *Server) kickScheduler() {
+	select {
+	case s.schedulerKick <- struct{}{}:
+	default:
+	}
+}
+
+// Shutdown stops the server: no new work, leader loops stopped, servers
+// stopped, raft shut down, stores closed. It is idempotent.
+func (s *Server) Shutdown() {
+	s.once.Do(func() {
+		close(s.shutdown)
+		done := make(chan struct{})
+		go func() {
+			s.grpc.GracefulStop()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(2 * time.Second):
+			s.grpc.Stop()
+		}
+		if s.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = s.http.Shutdown(ctx)
+			cancel()
+		}
+		if err := s.raft.Shutdown().Error(); err != nil {
+			s.logger.Warn("raft shutdown", "error", err)
+		}
+		s.wg.Wait()
+		s.revokeLeadership()
+		s.nms.close()
+		for i := len(s.closers) - 1; i >= 0; i-- {
+			_ = s.closers[i]()
+		}
+		s.logger.Info("resource manager stopped")
+	})
+}

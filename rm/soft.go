@@ -1,0 +1,261 @@
+package rm
+
+import (
+	"maps"
+	"sync"
+	"time"
+
+	"loom/proto/yarnpb"
+	"loom/rm/scheduler"
+	"loom/rm/state"
+)
+
+// softState is what only the leader keeps, in memory, and rebuilds after a
+// failover: AMs re-send their asks and NMs heartbeat again.
+type softState struct {
+	mu        sync.Mutex
+	asks      map[string]*scheduler.Asks // attempt id ->
+	nodeSeen  map[string]time.Time
+	nodeResp  map[string]int32
+	nodeUtil  map[string]*yarnpb.Resource
+	amSeen    map[string]time.Time
+	amLast    map[string]*yarnpb.AllocateResponse
+	amLocks   map[string]*sync.Mutex
+	delivered map[string]uint64 // attempt id -> highest completion index handed to the AM
+	waiting   map[string]string // app id -> why it waits for its AM container
+}
+
+func newSoftState() *softState {
+	s := &softState{}
+	s.reset(time.Now(), nil)
+	return s
+}
+
+// reset starts a leadership: every node and running AM gets a full
+// liveness period from now.
+func (s *softState) reset(now time.Time, r *state.ReadTxn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.asks = map[string]*scheduler.Asks{}
+	s.nodeSeen = map[string]time.Time{}
+	s.nodeResp = map[string]int32{}
+	s.nodeUtil = map[string]*yarnpb.Resource{}
+	s.amSeen = map[string]time.Time{}
+	s.amLast = map[string]*yarnpb.AllocateResponse{}
+	s.amLocks = map[string]*sync.Mutex{}
+	s.delivered = map[string]uint64{}
+	s.waiting = map[string]string{}
+	if r == nil {
+		return
+	}
+	for _, n := range r.Nodes(nil) {
+		if n.Live() {
+			s.nodeSeen[n.ID] = now
+		}
+	}
+	for _, at := range r.AllAttempts(nil) {
+		if !at.Terminal() {
+			s.amSeen[at.ID] = now
+			// Completions recorded before this leadership were either
+			// handed out already or are handed out once more: AMs ignore
+			// a completion they know.
+		}
+	}
+}
+
+func (s *softState) asksFor(attemptID string) *scheduler.Asks {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.asks[attemptID]
+	if a == nil {
+		return nil
+	}
+	return &scheduler.Asks{Asks: maps.Clone(a.Asks), Blacklist: a.Blacklist}
+}
+
+// updateAsks replaces the asks an AM sent; it reports whether anything
+// changed.
+func (s *softState) updateAsks(attemptID string, asks []*scheduler.Ask, add, remove []string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.asks[attemptID]
+	if cur == nil {
+		cur = &scheduler.Asks{Asks: map[scheduler.AskKey]*scheduler.Ask{}}
+		s.asks[attemptID] = cur
+	}
+	changed := false
+	for _, a := range asks {
+		old := cur.Asks[a.Key]
+		if a.Count == 0 {
+			if old != nil {
+				delete(cur.Asks, a.Key)
+				changed = true
+			}
+			continue
+		}
+		if old == nil || old.Count != a.Count || old.Relax != a.Relax || len(old.Nodes) != len(a.Nodes) {
+			changed = true
+		}
+		cur.Asks[a.Key] = a
+	}
+	if len(add)+len(remove) > 0 {
+		bl := maps.Clone(cur.Blacklist)
+		if bl == nil {
+			bl = map[string]bool{}
+		}
+		for _, n := range add {
+			bl[n] = true
+		}
+		for _, n := range remove {
+			delete(bl, n)
+		}
+		cur.Blacklist = bl
+		changed = true
+	}
+	return changed
+}
+
+// delivered decrements asks by the containers handed to the AM: the AM
+// will lower its totals the same way in its next request.
+func (s *softState) markDelivered(attemptID string, cs []*state.Container, completedIndex uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if completedIndex > s.delivered[attemptID] {
+		s.delivered[attemptID] = completedIndex
+	}
+	cur := s.asks[attemptID]
+	if cur == nil {
+		return
+	}
+	for _, c := range cs {
+		k := scheduler.AskKey{AllocationRequestID: c.AllocationRequestID, Priority: c.Priority, Capability: c.Resource}
+		if a := cur.Asks[k]; a != nil {
+			na := *a
+			na.Count--
+			if na.Count <= 0 {
+				delete(cur.Asks, k)
+			} else {
+				cur.Asks[k] = &na
+			}
+		}
+	}
+}
+
+func (s *softState) deliveredIndex(attemptID string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.delivered[attemptID]
+}
+
+func (s *softState) amLock(attemptID string) *sync.Mutex {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.amLocks[attemptID]
+	if l == nil {
+		l = &sync.Mutex{}
+		s.amLocks[attemptID] = l
+	}
+	return l
+}
+
+func (s *softState) touchAM(attemptID string, now time.Time) {
+	s.mu.Lock()
+	s.amSeen[attemptID] = now
+	s.mu.Unlock()
+}
+
+func (s *softState) lastResponse(attemptID string) *yarnpb.AllocateResponse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.amLast[attemptID]
+}
+
+func (s *softState) setLastResponse(attemptID string, r *yarnpb.AllocateResponse) {
+	s.mu.Lock()
+	s.amLast[attemptID] = r
+	s.mu.Unlock()
+}
+
+// forgetAttempt drops an ended attempt's soft state.
+func (s *softState) forgetAttempt(attemptID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.asks, attemptID)
+	delete(s.amSeen, attemptID)
+	delete(s.amLast, attemptID)
+	delete(s.amLocks, attemptID)
+	delete(s.delivered, attemptID)
+}
+
+// amSeenAt returns when the AM of an attempt last called, starting its
+// clock now when it has none.
+func (s *softState) amSeenAt(attemptID string, now time.Time) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.amSeen[attemptID]
+	if !ok {
+		s.amSeen[attemptID] = now
+		return now
+	}
+	return t
+}
+
+func (s *softState) touchNode(id string, now time.Time, util *yarnpb.Resource) {
+	s.mu.Lock()
+	s.nodeSeen[id] = now
+	if util != nil {
+		s.nodeUtil[id] = util
+	}
+	s.mu.Unlock()
+}
+
+func (s *softState) nodeSeenAt(id string, now time.Time) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.nodeSeen[id]
+	if !ok {
+		s.nodeSeen[id] = now
+		return now
+	}
+	return t
+}
+
+func (s *softState) forgetNode(id string) {
+	s.mu.Lock()
+	delete(s.nodeSeen, id)
+	delete(s.nodeResp, id)
+	delete(s.nodeUtil, id)
+	s.mu.Unlock()
+}
+
+func (s *softState) nextNodeResponse(id string) int32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nodeResp[id]++
+	return s.nodeResp[id]
+}
+
+func (s *softState) utilization(id string) *yarnpb.Resource {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nodeUtil[id]
+}
+
+func (s *softState) setWaiting(w map[string]string) {
+	s.mu.Lock()
+	s.waiting = maps.Clone(w)
+	s.mu.Unlock()
+}
+
+func (s *softState) waitingReason(appID string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waiting[appID]
+}
+
+func (s *softState) lastSeen(id string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.nodeSeen[id]
+	return t, ok
+}

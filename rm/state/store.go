@@ -1,0 +1,372 @@
+package state
+
+import (
+	"fmt"
+	"sort"
+	"sync/atomic"
+
+	memdb "github.com/hashicorp/go-memdb"
+
+	"loom/proto/yarnpb"
+)
+
+// Store is the ResourceManager's state. Objects read from it are shared
+// and must be copied before they are changed.
+type Store struct {
+	db    *memdb.MemDB
+	index atomic.Uint64 // last applied raft index
+	// abandon is closed when the store is replaced by a restore, so that
+	// blocked readers wake up and read the new one.
+	abandon chan struct{}
+}
+
+// NewStore returns an empty store.
+func NewStore() (*Store, error) {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		return nil, fmt.Errorf("creating state store: %w", err)
+	}
+	return &Store{db: db, abandon: make(chan struct{})}, nil
+}
+
+// Abandon marks the store as replaced.
+func (s *Store) Abandon() { close(s.abandon) }
+
+// AbandonCh is closed when the store is replaced.
+func (s *Store) AbandonCh() <-chan struct{} { return s.abandon }
+
+// Index returns the last raft index applied to the store.
+func (s *Store) Index() uint64 { return s.index.Load() }
+
+// Snapshot returns a read transaction: a consistent view.
+func (s *Store) Snapshot() *ReadTxn { return &ReadTxn{txn: s.db.Txn(false), Index: s.Index()} }
+
+// ReadTxn is a consistent read-only view of the store.
+type ReadTxn struct {
+	txn   *memdb.Txn
+	Index uint64
+}
+
+func addWatch(ws memdb.WatchSet, ch <-chan struct{}) {
+	if ws != nil {
+		ws.Add(ch)
+	}
+}
+
+// Node returns a node or nil.
+func (r *ReadTxn) Node(ws memdb.WatchSet, id string) *Node {
+	ch, obj, err := r.txn.FirstWatch(TableNodes, "id", id)
+	if err != nil {
+		return nil
+	}
+	addWatch(ws, ch)
+	if obj == nil {
+		return nil
+	}
+	return obj.(*Node)
+}
+
+// Nodes returns every node, sorted by id.
+func (r *ReadTxn) Nodes(ws memdb.WatchSet) []*Node {
+	it, err := r.txn.Get(TableNodes, "id")
+	if err != nil {
+		return nil
+	}
+	addWatch(ws, it.WatchCh())
+	var out []*Node
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		out = append(out, obj.(*Node))
+	}
+	return out
+}
+
+// App returns an application or nil.
+func (r *ReadTxn) App(ws memdb.WatchSet, id string) *Application {
+	ch, obj, err := r.txn.FirstWatch(TableApps, "id", id)
+	if err != nil {
+		return nil
+	}
+	addWatch(ws, ch)
+	if obj == nil {
+		return nil
+	}
+	return obj.(*Application)
+}
+
+// Apps returns every application in submission order.
+func (r *ReadTxn) Apps(ws memdb.WatchSet) []*Application {
+	it, err := r.txn.Get(TableApps, "id")
+	if err != nil {
+		return nil
+	}
+	addWatch(ws, it.WatchCh())
+	var out []*Application
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		out = append(out, obj.(*Application))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
+	return out
+}
+
+// Attempt returns an attempt or nil.
+func (r *ReadTxn) Attempt(ws memdb.WatchSet, id string) *Attempt {
+	ch, obj, err := r.txn.FirstWatch(TableAttempts, "id", id)
+	if err != nil {
+		return nil
+	}
+	addWatch(ws, ch)
+	if obj == nil {
+		return nil
+	}
+	return obj.(*Attempt)
+}
+
+// Attempts returns an application's attempts, oldest first.
+func (r *ReadTxn) Attempts(ws memdb.WatchSet, appID string) []*Attempt {
+	it, err := r.txn.Get(TableAttempts, "app", appID)
+	if err != nil {
+		return nil
+	}
+	addWatch(ws, it.WatchCh())
+	var out []*Attempt
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		out = append(out, obj.(*Attempt))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Num < out[j].Num })
+	return out
+}
+
+// AllAttempts returns every attempt.
+func (r *ReadTxn) AllAttempts(ws memdb.WatchSet) []*Attempt {
+	it, err := r.txn.Get(TableAttempts, "id")
+	if err != nil {
+		return nil
+	}
+	addWatch(ws, it.WatchCh())
+	var out []*Attempt
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		out = append(out, obj.(*Attempt))
+	}
+	return out
+}
+
+// Container returns a container or nil.
+func (r *ReadTxn) Container(ws memdb.WatchSet, id string) *Container {
+	ch, obj, err := r.txn.FirstWatch(TableContainers, "id", id)
+	if err != nil {
+		return nil
+	}
+	addWatch(ws, ch)
+	if obj == nil {
+		return nil
+	}
+	return obj.(*Container)
+}
+
+func (r *ReadTxn) containersBy(ws memdb.WatchSet, index, value string) []*Container {
+	it, err := r.txn.Get(TableContainers, index, value)
+	if err != nil {
+		return nil
+	}
+	addWatch(ws, it.WatchCh())
+	var out []*Container
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		out = append(out, obj.(*Container))
+	}
+	return out
+}
+
+// ContainersByApp returns an application's containers, sorted by id.
+func (r *ReadTxn) ContainersByApp(ws memdb.WatchSet, appID string) []*Container {
+	return r.containersBy(ws, "app", appID)
+}
+
+// ContainersByAttempt returns an attempt's containers, sorted by id.
+func (r *ReadTxn) ContainersByAttempt(ws memdb.WatchSet, attemptID string) []*Container {
+	return r.containersBy(ws, "attempt", attemptID)
+}
+
+// ContainersByNode returns the containers placed on a node.
+func (r *ReadTxn) ContainersByNode(ws memdb.WatchSet, nodeID string) []*Container {
+	return r.containersBy(ws, "node", nodeID)
+}
+
+// LiveContainers returns every container that has not completed.
+func (r *ReadTxn) LiveContainers() []*Container {
+	it, err := r.txn.Get(TableContainers, "id")
+	if err != nil {
+		return nil
+	}
+	var out []*Container
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		if c := obj.(*Container); !c.Completed() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Meta returns the cluster record.
+func (r *ReadTxn) Meta() Meta {
+	obj, err := r.txn.First(TableMeta, "id", "meta")
+	if err != nil || obj == nil {
+		return Meta{}
+	}
+	return obj.(*metaRow).Meta
+}
+
+// ---------------------------------------------------------------- writes
+
+// WriteTxn is a write transaction; commands compose its helpers.
+type WriteTxn struct {
+	txn   *memdb.Txn
+	index uint64
+	read  *ReadTxn
+}
+
+// Write runs fn in a write transaction at raft index index and commits it
+// when fn returns nil.
+func (s *Store) Write(index uint64, fn func(tx *WriteTxn) error) error {
+	txn := s.db.Txn(true)
+	defer txn.Abort()
+	tx := &WriteTxn{txn: txn, index: index, read: &ReadTxn{txn: txn, Index: index}}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	txn.Commit()
+	if index > s.index.Load() {
+		s.index.Store(index)
+	}
+	return nil
+}
+
+// Read returns the transaction's view, including its own writes.
+func (tx *WriteTxn) Read() *ReadTxn { return tx.read }
+
+// Index is the raft index of the transaction.
+func (tx *WriteTxn) Index() uint64 { return tx.index }
+
+func (tx *WriteTxn) insert(table string, obj any) error {
+	if err := tx.txn.Insert(table, obj); err != nil {
+		return fmt.Errorf("writing %s: %w", table, err)
+	}
+	return nil
+}
+
+// PutNode inserts or replaces a node.
+func (tx *WriteTxn) PutNode(n *Node) error {
+	n.ModifyIndex = tx.index
+	return tx.insert(TableNodes, n)
+}
+
+// PutApp inserts or replaces an application.
+func (tx *WriteTxn) PutApp(a *Application) error {
+	a.ModifyIndex = tx.index
+	return tx.insert(TableApps, a)
+}
+
+// PutAttempt inserts or replaces an attempt.
+func (tx *WriteTxn) PutAttempt(a *Attempt) error {
+	a.ModifyIndex = tx.index
+	return tx.insert(TableAttempts, a)
+}
+
+// PutContainer inserts or replaces a container.
+func (tx *WriteTxn) PutContainer(c *Container) error {
+	c.ModifyIndex = tx.index
+	return tx.insert(TableContainers, c)
+}
+
+// DeleteContainer removes a container record.
+func (tx *WriteTxn) DeleteContainer(c *Container) error {
+	if err := tx.txn.Delete(TableContainers, c); err != nil {
+		return fmt.Errorf("deleting container %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// PutMeta replaces the cluster record.
+func (tx *WriteTxn) PutMeta(m Meta) error {
+	return tx.insert(TableMeta, &metaRow{ID: "meta", Meta: m})
+}
+
+// ---------------------------------------------------------- snapshots
+
+// Dump is the whole state, for raft snapshots.
+type Dump struct {
+	Index      uint64         `json:"index"`
+	Meta       Meta           `json:"meta"`
+	Nodes      []*Node        `json:"nodes"`
+	Apps       []*Application `json:"apps"`
+	Attempts   []*Attempt     `json:"attempts"`
+	Containers []*Container   `json:"containers"`
+}
+
+// Dump copies out the whole state.
+func (r *ReadTxn) Dump() *Dump {
+	d := &Dump{Index: r.Index, Meta: r.Meta(), Nodes: r.Nodes(nil), Apps: r.Apps(nil), Attempts: r.AllAttempts(nil)}
+	it, err := r.txn.Get(TableContainers, "id")
+	if err == nil {
+		for obj := it.Next(); obj != nil; obj = it.Next() {
+			d.Containers = append(d.Containers, obj.(*Container))
+		}
+	}
+	return d
+}
+
+// Restore builds a new store from a dump.
+func Restore(d *Dump) (*Store, error) {
+	s, err := NewStore()
+	if err != nil {
+		return nil, err
+	}
+	err = s.Write(d.Index, func(tx *WriteTxn) error {
+		if err := tx.PutMeta(d.Meta); err != nil {
+			return err
+		}
+		for _, n := range d.Nodes {
+			if err := tx.insert(TableNodes, n); err != nil {
+				return err
+			}
+		}
+		for _, a := range d.Apps {
+			if err := tx.insert(TableApps, a); err != nil {
+				return err
+			}
+		}
+		for _, a := range d.Attempts {
+			if err := tx.insert(TableAttempts, a); err != nil {
+				return err
+			}
+		}
+		for _, c := range d.Containers {
+			if err := tx.insert(TableContainers, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("restoring state: %w", err)
+	}
+	return s, nil
+}
+
+// NodeStateName is the user-facing name of a node state (RUNNING, LOST).
+func NodeStateName(s yarnpb.NodeState) string { return trimEnum(s.String(), "NODE_") }
+
+// AppStateName is the user-facing name of an application state.
+func AppStateName(s yarnpb.AppState) string { return trimEnum(s.String(), "APP_") }
+
+// AttemptStateName is the user-facing name of an attempt state.
+func AttemptStateName(s yarnpb.AttemptState) string { return trimEnum(s.String(), "ATTEMPT_") }
+
+// ContainerStateName is the user-facing name of a container state.
+func ContainerStateName(s yarnpb.ContainerState) string { return trimEnum(s.String(), "CONTAINER_") }
+
+func trimEnum(s, prefix string) string {
+	if len(s) > len(prefix) && s[:len(prefix)] == prefix {
+		return s[len(prefix):]
+	}
+	return s
+}
