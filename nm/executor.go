@@ -531,4 +531,3 @@ func (e *executor) sweepStale() int {
 	}
 	return n
 }
-

@@ -370,3 +370,12 @@ func (c *Client) UnregisterNode(ctx context.Context, nodeID string) error {
 }
 
 func nowMS() int64 { return time.Now().UnixMilli() }
+
+// NewFromList returns a client of a comma-separated replica list.
+func NewFromList(list string) (*Client, error) {
+	addrs, err := ParseAddrs(list)
+	if err != nil {
+		return nil, err
+	}
+	return New(addrs)
+}

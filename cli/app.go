@@ -1,0 +1,248 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"loom/errdefs"
+	"loom/nm/nmclient"
+	"loom/proto/yarnpb"
+	"loom/rm/rmclient"
+)
+
+func appCommand() *cli.Command {
+	return &cli.Command{
+		Name:    "app",
+		Aliases: []string{"application"},
+		Usage:   "inspect and kill applications",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "list",
+				Usage: "list applications (running and waiting; --all adds finished ones)",
+				Flags: []cli.Flag{rmFlag, outputFlag, &cli.BoolFlag{Name: "all", Usage: "include finished applications"}},
+				Action: func(c *cli.Context) error {
+					asJSON, err := jsonOutput(c)
+					if err != nil {
+						return err
+					}
+					rm, err := rmClient(c)
+					if err != nil {
+						return err
+					}
+					defer rm.Close()
+					apps, err := rm.ListApps(c.Context, c.Bool("all"))
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						out := []rmclient.AppJSON{}
+						for _, a := range apps {
+							out = append(out, rmclient.AppToJSON(a))
+						}
+						return printJSON(stdout(), out)
+					}
+					fmt.Fprintf(stdout(), "Total number of applications: %d\n", len(apps))
+					var rows [][]string
+					for _, a := range apps {
+						rows = append(rows, []string{a.Id, a.Name, a.Type, a.User, a.Queue, rmclient.StateName(a.State.String()),
+							a.FinalStatus.String(), fmt.Sprintf("%.0f%%", a.Progress*100), a.TrackingUrl})
+					}
+					table(stdout(), "Application-Id\tName\tType\tUser\tQueue\tState\tFinal-Status\tProgress\tTracking-URL", rows)
+					return nil
+				},
+			},
+			{
+				Name:      "status",
+				Usage:     "show an application, its attempts and containers",
+				ArgsUsage: "APP",
+				Flags:     []cli.Flag{rmFlag, outputFlag},
+				Action: func(c *cli.Context) error {
+					id, err := oneArg(c, "APP")
+					if err != nil {
+						return err
+					}
+					if err := checkAppID(id); err != nil {
+						return err
+					}
+					asJSON, err := jsonOutput(c)
+					if err != nil {
+						return err
+					}
+					rm, err := rmClient(c)
+					if err != nil {
+						return err
+					}
+					defer rm.Close()
+					a, err := rm.Report(c.Context, id, true)
+					if err != nil {
+						return err
+					}
+					if asJSON {
+						return printJSON(stdout(), rmclient.AppToJSON(a))
+					}
+					printApp(stdout(), a)
+					return nil
+				},
+			},
+			{
+				Name:      "kill",
+				Usage:     "kill an application and every one of its containers",
+				ArgsUsage: "APP",
+				Flags:     []cli.Flag{rmFlag},
+				Action: func(c *cli.Context) error {
+					id, err := oneArg(c, "APP")
+					if err != nil {
+						return err
+					}
+					if err := checkAppID(id); err != nil {
+						return err
+					}
+					rm, err := rmClient(c)
+					if err != nil {
+						return err
+					}
+					defer rm.Close()
+					fmt.Fprintf(stdout(), "Killing application %s\n", id)
+					already, err := rm.Kill(c.Context, id, "")
+					if err != nil {
+						return err
+					}
+					if already {
+						fmt.Fprintf(stdout(), "Application %s has already finished\n", id)
+						return nil
+					}
+					fmt.Fprintf(stdout(), "Killed application %s\n", id)
+					return nil
+				},
+			},
+			{
+				Name:      "logs",
+				Usage:     "print the logs of an application's containers",
+				ArgsUsage: "APP",
+				Flags: []cli.Flag{rmFlag,
+					&cli.StringFlag{Name: "container", Usage: "only this container"},
+					&cli.StringFlag{Name: "log-files", Value: "stdout,stderr", Usage: "comma-separated log names"},
+				},
+				Action: func(c *cli.Context) error {
+					id, err := oneArg(c, "APP")
+					if err != nil {
+						return err
+					}
+					if err := checkAppID(id); err != nil {
+						return err
+					}
+					rm, err := rmClient(c)
+					if err != nil {
+						return err
+					}
+					defer rm.Close()
+					a, err := rm.Report(c.Context, id, true)
+					if err != nil {
+						return err
+					}
+					return printLogs(c, a, c.String("container"), strings.Split(c.String("log-files"), ","))
+				},
+			},
+		},
+	}
+}
+
+func checkAppID(id string) error {
+	if _, _, err := yarnpb.ParseAppID(id); err != nil {
+		return errdefs.InvalidArgument("%v", err)
+	}
+	return nil
+}
+
+func printApp(w io.Writer, a *yarnpb.ApplicationReport) {
+	fmt.Fprintf(w, "Application Report:\n")
+	fmt.Fprintf(w, "\tApplication-Id : %s\n", a.Id)
+	fmt.Fprintf(w, "\tApplication-Name : %s\n", a.Name)
+	fmt.Fprintf(w, "\tApplication-Type : %s\n", a.Type)
+	fmt.Fprintf(w, "\tUser : %s\n", a.User)
+	fmt.Fprintf(w, "\tQueue : %s\n", a.Queue)
+	fmt.Fprintf(w, "\tPriority : %d\n", a.Priority)
+	fmt.Fprintf(w, "\tStart-Time : %s\n", fmtTime(a.StartTime))
+	fmt.Fprintf(w, "\tFinish-Time : %s\n", fmtTime(a.FinishTime))
+	fmt.Fprintf(w, "\tProgress : %.0f%%\n", a.Progress*100)
+	fmt.Fprintf(w, "\tState : %s\n", rmclient.StateName(a.State.String()))
+	fmt.Fprintf(w, "\tFinal-State : %s\n", a.FinalStatus)
+	fmt.Fprintf(w, "\tTracking-URL : %s\n", a.TrackingUrl)
+	fmt.Fprintf(w, "\tAM Host : %s\n", a.Host)
+	fmt.Fprintf(w, "\tDiagnostics : %s\n", a.Diagnostics)
+	fmt.Fprintf(w, "Attempts:\n")
+	var rows [][]string
+	for _, at := range a.Attempts {
+		rows = append(rows, []string{"  " + at.Id, rmclient.StateName(at.State.String()), at.AmContainerId, at.Diagnostics})
+	}
+	table(w, "  Attempt-Id\tState\tAM-Container\tDiagnostics", rows)
+	fmt.Fprintf(w, "Containers:\n")
+	rows = nil
+	for _, ct := range a.Containers {
+		role := "task"
+		if ct.IsAm {
+			role = "AM"
+		}
+		exit := "-"
+		if ct.State == yarnpb.ContainerState_CONTAINER_COMPLETED {
+			exit = fmt.Sprint(ct.ExitStatus)
+		}
+		rows = append(rows, []string{"  " + ct.Id, role, ct.NodeId, rmclient.StateName(ct.State.String()), exit,
+			fmt.Sprintf("%d MB", ct.Resource.GetMemoryMb()), ct.Diagnostics})
+	}
+	table(w, "  Container-Id\tRole\tNode\tState\tExit\tMemory\tDiagnostics", rows)
+}
+
+// printLogs prints each container's logs, read from its NodeManager, in
+// YARN's format.
+func printLogs(c *cli.Context, a *yarnpb.ApplicationReport, only string, names []string) error {
+	nms := nmclient.New()
+	defer nms.Close()
+	w := stdout()
+	found := false
+	var failed []string
+	for _, ct := range a.Containers {
+		if only != "" && ct.Id != only {
+			continue
+		}
+		found = true
+		files, err := nms.ListLogs(c.Context, ct.NodeId, a.Id, ct.Id)
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("%s on %s: %v", ct.Id, ct.NodeId, err))
+			continue
+		}
+		for _, name := range names {
+			var size int64 = -1
+			for _, f := range files {
+				if f.Name == name {
+					size = f.Size
+				}
+			}
+			if size < 0 {
+				continue
+			}
+			fmt.Fprintf(w, "Container: %s on %s\n", ct.Id, ct.NodeId)
+			fmt.Fprintf(w, "%s\n", strings.Repeat("=", 60))
+			fmt.Fprintf(w, "LogType:%s\nLogLength:%d\nLog Contents:\n", name, size)
+			if err := nms.ReadLog(c.Context, ct.NodeId, ct.Id, name, false, w); err != nil {
+				failed = append(failed, fmt.Sprintf("%s %s: %v", ct.Id, name, err))
+			}
+			fmt.Fprintf(w, "End of LogType:%s\n\n", name)
+		}
+	}
+	if only != "" && !found {
+		return errdefs.NotFound("container %s is not a container of %s; `loom app status %s` lists them", only, a.Id, a.Id)
+	}
+	for _, f := range failed {
+		fmt.Fprintf(os.Stderr, "loom: could not read logs of %s\n", f)
+	}
+	if len(failed) > 0 && !found {
+		return errors.New("no logs could be read")
+	}
+	return nil
+}

@@ -1,0 +1,72 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"loom/localcluster"
+)
+
+func clusterCommand() *cli.Command {
+	d := localcluster.DefaultConfig()
+	return &cli.Command{
+		Name:  "cluster",
+		Usage: "run a local cluster",
+		Subcommands: []*cli.Command{{
+			Name:  "up",
+			Usage: "start one ResourceManager and N NodeManagers on this machine, in the foreground; Ctrl-C stops them all",
+			Flags: []cli.Flag{
+				&cli.IntFlag{Name: "nodes", Value: d.Nodes, Usage: "number of NodeManagers"},
+				&cli.StringFlag{Name: "dir", Value: "loom-cluster", Usage: "directory for the daemons' data and logs"},
+				&cli.StringFlag{Name: "rm-addr", Value: d.RMAddr, Usage: "ResourceManager gRPC address (raft uses its port + 2)"},
+				&cli.StringFlag{Name: "http-addr", Value: d.HTTPAddr, Usage: "ResourceManager HTTP address"},
+				&cli.Int64Flag{Name: "node-memory-mb", Value: d.NodeMemoryMB, Usage: "memory each node offers"},
+				&cli.IntFlag{Name: "node-vcores", Value: int(d.NodeVCores), Usage: "vcores each node offers"},
+				&cli.DurationFlag{Name: "node-expiry", Value: d.NodeExpiry, Usage: "a node silent this long is LOST"},
+				logLevelFlag,
+			},
+			Action: func(c *cli.Context) error {
+				cfg := localcluster.DefaultConfig()
+				cfg.Nodes = c.Int("nodes")
+				cfg.Dir = c.String("dir")
+				cfg.RMAddr = c.String("rm-addr")
+				cfg.HTTPAddr = c.String("http-addr")
+				cfg.NodeMemoryMB = c.Int64("node-memory-mb")
+				cfg.NodeVCores = int32(c.Int("node-vcores"))
+				cfg.NodeExpiry = c.Duration("node-expiry")
+				cfg.LogLevel = c.String("log-level")
+				out := stdout()
+				fmt.Fprintf(out, "starting a local cluster in %s: 1 ResourceManager, %d NodeManagers\n", cfg.Dir, cfg.Nodes)
+				cl, err := localcluster.Start(c.Context, cfg)
+				if err != nil {
+					return err
+				}
+				defer func() {
+					fmt.Fprintln(out, "stopping the cluster...")
+					cl.Stop()
+					fmt.Fprintln(out, "cluster stopped")
+				}()
+				fmt.Fprintf(out, "ResourceManager  %s  web http://%s  log %s\n", cfg.RMAddr, cfg.HTTPAddr, cl.RM.Log)
+				for i, n := range cl.Nodes {
+					fmt.Fprintf(out, "NodeManager      %s  %d MB, %d vcores  RUNNING\n", n.Id, n.Total.GetMemoryMb(), n.Total.GetVcores())
+					_ = i
+				}
+				fmt.Fprintf(out, "cluster ready in %s: %d nodes RUNNING. Ctrl-C stops it.\n", cl.Took.Round(1e6), len(cl.Nodes))
+				fmt.Fprintf(out, "use it with: export LOOM_RM=%s\n", cfg.RMAddr)
+				ctx, cancel := context.WithCancel(c.Context)
+				defer cancel()
+				go cl.Watch(ctx, os.Stderr)
+				select {
+				case <-c.Context.Done():
+				case <-cl.RM.Done():
+					fmt.Fprintf(os.Stderr, "the ResourceManager exited (%v); see %s\n", cl.RM.Err(), cl.RM.Log)
+					return fmt.Errorf("the ResourceManager exited")
+				}
+				return nil
+			},
+		}},
+	}
+}

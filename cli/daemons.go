@@ -1,0 +1,133 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"loom/nm"
+	"loom/rm"
+	"loom/rm/rmclient"
+	"loom/rm/state"
+)
+
+func rmCommand() *cli.Command {
+	d := rm.DefaultConfig()
+	return &cli.Command{
+		Name:  "rm",
+		Usage: "run a cluster ResourceManager",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data-dir", Value: "loom-rm", Usage: "directory for the raft log and snapshots", EnvVars: []string{"LOOM_RM_DATA_DIR"}},
+			&cli.StringFlag{Name: "addr", Value: d.Addr, Usage: "gRPC listen address"},
+			&cli.StringFlag{Name: "advertise", Usage: "gRPC address others dial (default: the listen address)"},
+			&cli.StringFlag{Name: "http-addr", Value: d.HTTPAddr, Usage: "HTTP listen address (web API); empty disables it"},
+			&cli.StringFlag{Name: "raft-addr", Value: d.RaftAddr, Usage: "raft listen address"},
+			&cli.DurationFlag{Name: "nm-heartbeat", Value: d.NMHeartbeat, Usage: "interval NodeManagers heartbeat at"},
+			&cli.DurationFlag{Name: "node-expiry", Value: d.NodeExpiry, Usage: "a node silent this long is LOST"},
+			&cli.DurationFlag{Name: "am-expiry", Value: d.AMExpiry, Usage: "an ApplicationMaster silent this long has failed"},
+			&cli.IntFlag{Name: "max-attempts", Value: int(d.MaxAttempts), Usage: "maximum AM attempts of an application"},
+			&cli.Int64Flag{Name: "max-allocation-mb", Value: d.MaxAllocation.MemoryMB, Usage: "largest container memory"},
+			&cli.IntFlag{Name: "max-allocation-vcores", Value: int(d.MaxAllocation.VCores), Usage: "largest container vcores"},
+			&cli.DurationFlag{Name: "raft-timeout", Value: d.RaftTimeout, Usage: "raft heartbeat and election timeout"},
+			logLevelFlag,
+		},
+		Action: func(c *cli.Context) error {
+			cfg := rm.DefaultConfig()
+			cfg.Logger = newLogger(c, "loom", os.Stderr)
+			cfg.DataDir = c.String("data-dir")
+			cfg.Addr = c.String("addr")
+			cfg.AdvertiseAddr = c.String("advertise")
+			cfg.HTTPAddr = c.String("http-addr")
+			cfg.RaftAddr = c.String("raft-addr")
+			cfg.NMHeartbeat = c.Duration("nm-heartbeat")
+			cfg.NodeExpiry = c.Duration("node-expiry")
+			cfg.AMExpiry = c.Duration("am-expiry")
+			cfg.MaxAttempts = int32(c.Int("max-attempts"))
+			cfg.MaxAllocation = state.Resource{MemoryMB: c.Int64("max-allocation-mb"), VCores: int32(c.Int("max-allocation-vcores"))}
+			cfg.RaftTimeout = c.Duration("raft-timeout")
+			if err := checkListen("--addr", cfg.Addr); err != nil {
+				return err
+			}
+			if err := checkListen("--raft-addr", cfg.RaftAddr); err != nil {
+				return err
+			}
+			if cfg.MaxAttempts < 1 {
+				return errors.New("--max-attempts must be at least 1")
+			}
+			s, err := rm.New(cfg)
+			if err != nil {
+				return err
+			}
+			<-c.Context.Done()
+			s.Shutdown()
+			return nil
+		},
+	}
+}
+
+func checkListen(flag, addr string) error {
+	if err := rmclient.CheckAddr(addr); err != nil {
+		// An empty host (":8032") is fine for listening.
+		if _, port, perr := net.SplitHostPort(addr); perr == nil {
+			if p, aerr := strconv.Atoi(port); aerr == nil && p >= 0 && p <= 65535 {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s %q: %w", flag, addr, err)
+	}
+	return nil
+}
+
+func nmCommand() *cli.Command {
+	d := nm.DefaultConfig()
+	return &cli.Command{
+		Name:  "nm",
+		Usage: "run a NodeManager",
+		Flags: []cli.Flag{
+			rmFlag,
+			&cli.StringFlag{Name: "dir", Value: "loom-nm", Usage: "directory for working dirs, logs and the file cache", EnvVars: []string{"LOOM_NM_DIR"}},
+			&cli.StringFlag{Name: "addr", Value: d.Addr, Usage: "gRPC listen address (the node id)"},
+			&cli.StringFlag{Name: "advertise", Usage: "node id others dial (default: the listen address)"},
+			&cli.StringFlag{Name: "http-addr", Value: d.HTTPAddr, Usage: "HTTP listen address; empty disables it"},
+			&cli.Int64Flag{Name: "memory-mb", Value: d.MemoryMB, Usage: "memory offered to containers (default: 80% of the host's)"},
+			&cli.IntFlag{Name: "vcores", Value: int(d.VCores), Usage: "vcores offered to containers (default: the host's CPUs)"},
+			&cli.StringFlag{Name: "labels", Usage: "comma-separated node labels"},
+			&cli.DurationFlag{Name: "kill-grace", Value: d.KillGrace, Usage: "time between SIGTERM and SIGKILL when stopping a container"},
+			&cli.BoolFlag{Name: "no-cgroups", Usage: "enforce memory by polling process RSS even where cgroups are writable"},
+			logLevelFlag,
+		},
+		Action: func(c *cli.Context) error {
+			cfg := nm.DefaultConfig()
+			cfg.Logger = newLogger(c, "loom", os.Stderr)
+			addrs, err := rmclient.ParseAddrs(c.String("rm"))
+			if err != nil {
+				return err
+			}
+			cfg.RMAddrs = addrs
+			cfg.Dir = c.String("dir")
+			cfg.Addr = c.String("addr")
+			cfg.AdvertiseAddr = c.String("advertise")
+			cfg.HTTPAddr = c.String("http-addr")
+			cfg.MemoryMB = c.Int64("memory-mb")
+			cfg.VCores = int32(c.Int("vcores"))
+			cfg.KillGrace = c.Duration("kill-grace")
+			cfg.NoCgroups = c.Bool("no-cgroups")
+			if l := c.String("labels"); l != "" {
+				cfg.Labels = strings.Split(l, ",")
+			}
+			if err := checkListen("--addr", cfg.Addr); err != nil {
+				return err
+			}
+			n, err := nm.New(cfg)
+			if err != nil {
+				return err
+			}
+			return n.Run(c.Context)
+		},
+	}
+}

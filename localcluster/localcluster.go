@@ -1,0 +1,295 @@
+// Package localcluster runs loom's embedded default: one ResourceManager
+// and N NodeManagers on this machine, each its own OS process started from
+// the loom binary, with liveness settings short enough for a laptop.
+package localcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"loom/proto/yarnpb"
+	"loom/rm/rmclient"
+)
+
+// Config describes a local cluster.
+type Config struct {
+	Binary       string // the loom executable; default: this one
+	Dir          string
+	Nodes        int
+	RMAddr       string
+	HTTPAddr     string
+	RaftAddr     string // default: the RM port + 2
+	NodeMemoryMB int64
+	NodeVCores   int32
+	NMHeartbeat  time.Duration
+	NodeExpiry   time.Duration
+	AMExpiry     time.Duration
+	KillGrace    time.Duration
+	LogLevel     string
+	// Ready is how long Start waits for every node to be RUNNING.
+	Ready time.Duration
+}
+
+// DefaultConfig returns the embedded default's settings: a lost node
+// shows within seconds.
+func DefaultConfig() *Config {
+	return &Config{
+		Nodes:        3,
+		RMAddr:       "127.0.0.1:8032",
+		HTTPAddr:     "127.0.0.1:8088",
+		NodeMemoryMB: 4096,
+		NodeVCores:   4,
+		NMHeartbeat:  250 * time.Millisecond,
+		NodeExpiry:   4 * time.Second,
+		AMExpiry:     10 * time.Second,
+		KillGrace:    2 * time.Second,
+		LogLevel:     "info",
+		Ready:        30 * time.Second,
+	}
+}
+
+// Process is one daemon of the cluster.
+type Process struct {
+	Name string
+	Log  string
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+// Pid returns the process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Err is the process's exit error, once Done.
+func (p *Process) Err() error { return p.err }
+
+// Cluster is a running local cluster.
+type Cluster struct {
+	cfg   *Config
+	RM    *Process
+	NMs   []*Process
+	Nodes []*yarnpb.NodeReport
+	// Took is how long the cluster took to have every node RUNNING.
+	Took time.Duration
+	once sync.Once
+}
+
+// RaftAddrFor derives the raft address from the RM's: port + 2, as 8032
+// and 8034.
+func RaftAddrFor(rmAddr string) (string, error) {
+	host, port, err := net.SplitHostPort(rmAddr)
+	if err != nil {
+		return "", fmt.Errorf("--rm-addr %q: expected host:port", rmAddr)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p <= 0 || p > 65533 {
+		return "", fmt.Errorf("--rm-addr %q: needs a fixed port number", rmAddr)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+2)), nil
+}
+
+// Start starts the cluster and waits until every node is RUNNING.
+func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
+	if cfg.Nodes < 1 {
+		return nil, fmt.Errorf("--nodes must be at least 1, got %d", cfg.Nodes)
+	}
+	if cfg.Dir == "" {
+		return nil, errors.New("the cluster needs a directory (--dir)")
+	}
+	if err := rmclient.CheckAddr(cfg.RMAddr); err != nil {
+		return nil, fmt.Errorf("--rm-addr %q: %w", cfg.RMAddr, err)
+	}
+	if cfg.RaftAddr == "" {
+		ra, err := RaftAddrFor(cfg.RMAddr)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RaftAddr = ra
+	}
+	if cfg.Binary == "" {
+		bin, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Binary = bin
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	c := &Cluster{cfg: cfg}
+	rm, err := c.spawn("rm", "loom rm",
+		"--data-dir", filepath.Join(cfg.Dir, "rm"),
+		"--addr", cfg.RMAddr,
+		"--http-addr", cfg.HTTPAddr,
+		"--raft-addr", cfg.RaftAddr,
+		"--nm-heartbeat", cfg.NMHeartbeat.String(),
+		"--node-expiry", cfg.NodeExpiry.String(),
+		"--am-expiry", cfg.AMExpiry.String(),
+		"--raft-timeout", "100ms",
+		"--log-level", cfg.LogLevel,
+	)
+	if err != nil {
+		return nil, err
+	}
+	c.RM = rm
+	for i := 1; i <= cfg.Nodes; i++ {
+		nm, err := c.spawn(fmt.Sprintf("nm-%d", i), fmt.Sprintf("loom nm %d", i),
+			"--rm", cfg.RMAddr,
+			"--dir", filepath.Join(cfg.Dir, fmt.Sprintf("nm-%d", i)),
+			"--addr", "127.0.0.1:0",
+			"--http-addr", "127.0.0.1:0",
+			"--memory-mb", strconv.FormatInt(cfg.NodeMemoryMB, 10),
+			"--vcores", strconv.Itoa(int(cfg.NodeVCores)),
+			"--kill-grace", cfg.KillGrace.String(),
+			"--log-level", cfg.LogLevel,
+		)
+		if err != nil {
+			c.Stop()
+			return nil, err
+		}
+		c.NMs = append(c.NMs, nm)
+	}
+	if err := c.waitReady(ctx); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	c.Took = time.Since(start)
+	return c, nil
+}
+
+func (c *Cluster) spawn(name, _ string, args ...string) (*Process, error) {
+	log := filepath.Join(c.cfg.Dir, name+".log")
+	f, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	sub := []string{"rm"}
+	if name != "rm" {
+		sub = []string{"nm"}
+	}
+	cmd := exec.Command(c.cfg.Binary, append(sub, args...)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	// Its own process group (a terminal's Ctrl-C reaches only this
+	// process, which stops the daemons in order); SIGTERM if this process
+	// dies first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	f.Close()
+	p := &Process{Name: name, Log: log, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (c *Cluster) waitReady(ctx context.Context) error {
+	rm, err := rmclient.New([]string{c.cfg.RMAddr})
+	if err != nil {
+		return err
+	}
+	defer rm.Close()
+	rm.RetryFor = 100 * time.Millisecond
+	deadline := time.Now().Add(c.cfg.Ready)
+	for {
+		select {
+		case <-c.RM.done:
+			return fmt.Errorf("the ResourceManager exited (%v); see %s", c.RM.err, c.RM.Log)
+		default:
+		}
+		for _, nm := range c.NMs {
+			select {
+			case <-nm.done:
+				return fmt.Errorf("NodeManager %s exited (%v); see %s", nm.Name, nm.err, nm.Log)
+			default:
+			}
+		}
+		qctx, cancel := context.WithTimeout(ctx, time.Second)
+		nodes, err := rm.Nodes(qctx, false)
+		cancel()
+		if err == nil {
+			running := 0
+			for _, n := range nodes {
+				if n.State == yarnpb.NodeState_NODE_RUNNING {
+					running++
+				}
+			}
+			if running >= c.cfg.Nodes {
+				c.Nodes = nodes
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the cluster was not ready after %s; see the logs in %s", c.cfg.Ready, c.cfg.Dir)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Stop stops the NodeManagers (which stop their containers), then the
+// ResourceManager. Anything still running after a grace period is killed.
+func (c *Cluster) Stop() {
+	c.once.Do(func() {
+		grace := c.cfg.KillGrace + 10*time.Second
+		stopAll(c.NMs, grace)
+		if c.RM != nil {
+			stopAll([]*Process{c.RM}, 10*time.Second)
+		}
+	})
+}
+
+func stopAll(ps []*Process, grace time.Duration) {
+	for _, p := range ps {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	timeout := time.After(grace)
+	for _, p := range ps {
+		select {
+		case <-p.done:
+		case <-timeout:
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+		}
+	}
+}
+
+// Watch reports daemons that exit while the cluster runs, until ctx ends.
+func (c *Cluster) Watch(ctx context.Context, w io.Writer) {
+	all := append([]*Process{c.RM}, c.NMs...)
+	var wg sync.WaitGroup
+	for _, p := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-ctx.Done():
+			case <-p.done:
+				if ctx.Err() == nil {
+					fmt.Fprintf(w, "%s exited (%v); see %s\n", p.Name, p.err, p.Log)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
