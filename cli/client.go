@@ -60,7 +60,7 @@ func table(w io.Writer, header string, rows [][]string) {
 
 func oneArg(c *cli.Context, what string) (string, error) {
 	if c.NArg() != 1 {
-		return "", fmt.Errorf("expected one %s argument, got %d; see `loom %s --help`", what, c.NArg(), c.Command.HelpName)
+		return "", fmt.Errorf("expected one %s argument, got %d; see `%s --help`", what, c.NArg(), c.Command.HelpName)
 	}
 	return c.Args().First(), nil
 }

@@ -42,7 +42,7 @@ func Main(args []string) {
 		ErrWriter:       os.Stderr,
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, interspersed(app.Commands, args))
 	stop()
 	if err == nil {
 		return

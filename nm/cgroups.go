@@ -186,3 +186,12 @@ func (c *cgroups) sweep() int {
 	}
 	return n
 }
+
+// close removes this NM's (empty) cgroup subtrees.
+func (c *cgroups) close() {
+	for _, base := range []string{c.memBase, c.cpuBase} {
+		if base != "" {
+			_ = syscall.Rmdir(base)
+		}
+	}
+}

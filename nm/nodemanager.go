@@ -243,6 +243,10 @@ func (n *NodeManager) Run(ctx context.Context) error {
 		_ = n.http.Close()
 	}
 	n.wg.Wait()
+	if n.exec.cg != nil {
+		n.exec.cg.sweep()
+		n.exec.cg.close()
+	}
 	_ = n.rm.Close()
 	n.logger.Info("node manager stopped", "node_id", n.nodeID)
 	if errors.Is(err, context.Canceled) {
@@ -280,7 +284,7 @@ func (n *NodeManager) register(ctx context.Context) (time.Duration, error) {
 			return 0, ctx.Err()
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, time.Second)
+		backoff = min(backoff*2, 200*time.Millisecond)
 	}
 }
 

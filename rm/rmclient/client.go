@@ -139,7 +139,7 @@ func (c *Client) follow(hint string) {
 // retrying while the cluster is unavailable, until RetryFor or ctx ends.
 func (c *Client) call(ctx context.Context, fn func(cc *grpc.ClientConn) error) error {
 	deadline := time.Now().Add(c.RetryFor)
-	backoff := 20 * time.Millisecond
+	backoff := 10 * time.Millisecond
 	for {
 		cc, addr, err := c.conn()
 		if err != nil {
@@ -166,7 +166,7 @@ func (c *Client) call(ctx context.Context, fn func(cc *grpc.ClientConn) error) e
 			return err
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 500*time.Millisecond)
+		backoff = min(backoff*2, 100*time.Millisecond)
 	}
 }
 

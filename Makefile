@@ -1,0 +1,57 @@
+# loom's build. `make demo` runs the main job on a local cluster; `make test`
+# runs every test.
+
+GO        ?= go
+BIN       := bin
+STATICCHECK_VERSION := 2025.1.1
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
+
+.PHONY: all build test test-unit test-integration lint proto demo bench clean tools
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/loom .
+	@for d in $$(find . -path ./integration -prune -o -path '*/examples/*/main.go' -print 2>/dev/null | xargs -r -n1 dirname); do \
+		echo "$(GO) build -o $(BIN)/$$(basename $$d) $$d"; $(GO) build -o $(BIN)/$$(basename $$d) $$d || exit 1; done
+
+# Unit tests, then the end-to-end tests over real processes.
+test: build
+	$(GO) test -count=1 -timeout 8m ./...
+
+test-unit:
+	$(GO) test -count=1 -short ./...
+
+test-integration: build
+	$(GO) test -count=1 -timeout 8m ./integration/...
+
+lint: tools
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GOBIN_DIR)/staticcheck ./...
+
+tools:
+	@test -x $(GOBIN_DIR)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# Regenerates proto/*/*.pb.go with pinned generators; needs protoc
+# (Debian: apt-get install protobuf-compiler).
+proto:
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	PATH="$(GOBIN_DIR):$$PATH" protoc --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative proto/yarnpb/*.proto
+
+# Starts a local cluster in a temporary directory, runs a distributed
+# shell across it, prints what every container wrote, stops everything.
+demo: build
+	@scripts/demo.sh
+
+bench: build
+	scripts/bench-cluster.sh
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./rm/...
+
+clean:
+	rm -rf $(BIN)
