@@ -3,7 +3,7 @@
 
 GO        ?= go
 BIN       := bin
-STATICCHECK_VERSION := 2025.1.1
+STATICCHECK_VERSION := v0.8.2
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
@@ -34,7 +34,7 @@ lint: tools
 	$(GOBIN_DIR)/staticcheck ./...
 
 tools:
-	@test -x $(GOBIN_DIR)/staticcheck || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@$(GOBIN_DIR)/staticcheck -version 2>/dev/null | grep -q "($(STATICCHECK_VERSION:v%=%))" || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 # Regenerates proto/*/*.pb.go with pinned generators; needs protoc
 # (Debian: apt-get install protobuf-compiler).

@@ -26,6 +26,7 @@ func clusterCommand() *cli.Command {
 				&cli.Int64Flag{Name: "node-memory-mb", Value: d.NodeMemoryMB, Usage: "memory each node offers"},
 				&cli.IntFlag{Name: "node-vcores", Value: int(d.NodeVCores), Usage: "vcores each node offers"},
 				&cli.DurationFlag{Name: "node-expiry", Value: d.NodeExpiry, Usage: "a node silent this long is LOST"},
+				&cli.BoolFlag{Name: "nm-no-cgroups", Usage: "NodeManagers enforce memory by polling RSS instead of cgroups"},
 				logLevelFlag,
 			},
 			Action: func(c *cli.Context) error {
@@ -38,6 +39,7 @@ func clusterCommand() *cli.Command {
 				cfg.NodeVCores = int32(c.Int("node-vcores"))
 				cfg.NodeExpiry = c.Duration("node-expiry")
 				cfg.LogLevel = c.String("log-level")
+				cfg.NoCgroups = c.Bool("nm-no-cgroups")
 				out := stdout()
 				fmt.Fprintf(out, "starting a local cluster in %s: 1 ResourceManager, %d NodeManagers\n", cfg.Dir, cfg.Nodes)
 				cl, err := localcluster.Start(c.Context, cfg)
@@ -50,9 +52,8 @@ func clusterCommand() *cli.Command {
 					fmt.Fprintln(out, "cluster stopped")
 				}()
 				fmt.Fprintf(out, "ResourceManager  %s  web http://%s  log %s\n", cfg.RMAddr, cfg.HTTPAddr, cl.RM.Log)
-				for i, n := range cl.Nodes {
+				for _, n := range cl.Nodes {
 					fmt.Fprintf(out, "NodeManager      %s  %d MB, %d vcores  RUNNING\n", n.Id, n.Total.GetMemoryMb(), n.Total.GetVcores())
-					_ = i
 				}
 				fmt.Fprintf(out, "cluster ready in %s: %d nodes RUNNING. Ctrl-C stops it.\n", cl.Took.Round(1e6), len(cl.Nodes))
 				fmt.Fprintf(out, "use it with: export LOOM_RM=%s\n", cfg.RMAddr)

@@ -36,6 +36,9 @@ type Config struct {
 	AMExpiry     time.Duration
 	KillGrace    time.Duration
 	LogLevel     string
+	// NoCgroups makes the NodeManagers poll process RSS instead of using
+	// cgroups.
+	NoCgroups bool
 	// Ready is how long Start waits for every node to be RUNNING.
 	Ready time.Duration
 }
@@ -131,7 +134,7 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 	}
 	start := time.Now()
 	c := &Cluster{cfg: cfg}
-	rm, err := c.spawn("rm", "loom rm",
+	rm, err := c.spawn("rm",
 		"--data-dir", filepath.Join(cfg.Dir, "rm"),
 		"--addr", cfg.RMAddr,
 		"--http-addr", cfg.HTTPAddr,
@@ -147,8 +150,7 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 	}
 	c.RM = rm
 	for i := 1; i <= cfg.Nodes; i++ {
-		nm, err := c.spawn(fmt.Sprintf("nm-%d", i), fmt.Sprintf("loom nm %d", i),
-			"--rm", cfg.RMAddr,
+		args := []string{"--rm", cfg.RMAddr,
 			"--dir", filepath.Join(cfg.Dir, fmt.Sprintf("nm-%d", i)),
 			"--addr", "127.0.0.1:0",
 			"--http-addr", "127.0.0.1:0",
@@ -156,7 +158,11 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 			"--vcores", strconv.Itoa(int(cfg.NodeVCores)),
 			"--kill-grace", cfg.KillGrace.String(),
 			"--log-level", cfg.LogLevel,
-		)
+		}
+		if cfg.NoCgroups {
+			args = append(args, "--no-cgroups")
+		}
+		nm, err := c.spawn(fmt.Sprintf("nm-%d", i), args...)
 		if err != nil {
 			c.Stop()
 			return nil, err
@@ -171,7 +177,7 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 	return c, nil
 }
 
-func (c *Cluster) spawn(name, _ string, args ...string) (*Process, error) {
+func (c *Cluster) spawn(name string, args ...string) (*Process, error) {
 	log := filepath.Join(c.cfg.Dir, name+".log")
 	f, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

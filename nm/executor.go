@@ -330,7 +330,7 @@ func (e *executor) command(c *container) (*exec.Cmd, error) {
 	} else if !strings.Contains(path, "/") {
 		p, err := lookPath(path, env["PATH"])
 		if err != nil {
-			return nil, fmt.Errorf("Container failed to launch: %q not found on PATH %s", path, env["PATH"])
+			return nil, fmt.Errorf("container failed to launch: %q not found on PATH %s", path, env["PATH"])
 		}
 		path = p
 	}

@@ -1,0 +1,307 @@
+// Package integration drives loom's real binaries: a cluster of real
+// processes on real ports, killed with real signals.
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	loomBin   string
+	memhogBin string
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "loom-it-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	loomBin = filepath.Join(dir, "loom")
+	memhogBin = filepath.Join(dir, "memhog")
+	for _, b := range [][2]string{{loomBin, ".."}, {memhogBin, "./testdata/memhog"}} {
+		out, err := exec.Command("go", "build", "-o", b[0], b[1]).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", b[1], err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePorts returns a port p such that p and p+2 are free (the RM's gRPC
+// and raft ports), and another free port.
+func freePorts(t *testing.T) (int, int) {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		p := 20000 + rand.IntN(30000)
+		if portFree(p) && portFree(p+2) && portFree(p+56) {
+			return p, p + 56
+		}
+	}
+	t.Fatal("no free ports")
+	return 0, 0
+}
+
+func portFree(p int) bool {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// cluster is a `loom cluster up` process.
+type cluster struct {
+	t      *testing.T
+	dir    string
+	rmAddr string
+	cmd    *exec.Cmd
+	out    *bytes.Buffer
+	done   chan struct{}
+}
+
+type clusterOpts struct {
+	nodes     int
+	noCgroups bool
+	memoryMB  int
+}
+
+func startCluster(t *testing.T, o clusterOpts) *cluster {
+	t.Helper()
+	if o.nodes == 0 {
+		o.nodes = 3
+	}
+	if o.memoryMB == 0 {
+		o.memoryMB = 4096
+	}
+	dir := t.TempDir()
+	rmPort, httpPort := freePorts(t)
+	c := &cluster{t: t, dir: dir, rmAddr: fmt.Sprintf("127.0.0.1:%d", rmPort), out: &bytes.Buffer{}, done: make(chan struct{})}
+	args := []string{"cluster", "up", "--nodes", strconv.Itoa(o.nodes), "--dir", dir, "--rm-addr", c.rmAddr,
+		"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--node-memory-mb", strconv.Itoa(o.memoryMB)}
+	if o.noCgroups {
+		args = append(args, "--nm-no-cgroups")
+	}
+	c.cmd = exec.Command(loomBin, args...)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cmd.Stdout, c.cmd.Stderr = pw, pw
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		closed := false
+		for sc.Scan() {
+			c.out.WriteString(sc.Text() + "\n")
+			if !closed && strings.Contains(sc.Text(), "cluster ready") {
+				close(ready)
+				closed = true
+			}
+		}
+	}()
+	go func() {
+		_ = c.cmd.Wait()
+		close(c.done)
+	}()
+	t.Cleanup(c.stop)
+	select {
+	case <-ready:
+	case <-c.done:
+		t.Fatalf("cluster up exited:\n%s", c.out)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("cluster not ready after 60s:\n%s", c.out)
+	}
+	return c
+}
+
+// stop stops the cluster with SIGTERM, as Ctrl-C would, and checks that
+// none of its processes is left.
+func (c *cluster) stop() {
+	t := c.t
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(40 * time.Second):
+		_ = c.cmd.Process.Kill()
+		t.Errorf("cluster up did not stop within 40s:\n%s", c.out)
+	}
+	waitFor(t, 10*time.Second, "no process of the cluster left", func() (bool, string) {
+		pids := pgrep(c.dir)
+		return len(pids) == 0, fmt.Sprintf("processes still running: %v", pids)
+	})
+}
+
+// loom runs the CLI against the cluster and returns stdout, stderr and
+// the exit status.
+func (c *cluster) loom(args ...string) (string, string, int) {
+	return runLoom(c.rmAddr, args...)
+}
+
+func runLoom(rmAddr string, args ...string) (string, string, int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, loomBin, args...)
+	cmd.Env = append(os.Environ(), "LOOM_RM="+rmAddr)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+		errb.WriteString(err.Error())
+	}
+	return out.String(), errb.String(), code
+}
+
+// mustLoom runs the CLI and fails the test unless it exits 0.
+func (c *cluster) mustLoom(args ...string) string {
+	c.t.Helper()
+	out, errs, code := c.loom(args...)
+	if code != 0 {
+		c.t.Fatalf("loom %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+type resourceJSON struct {
+	Memory int64 `json:"memory"`
+	VCores int32 `json:"vCores"`
+}
+
+type nodeJSON struct {
+	ID            string       `json:"id"`
+	State         string       `json:"state"`
+	HTTPAddress   string       `json:"httpAddress"`
+	TotalResource resourceJSON `json:"totalResource"`
+	UsedResource  resourceJSON `json:"usedResource"`
+	NumContainers int          `json:"numContainers"`
+}
+
+type containerJSON struct {
+	ID          string `json:"id"`
+	NodeID      string `json:"nodeId"`
+	State       string `json:"state"`
+	ExitStatus  int    `json:"exitStatus"`
+	Diagnostics string `json:"diagnosticsInfo"`
+	IsAM        bool   `json:"isAM"`
+}
+
+type appJSON struct {
+	ID          string          `json:"id"`
+	Name        string          `json:"name"`
+	User        string          `json:"user"`
+	Queue       string          `json:"queue"`
+	State       string          `json:"state"`
+	FinalStatus string          `json:"finalStatus"`
+	Diagnostics string          `json:"diagnostics"`
+	TrackingURL string          `json:"trackingUrl"`
+	Containers  []containerJSON `json:"containers"`
+}
+
+func (c *cluster) nodes(all bool) []nodeJSON {
+	c.t.Helper()
+	args := []string{"node", "list", "-o", "json"}
+	if all {
+		args = append(args, "--all")
+	}
+	var out []nodeJSON
+	if err := json.Unmarshal([]byte(c.mustLoom(args...)), &out); err != nil {
+		c.t.Fatal(err)
+	}
+	return out
+}
+
+func (c *cluster) app(id string) appJSON {
+	c.t.Helper()
+	var out appJSON
+	if err := json.Unmarshal([]byte(c.mustLoom("app", "status", id, "-o", "json")), &out); err != nil {
+		c.t.Fatal(err)
+	}
+	return out
+}
+
+// nmPid returns the pid of the NodeManager serving nodeID, from the
+// NodeManagers' logs.
+func (c *cluster) nmPid(nodeID string) int {
+	c.t.Helper()
+	logs, _ := filepath.Glob(filepath.Join(c.dir, "nm-*.log"))
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		if !strings.Contains(string(b), "node_id="+nodeID) {
+			continue
+		}
+		name := strings.TrimSuffix(filepath.Base(l), ".log")
+		pids := pgrep("--dir " + filepath.Join(c.dir, name) + " ")
+		if len(pids) == 1 {
+			return pids[0]
+		}
+	}
+	c.t.Fatalf("no NodeManager process for node %s", nodeID)
+	return 0
+}
+
+// pgrep returns the pids of processes whose command line contains s.
+func pgrep(s string) []int {
+	out, _ := exec.Command("pgrep", "-f", "--", s).Output()
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	delay := 10 * time.Millisecond
+	for {
+		ok, detail := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s: %s", timeout, what, detail)
+		}
+		time.Sleep(delay)
+		delay = min(delay*2, 250*time.Millisecond)
+	}
+}
+
+// marker returns a unique sleep duration argument to find a test's
+// processes by their command line.
+func marker() string {
+	return fmt.Sprintf("1000.%06d", rand.IntN(1000000))
+}
