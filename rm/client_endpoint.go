@@ -138,6 +138,9 @@ func validateLocalResource(lr *yarnpb.LocalResource) error {
 }
 
 func (e *clientEndpoint) GetApplicationReport(ctx context.Context, req *yarnpb.GetApplicationReportRequest) (*yarnpb.GetApplicationReportResponse, error) {
+	if err := e.s.waitReadable(ctx); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
 	if _, _, err := yarnpb.ParseAppID(req.ApplicationId); err != nil {
 		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("%v", err))
 	}
@@ -177,7 +180,10 @@ func (e *clientEndpoint) GetApplicationReport(ctx context.Context, req *yarnpb.G
 	}
 }
 
-func (e *clientEndpoint) ListApplications(_ context.Context, req *yarnpb.ListApplicationsRequest) (*yarnpb.ListApplicationsResponse, error) {
+func (e *clientEndpoint) ListApplications(ctx context.Context, req *yarnpb.ListApplicationsRequest) (*yarnpb.ListApplicationsResponse, error) {
+	if err := e.s.waitReadable(ctx); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
 	r := e.s.State().Snapshot()
 	out := &yarnpb.ListApplicationsResponse{}
 	for _, a := range r.Apps(nil) {
@@ -244,7 +250,10 @@ func (e *clientEndpoint) MoveApplication(ctx context.Context, req *yarnpb.MoveAp
 	return nil, errdefs.ToGRPC(errdefs.FailedPrecondition("moving applications between queues is not supported: this cluster has a single leaf queue"))
 }
 
-func (e *clientEndpoint) ClusterMetrics(context.Context, *yarnpb.ClusterMetricsRequest) (*yarnpb.ClusterMetricsResponse, error) {
+func (e *clientEndpoint) ClusterMetrics(ctx context.Context, _ *yarnpb.ClusterMetricsRequest) (*yarnpb.ClusterMetricsResponse, error) {
+	if err := e.s.waitReadable(ctx); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
 	r := e.s.State().Snapshot()
 	m := &yarnpb.ClusterMetricsResponse{}
 	var total, used state.Resource
@@ -279,7 +288,10 @@ func (e *clientEndpoint) ClusterMetrics(context.Context, *yarnpb.ClusterMetricsR
 	return m, nil
 }
 
-func (e *clientEndpoint) ListNodes(_ context.Context, req *yarnpb.ListNodesRequest) (*yarnpb.ListNodesResponse, error) {
+func (e *clientEndpoint) ListNodes(ctx context.Context, req *yarnpb.ListNodesRequest) (*yarnpb.ListNodesResponse, error) {
+	if err := e.s.waitReadable(ctx); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
 	r := e.s.State().Snapshot()
 	out := &yarnpb.ListNodesResponse{}
 	if req.NodeId != "" {
@@ -299,7 +311,10 @@ func (e *clientEndpoint) ListNodes(_ context.Context, req *yarnpb.ListNodesReque
 	return out, nil
 }
 
-func (e *clientEndpoint) QueueInfo(_ context.Context, req *yarnpb.QueueInfoRequest) (*yarnpb.QueueInfoResponse, error) {
+func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoRequest) (*yarnpb.QueueInfoResponse, error) {
+	if err := e.s.waitReadable(ctx); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
 	want := ""
 	if req.Queue != "" {
 		q, err := scheduler.ResolveQueue(e.s.cfg.Queues, req.Queue)

@@ -3,7 +3,10 @@ package rm
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
+
+	"loom/errdefs"
 
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
@@ -22,7 +25,11 @@ func (s *Server) httpHandler() http.Handler {
 		}})
 	})
 	mux.HandleFunc("GET /ws/v1/cluster/metrics", func(w http.ResponseWriter, r *http.Request) {
-		m, _ := ce.ClusterMetrics(r.Context(), nil)
+		m, err := ce.ClusterMetrics(r.Context(), &yarnpb.ClusterMetricsRequest{})
+		if err != nil {
+			writeError(w, err)
+			return
+		}
 		writeJSON(w, http.StatusOK, map[string]any{"clusterMetrics": map[string]any{
 			"appsRunning": m.AppsRunning, "appsPending": m.AppsPending, "appsCompleted": m.AppsCompleted,
 			"activeNodes": m.ActiveNodes, "lostNodes": m.LostNodes, "unhealthyNodes": m.UnhealthyNodes,
@@ -32,7 +39,11 @@ func (s *Server) httpHandler() http.Handler {
 		}})
 	})
 	mux.HandleFunc("GET /ws/v1/cluster/nodes", func(w http.ResponseWriter, r *http.Request) {
-		resp, _ := ce.ListNodes(r.Context(), &yarnpb.ListNodesRequest{All: true})
+		resp, err := ce.ListNodes(r.Context(), &yarnpb.ListNodesRequest{All: true})
+		if err != nil {
+			writeError(w, err)
+			return
+		}
 		nodes := []rmclient.NodeJSON{}
 		for _, n := range resp.Nodes {
 			nodes = append(nodes, rmclient.NodeToJSON(n))
@@ -40,7 +51,11 @@ func (s *Server) httpHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"nodes": map[string]any{"node": nodes}})
 	})
 	mux.HandleFunc("GET /ws/v1/cluster/apps", func(w http.ResponseWriter, r *http.Request) {
-		resp, _ := ce.ListApplications(r.Context(), &yarnpb.ListApplicationsRequest{All: true})
+		resp, err := ce.ListApplications(r.Context(), &yarnpb.ListApplicationsRequest{All: true})
+		if err != nil {
+			writeError(w, err)
+			return
+		}
 		apps := []rmclient.AppJSON{}
 		for _, a := range resp.Applications {
 			apps = append(apps, rmclient.AppToJSON(a))
@@ -50,12 +65,27 @@ func (s *Server) httpHandler() http.Handler {
 	mux.HandleFunc("GET /ws/v1/cluster/apps/{id}", func(w http.ResponseWriter, r *http.Request) {
 		resp, err := ce.GetApplicationReport(context.WithoutCancel(r.Context()), &yarnpb.GetApplicationReportRequest{ApplicationId: r.PathValue("id"), IncludeContainers: true})
 		if err != nil {
-			writeJSON(w, http.StatusNotFound, map[string]any{"RemoteException": map[string]any{"exception": "NotFoundException", "message": err.Error()}})
+			writeError(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"app": rmclient.AppToJSON(resp.Report)})
 	})
 	return mux
+}
+
+// writeError answers with YARN's RemoteException body.
+func writeError(w http.ResponseWriter, err error) {
+	err = errdefs.FromGRPC(err)
+	code, exc := http.StatusInternalServerError, "WebApplicationException"
+	switch {
+	case errors.Is(err, errdefs.ErrNotFound):
+		code, exc = http.StatusNotFound, "NotFoundException"
+	case errors.Is(err, errdefs.ErrInvalidArgument):
+		code, exc = http.StatusBadRequest, "BadRequestException"
+	case errors.Is(err, errdefs.ErrUnavailable), errors.Is(err, errdefs.ErrNotLeader):
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, map[string]any{"RemoteException": map[string]any{"exception": exc, "message": err.Error()}})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

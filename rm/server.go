@@ -110,6 +110,9 @@ type Server struct {
 
 	soft *softState
 	nms  *nmPool
+	// bootIndex is the last raft index on disk at start: reads wait until
+	// it is applied, so a restarted RM never answers from a partial state.
+	bootIndex uint64
 
 	wg       sync.WaitGroup
 	shutdown chan struct{}
@@ -284,7 +287,28 @@ func (s *Server) setupRaft() error {
 		return fmt.Errorf("starting raft: %w", err)
 	}
 	s.raft = r
+	s.bootIndex = r.LastIndex()
 	return nil
+}
+
+// waitReadable holds a read until this replica has applied every entry
+// it had on disk when it started, or leads.
+func (s *Server) waitReadable(ctx context.Context) error {
+	if s.raft.AppliedIndex() >= s.bootIndex || s.isLeader.Load() {
+		return nil
+	}
+	deadline := time.Now().Add(10 * s.cfg.RaftTimeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+		if s.raft.AppliedIndex() >= s.bootIndex || s.isLeader.Load() {
+			return nil
+		}
+	}
+	return errdefs.Unavailable("the ResourceManager is still replaying its raft log; try again")
 }
 
 // raftApply commits a command and returns its result.

@@ -1,0 +1,358 @@
+package rm
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+
+	"loom/errdefs"
+	"loom/proto/yarnpb"
+	"loom/rm/rmclient"
+)
+
+func testServer(t *testing.T, mutate func(*Config)) (*Server, *rmclient.Client) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}})
+	cfg.Addr = "127.0.0.1:0"
+	cfg.HTTPAddr = ""
+	cfg.InMemory = true
+	cfg.RaftTimeout = 50 * time.Millisecond
+	cfg.DataDir = t.TempDir()
+	if mutate != nil {
+		mutate(cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	c, err := rmclient.New([]string{s.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return s, c
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// fakeNM accepts every container start and records it: a stand-in for a
+// NodeManager behind the same gRPC interface.
+type fakeNM struct {
+	yarnpb.UnimplementedContainerManagerServiceServer
+	mu      sync.Mutex
+	started []*yarnpb.StartContainerRequest
+	addr    string
+}
+
+func (f *fakeNM) StartContainers(_ context.Context, req *yarnpb.StartContainersRequest) (*yarnpb.StartContainersResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	resp := &yarnpb.StartContainersResponse{}
+	for _, c := range req.Containers {
+		f.started = append(f.started, c)
+		resp.Succeeded = append(resp.Succeeded, c.ContainerId)
+	}
+	return resp, nil
+}
+
+func (f *fakeNM) StopContainers(context.Context, *yarnpb.StopContainersRequest) (*yarnpb.StopContainersResponse, error) {
+	return &yarnpb.StopContainersResponse{}, nil
+}
+
+func (f *fakeNM) startedIDs() []*yarnpb.StartContainerRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*yarnpb.StartContainerRequest(nil), f.started...)
+}
+
+func startFakeNM(t *testing.T, c *rmclient.Client, memMB int64) *fakeNM {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeNM{addr: ln.Addr().String()}
+	g := grpc.NewServer()
+	yarnpb.RegisterContainerManagerServiceServer(g, f)
+	go g.Serve(ln)
+	t.Cleanup(g.Stop)
+	if _, err := c.RegisterNode(context.Background(), &yarnpb.RegisterNodeManagerRequest{NodeId: f.addr, Total: &yarnpb.Resource{MemoryMb: memMB, Vcores: 8}}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// submitRunning submits an application and registers its AM, returning
+// the attempt id.
+func submitRunning(t *testing.T, c *rmclient.Client, nm *fakeNM) string {
+	t.Helper()
+	ctx := context.Background()
+	app, err := c.NewApplication(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Submit(ctx, &yarnpb.ApplicationSubmissionContext{
+		ApplicationId: app.ApplicationId, AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"am"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var attempt string
+	waitUntil(t, "the AM container launched", func() bool {
+		for _, s := range nm.startedIDs() {
+			if s.ApplicationId == app.ApplicationId {
+				attempt = s.LaunchContext.Env["LOOM_APP_ATTEMPT_ID"]
+				return true
+			}
+		}
+		return false
+	})
+	amrm := c.NewAMRMClient(attempt, rmclient.Handler{})
+	if _, err := amrm.Register(ctx, "h", 1, "http://h:1"); err != nil {
+		t.Fatal(err)
+	}
+	return attempt
+}
+
+func allocate(t *testing.T, s *Server, req *yarnpb.AllocateRequest) *yarnpb.AllocateResponse {
+	t.Helper()
+	resp, err := (&amEndpoint{s: s}).Allocate(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func TestAllocateHoldsUntilContainersArriveAndResendsLostResponses(t *testing.T) {
+	s, c := testServer(t, nil)
+	nm := startFakeNM(t, c, 4096)
+	attempt := submitRunning(t, c, nm)
+	asks := []*yarnpb.ResourceRequest{{Priority: 1, Capability: &yarnpb.Resource{MemoryMb: 256, Vcores: 1}, Count: 3}}
+
+	got := 0
+	var last *yarnpb.AllocateResponse
+	respID := int32(0)
+	for got < 3 {
+		last = allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, ResponseId: respID, Asks: asks, WaitMs: 5000})
+		if last.ResponseId != respID+1 {
+			t.Fatalf("response id %d after request %d", last.ResponseId, respID)
+		}
+		respID = last.ResponseId
+		got += len(last.Allocated)
+		asks[0].Count = int32(3 - got)
+	}
+	// A request that repeats the previous response id gets the previous
+	// response again: the AM lost it.
+	again := allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, ResponseId: respID - 1, Asks: asks})
+	if again.ResponseId != last.ResponseId || len(again.Allocated) != len(last.Allocated) {
+		t.Fatalf("resent response %+v, want %+v", again, last)
+	}
+	// One out of step is told to resync.
+	if r := allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, ResponseId: respID + 5}); r.Command != yarnpb.AMCommand_AM_RESYNC {
+		t.Fatalf("out-of-step request got %+v, want RESYNC", r)
+	}
+	// Asks met: nothing more is placed.
+	allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, ResponseId: respID, Asks: asks})
+	appID, _ := yarnpb.AppIDOfAttempt(attempt)
+	r, err := c.Report(context.Background(), appID, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Containers) != 4 {
+		t.Fatalf("app has %d containers, want the AM and 3", len(r.Containers))
+	}
+}
+
+func TestCompletionsReachTheAMOnce(t *testing.T) {
+	s, c := testServer(t, nil)
+	nm := startFakeNM(t, c, 4096)
+	attempt := submitRunning(t, c, nm)
+	resp := allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, WaitMs: 5000,
+		Asks: []*yarnpb.ResourceRequest{{Priority: 1, Capability: &yarnpb.Resource{MemoryMb: 256, Vcores: 1}, Count: 1}}})
+	if len(resp.Allocated) != 1 {
+		t.Fatalf("allocated %d", len(resp.Allocated))
+	}
+	id := resp.Allocated[0].Id
+	if _, err := c.NodeHeartbeat(context.Background(), &yarnpb.NodeHeartbeatRequest{NodeId: nm.addr, Healthy: true,
+		Containers: []*yarnpb.ContainerStatus{{ContainerId: id, State: yarnpb.ContainerState_CONTAINER_COMPLETED, ExitStatus: 3, Diagnostics: "boom"}}}); err != nil {
+		t.Fatal(err)
+	}
+	resp = allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, ResponseId: resp.ResponseId, WaitMs: 5000})
+	if len(resp.Completed) != 1 || resp.Completed[0].ExitStatus != 3 || resp.Completed[0].Diagnostics != "boom" {
+		t.Fatalf("completed %+v", resp.Completed)
+	}
+	resp = allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, ResponseId: resp.ResponseId})
+	if len(resp.Completed) != 0 {
+		t.Fatalf("completion handed out twice: %+v", resp.Completed)
+	}
+}
+
+func TestBadRequestsAreRefusedWithClearErrors(t *testing.T) {
+	s, c := testServer(t, nil)
+	nm := startFakeNM(t, c, 4096)
+	attempt := submitRunning(t, c, nm)
+	ctx := context.Background()
+	ce := &clientEndpoint{s: s}
+	app, _ := c.NewApplication(ctx)
+	tests := []struct {
+		name string
+		call func() error
+		want string
+	}{
+		{"ask above the maximum", func() error {
+			_, err := (&amEndpoint{s: s}).Allocate(ctx, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt,
+				Asks: []*yarnpb.ResourceRequest{{Capability: &yarnpb.Resource{MemoryMb: 999999, Vcores: 1}, Count: 1}}})
+			return err
+		}, "exceeds the maximum allocation of 8192 MB"},
+		{"zero memory", func() error {
+			_, err := (&amEndpoint{s: s}).Allocate(ctx, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt,
+				Asks: []*yarnpb.ResourceRequest{{Capability: &yarnpb.Resource{Vcores: 1}, Count: 1}}})
+			return err
+		}, "memory must be positive"},
+		{"negative count", func() error {
+			_, err := (&amEndpoint{s: s}).Allocate(ctx, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt,
+				Asks: []*yarnpb.ResourceRequest{{Capability: &yarnpb.Resource{MemoryMb: 1, Vcores: 1}, Count: -1}}})
+			return err
+		}, "must not be negative"},
+		{"malformed attempt id", func() error {
+			_, err := (&amEndpoint{s: s}).Allocate(ctx, &yarnpb.AllocateRequest{ApplicationAttemptId: "x"})
+			return err
+		}, "is not an application attempt id"},
+		{"unknown queue", func() error {
+			_, err := ce.SubmitApplication(ctx, &yarnpb.SubmitApplicationRequest{Context: &yarnpb.ApplicationSubmissionContext{
+				ApplicationId: app.ApplicationId, Queue: "nope", AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"x"}}}})
+			return err
+		}, `queue "nope" does not exist`},
+		{"AM without a command", func() error {
+			_, err := ce.SubmitApplication(ctx, &yarnpb.SubmitApplicationRequest{Context: &yarnpb.ApplicationSubmissionContext{ApplicationId: app.ApplicationId}})
+			return err
+		}, "no command"},
+		{"no context", func() error {
+			_, err := ce.SubmitApplication(ctx, &yarnpb.SubmitApplicationRequest{})
+			return err
+		}, "no application context"},
+		{"negative AM memory", func() error {
+			_, err := ce.SubmitApplication(ctx, &yarnpb.SubmitApplicationRequest{Context: &yarnpb.ApplicationSubmissionContext{
+				ApplicationId: app.ApplicationId, AmResource: &yarnpb.Resource{MemoryMb: -5, Vcores: 1}, AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"x"}}}})
+			return err
+		}, "memory must be positive"},
+		{"node without resources", func() error {
+			_, err := (&trackerEndpoint{s: s}).RegisterNodeManager(ctx, &yarnpb.RegisterNodeManagerRequest{NodeId: "h:1"})
+			return err
+		}, "must offer positive memory"},
+		{"node id without a port", func() error {
+			_, err := (&trackerEndpoint{s: s}).RegisterNodeManager(ctx, &yarnpb.RegisterNodeManagerRequest{NodeId: "h", Total: &yarnpb.Resource{MemoryMb: 1, Vcores: 1}})
+			return err
+		}, "is not host:port"},
+		{"unknown application", func() error {
+			_, err := c.Report(ctx, "application_1_0999", false)
+			return err
+		}, "not found"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := errdefs.FromGRPC(tc.call())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+			if !errors.Is(err, errdefs.ErrInvalidArgument) && !errors.Is(err, errdefs.ErrNotFound) {
+				t.Fatalf("error class of %v: want InvalidArgument or NotFound", err)
+			}
+		})
+	}
+	if _, err := c.Nodes(ctx, false); err != nil {
+		t.Fatalf("the RM is unwell after bad requests: %v", err)
+	}
+}
+
+func TestSilentNodeIsLostAndItsAMRetried(t *testing.T) {
+	s, c := testServer(t, func(cfg *Config) { cfg.NodeExpiry = 300 * time.Millisecond })
+	nm := startFakeNM(t, c, 4096)
+	attempt := submitRunning(t, c, nm)
+	appID, _ := yarnpb.AppIDOfAttempt(attempt)
+	waitUntil(t, "the silent node LOST", func() bool {
+		n := s.State().Snapshot().Node(nil, nm.addr)
+		return n.State == yarnpb.NodeState_NODE_LOST
+	})
+	app := s.State().Snapshot().App(nil, appID)
+	if app.NumAttempts != 2 || !strings.Contains(app.Diagnostics, "lost") {
+		t.Fatalf("app after its node was lost: %+v", app)
+	}
+	// The node comes back: its heartbeat is told to register again.
+	resp, err := c.NodeHeartbeat(context.Background(), &yarnpb.NodeHeartbeatRequest{NodeId: nm.addr, Healthy: true})
+	if err != nil || resp.Action != yarnpb.NodeAction_RESYNC {
+		t.Fatalf("heartbeat of a lost node: %+v, %v", resp, err)
+	}
+}
+
+func TestStateSurvivesRestartOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	var raftAddr string
+	{
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		raftAddr = l.Addr().String()
+		l.Close()
+	}
+	var addr string
+	mk := func() (*Server, *rmclient.Client) {
+		return testServer(t, func(cfg *Config) {
+			cfg.InMemory = false
+			cfg.DataDir = dir
+			cfg.RaftAddr = raftAddr
+			if addr != "" {
+				cfg.Addr = addr
+			}
+		})
+	}
+	s1, c1 := mk()
+	addr = s1.Addr()
+	startFakeNM(t, c1, 2048)
+	app, err := c1.NewApplication(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.Submit(context.Background(), &yarnpb.ApplicationSubmissionContext{ApplicationId: app.ApplicationId, Name: "survivor",
+		AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"am"}}}); err != nil {
+		t.Fatal(err)
+	}
+	epoch := s1.epoch.Load()
+	s1.Shutdown()
+	c1.Close()
+
+	s2, c2 := mk()
+	r, err := c2.Report(context.Background(), app.ApplicationId, false)
+	if err != nil || r.Name != "survivor" {
+		t.Fatalf("after restart: %+v, %v", r, err)
+	}
+	if nodes, _ := c2.Nodes(context.Background(), true); len(nodes) != 1 {
+		t.Fatalf("after restart the RM knows %d nodes, want 1", len(nodes))
+	}
+	waitUntil(t, "leadership after restart", s2.IsLeader)
+	if s2.epoch.Load() <= epoch {
+		t.Fatalf("epoch %d after restart, was %d", s2.epoch.Load(), epoch)
+	}
+}

@@ -1,0 +1,235 @@
+package state
+
+import (
+	"strings"
+	"testing"
+
+	"loom/proto/yarnpb"
+)
+
+// fixture drives a store through write transactions at increasing
+// indexes, as the FSM does.
+type fixture struct {
+	t     *testing.T
+	s     *Store
+	index uint64
+}
+
+func newFixture(t *testing.T) *fixture {
+	s, err := NewStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{t: t, s: s}
+}
+
+func (f *fixture) write(fn func(tx *WriteTxn) error) {
+	f.t.Helper()
+	f.index++
+	if err := f.s.Write(f.index, fn); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) read() *ReadTxn { return f.s.Snapshot() }
+
+const appID = "application_1_0001"
+
+func (f *fixture) node(id string, mem int64) {
+	f.write(func(tx *WriteTxn) error {
+		return tx.RegisterNode(&Node{ID: id, State: yarnpb.NodeState_NODE_RUNNING, Total: Resource{mem, 8}}, nil, 1)
+	})
+}
+
+func (f *fixture) submit(maxAttempts int32) {
+	f.write(func(tx *WriteTxn) error {
+		return tx.SubmitApp(&Application{ID: appID, Queue: "root.default", AMResource: Resource{128, 1}, MaxAttempts: maxAttempts}, 1)
+	})
+}
+
+// place places one container for the app's current attempt.
+func (f *fixture) place(node string, am bool, seq int64) *Container {
+	f.t.Helper()
+	app := f.read().App(nil, appID)
+	at := f.read().Attempt(nil, app.CurrentAttempt)
+	c := &Container{ID: yarnpb.ContainerID(1, appID, at.Num, seq), AttemptID: at.ID, NodeID: node, Resource: Resource{128, 1}, IsAM: am}
+	f.write(func(tx *WriteTxn) error {
+		n, err := tx.PlaceContainers([]*Container{c})
+		if n != 1 {
+			f.t.Fatalf("placing %s on %s: placed %d", c.ID, node, n)
+		}
+		return err
+	})
+	return f.read().Container(nil, c.ID)
+}
+
+func (f *fixture) status(node, id string, st yarnpb.ContainerState, exit int32) {
+	f.write(func(tx *WriteTxn) error {
+		return tx.ContainerStatuses(node, []*yarnpb.ContainerStatus{{ContainerId: id, State: st, ExitStatus: exit}}, 2)
+	})
+}
+
+func TestApplicationSucceeds(t *testing.T) {
+	f := newFixture(t)
+	f.node("n1:1", 1024)
+	f.submit(2)
+	am := f.place("n1:1", true, 1)
+	if at := f.read().Attempt(nil, am.AttemptID); at.State != yarnpb.AttemptState_ATTEMPT_ALLOCATED || at.AMContainerID != am.ID {
+		t.Fatalf("attempt after AM placement: %+v", at)
+	}
+	f.status("n1:1", am.ID, yarnpb.ContainerState_CONTAINER_RUNNING, 0)
+	f.write(func(tx *WriteTxn) error { return tx.RegisterAttempt(am.AttemptID, "h", 1, "http://x", 3) })
+	if app := f.read().App(nil, appID); app.State != yarnpb.AppState_APP_RUNNING || app.TrackingURL != "http://x" {
+		t.Fatalf("app after registration: %+v", app)
+	}
+	task := f.place("n1:1", false, 2)
+	if n := f.read().Node(nil, "n1:1"); n.Used != (Resource{256, 2}) || n.NumContainers != 2 {
+		t.Fatalf("node use with two containers: %+v", n)
+	}
+	f.status("n1:1", task.ID, yarnpb.ContainerState_CONTAINER_COMPLETED, 0)
+	if c := f.read().Container(nil, task.ID); !c.Completed() || c.CompletedIndex != f.index {
+		t.Fatalf("completed container: %+v", c)
+	}
+	f.write(func(tx *WriteTxn) error {
+		return tx.UnregisterAttempt(am.AttemptID, yarnpb.FinalStatus_SUCCEEDED, "done", "", 4)
+	})
+	app := f.read().App(nil, appID)
+	if app.State != yarnpb.AppState_APP_FINISHED || app.FinalStatus != yarnpb.FinalStatus_SUCCEEDED || app.Progress != 1 {
+		t.Fatalf("app after unregistering: %+v", app)
+	}
+	// The AM exits by itself after unregistering: its attempt finishes.
+	f.status("n1:1", am.ID, yarnpb.ContainerState_CONTAINER_COMPLETED, 0)
+	if at := f.read().Attempt(nil, am.AttemptID); at.State != yarnpb.AttemptState_ATTEMPT_FINISHED {
+		t.Fatalf("attempt after the AM exited: %+v", at)
+	}
+	if n := f.read().Node(nil, "n1:1"); n.Used != (Resource{}) || n.NumContainers != 0 {
+		t.Fatalf("node use after everything ended: %+v", n)
+	}
+}
+
+func TestAMFailureRetriesThenFails(t *testing.T) {
+	f := newFixture(t)
+	f.node("n1:1", 1024)
+	f.submit(2)
+	am1 := f.place("n1:1", true, 1)
+	task := f.place("n1:1", false, 2)
+	f.status("n1:1", am1.ID, yarnpb.ContainerState_CONTAINER_COMPLETED, 1)
+
+	app := f.read().App(nil, appID)
+	if app.State != yarnpb.AppState_APP_ACCEPTED || app.NumAttempts != 2 || app.CurrentAttempt != yarnpb.AttemptID(appID, 2) {
+		t.Fatalf("app after the first AM failed: %+v", app)
+	}
+	if at := f.read().Attempt(nil, am1.AttemptID); at.State != yarnpb.AttemptState_ATTEMPT_FAILED || !strings.Contains(at.Diagnostics, "exit code 1") {
+		t.Fatalf("first attempt: %+v", at)
+	}
+	if c := f.read().Container(nil, task.ID); !c.Completed() || c.ExitStatus != ExitKilledByRM {
+		t.Fatalf("task of the failed attempt: %+v", c)
+	}
+	am2 := f.place("n1:1", true, 1)
+	f.status("n1:1", am2.ID, yarnpb.ContainerState_CONTAINER_COMPLETED, 137)
+	app = f.read().App(nil, appID)
+	if app.State != yarnpb.AppState_APP_FAILED || app.FinalStatus != yarnpb.FinalStatus_FAILED || !strings.Contains(app.Diagnostics, "failed 2 times") {
+		t.Fatalf("app after the second AM failed: %+v", app)
+	}
+}
+
+func TestKillEndsEverything(t *testing.T) {
+	f := newFixture(t)
+	f.node("n1:1", 1024)
+	f.submit(2)
+	am := f.place("n1:1", true, 1)
+	task := f.place("n1:1", false, 2)
+	f.write(func(tx *WriteTxn) error {
+		killed, err := tx.KillApp(appID, "by test", 5)
+		if !killed {
+			t.Error("KillApp reported the app had already ended")
+		}
+		return err
+	})
+	r := f.read()
+	if app := r.App(nil, appID); app.State != yarnpb.AppState_APP_KILLED || app.FinalStatus != yarnpb.FinalStatus_KILLED {
+		t.Fatalf("app: %+v", app)
+	}
+	if at := r.Attempt(nil, am.AttemptID); at.State != yarnpb.AttemptState_ATTEMPT_KILLED {
+		t.Fatalf("attempt: %+v, want KILLED (not FAILED: a kill is no AM failure)", at)
+	}
+	for _, id := range []string{am.ID, task.ID} {
+		if c := r.Container(nil, id); !c.Completed() || c.ExitStatus != ExitKilledByRM {
+			t.Fatalf("container %s: %+v", id, c)
+		}
+	}
+	if n := r.Node(nil, "n1:1"); n.NumContainers != 0 {
+		t.Fatalf("node: %+v", n)
+	}
+	f.write(func(tx *WriteTxn) error {
+		if killed, _ := tx.KillApp(appID, "again", 6); killed {
+			t.Error("killing a killed app reported a kill")
+		}
+		return nil
+	})
+}
+
+func TestLostNodeTakesItsContainers(t *testing.T) {
+	f := newFixture(t)
+	f.node("n1:1", 1024)
+	f.node("n2:1", 1024)
+	f.submit(2)
+	am := f.place("n1:1", true, 1)
+	task := f.place("n2:1", false, 2)
+	f.write(func(tx *WriteTxn) error { return tx.SetNodeState("n2:1", yarnpb.NodeState_NODE_LOST, "gone", 0, 9) })
+	c := f.read().Container(nil, task.ID)
+	if !c.Completed() || c.ExitStatus != ExitAborted || !strings.Contains(c.Diagnostics, "*lost* node") {
+		t.Fatalf("container on the lost node: %+v", c)
+	}
+	if f.read().Attempt(nil, am.AttemptID).Terminal() {
+		t.Fatal("the attempt ended with a task container's node")
+	}
+	// Losing the AM's node fails the attempt and starts another.
+	f.write(func(tx *WriteTxn) error { return tx.SetNodeState("n1:1", yarnpb.NodeState_NODE_LOST, "gone", 0, 10) })
+	if app := f.read().App(nil, appID); app.NumAttempts != 2 || app.State != yarnpb.AppState_APP_ACCEPTED {
+		t.Fatalf("app after its AM's node was lost: %+v", app)
+	}
+}
+
+func TestPlacementRefusesWhatNoLongerFits(t *testing.T) {
+	f := newFixture(t)
+	f.node("n1:1", 200)
+	f.submit(2)
+	app := f.read().App(nil, appID)
+	mk := func(seq int64) *Container {
+		return &Container{ID: yarnpb.ContainerID(1, appID, 1, seq), AttemptID: app.CurrentAttempt, NodeID: "n1:1", Resource: Resource{128, 1}}
+	}
+	f.write(func(tx *WriteTxn) error {
+		n, err := tx.PlaceContainers([]*Container{mk(1), mk(2), {ID: "x", AttemptID: app.CurrentAttempt, NodeID: "nope:1", Resource: Resource{1, 1}}})
+		if n != 1 {
+			t.Errorf("placed %d containers on a node with room for 1 (and one on an unknown node)", n)
+		}
+		return err
+	})
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	f := newFixture(t)
+	f.node("n1:1", 1024)
+	f.submit(2)
+	am := f.place("n1:1", true, 1)
+	f.write(func(tx *WriteTxn) error { return tx.PutMeta(Meta{Epoch: 3, AppSeq: 1, Cluster: 42}) })
+
+	restored, err := Restore(f.read().Dump())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := restored.Snapshot()
+	if r.Index != f.index || r.Meta() != (Meta{Epoch: 3, AppSeq: 1, Cluster: 42}) {
+		t.Fatalf("restored index %d meta %+v", r.Index, r.Meta())
+	}
+	if c := r.Container(nil, am.ID); c == nil || *c != *am {
+		t.Fatalf("restored container %+v, want %+v", c, am)
+	}
+	if app := r.App(nil, appID); app == nil || app.CurrentAttempt != am.AttemptID {
+		t.Fatalf("restored app %+v", app)
+	}
+	if got := len(r.ContainersByNode(nil, "n1:1")); got != 1 {
+		t.Fatalf("restored node index has %d containers", got)
+	}
+}
