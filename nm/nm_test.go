@@ -1,0 +1,191 @@
+package nm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"loom/proto/yarnpb"
+)
+
+func digest(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+func TestLocalizerVerifiesAndCaches(t *testing.T) {
+	content := []byte("#!/bin/sh\necho hi\n")
+	src := filepath.Join(t.TempDir(), "script.sh")
+	if err := os.WriteFile(src, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fetches := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches++
+		w.Write(content)
+	}))
+	defer srv.Close()
+	l := newLocalizer(filepath.Join(t.TempDir(), "cache"))
+	ctx := context.Background()
+
+	tests := []struct {
+		name    string
+		res     *yarnpb.LocalResource
+		wantErr string
+	}{
+		{"file url", &yarnpb.LocalResource{Name: "a.sh", Url: "file://" + src, Sha256: digest(content), Executable: true}, ""},
+		{"http url, cached after the file", &yarnpb.LocalResource{Name: "b.sh", Url: srv.URL + "/x", Sha256: digest(content)}, ""},
+		{"digest mismatch", &yarnpb.LocalResource{Name: "c", Url: srv.URL + "/x", Sha256: digest([]byte("other"))}, "sha256 mismatch"},
+		{"escaping name", &yarnpb.LocalResource{Name: "../e", Url: "file://" + src, Sha256: digest(content)}, "not a plain file name"},
+		{"bad scheme", &yarnpb.LocalResource{Name: "f", Url: "ftp://x/y", Sha256: digest([]byte("f"))}, "unsupported url scheme"},
+		{"missing file", &yarnpb.LocalResource{Name: "g", Url: "file:///nonexistent/loom", Sha256: digest([]byte("g"))}, "no such file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			work := t.TempDir()
+			err := l.localize(ctx, work, []*yarnpb.LocalResource{tc.res})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(filepath.Join(work, tc.res.Name))
+			if err != nil || string(got) != string(content) {
+				t.Fatalf("linked file: %q, %v", got, err)
+			}
+		})
+	}
+	// Only the mismatching digest went to the server: the http resource
+	// with the file's digest was served from the cache.
+	if fetches != 1 {
+		t.Errorf("fetched %d times over http, want 1", fetches)
+	}
+}
+
+func testExecutor(t *testing.T) (*executor, chan struct{}) {
+	changed := make(chan struct{}, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &executor{
+		logger:     hclog.NewNullLogger(),
+		dir:        t.TempDir(),
+		loc:        newLocalizer(filepath.Join(t.TempDir(), "cache")),
+		grace:      300 * time.Millisecond,
+		containers: map[string]*container{},
+		onChange:   func() { changed <- struct{}{} },
+		ctx:        ctx,
+	}
+	os.MkdirAll(filepath.Join(e.dir, "run"), 0o755)
+	t.Cleanup(func() {
+		cancel()
+		e.stopAll(context.Background())
+		e.wg.Wait()
+	})
+	return e, changed
+}
+
+const cid = "container_e01_1_0001_01_000002"
+
+func startShell(t *testing.T, e *executor, id, script string) *container {
+	t.Helper()
+	err := e.start(&yarnpb.StartContainerRequest{ContainerId: id, Resource: &yarnpb.Resource{MemoryMb: 256, Vcores: 1},
+		LaunchContext: &yarnpb.ContainerLaunchContext{Command: []string{"sh", "-c", script}, Env: map[string]string{"GREETING": "hi"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.get(id)
+}
+
+func waitDone(t *testing.T, c *container) *yarnpb.ContainerStatus {
+	t.Helper()
+	select {
+	case <-c.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("container %s did not complete", c.id)
+	}
+	return c.status()
+}
+
+func TestContainerExitCodesAndEnv(t *testing.T) {
+	e, _ := testExecutor(t)
+	c := startShell(t, e, cid, `echo "$GREETING $LOOM_CONTAINER_ID $LOOM_APPLICATION_ID"; pwd; exit 5`)
+	st := waitDone(t, c)
+	if st.ExitStatus != 5 || !strings.Contains(st.Diagnostics, "Exit code: 5") {
+		t.Fatalf("status %+v, want exit 5", st)
+	}
+	out, _ := os.ReadFile(filepath.Join(e.logDir("application_1_0001", cid), "stdout"))
+	want := "hi " + cid + " application_1_0001\n" + e.workDir("application_1_0001", cid) + "\n"
+	if string(out) != want {
+		t.Fatalf("stdout %q, want %q", out, want)
+	}
+	if err := e.start(&yarnpb.StartContainerRequest{ContainerId: cid, Resource: &yarnpb.Resource{MemoryMb: 1},
+		LaunchContext: &yarnpb.ContainerLaunchContext{Command: []string{"true"}}}); err == nil || !strings.Contains(err.Error(), "already started") {
+		t.Fatalf("second start of the same container: %v", err)
+	}
+}
+
+func TestStopEscalatesToSIGKILLForTheWholeGroup(t *testing.T) {
+	e, _ := testExecutor(t)
+	// The shell ignores SIGTERM and has a child; both must go.
+	c := startShell(t, e, cid, `trap "" TERM; sleep 1000.424242 & echo started; wait`)
+	waitFor(t, func() bool {
+		b, _ := os.ReadFile(filepath.Join(c.logs, "stdout"))
+		return strings.Contains(string(b), "started")
+	})
+	if err := e.stop(cid); err != nil {
+		t.Fatal(err)
+	}
+	st := waitDone(t, c)
+	if st.ExitStatus != 137 || !strings.Contains(st.Diagnostics, "killed on request") {
+		t.Fatalf("status %+v, want 137 (SIGKILL after the grace period)", st)
+	}
+	waitFor(t, func() bool { _, pids := groupRSS(c.pid); return len(pids) == 0 })
+}
+
+func TestBadStartsAreRefused(t *testing.T) {
+	e, _ := testExecutor(t)
+	for _, req := range []*yarnpb.StartContainerRequest{
+		{ContainerId: "nope", Resource: &yarnpb.Resource{MemoryMb: 1}, LaunchContext: &yarnpb.ContainerLaunchContext{Command: []string{"true"}}},
+		{ContainerId: cid, Resource: &yarnpb.Resource{MemoryMb: 1}},
+		{ContainerId: cid, LaunchContext: &yarnpb.ContainerLaunchContext{Command: []string{"true"}}},
+	} {
+		if err := e.start(req); err == nil {
+			t.Errorf("start %+v succeeded", req)
+		}
+	}
+	c := startShell(t, e, cid, "true")
+	if st := waitDone(t, c); st.ExitStatus != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	bad := "container_e01_1_0001_01_000003"
+	if err := e.start(&yarnpb.StartContainerRequest{ContainerId: bad, Resource: &yarnpb.Resource{MemoryMb: 1},
+		LaunchContext: &yarnpb.ContainerLaunchContext{Command: []string{"no-such-command-loom"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitDone(t, e.get(bad)); st.ExitStatus != exitLaunch || !strings.Contains(st.Diagnostics, "not found on PATH") {
+		t.Fatalf("status %+v, want a launch failure naming the command", st)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
