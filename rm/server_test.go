@@ -79,6 +79,12 @@ func (f *fakeNM) startedIDs() []*yarnpb.StartContainerRequest {
 	return append([]*yarnpb.StartContainerRequest(nil), f.started...)
 }
 
+func newFakeNMServer(f *fakeNM) *grpc.Server {
+	g := grpc.NewServer()
+	yarnpb.RegisterContainerManagerServiceServer(g, f)
+	return g
+}
+
 func startFakeNM(t *testing.T, c *rmclient.Client, memMB int64) *fakeNM {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -86,8 +92,7 @@ func startFakeNM(t *testing.T, c *rmclient.Client, memMB int64) *fakeNM {
 		t.Fatal(err)
 	}
 	f := &fakeNM{addr: ln.Addr().String()}
-	g := grpc.NewServer()
-	yarnpb.RegisterContainerManagerServiceServer(g, f)
+	g := newFakeNMServer(f)
 	go g.Serve(ln)
 	t.Cleanup(g.Stop)
 	if _, err := c.RegisterNode(context.Background(), &yarnpb.RegisterNodeManagerRequest{NodeId: f.addr, Total: &yarnpb.Resource{MemoryMb: memMB, Vcores: 8}}); err != nil {

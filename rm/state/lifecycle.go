@@ -64,21 +64,47 @@ func (tx *WriteTxn) newAttempt(a *Application, now int64) error {
 // state changed under the scheduler.
 func (tx *WriteTxn) PlaceContainers(allocs []*Container) (int, error) {
 	r := tx.Read()
+	// Nodes and attempts change once per plan, not once per container.
+	nodes := map[string]*Node{}
+	attempts := map[string]*Attempt{}
+	apps := map[string]*Application{}
 	placed := 0
 	for _, alloc := range allocs {
-		node := r.Node(nil, alloc.NodeID)
-		if node == nil || !node.Schedulable() || !node.Total.Sub(node.Used).Fits(alloc.Resource) {
+		node := nodes[alloc.NodeID]
+		if node == nil {
+			old := r.Node(nil, alloc.NodeID)
+			if old == nil {
+				continue
+			}
+			n := *old
+			node = &n
+		}
+		if !node.Schedulable() || !node.Total.Sub(node.Used).Fits(alloc.Resource) {
 			continue
 		}
-		at := r.Attempt(nil, alloc.AttemptID)
-		if at == nil || at.Terminal() || r.Container(nil, alloc.ID) != nil {
+		at := attempts[alloc.AttemptID]
+		if at == nil {
+			old := r.Attempt(nil, alloc.AttemptID)
+			if old == nil {
+				continue
+			}
+			a := *old
+			at = &a
+		}
+		if at.Terminal() || r.Container(nil, alloc.ID) != nil {
 			continue
 		}
-		app := r.App(nil, at.AppID)
-		if app == nil || app.Terminal() || app.CurrentAttempt != at.ID {
+		app := apps[at.AppID]
+		if app == nil {
+			if app = r.App(nil, at.AppID); app == nil {
+				continue
+			}
+			apps[at.AppID] = app
+		}
+		if app.Terminal() || app.CurrentAttempt != at.ID {
 			continue
 		}
-		if alloc.IsAM && at.State != yarnpb.AttemptState_ATTEMPT_NEW {
+		if alloc.IsAM && (at.State != yarnpb.AttemptState_ATTEMPT_NEW || at.AMContainerID != "") {
 			continue
 		}
 		c := *alloc
@@ -88,24 +114,28 @@ func (tx *WriteTxn) PlaceContainers(allocs []*Container) (int, error) {
 		if err := tx.PutContainer(&c); err != nil {
 			return placed, err
 		}
-		n := *node
-		n.Used = n.Used.Add(c.Resource)
-		n.NumContainers++
-		if err := tx.PutNode(&n); err != nil {
-			return placed, err
-		}
-		a := *at
-		if seq := containerSeq(c.ID); seq >= a.NextContainerSeq {
-			a.NextContainerSeq = seq + 1
+		node.Used = node.Used.Add(c.Resource)
+		node.NumContainers++
+		nodes[node.ID] = node
+		if seq := containerSeq(c.ID); seq >= at.NextContainerSeq {
+			at.NextContainerSeq = seq + 1
 		}
 		if c.IsAM {
-			a.State = yarnpb.AttemptState_ATTEMPT_ALLOCATED
-			a.AMContainerID = c.ID
+			at.State = yarnpb.AttemptState_ATTEMPT_ALLOCATED
+			at.AMContainerID = c.ID
 		}
-		if err := tx.PutAttempt(&a); err != nil {
+		attempts[at.ID] = at
+		placed++
+	}
+	for _, n := range nodes {
+		if err := tx.PutNode(n); err != nil {
 			return placed, err
 		}
-		placed++
+	}
+	for _, a := range attempts {
+		if err := tx.PutAttempt(a); err != nil {
+			return placed, err
+		}
 	}
 	return placed, nil
 }

@@ -45,7 +45,6 @@ func attemptsTable() *memdb.TableSchema {
 func containersTable() *memdb.TableSchema {
 	return &memdb.TableSchema{Name: TableContainers, Indexes: map[string]*memdb.IndexSchema{
 		"id":      idIndex(),
-		"app":     {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "AppID"}},
 		"attempt": {Name: "attempt", Indexer: &memdb.StringFieldIndex{Field: "AttemptID"}},
 		"node":    {Name: "node", Indexer: &memdb.StringFieldIndex{Field: "NodeID"}},
 	}}

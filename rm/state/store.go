@@ -176,9 +176,14 @@ func (r *ReadTxn) containersBy(ws memdb.WatchSet, index, value string) []*Contai
 	return out
 }
 
-// ContainersByApp returns an application's containers, sorted by id.
+// ContainersByApp returns an application's containers, attempt by
+// attempt, each sorted by id.
 func (r *ReadTxn) ContainersByApp(ws memdb.WatchSet, appID string) []*Container {
-	return r.containersBy(ws, "app", appID)
+	var out []*Container
+	for _, at := range r.Attempts(ws, appID) {
+		out = append(out, r.containersBy(ws, "attempt", at.ID)...)
+	}
+	return out
 }
 
 // ContainersByAttempt returns an attempt's containers, sorted by id.

@@ -1,0 +1,156 @@
+package rm
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	memdb "github.com/hashicorp/go-memdb"
+
+	"loom/proto/yarnpb"
+	"loom/rm/rmclient"
+	"loom/rm/scheduler"
+	"loom/rm/state"
+)
+
+// benchCluster is an RM with on-disk raft, one fake NM that hosts the AM,
+// and simulated nodes registered through raft.
+func benchCluster(b *testing.B, nodes int) (*Server, string) {
+	b.Helper()
+	cfg := DefaultConfig()
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Error})
+	cfg.Addr = "127.0.0.1:0"
+	cfg.HTTPAddr = ""
+	cfg.DataDir = b.TempDir()
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	cfg.RaftAddr = l.Addr().String()
+	l.Close()
+	cfg.RaftTimeout = 50 * time.Millisecond
+	cfg.NodeExpiry = time.Hour
+	cfg.AMExpiry = time.Hour
+	cfg.MaxAllocation = state.Resource{MemoryMB: 1 << 20, VCores: 1 << 10}
+	s, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.Shutdown)
+	c, err := rmclient.New([]string{s.Addr()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	nm := startFakeNMForBench(b, c)
+
+	// Simulated NodeManagers: registered through raft, as real ones are.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := 0; i < nodes-1; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			n := &state.Node{ID: fmt.Sprintf("sim-%05d:8041", i), State: yarnpb.NodeState_NODE_RUNNING, Total: state.Resource{MemoryMB: 64 * 1024, VCores: 64}}
+			if _, _, err := s.raftApply(CmdRegisterNode, registerNodeCmd{Node: n, Now: nowMS()}); err != nil {
+				b.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+
+	ctx := context.Background()
+	app, err := c.NewApplication(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Submit(ctx, &yarnpb.ApplicationSubmissionContext{ApplicationId: app.ApplicationId,
+		AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"am"}}}); err != nil {
+		b.Fatal(err)
+	}
+	attempt := yarnpb.AttemptID(app.ApplicationId, 1)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(nm.startedIDs()) == 0 {
+		if time.Now().After(deadline) {
+			b.Fatal("the AM container was not launched")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := c.NewAMRMClient(attempt, rmclient.Handler{}).Register(ctx, "h", 1, ""); err != nil {
+		b.Fatal(err)
+	}
+	return s, attempt
+}
+
+func startFakeNMForBench(b *testing.B, c *rmclient.Client) *fakeNM {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := &fakeNM{addr: ln.Addr().String()}
+	g := newFakeNMServer(f)
+	go g.Serve(ln)
+	b.Cleanup(g.Stop)
+	// Sorted first (digits before letters), so the AM lands on it.
+	if _, err := c.RegisterNode(context.Background(), &yarnpb.RegisterNodeManagerRequest{NodeId: f.addr, Total: &yarnpb.Resource{MemoryMb: 64 * 1024, Vcores: 64}}); err != nil {
+		b.Fatal(err)
+	}
+	return f
+}
+
+// placeAll asks for n containers for an attempt and waits until the
+// scheduler has committed every placement through raft.
+func placeAll(b *testing.B, s *Server, attempt string, n int) time.Duration {
+	b.Helper()
+	start := time.Now()
+	ask := &scheduler.Ask{Key: scheduler.AskKey{Priority: 1, Capability: state.Resource{MemoryMB: 1024, VCores: 1}}, Count: int32(n), Relax: true}
+	s.soft.updateAsks(attempt, []*scheduler.Ask{ask}, nil, nil)
+	s.kickScheduler()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for {
+		// Block until the attempt's containers change: no polling load.
+		ws := memdb.NewWatchSet()
+		snap := s.State().Snapshot()
+		at := snap.Attempt(ws, attempt)
+		if placed := int(at.NextContainerSeq) - 2; placed >= n {
+			return time.Since(start)
+		}
+		if err := ws.WatchCtx(ctx); err != nil {
+			b.Fatalf("placed %d of %d containers", int(at.NextContainerSeq)-2, n)
+		}
+	}
+}
+
+// BenchmarkSchedulerAllocations places 10,000 containers on 1,000
+// simulated nodes; every placement is committed through the on-disk raft
+// log before it counts.
+func BenchmarkSchedulerAllocations(b *testing.B) {
+	const nodes, containers = 1000, 10000
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		s, attempt := benchCluster(b, nodes)
+		b.StartTimer()
+		took := placeAll(b, s, attempt, containers)
+		b.ReportMetric(float64(containers)/took.Seconds(), "allocations/s")
+		b.ReportMetric(float64(took.Milliseconds()), "ms/10k-containers")
+	}
+}
+
+// BenchmarkRMMemory measures the heap of an RM holding 5,000 nodes and
+// 10,000 containers.
+func BenchmarkRMMemory(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		s, attempt := benchCluster(b, 5000)
+		placeAll(b, s, attempt, 10000)
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		b.ReportMetric(float64(m.HeapInuse)/(1<<20), "heap-MiB")
+		b.ReportMetric(float64(m.Sys)/(1<<20), "sys-MiB")
+	}
+}
