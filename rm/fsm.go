@@ -31,6 +31,7 @@ const (
 	CmdKillApp
 	CmdReleaseContainers
 	CmdAppProgress
+	CmdPlacePlan
 )
 
 // Command payloads. Ids and timestamps are computed by the caller, never
@@ -58,6 +59,25 @@ type (
 	}
 	placeContainersCmd struct {
 		Containers []*state.Container `json:"containers"`
+	}
+	// placePlanCmd is a scheduling plan in compact form: placements that
+	// share an attempt and a size form a group; nodes are named once.
+	placePlanCmd struct {
+		Epoch       int64       `json:"epoch"`
+		AllocatedAt int64       `json:"at"`
+		Nodes       []string    `json:"nodes"`
+		Groups      []placement `json:"groups"`
+	}
+	placement struct {
+		AttemptID           string         `json:"attempt"`
+		Resource            state.Resource `json:"res"`
+		Priority            int32          `json:"prio,omitempty"`
+		AllocationRequestID int64          `json:"arid,omitempty"`
+		IsAM                bool           `json:"am,omitempty"`
+		// Seqs[i] is the container sequence number placed on
+		// Nodes[NodeIdx[i]].
+		Seqs    []int64 `json:"seqs"`
+		NodeIdx []int32 `json:"nodes"`
 	}
 	acquireContainersCmd struct {
 		IDs []string `json:"ids"`
@@ -141,6 +161,13 @@ func init() {
 	})
 	register(CmdPlaceContainers, func(tx *state.WriteTxn, c *placeContainersCmd) (any, error) {
 		return tx.PlaceContainers(c.Containers)
+	})
+	register(CmdPlacePlan, func(tx *state.WriteTxn, c *placePlanCmd) (any, error) {
+		cs, err := c.containers()
+		if err != nil {
+			return 0, err
+		}
+		return tx.PlaceContainers(cs)
 	})
 	register(CmdAcquireContainers, func(tx *state.WriteTxn, c *acquireContainersCmd) (any, error) {
 		return nil, tx.AcquireContainers(c.IDs)
@@ -276,3 +303,81 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s *fsmSnapshot) Release() {}
+
+// newPlacePlan groups a plan's containers for the raft log.
+func newPlacePlan(epoch, now int64, plan []*state.Container) *placePlanCmd {
+	cmd := &placePlanCmd{Epoch: epoch, AllocatedAt: now}
+	nodeIdx := map[string]int32{}
+	type key struct {
+		attempt string
+		res     state.Resource
+		prio    int32
+		arid    int64
+		am      bool
+	}
+	groups := map[key]int{}
+	for _, c := range plan {
+		ni, ok := nodeIdx[c.NodeID]
+		if !ok {
+			ni = int32(len(cmd.Nodes))
+			nodeIdx[c.NodeID] = ni
+			cmd.Nodes = append(cmd.Nodes, c.NodeID)
+		}
+		k := key{c.AttemptID, c.Resource, c.Priority, c.AllocationRequestID, c.IsAM}
+		gi, ok := groups[k]
+		if !ok {
+			gi = len(cmd.Groups)
+			groups[k] = gi
+			cmd.Groups = append(cmd.Groups, placement{AttemptID: c.AttemptID, Resource: c.Resource, Priority: c.Priority, AllocationRequestID: c.AllocationRequestID, IsAM: c.IsAM})
+		}
+		g := &cmd.Groups[gi]
+		g.Seqs = append(g.Seqs, containerSeq(c.ID))
+		g.NodeIdx = append(g.NodeIdx, ni)
+	}
+	return cmd
+}
+
+// containers expands the plan; container ids follow from the epoch, the
+// attempt and the sequence numbers the scheduler chose.
+func (c *placePlanCmd) containers() ([]*state.Container, error) {
+	var out []*state.Container
+	for _, g := range c.Groups {
+		appID, err := yarnpb.AppIDOfAttempt(g.AttemptID)
+		if err != nil {
+			return nil, err
+		}
+		num := int32(containerSeq(g.AttemptID))
+		if len(g.Seqs) != len(g.NodeIdx) {
+			return nil, fmt.Errorf("placement group of %s has %d sequence numbers and %d nodes", g.AttemptID, len(g.Seqs), len(g.NodeIdx))
+		}
+		for i, seq := range g.Seqs {
+			ni := g.NodeIdx[i]
+			if ni < 0 || int(ni) >= len(c.Nodes) {
+				return nil, fmt.Errorf("placement names node %d of %d", ni, len(c.Nodes))
+			}
+			out = append(out, &state.Container{
+				ID:                  yarnpb.ContainerID(c.Epoch, appID, num, seq),
+				AppID:               appID,
+				AttemptID:           g.AttemptID,
+				NodeID:              c.Nodes[ni],
+				Resource:            g.Resource,
+				Priority:            g.Priority,
+				AllocationRequestID: g.AllocationRequestID,
+				IsAM:                g.IsAM,
+				AllocatedAt:         c.AllocatedAt,
+			})
+		}
+	}
+	return out, nil
+}
+
+// containerSeq returns the number after the last underscore of an id.
+func containerSeq(id string) int64 {
+	var seq int64
+	mul := int64(1)
+	for i := len(id) - 1; i >= 0 && id[i] >= '0' && id[i] <= '9'; i-- {
+		seq += int64(id[i]-'0') * mul
+		mul *= 10
+	}
+	return seq
+}

@@ -32,11 +32,7 @@ func (s *Server) schedulerLoop(ctx context.Context) {
 			if len(plan) == 0 {
 				break
 			}
-			now := nowMS()
-			for _, c := range plan {
-				c.AllocatedAt = now
-			}
-			res, _, err := s.raftApply(CmdPlaceContainers, placeContainersCmd{Containers: plan})
+			res, _, err := s.raftApply(CmdPlacePlan, newPlacePlan(s.epoch.Load(), nowMS(), plan))
 			if err != nil {
 				s.logger.Warn("committing a scheduling plan failed", "containers", len(plan), "error", err)
 				break

@@ -7,9 +7,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"loom/proto/yarnpb"
+	"loom/rm/rmclient"
 )
 
 // nmPool holds one gRPC connection per NodeManager the RM talks to (the AM
@@ -32,7 +32,7 @@ func (p *nmPool) client(addr string) (yarnpb.ContainerManagerServiceClient, erro
 	if c := p.conns[addr]; c != nil {
 		return yarnpb.NewContainerManagerServiceClient(c), nil
 	}
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient(addr, rmclient.DialOptions()...)
 	if err != nil {
 		return nil, err
 	}

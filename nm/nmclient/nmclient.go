@@ -10,10 +10,10 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"loom/errdefs"
 	"loom/proto/yarnpb"
+	"loom/rm/rmclient"
 )
 
 // Client talks to NodeManagers by node id (host:port).
@@ -42,7 +42,7 @@ func (c *Client) node(addr string) (yarnpb.ContainerManagerServiceClient, error)
 	if cc := c.conns[addr]; cc != nil {
 		return yarnpb.NewContainerManagerServiceClient(cc), nil
 	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, rmclient.DialOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", addr, err)
 	}

@@ -1,0 +1,155 @@
+// Command clusterbench measures a local cluster of real processes:
+// `cluster up` until every node is RUNNING, and distributed shells from
+// submission until their containers run and until they finish. It prints
+// medians; docs/BENCHMARKS.md records them.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"loom/am/dshell"
+	"loom/localcluster"
+	"loom/proto/yarnpb"
+	"loom/rm/rmclient"
+)
+
+func main() {
+	bin := flag.String("loom", "bin/loom", "the loom binary")
+	runs := flag.Int("runs", 10, "runs per figure (the median is printed)")
+	nodes := flag.Int("nodes", 3, "NodeManagers")
+	port := flag.Int("port", 19032, "RM port (raft uses port + 2)")
+	flag.Parse()
+	abs, err := filepath.Abs(*bin)
+	if err != nil {
+		fail(err)
+	}
+	ctx := context.Background()
+
+	var ups []time.Duration
+	for i := 0; i < *runs; i++ {
+		c := start(ctx, abs, *nodes, *port)
+		ups = append(ups, c.Took)
+		c.Stop()
+	}
+	report("cluster up to all nodes RUNNING", *nodes, ups)
+
+	c := start(ctx, abs, *nodes, *port)
+	defer c.Stop()
+	rm, err := rmclient.New([]string{fmt.Sprintf("127.0.0.1:%d", *port)})
+	if err != nil {
+		fail(err)
+	}
+	defer rm.Close()
+	for _, n := range []int{1, 20} {
+		var running, finished []time.Duration
+		for i := 0; i < *runs; i++ {
+			running = append(running, untilRunning(ctx, rm, abs, n))
+			finished = append(finished, untilFinished(ctx, rm, abs, n, "true"))
+		}
+		report(fmt.Sprintf("dshell %d containers: submit until all RUNNING", n), *nodes, running)
+		report(fmt.Sprintf("dshell %d containers: submit until FINISHED", n), *nodes, finished)
+	}
+	var rates []time.Duration
+	for i := 0; i < 3; i++ {
+		rates = append(rates, untilFinished(ctx, rm, abs, 200, "/bin/true"))
+	}
+	d := median(rates)
+	fmt.Printf("%-58s %8.0f containers/s  (200 containers of /bin/true, median of 3: %s)\n", "dshell 200 containers end to end", 200/d.Seconds(), d.Round(time.Millisecond))
+}
+
+func start(ctx context.Context, bin string, nodes, port int) *localcluster.Cluster {
+	dir, err := os.MkdirTemp("", "loom-bench-")
+	if err != nil {
+		fail(err)
+	}
+	cfg := localcluster.DefaultConfig()
+	cfg.Binary = bin
+	cfg.Dir = dir
+	cfg.Nodes = nodes
+	cfg.NodeMemoryMB = 16384
+	cfg.NodeVCores = 128
+	cfg.RMAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	cfg.HTTPAddr = fmt.Sprintf("127.0.0.1:%d", port+56)
+	cfg.LogLevel = "warn"
+	c, err := localcluster.Start(ctx, cfg)
+	if err != nil {
+		fail(err)
+	}
+	return c
+}
+
+func submit(ctx context.Context, rm *rmclient.Client, bin string, n int, cmd ...string) string {
+	id, err := dshell.Submit(ctx, rm, dshell.Options{NumContainers: n, MemoryMB: 64, VCores: 1, Command: cmd, LoomBinary: bin})
+	if err != nil {
+		fail(err)
+	}
+	return id
+}
+
+// untilRunning submits n sleeping containers and returns the time until
+// all of them are RUNNING; then it kills the application.
+func untilRunning(ctx context.Context, rm *rmclient.Client, bin string, n int) time.Duration {
+	start := time.Now()
+	id := submit(ctx, rm, bin, n, "sleep", "600")
+	var index uint64
+	for {
+		r, idx, err := rm.WatchReport(ctx, id, true, index, 10*time.Second)
+		if err != nil {
+			fail(err)
+		}
+		index = idx
+		running := 0
+		for _, c := range r.Containers {
+			if !c.IsAm && c.State == yarnpb.ContainerState_CONTAINER_RUNNING {
+				running++
+			}
+		}
+		if running >= n {
+			took := time.Since(start)
+			if _, err := rm.Kill(ctx, id, "benchmark done"); err != nil {
+				fail(err)
+			}
+			return took
+		}
+		if r.State >= yarnpb.AppState_APP_FINISHED {
+			fail(fmt.Errorf("%s ended %s: %s", id, r.State, r.Diagnostics))
+		}
+	}
+}
+
+func untilFinished(ctx context.Context, rm *rmclient.Client, bin string, n int, cmd string) time.Duration {
+	start := time.Now()
+	id := submit(ctx, rm, bin, n, cmd)
+	r, err := rm.WaitFinished(ctx, id, nil)
+	if err != nil {
+		fail(err)
+	}
+	if r.FinalStatus != yarnpb.FinalStatus_SUCCEEDED {
+		fail(fmt.Errorf("%s: %s %s", id, r.FinalStatus, r.Diagnostics))
+	}
+	return time.Since(start)
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func report(what string, nodes int, ds []time.Duration) {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	fmt.Printf("%-58s %8s median  (min %s, max %s, %d runs, %d NMs)\n", what, median(ds).Round(time.Millisecond),
+		s[0].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond), len(ds), nodes)
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "clusterbench:", err)
+	os.Exit(1)
+}
