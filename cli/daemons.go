@@ -59,6 +59,7 @@ func rmCommand() *cli.Command {
 			if cfg.MaxAttempts < 1 {
 				return errors.New("--max-attempts must be at least 1")
 			}
+			rm.TuneRuntime()
 			s, err := rm.New(cfg)
 			if err != nil {
 				return err

@@ -22,6 +22,7 @@ import (
 // and simulated nodes registered through raft.
 func benchCluster(b *testing.B, nodes int) (*Server, string) {
 	b.Helper()
+	TuneRuntime() // as `loom rm` does
 	cfg := DefaultConfig()
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Error})
 	cfg.Addr = "127.0.0.1:0"

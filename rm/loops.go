@@ -7,6 +7,7 @@ import (
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
+	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
 	"loom/proto/yarnpb"
@@ -16,10 +17,36 @@ import (
 
 // The leader-only loops. Each runs until ctx ends with the leadership.
 
-// schedulerLoop places pending work whenever something changed: a plan is
-// committed through raft as one entry before any AM sees it.
+// schedulerLoop places pending work whenever something changed. A plan is
+// committed through raft as one entry before any AM sees it; the next plan
+// is made while the previous one commits, counting its placements as made.
 func (s *Server) schedulerLoop(ctx context.Context) {
 	sch := scheduler.New(s.cfg.Queues, s.cfg.MaxBatch)
+	type pending struct {
+		future raft.ApplyFuture
+		plan   []*state.Container
+	}
+	var queue []pending
+	var inflight []*state.Container
+	// settle waits for the oldest plan in flight to be applied.
+	settle := func() bool {
+		p := queue[0]
+		queue = queue[1:]
+		inflight = inflight[len(p.plan):]
+		if err := p.future.Error(); err != nil {
+			s.logger.Warn("committing a scheduling plan failed", "containers", len(p.plan), "error", err)
+			return false
+		}
+		if res, _ := p.future.Response().(*fsmResult); res != nil && res.Err != nil {
+			s.logger.Warn("a scheduling plan was refused", "error", res.Err)
+		}
+		return true
+	}
+	defer func() {
+		for len(queue) > 0 {
+			settle()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -27,17 +54,25 @@ func (s *Server) schedulerLoop(ctx context.Context) {
 		case <-s.schedulerKick:
 		}
 		for ctx.Err() == nil {
-			plan := sch.Plan(s.State().Snapshot(), s.soft.asksFor, s.epoch.Load())
+			plan := sch.Plan(s.State().Snapshot(), s.soft.asksFor, s.epoch.Load(), inflight)
 			s.soft.setWaiting(sch.Waiting)
 			if len(plan) == 0 {
-				break
+				if len(queue) == 0 {
+					break
+				}
+				if !settle() {
+					break
+				}
+				continue
 			}
-			res, _, err := s.raftApply(CmdPlacePlan, newPlacePlan(s.epoch.Load(), nowMS(), plan))
+			f, err := s.raftApplyAsync(CmdPlacePlan, newPlacePlan(s.epoch.Load(), nowMS(), plan))
 			if err != nil {
 				s.logger.Warn("committing a scheduling plan failed", "containers", len(plan), "error", err)
 				break
 			}
-			if placed, _ := res.(int); placed == 0 {
+			queue = append(queue, pending{f, plan})
+			inflight = append(inflight, plan...)
+			if len(queue) >= 2 && !settle() {
 				break
 			}
 		}

@@ -334,6 +334,18 @@ func (s *Server) raftApply(t CommandType, payload any) (any, uint64, error) {
 	return res.Value, f.Index(), res.Err
 }
 
+// raftApplyAsync appends a command without waiting for it to commit.
+func (s *Server) raftApplyAsync(t CommandType, payload any) (raft.ApplyFuture, error) {
+	if !s.isLeader.Load() {
+		return nil, errdefs.NotLeader(s.leaderAddr())
+	}
+	buf, err := encodeCommand(t, payload)
+	if err != nil {
+		return nil, err
+	}
+	return s.raft.Apply(buf, 10*time.Second), nil
+}
+
 func (s *Server) leaderAddr() string {
 	_, id := s.raft.LeaderWithID()
 	return string(id)

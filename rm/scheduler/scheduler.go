@@ -96,8 +96,9 @@ type nodeView struct {
 }
 
 // Plan places what it can of the pending AM containers and asks. epoch is
-// the RM epoch for container ids.
-func (s *Scheduler) Plan(r *state.ReadTxn, asks AskSource, epoch int64) []*state.Container {
+// the RM epoch for container ids. inflight are placements of earlier plans
+// still being committed: they count as placed.
+func (s *Scheduler) Plan(r *state.ReadTxn, asks AskSource, epoch int64, inflight []*state.Container) []*state.Container {
 	nodes := r.Nodes(nil)
 	views := make([]*nodeView, 0, len(nodes))
 	byID := make(map[string]*nodeView, len(nodes))
@@ -143,7 +144,35 @@ func (s *Scheduler) Plan(r *state.ReadTxn, asks AskSource, epoch int64) []*state
 		}
 	}
 
-	p := &planner{s: s, views: views, byID: byID, epoch: epoch, unfit: map[state.Resource]bool{}}
+	p := &planner{s: s, views: views, byID: byID, epoch: epoch, unfit: map[state.Resource]bool{}, seq: map[string]int64{}}
+	// Placements still being committed hold their resources already.
+	pendingIn := map[string]map[AskKey]int32{}
+	inflightAM := map[string]bool{}
+	for _, c := range inflight {
+		if r.Container(nil, c.ID) != nil {
+			continue // applied: the snapshot has it
+		}
+		if v := byID[c.NodeID]; v != nil {
+			v.free = v.free.Sub(c.Resource)
+		}
+		if app := r.App(nil, c.AppID); app != nil {
+			queueUsed[app.Queue] = queueUsed[app.Queue].Add(c.Resource)
+			if c.IsAM {
+				queueAMUsed[app.Queue] = queueAMUsed[app.Queue].Add(c.Resource)
+			}
+		}
+		if c.IsAM {
+			inflightAM[c.AttemptID] = true
+		} else {
+			if pendingIn[c.AttemptID] == nil {
+				pendingIn[c.AttemptID] = map[AskKey]int32{}
+			}
+			pendingIn[c.AttemptID][AskKey{c.AllocationRequestID, c.Priority, c.Resource}]++
+		}
+		if seq := containerSeq(c.ID); seq >= p.seq[c.AttemptID] {
+			p.seq[c.AttemptID] = seq + 1
+		}
+	}
 	for _, app := range live {
 		if len(p.out) >= s.maxBatch {
 			break
@@ -152,6 +181,9 @@ func (s *Scheduler) Plan(r *state.ReadTxn, asks AskSource, epoch int64) []*state
 		qMax := scale(total, q.MaxCapacity)
 		at := r.Attempt(nil, app.CurrentAttempt)
 		if at == nil || at.Terminal() {
+			continue
+		}
+		if inflightAM[at.ID] {
 			continue
 		}
 		if at.State == yarnpb.AttemptState_ATTEMPT_NEW && at.AMContainerID == "" {
@@ -180,6 +212,9 @@ func (s *Scheduler) Plan(r *state.ReadTxn, asks AskSource, epoch int64) []*state
 		// Containers placed but not yet handed to the AM still count
 		// against its asks.
 		pending := map[AskKey]int32{}
+		for k, n := range pendingIn[at.ID] {
+			pending[k] = n
+		}
 		for _, c := range r.ContainersByAttempt(nil, at.ID) {
 			if c.State == yarnpb.ContainerState_CONTAINER_ALLOCATED && !c.IsAM {
 				pending[AskKey{c.AllocationRequestID, c.Priority, c.Resource}]++
@@ -265,13 +300,7 @@ func (p *planner) place(at *state.Attempt, r state.Resource, prio int32, arid in
 		return nil
 	}
 	chosen.free = chosen.free.Sub(r)
-	if p.seq == nil {
-		p.seq = map[string]int64{}
-	}
-	seq, ok := p.seq[at.ID]
-	if !ok {
-		seq = at.NextContainerSeq
-	}
+	seq := max(p.seq[at.ID], at.NextContainerSeq)
 	p.seq[at.ID] = seq + 1
 	c := &state.Container{
 		ID:                  yarnpb.ContainerID(p.epoch, at.AppID, at.Num, seq),
@@ -284,4 +313,15 @@ func (p *planner) place(at *state.Attempt, r state.Resource, prio int32, arid in
 	}
 	p.out = append(p.out, c)
 	return c
+}
+
+// containerSeq returns the number after the last underscore of an id.
+func containerSeq(id string) int64 {
+	var seq int64
+	mul := int64(1)
+	for i := len(id) - 1; i >= 0 && id[i] >= '0' && id[i] <= '9'; i-- {
+		seq += int64(id[i]-'0') * mul
+		mul *= 10
+	}
+	return seq
 }

@@ -81,13 +81,13 @@ func TestPlacesAMContainersFirstInFIFOOrder(t *testing.T) {
 		})
 	}
 	s := New(DefaultQueues(), 0)
-	plan := s.Plan(w.s.Snapshot(), asks(nil), 1)
+	plan := s.Plan(w.s.Snapshot(), asks(nil), 1, nil)
 	// The AM share is 50%: one 400 MB AM fits under 500 MB, two do not.
 	if len(plan) != 1 || !plan[0].IsAM || plan[0].AppID != "application_1_0001" {
 		t.Fatalf("plan %+v: want the first application's AM only", plan)
 	}
 	w.commit(plan)
-	plan = s.Plan(w.s.Snapshot(), asks(nil), 1)
+	plan = s.Plan(w.s.Snapshot(), asks(nil), 1, nil)
 	if len(plan) != 0 || !strings.Contains(s.Waiting["application_1_0002"], "AM resource limit") {
 		t.Fatalf("plan %+v, waiting %v: want the second AM held by the AM share", plan, s.Waiting)
 	}
@@ -99,13 +99,13 @@ func TestAsksAreTotalsNotDeltas(t *testing.T) {
 	a := ask(1, 100, 3, nil, true)
 	src := asks(map[string]*Asks{at: one(a)})
 	s := New(DefaultQueues(), 0)
-	plan := s.Plan(w.s.Snapshot(), src, 1)
+	plan := s.Plan(w.s.Snapshot(), src, 1, nil)
 	if len(plan) != 3 {
 		t.Fatalf("planned %d containers for an ask of 3", len(plan))
 	}
 	w.commit(plan)
 	// The AM has not seen them yet and still asks for 3: nothing more.
-	if plan := s.Plan(w.s.Snapshot(), src, 1); len(plan) != 0 {
+	if plan := s.Plan(w.s.Snapshot(), src, 1, nil); len(plan) != 0 {
 		t.Fatalf("planned %d more containers for an ask already met", len(plan))
 	}
 	seen := map[string]bool{}
@@ -168,7 +168,7 @@ func TestPriorityAndLocality(t *testing.T) {
 			for _, a := range tc.asks {
 				m.Asks[a.Key] = a
 			}
-			tc.check(t, New(DefaultQueues(), 0).Plan(w.s.Snapshot(), asks(map[string]*Asks{at: m}), 1))
+			tc.check(t, New(DefaultQueues(), 0).Plan(w.s.Snapshot(), asks(map[string]*Asks{at: m}), 1, nil))
 		})
 	}
 }
@@ -179,7 +179,7 @@ func TestBlacklistedNodesAreSkipped(t *testing.T) {
 	a := ask(1, 10, 4, nil, true)
 	m := one(a)
 	m.Blacklist = map[string]bool{"n1:1": true}
-	for _, c := range New(DefaultQueues(), 0).Plan(w.s.Snapshot(), asks(map[string]*Asks{at: m}), 1) {
+	for _, c := range New(DefaultQueues(), 0).Plan(w.s.Snapshot(), asks(map[string]*Asks{at: m}), 1, nil) {
 		if c.NodeID == "n1:1" {
 			t.Fatalf("placed on blacklisted node: %+v", c)
 		}
@@ -191,7 +191,7 @@ func TestHigherApplicationPriorityFirst(t *testing.T) {
 	low := w.app("application_1_0001", 0)
 	high := w.app("application_1_0002", 10)
 	src := asks(map[string]*Asks{low: one(ask(1, 500, 2, nil, true)), high: one(ask(1, 500, 2, nil, true))})
-	plan := New(DefaultQueues(), 0).Plan(w.s.Snapshot(), src, 1)
+	plan := New(DefaultQueues(), 0).Plan(w.s.Snapshot(), src, 1, nil)
 	if len(plan) != 1 || plan[0].AttemptID != high {
 		t.Fatalf("plan %+v: want one container for the high-priority application", plan)
 	}
@@ -205,5 +205,25 @@ func TestResolveQueue(t *testing.T) {
 	}
 	if _, err := ResolveQueue(DefaultQueues(), "nope"); err == nil || !strings.Contains(err.Error(), "known queues: root.default") {
 		t.Errorf("unknown queue: %v", err)
+	}
+}
+
+func TestInflightPlacementsCountAsPlaced(t *testing.T) {
+	w := newWorld(t, map[string]int64{"n1:1": 1000})
+	at := w.app("application_1_0001", 0)
+	src := asks(map[string]*Asks{at: one(ask(1, 300, 4, nil, true))})
+	s := New(DefaultQueues(), 0)
+	first := s.Plan(w.s.Snapshot(), src, 1, nil)
+	if len(first) != 3 {
+		t.Fatalf("first plan placed %d, want 3 (room for 3 of 300 MB)", len(first))
+	}
+	// While the first plan commits, a second one must not place on the
+	// same room nor reuse its container ids.
+	if second := s.Plan(w.s.Snapshot(), src, 1, first); len(second) != 0 {
+		t.Fatalf("second plan placed %+v over in-flight placements", second)
+	}
+	w.commit(first)
+	if third := s.Plan(w.s.Snapshot(), src, 1, first); len(third) != 0 {
+		t.Fatalf("plan after commit placed %+v", third)
 	}
 }
