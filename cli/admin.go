@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/urfave/cli/v2"
+
+	"loom/rm/rmclient"
 )
 
 func adminCommand() *cli.Command {
@@ -23,16 +25,13 @@ func adminCommand() *cli.Command {
 					if c.NArg() == 0 {
 						return fmt.Errorf("name the nodes to decommission; `loom node list` shows them")
 					}
-					rm, err := rmClient(c)
-					if err != nil {
-						return err
-					}
-					defer rm.Close()
-					if err := rm.Decommission(c.Context, c.Args().Slice(), c.Bool("graceful"), c.Duration("timeout")); err != nil {
-						return err
-					}
-					fmt.Fprintf(stdout(), "decommissioning %v\n", c.Args().Slice())
-					return nil
+					return withRM(c, func(rm *rmclient.Client) error {
+						if err := rm.Decommission(c.Context, c.Args().Slice(), c.Bool("graceful"), c.Duration("timeout")); err != nil {
+							return err
+						}
+						fmt.Fprintf(stdout(), "decommissioning %v\n", c.Args().Slice())
+						return nil
+					})
 				},
 			},
 			{
@@ -41,12 +40,9 @@ func adminCommand() *cli.Command {
 				ArgsUsage: "NODE...",
 				Flags:     []cli.Flag{rmFlag},
 				Action: func(c *cli.Context) error {
-					rm, err := rmClient(c)
-					if err != nil {
-						return err
-					}
-					defer rm.Close()
-					return rm.Recommission(c.Context, c.Args().Slice())
+					return withRM(c, func(rm *rmclient.Client) error {
+						return rm.Recommission(c.Context, c.Args().Slice())
+					})
 				},
 			},
 			{
@@ -58,25 +54,22 @@ func adminCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					rm, err := rmClient(c)
-					if err != nil {
-						return err
-					}
-					defer rm.Close()
-					st, err := rm.ServiceState(c.Context)
-					if err != nil {
-						return err
-					}
-					if asJSON {
-						return printJSON(stdout(), st)
-					}
-					fmt.Fprintf(stdout(), "state %s, leader %s, epoch %d, last index %d\n", st.State, st.LeaderAddress, st.Epoch, st.LastIndex)
-					var rows [][]string
-					for _, p := range st.Peers {
-						rows = append(rows, []string{p.Id, p.Address, fmt.Sprint(p.Leader), fmt.Sprint(p.Voter)})
-					}
-					table(stdout(), "Id\tRaft-Address\tLeader\tVoter", rows)
-					return nil
+					return withRM(c, func(rm *rmclient.Client) error {
+						st, err := rm.ServiceState(c.Context)
+						if err != nil {
+							return err
+						}
+						if asJSON {
+							return printJSON(stdout(), st)
+						}
+						fmt.Fprintf(stdout(), "state %s, leader %s, epoch %d, last index %d\n", st.State, st.LeaderAddress, st.Epoch, st.LastIndex)
+						var rows [][]string
+						for _, p := range st.Peers {
+							rows = append(rows, []string{p.Id, p.Address, fmt.Sprint(p.Leader), fmt.Sprint(p.Voter)})
+						}
+						table(stdout(), "Id\tRaft-Address\tLeader\tVoter", rows)
+						return nil
+					})
 				},
 			},
 		},

@@ -30,30 +30,27 @@ func appCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					rm, err := rmClient(c)
-					if err != nil {
-						return err
-					}
-					defer rm.Close()
-					apps, err := rm.ListApps(c.Context, c.Bool("all"))
-					if err != nil {
-						return err
-					}
-					if asJSON {
-						out := []rmclient.AppJSON{}
-						for _, a := range apps {
-							out = append(out, rmclient.AppToJSON(a))
+					return withRM(c, func(rm *rmclient.Client) error {
+						apps, err := rm.ListApps(c.Context, c.Bool("all"))
+						if err != nil {
+							return err
 						}
-						return printJSON(stdout(), out)
-					}
-					fmt.Fprintf(stdout(), "Total number of applications: %d\n", len(apps))
-					var rows [][]string
-					for _, a := range apps {
-						rows = append(rows, []string{a.Id, a.Name, a.Type, a.User, a.Queue, rmclient.StateName(a.State.String()),
-							a.FinalStatus.String(), fmt.Sprintf("%.0f%%", a.Progress*100), a.TrackingUrl})
-					}
-					table(stdout(), "Application-Id\tName\tType\tUser\tQueue\tState\tFinal-Status\tProgress\tTracking-URL", rows)
-					return nil
+						if asJSON {
+							out := []rmclient.AppJSON{}
+							for _, a := range apps {
+								out = append(out, rmclient.AppToJSON(a))
+							}
+							return printJSON(stdout(), out)
+						}
+						fmt.Fprintf(stdout(), "Total number of applications: %d\n", len(apps))
+						var rows [][]string
+						for _, a := range apps {
+							rows = append(rows, []string{a.Id, a.Name, a.Type, a.User, a.Queue, rmclient.StateName(a.State.String()),
+								a.FinalStatus.String(), fmt.Sprintf("%.0f%%", a.Progress*100), a.TrackingUrl})
+						}
+						table(stdout(), "Application-Id\tName\tType\tUser\tQueue\tState\tFinal-Status\tProgress\tTracking-URL", rows)
+						return nil
+					})
 				},
 			},
 			{
@@ -73,20 +70,17 @@ func appCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					rm, err := rmClient(c)
-					if err != nil {
-						return err
-					}
-					defer rm.Close()
-					a, err := rm.Report(c.Context, id, true)
-					if err != nil {
-						return err
-					}
-					if asJSON {
-						return printJSON(stdout(), rmclient.AppToJSON(a))
-					}
-					printApp(stdout(), a)
-					return nil
+					return withRM(c, func(rm *rmclient.Client) error {
+						a, err := rm.Report(c.Context, id, true)
+						if err != nil {
+							return err
+						}
+						if asJSON {
+							return printJSON(stdout(), rmclient.AppToJSON(a))
+						}
+						printApp(stdout(), a)
+						return nil
+					})
 				},
 			},
 			{
@@ -102,22 +96,19 @@ func appCommand() *cli.Command {
 					if err := checkAppID(id); err != nil {
 						return err
 					}
-					rm, err := rmClient(c)
-					if err != nil {
-						return err
-					}
-					defer rm.Close()
-					fmt.Fprintf(stdout(), "Killing application %s\n", id)
-					already, err := rm.Kill(c.Context, id, "")
-					if err != nil {
-						return err
-					}
-					if already {
-						fmt.Fprintf(stdout(), "Application %s has already finished\n", id)
+					return withRM(c, func(rm *rmclient.Client) error {
+						fmt.Fprintf(stdout(), "Killing application %s\n", id)
+						already, err := rm.Kill(c.Context, id, "")
+						if err != nil {
+							return err
+						}
+						if already {
+							fmt.Fprintf(stdout(), "Application %s has already finished\n", id)
+							return nil
+						}
+						fmt.Fprintf(stdout(), "Killed application %s\n", id)
 						return nil
-					}
-					fmt.Fprintf(stdout(), "Killed application %s\n", id)
-					return nil
+					})
 				},
 			},
 			{
@@ -136,16 +127,13 @@ func appCommand() *cli.Command {
 					if err := checkAppID(id); err != nil {
 						return err
 					}
-					rm, err := rmClient(c)
-					if err != nil {
-						return err
-					}
-					defer rm.Close()
-					a, err := rm.Report(c.Context, id, true)
-					if err != nil {
-						return err
-					}
-					return printLogs(c, a, c.String("container"), strings.Split(c.String("log-files"), ","))
+					return withRM(c, func(rm *rmclient.Client) error {
+						a, err := rm.Report(c.Context, id, true)
+						if err != nil {
+							return err
+						}
+						return printLogs(c, a, c.String("container"), strings.Split(c.String("log-files"), ","))
+					})
 				},
 			},
 		},

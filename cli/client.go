@@ -23,6 +23,16 @@ var rmFlag = &cli.StringFlag{
 
 var outputFlag = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output format: table or json"}
 
+// withRM runs fn with a client of the RM named by --rm, and closes it.
+func withRM(c *cli.Context, fn func(rm *rmclient.Client) error) error {
+	rm, err := rmClient(c)
+	if err != nil {
+		return err
+	}
+	defer rm.Close()
+	return fn(rm)
+}
+
 // rmClient builds a client of the RM from --rm.
 func rmClient(c *cli.Context) (*rmclient.Client, error) {
 	rm, err := rmclient.NewFromList(c.String("rm"))

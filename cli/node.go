@@ -24,32 +24,29 @@ func nodeCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					rm, err := rmClient(c)
-					if err != nil {
-						return err
-					}
-					defer rm.Close()
-					nodes, err := rm.Nodes(c.Context, c.Bool("all"))
-					if err != nil {
-						return err
-					}
-					if asJSON {
-						out := []rmclient.NodeJSON{}
-						for _, n := range nodes {
-							out = append(out, rmclient.NodeToJSON(n))
+					return withRM(c, func(rm *rmclient.Client) error {
+						nodes, err := rm.Nodes(c.Context, c.Bool("all"))
+						if err != nil {
+							return err
 						}
-						return printJSON(stdout(), out)
-					}
-					fmt.Fprintf(stdout(), "Total Nodes: %d\n", len(nodes))
-					var rows [][]string
-					for _, n := range nodes {
-						rows = append(rows, []string{n.Id, rmclient.StateName(n.State.String()), n.HttpAddress,
-							fmt.Sprint(n.NumContainers),
-							fmt.Sprintf("%d/%d MB", n.Used.GetMemoryMb(), n.Total.GetMemoryMb()),
-							fmt.Sprintf("%d/%d", n.Used.GetVcores(), n.Total.GetVcores())})
-					}
-					table(stdout(), "Node-Id\tState\tHttp-Address\tContainers\tMemory\tVCores", rows)
-					return nil
+						if asJSON {
+							out := []rmclient.NodeJSON{}
+							for _, n := range nodes {
+								out = append(out, rmclient.NodeToJSON(n))
+							}
+							return printJSON(stdout(), out)
+						}
+						fmt.Fprintf(stdout(), "Total Nodes: %d\n", len(nodes))
+						var rows [][]string
+						for _, n := range nodes {
+							rows = append(rows, []string{n.Id, rmclient.StateName(n.State.String()), n.HttpAddress,
+								fmt.Sprint(n.NumContainers),
+								fmt.Sprintf("%d/%d MB", n.Used.GetMemoryMb(), n.Total.GetMemoryMb()),
+								fmt.Sprintf("%d/%d", n.Used.GetVcores(), n.Total.GetVcores())})
+						}
+						table(stdout(), "Node-Id\tState\tHttp-Address\tContainers\tMemory\tVCores", rows)
+						return nil
+					})
 				},
 			},
 			{
@@ -66,20 +63,17 @@ func nodeCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					rm, err := rmClient(c)
-					if err != nil {
-						return err
-					}
-					defer rm.Close()
-					n, err := rm.Node(c.Context, id)
-					if err != nil {
-						return err
-					}
-					if asJSON {
-						return printJSON(stdout(), rmclient.NodeToJSON(n))
-					}
-					printNode(n)
-					return nil
+					return withRM(c, func(rm *rmclient.Client) error {
+						n, err := rm.Node(c.Context, id)
+						if err != nil {
+							return err
+						}
+						if asJSON {
+							return printJSON(stdout(), rmclient.NodeToJSON(n))
+						}
+						printNode(n)
+						return nil
+					})
 				},
 			},
 		},

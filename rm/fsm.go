@@ -331,7 +331,7 @@ func newPlacePlan(epoch, now int64, plan []*state.Container) *placePlanCmd {
 			cmd.Groups = append(cmd.Groups, placement{AttemptID: c.AttemptID, Resource: c.Resource, Priority: c.Priority, AllocationRequestID: c.AllocationRequestID, IsAM: c.IsAM})
 		}
 		g := &cmd.Groups[gi]
-		g.Seqs = append(g.Seqs, containerSeq(c.ID))
+		g.Seqs = append(g.Seqs, yarnpb.ContainerSeq(c.ID))
 		g.NodeIdx = append(g.NodeIdx, ni)
 	}
 	return cmd
@@ -346,7 +346,7 @@ func (c *placePlanCmd) containers() ([]*state.Container, error) {
 		if err != nil {
 			return nil, err
 		}
-		num := int32(containerSeq(g.AttemptID))
+		num := int32(yarnpb.ContainerSeq(g.AttemptID))
 		if len(g.Seqs) != len(g.NodeIdx) {
 			return nil, fmt.Errorf("placement group of %s has %d sequence numbers and %d nodes", g.AttemptID, len(g.Seqs), len(g.NodeIdx))
 		}
@@ -369,15 +369,4 @@ func (c *placePlanCmd) containers() ([]*state.Container, error) {
 		}
 	}
 	return out, nil
-}
-
-// containerSeq returns the number after the last underscore of an id.
-func containerSeq(id string) int64 {
-	var seq int64
-	mul := int64(1)
-	for i := len(id) - 1; i >= 0 && id[i] >= '0' && id[i] <= '9'; i-- {
-		seq += int64(id[i]-'0') * mul
-		mul *= 10
-	}
-	return seq
 }

@@ -62,3 +62,15 @@ func AppIDOfContainer(containerID string) (string, error) {
 	}
 	return "application_" + parts[2] + "_" + parts[3], nil
 }
+
+// ContainerSeq returns the trailing sequence number of a container or
+// attempt id: 7 for container_e01_..._01_000007.
+func ContainerSeq(id string) int64 {
+	var seq int64
+	mul := int64(1)
+	for i := len(id) - 1; i >= 0 && id[i] >= '0' && id[i] <= '9'; i-- {
+		seq += int64(id[i]-'0') * mul
+		mul *= 10
+	}
+	return seq
+}

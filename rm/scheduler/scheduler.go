@@ -169,7 +169,7 @@ func (s *Scheduler) Plan(r *state.ReadTxn, asks AskSource, epoch int64, inflight
 			}
 			pendingIn[c.AttemptID][AskKey{c.AllocationRequestID, c.Priority, c.Resource}]++
 		}
-		if seq := containerSeq(c.ID); seq >= p.seq[c.AttemptID] {
+		if seq := yarnpb.ContainerSeq(c.ID); seq >= p.seq[c.AttemptID] {
 			p.seq[c.AttemptID] = seq + 1
 		}
 	}
@@ -313,15 +313,4 @@ func (p *planner) place(at *state.Attempt, r state.Resource, prio int32, arid in
 	}
 	p.out = append(p.out, c)
 	return c
-}
-
-// containerSeq returns the number after the last underscore of an id.
-func containerSeq(id string) int64 {
-	var seq int64
-	mul := int64(1)
-	for i := len(id) - 1; i >= 0 && id[i] >= '0' && id[i] <= '9'; i-- {
-		seq += int64(id[i]-'0') * mul
-		mul *= 10
-	}
-	return seq
 }

@@ -117,7 +117,7 @@ func (tx *WriteTxn) PlaceContainers(allocs []*Container) (int, error) {
 		node.Used = node.Used.Add(c.Resource)
 		node.NumContainers++
 		nodes[node.ID] = node
-		if seq := containerSeq(c.ID); seq >= at.NextContainerSeq {
+		if seq := yarnpb.ContainerSeq(c.ID); seq >= at.NextContainerSeq {
 			at.NextContainerSeq = seq + 1
 		}
 		if c.IsAM {
@@ -138,17 +138,6 @@ func (tx *WriteTxn) PlaceContainers(allocs []*Container) (int, error) {
 		}
 	}
 	return placed, nil
-}
-
-// containerSeq returns the trailing sequence number of a container id.
-func containerSeq(id string) int64 {
-	var seq int64
-	mul := int64(1)
-	for i := len(id) - 1; i >= 0 && id[i] >= '0' && id[i] <= '9'; i-- {
-		seq += int64(id[i]-'0') * mul
-		mul *= 10
-	}
-	return seq
 }
 
 // AcquireContainers marks allocated containers as handed to their AM.
