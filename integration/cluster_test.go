@@ -59,6 +59,10 @@ func TestDshellAcrossSixContainers(t *testing.T) {
 			}
 		}
 	}
+	waitFor(t, 15*time.Second, "the app's working directories removed", func() (bool, string) {
+		dirs, _ := filepath.Glob(filepath.Join(c.dir, "nm-*", "apps", id))
+		return len(dirs) == 0, fmt.Sprint(dirs)
+	})
 	one := c.mustLoom("app", "logs", id, "--container", tasks[2].ID)
 	if !strings.Contains(one, "marker-out "+tasks[2].ID) || strings.Contains(one, "marker-out "+tasks[1].ID) {
 		t.Errorf("app logs --container %s:\n%s", tasks[2].ID, one)
