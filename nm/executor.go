@@ -50,6 +50,16 @@ type container struct {
 	peakBytes int64
 }
 
+// notePeak records a memory reading and returns the peak so far.
+func (c *container) notePeak(bytes ...int64) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, b := range bytes {
+		c.peakBytes = max(c.peakBytes, b)
+	}
+	return c.peakBytes
+}
+
 func (c *container) status() *yarnpb.ContainerStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -232,7 +242,7 @@ func (e *executor) run(c *container) {
 	oomKilled := false
 	if c.cg != nil {
 		_, peak, ooms := c.cg.usage()
-		c.peakBytes = max(c.peakBytes, peak)
+		c.notePeak(peak)
 		oomKilled = ooms > 0
 	}
 	e.cleanupGroup(c)
@@ -244,7 +254,7 @@ func (e *executor) run(c *container) {
 	case killDiag != "":
 		exit, diag = killExit, killDiag
 	case oomKilled:
-		exit, diag = exitPmem, pmemDiag(c, c.peakBytes, memBytes)
+		exit, diag = exitPmem, pmemDiag(c, c.notePeak(), memBytes)
 	case stopping:
 		diag = fmt.Sprintf("Container killed on request. Exit code is %d", exit)
 	}
@@ -464,7 +474,7 @@ func (e *executor) monitor(ctx context.Context, interval time.Duration) {
 			limit := c.res.GetMemoryMb() << 20
 			if cg != nil {
 				cur, peak, ooms := cg.usage()
-				c.peakBytes = max(c.peakBytes, peak, cur)
+				c.notePeak(peak, cur)
 				if ooms > 0 {
 					e.logger.Warn("container over its memory limit", "container_id", c.id, "limit_mb", c.res.GetMemoryMb())
 					e.kill(c, exitPmem, pmemDiag(c, max(peak, limit), limit))
@@ -472,7 +482,7 @@ func (e *executor) monitor(ctx context.Context, interval time.Duration) {
 				continue
 			}
 			rss, _ := groupRSS(pid)
-			c.peakBytes = max(c.peakBytes, rss)
+			c.notePeak(rss)
 			if rss > limit {
 				e.logger.Warn("container over its memory limit", "container_id", c.id, "rss_mb", rss>>20, "limit_mb", c.res.GetMemoryMb())
 				e.kill(c, exitPmem, pmemDiag(c, rss, limit))

@@ -295,7 +295,7 @@ func (n *NodeManager) heartbeatRequest(lastID int32) *yarnpb.NodeHeartbeatReques
 		st := c.status()
 		req.Containers = append(req.Containers, st)
 		if st.State == yarnpb.ContainerState_CONTAINER_RUNNING {
-			used += c.peakBytes >> 20
+			used += c.notePeak() >> 20
 		}
 	}
 	req.Utilization = &yarnpb.Resource{MemoryMb: used}
