@@ -59,11 +59,8 @@ func appCommand() *cli.Command {
 				ArgsUsage: "APP",
 				Flags:     []cli.Flag{rmFlag, outputFlag},
 				Action: func(c *cli.Context) error {
-					id, err := oneArg(c, "APP")
+					id, err := appArg(c)
 					if err != nil {
-						return err
-					}
-					if err := checkAppID(id); err != nil {
 						return err
 					}
 					asJSON, err := jsonOutput(c)
@@ -89,11 +86,8 @@ func appCommand() *cli.Command {
 				ArgsUsage: "APP",
 				Flags:     []cli.Flag{rmFlag},
 				Action: func(c *cli.Context) error {
-					id, err := oneArg(c, "APP")
+					id, err := appArg(c)
 					if err != nil {
-						return err
-					}
-					if err := checkAppID(id); err != nil {
 						return err
 					}
 					return withRM(c, func(rm *rmclient.Client) error {
@@ -120,11 +114,8 @@ func appCommand() *cli.Command {
 					&cli.StringFlag{Name: "log-files", Value: "stdout,stderr", Usage: "comma-separated log names"},
 				},
 				Action: func(c *cli.Context) error {
-					id, err := oneArg(c, "APP")
+					id, err := appArg(c)
 					if err != nil {
-						return err
-					}
-					if err := checkAppID(id); err != nil {
 						return err
 					}
 					return withRM(c, func(rm *rmclient.Client) error {
@@ -140,11 +131,17 @@ func appCommand() *cli.Command {
 	}
 }
 
-func checkAppID(id string) error {
-	if _, _, err := yarnpb.ParseAppID(id); err != nil {
-		return errdefs.InvalidArgument("%v", err)
+// appArg returns the command's one APP argument, checked to be an
+// application id.
+func appArg(c *cli.Context) (string, error) {
+	id, err := oneArg(c, "APP")
+	if err != nil {
+		return "", err
 	}
-	return nil
+	if _, _, err := yarnpb.ParseAppID(id); err != nil {
+		return "", errdefs.InvalidArgument("%v", err)
+	}
+	return id, nil
 }
 
 func printApp(w io.Writer, a *yarnpb.ApplicationReport) {

@@ -75,7 +75,6 @@ type NodeManager struct {
 	nodeID string
 
 	notify chan struct{}
-	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
@@ -196,7 +195,6 @@ var ErrShutdownByRM = errors.New("the ResourceManager told this node to shut dow
 // container, reports them, and leaves the cluster.
 func (n *NodeManager) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
-	n.cancel = cancel
 	defer cancel()
 	execCtx, stopExec := context.WithCancel(context.Background())
 	defer stopExec()

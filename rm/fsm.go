@@ -22,7 +22,7 @@ const (
 	CmdRegisterNode
 	CmdSetNodeState
 	CmdSubmitApp
-	CmdPlaceContainers
+	cmdRetiredPlaceContainers // never written by a released RM; CmdPlacePlan replaced it
 	CmdAcquireContainers
 	CmdContainerStatuses
 	CmdRegisterAttempt
@@ -56,9 +56,6 @@ type (
 	submitAppCmd struct {
 		App *state.Application `json:"app"`
 		Now int64              `json:"now"`
-	}
-	placeContainersCmd struct {
-		Containers []*state.Container `json:"containers"`
 	}
 	// placePlanCmd is a scheduling plan in compact form: placements that
 	// share an attempt and a size form a group; nodes are named once.
@@ -158,9 +155,6 @@ func init() {
 	})
 	register(CmdSubmitApp, func(tx *state.WriteTxn, c *submitAppCmd) (any, error) {
 		return nil, tx.SubmitApp(c.App, c.Now)
-	})
-	register(CmdPlaceContainers, func(tx *state.WriteTxn, c *placeContainersCmd) (any, error) {
-		return tx.PlaceContainers(c.Containers)
 	})
 	register(CmdPlacePlan, func(tx *state.WriteTxn, c *placePlanCmd) (any, error) {
 		cs, err := c.containers()

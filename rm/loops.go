@@ -156,7 +156,7 @@ func (s *Server) cleanupLoop(ctx context.Context) {
 			if now.UnixMilli()-c.AllocatedAt <= s.cfg.AllocExpiry.Milliseconds() {
 				continue
 			}
-			st := &yarnpb.ContainerStatus{ContainerId: c.ID, State: yarnpb.ContainerState_CONTAINER_COMPLETED, ExitStatus: state.ExitExpired,
+			st := &yarnpb.ContainerStatus{ContainerId: c.ID, State: yarnpb.ContainerState_CONTAINER_COMPLETED, ExitStatus: state.ExitAborted,
 				Diagnostics: fmt.Sprintf("Container expired since it was unused for %s", s.cfg.AllocExpiry)}
 			byNode[c.NodeID] = append(byNode[c.NodeID], st)
 			expired = append(expired, st)

@@ -53,12 +53,11 @@ func (s *softState) reset(now time.Time, r *state.ReadTxn) {
 			s.nodeSeen[n.ID] = now
 		}
 	}
+	// Completions recorded before this leadership may be handed to an AM
+	// once more: AMs ignore a completion they already know.
 	for _, at := range r.AllAttempts(nil) {
 		if !at.Terminal() {
 			s.amSeen[at.ID] = now
-			// Completions recorded before this leadership were either
-			// handed out already or are handed out once more: AMs ignore
-			// a completion they know.
 		}
 	}
 }

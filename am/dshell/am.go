@@ -120,7 +120,7 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 	return nil
 }
 
-// finish ends the AM's wait; the first call wins.
+// finishLocked ends the AM's wait once; a.mu is held.
 func (a *am) finishLocked() {
 	if !a.closed {
 		a.closed = true

@@ -315,8 +315,8 @@ func (c *Client) Queues(ctx context.Context, queue string) ([]*yarnpb.QueueInfo,
 	return resp.Queues, nil
 }
 
-// Admin returns the admin service of the current replica, through the
-// leader-following call.
+// Decommission takes nodes out of the cluster; graceful lets their
+// containers finish, up to timeout (0: no limit).
 func (c *Client) Decommission(ctx context.Context, nodes []string, graceful bool, timeout time.Duration) error {
 	return c.call(ctx, func(cc *grpc.ClientConn) error {
 		_, err := yarnpb.NewAdminServiceClient(cc).Decommission(ctx, &yarnpb.DecommissionRequest{NodeIds: nodes, Graceful: graceful, TimeoutS: int64(timeout.Seconds())})

@@ -17,7 +17,6 @@ const (
 	ExitKilledByRM          = int32(yarnpb.ContainerExitStatus_EXIT_KILLED_BY_RESOURCEMANAGER)
 	ExitKilledAfterComplete = int32(yarnpb.ContainerExitStatus_EXIT_KILLED_AFTER_APP_COMPLETION)
 	ExitLaunchFailed        = int32(yarnpb.ContainerExitStatus_EXIT_LAUNCH_FAILED)
-	ExitExpired             = int32(yarnpb.ContainerExitStatus_EXIT_ABORTED)
 )
 
 // SubmitApp records a new application and its first attempt.
