@@ -51,12 +51,13 @@ func (e *trackerEndpoint) RegisterNodeManager(ctx context.Context, req *yarnpb.R
 		}
 	}
 	node := &state.Node{
-		ID:          req.NodeId,
-		HTTPAddress: req.HttpAddress,
-		Rack:        "/default-rack",
-		State:       yarnpb.NodeState_NODE_RUNNING,
-		Total:       total,
-		Labels:      req.Labels,
+		ID:           req.NodeId,
+		HTTPAddress:  req.HttpAddress,
+		Rack:         "/default-rack",
+		State:        yarnpb.NodeState_NODE_RUNNING,
+		Total:        total,
+		HealthReport: "healthy",
+		Labels:       req.Labels,
 	}
 	now := time.Now()
 	if _, _, err := s.raftApply(CmdRegisterNode, registerNodeCmd{Node: node, Reported: reported, Now: now.UnixMilli()}); err != nil {
