@@ -42,7 +42,7 @@ proto:
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 	PATH="$(GOBIN_DIR):$$PATH" protoc --go_out=. --go_opt=paths=source_relative \
-		--go-grpc_out=. --go-grpc_opt=paths=source_relative proto/yarnpb/*.proto
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative proto/yarnpb/*.proto proto/flinkpb/*.proto
 
 # Starts a local cluster in a temporary directory, runs a distributed
 # shell across it, prints what every container wrote, stops everything.

@@ -1,0 +1,139 @@
+// Package graph turns the StreamGraph a program builds into the JobGraph
+// that is submitted and scheduled: operators chained where Flink chains
+// them, slot sharing groups resolved, stable operator ids, a fingerprint.
+package graph
+
+import (
+	"fmt"
+
+	"loom/flinkrt/task"
+)
+
+// Chaining says whether an operator may be chained to its neighbours
+// (Flink's ChainingStrategy).
+type Chaining int
+
+const (
+	// ChainAlways chains to the operator before and after where the rules allow.
+	ChainAlways Chaining = iota
+	// ChainHead starts a new chain but lets the operators after chain to it.
+	ChainHead
+	// ChainNever keeps the operator in a chain of its own.
+	ChainNever
+)
+
+// DefaultSlotSharingGroup is the group of every operator that names none
+// and whose inputs are in different groups.
+const DefaultSlotSharingGroup = "default"
+
+// Node is one operator of a StreamGraph.
+type Node struct {
+	// ID is the node's index in the graph: its build order.
+	ID   int
+	Name string
+	// UID fixes the operator's id across versions of a job; optional.
+	UID string
+	// Description says what the operator does: "Source: TextFile", "Map".
+	Description string
+	// Parallelism 0 takes the graph's default.
+	Parallelism int
+	// MaxParallelism 0 takes the graph's, or Flink's default for the parallelism.
+	MaxParallelism int
+	// SlotSharingGroup "" inherits from the inputs.
+	SlotSharingGroup string
+	Chaining         Chaining
+	// Factory makes the operator in a worker.
+	Factory task.Factory
+	// In is the input element type; nil for a source.
+	In task.TypeOps
+	// Out is the output element type; nil for a sink.
+	Out task.TypeOps
+}
+
+// IsSource reports whether the node has no input.
+func (n *Node) IsSource() bool { return n.In == nil }
+
+// Edge connects two nodes. Partitioning.Kind "" means forward where the
+// parallelisms match and rebalance where they do not, as Flink decides.
+type Edge struct {
+	Source, Target int
+	Partitioning   task.Partitioning
+}
+
+// StreamGraph is the job as the program built it.
+type StreamGraph struct {
+	JobName string
+	Nodes   []*Node
+	Edges   []*Edge
+	// Parallelism is the default for nodes that set none.
+	Parallelism int
+	// MaxParallelism is the default for nodes that set none; 0 derives it.
+	MaxParallelism int
+	// ChainingDisabled turns all chaining off.
+	ChainingDisabled bool
+	// Config travels with the JobGraph.
+	Config map[string]string
+}
+
+// AddNode appends n and gives it its id.
+func (g *StreamGraph) AddNode(n *Node) *Node {
+	n.ID = len(g.Nodes)
+	g.Nodes = append(g.Nodes, n)
+	return n
+}
+
+// Connect adds an edge from source to target.
+func (g *StreamGraph) Connect(source, target int, p task.Partitioning) {
+	g.Edges = append(g.Edges, &Edge{Source: source, Target: target, Partitioning: p})
+}
+
+// Node returns the node with id, or nil.
+func (g *StreamGraph) Node(id int) *Node {
+	if id < 0 || id >= len(g.Nodes) {
+		return nil
+	}
+	return g.Nodes[id]
+}
+
+func (g *StreamGraph) inputs(id int) []*Edge {
+	var in []*Edge
+	for _, e := range g.Edges {
+		if e.Target == id {
+			in = append(in, e)
+		}
+	}
+	return in
+}
+
+func (g *StreamGraph) outputs(id int) []*Edge {
+	var out []*Edge
+	for _, e := range g.Edges {
+		if e.Source == id {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// parallelism is a node's resolved parallelism.
+func (g *StreamGraph) parallelism(n *Node) int {
+	if n.Parallelism > 0 {
+		return n.Parallelism
+	}
+	if g.Parallelism > 0 {
+		return g.Parallelism
+	}
+	return 1
+}
+
+func (g *StreamGraph) maxParallelism(n *Node) int {
+	switch {
+	case n.MaxParallelism > 0:
+		return n.MaxParallelism
+	case g.MaxParallelism > 0:
+		return g.MaxParallelism
+	}
+	return task.DefaultMaxParallelism(g.parallelism(n))
+}
+
+func (n *Node) String() string { return fmt.Sprintf("%s (node %d)", n.Name, n.ID) }

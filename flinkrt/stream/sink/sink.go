@@ -1,0 +1,208 @@
+// Package sink holds where a job's results go: stdout, text files, a
+// collection returned to the caller, or nowhere.
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+)
+
+// Context describes the subtask a writer runs in.
+type Context interface {
+	Subtask() int
+	Parallelism() int
+	// InProcess reports whether the job runs inside the program that built
+	// it (a local run), so results can be handed back in memory.
+	InProcess() bool
+}
+
+// Sink makes one writer per subtask.
+type Sink[T any] interface {
+	// Describe names the sink in the plan: "Print", "TextFile".
+	Describe() string
+	Open(ctx Context) (Writer[T], error)
+}
+
+// Writer writes one subtask's records.
+type Writer[T any] interface {
+	Write(v T) error
+	// Flush makes what was written visible; called on the task's buffer
+	// timeout and before Close.
+	Flush() error
+	Close() error
+}
+
+// ------------------------------------------------------------------ print
+
+var stdoutMu sync.Mutex
+
+// Print writes each record to stdout on a line of its own, prefixed with
+// "N> " (N the subtask, from 1) when the sink has more than one subtask,
+// as Flink's print sink does.
+func Print[T any]() Sink[T] { return printSink[T]{w: nil} }
+
+// PrintTo is Print to w.
+func PrintTo[T any](w io.Writer) Sink[T] { return printSink[T]{w: w} }
+
+type printSink[T any] struct{ w io.Writer }
+
+func (printSink[T]) Describe() string { return "Print to Std. Out" }
+
+func (p printSink[T]) Open(ctx Context) (Writer[T], error) {
+	w := &lineWriter[T]{out: p.w, mu: &stdoutMu}
+	if w.out == nil {
+		w.out = os.Stdout
+	}
+	if ctx.Parallelism() > 1 {
+		w.prefix = strconv.Itoa(ctx.Subtask()+1) + "> "
+	}
+	return w, nil
+}
+
+// lineWriter formats records as lines into a buffer and writes whole
+// buffers, so lines of concurrent subtasks never interleave.
+type lineWriter[T any] struct {
+	out    io.Writer
+	mu     *sync.Mutex
+	prefix string
+	buf    []byte
+	closer io.Closer
+}
+
+func (w *lineWriter[T]) Write(v T) error {
+	w.buf = append(w.buf, w.prefix...)
+	w.buf = appendValue(w.buf, v)
+	w.buf = append(w.buf, '\n')
+	if len(w.buf) >= 64<<10 {
+		return w.Flush()
+	}
+	return nil
+}
+
+func appendValue[T any](b []byte, v T) []byte {
+	switch x := any(v).(type) {
+	case string:
+		return append(b, x...)
+	case int64:
+		return strconv.AppendInt(b, x, 10)
+	case int:
+		return strconv.AppendInt(b, int64(x), 10)
+	case fmt.Stringer:
+		return append(b, x.String()...)
+	}
+	return fmt.Append(b, v)
+}
+
+func (w *lineWriter[T]) Flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	if w.mu != nil {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+	}
+	_, err := w.out.Write(w.buf)
+	w.buf = w.buf[:0]
+	return err
+}
+
+func (w *lineWriter[T]) Close() error {
+	err := w.Flush()
+	if w.closer != nil {
+		err = errors.Join(err, w.closer.Close())
+	}
+	return err
+}
+
+// -------------------------------------------------------------- text file
+
+// TextFile writes each subtask's records as lines to dir/part-N-0 (N the
+// subtask, from 0), creating dir.
+func TextFile[T any](dir string) Sink[T] { return textFile[T]{dir} }
+
+type textFile[T any] struct{ dir string }
+
+func (textFile[T]) Describe() string { return "TextFile" }
+
+func (t textFile[T]) Open(ctx Context) (Writer[T], error) {
+	if err := os.MkdirAll(t.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("text sink: %w", err)
+	}
+	f, err := os.Create(filepath.Join(t.dir, fmt.Sprintf("part-%d-0", ctx.Subtask())))
+	if err != nil {
+		return nil, fmt.Errorf("text sink: %w", err)
+	}
+	return &lineWriter[T]{out: f, closer: f}, nil
+}
+
+// ---------------------------------------------------------------- discard
+
+// Discard drops every record.
+func Discard[T any]() Sink[T] { return discard[T]{} }
+
+type discard[T any] struct{}
+
+func (discard[T]) Describe() string                { return "Discard" }
+func (discard[T]) Open(Context) (Writer[T], error) { return discard[T]{}, nil }
+func (discard[T]) Write(T) error                   { return nil }
+func (discard[T]) Flush() error                    { return nil }
+func (discard[T]) Close() error                    { return nil }
+
+// ---------------------------------------------------------------- collect
+
+// Collected gathers a job's results in the program that runs it. It works
+// when the job runs in-process (the program started directly); a job
+// submitted to a cluster fails at start with a clear error.
+type Collected[T any] struct {
+	mu     sync.Mutex
+	values []T
+}
+
+// Collect returns a sink whose records are read with Values after Execute.
+func Collect[T any]() *Collected[T] { return &Collected[T]{} }
+
+// Describe implements Sink.
+func (c *Collected[T]) Describe() string { return "Collect" }
+
+// Open implements Sink.
+func (c *Collected[T]) Open(ctx Context) (Writer[T], error) {
+	if !ctx.InProcess() {
+		return nil, errors.New("the collect sink hands results to the program that built the job, so it works only when the job runs in-process; write to a text file or print instead")
+	}
+	return &collectWriter[T]{c: c}, nil
+}
+
+// Values returns what was collected, in arrival order per subtask.
+func (c *Collected[T]) Values() []T {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]T(nil), c.values...)
+}
+
+type collectWriter[T any] struct {
+	c   *Collected[T]
+	buf []T
+}
+
+func (w *collectWriter[T]) Write(v T) error {
+	w.buf = append(w.buf, v)
+	if len(w.buf) >= 4096 {
+		return w.Flush()
+	}
+	return nil
+}
+
+func (w *collectWriter[T]) Flush() error {
+	w.c.mu.Lock()
+	w.c.values = append(w.c.values, w.buf...)
+	w.c.mu.Unlock()
+	w.buf = w.buf[:0]
+	return nil
+}
+
+func (w *collectWriter[T]) Close() error { return w.Flush() }

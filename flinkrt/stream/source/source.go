@@ -1,0 +1,92 @@
+// Package source holds the sources a job reads from: sequences and
+// generators, text files and directories, sockets, and functions.
+package source
+
+import "context"
+
+// Context is what a running source subtask emits into.
+type Context[T any] interface {
+	// Done is closed when the job is canceled; Run should return soon after.
+	context.Context
+	// Collect emits a record without an event time.
+	Collect(v T)
+	// CollectWithTimestamp emits a record with its event time (ms).
+	CollectWithTimestamp(v T, ts int64)
+	// EmitWatermark says no record at or before wm follows from this subtask.
+	EmitWatermark(wm int64)
+	// Subtask is this subtask's index, from 0.
+	Subtask() int
+	// Parallelism is the number of subtasks of the source.
+	Parallelism() int
+	// Idle is signalled when the task has work of its own (timers, flushes);
+	// a source that blocks waiting for input selects on it and calls Yield.
+	Idle() <-chan struct{}
+	// Yield runs the task's pending work.
+	Yield()
+}
+
+// Source reads records. Each subtask of a source runs its own Run with its
+// own Context and reads its share of the input.
+type Source[T any] interface {
+	// Describe names the source in the plan: "TextFile", "Socket".
+	Describe() string
+	// MaxParallelism is how many subtasks the source can split into; 0 for
+	// any number.
+	MaxParallelism() int
+	// Run emits this subtask's records until they end or ctx is done.
+	Run(ctx Context[T]) error
+}
+
+// Func is a source from a function, run as a single subtask.
+func Func[T any](describe string, run func(ctx Context[T]) error) Source[T] {
+	return funcSource[T]{describe, run}
+}
+
+type funcSource[T any] struct {
+	describe string
+	run      func(ctx Context[T]) error
+}
+
+func (f funcSource[T]) Describe() string         { return f.describe }
+func (f funcSource[T]) MaxParallelism() int      { return 1 }
+func (f funcSource[T]) Run(ctx Context[T]) error { return f.run(ctx) }
+
+// Sequence emits the numbers from..to inclusive, each subtask a contiguous
+// share of them.
+func Sequence(from, to int64) Source[int64] {
+	return Generator(to-from+1, func(i int64) int64 { return from + i })
+}
+
+// Generator emits fn(0), fn(1), ... fn(count-1), each subtask a contiguous
+// share of the indexes. count < 0 generates until the job is canceled.
+func Generator[T any](count int64, fn func(i int64) T) Source[T] {
+	return generator[T]{count, fn}
+}
+
+type generator[T any] struct {
+	count int64
+	fn    func(i int64) T
+}
+
+func (g generator[T]) Describe() string    { return "Generator" }
+func (g generator[T]) MaxParallelism() int { return 0 }
+
+func (g generator[T]) Run(ctx Context[T]) error {
+	p, s := int64(ctx.Parallelism()), int64(ctx.Subtask())
+	if g.count < 0 {
+		for i := s; ; i += p {
+			if i&1023 == s&1023 && ctx.Err() != nil {
+				return nil
+			}
+			ctx.Collect(g.fn(i))
+		}
+	}
+	lo, hi := g.count*s/p, g.count*(s+1)/p
+	for i := lo; i < hi; i++ {
+		if (i-lo)&1023 == 0 && ctx.Err() != nil {
+			return nil
+		}
+		ctx.Collect(g.fn(i))
+	}
+	return nil
+}

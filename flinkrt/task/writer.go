@@ -1,0 +1,232 @@
+package task
+
+import (
+	"context"
+	"math/rand/v2"
+
+	"loom/flinkrt/network"
+)
+
+// Partitioner names how an edge spreads records over its consumers.
+type Partitioner string
+
+// Flink's partitioners, named as Flink's plan names them.
+const (
+	Forward   Partitioner = "FORWARD"
+	Rebalance Partitioner = "REBALANCE"
+	Rescale   Partitioner = "RESCALE"
+	Shuffle   Partitioner = "SHUFFLE"
+	Broadcast Partitioner = "BROADCAST"
+	Global    Partitioner = "GLOBAL"
+	Hash      Partitioner = "HASH"
+)
+
+// Valid reports whether p is one of the known partitioners.
+func (p Partitioner) Valid() bool {
+	switch p {
+	case Forward, Rebalance, Rescale, Shuffle, Broadcast, Global, Hash:
+		return true
+	}
+	return false
+}
+
+// Pointwise reports whether the edge connects each producer to a subset of
+// consumers (forward, rescale) rather than to all of them.
+func (p Partitioner) Pointwise() bool { return p == Forward || p == Rescale }
+
+// Partitioning is a partitioner with what it needs: for Hash, KeyHash is a
+// func(T) uint64 over the edge's element type.
+type Partitioning struct {
+	Kind    Partitioner
+	KeyHash any
+}
+
+// KeyGroupOf maps a key's hash to its key group.
+func KeyGroupOf(hash uint64, maxParallelism int) int {
+	return int(hash % uint64(maxParallelism))
+}
+
+// OperatorIndexOf is the subtask that owns a key group (Flink's
+// KeyGroupRangeAssignment).
+func OperatorIndexOf(keyGroup, maxParallelism, parallelism int) int {
+	return keyGroup * parallelism / maxParallelism
+}
+
+// KeyGroupRangeOf is the inclusive range of key groups subtask owns.
+func KeyGroupRangeOf(maxParallelism, parallelism, subtask int) (first, last int) {
+	first = (subtask*maxParallelism + parallelism - 1) / parallelism
+	last = ((subtask+1)*maxParallelism+parallelism-1)/parallelism - 1
+	return first, last
+}
+
+// DefaultMaxParallelism is Flink's: 1.5 × parallelism rounded up to a power
+// of two, within [128, 32768].
+func DefaultMaxParallelism(parallelism int) int {
+	n := parallelism + parallelism/2
+	p := 128
+	for p < n && p < 32768 {
+		p <<= 1
+	}
+	return p
+}
+
+// Flusher is a record writer seen by its task.
+type Flusher interface {
+	// Flush sends every partly filled batch.
+	Flush()
+	// End flushes and marks the end of every channel.
+	End()
+}
+
+// RecordWriter is the Output at the end of a chain for one outgoing edge:
+// it batches records per channel and sends a batch when it is full, when
+// the task flushes (the buffer timeout) or when a watermark passes.
+type RecordWriter[T any] struct {
+	ctx       context.Context
+	channels  []network.ChannelOut[T]
+	current   []*network.Batch[T]
+	batchSize int
+	kind      Partitioner
+	keyHash   func(T) uint64
+	maxPar    int
+	next      int
+	// records and bytes counts, for metrics.
+	written int64
+}
+
+// NewRecordWriter makes the writer of one edge. channels are the edge's
+// channels of this producer, in consumer-subtask order.
+func NewRecordWriter[T any](ctx context.Context, p Partitioning, channels []network.ChannelOut[T], batchSize, maxParallelism int) *RecordWriter[T] {
+	w := &RecordWriter[T]{
+		ctx:       ctx,
+		channels:  channels,
+		current:   make([]*network.Batch[T], len(channels)),
+		batchSize: batchSize,
+		kind:      p.Kind,
+		maxPar:    maxParallelism,
+	}
+	if p.Kind == Hash {
+		w.keyHash = p.KeyHash.(func(T) uint64)
+	}
+	if len(channels) > 0 {
+		w.next = rand.IntN(len(channels))
+	}
+	return w
+}
+
+// Collect implements Output.
+func (w *RecordWriter[T]) Collect(v T, ts int64) {
+	w.written++
+	switch w.kind {
+	case Forward, Global:
+		w.add(0, v, ts)
+	case Hash:
+		kg := KeyGroupOf(w.keyHash(v), w.maxPar)
+		w.add(OperatorIndexOf(kg, w.maxPar, len(w.channels)), v, ts)
+	case Broadcast:
+		for i := range w.channels {
+			w.add(i, v, ts)
+		}
+	case Shuffle:
+		w.add(rand.IntN(len(w.channels)), v, ts)
+	default: // Rebalance, Rescale
+		w.next++
+		if w.next >= len(w.channels) {
+			w.next = 0
+		}
+		w.add(w.next, v, ts)
+	}
+}
+
+func (w *RecordWriter[T]) add(ch int, v T, ts int64) {
+	b := w.current[ch]
+	if b == nil {
+		b = w.take(ch)
+		w.current[ch] = b
+	}
+	b.Add(v, ts)
+	if len(b.Records) >= w.batchSize {
+		w.current[ch] = nil
+		w.send(ch, b)
+	}
+}
+
+func (w *RecordWriter[T]) take(ch int) *network.Batch[T] {
+	b, err := w.channels[ch].Take(w.ctx)
+	if err != nil {
+		Fail(ErrCanceled)
+	}
+	return b
+}
+
+func (w *RecordWriter[T]) send(ch int, b *network.Batch[T]) {
+	if err := w.channels[ch].Send(w.ctx, b); err != nil {
+		if err == network.ErrCanceled {
+			err = ErrCanceled
+		}
+		Fail(err)
+	}
+}
+
+// Watermark implements Output: records before it go first, then the
+// watermark on every channel.
+func (w *RecordWriter[T]) Watermark(wm int64) {
+	w.Flush()
+	for ch := range w.channels {
+		b := w.take(ch)
+		b.Kind = network.Watermark
+		b.Watermark = wm
+		w.send(ch, b)
+	}
+}
+
+// Flush implements Flusher.
+func (w *RecordWriter[T]) Flush() {
+	for ch, b := range w.current {
+		if b != nil {
+			w.current[ch] = nil
+			w.send(ch, b)
+		}
+	}
+}
+
+// End implements Flusher.
+func (w *RecordWriter[T]) End() {
+	w.Flush()
+	for ch, c := range w.channels {
+		b := w.take(ch)
+		b.Kind = network.EndOfPartition
+		w.send(ch, b)
+		c.Close()
+	}
+}
+
+// Written is the number of records collected.
+func (w *RecordWriter[T]) Written() int64 { return w.written }
+
+// Fanout passes every record to several outputs: the chained operators and
+// record writers that follow one operator.
+type Fanout[T any] []Output[T]
+
+// Collect implements Output.
+func (f Fanout[T]) Collect(v T, ts int64) {
+	for _, o := range f {
+		o.Collect(v, ts)
+	}
+}
+
+// Watermark implements Output.
+func (f Fanout[T]) Watermark(wm int64) {
+	for _, o := range f {
+		o.Watermark(wm)
+	}
+}
+
+// Discard is the output of a sink.
+type Discard[T any] struct{}
+
+// Collect implements Output.
+func (Discard[T]) Collect(T, int64) {}
+
+// Watermark implements Output.
+func (Discard[T]) Watermark(int64) {}

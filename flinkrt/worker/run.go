@@ -1,0 +1,189 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"loom/flinkrt/task"
+)
+
+// Flink's execution states of a subtask.
+const (
+	StateDeploying    = "DEPLOYING"
+	StateInitializing = "INITIALIZING"
+	StateRunning      = "RUNNING"
+	StateFinished     = "FINISHED"
+	StateCanceled     = "CANCELED"
+	StateFailed       = "FAILED"
+)
+
+// Update reports a subtask's change of state; Err is set for FAILED.
+type Update struct {
+	Subtask Subtask
+	State   string
+	Err     error
+}
+
+// run runs a built subtask to its end: open the operators (tail first),
+// run the source or read the gate, finish the operators (head first), end
+// the outputs, close everything.
+func (b *built) run(s settings, report func(Update)) (err error) {
+	report(Update{Subtask: b.id, State: StateInitializing})
+	defer b.ctx.StopTimers()
+	defer func() {
+		for i := len(b.lifecycles) - 1; i >= 0; i-- {
+			if cerr := closeOp(b.lifecycles[i], b.name); cerr != nil && err == nil {
+				err = cerr
+			}
+		}
+	}()
+	defer task.Recover(&err, b.name)
+	for i := len(b.lifecycles) - 1; i >= 0; i-- {
+		if err := b.lifecycles[i].Open(b.opCtx[i]); err != nil {
+			return fmt.Errorf("opening %s: %w", b.opCtx[i].Name, err)
+		}
+	}
+	stopFlush := b.ctx.Every(s.bufferTimeout, b.flush)
+	defer stopFlush()
+	report(Update{Subtask: b.id, State: StateRunning})
+	if b.source != nil {
+		err = b.source.Run(b.headCtx)
+	} else {
+		err = b.inType.RunInput(b.ctx, b.gate, b.head)
+	}
+	if err != nil {
+		return err
+	}
+	if b.ctx.Err() != nil {
+		return task.ErrCanceled
+	}
+	for i, lc := range b.lifecycles {
+		if err := lc.Finish(); err != nil {
+			return fmt.Errorf("finishing %s: %w", b.opCtx[i].Name, err)
+		}
+	}
+	for _, w := range b.writers {
+		w.End()
+	}
+	return nil
+}
+
+func closeOp(lc task.Lifecycle, where string) (err error) {
+	defer task.Recover(&err, where)
+	return lc.Close()
+}
+
+// flush sends what the writers and sinks hold: the buffer timeout.
+func (b *built) flush() {
+	for _, w := range b.writers {
+		w.Flush()
+	}
+	for _, f := range b.flushers {
+		f.Flush()
+	}
+}
+
+// RunLocal runs every subtask of job in this process and returns when all
+// have finished, one has failed (the others are canceled and its error,
+// the root cause, is returned) or ctx is canceled (ErrCanceled).
+func RunLocal(ctx context.Context, job *Job, report func(Update)) error {
+	if report == nil {
+		report = func(Update) {}
+	}
+	w, err := newWiring(job)
+	if err != nil {
+		return err
+	}
+	ex, err := newLocalExchange(w)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	var subtasks []*built
+	for vi, v := range job.Plan.Vertices {
+		for i := 0; i < int(v.Parallelism); i++ {
+			id := Subtask{Vertex: vi, Index: i}
+			report(Update{Subtask: id, State: StateDeploying})
+			b, err := w.build(ctx, id, ex)
+			if err != nil {
+				return fmt.Errorf("deploying %s: %w", v.Name, err)
+			}
+			subtasks = append(subtasks, b)
+		}
+	}
+
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		rootCause error
+	)
+	for _, b := range subtasks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := b.run(w.settings, report)
+			switch {
+			case err == nil:
+				report(Update{Subtask: b.id, State: StateFinished})
+			case errors.Is(err, task.ErrCanceled) || errors.Is(err, context.Canceled):
+				report(Update{Subtask: b.id, State: StateCanceled})
+			default:
+				err = fmt.Errorf("%s failed: %w", b.name, err)
+				report(Update{Subtask: b.id, State: StateFailed, Err: err})
+				mu.Lock()
+				if rootCause == nil {
+					rootCause = err
+				}
+				mu.Unlock()
+				cancel(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if rootCause != nil {
+		return rootCause
+	}
+	if ctx.Err() != nil {
+		return task.ErrCanceled
+	}
+	return nil
+}
+
+// localExchange connects subtasks that all run in this process.
+type localExchange struct {
+	w     *wiring
+	gates map[[2]int]any
+}
+
+func newLocalExchange(w *wiring) (*localExchange, error) {
+	ex := &localExchange{w: w, gates: map[[2]int]any{}}
+	for vi, v := range w.job.Plan.Vertices {
+		head := w.job.Graph.Node(int(v.Operators[0].Node))
+		if head == nil {
+			return nil, fmt.Errorf("the job graph names operator %d, which this program does not build", v.Operators[0].Node)
+		}
+		if head.IsSource() {
+			continue
+		}
+		for s := 0; s < int(v.Parallelism); s++ {
+			ex.gates[[2]int{vi, s}] = head.In.NewGate(w.channels[vi][s], w.settings.credits)
+		}
+	}
+	return ex, nil
+}
+
+func (ex *localExchange) gate(vertex, subtask int) any { return ex.gates[[2]int{vertex, subtask}] }
+
+func (ex *localExchange) channel(e *edgeInfo, producer, consumer int) (ch any, err error) {
+	node := ex.w.job.Graph.Node(int(e.plan.SourceNode))
+	idx := ex.w.channelIndex(e, producer, consumer)
+	if idx < 0 {
+		return nil, fmt.Errorf("subtask %d does not feed subtask %d over edge %d -> %d", producer, consumer, e.plan.SourceNode, e.plan.TargetNode)
+	}
+	defer task.Recover(&err, "connecting "+node.Name)
+	return node.Out.NewLocalChannel(ex.gate(e.target, consumer), idx, ex.w.settings.credits, ex.w.settings.batchSize), nil
+}
