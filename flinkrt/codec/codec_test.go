@@ -96,7 +96,9 @@ type upper string
 
 type upperCodec struct{}
 
-func (upperCodec) Append(dst []byte, v upper) []byte { return append(append(dst, byte(len(v))), strings.ToUpper(string(v))...) }
+func (upperCodec) Append(dst []byte, v upper) []byte {
+	return append(append(dst, byte(len(v))), strings.ToUpper(string(v))...)
+}
 func (upperCodec) Decode(src []byte) (upper, int, error) {
 	n := int(src[0])
 	return upper(src[1 : 1+n]), 1 + n, nil
@@ -127,14 +129,15 @@ func TestMapEncodingIsDeterministic(t *testing.T) {
 
 func TestHasherAgreesWithItself(t *testing.T) {
 	hs, _ := Hasher[string]()
-	if hs("word") != HashString("word") || hs("word") == hs("work") {
+	if w := "word"; hs(w) != HashString("word") || hs(w) == hs("work") {
 		t.Fatal("string hasher is not the string hash")
 	}
 	hp, err := Hasher[point]()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if hp(point{1, 2, "a"}) != hp(point{1, 2, "a"}) || hp(point{1, 2, "a"}) == hp(point{1, 2, "b"}) {
+	a, b := point{1, 2, "a"}, point{1, 2, "a"}
+	if hp(a) != hp(b) || hp(a) == hp(point{1, 2, "b"}) {
 		t.Fatal("struct hasher does not follow the value")
 	}
 }

@@ -78,7 +78,7 @@ func Build(g *StreamGraph) (*flinkpb.JobGraph, error) {
 		case !kind.Valid():
 			return nil, fmt.Errorf("edge %s -> %s has unknown partitioner %q", src, dst, kind)
 		case kind == task.Forward && ps != pt:
-			return nil, fmt.Errorf("Forward partitioning does not allow change of parallelism. Upstream operation: %s parallelism: %d, downstream operation: %s parallelism: %d. Use another partitioning strategy, such as broadcast, rebalance, shuffle or global", src.Name, ps, dst.Name, pt)
+			return nil, fmt.Errorf("forward partitioning does not allow change of parallelism. Upstream operation: %s parallelism: %d, downstream operation: %s parallelism: %d. Use another partitioning strategy, such as broadcast, rebalance, shuffle or global", src.Name, ps, dst.Name, pt)
 		case kind == task.Hash && e.Partitioning.KeyHash == nil:
 			return nil, fmt.Errorf("edge %s -> %s is keyed but has no key hash", src, dst)
 		}

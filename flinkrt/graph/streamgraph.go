@@ -105,16 +105,6 @@ func (g *StreamGraph) inputs(id int) []*Edge {
 	return in
 }
 
-func (g *StreamGraph) outputs(id int) []*Edge {
-	var out []*Edge
-	for _, e := range g.Edges {
-		if e.Source == id {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 // parallelism is a node's resolved parallelism.
 func (g *StreamGraph) parallelism(n *Node) int {
 	if n.Parallelism > 0 {

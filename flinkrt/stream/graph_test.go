@@ -150,7 +150,7 @@ func TestForwardAcrossParallelismIsRefused(t *testing.T) {
 	src := stream.FromSource(env, "src", source.Sequence(1, 10))
 	stream.Sink(stream.Map(src.Forward(), "map", ident[int64]).SetParallelism(3), "out", sink.Discard[int64]())
 	_, _, err := env.Plan("job")
-	if err == nil || !strings.Contains(err.Error(), "Forward partitioning does not allow change of parallelism") {
+	if err == nil || !strings.Contains(err.Error(), "forward partitioning does not allow change of parallelism") {
 		t.Fatalf("err = %v", err)
 	}
 }
