@@ -1,0 +1,99 @@
+// wordcount counts words, as Flink's WordCount example: lines from a text
+// file or directory (--input; Hamlet's soliloquy when none is given) are
+// lower-cased and split on non-word characters, and a running count per
+// word is printed or written to --output.
+//
+//	wordcount [--input PATH] [--output DIR]
+//	loom run -t remote --jobmanager HOST:PORT bin/wordcount --input PATH --output DIR
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"loom/flinkrt/stream"
+	"loom/flinkrt/stream/sink"
+	"loom/flinkrt/stream/source"
+)
+
+// WordCount is a word and how often it was seen so far.
+type WordCount struct {
+	Word  string
+	Count int
+}
+
+// String prints a count as Flink prints a tuple.
+func (w WordCount) String() string { return fmt.Sprintf("(%s,%d)", w.Word, w.Count) }
+
+func main() {
+	input := flag.String("input", "", "text file or directory to count (default: a built-in text)")
+	output := flag.String("output", "", "directory to write counts to (default: stdout)")
+	flag.Parse()
+
+	env := stream.NewEnv()
+	counts := build(env, *input)
+	if *output != "" {
+		stream.Sink(counts, "counts", sink.TextFile[WordCount](*output))
+	} else {
+		stream.Print(counts)
+	}
+	if _, err := env.Execute("WordCount"); err != nil {
+		fmt.Fprintln(os.Stderr, "wordcount:", err)
+		os.Exit(1)
+	}
+}
+
+// build adds the counting to env and returns the running counts.
+func build(env *stream.Env, input string) stream.DataStream[WordCount] {
+	var lines stream.DataStream[string]
+	if input != "" {
+		lines = stream.FromSource(env, "lines", source.TextFile(input))
+	} else {
+		lines = stream.FromSource(env, "lines", source.Generator(int64(len(hamlet)), func(i int64) string { return hamlet[i] }))
+	}
+	words := stream.FlatMap(lines, "tokenizer", tokenize)
+	return stream.Sum(stream.KeyBy(words, func(w WordCount) string { return w.Word }), "Count")
+}
+
+// tokenize emits (word, 1) for each run of word characters ([0-9A-Za-z_],
+// as the regular expression \W+ splits) of the lower-cased line.
+func tokenize(line string, out stream.Collector[WordCount]) {
+	lower := toLower(line)
+	start := -1
+	for i := 0; i < len(lower); i++ {
+		if isWord(lower[i]) {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if start >= 0 {
+			out.Collect(WordCount{lower[start:i], 1})
+			start = -1
+		}
+	}
+	if start >= 0 {
+		out.Collect(WordCount{lower[start:], 1})
+	}
+}
+
+func isWord(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c >= 'A' && c <= 'Z'
+}
+
+// toLower lower-cases ASCII letters, copying the line only when it has one.
+func toLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; c >= 'A' && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
