@@ -1,0 +1,171 @@
+package stream
+
+import (
+	"fmt"
+
+	"loom/flinkrt/state"
+	"loom/flinkrt/task"
+)
+
+// KeyedProcessFunction handles each record of a keyed stream with access
+// to the key's state and to timers. Process makes one per subtask with the
+// function it is given, so fields of the value (state handles declared in
+// Open) belong to that subtask alone.
+type KeyedProcessFunction[K comparable, I, O any] interface {
+	ProcessElement(ctx *KeyedContext[K], v I, out Collector[O]) error
+}
+
+// Opener is implemented by a function that declares state or prepares
+// itself before the first record.
+type Opener[K comparable] interface {
+	Open(ctx *KeyedContext[K]) error
+}
+
+// TimerHandler is implemented by a function that registers timers: OnTimer
+// runs when one fires, with the context scoped to the timer's key.
+type TimerHandler[K comparable, O any] interface {
+	OnTimer(ctx *KeyedContext[K], ts int64, out Collector[O]) error
+}
+
+// TimeDomain says which clock a timer followed.
+type TimeDomain int
+
+// The time domains.
+const (
+	EventTime TimeDomain = iota
+	ProcessingTime
+)
+
+// KeyedContext is what a process function sees: the current key and
+// record time, the key's state, and its timers.
+type KeyedContext[K comparable] struct {
+	op        *task.OperatorContext
+	backend   *state.Backend[K]
+	timers    *timerService[K, struct{}]
+	timestamp int64
+	domain    TimeDomain
+}
+
+// CurrentKey is the key of the record (or timer) being handled.
+func (c *KeyedContext[K]) CurrentKey() K { return c.backend.CurrentKey() }
+
+// Timestamp is the record's event time (task.NoTime if it has none), or
+// the timer's time in OnTimer.
+func (c *KeyedContext[K]) Timestamp() int64 { return c.timestamp }
+
+// TimeDomain is the clock of the timer being handled in OnTimer.
+func (c *KeyedContext[K]) TimeDomain() TimeDomain { return c.domain }
+
+// CurrentWatermark is the operator's event-time watermark.
+func (c *KeyedContext[K]) CurrentWatermark() int64 { return c.timers.watermark }
+
+// CurrentProcessingTime is the wall clock in epoch milliseconds.
+func (c *KeyedContext[K]) CurrentProcessingTime() int64 { return c.timers.currentTime() }
+
+// Subtask is the index of the subtask running the function.
+func (c *KeyedContext[K]) Subtask() int { return c.op.Subtask }
+
+// RegisterEventTimeTimer calls OnTimer for the current key once the
+// watermark reaches ts.
+func (c *KeyedContext[K]) RegisterEventTimeTimer(ts int64) {
+	c.timers.registerEvent(ts, c.CurrentKey(), struct{}{})
+}
+
+// DeleteEventTimeTimer removes a timer registered for the current key.
+func (c *KeyedContext[K]) DeleteEventTimeTimer(ts int64) {
+	c.timers.deleteEvent(ts, c.CurrentKey(), struct{}{})
+}
+
+// RegisterProcessingTimeTimer calls OnTimer for the current key once the
+// wall clock reaches ts (epoch ms).
+func (c *KeyedContext[K]) RegisterProcessingTimeTimer(ts int64) {
+	c.timers.registerProc(ts, c.CurrentKey(), struct{}{})
+}
+
+// DeleteProcessingTimeTimer removes a timer registered for the current key.
+func (c *KeyedContext[K]) DeleteProcessingTimeTimer(ts int64) {
+	c.timers.deleteProc(ts, c.CurrentKey(), struct{}{})
+}
+
+// ValueState declares (in Open) or finds the value state called name.
+func ValueState[V any, K comparable](ctx *KeyedContext[K], name string) *state.Value[K, V] {
+	return state.NewValue[K, V](ctx.backend, name)
+}
+
+// ListState declares (in Open) or finds the list state called name.
+func ListState[V any, K comparable](ctx *KeyedContext[K], name string) *state.List[K, V] {
+	return state.NewList[K, V](ctx.backend, name)
+}
+
+// MapState declares (in Open) or finds the map state called name.
+func MapState[UK comparable, V any, K comparable](ctx *KeyedContext[K], name string) *state.Map[K, UK, V] {
+	return state.NewMap[K, UK, V](ctx.backend, name)
+}
+
+// Process runs a KeyedProcessFunction made by newFn for each subtask.
+func Process[K comparable, I, O any](k KeyedStream[K, I], name string, newFn func() KeyedProcessFunction[K, I, O]) DataStream[O] {
+	needCodec[O](k.s.env)
+	return add[I, O](k.s, name, "KeyedProcess", func(out any) task.Instance {
+		op := &processOp[K, I, O]{key: k.key, fn: newFn(), out: out.(task.Output[O])}
+		op.col = processCollector[K, I, O]{op}
+		return task.Instance{Input: task.Output[I](op), Lifecycle: op}
+	})
+}
+
+type processOp[K comparable, I, O any] struct {
+	key  func(I) K
+	fn   KeyedProcessFunction[K, I, O]
+	out  task.Output[O]
+	col  Collector[O]
+	ctx  KeyedContext[K]
+	outT int64
+}
+
+type processCollector[K comparable, I, O any] struct{ op *processOp[K, I, O] }
+
+func (c processCollector[K, I, O]) Collect(v O) { c.op.out.Collect(v, c.op.outT) }
+
+func (o *processOp[K, I, O]) Open(ctx *task.OperatorContext) error {
+	o.ctx = KeyedContext[K]{op: ctx, backend: state.NewBackend[K]()}
+	o.ctx.timers = newTimerService(
+		func(t timer[K, struct{}]) { o.onTimer(t, EventTime) },
+		func(t timer[K, struct{}]) { o.onTimer(t, ProcessingTime) },
+	)
+	o.ctx.timers.open(ctx)
+	if op, ok := o.fn.(Opener[K]); ok {
+		return op.Open(&o.ctx)
+	}
+	return nil
+}
+
+func (o *processOp[K, I, O]) Collect(v I, ts int64) {
+	o.ctx.backend.SetCurrentKey(o.key(v))
+	o.ctx.timestamp, o.outT = ts, ts
+	if err := o.fn.ProcessElement(&o.ctx, v, o.col); err != nil {
+		task.Fail(fmt.Errorf("%s: %w", o.ctx.op.Name, err))
+	}
+}
+
+func (o *processOp[K, I, O]) onTimer(t timer[K, struct{}], domain TimeDomain) {
+	h, ok := o.fn.(TimerHandler[K, O])
+	if !ok {
+		return
+	}
+	o.ctx.backend.SetCurrentKey(t.key)
+	o.ctx.timestamp, o.ctx.domain = t.ts, domain
+	o.outT = task.NoTime
+	if domain == EventTime {
+		o.outT = t.ts
+	}
+	if err := h.OnTimer(&o.ctx, t.ts, o.col); err != nil {
+		task.Fail(fmt.Errorf("%s: timer: %w", o.ctx.op.Name, err))
+	}
+}
+
+func (o *processOp[K, I, O]) Watermark(wm int64) {
+	o.ctx.timers.advance(wm)
+	o.out.Watermark(wm)
+}
+
+func (o *processOp[K, I, O]) Finish() error { return nil }
+func (o *processOp[K, I, O]) Close() error  { return nil }

@@ -1,0 +1,280 @@
+package stream_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"loom/flinkrt/stream"
+	"loom/flinkrt/stream/sink"
+	"loom/flinkrt/stream/source"
+)
+
+type ev struct {
+	Key   string
+	Value int
+	Time  int64
+}
+
+// events emits evs with their times, and a watermark after each record
+// listed in marks (index -> watermark).
+func events(env *stream.Env, evs []ev, marks map[int]int64) stream.DataStream[ev] {
+	return stream.FromSource(env, "events", source.Func("events", func(ctx source.Context[ev]) error {
+		for i, e := range evs {
+			ctx.CollectWithTimestamp(e, e.Time)
+			if wm, ok := marks[i]; ok {
+				ctx.EmitWatermark(wm)
+			}
+		}
+		return nil
+	}))
+}
+
+func keyOf(e ev) string { return e.Key }
+
+func run[T any](t *testing.T, env *stream.Env, s stream.DataStream[T]) []T {
+	t.Helper()
+	out := sink.Collect[T]()
+	stream.Sink(s, "collect", out)
+	if _, err := env.ExecuteContext(context.Background(), t.Name()); err != nil {
+		t.Fatal(err)
+	}
+	return out.Values()
+}
+
+func sortedStrings[T any](vs []T, f func(T) string) []string {
+	var out []string
+	for _, v := range vs {
+		out = append(out, f(v))
+	}
+	slices.Sort(out)
+	return out
+}
+
+type winResult struct {
+	Key        string
+	Start, End int64
+	Sum, Count int
+}
+
+func describeWindows(key string, w stream.TimeWindow, elems []ev, out stream.Collector[winResult]) {
+	r := winResult{Key: key, Start: w.Start, End: w.End, Count: len(elems)}
+	for _, e := range elems {
+		r.Sum += e.Value
+	}
+	out.Collect(r)
+}
+
+func fmtWin(r winResult) string {
+	return fmt.Sprintf("%s[%d,%d) sum=%d n=%d", r.Key, r.Start, r.End, r.Sum, r.Count)
+}
+
+func TestTumblingEventTimeWindows(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(2)
+	var evs []ev
+	for i := 0; i < 30; i++ {
+		evs = append(evs, ev{Key: []string{"a", "b"}[i%2], Value: i, Time: int64(i)})
+	}
+	w := stream.Window(stream.KeyBy(events(env, evs, nil), keyOf), stream.TumblingEventTimeWindows(10*time.Millisecond))
+	got := run(t, env, stream.ProcessWindow(w, "windows", describeWindows))
+	want := []string{
+		"a[0,10) sum=20 n=5", "a[10,20) sum=70 n=5", "a[20,30) sum=120 n=5",
+		"b[0,10) sum=25 n=5", "b[10,20) sum=75 n=5", "b[20,30) sum=125 n=5",
+	}
+	if g := sortedStrings(got, fmtWin); !slices.Equal(g, want) {
+		t.Fatalf("got %q\nwant %q", g, want)
+	}
+}
+
+func TestWindowReduceAndSumFireAtTheWatermark(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(1)
+	evs := []ev{{"a", 1, 1}, {"a", 2, 5}, {"a", 4, 12}, {"a", 8, 3}}
+	// The watermark after the third record closes [0,10); the fourth
+	// record (time 3) comes after it and is late: dropped.
+	w := stream.Window(stream.KeyBy(events(env, evs, map[int]int64{2: 11}), keyOf), stream.TumblingEventTimeWindows(10*time.Millisecond))
+	got := run(t, env, w.Sum("Value"))
+	if len(got) != 2 || got[0].Value != 3 || got[1].Value != 4 {
+		t.Fatalf("got %+v, want sums 3 (late record dropped) then 4", got)
+	}
+	// A result carries the first record's other fields, as Flink's sum.
+	if got[0].Time != 1 {
+		t.Fatalf("sum result %+v does not keep the first record's fields", got[0])
+	}
+}
+
+func TestSlidingWindowsCountEachRecordTwice(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(2)
+	var evs []ev
+	for i := 0; i < 20; i++ {
+		evs = append(evs, ev{Key: "k", Value: 1, Time: int64(i)})
+	}
+	w := stream.Window(stream.KeyBy(events(env, evs, nil), keyOf), stream.SlidingEventTimeWindows(10*time.Millisecond, 5*time.Millisecond))
+	count := stream.AggregateFunction[ev, int, int]{
+		Create: func() int { return 0 },
+		Add:    func(acc int, _ ev) int { return acc + 1 },
+		Result: func(acc int) int { return acc },
+		Merge:  func(a, b int) int { return a + b },
+	}
+	got := run(t, env, stream.Aggregate(w, "count", count))
+	slices.Sort(got)
+	// Windows [-5,5) [0,10) [5,15) [10,20) [15,25): 5, 10, 10, 10, 5.
+	if !slices.Equal(got, []int{5, 5, 10, 10, 10}) {
+		t.Fatalf("got %v", got)
+	}
+}
+
+func TestSessionWindowsMerge(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(2)
+	evs := []ev{
+		{"a", 1, 0}, {"b", 1, 1}, {"a", 1, 10}, {"a", 1, 3}, // a: 0,3 merge; 10 apart until 6 joins
+		{"a", 1, 6}, {"a", 1, 30}, {"b", 1, 4},
+	}
+	w := stream.Window(stream.KeyBy(events(env, evs, nil), keyOf), stream.EventTimeSessionWindows(5*time.Millisecond))
+	got := run(t, env, stream.ProcessWindow(w, "sessions", describeWindows))
+	want := []string{"a[0,15) sum=4 n=4", "a[30,35) sum=1 n=1", "b[1,9) sum=2 n=2"}
+	if g := sortedStrings(got, fmtWin); !slices.Equal(g, want) {
+		t.Fatalf("got %q\nwant %q", g, want)
+	}
+}
+
+func TestCountWindows(t *testing.T) {
+	var evs []ev
+	for i := 1; i <= 10; i++ {
+		evs = append(evs, ev{Key: "k", Value: i, Time: int64(i)})
+	}
+	t.Run("tumbling", func(t *testing.T) {
+		env := stream.NewEnv().SetParallelism(1)
+		w := stream.Window(stream.KeyBy(events(env, evs, nil), keyOf), stream.GlobalWindows()).
+			Trigger(stream.PurgingTrigger(stream.CountTrigger[ev](3)))
+		got := run(t, env, w.Sum("Value"))
+		var sums []int
+		for _, e := range got {
+			sums = append(sums, e.Value)
+		}
+		if !slices.Equal(sums, []int{6, 15, 24}) {
+			t.Fatalf("sums %v, want 6 15 24 (the tenth record never fills a window)", sums)
+		}
+	})
+	t.Run("sliding with a count evictor", func(t *testing.T) {
+		env := stream.NewEnv().SetParallelism(1)
+		w := stream.Window(stream.KeyBy(events(env, evs, nil), keyOf), stream.GlobalWindows()).
+			Trigger(stream.CountTrigger[ev](2)).Evictor(stream.CountEvictor[ev](3))
+		got := run(t, env, w.Reduce("sum", func(a, b ev) ev { a.Value += b.Value; return a }))
+		var sums []int
+		for _, e := range got {
+			sums = append(sums, e.Value)
+		}
+		// Fires at 2, 4, 6, 8, 10 records over the last 3.
+		if !slices.Equal(sums, []int{3, 9, 15, 21, 27}) {
+			t.Fatalf("sums %v", sums)
+		}
+	})
+}
+
+func TestDeltaTriggerWithTimeEvictor(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(1)
+	// Distance grows by 10 per record, one record per second of event time.
+	var evs []ev
+	for i := 0; i < 12; i++ {
+		evs = append(evs, ev{Key: "car", Value: i * 10, Time: int64(i) * 1000})
+	}
+	w := stream.Window(stream.KeyBy(events(env, evs, nil), keyOf), stream.GlobalWindows()).
+		Evictor(stream.TimeEvictor[ev](3 * time.Second)).
+		Trigger(stream.DeltaTrigger(25, func(old, new ev) float64 { return float64(new.Value - old.Value) }))
+	got := run(t, env, stream.ProcessWindow(w, "recent", describeWindows))
+	// Fires at distances 30, 60, 90 (delta > 25 from the last firing),
+	// each over the records of the last 3 s: times t-2s..t.
+	want := []string{"car[-9223372036854775808,9223372036854775807) sum=60 n=3",
+		"car[-9223372036854775808,9223372036854775807) sum=150 n=3",
+		"car[-9223372036854775808,9223372036854775807) sum=240 n=3"}
+	slices.Sort(want)
+	if g := sortedStrings(got, fmtWin); !slices.Equal(g, want) {
+		t.Fatalf("got %q\nwant %q", g, want)
+	}
+}
+
+func TestProcessingTimeWindowsFireAtEndOfInput(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(2)
+	src := stream.FromSource(env, "seq", source.Sequence(1, 1000))
+	w := stream.Window(stream.KeyBy(src, func(v int64) int64 { return v % 3 }), stream.TumblingProcessingTimeWindows(time.Hour))
+	got := run(t, env, w.Sum(""))
+	total := int64(0)
+	for _, v := range got {
+		total += v
+	}
+	if total != 500500 {
+		t.Fatalf("windows summed to %d, want 500500: records were lost at the end of input", total)
+	}
+}
+
+func TestEventTimeWindowWithoutTimestampsFails(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(1)
+	src := stream.FromSource(env, "seq", source.Sequence(1, 10))
+	w := stream.Window(stream.KeyBy(src, func(v int64) int64 { return v }), stream.TumblingEventTimeWindows(time.Second))
+	stream.Print(w.Sum(""))
+	_, err := env.ExecuteContext(context.Background(), "no-timestamps")
+	if err == nil || !strings.Contains(err.Error(), "AssignTimestampsAndWatermarks") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// countWithTimer counts per key and emits the count when the watermark
+// passes the key's last record.
+type countWithTimer struct {
+	count *stateValue
+	last  *stateLast
+}
+
+type (
+	stateValue = stateOf[int]
+	stateLast  = stateOf[int64]
+)
+
+type stateOf[V any] interface {
+	Get() (V, bool)
+	Update(V)
+	Clear()
+}
+
+func (f *countWithTimer) Open(ctx *stream.KeyedContext[string]) error {
+	var c stateValue = stream.ValueState[int](ctx, "count")
+	var l stateLast = stream.ValueState[int64](ctx, "last")
+	f.count, f.last = &c, &l
+	return nil
+}
+
+func (f *countWithTimer) ProcessElement(ctx *stream.KeyedContext[string], e ev, _ stream.Collector[string]) error {
+	n, _ := (*f.count).Get()
+	(*f.count).Update(n + 1)
+	(*f.last).Update(ctx.Timestamp())
+	ctx.RegisterEventTimeTimer(ctx.Timestamp() + 100)
+	return nil
+}
+
+func (f *countWithTimer) OnTimer(ctx *stream.KeyedContext[string], ts int64, out stream.Collector[string]) error {
+	last, _ := (*f.last).Get()
+	if ts != last+100 {
+		return nil // a later record moved the timeout
+	}
+	n, _ := (*f.count).Get()
+	out.Collect(fmt.Sprintf("%s=%d", ctx.CurrentKey(), n))
+	(*f.count).Clear()
+	return nil
+}
+
+func TestProcessWithStateAndTimers(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(2)
+	evs := []ev{{"a", 0, 0}, {"b", 0, 10}, {"a", 0, 50}, {"a", 0, 300}, {"b", 0, 320}}
+	// The watermark 200 times out a's first burst (last record at 50) and b's first.
+	src := events(env, evs, map[int]int64{2: 200})
+	got := run(t, env, stream.Process(stream.KeyBy(src, keyOf), "timeouts", func() stream.KeyedProcessFunction[string, ev, string] {
+		return &countWithTimer{}
+	}))
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"a=1", "a=2", "b=1", "b=1"}) {
+		t.Fatalf("got %v", got)
+	}
+}

@@ -1,0 +1,478 @@
+package stream
+
+import (
+	"fmt"
+	"math"
+
+	"loom/flinkrt/task"
+)
+
+// WindowedStream is a keyed stream cut into windows.
+type WindowedStream[K comparable, T any] struct {
+	k        KeyedStream[K, T]
+	assigner WindowAssigner
+	trigger  Trigger[T]
+	evictor  Evictor[T]
+}
+
+// Window cuts a keyed stream into windows made by assigner.
+func Window[K comparable, T any](k KeyedStream[K, T], assigner WindowAssigner) WindowedStream[K, T] {
+	if err := assigner.validate(); err != nil {
+		k.s.env.fail(err)
+	}
+	w := WindowedStream[K, T]{k: k, assigner: assigner}
+	switch {
+	case assigner.kind == global:
+		w.trigger = NeverTrigger[T]()
+	case assigner.eventTime:
+		w.trigger = EventTimeTrigger[T]()
+	default:
+		w.trigger = ProcessingTimeTrigger[T]()
+	}
+	return w
+}
+
+// Trigger replaces the assigner's default trigger.
+func (w WindowedStream[K, T]) Trigger(t Trigger[T]) WindowedStream[K, T] {
+	w.trigger = t
+	return w
+}
+
+// Evictor removes records from a window before its function runs.
+func (w WindowedStream[K, T]) Evictor(e Evictor[T]) WindowedStream[K, T] {
+	w.evictor = e
+	return w
+}
+
+// Reduce emits, when a window fires, its records combined with fn.
+func (w WindowedStream[K, T]) Reduce(name string, fn func(a, b T) T) DataStream[T] {
+	if w.evictor != nil {
+		return windowed(w, name, listLogic[K, T, T](w.evictor, func(_ K, _ TimeWindow, elems []Timestamped[T], out Collector[T]) {
+			if len(elems) == 0 {
+				return
+			}
+			acc := elems[0].Value
+			for _, el := range elems[1:] {
+				acc = fn(acc, el.Value)
+			}
+			out.Collect(acc)
+		}))
+	}
+	type opt struct {
+		v  T
+		ok bool
+	}
+	return windowed(w, name, windowLogic[K, T, opt, T]{
+		add: func(acc opt, v T, _ int64) opt {
+			if !acc.ok {
+				return opt{v, true}
+			}
+			return opt{fn(acc.v, v), true}
+		},
+		merge: func(a, b opt) opt {
+			switch {
+			case !a.ok:
+				return b
+			case !b.ok:
+				return a
+			}
+			return opt{fn(a.v, b.v), true}
+		},
+		fire: func(_ K, _ TimeWindow, acc opt, out Collector[T]) opt {
+			if acc.ok {
+				out.Collect(acc.v)
+			}
+			return acc
+		},
+	})
+}
+
+func (w WindowedStream[K, T]) aggregateBy(what, field string, fn func(fieldOf[T], T, T) T) DataStream[T] {
+	f, err := newFieldOf[T](field)
+	if err != nil {
+		w.k.s.env.fail(fmt.Errorf("%s: %w", what, err))
+	}
+	return w.Reduce("Window("+what+")", func(a, b T) T { return fn(f, a, b) })
+}
+
+// Sum emits the window's sum of field in its first record.
+func (w WindowedStream[K, T]) Sum(field string) DataStream[T] {
+	return w.aggregateBy("Sum", field, func(f fieldOf[T], acc, v T) T { f.add(&acc, &v); return acc })
+}
+
+// Min emits the window's smallest field in its first record.
+func (w WindowedStream[K, T]) Min(field string) DataStream[T] {
+	return w.aggregateBy("Min", field, func(f fieldOf[T], acc, v T) T {
+		if f.less(&v, &acc) {
+			f.copy(&acc, &v)
+		}
+		return acc
+	})
+}
+
+// Max emits the window's largest field in its first record.
+func (w WindowedStream[K, T]) Max(field string) DataStream[T] {
+	return w.aggregateBy("Max", field, func(f fieldOf[T], acc, v T) T {
+		if f.less(&acc, &v) {
+			f.copy(&acc, &v)
+		}
+		return acc
+	})
+}
+
+// MinBy emits the window's record with the smallest field.
+func (w WindowedStream[K, T]) MinBy(field string) DataStream[T] {
+	return w.aggregateBy("MinBy", field, func(f fieldOf[T], acc, v T) T {
+		if f.less(&v, &acc) {
+			return v
+		}
+		return acc
+	})
+}
+
+// MaxBy emits the window's record with the largest field.
+func (w WindowedStream[K, T]) MaxBy(field string) DataStream[T] {
+	return w.aggregateBy("MaxBy", field, func(f fieldOf[T], acc, v T) T {
+		if f.less(&acc, &v) {
+			return v
+		}
+		return acc
+	})
+}
+
+// AggregateFunction folds a window's records into an accumulator and
+// makes the result from it; Merge combines accumulators of merged
+// session windows.
+type AggregateFunction[T, A, O any] struct {
+	Create func() A
+	Add    func(acc A, v T) A
+	Result func(acc A) O
+	Merge  func(a, b A) A
+}
+
+// Aggregate emits, when a window fires, agg's result over its records.
+func Aggregate[K comparable, T, A, O any](w WindowedStream[K, T], name string, agg AggregateFunction[T, A, O]) DataStream[O] {
+	if agg.Create == nil || agg.Add == nil || agg.Result == nil {
+		w.k.s.env.fail(fmt.Errorf("aggregate %q needs Create, Add and Result", name))
+	}
+	if w.evictor != nil {
+		return windowed(w, name, listLogic[K, T, O](w.evictor, func(_ K, _ TimeWindow, elems []Timestamped[T], out Collector[O]) {
+			acc := agg.Create()
+			for _, el := range elems {
+				acc = agg.Add(acc, el.Value)
+			}
+			out.Collect(agg.Result(acc))
+		}))
+	}
+	type opt struct {
+		a  A
+		ok bool
+	}
+	return windowed(w, name, windowLogic[K, T, opt, O]{
+		add: func(acc opt, v T, _ int64) opt {
+			if !acc.ok {
+				acc = opt{agg.Create(), true}
+			}
+			return opt{agg.Add(acc.a, v), true}
+		},
+		merge: func(a, b opt) opt {
+			switch {
+			case !a.ok:
+				return b
+			case !b.ok:
+				return a
+			case agg.Merge == nil:
+				task.Fail(fmt.Errorf("aggregate %q has no Merge, which session windows need", name))
+			}
+			return opt{agg.Merge(a.a, b.a), true}
+		},
+		fire: func(_ K, _ TimeWindow, acc opt, out Collector[O]) opt {
+			if acc.ok {
+				out.Collect(agg.Result(acc.a))
+			}
+			return acc
+		},
+	})
+}
+
+// ProcessWindow calls fn with a window's key, the window and its records
+// (after the evictor) when it fires.
+func ProcessWindow[K comparable, T, O any](w WindowedStream[K, T], name string, fn func(key K, win TimeWindow, elems []T, out Collector[O])) DataStream[O] {
+	var values []T
+	return windowed(w, name, listLogic[K, T, O](w.evictor, func(k K, win TimeWindow, elems []Timestamped[T], out Collector[O]) {
+		values = values[:0]
+		for _, el := range elems {
+			values = append(values, el.Value)
+		}
+		fn(k, win, values, out)
+	}))
+}
+
+// listLogic keeps every record of a window, for evictors and functions
+// that see the whole window.
+func listLogic[K comparable, T, O any](ev Evictor[T], fn func(K, TimeWindow, []Timestamped[T], Collector[O])) windowLogic[K, T, []Timestamped[T], O] {
+	return windowLogic[K, T, []Timestamped[T], O]{
+		add: func(acc []Timestamped[T], v T, ts int64) []Timestamped[T] {
+			return append(acc, Timestamped[T]{v, ts})
+		},
+		merge: func(a, b []Timestamped[T]) []Timestamped[T] { return append(a, b...) },
+		fire: func(k K, w TimeWindow, acc []Timestamped[T], out Collector[O]) []Timestamped[T] {
+			if ev != nil {
+				acc = ev.EvictBefore(acc, w)
+			}
+			fn(k, w, acc, out)
+			return acc
+		},
+	}
+}
+
+// windowLogic is what a window function does with the accumulator A of
+// each window: add a record, merge two windows, fire (returning what the
+// window keeps).
+type windowLogic[K comparable, T, A, O any] struct {
+	add   func(acc A, v T, ts int64) A
+	merge func(a, b A) A
+	fire  func(k K, w TimeWindow, acc A, out Collector[O]) A
+}
+
+func windowed[K comparable, T, A, O any](w WindowedStream[K, T], name string, logic windowLogic[K, T, A, O]) DataStream[O] {
+	needCodec[O](w.k.s.env)
+	return add[T, O](w.k.s, name, "TimeWindow", func(out any) task.Instance {
+		op := &windowOp[K, T, A, O]{
+			key:      w.k.key,
+			assigner: w.assigner,
+			trigger:  w.trigger,
+			logic:    logic,
+			out:      out.(task.Output[O]),
+			windows:  map[windowKey[K]]*windowState[A]{},
+			sessions: map[K][]TimeWindow{},
+		}
+		op.col = windowCollector[K, T, A, O]{op}
+		return task.Instance{Input: task.Output[T](op), Lifecycle: op}
+	})
+}
+
+type windowKey[K comparable] struct {
+	key K
+	w   TimeWindow
+}
+
+type windowState[A any] struct {
+	acc  A
+	trig any
+}
+
+type windowOp[K comparable, T, A, O any] struct {
+	key      func(T) K
+	assigner WindowAssigner
+	trigger  Trigger[T]
+	logic    windowLogic[K, T, A, O]
+	out      task.Output[O]
+	col      Collector[O]
+	outTime  int64
+
+	ctx      *task.OperatorContext
+	timers   *timerService[K, TimeWindow]
+	windows  map[windowKey[K]]*windowState[A]
+	sessions map[K][]TimeWindow
+	late     int64
+	tctx     TriggerContext
+	curKey   K
+	curWin   TimeWindow
+}
+
+type windowCollector[K comparable, T, A, O any] struct{ op *windowOp[K, T, A, O] }
+
+func (c windowCollector[K, T, A, O]) Collect(v O) { c.op.out.Collect(v, c.op.outTime) }
+
+func (o *windowOp[K, T, A, O]) Open(ctx *task.OperatorContext) error {
+	o.ctx = ctx
+	o.timers = newTimerService(o.onEventTime, o.onProcessingTime)
+	o.timers.open(ctx)
+	o.tctx = TriggerContext{
+		regEvent: func(ts int64) { o.timers.registerEvent(ts, o.curKey, o.curWin) },
+		delEvent: func(ts int64) { o.timers.deleteEvent(ts, o.curKey, o.curWin) },
+		regProc:  func(ts int64) { o.timers.registerProc(ts, o.curKey, o.curWin) },
+		delProc:  func(ts int64) { o.timers.deleteProc(ts, o.curKey, o.curWin) },
+	}
+	return nil
+}
+
+// triggerCtx scopes the trigger context to a key's window.
+func (o *windowOp[K, T, A, O]) triggerCtx(k K, w TimeWindow, st *windowState[A]) *TriggerContext {
+	o.curKey, o.curWin = k, w
+	o.tctx.state = &st.trig
+	o.tctx.merged = nil
+	o.tctx.watermark = o.timers.watermark
+	return &o.tctx
+}
+
+// cleanupTime is when a window's state goes: its end for processing time,
+// its end plus (zero) allowed lateness for event time; never for the
+// global window.
+func (o *windowOp[K, T, A, O]) cleanupTime(w TimeWindow) int64 { return w.MaxTimestamp() }
+
+func (o *windowOp[K, T, A, O]) isLate(w TimeWindow) bool {
+	return o.assigner.eventTime && o.cleanupTime(w) <= o.timers.watermark
+}
+
+func (o *windowOp[K, T, A, O]) Collect(v T, ts int64) {
+	k := o.key(v)
+	if o.assigner.eventTime {
+		if ts == task.NoTime {
+			task.Fail(fmt.Errorf("%s: a record has no event time: assign timestamps with stream.AssignTimestampsAndWatermarks before an event-time window, or use a processing-time window", o.ctx.Name))
+		}
+	} else if o.assigner.kind != global {
+		ts = o.timers.currentTime()
+	}
+	for _, w := range o.assigner.assign(ts) {
+		if o.assigner.kind == session {
+			w = o.mergeSession(k, w)
+		}
+		if o.isLate(w) {
+			o.late++
+			continue
+		}
+		wk := windowKey[K]{k, w}
+		st := o.windows[wk]
+		if st == nil {
+			st = &windowState[A]{}
+			o.windows[wk] = st
+		}
+		st.acc = o.logic.add(st.acc, v, ts)
+		res := o.trigger.OnElement(v, ts, w, o.triggerCtx(k, w, st))
+		o.apply(res, wk, st)
+		o.registerCleanup(k, w)
+	}
+}
+
+// mergeSession adds w to the key's sessions, merging every session it
+// overlaps into one, and returns the session w now belongs to.
+func (o *windowOp[K, T, A, O]) mergeSession(k K, w TimeWindow) TimeWindow {
+	sessions := o.sessions[k]
+	merged := w
+	var into []TimeWindow
+	kept := sessions[:0:0]
+	for _, s := range sessions {
+		if s.intersects(w) {
+			merged = merged.cover(s)
+			into = append(into, s)
+		} else {
+			kept = append(kept, s)
+		}
+	}
+	o.sessions[k] = append(kept, merged)
+	sortWindows(o.sessions[k])
+	if len(into) == 0 || (len(into) == 1 && into[0] == merged) {
+		return merged
+	}
+	// Move the merged sessions' contents and trigger states into merged.
+	st := &windowState[A]{}
+	var states []any
+	first := true
+	for _, s := range into {
+		old := o.windows[windowKey[K]{k, s}]
+		if old == nil {
+			continue
+		}
+		if first {
+			st.acc, first = old.acc, false
+		} else {
+			st.acc = o.logic.merge(st.acc, old.acc)
+		}
+		states = append(states, old.trig)
+		o.trigger.Clear(s, o.triggerCtx(k, s, old))
+		o.timers.deleteEvent(o.cleanupTime(s), k, s)
+		delete(o.windows, windowKey[K]{k, s})
+	}
+	o.windows[windowKey[K]{k, merged}] = st
+	ctx := o.triggerCtx(k, merged, st)
+	ctx.merged = states
+	o.trigger.OnMerge(merged, ctx)
+	return merged
+}
+
+func (o *windowOp[K, T, A, O]) registerCleanup(k K, w TimeWindow) {
+	t := o.cleanupTime(w)
+	if t == math.MaxInt64 {
+		return
+	}
+	if o.assigner.eventTime {
+		o.timers.registerEvent(t, k, w)
+	} else {
+		o.timers.registerProc(t, k, w)
+	}
+}
+
+func (o *windowOp[K, T, A, O]) apply(res TriggerResult, wk windowKey[K], st *windowState[A]) {
+	if res.fires() {
+		o.outTime = wk.w.MaxTimestamp()
+		st.acc = o.logic.fire(wk.key, wk.w, st.acc, o.col)
+	}
+	if res.purges() {
+		var zero A
+		st.acc = zero
+	}
+}
+
+func (o *windowOp[K, T, A, O]) onEventTime(t timer[K, TimeWindow]) {
+	o.onTimer(t, true)
+}
+
+func (o *windowOp[K, T, A, O]) onProcessingTime(t timer[K, TimeWindow]) {
+	o.onTimer(t, false)
+}
+
+func (o *windowOp[K, T, A, O]) onTimer(t timer[K, TimeWindow], event bool) {
+	wk := windowKey[K]{t.key, t.ns}
+	st := o.windows[wk]
+	if st == nil {
+		return
+	}
+	ctx := o.triggerCtx(t.key, t.ns, st)
+	var res TriggerResult
+	if event {
+		res = o.trigger.OnEventTime(t.ts, t.ns, ctx)
+	} else {
+		res = o.trigger.OnProcessingTime(t.ts, t.ns, ctx)
+	}
+	o.apply(res, wk, st)
+	if event == o.assigner.eventTime && t.ts == o.cleanupTime(t.ns) {
+		o.trigger.Clear(t.ns, o.triggerCtx(t.key, t.ns, st))
+		delete(o.windows, wk)
+		if o.assigner.kind == session {
+			sessions := o.sessions[t.key]
+			for i, s := range sessions {
+				if s == t.ns {
+					o.sessions[t.key] = append(sessions[:i:i], sessions[i+1:]...)
+					break
+				}
+			}
+			if len(o.sessions[t.key]) == 0 {
+				delete(o.sessions, t.key)
+			}
+		}
+	}
+}
+
+func (o *windowOp[K, T, A, O]) Watermark(wm int64) {
+	o.timers.advance(wm)
+	o.out.Watermark(wm)
+}
+
+// Finish fires the processing-time windows still open when the input
+// ends, so a bounded job loses none of its records.
+func (o *windowOp[K, T, A, O]) Finish() error {
+	if o.assigner.eventTime || o.assigner.kind == global {
+		return nil
+	}
+	for {
+		t, ok := o.timers.proc.popUntil(math.MaxInt64)
+		if !ok {
+			return nil
+		}
+		o.onProcessingTime(t)
+	}
+}
+
+func (o *windowOp[K, T, A, O]) Close() error { return nil }
