@@ -51,6 +51,7 @@ demo: build
 
 bench: build
 	scripts/bench-cluster.sh
+	scripts/bench-flink.sh
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./rm/...
 
 clean:
