@@ -310,11 +310,3 @@ func VertexOfNode(jg *flinkpb.JobGraph, node int32) int {
 	}
 	return -1
 }
-
-// ShortID is the first 8 digits of an id, for logs.
-func ShortID(id string) string {
-	if len(id) > 8 {
-		return id[:8]
-	}
-	return id
-}

@@ -96,16 +96,6 @@ func NewGate[T any](n, credits int) *Gate[T] {
 // Channels is the number of channels of the gate.
 func (g *Gate[T]) Channels() int { return g.channels }
 
-// Next returns the next batch from any channel.
-func (g *Gate[T]) Next(ctx context.Context) (*Batch[T], error) {
-	select {
-	case b := <-g.ch:
-		return b, nil
-	case <-ctx.Done():
-		return nil, ErrCanceled
-	}
-}
-
 // C is the gate's queue, for a reader that selects on it with other events.
 func (g *Gate[T]) C() <-chan *Batch[T] { return g.ch }
 

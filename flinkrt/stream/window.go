@@ -411,7 +411,7 @@ func (e timeEvictor[T]) EvictBefore(elems []Timestamped[T], _ TimeWindow) []Time
 	return kept
 }
 
-// sessionsOf keeps a key's session windows sorted by start.
+// sortWindows orders a key's session windows by start.
 func sortWindows(ws []TimeWindow) {
 	sort.Slice(ws, func(i, j int) bool { return ws[i].Start < ws[j].Start })
 }

@@ -275,7 +275,6 @@ type windowOp[K comparable, T, A, O any] struct {
 	timers   *timerService[K, TimeWindow]
 	windows  map[windowKey[K]]*windowState[A]
 	sessions map[K][]TimeWindow
-	late     int64
 	tctx     TriggerContext
 	curKey   K
 	curWin   TimeWindow
@@ -330,8 +329,7 @@ func (o *windowOp[K, T, A, O]) Collect(v T, ts int64) {
 			w = o.mergeSession(k, w)
 		}
 		if o.isLate(w) {
-			o.late++
-			continue
+			continue // dropped, as Flink drops records behind the watermark
 		}
 		wk := windowKey[K]{k, w}
 		st := o.windows[wk]

@@ -156,20 +156,12 @@ func (c *Context) StopTimers() {
 	c.timers = nil
 }
 
-// Now is the processing time in epoch milliseconds.
-func (c *Context) Now() int64 { return time.Now().UnixMilli() }
-
 // OperatorContext is the Context of one operator of the task's chain.
 type OperatorContext struct {
 	*Context
 	Name string
 	ID   string
 	UID  string
-}
-
-// KeyGroupRange is the key groups this subtask owns.
-func (c *Context) KeyGroupRange() (first, last int) {
-	return KeyGroupRangeOf(c.MaxParallelism, c.Parallelism, c.Subtask)
 }
 
 // Mailbox runs actions in the task's own goroutine: timers, flushes and

@@ -52,13 +52,6 @@ func OperatorIndexOf(keyGroup, maxParallelism, parallelism int) int {
 	return keyGroup * parallelism / maxParallelism
 }
 
-// KeyGroupRangeOf is the inclusive range of key groups subtask owns.
-func KeyGroupRangeOf(maxParallelism, parallelism, subtask int) (first, last int) {
-	first = (subtask*maxParallelism + parallelism - 1) / parallelism
-	last = ((subtask+1)*maxParallelism+parallelism-1)/parallelism - 1
-	return first, last
-}
-
 // DefaultMaxParallelism is Flink's: 1.5 × parallelism rounded up to a power
 // of two, within [128, 32768].
 func DefaultMaxParallelism(parallelism int) int {
@@ -90,8 +83,6 @@ type RecordWriter[T any] struct {
 	keyHash   func(T) uint64
 	maxPar    int
 	next      int
-	// records and bytes counts, for metrics.
-	written int64
 }
 
 // NewRecordWriter makes the writer of one edge. channels are the edge's
@@ -116,7 +107,6 @@ func NewRecordWriter[T any](ctx context.Context, p Partitioning, channels []netw
 
 // Collect implements Output.
 func (w *RecordWriter[T]) Collect(v T, ts int64) {
-	w.written++
 	switch w.kind {
 	case Forward, Global:
 		w.add(0, v, ts)
@@ -200,9 +190,6 @@ func (w *RecordWriter[T]) End() {
 		c.Close()
 	}
 }
-
-// Written is the number of records collected.
-func (w *RecordWriter[T]) Written() int64 { return w.written }
 
 // Fanout passes every record to several outputs: the chained operators and
 // record writers that follow one operator.
