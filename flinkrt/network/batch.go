@@ -23,6 +23,9 @@ const (
 	Watermark
 	// EndOfPartition is the last batch of a channel: its producer finished.
 	EndOfPartition
+	// Failure says the channel broke; Batch.Err says how. It is never sent
+	// by a producer: a consumer's end of a remote channel makes it.
+	Failure
 )
 
 // Batch is a run of records, or one in-band event, on one channel.
@@ -32,6 +35,8 @@ type Batch[T any] struct {
 	// Times holds each record's event time, NoTime where it has none.
 	Times     []int64
 	Watermark int64
+	// Err is the error of a Failure.
+	Err error
 	// Channel is the index of the channel in its consumer's gate.
 	Channel int
 

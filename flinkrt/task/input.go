@@ -48,6 +48,8 @@ func RunInput[T any](ctx *Context, gate *network.Gate[T], head Output[T]) error 
 			case network.EndOfPartition:
 				ended++
 				advance(b.Channel, MaxWatermark)
+			case network.Failure:
+				return b.Err
 			}
 			b.Recycle()
 		case <-ctx.Mailbox.Notify():

@@ -1,0 +1,253 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"loom/flinkrt/codec"
+)
+
+type rec struct {
+	Word  string
+	Count int64
+}
+
+// pipe connects one remote channel into channel 0 of a one-channel gate.
+func pipe[T any](t testing.TB, ctx context.Context, credits, batch int) (*Gate[T], *RemoteChannel[T], *Server) {
+	t.Helper()
+	srv, err := Listen("127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	gate := NewGate[T](1, credits)
+	c := codec.MustFor[T]()
+	srv.Register("job/0/0/0", NewReceiver(ctx, gate, 0, credits, batch, c, "producer 0"))
+	return gate, NewRemoteChannel(srv.Addr(), "job/0/0/0", batch, c), srv
+}
+
+func TestRemoteChannelCarriesRecordsWatermarksAndEnd(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	gate, out, _ := pipe[rec](t, ctx, 2, 16)
+
+	const n = 1000
+	go func() {
+		for i := 0; i < n; {
+			b, err := out.Take(ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for j := 0; j < 16 && i < n; j, i = j+1, i+1 {
+				ts := int64(i)
+				if i < 500 {
+					ts = NoTime
+				}
+				b.Add(rec{Word: fmt.Sprint("w", i), Count: int64(i)}, ts)
+			}
+			if err := out.Send(ctx, b); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+		b, _ := out.Take(ctx)
+		b.Kind, b.Watermark = Watermark, 12345
+		_ = out.Send(ctx, b)
+		b, _ = out.Take(ctx)
+		b.Kind = EndOfPartition
+		_ = out.Send(ctx, b)
+		out.Close()
+	}()
+
+	var got []rec
+	var times []int64
+	var wm int64
+	for ended := false; !ended; {
+		select {
+		case b := <-gate.C():
+			switch b.Kind {
+			case Data:
+				got = append(got, b.Records...)
+				times = append(times, b.Times...)
+			case Watermark:
+				wm = b.Watermark
+			case EndOfPartition:
+				ended = true
+			case Failure:
+				t.Fatal(b.Err)
+			}
+			b.Recycle()
+		case <-ctx.Done():
+			t.Fatal("timed out")
+		}
+	}
+	if len(got) != n {
+		t.Fatalf("got %d records, want %d", len(got), n)
+	}
+	for i, r := range got {
+		want := int64(i)
+		if i < 500 {
+			want = NoTime
+		}
+		if r.Count != int64(i) || r.Word != fmt.Sprint("w", i) || times[i] != want {
+			t.Fatalf("record %d = %+v at %d", i, r, times[i])
+		}
+	}
+	if wm != 12345 {
+		t.Fatalf("watermark %d, want 12345", wm)
+	}
+}
+
+// A consumer that does not recycle its batches holds its producer at the
+// credits it granted.
+func TestRemoteChannelBlocksWithoutCredit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const credits = 3
+	gate, out, _ := pipe[int64](t, ctx, credits, 4)
+
+	sent := make(chan int, 100)
+	sendCtx, stopSending := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			b, err := out.Take(sendCtx)
+			if err != nil {
+				return
+			}
+			b.Add(int64(i), NoTime)
+			if err := out.Send(sendCtx, b); err != nil {
+				return
+			}
+			sent <- i
+		}
+	}()
+	var held []*Batch[int64]
+	for len(held) < credits {
+		select {
+		case b := <-gate.C():
+			held = append(held, b)
+		case <-ctx.Done():
+			t.Fatal("timed out")
+		}
+	}
+	// With every credit held, the producer sent exactly credits frames;
+	// one more cannot go until a batch is recycled.
+	for i := 0; i < credits; i++ {
+		<-sent
+	}
+	select {
+	case i := <-sent:
+		t.Fatalf("frame %d was sent without a credit", i)
+	case b := <-gate.C():
+		t.Fatalf("the gate got a frame beyond the credits: %v", b.Records)
+	case <-time.After(100 * time.Millisecond):
+	}
+	held[0].Recycle()
+	select {
+	case <-sent:
+	case <-ctx.Done():
+		t.Fatal("a recycled batch did not give the producer a credit")
+	}
+	stopSending()
+	wg.Wait()
+}
+
+// A producer that goes away mid-stream fails the consumer with an error
+// that names it.
+func TestRemoteChannelBreakFailsConsumer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	gate, out, _ := pipe[string](t, ctx, 2, 4)
+	b, err := out.Take(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Add("one", NoTime)
+	if err := out.Send(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	out.conn.Close()
+	for {
+		select {
+		case b := <-gate.C():
+			if b.Kind == Failure {
+				if !strings.Contains(b.Err.Error(), "producer 0") {
+					t.Fatalf("error %q does not name the producer", b.Err)
+				}
+				return
+			}
+			b.Recycle()
+		case <-ctx.Done():
+			t.Fatal("no failure reached the gate")
+		}
+	}
+}
+
+func TestServerDropsBadHello(t *testing.T) {
+	srv, err := Listen("127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	out := NewRemoteChannel(srv.Addr(), "nobody/0/0/0", 4, codec.MustFor[int64]())
+	srv.wait = 50 * time.Millisecond
+	ctx := context.Background()
+	b, err := out.Take(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Add(1, NoTime)
+	err = out.Send(ctx, b)
+	if err == nil || errors.Is(err, ErrCanceled) {
+		t.Fatalf("send to an unregistered channel: %v, want a broken connection", err)
+	}
+}
+
+// BenchmarkRemoteChannel measures bytes/s of 100-byte records between two
+// ends of a channel over loopback.
+func BenchmarkRemoteChannel(b *testing.B) {
+	ctx := context.Background()
+	gate, out, _ := pipe[string](b, ctx, DefaultCredits, DefaultBatchSize)
+	word := strings.Repeat("x", 99)
+	done := make(chan int64)
+	go func() {
+		var bytes int64
+		for {
+			bt := <-gate.C()
+			if bt.Kind == EndOfPartition {
+				done <- bytes
+				return
+			}
+			for _, r := range bt.Records {
+				bytes += int64(len(r)) + 1
+			}
+			bt.Recycle()
+		}
+	}()
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		bt, _ := out.Take(ctx)
+		for j := 0; j < DefaultBatchSize && i < b.N; j, i = j+1, i+1 {
+			bt.Add(word, NoTime)
+		}
+		if err := out.Send(ctx, bt); err != nil {
+			b.Fatal(err)
+		}
+	}
+	bt, _ := out.Take(ctx)
+	bt.Kind = EndOfPartition
+	_ = out.Send(ctx, bt)
+	bytes := <-done
+	b.StopTimer()
+	out.Close()
+	b.ReportMetric(float64(bytes)/b.Elapsed().Seconds()/1e6, "MB/s")
+}
