@@ -5,6 +5,7 @@ import (
 	"math"
 	"reflect"
 
+	"loom/flinkrt/codec"
 	"loom/flinkrt/network"
 )
 
@@ -104,6 +105,11 @@ type TypeOps interface {
 	NewWriter(ctx context.Context, p Partitioning, channels []any, batchSize, maxParallelism int) (any, Flusher)
 	// RunInput runs RunInput over a *network.Gate[T] and an Output[T] head.
 	RunInput(ctx *Context, gate any, head any) error
+	// NewRemoteChannel makes a network.ChannelOut[T] to channel key of the
+	// worker serving addr.
+	NewRemoteChannel(addr, key string, batchSize int) (any, error)
+	// NewReceiver serves a remote producer into channel index of gate.
+	NewReceiver(ctx context.Context, gate any, index, credits, batchSize int, from string) (network.Receiver, error)
 }
 
 // Type is the TypeOps of T.
@@ -148,6 +154,24 @@ func (Type[T]) NewWriter(ctx context.Context, p Partitioning, channels []any, ba
 	}
 	w := NewRecordWriter(ctx, p, chans, batchSize, maxParallelism)
 	return Output[T](w), w
+}
+
+// NewRemoteChannel implements TypeOps.
+func (Type[T]) NewRemoteChannel(addr, key string, batchSize int) (any, error) {
+	c, err := codec.For[T]()
+	if err != nil {
+		return nil, err
+	}
+	return network.ChannelOut[T](network.NewRemoteChannel(addr, key, batchSize, c)), nil
+}
+
+// NewReceiver implements TypeOps.
+func (Type[T]) NewReceiver(ctx context.Context, gate any, index, credits, batchSize int, from string) (network.Receiver, error) {
+	c, err := codec.For[T]()
+	if err != nil {
+		return nil, err
+	}
+	return network.NewReceiver(ctx, gate.(*network.Gate[T]), index, credits, batchSize, c, from), nil
 }
 
 // RunInput implements TypeOps.

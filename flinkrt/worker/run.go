@@ -89,9 +89,6 @@ func (b *built) flush() {
 // have finished, one has failed (the others are canceled and its error,
 // the root cause, is returned) or ctx is canceled (ErrCanceled).
 func RunLocal(ctx context.Context, job *Job, report func(Update)) error {
-	if report == nil {
-		report = func(Update) {}
-	}
 	w, err := newWiring(job)
 	if err != nil {
 		return err
@@ -100,20 +97,33 @@ func RunLocal(ctx context.Context, job *Job, report func(Update)) error {
 	if err != nil {
 		return err
 	}
+	var ids []Subtask
+	for vi, v := range job.Plan.Vertices {
+		for i := 0; i < int(v.Parallelism); i++ {
+			ids = append(ids, Subtask{Vertex: vi, Index: i})
+		}
+	}
+	return w.runSubtasks(ctx, ids, ex, report)
+}
+
+// runSubtasks builds the subtasks ids, runs them and returns as RunLocal.
+func (w *wiring) runSubtasks(ctx context.Context, ids []Subtask, ex exchange, report func(Update)) error {
+	if report == nil {
+		report = func(Update) {}
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
 	var subtasks []*built
-	for vi, v := range job.Plan.Vertices {
-		for i := 0; i < int(v.Parallelism); i++ {
-			id := Subtask{Vertex: vi, Index: i}
-			report(Update{Subtask: id, State: StateDeploying})
-			b, err := w.build(ctx, id, ex)
-			if err != nil {
-				return fmt.Errorf("deploying %s: %w", v.Name, err)
-			}
-			subtasks = append(subtasks, b)
+	for _, id := range ids {
+		report(Update{Subtask: id, State: StateDeploying})
+		b, err := w.build(ctx, id, ex)
+		if err != nil {
+			err = fmt.Errorf("deploying %s: %w", w.job.Plan.Vertices[id.Vertex].Name, err)
+			report(Update{Subtask: id, State: StateFailed, Err: err})
+			return err
 		}
+		subtasks = append(subtasks, b)
 	}
 
 	var (

@@ -1,0 +1,126 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+
+	"loom/flinkrt/graph"
+	"loom/flinkrt/network"
+	"loom/flinkrt/task"
+)
+
+// Deployment is the part of a job one worker runs: its subtasks, and the
+// data address of the worker that runs each subtask of the job, so that
+// channels to other workers can be opened.
+type Deployment struct {
+	JobID string
+	Tasks []Subtask
+	// Locations[v][s] is the data address of subtask s of vertex v.
+	Locations [][]string
+}
+
+// RunDeployment runs the deployed subtasks of job. Channels between two of
+// them stay in the process; a channel to a subtask elsewhere goes over TCP:
+// producers here connect to their consumers' workers, and srv, this
+// worker's data server, takes the connections of producers elsewhere.
+// It returns as RunLocal does.
+func RunDeployment(ctx context.Context, job *Job, d Deployment, srv *network.Server, report func(Update)) error {
+	w, err := newWiring(job)
+	if err != nil {
+		return err
+	}
+	if len(d.Locations) != len(job.Plan.Vertices) {
+		return fmt.Errorf("the deployment locates %d vertices, the job has %d", len(d.Locations), len(job.Plan.Vertices))
+	}
+	for vi, v := range job.Plan.Vertices {
+		if len(d.Locations[vi]) != int(v.Parallelism) {
+			return fmt.Errorf("the deployment locates %d subtasks of %s, which has %d", len(d.Locations[vi]), v.Name, v.Parallelism)
+		}
+	}
+	for _, id := range d.Tasks {
+		if id.Vertex < 0 || id.Vertex >= len(job.Plan.Vertices) || id.Index < 0 || id.Index >= int(job.Plan.Vertices[id.Vertex].Parallelism) {
+			return fmt.Errorf("the deployment names subtask %s, which the job does not have", id)
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ex := &remoteExchange{w: w, d: d, self: srv.Addr(), gates: map[[2]int]any{}}
+	for _, id := range d.Tasks {
+		if err := ex.addGate(ctx, id, srv); err != nil {
+			return err
+		}
+	}
+	return w.runSubtasks(ctx, d.Tasks, ex, report)
+}
+
+// remoteExchange connects subtasks of a job spread over several workers.
+type remoteExchange struct {
+	w     *wiring
+	d     Deployment
+	self  string
+	gates map[[2]int]any
+}
+
+func channelKey(job string, edge, producer, consumer int) string {
+	return fmt.Sprintf("%s/%d/%d/%d", job, edge, producer, consumer)
+}
+
+// addGate makes the gate of a deployed subtask and registers a receiver
+// for each of its channels whose producer runs in another worker.
+func (ex *remoteExchange) addGate(ctx context.Context, id Subtask, srv *network.Server) (err error) {
+	jg, sg := ex.w.job.Plan, ex.w.job.Graph
+	v := jg.Vertices[id.Vertex]
+	head := sg.Node(int(v.Operators[0].Node))
+	if head == nil {
+		return fmt.Errorf("the job graph names operator %d, which this program does not build", v.Operators[0].Node)
+	}
+	if head.IsSource() {
+		return nil
+	}
+	defer task.Recover(&err, "connecting "+v.Name)
+	gate := head.In.NewGate(ex.w.channels[id.Vertex][id.Index], ex.w.settings.credits)
+	ex.gates[[2]int{id.Vertex, id.Index}] = gate
+	for ei, e := range ex.w.edges {
+		if e.target != id.Vertex {
+			continue
+		}
+		np := int(jg.Vertices[e.source].Parallelism)
+		for _, p := range graph.ProducersOf(e.partitioning.Kind, np, int(v.Parallelism), id.Index) {
+			addr := ex.d.Locations[e.source][p]
+			if addr == ex.self {
+				continue
+			}
+			from := fmt.Sprintf("%s (%d/%d) at %s", jg.Vertices[e.source].Name, p+1, np, addr)
+			r, err := head.In.NewReceiver(ctx, gate, ex.w.channelIndex(e, p, id.Index), ex.w.settings.credits, ex.w.settings.batchSize, from)
+			if err != nil {
+				return err
+			}
+			srv.Register(channelKey(ex.d.JobID, ei, p, id.Index), r)
+		}
+	}
+	return nil
+}
+
+func (ex *remoteExchange) gate(vertex, subtask int) any { return ex.gates[[2]int{vertex, subtask}] }
+
+func (ex *remoteExchange) channel(e *edgeInfo, producer, consumer int) (ch any, err error) {
+	node := ex.w.job.Graph.Node(int(e.plan.SourceNode))
+	defer task.Recover(&err, "connecting "+node.Name)
+	addr := ex.d.Locations[e.target][consumer]
+	if addr != ex.self {
+		for ei, other := range ex.w.edges {
+			if other == e {
+				return node.Out.NewRemoteChannel(addr, channelKey(ex.d.JobID, ei, producer, consumer), ex.w.settings.batchSize)
+			}
+		}
+	}
+	gate := ex.gate(e.target, consumer)
+	if gate == nil {
+		return nil, fmt.Errorf("subtask %d of %s is located here but not deployed", consumer, ex.w.job.Plan.Vertices[e.target].Name)
+	}
+	idx := ex.w.channelIndex(e, producer, consumer)
+	if idx < 0 {
+		return nil, fmt.Errorf("subtask %d does not feed subtask %d over edge %d -> %d", producer, consumer, e.plan.SourceNode, e.plan.TargetNode)
+	}
+	return node.Out.NewLocalChannel(gate, idx, ex.w.settings.credits, ex.w.settings.batchSize), nil
+}
