@@ -9,7 +9,9 @@ import (
 // interspersed moves a leaf command's flags in front of its positional
 // arguments, so that `loom app logs APP --container C` parses as users of
 // YARN's CLI expect (urfave/cli stops at the first positional). Everything
-// after "--" is left as it is.
+// after "--" is left as it is, and so is everything after the first
+// positional argument of a command that runs a program (`loom run ARTIFACT
+// --input x`: the program's flags are its own).
 func interspersed(cmds []*cli.Command, args []string) []string {
 	if len(args) < 2 {
 		return args
@@ -41,6 +43,10 @@ func interspersed(cmds []*cli.Command, args []string) []string {
 			rest = args[i:]
 			break
 		}
+		if programArgs[leaf.Name] && !strings.HasPrefix(a, "-") {
+			rest = args[i:]
+			break
+		}
 		if !strings.HasPrefix(a, "-") || a == "-" {
 			positional = append(positional, a)
 			continue
@@ -59,6 +65,10 @@ func interspersed(cmds []*cli.Command, args []string) []string {
 	out = append(out, positional...)
 	return append(out, rest...)
 }
+
+// programArgs are the commands whose first positional argument is a
+// program, followed by that program's own arguments.
+var programArgs = map[string]bool{"run": true}
 
 func takesValue(cmd *cli.Command, name string) bool {
 	for _, f := range cmd.Flags {

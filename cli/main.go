@@ -26,7 +26,8 @@ func Main(args []string) {
 		Name:  "loom",
 		Usage: "a resource-negotiation platform with a streaming runtime",
 		Description: "loom runs applications in containers on a cluster of NodeManagers managed by a ResourceManager.\n" +
-			"Start a local cluster with `loom cluster up`, then run a distributed shell with `loom dshell`.",
+			"Start a local cluster with `loom cluster up`, then run a distributed shell with `loom dshell`.\n" +
+			"Run streaming jobs on a standalone JobManager: `loom jobmanager`, `loom taskmanager`, `loom run -t remote ./myjob`.",
 		Commands: []*cli.Command{
 			rmCommand(),
 			nmCommand(),
@@ -36,6 +37,10 @@ func Main(args []string) {
 			dshellCommand(),
 			dshellAMCommand(),
 			adminCommand(),
+			jobmanagerCommand(),
+			taskmanagerCommand(),
+			runCommand(),
+			jobCommand(),
 		},
 		HideHelpCommand: true,
 		Writer:          os.Stdout,

@@ -22,8 +22,11 @@ import (
 )
 
 var (
-	loomBin   string
-	memhogBin string
+	loomBin      string
+	memhogBin    string
+	wordcountBin string
+	topspeedBin  string
+	shiftyBin    string
 )
 
 func TestMain(m *testing.M) {
@@ -38,7 +41,13 @@ func TestMain(m *testing.M) {
 	}
 	loomBin = filepath.Join(dir, "loom")
 	memhogBin = filepath.Join(dir, "memhog")
-	for _, b := range [][2]string{{loomBin, ".."}, {memhogBin, "./testdata/memhog"}} {
+	wordcountBin = filepath.Join(dir, "wordcount")
+	topspeedBin = filepath.Join(dir, "topspeedwindow")
+	shiftyBin = filepath.Join(dir, "shiftyjob")
+	for _, b := range [][2]string{
+		{loomBin, ".."}, {memhogBin, "./testdata/memhog"}, {shiftyBin, "./testdata/shiftyjob"},
+		{wordcountBin, "../flinkrt/examples/wordcount"}, {topspeedBin, "../flinkrt/examples/topspeedwindow"},
+	} {
 		out, err := exec.Command("go", "build", "-o", b[0], b[1]).CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", b[1], err, out)
@@ -166,10 +175,15 @@ func (c *cluster) loom(args ...string) (string, string, int) {
 }
 
 func runLoom(rmAddr string, args ...string) (string, string, int) {
+	return runLoomEnv([]string{"LOOM_RM=" + rmAddr}, args...)
+}
+
+// runLoomEnv runs the CLI with env added to the test's environment.
+func runLoomEnv(env []string, args ...string) (string, string, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, loomBin, args...)
-	cmd.Env = append(os.Environ(), "LOOM_RM="+rmAddr)
+	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -2,11 +2,15 @@ package stream
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"google.golang.org/protobuf/proto"
+
 	"loom/flinkrt/minicluster"
+	"loom/flinkrt/worker"
 )
 
 // JobResult is how an executed job ended.
@@ -14,6 +18,10 @@ type JobResult = minicluster.Result
 
 // Execute runs the job named name and returns when it ends. Started
 // directly, the program runs the job in-process; Ctrl-C cancels it.
+//
+// Started by `loom run` (plan role) or by a TaskManager (worker role),
+// Execute does that role's work and exits the program: code after Execute
+// runs only in a direct start.
 func (e *Env) Execute(name string) (*JobResult, error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -23,17 +31,48 @@ func (e *Env) Execute(name string) (*JobResult, error) {
 // ExecuteContext is Execute, canceled with ctx.
 func (e *Env) ExecuteContext(ctx context.Context, name string) (*JobResult, error) {
 	sg, jg, err := e.Plan(name)
+	if err == nil && !hasSink(e) {
+		err = errNoSink
+	}
+	switch os.Getenv(worker.EnvRole) {
+	case worker.RolePlan:
+		os.Exit(writePlan(name, err, func() ([]byte, error) { return proto.Marshal(jg) }))
+	case worker.RoleWorker:
+		if err := worker.Serve(ctx, &worker.Job{Graph: sg, Plan: jg}, err); err != nil {
+			fmt.Fprintf(os.Stderr, "job %q: worker: %v\n", name, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if err != nil {
 		return nil, err
 	}
-	sinks := 0
-	for _, n := range sg.Nodes {
+	return minicluster.Execute(ctx, sg, jg)
+}
+
+func hasSink(e *Env) bool {
+	for _, n := range e.sg.Nodes {
 		if n.Out == nil {
-			sinks++
+			return true
 		}
 	}
-	if sinks == 0 {
-		return nil, errNoSink
+	return false
+}
+
+// writePlan writes the JobGraph where `loom run` asked for it and returns
+// the program's exit code.
+func writePlan(name string, err error, marshal func() ([]byte, error)) int {
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "job %q: %v\n", name, err)
+		return 1
 	}
-	return minicluster.Execute(ctx, sg, jg)
+	b, err := marshal()
+	if err == nil {
+		err = os.WriteFile(os.Getenv(worker.EnvPlanFile), b, 0o644)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "job %q: writing the job graph: %v\n", name, err)
+		return 1
+	}
+	return 0
 }

@@ -15,11 +15,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"loom/errdefs"
 	"loom/proto/yarnpb"
+	"loom/rpc"
 )
 
 // DefaultAddr is where a client looks for the RM when told nothing.
@@ -381,15 +380,6 @@ func NewFromList(list string) (*Client, error) {
 	return New(addrs)
 }
 
-// DialOptions are the gRPC options of every loom client connection:
-// plaintext, and reconnects that start after 20 ms instead of grpc-go's
-// 1 s, so a daemon that has just started is reached as soon as it listens.
-func DialOptions() []grpc.DialOption {
-	return []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 20 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
-			MinConnectTimeout: 2 * time.Second,
-		}),
-	}
-}
+// DialOptions are the gRPC options of every loom client connection
+// (rpc.DialOptions).
+func DialOptions() []grpc.DialOption { return rpc.DialOptions() }

@@ -1,0 +1,343 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"loom/flinkrt/client"
+	"loom/flinkrt/jobmanager"
+	"loom/flinkrt/taskmanager"
+	"loom/proto/flinkpb"
+)
+
+var jobmanagerFlag = &cli.StringFlag{
+	Name:    "jobmanager",
+	Aliases: []string{"m"},
+	Usage:   "JobManager address, host:port",
+	Value:   "localhost:6123",
+	EnvVars: []string{"LOOM_JOBMANAGER"},
+}
+
+func jobmanagerCommand() *cli.Command {
+	d := jobmanager.DefaultTiming
+	return &cli.Command{
+		Name:  "jobmanager",
+		Usage: "run a standalone JobManager (Dispatcher, JobMasters, ResourceManager, REST API); start TaskManagers with `loom taskmanager`",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "addr", Value: "localhost:6123", Usage: "gRPC listen address (TaskManagers and clients)"},
+			&cli.StringFlag{Name: "advertise", Usage: "gRPC address others dial (default: the listen address)"},
+			&cli.StringFlag{Name: "rest-addr", Value: "localhost:8081", Usage: "REST API listen address (Flink's REST API); empty disables it"},
+			&cli.StringFlag{Name: "web-dir", Usage: "a web dashboard build to serve at / of the REST address"},
+			&cli.StringFlag{Name: "dir", Usage: "directory for job artifacts (default: a temporary one)"},
+			&cli.DurationFlag{Name: "heartbeat-interval", Value: d.HeartbeatInterval, Usage: "heartbeat interval with TaskManagers"},
+			&cli.DurationFlag{Name: "heartbeat-timeout", Value: d.HeartbeatTimeout, Usage: "a TaskManager silent this long is lost"},
+			&cli.DurationFlag{Name: "slot-timeout", Value: d.SlotTimeout, Usage: "how long a job waits for its slots before it fails"},
+			logLevelFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return fmt.Errorf("unexpected argument %q; see `loom jobmanager --help`", c.Args().First())
+			}
+			if err := checkListen("--addr", c.String("addr")); err != nil {
+				return err
+			}
+			timing := jobmanager.DefaultTiming
+			timing.HeartbeatInterval = c.Duration("heartbeat-interval")
+			timing.HeartbeatTimeout = c.Duration("heartbeat-timeout")
+			timing.SlotTimeout = c.Duration("slot-timeout")
+			if timing.HeartbeatInterval <= 0 || timing.HeartbeatTimeout <= timing.HeartbeatInterval {
+				return errors.New("--heartbeat-timeout must be longer than --heartbeat-interval, and both positive")
+			}
+			if dir := c.String("web-dir"); dir != "" {
+				if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+					return fmt.Errorf("--web-dir %s: not a directory", dir)
+				}
+			}
+			jm, err := jobmanager.New(jobmanager.Config{
+				Addr: c.String("addr"), Advertise: c.String("advertise"), RestAddr: c.String("rest-addr"),
+				WebDir: c.String("web-dir"), Dir: c.String("dir"), Log: newLogger(c, "loom", os.Stderr), Timing: timing,
+				TMHeartbeatInterval: timing.HeartbeatInterval, TMHeartbeatTimeout: timing.HeartbeatTimeout,
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Printf("JobManager at %s, REST API at http://%s\n", jm.Addr(), jm.RestAddr())
+			return jm.Run(c.Context)
+		},
+	}
+}
+
+func taskmanagerCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "taskmanager",
+		Usage: "run a TaskManager that offers its slots to a JobManager",
+		Flags: []cli.Flag{
+			jobmanagerFlag,
+			&cli.IntFlag{Name: "slots", Aliases: []string{"s"}, Value: 1, Usage: "number of task slots"},
+			&cli.Int64Flag{Name: "memory-mb", Value: 1024, Usage: "memory the TaskManager offers, MB"},
+			&cli.StringFlag{Name: "addr", Value: "localhost:0", Usage: "gRPC listen address"},
+			&cli.StringFlag{Name: "advertise", Usage: "gRPC address others dial (default: the listen address)"},
+			&cli.StringFlag{Name: "data-host", Usage: "host job workers publish their data ports on (default: the advertised host)"},
+			&cli.StringFlag{Name: "dir", Usage: "directory for fetched job artifacts (default: a temporary one)"},
+			&cli.StringFlag{Name: "id", Usage: "TaskManager id (default: host name and a random suffix)", EnvVars: []string{"LOOM_TASKMANAGER_ID"}},
+			logLevelFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return fmt.Errorf("unexpected argument %q; see `loom taskmanager --help`", c.Args().First())
+			}
+			if c.Int("slots") < 1 || c.Int("slots") > 1024 {
+				return fmt.Errorf("--slots %d: want 1..1024", c.Int("slots"))
+			}
+			if c.Int64("memory-mb") < 1 {
+				return fmt.Errorf("--memory-mb %d: want a positive number", c.Int64("memory-mb"))
+			}
+			dir := c.String("dir")
+			if dir == "" {
+				d, err := os.MkdirTemp("", "loom-tm-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(d)
+				dir = d
+			}
+			tm, err := taskmanager.New(taskmanager.Config{
+				Addr: c.String("addr"), Advertise: c.String("advertise"), JobManager: c.String("jobmanager"),
+				Slots: c.Int("slots"), MemoryMB: c.Int64("memory-mb"), DataHost: c.String("data-host"),
+				Dir: dir, ID: c.String("id"), Log: newLogger(c, "loom", os.Stderr),
+			})
+			if err != nil {
+				return err
+			}
+			return tm.Run(c.Context)
+		},
+	}
+}
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "run",
+		Usage:     "run a job program (its flags and arguments follow it)",
+		ArgsUsage: "ARTIFACT [ARGS...]",
+		Description: "Targets:\n" +
+			"   remote   submit to a running JobManager (--jobmanager host:port)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "target", Aliases: []string{"t"}, Value: "remote", Usage: "where the job runs: remote"},
+			jobmanagerFlag,
+			&cli.IntFlag{Name: "parallelism", Aliases: []string{"p"}, Usage: "default parallelism of the job's operators (default: the program's)"},
+			&cli.BoolFlag{Name: "detached", Aliases: []string{"d"}, Usage: "print the job id and return instead of waiting for the job"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() < 1 {
+				return errors.New("expected the job program: loom run [-t remote] [-p N] [-d] ARTIFACT [ARGS...]")
+			}
+			if t := c.String("target"); t != "remote" {
+				return fmt.Errorf("target %q: loom runs jobs on a JobManager with -t remote; per-job and session targets need a cluster and are not available yet", t)
+			}
+			prog := client.Program{Path: c.Args().First(), Args: c.Args().Tail(), Env: map[string]string{}}
+			if p := c.Int("parallelism"); p != 0 {
+				if p < 1 {
+					return fmt.Errorf("-p %d: want a positive parallelism", p)
+				}
+				prog.Env["LOOM_PARALLELISM"] = strconv.Itoa(p)
+			}
+			if abs, err := filepath.Abs(prog.Path); err == nil {
+				prog.Path = abs
+			}
+			return runRemote(c, prog)
+		},
+	}
+}
+
+func runRemote(c *cli.Context, prog client.Program) error {
+	jg, err := client.Plan(c.Context, prog)
+	if err != nil {
+		return err
+	}
+	// Workers run the program with the parallelism it was planned with,
+	// whatever their machine's CPU count.
+	if p := jg.Config["parallelism.default"]; p != "" {
+		prog.Env["LOOM_PARALLELISM"] = p
+	}
+	cl, err := client.Dial(c.String("jobmanager"))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	id, err := cl.Submit(c.Context, prog, jg)
+	if err != nil {
+		return fmt.Errorf("submitting to the JobManager at %s: %w", c.String("jobmanager"), grpcMessage(err))
+	}
+	if c.Bool("detached") {
+		fmt.Println(id)
+		return nil
+	}
+	fmt.Printf("Job has been submitted with JobID %s\n", id)
+	return followJob(c.Context, cl, id)
+}
+
+// followJob prints a job's state changes until it ends; Ctrl-C cancels
+// it. It fails unless the job FINISHED.
+func followJob(ctx context.Context, cl *client.Client, id string) error {
+	wctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintf(os.Stderr, "canceling job %s\n", id)
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, _ = cl.Dispatcher().CancelJob(cctx, &flinkpb.CancelJobRequest{JobId: id})
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	last, lastDiag := "", ""
+	d, err := cl.Watch(wctx, id, func(d *flinkpb.JobDetails) {
+		if d.State != last {
+			fmt.Printf("%s  job %s %s\n", time.Now().Format("15:04:05.000"), d.Name, d.State)
+			last = d.State
+		}
+		if d.State == "CREATED" && d.Diagnostic != lastDiag {
+			fmt.Printf("%s  %s\n", time.Now().Format("15:04:05.000"), d.Diagnostic)
+			lastDiag = d.Diagnostic
+		}
+	})
+	if err != nil {
+		return grpcMessage(err)
+	}
+	dur := time.Duration(d.EndTimeMs-d.StartTimeMs) * time.Millisecond
+	fmt.Printf("Job %s (%s) %s after %s\n", d.JobId, d.Name, d.State, dur)
+	if d.State != "FINISHED" {
+		if d.Failure != "" {
+			fmt.Fprintf(os.Stderr, "cause: %s\n", d.Failure)
+		}
+		return exitError{code: 1}
+	}
+	return nil
+}
+
+func jobCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "job",
+		Usage: "list and cancel jobs of a JobManager",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "list",
+				Usage: "list jobs, newest first",
+				Flags: []cli.Flag{jobmanagerFlag, outputFlag},
+				Action: func(c *cli.Context) error {
+					asJSON, err := jsonOutput(c)
+					if err != nil {
+						return err
+					}
+					return withJobManager(c, func(cl *client.Client) error {
+						resp, err := cl.Dispatcher().ListJobs(c.Context, &flinkpb.ListJobsRequest{})
+						if err != nil {
+							return grpcMessage(err)
+						}
+						if asJSON {
+							out := []map[string]any{}
+							for _, j := range resp.Jobs {
+								out = append(out, jobJSON(j))
+							}
+							return printJSON(stdout(), out)
+						}
+						var rows [][]string
+						for _, j := range resp.Jobs {
+							running, total := taskTally(j)
+							rows = append(rows, []string{j.JobId, j.Name, j.State, fmtTime(j.StartTimeMs), jobDuration(j).String(), fmt.Sprintf("%d/%d", running, total)})
+						}
+						table(stdout(), "JOB ID\tNAME\tSTATE\tSTARTED\tDURATION\tRUNNING TASKS", rows)
+						return nil
+					})
+				},
+			},
+			{
+				Name:      "cancel",
+				Usage:     "cancel a job",
+				ArgsUsage: "JOB",
+				Flags:     []cli.Flag{jobmanagerFlag},
+				Action: func(c *cli.Context) error {
+					id, err := oneArg(c, "JOB")
+					if err != nil {
+						return err
+					}
+					return withJobManager(c, func(cl *client.Client) error {
+						resp, err := cl.Dispatcher().CancelJob(c.Context, &flinkpb.CancelJobRequest{JobId: id})
+						if err != nil {
+							return grpcMessage(err)
+						}
+						if resp.State == "FINISHED" || resp.State == "FAILED" || resp.State == "CANCELED" {
+							fmt.Printf("job %s had already ended: %s\n", id, resp.State)
+							return nil
+						}
+						d, err := cl.Watch(c.Context, id, nil)
+						if err != nil {
+							return grpcMessage(err)
+						}
+						fmt.Printf("job %s %s\n", id, d.State)
+						return nil
+					})
+				},
+			},
+		},
+	}
+}
+
+func withJobManager(c *cli.Context, fn func(*client.Client) error) error {
+	cl, err := client.Dial(c.String("jobmanager"))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return fn(cl)
+}
+
+func taskTally(j *flinkpb.JobDetails) (running, total int) {
+	for _, v := range j.Vertices {
+		for _, t := range v.Subtasks {
+			total++
+			if t.State == "RUNNING" {
+				running++
+			}
+		}
+	}
+	return running, total
+}
+
+func jobDuration(j *flinkpb.JobDetails) time.Duration {
+	end := j.EndTimeMs
+	if end < 0 {
+		end = time.Now().UnixMilli()
+	}
+	return (time.Duration(end-j.StartTimeMs) * time.Millisecond).Round(time.Millisecond)
+}
+
+func jobJSON(j *flinkpb.JobDetails) map[string]any {
+	running, total := taskTally(j)
+	return map[string]any{
+		"id": j.JobId, "name": j.Name, "state": j.State, "start_time_ms": j.StartTimeMs, "end_time_ms": j.EndTimeMs,
+		"duration_ms": jobDuration(j).Milliseconds(), "tasks_running": running, "tasks_total": total, "slots": j.Slots,
+		"failure": j.Failure,
+	}
+}
+
+// grpcMessage turns a gRPC error into its message, which says what to do.
+func grpcMessage(err error) error {
+	if st, ok := status.FromError(err); ok {
+		if st.Code() == codes.Unavailable {
+			return fmt.Errorf("the JobManager is unreachable: %s", st.Message())
+		}
+		return errors.New(st.Message())
+	}
+	return err
+}

@@ -1,0 +1,118 @@
+package jobmanager
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"loom/proto/flinkpb"
+)
+
+// blobStore keeps job artifacts by their SHA-256.
+type blobStore struct {
+	dir string
+}
+
+// maxBlob bounds an upload.
+const maxBlob = 2 << 30
+
+func newBlobStore(dir string) (*blobStore, error) {
+	d := filepath.Join(dir, "blobs")
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return nil, err
+	}
+	return &blobStore{dir: d}, nil
+}
+
+func validDigest(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == sha256.Size
+}
+
+func (b *blobStore) has(digest string) bool {
+	if !validDigest(digest) {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(b.dir, digest))
+	return err == nil
+}
+
+// put stores an upload, refusing one whose digest or size differs from
+// what its first chunk announced.
+func (b *blobStore) put(s flinkpb.Dispatcher_UploadBlobServer) (*flinkpb.BlobKey, error) {
+	first, err := s.Recv()
+	if err != nil {
+		return nil, err
+	}
+	key := first.Key
+	if key == nil || !validDigest(key.Sha256) || key.Size < 0 || key.Size > maxBlob {
+		return nil, status.Error(codes.InvalidArgument, "an upload starts with the blob's SHA-256 and size (at most 2 GiB)")
+	}
+	if b.has(key.Sha256) {
+		return key, nil
+	}
+	f, err := os.CreateTemp(b.dir, "upload-")
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	h := sha256.New()
+	var n int64
+	for chunk := first; ; {
+		n += int64(len(chunk.Data))
+		if n > key.Size {
+			return nil, status.Errorf(codes.InvalidArgument, "the upload is longer than the %d bytes it announced", key.Size)
+		}
+		h.Write(chunk.Data)
+		if _, err := f.Write(chunk.Data); err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		if chunk, err = s.Recv(); err == io.EOF {
+			break
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != key.Sha256 || n != key.Size {
+		return nil, status.Errorf(codes.InvalidArgument, "the upload has %d bytes and digest %s, not %d bytes and %s as announced", n, got, key.Size, key.Sha256)
+	}
+	if err := f.Close(); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if err := os.Rename(f.Name(), filepath.Join(b.dir, key.Sha256)); err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return key, nil
+}
+
+func (b *blobStore) get(key *flinkpb.BlobKey, s flinkpb.Dispatcher_DownloadBlobServer) error {
+	if !b.has(key.Sha256) {
+		return status.Errorf(codes.NotFound, "blob %s not found", key.Sha256)
+	}
+	f, err := os.Open(filepath.Join(b.dir, key.Sha256))
+	if err != nil {
+		return status.Error(codes.Internal, err.Error())
+	}
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			if serr := s.Send(&flinkpb.BlobChunk{Data: buf[:n]}); serr != nil {
+				return serr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return status.Error(codes.Internal, err.Error())
+		}
+	}
+}

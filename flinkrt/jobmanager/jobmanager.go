@@ -1,0 +1,363 @@
+// Package jobmanager is Flink's JobManager: a Dispatcher that takes jobs
+// and keeps their record, a blob service for job artifacts, a JobMaster per
+// job, and the Flink ResourceManager, all served by one gRPC server, with
+// Flink's REST API beside it. It does not know how TaskManagers come to
+// exist: that is the ResourceManager's Driver.
+package jobmanager
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"loom/flinkrt/graph"
+	"loom/flinkrt/resourcemanager"
+	"loom/proto/flinkpb"
+)
+
+// Config configures a JobManager.
+type Config struct {
+	// Addr is the gRPC listen address; Advertise, when set, the address
+	// TaskManagers and clients dial.
+	Addr      string
+	Advertise string
+	// RestAddr is the REST API's listen address; empty disables it.
+	RestAddr string
+	// WebDir, when set, is a dashboard build served at /.
+	WebDir string
+	// Dir keeps uploaded artifacts; a temporary directory when empty.
+	Dir    string
+	Log    hclog.Logger
+	Driver resourcemanager.Driver
+	Timing Timing
+	// TMHeartbeatInterval and TMHeartbeatTimeout are the
+	// ResourceManager's.
+	TMHeartbeatInterval time.Duration
+	TMHeartbeatTimeout  time.Duration
+}
+
+// DefaultTiming is a JobMaster's timing unless configured.
+var DefaultTiming = Timing{
+	HeartbeatInterval: time.Second,
+	HeartbeatTimeout:  5 * time.Second,
+	SlotTimeout:       5 * time.Minute,
+	CancelTimeout:     30 * time.Second,
+}
+
+// JobManager is a running JobManager.
+type JobManager struct {
+	flinkpb.UnimplementedDispatcherServer
+	flinkpb.UnimplementedJobMasterServer
+	cfg   Config
+	log   hclog.Logger
+	addr  string
+	ln    net.Listener
+	srv   *grpc.Server
+	rest  *http.Server
+	restL net.Listener
+	rm    *resourcemanager.ResourceManager
+	blobs *blobStore
+	start time.Time
+
+	mu    sync.Mutex
+	jobs  map[string]*JobMaster
+	order []string
+	ctx   context.Context
+	wg    sync.WaitGroup
+}
+
+// New listens on the configured addresses; Run serves.
+func New(cfg Config) (*JobManager, error) {
+	if cfg.Log == nil {
+		cfg.Log = hclog.NewNullLogger()
+	}
+	if cfg.Timing == (Timing{}) {
+		cfg.Timing = DefaultTiming
+	}
+	if cfg.Dir == "" {
+		d, err := os.MkdirTemp("", "loom-jm-")
+		if err != nil {
+			return nil, err
+		}
+		cfg.Dir = d
+	}
+	blobs, err := newBlobStore(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("JobManager listen: %w", err)
+	}
+	addr := cfg.Advertise
+	if addr == "" {
+		addr = advertised(ln.Addr().String())
+	}
+	log := cfg.Log.Named("jobmanager")
+	jm := &JobManager{
+		cfg: cfg, log: log, addr: addr, ln: ln, srv: grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20)),
+		blobs: blobs, start: time.Now(), jobs: map[string]*JobMaster{}, ctx: context.Background(),
+		rm: resourcemanager.New(resourcemanager.Config{
+			Log: cfg.Log.Named("resourcemanager"), Driver: cfg.Driver,
+			HeartbeatInterval: cfg.TMHeartbeatInterval, HeartbeatTimeout: cfg.TMHeartbeatTimeout,
+		}),
+	}
+	flinkpb.RegisterDispatcherServer(jm.srv, jm)
+	flinkpb.RegisterJobMasterServer(jm.srv, jm)
+	flinkpb.RegisterResourceManagerServer(jm.srv, jm.rm)
+	if cfg.RestAddr != "" {
+		if jm.restL, err = net.Listen("tcp", cfg.RestAddr); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("REST listen: %w", err)
+		}
+		jm.rest = &http.Server{Handler: jm.restHandler(), ReadHeaderTimeout: 10 * time.Second}
+	}
+	return jm, nil
+}
+
+// advertised turns a listen address into one others can dial.
+func advertised(listen string) string {
+	h, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
+		return listen
+	}
+	host, _ := os.Hostname()
+	return net.JoinHostPort(host, port)
+}
+
+// Addr is the gRPC address of the Dispatcher, JobMasters and
+// ResourceManager.
+func (jm *JobManager) Addr() string { return jm.addr }
+
+// RestAddr is the REST API's address, empty when it is off.
+func (jm *JobManager) RestAddr() string {
+	if jm.restL == nil {
+		return ""
+	}
+	return advertised(jm.restL.Addr().String())
+}
+
+// ResourceManager is the JobManager's Flink ResourceManager.
+func (jm *JobManager) ResourceManager() *resourcemanager.ResourceManager { return jm.rm }
+
+// Run serves until ctx ends; then it fails running jobs, frees their slots
+// and stops.
+func (jm *JobManager) Run(ctx context.Context) error {
+	jm.mu.Lock()
+	jm.ctx = ctx
+	jm.mu.Unlock()
+	rmCtx, stopRM := context.WithCancel(context.Background())
+	rmDone := make(chan struct{})
+	go func() {
+		defer close(rmDone)
+		jm.rm.Run(rmCtx)
+	}()
+	errc := make(chan error, 2)
+	go func() { errc <- jm.srv.Serve(jm.ln) }()
+	if jm.rest != nil {
+		go func() {
+			if err := jm.rest.Serve(jm.restL); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	jm.log.Info("JobManager started", "addr", jm.addr, "rest", jm.RestAddr())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	jm.wg.Wait() // job masters end with ctx
+	if jm.rest != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = jm.rest.Shutdown(sctx)
+		cancel()
+	}
+	stopRM()
+	<-rmDone
+	jm.srv.Stop()
+	return err
+}
+
+func newJobID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (jm *JobManager) job(id string) (*JobMaster, error) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	j := jm.jobs[id]
+	if j == nil {
+		return nil, status.Errorf(codes.NotFound, "job %s not found", id)
+	}
+	return j, nil
+}
+
+// Jobs lists the jobs, newest first.
+func (jm *JobManager) Jobs() []*JobMaster {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	out := make([]*JobMaster, 0, len(jm.order))
+	for i := len(jm.order) - 1; i >= 0; i-- {
+		out = append(out, jm.jobs[jm.order[i]])
+	}
+	return out
+}
+
+// SubmitJob implements flinkpb.DispatcherServer.
+func (jm *JobManager) SubmitJob(_ context.Context, req *flinkpb.SubmitJobRequest) (*flinkpb.SubmitJobResponse, error) {
+	if err := graph.Validate(req.JobGraph); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "the job graph is malformed: %v", err)
+	}
+	if req.Artifact == nil || !jm.blobs.has(req.Artifact.Sha256) {
+		return nil, status.Error(codes.FailedPrecondition, "the job's artifact was not uploaded: upload it with UploadBlob first")
+	}
+	id := req.JobId
+	if id == "" {
+		id = newJobID()
+	} else if _, err := hex.DecodeString(id); err != nil || len(id) != 32 {
+		return nil, status.Errorf(codes.InvalidArgument, "job id %q: want 32 hex digits", id)
+	}
+	art := &flinkpb.JobArtifact{Artifact: req.Artifact, Args: req.Args, Env: req.Env, Fingerprint: req.JobGraph.Fingerprint, JobName: req.JobGraph.Name}
+	jm.mu.Lock()
+	if _, dup := jm.jobs[id]; dup {
+		jm.mu.Unlock()
+		return nil, status.Errorf(codes.AlreadyExists, "job %s exists", id)
+	}
+	j := newJobMaster(id, req.JobGraph, art, jm.rm, jm.addr, jm.cfg.Timing, jm.log)
+	jm.jobs[id] = j
+	jm.order = append(jm.order, id)
+	ctx := jm.ctx
+	jm.wg.Add(1)
+	jm.mu.Unlock()
+	jm.log.Info("job submitted", "job", id, "name", req.JobGraph.Name, "slots", req.JobGraph.Slots)
+	go func() {
+		defer jm.wg.Done()
+		j.run(ctx)
+	}()
+	return &flinkpb.SubmitJobResponse{JobId: id}, nil
+}
+
+// ListJobs implements flinkpb.DispatcherServer.
+func (jm *JobManager) ListJobs(context.Context, *flinkpb.ListJobsRequest) (*flinkpb.ListJobsResponse, error) {
+	resp := &flinkpb.ListJobsResponse{}
+	for _, j := range jm.Jobs() {
+		resp.Jobs = append(resp.Jobs, j.Details(false))
+	}
+	sort.SliceStable(resp.Jobs, func(a, b int) bool { return resp.Jobs[a].StartTimeMs > resp.Jobs[b].StartTimeMs })
+	return resp, nil
+}
+
+// GetJob implements flinkpb.DispatcherServer.
+func (jm *JobManager) GetJob(ctx context.Context, req *flinkpb.GetJobRequest) (*flinkpb.JobDetails, error) {
+	j, err := jm.job(req.JobId)
+	if err != nil {
+		return nil, err
+	}
+	if req.MinVersion > 0 {
+		j.wait(ctx, req.MinVersion, min(time.Duration(req.WaitMs)*time.Millisecond, time.Minute))
+	}
+	return j.Details(true), nil
+}
+
+// CancelJob implements flinkpb.DispatcherServer.
+func (jm *JobManager) CancelJob(_ context.Context, req *flinkpb.CancelJobRequest) (*flinkpb.CancelJobResponse, error) {
+	j, err := jm.job(req.JobId)
+	if err != nil {
+		return nil, err
+	}
+	return &flinkpb.CancelJobResponse{State: j.Cancel()}, nil
+}
+
+// UploadBlob implements flinkpb.DispatcherServer.
+func (jm *JobManager) UploadBlob(s flinkpb.Dispatcher_UploadBlobServer) error {
+	key, err := jm.blobs.put(s)
+	if err != nil {
+		return err
+	}
+	return s.SendAndClose(key)
+}
+
+// DownloadBlob implements flinkpb.DispatcherServer.
+func (jm *JobManager) DownloadBlob(key *flinkpb.BlobKey, s flinkpb.Dispatcher_DownloadBlobServer) error {
+	return jm.blobs.get(key, s)
+}
+
+// GetJobArtifact implements flinkpb.JobMasterServer.
+func (jm *JobManager) GetJobArtifact(_ context.Context, req *flinkpb.GetJobArtifactRequest) (*flinkpb.JobArtifact, error) {
+	j, err := jm.job(req.JobId)
+	if err != nil {
+		return nil, err
+	}
+	return j.artifact, nil
+}
+
+// OfferSlots implements flinkpb.JobMasterServer.
+func (jm *JobManager) OfferSlots(_ context.Context, req *flinkpb.OfferSlotsRequest) (*flinkpb.OfferSlotsResponse, error) {
+	j, err := jm.job(req.JobId)
+	if err != nil {
+		return nil, err
+	}
+	if req.TaskManagerId == "" || req.TaskManagerAddress == "" || req.DataAddress == "" {
+		return nil, status.Error(codes.InvalidArgument, "a slot offer names its TaskManager, its address and the worker's data address")
+	}
+	accepted, err := j.offerSlots(req)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return &flinkpb.OfferSlotsResponse{Accepted: accepted}, nil
+}
+
+// UpdateTaskExecutionState implements flinkpb.JobMasterServer.
+func (jm *JobManager) UpdateTaskExecutionState(_ context.Context, req *flinkpb.TaskStateUpdates) (*flinkpb.Empty, error) {
+	j, err := jm.job(req.JobId)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range req.Updates {
+		if !validTaskState(u.State) {
+			return nil, status.Errorf(codes.InvalidArgument, "task state %q", u.State)
+		}
+	}
+	if err := j.updateTasks(req); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return &flinkpb.Empty{}, nil
+}
+
+func validTaskState(s string) bool {
+	for _, t := range TaskStates {
+		if s == t {
+			return true
+		}
+	}
+	return false
+}
+
+// WorkerFailed implements flinkpb.JobMasterServer.
+func (jm *JobManager) WorkerFailed(_ context.Context, req *flinkpb.WorkerFailedRequest) (*flinkpb.Empty, error) {
+	j, err := jm.job(req.JobId)
+	if err != nil {
+		return nil, err
+	}
+	j.workerFailed(req.TaskManagerId, req.Message)
+	return &flinkpb.Empty{}, nil
+}

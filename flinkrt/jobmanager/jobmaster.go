@@ -1,0 +1,590 @@
+package jobmanager
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+
+	"loom/flinkrt/resourcemanager"
+	"loom/proto/flinkpb"
+	"loom/rpc"
+)
+
+// Flink's job states.
+const (
+	JobCreated    = "CREATED"
+	JobRunning    = "RUNNING"
+	JobFailing    = "FAILING"
+	JobCancelling = "CANCELLING"
+	JobFinished   = "FINISHED"
+	JobFailed     = "FAILED"
+	JobCanceled   = "CANCELED"
+)
+
+// Flink's execution states of a subtask.
+const (
+	TaskCreated      = "CREATED"
+	TaskScheduled    = "SCHEDULED"
+	TaskDeploying    = "DEPLOYING"
+	TaskInitializing = "INITIALIZING"
+	TaskRunning      = "RUNNING"
+	TaskFinished     = "FINISHED"
+	TaskCanceling    = "CANCELING"
+	TaskCanceled     = "CANCELED"
+	TaskFailed       = "FAILED"
+)
+
+// TaskStates are the execution states in Flink's order.
+var TaskStates = []string{TaskCreated, TaskScheduled, TaskDeploying, TaskInitializing, TaskRunning, TaskFinished, TaskCanceling, TaskCanceled, TaskFailed}
+
+// JobTerminal says whether a job state is final.
+func JobTerminal(s string) bool { return s == JobFinished || s == JobFailed || s == JobCanceled }
+
+func taskTerminal(s string) bool { return s == TaskFinished || s == TaskCanceled || s == TaskFailed }
+
+// ResourceManager is what a JobMaster needs of the Flink ResourceManager.
+type ResourceManager interface {
+	DeclareResourceRequirements(job, jmAddr string, slots int, jm resourcemanager.JobMaster)
+	ReleaseJob(job string)
+}
+
+// JobMaster runs one job: it gets the job's slots, deploys its tasks,
+// follows their states and ends the job.
+type JobMaster struct {
+	id       string
+	jg       *flinkpb.JobGraph
+	artifact *flinkpb.JobArtifact
+	log      hclog.Logger
+	rm       ResourceManager
+	addr     string
+	timing   Timing
+
+	mu          sync.Mutex
+	state       string
+	timestamps  map[string]int64
+	start, end  time.Time
+	tasks       [][]*subtask // by vertex, subtask
+	slots       []offeredSlot
+	tms         map[string]*tmConn
+	failure     string
+	failureTask string
+	failureTime time.Time
+	diagnostic  string
+	deployed    bool
+	version     uint64
+	changed     chan struct{}
+	stateSince  time.Time
+}
+
+// Timing holds a JobMaster's intervals and timeouts.
+type Timing struct {
+	// HeartbeatInterval is how often the JobMaster heartbeats the
+	// TaskManagers running its tasks; one that does not answer for
+	// HeartbeatTimeout is lost.
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+	// SlotTimeout is how long a job waits for its slots before it fails.
+	SlotTimeout time.Duration
+	// CancelTimeout is how long tasks may take to stop before the job
+	// ends without word from them.
+	CancelTimeout time.Duration
+}
+
+type subtask struct {
+	state      string
+	attempt    int
+	tm         string
+	endpoint   string
+	start, end time.Time
+}
+
+type offeredSlot struct {
+	tm, tmAddr, dataAddr string
+	index                int32
+	alloc                string
+}
+
+type tmConn struct {
+	id, addr string
+	conn     *grpc.ClientConn
+	client   flinkpb.TaskExecutorClient
+	lastOK   time.Time
+}
+
+func newJobMaster(id string, jg *flinkpb.JobGraph, art *flinkpb.JobArtifact, rm ResourceManager, addr string, timing Timing, log hclog.Logger) *JobMaster {
+	now := time.Now()
+	jm := &JobMaster{
+		id: id, jg: jg, artifact: art, rm: rm, addr: addr, timing: timing, log: log.With("job", id),
+		state: JobCreated, timestamps: map[string]int64{JobCreated: now.UnixMilli()}, start: now,
+		tms: map[string]*tmConn{}, changed: make(chan struct{}), stateSince: now,
+		diagnostic: fmt.Sprintf("waiting for %d slots", jg.Slots),
+	}
+	for _, v := range jg.Vertices {
+		row := make([]*subtask, v.Parallelism)
+		for i := range row {
+			row[i] = &subtask{state: TaskCreated}
+		}
+		jm.tasks = append(jm.tasks, row)
+	}
+	return jm
+}
+
+// changedLocked marks a change: GetJob waiters and the run loop wake.
+func (jm *JobMaster) changedLocked() {
+	jm.version++
+	close(jm.changed)
+	jm.changed = make(chan struct{})
+}
+
+func (jm *JobMaster) setStateLocked(s string) {
+	if jm.state == s {
+		return
+	}
+	jm.log.Info("job state", "from", jm.state, "to", s)
+	jm.state = s
+	now := time.Now()
+	jm.stateSince = now
+	jm.timestamps[s] = now.UnixMilli()
+	if JobTerminal(s) {
+		jm.end = now
+	}
+	jm.changedLocked()
+}
+
+// failLocked fails the job with its root cause, the first failure.
+func (jm *JobMaster) failLocked(task, cause string) {
+	if JobTerminal(jm.state) || jm.state == JobFailing {
+		return
+	}
+	if jm.failure == "" {
+		jm.failure, jm.failureTask, jm.failureTime = cause, task, time.Now()
+	}
+	if jm.state == JobCancelling {
+		return
+	}
+	if !jm.deployed {
+		jm.setStateLocked(JobFailed)
+		return
+	}
+	jm.setStateLocked(JobFailing)
+}
+
+// run drives the job to its end: slots, deployment, supervision, cleanup.
+func (jm *JobMaster) run(ctx context.Context) {
+	jm.rm.DeclareResourceRequirements(jm.id, jm.addr, int(jm.jg.Slots), jm)
+	defer jm.cleanup()
+	hb := time.NewTicker(jm.timing.HeartbeatInterval)
+	defer hb.Stop()
+	slotDeadline := time.Now().Add(jm.timing.SlotTimeout)
+	for {
+		jm.mu.Lock()
+		changed := jm.changed
+		state := jm.state
+		switch {
+		case JobTerminal(state):
+			jm.mu.Unlock()
+			return
+		case state == JobCreated && len(jm.slots) >= int(jm.jg.Slots):
+			jm.mu.Unlock()
+			jm.deploy(ctx)
+			continue
+		case state == JobCreated && time.Now().After(slotDeadline):
+			jm.failLocked("", fmt.Sprintf("could not get the %d slots the job needs within %s (it has %d): start more TaskManagers or lower the parallelism",
+				jm.jg.Slots, jm.timing.SlotTimeout, len(jm.slots)))
+		case state == JobFailing || state == JobCancelling:
+			jm.endIfStoppedLocked()
+		}
+		jm.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			jm.mu.Lock()
+			jm.failLocked("", "the JobManager shut down")
+			jm.setStateLocked(JobFailed)
+			jm.mu.Unlock()
+			return
+		case <-changed:
+		case <-hb.C:
+			jm.heartbeat(ctx)
+		}
+	}
+}
+
+// endIfStoppedLocked ends a failing or cancelling job once every task has
+// stopped, or when the cancel timeout has passed without word from them.
+func (jm *JobMaster) endIfStoppedLocked() {
+	stopped := true
+	for _, row := range jm.tasks {
+		for _, t := range row {
+			if !taskTerminal(t.state) && t.state != TaskCreated {
+				stopped = false
+			}
+		}
+	}
+	if !stopped && time.Since(jm.stateSince) < jm.timing.CancelTimeout {
+		return
+	}
+	now := time.Now()
+	for _, row := range jm.tasks {
+		for _, t := range row {
+			if !taskTerminal(t.state) {
+				t.state, t.end = TaskCanceled, now
+			}
+		}
+	}
+	if jm.state == JobFailing {
+		jm.setStateLocked(JobFailed)
+	} else {
+		jm.setStateLocked(JobCanceled)
+	}
+}
+
+// deploy places every subtask in a slot and sends each TaskManager its
+// part. Subtask i of every vertex of a slot sharing group shares the
+// group's slot i.
+func (jm *JobMaster) deploy(ctx context.Context) {
+	jm.mu.Lock()
+	slots := append([]offeredSlot(nil), jm.slots...)
+	sort.Slice(slots, func(a, b int) bool {
+		if slots[a].tm != slots[b].tm {
+			return slots[a].tm < slots[b].tm
+		}
+		return slots[a].index < slots[b].index
+	})
+	groupBase := map[string]int{}
+	next := 0
+	locations := make([]*flinkpb.SubtaskLocations, len(jm.jg.Vertices))
+	perTM := map[string]*flinkpb.SubmitTasksRequest{}
+	var order []string
+	for vi, v := range jm.jg.Vertices {
+		base, ok := groupBase[v.SlotSharingGroup]
+		if !ok {
+			base = next
+			groupBase[v.SlotSharingGroup] = base
+			for _, w := range jm.jg.Vertices {
+				if w.SlotSharingGroup == v.SlotSharingGroup {
+					next = max(next, base+int(w.Parallelism))
+				}
+			}
+		}
+		locations[vi] = &flinkpb.SubtaskLocations{}
+		for s := 0; s < int(v.Parallelism); s++ {
+			sl := slots[base+s]
+			t := jm.tasks[vi][s]
+			t.state, t.tm, t.endpoint, t.start = TaskDeploying, sl.tm, sl.dataAddr, time.Now()
+			locations[vi].Addresses = append(locations[vi].Addresses, sl.dataAddr)
+			req := perTM[sl.tm]
+			if req == nil {
+				req = &flinkpb.SubmitTasksRequest{JobId: jm.id}
+				perTM[sl.tm] = req
+				order = append(order, sl.tm)
+			}
+			req.Tasks = append(req.Tasks, &flinkpb.TaskDeployment{Vertex: int32(vi), Subtask: int32(s)})
+		}
+	}
+	jm.deployed = true
+	jm.diagnostic = ""
+	jm.setStateLocked(JobRunning)
+	conns := map[string]*tmConn{}
+	for _, id := range order {
+		conns[id] = jm.tms[id]
+		perTM[id].Locations = locations
+	}
+	jm.mu.Unlock()
+
+	for _, id := range order {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := conns[id].client.SubmitTasks(dctx, perTM[id])
+		cancel()
+		if err != nil {
+			jm.mu.Lock()
+			jm.failLocked("", fmt.Sprintf("deploying to TaskManager %s at %s: %v", id, conns[id].addr, err))
+			jm.mu.Unlock()
+			break
+		}
+	}
+	jm.mu.Lock()
+	if jm.state == JobFailing || jm.state == JobCancelling {
+		jm.mu.Unlock()
+		jm.cancelTasks(ctx)
+		return
+	}
+	jm.mu.Unlock()
+}
+
+// cancelTasks tells every TaskManager running the job's tasks to stop
+// them.
+func (jm *JobMaster) cancelTasks(ctx context.Context) {
+	jm.mu.Lock()
+	var conns []*tmConn
+	for _, c := range jm.tms {
+		conns = append(conns, c)
+	}
+	for _, row := range jm.tasks {
+		for _, t := range row {
+			if !taskTerminal(t.state) && t.state != TaskCreated {
+				t.state = TaskCanceling
+			}
+		}
+	}
+	jm.changedLocked()
+	jm.mu.Unlock()
+	for _, c := range conns {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, _ = c.client.CancelJob(cctx, &flinkpb.CancelTasksRequest{JobId: jm.id})
+		cancel()
+	}
+}
+
+// heartbeat asks each TaskManager of the job whether it still holds the
+// job's slots; one silent past the timeout is lost.
+func (jm *JobMaster) heartbeat(ctx context.Context) {
+	jm.mu.Lock()
+	var conns []*tmConn
+	for _, c := range jm.tms {
+		conns = append(conns, c)
+	}
+	jm.mu.Unlock()
+	for _, c := range conns {
+		hctx, cancel := context.WithTimeout(ctx, jm.timing.HeartbeatInterval)
+		_, err := c.client.Heartbeat(hctx, &flinkpb.JobMasterHeartbeat{JobId: jm.id})
+		cancel()
+		now := time.Now()
+		jm.mu.Lock()
+		if err == nil {
+			c.lastOK = now
+		} else if now.Sub(c.lastOK) > jm.timing.HeartbeatTimeout {
+			jm.mu.Unlock()
+			jm.TaskManagerLost(c.id, fmt.Sprintf("TaskManager %s at %s is unreachable: no heartbeat answer for %s (%v)", c.id, c.addr, jm.timing.HeartbeatTimeout, err))
+			continue
+		}
+		jm.mu.Unlock()
+	}
+}
+
+// TaskManagerLost fails the job's tasks on a TaskManager that is gone.
+func (jm *JobMaster) TaskManagerLost(tmID, cause string) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	if _, ok := jm.tms[tmID]; !ok || JobTerminal(jm.state) {
+		return
+	}
+	now := time.Now()
+	lost := false
+	for _, row := range jm.tasks {
+		for _, t := range row {
+			if t.tm == tmID && !taskTerminal(t.state) {
+				t.state, t.end = TaskFailed, now
+				lost = true
+			}
+		}
+	}
+	if lost || !jm.deployed {
+		jm.failLocked("", cause)
+	}
+	jm.changedLocked()
+	go jm.cancelTasks(context.Background())
+}
+
+// cleanup frees the job's slots on its TaskManagers and at the
+// ResourceManager.
+func (jm *JobMaster) cleanup() {
+	jm.mu.Lock()
+	conns := jm.tms
+	jm.tms = map[string]*tmConn{}
+	reason := "job " + jm.state
+	jm.mu.Unlock()
+	for _, c := range conns {
+		fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, _ = c.client.FreeSlots(fctx, &flinkpb.FreeSlotsRequest{JobId: jm.id, Reason: reason})
+		cancel()
+		c.conn.Close()
+	}
+	jm.rm.ReleaseJob(jm.id)
+}
+
+// Cancel cancels the job and returns its state before.
+func (jm *JobMaster) Cancel() string {
+	jm.mu.Lock()
+	before := jm.state
+	switch {
+	case JobTerminal(jm.state) || jm.state == JobCancelling:
+	case !jm.deployed:
+		jm.setStateLocked(JobCanceled)
+	default:
+		jm.setStateLocked(JobCancelling)
+		jm.mu.Unlock()
+		go jm.cancelTasks(context.Background())
+		return before
+	}
+	jm.mu.Unlock()
+	return before
+}
+
+// offerSlots takes the slots a TaskManager offers, up to the job's need.
+func (jm *JobMaster) offerSlots(req *flinkpb.OfferSlotsRequest) ([]int32, error) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	if jm.state != JobCreated {
+		return nil, nil
+	}
+	c := jm.tms[req.TaskManagerId]
+	if c == nil {
+		conn, err := grpc.NewClient(req.TaskManagerAddress, rpc.DialOptions()...)
+		if err != nil {
+			return nil, err
+		}
+		c = &tmConn{id: req.TaskManagerId, addr: req.TaskManagerAddress, conn: conn, client: flinkpb.NewTaskExecutorClient(conn), lastOK: time.Now()}
+		jm.tms[req.TaskManagerId] = c
+	}
+	var accepted []int32
+	for _, s := range req.Slots {
+		if len(jm.slots) >= int(jm.jg.Slots) {
+			break
+		}
+		dup := false
+		for _, have := range jm.slots {
+			if have.tm == req.TaskManagerId && have.index == s.Index {
+				dup = true
+			}
+		}
+		if dup {
+			continue
+		}
+		jm.slots = append(jm.slots, offeredSlot{tm: req.TaskManagerId, tmAddr: req.TaskManagerAddress, dataAddr: req.DataAddress, index: s.Index, alloc: s.AllocationId})
+		accepted = append(accepted, s.Index)
+	}
+	jm.diagnostic = fmt.Sprintf("waiting for %d slots, %d offered", jm.jg.Slots, len(jm.slots))
+	jm.changedLocked()
+	return accepted, nil
+}
+
+// updateTasks records task states from a TaskManager.
+func (jm *JobMaster) updateTasks(req *flinkpb.TaskStateUpdates) error {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	for _, u := range req.Updates {
+		if u.Vertex < 0 || int(u.Vertex) >= len(jm.tasks) || u.Subtask < 0 || int(u.Subtask) >= len(jm.tasks[u.Vertex]) {
+			return fmt.Errorf("job %s has no subtask %d of vertex %d", jm.id, u.Subtask, u.Vertex)
+		}
+		t := jm.tasks[u.Vertex][u.Subtask]
+		if t.tm != req.TaskManagerId || taskTerminal(t.state) {
+			continue
+		}
+		t.state = u.State
+		if taskTerminal(u.State) {
+			t.end = time.Now()
+		}
+		if u.State == TaskFailed {
+			v := jm.jg.Vertices[u.Vertex]
+			name := fmt.Sprintf("%s (%d/%d)", v.Name, u.Subtask+1, v.Parallelism)
+			failing := jm.state == JobRunning
+			jm.failLocked(name, u.Failure)
+			if failing {
+				go jm.cancelTasks(context.Background())
+			}
+		}
+	}
+	if jm.state == JobRunning && jm.allTasks(TaskFinished) {
+		jm.setStateLocked(JobFinished)
+	}
+	jm.changedLocked()
+	return nil
+}
+
+func (jm *JobMaster) allTasks(state string) bool {
+	for _, row := range jm.tasks {
+		for _, t := range row {
+			if t.state != state {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// workerFailed fails the job because a worker could not start or died.
+func (jm *JobMaster) workerFailed(tmID, msg string) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	if JobTerminal(jm.state) {
+		return
+	}
+	now := time.Now()
+	for _, row := range jm.tasks {
+		for _, t := range row {
+			if t.tm == tmID && !taskTerminal(t.state) {
+				t.state, t.end = TaskFailed, now
+			}
+		}
+	}
+	failing := jm.state == JobRunning
+	jm.failLocked("", msg)
+	jm.changedLocked()
+	if failing {
+		go jm.cancelTasks(context.Background())
+	}
+}
+
+// Details is the job as the Dispatcher reports it.
+func (jm *JobMaster) Details(withGraph bool) *flinkpb.JobDetails {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	d := &flinkpb.JobDetails{
+		JobId: jm.id, Name: jm.jg.Name, State: jm.state, StartTimeMs: jm.start.UnixMilli(), EndTimeMs: -1,
+		Timestamps: map[string]int64{}, Failure: jm.failure, FailureTask: jm.failureTask, Diagnostic: jm.diagnostic,
+		Version: jm.version, Slots: jm.jg.Slots,
+	}
+	if !jm.end.IsZero() {
+		d.EndTimeMs = jm.end.UnixMilli()
+	}
+	if !jm.failureTime.IsZero() {
+		d.FailureTimeMs = jm.failureTime.UnixMilli()
+	}
+	for k, v := range jm.timestamps {
+		d.Timestamps[k] = v
+	}
+	if withGraph {
+		d.JobGraph = jm.jg
+	}
+	for vi, v := range jm.jg.Vertices {
+		vd := &flinkpb.VertexDetails{Id: v.Id, Name: v.Name, Parallelism: v.Parallelism, MaxParallelism: v.MaxParallelism}
+		for s, t := range jm.tasks[vi] {
+			sd := &flinkpb.SubtaskDetails{Index: int32(s), Attempt: int32(t.attempt), State: t.state, TaskManagerId: t.tm, Endpoint: t.endpoint, StartTimeMs: -1, EndTimeMs: -1}
+			if !t.start.IsZero() {
+				sd.StartTimeMs = t.start.UnixMilli()
+			}
+			if !t.end.IsZero() {
+				sd.EndTimeMs = t.end.UnixMilli()
+			}
+			vd.Subtasks = append(vd.Subtasks, sd)
+		}
+		d.Vertices = append(d.Vertices, vd)
+	}
+	return d
+}
+
+// wait returns once the job's version reaches min or d passes.
+func (jm *JobMaster) wait(ctx context.Context, min uint64, d time.Duration) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		jm.mu.Lock()
+		v, ch := jm.version, jm.changed
+		jm.mu.Unlock()
+		if v >= min {
+			return
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}

@@ -1,0 +1,433 @@
+package jobmanager
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"loom/proto/flinkpb"
+)
+
+// The REST API speaks Flink's contract (paths, JSON field names, error
+// bodies) so that Flink's dashboard and tools work against loom.
+
+// FlinkVersion is the Flink REST version loom's JobManager answers as.
+const FlinkVersion = "2.0.0"
+
+type obj = map[string]any
+
+func (jm *JobManager) restHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /config", jm.restConfig)
+	mux.HandleFunc("GET /overview", jm.restOverview)
+	mux.HandleFunc("GET /jobs", jm.restJobs)
+	mux.HandleFunc("GET /jobs/overview", jm.restJobsOverview)
+	mux.HandleFunc("GET /jobs/{jobid}", jm.withJob(jm.restJob))
+	mux.HandleFunc("PATCH /jobs/{jobid}", jm.withJob(jm.restCancel))
+	mux.HandleFunc("GET /jobs/{jobid}/yarn-cancel", jm.withJob(jm.restCancel))
+	mux.HandleFunc("GET /jobs/{jobid}/plan", jm.withJob(func(w http.ResponseWriter, _ *http.Request, d *flinkpb.JobDetails) {
+		writeJSON(w, http.StatusOK, obj{"plan": planJSON(d)})
+	}))
+	mux.HandleFunc("GET /jobs/{jobid}/config", jm.withJob(jm.restJobConfig))
+	mux.HandleFunc("GET /jobs/{jobid}/exceptions", jm.withJob(jm.restExceptions))
+	mux.HandleFunc("GET /jobs/{jobid}/checkpoints", jm.withJob(restCheckpoints))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}", jm.withJob(jm.restVertex))
+	for _, p := range []string{
+		"GET /jobs/{jobid}/vertices/{vertexid}/subtasks/metrics", "GET /jobs/{jobid}/vertices/{vertexid}/metrics",
+		"GET /jobs/{jobid}/vertices/{vertexid}/watermarks", "GET /jobs/{jobid}/metrics",
+		"GET /taskmanagers/{tmid}/metrics", "GET /jobmanager/metrics", "GET /taskmanagers/metrics",
+	} {
+		mux.HandleFunc(p, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, []any{}) })
+	}
+	mux.HandleFunc("GET /taskmanagers", jm.restTaskManagers)
+	mux.HandleFunc("GET /taskmanagers/{tmid}", jm.restTaskManager)
+	mux.HandleFunc("GET /jobmanager/config", jm.restJMConfig)
+	mux.HandleFunc("GET /jobmanager/environment", restEnvironment)
+	for _, p := range []string{"GET /jobmanager/log", "GET /jobmanager/stdout"} {
+		mux.HandleFunc(p, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = w.Write([]byte("loom's JobManager logs to its standard error.\n"))
+		})
+	}
+	var static http.Handler
+	if jm.cfg.WebDir != "" {
+		static = http.FileServer(http.Dir(jm.cfg.WebDir))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if static != nil && r.Method == http.MethodGet {
+			if _, err := os.Stat(jm.cfg.WebDir + "/" + strings.TrimPrefix(r.URL.Path, "/")); err == nil {
+				if strings.HasSuffix(r.URL.Path, ".js") {
+					w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+				}
+				static.ServeHTTP(w, r)
+				return
+			}
+		}
+		restError(w, http.StatusNotFound, "Not found: "+r.URL.Path)
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p, ok := strings.CutPrefix(r.URL.Path, "/v1/"); ok {
+			r.URL.Path = "/" + p
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func restError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, obj{"errors": []string{msg}})
+}
+
+func (jm *JobManager) withJob(h func(http.ResponseWriter, *http.Request, *flinkpb.JobDetails)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		j, err := jm.job(r.PathValue("jobid"))
+		if err != nil {
+			restError(w, http.StatusNotFound, "Job "+r.PathValue("jobid")+" not found")
+			return
+		}
+		h(w, r, j.Details(true))
+	}
+}
+
+func (jm *JobManager) restConfig(w http.ResponseWriter, _ *http.Request) {
+	name, offset := time.Now().Zone()
+	writeJSON(w, http.StatusOK, obj{
+		"refresh-interval": 3000,
+		"timezone-name":    name,
+		"timezone-offset":  offset * 1000,
+		"flink-version":    FlinkVersion,
+		"flink-revision":   "loom",
+		"features":         obj{"web-submit": false, "web-cancel": true, "web-rescale": false, "web-history": false},
+	})
+}
+
+func (jm *JobManager) restOverview(w http.ResponseWriter, _ *http.Request) {
+	tms := jm.rm.TaskManagers()
+	total, free := 0, 0
+	for _, tm := range tms {
+		total += tm.Slots
+		free += tm.FreeSlots
+	}
+	counts := map[string]int{}
+	for _, j := range jm.Jobs() {
+		d := j.Details(false)
+		switch d.State {
+		case JobFinished, JobFailed, JobCanceled:
+			counts[d.State]++
+		default:
+			counts[JobRunning]++
+		}
+	}
+	writeJSON(w, http.StatusOK, obj{
+		"taskmanagers": len(tms), "slots-total": total, "slots-available": free,
+		"jobs-running": counts[JobRunning], "jobs-finished": counts[JobFinished],
+		"jobs-cancelled": counts[JobCanceled], "jobs-failed": counts[JobFailed],
+		"flink-version": FlinkVersion, "flink-commit": "loom",
+	})
+}
+
+func (jm *JobManager) restJobs(w http.ResponseWriter, _ *http.Request) {
+	jobs := []obj{}
+	for _, j := range jm.Jobs() {
+		d := j.Details(false)
+		jobs = append(jobs, obj{"id": d.JobId, "status": d.State})
+	}
+	writeJSON(w, http.StatusOK, obj{"jobs": jobs})
+}
+
+// duration is a job's or task's running time in ms, to now while it runs.
+func duration(start, end int64) int64 {
+	if start < 0 {
+		return -1
+	}
+	if end < 0 {
+		return time.Now().UnixMilli() - start
+	}
+	return end - start
+}
+
+func taskCounts(d *flinkpb.JobDetails, lower bool) (obj, int) {
+	counts := obj{}
+	for _, s := range TaskStates {
+		k := s
+		if lower {
+			k = strings.ToLower(s)
+		}
+		counts[k] = 0
+	}
+	total := 0
+	for _, v := range d.Vertices {
+		for _, t := range v.Subtasks {
+			k := t.State
+			if lower {
+				k = strings.ToLower(k)
+			}
+			counts[k] = counts[k].(int) + 1
+			total++
+		}
+	}
+	return counts, total
+}
+
+func (jm *JobManager) restJobsOverview(w http.ResponseWriter, _ *http.Request) {
+	jobs := []obj{}
+	for _, j := range jm.Jobs() {
+		d := j.Details(false)
+		tasks, total := taskCounts(d, true)
+		tasks["total"] = total
+		jobs = append(jobs, obj{
+			"jid": d.JobId, "name": d.Name, "state": d.State, "start-time": d.StartTimeMs, "end-time": d.EndTimeMs,
+			"duration": duration(d.StartTimeMs, d.EndTimeMs), "last-modification": lastModification(d), "tasks": tasks,
+		})
+	}
+	writeJSON(w, http.StatusOK, obj{"jobs": jobs})
+}
+
+func lastModification(d *flinkpb.JobDetails) int64 {
+	last := d.StartTimeMs
+	for _, t := range d.Timestamps {
+		last = max(last, t)
+	}
+	return last
+}
+
+// vertexState is a vertex's state from its subtasks', as Flink derives it.
+func vertexState(v *flinkpb.VertexDetails) string {
+	counts := map[string]int{}
+	for _, t := range v.Subtasks {
+		counts[t.State]++
+	}
+	n := len(v.Subtasks)
+	for _, s := range []string{TaskFailed, TaskCanceling, TaskCanceled, TaskRunning, TaskInitializing, TaskDeploying, TaskScheduled} {
+		if counts[s] > 0 && (s != TaskCanceled || counts[TaskFinished]+counts[TaskCanceled] == n) {
+			return s
+		}
+	}
+	if counts[TaskFinished] == n {
+		return TaskFinished
+	}
+	return TaskCreated
+}
+
+func vertexTimes(v *flinkpb.VertexDetails) (start, end int64) {
+	start, end = -1, -1
+	done := true
+	for _, t := range v.Subtasks {
+		if t.StartTimeMs >= 0 && (start < 0 || t.StartTimeMs < start) {
+			start = t.StartTimeMs
+		}
+		if t.EndTimeMs < 0 {
+			done = false
+		} else {
+			end = max(end, t.EndTimeMs)
+		}
+	}
+	if !done {
+		end = -1
+	}
+	return start, end
+}
+
+var zeroMetrics = obj{
+	"read-bytes": 0, "read-bytes-complete": true, "write-bytes": 0, "write-bytes-complete": true,
+	"read-records": 0, "read-records-complete": true, "write-records": 0, "write-records-complete": true,
+}
+
+func (jm *JobManager) restJob(w http.ResponseWriter, _ *http.Request, d *flinkpb.JobDetails) {
+	counts, _ := taskCounts(d, false)
+	vertices := []obj{}
+	for _, v := range d.Vertices {
+		tasks := obj{}
+		for _, s := range TaskStates {
+			tasks[s] = 0
+		}
+		for _, t := range v.Subtasks {
+			tasks[t.State] = tasks[t.State].(int) + 1
+		}
+		start, end := vertexTimes(v)
+		vertices = append(vertices, obj{
+			"id": v.Id, "name": v.Name, "parallelism": v.Parallelism, "maxParallelism": v.MaxParallelism,
+			"status": vertexState(v), "start-time": start, "end-time": end, "duration": duration(start, end),
+			"tasks": tasks, "metrics": zeroMetrics,
+		})
+	}
+	timestamps := obj{}
+	for _, s := range []string{"INITIALIZING", JobCreated, JobRunning, JobFailing, JobFailed, JobCancelling, JobCanceled, JobFinished, "RESTARTING", "SUSPENDED", "RECONCILING"} {
+		timestamps[s] = int64(0)
+	}
+	for k, v := range d.Timestamps {
+		timestamps[k] = v
+	}
+	writeJSON(w, http.StatusOK, obj{
+		"jid": d.JobId, "name": d.Name, "isStoppable": false, "state": d.State, "job-type": "STREAMING",
+		"start-time": d.StartTimeMs, "end-time": d.EndTimeMs, "duration": duration(d.StartTimeMs, d.EndTimeMs),
+		"maxParallelism": -1, "now": time.Now().UnixMilli(), "timestamps": timestamps,
+		"vertices": vertices, "status-counts": counts, "plan": planJSON(d),
+	})
+}
+
+func planJSON(d *flinkpb.JobDetails) obj {
+	jg := d.JobGraph
+	nodes := []obj{}
+	for _, v := range jg.Vertices {
+		n := obj{
+			"id": v.Id, "parallelism": v.Parallelism, "operator": "", "operator_strategy": "",
+			"description": v.Name, "optimizer_properties": obj{},
+		}
+		var inputs []obj
+		for _, e := range jg.Edges {
+			if e.TargetVertex == v.Id {
+				inputs = append(inputs, obj{"num": len(inputs), "id": e.SourceVertex, "ship_strategy": e.Partitioner, "exchange": "pipelined_bounded"})
+			}
+		}
+		if inputs != nil {
+			n["inputs"] = inputs
+		}
+		nodes = append(nodes, n)
+	}
+	return obj{"jid": d.JobId, "name": d.Name, "type": "STREAMING", "nodes": nodes}
+}
+
+func (jm *JobManager) restCancel(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
+	if mode := r.URL.Query().Get("mode"); mode != "" && mode != "cancel" {
+		restError(w, http.StatusBadRequest, "mode "+mode+": only cancel is supported")
+		return
+	}
+	if j, err := jm.job(d.JobId); err == nil {
+		j.Cancel()
+	}
+	writeJSON(w, http.StatusAccepted, obj{})
+}
+
+func (jm *JobManager) restJobConfig(w http.ResponseWriter, _ *http.Request, d *flinkpb.JobDetails) {
+	p, _ := strconv.Atoi(d.JobGraph.Config["parallelism.default"])
+	user := obj{}
+	for k, v := range d.JobGraph.Config {
+		user[k] = v
+	}
+	writeJSON(w, http.StatusOK, obj{
+		"jid": d.JobId, "name": d.Name,
+		"execution-config": obj{"execution-mode": "PIPELINED", "restart-strategy": "Restart deactivated.", "job-parallelism": p, "object-reuse-mode": false, "user-config": user},
+	})
+}
+
+func (jm *JobManager) restExceptions(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
+	entries := []obj{}
+	var root any
+	var ts any
+	if d.Failure != "" {
+		root, ts = d.Failure, d.FailureTimeMs
+		e := obj{"exceptionName": "loom.TaskFailure", "stacktrace": d.Failure, "timestamp": d.FailureTimeMs, "taskName": nilIfEmpty(d.FailureTask), "endpoint": nil, "taskManagerId": nil, "failureLabels": obj{}, "concurrentExceptions": []any{}}
+		if max, err := strconv.Atoi(r.URL.Query().Get("maxExceptions")); err != nil || max > 0 {
+			entries = append(entries, e)
+		}
+	}
+	writeJSON(w, http.StatusOK, obj{
+		"root-exception": root, "timestamp": ts, "all-exceptions": []any{}, "truncated": false,
+		"exceptionHistory": obj{"entries": entries, "truncated": false},
+	})
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func restCheckpoints(w http.ResponseWriter, _ *http.Request, _ *flinkpb.JobDetails) {
+	writeJSON(w, http.StatusOK, obj{
+		"counts":  obj{"restored": 0, "total": 0, "in_progress": 0, "completed": 0, "failed": 0},
+		"summary": obj{},
+		"latest":  obj{"completed": nil, "savepoint": nil, "failed": nil, "restored": nil},
+		"history": []any{},
+	})
+}
+
+func (jm *JobManager) restVertex(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
+	for _, v := range d.Vertices {
+		if v.Id != r.PathValue("vertexid") {
+			continue
+		}
+		subtasks := []obj{}
+		for _, t := range v.Subtasks {
+			subtasks = append(subtasks, obj{
+				"subtask": t.Index, "status": t.State, "attempt": t.Attempt, "endpoint": t.Endpoint,
+				"start-time": t.StartTimeMs, "end-time": t.EndTimeMs, "duration": duration(t.StartTimeMs, t.EndTimeMs),
+				"metrics": zeroMetrics, "taskmanager-id": t.TaskManagerId,
+			})
+		}
+		writeJSON(w, http.StatusOK, obj{"id": v.Id, "name": v.Name, "parallelism": v.Parallelism, "maxParallelism": v.MaxParallelism, "now": time.Now().UnixMilli(), "subtasks": subtasks})
+		return
+	}
+	restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found in job "+d.JobId)
+}
+
+func (jm *JobManager) tmJSON(i int, detailed bool) obj {
+	tm := jm.rm.TaskManagers()[i]
+	mem := tm.MemoryMB << 20
+	o := obj{
+		"id": tm.ID, "path": tm.Address, "dataPort": 0, "jmxPort": -1, "timeSinceLastHeartbeat": tm.LastHeartbeat.UnixMilli(),
+		"slotsNumber": tm.Slots, "freeSlots": tm.FreeSlots, "blocked": false,
+		"totalResource": obj{"cpuCores": tm.CPUCores, "taskHeapMemory": mem, "taskOffHeapMemory": 0, "managedMemory": 0, "networkMemory": 0},
+		"freeResource":  obj{"cpuCores": tm.CPUCores, "taskHeapMemory": mem, "taskOffHeapMemory": 0, "managedMemory": 0, "networkMemory": 0},
+		"hardware":      obj{"cpuCores": tm.CPUCores, "physicalMemory": mem, "freeMemory": mem, "managedMemory": 0},
+		"memoryConfiguration": obj{"frameworkHeap": 0, "taskHeap": mem, "frameworkOffHeap": 0, "taskOffHeap": 0, "networkMemory": 0,
+			"managedMemory": 0, "jvmMetaspace": 0, "jvmOverhead": 0, "totalFlinkMemory": mem, "totalProcessMemory": mem},
+	}
+	if detailed {
+		slots := []obj{}
+		for _, j := range tm.SlotJobs {
+			slots = append(slots, obj{"jobId": j, "resource": obj{}})
+		}
+		o["allocatedSlots"] = slots
+	}
+	return o
+}
+
+func (jm *JobManager) restTaskManagers(w http.ResponseWriter, _ *http.Request) {
+	tms := []obj{}
+	for i := range jm.rm.TaskManagers() {
+		tms = append(tms, jm.tmJSON(i, false))
+	}
+	writeJSON(w, http.StatusOK, obj{"taskmanagers": tms})
+}
+
+func (jm *JobManager) restTaskManager(w http.ResponseWriter, r *http.Request) {
+	for i, tm := range jm.rm.TaskManagers() {
+		if tm.ID == r.PathValue("tmid") {
+			writeJSON(w, http.StatusOK, jm.tmJSON(i, true))
+			return
+		}
+	}
+	restError(w, http.StatusNotFound, "TaskManager "+r.PathValue("tmid")+" not found")
+}
+
+func (jm *JobManager) restJMConfig(w http.ResponseWriter, _ *http.Request) {
+	t := jm.cfg.Timing
+	kv := []obj{
+		{"key": "jobmanager.rpc.address", "value": jm.addr},
+		{"key": "rest.address", "value": jm.RestAddr()},
+		{"key": "heartbeat.interval", "value": strconv.FormatInt(t.HeartbeatInterval.Milliseconds(), 10)},
+		{"key": "heartbeat.timeout", "value": strconv.FormatInt(t.HeartbeatTimeout.Milliseconds(), 10)},
+		{"key": "slot.request.timeout", "value": strconv.FormatInt(t.SlotTimeout.Milliseconds(), 10)},
+		{"key": "web.tmpdir", "value": jm.cfg.Dir},
+	}
+	writeJSON(w, http.StatusOK, kv)
+}
+
+func restEnvironment(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, obj{
+		"jvm":       obj{"version": runtime.Version(), "arch": runtime.GOOS + "/" + runtime.GOARCH, "options": os.Args},
+		"classpath": []string{},
+	})
+}

@@ -1,0 +1,377 @@
+// Package taskmanager is Flink's TaskExecutor: it owns a number of slots,
+// registers them with the ResourceManager, and runs the tasks JobMasters
+// deploy into them. The tasks of one job on one TaskManager run in a
+// worker process of their own, started from the job's artifact (its
+// program, fetched from the JobManager's blob service and checked against
+// its digest) in worker role.
+package taskmanager
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"loom/proto/flinkpb"
+	"loom/rpc"
+)
+
+// Config configures a TaskManager.
+type Config struct {
+	// Addr is where the TaskExecutor service listens ("host:0" for any
+	// port); Advertise, when set, is the address others dial.
+	Addr      string
+	Advertise string
+	// JobManager is the address of the ResourceManager, Dispatcher and
+	// JobMasters.
+	JobManager string
+	Slots      int
+	MemoryMB   int64
+	// DataHost is the host workers publish their data ports on.
+	DataHost string
+	// Dir holds fetched artifacts.
+	Dir string
+	// ID names the TaskManager; a random one when empty.
+	ID  string
+	Log hclog.Logger
+	// JobMasterTimeout is how long a job's slots are kept without a
+	// heartbeat from its JobMaster.
+	JobMasterTimeout time.Duration
+	// Launcher starts job workers; processes of the job's artifact when
+	// nil.
+	Launcher Launcher
+}
+
+// TaskManager is a running TaskExecutor.
+type TaskManager struct {
+	flinkpb.UnimplementedTaskExecutorServer
+	cfg      Config
+	id       string
+	addr     string
+	log      hclog.Logger
+	ln       net.Listener
+	srv      *grpc.Server
+	jmConn   *grpc.ClientConn
+	rm       flinkpb.ResourceManagerClient
+	jm       flinkpb.JobMasterClient
+	blobs    flinkpb.DispatcherClient
+	launcher Launcher
+
+	mu    sync.Mutex
+	slots []slot
+	jobs  map[string]*job
+	ctx   context.Context
+	wg    sync.WaitGroup
+}
+
+type slot struct {
+	job, alloc string
+}
+
+// New listens on cfg.Addr; Run registers and serves.
+func New(cfg Config) (*TaskManager, error) {
+	if cfg.Slots < 1 {
+		return nil, fmt.Errorf("%d slots: a TaskManager needs at least one", cfg.Slots)
+	}
+	if cfg.JobManager == "" {
+		return nil, errors.New("a TaskManager needs the JobManager's address (--jobmanager host:port)")
+	}
+	if cfg.Log == nil {
+		cfg.Log = hclog.NewNullLogger()
+	}
+	if cfg.ID == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		host, _ := os.Hostname()
+		cfg.ID = fmt.Sprintf("%s-%s", host, hex.EncodeToString(b[:]))
+	}
+	if cfg.JobMasterTimeout <= 0 {
+		cfg.JobMasterTimeout = 10 * time.Second
+	}
+	if cfg.Dir == "" {
+		d, err := os.MkdirTemp("", "loom-tm-")
+		if err != nil {
+			return nil, err
+		}
+		cfg.Dir = d
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("TaskManager listen: %w", err)
+	}
+	addr := cfg.Advertise
+	if addr == "" {
+		addr = advertised(ln.Addr().String(), cfg.DataHost)
+	}
+	if cfg.DataHost == "" {
+		cfg.DataHost, _, _ = net.SplitHostPort(addr)
+	}
+	conn, err := grpc.NewClient(cfg.JobManager, rpc.DialOptions()...)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("JobManager address %q: %w", cfg.JobManager, err)
+	}
+	tm := &TaskManager{
+		cfg: cfg, id: cfg.ID, addr: addr, log: cfg.Log.Named("taskmanager"), ln: ln,
+		srv: grpc.NewServer(), jmConn: conn,
+		rm: flinkpb.NewResourceManagerClient(conn), jm: flinkpb.NewJobMasterClient(conn), blobs: flinkpb.NewDispatcherClient(conn),
+		slots: make([]slot, cfg.Slots), jobs: map[string]*job{}, ctx: context.Background(),
+	}
+	tm.launcher = cfg.Launcher
+	if tm.launcher == nil {
+		tm.launcher = &ProcessLauncher{Dir: cfg.Dir, Blobs: tm.blobs}
+	}
+	flinkpb.RegisterTaskExecutorServer(tm.srv, tm)
+	return tm, nil
+}
+
+// advertised turns a listen address into one others can dial: an
+// unspecified host becomes host, or this machine's name.
+func advertised(listen, host string) string {
+	h, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
+		return listen
+	}
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// ID is the TaskManager's id.
+func (tm *TaskManager) ID() string { return tm.id }
+
+// Addr is the TaskExecutor service's address.
+func (tm *TaskManager) Addr() string { return tm.addr }
+
+// Run serves, registers with the ResourceManager and heartbeats until ctx
+// ends; then it stops every worker and unregisters.
+func (tm *TaskManager) Run(ctx context.Context) error {
+	tm.mu.Lock()
+	tm.ctx = ctx
+	tm.mu.Unlock()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- tm.srv.Serve(tm.ln) }()
+	tm.log.Info("TaskManager started", "id", tm.id, "addr", tm.addr, "slots", tm.cfg.Slots, "jobmanager", tm.cfg.JobManager)
+
+	tm.wg.Add(1)
+	go func() {
+		defer tm.wg.Done()
+		tm.heartbeatRM(ctx)
+	}()
+	tm.wg.Add(1)
+	go func() {
+		defer tm.wg.Done()
+		tm.watchJobMasters(ctx)
+	}()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+	tm.mu.Lock()
+	var jobs []*job
+	for _, j := range tm.jobs {
+		jobs = append(jobs, j)
+	}
+	tm.mu.Unlock()
+	for _, j := range jobs {
+		tm.releaseJob(j, "the TaskManager is shutting down")
+	}
+	uctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_, _ = tm.rm.UnregisterTaskExecutor(uctx, &flinkpb.UnregisterTaskExecutorRequest{TaskManagerId: tm.id, Reason: "it shut down"})
+	cancel()
+	tm.srv.Stop()
+	tm.wg.Wait()
+	tm.jmConn.Close()
+	return err
+}
+
+// heartbeatRM registers with the ResourceManager and heartbeats, and
+// registers again whenever the ResourceManager has forgotten it.
+func (tm *TaskManager) heartbeatRM(ctx context.Context) {
+	interval := time.Second
+	registered := false
+	for {
+		if !registered {
+			resp, err := tm.rm.RegisterTaskExecutor(ctx, &flinkpb.RegisterTaskExecutorRequest{
+				TaskManagerId: tm.id, Address: tm.addr, Slots: int32(tm.cfg.Slots), MemoryMb: tm.cfg.MemoryMB,
+				CpuCores: int32(runtime.NumCPU()), SlotReport: tm.slotReport(), DataHost: tm.cfg.DataHost,
+			})
+			if err == nil {
+				registered = true
+				interval = time.Duration(resp.HeartbeatIntervalMs) * time.Millisecond
+				tm.log.Info("registered with the ResourceManager", "addr", tm.cfg.JobManager)
+			} else if ctx.Err() == nil {
+				tm.log.Debug("registering with the ResourceManager", "error", err)
+			}
+		} else {
+			resp, err := tm.rm.Heartbeat(ctx, &flinkpb.TaskExecutorHeartbeat{TaskManagerId: tm.id, SlotReport: tm.slotReport()})
+			if err == nil && !resp.Registered {
+				registered = false
+				continue
+			}
+		}
+		wait := interval
+		if !registered {
+			wait = 200 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (tm *TaskManager) slotReport() []*flinkpb.SlotStatus {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	out := make([]*flinkpb.SlotStatus, len(tm.slots))
+	for i, s := range tm.slots {
+		out[i] = &flinkpb.SlotStatus{Index: int32(i), JobId: s.job, AllocationId: s.alloc}
+	}
+	return out
+}
+
+// watchJobMasters frees the slots of jobs whose JobMaster went silent.
+func (tm *TaskManager) watchJobMasters(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			tm.mu.Lock()
+			var silent []*job
+			for _, j := range tm.jobs {
+				if now.Sub(j.lastJM) > tm.cfg.JobMasterTimeout {
+					silent = append(silent, j)
+				}
+			}
+			tm.mu.Unlock()
+			for _, j := range silent {
+				tm.releaseJob(j, fmt.Sprintf("no heartbeat from its JobMaster for %s", tm.cfg.JobMasterTimeout))
+			}
+		}
+	}
+}
+
+// RequestSlot implements flinkpb.TaskExecutorServer.
+func (tm *TaskManager) RequestSlot(_ context.Context, req *flinkpb.RequestSlotRequest) (*flinkpb.Empty, error) {
+	if req.JobId == "" || req.JobMasterAddress == "" {
+		return nil, status.Error(codes.InvalidArgument, "a slot request names its job and JobMaster")
+	}
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	i := int(req.SlotIndex)
+	if i < 0 || i >= len(tm.slots) {
+		return nil, status.Errorf(codes.InvalidArgument, "slot %d: this TaskManager has %d", i, len(tm.slots))
+	}
+	if s := tm.slots[i]; s.job != "" && s.alloc != req.AllocationId {
+		return nil, status.Errorf(codes.FailedPrecondition, "slot %d is allocated to job %s", i, s.job)
+	}
+	tm.slots[i] = slot{job: req.JobId, alloc: req.AllocationId}
+	j := tm.jobs[req.JobId]
+	if j == nil {
+		j = newJob(req.JobId, req.JobMasterAddress)
+		tm.jobs[req.JobId] = j
+		tm.wg.Add(1)
+		go func() {
+			defer tm.wg.Done()
+			tm.startWorker(tm.ctx, j)
+		}()
+	}
+	j.pending = append(j.pending, int32(i))
+	j.kick()
+	return &flinkpb.Empty{}, nil
+}
+
+// SubmitTasks implements flinkpb.TaskExecutorServer.
+func (tm *TaskManager) SubmitTasks(_ context.Context, req *flinkpb.SubmitTasksRequest) (*flinkpb.Empty, error) {
+	j := tm.job(req.JobId)
+	if j == nil {
+		return nil, status.Errorf(codes.NotFound, "job %s holds no slot on TaskManager %s", req.JobId, tm.id)
+	}
+	if err := j.command(&flinkpb.WorkerCommand{Cmd: &flinkpb.WorkerCommand_Deploy{Deploy: req}}); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "deploying to the worker of job %s: %v", req.JobId, err)
+	}
+	return &flinkpb.Empty{}, nil
+}
+
+// CancelJob implements flinkpb.TaskExecutorServer.
+func (tm *TaskManager) CancelJob(_ context.Context, req *flinkpb.CancelTasksRequest) (*flinkpb.Empty, error) {
+	if j := tm.job(req.JobId); j != nil {
+		_ = j.command(&flinkpb.WorkerCommand{Cmd: &flinkpb.WorkerCommand_Cancel{Cancel: req}})
+	}
+	return &flinkpb.Empty{}, nil
+}
+
+// FreeSlots implements flinkpb.TaskExecutorServer: the job's worker is
+// let go (killed if it does not leave) and its slots freed.
+func (tm *TaskManager) FreeSlots(_ context.Context, req *flinkpb.FreeSlotsRequest) (*flinkpb.Empty, error) {
+	if j := tm.job(req.JobId); j != nil {
+		reason := req.Reason
+		if reason == "" {
+			reason = "its JobMaster freed them"
+		}
+		go tm.releaseJob(j, reason)
+	}
+	return &flinkpb.Empty{}, nil
+}
+
+// Heartbeat implements flinkpb.TaskExecutorServer.
+func (tm *TaskManager) Heartbeat(_ context.Context, req *flinkpb.JobMasterHeartbeat) (*flinkpb.TaskExecutorHeartbeatResponse, error) {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	resp := &flinkpb.TaskExecutorHeartbeatResponse{}
+	if j := tm.jobs[req.JobId]; j != nil {
+		j.lastJM = time.Now()
+	}
+	for i, s := range tm.slots {
+		if s.job == req.JobId {
+			resp.Slots = append(resp.Slots, &flinkpb.SlotStatus{Index: int32(i), JobId: s.job, AllocationId: s.alloc})
+		}
+	}
+	return resp, nil
+}
+
+func (tm *TaskManager) job(id string) *job {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	return tm.jobs[id]
+}
+
+// releaseJob stops a job's worker and frees its slots.
+func (tm *TaskManager) releaseJob(j *job, reason string) {
+	tm.mu.Lock()
+	if tm.jobs[j.id] != j {
+		tm.mu.Unlock()
+		return
+	}
+	delete(tm.jobs, j.id)
+	for i, s := range tm.slots {
+		if s.job == j.id {
+			tm.slots[i] = slot{}
+		}
+	}
+	tm.mu.Unlock()
+	tm.log.Info("freeing the slots of a job", "job", j.id, "reason", reason)
+	j.release()
+}

@@ -1,0 +1,168 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+
+	"google.golang.org/grpc"
+
+	"loom/flinkrt/network"
+	"loom/flinkrt/task"
+	"loom/proto/flinkpb"
+	"loom/rpc"
+)
+
+// Environment a TaskManager (or `loom run`) sets for a job program, which
+// decides the role Execute plays.
+const (
+	// EnvRole is "plan" (write the JobGraph and exit) or "worker" (run
+	// tasks for a TaskManager); unset, the program runs the job itself.
+	EnvRole = "LOOM_FLINK_ROLE"
+	// EnvPlanFile is where plan mode writes the JobGraph.
+	EnvPlanFile = "LOOM_PLAN_FILE"
+	// EnvTaskManager is the TaskManager's address, for a worker.
+	EnvTaskManager = "LOOM_TASKMANAGER_ADDR"
+	// EnvJobID is the job a worker runs.
+	EnvJobID = "LOOM_JOB_ID"
+	// EnvDataHost is the host a worker's data port is published on.
+	EnvDataHost = "LOOM_DATA_HOST"
+)
+
+// Roles of a job program.
+const (
+	RolePlan   = "plan"
+	RoleWorker = "worker"
+)
+
+// Serve is a job program in worker role: it opens its data port, attaches
+// to its TaskManager, says which graph it built, and runs what the
+// TaskManager deploys until the TaskManager lets it go. buildErr is why
+// the program could not build its graph, reported instead.
+func Serve(ctx context.Context, job *Job, buildErr error) error {
+	tmAddr, jobID := os.Getenv(EnvTaskManager), os.Getenv(EnvJobID)
+	if tmAddr == "" || jobID == "" {
+		return fmt.Errorf("worker role needs %s and %s", EnvTaskManager, EnvJobID)
+	}
+	host := os.Getenv(EnvDataHost)
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	srv, err := network.Listen(net.JoinHostPort(listenHost(host), "0"), host)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	cc, err := grpc.NewClient(tmAddr, rpc.DialOptions()...)
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := flinkpb.NewTaskExecutorClient(cc).AttachWorker(ctx)
+	if err != nil {
+		return fmt.Errorf("attaching to the TaskManager at %s: %w", tmAddr, err)
+	}
+	hello := &flinkpb.WorkerHello{JobId: jobID, DataAddress: srv.Addr(), Pid: int32(os.Getpid())}
+	if buildErr != nil {
+		hello.Error = buildErr.Error()
+	} else {
+		hello.Fingerprint = job.Plan.Fingerprint
+	}
+	var sendMu sync.Mutex
+	send := func(m *flinkpb.WorkerMessage) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return stream.Send(m)
+	}
+	if err := send(&flinkpb.WorkerMessage{Msg: &flinkpb.WorkerMessage_Hello{Hello: hello}}); err != nil {
+		return fmt.Errorf("attaching to the TaskManager at %s: %w", tmAddr, err)
+	}
+	if buildErr != nil {
+		_ = stream.CloseSend()
+		return buildErr
+	}
+
+	var (
+		wg       sync.WaitGroup
+		runMu    sync.Mutex
+		cancelRn context.CancelFunc
+	)
+	defer wg.Wait()
+	defer cancel()
+	for {
+		cmd, err := stream.Recv()
+		if err != nil {
+			// The TaskManager let the worker go, or is gone: stop.
+			return nil
+		}
+		switch c := cmd.Cmd.(type) {
+		case *flinkpb.WorkerCommand_Deploy:
+			d, err := deploymentOf(c.Deploy)
+			if err != nil {
+				return err
+			}
+			runCtx, stop := context.WithCancel(ctx)
+			runMu.Lock()
+			cancelRn = stop
+			runMu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer stop()
+				var failed sync.Once
+				report := func(u Update) {
+					m := &flinkpb.TaskStateUpdate{Vertex: int32(u.Subtask.Vertex), Subtask: int32(u.Subtask.Index), Attempt: int32(u.Subtask.Attempt), State: u.State}
+					if u.Err != nil {
+						m.Failure = u.Err.Error()
+						failed.Do(func() {})
+					}
+					_ = send(&flinkpb.WorkerMessage{Msg: &flinkpb.WorkerMessage_Update{Update: m}})
+				}
+				err := RunDeployment(runCtx, job, d, srv, report)
+				if err != nil && !errors.Is(err, task.ErrCanceled) {
+					// An error before any task ran fails them all.
+					failed.Do(func() {
+						for _, id := range d.Tasks {
+							report(Update{Subtask: id, State: StateFailed, Err: err})
+						}
+					})
+				}
+			}()
+		case *flinkpb.WorkerCommand_Cancel:
+			runMu.Lock()
+			if cancelRn != nil {
+				cancelRn()
+			}
+			runMu.Unlock()
+		}
+	}
+}
+
+// listenHost is the address a worker listens on for a published host:
+// loopback stays loopback, any other host listens everywhere.
+func listenHost(host string) string {
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() || host == "localhost" {
+		return host
+	}
+	return ""
+}
+
+func deploymentOf(r *flinkpb.SubmitTasksRequest) (Deployment, error) {
+	d := Deployment{JobID: r.JobId}
+	for _, t := range r.Tasks {
+		d.Tasks = append(d.Tasks, Subtask{Vertex: int(t.Vertex), Index: int(t.Subtask), Attempt: int(t.Attempt)})
+	}
+	for _, l := range r.Locations {
+		d.Locations = append(d.Locations, l.Addresses)
+	}
+	if len(d.Tasks) == 0 {
+		return d, errors.New("a deployment without tasks")
+	}
+	return d, nil
+}

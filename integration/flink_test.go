@@ -1,0 +1,366 @@
+package integration
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// standalone is a `loom jobmanager` process and `loom taskmanager`
+// processes.
+type standalone struct {
+	t        *testing.T
+	dir      string
+	jmAddr   string
+	restAddr string
+	procs    []*exec.Cmd
+	tms      []*exec.Cmd
+}
+
+func startStandalone(t *testing.T, taskManagers, slots int) *standalone {
+	t.Helper()
+	s := &standalone{t: t, dir: t.TempDir()}
+	for i := 0; i < 100 && s.jmAddr == ""; i++ {
+		p := 20000 + rand.IntN(30000)
+		if portFree(p) && portFree(p+1) {
+			s.jmAddr, s.restAddr = fmt.Sprintf("127.0.0.1:%d", p), fmt.Sprintf("127.0.0.1:%d", p+1)
+		}
+	}
+	s.start("jm", loomBin, "jobmanager", "--addr", s.jmAddr, "--rest-addr", s.restAddr, "--dir", filepath.Join(s.dir, "jm"))
+	for i := 0; i < taskManagers; i++ {
+		s.startTM(slots)
+	}
+	t.Cleanup(s.stop)
+	s.waitTaskManagers(taskManagers)
+	return s
+}
+
+func (s *standalone) start(name string, args ...string) *exec.Cmd {
+	s.t.Helper()
+	log, err := os.Create(filepath.Join(s.dir, name+".log"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.procs = append(s.procs, cmd)
+	return cmd
+}
+
+func (s *standalone) startTM(slots int) *exec.Cmd {
+	name := fmt.Sprintf("tm-%d", len(s.tms))
+	tm := s.start(name, loomBin, "taskmanager", "--jobmanager", s.jmAddr, "--slots", strconv.Itoa(slots),
+		"--addr", "127.0.0.1:0", "--dir", filepath.Join(s.dir, name))
+	s.tms = append(s.tms, tm)
+	return tm
+}
+
+// stop ends every process and checks that no job worker outlives them.
+func (s *standalone) stop() {
+	for _, p := range s.procs {
+		_ = p.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range s.procs {
+		done := make(chan struct{})
+		go func() { _ = p.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = p.Process.Kill()
+			<-done
+		}
+	}
+	if pids := s.workers(); len(pids) > 0 {
+		s.t.Errorf("job workers left after the cluster stopped: %v", pids)
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if s.t.Failed() {
+		logs, _ := filepath.Glob(filepath.Join(s.dir, "*.log"))
+		for _, l := range logs {
+			b, _ := os.ReadFile(l)
+			s.t.Logf("%s:\n%s", filepath.Base(l), tail(string(b), 3000))
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// workers returns the pids of job workers started by this cluster's
+// TaskManagers (their artifacts live under its directory).
+func (s *standalone) workers() []int { return pgrep(s.dir + "/tm-[0-9]+/blobs/") }
+
+func (s *standalone) loom(args ...string) (string, string, int) {
+	return runLoomEnv([]string{"LOOM_JOBMANAGER=" + s.jmAddr}, args...)
+}
+
+func (s *standalone) mustLoom(args ...string) string {
+	s.t.Helper()
+	out, errs, code := s.loom(args...)
+	if code != 0 {
+		s.t.Fatalf("loom %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+func (s *standalone) rest(path string, v any) {
+	s.t.Helper()
+	resp, err := http.Get("http://" + s.restAddr + path)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		s.t.Fatalf("GET %s: %s", path, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		s.t.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+func (s *standalone) waitTaskManagers(n int) {
+	s.t.Helper()
+	waitFor(s.t, 30*time.Second, fmt.Sprintf("%d TaskManagers to register", n), func() (bool, string) {
+		resp, err := http.Get("http://" + s.restAddr + "/overview")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		var o struct {
+			TaskManagers int `json:"taskmanagers"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&o)
+		return o.TaskManagers == n, fmt.Sprintf("%d registered", o.TaskManagers)
+	})
+}
+
+type jobJSON struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	State   string `json:"state"`
+	Failure string `json:"failure"`
+	Running int    `json:"tasks_running"`
+	Total   int    `json:"tasks_total"`
+}
+
+func (s *standalone) job(id string) jobJSON {
+	s.t.Helper()
+	var jobs []jobJSON
+	if err := json.Unmarshal([]byte(s.mustLoom("job", "list", "-o", "json")), &jobs); err != nil {
+		s.t.Fatal(err)
+	}
+	for _, j := range jobs {
+		if j.ID == id {
+			return j
+		}
+	}
+	s.t.Fatalf("job %s not listed", id)
+	return jobJSON{}
+}
+
+func (s *standalone) waitJob(id string, cond func(jobJSON) bool, what string) jobJSON {
+	s.t.Helper()
+	var j jobJSON
+	waitFor(s.t, 60*time.Second, what, func() (bool, string) {
+		j = s.job(id)
+		return cond(j), fmt.Sprintf("%+v", j)
+	})
+	return j
+}
+
+// The README's wordcount, on a generated text, across two TaskManager
+// processes: every word counted as a plain count does, and no worker left.
+func TestWordCountAcrossTwoTaskManagers(t *testing.T) {
+	s := startStandalone(t, 2, 2)
+	input := filepath.Join(s.dir, "words.txt")
+	want := map[string]int{}
+	var text strings.Builder
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 20000; i++ {
+		w := fmt.Sprintf("Word%d", r.IntN(500))
+		want[strings.ToLower(w)]++
+		text.WriteString(w)
+		if i%12 == 11 {
+			text.WriteString(".\n")
+		} else {
+			text.WriteString(" ")
+		}
+	}
+	if err := os.WriteFile(input, []byte(text.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	output := filepath.Join(s.dir, "out")
+	out := s.mustLoom("run", "-t", "remote", "-p", "4", wordcountBin, "--input", input, "--output", output)
+	if !strings.Contains(out, "FINISHED") {
+		t.Fatalf("run output lacks FINISHED:\n%s", out)
+	}
+	got := map[string]int{}
+	parts, _ := filepath.Glob(filepath.Join(output, "part-*"))
+	if len(parts) != 4 {
+		t.Fatalf("want 4 part files, got %v", parts)
+	}
+	for _, p := range parts {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			line := strings.TrimSuffix(strings.TrimPrefix(sc.Text(), "("), ")")
+			word, n, ok := strings.Cut(line, ",")
+			c, err := strconv.Atoi(n)
+			if !ok || err != nil {
+				t.Fatalf("%s: bad line %q", p, sc.Text())
+			}
+			got[word] = max(got[word], c)
+		}
+		f.Close()
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d words, want %d", len(got), len(want))
+	}
+	for w, n := range want {
+		if got[w] != n {
+			t.Errorf("%s: counted %d, want %d", w, got[w], n)
+		}
+	}
+
+	// The job's subtasks ran on both TaskManagers.
+	var jobs struct {
+		Jobs []struct {
+			ID string `json:"id"`
+		} `json:"jobs"`
+	}
+	s.rest("/jobs", &jobs)
+	if len(jobs.Jobs) != 1 {
+		t.Fatalf("want one job, got %+v", jobs)
+	}
+	var detail struct {
+		State    string `json:"state"`
+		Vertices []struct {
+			ID string `json:"id"`
+		} `json:"vertices"`
+		Plan struct {
+			Nodes []struct {
+				ID string `json:"id"`
+			} `json:"nodes"`
+		} `json:"plan"`
+	}
+	s.rest("/jobs/"+jobs.Jobs[0].ID, &detail)
+	if detail.State != "FINISHED" || len(detail.Vertices) == 0 || len(detail.Plan.Nodes) != len(detail.Vertices) {
+		t.Fatalf("REST job details: %+v", detail)
+	}
+	tms := map[string]bool{}
+	for _, v := range detail.Vertices {
+		var vd struct {
+			Subtasks []struct {
+				TM string `json:"taskmanager-id"`
+			} `json:"subtasks"`
+		}
+		s.rest("/jobs/"+jobs.Jobs[0].ID+"/vertices/"+v.ID, &vd)
+		for _, st := range vd.Subtasks {
+			tms[st.TM] = true
+		}
+	}
+	if len(tms) != 2 {
+		t.Errorf("the job ran on TaskManagers %v, want both", tms)
+	}
+	waitFor(t, 20*time.Second, "the job's workers to exit", func() (bool, string) {
+		pids := s.workers()
+		return len(pids) == 0, fmt.Sprint(pids)
+	})
+}
+
+func TestJobCancel(t *testing.T) {
+	s := startStandalone(t, 1, 2)
+	id := strings.TrimSpace(s.mustLoom("run", "-d", "-p", "2", topspeedBin, "--duration", "0"))
+	s.waitJob(id, func(j jobJSON) bool { return j.State == "RUNNING" && j.Running == j.Total }, "all tasks RUNNING")
+	out := s.mustLoom("job", "cancel", id)
+	if !strings.Contains(out, "CANCELED") {
+		t.Fatalf("cancel said %q", out)
+	}
+	if j := s.job(id); j.State != "CANCELED" {
+		t.Fatalf("job state %s after cancel", j.State)
+	}
+	waitFor(t, 20*time.Second, "the job's worker to exit", func() (bool, string) {
+		pids := s.workers()
+		return len(pids) == 0, fmt.Sprint(pids)
+	})
+	// The slots are free again: another job runs.
+	if out := s.mustLoom("run", "-p", "2", wordcountBin, "--output", filepath.Join(s.dir, "out")); !strings.Contains(out, "FINISHED") {
+		t.Fatalf("a job after the cancel: %s", out)
+	}
+}
+
+func TestTaskManagerKilledFailsTheJob(t *testing.T) {
+	s := startStandalone(t, 2, 2)
+	id := strings.TrimSpace(s.mustLoom("run", "-d", "-p", "4", topspeedBin, "--duration", "0", "--num-cars", "8"))
+	s.waitJob(id, func(j jobJSON) bool { return j.State == "RUNNING" && j.Running == j.Total }, "all tasks RUNNING")
+	if err := s.tms[0].Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	j := s.waitJob(id, func(j jobJSON) bool { return j.State == "FAILED" }, "the job to fail")
+	if !strings.Contains(j.Failure, "TaskManager") {
+		t.Errorf("the failure does not name the TaskManager: %q", j.Failure)
+	}
+	waitFor(t, 20*time.Second, "the job's workers to exit", func() (bool, string) {
+		pids := s.workers()
+		return len(pids) == 0, fmt.Sprint(pids)
+	})
+}
+
+func TestArtifactWithADifferentGraphIsRefused(t *testing.T) {
+	s := startStandalone(t, 1, 1)
+	out, errs, code := s.loom("run", "-p", "1", shiftyBin)
+	if code == 0 {
+		t.Fatalf("a job whose workers build another graph ran:\n%s", out)
+	}
+	if !strings.Contains(errs, "different job graph") {
+		t.Fatalf("the error does not say the graphs differ:\nstdout:\n%s\nstderr:\n%s", out, errs)
+	}
+}
+
+func TestRunRefusesWhatIsNotAJob(t *testing.T) {
+	s := startStandalone(t, 1, 1)
+	for _, c := range []struct {
+		prog []string
+		want string
+	}{
+		{[]string{"/bin/true"}, "is not a loom job"},
+		{[]string{"/bin/sh", "-c", "echo boom >&2; exit 3"}, "boom"},
+		{[]string{filepath.Join(s.dir, "nothing-here")}, "no such file"},
+		{[]string{s.dir}, "not an executable"},
+	} {
+		_, errs, code := s.loom(append([]string{"run"}, c.prog...)...)
+		if code == 0 || !strings.Contains(errs, c.want) {
+			t.Errorf("run %v: exit %d, stderr %q; want an error containing %q", c.prog, code, errs, c.want)
+		}
+	}
+	var jobs struct {
+		Jobs []any `json:"jobs"`
+	}
+	s.rest("/jobs", &jobs)
+	if len(jobs.Jobs) != 0 {
+		t.Errorf("something was submitted: %v", jobs.Jobs)
+	}
+}
