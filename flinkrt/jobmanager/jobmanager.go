@@ -47,6 +47,10 @@ type Config struct {
 	// ResourceManager's.
 	TMHeartbeatInterval time.Duration
 	TMHeartbeatTimeout  time.Duration
+	// Local is set for a JobManager inside the job's own program (the
+	// MiniCluster): jobs come without an artifact, as their workers run
+	// in the same process.
+	Local bool
 }
 
 // DefaultTiming is a JobMaster's timing unless configured.
@@ -195,11 +199,15 @@ func (jm *JobManager) Run(ctx context.Context) error {
 	return err
 }
 
-func newJobID() string {
+// NewJobID makes a Flink-style job id: 32 hex digits.
+func NewJobID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// Job returns a job's JobMaster.
+func (jm *JobManager) Job(id string) (*JobMaster, error) { return jm.job(id) }
 
 func (jm *JobManager) job(id string) (*JobMaster, error) {
 	jm.mu.Lock()
@@ -227,12 +235,12 @@ func (jm *JobManager) SubmitJob(_ context.Context, req *flinkpb.SubmitJobRequest
 	if err := graph.Validate(req.JobGraph); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "the job graph is malformed: %v", err)
 	}
-	if req.Artifact == nil || !jm.blobs.has(req.Artifact.Sha256) {
+	if !jm.cfg.Local && (req.Artifact == nil || !jm.blobs.has(req.Artifact.Sha256)) {
 		return nil, status.Error(codes.FailedPrecondition, "the job's artifact was not uploaded: upload it with UploadBlob first")
 	}
 	id := req.JobId
 	if id == "" {
-		id = newJobID()
+		id = NewJobID()
 	} else if _, err := hex.DecodeString(id); err != nil || len(id) != 32 {
 		return nil, status.Errorf(codes.InvalidArgument, "job id %q: want 32 hex digits", id)
 	}

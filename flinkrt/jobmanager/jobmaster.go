@@ -568,6 +568,9 @@ func (jm *JobMaster) Details(withGraph bool) *flinkpb.JobDetails {
 	return d
 }
 
+// Wait returns when the job's version reaches min, d passes or ctx ends.
+func (jm *JobMaster) Wait(ctx context.Context, min uint64, d time.Duration) { jm.wait(ctx, min, d) }
+
 // wait returns once the job's version reaches min or d passes.
 func (jm *JobMaster) wait(ctx context.Context, min uint64, d time.Duration) {
 	timer := time.NewTimer(d)

@@ -1,16 +1,21 @@
 // Package minicluster runs a job inside the program that built it, as
-// Flink's MiniCluster does: what `go run ./myjob` and tests use.
+// Flink's MiniCluster does: what `go run ./myjob` and tests use. It starts
+// a real JobManager and a TaskManager on loopback ports, in this process;
+// the TaskManager's worker for the job runs here too, on the graph the
+// program built, so every subtask's channels stay in memory.
 package minicluster
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
+	"os"
+	"sync"
 	"time"
 
 	"loom/flinkrt/graph"
+	"loom/flinkrt/jobmanager"
 	"loom/flinkrt/task"
+	"loom/flinkrt/taskmanager"
 	"loom/flinkrt/worker"
 	"loom/proto/flinkpb"
 )
@@ -23,27 +28,96 @@ type Result struct {
 	Duration time.Duration
 }
 
-// NewJobID makes a Flink-style job id: 32 hex digits.
-func NewJobID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+// Execute runs the job until it ends. A failure returns the root cause; a
+// canceled ctx cancels the job and returns task.ErrCanceled.
+func Execute(ctx context.Context, sg *graph.StreamGraph, jg *flinkpb.JobGraph) (*Result, error) {
+	res := &Result{Name: jg.Name}
+	start := time.Now()
+	dir, err := os.MkdirTemp("", "loom-minicluster-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+
+	jm, err := jobmanager.New(jobmanager.Config{Addr: "127.0.0.1:0", Dir: dir, Local: true})
+	if err != nil {
+		return nil, err
+	}
+	l := &launcher{job: &worker.Job{Graph: sg, Plan: jg, InProcess: true}}
+	tm, err := taskmanager.New(taskmanager.Config{
+		Addr: "127.0.0.1:0", JobManager: jm.Addr(), Slots: max(1, int(jg.Slots)), DataHost: "127.0.0.1",
+		Dir: dir, ID: "minicluster", Launcher: l,
+	})
+	if err != nil {
+		return nil, err
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = jm.Run(runCtx) }()
+	go func() { defer wg.Done(); _ = tm.Run(runCtx) }()
+	defer l.wait()
+
+	resp, err := jm.SubmitJob(ctx, &flinkpb.SubmitJobRequest{JobGraph: jg})
+	if err != nil {
+		return nil, err
+	}
+	res.JobID = resp.JobId
+	j, err := jm.Job(resp.JobId)
+	if err != nil {
+		return nil, err
+	}
+	canceled := false
+	for {
+		d := j.Details(false)
+		if jobmanager.JobTerminal(d.State) {
+			res.State, res.Duration = d.State, time.Since(start)
+			switch {
+			case d.State == jobmanager.JobFinished:
+				return res, nil
+			case d.State == jobmanager.JobCanceled || canceled:
+				return res, task.ErrCanceled
+			default:
+				return res, errors.New(d.Failure)
+			}
+		}
+		j.Wait(ctx, d.Version+1, time.Minute)
+		if ctx.Err() != nil && !canceled {
+			canceled = true
+			j.Cancel()
+		}
+	}
 }
 
-// Execute runs the job in this process until it ends. A failure returns
-// the root cause; a canceled ctx returns task.ErrCanceled.
-func Execute(ctx context.Context, sg *graph.StreamGraph, jg *flinkpb.JobGraph) (*Result, error) {
-	res := &Result{JobID: NewJobID(), Name: jg.Name}
-	start := time.Now()
-	err := worker.RunLocal(ctx, &worker.Job{Graph: sg, Plan: jg, InProcess: true}, nil)
-	res.Duration = time.Since(start)
-	switch {
-	case err == nil:
-		res.State = "FINISHED"
-	case errors.Is(err, task.ErrCanceled):
-		res.State = "CANCELED"
-	default:
-		res.State = "FAILED"
-	}
-	return res, err
+// launcher runs the job's worker in this process.
+type launcher struct {
+	job *worker.Job
+	wg  sync.WaitGroup
 }
+
+func (l *launcher) wait() { l.wg.Wait() }
+
+// Launch implements taskmanager.Launcher.
+func (l *launcher) Launch(_ context.Context, spec taskmanager.WorkerSpec) (taskmanager.Worker, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &inProcess{cancel: cancel, done: make(chan struct{})}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		defer close(w.done)
+		w.err = worker.Attach(ctx, spec.TaskManager, spec.JobID, spec.DataHost, l.job, nil)
+	}()
+	return w, nil
+}
+
+type inProcess struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+func (w *inProcess) Done() <-chan struct{} { return w.done }
+func (w *inProcess) Err() error            { return w.err }
+func (w *inProcess) Kill()                 { w.cancel() }

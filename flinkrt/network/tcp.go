@@ -51,9 +51,9 @@ type Receiver func(conn net.Conn, r *bufio.Reader)
 type Server struct {
 	ln        net.Listener
 	advertise string
-	wait      time.Duration
 
 	mu        sync.Mutex
+	wait      time.Duration // for a connection's receiver
 	receivers map[string]Receiver
 	changed   chan struct{} // closed and replaced when receivers change
 	conns     map[net.Conn]struct{}
@@ -141,7 +141,10 @@ func (s *Server) serve(conn net.Conn) {
 		_ = tc.SetNoDelay(true)
 	}
 	br := bufio.NewReaderSize(conn, 64<<10)
-	_ = conn.SetReadDeadline(time.Now().Add(s.wait))
+	s.mu.Lock()
+	wait := s.wait
+	s.mu.Unlock()
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
 	var hello [6]byte
 	if _, err := io.ReadFull(br, hello[:]); err != nil || string(hello[:4]) != magic {
 		return
@@ -151,7 +154,7 @@ func (s *Server) serve(conn net.Conn) {
 		return
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	deadline := time.NewTimer(s.wait)
+	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
 		s.mu.Lock()
@@ -266,10 +269,11 @@ func receive[T any](ctx context.Context, br *bufio.Reader, gate *Gate[T], reserv
 		if err := decodeFrame(buf, b, c); err != nil {
 			return err
 		}
+		end := b.Kind == EndOfPartition // b is the consumer's once delivered
 		if err := gate.Deliver(ctx, b); err != nil {
 			return err
 		}
-		if b.Kind == EndOfPartition {
+		if end {
 			return nil
 		}
 	}

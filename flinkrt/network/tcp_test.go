@@ -199,7 +199,9 @@ func TestServerDropsBadHello(t *testing.T) {
 	}
 	defer srv.Close()
 	out := NewRemoteChannel(srv.Addr(), "nobody/0/0/0", 4, codec.MustFor[int64]())
+	srv.mu.Lock()
 	srv.wait = 50 * time.Millisecond
+	srv.mu.Unlock()
 	ctx := context.Background()
 	b, err := out.Take(ctx)
 	if err != nil {
@@ -217,7 +219,7 @@ func TestServerDropsBadHello(t *testing.T) {
 func BenchmarkRemoteChannel(b *testing.B) {
 	ctx := context.Background()
 	gate, out, _ := pipe[string](b, ctx, DefaultCredits, DefaultBatchSize)
-	word := strings.Repeat("x", 99)
+	word := strings.Repeat("x", benchRecord-1)
 	done := make(chan int64)
 	go func() {
 		var bytes int64
@@ -251,3 +253,7 @@ func BenchmarkRemoteChannel(b *testing.B) {
 	out.Close()
 	b.ReportMetric(float64(bytes)/b.Elapsed().Seconds()/1e6, "MB/s")
 }
+
+// benchRecord is the size of a record in BenchmarkRemoteChannel, with its
+// length prefix.
+var benchRecord = 1000

@@ -36,6 +36,8 @@ type WorkerSpec struct {
 	Artifact    *flinkpb.JobArtifact
 	TaskManager string
 	DataHost    string
+	// MemoryMB is the TaskManager's memory: the worker's soft limit.
+	MemoryMB int64
 }
 
 // Worker is a started job worker.
@@ -65,6 +67,9 @@ func (l *ProcessLauncher) Launch(ctx context.Context, spec WorkerSpec) (Worker, 
 	cmd.Env = os.Environ()
 	for k, v := range spec.Artifact.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" && spec.MemoryMB > 0 {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("GOMEMLIMIT=%dMiB", spec.MemoryMB))
 	}
 	cmd.Env = append(cmd.Env,
 		worker.EnvRole+"="+worker.RoleWorker,
@@ -160,6 +165,14 @@ func (p *process) Err() error {
 }
 
 func (p *process) Kill() { _ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) }
+
+// peakRSS is the worker's peak resident memory in bytes, once it exited.
+func (p *process) peakRSS() int64 {
+	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss << 10
+	}
+	return 0
+}
 
 // tailBuffer keeps the last max bytes written to it.
 type tailBuffer struct {
@@ -274,7 +287,7 @@ func (tm *TaskManager) startWorker(ctx context.Context, j *job) {
 	if pl, ok := l.(*ProcessLauncher); ok && j.jmAddr != tm.cfg.JobManager {
 		l = &ProcessLauncher{Dir: pl.Dir, Blobs: flinkpb.NewDispatcherClient(conn)}
 	}
-	w, err := l.Launch(ctx, WorkerSpec{JobID: j.id, Artifact: art, TaskManager: tm.addr, DataHost: tm.cfg.DataHost})
+	w, err := l.Launch(ctx, WorkerSpec{JobID: j.id, Artifact: art, TaskManager: tm.addr, DataHost: tm.cfg.DataHost, MemoryMB: tm.cfg.MemoryMB})
 	if err != nil {
 		fail(fmt.Sprintf("TaskManager %s could not start the worker of job %s: %v", tm.id, j.id, err))
 		return
@@ -285,6 +298,9 @@ func (tm *TaskManager) startWorker(ctx context.Context, j *job) {
 		case <-time.After(5 * time.Second):
 			w.Kill()
 			<-w.Done()
+		}
+		if p, ok := w.(*process); ok {
+			tm.log.Info("job worker exited", "job", j.id, "pid", p.cmd.Process.Pid, "peak_rss_mib", p.peakRSS()>>20)
 		}
 	}()
 	defer j.release()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime/debug"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -47,7 +48,21 @@ func Serve(ctx context.Context, job *Job, buildErr error) error {
 	if tmAddr == "" || jobID == "" {
 		return fmt.Errorf("worker role needs %s and %s", EnvTaskManager, EnvJobID)
 	}
-	host := os.Getenv(EnvDataHost)
+	if os.Getenv("GOGC") == "" {
+		// A worker moves records in bulk: collect garbage at 400% heap
+		// growth rather than 100%, within the memory limit its TaskManager
+		// sets (GOMEMLIMIT).
+		debug.SetGCPercent(WorkerGCPercent)
+	}
+	return Attach(ctx, tmAddr, jobID, os.Getenv(EnvDataHost), job, buildErr)
+}
+
+// WorkerGCPercent is a worker's GOGC unless the environment sets one.
+const WorkerGCPercent = 400
+
+// Attach is Serve with its settings given: the TaskManager's address, the
+// job's id and the host to publish the data port on.
+func Attach(ctx context.Context, tmAddr, jobID, host string, job *Job, buildErr error) error {
 	if host == "" {
 		host = "127.0.0.1"
 	}

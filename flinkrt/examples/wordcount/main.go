@@ -29,13 +29,17 @@ func (w WordCount) String() string { return fmt.Sprintf("(%s,%d)", w.Word, w.Cou
 func main() {
 	input := flag.String("input", "", "text file or directory to count (default: a built-in text)")
 	output := flag.String("output", "", "directory to write counts to (default: stdout)")
+	discard := flag.Bool("discard", false, "count without writing the counts anywhere (benchmarks)")
 	flag.Parse()
 
 	env := stream.NewEnv()
 	counts := build(env, *input)
-	if *output != "" {
+	switch {
+	case *discard:
+		stream.Sink(counts, "discard", sink.Discard[WordCount]())
+	case *output != "":
 		stream.Sink(counts, "counts", sink.TextFile[WordCount](*output))
-	} else {
+	default:
 		stream.Print(counts)
 	}
 	if _, err := env.Execute("WordCount"); err != nil {
