@@ -1,0 +1,205 @@
+package jobmanager_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"loom/flinkrt/jobmanager"
+	"loom/flinkrt/stream"
+	"loom/flinkrt/stream/sink"
+	"loom/flinkrt/stream/source"
+	"loom/proto/flinkpb"
+	"loom/rpc"
+)
+
+// startJM runs a JobManager with no TaskManagers; jobs wait for slots.
+func startJM(t *testing.T, local bool) (*jobmanager.JobManager, flinkpb.DispatcherClient) {
+	t.Helper()
+	jm, err := jobmanager.New(jobmanager.Config{Addr: "127.0.0.1:0", RestAddr: "127.0.0.1:0", Dir: t.TempDir(), Local: local})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = jm.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	conn, err := grpc.NewClient(jm.Addr(), rpc.DialOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return jm, flinkpb.NewDispatcherClient(conn)
+}
+
+func plan(t *testing.T) *flinkpb.JobGraph {
+	t.Helper()
+	env := stream.NewEnv().SetParallelism(2)
+	nums := stream.FromSource(env, "numbers", source.Sequence(0, 10))
+	doubled := stream.Map(nums.Rebalance(), "double", func(n int64) int64 { return 2 * n })
+	stream.Sink(doubled, "out", sink.Discard[int64]())
+	_, jg, err := env.Plan("doubler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jg
+}
+
+func TestSubmitRefusesMalformedGraphsAndMissingArtifacts(t *testing.T) {
+	_, d := startJM(t, false)
+	ctx := context.Background()
+	good := plan(t)
+
+	bad := proto.Clone(good).(*flinkpb.JobGraph)
+	bad.Edges[0].TargetVertex = "ffffffffffffffffffffffffffffffff"
+	_, err := d.SubmitJob(ctx, &flinkpb.SubmitJobRequest{JobGraph: bad})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "malformed") {
+		t.Fatalf("a graph with a dangling edge: %v", err)
+	}
+	_, err = d.SubmitJob(ctx, &flinkpb.SubmitJobRequest{})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("no graph: %v", err)
+	}
+	_, err = d.SubmitJob(ctx, &flinkpb.SubmitJobRequest{JobGraph: good, Artifact: &flinkpb.BlobKey{Sha256: strings.Repeat("a", 64)}})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "upload") {
+		t.Fatalf("an artifact never uploaded: %v", err)
+	}
+
+	// An upload whose content does not match its announced digest is refused.
+	up, err := d.UploadBlob(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = up.Send(&flinkpb.BlobChunk{Key: &flinkpb.BlobKey{Sha256: strings.Repeat("b", 64), Size: 5}, Data: []byte("hello")})
+	if _, err := up.CloseAndRecv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "digest") {
+		t.Fatalf("a mismatched upload: %v", err)
+	}
+}
+
+func getJSON(t *testing.T, url string, want int, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != want {
+		t.Fatalf("GET %s: %s, want %d", url, resp.Status, want)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+// The REST API answers with Flink's paths, fields and error bodies.
+func TestRESTSpeaksFlinksContract(t *testing.T) {
+	jm, d := startJM(t, true)
+	base := "http://" + jm.RestAddr()
+	jg := plan(t)
+	resp, err := d.SubmitJob(context.Background(), &flinkpb.SubmitJobRequest{JobGraph: jg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.JobId
+
+	var config map[string]any
+	getJSON(t, base+"/config", 200, &config)
+	features, _ := config["features"].(map[string]any)
+	for _, k := range []string{"web-history", "web-submit", "web-cancel", "web-rescale"} {
+		if _, ok := features[k].(bool); !ok {
+			t.Errorf("/config features lack %s: %v", k, config)
+		}
+	}
+	var overview map[string]any
+	getJSON(t, base+"/v1/overview", 200, &overview)
+	if overview["jobs-running"] != float64(1) || overview["taskmanagers"] != float64(0) {
+		t.Errorf("/v1/overview: %v", overview)
+	}
+
+	var jobsOverview struct {
+		Jobs []struct {
+			JID   string         `json:"jid"`
+			State string         `json:"state"`
+			End   int64          `json:"end-time"`
+			Tasks map[string]int `json:"tasks"`
+		} `json:"jobs"`
+	}
+	getJSON(t, base+"/jobs/overview", 200, &jobsOverview)
+	if len(jobsOverview.Jobs) != 1 || jobsOverview.Jobs[0].JID != id || jobsOverview.Jobs[0].State != "CREATED" ||
+		jobsOverview.Jobs[0].End != -1 || jobsOverview.Jobs[0].Tasks["total"] != 4 || jobsOverview.Jobs[0].Tasks["created"] != 4 {
+		t.Errorf("/jobs/overview: %+v", jobsOverview)
+	}
+
+	var job struct {
+		JID          string         `json:"jid"`
+		StatusCounts map[string]int `json:"status-counts"`
+		Vertices     []struct {
+			ID          string         `json:"id"`
+			Parallelism int            `json:"parallelism"`
+			Tasks       map[string]int `json:"tasks"`
+		} `json:"vertices"`
+		Plan struct {
+			Nodes []struct {
+				ID     string `json:"id"`
+				Inputs []struct {
+					ID           string `json:"id"`
+					ShipStrategy string `json:"ship_strategy"`
+				} `json:"inputs"`
+			} `json:"nodes"`
+		} `json:"plan"`
+	}
+	getJSON(t, base+"/jobs/"+id, 200, &job)
+	if len(job.Vertices) != 2 || job.StatusCounts["CREATED"] != 4 || job.Vertices[1].Tasks["CREATED"] != 2 {
+		t.Fatalf("/jobs/:id: %+v", job)
+	}
+	if len(job.Plan.Nodes) != 2 || job.Plan.Nodes[0].ID != job.Vertices[0].ID || job.Plan.Nodes[0].Inputs != nil ||
+		len(job.Plan.Nodes[1].Inputs) != 1 || job.Plan.Nodes[1].Inputs[0].ShipStrategy != "REBALANCE" || job.Plan.Nodes[1].Inputs[0].ID != job.Vertices[0].ID {
+		t.Errorf("plan: %+v", job.Plan)
+	}
+
+	var errBody struct {
+		Errors []string `json:"errors"`
+	}
+	getJSON(t, base+"/no/such/path", 404, &errBody)
+	if len(errBody.Errors) != 1 || !strings.Contains(errBody.Errors[0], "/no/such/path") {
+		t.Errorf("404 body: %+v", errBody)
+	}
+	getJSON(t, base+"/jobs/0123", 404, &errBody)
+
+	// The dashboard's cancel button.
+	var empty map[string]any
+	getJSON(t, base+"/jobs/"+id+"/yarn-cancel", 202, &empty)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var j struct {
+			State string `json:"state"`
+			End   int64  `json:"end-time"`
+		}
+		getJSON(t, base+"/jobs/"+id, 200, &j)
+		if j.State == "CANCELED" && j.End > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s after cancel", j.State)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var exceptions map[string]any
+	getJSON(t, base+"/jobs/"+id+"/exceptions?maxExceptions=10", 200, &exceptions)
+	if _, ok := exceptions["exceptionHistory"].(map[string]any); !ok {
+		t.Errorf("/exceptions: %v", exceptions)
+	}
+	var tms map[string][]any
+	getJSON(t, base+"/taskmanagers", 200, &tms)
+	if tms["taskmanagers"] == nil {
+		t.Errorf("/taskmanagers: %v", tms)
+	}
+}
