@@ -52,6 +52,7 @@ demo: build
 bench: build
 	scripts/bench-cluster.sh
 	scripts/bench-flink.sh
+	scripts/bench-flink-network.sh
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./rm/...
 
 clean:
