@@ -3,7 +3,10 @@ package jobmanager_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +27,13 @@ import (
 // startJM runs a JobManager with no TaskManagers; jobs wait for slots.
 func startJM(t *testing.T, local bool) (*jobmanager.JobManager, flinkpb.DispatcherClient) {
 	t.Helper()
-	jm, err := jobmanager.New(jobmanager.Config{Addr: "127.0.0.1:0", RestAddr: "127.0.0.1:0", Dir: t.TempDir(), Local: local})
+	return startJMWith(t, jobmanager.Config{Local: local})
+}
+
+func startJMWith(t *testing.T, cfg jobmanager.Config) (*jobmanager.JobManager, flinkpb.DispatcherClient) {
+	t.Helper()
+	cfg.Addr, cfg.RestAddr, cfg.Dir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+	jm, err := jobmanager.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,4 +211,32 @@ func TestRESTSpeaksFlinksContract(t *testing.T) {
 	if tms["taskmanagers"] == nil {
 		t.Errorf("/taskmanagers: %v", tms)
 	}
+}
+
+// --web-dir serves a dashboard build at /, behind the REST routes.
+func TestWebDirServesADashboard(t *testing.T) {
+	web := t.TempDir()
+	if err := os.WriteFile(filepath.Join(web, "index.html"), []byte("<html>dashboard</html>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(web, "main.js"), []byte("console.log(1)"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	jm, _ := startJMWith(t, jobmanager.Config{WebDir: web})
+	base := "http://" + jm.RestAddr()
+	for path, want := range map[string]string{"/": "text/html", "/main.js": "text/javascript"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), want) || len(body) == 0 {
+			t.Errorf("GET %s: %s %q %q", path, resp.Status, resp.Header.Get("Content-Type"), body)
+		}
+	}
+	var overview map[string]any
+	getJSON(t, base+"/overview", 200, &overview)
+	var errBody map[string][]string
+	getJSON(t, base+"/missing.js", 404, &errBody)
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"loom/flinkrt/resourcemanager"
 	"loom/proto/flinkpb"
@@ -355,15 +358,27 @@ func (jm *JobMaster) heartbeat(ctx context.Context) {
 		cancel()
 		now := time.Now()
 		jm.mu.Lock()
-		if err == nil {
+		switch {
+		case err == nil:
 			c.lastOK = now
-		} else if now.Sub(c.lastOK) > jm.timing.HeartbeatTimeout {
+		case gone(err):
 			jm.mu.Unlock()
-			jm.TaskManagerLost(c.id, fmt.Sprintf("TaskManager %s at %s is unreachable: no heartbeat answer for %s (%v)", c.id, c.addr, jm.timing.HeartbeatTimeout, err))
+			jm.TaskManagerLost(c.id, fmt.Sprintf("TaskManager %s at %s is gone: its address refuses connections", c.id, c.addr))
+			continue
+		case now.Sub(c.lastOK) > jm.timing.HeartbeatTimeout:
+			jm.mu.Unlock()
+			jm.TaskManagerLost(c.id, fmt.Sprintf("TaskManager %s at %s is unreachable: no heartbeat answer for %s (%v)", c.id, c.addr, jm.timing.HeartbeatTimeout, status.Convert(err).Message()))
 			continue
 		}
 		jm.mu.Unlock()
 	}
+}
+
+// gone says whether a heartbeat's error means the TaskManager's process is
+// gone: its host answered that nothing listens on the port. Anything else
+// (a timeout, a partition) waits for the heartbeat timeout.
+func gone(err error) bool {
+	return status.Code(err) == codes.Unavailable && strings.Contains(err.Error(), "connection refused")
 }
 
 // TaskManagerLost fails the job's tasks on a TaskManager that is gone.
