@@ -3,6 +3,8 @@
 package rpc
 
 import (
+	"net"
+	"os"
 	"time"
 
 	"google.golang.org/grpc"
@@ -21,4 +23,21 @@ func DialOptions() []grpc.DialOption {
 			MinConnectTimeout: 2 * time.Second,
 		}),
 	}
+}
+
+// Advertised turns a listen address into one others can dial: an
+// unspecified host ("", 0.0.0.0, ::) becomes host, or this machine's name
+// when host is empty.
+func Advertised(listen, host string) string {
+	h, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(h); h != "" && (ip == nil || !ip.IsUnspecified()) {
+		return listen
+	}
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	return net.JoinHostPort(host, port)
 }

@@ -26,6 +26,7 @@ import (
 	"loom/flinkrt/graph"
 	"loom/flinkrt/resourcemanager"
 	"loom/proto/flinkpb"
+	"loom/rpc"
 )
 
 // Config configures a JobManager.
@@ -108,7 +109,7 @@ func New(cfg Config) (*JobManager, error) {
 	}
 	addr := cfg.Advertise
 	if addr == "" {
-		addr = advertised(ln.Addr().String())
+		addr = rpc.Advertised(ln.Addr().String(), "")
 	}
 	log := cfg.Log.Named("jobmanager")
 	jm := &JobManager{
@@ -132,18 +133,6 @@ func New(cfg Config) (*JobManager, error) {
 	return jm, nil
 }
 
-// advertised turns a listen address into one others can dial.
-func advertised(listen string) string {
-	h, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return listen
-	}
-	if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
-		return listen
-	}
-	host, _ := os.Hostname()
-	return net.JoinHostPort(host, port)
-}
 
 // Addr is the gRPC address of the Dispatcher, JobMasters and
 // ResourceManager.
@@ -154,7 +143,7 @@ func (jm *JobManager) RestAddr() string {
 	if jm.restL == nil {
 		return ""
 	}
-	return advertised(jm.restL.Addr().String())
+	return rpc.Advertised(jm.restL.Addr().String(), "")
 }
 
 // ResourceManager is the JobManager's Flink ResourceManager.

@@ -112,7 +112,7 @@ func New(cfg Config) (*TaskManager, error) {
 	}
 	addr := cfg.Advertise
 	if addr == "" {
-		addr = advertised(ln.Addr().String(), cfg.DataHost)
+		addr = rpc.Advertised(ln.Addr().String(), cfg.DataHost)
 	}
 	if cfg.DataHost == "" {
 		cfg.DataHost, _, _ = net.SplitHostPort(addr)
@@ -136,21 +136,6 @@ func New(cfg Config) (*TaskManager, error) {
 	return tm, nil
 }
 
-// advertised turns a listen address into one others can dial: an
-// unspecified host becomes host, or this machine's name.
-func advertised(listen, host string) string {
-	h, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return listen
-	}
-	if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
-		return listen
-	}
-	if host == "" {
-		host, _ = os.Hostname()
-	}
-	return net.JoinHostPort(host, port)
-}
 
 // ID is the TaskManager's id.
 func (tm *TaskManager) ID() string { return tm.id }
