@@ -133,7 +133,6 @@ func New(cfg Config) (*JobManager, error) {
 	return jm, nil
 }
 
-
 // Addr is the gRPC address of the Dispatcher, JobMasters and
 // ResourceManager.
 func (jm *JobManager) Addr() string { return jm.addr }

@@ -136,7 +136,6 @@ func New(cfg Config) (*TaskManager, error) {
 	return tm, nil
 }
 
-
 // ID is the TaskManager's id.
 func (tm *TaskManager) ID() string { return tm.id }
 
