@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -175,7 +176,7 @@ func runRemote(c *cli.Context, prog client.Program) error {
 	defer cl.Close()
 	id, err := cl.Submit(c.Context, prog, jg)
 	if err != nil {
-		return fmt.Errorf("submitting to the JobManager at %s: %w", c.String("jobmanager"), grpcMessage(err))
+		return fmt.Errorf("submitting to the JobManager at %s: %w", c.String("jobmanager"), grpcMessage(errors.Unwrap(err)))
 	}
 	if c.Bool("detached") {
 		fmt.Println(id)
@@ -333,11 +334,16 @@ func jobJSON(j *flinkpb.JobDetails) map[string]any {
 
 // grpcMessage turns a gRPC error into its message, which says what to do.
 func grpcMessage(err error) error {
-	if st, ok := status.FromError(err); ok {
-		if st.Code() == codes.Unavailable {
-			return fmt.Errorf("the JobManager is unreachable: %s", st.Message())
-		}
-		return errors.New(st.Message())
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
 	}
-	return err
+	if st.Code() == codes.Unavailable {
+		cause := st.Message()
+		if strings.Contains(cause, "connection refused") {
+			cause = "connection refused"
+		}
+		return fmt.Errorf("cannot reach the JobManager (%s): is `loom jobmanager` running at the --jobmanager address?", cause)
+	}
+	return errors.New(st.Message())
 }

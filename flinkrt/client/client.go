@@ -167,7 +167,7 @@ func (c *Client) Submit(ctx context.Context, p Program, jg *flinkpb.JobGraph) (s
 	}
 	resp, err := c.d.SubmitJob(ctx, &flinkpb.SubmitJobRequest{JobGraph: jg, Artifact: key, Args: p.Args, Env: p.Env})
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("submitting: %w", err)
 	}
 	return resp.JobId, nil
 }
