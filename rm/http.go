@@ -17,6 +17,9 @@ import (
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	ce := &clientEndpoint{s: s}
+	if s.staging != nil {
+		s.staging.routes(mux)
+	}
 	mux.HandleFunc("GET /ws/v1/cluster/info", func(w http.ResponseWriter, r *http.Request) {
 		st, _ := (&adminEndpoint{s: s}).ServiceState(r.Context(), &yarnpb.ServiceStateRequest{})
 		writeJSON(w, http.StatusOK, map[string]any{"clusterInfo": map[string]any{

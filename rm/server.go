@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,6 +97,7 @@ type Server struct {
 	listener net.Listener
 	http     *http.Server
 	httpLn   net.Listener
+	staging  *staging
 
 	// Leader-only parts; nil when not the leader.
 	leaderMu      sync.Mutex
@@ -162,6 +164,15 @@ func New(cfg *Config) (*Server, error) {
 			return nil, fmt.Errorf("listening on %s: %w (choose another with --http-addr)", cfg.HTTPAddr, err)
 		}
 		s.httpLn = hl
+		dir := filepath.Join(cfg.DataDir, "staging")
+		if cfg.DataDir == "" {
+			dir = filepath.Join(os.TempDir(), "loom-rm-staging-"+strings.ReplaceAll(hl.Addr().String(), ":", "-"))
+		}
+		if s.staging, err = newStaging(dir, s.logger.Named("staging")); err != nil {
+			ln.Close()
+			hl.Close()
+			return nil, err
+		}
 	}
 	if err := s.setupRaft(); err != nil {
 		s.listener.Close()
@@ -182,6 +193,7 @@ func New(cfg *Config) (*Server, error) {
 		}
 	})
 	if s.httpLn != nil {
+		s.goOwned(s.collectStaging)
 		s.http = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 		s.goOwned(func() {
 			if err := s.http.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -192,6 +204,21 @@ func New(cfg *Config) (*Server, error) {
 	s.goOwned(s.monitorLeadership)
 	s.logger.Info("resource manager started", "addr", cfg.AdvertiseAddr, "http", s.HTTPAddr(), "data_dir", cfg.DataDir)
 	return s, nil
+}
+
+// collectStaging removes staged files no running application needs, once
+// a minute, until shutdown.
+func (s *Server) collectStaging() {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.shutdown:
+			return
+		case now := <-t.C:
+			s.staging.collect(referenced(s.State().Snapshot()), now)
+		}
+	}
 }
 
 func (s *Server) goOwned(fn func()) {

@@ -1,0 +1,184 @@
+package rm
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/proto"
+
+	"loom/proto/yarnpb"
+	"loom/rm/state"
+)
+
+// The staging store keeps the files clients ship to their applications'
+// containers (a job's program, its JobGraph, the loom binary), by their
+// SHA-256, under the data dir: PUT /staging/<sha256> stores a file after
+// checking its digest, GET serves it (NodeManagers localize it from there),
+// HEAD says whether it is there. A file no running application's AM names
+// is removed once it is older than the grace period, which covers the
+// time between an upload and the submission that names it.
+type staging struct {
+	dir   string
+	grace time.Duration
+	log   hclog.Logger
+}
+
+// maxStaged bounds one staged file.
+const maxStaged = 4 << 30
+
+// stagingGrace is how long an unreferenced staged file is kept.
+const stagingGrace = 10 * time.Minute
+
+func newStaging(dir string, log hclog.Logger) (*staging, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating the staging store: %w", err)
+	}
+	return &staging{dir: dir, grace: stagingGrace, log: log}, nil
+}
+
+func digestOf(s string) (string, bool) {
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != sha256.Size {
+		return "", false
+	}
+	return hex.EncodeToString(b), true
+}
+
+func stagingError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]any{"RemoteException": map[string]any{"exception": http.StatusText(code), "message": msg}})
+}
+
+func (st *staging) routes(mux *http.ServeMux) {
+	mux.HandleFunc("PUT /staging/{sha}", st.put)
+	mux.HandleFunc("GET /staging/{sha}", st.get)
+	mux.HandleFunc("HEAD /staging/{sha}", st.get)
+}
+
+func (st *staging) put(w http.ResponseWriter, r *http.Request) {
+	digest, ok := digestOf(r.PathValue("sha"))
+	if !ok {
+		stagingError(w, http.StatusBadRequest, "the path names a file by its SHA-256: /staging/<64 hex digits>")
+		return
+	}
+	final := filepath.Join(st.dir, digest)
+	if _, err := os.Stat(final); err == nil {
+		// Already there: refresh its grace period for the new submission.
+		now := time.Now()
+		_ = os.Chtimes(final, now, now)
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxStaged))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	f, err := os.CreateTemp(st.dir, "upload-")
+	if err != nil {
+		stagingError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r.Body, maxStaged+1))
+	if err != nil {
+		stagingError(w, http.StatusBadRequest, "reading the upload: "+err.Error())
+		return
+	}
+	if n > maxStaged {
+		stagingError(w, http.StatusRequestEntityTooLarge, "a staged file is at most 4 GiB")
+		return
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
+		stagingError(w, http.StatusBadRequest, fmt.Sprintf("the upload's SHA-256 is %s, not %s as its path says", got, digest))
+		return
+	}
+	if err := f.Close(); err != nil {
+		stagingError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if err := os.Rename(f.Name(), final); err != nil {
+		stagingError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	st.log.Debug("staged", "sha256", digest, "bytes", n)
+	w.WriteHeader(http.StatusCreated)
+}
+
+func (st *staging) get(w http.ResponseWriter, r *http.Request) {
+	digest, ok := digestOf(r.PathValue("sha"))
+	if !ok {
+		stagingError(w, http.StatusBadRequest, "the path names a file by its SHA-256: /staging/<64 hex digits>")
+		return
+	}
+	f, err := os.Open(filepath.Join(st.dir, digest))
+	if err != nil {
+		stagingError(w, http.StatusNotFound, "nothing staged as "+digest)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		stagingError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+// referenced returns the digests of staged files that the AMs of running
+// applications name.
+func referenced(snap *state.ReadTxn) map[string]bool {
+	live := map[string]bool{}
+	for _, a := range snap.Apps(nil) {
+		if a.Terminal() || len(a.AMLaunch) == 0 {
+			continue
+		}
+		var clc yarnpb.ContainerLaunchContext
+		if proto.Unmarshal(a.AMLaunch, &clc) != nil {
+			continue
+		}
+		for _, lr := range clc.LocalResources {
+			u, err := url.Parse(lr.Url)
+			if err != nil || path.Dir(u.Path) != "/staging" {
+				continue
+			}
+			if d, ok := digestOf(path.Base(u.Path)); ok {
+				live[d] = true
+			}
+		}
+	}
+	return live
+}
+
+// collect removes staged files that are unreferenced and past the grace
+// period, and returns how many it removed.
+func (st *staging) collect(live map[string]bool, now time.Time) int {
+	entries, err := os.ReadDir(st.dir)
+	if err != nil {
+		return 0
+	}
+	removed := 0
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || now.Sub(info.ModTime()) < st.grace {
+			continue
+		}
+		if _, ok := digestOf(e.Name()); ok && live[e.Name()] {
+			continue
+		}
+		if os.Remove(filepath.Join(st.dir, e.Name())) == nil {
+			removed++
+		}
+	}
+	if removed > 0 {
+		st.log.Info("removed staged files no running application needs", "files", removed)
+	}
+	return removed
+}
