@@ -134,7 +134,7 @@ func runCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "target", Aliases: []string{"t"}, Value: "remote", Usage: "where the job runs: remote"},
 			jobmanagerFlag,
-			&cli.IntFlag{Name: "parallelism", Aliases: []string{"p"}, Usage: "default parallelism of the job's operators (default: the program's)"},
+			&cli.IntFlag{Name: "parallelism", Aliases: []string{"p"}, Usage: "default parallelism of the job's operators", DefaultText: "the program's"},
 			&cli.BoolFlag{Name: "detached", Aliases: []string{"d"}, Usage: "print the job id and return instead of waiting for the job"},
 		},
 		Action: func(c *cli.Context) error {

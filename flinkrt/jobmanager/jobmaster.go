@@ -81,6 +81,7 @@ type JobMaster struct {
 	deployed    bool
 	version     uint64
 	changed     chan struct{}
+	background  sync.WaitGroup // cancels in flight; cleanup waits for them
 	stateSince  time.Time
 }
 
@@ -343,6 +344,16 @@ func (jm *JobMaster) cancelTasks(ctx context.Context) {
 	}
 }
 
+// cancelInBackground runs cancelTasks without holding up the caller (who
+// may hold jm.mu); cleanup waits for it.
+func (jm *JobMaster) cancelInBackground() {
+	jm.background.Add(1)
+	go func() {
+		defer jm.background.Done()
+		jm.cancelTasks(context.Background())
+	}()
+}
+
 // heartbeat asks each TaskManager of the job whether it still holds the
 // job's slots; one silent past the timeout is lost.
 func (jm *JobMaster) heartbeat(ctx context.Context) {
@@ -402,12 +413,13 @@ func (jm *JobMaster) TaskManagerLost(tmID, cause string) {
 		jm.failLocked("", cause)
 	}
 	jm.changedLocked()
-	go jm.cancelTasks(context.Background())
+	jm.cancelInBackground()
 }
 
 // cleanup frees the job's slots on its TaskManagers and at the
 // ResourceManager.
 func (jm *JobMaster) cleanup() {
+	jm.background.Wait()
 	jm.mu.Lock()
 	conns := jm.tms
 	jm.tms = map[string]*tmConn{}
@@ -433,7 +445,7 @@ func (jm *JobMaster) Cancel() string {
 	default:
 		jm.setStateLocked(JobCancelling)
 		jm.mu.Unlock()
-		go jm.cancelTasks(context.Background())
+		jm.cancelInBackground()
 		return before
 	}
 	jm.mu.Unlock()
@@ -500,7 +512,7 @@ func (jm *JobMaster) updateTasks(req *flinkpb.TaskStateUpdates) error {
 			failing := jm.state == JobRunning
 			jm.failLocked(name, u.Failure)
 			if failing {
-				go jm.cancelTasks(context.Background())
+				jm.cancelInBackground()
 			}
 		}
 	}
@@ -541,7 +553,7 @@ func (jm *JobMaster) workerFailed(tmID, msg string) {
 	jm.failLocked("", msg)
 	jm.changedLocked()
 	if failing {
-		go jm.cancelTasks(context.Background())
+		jm.cancelInBackground()
 	}
 }
 
