@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"sort"
 	"sync"
 	"time"
 
@@ -258,7 +257,6 @@ func (jm *JobManager) ListJobs(context.Context, *flinkpb.ListJobsRequest) (*flin
 	for _, j := range jm.Jobs() {
 		resp.Jobs = append(resp.Jobs, j.Details(false))
 	}
-	sort.SliceStable(resp.Jobs, func(a, b int) bool { return resp.Jobs[a].StartTimeMs > resp.Jobs[b].StartTimeMs })
 	return resp, nil
 }
 

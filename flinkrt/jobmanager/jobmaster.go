@@ -300,13 +300,21 @@ func (jm *JobMaster) deploy(ctx context.Context) {
 	}
 	jm.mu.Unlock()
 
-	for _, id := range order {
+	for i, id := range order {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := conns[id].client.SubmitTasks(dctx, perTM[id])
 		cancel()
 		if err != nil {
 			jm.mu.Lock()
-			jm.failLocked("", fmt.Sprintf("deploying to TaskManager %s at %s: %v", id, conns[id].addr, err))
+			jm.failLocked("", fmt.Sprintf("deploying to TaskManager %s at %s: %v", id, conns[id].addr, status.Convert(err).Message()))
+			// Tasks never deployed will not report: they are canceled now.
+			for _, rest := range order[i:] {
+				for _, t := range perTM[rest].Tasks {
+					jm.tasks[t.Vertex][t.Subtask].state = TaskCanceled
+					jm.tasks[t.Vertex][t.Subtask].end = time.Now()
+				}
+			}
+			jm.changedLocked()
 			jm.mu.Unlock()
 			break
 		}
@@ -399,21 +407,36 @@ func (jm *JobMaster) TaskManagerLost(tmID, cause string) {
 	if _, ok := jm.tms[tmID]; !ok || JobTerminal(jm.state) {
 		return
 	}
+	if !jm.deployed {
+		// Nothing ran there yet: forget its slots and wait for others.
+		kept := jm.slots[:0]
+		for _, sl := range jm.slots {
+			if sl.tm != tmID {
+				kept = append(kept, sl)
+			}
+		}
+		jm.slots = kept
+		jm.tms[tmID].conn.Close()
+		delete(jm.tms, tmID)
+		jm.log.Warn("a TaskManager offering slots was lost; waiting for others", "tm", tmID, "cause", cause)
+		jm.diagnostic = fmt.Sprintf("waiting for %d slots, %d offered", jm.jg.Slots, len(jm.slots))
+		jm.changedLocked()
+		return
+	}
 	now := time.Now()
-	lost := false
 	for _, row := range jm.tasks {
 		for _, t := range row {
 			if t.tm == tmID && !taskTerminal(t.state) {
 				t.state, t.end = TaskFailed, now
-				lost = true
 			}
 		}
 	}
-	if lost || !jm.deployed {
-		jm.failLocked("", cause)
-	}
+	failing := jm.state == JobRunning
+	jm.failLocked("", cause)
 	jm.changedLocked()
-	jm.cancelInBackground()
+	if failing {
+		jm.cancelInBackground()
+	}
 }
 
 // cleanup frees the job's slots on its TaskManagers and at the

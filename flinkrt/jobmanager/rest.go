@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"loom/flinkrt/resourcemanager"
 	"loom/proto/flinkpb"
 )
 
@@ -372,8 +373,7 @@ func (jm *JobManager) restVertex(w http.ResponseWriter, r *http.Request, d *flin
 	restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found in job "+d.JobId)
 }
 
-func (jm *JobManager) tmJSON(i int, detailed bool) obj {
-	tm := jm.rm.TaskManagers()[i]
+func tmJSON(tm resourcemanager.TaskManagerInfo, detailed bool) obj {
 	mem := tm.MemoryMB << 20
 	o := obj{
 		"id": tm.ID, "path": tm.Address, "dataPort": 0, "jmxPort": -1, "timeSinceLastHeartbeat": tm.LastHeartbeat.UnixMilli(),
@@ -396,16 +396,16 @@ func (jm *JobManager) tmJSON(i int, detailed bool) obj {
 
 func (jm *JobManager) restTaskManagers(w http.ResponseWriter, _ *http.Request) {
 	tms := []obj{}
-	for i := range jm.rm.TaskManagers() {
-		tms = append(tms, jm.tmJSON(i, false))
+	for _, tm := range jm.rm.TaskManagers() {
+		tms = append(tms, tmJSON(tm, false))
 	}
 	writeJSON(w, http.StatusOK, obj{"taskmanagers": tms})
 }
 
 func (jm *JobManager) restTaskManager(w http.ResponseWriter, r *http.Request) {
-	for i, tm := range jm.rm.TaskManagers() {
+	for _, tm := range jm.rm.TaskManagers() {
 		if tm.ID == r.PathValue("tmid") {
-			writeJSON(w, http.StatusOK, jm.tmJSON(i, true))
+			writeJSON(w, http.StatusOK, tmJSON(tm, true))
 			return
 		}
 	}

@@ -83,7 +83,11 @@ func Execute(ctx context.Context, sg *graph.StreamGraph, jg *flinkpb.JobGraph) (
 				return res, errors.New(d.Failure)
 			}
 		}
-		j.Wait(ctx, d.Version+1, time.Minute)
+		waitCtx := ctx
+		if canceled {
+			waitCtx = context.Background() // the job is stopping: wait for it
+		}
+		j.Wait(waitCtx, d.Version+1, time.Minute)
 		if ctx.Err() != nil && !canceled {
 			canceled = true
 			j.Cancel()

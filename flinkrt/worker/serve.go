@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 
@@ -130,23 +131,21 @@ func Attach(ctx context.Context, tmAddr, jobID, host string, job *Job, buildErr 
 			go func() {
 				defer wg.Done()
 				defer stop()
-				var failed sync.Once
+				var failed atomic.Bool // a task reported FAILED
 				report := func(u Update) {
 					m := &flinkpb.TaskStateUpdate{Vertex: int32(u.Subtask.Vertex), Subtask: int32(u.Subtask.Index), Attempt: int32(u.Subtask.Attempt), State: u.State}
 					if u.Err != nil {
 						m.Failure = u.Err.Error()
-						failed.Do(func() {})
+						failed.Store(true)
 					}
 					_ = send(&flinkpb.WorkerMessage{Msg: &flinkpb.WorkerMessage_Update{Update: m}})
 				}
 				err := RunDeployment(runCtx, job, d, srv, report)
-				if err != nil && !errors.Is(err, task.ErrCanceled) {
+				if err != nil && !errors.Is(err, task.ErrCanceled) && !failed.Load() {
 					// An error before any task ran fails them all.
-					failed.Do(func() {
-						for _, id := range d.Tasks {
-							report(Update{Subtask: id, State: StateFailed, Err: err})
-						}
-					})
+					for _, id := range d.Tasks {
+						report(Update{Subtask: id, State: StateFailed, Err: err})
+					}
 				}
 			}()
 		case *flinkpb.WorkerCommand_Cancel:
