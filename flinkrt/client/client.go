@@ -176,12 +176,16 @@ func (c *Client) Submit(ctx context.Context, p Program, jg *flinkpb.JobGraph) (s
 // job ends or ctx is done, and returns the last details.
 func (c *Client) Watch(ctx context.Context, jobID string, fn func(*flinkpb.JobDetails)) (*flinkpb.JobDetails, error) {
 	var version uint64
-	for {
-		d, err := c.d.GetJob(ctx, &flinkpb.GetJobRequest{JobId: jobID, MinVersion: version + 1, WaitMs: 30_000})
+	for first := true; ; first = false {
+		req := &flinkpb.GetJobRequest{JobId: jobID, MinVersion: version + 1, WaitMs: 30_000}
+		if first {
+			req.MinVersion = 0 // the job as it is now, at once
+		}
+		d, err := c.d.GetJob(ctx, req)
 		if err != nil {
 			return nil, err
 		}
-		if d.Version != version {
+		if first || d.Version != version {
 			version = d.Version
 			if fn != nil {
 				fn(d)
