@@ -14,10 +14,14 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"loom/am/flink"
+	"loom/errdefs"
 	"loom/flinkrt/client"
 	"loom/flinkrt/jobmanager"
 	"loom/flinkrt/taskmanager"
 	"loom/proto/flinkpb"
+	"loom/proto/yarnpb"
+	"loom/rm/rmclient"
 )
 
 var jobmanagerFlag = &cli.StringFlag{
@@ -90,6 +94,8 @@ func taskmanagerCommand() *cli.Command {
 			&cli.StringFlag{Name: "data-host", Usage: "host job workers publish their data ports on (default: the advertised host)"},
 			&cli.StringFlag{Name: "dir", Usage: "directory for fetched job artifacts (default: a temporary one)"},
 			&cli.StringFlag{Name: "id", Usage: "TaskManager id (default: host name and a random suffix)", EnvVars: []string{"LOOM_TASKMANAGER_ID"}},
+			&cli.StringSliceFlag{Name: "artifact", Usage: "SHA256=PATH: a job artifact already on this machine, used instead of fetching it"},
+			&cli.DurationFlag{Name: "rm-timeout", Usage: "exit when the ResourceManager has been out of reach this long (0: never)"},
 			logLevelFlag,
 		},
 		Action: func(c *cli.Context) error {
@@ -101,6 +107,14 @@ func taskmanagerCommand() *cli.Command {
 			}
 			if c.Int64("memory-mb") < 1 {
 				return fmt.Errorf("--memory-mb %d: want a positive number", c.Int64("memory-mb"))
+			}
+			artifacts := map[string]string{}
+			for _, a := range c.StringSlice("artifact") {
+				digest, path, ok := strings.Cut(a, "=")
+				if !ok || len(digest) != 64 || path == "" {
+					return fmt.Errorf("--artifact %q: want SHA256=PATH", a)
+				}
+				artifacts[strings.ToLower(digest)] = path
 			}
 			dir := c.String("dir")
 			if dir == "" {
@@ -115,6 +129,7 @@ func taskmanagerCommand() *cli.Command {
 				Addr: c.String("addr"), Advertise: c.String("advertise"), JobManager: c.String("jobmanager"),
 				Slots: c.Int("slots"), MemoryMB: c.Int64("memory-mb"), DataHost: c.String("data-host"),
 				Dir: dir, ID: c.String("id"), Log: newLogger(c, "loom", os.Stderr),
+				Artifacts: artifacts, ResourceManagerTimeout: c.Duration("rm-timeout"),
 			})
 			if err != nil {
 				return err
@@ -130,19 +145,25 @@ func runCommand() *cli.Command {
 		Usage:     "run a job program (its flags and arguments follow it)",
 		ArgsUsage: "ARTIFACT [ARGS...]",
 		Description: "Targets:\n" +
+			"   per-job  an application of its own on the cluster (--rm host:port): a JobManager and the TaskManagers the job needs\n" +
 			"   remote   submit to a running JobManager (--jobmanager host:port)",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "target", Aliases: []string{"t"}, Value: "remote", Usage: "where the job runs: remote"},
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "target", Aliases: []string{"t"}, Value: "remote", Usage: "where the job runs: per-job or remote"},
 			jobmanagerFlag,
 			&cli.IntFlag{Name: "parallelism", Aliases: []string{"p"}, Usage: "default parallelism of the job's operators", DefaultText: "the program's"},
-			&cli.BoolFlag{Name: "detached", Aliases: []string{"d"}, Usage: "print the job id and return instead of waiting for the job"},
-		},
+			&cli.BoolFlag{Name: "detached", Aliases: []string{"d"}, Usage: "print the job id (per-job: the application id and web address) and return instead of waiting for the job"},
+		}, perJobFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 1 {
-				return errors.New("expected the job program: loom run [-t remote] [-p N] [-d] ARTIFACT [ARGS...]")
+				return errors.New("expected the job program: loom run [-t per-job|remote] [-p N] [-d] ARTIFACT [ARGS...]")
 			}
-			if t := c.String("target"); t != "remote" {
-				return fmt.Errorf("target %q: loom runs jobs on a JobManager with -t remote; per-job and session targets need a cluster and are not available yet", t)
+			target := c.String("target")
+			switch target {
+			case "remote", "per-job":
+			case "session":
+				return errors.New("target session: session clusters are not available yet; use -t per-job")
+			default:
+				return fmt.Errorf("target %q: want per-job or remote", target)
 			}
 			prog := client.Program{Path: c.Args().First(), Args: c.Args().Tail(), Env: map[string]string{}}
 			if p := c.Int("parallelism"); p != 0 {
@@ -153,6 +174,9 @@ func runCommand() *cli.Command {
 			}
 			if abs, err := filepath.Abs(prog.Path); err == nil {
 				prog.Path = abs
+			}
+			if target == "per-job" {
+				return runPerJob(c, prog)
 			}
 			return runRemote(c, prog)
 		},
@@ -234,7 +258,7 @@ func jobCommand() *cli.Command {
 			{
 				Name:  "list",
 				Usage: "list jobs, newest first",
-				Flags: []cli.Flag{jobmanagerFlag, outputFlag},
+				Flags: []cli.Flag{jobmanagerFlag, appFlag, rmFlag, outputFlag},
 				Action: func(c *cli.Context) error {
 					asJSON, err := jsonOutput(c)
 					if err != nil {
@@ -266,7 +290,7 @@ func jobCommand() *cli.Command {
 				Name:      "cancel",
 				Usage:     "cancel a job",
 				ArgsUsage: "JOB",
-				Flags:     []cli.Flag{jobmanagerFlag},
+				Flags:     []cli.Flag{jobmanagerFlag, appFlag, rmFlag},
 				Action: func(c *cli.Context) error {
 					id, err := oneArg(c, "JOB")
 					if err != nil {
@@ -294,8 +318,29 @@ func jobCommand() *cli.Command {
 	}
 }
 
+var appFlag = &cli.StringFlag{Name: "app", Usage: "the Flink application whose JobManager to ask (instead of --jobmanager)"}
+
+// withJobManager calls fn with a client of the JobManager: the one of the
+// --app application, found through the ResourceManager, or --jobmanager.
 func withJobManager(c *cli.Context, fn func(*client.Client) error) error {
-	cl, err := client.Dial(c.String("jobmanager"))
+	addr := c.String("jobmanager")
+	if app := c.String("app"); app != "" {
+		if _, _, err := yarnpb.ParseAppID(app); err != nil {
+			return errdefs.InvalidArgument("--app: %v", err)
+		}
+		err := withRM(c, func(rm *rmclient.Client) error {
+			a, err := rm.Report(c.Context, app, false)
+			if err != nil {
+				return err
+			}
+			addr, err = flink.JobManagerAddr(a)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	cl, err := client.Dial(addr)
 	if err != nil {
 		return err
 	}

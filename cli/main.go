@@ -27,7 +27,8 @@ func Main(args []string) {
 		Usage: "a resource-negotiation platform with a streaming runtime",
 		Description: "loom runs applications in containers on a cluster of NodeManagers managed by a ResourceManager.\n" +
 			"Start a local cluster with `loom cluster up`, then run a distributed shell with `loom dshell`.\n" +
-			"Run streaming jobs on a standalone JobManager: `loom jobmanager`, `loom taskmanager`, `loom run -t remote ./myjob`.",
+			"Run a streaming job on the cluster in an application of its own: `loom run -t per-job ./myjob`,\n" +
+			"or on a standalone JobManager: `loom jobmanager`, `loom taskmanager`, `loom run -t remote ./myjob`.",
 		Commands: []*cli.Command{
 			rmCommand(),
 			nmCommand(),
@@ -41,6 +42,7 @@ func Main(args []string) {
 			taskmanagerCommand(),
 			runCommand(),
 			jobCommand(),
+			amCommand(),
 		},
 		HideHelpCommand: true,
 		Writer:          os.Stdout,

@@ -28,7 +28,7 @@ func (e *clientEndpoint) NewApplication(ctx context.Context, _ *yarnpb.NewApplic
 		return nil, errdefs.ToGRPC(err)
 	}
 	id := yarnpb.AppID(e.s.clusterTS.Load(), e.s.appSeq.Add(1))
-	return &yarnpb.NewApplicationResponse{ApplicationId: id, MaxCapability: e.s.cfg.MaxAllocation.Proto()}, nil
+	return &yarnpb.NewApplicationResponse{ApplicationId: id, MaxCapability: e.s.cfg.MaxAllocation.Proto(), StagingUrl: e.s.stagingURL()}, nil
 }
 
 // validateResource checks a resource ask against the maximum allocation.

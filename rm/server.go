@@ -26,6 +26,7 @@ import (
 	"loom/proto/yarnpb"
 	"loom/rm/scheduler"
 	"loom/rm/state"
+	"loom/rpc"
 )
 
 // Config holds every setting of a ResourceManager.
@@ -238,6 +239,18 @@ func (s *Server) HTTPAddr() string {
 		return ""
 	}
 	return s.httpLn.Addr().String()
+}
+
+// stagingURL is the base URL clients stage files at and NodeManagers
+// fetch them from: the HTTP address, on the advertised host when the
+// listener is on every interface.
+func (s *Server) stagingURL() string {
+	addr := s.HTTPAddr()
+	if addr == "" {
+		return ""
+	}
+	host, _, _ := net.SplitHostPort(s.cfg.AdvertiseAddr)
+	return "http://" + rpc.Advertised(addr, host) + "/staging/"
 }
 
 // State returns the current state store.

@@ -23,7 +23,8 @@ import (
 // containers (a job's program, its JobGraph, the loom binary), by their
 // SHA-256, under the data dir: PUT /staging/<sha256> stores a file after
 // checking its digest, GET serves it (NodeManagers localize it from there),
-// HEAD says whether it is there. A file no running application's AM names
+// HEAD says whether it is there (and, as a client asks just before it
+// names the file in a submission, keeps it another grace period). A file no running application's AM names
 // is removed once it is older than the grace period, which covers the
 // time between an upload and the submission that names it.
 type staging struct {
@@ -60,7 +61,7 @@ func stagingError(w http.ResponseWriter, code int, msg string) {
 func (st *staging) routes(mux *http.ServeMux) {
 	mux.HandleFunc("PUT /staging/{sha}", st.put)
 	mux.HandleFunc("GET /staging/{sha}", st.get)
-	mux.HandleFunc("HEAD /staging/{sha}", st.get)
+	mux.HandleFunc("HEAD /staging/{sha}", st.head)
 }
 
 func (st *staging) put(w http.ResponseWriter, r *http.Request) {
@@ -130,6 +131,14 @@ func (st *staging) get(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+func (st *staging) head(w http.ResponseWriter, r *http.Request) {
+	if digest, ok := digestOf(r.PathValue("sha")); ok {
+		now := time.Now()
+		_ = os.Chtimes(filepath.Join(st.dir, digest), now, now)
+	}
+	st.get(w, r)
 }
 
 // referenced returns the digests of staged files that the AMs of running

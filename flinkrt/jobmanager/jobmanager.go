@@ -217,6 +217,21 @@ func (jm *JobManager) Jobs() []*JobMaster {
 	return out
 }
 
+// AddArtifact makes a job artifact already on this machine (its digest
+// checked, as a container's localized file is) available as key, as an
+// upload would.
+func (jm *JobManager) AddArtifact(key *flinkpb.BlobKey, path string) error {
+	return jm.blobs.adopt(key, path)
+}
+
+// NoteWaiting adds note (what is being done about missing slots) to the
+// diagnostic of every job waiting for slots.
+func (jm *JobManager) NoteWaiting(note string) {
+	for _, j := range jm.Jobs() {
+		j.noteWaiting(note)
+	}
+}
+
 // SubmitJob implements flinkpb.DispatcherServer.
 func (jm *JobManager) SubmitJob(_ context.Context, req *flinkpb.SubmitJobRequest) (*flinkpb.SubmitJobResponse, error) {
 	if err := graph.Validate(req.JobGraph); err != nil {

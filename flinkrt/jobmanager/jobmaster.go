@@ -78,6 +78,7 @@ type JobMaster struct {
 	failureTask string
 	failureTime time.Time
 	diagnostic  string
+	waitNote    string // what the ResourceManager's driver says about missing slots
 	deployed    bool
 	version     uint64
 	changed     chan struct{}
@@ -126,8 +127,8 @@ func newJobMaster(id string, jg *flinkpb.JobGraph, art *flinkpb.JobArtifact, rm 
 		id: id, jg: jg, artifact: art, rm: rm, addr: addr, timing: timing, log: log.With("job", id),
 		state: JobCreated, timestamps: map[string]int64{JobCreated: now.UnixMilli()}, start: now,
 		tms: map[string]*tmConn{}, changed: make(chan struct{}), stateSince: now,
-		diagnostic: fmt.Sprintf("waiting for %d slots", jg.Slots),
 	}
+	jm.waitingLocked()
 	for _, v := range jg.Vertices {
 		row := make([]*subtask, v.Parallelism)
 		for i := range row {
@@ -158,6 +159,40 @@ func (jm *JobMaster) setStateLocked(s string) {
 		jm.end = now
 	}
 	jm.changedLocked()
+}
+
+// waitingLocked sets the diagnostic of a job waiting for slots.
+func (jm *JobMaster) waitingLocked() {
+	jm.diagnostic = fmt.Sprintf("waiting for %d slots, %d offered", jm.jg.Slots, len(jm.slots))
+	if jm.waitNote != "" {
+		jm.diagnostic += "; " + jm.waitNote
+	}
+}
+
+// noteWaiting adds what the ResourceManager's driver says to the
+// diagnostic of a job still waiting for its slots.
+func (jm *JobMaster) noteWaiting(note string) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	if jm.state != JobCreated || jm.waitNote == note {
+		return
+	}
+	jm.waitNote = note
+	jm.waitingLocked()
+	jm.changedLocked()
+}
+
+// Fail fails the job with cause as its root cause, as a failed task
+// would.
+func (jm *JobMaster) Fail(cause string) {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	failing := jm.state == JobRunning
+	jm.failLocked("", cause)
+	jm.changedLocked()
+	if failing {
+		jm.cancelInBackground()
+	}
 }
 
 // failLocked fails the job with its root cause, the first failure.
@@ -419,7 +454,7 @@ func (jm *JobMaster) TaskManagerLost(tmID, cause string) {
 		jm.tms[tmID].conn.Close()
 		delete(jm.tms, tmID)
 		jm.log.Warn("a TaskManager offering slots was lost; waiting for others", "tm", tmID, "cause", cause)
-		jm.diagnostic = fmt.Sprintf("waiting for %d slots, %d offered", jm.jg.Slots, len(jm.slots))
+		jm.waitingLocked()
 		jm.changedLocked()
 		return
 	}
@@ -508,7 +543,7 @@ func (jm *JobMaster) offerSlots(req *flinkpb.OfferSlotsRequest) ([]int32, error)
 		jm.slots = append(jm.slots, offeredSlot{tm: req.TaskManagerId, tmAddr: req.TaskManagerAddress, dataAddr: req.DataAddress, index: s.Index, alloc: s.AllocationId})
 		accepted = append(accepted, s.Index)
 	}
-	jm.diagnostic = fmt.Sprintf("waiting for %d slots, %d offered", jm.jg.Slots, len(jm.slots))
+	jm.waitingLocked()
 	jm.changedLocked()
 	return accepted, nil
 }

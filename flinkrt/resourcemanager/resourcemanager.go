@@ -23,12 +23,20 @@ import (
 	"loom/rpc"
 )
 
-// Driver turns slot needs into TaskManagers.
+// Driver turns slot needs into TaskManagers. The ResourceManager calls
+// it with its lock held: a Driver must not block nor call back into the
+// ResourceManager before returning.
 type Driver interface {
 	// SlotsWanted says how many slots the jobs need beyond what the
 	// registered TaskManagers have free; 0 when nothing is missing. It is
-	// called whenever the figure may have changed and must not block.
+	// called whenever the figure may have changed.
 	SlotsWanted(n int)
+	// TaskManagerRegistered says a TaskManager registered; it is called
+	// before its slots count in SlotsWanted.
+	TaskManagerRegistered(id string)
+	// TaskManagerLost says a registered TaskManager is gone (heartbeat
+	// timeout, unregistered, or removed by RemoveTaskManager).
+	TaskManagerLost(id, cause string)
 }
 
 // Standalone is the driver of a standalone cluster: TaskManagers are
@@ -48,6 +56,12 @@ func (s *Standalone) SlotsWanted(n int) {
 	}
 	s.last = n
 }
+
+// TaskManagerRegistered implements Driver.
+func (s *Standalone) TaskManagerRegistered(string) {}
+
+// TaskManagerLost implements Driver.
+func (s *Standalone) TaskManagerLost(string, string) {}
 
 // JobMaster is what the ResourceManager tells a job's JobMaster.
 type JobMaster interface {
@@ -181,6 +195,7 @@ func (rm *ResourceManager) removeLocked(id, cause string) {
 	rm.log.Warn("TaskManager lost", "tm", id, "cause", cause)
 	delete(rm.tms, id)
 	tm.conn.Close()
+	rm.cfg.Driver.TaskManagerLost(id, cause)
 	told := map[string]bool{}
 	for _, s := range tm.slots {
 		if j := rm.jobs[s.job]; j != nil && !told[s.job] {
@@ -225,6 +240,7 @@ func (rm *ResourceManager) RegisterTaskExecutor(_ context.Context, req *flinkpb.
 		}
 	}
 	rm.tms[req.TaskManagerId] = tm
+	rm.cfg.Driver.TaskManagerRegistered(req.TaskManagerId)
 	rm.log.Info("TaskManager registered", "tm", req.TaskManagerId, "addr", req.Address, "slots", req.Slots)
 	rm.matchLocked()
 	return &flinkpb.RegisterTaskExecutorResponse{
@@ -271,6 +287,14 @@ func (rm *ResourceManager) UnregisterTaskExecutor(_ context.Context, req *flinkp
 		rm.removeLocked(req.TaskManagerId, fmt.Sprintf("TaskManager %s at %s unregistered: %s", req.TaskManagerId, tm.info.Address, reason))
 	}
 	return &flinkpb.Empty{}, nil
+}
+
+// RemoveTaskManager forgets a TaskManager known to be gone (its
+// container exited), at once rather than after its heartbeat timeout.
+func (rm *ResourceManager) RemoveTaskManager(id, cause string) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	rm.removeLocked(id, cause)
 }
 
 // DeclareResourceRequirements says job needs slots slots; its JobMaster

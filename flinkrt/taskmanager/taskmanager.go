@@ -51,6 +51,14 @@ type Config struct {
 	// Launcher starts job workers; processes of the job's artifact when
 	// nil.
 	Launcher Launcher
+	// Artifacts are job artifacts already on this machine, by SHA-256
+	// (checked by whoever put them there): a job whose artifact is one of
+	// them starts without fetching it.
+	Artifacts map[string]string
+	// ResourceManagerTimeout, when set, ends the TaskManager once it has
+	// not reached the ResourceManager for this long: a TaskManager in a
+	// container does not outlive its ApplicationMaster.
+	ResourceManagerTimeout time.Duration
 }
 
 // TaskManager is a running TaskExecutor.
@@ -130,7 +138,7 @@ func New(cfg Config) (*TaskManager, error) {
 	}
 	tm.launcher = cfg.Launcher
 	if tm.launcher == nil {
-		tm.launcher = &ProcessLauncher{Dir: cfg.Dir, Blobs: tm.blobs}
+		tm.launcher = &ProcessLauncher{Dir: cfg.Dir, Blobs: tm.blobs, Local: cfg.Artifacts}
 	}
 	flinkpb.RegisterTaskExecutorServer(tm.srv, tm)
 	return tm, nil
@@ -152,10 +160,11 @@ func (tm *TaskManager) Run(ctx context.Context) error {
 	go func() { serveErr <- tm.srv.Serve(tm.ln) }()
 	tm.log.Info("TaskManager started", "id", tm.id, "addr", tm.addr, "slots", tm.cfg.Slots, "jobmanager", tm.cfg.JobManager)
 
+	rmLost := make(chan error, 1)
 	tm.wg.Add(1)
 	go func() {
 		defer tm.wg.Done()
-		tm.heartbeatRM(ctx)
+		rmLost <- tm.heartbeatRM(ctx)
 	}()
 	tm.wg.Add(1)
 	go func() {
@@ -167,6 +176,8 @@ func (tm *TaskManager) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
+	case err = <-rmLost:
+		tm.log.Error("shutting down", "error", err)
 	}
 	tm.mu.Lock()
 	var jobs []*job
@@ -187,10 +198,13 @@ func (tm *TaskManager) Run(ctx context.Context) error {
 }
 
 // heartbeatRM registers with the ResourceManager and heartbeats, and
-// registers again whenever the ResourceManager has forgotten it.
-func (tm *TaskManager) heartbeatRM(ctx context.Context) {
+// registers again whenever the ResourceManager has forgotten it. It
+// returns an error when the ResourceManager has been out of reach for
+// longer than the configured timeout.
+func (tm *TaskManager) heartbeatRM(ctx context.Context) error {
 	interval := time.Second
 	registered := false
+	lastOK := time.Now()
 	for {
 		if !registered {
 			resp, err := tm.rm.RegisterTaskExecutor(ctx, &flinkpb.RegisterTaskExecutorRequest{
@@ -198,7 +212,7 @@ func (tm *TaskManager) heartbeatRM(ctx context.Context) {
 				CpuCores: int32(runtime.NumCPU()), SlotReport: tm.slotReport(), DataHost: tm.cfg.DataHost,
 			})
 			if err == nil {
-				registered = true
+				registered, lastOK = true, time.Now()
 				interval = time.Duration(resp.HeartbeatIntervalMs) * time.Millisecond
 				tm.log.Info("registered with the ResourceManager", "addr", tm.cfg.JobManager)
 			} else if ctx.Err() == nil {
@@ -206,10 +220,16 @@ func (tm *TaskManager) heartbeatRM(ctx context.Context) {
 			}
 		} else {
 			resp, err := tm.rm.Heartbeat(ctx, &flinkpb.TaskExecutorHeartbeat{TaskManagerId: tm.id, SlotReport: tm.slotReport()})
-			if err == nil && !resp.Registered {
-				registered = false
-				continue
+			if err == nil {
+				lastOK = time.Now()
+				if !resp.Registered {
+					registered = false
+					continue
+				}
 			}
+		}
+		if limit := tm.cfg.ResourceManagerTimeout; limit > 0 && time.Since(lastOK) > limit {
+			return fmt.Errorf("the ResourceManager at %s has been out of reach for %s", tm.cfg.JobManager, limit)
 		}
 		wait := interval
 		if !registered {
@@ -217,7 +237,7 @@ func (tm *TaskManager) heartbeatRM(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-time.After(wait):
 		}
 	}

@@ -50,10 +50,13 @@ type Worker interface {
 }
 
 // ProcessLauncher starts workers as processes of the job's artifact,
-// fetched from the blob service into Dir and checked against its digest.
+// fetched from the blob service into Dir and checked against its digest,
+// unless Local has it.
 type ProcessLauncher struct {
 	Dir   string
 	Blobs flinkpb.DispatcherClient
+	// Local are artifacts on this machine by digest.
+	Local map[string]string
 	mu    sync.Mutex // one fetch at a time
 }
 
@@ -97,6 +100,9 @@ func (l *ProcessLauncher) Launch(ctx context.Context, spec WorkerSpec) (Worker, 
 func (l *ProcessLauncher) fetch(ctx context.Context, key *flinkpb.BlobKey) (string, error) {
 	if key == nil || len(key.Sha256) != 64 {
 		return "", errors.New("the job names no artifact")
+	}
+	if p, ok := l.Local[key.Sha256]; ok {
+		return filepath.Abs(p)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

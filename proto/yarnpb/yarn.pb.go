@@ -1561,6 +1561,9 @@ type NewApplicationResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ApplicationId string                 `protobuf:"bytes,1,opt,name=application_id,json=applicationId,proto3" json:"application_id,omitempty"`
 	MaxCapability *Resource              `protobuf:"bytes,2,opt,name=max_capability,json=maxCapability,proto3" json:"max_capability,omitempty"`
+	// staging_url is the base URL of the RM's staging store
+	// ("http://host:port/staging/"); empty when the RM serves no HTTP.
+	StagingUrl    string `protobuf:"bytes,3,opt,name=staging_url,json=stagingUrl,proto3" json:"staging_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1607,6 +1610,13 @@ func (x *NewApplicationResponse) GetMaxCapability() *Resource {
 		return x.MaxCapability
 	}
 	return nil
+}
+
+func (x *NewApplicationResponse) GetStagingUrl() string {
+	if x != nil {
+		return x.StagingUrl
+	}
+	return ""
 }
 
 type SubmitApplicationRequest struct {
@@ -4678,10 +4688,12 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x04used\x18\x14 \x01(\v2\x13.loom.yarn.ResourceR\x04used\x12%\n" +
 	"\x0enum_containers\x18\x15 \x01(\x05R\rnumContainers\x12\x12\n" +
 	"\x04tags\x18\x16 \x03(\tR\x04tags\"\x17\n" +
-	"\x15NewApplicationRequest\"{\n" +
+	"\x15NewApplicationRequest\"\x9c\x01\n" +
 	"\x16NewApplicationResponse\x12%\n" +
 	"\x0eapplication_id\x18\x01 \x01(\tR\rapplicationId\x12:\n" +
-	"\x0emax_capability\x18\x02 \x01(\v2\x13.loom.yarn.ResourceR\rmaxCapability\"]\n" +
+	"\x0emax_capability\x18\x02 \x01(\v2\x13.loom.yarn.ResourceR\rmaxCapability\x12\x1f\n" +
+	"\vstaging_url\x18\x03 \x01(\tR\n" +
+	"stagingUrl\"]\n" +
 	"\x18SubmitApplicationRequest\x12A\n" +
 	"\acontext\x18\x01 \x01(\v2'.loom.yarn.ApplicationSubmissionContextR\acontext\"\x1b\n" +
 	"\x19SubmitApplicationResponse\"\xa9\x01\n" +

@@ -62,6 +62,8 @@ type AMRMClient struct {
 	inflight   context.CancelFunc // cancels a held Allocate call on change
 	kicked     bool
 	reg        *yarnpb.RegisterApplicationMasterRequest
+	available  *yarnpb.Resource
+	nodes      int32
 
 	// Wait is how long the RM may hold an Allocate call with no news.
 	Wait time.Duration
@@ -138,6 +140,14 @@ func (a *AMRMClient) Outstanding() int {
 		n += int(ask.Count)
 	}
 	return n
+}
+
+// Available returns what the cluster had free for this application and
+// its number of nodes, as of the last heartbeat.
+func (a *AMRMClient) Available() (*yarnpb.Resource, int32) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.available, a.nodes
 }
 
 // ReleaseContainer gives a container back.
@@ -266,6 +276,7 @@ func (a *AMRMClient) loop(ctx context.Context) {
 		}
 		a.mu.Lock()
 		a.responseID = resp.ResponseId
+		a.available, a.nodes = resp.Available, resp.NumClusterNodes
 		a.releases = a.releases[sentReleases:]
 		// Withdrawn asks have been sent with count 0: forget them.
 		for k, ask := range a.asks {

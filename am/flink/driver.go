@@ -1,0 +1,361 @@
+package flink
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"loom/flinkrt/resourcemanager"
+	"loom/nm/nmclient"
+	"loom/proto/yarnpb"
+	"loom/rm/rmclient"
+)
+
+// TaskManagerSpec is the shape of the TaskManagers an AM starts.
+type TaskManagerSpec struct {
+	Slots    int
+	MemoryMB int64
+	VCores   int32
+	// Resources are the files a TaskManager container needs: the loom
+	// binary (named "loom") and the job artifacts it may run.
+	Resources []*yarnpb.LocalResource
+	// Artifacts maps the digest of each job artifact among Resources to
+	// its name in the container.
+	Artifacts map[string]string
+	// MaxFailed bounds the TaskManager containers that may fail or be
+	// lost before the driver gives up.
+	MaxFailed int
+}
+
+// tmPriority is the priority of TaskManager asks: one TaskManager spec,
+// one priority.
+const tmPriority = 1
+
+// waitNoteAfter is how long asks may go unanswered before the driver says
+// why a job still waits.
+const waitNoteAfter = 3 * time.Second
+
+// Driver is the Flink ResourceManager's cluster driver: it turns missing
+// slots into asks for TaskManager containers, starts `loom taskmanager`
+// in each container the cluster allocates, releases surplus ones, and
+// replaces TaskManagers whose containers are lost or fail to start, up to
+// a maximum of failures.
+type Driver struct {
+	spec   TaskManagerSpec
+	log    hclog.Logger
+	jmAddr string
+	amrm   *rmclient.AMRMClient
+	nms    *nmclient.Client
+	rm     *resourcemanager.ResourceManager
+	// onStatus receives what the driver is doing about missing slots;
+	// onFatal the cause when it gives up.
+	onStatus func(string)
+	onFatal  func(string)
+
+	mu         sync.Mutex
+	wanted     int                     // slots missing, as the Flink RM last said
+	asked      int                     // containers asked for, not allocated yet
+	askedSince time.Time               // when asked last went from 0 up
+	starting   map[string]*tmContainer // allocated; TaskManager not registered yet
+	running    map[string]*tmContainer // TaskManager registered
+	failed     int
+	gaveUp     bool
+	closed     bool
+	note       string
+	launches   sync.WaitGroup
+	wake       chan struct{}
+}
+
+type tmContainer struct {
+	id, node string
+	started  time.Time
+}
+
+func newDriver(spec TaskManagerSpec, log hclog.Logger) *Driver {
+	return &Driver{
+		spec: spec, log: log, nms: nmclient.New(),
+		starting: map[string]*tmContainer{}, running: map[string]*tmContainer{},
+		onStatus: func(string) {}, onFatal: func(string) {}, wake: make(chan struct{}, 1),
+	}
+}
+
+func (d *Driver) request() rmclient.ContainerRequest {
+	return rmclient.ContainerRequest{
+		Capability: &yarnpb.Resource{MemoryMb: d.spec.MemoryMB, Vcores: d.spec.VCores},
+		Priority:   tmPriority,
+	}
+}
+
+// SlotsWanted implements resourcemanager.Driver.
+func (d *Driver) SlotsWanted(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.wanted = n
+	d.reconcileLocked()
+}
+
+// TaskManagerRegistered implements resourcemanager.Driver.
+func (d *Driver) TaskManagerRegistered(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c := d.starting[id]; c != nil {
+		delete(d.starting, id)
+		d.running[id] = c
+		d.log.Info("TaskManager registered", "container", id, "node", c.node, "after", time.Since(c.started).Round(time.Millisecond))
+	}
+}
+
+// TaskManagerLost implements resourcemanager.Driver: a TaskManager that
+// stopped heartbeating has its container stopped and counts as failed.
+func (d *Driver) TaskManagerLost(id, cause string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := d.running[id]
+	if c == nil {
+		return
+	}
+	delete(d.running, id)
+	if d.closed {
+		return
+	}
+	d.failLocked(cause)
+	d.launches.Add(1)
+	go func() {
+		defer d.launches.Done()
+		_ = d.nms.Stop(context.Background(), c.node, c.id)
+	}()
+	d.reconcileLocked()
+}
+
+// reconcileLocked asks for the containers the missing slots need beyond
+// those starting, and withdraws asks no longer needed.
+func (d *Driver) reconcileLocked() {
+	if d.closed || d.gaveUp || d.amrm == nil {
+		return
+	}
+	deficit := d.wanted - len(d.starting)*d.spec.Slots
+	need := 0
+	if deficit > 0 {
+		need = (deficit + d.spec.Slots - 1) / d.spec.Slots
+	}
+	if need > d.asked {
+		if d.asked == 0 {
+			d.askedSince = time.Now()
+		}
+		d.log.Info("asking for TaskManager containers", "count", need-d.asked, "memory_mb", d.spec.MemoryMB, "vcores", d.spec.VCores, "slots_each", d.spec.Slots)
+	}
+	for ; d.asked < need; d.asked++ {
+		d.amrm.AddContainerRequest(d.request())
+	}
+	for ; d.asked > need; d.asked-- {
+		d.amrm.RemoveContainerRequest(d.request())
+	}
+	d.noteLocked()
+}
+
+// noteLocked says what the driver is doing about missing slots.
+func (d *Driver) noteLocked() {
+	var note string
+	switch {
+	case d.asked > 0 && time.Since(d.askedSince) >= waitNoteAfter:
+		note = fmt.Sprintf("%d TaskManager containers (%d MB, %d vcores each) asked for %s ago are not allocated yet",
+			d.asked, d.spec.MemoryMB, d.spec.VCores, time.Since(d.askedSince).Round(time.Second))
+		if avail, nodes := d.amrm.Available(); avail != nil {
+			note += fmt.Sprintf(": the cluster has %d MB and %d vcores free on %d nodes", avail.MemoryMb, avail.Vcores, nodes)
+		}
+		note += "; the job waits until containers free up (lower the parallelism or --tm-memory-mb to fit)"
+	case d.asked > 0:
+		note = fmt.Sprintf("asked the cluster for %d TaskManager containers (%d MB, %d vcores, %d slots each)", d.asked, d.spec.MemoryMB, d.spec.VCores, d.spec.Slots)
+	case len(d.starting) > 0:
+		note = fmt.Sprintf("starting %d TaskManagers", len(d.starting))
+	}
+	if note != d.note {
+		d.note = note
+		select {
+		case d.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// run publishes the driver's notes until ctx ends, refreshing the note of
+// unanswered asks every second.
+func (d *Driver) run(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	last := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.mu.Lock()
+			d.noteLocked()
+			d.mu.Unlock()
+		case <-d.wake:
+		}
+		d.mu.Lock()
+		note := d.note
+		d.mu.Unlock()
+		if note != last {
+			last = note
+			d.onStatus(note)
+		}
+	}
+}
+
+// allocated starts a TaskManager in each container the cluster gives
+// while asks are outstanding, and releases the rest.
+func (d *Driver) allocated(cs []*yarnpb.Container) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range cs {
+		if d.closed || d.gaveUp || d.asked == 0 {
+			d.log.Info("releasing a surplus container", "container", c.Id)
+			d.amrm.ReleaseContainer(c.Id)
+			continue
+		}
+		d.asked--
+		tc := &tmContainer{id: c.Id, node: c.NodeId, started: time.Now()}
+		d.starting[c.Id] = tc
+		d.launches.Add(1)
+		go func() {
+			defer d.launches.Done()
+			d.launch(c, tc)
+		}()
+	}
+	d.noteLocked()
+}
+
+// launch starts `loom taskmanager` in a container.
+func (d *Driver) launch(c *yarnpb.Container, tc *tmContainer) {
+	host, _, err := net.SplitHostPort(c.NodeId)
+	if err != nil {
+		host = c.NodeId
+	}
+	mem := d.spec.MemoryMB
+	if mem > 128 {
+		mem -= 32 // the TaskManager's own share; its workers get the rest
+	}
+	cmd := []string{"./loom", "taskmanager",
+		"--jobmanager", d.jmAddr,
+		"--slots", strconv.Itoa(d.spec.Slots),
+		"--memory-mb", strconv.FormatInt(mem, 10),
+		"--addr", net.JoinHostPort(host, "0"),
+		"--dir", ".",
+		"--id", c.Id,
+		"--rm-timeout", "30s",
+	}
+	for digest, name := range d.spec.Artifacts {
+		cmd = append(cmd, "--artifact", digest+"="+name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = d.nms.Start(ctx, c.NodeId, &yarnpb.StartContainerRequest{
+		ContainerId:   c.Id,
+		Resource:      c.Resource,
+		LaunchContext: &yarnpb.ContainerLaunchContext{Command: cmd, LocalResources: d.spec.Resources},
+	})
+	if err == nil {
+		d.log.Info("TaskManager container started", "container", c.Id, "node", c.NodeId, "in", time.Since(tc.started).Round(time.Millisecond))
+		return
+	}
+	d.amrm.ReleaseContainer(c.Id)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.starting[c.Id] != tc {
+		return
+	}
+	delete(d.starting, c.Id)
+	if d.closed {
+		return
+	}
+	d.failLocked(fmt.Sprintf("TaskManager container %s could not be started on node %s: %v", c.Id, c.NodeId, err))
+	d.reconcileLocked()
+}
+
+// completed handles containers that ended: a TaskManager's container
+// that exits while the driver runs is a lost TaskManager.
+func (d *Driver) completed(sts []*yarnpb.ContainerStatus) {
+	var gone []string
+	var causes []string
+	d.mu.Lock()
+	for _, st := range sts {
+		c, wasRunning := d.running[st.ContainerId]
+		if !wasRunning {
+			if c = d.starting[st.ContainerId]; c == nil {
+				continue
+			}
+		}
+		delete(d.running, st.ContainerId)
+		delete(d.starting, st.ContainerId)
+		if d.closed {
+			continue
+		}
+		cause := fmt.Sprintf("TaskManager container %s on node %s exited with code %d", c.id, c.node, st.ExitStatus)
+		if st.Diagnostics != "" {
+			cause += ": " + st.Diagnostics
+		}
+		d.failLocked(cause)
+		if wasRunning {
+			gone, causes = append(gone, c.id), append(causes, cause)
+		}
+	}
+	d.reconcileLocked()
+	d.mu.Unlock()
+	// The Flink RM hears of it now, not at the heartbeat timeout.
+	for i, id := range gone {
+		d.rm.RemoveTaskManager(id, causes[i])
+	}
+}
+
+// failLocked counts a failed TaskManager container and gives up past the
+// maximum.
+func (d *Driver) failLocked(cause string) {
+	d.failed++
+	d.log.Warn("TaskManager container failed", "cause", cause, "failed", d.failed, "max", d.spec.MaxFailed)
+	if d.failed > d.spec.MaxFailed && !d.gaveUp {
+		d.gaveUp = true
+		msg := fmt.Sprintf("%s; %d TaskManager containers have failed, more than the %d allowed (--max-failed-containers)", cause, d.failed, d.spec.MaxFailed)
+		go d.onFatal(msg)
+	}
+}
+
+// Stop stops every TaskManager container and withdraws the asks; it
+// returns once the NodeManagers have been told.
+func (d *Driver) Stop() {
+	d.mu.Lock()
+	d.closed = true
+	byNode := map[string][]string{}
+	for _, m := range []map[string]*tmContainer{d.starting, d.running} {
+		for id, c := range m {
+			byNode[c.node] = append(byNode[c.node], id)
+		}
+	}
+	if d.amrm != nil {
+		for ; d.asked > 0; d.asked-- {
+			d.amrm.RemoveContainerRequest(d.request())
+		}
+	}
+	d.mu.Unlock()
+	d.launches.Wait()
+	var wg sync.WaitGroup
+	for node, ids := range byNode {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := d.nms.Stop(ctx, node, ids...); err != nil {
+				d.log.Warn("stopping TaskManager containers", "node", node, "error", err)
+			}
+		}()
+	}
+	wg.Wait()
+	d.nms.Close()
+}

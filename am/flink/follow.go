@@ -1,0 +1,225 @@
+package flink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"loom/errdefs"
+	"loom/flinkrt/client"
+	"loom/flinkrt/jobmanager"
+	"loom/proto/flinkpb"
+	"loom/proto/yarnpb"
+	"loom/rm/rmclient"
+)
+
+// AppTerminal reports whether an application has ended.
+func AppTerminal(s yarnpb.AppState) bool {
+	return s == yarnpb.AppState_APP_FINISHED || s == yarnpb.AppState_APP_FAILED || s == yarnpb.AppState_APP_KILLED
+}
+
+// JobManagerAddr returns the gRPC address of a Flink application's
+// JobManager from its report, or an error that says why there is none.
+func JobManagerAddr(a *yarnpb.ApplicationReport) (string, error) {
+	if a.Type != AppType {
+		return "", errdefs.InvalidArgument("application %s is a %s application, not a Flink one", a.Id, a.Type)
+	}
+	if AppTerminal(a.State) {
+		return "", errdefs.FailedPrecondition("application %s has ended (%s, %s); its JobManager is gone", a.Id, rmclient.StateName(a.State.String()), a.FinalStatus)
+	}
+	for _, at := range a.Attempts {
+		if at.Id == a.CurrentAttemptId && at.State == yarnpb.AttemptState_ATTEMPT_RUNNING && at.Host != "" && at.RpcPort > 0 {
+			return net.JoinHostPort(at.Host, strconv.Itoa(int(at.RpcPort))), nil
+		}
+	}
+	return "", errdefs.Unavailable("application %s is %s: its JobManager is not up yet; try again in a moment", a.Id, rmclient.StateName(a.State.String()))
+}
+
+// Progress is what Follow reports: a line for the user, and the details
+// of the job when the line is about the job.
+type Progress struct {
+	Message string
+	Job     *flinkpb.JobDetails
+}
+
+// Follow reports a per-job application's progress through fn (the
+// application's state, its AM, its TaskManager containers, the job's
+// states) until the application ends, and returns the job's last details
+// (nil when it never ran) and the application's final report. When ctx
+// ends it cancels the job, and kills the application if the job does not
+// end by itself soon after.
+func Follow(ctx context.Context, rm *rmclient.Client, appID, jobID string, fn func(Progress)) (*flinkpb.JobDetails, *yarnpb.ApplicationReport, error) {
+	var mu sync.Mutex
+	report := func(p Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		fn(p)
+	}
+	// The application's reports are followed on a context of their own,
+	// so that a Ctrl-C still waits for the application to end.
+	appCtx, stopApp := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopApp()
+	addrs := make(chan string, 8)
+	var final *yarnpb.ApplicationReport
+	appErr := make(chan error, 1)
+	go func() {
+		defer close(addrs)
+		r, err := followApp(appCtx, rm, appID, report, addrs)
+		final = r
+		appErr <- err
+	}()
+
+	var last *flinkpb.JobDetails
+	canceled := false
+	cancelJob := func(addr string) {
+		if canceled {
+			return
+		}
+		canceled = true
+		report(Progress{Message: "canceling job " + jobID})
+		if addr != "" {
+			if cl, err := client.Dial(addr); err == nil {
+				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err = cl.Dispatcher().CancelJob(cctx, &flinkpb.CancelJobRequest{JobId: jobID})
+				cancel()
+				cl.Close()
+				if err == nil {
+					go killAfter(appCtx, rm, appID, 15*time.Second)
+					return
+				}
+			}
+		}
+		kctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = rm.Kill(kctx, appID, "killed by the user who submitted it")
+	}
+	// After an interrupt the job is followed to its end on appCtx.
+	jobCtx := ctx
+	for {
+		var addr string
+		var ok bool
+		select {
+		case addr, ok = <-addrs:
+		case <-jobCtx.Done():
+			cancelJob("")
+			jobCtx = appCtx
+			continue
+		}
+		if !ok {
+			break
+		}
+		for {
+			_, err := followJob(jobCtx, addr, jobID, report, &last)
+			if err != nil && jobCtx == ctx && ctx.Err() != nil {
+				cancelJob(addr)
+				jobCtx = appCtx
+				continue
+			}
+			break
+		}
+	}
+	if err := <-appErr; err != nil {
+		return last, nil, err
+	}
+	return last, final, nil
+}
+
+// killAfter kills an application that has not ended after d.
+func killAfter(ctx context.Context, rm *rmclient.Client, appID string, d time.Duration) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(d):
+	}
+	kctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _ = rm.Kill(kctx, appID, "its job did not stop within "+d.String()+" of being canceled")
+}
+
+// followApp reports an application's changes until it ends, and sends
+// the address of each attempt's JobManager as it comes up.
+func followApp(ctx context.Context, rm *rmclient.Client, appID string, report func(Progress), addrs chan<- string) (*yarnpb.ApplicationReport, error) {
+	var index uint64
+	state := yarnpb.AppState_APP_NEW
+	attempt, sentAddr := "", ""
+	seen := map[string]bool{}
+	for {
+		a, idx, err := rm.WatchReport(ctx, appID, true, index, 30*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		index = idx
+		if a.State != state && !AppTerminal(a.State) {
+			state = a.State
+			report(Progress{Message: "application " + appID + " " + rmclient.StateName(a.State.String())})
+		}
+		if a.CurrentAttemptId != attempt {
+			if attempt != "" {
+				report(Progress{Message: fmt.Sprintf("attempt %s ended (%s); the ResourceManager started attempt %s", attempt, attemptDiag(a, attempt), a.CurrentAttemptId)})
+			}
+			attempt = a.CurrentAttemptId
+		}
+		for _, c := range a.Containers {
+			if c.State != yarnpb.ContainerState_CONTAINER_RUNNING || seen[c.Id] {
+				continue
+			}
+			seen[c.Id] = true
+			if !c.IsAm {
+				report(Progress{Message: fmt.Sprintf("TaskManager container %s running on %s", c.Id, c.NodeId)})
+			}
+		}
+		if addr, err := JobManagerAddr(a); err == nil && addr != sentAddr {
+			sentAddr = addr
+			report(Progress{Message: fmt.Sprintf("ApplicationMaster running on %s; JobManager web interface: %s", a.Host, a.TrackingUrl)})
+			addrs <- addr
+		}
+		if AppTerminal(a.State) {
+			return a, nil
+		}
+	}
+}
+
+func attemptDiag(a *yarnpb.ApplicationReport, id string) string {
+	for _, at := range a.Attempts {
+		if at.Id == id {
+			if at.Diagnostics != "" {
+				return at.Diagnostics
+			}
+			return rmclient.StateName(at.State.String())
+		}
+	}
+	return "gone"
+}
+
+// followJob reports a job's changes at one JobManager until the job ends
+// or the JobManager goes away.
+func followJob(ctx context.Context, addr, jobID string, report func(Progress), last **flinkpb.JobDetails) (*flinkpb.JobDetails, error) {
+	cl, err := client.Dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	state, diag := "", ""
+	if *last != nil {
+		state = (*last).State
+	}
+	d, err := cl.Watch(ctx, jobID, func(d *flinkpb.JobDetails) {
+		*last = d
+		if d.State != state {
+			state = d.State
+			report(Progress{Message: fmt.Sprintf("job %s %s", d.Name, d.State), Job: d})
+		}
+		if d.State == jobmanager.JobCreated && d.Diagnostic != diag {
+			diag = d.Diagnostic
+			report(Progress{Message: d.Diagnostic, Job: d})
+		}
+	})
+	if err != nil {
+		return nil, errors.Join(errors.New("following the job at "+addr), err)
+	}
+	return d, nil
+}

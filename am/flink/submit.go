@@ -1,0 +1,218 @@
+package flink
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"loom/errdefs"
+	"loom/flinkrt/client"
+	"loom/flinkrt/jobmanager"
+	"loom/proto/flinkpb"
+	"loom/proto/yarnpb"
+	"loom/rm/rmclient"
+)
+
+// AppType is the application type of Flink applications, as YARN shows
+// Flink's.
+const AppType = "Apache Flink"
+
+// Options describe the cluster a per-job application brings up.
+type Options struct {
+	Name        string
+	Queue       string
+	Priority    int32
+	SlotsPerTM  int
+	TMMemoryMB  int64
+	TMVCores    int32
+	JMMemoryMB  int64
+	MaxAttempts int32
+	// MaxFailedContainers bounds the TaskManager containers that may fail
+	// before the job fails.
+	MaxFailedContainers int
+	// LoomBinary is the loom executable shipped to the containers; this
+	// process's own when empty.
+	LoomBinary string
+}
+
+// DefaultOptions are the defaults of `loom run -t per-job`.
+var DefaultOptions = Options{SlotsPerTM: 1, TMMemoryMB: 512, TMVCores: 1, JMMemoryMB: 256, MaxFailedContainers: 3}
+
+// Submission is a submitted per-job application.
+type Submission struct {
+	AppID, JobID string
+	// TaskManagers is how many TaskManager containers the job needs.
+	TaskManagers int
+	// Timings of the client's steps.
+	Staged time.Duration
+}
+
+// Validate checks the options before anything is sent.
+func (o *Options) Validate() error {
+	switch {
+	case o.SlotsPerTM < 1 || o.SlotsPerTM > 1024:
+		return errdefs.InvalidArgument("--slots-per-tm %d: want 1..1024", o.SlotsPerTM)
+	case o.TMMemoryMB < 64:
+		return errdefs.InvalidArgument("--tm-memory-mb %d: a TaskManager needs at least 64 MB", o.TMMemoryMB)
+	case o.JMMemoryMB < 64:
+		return errdefs.InvalidArgument("--jm-memory-mb %d: the JobManager needs at least 64 MB", o.JMMemoryMB)
+	case o.TMVCores < 1:
+		return errdefs.InvalidArgument("--tm-vcores %d: want at least 1", o.TMVCores)
+	case o.MaxFailedContainers < 0:
+		return errdefs.InvalidArgument("--max-failed-containers %d: want 0 or more", o.MaxFailedContainers)
+	}
+	return nil
+}
+
+// SubmitPerJob ships a planned job (its program, its JobGraph and the
+// loom binary, through the RM's staging store) and submits the
+// application whose AM runs it.
+func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program, jg *flinkpb.JobGraph, o Options) (*Submission, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	app, err := rm.NewApplication(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if max := app.MaxCapability; max != nil {
+		for _, c := range []struct {
+			flag string
+			mb   int64
+		}{{"--tm-memory-mb", o.TMMemoryMB}, {"--jm-memory-mb", o.JMMemoryMB}} {
+			if c.mb > max.MemoryMb {
+				return nil, errdefs.InvalidArgument("%s %d exceeds the cluster's maximum allocation of %d MB; ask for less", c.flag, c.mb, max.MemoryMb)
+			}
+		}
+		if o.TMVCores > max.Vcores {
+			return nil, errdefs.InvalidArgument("--tm-vcores %d exceeds the cluster's maximum allocation of %d vcores", o.TMVCores, max.Vcores)
+		}
+	}
+	bin := o.LoomBinary
+	if bin == "" {
+		if bin, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("finding the loom binary: %w", err)
+		}
+	}
+	prog.Path, err = filepath.Abs(prog.Path)
+	if err != nil {
+		return nil, err
+	}
+
+	began := time.Now()
+	var loomRes, progRes *yarnpb.LocalResource
+	var loomErr, progErr error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		loomRes, loomErr = rmclient.Stage(ctx, app.StagingUrl, bin, "loom", true)
+	}()
+	go func() {
+		defer wg.Done()
+		progRes, progErr = rmclient.Stage(ctx, app.StagingUrl, prog.Path, "job", true)
+	}()
+	wg.Wait()
+	if loomErr != nil {
+		return nil, fmt.Errorf("staging the loom binary: %w", loomErr)
+	}
+	if progErr != nil {
+		return nil, fmt.Errorf("staging the job program: %w", progErr)
+	}
+	jobID := jobmanager.NewJobID()
+	req := &flinkpb.SubmitJobRequest{
+		JobGraph: jg, JobId: jobID, Args: prog.Args, Env: prog.Env,
+		Artifact: &flinkpb.BlobKey{Sha256: progRes.Sha256, Size: progRes.Size},
+	}
+	jobRes, err := stageBytes(ctx, app.StagingUrl, req, "job.pb")
+	if err != nil {
+		return nil, fmt.Errorf("staging the job graph: %w", err)
+	}
+	staged := time.Since(began)
+
+	tmRes, err := json.Marshal([]*yarnpb.LocalResource{loomRes, progRes})
+	if err != nil {
+		return nil, err
+	}
+	cmd := []string{"./loom", "am", "--mode", "per-job",
+		"--job", "job.pb", "--artifact", "job",
+		"--slots-per-tm", strconv.Itoa(o.SlotsPerTM),
+		"--tm-memory-mb", strconv.FormatInt(o.TMMemoryMB, 10),
+		"--tm-vcores", strconv.Itoa(int(o.TMVCores)),
+		"--max-failed-containers", strconv.Itoa(o.MaxFailedContainers),
+	}
+	name := o.Name
+	if name == "" {
+		name = jg.Name
+	}
+	owner := "unknown"
+	if u, err := user.Current(); err == nil {
+		owner = u.Username
+	}
+	err = rm.Submit(ctx, &yarnpb.ApplicationSubmissionContext{
+		ApplicationId: app.ApplicationId,
+		Name:          name,
+		Queue:         o.Queue,
+		Type:          AppType,
+		User:          owner,
+		Priority:      o.Priority,
+		MaxAttempts:   o.MaxAttempts,
+		Tags:          []string{"per-job", "flink-job-id:" + jobID},
+		AmResource:    &yarnpb.Resource{MemoryMb: o.JMMemoryMB, Vcores: 1},
+		AmContainer: &yarnpb.ContainerLaunchContext{
+			Command:        cmd,
+			Env:            map[string]string{EnvTaskManagerResources: string(tmRes)},
+			LocalResources: []*yarnpb.LocalResource{loomRes, progRes, jobRes},
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	slots := int(jg.Slots)
+	return &Submission{AppID: app.ApplicationId, JobID: jobID, TaskManagers: (slots + o.SlotsPerTM - 1) / o.SlotsPerTM, Staged: staged}, nil
+}
+
+// stageBytes stages a message as a file named name in the container.
+func stageBytes(ctx context.Context, stagingURL string, m proto.Message, name string) (*yarnpb.LocalResource, error) {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp("", "loom-stage-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	return rmclient.Stage(ctx, stagingURL, f.Name(), name, false)
+}
+
+// ParseTaskManagerResources reads the TaskManagers' local resources from
+// the AM's environment, and which of them are job artifacts.
+func ParseTaskManagerResources(s string) ([]*yarnpb.LocalResource, map[string]string, error) {
+	var res []*yarnpb.LocalResource
+	if err := json.Unmarshal([]byte(s), &res); err != nil {
+		return nil, nil, fmt.Errorf("%s is not a JSON list of local resources: %w", EnvTaskManagerResources, err)
+	}
+	artifacts := map[string]string{}
+	for _, r := range res {
+		if r.GetName() != "loom" && r.GetSha256() != "" {
+			artifacts[r.Sha256] = r.Name
+		}
+	}
+	return res, artifacts, nil
+}

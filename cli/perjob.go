@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"loom/am/flink"
+	"loom/flinkrt/client"
+	"loom/proto/yarnpb"
+	"loom/rm/rmclient"
+)
+
+// perJobFlags are the flags of `loom run -t per-job`.
+func perJobFlags() []cli.Flag {
+	d := flink.DefaultOptions
+	return []cli.Flag{
+		rmFlag,
+		&cli.IntFlag{Name: "slots-per-tm", Value: d.SlotsPerTM, Usage: "per-job: slots of each TaskManager"},
+		&cli.Int64Flag{Name: "tm-memory-mb", Value: d.TMMemoryMB, Usage: "per-job: memory of each TaskManager container, MB"},
+		&cli.IntFlag{Name: "tm-vcores", Value: int(d.TMVCores), Usage: "per-job: vcores of each TaskManager container"},
+		&cli.Int64Flag{Name: "jm-memory-mb", Value: d.JMMemoryMB, Usage: "per-job: memory of the JobManager (AM) container, MB"},
+		&cli.StringFlag{Name: "queue", Value: "default", Usage: "per-job: queue to submit to"},
+		&cli.StringFlag{Name: "name", Usage: "per-job: application name (default: the job's name)"},
+		&cli.IntFlag{Name: "max-failed-containers", Value: d.MaxFailedContainers, Usage: "per-job: TaskManager containers that may fail before the job fails"},
+		&cli.IntFlag{Name: "max-attempts", Usage: "per-job: AM attempts (0: the cluster's maximum)"},
+	}
+}
+
+// runPerJob plans the program, submits it as an application of its own
+// and, attached, follows it to its end.
+func runPerJob(c *cli.Context, prog client.Program) error {
+	began := time.Now()
+	step := func(msg string) {
+		fmt.Printf("[%7.3fs] %s\n", time.Since(began).Seconds(), msg)
+	}
+	opts := flink.Options{
+		Name: c.String("name"), Queue: c.String("queue"), SlotsPerTM: c.Int("slots-per-tm"),
+		TMMemoryMB: c.Int64("tm-memory-mb"), TMVCores: int32(c.Int("tm-vcores")), JMMemoryMB: c.Int64("jm-memory-mb"),
+		MaxFailedContainers: c.Int("max-failed-containers"), MaxAttempts: int32(c.Int("max-attempts")),
+	}
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	jg, err := client.Plan(c.Context, prog)
+	if err != nil {
+		return err
+	}
+	if p := jg.Config["parallelism.default"]; p != "" {
+		prog.Env["LOOM_PARALLELISM"] = p
+	}
+	rm, err := rmClient(c)
+	if err != nil {
+		return err
+	}
+	defer rm.Close()
+	detached := c.Bool("detached")
+	if !detached {
+		step(fmt.Sprintf("planned job %s: %d slots", jg.Name, jg.Slots))
+	}
+	sub, err := flink.SubmitPerJob(c.Context, rm, prog, jg, opts)
+	if err != nil {
+		return err
+	}
+	if detached {
+		a, err := waitForJobManager(c, rm, sub.AppID)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("Application %s (job %s)\nJobManager web interface: %s\n", sub.AppID, sub.JobID, a.TrackingUrl)
+		return nil
+	}
+	step(fmt.Sprintf("staged the program, its job graph and loom in %s", sub.Staged.Round(time.Millisecond)))
+	step(fmt.Sprintf("submitted application %s with job %s: 1 JobManager, %d TaskManagers of %d slots", sub.AppID, sub.JobID, sub.TaskManagers, opts.SlotsPerTM))
+	d, app, err := flink.Follow(c.Context, rm, sub.AppID, sub.JobID, func(p flink.Progress) { step(p.Message) })
+	if err != nil {
+		return err
+	}
+	if d != nil && (d.State == "FINISHED" || d.State == "FAILED" || d.State == "CANCELED") {
+		dur := time.Duration(d.EndTimeMs-d.StartTimeMs) * time.Millisecond
+		fmt.Printf("Job %s (%s) %s after %s\n", d.JobId, d.Name, d.State, dur)
+	}
+	fmt.Printf("Application %s %s (%s)\n", app.Id, rmclient.StateName(app.State.String()), app.FinalStatus)
+	if d != nil && d.State == "FINISHED" && app.FinalStatus == yarnpb.FinalStatus_SUCCEEDED {
+		return nil
+	}
+	cause := app.Diagnostics
+	if d != nil && d.Failure != "" {
+		cause = d.Failure
+	}
+	if cause != "" {
+		fmt.Fprintf(os.Stderr, "cause: %s\n", cause)
+	}
+	return exitError{code: 1}
+}
+
+// waitForJobManager waits until a submitted application's JobManager is
+// up (or the application ended) and returns its report.
+func waitForJobManager(c *cli.Context, rm *rmclient.Client, appID string) (*yarnpb.ApplicationReport, error) {
+	var index uint64
+	for {
+		a, idx, err := rm.WatchReport(c.Context, appID, false, index, 30*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		index = idx
+		if _, err := flink.JobManagerAddr(a); err == nil {
+			return a, nil
+		}
+		if flink.AppTerminal(a.State) {
+			return nil, fmt.Errorf("application %s ended before its JobManager came up: %s", appID, a.Diagnostics)
+		}
+	}
+}
+
+func amCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "am",
+		Usage: "run the Flink ApplicationMaster (inside an AM container; `loom run -t per-job` starts it)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "mode", Value: "per-job", Usage: "per-job"},
+			&cli.StringFlag{Name: "job", Value: "job.pb", Usage: "the job to run (a staged SubmitJobRequest)"},
+			&cli.StringFlag{Name: "artifact", Value: "job", Usage: "the job's program"},
+			&cli.IntFlag{Name: "slots-per-tm", Value: 1, Usage: "slots of each TaskManager"},
+			&cli.Int64Flag{Name: "tm-memory-mb", Value: 512, Usage: "memory of each TaskManager container, MB"},
+			&cli.IntFlag{Name: "tm-vcores", Value: 1, Usage: "vcores of each TaskManager container"},
+			&cli.IntFlag{Name: "max-failed-containers", Value: 3, Usage: "TaskManager containers that may fail before the job fails"},
+			logLevelFlag,
+		},
+		Action: func(c *cli.Context) error {
+			if m := c.String("mode"); m != "per-job" {
+				return fmt.Errorf("--mode %q: the AM runs in per-job mode", m)
+			}
+			res, artifacts, err := flink.ParseTaskManagerResources(os.Getenv(flink.EnvTaskManagerResources))
+			if err != nil {
+				return err
+			}
+			if len(artifacts) == 0 {
+				return errors.New(flink.EnvTaskManagerResources + " names no job artifact for the TaskManagers")
+			}
+			return flink.RunPerJob(c.Context, flink.AMConfig{
+				JobFile: c.String("job"), ArtifactFile: c.String("artifact"),
+				TaskManager: flink.TaskManagerSpec{
+					Slots: c.Int("slots-per-tm"), MemoryMB: c.Int64("tm-memory-mb"), VCores: int32(c.Int("tm-vcores")),
+					Resources: res, Artifacts: artifacts, MaxFailed: c.Int("max-failed-containers"),
+				},
+				Log: newLogger(c, "loom-am", os.Stderr),
+			})
+		},
+	}
+}
