@@ -44,8 +44,8 @@ proto:
 	PATH="$(GOBIN_DIR):$$PATH" protoc --go_out=. --go_opt=paths=source_relative \
 		--go-grpc_out=. --go-grpc_opt=paths=source_relative proto/yarnpb/*.proto proto/flinkpb/*.proto
 
-# Starts a local cluster in a temporary directory, runs a distributed
-# shell across it, prints what every container wrote, stops everything.
+# Starts a local cluster in a temporary directory, runs topspeedwindow
+# and wordcount per-job on it, prints their results, stops everything.
 demo: build
 	@scripts/demo.sh
 

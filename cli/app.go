@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"loom/am/flink"
 	"loom/errdefs"
 	"loom/nm/nmclient"
 	"loom/proto/yarnpb"
@@ -170,8 +171,13 @@ func printApp(w io.Writer, a *yarnpb.ApplicationReport) {
 	rows = nil
 	for _, ct := range a.Containers {
 		role := "task"
-		if ct.IsAm {
+		switch {
+		case ct.IsAm && a.Type == flink.AppType:
+			role = "AM (JobManager)"
+		case ct.IsAm:
 			role = "AM"
+		case a.Type == flink.AppType:
+			role = "TaskManager"
 		}
 		exit := "-"
 		if ct.State == yarnpb.ContainerState_CONTAINER_COMPLETED {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo: a local cluster (1 ResourceManager, 3 NodeManagers) in a
-# temporary directory, a distributed shell across 6 containers, the
-# containers' output, then everything stopped.
+# temporary directory, two streaming jobs each in an application of its
+# own (per-job mode), their results, then everything stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOOM=$PWD/bin/loom
@@ -17,7 +17,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$LOOM" cluster up --nodes 3 --dir "$dir" --rm-addr "$LOOM_RM" --http-addr 127.0.0.1:$((port + 56)) >"$dir/cluster.out" 2>&1 &
+"$LOOM" cluster up --nodes 3 --dir "$dir/cluster" --rm-addr "$LOOM_RM" --http-addr 127.0.0.1:$((port + 56)) >"$dir/cluster.out" 2>&1 &
 cluster_pid=$!
 for _ in $(seq 300); do
 	grep -q "cluster ready" "$dir/cluster.out" 2>/dev/null && break
@@ -25,16 +25,27 @@ for _ in $(seq 300); do
 	sleep 0.1
 done
 cat "$dir/cluster.out"
+
 echo
-echo "\$ loom node list"
-"$LOOM" node list
+echo "\$ loom run -t per-job -p 2 bin/topspeedwindow --duration 5s --output \$DIR/topspeed"
+"$LOOM" run -t per-job -p 2 bin/topspeedwindow --duration 5s --output "$dir/topspeed"
 echo
-echo "\$ loom dshell --num-containers 6 --memory-mb 64 -- sh -c 'echo hello from \$LOOM_CONTAINER_ID on \$LOOM_NM_ADDR'"
-"$LOOM" dshell --num-containers 6 --memory-mb 64 -- sh -c 'echo hello from $LOOM_CONTAINER_ID on $LOOM_NM_ADDR'
-app=$("$LOOM" app list --all -o json | sed -n 's/.*"id": "\(application_[0-9_]*\)".*/\1/p' | tail -1)
+echo "top speeds (car, speed km/h, distance m, time ms), the last 3 windows of each car:"
+results=$(cat "$dir"/topspeed/part-* | tr -d '()')
+for car in $(cut -d, -f1 <<<"$results" | sort -un); do
+	grep "^$car," <<<"$results" | sort -u -t, -k4,4n | tail -3 | sed 's/^/  /'
+done
+
 echo
-echo "\$ loom app logs $app   (what each container wrote)"
-"$LOOM" app logs "$app" --log-files stdout | grep '^hello from'
+echo "\$ loom run -t per-job -p 4 --slots-per-tm 2 bin/wordcount --output \$DIR/wordcount"
+"$LOOM" run -t per-job -p 4 --slots-per-tm 2 bin/wordcount --output "$dir/wordcount"
+echo
+echo "the 10 most frequent words (the last count of each word):"
+cat "$dir"/wordcount/part-* | tr -d '()' | awk -F, '{ c[$1] = $2 } END { for (w in c) printf "  %6d  %s\n", c[w], w }' | sort -k1,1nr -k2 | head -10
+
+echo
+echo "\$ loom app list --all"
+"$LOOM" app list --all
 echo
 kill -TERM "$cluster_pid"; wait "$cluster_pid" || true
 cluster_pid=

@@ -163,16 +163,14 @@ func (d *Driver) noteLocked() {
 	var note string
 	switch {
 	case d.asked > 0 && time.Since(d.askedSince) >= waitNoteAfter:
-		note = fmt.Sprintf("%d TaskManager containers (%d MB, %d vcores each) asked for %s ago are not allocated yet",
-			d.asked, d.spec.MemoryMB, d.spec.VCores, time.Since(d.askedSince).Round(time.Second))
+		note = fmt.Sprintf("%s (%d MB, %s each) %s not allocated after %s",
+			plural(d.asked, "TaskManager container"), d.spec.MemoryMB, plural(int(d.spec.VCores), "vcore"), isAre(d.asked), waitNoteAfter)
 		if avail, nodes := d.amrm.Available(); avail != nil {
-			note += fmt.Sprintf(": the cluster has %d MB and %d vcores free on %d nodes", avail.MemoryMb, avail.Vcores, nodes)
+			note += fmt.Sprintf(": the cluster has %d MB and %s free on %s", avail.MemoryMb, plural(int(avail.Vcores), "vcore"), plural(int(nodes), "node"))
 		}
 		note += "; the job waits until containers free up (lower the parallelism or --tm-memory-mb to fit)"
 	case d.asked > 0:
-		note = fmt.Sprintf("asked the cluster for %d TaskManager containers (%d MB, %d vcores, %d slots each)", d.asked, d.spec.MemoryMB, d.spec.VCores, d.spec.Slots)
-	case len(d.starting) > 0:
-		note = fmt.Sprintf("starting %d TaskManagers", len(d.starting))
+		note = fmt.Sprintf("asked the cluster for %s (%d MB, %s, %s each)", plural(d.asked, "TaskManager container"), d.spec.MemoryMB, plural(int(d.spec.VCores), "vcore"), plural(d.spec.Slots, "slot"))
 	}
 	if note != d.note {
 		d.note = note
@@ -358,4 +356,19 @@ func (d *Driver) Stop() {
 	}
 	wg.Wait()
 	d.nms.Close()
+}
+
+// plural is "1 thing" or "n things".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
+}
+
+func isAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
 }

@@ -213,7 +213,9 @@ func followJob(ctx context.Context, addr, jobID string, report func(Progress), l
 			state = d.State
 			report(Progress{Message: fmt.Sprintf("job %s %s", d.Name, d.State), Job: d})
 		}
-		if d.State == jobmanager.JobCreated && d.Diagnostic != diag {
+		// What a job waits for is news when the wait is long.
+		waited := time.Since(time.UnixMilli(d.StartTimeMs))
+		if d.State == jobmanager.JobCreated && d.Diagnostic != diag && waited > waitNoteAfter-time.Second {
 			diag = d.Diagnostic
 			report(Progress{Message: d.Diagnostic, Job: d})
 		}
