@@ -373,7 +373,7 @@ func jobJSON(j *flinkpb.JobDetails) map[string]any {
 	return map[string]any{
 		"id": j.JobId, "name": j.Name, "state": j.State, "start_time_ms": j.StartTimeMs, "end_time_ms": j.EndTimeMs,
 		"duration_ms": jobDuration(j).Milliseconds(), "tasks_running": running, "tasks_total": total, "slots": j.Slots,
-		"failure": j.Failure,
+		"failure": j.Failure, "diagnostic": j.Diagnostic,
 	}
 }
 

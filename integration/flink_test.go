@@ -159,6 +159,7 @@ type jobJSON struct {
 	Name    string `json:"name"`
 	State   string `json:"state"`
 	Failure string `json:"failure"`
+	Diag    string `json:"diagnostic"`
 	Running int    `json:"tasks_running"`
 	Total   int    `json:"tasks_total"`
 }
@@ -188,11 +189,10 @@ func (s *standalone) waitJob(id string, cond func(jobJSON) bool, what string) jo
 	return j
 }
 
-// The README's wordcount, on a generated text, across two TaskManager
-// processes: every word counted as a plain count does, and no worker left.
-func TestWordCountAcrossTwoTaskManagers(t *testing.T) {
-	s := startStandalone(t, 2, 2)
-	input := filepath.Join(s.dir, "words.txt")
+// writeWords writes a generated text to path and returns its words'
+// counts.
+func writeWords(t *testing.T, path string) map[string]int {
+	t.Helper()
 	want := map[string]int{}
 	var text strings.Builder
 	r := rand.New(rand.NewPCG(1, 2))
@@ -206,20 +206,22 @@ func TestWordCountAcrossTwoTaskManagers(t *testing.T) {
 			text.WriteString(" ")
 		}
 	}
-	if err := os.WriteFile(input, []byte(text.String()), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(text.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	output := filepath.Join(s.dir, "out")
-	out := s.mustLoom("run", "-t", "remote", "-p", "4", wordcountBin, "--input", input, "--output", output)
-	if !strings.Contains(out, "FINISHED") {
-		t.Fatalf("run output lacks FINISHED:\n%s", out)
-	}
+	return want
+}
+
+// checkCounts checks wordcount's output, parts part files of running
+// counts, against want.
+func checkCounts(t *testing.T, output string, parts int, want map[string]int) {
+	t.Helper()
 	got := map[string]int{}
-	parts, _ := filepath.Glob(filepath.Join(output, "part-*"))
-	if len(parts) != 4 {
-		t.Fatalf("want 4 part files, got %v", parts)
+	files, _ := filepath.Glob(filepath.Join(output, "part-*"))
+	if len(files) != parts {
+		t.Fatalf("want %d part files, got %v", parts, files)
 	}
-	for _, p := range parts {
+	for _, p := range files {
 		f, err := os.Open(p)
 		if err != nil {
 			t.Fatal(err)
@@ -244,6 +246,20 @@ func TestWordCountAcrossTwoTaskManagers(t *testing.T) {
 			t.Errorf("%s: counted %d, want %d", w, got[w], n)
 		}
 	}
+}
+
+// The README's wordcount, on a generated text, across two TaskManager
+// processes: every word counted as a plain count does, and no worker left.
+func TestWordCountAcrossTwoTaskManagers(t *testing.T) {
+	s := startStandalone(t, 2, 2)
+	input := filepath.Join(s.dir, "words.txt")
+	want := writeWords(t, input)
+	output := filepath.Join(s.dir, "out")
+	out := s.mustLoom("run", "-t", "remote", "-p", "4", wordcountBin, "--input", input, "--output", output)
+	if !strings.Contains(out, "FINISHED") {
+		t.Fatalf("run output lacks FINISHED:\n%s", out)
+	}
+	checkCounts(t, output, 4, want)
 
 	// The job's subtasks ran on both TaskManagers.
 	var jobs struct {

@@ -1,0 +1,307 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// appProcs returns the pids of every process of an application: its
+// containers' processes and their children carry its id in their
+// environment.
+func appProcs(appID string) []int {
+	entries, _ := os.ReadDir("/proc")
+	want := []byte("LOOM_APPLICATION_ID=" + appID + "\x00")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err == nil && bytes.Contains(env, want) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// appProcsRunning returns the pids of an application's processes whose
+// command line contains s.
+func appProcsRunning(appID, s string) []int {
+	var out []int
+	for _, pid := range appProcs(appID) {
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if strings.Contains(strings.ReplaceAll(string(cmd), "\x00", " "), s) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func (c *cluster) waitNoProcessOf(appID string) {
+	c.t.Helper()
+	waitFor(c.t, 20*time.Second, "no process of "+appID+" left", func() (bool, string) {
+		pids := appProcs(appID)
+		return len(pids) == 0, fmt.Sprintf("still running: %v", pids)
+	})
+}
+
+// jobs lists the jobs of a Flink application's JobManager.
+func (c *cluster) jobs(appID string) ([]jobJSON, error) {
+	out, errs, code := c.loom("job", "list", "--app", appID, "-o", "json")
+	if code != 0 {
+		return nil, fmt.Errorf("job list: exit %d: %s", code, errs)
+	}
+	var jobs []jobJSON
+	if err := json.Unmarshal([]byte(out), &jobs); err != nil {
+		return nil, err
+	}
+	return jobs, nil
+}
+
+// waitAppJob waits until the application's one job satisfies cond.
+func (c *cluster) waitAppJob(appID string, cond func(jobJSON) bool, what string) jobJSON {
+	c.t.Helper()
+	var j jobJSON
+	waitFor(c.t, 60*time.Second, what, func() (bool, string) {
+		jobs, err := c.jobs(appID)
+		if err != nil {
+			return false, err.Error()
+		}
+		if len(jobs) != 1 {
+			return false, fmt.Sprintf("jobs: %+v", jobs)
+		}
+		j = jobs[0]
+		return cond(j), fmt.Sprintf("%+v", j)
+	})
+	return j
+}
+
+func (c *cluster) waitApp(appID string, cond func(appJSON) bool, what string) appJSON {
+	c.t.Helper()
+	var a appJSON
+	waitFor(c.t, 60*time.Second, what, func() (bool, string) {
+		a = c.app(appID)
+		return cond(a), fmt.Sprintf("%s %s %q", a.State, a.FinalStatus, a.Diagnostics)
+	})
+	return a
+}
+
+var appIDRe = regexp.MustCompile(`application_\d+_\d+`)
+
+// runDetached starts a per-job application with -d and returns its id.
+func (c *cluster) runDetached(args ...string) string {
+	c.t.Helper()
+	out := c.mustLoom(append([]string{"run", "-t", "per-job", "-d"}, args...)...)
+	id := appIDRe.FindString(out)
+	if id == "" || !strings.Contains(out, "JobManager web interface: http://") {
+		c.t.Fatalf("run -d said:\n%s", out)
+	}
+	return id
+}
+
+func countRoles(a appJSON) (am, tm int) {
+	for _, ct := range a.Containers {
+		if ct.IsAM {
+			am++
+		} else {
+			tm++
+		}
+	}
+	return am, tm
+}
+
+// wordcount per-job at -p 4 with 2 slots per TaskManager: one AM, two
+// TaskManager containers, every word counted, the application SUCCEEDED
+// and nothing of it left running.
+func TestPerJobWordCount(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 3})
+	input := filepath.Join(c.dir, "words.txt")
+	want := writeWords(t, input)
+	output := filepath.Join(c.dir, "out")
+	out := c.mustLoom("run", "-t", "per-job", "-p", "4", "--slots-per-tm", "2", wordcountBin, "--input", input, "--output", output)
+	for _, step := range []string{"submitted application", "ACCEPTED", "ApplicationMaster running", "TaskManager container", "job WordCount RUNNING", "job WordCount FINISHED", "FINISHED (SUCCEEDED)"} {
+		if !strings.Contains(out, step) {
+			t.Errorf("run's output lacks %q:\n%s", step, out)
+		}
+	}
+	checkCounts(t, output, 4, want)
+	id := appIDRe.FindString(out)
+	a := c.app(id)
+	if a.State != "FINISHED" || a.FinalStatus != "SUCCEEDED" {
+		t.Errorf("app %s %s, want FINISHED SUCCEEDED (%s)", a.State, a.FinalStatus, a.Diagnostics)
+	}
+	if am, tm := countRoles(a); am != 1 || tm != 2 {
+		t.Errorf("%d AM and %d TaskManager containers, want 1 and 2: %+v", am, tm, a.Containers)
+	}
+	c.waitNoProcessOf(id)
+}
+
+// A detached long-running job, found and listed through its application,
+// then `loom app kill`: everything of it gone.
+func TestPerJobDetachedThenAppKill(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 3})
+	id := c.runDetached("-p", "2", topspeedBin, "--duration", "0", "--output", filepath.Join(c.dir, "out"))
+	c.waitAppJob(id, func(j jobJSON) bool { return j.State == "RUNNING" && j.Running == j.Total && j.Total > 0 }, "all tasks RUNNING")
+	if status := c.mustLoom("app", "status", id); !strings.Contains(status, "AM (JobManager)") || strings.Count(status, "TaskManager ") != 2 {
+		t.Errorf("app status does not show the AM and 2 TaskManagers:\n%s", status)
+	}
+	c.mustLoom("app", "kill", id)
+	c.waitNoProcessOf(id)
+	if a := c.app(id); a.State != "KILLED" {
+		t.Errorf("app %s after kill", a.State)
+	}
+	_, errs, code := c.loom("job", "list", "--app", id)
+	if code == 0 || !strings.Contains(errs, "has ended") {
+		t.Errorf("job list of a killed app: exit %d, %q", code, errs)
+	}
+}
+
+// `loom job cancel --app` ends the job CANCELED and the application
+// KILLED.
+func TestPerJobCancel(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 3})
+	id := c.runDetached("-p", "2", topspeedBin, "--duration", "0", "--output", filepath.Join(c.dir, "out"))
+	j := c.waitAppJob(id, func(j jobJSON) bool { return j.State == "RUNNING" }, "the job RUNNING")
+	if out := c.mustLoom("job", "cancel", "--app", id, j.ID); !strings.Contains(out, "CANCELED") {
+		t.Errorf("job cancel said %q", out)
+	}
+	c.waitApp(id, func(a appJSON) bool { return a.FinalStatus == "KILLED" }, "the app to end KILLED")
+	c.waitNoProcessOf(id)
+}
+
+// A TaskManager killed -9 fails the job with a cause that says what
+// broke, and the application ends FAILED with nothing left.
+func TestPerJobTaskManagerKilled(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 3})
+	cmd := exec.Command(loomBin, "run", "-t", "per-job", "-p", "2", topspeedBin, "--duration", "0", "--output", filepath.Join(c.dir, "out"))
+	cmd.Env = append(os.Environ(), "LOOM_RM="+c.rmAddr)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}()
+	var id string
+	waitFor(t, 30*time.Second, "the application id", func() (bool, string) {
+		id = appIDRe.FindString(out.String())
+		return id != "", out.String()
+	})
+	c.waitAppJob(id, func(j jobJSON) bool { return j.State == "RUNNING" && j.Running == j.Total && j.Total > 0 }, "all tasks RUNNING")
+	tms := appProcsRunning(id, "loom taskmanager")
+	if len(tms) != 2 {
+		t.Fatalf("TaskManager processes: %v", tms)
+	}
+	if err := syscall.Kill(tms[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			t.Errorf("run: %v, want exit 1", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("run did not end after a TaskManager was killed:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "job CarTopSpeedWindowingExample FAILED") || !strings.Contains(errb.String(), "cause: ") {
+		t.Errorf("run's output does not say the job failed and why:\n%s\n%s", out.String(), errb.String())
+	}
+	if !regexp.MustCompile(`TaskManager|broke|exited`).MatchString(errb.String()) {
+		t.Errorf("the cause does not say what broke: %s", errb.String())
+	}
+	if a := c.app(id); a.FinalStatus != "FAILED" {
+		t.Errorf("app final status %s, want FAILED", a.FinalStatus)
+	}
+	c.waitNoProcessOf(id)
+}
+
+// The AM killed -9: the RM starts a second attempt, whose JobManager runs
+// the job again.
+func TestPerJobAMKilled(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 3})
+	id := c.runDetached("-p", "2", topspeedBin, "--duration", "0", "--output", filepath.Join(c.dir, "out"))
+	first := c.waitAppJob(id, func(j jobJSON) bool { return j.State == "RUNNING" }, "the job RUNNING")
+	ams := appProcsRunning(id, "loom am ")
+	if len(ams) != 1 {
+		t.Fatalf("AM processes: %v", ams)
+	}
+	if err := syscall.Kill(ams[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var attempts struct {
+		Attempts []struct {
+			ID    string `json:"appAttemptId"`
+			State string `json:"appAttemptState"`
+		} `json:"appAttempts"`
+	}
+	waitFor(t, 60*time.Second, "a second attempt", func() (bool, string) {
+		_ = json.Unmarshal([]byte(c.mustLoom("app", "status", id, "-o", "json")), &attempts)
+		return len(attempts.Attempts) == 2, fmt.Sprintf("%+v", attempts)
+	})
+	again := c.waitAppJob(id, func(j jobJSON) bool { return j.State == "RUNNING" && j.Running == j.Total && j.Total > 0 }, "the job RUNNING in the second attempt")
+	if again.ID != first.ID {
+		t.Errorf("the second attempt runs job %s, want %s", again.ID, first.ID)
+	}
+	if tms := appProcsRunning(id, "loom taskmanager"); len(tms) != 2 {
+		t.Errorf("TaskManagers after the AM's restart: %v, want the new attempt's 2", tms)
+	}
+	c.mustLoom("job", "cancel", "--app", id, again.ID)
+	c.waitApp(id, func(a appJSON) bool { return a.FinalStatus == "KILLED" }, "the app to end KILLED")
+	c.waitNoProcessOf(id)
+}
+
+// A job needing more slots than the cluster can give waits, and says
+// why; the cluster goes on serving others.
+func TestPerJobWaitsForSlotsTheClusterCannotGive(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 1, memoryMB: 1024})
+	id := c.runDetached("-p", "4", "--tm-memory-mb", "512", topspeedBin, "--duration", "0")
+	j := c.waitAppJob(id, func(j jobJSON) bool { return strings.Contains(j.Diag, "not allocated") }, "a diagnostic for the missing containers")
+	if j.State != "CREATED" || !strings.Contains(j.Diag, "3 TaskManager containers (512 MB") || !strings.Contains(j.Diag, "free on 1 node") {
+		t.Errorf("job %s, diagnostic %q", j.State, j.Diag)
+	}
+	if nodes := c.nodes(false); len(nodes) != 1 || nodes[0].State != "RUNNING" {
+		t.Errorf("nodes: %+v", nodes)
+	}
+	c.mustLoom("app", "kill", id)
+	c.waitNoProcessOf(id)
+	// The freed cluster runs the next job.
+	if out := c.mustLoom("run", "-t", "per-job", "-p", "1", wordcountBin, "--discard"); !strings.Contains(out, "FINISHED (SUCCEEDED)") {
+		t.Errorf("the next job:\n%s", out)
+	}
+}
+
+// An artifact that is not a loom job is refused at the client, and
+// nothing is submitted.
+func TestPerJobRefusesWhatIsNotAJob(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 1})
+	for _, prog := range [][]string{{"/bin/true"}, {filepath.Join(c.dir, "nothing-here")}} {
+		_, errs, code := c.loom(append([]string{"run", "-t", "per-job"}, prog...)...)
+		if code == 0 || !regexp.MustCompile(`not a loom job|no such file`).MatchString(errs) {
+			t.Errorf("run %v: exit %d, stderr %q", prog, code, errs)
+		}
+	}
+	_, errs, code := c.loom("run", "-t", "per-job", "--tm-memory-mb", "100000", wordcountBin)
+	if code == 0 || !strings.Contains(errs, "maximum allocation") {
+		t.Errorf("a TaskManager above the maximum allocation: exit %d, %q", code, errs)
+	}
+	if out := c.mustLoom("app", "list", "--all"); !strings.Contains(out, "Total number of applications: 0") {
+		t.Errorf("something was submitted:\n%s", out)
+	}
+}
