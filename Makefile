@@ -53,6 +53,7 @@ bench: build
 	scripts/bench-cluster.sh
 	scripts/bench-flink.sh
 	scripts/bench-flink-network.sh
+	scripts/bench-perjob.sh
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./rm/...
 
 clean:

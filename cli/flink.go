@@ -278,7 +278,7 @@ func jobCommand() *cli.Command {
 						}
 						var rows [][]string
 						for _, j := range resp.Jobs {
-							running, total := taskTally(j)
+							running, total := client.TaskTally(j)
 							rows = append(rows, []string{j.JobId, j.Name, j.State, fmtTime(j.StartTimeMs), jobDuration(j).String(), fmt.Sprintf("%d/%d", running, total)})
 						}
 						table(stdout(), "JOB ID\tNAME\tSTATE\tSTARTED\tDURATION\tRUNNING TASKS", rows)
@@ -348,18 +348,6 @@ func withJobManager(c *cli.Context, fn func(*client.Client) error) error {
 	return fn(cl)
 }
 
-func taskTally(j *flinkpb.JobDetails) (running, total int) {
-	for _, v := range j.Vertices {
-		for _, t := range v.Subtasks {
-			total++
-			if t.State == "RUNNING" {
-				running++
-			}
-		}
-	}
-	return running, total
-}
-
 func jobDuration(j *flinkpb.JobDetails) time.Duration {
 	end := j.EndTimeMs
 	if end < 0 {
@@ -369,7 +357,7 @@ func jobDuration(j *flinkpb.JobDetails) time.Duration {
 }
 
 func jobJSON(j *flinkpb.JobDetails) map[string]any {
-	running, total := taskTally(j)
+	running, total := client.TaskTally(j)
 	return map[string]any{
 		"id": j.JobId, "name": j.Name, "state": j.State, "start_time_ms": j.StartTimeMs, "end_time_ms": j.EndTimeMs,
 		"duration_ms": jobDuration(j).Milliseconds(), "tasks_running": running, "tasks_total": total, "slots": j.Slots,

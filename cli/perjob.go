@@ -84,7 +84,9 @@ func runPerJob(c *cli.Context, prog client.Program) error {
 		fmt.Printf("Job %s (%s) %s after %s\n", d.JobId, d.Name, d.State, dur)
 	}
 	fmt.Printf("Application %s %s (%s)\n", app.Id, rmclient.StateName(app.State.String()), app.FinalStatus)
-	if d != nil && d.State == "FINISHED" && app.FinalStatus == yarnpb.FinalStatus_SUCCEEDED {
+	// The application's final status is the job's outcome, as its AM saw
+	// it, even when the job ended before it could be followed.
+	if app.FinalStatus == yarnpb.FinalStatus_SUCCEEDED {
 		return nil
 	}
 	cause := app.Diagnostics

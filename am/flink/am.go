@@ -11,12 +11,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/protobuf/proto"
 
 	"loom/flinkrt/jobmanager"
+	"loom/nm/nmclient"
 	"loom/proto/flinkpb"
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
@@ -86,7 +88,7 @@ func RunPerJob(ctx context.Context, cfg AMConfig) error {
 	defer rm.Close()
 	host := hostOf(os.Getenv("LOOM_NM_ADDR"))
 
-	driver := newDriver(cfg.TaskManager, cfg.Log.Named("driver"))
+	driver := newDriver(cfg.TaskManager, cfg.Log.Named("driver"), nmclient.New())
 	jm, err := jobmanager.New(jobmanager.Config{
 		Addr: net.JoinHostPort(host, "0"), RestAddr: net.JoinHostPort(host, "0"), Dir: "jobmanager",
 		Log: cfg.Log, Driver: driver,
@@ -97,7 +99,7 @@ func RunPerJob(ctx context.Context, cfg AMConfig) error {
 	driver.jmAddr, driver.rm, driver.onStatus = jm.Addr(), jm.ResourceManager(), jm.NoteWaiting
 
 	shutdown := make(chan string, 1)
-	driver.amrm = rm.NewAMRMClient(attemptID, rmclient.Handler{
+	amrm := rm.NewAMRMClient(attemptID, rmclient.Handler{
 		ContainersAllocated: driver.allocated,
 		ContainersCompleted: driver.completed,
 		ShutdownRequested: func() {
@@ -108,6 +110,7 @@ func RunPerJob(ctx context.Context, cfg AMConfig) error {
 		},
 		Error: func(err error) { cfg.Log.Warn("talking to the ResourceManager", "error", err) },
 	})
+	driver.amrm = amrm
 
 	jmCtx, stopJM := context.WithCancel(context.WithoutCancel(ctx))
 	jmDone := make(chan error, 1)
@@ -116,30 +119,32 @@ func RunPerJob(ctx context.Context, cfg AMConfig) error {
 		stopJM()
 		<-jmDone
 	}()
-	trackingURL := "http://" + jm.RestAddr()
-	_, port, _ := net.SplitHostPort(jm.Addr())
-	var rpcPort int32
-	fmt.Sscan(port, &rpcPort)
-	if _, err := driver.amrm.Register(ctx, host, rpcPort, trackingURL); err != nil {
-		return fmt.Errorf("registering the AM: %w", err)
-	}
-	fmt.Fprintf(cfg.Out, "flink-am: %s registered; JobManager at %s, web interface %s\n", attemptID, jm.Addr(), trackingURL)
-	driver.amrm.Start(ctx)
-	driverCtx, stopDriver := context.WithCancel(ctx)
-	defer stopDriver()
-	go driver.run(driverCtx)
-
+	// The job goes in before the AM registers, so that whoever finds the
+	// JobManager through the RM finds the job, and the first heartbeat
+	// carries its container asks.
 	if err := jm.AddArtifact(job.Artifact, cfg.ArtifactFile); err != nil {
-		return finish(ctx, driver, rm, yarnpb.FinalStatus_FAILED, "the job's program is missing from the AM container: "+err.Error(), cfg.Out)
+		return unregisterFailed(ctx, amrm, host, "the job's program is missing from the AM container: "+err.Error(), cfg.Out)
 	}
 	if _, err := jm.SubmitJob(ctx, &job); err != nil {
-		return finish(ctx, driver, rm, yarnpb.FinalStatus_FAILED, "the job was refused: "+err.Error(), cfg.Out)
+		return unregisterFailed(ctx, amrm, host, "the job was refused: "+err.Error(), cfg.Out)
 	}
 	j, err := jm.Job(job.JobId)
 	if err != nil {
 		return err
 	}
-	driver.onFatal = j.Fail
+	driver.setFatal(j.Fail)
+
+	trackingURL := "http://" + jm.RestAddr()
+	_, port, _ := net.SplitHostPort(jm.Addr())
+	rpcPort, _ := strconv.Atoi(port)
+	if _, err := amrm.Register(ctx, host, int32(rpcPort), trackingURL); err != nil {
+		return fmt.Errorf("registering the AM: %w", err)
+	}
+	fmt.Fprintf(cfg.Out, "flink-am: %s registered; JobManager at %s, web interface %s\n", attemptID, jm.Addr(), trackingURL)
+	amrm.Start(ctx)
+	driverCtx, stopDriver := context.WithCancel(ctx)
+	defer stopDriver()
+	go driver.run(driverCtx)
 	fmt.Fprintf(cfg.Out, "flink-am: job %s (%s) submitted, %d slots in TaskManagers of %d slots\n", job.JobId, job.JobGraph.Name, job.JobGraph.Slots, cfg.TaskManager.Slots)
 
 	var d *flinkpb.JobDetails
@@ -162,16 +167,31 @@ func RunPerJob(ctx context.Context, cfg AMConfig) error {
 		diag += ": " + d.Failure
 	}
 	fmt.Fprintf(cfg.Out, "flink-am: %s\n", diag)
-	return finish(ctx, driver, rm, finalStatus(d.State), diag, cfg.Out)
+	return finish(ctx, driver, amrm, rm, finalStatus(d.State), diag, cfg.Out)
 }
 
 // finish stops the TaskManagers and unregisters.
-func finish(ctx context.Context, driver *Driver, rm *rmclient.Client, status yarnpb.FinalStatus, diag string, out io.Writer) error {
+func finish(ctx context.Context, driver *Driver, amrm *rmclient.AMRMClient, rm *rmclient.Client, status yarnpb.FinalStatus, diag string, out io.Writer) error {
 	driver.Stop()
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rm.RetryFor)
 	defer cancel()
 	fmt.Fprintf(out, "flink-am: unregistering with final status %s\n", status)
-	if err := driver.amrm.Finish(fctx, status, diag, ""); err != nil {
+	if err := amrm.Finish(fctx, status, diag, ""); err != nil {
+		return fmt.Errorf("unregistering the AM: %w", err)
+	}
+	return nil
+}
+
+// unregisterFailed ends an attempt that could not start its job: it
+// registers only to unregister FAILED with the reason.
+func unregisterFailed(ctx context.Context, amrm *rmclient.AMRMClient, host, diag string, out io.Writer) error {
+	fmt.Fprintf(out, "flink-am: %s\n", diag)
+	if _, err := amrm.Register(ctx, host, 0, ""); err != nil {
+		return fmt.Errorf("registering the AM: %w", err)
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if err := amrm.Finish(fctx, yarnpb.FinalStatus_FAILED, diag, ""); err != nil {
 		return fmt.Errorf("unregistering the AM: %w", err)
 	}
 	return nil

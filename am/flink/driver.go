@@ -11,7 +11,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"loom/flinkrt/resourcemanager"
-	"loom/nm/nmclient"
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
 )
@@ -32,6 +31,8 @@ type TaskManagerSpec struct {
 	MaxFailed int
 }
 
+var _ resourcemanager.Driver = (*Driver)(nil)
+
 // tmPriority is the priority of TaskManager asks: one TaskManager spec,
 // one priority.
 const tmPriority = 1
@@ -39,6 +40,27 @@ const tmPriority = 1
 // waitNoteAfter is how long asks may go unanswered before the driver says
 // why a job still waits.
 const waitNoteAfter = 3 * time.Second
+
+// asker is the part of the AM protocol the driver uses
+// (*rmclient.AMRMClient).
+type asker interface {
+	AddContainerRequest(rmclient.ContainerRequest)
+	RemoveContainerRequest(rmclient.ContainerRequest)
+	ReleaseContainer(id string)
+	Available() (*yarnpb.Resource, int32)
+}
+
+// nodeManagers starts and stops containers (*nmclient.Client).
+type nodeManagers interface {
+	Start(ctx context.Context, node string, req *yarnpb.StartContainerRequest) error
+	Stop(ctx context.Context, node string, ids ...string) error
+	Close() error
+}
+
+// taskManagerRegistry is the Flink ResourceManager as the driver sees it.
+type taskManagerRegistry interface {
+	RemoveTaskManager(id, cause string)
+}
 
 // Driver is the Flink ResourceManager's cluster driver: it turns missing
 // slots into asks for TaskManager containers, starts `loom taskmanager`
@@ -49,9 +71,9 @@ type Driver struct {
 	spec   TaskManagerSpec
 	log    hclog.Logger
 	jmAddr string
-	amrm   *rmclient.AMRMClient
-	nms    *nmclient.Client
-	rm     *resourcemanager.ResourceManager
+	amrm   asker
+	nms    nodeManagers
+	rm     taskManagerRegistry
 	// onStatus receives what the driver is doing about missing slots;
 	// onFatal the cause when it gives up.
 	onStatus func(string)
@@ -76,9 +98,9 @@ type tmContainer struct {
 	started  time.Time
 }
 
-func newDriver(spec TaskManagerSpec, log hclog.Logger) *Driver {
+func newDriver(spec TaskManagerSpec, log hclog.Logger, nms nodeManagers) *Driver {
 	return &Driver{
-		spec: spec, log: log, nms: nmclient.New(),
+		spec: spec, log: log, nms: nms,
 		starting: map[string]*tmContainer{}, running: map[string]*tmContainer{},
 		onStatus: func(string) {}, onFatal: func(string) {}, wake: make(chan struct{}, 1),
 	}
@@ -322,6 +344,13 @@ func (d *Driver) failLocked(cause string) {
 		msg := fmt.Sprintf("%s; %d TaskManager containers have failed, more than the %d allowed (--max-failed-containers)", cause, d.failed, d.spec.MaxFailed)
 		go d.onFatal(msg)
 	}
+}
+
+// setFatal sets what the driver calls when it gives up.
+func (d *Driver) setFatal(fn func(string)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.onFatal = fn
 }
 
 // Stop stops every TaskManager container and withdraws the asks; it

@@ -203,7 +203,7 @@ func followJob(ctx context.Context, addr, jobID string, report func(Progress), l
 		return nil, err
 	}
 	defer cl.Close()
-	state, diag := "", ""
+	state, diag, allRunning := "", "", false
 	if *last != nil {
 		state = (*last).State
 	}
@@ -212,6 +212,10 @@ func followJob(ctx context.Context, addr, jobID string, report func(Progress), l
 		if d.State != state {
 			state = d.State
 			report(Progress{Message: fmt.Sprintf("job %s %s", d.Name, d.State), Job: d})
+		}
+		if running, total := client.TaskTally(d); d.State == jobmanager.JobRunning && running == total && !allRunning {
+			allRunning = true
+			report(Progress{Message: fmt.Sprintf("all %d tasks RUNNING", total), Job: d})
 		}
 		// What a job waits for is news when the wait is long.
 		waited := time.Since(time.UnixMilli(d.StartTimeMs))
@@ -225,3 +229,4 @@ func followJob(ctx context.Context, addr, jobID string, report func(Progress), l
 	}
 	return d, nil
 }
+

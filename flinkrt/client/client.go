@@ -196,3 +196,16 @@ func (c *Client) Watch(ctx context.Context, jobID string, fn func(*flinkpb.JobDe
 		}
 	}
 }
+
+// TaskTally counts a job's subtasks, and those RUNNING.
+func TaskTally(d *flinkpb.JobDetails) (running, total int) {
+	for _, v := range d.Vertices {
+		for _, t := range v.Subtasks {
+			total++
+			if t.State == "RUNNING" {
+				running++
+			}
+		}
+	}
+	return running, total
+}

@@ -1,0 +1,211 @@
+package flink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"loom/proto/yarnpb"
+	"loom/rm/rmclient"
+)
+
+type fakeAsker struct {
+	mu       sync.Mutex
+	asked    int
+	released []string
+}
+
+func (f *fakeAsker) AddContainerRequest(rmclient.ContainerRequest) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked++
+}
+
+func (f *fakeAsker) RemoveContainerRequest(rmclient.ContainerRequest) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked--
+}
+
+func (f *fakeAsker) ReleaseContainer(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.released = append(f.released, id)
+}
+
+func (f *fakeAsker) Available() (*yarnpb.Resource, int32) {
+	return &yarnpb.Resource{MemoryMb: 100, Vcores: 1}, 2
+}
+
+func (f *fakeAsker) outstanding() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.asked
+}
+
+type fakeNMs struct {
+	mu      sync.Mutex
+	fail    error
+	started []*yarnpb.StartContainerRequest
+	stopped []string
+}
+
+func (f *fakeNMs) Start(_ context.Context, _ string, req *yarnpb.StartContainerRequest) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
+	}
+	f.started = append(f.started, req)
+	return nil
+}
+
+func (f *fakeNMs) Stop(_ context.Context, _ string, ids ...string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stopped = append(f.stopped, ids...)
+	return nil
+}
+
+func (f *fakeNMs) Close() error { return nil }
+
+type fakeRegistry struct {
+	mu      sync.Mutex
+	removed map[string]string
+}
+
+func (f *fakeRegistry) RemoveTaskManager(id, cause string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.removed[id] = cause
+}
+
+func testDriver(slots, maxFailed int) (*Driver, *fakeAsker, *fakeNMs, *fakeRegistry) {
+	asks, nms, reg := &fakeAsker{}, &fakeNMs{}, &fakeRegistry{removed: map[string]string{}}
+	d := newDriver(TaskManagerSpec{Slots: slots, MemoryMB: 512, VCores: 1, MaxFailed: maxFailed,
+		Resources: []*yarnpb.LocalResource{{Name: "loom"}, {Name: "job", Sha256: strings.Repeat("a", 64)}},
+		Artifacts: map[string]string{strings.Repeat("a", 64): "job"}}, hclog.NewNullLogger(), nms)
+	d.amrm, d.rm, d.jmAddr = asks, reg, "127.0.0.1:6123"
+	return d, asks, nms, reg
+}
+
+// give hands containers to the driver as the AMRM client does: each
+// fulfils one outstanding ask.
+func give(d *Driver, asks *fakeAsker, ids ...string) {
+	asks.mu.Lock()
+	asks.asked = max(0, asks.asked-len(ids))
+	asks.mu.Unlock()
+	d.allocated(containers(ids...))
+	d.launches.Wait()
+}
+
+func containers(ids ...string) []*yarnpb.Container {
+	var out []*yarnpb.Container
+	for _, id := range ids {
+		out = append(out, &yarnpb.Container{Id: id, NodeId: "127.0.0.1:8041", Resource: &yarnpb.Resource{MemoryMb: 512, Vcores: 1}, Priority: tmPriority})
+	}
+	return out
+}
+
+func TestDriverAsksForTheTaskManagersMissingSlotsNeed(t *testing.T) {
+	d, asks, _, _ := testDriver(2, 3)
+	for _, c := range []struct{ slots, want int }{{5, 3}, {4, 2}, {1, 1}, {0, 0}, {6, 3}} {
+		d.SlotsWanted(c.slots)
+		if got := asks.outstanding(); got != c.want {
+			t.Errorf("%d slots missing: %d containers asked, want %d", c.slots, got, c.want)
+		}
+	}
+}
+
+func TestDriverStartsTaskManagersAndReleasesSurplus(t *testing.T) {
+	d, asks, nms, _ := testDriver(2, 3)
+	d.SlotsWanted(4)
+	give(d, asks, "c1", "c2", "c3")
+	if len(nms.started) != 2 || len(asks.released) != 1 || asks.released[0] != "c3" {
+		t.Fatalf("started %d, released %v; want 2 started and c3 released", len(nms.started), asks.released)
+	}
+	cmd := strings.Join(nms.started[0].LaunchContext.Command, " ")
+	for _, want := range []string{"./loom taskmanager", "--jobmanager 127.0.0.1:6123", "--slots 2", "--id c", "--artifact " + strings.Repeat("a", 64) + "=job"} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("TaskManager command %q lacks %q", cmd, want)
+		}
+	}
+	if len(nms.started[0].LaunchContext.LocalResources) != 2 {
+		t.Errorf("TaskManager local resources: %v", nms.started[0].LaunchContext.LocalResources)
+	}
+	// Still missing as far as the RM knows, but starting: nothing more asked.
+	d.SlotsWanted(4)
+	if asks.outstanding() != 0 {
+		t.Errorf("%d containers asked while the TaskManagers start", asks.outstanding())
+	}
+	// One registers; its slots are taken, the other is still on its way.
+	d.TaskManagerRegistered("c1")
+	d.SlotsWanted(2)
+	if asks.outstanding() != 0 {
+		t.Errorf("%d containers asked after one TaskManager registered", asks.outstanding())
+	}
+	d.Stop()
+	if len(nms.stopped) != 2 {
+		t.Errorf("stop stopped %v, want both TaskManagers", nms.stopped)
+	}
+}
+
+func TestDriverReplacesLostTaskManagersThenGivesUp(t *testing.T) {
+	d, asks, nms, reg := testDriver(1, 1)
+	fatal := make(chan string, 1)
+	d.setFatal(func(cause string) { fatal <- cause })
+	d.SlotsWanted(1)
+	give(d, asks, "c1")
+	d.TaskManagerRegistered("c1")
+	d.SlotsWanted(0)
+
+	// Its container exits: the Flink RM hears of it at once.
+	d.completed([]*yarnpb.ContainerStatus{{ContainerId: "c1", ExitStatus: 137, Diagnostics: "killed"}})
+	if cause := reg.removed["c1"]; !strings.Contains(cause, "exited with code 137") {
+		t.Fatalf("the Flink RM was told %q", cause)
+	}
+	d.SlotsWanted(1) // as the Flink RM would say next
+	if asks.outstanding() != 1 {
+		t.Fatalf("%d containers asked to replace the lost one, want 1", asks.outstanding())
+	}
+
+	// The replacement fails to start: one failure too many.
+	nms.fail = errors.New("no such node")
+	give(d, asks, "c2")
+	select {
+	case cause := <-fatal:
+		if !strings.Contains(cause, "could not be started") || !strings.Contains(cause, "more than the 1 allowed") {
+			t.Errorf("gave up with %q", cause)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the driver did not give up after 2 failures with 1 allowed")
+	}
+	if fmt.Sprint(asks.released) != "[c2]" {
+		t.Errorf("released %v, want the container that failed to start", asks.released)
+	}
+	d.SlotsWanted(1)
+	if asks.outstanding() != 0 {
+		t.Errorf("%d containers asked after giving up", asks.outstanding())
+	}
+}
+
+func TestDriverSaysWhyAJobWaits(t *testing.T) {
+	d, _, _, _ := testDriver(1, 1)
+	d.SlotsWanted(3)
+	d.mu.Lock()
+	d.askedSince = time.Now().Add(-2 * waitNoteAfter)
+	d.noteLocked()
+	note := d.note
+	d.mu.Unlock()
+	for _, want := range []string{"3 TaskManager containers (512 MB, 1 vcore each) are not allocated", "100 MB and 1 vcore free on 2 nodes"} {
+		if !strings.Contains(note, want) {
+			t.Errorf("note %q lacks %q", note, want)
+		}
+	}
+}

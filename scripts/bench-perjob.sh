@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Per-job start-up (see docs/BENCHMARKS.md): on a local cluster of 3
+# NodeManagers, RUNS per-job submissions of topspeedwindow at -p 2 (time
+# from `loom run` to all tasks RUNNING) and of wordcount on its built-in
+# text at -p 2 (time to FINISHED). Prints the median of each step as
+# `loom run` stamps it: plan, staging, AM registered, TaskManager
+# containers running, job RUNNING, all tasks RUNNING, FINISHED.
+# The first submission of each job stages the binaries; later ones find
+# them staged and every NodeManager's cache warm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${RUNS:-10}
+make -s build
+dir=$(mktemp -d)
+cluster_pid=
+cleanup() {
+	if [ -n "$cluster_pid" ]; then kill -TERM "$cluster_pid" 2>/dev/null || true; wait "$cluster_pid" 2>/dev/null || true; fi
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+port=$((20000 + RANDOM % 20000))
+export LOOM_RM=127.0.0.1:$port
+bin/loom cluster up --nodes 3 --dir "$dir/cluster" --rm-addr "$LOOM_RM" --http-addr 127.0.0.1:$((port + 56)) >"$dir/cluster.out" 2>&1 &
+cluster_pid=$!
+for _ in $(seq 300); do
+	grep -q "cluster ready" "$dir/cluster.out" 2>/dev/null && break
+	sleep 0.1
+done
+
+# stamp FILE PATTERN: the seconds `loom run` stamped on the first line
+# matching PATTERN.
+stamp() { grep -m1 -- "$2" "$1" | sed -n 's/^\[ *\([0-9.]*\)s\].*/\1/p'; }
+
+# median: the median of the numbers on stdin, in ms.
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.0f ms\n", m * 1000 }'; }
+
+measure() { # name, then the run's arguments
+	local name=$1; shift
+	local steps=("planned job" "staged the program" "ApplicationMaster running" "TaskManager container" "job .* RUNNING$" "tasks RUNNING" "job .* FINISHED$")
+	local labels=("planned" "staged" "AM registered" "first TaskManager running" "job RUNNING (deployed)" "all tasks RUNNING" "job FINISHED")
+	: >"$dir/$name.first"
+	for r in $(seq "$runs"); do
+		bin/loom run -t per-job "$@" >"$dir/$name.$r" 2>&1 || { cat "$dir/$name.$r"; exit 1; }
+		for s in "${steps[@]}"; do
+			echo "$(stamp "$dir/$name.$r" "$s")" >>"$dir/$name.step.$s"
+		done
+		[ "$r" = 1 ] && cp "$dir/$name.$r" "$dir/$name.first"
+	done
+	echo "== $name: median of $runs per-job runs, time since \`loom run\` started"
+	for i in "${!steps[@]}"; do
+		printf "  %-28s %s\n" "${labels[$i]}" "$(grep -v '^$' "$dir/$name.step.${steps[$i]}" | median)"
+	done
+	echo "  first run (cold staging and caches):"
+	sed 's/^/    /' "$dir/$name.first" | grep -E "staged|ApplicationMaster|RUNNING|FINISHED" | head -6
+}
+
+measure topspeedwindow -p 2 bin/topspeedwindow --duration 1s --output "$dir/tsw"
+measure wordcount -p 2 bin/wordcount --discard
