@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/user"
 	"strconv"
 	"strings"
 
@@ -85,16 +84,12 @@ func Submit(ctx context.Context, rm *rmclient.Client, o Options) (string, error)
 	if amMem == 0 {
 		amMem = 128
 	}
-	owner := "unknown"
-	if u, err := user.Current(); err == nil {
-		owner = u.Username
-	}
 	err = rm.Submit(ctx, &yarnpb.ApplicationSubmissionContext{
 		ApplicationId: app.ApplicationId,
 		Name:          name,
 		Queue:         o.Queue,
 		Type:          "DSHELL",
-		User:          owner,
+		User:          rmclient.CurrentUser(),
 		Priority:      o.Priority,
 		MaxAttempts:   o.MaxAttempts,
 		AmResource:    &yarnpb.Resource{MemoryMb: amMem, Vcores: 1},

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -153,16 +152,12 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 	if name == "" {
 		name = jg.Name
 	}
-	owner := "unknown"
-	if u, err := user.Current(); err == nil {
-		owner = u.Username
-	}
 	err = rm.Submit(ctx, &yarnpb.ApplicationSubmissionContext{
 		ApplicationId: app.ApplicationId,
 		Name:          name,
 		Queue:         o.Queue,
 		Type:          AppType,
-		User:          owner,
+		User:          rmclient.CurrentUser(),
 		Priority:      o.Priority,
 		MaxAttempts:   o.MaxAttempts,
 		Tags:          []string{"per-job", "flink-job-id:" + jobID},

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os/user"
 	"strconv"
 	"strings"
 	"sync"
@@ -383,3 +384,12 @@ func NewFromList(list string) (*Client, error) {
 // DialOptions are the gRPC options of every loom client connection
 // (rpc.DialOptions).
 func DialOptions() []grpc.DialOption { return rpc.DialOptions() }
+
+// CurrentUser is the name applications are submitted under: this
+// process's user.
+func CurrentUser() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "unknown"
+}
