@@ -229,4 +229,3 @@ func followJob(ctx context.Context, addr, jobID string, report func(Progress), l
 	}
 	return d, nil
 }
-
