@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -180,31 +181,101 @@ func TestPerJobCancel(t *testing.T) {
 	c.waitNoProcessOf(id)
 }
 
+// attachedRun is `loom run -t per-job` running attached.
+type attachedRun struct {
+	cmd       *exec.Cmd
+	out, errb syncBuffer
+	done      chan error
+	id        string
+}
+
+// syncBuffer is a buffer a process writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// runAttached starts `loom run -t per-job ARGS` and waits until all the
+// job's tasks are RUNNING.
+func (c *cluster) runAttached(args ...string) *attachedRun {
+	c.t.Helper()
+	r := &attachedRun{done: make(chan error, 1)}
+	r.cmd = exec.Command(loomBin, append([]string{"run", "-t", "per-job"}, args...)...)
+	r.cmd.Env = append(os.Environ(), "LOOM_RM="+c.rmAddr)
+	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.errb
+	if err := r.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	go func() { r.done <- r.cmd.Wait() }()
+	c.t.Cleanup(func() {
+		select {
+		case <-r.done:
+		default:
+			_ = r.cmd.Process.Kill()
+		}
+	})
+	waitFor(c.t, 30*time.Second, "the application id", func() (bool, string) {
+		r.id = appIDRe.FindString(r.out.String())
+		return r.id != "", r.out.String()
+	})
+	c.waitAppJob(r.id, func(j jobJSON) bool { return j.State == "RUNNING" && j.Running == j.Total && j.Total > 0 }, "all tasks RUNNING")
+	return r
+}
+
+// wait waits for the run to end and returns its exit status.
+func (r *attachedRun) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		r.done <- err
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(60 * time.Second):
+		t.Fatalf("run did not end:\n%s\n%s", r.out.String(), r.errb.String())
+		return -1
+	}
+}
+
+// Ctrl-C on an attached run cancels the job and ends the application.
+func TestPerJobInterruptCancels(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 3})
+	r := c.runAttached("-p", "2", topspeedBin, "--duration", "0", "--output", filepath.Join(c.dir, "out"))
+	if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.wait(t); code != 1 {
+		t.Errorf("run exited %d after Ctrl-C, want 1", code)
+	}
+	if out := r.out.String(); !strings.Contains(out, "canceling job") || !strings.Contains(out, "CANCELED") {
+		t.Errorf("run's output:\n%s", out)
+	}
+	c.waitApp(r.id, func(a appJSON) bool { return a.FinalStatus == "KILLED" }, "the app to end KILLED")
+	c.waitNoProcessOf(r.id)
+}
+
 // A TaskManager killed -9 fails the job with a cause that says what
 // broke, and the application ends FAILED with nothing left.
 func TestPerJobTaskManagerKilled(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 3})
-	cmd := exec.Command(loomBin, "run", "-t", "per-job", "-p", "2", topspeedBin, "--duration", "0", "--output", filepath.Join(c.dir, "out"))
-	cmd.Env = append(os.Environ(), "LOOM_RM="+c.rmAddr)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}()
-	var id string
-	waitFor(t, 30*time.Second, "the application id", func() (bool, string) {
-		id = appIDRe.FindString(out.String())
-		return id != "", out.String()
-	})
-	c.waitAppJob(id, func(j jobJSON) bool { return j.State == "RUNNING" && j.Running == j.Total && j.Total > 0 }, "all tasks RUNNING")
+	r := c.runAttached("-p", "2", topspeedBin, "--duration", "0", "--output", filepath.Join(c.dir, "out"))
+	id := r.id
 	tms := appProcsRunning(id, "loom taskmanager")
 	if len(tms) != 2 {
 		t.Fatalf("TaskManager processes: %v", tms)
@@ -212,19 +283,15 @@ func TestPerJobTaskManagerKilled(t *testing.T) {
 	if err := syscall.Kill(tms[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-done:
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-			t.Errorf("run: %v, want exit 1", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("run did not end after a TaskManager was killed:\n%s", out.String())
+	if code := r.wait(t); code != 1 {
+		t.Errorf("run exited %d after a TaskManager was killed, want 1", code)
 	}
-	if !strings.Contains(out.String(), "job CarTopSpeedWindowingExample FAILED") || !strings.Contains(errb.String(), "cause: ") {
-		t.Errorf("run's output does not say the job failed and why:\n%s\n%s", out.String(), errb.String())
+	out, errs := r.out.String(), r.errb.String()
+	if !strings.Contains(out, "job CarTopSpeedWindowingExample FAILED") || !strings.Contains(errs, "cause: ") {
+		t.Errorf("run's output does not say the job failed and why:\n%s\n%s", out, errs)
 	}
-	if !regexp.MustCompile(`TaskManager|broke|exited`).MatchString(errb.String()) {
-		t.Errorf("the cause does not say what broke: %s", errb.String())
+	if !regexp.MustCompile(`TaskManager|broke|exited`).MatchString(errs) {
+		t.Errorf("the cause does not say what broke: %s", errs)
 	}
 	if a := c.app(id); a.FinalStatus != "FAILED" {
 		t.Errorf("app final status %s, want FAILED", a.FinalStatus)
