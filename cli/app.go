@@ -1,17 +1,21 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"loom/am/flink"
 	"loom/errdefs"
+	"loom/flinkrt/client"
 	"loom/nm/nmclient"
+	"loom/proto/flinkpb"
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
 )
@@ -77,6 +81,7 @@ func appCommand() *cli.Command {
 							return printJSON(stdout(), rmclient.AppToJSON(a))
 						}
 						printApp(stdout(), a)
+						printFlinkJobs(c.Context, stdout(), a)
 						return nil
 					})
 				},
@@ -236,4 +241,36 @@ func printLogs(c *cli.Context, a *yarnpb.ApplicationReport, only string, names [
 		return errors.New("no logs could be read")
 	}
 	return nil
+}
+
+// printFlinkJobs lists the jobs of a running Flink application, as its
+// JobManager reports them.
+func printFlinkJobs(ctx context.Context, w io.Writer, a *yarnpb.ApplicationReport) {
+	addr, err := flink.JobManagerAddr(a)
+	if err != nil {
+		return
+	}
+	cl, err := client.Dial(addr)
+	if err != nil {
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := cl.Dispatcher().ListJobs(ctx, &flinkpb.ListJobsRequest{})
+	if err != nil {
+		fmt.Fprintf(w, "Jobs: the JobManager at %s did not answer: %v\n", addr, grpcMessage(err))
+		return
+	}
+	fmt.Fprintf(w, "Jobs (JobManager at %s):\n", addr)
+	var rows [][]string
+	for _, j := range resp.Jobs {
+		running, total := client.TaskTally(j)
+		note := j.Failure
+		if j.State == "CREATED" {
+			note = j.Diagnostic
+		}
+		rows = append(rows, []string{"  " + j.JobId, j.Name, j.State, fmt.Sprintf("%d/%d", running, total), note})
+	}
+	table(w, "  Job-Id\tName\tState\tRunning-Tasks\tDiagnostics", rows)
 }
