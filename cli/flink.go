@@ -76,7 +76,18 @@ func jobmanagerCommand() *cli.Command {
 				return err
 			}
 			fmt.Printf("JobManager at %s, REST API at http://%s\n", jm.Addr(), jm.RestAddr())
-			return jm.Run(c.Context)
+			ctx, stop := context.WithCancel(c.Context)
+			defer stop()
+			go func() {
+				select {
+				case reason := <-jm.ShutdownRequested():
+					fmt.Printf("shutting down: %s\n", reason)
+					jm.CancelAll(ctx, 30*time.Second)
+					stop()
+				case <-ctx.Done():
+				}
+			}()
+			return jm.Run(ctx)
 		},
 	}
 }
@@ -146,9 +157,11 @@ func runCommand() *cli.Command {
 		ArgsUsage: "ARTIFACT [ARGS...]",
 		Description: "Targets:\n" +
 			"   per-job  an application of its own on the cluster (--rm host:port): a JobManager and the TaskManagers the job needs\n" +
+			"   session  a running session cluster (--session APP, or your one session)\n" +
 			"   remote   submit to a running JobManager (--jobmanager host:port)",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "target", Aliases: []string{"t"}, Value: "remote", Usage: "where the job runs: per-job or remote"},
+			&cli.StringFlag{Name: "target", Aliases: []string{"t"}, Value: "remote", Usage: "where the job runs: per-job, session or remote"},
+			&cli.StringFlag{Name: "session", Usage: "session: the session cluster's application id (default: your one running session)"},
 			jobmanagerFlag,
 			&cli.IntFlag{Name: "parallelism", Aliases: []string{"p"}, Usage: "default parallelism of the job's operators", DefaultText: "the program's"},
 			&cli.BoolFlag{Name: "detached", Aliases: []string{"d"}, Usage: "print the job id (per-job: the application id and web address) and return instead of waiting for the job"},
@@ -159,11 +172,9 @@ func runCommand() *cli.Command {
 			}
 			target := c.String("target")
 			switch target {
-			case "remote", "per-job":
-			case "session":
-				return errors.New("target session: session clusters are not available yet; use -t per-job")
+			case "remote", "per-job", "session":
 			default:
-				return fmt.Errorf("target %q: want per-job or remote", target)
+				return fmt.Errorf("target %q: want per-job, session or remote", target)
 			}
 			prog := client.Program{Path: c.Args().First(), Args: c.Args().Tail(), Env: map[string]string{}}
 			if p := c.Int("parallelism"); p != 0 {
@@ -175,15 +186,24 @@ func runCommand() *cli.Command {
 			if abs, err := filepath.Abs(prog.Path); err == nil {
 				prog.Path = abs
 			}
-			if target == "per-job" {
+			switch target {
+			case "per-job":
 				return runPerJob(c, prog)
+			case "session":
+				addr, err := sessionJobManager(c)
+				if err != nil {
+					return err
+				}
+				return runRemote(c, prog, addr)
 			}
-			return runRemote(c, prog)
+			return runRemote(c, prog, c.String("jobmanager"))
 		},
 	}
 }
 
-func runRemote(c *cli.Context, prog client.Program) error {
+// runRemote submits the program to the JobManager at addr and, attached,
+// follows the job.
+func runRemote(c *cli.Context, prog client.Program, addr string) error {
 	jg, err := client.Plan(c.Context, prog)
 	if err != nil {
 		return err
@@ -193,14 +213,14 @@ func runRemote(c *cli.Context, prog client.Program) error {
 	if p := jg.Config["parallelism.default"]; p != "" {
 		prog.Env["LOOM_PARALLELISM"] = p
 	}
-	cl, err := client.Dial(c.String("jobmanager"))
+	cl, err := client.Dial(addr)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 	id, err := cl.Submit(c.Context, prog, jg)
 	if err != nil {
-		return fmt.Errorf("submitting to the JobManager at %s: %w", c.String("jobmanager"), grpcMessage(errors.Unwrap(err)))
+		return fmt.Errorf("submitting to the JobManager at %s: %w", addr, grpcMessage(errors.Unwrap(err)))
 	}
 	if c.Bool("detached") {
 		fmt.Println(id)
@@ -318,7 +338,7 @@ func jobCommand() *cli.Command {
 	}
 }
 
-var appFlag = &cli.StringFlag{Name: "app", Usage: "the Flink application whose JobManager to ask (instead of --jobmanager)"}
+var appFlag = &cli.StringFlag{Name: "app", Aliases: []string{"session"}, Usage: "the Flink application (per-job or session) whose JobManager to ask, instead of --jobmanager"}
 
 // withJobManager calls fn with a client of the JobManager: the one of the
 // --app application, found through the ResourceManager, or --jobmanager.

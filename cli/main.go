@@ -42,6 +42,7 @@ func Main(args []string) {
 			taskmanagerCommand(),
 			runCommand(),
 			jobCommand(),
+			sessionCommand(),
 			amCommand(),
 		},
 		HideHelpCommand: true,

@@ -121,33 +121,34 @@ func waitForJobManager(c *cli.Context, rm *rmclient.Client, appID string) (*yarn
 func amCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "am",
-		Usage: "run the Flink ApplicationMaster (inside an AM container; `loom run -t per-job` starts it)",
+		Usage: "run the Flink ApplicationMaster (inside an AM container; `loom run -t per-job` and `loom session start` start it)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "mode", Value: "per-job", Usage: "per-job"},
-			&cli.StringFlag{Name: "job", Value: "job.pb", Usage: "the job to run (a staged SubmitJobRequest)"},
-			&cli.StringFlag{Name: "artifact", Value: "job", Usage: "the job's program"},
+			&cli.StringFlag{Name: "mode", Value: flink.ModePerJob, Usage: "per-job or session"},
+			&cli.StringFlag{Name: "job", Value: "job.pb", Usage: "per-job: the job to run (a staged SubmitJobRequest)"},
+			&cli.StringFlag{Name: "artifact", Value: "job", Usage: "per-job: the job's program"},
 			&cli.IntFlag{Name: "slots-per-tm", Value: 1, Usage: "slots of each TaskManager"},
 			&cli.Int64Flag{Name: "tm-memory-mb", Value: 512, Usage: "memory of each TaskManager container, MB"},
 			&cli.IntFlag{Name: "tm-vcores", Value: 1, Usage: "vcores of each TaskManager container"},
-			&cli.IntFlag{Name: "max-failed-containers", Value: 3, Usage: "TaskManager containers that may fail before the job fails"},
+			&cli.IntFlag{Name: "max-failed-containers", Value: 3, Usage: "TaskManager containers that may fail before the job (or session) fails"},
+			&cli.DurationFlag{Name: "idle-timeout", Usage: "session: return TaskManagers idle this long (0: keep them)"},
+			&cli.IntFlag{Name: "max-slots", Usage: "session: the most slots all TaskManagers may have (0: no cap)"},
 			logLevelFlag,
 		},
 		Action: func(c *cli.Context) error {
-			if m := c.String("mode"); m != "per-job" {
-				return fmt.Errorf("--mode %q: the AM runs in per-job mode", m)
-			}
+			mode := c.String("mode")
 			res, artifacts, err := flink.ParseTaskManagerResources(os.Getenv(flink.EnvTaskManagerResources))
 			if err != nil {
 				return err
 			}
-			if len(artifacts) == 0 {
+			if mode == flink.ModePerJob && len(artifacts) == 0 {
 				return errors.New(flink.EnvTaskManagerResources + " names no job artifact for the TaskManagers")
 			}
-			return flink.RunPerJob(c.Context, flink.AMConfig{
-				JobFile: c.String("job"), ArtifactFile: c.String("artifact"),
+			return flink.RunAM(c.Context, flink.AMConfig{
+				Mode: mode, JobFile: c.String("job"), ArtifactFile: c.String("artifact"),
 				TaskManager: flink.TaskManagerSpec{
 					Slots: c.Int("slots-per-tm"), MemoryMB: c.Int64("tm-memory-mb"), VCores: int32(c.Int("tm-vcores")),
 					Resources: res, Artifacts: artifacts, MaxFailed: c.Int("max-failed-containers"),
+					IdleTimeout: c.Duration("idle-timeout"), MaxSlots: c.Int("max-slots"),
 				},
 				Log: newLogger(c, "loom-am", os.Stderr),
 			})

@@ -26,8 +26,10 @@ import (
 
 // AMConfig is what a Flink AM runs.
 type AMConfig struct {
-	// JobFile holds the job to run (a SubmitJobRequest), ArtifactFile the
-	// job's program: local resources of the AM's container.
+	// Mode is per-job or session.
+	Mode string
+	// JobFile holds a per-job AM's job (a SubmitJobRequest), ArtifactFile
+	// the job's program: local resources of the AM's container.
 	JobFile      string
 	ArtifactFile string
 	TaskManager  TaskManagerSpec
@@ -54,15 +56,26 @@ func finalStatus(state string) yarnpb.FinalStatus {
 	return yarnpb.FinalStatus_FAILED
 }
 
-// RunPerJob runs the per-job AM of the attempt named in the environment
-// (LOOM_APP_ATTEMPT_ID, LOOM_RM_ADDRS): it starts a JobManager, registers
-// with the RM with the JobManager's REST address as tracking URL, runs
-// the job, and unregisters with the job's outcome.
-func RunPerJob(ctx context.Context, cfg AMConfig) error {
+// Modes of the AM.
+const (
+	ModePerJob  = "per-job"
+	ModeSession = "session"
+)
+
+// RunAM runs the Flink AM of the attempt named in the environment
+// (LOOM_APP_ATTEMPT_ID, LOOM_RM_ADDRS): it starts a JobManager and
+// registers with the RM, the JobManager's gRPC port as its rpc port and
+// its REST address as tracking URL. Per-job, it runs the job and
+// unregisters with the job's outcome; as a session it takes jobs until it
+// is asked to shut down.
+func RunAM(ctx context.Context, cfg AMConfig) error {
 	attemptID := os.Getenv("LOOM_APP_ATTEMPT_ID")
 	addrs := os.Getenv("LOOM_RM_ADDRS")
 	if attemptID == "" || addrs == "" {
-		return errors.New("`loom am` runs inside an AM container (LOOM_APP_ATTEMPT_ID and LOOM_RM_ADDRS are not set); use `loom run -t per-job` to start one")
+		return errors.New("`loom am` runs inside an AM container (LOOM_APP_ATTEMPT_ID and LOOM_RM_ADDRS are not set); use `loom run -t per-job` or `loom session start` to start one")
+	}
+	if cfg.Mode != ModePerJob && cfg.Mode != ModeSession {
+		return fmt.Errorf("mode %q: want %s or %s", cfg.Mode, ModePerJob, ModeSession)
 	}
 	if cfg.Out == nil {
 		cfg.Out = os.Stdout
@@ -70,113 +83,171 @@ func RunPerJob(ctx context.Context, cfg AMConfig) error {
 	if cfg.Log == nil {
 		cfg.Log = hclog.NewNullLogger()
 	}
-	b, err := os.ReadFile(cfg.JobFile)
-	if err != nil {
-		return fmt.Errorf("reading the job: %w", err)
-	}
-	var job flinkpb.SubmitJobRequest
-	if err := proto.Unmarshal(b, &job); err != nil || job.JobGraph == nil || job.JobId == "" {
-		return fmt.Errorf("%s is not a job: %v", cfg.JobFile, err)
-	}
 	if cfg.TaskManager.Slots < 1 || cfg.TaskManager.MemoryMB < 1 || cfg.TaskManager.VCores < 1 {
 		return fmt.Errorf("TaskManagers need at least 1 slot, 1 MB and 1 vcore (got %d, %d, %d)", cfg.TaskManager.Slots, cfg.TaskManager.MemoryMB, cfg.TaskManager.VCores)
+	}
+	var job *flinkpb.SubmitJobRequest
+	if cfg.Mode == ModePerJob {
+		b, err := os.ReadFile(cfg.JobFile)
+		if err != nil {
+			return fmt.Errorf("reading the job: %w", err)
+		}
+		job = &flinkpb.SubmitJobRequest{}
+		if err := proto.Unmarshal(b, job); err != nil || job.JobGraph == nil || job.JobId == "" {
+			return fmt.Errorf("%s is not a job: %v", cfg.JobFile, err)
+		}
 	}
 	rm, err := rmclient.NewFromList(addrs)
 	if err != nil {
 		return err
 	}
 	defer rm.Close()
-	host := hostOf(os.Getenv("LOOM_NM_ADDR"))
-
-	driver := newDriver(cfg.TaskManager, cfg.Log.Named("driver"), nmclient.New())
-	jm, err := jobmanager.New(jobmanager.Config{
-		Addr: net.JoinHostPort(host, "0"), RestAddr: net.JoinHostPort(host, "0"), Dir: "jobmanager",
-		Log: cfg.Log, Driver: driver,
+	a := &am{cfg: cfg, rm: rm, host: hostOf(os.Getenv("LOOM_NM_ADDR")), shutdown: make(chan string, 1), failed: make(chan string, 1)}
+	a.driver = newDriver(cfg.TaskManager, cfg.Log.Named("driver"), nmclient.New())
+	a.jm, err = jobmanager.New(jobmanager.Config{
+		Addr: net.JoinHostPort(a.host, "0"), RestAddr: net.JoinHostPort(a.host, "0"), Dir: "jobmanager",
+		Log: cfg.Log, Driver: a.driver,
 	})
 	if err != nil {
 		return err
 	}
-	driver.jmAddr, driver.rm, driver.onStatus = jm.Addr(), jm.ResourceManager(), jm.NoteWaiting
-
-	shutdown := make(chan string, 1)
-	amrm := rm.NewAMRMClient(attemptID, rmclient.Handler{
-		ContainersAllocated: driver.allocated,
-		ContainersCompleted: driver.completed,
-		ShutdownRequested: func() {
-			select {
-			case shutdown <- "the ResourceManager ended this attempt":
-			default:
-			}
-		},
-		Error: func(err error) { cfg.Log.Warn("talking to the ResourceManager", "error", err) },
+	a.driver.jmAddr, a.driver.rm, a.driver.onStatus = a.jm.Addr(), a.jm.ResourceManager(), a.jm.NoteWaiting
+	a.amrm = rm.NewAMRMClient(attemptID, rmclient.Handler{
+		ContainersAllocated: a.driver.allocated,
+		ContainersCompleted: a.driver.completed,
+		ShutdownRequested:   func() { a.stop("the ResourceManager ended this attempt") },
+		Error:               func(err error) { cfg.Log.Warn("talking to the ResourceManager", "error", err) },
 	})
-	driver.amrm = amrm
+	a.driver.amrm = a.amrm
 
 	jmCtx, stopJM := context.WithCancel(context.WithoutCancel(ctx))
 	jmDone := make(chan error, 1)
-	go func() { jmDone <- jm.Run(jmCtx) }()
+	go func() { jmDone <- a.jm.Run(jmCtx) }()
 	defer func() {
 		stopJM()
 		<-jmDone
 	}()
-	// The job goes in before the AM registers, so that whoever finds the
-	// JobManager through the RM finds the job, and the first heartbeat
-	// carries its container asks.
-	if err := jm.AddArtifact(job.Artifact, cfg.ArtifactFile); err != nil {
-		return unregisterFailed(ctx, amrm, host, "the job's program is missing from the AM container: "+err.Error(), cfg.Out)
+	var j *jobmanager.JobMaster
+	if job != nil {
+		// The job goes in before the AM registers, so that whoever finds
+		// the JobManager through the RM finds the job, and the first
+		// heartbeat carries its container asks.
+		if err := a.jm.AddArtifact(job.Artifact, cfg.ArtifactFile); err != nil {
+			return a.unregisterFailed(ctx, "the job's program is missing from the AM container: "+err.Error())
+		}
+		if _, err := a.jm.SubmitJob(ctx, job); err != nil {
+			return a.unregisterFailed(ctx, "the job was refused: "+err.Error())
+		}
+		if j, err = a.jm.Job(job.JobId); err != nil {
+			return err
+		}
+		a.driver.setFatal(j.Fail)
+	} else {
+		a.driver.setFatal(func(cause string) {
+			select {
+			case a.failed <- cause:
+			default:
+			}
+		})
 	}
-	if _, err := jm.SubmitJob(ctx, &job); err != nil {
-		return unregisterFailed(ctx, amrm, host, "the job was refused: "+err.Error(), cfg.Out)
-	}
-	j, err := jm.Job(job.JobId)
-	if err != nil {
-		return err
-	}
-	driver.setFatal(j.Fail)
 
-	trackingURL := "http://" + jm.RestAddr()
-	_, port, _ := net.SplitHostPort(jm.Addr())
+	trackingURL := "http://" + a.jm.RestAddr()
+	_, port, _ := net.SplitHostPort(a.jm.Addr())
 	rpcPort, _ := strconv.Atoi(port)
-	if _, err := amrm.Register(ctx, host, int32(rpcPort), trackingURL); err != nil {
+	if _, err := a.amrm.Register(ctx, a.host, int32(rpcPort), trackingURL); err != nil {
 		return fmt.Errorf("registering the AM: %w", err)
 	}
-	fmt.Fprintf(cfg.Out, "flink-am: %s registered; JobManager at %s, web interface %s\n", attemptID, jm.Addr(), trackingURL)
-	amrm.Start(ctx)
+	fmt.Fprintf(cfg.Out, "flink-am: %s registered (%s); JobManager at %s, web interface %s\n", attemptID, cfg.Mode, a.jm.Addr(), trackingURL)
+	a.amrm.Start(ctx)
 	driverCtx, stopDriver := context.WithCancel(ctx)
 	defer stopDriver()
-	go driver.run(driverCtx)
+	go a.driver.run(driverCtx)
+	if j == nil {
+		return a.runSession(ctx)
+	}
 	fmt.Fprintf(cfg.Out, "flink-am: job %s (%s) submitted, %d slots in TaskManagers of %d slots\n", job.JobId, job.JobGraph.Name, job.JobGraph.Slots, cfg.TaskManager.Slots)
+	return a.runJob(ctx, j)
+}
 
+// am is a running Flink AM.
+type am struct {
+	cfg      AMConfig
+	rm       *rmclient.Client
+	amrm     *rmclient.AMRMClient
+	host     string
+	driver   *Driver
+	jm       *jobmanager.JobManager
+	// shutdown says why the RM ended the attempt; failed why a session's
+	// driver gave up.
+	shutdown chan string
+	failed   chan string
+}
+
+// stop ends the AM without unregistering: the RM has ended the attempt.
+func (a *am) stop(why string) {
+	select {
+	case a.shutdown <- why:
+	default:
+	}
+}
+
+// runJob waits for the per-job AM's job to end and unregisters with its
+// outcome.
+func (a *am) runJob(ctx context.Context, j *jobmanager.JobMaster) error {
 	var d *flinkpb.JobDetails
 	for d = j.Details(false); !jobmanager.JobTerminal(d.State); d = j.Details(false) {
 		select {
 		case <-ctx.Done():
 			j.Cancel()
-			driver.Stop()
+			a.driver.Stop()
 			return context.Cause(ctx)
-		case why := <-shutdown:
+		case why := <-a.shutdown:
 			j.Cancel()
-			driver.Stop()
+			a.driver.Stop()
 			return errors.New(why)
 		default:
 		}
 		j.Wait(ctx, d.Version+1, time.Second)
 	}
-	diag := fmt.Sprintf("job %s %s", job.JobId, d.State)
+	diag := fmt.Sprintf("job %s %s", d.JobId, d.State)
 	if d.Failure != "" {
 		diag += ": " + d.Failure
 	}
-	fmt.Fprintf(cfg.Out, "flink-am: %s\n", diag)
-	return finish(ctx, driver, amrm, rm, finalStatus(d.State), diag, cfg.Out)
+	fmt.Fprintf(a.cfg.Out, "flink-am: %s\n", diag)
+	return a.finish(ctx, finalStatus(d.State), diag)
+}
+
+// runSession serves jobs until a client asks the session to shut down:
+// then its jobs are canceled, its TaskManagers stopped, and it
+// unregisters SUCCEEDED.
+func (a *am) runSession(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		a.jm.CancelAll(context.Background(), 5*time.Second)
+		a.driver.Stop()
+		return context.Cause(ctx)
+	case why := <-a.shutdown:
+		a.jm.CancelAll(ctx, 5*time.Second)
+		a.driver.Stop()
+		return errors.New(why)
+	case cause := <-a.failed:
+		fmt.Fprintf(a.cfg.Out, "flink-am: the session failed: %s\n", cause)
+		a.jm.CancelAll(ctx, 30*time.Second)
+		return a.finish(ctx, yarnpb.FinalStatus_FAILED, "the session failed: "+cause)
+	case why := <-a.jm.ShutdownRequested():
+		fmt.Fprintf(a.cfg.Out, "flink-am: shutting the session down: %s\n", why)
+		a.jm.CancelAll(ctx, 30*time.Second)
+		return a.finish(ctx, yarnpb.FinalStatus_SUCCEEDED, "session stopped: "+why)
+	}
 }
 
 // finish stops the TaskManagers and unregisters.
-func finish(ctx context.Context, driver *Driver, amrm *rmclient.AMRMClient, rm *rmclient.Client, status yarnpb.FinalStatus, diag string, out io.Writer) error {
-	driver.Stop()
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rm.RetryFor)
+func (a *am) finish(ctx context.Context, status yarnpb.FinalStatus, diag string) error {
+	a.driver.Stop()
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.rm.RetryFor)
 	defer cancel()
-	fmt.Fprintf(out, "flink-am: unregistering with final status %s\n", status)
-	if err := amrm.Finish(fctx, status, diag, ""); err != nil {
+	fmt.Fprintf(a.cfg.Out, "flink-am: unregistering with final status %s\n", status)
+	if err := a.amrm.Finish(fctx, status, diag, ""); err != nil {
 		return fmt.Errorf("unregistering the AM: %w", err)
 	}
 	return nil
@@ -184,14 +255,14 @@ func finish(ctx context.Context, driver *Driver, amrm *rmclient.AMRMClient, rm *
 
 // unregisterFailed ends an attempt that could not start its job: it
 // registers only to unregister FAILED with the reason.
-func unregisterFailed(ctx context.Context, amrm *rmclient.AMRMClient, host, diag string, out io.Writer) error {
-	fmt.Fprintf(out, "flink-am: %s\n", diag)
-	if _, err := amrm.Register(ctx, host, 0, ""); err != nil {
+func (a *am) unregisterFailed(ctx context.Context, diag string) error {
+	fmt.Fprintf(a.cfg.Out, "flink-am: %s\n", diag)
+	if _, err := a.amrm.Register(ctx, a.host, 0, ""); err != nil {
 		return fmt.Errorf("registering the AM: %w", err)
 	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	if err := amrm.Finish(fctx, yarnpb.FinalStatus_FAILED, diag, ""); err != nil {
+	if err := a.amrm.Finish(fctx, yarnpb.FinalStatus_FAILED, diag, ""); err != nil {
 		return fmt.Errorf("unregistering the AM: %w", err)
 	}
 	return nil

@@ -29,6 +29,11 @@ type TaskManagerSpec struct {
 	// MaxFailed bounds the TaskManager containers that may fail or be
 	// lost before the driver gives up.
 	MaxFailed int
+	// IdleTimeout, when set, returns TaskManagers whose slots have all
+	// been free this long (a session's).
+	IdleTimeout time.Duration
+	// MaxSlots, when set, caps the slots of all TaskManagers together.
+	MaxSlots int
 }
 
 var _ resourcemanager.Driver = (*Driver)(nil)
@@ -60,6 +65,7 @@ type nodeManagers interface {
 // taskManagerRegistry is the Flink ResourceManager as the driver sees it.
 type taskManagerRegistry interface {
 	RemoveTaskManager(id, cause string)
+	RemoveIdle(idle time.Duration) []string
 }
 
 // Driver is the Flink ResourceManager's cluster driver: it turns missing
@@ -87,6 +93,7 @@ type Driver struct {
 	running    map[string]*tmContainer // TaskManager registered
 	failed     int
 	gaveUp     bool
+	capped     bool // asks held back by MaxSlots
 	closed     bool
 	note       string
 	launches   sync.WaitGroup
@@ -165,6 +172,13 @@ func (d *Driver) reconcileLocked() {
 	if deficit > 0 {
 		need = (deficit + d.spec.Slots - 1) / d.spec.Slots
 	}
+	d.capped = false
+	if d.spec.MaxSlots > 0 {
+		room := max(0, d.spec.MaxSlots/d.spec.Slots-len(d.running)-len(d.starting))
+		if need > room {
+			need, d.capped = room, true
+		}
+	}
 	if need > d.asked {
 		if d.asked == 0 {
 			d.askedSince = time.Now()
@@ -193,6 +207,8 @@ func (d *Driver) noteLocked() {
 		note += "; the job waits until containers free up (lower the parallelism or --tm-memory-mb to fit)"
 	case d.asked > 0:
 		note = fmt.Sprintf("asked the cluster for %s (%d MB, %s, %s each)", plural(d.asked, "TaskManager container"), d.spec.MemoryMB, plural(int(d.spec.VCores), "vcore"), plural(d.spec.Slots, "slot"))
+	case d.capped:
+		note = fmt.Sprintf("all %d slots the session may have (--max-slots) are taken; the job waits until other jobs free theirs", d.spec.MaxSlots)
 	}
 	if note != d.note {
 		d.note = note
@@ -214,6 +230,7 @@ func (d *Driver) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			d.releaseIdle()
 			d.mu.Lock()
 			d.noteLocked()
 			d.mu.Unlock()
@@ -227,6 +244,36 @@ func (d *Driver) run(ctx context.Context) {
 			d.onStatus(note)
 		}
 	}
+}
+
+// releaseIdle stops the TaskManagers idle for longer than the idle
+// timeout; their logs stay with their NodeManagers.
+func (d *Driver) releaseIdle() {
+	if d.spec.IdleTimeout <= 0 {
+		return
+	}
+	ids := d.rm.RemoveIdle(d.spec.IdleTimeout)
+	if len(ids) == 0 {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range ids {
+		c := d.running[id]
+		if c == nil || d.closed {
+			continue
+		}
+		delete(d.running, id)
+		d.log.Info("returning an idle TaskManager", "container", id, "node", c.node, "idle_timeout", d.spec.IdleTimeout)
+		d.launches.Add(1)
+		go func() {
+			defer d.launches.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = d.nms.Stop(ctx, c.node, c.id)
+		}()
+	}
+	d.reconcileLocked()
 }
 
 // allocated starts a TaskManager in each container the cluster gives

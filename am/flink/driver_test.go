@@ -78,6 +78,15 @@ func (f *fakeNMs) Close() error { return nil }
 type fakeRegistry struct {
 	mu      sync.Mutex
 	removed map[string]string
+	idle    []string
+}
+
+func (f *fakeRegistry) RemoveIdle(time.Duration) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.idle
+	f.idle = nil
+	return out
 }
 
 func (f *fakeRegistry) RemoveTaskManager(id, cause string) {
@@ -207,5 +216,47 @@ func TestDriverSaysWhyAJobWaits(t *testing.T) {
 		if !strings.Contains(note, want) {
 			t.Errorf("note %q lacks %q", note, want)
 		}
+	}
+}
+
+func TestDriverReturnsIdleTaskManagers(t *testing.T) {
+	d, asks, nms, reg := testDriver(1, 0)
+	d.spec.IdleTimeout = time.Second
+	d.SlotsWanted(2)
+	give(d, asks, "c1", "c2")
+	d.TaskManagerRegistered("c1")
+	d.TaskManagerRegistered("c2")
+	d.SlotsWanted(0)
+	reg.idle = []string{"c2"}
+	d.releaseIdle()
+	d.launches.Wait()
+	if fmt.Sprint(nms.stopped) != "[c2]" {
+		t.Fatalf("stopped %v, want the idle c2", nms.stopped)
+	}
+	// Its container's end is no failure.
+	d.completed([]*yarnpb.ContainerStatus{{ContainerId: "c2", ExitStatus: 143}})
+	if d.failed != 0 || len(reg.removed) != 0 {
+		t.Errorf("an idle TaskManager's exit counted as a failure (%d) or a loss (%v)", d.failed, reg.removed)
+	}
+	// A new need asks for a container again.
+	d.SlotsWanted(1)
+	if asks.outstanding() != 1 {
+		t.Errorf("%d asked after an idle TaskManager left, want 1", asks.outstanding())
+	}
+}
+
+func TestDriverKeepsToMaxSlots(t *testing.T) {
+	d, asks, _, _ := testDriver(2, 0)
+	d.spec.MaxSlots = 5
+	d.SlotsWanted(10)
+	if asks.outstanding() != 2 {
+		t.Fatalf("%d containers of 2 slots asked with --max-slots 5, want 2", asks.outstanding())
+	}
+	give(d, asks, "c1", "c2")
+	d.TaskManagerRegistered("c1")
+	d.TaskManagerRegistered("c2")
+	d.SlotsWanted(6)
+	if asks.outstanding() != 0 || !strings.Contains(d.note, "--max-slots") {
+		t.Errorf("asked %d beyond the cap; note %q", asks.outstanding(), d.note)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -82,24 +81,12 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 	if err != nil {
 		return nil, err
 	}
-	if max := app.MaxCapability; max != nil {
-		for _, c := range []struct {
-			flag string
-			mb   int64
-		}{{"--tm-memory-mb", o.TMMemoryMB}, {"--jm-memory-mb", o.JMMemoryMB}} {
-			if c.mb > max.MemoryMb {
-				return nil, errdefs.InvalidArgument("%s %d exceeds the cluster's maximum allocation of %d MB; ask for less", c.flag, c.mb, max.MemoryMb)
-			}
-		}
-		if o.TMVCores > max.Vcores {
-			return nil, errdefs.InvalidArgument("--tm-vcores %d exceeds the cluster's maximum allocation of %d vcores", o.TMVCores, max.Vcores)
-		}
+	if err := o.fits(app.MaxCapability); err != nil {
+		return nil, err
 	}
-	bin := o.LoomBinary
-	if bin == "" {
-		if bin, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("finding the loom binary: %w", err)
-		}
+	bin, err := o.loomBinary()
+	if err != nil {
+		return nil, err
 	}
 	prog.Path, err = filepath.Abs(prog.Path)
 	if err != nil {
@@ -141,13 +128,7 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 	if err != nil {
 		return nil, err
 	}
-	cmd := []string{"./loom", "am", "--mode", "per-job",
-		"--job", "job.pb", "--artifact", "job",
-		"--slots-per-tm", strconv.Itoa(o.SlotsPerTM),
-		"--tm-memory-mb", strconv.FormatInt(o.TMMemoryMB, 10),
-		"--tm-vcores", strconv.Itoa(int(o.TMVCores)),
-		"--max-failed-containers", strconv.Itoa(o.MaxFailedContainers),
-	}
+	cmd := append([]string{"./loom", "am", "--mode", ModePerJob, "--job", "job.pb", "--artifact", "job"}, o.amFlags()...)
 	name := o.Name
 	if name == "" {
 		name = jg.Name

@@ -75,6 +75,8 @@ type JobManager struct {
 	rm    *resourcemanager.ResourceManager
 	blobs *blobStore
 	start time.Time
+	// shutdown carries the reason of the first shutdown request.
+	shutdown chan string
 
 	mu    sync.Mutex
 	jobs  map[string]*JobMaster
@@ -113,7 +115,7 @@ func New(cfg Config) (*JobManager, error) {
 	log := cfg.Log.Named("jobmanager")
 	jm := &JobManager{
 		cfg: cfg, log: log, addr: addr, ln: ln, srv: grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20)),
-		blobs: blobs, start: time.Now(), jobs: map[string]*JobMaster{}, ctx: context.Background(),
+		blobs: blobs, start: time.Now(), jobs: map[string]*JobMaster{}, ctx: context.Background(), shutdown: make(chan string, 1),
 		rm: resourcemanager.New(resourcemanager.Config{
 			Log: cfg.Log.Named("resourcemanager"), Driver: cfg.Driver,
 			HeartbeatInterval: cfg.TMHeartbeatInterval, HeartbeatTimeout: cfg.TMHeartbeatTimeout,
@@ -222,6 +224,43 @@ func (jm *JobManager) Jobs() []*JobMaster {
 // upload would.
 func (jm *JobManager) AddArtifact(key *flinkpb.BlobKey, path string) error {
 	return jm.blobs.adopt(key, path)
+}
+
+// ShutdownRequested delivers the reason when a client asks the cluster to
+// shut down (ShutDownCluster, or DELETE /cluster); whoever runs the
+// JobManager decides what that means.
+func (jm *JobManager) ShutdownRequested() <-chan string { return jm.shutdown }
+
+func (jm *JobManager) requestShutdown(reason string) {
+	jm.log.Info("cluster shutdown requested", "reason", reason)
+	select {
+	case jm.shutdown <- reason:
+	default:
+	}
+}
+
+// ShutDownCluster implements flinkpb.DispatcherServer.
+func (jm *JobManager) ShutDownCluster(_ context.Context, req *flinkpb.ShutDownClusterRequest) (*flinkpb.Empty, error) {
+	reason := req.Reason
+	if reason == "" {
+		reason = "a client asked"
+	}
+	jm.requestShutdown(reason)
+	return &flinkpb.Empty{}, nil
+}
+
+// CancelAll cancels every job that has not ended and waits up to timeout
+// for them to end.
+func (jm *JobManager) CancelAll(ctx context.Context, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for _, j := range jm.Jobs() {
+		j.Cancel()
+	}
+	for _, j := range jm.Jobs() {
+		for d := j.Details(false); !JobTerminal(d.State) && time.Now().Before(deadline) && ctx.Err() == nil; d = j.Details(false) {
+			j.Wait(ctx, d.Version+1, time.Until(deadline))
+		}
+	}
 }
 
 // NoteWaiting adds note (what is being done about missing slots) to the

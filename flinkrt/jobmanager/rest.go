@@ -44,6 +44,10 @@ func (jm *JobManager) restHandler() http.Handler {
 	} {
 		mux.HandleFunc(p, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, []any{}) })
 	}
+	mux.HandleFunc("DELETE /cluster", func(w http.ResponseWriter, _ *http.Request) {
+		jm.requestShutdown("shut down through the REST API")
+		writeJSON(w, http.StatusAccepted, map[string]any{})
+	})
 	mux.HandleFunc("GET /taskmanagers", jm.restTaskManagers)
 	mux.HandleFunc("GET /taskmanagers/{tmid}", jm.restTaskManager)
 	mux.HandleFunc("GET /jobmanager/config", jm.restJMConfig)

@@ -105,6 +105,9 @@ type TaskManagerInfo struct {
 	CPUCores      int
 	LastHeartbeat time.Time
 	Registered    time.Time
+	// IdleSince is when its last slot was freed; zero while a job holds
+	// one.
+	IdleSince time.Time
 	// Jobs holding its slots.
 	SlotJobs []string
 }
@@ -196,6 +199,13 @@ func (rm *ResourceManager) removeLocked(id, cause string) {
 	delete(rm.tms, id)
 	tm.conn.Close()
 	rm.cfg.Driver.TaskManagerLost(id, cause)
+	rm.tellJobsLocked(id, tm, cause)
+	rm.matchLocked()
+}
+
+// tellJobsLocked tells the jobs that held a TaskManager's slots that it
+// is gone.
+func (rm *ResourceManager) tellJobsLocked(id string, tm *taskManager, cause string) {
 	told := map[string]bool{}
 	for _, s := range tm.slots {
 		if j := rm.jobs[s.job]; j != nil && !told[s.job] {
@@ -203,7 +213,26 @@ func (rm *ResourceManager) removeLocked(id, cause string) {
 			go j.jm.TaskManagerLost(id, cause)
 		}
 	}
-	rm.matchLocked()
+}
+
+// RemoveIdle forgets the TaskManagers whose slots have all been free for
+// longer than idle, and returns their ids; the Driver, which asked,
+// stops them. Nothing can be given their slots meanwhile.
+func (rm *ResourceManager) RemoveIdle(idle time.Duration) []string {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	var out []string
+	now := time.Now()
+	for id, tm := range rm.tms {
+		if tm.info.IdleSince.IsZero() || now.Sub(tm.info.IdleSince) < idle {
+			continue
+		}
+		rm.log.Info("releasing an idle TaskManager", "tm", id, "idle_for", now.Sub(tm.info.IdleSince).Round(time.Second))
+		delete(rm.tms, id)
+		tm.conn.Close()
+		out = append(out, id)
+	}
+	return out
 }
 
 // RegisterTaskExecutor implements flinkpb.ResourceManagerServer.
@@ -353,8 +382,10 @@ func (rm *ResourceManager) TaskManagers() []TaskManagerInfo {
 }
 
 // matchLocked gives free slots to jobs short of their need, oldest job
-// first, and tells the driver what is still missing.
+// first, tells the driver what is still missing, and notes which
+// TaskManagers are idle.
 func (rm *ResourceManager) matchLocked() {
+	defer rm.noteIdleLocked()
 	held := map[string]int{}
 	for _, tm := range rm.tms {
 		for _, s := range tm.slots {
@@ -397,6 +428,22 @@ func (rm *ResourceManager) matchLocked() {
 		}
 	}
 	rm.cfg.Driver.SlotsWanted(missing)
+}
+
+func (rm *ResourceManager) noteIdleLocked() {
+	now := time.Now()
+	for _, tm := range rm.tms {
+		busy := false
+		for _, sl := range tm.slots {
+			busy = busy || sl.job != ""
+		}
+		switch {
+		case busy:
+			tm.info.IdleSince = time.Time{}
+		case tm.info.IdleSince.IsZero():
+			tm.info.IdleSince = now
+		}
+	}
 }
 
 func (rm *ResourceManager) holds(tmID, job string) bool {

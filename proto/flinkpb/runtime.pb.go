@@ -370,6 +370,50 @@ func (x *CancelJobRequest) GetJobId() string {
 	return ""
 }
 
+type ShutDownClusterRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShutDownClusterRequest) Reset() {
+	*x = ShutDownClusterRequest{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShutDownClusterRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShutDownClusterRequest) ProtoMessage() {}
+
+func (x *ShutDownClusterRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShutDownClusterRequest.ProtoReflect.Descriptor instead.
+func (*ShutDownClusterRequest) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ShutDownClusterRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type CancelJobResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The job's state when the request arrived.
@@ -380,7 +424,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[7]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -392,7 +436,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[7]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -405,7 +449,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{7}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CancelJobResponse) GetState() string {
@@ -443,7 +487,7 @@ type JobDetails struct {
 
 func (x *JobDetails) Reset() {
 	*x = JobDetails{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[8]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +499,7 @@ func (x *JobDetails) String() string {
 func (*JobDetails) ProtoMessage() {}
 
 func (x *JobDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[8]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +512,7 @@ func (x *JobDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobDetails.ProtoReflect.Descriptor instead.
 func (*JobDetails) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{8}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *JobDetails) GetJobId() string {
@@ -582,7 +626,7 @@ type VertexDetails struct {
 
 func (x *VertexDetails) Reset() {
 	*x = VertexDetails{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[9]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +638,7 @@ func (x *VertexDetails) String() string {
 func (*VertexDetails) ProtoMessage() {}
 
 func (x *VertexDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[9]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +651,7 @@ func (x *VertexDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VertexDetails.ProtoReflect.Descriptor instead.
 func (*VertexDetails) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{9}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *VertexDetails) GetId() string {
@@ -662,7 +706,7 @@ type SubtaskDetails struct {
 
 func (x *SubtaskDetails) Reset() {
 	*x = SubtaskDetails{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +718,7 @@ func (x *SubtaskDetails) String() string {
 func (*SubtaskDetails) ProtoMessage() {}
 
 func (x *SubtaskDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +731,7 @@ func (x *SubtaskDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskDetails.ProtoReflect.Descriptor instead.
 func (*SubtaskDetails) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{10}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubtaskDetails) GetIndex() int32 {
@@ -750,7 +794,7 @@ type BlobKey struct {
 
 func (x *BlobKey) Reset() {
 	*x = BlobKey{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +806,7 @@ func (x *BlobKey) String() string {
 func (*BlobKey) ProtoMessage() {}
 
 func (x *BlobKey) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +819,7 @@ func (x *BlobKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobKey.ProtoReflect.Descriptor instead.
 func (*BlobKey) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{11}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BlobKey) GetSha256() string {
@@ -803,7 +847,7 @@ type BlobChunk struct {
 
 func (x *BlobChunk) Reset() {
 	*x = BlobChunk{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -815,7 +859,7 @@ func (x *BlobChunk) String() string {
 func (*BlobChunk) ProtoMessage() {}
 
 func (x *BlobChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -828,7 +872,7 @@ func (x *BlobChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
 func (*BlobChunk) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{12}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BlobChunk) GetKey() *BlobKey {
@@ -864,7 +908,7 @@ type RegisterTaskExecutorRequest struct {
 
 func (x *RegisterTaskExecutorRequest) Reset() {
 	*x = RegisterTaskExecutorRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -876,7 +920,7 @@ func (x *RegisterTaskExecutorRequest) String() string {
 func (*RegisterTaskExecutorRequest) ProtoMessage() {}
 
 func (x *RegisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -889,7 +933,7 @@ func (x *RegisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskExecutorRequest.ProtoReflect.Descriptor instead.
 func (*RegisterTaskExecutorRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{13}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RegisterTaskExecutorRequest) GetTaskManagerId() string {
@@ -954,7 +998,7 @@ type RegisterTaskExecutorResponse struct {
 
 func (x *RegisterTaskExecutorResponse) Reset() {
 	*x = RegisterTaskExecutorResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1010,7 @@ func (x *RegisterTaskExecutorResponse) String() string {
 func (*RegisterTaskExecutorResponse) ProtoMessage() {}
 
 func (x *RegisterTaskExecutorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1023,7 @@ func (x *RegisterTaskExecutorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskExecutorResponse.ProtoReflect.Descriptor instead.
 func (*RegisterTaskExecutorResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{14}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RegisterTaskExecutorResponse) GetHeartbeatIntervalMs() int64 {
@@ -1015,7 +1059,7 @@ type SlotStatus struct {
 
 func (x *SlotStatus) Reset() {
 	*x = SlotStatus{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1071,7 @@ func (x *SlotStatus) String() string {
 func (*SlotStatus) ProtoMessage() {}
 
 func (x *SlotStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1084,7 @@ func (x *SlotStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlotStatus.ProtoReflect.Descriptor instead.
 func (*SlotStatus) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{15}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SlotStatus) GetIndex() int32 {
@@ -1074,7 +1118,7 @@ type TaskExecutorHeartbeat struct {
 
 func (x *TaskExecutorHeartbeat) Reset() {
 	*x = TaskExecutorHeartbeat{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1130,7 @@ func (x *TaskExecutorHeartbeat) String() string {
 func (*TaskExecutorHeartbeat) ProtoMessage() {}
 
 func (x *TaskExecutorHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1143,7 @@ func (x *TaskExecutorHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecutorHeartbeat.ProtoReflect.Descriptor instead.
 func (*TaskExecutorHeartbeat) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{16}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TaskExecutorHeartbeat) GetTaskManagerId() string {
@@ -1127,7 +1171,7 @@ type ResourceManagerHeartbeatResponse struct {
 
 func (x *ResourceManagerHeartbeatResponse) Reset() {
 	*x = ResourceManagerHeartbeatResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1183,7 @@ func (x *ResourceManagerHeartbeatResponse) String() string {
 func (*ResourceManagerHeartbeatResponse) ProtoMessage() {}
 
 func (x *ResourceManagerHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1196,7 @@ func (x *ResourceManagerHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceManagerHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*ResourceManagerHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{17}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ResourceManagerHeartbeatResponse) GetRegistered() bool {
@@ -1172,7 +1216,7 @@ type UnregisterTaskExecutorRequest struct {
 
 func (x *UnregisterTaskExecutorRequest) Reset() {
 	*x = UnregisterTaskExecutorRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1228,7 @@ func (x *UnregisterTaskExecutorRequest) String() string {
 func (*UnregisterTaskExecutorRequest) ProtoMessage() {}
 
 func (x *UnregisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1241,7 @@ func (x *UnregisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterTaskExecutorRequest.ProtoReflect.Descriptor instead.
 func (*UnregisterTaskExecutorRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{18}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UnregisterTaskExecutorRequest) GetTaskManagerId() string {
@@ -1223,7 +1267,7 @@ type GetJobArtifactRequest struct {
 
 func (x *GetJobArtifactRequest) Reset() {
 	*x = GetJobArtifactRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1279,7 @@ func (x *GetJobArtifactRequest) String() string {
 func (*GetJobArtifactRequest) ProtoMessage() {}
 
 func (x *GetJobArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1292,7 @@ func (x *GetJobArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobArtifactRequest.ProtoReflect.Descriptor instead.
 func (*GetJobArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{19}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetJobArtifactRequest) GetJobId() string {
@@ -1273,7 +1317,7 @@ type JobArtifact struct {
 
 func (x *JobArtifact) Reset() {
 	*x = JobArtifact{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1329,7 @@ func (x *JobArtifact) String() string {
 func (*JobArtifact) ProtoMessage() {}
 
 func (x *JobArtifact) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1342,7 @@ func (x *JobArtifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobArtifact.ProtoReflect.Descriptor instead.
 func (*JobArtifact) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{20}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JobArtifact) GetArtifact() *BlobKey {
@@ -1350,7 +1394,7 @@ type OfferSlotsRequest struct {
 
 func (x *OfferSlotsRequest) Reset() {
 	*x = OfferSlotsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1406,7 @@ func (x *OfferSlotsRequest) String() string {
 func (*OfferSlotsRequest) ProtoMessage() {}
 
 func (x *OfferSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1419,7 @@ func (x *OfferSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferSlotsRequest.ProtoReflect.Descriptor instead.
 func (*OfferSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{21}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *OfferSlotsRequest) GetJobId() string {
@@ -1423,7 +1467,7 @@ type OfferSlotsResponse struct {
 
 func (x *OfferSlotsResponse) Reset() {
 	*x = OfferSlotsResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1435,7 +1479,7 @@ func (x *OfferSlotsResponse) String() string {
 func (*OfferSlotsResponse) ProtoMessage() {}
 
 func (x *OfferSlotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1448,7 +1492,7 @@ func (x *OfferSlotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferSlotsResponse.ProtoReflect.Descriptor instead.
 func (*OfferSlotsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{22}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *OfferSlotsResponse) GetAccepted() []int32 {
@@ -1472,7 +1516,7 @@ type TaskStateUpdate struct {
 
 func (x *TaskStateUpdate) Reset() {
 	*x = TaskStateUpdate{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1528,7 @@ func (x *TaskStateUpdate) String() string {
 func (*TaskStateUpdate) ProtoMessage() {}
 
 func (x *TaskStateUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1541,7 @@ func (x *TaskStateUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStateUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStateUpdate) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{23}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *TaskStateUpdate) GetVertex() int32 {
@@ -1546,7 +1590,7 @@ type TaskStateUpdates struct {
 
 func (x *TaskStateUpdates) Reset() {
 	*x = TaskStateUpdates{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1558,7 +1602,7 @@ func (x *TaskStateUpdates) String() string {
 func (*TaskStateUpdates) ProtoMessage() {}
 
 func (x *TaskStateUpdates) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1571,7 +1615,7 @@ func (x *TaskStateUpdates) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStateUpdates.ProtoReflect.Descriptor instead.
 func (*TaskStateUpdates) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{24}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TaskStateUpdates) GetJobId() string {
@@ -1606,7 +1650,7 @@ type WorkerFailedRequest struct {
 
 func (x *WorkerFailedRequest) Reset() {
 	*x = WorkerFailedRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1618,7 +1662,7 @@ func (x *WorkerFailedRequest) String() string {
 func (*WorkerFailedRequest) ProtoMessage() {}
 
 func (x *WorkerFailedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1631,7 +1675,7 @@ func (x *WorkerFailedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerFailedRequest.ProtoReflect.Descriptor instead.
 func (*WorkerFailedRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{25}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WorkerFailedRequest) GetJobId() string {
@@ -1668,7 +1712,7 @@ type RequestSlotRequest struct {
 
 func (x *RequestSlotRequest) Reset() {
 	*x = RequestSlotRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1724,7 @@ func (x *RequestSlotRequest) String() string {
 func (*RequestSlotRequest) ProtoMessage() {}
 
 func (x *RequestSlotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1737,7 @@ func (x *RequestSlotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestSlotRequest.ProtoReflect.Descriptor instead.
 func (*RequestSlotRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{26}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RequestSlotRequest) GetJobId() string {
@@ -1735,7 +1779,7 @@ type TaskDeployment struct {
 
 func (x *TaskDeployment) Reset() {
 	*x = TaskDeployment{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1791,7 @@ func (x *TaskDeployment) String() string {
 func (*TaskDeployment) ProtoMessage() {}
 
 func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1804,7 @@ func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDeployment.ProtoReflect.Descriptor instead.
 func (*TaskDeployment) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{27}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TaskDeployment) GetVertex() int32 {
@@ -1797,7 +1841,7 @@ type SubmitTasksRequest struct {
 
 func (x *SubmitTasksRequest) Reset() {
 	*x = SubmitTasksRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +1853,7 @@ func (x *SubmitTasksRequest) String() string {
 func (*SubmitTasksRequest) ProtoMessage() {}
 
 func (x *SubmitTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +1866,7 @@ func (x *SubmitTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitTasksRequest.ProtoReflect.Descriptor instead.
 func (*SubmitTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{28}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SubmitTasksRequest) GetJobId() string {
@@ -1855,7 +1899,7 @@ type SubtaskLocations struct {
 
 func (x *SubtaskLocations) Reset() {
 	*x = SubtaskLocations{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1867,7 +1911,7 @@ func (x *SubtaskLocations) String() string {
 func (*SubtaskLocations) ProtoMessage() {}
 
 func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1880,7 +1924,7 @@ func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskLocations.ProtoReflect.Descriptor instead.
 func (*SubtaskLocations) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{29}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SubtaskLocations) GetAddresses() []string {
@@ -1899,7 +1943,7 @@ type CancelTasksRequest struct {
 
 func (x *CancelTasksRequest) Reset() {
 	*x = CancelTasksRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +1955,7 @@ func (x *CancelTasksRequest) String() string {
 func (*CancelTasksRequest) ProtoMessage() {}
 
 func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +1968,7 @@ func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
 func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{30}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CancelTasksRequest) GetJobId() string {
@@ -1944,7 +1988,7 @@ type FreeSlotsRequest struct {
 
 func (x *FreeSlotsRequest) Reset() {
 	*x = FreeSlotsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2000,7 @@ func (x *FreeSlotsRequest) String() string {
 func (*FreeSlotsRequest) ProtoMessage() {}
 
 func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2013,7 @@ func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeSlotsRequest.ProtoReflect.Descriptor instead.
 func (*FreeSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{31}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *FreeSlotsRequest) GetJobId() string {
@@ -1995,7 +2039,7 @@ type JobMasterHeartbeat struct {
 
 func (x *JobMasterHeartbeat) Reset() {
 	*x = JobMasterHeartbeat{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2007,7 +2051,7 @@ func (x *JobMasterHeartbeat) String() string {
 func (*JobMasterHeartbeat) ProtoMessage() {}
 
 func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2020,7 +2064,7 @@ func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobMasterHeartbeat.ProtoReflect.Descriptor instead.
 func (*JobMasterHeartbeat) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{32}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *JobMasterHeartbeat) GetJobId() string {
@@ -2039,7 +2083,7 @@ type TaskExecutorHeartbeatResponse struct {
 
 func (x *TaskExecutorHeartbeatResponse) Reset() {
 	*x = TaskExecutorHeartbeatResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2051,7 +2095,7 @@ func (x *TaskExecutorHeartbeatResponse) String() string {
 func (*TaskExecutorHeartbeatResponse) ProtoMessage() {}
 
 func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2064,7 +2108,7 @@ func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecutorHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*TaskExecutorHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{33}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TaskExecutorHeartbeatResponse) GetSlots() []*SlotStatus {
@@ -2087,7 +2131,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2099,7 +2143,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2112,7 +2156,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{34}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -2171,7 +2215,7 @@ type WorkerHello struct {
 
 func (x *WorkerHello) Reset() {
 	*x = WorkerHello{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2183,7 +2227,7 @@ func (x *WorkerHello) String() string {
 func (*WorkerHello) ProtoMessage() {}
 
 func (x *WorkerHello) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2196,7 +2240,7 @@ func (x *WorkerHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHello.ProtoReflect.Descriptor instead.
 func (*WorkerHello) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WorkerHello) GetJobId() string {
@@ -2247,7 +2291,7 @@ type WorkerCommand struct {
 
 func (x *WorkerCommand) Reset() {
 	*x = WorkerCommand{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +2303,7 @@ func (x *WorkerCommand) String() string {
 func (*WorkerCommand) ProtoMessage() {}
 
 func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2272,7 +2316,7 @@ func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerCommand.ProtoReflect.Descriptor instead.
 func (*WorkerCommand) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WorkerCommand) GetCmd() isWorkerCommand_Cmd {
@@ -2343,7 +2387,9 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"minVersion\x12\x17\n" +
 	"\await_ms\x18\x03 \x01(\x03R\x06waitMs\")\n" +
 	"\x10CancelJobRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\")\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"0\n" +
+	"\x16ShutDownClusterRequest\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\")\n" +
 	"\x11CancelJobResponse\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\"\xb7\x04\n" +
 	"\n" +
@@ -2490,7 +2536,7 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\rWorkerCommand\x128\n" +
 	"\x06deploy\x18\x01 \x01(\v2\x1e.loom.flink.SubmitTasksRequestH\x00R\x06deploy\x128\n" +
 	"\x06cancel\x18\x02 \x01(\v2\x1e.loom.flink.CancelTasksRequestH\x00R\x06cancelB\x05\n" +
-	"\x03cmd2\x9e\x03\n" +
+	"\x03cmd2\xe8\x03\n" +
 	"\n" +
 	"Dispatcher\x12H\n" +
 	"\tSubmitJob\x12\x1c.loom.flink.SubmitJobRequest\x1a\x1d.loom.flink.SubmitJobResponse\x12E\n" +
@@ -2499,7 +2545,8 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\tCancelJob\x12\x1c.loom.flink.CancelJobRequest\x1a\x1d.loom.flink.CancelJobResponse\x12:\n" +
 	"\n" +
 	"UploadBlob\x12\x15.loom.flink.BlobChunk\x1a\x13.loom.flink.BlobKey(\x01\x12<\n" +
-	"\fDownloadBlob\x12\x13.loom.flink.BlobKey\x1a\x15.loom.flink.BlobChunk0\x012\xb2\x02\n" +
+	"\fDownloadBlob\x12\x13.loom.flink.BlobKey\x1a\x15.loom.flink.BlobChunk0\x01\x12H\n" +
+	"\x0fShutDownCluster\x12\".loom.flink.ShutDownClusterRequest\x1a\x11.loom.flink.Empty2\xb2\x02\n" +
 	"\x0fResourceManager\x12i\n" +
 	"\x14RegisterTaskExecutor\x12'.loom.flink.RegisterTaskExecutorRequest\x1a(.loom.flink.RegisterTaskExecutorResponse\x12\\\n" +
 	"\tHeartbeat\x12!.loom.flink.TaskExecutorHeartbeat\x1a,.loom.flink.ResourceManagerHeartbeatResponse\x12V\n" +
@@ -2530,7 +2577,7 @@ func file_proto_flinkpb_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_flinkpb_runtime_proto_rawDescData
 }
 
-var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	(*Empty)(nil),                            // 0: loom.flink.Empty
 	(*SubmitJobRequest)(nil),                 // 1: loom.flink.SubmitJobRequest
@@ -2539,104 +2586,107 @@ var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	(*ListJobsResponse)(nil),                 // 4: loom.flink.ListJobsResponse
 	(*GetJobRequest)(nil),                    // 5: loom.flink.GetJobRequest
 	(*CancelJobRequest)(nil),                 // 6: loom.flink.CancelJobRequest
-	(*CancelJobResponse)(nil),                // 7: loom.flink.CancelJobResponse
-	(*JobDetails)(nil),                       // 8: loom.flink.JobDetails
-	(*VertexDetails)(nil),                    // 9: loom.flink.VertexDetails
-	(*SubtaskDetails)(nil),                   // 10: loom.flink.SubtaskDetails
-	(*BlobKey)(nil),                          // 11: loom.flink.BlobKey
-	(*BlobChunk)(nil),                        // 12: loom.flink.BlobChunk
-	(*RegisterTaskExecutorRequest)(nil),      // 13: loom.flink.RegisterTaskExecutorRequest
-	(*RegisterTaskExecutorResponse)(nil),     // 14: loom.flink.RegisterTaskExecutorResponse
-	(*SlotStatus)(nil),                       // 15: loom.flink.SlotStatus
-	(*TaskExecutorHeartbeat)(nil),            // 16: loom.flink.TaskExecutorHeartbeat
-	(*ResourceManagerHeartbeatResponse)(nil), // 17: loom.flink.ResourceManagerHeartbeatResponse
-	(*UnregisterTaskExecutorRequest)(nil),    // 18: loom.flink.UnregisterTaskExecutorRequest
-	(*GetJobArtifactRequest)(nil),            // 19: loom.flink.GetJobArtifactRequest
-	(*JobArtifact)(nil),                      // 20: loom.flink.JobArtifact
-	(*OfferSlotsRequest)(nil),                // 21: loom.flink.OfferSlotsRequest
-	(*OfferSlotsResponse)(nil),               // 22: loom.flink.OfferSlotsResponse
-	(*TaskStateUpdate)(nil),                  // 23: loom.flink.TaskStateUpdate
-	(*TaskStateUpdates)(nil),                 // 24: loom.flink.TaskStateUpdates
-	(*WorkerFailedRequest)(nil),              // 25: loom.flink.WorkerFailedRequest
-	(*RequestSlotRequest)(nil),               // 26: loom.flink.RequestSlotRequest
-	(*TaskDeployment)(nil),                   // 27: loom.flink.TaskDeployment
-	(*SubmitTasksRequest)(nil),               // 28: loom.flink.SubmitTasksRequest
-	(*SubtaskLocations)(nil),                 // 29: loom.flink.SubtaskLocations
-	(*CancelTasksRequest)(nil),               // 30: loom.flink.CancelTasksRequest
-	(*FreeSlotsRequest)(nil),                 // 31: loom.flink.FreeSlotsRequest
-	(*JobMasterHeartbeat)(nil),               // 32: loom.flink.JobMasterHeartbeat
-	(*TaskExecutorHeartbeatResponse)(nil),    // 33: loom.flink.TaskExecutorHeartbeatResponse
-	(*WorkerMessage)(nil),                    // 34: loom.flink.WorkerMessage
-	(*WorkerHello)(nil),                      // 35: loom.flink.WorkerHello
-	(*WorkerCommand)(nil),                    // 36: loom.flink.WorkerCommand
-	nil,                                      // 37: loom.flink.SubmitJobRequest.EnvEntry
-	nil,                                      // 38: loom.flink.JobDetails.TimestampsEntry
-	nil,                                      // 39: loom.flink.JobArtifact.EnvEntry
-	(*JobGraph)(nil),                         // 40: loom.flink.JobGraph
+	(*ShutDownClusterRequest)(nil),           // 7: loom.flink.ShutDownClusterRequest
+	(*CancelJobResponse)(nil),                // 8: loom.flink.CancelJobResponse
+	(*JobDetails)(nil),                       // 9: loom.flink.JobDetails
+	(*VertexDetails)(nil),                    // 10: loom.flink.VertexDetails
+	(*SubtaskDetails)(nil),                   // 11: loom.flink.SubtaskDetails
+	(*BlobKey)(nil),                          // 12: loom.flink.BlobKey
+	(*BlobChunk)(nil),                        // 13: loom.flink.BlobChunk
+	(*RegisterTaskExecutorRequest)(nil),      // 14: loom.flink.RegisterTaskExecutorRequest
+	(*RegisterTaskExecutorResponse)(nil),     // 15: loom.flink.RegisterTaskExecutorResponse
+	(*SlotStatus)(nil),                       // 16: loom.flink.SlotStatus
+	(*TaskExecutorHeartbeat)(nil),            // 17: loom.flink.TaskExecutorHeartbeat
+	(*ResourceManagerHeartbeatResponse)(nil), // 18: loom.flink.ResourceManagerHeartbeatResponse
+	(*UnregisterTaskExecutorRequest)(nil),    // 19: loom.flink.UnregisterTaskExecutorRequest
+	(*GetJobArtifactRequest)(nil),            // 20: loom.flink.GetJobArtifactRequest
+	(*JobArtifact)(nil),                      // 21: loom.flink.JobArtifact
+	(*OfferSlotsRequest)(nil),                // 22: loom.flink.OfferSlotsRequest
+	(*OfferSlotsResponse)(nil),               // 23: loom.flink.OfferSlotsResponse
+	(*TaskStateUpdate)(nil),                  // 24: loom.flink.TaskStateUpdate
+	(*TaskStateUpdates)(nil),                 // 25: loom.flink.TaskStateUpdates
+	(*WorkerFailedRequest)(nil),              // 26: loom.flink.WorkerFailedRequest
+	(*RequestSlotRequest)(nil),               // 27: loom.flink.RequestSlotRequest
+	(*TaskDeployment)(nil),                   // 28: loom.flink.TaskDeployment
+	(*SubmitTasksRequest)(nil),               // 29: loom.flink.SubmitTasksRequest
+	(*SubtaskLocations)(nil),                 // 30: loom.flink.SubtaskLocations
+	(*CancelTasksRequest)(nil),               // 31: loom.flink.CancelTasksRequest
+	(*FreeSlotsRequest)(nil),                 // 32: loom.flink.FreeSlotsRequest
+	(*JobMasterHeartbeat)(nil),               // 33: loom.flink.JobMasterHeartbeat
+	(*TaskExecutorHeartbeatResponse)(nil),    // 34: loom.flink.TaskExecutorHeartbeatResponse
+	(*WorkerMessage)(nil),                    // 35: loom.flink.WorkerMessage
+	(*WorkerHello)(nil),                      // 36: loom.flink.WorkerHello
+	(*WorkerCommand)(nil),                    // 37: loom.flink.WorkerCommand
+	nil,                                      // 38: loom.flink.SubmitJobRequest.EnvEntry
+	nil,                                      // 39: loom.flink.JobDetails.TimestampsEntry
+	nil,                                      // 40: loom.flink.JobArtifact.EnvEntry
+	(*JobGraph)(nil),                         // 41: loom.flink.JobGraph
 }
 var file_proto_flinkpb_runtime_proto_depIdxs = []int32{
-	40, // 0: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
-	11, // 1: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
-	37, // 2: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
-	8,  // 3: loom.flink.ListJobsResponse.jobs:type_name -> loom.flink.JobDetails
-	38, // 4: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
-	9,  // 5: loom.flink.JobDetails.vertices:type_name -> loom.flink.VertexDetails
-	40, // 6: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
-	10, // 7: loom.flink.VertexDetails.subtasks:type_name -> loom.flink.SubtaskDetails
-	11, // 8: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
-	15, // 9: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
-	15, // 10: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
-	11, // 11: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
-	39, // 12: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
-	15, // 13: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
-	23, // 14: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
-	27, // 15: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	29, // 16: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
-	15, // 17: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
-	35, // 18: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
-	23, // 19: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
-	28, // 20: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
-	30, // 21: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
+	41, // 0: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
+	12, // 1: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
+	38, // 2: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
+	9,  // 3: loom.flink.ListJobsResponse.jobs:type_name -> loom.flink.JobDetails
+	39, // 4: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
+	10, // 5: loom.flink.JobDetails.vertices:type_name -> loom.flink.VertexDetails
+	41, // 6: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
+	11, // 7: loom.flink.VertexDetails.subtasks:type_name -> loom.flink.SubtaskDetails
+	12, // 8: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
+	16, // 9: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
+	16, // 10: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
+	12, // 11: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
+	40, // 12: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
+	16, // 13: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
+	24, // 14: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
+	28, // 15: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	30, // 16: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
+	16, // 17: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
+	36, // 18: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
+	24, // 19: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
+	29, // 20: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
+	31, // 21: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
 	1,  // 22: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
 	3,  // 23: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
 	5,  // 24: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
 	6,  // 25: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
-	12, // 26: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
-	11, // 27: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
-	13, // 28: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
-	16, // 29: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
-	18, // 30: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
-	19, // 31: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
-	21, // 32: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
-	24, // 33: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
-	25, // 34: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
-	26, // 35: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
-	28, // 36: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
-	30, // 37: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
-	31, // 38: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
-	32, // 39: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
-	34, // 40: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
-	2,  // 41: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
-	4,  // 42: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
-	8,  // 43: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
-	7,  // 44: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
-	11, // 45: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
-	12, // 46: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
-	14, // 47: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
-	17, // 48: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
-	0,  // 49: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
-	20, // 50: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
-	22, // 51: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
-	0,  // 52: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
-	0,  // 53: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
-	0,  // 54: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
-	0,  // 55: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
-	0,  // 56: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
-	0,  // 57: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
-	33, // 58: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
-	36, // 59: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
-	41, // [41:60] is the sub-list for method output_type
-	22, // [22:41] is the sub-list for method input_type
+	13, // 26: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
+	12, // 27: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
+	7,  // 28: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
+	14, // 29: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
+	17, // 30: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
+	19, // 31: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
+	20, // 32: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
+	22, // 33: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
+	25, // 34: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
+	26, // 35: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
+	27, // 36: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
+	29, // 37: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
+	31, // 38: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
+	32, // 39: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
+	33, // 40: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
+	35, // 41: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
+	2,  // 42: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
+	4,  // 43: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
+	9,  // 44: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
+	8,  // 45: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
+	12, // 46: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
+	13, // 47: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
+	0,  // 48: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
+	15, // 49: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
+	18, // 50: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
+	0,  // 51: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
+	21, // 52: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
+	23, // 53: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
+	0,  // 54: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
+	0,  // 55: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
+	0,  // 56: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
+	0,  // 57: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
+	0,  // 58: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
+	0,  // 59: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
+	34, // 60: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
+	37, // 61: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
+	42, // [42:62] is the sub-list for method output_type
+	22, // [22:42] is the sub-list for method input_type
 	22, // [22:22] is the sub-list for extension type_name
 	22, // [22:22] is the sub-list for extension extendee
 	0,  // [0:22] is the sub-list for field type_name
@@ -2648,11 +2698,11 @@ func file_proto_flinkpb_runtime_proto_init() {
 		return
 	}
 	file_proto_flinkpb_jobgraph_proto_init()
-	file_proto_flinkpb_runtime_proto_msgTypes[34].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[35].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Update)(nil),
 	}
-	file_proto_flinkpb_runtime_proto_msgTypes[36].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[37].OneofWrappers = []any{
 		(*WorkerCommand_Deploy)(nil),
 		(*WorkerCommand_Cancel)(nil),
 	}
@@ -2662,7 +2712,7 @@ func file_proto_flinkpb_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_flinkpb_runtime_proto_rawDesc), len(file_proto_flinkpb_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

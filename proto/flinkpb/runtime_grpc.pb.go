@@ -24,12 +24,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Dispatcher_SubmitJob_FullMethodName    = "/loom.flink.Dispatcher/SubmitJob"
-	Dispatcher_ListJobs_FullMethodName     = "/loom.flink.Dispatcher/ListJobs"
-	Dispatcher_GetJob_FullMethodName       = "/loom.flink.Dispatcher/GetJob"
-	Dispatcher_CancelJob_FullMethodName    = "/loom.flink.Dispatcher/CancelJob"
-	Dispatcher_UploadBlob_FullMethodName   = "/loom.flink.Dispatcher/UploadBlob"
-	Dispatcher_DownloadBlob_FullMethodName = "/loom.flink.Dispatcher/DownloadBlob"
+	Dispatcher_SubmitJob_FullMethodName       = "/loom.flink.Dispatcher/SubmitJob"
+	Dispatcher_ListJobs_FullMethodName        = "/loom.flink.Dispatcher/ListJobs"
+	Dispatcher_GetJob_FullMethodName          = "/loom.flink.Dispatcher/GetJob"
+	Dispatcher_CancelJob_FullMethodName       = "/loom.flink.Dispatcher/CancelJob"
+	Dispatcher_UploadBlob_FullMethodName      = "/loom.flink.Dispatcher/UploadBlob"
+	Dispatcher_DownloadBlob_FullMethodName    = "/loom.flink.Dispatcher/DownloadBlob"
+	Dispatcher_ShutDownCluster_FullMethodName = "/loom.flink.Dispatcher/ShutDownCluster"
 )
 
 // DispatcherClient is the client API for Dispatcher service.
@@ -49,6 +50,9 @@ type DispatcherClient interface {
 	// digest and size the client expects, and a mismatch is refused.
 	UploadBlob(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[BlobChunk, BlobKey], error)
 	DownloadBlob(ctx context.Context, in *BlobKey, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BlobChunk], error)
+	// ShutDownCluster ends the cluster (a session): its jobs are canceled
+	// and its TaskManagers stopped. Flink's DELETE /cluster.
+	ShutDownCluster(ctx context.Context, in *ShutDownClusterRequest, opts ...grpc.CallOption) (*Empty, error)
 }
 
 type dispatcherClient struct {
@@ -131,6 +135,16 @@ func (c *dispatcherClient) DownloadBlob(ctx context.Context, in *BlobKey, opts .
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_DownloadBlobClient = grpc.ServerStreamingClient[BlobChunk]
 
+func (c *dispatcherClient) ShutDownCluster(ctx context.Context, in *ShutDownClusterRequest, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, Dispatcher_ShutDownCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DispatcherServer is the server API for Dispatcher service.
 // All implementations must embed UnimplementedDispatcherServer
 // for forward compatibility.
@@ -148,6 +162,9 @@ type DispatcherServer interface {
 	// digest and size the client expects, and a mismatch is refused.
 	UploadBlob(grpc.ClientStreamingServer[BlobChunk, BlobKey]) error
 	DownloadBlob(*BlobKey, grpc.ServerStreamingServer[BlobChunk]) error
+	// ShutDownCluster ends the cluster (a session): its jobs are canceled
+	// and its TaskManagers stopped. Flink's DELETE /cluster.
+	ShutDownCluster(context.Context, *ShutDownClusterRequest) (*Empty, error)
 	mustEmbedUnimplementedDispatcherServer()
 }
 
@@ -175,6 +192,9 @@ func (UnimplementedDispatcherServer) UploadBlob(grpc.ClientStreamingServer[BlobC
 }
 func (UnimplementedDispatcherServer) DownloadBlob(*BlobKey, grpc.ServerStreamingServer[BlobChunk]) error {
 	return status.Errorf(codes.Unimplemented, "method DownloadBlob not implemented")
+}
+func (UnimplementedDispatcherServer) ShutDownCluster(context.Context, *ShutDownClusterRequest) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ShutDownCluster not implemented")
 }
 func (UnimplementedDispatcherServer) mustEmbedUnimplementedDispatcherServer() {}
 func (UnimplementedDispatcherServer) testEmbeddedByValue()                    {}
@@ -287,6 +307,24 @@ func _Dispatcher_DownloadBlob_Handler(srv interface{}, stream grpc.ServerStream)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_DownloadBlobServer = grpc.ServerStreamingServer[BlobChunk]
 
+func _Dispatcher_ShutDownCluster_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ShutDownClusterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DispatcherServer).ShutDownCluster(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dispatcher_ShutDownCluster_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DispatcherServer).ShutDownCluster(ctx, req.(*ShutDownClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Dispatcher_ServiceDesc is the grpc.ServiceDesc for Dispatcher service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -309,6 +347,10 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelJob",
 			Handler:    _Dispatcher_CancelJob_Handler,
+		},
+		{
+			MethodName: "ShutDownCluster",
+			Handler:    _Dispatcher_ShutDownCluster_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
