@@ -171,12 +171,12 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 
 // am is a running Flink AM.
 type am struct {
-	cfg      AMConfig
-	rm       *rmclient.Client
-	amrm     *rmclient.AMRMClient
-	host     string
-	driver   *Driver
-	jm       *jobmanager.JobManager
+	cfg    AMConfig
+	rm     *rmclient.Client
+	amrm   *rmclient.AMRMClient
+	host   string
+	driver *Driver
+	jm     *jobmanager.JobManager
 	// shutdown says why the RM ended the attempt; failed why a session's
 	// driver gave up.
 	shutdown chan string
