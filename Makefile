@@ -54,6 +54,7 @@ bench: build
 	scripts/bench-flink.sh
 	scripts/bench-flink-network.sh
 	scripts/bench-perjob.sh
+	scripts/bench-session.sh
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./rm/...
 
 clean:
