@@ -204,9 +204,23 @@ func runCommand() *cli.Command {
 // runRemote submits the program to the JobManager at addr and, attached,
 // follows the job.
 func runRemote(c *cli.Context, prog client.Program, addr string) error {
+	// The program is hashed while it plans.
+	type keyed struct {
+		key *flinkpb.BlobKey
+		err error
+	}
+	keyc := make(chan keyed, 1)
+	go func() {
+		k, err := client.FileKey(prog.Path)
+		keyc <- keyed{k, err}
+	}()
 	jg, err := client.Plan(c.Context, prog)
+	k := <-keyc
 	if err != nil {
 		return err
+	}
+	if k.err != nil {
+		return k.err
 	}
 	// Workers run the program with the parallelism it was planned with,
 	// whatever their machine's CPU count.
@@ -218,7 +232,7 @@ func runRemote(c *cli.Context, prog client.Program, addr string) error {
 		return err
 	}
 	defer cl.Close()
-	id, err := cl.Submit(c.Context, prog, jg)
+	id, err := cl.Submit(c.Context, prog, jg, k.key)
 	if err != nil {
 		return fmt.Errorf("submitting to the JobManager at %s: %w", addr, grpcMessage(errors.Unwrap(err)))
 	}

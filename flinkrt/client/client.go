@@ -115,8 +115,8 @@ func (c *Client) Close() error { return c.conn.Close() }
 // Dispatcher is the JobManager's Dispatcher client.
 func (c *Client) Dispatcher() flinkpb.DispatcherClient { return c.d }
 
-// Upload sends a file to the blob service and returns its key.
-func (c *Client) Upload(ctx context.Context, path string) (*flinkpb.BlobKey, error) {
+// FileKey returns the blob key of a file: its SHA-256 and size.
+func FileKey(path string) (*flinkpb.BlobKey, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -127,41 +127,54 @@ func (c *Client) Upload(ctx context.Context, path string) (*flinkpb.BlobKey, err
 	if err != nil {
 		return nil, err
 	}
-	key := &flinkpb.BlobKey{Sha256: hex.EncodeToString(h.Sum(nil)), Size: n}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
+	return &flinkpb.BlobKey{Sha256: hex.EncodeToString(h.Sum(nil)), Size: n}, nil
+}
+
+// Upload sends a file to the blob service and returns its key; key, when
+// not nil, is the file's, computed before.
+func (c *Client) Upload(ctx context.Context, path string, key *flinkpb.BlobKey) (*flinkpb.BlobKey, error) {
+	if key == nil {
+		var err error
+		if key, err = FileKey(path); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
 	s, err := c.d.UploadBlob(ctx)
 	if err != nil {
 		return nil, err
 	}
-	buf := make([]byte, 1<<20)
-	first := true
-	for {
-		k, rerr := f.Read(buf)
-		if k > 0 || first {
-			chunk := &flinkpb.BlobChunk{Data: buf[:k]}
-			if first {
-				chunk.Key, first = key, false
+	// The key goes first, alone: a blob service that has the file
+	// answers at once.
+	if err := s.Send(&flinkpb.BlobChunk{Key: key}); err == nil {
+		buf := make([]byte, 1<<20)
+		for {
+			k, rerr := f.Read(buf)
+			if k > 0 {
+				if err := s.Send(&flinkpb.BlobChunk{Data: buf[:k]}); err != nil {
+					break // the server's answer says why
+				}
 			}
-			if err := s.Send(chunk); err != nil {
-				break // the server's answer says why
+			if rerr == io.EOF {
+				break
 			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return nil, rerr
+			if rerr != nil {
+				return nil, rerr
+			}
 		}
 	}
 	return s.CloseAndRecv()
 }
 
 // Submit plans nothing: it uploads the program and submits jg, which the
-// program built, and returns the job id.
-func (c *Client) Submit(ctx context.Context, p Program, jg *flinkpb.JobGraph) (string, error) {
-	key, err := c.Upload(ctx, p.Path)
+// program built, and returns the job id. key, when not nil, is the
+// program's blob key, computed before.
+func (c *Client) Submit(ctx context.Context, p Program, jg *flinkpb.JobGraph, key *flinkpb.BlobKey) (string, error) {
+	key, err := c.Upload(ctx, p.Path, key)
 	if err != nil {
 		return "", fmt.Errorf("uploading %s: %w", p.Path, err)
 	}
