@@ -10,22 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${RUNS:-10}
-make -s build
-dir=$(mktemp -d)
-cluster_pid=
-cleanup() {
-	if [ -n "$cluster_pid" ]; then kill -TERM "$cluster_pid" 2>/dev/null || true; wait "$cluster_pid" 2>/dev/null || true; fi
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-port=$((20000 + RANDOM % 20000))
-export LOOM_RM=127.0.0.1:$port
-bin/loom cluster up --nodes 3 --dir "$dir/cluster" --rm-addr "$LOOM_RM" --http-addr 127.0.0.1:$((port + 56)) >"$dir/cluster.out" 2>&1 &
-cluster_pid=$!
-for _ in $(seq 300); do
-	grep -q "cluster ready" "$dir/cluster.out" 2>/dev/null && break
-	sleep 0.1
-done
+. scripts/local-cluster.sh
 
 # stamp FILE PATTERN: the seconds `loom run` stamped on the first line
 # matching PATTERN.
