@@ -414,7 +414,7 @@ func grpcMessage(err error) error {
 		if strings.Contains(cause, "connection refused") {
 			cause = "connection refused"
 		}
-		return fmt.Errorf("cannot reach the JobManager (%s): is `loom jobmanager` running at the --jobmanager address?", cause)
+		return fmt.Errorf("cannot reach the JobManager (%s): is `loom jobmanager` running at the --jobmanager address, or the --app/--session application still running?", cause)
 	}
 	return errors.New(st.Message())
 }

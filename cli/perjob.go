@@ -75,7 +75,7 @@ func runPerJob(c *cli.Context, prog client.Program) error {
 	}
 	step(fmt.Sprintf("staged the program, its job graph and loom in %s", sub.Staged.Round(time.Millisecond)))
 	step(fmt.Sprintf("submitted application %s with job %s: 1 JobManager, %d TaskManagers of %d slots", sub.AppID, sub.JobID, sub.TaskManagers, opts.SlotsPerTM))
-	d, app, err := flink.Follow(c.Context, rm, sub.AppID, sub.JobID, func(p flink.Progress) { step(p.Message) })
+	d, app, err := flink.Follow(c.Context, rm, sub.AppID, sub.JobID, step)
 	if err != nil {
 		return err
 	}

@@ -39,25 +39,19 @@ func JobManagerAddr(a *yarnpb.ApplicationReport) (string, error) {
 	return "", errdefs.Unavailable("application %s is %s: its JobManager is not up yet; try again in a moment", a.Id, rmclient.StateName(a.State.String()))
 }
 
-// Progress is what Follow reports: a line for the user, and the details
-// of the job when the line is about the job.
-type Progress struct {
-	Message string
-	Job     *flinkpb.JobDetails
-}
-
-// Follow reports a per-job application's progress through fn (the
+// Follow reports a per-job application's progress, a line at a time,
+// through fn (the
 // application's state, its AM, its TaskManager containers, the job's
 // states) until the application ends, and returns the job's last details
 // (nil when it never ran) and the application's final report. When ctx
 // ends it cancels the job, and kills the application if the job does not
 // end by itself soon after.
-func Follow(ctx context.Context, rm *rmclient.Client, appID, jobID string, fn func(Progress)) (*flinkpb.JobDetails, *yarnpb.ApplicationReport, error) {
+func Follow(ctx context.Context, rm *rmclient.Client, appID, jobID string, fn func(string)) (*flinkpb.JobDetails, *yarnpb.ApplicationReport, error) {
 	var mu sync.Mutex
-	report := func(p Progress) {
+	report := func(line string) {
 		mu.Lock()
 		defer mu.Unlock()
-		fn(p)
+		fn(line)
 	}
 	// The application's reports are followed on a context of their own,
 	// so that a Ctrl-C still waits for the application to end.
@@ -80,7 +74,7 @@ func Follow(ctx context.Context, rm *rmclient.Client, appID, jobID string, fn fu
 			return
 		}
 		canceled = true
-		report(Progress{Message: "canceling job " + jobID})
+		report("canceling job " + jobID)
 		if addr != "" {
 			if cl, err := client.Dial(addr); err == nil {
 				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -142,7 +136,7 @@ func killAfter(ctx context.Context, rm *rmclient.Client, appID string, d time.Du
 
 // followApp reports an application's changes until it ends, and sends
 // the address of each attempt's JobManager as it comes up.
-func followApp(ctx context.Context, rm *rmclient.Client, appID string, report func(Progress), addrs chan<- string) (*yarnpb.ApplicationReport, error) {
+func followApp(ctx context.Context, rm *rmclient.Client, appID string, report func(string), addrs chan<- string) (*yarnpb.ApplicationReport, error) {
 	var index uint64
 	state := yarnpb.AppState_APP_NEW
 	attempt, sentAddr := "", ""
@@ -155,11 +149,11 @@ func followApp(ctx context.Context, rm *rmclient.Client, appID string, report fu
 		index = idx
 		if a.State != state && !AppTerminal(a.State) {
 			state = a.State
-			report(Progress{Message: "application " + appID + " " + rmclient.StateName(a.State.String())})
+			report("application " + appID + " " + rmclient.StateName(a.State.String()))
 		}
 		if a.CurrentAttemptId != attempt {
 			if attempt != "" {
-				report(Progress{Message: fmt.Sprintf("attempt %s ended (%s); the ResourceManager started attempt %s", attempt, attemptDiag(a, attempt), a.CurrentAttemptId)})
+				report(fmt.Sprintf("attempt %s ended (%s); the ResourceManager started attempt %s", attempt, attemptDiag(a, attempt), a.CurrentAttemptId))
 			}
 			attempt = a.CurrentAttemptId
 		}
@@ -169,12 +163,12 @@ func followApp(ctx context.Context, rm *rmclient.Client, appID string, report fu
 			}
 			seen[c.Id] = true
 			if !c.IsAm {
-				report(Progress{Message: fmt.Sprintf("TaskManager container %s running on %s", c.Id, c.NodeId)})
+				report(fmt.Sprintf("TaskManager container %s running on %s", c.Id, c.NodeId))
 			}
 		}
 		if addr, err := JobManagerAddr(a); err == nil && addr != sentAddr {
 			sentAddr = addr
-			report(Progress{Message: fmt.Sprintf("ApplicationMaster running on %s; JobManager web interface: %s", a.Host, a.TrackingUrl)})
+			report(fmt.Sprintf("ApplicationMaster running on %s; JobManager web interface: %s", a.Host, a.TrackingUrl))
 			addrs <- addr
 		}
 		if AppTerminal(a.State) {
@@ -197,7 +191,7 @@ func attemptDiag(a *yarnpb.ApplicationReport, id string) string {
 
 // followJob reports a job's changes at one JobManager until the job ends
 // or the JobManager goes away.
-func followJob(ctx context.Context, addr, jobID string, report func(Progress), last **flinkpb.JobDetails) (*flinkpb.JobDetails, error) {
+func followJob(ctx context.Context, addr, jobID string, report func(string), last **flinkpb.JobDetails) (*flinkpb.JobDetails, error) {
 	cl, err := client.Dial(addr)
 	if err != nil {
 		return nil, err
@@ -211,17 +205,17 @@ func followJob(ctx context.Context, addr, jobID string, report func(Progress), l
 		*last = d
 		if d.State != state {
 			state = d.State
-			report(Progress{Message: fmt.Sprintf("job %s %s", d.Name, d.State), Job: d})
+			report(fmt.Sprintf("job %s %s", d.Name, d.State))
 		}
 		if running, total := client.TaskTally(d); d.State == jobmanager.JobRunning && running == total && !allRunning {
 			allRunning = true
-			report(Progress{Message: fmt.Sprintf("all %d tasks RUNNING", total), Job: d})
+			report(fmt.Sprintf("all %d tasks RUNNING", total))
 		}
 		// What a job waits for is news when the wait is long.
 		waited := time.Since(time.UnixMilli(d.StartTimeMs))
 		if d.State == jobmanager.JobCreated && d.Diagnostic != diag && waited > waitNoteAfter-time.Second {
 			diag = d.Diagnostic
-			report(Progress{Message: d.Diagnostic, Job: d})
+			report(d.Diagnostic)
 		}
 	})
 	if err != nil {

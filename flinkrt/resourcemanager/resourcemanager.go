@@ -199,13 +199,6 @@ func (rm *ResourceManager) removeLocked(id, cause string) {
 	delete(rm.tms, id)
 	tm.conn.Close()
 	rm.cfg.Driver.TaskManagerLost(id, cause)
-	rm.tellJobsLocked(id, tm, cause)
-	rm.matchLocked()
-}
-
-// tellJobsLocked tells the jobs that held a TaskManager's slots that it
-// is gone.
-func (rm *ResourceManager) tellJobsLocked(id string, tm *taskManager, cause string) {
 	told := map[string]bool{}
 	for _, s := range tm.slots {
 		if j := rm.jobs[s.job]; j != nil && !told[s.job] {
@@ -213,6 +206,7 @@ func (rm *ResourceManager) tellJobsLocked(id string, tm *taskManager, cause stri
 			go j.jm.TaskManagerLost(id, cause)
 		}
 	}
+	rm.matchLocked()
 }
 
 // RemoveIdle forgets the TaskManagers whose slots have all been free for
