@@ -168,7 +168,7 @@ func runCommand() *cli.Command {
 		}, perJobFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 1 {
-				return errors.New("expected the job program: loom run [-t per-job|remote] [-p N] [-d] ARTIFACT [ARGS...]")
+				return errors.New("expected the job program: loom run [-t per-job|session|remote] [-p N] [-d] ARTIFACT [ARGS...]")
 			}
 			target := c.String("target")
 			switch target {

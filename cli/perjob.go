@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -135,19 +134,11 @@ func amCommand() *cli.Command {
 			logLevelFlag,
 		},
 		Action: func(c *cli.Context) error {
-			mode := c.String("mode")
-			res, artifacts, err := flink.ParseTaskManagerResources(os.Getenv(flink.EnvTaskManagerResources))
-			if err != nil {
-				return err
-			}
-			if mode == flink.ModePerJob && len(artifacts) == 0 {
-				return errors.New(flink.EnvTaskManagerResources + " names no job artifact for the TaskManagers")
-			}
 			return flink.RunAM(c.Context, flink.AMConfig{
-				Mode: mode, JobFile: c.String("job"), ArtifactFile: c.String("artifact"),
+				Mode: c.String("mode"), JobFile: c.String("job"), ArtifactFile: c.String("artifact"),
 				TaskManager: flink.TaskManagerSpec{
 					Slots: c.Int("slots-per-tm"), MemoryMB: c.Int64("tm-memory-mb"), VCores: int32(c.Int("tm-vcores")),
-					Resources: res, Artifacts: artifacts, MaxFailed: c.Int("max-failed-containers"),
+					MaxFailed: c.Int("max-failed-containers"),
 					IdleTimeout: c.Duration("idle-timeout"), MaxSlots: c.Int("max-slots"),
 				},
 				Log: newLogger(c, "loom-am", os.Stderr),

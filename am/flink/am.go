@@ -83,6 +83,16 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 	if cfg.Log == nil {
 		cfg.Log = hclog.NewNullLogger()
 	}
+	if cfg.TaskManager.Resources == nil {
+		res, artifacts, err := ParseTaskManagerResources(os.Getenv(EnvTaskManagerResources))
+		if err != nil {
+			return err
+		}
+		cfg.TaskManager.Resources, cfg.TaskManager.Artifacts = res, artifacts
+	}
+	if cfg.Mode == ModePerJob && len(cfg.TaskManager.Artifacts) == 0 {
+		return errors.New(EnvTaskManagerResources + " names no job artifact for the TaskManagers")
+	}
 	if cfg.TaskManager.Slots < 1 || cfg.TaskManager.MemoryMB < 1 || cfg.TaskManager.VCores < 1 {
 		return fmt.Errorf("TaskManagers need at least 1 slot, 1 MB and 1 vcore (got %d, %d, %d)", cfg.TaskManager.Slots, cfg.TaskManager.MemoryMB, cfg.TaskManager.VCores)
 	}

@@ -123,7 +123,7 @@ func FindSession(ctx context.Context, rm *rmclient.Client, id string) (*yarnpb.A
 			return nil, err
 		}
 		if !IsSession(a) {
-			return nil, errdefs.InvalidArgument("application %s is not a session cluster (type %q); `loom session list` shows the sessions", id, a.Type)
+			return nil, errdefs.InvalidArgument("application %s is not a session cluster; `loom session list` shows the sessions", id)
 		}
 		return a, nil
 	}
