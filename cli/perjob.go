@@ -138,7 +138,7 @@ func amCommand() *cli.Command {
 				Mode: c.String("mode"), JobFile: c.String("job"), ArtifactFile: c.String("artifact"),
 				TaskManager: flink.TaskManagerSpec{
 					Slots: c.Int("slots-per-tm"), MemoryMB: c.Int64("tm-memory-mb"), VCores: int32(c.Int("tm-vcores")),
-					MaxFailed: c.Int("max-failed-containers"),
+					MaxFailed:   c.Int("max-failed-containers"),
 					IdleTimeout: c.Duration("idle-timeout"), MaxSlots: c.Int("max-slots"),
 				},
 				Log: newLogger(c, "loom-am", os.Stderr),
