@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -217,6 +218,8 @@ type FSM struct {
 	// applied is called after every applied entry, on the FSM goroutine;
 	// the leader uses it to wake the scheduler.
 	applied func(t CommandType)
+	// index is the raft index of the last command this FSM applied.
+	index atomic.Uint64
 }
 
 // NewFSM returns an FSM over an empty store.
@@ -256,11 +259,17 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if err != nil {
 		f.logger.Debug("command refused", "type", t, "index", l.Index, "error", err)
 	}
+	f.index.Store(l.Index)
 	if f.applied != nil {
 		f.applied(t)
 	}
 	return &fsmResult{Value: value, Err: err}
 }
+
+// AppliedIndex is the raft index of the last command applied to the store.
+// raft's own AppliedIndex runs ahead of it: raft counts an entry applied
+// once it is handed to the FSM goroutine.
+func (f *FSM) AppliedIndex() uint64 { return f.index.Load() }
 
 // Snapshot implements raft.FSM.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {

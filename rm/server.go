@@ -113,8 +113,9 @@ type Server struct {
 
 	soft *softState
 	nms  *nmPool
-	// bootIndex is the last raft index on disk at start: reads wait until
-	// it is applied, so a restarted RM never answers from a partial state.
+	// bootIndex is the index of the last command on disk at start (above
+	// the snapshot the FSM restored): reads wait until it is applied, so a
+	// restarted RM never answers from a partial state.
 	bootIndex uint64
 
 	wg       sync.WaitGroup
@@ -327,14 +328,48 @@ func (s *Server) setupRaft() error {
 		return fmt.Errorf("starting raft: %w", err)
 	}
 	s.raft = r
-	s.bootIndex = r.LastIndex()
+	s.bootIndex, err = lastCommandIndex(logs, snaps)
+	if err != nil {
+		return fmt.Errorf("reading the raft log: %w", err)
+	}
 	return nil
 }
 
-// waitReadable holds a read until this replica has applied every entry
+// lastCommandIndex finds the newest command entry in the log above the
+// latest snapshot; 0 when the snapshot covers every command.
+func lastCommandIndex(logs raft.LogStore, snaps raft.SnapshotStore) (uint64, error) {
+	var floor uint64
+	metas, err := snaps.List()
+	if err != nil {
+		return 0, err
+	}
+	if len(metas) > 0 {
+		floor = metas[0].Index
+	}
+	last, err := logs.LastIndex()
+	if err != nil {
+		return 0, err
+	}
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return 0, err
+	}
+	for i := last; i > floor && i >= first; i-- {
+		var l raft.Log
+		if err := logs.GetLog(i, &l); err != nil {
+			return 0, err
+		}
+		if l.Type == raft.LogCommand && len(l.Data) > 0 {
+			return i, nil
+		}
+	}
+	return 0, nil
+}
+
+// waitReadable holds a read until this replica has applied every command
 // it had on disk when it started, or leads.
 func (s *Server) waitReadable(ctx context.Context) error {
-	if s.raft.AppliedIndex() >= s.bootIndex || s.isLeader.Load() {
+	if s.fsm.AppliedIndex() >= s.bootIndex || s.isLeader.Load() {
 		return nil
 	}
 	deadline := time.Now().Add(10 * s.cfg.RaftTimeout)
@@ -344,7 +379,7 @@ func (s *Server) waitReadable(ctx context.Context) error {
 			return ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
-		if s.raft.AppliedIndex() >= s.bootIndex || s.isLeader.Load() {
+		if s.fsm.AppliedIndex() >= s.bootIndex || s.isLeader.Load() {
 			return nil
 		}
 	}
