@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"loom/errdefs"
 	"loom/flinkrt/client"
 	"loom/flinkrt/jobmanager"
+	"loom/flinkrt/worker"
 	"loom/flinkrt/taskmanager"
 	"loom/proto/flinkpb"
 	"loom/proto/yarnpb"
@@ -165,6 +167,12 @@ func runCommand() *cli.Command {
 			jobmanagerFlag,
 			&cli.IntFlag{Name: "parallelism", Aliases: []string{"p"}, Usage: "default parallelism of the job's operators", DefaultText: "the program's"},
 			&cli.BoolFlag{Name: "detached", Aliases: []string{"d"}, Usage: "print the job id (per-job: the application id and web address) and return instead of waiting for the job"},
+			&cli.DurationFlag{Name: "checkpoint-interval", Usage: "take a checkpoint this often, so the job recovers from failures with its state, exactly once", DefaultText: "the program's, else none"},
+			&cli.StringFlag{Name: "checkpoint-dir", Usage: "where checkpoints go: a directory every TaskManager reaches", DefaultText: jobmanager.DefaultCheckpointDir()},
+			&cli.StringFlag{Name: "restart-strategy", Usage: "what a failed job does: " + strings.Join(jobmanager.RestartStrategies, ", "), DefaultText: "exponential-delay with checkpoints, else none"},
+			&cli.StringFlag{Name: "from-savepoint", Aliases: []string{"s"}, Usage: "start from the state of this savepoint or checkpoint (its directory)"},
+			&cli.BoolFlag{Name: "allow-non-restored-state", Usage: "with -s: drop state that maps to no operator of the job"},
+			&cli.StringSliceFlag{Name: "D", Usage: "set a configuration key of the job, key=value (Flink's keys)"},
 		}, perJobFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 1 {
@@ -183,6 +191,13 @@ func runCommand() *cli.Command {
 				}
 				prog.Env["LOOM_PARALLELISM"] = strconv.Itoa(p)
 			}
+			conf, err := jobConfig(c)
+			if err != nil {
+				return err
+			}
+			if conf != "" {
+				prog.Env[worker.EnvConfig] = conf
+			}
 			if abs, err := filepath.Abs(prog.Path); err == nil {
 				prog.Path = abs
 			}
@@ -199,6 +214,54 @@ func runCommand() *cli.Command {
 			return runRemote(c, prog, c.String("jobmanager"))
 		},
 	}
+}
+
+// jobConfig turns run's checkpoint, restart and -D flags into the job's
+// configuration lines.
+func jobConfig(c *cli.Context) (string, error) {
+	var lines []string
+	set := func(k, v string) { lines = append(lines, k+"="+v) }
+	for _, kv := range c.StringSlice("D") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || strings.TrimSpace(k) == "" || strings.ContainsAny(kv, "\n") {
+			return "", fmt.Errorf("-D %q: want key=value", kv)
+		}
+		set(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	if c.IsSet("checkpoint-interval") {
+		d := c.Duration("checkpoint-interval")
+		if d <= 0 {
+			return "", fmt.Errorf("--checkpoint-interval %s: want a positive duration", d)
+		}
+		set(jobmanager.ConfCheckpointInterval, d.String())
+	}
+	if dir := c.String("checkpoint-dir"); dir != "" {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return "", err
+		}
+		set(jobmanager.ConfCheckpointDir, abs)
+	}
+	if r := c.String("restart-strategy"); r != "" {
+		if !slices.Contains(jobmanager.RestartStrategies, r) {
+			return "", fmt.Errorf("--restart-strategy %q: want one of %s", r, strings.Join(jobmanager.RestartStrategies, ", "))
+		}
+		set(jobmanager.ConfRestartStrategy, r)
+	}
+	if sp := c.String("from-savepoint"); sp != "" {
+		abs, err := filepath.Abs(sp)
+		if err != nil {
+			return "", err
+		}
+		if _, err := os.Stat(filepath.Join(strings.TrimSuffix(abs, "/"+jobmanager.MetadataFile), jobmanager.MetadataFile)); err != nil {
+			return "", fmt.Errorf("-s %s: not a savepoint or completed checkpoint (it has no %s file)", sp, jobmanager.MetadataFile)
+		}
+		set(jobmanager.ConfSavepointPath, abs)
+	}
+	if c.Bool("allow-non-restored-state") {
+		set(jobmanager.ConfAllowNonRestored, "true")
+	}
+	return strings.Join(lines, "\n"), nil
 }
 
 // runRemote submits the program to the JobManager at addr and, attached,
@@ -317,9 +380,9 @@ func jobCommand() *cli.Command {
 						var rows [][]string
 						for _, j := range resp.Jobs {
 							running, total := client.TaskTally(j)
-							rows = append(rows, []string{j.JobId, j.Name, j.State, fmtTime(j.StartTimeMs), jobDuration(j).String(), fmt.Sprintf("%d/%d", running, total)})
+							rows = append(rows, []string{j.JobId, j.Name, j.State, fmtTime(j.StartTimeMs), jobDuration(j).String(), fmt.Sprintf("%d/%d", running, total), lastCheckpoint(j)})
 						}
-						table(stdout(), "JOB ID\tNAME\tSTATE\tSTARTED\tDURATION\tRUNNING TASKS", rows)
+						table(stdout(), "JOB ID\tNAME\tSTATE\tSTARTED\tDURATION\tRUNNING TASKS\tLAST CHECKPOINT", rows)
 						return nil
 					})
 				},
@@ -386,6 +449,19 @@ func withJobManager(c *cli.Context, fn func(*client.Client) error) error {
 	return fn(cl)
 }
 
+// lastCheckpoint describes a job's latest completed checkpoint: "-" for
+// a job without checkpoints.
+func lastCheckpoint(j *flinkpb.JobDetails) string {
+	cp := j.Checkpoints
+	switch {
+	case cp.GetLastId() > 0:
+		return fmt.Sprintf("#%d %s ago", cp.LastId, time.Since(time.UnixMilli(cp.LastTimeMs)).Round(time.Second))
+	case cp.GetEnabled():
+		return "none yet"
+	}
+	return "-"
+}
+
 func jobDuration(j *flinkpb.JobDetails) time.Duration {
 	end := j.EndTimeMs
 	if end < 0 {
@@ -399,7 +475,11 @@ func jobJSON(j *flinkpb.JobDetails) map[string]any {
 	return map[string]any{
 		"id": j.JobId, "name": j.Name, "state": j.State, "start_time_ms": j.StartTimeMs, "end_time_ms": j.EndTimeMs,
 		"duration_ms": jobDuration(j).Milliseconds(), "tasks_running": running, "tasks_total": total, "slots": j.Slots,
-		"failure": j.Failure, "diagnostic": j.Diagnostic,
+		"failure": j.Failure, "diagnostic": j.Diagnostic, "restarts": j.Restarts,
+		"checkpoints": map[string]any{
+			"enabled": j.Checkpoints.GetEnabled(), "completed": j.Checkpoints.GetCompleted(), "failed": j.Checkpoints.GetFailed(),
+			"last_id": j.Checkpoints.GetLastId(), "last_time_ms": j.Checkpoints.GetLastTimeMs(), "last_path": j.Checkpoints.GetLastPath(),
+		},
 	}
 }
 

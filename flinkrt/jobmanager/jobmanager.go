@@ -291,7 +291,11 @@ func (jm *JobManager) SubmitJob(_ context.Context, req *flinkpb.SubmitJobRequest
 		jm.mu.Unlock()
 		return nil, status.Errorf(codes.AlreadyExists, "job %s exists", id)
 	}
-	j := newJobMaster(id, req.JobGraph, art, jm.rm, jm.addr, jm.cfg.Timing, jm.log)
+	j, err := newJobMaster(id, req.JobGraph, art, jm.rm, jm.addr, jm.cfg.Timing, jm.log)
+	if err != nil {
+		jm.mu.Unlock()
+		return nil, status.Errorf(codes.InvalidArgument, "job %s: %v", id, err)
+	}
 	jm.jobs[id] = j
 	jm.order = append(jm.order, id)
 	ctx := jm.ctx
@@ -398,6 +402,35 @@ func validTaskState(s string) bool {
 		}
 	}
 	return false
+}
+
+// AcknowledgeCheckpoint implements flinkpb.JobMasterServer.
+func (jm *JobManager) AcknowledgeCheckpoint(_ context.Context, req *flinkpb.CheckpointAcks) (*flinkpb.Empty, error) {
+	return jm.acknowledge(req, false)
+}
+
+// DeclineCheckpoint implements flinkpb.JobMasterServer.
+func (jm *JobManager) DeclineCheckpoint(_ context.Context, req *flinkpb.CheckpointAcks) (*flinkpb.Empty, error) {
+	return jm.acknowledge(req, true)
+}
+
+func (jm *JobManager) acknowledge(req *flinkpb.CheckpointAcks, decline bool) (*flinkpb.Empty, error) {
+	j, err := jm.job(req.JobId)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range req.Acks {
+		if decline && a.DeclineReason == "" {
+			a.DeclineReason = "a subtask declined it"
+		}
+		if !decline && a.DeclineReason != "" {
+			return nil, status.Error(codes.InvalidArgument, "an acknowledgement with a decline reason: send it with DeclineCheckpoint")
+		}
+	}
+	if err := j.acknowledge(req.TaskManagerId, req.Acks); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return &flinkpb.Empty{}, nil
 }
 
 // WorkerFailed implements flinkpb.JobMasterServer.

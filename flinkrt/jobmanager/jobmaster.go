@@ -23,6 +23,7 @@ const (
 	JobCreated    = "CREATED"
 	JobRunning    = "RUNNING"
 	JobFailing    = "FAILING"
+	JobRestarting = "RESTARTING"
 	JobCancelling = "CANCELLING"
 	JobFinished   = "FINISHED"
 	JobFailed     = "FAILED"
@@ -54,6 +55,9 @@ func taskTerminal(s string) bool { return s == TaskFinished || s == TaskCanceled
 type ResourceManager interface {
 	DeclareResourceRequirements(job, jmAddr string, slots int, jm resourcemanager.JobMaster)
 	ReleaseJob(job string)
+	// SlotsFreed says the TaskManager tmID freed the job's slots (its
+	// worker ended), so they can be given out again.
+	SlotsFreed(job, tmID string)
 }
 
 // JobMaster runs one job: it gets the job's slots, deploys its tasks,
@@ -84,6 +88,15 @@ type JobMaster struct {
 	changed     chan struct{}
 	background  sync.WaitGroup // cancels in flight; cleanup waits for them
 	stateSince  time.Time
+
+	// attempt is the execution attempt: each restart deploys a new one.
+	attempt     int
+	restart     restartStrategy
+	restartAt   time.Time // when a restarting job may deploy again
+	cp          coordinator
+	lastTrigger time.Time
+	// stopping is set by stop with savepoint: the job ends FINISHED.
+	stopping bool
 }
 
 // Timing holds a JobMaster's intervals and timeouts.
@@ -121,12 +134,27 @@ type tmConn struct {
 	lastOK   time.Time
 }
 
-func newJobMaster(id string, jg *flinkpb.JobGraph, art *flinkpb.JobArtifact, rm ResourceManager, addr string, timing Timing, log hclog.Logger) *JobMaster {
+// newJobMaster makes the JobMaster of a job; an error says what is wrong
+// with the job's checkpoint or restart settings, or with the state it is
+// to start from.
+func newJobMaster(id string, jg *flinkpb.JobGraph, art *flinkpb.JobArtifact, rm ResourceManager, addr string, timing Timing, log hclog.Logger) (*JobMaster, error) {
 	now := time.Now()
 	jm := &JobMaster{
 		id: id, jg: jg, artifact: art, rm: rm, addr: addr, timing: timing, log: log.With("job", id),
 		state: JobCreated, timestamps: map[string]int64{JobCreated: now.UnixMilli()}, start: now,
-		tms: map[string]*tmConn{}, changed: make(chan struct{}), stateSince: now,
+		tms: map[string]*tmConn{}, changed: make(chan struct{}), stateSince: now, lastTrigger: now,
+	}
+	var err error
+	if jm.cp.settings, err = checkpointSettingsOf(jg.Config, id); err != nil {
+		return nil, err
+	}
+	if jm.restart, err = newRestartStrategy(jg.Config, jm.checkpointing()); err != nil {
+		return nil, err
+	}
+	jm.cp.pending = map[int64]*pendingCheckpoint{}
+	jm.cp.next = 1
+	if err := jm.initialState(); err != nil {
+		return nil, err
 	}
 	jm.waitingLocked()
 	for _, v := range jg.Vertices {
@@ -136,7 +164,42 @@ func newJobMaster(id string, jg *flinkpb.JobGraph, art *flinkpb.JobArtifact, rm 
 		}
 		jm.tasks = append(jm.tasks, row)
 	}
-	return jm
+	return jm, nil
+}
+
+// initialState finds the state the job starts from: the newest checkpoint
+// of an earlier run of the job (a JobManager that failed over), else the
+// savepoint or checkpoint it was submitted with.
+func (jm *JobMaster) initialState() error {
+	s := jm.cp.settings
+	if jm.checkpointing() {
+		m, dir, err := latestCheckpoint(s.dir)
+		if err != nil {
+			return fmt.Errorf("looking for the job's checkpoints in %s: %w", s.dir, err)
+		}
+		if m != nil {
+			jm.cp.completed = []*completedCheckpoint{{meta: m, dir: dir}}
+			jm.cp.next = m.CheckpointID + 1
+			jm.log.Info("resuming from the job's latest checkpoint", "checkpoint", m.CheckpointID, "path", dir)
+			return jm.restoreLatestLocked()
+		}
+	}
+	if s.restorePath == "" {
+		return nil
+	}
+	m, dir, err := readMeta(s.restorePath)
+	if err != nil {
+		return err
+	}
+	rs, err := restoreFor(jm.jg, m, dir, s.allowNonRestored)
+	if err != nil {
+		return err
+	}
+	jm.cp.restore = rs
+	jm.cp.next = m.CheckpointID + 1
+	jm.cp.restored = &restoredInfo{id: m.CheckpointID, at: time.Now(), savepoint: m.Savepoint, path: dir}
+	jm.cp.restores++
+	return nil
 }
 
 // changedLocked marks a change: GetJob waiters and the run loop wake.
@@ -195,18 +258,44 @@ func (jm *JobMaster) Fail(cause string) {
 	}
 }
 
+// failoverLocked handles a failure the job may recover from: a task
+// failed, a TaskManager or worker was lost. The restart strategy decides
+// whether the job restarts (from its latest checkpoint) or fails.
+func (jm *JobMaster) failoverLocked(task, cause string) {
+	if jm.state != JobRunning {
+		if jm.state != JobRestarting {
+			jm.failLocked(task, cause)
+		}
+		return
+	}
+	now := time.Now()
+	delay, ok := jm.restart.restart(now)
+	if !ok {
+		jm.failLocked(task, cause+" ("+jm.restart.describe()+")")
+		jm.cancelInBackground()
+		return
+	}
+	jm.failure, jm.failureTask, jm.failureTime = cause, task, now
+	jm.restartAt = now.Add(delay)
+	jm.abortCheckpointsLocked("the job is restarting")
+	jm.log.Warn("job failed; restarting", "cause", cause, "delay", delay, "attempt", jm.attempt+1)
+	jm.setStateLocked(JobRestarting)
+	jm.cancelInBackground()
+}
+
 // failLocked fails the job with its root cause, the first failure.
 func (jm *JobMaster) failLocked(task, cause string) {
 	if JobTerminal(jm.state) || jm.state == JobFailing {
 		return
 	}
+	jm.abortCheckpointsLocked("the job is failing")
 	if jm.failure == "" {
 		jm.failure, jm.failureTask, jm.failureTime = cause, task, time.Now()
 	}
 	if jm.state == JobCancelling {
 		return
 	}
-	if !jm.deployed {
+	if !jm.deployed || jm.state == JobRestarting && jm.stoppedLocked() {
 		jm.setStateLocked(JobFailed)
 		return
 	}
@@ -220,25 +309,54 @@ func (jm *JobMaster) run(ctx context.Context) {
 	hb := time.NewTicker(jm.timing.HeartbeatInterval)
 	defer hb.Stop()
 	slotDeadline := time.Now().Add(jm.timing.SlotTimeout)
+	wake := time.NewTimer(time.Hour)
+	defer wake.Stop()
 	for {
+		now := time.Now()
+		var next time.Time // when the loop must look again
 		jm.mu.Lock()
 		changed := jm.changed
 		state := jm.state
+		ready := len(jm.slots) >= int(jm.jg.Slots)
+		if state == JobRestarting && jm.stoppedLocked() {
+			if now.Before(jm.restartAt) {
+				ready, next = false, jm.restartAt
+			} else if !ready && slotDeadline.Before(jm.restartAt) {
+				slotDeadline = now.Add(jm.timing.SlotTimeout)
+			}
+		}
 		switch {
 		case JobTerminal(state):
 			jm.mu.Unlock()
 			return
-		case state == JobCreated && len(jm.slots) >= int(jm.jg.Slots):
+		case (state == JobCreated || state == JobRestarting && jm.stoppedLocked()) && ready:
 			jm.mu.Unlock()
 			jm.deploy(ctx)
 			continue
-		case state == JobCreated && time.Now().After(slotDeadline):
+		case (state == JobCreated || state == JobRestarting && !now.Before(jm.restartAt) && jm.stoppedLocked()) && now.After(slotDeadline):
 			jm.failLocked("", fmt.Sprintf("could not get the %d slots the job needs within %s (it has %d): start more TaskManagers or lower the parallelism",
 				jm.jg.Slots, jm.timing.SlotTimeout, len(jm.slots)))
-		case state == JobFailing || state == JobCancelling:
+		case state == JobFailing || state == JobCancelling || state == JobRestarting:
 			jm.endIfStoppedLocked()
+		case state == JobRunning:
+			jm.expireCheckpointsLocked(now)
+			if due := jm.checkpointDueLocked(); !due.IsZero() {
+				if !due.After(now) {
+					if _, err := jm.triggerLocked(now, false, ""); err != nil {
+						jm.lastTrigger = now // try again an interval later
+					}
+				} else {
+					next = due
+				}
+			}
+			if e := jm.nextExpiryLocked(); !e.IsZero() && (next.IsZero() || e.Before(next)) {
+				next = e
+			}
 		}
 		jm.mu.Unlock()
+		if !next.IsZero() {
+			wake.Reset(max(time.Until(next), time.Millisecond))
+		}
 		select {
 		case <-ctx.Done():
 			jm.mu.Lock()
@@ -247,24 +365,29 @@ func (jm *JobMaster) run(ctx context.Context) {
 			jm.mu.Unlock()
 			return
 		case <-changed:
+		case <-wake.C:
 		case <-hb.C:
 			jm.heartbeat(ctx)
 		}
 	}
 }
 
-// endIfStoppedLocked ends a failing or cancelling job once every task has
-// stopped, or when the cancel timeout has passed without word from them.
-func (jm *JobMaster) endIfStoppedLocked() {
-	stopped := true
+// stoppedLocked says whether every task has stopped.
+func (jm *JobMaster) stoppedLocked() bool {
 	for _, row := range jm.tasks {
 		for _, t := range row {
 			if !taskTerminal(t.state) && t.state != TaskCreated {
-				stopped = false
+				return false
 			}
 		}
 	}
-	if !stopped && time.Since(jm.stateSince) < jm.timing.CancelTimeout {
+	return true
+}
+
+// endIfStoppedLocked ends a failing or cancelling job once every task has
+// stopped, or when the cancel timeout has passed without word from them.
+func (jm *JobMaster) endIfStoppedLocked() {
+	if !jm.stoppedLocked() && time.Since(jm.stateSince) < jm.timing.CancelTimeout {
 		return
 	}
 	now := time.Now()
@@ -275,9 +398,14 @@ func (jm *JobMaster) endIfStoppedLocked() {
 			}
 		}
 	}
-	if jm.state == JobFailing {
+	switch {
+	case jm.state == JobRestarting:
+		// Tasks that did not say they stopped are taken as gone.
+	case jm.state == JobFailing:
 		jm.setStateLocked(JobFailed)
-	} else {
+	case jm.stopping:
+		jm.setStateLocked(JobFinished)
+	default:
 		jm.setStateLocked(JobCanceled)
 	}
 }
@@ -287,6 +415,21 @@ func (jm *JobMaster) endIfStoppedLocked() {
 // group's slot i.
 func (jm *JobMaster) deploy(ctx context.Context) {
 	jm.mu.Lock()
+	if jm.state == JobRestarting {
+		jm.attempt++
+		if err := jm.restoreLatestLocked(); err != nil {
+			jm.failLocked("", fmt.Sprintf("restoring the latest checkpoint: %v", err))
+			jm.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		for _, row := range jm.tasks {
+			for _, t := range row {
+				*t = subtask{state: TaskCreated, attempt: jm.attempt, start: now}
+			}
+		}
+	}
+	restore := jm.cp.restore
 	slots := append([]offeredSlot(nil), jm.slots...)
 	sort.Slice(slots, func(a, b int) bool {
 		if slots[a].tm != slots[b].tm {
@@ -318,15 +461,16 @@ func (jm *JobMaster) deploy(ctx context.Context) {
 			locations[vi].Addresses = append(locations[vi].Addresses, sl.dataAddr)
 			req := perTM[sl.tm]
 			if req == nil {
-				req = &flinkpb.SubmitTasksRequest{JobId: jm.id}
+				req = &flinkpb.SubmitTasksRequest{JobId: jm.id, Attempt: int32(jm.attempt), Checkpointing: jm.checkpointing(), Restore: restore}
 				perTM[sl.tm] = req
 				order = append(order, sl.tm)
 			}
-			req.Tasks = append(req.Tasks, &flinkpb.TaskDeployment{Vertex: int32(vi), Subtask: int32(s)})
+			req.Tasks = append(req.Tasks, &flinkpb.TaskDeployment{Vertex: int32(vi), Subtask: int32(s), Attempt: int32(jm.attempt)})
 		}
 	}
 	jm.deployed = true
 	jm.diagnostic = ""
+	jm.lastTrigger = time.Now()
 	jm.setStateLocked(JobRunning)
 	conns := map[string]*tmConn{}
 	for _, id := range order {
@@ -341,7 +485,6 @@ func (jm *JobMaster) deploy(ctx context.Context) {
 		cancel()
 		if err != nil {
 			jm.mu.Lock()
-			jm.failLocked("", fmt.Sprintf("deploying to TaskManager %s at %s: %v", id, conns[id].addr, status.Convert(err).Message()))
 			// Tasks never deployed will not report: they are canceled now.
 			for _, rest := range order[i:] {
 				for _, t := range perTM[rest].Tasks {
@@ -349,18 +492,13 @@ func (jm *JobMaster) deploy(ctx context.Context) {
 					jm.tasks[t.Vertex][t.Subtask].end = time.Now()
 				}
 			}
+			jm.dropTaskManagerLocked(id)
+			jm.failoverLocked("", fmt.Sprintf("deploying to TaskManager %s at %s: %v", id, conns[id].addr, status.Convert(err).Message()))
 			jm.changedLocked()
 			jm.mu.Unlock()
 			break
 		}
 	}
-	jm.mu.Lock()
-	if jm.state == JobFailing || jm.state == JobCancelling {
-		jm.mu.Unlock()
-		jm.cancelTasks(ctx)
-		return
-	}
-	jm.mu.Unlock()
 }
 
 // cancelTasks tells every TaskManager running the job's tasks to stop
@@ -442,17 +580,9 @@ func (jm *JobMaster) TaskManagerLost(tmID, cause string) {
 	if _, ok := jm.tms[tmID]; !ok || JobTerminal(jm.state) {
 		return
 	}
-	if !jm.deployed {
-		// Nothing ran there yet: forget its slots and wait for others.
-		kept := jm.slots[:0]
-		for _, sl := range jm.slots {
-			if sl.tm != tmID {
-				kept = append(kept, sl)
-			}
-		}
-		jm.slots = kept
-		jm.tms[tmID].conn.Close()
-		delete(jm.tms, tmID)
+	jm.dropTaskManagerLocked(tmID)
+	if jm.state == JobCreated || jm.state == JobRestarting {
+		// Nothing runs there: wait for other slots.
 		jm.log.Warn("a TaskManager offering slots was lost; waiting for others", "tm", tmID, "cause", cause)
 		jm.waitingLocked()
 		jm.changedLocked()
@@ -466,11 +596,22 @@ func (jm *JobMaster) TaskManagerLost(tmID, cause string) {
 			}
 		}
 	}
-	failing := jm.state == JobRunning
-	jm.failLocked("", cause)
+	jm.failoverLocked("", cause)
 	jm.changedLocked()
-	if failing {
-		jm.cancelInBackground()
+}
+
+// dropTaskManagerLocked forgets a TaskManager the job lost, and its slots.
+func (jm *JobMaster) dropTaskManagerLocked(tmID string) {
+	kept := jm.slots[:0]
+	for _, sl := range jm.slots {
+		if sl.tm != tmID {
+			kept = append(kept, sl)
+		}
+	}
+	jm.slots = kept
+	if c := jm.tms[tmID]; c != nil {
+		c.conn.Close()
+		delete(jm.tms, tmID)
 	}
 }
 
@@ -498,9 +639,11 @@ func (jm *JobMaster) Cancel() string {
 	before := jm.state
 	switch {
 	case JobTerminal(jm.state) || jm.state == JobCancelling:
-	case !jm.deployed:
+	case !jm.deployed || jm.state == JobRestarting && jm.stoppedLocked():
+		jm.abortCheckpointsLocked("the job was canceled")
 		jm.setStateLocked(JobCanceled)
 	default:
+		jm.abortCheckpointsLocked("the job was canceled")
 		jm.setStateLocked(JobCancelling)
 		jm.mu.Unlock()
 		jm.cancelInBackground()
@@ -510,11 +653,22 @@ func (jm *JobMaster) Cancel() string {
 	return before
 }
 
+// stopLocked ends a job whose final savepoint completed: its tasks are
+// stopped and it ends FINISHED.
+func (jm *JobMaster) stopLocked() {
+	if jm.state != JobRunning {
+		return
+	}
+	jm.stopping = true
+	jm.setStateLocked(JobCancelling)
+	jm.cancelInBackground()
+}
+
 // offerSlots takes the slots a TaskManager offers, up to the job's need.
 func (jm *JobMaster) offerSlots(req *flinkpb.OfferSlotsRequest) ([]int32, error) {
 	jm.mu.Lock()
 	defer jm.mu.Unlock()
-	if jm.state != JobCreated {
+	if jm.state != JobCreated && jm.state != JobRestarting {
 		return nil, nil
 	}
 	c := jm.tms[req.TaskManagerId]
@@ -557,24 +711,29 @@ func (jm *JobMaster) updateTasks(req *flinkpb.TaskStateUpdates) error {
 			return fmt.Errorf("job %s has no subtask %d of vertex %d", jm.id, u.Subtask, u.Vertex)
 		}
 		t := jm.tasks[u.Vertex][u.Subtask]
-		if t.tm != req.TaskManagerId || taskTerminal(t.state) {
+		if t.tm != req.TaskManagerId || int(u.Attempt) != t.attempt || taskTerminal(t.state) {
 			continue
 		}
 		t.state = u.State
 		if taskTerminal(u.State) {
 			t.end = time.Now()
 		}
-		if u.State == TaskFailed {
-			v := jm.jg.Vertices[u.Vertex]
-			name := fmt.Sprintf("%s (%d/%d)", v.Name, u.Subtask+1, v.Parallelism)
-			failing := jm.state == JobRunning
-			jm.failLocked(name, u.Failure)
-			if failing {
-				jm.cancelInBackground()
+		v := jm.jg.Vertices[u.Vertex]
+		name := fmt.Sprintf("%s (%d/%d)", v.Name, u.Subtask+1, v.Parallelism)
+		switch u.State {
+		case TaskFailed:
+			jm.failoverLocked(name, u.Failure)
+		case TaskFinished:
+			// A finished task takes no further checkpoints.
+			for _, p := range jm.cp.pending {
+				if _, acked := p.acks[[2]int{int(u.Vertex), int(u.Subtask)}]; !acked {
+					jm.failCheckpointLocked(p, name+" finished before it took its part", false)
+				}
 			}
 		}
 	}
 	if jm.state == JobRunning && jm.allTasks(TaskFinished) {
+		jm.dropCheckpointsLocked()
 		jm.setStateLocked(JobFinished)
 	}
 	jm.changedLocked()
@@ -607,12 +766,12 @@ func (jm *JobMaster) workerFailed(tmID, msg string) {
 			}
 		}
 	}
-	failing := jm.state == JobRunning
-	jm.failLocked("", msg)
+	// The TaskManager freed the job's slots when its worker ended: the
+	// ResourceManager gives them (or others) to the job again.
+	jm.dropTaskManagerLocked(tmID)
+	jm.rm.SlotsFreed(jm.id, tmID)
+	jm.failoverLocked("", msg)
 	jm.changedLocked()
-	if failing {
-		jm.cancelInBackground()
-	}
 }
 
 // Details is the job as the Dispatcher reports it.
@@ -636,6 +795,8 @@ func (jm *JobMaster) Details(withGraph bool) *flinkpb.JobDetails {
 	if withGraph {
 		d.JobGraph = jm.jg
 	}
+	d.Restarts = int32(jm.attempt)
+	d.Checkpoints = jm.checkpointSummaryLocked()
 	for vi, v := range jm.jg.Vertices {
 		vd := &flinkpb.VertexDetails{Id: v.Id, Name: v.Name, Parallelism: v.Parallelism, MaxParallelism: v.MaxParallelism}
 		for s, t := range jm.tasks[vi] {

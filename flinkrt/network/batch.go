@@ -26,6 +26,9 @@ const (
 	// Failure says the channel broke; Batch.Err says how. It is never sent
 	// by a producer: a consumer's end of a remote channel makes it.
 	Failure
+	// Barrier is a checkpoint barrier: every record before it belongs to
+	// checkpoint Batch.Checkpoint, every record after it to the next.
+	Barrier
 )
 
 // Batch is a run of records, or one in-band event, on one channel.
@@ -35,6 +38,8 @@ type Batch[T any] struct {
 	// Times holds each record's event time, NoTime where it has none.
 	Times     []int64
 	Watermark int64
+	// Checkpoint is the checkpoint id of a Barrier.
+	Checkpoint int64
 	// Err is the error of a Failure.
 	Err error
 	// Channel is the index of the channel in its consumer's gate.

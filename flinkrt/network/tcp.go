@@ -22,7 +22,8 @@ import (
 // A frame is a uint32 length followed by that many bytes: a kind byte,
 // then for Data a uint32 record count, a byte saying whether event times
 // follow (count int64s), and the records in their codec's encoding; for
-// Watermark an int64; for EndOfPartition nothing. A credit is a uint32:
+// Watermark an int64; for Barrier the checkpoint id, an int64; for
+// EndOfPartition nothing. A credit is a uint32:
 // the number of further frames the consumer has room for. All integers are
 // little-endian.
 //
@@ -94,6 +95,16 @@ func (s *Server) Register(key string, r Receiver) {
 	s.receivers[key] = r
 	close(s.changed)
 	s.changed = make(chan struct{})
+}
+
+// Unregister forgets receivers no connection took: those of a deployment
+// that ended.
+func (s *Server) Unregister(keys ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range keys {
+		delete(s.receivers, k)
+	}
 }
 
 // Close stops accepting, closes every connection and waits for their
@@ -316,6 +327,11 @@ func decodeFrame[T any](p []byte, b *Batch[T], c codec.Codec[T]) error {
 			return codec.ErrShort
 		}
 		b.Watermark = int64(binary.LittleEndian.Uint64(p))
+	case Barrier:
+		if len(p) < 8 {
+			return codec.ErrShort
+		}
+		b.Checkpoint = int64(binary.LittleEndian.Uint64(p))
 	case EndOfPartition:
 	default:
 		return fmt.Errorf("unknown frame kind %d", b.Kind)
@@ -475,6 +491,8 @@ func appendFrame[T any](dst []byte, b *Batch[T], c codec.Codec[T]) []byte {
 		}
 	case Watermark:
 		dst = binary.LittleEndian.AppendUint64(dst, uint64(b.Watermark))
+	case Barrier:
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(b.Checkpoint))
 	}
 	binary.LittleEndian.PutUint32(dst, uint32(len(dst)-4))
 	return dst

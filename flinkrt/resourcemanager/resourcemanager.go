@@ -353,6 +353,24 @@ func (rm *ResourceManager) ReleaseJob(job string) {
 	rm.matchLocked()
 }
 
+// SlotsFreed frees the slots TaskManager tmID held for job, which the
+// TaskManager freed itself (the job's worker ended), and gives out free
+// slots again.
+func (rm *ResourceManager) SlotsFreed(job, tmID string) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	tm := rm.tms[tmID]
+	if tm == nil {
+		return
+	}
+	for i := range tm.slots {
+		if tm.slots[i].job == job {
+			tm.slots[i] = slotState{}
+		}
+	}
+	rm.matchLocked()
+}
+
 // TaskManagers lists the registered TaskManagers by id.
 func (rm *ResourceManager) TaskManagers() []TaskManagerInfo {
 	rm.mu.Lock()

@@ -18,9 +18,11 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"loom/flinkrt/graph"
+	"loom/flinkrt/worker"
 	"loom/proto/flinkpb"
 )
 
@@ -28,6 +30,8 @@ import (
 const (
 	// EnvParallelism is the default parallelism (`loom run -p`).
 	EnvParallelism = "LOOM_PARALLELISM"
+	// EnvConfig holds configuration given at run time: lines of key=value.
+	EnvConfig = worker.EnvConfig
 )
 
 // DefaultBufferTimeout is how long a partly filled batch may wait before it
@@ -113,6 +117,24 @@ func (e *Env) SetAutoWatermarkInterval(d time.Duration) *Env {
 	return e
 }
 
+// EnableCheckpointing makes the job take a checkpoint every interval, so
+// that it recovers from failures with its state, exactly once.
+func (e *Env) EnableCheckpointing(interval time.Duration) *Env {
+	if interval <= 0 {
+		e.fail(fmt.Errorf("checkpoint interval %s: want a positive duration", interval))
+		return e
+	}
+	e.sg.Config["execution.checkpointing.interval"] = interval.String()
+	return e
+}
+
+// SetConfig sets one of Flink's configuration keys for the job:
+// "state.checkpoints.dir", "restart-strategy.type", ...
+func (e *Env) SetConfig(key, value string) *Env {
+	e.sg.Config[key] = value
+	return e
+}
+
 // fail records the first error in building the job; Execute returns it.
 func (e *Env) fail(err error) {
 	if e.err == nil {
@@ -129,6 +151,16 @@ func (e *Env) Plan(name string) (*graph.StreamGraph, *flinkpb.JobGraph, error) {
 	e.sg.JobName = name
 	e.sg.Config["pipeline.buffer-timeout"] = e.bufferTimeout.String()
 	e.sg.Config["parallelism.default"] = strconv.Itoa(e.sg.Parallelism)
+	for _, line := range strings.Split(os.Getenv(EnvConfig), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, nil, fmt.Errorf("%s: %q is not key=value", EnvConfig, line)
+		}
+		e.sg.Config[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
 	jg, err := graph.Build(e.sg)
 	if err != nil {
 		return nil, nil, err

@@ -57,6 +57,32 @@ func (o *reduceOp[K, T]) Collect(v T, ts int64) {
 
 func (o *reduceOp[K, T]) Watermark(wm int64) { o.out.Watermark(wm) }
 
+// SnapshotState implements task.Snapshotter: every key's accumulator.
+func (o *reduceOp[K, T]) SnapshotState(int64) ([]byte, error) {
+	c, err := codec.For[map[K]T]()
+	if err != nil {
+		return nil, err
+	}
+	return c.Append(nil, o.acc), nil
+}
+
+// RestoreState implements task.Snapshotter.
+func (o *reduceOp[K, T]) RestoreState(b []byte) error {
+	c, err := codec.For[map[K]T]()
+	if err != nil {
+		return err
+	}
+	acc, _, err := c.Decode(b)
+	if err != nil {
+		return err
+	}
+	if acc == nil {
+		acc = map[K]T{}
+	}
+	o.acc = acc
+	return nil
+}
+
 // Sum keeps a running sum of the numeric field named field per key; the
 // other fields are those of the key's first record, as Flink's sum. field
 // "" sums a stream of numbers.

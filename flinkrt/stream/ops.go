@@ -32,15 +32,32 @@ func FromSource[T any](env *Env, name string, src source.Source[T]) DataStream[T
 }
 
 type sourceOp[T any] struct {
-	src source.Source[T]
-	out task.Output[T]
+	src      source.Source[T]
+	out      task.Output[T]
+	restored []byte
+	position func() []byte
+}
+
+// SnapshotState implements task.Snapshotter: a resumable source's
+// position; nothing for one that starts over.
+func (o *sourceOp[T]) SnapshotState(int64) ([]byte, error) {
+	if o.position == nil {
+		return nil, nil
+	}
+	return o.position(), nil
+}
+
+// RestoreState implements task.Snapshotter.
+func (o *sourceOp[T]) RestoreState(b []byte) error {
+	o.restored = b
+	return nil
 }
 
 func (o *sourceOp[T]) Run(ctx *task.OperatorContext) error {
 	if max := o.src.MaxParallelism(); max > 0 && ctx.Parallelism > max {
 		return fmt.Errorf("source %q runs at most %d subtasks, not %d; lower its parallelism", ctx.Name, max, ctx.Parallelism)
 	}
-	if err := o.src.Run(&sourceContext[T]{OperatorContext: ctx, out: o.out}); err != nil {
+	if err := o.src.Run(&sourceContext[T]{OperatorContext: ctx, out: o.out, op: o}); err != nil {
 		return err
 	}
 	if ctx.Err() != nil {
@@ -54,7 +71,11 @@ func (o *sourceOp[T]) Run(ctx *task.OperatorContext) error {
 type sourceContext[T any] struct {
 	*task.OperatorContext
 	out task.Output[T]
+	op  *sourceOp[T]
 }
+
+func (c *sourceContext[T]) Restored() []byte                    { return c.op.restored }
+func (c *sourceContext[T]) Checkpointed(position func() []byte) { c.op.position = position }
 
 func (c *sourceContext[T]) Collect(v T)                        { c.out.Collect(v, task.NoTime) }
 func (c *sourceContext[T]) CollectWithTimestamp(v T, ts int64) { c.out.Collect(v, ts) }
@@ -90,14 +111,43 @@ func Print[T any](s DataStream[T]) DataStream[T] {
 }
 
 type sinkOp[T any] struct {
-	sink sink.Sink[T]
-	w    sink.Writer[T]
-	ctx  *task.OperatorContext
+	sink     sink.Sink[T]
+	w        sink.Writer[T]
+	ctx      *task.OperatorContext
+	restored []byte
 }
 
-func (o *sinkOp[T]) Subtask() int     { return o.ctx.Subtask }
-func (o *sinkOp[T]) Parallelism() int { return o.ctx.Parallelism }
-func (o *sinkOp[T]) InProcess() bool  { return o.ctx.InProcess }
+func (o *sinkOp[T]) Subtask() int        { return o.ctx.Subtask }
+func (o *sinkOp[T]) Parallelism() int    { return o.ctx.Parallelism }
+func (o *sinkOp[T]) InProcess() bool     { return o.ctx.InProcess }
+func (o *sinkOp[T]) Checkpointing() bool { return o.ctx.Checkpointing }
+func (o *sinkOp[T]) Restored() []byte    { return o.restored }
+
+// SnapshotState implements task.Snapshotter: a transactional writer
+// pre-commits; any other has no state.
+func (o *sinkOp[T]) SnapshotState(id int64) ([]byte, error) {
+	if tw, ok := o.w.(sink.Transactional); ok {
+		if err := o.w.Flush(); err != nil {
+			return nil, err
+		}
+		return tw.PreCommit(id)
+	}
+	return nil, nil
+}
+
+// RestoreState implements task.Snapshotter.
+func (o *sinkOp[T]) RestoreState(b []byte) error {
+	o.restored = b
+	return nil
+}
+
+// NotifyCheckpointComplete implements task.CheckpointListener.
+func (o *sinkOp[T]) NotifyCheckpointComplete(id int64) error {
+	if tw, ok := o.w.(sink.Transactional); ok {
+		return tw.Commit(id)
+	}
+	return nil
+}
 
 func (o *sinkOp[T]) Open(ctx *task.OperatorContext) error {
 	o.ctx = ctx
@@ -124,7 +174,15 @@ func (o *sinkOp[T]) Flush() {
 	}
 }
 
-func (o *sinkOp[T]) Finish() error { return o.w.Flush() }
+func (o *sinkOp[T]) Finish() error {
+	if err := o.w.Flush(); err != nil {
+		return err
+	}
+	if e, ok := o.w.(interface{ EndInput() error }); ok {
+		return e.EndInput()
+	}
+	return nil
+}
 
 func (o *sinkOp[T]) Close() error {
 	if o.w == nil {

@@ -2,65 +2,11 @@ package task
 
 import (
 	"context"
-	"math"
 	"reflect"
 
 	"loom/flinkrt/codec"
 	"loom/flinkrt/network"
 )
-
-// RunInput feeds a gate's records to the head of a chain until every
-// channel has ended, running mailbox actions between batches. The
-// watermark passed on is the minimum over the channels; a channel that
-// ended no longer holds it back, so the end of every input passes
-// MaxWatermark.
-func RunInput[T any](ctx *Context, gate *network.Gate[T], head Output[T]) error {
-	n := gate.Channels()
-	wms := make([]int64, n)
-	for i := range wms {
-		wms[i] = math.MinInt64
-	}
-	current := int64(math.MinInt64)
-	ended := 0
-	advance := func(ch int, wm int64) {
-		if wm <= wms[ch] {
-			return
-		}
-		wms[ch] = wm
-		low := wm
-		for _, w := range wms {
-			low = min(low, w)
-		}
-		if low > current {
-			current = low
-			head.Watermark(low)
-		}
-	}
-	for ended < n {
-		select {
-		case b := <-gate.C():
-			switch b.Kind {
-			case network.Data:
-				for i := range b.Records {
-					head.Collect(b.Records[i], b.Times[i])
-				}
-			case network.Watermark:
-				advance(b.Channel, b.Watermark)
-			case network.EndOfPartition:
-				ended++
-				advance(b.Channel, MaxWatermark)
-			case network.Failure:
-				return b.Err
-			}
-			b.Recycle()
-		case <-ctx.Mailbox.Notify():
-			ctx.Mailbox.Run()
-		case <-ctx.Done():
-			return ErrCanceled
-		}
-	}
-	return nil
-}
 
 // mailboxOutput is the output a source writes to: before each record it
 // runs what the mailbox holds, so timers and flushes happen between records

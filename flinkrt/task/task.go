@@ -89,6 +89,11 @@ type Context struct {
 	Mailbox *Mailbox
 	// InProcess is true when the job runs inside the program that built it.
 	InProcess bool
+	// Checkpointing is true when the job takes checkpoints: transactional
+	// sinks then make output visible only when a checkpoint completes.
+	Checkpointing bool
+	// Barriers handles the checkpoint barriers of a task with inputs.
+	Barriers Barriers
 
 	timersMu sync.Mutex
 	timers   map[*time.Timer]struct{}

@@ -69,6 +69,8 @@ type Flusher interface {
 	Flush()
 	// End flushes and marks the end of every channel.
 	End()
+	// Barrier flushes and sends checkpoint id's barrier on every channel.
+	Barrier(id int64)
 }
 
 // RecordWriter is the Output at the end of a chain for one outgoing edge:
@@ -177,6 +179,17 @@ func (w *RecordWriter[T]) Flush() {
 			w.current[ch] = nil
 			w.send(ch, b)
 		}
+	}
+}
+
+// Barrier implements Flusher.
+func (w *RecordWriter[T]) Barrier(id int64) {
+	w.Flush()
+	for ch := range w.channels {
+		b := w.take(ch)
+		b.Kind = network.Barrier
+		b.Checkpoint = id
+		w.send(ch, b)
 	}
 }
 

@@ -340,6 +340,28 @@ func (tm *TaskManager) FreeSlots(_ context.Context, req *flinkpb.FreeSlotsReques
 	return &flinkpb.Empty{}, nil
 }
 
+// TriggerCheckpoint implements flinkpb.TaskExecutorServer.
+func (tm *TaskManager) TriggerCheckpoint(_ context.Context, req *flinkpb.CheckpointTrigger) (*flinkpb.Empty, error) {
+	return tm.toWorker(req.JobId, &flinkpb.WorkerCommand{Cmd: &flinkpb.WorkerCommand_Trigger{Trigger: req}})
+}
+
+// NotifyCheckpointComplete implements flinkpb.TaskExecutorServer.
+func (tm *TaskManager) NotifyCheckpointComplete(_ context.Context, req *flinkpb.CheckpointNotification) (*flinkpb.Empty, error) {
+	return tm.toWorker(req.JobId, &flinkpb.WorkerCommand{Cmd: &flinkpb.WorkerCommand_Notify{Notify: req}})
+}
+
+// toWorker passes a command to the worker of a job.
+func (tm *TaskManager) toWorker(jobID string, c *flinkpb.WorkerCommand) (*flinkpb.Empty, error) {
+	j := tm.job(jobID)
+	if j == nil {
+		return nil, status.Errorf(codes.NotFound, "job %s holds no slot on TaskManager %s", jobID, tm.id)
+	}
+	if err := j.command(c); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "the worker of job %s: %v", jobID, err)
+	}
+	return &flinkpb.Empty{}, nil
+}
+
 // Heartbeat implements flinkpb.TaskExecutorServer.
 func (tm *TaskManager) Heartbeat(_ context.Context, req *flinkpb.JobMasterHeartbeat) (*flinkpb.TaskExecutorHeartbeatResponse, error) {
 	tm.mu.Lock()

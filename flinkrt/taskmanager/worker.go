@@ -274,10 +274,13 @@ func (tm *TaskManager) startWorker(ctx context.Context, j *job) {
 	jm := flinkpb.NewJobMasterClient(conn)
 	fail := func(msg string) {
 		tm.log.Error("job worker failed", "job", j.id, "error", msg)
+		// The slots are free before the JobMaster hears of it, so that a
+		// restart's slot request finds them free rather than held by the
+		// job's old worker.
+		tm.releaseJob(j, msg)
 		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, _ = jm.WorkerFailed(rctx, &flinkpb.WorkerFailedRequest{JobId: j.id, TaskManagerId: tm.id, Message: msg})
 		cancel()
-		tm.releaseJob(j, msg)
 	}
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	art, err := jm.GetJobArtifact(actx, &flinkpb.GetJobArtifactRequest{JobId: j.id})
@@ -449,6 +452,20 @@ func (tm *TaskManager) AttachWorker(s flinkpb.TaskExecutor_AttachWorkerServer) e
 				cancel()
 				if err != nil {
 					tm.log.Warn("reporting a task state", "job", j.id, "error", err)
+				}
+			}
+			if a := m.GetAck(); a != nil {
+				acks := &flinkpb.CheckpointAcks{JobId: j.id, TaskManagerId: tm.id, Acks: []*flinkpb.CheckpointAck{a}}
+				actx, cancel := context.WithTimeout(s.Context(), 10*time.Second)
+				var err error
+				if a.DeclineReason != "" {
+					_, err = jm.DeclineCheckpoint(actx, acks)
+				} else {
+					_, err = jm.AcknowledgeCheckpoint(actx, acks)
+				}
+				cancel()
+				if err != nil {
+					tm.log.Warn("acknowledging a checkpoint", "job", j.id, "checkpoint", a.CheckpointId, "error", err)
 				}
 			}
 		}

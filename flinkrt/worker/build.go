@@ -78,6 +78,13 @@ type wiring struct {
 	edges    []*edgeInfo
 	// channels is each vertex's gate size, by subtask.
 	channels [][]int
+	// checkpointing, restore and checkpoints are the deployment's: whether
+	// the job takes checkpoints, the state files each subtask starts from
+	// (by vertex and subtask, then operator id) and the router of its
+	// checkpoint commands.
+	checkpointing bool
+	restore       map[[2]int]map[string]string
+	checkpoints   *Checkpoints
 }
 
 func newWiring(job *Job) (*wiring, error) {
@@ -143,6 +150,11 @@ type built struct {
 	gate       any
 	head       any
 	inType     task.TypeOps
+	// snapshots and listeners are the chain's operators with state and
+	// those told of completed checkpoints, head first.
+	snapshots   []snapshotOp
+	listeners   []listenerOp
+	checkpoints *Checkpoints
 }
 
 // gates finds the input gate of a subtask and the output channels of a
@@ -168,9 +180,14 @@ func (w *wiring) build(ctx context.Context, id Subtask, ex exchange) (*built, er
 		Attempt:        id.Attempt,
 		Mailbox:        task.NewMailbox(),
 		InProcess:      w.job.InProcess,
+		Checkpointing:  w.checkpointing,
+		Barriers:       barriers{b},
 	}
+	b.checkpoints = w.checkpoints
 	lifecycles := make([]task.Lifecycle, len(v.Operators))
 	opCtx := make([]*task.OperatorContext, len(v.Operators))
+	snaps := make([]*snapshotOp, len(v.Operators))
+	listeners := make([]*listenerOp, len(v.Operators))
 	var assemble func(i int) (any, error)
 	assemble = func(i int) (any, error) {
 		op := v.Operators[i]
@@ -217,6 +234,14 @@ func (w *wiring) build(ctx context.Context, id Subtask, ex exchange) (*built, er
 			out = node.Out.WithMailbox(out, b.ctx.Mailbox)
 		}
 		inst := node.Factory.New(out)
+		for _, part := range []any{inst.Source, inst.Input, inst.Lifecycle} {
+			if sn, ok := part.(task.Snapshotter); ok && snaps[i] == nil {
+				snaps[i] = &snapshotOp{id: op.Id, name: op.Name, op: sn}
+			}
+			if l, ok := part.(task.CheckpointListener); ok && listeners[i] == nil {
+				listeners[i] = &listenerOp{name: op.Name, op: l}
+			}
+		}
 		lifecycles[i] = inst.Lifecycle
 		opCtx[i] = &task.OperatorContext{Context: b.ctx, Name: op.Name, ID: op.Id, UID: op.Uid}
 		if f, ok := inst.Lifecycle.(interface{ Flush() }); ok {
@@ -240,6 +265,17 @@ func (w *wiring) build(ctx context.Context, id Subtask, ex exchange) (*built, er
 		if lc != nil {
 			b.lifecycles = append(b.lifecycles, lc)
 			b.opCtx = append(b.opCtx, opCtx[i])
+		}
+		if snaps[i] != nil {
+			b.snapshots = append(b.snapshots, *snaps[i])
+		}
+		if listeners[i] != nil {
+			b.listeners = append(b.listeners, *listeners[i])
+		}
+	}
+	if files := w.restore[[2]int{id.Vertex, id.Index}]; len(files) > 0 {
+		if err := b.restoreStates(files); err != nil {
+			return nil, err
 		}
 	}
 	if b.source == nil {

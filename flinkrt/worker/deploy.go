@@ -14,9 +14,18 @@ import (
 // channels to other workers can be opened.
 type Deployment struct {
 	JobID string
-	Tasks []Subtask
+	// Attempt is the job's execution attempt; each restart deploys anew.
+	Attempt int
+	Tasks   []Subtask
 	// Locations[v][s] is the data address of subtask s of vertex v.
 	Locations [][]string
+	// Checkpointing says the job takes checkpoints; Checkpoints then routes
+	// their commands and acknowledgements.
+	Checkpointing bool
+	Checkpoints   *Checkpoints
+	// Restore is the state each subtask starts from: by vertex and
+	// subtask, the state file of each operator id.
+	Restore map[[2]int]map[string]string
 }
 
 // RunDeployment runs the deployed subtasks of job. Channels between two of
@@ -42,9 +51,11 @@ func RunDeployment(ctx context.Context, job *Job, d Deployment, srv *network.Ser
 			return fmt.Errorf("the deployment names subtask %s, which the job does not have", id)
 		}
 	}
+	w.checkpointing, w.restore, w.checkpoints = d.Checkpointing, d.Restore, d.Checkpoints
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ex := &remoteExchange{w: w, d: d, self: srv.Addr(), gates: map[[2]int]any{}}
+	defer func() { srv.Unregister(ex.keys...) }()
 	for _, id := range d.Tasks {
 		if err := ex.addGate(ctx, id, srv); err != nil {
 			return err
@@ -59,10 +70,13 @@ type remoteExchange struct {
 	d     Deployment
 	self  string
 	gates map[[2]int]any
+	keys  []string // receivers registered with the data server
 }
 
-func channelKey(job string, edge, producer, consumer int) string {
-	return fmt.Sprintf("%s/%d/%d/%d", job, edge, producer, consumer)
+// channelKey names a channel between workers: an attempt's channels never
+// meet those of an attempt before it.
+func channelKey(job string, attempt, edge, producer, consumer int) string {
+	return fmt.Sprintf("%s/%d/%d/%d/%d", job, attempt, edge, producer, consumer)
 }
 
 // addGate makes the gate of a deployed subtask and registers a receiver
@@ -95,7 +109,9 @@ func (ex *remoteExchange) addGate(ctx context.Context, id Subtask, srv *network.
 			if err != nil {
 				return err
 			}
-			srv.Register(channelKey(ex.d.JobID, ei, p, id.Index), r)
+			key := channelKey(ex.d.JobID, ex.d.Attempt, ei, p, id.Index)
+			srv.Register(key, r)
+			ex.keys = append(ex.keys, key)
 		}
 	}
 	return nil
@@ -110,7 +126,7 @@ func (ex *remoteExchange) channel(e *edgeInfo, producer, consumer int) (ch any, 
 	if addr != ex.self {
 		for ei, other := range ex.w.edges {
 			if other == e {
-				return node.Out.NewRemoteChannel(addr, channelKey(ex.d.JobID, ei, producer, consumer), ex.w.settings.batchSize)
+				return node.Out.NewRemoteChannel(addr, channelKey(ex.d.JobID, ex.d.Attempt, ei, producer, consumer), ex.w.settings.batchSize)
 			}
 		}
 	}

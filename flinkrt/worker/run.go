@@ -124,6 +124,12 @@ func (w *wiring) runSubtasks(ctx context.Context, ids []Subtask, ex exchange, re
 			return err
 		}
 		subtasks = append(subtasks, b)
+		if w.checkpoints != nil {
+			w.checkpoints.add(b)
+		}
+	}
+	if w.checkpoints != nil {
+		defer w.checkpoints.close()
 	}
 
 	var (

@@ -32,6 +32,10 @@ const (
 	EnvJobID = "LOOM_JOB_ID"
 	// EnvDataHost is the host a worker's data port is published on.
 	EnvDataHost = "LOOM_DATA_HOST"
+	// EnvConfig holds configuration given at run time (`loom run
+	// --checkpoint-interval`, `-D key=value`): lines of key=value, Flink's
+	// keys, which override the program's own settings.
+	EnvConfig = "LOOM_JOB_CONFIG"
 )
 
 // Roles of a job program.
@@ -105,9 +109,9 @@ func Attach(ctx context.Context, tmAddr, jobID, host string, job *Job, buildErr 
 	}
 
 	var (
-		wg       sync.WaitGroup
-		runMu    sync.Mutex
-		cancelRn context.CancelFunc
+		wg      sync.WaitGroup
+		runMu   sync.Mutex
+		current *run // the deployment running, if any
 	)
 	defer wg.Wait()
 	defer cancel()
@@ -123,14 +127,26 @@ func Attach(ctx context.Context, tmAddr, jobID, host string, job *Job, buildErr 
 			if err != nil {
 				return err
 			}
+			d.Checkpoints = NewCheckpoints(func(a *flinkpb.CheckpointAck) {
+				_ = send(&flinkpb.WorkerMessage{Msg: &flinkpb.WorkerMessage_Ack{Ack: a}})
+			})
 			runCtx, stop := context.WithCancel(ctx)
+			r := &run{attempt: d.Attempt, stop: stop, cps: d.Checkpoints, done: make(chan struct{})}
 			runMu.Lock()
-			cancelRn = stop
+			prev := current
+			current = r
 			runMu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer close(r.done)
 				defer stop()
+				if prev != nil {
+					// A restart's deployment waits for the attempt before it
+					// to have stopped.
+					prev.stop()
+					<-prev.done
+				}
 				var failed atomic.Bool // a task reported FAILED
 				report := func(u Update) {
 					m := &flinkpb.TaskStateUpdate{Vertex: int32(u.Subtask.Vertex), Subtask: int32(u.Subtask.Index), Attempt: int32(u.Subtask.Attempt), State: u.State}
@@ -150,12 +166,34 @@ func Attach(ctx context.Context, tmAddr, jobID, host string, job *Job, buildErr 
 			}()
 		case *flinkpb.WorkerCommand_Cancel:
 			runMu.Lock()
-			if cancelRn != nil {
-				cancelRn()
+			if current != nil {
+				current.stop()
 			}
 			runMu.Unlock()
+		case *flinkpb.WorkerCommand_Trigger:
+			runMu.Lock()
+			r := current
+			runMu.Unlock()
+			if r != nil && r.attempt == int(c.Trigger.Attempt) {
+				r.cps.Trigger(c.Trigger)
+			}
+		case *flinkpb.WorkerCommand_Notify:
+			runMu.Lock()
+			r := current
+			runMu.Unlock()
+			if r != nil && r.attempt == int(c.Notify.Attempt) {
+				r.cps.Notify(c.Notify.CheckpointId)
+			}
 		}
 	}
+}
+
+// run is a deployment a worker runs.
+type run struct {
+	attempt int
+	stop    context.CancelFunc
+	cps     *Checkpoints
+	done    chan struct{}
 }
 
 // listenHost is the address a worker listens on for a published host:
@@ -168,7 +206,13 @@ func listenHost(host string) string {
 }
 
 func deploymentOf(r *flinkpb.SubmitTasksRequest) (Deployment, error) {
-	d := Deployment{JobID: r.JobId}
+	d := Deployment{JobID: r.JobId, Attempt: int(r.Attempt), Checkpointing: r.Checkpointing}
+	if rs := r.Restore; rs != nil {
+		d.Restore = map[[2]int]map[string]string{}
+		for _, st := range rs.Subtasks {
+			d.Restore[[2]int{int(st.Vertex), int(st.Subtask)}] = st.Files
+		}
+	}
 	for _, t := range r.Tasks {
 		d.Tasks = append(d.Tasks, Subtask{Vertex: int(t.Vertex), Index: int(t.Subtask), Attempt: int(t.Attempt)})
 	}

@@ -477,10 +477,13 @@ type JobDetails struct {
 	FailureTask   string `protobuf:"bytes,9,opt,name=failure_task,json=failureTask,proto3" json:"failure_task,omitempty"`
 	FailureTimeMs int64  `protobuf:"varint,10,opt,name=failure_time_ms,json=failureTimeMs,proto3" json:"failure_time_ms,omitempty"`
 	// Why the job waits, while it does ("waiting for 4 slots, 2 available").
-	Diagnostic    string    `protobuf:"bytes,11,opt,name=diagnostic,proto3" json:"diagnostic,omitempty"`
-	Version       uint64    `protobuf:"varint,12,opt,name=version,proto3" json:"version,omitempty"`
-	Slots         int32     `protobuf:"varint,13,opt,name=slots,proto3" json:"slots,omitempty"`
-	JobGraph      *JobGraph `protobuf:"bytes,14,opt,name=job_graph,json=jobGraph,proto3" json:"job_graph,omitempty"`
+	Diagnostic string    `protobuf:"bytes,11,opt,name=diagnostic,proto3" json:"diagnostic,omitempty"`
+	Version    uint64    `protobuf:"varint,12,opt,name=version,proto3" json:"version,omitempty"`
+	Slots      int32     `protobuf:"varint,13,opt,name=slots,proto3" json:"slots,omitempty"`
+	JobGraph   *JobGraph `protobuf:"bytes,14,opt,name=job_graph,json=jobGraph,proto3" json:"job_graph,omitempty"`
+	// How many times the job restarted after failures.
+	Restarts      int32              `protobuf:"varint,15,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	Checkpoints   *CheckpointSummary `protobuf:"bytes,16,opt,name=checkpoints,proto3" json:"checkpoints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -613,6 +616,132 @@ func (x *JobDetails) GetJobGraph() *JobGraph {
 	return nil
 }
 
+func (x *JobDetails) GetRestarts() int32 {
+	if x != nil {
+		return x.Restarts
+	}
+	return 0
+}
+
+func (x *JobDetails) GetCheckpoints() *CheckpointSummary {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return nil
+}
+
+// CheckpointSummary is a job's checkpoints at a glance.
+type CheckpointSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the job takes periodic checkpoints.
+	Enabled    bool  `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	Completed  int64 `protobuf:"varint,2,opt,name=completed,proto3" json:"completed,omitempty"`
+	Failed     int64 `protobuf:"varint,3,opt,name=failed,proto3" json:"failed,omitempty"`
+	InProgress int64 `protobuf:"varint,4,opt,name=in_progress,json=inProgress,proto3" json:"in_progress,omitempty"`
+	// The latest completed checkpoint: id, when it was triggered, its
+	// directory. 0 when none completed.
+	LastId         int64  `protobuf:"varint,5,opt,name=last_id,json=lastId,proto3" json:"last_id,omitempty"`
+	LastTimeMs     int64  `protobuf:"varint,6,opt,name=last_time_ms,json=lastTimeMs,proto3" json:"last_time_ms,omitempty"`
+	LastPath       string `protobuf:"bytes,7,opt,name=last_path,json=lastPath,proto3" json:"last_path,omitempty"`
+	LastDurationMs int64  `protobuf:"varint,8,opt,name=last_duration_ms,json=lastDurationMs,proto3" json:"last_duration_ms,omitempty"`
+	LastSize       int64  `protobuf:"varint,9,opt,name=last_size,json=lastSize,proto3" json:"last_size,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CheckpointSummary) Reset() {
+	*x = CheckpointSummary{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointSummary) ProtoMessage() {}
+
+func (x *CheckpointSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointSummary.ProtoReflect.Descriptor instead.
+func (*CheckpointSummary) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CheckpointSummary) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *CheckpointSummary) GetCompleted() int64 {
+	if x != nil {
+		return x.Completed
+	}
+	return 0
+}
+
+func (x *CheckpointSummary) GetFailed() int64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *CheckpointSummary) GetInProgress() int64 {
+	if x != nil {
+		return x.InProgress
+	}
+	return 0
+}
+
+func (x *CheckpointSummary) GetLastId() int64 {
+	if x != nil {
+		return x.LastId
+	}
+	return 0
+}
+
+func (x *CheckpointSummary) GetLastTimeMs() int64 {
+	if x != nil {
+		return x.LastTimeMs
+	}
+	return 0
+}
+
+func (x *CheckpointSummary) GetLastPath() string {
+	if x != nil {
+		return x.LastPath
+	}
+	return ""
+}
+
+func (x *CheckpointSummary) GetLastDurationMs() int64 {
+	if x != nil {
+		return x.LastDurationMs
+	}
+	return 0
+}
+
+func (x *CheckpointSummary) GetLastSize() int64 {
+	if x != nil {
+		return x.LastSize
+	}
+	return 0
+}
+
 type VertexDetails struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -626,7 +755,7 @@ type VertexDetails struct {
 
 func (x *VertexDetails) Reset() {
 	*x = VertexDetails{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +767,7 @@ func (x *VertexDetails) String() string {
 func (*VertexDetails) ProtoMessage() {}
 
 func (x *VertexDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +780,7 @@ func (x *VertexDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VertexDetails.ProtoReflect.Descriptor instead.
 func (*VertexDetails) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{10}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *VertexDetails) GetId() string {
@@ -706,7 +835,7 @@ type SubtaskDetails struct {
 
 func (x *SubtaskDetails) Reset() {
 	*x = SubtaskDetails{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +847,7 @@ func (x *SubtaskDetails) String() string {
 func (*SubtaskDetails) ProtoMessage() {}
 
 func (x *SubtaskDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +860,7 @@ func (x *SubtaskDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskDetails.ProtoReflect.Descriptor instead.
 func (*SubtaskDetails) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{11}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubtaskDetails) GetIndex() int32 {
@@ -794,7 +923,7 @@ type BlobKey struct {
 
 func (x *BlobKey) Reset() {
 	*x = BlobKey{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +935,7 @@ func (x *BlobKey) String() string {
 func (*BlobKey) ProtoMessage() {}
 
 func (x *BlobKey) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +948,7 @@ func (x *BlobKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobKey.ProtoReflect.Descriptor instead.
 func (*BlobKey) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{12}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BlobKey) GetSha256() string {
@@ -847,7 +976,7 @@ type BlobChunk struct {
 
 func (x *BlobChunk) Reset() {
 	*x = BlobChunk{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -859,7 +988,7 @@ func (x *BlobChunk) String() string {
 func (*BlobChunk) ProtoMessage() {}
 
 func (x *BlobChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -872,7 +1001,7 @@ func (x *BlobChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
 func (*BlobChunk) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{13}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BlobChunk) GetKey() *BlobKey {
@@ -908,7 +1037,7 @@ type RegisterTaskExecutorRequest struct {
 
 func (x *RegisterTaskExecutorRequest) Reset() {
 	*x = RegisterTaskExecutorRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1049,7 @@ func (x *RegisterTaskExecutorRequest) String() string {
 func (*RegisterTaskExecutorRequest) ProtoMessage() {}
 
 func (x *RegisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1062,7 @@ func (x *RegisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskExecutorRequest.ProtoReflect.Descriptor instead.
 func (*RegisterTaskExecutorRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{14}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RegisterTaskExecutorRequest) GetTaskManagerId() string {
@@ -998,7 +1127,7 @@ type RegisterTaskExecutorResponse struct {
 
 func (x *RegisterTaskExecutorResponse) Reset() {
 	*x = RegisterTaskExecutorResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1139,7 @@ func (x *RegisterTaskExecutorResponse) String() string {
 func (*RegisterTaskExecutorResponse) ProtoMessage() {}
 
 func (x *RegisterTaskExecutorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1152,7 @@ func (x *RegisterTaskExecutorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskExecutorResponse.ProtoReflect.Descriptor instead.
 func (*RegisterTaskExecutorResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{15}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RegisterTaskExecutorResponse) GetHeartbeatIntervalMs() int64 {
@@ -1059,7 +1188,7 @@ type SlotStatus struct {
 
 func (x *SlotStatus) Reset() {
 	*x = SlotStatus{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1200,7 @@ func (x *SlotStatus) String() string {
 func (*SlotStatus) ProtoMessage() {}
 
 func (x *SlotStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1213,7 @@ func (x *SlotStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlotStatus.ProtoReflect.Descriptor instead.
 func (*SlotStatus) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{16}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SlotStatus) GetIndex() int32 {
@@ -1118,7 +1247,7 @@ type TaskExecutorHeartbeat struct {
 
 func (x *TaskExecutorHeartbeat) Reset() {
 	*x = TaskExecutorHeartbeat{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1259,7 @@ func (x *TaskExecutorHeartbeat) String() string {
 func (*TaskExecutorHeartbeat) ProtoMessage() {}
 
 func (x *TaskExecutorHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1272,7 @@ func (x *TaskExecutorHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecutorHeartbeat.ProtoReflect.Descriptor instead.
 func (*TaskExecutorHeartbeat) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{17}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TaskExecutorHeartbeat) GetTaskManagerId() string {
@@ -1171,7 +1300,7 @@ type ResourceManagerHeartbeatResponse struct {
 
 func (x *ResourceManagerHeartbeatResponse) Reset() {
 	*x = ResourceManagerHeartbeatResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1312,7 @@ func (x *ResourceManagerHeartbeatResponse) String() string {
 func (*ResourceManagerHeartbeatResponse) ProtoMessage() {}
 
 func (x *ResourceManagerHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1325,7 @@ func (x *ResourceManagerHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceManagerHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*ResourceManagerHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{18}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResourceManagerHeartbeatResponse) GetRegistered() bool {
@@ -1216,7 +1345,7 @@ type UnregisterTaskExecutorRequest struct {
 
 func (x *UnregisterTaskExecutorRequest) Reset() {
 	*x = UnregisterTaskExecutorRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1357,7 @@ func (x *UnregisterTaskExecutorRequest) String() string {
 func (*UnregisterTaskExecutorRequest) ProtoMessage() {}
 
 func (x *UnregisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1370,7 @@ func (x *UnregisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterTaskExecutorRequest.ProtoReflect.Descriptor instead.
 func (*UnregisterTaskExecutorRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{19}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UnregisterTaskExecutorRequest) GetTaskManagerId() string {
@@ -1267,7 +1396,7 @@ type GetJobArtifactRequest struct {
 
 func (x *GetJobArtifactRequest) Reset() {
 	*x = GetJobArtifactRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1408,7 @@ func (x *GetJobArtifactRequest) String() string {
 func (*GetJobArtifactRequest) ProtoMessage() {}
 
 func (x *GetJobArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1421,7 @@ func (x *GetJobArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobArtifactRequest.ProtoReflect.Descriptor instead.
 func (*GetJobArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{20}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetJobArtifactRequest) GetJobId() string {
@@ -1317,7 +1446,7 @@ type JobArtifact struct {
 
 func (x *JobArtifact) Reset() {
 	*x = JobArtifact{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1458,7 @@ func (x *JobArtifact) String() string {
 func (*JobArtifact) ProtoMessage() {}
 
 func (x *JobArtifact) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1471,7 @@ func (x *JobArtifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobArtifact.ProtoReflect.Descriptor instead.
 func (*JobArtifact) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{21}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JobArtifact) GetArtifact() *BlobKey {
@@ -1394,7 +1523,7 @@ type OfferSlotsRequest struct {
 
 func (x *OfferSlotsRequest) Reset() {
 	*x = OfferSlotsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1535,7 @@ func (x *OfferSlotsRequest) String() string {
 func (*OfferSlotsRequest) ProtoMessage() {}
 
 func (x *OfferSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1548,7 @@ func (x *OfferSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferSlotsRequest.ProtoReflect.Descriptor instead.
 func (*OfferSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{22}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *OfferSlotsRequest) GetJobId() string {
@@ -1467,7 +1596,7 @@ type OfferSlotsResponse struct {
 
 func (x *OfferSlotsResponse) Reset() {
 	*x = OfferSlotsResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1479,7 +1608,7 @@ func (x *OfferSlotsResponse) String() string {
 func (*OfferSlotsResponse) ProtoMessage() {}
 
 func (x *OfferSlotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1492,7 +1621,7 @@ func (x *OfferSlotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferSlotsResponse.ProtoReflect.Descriptor instead.
 func (*OfferSlotsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{23}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *OfferSlotsResponse) GetAccepted() []int32 {
@@ -1516,7 +1645,7 @@ type TaskStateUpdate struct {
 
 func (x *TaskStateUpdate) Reset() {
 	*x = TaskStateUpdate{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1528,7 +1657,7 @@ func (x *TaskStateUpdate) String() string {
 func (*TaskStateUpdate) ProtoMessage() {}
 
 func (x *TaskStateUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,7 +1670,7 @@ func (x *TaskStateUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStateUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStateUpdate) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{24}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *TaskStateUpdate) GetVertex() int32 {
@@ -1590,7 +1719,7 @@ type TaskStateUpdates struct {
 
 func (x *TaskStateUpdates) Reset() {
 	*x = TaskStateUpdates{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1731,7 @@ func (x *TaskStateUpdates) String() string {
 func (*TaskStateUpdates) ProtoMessage() {}
 
 func (x *TaskStateUpdates) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1744,7 @@ func (x *TaskStateUpdates) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStateUpdates.ProtoReflect.Descriptor instead.
 func (*TaskStateUpdates) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{25}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *TaskStateUpdates) GetJobId() string {
@@ -1650,7 +1779,7 @@ type WorkerFailedRequest struct {
 
 func (x *WorkerFailedRequest) Reset() {
 	*x = WorkerFailedRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1662,7 +1791,7 @@ func (x *WorkerFailedRequest) String() string {
 func (*WorkerFailedRequest) ProtoMessage() {}
 
 func (x *WorkerFailedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1675,7 +1804,7 @@ func (x *WorkerFailedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerFailedRequest.ProtoReflect.Descriptor instead.
 func (*WorkerFailedRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{26}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WorkerFailedRequest) GetJobId() string {
@@ -1712,7 +1841,7 @@ type RequestSlotRequest struct {
 
 func (x *RequestSlotRequest) Reset() {
 	*x = RequestSlotRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1724,7 +1853,7 @@ func (x *RequestSlotRequest) String() string {
 func (*RequestSlotRequest) ProtoMessage() {}
 
 func (x *RequestSlotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1737,7 +1866,7 @@ func (x *RequestSlotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestSlotRequest.ProtoReflect.Descriptor instead.
 func (*RequestSlotRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{27}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RequestSlotRequest) GetJobId() string {
@@ -1779,7 +1908,7 @@ type TaskDeployment struct {
 
 func (x *TaskDeployment) Reset() {
 	*x = TaskDeployment{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +1920,7 @@ func (x *TaskDeployment) String() string {
 func (*TaskDeployment) ProtoMessage() {}
 
 func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +1933,7 @@ func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDeployment.ProtoReflect.Descriptor instead.
 func (*TaskDeployment) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{28}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TaskDeployment) GetVertex() int32 {
@@ -1834,14 +1963,21 @@ type SubmitTasksRequest struct {
 	Tasks []*TaskDeployment      `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	// Data address of the worker that runs each subtask of the job, by
 	// vertex then subtask: locations[v].addresses[s].
-	Locations     []*SubtaskLocations `protobuf:"bytes,3,rep,name=locations,proto3" json:"locations,omitempty"`
+	Locations []*SubtaskLocations `protobuf:"bytes,3,rep,name=locations,proto3" json:"locations,omitempty"`
+	// The job's execution attempt: every restart deploys a new one.
+	Attempt int32 `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// Whether the job takes checkpoints (transactional sinks then commit
+	// only on checkpoints).
+	Checkpointing bool `protobuf:"varint,5,opt,name=checkpointing,proto3" json:"checkpointing,omitempty"`
+	// The checkpoint or savepoint the attempt starts from, if any.
+	Restore       *RestoreState `protobuf:"bytes,6,opt,name=restore,proto3" json:"restore,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitTasksRequest) Reset() {
 	*x = SubmitTasksRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +1989,7 @@ func (x *SubmitTasksRequest) String() string {
 func (*SubmitTasksRequest) ProtoMessage() {}
 
 func (x *SubmitTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +2002,7 @@ func (x *SubmitTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitTasksRequest.ProtoReflect.Descriptor instead.
 func (*SubmitTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{29}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SubmitTasksRequest) GetJobId() string {
@@ -1890,6 +2026,475 @@ func (x *SubmitTasksRequest) GetLocations() []*SubtaskLocations {
 	return nil
 }
 
+func (x *SubmitTasksRequest) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *SubmitTasksRequest) GetCheckpointing() bool {
+	if x != nil {
+		return x.Checkpointing
+	}
+	return false
+}
+
+func (x *SubmitTasksRequest) GetRestore() *RestoreState {
+	if x != nil {
+		return x.Restore
+	}
+	return nil
+}
+
+// RestoreState is the state an attempt starts from: the state file of
+// each operator of each subtask.
+type RestoreState struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	CheckpointId int64                  `protobuf:"varint,1,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	// The checkpoint's or savepoint's directory.
+	Path          string          `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Subtasks      []*SubtaskState `protobuf:"bytes,3,rep,name=subtasks,proto3" json:"subtasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreState) Reset() {
+	*x = RestoreState{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreState) ProtoMessage() {}
+
+func (x *RestoreState) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreState.ProtoReflect.Descriptor instead.
+func (*RestoreState) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *RestoreState) GetCheckpointId() int64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
+func (x *RestoreState) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *RestoreState) GetSubtasks() []*SubtaskState {
+	if x != nil {
+		return x.Subtasks
+	}
+	return nil
+}
+
+type SubtaskState struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Vertex  int32                  `protobuf:"varint,1,opt,name=vertex,proto3" json:"vertex,omitempty"`
+	Subtask int32                  `protobuf:"varint,2,opt,name=subtask,proto3" json:"subtask,omitempty"`
+	// Operator id -> state file.
+	Files         map[string]string `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubtaskState) Reset() {
+	*x = SubtaskState{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubtaskState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubtaskState) ProtoMessage() {}
+
+func (x *SubtaskState) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubtaskState.ProtoReflect.Descriptor instead.
+func (*SubtaskState) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SubtaskState) GetVertex() int32 {
+	if x != nil {
+		return x.Vertex
+	}
+	return 0
+}
+
+func (x *SubtaskState) GetSubtask() int32 {
+	if x != nil {
+		return x.Subtask
+	}
+	return 0
+}
+
+func (x *SubtaskState) GetFiles() map[string]string {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+type CheckpointTrigger struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	JobId        string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt      int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	CheckpointId int64                  `protobuf:"varint,3,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	TimestampMs  int64                  `protobuf:"varint,4,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	// The directory state files are written to.
+	Dir           string `protobuf:"bytes,5,opt,name=dir,proto3" json:"dir,omitempty"`
+	Savepoint     bool   `protobuf:"varint,6,opt,name=savepoint,proto3" json:"savepoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointTrigger) Reset() {
+	*x = CheckpointTrigger{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointTrigger) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointTrigger) ProtoMessage() {}
+
+func (x *CheckpointTrigger) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointTrigger.ProtoReflect.Descriptor instead.
+func (*CheckpointTrigger) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *CheckpointTrigger) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *CheckpointTrigger) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *CheckpointTrigger) GetCheckpointId() int64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
+func (x *CheckpointTrigger) GetTimestampMs() int64 {
+	if x != nil {
+		return x.TimestampMs
+	}
+	return 0
+}
+
+func (x *CheckpointTrigger) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *CheckpointTrigger) GetSavepoint() bool {
+	if x != nil {
+		return x.Savepoint
+	}
+	return false
+}
+
+type CheckpointNotification struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Attempt       int32                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	CheckpointId  int64                  `protobuf:"varint,3,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointNotification) Reset() {
+	*x = CheckpointNotification{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointNotification) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointNotification) ProtoMessage() {}
+
+func (x *CheckpointNotification) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointNotification.ProtoReflect.Descriptor instead.
+func (*CheckpointNotification) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CheckpointNotification) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *CheckpointNotification) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *CheckpointNotification) GetCheckpointId() int64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
+type CheckpointAck struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Vertex       int32                  `protobuf:"varint,1,opt,name=vertex,proto3" json:"vertex,omitempty"`
+	Subtask      int32                  `protobuf:"varint,2,opt,name=subtask,proto3" json:"subtask,omitempty"`
+	Attempt      int32                  `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	CheckpointId int64                  `protobuf:"varint,4,opt,name=checkpoint_id,json=checkpointId,proto3" json:"checkpoint_id,omitempty"`
+	// Operator id -> state file, for operators with state.
+	Files     map[string]string `protobuf:"bytes,5,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	StateSize int64             `protobuf:"varint,6,opt,name=state_size,json=stateSize,proto3" json:"state_size,omitempty"`
+	// Set when the subtask declined the checkpoint.
+	DeclineReason string `protobuf:"bytes,7,opt,name=decline_reason,json=declineReason,proto3" json:"decline_reason,omitempty"`
+	// Time the subtask took: aligning barriers, then writing its state.
+	AlignmentMs   int64 `protobuf:"varint,8,opt,name=alignment_ms,json=alignmentMs,proto3" json:"alignment_ms,omitempty"`
+	SyncMs        int64 `protobuf:"varint,9,opt,name=sync_ms,json=syncMs,proto3" json:"sync_ms,omitempty"`
+	AsyncMs       int64 `protobuf:"varint,10,opt,name=async_ms,json=asyncMs,proto3" json:"async_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointAck) Reset() {
+	*x = CheckpointAck{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointAck) ProtoMessage() {}
+
+func (x *CheckpointAck) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointAck.ProtoReflect.Descriptor instead.
+func (*CheckpointAck) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CheckpointAck) GetVertex() int32 {
+	if x != nil {
+		return x.Vertex
+	}
+	return 0
+}
+
+func (x *CheckpointAck) GetSubtask() int32 {
+	if x != nil {
+		return x.Subtask
+	}
+	return 0
+}
+
+func (x *CheckpointAck) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *CheckpointAck) GetCheckpointId() int64 {
+	if x != nil {
+		return x.CheckpointId
+	}
+	return 0
+}
+
+func (x *CheckpointAck) GetFiles() map[string]string {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *CheckpointAck) GetStateSize() int64 {
+	if x != nil {
+		return x.StateSize
+	}
+	return 0
+}
+
+func (x *CheckpointAck) GetDeclineReason() string {
+	if x != nil {
+		return x.DeclineReason
+	}
+	return ""
+}
+
+func (x *CheckpointAck) GetAlignmentMs() int64 {
+	if x != nil {
+		return x.AlignmentMs
+	}
+	return 0
+}
+
+func (x *CheckpointAck) GetSyncMs() int64 {
+	if x != nil {
+		return x.SyncMs
+	}
+	return 0
+}
+
+func (x *CheckpointAck) GetAsyncMs() int64 {
+	if x != nil {
+		return x.AsyncMs
+	}
+	return 0
+}
+
+type CheckpointAcks struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	TaskManagerId string                 `protobuf:"bytes,2,opt,name=task_manager_id,json=taskManagerId,proto3" json:"task_manager_id,omitempty"`
+	Acks          []*CheckpointAck       `protobuf:"bytes,3,rep,name=acks,proto3" json:"acks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckpointAcks) Reset() {
+	*x = CheckpointAcks{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckpointAcks) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckpointAcks) ProtoMessage() {}
+
+func (x *CheckpointAcks) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckpointAcks.ProtoReflect.Descriptor instead.
+func (*CheckpointAcks) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *CheckpointAcks) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *CheckpointAcks) GetTaskManagerId() string {
+	if x != nil {
+		return x.TaskManagerId
+	}
+	return ""
+}
+
+func (x *CheckpointAcks) GetAcks() []*CheckpointAck {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
 type SubtaskLocations struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Addresses     []string               `protobuf:"bytes,1,rep,name=addresses,proto3" json:"addresses,omitempty"`
@@ -1899,7 +2504,7 @@ type SubtaskLocations struct {
 
 func (x *SubtaskLocations) Reset() {
 	*x = SubtaskLocations{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +2516,7 @@ func (x *SubtaskLocations) String() string {
 func (*SubtaskLocations) ProtoMessage() {}
 
 func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +2529,7 @@ func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskLocations.ProtoReflect.Descriptor instead.
 func (*SubtaskLocations) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{30}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SubtaskLocations) GetAddresses() []string {
@@ -1943,7 +2548,7 @@ type CancelTasksRequest struct {
 
 func (x *CancelTasksRequest) Reset() {
 	*x = CancelTasksRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2560,7 @@ func (x *CancelTasksRequest) String() string {
 func (*CancelTasksRequest) ProtoMessage() {}
 
 func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2573,7 @@ func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
 func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{31}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CancelTasksRequest) GetJobId() string {
@@ -1988,7 +2593,7 @@ type FreeSlotsRequest struct {
 
 func (x *FreeSlotsRequest) Reset() {
 	*x = FreeSlotsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2605,7 @@ func (x *FreeSlotsRequest) String() string {
 func (*FreeSlotsRequest) ProtoMessage() {}
 
 func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2618,7 @@ func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeSlotsRequest.ProtoReflect.Descriptor instead.
 func (*FreeSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{32}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *FreeSlotsRequest) GetJobId() string {
@@ -2039,7 +2644,7 @@ type JobMasterHeartbeat struct {
 
 func (x *JobMasterHeartbeat) Reset() {
 	*x = JobMasterHeartbeat{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2051,7 +2656,7 @@ func (x *JobMasterHeartbeat) String() string {
 func (*JobMasterHeartbeat) ProtoMessage() {}
 
 func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2064,7 +2669,7 @@ func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobMasterHeartbeat.ProtoReflect.Descriptor instead.
 func (*JobMasterHeartbeat) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{33}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *JobMasterHeartbeat) GetJobId() string {
@@ -2083,7 +2688,7 @@ type TaskExecutorHeartbeatResponse struct {
 
 func (x *TaskExecutorHeartbeatResponse) Reset() {
 	*x = TaskExecutorHeartbeatResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2095,7 +2700,7 @@ func (x *TaskExecutorHeartbeatResponse) String() string {
 func (*TaskExecutorHeartbeatResponse) ProtoMessage() {}
 
 func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2108,7 +2713,7 @@ func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecutorHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*TaskExecutorHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{34}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TaskExecutorHeartbeatResponse) GetSlots() []*SlotStatus {
@@ -2124,6 +2729,7 @@ type WorkerMessage struct {
 	//
 	//	*WorkerMessage_Hello
 	//	*WorkerMessage_Update
+	//	*WorkerMessage_Ack
 	Msg           isWorkerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2131,7 +2737,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2143,7 +2749,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2156,7 +2762,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -2184,6 +2790,15 @@ func (x *WorkerMessage) GetUpdate() *TaskStateUpdate {
 	return nil
 }
 
+func (x *WorkerMessage) GetAck() *CheckpointAck {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_Ack); ok {
+			return x.Ack
+		}
+	}
+	return nil
+}
+
 type isWorkerMessage_Msg interface {
 	isWorkerMessage_Msg()
 }
@@ -2196,9 +2811,15 @@ type WorkerMessage_Update struct {
 	Update *TaskStateUpdate `protobuf:"bytes,2,opt,name=update,proto3,oneof"`
 }
 
+type WorkerMessage_Ack struct {
+	Ack *CheckpointAck `protobuf:"bytes,3,opt,name=ack,proto3,oneof"`
+}
+
 func (*WorkerMessage_Hello) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Update) isWorkerMessage_Msg() {}
+
+func (*WorkerMessage_Ack) isWorkerMessage_Msg() {}
 
 type WorkerHello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2215,7 +2836,7 @@ type WorkerHello struct {
 
 func (x *WorkerHello) Reset() {
 	*x = WorkerHello{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2227,7 +2848,7 @@ func (x *WorkerHello) String() string {
 func (*WorkerHello) ProtoMessage() {}
 
 func (x *WorkerHello) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2240,7 +2861,7 @@ func (x *WorkerHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHello.ProtoReflect.Descriptor instead.
 func (*WorkerHello) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *WorkerHello) GetJobId() string {
@@ -2284,6 +2905,8 @@ type WorkerCommand struct {
 	//
 	//	*WorkerCommand_Deploy
 	//	*WorkerCommand_Cancel
+	//	*WorkerCommand_Trigger
+	//	*WorkerCommand_Notify
 	Cmd           isWorkerCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2291,7 +2914,7 @@ type WorkerCommand struct {
 
 func (x *WorkerCommand) Reset() {
 	*x = WorkerCommand{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2303,7 +2926,7 @@ func (x *WorkerCommand) String() string {
 func (*WorkerCommand) ProtoMessage() {}
 
 func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2316,7 +2939,7 @@ func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerCommand.ProtoReflect.Descriptor instead.
 func (*WorkerCommand) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{37}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *WorkerCommand) GetCmd() isWorkerCommand_Cmd {
@@ -2344,6 +2967,24 @@ func (x *WorkerCommand) GetCancel() *CancelTasksRequest {
 	return nil
 }
 
+func (x *WorkerCommand) GetTrigger() *CheckpointTrigger {
+	if x != nil {
+		if x, ok := x.Cmd.(*WorkerCommand_Trigger); ok {
+			return x.Trigger
+		}
+	}
+	return nil
+}
+
+func (x *WorkerCommand) GetNotify() *CheckpointNotification {
+	if x != nil {
+		if x, ok := x.Cmd.(*WorkerCommand_Notify); ok {
+			return x.Notify
+		}
+	}
+	return nil
+}
+
 type isWorkerCommand_Cmd interface {
 	isWorkerCommand_Cmd()
 }
@@ -2356,9 +2997,21 @@ type WorkerCommand_Cancel struct {
 	Cancel *CancelTasksRequest `protobuf:"bytes,2,opt,name=cancel,proto3,oneof"`
 }
 
+type WorkerCommand_Trigger struct {
+	Trigger *CheckpointTrigger `protobuf:"bytes,3,opt,name=trigger,proto3,oneof"`
+}
+
+type WorkerCommand_Notify struct {
+	Notify *CheckpointNotification `protobuf:"bytes,4,opt,name=notify,proto3,oneof"`
+}
+
 func (*WorkerCommand_Deploy) isWorkerCommand_Cmd() {}
 
 func (*WorkerCommand_Cancel) isWorkerCommand_Cmd() {}
+
+func (*WorkerCommand_Trigger) isWorkerCommand_Cmd() {}
+
+func (*WorkerCommand_Notify) isWorkerCommand_Cmd() {}
 
 var File_proto_flinkpb_runtime_proto protoreflect.FileDescriptor
 
@@ -2391,7 +3044,7 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x16ShutDownClusterRequest\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\")\n" +
 	"\x11CancelJobResponse\x12\x14\n" +
-	"\x05state\x18\x01 \x01(\tR\x05state\"\xb7\x04\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\"\x94\x05\n" +
 	"\n" +
 	"JobDetails\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
@@ -2412,10 +3065,24 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"diagnostic\x12\x18\n" +
 	"\aversion\x18\f \x01(\x04R\aversion\x12\x14\n" +
 	"\x05slots\x18\r \x01(\x05R\x05slots\x121\n" +
-	"\tjob_graph\x18\x0e \x01(\v2\x14.loom.flink.JobGraphR\bjobGraph\x1a=\n" +
+	"\tjob_graph\x18\x0e \x01(\v2\x14.loom.flink.JobGraphR\bjobGraph\x12\x1a\n" +
+	"\brestarts\x18\x0f \x01(\x05R\brestarts\x12?\n" +
+	"\vcheckpoints\x18\x10 \x01(\v2\x1d.loom.flink.CheckpointSummaryR\vcheckpoints\x1a=\n" +
 	"\x0fTimestampsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xb6\x01\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xa3\x02\n" +
+	"\x11CheckpointSummary\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x1c\n" +
+	"\tcompleted\x18\x02 \x01(\x03R\tcompleted\x12\x16\n" +
+	"\x06failed\x18\x03 \x01(\x03R\x06failed\x12\x1f\n" +
+	"\vin_progress\x18\x04 \x01(\x03R\n" +
+	"inProgress\x12\x17\n" +
+	"\alast_id\x18\x05 \x01(\x03R\x06lastId\x12 \n" +
+	"\flast_time_ms\x18\x06 \x01(\x03R\n" +
+	"lastTimeMs\x12\x1b\n" +
+	"\tlast_path\x18\a \x01(\tR\blastPath\x12(\n" +
+	"\x10last_duration_ms\x18\b \x01(\x03R\x0elastDurationMs\x12\x1b\n" +
+	"\tlast_size\x18\t \x01(\x03R\blastSize\"\xb6\x01\n" +
 	"\rVertexDetails\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -2507,11 +3174,58 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x0eTaskDeployment\x12\x16\n" +
 	"\x06vertex\x18\x01 \x01(\x05R\x06vertex\x12\x18\n" +
 	"\asubtask\x18\x02 \x01(\x05R\asubtask\x12\x18\n" +
-	"\aattempt\x18\x03 \x01(\x05R\aattempt\"\x99\x01\n" +
+	"\aattempt\x18\x03 \x01(\x05R\aattempt\"\x8d\x02\n" +
 	"\x12SubmitTasksRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x120\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x1a.loom.flink.TaskDeploymentR\x05tasks\x12:\n" +
-	"\tlocations\x18\x03 \x03(\v2\x1c.loom.flink.SubtaskLocationsR\tlocations\"0\n" +
+	"\tlocations\x18\x03 \x03(\v2\x1c.loom.flink.SubtaskLocationsR\tlocations\x12\x18\n" +
+	"\aattempt\x18\x04 \x01(\x05R\aattempt\x12$\n" +
+	"\rcheckpointing\x18\x05 \x01(\bR\rcheckpointing\x122\n" +
+	"\arestore\x18\x06 \x01(\v2\x18.loom.flink.RestoreStateR\arestore\"}\n" +
+	"\fRestoreState\x12#\n" +
+	"\rcheckpoint_id\x18\x01 \x01(\x03R\fcheckpointId\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x124\n" +
+	"\bsubtasks\x18\x03 \x03(\v2\x18.loom.flink.SubtaskStateR\bsubtasks\"\xb5\x01\n" +
+	"\fSubtaskState\x12\x16\n" +
+	"\x06vertex\x18\x01 \x01(\x05R\x06vertex\x12\x18\n" +
+	"\asubtask\x18\x02 \x01(\x05R\asubtask\x129\n" +
+	"\x05files\x18\x03 \x03(\v2#.loom.flink.SubtaskState.FilesEntryR\x05files\x1a8\n" +
+	"\n" +
+	"FilesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbc\x01\n" +
+	"\x11CheckpointTrigger\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12#\n" +
+	"\rcheckpoint_id\x18\x03 \x01(\x03R\fcheckpointId\x12!\n" +
+	"\ftimestamp_ms\x18\x04 \x01(\x03R\vtimestampMs\x12\x10\n" +
+	"\x03dir\x18\x05 \x01(\tR\x03dir\x12\x1c\n" +
+	"\tsavepoint\x18\x06 \x01(\bR\tsavepoint\"n\n" +
+	"\x16CheckpointNotification\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12#\n" +
+	"\rcheckpoint_id\x18\x03 \x01(\x03R\fcheckpointId\"\x93\x03\n" +
+	"\rCheckpointAck\x12\x16\n" +
+	"\x06vertex\x18\x01 \x01(\x05R\x06vertex\x12\x18\n" +
+	"\asubtask\x18\x02 \x01(\x05R\asubtask\x12\x18\n" +
+	"\aattempt\x18\x03 \x01(\x05R\aattempt\x12#\n" +
+	"\rcheckpoint_id\x18\x04 \x01(\x03R\fcheckpointId\x12:\n" +
+	"\x05files\x18\x05 \x03(\v2$.loom.flink.CheckpointAck.FilesEntryR\x05files\x12\x1d\n" +
+	"\n" +
+	"state_size\x18\x06 \x01(\x03R\tstateSize\x12%\n" +
+	"\x0edecline_reason\x18\a \x01(\tR\rdeclineReason\x12!\n" +
+	"\falignment_ms\x18\b \x01(\x03R\valignmentMs\x12\x17\n" +
+	"\async_ms\x18\t \x01(\x03R\x06syncMs\x12\x19\n" +
+	"\basync_ms\x18\n" +
+	" \x01(\x03R\aasyncMs\x1a8\n" +
+	"\n" +
+	"FilesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"~\n" +
+	"\x0eCheckpointAcks\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12&\n" +
+	"\x0ftask_manager_id\x18\x02 \x01(\tR\rtaskManagerId\x12-\n" +
+	"\x04acks\x18\x03 \x03(\v2\x19.loom.flink.CheckpointAckR\x04acks\"0\n" +
 	"\x10SubtaskLocations\x12\x1c\n" +
 	"\taddresses\x18\x01 \x03(\tR\taddresses\"+\n" +
 	"\x12CancelTasksRequest\x12\x15\n" +
@@ -2522,20 +3236,23 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x12JobMasterHeartbeat\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"M\n" +
 	"\x1dTaskExecutorHeartbeatResponse\x12,\n" +
-	"\x05slots\x18\x01 \x03(\v2\x16.loom.flink.SlotStatusR\x05slots\"~\n" +
+	"\x05slots\x18\x01 \x03(\v2\x16.loom.flink.SlotStatusR\x05slots\"\xad\x01\n" +
 	"\rWorkerMessage\x12/\n" +
 	"\x05hello\x18\x01 \x01(\v2\x17.loom.flink.WorkerHelloH\x00R\x05hello\x125\n" +
-	"\x06update\x18\x02 \x01(\v2\x1b.loom.flink.TaskStateUpdateH\x00R\x06updateB\x05\n" +
+	"\x06update\x18\x02 \x01(\v2\x1b.loom.flink.TaskStateUpdateH\x00R\x06update\x12-\n" +
+	"\x03ack\x18\x03 \x01(\v2\x19.loom.flink.CheckpointAckH\x00R\x03ackB\x05\n" +
 	"\x03msg\"\x91\x01\n" +
 	"\vWorkerHello\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12 \n" +
 	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\x12!\n" +
 	"\fdata_address\x18\x03 \x01(\tR\vdataAddress\x12\x10\n" +
 	"\x03pid\x18\x04 \x01(\x05R\x03pid\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error\"\x8a\x01\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"\x83\x02\n" +
 	"\rWorkerCommand\x128\n" +
 	"\x06deploy\x18\x01 \x01(\v2\x1e.loom.flink.SubmitTasksRequestH\x00R\x06deploy\x128\n" +
-	"\x06cancel\x18\x02 \x01(\v2\x1e.loom.flink.CancelTasksRequestH\x00R\x06cancelB\x05\n" +
+	"\x06cancel\x18\x02 \x01(\v2\x1e.loom.flink.CancelTasksRequestH\x00R\x06cancel\x129\n" +
+	"\atrigger\x18\x03 \x01(\v2\x1d.loom.flink.CheckpointTriggerH\x00R\atrigger\x12<\n" +
+	"\x06notify\x18\x04 \x01(\v2\".loom.flink.CheckpointNotificationH\x00R\x06notifyB\x05\n" +
 	"\x03cmd2\xe8\x03\n" +
 	"\n" +
 	"Dispatcher\x12H\n" +
@@ -2550,19 +3267,23 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x0fResourceManager\x12i\n" +
 	"\x14RegisterTaskExecutor\x12'.loom.flink.RegisterTaskExecutorRequest\x1a(.loom.flink.RegisterTaskExecutorResponse\x12\\\n" +
 	"\tHeartbeat\x12!.loom.flink.TaskExecutorHeartbeat\x1a,.loom.flink.ResourceManagerHeartbeatResponse\x12V\n" +
-	"\x16UnregisterTaskExecutor\x12).loom.flink.UnregisterTaskExecutorRequest\x1a\x11.loom.flink.Empty2\xb7\x02\n" +
+	"\x16UnregisterTaskExecutor\x12).loom.flink.UnregisterTaskExecutorRequest\x1a\x11.loom.flink.Empty2\xc3\x03\n" +
 	"\tJobMaster\x12L\n" +
 	"\x0eGetJobArtifact\x12!.loom.flink.GetJobArtifactRequest\x1a\x17.loom.flink.JobArtifact\x12K\n" +
 	"\n" +
 	"OfferSlots\x12\x1d.loom.flink.OfferSlotsRequest\x1a\x1e.loom.flink.OfferSlotsResponse\x12K\n" +
 	"\x18UpdateTaskExecutionState\x12\x1c.loom.flink.TaskStateUpdates\x1a\x11.loom.flink.Empty\x12B\n" +
-	"\fWorkerFailed\x12\x1f.loom.flink.WorkerFailedRequest\x1a\x11.loom.flink.Empty2\xb2\x03\n" +
+	"\fWorkerFailed\x12\x1f.loom.flink.WorkerFailedRequest\x1a\x11.loom.flink.Empty\x12F\n" +
+	"\x15AcknowledgeCheckpoint\x12\x1a.loom.flink.CheckpointAcks\x1a\x11.loom.flink.Empty\x12B\n" +
+	"\x11DeclineCheckpoint\x12\x1a.loom.flink.CheckpointAcks\x1a\x11.loom.flink.Empty2\xcc\x04\n" +
 	"\fTaskExecutor\x12@\n" +
 	"\vRequestSlot\x12\x1e.loom.flink.RequestSlotRequest\x1a\x11.loom.flink.Empty\x12@\n" +
 	"\vSubmitTasks\x12\x1e.loom.flink.SubmitTasksRequest\x1a\x11.loom.flink.Empty\x12>\n" +
 	"\tCancelJob\x12\x1e.loom.flink.CancelTasksRequest\x1a\x11.loom.flink.Empty\x12<\n" +
 	"\tFreeSlots\x12\x1c.loom.flink.FreeSlotsRequest\x1a\x11.loom.flink.Empty\x12V\n" +
-	"\tHeartbeat\x12\x1e.loom.flink.JobMasterHeartbeat\x1a).loom.flink.TaskExecutorHeartbeatResponse\x12H\n" +
+	"\tHeartbeat\x12\x1e.loom.flink.JobMasterHeartbeat\x1a).loom.flink.TaskExecutorHeartbeatResponse\x12E\n" +
+	"\x11TriggerCheckpoint\x12\x1d.loom.flink.CheckpointTrigger\x1a\x11.loom.flink.Empty\x12Q\n" +
+	"\x18NotifyCheckpointComplete\x12\".loom.flink.CheckpointNotification\x1a\x11.loom.flink.Empty\x12H\n" +
 	"\fAttachWorker\x12\x19.loom.flink.WorkerMessage\x1a\x19.loom.flink.WorkerCommand(\x010\x01B\x14Z\x12loom/proto/flinkpbb\x06proto3"
 
 var (
@@ -2577,7 +3298,7 @@ func file_proto_flinkpb_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_flinkpb_runtime_proto_rawDescData
 }
 
-var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	(*Empty)(nil),                            // 0: loom.flink.Empty
 	(*SubmitJobRequest)(nil),                 // 1: loom.flink.SubmitJobRequest
@@ -2589,107 +3310,133 @@ var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	(*ShutDownClusterRequest)(nil),           // 7: loom.flink.ShutDownClusterRequest
 	(*CancelJobResponse)(nil),                // 8: loom.flink.CancelJobResponse
 	(*JobDetails)(nil),                       // 9: loom.flink.JobDetails
-	(*VertexDetails)(nil),                    // 10: loom.flink.VertexDetails
-	(*SubtaskDetails)(nil),                   // 11: loom.flink.SubtaskDetails
-	(*BlobKey)(nil),                          // 12: loom.flink.BlobKey
-	(*BlobChunk)(nil),                        // 13: loom.flink.BlobChunk
-	(*RegisterTaskExecutorRequest)(nil),      // 14: loom.flink.RegisterTaskExecutorRequest
-	(*RegisterTaskExecutorResponse)(nil),     // 15: loom.flink.RegisterTaskExecutorResponse
-	(*SlotStatus)(nil),                       // 16: loom.flink.SlotStatus
-	(*TaskExecutorHeartbeat)(nil),            // 17: loom.flink.TaskExecutorHeartbeat
-	(*ResourceManagerHeartbeatResponse)(nil), // 18: loom.flink.ResourceManagerHeartbeatResponse
-	(*UnregisterTaskExecutorRequest)(nil),    // 19: loom.flink.UnregisterTaskExecutorRequest
-	(*GetJobArtifactRequest)(nil),            // 20: loom.flink.GetJobArtifactRequest
-	(*JobArtifact)(nil),                      // 21: loom.flink.JobArtifact
-	(*OfferSlotsRequest)(nil),                // 22: loom.flink.OfferSlotsRequest
-	(*OfferSlotsResponse)(nil),               // 23: loom.flink.OfferSlotsResponse
-	(*TaskStateUpdate)(nil),                  // 24: loom.flink.TaskStateUpdate
-	(*TaskStateUpdates)(nil),                 // 25: loom.flink.TaskStateUpdates
-	(*WorkerFailedRequest)(nil),              // 26: loom.flink.WorkerFailedRequest
-	(*RequestSlotRequest)(nil),               // 27: loom.flink.RequestSlotRequest
-	(*TaskDeployment)(nil),                   // 28: loom.flink.TaskDeployment
-	(*SubmitTasksRequest)(nil),               // 29: loom.flink.SubmitTasksRequest
-	(*SubtaskLocations)(nil),                 // 30: loom.flink.SubtaskLocations
-	(*CancelTasksRequest)(nil),               // 31: loom.flink.CancelTasksRequest
-	(*FreeSlotsRequest)(nil),                 // 32: loom.flink.FreeSlotsRequest
-	(*JobMasterHeartbeat)(nil),               // 33: loom.flink.JobMasterHeartbeat
-	(*TaskExecutorHeartbeatResponse)(nil),    // 34: loom.flink.TaskExecutorHeartbeatResponse
-	(*WorkerMessage)(nil),                    // 35: loom.flink.WorkerMessage
-	(*WorkerHello)(nil),                      // 36: loom.flink.WorkerHello
-	(*WorkerCommand)(nil),                    // 37: loom.flink.WorkerCommand
-	nil,                                      // 38: loom.flink.SubmitJobRequest.EnvEntry
-	nil,                                      // 39: loom.flink.JobDetails.TimestampsEntry
-	nil,                                      // 40: loom.flink.JobArtifact.EnvEntry
-	(*JobGraph)(nil),                         // 41: loom.flink.JobGraph
+	(*CheckpointSummary)(nil),                // 10: loom.flink.CheckpointSummary
+	(*VertexDetails)(nil),                    // 11: loom.flink.VertexDetails
+	(*SubtaskDetails)(nil),                   // 12: loom.flink.SubtaskDetails
+	(*BlobKey)(nil),                          // 13: loom.flink.BlobKey
+	(*BlobChunk)(nil),                        // 14: loom.flink.BlobChunk
+	(*RegisterTaskExecutorRequest)(nil),      // 15: loom.flink.RegisterTaskExecutorRequest
+	(*RegisterTaskExecutorResponse)(nil),     // 16: loom.flink.RegisterTaskExecutorResponse
+	(*SlotStatus)(nil),                       // 17: loom.flink.SlotStatus
+	(*TaskExecutorHeartbeat)(nil),            // 18: loom.flink.TaskExecutorHeartbeat
+	(*ResourceManagerHeartbeatResponse)(nil), // 19: loom.flink.ResourceManagerHeartbeatResponse
+	(*UnregisterTaskExecutorRequest)(nil),    // 20: loom.flink.UnregisterTaskExecutorRequest
+	(*GetJobArtifactRequest)(nil),            // 21: loom.flink.GetJobArtifactRequest
+	(*JobArtifact)(nil),                      // 22: loom.flink.JobArtifact
+	(*OfferSlotsRequest)(nil),                // 23: loom.flink.OfferSlotsRequest
+	(*OfferSlotsResponse)(nil),               // 24: loom.flink.OfferSlotsResponse
+	(*TaskStateUpdate)(nil),                  // 25: loom.flink.TaskStateUpdate
+	(*TaskStateUpdates)(nil),                 // 26: loom.flink.TaskStateUpdates
+	(*WorkerFailedRequest)(nil),              // 27: loom.flink.WorkerFailedRequest
+	(*RequestSlotRequest)(nil),               // 28: loom.flink.RequestSlotRequest
+	(*TaskDeployment)(nil),                   // 29: loom.flink.TaskDeployment
+	(*SubmitTasksRequest)(nil),               // 30: loom.flink.SubmitTasksRequest
+	(*RestoreState)(nil),                     // 31: loom.flink.RestoreState
+	(*SubtaskState)(nil),                     // 32: loom.flink.SubtaskState
+	(*CheckpointTrigger)(nil),                // 33: loom.flink.CheckpointTrigger
+	(*CheckpointNotification)(nil),           // 34: loom.flink.CheckpointNotification
+	(*CheckpointAck)(nil),                    // 35: loom.flink.CheckpointAck
+	(*CheckpointAcks)(nil),                   // 36: loom.flink.CheckpointAcks
+	(*SubtaskLocations)(nil),                 // 37: loom.flink.SubtaskLocations
+	(*CancelTasksRequest)(nil),               // 38: loom.flink.CancelTasksRequest
+	(*FreeSlotsRequest)(nil),                 // 39: loom.flink.FreeSlotsRequest
+	(*JobMasterHeartbeat)(nil),               // 40: loom.flink.JobMasterHeartbeat
+	(*TaskExecutorHeartbeatResponse)(nil),    // 41: loom.flink.TaskExecutorHeartbeatResponse
+	(*WorkerMessage)(nil),                    // 42: loom.flink.WorkerMessage
+	(*WorkerHello)(nil),                      // 43: loom.flink.WorkerHello
+	(*WorkerCommand)(nil),                    // 44: loom.flink.WorkerCommand
+	nil,                                      // 45: loom.flink.SubmitJobRequest.EnvEntry
+	nil,                                      // 46: loom.flink.JobDetails.TimestampsEntry
+	nil,                                      // 47: loom.flink.JobArtifact.EnvEntry
+	nil,                                      // 48: loom.flink.SubtaskState.FilesEntry
+	nil,                                      // 49: loom.flink.CheckpointAck.FilesEntry
+	(*JobGraph)(nil),                         // 50: loom.flink.JobGraph
 }
 var file_proto_flinkpb_runtime_proto_depIdxs = []int32{
-	41, // 0: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
-	12, // 1: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
-	38, // 2: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
+	50, // 0: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
+	13, // 1: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
+	45, // 2: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
 	9,  // 3: loom.flink.ListJobsResponse.jobs:type_name -> loom.flink.JobDetails
-	39, // 4: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
-	10, // 5: loom.flink.JobDetails.vertices:type_name -> loom.flink.VertexDetails
-	41, // 6: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
-	11, // 7: loom.flink.VertexDetails.subtasks:type_name -> loom.flink.SubtaskDetails
-	12, // 8: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
-	16, // 9: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
-	16, // 10: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
-	12, // 11: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
-	40, // 12: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
-	16, // 13: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
-	24, // 14: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
-	28, // 15: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	30, // 16: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
-	16, // 17: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
-	36, // 18: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
-	24, // 19: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
-	29, // 20: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
-	31, // 21: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
-	1,  // 22: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
-	3,  // 23: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
-	5,  // 24: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
-	6,  // 25: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
-	13, // 26: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
-	12, // 27: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
-	7,  // 28: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
-	14, // 29: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
-	17, // 30: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
-	19, // 31: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
-	20, // 32: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
-	22, // 33: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
-	25, // 34: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
-	26, // 35: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
-	27, // 36: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
-	29, // 37: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
-	31, // 38: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
-	32, // 39: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
-	33, // 40: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
-	35, // 41: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
-	2,  // 42: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
-	4,  // 43: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
-	9,  // 44: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
-	8,  // 45: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
-	12, // 46: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
-	13, // 47: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
-	0,  // 48: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
-	15, // 49: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
-	18, // 50: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
-	0,  // 51: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
-	21, // 52: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
-	23, // 53: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
-	0,  // 54: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
-	0,  // 55: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
-	0,  // 56: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
-	0,  // 57: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
-	0,  // 58: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
-	0,  // 59: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
-	34, // 60: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
-	37, // 61: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
-	42, // [42:62] is the sub-list for method output_type
-	22, // [22:42] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	46, // 4: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
+	11, // 5: loom.flink.JobDetails.vertices:type_name -> loom.flink.VertexDetails
+	50, // 6: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
+	10, // 7: loom.flink.JobDetails.checkpoints:type_name -> loom.flink.CheckpointSummary
+	12, // 8: loom.flink.VertexDetails.subtasks:type_name -> loom.flink.SubtaskDetails
+	13, // 9: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
+	17, // 10: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
+	17, // 11: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
+	13, // 12: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
+	47, // 13: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
+	17, // 14: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
+	25, // 15: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
+	29, // 16: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	37, // 17: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
+	31, // 18: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
+	32, // 19: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
+	48, // 20: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
+	49, // 21: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
+	35, // 22: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
+	17, // 23: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
+	43, // 24: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
+	25, // 25: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
+	35, // 26: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
+	30, // 27: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
+	38, // 28: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
+	33, // 29: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
+	34, // 30: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
+	1,  // 31: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
+	3,  // 32: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
+	5,  // 33: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
+	6,  // 34: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
+	14, // 35: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
+	13, // 36: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
+	7,  // 37: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
+	15, // 38: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
+	18, // 39: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
+	20, // 40: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
+	21, // 41: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
+	23, // 42: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
+	26, // 43: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
+	27, // 44: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
+	36, // 45: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
+	36, // 46: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
+	28, // 47: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
+	30, // 48: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
+	38, // 49: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
+	39, // 50: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
+	40, // 51: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
+	33, // 52: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
+	34, // 53: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
+	42, // 54: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
+	2,  // 55: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
+	4,  // 56: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
+	9,  // 57: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
+	8,  // 58: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
+	13, // 59: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
+	14, // 60: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
+	0,  // 61: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
+	16, // 62: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
+	19, // 63: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
+	0,  // 64: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
+	22, // 65: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
+	24, // 66: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
+	0,  // 67: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
+	0,  // 68: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
+	0,  // 69: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
+	0,  // 70: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
+	0,  // 71: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
+	0,  // 72: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
+	0,  // 73: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
+	0,  // 74: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
+	41, // 75: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
+	0,  // 76: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
+	0,  // 77: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
+	44, // 78: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
+	55, // [55:79] is the sub-list for method output_type
+	31, // [31:55] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_proto_flinkpb_runtime_proto_init() }
@@ -2698,13 +3445,16 @@ func file_proto_flinkpb_runtime_proto_init() {
 		return
 	}
 	file_proto_flinkpb_jobgraph_proto_init()
-	file_proto_flinkpb_runtime_proto_msgTypes[35].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[42].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Update)(nil),
+		(*WorkerMessage_Ack)(nil),
 	}
-	file_proto_flinkpb_runtime_proto_msgTypes[37].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[44].OneofWrappers = []any{
 		(*WorkerCommand_Deploy)(nil),
 		(*WorkerCommand_Cancel)(nil),
+		(*WorkerCommand_Trigger)(nil),
+		(*WorkerCommand_Notify)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2712,7 +3462,7 @@ func file_proto_flinkpb_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_flinkpb_runtime_proto_rawDesc), len(file_proto_flinkpb_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -555,6 +555,8 @@ const (
 	JobMaster_OfferSlots_FullMethodName               = "/loom.flink.JobMaster/OfferSlots"
 	JobMaster_UpdateTaskExecutionState_FullMethodName = "/loom.flink.JobMaster/UpdateTaskExecutionState"
 	JobMaster_WorkerFailed_FullMethodName             = "/loom.flink.JobMaster/WorkerFailed"
+	JobMaster_AcknowledgeCheckpoint_FullMethodName    = "/loom.flink.JobMaster/AcknowledgeCheckpoint"
+	JobMaster_DeclineCheckpoint_FullMethodName        = "/loom.flink.JobMaster/DeclineCheckpoint"
 )
 
 // JobMasterClient is the client API for JobMaster service.
@@ -570,6 +572,11 @@ type JobMasterClient interface {
 	// WorkerFailed reports that a job's worker could not start or ended
 	// while it held the job's tasks.
 	WorkerFailed(ctx context.Context, in *WorkerFailedRequest, opts ...grpc.CallOption) (*Empty, error)
+	// AcknowledgeCheckpoint reports subtasks that took their part of a
+	// checkpoint: the state files they wrote.
+	AcknowledgeCheckpoint(ctx context.Context, in *CheckpointAcks, opts ...grpc.CallOption) (*Empty, error)
+	// DeclineCheckpoint reports subtasks that could not take a checkpoint.
+	DeclineCheckpoint(ctx context.Context, in *CheckpointAcks, opts ...grpc.CallOption) (*Empty, error)
 }
 
 type jobMasterClient struct {
@@ -620,6 +627,26 @@ func (c *jobMasterClient) WorkerFailed(ctx context.Context, in *WorkerFailedRequ
 	return out, nil
 }
 
+func (c *jobMasterClient) AcknowledgeCheckpoint(ctx context.Context, in *CheckpointAcks, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, JobMaster_AcknowledgeCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobMasterClient) DeclineCheckpoint(ctx context.Context, in *CheckpointAcks, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, JobMaster_DeclineCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobMasterServer is the server API for JobMaster service.
 // All implementations must embed UnimplementedJobMasterServer
 // for forward compatibility.
@@ -633,6 +660,11 @@ type JobMasterServer interface {
 	// WorkerFailed reports that a job's worker could not start or ended
 	// while it held the job's tasks.
 	WorkerFailed(context.Context, *WorkerFailedRequest) (*Empty, error)
+	// AcknowledgeCheckpoint reports subtasks that took their part of a
+	// checkpoint: the state files they wrote.
+	AcknowledgeCheckpoint(context.Context, *CheckpointAcks) (*Empty, error)
+	// DeclineCheckpoint reports subtasks that could not take a checkpoint.
+	DeclineCheckpoint(context.Context, *CheckpointAcks) (*Empty, error)
 	mustEmbedUnimplementedJobMasterServer()
 }
 
@@ -654,6 +686,12 @@ func (UnimplementedJobMasterServer) UpdateTaskExecutionState(context.Context, *T
 }
 func (UnimplementedJobMasterServer) WorkerFailed(context.Context, *WorkerFailedRequest) (*Empty, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method WorkerFailed not implemented")
+}
+func (UnimplementedJobMasterServer) AcknowledgeCheckpoint(context.Context, *CheckpointAcks) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AcknowledgeCheckpoint not implemented")
+}
+func (UnimplementedJobMasterServer) DeclineCheckpoint(context.Context, *CheckpointAcks) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeclineCheckpoint not implemented")
 }
 func (UnimplementedJobMasterServer) mustEmbedUnimplementedJobMasterServer() {}
 func (UnimplementedJobMasterServer) testEmbeddedByValue()                   {}
@@ -748,6 +786,42 @@ func _JobMaster_WorkerFailed_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobMaster_AcknowledgeCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckpointAcks)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobMasterServer).AcknowledgeCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobMaster_AcknowledgeCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobMasterServer).AcknowledgeCheckpoint(ctx, req.(*CheckpointAcks))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobMaster_DeclineCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckpointAcks)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobMasterServer).DeclineCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: JobMaster_DeclineCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobMasterServer).DeclineCheckpoint(ctx, req.(*CheckpointAcks))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // JobMaster_ServiceDesc is the grpc.ServiceDesc for JobMaster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -771,18 +845,28 @@ var JobMaster_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "WorkerFailed",
 			Handler:    _JobMaster_WorkerFailed_Handler,
 		},
+		{
+			MethodName: "AcknowledgeCheckpoint",
+			Handler:    _JobMaster_AcknowledgeCheckpoint_Handler,
+		},
+		{
+			MethodName: "DeclineCheckpoint",
+			Handler:    _JobMaster_DeclineCheckpoint_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "proto/flinkpb/runtime.proto",
 }
 
 const (
-	TaskExecutor_RequestSlot_FullMethodName  = "/loom.flink.TaskExecutor/RequestSlot"
-	TaskExecutor_SubmitTasks_FullMethodName  = "/loom.flink.TaskExecutor/SubmitTasks"
-	TaskExecutor_CancelJob_FullMethodName    = "/loom.flink.TaskExecutor/CancelJob"
-	TaskExecutor_FreeSlots_FullMethodName    = "/loom.flink.TaskExecutor/FreeSlots"
-	TaskExecutor_Heartbeat_FullMethodName    = "/loom.flink.TaskExecutor/Heartbeat"
-	TaskExecutor_AttachWorker_FullMethodName = "/loom.flink.TaskExecutor/AttachWorker"
+	TaskExecutor_RequestSlot_FullMethodName              = "/loom.flink.TaskExecutor/RequestSlot"
+	TaskExecutor_SubmitTasks_FullMethodName              = "/loom.flink.TaskExecutor/SubmitTasks"
+	TaskExecutor_CancelJob_FullMethodName                = "/loom.flink.TaskExecutor/CancelJob"
+	TaskExecutor_FreeSlots_FullMethodName                = "/loom.flink.TaskExecutor/FreeSlots"
+	TaskExecutor_Heartbeat_FullMethodName                = "/loom.flink.TaskExecutor/Heartbeat"
+	TaskExecutor_TriggerCheckpoint_FullMethodName        = "/loom.flink.TaskExecutor/TriggerCheckpoint"
+	TaskExecutor_NotifyCheckpointComplete_FullMethodName = "/loom.flink.TaskExecutor/NotifyCheckpointComplete"
+	TaskExecutor_AttachWorker_FullMethodName             = "/loom.flink.TaskExecutor/AttachWorker"
 )
 
 // TaskExecutorClient is the client API for TaskExecutor service.
@@ -801,6 +885,12 @@ type TaskExecutorClient interface {
 	// Heartbeat from a JobMaster: the answer lists the slots the
 	// TaskManager holds for the job.
 	Heartbeat(ctx context.Context, in *JobMasterHeartbeat, opts ...grpc.CallOption) (*TaskExecutorHeartbeatResponse, error)
+	// TriggerCheckpoint starts a checkpoint at the job's source subtasks on
+	// this TaskManager: they snapshot their state and send barriers.
+	TriggerCheckpoint(ctx context.Context, in *CheckpointTrigger, opts ...grpc.CallOption) (*Empty, error)
+	// NotifyCheckpointComplete tells the job's subtasks that a checkpoint
+	// completed: transactional sinks commit what it covers.
+	NotifyCheckpointComplete(ctx context.Context, in *CheckpointNotification, opts ...grpc.CallOption) (*Empty, error)
 	// AttachWorker is the stream between a TaskManager and one of its job
 	// workers: the worker says hello and reports task states, the
 	// TaskManager deploys and cancels tasks. When it ends, the worker exits.
@@ -865,6 +955,26 @@ func (c *taskExecutorClient) Heartbeat(ctx context.Context, in *JobMasterHeartbe
 	return out, nil
 }
 
+func (c *taskExecutorClient) TriggerCheckpoint(ctx context.Context, in *CheckpointTrigger, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, TaskExecutor_TriggerCheckpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *taskExecutorClient) NotifyCheckpointComplete(ctx context.Context, in *CheckpointNotification, opts ...grpc.CallOption) (*Empty, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Empty)
+	err := c.cc.Invoke(ctx, TaskExecutor_NotifyCheckpointComplete_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *taskExecutorClient) AttachWorker(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WorkerMessage, WorkerCommand], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &TaskExecutor_ServiceDesc.Streams[0], TaskExecutor_AttachWorker_FullMethodName, cOpts...)
@@ -894,6 +1004,12 @@ type TaskExecutorServer interface {
 	// Heartbeat from a JobMaster: the answer lists the slots the
 	// TaskManager holds for the job.
 	Heartbeat(context.Context, *JobMasterHeartbeat) (*TaskExecutorHeartbeatResponse, error)
+	// TriggerCheckpoint starts a checkpoint at the job's source subtasks on
+	// this TaskManager: they snapshot their state and send barriers.
+	TriggerCheckpoint(context.Context, *CheckpointTrigger) (*Empty, error)
+	// NotifyCheckpointComplete tells the job's subtasks that a checkpoint
+	// completed: transactional sinks commit what it covers.
+	NotifyCheckpointComplete(context.Context, *CheckpointNotification) (*Empty, error)
 	// AttachWorker is the stream between a TaskManager and one of its job
 	// workers: the worker says hello and reports task states, the
 	// TaskManager deploys and cancels tasks. When it ends, the worker exits.
@@ -922,6 +1038,12 @@ func (UnimplementedTaskExecutorServer) FreeSlots(context.Context, *FreeSlotsRequ
 }
 func (UnimplementedTaskExecutorServer) Heartbeat(context.Context, *JobMasterHeartbeat) (*TaskExecutorHeartbeatResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Heartbeat not implemented")
+}
+func (UnimplementedTaskExecutorServer) TriggerCheckpoint(context.Context, *CheckpointTrigger) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TriggerCheckpoint not implemented")
+}
+func (UnimplementedTaskExecutorServer) NotifyCheckpointComplete(context.Context, *CheckpointNotification) (*Empty, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method NotifyCheckpointComplete not implemented")
 }
 func (UnimplementedTaskExecutorServer) AttachWorker(grpc.BidiStreamingServer[WorkerMessage, WorkerCommand]) error {
 	return status.Errorf(codes.Unimplemented, "method AttachWorker not implemented")
@@ -1037,6 +1159,42 @@ func _TaskExecutor_Heartbeat_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TaskExecutor_TriggerCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckpointTrigger)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskExecutorServer).TriggerCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskExecutor_TriggerCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskExecutorServer).TriggerCheckpoint(ctx, req.(*CheckpointTrigger))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TaskExecutor_NotifyCheckpointComplete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckpointNotification)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskExecutorServer).NotifyCheckpointComplete(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskExecutor_NotifyCheckpointComplete_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskExecutorServer).NotifyCheckpointComplete(ctx, req.(*CheckpointNotification))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _TaskExecutor_AttachWorker_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(TaskExecutorServer).AttachWorker(&grpc.GenericServerStream[WorkerMessage, WorkerCommand]{ServerStream: stream})
 }
@@ -1070,6 +1228,14 @@ var TaskExecutor_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Heartbeat",
 			Handler:    _TaskExecutor_Heartbeat_Handler,
+		},
+		{
+			MethodName: "TriggerCheckpoint",
+			Handler:    _TaskExecutor_TriggerCheckpoint_Handler,
+		},
+		{
+			MethodName: "NotifyCheckpointComplete",
+			Handler:    _TaskExecutor_NotifyCheckpointComplete_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"loom/flinkrt/stream"
 	"loom/flinkrt/stream/sink"
@@ -30,10 +31,11 @@ func main() {
 	input := flag.String("input", "", "text file or directory to count (default: a built-in text)")
 	output := flag.String("output", "", "directory to write counts to (default: stdout)")
 	discard := flag.Bool("discard", false, "count without writing the counts anywhere (benchmarks)")
+	delay := flag.Duration("line-delay", 0, "wait this long before splitting each line, to make a small input last (demos and tests)")
 	flag.Parse()
 
 	env := stream.NewEnv()
-	counts := build(env, *input)
+	counts := build(env, *input, *delay)
 	switch {
 	case *discard:
 		stream.Sink(counts, "discard", sink.Discard[WordCount]())
@@ -49,12 +51,15 @@ func main() {
 }
 
 // build adds the counting to env and returns the running counts.
-func build(env *stream.Env, input string) stream.DataStream[WordCount] {
+func build(env *stream.Env, input string, delay time.Duration) stream.DataStream[WordCount] {
 	var lines stream.DataStream[string]
 	if input != "" {
 		lines = stream.FromSource(env, "lines", source.TextFile(input))
 	} else {
 		lines = stream.FromSource(env, "lines", source.Generator(int64(len(hamlet)), func(i int64) string { return hamlet[i] }))
+	}
+	if delay > 0 {
+		lines = stream.Map(lines, "delay", func(l string) string { time.Sleep(delay); return l })
 	}
 	words := stream.FlatMap(lines, "tokenizer", tokenize)
 	return stream.Sum(stream.KeyBy(words, func(w WordCount) string { return w.Word }), "Count")

@@ -19,6 +19,12 @@ type Context interface {
 	// InProcess reports whether the job runs inside the program that built
 	// it (a local run), so results can be handed back in memory.
 	InProcess() bool
+	// Checkpointing reports whether the job takes checkpoints: a
+	// transactional writer then makes output visible only as they complete.
+	Checkpointing() bool
+	// Restored is the state a Transactional writer of this subtask returned
+	// for the checkpoint the job restarts from; nil on a fresh start.
+	Restored() []byte
 }
 
 // Sink makes one writer per subtask.
@@ -35,6 +41,20 @@ type Writer[T any] interface {
 	// timeout and before Close.
 	Flush() error
 	Close() error
+}
+
+// Transactional is a Writer whose output becomes visible only when the
+// checkpoint that covers it completes (two-phase commit): output since the
+// last checkpoint is pre-committed (made pending) as a checkpoint is taken,
+// and committed when it completes. A restart from the checkpoint commits
+// what it left pending and discards what was written after it, so every
+// record is in the output exactly once.
+type Transactional interface {
+	// PreCommit makes pending what was written since the last checkpoint
+	// and returns the writer's state for checkpoint id.
+	PreCommit(checkpointID int64) ([]byte, error)
+	// Commit makes visible what checkpoints up to id made pending.
+	Commit(checkpointID int64) error
 }
 
 // ------------------------------------------------------------------ print
@@ -122,7 +142,10 @@ func (w *lineWriter[T]) Close() error {
 // -------------------------------------------------------------- text file
 
 // TextFile writes each subtask's records as lines to dir/part-N-0 (N the
-// subtask, from 0), creating dir.
+// subtask, from 0), creating dir. In a job that takes checkpoints it is
+// exactly-once: each subtask writes a part file per checkpoint,
+// dir/part-N-C, hidden (.part-N-C.inprogress) until the checkpoint that
+// covers it completes.
 func TextFile[T any](dir string) Sink[T] { return textFile[T]{dir} }
 
 type textFile[T any] struct{ dir string }
@@ -132,6 +155,9 @@ func (textFile[T]) Describe() string { return "TextFile" }
 func (t textFile[T]) Open(ctx Context) (Writer[T], error) {
 	if err := os.MkdirAll(t.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("text sink: %w", err)
+	}
+	if ctx.Checkpointing() {
+		return openPartFiles[T](t.dir, ctx.Subtask(), ctx.Restored())
 	}
 	f, err := os.Create(filepath.Join(t.dir, fmt.Sprintf("part-%d-0", ctx.Subtask())))
 	if err != nil {

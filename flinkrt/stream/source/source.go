@@ -2,7 +2,11 @@
 // generators, text files and directories, sockets, and functions.
 package source
 
-import "context"
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+)
 
 // Context is what a running source subtask emits into.
 type Context[T any] interface {
@@ -23,6 +27,15 @@ type Context[T any] interface {
 	Idle() <-chan struct{}
 	// Yield runs the task's pending work.
 	Yield()
+	// Restored is the position a checkpoint recorded for this subtask, as
+	// the function given to Checkpointed returned it; nil on a fresh start.
+	Restored() []byte
+	// Checkpointed makes the source resumable: every checkpoint calls
+	// position, in the source's goroutine, while a record is being
+	// collected and before it is emitted, and records what it returns.
+	// position must name where reading resumes: at the record whose
+	// Collect is in progress.
+	Checkpointed(position func() []byte)
 }
 
 // Source reads records. Each subtask of a source runs its own Run with its
@@ -71,10 +84,26 @@ type generator[T any] struct {
 func (g generator[T]) Describe() string    { return "Generator" }
 func (g generator[T]) MaxParallelism() int { return 0 }
 
+// Run emits the subtask's share of indexes; a checkpoint records the
+// index being emitted, where a restored subtask resumes.
 func (g generator[T]) Run(ctx Context[T]) error {
 	p, s := int64(ctx.Parallelism()), int64(ctx.Subtask())
+	var i int64
+	ctx.Checkpointed(func() []byte { return binary.AppendVarint(nil, i) })
+	resume, restored := int64(0), false
+	if b := ctx.Restored(); b != nil {
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			return errors.New("generator: the restored position is corrupt")
+		}
+		resume, restored = v, true
+	}
 	if g.count < 0 {
-		for i := s; ; i += p {
+		i = s
+		if restored {
+			i = resume
+		}
+		for ; ; i += p {
 			if i&1023 == s&1023 && ctx.Err() != nil {
 				return nil
 			}
@@ -82,7 +111,11 @@ func (g generator[T]) Run(ctx Context[T]) error {
 		}
 	}
 	lo, hi := g.count*s/p, g.count*(s+1)/p
-	for i := lo; i < hi; i++ {
+	i = lo
+	if restored {
+		i = resume
+	}
+	for ; i < hi; i++ {
 		if (i-lo)&1023 == 0 && ctx.Err() != nil {
 			return nil
 		}

@@ -2,6 +2,7 @@ package source
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -64,6 +65,9 @@ func listFiles(path string) ([]fileSpan, error) {
 	return files, nil
 }
 
+// Run reads the subtask's byte range. A checkpoint records the offset,
+// over all the files, of the line being emitted, where a restored subtask
+// resumes; the files must not change in between.
 func (t textFile) Run(ctx Context[string]) error {
 	files, err := listFiles(t.path)
 	if err != nil {
@@ -75,29 +79,51 @@ func (t textFile) Run(ctx Context[string]) error {
 	}
 	p, s := int64(ctx.Parallelism()), int64(ctx.Subtask())
 	lo, hi := total*s/p, total*(s+1)/p
-	var base int64
-	for _, f := range files {
-		start, end := max(lo-base, 0), min(hi-base, f.size)
-		base += f.size
-		if start >= end {
-			continue
+	at := &position{}
+	ctx.Checkpointed(func() []byte { return binary.AppendVarint(nil, at.base+at.line) })
+	aligned := false
+	if b := ctx.Restored(); b != nil {
+		v, n := binary.Varint(b)
+		if n <= 0 || v < lo || v > hi {
+			return fmt.Errorf("text source: the restored position is not in this subtask's range of %s; did the input change?", t.path)
 		}
-		if err := readRange(ctx, f.path, start, end); err != nil {
-			return err
-		}
+		lo, aligned = v, true
 	}
+	for _, f := range files {
+		start, end := max(lo-at.base, 0), min(hi-at.base, f.size)
+		if start < end {
+			// A resumed range starts at a line's start; any other starts
+			// inside the line before it unless at the file's start.
+			if err := readRange(ctx, f.path, start, end, aligned && start > 0, at); err != nil {
+				return err
+			}
+		}
+		at.base += f.size
+	}
+	// A checkpoint taken as the source ends resumes past its range.
+	at.base, at.line = hi, 0
 	return nil
 }
 
-// readRange emits the lines that start in [start, end) of a file.
-func readRange(ctx Context[string], path string, start, end int64) error {
+// position is where a text source is: the offset of the file being read
+// over all files, and that of the line being emitted in it.
+type position struct{ base, line int64 }
+
+// readRange emits the lines that start in [start, end) of a file; with
+// aligned, a line starts at start.
+func readRange(ctx Context[string], path string, start, end int64, aligned bool, at *position) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("text source: %w", err)
 	}
 	defer f.Close()
 	pos := start
-	if start > 0 {
+	if aligned {
+		if _, err := f.Seek(start, io.SeekStart); err != nil {
+			return fmt.Errorf("text source: %w", err)
+		}
+	}
+	if start > 0 && !aligned {
 		// A line that starts before start belongs to the range before: skip
 		// to the first line start at or after start.
 		if _, err := f.Seek(start-1, io.SeekStart); err != nil {
@@ -106,7 +132,7 @@ func readRange(ctx Context[string], path string, start, end int64) error {
 		pos = start - 1
 	}
 	r := bufio.NewReaderSize(f, 256<<10)
-	if start > 0 {
+	if start > 0 && !aligned {
 		skipped, err := r.ReadSlice('\n')
 		for errors.Is(err, bufio.ErrBufferFull) {
 			pos += int64(len(skipped))
@@ -131,6 +157,7 @@ func readRange(ctx Context[string], path string, start, end int64) error {
 		if long != nil {
 			line = append(long, line...)
 		}
+		at.line = pos
 		pos += int64(len(line))
 		if len(line) > 0 {
 			ctx.Collect(trimEOL(line))

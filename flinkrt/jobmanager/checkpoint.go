@@ -1,0 +1,326 @@
+package jobmanager
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"loom/proto/flinkpb"
+)
+
+// Flink's configuration keys for checkpoints and savepoints.
+const (
+	ConfCheckpointInterval  = "execution.checkpointing.interval"
+	ConfCheckpointTimeout   = "execution.checkpointing.timeout"
+	ConfCheckpointMinPause  = "execution.checkpointing.min-pause"
+	ConfCheckpointMaxConc   = "execution.checkpointing.max-concurrent-checkpoints"
+	ConfCheckpointTolerable = "execution.checkpointing.tolerable-failed-checkpoints"
+	ConfCheckpointRetained  = "state.checkpoints.num-retained"
+	ConfCheckpointDir       = "state.checkpoints.dir"
+	ConfSavepointDir        = "state.savepoints.dir"
+	ConfSavepointPath       = "execution.savepoint.path"
+	ConfAllowNonRestored    = "execution.savepoint.ignore-unclaimed-state"
+	ConfRestartStrategy     = "restart-strategy.type"
+)
+
+// MetadataFile is the file a completed checkpoint or savepoint is known
+// by; its state files sit beside it.
+const MetadataFile = "_metadata"
+
+// checkpointSettings are a job's checkpoint options.
+type checkpointSettings struct {
+	interval, timeout, minPause        time.Duration
+	maxConcurrent, tolerable, retained int
+	base                               string // state.checkpoints.dir
+	dir                                string // base/<job id>
+	savepointDir                       string
+	restorePath                        string
+	allowNonRestored                   bool
+}
+
+// DefaultCheckpointDir is where checkpoints go when the job names no
+// directory. Every TaskManager writes there, so on a cluster of several
+// hosts it must name a shared filesystem.
+func DefaultCheckpointDir() string { return filepath.Join(os.TempDir(), "loom-checkpoints") }
+
+func checkpointSettingsOf(conf map[string]string, jobID string) (checkpointSettings, error) {
+	s := checkpointSettings{}
+	var err error
+	get := func(key string, def time.Duration) time.Duration {
+		d, e := configDuration(conf, key, def)
+		if e != nil && err == nil {
+			err = e
+		}
+		return d
+	}
+	num := func(key string, def int) int {
+		n, e := configInt(conf, key, def)
+		if e != nil && err == nil {
+			err = e
+		}
+		return n
+	}
+	s.interval = get(ConfCheckpointInterval, 0)
+	s.timeout = get(ConfCheckpointTimeout, 10*time.Minute)
+	s.minPause = get(ConfCheckpointMinPause, 0)
+	s.maxConcurrent = num(ConfCheckpointMaxConc, 1)
+	s.tolerable = num(ConfCheckpointTolerable, 0)
+	s.retained = num(ConfCheckpointRetained, 1)
+	if err != nil {
+		return s, err
+	}
+	if s.timeout <= 0 {
+		return s, fmt.Errorf("%s: want a positive duration", ConfCheckpointTimeout)
+	}
+	s.maxConcurrent = max(s.maxConcurrent, 1)
+	s.retained = max(s.retained, 1)
+	s.base = strings.TrimSpace(conf[ConfCheckpointDir])
+	if s.base == "" {
+		s.base = DefaultCheckpointDir()
+	}
+	s.base = strings.TrimPrefix(s.base, "file://")
+	if !filepath.IsAbs(s.base) {
+		return s, fmt.Errorf("%s %q: want an absolute path, which every TaskManager reaches", ConfCheckpointDir, s.base)
+	}
+	s.dir = filepath.Join(s.base, jobID)
+	s.savepointDir = strings.TrimPrefix(strings.TrimSpace(conf[ConfSavepointDir]), "file://")
+	s.restorePath = strings.TrimPrefix(strings.TrimSpace(conf[ConfSavepointPath]), "file://")
+	s.allowNonRestored, _ = strconv.ParseBool(conf[ConfAllowNonRestored])
+	return s, nil
+}
+
+// checkpointMeta is a completed checkpoint's metadata file: which state
+// file holds each subtask's state of each operator.
+type checkpointMeta struct {
+	Version      int            `json:"version"`
+	JobID        string         `json:"job_id"`
+	JobName      string         `json:"job_name"`
+	CheckpointID int64          `json:"checkpoint_id"`
+	Timestamp    int64          `json:"timestamp"`
+	Savepoint    bool           `json:"savepoint"`
+	Operators    []operatorMeta `json:"operators"`
+}
+
+type operatorMeta struct {
+	ID          string `json:"id"`
+	UID         string `json:"uid,omitempty"`
+	Name        string `json:"name"`
+	Parallelism int    `json:"parallelism"`
+	// Files are the state files by subtask, relative to the metadata.
+	Files map[int]string `json:"files"`
+}
+
+// readMeta reads the metadata of the checkpoint or savepoint at path (its
+// directory or its metadata file) and returns it with the directory.
+func readMeta(path string) (*checkpointMeta, string, error) {
+	dir := path
+	if filepath.Base(path) == MetadataFile {
+		dir = filepath.Dir(path)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, MetadataFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, "", fmt.Errorf("%s holds no completed checkpoint or savepoint (no %s file)", path, MetadataFile)
+		}
+		return nil, "", err
+	}
+	var m checkpointMeta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, "", fmt.Errorf("reading %s: %w", filepath.Join(dir, MetadataFile), err)
+	}
+	return &m, dir, nil
+}
+
+// latestCheckpoint finds the newest completed checkpoint under a job's
+// checkpoint directory; nil when there is none.
+func latestCheckpoint(jobDir string) (*checkpointMeta, string, error) {
+	entries, err := os.ReadDir(jobDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	var ids []int64
+	for _, e := range entries {
+		if id, err := strconv.ParseInt(strings.TrimPrefix(e.Name(), "chk-"), 10, 64); err == nil && strings.HasPrefix(e.Name(), "chk-") {
+			ids = append(ids, id)
+		}
+	}
+	sort.Slice(ids, func(a, b int) bool { return ids[a] > ids[b] })
+	for _, id := range ids {
+		m, dir, err := readMeta(filepath.Join(jobDir, fmt.Sprintf("chk-%d", id)))
+		if err == nil {
+			return m, dir, nil
+		}
+	}
+	return nil, "", nil
+}
+
+// writeMeta writes a checkpoint's metadata file, which completes it.
+func writeMeta(dir string, m *checkpointMeta) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "."+MetadataFile)
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, MetadataFile))
+}
+
+// restoreFor maps a checkpoint's operator state onto the job's operators
+// by operator id (which a UID fixes across versions of a job).
+func restoreFor(jg *flinkpb.JobGraph, m *checkpointMeta, dir string, allowNonRestored bool) (*flinkpb.RestoreState, error) {
+	byID := map[string]operatorMeta{}
+	for _, op := range m.Operators {
+		byID[op.ID] = op
+	}
+	rs := &flinkpb.RestoreState{CheckpointId: m.CheckpointID, Path: dir}
+	used := map[string]bool{}
+	for vi, v := range jg.Vertices {
+		subtasks := make([]*flinkpb.SubtaskState, v.Parallelism)
+		for s := range subtasks {
+			subtasks[s] = &flinkpb.SubtaskState{Vertex: int32(vi), Subtask: int32(s), Files: map[string]string{}}
+		}
+		for _, op := range v.Operators {
+			st, ok := byID[op.Id]
+			if !ok {
+				continue
+			}
+			used[op.Id] = true
+			if len(st.Files) == 0 {
+				continue
+			}
+			if st.Parallelism != int(v.Parallelism) {
+				return nil, fmt.Errorf("operator %q has state from %d subtasks and now runs %d: changing the parallelism of an operator with state is not supported yet", op.Name, st.Parallelism, v.Parallelism)
+			}
+			for s, f := range st.Files {
+				if s < 0 || s >= len(subtasks) {
+					return nil, fmt.Errorf("the state of operator %q names subtask %d of %d", op.Name, s, v.Parallelism)
+				}
+				subtasks[s].Files[op.Id] = filepath.Join(dir, f)
+			}
+		}
+		for _, st := range subtasks {
+			if len(st.Files) > 0 {
+				rs.Subtasks = append(rs.Subtasks, st)
+			}
+		}
+	}
+	if !allowNonRestored {
+		for _, op := range m.Operators {
+			if !used[op.ID] && len(op.Files) > 0 {
+				name := op.Name
+				if op.UID != "" {
+					name += " (uid " + op.UID + ")"
+				}
+				return nil, fmt.Errorf("the state of operator %s in %s maps to no operator of the job; give the operator its UID again, or run with --allow-non-restored-state to drop it", name, dir)
+			}
+		}
+	}
+	return rs, nil
+}
+
+// Checkpoint statuses, as Flink's REST API names them.
+const (
+	CheckpointInProgress = "IN_PROGRESS"
+	CheckpointCompleted  = "COMPLETED"
+	CheckpointFailed     = "FAILED"
+)
+
+// checkpointStats is one checkpoint as the REST API reports it.
+type checkpointStats struct {
+	id          int64
+	savepoint   bool
+	status      string
+	trigger     time.Time
+	lastAck     time.Time
+	size        int64
+	acked       int
+	subtasks    int
+	path        string
+	failure     string
+	alignmentMs int64
+	syncMs      int64
+	asyncMs     int64
+	end         time.Time
+}
+
+// pendingCheckpoint is a checkpoint triggered and not yet complete.
+type pendingCheckpoint struct {
+	stats   *checkpointStats
+	dir     string
+	acks    map[[2]int]*flinkpb.CheckpointAck
+	waiters []chan savepointResult
+	// stop cancels the job once the savepoint completes (stop with
+	// savepoint).
+	stop bool
+}
+
+// savepointResult is where a savepoint went, or why it failed.
+type savepointResult struct {
+	path string
+	err  error
+}
+
+// completedCheckpoint is a checkpoint whose metadata is written.
+type completedCheckpoint struct {
+	meta *checkpointMeta
+	dir  string
+}
+
+// restoredInfo is the checkpoint or savepoint the job last started from.
+type restoredInfo struct {
+	id        int64
+	at        time.Time
+	savepoint bool
+	path      string
+}
+
+// coordinator is a JobMaster's checkpoint coordinator; the JobMaster's
+// lock guards it.
+type coordinator struct {
+	settings  checkpointSettings
+	next      int64 // id of the next checkpoint
+	pending   map[int64]*pendingCheckpoint
+	completed []*completedCheckpoint // retained, oldest first
+	history   []*checkpointStats     // newest last, bounded
+	total     int
+	succeeded int
+	failed    int
+	restores  int
+	failures  int // consecutive failed checkpoints
+	lastEnd   time.Time
+	restored  *restoredInfo
+	// restore is the state the next deployment starts from.
+	restore *flinkpb.RestoreState
+}
+
+const historySize = 10
+
+func (c *coordinator) record(s *checkpointStats) {
+	c.history = append(c.history, s)
+	if len(c.history) > historySize {
+		c.history = c.history[len(c.history)-historySize:]
+	}
+}
+
+// randomSuffix names a savepoint directory.
+func randomSuffix() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

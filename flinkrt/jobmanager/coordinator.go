@@ -1,0 +1,347 @@
+package jobmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"loom/proto/flinkpb"
+)
+
+// checkpointing says whether the job takes periodic checkpoints.
+func (jm *JobMaster) checkpointing() bool { return jm.cp.settings.interval > 0 }
+
+// numSubtasks is how many subtasks acknowledge each checkpoint.
+func (jm *JobMaster) numSubtasks() int {
+	n := 0
+	for _, row := range jm.tasks {
+		n += len(row)
+	}
+	return n
+}
+
+// checkpointDueLocked is when the next periodic checkpoint may start; the
+// zero time when none is due (checkpointing off, or not running).
+func (jm *JobMaster) checkpointDueLocked() time.Time {
+	s := jm.cp.settings
+	if s.interval <= 0 || jm.state != JobRunning || len(jm.cp.pending) >= s.maxConcurrent {
+		return time.Time{}
+	}
+	due := jm.lastTrigger.Add(s.interval)
+	if !jm.cp.lastEnd.IsZero() && len(jm.cp.pending) == 0 {
+		due = maxTime(due, jm.cp.lastEnd.Add(s.minPause))
+	}
+	return due
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// triggerLocked starts a checkpoint (or, with target set, a savepoint
+// into target) and returns the command to send to every TaskManager of
+// the job, which the caller sends without the lock.
+func (jm *JobMaster) triggerLocked(now time.Time, savepoint bool, target string) (*pendingCheckpoint, error) {
+	if jm.state != JobRunning || !jm.allTasks(TaskRunning) {
+		return nil, fmt.Errorf("job %s is %s and not all its tasks are RUNNING; a checkpoint needs every task running", jm.id, jm.state)
+	}
+	id := jm.cp.next
+	jm.cp.next++
+	dir := filepath.Join(jm.cp.settings.dir, fmt.Sprintf("chk-%d", id))
+	if savepoint {
+		dir = filepath.Join(target, fmt.Sprintf("savepoint-%s-%s", jm.id[:6], randomSuffix()))
+	}
+	st := &checkpointStats{id: id, savepoint: savepoint, status: CheckpointInProgress, trigger: now, subtasks: jm.numSubtasks()}
+	p := &pendingCheckpoint{stats: st, dir: dir, acks: map[[2]int]*flinkpb.CheckpointAck{}}
+	jm.cp.pending[id] = p
+	jm.cp.total++
+	jm.cp.record(st)
+	if !savepoint {
+		jm.lastTrigger = now
+	}
+	req := &flinkpb.CheckpointTrigger{JobId: jm.id, Attempt: int32(jm.attempt), CheckpointId: id, TimestampMs: now.UnixMilli(), Dir: dir, Savepoint: savepoint}
+	var conns []*tmConn
+	for _, c := range jm.tms {
+		conns = append(conns, c)
+	}
+	jm.changedLocked()
+	jm.background.Add(1)
+	go func() {
+		defer jm.background.Done()
+		for _, c := range conns {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := c.client.TriggerCheckpoint(ctx, req)
+			cancel()
+			if err != nil {
+				jm.mu.Lock()
+				if p := jm.cp.pending[id]; p != nil {
+					jm.failCheckpointLocked(p, fmt.Sprintf("triggering it on TaskManager %s: %v", c.id, err), true)
+				}
+				jm.mu.Unlock()
+				return
+			}
+		}
+	}()
+	return p, nil
+}
+
+// acknowledge records subtasks' acknowledgements (or declines) of a
+// checkpoint; the last one completes it.
+func (jm *JobMaster) acknowledge(tmID string, acks []*flinkpb.CheckpointAck) error {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	for _, a := range acks {
+		if a.Vertex < 0 || int(a.Vertex) >= len(jm.tasks) || a.Subtask < 0 || int(a.Subtask) >= len(jm.tasks[a.Vertex]) {
+			return fmt.Errorf("job %s has no subtask %d of vertex %d", jm.id, a.Subtask, a.Vertex)
+		}
+		p := jm.cp.pending[a.CheckpointId]
+		t := jm.tasks[a.Vertex][a.Subtask]
+		if p == nil || int(a.Attempt) != jm.attempt || t.tm != tmID {
+			continue // a checkpoint that ended, or an attempt before this one
+		}
+		if a.DeclineReason != "" {
+			jm.failCheckpointLocked(p, a.DeclineReason, true)
+			continue
+		}
+		key := [2]int{int(a.Vertex), int(a.Subtask)}
+		if _, dup := p.acks[key]; dup {
+			continue
+		}
+		p.acks[key] = a
+		st := p.stats
+		st.acked++
+		st.size += a.StateSize
+		st.lastAck = time.Now()
+		st.alignmentMs = max(st.alignmentMs, a.AlignmentMs)
+		st.syncMs = max(st.syncMs, a.SyncMs)
+		st.asyncMs = max(st.asyncMs, a.AsyncMs)
+		if st.acked == st.subtasks {
+			delete(jm.cp.pending, a.CheckpointId)
+			jm.completeInBackground(p)
+		}
+	}
+	jm.changedLocked()
+	return nil
+}
+
+// completeInBackground writes a fully acknowledged checkpoint's metadata
+// and then tells the job's TaskManagers it completed.
+func (jm *JobMaster) completeInBackground(p *pendingCheckpoint) {
+	meta := &checkpointMeta{Version: 1, JobID: jm.id, JobName: jm.jg.Name, CheckpointID: p.stats.id, Timestamp: p.stats.trigger.UnixMilli(), Savepoint: p.stats.savepoint}
+	for vi, v := range jm.jg.Vertices {
+		for _, op := range v.Operators {
+			om := operatorMeta{ID: op.Id, UID: op.Uid, Name: op.Name, Parallelism: int(v.Parallelism), Files: map[int]string{}}
+			for s := 0; s < int(v.Parallelism); s++ {
+				if f, ok := p.acks[[2]int{vi, s}].Files[op.Id]; ok {
+					om.Files[s] = f
+				}
+			}
+			meta.Operators = append(meta.Operators, om)
+		}
+	}
+	attempt := jm.attempt
+	jm.background.Add(1)
+	go func() {
+		defer jm.background.Done()
+		err := writeMeta(p.dir, meta)
+		jm.mu.Lock()
+		if err != nil {
+			jm.failCheckpointLocked(p, fmt.Sprintf("writing its metadata: %v", err), true)
+			jm.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		st := p.stats
+		st.status, st.end, st.path = CheckpointCompleted, now, p.dir
+		jm.cp.succeeded++
+		jm.cp.failures = 0
+		jm.cp.lastEnd = now
+		var drop []string
+		if !st.savepoint {
+			jm.cp.completed = append(jm.cp.completed, &completedCheckpoint{meta: meta, dir: p.dir})
+			for len(jm.cp.completed) > jm.cp.settings.retained {
+				drop = append(drop, jm.cp.completed[0].dir)
+				jm.cp.completed = jm.cp.completed[1:]
+			}
+		}
+		for _, w := range p.waiters {
+			w <- savepointResult{path: p.dir}
+		}
+		var conns []*tmConn
+		if attempt == jm.attempt && jm.state == JobRunning {
+			for _, c := range jm.tms {
+				conns = append(conns, c)
+			}
+		}
+		jm.log.Info("checkpoint completed", "checkpoint", st.id, "savepoint", st.savepoint, "size", st.size, "duration", now.Sub(st.trigger))
+		jm.changedLocked()
+		jm.mu.Unlock()
+		for _, d := range drop {
+			_ = os.RemoveAll(d)
+		}
+		req := &flinkpb.CheckpointNotification{JobId: jm.id, Attempt: int32(attempt), CheckpointId: st.id}
+		for _, c := range conns {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, _ = c.client.NotifyCheckpointComplete(ctx, req)
+			cancel()
+		}
+		if p.stop {
+			jm.mu.Lock()
+			jm.stopLocked()
+			jm.mu.Unlock()
+		}
+	}()
+}
+
+// failCheckpointLocked ends a pending checkpoint that cannot complete. One
+// that counts as a failure may fail the job over, past the tolerable
+// number of failed checkpoints in a row.
+func (jm *JobMaster) failCheckpointLocked(p *pendingCheckpoint, reason string, counts bool) {
+	st := p.stats
+	if jm.cp.pending[st.id] == p {
+		delete(jm.cp.pending, st.id)
+	}
+	if st.status != CheckpointInProgress {
+		return
+	}
+	st.status, st.end, st.failure = CheckpointFailed, time.Now(), reason
+	jm.cp.failed++
+	what := "checkpoint"
+	if st.savepoint {
+		what = "savepoint"
+	}
+	jm.log.Warn(what+" failed", "checkpoint", st.id, "reason", reason)
+	for _, w := range p.waiters {
+		w <- savepointResult{err: fmt.Errorf("%s %d failed: %s", what, st.id, reason)}
+	}
+	dir := p.dir
+	jm.background.Add(1)
+	go func() {
+		defer jm.background.Done()
+		_ = os.RemoveAll(dir)
+	}()
+	jm.changedLocked()
+	if !counts || st.savepoint {
+		return
+	}
+	jm.cp.failures++
+	if jm.cp.failures > jm.cp.settings.tolerable {
+		jm.failoverLocked("", fmt.Sprintf("checkpoint %d failed (%s), and %d checkpoints failed in a row, more than the %d tolerated (%s)",
+			st.id, reason, jm.cp.failures, jm.cp.settings.tolerable, ConfCheckpointTolerable))
+	}
+}
+
+// expireCheckpointsLocked fails the checkpoints pending past the timeout.
+func (jm *JobMaster) expireCheckpointsLocked(now time.Time) {
+	for _, p := range jm.cp.pending {
+		if now.Sub(p.stats.trigger) > jm.cp.settings.timeout {
+			jm.failCheckpointLocked(p, fmt.Sprintf("it expired: %d of %d subtasks acknowledged it within %s (%s)",
+				p.stats.acked, p.stats.subtasks, jm.cp.settings.timeout, ConfCheckpointTimeout), true)
+		}
+	}
+}
+
+// abortCheckpointsLocked ends every pending checkpoint without counting
+// it as a failure: the job restarts or ends.
+func (jm *JobMaster) abortCheckpointsLocked(reason string) {
+	for _, p := range jm.cp.pending {
+		jm.failCheckpointLocked(p, reason, false)
+	}
+}
+
+// nextExpiryLocked is when the oldest pending checkpoint expires.
+func (jm *JobMaster) nextExpiryLocked() time.Time {
+	var t time.Time
+	for _, p := range jm.cp.pending {
+		e := p.stats.trigger.Add(jm.cp.settings.timeout)
+		if t.IsZero() || e.Before(t) {
+			t = e
+		}
+	}
+	return t
+}
+
+// restoreLatestLocked makes the newest completed checkpoint the state the
+// next deployment starts from.
+func (jm *JobMaster) restoreLatestLocked() error {
+	if len(jm.cp.completed) == 0 {
+		return nil
+	}
+	c := jm.cp.completed[len(jm.cp.completed)-1]
+	rs, err := restoreFor(jm.jg, c.meta, c.dir, true)
+	if err != nil {
+		return err
+	}
+	jm.cp.restore = rs
+	jm.cp.restored = &restoredInfo{id: c.meta.CheckpointID, at: time.Now(), path: c.dir}
+	jm.cp.restores++
+	return nil
+}
+
+// TriggerSavepoint takes a savepoint into dir (the job's
+// state.savepoints.dir when empty) and returns its path once complete.
+// With stop set, the job then ends FINISHED.
+func (jm *JobMaster) TriggerSavepoint(ctx context.Context, dir string, stop bool) (string, error) {
+	jm.mu.Lock()
+	if dir == "" {
+		dir = jm.cp.settings.savepointDir
+	}
+	if dir == "" {
+		jm.mu.Unlock()
+		return "", errors.New("no savepoint directory: name one (--dir), or set " + ConfSavepointDir + " for the job")
+	}
+	if !filepath.IsAbs(dir) {
+		jm.mu.Unlock()
+		return "", fmt.Errorf("savepoint directory %q: want an absolute path, which every TaskManager reaches", dir)
+	}
+	p, err := jm.triggerLocked(time.Now(), true, dir)
+	if err != nil {
+		jm.mu.Unlock()
+		return "", err
+	}
+	p.stop = stop
+	done := make(chan savepointResult, 1)
+	p.waiters = append(p.waiters, done)
+	jm.mu.Unlock()
+	select {
+	case r := <-done:
+		return r.path, r.err
+	case <-ctx.Done():
+		return "", fmt.Errorf("savepoint %d was still in progress when the request ended; it may yet complete in %s", p.stats.id, p.dir)
+	}
+}
+
+// dropCheckpointsLocked deletes the job's checkpoints: it finished, so
+// nothing will restore from them.
+func (jm *JobMaster) dropCheckpointsLocked() {
+	if !jm.checkpointing() {
+		return
+	}
+	dir := jm.cp.settings.dir
+	jm.cp.completed = nil
+	jm.background.Add(1)
+	go func() {
+		defer jm.background.Done()
+		_ = os.RemoveAll(dir)
+	}()
+}
+
+// checkpointSummaryLocked sums up the job's checkpoints.
+func (jm *JobMaster) checkpointSummaryLocked() *flinkpb.CheckpointSummary {
+	c := &jm.cp
+	sum := &flinkpb.CheckpointSummary{Enabled: jm.checkpointing(), Completed: int64(c.succeeded), Failed: int64(c.failed), InProgress: int64(len(c.pending))}
+	for i := len(c.history) - 1; i >= 0; i-- {
+		if st := c.history[i]; st.status == CheckpointCompleted && !st.savepoint {
+			sum.LastId, sum.LastTimeMs, sum.LastPath = st.id, st.trigger.UnixMilli(), st.path
+			sum.LastDurationMs, sum.LastSize = st.end.Sub(st.trigger).Milliseconds(), st.size
+			break
+		}
+	}
+	return sum
+}

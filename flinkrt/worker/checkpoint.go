@@ -1,0 +1,259 @@
+package worker
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"loom/flinkrt/task"
+	"loom/proto/flinkpb"
+)
+
+// snapshotOp is an operator of a chain whose state checkpoints capture.
+type snapshotOp struct {
+	id, name string
+	op       task.Snapshotter
+}
+
+// listenerOp is an operator of a chain told of completed checkpoints.
+type listenerOp struct {
+	name string
+	op   task.CheckpointListener
+}
+
+// Checkpoints routes a deployment's checkpoint commands to its subtasks
+// and their acknowledgements back. Triggers reach every worker of the job:
+// source subtasks start the checkpoint, and every subtask learns there
+// where its state files go.
+type Checkpoints struct {
+	// Ack receives each subtask's acknowledgement or decline.
+	Ack func(*flinkpb.CheckpointAck)
+
+	mu      sync.Mutex
+	pending map[int64]*pendingCheckpoint
+	tasks   []*built
+	wg      sync.WaitGroup // state writes in flight
+	closed  chan struct{}
+	once    sync.Once
+}
+
+type pendingCheckpoint struct {
+	dir   string
+	ready chan struct{} // closed once dir is known
+}
+
+// NewCheckpoints makes the router of one deployment; ack gets every
+// acknowledgement.
+func NewCheckpoints(ack func(*flinkpb.CheckpointAck)) *Checkpoints {
+	return &Checkpoints{Ack: ack, pending: map[int64]*pendingCheckpoint{}, closed: make(chan struct{})}
+}
+
+func (c *Checkpoints) entry(id int64) *pendingCheckpoint {
+	p := c.pending[id]
+	if p == nil {
+		p = &pendingCheckpoint{ready: make(chan struct{})}
+		c.pending[id] = p
+	}
+	return p
+}
+
+// Trigger starts checkpoint t at the deployment's source subtasks: between
+// two records each snapshots its chain and sends the barrier on.
+func (c *Checkpoints) Trigger(t *flinkpb.CheckpointTrigger) {
+	c.mu.Lock()
+	p := c.entry(t.CheckpointId)
+	select {
+	case <-p.ready:
+	default:
+		p.dir = t.Dir
+		close(p.ready)
+	}
+	tasks := c.tasks
+	c.mu.Unlock()
+	for _, b := range tasks {
+		if b.source != nil {
+			id := t.CheckpointId
+			b.ctx.Mailbox.Post(func() { b.checkpoint(id, 0) })
+		}
+	}
+}
+
+// Notify tells every subtask that checkpoint id completed.
+func (c *Checkpoints) Notify(id int64) {
+	c.mu.Lock()
+	tasks := c.tasks
+	for old := range c.pending {
+		if old <= id {
+			delete(c.pending, old)
+		}
+	}
+	c.mu.Unlock()
+	for _, b := range tasks {
+		if len(b.listeners) > 0 {
+			b.ctx.Mailbox.Post(func() { b.notifyComplete(id) })
+		}
+	}
+}
+
+func (c *Checkpoints) add(b *built) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tasks = append(c.tasks, b)
+}
+
+// close stops waiting for checkpoint directories and waits for state
+// writes in flight.
+func (c *Checkpoints) close() {
+	c.once.Do(func() { close(c.closed) })
+	c.wg.Wait()
+}
+
+// dirOf waits until the trigger of checkpoint id has said where its files
+// go: a subtask downstream may see the barrier before its worker sees the
+// trigger.
+func (c *Checkpoints) dirOf(id int64) (string, error) {
+	c.mu.Lock()
+	p := c.entry(id)
+	c.mu.Unlock()
+	select {
+	case <-p.ready:
+		return p.dir, nil
+	case <-c.closed:
+		return "", fmt.Errorf("the subtask ended before checkpoint %d was triggered here", id)
+	case <-time.After(time.Minute):
+		return "", fmt.Errorf("checkpoint %d was never triggered on this worker", id)
+	}
+}
+
+// checkpoint takes the subtask's part of checkpoint id, in its goroutine:
+// snapshot every operator of the chain, send the barrier on, then write
+// the state files in the background and acknowledge.
+func (b *built) checkpoint(id int64, alignment time.Duration) {
+	start := time.Now()
+	states := map[string][]byte{}
+	var declined error
+	for _, s := range b.snapshots {
+		st, err := snapshotOf(s.op, id)
+		if err != nil {
+			declined = fmt.Errorf("%s could not snapshot its state: %w", s.name, err)
+			break
+		}
+		if st != nil {
+			states[s.id] = st
+		}
+	}
+	// The barrier goes on even when the snapshot failed, so that the
+	// subtasks downstream do not hold their inputs for it.
+	for _, w := range b.writers {
+		w.Barrier(id)
+	}
+	syncTook := time.Since(start)
+	cps := b.checkpoints
+	if cps == nil {
+		return
+	}
+	ack := &flinkpb.CheckpointAck{
+		Vertex: int32(b.id.Vertex), Subtask: int32(b.id.Index), Attempt: int32(b.id.Attempt), CheckpointId: id,
+		AlignmentMs: alignment.Milliseconds(), SyncMs: syncTook.Milliseconds(),
+	}
+	if declined != nil {
+		ack.DeclineReason = declined.Error()
+		cps.Ack(ack)
+		return
+	}
+	cps.wg.Add(1)
+	go func() {
+		defer cps.wg.Done()
+		start := time.Now()
+		files, size, err := writeStates(cps, id, b.id, states)
+		if err != nil {
+			ack.DeclineReason = fmt.Sprintf("%s could not write its state: %v", b.name, err)
+		}
+		ack.Files, ack.StateSize, ack.AsyncMs = files, size, time.Since(start).Milliseconds()
+		cps.Ack(ack)
+	}()
+}
+
+// snapshotOf calls op's SnapshotState, turning a panic into an error.
+func snapshotOf(op task.Snapshotter, id int64) (st []byte, err error) {
+	defer task.Recover(&err, "snapshot")
+	return op.SnapshotState(id)
+}
+
+// writeStates writes each operator's state to a file of its own in the
+// checkpoint's directory and returns the files by operator id.
+func writeStates(cps *Checkpoints, id int64, sub Subtask, states map[string][]byte) (map[string]string, int64, error) {
+	if len(states) == 0 {
+		return nil, 0, nil
+	}
+	dir, err := cps.dirOf(id)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, 0, err
+	}
+	files := map[string]string{}
+	var size int64
+	for op, st := range states {
+		name := fmt.Sprintf("%s-%d", op, sub.Index)
+		tmp := filepath.Join(dir, "."+name)
+		if err := os.WriteFile(tmp, st, 0o644); err != nil {
+			return nil, 0, err
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			return nil, 0, err
+		}
+		files[op] = name
+		size += int64(len(st))
+	}
+	return files, size, nil
+}
+
+// notifyComplete tells the chain's listeners that checkpoint id
+// completed; an error fails the task.
+func (b *built) notifyComplete(id int64) {
+	for _, l := range b.listeners {
+		if err := l.op.NotifyCheckpointComplete(id); err != nil {
+			task.Fail(fmt.Errorf("%s could not commit checkpoint %d: %w", l.name, id, err))
+		}
+	}
+}
+
+// barriers is a subtask's task.Barriers.
+type barriers struct{ b *built }
+
+func (h barriers) Aligned(id int64, alignment time.Duration) { h.b.checkpoint(id, alignment) }
+
+func (h barriers) Abandoned(id int64, reason string) {
+	if cps := h.b.checkpoints; cps != nil {
+		cps.Ack(&flinkpb.CheckpointAck{Vertex: int32(h.b.id.Vertex), Subtask: int32(h.b.id.Index), Attempt: int32(h.b.id.Attempt),
+			CheckpointId: id, DeclineReason: fmt.Sprintf("%s abandoned checkpoint %d: %s", h.b.name, id, reason)})
+	}
+}
+
+// restoreStates reads the state files of a subtask's operators and
+// restores each operator from its own.
+func (b *built) restoreStates(files map[string]string) error {
+	for _, s := range b.snapshots {
+		path, ok := files[s.id]
+		if !ok {
+			continue
+		}
+		st, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("restoring %s: %w", s.name, err)
+		}
+		if err := restoreOf(s.op, st); err != nil {
+			return fmt.Errorf("restoring %s from %s: %w", s.name, path, err)
+		}
+	}
+	return nil
+}
+
+func restoreOf(op task.Snapshotter, st []byte) (err error) {
+	defer task.Recover(&err, "restore")
+	return op.RestoreState(st)
+}
