@@ -155,13 +155,19 @@ func (s *standalone) waitTaskManagers(n int) {
 }
 
 type jobJSON struct {
-	ID      string `json:"id"`
-	Name    string `json:"name"`
-	State   string `json:"state"`
-	Failure string `json:"failure"`
-	Diag    string `json:"diagnostic"`
-	Running int    `json:"tasks_running"`
-	Total   int    `json:"tasks_total"`
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	State       string `json:"state"`
+	Failure     string `json:"failure"`
+	Diag        string `json:"diagnostic"`
+	Running     int    `json:"tasks_running"`
+	Total       int    `json:"tasks_total"`
+	Restarts    int    `json:"restarts"`
+	Checkpoints struct {
+		Completed int    `json:"completed"`
+		LastID    int    `json:"last_id"`
+		LastPath  string `json:"last_path"`
+	} `json:"checkpoints"`
 }
 
 func (s *standalone) job(id string) jobJSON {

@@ -581,20 +581,20 @@ func (jm *JobMaster) TaskManagerLost(tmID, cause string) {
 		return
 	}
 	jm.dropTaskManagerLocked(tmID)
+	now := time.Now()
+	for _, row := range jm.tasks {
+		for _, t := range row {
+			if t.tm == tmID && !taskTerminal(t.state) && t.state != TaskCreated {
+				t.state, t.end = TaskFailed, now
+			}
+		}
+	}
 	if jm.state == JobCreated || jm.state == JobRestarting {
-		// Nothing runs there: wait for other slots.
+		// Nothing runs there any more: wait for other slots.
 		jm.log.Warn("a TaskManager offering slots was lost; waiting for others", "tm", tmID, "cause", cause)
 		jm.waitingLocked()
 		jm.changedLocked()
 		return
-	}
-	now := time.Now()
-	for _, row := range jm.tasks {
-		for _, t := range row {
-			if t.tm == tmID && !taskTerminal(t.state) {
-				t.state, t.end = TaskFailed, now
-			}
-		}
 	}
 	jm.failoverLocked("", cause)
 	jm.changedLocked()

@@ -1,0 +1,120 @@
+package integration
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// checkExactlyOnce checks wordcount's running counts: for every word
+// counted n times the output holds (word,1) to (word,n), each exactly once.
+// A record lost or replayed into the output shows as a gap or a repeat.
+func checkExactlyOnce(t *testing.T, output string, want map[string]int) {
+	t.Helper()
+	seen := map[string]map[int]int{}
+	files, _ := filepath.Glob(filepath.Join(output, "part-*"))
+	if len(files) == 0 {
+		t.Fatalf("no part files in %s", output)
+	}
+	for _, p := range files {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			line := strings.TrimSuffix(strings.TrimPrefix(sc.Text(), "("), ")")
+			word, n, ok := strings.Cut(line, ",")
+			c, err := strconv.Atoi(n)
+			if !ok || err != nil {
+				t.Fatalf("%s: bad line %q", p, sc.Text())
+			}
+			if seen[word] == nil {
+				seen[word] = map[int]int{}
+			}
+			seen[word][c]++
+		}
+		f.Close()
+	}
+	bad := 0
+	for w, n := range want {
+		for i := 1; i <= n; i++ {
+			if got := seen[w][i]; got != 1 && bad < 10 {
+				t.Errorf("(%s,%d) is in the output %d times, want once", w, i, got)
+				bad++
+			}
+		}
+		if len(seen[w]) != n && bad < 10 {
+			t.Errorf("%s: %d distinct counts in the output, want %d", w, len(seen[w]), n)
+			bad++
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("%d words in the output, want %d", len(seen), len(want))
+	}
+}
+
+// recoveryRun starts wordcount per-job with checkpoints every 100 ms over
+// a paced input, waits for a checkpoint, and returns the run, with the
+// input's word counts and the output directory.
+func recoveryRun(t *testing.T, c *cluster, extra ...string) (*attachedRun, map[string]int, string) {
+	t.Helper()
+	input, output := filepath.Join(c.dir, "words.txt"), filepath.Join(c.dir, "out")
+	want := writeWords(t, input)
+	args := append([]string{"-p", "2", "--slots-per-tm", "1", "--checkpoint-interval", "100ms", "--checkpoint-dir", filepath.Join(c.dir, "checkpoints"),
+		"--restart-strategy", "fixed-delay", "-D", "restart-strategy.fixed-delay.attempts=3", "-D", "restart-strategy.fixed-delay.delay=100ms"}, extra...)
+	args = append(args, wordcountBin, "--input", input, "--output", output, "--line-delay", "3ms")
+	r := c.runAttached(args...)
+	c.waitAppJob(r.id, func(j jobJSON) bool { return j.Checkpoints.Completed >= 2 }, "two checkpoints completed")
+	return r, want, output
+}
+
+// A TaskManager killed -9 mid-run: the job restarts from its latest
+// checkpoint on a new TaskManager and finishes with every word counted
+// exactly once.
+func TestPerJobRecoversFromTaskManagerKill(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 3})
+	r, want, output := recoveryRun(t, c)
+	tms := appProcsRunning(r.id, "loom taskmanager")
+	if len(tms) != 2 {
+		t.Fatalf("TaskManager processes: %v", tms)
+	}
+	if err := syscall.Kill(tms[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.wait(t); code != 0 {
+		t.Fatalf("run exited %d after a TaskManager was killed, want 0:\n%s\n%s", code, r.out.String(), r.errb.String())
+	}
+	if out := r.out.String(); !strings.Contains(out, "RESTARTING") || !strings.Contains(out, "FINISHED") {
+		t.Errorf("run's output does not show the job restarting and finishing:\n%s", out)
+	}
+	t.Logf("run:\n%s", r.out.String())
+	checkExactlyOnce(t, output, want)
+	c.waitNoProcessOf(r.id)
+}
+
+// A job worker killed -9 mid-run: its TaskManager stays, a new worker
+// runs the restarted job, and every word is counted exactly once.
+func TestPerJobRecoversFromWorkerKill(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 3})
+	r, want, output := recoveryRun(t, c)
+	workers := appProcsRunning(r.id, "--line-delay")
+	if len(workers) != 2 {
+		t.Fatalf("worker processes: %v", workers)
+	}
+	if err := syscall.Kill(workers[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.wait(t); code != 0 {
+		t.Fatalf("run exited %d after a worker was killed, want 0:\n%s\n%s", code, r.out.String(), r.errb.String())
+	}
+	if tms := appProcsRunning(r.id, "loom taskmanager"); len(tms) > 2 {
+		t.Errorf("TaskManagers: %v; a worker's death needs no new TaskManager", tms)
+	}
+	checkExactlyOnce(t, output, want)
+	c.waitNoProcessOf(r.id)
+}
