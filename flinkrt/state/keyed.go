@@ -12,6 +12,8 @@ import (
 type Backend[K comparable] struct {
 	current K
 	names   map[string]any
+	// restored is state from a checkpoint not yet declared, by name.
+	restored map[string][]byte
 }
 
 // NewBackend makes an empty backend.
@@ -35,6 +37,12 @@ func declare[K comparable, S any](b *Backend[K], name string, make func() S) S {
 	}
 	s := make()
 	b.names[name] = s
+	if raw, ok := b.restored[name]; ok {
+		if err := any(s).(handle).decode(raw); err != nil {
+			panic(fmt.Sprintf("state %q cannot be restored as declared: %v", name, err))
+		}
+		delete(b.restored, name)
+	}
 	return s
 }
 

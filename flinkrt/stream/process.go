@@ -3,6 +3,7 @@ package stream
 import (
 	"fmt"
 
+	"loom/flinkrt/codec"
 	"loom/flinkrt/state"
 	"loom/flinkrt/task"
 )
@@ -119,6 +120,8 @@ type processOp[K comparable, I, O any] struct {
 	col  Collector[O]
 	ctx  KeyedContext[K]
 	outT int64
+	// restored is state from a checkpoint, applied by Open.
+	restored []byte
 }
 
 type processCollector[K comparable, I, O any] struct{ op *processOp[K, I, O] }
@@ -132,8 +135,71 @@ func (o *processOp[K, I, O]) Open(ctx *task.OperatorContext) error {
 		func(t timer[K, struct{}]) { o.onTimer(t, ProcessingTime) },
 	)
 	o.ctx.timers.open(ctx)
+	if o.restored != nil {
+		if err := o.applyRestored(); err != nil {
+			return fmt.Errorf("restoring %s: %w", ctx.Name, err)
+		}
+	}
 	if op, ok := o.fn.(Opener[K]); ok {
 		return op.Open(&o.ctx)
+	}
+	return nil
+}
+
+// processSnapshot is a process operator's state in a checkpoint: its
+// keyed state and its timers.
+type processSnapshot[K comparable] struct {
+	Backend   []byte
+	Event     []timerEntry[K]
+	Proc      []timerEntry[K]
+	Watermark int64
+}
+
+// SnapshotState implements task.Snapshotter.
+func (o *processOp[K, I, O]) SnapshotState(int64) ([]byte, error) {
+	b, err := o.ctx.backend.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	s := processSnapshot[K]{Backend: b, Watermark: o.ctx.timers.watermark}
+	for t := range o.ctx.timers.event.set {
+		s.Event = append(s.Event, timerEntry[K]{Ts: t.ts, Key: t.key})
+	}
+	for t := range o.ctx.timers.proc.set {
+		s.Proc = append(s.Proc, timerEntry[K]{Ts: t.ts, Key: t.key})
+	}
+	c, err := codec.For[processSnapshot[K]]()
+	if err != nil {
+		return nil, err
+	}
+	return c.Append(nil, s), nil
+}
+
+// RestoreState implements task.Snapshotter; Open applies the state.
+func (o *processOp[K, I, O]) RestoreState(b []byte) error {
+	o.restored = b
+	return nil
+}
+
+func (o *processOp[K, I, O]) applyRestored() error {
+	c, err := codec.For[processSnapshot[K]]()
+	if err != nil {
+		return err
+	}
+	s, _, err := c.Decode(o.restored)
+	if err != nil {
+		return err
+	}
+	o.restored = nil
+	if err := o.ctx.backend.Restore(s.Backend); err != nil {
+		return err
+	}
+	o.ctx.timers.watermark = s.Watermark
+	for _, t := range s.Event {
+		o.ctx.timers.registerEvent(t.Ts, t.Key, struct{}{})
+	}
+	for _, t := range s.Proc {
+		o.ctx.timers.registerProc(t.Ts, t.Key, struct{}{})
 	}
 	return nil
 }

@@ -278,6 +278,7 @@ type windowOp[K comparable, T, A, O any] struct {
 	tctx     TriggerContext
 	curKey   K
 	curWin   TimeWindow
+	restored *windowSnapshot[K, T, A]
 }
 
 type windowCollector[K comparable, T, A, O any] struct{ op *windowOp[K, T, A, O] }
@@ -294,6 +295,7 @@ func (o *windowOp[K, T, A, O]) Open(ctx *task.OperatorContext) error {
 		regProc:  func(ts int64) { o.timers.registerProc(ts, o.curKey, o.curWin) },
 		delProc:  func(ts int64) { o.timers.deleteProc(ts, o.curKey, o.curWin) },
 	}
+	o.applyRestored()
 	return nil
 }
 
