@@ -345,3 +345,100 @@ func (jm *JobMaster) checkpointSummaryLocked() *flinkpb.CheckpointSummary {
 	}
 	return sum
 }
+
+// checkpointsJSON is Flink's /jobs/:jobid/checkpoints.
+func (jm *JobMaster) checkpointsJSON() obj {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	c := &jm.cp
+	history := []any{}
+	var completed, savepoint, failed any
+	var sizes, durations []int64
+	for i := len(c.history) - 1; i >= 0; i-- {
+		st := c.history[i]
+		e := st.json()
+		history = append(history, e)
+		switch {
+		case st.status == CheckpointCompleted && st.savepoint && savepoint == nil:
+			savepoint = e
+		case st.status == CheckpointCompleted && !st.savepoint && completed == nil:
+			completed = e
+		case st.status == CheckpointFailed && failed == nil:
+			failed = e
+		}
+		if st.status == CheckpointCompleted {
+			sizes = append(sizes, st.size)
+			durations = append(durations, st.end.Sub(st.trigger).Milliseconds())
+		}
+	}
+	var restored any
+	if r := c.restored; r != nil {
+		restored = obj{"id": r.id, "restore_timestamp": r.at.UnixMilli(), "is_savepoint": r.savepoint, "external_path": r.path}
+	}
+	return obj{
+		"counts":  obj{"restored": c.restores, "total": c.total, "in_progress": len(c.pending), "completed": c.succeeded, "failed": c.failed},
+		"summary": obj{"state_size": minMaxAvg(sizes), "checkpointed_size": minMaxAvg(sizes), "end_to_end_duration": minMaxAvg(durations)},
+		"latest":  obj{"completed": completed, "savepoint": savepoint, "failed": failed, "restored": restored},
+		"history": history,
+	}
+}
+
+func (st *checkpointStats) json() obj {
+	kind, class := "CHECKPOINT", "completed"
+	if st.savepoint {
+		kind = "SAVEPOINT"
+	}
+	switch st.status {
+	case CheckpointInProgress:
+		class = "in_progress"
+	case CheckpointFailed:
+		class = "failed"
+	}
+	e := obj{
+		"className": class, "id": st.id, "status": st.status, "is_savepoint": st.savepoint, "checkpoint_type": kind,
+		"trigger_timestamp": st.trigger.UnixMilli(), "latest_ack_timestamp": msOrMinus(st.lastAck),
+		"state_size": st.size, "checkpointed_size": st.size, "end_to_end_duration": time.Since(st.trigger).Milliseconds(),
+		"alignment_buffered": 0, "processed_data": 0, "persisted_data": 0,
+		"num_subtasks": st.subtasks, "num_acknowledged_subtasks": st.acked, "tasks": obj{},
+	}
+	if !st.end.IsZero() {
+		e["end_to_end_duration"] = st.end.Sub(st.trigger).Milliseconds()
+	}
+	switch st.status {
+	case CheckpointCompleted:
+		e["external_path"], e["discarded"] = st.path, false
+	case CheckpointFailed:
+		e["failure_timestamp"], e["failure_message"] = st.end.UnixMilli(), st.failure
+	}
+	return e
+}
+
+func msOrMinus(t time.Time) int64 {
+	if t.IsZero() {
+		return -1
+	}
+	return t.UnixMilli()
+}
+
+func minMaxAvg(vs []int64) obj {
+	if len(vs) == 0 {
+		return obj{"min": 0, "max": 0, "avg": 0}
+	}
+	lo, hi, sum := vs[0], vs[0], int64(0)
+	for _, v := range vs {
+		lo, hi, sum = min(lo, v), max(hi, v), sum+v
+	}
+	return obj{"min": lo, "max": hi, "avg": sum / int64(len(vs))}
+}
+
+// checkpointConfigJSON is Flink's /jobs/:jobid/checkpoints/config.
+func (jm *JobMaster) checkpointConfigJSON() obj {
+	s := jm.cp.settings
+	return obj{
+		"mode": "exactly_once", "interval": s.interval.Milliseconds(), "timeout": s.timeout.Milliseconds(),
+		"min_pause": s.minPause.Milliseconds(), "max_concurrent": s.maxConcurrent, "tolerable_failed_checkpoints": s.tolerable,
+		"externalization": obj{"enabled": true, "delete_on_cancellation": false},
+		"state_backend": "HashMapStateBackend", "checkpoint_storage": "FileSystemCheckpointStorage", "checkpoint_storage_path": s.dir,
+		"unaligned_checkpoints": false, "checkpoints_after_tasks_finish": false,
+	}
+}

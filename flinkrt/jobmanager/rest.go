@@ -35,7 +35,8 @@ func (jm *JobManager) restHandler() http.Handler {
 	}))
 	mux.HandleFunc("GET /jobs/{jobid}/config", jm.withJob(jm.restJobConfig))
 	mux.HandleFunc("GET /jobs/{jobid}/exceptions", jm.withJob(jm.restExceptions))
-	mux.HandleFunc("GET /jobs/{jobid}/checkpoints", jm.withJob(restCheckpoints))
+	mux.HandleFunc("GET /jobs/{jobid}/checkpoints", jm.withJobMaster(func(j *JobMaster) obj { return j.checkpointsJSON() }))
+	mux.HandleFunc("GET /jobs/{jobid}/checkpoints/config", jm.withJobMaster(func(j *JobMaster) obj { return j.checkpointConfigJSON() }))
 	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}", jm.withJob(jm.restVertex))
 	for _, p := range []string{
 		"GET /jobs/{jobid}/vertices/{vertexid}/subtasks/metrics", "GET /jobs/{jobid}/vertices/{vertexid}/metrics",
@@ -100,6 +101,18 @@ func (jm *JobManager) withJob(h func(http.ResponseWriter, *http.Request, *flinkp
 			return
 		}
 		h(w, r, j.Details(true))
+	}
+}
+
+// withJobMaster answers with what fn says of the path's job.
+func (jm *JobManager) withJobMaster(fn func(*JobMaster) obj) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		j, err := jm.job(r.PathValue("jobid"))
+		if err != nil {
+			restError(w, http.StatusNotFound, "Job "+r.PathValue("jobid")+" not found")
+			return
+		}
+		writeJSON(w, http.StatusOK, fn(j))
 	}
 }
 
@@ -347,15 +360,6 @@ func nilIfEmpty(s string) any {
 		return nil
 	}
 	return s
-}
-
-func restCheckpoints(w http.ResponseWriter, _ *http.Request, _ *flinkpb.JobDetails) {
-	writeJSON(w, http.StatusOK, obj{
-		"counts":  obj{"restored": 0, "total": 0, "in_progress": 0, "completed": 0, "failed": 0},
-		"summary": obj{},
-		"latest":  obj{"completed": nil, "savepoint": nil, "failed": nil, "restored": nil},
-		"history": []any{},
-	})
 }
 
 func (jm *JobManager) restVertex(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
