@@ -2,8 +2,11 @@ package integration
 
 import (
 	"bufio"
+	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,11 +69,46 @@ func recoveryRun(t *testing.T, c *cluster, extra ...string) (*attachedRun, map[s
 	input, output := filepath.Join(c.dir, "words.txt"), filepath.Join(c.dir, "out")
 	want := writeWords(t, input)
 	args := append([]string{"-p", "2", "--slots-per-tm", "1", "--checkpoint-interval", "100ms", "--checkpoint-dir", filepath.Join(c.dir, "checkpoints"),
-		"--restart-strategy", "fixed-delay", "-D", "restart-strategy.fixed-delay.attempts=3", "-D", "restart-strategy.fixed-delay.delay=100ms"}, extra...)
+		"--restart-strategy", "fixed-delay", "-D", "restart-strategy.fixed-delay.attempts=3", "-D", "restart-strategy.fixed-delay.delay=100ms",
+		"-D", "state.checkpoints.num-retained=100"}, extra...)
 	args = append(args, wordcountBin, "--input", input, "--output", output, "--line-delay", "3ms")
 	r := c.runAttached(args...)
-	c.waitAppJob(r.id, func(j jobJSON) bool { return j.Checkpoints.Completed >= 2 }, "two checkpoints completed")
+	j := c.waitAppJob(r.id, func(j jobJSON) bool { return j.Checkpoints.Completed >= 2 }, "two checkpoints completed")
+	checkCheckpointsREST(t, regexp.MustCompile(`http://[0-9.:]+`).FindString(r.out.String()), j.ID)
 	return r, want, output
+}
+
+// checkCheckpointsREST reads the job's checkpoints from the JobManager's
+// REST API, as Flink's dashboard does, and checks the latest one's
+// metadata file is where it says.
+func checkCheckpointsREST(t *testing.T, web, jobID string) {
+	t.Helper()
+	resp, err := http.Get(web + "/jobs/" + jobID + "/checkpoints")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var cps struct {
+		Counts struct {
+			Completed int `json:"completed"`
+		} `json:"counts"`
+		Latest struct {
+			Completed struct {
+				ID     int    `json:"id"`
+				Status string `json:"status"`
+				Path   string `json:"external_path"`
+			} `json:"completed"`
+		} `json:"latest"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&cps); err != nil {
+		t.Fatal(err)
+	}
+	if cps.Counts.Completed < 2 || cps.Latest.Completed.Status != "COMPLETED" {
+		t.Fatalf("checkpoints: %+v", cps)
+	}
+	if _, err := os.Stat(filepath.Join(cps.Latest.Completed.Path, "_metadata")); err != nil {
+		t.Errorf("the latest checkpoint's metadata: %v", err)
+	}
 }
 
 // A TaskManager killed -9 mid-run: the job restarts from its latest
