@@ -438,7 +438,7 @@ func (jm *JobMaster) checkpointConfigJSON() obj {
 		"mode": "exactly_once", "interval": s.interval.Milliseconds(), "timeout": s.timeout.Milliseconds(),
 		"min_pause": s.minPause.Milliseconds(), "max_concurrent": s.maxConcurrent, "tolerable_failed_checkpoints": s.tolerable,
 		"externalization": obj{"enabled": true, "delete_on_cancellation": false},
-		"state_backend": "HashMapStateBackend", "checkpoint_storage": "FileSystemCheckpointStorage", "checkpoint_storage_path": s.dir,
+		"state_backend":   "HashMapStateBackend", "checkpoint_storage": "FileSystemCheckpointStorage", "checkpoint_storage_path": s.dir,
 		"unaligned_checkpoints": false, "checkpoints_after_tasks_finish": false,
 	}
 }

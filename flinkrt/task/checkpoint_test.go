@@ -13,7 +13,6 @@ import (
 // checkpoints aligned, in order.
 type recorder struct {
 	events  []string
-	aligned []int64
 	dropped []int64
 }
 
