@@ -223,10 +223,24 @@ func writeWords(t *testing.T, path string) map[string]int {
 func checkCounts(t *testing.T, output string, parts int, want map[string]int) {
 	t.Helper()
 	got := map[string]int{}
-	files, _ := filepath.Glob(filepath.Join(output, "part-*"))
-	if len(files) != parts {
-		t.Fatalf("want %d part files, got %v", parts, files)
+	if files := eachCount(t, output, func(word string, n int) { got[word] = max(got[word], n) }); files != parts {
+		t.Fatalf("want %d part files, got %d", parts, files)
 	}
+	if len(got) != len(want) {
+		t.Errorf("got %d words, want %d", len(got), len(want))
+	}
+	for w, n := range want {
+		if got[w] != n {
+			t.Errorf("%s: counted %d, want %d", w, got[w], n)
+		}
+	}
+}
+
+// eachCount calls fn with every (word,count) line of wordcount's part
+// files in output and returns how many part files there are.
+func eachCount(t *testing.T, output string, fn func(word string, n int)) int {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(output, "part-*"))
 	for _, p := range files {
 		f, err := os.Open(p)
 		if err != nil {
@@ -240,18 +254,11 @@ func checkCounts(t *testing.T, output string, parts int, want map[string]int) {
 			if !ok || err != nil {
 				t.Fatalf("%s: bad line %q", p, sc.Text())
 			}
-			got[word] = max(got[word], c)
+			fn(word, c)
 		}
 		f.Close()
 	}
-	if len(got) != len(want) {
-		t.Errorf("got %d words, want %d", len(got), len(want))
-	}
-	for w, n := range want {
-		if got[w] != n {
-			t.Errorf("%s: counted %d, want %d", w, got[w], n)
-		}
-	}
+	return len(files)
 }
 
 // The README's wordcount, on a generated text, across two TaskManager

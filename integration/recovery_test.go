@@ -1,13 +1,11 @@
 package integration
 
 import (
-	"bufio"
 	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,29 +17,14 @@ import (
 func checkExactlyOnce(t *testing.T, output string, want map[string]int) {
 	t.Helper()
 	seen := map[string]map[int]int{}
-	files, _ := filepath.Glob(filepath.Join(output, "part-*"))
-	if len(files) == 0 {
+	files := eachCount(t, output, func(word string, n int) {
+		if seen[word] == nil {
+			seen[word] = map[int]int{}
+		}
+		seen[word][n]++
+	})
+	if files == 0 {
 		t.Fatalf("no part files in %s", output)
-	}
-	for _, p := range files {
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			line := strings.TrimSuffix(strings.TrimPrefix(sc.Text(), "("), ")")
-			word, n, ok := strings.Cut(line, ",")
-			c, err := strconv.Atoi(n)
-			if !ok || err != nil {
-				t.Fatalf("%s: bad line %q", p, sc.Text())
-			}
-			if seen[word] == nil {
-				seen[word] = map[int]int{}
-			}
-			seen[word][c]++
-		}
-		f.Close()
 	}
 	bad := 0
 	for w, n := range want {
