@@ -90,11 +90,13 @@ type JobMaster struct {
 	stateSince  time.Time
 
 	// attempt is the execution attempt: each restart deploys a new one.
-	attempt     int
-	restart     restartStrategy
-	restartAt   time.Time // when a restarting job may deploy again
-	cp          coordinator
-	lastTrigger time.Time
+	attempt   int
+	restart   restartStrategy
+	restartAt time.Time // when a restarting job may deploy again
+	// slotDeadline is when a job waiting for slots fails without them.
+	slotDeadline time.Time
+	cp           coordinator
+	lastTrigger  time.Time
 	// stopping is set by stop with savepoint: the job ends FINISHED.
 	stopping bool
 }
@@ -143,6 +145,7 @@ func newJobMaster(id string, jg *flinkpb.JobGraph, art *flinkpb.JobArtifact, rm 
 		id: id, jg: jg, artifact: art, rm: rm, addr: addr, timing: timing, log: log.With("job", id),
 		state: JobCreated, timestamps: map[string]int64{JobCreated: now.UnixMilli()}, start: now,
 		tms: map[string]*tmConn{}, changed: make(chan struct{}), stateSince: now, lastTrigger: now,
+		slotDeadline: now.Add(timing.SlotTimeout),
 	}
 	var err error
 	if jm.cp.settings, err = checkpointSettingsOf(jg.Config, id); err != nil {
@@ -277,6 +280,7 @@ func (jm *JobMaster) failoverLocked(task, cause string) {
 	}
 	jm.failure, jm.failureTask, jm.failureTime = cause, task, now
 	jm.restartAt = now.Add(delay)
+	jm.slotDeadline = jm.restartAt.Add(jm.timing.SlotTimeout)
 	jm.abortCheckpointsLocked("the job is restarting")
 	jm.log.Warn("job failed; restarting", "cause", cause, "delay", delay, "attempt", jm.attempt+1)
 	jm.setStateLocked(JobRestarting)
@@ -308,7 +312,6 @@ func (jm *JobMaster) run(ctx context.Context) {
 	defer jm.cleanup()
 	hb := time.NewTicker(jm.timing.HeartbeatInterval)
 	defer hb.Stop()
-	slotDeadline := time.Now().Add(jm.timing.SlotTimeout)
 	wake := time.NewTimer(time.Hour)
 	defer wake.Stop()
 	for {
@@ -317,25 +320,22 @@ func (jm *JobMaster) run(ctx context.Context) {
 		jm.mu.Lock()
 		changed := jm.changed
 		state := jm.state
-		ready := len(jm.slots) >= int(jm.jg.Slots)
-		if state == JobRestarting && jm.stoppedLocked() {
-			if now.Before(jm.restartAt) {
-				ready, next = false, jm.restartAt
-			} else if !ready && slotDeadline.Before(jm.restartAt) {
-				slotDeadline = now.Add(jm.timing.SlotTimeout)
-			}
-		}
+		// A restarting job waits for its tasks to stop and for the restart
+		// delay, then for slots as a new job does.
+		waiting := state == JobCreated || state == JobRestarting && jm.stoppedLocked() && !now.Before(jm.restartAt)
 		switch {
 		case JobTerminal(state):
 			jm.mu.Unlock()
 			return
-		case (state == JobCreated || state == JobRestarting && jm.stoppedLocked()) && ready:
+		case waiting && len(jm.slots) >= int(jm.jg.Slots):
 			jm.mu.Unlock()
 			jm.deploy(ctx)
 			continue
-		case (state == JobCreated || state == JobRestarting && !now.Before(jm.restartAt) && jm.stoppedLocked()) && now.After(slotDeadline):
+		case waiting && now.After(jm.slotDeadline):
 			jm.failLocked("", fmt.Sprintf("could not get the %d slots the job needs within %s (it has %d): start more TaskManagers or lower the parallelism",
 				jm.jg.Slots, jm.timing.SlotTimeout, len(jm.slots)))
+		case state == JobRestarting && jm.stoppedLocked():
+			next = jm.restartAt
 		case state == JobFailing || state == JobCancelling || state == JobRestarting:
 			jm.endIfStoppedLocked()
 		case state == JobRunning:
@@ -492,12 +492,19 @@ func (jm *JobMaster) deploy(ctx context.Context) {
 					jm.tasks[t.Vertex][t.Subtask].end = time.Now()
 				}
 			}
-			jm.dropTaskManagerLocked(id)
 			jm.failoverLocked("", fmt.Sprintf("deploying to TaskManager %s at %s: %v", id, conns[id].addr, status.Convert(err).Message()))
 			jm.changedLocked()
 			jm.mu.Unlock()
 			break
 		}
+	}
+	// A cancel that came while tasks were being deployed may have reached
+	// a TaskManager before them: cancel again.
+	jm.mu.Lock()
+	stopping := jm.state == JobFailing || jm.state == JobCancelling || jm.state == JobRestarting
+	jm.mu.Unlock()
+	if stopping {
+		jm.cancelTasks(ctx)
 	}
 }
 
@@ -516,11 +523,12 @@ func (jm *JobMaster) cancelTasks(ctx context.Context) {
 			}
 		}
 	}
+	req := &flinkpb.CancelTasksRequest{JobId: jm.id, Attempt: int32(jm.attempt)}
 	jm.changedLocked()
 	jm.mu.Unlock()
 	for _, c := range conns {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, _ = c.client.CancelJob(cctx, &flinkpb.CancelTasksRequest{JobId: jm.id})
+		_, _ = c.client.CancelJob(cctx, req)
 		cancel()
 	}
 }
@@ -753,6 +761,10 @@ func (jm *JobMaster) allTasks(state string) bool {
 
 // workerFailed fails the job because a worker could not start or died.
 func (jm *JobMaster) workerFailed(tmID, msg string) {
+	// The TaskManager freed the job's slots when its worker ended: the
+	// ResourceManager gives them (or others) to the job again. It is told
+	// without the job's lock, which its own calls into the job take.
+	defer jm.rm.SlotsFreed(jm.id, tmID)
 	jm.mu.Lock()
 	defer jm.mu.Unlock()
 	if JobTerminal(jm.state) {
@@ -766,10 +778,7 @@ func (jm *JobMaster) workerFailed(tmID, msg string) {
 			}
 		}
 	}
-	// The TaskManager freed the job's slots when its worker ended: the
-	// ResourceManager gives them (or others) to the job again.
 	jm.dropTaskManagerLocked(tmID)
-	jm.rm.SlotsFreed(jm.id, tmID)
 	jm.failoverLocked("", msg)
 	jm.changedLocked()
 }

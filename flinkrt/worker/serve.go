@@ -166,7 +166,7 @@ func Attach(ctx context.Context, tmAddr, jobID, host string, job *Job, buildErr 
 			}()
 		case *flinkpb.WorkerCommand_Cancel:
 			runMu.Lock()
-			if current != nil {
+			if current != nil && current.attempt == int(c.Cancel.Attempt) {
 				current.stop()
 			}
 			runMu.Unlock()

@@ -2540,8 +2540,11 @@ func (x *SubtaskLocations) GetAddresses() []string {
 }
 
 type CancelTasksRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// The execution attempt to cancel: a late cancel never stops the
+	// attempt a restart deployed after it.
+	Attempt       int32 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2581,6 +2584,13 @@ func (x *CancelTasksRequest) GetJobId() string {
 		return x.JobId
 	}
 	return ""
+}
+
+func (x *CancelTasksRequest) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
 }
 
 type FreeSlotsRequest struct {
@@ -3227,9 +3237,10 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x0ftask_manager_id\x18\x02 \x01(\tR\rtaskManagerId\x12-\n" +
 	"\x04acks\x18\x03 \x03(\v2\x19.loom.flink.CheckpointAckR\x04acks\"0\n" +
 	"\x10SubtaskLocations\x12\x1c\n" +
-	"\taddresses\x18\x01 \x03(\tR\taddresses\"+\n" +
+	"\taddresses\x18\x01 \x03(\tR\taddresses\"E\n" +
 	"\x12CancelTasksRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"A\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\"A\n" +
 	"\x10FreeSlotsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"+\n" +
