@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"loom/flinkrt/graph"
+	"loom/flinkrt/jobmanager"
 	"loom/flinkrt/worker"
 	"loom/proto/flinkpb"
 	"loom/rpc"
@@ -87,6 +88,9 @@ func Plan(ctx context.Context, p Program) (*flinkpb.JobGraph, error) {
 	}
 	if err := graph.Validate(jg); err != nil {
 		return nil, fmt.Errorf("%s built a malformed job graph: %w", p.Path, err)
+	}
+	if err := jobmanager.CheckConfig(jg); err != nil {
+		return nil, fmt.Errorf("job %s: %w", jg.Name, err)
 	}
 	return jg, nil
 }

@@ -97,6 +97,32 @@ func checkpointSettingsOf(conf map[string]string, jobID string) (checkpointSetti
 	return s, nil
 }
 
+// jobSettings reads a job's checkpoint and restart settings.
+func jobSettings(jg *flinkpb.JobGraph, jobID string) (checkpointSettings, restartStrategy, error) {
+	s, err := checkpointSettingsOf(jg.Config, jobID)
+	if err != nil {
+		return s, nil, err
+	}
+	r, err := newRestartStrategy(jg.Config, s.interval > 0)
+	return s, r, err
+}
+
+// CheckConfig says what a JobMaster would refuse in a job's checkpoint,
+// restart and restore settings, so that a client refuses the job before
+// submitting it.
+func CheckConfig(jg *flinkpb.JobGraph) error {
+	s, _, err := jobSettings(jg, "")
+	if err != nil || s.restorePath == "" {
+		return err
+	}
+	m, dir, err := readMeta(s.restorePath)
+	if err != nil {
+		return err
+	}
+	_, err = restoreFor(jg, m, dir, s.allowNonRestored)
+	return err
+}
+
 // checkpointMeta is a completed checkpoint's metadata file: which state
 // file holds each subtask's state of each operator.
 type checkpointMeta struct {

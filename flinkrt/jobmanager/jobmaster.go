@@ -148,10 +148,7 @@ func newJobMaster(id string, jg *flinkpb.JobGraph, art *flinkpb.JobArtifact, rm 
 		slotDeadline: now.Add(timing.SlotTimeout),
 	}
 	var err error
-	if jm.cp.settings, err = checkpointSettingsOf(jg.Config, id); err != nil {
-		return nil, err
-	}
-	if jm.restart, err = newRestartStrategy(jg.Config, jm.checkpointing()); err != nil {
+	if jm.cp.settings, jm.restart, err = jobSettings(jg, id); err != nil {
 		return nil, err
 	}
 	jm.cp.pending = map[int64]*pendingCheckpoint{}

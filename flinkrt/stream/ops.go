@@ -127,9 +127,6 @@ func (o *sinkOp[T]) Restored() []byte    { return o.restored }
 // pre-commits; any other has no state.
 func (o *sinkOp[T]) SnapshotState(id int64) ([]byte, error) {
 	if tw, ok := o.w.(sink.Transactional); ok {
-		if err := o.w.Flush(); err != nil {
-			return nil, err
-		}
 		return tw.PreCommit(id)
 	}
 	return nil, nil
