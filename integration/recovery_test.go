@@ -139,3 +139,62 @@ func TestPerJobRecoversFromWorkerKill(t *testing.T) {
 	checkExactlyOnce(t, output, want)
 	c.waitNoProcessOf(r.id)
 }
+
+// The AM killed -9 mid-run: the RM starts a second attempt, whose
+// JobMaster finds the job's latest checkpoint in checkpoint storage and
+// resumes from it; every word is counted exactly once.
+func TestPerJobRecoversFromAMKill(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 3})
+	r, want, output := recoveryRun(t, c)
+	ams := appProcsRunning(r.id, "loom am ")
+	if len(ams) != 1 {
+		t.Fatalf("AM processes: %v", ams)
+	}
+	if err := syscall.Kill(ams[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.wait(t); code != 0 {
+		t.Fatalf("run exited %d after the AM was killed, want 0:\n%s\n%s", code, r.out.String(), r.errb.String())
+	}
+	out := r.out.String()
+	if !strings.Contains(out, "started attempt") || !strings.Contains(out, "FINISHED") {
+		t.Errorf("run's output does not show a second attempt finishing the job:\n%s", out)
+	}
+	t.Logf("run:\n%s", out)
+	checkExactlyOnce(t, output, want)
+	c.waitNoProcessOf(r.id)
+}
+
+// A NodeManager killed -9 mid-run, with the TaskManager it ran: the job
+// restarts on a TaskManager in a container elsewhere and counts every
+// word exactly once.
+func TestPerJobRecoversFromNodeManagerKill(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 3})
+	r, want, output := recoveryRun(t, c)
+	// A node with a TaskManager, one without the AM if there is one (a
+	// node with the AM takes the AM down too, which the RM restarts).
+	var amNode, victim string
+	cs := c.app(r.id).Containers
+	for _, ct := range cs {
+		if ct.IsAM {
+			amNode = ct.NodeID
+		}
+	}
+	for _, ct := range cs {
+		if !ct.IsAM && ct.State == "RUNNING" && (victim == "" || victim == amNode) {
+			victim = ct.NodeID
+		}
+	}
+	if victim == "" {
+		t.Fatalf("no TaskManager container running: %+v", cs)
+	}
+	if err := syscall.Kill(c.nmPid(victim), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.wait(t); code != 0 {
+		t.Fatalf("run exited %d after a NodeManager was killed, want 0:\n%s\n%s", code, r.out.String(), r.errb.String())
+	}
+	t.Logf("run:\n%s", r.out.String())
+	checkExactlyOnce(t, output, want)
+	c.waitNoProcessOf(r.id)
+}

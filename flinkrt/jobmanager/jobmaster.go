@@ -58,6 +58,10 @@ type ResourceManager interface {
 	// SlotsFreed says the TaskManager tmID freed the job's slots (its
 	// worker ended), so they can be given out again.
 	SlotsFreed(job, tmID string)
+	// RemoveTaskManager says a TaskManager is gone (its address refuses
+	// connections), so its slots are not given out and its container is
+	// replaced without waiting for its heartbeat timeout.
+	RemoveTaskManager(tmID, cause string)
 }
 
 // JobMaster runs one job: it gets the job's slots, deploys its tasks,
@@ -560,7 +564,9 @@ func (jm *JobMaster) heartbeat(ctx context.Context) {
 			c.lastOK = now
 		case gone(err):
 			jm.mu.Unlock()
-			jm.TaskManagerLost(c.id, fmt.Sprintf("TaskManager %s at %s is gone: its address refuses connections", c.id, c.addr))
+			cause := fmt.Sprintf("TaskManager %s at %s is gone: its address refuses connections", c.id, c.addr)
+			jm.TaskManagerLost(c.id, cause)
+			jm.rm.RemoveTaskManager(c.id, cause)
 			continue
 		case now.Sub(c.lastOK) > jm.timing.HeartbeatTimeout:
 			jm.mu.Unlock()
