@@ -249,7 +249,7 @@ func jobConfig(c *cli.Context) (string, error) {
 		set(jobmanager.ConfRestartStrategy, r)
 	}
 	if sp := c.String("from-savepoint"); sp != "" {
-		abs, err := filepath.Abs(sp)
+		abs, err := filepath.Abs(jobmanager.LocalPath(sp))
 		if err != nil {
 			return "", err
 		}
@@ -354,7 +354,7 @@ func followJob(ctx context.Context, cl *client.Client, id string) error {
 func jobCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "job",
-		Usage: "list and cancel jobs of a JobManager",
+		Usage: "list, cancel, savepoint and stop jobs of a JobManager",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "list",
@@ -415,8 +415,66 @@ func jobCommand() *cli.Command {
 					})
 				},
 			},
+			{
+				Name:      "savepoint",
+				Usage:     "take a savepoint of a running job; `loom run -s PATH` starts a job from it",
+				ArgsUsage: "JOB",
+				Flags: []cli.Flag{jobmanagerFlag, appFlag, rmFlag,
+					&cli.StringFlag{Name: "dir", Usage: "directory to make the savepoint in, which every TaskManager reaches", DefaultText: "the job's " + jobmanager.ConfSavepointDir},
+					savepointTimeoutFlag},
+				Action: func(c *cli.Context) error { return savepoint(c, c.String("dir"), false) },
+			},
+			{
+				Name:      "stop",
+				Usage:     "stop a job with a savepoint: its state is saved, then it ends FINISHED",
+				ArgsUsage: "JOB",
+				Flags: []cli.Flag{jobmanagerFlag, appFlag, rmFlag,
+					&cli.StringFlag{Name: "savepoint-dir", Aliases: []string{"p"}, Usage: "directory to make the savepoint in, which every TaskManager reaches", DefaultText: "the job's " + jobmanager.ConfSavepointDir},
+					savepointTimeoutFlag},
+				Action: func(c *cli.Context) error { return savepoint(c, c.String("savepoint-dir"), true) },
+			},
 		},
 	}
+}
+
+var savepointTimeoutFlag = &cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "give up waiting for the savepoint after this long"}
+
+// savepoint takes a savepoint of the job named on the command line into
+// dir and, with stop set, waits for the job to end.
+func savepoint(c *cli.Context, dir string, stop bool) error {
+	id, err := oneArg(c, "JOB")
+	if err != nil {
+		return err
+	}
+	if dir != "" {
+		if dir, err = filepath.Abs(dir); err != nil {
+			return err
+		}
+	}
+	return withJobManager(c, func(cl *client.Client) error {
+		if stop {
+			fmt.Printf("Suspending job %s with a savepoint.\n", id)
+		} else {
+			fmt.Printf("Triggering savepoint for job %s.\n", id)
+		}
+		ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+		defer cancel()
+		resp, err := cl.Dispatcher().TriggerSavepoint(ctx, &flinkpb.TriggerSavepointRequest{JobId: id, TargetDirectory: dir, Stop: stop})
+		if err != nil {
+			return grpcMessage(err)
+		}
+		fmt.Printf("Savepoint completed. Path: %s\n", resp.Path)
+		fmt.Printf("Start a job from it with: loom run -s %s ...\n", resp.Path)
+		if !stop {
+			return nil
+		}
+		d, err := cl.Watch(c.Context, id, nil)
+		if err != nil {
+			return grpcMessage(err)
+		}
+		fmt.Printf("job %s %s\n", id, d.State)
+		return nil
+	})
 }
 
 var appFlag = &cli.StringFlag{Name: "app", Aliases: []string{"session"}, Usage: "the Flink application (per-job or session) whose JobManager to ask, instead of --jobmanager"}

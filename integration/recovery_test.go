@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // checkExactlyOnce checks wordcount's running counts: for every word
@@ -45,16 +47,16 @@ func checkExactlyOnce(t *testing.T, output string, want map[string]int) {
 }
 
 // recoveryRun starts wordcount per-job with checkpoints every 100 ms over
-// a paced input, waits for a checkpoint, and returns the run, with the
-// input's word counts and the output directory.
-func recoveryRun(t *testing.T, c *cluster, extra ...string) (*attachedRun, map[string]int, string) {
+// an input paced by lineDelay, waits for a checkpoint, and returns the
+// run, with the input's word counts and the output directory.
+func recoveryRun(t *testing.T, c *cluster, lineDelay string, extra ...string) (*attachedRun, map[string]int, string) {
 	t.Helper()
 	input, output := filepath.Join(c.dir, "words.txt"), filepath.Join(c.dir, "out")
 	want := writeWords(t, input)
 	args := append([]string{"-p", "2", "--slots-per-tm", "1", "--checkpoint-interval", "100ms", "--checkpoint-dir", filepath.Join(c.dir, "checkpoints"),
 		"--restart-strategy", "fixed-delay", "-D", "restart-strategy.fixed-delay.attempts=3", "-D", "restart-strategy.fixed-delay.delay=100ms",
 		"-D", "state.checkpoints.num-retained=100"}, extra...)
-	args = append(args, wordcountBin, "--input", input, "--output", output, "--line-delay", "3ms")
+	args = append(args, wordcountBin, "--input", input, "--output", output, "--line-delay", lineDelay)
 	r := c.runAttached(args...)
 	j := c.waitAppJob(r.id, func(j jobJSON) bool { return j.Checkpoints.Completed >= 2 }, "two checkpoints completed")
 	checkCheckpointsREST(t, regexp.MustCompile(`http://[0-9.:]+`).FindString(r.out.String()), j.ID)
@@ -99,7 +101,7 @@ func checkCheckpointsREST(t *testing.T, web, jobID string) {
 // exactly once.
 func TestPerJobRecoversFromTaskManagerKill(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 3})
-	r, want, output := recoveryRun(t, c)
+	r, want, output := recoveryRun(t, c, "3ms")
 	tms := appProcsRunning(r.id, "loom taskmanager")
 	if len(tms) != 2 {
 		t.Fatalf("TaskManager processes: %v", tms)
@@ -122,7 +124,7 @@ func TestPerJobRecoversFromTaskManagerKill(t *testing.T) {
 // runs the restarted job, and every word is counted exactly once.
 func TestPerJobRecoversFromWorkerKill(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 3})
-	r, want, output := recoveryRun(t, c)
+	r, want, output := recoveryRun(t, c, "3ms")
 	workers := appProcsRunning(r.id, "--line-delay")
 	if len(workers) != 2 {
 		t.Fatalf("worker processes: %v", workers)
@@ -145,7 +147,7 @@ func TestPerJobRecoversFromWorkerKill(t *testing.T) {
 // resumes from it; every word is counted exactly once.
 func TestPerJobRecoversFromAMKill(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 3})
-	r, want, output := recoveryRun(t, c)
+	r, want, output := recoveryRun(t, c, "3ms")
 	ams := appProcsRunning(r.id, "loom am ")
 	if len(ams) != 1 {
 		t.Fatalf("AM processes: %v", ams)
@@ -170,7 +172,7 @@ func TestPerJobRecoversFromAMKill(t *testing.T) {
 // word exactly once.
 func TestPerJobRecoversFromNodeManagerKill(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 3})
-	r, want, output := recoveryRun(t, c)
+	r, want, output := recoveryRun(t, c, "3ms")
 	// A node with a TaskManager, one without the AM if there is one (a
 	// node with the AM takes the AM down too, which the RM restarts).
 	var amNode, victim string
@@ -197,4 +199,85 @@ func TestPerJobRecoversFromNodeManagerKill(t *testing.T) {
 	t.Logf("run:\n%s", r.out.String())
 	checkExactlyOnce(t, output, want)
 	c.waitNoProcessOf(r.id)
+}
+
+var savepointPathRe = regexp.MustCompile(`Savepoint completed\. Path: (\S+)`)
+
+// A savepoint taken over REST and one with `loom job savepoint` leave the
+// job running; `loom job stop` takes a last one and ends the job
+// FINISHED. That savepoint restores into a changed job (no --line-delay
+// operator) through the UIDs of its stateful operators, and the two runs
+// together count every word exactly once.
+func TestSavepointRestoresIntoAChangedJob(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 3})
+	r, want, output := recoveryRun(t, c, "10ms")
+	j := c.waitAppJob(r.id, func(j jobJSON) bool { return j.State == "RUNNING" }, "the job RUNNING")
+	spDir := filepath.Join(c.dir, "savepoints")
+
+	web := regexp.MustCompile(`http://[0-9.:]+`).FindString(r.out.String())
+	resp, err := http.Post(web+"/jobs/"+j.ID+"/savepoints", "application/json", bytes.NewBufferString(`{"target-directory":"`+spDir+`","cancel-job":false}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trigger struct {
+		ID string `json:"request-id"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&trigger)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || trigger.ID == "" {
+		t.Fatalf("POST savepoints: %s, request-id %q", resp.Status, trigger.ID)
+	}
+	var st struct {
+		Status struct {
+			ID string `json:"id"`
+		} `json:"status"`
+		Operation struct {
+			Location string          `json:"location"`
+			Failure  json.RawMessage `json:"failure-cause"`
+		} `json:"operation"`
+	}
+	waitFor(t, 30*time.Second, "the REST savepoint to complete", func() (bool, string) {
+		resp, err := http.Get(web + "/jobs/" + j.ID + "/savepoints/" + trigger.ID)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		_ = json.NewDecoder(resp.Body).Decode(&st)
+		return st.Status.ID == "COMPLETED", st.Status.ID
+	})
+	if st.Operation.Failure != nil || !strings.HasPrefix(st.Operation.Location, "file:"+spDir+"/savepoint-") {
+		t.Fatalf("REST savepoint: %+v %s", st.Operation, st.Operation.Failure)
+	}
+
+	out := c.mustLoom("job", "savepoint", "--app", r.id, "--dir", spDir, j.ID)
+	if m := savepointPathRe.FindStringSubmatch(out); m == nil {
+		t.Fatalf("job savepoint said:\n%s", out)
+	} else if _, err := os.Stat(filepath.Join(m[1], "_metadata")); err != nil {
+		t.Fatalf("job savepoint: %v", err)
+	}
+	if j := c.waitAppJob(r.id, func(jobJSON) bool { return true }, "the job"); j.State != "RUNNING" {
+		t.Fatalf("after a savepoint the job is %s, want RUNNING", j.State)
+	}
+
+	out = c.mustLoom("job", "stop", "--app", r.id, "--savepoint-dir", spDir, j.ID)
+	m := savepointPathRe.FindStringSubmatch(out)
+	if m == nil || !strings.Contains(out, "FINISHED") {
+		t.Fatalf("job stop said:\n%s", out)
+	}
+	t.Logf("job stop:\n%s", out)
+	if code := r.wait(t); code != 0 {
+		t.Fatalf("the stopped job's run exited %d, want 0:\n%s\n%s", code, r.out.String(), r.errb.String())
+	}
+	if a := c.app(r.id); a.FinalStatus != "SUCCEEDED" {
+		t.Errorf("stopped job's app: %s, want SUCCEEDED", a.FinalStatus)
+	}
+
+	input := filepath.Join(c.dir, "words.txt")
+	out = c.mustLoom("run", "-t", "per-job", "-p", "2", "--slots-per-tm", "1", "--checkpoint-interval", "100ms",
+		"--checkpoint-dir", filepath.Join(c.dir, "checkpoints"), "-s", m[1], wordcountBin, "--input", input, "--output", output)
+	if !strings.Contains(out, "FINISHED") {
+		t.Fatalf("the restored run said:\n%s", out)
+	}
+	t.Logf("the restored run:\n%s", out)
+	checkExactlyOnce(t, output, want)
 }

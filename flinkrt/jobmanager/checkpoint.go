@@ -82,17 +82,16 @@ func checkpointSettingsOf(conf map[string]string, jobID string) (checkpointSetti
 	}
 	s.maxConcurrent = max(s.maxConcurrent, 1)
 	s.retained = max(s.retained, 1)
-	s.base = strings.TrimSpace(conf[ConfCheckpointDir])
+	s.base = LocalPath(conf[ConfCheckpointDir])
 	if s.base == "" {
 		s.base = DefaultCheckpointDir()
 	}
-	s.base = strings.TrimPrefix(s.base, "file://")
 	if !filepath.IsAbs(s.base) {
 		return s, fmt.Errorf("%s %q: want an absolute path, which every TaskManager reaches", ConfCheckpointDir, s.base)
 	}
 	s.dir = filepath.Join(s.base, jobID)
-	s.savepointDir = strings.TrimPrefix(strings.TrimSpace(conf[ConfSavepointDir]), "file://")
-	s.restorePath = strings.TrimPrefix(strings.TrimSpace(conf[ConfSavepointPath]), "file://")
+	s.savepointDir = LocalPath(conf[ConfSavepointDir])
+	s.restorePath = LocalPath(conf[ConfSavepointPath])
 	s.allowNonRestored, _ = strconv.ParseBool(conf[ConfAllowNonRestored])
 	return s, nil
 }
@@ -349,4 +348,14 @@ func randomSuffix() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// LocalPath is a path given as a file URI (file:///p, file:/p, as Flink
+// prints locations) or a plain path.
+func LocalPath(p string) string {
+	p = strings.TrimSpace(p)
+	if strings.HasPrefix(p, "file://") {
+		return strings.TrimPrefix(p, "file://")
+	}
+	return strings.TrimPrefix(p, "file:")
 }

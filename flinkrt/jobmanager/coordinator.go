@@ -2,11 +2,13 @@ package jobmanager
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"loom/proto/flinkpb"
 )
@@ -48,8 +50,11 @@ func maxTime(a, b time.Time) time.Time {
 // into target) and returns the command to send to every TaskManager of
 // the job, which the caller sends without the lock.
 func (jm *JobMaster) triggerLocked(now time.Time, savepoint bool, target string) (*pendingCheckpoint, error) {
-	if jm.state != JobRunning || !jm.allTasks(TaskRunning) {
-		return nil, fmt.Errorf("job %s is %s and not all its tasks are RUNNING; a checkpoint needs every task running", jm.id, jm.state)
+	switch {
+	case jm.state != JobRunning:
+		return nil, fmt.Errorf("job %s is %s; a checkpoint or savepoint needs it RUNNING", jm.id, jm.state)
+	case !jm.allTasks(TaskRunning):
+		return nil, fmt.Errorf("job %s is RUNNING but not all its tasks are (some are still deploying, or have finished); a checkpoint or savepoint needs every task running", jm.id)
 	}
 	id := jm.cp.next
 	jm.cp.next++
@@ -294,16 +299,16 @@ func (jm *JobMaster) TriggerSavepoint(ctx context.Context, dir string, stop bool
 	}
 	if dir == "" {
 		jm.mu.Unlock()
-		return "", errors.New("no savepoint directory: name one (--dir), or set " + ConfSavepointDir + " for the job")
+		return "", status.Error(codes.InvalidArgument, "no savepoint directory: name one (--dir), or set "+ConfSavepointDir+" for the job")
 	}
 	if !filepath.IsAbs(dir) {
 		jm.mu.Unlock()
-		return "", fmt.Errorf("savepoint directory %q: want an absolute path, which every TaskManager reaches", dir)
+		return "", status.Errorf(codes.InvalidArgument, "savepoint directory %q: want an absolute path, which every TaskManager reaches", dir)
 	}
 	p, err := jm.triggerLocked(time.Now(), true, dir)
 	if err != nil {
 		jm.mu.Unlock()
-		return "", err
+		return "", status.Error(codes.FailedPrecondition, err.Error())
 	}
 	p.stop = stop
 	done := make(chan savepointResult, 1)
@@ -313,7 +318,7 @@ func (jm *JobMaster) TriggerSavepoint(ctx context.Context, dir string, stop bool
 	case r := <-done:
 		return r.path, r.err
 	case <-ctx.Done():
-		return "", fmt.Errorf("savepoint %d was still in progress when the request ended; it may yet complete in %s", p.stats.id, p.dir)
+		return "", status.Errorf(codes.DeadlineExceeded, "savepoint %d was still in progress when the request ended; it may yet complete in %s", p.stats.id, p.dir)
 	}
 }
 

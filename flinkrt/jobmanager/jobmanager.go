@@ -81,6 +81,10 @@ type JobManager struct {
 	mu    sync.Mutex
 	jobs  map[string]*JobMaster
 	order []string
+	// savepointOps are the savepoints asked for over REST, by trigger id,
+	// oldest first in savepointOrder.
+	savepointOps   map[string]*savepointOp
+	savepointOrder []string
 	ctx   context.Context
 	wg    sync.WaitGroup
 }
@@ -115,7 +119,7 @@ func New(cfg Config) (*JobManager, error) {
 	log := cfg.Log.Named("jobmanager")
 	jm := &JobManager{
 		cfg: cfg, log: log, addr: addr, ln: ln, srv: grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20)),
-		blobs: blobs, start: time.Now(), jobs: map[string]*JobMaster{}, ctx: context.Background(), shutdown: make(chan string, 1),
+		blobs: blobs, start: time.Now(), jobs: map[string]*JobMaster{}, savepointOps: map[string]*savepointOp{}, ctx: context.Background(), shutdown: make(chan string, 1),
 		rm: resourcemanager.New(resourcemanager.Config{
 			Log: cfg.Log.Named("resourcemanager"), Driver: cfg.Driver,
 			HeartbeatInterval: cfg.TMHeartbeatInterval, HeartbeatTimeout: cfg.TMHeartbeatTimeout,
@@ -337,6 +341,19 @@ func (jm *JobManager) CancelJob(_ context.Context, req *flinkpb.CancelJobRequest
 		return nil, err
 	}
 	return &flinkpb.CancelJobResponse{State: j.Cancel()}, nil
+}
+
+// TriggerSavepoint implements flinkpb.DispatcherServer.
+func (jm *JobManager) TriggerSavepoint(ctx context.Context, req *flinkpb.TriggerSavepointRequest) (*flinkpb.TriggerSavepointResponse, error) {
+	j, err := jm.job(req.JobId)
+	if err != nil {
+		return nil, err
+	}
+	path, err := j.TriggerSavepoint(ctx, req.TargetDirectory, req.Stop)
+	if err != nil {
+		return nil, err
+	}
+	return &flinkpb.TriggerSavepointResponse{Path: path}, nil
 }
 
 // UploadBlob implements flinkpb.DispatcherServer.

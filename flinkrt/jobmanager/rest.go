@@ -2,12 +2,15 @@ package jobmanager
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc/status"
 
 	"loom/flinkrt/resourcemanager"
 	"loom/proto/flinkpb"
@@ -37,6 +40,9 @@ func (jm *JobManager) restHandler() http.Handler {
 	mux.HandleFunc("GET /jobs/{jobid}/exceptions", jm.withJob(jm.restExceptions))
 	mux.HandleFunc("GET /jobs/{jobid}/checkpoints", jm.withJobMaster(func(j *JobMaster) obj { return j.checkpointsJSON() }))
 	mux.HandleFunc("GET /jobs/{jobid}/checkpoints/config", jm.withJobMaster(func(j *JobMaster) obj { return j.checkpointConfigJSON() }))
+	mux.HandleFunc("POST /jobs/{jobid}/savepoints", jm.restSavepoint)
+	mux.HandleFunc("POST /jobs/{jobid}/stop", jm.restSavepoint)
+	mux.HandleFunc("GET /jobs/{jobid}/savepoints/{triggerid}", jm.restSavepointStatus)
 	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}", jm.withJob(jm.restVertex))
 	for _, p := range []string{
 		"GET /jobs/{jobid}/vertices/{vertexid}/subtasks/metrics", "GET /jobs/{jobid}/vertices/{vertexid}/metrics",
@@ -438,4 +444,100 @@ func restEnvironment(w http.ResponseWriter, _ *http.Request) {
 		"jvm":       obj{"version": runtime.Version(), "arch": runtime.GOOS + "/" + runtime.GOARCH, "options": os.Args},
 		"classpath": []string{},
 	})
+}
+
+// savepointOp is a savepoint asked for over REST, which answers with a
+// trigger id at once; the client polls for the outcome.
+type savepointOp struct {
+	job  string
+	done bool
+	path string
+	err  error
+}
+
+// maxSavepointOps is how many REST savepoint outcomes are kept.
+const maxSavepointOps = 100
+
+// restSavepoint takes a savepoint (POST /jobs/:jobid/savepoints, with
+// target-directory and cancel-job) or stops the job with one (POST
+// /jobs/:jobid/stop, with targetDirectory), and answers 202 with the
+// request-id to poll.
+func (jm *JobManager) restSavepoint(w http.ResponseWriter, r *http.Request) {
+	j, err := jm.job(r.PathValue("jobid"))
+	if err != nil {
+		restError(w, http.StatusNotFound, "Job "+r.PathValue("jobid")+" not found")
+		return
+	}
+	var body struct {
+		TargetDirectory string `json:"target-directory"`
+		CancelJob       bool   `json:"cancel-job"`
+		StopDirectory   string `json:"targetDirectory"`
+		Drain           bool   `json:"drain"`
+	}
+	if r.ContentLength != 0 {
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&body); err != nil {
+			restError(w, http.StatusBadRequest, "request body: "+err.Error())
+			return
+		}
+	}
+	stop := strings.HasSuffix(r.URL.Path, "/stop")
+	dir := body.TargetDirectory
+	if stop {
+		dir = body.StopDirectory
+	}
+	if body.Drain {
+		restError(w, http.StatusBadRequest, "drain is not supported: stop without it, and the job ends after the savepoint without draining its windows")
+		return
+	}
+	id := NewJobID()
+	op := &savepointOp{job: j.id}
+	jm.mu.Lock()
+	ctx := jm.ctx
+	jm.savepointOps[id] = op
+	jm.savepointOrder = append(jm.savepointOrder, id)
+	if len(jm.savepointOrder) > maxSavepointOps {
+		delete(jm.savepointOps, jm.savepointOrder[0])
+		jm.savepointOrder = jm.savepointOrder[1:]
+	}
+	jm.wg.Add(1)
+	jm.mu.Unlock()
+	go func() {
+		defer jm.wg.Done()
+		path, err := j.TriggerSavepoint(ctx, dir, stop)
+		if err == nil && body.CancelJob {
+			j.Cancel()
+		}
+		jm.mu.Lock()
+		op.done, op.path, op.err = true, path, err
+		jm.mu.Unlock()
+	}()
+	writeJSON(w, http.StatusAccepted, obj{"request-id": id})
+}
+
+// restSavepointStatus answers GET /jobs/:jobid/savepoints/:triggerid as
+// Flink does: IN_PROGRESS, or COMPLETED with the location or the failure.
+func (jm *JobManager) restSavepointStatus(w http.ResponseWriter, r *http.Request) {
+	jm.mu.Lock()
+	op := jm.savepointOps[r.PathValue("triggerid")]
+	var done bool
+	var path string
+	var opErr error
+	if op != nil {
+		done, path, opErr = op.done, op.path, op.err
+	}
+	jm.mu.Unlock()
+	if op == nil || op.job != r.PathValue("jobid") {
+		restError(w, http.StatusNotFound, "There is no savepoint operation with trigger id "+r.PathValue("triggerid")+" for job "+r.PathValue("jobid"))
+		return
+	}
+	switch {
+	case !done:
+		writeJSON(w, http.StatusOK, obj{"status": obj{"id": "IN_PROGRESS"}})
+	case opErr != nil:
+		msg := status.Convert(opErr).Message()
+		writeJSON(w, http.StatusOK, obj{"status": obj{"id": "COMPLETED"}, "operation": obj{"failure-cause": obj{
+			"class": "loom.SavepointException", "stack-trace": msg, "serialized-throwable": msg}}})
+	default:
+		writeJSON(w, http.StatusOK, obj{"status": obj{"id": "COMPLETED"}, "operation": obj{"location": "file:" + path}})
+	}
 }

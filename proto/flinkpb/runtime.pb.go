@@ -370,6 +370,113 @@ func (x *CancelJobRequest) GetJobId() string {
 	return ""
 }
 
+type TriggerSavepointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// target_directory is where the savepoint's directory is made; empty
+	// means the job's state.savepoints.dir.
+	TargetDirectory string `protobuf:"bytes,2,opt,name=target_directory,json=targetDirectory,proto3" json:"target_directory,omitempty"`
+	Stop            bool   `protobuf:"varint,3,opt,name=stop,proto3" json:"stop,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *TriggerSavepointRequest) Reset() {
+	*x = TriggerSavepointRequest{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TriggerSavepointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TriggerSavepointRequest) ProtoMessage() {}
+
+func (x *TriggerSavepointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TriggerSavepointRequest.ProtoReflect.Descriptor instead.
+func (*TriggerSavepointRequest) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TriggerSavepointRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *TriggerSavepointRequest) GetTargetDirectory() string {
+	if x != nil {
+		return x.TargetDirectory
+	}
+	return ""
+}
+
+func (x *TriggerSavepointRequest) GetStop() bool {
+	if x != nil {
+		return x.Stop
+	}
+	return false
+}
+
+type TriggerSavepointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// path is the savepoint's directory, which `loom run -s` restores.
+	Path          string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TriggerSavepointResponse) Reset() {
+	*x = TriggerSavepointResponse{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TriggerSavepointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TriggerSavepointResponse) ProtoMessage() {}
+
+func (x *TriggerSavepointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TriggerSavepointResponse.ProtoReflect.Descriptor instead.
+func (*TriggerSavepointResponse) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TriggerSavepointResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
 type ShutDownClusterRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
@@ -379,7 +486,7 @@ type ShutDownClusterRequest struct {
 
 func (x *ShutDownClusterRequest) Reset() {
 	*x = ShutDownClusterRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[7]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +498,7 @@ func (x *ShutDownClusterRequest) String() string {
 func (*ShutDownClusterRequest) ProtoMessage() {}
 
 func (x *ShutDownClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[7]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +511,7 @@ func (x *ShutDownClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutDownClusterRequest.ProtoReflect.Descriptor instead.
 func (*ShutDownClusterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{7}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ShutDownClusterRequest) GetReason() string {
@@ -424,7 +531,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[8]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -436,7 +543,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[8]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -449,7 +556,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{8}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CancelJobResponse) GetState() string {
@@ -490,7 +597,7 @@ type JobDetails struct {
 
 func (x *JobDetails) Reset() {
 	*x = JobDetails{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[9]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -502,7 +609,7 @@ func (x *JobDetails) String() string {
 func (*JobDetails) ProtoMessage() {}
 
 func (x *JobDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[9]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -515,7 +622,7 @@ func (x *JobDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobDetails.ProtoReflect.Descriptor instead.
 func (*JobDetails) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{9}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *JobDetails) GetJobId() string {
@@ -651,7 +758,7 @@ type CheckpointSummary struct {
 
 func (x *CheckpointSummary) Reset() {
 	*x = CheckpointSummary{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -663,7 +770,7 @@ func (x *CheckpointSummary) String() string {
 func (*CheckpointSummary) ProtoMessage() {}
 
 func (x *CheckpointSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -676,7 +783,7 @@ func (x *CheckpointSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointSummary.ProtoReflect.Descriptor instead.
 func (*CheckpointSummary) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{10}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CheckpointSummary) GetEnabled() bool {
@@ -755,7 +862,7 @@ type VertexDetails struct {
 
 func (x *VertexDetails) Reset() {
 	*x = VertexDetails{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +874,7 @@ func (x *VertexDetails) String() string {
 func (*VertexDetails) ProtoMessage() {}
 
 func (x *VertexDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +887,7 @@ func (x *VertexDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VertexDetails.ProtoReflect.Descriptor instead.
 func (*VertexDetails) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{11}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *VertexDetails) GetId() string {
@@ -835,7 +942,7 @@ type SubtaskDetails struct {
 
 func (x *SubtaskDetails) Reset() {
 	*x = SubtaskDetails{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +954,7 @@ func (x *SubtaskDetails) String() string {
 func (*SubtaskDetails) ProtoMessage() {}
 
 func (x *SubtaskDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +967,7 @@ func (x *SubtaskDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskDetails.ProtoReflect.Descriptor instead.
 func (*SubtaskDetails) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{12}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SubtaskDetails) GetIndex() int32 {
@@ -923,7 +1030,7 @@ type BlobKey struct {
 
 func (x *BlobKey) Reset() {
 	*x = BlobKey{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1042,7 @@ func (x *BlobKey) String() string {
 func (*BlobKey) ProtoMessage() {}
 
 func (x *BlobKey) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1055,7 @@ func (x *BlobKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobKey.ProtoReflect.Descriptor instead.
 func (*BlobKey) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{13}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *BlobKey) GetSha256() string {
@@ -976,7 +1083,7 @@ type BlobChunk struct {
 
 func (x *BlobChunk) Reset() {
 	*x = BlobChunk{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1095,7 @@ func (x *BlobChunk) String() string {
 func (*BlobChunk) ProtoMessage() {}
 
 func (x *BlobChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1108,7 @@ func (x *BlobChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
 func (*BlobChunk) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{14}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *BlobChunk) GetKey() *BlobKey {
@@ -1037,7 +1144,7 @@ type RegisterTaskExecutorRequest struct {
 
 func (x *RegisterTaskExecutorRequest) Reset() {
 	*x = RegisterTaskExecutorRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1049,7 +1156,7 @@ func (x *RegisterTaskExecutorRequest) String() string {
 func (*RegisterTaskExecutorRequest) ProtoMessage() {}
 
 func (x *RegisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1062,7 +1169,7 @@ func (x *RegisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskExecutorRequest.ProtoReflect.Descriptor instead.
 func (*RegisterTaskExecutorRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{15}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RegisterTaskExecutorRequest) GetTaskManagerId() string {
@@ -1127,7 +1234,7 @@ type RegisterTaskExecutorResponse struct {
 
 func (x *RegisterTaskExecutorResponse) Reset() {
 	*x = RegisterTaskExecutorResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1246,7 @@ func (x *RegisterTaskExecutorResponse) String() string {
 func (*RegisterTaskExecutorResponse) ProtoMessage() {}
 
 func (x *RegisterTaskExecutorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1259,7 @@ func (x *RegisterTaskExecutorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskExecutorResponse.ProtoReflect.Descriptor instead.
 func (*RegisterTaskExecutorResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{16}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RegisterTaskExecutorResponse) GetHeartbeatIntervalMs() int64 {
@@ -1188,7 +1295,7 @@ type SlotStatus struct {
 
 func (x *SlotStatus) Reset() {
 	*x = SlotStatus{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1307,7 @@ func (x *SlotStatus) String() string {
 func (*SlotStatus) ProtoMessage() {}
 
 func (x *SlotStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1320,7 @@ func (x *SlotStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlotStatus.ProtoReflect.Descriptor instead.
 func (*SlotStatus) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{17}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SlotStatus) GetIndex() int32 {
@@ -1247,7 +1354,7 @@ type TaskExecutorHeartbeat struct {
 
 func (x *TaskExecutorHeartbeat) Reset() {
 	*x = TaskExecutorHeartbeat{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1366,7 @@ func (x *TaskExecutorHeartbeat) String() string {
 func (*TaskExecutorHeartbeat) ProtoMessage() {}
 
 func (x *TaskExecutorHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1379,7 @@ func (x *TaskExecutorHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecutorHeartbeat.ProtoReflect.Descriptor instead.
 func (*TaskExecutorHeartbeat) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{18}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TaskExecutorHeartbeat) GetTaskManagerId() string {
@@ -1300,7 +1407,7 @@ type ResourceManagerHeartbeatResponse struct {
 
 func (x *ResourceManagerHeartbeatResponse) Reset() {
 	*x = ResourceManagerHeartbeatResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1419,7 @@ func (x *ResourceManagerHeartbeatResponse) String() string {
 func (*ResourceManagerHeartbeatResponse) ProtoMessage() {}
 
 func (x *ResourceManagerHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1432,7 @@ func (x *ResourceManagerHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceManagerHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*ResourceManagerHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{19}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ResourceManagerHeartbeatResponse) GetRegistered() bool {
@@ -1345,7 +1452,7 @@ type UnregisterTaskExecutorRequest struct {
 
 func (x *UnregisterTaskExecutorRequest) Reset() {
 	*x = UnregisterTaskExecutorRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1357,7 +1464,7 @@ func (x *UnregisterTaskExecutorRequest) String() string {
 func (*UnregisterTaskExecutorRequest) ProtoMessage() {}
 
 func (x *UnregisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1370,7 +1477,7 @@ func (x *UnregisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterTaskExecutorRequest.ProtoReflect.Descriptor instead.
 func (*UnregisterTaskExecutorRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{20}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UnregisterTaskExecutorRequest) GetTaskManagerId() string {
@@ -1396,7 +1503,7 @@ type GetJobArtifactRequest struct {
 
 func (x *GetJobArtifactRequest) Reset() {
 	*x = GetJobArtifactRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1515,7 @@ func (x *GetJobArtifactRequest) String() string {
 func (*GetJobArtifactRequest) ProtoMessage() {}
 
 func (x *GetJobArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1528,7 @@ func (x *GetJobArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobArtifactRequest.ProtoReflect.Descriptor instead.
 func (*GetJobArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{21}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetJobArtifactRequest) GetJobId() string {
@@ -1446,7 +1553,7 @@ type JobArtifact struct {
 
 func (x *JobArtifact) Reset() {
 	*x = JobArtifact{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1565,7 @@ func (x *JobArtifact) String() string {
 func (*JobArtifact) ProtoMessage() {}
 
 func (x *JobArtifact) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1578,7 @@ func (x *JobArtifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobArtifact.ProtoReflect.Descriptor instead.
 func (*JobArtifact) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{22}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JobArtifact) GetArtifact() *BlobKey {
@@ -1523,7 +1630,7 @@ type OfferSlotsRequest struct {
 
 func (x *OfferSlotsRequest) Reset() {
 	*x = OfferSlotsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1642,7 @@ func (x *OfferSlotsRequest) String() string {
 func (*OfferSlotsRequest) ProtoMessage() {}
 
 func (x *OfferSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1655,7 @@ func (x *OfferSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferSlotsRequest.ProtoReflect.Descriptor instead.
 func (*OfferSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{23}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *OfferSlotsRequest) GetJobId() string {
@@ -1596,7 +1703,7 @@ type OfferSlotsResponse struct {
 
 func (x *OfferSlotsResponse) Reset() {
 	*x = OfferSlotsResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1608,7 +1715,7 @@ func (x *OfferSlotsResponse) String() string {
 func (*OfferSlotsResponse) ProtoMessage() {}
 
 func (x *OfferSlotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1621,7 +1728,7 @@ func (x *OfferSlotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferSlotsResponse.ProtoReflect.Descriptor instead.
 func (*OfferSlotsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{24}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *OfferSlotsResponse) GetAccepted() []int32 {
@@ -1645,7 +1752,7 @@ type TaskStateUpdate struct {
 
 func (x *TaskStateUpdate) Reset() {
 	*x = TaskStateUpdate{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1764,7 @@ func (x *TaskStateUpdate) String() string {
 func (*TaskStateUpdate) ProtoMessage() {}
 
 func (x *TaskStateUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1777,7 @@ func (x *TaskStateUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStateUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStateUpdate) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{25}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TaskStateUpdate) GetVertex() int32 {
@@ -1719,7 +1826,7 @@ type TaskStateUpdates struct {
 
 func (x *TaskStateUpdates) Reset() {
 	*x = TaskStateUpdates{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +1838,7 @@ func (x *TaskStateUpdates) String() string {
 func (*TaskStateUpdates) ProtoMessage() {}
 
 func (x *TaskStateUpdates) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +1851,7 @@ func (x *TaskStateUpdates) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStateUpdates.ProtoReflect.Descriptor instead.
 func (*TaskStateUpdates) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{26}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *TaskStateUpdates) GetJobId() string {
@@ -1779,7 +1886,7 @@ type WorkerFailedRequest struct {
 
 func (x *WorkerFailedRequest) Reset() {
 	*x = WorkerFailedRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +1898,7 @@ func (x *WorkerFailedRequest) String() string {
 func (*WorkerFailedRequest) ProtoMessage() {}
 
 func (x *WorkerFailedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +1911,7 @@ func (x *WorkerFailedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerFailedRequest.ProtoReflect.Descriptor instead.
 func (*WorkerFailedRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{27}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WorkerFailedRequest) GetJobId() string {
@@ -1841,7 +1948,7 @@ type RequestSlotRequest struct {
 
 func (x *RequestSlotRequest) Reset() {
 	*x = RequestSlotRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +1960,7 @@ func (x *RequestSlotRequest) String() string {
 func (*RequestSlotRequest) ProtoMessage() {}
 
 func (x *RequestSlotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +1973,7 @@ func (x *RequestSlotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestSlotRequest.ProtoReflect.Descriptor instead.
 func (*RequestSlotRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{28}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RequestSlotRequest) GetJobId() string {
@@ -1908,7 +2015,7 @@ type TaskDeployment struct {
 
 func (x *TaskDeployment) Reset() {
 	*x = TaskDeployment{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1920,7 +2027,7 @@ func (x *TaskDeployment) String() string {
 func (*TaskDeployment) ProtoMessage() {}
 
 func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1933,7 +2040,7 @@ func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDeployment.ProtoReflect.Descriptor instead.
 func (*TaskDeployment) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{29}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TaskDeployment) GetVertex() int32 {
@@ -1977,7 +2084,7 @@ type SubmitTasksRequest struct {
 
 func (x *SubmitTasksRequest) Reset() {
 	*x = SubmitTasksRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1989,7 +2096,7 @@ func (x *SubmitTasksRequest) String() string {
 func (*SubmitTasksRequest) ProtoMessage() {}
 
 func (x *SubmitTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2002,7 +2109,7 @@ func (x *SubmitTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitTasksRequest.ProtoReflect.Descriptor instead.
 func (*SubmitTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{30}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SubmitTasksRequest) GetJobId() string {
@@ -2061,7 +2168,7 @@ type RestoreState struct {
 
 func (x *RestoreState) Reset() {
 	*x = RestoreState{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2073,7 +2180,7 @@ func (x *RestoreState) String() string {
 func (*RestoreState) ProtoMessage() {}
 
 func (x *RestoreState) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2086,7 +2193,7 @@ func (x *RestoreState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreState.ProtoReflect.Descriptor instead.
 func (*RestoreState) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{31}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RestoreState) GetCheckpointId() int64 {
@@ -2122,7 +2229,7 @@ type SubtaskState struct {
 
 func (x *SubtaskState) Reset() {
 	*x = SubtaskState{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +2241,7 @@ func (x *SubtaskState) String() string {
 func (*SubtaskState) ProtoMessage() {}
 
 func (x *SubtaskState) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +2254,7 @@ func (x *SubtaskState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskState.ProtoReflect.Descriptor instead.
 func (*SubtaskState) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{32}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SubtaskState) GetVertex() int32 {
@@ -2186,7 +2293,7 @@ type CheckpointTrigger struct {
 
 func (x *CheckpointTrigger) Reset() {
 	*x = CheckpointTrigger{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2198,7 +2305,7 @@ func (x *CheckpointTrigger) String() string {
 func (*CheckpointTrigger) ProtoMessage() {}
 
 func (x *CheckpointTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2211,7 +2318,7 @@ func (x *CheckpointTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointTrigger.ProtoReflect.Descriptor instead.
 func (*CheckpointTrigger) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{33}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CheckpointTrigger) GetJobId() string {
@@ -2267,7 +2374,7 @@ type CheckpointNotification struct {
 
 func (x *CheckpointNotification) Reset() {
 	*x = CheckpointNotification{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2279,7 +2386,7 @@ func (x *CheckpointNotification) String() string {
 func (*CheckpointNotification) ProtoMessage() {}
 
 func (x *CheckpointNotification) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2292,7 +2399,7 @@ func (x *CheckpointNotification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointNotification.ProtoReflect.Descriptor instead.
 func (*CheckpointNotification) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{34}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CheckpointNotification) GetJobId() string {
@@ -2337,7 +2444,7 @@ type CheckpointAck struct {
 
 func (x *CheckpointAck) Reset() {
 	*x = CheckpointAck{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2456,7 @@ func (x *CheckpointAck) String() string {
 func (*CheckpointAck) ProtoMessage() {}
 
 func (x *CheckpointAck) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +2469,7 @@ func (x *CheckpointAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointAck.ProtoReflect.Descriptor instead.
 func (*CheckpointAck) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CheckpointAck) GetVertex() int32 {
@@ -2446,7 +2553,7 @@ type CheckpointAcks struct {
 
 func (x *CheckpointAcks) Reset() {
 	*x = CheckpointAcks{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2458,7 +2565,7 @@ func (x *CheckpointAcks) String() string {
 func (*CheckpointAcks) ProtoMessage() {}
 
 func (x *CheckpointAcks) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2471,7 +2578,7 @@ func (x *CheckpointAcks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointAcks.ProtoReflect.Descriptor instead.
 func (*CheckpointAcks) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CheckpointAcks) GetJobId() string {
@@ -2504,7 +2611,7 @@ type SubtaskLocations struct {
 
 func (x *SubtaskLocations) Reset() {
 	*x = SubtaskLocations{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2516,7 +2623,7 @@ func (x *SubtaskLocations) String() string {
 func (*SubtaskLocations) ProtoMessage() {}
 
 func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2529,7 +2636,7 @@ func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskLocations.ProtoReflect.Descriptor instead.
 func (*SubtaskLocations) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{37}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SubtaskLocations) GetAddresses() []string {
@@ -2551,7 +2658,7 @@ type CancelTasksRequest struct {
 
 func (x *CancelTasksRequest) Reset() {
 	*x = CancelTasksRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2563,7 +2670,7 @@ func (x *CancelTasksRequest) String() string {
 func (*CancelTasksRequest) ProtoMessage() {}
 
 func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2576,7 +2683,7 @@ func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
 func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{38}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CancelTasksRequest) GetJobId() string {
@@ -2603,7 +2710,7 @@ type FreeSlotsRequest struct {
 
 func (x *FreeSlotsRequest) Reset() {
 	*x = FreeSlotsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2615,7 +2722,7 @@ func (x *FreeSlotsRequest) String() string {
 func (*FreeSlotsRequest) ProtoMessage() {}
 
 func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2628,7 +2735,7 @@ func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeSlotsRequest.ProtoReflect.Descriptor instead.
 func (*FreeSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{39}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *FreeSlotsRequest) GetJobId() string {
@@ -2654,7 +2761,7 @@ type JobMasterHeartbeat struct {
 
 func (x *JobMasterHeartbeat) Reset() {
 	*x = JobMasterHeartbeat{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2666,7 +2773,7 @@ func (x *JobMasterHeartbeat) String() string {
 func (*JobMasterHeartbeat) ProtoMessage() {}
 
 func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2679,7 +2786,7 @@ func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobMasterHeartbeat.ProtoReflect.Descriptor instead.
 func (*JobMasterHeartbeat) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{40}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *JobMasterHeartbeat) GetJobId() string {
@@ -2698,7 +2805,7 @@ type TaskExecutorHeartbeatResponse struct {
 
 func (x *TaskExecutorHeartbeatResponse) Reset() {
 	*x = TaskExecutorHeartbeatResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2710,7 +2817,7 @@ func (x *TaskExecutorHeartbeatResponse) String() string {
 func (*TaskExecutorHeartbeatResponse) ProtoMessage() {}
 
 func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2723,7 +2830,7 @@ func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecutorHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*TaskExecutorHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{41}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TaskExecutorHeartbeatResponse) GetSlots() []*SlotStatus {
@@ -2747,7 +2854,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2759,7 +2866,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2772,7 +2879,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{42}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -2846,7 +2953,7 @@ type WorkerHello struct {
 
 func (x *WorkerHello) Reset() {
 	*x = WorkerHello{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2858,7 +2965,7 @@ func (x *WorkerHello) String() string {
 func (*WorkerHello) ProtoMessage() {}
 
 func (x *WorkerHello) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2871,7 +2978,7 @@ func (x *WorkerHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHello.ProtoReflect.Descriptor instead.
 func (*WorkerHello) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{43}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *WorkerHello) GetJobId() string {
@@ -2924,7 +3031,7 @@ type WorkerCommand struct {
 
 func (x *WorkerCommand) Reset() {
 	*x = WorkerCommand{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2936,7 +3043,7 @@ func (x *WorkerCommand) String() string {
 func (*WorkerCommand) ProtoMessage() {}
 
 func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2949,7 +3056,7 @@ func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerCommand.ProtoReflect.Descriptor instead.
 func (*WorkerCommand) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{44}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *WorkerCommand) GetCmd() isWorkerCommand_Cmd {
@@ -3050,7 +3157,13 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"minVersion\x12\x17\n" +
 	"\await_ms\x18\x03 \x01(\x03R\x06waitMs\")\n" +
 	"\x10CancelJobRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"0\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"o\n" +
+	"\x17TriggerSavepointRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12)\n" +
+	"\x10target_directory\x18\x02 \x01(\tR\x0ftargetDirectory\x12\x12\n" +
+	"\x04stop\x18\x03 \x01(\bR\x04stop\".\n" +
+	"\x18TriggerSavepointResponse\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"0\n" +
 	"\x16ShutDownClusterRequest\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\")\n" +
 	"\x11CancelJobResponse\x12\x14\n" +
@@ -3264,13 +3377,14 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x06cancel\x18\x02 \x01(\v2\x1e.loom.flink.CancelTasksRequestH\x00R\x06cancel\x129\n" +
 	"\atrigger\x18\x03 \x01(\v2\x1d.loom.flink.CheckpointTriggerH\x00R\atrigger\x12<\n" +
 	"\x06notify\x18\x04 \x01(\v2\".loom.flink.CheckpointNotificationH\x00R\x06notifyB\x05\n" +
-	"\x03cmd2\xe8\x03\n" +
+	"\x03cmd2\xc7\x04\n" +
 	"\n" +
 	"Dispatcher\x12H\n" +
 	"\tSubmitJob\x12\x1c.loom.flink.SubmitJobRequest\x1a\x1d.loom.flink.SubmitJobResponse\x12E\n" +
 	"\bListJobs\x12\x1b.loom.flink.ListJobsRequest\x1a\x1c.loom.flink.ListJobsResponse\x12;\n" +
 	"\x06GetJob\x12\x19.loom.flink.GetJobRequest\x1a\x16.loom.flink.JobDetails\x12H\n" +
-	"\tCancelJob\x12\x1c.loom.flink.CancelJobRequest\x1a\x1d.loom.flink.CancelJobResponse\x12:\n" +
+	"\tCancelJob\x12\x1c.loom.flink.CancelJobRequest\x1a\x1d.loom.flink.CancelJobResponse\x12]\n" +
+	"\x10TriggerSavepoint\x12#.loom.flink.TriggerSavepointRequest\x1a$.loom.flink.TriggerSavepointResponse\x12:\n" +
 	"\n" +
 	"UploadBlob\x12\x15.loom.flink.BlobChunk\x1a\x13.loom.flink.BlobKey(\x01\x12<\n" +
 	"\fDownloadBlob\x12\x13.loom.flink.BlobKey\x1a\x15.loom.flink.BlobChunk0\x01\x12H\n" +
@@ -3309,7 +3423,7 @@ func file_proto_flinkpb_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_flinkpb_runtime_proto_rawDescData
 }
 
-var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	(*Empty)(nil),                            // 0: loom.flink.Empty
 	(*SubmitJobRequest)(nil),                 // 1: loom.flink.SubmitJobRequest
@@ -3318,133 +3432,137 @@ var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	(*ListJobsResponse)(nil),                 // 4: loom.flink.ListJobsResponse
 	(*GetJobRequest)(nil),                    // 5: loom.flink.GetJobRequest
 	(*CancelJobRequest)(nil),                 // 6: loom.flink.CancelJobRequest
-	(*ShutDownClusterRequest)(nil),           // 7: loom.flink.ShutDownClusterRequest
-	(*CancelJobResponse)(nil),                // 8: loom.flink.CancelJobResponse
-	(*JobDetails)(nil),                       // 9: loom.flink.JobDetails
-	(*CheckpointSummary)(nil),                // 10: loom.flink.CheckpointSummary
-	(*VertexDetails)(nil),                    // 11: loom.flink.VertexDetails
-	(*SubtaskDetails)(nil),                   // 12: loom.flink.SubtaskDetails
-	(*BlobKey)(nil),                          // 13: loom.flink.BlobKey
-	(*BlobChunk)(nil),                        // 14: loom.flink.BlobChunk
-	(*RegisterTaskExecutorRequest)(nil),      // 15: loom.flink.RegisterTaskExecutorRequest
-	(*RegisterTaskExecutorResponse)(nil),     // 16: loom.flink.RegisterTaskExecutorResponse
-	(*SlotStatus)(nil),                       // 17: loom.flink.SlotStatus
-	(*TaskExecutorHeartbeat)(nil),            // 18: loom.flink.TaskExecutorHeartbeat
-	(*ResourceManagerHeartbeatResponse)(nil), // 19: loom.flink.ResourceManagerHeartbeatResponse
-	(*UnregisterTaskExecutorRequest)(nil),    // 20: loom.flink.UnregisterTaskExecutorRequest
-	(*GetJobArtifactRequest)(nil),            // 21: loom.flink.GetJobArtifactRequest
-	(*JobArtifact)(nil),                      // 22: loom.flink.JobArtifact
-	(*OfferSlotsRequest)(nil),                // 23: loom.flink.OfferSlotsRequest
-	(*OfferSlotsResponse)(nil),               // 24: loom.flink.OfferSlotsResponse
-	(*TaskStateUpdate)(nil),                  // 25: loom.flink.TaskStateUpdate
-	(*TaskStateUpdates)(nil),                 // 26: loom.flink.TaskStateUpdates
-	(*WorkerFailedRequest)(nil),              // 27: loom.flink.WorkerFailedRequest
-	(*RequestSlotRequest)(nil),               // 28: loom.flink.RequestSlotRequest
-	(*TaskDeployment)(nil),                   // 29: loom.flink.TaskDeployment
-	(*SubmitTasksRequest)(nil),               // 30: loom.flink.SubmitTasksRequest
-	(*RestoreState)(nil),                     // 31: loom.flink.RestoreState
-	(*SubtaskState)(nil),                     // 32: loom.flink.SubtaskState
-	(*CheckpointTrigger)(nil),                // 33: loom.flink.CheckpointTrigger
-	(*CheckpointNotification)(nil),           // 34: loom.flink.CheckpointNotification
-	(*CheckpointAck)(nil),                    // 35: loom.flink.CheckpointAck
-	(*CheckpointAcks)(nil),                   // 36: loom.flink.CheckpointAcks
-	(*SubtaskLocations)(nil),                 // 37: loom.flink.SubtaskLocations
-	(*CancelTasksRequest)(nil),               // 38: loom.flink.CancelTasksRequest
-	(*FreeSlotsRequest)(nil),                 // 39: loom.flink.FreeSlotsRequest
-	(*JobMasterHeartbeat)(nil),               // 40: loom.flink.JobMasterHeartbeat
-	(*TaskExecutorHeartbeatResponse)(nil),    // 41: loom.flink.TaskExecutorHeartbeatResponse
-	(*WorkerMessage)(nil),                    // 42: loom.flink.WorkerMessage
-	(*WorkerHello)(nil),                      // 43: loom.flink.WorkerHello
-	(*WorkerCommand)(nil),                    // 44: loom.flink.WorkerCommand
-	nil,                                      // 45: loom.flink.SubmitJobRequest.EnvEntry
-	nil,                                      // 46: loom.flink.JobDetails.TimestampsEntry
-	nil,                                      // 47: loom.flink.JobArtifact.EnvEntry
-	nil,                                      // 48: loom.flink.SubtaskState.FilesEntry
-	nil,                                      // 49: loom.flink.CheckpointAck.FilesEntry
-	(*JobGraph)(nil),                         // 50: loom.flink.JobGraph
+	(*TriggerSavepointRequest)(nil),          // 7: loom.flink.TriggerSavepointRequest
+	(*TriggerSavepointResponse)(nil),         // 8: loom.flink.TriggerSavepointResponse
+	(*ShutDownClusterRequest)(nil),           // 9: loom.flink.ShutDownClusterRequest
+	(*CancelJobResponse)(nil),                // 10: loom.flink.CancelJobResponse
+	(*JobDetails)(nil),                       // 11: loom.flink.JobDetails
+	(*CheckpointSummary)(nil),                // 12: loom.flink.CheckpointSummary
+	(*VertexDetails)(nil),                    // 13: loom.flink.VertexDetails
+	(*SubtaskDetails)(nil),                   // 14: loom.flink.SubtaskDetails
+	(*BlobKey)(nil),                          // 15: loom.flink.BlobKey
+	(*BlobChunk)(nil),                        // 16: loom.flink.BlobChunk
+	(*RegisterTaskExecutorRequest)(nil),      // 17: loom.flink.RegisterTaskExecutorRequest
+	(*RegisterTaskExecutorResponse)(nil),     // 18: loom.flink.RegisterTaskExecutorResponse
+	(*SlotStatus)(nil),                       // 19: loom.flink.SlotStatus
+	(*TaskExecutorHeartbeat)(nil),            // 20: loom.flink.TaskExecutorHeartbeat
+	(*ResourceManagerHeartbeatResponse)(nil), // 21: loom.flink.ResourceManagerHeartbeatResponse
+	(*UnregisterTaskExecutorRequest)(nil),    // 22: loom.flink.UnregisterTaskExecutorRequest
+	(*GetJobArtifactRequest)(nil),            // 23: loom.flink.GetJobArtifactRequest
+	(*JobArtifact)(nil),                      // 24: loom.flink.JobArtifact
+	(*OfferSlotsRequest)(nil),                // 25: loom.flink.OfferSlotsRequest
+	(*OfferSlotsResponse)(nil),               // 26: loom.flink.OfferSlotsResponse
+	(*TaskStateUpdate)(nil),                  // 27: loom.flink.TaskStateUpdate
+	(*TaskStateUpdates)(nil),                 // 28: loom.flink.TaskStateUpdates
+	(*WorkerFailedRequest)(nil),              // 29: loom.flink.WorkerFailedRequest
+	(*RequestSlotRequest)(nil),               // 30: loom.flink.RequestSlotRequest
+	(*TaskDeployment)(nil),                   // 31: loom.flink.TaskDeployment
+	(*SubmitTasksRequest)(nil),               // 32: loom.flink.SubmitTasksRequest
+	(*RestoreState)(nil),                     // 33: loom.flink.RestoreState
+	(*SubtaskState)(nil),                     // 34: loom.flink.SubtaskState
+	(*CheckpointTrigger)(nil),                // 35: loom.flink.CheckpointTrigger
+	(*CheckpointNotification)(nil),           // 36: loom.flink.CheckpointNotification
+	(*CheckpointAck)(nil),                    // 37: loom.flink.CheckpointAck
+	(*CheckpointAcks)(nil),                   // 38: loom.flink.CheckpointAcks
+	(*SubtaskLocations)(nil),                 // 39: loom.flink.SubtaskLocations
+	(*CancelTasksRequest)(nil),               // 40: loom.flink.CancelTasksRequest
+	(*FreeSlotsRequest)(nil),                 // 41: loom.flink.FreeSlotsRequest
+	(*JobMasterHeartbeat)(nil),               // 42: loom.flink.JobMasterHeartbeat
+	(*TaskExecutorHeartbeatResponse)(nil),    // 43: loom.flink.TaskExecutorHeartbeatResponse
+	(*WorkerMessage)(nil),                    // 44: loom.flink.WorkerMessage
+	(*WorkerHello)(nil),                      // 45: loom.flink.WorkerHello
+	(*WorkerCommand)(nil),                    // 46: loom.flink.WorkerCommand
+	nil,                                      // 47: loom.flink.SubmitJobRequest.EnvEntry
+	nil,                                      // 48: loom.flink.JobDetails.TimestampsEntry
+	nil,                                      // 49: loom.flink.JobArtifact.EnvEntry
+	nil,                                      // 50: loom.flink.SubtaskState.FilesEntry
+	nil,                                      // 51: loom.flink.CheckpointAck.FilesEntry
+	(*JobGraph)(nil),                         // 52: loom.flink.JobGraph
 }
 var file_proto_flinkpb_runtime_proto_depIdxs = []int32{
-	50, // 0: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
-	13, // 1: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
-	45, // 2: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
-	9,  // 3: loom.flink.ListJobsResponse.jobs:type_name -> loom.flink.JobDetails
-	46, // 4: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
-	11, // 5: loom.flink.JobDetails.vertices:type_name -> loom.flink.VertexDetails
-	50, // 6: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
-	10, // 7: loom.flink.JobDetails.checkpoints:type_name -> loom.flink.CheckpointSummary
-	12, // 8: loom.flink.VertexDetails.subtasks:type_name -> loom.flink.SubtaskDetails
-	13, // 9: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
-	17, // 10: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
-	17, // 11: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
-	13, // 12: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
-	47, // 13: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
-	17, // 14: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
-	25, // 15: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
-	29, // 16: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	37, // 17: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
-	31, // 18: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
-	32, // 19: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
-	48, // 20: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
-	49, // 21: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
-	35, // 22: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
-	17, // 23: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
-	43, // 24: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
-	25, // 25: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
-	35, // 26: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
-	30, // 27: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
-	38, // 28: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
-	33, // 29: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
-	34, // 30: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
+	52, // 0: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
+	15, // 1: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
+	47, // 2: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
+	11, // 3: loom.flink.ListJobsResponse.jobs:type_name -> loom.flink.JobDetails
+	48, // 4: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
+	13, // 5: loom.flink.JobDetails.vertices:type_name -> loom.flink.VertexDetails
+	52, // 6: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
+	12, // 7: loom.flink.JobDetails.checkpoints:type_name -> loom.flink.CheckpointSummary
+	14, // 8: loom.flink.VertexDetails.subtasks:type_name -> loom.flink.SubtaskDetails
+	15, // 9: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
+	19, // 10: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
+	19, // 11: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
+	15, // 12: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
+	49, // 13: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
+	19, // 14: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
+	27, // 15: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
+	31, // 16: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	39, // 17: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
+	33, // 18: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
+	34, // 19: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
+	50, // 20: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
+	51, // 21: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
+	37, // 22: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
+	19, // 23: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
+	45, // 24: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
+	27, // 25: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
+	37, // 26: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
+	32, // 27: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
+	40, // 28: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
+	35, // 29: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
+	36, // 30: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
 	1,  // 31: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
 	3,  // 32: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
 	5,  // 33: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
 	6,  // 34: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
-	14, // 35: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
-	13, // 36: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
-	7,  // 37: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
-	15, // 38: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
-	18, // 39: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
-	20, // 40: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
-	21, // 41: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
-	23, // 42: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
-	26, // 43: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
-	27, // 44: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
-	36, // 45: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
-	36, // 46: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
-	28, // 47: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
-	30, // 48: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
-	38, // 49: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
-	39, // 50: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
-	40, // 51: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
-	33, // 52: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
-	34, // 53: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
-	42, // 54: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
-	2,  // 55: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
-	4,  // 56: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
-	9,  // 57: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
-	8,  // 58: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
-	13, // 59: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
-	14, // 60: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
-	0,  // 61: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
-	16, // 62: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
-	19, // 63: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
-	0,  // 64: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
-	22, // 65: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
-	24, // 66: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
-	0,  // 67: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
-	0,  // 68: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
-	0,  // 69: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
-	0,  // 70: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
-	0,  // 71: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
-	0,  // 72: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
-	0,  // 73: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
-	0,  // 74: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
-	41, // 75: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
-	0,  // 76: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
-	0,  // 77: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
-	44, // 78: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
-	55, // [55:79] is the sub-list for method output_type
-	31, // [31:55] is the sub-list for method input_type
+	7,  // 35: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
+	16, // 36: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
+	15, // 37: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
+	9,  // 38: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
+	17, // 39: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
+	20, // 40: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
+	22, // 41: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
+	23, // 42: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
+	25, // 43: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
+	28, // 44: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
+	29, // 45: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
+	38, // 46: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
+	38, // 47: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
+	30, // 48: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
+	32, // 49: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
+	40, // 50: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
+	41, // 51: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
+	42, // 52: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
+	35, // 53: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
+	36, // 54: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
+	44, // 55: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
+	2,  // 56: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
+	4,  // 57: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
+	11, // 58: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
+	10, // 59: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
+	8,  // 60: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
+	15, // 61: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
+	16, // 62: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
+	0,  // 63: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
+	18, // 64: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
+	21, // 65: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
+	0,  // 66: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
+	24, // 67: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
+	26, // 68: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
+	0,  // 69: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
+	0,  // 70: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
+	0,  // 71: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
+	0,  // 72: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
+	0,  // 73: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
+	0,  // 74: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
+	0,  // 75: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
+	0,  // 76: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
+	43, // 77: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
+	0,  // 78: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
+	0,  // 79: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
+	46, // 80: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
+	56, // [56:81] is the sub-list for method output_type
+	31, // [31:56] is the sub-list for method input_type
 	31, // [31:31] is the sub-list for extension type_name
 	31, // [31:31] is the sub-list for extension extendee
 	0,  // [0:31] is the sub-list for field type_name
@@ -3456,12 +3574,12 @@ func file_proto_flinkpb_runtime_proto_init() {
 		return
 	}
 	file_proto_flinkpb_jobgraph_proto_init()
-	file_proto_flinkpb_runtime_proto_msgTypes[42].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[44].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Update)(nil),
 		(*WorkerMessage_Ack)(nil),
 	}
-	file_proto_flinkpb_runtime_proto_msgTypes[44].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[46].OneofWrappers = []any{
 		(*WorkerCommand_Deploy)(nil),
 		(*WorkerCommand_Cancel)(nil),
 		(*WorkerCommand_Trigger)(nil),
@@ -3473,7 +3591,7 @@ func file_proto_flinkpb_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_flinkpb_runtime_proto_rawDesc), len(file_proto_flinkpb_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   50,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

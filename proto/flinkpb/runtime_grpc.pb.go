@@ -24,13 +24,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Dispatcher_SubmitJob_FullMethodName       = "/loom.flink.Dispatcher/SubmitJob"
-	Dispatcher_ListJobs_FullMethodName        = "/loom.flink.Dispatcher/ListJobs"
-	Dispatcher_GetJob_FullMethodName          = "/loom.flink.Dispatcher/GetJob"
-	Dispatcher_CancelJob_FullMethodName       = "/loom.flink.Dispatcher/CancelJob"
-	Dispatcher_UploadBlob_FullMethodName      = "/loom.flink.Dispatcher/UploadBlob"
-	Dispatcher_DownloadBlob_FullMethodName    = "/loom.flink.Dispatcher/DownloadBlob"
-	Dispatcher_ShutDownCluster_FullMethodName = "/loom.flink.Dispatcher/ShutDownCluster"
+	Dispatcher_SubmitJob_FullMethodName        = "/loom.flink.Dispatcher/SubmitJob"
+	Dispatcher_ListJobs_FullMethodName         = "/loom.flink.Dispatcher/ListJobs"
+	Dispatcher_GetJob_FullMethodName           = "/loom.flink.Dispatcher/GetJob"
+	Dispatcher_CancelJob_FullMethodName        = "/loom.flink.Dispatcher/CancelJob"
+	Dispatcher_TriggerSavepoint_FullMethodName = "/loom.flink.Dispatcher/TriggerSavepoint"
+	Dispatcher_UploadBlob_FullMethodName       = "/loom.flink.Dispatcher/UploadBlob"
+	Dispatcher_DownloadBlob_FullMethodName     = "/loom.flink.Dispatcher/DownloadBlob"
+	Dispatcher_ShutDownCluster_FullMethodName  = "/loom.flink.Dispatcher/ShutDownCluster"
 )
 
 // DispatcherClient is the client API for Dispatcher service.
@@ -46,6 +47,10 @@ type DispatcherClient interface {
 	// wait_ms for the job's version to reach it.
 	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*JobDetails, error)
 	CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*CancelJobResponse, error)
+	// TriggerSavepoint takes a savepoint of a running job and answers with
+	// its path once it completed; with stop set, the job then ends
+	// FINISHED (Flink's stop-with-savepoint).
+	TriggerSavepoint(ctx context.Context, in *TriggerSavepointRequest, opts ...grpc.CallOption) (*TriggerSavepointResponse, error)
 	// UploadBlob stores a file by its SHA-256; the first chunk names the
 	// digest and size the client expects, and a mismatch is refused.
 	UploadBlob(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[BlobChunk, BlobKey], error)
@@ -97,6 +102,16 @@ func (c *dispatcherClient) CancelJob(ctx context.Context, in *CancelJobRequest, 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CancelJobResponse)
 	err := c.cc.Invoke(ctx, Dispatcher_CancelJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *dispatcherClient) TriggerSavepoint(ctx context.Context, in *TriggerSavepointRequest, opts ...grpc.CallOption) (*TriggerSavepointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TriggerSavepointResponse)
+	err := c.cc.Invoke(ctx, Dispatcher_TriggerSavepoint_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +173,10 @@ type DispatcherServer interface {
 	// wait_ms for the job's version to reach it.
 	GetJob(context.Context, *GetJobRequest) (*JobDetails, error)
 	CancelJob(context.Context, *CancelJobRequest) (*CancelJobResponse, error)
+	// TriggerSavepoint takes a savepoint of a running job and answers with
+	// its path once it completed; with stop set, the job then ends
+	// FINISHED (Flink's stop-with-savepoint).
+	TriggerSavepoint(context.Context, *TriggerSavepointRequest) (*TriggerSavepointResponse, error)
 	// UploadBlob stores a file by its SHA-256; the first chunk names the
 	// digest and size the client expects, and a mismatch is refused.
 	UploadBlob(grpc.ClientStreamingServer[BlobChunk, BlobKey]) error
@@ -186,6 +205,9 @@ func (UnimplementedDispatcherServer) GetJob(context.Context, *GetJobRequest) (*J
 }
 func (UnimplementedDispatcherServer) CancelJob(context.Context, *CancelJobRequest) (*CancelJobResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CancelJob not implemented")
+}
+func (UnimplementedDispatcherServer) TriggerSavepoint(context.Context, *TriggerSavepointRequest) (*TriggerSavepointResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TriggerSavepoint not implemented")
 }
 func (UnimplementedDispatcherServer) UploadBlob(grpc.ClientStreamingServer[BlobChunk, BlobKey]) error {
 	return status.Errorf(codes.Unimplemented, "method UploadBlob not implemented")
@@ -289,6 +311,24 @@ func _Dispatcher_CancelJob_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Dispatcher_TriggerSavepoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TriggerSavepointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DispatcherServer).TriggerSavepoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dispatcher_TriggerSavepoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DispatcherServer).TriggerSavepoint(ctx, req.(*TriggerSavepointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Dispatcher_UploadBlob_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(DispatcherServer).UploadBlob(&grpc.GenericServerStream[BlobChunk, BlobKey]{ServerStream: stream})
 }
@@ -347,6 +387,10 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelJob",
 			Handler:    _Dispatcher_CancelJob_Handler,
+		},
+		{
+			MethodName: "TriggerSavepoint",
+			Handler:    _Dispatcher_TriggerSavepoint_Handler,
 		},
 		{
 			MethodName: "ShutDownCluster",

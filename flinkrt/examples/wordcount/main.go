@@ -40,7 +40,7 @@ func main() {
 	case *discard:
 		stream.Sink(counts, "discard", sink.Discard[WordCount]())
 	case *output != "":
-		stream.Sink(counts, "counts", sink.TextFile[WordCount](*output))
+		stream.Sink(counts, "counts", sink.TextFile[WordCount](*output)).UID("output")
 	default:
 		stream.Print(counts)
 	}
@@ -50,19 +50,21 @@ func main() {
 	}
 }
 
-// build adds the counting to env and returns the running counts.
+// build adds the counting to env and returns the running counts. The
+// stateful operators have UIDs, so a savepoint of one version of the job
+// (say with --line-delay) restores into another (without it).
 func build(env *stream.Env, input string, delay time.Duration) stream.DataStream[WordCount] {
 	var lines stream.DataStream[string]
 	if input != "" {
-		lines = stream.FromSource(env, "lines", source.TextFile(input))
+		lines = stream.FromSource(env, "lines", source.TextFile(input)).UID("lines")
 	} else {
-		lines = stream.FromSource(env, "lines", source.Generator(int64(len(hamlet)), func(i int64) string { return hamlet[i] }))
+		lines = stream.FromSource(env, "lines", source.Generator(int64(len(hamlet)), func(i int64) string { return hamlet[i] })).UID("lines")
 	}
 	if delay > 0 {
 		lines = stream.Map(lines, "delay", func(l string) string { time.Sleep(delay); return l })
 	}
 	words := stream.FlatMap(lines, "tokenizer", tokenize)
-	return stream.Sum(stream.KeyBy(words, func(w WordCount) string { return w.Word }), "Count")
+	return stream.Sum(stream.KeyBy(words, func(w WordCount) string { return w.Word }), "Count").UID("counts")
 }
 
 // tokenize emits (word, 1) for each run of word characters ([0-9A-Za-z_],
