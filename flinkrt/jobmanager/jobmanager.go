@@ -85,8 +85,8 @@ type JobManager struct {
 	// oldest first in savepointOrder.
 	savepointOps   map[string]*savepointOp
 	savepointOrder []string
-	ctx   context.Context
-	wg    sync.WaitGroup
+	ctx            context.Context
+	wg             sync.WaitGroup
 }
 
 // New listens on the configured addresses; Run serves.
