@@ -138,12 +138,29 @@ func taskmanagerCommand() *cli.Command {
 				defer os.RemoveAll(d)
 				dir = d
 			}
-			tm, err := taskmanager.New(taskmanager.Config{
+			cfg := taskmanager.Config{
 				Addr: c.String("addr"), Advertise: c.String("advertise"), JobManager: c.String("jobmanager"),
 				Slots: c.Int("slots"), MemoryMB: c.Int64("memory-mb"), DataHost: c.String("data-host"),
 				Dir: dir, ID: c.String("id"), Log: newLogger(c, "loom", os.Stderr),
 				Artifacts: artifacts, ResourceManagerTimeout: c.Duration("rm-timeout"),
-			})
+			}
+			// In a Flink application's container, the TaskManager follows
+			// the application's JobManager to a new AM attempt.
+			if app, addrs := os.Getenv("LOOM_APPLICATION_ID"), os.Getenv("LOOM_RM_ADDRS"); app != "" && addrs != "" {
+				rm, err := rmclient.NewFromList(addrs)
+				if err != nil {
+					return err
+				}
+				defer rm.Close()
+				cfg.FindJobManager = func(ctx context.Context) (string, error) {
+					a, err := rm.Report(ctx, app, false)
+					if err != nil {
+						return "", err
+					}
+					return flink.JobManagerAddr(a)
+				}
+			}
+			tm, err := taskmanager.New(cfg)
 			if err != nil {
 				return err
 			}

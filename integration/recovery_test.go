@@ -144,10 +144,15 @@ func TestPerJobRecoversFromWorkerKill(t *testing.T) {
 
 // The AM killed -9 mid-run: the RM starts a second attempt, whose
 // JobMaster finds the job's latest checkpoint in checkpoint storage and
-// resumes from it; every word is counted exactly once.
+// resumes from it on the first attempt's TaskManagers, which follow it;
+// every word is counted exactly once.
 func TestPerJobRecoversFromAMKill(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 3})
 	r, want, output := recoveryRun(t, c, "3ms")
+	tms := appProcsRunning(r.id, "loom taskmanager")
+	if len(tms) != 2 {
+		t.Fatalf("TaskManager processes: %v", tms)
+	}
 	ams := appProcsRunning(r.id, "loom am ")
 	if len(ams) != 1 {
 		t.Fatalf("AM processes: %v", ams)
@@ -164,6 +169,12 @@ func TestPerJobRecoversFromAMKill(t *testing.T) {
 	}
 	t.Logf("run:\n%s", out)
 	checkExactlyOnce(t, output, want)
+	if _, n := countRoles(c.app(r.id)); n != 2 {
+		t.Errorf("%d TaskManager containers, want the first attempt's 2 kept", n)
+	}
+	if strings.Count(out, "TaskManager container") != 2 {
+		t.Errorf("the second attempt started TaskManager containers of its own:\n%s", out)
+	}
 	c.waitNoProcessOf(r.id)
 }
 

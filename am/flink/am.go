@@ -164,9 +164,13 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 	trackingURL := "http://" + a.jm.RestAddr()
 	_, port, _ := net.SplitHostPort(a.jm.Addr())
 	rpcPort, _ := strconv.Atoi(port)
-	if _, err := a.amrm.Register(ctx, a.host, int32(rpcPort), trackingURL); err != nil {
+	reg, err := a.amrm.Register(ctx, a.host, int32(rpcPort), trackingURL)
+	if err != nil {
 		return fmt.Errorf("registering the AM: %w", err)
 	}
+	// Before the first heartbeat sends the asks: the previous attempt's
+	// TaskManagers count as starting, so no container is asked for them.
+	a.driver.adopt(reg.ContainersFromPreviousAttempts)
 	fmt.Fprintf(cfg.Out, "flink-am: %s registered (%s); JobManager at %s, web interface %s\n", attemptID, cfg.Mode, a.jm.Addr(), trackingURL)
 	a.amrm.Start(ctx)
 	driverCtx, stopDriver := context.WithCancel(ctx)

@@ -103,7 +103,14 @@ type Driver struct {
 type tmContainer struct {
 	id, node string
 	started  time.Time
+	// adopted is set for a container of an earlier AM attempt, whose
+	// TaskManager re-registers by itself.
+	adopted bool
 }
+
+// adoptTimeout is how long a TaskManager of an earlier AM attempt has to
+// register with this one before its container is stopped.
+const adoptTimeout = 15 * time.Second
 
 func newDriver(spec TaskManagerSpec, log hclog.Logger, nms nodeManagers) *Driver {
 	return &Driver{
@@ -158,6 +165,42 @@ func (d *Driver) TaskManagerLost(id, cause string) {
 		defer d.launches.Done()
 		_ = d.nms.Stop(context.Background(), c.node, c.id)
 	}()
+	d.reconcileLocked()
+}
+
+// adopt takes over the TaskManager containers of an earlier AM attempt:
+// they find this attempt's JobManager through the RM and register again.
+func (d *Driver) adopt(cs []*yarnpb.Container) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range cs {
+		if c.Priority != tmPriority {
+			continue
+		}
+		d.starting[c.Id] = &tmContainer{id: c.Id, node: c.NodeId, started: time.Now(), adopted: true}
+		d.log.Info("took over a TaskManager container of an earlier attempt", "container", c.Id, "node", c.NodeId)
+	}
+	d.reconcileLocked()
+}
+
+// dropUnregisteredAdopted stops the adopted containers whose TaskManagers
+// did not register in time; their slots are asked for anew.
+func (d *Driver) dropUnregisteredAdopted() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, c := range d.starting {
+		if !c.adopted || time.Since(c.started) < adoptTimeout || d.closed {
+			continue
+		}
+		delete(d.starting, id)
+		d.log.Warn("a TaskManager of an earlier attempt did not register; stopping its container", "container", id, "after", adoptTimeout)
+		d.amrm.ReleaseContainer(id)
+		d.launches.Add(1)
+		go func() {
+			defer d.launches.Done()
+			_ = d.nms.Stop(context.Background(), c.node, c.id)
+		}()
+	}
 	d.reconcileLocked()
 }
 
@@ -231,6 +274,7 @@ func (d *Driver) run(ctx context.Context) {
 			return
 		case <-t.C:
 			d.releaseIdle()
+			d.dropUnregisteredAdopted()
 			d.mu.Lock()
 			d.noteLocked()
 			d.mu.Unlock()

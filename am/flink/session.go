@@ -79,7 +79,10 @@ func StartSession(ctx context.Context, rm *rmclient.Client, o SessionOptions) (s
 		Priority:      o.Priority,
 		MaxAttempts:   o.MaxAttempts,
 		Tags:          []string{sessionTag},
-		AmResource:    &yarnpb.Resource{MemoryMb: o.JMMemoryMB, Vcores: 1},
+		// A new AM attempt takes over the TaskManagers of the last one,
+		// which find its JobManager through the RM.
+		KeepContainersAcrossAttempts: true,
+		AmResource:                   &yarnpb.Resource{MemoryMb: o.JMMemoryMB, Vcores: 1},
 		AmContainer: &yarnpb.ContainerLaunchContext{
 			Command:        cmd,
 			Env:            map[string]string{EnvTaskManagerResources: string(tmRes)},

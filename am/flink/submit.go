@@ -142,7 +142,10 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 		Priority:      o.Priority,
 		MaxAttempts:   o.MaxAttempts,
 		Tags:          []string{"per-job", "flink-job-id:" + jobID},
-		AmResource:    &yarnpb.Resource{MemoryMb: o.JMMemoryMB, Vcores: 1},
+		// A new AM attempt takes over the TaskManagers of the last one,
+		// which find its JobManager through the RM.
+		KeepContainersAcrossAttempts: true,
+		AmResource:                   &yarnpb.Resource{MemoryMb: o.JMMemoryMB, Vcores: 1},
 		AmContainer: &yarnpb.ContainerLaunchContext{
 			Command:        cmd,
 			Env:            map[string]string{EnvTaskManagerResources: string(tmRes)},

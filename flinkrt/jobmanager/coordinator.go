@@ -184,7 +184,7 @@ func (jm *JobMaster) completeInBackground(p *pendingCheckpoint) {
 				conns = append(conns, c)
 			}
 		}
-		jm.log.Info("checkpoint completed", "checkpoint", st.id, "savepoint", st.savepoint, "size", st.size, "duration", now.Sub(st.trigger))
+		jm.log.Info("checkpoint completed", "checkpoint", st.id, "savepoint", st.savepoint, "size", st.size, "duration_ms", now.Sub(st.trigger).Milliseconds())
 		jm.changedLocked()
 		jm.mu.Unlock()
 		for _, d := range drop {

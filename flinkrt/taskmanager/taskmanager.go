@@ -21,6 +21,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
 	"loom/proto/flinkpb"
@@ -59,22 +62,30 @@ type Config struct {
 	// not reached the ResourceManager for this long: a TaskManager in a
 	// container does not outlive its ApplicationMaster.
 	ResourceManagerTimeout time.Duration
+	// FindJobManager, when set, says where the JobManager is now. A
+	// TaskManager that cannot reach its JobManager asks it, and on a new
+	// address (a new ApplicationMaster attempt) it frees every slot, stops
+	// its workers and registers there.
+	FindJobManager func(ctx context.Context) (string, error)
 }
 
 // TaskManager is a running TaskExecutor.
 type TaskManager struct {
 	flinkpb.UnimplementedTaskExecutorServer
-	cfg      Config
-	id       string
-	addr     string
-	log      hclog.Logger
-	ln       net.Listener
-	srv      *grpc.Server
-	jmConn   *grpc.ClientConn
-	rm       flinkpb.ResourceManagerClient
-	jm       flinkpb.JobMasterClient
-	blobs    flinkpb.DispatcherClient
-	launcher Launcher
+	cfg    Config
+	id     string
+	addr   string
+	log    hclog.Logger
+	ln     net.Listener
+	srv    *grpc.Server
+	jmConn *grpc.ClientConn
+	// jmResolver points jmConn at the JobManager's current address.
+	jmResolver *manual.Resolver
+	jmAddr     string
+	rm         flinkpb.ResourceManagerClient
+	jm         flinkpb.JobMasterClient
+	blobs      flinkpb.DispatcherClient
+	launcher   Launcher
 
 	mu    sync.Mutex
 	slots []slot
@@ -125,14 +136,20 @@ func New(cfg Config) (*TaskManager, error) {
 	if cfg.DataHost == "" {
 		cfg.DataHost, _, _ = net.SplitHostPort(addr)
 	}
-	conn, err := grpc.NewClient(cfg.JobManager, rpc.DialOptions()...)
+	if _, _, err := net.SplitHostPort(cfg.JobManager); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("JobManager address %q: want host:port", cfg.JobManager)
+	}
+	res := manual.NewBuilderWithScheme("loom-jobmanager")
+	res.InitialState(resolver.State{Addresses: []resolver.Address{{Addr: cfg.JobManager}}})
+	conn, err := grpc.NewClient(res.Scheme()+":///jobmanager", append(rpc.DialOptions(), grpc.WithResolvers(res))...)
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("JobManager address %q: %w", cfg.JobManager, err)
 	}
 	tm := &TaskManager{
 		cfg: cfg, id: cfg.ID, addr: addr, log: cfg.Log.Named("taskmanager"), ln: ln,
-		srv: grpc.NewServer(), jmConn: conn,
+		srv: grpc.NewServer(), jmConn: conn, jmResolver: res, jmAddr: cfg.JobManager,
 		rm: flinkpb.NewResourceManagerClient(conn), jm: flinkpb.NewJobMasterClient(conn), blobs: flinkpb.NewDispatcherClient(conn),
 		slots: make([]slot, cfg.Slots), jobs: map[string]*job{}, ctx: context.Background(),
 	}
@@ -203,23 +220,44 @@ func (tm *TaskManager) Run(ctx context.Context) error {
 // longer than the configured timeout.
 func (tm *TaskManager) heartbeatRM(ctx context.Context) error {
 	interval := time.Second
-	registered := false
+	registered, reached := false, true
 	lastOK := time.Now()
+	var lastLookup time.Time
+	// A connection to the JobManager that breaks wakes the loop, so a
+	// JobManager that died is noticed at once, not at the next heartbeat.
+	broken := make(chan struct{}, 1)
+	tm.wg.Add(1)
+	go func() {
+		defer tm.wg.Done()
+		for st := tm.jmConn.GetState(); tm.jmConn.WaitForStateChange(ctx, st); {
+			prev := st
+			st = tm.jmConn.GetState()
+			if prev == connectivity.Ready {
+				select {
+				case broken <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
 	for {
+		var err error
 		if !registered {
-			resp, err := tm.rm.RegisterTaskExecutor(ctx, &flinkpb.RegisterTaskExecutorRequest{
+			var resp *flinkpb.RegisterTaskExecutorResponse
+			resp, err = tm.rm.RegisterTaskExecutor(ctx, &flinkpb.RegisterTaskExecutorRequest{
 				TaskManagerId: tm.id, Address: tm.addr, Slots: int32(tm.cfg.Slots), MemoryMb: tm.cfg.MemoryMB,
 				CpuCores: int32(runtime.NumCPU()), SlotReport: tm.slotReport(), DataHost: tm.cfg.DataHost,
 			})
 			if err == nil {
 				registered, lastOK = true, time.Now()
 				interval = time.Duration(resp.HeartbeatIntervalMs) * time.Millisecond
-				tm.log.Info("registered with the ResourceManager", "addr", tm.cfg.JobManager)
+				tm.log.Info("registered with the ResourceManager", "addr", tm.jobManager())
 			} else if ctx.Err() == nil {
 				tm.log.Debug("registering with the ResourceManager", "error", err)
 			}
 		} else {
-			resp, err := tm.rm.Heartbeat(ctx, &flinkpb.TaskExecutorHeartbeat{TaskManagerId: tm.id, SlotReport: tm.slotReport()})
+			var resp *flinkpb.ResourceManagerHeartbeatResponse
+			resp, err = tm.rm.Heartbeat(ctx, &flinkpb.TaskExecutorHeartbeat{TaskManagerId: tm.id, SlotReport: tm.slotReport()})
 			if err == nil {
 				lastOK = time.Now()
 				if !resp.Registered {
@@ -228,19 +266,58 @@ func (tm *TaskManager) heartbeatRM(ctx context.Context) error {
 				}
 			}
 		}
+		reached = err == nil
+		if !reached && tm.cfg.FindJobManager != nil && time.Since(lastLookup) >= lookupEvery {
+			lastLookup = time.Now()
+			if addr, err := tm.cfg.FindJobManager(ctx); err == nil && addr != tm.jobManager() {
+				tm.moveJobManager(addr)
+				registered, lastOK = false, time.Now()
+				continue
+			}
+		}
 		if limit := tm.cfg.ResourceManagerTimeout; limit > 0 && time.Since(lastOK) > limit {
-			return fmt.Errorf("the ResourceManager at %s has been out of reach for %s", tm.cfg.JobManager, limit)
+			return fmt.Errorf("the ResourceManager at %s has been out of reach for %s", tm.jobManager(), limit)
 		}
 		wait := interval
-		if !registered {
-			wait = 200 * time.Millisecond
+		if !registered || !reached {
+			wait = lookupEvery
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
+		case <-broken:
 		}
 	}
+}
+
+// lookupEvery is how often a TaskManager that cannot reach its
+// JobManager asks where it is now (and retries it).
+const lookupEvery = 200 * time.Millisecond
+
+func (tm *TaskManager) jobManager() string {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	return tm.jmAddr
+}
+
+// moveJobManager follows the JobManager to addr: the jobs of the old one
+// end (their JobMaster is gone), their slots are free, and the
+// TaskManager's connection dials addr from now on.
+func (tm *TaskManager) moveJobManager(addr string) {
+	tm.mu.Lock()
+	old := tm.jmAddr
+	tm.jmAddr = addr
+	var jobs []*job
+	for _, j := range tm.jobs {
+		jobs = append(jobs, j)
+	}
+	tm.mu.Unlock()
+	tm.log.Warn("the JobManager moved; following it", "from", old, "to", addr, "jobs_released", len(jobs))
+	for _, j := range jobs {
+		tm.releaseJob(j, "its JobManager at "+old+" is gone; a new one is at "+addr)
+	}
+	tm.jmResolver.UpdateState(resolver.State{Addresses: []resolver.Address{{Addr: addr}}})
 }
 
 func (tm *TaskManager) slotReport() []*flinkpb.SlotStatus {

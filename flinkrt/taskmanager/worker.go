@@ -293,7 +293,7 @@ func (tm *TaskManager) startWorker(ctx context.Context, j *job) {
 	j.fingerprint = art.Fingerprint
 	j.mu.Unlock()
 	l := tm.launcher
-	if pl, ok := l.(*ProcessLauncher); ok && j.jmAddr != tm.cfg.JobManager {
+	if pl, ok := l.(*ProcessLauncher); ok && j.jmAddr != tm.jobManager() {
 		l = &ProcessLauncher{Dir: pl.Dir, Blobs: flinkpb.NewDispatcherClient(conn)}
 	}
 	w, err := l.Launch(ctx, WorkerSpec{JobID: j.id, Artifact: art, TaskManager: tm.addr, DataHost: tm.cfg.DataHost, MemoryMB: tm.cfg.MemoryMB})

@@ -1,0 +1,248 @@
+// Command recoverybench measures how fast a per-job application recovers
+// from a TaskManager killed -9, on the cluster at LOOM_RM. Each run starts
+// wordcount per-job at -p 2 (one slot per TaskManager) with checkpoints
+// over a paced input and the exactly-once file sink, waits for a completed
+// checkpoint, kills one TaskManager process and times, from the kill:
+// the job seen RESTARTING, the job RUNNING again with every task running
+// (restored from the checkpoint), and the first part file committed with
+// records the restarted job processed (the first new output a reader
+// sees, at the restarted job's first checkpoint). It prints the median and range of
+// each; docs/BENCHMARKS.md records them.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	loom := flag.String("loom", "bin/loom", "the loom binary")
+	wordcount := flag.String("wordcount", "bin/wordcount", "the wordcount job")
+	runs := flag.Int("runs", 10, "runs (the median is printed)")
+	interval := flag.Duration("interval", time.Second, "checkpoint interval")
+	dir := flag.String("dir", "", "working directory (default: a temporary one)")
+	flag.Parse()
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "recoverybench-")
+		check(err)
+		defer os.RemoveAll(d)
+		*dir = d
+	}
+	check(os.MkdirAll(*dir, 0o755))
+	input := filepath.Join(*dir, "words.txt")
+	check(writeWords(input, 200000))
+	var restarting, running, output []time.Duration
+	for i := 0; i < *runs; i++ {
+		r, err := measure(*loom, *wordcount, input, filepath.Join(*dir, fmt.Sprint(i)), *interval)
+		check(err)
+		restarting, running, output = append(restarting, r.restarting), append(running, r.running), append(output, r.output)
+		fmt.Fprintf(os.Stderr, "run %d: RESTARTING %v, RUNNING %v, new output %v\n", i+1, ms(r.restarting), ms(r.running), ms(r.output))
+	}
+	fmt.Printf("TaskManager kill -9, %d runs, checkpoints every %v, default restart strategy:\n", *runs, *interval)
+	report("job seen RESTARTING", restarting)
+	report("job RUNNING again, all tasks", running)
+	report("first new committed output", output)
+}
+
+type result struct{ restarting, running, output time.Duration }
+
+// measure runs one job, kills one of its TaskManagers and times the
+// recovery; it cancels the job before it returns.
+func measure(loom, wordcount, input, dir string, interval time.Duration) (result, error) {
+	var r result
+	out := filepath.Join(dir, "out")
+	cmd := exec.Command(loom, "run", "-t", "per-job", "-d", "-p", "2", "--slots-per-tm", "1",
+		"--checkpoint-interval", interval.String(), "--checkpoint-dir", filepath.Join(dir, "checkpoints"),
+		wordcount, "--input", input, "--output", out, "--line-delay", "2ms")
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		return r, fmt.Errorf("loom run: %v\n%s", err, b)
+	}
+	app := regexp.MustCompile(`application_\d+_\d+`).FindString(string(b))
+	web := regexp.MustCompile(`http://[0-9.:]+`).FindString(string(b))
+	if app == "" || web == "" {
+		return r, fmt.Errorf("loom run said:\n%s", b)
+	}
+	defer func() { _ = exec.Command(loom, "app", "kill", app).Run() }()
+	var jobs struct {
+		Jobs []struct{ ID string } `json:"jobs"`
+	}
+	if err := waitUntil(30*time.Second, func() bool { return get(web+"/jobs", &jobs) == nil && len(jobs.Jobs) == 1 }); err != nil {
+		return r, fmt.Errorf("the job at %s: %v", web, err)
+	}
+	job := jobs.Jobs[0].ID
+	if err := waitUntil(30*time.Second, func() bool {
+		st, running, total := jobState(web, job)
+		return st == "RUNNING" && running == total && total > 0 && checkpoints(web, job).Counts.Completed > 0
+	}); err != nil {
+		return r, fmt.Errorf("a first checkpoint: %v", err)
+	}
+	tms := processes(app, "loom taskmanager")
+	if len(tms) != 2 {
+		return r, fmt.Errorf("TaskManager processes of %s: %v", app, tms)
+	}
+	before := committed(out)
+	killed := time.Now()
+	if err := syscall.Kill(tms[0], syscall.SIGKILL); err != nil {
+		return r, err
+	}
+	err = waitUntil(30*time.Second, func() bool {
+		now := time.Since(killed)
+		st, running, total := jobState(web, job)
+		if st == "RESTARTING" && r.restarting == 0 {
+			r.restarting = now
+		}
+		if r.running == 0 && st == "RUNNING" && running == total && total > 0 && checkpoints(web, job).Counts.Restored > 0 {
+			r.running = now
+			// The restored sinks have committed what the checkpoint
+			// left pending: that was output before the kill.
+			before = committed(out)
+		}
+		if r.running > 0 && r.output == 0 {
+			for f := range committed(out) {
+				if !before[f] {
+					r.output = time.Since(killed)
+				}
+			}
+		}
+		return r.running > 0 && r.output > 0
+	})
+	if err != nil {
+		return r, fmt.Errorf("recovery of job %s: %v (so far %+v)", job, err, r)
+	}
+	return r, nil
+}
+
+func jobState(web, job string) (state string, running, total int) {
+	var ov struct {
+		Jobs []struct {
+			ID    string         `json:"jid"`
+			State string         `json:"state"`
+			Tasks map[string]int `json:"tasks"`
+		} `json:"jobs"`
+	}
+	if get(web+"/jobs/overview", &ov) != nil {
+		return "", 0, 0
+	}
+	for _, j := range ov.Jobs {
+		if j.ID == job {
+			return j.State, j.Tasks["running"], j.Tasks["total"]
+		}
+	}
+	return "", 0, 0
+}
+
+type checkpointCounts struct {
+	Counts struct {
+		Completed int `json:"completed"`
+		Restored  int `json:"restored"`
+	} `json:"counts"`
+}
+
+func checkpoints(web, job string) checkpointCounts {
+	var c checkpointCounts
+	_ = get(web+"/jobs/"+job+"/checkpoints", &c)
+	return c
+}
+
+var client = &http.Client{Timeout: 2 * time.Second}
+
+func get(url string, v any) error {
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// committed lists the part files a reader of dir sees.
+func committed(dir string) map[string]bool {
+	names, _ := filepath.Glob(filepath.Join(dir, "part-*"))
+	out := map[string]bool{}
+	for _, n := range names {
+		out[n] = true
+	}
+	return out
+}
+
+// processes returns the pids of the application's processes whose
+// command line contains s; a container's processes carry the
+// application's id in their environment.
+func processes(app, s string) []int {
+	entries, _ := os.ReadDir("/proc")
+	want := []byte("LOOM_APPLICATION_ID=" + app + "\x00")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil || !bytes.Contains(env, want) {
+			continue
+		}
+		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if strings.Contains(strings.ReplaceAll(string(cmd), "\x00", " "), s) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// waitUntil polls cond every 2 ms until it holds or the timeout passes.
+func waitUntil(timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not after %v", timeout)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return nil
+}
+
+// writeWords writes n words drawn from 500, twelve to a line.
+func writeWords(path string, n int) error {
+	var b strings.Builder
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "word%d", r.IntN(500))
+		if i%12 == 11 {
+			b.WriteString("\n")
+		} else {
+			b.WriteString(" ")
+		}
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+func report(what string, ds []time.Duration) {
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	fmt.Printf("  %-32s median %v (%v–%v)\n", what, ms(ds[len(ds)/2]), ms(ds[0]), ms(ds[len(ds)-1]))
+}
+
+func ms(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "recoverybench:", err)
+		os.Exit(1)
+	}
+}
