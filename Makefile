@@ -55,6 +55,7 @@ bench: build
 	scripts/bench-flink-network.sh
 	scripts/bench-perjob.sh
 	scripts/bench-session.sh
+	scripts/bench-recovery.sh
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./rm/...
 
 clean:

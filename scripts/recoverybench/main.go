@@ -34,6 +34,7 @@ func main() {
 	runs := flag.Int("runs", 10, "runs (the median is printed)")
 	interval := flag.Duration("interval", time.Second, "checkpoint interval")
 	dir := flag.String("dir", "", "working directory (default: a temporary one)")
+	backoff := flag.Duration("initial-backoff", 0, "the exponential-delay restart strategy's first delay (default: Flink's, 1s)")
 	flag.Parse()
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "recoverybench-")
@@ -46,12 +47,16 @@ func main() {
 	check(writeWords(input, 200000))
 	var restarting, running, output []time.Duration
 	for i := 0; i < *runs; i++ {
-		r, err := measure(*loom, *wordcount, input, filepath.Join(*dir, fmt.Sprint(i)), *interval)
+		r, err := measure(*loom, *wordcount, input, filepath.Join(*dir, fmt.Sprint(i)), *interval, *backoff)
 		check(err)
 		restarting, running, output = append(restarting, r.restarting), append(running, r.running), append(output, r.output)
 		fmt.Fprintf(os.Stderr, "run %d: RESTARTING %v, RUNNING %v, new output %v\n", i+1, ms(r.restarting), ms(r.running), ms(r.output))
 	}
-	fmt.Printf("TaskManager kill -9, %d runs, checkpoints every %v, default restart strategy:\n", *runs, *interval)
+	strategy := "default restart strategy (exponential-delay from 1s)"
+	if *backoff > 0 {
+		strategy = fmt.Sprintf("exponential-delay from %v", *backoff)
+	}
+	fmt.Printf("TaskManager kill -9, %d runs, checkpoints every %v, %s:\n", *runs, *interval, strategy)
 	report("job seen RESTARTING", restarting)
 	report("job RUNNING again, all tasks", running)
 	report("first new committed output", output)
@@ -61,12 +66,16 @@ type result struct{ restarting, running, output time.Duration }
 
 // measure runs one job, kills one of its TaskManagers and times the
 // recovery; it cancels the job before it returns.
-func measure(loom, wordcount, input, dir string, interval time.Duration) (result, error) {
+func measure(loom, wordcount, input, dir string, interval, backoff time.Duration) (result, error) {
 	var r result
 	out := filepath.Join(dir, "out")
-	cmd := exec.Command(loom, "run", "-t", "per-job", "-d", "-p", "2", "--slots-per-tm", "1",
-		"--checkpoint-interval", interval.String(), "--checkpoint-dir", filepath.Join(dir, "checkpoints"),
-		wordcount, "--input", input, "--output", out, "--line-delay", "2ms")
+	args := []string{"run", "-t", "per-job", "-d", "-p", "2", "--slots-per-tm", "1",
+		"--checkpoint-interval", interval.String(), "--checkpoint-dir", filepath.Join(dir, "checkpoints")}
+	if backoff > 0 {
+		args = append(args, "-D", "restart-strategy.exponential-delay.initial-backoff="+backoff.String())
+	}
+	args = append(args, wordcount, "--input", input, "--output", out, "--line-delay", "2ms")
+	cmd := exec.Command(loom, args...)
 	b, err := cmd.CombinedOutput()
 	if err != nil {
 		return r, fmt.Errorf("loom run: %v\n%s", err, b)
