@@ -91,13 +91,16 @@ type Driver struct {
 	askedSince time.Time               // when asked last went from 0 up
 	starting   map[string]*tmContainer // allocated; TaskManager not registered yet
 	running    map[string]*tmContainer // TaskManager registered
-	failed     int
-	gaveUp     bool
-	capped     bool // asks held back by MaxSlots
-	closed     bool
-	note       string
-	launches   sync.WaitGroup
-	wake       chan struct{}
+	// unknown are TaskManagers registered before their container was
+	// known: one of an earlier attempt can beat adopt.
+	unknown  map[string]bool
+	failed   int
+	gaveUp   bool
+	capped   bool // asks held back by MaxSlots
+	closed   bool
+	note     string
+	launches sync.WaitGroup
+	wake     chan struct{}
 }
 
 type tmContainer struct {
@@ -115,7 +118,7 @@ const adoptTimeout = 15 * time.Second
 func newDriver(spec TaskManagerSpec, log hclog.Logger, nms nodeManagers) *Driver {
 	return &Driver{
 		spec: spec, log: log, nms: nms,
-		starting: map[string]*tmContainer{}, running: map[string]*tmContainer{},
+		starting: map[string]*tmContainer{}, running: map[string]*tmContainer{}, unknown: map[string]bool{},
 		onStatus: func(string) {}, onFatal: func(string) {}, wake: make(chan struct{}, 1),
 	}
 }
@@ -143,6 +146,10 @@ func (d *Driver) TaskManagerRegistered(id string) {
 		delete(d.starting, id)
 		d.running[id] = c
 		d.log.Info("TaskManager registered", "container", id, "node", c.node, "after", time.Since(c.started).Round(time.Millisecond))
+		return
+	}
+	if d.running[id] == nil {
+		d.unknown[id] = true
 	}
 }
 
@@ -151,6 +158,7 @@ func (d *Driver) TaskManagerRegistered(id string) {
 func (d *Driver) TaskManagerLost(id, cause string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	delete(d.unknown, id)
 	c := d.running[id]
 	if c == nil {
 		return
@@ -177,7 +185,12 @@ func (d *Driver) adopt(cs []*yarnpb.Container) {
 		if c.Priority != tmPriority {
 			continue
 		}
-		d.starting[c.Id] = &tmContainer{id: c.Id, node: c.NodeId, started: time.Now(), adopted: true}
+		tc := &tmContainer{id: c.Id, node: c.NodeId, started: time.Now(), adopted: true}
+		if d.unknown[c.Id] {
+			d.running[c.Id] = tc
+		} else {
+			d.starting[c.Id] = tc
+		}
 		d.log.Info("took over a TaskManager container of an earlier attempt", "container", c.Id, "node", c.NodeId)
 	}
 	d.reconcileLocked()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -258,5 +259,40 @@ func TestDriverKeepsToMaxSlots(t *testing.T) {
 	d.SlotsWanted(6)
 	if asks.outstanding() != 0 || !strings.Contains(d.note, "--max-slots") {
 		t.Errorf("asked %d beyond the cap; note %q", asks.outstanding(), d.note)
+	}
+}
+
+// A new AM attempt takes over the TaskManager containers of the last one:
+// it asks for none for them, counts them once they register (even before
+// it knew of them), and replaces one that never registers.
+func TestDriverAdoptsAnEarlierAttemptsTaskManagers(t *testing.T) {
+	d, asks, nms, _ := testDriver(1, 3)
+	d.SlotsWanted(2)
+	d.TaskManagerRegistered("c3") // registered before adopt ran
+	d.adopt(containers("c1", "c2", "c3"))
+	if got := asks.outstanding(); got != 0 {
+		t.Fatalf("%d containers asked with two adopted TaskManagers starting, want 0", got)
+	}
+	if d.running["c3"] == nil || d.starting["c3"] != nil {
+		t.Errorf("a TaskManager registered before adopt is not running: starting %v, running %v", d.starting, d.running)
+	}
+	d.TaskManagerRegistered("c1")
+	d.SlotsWanted(1) // the ResourceManager counts c1's slot now
+	if d.running["c1"] == nil || asks.outstanding() != 0 {
+		t.Fatalf("c1 registered: running %v, %d asked", d.running, asks.outstanding())
+	}
+	d.mu.Lock()
+	d.starting["c2"].started = time.Now().Add(-adoptTimeout - time.Second)
+	d.mu.Unlock()
+	d.dropUnregisteredAdopted()
+	d.launches.Wait()
+	if !slices.Contains(nms.stopped, "c2") || !slices.Contains(asks.released, "c2") {
+		t.Errorf("c2 never registered: stopped %v, released %v; want it stopped and released", nms.stopped, asks.released)
+	}
+	if got := asks.outstanding(); got != 1 {
+		t.Errorf("%d containers asked after dropping c2, want 1", got)
+	}
+	if len(nms.started) != 0 {
+		t.Errorf("adopted TaskManagers were started again: %v", nms.started)
 	}
 }

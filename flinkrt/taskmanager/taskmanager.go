@@ -220,16 +220,21 @@ func (tm *TaskManager) Run(ctx context.Context) error {
 // longer than the configured timeout.
 func (tm *TaskManager) heartbeatRM(ctx context.Context) error {
 	interval := time.Second
-	registered, reached := false, true
+	registered := false
 	lastOK := time.Now()
 	var lastLookup time.Time
 	// A connection to the JobManager that breaks wakes the loop, so a
 	// JobManager that died is noticed at once, not at the next heartbeat.
 	broken := make(chan struct{}, 1)
-	tm.wg.Add(1)
+	wctx, stopWatch := context.WithCancel(ctx)
+	watching := make(chan struct{})
+	defer func() {
+		stopWatch()
+		<-watching
+	}()
 	go func() {
-		defer tm.wg.Done()
-		for st := tm.jmConn.GetState(); tm.jmConn.WaitForStateChange(ctx, st); {
+		defer close(watching)
+		for st := tm.jmConn.GetState(); tm.jmConn.WaitForStateChange(wctx, st); {
 			prev := st
 			st = tm.jmConn.GetState()
 			if prev == connectivity.Ready {
@@ -266,7 +271,7 @@ func (tm *TaskManager) heartbeatRM(ctx context.Context) error {
 				}
 			}
 		}
-		reached = err == nil
+		reached := err == nil
 		if !reached && tm.cfg.FindJobManager != nil && time.Since(lastLookup) >= lookupEvery {
 			lastLookup = time.Now()
 			if addr, err := tm.cfg.FindJobManager(ctx); err == nil && addr != tm.jobManager() {
