@@ -423,12 +423,7 @@ func jobCommand() *cli.Command {
 							fmt.Printf("job %s had already ended: %s\n", id, resp.State)
 							return nil
 						}
-						d, err := cl.Watch(c.Context, id, nil)
-						if err != nil {
-							return grpcMessage(err)
-						}
-						fmt.Printf("job %s %s\n", id, d.State)
-						return nil
+						return printJobEnd(c.Context, cl, id)
 					})
 				},
 			},
@@ -485,13 +480,18 @@ func savepoint(c *cli.Context, dir string, stop bool) error {
 		if !stop {
 			return nil
 		}
-		d, err := cl.Watch(c.Context, id, nil)
-		if err != nil {
-			return grpcMessage(err)
-		}
-		fmt.Printf("job %s %s\n", id, d.State)
-		return nil
+		return printJobEnd(c.Context, cl, id)
 	})
+}
+
+// printJobEnd waits for the job to end and prints its final state.
+func printJobEnd(ctx context.Context, cl *client.Client, id string) error {
+	d, err := cl.Watch(ctx, id, nil)
+	if err != nil {
+		return grpcMessage(err)
+	}
+	fmt.Printf("job %s %s\n", id, d.State)
+	return nil
 }
 
 var appFlag = &cli.StringFlag{Name: "app", Aliases: []string{"session"}, Usage: "the Flink application (per-job or session) whose JobManager to ask, instead of --jobmanager"}
