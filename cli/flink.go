@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -423,7 +424,7 @@ func jobCommand() *cli.Command {
 							fmt.Printf("job %s had already ended: %s\n", id, resp.State)
 							return nil
 						}
-						return printJobEnd(c.Context, cl, id)
+						return printJobEnd(c, cl, id)
 					})
 				},
 			},
@@ -480,18 +481,41 @@ func savepoint(c *cli.Context, dir string, stop bool) error {
 		if !stop {
 			return nil
 		}
-		return printJobEnd(c.Context, cl, id)
+		return printJobEnd(c, cl, id)
 	})
 }
 
-// printJobEnd waits for the job to end and prints its final state.
-func printJobEnd(ctx context.Context, cl *client.Client, id string) error {
-	d, err := cl.Watch(ctx, id, nil)
-	if err != nil {
+// printJobEnd waits for the job to end and prints its final state. A
+// per-job application's JobManager goes away with its job, maybe before
+// the watch saw the end: then the application's final report says it.
+func printJobEnd(c *cli.Context, cl *client.Client, id string) error {
+	d, err := cl.Watch(c.Context, id, nil)
+	if err == nil {
+		fmt.Printf("job %s %s\n", id, d.State)
+		return nil
+	}
+	app := c.String("app")
+	if app == "" || status.Code(err) != codes.Unavailable {
 		return grpcMessage(err)
 	}
-	fmt.Printf("job %s %s\n", id, d.State)
-	return nil
+	return withRM(c, func(rm *rmclient.Client) error {
+		var index uint64
+		for {
+			a, i, rerr := rm.WatchReport(c.Context, app, false, index+1, 10*time.Second)
+			if rerr != nil {
+				return rerr
+			}
+			index = i
+			if !flink.AppTerminal(a.State) {
+				continue
+			}
+			if m := regexp.MustCompile(`job ` + regexp.QuoteMeta(id) + ` ([A-Z]+)`).FindStringSubmatch(a.Diagnostics); m != nil {
+				fmt.Printf("job %s %s\n", id, m[1])
+				return nil
+			}
+			return fmt.Errorf("the JobManager of %s went away before job %s ended; the application ended %s: %s", app, id, a.FinalStatus, a.Diagnostics)
+		}
+	})
 }
 
 var appFlag = &cli.StringFlag{Name: "app", Aliases: []string{"session"}, Usage: "the Flink application (per-job or session) whose JobManager to ask, instead of --jobmanager"}
