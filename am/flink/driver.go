@@ -201,10 +201,12 @@ func (d *Driver) adopt(cs []*yarnpb.Container) {
 func (d *Driver) dropUnregisteredAdopted() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	dropped := false
 	for id, c := range d.starting {
 		if !c.adopted || time.Since(c.started) < adoptTimeout || d.closed {
 			continue
 		}
+		dropped = true
 		delete(d.starting, id)
 		d.log.Warn("a TaskManager of an earlier attempt did not register; stopping its container", "container", id, "after", adoptTimeout)
 		d.amrm.ReleaseContainer(id)
@@ -214,7 +216,9 @@ func (d *Driver) dropUnregisteredAdopted() {
 			_ = d.nms.Stop(context.Background(), c.node, c.id)
 		}()
 	}
-	d.reconcileLocked()
+	if dropped {
+		d.reconcileLocked()
+	}
 }
 
 // reconcileLocked asks for the containers the missing slots need beyond

@@ -196,15 +196,7 @@ func (tm *TaskManager) Run(ctx context.Context) error {
 	case err = <-rmLost:
 		tm.log.Error("shutting down", "error", err)
 	}
-	tm.mu.Lock()
-	var jobs []*job
-	for _, j := range tm.jobs {
-		jobs = append(jobs, j)
-	}
-	tm.mu.Unlock()
-	for _, j := range jobs {
-		tm.releaseJob(j, "the TaskManager is shutting down")
-	}
+	tm.releaseAll("the TaskManager is shutting down")
 	uctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	_, _ = tm.rm.UnregisterTaskExecutor(uctx, &flinkpb.UnregisterTaskExecutorRequest{TaskManagerId: tm.id, Reason: "it shut down"})
 	cancel()
@@ -313,15 +305,9 @@ func (tm *TaskManager) moveJobManager(addr string) {
 	tm.mu.Lock()
 	old := tm.jmAddr
 	tm.jmAddr = addr
-	var jobs []*job
-	for _, j := range tm.jobs {
-		jobs = append(jobs, j)
-	}
 	tm.mu.Unlock()
-	tm.log.Warn("the JobManager moved; following it", "from", old, "to", addr, "jobs_released", len(jobs))
-	for _, j := range jobs {
-		tm.releaseJob(j, "its JobManager at "+old+" is gone; a new one is at "+addr)
-	}
+	tm.log.Warn("the JobManager moved; following it", "from", old, "to", addr)
+	tm.releaseAll("its JobManager at " + old + " is gone; a new one is at " + addr)
 	tm.jmResolver.UpdateState(resolver.State{Addresses: []resolver.Address{{Addr: addr}}})
 }
 
@@ -464,6 +450,19 @@ func (tm *TaskManager) job(id string) *job {
 	tm.mu.Lock()
 	defer tm.mu.Unlock()
 	return tm.jobs[id]
+}
+
+// releaseAll releases every job the TaskManager holds slots for.
+func (tm *TaskManager) releaseAll(reason string) {
+	tm.mu.Lock()
+	var jobs []*job
+	for _, j := range tm.jobs {
+		jobs = append(jobs, j)
+	}
+	tm.mu.Unlock()
+	for _, j := range jobs {
+		tm.releaseJob(j, reason)
+	}
 }
 
 // releaseJob stops a job's worker and frees its slots.
