@@ -8,46 +8,21 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"loom/localcluster"
 )
 
-// appProcs returns the pids of every process of an application: its
-// containers' processes and their children carry its id in their
-// environment.
-func appProcs(appID string) []int {
-	entries, _ := os.ReadDir("/proc")
-	want := []byte("LOOM_APPLICATION_ID=" + appID + "\x00")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err == nil && bytes.Contains(env, want) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
+// appProcs returns the pids of every process of an application.
+func appProcs(appID string) []int { return localcluster.AppProcesses(appID, "") }
 
 // appProcsRunning returns the pids of an application's processes whose
 // command line contains s.
-func appProcsRunning(appID, s string) []int {
-	var out []int
-	for _, pid := range appProcs(appID) {
-		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if strings.Contains(strings.ReplaceAll(string(cmd), "\x00", " "), s) {
-			out = append(out, pid)
-		}
-	}
-	return out
-}
+func appProcsRunning(appID, s string) []int { return localcluster.AppProcesses(appID, s) }
 
 func (c *cluster) waitNoProcessOf(appID string) {
 	c.t.Helper()

@@ -4,6 +4,7 @@
 package localcluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -298,4 +300,32 @@ func (c *Cluster) Watch(ctx context.Context, w io.Writer) {
 		}()
 	}
 	wg.Wait()
+}
+
+// AppProcesses returns the pids of the processes on this machine that
+// belong to an application and whose command line contains s (every one
+// of them when s is empty): its containers' processes and their children
+// carry the application's id in their environment (Linux /proc).
+func AppProcesses(appID, s string) []int {
+	entries, _ := os.ReadDir("/proc")
+	want := []byte("LOOM_APPLICATION_ID=" + appID + "\x00")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil || !bytes.Contains(env, want) {
+			continue
+		}
+		if s != "" {
+			cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			if !strings.Contains(strings.ReplaceAll(string(cmd), "\x00", " "), s) {
+				continue
+			}
+		}
+		pids = append(pids, pid)
+	}
+	return pids
 }

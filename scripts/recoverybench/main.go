@@ -11,7 +11,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -22,10 +21,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"loom/localcluster"
 )
 
 func main() {
@@ -99,7 +99,7 @@ func measure(loom, wordcount, input, dir string, interval, backoff time.Duration
 	}); err != nil {
 		return r, fmt.Errorf("a first checkpoint: %v", err)
 	}
-	tms := processes(app, "loom taskmanager")
+	tms := localcluster.AppProcesses(app, "loom taskmanager")
 	if len(tms) != 2 {
 		return r, fmt.Errorf("TaskManager processes of %s: %v", app, tms)
 	}
@@ -189,30 +189,6 @@ func committed(dir string) map[string]bool {
 		out[n] = true
 	}
 	return out
-}
-
-// processes returns the pids of the application's processes whose
-// command line contains s; a container's processes carry the
-// application's id in their environment.
-func processes(app, s string) []int {
-	entries, _ := os.ReadDir("/proc")
-	want := []byte("LOOM_APPLICATION_ID=" + app + "\x00")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil || !bytes.Contains(env, want) {
-			continue
-		}
-		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if strings.Contains(strings.ReplaceAll(string(cmd), "\x00", " "), s) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 // waitUntil polls cond every 2 ms until it holds or the timeout passes.
