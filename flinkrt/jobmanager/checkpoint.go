@@ -103,6 +103,10 @@ func jobSettings(jg *flinkpb.JobGraph, jobID string) (checkpointSettings, restar
 		return s, nil, err
 	}
 	r, err := newRestartStrategy(jg.Config, s.interval > 0)
+	if err != nil {
+		return s, nil, err
+	}
+	_, err = regionFailover(jg.Config)
 	return s, r, err
 }
 

@@ -29,7 +29,7 @@ func (jm *JobMaster) numSubtasks() int {
 // zero time when none is due (checkpointing off, or not running).
 func (jm *JobMaster) checkpointDueLocked() time.Time {
 	s := jm.cp.settings
-	if s.interval <= 0 || jm.state != JobRunning || len(jm.cp.pending) >= s.maxConcurrent {
+	if s.interval <= 0 || jm.state != JobRunning || len(jm.restarting) > 0 || len(jm.cp.pending) >= s.maxConcurrent {
 		return time.Time{}
 	}
 	due := jm.lastTrigger.Add(s.interval)
@@ -70,7 +70,7 @@ func (jm *JobMaster) triggerLocked(now time.Time, savepoint bool, target string)
 	if !savepoint {
 		jm.lastTrigger = now
 	}
-	req := &flinkpb.CheckpointTrigger{JobId: jm.id, Attempt: int32(jm.attempt), CheckpointId: id, TimestampMs: now.UnixMilli(), Dir: dir, Savepoint: savepoint}
+	req := &flinkpb.CheckpointTrigger{JobId: jm.id, Attempt: int32(jm.restarts), CheckpointId: id, TimestampMs: now.UnixMilli(), Dir: dir, Savepoint: savepoint}
 	var conns []*tmConn
 	for _, c := range jm.tms {
 		conns = append(conns, c)
@@ -107,7 +107,7 @@ func (jm *JobMaster) acknowledge(tmID string, acks []*flinkpb.CheckpointAck) err
 		}
 		p := jm.cp.pending[a.CheckpointId]
 		t := jm.tasks[a.Vertex][a.Subtask]
-		if p == nil || int(a.Attempt) != jm.attempt || t.tm != tmID {
+		if p == nil || int(a.Attempt) != t.attempt || t.tm != tmID {
 			continue // a checkpoint that ended, or an attempt before this one
 		}
 		if a.DeclineReason != "" {
@@ -150,13 +150,24 @@ func (jm *JobMaster) completeInBackground(p *pendingCheckpoint) {
 			meta.Operators = append(meta.Operators, om)
 		}
 	}
-	attempt := jm.attempt
+	// A fully acknowledged checkpoint is what a restart restores from
+	// from now on, even one that starts before the metadata is written.
+	done := &completedCheckpoint{meta: meta, dir: p.dir}
+	if !p.stats.savepoint {
+		jm.cp.completed = append(jm.cp.completed, done)
+	}
 	jm.background.Add(1)
 	go func() {
 		defer jm.background.Done()
 		err := writeMeta(p.dir, meta)
 		jm.mu.Lock()
 		if err != nil {
+			for i, c := range jm.cp.completed {
+				if c == done {
+					jm.cp.completed = append(jm.cp.completed[:i], jm.cp.completed[i+1:]...)
+					break
+				}
+			}
 			jm.failCheckpointLocked(p, fmt.Sprintf("writing its metadata: %v", err), true)
 			jm.mu.Unlock()
 			return
@@ -169,8 +180,7 @@ func (jm *JobMaster) completeInBackground(p *pendingCheckpoint) {
 		jm.cp.lastEnd = now
 		var drop []string
 		if !st.savepoint {
-			jm.cp.completed = append(jm.cp.completed, &completedCheckpoint{meta: meta, dir: p.dir})
-			for len(jm.cp.completed) > jm.cp.settings.retained {
+			for len(jm.cp.completed) > jm.cp.settings.retained && jm.cp.completed[0] != done {
 				drop = append(drop, jm.cp.completed[0].dir)
 				jm.cp.completed = jm.cp.completed[1:]
 			}
@@ -178,19 +188,22 @@ func (jm *JobMaster) completeInBackground(p *pendingCheckpoint) {
 		for _, w := range p.waiters {
 			w <- savepointResult{path: p.dir}
 		}
+		// Subtasks deployed since the checkpoint was triggered take no
+		// notice of it (their deployment's first checkpoint is later).
 		var conns []*tmConn
-		if attempt == jm.attempt && jm.state == JobRunning {
+		if jm.state == JobRunning {
 			for _, c := range jm.tms {
 				conns = append(conns, c)
 			}
 		}
+		restarts := jm.restarts
 		jm.log.Info("checkpoint completed", "checkpoint", st.id, "savepoint", st.savepoint, "size", st.size, "duration_ms", now.Sub(st.trigger).Milliseconds())
 		jm.changedLocked()
 		jm.mu.Unlock()
 		for _, d := range drop {
 			_ = os.RemoveAll(d)
 		}
-		req := &flinkpb.CheckpointNotification{JobId: jm.id, Attempt: int32(attempt), CheckpointId: st.id}
+		req := &flinkpb.CheckpointNotification{JobId: jm.id, Attempt: int32(restarts), CheckpointId: st.id}
 		for _, c := range conns {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_, _ = c.client.NotifyCheckpointComplete(ctx, req)
@@ -237,7 +250,7 @@ func (jm *JobMaster) failCheckpointLocked(p *pendingCheckpoint, reason string, c
 	}
 	jm.cp.failures++
 	if jm.cp.failures > jm.cp.settings.tolerable {
-		jm.failoverLocked("", fmt.Sprintf("checkpoint %d failed (%s), and %d checkpoints failed in a row, more than the %d tolerated (%s)",
+		jm.failoverLocked(nil, "", fmt.Sprintf("checkpoint %d failed (%s), and %d checkpoints failed in a row, more than the %d tolerated (%s)",
 			st.id, reason, jm.cp.failures, jm.cp.settings.tolerable, ConfCheckpointTolerable))
 	}
 }

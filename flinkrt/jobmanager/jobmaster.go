@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"loom/flinkrt/graph"
 	"loom/flinkrt/resourcemanager"
 	"loom/proto/flinkpb"
 	"loom/rpc"
@@ -93,10 +94,24 @@ type JobMaster struct {
 	background  sync.WaitGroup // cancels in flight; cleanup waits for them
 	stateSince  time.Time
 
-	// attempt is the execution attempt: each restart deploys a new one.
-	attempt   int
+	// restarts counts failovers, of the whole job or of regions.
+	restarts  int
 	restart   restartStrategy
 	restartAt time.Time // when a restarting job may deploy again
+	// regions is each subtask's pipelined region, by vertex then subtask;
+	// with regionFailover a failure restarts only the regions it touched.
+	regions        [][]int
+	numRegions     int
+	regionFailover bool
+	// restarting are the regions restarting while the rest of the job
+	// runs on.
+	restarting map[int]*regionRestart
+	// logical is each subtask's logical slot, by vertex then subtask:
+	// subtask i of every vertex of a slot sharing group shares the
+	// group's logical slot i. assigned places logical slots in offered
+	// slots; a region's restart keeps the slots that are still held.
+	logical  [][]int
+	assigned map[int]slotRef
 	// slotDeadline is when a job waiting for slots fails without them.
 	slotDeadline time.Time
 	cp           coordinator
@@ -119,8 +134,18 @@ type Timing struct {
 	CancelTimeout time.Duration
 }
 
+// regionRestart is a region being restarted: its tasks are stopped, then
+// after the restart delay it is deployed again once it has slots.
+type regionRestart struct {
+	since    time.Time // when its tasks were told to stop
+	at       time.Time // when it may be deployed again
+	deadline time.Time // when it fails the job without slots
+}
+
 type subtask struct {
-	state      string
+	state string
+	// attempt is the subtask's execution attempt: each restart of its
+	// region deploys a new one.
 	attempt    int
 	tm         string
 	endpoint   string
@@ -132,6 +157,14 @@ type offeredSlot struct {
 	index                int32
 	alloc                string
 }
+
+// slotRef names an offered slot.
+type slotRef struct {
+	tm    string
+	index int32
+}
+
+func (sl offeredSlot) ref() slotRef { return slotRef{sl.tm, sl.index} }
 
 type tmConn struct {
 	id, addr string
@@ -150,11 +183,15 @@ func newJobMaster(id string, jg *flinkpb.JobGraph, art *flinkpb.JobArtifact, rm 
 		state: JobCreated, timestamps: map[string]int64{JobCreated: now.UnixMilli()}, start: now,
 		tms: map[string]*tmConn{}, changed: make(chan struct{}), stateSince: now, lastTrigger: now,
 		slotDeadline: now.Add(timing.SlotTimeout),
+		restarting:   map[int]*regionRestart{}, assigned: map[int]slotRef{},
 	}
 	var err error
 	if jm.cp.settings, jm.restart, err = jobSettings(jg, id); err != nil {
 		return nil, err
 	}
+	jm.regionFailover, _ = regionFailover(jg.Config) // jobSettings checked it
+	jm.regions, jm.numRegions = graph.Regions(jg)
+	jm.logical = logicalSlots(jg)
 	jm.cp.pending = map[int64]*pendingCheckpoint{}
 	jm.cp.next = 1
 	if err := jm.initialState(); err != nil {
@@ -169,6 +206,32 @@ func newJobMaster(id string, jg *flinkpb.JobGraph, art *flinkpb.JobArtifact, rm 
 		jm.tasks = append(jm.tasks, row)
 	}
 	return jm, nil
+}
+
+// logicalSlots numbers the slots a job needs: subtask i of every vertex of
+// a slot sharing group shares the group's slot i, and groups take slots
+// one after another in the order of their first vertex.
+func logicalSlots(jg *flinkpb.JobGraph) [][]int {
+	groupBase := map[string]int{}
+	next := 0
+	out := make([][]int, len(jg.Vertices))
+	for vi, v := range jg.Vertices {
+		base, ok := groupBase[v.SlotSharingGroup]
+		if !ok {
+			base = next
+			groupBase[v.SlotSharingGroup] = base
+			for _, w := range jg.Vertices {
+				if w.SlotSharingGroup == v.SlotSharingGroup {
+					next = max(next, base+int(w.Parallelism))
+				}
+			}
+		}
+		out[vi] = make([]int, v.Parallelism)
+		for s := range out[vi] {
+			out[vi][s] = base + s
+		}
+	}
+	return out
 }
 
 // initialState finds the state the job starts from: the newest checkpoint
@@ -258,34 +321,75 @@ func (jm *JobMaster) Fail(cause string) {
 	jm.failLocked("", cause)
 	jm.changedLocked()
 	if failing {
-		jm.cancelInBackground()
+		jm.cancelInBackground(nil)
 	}
 }
 
-// failoverLocked handles a failure the job may recover from: a task
-// failed, a TaskManager or worker was lost. The restart strategy decides
-// whether the job restarts (from its latest checkpoint) or fails.
-func (jm *JobMaster) failoverLocked(task, cause string) {
+// failoverLocked handles a failure the job may recover from: the subtasks
+// failed (by vertex and subtask; none for a failure of the whole job)
+// failed, or were lost with their TaskManager or worker. The restart
+// strategy decides whether the job recovers, from its latest checkpoint;
+// the failover strategy whether the whole job restarts or only the
+// regions of the failed subtasks.
+func (jm *JobMaster) failoverLocked(failed [][2]int, task, cause string) {
 	if jm.state != JobRunning {
 		if jm.state != JobRestarting {
 			jm.failLocked(task, cause)
 		}
 		return
 	}
+	regions := jm.regionsToRestartLocked(failed)
+	if regions != nil && len(regions) == 0 {
+		return // the failed subtasks' regions are restarting already
+	}
 	now := time.Now()
 	delay, ok := jm.restart.restart(now)
 	if !ok {
 		jm.failLocked(task, cause+" ("+jm.restart.describe()+")")
-		jm.cancelInBackground()
+		jm.cancelInBackground(nil)
 		return
 	}
+	jm.restarts++
 	jm.failure, jm.failureTask, jm.failureTime = cause, task, now
-	jm.restartAt = now.Add(delay)
-	jm.slotDeadline = jm.restartAt.Add(jm.timing.SlotTimeout)
-	jm.abortCheckpointsLocked("the job is restarting")
-	jm.log.Warn("job failed; restarting", "cause", cause, "delay", delay, "attempt", jm.attempt+1)
-	jm.setStateLocked(JobRestarting)
-	jm.cancelInBackground()
+	if regions == nil {
+		jm.restarting = map[int]*regionRestart{}
+		jm.restartAt = now.Add(delay)
+		jm.slotDeadline = jm.restartAt.Add(jm.timing.SlotTimeout)
+		jm.abortCheckpointsLocked("the job is restarting")
+		jm.log.Warn("job failed; restarting", "cause", cause, "delay", delay, "restart", jm.restarts)
+		jm.setStateLocked(JobRestarting)
+		jm.cancelInBackground(nil)
+		return
+	}
+	at := now.Add(delay)
+	for r := range regions {
+		jm.restarting[r] = &regionRestart{since: now, at: at, deadline: at.Add(jm.timing.SlotTimeout)}
+	}
+	jm.abortCheckpointsLocked("a region of the job is restarting")
+	jm.log.Warn("task failed; restarting its region", "cause", cause, "delay", delay, "restart", jm.restarts,
+		"regions", len(regions), "of", jm.numRegions)
+	jm.changedLocked()
+	jm.cancelInBackground(regions)
+}
+
+// regionsToRestartLocked is the regions a failure of the subtasks failed
+// restarts: nil for the whole job (a failure of the whole job, the full
+// failover strategy, or every region touched), empty when they are all
+// restarting already.
+func (jm *JobMaster) regionsToRestartLocked(failed [][2]int) map[int]bool {
+	if !jm.regionFailover || len(failed) == 0 {
+		return nil
+	}
+	regions := map[int]bool{}
+	for _, f := range failed {
+		if r := jm.regions[f[0]][f[1]]; jm.restarting[r] == nil {
+			regions[r] = true
+		}
+	}
+	if len(regions)+len(jm.restarting) >= jm.numRegions {
+		return nil
+	}
+	return regions
 }
 
 // failLocked fails the job with its root cause, the first failure.
@@ -300,7 +404,7 @@ func (jm *JobMaster) failLocked(task, cause string) {
 	if jm.state == JobCancelling {
 		return
 	}
-	if !jm.deployed || jm.state == JobRestarting && jm.stoppedLocked() {
+	if !jm.deployed || jm.state == JobRestarting && jm.stoppedLocked(nil) {
 		jm.setStateLocked(JobFailed)
 		return
 	}
@@ -323,22 +427,30 @@ func (jm *JobMaster) run(ctx context.Context) {
 		state := jm.state
 		// A restarting job waits for its tasks to stop and for the restart
 		// delay, then for slots as a new job does.
-		waiting := state == JobCreated || state == JobRestarting && jm.stoppedLocked() && !now.Before(jm.restartAt)
+		waiting := state == JobCreated || state == JobRestarting && jm.stoppedLocked(nil) && !now.Before(jm.restartAt)
 		switch {
 		case JobTerminal(state):
 			jm.mu.Unlock()
 			return
-		case waiting && len(jm.slots) >= int(jm.jg.Slots):
+		case waiting && jm.placeLocked(nil) != nil:
 			jm.mu.Unlock()
-			jm.deploy(ctx)
+			jm.deploy(ctx, nil)
 			continue
 		case waiting && now.After(jm.slotDeadline):
 			jm.failLocked("", fmt.Sprintf("could not get the %d slots the job needs within %s (it has %d): start more TaskManagers or lower the parallelism",
 				jm.jg.Slots, jm.timing.SlotTimeout, len(jm.slots)))
-		case state == JobRestarting && jm.stoppedLocked():
+		case state == JobRestarting && jm.stoppedLocked(nil):
 			next = jm.restartAt
 		case state == JobFailing || state == JobCancelling || state == JobRestarting:
 			jm.endIfStoppedLocked()
+		case state == JobRunning && len(jm.restarting) > 0:
+			ready, when := jm.regionsReadyLocked(now)
+			if len(ready) > 0 && jm.placeLocked(ready) != nil {
+				jm.mu.Unlock()
+				jm.deploy(ctx, ready)
+				continue
+			}
+			next = when
 		case state == JobRunning:
 			jm.expireCheckpointsLocked(now)
 			if due := jm.checkpointDueLocked(); !due.IsZero() {
@@ -373,22 +485,20 @@ func (jm *JobMaster) run(ctx context.Context) {
 	}
 }
 
-// stoppedLocked says whether every task has stopped.
-func (jm *JobMaster) stoppedLocked() bool {
-	for _, row := range jm.tasks {
-		for _, t := range row {
-			if !taskTerminal(t.state) && t.state != TaskCreated {
-				return false
-			}
-		}
-	}
-	return true
+// stoppedLocked says whether every task of the regions given (of the
+// whole job when nil) has stopped.
+func (jm *JobMaster) stoppedLocked(regions map[int]bool) bool {
+	stopped := true
+	jm.forEachTaskLocked(regions, func(_, _ int, t *subtask) {
+		stopped = stopped && (taskTerminal(t.state) || t.state == TaskCreated)
+	})
+	return stopped
 }
 
 // endIfStoppedLocked ends a failing or cancelling job once every task has
 // stopped, or when the cancel timeout has passed without word from them.
 func (jm *JobMaster) endIfStoppedLocked() {
-	if !jm.stoppedLocked() && time.Since(jm.stateSince) < jm.timing.CancelTimeout {
+	if !jm.stoppedLocked(nil) && time.Since(jm.stateSince) < jm.timing.CancelTimeout {
 		return
 	}
 	now := time.Now()
@@ -411,68 +521,175 @@ func (jm *JobMaster) endIfStoppedLocked() {
 	}
 }
 
-// deploy places every subtask in a slot and sends each TaskManager its
-// part. Subtask i of every vertex of a slot sharing group shares the
-// group's slot i.
-func (jm *JobMaster) deploy(ctx context.Context) {
+// regionsReadyLocked is the restarting regions ready to be deployed
+// again: their tasks stopped and their restart delay passed. It also says
+// when to look again. A region without the slots it needs past its
+// deadline fails the job; tasks that do not say they stopped within the
+// cancel timeout are taken as gone.
+func (jm *JobMaster) regionsReadyLocked(now time.Time) (map[int]bool, time.Time) {
+	ready := map[int]bool{}
+	var next time.Time
+	later := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for r, rr := range jm.restarting {
+		if !jm.stoppedLocked(map[int]bool{r: true}) {
+			if now.Sub(rr.since) < jm.timing.CancelTimeout {
+				later(rr.since.Add(jm.timing.CancelTimeout))
+				continue
+			}
+			jm.forEachTaskLocked(map[int]bool{r: true}, func(_, _ int, t *subtask) {
+				if !taskTerminal(t.state) {
+					t.state, t.end = TaskCanceled, now
+				}
+			})
+		}
+		switch {
+		case now.Before(rr.at):
+			later(rr.at)
+		case now.After(rr.deadline):
+			jm.failLocked("", fmt.Sprintf("could not get the slots a restarting region of the job needs within %s: start more TaskManagers or lower the parallelism", jm.timing.SlotTimeout))
+			jm.cancelInBackground(nil)
+			return nil, time.Time{}
+		default:
+			ready[r] = true
+			later(rr.deadline)
+		}
+	}
+	return ready, next
+}
+
+// forEachTaskLocked calls f on every subtask of the regions given (of the
+// whole job when nil).
+func (jm *JobMaster) forEachTaskLocked(regions map[int]bool, f func(vertex, index int, t *subtask)) {
+	for vi, row := range jm.tasks {
+		for s, t := range row {
+			if regions == nil || regions[jm.regions[vi][s]] {
+				f(vi, s, t)
+			}
+		}
+	}
+}
+
+// placeLocked places the logical slots of the regions given (of the
+// whole job when nil) in offered slots, and returns every logical slot's
+// placement; nil when there are too few slots. A logical slot stays where
+// it was while that slot is still held.
+func (jm *JobMaster) placeLocked(regions map[int]bool) map[int]slotRef {
+	held := map[slotRef]bool{}
+	for _, sl := range jm.slots {
+		held[sl.ref()] = true
+	}
+	placed := map[int]slotRef{}
+	taken := map[slotRef]bool{}
+	for l, ref := range jm.assigned {
+		if held[ref] {
+			placed[l], taken[ref] = ref, true
+		}
+	}
+	need := map[int]bool{}
+	jm.forEachTaskLocked(regions, func(vi, s int, _ *subtask) {
+		if _, ok := placed[jm.logical[vi][s]]; !ok {
+			need[jm.logical[vi][s]] = true
+		}
+	})
+	var free []slotRef
+	for _, sl := range jm.slots {
+		if !taken[sl.ref()] {
+			free = append(free, sl.ref())
+		}
+	}
+	if len(free) < len(need) {
+		return nil
+	}
+	sort.Slice(free, func(a, b int) bool {
+		if free[a].tm != free[b].tm {
+			return free[a].tm < free[b].tm
+		}
+		return free[a].index < free[b].index
+	})
+	logical := make([]int, 0, len(need))
+	for l := range need {
+		logical = append(logical, l)
+	}
+	sort.Ints(logical)
+	for i, l := range logical {
+		placed[l] = free[i]
+	}
+	return placed
+}
+
+// deploy deploys the regions given (the whole job when nil) into their
+// slots and sends each TaskManager its part: a first deployment, a
+// restart of the job, or a restart of regions while the others run on.
+// Each deployed subtask starts from the latest completed checkpoint (or
+// the state the job was submitted with) in a new execution attempt.
+func (jm *JobMaster) deploy(ctx context.Context, regions map[int]bool) {
 	jm.mu.Lock()
-	if jm.state == JobRestarting {
-		jm.attempt++
+	if jm.deployed && (regions != nil || jm.state == JobRestarting) {
 		if err := jm.restoreLatestLocked(); err != nil {
 			jm.failLocked("", fmt.Sprintf("restoring the latest checkpoint: %v", err))
+			jm.cancelInBackground(nil)
 			jm.mu.Unlock()
 			return
 		}
-		now := time.Now()
-		for _, row := range jm.tasks {
-			for _, t := range row {
-				*t = subtask{state: TaskCreated, attempt: jm.attempt, start: now}
-			}
-		}
 	}
-	restore := jm.cp.restore
-	slots := append([]offeredSlot(nil), jm.slots...)
-	sort.Slice(slots, func(a, b int) bool {
-		if slots[a].tm != slots[b].tm {
-			return slots[a].tm < slots[b].tm
-		}
-		return slots[a].index < slots[b].index
-	})
-	groupBase := map[string]int{}
-	next := 0
-	locations := make([]*flinkpb.SubtaskLocations, len(jm.jg.Vertices))
+	placed := jm.placeLocked(regions)
+	if placed == nil {
+		jm.mu.Unlock()
+		return
+	}
+	jm.assigned = placed
+	byRef := map[slotRef]offeredSlot{}
+	for _, sl := range jm.slots {
+		byRef[sl.ref()] = sl
+	}
+	now := time.Now()
+	restore := restoreIndex(jm.cp.restore)
 	perTM := map[string]*flinkpb.SubmitTasksRequest{}
 	var order []string
-	for vi, v := range jm.jg.Vertices {
-		base, ok := groupBase[v.SlotSharingGroup]
-		if !ok {
-			base = next
-			groupBase[v.SlotSharingGroup] = base
-			for _, w := range jm.jg.Vertices {
-				if w.SlotSharingGroup == v.SlotSharingGroup {
-					next = max(next, base+int(w.Parallelism))
-				}
-			}
+	jm.forEachTaskLocked(regions, func(vi, s int, t *subtask) {
+		sl := byRef[placed[jm.logical[vi][s]]]
+		attempt := t.attempt
+		if jm.deployed {
+			attempt++
 		}
-		locations[vi] = &flinkpb.SubtaskLocations{}
-		for s := 0; s < int(v.Parallelism); s++ {
-			sl := slots[base+s]
-			t := jm.tasks[vi][s]
-			t.state, t.tm, t.endpoint, t.start = TaskDeploying, sl.tm, sl.dataAddr, time.Now()
-			locations[vi].Addresses = append(locations[vi].Addresses, sl.dataAddr)
-			req := perTM[sl.tm]
-			if req == nil {
-				req = &flinkpb.SubmitTasksRequest{JobId: jm.id, Attempt: int32(jm.attempt), Checkpointing: jm.checkpointing(), Restore: restore}
-				perTM[sl.tm] = req
-				order = append(order, sl.tm)
+		*t = subtask{state: TaskDeploying, attempt: attempt, tm: sl.tm, endpoint: sl.dataAddr, start: now}
+		req := perTM[sl.tm]
+		if req == nil {
+			req = &flinkpb.SubmitTasksRequest{JobId: jm.id, Attempt: int32(jm.restarts), Checkpointing: jm.checkpointing(), MinCheckpointId: jm.cp.next}
+			if jm.cp.restore != nil {
+				req.Restore = &flinkpb.RestoreState{CheckpointId: jm.cp.restore.CheckpointId, Path: jm.cp.restore.Path}
 			}
-			req.Tasks = append(req.Tasks, &flinkpb.TaskDeployment{Vertex: int32(vi), Subtask: int32(s), Attempt: int32(jm.attempt)})
+			perTM[sl.tm] = req
+			order = append(order, sl.tm)
+		}
+		req.Tasks = append(req.Tasks, &flinkpb.TaskDeployment{Vertex: int32(vi), Subtask: int32(s), Attempt: int32(attempt), Region: int32(jm.regions[vi][s])})
+		if st := restore[[2]int{vi, s}]; st != nil {
+			req.Restore.Subtasks = append(req.Restore.Subtasks, st)
+		}
+	})
+	locations := make([]*flinkpb.SubtaskLocations, len(jm.tasks))
+	for vi, row := range jm.tasks {
+		locations[vi] = &flinkpb.SubtaskLocations{}
+		for _, t := range row {
+			locations[vi].Addresses = append(locations[vi].Addresses, t.endpoint)
 		}
 	}
-	jm.deployed = true
-	jm.diagnostic = ""
-	jm.lastTrigger = time.Now()
-	jm.setStateLocked(JobRunning)
+	if regions == nil {
+		jm.deployed = true
+		jm.diagnostic = ""
+		jm.lastTrigger = now
+		jm.setStateLocked(JobRunning)
+	} else {
+		for r := range regions {
+			delete(jm.restarting, r)
+		}
+		jm.log.Info("redeploying restarted regions", "regions", len(regions), "restart", jm.restarts)
+		jm.changedLocked()
+	}
 	conns := map[string]*tmConn{}
 	for _, id := range order {
 		conns[id] = jm.tms[id]
@@ -487,13 +704,16 @@ func (jm *JobMaster) deploy(ctx context.Context) {
 		if err != nil {
 			jm.mu.Lock()
 			// Tasks never deployed will not report: they are canceled now.
+			var failed [][2]int
 			for _, rest := range order[i:] {
 				for _, t := range perTM[rest].Tasks {
-					jm.tasks[t.Vertex][t.Subtask].state = TaskCanceled
-					jm.tasks[t.Vertex][t.Subtask].end = time.Now()
+					if st := jm.tasks[t.Vertex][t.Subtask]; int(t.Attempt) == st.attempt && !taskTerminal(st.state) {
+						st.state, st.end = TaskCanceled, time.Now()
+						failed = append(failed, [2]int{int(t.Vertex), int(t.Subtask)})
+					}
 				}
 			}
-			jm.failoverLocked("", fmt.Sprintf("deploying to TaskManager %s at %s: %v", id, conns[id].addr, status.Convert(err).Message()))
+			jm.failoverLocked(failed, "", fmt.Sprintf("deploying to TaskManager %s at %s: %v", id, conns[id].addr, status.Convert(err).Message()))
 			jm.changedLocked()
 			jm.mu.Unlock()
 			break
@@ -502,32 +722,65 @@ func (jm *JobMaster) deploy(ctx context.Context) {
 	// A cancel that came while tasks were being deployed may have reached
 	// a TaskManager before them: cancel again.
 	jm.mu.Lock()
-	stopping := jm.state == JobFailing || jm.state == JobCancelling || jm.state == JobRestarting
-	jm.mu.Unlock()
-	if stopping {
-		jm.cancelTasks(ctx)
-	}
-}
-
-// cancelTasks tells every TaskManager running the job's tasks to stop
-// them.
-func (jm *JobMaster) cancelTasks(ctx context.Context) {
-	jm.mu.Lock()
-	var conns []*tmConn
-	for _, c := range jm.tms {
-		conns = append(conns, c)
-	}
-	for _, row := range jm.tasks {
-		for _, t := range row {
-			if !taskTerminal(t.state) && t.state != TaskCreated {
-				t.state = TaskCanceling
+	var again map[int]bool
+	switch {
+	case jm.state == JobFailing || jm.state == JobCancelling || jm.state == JobRestarting:
+	case regions == nil:
+		jm.mu.Unlock()
+		return
+	default:
+		again = map[int]bool{}
+		for r := range regions {
+			if jm.restarting[r] != nil {
+				again[r] = true
 			}
 		}
+		if len(again) == 0 {
+			jm.mu.Unlock()
+			return
+		}
 	}
-	req := &flinkpb.CancelTasksRequest{JobId: jm.id, Attempt: int32(jm.attempt)}
+	jm.mu.Unlock()
+	jm.cancelTasks(ctx, again)
+}
+
+// restoreIndex indexes a restore's subtask states by vertex and subtask.
+func restoreIndex(rs *flinkpb.RestoreState) map[[2]int]*flinkpb.SubtaskState {
+	out := map[[2]int]*flinkpb.SubtaskState{}
+	if rs != nil {
+		for _, st := range rs.Subtasks {
+			out[[2]int{int(st.Vertex), int(st.Subtask)}] = st
+		}
+	}
+	return out
+}
+
+// cancelTasks tells the TaskManagers running tasks of the regions given
+// (of the whole job when nil) to stop them.
+func (jm *JobMaster) cancelTasks(ctx context.Context, regions map[int]bool) {
+	jm.mu.Lock()
+	perTM := map[string]*flinkpb.CancelTasksRequest{}
+	jm.forEachTaskLocked(regions, func(vi, s int, t *subtask) {
+		if taskTerminal(t.state) || t.state == TaskCreated {
+			return
+		}
+		t.state = TaskCanceling
+		req := perTM[t.tm]
+		if req == nil {
+			req = &flinkpb.CancelTasksRequest{JobId: jm.id, Attempt: int32(jm.restarts)}
+			perTM[t.tm] = req
+		}
+		req.Tasks = append(req.Tasks, &flinkpb.TaskDeployment{Vertex: int32(vi), Subtask: int32(s), Attempt: int32(t.attempt), Region: int32(jm.regions[vi][s])})
+	})
+	conns := map[*tmConn]*flinkpb.CancelTasksRequest{}
+	for tm, req := range perTM {
+		if c := jm.tms[tm]; c != nil {
+			conns[c] = req
+		}
+	}
 	jm.changedLocked()
 	jm.mu.Unlock()
-	for _, c := range conns {
+	for c, req := range conns {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, _ = c.client.CancelJob(cctx, req)
 		cancel()
@@ -536,11 +789,11 @@ func (jm *JobMaster) cancelTasks(ctx context.Context) {
 
 // cancelInBackground runs cancelTasks without holding up the caller (who
 // may hold jm.mu); cleanup waits for it.
-func (jm *JobMaster) cancelInBackground() {
+func (jm *JobMaster) cancelInBackground(regions map[int]bool) {
 	jm.background.Add(1)
 	go func() {
 		defer jm.background.Done()
-		jm.cancelTasks(context.Background())
+		jm.cancelTasks(context.Background(), regions)
 	}()
 }
 
@@ -592,14 +845,7 @@ func (jm *JobMaster) TaskManagerLost(tmID, cause string) {
 		return
 	}
 	jm.dropTaskManagerLocked(tmID)
-	now := time.Now()
-	for _, row := range jm.tasks {
-		for _, t := range row {
-			if t.tm == tmID && !taskTerminal(t.state) && t.state != TaskCreated {
-				t.state, t.end = TaskFailed, now
-			}
-		}
-	}
+	failed := jm.failTasksOnLocked(tmID)
 	if jm.state == JobCreated || jm.state == JobRestarting {
 		// Nothing runs there any more: wait for other slots.
 		jm.log.Warn("a TaskManager offering slots was lost; waiting for others", "tm", tmID, "cause", cause)
@@ -607,8 +853,24 @@ func (jm *JobMaster) TaskManagerLost(tmID, cause string) {
 		jm.changedLocked()
 		return
 	}
-	jm.failoverLocked("", cause)
+	if len(failed) > 0 {
+		jm.failoverLocked(failed, "", cause)
+	}
 	jm.changedLocked()
+}
+
+// failTasksOnLocked marks the tasks running on TaskManager tmID failed
+// (their TaskManager or worker is gone) and returns them.
+func (jm *JobMaster) failTasksOnLocked(tmID string) [][2]int {
+	var failed [][2]int
+	now := time.Now()
+	jm.forEachTaskLocked(nil, func(vi, s int, t *subtask) {
+		if t.tm == tmID && !taskTerminal(t.state) && t.state != TaskCreated {
+			t.state, t.end = TaskFailed, now
+			failed = append(failed, [2]int{vi, s})
+		}
+	})
+	return failed
 }
 
 // dropTaskManagerLocked forgets a TaskManager the job lost, and its slots.
@@ -650,14 +912,14 @@ func (jm *JobMaster) Cancel() string {
 	before := jm.state
 	switch {
 	case JobTerminal(jm.state) || jm.state == JobCancelling:
-	case !jm.deployed || jm.state == JobRestarting && jm.stoppedLocked():
+	case !jm.deployed || jm.state == JobRestarting && jm.stoppedLocked(nil):
 		jm.abortCheckpointsLocked("the job was canceled")
 		jm.setStateLocked(JobCanceled)
 	default:
 		jm.abortCheckpointsLocked("the job was canceled")
 		jm.setStateLocked(JobCancelling)
 		jm.mu.Unlock()
-		jm.cancelInBackground()
+		jm.cancelInBackground(nil)
 		return before
 	}
 	jm.mu.Unlock()
@@ -672,14 +934,14 @@ func (jm *JobMaster) stopLocked() {
 	}
 	jm.stopping = true
 	jm.setStateLocked(JobCancelling)
-	jm.cancelInBackground()
+	jm.cancelInBackground(nil)
 }
 
 // offerSlots takes the slots a TaskManager offers, up to the job's need.
 func (jm *JobMaster) offerSlots(req *flinkpb.OfferSlotsRequest) ([]int32, error) {
 	jm.mu.Lock()
 	defer jm.mu.Unlock()
-	if jm.state != JobCreated && jm.state != JobRestarting {
+	if jm.state != JobCreated && jm.state != JobRestarting && jm.state != JobRunning {
 		return nil, nil
 	}
 	c := jm.tms[req.TaskManagerId]
@@ -733,7 +995,7 @@ func (jm *JobMaster) updateTasks(req *flinkpb.TaskStateUpdates) error {
 		name := fmt.Sprintf("%s (%d/%d)", v.Name, u.Subtask+1, v.Parallelism)
 		switch u.State {
 		case TaskFailed:
-			jm.failoverLocked(name, u.Failure)
+			jm.failoverLocked([][2]int{{int(u.Vertex), int(u.Subtask)}}, name, u.Failure)
 		case TaskFinished:
 			// A finished task takes no further checkpoints.
 			for _, p := range jm.cp.pending {
@@ -773,16 +1035,11 @@ func (jm *JobMaster) workerFailed(tmID, msg string) {
 	if JobTerminal(jm.state) {
 		return
 	}
-	now := time.Now()
-	for _, row := range jm.tasks {
-		for _, t := range row {
-			if t.tm == tmID && !taskTerminal(t.state) {
-				t.state, t.end = TaskFailed, now
-			}
-		}
-	}
+	failed := jm.failTasksOnLocked(tmID)
 	jm.dropTaskManagerLocked(tmID)
-	jm.failoverLocked("", msg)
+	if len(failed) > 0 {
+		jm.failoverLocked(failed, "", msg)
+	}
 	jm.changedLocked()
 }
 
@@ -807,7 +1064,7 @@ func (jm *JobMaster) Details(withGraph bool) *flinkpb.JobDetails {
 	if withGraph {
 		d.JobGraph = jm.jg
 	}
-	d.Restarts = int32(jm.attempt)
+	d.Restarts = int32(jm.restarts)
 	d.Checkpoints = jm.checkpointSummaryLocked()
 	for vi, v := range jm.jg.Vertices {
 		vd := &flinkpb.VertexDetails{Id: v.Id, Name: v.Name, Parallelism: v.Parallelism, MaxParallelism: v.MaxParallelism}

@@ -213,3 +213,20 @@ func (e *exponentialDelay) restart(now time.Time) (time.Duration, bool) {
 func (e *exponentialDelay) describe() string {
 	return fmt.Sprintf("the exponential-delay restart strategy allows %d restarts before a reset and they are used up", e.attempts)
 }
+
+// ConfFailoverStrategy is Flink's key for how much of a job a failure
+// restarts: "region" (the default) restarts the failed task's pipelined
+// region, "full" the whole job.
+const ConfFailoverStrategy = "jobmanager.execution.failover-strategy"
+
+// regionFailover reads the failover strategy: true for region.
+func regionFailover(conf map[string]string) (bool, error) {
+	switch v := strings.ToLower(strings.TrimSpace(conf[ConfFailoverStrategy])); v {
+	case "", "region":
+		return true, nil
+	case "full":
+		return false, nil
+	default:
+		return false, fmt.Errorf("%s %q: want region or full", ConfFailoverStrategy, v)
+	}
+}

@@ -31,6 +31,9 @@ type Subtask struct {
 	Vertex  int // index into Plan.Vertices
 	Index   int
 	Attempt int
+	// Region is the subtask's pipelined region: a failure cancels the
+	// subtasks of its region, not those of others.
+	Region int
 }
 
 func (s Subtask) String() string { return fmt.Sprintf("%d.%d#%d", s.Vertex, s.Index, s.Attempt) }

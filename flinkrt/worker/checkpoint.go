@@ -73,7 +73,8 @@ func (c *Checkpoints) Trigger(t *flinkpb.CheckpointTrigger) {
 	tasks := c.tasks
 	c.mu.Unlock()
 	for _, b := range tasks {
-		if b.source != nil {
+		// A subtask stopped on its own (its region restarts) takes no part.
+		if b.source != nil && b.ctx.Err() == nil {
 			id := t.CheckpointId
 			b.ctx.Mailbox.Post(func() { b.checkpoint(id, 0) })
 		}

@@ -14,9 +14,9 @@ import (
 // channels to other workers can be opened.
 type Deployment struct {
 	JobID string
-	// Attempt is the job's execution attempt; each restart deploys anew.
-	Attempt int
-	Tasks   []Subtask
+	// Tasks are the subtasks deployed, each with its execution attempt
+	// and region.
+	Tasks []Subtask
 	// Locations[v][s] is the data address of subtask s of vertex v.
 	Locations [][]string
 	// Checkpointing says the job takes checkpoints; Checkpoints then routes
@@ -26,6 +26,8 @@ type Deployment struct {
 	// Restore is the state each subtask starts from: by vertex and
 	// subtask, the state file of each operator id.
 	Restore map[[2]int]map[string]string
+	// Stops, if set, cancels deployed subtasks one by one.
+	Stops *Stops
 }
 
 // RunDeployment runs the deployed subtasks of job. Channels between two of
@@ -54,14 +56,17 @@ func RunDeployment(ctx context.Context, job *Job, d Deployment, srv *network.Ser
 	w.checkpointing, w.restore, w.checkpoints = d.Checkpointing, d.Restore, d.Checkpoints
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ex := &remoteExchange{w: w, d: d, self: srv.Addr(), gates: map[[2]int]any{}}
+	ex := &remoteExchange{w: w, d: d, self: srv.Addr(), gates: map[[2]int]any{}, attempts: map[[2]int]int{}}
+	for _, id := range d.Tasks {
+		ex.attempts[[2]int{id.Vertex, id.Index}] = id.Attempt
+	}
 	defer func() { srv.Unregister(ex.keys...) }()
 	for _, id := range d.Tasks {
 		if err := ex.addGate(ctx, id, srv); err != nil {
 			return err
 		}
 	}
-	return w.runSubtasks(ctx, d.Tasks, ex, report)
+	return w.runSubtasks(ctx, d.Tasks, ex, report, d.Stops)
 }
 
 // remoteExchange connects subtasks of a job spread over several workers.
@@ -71,10 +76,14 @@ type remoteExchange struct {
 	self  string
 	gates map[[2]int]any
 	keys  []string // receivers registered with the data server
+	// attempts are the deployed subtasks' execution attempts.
+	attempts map[[2]int]int
 }
 
-// channelKey names a channel between workers: an attempt's channels never
-// meet those of an attempt before it.
+// channelKey names a channel between workers by the attempt of the
+// subtasks it joins, which is one: both are in one region, and a region
+// restarts as a whole. An attempt's channels never meet those of an
+// attempt before it.
 func channelKey(job string, attempt, edge, producer, consumer int) string {
 	return fmt.Sprintf("%s/%d/%d/%d/%d", job, attempt, edge, producer, consumer)
 }
@@ -109,7 +118,7 @@ func (ex *remoteExchange) addGate(ctx context.Context, id Subtask, srv *network.
 			if err != nil {
 				return err
 			}
-			key := channelKey(ex.d.JobID, ex.d.Attempt, ei, p, id.Index)
+			key := channelKey(ex.d.JobID, id.Attempt, ei, p, id.Index)
 			srv.Register(key, r)
 			ex.keys = append(ex.keys, key)
 		}
@@ -126,7 +135,7 @@ func (ex *remoteExchange) channel(e *edgeInfo, producer, consumer int) (ch any, 
 	if addr != ex.self {
 		for ei, other := range ex.w.edges {
 			if other == e {
-				return node.Out.NewRemoteChannel(addr, channelKey(ex.d.JobID, ex.d.Attempt, ei, producer, consumer), ex.w.settings.batchSize)
+				return node.Out.NewRemoteChannel(addr, channelKey(ex.d.JobID, ex.attempts[[2]int{e.source, producer}], ei, producer, consumer), ex.w.settings.batchSize)
 			}
 		}
 	}

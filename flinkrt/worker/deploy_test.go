@@ -97,3 +97,72 @@ func TestDeploymentsExchangeOverTCP(t *testing.T) {
 		}
 	}
 }
+
+// A chained pipeline of parallelism 2 is two regions: a subtask that fails
+// cancels nothing of the other region, which runs to its end; a subtask
+// stopped through Stops ends CANCELED, alone.
+func TestAFailureStaysInItsRegion(t *testing.T) {
+	srv, err := network.Listen("127.0.0.1:0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	// run runs numbers 1..count through a map that fails on failAt, in
+	// two subtasks; stop, if set, is stopped once running. It returns the
+	// subtasks' final states and how many numbers reached the sink.
+	run := func(count, failAt int64, stop *worker.Subtask) (map[int]string, int) {
+		env := stream.NewEnv().SetParallelism(2)
+		nums := stream.FromSource(env, "numbers", source.Sequence(1, count))
+		checked := stream.Map(nums, "check", func(n int64) int64 {
+			if n == failAt {
+				panic("the number to fail at")
+			}
+			return n
+		})
+		collected := sink.Collect[int64]()
+		stream.Sink(checked, "collect", collected)
+		sg, jg, err := env.Plan("regions")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(jg.Vertices) != 1 {
+			t.Fatalf("want one chained vertex, got %d", len(jg.Vertices))
+		}
+		stops := worker.NewStops()
+		d := worker.Deployment{JobID: "job", Locations: [][]string{{srv.Addr(), srv.Addr()}}, Stops: stops,
+			Tasks: []worker.Subtask{{Vertex: 0, Index: 0, Region: 0}, {Vertex: 0, Index: 1, Region: 1}}}
+		var mu sync.Mutex
+		final := map[int]string{}
+		report := func(u worker.Update) {
+			mu.Lock()
+			defer mu.Unlock()
+			if u.State == worker.StateFinished || u.State == worker.StateCanceled || u.State == worker.StateFailed {
+				final[u.Subtask.Index] = u.State
+			}
+			if stop != nil && u.State == worker.StateRunning && u.Subtask.Index == stop.Index {
+				stops.Stop(*stop)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		_ = worker.RunDeployment(ctx, &worker.Job{Graph: sg, Plan: jg, InProcess: true}, d, srv, report)
+		return final, len(collected.Values())
+	}
+	// Sequence gives subtask 0 the first half: 7 fails it.
+	got, n := run(2000, 7, nil)
+	if got[0] != worker.StateFailed || got[1] != worker.StateFinished {
+		t.Fatalf("final states %v: want subtask 0 FAILED, subtask 1 FINISHED", got)
+	}
+	if n < 1000 {
+		t.Fatalf("the region that did not fail wrote %d numbers, want its 1000", n)
+	}
+	// Subtask 1 is stopped before it emits: subtask 0 still sends all of
+	// its half.
+	got, n = run(2_000_000, -1, &worker.Subtask{Vertex: 0, Index: 1})
+	if got[0] != worker.StateFinished || got[1] != worker.StateCanceled {
+		t.Fatalf("final states %v: want subtask 0 FINISHED, subtask 1 CANCELED", got)
+	}
+	if n < 1_000_000 || n == 2_000_000 {
+		t.Fatalf("%d numbers reached the sink, want subtask 0's 1000000 and not all of subtask 1's", n)
+	}
+}

@@ -103,24 +103,36 @@ func RunLocal(ctx context.Context, job *Job, report func(Update)) error {
 			ids = append(ids, Subtask{Vertex: vi, Index: i})
 		}
 	}
-	return w.runSubtasks(ctx, ids, ex, report)
+	return w.runSubtasks(ctx, ids, ex, report, nil)
 }
 
 // runSubtasks builds the subtasks ids, runs them and returns as RunLocal.
-func (w *wiring) runSubtasks(ctx context.Context, ids []Subtask, ex exchange, report func(Update)) error {
+// A failed subtask cancels the others of its region (Subtask.Region);
+// those of other regions run on. stops, if set, cancels subtasks one by
+// one.
+func (w *wiring) runSubtasks(ctx context.Context, ids []Subtask, ex exchange, report func(Update), stops *Stops) error {
 	if report == nil {
 		report = func(Update) {}
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 
+	cancels := make([]context.CancelCauseFunc, len(ids))
 	var subtasks []*built
-	for _, id := range ids {
+	for i, id := range ids {
 		report(Update{Subtask: id, State: StateDeploying})
-		b, err := w.build(ctx, id, ex)
+		sctx, scancel := context.WithCancelCause(ctx)
+		cancels[i] = scancel
+		b, err := w.build(sctx, id, ex)
 		if err != nil {
 			err = fmt.Errorf("deploying %s: %w", w.job.Plan.Vertices[id.Vertex].Name, err)
 			report(Update{Subtask: id, State: StateFailed, Err: err})
+			// Every other subtask of the deployment ends too, and says so.
+			for _, other := range ids {
+				if other != id {
+					report(Update{Subtask: other, State: StateCanceled})
+				}
+			}
 			return err
 		}
 		subtasks = append(subtasks, b)
@@ -130,6 +142,11 @@ func (w *wiring) runSubtasks(ctx context.Context, ids []Subtask, ex exchange, re
 	}
 	if w.checkpoints != nil {
 		defer w.checkpoints.close()
+	}
+	if stops != nil {
+		for i, id := range ids {
+			stops.add(id, cancels[i])
+		}
 	}
 
 	var (
@@ -155,7 +172,11 @@ func (w *wiring) runSubtasks(ctx context.Context, ids []Subtask, ex exchange, re
 					rootCause = err
 				}
 				mu.Unlock()
-				cancel(err)
+				for i, id := range ids {
+					if id.Region == b.id.Region {
+						cancels[i](err)
+					}
+				}
 			}
 		}()
 	}
@@ -167,6 +188,43 @@ func (w *wiring) runSubtasks(ctx context.Context, ids []Subtask, ex exchange, re
 		return task.ErrCanceled
 	}
 	return nil
+}
+
+// Stops cancels subtasks of a running deployment one by one, as a region
+// restart does. A stop that comes before its subtask started running
+// takes effect when it does.
+type Stops struct {
+	mu      sync.Mutex
+	cancels map[Subtask]context.CancelCauseFunc
+	stopped map[Subtask]bool
+}
+
+// NewStops makes the Stops of one deployment.
+func NewStops() *Stops {
+	return &Stops{cancels: map[Subtask]context.CancelCauseFunc{}, stopped: map[Subtask]bool{}}
+}
+
+// Stop cancels subtask id (its vertex, index and attempt; Region is
+// ignored).
+func (s *Stops) Stop(id Subtask) {
+	id.Region = 0
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.cancels[id]; c != nil {
+		c(task.ErrCanceled)
+		return
+	}
+	s.stopped[id] = true
+}
+
+func (s *Stops) add(id Subtask, cancel context.CancelCauseFunc) {
+	id.Region = 0
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cancels[id] = cancel
+	if s.stopped[id] {
+		cancel(task.ErrCanceled)
+	}
 }
 
 // localExchange connects subtasks that all run in this process.

@@ -109,9 +109,12 @@ func Attach(ctx context.Context, tmAddr, jobID, host string, job *Job, buildErr 
 	}
 
 	var (
-		wg      sync.WaitGroup
-		runMu   sync.Mutex
-		current *run // the deployment running, if any
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		runs = map[*run]bool{} // the deployments running
+		// live is the running instance of each subtask, by vertex and
+		// index: a later deployment of the subtask stops it and waits.
+		live = map[[2]int]*instance{}
 	)
 	defer wg.Wait()
 	defer cancel()
@@ -130,22 +133,55 @@ func Attach(ctx context.Context, tmAddr, jobID, host string, job *Job, buildErr 
 			d.Checkpoints = NewCheckpoints(func(a *flinkpb.CheckpointAck) {
 				_ = send(&flinkpb.WorkerMessage{Msg: &flinkpb.WorkerMessage_Ack{Ack: a}})
 			})
+			d.Stops = NewStops()
 			runCtx, stop := context.WithCancel(ctx)
-			r := &run{attempt: d.Attempt, stop: stop, cps: d.Checkpoints, done: make(chan struct{})}
-			runMu.Lock()
-			prev := current
-			current = r
-			runMu.Unlock()
+			r := &run{floor: c.Deploy.MinCheckpointId, cps: d.Checkpoints, stops: d.Stops, tasks: map[Subtask]bool{}}
+			mine := map[[2]int]*instance{}
+			var prev []*instance
+			mu.Lock()
+			for _, id := range d.Tasks {
+				k := [2]int{id.Vertex, id.Index}
+				if p := live[k]; p != nil {
+					prev = append(prev, p)
+				}
+				in := &instance{run: r, id: id, done: make(chan struct{})}
+				live[k], mine[k] = in, in
+				id.Region = 0
+				r.tasks[id] = true
+			}
+			runs[r] = true
+			mu.Unlock()
+			// end marks subtask k of this deployment stopped, once.
+			end := func(k [2]int) {
+				mu.Lock()
+				defer mu.Unlock()
+				in := mine[k]
+				if in == nil {
+					return
+				}
+				delete(mine, k)
+				if live[k] == in {
+					delete(live, k)
+				}
+				close(in.done)
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer close(r.done)
+				defer func() {
+					for _, id := range d.Tasks {
+						end([2]int{id.Vertex, id.Index})
+					}
+					mu.Lock()
+					delete(runs, r)
+					mu.Unlock()
+				}()
 				defer stop()
-				if prev != nil {
-					// A restart's deployment waits for the attempt before it
-					// to have stopped.
-					prev.stop()
-					<-prev.done
+				// A restart's deployment waits for the earlier instances of
+				// its subtasks to have stopped.
+				for _, p := range prev {
+					p.run.stops.Stop(p.id)
+					<-p.done
 				}
 				var failed atomic.Bool // a task reported FAILED
 				report := func(u Update) {
@@ -155,6 +191,9 @@ func Attach(ctx context.Context, tmAddr, jobID, host string, job *Job, buildErr 
 						failed.Store(true)
 					}
 					_ = send(&flinkpb.WorkerMessage{Msg: &flinkpb.WorkerMessage_Update{Update: m}})
+					if u.State == StateFinished || u.State == StateCanceled || u.State == StateFailed {
+						end([2]int{u.Subtask.Vertex, u.Subtask.Index})
+					}
 				}
 				err := RunDeployment(runCtx, job, d, srv, report)
 				if err != nil && !errors.Is(err, task.ErrCanceled) && !failed.Load() {
@@ -165,24 +204,31 @@ func Attach(ctx context.Context, tmAddr, jobID, host string, job *Job, buildErr 
 				}
 			}()
 		case *flinkpb.WorkerCommand_Cancel:
-			runMu.Lock()
-			if current != nil && current.attempt == int(c.Cancel.Attempt) {
-				current.stop()
+			mu.Lock()
+			for r := range runs {
+				for _, t := range c.Cancel.Tasks {
+					if id := (Subtask{Vertex: int(t.Vertex), Index: int(t.Subtask), Attempt: int(t.Attempt)}); r.tasks[id] {
+						r.stops.Stop(id)
+					}
+				}
+				if len(c.Cancel.Tasks) == 0 {
+					for id := range r.tasks {
+						r.stops.Stop(id)
+					}
+				}
 			}
-			runMu.Unlock()
+			mu.Unlock()
 		case *flinkpb.WorkerCommand_Trigger:
-			runMu.Lock()
-			r := current
-			runMu.Unlock()
-			if r != nil && r.attempt == int(c.Trigger.Attempt) {
-				r.cps.Trigger(c.Trigger)
+			for _, r := range liveRuns(&mu, runs) {
+				if c.Trigger.CheckpointId >= r.floor {
+					r.cps.Trigger(c.Trigger)
+				}
 			}
 		case *flinkpb.WorkerCommand_Notify:
-			runMu.Lock()
-			r := current
-			runMu.Unlock()
-			if r != nil && r.attempt == int(c.Notify.Attempt) {
-				r.cps.Notify(c.Notify.CheckpointId)
+			for _, r := range liveRuns(&mu, runs) {
+				if c.Notify.CheckpointId >= r.floor {
+					r.cps.Notify(c.Notify.CheckpointId)
+				}
 			}
 		}
 	}
@@ -190,10 +236,28 @@ func Attach(ctx context.Context, tmAddr, jobID, host string, job *Job, buildErr 
 
 // run is a deployment a worker runs.
 type run struct {
-	attempt int
-	stop    context.CancelFunc
-	cps     *Checkpoints
-	done    chan struct{}
+	// floor is the first checkpoint the deployment takes part in.
+	floor int64
+	cps   *Checkpoints
+	stops *Stops
+	tasks map[Subtask]bool // by vertex, index and attempt (no region)
+}
+
+// instance is a subtask as one deployment runs it.
+type instance struct {
+	run  *run
+	id   Subtask
+	done chan struct{} // closed once it stopped
+}
+
+func liveRuns(mu *sync.Mutex, runs map[*run]bool) []*run {
+	mu.Lock()
+	defer mu.Unlock()
+	out := make([]*run, 0, len(runs))
+	for r := range runs {
+		out = append(out, r)
+	}
+	return out
 }
 
 // listenHost is the address a worker listens on for a published host:
@@ -206,7 +270,7 @@ func listenHost(host string) string {
 }
 
 func deploymentOf(r *flinkpb.SubmitTasksRequest) (Deployment, error) {
-	d := Deployment{JobID: r.JobId, Attempt: int(r.Attempt), Checkpointing: r.Checkpointing}
+	d := Deployment{JobID: r.JobId, Checkpointing: r.Checkpointing}
 	if rs := r.Restore; rs != nil {
 		d.Restore = map[[2]int]map[string]string{}
 		for _, st := range rs.Subtasks {
@@ -214,7 +278,7 @@ func deploymentOf(r *flinkpb.SubmitTasksRequest) (Deployment, error) {
 		}
 	}
 	for _, t := range r.Tasks {
-		d.Tasks = append(d.Tasks, Subtask{Vertex: int(t.Vertex), Index: int(t.Subtask), Attempt: int(t.Attempt)})
+		d.Tasks = append(d.Tasks, Subtask{Vertex: int(t.Vertex), Index: int(t.Subtask), Attempt: int(t.Attempt), Region: int(t.Region)})
 	}
 	for _, l := range r.Locations {
 		d.Locations = append(d.Locations, l.Addresses)

@@ -2005,10 +2005,15 @@ func (x *RequestSlotRequest) GetJobMasterAddress() string {
 }
 
 type TaskDeployment struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Vertex        int32                  `protobuf:"varint,1,opt,name=vertex,proto3" json:"vertex,omitempty"`
-	Subtask       int32                  `protobuf:"varint,2,opt,name=subtask,proto3" json:"subtask,omitempty"`
-	Attempt       int32                  `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Vertex  int32                  `protobuf:"varint,1,opt,name=vertex,proto3" json:"vertex,omitempty"`
+	Subtask int32                  `protobuf:"varint,2,opt,name=subtask,proto3" json:"subtask,omitempty"`
+	// The subtask's execution attempt: each restart of its region deploys
+	// a new one.
+	Attempt int32 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// The subtask's pipelined region: subtasks of one region exchange data
+	// and fail together; different regions never meet.
+	Region        int32 `protobuf:"varint,4,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2064,6 +2069,13 @@ func (x *TaskDeployment) GetAttempt() int32 {
 	return 0
 }
 
+func (x *TaskDeployment) GetRegion() int32 {
+	if x != nil {
+		return x.Region
+	}
+	return 0
+}
+
 type SubmitTasksRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -2071,15 +2083,19 @@ type SubmitTasksRequest struct {
 	// Data address of the worker that runs each subtask of the job, by
 	// vertex then subtask: locations[v].addresses[s].
 	Locations []*SubtaskLocations `protobuf:"bytes,3,rep,name=locations,proto3" json:"locations,omitempty"`
-	// The job's execution attempt: every restart deploys a new one.
+	// The job's restart count at deployment (informational: each task
+	// carries its own attempt).
 	Attempt int32 `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	// Whether the job takes checkpoints (transactional sinks then commit
 	// only on checkpoints).
 	Checkpointing bool `protobuf:"varint,5,opt,name=checkpointing,proto3" json:"checkpointing,omitempty"`
 	// The checkpoint or savepoint the attempt starts from, if any.
-	Restore       *RestoreState `protobuf:"bytes,6,opt,name=restore,proto3" json:"restore,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Restore *RestoreState `protobuf:"bytes,6,opt,name=restore,proto3" json:"restore,omitempty"`
+	// The first checkpoint the deployed subtasks take part in: triggers and
+	// completion notices of earlier checkpoints are not theirs.
+	MinCheckpointId int64 `protobuf:"varint,7,opt,name=min_checkpoint_id,json=minCheckpointId,proto3" json:"min_checkpoint_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SubmitTasksRequest) Reset() {
@@ -2152,6 +2168,13 @@ func (x *SubmitTasksRequest) GetRestore() *RestoreState {
 		return x.Restore
 	}
 	return nil
+}
+
+func (x *SubmitTasksRequest) GetMinCheckpointId() int64 {
+	if x != nil {
+		return x.MinCheckpointId
+	}
+	return 0
 }
 
 // RestoreState is the state an attempt starts from: the state file of
@@ -2649,9 +2672,11 @@ func (x *SubtaskLocations) GetAddresses() []string {
 type CancelTasksRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	// The execution attempt to cancel: a late cancel never stops the
-	// attempt a restart deployed after it.
-	Attempt       int32 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// The job's restart count when the cancel was sent (informational).
+	Attempt int32 `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// The subtasks to cancel, each with its execution attempt: a late
+	// cancel never stops an attempt a restart deployed after it.
+	Tasks         []*TaskDeployment `protobuf:"bytes,3,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2698,6 +2723,13 @@ func (x *CancelTasksRequest) GetAttempt() int32 {
 		return x.Attempt
 	}
 	return 0
+}
+
+func (x *CancelTasksRequest) GetTasks() []*TaskDeployment {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
 }
 
 type FreeSlotsRequest struct {
@@ -3293,18 +3325,20 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\rallocation_id\x18\x02 \x01(\tR\fallocationId\x12\x1d\n" +
 	"\n" +
 	"slot_index\x18\x03 \x01(\x05R\tslotIndex\x12,\n" +
-	"\x12job_master_address\x18\x04 \x01(\tR\x10jobMasterAddress\"\\\n" +
+	"\x12job_master_address\x18\x04 \x01(\tR\x10jobMasterAddress\"t\n" +
 	"\x0eTaskDeployment\x12\x16\n" +
 	"\x06vertex\x18\x01 \x01(\x05R\x06vertex\x12\x18\n" +
 	"\asubtask\x18\x02 \x01(\x05R\asubtask\x12\x18\n" +
-	"\aattempt\x18\x03 \x01(\x05R\aattempt\"\x8d\x02\n" +
+	"\aattempt\x18\x03 \x01(\x05R\aattempt\x12\x16\n" +
+	"\x06region\x18\x04 \x01(\x05R\x06region\"\xb9\x02\n" +
 	"\x12SubmitTasksRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x120\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x1a.loom.flink.TaskDeploymentR\x05tasks\x12:\n" +
 	"\tlocations\x18\x03 \x03(\v2\x1c.loom.flink.SubtaskLocationsR\tlocations\x12\x18\n" +
 	"\aattempt\x18\x04 \x01(\x05R\aattempt\x12$\n" +
 	"\rcheckpointing\x18\x05 \x01(\bR\rcheckpointing\x122\n" +
-	"\arestore\x18\x06 \x01(\v2\x18.loom.flink.RestoreStateR\arestore\"}\n" +
+	"\arestore\x18\x06 \x01(\v2\x18.loom.flink.RestoreStateR\arestore\x12*\n" +
+	"\x11min_checkpoint_id\x18\a \x01(\x03R\x0fminCheckpointId\"}\n" +
 	"\fRestoreState\x12#\n" +
 	"\rcheckpoint_id\x18\x01 \x01(\x03R\fcheckpointId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x124\n" +
@@ -3350,10 +3384,11 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x0ftask_manager_id\x18\x02 \x01(\tR\rtaskManagerId\x12-\n" +
 	"\x04acks\x18\x03 \x03(\v2\x19.loom.flink.CheckpointAckR\x04acks\"0\n" +
 	"\x10SubtaskLocations\x12\x1c\n" +
-	"\taddresses\x18\x01 \x03(\tR\taddresses\"E\n" +
+	"\taddresses\x18\x01 \x03(\tR\taddresses\"w\n" +
 	"\x12CancelTasksRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
-	"\aattempt\x18\x02 \x01(\x05R\aattempt\"A\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\x120\n" +
+	"\x05tasks\x18\x03 \x03(\v2\x1a.loom.flink.TaskDeploymentR\x05tasks\"A\n" +
 	"\x10FreeSlotsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"+\n" +
@@ -3503,69 +3538,70 @@ var file_proto_flinkpb_runtime_proto_depIdxs = []int32{
 	50, // 20: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
 	51, // 21: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
 	37, // 22: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
-	19, // 23: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
-	45, // 24: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
-	27, // 25: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
-	37, // 26: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
-	32, // 27: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
-	40, // 28: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
-	35, // 29: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
-	36, // 30: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
-	1,  // 31: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
-	3,  // 32: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
-	5,  // 33: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
-	6,  // 34: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
-	7,  // 35: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
-	16, // 36: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
-	15, // 37: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
-	9,  // 38: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
-	17, // 39: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
-	20, // 40: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
-	22, // 41: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
-	23, // 42: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
-	25, // 43: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
-	28, // 44: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
-	29, // 45: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
-	38, // 46: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
-	38, // 47: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
-	30, // 48: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
-	32, // 49: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
-	40, // 50: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
-	41, // 51: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
-	42, // 52: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
-	35, // 53: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
-	36, // 54: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
-	44, // 55: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
-	2,  // 56: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
-	4,  // 57: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
-	11, // 58: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
-	10, // 59: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
-	8,  // 60: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
-	15, // 61: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
-	16, // 62: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
-	0,  // 63: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
-	18, // 64: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
-	21, // 65: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
-	0,  // 66: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
-	24, // 67: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
-	26, // 68: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
-	0,  // 69: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
-	0,  // 70: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
-	0,  // 71: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
-	0,  // 72: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
-	0,  // 73: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
-	0,  // 74: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
-	0,  // 75: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
-	0,  // 76: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
-	43, // 77: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
-	0,  // 78: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
-	0,  // 79: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
-	46, // 80: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
-	56, // [56:81] is the sub-list for method output_type
-	31, // [31:56] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	31, // 23: loom.flink.CancelTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	19, // 24: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
+	45, // 25: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
+	27, // 26: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
+	37, // 27: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
+	32, // 28: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
+	40, // 29: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
+	35, // 30: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
+	36, // 31: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
+	1,  // 32: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
+	3,  // 33: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
+	5,  // 34: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
+	6,  // 35: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
+	7,  // 36: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
+	16, // 37: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
+	15, // 38: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
+	9,  // 39: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
+	17, // 40: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
+	20, // 41: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
+	22, // 42: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
+	23, // 43: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
+	25, // 44: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
+	28, // 45: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
+	29, // 46: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
+	38, // 47: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
+	38, // 48: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
+	30, // 49: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
+	32, // 50: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
+	40, // 51: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
+	41, // 52: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
+	42, // 53: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
+	35, // 54: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
+	36, // 55: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
+	44, // 56: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
+	2,  // 57: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
+	4,  // 58: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
+	11, // 59: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
+	10, // 60: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
+	8,  // 61: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
+	15, // 62: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
+	16, // 63: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
+	0,  // 64: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
+	18, // 65: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
+	21, // 66: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
+	0,  // 67: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
+	24, // 68: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
+	26, // 69: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
+	0,  // 70: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
+	0,  // 71: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
+	0,  // 72: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
+	0,  // 73: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
+	0,  // 74: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
+	0,  // 75: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
+	0,  // 76: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
+	0,  // 77: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
+	43, // 78: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
+	0,  // 79: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
+	0,  // 80: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
+	46, // 81: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
+	57, // [57:82] is the sub-list for method output_type
+	32, // [32:57] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_proto_flinkpb_runtime_proto_init() }
