@@ -340,15 +340,11 @@ func followJob(ctx context.Context, cl *client.Client, id string) error {
 		case <-wctx.Done():
 		}
 	}()
-	last, lastDiag, allRunning := "", "", false
+	var progress client.Progress
+	lastDiag := ""
 	d, err := cl.Watch(wctx, id, func(d *flinkpb.JobDetails) {
-		if d.State != last {
-			fmt.Printf("%s  job %s %s\n", time.Now().Format("15:04:05.000"), d.Name, d.State)
-			last = d.State
-		}
-		if running, total := client.TaskTally(d); d.State == "RUNNING" && running == total && !allRunning {
-			allRunning = true
-			fmt.Printf("%s  all %d tasks RUNNING\n", time.Now().Format("15:04:05.000"), total)
+		for _, news := range progress.Update(d) {
+			fmt.Printf("%s  %s\n", time.Now().Format("15:04:05.000"), news)
 		}
 		if d.State == "CREATED" && d.Diagnostic != lastDiag {
 			fmt.Printf("%s  %s\n", time.Now().Format("15:04:05.000"), d.Diagnostic)

@@ -27,6 +27,7 @@ var (
 	wordcountBin string
 	topspeedBin  string
 	shiftyBin    string
+	grepBin      string
 )
 
 func TestMain(m *testing.M) {
@@ -44,9 +45,11 @@ func TestMain(m *testing.M) {
 	wordcountBin = filepath.Join(dir, "wordcount")
 	topspeedBin = filepath.Join(dir, "topspeedwindow")
 	shiftyBin = filepath.Join(dir, "shiftyjob")
+	grepBin = filepath.Join(dir, "grep")
 	for _, b := range [][2]string{
 		{loomBin, ".."}, {memhogBin, "./testdata/memhog"}, {shiftyBin, "./testdata/shiftyjob"},
 		{wordcountBin, "../flinkrt/examples/wordcount"}, {topspeedBin, "../flinkrt/examples/topspeedwindow"},
+		{grepBin, "../flinkrt/examples/grep"},
 	} {
 		out, err := exec.Command("go", "build", "-o", b[0], b[1]).CombinedOutput()
 		if err != nil {

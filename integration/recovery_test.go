@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -291,4 +292,135 @@ func TestSavepointRestoresIntoAChangedJob(t *testing.T) {
 	}
 	t.Logf("the restored run:\n%s", out)
 	checkExactlyOnce(t, output, want)
+}
+
+// vertexSubtask is a subtask as the JobManager's REST API shows it.
+type vertexSubtask struct {
+	Subtask int    `json:"subtask"`
+	Status  string `json:"status"`
+	Attempt int    `json:"attempt"`
+	TM      string `json:"taskmanager-id"`
+}
+
+// subtasksOf reads the subtasks of a job's only vertex over REST.
+func subtasksOf(t *testing.T, web, jobID string) []vertexSubtask {
+	t.Helper()
+	var job struct {
+		Vertices []struct {
+			ID string `json:"id"`
+		} `json:"vertices"`
+	}
+	getJSON(t, web+"/jobs/"+jobID, &job)
+	if len(job.Vertices) != 1 {
+		t.Fatalf("job %s has %d vertices, want one chained vertex", jobID, len(job.Vertices))
+	}
+	var v struct {
+		Subtasks []vertexSubtask `json:"subtasks"`
+	}
+	getJSON(t, web+"/jobs/"+jobID+"/vertices/"+job.Vertices[0].ID, &v)
+	return v.Subtasks
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+// A TaskManager killed -9 under grep, whose four parallel instances are
+// four pipelined regions on two TaskManagers: only the two regions it ran
+// restart, from the latest checkpoint, on a new TaskManager; the other two
+// run on in their first attempt and the job never leaves RUNNING. Every
+// matching line is in the output exactly once.
+func TestRegionFailoverRestartsOnlyTheLostRegions(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 3})
+	input, output := filepath.Join(c.dir, "lines.txt"), filepath.Join(c.dir, "out")
+	var text strings.Builder
+	want := map[string]int{}
+	for i := 0; i < 4000; i++ {
+		line := fmt.Sprintf("line %05d", i)
+		text.WriteString(line + "\n")
+		if i%2 == 0 {
+			want[line] = 1
+		}
+	}
+	if err := os.WriteFile(input, []byte(text.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := c.runAttached("-p", "4", "--slots-per-tm", "2", "--checkpoint-interval", "100ms", "--checkpoint-dir", filepath.Join(c.dir, "checkpoints"),
+		"--restart-strategy", "fixed-delay", "-D", "restart-strategy.fixed-delay.attempts=3", "-D", "restart-strategy.fixed-delay.delay=100ms",
+		grepBin, "--input", input, "--output", output, "--line-delay", "3ms", "[02468]$")
+	j := c.waitAppJob(r.id, func(j jobJSON) bool { return j.Checkpoints.Completed >= 2 }, "two checkpoints completed")
+	web := regexp.MustCompile(`http://[0-9.:]+`).FindString(r.out.String())
+	before := subtasksOf(t, web, j.ID)
+	tms := appProcsRunning(r.id, "loom taskmanager")
+	if len(before) != 4 || len(tms) != 2 {
+		t.Fatalf("subtasks %+v on TaskManager processes %v: want 4 on 2", before, tms)
+	}
+	if err := syscall.Kill(tms[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The job restarts two subtasks, which run again in attempt 1; the
+	// other two are still in attempt 0 on the TaskManager that lived.
+	var after []vertexSubtask
+	waitFor(t, 60*time.Second, "two subtasks in attempt 1 running", func() (bool, string) {
+		after = subtasksOf(t, web, j.ID)
+		n := 0
+		for _, st := range after {
+			if st.Attempt == 1 && st.Status == "RUNNING" {
+				n++
+			}
+		}
+		return n == 2, fmt.Sprintf("%+v", after)
+	})
+	survivors := map[string]bool{}
+	for i, st := range after {
+		if st.Attempt == 0 {
+			survivors[before[i].TM] = true
+			if st.TM != before[i].TM {
+				t.Errorf("subtask %d in attempt 0 moved from %s to %s", i, before[i].TM, st.TM)
+			}
+		}
+	}
+	if len(survivors) != 1 {
+		t.Errorf("subtasks before %+v and after %+v: want the two of one TaskManager untouched", before, after)
+	}
+	if code := r.wait(t); code != 0 {
+		t.Fatalf("run exited %d after a TaskManager was killed, want 0:\n%s\n%s", code, r.out.String(), r.errb.String())
+	}
+	out := r.out.String()
+	if strings.Contains(out, "RESTARTING") || !strings.Contains(out, "FINISHED") {
+		t.Errorf("run's output should show the job finishing without a restart of the whole job:\n%s", out)
+	}
+	t.Logf("run:\n%s", out)
+	got := map[string]int{}
+	files, _ := filepath.Glob(filepath.Join(output, "part-*"))
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+			if line != "" {
+				got[line]++
+			}
+		}
+	}
+	bad := 0
+	for line := range want {
+		if got[line] != 1 && bad < 10 {
+			t.Errorf("%q is in the output %d times, want once", line, got[line])
+			bad++
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d distinct lines in the output, want %d", len(got), len(want))
+	}
+	c.waitNoProcessOf(r.id)
 }

@@ -197,19 +197,15 @@ func followJob(ctx context.Context, addr, jobID string, report func(string), las
 		return nil, err
 	}
 	defer cl.Close()
-	state, diag, allRunning := "", "", false
+	var progress client.Progress
 	if *last != nil {
-		state = (*last).State
+		progress.Update(*last) // what was reported from an earlier JobManager
 	}
+	diag := ""
 	d, err := cl.Watch(ctx, jobID, func(d *flinkpb.JobDetails) {
 		*last = d
-		if d.State != state {
-			state = d.State
-			report(fmt.Sprintf("job %s %s", d.Name, d.State))
-		}
-		if running, total := client.TaskTally(d); d.State == jobmanager.JobRunning && running == total && !allRunning {
-			allRunning = true
-			report(fmt.Sprintf("all %d tasks RUNNING", total))
+		for _, news := range progress.Update(d) {
+			report(news)
 		}
 		// What a job waits for is news when the wait is long.
 		waited := time.Since(time.UnixMilli(d.StartTimeMs))

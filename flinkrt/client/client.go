@@ -226,3 +226,35 @@ func TaskTally(d *flinkpb.JobDetails) (running, total int) {
 	}
 	return running, total
 }
+
+// Progress follows a watched job and says what is news: a new state, all
+// its tasks running, a restart (of the whole job or of some of its
+// regions) and its cause.
+type Progress struct {
+	state      string
+	restarts   int32
+	allRunning bool
+}
+
+// Update returns the news in d since the last update, one line each.
+func (p *Progress) Update(d *flinkpb.JobDetails) []string {
+	var news []string
+	if d.State != p.state {
+		p.state = d.State
+		p.allRunning = p.allRunning && d.State == "RUNNING"
+		news = append(news, fmt.Sprintf("job %s %s", d.Name, d.State))
+	}
+	if d.Restarts > p.restarts {
+		p.restarts, p.allRunning = d.Restarts, false
+		what := "the whole job restarts"
+		if running, total := TaskTally(d); d.State == "RUNNING" {
+			what = fmt.Sprintf("%d of %d tasks restart (region failover)", total-running, total)
+		}
+		news = append(news, fmt.Sprintf("restart %d: %s; cause: %s", d.Restarts, what, d.Failure))
+	}
+	if running, total := TaskTally(d); d.State == "RUNNING" && running == total && !p.allRunning {
+		p.allRunning = true
+		news = append(news, fmt.Sprintf("all %d tasks RUNNING", total))
+	}
+	return news
+}
