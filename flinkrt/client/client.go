@@ -247,8 +247,17 @@ func (p *Progress) Update(d *flinkpb.JobDetails) []string {
 	if d.Restarts > p.restarts {
 		p.restarts, p.allRunning = d.Restarts, false
 		what := "the whole job restarts"
-		if running, total := TaskTally(d); d.State == "RUNNING" {
-			what = fmt.Sprintf("%d of %d tasks restart (region failover)", total-running, total)
+		if d.State == "RUNNING" {
+			restarting, total := 0, 0
+			for _, v := range d.Vertices {
+				for _, t := range v.Subtasks {
+					total++
+					if t.State != "RUNNING" && t.State != "FINISHED" {
+						restarting++
+					}
+				}
+			}
+			what = fmt.Sprintf("%d of %d tasks restart (region failover)", restarting, total)
 		}
 		news = append(news, fmt.Sprintf("restart %d: %s; cause: %s", d.Restarts, what, d.Failure))
 	}
