@@ -1037,7 +1037,9 @@ func (jm *JobMaster) workerFailed(tmID, msg string) {
 	}
 	failed := jm.failTasksOnLocked(tmID)
 	jm.dropTaskManagerLocked(tmID)
-	if len(failed) > 0 {
+	// A worker that ends before the job runs fails it (it cannot start the
+	// job's program); one of a running job fails the tasks it ran.
+	if len(failed) > 0 || jm.state != JobRunning {
 		jm.failoverLocked(failed, "", msg)
 	}
 	jm.changedLocked()
