@@ -1,13 +1,16 @@
 // Command recoverybench measures how fast a per-job application recovers
 // from a TaskManager killed -9, on the cluster at LOOM_RM. Each run starts
-// wordcount per-job at -p 2 (one slot per TaskManager) with checkpoints
-// over a paced input and the exactly-once file sink, waits for a completed
-// checkpoint, kills one TaskManager process and times, from the kill:
-// the job seen RESTARTING, the job RUNNING again with every task running
-// (restored from the checkpoint), and the first part file committed with
-// records the restarted job processed (the first new output a reader
-// sees, at the restarted job's first checkpoint). It prints the median and range of
-// each; docs/BENCHMARKS.md records them.
+// a job per-job with checkpoints over a paced input and the exactly-once
+// file sink: wordcount at -p 2 (one slot per TaskManager; one region, so
+// the whole job restarts) or, with -job grep, grep at -p 4 (two slots per
+// TaskManager; four regions, so only the lost TaskManager's two restart
+// unless -failover full). It waits for a completed checkpoint, kills one
+// TaskManager process and times, from the kill: the job seen RESTARTING
+// (a full restart only), the job RUNNING again with every task running
+// (restored from the checkpoint), and the first part file committed by a
+// restarted sink subtask (the first new output a reader sees from the
+// restarted tasks, at their first checkpoint). It prints the median and
+// range of each; docs/BENCHMARKS.md records them.
 package main
 
 import (
@@ -30,7 +33,8 @@ import (
 
 func main() {
 	loom := flag.String("loom", "bin/loom", "the loom binary")
-	wordcount := flag.String("wordcount", "bin/wordcount", "the wordcount job")
+	job := flag.String("job", "wordcount", "the job: wordcount or grep")
+	failover := flag.String("failover", "", "the failover strategy, region or full (default: Flink's, region)")
 	runs := flag.Int("runs", 10, "runs (the median is printed)")
 	interval := flag.Duration("interval", time.Second, "checkpoint interval")
 	dir := flag.String("dir", "", "working directory (default: a temporary one)")
@@ -44,37 +48,76 @@ func main() {
 	}
 	check(os.MkdirAll(*dir, 0o755))
 	input := filepath.Join(*dir, "words.txt")
-	check(writeWords(input, 200000))
+	var spec jobSpec
+	switch *job {
+	case "wordcount":
+		check(writeWords(input, 200000))
+		spec = jobSpec{name: "wordcount -p 2", args: []string{"-p", "2", "--slots-per-tm", "1"},
+			prog: []string{"bin/wordcount", "--input", input, "--line-delay", "2ms"}}
+	case "grep":
+		check(writeLines(input, 20000))
+		spec = jobSpec{name: "grep -p 4 (4 regions on 2 TaskManagers)", args: []string{"-p", "4", "--slots-per-tm", "2"},
+			prog: []string{"bin/grep", "--input", input, "--line-delay", "1ms", "."}}
+	default:
+		check(fmt.Errorf("-job %q: want wordcount or grep", *job))
+	}
+	if *failover != "" {
+		spec.args = append(spec.args, "-D", "jobmanager.execution.failover-strategy="+*failover)
+	}
 	var restarting, running, output []time.Duration
+	restarted := map[int]int{}
 	for i := 0; i < *runs; i++ {
-		r, err := measure(*loom, *wordcount, input, filepath.Join(*dir, fmt.Sprint(i)), *interval, *backoff)
+		r, err := measure(*loom, spec, filepath.Join(*dir, fmt.Sprint(i)), *interval, *backoff)
 		check(err)
-		restarting, running, output = append(restarting, r.restarting), append(running, r.running), append(output, r.output)
-		fmt.Fprintf(os.Stderr, "run %d: RESTARTING %v, RUNNING %v, new output %v\n", i+1, ms(r.restarting), ms(r.running), ms(r.output))
+		if r.restarting > 0 {
+			restarting = append(restarting, r.restarting)
+		}
+		running, output = append(running, r.running), append(output, r.output)
+		restarted[r.restarted]++
+		fmt.Fprintf(os.Stderr, "run %d: RESTARTING %v, RUNNING %v, new output %v, %d of %d tasks restarted\n",
+			i+1, ms(r.restarting), ms(r.running), ms(r.output), r.restarted, r.total)
 	}
 	strategy := "default restart strategy (exponential-delay from 1s)"
 	if *backoff > 0 {
 		strategy = fmt.Sprintf("exponential-delay from %v", *backoff)
 	}
-	fmt.Printf("TaskManager kill -9, %d runs, checkpoints every %v, %s:\n", *runs, *interval, strategy)
-	report("job seen RESTARTING", restarting)
+	if *failover != "" {
+		strategy += ", failover strategy " + *failover
+	}
+	fmt.Printf("%s, TaskManager kill -9, %d runs, checkpoints every %v, %s:\n", spec.name, *runs, *interval, strategy)
+	if len(restarting) > 0 {
+		report("job seen RESTARTING", restarting)
+	} else {
+		fmt.Printf("  %-32s never (only regions restarted)\n", "job seen RESTARTING")
+	}
 	report("job RUNNING again, all tasks", running)
 	report("first new committed output", output)
+	fmt.Printf("  %-32s %v (tasks restarted: runs)\n", "tasks restarted", restarted)
 }
 
-type result struct{ restarting, running, output time.Duration }
+// jobSpec is the job a run starts: `loom run` options, then the program.
+type jobSpec struct {
+	name       string
+	args, prog []string
+}
+
+type result struct {
+	restarting, running, output time.Duration
+	restarted, total            int // tasks in a later attempt, and all
+}
 
 // measure runs one job, kills one of its TaskManagers and times the
 // recovery; it cancels the job before it returns.
-func measure(loom, wordcount, input, dir string, interval, backoff time.Duration) (result, error) {
+func measure(loom string, spec jobSpec, dir string, interval, backoff time.Duration) (result, error) {
 	var r result
 	out := filepath.Join(dir, "out")
-	args := []string{"run", "-t", "per-job", "-d", "-p", "2", "--slots-per-tm", "1",
-		"--checkpoint-interval", interval.String(), "--checkpoint-dir", filepath.Join(dir, "checkpoints")}
+	args := append([]string{"run", "-t", "per-job", "-d"}, spec.args...)
+	args = append(args, "--checkpoint-interval", interval.String(), "--checkpoint-dir", filepath.Join(dir, "checkpoints"))
 	if backoff > 0 {
 		args = append(args, "-D", "restart-strategy.exponential-delay.initial-backoff="+backoff.String())
 	}
-	args = append(args, wordcount, "--input", input, "--output", out, "--line-delay", "2ms")
+	args = append(args, spec.prog[0], "--output", out)
+	args = append(args, spec.prog[1:]...)
 	cmd := exec.Command(loom, args...)
 	b, err := cmd.CombinedOutput()
 	if err != nil {
@@ -104,6 +147,7 @@ func measure(loom, wordcount, input, dir string, interval, backoff time.Duration
 		return r, fmt.Errorf("TaskManager processes of %s: %v", app, tms)
 	}
 	before := committed(out)
+	var sinks map[int]bool // the sink's restarted subtasks
 	killed := time.Now()
 	if err := syscall.Kill(tms[0], syscall.SIGKILL); err != nil {
 		return r, err
@@ -119,10 +163,11 @@ func measure(loom, wordcount, input, dir string, interval, backoff time.Duration
 			// The restored sinks have committed what the checkpoint
 			// left pending: that was output before the kill.
 			before = committed(out)
+			sinks = restartedSinks(web, job, &r)
 		}
 		if r.running > 0 && r.output == 0 {
 			for f := range committed(out) {
-				if !before[f] {
+				if !before[f] && sinks[subtaskOf(f)] {
 					r.output = time.Since(killed)
 				}
 			}
@@ -133,6 +178,46 @@ func measure(loom, wordcount, input, dir string, interval, backoff time.Duration
 		return r, fmt.Errorf("recovery of job %s: %v (so far %+v)", job, err, r)
 	}
 	return r, nil
+}
+
+// restartedSinks counts the job's tasks in a later attempt than their
+// first into r, and returns the restarted subtasks of its last vertex,
+// which ends in the sink.
+func restartedSinks(web, job string, r *result) map[int]bool {
+	var j struct {
+		Vertices []struct{ ID string } `json:"vertices"`
+	}
+	sinks := map[int]bool{}
+	if get(web+"/jobs/"+job, &j) != nil {
+		return sinks
+	}
+	for i, v := range j.Vertices {
+		var vd struct {
+			Subtasks []struct{ Subtask, Attempt int } `json:"subtasks"`
+		}
+		if get(web+"/jobs/"+job+"/vertices/"+v.ID, &vd) != nil {
+			continue
+		}
+		for _, st := range vd.Subtasks {
+			r.total++
+			if st.Attempt > 0 {
+				r.restarted++
+				if i == len(j.Vertices)-1 {
+					sinks[st.Subtask] = true
+				}
+			}
+		}
+	}
+	return sinks
+}
+
+// subtaskOf is the subtask that wrote part file path (part-SUBTASK-N).
+func subtaskOf(path string) int {
+	var s, n int
+	if _, err := fmt.Sscanf(filepath.Base(path), "part-%d-%d", &s, &n); err != nil {
+		return -1
+	}
+	return s
 }
 
 func jobState(web, job string) (state string, running, total int) {
@@ -214,6 +299,15 @@ func writeWords(path string, n int) error {
 		} else {
 			b.WriteString(" ")
 		}
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// writeLines writes n numbered lines.
+func writeLines(path string, n int) error {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, "line %06d\n", i)
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
