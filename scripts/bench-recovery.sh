@@ -4,7 +4,8 @@
 # 1. scripts/recoverybench: a TaskManager of a per-job wordcount with 1 s
 #    checkpoints killed -9; time to RUNNING again and to the first new
 #    committed output (RUNS runs, median), with the default restart delay
-#    (1 s) and with a 100 ms one.
+#    (1 s) and with a 100 ms one. Then the same for grep, four regions on
+#    two TaskManagers, with region failover (the default) and with full.
 # 2. wordcount per-job at -p 2 over a generated text (SIZE_MB, discarding
 #    the counts), without checkpoints and with a checkpoint every second,
 #    THROUGHPUT_RUNS of each in turn: the job's time from all tasks
@@ -19,6 +20,8 @@ truns=${THROUGHPUT_RUNS:-5}
 
 go run ./scripts/recoverybench -runs "$runs" -interval 1s -dir "$dir/recovery" 2>/dev/null
 go run ./scripts/recoverybench -runs "$runs" -interval 1s -initial-backoff 100ms -dir "$dir/recovery-fast" 2>/dev/null
+go run ./scripts/recoverybench -job grep -runs "$runs" -interval 1s -initial-backoff 100ms -dir "$dir/recovery-region" 2>/dev/null
+go run ./scripts/recoverybench -job grep -failover full -runs "$runs" -interval 1s -initial-backoff 100ms -dir "$dir/recovery-full" 2>/dev/null
 
 words=$(go run ./scripts/gentext -size $((size << 20)) -out "$dir/text.txt")
 

@@ -65,7 +65,7 @@ func main() {
 		spec.args = append(spec.args, "-D", "jobmanager.execution.failover-strategy="+*failover)
 	}
 	var restarting, running, output []time.Duration
-	restarted := map[int]int{}
+	restarted := map[string]int{} // "2 of 4" -> runs
 	for i := 0; i < *runs; i++ {
 		r, err := measure(*loom, spec, filepath.Join(*dir, fmt.Sprint(i)), *interval, *backoff)
 		check(err)
@@ -73,9 +73,9 @@ func main() {
 			restarting = append(restarting, r.restarting)
 		}
 		running, output = append(running, r.running), append(output, r.output)
-		restarted[r.restarted]++
-		fmt.Fprintf(os.Stderr, "run %d: RESTARTING %v, RUNNING %v, new output %v, %d of %d tasks restarted\n",
-			i+1, ms(r.restarting), ms(r.running), ms(r.output), r.restarted, r.total)
+		restarted[fmt.Sprintf("%d of %d", r.restarted, r.total)]++
+		fmt.Fprintf(os.Stderr, "run %d (%s): RESTARTING %v, RUNNING %v, new output %v, %d of %d tasks restarted\n",
+			i+1, r.app, ms(r.restarting), ms(r.running), ms(r.output), r.restarted, r.total)
 	}
 	strategy := "default restart strategy (exponential-delay from 1s)"
 	if *backoff > 0 {
@@ -92,7 +92,12 @@ func main() {
 	}
 	report("job RUNNING again, all tasks", running)
 	report("first new committed output", output)
-	fmt.Printf("  %-32s %v (tasks restarted: runs)\n", "tasks restarted", restarted)
+	var tally []string
+	for k, n := range restarted {
+		tally = append(tally, fmt.Sprintf("%s in %d runs", k, n))
+	}
+	sort.Strings(tally)
+	fmt.Printf("  %-32s %s\n", "tasks restarted", strings.Join(tally, ", "))
 }
 
 // jobSpec is the job a run starts: `loom run` options, then the program.
@@ -104,6 +109,7 @@ type jobSpec struct {
 type result struct {
 	restarting, running, output time.Duration
 	restarted, total            int // tasks in a later attempt, and all
+	app                         string
 }
 
 // measure runs one job, kills one of its TaskManagers and times the
@@ -128,6 +134,7 @@ func measure(loom string, spec jobSpec, dir string, interval, backoff time.Durat
 	if app == "" || web == "" {
 		return r, fmt.Errorf("loom run said:\n%s", b)
 	}
+	r.app = app
 	defer func() { _ = exec.Command(loom, "app", "kill", app).Run() }()
 	var jobs struct {
 		Jobs []struct{ ID string } `json:"jobs"`
