@@ -368,6 +368,11 @@ func TestRegionFailoverRestartsOnlyTheLostRegions(t *testing.T) {
 	}
 	// The job restarts two subtasks, which run again in attempt 1; the
 	// other two are still in attempt 0 on the TaskManager that lived.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("run:\n%s\n%s", r.out.String(), r.errb.String())
+		}
+	})
 	var after []vertexSubtask
 	waitFor(t, 60*time.Second, "two subtasks in attempt 1 running", func() (bool, string) {
 		after = subtasksOf(t, web, j.ID)

@@ -110,7 +110,7 @@ func build[T any](t reflect.Type) (Codec[T], error) {
 	if c != nil {
 		return c.(Codec[T]), nil
 	}
-	r, err := rawFor(t, nil)
+	r, err := rawOf(t)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -159,4 +160,56 @@ func BenchmarkStructRoundTrip(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+type firstUseA struct {
+	N    int64
+	Tags []string
+}
+type firstUseB struct{ Pairs [][2]int64 }
+type firstUseC struct {
+	M    map[string]int
+	Next *firstUseC
+}
+
+// The first uses of a type, from several goroutines at once (subtasks
+// restoring their state in one worker), each get a working codec: none
+// sees one still being built.
+func TestFirstUseFromManyGoroutines(t *testing.T) {
+	check := func(name string, f func() error) {
+		errs := make(chan error, 16)
+		start := make(chan struct{})
+		for i := 0; i < 16; i++ {
+			go func() {
+				<-start
+				defer func() {
+					if p := recover(); p != nil {
+						errs <- fmt.Errorf("%s: %v", name, p)
+					}
+				}()
+				errs <- f()
+			}()
+		}
+		close(start)
+		for i := 0; i < 16; i++ {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	check("firstUseA", func() error {
+		c := MustFor[firstUseA]()
+		_, _, err := c.Decode(c.Append(nil, firstUseA{N: 7, Tags: []string{"x"}}))
+		return err
+	})
+	check("firstUseB", func() error {
+		c := MustFor[firstUseB]()
+		_, _, err := c.Decode(c.Append(nil, firstUseB{Pairs: [][2]int64{{1, 2}}}))
+		return err
+	})
+	check("firstUseC", func() error {
+		c := MustFor[firstUseC]()
+		_, _, err := c.Decode(c.Append(nil, firstUseC{M: map[string]int{"a": 1}, Next: &firstUseC{}}))
+		return err
+	})
 }

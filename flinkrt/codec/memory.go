@@ -7,6 +7,7 @@ import (
 	"math"
 	"reflect"
 	"sort"
+	"sync"
 	"unsafe"
 )
 
@@ -36,7 +37,41 @@ type sliceHeader struct {
 	cap  int
 }
 
-// rawFor builds the raw of t. path names the field being built, for errors.
+// buildMu serializes building memory codecs. A raw being built sits in
+// building, where only the goroutine building it (a recursive type finds
+// its own placeholder there) sees it; rawCache gets it once complete.
+var (
+	buildMu  sync.Mutex
+	building map[reflect.Type]*raw
+)
+
+// rawOf returns the raw of t, building it (and the raws of its parts) if
+// no goroutine has yet.
+func rawOf(t reflect.Type) (*raw, error) {
+	mu.RLock()
+	r, ok := rawCache[t]
+	mu.RUnlock()
+	if ok {
+		return r, nil
+	}
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	building = map[reflect.Type]*raw{}
+	defer func() { building = nil }()
+	r, err := rawFor(t, nil)
+	if err != nil {
+		return nil, err
+	}
+	mu.Lock()
+	for bt, br := range building {
+		rawCache[bt] = br
+	}
+	mu.Unlock()
+	return r, nil
+}
+
+// rawFor builds the raw of t, with buildMu held. path names the field
+// being built, for errors.
 func rawFor(t reflect.Type, path []string) (*raw, error) {
 	mu.RLock()
 	r, ok := rawCache[t]
@@ -44,17 +79,14 @@ func rawFor(t reflect.Type, path []string) (*raw, error) {
 	if ok {
 		return r, nil
 	}
-	// Recursive types (a struct holding a pointer to itself) find this
-	// placeholder while it is being filled in.
+	if r, ok := building[t]; ok {
+		return r, nil
+	}
 	r = &raw{}
-	mu.Lock()
-	rawCache[t] = r
-	mu.Unlock()
+	building[t] = r
 	built, err := buildRaw(t, path)
 	if err != nil {
-		mu.Lock()
-		delete(rawCache, t)
-		mu.Unlock()
+		delete(building, t)
 		return nil, err
 	}
 	*r = *built

@@ -84,9 +84,12 @@ func (jm *JobMaster) triggerLocked(now time.Time, savepoint bool, target string)
 			_, err := c.client.TriggerCheckpoint(ctx, req)
 			cancel()
 			if err != nil {
+				// Not a failure that counts against the tolerated ones, as
+				// in Flink: the TaskManager is going, and its loss fails
+				// over what it ran.
 				jm.mu.Lock()
 				if p := jm.cp.pending[id]; p != nil {
-					jm.failCheckpointLocked(p, fmt.Sprintf("triggering it on TaskManager %s: %v", c.id, err), true)
+					jm.failCheckpointLocked(p, fmt.Sprintf("triggering it on TaskManager %s: %v", c.id, err), false)
 				}
 				jm.mu.Unlock()
 				return
