@@ -14,9 +14,9 @@ import (
 type noRM struct{}
 
 func (noRM) DeclareResourceRequirements(string, string, int, resourcemanager.JobMaster) {}
-func (noRM) ReleaseJob(string)                                                         {}
-func (noRM) SlotsFreed(string, string)                                                 {}
-func (noRM) RemoveTaskManager(string, string)                                          {}
+func (noRM) ReleaseJob(string)                                                          {}
+func (noRM) SlotsFreed(string, string)                                                  {}
+func (noRM) RemoveTaskManager(string, string)                                           {}
 
 // A job of one chained vertex at parallelism 4 is four regions. Losing
 // the TaskManager of two of them restarts those two only, in new slots;
