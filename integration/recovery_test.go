@@ -339,6 +339,19 @@ func getJSON(t *testing.T, url string, v any) {
 // run on in their first attempt and the job never leaves RUNNING. Every
 // matching line is in the output exactly once.
 func TestRegionFailoverRestartsOnlyTheLostRegions(t *testing.T) {
+	regionFailover(t, "loom taskmanager")
+}
+
+// The same with a job worker killed -9: its TaskManager stays and runs the
+// two restarted regions in a new worker.
+func TestRegionFailoverAfterAWorkerKill(t *testing.T) {
+	regionFailover(t, "--line-delay")
+}
+
+// regionFailover runs grep at -p 4 on two TaskManagers, kills -9 the
+// first process of the application whose command line holds victim, and
+// checks that only two subtasks restarted and the output is exactly once.
+func regionFailover(t *testing.T, victim string) {
 	c := startCluster(t, clusterOpts{nodes: 3})
 	input, output := filepath.Join(c.dir, "lines.txt"), filepath.Join(c.dir, "out")
 	var text strings.Builder
@@ -359,11 +372,11 @@ func TestRegionFailoverRestartsOnlyTheLostRegions(t *testing.T) {
 	j := c.waitAppJob(r.id, func(j jobJSON) bool { return j.Checkpoints.Completed >= 2 }, "two checkpoints completed")
 	web := regexp.MustCompile(`http://[0-9.:]+`).FindString(r.out.String())
 	before := subtasksOf(t, web, j.ID)
-	tms := appProcsRunning(r.id, "loom taskmanager")
-	if len(before) != 4 || len(tms) != 2 {
-		t.Fatalf("subtasks %+v on TaskManager processes %v: want 4 on 2", before, tms)
+	victims := appProcsRunning(r.id, victim)
+	if len(before) != 4 || len(victims) != 2 {
+		t.Fatalf("subtasks %+v in processes %v (%q): want 4 in 2", before, victims, victim)
 	}
-	if err := syscall.Kill(tms[0], syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(victims[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	// The job restarts two subtasks, which run again in attempt 1; the
@@ -397,7 +410,7 @@ func TestRegionFailoverRestartsOnlyTheLostRegions(t *testing.T) {
 		t.Errorf("subtasks before %+v and after %+v: want the two of one TaskManager untouched", before, after)
 	}
 	if code := r.wait(t); code != 0 {
-		t.Fatalf("run exited %d after a TaskManager was killed, want 0:\n%s\n%s", code, r.out.String(), r.errb.String())
+		t.Fatalf("run exited %d after %q was killed, want 0:\n%s\n%s", code, victim, r.out.String(), r.errb.String())
 	}
 	out := r.out.String()
 	if strings.Contains(out, "RESTARTING") || !strings.Contains(out, "FINISHED") {
