@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"loom/flinkrt/state"
 	"loom/proto/flinkpb"
 )
 
@@ -203,11 +204,12 @@ func writeMeta(dir string, m *checkpointMeta) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, "."+MetadataFile)
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	// The metadata completes the checkpoint: once it is on disk, so is
+	// every state file it names (each subtask synced its own).
+	if err := state.WriteFile(filepath.Join(dir, MetadataFile), b); err != nil {
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(dir, MetadataFile))
+	return state.SyncDir(dir)
 }
 
 // restoreFor maps a checkpoint's operator state onto the job's operators

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"loom/flinkrt/state"
 	"loom/flinkrt/task"
 	"loom/proto/flinkpb"
 )
@@ -200,15 +201,15 @@ func writeStates(cps *Checkpoints, id int64, sub Subtask, states map[string][]by
 	var size int64
 	for op, st := range states {
 		name := fmt.Sprintf("%s-%d", op, sub.Index)
-		tmp := filepath.Join(dir, "."+name)
-		if err := os.WriteFile(tmp, st, 0o644); err != nil {
-			return nil, 0, err
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		if err := state.WriteFile(filepath.Join(dir, name), st); err != nil {
 			return nil, 0, err
 		}
 		files[op] = name
 		size += int64(len(st))
+	}
+	// The files' names are durable before the subtask acknowledges.
+	if err := state.SyncDir(dir); err != nil {
+		return nil, 0, err
 	}
 	return files, size, nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"loom/flinkrt/codec"
+	"loom/flinkrt/state"
 )
 
 // partFiles is the exactly-once text sink of one subtask: records go to
@@ -122,7 +123,12 @@ func (p *partFiles[T]) Flush() error {
 // PreCommit implements Transactional.
 func (p *partFiles[T]) PreCommit(checkpointID int64) ([]byte, error) {
 	if p.cur != nil {
+		// A pending file is on disk, under its pending name, before the
+		// checkpoint that will commit it can complete.
 		err := p.w.Flush()
+		if err == nil {
+			err = p.cur.Sync()
+		}
 		if cerr := p.cur.Close(); err == nil {
 			err = cerr
 		}
@@ -132,6 +138,9 @@ func (p *partFiles[T]) PreCommit(checkpointID int64) ([]byte, error) {
 		}
 		seq := p.st.Next
 		if err := os.Rename(p.inProgress(seq), p.pending(seq)); err != nil {
+			return nil, err
+		}
+		if err := state.SyncDir(p.dir); err != nil {
 			return nil, err
 		}
 		p.st.Pending = append(p.st.Pending, [2]int64{checkpointID, seq})
