@@ -31,7 +31,7 @@ func startStandalone(t *testing.T, taskManagers, slots int) *standalone {
 	t.Helper()
 	s := &standalone{t: t, dir: t.TempDir()}
 	for i := 0; i < 100 && s.jmAddr == ""; i++ {
-		p := 20000 + rand.IntN(30000)
+		p := fixedPort(1)
 		if portFree(p) && portFree(p+1) {
 			s.jmAddr, s.restAddr = fmt.Sprintf("127.0.0.1:%d", p), fmt.Sprintf("127.0.0.1:%d", p+1)
 		}

@@ -67,13 +67,29 @@ func TestMain(m *testing.M) {
 func freePorts(t *testing.T) (int, int) {
 	t.Helper()
 	for i := 0; i < 100; i++ {
-		p := 20000 + rand.IntN(30000)
+		p := fixedPort(56)
 		if portFree(p) && portFree(p+2) && portFree(p+56) {
 			return p, p + 56
 		}
 	}
 	t.Fatal("no free ports")
 	return 0, 0
+}
+
+// fixedPort picks a port p, with p+span also a port, below the host's
+// ephemeral range: the ports the kernel hands out for connections and for
+// listeners on port 0 (every TaskManager, worker and data server) never
+// take it between the check that it is free and its daemon's bind.
+func fixedPort(span int) int {
+	hi := 32768 // Linux's default ip_local_port_range starts there
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if lo, err := strconv.Atoi(f[0]); err == nil && lo > 12000+span {
+				hi = lo
+			}
+		}
+	}
+	return 10000 + rand.IntN(hi-span-10000)
 }
 
 func portFree(p int) bool {
