@@ -213,6 +213,32 @@ func SlotsNeeded(jg *flinkpb.JobGraph) int {
 	return total
 }
 
+// LogicalSlots numbers the SlotsNeeded slots of a job, by vertex then
+// subtask: subtask i of every vertex of a slot sharing group shares the
+// group's slot i, and groups take slots one after another in the order of
+// their first vertex.
+func LogicalSlots(jg *flinkpb.JobGraph) [][]int {
+	size := map[string]int{}
+	for _, v := range jg.Vertices {
+		size[v.SlotSharingGroup] = max(size[v.SlotSharingGroup], int(v.Parallelism))
+	}
+	base := map[string]int{}
+	next := 0
+	out := make([][]int, len(jg.Vertices))
+	for vi, v := range jg.Vertices {
+		b, ok := base[v.SlotSharingGroup]
+		if !ok {
+			b, base[v.SlotSharingGroup] = next, next
+			next += size[v.SlotSharingGroup]
+		}
+		out[vi] = make([]int, v.Parallelism)
+		for s := range out[vi] {
+			out[vi][s] = b + s
+		}
+	}
+	return out
+}
+
 // Fingerprint is the hex SHA-256 of the graph without its fingerprint.
 func Fingerprint(jg *flinkpb.JobGraph) string {
 	c := proto.Clone(jg).(*flinkpb.JobGraph)

@@ -41,3 +41,14 @@ func TestRegions(t *testing.T) {
 		}
 	}
 }
+
+func TestLogicalSlots(t *testing.T) {
+	jg := vertexes([]int32{2, 3, 1})
+	for i, g := range []string{"a", "b", "a"} {
+		jg.Vertices[i].SlotSharingGroup = g
+	}
+	want := [][]int{{0, 1}, {2, 3, 4}, {0}}
+	if got := LogicalSlots(jg); !reflect.DeepEqual(got, want) || SlotsNeeded(jg) != 5 {
+		t.Errorf("logical slots %v of %d, want %v of 5", got, SlotsNeeded(jg), want)
+	}
+}

@@ -191,7 +191,7 @@ func newJobMaster(id string, jg *flinkpb.JobGraph, art *flinkpb.JobArtifact, rm 
 	}
 	jm.regionFailover, _ = regionFailover(jg.Config) // jobSettings checked it
 	jm.regions, jm.numRegions = graph.Regions(jg)
-	jm.logical = logicalSlots(jg)
+	jm.logical = graph.LogicalSlots(jg)
 	jm.cp.pending = map[int64]*pendingCheckpoint{}
 	jm.cp.next = 1
 	if err := jm.initialState(); err != nil {
@@ -206,32 +206,6 @@ func newJobMaster(id string, jg *flinkpb.JobGraph, art *flinkpb.JobArtifact, rm 
 		jm.tasks = append(jm.tasks, row)
 	}
 	return jm, nil
-}
-
-// logicalSlots numbers the slots a job needs: subtask i of every vertex of
-// a slot sharing group shares the group's slot i, and groups take slots
-// one after another in the order of their first vertex.
-func logicalSlots(jg *flinkpb.JobGraph) [][]int {
-	groupBase := map[string]int{}
-	next := 0
-	out := make([][]int, len(jg.Vertices))
-	for vi, v := range jg.Vertices {
-		base, ok := groupBase[v.SlotSharingGroup]
-		if !ok {
-			base = next
-			groupBase[v.SlotSharingGroup] = base
-			for _, w := range jg.Vertices {
-				if w.SlotSharingGroup == v.SlotSharingGroup {
-					next = max(next, base+int(w.Parallelism))
-				}
-			}
-		}
-		out[vi] = make([]int, v.Parallelism)
-		for s := range out[vi] {
-			out[vi][s] = base + s
-		}
-	}
-	return out
 }
 
 // initialState finds the state the job starts from: the newest checkpoint
@@ -719,29 +693,24 @@ func (jm *JobMaster) deploy(ctx context.Context, regions map[int]bool) {
 			break
 		}
 	}
-	// A cancel that came while tasks were being deployed may have reached
-	// a TaskManager before them: cancel again.
+	// A cancel that came while tasks were being deployed (of the job, or
+	// of a region deployed here that failed again) may have reached a
+	// TaskManager before them: cancel again.
 	jm.mu.Lock()
-	var again map[int]bool
-	switch {
-	case jm.state == JobFailing || jm.state == JobCancelling || jm.state == JobRestarting:
-	case regions == nil:
-		jm.mu.Unlock()
-		return
-	default:
-		again = map[int]bool{}
-		for r := range regions {
-			if jm.restarting[r] != nil {
-				again[r] = true
-			}
-		}
-		if len(again) == 0 {
-			jm.mu.Unlock()
-			return
+	stopping := jm.state == JobFailing || jm.state == JobCancelling || jm.state == JobRestarting
+	again := map[int]bool{}
+	for r := range regions {
+		if jm.restarting[r] != nil {
+			again[r] = true
 		}
 	}
 	jm.mu.Unlock()
-	jm.cancelTasks(ctx, again)
+	switch {
+	case stopping:
+		jm.cancelTasks(ctx, nil)
+	case len(again) > 0:
+		jm.cancelTasks(ctx, again)
+	}
 }
 
 // restoreIndex indexes a restore's subtask states by vertex and subtask.
@@ -770,7 +739,7 @@ func (jm *JobMaster) cancelTasks(ctx context.Context, regions map[int]bool) {
 			req = &flinkpb.CancelTasksRequest{JobId: jm.id, Attempt: int32(jm.restarts)}
 			perTM[t.tm] = req
 		}
-		req.Tasks = append(req.Tasks, &flinkpb.TaskDeployment{Vertex: int32(vi), Subtask: int32(s), Attempt: int32(t.attempt), Region: int32(jm.regions[vi][s])})
+		req.Tasks = append(req.Tasks, &flinkpb.TaskDeployment{Vertex: int32(vi), Subtask: int32(s), Attempt: int32(t.attempt)})
 	})
 	conns := map[*tmConn]*flinkpb.CancelTasksRequest{}
 	for tm, req := range perTM {

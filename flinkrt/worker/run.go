@@ -195,34 +195,37 @@ func (w *wiring) runSubtasks(ctx context.Context, ids []Subtask, ex exchange, re
 // takes effect when it does.
 type Stops struct {
 	mu      sync.Mutex
-	cancels map[Subtask]context.CancelCauseFunc
-	stopped map[Subtask]bool
+	cancels map[execution]context.CancelCauseFunc
+	stopped map[execution]bool
 }
+
+// execution names one execution attempt of a subtask.
+type execution struct{ vertex, index, attempt int }
+
+func (s Subtask) execution() execution { return execution{s.Vertex, s.Index, s.Attempt} }
 
 // NewStops makes the Stops of one deployment.
 func NewStops() *Stops {
-	return &Stops{cancels: map[Subtask]context.CancelCauseFunc{}, stopped: map[Subtask]bool{}}
+	return &Stops{cancels: map[execution]context.CancelCauseFunc{}, stopped: map[execution]bool{}}
 }
 
-// Stop cancels subtask id (its vertex, index and attempt; Region is
-// ignored).
+// Stop cancels the execution of subtask id (its vertex, index and
+// attempt).
 func (s *Stops) Stop(id Subtask) {
-	id.Region = 0
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c := s.cancels[id]; c != nil {
+	if c := s.cancels[id.execution()]; c != nil {
 		c(task.ErrCanceled)
 		return
 	}
-	s.stopped[id] = true
+	s.stopped[id.execution()] = true
 }
 
 func (s *Stops) add(id Subtask, cancel context.CancelCauseFunc) {
-	id.Region = 0
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.cancels[id] = cancel
-	if s.stopped[id] {
+	s.cancels[id.execution()] = cancel
+	if s.stopped[id.execution()] {
 		cancel(task.ErrCanceled)
 	}
 }

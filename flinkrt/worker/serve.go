@@ -135,7 +135,7 @@ func Attach(ctx context.Context, tmAddr, jobID, host string, job *Job, buildErr 
 			})
 			d.Stops = NewStops()
 			runCtx, stop := context.WithCancel(ctx)
-			r := &run{floor: c.Deploy.MinCheckpointId, cps: d.Checkpoints, stops: d.Stops, tasks: map[Subtask]bool{}}
+			r := &run{floor: c.Deploy.MinCheckpointId, cps: d.Checkpoints, stops: d.Stops, tasks: map[execution]bool{}}
 			mine := map[[2]int]*instance{}
 			var prev []*instance
 			mu.Lock()
@@ -146,8 +146,7 @@ func Attach(ctx context.Context, tmAddr, jobID, host string, job *Job, buildErr 
 				}
 				in := &instance{run: r, id: id, done: make(chan struct{})}
 				live[k], mine[k] = in, in
-				id.Region = 0
-				r.tasks[id] = true
+				r.tasks[id.execution()] = true
 			}
 			runs[r] = true
 			mu.Unlock()
@@ -207,12 +206,7 @@ func Attach(ctx context.Context, tmAddr, jobID, host string, job *Job, buildErr 
 			mu.Lock()
 			for r := range runs {
 				for _, t := range c.Cancel.Tasks {
-					if id := (Subtask{Vertex: int(t.Vertex), Index: int(t.Subtask), Attempt: int(t.Attempt)}); r.tasks[id] {
-						r.stops.Stop(id)
-					}
-				}
-				if len(c.Cancel.Tasks) == 0 {
-					for id := range r.tasks {
+					if id := (Subtask{Vertex: int(t.Vertex), Index: int(t.Subtask), Attempt: int(t.Attempt)}); r.tasks[id.execution()] {
 						r.stops.Stop(id)
 					}
 				}
@@ -240,7 +234,7 @@ type run struct {
 	floor int64
 	cps   *Checkpoints
 	stops *Stops
-	tasks map[Subtask]bool // by vertex, index and attempt (no region)
+	tasks map[execution]bool
 }
 
 // instance is a subtask as one deployment runs it.
