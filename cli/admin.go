@@ -17,7 +17,7 @@ func adminCommand() *cli.Command {
 				Name:      "decommission",
 				Usage:     "take nodes out of the cluster (--graceful: no new containers, leave when empty or after --timeout)",
 				ArgsUsage: "NODE...",
-				Flags: []cli.Flag{rmFlag,
+				Flags: []cli.Flag{rmFlag, configFlag,
 					&cli.BoolFlag{Name: "graceful", Usage: "let running containers finish"},
 					&cli.DurationFlag{Name: "timeout", Usage: "graceful: kill what still runs after this long (0: wait)"},
 				},
@@ -38,7 +38,7 @@ func adminCommand() *cli.Command {
 				Name:      "recommission",
 				Usage:     "bring decommissioning nodes back",
 				ArgsUsage: "NODE...",
-				Flags:     []cli.Flag{rmFlag},
+				Flags:     []cli.Flag{rmFlag, configFlag},
 				Action: func(c *cli.Context) error {
 					return withRM(c, func(rm *rmclient.Client) error {
 						return rm.Recommission(c.Context, c.Args().Slice())
@@ -48,7 +48,7 @@ func adminCommand() *cli.Command {
 			{
 				Name:  "state",
 				Usage: "show the ResourceManager's raft state and peers",
-				Flags: []cli.Flag{rmFlag, outputFlag},
+				Flags: []cli.Flag{rmFlag, configFlag, outputFlag},
 				Action: func(c *cli.Context) error {
 					asJSON, err := jsonOutput(c)
 					if err != nil {

@@ -18,6 +18,7 @@ import (
 	"loom/proto/flinkpb"
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
+	"loom/tlsutil"
 )
 
 func appCommand() *cli.Command {
@@ -29,7 +30,7 @@ func appCommand() *cli.Command {
 			{
 				Name:  "list",
 				Usage: "list applications (running and waiting; --all adds finished ones)",
-				Flags: []cli.Flag{rmFlag, outputFlag, &cli.BoolFlag{Name: "all", Usage: "include finished applications"}},
+				Flags: []cli.Flag{rmFlag, configFlag, outputFlag, &cli.BoolFlag{Name: "all", Usage: "include finished applications"}},
 				Action: func(c *cli.Context) error {
 					asJSON, err := jsonOutput(c)
 					if err != nil {
@@ -62,7 +63,7 @@ func appCommand() *cli.Command {
 				Name:      "status",
 				Usage:     "show an application, its attempts and containers",
 				ArgsUsage: "APP",
-				Flags:     []cli.Flag{rmFlag, outputFlag},
+				Flags:     []cli.Flag{rmFlag, configFlag, outputFlag},
 				Action: func(c *cli.Context) error {
 					id, err := appArg(c)
 					if err != nil {
@@ -90,7 +91,7 @@ func appCommand() *cli.Command {
 				Name:      "kill",
 				Usage:     "kill an application and every one of its containers",
 				ArgsUsage: "APP",
-				Flags:     []cli.Flag{rmFlag},
+				Flags:     []cli.Flag{rmFlag, configFlag},
 				Action: func(c *cli.Context) error {
 					id, err := appArg(c)
 					if err != nil {
@@ -115,7 +116,7 @@ func appCommand() *cli.Command {
 				Name:      "logs",
 				Usage:     "print the logs of an application's containers",
 				ArgsUsage: "APP",
-				Flags: []cli.Flag{rmFlag,
+				Flags: []cli.Flag{rmFlag, configFlag,
 					&cli.StringFlag{Name: "container", Usage: "only this container"},
 					&cli.StringFlag{Name: "log-files", Value: "stdout,stderr", Usage: "comma-separated log names"},
 				},
@@ -129,7 +130,7 @@ func appCommand() *cli.Command {
 						if err != nil {
 							return err
 						}
-						return printLogs(c, a, c.String("container"), strings.Split(c.String("log-files"), ","))
+						return printLogs(c, rm.TLS(), a, c.String("container"), strings.Split(c.String("log-files"), ","))
 					})
 				},
 			},
@@ -196,8 +197,8 @@ func printApp(w io.Writer, a *yarnpb.ApplicationReport) {
 
 // printLogs prints each container's logs, read from its NodeManager, in
 // YARN's format.
-func printLogs(c *cli.Context, a *yarnpb.ApplicationReport, only string, names []string) error {
-	nms := nmclient.New()
+func printLogs(c *cli.Context, id *tlsutil.Bundle, a *yarnpb.ApplicationReport, only string, names []string) error {
+	nms := nmclient.New(id)
 	defer nms.Close()
 	w := stdout()
 	found := false

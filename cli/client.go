@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"loom/rm/rmclient"
+	"loom/tlsutil"
 )
 
 var rmFlag = &cli.StringFlag{
@@ -19,6 +20,12 @@ var rmFlag = &cli.StringFlag{
 	Usage:   "ResourceManager address(es), host:port[,host:port...]",
 	Value:   rmclient.DefaultAddr,
 	EnvVars: []string{"LOOM_RM"},
+}
+
+var configFlag = &cli.StringFlag{
+	Name:    "config",
+	Usage:   "client config: the cluster's addresses and your certificate (default ~/.loom/config, which `loom cluster up` writes)",
+	EnvVars: []string{"LOOM_CONFIG"},
 }
 
 var outputFlag = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "output format: table or json"}
@@ -33,14 +40,36 @@ func withRM(c *cli.Context, fn func(rm *rmclient.Client) error) error {
 	return fn(rm)
 }
 
-// rmClient builds a client of the RM from --rm.
+// rmClient builds a client of the RM from --rm and the client config.
 func rmClient(c *cli.Context) (*rmclient.Client, error) {
-	rm, err := rmclient.NewFromList(c.String("rm"))
+	cfg, id, err := clientIdentity(c)
+	if err != nil {
+		return nil, err
+	}
+	list := c.String("rm")
+	if !c.IsSet("rm") && len(cfg.RM) > 0 {
+		list = strings.Join(cfg.RM, ",")
+	}
+	rm, err := rmclient.NewFromList(list, id)
 	if err != nil {
 		return nil, err
 	}
 	rm.RetryFor = 5 * time.Second
 	return rm, nil
+}
+
+// clientIdentity reads the client config (--config, LOOM_CONFIG) and the
+// certificate it names.
+func clientIdentity(c *cli.Context) (*rmclient.Config, *tlsutil.Bundle, error) {
+	cfg, err := rmclient.ResolveConfig(c.String("config"))
+	if err != nil {
+		return nil, nil, err
+	}
+	id, err := tlsutil.Load(cfg.Files())
+	if err != nil {
+		return nil, nil, fmt.Errorf("the client config's certificate: %w", err)
+	}
+	return cfg, id, nil
 }
 
 func jsonOutput(c *cli.Context) (bool, error) {

@@ -4,11 +4,30 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
 	"loom/localcluster"
+	"loom/rm/rmclient"
 )
+
+// makeDefaultConfig copies a cluster's client config to the user's
+// default unless the default is one the user wrote (not `cluster up`).
+func makeDefaultConfig(path string) (bool, error) {
+	def := rmclient.DefaultConfigPath()
+	if def == "" {
+		return false, nil
+	}
+	if old, err := rmclient.LoadConfig(def); err == nil && old.By != rmclient.ConfigByClusterUp {
+		return false, fmt.Errorf("%s is yours; leaving it alone", def)
+	}
+	cfg, err := rmclient.LoadConfig(path)
+	if err != nil {
+		return false, err
+	}
+	return true, rmclient.WriteConfig(def, cfg)
+}
 
 func clusterCommand() *cli.Command {
 	d := localcluster.DefaultConfig()
@@ -27,6 +46,7 @@ func clusterCommand() *cli.Command {
 				&cli.IntFlag{Name: "node-vcores", Value: int(d.NodeVCores), Usage: "vcores each node offers"},
 				&cli.DurationFlag{Name: "node-expiry", Value: d.NodeExpiry, Usage: "a node silent this long is LOST"},
 				&cli.BoolFlag{Name: "nm-no-cgroups", Usage: "NodeManagers enforce memory by polling RSS instead of cgroups"},
+				&cli.BoolFlag{Name: "no-user-config", Usage: "do not make this cluster the default of loom commands (" + rmclient.DefaultConfigPath() + ")"},
 				logLevelFlag,
 			},
 			Action: func(c *cli.Context) error {
@@ -51,12 +71,20 @@ func clusterCommand() *cli.Command {
 					cl.Stop()
 					fmt.Fprintln(out, "cluster stopped")
 				}()
-				fmt.Fprintf(out, "ResourceManager  %s  web http://%s  log %s\n", cfg.RMAddr, cfg.HTTPAddr, cl.RM.Log)
+				fmt.Fprintf(out, "ResourceManager  %s  web https://%s  log %s\n", cfg.RMAddr, cfg.HTTPAddr, cl.RM.Log)
 				for _, n := range cl.Nodes {
 					fmt.Fprintf(out, "NodeManager      %s  %d MB, %d vcores  RUNNING\n", n.Id, n.Total.GetMemoryMb(), n.Total.GetVcores())
 				}
 				fmt.Fprintf(out, "cluster ready in %s: %d nodes RUNNING. Ctrl-C stops it.\n", cl.Took.Round(1e6), len(cl.Nodes))
-				fmt.Fprintf(out, "use it with: export LOOM_RM=%s\n", cfg.RMAddr)
+				fmt.Fprintf(out, "every port takes only certificates of the cluster's CA (%s); you are its admin\n", filepath.Join(cfg.Dir, "tls"))
+				if !c.Bool("no-user-config") {
+					if wrote, err := makeDefaultConfig(cl.ClientConfig); err != nil {
+						fmt.Fprintf(out, "not made the default cluster: %v\n", err)
+					} else if wrote {
+						fmt.Fprintf(out, "loom commands in any terminal of yours now use this cluster (%s)\n", rmclient.DefaultConfigPath())
+					}
+				}
+				fmt.Fprintf(out, "use it with: export LOOM_CONFIG=%s\n", cl.ClientConfig)
 				ctx, cancel := context.WithCancel(c.Context)
 				defer cancel()
 				go cl.Watch(ctx, os.Stderr)

@@ -14,6 +14,7 @@ import (
 	"loom/rm"
 	"loom/rm/rmclient"
 	"loom/rm/state"
+	"loom/tlsutil"
 )
 
 func rmCommand() *cli.Command {
@@ -34,6 +35,9 @@ func rmCommand() *cli.Command {
 			&cli.Int64Flag{Name: "max-allocation-mb", Value: d.MaxAllocation.MemoryMB, Usage: "largest container memory"},
 			&cli.IntFlag{Name: "max-allocation-vcores", Value: int(d.MaxAllocation.VCores), Usage: "largest container vcores"},
 			&cli.DurationFlag{Name: "raft-timeout", Value: d.RaftTimeout, Usage: "raft heartbeat and election timeout"},
+			tlsCAFlag, tlsCertFlag, tlsKeyFlag,
+			&cli.StringFlag{Name: "tls-ca-key", Usage: "the CA's key, to sign the certificates of applications' containers (without it no AM can be launched)", EnvVars: []string{"LOOM_TLS_CA_KEY"}},
+			adminsFlag,
 			logLevelFlag,
 		},
 		Action: func(c *cli.Context) error {
@@ -50,6 +54,16 @@ func rmCommand() *cli.Command {
 			cfg.MaxAttempts = int32(c.Int("max-attempts"))
 			cfg.MaxAllocation = state.Resource{MemoryMB: c.Int64("max-allocation-mb"), VCores: int32(c.Int("max-allocation-vcores"))}
 			cfg.RaftTimeout = c.Duration("raft-timeout")
+			cfg.Admins = splitList(c.String("admins"))
+			var err error
+			if cfg.TLS, err = daemonTLS(c); err != nil {
+				return err
+			}
+			if k := c.String("tls-ca-key"); k != "" {
+				if cfg.CA, err = tlsutil.LoadCA(c.String("tls-ca"), k); err != nil {
+					return err
+				}
+			}
 			if err := checkListen("--addr", cfg.Addr); err != nil {
 				return err
 			}
@@ -69,6 +83,28 @@ func rmCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// The TLS files every daemon takes.
+var (
+	tlsCAFlag   = &cli.StringFlag{Name: "tls-ca", Usage: "the cluster CA's certificate (PEM)", EnvVars: []string{"LOOM_TLS_CA"}}
+	tlsCertFlag = &cli.StringFlag{Name: "tls-cert", Usage: "this daemon's certificate, signed by the cluster CA (`loom tls cert create`)", EnvVars: []string{"LOOM_TLS_CERT"}}
+	tlsKeyFlag  = &cli.StringFlag{Name: "tls-key", Usage: "this daemon's private key", EnvVars: []string{"LOOM_TLS_KEY"}}
+	adminsFlag  = &cli.StringFlag{Name: "admins", Value: "group:" + rm.AdminGroup, Usage: "comma-separated users, and groups as group:NAME, who administer the cluster and may act on any application"}
+)
+
+func daemonTLS(c *cli.Context) (*tlsutil.Bundle, error) {
+	return tlsutil.Load(tlsutil.Files{CA: c.String("tls-ca"), Cert: c.String("tls-cert"), Key: c.String("tls-key")})
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func checkListen(flag, addr string) error {
@@ -100,6 +136,8 @@ func nmCommand() *cli.Command {
 			&cli.StringFlag{Name: "labels", Usage: "comma-separated node labels"},
 			&cli.DurationFlag{Name: "kill-grace", Value: d.KillGrace, Usage: "time between SIGTERM and SIGKILL when stopping a container"},
 			&cli.BoolFlag{Name: "no-cgroups", Usage: "enforce memory by polling process RSS even where cgroups are writable"},
+			tlsCAFlag, tlsCertFlag, tlsKeyFlag,
+			adminsFlag,
 			logLevelFlag,
 		},
 		Action: func(c *cli.Context) error {
@@ -118,6 +156,10 @@ func nmCommand() *cli.Command {
 			cfg.VCores = int32(c.Int("vcores"))
 			cfg.KillGrace = c.Duration("kill-grace")
 			cfg.NoCgroups = c.Bool("no-cgroups")
+			cfg.Admins = splitList(c.String("admins"))
+			if cfg.TLS, err = daemonTLS(c); err != nil {
+				return err
+			}
 			if l := c.String("labels"); l != "" {
 				cfg.Labels = strings.Split(l, ",")
 			}

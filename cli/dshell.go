@@ -19,7 +19,7 @@ func dshellCommand() *cli.Command {
 		Usage:     "run a command in N containers (the distributed shell)",
 		ArgsUsage: "-- CMD [ARGS...]",
 		Flags: []cli.Flag{
-			rmFlag,
+			rmFlag, configFlag,
 			&cli.BoolFlag{Name: "detached", Aliases: []string{"d"}, Usage: "print the application id and return"},
 			&cli.IntFlag{Name: "num-containers", Value: 1, Usage: "containers to run the command in"},
 			&cli.Int64Flag{Name: "memory-mb", Value: 128, Usage: "memory of each container"},

@@ -25,6 +25,7 @@ import (
 	"loom/proto/flinkpb"
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
+	"loom/tlsutil"
 )
 
 var jobmanagerFlag = &cli.StringFlag{
@@ -148,7 +149,11 @@ func taskmanagerCommand() *cli.Command {
 			// In a Flink application's container, the TaskManager follows
 			// the application's JobManager to a new AM attempt.
 			if app, addrs := os.Getenv("LOOM_APPLICATION_ID"), os.Getenv("LOOM_RM_ADDRS"); app != "" && addrs != "" {
-				rm, err := rmclient.NewFromList(addrs)
+				id, err := tlsutil.LoadContainer()
+				if err != nil {
+					return err
+				}
+				rm, err := rmclient.NewFromList(addrs, id)
 				if err != nil {
 					return err
 				}
@@ -373,7 +378,7 @@ func jobCommand() *cli.Command {
 			{
 				Name:  "list",
 				Usage: "list jobs, newest first",
-				Flags: []cli.Flag{jobmanagerFlag, appFlag, rmFlag, outputFlag},
+				Flags: []cli.Flag{jobmanagerFlag, appFlag, rmFlag, configFlag, outputFlag},
 				Action: func(c *cli.Context) error {
 					asJSON, err := jsonOutput(c)
 					if err != nil {
@@ -405,7 +410,7 @@ func jobCommand() *cli.Command {
 				Name:      "cancel",
 				Usage:     "cancel a job",
 				ArgsUsage: "JOB",
-				Flags:     []cli.Flag{jobmanagerFlag, appFlag, rmFlag},
+				Flags:     []cli.Flag{jobmanagerFlag, appFlag, rmFlag, configFlag},
 				Action: func(c *cli.Context) error {
 					id, err := oneArg(c, "JOB")
 					if err != nil {
@@ -428,7 +433,7 @@ func jobCommand() *cli.Command {
 				Name:      "savepoint",
 				Usage:     "take a savepoint of a running job; `loom run -s PATH` starts a job from it",
 				ArgsUsage: "JOB",
-				Flags: []cli.Flag{jobmanagerFlag, appFlag, rmFlag,
+				Flags: []cli.Flag{jobmanagerFlag, appFlag, rmFlag, configFlag,
 					&cli.StringFlag{Name: "dir", Usage: "directory to make the savepoint in, which every TaskManager reaches", DefaultText: "the job's " + jobmanager.ConfSavepointDir},
 					savepointTimeoutFlag},
 				Action: func(c *cli.Context) error { return savepoint(c, c.String("dir"), false) },
@@ -437,7 +442,7 @@ func jobCommand() *cli.Command {
 				Name:      "stop",
 				Usage:     "stop a job with a savepoint: its state is saved, then it ends FINISHED",
 				ArgsUsage: "JOB",
-				Flags: []cli.Flag{jobmanagerFlag, appFlag, rmFlag,
+				Flags: []cli.Flag{jobmanagerFlag, appFlag, rmFlag, configFlag,
 					&cli.StringFlag{Name: "savepoint-dir", Aliases: []string{"p"}, Usage: "directory to make the savepoint in, which every TaskManager reaches", DefaultText: "the job's " + jobmanager.ConfSavepointDir},
 					savepointTimeoutFlag},
 				Action: func(c *cli.Context) error { return savepoint(c, c.String("savepoint-dir"), true) },

@@ -33,6 +33,7 @@ func Main(args []string) {
 			rmCommand(),
 			nmCommand(),
 			clusterCommand(),
+			tlsCommand(),
 			nodeCommand(),
 			appCommand(),
 			dshellCommand(),

@@ -18,7 +18,7 @@ func nodeCommand() *cli.Command {
 			{
 				Name:  "list",
 				Usage: "list nodes (RUNNING, UNHEALTHY, DECOMMISSIONING; --all adds LOST, DECOMMISSIONED, SHUTDOWN)",
-				Flags: []cli.Flag{rmFlag, outputFlag, &cli.BoolFlag{Name: "all", Usage: "include nodes that left the cluster"}},
+				Flags: []cli.Flag{rmFlag, configFlag, outputFlag, &cli.BoolFlag{Name: "all", Usage: "include nodes that left the cluster"}},
 				Action: func(c *cli.Context) error {
 					asJSON, err := jsonOutput(c)
 					if err != nil {
@@ -53,7 +53,7 @@ func nodeCommand() *cli.Command {
 				Name:      "status",
 				Usage:     "show one node",
 				ArgsUsage: "NODE",
-				Flags:     []cli.Flag{rmFlag, outputFlag},
+				Flags:     []cli.Flag{rmFlag, configFlag, outputFlag},
 				Action: func(c *cli.Context) error {
 					id, err := oneArg(c, "NODE")
 					if err != nil {

@@ -17,7 +17,7 @@ import (
 func perJobFlags() []cli.Flag {
 	d := flink.DefaultOptions
 	return []cli.Flag{
-		rmFlag,
+		rmFlag, configFlag,
 		&cli.IntFlag{Name: "slots-per-tm", Value: d.SlotsPerTM, Usage: "per-job: slots of each TaskManager"},
 		&cli.Int64Flag{Name: "tm-memory-mb", Value: d.TMMemoryMB, Usage: "per-job: memory of each TaskManager container, MB"},
 		&cli.IntFlag{Name: "tm-vcores", Value: int(d.TMVCores), Usage: "per-job: vcores of each TaskManager container"},

@@ -21,7 +21,7 @@ func sessionCommand() *cli.Command {
 				Name:  "start",
 				Usage: "start a session cluster (attached it runs until Ctrl-C; -d prints its id and web address)",
 				Flags: []cli.Flag{
-					rmFlag,
+					rmFlag, configFlag,
 					&cli.BoolFlag{Name: "detached", Aliases: []string{"d"}, Usage: "print the application id and the web address and return"},
 					&cli.StringFlag{Name: "name", Usage: "application name", Value: "Flink session cluster"},
 					&cli.StringFlag{Name: "queue", Value: "default", Usage: "queue to submit to"},
@@ -73,7 +73,7 @@ func sessionCommand() *cli.Command {
 			{
 				Name:  "list",
 				Usage: "list running session clusters",
-				Flags: []cli.Flag{rmFlag, outputFlag, &cli.BoolFlag{Name: "all-users", Usage: "include other users' sessions"}},
+				Flags: []cli.Flag{rmFlag, configFlag, outputFlag, &cli.BoolFlag{Name: "all-users", Usage: "include other users' sessions"}},
 				Action: func(c *cli.Context) error {
 					asJSON, err := jsonOutput(c)
 					if err != nil {
@@ -104,7 +104,7 @@ func sessionCommand() *cli.Command {
 				Name:      "stop",
 				Usage:     "stop a session cluster: its jobs canceled, its containers released",
 				ArgsUsage: "APP",
-				Flags:     []cli.Flag{rmFlag},
+				Flags:     []cli.Flag{rmFlag, configFlag},
 				Action: func(c *cli.Context) error {
 					id, err := appArg(c)
 					if err != nil {

@@ -21,6 +21,11 @@ var (
 	ErrFailedPrecondition = errors.New("failed precondition")
 	ErrNotLeader          = errors.New("not the leader")
 	ErrUnavailable        = errors.New("unavailable")
+	// ErrUnauthenticated: the caller presented no identity this cluster
+	// trusts. ErrPermissionDenied: it did, and that identity may not do
+	// what it asked.
+	ErrUnauthenticated  = errors.New("unauthenticated")
+	ErrPermissionDenied = errors.New("permission denied")
 )
 
 type classed struct {
@@ -54,6 +59,16 @@ func FailedPrecondition(format string, args ...any) error {
 // Unavailable returns an error of class ErrUnavailable.
 func Unavailable(format string, args ...any) error {
 	return &classed{ErrUnavailable, fmt.Sprintf(format, args...)}
+}
+
+// Unauthenticated returns an error of class ErrUnauthenticated.
+func Unauthenticated(format string, args ...any) error {
+	return &classed{ErrUnauthenticated, fmt.Sprintf(format, args...)}
+}
+
+// PermissionDenied returns an error of class ErrPermissionDenied.
+func PermissionDenied(format string, args ...any) error {
+	return &classed{ErrPermissionDenied, fmt.Sprintf(format, args...)}
 }
 
 // leaderPrefix starts the message of a NotLeader error; the leader's
@@ -99,6 +114,10 @@ func ToGRPC(err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrUnavailable):
 		code = codes.Unavailable
+	case errors.Is(err, ErrUnauthenticated):
+		code = codes.Unauthenticated
+	case errors.Is(err, ErrPermissionDenied):
+		code = codes.PermissionDenied
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
@@ -129,6 +148,10 @@ func FromGRPC(err error) error {
 		if strings.HasPrefix(s.Message(), leaderPrefix) {
 			class = ErrNotLeader
 		}
+	case codes.Unauthenticated:
+		class = ErrUnauthenticated
+	case codes.PermissionDenied:
+		class = ErrPermissionDenied
 	case codes.DeadlineExceeded:
 		return fmt.Errorf("%s: %w", s.Message(), context.DeadlineExceeded)
 	case codes.Canceled:

@@ -222,6 +222,8 @@ func TestRMRestartKeepsState(t *testing.T) {
 	rmArgs := []string{"rm", "--data-dir", filepath.Join(dir, "rm"), "--addr", rmAddr,
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--raft-addr", fmt.Sprintf("127.0.0.1:%d", rmPort+2),
 		"--nm-heartbeat", "200ms", "--node-expiry", "5s", "--raft-timeout", "100ms"}
+	rmTLS, nodeTLS := handPKI(t, dir, rmAddr, 2)
+	rmArgs = append(rmArgs, rmTLS...)
 	var procs []*exec.Cmd
 	start := func(name string, args ...string) *exec.Cmd {
 		f, err := os.Create(filepath.Join(dir, name+".log"))
@@ -253,8 +255,8 @@ func TestRMRestartKeepsState(t *testing.T) {
 	})
 	rm := start("rm", rmArgs...)
 	for i := 1; i <= 2; i++ {
-		start(fmt.Sprintf("nm-%d", i), "nm", "--rm", rmAddr, "--dir", filepath.Join(dir, fmt.Sprintf("nm-%d", i)),
-			"--addr", "127.0.0.1:0", "--http-addr", "", "--memory-mb", "2048", "--vcores", "2")
+		start(fmt.Sprintf("nm-%d", i), append([]string{"nm", "--rm", rmAddr, "--dir", filepath.Join(dir, fmt.Sprintf("nm-%d", i)),
+			"--addr", "127.0.0.1:0", "--http-addr", "", "--memory-mb", "2048", "--vcores", "2"}, nodeTLS(i)...)...)
 	}
 	c := &cluster{t: t, dir: dir, rmAddr: rmAddr}
 	waitFor(t, 30*time.Second, "2 nodes RUNNING", func() (bool, string) {

@@ -129,7 +129,7 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 	rmPort, httpPort := freePorts(t)
 	c := &cluster{t: t, dir: dir, rmAddr: fmt.Sprintf("127.0.0.1:%d", rmPort), out: &bytes.Buffer{}, done: make(chan struct{})}
 	args := []string{"cluster", "up", "--nodes", strconv.Itoa(o.nodes), "--dir", dir, "--rm-addr", c.rmAddr,
-		"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--node-memory-mb", strconv.Itoa(o.memoryMB)}
+		"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--node-memory-mb", strconv.Itoa(o.memoryMB), "--no-user-config"}
 	if o.noCgroups {
 		args = append(args, "--nm-no-cgroups")
 	}
@@ -190,12 +190,48 @@ func (c *cluster) stop() {
 // loom runs the CLI against the cluster and returns stdout, stderr and
 // the exit status.
 func (c *cluster) loom(args ...string) (string, string, int) {
-	return runLoom(c.rmAddr, args...)
+	return runLoomEnv(c.env(), args...)
 }
 
-func runLoom(rmAddr string, args ...string) (string, string, int) {
-	return runLoomEnv([]string{"LOOM_RM=" + rmAddr}, args...)
+// env is the environment of a client of the cluster: its address and
+// the admin's client config that `cluster up` wrote.
+func (c *cluster) env() []string {
+	return []string{"LOOM_RM=" + c.rmAddr, "LOOM_CONFIG=" + c.clientConfig()}
 }
+
+// handPKI makes, with the `loom tls` commands as an operator would, the
+// CA and certificates of a cluster started by hand in dir/tls: server
+// "rm", nodes "nm-1".."nm-N", and the admin's client config at
+// dir/loom.conf. It returns the flags of the RM and of node i.
+func handPKI(t *testing.T, dir, rmAddr string, nodes int) (rmFlags []string, nodeFlags func(i int) []string) {
+	t.Helper()
+	tlsDir := filepath.Join(dir, "tls")
+	must := func(args ...string) {
+		t.Helper()
+		if out, errs, code := runLoomEnv(nil, args...); code != 0 {
+			t.Fatalf("loom %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+		}
+	}
+	ca, caKey := filepath.Join(tlsDir, "ca.pem"), filepath.Join(tlsDir, "ca-key.pem")
+	must("tls", "ca", "create", "--dir", tlsDir)
+	signed := func(args ...string) {
+		must(append([]string{"tls", "cert", "create", "--dir", tlsDir, "--ca", ca, "--ca-key", caKey}, args...)...)
+	}
+	signed("--server", "--name", "rm")
+	for i := 1; i <= nodes; i++ {
+		signed("--node", fmt.Sprintf("nm-%d", i))
+	}
+	signed("--client", "--user", "admin", "--groups", "admins")
+	must("tls", "config", "--rm", rmAddr, "--ca", ca, "--cert", filepath.Join(tlsDir, "user-admin.pem"),
+		"--key", filepath.Join(tlsDir, "user-admin-key.pem"), "--path", filepath.Join(dir, "loom.conf"))
+	files := func(base string) []string {
+		return []string{"--tls-ca", ca, "--tls-cert", filepath.Join(tlsDir, base+".pem"), "--tls-key", filepath.Join(tlsDir, base+"-key.pem")}
+	}
+	return append(files("server-rm"), "--tls-ca-key", caKey), func(i int) []string { return files(fmt.Sprintf("node-nm-%d", i)) }
+}
+
+// clientConfig is the path of the cluster admin's client config.
+func (c *cluster) clientConfig() string { return filepath.Join(c.dir, "loom.conf") }
 
 // runLoomEnv runs the CLI with env added to the test's environment.
 func runLoomEnv(env []string, args ...string) (string, string, int) {

@@ -188,7 +188,7 @@ func (c *cluster) runAttached(args ...string) *attachedRun {
 	c.t.Helper()
 	r := &attachedRun{done: make(chan error, 1)}
 	r.cmd = exec.Command(loomBin, append([]string{"run", "-t", "per-job"}, args...)...)
-	r.cmd.Env = append(os.Environ(), "LOOM_RM="+c.rmAddr)
+	r.cmd.Env = append(os.Environ(), c.env()...)
 	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.errb
 	if err := r.cmd.Start(); err != nil {
 		c.t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
+	"loom/tlsutil"
 )
 
 // Config describes a local cluster.
@@ -43,6 +44,9 @@ type Config struct {
 	NoCgroups bool
 	// Ready is how long Start waits for every node to be RUNNING.
 	Ready time.Duration
+	// User is the admin the cluster's client certificate is for; default:
+	// this process's user.
+	User string
 }
 
 // DefaultConfig returns the embedded default's settings: a lost node
@@ -83,10 +87,14 @@ func (p *Process) Err() error { return p.err }
 
 // Cluster is a running local cluster.
 type Cluster struct {
-	cfg   *Config
-	RM    *Process
-	NMs   []*Process
-	Nodes []*yarnpb.NodeReport
+	cfg *Config
+	// ClientConfig is the client config of the cluster's admin user
+	// (LOOM_CONFIG), and Client that user's identity.
+	ClientConfig string
+	Client       *tlsutil.Bundle
+	RM           *Process
+	NMs          []*Process
+	Nodes        []*yarnpb.NodeReport
 	// Took is how long the cluster took to have every node RUNNING.
 	Took time.Duration
 	once sync.Once
@@ -136,7 +144,12 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 	}
 	start := time.Now()
 	c := &Cluster{cfg: cfg}
-	rm, err := c.spawn("rm",
+	pki, err := c.certificates()
+	if err != nil {
+		return nil, err
+	}
+	rm, err := c.spawn("rm", append(tlsArgs(pki.rm),
+		"--tls-ca-key", pki.caKey,
 		"--data-dir", filepath.Join(cfg.Dir, "rm"),
 		"--addr", cfg.RMAddr,
 		"--http-addr", cfg.HTTPAddr,
@@ -146,13 +159,18 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 		"--am-expiry", cfg.AMExpiry.String(),
 		"--raft-timeout", "100ms",
 		"--log-level", cfg.LogLevel,
-	)
+	)...)
 	if err != nil {
 		return nil, err
 	}
 	c.RM = rm
 	for i := 1; i <= cfg.Nodes; i++ {
-		args := []string{"--rm", cfg.RMAddr,
+		nodeFiles, err := pki.files.Ensure(pki.ca, fmt.Sprintf("nm-%d", i), tlsutil.Identity{Kind: tlsutil.KindNode, Name: fmt.Sprintf("nm-%d", i)})
+		if err != nil {
+			c.Stop()
+			return nil, err
+		}
+		args := append(tlsArgs(nodeFiles), "--rm", cfg.RMAddr,
 			"--dir", filepath.Join(cfg.Dir, fmt.Sprintf("nm-%d", i)),
 			"--addr", "127.0.0.1:0",
 			"--http-addr", "127.0.0.1:0",
@@ -160,7 +178,7 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 			"--vcores", strconv.Itoa(int(cfg.NodeVCores)),
 			"--kill-grace", cfg.KillGrace.String(),
 			"--log-level", cfg.LogLevel,
-		}
+		)
 		if cfg.NoCgroups {
 			args = append(args, "--no-cgroups")
 		}
@@ -177,6 +195,57 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 	}
 	c.Took = time.Since(start)
 	return c, nil
+}
+
+type clusterPKI struct {
+	files tlsutil.ClusterFiles
+	ca    *tlsutil.CA
+	caKey string
+	rm    tlsutil.Files
+}
+
+// certificates makes the cluster's CA and the certificates of its RM
+// and its admin user under Dir/tls (keeping those already there), and
+// the admin's client config.
+func (c *Cluster) certificates() (*clusterPKI, error) {
+	abs, err := filepath.Abs(c.cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	files := tlsutil.ClusterFiles{Dir: filepath.Join(abs, "tls")}
+	ca, err := files.EnsureCA("loom local cluster")
+	if err != nil {
+		return nil, err
+	}
+	rm, err := files.Ensure(ca, "rm", tlsutil.Identity{Kind: tlsutil.KindServer, Name: "rm"})
+	if err != nil {
+		return nil, err
+	}
+	user := c.cfg.User
+	if user == "" {
+		user = rmclient.CurrentUser()
+	}
+	uf, err := files.Ensure(ca, "user-"+user, tlsutil.Identity{Kind: tlsutil.KindUser, Name: user, Groups: []string{"admins"}})
+	if err != nil {
+		return nil, err
+	}
+	if c.Client, err = tlsutil.Load(uf); err != nil {
+		return nil, err
+	}
+	c.ClientConfig = filepath.Join(abs, "loom.conf")
+	conf := &rmclient.Config{
+		RM:  []string{c.cfg.RMAddr},
+		TLS: rmclient.ConfigTLS{CA: uf.CA, Cert: uf.Cert, Key: uf.Key},
+		By:  rmclient.ConfigByClusterUp,
+	}
+	if err := rmclient.WriteConfig(c.ClientConfig, conf); err != nil {
+		return nil, err
+	}
+	return &clusterPKI{files: files, ca: ca, caKey: files.CAKey(), rm: rm}, nil
+}
+
+func tlsArgs(f tlsutil.Files) []string {
+	return []string{"--tls-ca", f.CA, "--tls-cert", f.Cert, "--tls-key", f.Key}
 }
 
 func (c *Cluster) spawn(name string, args ...string) (*Process, error) {
@@ -209,7 +278,7 @@ func (c *Cluster) spawn(name string, args ...string) (*Process, error) {
 }
 
 func (c *Cluster) waitReady(ctx context.Context) error {
-	rm, err := rmclient.New([]string{c.cfg.RMAddr})
+	rm, err := rmclient.New([]string{c.cfg.RMAddr}, c.Client)
 	if err != nil {
 		return err
 	}

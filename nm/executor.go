@@ -30,6 +30,7 @@ const (
 type container struct {
 	id     string
 	appID  string
+	user   string
 	res    *yarnpb.Resource
 	launch *yarnpb.ContainerLaunchContext
 	work   string
@@ -82,6 +83,11 @@ type executor struct {
 	containers map[string]*container
 }
 
+// ownerFile, in an application's log directory, names the user the
+// application's containers ran for, so its logs stay theirs after the
+// containers end.
+const ownerFile = ".user"
+
 func (e *executor) workDir(appID, id string) string { return filepath.Join(e.dir, "apps", appID, id) }
 func (e *executor) logDir(appID, id string) string  { return filepath.Join(e.dir, "logs", appID, id) }
 
@@ -102,13 +108,11 @@ func (e *executor) start(req *yarnpb.StartContainerRequest) error {
 	if req.Resource.GetMemoryMb() <= 0 {
 		return errdefs.InvalidArgument("container %s needs a positive memory size, got %d MB", req.ContainerId, req.Resource.GetMemoryMb())
 	}
-	for _, r := range lc.LocalResources {
-		if !validName(r.Name) {
-			return errdefs.InvalidArgument("local resource name %q is not a plain file name", r.Name)
-		}
+	if err := validateLaunch(req.ContainerId, lc); err != nil {
+		return err
 	}
 	c := &container{
-		id: req.ContainerId, appID: appID, res: req.Resource, launch: lc,
+		id: req.ContainerId, appID: appID, user: req.User, res: req.Resource, launch: lc,
 		work: e.workDir(appID, req.ContainerId), logs: e.logDir(appID, req.ContainerId),
 		state: yarnpb.ContainerState_CONTAINER_NEW, done: make(chan struct{}),
 	}
@@ -129,6 +133,69 @@ func (e *executor) start(req *yarnpb.StartContainerRequest) error {
 		e.run(c)
 	}()
 	return nil
+}
+
+// Bounds on a launch context: what an AM may ask of a node.
+const (
+	maxCommandArgs   = 4096
+	maxEnvVars       = 1024
+	maxEnvBytes      = 1 << 20
+	maxResources     = 1024
+	maxCredentials   = 16
+	maxCredentialLen = 64 << 10
+	// credentialsDir is the directory in a container's work dir that holds
+	// its credentials.
+	credentialsDir = ".credentials"
+)
+
+func validateLaunch(id string, lc *yarnpb.ContainerLaunchContext) error {
+	envBytes := 0
+	for k, v := range lc.Env {
+		envBytes += len(k) + len(v)
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.Contains(v, "\x00") {
+			return errdefs.InvalidArgument("container %s: environment variable %q is not a valid name", id, k)
+		}
+	}
+	argBytes := 0
+	for _, a := range lc.Command {
+		argBytes += len(a)
+	}
+	switch {
+	case len(lc.Command) > maxCommandArgs || argBytes > maxEnvBytes:
+		return errdefs.InvalidArgument("container %s: the command has %d arguments of %d bytes, at most %d and %d bytes are allowed", id, len(lc.Command), argBytes, maxCommandArgs, maxEnvBytes)
+	case len(lc.Env) > maxEnvVars || envBytes > maxEnvBytes:
+		return errdefs.InvalidArgument("container %s: the environment has %d variables of %d bytes, at most %d and %d bytes are allowed", id, len(lc.Env), envBytes, maxEnvVars, maxEnvBytes)
+	case len(lc.LocalResources) > maxResources:
+		return errdefs.InvalidArgument("container %s: %d local resources, at most %d are allowed", id, len(lc.LocalResources), maxResources)
+	case len(lc.Credentials) > maxCredentials:
+		return errdefs.InvalidArgument("container %s: %d credentials, at most %d are allowed", id, len(lc.Credentials), maxCredentials)
+	}
+	for _, r := range lc.LocalResources {
+		if !validName(r.Name) || r.Name == credentialsDir {
+			return errdefs.InvalidArgument("local resource name %q is not a plain file name", r.Name)
+		}
+	}
+	for name, b := range lc.Credentials {
+		if !validName(name) || len(b) > maxCredentialLen {
+			return errdefs.InvalidArgument("container %s: credential %q must be a plain file name of at most %d bytes", id, name, maxCredentialLen)
+		}
+	}
+	return nil
+}
+
+// writeCredentials writes a container's credentials where only it (and
+// root) may read them.
+func writeCredentials(work string, creds map[string][]byte) (string, error) {
+	dir := filepath.Join(work, credentialsDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	for name, b := range creds {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
 }
 
 func (e *executor) get(id string) *container {
@@ -189,6 +256,15 @@ func (e *executor) run(c *container) {
 	if err := e.loc.localize(ctx, c.work, c.launch.LocalResources); err != nil {
 		e.complete(c, exitLocalization, "Resource localization failed: "+err.Error())
 		return
+	}
+	if len(c.launch.Credentials) > 0 {
+		if _, err := writeCredentials(c.work, c.launch.Credentials); err != nil {
+			e.complete(c, exitLaunch, "writing the container's credentials: "+err.Error())
+			return
+		}
+	}
+	if c.user != "" {
+		_ = os.WriteFile(filepath.Join(filepath.Dir(c.logs), ownerFile), []byte(c.user), 0o644)
 	}
 	cmd, err := e.command(c)
 	if err != nil {
@@ -324,14 +400,20 @@ func (e *executor) command(c *container) (*exec.Cmd, error) {
 			env[k] = v
 		}
 	}
+	for k, v := range c.launch.Env {
+		env[k] = v
+	}
+	// What the node says of the container, after what its AM asked for:
+	// a container cannot lie about who it is.
 	env["LOOM_CONTAINER_ID"] = c.id
 	env["LOOM_APPLICATION_ID"] = c.appID
 	env["LOOM_LOG_DIR"] = c.logs
 	env["LOOM_CONTAINER_MEMORY_MB"] = strconv.FormatInt(c.res.GetMemoryMb(), 10)
 	env["LOOM_CONTAINER_VCORES"] = strconv.Itoa(int(c.res.GetVcores()))
 	env["PWD"] = c.work
-	for k, v := range c.launch.Env {
-		env[k] = v
+	delete(env, "LOOM_CREDENTIALS")
+	if len(c.launch.Credentials) > 0 {
+		env["LOOM_CREDENTIALS"] = filepath.Join(c.work, credentialsDir)
 	}
 	argv := c.launch.Command
 	path := argv[0]

@@ -27,8 +27,8 @@ type localizer struct {
 	locks  map[string]*sync.Mutex // per digest
 }
 
-func newLocalizer(dir string) *localizer {
-	return &localizer{dir: dir, client: &http.Client{}, locks: map[string]*sync.Mutex{}}
+func newLocalizer(dir string, client *http.Client) *localizer {
+	return &localizer{dir: dir, client: client, locks: map[string]*sync.Mutex{}}
 }
 
 func (l *localizer) lock(digest string) *sync.Mutex {

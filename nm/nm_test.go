@@ -34,7 +34,7 @@ func TestLocalizerVerifiesAndCaches(t *testing.T) {
 		w.Write(content)
 	}))
 	defer srv.Close()
-	l := newLocalizer(filepath.Join(t.TempDir(), "cache"))
+	l := newLocalizer(filepath.Join(t.TempDir(), "cache"), http.DefaultClient)
 	ctx := context.Background()
 
 	tests := []struct {
@@ -81,7 +81,7 @@ func testExecutor(t *testing.T) (*executor, chan struct{}) {
 	e := &executor{
 		logger:     hclog.NewNullLogger(),
 		dir:        t.TempDir(),
-		loc:        newLocalizer(filepath.Join(t.TempDir(), "cache")),
+		loc:        newLocalizer(filepath.Join(t.TempDir(), "cache"), http.DefaultClient),
 		grace:      300 * time.Millisecond,
 		containers: map[string]*container{},
 		onChange:   func() { changed <- struct{}{} },

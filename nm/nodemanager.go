@@ -6,6 +6,7 @@ package nm
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -22,6 +23,7 @@ import (
 
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
+	"loom/tlsutil"
 )
 
 // Config holds every setting of a NodeManager.
@@ -44,6 +46,11 @@ type Config struct {
 	MonitorInterval time.Duration
 	// NoCgroups forces process-tree RSS monitoring.
 	NoCgroups bool
+	// TLS is the node's identity (a node certificate of the cluster CA).
+	TLS *tlsutil.Bundle
+	// Admins lists the users, and groups as "group:NAME", that may act
+	// on any application's containers.
+	Admins []string
 }
 
 // DefaultConfig returns every default in one place; resources default to
@@ -58,6 +65,7 @@ func DefaultConfig() *Config {
 		VCores:          int32(runtime.NumCPU()),
 		KillGrace:       2 * time.Second,
 		MonitorInterval: 250 * time.Millisecond,
+		Admins:          []string{"group:admins"},
 	}
 }
 
@@ -95,7 +103,13 @@ func New(cfg *Config) (*NodeManager, error) {
 			return nil, fmt.Errorf("creating %s: %w", d, err)
 		}
 	}
-	rm, err := rmclient.New(cfg.RMAddrs)
+	if cfg.TLS == nil {
+		return nil, errors.New("the NodeManager needs its TLS certificate: pass --tls-ca, --tls-cert and --tls-key (`loom tls cert create --node NAME` makes them)")
+	}
+	if id := cfg.TLS.Identity; id.Kind != tlsutil.KindNode {
+		return nil, fmt.Errorf("the NodeManager's certificate is for %s; it needs a node certificate (`loom tls cert create --node NAME`)", id)
+	}
+	rm, err := rmclient.New(cfg.RMAddrs, cfg.TLS)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +130,7 @@ func New(cfg *Config) (*NodeManager, error) {
 			ln.Close()
 			return nil, fmt.Errorf("listening on %s: %w (choose another with --http-addr)", cfg.HTTPAddr, err)
 		}
-		n.httpLn = hl
+		n.httpLn = tls.NewListener(hl, cfg.TLS.ServerConfig())
 	}
 	var cg *cgroups
 	if !cfg.NoCgroups {
@@ -126,7 +140,7 @@ func New(cfg *Config) (*NodeManager, error) {
 		logger:     n.logger.Named("executor"),
 		dir:        cfg.Dir,
 		cg:         cg,
-		loc:        newLocalizer(filepath.Join(cfg.Dir, "cache")),
+		loc:        newLocalizer(filepath.Join(cfg.Dir, "cache"), rmclient.HTTPClient(cfg.TLS)),
 		grace:      cfg.KillGrace,
 		containers: map[string]*container{},
 		onChange:   n.poke,
@@ -200,7 +214,7 @@ func (n *NodeManager) Run(ctx context.Context) error {
 	defer stopExec()
 	n.exec.ctx = execCtx
 
-	n.grpc = grpc.NewServer()
+	n.grpc = grpc.NewServer(n.cfg.TLS.ServerOption(), grpc.ChainUnaryInterceptor(n.authUnary), grpc.ChainStreamInterceptor(n.authStream))
 	yarnpb.RegisterContainerManagerServiceServer(n.grpc, &containerManager{nm: n})
 	n.wg.Add(1)
 	go func() {
@@ -378,6 +392,15 @@ func (n *NodeManager) httpHandler() http.Handler {
 		appID, err := yarnpb.AppIDOfContainer(id)
 		if err != nil || !validName(name) {
 			http.Error(w, "bad container id or log name", http.StatusBadRequest)
+			return
+		}
+		who, _ := tlsutil.FromRequest(r)
+		owner := n.appOwner(appID)
+		if c := n.exec.get(id); c != nil {
+			owner = c.user
+		}
+		if err := n.mayTouch(tlsutil.WithIdentity(r.Context(), who), appID, owner); err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

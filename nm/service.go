@@ -11,6 +11,7 @@ import (
 
 	"loom/errdefs"
 	"loom/proto/yarnpb"
+	"loom/tlsutil"
 )
 
 // containerManager serves ContainerManagerService: what the RM's AM
@@ -23,10 +24,29 @@ type containerManager struct {
 
 var _ yarnpb.ContainerManagerServiceServer = (*containerManager)(nil)
 
-func (s *containerManager) StartContainers(_ context.Context, req *yarnpb.StartContainersRequest) (*yarnpb.StartContainersResponse, error) {
+// maxBatch bounds the containers one request may name.
+const maxBatch = 1024
+
+func (s *containerManager) StartContainers(ctx context.Context, req *yarnpb.StartContainersRequest) (*yarnpb.StartContainersResponse, error) {
+	if len(req.Containers) > maxBatch {
+		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("%d containers in one request, at most %d are allowed", len(req.Containers), maxBatch))
+	}
 	resp := &yarnpb.StartContainersResponse{Failed: map[string]string{}}
+	id := caller(ctx)
 	for _, c := range req.Containers {
-		if err := s.nm.exec.start(c); err != nil {
+		appID, err := yarnpb.AppIDOfContainer(c.ContainerId)
+		if err == nil {
+			err = s.nm.mayTouch(ctx, appID, "")
+		}
+		if err == nil && id.Kind == tlsutil.KindApp {
+			// An application's containers run for its owner, whatever
+			// the request says.
+			c.User = id.User
+		}
+		if err == nil {
+			err = s.nm.exec.start(c)
+		}
+		if err != nil {
 			resp.Failed[c.ContainerId] = err.Error()
 			continue
 		}
@@ -35,9 +55,31 @@ func (s *containerManager) StartContainers(_ context.Context, req *yarnpb.StartC
 	return resp, nil
 }
 
-func (s *containerManager) StopContainers(_ context.Context, req *yarnpb.StopContainersRequest) (*yarnpb.StopContainersResponse, error) {
+// mayTouchContainer checks that the caller may act on container id.
+func (s *containerManager) mayTouchContainer(ctx context.Context, id string) error {
+	appID, err := yarnpb.AppIDOfContainer(id)
+	if err != nil {
+		return errdefs.InvalidArgument("%v", err)
+	}
+	user := ""
+	if c := s.nm.exec.get(id); c != nil {
+		user = c.user
+	} else {
+		user = s.nm.appOwner(appID)
+	}
+	return s.nm.mayTouch(ctx, appID, user)
+}
+
+func (s *containerManager) StopContainers(ctx context.Context, req *yarnpb.StopContainersRequest) (*yarnpb.StopContainersResponse, error) {
+	if len(req.ContainerIds) > maxBatch {
+		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("%d containers in one request, at most %d are allowed", len(req.ContainerIds), maxBatch))
+	}
 	resp := &yarnpb.StopContainersResponse{Failed: map[string]string{}}
 	for _, id := range req.ContainerIds {
+		if err := s.mayTouchContainer(ctx, id); err != nil {
+			resp.Failed[id] = err.Error()
+			continue
+		}
 		if err := s.nm.exec.stop(id); err != nil {
 			resp.Failed[id] = err.Error()
 			continue
@@ -47,9 +89,16 @@ func (s *containerManager) StopContainers(_ context.Context, req *yarnpb.StopCon
 	return resp, nil
 }
 
-func (s *containerManager) GetContainerStatuses(_ context.Context, req *yarnpb.GetContainerStatusesRequest) (*yarnpb.GetContainerStatusesResponse, error) {
+func (s *containerManager) GetContainerStatuses(ctx context.Context, req *yarnpb.GetContainerStatusesRequest) (*yarnpb.GetContainerStatusesResponse, error) {
+	if len(req.ContainerIds) > maxBatch {
+		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("%d containers in one request, at most %d are allowed", len(req.ContainerIds), maxBatch))
+	}
 	resp := &yarnpb.GetContainerStatusesResponse{Failed: map[string]string{}}
 	for _, id := range req.ContainerIds {
+		if err := s.mayTouchContainer(ctx, id); err != nil {
+			resp.Failed[id] = err.Error()
+			continue
+		}
 		c := s.nm.exec.get(id)
 		if c == nil {
 			resp.Failed[id] = "container " + id + " is not on this node"
@@ -60,9 +109,12 @@ func (s *containerManager) GetContainerStatuses(_ context.Context, req *yarnpb.G
 	return resp, nil
 }
 
-func (s *containerManager) ListContainerLogs(_ context.Context, req *yarnpb.ListContainerLogsRequest) (*yarnpb.ListContainerLogsResponse, error) {
+func (s *containerManager) ListContainerLogs(ctx context.Context, req *yarnpb.ListContainerLogsRequest) (*yarnpb.ListContainerLogsResponse, error) {
 	if _, _, err := yarnpb.ParseAppID(req.ApplicationId); err != nil {
 		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("%v", err))
+	}
+	if err := s.nm.mayTouch(ctx, req.ApplicationId, s.nm.appOwner(req.ApplicationId)); err != nil {
+		return nil, errdefs.ToGRPC(err)
 	}
 	base := filepath.Join(s.nm.cfg.Dir, "logs", req.ApplicationId)
 	dirs, _ := os.ReadDir(base)
@@ -93,6 +145,9 @@ func (s *containerManager) ReadContainerLog(req *yarnpb.ReadContainerLogRequest,
 	appID, err := yarnpb.AppIDOfContainer(req.ContainerId)
 	if err != nil {
 		return errdefs.ToGRPC(errdefs.InvalidArgument("%v", err))
+	}
+	if err := s.mayTouchContainer(stream.Context(), req.ContainerId); err != nil {
+		return errdefs.ToGRPC(err)
 	}
 	name := req.Name
 	if name == "" {

@@ -24,9 +24,13 @@ var _ yarnpb.ApplicationMasterServiceServer = (*amEndpoint)(nil)
 
 // currentAttempt returns the attempt and its application, or an error
 // saying why the caller may not act for it.
-func (s *Server) currentAttempt(r *state.ReadTxn, attemptID string) (*state.Attempt, *state.Application, error) {
-	if _, err := yarnpb.AppIDOfAttempt(attemptID); err != nil {
+func (s *Server) currentAttempt(ctx context.Context, r *state.ReadTxn, attemptID string) (*state.Attempt, *state.Application, error) {
+	appID, err := yarnpb.AppIDOfAttempt(attemptID)
+	if err != nil {
 		return nil, nil, errdefs.InvalidArgument("%v", err)
+	}
+	if err := isAttemptOfCaller(ctx, appID); err != nil {
+		return nil, nil, err
 	}
 	at := r.Attempt(nil, attemptID)
 	if at == nil {
@@ -44,7 +48,7 @@ func (e *amEndpoint) RegisterApplicationMaster(ctx context.Context, req *yarnpb.
 		return nil, errdefs.ToGRPC(err)
 	}
 	r := e.s.State().Snapshot()
-	at, app, err := e.s.currentAttempt(r, req.ApplicationAttemptId)
+	at, app, err := e.s.currentAttempt(ctx, r, req.ApplicationAttemptId)
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
@@ -81,7 +85,7 @@ func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) 
 		return nil, errdefs.ToGRPC(err)
 	}
 	r := s.State().Snapshot()
-	at, app, err := s.currentAttempt(r, req.ApplicationAttemptId)
+	at, app, err := s.currentAttempt(ctx, r, req.ApplicationAttemptId)
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
@@ -242,7 +246,7 @@ func (e *amEndpoint) FinishApplicationMaster(ctx context.Context, req *yarnpb.Fi
 		return nil, errdefs.ToGRPC(err)
 	}
 	r := s.State().Snapshot()
-	at, app, err := s.currentAttempt(r, req.ApplicationAttemptId)
+	at, app, err := s.currentAttempt(ctx, r, req.ApplicationAttemptId)
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}

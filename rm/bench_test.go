@@ -16,6 +16,8 @@ import (
 	"loom/rm/rmclient"
 	"loom/rm/scheduler"
 	"loom/rm/state"
+	"loom/tlsutil"
+	"loom/tlsutil/tlstest"
 )
 
 // benchCluster is an RM with on-disk raft, one fake NM that hosts the AM,
@@ -35,17 +37,16 @@ func benchCluster(b *testing.B, nodes int) (*Server, string) {
 	cfg.NodeExpiry = time.Hour
 	cfg.AMExpiry = time.Hour
 	cfg.MaxAllocation = state.Resource{MemoryMB: 1 << 20, VCores: 1 << 10}
+	pki := tlstest.New(b)
+	cfg.TLS, cfg.CA = pki.Bundle(tlstest.Server("rm")), pki.CA
 	s, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(s.Shutdown)
-	c, err := rmclient.New([]string{s.Addr()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close() })
-	nm := startFakeNMForBench(b, c)
+	c := clientAs(b, s, tlstest.User("bench"))
+	// Sorted first (digits before letters), so the AM lands on it.
+	nm := startFakeNM(b, s, 64*1024)
 
 	// Simulated NodeManagers: registered through raft, as real ones are.
 	var wg sync.WaitGroup
@@ -81,26 +82,11 @@ func benchCluster(b *testing.B, nodes int) (*Server, string) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if _, err := c.NewAMRMClient(attempt, rmclient.Handler{}).Register(ctx, "h", 1, ""); err != nil {
+	am := clientAs(b, s, tlsutil.Identity{Kind: tlsutil.KindApp, Name: app.ApplicationId, User: "bench"})
+	if _, err := am.NewAMRMClient(attempt, rmclient.Handler{}).Register(ctx, "h", 1, ""); err != nil {
 		b.Fatal(err)
 	}
 	return s, attempt
-}
-
-func startFakeNMForBench(b *testing.B, c *rmclient.Client) *fakeNM {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	f := &fakeNM{addr: ln.Addr().String()}
-	g := newFakeNMServer(f)
-	go g.Serve(ln)
-	b.Cleanup(g.Stop)
-	// Sorted first (digits before letters), so the AM lands on it.
-	if _, err := c.RegisterNode(context.Background(), &yarnpb.RegisterNodeManagerRequest{NodeId: f.addr, Total: &yarnpb.Resource{MemoryMb: 64 * 1024, Vcores: 64}}); err != nil {
-		b.Fatal(err)
-	}
-	return f
 }
 
 // placeAll asks for n containers for an attempt and waits until the

@@ -55,6 +55,11 @@ func (e *clientEndpoint) SubmitApplication(ctx context.Context, req *yarnpb.Subm
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
+	// The application is the caller's, whatever the context says.
+	app.User = caller(ctx).Name
+	if err := e.s.maySubmit(ctx, app.Queue); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
 	if existing := e.s.State().Snapshot().App(nil, app.ID); existing != nil {
 		return nil, errdefs.ToGRPC(errdefs.AlreadyExists("application %s was already submitted", app.ID))
 	}
@@ -69,8 +74,8 @@ func (s *Server) validateSubmission(c *yarnpb.ApplicationSubmissionContext) (*st
 	if c == nil {
 		return nil, errdefs.InvalidArgument("submission has no application context")
 	}
-	if _, _, err := yarnpb.ParseAppID(c.ApplicationId); err != nil {
-		return nil, errdefs.InvalidArgument("%v; ask for one with NewApplication", err)
+	if err := s.checkIssuedAppID(c.ApplicationId); err != nil {
+		return nil, err
 	}
 	queue, err := scheduler.ResolveQueue(s.cfg.Queues, c.Queue)
 	if err != nil {
@@ -144,6 +149,9 @@ func (e *clientEndpoint) GetApplicationReport(ctx context.Context, req *yarnpb.G
 	if _, _, err := yarnpb.ParseAppID(req.ApplicationId); err != nil {
 		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("%v", err))
 	}
+	if err := mayReadApp(ctx, req.ApplicationId); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
 	wait := time.Duration(req.WaitMs) * time.Millisecond
 	if wait > 5*time.Minute {
 		wait = 5 * time.Minute
@@ -214,6 +222,9 @@ func (e *clientEndpoint) KillApplication(ctx context.Context, req *yarnpb.KillAp
 	app := r.App(nil, req.ApplicationId)
 	if app == nil {
 		return nil, errdefs.ToGRPC(errdefs.NotFound("application %s not found; `loom app list --all` shows every application", req.ApplicationId))
+	}
+	if err := e.s.mayActOnApp(ctx, app); err != nil {
+		return nil, errdefs.ToGRPC(err)
 	}
 	if app.Terminal() {
 		return &yarnpb.KillApplicationResponse{AlreadyFinished: true}, nil

@@ -2,6 +2,7 @@ package rm
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -120,6 +121,31 @@ type (
 	}
 )
 
+// validate checks what the JSON decoder cannot: that a command names the
+// objects it needs.
+func (c *registerNodeCmd) validate() error {
+	if c.Node == nil || c.Node.ID == "" {
+		return errors.New("registers no node")
+	}
+	return nil
+}
+
+func (c *submitAppCmd) validate() error {
+	if c.App == nil || c.App.ID == "" {
+		return errors.New("submits no application")
+	}
+	return nil
+}
+
+func (c *containerStatusesCmd) validate() error {
+	for _, st := range c.Statuses {
+		if st == nil {
+			return errors.New("holds an empty container status")
+		}
+	}
+	return nil
+}
+
 // applyFn applies one decoded command in a write transaction and returns
 // the command's result.
 type applyFn func(tx *state.WriteTxn, buf []byte) (any, error)
@@ -132,6 +158,11 @@ func register[T any](t CommandType, fn func(tx *state.WriteTxn, cmd *T) (any, er
 		cmd := new(T)
 		if err := json.Unmarshal(buf, cmd); err != nil {
 			return nil, fmt.Errorf("decoding command %d: %w", t, err)
+		}
+		if v, ok := any(cmd).(interface{ validate() error }); ok {
+			if err := v.validate(); err != nil {
+				return nil, fmt.Errorf("command %d: %w", t, err)
+			}
 		}
 		return fn(tx, cmd)
 	}
@@ -220,6 +251,8 @@ type FSM struct {
 	applied func(t CommandType)
 	// index is the raft index of the last command this FSM applied.
 	index atomic.Uint64
+	// panics counts commands whose apply panicked and was refused.
+	panics atomic.Int64
 }
 
 // NewFSM returns an FSM over an empty store.
@@ -238,20 +271,32 @@ func (f *FSM) State() *state.Store {
 	return f.store
 }
 
-// Apply implements raft.FSM.
+// Apply implements raft.FSM. An entry it cannot apply (a command type it
+// does not know, a payload that does not decode, or one that would break
+// the state's invariants) is refused with a logged error and changes
+// nothing: raft has already committed it, so refusing it is the only
+// answer that keeps every replica, and every restart, able to go on.
 func (f *FSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand || len(l.Data) == 0 {
+		f.index.Store(l.Index)
 		return nil
 	}
 	t := CommandType(l.Data[0])
 	fn, ok := commands[t]
 	if !ok {
-		// A newer RM wrote a command this one does not know: refusing to go
-		// on is the only safe answer.
-		panic(fmt.Sprintf("rm: raft log entry %d holds unknown command type %d; upgrade this ResourceManager", l.Index, t))
+		err := fmt.Errorf("raft log entry %d holds unknown command type %d; it was skipped (a newer ResourceManager may have written it: upgrade this one)", l.Index, t)
+		f.logger.Error("skipping raft log entry", "index", l.Index, "type", t, "error", err)
+		f.index.Store(l.Index)
+		return &fsmResult{Err: err}
 	}
 	var value any
-	err := f.State().Write(l.Index, func(tx *state.WriteTxn) error {
+	err := f.State().Write(l.Index, func(tx *state.WriteTxn) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				f.panics.Add(1)
+				err = fmt.Errorf("command %d at index %d could not be applied: %v", t, l.Index, p)
+			}
+		}()
 		v, err := fn(tx, l.Data[1:])
 		value = v
 		return err

@@ -2,6 +2,7 @@ package rm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"loom/proto/yarnpb"
 	"loom/rm/scheduler"
 	"loom/rm/state"
+	"loom/tlsutil"
 )
 
 // The leader-only loops. Each runs until ctx ends with the leadership.
@@ -222,6 +224,11 @@ func (s *Server) launchAM(ctx context.Context, r *state.ReadTxn, at *state.Attem
 		if launch.Env == nil {
 			launch.Env = map[string]string{}
 		}
+		creds, err := s.appCredentials(app)
+		if err != nil {
+			return err
+		}
+		launch.Credentials = creds
 		launch.Env["LOOM_APP_ATTEMPT_ID"] = at.ID
 		launch.Env["LOOM_RM_ADDRS"] = strings.Join(s.rmAddrs(), ",")
 		launch.Env["LOOM_AM_MEMORY_MB"] = fmt.Sprint(c.Resource.MemoryMB)
@@ -259,6 +266,20 @@ func (s *Server) launchAM(ctx context.Context, r *state.ReadTxn, at *state.Attem
 	if _, _, err := s.raftApply(CmdContainerStatuses, containerStatusesCmd{NodeID: c.NodeID, Statuses: []*yarnpb.ContainerStatus{st}, Now: nowMS()}); err != nil {
 		logger.Warn("recording the launch failure failed", "error", err)
 	}
+}
+
+// appCredentials signs the certificate of an application's containers:
+// its AM presents it to the RM and to NodeManagers, and hands it to the
+// containers it starts. It is refused once the application has ended.
+func (s *Server) appCredentials(app *state.Application) (map[string][]byte, error) {
+	if s.cfg.CA == nil || s.cfg.CA.Key == nil {
+		return nil, errors.New("the ResourceManager holds no CA key (--tls-ca-key), so it cannot give the AM container its certificate")
+	}
+	iss, err := s.cfg.CA.Sign(tlsutil.CertRequest{Identity: tlsutil.Identity{Kind: tlsutil.KindApp, Name: app.ID, User: app.User}})
+	if err != nil {
+		return nil, err
+	}
+	return iss.Credentials(s.cfg.CA.PEM), nil
 }
 
 // rmAddrs lists the gRPC addresses of every RM replica (the raft server

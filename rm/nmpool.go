@@ -9,7 +9,8 @@ import (
 	"google.golang.org/grpc"
 
 	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
+	"loom/rpc"
+	"loom/tlsutil"
 )
 
 // nmPool holds one gRPC connection per NodeManager the RM talks to (the AM
@@ -18,12 +19,13 @@ type nmPool struct {
 	logger hclog.Logger
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
+	tls    *tlsutil.Bundle
 	wg     sync.WaitGroup
 	closed bool
 }
 
-func newNMPool(logger hclog.Logger) *nmPool {
-	return &nmPool{logger: logger.Named("nmclient"), conns: map[string]*grpc.ClientConn{}}
+func newNMPool(logger hclog.Logger, tls *tlsutil.Bundle) *nmPool {
+	return &nmPool{logger: logger.Named("nmclient"), conns: map[string]*grpc.ClientConn{}, tls: tls}
 }
 
 func (p *nmPool) client(addr string) (yarnpb.ContainerManagerServiceClient, error) {
@@ -32,7 +34,7 @@ func (p *nmPool) client(addr string) (yarnpb.ContainerManagerServiceClient, erro
 	if c := p.conns[addr]; c != nil {
 		return yarnpb.NewContainerManagerServiceClient(c), nil
 	}
-	c, err := grpc.NewClient(addr, rmclient.DialOptions()...)
+	c, err := grpc.NewClient(addr, rpc.DialOptions(p.tls.ClientConfig(tlsutil.NodeName))...)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ package rm
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -27,6 +28,7 @@ import (
 	"loom/rm/scheduler"
 	"loom/rm/state"
 	"loom/rpc"
+	"loom/tlsutil"
 )
 
 // Config holds every setting of a ResourceManager.
@@ -60,6 +62,16 @@ type Config struct {
 	// KillGrace is how long after an application ends its AM container is
 	// left to exit by itself before NMs are told to stop it.
 	KillGrace time.Duration
+
+	// TLS is this replica's identity (a server certificate of the
+	// cluster CA): every listener takes only peers of that CA.
+	TLS *tlsutil.Bundle
+	// CA, with its key, signs the certificates of applications'
+	// containers; without it the RM cannot launch AMs.
+	CA *tlsutil.CA
+	// Admins lists the users, and groups as "group:NAME", that may change
+	// the cluster and act on any application.
+	Admins []string
 }
 
 // DefaultConfig returns every default in one place.
@@ -80,8 +92,13 @@ func DefaultConfig() *Config {
 		RaftTimeout:   300 * time.Millisecond,
 		MaxBatch:      2048,
 		KillGrace:     5 * time.Second,
+		Admins:        []string{"group:" + AdminGroup},
 	}
 }
+
+// AdminGroup is the group whose members are the cluster's admins unless
+// --admins says otherwise.
+const AdminGroup = "admins"
 
 // Server is a ResourceManager replica.
 type Server struct {
@@ -128,6 +145,15 @@ func New(cfg *Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
+	if cfg.TLS == nil {
+		return nil, errors.New("the ResourceManager needs its TLS certificate: pass --tls-ca, --tls-cert and --tls-key (`loom tls` makes them)")
+	}
+	if id := cfg.TLS.Identity; id.Kind != tlsutil.KindServer {
+		return nil, fmt.Errorf("the ResourceManager's certificate is for %s; it needs a server certificate (`loom tls cert create --server`)", id)
+	}
+	if cfg.CA != nil && !cfg.CA.Cert.Equal(cfg.TLS.CA) {
+		return nil, errors.New("--tls-ca-key is not the key of the CA in --tls-ca")
+	}
 	s := &Server{
 		cfg:           cfg,
 		logger:        cfg.Logger.Named("rm"),
@@ -137,7 +163,7 @@ func New(cfg *Config) (*Server, error) {
 		leaderReady:   make(chan struct{}),
 		soft:          newSoftState(),
 	}
-	s.nms = newNMPool(s.logger)
+	s.nms = newNMPool(s.logger, cfg.TLS)
 	fsm, err := NewFSM(s.logger)
 	if err != nil {
 		return nil, err
@@ -165,7 +191,7 @@ func New(cfg *Config) (*Server, error) {
 			ln.Close()
 			return nil, fmt.Errorf("listening on %s: %w (choose another with --http-addr)", cfg.HTTPAddr, err)
 		}
-		s.httpLn = hl
+		s.httpLn = tls.NewListener(hl, cfg.TLS.ServerConfig())
 		dir := filepath.Join(cfg.DataDir, "staging")
 		if cfg.DataDir == "" {
 			dir = filepath.Join(os.TempDir(), "loom-rm-staging-"+strings.ReplaceAll(hl.Addr().String(), ":", "-"))
@@ -184,7 +210,7 @@ func New(cfg *Config) (*Server, error) {
 		return nil, err
 	}
 
-	s.grpc = grpc.NewServer()
+	s.grpc = grpc.NewServer(cfg.TLS.ServerOption(), grpc.ChainUnaryInterceptor(s.authUnary), grpc.ChainStreamInterceptor(s.authStream))
 	yarnpb.RegisterClientServiceServer(s.grpc, &clientEndpoint{s: s})
 	yarnpb.RegisterApplicationMasterServiceServer(s.grpc, &amEndpoint{s: s})
 	yarnpb.RegisterResourceTrackerServiceServer(s.grpc, &trackerEndpoint{s: s})
@@ -251,7 +277,7 @@ func (s *Server) stagingURL() string {
 		return ""
 	}
 	host, _, _ := net.SplitHostPort(s.cfg.AdvertiseAddr)
-	return "http://" + rpc.Advertised(addr, host) + "/staging/"
+	return "https://" + rpc.Advertised(addr, host) + "/staging/"
 }
 
 // State returns the current state store.
@@ -303,10 +329,11 @@ func (s *Server) setupRaft() error {
 			return fmt.Errorf("opening raft snapshots: %w", err)
 		}
 		snaps = fs
-		t, err := raft.NewTCPTransportWithLogger(s.cfg.RaftAddr, nil, 3, 10*time.Second, rc.Logger)
+		stream, err := newTLSStreamLayer(s.cfg.RaftAddr, s.cfg.TLS)
 		if err != nil {
 			return fmt.Errorf("raft transport on %s: %w (choose another with --raft-addr)", s.cfg.RaftAddr, err)
 		}
+		t := raft.NewNetworkTransportWithLogger(stream, 3, 10*time.Second, rc.Logger)
 		s.closers = append(s.closers, t.Close)
 		trans = t
 	}

@@ -15,6 +15,8 @@ import (
 	"loom/errdefs"
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
+	"loom/tlsutil"
+	"loom/tlsutil/tlstest"
 )
 
 func testServer(t *testing.T, mutate func(*Config)) (*Server, *rmclient.Client) {
@@ -26,6 +28,9 @@ func testServer(t *testing.T, mutate func(*Config)) (*Server, *rmclient.Client) 
 	cfg.InMemory = true
 	cfg.RaftTimeout = 50 * time.Millisecond
 	cfg.DataDir = t.TempDir()
+	pki := tlstest.New(t)
+	cfg.TLS = pki.Bundle(tlstest.Server("rm"))
+	cfg.CA = pki.CA
 	if mutate != nil {
 		mutate(cfg)
 	}
@@ -34,12 +39,32 @@ func testServer(t *testing.T, mutate func(*Config)) (*Server, *rmclient.Client) 
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Shutdown)
-	c, err := rmclient.New([]string{s.Addr()})
+	return s, clientAs(t, s, tlstest.User("alice", AdminGroup))
+}
+
+// clientAs is a client of s that presents a certificate for id, signed
+// by s's CA.
+func clientAs(t testing.TB, s *Server, id tlsutil.Identity) *rmclient.Client {
+	t.Helper()
+	c, err := rmclient.New([]string{s.Addr()}, bundleFor(t, s, id))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return s, c
+	return c
+}
+
+func bundleFor(t testing.TB, s *Server, id tlsutil.Identity) *tlsutil.Bundle {
+	t.Helper()
+	iss, err := s.cfg.CA.Sign(tlsutil.CertRequest{Identity: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tlsutil.FromPEM(s.cfg.CA.PEM, iss.CertPEM, iss.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 type testWriter struct{ t *testing.T }
@@ -56,6 +81,8 @@ type fakeNM struct {
 	mu      sync.Mutex
 	started []*yarnpb.StartContainerRequest
 	addr    string
+	// rm is the node's client of the RM, with its node certificate.
+	rm *rmclient.Client
 }
 
 func (f *fakeNM) StartContainers(_ context.Context, req *yarnpb.StartContainersRequest) (*yarnpb.StartContainersResponse, error) {
@@ -79,26 +106,34 @@ func (f *fakeNM) startedIDs() []*yarnpb.StartContainerRequest {
 	return append([]*yarnpb.StartContainerRequest(nil), f.started...)
 }
 
-func newFakeNMServer(f *fakeNM) *grpc.Server {
-	g := grpc.NewServer()
+func newFakeNMServer(f *fakeNM, id *tlsutil.Bundle) *grpc.Server {
+	g := grpc.NewServer(id.ServerOption())
 	yarnpb.RegisterContainerManagerServiceServer(g, f)
 	return g
 }
 
-func startFakeNM(t *testing.T, c *rmclient.Client, memMB int64) *fakeNM {
+func startFakeNM(t testing.TB, s *Server, memMB int64) *fakeNM {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &fakeNM{addr: ln.Addr().String()}
-	g := newFakeNMServer(f)
+	id := bundleFor(t, s, tlstest.Node("fake-"+f.addr))
+	g := newFakeNMServer(f, id)
 	go g.Serve(ln)
 	t.Cleanup(g.Stop)
-	if _, err := c.RegisterNode(context.Background(), &yarnpb.RegisterNodeManagerRequest{NodeId: f.addr, Total: &yarnpb.Resource{MemoryMb: memMB, Vcores: 8}}); err != nil {
+	f.rm = clientAs(t, s, id.Identity)
+	if _, err := f.rm.RegisterNode(context.Background(), &yarnpb.RegisterNodeManagerRequest{NodeId: f.addr, Total: &yarnpb.Resource{MemoryMb: memMB, Vcores: 8}}); err != nil {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// amContext is the context of a call by the AM of attempt.
+func amContext(attempt string) context.Context {
+	appID, _ := yarnpb.AppIDOfAttempt(attempt)
+	return tlsutil.WithIdentity(context.Background(), tlsutil.Identity{Kind: tlsutil.KindApp, Name: appID, User: "alice"})
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
@@ -114,7 +149,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 
 // submitRunning submits an application and registers its AM, returning
 // the attempt id.
-func submitRunning(t *testing.T, c *rmclient.Client, nm *fakeNM) string {
+func submitRunning(t *testing.T, s *Server, c *rmclient.Client, nm *fakeNM) string {
 	t.Helper()
 	ctx := context.Background()
 	app, err := c.NewApplication(ctx)
@@ -136,7 +171,8 @@ func submitRunning(t *testing.T, c *rmclient.Client, nm *fakeNM) string {
 		}
 		return false
 	})
-	amrm := c.NewAMRMClient(attempt, rmclient.Handler{})
+	appID, _ := yarnpb.AppIDOfAttempt(attempt)
+	amrm := clientAs(t, s, tlsutil.Identity{Kind: tlsutil.KindApp, Name: appID, User: "alice"}).NewAMRMClient(attempt, rmclient.Handler{})
 	if _, err := amrm.Register(ctx, "h", 1, "http://h:1"); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +181,7 @@ func submitRunning(t *testing.T, c *rmclient.Client, nm *fakeNM) string {
 
 func allocate(t *testing.T, s *Server, req *yarnpb.AllocateRequest) *yarnpb.AllocateResponse {
 	t.Helper()
-	resp, err := (&amEndpoint{s: s}).Allocate(context.Background(), req)
+	resp, err := (&amEndpoint{s: s}).Allocate(amContext(req.ApplicationAttemptId), req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,8 +190,8 @@ func allocate(t *testing.T, s *Server, req *yarnpb.AllocateRequest) *yarnpb.Allo
 
 func TestAllocateHoldsUntilContainersArriveAndResendsLostResponses(t *testing.T) {
 	s, c := testServer(t, nil)
-	nm := startFakeNM(t, c, 4096)
-	attempt := submitRunning(t, c, nm)
+	nm := startFakeNM(t, s, 4096)
+	attempt := submitRunning(t, s, c, nm)
 	asks := []*yarnpb.ResourceRequest{{Priority: 1, Capability: &yarnpb.Resource{MemoryMb: 256, Vcores: 1}, Count: 3}}
 
 	got := 0
@@ -194,15 +230,15 @@ func TestAllocateHoldsUntilContainersArriveAndResendsLostResponses(t *testing.T)
 
 func TestCompletionsReachTheAMOnce(t *testing.T) {
 	s, c := testServer(t, nil)
-	nm := startFakeNM(t, c, 4096)
-	attempt := submitRunning(t, c, nm)
+	nm := startFakeNM(t, s, 4096)
+	attempt := submitRunning(t, s, c, nm)
 	resp := allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, WaitMs: 5000,
 		Asks: []*yarnpb.ResourceRequest{{Priority: 1, Capability: &yarnpb.Resource{MemoryMb: 256, Vcores: 1}, Count: 1}}})
 	if len(resp.Allocated) != 1 {
 		t.Fatalf("allocated %d", len(resp.Allocated))
 	}
 	id := resp.Allocated[0].Id
-	if _, err := c.NodeHeartbeat(context.Background(), &yarnpb.NodeHeartbeatRequest{NodeId: nm.addr, Healthy: true,
+	if _, err := nm.rm.NodeHeartbeat(context.Background(), &yarnpb.NodeHeartbeatRequest{NodeId: nm.addr, Healthy: true,
 		Containers: []*yarnpb.ContainerStatus{{ContainerId: id, State: yarnpb.ContainerState_CONTAINER_COMPLETED, ExitStatus: 3, Diagnostics: "boom"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -218,9 +254,12 @@ func TestCompletionsReachTheAMOnce(t *testing.T) {
 
 func TestBadRequestsAreRefusedWithClearErrors(t *testing.T) {
 	s, c := testServer(t, nil)
-	nm := startFakeNM(t, c, 4096)
-	attempt := submitRunning(t, c, nm)
+	nm := startFakeNM(t, s, 4096)
+	attempt := submitRunning(t, s, c, nm)
 	ctx := context.Background()
+	amCtx := amContext(attempt)
+	userCtx := tlsutil.WithIdentity(ctx, tlstest.User("alice"))
+	nodeCtx := tlsutil.WithIdentity(ctx, tlstest.Node("n"))
 	ce := &clientEndpoint{s: s}
 	app, _ := c.NewApplication(ctx)
 	tests := []struct {
@@ -229,48 +268,48 @@ func TestBadRequestsAreRefusedWithClearErrors(t *testing.T) {
 		want string
 	}{
 		{"ask above the maximum", func() error {
-			_, err := (&amEndpoint{s: s}).Allocate(ctx, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt,
+			_, err := (&amEndpoint{s: s}).Allocate(amCtx, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt,
 				Asks: []*yarnpb.ResourceRequest{{Capability: &yarnpb.Resource{MemoryMb: 999999, Vcores: 1}, Count: 1}}})
 			return err
 		}, "exceeds the maximum allocation of 8192 MB"},
 		{"zero memory", func() error {
-			_, err := (&amEndpoint{s: s}).Allocate(ctx, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt,
+			_, err := (&amEndpoint{s: s}).Allocate(amCtx, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt,
 				Asks: []*yarnpb.ResourceRequest{{Capability: &yarnpb.Resource{Vcores: 1}, Count: 1}}})
 			return err
 		}, "memory must be positive"},
 		{"negative count", func() error {
-			_, err := (&amEndpoint{s: s}).Allocate(ctx, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt,
+			_, err := (&amEndpoint{s: s}).Allocate(amCtx, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt,
 				Asks: []*yarnpb.ResourceRequest{{Capability: &yarnpb.Resource{MemoryMb: 1, Vcores: 1}, Count: -1}}})
 			return err
 		}, "must not be negative"},
 		{"malformed attempt id", func() error {
-			_, err := (&amEndpoint{s: s}).Allocate(ctx, &yarnpb.AllocateRequest{ApplicationAttemptId: "x"})
+			_, err := (&amEndpoint{s: s}).Allocate(amCtx, &yarnpb.AllocateRequest{ApplicationAttemptId: "x"})
 			return err
 		}, "is not an application attempt id"},
 		{"unknown queue", func() error {
-			_, err := ce.SubmitApplication(ctx, &yarnpb.SubmitApplicationRequest{Context: &yarnpb.ApplicationSubmissionContext{
+			_, err := ce.SubmitApplication(userCtx, &yarnpb.SubmitApplicationRequest{Context: &yarnpb.ApplicationSubmissionContext{
 				ApplicationId: app.ApplicationId, Queue: "nope", AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"x"}}}})
 			return err
 		}, `queue "nope" does not exist`},
 		{"AM without a command", func() error {
-			_, err := ce.SubmitApplication(ctx, &yarnpb.SubmitApplicationRequest{Context: &yarnpb.ApplicationSubmissionContext{ApplicationId: app.ApplicationId}})
+			_, err := ce.SubmitApplication(userCtx, &yarnpb.SubmitApplicationRequest{Context: &yarnpb.ApplicationSubmissionContext{ApplicationId: app.ApplicationId}})
 			return err
 		}, "no command"},
 		{"no context", func() error {
-			_, err := ce.SubmitApplication(ctx, &yarnpb.SubmitApplicationRequest{})
+			_, err := ce.SubmitApplication(userCtx, &yarnpb.SubmitApplicationRequest{})
 			return err
 		}, "no application context"},
 		{"negative AM memory", func() error {
-			_, err := ce.SubmitApplication(ctx, &yarnpb.SubmitApplicationRequest{Context: &yarnpb.ApplicationSubmissionContext{
+			_, err := ce.SubmitApplication(userCtx, &yarnpb.SubmitApplicationRequest{Context: &yarnpb.ApplicationSubmissionContext{
 				ApplicationId: app.ApplicationId, AmResource: &yarnpb.Resource{MemoryMb: -5, Vcores: 1}, AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"x"}}}})
 			return err
 		}, "memory must be positive"},
 		{"node without resources", func() error {
-			_, err := (&trackerEndpoint{s: s}).RegisterNodeManager(ctx, &yarnpb.RegisterNodeManagerRequest{NodeId: "h:1"})
+			_, err := (&trackerEndpoint{s: s}).RegisterNodeManager(nodeCtx, &yarnpb.RegisterNodeManagerRequest{NodeId: "h:1"})
 			return err
 		}, "must offer positive memory"},
 		{"node id without a port", func() error {
-			_, err := (&trackerEndpoint{s: s}).RegisterNodeManager(ctx, &yarnpb.RegisterNodeManagerRequest{NodeId: "h", Total: &yarnpb.Resource{MemoryMb: 1, Vcores: 1}})
+			_, err := (&trackerEndpoint{s: s}).RegisterNodeManager(nodeCtx, &yarnpb.RegisterNodeManagerRequest{NodeId: "h", Total: &yarnpb.Resource{MemoryMb: 1, Vcores: 1}})
 			return err
 		}, "is not host:port"},
 		{"unknown application", func() error {
@@ -296,8 +335,8 @@ func TestBadRequestsAreRefusedWithClearErrors(t *testing.T) {
 
 func TestSilentNodeIsLostAndItsAMRetried(t *testing.T) {
 	s, c := testServer(t, func(cfg *Config) { cfg.NodeExpiry = 300 * time.Millisecond })
-	nm := startFakeNM(t, c, 4096)
-	attempt := submitRunning(t, c, nm)
+	nm := startFakeNM(t, s, 4096)
+	attempt := submitRunning(t, s, c, nm)
 	appID, _ := yarnpb.AppIDOfAttempt(attempt)
 	waitUntil(t, "the silent node LOST", func() bool {
 		n := s.State().Snapshot().Node(nil, nm.addr)
@@ -308,7 +347,7 @@ func TestSilentNodeIsLostAndItsAMRetried(t *testing.T) {
 		t.Fatalf("app after its node was lost: %+v", app)
 	}
 	// The node comes back: its heartbeat is told to register again.
-	resp, err := c.NodeHeartbeat(context.Background(), &yarnpb.NodeHeartbeatRequest{NodeId: nm.addr, Healthy: true})
+	resp, err := nm.rm.NodeHeartbeat(context.Background(), &yarnpb.NodeHeartbeatRequest{NodeId: nm.addr, Healthy: true})
 	if err != nil || resp.Action != yarnpb.NodeAction_RESYNC {
 		t.Fatalf("heartbeat of a lost node: %+v, %v", resp, err)
 	}
@@ -335,7 +374,7 @@ func TestStateSurvivesRestartOnDisk(t *testing.T) {
 	}
 	s1, c1 := mk()
 	addr = s1.Addr()
-	startFakeNM(t, c1, 2048)
+	startFakeNM(t, s1, 2048)
 	app, err := c1.NewApplication(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"loom/proto/yarnpb"
 	"loom/rm/state"
+	"loom/tlsutil"
 )
 
 // The staging store keeps the files clients ship to their applications'
@@ -65,6 +66,10 @@ func (st *staging) routes(mux *http.ServeMux) {
 }
 
 func (st *staging) put(w http.ResponseWriter, r *http.Request) {
+	if id, _ := tlsutil.FromRequest(r); id.Kind != tlsutil.KindUser {
+		stagingError(w, http.StatusForbidden, fmt.Sprintf("%s may not stage files; only users who submit applications may", id))
+		return
+	}
 	digest, ok := digestOf(r.PathValue("sha"))
 	if !ok {
 		stagingError(w, http.StatusBadRequest, "the path names a file by its SHA-256: /staging/<64 hex digits>")

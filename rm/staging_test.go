@@ -14,12 +14,13 @@ import (
 	"time"
 
 	"loom/proto/yarnpb"
+	"loom/rm/rmclient"
 )
 
-func put(t *testing.T, url string, body []byte) (int, string) {
+func put(t *testing.T, hc *http.Client, url string, body []byte) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPut, url, bytes.NewReader(body))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,24 +31,25 @@ func put(t *testing.T, url string, body []byte) (int, string) {
 
 func TestStagingStoresChecksServesAndCollects(t *testing.T) {
 	s, c := testServer(t, func(cfg *Config) { cfg.HTTPAddr = "127.0.0.1:0" })
-	base := "http://" + s.HTTPAddr() + "/staging/"
+	base := "https://" + s.HTTPAddr() + "/staging/"
+	hc := rmclient.HTTPClient(c.TLS())
 	file := []byte("a job program")
 	sum := sha256.Sum256(file)
 	digest := hex.EncodeToString(sum[:])
 
-	if code, body := put(t, base+digest, []byte("something else")); code != http.StatusBadRequest || !strings.Contains(body, "SHA-256") {
+	if code, body := put(t, hc, base+digest, []byte("something else")); code != http.StatusBadRequest || !strings.Contains(body, "SHA-256") {
 		t.Fatalf("an upload that does not match its digest: %d %s", code, body)
 	}
-	if code, _ := put(t, base+"not-a-digest", file); code != http.StatusBadRequest {
+	if code, _ := put(t, hc, base+"not-a-digest", file); code != http.StatusBadRequest {
 		t.Fatalf("a path that is not a digest: %d", code)
 	}
-	if code, body := put(t, base+digest, file); code != http.StatusCreated {
+	if code, body := put(t, hc, base+digest, file); code != http.StatusCreated {
 		t.Fatalf("upload: %d %s", code, body)
 	}
-	if code, _ := put(t, base+digest, file); code != http.StatusOK {
+	if code, _ := put(t, hc, base+digest, file); code != http.StatusOK {
 		t.Fatalf("a second upload of the same file: %d", code)
 	}
-	resp, err := http.Get(base + digest)
+	resp, err := hc.Get(base + digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +58,7 @@ func TestStagingStoresChecksServesAndCollects(t *testing.T) {
 	if resp.StatusCode != 200 || !bytes.Equal(got, file) {
 		t.Fatalf("GET: %s %q", resp.Status, got)
 	}
-	if resp, _ := http.Head(base + strings.Repeat("0", 64)); resp.StatusCode != http.StatusNotFound {
+	if resp, _ := hc.Head(base + strings.Repeat("0", 64)); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("HEAD of nothing: %s", resp.Status)
 	}
 
@@ -64,7 +66,7 @@ func TestStagingStoresChecksServesAndCollects(t *testing.T) {
 	orphan := []byte("left behind")
 	osum := sha256.Sum256(orphan)
 	odigest := hex.EncodeToString(osum[:])
-	if code, _ := put(t, base+odigest, orphan); code != http.StatusCreated {
+	if code, _ := put(t, hc, base+odigest, orphan); code != http.StatusCreated {
 		t.Fatal(code)
 	}
 	ctx := context.Background()

@@ -29,6 +29,50 @@ func validateNodeID(id string) error {
 	return nil
 }
 
+// Bounds on what a NodeManager may claim: more than any host has is a
+// mistake or an attack, and sums of such claims would overflow.
+const (
+	maxNodeMemoryMB = 16 << 20 // 16 TiB
+	maxNodeVCores   = 4096
+	maxNodeLabels   = 64
+	maxReported     = 100_000
+)
+
+func validateNodeRegistration(req *yarnpb.RegisterNodeManagerRequest, total state.Resource) error {
+	switch {
+	case total.MemoryMB <= 0 || total.VCores <= 0:
+		return errdefs.InvalidArgument("node %s must offer positive memory and vcores, got %d MB and %d vcores", req.NodeId, total.MemoryMB, total.VCores)
+	case total.MemoryMB > maxNodeMemoryMB:
+		return errdefs.InvalidArgument("node %s offers %d MB of memory, more than any host has (at most %d MB)", req.NodeId, total.MemoryMB, maxNodeMemoryMB)
+	case total.VCores > maxNodeVCores:
+		return errdefs.InvalidArgument("node %s offers %d vcores, more than any host has (at most %d)", req.NodeId, total.VCores, maxNodeVCores)
+	case len(req.Labels) > maxNodeLabels:
+		return errdefs.InvalidArgument("node %s has %d labels, at most %d are allowed", req.NodeId, len(req.Labels), maxNodeLabels)
+	case len(req.Containers) > maxReported:
+		return errdefs.InvalidArgument("node %s reports %d containers, at most %d are allowed", req.NodeId, len(req.Containers), maxReported)
+	case len(req.HttpAddress) > 256:
+		return errdefs.InvalidArgument("node %s: http address too long", req.NodeId)
+	}
+	for _, l := range req.Labels {
+		if len(l) == 0 || len(l) > 128 {
+			return errdefs.InvalidArgument("node %s: label %q must have 1 to 128 characters", req.NodeId, l)
+		}
+	}
+	return nil
+}
+
+// checkNodeIdentity checks that the caller is the node certificate node
+// registered with.
+func checkNodeIdentity(ctx context.Context, node *state.Node) error {
+	if node == nil || node.Identity == "" {
+		return nil
+	}
+	if who := caller(ctx).Name; who != node.Identity {
+		return errdefs.PermissionDenied("node %s is registered by node certificate %q, not %q", node.ID, node.Identity, who)
+	}
+	return nil
+}
+
 func (e *trackerEndpoint) RegisterNodeManager(ctx context.Context, req *yarnpb.RegisterNodeManagerRequest) (*yarnpb.RegisterNodeManagerResponse, error) {
 	s := e.s
 	if err := s.requireLeader(ctx); err != nil {
@@ -38,11 +82,16 @@ func (e *trackerEndpoint) RegisterNodeManager(ctx context.Context, req *yarnpb.R
 		return nil, errdefs.ToGRPC(err)
 	}
 	total := state.ResourceFrom(req.Total)
-	if total.MemoryMB <= 0 || total.VCores <= 0 {
-		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("node %s must offer positive memory and vcores, got %d MB and %d vcores", req.NodeId, total.MemoryMB, total.VCores))
+	if err := validateNodeRegistration(req, total); err != nil {
+		return nil, errdefs.ToGRPC(err)
 	}
-	if old := s.State().Snapshot().Node(nil, req.NodeId); old != nil && old.State == yarnpb.NodeState_NODE_DECOMMISSIONED {
+	who := caller(ctx).Name
+	old := s.State().Snapshot().Node(nil, req.NodeId)
+	if old != nil && old.State == yarnpb.NodeState_NODE_DECOMMISSIONED {
 		return &yarnpb.RegisterNodeManagerResponse{Action: yarnpb.NodeAction_SHUTDOWN, Diagnostics: "node " + req.NodeId + " is decommissioned; recommission it before starting its NodeManager again"}, nil
+	}
+	if old != nil && old.Live() && old.Identity != "" && old.Identity != who {
+		return nil, errdefs.ToGRPC(errdefs.PermissionDenied("node %s is registered by node certificate %q; %q may not take it over", req.NodeId, old.Identity, who))
 	}
 	reported := make([]string, 0, len(req.Containers))
 	for _, c := range req.Containers {
@@ -58,6 +107,7 @@ func (e *trackerEndpoint) RegisterNodeManager(ctx context.Context, req *yarnpb.R
 		Total:        total,
 		HealthReport: "healthy",
 		Labels:       req.Labels,
+		Identity:     who,
 	}
 	now := time.Now()
 	if _, _, err := s.raftApply(CmdRegisterNode, registerNodeCmd{Node: node, Reported: reported, Now: now.UnixMilli()}); err != nil {
@@ -84,6 +134,9 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 	resp := &yarnpb.NodeHeartbeatResponse{NextHeartbeatMs: s.cfg.NMHeartbeat.Milliseconds()}
 	r := s.State().Snapshot()
 	node := r.Node(nil, req.NodeId)
+	if err := checkNodeIdentity(ctx, node); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
 	if node == nil || !node.Live() {
 		if node != nil && node.State == yarnpb.NodeState_NODE_DECOMMISSIONED {
 			resp.Action = yarnpb.NodeAction_SHUTDOWN
@@ -194,6 +247,9 @@ func (e *trackerEndpoint) UnRegisterNodeManager(ctx context.Context, req *yarnpb
 	node := s.State().Snapshot().Node(nil, req.NodeId)
 	if node == nil {
 		return nil, errdefs.ToGRPC(errdefs.NotFound("node %s not found", req.NodeId))
+	}
+	if err := checkNodeIdentity(ctx, node); err != nil {
+		return nil, errdefs.ToGRPC(err)
 	}
 	if node.Live() {
 		if _, _, err := s.raftApply(CmdSetNodeState, setNodeStateCmd{NodeID: node.ID, State: yarnpb.NodeState_NODE_SHUTDOWN, Report: "NodeManager shut down", Now: nowMS()}); err != nil {

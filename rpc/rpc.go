@@ -3,21 +3,29 @@
 package rpc
 
 import (
+	"crypto/tls"
 	"net"
 	"os"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// DialOptions are the gRPC options of every loom client connection:
-// plaintext, and reconnects that start after 20 ms instead of grpc-go's
-// 1 s, so a daemon that has just started is reached as soon as it listens.
-func DialOptions() []grpc.DialOption {
+// DialOptions are the gRPC options of every loom client connection: TLS
+// with tc (plaintext where tc is nil, which only the streaming runtime's
+// own connections still are), and reconnects that start after 20 ms
+// instead of grpc-go's 1 s, so a daemon that has just started is reached
+// as soon as it listens.
+func DialOptions(tc *tls.Config) []grpc.DialOption {
+	creds := insecure.NewCredentials()
+	if tc != nil {
+		creds = credentials.NewTLS(tc)
+	}
 	return []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 20 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
 			MinConnectTimeout: 2 * time.Second,

@@ -8,6 +8,7 @@ LOOM=$PWD/bin/loom
 dir=$(mktemp -d -t loom-demo.XXXXXX)
 port=${LOOM_DEMO_PORT:-18032}
 export LOOM_RM=127.0.0.1:$port
+export LOOM_CONFIG=$dir/cluster/loom.conf
 cluster_pid=
 cleanup() {
 	if [ -n "$cluster_pid" ] && kill -0 "$cluster_pid" 2>/dev/null; then
@@ -17,7 +18,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$LOOM" cluster up --nodes 3 --dir "$dir/cluster" --rm-addr "$LOOM_RM" --http-addr 127.0.0.1:$((port + 56)) >"$dir/cluster.out" 2>&1 &
+"$LOOM" cluster up --nodes 3 --dir "$dir/cluster" --rm-addr "$LOOM_RM" --http-addr 127.0.0.1:$((port + 56)) --no-user-config >"$dir/cluster.out" 2>&1 &
 cluster_pid=$!
 for _ in $(seq 300); do
 	grep -q "cluster ready" "$dir/cluster.out" 2>/dev/null && break

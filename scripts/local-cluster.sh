@@ -11,7 +11,8 @@ cleanup() {
 trap cleanup EXIT
 port=$((20000 + RANDOM % 20000))
 export LOOM_RM=127.0.0.1:$port
-bin/loom cluster up --nodes 3 --dir "$dir/cluster" --rm-addr "$LOOM_RM" --http-addr 127.0.0.1:$((port + 56)) >"$dir/cluster.out" 2>&1 &
+export LOOM_CONFIG=$dir/cluster/loom.conf
+bin/loom cluster up --nodes 3 --dir "$dir/cluster" --rm-addr "$LOOM_RM" --http-addr 127.0.0.1:$((port + 56)) --no-user-config >"$dir/cluster.out" 2>&1 &
 cluster_pid=$!
 for _ in $(seq 300); do
 	grep -q "cluster ready" "$dir/cluster.out" 2>/dev/null && break

@@ -16,6 +16,7 @@ import (
 	"loom/nm/nmclient"
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
+	"loom/tlsutil"
 )
 
 // AMConfig is what the distributed shell AM runs.
@@ -64,14 +65,18 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 	if cfg.Out == nil {
 		cfg.Out = os.Stdout
 	}
-	rm, err := rmclient.NewFromList(addrs)
+	id, err := tlsutil.LoadContainer()
+	if err != nil {
+		return err
+	}
+	rm, err := rmclient.NewFromList(addrs, id)
 	if err != nil {
 		return err
 	}
 	defer rm.Close()
 	a := &am{
 		cfg:     cfg,
-		nms:     nmclient.New(),
+		nms:     nmclient.New(id),
 		running: map[string]string{},
 		done:    make(chan struct{}),
 		req: rmclient.ContainerRequest{

@@ -89,7 +89,7 @@ func Submit(ctx context.Context, rm *rmclient.Client, o Options) (string, error)
 		Name:          name,
 		Queue:         o.Queue,
 		Type:          "DSHELL",
-		User:          rmclient.CurrentUser(),
+		User:          rm.User(),
 		Priority:      o.Priority,
 		MaxAttempts:   o.MaxAttempts,
 		AmResource:    &yarnpb.Resource{MemoryMb: amMem, Vcores: 1},

@@ -22,6 +22,7 @@ import (
 	"loom/proto/flinkpb"
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
+	"loom/tlsutil"
 )
 
 // AMConfig is what a Flink AM runs.
@@ -107,13 +108,18 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 			return fmt.Errorf("%s is not a job: %v", cfg.JobFile, err)
 		}
 	}
-	rm, err := rmclient.NewFromList(addrs)
+	id, creds, err := containerIdentity()
+	if err != nil {
+		return err
+	}
+	cfg.TaskManager.Credentials = creds
+	rm, err := rmclient.NewFromList(addrs, id)
 	if err != nil {
 		return err
 	}
 	defer rm.Close()
 	a := &am{cfg: cfg, rm: rm, host: hostOf(os.Getenv("LOOM_NM_ADDR")), shutdown: make(chan string, 1), failed: make(chan string, 1)}
-	a.driver = newDriver(cfg.TaskManager, cfg.Log.Named("driver"), nmclient.New())
+	a.driver = newDriver(cfg.TaskManager, cfg.Log.Named("driver"), nmclient.New(id))
 	a.jm, err = jobmanager.New(jobmanager.Config{
 		Addr: net.JoinHostPort(a.host, "0"), RestAddr: net.JoinHostPort(a.host, "0"), Dir: "jobmanager",
 		Log: cfg.Log, Driver: a.driver,
@@ -289,4 +295,19 @@ func hostOf(addr string) string {
 	}
 	h, _ := os.Hostname()
 	return h
+}
+
+// containerIdentity loads the application's identity that the RM gave
+// this AM container, and its files to hand on to the containers it
+// starts.
+func containerIdentity() (*tlsutil.Bundle, map[string][]byte, error) {
+	id, err := tlsutil.LoadContainer()
+	if err != nil {
+		return nil, nil, err
+	}
+	creds, err := tlsutil.ContainerCredentials()
+	if err != nil {
+		return nil, nil, err
+	}
+	return id, creds, nil
 }

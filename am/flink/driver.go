@@ -34,6 +34,10 @@ type TaskManagerSpec struct {
 	IdleTimeout time.Duration
 	// MaxSlots, when set, caps the slots of all TaskManagers together.
 	MaxSlots int
+	// Credentials are the application's identity, which every
+	// TaskManager container is given (it finds its JobManager through the
+	// RM with it).
+	Credentials map[string][]byte
 }
 
 var _ resourcemanager.Driver = (*Driver)(nil)
@@ -387,7 +391,7 @@ func (d *Driver) launch(c *yarnpb.Container, tc *tmContainer) {
 	err = d.nms.Start(ctx, c.NodeId, &yarnpb.StartContainerRequest{
 		ContainerId:   c.Id,
 		Resource:      c.Resource,
-		LaunchContext: &yarnpb.ContainerLaunchContext{Command: cmd, LocalResources: d.spec.Resources},
+		LaunchContext: &yarnpb.ContainerLaunchContext{Command: cmd, LocalResources: d.spec.Resources, Credentials: d.spec.Credentials},
 	})
 	if err == nil {
 		d.log.Info("TaskManager container started", "container", c.Id, "node", c.NodeId, "in", time.Since(tc.started).Round(time.Millisecond))

@@ -56,7 +56,7 @@ func StartSession(ctx context.Context, rm *rmclient.Client, o SessionOptions) (s
 	if err != nil {
 		return "", err
 	}
-	loomRes, err := rmclient.Stage(ctx, app.StagingUrl, bin, "loom", true)
+	loomRes, err := rm.Stage(ctx, app.StagingUrl, bin, "loom", true)
 	if err != nil {
 		return "", fmt.Errorf("staging the loom binary: %w", err)
 	}
@@ -75,7 +75,7 @@ func StartSession(ctx context.Context, rm *rmclient.Client, o SessionOptions) (s
 		Name:          name,
 		Queue:         o.Queue,
 		Type:          AppType,
-		User:          rmclient.CurrentUser(),
+		User:          rm.User(),
 		Priority:      o.Priority,
 		MaxAttempts:   o.MaxAttempts,
 		Tags:          []string{sessionTag},
@@ -107,7 +107,7 @@ func Sessions(ctx context.Context, rm *rmclient.Client, all bool) ([]*yarnpb.App
 	if err != nil {
 		return nil, err
 	}
-	me := rmclient.CurrentUser()
+	me := rm.User()
 	var out []*yarnpb.ApplicationReport
 	for _, a := range apps {
 		if IsSession(a) && !AppTerminal(a.State) && (all || a.User == me) {
@@ -136,7 +136,7 @@ func FindSession(ctx context.Context, rm *rmclient.Client, id string) (*yarnpb.A
 	}
 	switch len(sessions) {
 	case 0:
-		return nil, errdefs.NotFound("%s has no running session cluster: start one with `loom session start -d`, or run the job in an application of its own with -t per-job", rmclient.CurrentUser())
+		return nil, errdefs.NotFound("%s has no running session cluster: start one with `loom session start -d`, or run the job in an application of its own with -t per-job", rm.User())
 	case 1:
 		return sessions[0], nil
 	}
@@ -168,7 +168,7 @@ func StopSession(ctx context.Context, rm *rmclient.Client, id string) (*yarnpb.A
 	}
 	defer cl.Close()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err = cl.Dispatcher().ShutDownCluster(cctx, &flinkpb.ShutDownClusterRequest{Reason: "stopped by " + rmclient.CurrentUser()})
+	_, err = cl.Dispatcher().ShutDownCluster(cctx, &flinkpb.ShutDownClusterRequest{Reason: "stopped by " + rm.User()})
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("asking the session's JobManager at %s to shut down: %w (`loom app kill %s` kills it instead)", addr, err, id)

@@ -100,11 +100,11 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		loomRes, loomErr = rmclient.Stage(ctx, app.StagingUrl, bin, "loom", true)
+		loomRes, loomErr = rm.Stage(ctx, app.StagingUrl, bin, "loom", true)
 	}()
 	go func() {
 		defer wg.Done()
-		progRes, progErr = rmclient.Stage(ctx, app.StagingUrl, prog.Path, "job", true)
+		progRes, progErr = rm.Stage(ctx, app.StagingUrl, prog.Path, "job", true)
 	}()
 	wg.Wait()
 	if loomErr != nil {
@@ -118,7 +118,7 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 		JobGraph: jg, JobId: jobID, Args: prog.Args, Env: prog.Env,
 		Artifact: &flinkpb.BlobKey{Sha256: progRes.Sha256, Size: progRes.Size},
 	}
-	jobRes, err := stageBytes(ctx, app.StagingUrl, req, "job.pb")
+	jobRes, err := stageBytes(ctx, rm, app.StagingUrl, req, "job.pb")
 	if err != nil {
 		return nil, fmt.Errorf("staging the job graph: %w", err)
 	}
@@ -138,7 +138,7 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 		Name:          name,
 		Queue:         o.Queue,
 		Type:          AppType,
-		User:          rmclient.CurrentUser(),
+		User:          rm.User(),
 		Priority:      o.Priority,
 		MaxAttempts:   o.MaxAttempts,
 		Tags:          []string{"per-job", "flink-job-id:" + jobID},
@@ -160,7 +160,7 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 }
 
 // stageBytes stages a message as a file named name in the container.
-func stageBytes(ctx context.Context, stagingURL string, m proto.Message, name string) (*yarnpb.LocalResource, error) {
+func stageBytes(ctx context.Context, rm *rmclient.Client, stagingURL string, m proto.Message, name string) (*yarnpb.LocalResource, error) {
 	b, err := proto.Marshal(m)
 	if err != nil {
 		return nil, err
@@ -177,7 +177,7 @@ func stageBytes(ctx context.Context, stagingURL string, m proto.Message, name st
 	if err := f.Close(); err != nil {
 		return nil, err
 	}
-	return rmclient.Stage(ctx, stagingURL, f.Name(), name, false)
+	return rm.Stage(ctx, stagingURL, f.Name(), name, false)
 }
 
 // ParseTaskManagerResources reads the TaskManagers' local resources from

@@ -106,7 +106,7 @@ func Dial(addr string) (*Client, error) {
 	if addr == "" {
 		return nil, errors.New("no JobManager address: give --jobmanager host:port")
 	}
-	conn, err := grpc.NewClient(addr, rpc.DialOptions()...)
+	conn, err := grpc.NewClient(addr, rpc.DialOptions(nil)...)
 	if err != nil {
 		return nil, fmt.Errorf("JobManager address %q: %w", addr, err)
 	}

@@ -41,7 +41,7 @@ func startJMWith(t *testing.T, cfg jobmanager.Config) (*jobmanager.JobManager, f
 	done := make(chan struct{})
 	go func() { _ = jm.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	conn, err := grpc.NewClient(jm.Addr(), rpc.DialOptions()...)
+	conn, err := grpc.NewClient(jm.Addr(), rpc.DialOptions(nil)...)
 	if err != nil {
 		t.Fatal(err)
 	}

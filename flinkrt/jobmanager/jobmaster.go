@@ -915,7 +915,7 @@ func (jm *JobMaster) offerSlots(req *flinkpb.OfferSlotsRequest) ([]int32, error)
 	}
 	c := jm.tms[req.TaskManagerId]
 	if c == nil {
-		conn, err := grpc.NewClient(req.TaskManagerAddress, rpc.DialOptions()...)
+		conn, err := grpc.NewClient(req.TaskManagerAddress, rpc.DialOptions(nil)...)
 		if err != nil {
 			return nil, err
 		}

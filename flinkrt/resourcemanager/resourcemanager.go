@@ -237,7 +237,7 @@ func (rm *ResourceManager) RegisterTaskExecutor(_ context.Context, req *flinkpb.
 	if req.Slots < 1 || req.Slots > 1024 {
 		return nil, status.Errorf(codes.InvalidArgument, "%d slots: want 1..1024", req.Slots)
 	}
-	conn, err := grpc.NewClient(req.Address, rpc.DialOptions()...)
+	conn, err := grpc.NewClient(req.Address, rpc.DialOptions(nil)...)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "TaskManager address %q: %v", req.Address, err)
 	}

@@ -142,7 +142,7 @@ func New(cfg Config) (*TaskManager, error) {
 	}
 	res := manual.NewBuilderWithScheme("loom-jobmanager")
 	res.InitialState(resolver.State{Addresses: []resolver.Address{{Addr: cfg.JobManager}}})
-	conn, err := grpc.NewClient(res.Scheme()+":///jobmanager", append(rpc.DialOptions(), grpc.WithResolvers(res))...)
+	conn, err := grpc.NewClient(res.Scheme()+":///jobmanager", append(rpc.DialOptions(nil), grpc.WithResolvers(res))...)
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("JobManager address %q: %w", cfg.JobManager, err)

@@ -265,7 +265,7 @@ func (j *job) attach(s flinkpb.TaskExecutor_AttachWorkerServer, dataAddr string,
 // the job's slots to its JobMaster as they are allocated, and reports the
 // worker's end if it comes before the job lets it go.
 func (tm *TaskManager) startWorker(ctx context.Context, j *job) {
-	conn, err := grpc.NewClient(j.jmAddr, rpc.DialOptions()...)
+	conn, err := grpc.NewClient(j.jmAddr, rpc.DialOptions(nil)...)
 	if err != nil {
 		tm.releaseJob(j, err.Error())
 		return
@@ -432,7 +432,7 @@ func (tm *TaskManager) AttachWorker(s flinkpb.TaskExecutor_AttachWorkerServer) e
 	if refused != nil {
 		return nil
 	}
-	conn, err := grpc.NewClient(j.jmAddr, rpc.DialOptions()...)
+	conn, err := grpc.NewClient(j.jmAddr, rpc.DialOptions(nil)...)
 	if err != nil {
 		return err
 	}

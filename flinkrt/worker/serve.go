@@ -77,7 +77,7 @@ func Attach(ctx context.Context, tmAddr, jobID, host string, job *Job, buildErr 
 	}
 	defer srv.Close()
 
-	cc, err := grpc.NewClient(tmAddr, rpc.DialOptions()...)
+	cc, err := grpc.NewClient(tmAddr, rpc.DialOptions(nil)...)
 	if err != nil {
 		return err
 	}

@@ -13,17 +13,27 @@ import (
 
 	"loom/errdefs"
 	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
+	"loom/rpc"
+	"loom/tlsutil"
 )
 
 // Client talks to NodeManagers by node id (host:port).
 type Client struct {
 	mu    sync.Mutex
 	conns map[string]*grpc.ClientConn
+	tls   *tlsutil.Bundle
 }
 
-// New returns a client with no connections yet.
-func New() *Client { return &Client{conns: map[string]*grpc.ClientConn{}} }
+// New returns a client with no connections yet that presents the
+// identity in tls and takes only NodeManagers of its cluster.
+func New(tls *tlsutil.Bundle) *Client {
+	return &Client{conns: map[string]*grpc.ClientConn{}, tls: tls}
+}
+
+// DialOptions are the gRPC options of a connection to a NodeManager.
+func DialOptions(tls *tlsutil.Bundle) []grpc.DialOption {
+	return rpc.DialOptions(tls.ClientConfig(tlsutil.NodeName))
+}
 
 // Close closes every connection.
 func (c *Client) Close() error {
@@ -42,7 +52,7 @@ func (c *Client) node(addr string) (yarnpb.ContainerManagerServiceClient, error)
 	if cc := c.conns[addr]; cc != nil {
 		return yarnpb.NewContainerManagerServiceClient(cc), nil
 	}
-	cc, err := grpc.NewClient(addr, rmclient.DialOptions()...)
+	cc, err := grpc.NewClient(addr, DialOptions(c.tls)...)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", addr, err)
 	}

@@ -17,12 +17,26 @@ func AppID(clusterTS int64, seq uint64) string {
 	return fmt.Sprintf("application_%d_%04d", clusterTS, seq)
 }
 
+// digits reports whether s is 1 to 19 decimal digits: every number field of
+// an id, so that no id can carry a path separator, a sign or a space.
+func digits(s string) bool {
+	if len(s) == 0 || len(s) > 19 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // ParseAppID splits an application id into its cluster timestamp and
 // sequence number.
 func ParseAppID(id string) (ts int64, seq uint64, err error) {
 	rest, ok := strings.CutPrefix(id, "application_")
 	parts := strings.Split(rest, "_")
-	if !ok || len(parts) != 2 {
+	if !ok || len(parts) != 2 || !digits(parts[0]) || !digits(parts[1]) {
 		return 0, 0, fmt.Errorf("%q is not an application id (expected application_<timestamp>_<number>)", id)
 	}
 	ts, err1 := strconv.ParseInt(parts[0], 10, 64)
@@ -41,11 +55,11 @@ func AttemptID(appID string, num int32) string {
 // AppIDOfAttempt returns the application id an attempt id belongs to.
 func AppIDOfAttempt(attemptID string) (string, error) {
 	rest, ok := strings.CutPrefix(attemptID, "appattempt_")
-	i := strings.LastIndexByte(rest, '_')
-	if !ok || i < 0 {
+	parts := strings.Split(rest, "_")
+	if !ok || len(parts) != 3 || !digits(parts[0]) || !digits(parts[1]) || !digits(parts[2]) {
 		return "", fmt.Errorf("%q is not an application attempt id (expected appattempt_<timestamp>_<number>_<attempt>)", attemptID)
 	}
-	return "application_" + rest[:i], nil
+	return "application_" + parts[0] + "_" + parts[1], nil
 }
 
 // ContainerID formats a container id.
@@ -57,7 +71,8 @@ func ContainerID(epoch int64, appID string, attempt int32, seq int64) string {
 func AppIDOfContainer(containerID string) (string, error) {
 	parts := strings.Split(containerID, "_")
 	// container_e01_<ts>_<seq>_<attempt>_<seq>
-	if len(parts) != 6 || parts[0] != "container" || !strings.HasPrefix(parts[1], "e") {
+	if len(parts) != 6 || parts[0] != "container" || !strings.HasPrefix(parts[1], "e") || !digits(parts[1][1:]) ||
+		!digits(parts[2]) || !digits(parts[3]) || !digits(parts[4]) || !digits(parts[5]) {
 		return "", fmt.Errorf("%q is not a container id (expected container_e<epoch>_<timestamp>_<app>_<attempt>_<number>)", containerID)
 	}
 	return "application_" + parts[2] + "_" + parts[3], nil

@@ -690,8 +690,12 @@ type ContainerLaunchContext struct {
 	Command        []string               `protobuf:"bytes,1,rep,name=command,proto3" json:"command,omitempty"` // argv; command[0] is looked up on PATH
 	Env            map[string]string      `protobuf:"bytes,2,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	LocalResources []*LocalResource       `protobuf:"bytes,3,rep,name=local_resources,json=localResources,proto3" json:"local_resources,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Files only the container may read (its certificate and key, its
+	// application's secret): the NM writes each, mode 0600, into a directory
+	// of the container's named by LOOM_CREDENTIALS, and never reports them.
+	Credentials   map[string][]byte `protobuf:"bytes,4,rep,name=credentials,proto3" json:"credentials,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerLaunchContext) Reset() {
@@ -741,6 +745,13 @@ func (x *ContainerLaunchContext) GetEnv() map[string]string {
 func (x *ContainerLaunchContext) GetLocalResources() []*LocalResource {
 	if x != nil {
 		return x.LocalResources
+	}
+	return nil
+}
+
+func (x *ContainerLaunchContext) GetCredentials() map[string][]byte {
+	if x != nil {
+		return x.Credentials
 	}
 	return nil
 }
@@ -4587,14 +4598,18 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"visibility\x12\x1e\n" +
 	"\n" +
 	"executable\x18\x06 \x01(\bR\n" +
-	"executable\"\xeb\x01\n" +
+	"executable\"\x81\x03\n" +
 	"\x16ContainerLaunchContext\x12\x18\n" +
 	"\acommand\x18\x01 \x03(\tR\acommand\x12<\n" +
 	"\x03env\x18\x02 \x03(\v2*.loom.yarn.ContainerLaunchContext.EnvEntryR\x03env\x12A\n" +
-	"\x0flocal_resources\x18\x03 \x03(\v2\x18.loom.yarn.LocalResourceR\x0elocalResources\x1a6\n" +
+	"\x0flocal_resources\x18\x03 \x03(\v2\x18.loom.yarn.LocalResourceR\x0elocalResources\x12T\n" +
+	"\vcredentials\x18\x04 \x03(\v22.loom.yarn.ContainerLaunchContext.CredentialsEntryR\vcredentials\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe0\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
+	"\x10CredentialsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xe0\x03\n" +
 	"\tContainer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x124\n" +
 	"\x16application_attempt_id\x18\x02 \x01(\tR\x14applicationAttemptId\x12\x17\n" +
@@ -5023,7 +5038,7 @@ func file_proto_yarnpb_yarn_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_yarnpb_yarn_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_proto_yarnpb_yarn_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
+var file_proto_yarnpb_yarn_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
 var file_proto_yarnpb_yarn_proto_goTypes = []any{
 	(NodeState)(0),                            // 0: loom.yarn.NodeState
 	(AppState)(0),                             // 1: loom.yarn.AppState
@@ -5097,117 +5112,119 @@ var file_proto_yarnpb_yarn_proto_goTypes = []any{
 	(*ReadContainerLogRequest)(nil),           // 69: loom.yarn.ReadContainerLogRequest
 	(*LogChunk)(nil),                          // 70: loom.yarn.LogChunk
 	nil,                                       // 71: loom.yarn.ContainerLaunchContext.EnvEntry
-	nil,                                       // 72: loom.yarn.StartContainersResponse.FailedEntry
-	nil,                                       // 73: loom.yarn.StopContainersResponse.FailedEntry
-	nil,                                       // 74: loom.yarn.GetContainerStatusesResponse.FailedEntry
+	nil,                                       // 72: loom.yarn.ContainerLaunchContext.CredentialsEntry
+	nil,                                       // 73: loom.yarn.StartContainersResponse.FailedEntry
+	nil,                                       // 74: loom.yarn.StopContainersResponse.FailedEntry
+	nil,                                       // 75: loom.yarn.GetContainerStatusesResponse.FailedEntry
 }
 var file_proto_yarnpb_yarn_proto_depIdxs = []int32{
 	6,  // 0: loom.yarn.LocalResource.visibility:type_name -> loom.yarn.Visibility
 	71, // 1: loom.yarn.ContainerLaunchContext.env:type_name -> loom.yarn.ContainerLaunchContext.EnvEntry
 	10, // 2: loom.yarn.ContainerLaunchContext.local_resources:type_name -> loom.yarn.LocalResource
-	9,  // 3: loom.yarn.Container.resource:type_name -> loom.yarn.Resource
-	4,  // 4: loom.yarn.Container.state:type_name -> loom.yarn.ContainerState
-	4,  // 5: loom.yarn.ContainerStatus.state:type_name -> loom.yarn.ContainerState
-	0,  // 6: loom.yarn.NodeReport.state:type_name -> loom.yarn.NodeState
-	9,  // 7: loom.yarn.NodeReport.total:type_name -> loom.yarn.Resource
-	9,  // 8: loom.yarn.NodeReport.used:type_name -> loom.yarn.Resource
-	9,  // 9: loom.yarn.NodeReport.utilization:type_name -> loom.yarn.Resource
-	11, // 10: loom.yarn.ApplicationSubmissionContext.am_container:type_name -> loom.yarn.ContainerLaunchContext
-	9,  // 11: loom.yarn.ApplicationSubmissionContext.am_resource:type_name -> loom.yarn.Resource
-	3,  // 12: loom.yarn.ApplicationAttemptReport.state:type_name -> loom.yarn.AttemptState
-	1,  // 13: loom.yarn.ApplicationReport.state:type_name -> loom.yarn.AppState
-	2,  // 14: loom.yarn.ApplicationReport.final_status:type_name -> loom.yarn.FinalStatus
-	16, // 15: loom.yarn.ApplicationReport.attempts:type_name -> loom.yarn.ApplicationAttemptReport
-	12, // 16: loom.yarn.ApplicationReport.containers:type_name -> loom.yarn.Container
-	9,  // 17: loom.yarn.ApplicationReport.used:type_name -> loom.yarn.Resource
-	9,  // 18: loom.yarn.NewApplicationResponse.max_capability:type_name -> loom.yarn.Resource
-	15, // 19: loom.yarn.SubmitApplicationRequest.context:type_name -> loom.yarn.ApplicationSubmissionContext
-	17, // 20: loom.yarn.GetApplicationReportResponse.report:type_name -> loom.yarn.ApplicationReport
-	17, // 21: loom.yarn.ListApplicationsResponse.applications:type_name -> loom.yarn.ApplicationReport
-	9,  // 22: loom.yarn.ClusterMetricsResponse.total:type_name -> loom.yarn.Resource
-	9,  // 23: loom.yarn.ClusterMetricsResponse.used:type_name -> loom.yarn.Resource
-	14, // 24: loom.yarn.ListNodesResponse.nodes:type_name -> loom.yarn.NodeReport
-	9,  // 25: loom.yarn.QueueInfo.used:type_name -> loom.yarn.Resource
-	9,  // 26: loom.yarn.QueueInfo.am_used:type_name -> loom.yarn.Resource
-	35, // 27: loom.yarn.QueueInfoResponse.queues:type_name -> loom.yarn.QueueInfo
-	9,  // 28: loom.yarn.RegisterApplicationMasterResponse.max_capability:type_name -> loom.yarn.Resource
-	12, // 29: loom.yarn.RegisterApplicationMasterResponse.containers_from_previous_attempts:type_name -> loom.yarn.Container
-	9,  // 30: loom.yarn.ResourceRequest.capability:type_name -> loom.yarn.Resource
-	39, // 31: loom.yarn.AllocateRequest.asks:type_name -> loom.yarn.ResourceRequest
-	12, // 32: loom.yarn.AllocateResponse.allocated:type_name -> loom.yarn.Container
-	13, // 33: loom.yarn.AllocateResponse.completed:type_name -> loom.yarn.ContainerStatus
-	14, // 34: loom.yarn.AllocateResponse.updated_nodes:type_name -> loom.yarn.NodeReport
-	9,  // 35: loom.yarn.AllocateResponse.available:type_name -> loom.yarn.Resource
-	7,  // 36: loom.yarn.AllocateResponse.command:type_name -> loom.yarn.AMCommand
-	2,  // 37: loom.yarn.FinishApplicationMasterRequest.final_status:type_name -> loom.yarn.FinalStatus
-	9,  // 38: loom.yarn.RegisterNodeManagerRequest.total:type_name -> loom.yarn.Resource
-	13, // 39: loom.yarn.RegisterNodeManagerRequest.containers:type_name -> loom.yarn.ContainerStatus
-	8,  // 40: loom.yarn.RegisterNodeManagerResponse.action:type_name -> loom.yarn.NodeAction
-	13, // 41: loom.yarn.NodeHeartbeatRequest.containers:type_name -> loom.yarn.ContainerStatus
-	9,  // 42: loom.yarn.NodeHeartbeatRequest.utilization:type_name -> loom.yarn.Resource
-	8,  // 43: loom.yarn.NodeHeartbeatResponse.action:type_name -> loom.yarn.NodeAction
-	57, // 44: loom.yarn.ServiceStateResponse.peers:type_name -> loom.yarn.RaftPeer
-	9,  // 45: loom.yarn.StartContainerRequest.resource:type_name -> loom.yarn.Resource
-	11, // 46: loom.yarn.StartContainerRequest.launch_context:type_name -> loom.yarn.ContainerLaunchContext
-	59, // 47: loom.yarn.StartContainersRequest.containers:type_name -> loom.yarn.StartContainerRequest
-	72, // 48: loom.yarn.StartContainersResponse.failed:type_name -> loom.yarn.StartContainersResponse.FailedEntry
-	73, // 49: loom.yarn.StopContainersResponse.failed:type_name -> loom.yarn.StopContainersResponse.FailedEntry
-	13, // 50: loom.yarn.GetContainerStatusesResponse.statuses:type_name -> loom.yarn.ContainerStatus
-	74, // 51: loom.yarn.GetContainerStatusesResponse.failed:type_name -> loom.yarn.GetContainerStatusesResponse.FailedEntry
-	67, // 52: loom.yarn.ListContainerLogsResponse.files:type_name -> loom.yarn.ContainerLogFile
-	18, // 53: loom.yarn.ClientService.NewApplication:input_type -> loom.yarn.NewApplicationRequest
-	20, // 54: loom.yarn.ClientService.SubmitApplication:input_type -> loom.yarn.SubmitApplicationRequest
-	22, // 55: loom.yarn.ClientService.GetApplicationReport:input_type -> loom.yarn.GetApplicationReportRequest
-	24, // 56: loom.yarn.ClientService.ListApplications:input_type -> loom.yarn.ListApplicationsRequest
-	26, // 57: loom.yarn.ClientService.KillApplication:input_type -> loom.yarn.KillApplicationRequest
-	28, // 58: loom.yarn.ClientService.MoveApplication:input_type -> loom.yarn.MoveApplicationRequest
-	30, // 59: loom.yarn.ClientService.ClusterMetrics:input_type -> loom.yarn.ClusterMetricsRequest
-	32, // 60: loom.yarn.ClientService.ListNodes:input_type -> loom.yarn.ListNodesRequest
-	34, // 61: loom.yarn.ClientService.QueueInfo:input_type -> loom.yarn.QueueInfoRequest
-	37, // 62: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:input_type -> loom.yarn.RegisterApplicationMasterRequest
-	40, // 63: loom.yarn.ApplicationMasterService.Allocate:input_type -> loom.yarn.AllocateRequest
-	42, // 64: loom.yarn.ApplicationMasterService.FinishApplicationMaster:input_type -> loom.yarn.FinishApplicationMasterRequest
-	44, // 65: loom.yarn.ResourceTrackerService.RegisterNodeManager:input_type -> loom.yarn.RegisterNodeManagerRequest
-	46, // 66: loom.yarn.ResourceTrackerService.NodeHeartbeat:input_type -> loom.yarn.NodeHeartbeatRequest
-	48, // 67: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:input_type -> loom.yarn.UnRegisterNodeManagerRequest
-	50, // 68: loom.yarn.AdminService.Decommission:input_type -> loom.yarn.DecommissionRequest
-	52, // 69: loom.yarn.AdminService.Recommission:input_type -> loom.yarn.RecommissionRequest
-	54, // 70: loom.yarn.AdminService.RefreshQueues:input_type -> loom.yarn.RefreshQueuesRequest
-	56, // 71: loom.yarn.AdminService.ServiceState:input_type -> loom.yarn.ServiceStateRequest
-	60, // 72: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
-	62, // 73: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
-	64, // 74: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
-	66, // 75: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
-	69, // 76: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
-	19, // 77: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
-	21, // 78: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
-	23, // 79: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
-	25, // 80: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
-	27, // 81: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
-	29, // 82: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
-	31, // 83: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
-	33, // 84: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
-	36, // 85: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
-	38, // 86: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
-	41, // 87: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
-	43, // 88: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
-	45, // 89: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
-	47, // 90: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
-	49, // 91: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
-	51, // 92: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
-	53, // 93: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
-	55, // 94: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
-	58, // 95: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
-	61, // 96: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
-	63, // 97: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
-	65, // 98: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
-	68, // 99: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
-	70, // 100: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
-	77, // [77:101] is the sub-list for method output_type
-	53, // [53:77] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	72, // 3: loom.yarn.ContainerLaunchContext.credentials:type_name -> loom.yarn.ContainerLaunchContext.CredentialsEntry
+	9,  // 4: loom.yarn.Container.resource:type_name -> loom.yarn.Resource
+	4,  // 5: loom.yarn.Container.state:type_name -> loom.yarn.ContainerState
+	4,  // 6: loom.yarn.ContainerStatus.state:type_name -> loom.yarn.ContainerState
+	0,  // 7: loom.yarn.NodeReport.state:type_name -> loom.yarn.NodeState
+	9,  // 8: loom.yarn.NodeReport.total:type_name -> loom.yarn.Resource
+	9,  // 9: loom.yarn.NodeReport.used:type_name -> loom.yarn.Resource
+	9,  // 10: loom.yarn.NodeReport.utilization:type_name -> loom.yarn.Resource
+	11, // 11: loom.yarn.ApplicationSubmissionContext.am_container:type_name -> loom.yarn.ContainerLaunchContext
+	9,  // 12: loom.yarn.ApplicationSubmissionContext.am_resource:type_name -> loom.yarn.Resource
+	3,  // 13: loom.yarn.ApplicationAttemptReport.state:type_name -> loom.yarn.AttemptState
+	1,  // 14: loom.yarn.ApplicationReport.state:type_name -> loom.yarn.AppState
+	2,  // 15: loom.yarn.ApplicationReport.final_status:type_name -> loom.yarn.FinalStatus
+	16, // 16: loom.yarn.ApplicationReport.attempts:type_name -> loom.yarn.ApplicationAttemptReport
+	12, // 17: loom.yarn.ApplicationReport.containers:type_name -> loom.yarn.Container
+	9,  // 18: loom.yarn.ApplicationReport.used:type_name -> loom.yarn.Resource
+	9,  // 19: loom.yarn.NewApplicationResponse.max_capability:type_name -> loom.yarn.Resource
+	15, // 20: loom.yarn.SubmitApplicationRequest.context:type_name -> loom.yarn.ApplicationSubmissionContext
+	17, // 21: loom.yarn.GetApplicationReportResponse.report:type_name -> loom.yarn.ApplicationReport
+	17, // 22: loom.yarn.ListApplicationsResponse.applications:type_name -> loom.yarn.ApplicationReport
+	9,  // 23: loom.yarn.ClusterMetricsResponse.total:type_name -> loom.yarn.Resource
+	9,  // 24: loom.yarn.ClusterMetricsResponse.used:type_name -> loom.yarn.Resource
+	14, // 25: loom.yarn.ListNodesResponse.nodes:type_name -> loom.yarn.NodeReport
+	9,  // 26: loom.yarn.QueueInfo.used:type_name -> loom.yarn.Resource
+	9,  // 27: loom.yarn.QueueInfo.am_used:type_name -> loom.yarn.Resource
+	35, // 28: loom.yarn.QueueInfoResponse.queues:type_name -> loom.yarn.QueueInfo
+	9,  // 29: loom.yarn.RegisterApplicationMasterResponse.max_capability:type_name -> loom.yarn.Resource
+	12, // 30: loom.yarn.RegisterApplicationMasterResponse.containers_from_previous_attempts:type_name -> loom.yarn.Container
+	9,  // 31: loom.yarn.ResourceRequest.capability:type_name -> loom.yarn.Resource
+	39, // 32: loom.yarn.AllocateRequest.asks:type_name -> loom.yarn.ResourceRequest
+	12, // 33: loom.yarn.AllocateResponse.allocated:type_name -> loom.yarn.Container
+	13, // 34: loom.yarn.AllocateResponse.completed:type_name -> loom.yarn.ContainerStatus
+	14, // 35: loom.yarn.AllocateResponse.updated_nodes:type_name -> loom.yarn.NodeReport
+	9,  // 36: loom.yarn.AllocateResponse.available:type_name -> loom.yarn.Resource
+	7,  // 37: loom.yarn.AllocateResponse.command:type_name -> loom.yarn.AMCommand
+	2,  // 38: loom.yarn.FinishApplicationMasterRequest.final_status:type_name -> loom.yarn.FinalStatus
+	9,  // 39: loom.yarn.RegisterNodeManagerRequest.total:type_name -> loom.yarn.Resource
+	13, // 40: loom.yarn.RegisterNodeManagerRequest.containers:type_name -> loom.yarn.ContainerStatus
+	8,  // 41: loom.yarn.RegisterNodeManagerResponse.action:type_name -> loom.yarn.NodeAction
+	13, // 42: loom.yarn.NodeHeartbeatRequest.containers:type_name -> loom.yarn.ContainerStatus
+	9,  // 43: loom.yarn.NodeHeartbeatRequest.utilization:type_name -> loom.yarn.Resource
+	8,  // 44: loom.yarn.NodeHeartbeatResponse.action:type_name -> loom.yarn.NodeAction
+	57, // 45: loom.yarn.ServiceStateResponse.peers:type_name -> loom.yarn.RaftPeer
+	9,  // 46: loom.yarn.StartContainerRequest.resource:type_name -> loom.yarn.Resource
+	11, // 47: loom.yarn.StartContainerRequest.launch_context:type_name -> loom.yarn.ContainerLaunchContext
+	59, // 48: loom.yarn.StartContainersRequest.containers:type_name -> loom.yarn.StartContainerRequest
+	73, // 49: loom.yarn.StartContainersResponse.failed:type_name -> loom.yarn.StartContainersResponse.FailedEntry
+	74, // 50: loom.yarn.StopContainersResponse.failed:type_name -> loom.yarn.StopContainersResponse.FailedEntry
+	13, // 51: loom.yarn.GetContainerStatusesResponse.statuses:type_name -> loom.yarn.ContainerStatus
+	75, // 52: loom.yarn.GetContainerStatusesResponse.failed:type_name -> loom.yarn.GetContainerStatusesResponse.FailedEntry
+	67, // 53: loom.yarn.ListContainerLogsResponse.files:type_name -> loom.yarn.ContainerLogFile
+	18, // 54: loom.yarn.ClientService.NewApplication:input_type -> loom.yarn.NewApplicationRequest
+	20, // 55: loom.yarn.ClientService.SubmitApplication:input_type -> loom.yarn.SubmitApplicationRequest
+	22, // 56: loom.yarn.ClientService.GetApplicationReport:input_type -> loom.yarn.GetApplicationReportRequest
+	24, // 57: loom.yarn.ClientService.ListApplications:input_type -> loom.yarn.ListApplicationsRequest
+	26, // 58: loom.yarn.ClientService.KillApplication:input_type -> loom.yarn.KillApplicationRequest
+	28, // 59: loom.yarn.ClientService.MoveApplication:input_type -> loom.yarn.MoveApplicationRequest
+	30, // 60: loom.yarn.ClientService.ClusterMetrics:input_type -> loom.yarn.ClusterMetricsRequest
+	32, // 61: loom.yarn.ClientService.ListNodes:input_type -> loom.yarn.ListNodesRequest
+	34, // 62: loom.yarn.ClientService.QueueInfo:input_type -> loom.yarn.QueueInfoRequest
+	37, // 63: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:input_type -> loom.yarn.RegisterApplicationMasterRequest
+	40, // 64: loom.yarn.ApplicationMasterService.Allocate:input_type -> loom.yarn.AllocateRequest
+	42, // 65: loom.yarn.ApplicationMasterService.FinishApplicationMaster:input_type -> loom.yarn.FinishApplicationMasterRequest
+	44, // 66: loom.yarn.ResourceTrackerService.RegisterNodeManager:input_type -> loom.yarn.RegisterNodeManagerRequest
+	46, // 67: loom.yarn.ResourceTrackerService.NodeHeartbeat:input_type -> loom.yarn.NodeHeartbeatRequest
+	48, // 68: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:input_type -> loom.yarn.UnRegisterNodeManagerRequest
+	50, // 69: loom.yarn.AdminService.Decommission:input_type -> loom.yarn.DecommissionRequest
+	52, // 70: loom.yarn.AdminService.Recommission:input_type -> loom.yarn.RecommissionRequest
+	54, // 71: loom.yarn.AdminService.RefreshQueues:input_type -> loom.yarn.RefreshQueuesRequest
+	56, // 72: loom.yarn.AdminService.ServiceState:input_type -> loom.yarn.ServiceStateRequest
+	60, // 73: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
+	62, // 74: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
+	64, // 75: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
+	66, // 76: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
+	69, // 77: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
+	19, // 78: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
+	21, // 79: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
+	23, // 80: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
+	25, // 81: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
+	27, // 82: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
+	29, // 83: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
+	31, // 84: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
+	33, // 85: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
+	36, // 86: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
+	38, // 87: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
+	41, // 88: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
+	43, // 89: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
+	45, // 90: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
+	47, // 91: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
+	49, // 92: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
+	51, // 93: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
+	53, // 94: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
+	55, // 95: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
+	58, // 96: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
+	61, // 97: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
+	63, // 98: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
+	65, // 99: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
+	68, // 100: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
+	70, // 101: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
+	78, // [78:102] is the sub-list for method output_type
+	54, // [54:78] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_proto_yarnpb_yarn_proto_init() }
@@ -5222,7 +5239,7 @@ func file_proto_yarnpb_yarn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_yarnpb_yarn_proto_rawDesc), len(file_proto_yarnpb_yarn_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   66,
+			NumMessages:   67,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os/user"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"loom/errdefs"
 	"loom/proto/yarnpb"
 	"loom/rpc"
+	"loom/tlsutil"
 )
 
 // DefaultAddr is where a client looks for the RM when told nothing.
@@ -66,22 +68,57 @@ type Client struct {
 	addrs []string
 	cur   int
 	conns map[string]*grpc.ClientConn
+	tls   *tlsutil.Bundle
+	http  *http.Client
 	// RetryFor bounds how long a call retries while no leader answers.
 	RetryFor time.Duration
 }
 
-// New returns a client of the RM replicas at addrs.
-func New(addrs []string) (*Client, error) {
+// New returns a client of the RM replicas at addrs that presents the
+// identity in tls and takes only ResourceManagers of its cluster.
+func New(addrs []string, tls *tlsutil.Bundle) (*Client, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("no ResourceManager address given")
+	}
+	if tls == nil {
+		return nil, errors.New("a ResourceManager client needs a TLS identity")
 	}
 	for _, a := range addrs {
 		if err := CheckAddr(a); err != nil {
 			return nil, fmt.Errorf("invalid ResourceManager address %q: %w", a, err)
 		}
 	}
-	return &Client{addrs: append([]string(nil), addrs...), conns: map[string]*grpc.ClientConn{}, RetryFor: 15 * time.Second}, nil
+	return &Client{
+		addrs: append([]string(nil), addrs...), conns: map[string]*grpc.ClientConn{}, tls: tls,
+		http:     HTTPClient(tls),
+		RetryFor: 15 * time.Second,
+	}, nil
 }
+
+// HTTPClient is an HTTPS client of the ResourceManagers' HTTP ports (the
+// staging store) that presents the identity in tls.
+func HTTPClient(tls *tlsutil.Bundle) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig:     tls.ClientConfig(tlsutil.ServerName),
+		MaxIdleConnsPerHost: 8,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+}
+
+// Identity is the identity this client presents.
+func (c *Client) Identity() tlsutil.Identity { return c.tls.Identity }
+
+// User is the user this client acts for: its certificate's user, or the
+// owner of the application whose containers it runs in.
+func (c *Client) User() string {
+	if c.tls.Identity.Kind == tlsutil.KindApp {
+		return c.tls.Identity.User
+	}
+	return c.tls.Identity.Name
+}
+
+// TLS is the bundle this client presents.
+func (c *Client) TLS() *tlsutil.Bundle { return c.tls }
 
 // Close closes every connection.
 func (c *Client) Close() error {
@@ -108,7 +145,7 @@ func (c *Client) conn() (*grpc.ClientConn, string, error) {
 	if cc := c.conns[addr]; cc != nil {
 		return cc, addr, nil
 	}
-	cc, err := grpc.NewClient(addr, DialOptions()...)
+	cc, err := grpc.NewClient(addr, DialOptions(c.tls)...)
 	if err != nil {
 		return nil, addr, err
 	}
@@ -373,17 +410,19 @@ func (c *Client) UnregisterNode(ctx context.Context, nodeID string) error {
 func nowMS() int64 { return time.Now().UnixMilli() }
 
 // NewFromList returns a client of a comma-separated replica list.
-func NewFromList(list string) (*Client, error) {
+func NewFromList(list string, tls *tlsutil.Bundle) (*Client, error) {
 	addrs, err := ParseAddrs(list)
 	if err != nil {
 		return nil, err
 	}
-	return New(addrs)
+	return New(addrs, tls)
 }
 
-// DialOptions are the gRPC options of every loom client connection
-// (rpc.DialOptions).
-func DialOptions() []grpc.DialOption { return rpc.DialOptions() }
+// DialOptions are the gRPC options of a connection to a ResourceManager
+// (rpc.DialOptions over the RM's TLS rules).
+func DialOptions(tls *tlsutil.Bundle) []grpc.DialOption {
+	return rpc.DialOptions(tls.ClientConfig(tlsutil.ServerName))
+}
 
 // CurrentUser is the name applications are submitted under: this
 // process's user.

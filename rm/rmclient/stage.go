@@ -34,7 +34,7 @@ func Digest(path string) (string, int64, error) {
 // NewApplication returns it) unless it is there already, and returns the
 // local resource that names it as name in a container's working
 // directory. NodeManagers fetch it from the store and check its digest.
-func Stage(ctx context.Context, stagingURL, path, name string, executable bool) (*yarnpb.LocalResource, error) {
+func (c *Client) Stage(ctx context.Context, stagingURL, path, name string, executable bool) (*yarnpb.LocalResource, error) {
 	if stagingURL == "" {
 		return nil, errors.New("the ResourceManager serves no staging store (it runs without --http-addr); start it with an HTTP address to ship files to containers")
 	}
@@ -49,7 +49,7 @@ func Stage(ctx context.Context, stagingURL, path, name string, executable bool) 
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(head)
+	resp, err := c.http.Do(head)
 	if err != nil {
 		return nil, fmt.Errorf("reaching the staging store at %s: %w", stagingURL, err)
 	}
@@ -67,7 +67,7 @@ func Stage(ctx context.Context, stagingURL, path, name string, executable bool) 
 		return nil, err
 	}
 	put.ContentLength = size
-	resp, err = http.DefaultClient.Do(put)
+	resp, err = c.http.Do(put)
 	if err != nil {
 		return nil, fmt.Errorf("staging %s at %s: %w", path, stagingURL, err)
 	}

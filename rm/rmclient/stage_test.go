@@ -12,7 +12,24 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"loom/tlsutil/tlstest"
 )
+
+// newStagingServer serves h over the cluster's TLS and returns a client
+// of it.
+func newStagingServer(t *testing.T, h http.Handler) (*httptest.Server, *Client) {
+	p := tlstest.New(t)
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = p.Bundle(tlstest.Server("rm")).ServerConfig()
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	c, err := New([]string{"127.0.0.1:1"}, p.Bundle(tlstest.User("alice")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, c
+}
 
 // stagingStore is a content-addressed store speaking the RM's staging
 // protocol, counting the uploads it takes.
@@ -47,8 +64,7 @@ func (s *stagingStore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func TestStageSendsAFileOnce(t *testing.T) {
 	store := &stagingStore{files: map[string][]byte{}}
-	srv := httptest.NewServer(store)
-	defer srv.Close()
+	srv, c := newStagingServer(t, store)
 	path := filepath.Join(t.TempDir(), "prog")
 	if err := os.WriteFile(path, []byte("a job program"), 0o755); err != nil {
 		t.Fatal(err)
@@ -56,7 +72,7 @@ func TestStageSendsAFileOnce(t *testing.T) {
 	sum := sha256.Sum256([]byte("a job program"))
 	digest := hex.EncodeToString(sum[:])
 	for i := 0; i < 2; i++ {
-		lr, err := Stage(context.Background(), srv.URL+"/staging/", path, "job", true)
+		lr, err := c.Stage(context.Background(), srv.URL+"/staging/", path, "job", true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,10 +86,7 @@ func TestStageSendsAFileOnce(t *testing.T) {
 }
 
 func TestStageSaysWhatIsWrong(t *testing.T) {
-	if _, err := Stage(context.Background(), "", "/bin/true", "x", true); err == nil || !strings.Contains(err.Error(), "--http-addr") {
-		t.Errorf("no staging URL: %v", err)
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, c := newStagingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodHead {
 			w.WriteHeader(http.StatusNotFound)
 			return
@@ -81,12 +94,14 @@ func TestStageSaysWhatIsWrong(t *testing.T) {
 		w.WriteHeader(http.StatusInsufficientStorage)
 		_, _ = io.WriteString(w, `{"RemoteException":{"message":"the disk is full"}}`)
 	}))
-	defer srv.Close()
+	if _, err := c.Stage(context.Background(), "", "/bin/true", "x", true); err == nil || !strings.Contains(err.Error(), "--http-addr") {
+		t.Errorf("no staging URL: %v", err)
+	}
 	path := filepath.Join(t.TempDir(), "prog")
 	if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Stage(context.Background(), srv.URL+"/staging/", path, "x", false); err == nil || !strings.Contains(err.Error(), "the disk is full") {
+	if _, err := c.Stage(context.Background(), srv.URL+"/staging/", path, "x", false); err == nil || !strings.Contains(err.Error(), "the disk is full") {
 		t.Errorf("a refused upload: %v", err)
 	}
 }

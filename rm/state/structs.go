@@ -55,7 +55,10 @@ type Node struct {
 	RegisteredAt         int64            `json:"reg,omitempty"`
 	StateChangedAt       int64            `json:"changed,omitempty"`
 	DecommissionDeadline int64            `json:"decom_deadline,omitempty"`
-	ModifyIndex          uint64           `json:"mi,omitempty"`
+	// Identity is the name in the node certificate it registered with;
+	// only that certificate may heartbeat for it while it is live.
+	Identity    string `json:"identity,omitempty"`
+	ModifyIndex uint64 `json:"mi,omitempty"`
 }
 
 // Schedulable reports whether new containers may be placed on n.

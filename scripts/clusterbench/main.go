@@ -41,7 +41,7 @@ func main() {
 
 	c := start(ctx, abs, *nodes, *port)
 	defer c.Stop()
-	rm, err := rmclient.New([]string{fmt.Sprintf("127.0.0.1:%d", *port)})
+	rm, err := rmclient.New([]string{fmt.Sprintf("127.0.0.1:%d", *port)}, c.Client)
 	if err != nil {
 		fail(err)
 	}

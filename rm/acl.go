@@ -1,0 +1,174 @@
+package rm
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"google.golang.org/grpc"
+
+	"loom/errdefs"
+	"loom/proto/yarnpb"
+	"loom/rm/state"
+	"loom/tlsutil"
+)
+
+// Who may call what. Every call is authenticated by the TLS handshake (a
+// client certificate of the cluster CA); the interceptors below resolve
+// its identity once, at the edge, refuse kinds that have no business with
+// a method, and leave the checks on the object a call names (whose
+// application, which node) to the handler.
+const (
+	clientSvc  = "/loom.yarn.ClientService/"
+	amSvc      = "/loom.yarn.ApplicationMasterService/"
+	trackerSvc = "/loom.yarn.ResourceTrackerService/"
+	adminSvc   = "/loom.yarn.AdminService/"
+)
+
+var (
+	users      = []string{tlsutil.KindUser}
+	usersApps  = []string{tlsutil.KindUser, tlsutil.KindApp}
+	apps       = []string{tlsutil.KindApp}
+	nodes      = []string{tlsutil.KindNode}
+	methodACLs = map[string]methodACL{
+		clientSvc + "NewApplication":       {kinds: users},
+		clientSvc + "SubmitApplication":    {kinds: users},
+		clientSvc + "GetApplicationReport": {kinds: usersApps},
+		clientSvc + "ListApplications":     {kinds: users},
+		clientSvc + "KillApplication":      {kinds: usersApps},
+		clientSvc + "MoveApplication":      {kinds: users, admin: true},
+		clientSvc + "ClusterMetrics":       {kinds: usersApps},
+		clientSvc + "ListNodes":            {kinds: usersApps},
+		clientSvc + "QueueInfo":            {kinds: usersApps},
+
+		amSvc + "RegisterApplicationMaster": {kinds: apps},
+		amSvc + "Allocate":                  {kinds: apps},
+		amSvc + "FinishApplicationMaster":   {kinds: apps},
+
+		trackerSvc + "RegisterNodeManager":   {kinds: nodes},
+		trackerSvc + "NodeHeartbeat":         {kinds: nodes},
+		trackerSvc + "UnRegisterNodeManager": {kinds: nodes},
+
+		adminSvc + "Decommission":  {kinds: users, admin: true},
+		adminSvc + "Recommission":  {kinds: users, admin: true},
+		adminSvc + "RefreshQueues": {kinds: users, admin: true},
+		adminSvc + "ServiceState":  {kinds: users},
+	}
+)
+
+type methodACL struct {
+	kinds []string
+	admin bool
+}
+
+// authorize resolves the caller of method and checks the method's ACL.
+func (s *Server) authorize(ctx context.Context, method string) (context.Context, error) {
+	id, ok := tlsutil.FromContext(ctx)
+	if !ok {
+		return nil, errdefs.Unauthenticated("no client certificate of this cluster was presented")
+	}
+	acl, ok := methodACLs[method]
+	if !ok {
+		return nil, errdefs.PermissionDenied("%s may not call %s", id, method)
+	}
+	if !slices.Contains(acl.kinds, id.Kind) {
+		return nil, errdefs.PermissionDenied("%s may not call %s (only %s may)", id, method[strings.LastIndex(method, "/")+1:], strings.Join(acl.kinds, " or "))
+	}
+	if acl.admin && !s.isAdmin(id) {
+		return nil, errdefs.PermissionDenied("%s is not an admin of this cluster; %s needs an admin (see the ResourceManager's --admins)", id, method[strings.LastIndex(method, "/")+1:])
+	}
+	return tlsutil.WithIdentity(ctx, id), nil
+}
+
+func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, err := s.authorize(ctx, info.FullMethod)
+	if err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return handler(ctx, req)
+}
+
+func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if _, err := s.authorize(ss.Context(), info.FullMethod); err != nil {
+		return errdefs.ToGRPC(err)
+	}
+	return handler(srv, ss)
+}
+
+// isAdmin reports whether id is one of the cluster's admins.
+func (s *Server) isAdmin(id tlsutil.Identity) bool {
+	if id.Kind != tlsutil.KindUser {
+		return false
+	}
+	for _, a := range s.cfg.Admins {
+		if g, ok := strings.CutPrefix(a, "group:"); ok {
+			if id.InGroup(g) {
+				return true
+			}
+		} else if a == id.Name || a == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+// caller is the identity the interceptor resolved.
+func caller(ctx context.Context) tlsutil.Identity {
+	id, _ := tlsutil.FromContext(ctx)
+	return id
+}
+
+// mayActOnApp checks that the caller may change app: its owner, an admin,
+// or the application's own containers.
+func (s *Server) mayActOnApp(ctx context.Context, app *state.Application) error {
+	id := caller(ctx)
+	switch {
+	case id.Kind == tlsutil.KindUser && (id.Name == app.User || s.isAdmin(id)):
+		return nil
+	case id.Kind == tlsutil.KindApp && id.Name == app.ID:
+		return nil
+	}
+	return errdefs.PermissionDenied("%s may not change application %s of user %s (only its owner or an admin may)", id, app.ID, app.User)
+}
+
+// mayReadApp checks that the caller may read app: any user (YARN's view
+// ACL is open by default), or the application's own containers.
+func mayReadApp(ctx context.Context, appID string) error {
+	id := caller(ctx)
+	if id.Kind == tlsutil.KindApp && id.Name != appID {
+		return errdefs.PermissionDenied("%s may not read application %s", id, appID)
+	}
+	return nil
+}
+
+// isAttemptOfCaller checks that attemptID belongs to the application whose
+// certificate the caller holds.
+func isAttemptOfCaller(ctx context.Context, appID string) error {
+	id := caller(ctx)
+	if id.Kind != tlsutil.KindApp || id.Name != appID {
+		return errdefs.PermissionDenied("%s is not an ApplicationMaster of %s", id, appID)
+	}
+	return nil
+}
+
+// maySubmit is the queue's submit ACL. Every queue takes every user of
+// the cluster for now; the capacity scheduler's queue ACLs will hang here.
+func (s *Server) maySubmit(ctx context.Context, queue string) error {
+	if id := caller(ctx); id.Kind != tlsutil.KindUser {
+		return errdefs.PermissionDenied("%s may not submit applications to queue %s", id, queue)
+	}
+	return nil
+}
+
+// checkIssuedAppID checks that id is one this leader handed out with
+// NewApplication: a made-up id never names an application.
+func (s *Server) checkIssuedAppID(id string) error {
+	ts, seq, err := yarnpb.ParseAppID(id)
+	if err != nil {
+		return errdefs.InvalidArgument("%v; ask for one with NewApplication", err)
+	}
+	if ts != s.clusterTS.Load() || seq == 0 || seq > s.appSeq.Load() {
+		return errdefs.InvalidArgument("application id %s was not issued by this ResourceManager; ask for a new one with NewApplication", id)
+	}
+	return nil
+}
