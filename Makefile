@@ -8,7 +8,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build test test-unit test-integration lint proto demo bench clean tools
+.PHONY: all build test test-unit test-integration lint proto demo bench fuzz fuzz-short clean tools
 
 all: build
 
@@ -18,9 +18,23 @@ build:
 	@for d in $$(find . -path ./integration -prune -o -path '*/examples/*/main.go' -print 2>/dev/null | xargs -r -n1 dirname); do \
 		echo "$(GO) build -o $(BIN)/$$(basename $$d) $$d"; $(GO) build -o $(BIN)/$$(basename $$d) $$d || exit 1; done
 
-# Unit tests, then the end-to-end tests over real processes.
+# Unit tests, then the end-to-end tests over real processes, then a short
+# run of each fuzz target.
 test: build
 	$(GO) test -count=1 -timeout 8m ./...
+	@$(MAKE) -s fuzz-short
+
+# The fuzz targets: decoders of what the network sends.
+FUZZ_TARGETS := ./rm:FuzzFSMApply ./proto/yarnpb:FuzzIDs
+FUZZTIME ?= 5m
+
+fuzz-short:
+	@$(MAKE) -s fuzz FUZZTIME=5s
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "$(GO) test -run '^$$' -fuzz '^$$name$$' -fuzztime $(FUZZTIME) $$pkg"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
 
 test-unit:
 	$(GO) test -count=1 -short ./...
