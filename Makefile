@@ -70,6 +70,7 @@ bench: build
 	scripts/bench-perjob.sh
 	scripts/bench-session.sh
 	scripts/bench-recovery.sh
+	scripts/bench-security.sh
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./rm/...
 
 clean:

@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"google.golang.org/grpc"
-
 	"loom/errdefs"
 	"loom/tlsutil"
 )
@@ -44,50 +42,13 @@ func (n *NodeManager) authorize(ctx context.Context, method string) (context.Con
 	return tlsutil.WithIdentity(ctx, id), nil
 }
 
-func (n *NodeManager) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	ctx, err := n.authorize(ctx, info.FullMethod)
-	if err != nil {
-		return nil, errdefs.ToGRPC(err)
-	}
-	return handler(ctx, req)
-}
-
-func (n *NodeManager) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx, err := n.authorize(ss.Context(), info.FullMethod)
-	if err != nil {
-		return errdefs.ToGRPC(err)
-	}
-	return handler(srv, &identityStream{ServerStream: ss, ctx: ctx})
-}
-
-type identityStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *identityStream) Context() context.Context { return s.ctx }
-
 func caller(ctx context.Context) tlsutil.Identity {
 	id, _ := tlsutil.FromContext(ctx)
 	return id
 }
 
 // isAdmin reports whether id is one of the cluster's admins.
-func (n *NodeManager) isAdmin(id tlsutil.Identity) bool {
-	if id.Kind != tlsutil.KindUser {
-		return false
-	}
-	for _, a := range n.cfg.Admins {
-		if g, ok := strings.CutPrefix(a, "group:"); ok {
-			if id.InGroup(g) {
-				return true
-			}
-		} else if a == id.Name || a == "*" {
-			return true
-		}
-	}
-	return false
-}
+func (n *NodeManager) isAdmin(id tlsutil.Identity) bool { return tlsutil.IsAdmin(n.cfg.Admins, id) }
 
 // mayTouch checks that the caller may act on a container of appID run
 // for user (user is "" when the node does not know it).

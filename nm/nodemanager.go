@@ -23,6 +23,7 @@ import (
 
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
+	"loom/rpc"
 	"loom/tlsutil"
 )
 
@@ -214,7 +215,7 @@ func (n *NodeManager) Run(ctx context.Context) error {
 	defer stopExec()
 	n.exec.ctx = execCtx
 
-	n.grpc = grpc.NewServer(n.cfg.TLS.ServerOption(), grpc.ChainUnaryInterceptor(n.authUnary), grpc.ChainStreamInterceptor(n.authStream))
+	n.grpc = grpc.NewServer(append(rpc.AuthOptions(n.authorize), n.cfg.TLS.ServerOption())...)
 	yarnpb.RegisterContainerManagerServiceServer(n.grpc, &containerManager{nm: n})
 	n.wg.Add(1)
 	go func() {

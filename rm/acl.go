@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strings"
 
-	"google.golang.org/grpc"
-
 	"loom/errdefs"
 	"loom/proto/yarnpb"
 	"loom/rm/state"
@@ -80,37 +78,8 @@ func (s *Server) authorize(ctx context.Context, method string) (context.Context,
 	return tlsutil.WithIdentity(ctx, id), nil
 }
 
-func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	ctx, err := s.authorize(ctx, info.FullMethod)
-	if err != nil {
-		return nil, errdefs.ToGRPC(err)
-	}
-	return handler(ctx, req)
-}
-
-func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if _, err := s.authorize(ss.Context(), info.FullMethod); err != nil {
-		return errdefs.ToGRPC(err)
-	}
-	return handler(srv, ss)
-}
-
 // isAdmin reports whether id is one of the cluster's admins.
-func (s *Server) isAdmin(id tlsutil.Identity) bool {
-	if id.Kind != tlsutil.KindUser {
-		return false
-	}
-	for _, a := range s.cfg.Admins {
-		if g, ok := strings.CutPrefix(a, "group:"); ok {
-			if id.InGroup(g) {
-				return true
-			}
-		} else if a == id.Name || a == "*" {
-			return true
-		}
-	}
-	return false
-}
+func (s *Server) isAdmin(id tlsutil.Identity) bool { return tlsutil.IsAdmin(s.cfg.Admins, id) }
 
 // caller is the identity the interceptor resolved.
 func caller(ctx context.Context) tlsutil.Identity {

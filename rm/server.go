@@ -210,7 +210,7 @@ func New(cfg *Config) (*Server, error) {
 		return nil, err
 	}
 
-	s.grpc = grpc.NewServer(cfg.TLS.ServerOption(), grpc.ChainUnaryInterceptor(s.authUnary), grpc.ChainStreamInterceptor(s.authStream))
+	s.grpc = grpc.NewServer(append(rpc.AuthOptions(s.authorize), cfg.TLS.ServerOption())...)
 	yarnpb.RegisterClientServiceServer(s.grpc, &clientEndpoint{s: s})
 	yarnpb.RegisterApplicationMasterServiceServer(s.grpc, &amEndpoint{s: s})
 	yarnpb.RegisterResourceTrackerServiceServer(s.grpc, &trackerEndpoint{s: s})

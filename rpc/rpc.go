@@ -3,6 +3,7 @@
 package rpc
 
 import (
+	"context"
 	"crypto/tls"
 	"net"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"loom/errdefs"
 )
 
 // DialOptions are the gRPC options of every loom client connection: TLS
@@ -49,3 +52,35 @@ func Advertised(listen, host string) string {
 	}
 	return net.JoinHostPort(host, port)
 }
+
+// Authorize resolves and checks the caller of a gRPC method; the context
+// it returns carries what it resolved to the handler.
+type Authorize func(ctx context.Context, method string) (context.Context, error)
+
+// AuthOptions are the server options that run authorize before every
+// unary and streaming handler, answering its refusal as a gRPC status.
+func AuthOptions(authorize Authorize) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			ctx, err := authorize(ctx, info.FullMethod)
+			if err != nil {
+				return nil, errdefs.ToGRPC(err)
+			}
+			return handler(ctx, req)
+		}),
+		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			ctx, err := authorize(ss.Context(), info.FullMethod)
+			if err != nil {
+				return errdefs.ToGRPC(err)
+			}
+			return handler(srv, &authedStream{ServerStream: ss, ctx: ctx})
+		}),
+	}
+}
+
+type authedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *authedStream) Context() context.Context { return s.ctx }

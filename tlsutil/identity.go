@@ -57,6 +57,24 @@ func (id Identity) String() string {
 	return id.Kind + " " + id.Name
 }
 
+// IsAdmin reports whether id is a user that admins (user names, groups as
+// "group:NAME", "*" for every user) names.
+func IsAdmin(admins []string, id Identity) bool {
+	if id.Kind != KindUser {
+		return false
+	}
+	for _, a := range admins {
+		if g, ok := strings.CutPrefix(a, "group:"); ok {
+			if id.InGroup(g) {
+				return true
+			}
+		} else if a == id.Name || a == "*" {
+			return true
+		}
+	}
+	return false
+}
+
 // InGroup reports whether the identity lists group g.
 func (id Identity) InGroup(g string) bool { return slices.Contains(id.Groups, g) }
 
