@@ -75,9 +75,9 @@ func TestSecurityProbesAreRefused(t *testing.T) {
 		other := tlstest.New(t).Bundle(tlstest.User("root", "admins"))
 		noCert := &tls.Config{RootCAs: admin.Pool, ServerName: tlsutil.ServerName, MinVersion: tls.VersionTLS13}
 		for name, creds := range map[string]credentials.TransportCredentials{
-			"plaintext":                     insecure.NewCredentials(),
-			"TLS without a certificate":     credentials.NewTLS(noCert),
-			"a certificate of another CA":   credentials.NewTLS(other.ClientConfig(tlsutil.ServerName)),
+			"plaintext":                   insecure.NewCredentials(),
+			"TLS without a certificate":   credentials.NewTLS(noCert),
+			"a certificate of another CA": credentials.NewTLS(other.ClientConfig(tlsutil.ServerName)),
 		} {
 			cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
 			_, err := yarnpb.NewClientServiceClient(dial(c.rmAddr, creds)).ListNodes(cctx, &yarnpb.ListNodesRequest{})
