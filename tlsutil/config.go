@@ -50,7 +50,11 @@ type Bundle struct {
 // Load reads a bundle from files.
 func Load(f Files) (*Bundle, error) {
 	if m := f.Missing(); m != "" {
-		return nil, fmt.Errorf("TLS is required and %s is not set; make the files with `loom tls` (or let `loom cluster up` make them) and pass them as flags or LOOM_TLS_CA, LOOM_TLS_CERT, LOOM_TLS_KEY", m)
+		verb := "is"
+		if strings.Contains(m, ",") {
+			verb = "are"
+		}
+		return nil, fmt.Errorf("TLS is required and %s %s not set; make the files with `loom tls` (or let `loom cluster up` make them) and pass them as flags or LOOM_TLS_CA, LOOM_TLS_CERT, LOOM_TLS_KEY", m, verb)
 	}
 	caPEM, err := os.ReadFile(f.CA)
 	if err != nil {
