@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"loom/errdefs"
+	"loom/proto/yarnpb"
 	"loom/tlsutil"
 )
 
@@ -67,6 +68,20 @@ func (n *NodeManager) mayTouch(ctx context.Context, appID, user string) error {
 		}
 	}
 	return errdefs.PermissionDenied("%s may not act on the containers of application %s", id, appID)
+}
+
+// mayTouchContainer checks that the caller may act on container id: the
+// user is the running container's, else the one kept beside its logs.
+func (n *NodeManager) mayTouchContainer(ctx context.Context, id string) error {
+	appID, err := yarnpb.AppIDOfContainer(id)
+	if err != nil {
+		return errdefs.InvalidArgument("%v", err)
+	}
+	user := n.appOwner(appID)
+	if c := n.exec.get(id); c != nil {
+		user = c.user
+	}
+	return n.mayTouch(ctx, appID, user)
 }
 
 // appOwner is the user an application's containers ran for on this node,

@@ -185,17 +185,17 @@ func validateLaunch(id string, lc *yarnpb.ContainerLaunchContext) error {
 
 // writeCredentials writes a container's credentials where only it (and
 // root) may read them.
-func writeCredentials(work string, creds map[string][]byte) (string, error) {
+func writeCredentials(work string, creds map[string][]byte) error {
 	dir := filepath.Join(work, credentialsDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
+		return err
 	}
 	for name, b := range creds {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			return "", err
+			return err
 		}
 	}
-	return dir, nil
+	return nil
 }
 
 func (e *executor) get(id string) *container {
@@ -258,7 +258,7 @@ func (e *executor) run(c *container) {
 		return
 	}
 	if len(c.launch.Credentials) > 0 {
-		if _, err := writeCredentials(c.work, c.launch.Credentials); err != nil {
+		if err := writeCredentials(c.work, c.launch.Credentials); err != nil {
 			e.complete(c, exitLaunch, "writing the container's credentials: "+err.Error())
 			return
 		}

@@ -396,11 +396,7 @@ func (n *NodeManager) httpHandler() http.Handler {
 			return
 		}
 		who, _ := tlsutil.FromRequest(r)
-		owner := n.appOwner(appID)
-		if c := n.exec.get(id); c != nil {
-			owner = c.user
-		}
-		if err := n.mayTouch(tlsutil.WithIdentity(r.Context(), who), appID, owner); err != nil {
+		if err := n.mayTouchContainer(tlsutil.WithIdentity(r.Context(), who), id); err != nil {
 			http.Error(w, err.Error(), http.StatusForbidden)
 			return
 		}

@@ -55,28 +55,13 @@ func (s *containerManager) StartContainers(ctx context.Context, req *yarnpb.Star
 	return resp, nil
 }
 
-// mayTouchContainer checks that the caller may act on container id.
-func (s *containerManager) mayTouchContainer(ctx context.Context, id string) error {
-	appID, err := yarnpb.AppIDOfContainer(id)
-	if err != nil {
-		return errdefs.InvalidArgument("%v", err)
-	}
-	user := ""
-	if c := s.nm.exec.get(id); c != nil {
-		user = c.user
-	} else {
-		user = s.nm.appOwner(appID)
-	}
-	return s.nm.mayTouch(ctx, appID, user)
-}
-
 func (s *containerManager) StopContainers(ctx context.Context, req *yarnpb.StopContainersRequest) (*yarnpb.StopContainersResponse, error) {
 	if len(req.ContainerIds) > maxBatch {
 		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("%d containers in one request, at most %d are allowed", len(req.ContainerIds), maxBatch))
 	}
 	resp := &yarnpb.StopContainersResponse{Failed: map[string]string{}}
 	for _, id := range req.ContainerIds {
-		if err := s.mayTouchContainer(ctx, id); err != nil {
+		if err := s.nm.mayTouchContainer(ctx, id); err != nil {
 			resp.Failed[id] = err.Error()
 			continue
 		}
@@ -95,7 +80,7 @@ func (s *containerManager) GetContainerStatuses(ctx context.Context, req *yarnpb
 	}
 	resp := &yarnpb.GetContainerStatusesResponse{Failed: map[string]string{}}
 	for _, id := range req.ContainerIds {
-		if err := s.mayTouchContainer(ctx, id); err != nil {
+		if err := s.nm.mayTouchContainer(ctx, id); err != nil {
 			resp.Failed[id] = err.Error()
 			continue
 		}
@@ -146,7 +131,7 @@ func (s *containerManager) ReadContainerLog(req *yarnpb.ReadContainerLogRequest,
 	if err != nil {
 		return errdefs.ToGRPC(errdefs.InvalidArgument("%v", err))
 	}
-	if err := s.mayTouchContainer(stream.Context(), req.ContainerId); err != nil {
+	if err := s.nm.mayTouchContainer(stream.Context(), req.ContainerId); err != nil {
 		return errdefs.ToGRPC(err)
 	}
 	name := req.Name
