@@ -82,7 +82,7 @@ func appCommand() *cli.Command {
 							return printJSON(stdout(), rmclient.AppToJSON(a))
 						}
 						printApp(stdout(), a)
-						printFlinkJobs(c.Context, stdout(), a)
+						printFlinkJobs(c.Context, stdout(), rm, a)
 						return nil
 					})
 				},
@@ -246,12 +246,12 @@ func printLogs(c *cli.Context, id *tlsutil.Bundle, a *yarnpb.ApplicationReport, 
 
 // printFlinkJobs lists the jobs of a running Flink application, as its
 // JobManager reports them.
-func printFlinkJobs(ctx context.Context, w io.Writer, a *yarnpb.ApplicationReport) {
+func printFlinkJobs(ctx context.Context, w io.Writer, rm *rmclient.Client, a *yarnpb.ApplicationReport) {
 	addr, err := flink.JobManagerAddr(a)
 	if err != nil {
 		return
 	}
-	cl, err := client.Dial(addr)
+	cl, err := flink.DialJobManager(rm, a.Id, addr)
 	if err != nil {
 		return
 	}

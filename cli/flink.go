@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,12 +13,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"loom/am/flink"
 	"loom/errdefs"
+	"loom/flinkrt/auth"
 	"loom/flinkrt/client"
 	"loom/flinkrt/jobmanager"
 	"loom/flinkrt/taskmanager"
@@ -36,6 +39,45 @@ var jobmanagerFlag = &cli.StringFlag{
 	EnvVars: []string{"LOOM_JOBMANAGER"},
 }
 
+// secretFileFlag names a standalone deployment's secret, which its
+// JobManager makes and its TaskManagers and clients present.
+var secretFileFlag = &cli.StringFlag{
+	Name:        "secret-file",
+	Usage:       "standalone: the secret file the JobManager, its TaskManagers and clients share (copy it to other hosts)",
+	EnvVars:     []string{auth.EnvSecretFile},
+	DefaultText: "~/.loom/flink-secret",
+}
+
+// waitForFile returns once path exists, or with ctx's error.
+func waitForFile(ctx context.Context, path string, log hclog.Logger) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for logged := false; ; {
+		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if !logged {
+			log.Info("waiting for the JobManager's secret (start `loom jobmanager`, or copy its secret file here)", "path", path)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// standaloneTrust is the trust of a TaskManager or client of a
+// standalone JobManager: the secret its JobManager made.
+func standaloneTrust(c *cli.Context) (*auth.Trust, error) {
+	path, err := auth.SecretFile(c.String(secretFileFlag.Name))
+	if err != nil {
+		return nil, err
+	}
+	return auth.FromSecretFile(path)
+}
+
 func jobmanagerCommand() *cli.Command {
 	d := jobmanager.DefaultTiming
 	return &cli.Command{
@@ -50,6 +92,7 @@ func jobmanagerCommand() *cli.Command {
 			&cli.DurationFlag{Name: "heartbeat-interval", Value: d.HeartbeatInterval, Usage: "heartbeat interval with TaskManagers"},
 			&cli.DurationFlag{Name: "heartbeat-timeout", Value: d.HeartbeatTimeout, Usage: "a TaskManager silent this long is lost"},
 			&cli.DurationFlag{Name: "slot-timeout", Value: d.SlotTimeout, Usage: "how long a job waits for its slots before it fails"},
+			secretFileFlag,
 			logLevelFlag,
 		},
 		Action: func(c *cli.Context) error {
@@ -71,15 +114,34 @@ func jobmanagerCommand() *cli.Command {
 					return fmt.Errorf("--web-dir %s: not a directory", dir)
 				}
 			}
+			secretPath, err := auth.SecretFile(c.String(secretFileFlag.Name))
+			if err != nil {
+				return err
+			}
+			secret, created, err := auth.EnsureSecretFile(secretPath)
+			if err != nil {
+				return err
+			}
+			trust, err := auth.FromSecret(secret, secretPath)
+			if err != nil {
+				return err
+			}
 			jm, err := jobmanager.New(jobmanager.Config{
 				Addr: c.String("addr"), Advertise: c.String("advertise"), RestAddr: c.String("rest-addr"),
 				WebDir: c.String("web-dir"), Dir: c.String("dir"), Log: newLogger(c, "loom", os.Stderr), Timing: timing,
-				TMHeartbeatInterval: timing.HeartbeatInterval, TMHeartbeatTimeout: timing.HeartbeatTimeout,
+				TMHeartbeatInterval: timing.HeartbeatInterval, TMHeartbeatTimeout: timing.HeartbeatTimeout, Trust: trust,
 			})
 			if err != nil {
 				return err
 			}
-			fmt.Printf("JobManager at %s, REST API at http://%s\n", jm.Addr(), jm.RestAddr())
+			how := "its secret"
+			if created {
+				how = "a new secret"
+			}
+			fmt.Printf("JobManager at %s with %s in %s (TaskManagers and clients on other hosts need a copy)\n", jm.Addr(), how, secretPath)
+			if u := jm.WebURL(); u != "" {
+				fmt.Printf("REST API at http://%s; dashboard: %s\n", jm.RestAddr(), u)
+			}
 			ctx, stop := context.WithCancel(c.Context)
 			defer stop()
 			go func() {
@@ -111,6 +173,7 @@ func taskmanagerCommand() *cli.Command {
 			&cli.StringFlag{Name: "id", Usage: "TaskManager id (default: host name and a random suffix)", EnvVars: []string{"LOOM_TASKMANAGER_ID"}},
 			&cli.StringSliceFlag{Name: "artifact", Usage: "SHA256=PATH: a job artifact already on this machine, used instead of fetching it"},
 			&cli.DurationFlag{Name: "rm-timeout", Usage: "exit when the ResourceManager has been out of reach this long (0: never)"},
+			secretFileFlag,
 			logLevelFlag,
 		},
 		Action: func(c *cli.Context) error {
@@ -146,11 +209,15 @@ func taskmanagerCommand() *cli.Command {
 				Dir: dir, ID: c.String("id"), Log: newLogger(c, "loom", os.Stderr),
 				Artifacts: artifacts, ResourceManagerTimeout: c.Duration("rm-timeout"),
 			}
-			// In a Flink application's container, the TaskManager follows
-			// the application's JobManager to a new AM attempt.
+			// In a Flink application's container, the TaskManager is one
+			// of the application's, by its certificate, and follows the
+			// application's JobManager to a new AM attempt.
 			if app, addrs := os.Getenv("LOOM_APPLICATION_ID"), os.Getenv("LOOM_RM_ADDRS"); app != "" && addrs != "" {
 				id, err := tlsutil.LoadContainer()
 				if err != nil {
+					return err
+				}
+				if cfg.Trust, err = auth.FromBundle(id, nil); err != nil {
 					return err
 				}
 				rm, err := rmclient.NewFromList(addrs, id)
@@ -164,6 +231,21 @@ func taskmanagerCommand() *cli.Command {
 						return "", err
 					}
 					return flink.JobManagerAddr(a)
+				}
+			}
+			if cfg.Trust == nil {
+				// A TaskManager may start before its JobManager, as
+				// Flink's retry until theirs is up: it waits for the
+				// JobManager to make the secret.
+				path, err := auth.SecretFile(c.String(secretFileFlag.Name))
+				if err != nil {
+					return err
+				}
+				if err := waitForFile(c.Context, path, cfg.Log); err != nil {
+					return err
+				}
+				if cfg.Trust, err = auth.FromSecretFile(path); err != nil {
+					return err
 				}
 			}
 			tm, err := taskmanager.New(cfg)
@@ -196,6 +278,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "from-savepoint", Aliases: []string{"s"}, Usage: "start from the state of this savepoint or checkpoint (its directory)"},
 			&cli.BoolFlag{Name: "allow-non-restored-state", Usage: "with -s: drop state that maps to no operator of the job"},
 			&cli.StringSliceFlag{Name: "D", Usage: "set a configuration key of the job, key=value (Flink's keys)"},
+			secretFileFlag,
 		}, perJobFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 1 {
@@ -228,13 +311,17 @@ func runCommand() *cli.Command {
 			case "per-job":
 				return runPerJob(c, prog)
 			case "session":
-				addr, err := sessionJobManager(c)
+				addr, trust, err := sessionJobManager(c)
 				if err != nil {
 					return err
 				}
-				return runRemote(c, prog, addr)
+				return runRemote(c, prog, addr, trust)
 			}
-			return runRemote(c, prog, c.String("jobmanager"))
+			trust, err := standaloneTrust(c)
+			if err != nil {
+				return err
+			}
+			return runRemote(c, prog, c.String("jobmanager"), trust)
 		},
 	}
 }
@@ -287,9 +374,9 @@ func jobConfig(c *cli.Context) (string, error) {
 	return strings.Join(lines, "\n"), nil
 }
 
-// runRemote submits the program to the JobManager at addr and, attached,
-// follows the job.
-func runRemote(c *cli.Context, prog client.Program, addr string) error {
+// runRemote submits the program to the JobManager at addr, reached with
+// trust, and, attached, follows the job.
+func runRemote(c *cli.Context, prog client.Program, addr string, trust *auth.Trust) error {
 	// The program is hashed while it plans.
 	type keyed struct {
 		key *flinkpb.BlobKey
@@ -313,7 +400,7 @@ func runRemote(c *cli.Context, prog client.Program, addr string) error {
 	if p := jg.Config["parallelism.default"]; p != "" {
 		prog.Env["LOOM_PARALLELISM"] = p
 	}
-	cl, err := client.Dial(addr)
+	cl, err := client.Dial(addr, trust)
 	if err != nil {
 		return err
 	}
@@ -378,7 +465,7 @@ func jobCommand() *cli.Command {
 			{
 				Name:  "list",
 				Usage: "list jobs, newest first",
-				Flags: []cli.Flag{jobmanagerFlag, appFlag, rmFlag, configFlag, outputFlag},
+				Flags: []cli.Flag{jobmanagerFlag, appFlag, rmFlag, configFlag, secretFileFlag, outputFlag},
 				Action: func(c *cli.Context) error {
 					asJSON, err := jsonOutput(c)
 					if err != nil {
@@ -410,7 +497,7 @@ func jobCommand() *cli.Command {
 				Name:      "cancel",
 				Usage:     "cancel a job",
 				ArgsUsage: "JOB",
-				Flags:     []cli.Flag{jobmanagerFlag, appFlag, rmFlag, configFlag},
+				Flags:     []cli.Flag{jobmanagerFlag, appFlag, rmFlag, configFlag, secretFileFlag},
 				Action: func(c *cli.Context) error {
 					id, err := oneArg(c, "JOB")
 					if err != nil {
@@ -433,7 +520,7 @@ func jobCommand() *cli.Command {
 				Name:      "savepoint",
 				Usage:     "take a savepoint of a running job; `loom run -s PATH` starts a job from it",
 				ArgsUsage: "JOB",
-				Flags: []cli.Flag{jobmanagerFlag, appFlag, rmFlag, configFlag,
+				Flags: []cli.Flag{jobmanagerFlag, appFlag, rmFlag, configFlag, secretFileFlag,
 					&cli.StringFlag{Name: "dir", Usage: "directory to make the savepoint in, which every TaskManager reaches", DefaultText: "the job's " + jobmanager.ConfSavepointDir},
 					savepointTimeoutFlag},
 				Action: func(c *cli.Context) error { return savepoint(c, c.String("dir"), false) },
@@ -442,7 +529,7 @@ func jobCommand() *cli.Command {
 				Name:      "stop",
 				Usage:     "stop a job with a savepoint: its state is saved, then it ends FINISHED",
 				ArgsUsage: "JOB",
-				Flags: []cli.Flag{jobmanagerFlag, appFlag, rmFlag, configFlag,
+				Flags: []cli.Flag{jobmanagerFlag, appFlag, rmFlag, configFlag, secretFileFlag,
 					&cli.StringFlag{Name: "savepoint-dir", Aliases: []string{"p"}, Usage: "directory to make the savepoint in, which every TaskManager reaches", DefaultText: "the job's " + jobmanager.ConfSavepointDir},
 					savepointTimeoutFlag},
 				Action: func(c *cli.Context) error { return savepoint(c, c.String("savepoint-dir"), true) },
@@ -522,9 +609,12 @@ func printJobEnd(c *cli.Context, cl *client.Client, id string) error {
 var appFlag = &cli.StringFlag{Name: "app", Aliases: []string{"session"}, Usage: "the Flink application (per-job or session) whose JobManager to ask, instead of --jobmanager"}
 
 // withJobManager calls fn with a client of the JobManager: the one of the
-// --app application, found through the ResourceManager, or --jobmanager.
+// --app application, found through the ResourceManager and reached as the
+// user of the client config, or the standalone one at --jobmanager,
+// reached with its secret.
 func withJobManager(c *cli.Context, fn func(*client.Client) error) error {
 	addr := c.String("jobmanager")
+	var trust *auth.Trust
 	if app := c.String("app"); app != "" {
 		if _, _, err := yarnpb.ParseAppID(app); err != nil {
 			return errdefs.InvalidArgument("--app: %v", err)
@@ -535,13 +625,19 @@ func withJobManager(c *cli.Context, fn func(*client.Client) error) error {
 				return err
 			}
 			addr, err = flink.JobManagerAddr(a)
+			trust = auth.ForUser(rm.TLS(), app)
 			return err
 		})
 		if err != nil {
 			return err
 		}
+	} else {
+		var err error
+		if trust, err = standaloneTrust(c); err != nil {
+			return err
+		}
 	}
-	cl, err := client.Dial(addr)
+	cl, err := client.Dial(addr, trust)
 	if err != nil {
 		return err
 	}
@@ -588,6 +684,10 @@ func grpcMessage(err error) error {
 	st, ok := status.FromError(err)
 	if !ok {
 		return err
+	}
+	if st.Code() == codes.Unavailable && strings.Contains(st.Message(), "authentication handshake failed") {
+		_, cause, _ := strings.Cut(st.Message(), "authentication handshake failed: ")
+		return fmt.Errorf("the JobManager and this client do not trust each other (%s): a standalone JobManager takes clients that hold its secret file (--secret-file, default ~/.loom/flink-secret); an application's JobManager takes its owner and the cluster's admins (--app APP)", strings.TrimSuffix(cause, `"`))
 	}
 	if st.Code() == codes.Unavailable {
 		cause := st.Message()

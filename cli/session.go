@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"loom/am/flink"
+	"loom/flinkrt/auth"
 	"loom/rm/rmclient"
 )
 
@@ -128,16 +129,18 @@ func stopSession(ctx context.Context, rm *rmclient.Client, id string) error {
 }
 
 // sessionJobManager finds the JobManager of the session `run -t session`
-// submits to.
-func sessionJobManager(c *cli.Context) (string, error) {
+// submits to, and the trust that reaches it as the client config's user.
+func sessionJobManager(c *cli.Context) (string, *auth.Trust, error) {
 	var addr string
+	var trust *auth.Trust
 	err := withRM(c, func(rm *rmclient.Client) error {
 		a, err := flink.FindSession(c.Context, rm, c.String("session"))
 		if err != nil {
 			return err
 		}
+		trust = auth.ForUser(rm.TLS(), a.Id)
 		addr, err = flink.JobManagerAddr(a)
 		return err
 	})
-	return addr, err
+	return addr, trust, err
 }

@@ -45,6 +45,12 @@ func startStandalone(t *testing.T, taskManagers, slots int) *standalone {
 	return s
 }
 
+// env is the environment of the deployment's processes and clients:
+// its own secret file, not the user's default one.
+func (s *standalone) env() []string {
+	return []string{"LOOM_JOBMANAGER=" + s.jmAddr, "LOOM_FLINK_SECRET_FILE=" + filepath.Join(s.dir, "secret")}
+}
+
 func (s *standalone) start(name string, args ...string) *exec.Cmd {
 	s.t.Helper()
 	log, err := os.Create(filepath.Join(s.dir, name+".log"))
@@ -54,6 +60,7 @@ func (s *standalone) start(name string, args ...string) *exec.Cmd {
 	defer log.Close()
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = append(os.Environ(), s.env()...)
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
@@ -111,7 +118,7 @@ func tail(s string, n int) string {
 func (s *standalone) workers() []int { return pgrep(s.dir + "/tm-[0-9]+/blobs/") }
 
 func (s *standalone) loom(args ...string) (string, string, int) {
-	return runLoomEnv([]string{"LOOM_JOBMANAGER=" + s.jmAddr}, args...)
+	return runLoomEnv(s.env(), args...)
 }
 
 func (s *standalone) mustLoom(args ...string) string {

@@ -226,8 +226,17 @@ func TestSavepointRestoresIntoAChangedJob(t *testing.T) {
 	j := c.waitAppJob(r.id, func(j jobJSON) bool { return j.State == "RUNNING" }, "the job RUNNING")
 	spDir := filepath.Join(c.dir, "savepoints")
 
-	web := regexp.MustCompile(`http://[0-9.:]+`).FindString(r.out.String())
-	resp, err := http.Post(web+"/jobs/"+j.ID+"/savepoints", "application/json", bytes.NewBufferString(`{"target-directory":"`+spDir+`","cancel-job":false}`))
+	// A savepoint through the REST API takes the web token of the
+	// dashboard link `loom run` printed.
+	link := regexp.MustCompile(`(http://[0-9.:]+)/\?token=([0-9a-f]+)`).FindStringSubmatch(r.out.String())
+	if link == nil {
+		t.Fatalf("loom run printed no dashboard link with its token:\n%s", r.out.String())
+	}
+	web := link[1]
+	req, _ := http.NewRequest(http.MethodPost, web+"/jobs/"+j.ID+"/savepoints", bytes.NewBufferString(`{"target-directory":"`+spDir+`","cancel-job":false}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+link[2])
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

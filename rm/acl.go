@@ -2,6 +2,7 @@ package rm
 
 import (
 	"context"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -108,6 +109,28 @@ func mayReadApp(ctx context.Context, appID string) error {
 		return errdefs.PermissionDenied("%s may not read application %s", id, appID)
 	}
 	return nil
+}
+
+// trackingURL is an application's tracking URL as its owner (or an admin,
+// or its own containers) sees it, or without its access token for anyone
+// else: an application's web interface may carry the token that lets its
+// owner's browser act on it (the JobManager's dashboard link does), and
+// every user may read every report.
+func trackingURL(raw string, owner bool) string {
+	if owner || raw == "" {
+		return raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	q := u.Query()
+	if !q.Has("token") {
+		return raw
+	}
+	q.Del("token")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // isAttemptOfCaller checks that attemptID belongs to the application whose

@@ -175,7 +175,7 @@ func (e *clientEndpoint) GetApplicationReport(ctx context.Context, req *yarnpb.G
 			index = max(index, at.ModifyIndex)
 		}
 		if req.MinIndex == 0 || index > req.MinIndex || !time.Now().Before(deadline) {
-			return &yarnpb.GetApplicationReportResponse{Report: e.s.appReport(r, app, req.IncludeContainers), Index: index}, nil
+			return &yarnpb.GetApplicationReportResponse{Report: e.s.appReport(ctx, r, app, req.IncludeContainers), Index: index}, nil
 		}
 		ws.Add(st.AbandonCh())
 		wctx, cancel := context.WithDeadline(ctx, deadline)
@@ -206,7 +206,7 @@ func (e *clientEndpoint) ListApplications(ctx context.Context, req *yarnpb.ListA
 		if req.Type != "" && req.Type != a.Type {
 			continue
 		}
-		out.Applications = append(out.Applications, e.s.appReport(r, a, false))
+		out.Applications = append(out.Applications, e.s.appReport(ctx, r, a, false))
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package rm
 
 import (
+	"context"
 	"time"
 
 	"loom/proto/yarnpb"
@@ -30,7 +31,9 @@ func (s *Server) nodeReport(n *state.Node) *yarnpb.NodeReport {
 	return r
 }
 
-func (s *Server) appReport(r *state.ReadTxn, a *state.Application, withContainers bool) *yarnpb.ApplicationReport {
+// appReport is a's report as the caller of ctx may see it.
+func (s *Server) appReport(ctx context.Context, r *state.ReadTxn, a *state.Application, withContainers bool) *yarnpb.ApplicationReport {
+	owner := s.mayActOnApp(ctx, a) == nil
 	rep := &yarnpb.ApplicationReport{
 		Id:               a.ID,
 		Name:             a.Name,
@@ -41,7 +44,7 @@ func (s *Server) appReport(r *state.ReadTxn, a *state.Application, withContainer
 		State:            a.State,
 		FinalStatus:      a.FinalStatus,
 		Diagnostics:      a.Diagnostics,
-		TrackingUrl:      a.TrackingURL,
+		TrackingUrl:      trackingURL(a.TrackingURL, owner),
 		Host:             a.Host,
 		RpcPort:          a.RPCPort,
 		SubmitTime:       a.SubmitTime,
@@ -63,7 +66,7 @@ func (s *Server) appReport(r *state.ReadTxn, a *state.Application, withContainer
 			AmContainerId: at.AMContainerID,
 			Host:          at.Host,
 			RpcPort:       at.RPCPort,
-			TrackingUrl:   at.TrackingURL,
+			TrackingUrl:   trackingURL(at.TrackingURL, owner),
 			Diagnostics:   at.Diagnostics,
 			StartTime:     at.StartTime,
 			FinishTime:    at.FinishTime,

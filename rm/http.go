@@ -10,6 +10,7 @@ import (
 
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
+	"loom/tlsutil"
 )
 
 // httpHandler serves the RM's web API: a read-only subset of YARN's
@@ -73,7 +74,13 @@ func (s *Server) httpHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"app": rmclient.AppToJSON(resp.Report)})
 	})
-	return mux
+	// Handlers read the caller's identity as gRPC handlers do.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id, ok := tlsutil.FromRequest(r); ok {
+			r = r.WithContext(tlsutil.WithIdentity(r.Context(), id))
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // writeError answers with YARN's RemoteException body.

@@ -21,6 +21,7 @@ cleanup() {
 trap cleanup EXIT
 words=$(go run ./scripts/gentext --size "$size" --out "$dir/text.txt")
 port=$((20000 + RANDOM % 20000))
+export LOOM_FLINK_SECRET_FILE=$dir/secret
 jm=127.0.0.1:$port
 bin/loom jobmanager --addr "$jm" --rest-addr "" >"$dir/jm.log" 2>&1 & pids+=($!)
 for i in 1 2; do

@@ -138,11 +138,39 @@ func (b *Bundle) ClientConfig(role string) *tls.Config {
 	}
 }
 
-func checkPeer(cs tls.ConnectionState, kinds []string) error {
-	if len(cs.PeerCertificates) == 0 {
-		return errors.New("the peer presented no certificate")
+// AppClientConfig is the configuration of a connection to a process of
+// application appID: the peer must chain to the cluster CA and carry that
+// application's identity.
+func (b *Bundle) AppClientConfig(appID string) *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		Certificates:       []tls.Certificate{b.Cert},
+		RootCAs:            b.Pool,
+		ServerName:         AppName,
+		ClientSessionCache: b.sessions,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			id, err := peerIdentity(cs)
+			if err != nil {
+				return err
+			}
+			if id.Kind != KindApp || id.Name != appID {
+				return fmt.Errorf("the peer is %s, not application %s", id, appID)
+			}
+			return nil
+		},
 	}
-	id, err := FromCert(cs.PeerCertificates[0])
+}
+
+// peerIdentity is the identity of a connection's peer certificate.
+func peerIdentity(cs tls.ConnectionState) (Identity, error) {
+	if len(cs.PeerCertificates) == 0 {
+		return Identity{}, errors.New("the peer presented no certificate")
+	}
+	return FromCert(cs.PeerCertificates[0])
+}
+
+func checkPeer(cs tls.ConnectionState, kinds []string) error {
+	id, err := peerIdentity(cs)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,10 @@ const (
 	CredentialKey  = "key.pem"
 	// EnvCredentials names a container's credentials directory.
 	EnvCredentials = "LOOM_CREDENTIALS"
+	// EnvAdmins lists the cluster's admins (as the ResourceManager's
+	// --admins, comma-separated) in an AM container, for the
+	// application's own services to let them act on it.
+	EnvAdmins = "LOOM_ADMINS"
 )
 
 // Credentials are the launch-context credentials that give a container

@@ -19,13 +19,17 @@ import (
 	"time"
 )
 
-// The DNS names a ResourceManager's and a NodeManager's certificates
-// carry whatever their hosts, and that clients verify: a server is known
-// by its role, as Nomad's server.global.nomad, so certificates need no
-// host names and survive a move to another address.
+// The DNS names a ResourceManager's, a NodeManager's and an application's
+// certificates carry whatever their hosts, and that clients verify: a
+// server is known by its role, as Nomad's server.global.nomad, so
+// certificates need no host names and survive a move to another address.
+// An application's processes (its JobManager, TaskManagers and workers)
+// serve each other and their owner as AppName; the identity in the
+// certificate says which application they are.
 const (
 	ServerName = "server.loom"
 	NodeName   = "node.loom"
+	AppName    = "app.loom"
 )
 
 // Default validities.
@@ -120,6 +124,9 @@ func (ca *CA) Sign(req CertRequest) (*Issued, error) {
 		SubjectKeyId: keyID(&key.PublicKey),
 	}
 	switch id.Kind {
+	case KindApp:
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+		tmpl.DNSNames = []string{AppName}
 	case KindServer, KindNode:
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
 		role := ServerName

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/protobuf/proto"
 
+	"loom/flinkrt/auth"
 	"loom/flinkrt/jobmanager"
 	"loom/nm/nmclient"
 	"loom/proto/flinkpb"
@@ -120,9 +121,15 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 	defer rm.Close()
 	a := &am{cfg: cfg, rm: rm, host: hostOf(os.Getenv("LOOM_NM_ADDR")), shutdown: make(chan string, 1), failed: make(chan string, 1)}
 	a.driver = newDriver(cfg.TaskManager, cfg.Log.Named("driver"), nmclient.New(id))
+	// The JobManager serves the application's own TaskManagers and
+	// workers, which hold the same certificate, and its user.
+	trust, err := auth.FromBundle(id, auth.Admins())
+	if err != nil {
+		return err
+	}
 	a.jm, err = jobmanager.New(jobmanager.Config{
 		Addr: net.JoinHostPort(a.host, "0"), RestAddr: net.JoinHostPort(a.host, "0"), Dir: "jobmanager",
-		Log: cfg.Log, Driver: a.driver,
+		Log: cfg.Log, Driver: a.driver, Trust: trust,
 	})
 	if err != nil {
 		return err
@@ -167,7 +174,9 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 		})
 	}
 
-	trackingURL := "http://" + a.jm.RestAddr()
+	// The tracking URL is the dashboard link with its web token, which
+	// the ResourceManager shows only to the owner and admins.
+	trackingURL := a.jm.WebURL()
 	_, port, _ := net.SplitHostPort(a.jm.Addr())
 	rpcPort, _ := strconv.Atoi(port)
 	reg, err := a.amrm.Register(ctx, a.host, int32(rpcPort), trackingURL)
@@ -177,7 +186,7 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 	// Before the first heartbeat sends the asks: the previous attempt's
 	// TaskManagers count as starting, so no container is asked for them.
 	a.driver.adopt(reg.ContainersFromPreviousAttempts)
-	fmt.Fprintf(cfg.Out, "flink-am: %s registered (%s); JobManager at %s, web interface %s\n", attemptID, cfg.Mode, a.jm.Addr(), trackingURL)
+	fmt.Fprintf(cfg.Out, "flink-am: %s registered (%s); JobManager at %s, web interface at http://%s (its link with the token: `loom app status`)\n", attemptID, cfg.Mode, a.jm.Addr(), a.jm.RestAddr())
 	a.amrm.Start(ctx)
 	driverCtx, stopDriver := context.WithCancel(ctx)
 	defer stopDriver()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"loom/errdefs"
+	"loom/flinkrt/auth"
 	"loom/flinkrt/client"
 	"loom/flinkrt/jobmanager"
 	"loom/proto/flinkpb"
@@ -39,9 +40,14 @@ func JobManagerAddr(a *yarnpb.ApplicationReport) (string, error) {
 	return "", errdefs.Unavailable("application %s is %s: its JobManager is not up yet; try again in a moment", a.Id, rmclient.StateName(a.State.String()))
 }
 
+// DialJobManager connects to the JobManager of application appID at addr
+// as rm's user, whose certificate the JobManager checks.
+func DialJobManager(rm *rmclient.Client, appID, addr string) (*client.Client, error) {
+	return client.Dial(addr, auth.ForUser(rm.TLS(), appID))
+}
+
 // Follow reports a per-job application's progress, a line at a time,
-// through fn (the
-// application's state, its AM, its TaskManager containers, the job's
+// through fn (the application's state, its AM, its TaskManager containers, the job's
 // states) until the application ends, and returns the job's last details
 // (nil when it never ran) and the application's final report. When ctx
 // ends it cancels the job, and kills the application if the job does not
@@ -76,7 +82,7 @@ func Follow(ctx context.Context, rm *rmclient.Client, appID, jobID string, fn fu
 		canceled = true
 		report("canceling job " + jobID)
 		if addr != "" {
-			if cl, err := client.Dial(addr); err == nil {
+			if cl, err := DialJobManager(rm, appID, addr); err == nil {
 				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				_, err = cl.Dispatcher().CancelJob(cctx, &flinkpb.CancelJobRequest{JobId: jobID})
 				cancel()
@@ -107,7 +113,7 @@ func Follow(ctx context.Context, rm *rmclient.Client, appID, jobID string, fn fu
 			break
 		}
 		for {
-			_, err := followJob(jobCtx, addr, jobID, report, &last)
+			_, err := followJob(jobCtx, rm, appID, addr, jobID, report, &last)
 			if err != nil && jobCtx == ctx && ctx.Err() != nil {
 				cancelJob(addr)
 				jobCtx = appCtx
@@ -191,8 +197,8 @@ func attemptDiag(a *yarnpb.ApplicationReport, id string) string {
 
 // followJob reports a job's changes at one JobManager until the job ends
 // or the JobManager goes away.
-func followJob(ctx context.Context, addr, jobID string, report func(string), last **flinkpb.JobDetails) (*flinkpb.JobDetails, error) {
-	cl, err := client.Dial(addr)
+func followJob(ctx context.Context, rm *rmclient.Client, appID, addr, jobID string, report func(string), last **flinkpb.JobDetails) (*flinkpb.JobDetails, error) {
+	cl, err := DialJobManager(rm, appID, addr)
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"loom/errdefs"
-	"loom/flinkrt/client"
 	"loom/proto/flinkpb"
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
@@ -162,7 +161,7 @@ func StopSession(ctx context.Context, rm *rmclient.Client, id string) (*yarnpb.A
 	if err != nil {
 		return nil, err
 	}
-	cl, err := client.Dial(addr)
+	cl, err := DialJobManager(rm, id, addr)
 	if err != nil {
 		return nil, err
 	}

@@ -19,11 +19,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"loom/flinkrt/auth"
 	"loom/flinkrt/graph"
 	"loom/flinkrt/jobmanager"
 	"loom/flinkrt/worker"
 	"loom/proto/flinkpb"
-	"loom/rpc"
 )
 
 // Program is a job program and how to run it.
@@ -101,12 +101,14 @@ type Client struct {
 	d    flinkpb.DispatcherClient
 }
 
-// Dial connects to the JobManager at addr.
-func Dial(addr string) (*Client, error) {
+// Dial connects to the JobManager at addr with trust: a standalone
+// deployment's secret, or a user's certificate for an application's
+// JobManager (auth.ForUser).
+func Dial(addr string, trust *auth.Trust) (*Client, error) {
 	if addr == "" {
 		return nil, errors.New("no JobManager address: give --jobmanager host:port")
 	}
-	conn, err := grpc.NewClient(addr, rpc.DialOptions(nil)...)
+	conn, err := grpc.NewClient(addr, trust.DialOptions()...)
 	if err != nil {
 		return nil, fmt.Errorf("JobManager address %q: %w", addr, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +23,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"loom/errdefs"
+	"loom/flinkrt/auth"
 	"loom/flinkrt/graph"
 	"loom/flinkrt/resourcemanager"
 	"loom/proto/flinkpb"
@@ -39,7 +42,11 @@ type Config struct {
 	// WebDir, when set, is a dashboard build served at /.
 	WebDir string
 	// Dir keeps uploaded artifacts; a temporary directory when empty.
-	Dir    string
+	Dir string
+	// Trust is the deployment's: the gRPC port takes its members and its
+	// users (the Dispatcher's clients), and the REST API asks its web
+	// token (see restAuth).
+	Trust  *auth.Trust
 	Log    hclog.Logger
 	Driver resourcemanager.Driver
 	Timing Timing
@@ -91,6 +98,9 @@ type JobManager struct {
 
 // New listens on the configured addresses; Run serves.
 func New(cfg Config) (*JobManager, error) {
+	if cfg.Trust == nil {
+		return nil, errors.New("a JobManager needs its deployment's credentials")
+	}
 	if cfg.Log == nil {
 		cfg.Log = hclog.NewNullLogger()
 	}
@@ -118,10 +128,10 @@ func New(cfg Config) (*JobManager, error) {
 	}
 	log := cfg.Log.Named("jobmanager")
 	jm := &JobManager{
-		cfg: cfg, log: log, addr: addr, ln: ln, srv: grpc.NewServer(grpc.MaxRecvMsgSize(64 << 20)),
+		cfg: cfg, log: log, addr: addr, ln: ln, srv: grpc.NewServer(append(cfg.Trust.ServerOptions(allowCall), grpc.MaxRecvMsgSize(64<<20))...),
 		blobs: blobs, start: time.Now(), jobs: map[string]*JobMaster{}, savepointOps: map[string]*savepointOp{}, ctx: context.Background(), shutdown: make(chan string, 1),
 		rm: resourcemanager.New(resourcemanager.Config{
-			Log: cfg.Log.Named("resourcemanager"), Driver: cfg.Driver,
+			Log: cfg.Log.Named("resourcemanager"), Driver: cfg.Driver, Trust: cfg.Trust,
 			HeartbeatInterval: cfg.TMHeartbeatInterval, HeartbeatTimeout: cfg.TMHeartbeatTimeout,
 		}),
 	}
@@ -133,9 +143,31 @@ func New(cfg Config) (*JobManager, error) {
 			ln.Close()
 			return nil, fmt.Errorf("REST listen: %w", err)
 		}
-		jm.rest = &http.Server{Handler: jm.restHandler(), ReadHeaderTimeout: 10 * time.Second}
+		jm.rest = &http.Server{Handler: jm.restAuth(jm.restHandler()), ReadHeaderTimeout: 10 * time.Second}
 	}
 	return jm, nil
+}
+
+// allowCall is who may call what on the JobManager's gRPC port: its
+// TaskManagers and workers anything; a user the Dispatcher, reading any
+// job (as anyone may read an application's report), and changing jobs,
+// uploading or fetching programs only as the owner or an admin.
+func allowCall(p auth.Peer, method string) error {
+	if p.Member {
+		return nil
+	}
+	svc, name, _ := strings.Cut(strings.TrimPrefix(method, "/"), "/")
+	if svc != "loom.flink.Dispatcher" || p.User == "" {
+		return auth.MembersOnly(p, method)
+	}
+	switch name {
+	case "ListJobs", "GetJob":
+		return nil
+	}
+	if p.MayChange() {
+		return nil
+	}
+	return errdefs.PermissionDenied("%s may not call %s: only the owner of this application or an admin may", p, name)
 }
 
 // Addr is the gRPC address of the Dispatcher, JobMasters and
@@ -149,6 +181,9 @@ func (jm *JobManager) RestAddr() string {
 	}
 	return rpc.Advertised(jm.restL.Addr().String(), "")
 }
+
+// Trust is the deployment's trust the JobManager serves with.
+func (jm *JobManager) Trust() *auth.Trust { return jm.cfg.Trust }
 
 // ResourceManager is the JobManager's Flink ResourceManager.
 func (jm *JobManager) ResourceManager() *resourcemanager.ResourceManager { return jm.rm }
@@ -300,6 +335,7 @@ func (jm *JobManager) SubmitJob(_ context.Context, req *flinkpb.SubmitJobRequest
 		jm.mu.Unlock()
 		return nil, status.Errorf(codes.InvalidArgument, "job %s: %v", id, err)
 	}
+	j.dial = jm.cfg.Trust.DialOptions()
 	jm.jobs[id] = j
 	jm.order = append(jm.order, id)
 	ctx := jm.ctx

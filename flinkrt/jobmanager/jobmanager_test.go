@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,13 +18,22 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"loom/flinkrt/auth"
 	"loom/flinkrt/jobmanager"
 	"loom/flinkrt/stream"
 	"loom/flinkrt/stream/sink"
 	"loom/flinkrt/stream/source"
 	"loom/proto/flinkpb"
-	"loom/rpc"
 )
+
+func testTrust(t *testing.T) *auth.Trust {
+	t.Helper()
+	tr, err := auth.FromSecret(auth.NewSecret(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
 
 // startJM runs a JobManager with no TaskManagers; jobs wait for slots.
 func startJM(t *testing.T, local bool) (*jobmanager.JobManager, flinkpb.DispatcherClient) {
@@ -32,7 +43,13 @@ func startJM(t *testing.T, local bool) (*jobmanager.JobManager, flinkpb.Dispatch
 
 func startJMWith(t *testing.T, cfg jobmanager.Config) (*jobmanager.JobManager, flinkpb.DispatcherClient) {
 	t.Helper()
-	cfg.Addr, cfg.RestAddr, cfg.Dir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+	cfg.Addr, cfg.Dir = "127.0.0.1:0", t.TempDir()
+	if cfg.RestAddr == "" {
+		cfg.RestAddr = "127.0.0.1:0"
+	}
+	if cfg.Trust == nil {
+		cfg.Trust = testTrust(t)
+	}
 	jm, err := jobmanager.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +58,7 @@ func startJMWith(t *testing.T, cfg jobmanager.Config) (*jobmanager.JobManager, f
 	done := make(chan struct{})
 	go func() { _ = jm.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	conn, err := grpc.NewClient(jm.Addr(), rpc.DialOptions(nil)...)
+	conn, err := grpc.NewClient(jm.Addr(), cfg.Trust.DialOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +112,12 @@ func TestSubmitRefusesMalformedGraphsAndMissingArtifacts(t *testing.T) {
 
 func getJSON(t *testing.T, url string, want int, v any) {
 	t.Helper()
-	resp, err := http.Get(url)
+	getJSONWith(t, http.DefaultClient, url, want, v)
+}
+
+func getJSONWith(t *testing.T, c *http.Client, url string, want int, v any) {
+	t.Helper()
+	resp, err := c.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,9 +205,12 @@ func TestRESTSpeaksFlinksContract(t *testing.T) {
 	}
 	getJSON(t, base+"/jobs/0123", 404, &errBody)
 
-	// The dashboard's cancel button.
+	// The dashboard's cancel button, which needs the web token: a
+	// browser that opened the dashboard link holds it as a cookie.
 	var empty map[string]any
-	getJSON(t, base+"/jobs/"+id+"/yarn-cancel", 202, &empty)
+	getJSON(t, base+"/jobs/"+id+"/yarn-cancel", 401, &errBody)
+	browser := dashboardBrowser(t, jm.WebURL())
+	getJSONWith(t, browser, base+"/jobs/"+id+"/yarn-cancel", 202, &empty)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var j struct {
@@ -211,6 +236,88 @@ func TestRESTSpeaksFlinksContract(t *testing.T) {
 	if tms["taskmanagers"] == nil {
 		t.Errorf("/taskmanagers: %v", tms)
 	}
+}
+
+// dashboardBrowser is an HTTP client that opened a dashboard link.
+func dashboardBrowser(t *testing.T, link string) *http.Client {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Jar: jar}
+	var landed *http.Request
+	c.CheckRedirect = func(req *http.Request, _ []*http.Request) error { landed = req; return nil }
+	resp, err := c.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if landed == nil || landed.URL.RawQuery != "" {
+		t.Fatalf("the dashboard link %s did not redirect to a link without its token (landed on %v)", link, landed)
+	}
+	return c
+}
+
+// Changing a job over REST takes the deployment's web token: no token, a
+// wrong one, or another deployment's is refused with 401 and changes
+// nothing; the token as a bearer header or the dashboard link's cookie
+// is let through. Off loopback, reading takes the token too.
+func TestRESTNeedsTheWebToken(t *testing.T) {
+	jm, d := startJM(t, true)
+	base := "http://" + jm.RestAddr()
+	resp, err := d.SubmitJob(context.Background(), &flinkpb.SubmitJobRequest{JobGraph: plan(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.JobId
+	other := testTrust(t)
+	call := func(method, path, token string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tok := range []string{"", "bogus", other.WebToken()} {
+		for _, r := range [][2]string{{"GET", "/jobs/" + id + "/yarn-cancel"}, {"PATCH", "/jobs/" + id}, {"POST", "/jobs/" + id + "/savepoints"}, {"POST", "/jobs/" + id + "/stop"}, {"DELETE", "/cluster"}} {
+			if code := call(r[0], r[1], tok); code != http.StatusUnauthorized {
+				t.Errorf("%s %s with token %q: %d, want 401", r[0], r[1], tok, code)
+			}
+		}
+	}
+	if code := call("GET", "/jobs/"+id, ""); code != http.StatusOK {
+		t.Errorf("a read on loopback without the token: %d, want 200", code)
+	}
+	j, err := jm.Job(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := j.Details(false).State; st != "CREATED" {
+		t.Fatalf("after refused calls the job is %s, want CREATED", st)
+	}
+	if code := call("PATCH", "/jobs/"+id+"?mode=cancel", jm.Trust().WebToken()); code != http.StatusAccepted {
+		t.Errorf("cancel with the bearer token: %d, want 202", code)
+	}
+
+	// Off loopback every request needs the token.
+	wide, _ := startJMWith(t, jobmanager.Config{RestAddr: "0.0.0.0:0"})
+	_, port, _ := net.SplitHostPort(wide.RestAddr())
+	base = "http://127.0.0.1:" + port
+	if code := call("GET", "/overview", ""); code != http.StatusUnauthorized {
+		t.Errorf("a read off loopback without the token: %d, want 401", code)
+	}
+	if code := call("GET", "/overview", wide.Trust().WebToken()); code != http.StatusOK {
+		t.Errorf("a read off loopback with the token: %d, want 200", code)
+	}
+	var overview map[string]any
+	getJSONWith(t, dashboardBrowser(t, base+"/?token="+wide.Trust().WebToken()), base+"/overview", 200, &overview)
 }
 
 // --web-dir serves a dashboard build at /, behind the REST routes.

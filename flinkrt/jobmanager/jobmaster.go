@@ -16,7 +16,6 @@ import (
 	"loom/flinkrt/graph"
 	"loom/flinkrt/resourcemanager"
 	"loom/proto/flinkpb"
-	"loom/rpc"
 )
 
 // Flink's job states.
@@ -75,6 +74,9 @@ type JobMaster struct {
 	rm       ResourceManager
 	addr     string
 	timing   Timing
+	// dial are the options of connections to TaskManagers: the
+	// deployment's TLS.
+	dial []grpc.DialOption
 
 	mu          sync.Mutex
 	state       string
@@ -915,7 +917,7 @@ func (jm *JobMaster) offerSlots(req *flinkpb.OfferSlotsRequest) ([]int32, error)
 	}
 	c := jm.tms[req.TaskManagerId]
 	if c == nil {
-		conn, err := grpc.NewClient(req.TaskManagerAddress, rpc.DialOptions(nil)...)
+		conn, err := grpc.NewClient(req.TaskManagerAddress, jm.dial...)
 		if err != nil {
 			return nil, err
 		}

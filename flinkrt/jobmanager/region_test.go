@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"loom/flinkrt/auth"
 	"loom/flinkrt/resourcemanager"
 	"loom/proto/flinkpb"
 )
@@ -30,6 +31,11 @@ func TestRegionFailoverRestartsTheFailedRegions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	trust, err := auth.FromSecret(auth.NewSecret(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jm.dial = trust.DialOptions()
 	if jm.numRegions != 4 {
 		t.Fatalf("%d regions, want 4", jm.numRegions)
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"loom/flinkrt/auth"
 	"loom/flinkrt/graph"
 	"loom/flinkrt/jobmanager"
 	"loom/flinkrt/task"
@@ -39,14 +40,20 @@ func Execute(ctx context.Context, sg *graph.StreamGraph, jg *flinkpb.JobGraph) (
 	}
 	defer os.RemoveAll(dir)
 
-	jm, err := jobmanager.New(jobmanager.Config{Addr: "127.0.0.1:0", Dir: dir, Local: true})
+	// The cluster's processes are this one: a secret of its own, kept
+	// in memory, is all they share.
+	trust, err := auth.FromSecret(auth.NewSecret(), "")
+	if err != nil {
+		return nil, err
+	}
+	jm, err := jobmanager.New(jobmanager.Config{Addr: "127.0.0.1:0", Dir: dir, Local: true, Trust: trust})
 	if err != nil {
 		return nil, err
 	}
 	l := &launcher{job: &worker.Job{Graph: sg, Plan: jg, InProcess: true}}
 	tm, err := taskmanager.New(taskmanager.Config{
 		Addr: "127.0.0.1:0", JobManager: jm.Addr(), Slots: max(1, int(jg.Slots)), DataHost: "127.0.0.1",
-		Dir: dir, ID: "minicluster", Launcher: l,
+		Dir: dir, ID: "minicluster", Launcher: l, Trust: trust,
 	})
 	if err != nil {
 		return nil, err
@@ -111,7 +118,7 @@ func (l *launcher) Launch(_ context.Context, spec taskmanager.WorkerSpec) (taskm
 	go func() {
 		defer l.wg.Done()
 		defer close(w.done)
-		w.err = worker.Attach(ctx, spec.TaskManager, spec.JobID, spec.DataHost, l.job, nil)
+		w.err = worker.Attach(ctx, spec.Trust, spec.TaskManager, spec.JobID, spec.DataHost, l.job, nil)
 	}()
 	return w, nil
 }

@@ -3,6 +3,7 @@ package network
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,7 +16,10 @@ import (
 )
 
 // A channel between workers is one TCP connection, opened by the producer
-// to the consumer's worker. The producer first sends a hello: the magic
+// to the consumer's worker, in mutual TLS with the deployment's trust
+// (package auth): a data port takes no byte from anyone outside the
+// deployment. The TLS handshake is bounded by the hello's deadline. Over
+// it the producer first sends a hello: the magic
 // "LOOM", a uint16 length and the channel's key. From then on it sends
 // frames and the consumer sends credits.
 //
@@ -52,6 +56,7 @@ type Receiver func(conn net.Conn, r *bufio.Reader)
 type Server struct {
 	ln        net.Listener
 	advertise string
+	client    *tls.Config
 
 	mu        sync.Mutex
 	wait      time.Duration // for a connection's receiver
@@ -64,19 +69,24 @@ type Server struct {
 
 // Listen opens a data server on addr ("host:0" for any port). Its address
 // is advertised with host in place of the listener's own, when host is
-// set.
-func Listen(addr, host string) (*Server, error) {
+// set. It serves with server and dials other workers (Dial) with client,
+// both the deployment's.
+func Listen(addr, host string, server, client *tls.Config) (*Server, error) {
+	if server == nil || client == nil {
+		return nil, errors.New("a data server needs its deployment's TLS configurations")
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening for data connections: %w", err)
 	}
+	ln = tls.NewListener(ln, server)
 	adv := ln.Addr().String()
 	if host != "" {
 		_, port, _ := net.SplitHostPort(adv)
 		adv = net.JoinHostPort(host, port)
 	}
 	s := &Server{
-		ln: ln, advertise: adv, wait: 30 * time.Second,
+		ln: ln, advertise: adv, client: client, wait: 30 * time.Second,
 		receivers: map[string]Receiver{}, changed: make(chan struct{}), conns: map[net.Conn]struct{}{},
 	}
 	s.wg.Add(1)
@@ -86,6 +96,18 @@ func Listen(addr, host string) (*Server, error) {
 
 // Addr is the address producers connect to.
 func (s *Server) Addr() string { return s.advertise }
+
+// Dialer opens a data connection to another worker.
+type Dialer func(ctx context.Context, addr string) (net.Conn, error)
+
+// Dial is the Dialer of this server's deployment: TLS with its client
+// configuration, the handshake done before it returns.
+func (s *Server) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: s.client}
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return d.DialContext(hctx, "tcp", addr)
+}
 
 // Register makes r serve the connection that names key. A connection may
 // arrive before its receiver is registered; it waits for it.
@@ -148,9 +170,6 @@ func (s *Server) serve(conn net.Conn) {
 		s.mu.Unlock()
 		conn.Close()
 	}()
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
-	}
 	br := bufio.NewReaderSize(conn, 64<<10)
 	s.mu.Lock()
 	wait := s.wait
@@ -342,6 +361,7 @@ func decodeFrame[T any](p []byte, b *Batch[T], c codec.Codec[T]) error {
 // RemoteChannel is the producing end of a channel to a subtask in another
 // worker. It connects on first use.
 type RemoteChannel[T any] struct {
+	dial      Dialer
 	addr, key string
 	codec     codec.Codec[T]
 	batch     *Batch[T]
@@ -355,25 +375,21 @@ type RemoteChannel[T any] struct {
 }
 
 // NewRemoteChannel makes the producing end of the channel key at the
-// worker serving addr.
-func NewRemoteChannel[T any](addr, key string, batchSize int, c codec.Codec[T]) *RemoteChannel[T] {
+// worker serving addr, which dial reaches.
+func NewRemoteChannel[T any](dial Dialer, addr, key string, batchSize int, c codec.Codec[T]) *RemoteChannel[T] {
 	return &RemoteChannel[T]{
-		addr: addr, key: key, codec: c,
+		dial: dial, addr: addr, key: key, codec: c,
 		batch: &Batch[T]{Records: make([]T, 0, batchSize), Times: make([]int64, 0, batchSize)},
 	}
 }
 
 func (c *RemoteChannel[T]) connect(ctx context.Context) error {
-	d := net.Dialer{Timeout: 10 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", c.addr)
+	conn, err := c.dial(ctx, c.addr)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ErrCanceled
 		}
 		return fmt.Errorf("connecting to the consumer's worker at %s: %w", c.addr, err)
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
 	}
 	hello := append([]byte(magic), 0, 0)
 	binary.LittleEndian.PutUint16(hello[4:], uint16(len(c.key)))

@@ -4,13 +4,30 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"loom/flinkrt/auth"
 	"loom/flinkrt/codec"
 )
+
+// listen opens a data server with a deployment trust of its own.
+func listen(t testing.TB) *Server {
+	t.Helper()
+	tr, err := auth.FromSecret(auth.NewSecret(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Listen("127.0.0.1:0", "", tr.ServerTLS(), tr.ClientTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	return srv
+}
 
 type rec struct {
 	Word  string
@@ -20,15 +37,11 @@ type rec struct {
 // pipe connects one remote channel into channel 0 of a one-channel gate.
 func pipe[T any](t testing.TB, ctx context.Context, credits, batch int) (*Gate[T], *RemoteChannel[T], *Server) {
 	t.Helper()
-	srv, err := Listen("127.0.0.1:0", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
+	srv := listen(t)
 	gate := NewGate[T](1, credits)
 	c := codec.MustFor[T]()
 	srv.Register("job/0/0/0", NewReceiver(ctx, gate, 0, credits, batch, c, "producer 0"))
-	return gate, NewRemoteChannel(srv.Addr(), "job/0/0/0", batch, c), srv
+	return gate, NewRemoteChannel(srv.Dial, srv.Addr(), "job/0/0/0", batch, c), srv
 }
 
 func TestRemoteChannelCarriesRecordsWatermarksAndEnd(t *testing.T) {
@@ -193,12 +206,8 @@ func TestRemoteChannelBreakFailsConsumer(t *testing.T) {
 }
 
 func TestServerDropsBadHello(t *testing.T) {
-	srv, err := Listen("127.0.0.1:0", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	out := NewRemoteChannel(srv.Addr(), "nobody/0/0/0", 4, codec.MustFor[int64]())
+	srv := listen(t)
+	out := NewRemoteChannel(srv.Dial, srv.Addr(), "nobody/0/0/0", 4, codec.MustFor[int64]())
 	srv.mu.Lock()
 	srv.wait = 50 * time.Millisecond
 	srv.mu.Unlock()
@@ -257,3 +266,48 @@ func BenchmarkRemoteChannel(b *testing.B) {
 // benchRecord is the size of a record in BenchmarkRemoteChannel, with its
 // length prefix.
 var benchRecord = 1000
+
+// A data port takes records only from its own deployment: a plaintext
+// producer and one with another deployment's secret reach no receiver,
+// and the producer's send fails.
+func TestDataPortRefusesOutsiders(t *testing.T) {
+	srv := listen(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	gate := NewGate[int64](1, 4)
+	srv.Register("job/0/0/0", NewReceiver(ctx, gate, 0, 4, 4, codec.MustFor[int64](), "producer 0"))
+
+	plain := func(ctx context.Context, addr string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	stranger := listen(t) // another deployment's server, to dial with its trust
+	for name, dial := range map[string]Dialer{"plaintext": plain, "another secret": stranger.Dial} {
+		out := NewRemoteChannel(dial, srv.Addr(), "job/0/0/0", 4, codec.MustFor[int64]())
+		err := func() error {
+			b, err := out.Take(ctx)
+			if err != nil {
+				return err
+			}
+			b.Add(42, NoTime)
+			if err := out.Send(ctx, b); err != nil {
+				return err
+			}
+			// A write may be buffered before the peer's refusal is seen.
+			b, err = out.Take(ctx)
+			if err != nil {
+				return err
+			}
+			b.Add(43, NoTime)
+			return out.Send(ctx, b)
+		}()
+		if err == nil {
+			t.Errorf("%s: a producer outside the deployment sent records", name)
+		}
+	}
+	select {
+	case b := <-gate.C():
+		t.Fatalf("a receiver got a batch from outside the deployment: %+v", b)
+	default:
+	}
+}

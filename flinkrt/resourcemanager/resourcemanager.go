@@ -19,8 +19,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"loom/flinkrt/auth"
 	"loom/proto/flinkpb"
-	"loom/rpc"
 )
 
 // Driver turns slot needs into TaskManagers. The ResourceManager calls
@@ -73,6 +73,8 @@ type JobMaster interface {
 type Config struct {
 	Log    hclog.Logger
 	Driver Driver
+	// Trust is the deployment's, with which it dials TaskManagers.
+	Trust *auth.Trust
 	// HeartbeatInterval is how often TaskManagers heartbeat; one silent
 	// for HeartbeatTimeout is lost.
 	HeartbeatInterval time.Duration
@@ -237,7 +239,7 @@ func (rm *ResourceManager) RegisterTaskExecutor(_ context.Context, req *flinkpb.
 	if req.Slots < 1 || req.Slots > 1024 {
 		return nil, status.Errorf(codes.InvalidArgument, "%d slots: want 1..1024", req.Slots)
 	}
-	conn, err := grpc.NewClient(req.Address, rpc.DialOptions(nil)...)
+	conn, err := grpc.NewClient(req.Address, rm.cfg.Trust.DialOptions()...)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "TaskManager address %q: %v", req.Address, err)
 	}

@@ -52,8 +52,8 @@ type TypeOps interface {
 	// RunInput runs RunInput over a *network.Gate[T] and an Output[T] head.
 	RunInput(ctx *Context, gate any, head any) error
 	// NewRemoteChannel makes a network.ChannelOut[T] to channel key of the
-	// worker serving addr.
-	NewRemoteChannel(addr, key string, batchSize int) (any, error)
+	// worker serving addr, which dial reaches.
+	NewRemoteChannel(dial network.Dialer, addr, key string, batchSize int) (any, error)
 	// NewReceiver serves a remote producer into channel index of gate.
 	NewReceiver(ctx context.Context, gate any, index, credits, batchSize int, from string) (network.Receiver, error)
 }
@@ -103,12 +103,12 @@ func (Type[T]) NewWriter(ctx context.Context, p Partitioning, channels []any, ba
 }
 
 // NewRemoteChannel implements TypeOps.
-func (Type[T]) NewRemoteChannel(addr, key string, batchSize int) (any, error) {
+func (Type[T]) NewRemoteChannel(dial network.Dialer, addr, key string, batchSize int) (any, error) {
 	c, err := codec.For[T]()
 	if err != nil {
 		return nil, err
 	}
-	return network.ChannelOut[T](network.NewRemoteChannel(addr, key, batchSize, c)), nil
+	return network.ChannelOut[T](network.NewRemoteChannel(dial, addr, key, batchSize, c)), nil
 }
 
 // NewReceiver implements TypeOps.

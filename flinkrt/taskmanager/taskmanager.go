@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
+	"loom/flinkrt/auth"
 	"loom/proto/flinkpb"
 	"loom/rpc"
 )
@@ -39,8 +40,11 @@ type Config struct {
 	// JobManager is the address of the ResourceManager, Dispatcher and
 	// JobMasters.
 	JobManager string
-	Slots      int
-	MemoryMB   int64
+	// Trust is the deployment's: the TaskManager serves only its members
+	// (its JobManager and its job workers) and dials only them.
+	Trust    *auth.Trust
+	Slots    int
+	MemoryMB int64
 	// DataHost is the host workers publish their data ports on.
 	DataHost string
 	// Dir holds fetched artifacts.
@@ -106,6 +110,9 @@ func New(cfg Config) (*TaskManager, error) {
 	if cfg.JobManager == "" {
 		return nil, errors.New("a TaskManager needs the JobManager's address (--jobmanager host:port)")
 	}
+	if cfg.Trust == nil {
+		return nil, errors.New("a TaskManager needs its deployment's credentials")
+	}
 	if cfg.Log == nil {
 		cfg.Log = hclog.NewNullLogger()
 	}
@@ -142,14 +149,14 @@ func New(cfg Config) (*TaskManager, error) {
 	}
 	res := manual.NewBuilderWithScheme("loom-jobmanager")
 	res.InitialState(resolver.State{Addresses: []resolver.Address{{Addr: cfg.JobManager}}})
-	conn, err := grpc.NewClient(res.Scheme()+":///jobmanager", append(rpc.DialOptions(nil), grpc.WithResolvers(res))...)
+	conn, err := grpc.NewClient(res.Scheme()+":///jobmanager", append(cfg.Trust.DialOptions(), grpc.WithResolvers(res))...)
 	if err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("JobManager address %q: %w", cfg.JobManager, err)
 	}
 	tm := &TaskManager{
 		cfg: cfg, id: cfg.ID, addr: addr, log: cfg.Log.Named("taskmanager"), ln: ln,
-		srv: grpc.NewServer(), jmConn: conn, jmResolver: res, jmAddr: cfg.JobManager,
+		srv: grpc.NewServer(cfg.Trust.ServerOptions(auth.MembersOnly)...), jmConn: conn, jmResolver: res, jmAddr: cfg.JobManager,
 		rm: flinkpb.NewResourceManagerClient(conn), jm: flinkpb.NewJobMasterClient(conn), blobs: flinkpb.NewDispatcherClient(conn),
 		slots: make([]slot, cfg.Slots), jobs: map[string]*job{}, ctx: context.Background(),
 	}

@@ -19,9 +19,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"loom/flinkrt/auth"
 	"loom/flinkrt/worker"
 	"loom/proto/flinkpb"
-	"loom/rpc"
 )
 
 // Launcher starts job workers.
@@ -38,6 +38,8 @@ type WorkerSpec struct {
 	DataHost    string
 	// MemoryMB is the TaskManager's memory: the worker's soft limit.
 	MemoryMB int64
+	// Trust is the deployment's, which the worker uses too.
+	Trust *auth.Trust
 }
 
 // Worker is a started job worker.
@@ -73,6 +75,11 @@ func (l *ProcessLauncher) Launch(ctx context.Context, spec WorkerSpec) (Worker, 
 	}
 	if os.Getenv("GOMEMLIMIT") == "" && spec.MemoryMB > 0 {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("GOMEMLIMIT=%dMiB", spec.MemoryMB))
+	}
+	// The job's own environment comes first: what the TaskManager sets
+	// wins over it.
+	for k, v := range spec.Trust.Env() {
+		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Env = append(cmd.Env,
 		worker.EnvRole+"="+worker.RoleWorker,
@@ -265,7 +272,7 @@ func (j *job) attach(s flinkpb.TaskExecutor_AttachWorkerServer, dataAddr string,
 // the job's slots to its JobMaster as they are allocated, and reports the
 // worker's end if it comes before the job lets it go.
 func (tm *TaskManager) startWorker(ctx context.Context, j *job) {
-	conn, err := grpc.NewClient(j.jmAddr, rpc.DialOptions(nil)...)
+	conn, err := grpc.NewClient(j.jmAddr, tm.cfg.Trust.DialOptions()...)
 	if err != nil {
 		tm.releaseJob(j, err.Error())
 		return
@@ -296,7 +303,7 @@ func (tm *TaskManager) startWorker(ctx context.Context, j *job) {
 	if pl, ok := l.(*ProcessLauncher); ok && j.jmAddr != tm.jobManager() {
 		l = &ProcessLauncher{Dir: pl.Dir, Blobs: flinkpb.NewDispatcherClient(conn)}
 	}
-	w, err := l.Launch(ctx, WorkerSpec{JobID: j.id, Artifact: art, TaskManager: tm.addr, DataHost: tm.cfg.DataHost, MemoryMB: tm.cfg.MemoryMB})
+	w, err := l.Launch(ctx, WorkerSpec{JobID: j.id, Artifact: art, TaskManager: tm.addr, DataHost: tm.cfg.DataHost, MemoryMB: tm.cfg.MemoryMB, Trust: tm.cfg.Trust})
 	if err != nil {
 		fail(fmt.Sprintf("TaskManager %s could not start the worker of job %s: %v", tm.id, j.id, err))
 		return
@@ -432,7 +439,7 @@ func (tm *TaskManager) AttachWorker(s flinkpb.TaskExecutor_AttachWorkerServer) e
 	if refused != nil {
 		return nil
 	}
-	conn, err := grpc.NewClient(j.jmAddr, rpc.DialOptions(nil)...)
+	conn, err := grpc.NewClient(j.jmAddr, tm.cfg.Trust.DialOptions()...)
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func RunDeployment(ctx context.Context, job *Job, d Deployment, srv *network.Ser
 	w.checkpointing, w.restore, w.checkpoints = d.Checkpointing, d.Restore, d.Checkpoints
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ex := &remoteExchange{w: w, d: d, self: srv.Addr(), gates: map[[2]int]any{}, attempts: map[[2]int]int{}}
+	ex := &remoteExchange{w: w, d: d, self: srv.Addr(), dial: srv.Dial, gates: map[[2]int]any{}, attempts: map[[2]int]int{}}
 	for _, id := range d.Tasks {
 		ex.attempts[[2]int{id.Vertex, id.Index}] = id.Attempt
 	}
@@ -74,6 +74,7 @@ type remoteExchange struct {
 	w     *wiring
 	d     Deployment
 	self  string
+	dial  network.Dialer
 	gates map[[2]int]any
 	keys  []string // receivers registered with the data server
 	// attempts are the deployed subtasks' execution attempts.
@@ -135,7 +136,7 @@ func (ex *remoteExchange) channel(e *edgeInfo, producer, consumer int) (ch any, 
 	if addr != ex.self {
 		for ei, other := range ex.w.edges {
 			if other == e {
-				return node.Out.NewRemoteChannel(addr, channelKey(ex.d.JobID, ex.attempts[[2]int{e.source, producer}], ei, producer, consumer), ex.w.settings.batchSize)
+				return node.Out.NewRemoteChannel(ex.dial, addr, channelKey(ex.d.JobID, ex.attempts[[2]int{e.source, producer}], ei, producer, consumer), ex.w.settings.batchSize)
 			}
 		}
 	}

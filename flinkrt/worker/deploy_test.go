@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"loom/flinkrt/auth"
 	"loom/flinkrt/network"
 	"loom/flinkrt/stream"
 	"loom/flinkrt/stream/sink"
@@ -52,9 +53,10 @@ func TestDeploymentsExchangeOverTCP(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	trust := testTrust(t)
 	var servers [2]*network.Server
 	for i := range servers {
-		if servers[i], err = network.Listen("127.0.0.1:0", ""); err != nil {
+		if servers[i], err = network.Listen("127.0.0.1:0", "", trust.ServerTLS(), trust.ClientTLS()); err != nil {
 			t.Fatal(err)
 		}
 		defer servers[i].Close()
@@ -102,7 +104,8 @@ func TestDeploymentsExchangeOverTCP(t *testing.T) {
 // cancels nothing of the other region, which runs to its end; a subtask
 // stopped through Stops ends CANCELED, alone.
 func TestAFailureStaysInItsRegion(t *testing.T) {
-	srv, err := network.Listen("127.0.0.1:0", "")
+	trust := testTrust(t)
+	srv, err := network.Listen("127.0.0.1:0", "", trust.ServerTLS(), trust.ClientTLS())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,4 +168,13 @@ func TestAFailureStaysInItsRegion(t *testing.T) {
 	if n < 1_000_000 || n == 2_000_000 {
 		t.Fatalf("%d numbers reached the sink, want subtask 0's 1000000 and not all of subtask 1's", n)
 	}
+}
+
+func testTrust(t *testing.T) *auth.Trust {
+	t.Helper()
+	tr, err := auth.FromSecret(auth.NewSecret(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
 }

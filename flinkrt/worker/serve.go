@@ -12,10 +12,10 @@ import (
 
 	"google.golang.org/grpc"
 
+	"loom/flinkrt/auth"
 	"loom/flinkrt/network"
 	"loom/flinkrt/task"
 	"loom/proto/flinkpb"
-	"loom/rpc"
 )
 
 // Environment a TaskManager (or `loom run`) sets for a job program, which
@@ -59,25 +59,30 @@ func Serve(ctx context.Context, job *Job, buildErr error) error {
 		// sets (GOMEMLIMIT).
 		debug.SetGCPercent(WorkerGCPercent)
 	}
-	return Attach(ctx, tmAddr, jobID, os.Getenv(EnvDataHost), job, buildErr)
+	trust, err := auth.FromEnv()
+	if err != nil {
+		return fmt.Errorf("a job worker: %w", err)
+	}
+	return Attach(ctx, trust, tmAddr, jobID, os.Getenv(EnvDataHost), job, buildErr)
 }
 
 // WorkerGCPercent is a worker's GOGC unless the environment sets one.
 const WorkerGCPercent = 400
 
-// Attach is Serve with its settings given: the TaskManager's address, the
-// job's id and the host to publish the data port on.
-func Attach(ctx context.Context, tmAddr, jobID, host string, job *Job, buildErr error) error {
+// Attach is Serve with its settings given: the deployment's trust, the
+// TaskManager's address, the job's id and the host to publish the data
+// port on.
+func Attach(ctx context.Context, trust *auth.Trust, tmAddr, jobID, host string, job *Job, buildErr error) error {
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	srv, err := network.Listen(net.JoinHostPort(listenHost(host), "0"), host)
+	srv, err := network.Listen(net.JoinHostPort(listenHost(host), "0"), host, trust.ServerTLS(), trust.ClientTLS())
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 
-	cc, err := grpc.NewClient(tmAddr, rpc.DialOptions(nil)...)
+	cc, err := grpc.NewClient(tmAddr, trust.DialOptions()...)
 	if err != nil {
 		return err
 	}
