@@ -25,7 +25,7 @@ test: build
 	@$(MAKE) -s fuzz-short
 
 # The fuzz targets: decoders of what the network sends.
-FUZZ_TARGETS := ./rm:FuzzFSMApply ./proto/yarnpb:FuzzIDs
+FUZZ_TARGETS := ./rm:FuzzFSMApply ./proto/yarnpb:FuzzIDs ./token:FuzzVerify
 FUZZTIME ?= 5m
 
 fuzz-short:

@@ -20,6 +20,7 @@ import (
 	"loom/rm/rmclient"
 	"loom/tlsutil"
 	"loom/tlsutil/tlstest"
+	"loom/token"
 )
 
 // signed issues a certificate of the cluster's CA (which `cluster up` keeps
@@ -111,7 +112,7 @@ func TestSecurityProbesAreRefused(t *testing.T) {
 		denied("decommission a node", rm.Decommission(ctx, []string{node}, false, 0))
 		_, err = rm.RegisterNode(ctx, &yarnpb.RegisterNodeManagerRequest{NodeId: "evil:1", Total: &yarnpb.Resource{MemoryMb: 1 << 40, Vcores: 1 << 30}})
 		denied("register a node", err)
-		_, err = rm.NewAMRMClient(yarnpb.AttemptID(victim, 1), rmclient.Handler{}).Register(ctx, "h", 1, "")
+		_, err = rm.NewAMRMClient(yarnpb.AttemptID(victim, 1), nil, rmclient.Handler{}).Register(ctx, "h", 1, "")
 		denied("register as the victim's AM", err)
 		err = nms.Start(ctx, node, &yarnpb.StartContainerRequest{ContainerId: yarnpb.ContainerID(1, victim, 1, 999), User: "root",
 			Resource: &yarnpb.Resource{MemoryMb: 64, Vcores: 1}, LaunchContext: &yarnpb.ContainerLaunchContext{Command: []string{"sh", "-c", "id"}}})
@@ -129,7 +130,7 @@ func TestSecurityProbesAreRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer arm.Close()
-		_, err = arm.NewAMRMClient(yarnpb.AttemptID(victim, 1), rmclient.Handler{}).Register(ctx, "h", 1, "")
+		_, err = arm.NewAMRMClient(yarnpb.AttemptID(victim, 1), nil, rmclient.Handler{}).Register(ctx, "h", 1, "")
 		denied("register as another application's AM", err)
 		_, err = arm.Kill(ctx, victim, "")
 		denied("kill another application", err)
@@ -138,6 +139,37 @@ func TestSecurityProbesAreRefused(t *testing.T) {
 		anm := nmclient.New(app)
 		defer anm.Close()
 		denied("stop another application's container", anm.Stop(ctx, node, victimContainer))
+	})
+
+	t.Run("the application's own certificate without its tokens", func(t *testing.T) {
+		// The victim's certificate alone, as if it leaked from its
+		// container: the RM wants the attempt's AMToken, the NM a
+		// container token the RM signed.
+		own := c.signed(tlsutil.Identity{Kind: tlsutil.KindApp, Name: victim, User: "root"})
+		orm, err := rmclient.New([]string{c.rmAddr}, own)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer orm.Close()
+		forgedAM, _ := token.AM(token.NewKey(1, time.Now()), yarnpb.AttemptID(victim, 1))
+		for name, tok := range map[string][]byte{"no AMToken": nil, "a forged AMToken": forgedAM} {
+			_, err = orm.NewAMRMClient(yarnpb.AttemptID(victim, 1), tok, rmclient.Handler{}).Register(ctx, "h", 1, "")
+			if !errors.Is(errdefs.FromGRPC(err), errdefs.ErrUnauthenticated) {
+				t.Errorf("register with %s: %v, want unauthenticated", name, err)
+			}
+		}
+		onm := nmclient.New(own)
+		defer onm.Close()
+		cid := yarnpb.ContainerID(1, victim, 1, 999)
+		forged, _ := token.Container(token.NewKey(1, time.Now()), &yarnpb.ContainerTokenIdentifier{ContainerId: cid, NodeId: node,
+			ApplicationId: victim, User: "root", Resource: &yarnpb.Resource{MemoryMb: 64, Vcores: 1}, ExpiryMs: time.Now().Add(time.Hour).UnixMilli()})
+		for name, tok := range map[string][]byte{"no container token": nil, "a forged container token": forged} {
+			err := onm.Start(ctx, node, &yarnpb.StartContainerRequest{ContainerId: cid, Token: tok,
+				Resource: &yarnpb.Resource{MemoryMb: 64, Vcores: 1}, LaunchContext: &yarnpb.ContainerLaunchContext{Command: []string{"sh", "-c", "id"}}})
+			if err == nil || !strings.Contains(err.Error(), "token") {
+				t.Errorf("start a container with %s: %v, want refused", name, err)
+			}
+		}
 	})
 
 	t.Run("paths in ids", func(t *testing.T) {

@@ -76,6 +76,7 @@ type NodeManager struct {
 	logger hclog.Logger
 	rm     *rmclient.Client
 	exec   *executor
+	tokens *containerTokens
 
 	grpc   *grpc.Server
 	ln     net.Listener
@@ -115,7 +116,7 @@ func New(cfg *Config) (*NodeManager, error) {
 		return nil, err
 	}
 	rm.RetryFor = 2 * time.Second
-	n := &NodeManager{cfg: cfg, logger: cfg.Logger.Named("nm"), rm: rm, notify: make(chan struct{}, 1)}
+	n := &NodeManager{cfg: cfg, logger: cfg.Logger.Named("nm"), rm: rm, tokens: newContainerTokens(), notify: make(chan struct{}, 1)}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w (choose another with --addr)", cfg.Addr, err)
@@ -285,6 +286,7 @@ func (n *NodeManager) register(ctx context.Context) (time.Duration, error) {
 			if resp.Action == yarnpb.NodeAction_SHUTDOWN {
 				return 0, fmt.Errorf("%w: %s", ErrShutdownByRM, resp.Diagnostics)
 			}
+			n.tokens.setKeys(resp.ContainerKeys)
 			n.logger.Info("registered with the resource manager", "node_id", n.nodeID)
 			return time.Duration(resp.HeartbeatIntervalMs) * time.Millisecond, nil
 		}
@@ -345,6 +347,8 @@ func (n *NodeManager) heartbeatLoop(ctx context.Context) error {
 			continue
 		}
 		lastID = resp.ResponseId
+		n.tokens.setKeys(resp.ContainerKeys)
+		n.tokens.sweep(time.Now())
 		n.exec.forget(resp.ContainersAcked)
 		for _, id := range resp.ContainersToCleanup {
 			_ = n.exec.stop(id)

@@ -44,6 +44,10 @@ func (s *containerManager) StartContainers(ctx context.Context, req *yarnpb.Star
 			c.User = id.User
 		}
 		if err == nil {
+			// Nothing starts without the ResourceManager's word for it.
+			err = s.nm.tokens.check(c, s.nm.nodeID, time.Now())
+		}
+		if err == nil {
 			err = s.nm.exec.start(c)
 		}
 		if err != nil {

@@ -23,24 +23,27 @@ type amEndpoint struct {
 var _ yarnpb.ApplicationMasterServiceServer = (*amEndpoint)(nil)
 
 // currentAttempt returns the attempt and its application, or an error
-// saying why the caller may not act for it.
-func (s *Server) currentAttempt(ctx context.Context, r *state.ReadTxn, attemptID string) (*state.Attempt, *state.Application, error) {
+// saying why the caller may not act for it: it must hold the
+// application's certificate and the attempt's AMToken (tok). roll, when
+// not nil, is the token to replace tok with.
+func (s *Server) currentAttempt(ctx context.Context, r *state.ReadTxn, attemptID string, tok []byte) (at *state.Attempt, app *state.Application, roll []byte, err error) {
 	appID, err := yarnpb.AppIDOfAttempt(attemptID)
 	if err != nil {
-		return nil, nil, errdefs.InvalidArgument("%v", err)
+		return nil, nil, nil, errdefs.InvalidArgument("%v", err)
 	}
 	if err := isAttemptOfCaller(ctx, appID); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	at := r.Attempt(nil, attemptID)
-	if at == nil {
-		return nil, nil, errdefs.NotFound("application attempt %s not found", attemptID)
+	if roll, err = s.checkAMToken(tok, attemptID); err != nil {
+		return nil, nil, nil, err
 	}
-	app := r.App(nil, at.AppID)
-	if app == nil {
-		return nil, nil, errdefs.NotFound("application %s not found", at.AppID)
+	if at = r.Attempt(nil, attemptID); at == nil {
+		return nil, nil, nil, errdefs.NotFound("application attempt %s not found", attemptID)
 	}
-	return at, app, nil
+	if app = r.App(nil, at.AppID); app == nil {
+		return nil, nil, nil, errdefs.NotFound("application %s not found", at.AppID)
+	}
+	return at, app, roll, nil
 }
 
 func (e *amEndpoint) RegisterApplicationMaster(ctx context.Context, req *yarnpb.RegisterApplicationMasterRequest) (*yarnpb.RegisterApplicationMasterResponse, error) {
@@ -48,7 +51,7 @@ func (e *amEndpoint) RegisterApplicationMaster(ctx context.Context, req *yarnpb.
 		return nil, errdefs.ToGRPC(err)
 	}
 	r := e.s.State().Snapshot()
-	at, app, err := e.s.currentAttempt(ctx, r, req.ApplicationAttemptId)
+	at, app, _, err := e.s.currentAttempt(ctx, r, req.ApplicationAttemptId, req.AmToken)
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
@@ -85,7 +88,7 @@ func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) 
 		return nil, errdefs.ToGRPC(err)
 	}
 	r := s.State().Snapshot()
-	at, app, err := s.currentAttempt(ctx, r, req.ApplicationAttemptId)
+	at, app, roll, err := s.currentAttempt(ctx, r, req.ApplicationAttemptId, req.AmToken)
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
@@ -144,8 +147,13 @@ func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) 
 	deadline := time.Now().Add(wait)
 	for {
 		lock.Lock()
-		resp, done, ws := s.collectAllocate(at.ID, app.ID, app.KeepContainers, req.ResponseId)
+		resp, done, ws, err := s.collectAllocate(at.ID, app, req.ResponseId)
+		if err != nil {
+			lock.Unlock()
+			return nil, errdefs.ToGRPC(err)
+		}
 		if done || !time.Now().Before(deadline) {
+			resp.AmToken = roll
 			if len(resp.Allocated) > 0 {
 				ids := make([]string, len(resp.Allocated))
 				for i, c := range resp.Allocated {
@@ -171,10 +179,11 @@ func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) 
 }
 
 // collectAllocate builds an Allocate response from the state: containers
-// placed for the attempt and not yet handed over, and completions the AM
-// has not seen. done is false when there is nothing new; ws then fires
-// when there may be.
-func (s *Server) collectAllocate(attemptID, appID string, keep bool, respID int32) (*yarnpb.AllocateResponse, bool, memdb.WatchSet) {
+// placed for the attempt and not yet handed over, each with its container
+// token, and completions the AM has not seen. done is false when there is
+// nothing new; ws then fires when there may be.
+func (s *Server) collectAllocate(attemptID string, app *state.Application, respID int32) (*yarnpb.AllocateResponse, bool, memdb.WatchSet, error) {
+	appID, keep, now := app.ID, app.KeepContainers, time.Now()
 	st := s.State()
 	r := st.Snapshot()
 	ws := memdb.NewWatchSet()
@@ -183,7 +192,7 @@ func (s *Server) collectAllocate(attemptID, appID string, keep bool, respID int3
 	at := r.Attempt(ws, attemptID)
 	if at == nil || at.Terminal() {
 		resp.Command = yarnpb.AMCommand_AM_SHUTDOWN
-		return resp, true, ws
+		return resp, true, ws, nil
 	}
 	delivered := s.soft.deliveredIndex(attemptID)
 	maxIndex := delivered
@@ -193,7 +202,11 @@ func (s *Server) collectAllocate(attemptID, appID string, keep bool, respID int3
 			continue
 		}
 		if c.AttemptID == attemptID && c.State == yarnpb.ContainerState_CONTAINER_ALLOCATED {
-			resp.Allocated = append(resp.Allocated, c.Proto())
+			p, err := s.withToken(c, app.User, now)
+			if err != nil {
+				return nil, false, nil, err
+			}
+			resp.Allocated = append(resp.Allocated, p)
 			handed = append(handed, c)
 		}
 		if c.Completed() && c.CompletedIndex > delivered && (c.AttemptID == attemptID || keep) {
@@ -214,7 +227,7 @@ func (s *Server) collectAllocate(attemptID, appID string, keep bool, respID int3
 	if done {
 		s.soft.markDelivered(attemptID, handed, maxIndex)
 	}
-	return resp, done, ws
+	return resp, done, ws, nil
 }
 
 func (s *Server) convertAsks(in []*yarnpb.ResourceRequest) ([]*scheduler.Ask, error) {
@@ -246,7 +259,7 @@ func (e *amEndpoint) FinishApplicationMaster(ctx context.Context, req *yarnpb.Fi
 		return nil, errdefs.ToGRPC(err)
 	}
 	r := s.State().Snapshot()
-	at, app, err := s.currentAttempt(ctx, r, req.ApplicationAttemptId)
+	at, app, _, err := s.currentAttempt(ctx, r, req.ApplicationAttemptId, req.AmToken)
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}

@@ -83,7 +83,7 @@ func benchCluster(b *testing.B, nodes int) (*Server, string) {
 		time.Sleep(time.Millisecond)
 	}
 	am := clientAs(b, s, tlsutil.Identity{Kind: tlsutil.KindApp, Name: app.ApplicationId, User: "bench"})
-	if _, err := am.NewAMRMClient(attempt, rmclient.Handler{}).Register(ctx, "h", 1, ""); err != nil {
+	if _, err := am.NewAMRMClient(attempt, mustAMToken(b, s, attempt), rmclient.Handler{}).Register(ctx, "h", 1, ""); err != nil {
 		b.Fatal(err)
 	}
 	return s, attempt

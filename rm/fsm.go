@@ -13,6 +13,7 @@ import (
 
 	"loom/proto/yarnpb"
 	"loom/rm/state"
+	"loom/token"
 )
 
 // CommandType numbers the raft commands. Append only: the numbers are in
@@ -34,6 +35,7 @@ const (
 	CmdReleaseContainers
 	CmdAppProgress
 	CmdPlacePlan
+	CmdRotateKey
 )
 
 // Command payloads. Ids and timestamps are computed by the caller, never
@@ -119,7 +121,18 @@ type (
 		AppID    string  `json:"app"`
 		Progress float32 `json:"progress"`
 	}
+	// rotateKeyCmd makes Key the newest master key.
+	rotateKeyCmd struct {
+		Key *yarnpb.MasterKey `json:"key"`
+	}
 )
+
+func (c *rotateKeyCmd) validate() error {
+	if c.Key == nil || c.Key.Id == 0 || len(c.Key.Secret) != token.SecretSize {
+		return errors.New("carries no valid master key")
+	}
+	return nil
+}
 
 // validate checks what the JSON decoder cannot: that a command names the
 // objects it needs.
@@ -222,6 +235,14 @@ func init() {
 	})
 	register(CmdAppProgress, func(tx *state.WriteTxn, c *appProgressCmd) (any, error) {
 		return nil, tx.SetAppProgress(c.AppID, c.Progress)
+	})
+	register(CmdRotateKey, func(tx *state.WriteTxn, c *rotateKeyCmd) (any, error) {
+		m := tx.Read().Meta()
+		m.Keys = append([]*yarnpb.MasterKey{c.Key}, m.Keys...)
+		if len(m.Keys) > keysKept {
+			m.Keys = m.Keys[:keysKept]
+		}
+		return nil, tx.PutMeta(m)
 	})
 }
 

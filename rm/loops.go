@@ -228,7 +228,14 @@ func (s *Server) launchAM(ctx context.Context, r *state.ReadTxn, at *state.Attem
 		if err != nil {
 			return err
 		}
+		if creds[tlsutil.CredentialAMToken], err = s.amToken(at.ID); err != nil {
+			return err
+		}
 		launch.Credentials = creds
+		ctok, err := s.containerToken(c, app.User, time.Now())
+		if err != nil {
+			return err
+		}
 		launch.Env["LOOM_APP_ATTEMPT_ID"] = at.ID
 		launch.Env["LOOM_RM_ADDRS"] = strings.Join(s.rmAddrs(), ",")
 		launch.Env["LOOM_AM_MEMORY_MB"] = fmt.Sprint(c.Resource.MemoryMB)
@@ -245,6 +252,7 @@ func (s *Server) launchAM(ctx context.Context, r *state.ReadTxn, at *state.Attem
 			User:          app.User,
 			Resource:      c.Resource.Proto(),
 			LaunchContext: &launch,
+			Token:         ctok,
 		}}})
 		if err != nil {
 			return err

@@ -62,6 +62,12 @@ type Config struct {
 	// KillGrace is how long after an application ends its AM container is
 	// left to exit by itself before NMs are told to stop it.
 	KillGrace time.Duration
+	// KeyRotation is how often the leader makes a new master key for the
+	// tokens it signs; a key retires after keysKept rotations.
+	KeyRotation time.Duration
+	// ContainerTokenLife is how long a container token lets its
+	// container be started.
+	ContainerTokenLife time.Duration
 
 	// TLS is this replica's identity (a server certificate of the
 	// cluster CA): every listener takes only peers of that CA.
@@ -92,6 +98,8 @@ func DefaultConfig() *Config {
 		RaftTimeout:   300 * time.Millisecond,
 		MaxBatch:      2048,
 		KillGrace:     5 * time.Second,
+		KeyRotation:        24 * time.Hour,
+		ContainerTokenLife: 10 * time.Minute,
 		Admins:        []string{"group:" + AdminGroup},
 	}
 }
@@ -418,6 +426,12 @@ func (s *Server) raftApply(t CommandType, payload any) (any, uint64, error) {
 	if !s.isLeader.Load() {
 		return nil, 0, errdefs.NotLeader(s.leaderAddr())
 	}
+	return s.commit(t, payload)
+}
+
+// commit is raftApply without asking whether leadership is established:
+// for establishing it.
+func (s *Server) commit(t CommandType, payload any) (any, uint64, error) {
 	buf, err := encodeCommand(t, payload)
 	if err != nil {
 		return nil, 0, err
@@ -506,6 +520,11 @@ func (s *Server) establishLeadership() {
 		s.logger.Error("recording the new epoch failed", "error", err)
 		return
 	}
+	// Tokens are signed from the first call on: the leader has a
+	// master key before it serves.
+	if err := s.rotateKeysIfDue(time.Now()); err != nil {
+		s.logger.Error("making a master key failed", "error", err)
+	}
 	meta := s.State().Snapshot().Meta()
 	s.clusterTS.Store(meta.Cluster)
 	s.epoch.Store(meta.Epoch)
@@ -520,7 +539,7 @@ func (s *Server) establishLeadership() {
 	s.leaderCancel = cancel
 	s.soft.reset(time.Now(), s.State().Snapshot())
 	s.isLeader.Store(true)
-	for _, loop := range []func(context.Context){s.schedulerLoop, s.nodeLivenessLoop, s.amLivenessLoop, s.launcherLoop, s.cleanupLoop} {
+	for _, loop := range []func(context.Context){s.schedulerLoop, s.nodeLivenessLoop, s.amLivenessLoop, s.launcherLoop, s.cleanupLoop, s.keyRotationLoop} {
 		s.leaderWG.Add(1)
 		go func() {
 			defer s.leaderWG.Done()

@@ -17,6 +17,7 @@ import (
 	"loom/rm/rmclient"
 	"loom/tlsutil"
 	"loom/tlsutil/tlstest"
+	"loom/token"
 )
 
 func testServer(t *testing.T, mutate func(*Config)) (*Server, *rmclient.Client) {
@@ -172,15 +173,28 @@ func submitRunning(t *testing.T, s *Server, c *rmclient.Client, nm *fakeNM) stri
 		return false
 	})
 	appID, _ := yarnpb.AppIDOfAttempt(attempt)
-	amrm := clientAs(t, s, tlsutil.Identity{Kind: tlsutil.KindApp, Name: appID, User: "alice"}).NewAMRMClient(attempt, rmclient.Handler{})
+	amrm := clientAs(t, s, tlsutil.Identity{Kind: tlsutil.KindApp, Name: appID, User: "alice"}).NewAMRMClient(attempt, mustAMToken(t, s, attempt), rmclient.Handler{})
 	if _, err := amrm.Register(ctx, "h", 1, "http://h:1"); err != nil {
 		t.Fatal(err)
 	}
 	return attempt
 }
 
+// mustAMToken is the AMToken the RM put in attempt's launch credentials.
+func mustAMToken(t testing.TB, s *Server, attempt string) []byte {
+	t.Helper()
+	tok, err := s.amToken(attempt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
 func allocate(t *testing.T, s *Server, req *yarnpb.AllocateRequest) *yarnpb.AllocateResponse {
 	t.Helper()
+	if req.AmToken == nil {
+		req.AmToken = mustAMToken(t, s, req.ApplicationAttemptId)
+	}
 	resp, err := (&amEndpoint{s: s}).Allocate(amContext(req.ApplicationAttemptId), req)
 	if err != nil {
 		t.Fatal(err)
@@ -258,6 +272,7 @@ func TestBadRequestsAreRefusedWithClearErrors(t *testing.T) {
 	attempt := submitRunning(t, s, c, nm)
 	ctx := context.Background()
 	amCtx := amContext(attempt)
+	amTok := mustAMToken(t, s, attempt)
 	userCtx := tlsutil.WithIdentity(ctx, tlstest.User("alice"))
 	nodeCtx := tlsutil.WithIdentity(ctx, tlstest.Node("n"))
 	ce := &clientEndpoint{s: s}
@@ -268,17 +283,17 @@ func TestBadRequestsAreRefusedWithClearErrors(t *testing.T) {
 		want string
 	}{
 		{"ask above the maximum", func() error {
-			_, err := (&amEndpoint{s: s}).Allocate(amCtx, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt,
+			_, err := (&amEndpoint{s: s}).Allocate(amCtx, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, AmToken: amTok,
 				Asks: []*yarnpb.ResourceRequest{{Capability: &yarnpb.Resource{MemoryMb: 999999, Vcores: 1}, Count: 1}}})
 			return err
 		}, "exceeds the maximum allocation of 8192 MB"},
 		{"zero memory", func() error {
-			_, err := (&amEndpoint{s: s}).Allocate(amCtx, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt,
+			_, err := (&amEndpoint{s: s}).Allocate(amCtx, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, AmToken: amTok,
 				Asks: []*yarnpb.ResourceRequest{{Capability: &yarnpb.Resource{Vcores: 1}, Count: 1}}})
 			return err
 		}, "memory must be positive"},
 		{"negative count", func() error {
-			_, err := (&amEndpoint{s: s}).Allocate(amCtx, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt,
+			_, err := (&amEndpoint{s: s}).Allocate(amCtx, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, AmToken: amTok,
 				Asks: []*yarnpb.ResourceRequest{{Capability: &yarnpb.Resource{MemoryMb: 1, Vcores: 1}, Count: -1}}})
 			return err
 		}, "must not be negative"},
@@ -398,5 +413,71 @@ func TestStateSurvivesRestartOnDisk(t *testing.T) {
 	waitUntil(t, "leadership after restart", s2.IsLeader)
 	if s2.epoch.Load() <= epoch {
 		t.Fatalf("epoch %d after restart, was %d", s2.epoch.Load(), epoch)
+	}
+}
+
+// An AM's calls take its attempt's AMToken: none, another attempt's, or
+// one of a key the RM does not hold is refused; a token of an older key
+// is rolled over in the Allocate answer, and once its key retires it is
+// refused.
+func TestAMTokensBindOneAttempt(t *testing.T) {
+	s, c := testServer(t, nil)
+	nm := startFakeNM(t, s, 4096)
+	attempt := submitRunning(t, s, c, nm)
+	ctx := context.Background()
+	amCtx := amContext(attempt)
+	other, _ := c.NewApplication(ctx)
+	var respID int32
+	call := func(tok []byte) (*yarnpb.AllocateResponse, error) {
+		resp, err := (&amEndpoint{s: s}).Allocate(amCtx, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, ResponseId: respID, AmToken: tok})
+		if err == nil {
+			respID = resp.ResponseId
+		}
+		return resp, errdefs.FromGRPC(err)
+	}
+	forged, _ := token.AM(token.NewKey(1, time.Now()), attempt)
+	for name, tc := range map[string]struct {
+		tok  []byte
+		want error
+		msg  string
+	}{
+		"none":               {nil, errdefs.ErrUnauthenticated, "no AMToken"},
+		"another attempt's":  {mustAMToken(t, s, yarnpb.AttemptID(other.ApplicationId, 1)), errdefs.ErrPermissionDenied, "is attempt " + yarnpb.AttemptID(other.ApplicationId, 1) + "'s"},
+		"of an unknown key":  {forged, errdefs.ErrUnauthenticated, "signature does not verify"},
+		"not a token at all": {[]byte("hello"), errdefs.ErrUnauthenticated, "malformed"},
+	} {
+		if _, err := call(tc.tok); !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: %v, want %v saying %q", name, err, tc.want, tc.msg)
+		}
+	}
+
+	first := mustAMToken(t, s, attempt)
+	resp, err := call(first)
+	if err != nil || resp.AmToken != nil {
+		t.Fatalf("with the newest key's token: %v, rolled %x", err, resp.GetAmToken())
+	}
+	rotate := func() {
+		t.Helper()
+		keys := s.masterKeys()
+		if _, _, err := s.raftApply(CmdRotateKey, rotateKeyCmd{Key: token.NewKey(keys[0].Id+1, time.Now())}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rotate()
+	resp, err = call(first)
+	if err != nil || resp.AmToken == nil {
+		t.Fatalf("after a rotation the old token: %v, rolled %x; want it taken and rolled over", err, resp.GetAmToken())
+	}
+	if _, err := call(resp.AmToken); err != nil {
+		t.Fatalf("the rolled-over token: %v", err)
+	}
+	for range keysKept - 1 {
+		rotate()
+	}
+	if _, err := call(first); !errors.Is(err, errdefs.ErrUnauthenticated) || !strings.Contains(err.Error(), "retired") {
+		t.Fatalf("a token of a retired key: %v, want refused", err)
+	}
+	if n := len(s.masterKeys()); n != keysKept {
+		t.Fatalf("%d master keys kept, want %d", n, keysKept)
 	}
 }

@@ -120,6 +120,7 @@ func (e *trackerEndpoint) RegisterNodeManager(ctx context.Context, req *yarnpb.R
 		Action:              yarnpb.NodeAction_NORMAL,
 		HeartbeatIntervalMs: s.cfg.NMHeartbeat.Milliseconds(),
 		RmIdentifier:        s.epoch.Load(),
+		ContainerKeys:       s.masterKeys(),
 	}, nil
 }
 
@@ -147,6 +148,8 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 		resp.Diagnostics = "node is not registered with this ResourceManager; register again"
 		return resp, nil
 	}
+	// The keys that verify container tokens, as they rotate.
+	resp.ContainerKeys = r.Meta().Keys
 	now := time.Now()
 	s.soft.touchNode(node.ID, now, req.Utilization)
 	resp.ResponseId = s.soft.nextNodeResponse(node.ID)

@@ -2,6 +2,7 @@ package tlsutil
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 )
@@ -12,6 +13,9 @@ const (
 	CredentialCA   = "ca.pem"
 	CredentialCert = "cert.pem"
 	CredentialKey  = "key.pem"
+	// CredentialAMToken is an AM container's AMToken, which the
+	// ResourceManager signs for the attempt it launches.
+	CredentialAMToken = "am-token"
 	// EnvCredentials names a container's credentials directory.
 	EnvCredentials = "LOOM_CREDENTIALS"
 	// EnvAdmins lists the cluster's admins (as the ResourceManager's
@@ -53,6 +57,20 @@ func ContainerCredentials() (map[string][]byte, error) {
 		out[name] = b
 	}
 	return out, nil
+}
+
+// ContainerAMToken reads the AMToken of the AM container this process
+// runs in.
+func ContainerAMToken() ([]byte, error) {
+	dir := os.Getenv(EnvCredentials)
+	if dir == "" {
+		return nil, errors.New("this container was given no credentials (" + EnvCredentials + " is not set)")
+	}
+	b, err := os.ReadFile(filepath.Join(dir, CredentialAMToken))
+	if err != nil {
+		return nil, fmt.Errorf("the AM container's token: %w", err)
+	}
+	return b, nil
 }
 
 // LoadContainer loads the identity of the container this process runs in.

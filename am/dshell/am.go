@@ -85,7 +85,11 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 		},
 	}
 	defer a.nms.Close()
-	a.amrm = rm.NewAMRMClient(attemptID, rmclient.Handler{
+	amToken, err := tlsutil.ContainerAMToken()
+	if err != nil {
+		return err
+	}
+	a.amrm = rm.NewAMRMClient(attemptID, amToken, rmclient.Handler{
 		ContainersAllocated: a.allocated,
 		ContainersCompleted: a.completed,
 		ShutdownRequested:   func() { a.fail("the ResourceManager ended this attempt") },
@@ -166,6 +170,7 @@ func (a *am) launch(c *yarnpb.Container, index int) {
 	err := a.nms.Start(context.Background(), c.NodeId, &yarnpb.StartContainerRequest{
 		ContainerId: c.Id,
 		Resource:    c.Resource,
+		Token:       c.Token,
 		LaunchContext: &yarnpb.ContainerLaunchContext{
 			Command: a.cfg.Command,
 			Env:     map[string]string{"LOOM_SHELL_ID": strconv.Itoa(index)},

@@ -135,7 +135,11 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 		return err
 	}
 	a.driver.jmAddr, a.driver.rm, a.driver.onStatus = a.jm.Addr(), a.jm.ResourceManager(), a.jm.NoteWaiting
-	a.amrm = rm.NewAMRMClient(attemptID, rmclient.Handler{
+	amToken, err := tlsutil.ContainerAMToken()
+	if err != nil {
+		return err
+	}
+	a.amrm = rm.NewAMRMClient(attemptID, amToken, rmclient.Handler{
 		ContainersAllocated: a.driver.allocated,
 		ContainersCompleted: a.driver.completed,
 		ShutdownRequested:   func() { a.stop("the ResourceManager ended this attempt") },

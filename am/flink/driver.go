@@ -391,6 +391,7 @@ func (d *Driver) launch(c *yarnpb.Container, tc *tmContainer) {
 	err = d.nms.Start(ctx, c.NodeId, &yarnpb.StartContainerRequest{
 		ContainerId:   c.Id,
 		Resource:      c.Resource,
+		Token:         c.Token,
 		LaunchContext: &yarnpb.ContainerLaunchContext{Command: cmd, LocalResources: d.spec.Resources, Credentials: d.spec.Credentials},
 	})
 	if err == nil {

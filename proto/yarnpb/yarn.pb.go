@@ -771,8 +771,11 @@ type Container struct {
 	StartTime            int64                  `protobuf:"varint,11,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`    // unix ms
 	FinishTime           int64                  `protobuf:"varint,12,opt,name=finish_time,json=finishTime,proto3" json:"finish_time,omitempty"` // unix ms
 	IsAm                 bool                   `protobuf:"varint,13,opt,name=is_am,json=isAm,proto3" json:"is_am,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// token lets the AM start this container on its node (a
+	// ContainerToken); only an allocation to the AM carries one.
+	Token         []byte `protobuf:"bytes,14,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Container) Reset() {
@@ -894,6 +897,13 @@ func (x *Container) GetIsAm() bool {
 		return x.IsAm
 	}
 	return false
+}
+
+func (x *Container) GetToken() []byte {
+	if x != nil {
+		return x.Token
+	}
+	return nil
 }
 
 type ContainerStatus struct {
@@ -2562,6 +2572,7 @@ type RegisterApplicationMasterRequest struct {
 	Host                 string                 `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
 	RpcPort              int32                  `protobuf:"varint,3,opt,name=rpc_port,json=rpcPort,proto3" json:"rpc_port,omitempty"`
 	TrackingUrl          string                 `protobuf:"bytes,4,opt,name=tracking_url,json=trackingUrl,proto3" json:"tracking_url,omitempty"`
+	AmToken              []byte                 `protobuf:"bytes,5,opt,name=am_token,json=amToken,proto3" json:"am_token,omitempty"` // the attempt's AMToken, from its launch credentials
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
 }
@@ -2622,6 +2633,13 @@ func (x *RegisterApplicationMasterRequest) GetTrackingUrl() string {
 		return x.TrackingUrl
 	}
 	return ""
+}
+
+func (x *RegisterApplicationMasterRequest) GetAmToken() []byte {
+	if x != nil {
+		return x.AmToken
+	}
+	return nil
 }
 
 type RegisterApplicationMasterResponse struct {
@@ -2800,7 +2818,8 @@ type AllocateRequest struct {
 	Progress           float32            `protobuf:"fixed32,7,opt,name=progress,proto3" json:"progress,omitempty"`
 	// When > 0 and nothing is new, the RM holds the call up to wait_ms for
 	// allocations or completions.
-	WaitMs        int64 `protobuf:"varint,8,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	WaitMs        int64  `protobuf:"varint,8,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	AmToken       []byte `protobuf:"bytes,9,opt,name=am_token,json=amToken,proto3" json:"am_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2891,6 +2910,13 @@ func (x *AllocateRequest) GetWaitMs() int64 {
 	return 0
 }
 
+func (x *AllocateRequest) GetAmToken() []byte {
+	if x != nil {
+		return x.AmToken
+	}
+	return nil
+}
+
 type AllocateResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ResponseId      int32                  `protobuf:"varint,1,opt,name=response_id,json=responseId,proto3" json:"response_id,omitempty"`
@@ -2901,8 +2927,11 @@ type AllocateResponse struct {
 	NumClusterNodes int32                  `protobuf:"varint,6,opt,name=num_cluster_nodes,json=numClusterNodes,proto3" json:"num_cluster_nodes,omitempty"`
 	Preempt         []string               `protobuf:"bytes,7,rep,name=preempt,proto3" json:"preempt,omitempty"`
 	Command         AMCommand              `protobuf:"varint,8,opt,name=command,proto3,enum=loom.yarn.AMCommand" json:"command,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// am_token, when set, replaces the attempt's AMToken: the RM rolls it
+	// over to a newer master key.
+	AmToken       []byte `protobuf:"bytes,9,opt,name=am_token,json=amToken,proto3" json:"am_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AllocateResponse) Reset() {
@@ -2991,12 +3020,20 @@ func (x *AllocateResponse) GetCommand() AMCommand {
 	return AMCommand_AM_NONE
 }
 
+func (x *AllocateResponse) GetAmToken() []byte {
+	if x != nil {
+		return x.AmToken
+	}
+	return nil
+}
+
 type FinishApplicationMasterRequest struct {
 	state                protoimpl.MessageState `protogen:"open.v1"`
 	ApplicationAttemptId string                 `protobuf:"bytes,1,opt,name=application_attempt_id,json=applicationAttemptId,proto3" json:"application_attempt_id,omitempty"`
 	FinalStatus          FinalStatus            `protobuf:"varint,2,opt,name=final_status,json=finalStatus,proto3,enum=loom.yarn.FinalStatus" json:"final_status,omitempty"`
 	Diagnostics          string                 `protobuf:"bytes,3,opt,name=diagnostics,proto3" json:"diagnostics,omitempty"`
 	TrackingUrl          string                 `protobuf:"bytes,4,opt,name=tracking_url,json=trackingUrl,proto3" json:"tracking_url,omitempty"`
+	AmToken              []byte                 `protobuf:"bytes,5,opt,name=am_token,json=amToken,proto3" json:"am_token,omitempty"`
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
 }
@@ -3057,6 +3094,13 @@ func (x *FinishApplicationMasterRequest) GetTrackingUrl() string {
 		return x.TrackingUrl
 	}
 	return ""
+}
+
+func (x *FinishApplicationMasterRequest) GetAmToken() []byte {
+	if x != nil {
+		return x.AmToken
+	}
+	return nil
 }
 
 type FinishApplicationMasterResponse struct {
@@ -3193,8 +3237,11 @@ type RegisterNodeManagerResponse struct {
 	HeartbeatIntervalMs int64                  `protobuf:"varint,2,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
 	Diagnostics         string                 `protobuf:"bytes,3,opt,name=diagnostics,proto3" json:"diagnostics,omitempty"`
 	RmIdentifier        int64                  `protobuf:"varint,4,opt,name=rm_identifier,json=rmIdentifier,proto3" json:"rm_identifier,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// container_keys verify the ContainerTokens the NM is shown, newest
+	// first.
+	ContainerKeys []*MasterKey `protobuf:"bytes,5,rep,name=container_keys,json=containerKeys,proto3" json:"container_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterNodeManagerResponse) Reset() {
@@ -3253,6 +3300,13 @@ func (x *RegisterNodeManagerResponse) GetRmIdentifier() int64 {
 		return x.RmIdentifier
 	}
 	return 0
+}
+
+func (x *RegisterNodeManagerResponse) GetContainerKeys() []*MasterKey {
+	if x != nil {
+		return x.ContainerKeys
+	}
+	return nil
 }
 
 type NodeHeartbeatRequest struct {
@@ -3354,9 +3408,10 @@ type NodeHeartbeatResponse struct {
 	ContainersToCleanup []string               `protobuf:"bytes,3,rep,name=containers_to_cleanup,json=containersToCleanup,proto3" json:"containers_to_cleanup,omitempty"`
 	AppsToCleanup       []string               `protobuf:"bytes,4,rep,name=apps_to_cleanup,json=appsToCleanup,proto3" json:"apps_to_cleanup,omitempty"`
 	// Completed containers the RM has recorded: the NM may forget them.
-	ContainersAcked []string `protobuf:"bytes,5,rep,name=containers_acked,json=containersAcked,proto3" json:"containers_acked,omitempty"`
-	NextHeartbeatMs int64    `protobuf:"varint,6,opt,name=next_heartbeat_ms,json=nextHeartbeatMs,proto3" json:"next_heartbeat_ms,omitempty"`
-	Diagnostics     string   `protobuf:"bytes,7,opt,name=diagnostics,proto3" json:"diagnostics,omitempty"`
+	ContainersAcked []string     `protobuf:"bytes,5,rep,name=containers_acked,json=containersAcked,proto3" json:"containers_acked,omitempty"`
+	NextHeartbeatMs int64        `protobuf:"varint,6,opt,name=next_heartbeat_ms,json=nextHeartbeatMs,proto3" json:"next_heartbeat_ms,omitempty"`
+	Diagnostics     string       `protobuf:"bytes,7,opt,name=diagnostics,proto3" json:"diagnostics,omitempty"`
+	ContainerKeys   []*MasterKey `protobuf:"bytes,8,rep,name=container_keys,json=containerKeys,proto3" json:"container_keys,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -3438,6 +3493,13 @@ func (x *NodeHeartbeatResponse) GetDiagnostics() string {
 		return x.Diagnostics
 	}
 	return ""
+}
+
+func (x *NodeHeartbeatResponse) GetContainerKeys() []*MasterKey {
+	if x != nil {
+		return x.ContainerKeys
+	}
+	return nil
 }
 
 type UnRegisterNodeManagerRequest struct {
@@ -3955,6 +4017,7 @@ type StartContainerRequest struct {
 	User          string                  `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
 	Resource      *Resource               `protobuf:"bytes,4,opt,name=resource,proto3" json:"resource,omitempty"`
 	LaunchContext *ContainerLaunchContext `protobuf:"bytes,5,opt,name=launch_context,json=launchContext,proto3" json:"launch_context,omitempty"`
+	Token         []byte                  `protobuf:"bytes,6,opt,name=token,proto3" json:"token,omitempty"` // the ContainerToken of the allocation
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4020,6 +4083,13 @@ func (x *StartContainerRequest) GetResource() *Resource {
 func (x *StartContainerRequest) GetLaunchContext() *ContainerLaunchContext {
 	if x != nil {
 		return x.LaunchContext
+	}
+	return nil
+}
+
+func (x *StartContainerRequest) GetToken() []byte {
+	if x != nil {
+		return x.Token
 	}
 	return nil
 }
@@ -4580,6 +4650,203 @@ func (x *LogChunk) GetData() []byte {
 	return nil
 }
 
+// Tokens the RM signs (HMAC-SHA256 with a master key that raft keeps and
+// the leader rotates). A token is "LT", a version byte, a kind byte, the
+// key id (uint32, big-endian), the identifier below in protobuf, and the
+// MAC of all that.
+type MasterKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint32                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Secret        []byte                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	CreatedMs     int64                  `protobuf:"varint,3,opt,name=created_ms,json=createdMs,proto3" json:"created_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MasterKey) Reset() {
+	*x = MasterKey{}
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MasterKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MasterKey) ProtoMessage() {}
+
+func (x *MasterKey) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MasterKey.ProtoReflect.Descriptor instead.
+func (*MasterKey) Descriptor() ([]byte, []int) {
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *MasterKey) GetId() uint32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *MasterKey) GetSecret() []byte {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *MasterKey) GetCreatedMs() int64 {
+	if x != nil {
+		return x.CreatedMs
+	}
+	return 0
+}
+
+// ContainerTokenIdentifier is what a ContainerToken lets its holder do:
+// start one container, on one node, for one application and user, with
+// these resources, before the expiry.
+type ContainerTokenIdentifier struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	ApplicationId string                 `protobuf:"bytes,3,opt,name=application_id,json=applicationId,proto3" json:"application_id,omitempty"`
+	User          string                 `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	Resource      *Resource              `protobuf:"bytes,5,opt,name=resource,proto3" json:"resource,omitempty"`
+	ExpiryMs      int64                  `protobuf:"varint,6,opt,name=expiry_ms,json=expiryMs,proto3" json:"expiry_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContainerTokenIdentifier) Reset() {
+	*x = ContainerTokenIdentifier{}
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContainerTokenIdentifier) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContainerTokenIdentifier) ProtoMessage() {}
+
+func (x *ContainerTokenIdentifier) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContainerTokenIdentifier.ProtoReflect.Descriptor instead.
+func (*ContainerTokenIdentifier) Descriptor() ([]byte, []int) {
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ContainerTokenIdentifier) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *ContainerTokenIdentifier) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ContainerTokenIdentifier) GetApplicationId() string {
+	if x != nil {
+		return x.ApplicationId
+	}
+	return ""
+}
+
+func (x *ContainerTokenIdentifier) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ContainerTokenIdentifier) GetResource() *Resource {
+	if x != nil {
+		return x.Resource
+	}
+	return nil
+}
+
+func (x *ContainerTokenIdentifier) GetExpiryMs() int64 {
+	if x != nil {
+		return x.ExpiryMs
+	}
+	return 0
+}
+
+// AMTokenIdentifier names the one application attempt whose AM holds the
+// token.
+type AMTokenIdentifier struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	ApplicationAttemptId string                 `protobuf:"bytes,1,opt,name=application_attempt_id,json=applicationAttemptId,proto3" json:"application_attempt_id,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *AMTokenIdentifier) Reset() {
+	*x = AMTokenIdentifier{}
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AMTokenIdentifier) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AMTokenIdentifier) ProtoMessage() {}
+
+func (x *AMTokenIdentifier) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AMTokenIdentifier.ProtoReflect.Descriptor instead.
+func (*AMTokenIdentifier) Descriptor() ([]byte, []int) {
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *AMTokenIdentifier) GetApplicationAttemptId() string {
+	if x != nil {
+		return x.ApplicationAttemptId
+	}
+	return ""
+}
+
 var File_proto_yarnpb_yarn_proto protoreflect.FileDescriptor
 
 const file_proto_yarnpb_yarn_proto_rawDesc = "" +
@@ -4609,7 +4876,7 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10CredentialsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xe0\x03\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xf6\x03\n" +
 	"\tContainer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x124\n" +
 	"\x16application_attempt_id\x18\x02 \x01(\tR\x14applicationAttemptId\x12\x17\n" +
@@ -4627,7 +4894,8 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"start_time\x18\v \x01(\x03R\tstartTime\x12\x1f\n" +
 	"\vfinish_time\x18\f \x01(\x03R\n" +
 	"finishTime\x12\x13\n" +
-	"\x05is_am\x18\r \x01(\bR\x04isAm\"\xa8\x01\n" +
+	"\x05is_am\x18\r \x01(\bR\x04isAm\x12\x14\n" +
+	"\x05token\x18\x0e \x01(\fR\x05token\"\xa8\x01\n" +
 	"\x0fContainerStatus\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12/\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x19.loom.yarn.ContainerStateR\x05state\x12\x1f\n" +
@@ -4768,12 +5036,13 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\vnum_pending\x18\b \x01(\x05R\n" +
 	"numPending\"A\n" +
 	"\x11QueueInfoResponse\x12,\n" +
-	"\x06queues\x18\x01 \x03(\v2\x14.loom.yarn.QueueInfoR\x06queues\"\xaa\x01\n" +
+	"\x06queues\x18\x01 \x03(\v2\x14.loom.yarn.QueueInfoR\x06queues\"\xc5\x01\n" +
 	" RegisterApplicationMasterRequest\x124\n" +
 	"\x16application_attempt_id\x18\x01 \x01(\tR\x14applicationAttemptId\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x12\x19\n" +
 	"\brpc_port\x18\x03 \x01(\x05R\arpcPort\x12!\n" +
-	"\ftracking_url\x18\x04 \x01(\tR\vtrackingUrl\"\xb1\x02\n" +
+	"\ftracking_url\x18\x04 \x01(\tR\vtrackingUrl\x12\x19\n" +
+	"\bam_token\x18\x05 \x01(\fR\aamToken\"\xb1\x02\n" +
 	"!RegisterApplicationMasterResponse\x12:\n" +
 	"\x0emax_capability\x18\x01 \x01(\v2\x13.loom.yarn.ResourceR\rmaxCapability\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12_\n" +
@@ -4789,7 +5058,7 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x05count\x18\x04 \x01(\x05R\x05count\x12\x14\n" +
 	"\x05nodes\x18\x05 \x03(\tR\x05nodes\x12*\n" +
 	"\x0erelax_locality\x18\x06 \x01(\bH\x00R\rrelaxLocality\x88\x01\x01B\x11\n" +
-	"\x0f_relax_locality\"\xc9\x02\n" +
+	"\x0f_relax_locality\"\xe4\x02\n" +
 	"\x0fAllocateRequest\x124\n" +
 	"\x16application_attempt_id\x18\x01 \x01(\tR\x14applicationAttemptId\x12\x1f\n" +
 	"\vresponse_id\x18\x02 \x01(\x05R\n" +
@@ -4799,7 +5068,8 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x13blacklist_additions\x18\x05 \x03(\tR\x12blacklistAdditions\x12-\n" +
 	"\x12blacklist_removals\x18\x06 \x03(\tR\x11blacklistRemovals\x12\x1a\n" +
 	"\bprogress\x18\a \x01(\x02R\bprogress\x12\x17\n" +
-	"\await_ms\x18\b \x01(\x03R\x06waitMs\"\x86\x03\n" +
+	"\await_ms\x18\b \x01(\x03R\x06waitMs\x12\x19\n" +
+	"\bam_token\x18\t \x01(\fR\aamToken\"\xa1\x03\n" +
 	"\x10AllocateResponse\x12\x1f\n" +
 	"\vresponse_id\x18\x01 \x01(\x05R\n" +
 	"responseId\x122\n" +
@@ -4809,12 +5079,14 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\tavailable\x18\x05 \x01(\v2\x13.loom.yarn.ResourceR\tavailable\x12*\n" +
 	"\x11num_cluster_nodes\x18\x06 \x01(\x05R\x0fnumClusterNodes\x12\x18\n" +
 	"\apreempt\x18\a \x03(\tR\apreempt\x12.\n" +
-	"\acommand\x18\b \x01(\x0e2\x14.loom.yarn.AMCommandR\acommand\"\xd6\x01\n" +
+	"\acommand\x18\b \x01(\x0e2\x14.loom.yarn.AMCommandR\acommand\x12\x19\n" +
+	"\bam_token\x18\t \x01(\fR\aamToken\"\xf1\x01\n" +
 	"\x1eFinishApplicationMasterRequest\x124\n" +
 	"\x16application_attempt_id\x18\x01 \x01(\tR\x14applicationAttemptId\x129\n" +
 	"\ffinal_status\x18\x02 \x01(\x0e2\x16.loom.yarn.FinalStatusR\vfinalStatus\x12 \n" +
 	"\vdiagnostics\x18\x03 \x01(\tR\vdiagnostics\x12!\n" +
-	"\ftracking_url\x18\x04 \x01(\tR\vtrackingUrl\"E\n" +
+	"\ftracking_url\x18\x04 \x01(\tR\vtrackingUrl\x12\x19\n" +
+	"\bam_token\x18\x05 \x01(\fR\aamToken\"E\n" +
 	"\x1fFinishApplicationMasterResponse\x12\"\n" +
 	"\funregistered\x18\x01 \x01(\bR\funregistered\"\xf1\x01\n" +
 	"\x1aRegisterNodeManagerRequest\x12\x17\n" +
@@ -4825,12 +5097,13 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\n" +
 	"containers\x18\x05 \x03(\v2\x1a.loom.yarn.ContainerStatusR\n" +
 	"containers\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\tR\aversion\"\xc7\x01\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion\"\x84\x02\n" +
 	"\x1bRegisterNodeManagerResponse\x12-\n" +
 	"\x06action\x18\x01 \x01(\x0e2\x15.loom.yarn.NodeActionR\x06action\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12 \n" +
 	"\vdiagnostics\x18\x03 \x01(\tR\vdiagnostics\x12#\n" +
-	"\rrm_identifier\x18\x04 \x01(\x03R\frmIdentifier\"\xae\x02\n" +
+	"\rrm_identifier\x18\x04 \x01(\x03R\frmIdentifier\x12;\n" +
+	"\x0econtainer_keys\x18\x05 \x03(\v2\x14.loom.yarn.MasterKeyR\rcontainerKeys\"\xae\x02\n" +
 	"\x14NodeHeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12(\n" +
 	"\x10last_response_id\x18\x02 \x01(\x05R\x0elastResponseId\x12:\n" +
@@ -4840,7 +5113,7 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\ahealthy\x18\x04 \x01(\bR\ahealthy\x12#\n" +
 	"\rhealth_report\x18\x05 \x01(\tR\fhealthReport\x125\n" +
 	"\vutilization\x18\x06 \x01(\v2\x13.loom.yarn.ResourceR\vutilization\x12!\n" +
-	"\frunning_apps\x18\a \x03(\tR\vrunningApps\"\xbc\x02\n" +
+	"\frunning_apps\x18\a \x03(\tR\vrunningApps\"\xf9\x02\n" +
 	"\x15NodeHeartbeatResponse\x12\x1f\n" +
 	"\vresponse_id\x18\x01 \x01(\x05R\n" +
 	"responseId\x12-\n" +
@@ -4849,7 +5122,8 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x0fapps_to_cleanup\x18\x04 \x03(\tR\rappsToCleanup\x12)\n" +
 	"\x10containers_acked\x18\x05 \x03(\tR\x0fcontainersAcked\x12*\n" +
 	"\x11next_heartbeat_ms\x18\x06 \x01(\x03R\x0fnextHeartbeatMs\x12 \n" +
-	"\vdiagnostics\x18\a \x01(\tR\vdiagnostics\"7\n" +
+	"\vdiagnostics\x18\a \x01(\tR\vdiagnostics\x12;\n" +
+	"\x0econtainer_keys\x18\b \x03(\v2\x14.loom.yarn.MasterKeyR\rcontainerKeys\"7\n" +
 	"\x1cUnRegisterNodeManagerRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x1f\n" +
 	"\x1dUnRegisterNodeManagerResponse\"i\n" +
@@ -4875,13 +5149,14 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x05peers\x18\x03 \x03(\v2\x13.loom.yarn.RaftPeerR\x05peers\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\x04 \x01(\x04R\tlastIndex\x12\x14\n" +
-	"\x05epoch\x18\x05 \x01(\x03R\x05epoch\"\xf0\x01\n" +
+	"\x05epoch\x18\x05 \x01(\x03R\x05epoch\"\x86\x02\n" +
 	"\x15StartContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12%\n" +
 	"\x0eapplication_id\x18\x02 \x01(\tR\rapplicationId\x12\x12\n" +
 	"\x04user\x18\x03 \x01(\tR\x04user\x12/\n" +
 	"\bresource\x18\x04 \x01(\v2\x13.loom.yarn.ResourceR\bresource\x12H\n" +
-	"\x0elaunch_context\x18\x05 \x01(\v2!.loom.yarn.ContainerLaunchContextR\rlaunchContext\"Z\n" +
+	"\x0elaunch_context\x18\x05 \x01(\v2!.loom.yarn.ContainerLaunchContextR\rlaunchContext\x12\x14\n" +
+	"\x05token\x18\x06 \x01(\fR\x05token\"Z\n" +
 	"\x16StartContainersRequest\x12@\n" +
 	"\n" +
 	"containers\x18\x01 \x03(\v2 .loom.yarn.StartContainerRequestR\n" +
@@ -4923,7 +5198,21 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x16\n" +
 	"\x06follow\x18\x04 \x01(\bR\x06follow\"\x1e\n" +
 	"\bLogChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data*\x94\x01\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"R\n" +
+	"\tMasterKey\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\rR\x02id\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\fR\x06secret\x12\x1d\n" +
+	"\n" +
+	"created_ms\x18\x03 \x01(\x03R\tcreatedMs\"\xdf\x01\n" +
+	"\x18ContainerTokenIdentifier\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12%\n" +
+	"\x0eapplication_id\x18\x03 \x01(\tR\rapplicationId\x12\x12\n" +
+	"\x04user\x18\x04 \x01(\tR\x04user\x12/\n" +
+	"\bresource\x18\x05 \x01(\v2\x13.loom.yarn.ResourceR\bresource\x12\x1b\n" +
+	"\texpiry_ms\x18\x06 \x01(\x03R\bexpiryMs\"I\n" +
+	"\x11AMTokenIdentifier\x124\n" +
+	"\x16application_attempt_id\x18\x01 \x01(\tR\x14applicationAttemptId*\x94\x01\n" +
 	"\tNodeState\x12\f\n" +
 	"\bNODE_NEW\x10\x00\x12\x10\n" +
 	"\fNODE_RUNNING\x10\x01\x12\x12\n" +
@@ -5038,7 +5327,7 @@ func file_proto_yarnpb_yarn_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_yarnpb_yarn_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_proto_yarnpb_yarn_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
+var file_proto_yarnpb_yarn_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
 var file_proto_yarnpb_yarn_proto_goTypes = []any{
 	(NodeState)(0),                            // 0: loom.yarn.NodeState
 	(AppState)(0),                             // 1: loom.yarn.AppState
@@ -5111,17 +5400,20 @@ var file_proto_yarnpb_yarn_proto_goTypes = []any{
 	(*ListContainerLogsResponse)(nil),         // 68: loom.yarn.ListContainerLogsResponse
 	(*ReadContainerLogRequest)(nil),           // 69: loom.yarn.ReadContainerLogRequest
 	(*LogChunk)(nil),                          // 70: loom.yarn.LogChunk
-	nil,                                       // 71: loom.yarn.ContainerLaunchContext.EnvEntry
-	nil,                                       // 72: loom.yarn.ContainerLaunchContext.CredentialsEntry
-	nil,                                       // 73: loom.yarn.StartContainersResponse.FailedEntry
-	nil,                                       // 74: loom.yarn.StopContainersResponse.FailedEntry
-	nil,                                       // 75: loom.yarn.GetContainerStatusesResponse.FailedEntry
+	(*MasterKey)(nil),                         // 71: loom.yarn.MasterKey
+	(*ContainerTokenIdentifier)(nil),          // 72: loom.yarn.ContainerTokenIdentifier
+	(*AMTokenIdentifier)(nil),                 // 73: loom.yarn.AMTokenIdentifier
+	nil,                                       // 74: loom.yarn.ContainerLaunchContext.EnvEntry
+	nil,                                       // 75: loom.yarn.ContainerLaunchContext.CredentialsEntry
+	nil,                                       // 76: loom.yarn.StartContainersResponse.FailedEntry
+	nil,                                       // 77: loom.yarn.StopContainersResponse.FailedEntry
+	nil,                                       // 78: loom.yarn.GetContainerStatusesResponse.FailedEntry
 }
 var file_proto_yarnpb_yarn_proto_depIdxs = []int32{
 	6,  // 0: loom.yarn.LocalResource.visibility:type_name -> loom.yarn.Visibility
-	71, // 1: loom.yarn.ContainerLaunchContext.env:type_name -> loom.yarn.ContainerLaunchContext.EnvEntry
+	74, // 1: loom.yarn.ContainerLaunchContext.env:type_name -> loom.yarn.ContainerLaunchContext.EnvEntry
 	10, // 2: loom.yarn.ContainerLaunchContext.local_resources:type_name -> loom.yarn.LocalResource
-	72, // 3: loom.yarn.ContainerLaunchContext.credentials:type_name -> loom.yarn.ContainerLaunchContext.CredentialsEntry
+	75, // 3: loom.yarn.ContainerLaunchContext.credentials:type_name -> loom.yarn.ContainerLaunchContext.CredentialsEntry
 	9,  // 4: loom.yarn.Container.resource:type_name -> loom.yarn.Resource
 	4,  // 5: loom.yarn.Container.state:type_name -> loom.yarn.ContainerState
 	4,  // 6: loom.yarn.ContainerStatus.state:type_name -> loom.yarn.ContainerState
@@ -5160,71 +5452,74 @@ var file_proto_yarnpb_yarn_proto_depIdxs = []int32{
 	9,  // 39: loom.yarn.RegisterNodeManagerRequest.total:type_name -> loom.yarn.Resource
 	13, // 40: loom.yarn.RegisterNodeManagerRequest.containers:type_name -> loom.yarn.ContainerStatus
 	8,  // 41: loom.yarn.RegisterNodeManagerResponse.action:type_name -> loom.yarn.NodeAction
-	13, // 42: loom.yarn.NodeHeartbeatRequest.containers:type_name -> loom.yarn.ContainerStatus
-	9,  // 43: loom.yarn.NodeHeartbeatRequest.utilization:type_name -> loom.yarn.Resource
-	8,  // 44: loom.yarn.NodeHeartbeatResponse.action:type_name -> loom.yarn.NodeAction
-	57, // 45: loom.yarn.ServiceStateResponse.peers:type_name -> loom.yarn.RaftPeer
-	9,  // 46: loom.yarn.StartContainerRequest.resource:type_name -> loom.yarn.Resource
-	11, // 47: loom.yarn.StartContainerRequest.launch_context:type_name -> loom.yarn.ContainerLaunchContext
-	59, // 48: loom.yarn.StartContainersRequest.containers:type_name -> loom.yarn.StartContainerRequest
-	73, // 49: loom.yarn.StartContainersResponse.failed:type_name -> loom.yarn.StartContainersResponse.FailedEntry
-	74, // 50: loom.yarn.StopContainersResponse.failed:type_name -> loom.yarn.StopContainersResponse.FailedEntry
-	13, // 51: loom.yarn.GetContainerStatusesResponse.statuses:type_name -> loom.yarn.ContainerStatus
-	75, // 52: loom.yarn.GetContainerStatusesResponse.failed:type_name -> loom.yarn.GetContainerStatusesResponse.FailedEntry
-	67, // 53: loom.yarn.ListContainerLogsResponse.files:type_name -> loom.yarn.ContainerLogFile
-	18, // 54: loom.yarn.ClientService.NewApplication:input_type -> loom.yarn.NewApplicationRequest
-	20, // 55: loom.yarn.ClientService.SubmitApplication:input_type -> loom.yarn.SubmitApplicationRequest
-	22, // 56: loom.yarn.ClientService.GetApplicationReport:input_type -> loom.yarn.GetApplicationReportRequest
-	24, // 57: loom.yarn.ClientService.ListApplications:input_type -> loom.yarn.ListApplicationsRequest
-	26, // 58: loom.yarn.ClientService.KillApplication:input_type -> loom.yarn.KillApplicationRequest
-	28, // 59: loom.yarn.ClientService.MoveApplication:input_type -> loom.yarn.MoveApplicationRequest
-	30, // 60: loom.yarn.ClientService.ClusterMetrics:input_type -> loom.yarn.ClusterMetricsRequest
-	32, // 61: loom.yarn.ClientService.ListNodes:input_type -> loom.yarn.ListNodesRequest
-	34, // 62: loom.yarn.ClientService.QueueInfo:input_type -> loom.yarn.QueueInfoRequest
-	37, // 63: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:input_type -> loom.yarn.RegisterApplicationMasterRequest
-	40, // 64: loom.yarn.ApplicationMasterService.Allocate:input_type -> loom.yarn.AllocateRequest
-	42, // 65: loom.yarn.ApplicationMasterService.FinishApplicationMaster:input_type -> loom.yarn.FinishApplicationMasterRequest
-	44, // 66: loom.yarn.ResourceTrackerService.RegisterNodeManager:input_type -> loom.yarn.RegisterNodeManagerRequest
-	46, // 67: loom.yarn.ResourceTrackerService.NodeHeartbeat:input_type -> loom.yarn.NodeHeartbeatRequest
-	48, // 68: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:input_type -> loom.yarn.UnRegisterNodeManagerRequest
-	50, // 69: loom.yarn.AdminService.Decommission:input_type -> loom.yarn.DecommissionRequest
-	52, // 70: loom.yarn.AdminService.Recommission:input_type -> loom.yarn.RecommissionRequest
-	54, // 71: loom.yarn.AdminService.RefreshQueues:input_type -> loom.yarn.RefreshQueuesRequest
-	56, // 72: loom.yarn.AdminService.ServiceState:input_type -> loom.yarn.ServiceStateRequest
-	60, // 73: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
-	62, // 74: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
-	64, // 75: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
-	66, // 76: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
-	69, // 77: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
-	19, // 78: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
-	21, // 79: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
-	23, // 80: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
-	25, // 81: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
-	27, // 82: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
-	29, // 83: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
-	31, // 84: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
-	33, // 85: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
-	36, // 86: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
-	38, // 87: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
-	41, // 88: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
-	43, // 89: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
-	45, // 90: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
-	47, // 91: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
-	49, // 92: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
-	51, // 93: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
-	53, // 94: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
-	55, // 95: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
-	58, // 96: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
-	61, // 97: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
-	63, // 98: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
-	65, // 99: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
-	68, // 100: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
-	70, // 101: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
-	78, // [78:102] is the sub-list for method output_type
-	54, // [54:78] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	71, // 42: loom.yarn.RegisterNodeManagerResponse.container_keys:type_name -> loom.yarn.MasterKey
+	13, // 43: loom.yarn.NodeHeartbeatRequest.containers:type_name -> loom.yarn.ContainerStatus
+	9,  // 44: loom.yarn.NodeHeartbeatRequest.utilization:type_name -> loom.yarn.Resource
+	8,  // 45: loom.yarn.NodeHeartbeatResponse.action:type_name -> loom.yarn.NodeAction
+	71, // 46: loom.yarn.NodeHeartbeatResponse.container_keys:type_name -> loom.yarn.MasterKey
+	57, // 47: loom.yarn.ServiceStateResponse.peers:type_name -> loom.yarn.RaftPeer
+	9,  // 48: loom.yarn.StartContainerRequest.resource:type_name -> loom.yarn.Resource
+	11, // 49: loom.yarn.StartContainerRequest.launch_context:type_name -> loom.yarn.ContainerLaunchContext
+	59, // 50: loom.yarn.StartContainersRequest.containers:type_name -> loom.yarn.StartContainerRequest
+	76, // 51: loom.yarn.StartContainersResponse.failed:type_name -> loom.yarn.StartContainersResponse.FailedEntry
+	77, // 52: loom.yarn.StopContainersResponse.failed:type_name -> loom.yarn.StopContainersResponse.FailedEntry
+	13, // 53: loom.yarn.GetContainerStatusesResponse.statuses:type_name -> loom.yarn.ContainerStatus
+	78, // 54: loom.yarn.GetContainerStatusesResponse.failed:type_name -> loom.yarn.GetContainerStatusesResponse.FailedEntry
+	67, // 55: loom.yarn.ListContainerLogsResponse.files:type_name -> loom.yarn.ContainerLogFile
+	9,  // 56: loom.yarn.ContainerTokenIdentifier.resource:type_name -> loom.yarn.Resource
+	18, // 57: loom.yarn.ClientService.NewApplication:input_type -> loom.yarn.NewApplicationRequest
+	20, // 58: loom.yarn.ClientService.SubmitApplication:input_type -> loom.yarn.SubmitApplicationRequest
+	22, // 59: loom.yarn.ClientService.GetApplicationReport:input_type -> loom.yarn.GetApplicationReportRequest
+	24, // 60: loom.yarn.ClientService.ListApplications:input_type -> loom.yarn.ListApplicationsRequest
+	26, // 61: loom.yarn.ClientService.KillApplication:input_type -> loom.yarn.KillApplicationRequest
+	28, // 62: loom.yarn.ClientService.MoveApplication:input_type -> loom.yarn.MoveApplicationRequest
+	30, // 63: loom.yarn.ClientService.ClusterMetrics:input_type -> loom.yarn.ClusterMetricsRequest
+	32, // 64: loom.yarn.ClientService.ListNodes:input_type -> loom.yarn.ListNodesRequest
+	34, // 65: loom.yarn.ClientService.QueueInfo:input_type -> loom.yarn.QueueInfoRequest
+	37, // 66: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:input_type -> loom.yarn.RegisterApplicationMasterRequest
+	40, // 67: loom.yarn.ApplicationMasterService.Allocate:input_type -> loom.yarn.AllocateRequest
+	42, // 68: loom.yarn.ApplicationMasterService.FinishApplicationMaster:input_type -> loom.yarn.FinishApplicationMasterRequest
+	44, // 69: loom.yarn.ResourceTrackerService.RegisterNodeManager:input_type -> loom.yarn.RegisterNodeManagerRequest
+	46, // 70: loom.yarn.ResourceTrackerService.NodeHeartbeat:input_type -> loom.yarn.NodeHeartbeatRequest
+	48, // 71: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:input_type -> loom.yarn.UnRegisterNodeManagerRequest
+	50, // 72: loom.yarn.AdminService.Decommission:input_type -> loom.yarn.DecommissionRequest
+	52, // 73: loom.yarn.AdminService.Recommission:input_type -> loom.yarn.RecommissionRequest
+	54, // 74: loom.yarn.AdminService.RefreshQueues:input_type -> loom.yarn.RefreshQueuesRequest
+	56, // 75: loom.yarn.AdminService.ServiceState:input_type -> loom.yarn.ServiceStateRequest
+	60, // 76: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
+	62, // 77: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
+	64, // 78: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
+	66, // 79: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
+	69, // 80: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
+	19, // 81: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
+	21, // 82: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
+	23, // 83: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
+	25, // 84: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
+	27, // 85: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
+	29, // 86: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
+	31, // 87: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
+	33, // 88: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
+	36, // 89: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
+	38, // 90: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
+	41, // 91: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
+	43, // 92: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
+	45, // 93: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
+	47, // 94: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
+	49, // 95: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
+	51, // 96: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
+	53, // 97: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
+	55, // 98: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
+	58, // 99: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
+	61, // 100: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
+	63, // 101: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
+	65, // 102: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
+	68, // 103: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
+	70, // 104: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
+	81, // [81:105] is the sub-list for method output_type
+	57, // [57:81] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_proto_yarnpb_yarn_proto_init() }
@@ -5239,7 +5534,7 @@ func file_proto_yarnpb_yarn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_yarnpb_yarn_proto_rawDesc), len(file_proto_yarnpb_yarn_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   67,
+			NumMessages:   70,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

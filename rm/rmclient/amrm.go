@@ -58,6 +58,7 @@ type AMRMClient struct {
 	releases   []string
 	progress   float32
 	responseID int32
+	token      []byte // the attempt's AMToken
 	seenDone   map[string]bool
 	inflight   context.CancelFunc // cancels a held Allocate call on change
 	kicked     bool
@@ -72,11 +73,14 @@ type AMRMClient struct {
 	done   chan struct{}
 }
 
-// NewAMRMClient returns an AMRM client for an application attempt.
-func (c *Client) NewAMRMClient(attemptID string, h Handler) *AMRMClient {
+// NewAMRMClient returns an AMRM client for an application attempt, which
+// presents the attempt's AMToken (ContainerAMToken reads it in the AM's
+// container).
+func (c *Client) NewAMRMClient(attemptID string, amToken []byte, h Handler) *AMRMClient {
 	return &AMRMClient{
 		rm:        c,
 		attemptID: attemptID,
+		token:     amToken,
 		handler:   h,
 		asks:      map[askKey]*yarnpb.ResourceRequest{},
 		seenDone:  map[string]bool{},
@@ -86,7 +90,9 @@ func (c *Client) NewAMRMClient(attemptID string, h Handler) *AMRMClient {
 
 // Register registers the AM with the RM.
 func (a *AMRMClient) Register(ctx context.Context, host string, port int32, trackingURL string) (*yarnpb.RegisterApplicationMasterResponse, error) {
-	req := &yarnpb.RegisterApplicationMasterRequest{ApplicationAttemptId: a.attemptID, Host: host, RpcPort: port, TrackingUrl: trackingURL}
+	a.mu.Lock()
+	req := &yarnpb.RegisterApplicationMasterRequest{ApplicationAttemptId: a.attemptID, Host: host, RpcPort: port, TrackingUrl: trackingURL, AmToken: a.token}
+	a.mu.Unlock()
 	var resp *yarnpb.RegisterApplicationMasterResponse
 	err := a.rm.call(ctx, func(cc *grpc.ClientConn) (err error) {
 		resp, err = yarnpb.NewApplicationMasterServiceClient(cc).RegisterApplicationMaster(ctx, req)
@@ -204,6 +210,7 @@ func (a *AMRMClient) loop(ctx context.Context) {
 			Releases:             a.releases,
 			Progress:             a.progress,
 			WaitMs:               a.Wait.Milliseconds(),
+			AmToken:              a.token,
 		}
 		if a.kicked {
 			req.WaitMs = 0
@@ -275,6 +282,9 @@ func (a *AMRMClient) loop(ctx context.Context) {
 			continue
 		}
 		a.mu.Lock()
+		if len(resp.AmToken) > 0 {
+			a.token = resp.AmToken // rolled over to a newer master key
+		}
 		a.responseID = resp.ResponseId
 		a.available, a.nodes = resp.Available, resp.NumClusterNodes
 		a.releases = a.releases[sentReleases:]
@@ -310,9 +320,12 @@ func (a *AMRMClient) loop(ctx context.Context) {
 // Finish stops the heartbeat loop and unregisters with a final status.
 func (a *AMRMClient) Finish(ctx context.Context, status yarnpb.FinalStatus, diag, trackingURL string) error {
 	a.Stop()
+	a.mu.Lock()
+	tok := a.token
+	a.mu.Unlock()
 	return a.rm.call(ctx, func(cc *grpc.ClientConn) error {
 		_, err := yarnpb.NewApplicationMasterServiceClient(cc).FinishApplicationMaster(ctx, &yarnpb.FinishApplicationMasterRequest{
-			ApplicationAttemptId: a.attemptID, FinalStatus: status, Diagnostics: diag, TrackingUrl: trackingURL,
+			ApplicationAttemptId: a.attemptID, FinalStatus: status, Diagnostics: diag, TrackingUrl: trackingURL, AmToken: tok,
 		})
 		return err
 	})

@@ -220,7 +220,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := restored.Snapshot()
-	if r.Index != f.index || r.Meta() != (Meta{Epoch: 3, AppSeq: 1, Cluster: 42}) {
+	if m := r.Meta(); r.Index != f.index || m.Epoch != 3 || m.AppSeq != 1 || m.Cluster != 42 || m.Keys != nil {
 		t.Fatalf("restored index %d meta %+v", r.Index, r.Meta())
 	}
 	if c := r.Container(nil, am.ID); c == nil || *c != *am {

@@ -190,4 +190,7 @@ type Meta struct {
 	Epoch   int64  `json:"epoch"`
 	AppSeq  uint64 `json:"app_seq"`
 	Cluster int64  `json:"cluster_ts"`
+	// Keys are the master keys of the tokens the leader signs, newest
+	// first.
+	Keys []*yarnpb.MasterKey `json:"keys,omitempty"`
 }
