@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -35,6 +36,8 @@ func rmCommand() *cli.Command {
 			&cli.Int64Flag{Name: "max-allocation-mb", Value: d.MaxAllocation.MemoryMB, Usage: "largest container memory"},
 			&cli.IntFlag{Name: "max-allocation-vcores", Value: int(d.MaxAllocation.VCores), Usage: "largest container vcores"},
 			&cli.DurationFlag{Name: "raft-timeout", Value: d.RaftTimeout, Usage: "raft heartbeat and election timeout"},
+			&cli.Int64Flag{Name: "staging-quota-mb", Value: rm.DefaultStagingQuota >> 20, Usage: "the most one user may keep in the staging store, MB"},
+			&cli.DurationFlag{Name: "key-rotation", Value: d.KeyRotation, Usage: "how often the master key of AM and container tokens is replaced"},
 			tlsCAFlag, tlsCertFlag, tlsKeyFlag,
 			&cli.StringFlag{Name: "tls-ca-key", Usage: "the CA's key, to sign the certificates of applications' containers (without it no AM can be launched)", EnvVars: []string{"LOOM_TLS_CA_KEY"}},
 			adminsFlag,
@@ -54,6 +57,14 @@ func rmCommand() *cli.Command {
 			cfg.MaxAttempts = int32(c.Int("max-attempts"))
 			cfg.MaxAllocation = state.Resource{MemoryMB: c.Int64("max-allocation-mb"), VCores: int32(c.Int("max-allocation-vcores"))}
 			cfg.RaftTimeout = c.Duration("raft-timeout")
+			cfg.StagingQuota = c.Int64("staging-quota-mb") << 20
+			cfg.KeyRotation = c.Duration("key-rotation")
+			if cfg.StagingQuota <= 0 {
+				return errors.New("--staging-quota-mb must be positive")
+			}
+			if cfg.KeyRotation < time.Minute {
+				return errors.New("--key-rotation must be at least a minute")
+			}
 			cfg.Admins = splitList(c.String("admins"))
 			var err error
 			if cfg.TLS, err = daemonTLS(c); err != nil {

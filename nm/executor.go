@@ -135,49 +135,17 @@ func (e *executor) start(req *yarnpb.StartContainerRequest) error {
 	return nil
 }
 
-// Bounds on a launch context: what an AM may ask of a node.
-const (
-	maxCommandArgs   = 4096
-	maxEnvVars       = 1024
-	maxEnvBytes      = 1 << 20
-	maxResources     = 1024
-	maxCredentials   = 16
-	maxCredentialLen = 64 << 10
-	// credentialsDir is the directory in a container's work dir that holds
-	// its credentials.
-	credentialsDir = ".credentials"
-)
+// credentialsDir is the directory in a container's work dir that holds
+// its credentials.
+const credentialsDir = ".credentials"
 
 func validateLaunch(id string, lc *yarnpb.ContainerLaunchContext) error {
-	envBytes := 0
-	for k, v := range lc.Env {
-		envBytes += len(k) + len(v)
-		if k == "" || strings.ContainsAny(k, "=\x00") || strings.Contains(v, "\x00") {
-			return errdefs.InvalidArgument("container %s: environment variable %q is not a valid name", id, k)
-		}
-	}
-	argBytes := 0
-	for _, a := range lc.Command {
-		argBytes += len(a)
-	}
-	switch {
-	case len(lc.Command) > maxCommandArgs || argBytes > maxEnvBytes:
-		return errdefs.InvalidArgument("container %s: the command has %d arguments of %d bytes, at most %d and %d bytes are allowed", id, len(lc.Command), argBytes, maxCommandArgs, maxEnvBytes)
-	case len(lc.Env) > maxEnvVars || envBytes > maxEnvBytes:
-		return errdefs.InvalidArgument("container %s: the environment has %d variables of %d bytes, at most %d and %d bytes are allowed", id, len(lc.Env), envBytes, maxEnvVars, maxEnvBytes)
-	case len(lc.LocalResources) > maxResources:
-		return errdefs.InvalidArgument("container %s: %d local resources, at most %d are allowed", id, len(lc.LocalResources), maxResources)
-	case len(lc.Credentials) > maxCredentials:
-		return errdefs.InvalidArgument("container %s: %d credentials, at most %d are allowed", id, len(lc.Credentials), maxCredentials)
+	if err := lc.Validate(); err != nil {
+		return errdefs.InvalidArgument("container %s: %v", id, err)
 	}
 	for _, r := range lc.LocalResources {
-		if !validName(r.Name) || r.Name == credentialsDir {
-			return errdefs.InvalidArgument("local resource name %q is not a plain file name", r.Name)
-		}
-	}
-	for name, b := range lc.Credentials {
-		if !validName(name) || len(b) > maxCredentialLen {
-			return errdefs.InvalidArgument("container %s: credential %q must be a plain file name of at most %d bytes", id, name, maxCredentialLen)
+		if r.Name == credentialsDir {
+			return errdefs.InvalidArgument("container %s: local resource name %q is where its credentials go", id, r.Name)
 		}
 	}
 	return nil

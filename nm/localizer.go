@@ -42,16 +42,11 @@ func (l *localizer) lock(digest string) *sync.Mutex {
 	return m
 }
 
-// validName reports whether a resource's link name stays inside the
-// working directory.
-func validName(name string) bool {
-	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\\\x00")
-}
 
 // localize fetches every resource and links it into workDir.
 func (l *localizer) localize(ctx context.Context, workDir string, res []*yarnpb.LocalResource) error {
 	for _, r := range res {
-		if !validName(r.Name) {
+		if !yarnpb.PlainName(r.Name) {
 			return fmt.Errorf("local resource name %q is not a plain file name", r.Name)
 		}
 		path, err := l.fetch(ctx, r)

@@ -395,7 +395,7 @@ func (n *NodeManager) httpHandler() http.Handler {
 	mux.HandleFunc("GET /logs/{container}/{name}", func(w http.ResponseWriter, r *http.Request) {
 		id, name := r.PathValue("container"), r.PathValue("name")
 		appID, err := yarnpb.AppIDOfContainer(id)
-		if err != nil || !validName(name) {
+		if err != nil || !yarnpb.PlainName(name) {
 			http.Error(w, "bad container id or log name", http.StatusBadRequest)
 			return
 		}

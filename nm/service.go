@@ -142,7 +142,7 @@ func (s *containerManager) ReadContainerLog(req *yarnpb.ReadContainerLogRequest,
 	if name == "" {
 		name = "stdout"
 	}
-	if !validName(name) {
+	if !yarnpb.PlainName(name) {
 		return errdefs.ToGRPC(errdefs.InvalidArgument("log name %q is not a plain file name", name))
 	}
 	f, err := os.Open(filepath.Join(s.nm.cfg.Dir, "logs", appID, req.ContainerId, name))

@@ -58,6 +58,9 @@ func (e *amEndpoint) RegisterApplicationMaster(ctx context.Context, req *yarnpb.
 	if at.Terminal() || app.Terminal() || app.CurrentAttempt != at.ID {
 		return nil, errdefs.ToGRPC(errdefs.FailedPrecondition("application attempt %s is no longer current (attempt %s, application %s)", at.ID, state.AttemptStateName(at.State), state.AppStateName(app.State)))
 	}
+	if len(req.Host) > maxNameLen || len(req.TrackingUrl) > maxURLLen {
+		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("the AM's host is at most %d bytes and its tracking URL at most %d", maxNameLen, maxURLLen))
+	}
 	if _, _, err := e.s.raftApply(CmdRegisterAttempt, registerAttemptCmd{
 		AttemptID: at.ID, Host: req.Host, RPCPort: req.RpcPort, TrackingURL: req.TrackingUrl, Now: nowMS(),
 	}); err != nil {
@@ -269,6 +272,9 @@ func (e *amEndpoint) FinishApplicationMaster(ctx context.Context, req *yarnpb.Fi
 	if at.Terminal() || app.CurrentAttempt != at.ID {
 		return nil, errdefs.ToGRPC(errdefs.FailedPrecondition("application attempt %s is no longer current", at.ID))
 	}
+	if len(req.TrackingUrl) > maxURLLen {
+		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("the tracking URL is at most %d bytes", maxURLLen))
+	}
 	var live []*state.Container
 	for _, c := range liveContainers(r.ContainersByApp(nil, app.ID)) {
 		if !c.IsAM {
@@ -276,7 +282,7 @@ func (e *amEndpoint) FinishApplicationMaster(ctx context.Context, req *yarnpb.Fi
 		}
 	}
 	if _, _, err := s.raftApply(CmdUnregisterAttempt, unregisterAttemptCmd{
-		AttemptID: at.ID, FinalStatus: req.FinalStatus, Diagnostics: req.Diagnostics, TrackingURL: req.TrackingUrl, Now: nowMS(),
+		AttemptID: at.ID, FinalStatus: req.FinalStatus, Diagnostics: cut(req.Diagnostics), TrackingURL: req.TrackingUrl, Now: nowMS(),
 	}); err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}

@@ -2,6 +2,7 @@ package rm
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -84,6 +85,12 @@ func (s *Server) validateSubmission(c *yarnpb.ApplicationSubmissionContext) (*st
 	if c.AmContainer == nil || len(c.AmContainer.Command) == 0 || c.AmContainer.Command[0] == "" {
 		return nil, errdefs.InvalidArgument("the AM container has no command")
 	}
+	if err := c.AmContainer.Validate(); err != nil {
+		return nil, errdefs.InvalidArgument("the AM container: %v", err)
+	}
+	if err := checkSubmissionSizes(c); err != nil {
+		return nil, err
+	}
 	for _, lr := range c.AmContainer.LocalResources {
 		if err := validateLocalResource(lr); err != nil {
 			return nil, err
@@ -130,6 +137,42 @@ func (s *Server) validateSubmission(c *yarnpb.ApplicationSubmissionContext) (*st
 		MaxAttempts:    attempts,
 		KeepContainers: c.KeepContainersAcrossAttempts,
 	}, nil
+}
+
+// Bounds on the words of a submission, which every report repeats.
+const (
+	maxNameLen = 256
+	maxTags    = 64
+	maxTagLen  = 128
+	// maxDiagnostics bounds the diagnostics an AM, a NodeManager or a
+	// user's kill leaves in the state; longer ones are cut, as YARN cuts
+	// an attempt's to yarn.app.attempt.diagnostics.limit.kc.
+	maxDiagnostics = 16 << 10
+	maxURLLen      = 2048
+)
+
+func checkSubmissionSizes(c *yarnpb.ApplicationSubmissionContext) error {
+	switch {
+	case len(c.Name) > maxNameLen || len(c.Type) > maxNameLen || len(c.User) > maxNameLen:
+		return errdefs.InvalidArgument("the application's name, type and user are at most %d bytes each", maxNameLen)
+	case len(c.Tags) > maxTags:
+		return errdefs.InvalidArgument("%d tags, at most %d are allowed", len(c.Tags), maxTags)
+	}
+	for _, t := range c.Tags {
+		if len(t) > maxTagLen {
+			return errdefs.InvalidArgument("tag %.32q... is %d bytes, at most %d are allowed", t, len(t), maxTagLen)
+		}
+	}
+	return nil
+}
+
+// cut bounds a diagnostics text to maxDiagnostics bytes, saying so.
+func cut(diag string) string {
+	if len(diag) <= maxDiagnostics {
+		return diag
+	}
+	const note = " ... (cut)"
+	return strings.ToValidUTF8(diag[:maxDiagnostics-len(note)], "") + note
 }
 
 func validateLocalResource(lr *yarnpb.LocalResource) error {
@@ -230,7 +273,7 @@ func (e *clientEndpoint) KillApplication(ctx context.Context, req *yarnpb.KillAp
 		return &yarnpb.KillApplicationResponse{AlreadyFinished: true}, nil
 	}
 	live := liveContainers(r.ContainersByApp(nil, app.ID))
-	diag := req.Diagnostics
+	diag := cut(req.Diagnostics)
 	if diag == "" {
 		diag = "Application killed by user."
 	}

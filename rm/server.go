@@ -68,6 +68,9 @@ type Config struct {
 	// ContainerTokenLife is how long a container token lets its
 	// container be started.
 	ContainerTokenLife time.Duration
+	// StagingQuota bounds the bytes one user keeps in the staging store
+	// (DefaultStagingQuota when 0).
+	StagingQuota int64
 
 	// TLS is this replica's identity (a server certificate of the
 	// cluster CA): every listener takes only peers of that CA.
@@ -204,7 +207,7 @@ func New(cfg *Config) (*Server, error) {
 		if cfg.DataDir == "" {
 			dir = filepath.Join(os.TempDir(), "loom-rm-staging-"+strings.ReplaceAll(hl.Addr().String(), ":", "-"))
 		}
-		if s.staging, err = newStaging(dir, s.logger.Named("staging")); err != nil {
+		if s.staging, err = newStaging(dir, cfg.StagingQuota, s.logger.Named("staging")); err != nil {
 			ln.Close()
 			hl.Close()
 			return nil, err

@@ -2,6 +2,7 @@ package rm
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"net"
 	"strings"
@@ -297,6 +298,26 @@ func TestBadRequestsAreRefusedWithClearErrors(t *testing.T) {
 				Asks: []*yarnpb.ResourceRequest{{Capability: &yarnpb.Resource{MemoryMb: 1, Vcores: 1}, Count: -1}}})
 			return err
 		}, "must not be negative"},
+		{"an AM environment too big", func() error {
+			env := map[string]string{}
+			for i := range yarnpb.MaxEnvVars + 1 {
+				env[fmt.Sprint("V", i)] = "x"
+			}
+			_, err := ce.SubmitApplication(userCtx, &yarnpb.SubmitApplicationRequest{Context: &yarnpb.ApplicationSubmissionContext{
+				ApplicationId: app.ApplicationId, AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"x"}, Env: env}}})
+			return err
+		}, "the environment has 1025 variables"},
+		{"too many tags", func() error {
+			_, err := ce.SubmitApplication(userCtx, &yarnpb.SubmitApplicationRequest{Context: &yarnpb.ApplicationSubmissionContext{
+				ApplicationId: app.ApplicationId, Tags: make([]string, 65), AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"x"}}}})
+			return err
+		}, "65 tags"},
+		{"a local resource named ..", func() error {
+			_, err := ce.SubmitApplication(userCtx, &yarnpb.SubmitApplicationRequest{Context: &yarnpb.ApplicationSubmissionContext{
+				ApplicationId: app.ApplicationId, AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"x"},
+					LocalResources: []*yarnpb.LocalResource{{Name: "..", Url: "https://h/staging/x", Sha256: strings.Repeat("0", 64)}}}}})
+			return err
+		}, "not a plain file name"},
 		{"malformed attempt id", func() error {
 			_, err := (&amEndpoint{s: s}).Allocate(amCtx, &yarnpb.AllocateRequest{ApplicationAttemptId: "x"})
 			return err
@@ -479,5 +500,26 @@ func TestAMTokensBindOneAttempt(t *testing.T) {
 	}
 	if n := len(s.masterKeys()); n != keysKept {
 		t.Fatalf("%d master keys kept, want %d", n, keysKept)
+	}
+}
+
+// An AM's diagnostics go into the raft state and every report: a huge
+// one is cut to the bound, saying so.
+func TestLongDiagnosticsAreCut(t *testing.T) {
+	s, c := testServer(t, nil)
+	nm := startFakeNM(t, s, 4096)
+	attempt := submitRunning(t, s, c, nm)
+	appID, _ := yarnpb.AppIDOfAttempt(attempt)
+	_, err := (&amEndpoint{s: s}).FinishApplicationMaster(amContext(attempt), &yarnpb.FinishApplicationMasterRequest{
+		ApplicationAttemptId: attempt, FinalStatus: yarnpb.FinalStatus_FAILED, Diagnostics: strings.Repeat("x", 1<<20), AmToken: mustAMToken(t, s, attempt)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.Report(context.Background(), appID, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Diagnostics) > maxDiagnostics || !strings.HasSuffix(a.Diagnostics, "(cut)") {
+		t.Fatalf("diagnostics of %d bytes ending %q", len(a.Diagnostics), a.Diagnostics[max(0, len(a.Diagnostics)-20):])
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -25,14 +26,37 @@ import (
 // SHA-256, under the data dir: PUT /staging/<sha256> stores a file after
 // checking its digest, GET serves it (NodeManagers localize it from there),
 // HEAD says whether it is there (and, as a client asks just before it
-// names the file in a submission, keeps it another grace period). A file no running application's AM names
-// is removed once it is older than the grace period, which covers the
-// time between an upload and the submission that names it.
+// names the file in a submission, keeps it another grace period). A file
+// no running application's AM names is removed once it is older than the
+// grace period, which covers the time between an upload and the
+// submission that names it: an application's files go soon after it
+// ends.
+//
+// Only users stage files, each within a quota: the bytes of the files
+// they uploaded that are still here, and of their uploads in flight
+// (each declares its Content-Length first), stay under quota. The record
+// of who uploaded what is this replica's memory; after a restart the
+// files already here count for no one until they are collected.
 type staging struct {
 	dir   string
 	grace time.Duration
 	log   hclog.Logger
+	quota int64
+
+	mu sync.Mutex
+	// owners are the uploaders of the files here, by digest; reserved
+	// the bytes of uploads in flight, by user.
+	owners   map[string]stagedFile
+	reserved map[string]int64
 }
+
+type stagedFile struct {
+	user string
+	size int64
+}
+
+// DefaultStagingQuota bounds what one user may keep in the staging store.
+const DefaultStagingQuota = 16 << 30
 
 // maxStaged bounds one staged file.
 const maxStaged = 4 << 30
@@ -40,11 +64,44 @@ const maxStaged = 4 << 30
 // stagingGrace is how long an unreferenced staged file is kept.
 const stagingGrace = 10 * time.Minute
 
-func newStaging(dir string, log hclog.Logger) (*staging, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+func newStaging(dir string, quota int64, log hclog.Logger) (*staging, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the staging store: %w", err)
 	}
-	return &staging{dir: dir, grace: stagingGrace, log: log}, nil
+	if quota <= 0 {
+		quota = DefaultStagingQuota
+	}
+	return &staging{dir: dir, grace: stagingGrace, log: log, quota: quota, owners: map[string]stagedFile{}, reserved: map[string]int64{}}, nil
+}
+
+// reserve books n bytes of user's quota for an upload, or says why not.
+func (st *staging) reserve(user string, n int64) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	used := st.reserved[user]
+	for _, f := range st.owners {
+		if f.user == user {
+			used += f.size
+		}
+	}
+	if used+n > st.quota {
+		return fmt.Errorf("user %s has %d MiB staged and in flight; %d MiB more is over the staging quota of %d MiB (files go once no running application needs them)",
+			user, used>>20, (n+1<<20-1)>>20, st.quota>>20)
+	}
+	st.reserved[user] += n
+	return nil
+}
+
+// settle ends a reservation; a stored file counts for user from then on.
+func (st *staging) settle(user string, n int64, digest string, stored bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.reserved[user] -= n; st.reserved[user] <= 0 {
+		delete(st.reserved, user)
+	}
+	if stored {
+		st.owners[digest] = stagedFile{user: user, size: n}
+	}
 }
 
 func digestOf(s string) (string, bool) {
@@ -66,7 +123,8 @@ func (st *staging) routes(mux *http.ServeMux) {
 }
 
 func (st *staging) put(w http.ResponseWriter, r *http.Request) {
-	if id, _ := tlsutil.FromRequest(r); id.Kind != tlsutil.KindUser {
+	id, _ := tlsutil.FromRequest(r)
+	if id.Kind != tlsutil.KindUser {
 		stagingError(w, http.StatusForbidden, fmt.Sprintf("%s may not stage files; only users who submit applications may", id))
 		return
 	}
@@ -84,6 +142,21 @@ func (st *staging) put(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	size := r.ContentLength
+	switch {
+	case size < 0:
+		stagingError(w, http.StatusLengthRequired, "an upload declares its size (Content-Length)")
+		return
+	case size > maxStaged:
+		stagingError(w, http.StatusRequestEntityTooLarge, "a staged file is at most 4 GiB")
+		return
+	}
+	if err := st.reserve(id.Name, size); err != nil {
+		stagingError(w, http.StatusRequestEntityTooLarge, err.Error())
+		return
+	}
+	stored := false
+	defer func() { st.settle(id.Name, size, digest, stored) }()
 	f, err := os.CreateTemp(st.dir, "upload-")
 	if err != nil {
 		stagingError(w, http.StatusInternalServerError, err.Error())
@@ -92,13 +165,13 @@ func (st *staging) put(w http.ResponseWriter, r *http.Request) {
 	defer os.Remove(f.Name())
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r.Body, maxStaged+1))
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r.Body, size+1))
 	if err != nil {
 		stagingError(w, http.StatusBadRequest, "reading the upload: "+err.Error())
 		return
 	}
-	if n > maxStaged {
-		stagingError(w, http.StatusRequestEntityTooLarge, "a staged file is at most 4 GiB")
+	if n != size {
+		stagingError(w, http.StatusBadRequest, fmt.Sprintf("the upload is %d bytes, not the %d its Content-Length says", n, size))
 		return
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
@@ -113,6 +186,7 @@ func (st *staging) put(w http.ResponseWriter, r *http.Request) {
 		stagingError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
+	stored = true
 	st.log.Debug("staged", "sha256", digest, "bytes", n)
 	w.WriteHeader(http.StatusCreated)
 }
@@ -189,6 +263,9 @@ func (st *staging) collect(live map[string]bool, now time.Time) int {
 		}
 		if os.Remove(filepath.Join(st.dir, e.Name())) == nil {
 			removed++
+			st.mu.Lock()
+			delete(st.owners, e.Name())
+			st.mu.Unlock()
 		}
 	}
 	if removed > 0 {

@@ -15,6 +15,7 @@ import (
 
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
+	"loom/tlsutil/tlstest"
 )
 
 func put(t *testing.T, hc *http.Client, url string, body []byte) (int, string) {
@@ -106,5 +107,47 @@ func TestStagingStoresChecksServesAndCollects(t *testing.T) {
 	})
 	if n := s.staging.collect(referenced(s.State().Snapshot()), time.Now().Add(stagingGrace+time.Second)); n != 1 {
 		t.Fatalf("collected %d files after the application ended, want its file", n)
+	}
+}
+
+// A user's uploads stay within the staging quota, counting what is stored
+// and what is in flight; another user's quota is their own, and a file
+// that is collected frees its uploader's room.
+func TestStagingQuotaBoundsEachUser(t *testing.T) {
+	s, c := testServer(t, func(cfg *Config) { cfg.HTTPAddr = "127.0.0.1:0"; cfg.StagingQuota = 100 })
+	base := "https://" + s.HTTPAddr() + "/staging/"
+	hc := rmclient.HTTPClient(c.TLS())
+	file := func(n int, fill byte) ([]byte, string) {
+		b := bytes.Repeat([]byte{fill}, n)
+		sum := sha256.Sum256(b)
+		return b, hex.EncodeToString(sum[:])
+	}
+	a, ad := file(60, 'a')
+	if code, body := put(t, hc, base+ad, a); code != http.StatusCreated {
+		t.Fatalf("60 of 100 bytes: %d %s", code, body)
+	}
+	b, bd := file(60, 'b')
+	if code, body := put(t, hc, base+bd, b); code != http.StatusRequestEntityTooLarge || !strings.Contains(body, "staging quota") {
+		t.Fatalf("120 of 100 bytes: %d %s, want 413 naming the quota", code, body)
+	}
+	if code, _ := put(t, hc, base+ad, a); code != http.StatusOK {
+		t.Fatalf("the same file again costs nothing: %d", code)
+	}
+	bob := rmclient.HTTPClient(bundleFor(t, s, tlstest.User("bob")))
+	if code, body := put(t, bob, base+bd, b); code != http.StatusCreated {
+		t.Fatalf("another user's 60 bytes: %d %s", code, body)
+	}
+	// Streamed without a length, an upload cannot be booked.
+	cc, cd := file(10, 'c')
+	req, _ := http.NewRequest(http.MethodPut, base+cd, io.NopCloser(bytes.NewReader(cc)))
+	req.ContentLength = -1
+	if resp, err := hc.Do(req); err != nil || resp.StatusCode != http.StatusLengthRequired {
+		t.Fatalf("an upload without Content-Length: %v %v", resp, err)
+	}
+	if n := s.staging.collect(nil, time.Now().Add(time.Hour)); n != 2 {
+		t.Fatalf("collected %d files, want 2", n)
+	}
+	if code, body := put(t, hc, base+bd, b); code != http.StatusCreated {
+		t.Fatalf("after collection the room is back: %d %s", code, body)
 	}
 }

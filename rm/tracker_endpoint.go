@@ -167,6 +167,9 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 				changed = append(changed, cs)
 			}
 		case yarnpb.ContainerState_CONTAINER_COMPLETED:
+			if len(cs.Diagnostics) > maxDiagnostics {
+				cs.Diagnostics = cut(cs.Diagnostics)
+			}
 			changed = append(changed, cs)
 		}
 	}
@@ -177,7 +180,7 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 	}
 	switch {
 	case !req.Healthy && node.State == yarnpb.NodeState_NODE_RUNNING:
-		if _, _, err := s.raftApply(CmdSetNodeState, setNodeStateCmd{NodeID: node.ID, State: yarnpb.NodeState_NODE_UNHEALTHY, Report: req.HealthReport, Now: now.UnixMilli()}); err != nil {
+		if _, _, err := s.raftApply(CmdSetNodeState, setNodeStateCmd{NodeID: node.ID, State: yarnpb.NodeState_NODE_UNHEALTHY, Report: cut(req.HealthReport), Now: now.UnixMilli()}); err != nil {
 			return nil, errdefs.ToGRPC(err)
 		}
 	case req.Healthy && node.State == yarnpb.NodeState_NODE_UNHEALTHY:
