@@ -42,7 +42,6 @@ func (l *localizer) lock(digest string) *sync.Mutex {
 	return m
 }
 
-
 // localize fetches every resource and links it into workDir.
 func (l *localizer) localize(ctx context.Context, workDir string, res []*yarnpb.LocalResource) error {
 	for _, r := range res {

@@ -2,8 +2,8 @@ package rm
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The cost of the cluster's mutual TLS (see docs/BENCHMARKS.md): the
-# cluster and per-job figures of this tree and of an earlier commit
+# The cost of security (see docs/BENCHMARKS.md): the cluster, per-job,
+# session and data-path figures of this tree and of an earlier commit
 # (PREV, default the last commit before mutual TLS), in alternating rounds
 # so both see the same machine. PREV is checked out into a temporary
 # worktree and built there.
@@ -20,5 +20,7 @@ for round in $(seq "$rounds"); do
 		echo "### $name, round $round"
 		(cd "$tree" && go run ./scripts/clusterbench -loom bin/loom -runs "$runs" 2>&1 | grep -E "dshell (1|20) containers: submit until FINISHED|200 containers")
 		(cd "$tree" && RUNS=$runs bash scripts/bench-perjob.sh 2>&1 | grep -E "==|all tasks RUNNING|job FINISHED")
+		(cd "$tree" && RUNS=$runs bash scripts/bench-session.sh 2>&1 | grep -E "warm TaskManagers")
+		(cd "$tree" && RUNS=2 bash scripts/bench-flink-network.sh 2>&1 | grep -E "^run |^Benchmark")
 	done
 done
