@@ -25,7 +25,7 @@ test: build
 	@$(MAKE) -s fuzz-short
 
 # The fuzz targets: decoders of what the network sends.
-FUZZ_TARGETS := ./rm:FuzzFSMApply ./proto/yarnpb:FuzzIDs ./token:FuzzVerify
+FUZZ_TARGETS := ./rm:FuzzFSMApply ./proto/yarnpb:FuzzIDs ./token:FuzzVerify ./flinkrt/network:FuzzDecodeFrame ./flinkrt/jobmanager:FuzzRESTBodies
 FUZZTIME ?= 5m
 
 fuzz-short:

@@ -19,3 +19,29 @@ func TestAdvertised(t *testing.T) {
 		}
 	}
 }
+
+// A pool shares one connection per address among its users and closes it
+// when the last lets go: after every user has released, it holds
+// nothing.
+func TestPoolSharesAndReleases(t *testing.T) {
+	p := NewPool(DialOptions(nil)...)
+	a, relA, err := p.Get("127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, relB, _ := p.Get("127.0.0.1:1")
+	_, relC, _ := p.Get("127.0.0.1:2")
+	if a != b || p.Len() != 2 {
+		t.Fatalf("two users of one address got %p and %p; %d addresses", a, b, p.Len())
+	}
+	relA()
+	relA() // a second release of the same use is a no-op
+	if p.Len() != 2 || b.GetState().String() == "SHUTDOWN" {
+		t.Fatalf("released while in use: %d addresses, state %s", p.Len(), b.GetState())
+	}
+	relB()
+	relC()
+	if p.Len() != 0 || a.GetState().String() != "SHUTDOWN" {
+		t.Fatalf("after every release: %d addresses, state %s", p.Len(), a.GetState())
+	}
+}

@@ -80,6 +80,9 @@ type JobManager struct {
 	rest  *http.Server
 	restL net.Listener
 	rm    *resourcemanager.ResourceManager
+	// conns are the connections to TaskManagers, one per TaskManager
+	// for the ResourceManager and every JobMaster.
+	conns *rpc.Pool
 	blobs *blobStore
 	start time.Time
 	// shutdown carries the reason of the first shutdown request.
@@ -127,11 +130,12 @@ func New(cfg Config) (*JobManager, error) {
 		addr = rpc.Advertised(ln.Addr().String(), "")
 	}
 	log := cfg.Log.Named("jobmanager")
+	conns := rpc.NewPool(cfg.Trust.DialOptions()...)
 	jm := &JobManager{
 		cfg: cfg, log: log, addr: addr, ln: ln, srv: grpc.NewServer(append(cfg.Trust.ServerOptions(allowCall), grpc.MaxRecvMsgSize(64<<20))...),
-		blobs: blobs, start: time.Now(), jobs: map[string]*JobMaster{}, savepointOps: map[string]*savepointOp{}, ctx: context.Background(), shutdown: make(chan string, 1),
+		blobs: blobs, conns: conns, start: time.Now(), jobs: map[string]*JobMaster{}, savepointOps: map[string]*savepointOp{}, ctx: context.Background(), shutdown: make(chan string, 1),
 		rm: resourcemanager.New(resourcemanager.Config{
-			Log: cfg.Log.Named("resourcemanager"), Driver: cfg.Driver, Trust: cfg.Trust,
+			Log: cfg.Log.Named("resourcemanager"), Driver: cfg.Driver, Conns: conns,
 			HeartbeatInterval: cfg.TMHeartbeatInterval, HeartbeatTimeout: cfg.TMHeartbeatTimeout,
 		}),
 	}
@@ -335,7 +339,7 @@ func (jm *JobManager) SubmitJob(_ context.Context, req *flinkpb.SubmitJobRequest
 		jm.mu.Unlock()
 		return nil, status.Errorf(codes.InvalidArgument, "job %s: %v", id, err)
 	}
-	j.dial = jm.cfg.Trust.DialOptions()
+	j.conns = jm.conns
 	jm.jobs[id] = j
 	jm.order = append(jm.order, id)
 	ctx := jm.ctx

@@ -1,6 +1,7 @@
 package jobmanager_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -26,7 +27,7 @@ import (
 	"loom/proto/flinkpb"
 )
 
-func testTrust(t *testing.T) *auth.Trust {
+func testTrust(t testing.TB) *auth.Trust {
 	t.Helper()
 	tr, err := auth.FromSecret(auth.NewSecret(), "")
 	if err != nil {
@@ -36,12 +37,12 @@ func testTrust(t *testing.T) *auth.Trust {
 }
 
 // startJM runs a JobManager with no TaskManagers; jobs wait for slots.
-func startJM(t *testing.T, local bool) (*jobmanager.JobManager, flinkpb.DispatcherClient) {
+func startJM(t testing.TB, local bool) (*jobmanager.JobManager, flinkpb.DispatcherClient) {
 	t.Helper()
 	return startJMWith(t, jobmanager.Config{Local: local})
 }
 
-func startJMWith(t *testing.T, cfg jobmanager.Config) (*jobmanager.JobManager, flinkpb.DispatcherClient) {
+func startJMWith(t testing.TB, cfg jobmanager.Config) (*jobmanager.JobManager, flinkpb.DispatcherClient) {
 	t.Helper()
 	cfg.Addr, cfg.Dir = "127.0.0.1:0", t.TempDir()
 	if cfg.RestAddr == "" {
@@ -66,7 +67,7 @@ func startJMWith(t *testing.T, cfg jobmanager.Config) (*jobmanager.JobManager, f
 	return jm, flinkpb.NewDispatcherClient(conn)
 }
 
-func plan(t *testing.T) *flinkpb.JobGraph {
+func plan(t testing.TB) *flinkpb.JobGraph {
 	t.Helper()
 	env := stream.NewEnv().SetParallelism(2)
 	nums := stream.FromSource(env, "numbers", source.Sequence(0, 10))
@@ -346,4 +347,41 @@ func TestWebDirServesADashboard(t *testing.T) {
 	getJSON(t, base+"/overview", 200, &overview)
 	var errBody map[string][]string
 	getJSON(t, base+"/missing.js", 404, &errBody)
+}
+
+// FuzzRESTBodies sends the REST API's request bodies what a caller may:
+// every answer is Flink's JSON error or acceptance, never a crash, and the
+// JobManager keeps answering.
+func FuzzRESTBodies(f *testing.F) {
+	f.Add("savepoints", []byte(`{"target-directory":"/tmp/sp","cancel-job":false}`))
+	f.Add("stop", []byte(`{"targetDirectory":"/tmp/sp","drain":true}`))
+	f.Add("savepoints", []byte(`{"target-directory":`))
+	f.Add("stop", []byte(`[1,2,3]`))
+	f.Add("savepoints", []byte("\x00\xff"))
+	jm, d := startJM(f, true)
+	resp, err := d.SubmitJob(context.Background(), &flinkpb.SubmitJobRequest{JobGraph: plan(f)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	base, id, tok := "http://"+jm.RestAddr(), resp.JobId, jm.Trust().WebToken()
+	f.Fuzz(func(t *testing.T, op string, body []byte) {
+		path := "/jobs/" + id + "/savepoints"
+		if op == "stop" {
+			path = "/jobs/" + id + "/stop"
+		}
+		req, _ := http.NewRequest(http.MethodPost, base+path, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatalf("POST %s answered %s with a body that is not JSON: %v", path, resp.Status, err)
+		}
+		if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("POST %s: %s %v", path, resp.Status, out)
+		}
+	})
 }

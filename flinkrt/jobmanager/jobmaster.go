@@ -9,13 +9,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"loom/flinkrt/graph"
 	"loom/flinkrt/resourcemanager"
 	"loom/proto/flinkpb"
+	"loom/rpc"
 )
 
 // Flink's job states.
@@ -74,9 +74,8 @@ type JobMaster struct {
 	rm       ResourceManager
 	addr     string
 	timing   Timing
-	// dial are the options of connections to TaskManagers: the
-	// deployment's TLS.
-	dial []grpc.DialOption
+	// conns are the JobManager's connections to TaskManagers.
+	conns *rpc.Pool
 
 	mu          sync.Mutex
 	state       string
@@ -170,7 +169,7 @@ func (sl offeredSlot) ref() slotRef { return slotRef{sl.tm, sl.index} }
 
 type tmConn struct {
 	id, addr string
-	conn     *grpc.ClientConn
+	release  func() // the pooled connection behind client
 	client   flinkpb.TaskExecutorClient
 	lastOK   time.Time
 }
@@ -854,7 +853,7 @@ func (jm *JobMaster) dropTaskManagerLocked(tmID string) {
 	}
 	jm.slots = kept
 	if c := jm.tms[tmID]; c != nil {
-		c.conn.Close()
+		c.release()
 		delete(jm.tms, tmID)
 	}
 }
@@ -872,7 +871,7 @@ func (jm *JobMaster) cleanup() {
 		fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_, _ = c.client.FreeSlots(fctx, &flinkpb.FreeSlotsRequest{JobId: jm.id, Reason: reason})
 		cancel()
-		c.conn.Close()
+		c.release()
 	}
 	jm.rm.ReleaseJob(jm.id)
 }
@@ -917,11 +916,11 @@ func (jm *JobMaster) offerSlots(req *flinkpb.OfferSlotsRequest) ([]int32, error)
 	}
 	c := jm.tms[req.TaskManagerId]
 	if c == nil {
-		conn, err := grpc.NewClient(req.TaskManagerAddress, jm.dial...)
+		conn, release, err := jm.conns.Get(req.TaskManagerAddress)
 		if err != nil {
 			return nil, err
 		}
-		c = &tmConn{id: req.TaskManagerId, addr: req.TaskManagerAddress, conn: conn, client: flinkpb.NewTaskExecutorClient(conn), lastOK: time.Now()}
+		c = &tmConn{id: req.TaskManagerId, addr: req.TaskManagerAddress, release: release, client: flinkpb.NewTaskExecutorClient(conn), lastOK: time.Now()}
 		jm.tms[req.TaskManagerId] = c
 	}
 	var accepted []int32

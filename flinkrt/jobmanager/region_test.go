@@ -9,6 +9,7 @@ import (
 	"loom/flinkrt/auth"
 	"loom/flinkrt/resourcemanager"
 	"loom/proto/flinkpb"
+	"loom/rpc"
 )
 
 // noRM is a ResourceManager that gives nothing; the test offers slots.
@@ -35,7 +36,7 @@ func TestRegionFailoverRestartsTheFailedRegions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jm.dial = trust.DialOptions()
+	jm.conns = rpc.NewPool(trust.DialOptions()...)
 	if jm.numRegions != 4 {
 		t.Fatalf("%d regions, want 4", jm.numRegions)
 	}
@@ -109,6 +110,6 @@ func TestRegionFailoverRestartsTheFailedRegions(t *testing.T) {
 	jm.mu.Unlock()
 	jm.background.Wait() // the cancels sent to the TaskManagers
 	for _, c := range jm.tms {
-		c.conn.Close()
+		c.release()
 	}
 }

@@ -311,3 +311,28 @@ func TestDataPortRefusesOutsiders(t *testing.T) {
 	default:
 	}
 }
+
+// FuzzDecodeFrame feeds a consumer's frame decoder what a producer may
+// send: it never panics, and a frame it takes has as many event times as
+// records.
+func FuzzDecodeFrame(f *testing.F) {
+	c := codec.MustFor[rec]()
+	var enc []byte
+	enc = c.Append(enc, rec{Word: "loom", Count: 3})
+	frame := append([]byte{byte(Data), 1, 0, 0, 0, timesNone}, enc...)
+	f.Add(frame)
+	f.Add(append([]byte{byte(Data), 1, 0, 0, 0, timesAll, 1, 2, 3, 4, 5, 6, 7, 8}, enc...))
+	f.Add([]byte{byte(Watermark), 1, 2, 3, 4, 5, 6, 7, 8})
+	f.Add([]byte{byte(Barrier), 9, 0, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{byte(EndOfPartition)})
+	f.Add([]byte{byte(Data), 0xff, 0xff, 0xff, 0xff, timesAll})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		if len(p) == 0 || len(p) > maxFrame {
+			return // receive refuses these before decoding
+		}
+		b := &Batch[rec]{}
+		if err := decodeFrame(p, b, c); err == nil && len(b.Records) != len(b.Times) {
+			t.Fatalf("%d records with %d times", len(b.Records), len(b.Times))
+		}
+	})
+}

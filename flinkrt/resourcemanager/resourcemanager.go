@@ -15,12 +15,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"loom/flinkrt/auth"
 	"loom/proto/flinkpb"
+	"loom/rpc"
 )
 
 // Driver turns slot needs into TaskManagers. The ResourceManager calls
@@ -73,8 +72,9 @@ type JobMaster interface {
 type Config struct {
 	Log    hclog.Logger
 	Driver Driver
-	// Trust is the deployment's, with which it dials TaskManagers.
-	Trust *auth.Trust
+	// Conns are the connections to TaskManagers, shared with the
+	// JobMasters.
+	Conns *rpc.Pool
 	// HeartbeatInterval is how often TaskManagers heartbeat; one silent
 	// for HeartbeatTimeout is lost.
 	HeartbeatInterval time.Duration
@@ -115,10 +115,10 @@ type TaskManagerInfo struct {
 }
 
 type taskManager struct {
-	info   TaskManagerInfo
-	slots  []slotState
-	conn   *grpc.ClientConn
-	client flinkpb.TaskExecutorClient
+	info    TaskManagerInfo
+	slots   []slotState
+	release func() // the pooled connection behind client
+	client  flinkpb.TaskExecutorClient
 }
 
 type slotState struct {
@@ -169,7 +169,7 @@ func (rm *ResourceManager) Run(ctx context.Context) {
 			rm.wg.Wait()
 			rm.mu.Lock()
 			for id, tm := range rm.tms {
-				tm.conn.Close()
+				tm.release()
 				delete(rm.tms, id)
 			}
 			rm.mu.Unlock()
@@ -199,7 +199,7 @@ func (rm *ResourceManager) removeLocked(id, cause string) {
 	}
 	rm.log.Warn("TaskManager lost", "tm", id, "cause", cause)
 	delete(rm.tms, id)
-	tm.conn.Close()
+	tm.release()
 	rm.cfg.Driver.TaskManagerLost(id, cause)
 	told := map[string]bool{}
 	for _, s := range tm.slots {
@@ -225,7 +225,7 @@ func (rm *ResourceManager) RemoveIdle(idle time.Duration) []string {
 		}
 		rm.log.Info("releasing an idle TaskManager", "tm", id, "idle_for", now.Sub(tm.info.IdleSince).Round(time.Second))
 		delete(rm.tms, id)
-		tm.conn.Close()
+		tm.release()
 		out = append(out, id)
 	}
 	return out
@@ -239,7 +239,7 @@ func (rm *ResourceManager) RegisterTaskExecutor(_ context.Context, req *flinkpb.
 	if req.Slots < 1 || req.Slots > 1024 {
 		return nil, status.Errorf(codes.InvalidArgument, "%d slots: want 1..1024", req.Slots)
 	}
-	conn, err := grpc.NewClient(req.Address, rm.cfg.Trust.DialOptions()...)
+	conn, release, err := rm.cfg.Conns.Get(req.Address)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "TaskManager address %q: %v", req.Address, err)
 	}
@@ -249,14 +249,14 @@ func (rm *ResourceManager) RegisterTaskExecutor(_ context.Context, req *flinkpb.
 			ID: req.TaskManagerId, Address: req.Address, DataHost: req.DataHost, Slots: int(req.Slots),
 			MemoryMB: req.MemoryMb, CPUCores: int(req.CpuCores), LastHeartbeat: now, Registered: now,
 		},
-		slots:  make([]slotState, req.Slots),
-		conn:   conn,
-		client: flinkpb.NewTaskExecutorClient(conn),
+		slots:   make([]slotState, req.Slots),
+		release: release,
+		client:  flinkpb.NewTaskExecutorClient(conn),
 	}
 	rm.mu.Lock()
 	defer rm.mu.Unlock()
 	if old := rm.tms[req.TaskManagerId]; old != nil {
-		old.conn.Close()
+		old.release()
 		tm.info.Registered = old.info.Registered
 	}
 	for _, s := range req.SlotReport {

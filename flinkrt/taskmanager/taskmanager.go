@@ -90,6 +90,9 @@ type TaskManager struct {
 	jm         flinkpb.JobMasterClient
 	blobs      flinkpb.DispatcherClient
 	launcher   Launcher
+	// jms are the connections to the JobMasters of the jobs here, shared
+	// by the jobs of one JobManager.
+	jms *rpc.Pool
 
 	mu    sync.Mutex
 	slots []slot
@@ -156,6 +159,7 @@ func New(cfg Config) (*TaskManager, error) {
 	}
 	tm := &TaskManager{
 		cfg: cfg, id: cfg.ID, addr: addr, log: cfg.Log.Named("taskmanager"), ln: ln,
+		jms: rpc.NewPool(cfg.Trust.DialOptions()...),
 		srv: grpc.NewServer(cfg.Trust.ServerOptions(auth.MembersOnly)...), jmConn: conn, jmResolver: res, jmAddr: cfg.JobManager,
 		rm: flinkpb.NewResourceManagerClient(conn), jm: flinkpb.NewJobMasterClient(conn), blobs: flinkpb.NewDispatcherClient(conn),
 		slots: make([]slot, cfg.Slots), jobs: map[string]*job{}, ctx: context.Background(),

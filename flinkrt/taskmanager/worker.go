@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -272,12 +271,12 @@ func (j *job) attach(s flinkpb.TaskExecutor_AttachWorkerServer, dataAddr string,
 // the job's slots to its JobMaster as they are allocated, and reports the
 // worker's end if it comes before the job lets it go.
 func (tm *TaskManager) startWorker(ctx context.Context, j *job) {
-	conn, err := grpc.NewClient(j.jmAddr, tm.cfg.Trust.DialOptions()...)
+	conn, release, err := tm.jms.Get(j.jmAddr)
 	if err != nil {
 		tm.releaseJob(j, err.Error())
 		return
 	}
-	defer conn.Close()
+	defer release()
 	jm := flinkpb.NewJobMasterClient(conn)
 	fail := func(msg string) {
 		tm.log.Error("job worker failed", "job", j.id, "error", msg)
@@ -439,11 +438,11 @@ func (tm *TaskManager) AttachWorker(s flinkpb.TaskExecutor_AttachWorkerServer) e
 	if refused != nil {
 		return nil
 	}
-	conn, err := grpc.NewClient(j.jmAddr, tm.cfg.Trust.DialOptions()...)
+	conn, release, err := tm.jms.Get(j.jmAddr)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer release()
 	jm := flinkpb.NewJobMasterClient(conn)
 	ended := make(chan struct{})
 	go func() {
