@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"loom/localcluster"
+	"loom/rm"
 	"loom/rm/rmclient"
 )
 
@@ -45,6 +46,8 @@ func clusterCommand() *cli.Command {
 				&cli.Int64Flag{Name: "node-memory-mb", Value: d.NodeMemoryMB, Usage: "memory each node offers"},
 				&cli.IntFlag{Name: "node-vcores", Value: int(d.NodeVCores), Usage: "vcores each node offers"},
 				&cli.DurationFlag{Name: "node-expiry", Value: d.NodeExpiry, Usage: "a node silent this long is LOST"},
+				&cli.IntFlag{Name: "max-completed-apps", Usage: "ended applications the RM keeps", DefaultText: fmt.Sprint(rm.DefaultMaxCompletedApps)},
+				&cli.DurationFlag{Name: "completed-app-ttl", Usage: "an ended application is forgotten this long after it ended", DefaultText: rm.DefaultConfig().CompletedAppTTL.String()},
 				&cli.BoolFlag{Name: "nm-no-cgroups", Usage: "NodeManagers enforce memory by polling RSS instead of cgroups"},
 				&cli.BoolFlag{Name: "no-user-config", Usage: "do not make this cluster the default of loom commands (" + rmclient.DefaultConfigPath() + ")"},
 				logLevelFlag,
@@ -60,6 +63,8 @@ func clusterCommand() *cli.Command {
 				cfg.NodeExpiry = c.Duration("node-expiry")
 				cfg.LogLevel = c.String("log-level")
 				cfg.NoCgroups = c.Bool("nm-no-cgroups")
+				cfg.MaxCompletedApps = c.Int("max-completed-apps")
+				cfg.CompletedAppTTL = c.Duration("completed-app-ttl")
 				out := stdout()
 				fmt.Fprintf(out, "starting a local cluster in %s: 1 ResourceManager, %d NodeManagers\n", cfg.Dir, cfg.Nodes)
 				cl, err := localcluster.Start(c.Context, cfg)

@@ -36,6 +36,9 @@ func rmCommand() *cli.Command {
 			&cli.Int64Flag{Name: "max-allocation-mb", Value: d.MaxAllocation.MemoryMB, Usage: "largest container memory"},
 			&cli.IntFlag{Name: "max-allocation-vcores", Value: int(d.MaxAllocation.VCores), Usage: "largest container vcores"},
 			&cli.DurationFlag{Name: "raft-timeout", Value: d.RaftTimeout, Usage: "raft heartbeat and election timeout"},
+			&cli.IntFlag{Name: "max-completed-apps", Value: d.MaxCompletedApps, Usage: fmt.Sprintf("ended applications the RM keeps, newest first (at most %d)", rm.MaxCompletedAppsLimit)},
+			&cli.DurationFlag{Name: "completed-app-ttl", Value: d.CompletedAppTTL, Usage: "an ended application is forgotten this long after it ended"},
+			&cli.DurationFlag{Name: "node-ttl", Value: d.NodeTTL, Usage: "a node that left the cluster (shut down, lost, decommissioned) is forgotten after this long"},
 			&cli.Int64Flag{Name: "staging-quota-mb", Value: rm.DefaultStagingQuota >> 20, Usage: "the most one user may keep in the staging store, MB"},
 			&cli.DurationFlag{Name: "key-rotation", Value: d.KeyRotation, Usage: "how often the master key of AM and container tokens is replaced"},
 			tlsCAFlag, tlsCertFlag, tlsKeyFlag,
@@ -58,6 +61,15 @@ func rmCommand() *cli.Command {
 			cfg.MaxAllocation = state.Resource{MemoryMB: c.Int64("max-allocation-mb"), VCores: int32(c.Int("max-allocation-vcores"))}
 			cfg.RaftTimeout = c.Duration("raft-timeout")
 			cfg.StagingQuota = c.Int64("staging-quota-mb") << 20
+			cfg.MaxCompletedApps = c.Int("max-completed-apps")
+			cfg.CompletedAppTTL = c.Duration("completed-app-ttl")
+			cfg.NodeTTL = c.Duration("node-ttl")
+			if cfg.MaxCompletedApps < 0 || cfg.MaxCompletedApps > rm.MaxCompletedAppsLimit {
+				return fmt.Errorf("--max-completed-apps %d: want 0..%d", cfg.MaxCompletedApps, rm.MaxCompletedAppsLimit)
+			}
+			if cfg.CompletedAppTTL <= 0 || cfg.NodeTTL <= 0 {
+				return errors.New("--completed-app-ttl and --node-ttl must be positive")
+			}
 			cfg.KeyRotation = c.Duration("key-rotation")
 			if cfg.StagingQuota <= 0 {
 				return errors.New("--staging-quota-mb must be positive")

@@ -38,7 +38,11 @@ type Config struct {
 	NodeExpiry   time.Duration
 	AMExpiry     time.Duration
 	KillGrace    time.Duration
-	LogLevel     string
+	// MaxCompletedApps and CompletedAppTTL are the RM's retention; zero
+	// leaves its defaults.
+	MaxCompletedApps int
+	CompletedAppTTL  time.Duration
+	LogLevel         string
 	// NoCgroups makes the NodeManagers poll process RSS instead of using
 	// cgroups.
 	NoCgroups bool
@@ -148,7 +152,14 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	rm, err := c.spawn("rm", append(tlsArgs(pki.rm),
+	var retention []string
+	if cfg.MaxCompletedApps > 0 {
+		retention = append(retention, "--max-completed-apps", fmt.Sprint(cfg.MaxCompletedApps))
+	}
+	if cfg.CompletedAppTTL > 0 {
+		retention = append(retention, "--completed-app-ttl", cfg.CompletedAppTTL.String())
+	}
+	rm, err := c.spawn("rm", append(append(tlsArgs(pki.rm), retention...),
 		"--tls-ca-key", pki.caKey,
 		"--data-dir", filepath.Join(cfg.Dir, "rm"),
 		"--addr", cfg.RMAddr,

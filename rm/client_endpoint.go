@@ -206,7 +206,7 @@ func (e *clientEndpoint) GetApplicationReport(ctx context.Context, req *yarnpb.G
 		ws := memdb.NewWatchSet()
 		app := r.App(ws, req.ApplicationId)
 		if app == nil {
-			return nil, errdefs.ToGRPC(errdefs.NotFound("application %s not found; `loom app list --all` shows every application", req.ApplicationId))
+			return nil, errdefs.ToGRPC(errdefs.NotFound("%s", e.s.notFoundReason(req.ApplicationId)))
 		}
 		index := app.ModifyIndex
 		if req.IncludeContainers {
@@ -237,10 +237,11 @@ func (e *clientEndpoint) ListApplications(ctx context.Context, req *yarnpb.ListA
 	}
 	r := e.s.State().Snapshot()
 	out := &yarnpb.ListApplicationsResponse{}
-	for _, a := range r.Apps(nil) {
-		if !req.All && a.Terminal() {
-			continue
-		}
+	apps := r.LiveApps(nil)
+	if req.All {
+		apps = r.Apps(nil)
+	}
+	for _, a := range apps {
 		if req.Queue != "" {
 			if q, err := scheduler.ResolveQueue(e.s.cfg.Queues, req.Queue); err != nil || q != a.Queue {
 				continue
@@ -264,7 +265,7 @@ func (e *clientEndpoint) KillApplication(ctx context.Context, req *yarnpb.KillAp
 	r := e.s.State().Snapshot()
 	app := r.App(nil, req.ApplicationId)
 	if app == nil {
-		return nil, errdefs.ToGRPC(errdefs.NotFound("application %s not found; `loom app list --all` shows every application", req.ApplicationId))
+		return nil, errdefs.ToGRPC(errdefs.NotFound("%s", e.s.notFoundReason(req.ApplicationId)))
 	}
 	if err := e.s.mayActOnApp(ctx, app); err != nil {
 		return nil, errdefs.ToGRPC(err)
@@ -385,8 +386,8 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 		}
 		info := &yarnpb.QueueInfo{Name: q.Name, Capacity: float32(q.Capacity), MaxCapacity: float32(q.MaxCapacity), MaxAmShare: float32(q.MaxAMShare)}
 		var used, amUsed state.Resource
-		for _, a := range r.Apps(nil) {
-			if a.Queue != q.Name || a.Terminal() {
+		for _, a := range r.LiveApps(nil) {
+			if a.Queue != q.Name {
 				continue
 			}
 			info.NumApplications++

@@ -36,6 +36,8 @@ const (
 	CmdAppProgress
 	CmdPlacePlan
 	CmdRotateKey
+	CmdForgetApps
+	CmdForgetNodes
 )
 
 // Command payloads. Ids and timestamps are computed by the caller, never
@@ -120,6 +122,13 @@ type (
 	appProgressCmd struct {
 		AppID    string  `json:"app"`
 		Progress float32 `json:"progress"`
+	}
+	// forgetCmd forgets ended applications or departed nodes (IDs);
+	// those that have come back to life, or still run a container, are
+	// kept.
+	forgetCmd struct {
+		IDs []string `json:"ids"`
+		Now int64    `json:"now"`
 	}
 	// rotateKeyCmd makes Key the newest master key.
 	rotateKeyCmd struct {
@@ -236,6 +245,12 @@ func init() {
 	register(CmdAppProgress, func(tx *state.WriteTxn, c *appProgressCmd) (any, error) {
 		return nil, tx.SetAppProgress(c.AppID, c.Progress)
 	})
+	register(CmdForgetApps, func(tx *state.WriteTxn, c *forgetCmd) (any, error) {
+		return forgetEach(c, tx.DeleteApp)
+	})
+	register(CmdForgetNodes, func(tx *state.WriteTxn, c *forgetCmd) (any, error) {
+		return forgetEach(c, tx.DeleteNode)
+	})
 	register(CmdRotateKey, func(tx *state.WriteTxn, c *rotateKeyCmd) (any, error) {
 		m := tx.Read().Meta()
 		m.Keys = append([]*yarnpb.MasterKey{c.Key}, m.Keys...)
@@ -244,6 +259,26 @@ func init() {
 		}
 		return nil, tx.PutMeta(m)
 	})
+}
+
+// forgetResult names what a forget command forgot, and when.
+type forgetResult struct {
+	IDs []string
+	Now int64
+}
+
+func forgetEach(c *forgetCmd, del func(string) (bool, error)) (any, error) {
+	res := forgetResult{Now: c.Now}
+	for _, id := range c.IDs {
+		ok, err := del(id)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			res.IDs = append(res.IDs, id)
+		}
+	}
+	return res, nil
 }
 
 // encodeCommand frames a command for the raft log: its type byte, then
@@ -274,6 +309,8 @@ type FSM struct {
 	index atomic.Uint64
 	// panics counts commands whose apply panicked and was refused.
 	panics atomic.Int64
+	// forgotten are the applications retention forgot lately.
+	forgotten forgotten
 }
 
 // NewFSM returns an FSM over an empty store.
@@ -324,6 +361,9 @@ func (f *FSM) Apply(l *raft.Log) any {
 	})
 	if err != nil {
 		f.logger.Debug("command refused", "type", t, "index", l.Index, "error", err)
+	}
+	if res, ok := value.(forgetResult); ok && err == nil && t == CmdForgetApps {
+		f.forgotten.add(res.IDs, res.Now)
 	}
 	f.index.Store(l.Index)
 	if f.applied != nil {

@@ -124,8 +124,8 @@ func (s *Server) nodeLivenessLoop(ctx context.Context) {
 // amLivenessLoop fails attempts whose AM stopped calling.
 func (s *Server) amLivenessLoop(ctx context.Context) {
 	tick(ctx, checkInterval(s.cfg.AMExpiry), func(now time.Time) {
-		for _, at := range s.State().Snapshot().AllAttempts(nil) {
-			if at.Terminal() || at.State != yarnpb.AttemptState_ATTEMPT_RUNNING || at.Unregistered {
+		for _, at := range s.State().Snapshot().LiveAttempts(nil) {
+			if at.State != yarnpb.AttemptState_ATTEMPT_RUNNING || at.Unregistered {
 				continue
 			}
 			seen := s.soft.amSeenAt(at.ID, now)
@@ -183,7 +183,7 @@ func (s *Server) launcherLoop(ctx context.Context) {
 		ws := memdb.NewWatchSet()
 		ws.Add(st.AbandonCh())
 		seen := map[string]bool{}
-		for _, at := range r.AllAttempts(ws) {
+		for _, at := range r.LiveAttempts(ws) {
 			if at.State != yarnpb.AttemptState_ATTEMPT_ALLOCATED {
 				continue
 			}

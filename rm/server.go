@@ -71,6 +71,13 @@ type Config struct {
 	// StagingQuota bounds the bytes one user keeps in the staging store
 	// (DefaultStagingQuota when 0).
 	StagingQuota int64
+	// MaxCompletedApps and CompletedAppTTL bound the ended applications
+	// the state keeps; NodeTTL how long a node that left is remembered.
+	// The leader forgets the rest every GCInterval.
+	MaxCompletedApps int
+	CompletedAppTTL  time.Duration
+	NodeTTL          time.Duration
+	GCInterval       time.Duration
 
 	// TLS is this replica's identity (a server certificate of the
 	// cluster CA): every listener takes only peers of that CA.
@@ -102,6 +109,10 @@ func DefaultConfig() *Config {
 		MaxBatch:           2048,
 		KillGrace:          5 * time.Second,
 		KeyRotation:        24 * time.Hour,
+		MaxCompletedApps:   DefaultMaxCompletedApps,
+		CompletedAppTTL:    7 * 24 * time.Hour,
+		NodeTTL:            24 * time.Hour,
+		GCInterval:         time.Minute,
 		ContainerTokenLife: 10 * time.Minute,
 		Admins:             []string{"group:" + AdminGroup},
 	}
@@ -542,7 +553,7 @@ func (s *Server) establishLeadership() {
 	s.leaderCancel = cancel
 	s.soft.reset(time.Now(), s.State().Snapshot())
 	s.isLeader.Store(true)
-	for _, loop := range []func(context.Context){s.schedulerLoop, s.nodeLivenessLoop, s.amLivenessLoop, s.launcherLoop, s.cleanupLoop, s.keyRotationLoop} {
+	for _, loop := range []func(context.Context){s.schedulerLoop, s.nodeLivenessLoop, s.amLivenessLoop, s.launcherLoop, s.cleanupLoop, s.keyRotationLoop, s.gcLoop} {
 		s.leaderWG.Add(1)
 		go func() {
 			defer s.leaderWG.Done()

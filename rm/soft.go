@@ -55,10 +55,8 @@ func (s *softState) reset(now time.Time, r *state.ReadTxn) {
 	}
 	// Completions recorded before this leadership may be handed to an AM
 	// once more: AMs ignore a completion they already know.
-	for _, at := range r.AllAttempts(nil) {
-		if !at.Terminal() {
-			s.amSeen[at.ID] = now
-		}
+	for _, at := range r.LiveAttempts(nil) {
+		s.amSeen[at.ID] = now
 	}
 }
 

@@ -224,8 +224,8 @@ func (st *staging) head(w http.ResponseWriter, r *http.Request) {
 // applications name.
 func referenced(snap *state.ReadTxn) map[string]bool {
 	live := map[string]bool{}
-	for _, a := range snap.Apps(nil) {
-		if a.Terminal() || len(a.AMLaunch) == 0 {
+	for _, a := range snap.LiveApps(nil) {
+		if len(a.AMLaunch) == 0 {
 			continue
 		}
 		var clc yarnpb.ContainerLaunchContext

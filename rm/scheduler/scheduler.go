@@ -120,13 +120,7 @@ func (s *Scheduler) Plan(r *state.ReadTxn, asks AskSource, epoch int64, inflight
 		return nil
 	}
 
-	apps := r.Apps(nil)
-	live := apps[:0:0]
-	for _, a := range apps {
-		if !a.Terminal() {
-			live = append(live, a)
-		}
-	}
+	live := r.LiveApps(nil)
 	// FIFO with priorities: higher application priority first, then
 	// submission order.
 	sort.SliceStable(live, func(i, j int) bool { return live[i].Priority > live[j].Priority })

@@ -27,18 +27,28 @@ func idIndex() *memdb.IndexSchema {
 	return &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.StringFieldIndex{Field: "ID"}}
 }
 
+// liveIndex indexes objects by whether they are live, so that the hot
+// paths read what is running in O(live), whatever the history.
+func liveIndex(live func(obj any) bool) *memdb.IndexSchema {
+	return &memdb.IndexSchema{Name: "live", Indexer: &memdb.ConditionalIndex{Conditional: func(obj any) (bool, error) { return live(obj), nil }}}
+}
+
 func nodesTable() *memdb.TableSchema {
 	return &memdb.TableSchema{Name: TableNodes, Indexes: map[string]*memdb.IndexSchema{"id": idIndex()}}
 }
 
 func appsTable() *memdb.TableSchema {
-	return &memdb.TableSchema{Name: TableApps, Indexes: map[string]*memdb.IndexSchema{"id": idIndex()}}
+	return &memdb.TableSchema{Name: TableApps, Indexes: map[string]*memdb.IndexSchema{
+		"id":   idIndex(),
+		"live": liveIndex(func(o any) bool { return !o.(*Application).Terminal() }),
+	}}
 }
 
 func attemptsTable() *memdb.TableSchema {
 	return &memdb.TableSchema{Name: TableAttempts, Indexes: map[string]*memdb.IndexSchema{
-		"id":  idIndex(),
-		"app": {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "AppID"}},
+		"id":   idIndex(),
+		"app":  {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "AppID"}},
+		"live": liveIndex(func(o any) bool { return !o.(*Attempt).Terminal() }),
 	}}
 }
 
@@ -47,6 +57,7 @@ func containersTable() *memdb.TableSchema {
 		"id":      idIndex(),
 		"attempt": {Name: "attempt", Indexer: &memdb.StringFieldIndex{Field: "AttemptID"}},
 		"node":    {Name: "node", Indexer: &memdb.StringFieldIndex{Field: "NodeID"}},
+		"live":    liveIndex(func(o any) bool { return !o.(*Container).Completed() }),
 	}}
 }
 

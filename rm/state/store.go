@@ -196,19 +196,66 @@ func (r *ReadTxn) ContainersByNode(ws memdb.WatchSet, nodeID string) []*Containe
 	return r.containersBy(ws, "node", nodeID)
 }
 
-// LiveContainers returns every container that has not completed.
+// LiveContainers returns every container that has not completed, by id.
 func (r *ReadTxn) LiveContainers() []*Container {
-	it, err := r.txn.Get(TableContainers, "id")
+	return getAll[*Container](r, nil, TableContainers, "live", true)
+}
+
+// LiveAttempts returns every attempt that has not ended, by id.
+func (r *ReadTxn) LiveAttempts(ws memdb.WatchSet) []*Attempt {
+	return getAll[*Attempt](r, ws, TableAttempts, "live", true)
+}
+
+// LiveApps returns every application that has not ended, in submission
+// order.
+func (r *ReadTxn) LiveApps(ws memdb.WatchSet) []*Application {
+	return bySeq(getAll[*Application](r, ws, TableApps, "live", true))
+}
+
+// EndedApps returns every application that has ended, in submission
+// order.
+func (r *ReadTxn) EndedApps(ws memdb.WatchSet) []*Application {
+	return bySeq(getAll[*Application](r, ws, TableApps, "live", false))
+}
+
+func bySeq(apps []*Application) []*Application {
+	sort.Slice(apps, func(i, j int) bool { return apps[i].Seq < apps[j].Seq })
+	return apps
+}
+
+// getAll reads every object of table whose index matches args.
+func getAll[T any](r *ReadTxn, ws memdb.WatchSet, table, index string, args ...any) []T {
+	it, err := r.txn.Get(table, index, args...)
 	if err != nil {
 		return nil
 	}
-	var out []*Container
+	addWatch(ws, it.WatchCh())
+	var out []T
 	for obj := it.Next(); obj != nil; obj = it.Next() {
-		if c := obj.(*Container); !c.Completed() {
-			out = append(out, c)
-		}
+		out = append(out, obj.(T))
 	}
 	return out
+}
+
+// Counts are the rows of each table, for the GC's figures and tests.
+type Counts struct {
+	Nodes, Apps, Attempts, Containers int
+}
+
+// Counts counts the rows of each table.
+func (r *ReadTxn) Counts() Counts {
+	n := func(table string) int {
+		it, err := r.txn.Get(table, "id")
+		if err != nil {
+			return 0
+		}
+		c := 0
+		for obj := it.Next(); obj != nil; obj = it.Next() {
+			c++
+		}
+		return c
+	}
+	return Counts{Nodes: n(TableNodes), Apps: n(TableApps), Attempts: n(TableAttempts), Containers: n(TableContainers)}
 }
 
 // Meta returns the cluster record.
@@ -288,6 +335,56 @@ func (tx *WriteTxn) DeleteContainer(c *Container) error {
 		return fmt.Errorf("deleting container %s: %w", c.ID, err)
 	}
 	return nil
+}
+
+// DeleteApp forgets an application that has ended, with its attempts
+// and containers; it reports false, and changes nothing, when the
+// application is not there, has not ended or still has a live container.
+func (tx *WriteTxn) DeleteApp(id string) (bool, error) {
+	r := tx.Read()
+	app := r.App(nil, id)
+	if app == nil || !app.Terminal() {
+		return false, nil
+	}
+	cs := r.ContainersByApp(nil, id)
+	for _, c := range cs {
+		if !c.Completed() {
+			return false, nil
+		}
+	}
+	for _, c := range cs {
+		if err := tx.DeleteContainer(c); err != nil {
+			return false, err
+		}
+	}
+	for _, at := range r.Attempts(nil, id) {
+		if err := tx.txn.Delete(TableAttempts, at); err != nil {
+			return false, fmt.Errorf("deleting attempt %s: %w", at.ID, err)
+		}
+	}
+	if err := tx.txn.Delete(TableApps, app); err != nil {
+		return false, fmt.Errorf("deleting application %s: %w", id, err)
+	}
+	return true, nil
+}
+
+// DeleteNode forgets a node that has left the cluster and runs nothing;
+// it reports false, and changes nothing, otherwise.
+func (tx *WriteTxn) DeleteNode(id string) (bool, error) {
+	r := tx.Read()
+	n := r.Node(nil, id)
+	if n == nil || n.Live() {
+		return false, nil
+	}
+	for _, c := range r.ContainersByNode(nil, id) {
+		if !c.Completed() {
+			return false, nil
+		}
+	}
+	if err := tx.txn.Delete(TableNodes, n); err != nil {
+		return false, fmt.Errorf("deleting node %s: %w", id, err)
+	}
+	return true, nil
 }
 
 // PutMeta replaces the cluster record.

@@ -1,0 +1,142 @@
+package rm
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"loom/rm/state"
+)
+
+// Retention, after Nomad's core GC: the leader forgets ended applications
+// (with their attempts and containers) beyond the newest
+// MaxCompletedApps, and any that ended longer than CompletedAppTTL ago,
+// and nodes that left the cluster longer than NodeTTL ago, through raft
+// commands like every other change. An application with a container
+// still running, or a node with one, is kept until it has none.
+const (
+	// DefaultMaxCompletedApps is YARN's
+	// yarn.resourcemanager.max-completed-applications.
+	DefaultMaxCompletedApps = 1000
+	// MaxCompletedAppsLimit bounds --max-completed-apps.
+	MaxCompletedAppsLimit = 10000
+	// gcBatch bounds the objects one raft entry forgets.
+	gcBatch = 512
+	// forgottenKept is how many forgotten applications the RM still
+	// names when asked for them.
+	forgottenKept = 10000
+)
+
+// gcLoop collects garbage every GCInterval.
+func (s *Server) gcLoop(ctx context.Context) {
+	tick(ctx, s.cfg.GCInterval, func(now time.Time) {
+		if _, _, err := s.collectGarbage(now); err != nil {
+			s.logger.Warn("forgetting ended applications and nodes failed", "error", err)
+		}
+	})
+}
+
+// collectGarbage forgets what retention allows, and says how many
+// applications and nodes it forgot.
+func (s *Server) collectGarbage(now time.Time) (apps, nodes int, err error) {
+	r := s.State().Snapshot()
+	ended := r.EndedApps(nil)
+	sort.SliceStable(ended, func(i, j int) bool { return ended[i].FinishTime < ended[j].FinishTime })
+	excess := len(ended) - s.cfg.MaxCompletedApps
+	var forget []string
+	for i, a := range ended {
+		if i < excess || now.Sub(time.UnixMilli(a.FinishTime)) > s.cfg.CompletedAppTTL {
+			if deletable(r, a) {
+				forget = append(forget, a.ID)
+			}
+		}
+	}
+	var gone []string
+	for _, n := range r.Nodes(nil) {
+		if !n.Live() && now.Sub(time.UnixMilli(n.StateChangedAt)) > s.cfg.NodeTTL {
+			gone = append(gone, n.ID)
+		}
+	}
+	for len(forget) > 0 {
+		batch := forget[:min(gcBatch, len(forget))]
+		forget = forget[len(batch):]
+		res, _, err := s.raftApply(CmdForgetApps, forgetCmd{IDs: batch, Now: now.UnixMilli()})
+		if err != nil {
+			return apps, nodes, err
+		}
+		f, _ := res.(forgetResult)
+		apps += len(f.IDs)
+	}
+	for len(gone) > 0 {
+		batch := gone[:min(gcBatch, len(gone))]
+		gone = gone[len(batch):]
+		res, _, err := s.raftApply(CmdForgetNodes, forgetCmd{IDs: batch, Now: now.UnixMilli()})
+		if err != nil {
+			return apps, nodes, err
+		}
+		f, _ := res.(forgetResult)
+		nodes += len(f.IDs)
+	}
+	if apps+nodes > 0 {
+		s.logger.Info("forgot ended applications and departed nodes", "applications", apps, "nodes", nodes)
+	}
+	return apps, nodes, nil
+}
+
+// deletable reports whether no container of app still runs.
+func deletable(r *state.ReadTxn, app *state.Application) bool {
+	for _, c := range r.ContainersByApp(nil, app.ID) {
+		if !c.Completed() {
+			return false
+		}
+	}
+	return true
+}
+
+// forgotten remembers, in each replica's memory, the last applications
+// retention forgot and when, so that asking for one says what became of
+// it. It is bounded to forgottenKept and not replicated: after a restart
+// the RM says only what its retention is.
+type forgotten struct {
+	mu    sync.Mutex
+	when  map[string]int64
+	order []string
+}
+
+func (f *forgotten) add(ids []string, now int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.when == nil {
+		f.when = map[string]int64{}
+	}
+	for _, id := range ids {
+		if _, ok := f.when[id]; ok {
+			continue
+		}
+		f.when[id] = now
+		f.order = append(f.order, id)
+	}
+	for len(f.order) > forgottenKept {
+		delete(f.when, f.order[0])
+		f.order = f.order[1:]
+	}
+}
+
+func (f *forgotten) at(id string) (int64, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.when[id]
+	return t, ok
+}
+
+// notFoundReason says why there is no application id: forgotten by
+// retention when, or unknown, with the retention either way.
+func (s *Server) notFoundReason(id string) string {
+	keep := fmt.Sprintf("the ResourceManager keeps the last %d ended applications, each for at most %s", s.cfg.MaxCompletedApps, s.cfg.CompletedAppTTL)
+	if t, ok := s.fsm.forgotten.at(id); ok {
+		return fmt.Sprintf("application %s ended and was forgotten at %s: %s", id, time.UnixMilli(t).UTC().Format(time.RFC3339), keep)
+	}
+	return fmt.Sprintf("application %s not found (%s); `loom app list --all` shows every application it holds", id, keep)
+}
