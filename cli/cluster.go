@@ -48,6 +48,7 @@ func clusterCommand() *cli.Command {
 				&cli.DurationFlag{Name: "node-expiry", Value: d.NodeExpiry, Usage: "a node silent this long is LOST"},
 				&cli.IntFlag{Name: "max-completed-apps", Usage: "ended applications the RM keeps", DefaultText: fmt.Sprint(rm.DefaultMaxCompletedApps)},
 				&cli.DurationFlag{Name: "completed-app-ttl", Usage: "an ended application is forgotten this long after it ended", DefaultText: rm.DefaultConfig().CompletedAppTTL.String()},
+				&cli.DurationFlag{Name: "gc-interval", Usage: "how often the RM forgets what retention allows", DefaultText: rm.DefaultConfig().GCInterval.String()},
 				&cli.BoolFlag{Name: "nm-no-cgroups", Usage: "NodeManagers enforce memory by polling RSS instead of cgroups"},
 				&cli.BoolFlag{Name: "no-user-config", Usage: "do not make this cluster the default of loom commands (" + rmclient.DefaultConfigPath() + ")"},
 				logLevelFlag,
@@ -65,6 +66,7 @@ func clusterCommand() *cli.Command {
 				cfg.NoCgroups = c.Bool("nm-no-cgroups")
 				cfg.MaxCompletedApps = c.Int("max-completed-apps")
 				cfg.CompletedAppTTL = c.Duration("completed-app-ttl")
+				cfg.GCInterval = c.Duration("gc-interval")
 				out := stdout()
 				fmt.Fprintf(out, "starting a local cluster in %s: 1 ResourceManager, %d NodeManagers\n", cfg.Dir, cfg.Nodes)
 				cl, err := localcluster.Start(c.Context, cfg)

@@ -38,6 +38,7 @@ func rmCommand() *cli.Command {
 			&cli.DurationFlag{Name: "raft-timeout", Value: d.RaftTimeout, Usage: "raft heartbeat and election timeout"},
 			&cli.IntFlag{Name: "max-completed-apps", Value: d.MaxCompletedApps, Usage: fmt.Sprintf("ended applications the RM keeps, newest first (at most %d)", rm.MaxCompletedAppsLimit)},
 			&cli.DurationFlag{Name: "completed-app-ttl", Value: d.CompletedAppTTL, Usage: "an ended application is forgotten this long after it ended"},
+			&cli.DurationFlag{Name: "gc-interval", Value: d.GCInterval, Usage: "how often the leader forgets what retention allows"},
 			&cli.DurationFlag{Name: "node-ttl", Value: d.NodeTTL, Usage: "a node that left the cluster (shut down, lost, decommissioned) is forgotten after this long"},
 			&cli.Int64Flag{Name: "staging-quota-mb", Value: rm.DefaultStagingQuota >> 20, Usage: "the most one user may keep in the staging store, MB"},
 			&cli.DurationFlag{Name: "key-rotation", Value: d.KeyRotation, Usage: "how often the master key of AM and container tokens is replaced"},
@@ -64,11 +65,12 @@ func rmCommand() *cli.Command {
 			cfg.MaxCompletedApps = c.Int("max-completed-apps")
 			cfg.CompletedAppTTL = c.Duration("completed-app-ttl")
 			cfg.NodeTTL = c.Duration("node-ttl")
+			cfg.GCInterval = c.Duration("gc-interval")
 			if cfg.MaxCompletedApps < 0 || cfg.MaxCompletedApps > rm.MaxCompletedAppsLimit {
 				return fmt.Errorf("--max-completed-apps %d: want 0..%d", cfg.MaxCompletedApps, rm.MaxCompletedAppsLimit)
 			}
-			if cfg.CompletedAppTTL <= 0 || cfg.NodeTTL <= 0 {
-				return errors.New("--completed-app-ttl and --node-ttl must be positive")
+			if cfg.CompletedAppTTL <= 0 || cfg.NodeTTL <= 0 || cfg.GCInterval <= 0 {
+				return errors.New("--completed-app-ttl, --node-ttl and --gc-interval must be positive")
 			}
 			cfg.KeyRotation = c.Duration("key-rotation")
 			if cfg.StagingQuota <= 0 {

@@ -103,9 +103,10 @@ func portFree(p int) bool {
 
 // cluster is a `loom cluster up` process.
 type cluster struct {
-	t      *testing.T
-	dir    string
-	rmAddr string
+	t        *testing.T
+	dir      string
+	rmAddr   string
+	httpAddr string
 	cmd    *exec.Cmd
 	out    *bytes.Buffer
 	done   chan struct{}
@@ -115,6 +116,8 @@ type clusterOpts struct {
 	nodes     int
 	noCgroups bool
 	memoryMB  int
+	// extra are more `cluster up` flags.
+	extra []string
 }
 
 func startCluster(t *testing.T, o clusterOpts) *cluster {
@@ -127,12 +130,13 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 	}
 	dir := t.TempDir()
 	rmPort, httpPort := freePorts(t)
-	c := &cluster{t: t, dir: dir, rmAddr: fmt.Sprintf("127.0.0.1:%d", rmPort), out: &bytes.Buffer{}, done: make(chan struct{})}
+	c := &cluster{t: t, dir: dir, rmAddr: fmt.Sprintf("127.0.0.1:%d", rmPort), httpAddr: fmt.Sprintf("127.0.0.1:%d", httpPort), out: &bytes.Buffer{}, done: make(chan struct{})}
 	args := []string{"cluster", "up", "--nodes", strconv.Itoa(o.nodes), "--dir", dir, "--rm-addr", c.rmAddr,
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--node-memory-mb", strconv.Itoa(o.memoryMB), "--no-user-config"}
 	if o.noCgroups {
 		args = append(args, "--nm-no-cgroups")
 	}
+	args = append(args, o.extra...)
 	c.cmd = exec.Command(loomBin, args...)
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -373,4 +377,14 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 // processes by their command line.
 func marker() string {
 	return fmt.Sprintf("1000.%06d", rand.IntN(1000000))
+}
+
+// rmPid returns the pid of the cluster's ResourceManager.
+func (c *cluster) rmPid() int {
+	c.t.Helper()
+	pids := pgrep("--data-dir " + filepath.Join(c.dir, "rm") + " ")
+	if len(pids) != 1 {
+		c.t.Fatalf("ResourceManager processes: %v, want one", pids)
+	}
+	return pids[0]
 }

@@ -42,6 +42,7 @@ type Config struct {
 	// leaves its defaults.
 	MaxCompletedApps int
 	CompletedAppTTL  time.Duration
+	GCInterval       time.Duration
 	LogLevel         string
 	// NoCgroups makes the NodeManagers poll process RSS instead of using
 	// cgroups.
@@ -158,6 +159,9 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 	}
 	if cfg.CompletedAppTTL > 0 {
 		retention = append(retention, "--completed-app-ttl", cfg.CompletedAppTTL.String())
+	}
+	if cfg.GCInterval > 0 {
+		retention = append(retention, "--gc-interval", cfg.GCInterval.String())
 	}
 	rm, err := c.spawn("rm", append(append(tlsArgs(pki.rm), retention...),
 		"--tls-ca-key", pki.caKey,
