@@ -121,18 +121,30 @@ func (s *Server) nodeLivenessLoop(ctx context.Context) {
 	})
 }
 
-// amLivenessLoop fails attempts whose AM stopped calling.
+// amLivenessLoop fails attempts whose AM stopped calling, or never
+// registered (YARN's AMLivelinessMonitor watches LAUNCHED attempts too),
+// and drops the soft state of attempts and nodes that ended.
 func (s *Server) amLivenessLoop(ctx context.Context) {
 	tick(ctx, checkInterval(s.cfg.AMExpiry), func(now time.Time) {
-		for _, at := range s.State().Snapshot().LiveAttempts(nil) {
-			if at.State != yarnpb.AttemptState_ATTEMPT_RUNNING || at.Unregistered {
+		r := s.State().Snapshot()
+		live := r.LiveAttempts(nil)
+		s.soft.retain(live, r.Nodes(nil))
+		for _, at := range live {
+			var expiry time.Duration
+			var why string
+			switch {
+			case at.State == yarnpb.AttemptState_ATTEMPT_RUNNING && !at.Unregistered:
+				expiry, why = s.cfg.AMExpiry, "no heartbeat for"
+			case at.State == yarnpb.AttemptState_ATTEMPT_LAUNCHED:
+				expiry, why = s.cfg.AMRegisterTimeout, "its AM container started and did not register within"
+			default:
 				continue
 			}
 			seen := s.soft.amSeenAt(at.ID, now)
-			if now.Sub(seen) <= s.cfg.AMExpiry {
+			if now.Sub(seen) <= expiry {
 				continue
 			}
-			diag := fmt.Sprintf("ApplicationMaster for attempt %s timed out: no heartbeat for %s", at.ID, now.Sub(seen).Round(time.Millisecond))
+			diag := fmt.Sprintf("ApplicationMaster for attempt %s timed out: %s %s", at.ID, why, now.Sub(seen).Round(time.Millisecond))
 			if _, _, err := s.raftApply(CmdFailAttempt, failAttemptCmd{AttemptID: at.ID, Diagnostics: diag, Now: now.UnixMilli()}); err != nil {
 				s.logger.Warn("failing expired attempt failed", "attempt_id", at.ID, "error", err)
 				continue

@@ -48,13 +48,15 @@ type Config struct {
 	// InMemory keeps raft in memory (tests only).
 	InMemory bool
 
-	NMHeartbeat   time.Duration // interval NMs heartbeat at
-	NodeExpiry    time.Duration // a node silent this long is LOST
-	AMExpiry      time.Duration // an AM silent this long has failed
-	AllocExpiry   time.Duration // an allocated container not started this long is reclaimed
-	MaxAttempts   int32
-	MaxAllocation state.Resource
-	Queues        []scheduler.Queue
+	NMHeartbeat time.Duration // interval NMs heartbeat at
+	NodeExpiry  time.Duration // a node silent this long is LOST
+	AMExpiry    time.Duration // an AM silent this long has failed
+	// AMRegisterTimeout is how long a launched AM has to register.
+	AMRegisterTimeout time.Duration
+	AllocExpiry       time.Duration // an allocated container not started this long is reclaimed
+	MaxAttempts       int32
+	MaxAllocation     state.Resource
+	Queues            []scheduler.Queue
 	// RaftTimeout is raft's heartbeat and election timeout.
 	RaftTimeout time.Duration
 	// MaxBatch bounds the allocations committed in one raft entry.
@@ -101,6 +103,7 @@ func DefaultConfig() *Config {
 		NMHeartbeat:        1 * time.Second,
 		NodeExpiry:         10 * time.Second,
 		AMExpiry:           30 * time.Second,
+		AMRegisterTimeout:  5 * time.Minute,
 		AllocExpiry:        60 * time.Second,
 		MaxAttempts:        2,
 		MaxAllocation:      state.Resource{MemoryMB: 8192, VCores: 4},

@@ -184,6 +184,45 @@ func (s *softState) forgetAttempt(attemptID string) {
 	delete(s.delivered, attemptID)
 }
 
+// retain forgets what it holds of attempts and nodes that are not live:
+// every way an attempt or a node ends (a finish, a kill, an AM container's
+// exit, a node's loss, retention) leaves nothing behind past the next
+// liveness pass.
+func (s *softState) retain(attempts []*state.Attempt, nodes []*state.Node) {
+	liveAt := make(map[string]bool, len(attempts))
+	for _, at := range attempts {
+		liveAt[at.ID] = true
+	}
+	liveNode := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		if n.Live() {
+			liveNode[n.ID] = true
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keepOnly(s.asks, liveAt)
+	keepOnly(s.amSeen, liveAt)
+	keepOnly(s.amLast, liveAt)
+	keepOnly(s.amLocks, liveAt)
+	keepOnly(s.delivered, liveAt)
+	keepOnly(s.nodeSeen, liveNode)
+	keepOnly(s.nodeResp, liveNode)
+	keepOnly(s.nodeUtil, liveNode)
+}
+
+// keepOnly deletes the entries of m whose keys live does not hold.
+func keepOnly[V any](m map[string]V, live map[string]bool) {
+	maps.DeleteFunc(m, func(k string, _ V) bool { return !live[k] })
+}
+
+// sizes are the entries of the soft state's maps, for tests.
+func (s *softState) sizes() (attempts, nodes int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(len(s.asks), len(s.amSeen), len(s.amLast), len(s.amLocks), len(s.delivered)), max(len(s.nodeSeen), len(s.nodeResp), len(s.nodeUtil))
+}
+
 // amSeenAt returns when the AM of an attempt last called, starting its
 // clock now when it has none.
 func (s *softState) amSeenAt(attemptID string, now time.Time) time.Time {

@@ -203,7 +203,10 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 		if c != nil {
 			liveApps[c.AppID] = true
 		}
-		if c == nil || c.Completed() {
+		// The RM is done with a container it holds completed, and with
+		// the AM of an application that ended: an AM that unregistered
+		// and does not exit is stopped once its grace is over.
+		if c == nil || c.Completed() || (c.IsAM && appEnded(r, c.AppID)) {
 			if c != nil && c.IsAM && !s.amGraceOver(r, c, now) {
 				continue
 			}
@@ -229,6 +232,12 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 		resp.Diagnostics = "node is decommissioned"
 	}
 	return resp, nil
+}
+
+// appEnded reports whether application id has ended.
+func appEnded(r *state.ReadTxn, id string) bool {
+	app := r.App(nil, id)
+	return app != nil && app.Terminal()
 }
 
 // amGraceOver reports whether an AM container whose application ended

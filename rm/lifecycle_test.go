@@ -1,0 +1,111 @@
+package rm
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"loom/proto/yarnpb"
+)
+
+// amContainer is the AM container the fake NM was asked to start for app.
+func amContainer(t *testing.T, nm *fakeNM, appID string) string {
+	t.Helper()
+	var id string
+	waitUntil(t, "the AM container started", func() bool {
+		for _, s := range nm.startedIDs() {
+			if s.ApplicationId == appID {
+				id = s.ContainerId
+				return true
+			}
+		}
+		return false
+	})
+	return id
+}
+
+// heartbeat reports containers RUNNING on the fake NM's node.
+func heartbeat(t *testing.T, nm *fakeNM, running ...string) *yarnpb.NodeHeartbeatResponse {
+	t.Helper()
+	req := &yarnpb.NodeHeartbeatRequest{NodeId: nm.addr, Healthy: true}
+	for _, id := range running {
+		req.Containers = append(req.Containers, &yarnpb.ContainerStatus{ContainerId: id, State: yarnpb.ContainerState_CONTAINER_RUNNING})
+	}
+	resp, err := nm.rm.NodeHeartbeat(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// An AM whose container started but that never registers is expired
+// after the registration timeout, and its application tries again.
+func TestAnAMThatNeverRegistersExpires(t *testing.T) {
+	s, c := testServer(t, func(cfg *Config) { cfg.AMRegisterTimeout = 200 * time.Millisecond; cfg.AMExpiry = time.Second })
+	nm := startFakeNM(t, s, 4096)
+	ctx := context.Background()
+	app, err := c.NewApplication(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Submit(ctx, &yarnpb.ApplicationSubmissionContext{ApplicationId: app.ApplicationId, AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"am"}}}); err != nil {
+		t.Fatal(err)
+	}
+	heartbeat(t, nm, amContainer(t, nm, app.ApplicationId))
+	first := yarnpb.AttemptID(app.ApplicationId, 1)
+	waitUntil(t, "the silent attempt failed", func() bool {
+		at := s.State().Snapshot().Attempt(nil, first)
+		return at != nil && at.State == yarnpb.AttemptState_ATTEMPT_FAILED
+	})
+	if at := s.State().Snapshot().Attempt(nil, first); !strings.Contains(at.Diagnostics, "did not register") {
+		t.Fatalf("the attempt's diagnostics: %q", at.Diagnostics)
+	}
+	if a := s.State().Snapshot().App(nil, app.ApplicationId); a.NumAttempts != 2 {
+		t.Fatalf("the application has %d attempts, want a second one", a.NumAttempts)
+	}
+}
+
+// An AM that finished but does not exit is stopped once its grace is
+// over: the NM is told to clean its container up, which frees what it
+// holds.
+func TestAFinishedAMThatDoesNotExitIsStopped(t *testing.T) {
+	s, c := testServer(t, func(cfg *Config) { cfg.KillGrace = 100 * time.Millisecond })
+	nm := startFakeNM(t, s, 4096)
+	attempt := submitRunning(t, s, c, nm)
+	appID, _ := yarnpb.AppIDOfAttempt(attempt)
+	am := amContainer(t, nm, appID)
+	heartbeat(t, nm, am)
+	if _, err := (&amEndpoint{s: s}).FinishApplicationMaster(amContext(attempt), &yarnpb.FinishApplicationMasterRequest{
+		ApplicationAttemptId: attempt, FinalStatus: yarnpb.FinalStatus_SUCCEEDED, AmToken: mustAMToken(t, s, attempt)}); err != nil {
+		t.Fatal(err)
+	}
+	if resp := heartbeat(t, nm, am); len(resp.ContainersToCleanup) != 0 {
+		t.Fatalf("the AM was stopped within its grace: %v", resp.ContainersToCleanup)
+	}
+	waitUntil(t, "the lingering AM told to stop", func() bool {
+		resp := heartbeat(t, nm, am)
+		return len(resp.ContainersToCleanup) == 1 && resp.ContainersToCleanup[0] == am
+	})
+}
+
+// The leader's memory of an attempt goes with the attempt however it
+// ends: a kill leaves no asks, responses or locks behind.
+func TestSoftStateGoesWithItsAttempt(t *testing.T) {
+	s, c := testServer(t, func(cfg *Config) { cfg.AMExpiry = 300 * time.Millisecond })
+	nm := startFakeNM(t, s, 4096)
+	attempt := submitRunning(t, s, c, nm)
+	allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt,
+		Asks: []*yarnpb.ResourceRequest{{Priority: 1, Capability: &yarnpb.Resource{MemoryMb: 256, Vcores: 1}, Count: 1}}})
+	if n, _ := s.soft.sizes(); n == 0 {
+		t.Fatal("no soft state for a running attempt")
+	}
+	appID, _ := yarnpb.AppIDOfAttempt(attempt)
+	if _, err := c.Kill(context.Background(), appID, "done"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the killed attempt's soft state gone", func() bool {
+		n, _ := s.soft.sizes()
+		return n == 0
+	})
+}
