@@ -32,6 +32,7 @@ func rmCommand() *cli.Command {
 			&cli.DurationFlag{Name: "nm-heartbeat", Value: d.NMHeartbeat, Usage: "interval NodeManagers heartbeat at"},
 			&cli.DurationFlag{Name: "node-expiry", Value: d.NodeExpiry, Usage: "a node silent this long is LOST"},
 			&cli.DurationFlag{Name: "am-expiry", Value: d.AMExpiry, Usage: "an ApplicationMaster silent this long has failed"},
+			&cli.DurationFlag{Name: "am-register-timeout", Value: d.AMRegisterTimeout, Usage: "an ApplicationMaster whose container started and that has not registered this long has failed"},
 			&cli.IntFlag{Name: "max-attempts", Value: int(d.MaxAttempts), Usage: "maximum AM attempts of an application"},
 			&cli.Int64Flag{Name: "max-allocation-mb", Value: d.MaxAllocation.MemoryMB, Usage: "largest container memory"},
 			&cli.IntFlag{Name: "max-allocation-vcores", Value: int(d.MaxAllocation.VCores), Usage: "largest container vcores"},
@@ -58,6 +59,7 @@ func rmCommand() *cli.Command {
 			cfg.NMHeartbeat = c.Duration("nm-heartbeat")
 			cfg.NodeExpiry = c.Duration("node-expiry")
 			cfg.AMExpiry = c.Duration("am-expiry")
+			cfg.AMRegisterTimeout = c.Duration("am-register-timeout")
 			cfg.MaxAttempts = int32(c.Int("max-attempts"))
 			cfg.MaxAllocation = state.Resource{MemoryMB: c.Int64("max-allocation-mb"), VCores: int32(c.Int("max-allocation-vcores"))}
 			cfg.RaftTimeout = c.Duration("raft-timeout")
