@@ -43,6 +43,11 @@ func (s *containerManager) StartContainers(ctx context.Context, req *yarnpb.Star
 			// the request says.
 			c.User = id.User
 		}
+		if err == nil && s.nm.exec.get(c.ContainerId) != nil {
+			// Before the token is taken: a second start of a container
+			// (a new RM leader launching an AM again) is told it runs.
+			err = errdefs.AlreadyExists("container %s was already started on this node", c.ContainerId)
+		}
 		if err == nil {
 			// Nothing starts without the ResourceManager's word for it.
 			err = s.nm.tokens.check(c, s.nm.nodeID, time.Now())

@@ -2,7 +2,9 @@ package rm
 
 import (
 	"context"
+	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -108,4 +110,58 @@ func TestSoftStateGoesWithItsAttempt(t *testing.T) {
 		n, _ := s.soft.sizes()
 		return n == 0
 	})
+}
+
+// A step of establishing leadership that fails is tried again: the
+// replica becomes a leader that serves, not one that answers NotLeader
+// naming itself.
+func TestLeadershipIsEstablishedAfterAFailedStep(t *testing.T) {
+	var fails atomic.Int32
+	s, c := testServer(t, func(cfg *Config) {
+		cfg.establishFault = func() error {
+			if fails.Add(1) <= 3 {
+				return errors.New("barrier timed out (injected)")
+			}
+			return nil
+		}
+	})
+	if _, err := c.NewApplication(context.Background()); err != nil {
+		t.Fatalf("after 3 failed attempts to establish leadership: %v", err)
+	}
+	if !s.IsLeader() || fails.Load() < 4 {
+		t.Fatalf("leader %v after %d tries", s.IsLeader(), fails.Load())
+	}
+}
+
+// Launching an AM container that its node already runs (a new leader
+// launching again what the last one started) is a launch, not a failure.
+func TestRelaunchingARunningAMKeepsTheAttempt(t *testing.T) {
+	s, c := testServer(t, nil)
+	nm := startFakeNM(t, s, 4096)
+	nm.mu.Lock()
+	nm.running = true
+	nm.mu.Unlock()
+	ctx := context.Background()
+	app, err := c.NewApplication(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Submit(ctx, &yarnpb.ApplicationSubmissionContext{ApplicationId: app.ApplicationId, AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"am"}}}); err != nil {
+		t.Fatal(err)
+	}
+	amContainer(t, nm, app.ApplicationId)
+	attempt := yarnpb.AttemptID(app.ApplicationId, 1)
+	// Again, as a new leader would, and synchronously.
+	r := s.State().Snapshot()
+	s.launchAM(ctx, r, r.Attempt(nil, attempt))
+	at := s.State().Snapshot().Attempt(nil, attempt)
+	if at.Terminal() {
+		t.Fatalf("the attempt after a second launch: %s: %s", at.State, at.Diagnostics)
+	}
+	nm.mu.Lock()
+	calls := nm.statusCalls
+	nm.mu.Unlock()
+	if calls == 0 {
+		t.Fatal("the RM did not check the container before taking the launch as done")
+	}
 }

@@ -270,6 +270,13 @@ func (s *Server) launchAM(ctx context.Context, r *state.ReadTxn, at *state.Attem
 			return err
 		}
 		if msg, ok := resp.Failed[c.ID]; ok {
+			// A leader before this one may have started it: the launch
+			// is done if the node runs it (YARN's AlreadyExists case).
+			st, serr := nm.GetContainerStatuses(cctx, &yarnpb.GetContainerStatusesRequest{ContainerIds: []string{c.ID}})
+			if serr == nil && len(st.Statuses) == 1 && st.Statuses[0].State != yarnpb.ContainerState_CONTAINER_COMPLETED {
+				logger.Info("the AM container was already started", "state", st.Statuses[0].State)
+				return nil
+			}
 			return fmt.Errorf("%s", msg)
 		}
 		return nil

@@ -90,6 +90,10 @@ type Config struct {
 	// Admins lists the users, and groups as "group:NAME", that may change
 	// the cluster and act on any application.
 	Admins []string
+
+	// establishFault, when set, fails a step of establishing
+	// leadership: tests make the steps' failures with it.
+	establishFault func() error
 }
 
 // DefaultConfig returns every default in one place.
@@ -517,7 +521,7 @@ func (s *Server) monitorLeadership() {
 			return
 		case isLeader := <-s.leaderCh:
 			if isLeader {
-				s.establishLeadership()
+				s.leadWithRetries()
 			} else {
 				s.revokeLeadership()
 			}
@@ -525,22 +529,53 @@ func (s *Server) monitorLeadership() {
 	}
 }
 
-func (s *Server) establishLeadership() {
+// leadWithRetries establishes leadership, and when a step of it fails,
+// tries again with backoff for as long as raft says this replica leads
+// (Nomad's leader loop): a failure never leaves a leader that answers
+// NotLeader naming itself.
+func (s *Server) leadWithRetries() {
+	backoff := 50 * time.Millisecond
+	for {
+		err := s.establishLeadership()
+		if err == nil {
+			return
+		}
+		s.logger.Error("establishing leadership failed; trying again", "error", err, "in", backoff)
+		select {
+		case <-s.shutdown:
+			return
+		case isLeader := <-s.leaderCh:
+			if !isLeader {
+				s.revokeLeadership()
+				return
+			}
+		case <-time.After(backoff):
+		}
+		if s.raft.State() != raft.Leader {
+			return
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (s *Server) establishLeadership() error {
+	if s.cfg.establishFault != nil {
+		if err := s.cfg.establishFault(); err != nil {
+			return err
+		}
+	}
 	if err := s.raft.Barrier(10 * time.Second).Error(); err != nil {
-		s.logger.Error("raft barrier failed; giving up leadership", "error", err)
-		_ = s.raft.LeadershipTransfer()
-		return
+		return fmt.Errorf("raft barrier: %w", err)
 	}
 	ts := time.Now().UnixMilli()
 	buf, _ := encodeCommand(CmdBumpEpoch, bumpEpochCmd{ClusterTS: ts})
 	if err := s.raft.Apply(buf, 10*time.Second).Error(); err != nil {
-		s.logger.Error("recording the new epoch failed", "error", err)
-		return
+		return fmt.Errorf("recording the new epoch: %w", err)
 	}
 	// Tokens are signed from the first call on: the leader has a
 	// master key before it serves.
 	if err := s.rotateKeysIfDue(time.Now()); err != nil {
-		s.logger.Error("making a master key failed", "error", err)
+		return fmt.Errorf("making a master key: %w", err)
 	}
 	meta := s.State().Snapshot().Meta()
 	s.clusterTS.Store(meta.Cluster)
@@ -550,7 +585,7 @@ func (s *Server) establishLeadership() {
 	s.leaderMu.Lock()
 	defer s.leaderMu.Unlock()
 	if s.leaderCancel != nil {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.leaderCancel = cancel
@@ -566,6 +601,7 @@ func (s *Server) establishLeadership() {
 	close(s.leaderReady)
 	s.kickScheduler()
 	s.logger.Info("leadership established", "epoch", meta.Epoch, "cluster_timestamp", meta.Cluster)
+	return nil
 }
 
 func (s *Server) revokeLeadership() {

@@ -85,14 +85,38 @@ type fakeNM struct {
 	addr    string
 	// rm is the node's client of the RM, with its node certificate.
 	rm *rmclient.Client
+	// running, when set, makes the node answer every start as a node
+	// that runs the container already, and report it RUNNING.
+	running bool
+	// statusCalls counts GetContainerStatuses calls.
+	statusCalls int
+}
+
+func (f *fakeNM) GetContainerStatuses(_ context.Context, req *yarnpb.GetContainerStatusesRequest) (*yarnpb.GetContainerStatusesResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.statusCalls++
+	resp := &yarnpb.GetContainerStatusesResponse{Failed: map[string]string{}}
+	for _, id := range req.ContainerIds {
+		if f.running {
+			resp.Statuses = append(resp.Statuses, &yarnpb.ContainerStatus{ContainerId: id, State: yarnpb.ContainerState_CONTAINER_RUNNING})
+		} else {
+			resp.Failed[id] = "not on this node"
+		}
+	}
+	return resp, nil
 }
 
 func (f *fakeNM) StartContainers(_ context.Context, req *yarnpb.StartContainersRequest) (*yarnpb.StartContainersResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	resp := &yarnpb.StartContainersResponse{}
+	resp := &yarnpb.StartContainersResponse{Failed: map[string]string{}}
 	for _, c := range req.Containers {
 		f.started = append(f.started, c)
+		if f.running {
+			resp.Failed[c.ContainerId] = "container " + c.ContainerId + " was already started on this node"
+			continue
+		}
 		resp.Succeeded = append(resp.Succeeded, c.ContainerId)
 	}
 	return resp, nil
