@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -92,15 +91,9 @@ func clusterCommand() *cli.Command {
 					}
 				}
 				fmt.Fprintf(out, "use it with: export LOOM_CONFIG=%s\n", cl.ClientConfig)
-				ctx, cancel := context.WithCancel(c.Context)
-				defer cancel()
-				go cl.Watch(ctx, os.Stderr)
-				select {
-				case <-c.Context.Done():
-				case <-cl.RM.Done():
-					fmt.Fprintf(os.Stderr, "the ResourceManager exited (%v); see %s\n", cl.RM.Err(), cl.RM.Log)
-					return fmt.Errorf("the ResourceManager exited")
-				}
+				// A daemon that dies is started again; Ctrl-C stops them all.
+				cl.Supervise(os.Stderr)
+				<-c.Context.Done()
 				return nil
 			},
 		}},

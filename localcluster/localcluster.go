@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -72,23 +73,79 @@ func DefaultConfig() *Config {
 	}
 }
 
-// Process is one daemon of the cluster.
+// Process is one daemon of the cluster. Supervised, it is started again
+// when it exits, with the same arguments (the RM with its data dir and
+// ports, a NodeManager with its dir and address).
 type Process struct {
 	Name string
 	Log  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	bin  string
+	args []string
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when the current run exits
+	err      error
+	restarts int
 }
 
-// Pid returns the process id.
-func (p *Process) Pid() int { return p.cmd.Process.Pid }
+// Pid returns the process id of the current run.
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd.Process.Pid
+}
 
-// Done is closed when the process has exited.
-func (p *Process) Done() <-chan struct{} { return p.done }
+// Done is closed when the current run has exited.
+func (p *Process) Done() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.done
+}
 
-// Err is the process's exit error, once Done.
-func (p *Process) Err() error { return p.err }
+// Err is the current run's exit error, once Done.
+func (p *Process) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// Restarts is how many times the supervisor started the process again.
+func (p *Process) Restarts() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.restarts
+}
+
+// start runs the process, appending to its log.
+func (p *Process) start() error {
+	f, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	// Its own process group (a terminal's Ctrl-C reaches only this
+	// process, which stops the daemons in order); SIGTERM if this process
+	// dies first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", p.Name, err)
+	}
+	done := make(chan struct{})
+	p.mu.Lock()
+	p.cmd, p.done, p.err = cmd, done, nil
+	p.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		p.mu.Lock()
+		p.err = err
+		p.mu.Unlock()
+		close(done)
+	}()
+	return nil
+}
 
 // Cluster is a running local cluster.
 type Cluster struct {
@@ -103,6 +160,14 @@ type Cluster struct {
 	// Took is how long the cluster took to have every node RUNNING.
 	Took time.Duration
 	once sync.Once
+	// stopping is set once Stop began: the supervisor starts nothing
+	// again.
+	stopping atomic.Bool
+	// startMu orders a restart against Stop: no daemon starts once Stop
+	// has begun signalling.
+	startMu sync.Mutex
+	stopCh  chan struct{}
+	wg      sync.WaitGroup
 }
 
 // RaftAddrFor derives the raft address from the RM's: port + 2, as 8032
@@ -148,7 +213,12 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 		return nil, err
 	}
 	start := time.Now()
-	c := &Cluster{cfg: cfg}
+	c := &Cluster{cfg: cfg, stopCh: make(chan struct{})}
+	for _, a := range []struct{ flag, addr string }{{"--rm-addr", cfg.RMAddr}, {"--http-addr", cfg.HTTPAddr}, {"the raft address (--rm-addr's port + 2)", cfg.RaftAddr}} {
+		if err := portFree(a.addr); err != nil {
+			return nil, fmt.Errorf("%s %s is in use (%v): is another cluster running? Stop it, or give this one other ports", a.flag, a.addr, err)
+		}
+	}
 	pki, err := c.certificates()
 	if err != nil {
 		return nil, err
@@ -185,9 +255,14 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 			c.Stop()
 			return nil, err
 		}
+		addr, err := nodeAddr(filepath.Join(cfg.Dir, fmt.Sprintf("nm-%d.addr", i)))
+		if err != nil {
+			c.Stop()
+			return nil, err
+		}
 		args := append(tlsArgs(nodeFiles), "--rm", cfg.RMAddr,
 			"--dir", filepath.Join(cfg.Dir, fmt.Sprintf("nm-%d", i)),
-			"--addr", "127.0.0.1:0",
+			"--addr", addr,
 			"--http-addr", "127.0.0.1:0",
 			"--memory-mb", strconv.FormatInt(cfg.NodeMemoryMB, 10),
 			"--vcores", strconv.Itoa(int(cfg.NodeVCores)),
@@ -210,6 +285,40 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 	}
 	c.Took = time.Since(start)
 	return c, nil
+}
+
+// portFree reports whether addr can be listened on.
+func portFree(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}
+
+// nodeAddr is the address of a NodeManager of the cluster: the one it
+// had before, kept in file, so that a restarted NodeManager, or a cluster
+// started again on the same dir, is the same node; else a free port,
+// recorded.
+func nodeAddr(file string) (string, error) {
+	if b, err := os.ReadFile(file); err == nil {
+		if addr := strings.TrimSpace(string(b)); rmclient.CheckAddr(addr) == nil {
+			return addr, nil
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	if err := os.WriteFile(file, []byte(addr+"\n"), 0o644); err != nil {
+		return "", err
+	}
+	return addr, nil
 }
 
 type clusterPKI struct {
@@ -264,31 +373,14 @@ func tlsArgs(f tlsutil.Files) []string {
 }
 
 func (c *Cluster) spawn(name string, args ...string) (*Process, error) {
-	log := filepath.Join(c.cfg.Dir, name+".log")
-	f, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
+	sub := "rm"
+	if name != "rm" {
+		sub = "nm"
+	}
+	p := &Process{Name: name, Log: filepath.Join(c.cfg.Dir, name+".log"), bin: c.cfg.Binary, args: append([]string{sub}, args...)}
+	if err := p.start(); err != nil {
 		return nil, err
 	}
-	sub := []string{"rm"}
-	if name != "rm" {
-		sub = []string{"nm"}
-	}
-	cmd := exec.Command(c.cfg.Binary, append(sub, args...)...)
-	cmd.Stdout, cmd.Stderr = f, f
-	// Its own process group (a terminal's Ctrl-C reaches only this
-	// process, which stops the daemons in order); SIGTERM if this process
-	// dies first.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	f.Close()
-	p := &Process{Name: name, Log: log, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	return p, nil
 }
 
@@ -301,15 +393,10 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 	rm.RetryFor = 100 * time.Millisecond
 	deadline := time.Now().Add(c.cfg.Ready)
 	for {
-		select {
-		case <-c.RM.done:
-			return fmt.Errorf("the ResourceManager exited (%v); see %s", c.RM.err, c.RM.Log)
-		default:
-		}
-		for _, nm := range c.NMs {
+		for _, p := range append([]*Process{c.RM}, c.NMs...) {
 			select {
-			case <-nm.done:
-				return fmt.Errorf("NodeManager %s exited (%v); see %s", nm.Name, nm.err, nm.Log)
+			case <-p.Done():
+				return fmt.Errorf("%s exited (%v): %s", p.Name, p.Err(), lastError(p.Log))
 			default:
 			}
 		}
@@ -343,47 +430,97 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 // ResourceManager. Anything still running after a grace period is killed.
 func (c *Cluster) Stop() {
 	c.once.Do(func() {
+		c.startMu.Lock()
+		c.stopping.Store(true)
+		close(c.stopCh)
+		c.startMu.Unlock()
 		grace := c.cfg.KillGrace + 10*time.Second
 		stopAll(c.NMs, grace)
 		if c.RM != nil {
 			stopAll([]*Process{c.RM}, 10*time.Second)
 		}
+		c.wg.Wait()
 	})
 }
 
 func stopAll(ps []*Process, grace time.Duration) {
 	for _, p := range ps {
+		p.mu.Lock()
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		p.mu.Unlock()
 	}
 	timeout := time.After(grace)
 	for _, p := range ps {
 		select {
-		case <-p.done:
+		case <-p.Done():
 		case <-timeout:
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
+			_ = syscall.Kill(-p.Pid(), syscall.SIGKILL)
+			<-p.Done()
 		}
 	}
 }
 
-// Watch reports daemons that exit while the cluster runs, until ctx ends.
-func (c *Cluster) Watch(ctx context.Context, w io.Writer) {
-	all := append([]*Process{c.RM}, c.NMs...)
-	var wg sync.WaitGroup
-	for _, p := range all {
-		wg.Add(1)
+// Supervise starts again every daemon that exits while the cluster runs,
+// with backoff (200 ms, doubling to 10 s, back to 200 ms once a run lasts
+// a minute), saying so on w, until the cluster stops: a dead RM comes
+// back with its data dir and its applications, a dead NodeManager with
+// its dir and its node's address.
+func (c *Cluster) Supervise(w io.Writer) {
+	for _, p := range append([]*Process{c.RM}, c.NMs...) {
+		c.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			select {
-			case <-ctx.Done():
-			case <-p.done:
-				if ctx.Err() == nil {
-					fmt.Fprintf(w, "%s exited (%v); see %s\n", p.Name, p.err, p.Log)
-				}
-			}
+			defer c.wg.Done()
+			c.supervise(p, w)
 		}()
 	}
-	wg.Wait()
+}
+
+func (c *Cluster) supervise(p *Process, w io.Writer) {
+	backoff := 200 * time.Millisecond
+	for {
+		started := time.Now()
+		<-p.Done()
+		if c.stopping.Load() {
+			return
+		}
+		if time.Since(started) > time.Minute {
+			backoff = 200 * time.Millisecond
+		}
+		fmt.Fprintf(w, "%s exited (%v); starting it again in %s (see %s)\n", p.Name, p.Err(), backoff, p.Log)
+		select {
+		case <-c.stopCh:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+		c.startMu.Lock()
+		if c.stopping.Load() {
+			c.startMu.Unlock()
+			return
+		}
+		err := p.start()
+		c.startMu.Unlock()
+		if err != nil {
+			fmt.Fprintf(w, "%s could not be started again: %v\n", p.Name, err)
+			continue
+		}
+		p.mu.Lock()
+		p.restarts++
+		p.mu.Unlock()
+	}
+}
+
+// lastError is the last line of a daemon's log that names an error, or
+// where to look.
+func lastError(log string) string {
+	b, _ := os.ReadFile(log)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for i := len(lines) - 1; i >= 0 && i >= len(lines)-20; i-- {
+		if l := lines[i]; strings.Contains(l, "error") || strings.HasPrefix(l, "loom:") {
+			return strings.TrimSpace(l)
+		}
+	}
+	return "see " + log
 }
 
 // AppProcesses returns the pids of the processes on this machine that

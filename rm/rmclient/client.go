@@ -72,6 +72,8 @@ type Client struct {
 	http  *http.Client
 	// RetryFor bounds how long a call retries while no leader answers.
 	RetryFor time.Duration
+	// now is the clock RetryFor is measured on.
+	now func() time.Time
 }
 
 // New returns a client of the RM replicas at addrs that presents the
@@ -92,6 +94,7 @@ func New(addrs []string, tls *tlsutil.Bundle) (*Client, error) {
 		addrs: append([]string(nil), addrs...), conns: map[string]*grpc.ClientConn{}, tls: tls,
 		http:     HTTPClient(tls),
 		RetryFor: 15 * time.Second,
+		now:      time.Now,
 	}, nil
 }
 
@@ -175,8 +178,11 @@ func (c *Client) follow(hint string) {
 
 // call runs fn against the current replica, following the leader and
 // retrying while the cluster is unavailable, until RetryFor or ctx ends.
+//
+// RetryFor counts from the first failure, not from the call: a long poll
+// that the cluster drops 29 s in is retried as one dropped at once.
 func (c *Client) call(ctx context.Context, fn func(cc *grpc.ClientConn) error) error {
-	deadline := time.Now().Add(c.RetryFor)
+	var failingSince time.Time
 	backoff := 10 * time.Millisecond
 	for {
 		cc, addr, err := c.conn()
@@ -191,7 +197,10 @@ func (c *Client) call(ctx context.Context, fn func(cc *grpc.ClientConn) error) e
 		if !retry || ctx.Err() != nil {
 			return err
 		}
-		if !time.Now().Before(deadline) {
+		if failingSince.IsZero() {
+			failingSince = c.now()
+		}
+		if c.now().Sub(failingSince) >= c.RetryFor {
 			return fmt.Errorf("ResourceManager at %s: %w (is it running? pass --rm host:port or set LOOM_RM)", strings.Join(c.Addrs(), ","), err)
 		}
 		hint, _ := errdefs.LeaderHint(err)

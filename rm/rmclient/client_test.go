@@ -1,0 +1,60 @@
+package rmclient
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"loom/errdefs"
+	"loom/tlsutil/tlstest"
+)
+
+// fakeClock is a clock a test moves.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (f *fakeClock) now() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.t }
+func (f *fakeClock) advance(d time.Duration) {
+	f.mu.Lock()
+	f.t = f.t.Add(d)
+	f.mu.Unlock()
+}
+
+// A call dropped late in a long poll (the RM restarting under it) is
+// retried for RetryFor from the failure, not from the call's start; a
+// cluster that stays away that long fails the call.
+func TestRetryForCountsFromTheFailure(t *testing.T) {
+	c, err := New([]string{"127.0.0.1:1"}, tlstest.New(t).Bundle(tlstest.User("alice")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	c.now, c.RetryFor = clock.now, 15*time.Second
+	calls := 0
+	err = c.call(context.Background(), func(*grpc.ClientConn) error {
+		calls++
+		if calls == 1 {
+			clock.advance(29 * time.Second) // a long poll, then the RM goes
+			return errdefs.ToGRPC(errdefs.Unavailable("the ResourceManager is restarting"))
+		}
+		return nil
+	})
+	if err != nil || calls != 2 {
+		t.Fatalf("a poll dropped after 29 s: %v after %d calls, want a retry that succeeds", err, calls)
+	}
+	calls = 0
+	err = c.call(context.Background(), func(*grpc.ClientConn) error {
+		calls++
+		clock.advance(4 * time.Second)
+		return errdefs.ToGRPC(errdefs.Unavailable("still restarting"))
+	})
+	if err == nil || calls < 4 || calls > 6 {
+		t.Fatalf("a cluster away for good: %v after %d calls, want a failure after about 15 s of retries", err, calls)
+	}
+}
