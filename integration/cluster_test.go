@@ -112,9 +112,13 @@ func TestNodeLostReportsItsContainers(t *testing.T) {
 		}
 		return running == 3, fmt.Sprintf("%+v", app.Containers)
 	})
-	if err := syscall.Kill(c.nmPid(victim.NodeID), syscall.SIGKILL); err != nil {
+	// A node that goes silent (stopped, so that cluster up's supervisor
+	// does not start it again) is lost.
+	nm := c.nmPid(victim.NodeID)
+	if err := syscall.Kill(nm, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = syscall.Kill(nm, syscall.SIGCONT) })
 	waitFor(t, 15*time.Second, "node "+victim.NodeID+" LOST", func() (bool, string) {
 		for _, n := range c.nodes(true) {
 			if n.ID == victim.NodeID {

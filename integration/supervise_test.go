@@ -30,3 +30,48 @@ func TestClusterUpRestartsADeadRM(t *testing.T) {
 	}
 	checkExactlyOnce(t, output, want)
 }
+
+// A NodeManager killed -9 under `cluster up` is started again at its
+// address: it is the same node, RUNNING again, and the containers it ran
+// are reported ended, for their AMs to replace.
+func TestClusterUpRestartsADeadNodeManager(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 2})
+	mark := marker()
+	id := strings.TrimSpace(c.mustLoom("dshell", "-d", "--num-containers", "2", "--memory-mb", "64", "--", "sleep", mark))
+	t.Cleanup(func() { c.loom("app", "kill", id) })
+	var victim containerJSON
+	waitFor(t, 30*time.Second, "2 containers running", func() (bool, string) {
+		running := 0
+		for _, ct := range c.app(id).Containers {
+			if !ct.IsAM && ct.State == "RUNNING" {
+				running++
+				victim = ct
+			}
+		}
+		return running == 2, ""
+	})
+	old := c.nmPid(victim.NodeID)
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the victim's container reported ended", func() (bool, string) {
+		for _, ct := range c.app(id).Containers {
+			if ct.ID == victim.ID {
+				return ct.State == "COMPLETED", ct.State + " " + ct.Diagnostics
+			}
+		}
+		return false, "container missing"
+	})
+	if pid := c.nmPid(victim.NodeID); pid == old {
+		t.Fatalf("the NodeManager of %s was not started again", victim.NodeID)
+	}
+	nodes := c.nodes(true)
+	if len(nodes) != 2 {
+		t.Fatalf("nodes after the restart: %+v, want the same 2", nodes)
+	}
+	for _, n := range nodes {
+		if n.State != "RUNNING" {
+			t.Errorf("node %s is %s after its NodeManager came back", n.ID, n.State)
+		}
+	}
+}
