@@ -107,9 +107,9 @@ type cluster struct {
 	dir      string
 	rmAddr   string
 	httpAddr string
-	cmd    *exec.Cmd
-	out    *bytes.Buffer
-	done   chan struct{}
+	cmd      *exec.Cmd
+	out      *bytes.Buffer
+	done     chan struct{}
 }
 
 type clusterOpts struct {
