@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -114,6 +115,22 @@ func (b *blobStore) put(s flinkpb.Dispatcher_UploadBlobServer) (*flinkpb.BlobKey
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	return key, nil
+}
+
+// collect removes the blobs not in use that are older than before.
+func (b *blobStore) collect(inUse map[string]bool, before time.Time) {
+	entries, err := os.ReadDir(b.dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if inUse[e.Name()] || !validDigest(e.Name()) {
+			continue
+		}
+		if info, err := e.Info(); err == nil && info.ModTime().Before(before) {
+			_ = os.Remove(filepath.Join(b.dir, e.Name()))
+		}
+	}
 }
 
 func (b *blobStore) get(key *flinkpb.BlobKey, s flinkpb.Dispatcher_DownloadBlobServer) error {

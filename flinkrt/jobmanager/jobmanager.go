@@ -58,7 +58,21 @@ type Config struct {
 	// MiniCluster): jobs come without an artifact, as their workers run
 	// in the same process.
 	Local bool
+	// MaxArchivedJobs and ArchiveTTL bound the ended jobs the Dispatcher
+	// keeps (Flink's jobstore.max-capacity and jobstore.expiration-time);
+	// zero takes the defaults.
+	MaxArchivedJobs int
+	ArchiveTTL      time.Duration
 }
+
+// Defaults of the Dispatcher's archive of ended jobs.
+const (
+	DefaultMaxArchivedJobs = 1000
+	DefaultArchiveTTL      = time.Hour
+	// blobGrace keeps an artifact no running job uses for a while: it
+	// may have been uploaded for a job about to be submitted.
+	blobGrace = 10 * time.Minute
+)
 
 // DefaultTiming is a JobMaster's timing unless configured.
 var DefaultTiming = Timing{
@@ -109,6 +123,12 @@ func New(cfg Config) (*JobManager, error) {
 	}
 	if cfg.Timing == (Timing{}) {
 		cfg.Timing = DefaultTiming
+	}
+	if cfg.MaxArchivedJobs <= 0 {
+		cfg.MaxArchivedJobs = DefaultMaxArchivedJobs
+	}
+	if cfg.ArchiveTTL <= 0 {
+		cfg.ArchiveTTL = DefaultArchiveTTL
 	}
 	if cfg.Dir == "" {
 		d, err := os.MkdirTemp("", "loom-jm-")
@@ -213,6 +233,21 @@ func (jm *JobManager) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	jm.wg.Add(1)
+	go func() {
+		// Archived jobs expire without a new job ending.
+		defer jm.wg.Done()
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				jm.retire(now)
+			}
+		}
+	}()
 	jm.log.Info("JobManager started", "addr", jm.addr, "rest", jm.RestAddr())
 	var err error
 	select {
@@ -349,8 +384,48 @@ func (jm *JobManager) SubmitJob(_ context.Context, req *flinkpb.SubmitJobRequest
 	go func() {
 		defer jm.wg.Done()
 		j.run(ctx)
+		jm.retire(time.Now())
 	}()
 	return &flinkpb.SubmitJobResponse{JobId: id}, nil
+}
+
+// retire forgets the ended jobs beyond MaxArchivedJobs, oldest first, and
+// those that ended ArchiveTTL ago, and removes the artifacts no running
+// job uses once they are blobGrace old: a session that runs jobs for
+// months holds the running ones and a bounded archive.
+func (jm *JobManager) retire(now time.Time) {
+	jm.mu.Lock()
+	ended := 0
+	for _, id := range jm.order {
+		if JobTerminal(jm.jobs[id].Details(false).State) {
+			ended++
+		}
+	}
+	keep := jm.order[:0]
+	inUse := map[string]bool{}
+	for _, id := range jm.order {
+		j := jm.jobs[id]
+		d := j.Details(false)
+		if !JobTerminal(d.State) {
+			keep = append(keep, id)
+			if j.artifact.GetArtifact() != nil {
+				inUse[j.artifact.Artifact.Sha256] = true
+			}
+			continue
+		}
+		if ended > jm.cfg.MaxArchivedJobs || now.Sub(time.UnixMilli(d.EndTimeMs)) > jm.cfg.ArchiveTTL {
+			ended--
+			delete(jm.jobs, id)
+			continue
+		}
+		keep = append(keep, id)
+	}
+	clear(jm.order[len(keep):])
+	jm.order = keep
+	jm.mu.Unlock()
+	if !jm.cfg.Local {
+		jm.blobs.collect(inUse, now.Add(-blobGrace))
+	}
 }
 
 // ListJobs implements flinkpb.DispatcherServer.

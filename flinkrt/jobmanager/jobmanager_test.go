@@ -3,6 +3,8 @@ package jobmanager_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net"
@@ -384,4 +386,87 @@ func FuzzRESTBodies(f *testing.F) {
 			t.Fatalf("POST %s: %s %v", path, resp.Status, out)
 		}
 	})
+}
+
+// The Dispatcher keeps a bounded archive of ended jobs: beyond the limit
+// the oldest go, and so does every one past the archive's TTL; a job
+// still running is kept, whatever its age.
+func TestEndedJobsAreArchivedWithinBounds(t *testing.T) {
+	jm, d := startJMWith(t, jobmanager.Config{Local: true, MaxArchivedJobs: 2, ArchiveTTL: time.Hour})
+	ctx := context.Background()
+	running, err := d.SubmitJob(ctx, &flinkpb.SubmitJobRequest{JobGraph: plan(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ended []string
+	for range 4 {
+		resp, err := d.SubmitJob(ctx, &flinkpb.SubmitJobRequest{JobGraph: plan(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.CancelJob(ctx, &flinkpb.CancelJobRequest{JobId: resp.JobId}); err != nil {
+			t.Fatal(err)
+		}
+		ended = append(ended, resp.JobId)
+	}
+	ids := func() []string {
+		var out []string
+		for _, j := range jm.Jobs() {
+			out = append(out, j.Details(false).JobId)
+		}
+		return out
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(jm.Jobs()) != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("jobs kept: %v, want the running one and the 2 newest ended", ids())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := jm.Job(ended[0]); err == nil {
+		t.Errorf("the oldest ended job %s is still kept: %v", ended[0], ids())
+	}
+	if _, err := jm.Job(running.JobId); err != nil {
+		t.Errorf("the running job was dropped: %v", err)
+	}
+	jm.Retire(time.Now().Add(2 * time.Hour))
+	if got := ids(); len(got) != 1 || got[0] != running.JobId {
+		t.Fatalf("past the archive's TTL the jobs kept are %v, want only the running one", got)
+	}
+}
+
+// An artifact no running job uses is removed once it is old enough that
+// no submission can still be on its way with it.
+func TestUnusedArtifactsAreRemoved(t *testing.T) {
+	jm, d := startJMWith(t, jobmanager.Config{})
+	ctx := context.Background()
+	data := []byte("a job program")
+	sum := sha256.Sum256(data)
+	key := &flinkpb.BlobKey{Sha256: hex.EncodeToString(sum[:]), Size: int64(len(data))}
+	up, err := d.UploadBlob(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Send(&flinkpb.BlobChunk{Key: key, Data: data}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := up.CloseAndRecv(); err != nil {
+		t.Fatal(err)
+	}
+	fetch := func() error {
+		s, err := d.DownloadBlob(ctx, key)
+		if err != nil {
+			return err
+		}
+		_, err = s.Recv()
+		return err
+	}
+	jm.Retire(time.Now())
+	if err := fetch(); err != nil {
+		t.Fatalf("a fresh artifact was removed: %v", err)
+	}
+	jm.Retire(time.Now().Add(time.Hour))
+	if err := fetch(); status.Code(err) != codes.NotFound {
+		t.Fatalf("an artifact unused for an hour: %v, want it removed", err)
+	}
 }
