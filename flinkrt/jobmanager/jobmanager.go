@@ -94,6 +94,8 @@ type JobManager struct {
 	rest  *http.Server
 	restL net.Listener
 	rm    *resourcemanager.ResourceManager
+	// tmpDir, when set, is the temporary Dir New made: Run removes it.
+	tmpDir string
 	// conns are the connections to TaskManagers, one per TaskManager
 	// for the ResourceManager and every JobMaster.
 	conns *rpc.Pool
@@ -114,7 +116,9 @@ type JobManager struct {
 }
 
 // New listens on the configured addresses; Run serves.
-func New(cfg Config) (*JobManager, error) {
+func New(cfg Config) (_ *JobManager, retErr error) {
+	// tmpDir is the directory made here, which Run removes at its end.
+	var tmpDir string
 	if cfg.Trust == nil {
 		return nil, errors.New("a JobManager needs its deployment's credentials")
 	}
@@ -135,7 +139,12 @@ func New(cfg Config) (*JobManager, error) {
 		if err != nil {
 			return nil, err
 		}
-		cfg.Dir = d
+		cfg.Dir, tmpDir = d, d
+		defer func() {
+			if retErr != nil {
+				os.RemoveAll(d)
+			}
+		}()
 	}
 	blobs, err := newBlobStore(cfg.Dir)
 	if err != nil {
@@ -153,7 +162,7 @@ func New(cfg Config) (*JobManager, error) {
 	conns := rpc.NewPool(cfg.Trust.DialOptions()...)
 	jm := &JobManager{
 		cfg: cfg, log: log, addr: addr, ln: ln, srv: grpc.NewServer(append(cfg.Trust.ServerOptions(allowCall), grpc.MaxRecvMsgSize(64<<20))...),
-		blobs: blobs, conns: conns, start: time.Now(), jobs: map[string]*JobMaster{}, savepointOps: map[string]*savepointOp{}, ctx: context.Background(), shutdown: make(chan string, 1),
+		blobs: blobs, conns: conns, tmpDir: tmpDir, start: time.Now(), jobs: map[string]*JobMaster{}, savepointOps: map[string]*savepointOp{}, ctx: context.Background(), shutdown: make(chan string, 1),
 		rm: resourcemanager.New(resourcemanager.Config{
 			Log: cfg.Log.Named("resourcemanager"), Driver: cfg.Driver, Conns: conns,
 			HeartbeatInterval: cfg.TMHeartbeatInterval, HeartbeatTimeout: cfg.TMHeartbeatTimeout,
@@ -263,6 +272,9 @@ func (jm *JobManager) Run(ctx context.Context) error {
 	stopRM()
 	<-rmDone
 	jm.srv.Stop()
+	if jm.tmpDir != "" {
+		_ = os.RemoveAll(jm.tmpDir)
+	}
 	return err
 }
 

@@ -17,13 +17,15 @@ import (
 type JobResult = minicluster.Result
 
 // Execute runs the job named name and returns when it ends. Started
-// directly, the program runs the job in-process; Ctrl-C cancels it.
+// directly, the program runs the job in-process; Ctrl-C cancels it, and
+// so does a reader of its output that goes away (`| head`): the job ends
+// canceled and leaves nothing behind.
 //
 // Started by `loom run` (plan role) or by a TaskManager (worker role),
 // Execute does that role's work and exits the program: code after Execute
 // runs only in a direct start.
 func (e *Env) Execute(name string) (*JobResult, error) {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
 	defer stop()
 	return e.ExecuteContext(ctx, name)
 }
