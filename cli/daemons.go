@@ -162,6 +162,7 @@ func nmCommand() *cli.Command {
 			&cli.IntFlag{Name: "vcores", Value: int(d.VCores), Usage: "vcores offered to containers (default: the host's CPUs)"},
 			&cli.StringFlag{Name: "labels", Usage: "comma-separated node labels"},
 			&cli.DurationFlag{Name: "kill-grace", Value: d.KillGrace, Usage: "time between SIGTERM and SIGKILL when stopping a container"},
+			&cli.Int64Flag{Name: "cache-size-mb", Value: nm.DefaultCacheMB, Usage: "the most the localization cache keeps, MB; the least recently used files go first"},
 			&cli.BoolFlag{Name: "no-cgroups", Usage: "enforce memory by polling process RSS even where cgroups are writable"},
 			tlsCAFlag, tlsCertFlag, tlsKeyFlag,
 			adminsFlag,
@@ -182,6 +183,10 @@ func nmCommand() *cli.Command {
 			cfg.MemoryMB = c.Int64("memory-mb")
 			cfg.VCores = int32(c.Int("vcores"))
 			cfg.KillGrace = c.Duration("kill-grace")
+			cfg.CacheMB = c.Int64("cache-size-mb")
+			if cfg.CacheMB < 1 {
+				return errors.New("--cache-size-mb must be positive")
+			}
 			cfg.NoCgroups = c.Bool("no-cgroups")
 			cfg.Admins = splitList(c.String("admins"))
 			if cfg.TLS, err = daemonTLS(c); err != nil {

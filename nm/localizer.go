@@ -11,35 +11,66 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"loom/proto/yarnpb"
 )
 
 // localizer fetches local resources into a cache keyed by their sha256
 // digest, verifying every byte, so a file shipped for many containers is
-// fetched once per node.
+// fetched once per node. A fetched file is synced before it takes its
+// name; an entry this process did not fetch (one a crash may have left
+// cut short) is hashed again before its first use; the cache is bounded
+// to maxBytes, the least recently used entries going first. Containers
+// get hard links, so an entry evicted while in use stays whole for them.
 type localizer struct {
-	dir    string
-	client *http.Client
-	mu     sync.Mutex
-	locks  map[string]*sync.Mutex // per digest
+	dir      string
+	client   *http.Client
+	maxBytes int64
+
+	mu       sync.Mutex
+	locks    map[string]*digestLock // per digest, while in use
+	verified map[string]bool        // entries checked since this process started
 }
 
-func newLocalizer(dir string, client *http.Client) *localizer {
-	return &localizer{dir: dir, client: client, locks: map[string]*sync.Mutex{}}
+type digestLock struct {
+	sync.Mutex
+	users int
 }
 
-func (l *localizer) lock(digest string) *sync.Mutex {
+// DefaultCacheMB bounds a node's localization cache.
+const DefaultCacheMB = 10 << 10
+
+func newLocalizer(dir string, client *http.Client, maxBytes int64) *localizer {
+	if maxBytes <= 0 {
+		maxBytes = DefaultCacheMB << 20
+	}
+	return &localizer{dir: dir, client: client, maxBytes: maxBytes, locks: map[string]*digestLock{}, verified: map[string]bool{}}
+}
+
+// lock takes the digest's lock; unlock gives it back, and forgets it
+// once no one waits for it.
+func (l *localizer) lock(digest string) (unlock func()) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	m := l.locks[digest]
 	if m == nil {
-		m = &sync.Mutex{}
+		m = &digestLock{}
 		l.locks[digest] = m
 	}
-	return m
+	m.users++
+	l.mu.Unlock()
+	m.Lock()
+	return func() {
+		m.Unlock()
+		l.mu.Lock()
+		if m.users--; m.users == 0 {
+			delete(l.locks, digest)
+		}
+		l.mu.Unlock()
+	}
 }
 
 // localize fetches every resource and links it into workDir.
@@ -54,8 +85,10 @@ func (l *localizer) localize(ctx context.Context, workDir string, res []*yarnpb.
 		}
 		link := filepath.Join(workDir, r.Name)
 		_ = os.Remove(link)
-		if err := os.Symlink(path, link); err != nil {
-			return fmt.Errorf("linking %s into the working directory: %w", r.Name, err)
+		if err := os.Link(path, link); err != nil {
+			if err := os.Symlink(path, link); err != nil {
+				return fmt.Errorf("linking %s into the working directory: %w", r.Name, err)
+			}
 		}
 	}
 	return nil
@@ -67,15 +100,18 @@ func (l *localizer) fetch(ctx context.Context, r *yarnpb.LocalResource) (string,
 	if _, err := hex.DecodeString(digest); err != nil || len(digest) != 64 {
 		return "", fmt.Errorf("sha256 %q is not a hex digest", r.Sha256)
 	}
-	m := l.lock(digest)
-	m.Lock()
-	defer m.Unlock()
+	defer l.lock(digest)()
 	path := filepath.Join(l.dir, digest)
 	if st, err := os.Stat(path); err == nil {
-		if r.Executable && st.Mode()&0o111 == 0 {
-			_ = os.Chmod(path, 0o755)
+		if l.intact(path, digest, st, r.Size) {
+			if r.Executable && st.Mode()&0o111 == 0 {
+				_ = os.Chmod(path, 0o755)
+			}
+			now := time.Now()
+			_ = os.Chtimes(path, now, now) // recently used
+			return path, nil
 		}
-		return path, nil
+		_ = os.Remove(path) // cut short or changed: fetch it again
 	}
 	src, err := l.open(ctx, r.Url)
 	if err != nil {
@@ -92,6 +128,9 @@ func (l *localizer) fetch(ctx context.Context, r *yarnpb.LocalResource) (string,
 	defer os.Remove(tmp.Name())
 	h := sha256.New()
 	n, err := io.Copy(io.MultiWriter(tmp, h), src)
+	if err == nil {
+		err = tmp.Sync() // whole on disk before it takes its name
+	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -114,7 +153,82 @@ func (l *localizer) fetch(ctx context.Context, r *yarnpb.LocalResource) (string,
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return "", err
 	}
+	if d, err := os.Open(l.dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	l.mu.Lock()
+	l.verified[digest] = true
+	l.mu.Unlock()
+	l.evict(digest)
 	return path, nil
+}
+
+// intact reports whether a cache entry is the file its digest names: its
+// size when the resource says one, and, the first time this process uses
+// an entry it did not fetch, its digest.
+func (l *localizer) intact(path, digest string, st os.FileInfo, size int64) bool {
+	if size > 0 && st.Size() != size {
+		return false
+	}
+	l.mu.Lock()
+	ok := l.verified[digest]
+	l.mu.Unlock()
+	if ok {
+		return true
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil || hex.EncodeToString(h.Sum(nil)) != digest {
+		return false
+	}
+	l.mu.Lock()
+	l.verified[digest] = true
+	l.mu.Unlock()
+	return true
+}
+
+// evict removes the least recently used entries, never keep, until the
+// cache is within its bound.
+func (l *localizer) evict(keep string) {
+	entries, err := os.ReadDir(l.dir)
+	if err != nil {
+		return
+	}
+	type entry struct {
+		name string
+		size int64
+		used time.Time
+	}
+	var all []entry
+	var total int64
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() || len(e.Name()) != 64 {
+			continue
+		}
+		all = append(all, entry{e.Name(), info.Size(), info.ModTime()})
+		total += info.Size()
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].used.Before(all[j].used) })
+	for _, e := range all {
+		if total <= l.maxBytes {
+			break
+		}
+		if e.name == keep {
+			continue
+		}
+		if os.Remove(filepath.Join(l.dir, e.name)) == nil {
+			total -= e.size
+			l.mu.Lock()
+			delete(l.verified, e.name)
+			l.mu.Unlock()
+		}
+	}
 }
 
 func (l *localizer) open(ctx context.Context, raw string) (io.ReadCloser, error) {

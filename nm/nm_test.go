@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,7 +35,7 @@ func TestLocalizerVerifiesAndCaches(t *testing.T) {
 		w.Write(content)
 	}))
 	defer srv.Close()
-	l := newLocalizer(filepath.Join(t.TempDir(), "cache"), http.DefaultClient)
+	l := newLocalizer(filepath.Join(t.TempDir(), "cache"), http.DefaultClient, 0)
 	ctx := context.Background()
 
 	tests := []struct {
@@ -81,7 +82,7 @@ func testExecutor(t *testing.T) (*executor, chan struct{}) {
 	e := &executor{
 		logger:     hclog.NewNullLogger(),
 		dir:        t.TempDir(),
-		loc:        newLocalizer(filepath.Join(t.TempDir(), "cache"), http.DefaultClient),
+		loc:        newLocalizer(filepath.Join(t.TempDir(), "cache"), http.DefaultClient, 0),
 		grace:      300 * time.Millisecond,
 		containers: map[string]*container{},
 		onChange:   func() { changed <- struct{}{} },
@@ -187,5 +188,69 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("timed out")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The localization cache stays within its bound, least recently used
+// first, never takes a cut-short entry (one a crash left) for the file,
+// and keeps no lock for a digest no one fetches.
+func TestLocalizationCacheIsBoundedAndChecked(t *testing.T) {
+	files := map[string][]byte{}
+	fetches := map[string]int{}
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		fetches[r.URL.Path]++
+		w.Write(files[r.URL.Path])
+	}))
+	defer srv.Close()
+	dir := filepath.Join(t.TempDir(), "cache")
+	res := func(name string, size int) *yarnpb.LocalResource {
+		b := []byte(strings.Repeat(name, size/len(name)))
+		mu.Lock()
+		files["/"+name] = b
+		mu.Unlock()
+		return &yarnpb.LocalResource{Name: name, Url: srv.URL + "/" + name, Sha256: digest(b), Size: int64(len(b))}
+	}
+	ctx := context.Background()
+	l := newLocalizer(dir, http.DefaultClient, 2500)
+	a, b, c := res("a", 1000), res("b", 1000), res("c", 1000)
+	base := time.Now().Add(-time.Hour)
+	for i, r := range []*yarnpb.LocalResource{a, b, a, c} {
+		work := t.TempDir()
+		if err := l.localize(ctx, work, []*yarnpb.LocalResource{r}); err != nil {
+			t.Fatal(err)
+		}
+		// Uses one second apart, whatever the clock's resolution.
+		at := base.Add(time.Duration(i) * time.Second)
+		_ = os.Chtimes(filepath.Join(dir, r.Sha256), at, at)
+	}
+	if _, err := os.Stat(filepath.Join(dir, b.Sha256)); err == nil {
+		t.Error("the least recently used entry was kept past the bound")
+	}
+	for _, r := range []*yarnpb.LocalResource{a, c} {
+		if _, err := os.Stat(filepath.Join(dir, r.Sha256)); err != nil {
+			t.Errorf("entry %s: %v", r.Name, err)
+		}
+	}
+	if len(l.locks) != 0 {
+		t.Errorf("%d digest locks kept after every fetch ended", len(l.locks))
+	}
+
+	// A cut-short entry left by an earlier process is fetched again.
+	if err := os.Truncate(filepath.Join(dir, a.Sha256), 10); err != nil {
+		t.Fatal(err)
+	}
+	l2 := newLocalizer(dir, http.DefaultClient, 0)
+	work := t.TempDir()
+	if err := l2.localize(ctx, work, []*yarnpb.LocalResource{{Name: "a", Url: a.Url, Sha256: a.Sha256}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(work, "a")); len(got) != 1000 {
+		t.Fatalf("a cut-short cache entry was used: %d bytes", len(got))
+	}
+	if fetches["/a"] != 2 {
+		t.Errorf("fetched a %d times, want again after the cut", fetches["/a"])
 	}
 }

@@ -43,6 +43,8 @@ type Config struct {
 	Labels        []string
 	// KillGrace is the time between SIGTERM and SIGKILL on a stop.
 	KillGrace time.Duration
+	// CacheMB bounds the localization cache (DefaultCacheMB when 0).
+	CacheMB int64
 	// MonitorInterval is how often memory use is checked.
 	MonitorInterval time.Duration
 	// NoCgroups forces process-tree RSS monitoring.
@@ -142,7 +144,7 @@ func New(cfg *Config) (*NodeManager, error) {
 		logger:     n.logger.Named("executor"),
 		dir:        cfg.Dir,
 		cg:         cg,
-		loc:        newLocalizer(filepath.Join(cfg.Dir, "cache"), rmclient.HTTPClient(cfg.TLS)),
+		loc:        newLocalizer(filepath.Join(cfg.Dir, "cache"), rmclient.HTTPClient(cfg.TLS), cfg.CacheMB<<20),
 		grace:      cfg.KillGrace,
 		containers: map[string]*container{},
 		onChange:   n.poke,
