@@ -59,7 +59,9 @@ type AMRMClient struct {
 	progress   float32
 	responseID int32
 	token      []byte // the attempt's AMToken
-	seenDone   map[string]bool
+	// seenDone are the completions handed to the handler, which a new
+	// RM leader may send again: a bounded set of the newest.
+	seenDone *recentSet
 	inflight   context.CancelFunc // cancels a held Allocate call on change
 	kicked     bool
 	reg        *yarnpb.RegisterApplicationMasterRequest
@@ -83,7 +85,7 @@ func (c *Client) NewAMRMClient(attemptID string, amToken []byte, h Handler) *AMR
 		token:     amToken,
 		handler:   h,
 		asks:      map[askKey]*yarnpb.ResourceRequest{},
-		seenDone:  map[string]bool{},
+		seenDone:  newRecentSet(maxSeenDone),
 		Wait:      time.Second,
 	}
 }
@@ -302,8 +304,7 @@ func (a *AMRMClient) loop(ctx context.Context) {
 		}
 		var completed []*yarnpb.ContainerStatus
 		for _, st := range resp.Completed {
-			if !a.seenDone[st.ContainerId] {
-				a.seenDone[st.ContainerId] = true
+			if a.seenDone.add(st.ContainerId) {
 				completed = append(completed, st)
 			}
 		}
@@ -330,3 +331,34 @@ func (a *AMRMClient) Finish(ctx context.Context, status yarnpb.FinalStatus, diag
 		return err
 	})
 }
+
+// maxSeenDone bounds the completions an AM remembers. A leader sends
+// again only completions of containers the AM had not released before the
+// failover, far fewer than this.
+const maxSeenDone = 1 << 16
+
+// recentSet is a set of at most max strings, the oldest dropped first.
+type recentSet struct {
+	max   int
+	has   map[string]bool
+	order []string
+}
+
+func newRecentSet(max int) *recentSet { return &recentSet{max: max, has: map[string]bool{}} }
+
+// add adds s and reports whether it was new.
+func (r *recentSet) add(s string) bool {
+	if r.has[s] {
+		return false
+	}
+	r.has[s] = true
+	r.order = append(r.order, s)
+	if len(r.order) > r.max {
+		delete(r.has, r.order[0])
+		r.order = r.order[1:]
+	}
+	return true
+}
+
+// len is the number of strings held.
+func (r *recentSet) len() int { return len(r.has) }

@@ -58,3 +58,14 @@ func TestRetryForCountsFromTheFailure(t *testing.T) {
 		t.Fatalf("a cluster away for good: %v after %d calls, want a failure after about 15 s of retries", err, calls)
 	}
 }
+
+// The AM's memory of completions it handed on is bounded: the oldest go.
+func TestRecentSetIsBounded(t *testing.T) {
+	r := newRecentSet(3)
+	for _, s := range []string{"a", "b", "a", "c", "d"} {
+		r.add(s)
+	}
+	if r.len() != 3 || r.add("d") || !r.add("a") {
+		t.Fatalf("after a,b,a,c,d: %d held, d new %v", r.len(), r.add("d"))
+	}
+}
