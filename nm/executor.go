@@ -266,7 +266,7 @@ func (e *executor) run(c *container) {
 				e.logger.Warn("placing container in its cgroup failed", "container_id", c.id, "error", err)
 			}
 		}
-		_ = os.WriteFile(e.pgidFile(c.id), []byte(strconv.Itoa(c.pid)), 0o644)
+		_ = os.WriteFile(e.pgidFile(c.id), []byte(fmt.Sprintf("%d %d", c.pid, startTime(c.pid))), 0o644)
 	}
 	c.mu.Unlock()
 	e.closeFiles(cmd)
@@ -570,7 +570,12 @@ func (e *executor) appsWithDirs() []string {
 }
 
 // sweepStale kills process groups recorded by an earlier NM on this dir
-// that died without stopping its containers.
+// that died without stopping its containers: each one that is still the
+// group it recorded. A group's id is its leader's pid, which the kernel
+// does not hand out again while the group has a member; so the group is
+// the container's when its leader still runs with the start time
+// recorded, or is gone (its members, if any, are the container's), and
+// is someone else's when the pid runs with another start time.
 func (e *executor) sweepStale() int {
 	dir := filepath.Join(e.dir, "run")
 	entries, _ := os.ReadDir(dir)
@@ -578,9 +583,15 @@ func (e *executor) sweepStale() int {
 	for _, en := range entries {
 		b, err := os.ReadFile(filepath.Join(dir, en.Name()))
 		if err == nil {
-			if pgid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pgid > 1 {
-				if syscall.Kill(-pgid, syscall.SIGKILL) == nil {
-					n++
+			var pgid int
+			var started uint64
+			if k, _ := fmt.Sscan(string(b), &pgid, &started); k >= 1 && pgid > 1 {
+				if now := startTime(pgid); now == 0 || k < 2 || now == started {
+					if syscall.Kill(-pgid, syscall.SIGKILL) == nil {
+						n++
+					}
+				} else {
+					e.logger.Warn("not stopping a recorded process group: its id is another process's now", "pgid", pgid, "file", en.Name())
 				}
 			}
 		}

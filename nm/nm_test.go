@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -252,5 +255,38 @@ func TestLocalizationCacheIsBoundedAndChecked(t *testing.T) {
 	}
 	if fetches["/a"] != 2 {
 		t.Errorf("fetched a %d times, want again after the cut", fetches["/a"])
+	}
+}
+
+// The sweep after a crash stops a recorded process group only while it is
+// still the container's: a pid that now runs with another start time (a
+// reused number) is left alone.
+func TestSweepStopsOnlyTheRecordedGroup(t *testing.T) {
+	e, _ := testExecutor(t)
+	start := func() *exec.Cmd {
+		cmd := exec.Command("sleep", "60")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+		return cmd
+	}
+	ours, stranger := start(), start()
+	record := func(name string, pid int, started uint64) {
+		if err := os.WriteFile(filepath.Join(e.dir, "run", name+".pgid"), []byte(fmt.Sprintf("%d %d", pid, started)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record("ours", ours.Process.Pid, startTime(ours.Process.Pid))
+	record("reused", stranger.Process.Pid, startTime(stranger.Process.Pid)+1)
+	if n := e.sweepStale(); n != 1 {
+		t.Fatalf("swept %d groups, want only the recorded one", n)
+	}
+	if err := ours.Wait(); err == nil {
+		t.Error("the recorded group's process was not stopped")
+	}
+	if err := stranger.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("a process whose pid was recorded with another start time was stopped: %v", err)
 	}
 }

@@ -45,6 +45,26 @@ func groupRSS(pgid int) (rss int64, pids []int) {
 	return rss, pids
 }
 
+// startTime is when process pid started, in clock ticks since boot
+// (/proc/PID/stat field 22), or 0 when there is no such process.
+func startTime(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0
+	}
+	t, _ := strconv.ParseUint(f[19], 10, 64)
+	return t
+}
+
 // hostMemoryMB returns the host's total memory in MB.
 func hostMemoryMB() int64 {
 	b, err := os.ReadFile("/proc/meminfo")
