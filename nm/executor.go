@@ -248,9 +248,21 @@ func (e *executor) run(c *container) {
 			c.cg = g
 		}
 	}
+	var release *os.File
+	if c.cg != nil {
+		if release, err = gate(cmd); err != nil {
+			e.closeFiles(cmd)
+			e.cleanupGroup(c)
+			e.complete(c, exitLaunch, "container failed to launch: "+err.Error())
+			return
+		}
+	}
 	c.mu.Lock()
 	if c.stopping {
 		c.mu.Unlock()
+		if release != nil {
+			release.Close()
+		}
 		e.closeFiles(cmd)
 		e.cleanupGroup(c)
 		e.complete(c, int32(yarnpb.ContainerExitStatus_EXIT_ABORTED), "Container stopped before it started")
@@ -266,9 +278,16 @@ func (e *executor) run(c *container) {
 				e.logger.Warn("placing container in its cgroup failed", "container_id", c.id, "error", err)
 			}
 		}
+		if release != nil {
+			// In its cgroup: the container's command may run now.
+			_, _ = release.Write([]byte("go\n"))
+		}
 		_ = os.WriteFile(e.pgidFile(c.id), []byte(fmt.Sprintf("%d %d", c.pid, startTime(c.pid))), 0o644)
 	}
 	c.mu.Unlock()
+	if release != nil {
+		release.Close()
+	}
 	e.closeFiles(cmd)
 	if err != nil {
 		e.cleanupGroup(c)
@@ -318,6 +337,9 @@ func (e *executor) closeFiles(cmd *exec.Cmd) {
 		if f, ok := f.(*os.File); ok {
 			_ = f.Close()
 		}
+	}
+	for _, f := range cmd.ExtraFiles {
+		_ = f.Close()
 	}
 }
 
@@ -412,6 +434,24 @@ func (e *executor) command(c *container) (*exec.Cmd, error) {
 	// killed with the NM if the NM dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	return cmd, nil
+}
+
+// gate makes cmd wait, before its first instruction, for a line on the
+// returned pipe: the NM writes it once the process is in its cgroup, so
+// that nothing it forks escapes its limits. A shell holds the place (it
+// reads the line, then execs the command in its own process, same pid);
+// if the NM goes away first the read fails and the container never runs.
+func gate(cmd *exec.Cmd) (*os.File, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, r)
+	fd := 2 + len(cmd.ExtraFiles)
+	script := fmt.Sprintf(`read -r _ <&%d || exit 126; exec %d<&-; exec "$0" "$@"`, fd, fd)
+	cmd.Args = append([]string{"sh", "-c", script, cmd.Path}, cmd.Args[1:]...)
+	cmd.Path = "/bin/sh"
+	return w, nil
 }
 
 func lookPath(file, path string) (string, error) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -288,5 +289,33 @@ func TestSweepStopsOnlyTheRecordedGroup(t *testing.T) {
 	}
 	if err := stranger.Process.Signal(syscall.Signal(0)); err != nil {
 		t.Errorf("a process whose pid was recorded with another start time was stopped: %v", err)
+	}
+}
+
+// With cgroups, a container's first instruction already runs in its
+// memory cgroup: what it forks at once cannot escape the limit.
+func TestAContainerStartsInsideItsCgroup(t *testing.T) {
+	cg := detectCgroups("test-" + strconv.Itoa(os.Getpid()))
+	if cg == nil {
+		t.Skip("no writable cgroup v1 memory controller on this host")
+	}
+	t.Cleanup(cg.close)
+	e, _ := testExecutor(t)
+	e.cg = cg
+	// The very first thing the command does is read its own cgroup, 20
+	// times over: any that ran before the NM placed it shows outside.
+	for i := range 20 {
+		id := fmt.Sprintf("container_e01_1_0001_01_%06d", 100+i)
+		if err := e.start(&yarnpb.StartContainerRequest{ContainerId: id, Resource: &yarnpb.Resource{MemoryMb: 64, Vcores: 1},
+			LaunchContext: &yarnpb.ContainerLaunchContext{Command: []string{"cat", "/proc/self/cgroup"}}}); err != nil {
+			t.Fatal(err)
+		}
+		if st := waitDone(t, e.get(id)); st.ExitStatus != 0 {
+			t.Fatalf("status %+v", st)
+		}
+		out, _ := os.ReadFile(filepath.Join(e.logDir("application_1_0001", id), "stdout"))
+		if !strings.Contains(string(out), id) {
+			t.Fatalf("container %s's command started outside its cgroup:\n%s", id, out)
+		}
 	}
 }
