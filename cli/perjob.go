@@ -24,7 +24,8 @@ func perJobFlags() []cli.Flag {
 		&cli.Int64Flag{Name: "jm-memory-mb", Value: d.JMMemoryMB, Usage: "per-job: memory of the JobManager (AM) container, MB"},
 		&cli.StringFlag{Name: "queue", Value: "default", Usage: "per-job: queue to submit to"},
 		&cli.StringFlag{Name: "name", Usage: "per-job: application name (default: the job's name)"},
-		&cli.IntFlag{Name: "max-failed-containers", Value: d.MaxFailedContainers, Usage: "per-job: TaskManager containers that may fail before the job fails"},
+		&cli.IntFlag{Name: "max-failed-containers", Value: d.MaxFailedContainers, Usage: "per-job: TaskManager containers that may fail within --failure-interval before the job fails"},
+		&cli.DurationFlag{Name: "failure-interval", Value: d.FailureInterval, Usage: "per-job: the window --max-failed-containers counts in"},
 		&cli.IntFlag{Name: "max-attempts", Usage: "per-job: AM attempts (0: the cluster's maximum)"},
 	}
 }
@@ -39,7 +40,7 @@ func runPerJob(c *cli.Context, prog client.Program) error {
 	opts := flink.Options{
 		Name: c.String("name"), Queue: c.String("queue"), SlotsPerTM: c.Int("slots-per-tm"),
 		TMMemoryMB: c.Int64("tm-memory-mb"), TMVCores: int32(c.Int("tm-vcores")), JMMemoryMB: c.Int64("jm-memory-mb"),
-		MaxFailedContainers: c.Int("max-failed-containers"), MaxAttempts: int32(c.Int("max-attempts")),
+		MaxFailedContainers: c.Int("max-failed-containers"), FailureInterval: c.Duration("failure-interval"), MaxAttempts: int32(c.Int("max-attempts")),
 	}
 	if err := opts.Validate(); err != nil {
 		return err
@@ -128,7 +129,8 @@ func amCommand() *cli.Command {
 			&cli.IntFlag{Name: "slots-per-tm", Value: 1, Usage: "slots of each TaskManager"},
 			&cli.Int64Flag{Name: "tm-memory-mb", Value: 512, Usage: "memory of each TaskManager container, MB"},
 			&cli.IntFlag{Name: "tm-vcores", Value: 1, Usage: "vcores of each TaskManager container"},
-			&cli.IntFlag{Name: "max-failed-containers", Value: 3, Usage: "TaskManager containers that may fail before the job (or session) fails"},
+			&cli.IntFlag{Name: "max-failed-containers", Value: 3, Usage: "TaskManager containers that may fail within --failure-interval before the job (or session) fails"},
+			&cli.DurationFlag{Name: "failure-interval", Value: flink.DefaultFailureInterval, Usage: "the window --max-failed-containers counts in"},
 			&cli.DurationFlag{Name: "idle-timeout", Usage: "session: return TaskManagers idle this long (0: keep them)"},
 			&cli.IntFlag{Name: "max-slots", Usage: "session: the most slots all TaskManagers may have (0: no cap)"},
 			logLevelFlag,
@@ -138,7 +140,7 @@ func amCommand() *cli.Command {
 				Mode: c.String("mode"), JobFile: c.String("job"), ArtifactFile: c.String("artifact"),
 				TaskManager: flink.TaskManagerSpec{
 					Slots: c.Int("slots-per-tm"), MemoryMB: c.Int64("tm-memory-mb"), VCores: int32(c.Int("tm-vcores")),
-					MaxFailed:   c.Int("max-failed-containers"),
+					MaxFailed: c.Int("max-failed-containers"), FailureInterval: c.Duration("failure-interval"),
 					IdleTimeout: c.Duration("idle-timeout"), MaxSlots: c.Int("max-slots"),
 				},
 				Log: newLogger(c, "loom-am", os.Stderr),

@@ -32,7 +32,8 @@ func sessionCommand() *cli.Command {
 					&cli.Int64Flag{Name: "jm-memory-mb", Value: d.JMMemoryMB, Usage: "memory of the JobManager (AM) container, MB"},
 					&cli.DurationFlag{Name: "idle-timeout", Value: d.IdleTimeout, Usage: "return TaskManagers with no job for this long (0: keep them)"},
 					&cli.IntFlag{Name: "max-slots", Usage: "the most slots the session's TaskManagers may have together (0: no cap)"},
-					&cli.IntFlag{Name: "max-failed-containers", Value: d.MaxFailedContainers, Usage: "TaskManager containers that may fail before the session fails"},
+					&cli.IntFlag{Name: "max-failed-containers", Value: d.MaxFailedContainers, Usage: "TaskManager containers that may fail within --failure-interval before the session fails"},
+					&cli.DurationFlag{Name: "failure-interval", Value: d.FailureInterval, Usage: "the window --max-failed-containers counts in"},
 					&cli.IntFlag{Name: "max-attempts", Usage: "AM attempts (0: the cluster's maximum)"},
 				},
 				Action: func(c *cli.Context) error {
@@ -43,7 +44,7 @@ func sessionCommand() *cli.Command {
 						Options: flink.Options{
 							Name: c.String("name"), Queue: c.String("queue"), SlotsPerTM: c.Int("slots-per-tm"),
 							TMMemoryMB: c.Int64("tm-memory-mb"), TMVCores: int32(c.Int("tm-vcores")), JMMemoryMB: c.Int64("jm-memory-mb"),
-							MaxFailedContainers: c.Int("max-failed-containers"), MaxAttempts: int32(c.Int("max-attempts")),
+							MaxFailedContainers: c.Int("max-failed-containers"), FailureInterval: c.Duration("failure-interval"), MaxAttempts: int32(c.Int("max-attempts")),
 						},
 						IdleTimeout: c.Duration("idle-timeout"), MaxSlots: c.Int("max-slots"),
 					}

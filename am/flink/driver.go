@@ -27,8 +27,11 @@ type TaskManagerSpec struct {
 	// its name in the container.
 	Artifacts map[string]string
 	// MaxFailed bounds the TaskManager containers that may fail or be
-	// lost before the driver gives up.
-	MaxFailed int
+	// lost within FailureInterval before the driver gives up: a rate, as
+	// Flink's failure-rate strategies, so a session that runs for months
+	// is not ended by failures spread over them.
+	MaxFailed       int
+	FailureInterval time.Duration
 	// IdleTimeout, when set, returns TaskManagers whose slots have all
 	// been free this long (a session's).
 	IdleTimeout time.Duration
@@ -97,8 +100,12 @@ type Driver struct {
 	running    map[string]*tmContainer // TaskManager registered
 	// unknown are TaskManagers registered before their container was
 	// known: one of an earlier attempt can beat adopt.
-	unknown  map[string]bool
-	failed   int
+	unknown map[string]bool
+	failed  int
+	// failures are when the containers counted in failed failed, within
+	// FailureInterval of now.
+	failures []time.Time
+	now      func() time.Time
 	gaveUp   bool
 	capped   bool // asks held back by MaxSlots
 	closed   bool
@@ -123,9 +130,13 @@ func newDriver(spec TaskManagerSpec, log hclog.Logger, nms nodeManagers) *Driver
 	return &Driver{
 		spec: spec, log: log, nms: nms,
 		starting: map[string]*tmContainer{}, running: map[string]*tmContainer{}, unknown: map[string]bool{},
-		onStatus: func(string) {}, onFatal: func(string) {}, wake: make(chan struct{}, 1),
+		onStatus: func(string) {}, onFatal: func(string) {}, wake: make(chan struct{}, 1), now: time.Now,
 	}
 }
+
+// DefaultFailureInterval is the window in which MaxFailed failures end an
+// application.
+const DefaultFailureInterval = 10 * time.Minute
 
 func (d *Driver) request() rmclient.ContainerRequest {
 	return rmclient.ContainerRequest{
@@ -450,11 +461,20 @@ func (d *Driver) completed(sts []*yarnpb.ContainerStatus) {
 // failLocked counts a failed TaskManager container and gives up past the
 // maximum.
 func (d *Driver) failLocked(cause string) {
-	d.failed++
-	d.log.Warn("TaskManager container failed", "cause", cause, "failed", d.failed, "max", d.spec.MaxFailed)
+	now := d.now()
+	window := d.spec.FailureInterval
+	if window <= 0 {
+		window = DefaultFailureInterval
+	}
+	d.failures = append(d.failures, now)
+	for len(d.failures) > 0 && now.Sub(d.failures[0]) > window {
+		d.failures = d.failures[1:]
+	}
+	d.failed = len(d.failures)
+	d.log.Warn("TaskManager container failed", "cause", cause, "failed_recently", d.failed, "max", d.spec.MaxFailed, "within", window)
 	if d.failed > d.spec.MaxFailed && !d.gaveUp {
 		d.gaveUp = true
-		msg := fmt.Sprintf("%s; %d TaskManager containers have failed, more than the %d allowed (--max-failed-containers)", cause, d.failed, d.spec.MaxFailed)
+		msg := fmt.Sprintf("%s; %d TaskManager containers have failed within %s, more than the %d allowed (--max-failed-containers)", cause, d.failed, window, d.spec.MaxFailed)
 		go d.onFatal(msg)
 	}
 }

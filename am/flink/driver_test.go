@@ -296,3 +296,43 @@ func TestDriverAdoptsAnEarlierAttemptsTaskManagers(t *testing.T) {
 		t.Errorf("adopted TaskManagers were started again: %v", nms.started)
 	}
 }
+
+// Failures count within the failure interval: ones spread wider than it
+// never end the application, however many there are over its life.
+func TestDriverCountsFailuresInAWindow(t *testing.T) {
+	d, asks, _, _ := testDriver(1, 2)
+	d.spec.FailureInterval = 10 * time.Minute
+	now := time.Unix(1_700_000_000, 0)
+	d.now = func() time.Time { return now }
+	fatal := make(chan string, 1)
+	d.setFatal(func(cause string) { fatal <- cause })
+	d.SlotsWanted(1)
+	for i := range 10 {
+		id := fmt.Sprint("c", i)
+		give(d, asks, id)
+		d.TaskManagerRegistered(id)
+		d.completed([]*yarnpb.ContainerStatus{{ContainerId: id, ExitStatus: 1, Diagnostics: "crashed"}})
+		now = now.Add(6 * time.Minute) // two fit in any 10 minutes
+	}
+	select {
+	case cause := <-fatal:
+		t.Fatalf("gave up on failures 6 minutes apart: %s", cause)
+	default:
+	}
+	// Three within the window are one too many.
+	for i := range 3 {
+		id := fmt.Sprint("burst", i)
+		give(d, asks, id)
+		d.TaskManagerRegistered(id)
+		d.completed([]*yarnpb.ContainerStatus{{ContainerId: id, ExitStatus: 1, Diagnostics: "crashed"}})
+		now = now.Add(time.Minute)
+	}
+	select {
+	case cause := <-fatal:
+		if !strings.Contains(cause, "within 10m0s") {
+			t.Errorf("gave up with %q", cause)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the driver did not give up after 3 failures within the window with 2 allowed")
+	}
+}

@@ -1,6 +1,7 @@
 package flink
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -182,6 +183,7 @@ func (o *Options) amFlags() []string {
 		"--tm-memory-mb", strconv.FormatInt(o.TMMemoryMB, 10),
 		"--tm-vcores", strconv.Itoa(int(o.TMVCores)),
 		"--max-failed-containers", strconv.Itoa(o.MaxFailedContainers),
+		"--failure-interval", cmp.Or(o.FailureInterval, DefaultFailureInterval).String(),
 	}
 }
 

@@ -34,15 +34,16 @@ type Options struct {
 	JMMemoryMB  int64
 	MaxAttempts int32
 	// MaxFailedContainers bounds the TaskManager containers that may fail
-	// before the job fails.
+	// within FailureInterval before the job fails.
 	MaxFailedContainers int
+	FailureInterval     time.Duration
 	// LoomBinary is the loom executable shipped to the containers; this
 	// process's own when empty.
 	LoomBinary string
 }
 
 // DefaultOptions are the defaults of `loom run -t per-job`.
-var DefaultOptions = Options{SlotsPerTM: 1, TMMemoryMB: 512, TMVCores: 1, JMMemoryMB: 256, MaxFailedContainers: 3}
+var DefaultOptions = Options{SlotsPerTM: 1, TMMemoryMB: 512, TMVCores: 1, JMMemoryMB: 256, MaxFailedContainers: 3, FailureInterval: DefaultFailureInterval}
 
 // Submission is a submitted per-job application.
 type Submission struct {
@@ -64,6 +65,8 @@ func (o *Options) Validate() error {
 		return errdefs.InvalidArgument("--jm-memory-mb %d: the JobManager needs at least 64 MB", o.JMMemoryMB)
 	case o.TMVCores < 1:
 		return errdefs.InvalidArgument("--tm-vcores %d: want at least 1", o.TMVCores)
+	case o.FailureInterval < 0:
+		return errdefs.InvalidArgument("--failure-interval %s: want a positive duration", o.FailureInterval)
 	case o.MaxFailedContainers < 0:
 		return errdefs.InvalidArgument("--max-failed-containers %d: want 0 or more", o.MaxFailedContainers)
 	}
