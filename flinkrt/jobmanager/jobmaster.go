@@ -776,28 +776,40 @@ func (jm *JobMaster) heartbeat(ctx context.Context) {
 		conns = append(conns, c)
 	}
 	jm.mu.Unlock()
+	// All at once: one slow TaskManager does not hold up the others'
+	// heartbeats, however many there are.
+	var wg sync.WaitGroup
 	for _, c := range conns {
-		hctx, cancel := context.WithTimeout(ctx, jm.timing.HeartbeatInterval)
-		_, err := c.client.Heartbeat(hctx, &flinkpb.JobMasterHeartbeat{JobId: jm.id})
-		cancel()
-		now := time.Now()
-		jm.mu.Lock()
-		switch {
-		case err == nil:
-			c.lastOK = now
-		case gone(err):
-			jm.mu.Unlock()
-			cause := fmt.Sprintf("TaskManager %s at %s is gone: its address refuses connections", c.id, c.addr)
-			jm.TaskManagerLost(c.id, cause)
-			jm.rm.RemoveTaskManager(c.id, cause)
-			continue
-		case now.Sub(c.lastOK) > jm.timing.HeartbeatTimeout:
-			jm.mu.Unlock()
-			jm.TaskManagerLost(c.id, fmt.Sprintf("TaskManager %s at %s is unreachable: no heartbeat answer for %s (%v)", c.id, c.addr, jm.timing.HeartbeatTimeout, status.Convert(err).Message()))
-			continue
-		}
-		jm.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			jm.heartbeatOne(ctx, c)
+		}()
 	}
+	wg.Wait()
+}
+
+func (jm *JobMaster) heartbeatOne(ctx context.Context, c *tmConn) {
+	hctx, cancel := context.WithTimeout(ctx, jm.timing.HeartbeatInterval)
+	_, err := c.client.Heartbeat(hctx, &flinkpb.JobMasterHeartbeat{JobId: jm.id})
+	cancel()
+	now := time.Now()
+	jm.mu.Lock()
+	switch {
+	case err == nil:
+		c.lastOK = now
+	case gone(err):
+		jm.mu.Unlock()
+		cause := fmt.Sprintf("TaskManager %s at %s is gone: its address refuses connections", c.id, c.addr)
+		jm.TaskManagerLost(c.id, cause)
+		jm.rm.RemoveTaskManager(c.id, cause)
+		return
+	case now.Sub(c.lastOK) > jm.timing.HeartbeatTimeout:
+		jm.mu.Unlock()
+		jm.TaskManagerLost(c.id, fmt.Sprintf("TaskManager %s at %s is unreachable: no heartbeat answer for %s (%v)", c.id, c.addr, jm.timing.HeartbeatTimeout, status.Convert(err).Message()))
+		return
+	}
+	jm.mu.Unlock()
 }
 
 // gone says whether a heartbeat's error means the TaskManager's process is
