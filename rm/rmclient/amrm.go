@@ -61,12 +61,12 @@ type AMRMClient struct {
 	token      []byte // the attempt's AMToken
 	// seenDone are the completions handed to the handler, which a new
 	// RM leader may send again: a bounded set of the newest.
-	seenDone *recentSet
-	inflight   context.CancelFunc // cancels a held Allocate call on change
-	kicked     bool
-	reg        *yarnpb.RegisterApplicationMasterRequest
-	available  *yarnpb.Resource
-	nodes      int32
+	seenDone  *recentSet
+	inflight  context.CancelFunc // cancels a held Allocate call on change
+	kicked    bool
+	reg       *yarnpb.RegisterApplicationMasterRequest
+	available *yarnpb.Resource
+	nodes     int32
 
 	// Wait is how long the RM may hold an Allocate call with no news.
 	Wait time.Duration
