@@ -42,16 +42,16 @@ func appCommand() *cli.Command {
 							return err
 						}
 						if asJSON {
-							out := []rmclient.AppJSON{}
+							out := []yarnpb.AppJSON{}
 							for _, a := range apps {
-								out = append(out, rmclient.AppToJSON(a))
+								out = append(out, yarnpb.AppToJSON(a))
 							}
 							return printJSON(stdout(), out)
 						}
 						fmt.Fprintf(stdout(), "Total number of applications: %d\n", len(apps))
 						var rows [][]string
 						for _, a := range apps {
-							rows = append(rows, []string{a.Id, a.Name, a.Type, a.User, a.Queue, rmclient.StateName(a.State.String()),
+							rows = append(rows, []string{a.Id, a.Name, a.Type, a.User, a.Queue, yarnpb.StateName(a.State.String()),
 								a.FinalStatus.String(), fmt.Sprintf("%.0f%%", a.Progress*100), a.TrackingUrl})
 						}
 						table(stdout(), "Application-Id\tName\tType\tUser\tQueue\tState\tFinal-Status\tProgress\tTracking-URL", rows)
@@ -79,7 +79,7 @@ func appCommand() *cli.Command {
 							return err
 						}
 						if asJSON {
-							return printJSON(stdout(), rmclient.AppToJSON(a))
+							return printJSON(stdout(), yarnpb.AppToJSON(a))
 						}
 						printApp(stdout(), a)
 						printFlinkJobs(c.Context, stdout(), rm, a)
@@ -162,7 +162,7 @@ func printApp(w io.Writer, a *yarnpb.ApplicationReport) {
 	fmt.Fprintf(w, "\tStart-Time : %s\n", fmtTime(a.StartTime))
 	fmt.Fprintf(w, "\tFinish-Time : %s\n", fmtTime(a.FinishTime))
 	fmt.Fprintf(w, "\tProgress : %.0f%%\n", a.Progress*100)
-	fmt.Fprintf(w, "\tState : %s\n", rmclient.StateName(a.State.String()))
+	fmt.Fprintf(w, "\tState : %s\n", yarnpb.StateName(a.State.String()))
 	fmt.Fprintf(w, "\tFinal-State : %s\n", a.FinalStatus)
 	fmt.Fprintf(w, "\tTracking-URL : %s\n", a.TrackingUrl)
 	fmt.Fprintf(w, "\tAM Host : %s\n", a.Host)
@@ -170,7 +170,7 @@ func printApp(w io.Writer, a *yarnpb.ApplicationReport) {
 	fmt.Fprintf(w, "Attempts:\n")
 	var rows [][]string
 	for _, at := range a.Attempts {
-		rows = append(rows, []string{"  " + at.Id, rmclient.StateName(at.State.String()), at.AmContainerId, at.Diagnostics})
+		rows = append(rows, []string{"  " + at.Id, yarnpb.StateName(at.State.String()), at.AmContainerId, at.Diagnostics})
 	}
 	table(w, "  Attempt-Id\tState\tAM-Container\tDiagnostics", rows)
 	fmt.Fprintf(w, "Containers:\n")
@@ -189,7 +189,7 @@ func printApp(w io.Writer, a *yarnpb.ApplicationReport) {
 		if ct.State == yarnpb.ContainerState_CONTAINER_COMPLETED {
 			exit = fmt.Sprint(ct.ExitStatus)
 		}
-		rows = append(rows, []string{"  " + ct.Id, role, ct.NodeId, rmclient.StateName(ct.State.String()), exit,
+		rows = append(rows, []string{"  " + ct.Id, role, ct.NodeId, yarnpb.StateName(ct.State.String()), exit,
 			fmt.Sprintf("%d MB", ct.Resource.GetMemoryMb()), ct.Diagnostics})
 	}
 	table(w, "  Container-Id\tRole\tNode\tState\tExit\tMemory\tDiagnostics", rows)

@@ -64,7 +64,7 @@ func dshellCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "Application %s finished: state %s, final status %s\n", id, rmclient.StateName(r.State.String()), r.FinalStatus)
+			fmt.Fprintf(out, "Application %s finished: state %s, final status %s\n", id, yarnpb.StateName(r.State.String()), r.FinalStatus)
 			if r.Diagnostics != "" {
 				fmt.Fprintf(out, "Diagnostics: %s\n", r.Diagnostics)
 			}
@@ -82,7 +82,7 @@ func waitApp(ctx context.Context, rm *rmclient.Client, id string) (*yarnpb.Appli
 	r, err := rm.WaitFinished(ctx, id, func(r *yarnpb.ApplicationReport) {
 		if r.State != last {
 			last = r.State
-			fmt.Fprintf(stdout(), "Application %s is %s\n", id, rmclient.StateName(r.State.String()))
+			fmt.Fprintf(stdout(), "Application %s is %s\n", id, yarnpb.StateName(r.State.String()))
 		}
 	})
 	if err != nil && ctx.Err() != nil {

@@ -30,16 +30,16 @@ func nodeCommand() *cli.Command {
 							return err
 						}
 						if asJSON {
-							out := []rmclient.NodeJSON{}
+							out := []yarnpb.NodeJSON{}
 							for _, n := range nodes {
-								out = append(out, rmclient.NodeToJSON(n))
+								out = append(out, yarnpb.NodeToJSON(n))
 							}
 							return printJSON(stdout(), out)
 						}
 						fmt.Fprintf(stdout(), "Total Nodes: %d\n", len(nodes))
 						var rows [][]string
 						for _, n := range nodes {
-							rows = append(rows, []string{n.Id, rmclient.StateName(n.State.String()), n.HttpAddress,
+							rows = append(rows, []string{n.Id, yarnpb.StateName(n.State.String()), n.HttpAddress,
 								fmt.Sprint(n.NumContainers),
 								fmt.Sprintf("%d/%d MB", n.Used.GetMemoryMb(), n.Total.GetMemoryMb()),
 								fmt.Sprintf("%d/%d", n.Used.GetVcores(), n.Total.GetVcores())})
@@ -69,7 +69,7 @@ func nodeCommand() *cli.Command {
 							return err
 						}
 						if asJSON {
-							return printJSON(stdout(), rmclient.NodeToJSON(n))
+							return printJSON(stdout(), yarnpb.NodeToJSON(n))
 						}
 						printNode(n)
 						return nil
@@ -85,7 +85,7 @@ func printNode(n *yarnpb.NodeReport) {
 	fmt.Fprintf(w, "Node Report:\n")
 	fmt.Fprintf(w, "\tNode-Id : %s\n", n.Id)
 	fmt.Fprintf(w, "\tRack : %s\n", n.Rack)
-	fmt.Fprintf(w, "\tNode-State : %s\n", rmclient.StateName(n.State.String()))
+	fmt.Fprintf(w, "\tNode-State : %s\n", yarnpb.StateName(n.State.String()))
 	fmt.Fprintf(w, "\tNode-Http-Address : %s\n", n.HttpAddress)
 	fmt.Fprintf(w, "\tLast-Health-Update : %s\n", fmtTime(n.LastHeartbeat))
 	fmt.Fprintf(w, "\tHealth-Report : %s\n", n.HealthReport)

@@ -83,7 +83,7 @@ func runPerJob(c *cli.Context, prog client.Program) error {
 		dur := time.Duration(d.EndTimeMs-d.StartTimeMs) * time.Millisecond
 		fmt.Printf("Job %s (%s) %s after %s\n", d.JobId, d.Name, d.State, dur)
 	}
-	fmt.Printf("Application %s %s (%s)\n", app.Id, rmclient.StateName(app.State.String()), app.FinalStatus)
+	fmt.Printf("Application %s %s (%s)\n", app.Id, yarnpb.StateName(app.State.String()), app.FinalStatus)
 	// The application's final status is the job's outcome, as its AM saw
 	// it, even when the job ended before it could be followed.
 	if app.FinalStatus == yarnpb.FinalStatus_SUCCEEDED {

@@ -9,6 +9,7 @@ import (
 
 	"loom/am/flink"
 	"loom/flinkrt/auth"
+	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
 )
 
@@ -63,7 +64,7 @@ func sessionCommand() *cli.Command {
 						}
 						fmt.Printf("Submit jobs with `loom run -t session ARTIFACT`; Ctrl-C stops the session.\n")
 						if a, err := rm.WaitFinished(c.Context, id, nil); err == nil {
-							fmt.Printf("Session %s ended: %s (%s) %s\n", id, rmclient.StateName(a.State.String()), a.FinalStatus, a.Diagnostics)
+							fmt.Printf("Session %s ended: %s (%s) %s\n", id, yarnpb.StateName(a.State.String()), a.FinalStatus, a.Diagnostics)
 							return exitError{code: 1}
 						}
 						ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -87,15 +88,15 @@ func sessionCommand() *cli.Command {
 							return err
 						}
 						if asJSON {
-							out := []rmclient.AppJSON{}
+							out := []yarnpb.AppJSON{}
 							for _, a := range sessions {
-								out = append(out, rmclient.AppToJSON(a))
+								out = append(out, yarnpb.AppToJSON(a))
 							}
 							return printJSON(stdout(), out)
 						}
 						var rows [][]string
 						for _, a := range sessions {
-							rows = append(rows, []string{a.Id, a.Name, a.User, a.Queue, rmclient.StateName(a.State.String()), fmtTime(a.StartTime), a.TrackingUrl})
+							rows = append(rows, []string{a.Id, a.Name, a.User, a.Queue, yarnpb.StateName(a.State.String()), fmtTime(a.StartTime), a.TrackingUrl})
 						}
 						table(stdout(), "Application-Id\tName\tUser\tQueue\tState\tStarted\tTracking-URL", rows)
 						return nil
@@ -125,7 +126,7 @@ func stopSession(ctx context.Context, rm *rmclient.Client, id string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("Session %s %s (%s)\n", id, rmclient.StateName(a.State.String()), a.FinalStatus)
+	fmt.Printf("Session %s %s (%s)\n", id, yarnpb.StateName(a.State.String()), a.FinalStatus)
 	return nil
 }
 

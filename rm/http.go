@@ -9,7 +9,6 @@ import (
 	"loom/errdefs"
 
 	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
 	"loom/tlsutil"
 )
 
@@ -51,9 +50,9 @@ func (s *Server) httpHandler() http.Handler {
 			writeError(w, err)
 			return
 		}
-		nodes := []rmclient.NodeJSON{}
+		nodes := []yarnpb.NodeJSON{}
 		for _, n := range resp.Nodes {
-			nodes = append(nodes, rmclient.NodeToJSON(n))
+			nodes = append(nodes, yarnpb.NodeToJSON(n))
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"nodes": map[string]any{"node": nodes}})
 	})
@@ -63,9 +62,9 @@ func (s *Server) httpHandler() http.Handler {
 			writeError(w, err)
 			return
 		}
-		apps := []rmclient.AppJSON{}
+		apps := []yarnpb.AppJSON{}
 		for _, a := range resp.Applications {
-			apps = append(apps, rmclient.AppToJSON(a))
+			apps = append(apps, yarnpb.AppToJSON(a))
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"apps": map[string]any{"app": apps}})
 	})
@@ -75,7 +74,7 @@ func (s *Server) httpHandler() http.Handler {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"app": rmclient.AppToJSON(resp.Report)})
+		writeJSON(w, http.StatusOK, map[string]any{"app": yarnpb.AppToJSON(resp.Report)})
 	})
 	// Handlers read the caller's identity as gRPC handlers do.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -252,10 +252,11 @@ func (s *Server) launchAM(ctx context.Context, r *state.ReadTxn, at *state.Attem
 		launch.Env["LOOM_RM_ADDRS"] = strings.Join(s.rmAddrs(), ",")
 		launch.Env["LOOM_AM_MEMORY_MB"] = fmt.Sprint(c.Resource.MemoryMB)
 		launch.Env[tlsutil.EnvAdmins] = strings.Join(s.cfg.Admins, ",")
-		nm, err := s.nms.client(c.NodeID)
+		nm, release, err := s.nms.client(c.NodeID)
 		if err != nil {
 			return err
 		}
+		defer release()
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
 		resp, err := nm.StartContainers(cctx, &yarnpb.StartContainersRequest{Containers: []*yarnpb.StartContainerRequest{{

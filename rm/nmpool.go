@@ -6,40 +6,35 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"google.golang.org/grpc"
 
 	"loom/proto/yarnpb"
 	"loom/rpc"
 	"loom/tlsutil"
 )
 
-// nmPool holds one gRPC connection per NodeManager the RM talks to (the AM
-// launcher, prompt container stops).
+// nmPool holds the RM's connections to NodeManagers (the AM launcher,
+// prompt container stops): one per node while it is used, and a little
+// after (rpc.Pool), so that nodes that leave leave nothing behind.
 type nmPool struct {
 	logger hclog.Logger
+	conns  *rpc.Pool
 	mu     sync.Mutex
-	conns  map[string]*grpc.ClientConn
-	tls    *tlsutil.Bundle
 	wg     sync.WaitGroup
 	closed bool
 }
 
 func newNMPool(logger hclog.Logger, tls *tlsutil.Bundle) *nmPool {
-	return &nmPool{logger: logger.Named("nmclient"), conns: map[string]*grpc.ClientConn{}, tls: tls}
+	return &nmPool{logger: logger.Named("nmclient"), conns: rpc.NewPool(rpc.Linger, rpc.DialOptions(tls.ClientConfig(tlsutil.NodeName))...)}
 }
 
-func (p *nmPool) client(addr string) (yarnpb.ContainerManagerServiceClient, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c := p.conns[addr]; c != nil {
-		return yarnpb.NewContainerManagerServiceClient(c), nil
-	}
-	c, err := grpc.NewClient(addr, rpc.DialOptions(p.tls.ClientConfig(tlsutil.NodeName))...)
+// client is a client of the NM at addr, and the function that releases
+// its connection.
+func (p *nmPool) client(addr string) (yarnpb.ContainerManagerServiceClient, func(), error) {
+	cc, release, err := p.conns.Get(addr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	p.conns[addr] = c
-	return yarnpb.NewContainerManagerServiceClient(c), nil
+	return yarnpb.NewContainerManagerServiceClient(cc), release, nil
 }
 
 // stopAsync asks an NM to stop containers, without waiting.
@@ -53,10 +48,11 @@ func (p *nmPool) stopAsync(addr string, ids []string) {
 	p.mu.Unlock()
 	go func() {
 		defer p.wg.Done()
-		c, err := p.client(addr)
+		c, release, err := p.client(addr)
 		if err != nil {
 			return
 		}
+		defer release()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if _, err := c.StopContainers(ctx, &yarnpb.StopContainersRequest{ContainerIds: ids}); err != nil {
@@ -70,10 +66,5 @@ func (p *nmPool) close() {
 	p.closed = true
 	p.mu.Unlock()
 	p.wg.Wait()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.conns = map[string]*grpc.ClientConn{}
+	p.conns.Close()
 }

@@ -3,6 +3,7 @@ package rpc
 import (
 	"os"
 	"testing"
+	"time"
 )
 
 func TestAdvertised(t *testing.T) {
@@ -24,7 +25,7 @@ func TestAdvertised(t *testing.T) {
 // when the last lets go: after every user has released, it holds
 // nothing.
 func TestPoolSharesAndReleases(t *testing.T) {
-	p := NewPool(DialOptions(nil)...)
+	p := NewPool(0, DialOptions(nil)...)
 	a, relA, err := p.Get("127.0.0.1:1")
 	if err != nil {
 		t.Fatal(err)
@@ -43,5 +44,37 @@ func TestPoolSharesAndReleases(t *testing.T) {
 	relC()
 	if p.Len() != 0 || a.GetState().String() != "SHUTDOWN" {
 		t.Fatalf("after every release: %d addresses, state %s", p.Len(), a.GetState())
+	}
+}
+
+// A lingering pool keeps a released connection for the next user, and
+// closes it once no one has come for the linger.
+func TestPoolLingers(t *testing.T) {
+	p := NewPool(50*time.Millisecond, DialOptions(nil)...)
+	a, rel, _ := p.Get("127.0.0.1:1")
+	rel()
+	b, rel, _ := p.Get("127.0.0.1:1")
+	if a != b {
+		t.Fatal("a connection released a moment ago was not reused")
+	}
+	rel()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Len() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("an idle connection was kept past its linger")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if a.GetState().String() != "SHUTDOWN" {
+		t.Fatalf("the idle connection is %s, want closed", a.GetState())
+	}
+	c, rel, _ := p.Get("127.0.0.1:2")
+	p.Close()
+	if c.GetState().String() == "SHUTDOWN" {
+		t.Fatal("Close closed a connection in use")
+	}
+	rel()
+	if c.GetState().String() != "SHUTDOWN" || p.Len() != 0 {
+		t.Fatalf("after Close and the last release: %s, %d held", c.GetState(), p.Len())
 	}
 }

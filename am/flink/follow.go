@@ -30,14 +30,14 @@ func JobManagerAddr(a *yarnpb.ApplicationReport) (string, error) {
 		return "", errdefs.InvalidArgument("application %s is a %s application, not a Flink one", a.Id, a.Type)
 	}
 	if AppTerminal(a.State) {
-		return "", errdefs.FailedPrecondition("application %s has ended (%s, %s); its JobManager is gone", a.Id, rmclient.StateName(a.State.String()), a.FinalStatus)
+		return "", errdefs.FailedPrecondition("application %s has ended (%s, %s); its JobManager is gone", a.Id, yarnpb.StateName(a.State.String()), a.FinalStatus)
 	}
 	for _, at := range a.Attempts {
 		if at.Id == a.CurrentAttemptId && at.State == yarnpb.AttemptState_ATTEMPT_RUNNING && at.Host != "" && at.RpcPort > 0 {
 			return net.JoinHostPort(at.Host, strconv.Itoa(int(at.RpcPort))), nil
 		}
 	}
-	return "", errdefs.Unavailable("application %s is %s: its JobManager is not up yet; try again in a moment", a.Id, rmclient.StateName(a.State.String()))
+	return "", errdefs.Unavailable("application %s is %s: its JobManager is not up yet; try again in a moment", a.Id, yarnpb.StateName(a.State.String()))
 }
 
 // DialJobManager connects to the JobManager of application appID at addr
@@ -155,7 +155,7 @@ func followApp(ctx context.Context, rm *rmclient.Client, appID string, report fu
 		index = idx
 		if a.State != state && !AppTerminal(a.State) {
 			state = a.State
-			report("application " + appID + " " + rmclient.StateName(a.State.String()))
+			report("application " + appID + " " + yarnpb.StateName(a.State.String()))
 		}
 		if a.CurrentAttemptId != attempt {
 			if attempt != "" {
@@ -189,7 +189,7 @@ func attemptDiag(a *yarnpb.ApplicationReport, id string) string {
 			if at.Diagnostics != "" {
 				return at.Diagnostics
 			}
-			return rmclient.StateName(at.State.String())
+			return yarnpb.StateName(at.State.String())
 		}
 	}
 	return "gone"

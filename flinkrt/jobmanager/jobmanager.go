@@ -159,7 +159,7 @@ func New(cfg Config) (_ *JobManager, retErr error) {
 		addr = rpc.Advertised(ln.Addr().String(), "")
 	}
 	log := cfg.Log.Named("jobmanager")
-	conns := rpc.NewPool(cfg.Trust.DialOptions()...)
+	conns := rpc.NewPool(rpc.Linger, cfg.Trust.DialOptions()...)
 	jm := &JobManager{
 		cfg: cfg, log: log, addr: addr, ln: ln, srv: grpc.NewServer(append(cfg.Trust.ServerOptions(allowCall), grpc.MaxRecvMsgSize(64<<20))...),
 		blobs: blobs, conns: conns, tmpDir: tmpDir, start: time.Now(), jobs: map[string]*JobMaster{}, savepointOps: map[string]*savepointOp{}, ctx: context.Background(), shutdown: make(chan string, 1),
@@ -272,6 +272,7 @@ func (jm *JobManager) Run(ctx context.Context) error {
 	stopRM()
 	<-rmDone
 	jm.srv.Stop()
+	jm.conns.Close()
 	if jm.tmpDir != "" {
 		_ = os.RemoveAll(jm.tmpDir)
 	}

@@ -36,7 +36,7 @@ func TestRegionFailoverRestartsTheFailedRegions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jm.conns = rpc.NewPool(trust.DialOptions()...)
+	jm.conns = rpc.NewPool(0, trust.DialOptions()...)
 	if jm.numRegions != 4 {
 		t.Fatalf("%d regions, want 4", jm.numRegions)
 	}

@@ -159,7 +159,7 @@ func New(cfg Config) (*TaskManager, error) {
 	}
 	tm := &TaskManager{
 		cfg: cfg, id: cfg.ID, addr: addr, log: cfg.Log.Named("taskmanager"), ln: ln,
-		jms: rpc.NewPool(cfg.Trust.DialOptions()...),
+		jms: rpc.NewPool(rpc.Linger, cfg.Trust.DialOptions()...),
 		srv: grpc.NewServer(cfg.Trust.ServerOptions(auth.MembersOnly)...), jmConn: conn, jmResolver: res, jmAddr: cfg.JobManager,
 		rm: flinkpb.NewResourceManagerClient(conn), jm: flinkpb.NewJobMasterClient(conn), blobs: flinkpb.NewDispatcherClient(conn),
 		slots: make([]slot, cfg.Slots), jobs: map[string]*job{}, ctx: context.Background(),
@@ -214,6 +214,7 @@ func (tm *TaskManager) Run(ctx context.Context) error {
 	tm.srv.Stop()
 	tm.wg.Wait()
 	tm.jmConn.Close()
+	tm.jms.Close()
 	return err
 }
 

@@ -1,5 +1,6 @@
 // Package nmclient starts, stops and inspects containers on NodeManagers,
-// and reads their logs. It keeps one connection per node.
+// and reads their logs. It shares one connection per node among its
+// calls, kept a little after the last (rpc.Pool).
 package nmclient
 
 import (
@@ -7,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	"google.golang.org/grpc"
 
@@ -19,15 +19,13 @@ import (
 
 // Client talks to NodeManagers by node id (host:port).
 type Client struct {
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
-	tls   *tlsutil.Bundle
+	conns *rpc.Pool
 }
 
 // New returns a client with no connections yet that presents the
 // identity in tls and takes only NodeManagers of its cluster.
 func New(tls *tlsutil.Bundle) *Client {
-	return &Client{conns: map[string]*grpc.ClientConn{}, tls: tls}
+	return &Client{conns: rpc.NewPool(rpc.Linger, DialOptions(tls)...)}
 }
 
 // DialOptions are the gRPC options of a connection to a NodeManager.
@@ -37,35 +35,27 @@ func DialOptions(tls *tlsutil.Bundle) []grpc.DialOption {
 
 // Close closes every connection.
 func (c *Client) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, cc := range c.conns {
-		_ = cc.Close()
-	}
-	c.conns = map[string]*grpc.ClientConn{}
+	c.conns.Close()
 	return nil
 }
 
-func (c *Client) node(addr string) (yarnpb.ContainerManagerServiceClient, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if cc := c.conns[addr]; cc != nil {
-		return yarnpb.NewContainerManagerServiceClient(cc), nil
-	}
-	cc, err := grpc.NewClient(addr, DialOptions(c.tls)...)
+// node is a client of the NM at addr, and the function that releases its
+// connection.
+func (c *Client) node(addr string) (yarnpb.ContainerManagerServiceClient, func(), error) {
+	cc, release, err := c.conns.Get(addr)
 	if err != nil {
-		return nil, fmt.Errorf("node %s: %w", addr, err)
+		return nil, nil, fmt.Errorf("node %s: %w", addr, err)
 	}
-	c.conns[addr] = cc
-	return yarnpb.NewContainerManagerServiceClient(cc), nil
+	return yarnpb.NewContainerManagerServiceClient(cc), release, nil
 }
 
 // Start starts one container on a node.
 func (c *Client) Start(ctx context.Context, node string, req *yarnpb.StartContainerRequest) error {
-	nm, err := c.node(node)
+	nm, release, err := c.node(node)
 	if err != nil {
 		return err
 	}
+	defer release()
 	resp, err := nm.StartContainers(ctx, &yarnpb.StartContainersRequest{Containers: []*yarnpb.StartContainerRequest{req}})
 	if err != nil {
 		return fmt.Errorf("starting container %s on node %s: %w", req.ContainerId, node, errdefs.FromGRPC(err))
@@ -78,10 +68,11 @@ func (c *Client) Start(ctx context.Context, node string, req *yarnpb.StartContai
 
 // Stop stops containers on a node.
 func (c *Client) Stop(ctx context.Context, node string, ids ...string) error {
-	nm, err := c.node(node)
+	nm, release, err := c.node(node)
 	if err != nil {
 		return err
 	}
+	defer release()
 	resp, err := nm.StopContainers(ctx, &yarnpb.StopContainersRequest{ContainerIds: ids})
 	if err != nil {
 		return fmt.Errorf("stopping containers on node %s: %w", node, errdefs.FromGRPC(err))
@@ -94,10 +85,11 @@ func (c *Client) Stop(ctx context.Context, node string, ids ...string) error {
 
 // Status returns a container's status on its node.
 func (c *Client) Status(ctx context.Context, node, id string) (*yarnpb.ContainerStatus, error) {
-	nm, err := c.node(node)
+	nm, release, err := c.node(node)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	resp, err := nm.GetContainerStatuses(ctx, &yarnpb.GetContainerStatusesRequest{ContainerIds: []string{id}})
 	if err != nil {
 		return nil, errdefs.FromGRPC(err)
@@ -110,10 +102,11 @@ func (c *Client) Status(ctx context.Context, node, id string) (*yarnpb.Container
 
 // ListLogs lists the log files of an application's containers on a node.
 func (c *Client) ListLogs(ctx context.Context, node, appID, containerID string) ([]*yarnpb.ContainerLogFile, error) {
-	nm, err := c.node(node)
+	nm, release, err := c.node(node)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	resp, err := nm.ListContainerLogs(ctx, &yarnpb.ListContainerLogsRequest{ApplicationId: appID, ContainerId: containerID})
 	if err != nil {
 		return nil, errdefs.FromGRPC(err)
@@ -124,10 +117,11 @@ func (c *Client) ListLogs(ctx context.Context, node, appID, containerID string) 
 // ReadLog copies a container's log to w; with follow it goes on until the
 // container completes.
 func (c *Client) ReadLog(ctx context.Context, node, containerID, name string, follow bool, w io.Writer) error {
-	nm, err := c.node(node)
+	nm, release, err := c.node(node)
 	if err != nil {
 		return err
 	}
+	defer release()
 	stream, err := nm.ReadContainerLog(ctx, &yarnpb.ReadContainerLogRequest{ContainerId: containerID, Name: name, Follow: follow})
 	if err != nil {
 		return errdefs.FromGRPC(err)

@@ -416,8 +416,6 @@ func (c *Client) UnregisterNode(ctx context.Context, nodeID string) error {
 	})
 }
 
-func nowMS() int64 { return time.Now().UnixMilli() }
-
 // NewFromList returns a client of a comma-separated replica list.
 func NewFromList(list string, tls *tlsutil.Bundle) (*Client, error) {
 	addrs, err := ParseAddrs(list)

@@ -1,9 +1,8 @@
-package rmclient
+package yarnpb
 
 import (
 	"strings"
-
-	"loom/proto/yarnpb"
+	"time"
 )
 
 // The JSON shapes of nodes and applications, with the field names of
@@ -83,12 +82,12 @@ type AppJSON struct {
 	Tags              string          `json:"applicationTags,omitempty"`
 }
 
-func resJSON(r *yarnpb.Resource) ResourceJSON {
+func resJSON(r *Resource) ResourceJSON {
 	return ResourceJSON{MemoryMB: r.GetMemoryMb(), VCores: r.GetVcores()}
 }
 
 // NodeToJSON converts a node report.
-func NodeToJSON(n *yarnpb.NodeReport) NodeJSON {
+func NodeToJSON(n *NodeReport) NodeJSON {
 	host := n.Id
 	if i := strings.LastIndexByte(host, ':'); i > 0 {
 		host = host[:i]
@@ -114,7 +113,7 @@ func NodeToJSON(n *yarnpb.NodeReport) NodeJSON {
 }
 
 // AppToJSON converts an application report.
-func AppToJSON(a *yarnpb.ApplicationReport) AppJSON {
+func AppToJSON(a *ApplicationReport) AppJSON {
 	out := AppJSON{
 		ID:                a.Id,
 		Name:              a.Name,
@@ -139,7 +138,7 @@ func AppToJSON(a *yarnpb.ApplicationReport) AppJSON {
 	if a.StartTime > 0 {
 		end := a.FinishTime
 		if end == 0 {
-			end = nowMS()
+			end = time.Now().UnixMilli()
 		}
 		out.ElapsedTime = end - a.StartTime
 	}
@@ -156,7 +155,7 @@ func AppToJSON(a *yarnpb.ApplicationReport) AppJSON {
 }
 
 // ContainerToJSON converts a container.
-func ContainerToJSON(c *yarnpb.Container) ContainerJSON {
+func ContainerToJSON(c *Container) ContainerJSON {
 	return ContainerJSON{
 		ID: c.Id, NodeID: c.NodeId, NodeHTTP: c.NodeHttpAddress, State: StateName(c.State.String()),
 		Resource: resJSON(c.Resource), Priority: c.Priority, ExitStatus: c.ExitStatus, Diagnostics: c.Diagnostics,
