@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -18,7 +19,6 @@ import (
 	"loom/proto/flinkpb"
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
-	"loom/tlsutil"
 )
 
 func appCommand() *cli.Command {
@@ -130,7 +130,7 @@ func appCommand() *cli.Command {
 						if err != nil {
 							return err
 						}
-						return printLogs(c, rm.TLS(), a, c.String("container"), strings.Split(c.String("log-files"), ","))
+						return printLogs(c, rm, a, c.String("container"), strings.Split(c.String("log-files"), ","))
 					})
 				},
 			},
@@ -196,14 +196,37 @@ func printApp(w io.Writer, a *yarnpb.ApplicationReport) {
 }
 
 // printLogs prints each container's logs, read from its NodeManager, in
-// YARN's format.
-func printLogs(c *cli.Context, id *tlsutil.Bundle, a *yarnpb.ApplicationReport, only string, names []string) error {
-	nms := nmclient.New(id)
+// YARN's format. An application the RM keeps no containers of any more
+// (retention keeps those of the newest ended ones) has its logs found on
+// every node.
+func printLogs(c *cli.Context, rm *rmclient.Client, a *yarnpb.ApplicationReport, only string, names []string) error {
+	nms := nmclient.New(rm.TLS())
 	defer nms.Close()
 	w := stdout()
 	found := false
 	var failed []string
-	for _, ct := range a.Containers {
+	containers := a.Containers
+	if len(containers) == 0 {
+		nodes, err := rm.Nodes(c.Context, false)
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, n := range nodes {
+			files, err := nms.ListLogs(c.Context, n.Id, a.Id, "")
+			if err != nil {
+				continue
+			}
+			for _, f := range files {
+				if !seen[f.ContainerId] {
+					seen[f.ContainerId] = true
+					containers = append(containers, &yarnpb.Container{Id: f.ContainerId, NodeId: n.Id})
+				}
+			}
+		}
+		sort.Slice(containers, func(i, j int) bool { return containers[i].Id < containers[j].Id })
+	}
+	for _, ct := range containers {
 		if only != "" && ct.Id != only {
 			continue
 		}

@@ -38,6 +38,7 @@ const (
 	CmdRotateKey
 	CmdForgetApps
 	CmdForgetNodes
+	CmdForgetContainers
 )
 
 // Command payloads. Ids and timestamps are computed by the caller, never
@@ -250,6 +251,12 @@ func init() {
 	})
 	register(CmdForgetNodes, func(tx *state.WriteTxn, c *forgetCmd) (any, error) {
 		return forgetEach(c, tx.DeleteNode)
+	})
+	register(CmdForgetContainers, func(tx *state.WriteTxn, c *forgetCmd) (any, error) {
+		return forgetEach(c, func(id string) (bool, error) {
+			n, err := tx.DeleteAppContainers(id)
+			return n > 0, err
+		})
 	})
 	register(CmdRotateKey, func(tx *state.WriteTxn, c *rotateKeyCmd) (any, error) {
 		m := tx.Read().Meta()

@@ -14,8 +14,11 @@ import (
 // (with their attempts and containers) beyond the newest
 // MaxCompletedApps, and any that ended longer than CompletedAppTTL ago,
 // and nodes that left the cluster longer than NodeTTL ago, through raft
-// commands like every other change. An application with a container
-// still running, or a node with one, is kept until it has none.
+// commands like every other change. Of the ended applications it keeps,
+// only the newest KeepContainersOf keep their containers (YARN's reports
+// of finished applications list none): containers are most of the state,
+// hundreds a second. An application with a container still running, or
+// a node with one, is kept until it has none.
 const (
 	// DefaultMaxCompletedApps is YARN's
 	// yarn.resourcemanager.max-completed-applications.
@@ -53,6 +56,17 @@ func (s *Server) collectGarbage(now time.Time) (apps, nodes int, err error) {
 			}
 		}
 	}
+	// The containers of all but the newest ended applications.
+	forgetting := make(map[string]bool, len(forget))
+	for _, id := range forget {
+		forgetting[id] = true
+	}
+	var prune []string
+	for i, a := range ended {
+		if i < len(ended)-s.cfg.KeepContainersOf && !forgetting[a.ID] && len(r.ContainersByApp(nil, a.ID)) > 0 && deletable(r, a) {
+			prune = append(prune, a.ID)
+		}
+	}
 	var gone []string
 	for _, n := range r.Nodes(nil) {
 		if !n.Live() && now.Sub(time.UnixMilli(n.StateChangedAt)) > s.cfg.NodeTTL {
@@ -68,6 +82,13 @@ func (s *Server) collectGarbage(now time.Time) (apps, nodes int, err error) {
 		}
 		f, _ := res.(forgetResult)
 		apps += len(f.IDs)
+	}
+	for len(prune) > 0 {
+		batch := prune[:min(gcBatch, len(prune))]
+		prune = prune[len(batch):]
+		if _, _, err := s.raftApply(CmdForgetContainers, forgetCmd{IDs: batch, Now: now.UnixMilli()}); err != nil {
+			return apps, nodes, err
+		}
 	}
 	for len(gone) > 0 {
 		batch := gone[:min(gcBatch, len(gone))]

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"runtime"
 
 	"loom/errdefs"
 
@@ -23,11 +24,15 @@ func (s *Server) httpHandler() http.Handler {
 	mux.HandleFunc("GET /ws/v1/cluster/info", func(w http.ResponseWriter, r *http.Request) {
 		st, _ := (&adminEndpoint{s: s}).ServiceState(r.Context(), &yarnpb.ServiceStateRequest{})
 		rows := s.State().Snapshot().Counts()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
 		writeJSON(w, http.StatusOK, map[string]any{"clusterInfo": map[string]any{
 			"id": s.clusterTS.Load(), "startedOn": s.clusterTS.Load(), "haState": st.GetState(), "rmStateStoreName": "raft",
 			"leader": st.GetLeaderAddress(), "epoch": st.GetEpoch(),
 			// What the state holds, which retention bounds.
 			"stateRows": map[string]int{"applications": rows.Apps, "attempts": rows.Attempts, "containers": rows.Containers, "nodes": rows.Nodes},
+			// How the RM process itself is doing.
+			"runtime": map[string]uint64{"heapAllocBytes": ms.HeapAlloc, "heapSysBytes": ms.HeapSys, "goroutines": uint64(runtime.NumGoroutine())},
 		}})
 	})
 	mux.HandleFunc("GET /ws/v1/cluster/metrics", func(w http.ResponseWriter, r *http.Request) {

@@ -78,6 +78,9 @@ type Config struct {
 	// The leader forgets the rest every GCInterval.
 	MaxCompletedApps int
 	CompletedAppTTL  time.Duration
+	// KeepContainersOf is how many of the newest ended applications keep
+	// their containers in the state.
+	KeepContainersOf int
 	NodeTTL          time.Duration
 	GCInterval       time.Duration
 
@@ -117,6 +120,7 @@ func DefaultConfig() *Config {
 		KillGrace:          5 * time.Second,
 		KeyRotation:        24 * time.Hour,
 		MaxCompletedApps:   DefaultMaxCompletedApps,
+		KeepContainersOf:   100,
 		CompletedAppTTL:    7 * 24 * time.Hour,
 		NodeTTL:            24 * time.Hour,
 		GCInterval:         time.Minute,

@@ -368,6 +368,29 @@ func (tx *WriteTxn) DeleteApp(id string) (bool, error) {
 	return true, nil
 }
 
+// DeleteAppContainers forgets the containers of an application that has
+// ended, keeping the application and its attempts; it reports how many it
+// forgot (none while one still runs).
+func (tx *WriteTxn) DeleteAppContainers(id string) (int, error) {
+	r := tx.Read()
+	app := r.App(nil, id)
+	if app == nil || !app.Terminal() {
+		return 0, nil
+	}
+	cs := r.ContainersByApp(nil, id)
+	for _, c := range cs {
+		if !c.Completed() {
+			return 0, nil
+		}
+	}
+	for _, c := range cs {
+		if err := tx.DeleteContainer(c); err != nil {
+			return 0, err
+		}
+	}
+	return len(cs), nil
+}
+
 // DeleteNode forgets a node that has left the cluster and runs nothing;
 // it reports false, and changes nothing, otherwise.
 func (tx *WriteTxn) DeleteNode(id string) (bool, error) {
