@@ -3,6 +3,7 @@ package rm
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -163,5 +164,30 @@ func TestRelaunchingARunningAMKeepsTheAttempt(t *testing.T) {
 	nm.mu.Unlock()
 	if calls == 0 {
 		t.Fatal("the RM did not check the container before taking the launch as done")
+	}
+}
+
+// A ResourceManager that served nodes, applications and AMs leaves no
+// goroutine behind when it shuts down.
+func TestShutdownLeavesNoGoroutine(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Run("serve", func(t *testing.T) {
+		// The subtest's cleanups (the server, the fake node, clients)
+		// run at its end.
+		s, c := testServer(t, nil)
+		nm := startFakeNM(t, s, 4096)
+		attempt := submitRunning(t, s, c, nm)
+		allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt,
+			Asks: []*yarnpb.ResourceRequest{{Priority: 1, Capability: &yarnpb.Resource{MemoryMb: 256, Vcores: 1}, Count: 2}}})
+		c.Close()
+		nm.rm.Close()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before+2 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines after shutdown, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
