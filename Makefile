@@ -8,7 +8,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build test test-unit test-integration lint proto demo bench fuzz fuzz-short clean tools
+.PHONY: all build test test-unit test-integration lint proto demo bench soak fuzz fuzz-short clean tools
 
 all: build
 
@@ -72,6 +72,13 @@ bench: build
 	scripts/bench-recovery.sh
 	scripts/bench-security.sh
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./rm/...
+
+# A long steady load through one `cluster up`: the RM's memory, state and
+# scheduling latency, sampled and plotted (docs/BENCHMARKS.md).
+SOAK_DURATION ?= 2h
+SOAK_CONTAINERS ?= 1000000
+soak: build
+	$(GO) run ./scripts/soak -duration $(SOAK_DURATION) -containers $(SOAK_CONTAINERS) -png docs/soak.png -csv $(BIN)/soak.csv
 
 clean:
 	rm -rf $(BIN)
