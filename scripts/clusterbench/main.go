@@ -17,6 +17,7 @@ import (
 	"loom/localcluster"
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
+	"loom/scripts/benchutil"
 )
 
 func main() {
@@ -92,35 +93,13 @@ func submit(ctx context.Context, rm *rmclient.Client, bin string, n int, cmd ...
 	return id
 }
 
-// untilRunning submits n sleeping containers and returns the time until
-// all of them are RUNNING; then it kills the application.
+// untilRunning is benchutil.UntilRunning, failing the run on an error.
 func untilRunning(ctx context.Context, rm *rmclient.Client, bin string, n int) time.Duration {
-	start := time.Now()
-	id := submit(ctx, rm, bin, n, "sleep", "600")
-	var index uint64
-	for {
-		r, idx, err := rm.WatchReport(ctx, id, true, index, 10*time.Second)
-		if err != nil {
-			fail(err)
-		}
-		index = idx
-		running := 0
-		for _, c := range r.Containers {
-			if !c.IsAm && c.State == yarnpb.ContainerState_CONTAINER_RUNNING {
-				running++
-			}
-		}
-		if running >= n {
-			took := time.Since(start)
-			if _, err := rm.Kill(ctx, id, "benchmark done"); err != nil {
-				fail(err)
-			}
-			return took
-		}
-		if r.State >= yarnpb.AppState_APP_FINISHED {
-			fail(fmt.Errorf("%s ended %s: %s", id, r.State, r.Diagnostics))
-		}
+	d, err := benchutil.UntilRunning(ctx, rm, bin, n, 64)
+	if err != nil {
+		fail(err)
 	}
+	return d
 }
 
 func untilFinished(ctx context.Context, rm *rmclient.Client, bin string, n int, cmd string) time.Duration {

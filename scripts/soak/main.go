@@ -33,6 +33,7 @@ import (
 	"loom/localcluster"
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
+	"loom/scripts/benchutil"
 )
 
 type sample struct {
@@ -146,7 +147,11 @@ func main() {
 			s.Rows = info.ClusterInfo.Rows["applications"]
 		}
 		s.RaftMiB = float64(dirSize(filepath.Join(cfg.Dir, "rm", "raft"))) / (1 << 20)
-		s.SubmitMs = float64(untilRunning(rm, abs, 20).Milliseconds())
+		d, err := benchutil.UntilRunning(context.Background(), rm, abs, 20, 32)
+		if err != nil {
+			fail(err)
+		}
+		s.SubmitMs = float64(d.Milliseconds())
 		samples = append(samples, s)
 		fmt.Printf("%6.1f min  %9d containers %6d apps %3d failed  RM rss %6.1f MiB heap %6.1f MiB goroutines %4.0f apps kept %5.0f raft %6.1f MiB  20-container dshell to RUNNING %5.0f ms\n",
 			s.Minute, s.Containers, s.Apps, s.Failed, s.RSSMiB, s.HeapMiB, s.Goroutines, s.Rows, s.RaftMiB, s.SubmitMs)
@@ -178,38 +183,6 @@ func main() {
 		last.Containers, last.Apps, last.Minute, last.Failed, first.RSSMiB, last.RSSMiB, maxOf(samples, func(s sample) float64 { return s.RSSMiB }), first.SubmitMs, last.SubmitMs)
 	if last.Failed > 0 {
 		os.Exit(1)
-	}
-}
-
-// untilRunning submits n sleeping containers and returns the time until
-// all of them RUN; then it kills the application.
-func untilRunning(rm *rmclient.Client, bin string, n int) time.Duration {
-	ctx := context.Background()
-	start := time.Now()
-	id, err := dshell.Submit(ctx, rm, dshell.Options{NumContainers: n, MemoryMB: 32, VCores: 1, Command: []string{"sleep", "600"}, LoomBinary: bin})
-	if err != nil {
-		fail(err)
-	}
-	defer func() { _, _ = rm.Kill(ctx, id, "measured") }()
-	var index uint64
-	for {
-		r, idx, err := rm.WatchReport(ctx, id, true, index, 10*time.Second)
-		if err != nil {
-			fail(err)
-		}
-		index = idx
-		running := 0
-		for _, c := range r.Containers {
-			if !c.IsAm && c.State == yarnpb.ContainerState_CONTAINER_RUNNING {
-				running++
-			}
-		}
-		if running >= n {
-			return time.Since(start)
-		}
-		if r.State >= yarnpb.AppState_APP_FINISHED {
-			fail(fmt.Errorf("%s ended %s: %s", id, r.State, r.Diagnostics))
-		}
 	}
 }
 
