@@ -42,6 +42,7 @@ type sample struct {
 	Apps       int64
 	Failed     int64
 	RSSMiB     float64
+	AnonMiB    float64 // of RSS, what is not the raft log's mapped file
 	HeapMiB    float64
 	Goroutines float64
 	Rows       float64 // applications in the state
@@ -132,7 +133,7 @@ func main() {
 	began := time.Now()
 	take := func() {
 		s := sample{Minute: time.Since(began).Minutes(), Containers: containers.Load(), Apps: apps.Load(), Failed: failed.Load()}
-		s.RSSMiB = rssMiB(c.RM.Pid())
+		s.RSSMiB, s.AnonMiB = rssMiB(c.RM.Pid())
 		if resp, err := http.Get("https://" + cfg.HTTPAddr + "/ws/v1/cluster/info"); err == nil {
 			var info struct {
 				ClusterInfo struct {
@@ -153,8 +154,8 @@ func main() {
 		}
 		s.SubmitMs = float64(d.Milliseconds())
 		samples = append(samples, s)
-		fmt.Printf("%6.1f min  %9d containers %6d apps %3d failed  RM rss %6.1f MiB heap %6.1f MiB goroutines %4.0f apps kept %5.0f raft %6.1f MiB  20-container dshell to RUNNING %5.0f ms\n",
-			s.Minute, s.Containers, s.Apps, s.Failed, s.RSSMiB, s.HeapMiB, s.Goroutines, s.Rows, s.RaftMiB, s.SubmitMs)
+		fmt.Printf("%6.1f min  %9d containers %6d apps %3d failed  RM rss %6.1f MiB (anon %6.1f) heap %6.1f MiB goroutines %4.0f apps kept %5.0f raft %6.1f MiB  20-container dshell to RUNNING %5.0f ms\n",
+			s.Minute, s.Containers, s.Apps, s.Failed, s.RSSMiB, s.AnonMiB, s.HeapMiB, s.Goroutines, s.Rows, s.RaftMiB, s.SubmitMs)
 	}
 	take()
 	tick := time.NewTicker(*every)
@@ -186,18 +187,23 @@ func main() {
 	}
 }
 
-func rssMiB(pid int) float64 {
+// rssMiB is a process's resident memory, and the anonymous part of it.
+func rssMiB(pid int) (rss, anon float64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-			return kb / 1024
+		k, v, _ := strings.Cut(line, ":")
+		kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+		switch k {
+		case "VmRSS":
+			rss = kb / 1024
+		case "RssAnon":
+			anon = kb / 1024
 		}
 	}
-	return 0
+	return rss, anon
 }
 
 func dirSize(dir string) int64 {
@@ -218,9 +224,9 @@ func writeCSV(path string, samples []sample) {
 	}
 	defer f.Close()
 	w := csv.NewWriter(f)
-	_ = w.Write([]string{"minute", "containers", "apps", "failed", "rm_rss_mib", "rm_heap_mib", "goroutines", "apps_kept", "raft_mib", "dshell20_running_ms"})
+	_ = w.Write([]string{"minute", "containers", "apps", "failed", "rm_rss_mib", "rm_anon_mib", "rm_heap_mib", "goroutines", "apps_kept", "raft_mib", "dshell20_running_ms"})
 	for _, s := range samples {
-		_ = w.Write([]string{f1(s.Minute), fmt.Sprint(s.Containers), fmt.Sprint(s.Apps), fmt.Sprint(s.Failed), f1(s.RSSMiB), f1(s.HeapMiB), f1(s.Goroutines), f1(s.Rows), f1(s.RaftMiB), f1(s.SubmitMs)})
+		_ = w.Write([]string{f1(s.Minute), fmt.Sprint(s.Containers), fmt.Sprint(s.Apps), fmt.Sprint(s.Failed), f1(s.RSSMiB), f1(s.AnonMiB), f1(s.HeapMiB), f1(s.Goroutines), f1(s.Rows), f1(s.RaftMiB), f1(s.SubmitMs)})
 	}
 	w.Flush()
 }
@@ -241,6 +247,7 @@ func maxOf(samples []sample, f func(sample) float64) float64 {
 func plot(path string, samples []sample) {
 	series := []func(sample) float64{
 		func(s sample) float64 { return s.RSSMiB },
+		func(s sample) float64 { return s.AnonMiB },
 		func(s sample) float64 { return s.HeapMiB },
 		func(s sample) float64 { return s.Goroutines },
 		func(s sample) float64 { return s.Rows },
@@ -250,7 +257,7 @@ func plot(path string, samples []sample) {
 	const w, ph, pad = 900, 120, 10
 	img := image.NewRGBA(image.Rect(0, 0, w, len(series)*(ph+pad)+pad))
 	fill(img, img.Bounds(), color.White)
-	colors := []color.RGBA{{200, 40, 40, 255}, {40, 100, 200, 255}, {40, 150, 60, 255}, {160, 90, 20, 255}, {120, 60, 160, 255}, {20, 20, 20, 255}}
+	colors := []color.RGBA{{200, 40, 40, 255}, {230, 120, 120, 255}, {40, 100, 200, 255}, {40, 150, 60, 255}, {160, 90, 20, 255}, {120, 60, 160, 255}, {20, 20, 20, 255}}
 	maxMin := samples[len(samples)-1].Minute
 	for i, f := range series {
 		top := pad + i*(ph+pad)
