@@ -73,7 +73,7 @@ func (e *adminEndpoint) Recommission(ctx context.Context, req *yarnpb.Recommissi
 		default:
 			continue
 		}
-		if _, _, err := s.raftApply(CmdSetNodeState, setNodeStateCmd{NodeID: id, State: next, Report: "recommissioned", Now: nowMS()}); err != nil {
+		if _, _, err := s.raftApply(CmdSetNodeState, setNodeStateCmd{NodeID: id, State: next, Report: "recommissioned", Now: s.nowMS()}); err != nil {
 			return nil, errdefs.ToGRPC(err)
 		}
 	}

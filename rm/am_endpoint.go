@@ -62,11 +62,11 @@ func (e *amEndpoint) RegisterApplicationMaster(ctx context.Context, req *yarnpb.
 		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("the AM's host is at most %d bytes and its tracking URL at most %d", maxNameLen, maxURLLen))
 	}
 	if _, _, err := e.s.raftApply(CmdRegisterAttempt, registerAttemptCmd{
-		AttemptID: at.ID, Host: req.Host, RPCPort: req.RpcPort, TrackingURL: req.TrackingUrl, Now: nowMS(),
+		AttemptID: at.ID, Host: req.Host, RPCPort: req.RpcPort, TrackingURL: req.TrackingUrl, Now: e.s.nowMS(),
 	}); err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
-	e.s.soft.touchAM(at.ID, time.Now())
+	e.s.soft.touchAM(at.ID, e.s.clock.Now())
 	e.s.soft.setLastResponse(at.ID, nil)
 	resp := &yarnpb.RegisterApplicationMasterResponse{
 		MaxCapability:       e.s.cfg.MaxAllocation.Proto(),
@@ -105,7 +105,7 @@ func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) 
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
-	s.soft.touchAM(at.ID, time.Now())
+	s.soft.touchAM(at.ID, s.clock.Now())
 	if s.soft.updateAsks(at.ID, asks, req.BlacklistAdditions, req.BlacklistRemovals) {
 		s.kickScheduler()
 	}
@@ -117,7 +117,7 @@ func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) 
 			}
 		}
 		if len(rel) > 0 {
-			if _, _, err := s.raftApply(CmdReleaseContainers, releaseContainersCmd{AttemptID: at.ID, IDs: req.Releases, Now: nowMS()}); err != nil {
+			if _, _, err := s.raftApply(CmdReleaseContainers, releaseContainersCmd{AttemptID: at.ID, IDs: req.Releases, Now: s.nowMS()}); err != nil {
 				return nil, errdefs.ToGRPC(err)
 			}
 			s.stopOnNodes(rel)
@@ -186,7 +186,7 @@ func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) 
 // token, and completions the AM has not seen. done is false when there is
 // nothing new; ws then fires when there may be.
 func (s *Server) collectAllocate(attemptID string, app *state.Application, respID int32) (*yarnpb.AllocateResponse, bool, memdb.WatchSet, error) {
-	appID, keep, now := app.ID, app.KeepContainers, time.Now()
+	appID, keep, now := app.ID, app.KeepContainers, s.clock.Now()
 	st := s.State()
 	r := st.Snapshot()
 	ws := memdb.NewWatchSet()
@@ -282,7 +282,7 @@ func (e *amEndpoint) FinishApplicationMaster(ctx context.Context, req *yarnpb.Fi
 		}
 	}
 	if _, _, err := s.raftApply(CmdUnregisterAttempt, unregisterAttemptCmd{
-		AttemptID: at.ID, FinalStatus: req.FinalStatus, Diagnostics: cut(req.Diagnostics), TrackingURL: req.TrackingUrl, Now: nowMS(),
+		AttemptID: at.ID, FinalStatus: req.FinalStatus, Diagnostics: cut(req.Diagnostics), TrackingURL: req.TrackingUrl, Now: s.nowMS(),
 	}); err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}

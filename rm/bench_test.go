@@ -58,7 +58,7 @@ func benchCluster(b *testing.B, nodes int) (*Server, string) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			n := &state.Node{ID: fmt.Sprintf("sim-%05d:8041", i), State: yarnpb.NodeState_NODE_RUNNING, Total: state.Resource{MemoryMB: 64 * 1024, VCores: 64}}
-			if _, _, err := s.raftApply(CmdRegisterNode, registerNodeCmd{Node: n, Now: nowMS()}); err != nil {
+			if _, _, err := s.raftApply(CmdRegisterNode, registerNodeCmd{Node: n, Now: s.nowMS()}); err != nil {
 				b.Error(err)
 			}
 		}()

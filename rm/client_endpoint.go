@@ -64,7 +64,7 @@ func (e *clientEndpoint) SubmitApplication(ctx context.Context, req *yarnpb.Subm
 	if existing := e.s.State().Snapshot().App(nil, app.ID); existing != nil {
 		return nil, errdefs.ToGRPC(errdefs.AlreadyExists("application %s was already submitted", app.ID))
 	}
-	if _, _, err := e.s.raftApply(CmdSubmitApp, submitAppCmd{App: app, Now: nowMS()}); err != nil {
+	if _, _, err := e.s.raftApply(CmdSubmitApp, submitAppCmd{App: app, Now: e.s.nowMS()}); err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
 	e.s.logger.Info("application submitted", "app_id", app.ID, "name", app.Name, "queue", app.Queue, "user", app.User)
@@ -278,7 +278,7 @@ func (e *clientEndpoint) KillApplication(ctx context.Context, req *yarnpb.KillAp
 	if diag == "" {
 		diag = "Application killed by user."
 	}
-	res, _, err := e.s.raftApply(CmdKillApp, killAppCmd{AppID: app.ID, Diagnostics: diag, Now: nowMS()})
+	res, _, err := e.s.raftApply(CmdKillApp, killAppCmd{AppID: app.ID, Diagnostics: diag, Now: e.s.nowMS()})
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}

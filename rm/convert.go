@@ -2,13 +2,10 @@ package rm
 
 import (
 	"context"
-	"time"
 
 	"loom/proto/yarnpb"
 	"loom/rm/state"
 )
-
-func nowMS() int64 { return time.Now().UnixMilli() }
 
 func (s *Server) nodeReport(n *state.Node) *yarnpb.NodeReport {
 	r := &yarnpb.NodeReport{

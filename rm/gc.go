@@ -34,7 +34,7 @@ const (
 
 // gcLoop collects garbage every GCInterval.
 func (s *Server) gcLoop(ctx context.Context) {
-	tick(ctx, s.cfg.GCInterval, func(now time.Time) {
+	s.tick(ctx, s.cfg.GCInterval, func(now time.Time) {
 		if _, _, err := s.collectGarbage(now); err != nil {
 			s.logger.Warn("forgetting ended applications and nodes failed", "error", err)
 		}

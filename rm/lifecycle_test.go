@@ -45,7 +45,10 @@ func heartbeat(t *testing.T, nm *fakeNM, running ...string) *yarnpb.NodeHeartbea
 // An AM whose container started but that never registers is expired
 // after the registration timeout, and its application tries again.
 func TestAnAMThatNeverRegistersExpires(t *testing.T) {
-	s, c := testServer(t, func(cfg *Config) { cfg.AMRegisterTimeout = 200 * time.Millisecond; cfg.AMExpiry = time.Second })
+	clock := newFakeClock()
+	s, c := testServer(t, func(cfg *Config) {
+		cfg.Clock, cfg.AMRegisterTimeout, cfg.AMExpiry, cfg.NodeExpiry = clock, 2*time.Minute, 30*time.Second, time.Hour
+	})
 	nm := startFakeNM(t, s, 4096)
 	ctx := context.Background()
 	app, err := c.NewApplication(ctx)
@@ -57,7 +60,17 @@ func TestAnAMThatNeverRegistersExpires(t *testing.T) {
 	}
 	heartbeat(t, nm, amContainer(t, nm, app.ApplicationId))
 	first := yarnpb.AttemptID(app.ApplicationId, 1)
-	waitUntil(t, "the silent attempt failed", func() bool {
+	launched := func() bool {
+		at := s.State().Snapshot().Attempt(nil, first)
+		return at != nil && at.State == yarnpb.AttemptState_ATTEMPT_LAUNCHED
+	}
+	waitUntil(t, "the attempt LAUNCHED", launched)
+	// Within the timeout nothing happens; past it the attempt fails.
+	clock.advanceBy(10*time.Second, time.Minute)
+	if !launched() {
+		t.Fatal("the attempt was expired within its registration timeout")
+	}
+	clock.advanceUntil(t, 10*time.Second, 5*time.Minute, "the silent attempt failed", func() bool {
 		at := s.State().Snapshot().Attempt(nil, first)
 		return at != nil && at.State == yarnpb.AttemptState_ATTEMPT_FAILED
 	})
@@ -73,7 +86,8 @@ func TestAnAMThatNeverRegistersExpires(t *testing.T) {
 // over: the NM is told to clean its container up, which frees what it
 // holds.
 func TestAFinishedAMThatDoesNotExitIsStopped(t *testing.T) {
-	s, c := testServer(t, func(cfg *Config) { cfg.KillGrace = 100 * time.Millisecond })
+	clock := newFakeClock()
+	s, c := testServer(t, func(cfg *Config) { cfg.Clock, cfg.KillGrace = clock, 5*time.Second })
 	nm := startFakeNM(t, s, 4096)
 	attempt := submitRunning(t, s, c, nm)
 	appID, _ := yarnpb.AppIDOfAttempt(attempt)
@@ -86,16 +100,21 @@ func TestAFinishedAMThatDoesNotExitIsStopped(t *testing.T) {
 	if resp := heartbeat(t, nm, am); len(resp.ContainersToCleanup) != 0 {
 		t.Fatalf("the AM was stopped within its grace: %v", resp.ContainersToCleanup)
 	}
-	waitUntil(t, "the lingering AM told to stop", func() bool {
-		resp := heartbeat(t, nm, am)
-		return len(resp.ContainersToCleanup) == 1 && resp.ContainersToCleanup[0] == am
-	})
+	clock.Advance(4 * time.Second)
+	if resp := heartbeat(t, nm, am); len(resp.ContainersToCleanup) != 0 {
+		t.Fatalf("the AM was stopped 4 s into a 5 s grace: %v", resp.ContainersToCleanup)
+	}
+	clock.Advance(2 * time.Second)
+	if resp := heartbeat(t, nm, am); len(resp.ContainersToCleanup) != 1 || resp.ContainersToCleanup[0] != am {
+		t.Fatalf("after its grace the lingering AM was not told to stop: %v", resp.ContainersToCleanup)
+	}
 }
 
 // The leader's memory of an attempt goes with the attempt however it
 // ends: a kill leaves no asks, responses or locks behind.
 func TestSoftStateGoesWithItsAttempt(t *testing.T) {
-	s, c := testServer(t, func(cfg *Config) { cfg.AMExpiry = 300 * time.Millisecond })
+	clock := newFakeClock()
+	s, c := testServer(t, func(cfg *Config) { cfg.Clock, cfg.NodeExpiry = clock, time.Hour })
 	nm := startFakeNM(t, s, 4096)
 	attempt := submitRunning(t, s, c, nm)
 	allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt,
@@ -107,7 +126,7 @@ func TestSoftStateGoesWithItsAttempt(t *testing.T) {
 	if _, err := c.Kill(context.Background(), appID, "done"); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the killed attempt's soft state gone", func() bool {
+	clock.advanceUntil(t, time.Second, time.Minute, "the killed attempt's soft state gone", func() bool {
 		n, _ := s.soft.sizes()
 		return n == 0
 	})

@@ -67,7 +67,7 @@ func (s *Server) schedulerLoop(ctx context.Context) {
 				}
 				continue
 			}
-			f, err := s.raftApplyAsync(CmdPlacePlan, newPlacePlan(s.epoch.Load(), nowMS(), plan))
+			f, err := s.raftApplyAsync(CmdPlacePlan, newPlacePlan(s.epoch.Load(), s.nowMS(), plan))
 			if err != nil {
 				s.logger.Warn("committing a scheduling plan failed", "containers", len(plan), "error", err)
 				break
@@ -81,15 +81,15 @@ func (s *Server) schedulerLoop(ctx context.Context) {
 	}
 }
 
-// tick runs fn every interval until ctx ends.
-func tick(ctx context.Context, interval time.Duration, fn func(now time.Time)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
+// tick runs fn every interval of the RM's clock until ctx ends.
+func (s *Server) tick(ctx context.Context, interval time.Duration, fn func(now time.Time)) {
+	c, stop := s.clock.Tick(interval)
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
+		case now := <-c:
 			fn(now)
 		}
 	}
@@ -101,7 +101,7 @@ func checkInterval(expiry time.Duration) time.Duration {
 
 // nodeLivenessLoop marks nodes LOST when they stop heartbeating.
 func (s *Server) nodeLivenessLoop(ctx context.Context) {
-	tick(ctx, checkInterval(s.cfg.NodeExpiry), func(now time.Time) {
+	s.tick(ctx, checkInterval(s.cfg.NodeExpiry), func(now time.Time) {
 		for _, n := range s.State().Snapshot().Nodes(nil) {
 			if !n.Live() {
 				continue
@@ -125,7 +125,7 @@ func (s *Server) nodeLivenessLoop(ctx context.Context) {
 // registered (YARN's AMLivelinessMonitor watches LAUNCHED attempts too),
 // and drops the soft state of attempts and nodes that ended.
 func (s *Server) amLivenessLoop(ctx context.Context) {
-	tick(ctx, checkInterval(s.cfg.AMExpiry), func(now time.Time) {
+	s.tick(ctx, checkInterval(s.cfg.AMExpiry), func(now time.Time) {
 		r := s.State().Snapshot()
 		live := r.LiveAttempts(nil)
 		s.soft.retain(live, r.Nodes(nil))
@@ -160,7 +160,7 @@ func (s *Server) amLivenessLoop(ctx context.Context) {
 
 // cleanupLoop reclaims containers that were allocated but never started.
 func (s *Server) cleanupLoop(ctx context.Context) {
-	tick(ctx, checkInterval(s.cfg.AllocExpiry), func(now time.Time) {
+	s.tick(ctx, checkInterval(s.cfg.AllocExpiry), func(now time.Time) {
 		var expired []*yarnpb.ContainerStatus
 		byNode := map[string][]*yarnpb.ContainerStatus{}
 		for _, c := range s.State().Snapshot().LiveContainers() {
@@ -244,7 +244,7 @@ func (s *Server) launchAM(ctx context.Context, r *state.ReadTxn, at *state.Attem
 			return err
 		}
 		launch.Credentials = creds
-		ctok, err := s.containerToken(c, app.User, time.Now())
+		ctok, err := s.containerToken(c, app.User, s.clock.Now())
 		if err != nil {
 			return err
 		}
@@ -292,7 +292,7 @@ func (s *Server) launchAM(ctx context.Context, r *state.ReadTxn, at *state.Attem
 	logger.Warn("launching the AM container failed", "error", err)
 	st := &yarnpb.ContainerStatus{ContainerId: c.ID, State: yarnpb.ContainerState_CONTAINER_COMPLETED, ExitStatus: state.ExitLaunchFailed,
 		Diagnostics: fmt.Sprintf("launching the AM container on node %s failed: %v", c.NodeID, err)}
-	if _, _, err := s.raftApply(CmdContainerStatuses, containerStatusesCmd{NodeID: c.NodeID, Statuses: []*yarnpb.ContainerStatus{st}, Now: nowMS()}); err != nil {
+	if _, _, err := s.raftApply(CmdContainerStatuses, containerStatusesCmd{NodeID: c.NodeID, Statuses: []*yarnpb.ContainerStatus{st}, Now: s.nowMS()}); err != nil {
 		logger.Warn("recording the launch failure failed", "error", err)
 	}
 }

@@ -94,6 +94,10 @@ type Config struct {
 	// the cluster and act on any application.
 	Admins []string
 
+	// Clock is the time liveness, expiry, grace and retention work by;
+	// the machine's when nil.
+	Clock Clock
+
 	// establishFault, when set, fails a step of establishing
 	// leadership: tests make the steps' failures with it.
 	establishFault func() error
@@ -163,6 +167,8 @@ type Server struct {
 
 	soft *softState
 	nms  *nmPool
+	// clock is Config.Clock, or the real one.
+	clock Clock
 	// bootIndex is the index of the last command on disk at start (above
 	// the snapshot the FSM restored): reads wait until it is applied, so a
 	// restarted RM never answers from a partial state.
@@ -189,12 +195,16 @@ func New(cfg *Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:           cfg,
+		clock:         cfg.Clock,
 		logger:        cfg.Logger.Named("rm"),
 		leaderCh:      make(chan bool, 8),
 		schedulerKick: make(chan struct{}, 1),
 		shutdown:      make(chan struct{}),
 		leaderReady:   make(chan struct{}),
 		soft:          newSoftState(),
+	}
+	if s.clock == nil {
+		s.clock = realClock{}
 	}
 	s.nms = newNMPool(s.logger, cfg.TLS)
 	fsm, err := NewFSM(s.logger)
@@ -578,7 +588,7 @@ func (s *Server) establishLeadership() error {
 	}
 	// Tokens are signed from the first call on: the leader has a
 	// master key before it serves.
-	if err := s.rotateKeysIfDue(time.Now()); err != nil {
+	if err := s.rotateKeysIfDue(s.clock.Now()); err != nil {
 		return fmt.Errorf("making a master key: %w", err)
 	}
 	meta := s.State().Snapshot().Meta()
@@ -593,7 +603,7 @@ func (s *Server) establishLeadership() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.leaderCancel = cancel
-	s.soft.reset(time.Now(), s.State().Snapshot())
+	s.soft.reset(s.clock.Now(), s.State().Snapshot())
 	s.isLeader.Store(true)
 	for _, loop := range []func(context.Context){s.schedulerLoop, s.nodeLivenessLoop, s.amLivenessLoop, s.launcherLoop, s.cleanupLoop, s.keyRotationLoop, s.gcLoop} {
 		s.leaderWG.Add(1)

@@ -394,11 +394,16 @@ func TestBadRequestsAreRefusedWithClearErrors(t *testing.T) {
 }
 
 func TestSilentNodeIsLostAndItsAMRetried(t *testing.T) {
-	s, c := testServer(t, func(cfg *Config) { cfg.NodeExpiry = 300 * time.Millisecond })
+	clock := newFakeClock()
+	s, c := testServer(t, func(cfg *Config) { cfg.Clock, cfg.NodeExpiry, cfg.AMExpiry = clock, 10*time.Second, time.Hour })
 	nm := startFakeNM(t, s, 4096)
 	attempt := submitRunning(t, s, c, nm)
 	appID, _ := yarnpb.AppIDOfAttempt(attempt)
-	waitUntil(t, "the silent node LOST", func() bool {
+	clock.advanceBy(time.Second, 5*time.Second)
+	if n := s.State().Snapshot().Node(nil, nm.addr); n.State != yarnpb.NodeState_NODE_RUNNING {
+		t.Fatalf("the node is %s 5 s into a 10 s expiry", n.State)
+	}
+	clock.advanceUntil(t, time.Second, time.Minute, "the silent node LOST", func() bool {
 		n := s.State().Snapshot().Node(nil, nm.addr)
 		return n.State == yarnpb.NodeState_NODE_LOST
 	})

@@ -49,7 +49,7 @@ func (s *Server) rotateKeysIfDue(now time.Time) error {
 
 // keyRotationLoop rotates the master keys when due.
 func (s *Server) keyRotationLoop(ctx context.Context) {
-	tick(ctx, min(time.Hour, s.cfg.KeyRotation/4), func(now time.Time) {
+	s.tick(ctx, min(time.Hour, s.cfg.KeyRotation/4), func(now time.Time) {
 		if err := s.rotateKeysIfDue(now); err != nil {
 			s.logger.Warn("rotating the master key failed", "error", err)
 		}

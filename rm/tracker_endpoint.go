@@ -109,7 +109,7 @@ func (e *trackerEndpoint) RegisterNodeManager(ctx context.Context, req *yarnpb.R
 		Labels:       req.Labels,
 		Identity:     who,
 	}
-	now := time.Now()
+	now := s.clock.Now()
 	if _, _, err := s.raftApply(CmdRegisterNode, registerNodeCmd{Node: node, Reported: reported, Now: now.UnixMilli()}); err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
@@ -150,7 +150,7 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 	}
 	// The keys that verify container tokens, as they rotate.
 	resp.ContainerKeys = r.Meta().Keys
-	now := time.Now()
+	now := s.clock.Now()
 	s.soft.touchNode(node.ID, now, req.Utilization)
 	resp.ResponseId = s.soft.nextNodeResponse(node.ID)
 
@@ -267,7 +267,7 @@ func (e *trackerEndpoint) UnRegisterNodeManager(ctx context.Context, req *yarnpb
 		return nil, errdefs.ToGRPC(err)
 	}
 	if node.Live() {
-		if _, _, err := s.raftApply(CmdSetNodeState, setNodeStateCmd{NodeID: node.ID, State: yarnpb.NodeState_NODE_SHUTDOWN, Report: "NodeManager shut down", Now: nowMS()}); err != nil {
+		if _, _, err := s.raftApply(CmdSetNodeState, setNodeStateCmd{NodeID: node.ID, State: yarnpb.NodeState_NODE_SHUTDOWN, Report: "NodeManager shut down", Now: s.nowMS()}); err != nil {
 			return nil, errdefs.ToGRPC(err)
 		}
 	}
