@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -115,11 +116,14 @@ func (l *ProcessLauncher) fetch(ctx context.Context, key *flinkpb.BlobKey) (stri
 	dir := filepath.Join(l.Dir, "blobs")
 	path := filepath.Join(dir, key.Sha256)
 	if _, err := os.Stat(path); err == nil {
+		now := time.Now()
+		_ = os.Chtimes(path, now, now) // recently used
 		return path, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
+	defer evictArtifacts(dir, key.Sha256)
 	stream, err := l.Blobs.DownloadBlob(ctx, key)
 	if err != nil {
 		return "", fmt.Errorf("fetching the artifact %s: %w", key.Sha256, err)
@@ -154,6 +158,33 @@ func (l *ProcessLauncher) fetch(ctx context.Context, key *flinkpb.BlobKey) (stri
 		return "", err
 	}
 	return path, os.Rename(f.Name(), path)
+}
+
+// maxArtifacts bounds the programs a TaskManager keeps: a session's
+// TaskManager that runs jobs of many programs keeps the latest ones.
+const maxArtifacts = 8
+
+// evictArtifacts removes the least recently used artifacts in dir beyond
+// maxArtifacts, never keep. A worker running one keeps its file open.
+func evictArtifacts(dir, keep string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	type artifact struct {
+		name string
+		used time.Time
+	}
+	var all []artifact
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && len(e.Name()) == 64 && e.Name() != keep {
+			all = append(all, artifact{e.Name(), info.ModTime()})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].used.After(all[j].used) })
+	for _, a := range all[min(len(all), maxArtifacts-1):] {
+		_ = os.Remove(filepath.Join(dir, a.name))
+	}
 }
 
 type process struct {
