@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"strings"
 	"syscall"
 	"testing"
@@ -73,5 +74,41 @@ func TestClusterUpRestartsADeadNodeManager(t *testing.T) {
 		if n.State != "RUNNING" {
 			t.Errorf("node %s is %s after its NodeManager came back", n.ID, n.State)
 		}
+	}
+}
+
+// A ResourceManager killed while it launches an application's AM comes
+// back (cluster up starts it again) and the application runs on in its
+// first attempt: launching again an AM container that its node already
+// runs is not a failure.
+func TestRMKilledDuringAMLaunchKeepsTheAttempt(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 2})
+	id := strings.TrimSpace(c.mustLoom("dshell", "-d", "--num-containers", "2", "--memory-mb", "64", "--", "sleep", "2"))
+	old := c.rmPid()
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the RM started again", func() (bool, string) {
+		pids := pgrep("--data-dir " + c.dir + "/rm ")
+		return len(pids) == 1 && pids[0] != old, ""
+	})
+	var a struct {
+		State       string `json:"state"`
+		FinalStatus string `json:"finalStatus"`
+		Diagnostics string `json:"diagnostics"`
+		Attempts    []struct {
+			ID    string `json:"appAttemptId"`
+			State string `json:"appAttemptState"`
+		} `json:"appAttempts"`
+	}
+	waitFor(t, 60*time.Second, "the application ended", func() (bool, string) {
+		out, _, code := c.loom("app", "status", id, "-o", "json")
+		if code != 0 || json.Unmarshal([]byte(out), &a) != nil {
+			return false, out
+		}
+		return a.State == "FINISHED" || a.State == "FAILED" || a.State == "KILLED", a.State
+	})
+	if a.FinalStatus != "SUCCEEDED" || len(a.Attempts) != 1 {
+		t.Fatalf("after an RM kill during its launch the application ended %s in %d attempts: %s %+v", a.FinalStatus, len(a.Attempts), a.Diagnostics, a.Attempts)
 	}
 }
