@@ -2,9 +2,12 @@ package integration
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -170,4 +173,38 @@ func TestFlinkPortsTakeOnlyTheirApplication(t *testing.T) {
 		t.Fatalf("the application ended %s after the probes: %s", a.FinalStatus, a.Diagnostics)
 	}
 	checkCounts(t, output, 2, want)
+}
+
+// A standalone deployment takes only holders of its secret: a
+// TaskManager and a client with another deployment's secret file are
+// refused, and say why, while the deployment's own run a job.
+func TestStandaloneTakesOnlyItsSecret(t *testing.T) {
+	s := startStandalone(t, 1, 2)
+	other := filepath.Join(t.TempDir(), "other-secret")
+	if err := os.WriteFile(other, []byte(hex.EncodeToString(auth.NewSecret())+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(s.dir, "stranger.log")
+	f, err := os.Create(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tm := exec.Command(loomBin, "taskmanager", "--jobmanager", s.jmAddr, "--slots", "2", "--addr", "127.0.0.1:0",
+		"--dir", filepath.Join(s.dir, "stranger"), "--secret-file", other)
+	tm.Stdout, tm.Stderr = f, f
+	if err := tm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tm.Process.Kill(); _ = tm.Wait() })
+	waitFor(t, 20*time.Second, "the stranger's refusal in its log", func() (bool, string) {
+		b, _ := os.ReadFile(log)
+		return strings.Contains(string(b), "does not hold this deployment's secret"), string(b)
+	})
+	s.waitTaskManagers(1) // the stranger never registered
+	_, errs, code := runLoomEnv([]string{"LOOM_JOBMANAGER=" + s.jmAddr, "LOOM_FLINK_SECRET_FILE=" + other}, "job", "list")
+	if code == 0 || !strings.Contains(errs, "do not trust each other") {
+		t.Fatalf("a client with another secret: exit %d, %s", code, errs)
+	}
+	s.mustLoom("job", "list")
 }

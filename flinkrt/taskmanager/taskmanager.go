@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -225,6 +226,7 @@ func (tm *TaskManager) Run(ctx context.Context) error {
 func (tm *TaskManager) heartbeatRM(ctx context.Context) error {
 	interval := time.Second
 	registered := false
+	refusedBy := "" // the last refusal said
 	lastOK := time.Now()
 	var lastLookup time.Time
 	// A connection to the JobManager that breaks wakes the loop, so a
@@ -262,7 +264,14 @@ func (tm *TaskManager) heartbeatRM(ctx context.Context) error {
 				interval = time.Duration(resp.HeartbeatIntervalMs) * time.Millisecond
 				tm.log.Info("registered with the ResourceManager", "addr", tm.jobManager())
 			} else if ctx.Err() == nil {
-				tm.log.Debug("registering with the ResourceManager", "error", err)
+				// A JobManager that is not up yet is normal; one that
+				// does not trust this TaskManager is said once.
+				if msg := status.Convert(err).Message(); strings.Contains(msg, "authentication handshake failed") && msg != refusedBy {
+					refusedBy = msg
+					tm.log.Warn("the JobManager and this TaskManager do not trust each other: is its --secret-file the JobManager's?", "jobmanager", tm.jobManager(), "error", msg)
+				} else {
+					tm.log.Debug("registering with the ResourceManager", "error", err)
+				}
 			}
 		} else {
 			var resp *flinkpb.ResourceManagerHeartbeatResponse
