@@ -155,9 +155,21 @@ func (f *forgotten) at(id string) (int64, bool) {
 // notFoundReason says why there is no application id: forgotten by
 // retention when, or unknown, with the retention either way.
 func (s *Server) notFoundReason(id string) string {
-	keep := fmt.Sprintf("the ResourceManager keeps the last %d ended applications, each for at most %s", s.cfg.MaxCompletedApps, s.cfg.CompletedAppTTL)
+	keep := fmt.Sprintf("the ResourceManager keeps the last %d ended applications, each for at most %s", s.cfg.MaxCompletedApps, humanDuration(s.cfg.CompletedAppTTL))
 	if t, ok := s.fsm.forgotten.at(id); ok {
 		return fmt.Sprintf("application %s ended and was forgotten at %s: %s", id, time.UnixMilli(t).UTC().Format(time.RFC3339), keep)
 	}
 	return fmt.Sprintf("application %s not found (%s); `loom app list --all` shows every application it holds", id, keep)
+}
+
+// humanDuration writes whole days as days (7 days, not 168h0m0s).
+func humanDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch {
+	case d == day:
+		return "1 day"
+	case d > day && d%day == 0:
+		return fmt.Sprintf("%d days", d/day)
+	}
+	return d.String()
 }
