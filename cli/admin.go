@@ -72,6 +72,79 @@ func adminCommand() *cli.Command {
 					})
 				},
 			},
+			raftCommand(),
+		},
+	}
+}
+
+// raftPeer is one replica as `admin raft list-peers -o json` prints it.
+type raftPeer struct {
+	ID      string `json:"id"`      // its gRPC address, the one clients dial
+	Address string `json:"address"` // where its raft listens
+	Leader  bool   `json:"leader"`
+	Voter   bool   `json:"voter"`
+}
+
+func raftCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "raft",
+		Usage: "the ResourceManager replicas' raft cluster",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "list-peers",
+				Usage: "list the replicas, which one leads and which vote",
+				Flags: []cli.Flag{rmFlag, configFlag, outputFlag},
+				Action: func(c *cli.Context) error {
+					asJSON, err := jsonOutput(c)
+					if err != nil {
+						return err
+					}
+					return withRM(c, func(rm *rmclient.Client) error {
+						st, err := rm.ServiceState(c.Context)
+						if err != nil {
+							return err
+						}
+						if !st.InCluster {
+							return fmt.Errorf("the replica at %s is in no raft cluster yet: it is still looking for its peers (--join, --bootstrap-expect); ask another", st.Id)
+						}
+						peers := make([]raftPeer, 0, len(st.Peers))
+						for _, p := range st.Peers {
+							peers = append(peers, raftPeer{ID: p.Id, Address: p.Address, Leader: p.Leader, Voter: p.Voter})
+						}
+						if asJSON {
+							return printJSON(stdout(), peers)
+						}
+						var rows [][]string
+						for _, p := range peers {
+							state := "follower"
+							if p.Leader {
+								state = "leader"
+							}
+							rows = append(rows, []string{p.ID, p.Address, state, fmt.Sprint(p.Voter)})
+						}
+						table(stdout(), "ID\tAddress\tState\tVoter", rows)
+						return nil
+					})
+				},
+			},
+			{
+				Name:      "remove-peer",
+				Usage:     "take a replica out of the raft cluster (one that is gone for good, or before it leaves)",
+				ArgsUsage: "ID",
+				Flags:     []cli.Flag{rmFlag, configFlag},
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return fmt.Errorf("name one replica by its ID; `loom admin raft list-peers` shows them")
+					}
+					return withRM(c, func(rm *rmclient.Client) error {
+						if err := rm.RemoveRaftPeer(c.Context, c.Args().First()); err != nil {
+							return err
+						}
+						fmt.Fprintf(stdout(), "removed %s from the raft cluster\n", c.Args().First())
+						return nil
+					})
+				},
+			},
 		},
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -36,12 +37,13 @@ func clusterCommand() *cli.Command {
 		Usage: "run a local cluster",
 		Subcommands: []*cli.Command{{
 			Name:  "up",
-			Usage: "start one ResourceManager and N NodeManagers on this machine, in the foreground; Ctrl-C stops them all",
+			Usage: "start a ResourceManager (or 3 or 5 replicas of it) and N NodeManagers on this machine, in the foreground; Ctrl-C stops them all",
 			Flags: []cli.Flag{
 				&cli.IntFlag{Name: "nodes", Value: d.Nodes, Usage: "number of NodeManagers"},
 				&cli.StringFlag{Name: "dir", Value: "loom-cluster", Usage: "directory for the daemons' data and logs"},
 				&cli.StringFlag{Name: "rm-addr", Value: d.RMAddr, Usage: "ResourceManager gRPC address (raft uses its port + 2)"},
 				&cli.StringFlag{Name: "http-addr", Value: d.HTTPAddr, Usage: "ResourceManager HTTP address"},
+				&cli.IntFlag{Name: "rm-replicas", Value: d.RMReplicas, Usage: "ResourceManager replicas in one raft cluster (1, 3 or 5); replica i listens on the ports above + 100*i"},
 				&cli.Int64Flag{Name: "node-memory-mb", Value: d.NodeMemoryMB, Usage: "memory each node offers"},
 				&cli.IntFlag{Name: "node-vcores", Value: int(d.NodeVCores), Usage: "vcores each node offers"},
 				&cli.DurationFlag{Name: "node-expiry", Value: d.NodeExpiry, Usage: "a node silent this long is LOST"},
@@ -58,6 +60,7 @@ func clusterCommand() *cli.Command {
 				cfg.Dir = c.String("dir")
 				cfg.RMAddr = c.String("rm-addr")
 				cfg.HTTPAddr = c.String("http-addr")
+				cfg.RMReplicas = c.Int("rm-replicas")
 				cfg.NodeMemoryMB = c.Int64("node-memory-mb")
 				cfg.NodeVCores = int32(c.Int("node-vcores"))
 				cfg.NodeExpiry = c.Duration("node-expiry")
@@ -67,7 +70,11 @@ func clusterCommand() *cli.Command {
 				cfg.CompletedAppTTL = c.Duration("completed-app-ttl")
 				cfg.GCInterval = c.Duration("gc-interval")
 				out := stdout()
-				fmt.Fprintf(out, "starting a local cluster in %s: 1 ResourceManager, %d NodeManagers\n", cfg.Dir, cfg.Nodes)
+				rms := "1 ResourceManager"
+				if cfg.RMReplicas > 1 {
+					rms = fmt.Sprintf("%d ResourceManager replicas", cfg.RMReplicas)
+				}
+				fmt.Fprintf(out, "starting a local cluster in %s: %s, %d NodeManagers\n", cfg.Dir, rms, cfg.Nodes)
 				cl, err := localcluster.Start(c.Context, cfg)
 				if err != nil {
 					return err
@@ -77,7 +84,9 @@ func clusterCommand() *cli.Command {
 					cl.Stop()
 					fmt.Fprintln(out, "cluster stopped")
 				}()
-				fmt.Fprintf(out, "ResourceManager  %s  web https://%s  log %s\n", cfg.RMAddr, cfg.HTTPAddr, cl.RM.Log)
+				for i, addr := range cl.RMAddrs() {
+					fmt.Fprintf(out, "ResourceManager  %s  web https://%s  log %s\n", addr, cl.HTTPAddrs()[i], cl.RMs[i].Log)
+				}
 				for _, n := range cl.Nodes {
 					fmt.Fprintf(out, "NodeManager      %s  %d MB, %d vcores  RUNNING\n", n.Id, n.Total.GetMemoryMb(), n.Total.GetVcores())
 				}
@@ -91,6 +100,9 @@ func clusterCommand() *cli.Command {
 					}
 				}
 				fmt.Fprintf(out, "use it with: export LOOM_CONFIG=%s\n", cl.ClientConfig)
+				if len(cl.RMs) > 1 {
+					fmt.Fprintf(out, "its ResourceManagers: export LOOM_RM=%s\n", strings.Join(cl.RMAddrs(), ","))
+				}
 				// A daemon that dies is started again; Ctrl-C stops them all.
 				cl.Supervise(os.Stderr)
 				<-c.Context.Done()

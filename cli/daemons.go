@@ -29,6 +29,8 @@ func rmCommand() *cli.Command {
 			&cli.StringFlag{Name: "advertise", Usage: "gRPC address others dial (default: the listen address)"},
 			&cli.StringFlag{Name: "http-addr", Value: d.HTTPAddr, Usage: "HTTP listen address (web API); empty disables it"},
 			&cli.StringFlag{Name: "raft-addr", Value: d.RaftAddr, Usage: "raft listen address"},
+			&cli.StringFlag{Name: "join", Usage: "comma-separated gRPC addresses of other replicas, to form a cluster with (with --bootstrap-expect) or to join one", EnvVars: []string{"LOOM_RM_JOIN"}},
+			&cli.IntFlag{Name: "bootstrap-expect", Usage: "form a new raft cluster once this many replicas (3 or 5) have found each other through --join (default: 1, this replica alone, without --join; only join, with it)"},
 			&cli.DurationFlag{Name: "nm-heartbeat", Value: d.NMHeartbeat, Usage: "interval NodeManagers heartbeat at"},
 			&cli.DurationFlag{Name: "node-expiry", Value: d.NodeExpiry, Usage: "a node silent this long is LOST"},
 			&cli.DurationFlag{Name: "am-expiry", Value: d.AMExpiry, Usage: "an ApplicationMaster silent this long has failed"},
@@ -56,6 +58,11 @@ func rmCommand() *cli.Command {
 			cfg.AdvertiseAddr = c.String("advertise")
 			cfg.HTTPAddr = c.String("http-addr")
 			cfg.RaftAddr = c.String("raft-addr")
+			cfg.Join = splitList(c.String("join"))
+			cfg.BootstrapExpect = c.Int("bootstrap-expect")
+			if !c.IsSet("bootstrap-expect") && len(cfg.Join) == 0 {
+				cfg.BootstrapExpect = 1
+			}
 			cfg.NMHeartbeat = c.Duration("nm-heartbeat")
 			cfg.NodeExpiry = c.Duration("node-expiry")
 			cfg.AMExpiry = c.Duration("am-expiry")
@@ -163,6 +170,8 @@ func nmCommand() *cli.Command {
 			&cli.StringFlag{Name: "labels", Usage: "comma-separated node labels"},
 			&cli.DurationFlag{Name: "kill-grace", Value: d.KillGrace, Usage: "time between SIGTERM and SIGKILL when stopping a container"},
 			&cli.Int64Flag{Name: "cache-size-mb", Value: nm.DefaultCacheMB, Usage: "the most the localization cache keeps, MB; the least recently used files go first"},
+			&cli.DurationFlag{Name: "log-retention", Value: nm.DefaultLogRetention, Usage: "how long an ended application's container logs stay on the node"},
+			&cli.IntFlag{Name: "max-app-logs", Value: nm.DefaultMaxAppLogs, Usage: "the most ended applications whose logs the node keeps; the oldest go first"},
 			&cli.BoolFlag{Name: "no-cgroups", Usage: "enforce memory by polling process RSS even where cgroups are writable"},
 			tlsCAFlag, tlsCertFlag, tlsKeyFlag,
 			adminsFlag,
@@ -186,6 +195,11 @@ func nmCommand() *cli.Command {
 			cfg.CacheMB = c.Int64("cache-size-mb")
 			if cfg.CacheMB < 1 {
 				return errors.New("--cache-size-mb must be positive")
+			}
+			cfg.LogRetention = c.Duration("log-retention")
+			cfg.MaxAppLogs = c.Int("max-app-logs")
+			if cfg.LogRetention <= 0 || cfg.MaxAppLogs < 1 {
+				return errors.New("--log-retention and --max-app-logs must be positive")
 			}
 			cfg.NoCgroups = c.Bool("no-cgroups")
 			cfg.Admins = splitList(c.String("admins"))

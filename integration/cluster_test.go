@@ -221,7 +221,7 @@ func TestBadInputLeavesDaemonsUnharmed(t *testing.T) {
 // SIGKILL and starts it again on the same data directory.
 func TestRMRestartKeepsState(t *testing.T) {
 	dir := t.TempDir()
-	rmPort, httpPort := freePorts(t)
+	rmPort, httpPort := freePorts(t, 1)
 	rmAddr := fmt.Sprintf("127.0.0.1:%d", rmPort)
 	rmArgs := []string{"rm", "--data-dir", filepath.Join(dir, "rm"), "--addr", rmAddr,
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--raft-addr", fmt.Sprintf("127.0.0.1:%d", rmPort+2),

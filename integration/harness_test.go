@@ -64,11 +64,17 @@ func TestMain(m *testing.M) {
 
 // freePorts returns a port p such that p and p+2 are free (the RM's gRPC
 // and raft ports), and another free port.
-func freePorts(t *testing.T) (int, int) {
+func freePorts(t *testing.T, replicas int) (int, int) {
 	t.Helper()
+	replicas = max(replicas, 1)
 	for i := 0; i < 100; i++ {
-		p := fixedPort(56)
-		if portFree(p) && portFree(p+2) && portFree(p+56) {
+		p := fixedPort(56 + 100*(replicas-1))
+		free := true
+		for r := 0; r < replicas; r++ {
+			q := p + 100*r
+			free = free && portFree(q) && portFree(q+2) && portFree(q+56)
+		}
+		if free {
 			return p, p + 56
 		}
 	}
@@ -106,6 +112,8 @@ type cluster struct {
 	t        *testing.T
 	dir      string
 	rmAddr   string
+	// rmAddrs lists every RM replica, rmAddr first.
+	rmAddrs  []string
 	httpAddr string
 	cmd      *exec.Cmd
 	out      *bytes.Buffer
@@ -118,6 +126,8 @@ type clusterOpts struct {
 	memoryMB  int
 	// extra are more `cluster up` flags.
 	extra []string
+	// rmReplicas runs that many RM replicas (cluster up --rm-replicas).
+	rmReplicas int
 }
 
 func startCluster(t *testing.T, o clusterOpts) *cluster {
@@ -129,10 +139,16 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 		o.memoryMB = 4096
 	}
 	dir := t.TempDir()
-	rmPort, httpPort := freePorts(t)
+	rmPort, httpPort := freePorts(t, o.rmReplicas)
 	c := &cluster{t: t, dir: dir, rmAddr: fmt.Sprintf("127.0.0.1:%d", rmPort), httpAddr: fmt.Sprintf("127.0.0.1:%d", httpPort), out: &bytes.Buffer{}, done: make(chan struct{})}
+	for r := 0; r < max(o.rmReplicas, 1); r++ {
+		c.rmAddrs = append(c.rmAddrs, fmt.Sprintf("127.0.0.1:%d", rmPort+100*r))
+	}
 	args := []string{"cluster", "up", "--nodes", strconv.Itoa(o.nodes), "--dir", dir, "--rm-addr", c.rmAddr,
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--node-memory-mb", strconv.Itoa(o.memoryMB), "--no-user-config"}
+	if o.rmReplicas > 1 {
+		args = append(args, "--rm-replicas", strconv.Itoa(o.rmReplicas))
+	}
 	if o.noCgroups {
 		args = append(args, "--nm-no-cgroups")
 	}
@@ -200,7 +216,11 @@ func (c *cluster) loom(args ...string) (string, string, int) {
 // env is the environment of a client of the cluster: its address and
 // the admin's client config that `cluster up` wrote.
 func (c *cluster) env() []string {
-	return []string{"LOOM_RM=" + c.rmAddr, "LOOM_CONFIG=" + c.clientConfig()}
+	addrs := c.rmAddrs
+	if len(addrs) == 0 {
+		addrs = []string{c.rmAddr}
+	}
+	return []string{"LOOM_RM=" + strings.Join(addrs, ","), "LOOM_CONFIG=" + c.clientConfig()}
 }
 
 // handPKI makes, with the `loom tls` commands as an operator would, the

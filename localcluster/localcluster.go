@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,10 @@ type Config struct {
 	RMAddr       string
 	HTTPAddr     string
 	RaftAddr     string // default: the RM port + 2
+	// RMReplicas is how many ResourceManager replicas form the cluster's
+	// raft (1, 3 or 5). Replica i (from 0) listens on RMAddr's, HTTPAddr's
+	// and RaftAddr's ports + 100*i.
+	RMReplicas int
 	NodeMemoryMB int64
 	NodeVCores   int32
 	NMHeartbeat  time.Duration
@@ -62,6 +67,7 @@ func DefaultConfig() *Config {
 		Nodes:        3,
 		RMAddr:       "127.0.0.1:8032",
 		HTTPAddr:     "127.0.0.1:8088",
+		RMReplicas:   1,
 		NodeMemoryMB: 4096,
 		NodeVCores:   4,
 		NMHeartbeat:  250 * time.Millisecond,
@@ -154,7 +160,9 @@ type Cluster struct {
 	// (LOOM_CONFIG), and Client that user's identity.
 	ClientConfig string
 	Client       *tlsutil.Bundle
+	// RM is the first ResourceManager replica, RMs all of them.
 	RM           *Process
+	RMs          []*Process
 	NMs          []*Process
 	Nodes        []*yarnpb.NodeReport
 	// Took is how long the cluster took to have every node RUNNING.
@@ -168,6 +176,8 @@ type Cluster struct {
 	startMu sync.Mutex
 	stopCh  chan struct{}
 	wg      sync.WaitGroup
+	// replicas is where the RM replicas listen.
+	replicas []replica
 }
 
 // RaftAddrFor derives the raft address from the RM's: port + 2, as 8032
@@ -182,6 +192,72 @@ func RaftAddrFor(rmAddr string) (string, error) {
 		return "", fmt.Errorf("--rm-addr %q: needs a fixed port number", rmAddr)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(p+2)), nil
+}
+
+// shiftPort is addr with its port moved by d.
+func shiftPort(addr string, d int) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("%q: expected host:port", addr)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p <= 0 || p+d > 65535 {
+		return "", fmt.Errorf("%q: needs a fixed port number below %d", addr, 65536-d)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+d)), nil
+}
+
+// replica is where one RM replica listens and keeps its data.
+type replica struct {
+	name, addr, http, raft string
+}
+
+// replicas lays the RM replicas out: one named rm, or rm-1 to rm-N on
+// ports 100 apart.
+func (cfg *Config) replicas() ([]replica, error) {
+	n := max(cfg.RMReplicas, 1)
+	if n > 1 && n != 3 && n != 5 {
+		return nil, fmt.Errorf("--rm-replicas %d: want 1, 3 or 5 (raft needs a majority; an even count adds a replica that can fail without adding one that may)", n)
+	}
+	var out []replica
+	for i := 0; i < n; i++ {
+		r := replica{name: "rm"}
+		if n > 1 {
+			r.name = fmt.Sprintf("rm-%d", i+1)
+		}
+		var err error
+		if r.addr, err = shiftPort(cfg.RMAddr, 100*i); err != nil {
+			return nil, fmt.Errorf("--rm-addr %w", err)
+		}
+		if cfg.HTTPAddr != "" {
+			if r.http, err = shiftPort(cfg.HTTPAddr, 100*i); err != nil {
+				return nil, fmt.Errorf("--http-addr %w", err)
+			}
+		}
+		if r.raft, err = shiftPort(cfg.RaftAddr, 100*i); err != nil {
+			return nil, fmt.Errorf("the raft address %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// RMAddrs lists the gRPC addresses of the cluster's RM replicas.
+func (c *Cluster) RMAddrs() []string {
+	var out []string
+	for _, r := range c.replicas {
+		out = append(out, r.addr)
+	}
+	return out
+}
+
+// HTTPAddrs lists their HTTP addresses.
+func (c *Cluster) HTTPAddrs() []string {
+	var out []string
+	for _, r := range c.replicas {
+		out = append(out, r.http)
+	}
+	return out
 }
 
 // Start starts the cluster and waits until every node is RUNNING.
@@ -214,9 +290,19 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 	}
 	start := time.Now()
 	c := &Cluster{cfg: cfg, stopCh: make(chan struct{})}
-	for _, a := range []struct{ flag, addr string }{{"--rm-addr", cfg.RMAddr}, {"--http-addr", cfg.HTTPAddr}, {"the raft address (--rm-addr's port + 2)", cfg.RaftAddr}} {
-		if err := portFree(a.addr); err != nil {
-			return nil, fmt.Errorf("%s %s is in use (%v): is another cluster running? Stop it, or give this one other ports", a.flag, a.addr, err)
+	var err error
+	if c.replicas, err = cfg.replicas(); err != nil {
+		return nil, err
+	}
+	for _, r := range c.replicas {
+		for _, a := range []struct{ flag, addr string }{{"--rm-addr", r.addr}, {"--http-addr", r.http}, {"the raft address (--rm-addr's port + 2)", r.raft}} {
+			if err := portFree(a.addr); err != nil {
+				what := a.flag
+				if len(c.replicas) > 1 {
+					what = r.name + "'s " + strings.TrimPrefix(a.flag, "--")
+				}
+				return nil, fmt.Errorf("%s %s is in use (%v): is another cluster running? Stop it, or give this one other ports", what, a.addr, err)
+			}
 		}
 	}
 	pki, err := c.certificates()
@@ -233,22 +319,36 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 	if cfg.GCInterval > 0 {
 		retention = append(retention, "--gc-interval", cfg.GCInterval.String())
 	}
-	rm, err := c.spawn("rm", append(append(tlsArgs(pki.rm), retention...),
-		"--tls-ca-key", pki.caKey,
-		"--data-dir", filepath.Join(cfg.Dir, "rm"),
-		"--addr", cfg.RMAddr,
-		"--http-addr", cfg.HTTPAddr,
-		"--raft-addr", cfg.RaftAddr,
-		"--nm-heartbeat", cfg.NMHeartbeat.String(),
-		"--node-expiry", cfg.NodeExpiry.String(),
-		"--am-expiry", cfg.AMExpiry.String(),
-		"--raft-timeout", "100ms",
-		"--log-level", cfg.LogLevel,
-	)...)
-	if err != nil {
-		return nil, err
+	rmList := strings.Join(c.RMAddrs(), ",")
+	for _, r := range c.replicas {
+		files, err := pki.files.Ensure(pki.ca, r.name, tlsutil.Identity{Kind: tlsutil.KindServer, Name: r.name})
+		if err != nil {
+			c.Stop()
+			return nil, err
+		}
+		args := append(append(tlsArgs(files), retention...),
+			"--tls-ca-key", pki.caKey,
+			"--data-dir", filepath.Join(cfg.Dir, r.name),
+			"--addr", r.addr,
+			"--http-addr", r.http,
+			"--raft-addr", r.raft,
+			"--nm-heartbeat", cfg.NMHeartbeat.String(),
+			"--node-expiry", cfg.NodeExpiry.String(),
+			"--am-expiry", cfg.AMExpiry.String(),
+			"--raft-timeout", "100ms",
+			"--log-level", cfg.LogLevel,
+		)
+		if len(c.replicas) > 1 {
+			args = append(args, "--bootstrap-expect", strconv.Itoa(len(c.replicas)), "--join", rmList)
+		}
+		p, err := c.spawn(r.name, args...)
+		if err != nil {
+			c.Stop()
+			return nil, err
+		}
+		c.RMs = append(c.RMs, p)
 	}
-	c.RM = rm
+	c.RM = c.RMs[0]
 	for i := 1; i <= cfg.Nodes; i++ {
 		nodeFiles, err := pki.files.Ensure(pki.ca, fmt.Sprintf("nm-%d", i), tlsutil.Identity{Kind: tlsutil.KindNode, Name: fmt.Sprintf("nm-%d", i)})
 		if err != nil {
@@ -260,7 +360,7 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 			c.Stop()
 			return nil, err
 		}
-		args := append(tlsArgs(nodeFiles), "--rm", cfg.RMAddr,
+		args := append(tlsArgs(nodeFiles), "--rm", rmList,
 			"--dir", filepath.Join(cfg.Dir, fmt.Sprintf("nm-%d", i)),
 			"--addr", addr,
 			"--http-addr", "127.0.0.1:0",
@@ -325,7 +425,6 @@ type clusterPKI struct {
 	files tlsutil.ClusterFiles
 	ca    *tlsutil.CA
 	caKey string
-	rm    tlsutil.Files
 }
 
 // certificates makes the cluster's CA and the certificates of its RM
@@ -338,10 +437,6 @@ func (c *Cluster) certificates() (*clusterPKI, error) {
 	}
 	files := tlsutil.ClusterFiles{Dir: filepath.Join(abs, "tls")}
 	ca, err := files.EnsureCA("loom local cluster")
-	if err != nil {
-		return nil, err
-	}
-	rm, err := files.Ensure(ca, "rm", tlsutil.Identity{Kind: tlsutil.KindServer, Name: "rm"})
 	if err != nil {
 		return nil, err
 	}
@@ -358,14 +453,14 @@ func (c *Cluster) certificates() (*clusterPKI, error) {
 	}
 	c.ClientConfig = filepath.Join(abs, "loom.conf")
 	conf := &rmclient.Config{
-		RM:  []string{c.cfg.RMAddr},
+		RM:  c.RMAddrs(),
 		TLS: rmclient.ConfigTLS{CA: uf.CA, Cert: uf.Cert, Key: uf.Key},
 		By:  rmclient.ConfigByClusterUp,
 	}
 	if err := rmclient.WriteConfig(c.ClientConfig, conf); err != nil {
 		return nil, err
 	}
-	return &clusterPKI{files: files, ca: ca, caKey: files.CAKey(), rm: rm}, nil
+	return &clusterPKI{files: files, ca: ca, caKey: files.CAKey()}, nil
 }
 
 func tlsArgs(f tlsutil.Files) []string {
@@ -373,9 +468,9 @@ func tlsArgs(f tlsutil.Files) []string {
 }
 
 func (c *Cluster) spawn(name string, args ...string) (*Process, error) {
-	sub := "rm"
-	if name != "rm" {
-		sub = "nm"
+	sub := "nm"
+	if strings.HasPrefix(name, "rm") {
+		sub = "rm"
 	}
 	p := &Process{Name: name, Log: filepath.Join(c.cfg.Dir, name+".log"), bin: c.cfg.Binary, args: append([]string{sub}, args...)}
 	if err := p.start(); err != nil {
@@ -385,7 +480,7 @@ func (c *Cluster) spawn(name string, args ...string) (*Process, error) {
 }
 
 func (c *Cluster) waitReady(ctx context.Context) error {
-	rm, err := rmclient.New([]string{c.cfg.RMAddr}, c.Client)
+	rm, err := rmclient.New(c.RMAddrs(), c.Client)
 	if err != nil {
 		return err
 	}
@@ -393,7 +488,7 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 	rm.RetryFor = 100 * time.Millisecond
 	deadline := time.Now().Add(c.cfg.Ready)
 	for {
-		for _, p := range append([]*Process{c.RM}, c.NMs...) {
+		for _, p := range append(slices.Clone(c.RMs), c.NMs...) {
 			select {
 			case <-p.Done():
 				return fmt.Errorf("%s exited (%v): %s", p.Name, p.Err(), lastError(p.Log))
@@ -436,9 +531,7 @@ func (c *Cluster) Stop() {
 		c.startMu.Unlock()
 		grace := c.cfg.KillGrace + 10*time.Second
 		stopAll(c.NMs, grace)
-		if c.RM != nil {
-			stopAll([]*Process{c.RM}, 10*time.Second)
-		}
+		stopAll(c.RMs, 10*time.Second)
 		c.wg.Wait()
 	})
 }
@@ -466,7 +559,7 @@ func stopAll(ps []*Process, grace time.Duration) {
 // back with its data dir and its applications, a dead NodeManager with
 // its dir and its node's address.
 func (c *Cluster) Supervise(w io.Writer) {
-	for _, p := range append([]*Process{c.RM}, c.NMs...) {
+	for _, p := range append(slices.Clone(c.RMs), c.NMs...) {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()

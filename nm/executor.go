@@ -581,20 +581,22 @@ func (e *executor) monitor(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// removeApp deletes an ended application's working directories. Its logs
-// stay readable.
-func (e *executor) removeApp(appID string) {
+// removeApp deletes an ended application's working directories and
+// reports whether it did. Its logs stay readable for the log retention.
+func (e *executor) removeApp(appID string) bool {
 	if _, _, err := yarnpb.ParseAppID(appID); err != nil {
-		return
+		return false
 	}
 	for _, c := range e.all() {
 		if c.appID == appID && c.status().State != yarnpb.ContainerState_CONTAINER_COMPLETED {
-			return // still stopping: the next heartbeat asks again
+			return false // still stopping: the next heartbeat asks again
 		}
 	}
 	if err := os.RemoveAll(filepath.Join(e.dir, "apps", appID)); err != nil {
 		e.logger.Warn("removing application directories failed", "app_id", appID, "error", err)
+		return false
 	}
+	return true
 }
 
 // appsWithDirs lists applications that have working directories here.

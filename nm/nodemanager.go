@@ -45,6 +45,11 @@ type Config struct {
 	KillGrace time.Duration
 	// CacheMB bounds the localization cache (DefaultCacheMB when 0).
 	CacheMB int64
+	// LogRetention is how long an ended application's logs stay on the
+	// node, and MaxAppLogs how many ended applications' logs it keeps at
+	// most (logretention.go).
+	LogRetention time.Duration
+	MaxAppLogs   int
 	// MonitorInterval is how often memory use is checked.
 	MonitorInterval time.Duration
 	// NoCgroups forces process-tree RSS monitoring.
@@ -67,6 +72,8 @@ func DefaultConfig() *Config {
 		MemoryMB:        hostMemoryMB() * 8 / 10,
 		VCores:          int32(runtime.NumCPU()),
 		KillGrace:       2 * time.Second,
+		LogRetention:    DefaultLogRetention,
+		MaxAppLogs:      DefaultMaxAppLogs,
 		MonitorInterval: 250 * time.Millisecond,
 		Admins:          []string{"group:admins"},
 	}
@@ -79,6 +86,7 @@ type NodeManager struct {
 	rm     *rmclient.Client
 	exec   *executor
 	tokens *containerTokens
+	logs   endedLogs
 
 	grpc   *grpc.Server
 	ln     net.Listener
@@ -101,6 +109,12 @@ func New(cfg *Config) (*NodeManager, error) {
 	}
 	if cfg.MemoryMB <= 0 || cfg.VCores <= 0 {
 		return nil, fmt.Errorf("the node must offer positive memory and vcores, got %d MB and %d vcores", cfg.MemoryMB, cfg.VCores)
+	}
+	if cfg.LogRetention <= 0 {
+		cfg.LogRetention = DefaultLogRetention
+	}
+	if cfg.MaxAppLogs <= 0 {
+		cfg.MaxAppLogs = DefaultMaxAppLogs
 	}
 	for _, d := range []string{"apps", "logs", "cache", "run"} {
 		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755); err != nil {
@@ -238,6 +252,28 @@ func (n *NodeManager) Run(ctx context.Context) error {
 		defer n.wg.Done()
 		n.exec.monitor(ctx, n.cfg.MonitorInterval)
 	}()
+	live := map[string]bool{}
+	for _, c := range n.exec.all() {
+		live[c.appID] = true
+	}
+	for _, app := range n.exec.appsWithDirs() {
+		live[app] = true
+	}
+	n.logs.seed(n.cfg.Dir, time.Now(), live)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		t := time.NewTicker(min(time.Minute, max(n.cfg.LogRetention/10, time.Second)))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				n.collectLogs(now)
+			}
+		}
+	}()
 	n.logger.Info("node manager started", "node_id", n.nodeID, "memory_mb", n.cfg.MemoryMB, "vcores", n.cfg.VCores, "dir", n.cfg.Dir)
 
 	err := n.heartbeatLoop(ctx)
@@ -356,7 +392,9 @@ func (n *NodeManager) heartbeatLoop(ctx context.Context) error {
 			_ = n.exec.stop(id)
 		}
 		for _, app := range resp.AppsToCleanup {
-			n.exec.removeApp(app)
+			if n.exec.removeApp(app) {
+				n.logs.add(app, time.Now())
+			}
 		}
 		switch resp.Action {
 		case yarnpb.NodeAction_SHUTDOWN, yarnpb.NodeAction_DECOMMISSION:

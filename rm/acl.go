@@ -29,6 +29,7 @@ var (
 	usersApps  = []string{tlsutil.KindUser, tlsutil.KindApp}
 	apps       = []string{tlsutil.KindApp}
 	nodes      = []string{tlsutil.KindNode}
+	servers    = []string{tlsutil.KindServer}
 	methodACLs = map[string]methodACL{
 		clientSvc + "NewApplication":       {kinds: users},
 		clientSvc + "SubmitApplication":    {kinds: users},
@@ -51,7 +52,9 @@ var (
 		adminSvc + "Decommission":  {kinds: users, admin: true},
 		adminSvc + "Recommission":  {kinds: users, admin: true},
 		adminSvc + "RefreshQueues": {kinds: users, admin: true},
-		adminSvc + "ServiceState":  {kinds: users},
+		adminSvc + "ServiceState":   {kinds: []string{tlsutil.KindUser, tlsutil.KindServer}},
+		adminSvc + "AddRaftPeer":    {kinds: servers},
+		adminSvc + "RemoveRaftPeer": {kinds: users, admin: true},
 	}
 )
 
@@ -152,15 +155,24 @@ func (s *Server) maySubmit(ctx context.Context, queue string) error {
 	return nil
 }
 
-// checkIssuedAppID checks that id is one this leader handed out with
-// NewApplication: a made-up id never names an application.
+// checkIssuedAppID checks that id is one NewApplication handed out: by
+// this leader, or by one of the few before it (a client that got its id
+// from a leader that then failed submits it to the next). Ids of this
+// leadership are checked exactly, so a made-up one never takes an id the
+// leader hands out later; an earlier leadership's are checked by their
+// timestamp, as that leader's count died with it: a made-up one can at
+// worst take an id that leader issued, whose submission then fails
+// AlreadyExists and asks for a new one.
 func (s *Server) checkIssuedAppID(id string) error {
 	ts, seq, err := yarnpb.ParseAppID(id)
 	if err != nil {
 		return errdefs.InvalidArgument("%v; ask for one with NewApplication", err)
 	}
-	if ts != s.clusterTS.Load() || seq == 0 || seq > s.appSeq.Load() {
-		return errdefs.InvalidArgument("application id %s was not issued by this ResourceManager; ask for a new one with NewApplication", id)
+	if seq > 0 && ts == s.clusterTS.Load() && seq <= s.appSeq.Load() {
+		return nil
 	}
-	return nil
+	if seq > 0 && ts != s.clusterTS.Load() && slices.Contains(s.State().Snapshot().Meta().Earlier, ts) {
+		return nil
+	}
+	return errdefs.InvalidArgument("application id %s was not issued by this ResourceManager; ask for a new one with NewApplication", id)
 }

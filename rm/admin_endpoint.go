@@ -90,9 +90,14 @@ func (e *adminEndpoint) ServiceState(context.Context, *yarnpb.ServiceStateReques
 		State:         stateName(s.raft.State()),
 		LeaderAddress: s.leaderAddr(),
 		LastIndex:     s.raft.LastIndex(),
-		Epoch:         s.epoch.Load(),
+		Epoch:           s.epoch.Load(),
+		Id:              s.cfg.AdvertiseAddr,
+		RaftAddress:     string(s.raftTrans.LocalAddr()),
+		BootstrapExpect: int32(s.cfg.BootstrapExpect),
+		AppliedIndex:    s.fsm.AppliedIndex(),
 	}
 	if f := s.raft.GetConfiguration(); f.Error() == nil {
+		resp.InCluster = len(f.Configuration().Servers) > 0
 		for _, srv := range f.Configuration().Servers {
 			resp.Peers = append(resp.Peers, &yarnpb.RaftPeer{
 				Id:      string(srv.ID),
@@ -103,6 +108,27 @@ func (e *adminEndpoint) ServiceState(context.Context, *yarnpb.ServiceStateReques
 		}
 	}
 	return resp, nil
+}
+
+func (e *adminEndpoint) AddRaftPeer(ctx context.Context, req *yarnpb.AddRaftPeerRequest) (*yarnpb.AddRaftPeerResponse, error) {
+	if err := e.s.requireLeader(ctx); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	if err := e.s.addPeer(req.Id, req.RaftAddress); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	return &yarnpb.AddRaftPeerResponse{}, nil
+}
+
+func (e *adminEndpoint) RemoveRaftPeer(ctx context.Context, req *yarnpb.RemoveRaftPeerRequest) (*yarnpb.RemoveRaftPeerResponse, error) {
+	if err := e.s.requireLeader(ctx); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	if err := e.s.removePeer(req.Id); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	e.s.logger.Info("replica removed by an administrator", "id", req.Id, "by", caller(ctx).String())
+	return &yarnpb.RemoveRaftPeerResponse{}, nil
 }
 
 func stateName(st raft.RaftState) string {

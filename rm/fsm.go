@@ -195,6 +195,10 @@ func init() {
 	register(CmdBumpEpoch, func(tx *state.WriteTxn, c *bumpEpochCmd) (any, error) {
 		m := tx.Read().Meta()
 		m.Epoch++
+		if m.Cluster != 0 && m.Cluster != c.ClusterTS {
+			m.Earlier = append([]int64{m.Cluster}, m.Earlier...)
+			m.Earlier = m.Earlier[:min(len(m.Earlier), state.MaxEarlierLeaderships)]
+		}
 		m.Cluster = c.ClusterTS
 		return m.Epoch, tx.PutMeta(m)
 	})

@@ -210,3 +210,35 @@ func TestShutdownLeavesNoGoroutine(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A node that stops heartbeating is LOST once the node expiry has passed
+// since its last heartbeat, and not before; a node that keeps
+// heartbeating stays RUNNING through the same time.
+func TestANodeThatStopsHeartbeatingIsLost(t *testing.T) {
+	clock := newFakeClock()
+	s, _ := testServer(t, func(cfg *Config) { cfg.Clock, cfg.NodeExpiry = clock, 30*time.Second })
+	alive, silent := startFakeNM(t, s, 4096), startFakeNM(t, s, 4096)
+	state := func(id string) yarnpb.NodeState { return s.State().Snapshot().Node(nil, id).State }
+	for moved := time.Duration(0); moved < 25*time.Second; moved += 5 * time.Second {
+		heartbeat(t, alive)
+		clock.Advance(5 * time.Second)
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := state(silent.addr); got != yarnpb.NodeState_NODE_RUNNING {
+		t.Fatalf("25 s into a 30 s expiry the silent node is %s", got)
+	}
+	for moved := time.Duration(0); state(silent.addr) != yarnpb.NodeState_NODE_LOST; moved += time.Second {
+		if moved > time.Minute {
+			t.Fatalf("a minute past its expiry the silent node is %s", state(silent.addr))
+		}
+		heartbeat(t, alive)
+		clock.Advance(time.Second)
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := state(alive.addr); got != yarnpb.NodeState_NODE_RUNNING {
+		t.Fatalf("the node that kept heartbeating is %s", got)
+	}
+	if n := s.State().Snapshot().Node(nil, silent.addr); !strings.Contains(n.HealthReport, "no heartbeat for") {
+		t.Fatalf("the lost node's report: %q", n.HealthReport)
+	}
+}

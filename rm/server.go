@@ -25,6 +25,7 @@ import (
 
 	"loom/errdefs"
 	"loom/proto/yarnpb"
+	"loom/rm/rmclient"
 	"loom/rm/scheduler"
 	"loom/rm/state"
 	"loom/rpc"
@@ -42,9 +43,15 @@ type Config struct {
 	AdvertiseAddr string
 	HTTPAddr      string
 	RaftAddr      string
-	// Bootstrap makes this server the single voter of a new raft cluster
-	// when DataDir holds no raft state.
-	Bootstrap bool
+	// BootstrapExpect is how many replicas form a new cluster. With 1 and
+	// no Join, a replica without raft state bootstraps itself as the only
+	// voter; with N > 1 it waits until it has found N replicas without
+	// state through Join and bootstraps with them; with 0 it never
+	// bootstraps and only joins a cluster that exists.
+	BootstrapExpect int
+	// Join lists other replicas' gRPC addresses, to find the cluster
+	// through (join.go).
+	Join []string
 	// InMemory keeps raft in memory (tests only).
 	InMemory bool
 
@@ -110,7 +117,7 @@ func DefaultConfig() *Config {
 		Addr:               "127.0.0.1:8032",
 		HTTPAddr:           "127.0.0.1:8088",
 		RaftAddr:           "127.0.0.1:8034",
-		Bootstrap:          true,
+		BootstrapExpect:    1,
 		NMHeartbeat:        1 * time.Second,
 		NodeExpiry:         10 * time.Second,
 		AMExpiry:           30 * time.Second,
@@ -189,6 +196,23 @@ func New(cfg *Config) (*Server, error) {
 	}
 	if id := cfg.TLS.Identity; id.Kind != tlsutil.KindServer {
 		return nil, fmt.Errorf("the ResourceManager's certificate is for %s; it needs a server certificate (`loom tls cert create --server`)", id)
+	}
+	switch n := cfg.BootstrapExpect; {
+	case n < 0 || n > maxPeers:
+		return nil, fmt.Errorf("--bootstrap-expect %d: want 1 to %d (3 or 5 for a replicated cluster)", n, maxPeers)
+	case n > 1 && len(cfg.Join) == 0:
+		return nil, fmt.Errorf("--bootstrap-expect %d needs --join: the other replicas' addresses", n)
+	case n == 1 && len(cfg.Join) > 0:
+		return nil, errors.New("--bootstrap-expect 1 makes a cluster of this replica alone; with --join, leave it out to join a cluster, or give the new cluster's size")
+	case n == 0 && len(cfg.Join) == 0:
+		return nil, errors.New("a replica that never bootstraps needs --join: the addresses of replicas of the cluster to join")
+	case cfg.InMemory && len(cfg.Join) > 0:
+		return nil, errors.New("an in-memory ResourceManager cannot join others")
+	}
+	for _, a := range cfg.Join {
+		if err := rmclient.CheckAddr(a); err != nil {
+			return nil, fmt.Errorf("--join %q: %w", a, err)
+		}
 	}
 	if cfg.CA != nil && !cfg.CA.Cert.Equal(cfg.TLS.CA) {
 		return nil, errors.New("--tls-ca-key is not the key of the CA in --tls-ca")
@@ -273,6 +297,9 @@ func New(cfg *Config) (*Server, error) {
 		})
 	}
 	s.goOwned(s.monitorLeadership)
+	if len(cfg.Join) > 0 {
+		s.goOwned(s.joinLoop)
+	}
 	s.logger.Info("resource manager started", "addr", cfg.AdvertiseAddr, "http", s.HTTPAddr(), "data_dir", cfg.DataDir)
 	return s, nil
 }
@@ -326,6 +353,16 @@ func (s *Server) stagingURL() string {
 // State returns the current state store.
 func (s *Server) State() *state.Store { return s.fsm.State() }
 
+// stopped reports whether Shutdown has begun.
+func (s *Server) stopped() bool {
+	select {
+	case <-s.shutdown:
+		return true
+	default:
+		return false
+	}
+}
+
 // IsLeader reports whether this replica leads.
 func (s *Server) IsLeader() bool { return s.isLeader.Load() }
 
@@ -340,8 +377,11 @@ func (s *Server) setupRaft() error {
 		rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = t, t, t/2
 	}
 	rc.NotifyCh = s.leaderCh
-	rc.SnapshotThreshold = 4096
-	rc.TrailingLogs = 2048
+	// Retention keeps the state, and so a snapshot, small: a follower that
+	// falls behind the trailing log installs one cheaply, and the shorter
+	// log keeps the bolt file, whose pages the RM maps, small too.
+	rc.SnapshotThreshold = 2048
+	rc.TrailingLogs = 1024
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 256
 
@@ -381,7 +421,7 @@ func (s *Server) setupRaft() error {
 		trans = t
 	}
 	s.raftTrans = trans
-	if s.cfg.Bootstrap {
+	if s.cfg.BootstrapExpect == 1 && len(s.cfg.Join) == 0 {
 		has, err := raft.HasExistingState(logs, stable, snaps)
 		if err != nil {
 			return fmt.Errorf("reading raft state: %w", err)

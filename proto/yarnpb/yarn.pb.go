@@ -3941,8 +3941,14 @@ type ServiceStateResponse struct {
 	Peers         []*RaftPeer            `protobuf:"bytes,3,rep,name=peers,proto3" json:"peers,omitempty"`
 	LastIndex     uint64                 `protobuf:"varint,4,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
 	Epoch         int64                  `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// What a replica that looks for its cluster (--join) needs of this one.
+	Id              string `protobuf:"bytes,6,opt,name=id,proto3" json:"id,omitempty"`                                      // this replica's raft server id, its gRPC address
+	RaftAddress     string `protobuf:"bytes,7,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"` // where its raft listens
+	BootstrapExpect int32  `protobuf:"varint,8,opt,name=bootstrap_expect,json=bootstrapExpect,proto3" json:"bootstrap_expect,omitempty"`
+	InCluster       bool   `protobuf:"varint,9,opt,name=in_cluster,json=inCluster,proto3" json:"in_cluster,omitempty"` // it holds a raft configuration: bootstrapped or joined
+	AppliedIndex    uint64 `protobuf:"varint,10,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ServiceStateResponse) Reset() {
@@ -4010,6 +4016,212 @@ func (x *ServiceStateResponse) GetEpoch() int64 {
 	return 0
 }
 
+func (x *ServiceStateResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ServiceStateResponse) GetRaftAddress() string {
+	if x != nil {
+		return x.RaftAddress
+	}
+	return ""
+}
+
+func (x *ServiceStateResponse) GetBootstrapExpect() int32 {
+	if x != nil {
+		return x.BootstrapExpect
+	}
+	return 0
+}
+
+func (x *ServiceStateResponse) GetInCluster() bool {
+	if x != nil {
+		return x.InCluster
+	}
+	return false
+}
+
+func (x *ServiceStateResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+// AddRaftPeer asks the leader to make a replica a voter: the replica
+// itself asks, when it starts with --join and finds a cluster.
+type AddRaftPeerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // its gRPC address
+	RaftAddress   string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddRaftPeerRequest) Reset() {
+	*x = AddRaftPeerRequest{}
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddRaftPeerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddRaftPeerRequest) ProtoMessage() {}
+
+func (x *AddRaftPeerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddRaftPeerRequest.ProtoReflect.Descriptor instead.
+func (*AddRaftPeerRequest) Descriptor() ([]byte, []int) {
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *AddRaftPeerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AddRaftPeerRequest) GetRaftAddress() string {
+	if x != nil {
+		return x.RaftAddress
+	}
+	return ""
+}
+
+type AddRaftPeerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddRaftPeerResponse) Reset() {
+	*x = AddRaftPeerResponse{}
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddRaftPeerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddRaftPeerResponse) ProtoMessage() {}
+
+func (x *AddRaftPeerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddRaftPeerResponse.ProtoReflect.Descriptor instead.
+func (*AddRaftPeerResponse) Descriptor() ([]byte, []int) {
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{51}
+}
+
+// RemoveRaftPeer takes a replica out of the raft configuration.
+type RemoveRaftPeerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveRaftPeerRequest) Reset() {
+	*x = RemoveRaftPeerRequest{}
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveRaftPeerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveRaftPeerRequest) ProtoMessage() {}
+
+func (x *RemoveRaftPeerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveRaftPeerRequest.ProtoReflect.Descriptor instead.
+func (*RemoveRaftPeerRequest) Descriptor() ([]byte, []int) {
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *RemoveRaftPeerRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RemoveRaftPeerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveRaftPeerResponse) Reset() {
+	*x = RemoveRaftPeerResponse{}
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveRaftPeerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveRaftPeerResponse) ProtoMessage() {}
+
+func (x *RemoveRaftPeerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveRaftPeerResponse.ProtoReflect.Descriptor instead.
+func (*RemoveRaftPeerResponse) Descriptor() ([]byte, []int) {
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{53}
+}
+
 type StartContainerRequest struct {
 	state         protoimpl.MessageState  `protogen:"open.v1"`
 	ContainerId   string                  `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
@@ -4024,7 +4236,7 @@ type StartContainerRequest struct {
 
 func (x *StartContainerRequest) Reset() {
 	*x = StartContainerRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[50]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4036,7 +4248,7 @@ func (x *StartContainerRequest) String() string {
 func (*StartContainerRequest) ProtoMessage() {}
 
 func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[50]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4049,7 +4261,7 @@ func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainerRequest.ProtoReflect.Descriptor instead.
 func (*StartContainerRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{50}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *StartContainerRequest) GetContainerId() string {
@@ -4103,7 +4315,7 @@ type StartContainersRequest struct {
 
 func (x *StartContainersRequest) Reset() {
 	*x = StartContainersRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[51]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4115,7 +4327,7 @@ func (x *StartContainersRequest) String() string {
 func (*StartContainersRequest) ProtoMessage() {}
 
 func (x *StartContainersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[51]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4128,7 +4340,7 @@ func (x *StartContainersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainersRequest.ProtoReflect.Descriptor instead.
 func (*StartContainersRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{51}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *StartContainersRequest) GetContainers() []*StartContainerRequest {
@@ -4148,7 +4360,7 @@ type StartContainersResponse struct {
 
 func (x *StartContainersResponse) Reset() {
 	*x = StartContainersResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[52]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4160,7 +4372,7 @@ func (x *StartContainersResponse) String() string {
 func (*StartContainersResponse) ProtoMessage() {}
 
 func (x *StartContainersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[52]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4173,7 +4385,7 @@ func (x *StartContainersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainersResponse.ProtoReflect.Descriptor instead.
 func (*StartContainersResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{52}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *StartContainersResponse) GetSucceeded() []string {
@@ -4199,7 +4411,7 @@ type StopContainersRequest struct {
 
 func (x *StopContainersRequest) Reset() {
 	*x = StopContainersRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[53]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4211,7 +4423,7 @@ func (x *StopContainersRequest) String() string {
 func (*StopContainersRequest) ProtoMessage() {}
 
 func (x *StopContainersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[53]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4224,7 +4436,7 @@ func (x *StopContainersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopContainersRequest.ProtoReflect.Descriptor instead.
 func (*StopContainersRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{53}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *StopContainersRequest) GetContainerIds() []string {
@@ -4244,7 +4456,7 @@ type StopContainersResponse struct {
 
 func (x *StopContainersResponse) Reset() {
 	*x = StopContainersResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[54]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4256,7 +4468,7 @@ func (x *StopContainersResponse) String() string {
 func (*StopContainersResponse) ProtoMessage() {}
 
 func (x *StopContainersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[54]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4269,7 +4481,7 @@ func (x *StopContainersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopContainersResponse.ProtoReflect.Descriptor instead.
 func (*StopContainersResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{54}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *StopContainersResponse) GetSucceeded() []string {
@@ -4295,7 +4507,7 @@ type GetContainerStatusesRequest struct {
 
 func (x *GetContainerStatusesRequest) Reset() {
 	*x = GetContainerStatusesRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[55]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4307,7 +4519,7 @@ func (x *GetContainerStatusesRequest) String() string {
 func (*GetContainerStatusesRequest) ProtoMessage() {}
 
 func (x *GetContainerStatusesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[55]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4320,7 +4532,7 @@ func (x *GetContainerStatusesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContainerStatusesRequest.ProtoReflect.Descriptor instead.
 func (*GetContainerStatusesRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{55}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GetContainerStatusesRequest) GetContainerIds() []string {
@@ -4340,7 +4552,7 @@ type GetContainerStatusesResponse struct {
 
 func (x *GetContainerStatusesResponse) Reset() {
 	*x = GetContainerStatusesResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[56]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4352,7 +4564,7 @@ func (x *GetContainerStatusesResponse) String() string {
 func (*GetContainerStatusesResponse) ProtoMessage() {}
 
 func (x *GetContainerStatusesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[56]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4365,7 +4577,7 @@ func (x *GetContainerStatusesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContainerStatusesResponse.ProtoReflect.Descriptor instead.
 func (*GetContainerStatusesResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{56}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *GetContainerStatusesResponse) GetStatuses() []*ContainerStatus {
@@ -4392,7 +4604,7 @@ type ListContainerLogsRequest struct {
 
 func (x *ListContainerLogsRequest) Reset() {
 	*x = ListContainerLogsRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[57]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4404,7 +4616,7 @@ func (x *ListContainerLogsRequest) String() string {
 func (*ListContainerLogsRequest) ProtoMessage() {}
 
 func (x *ListContainerLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[57]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4417,7 +4629,7 @@ func (x *ListContainerLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainerLogsRequest.ProtoReflect.Descriptor instead.
 func (*ListContainerLogsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{57}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListContainerLogsRequest) GetApplicationId() string {
@@ -4445,7 +4657,7 @@ type ContainerLogFile struct {
 
 func (x *ContainerLogFile) Reset() {
 	*x = ContainerLogFile{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[58]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4457,7 +4669,7 @@ func (x *ContainerLogFile) String() string {
 func (*ContainerLogFile) ProtoMessage() {}
 
 func (x *ContainerLogFile) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[58]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4470,7 +4682,7 @@ func (x *ContainerLogFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerLogFile.ProtoReflect.Descriptor instead.
 func (*ContainerLogFile) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{58}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ContainerLogFile) GetContainerId() string {
@@ -4503,7 +4715,7 @@ type ListContainerLogsResponse struct {
 
 func (x *ListContainerLogsResponse) Reset() {
 	*x = ListContainerLogsResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[59]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4515,7 +4727,7 @@ func (x *ListContainerLogsResponse) String() string {
 func (*ListContainerLogsResponse) ProtoMessage() {}
 
 func (x *ListContainerLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[59]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4528,7 +4740,7 @@ func (x *ListContainerLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainerLogsResponse.ProtoReflect.Descriptor instead.
 func (*ListContainerLogsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{59}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListContainerLogsResponse) GetFiles() []*ContainerLogFile {
@@ -4550,7 +4762,7 @@ type ReadContainerLogRequest struct {
 
 func (x *ReadContainerLogRequest) Reset() {
 	*x = ReadContainerLogRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[60]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4562,7 +4774,7 @@ func (x *ReadContainerLogRequest) String() string {
 func (*ReadContainerLogRequest) ProtoMessage() {}
 
 func (x *ReadContainerLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[60]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4575,7 +4787,7 @@ func (x *ReadContainerLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadContainerLogRequest.ProtoReflect.Descriptor instead.
 func (*ReadContainerLogRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{60}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ReadContainerLogRequest) GetContainerId() string {
@@ -4615,7 +4827,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[61]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4627,7 +4839,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[61]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4640,7 +4852,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{61}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *LogChunk) GetData() []byte {
@@ -4665,7 +4877,7 @@ type MasterKey struct {
 
 func (x *MasterKey) Reset() {
 	*x = MasterKey{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4677,7 +4889,7 @@ func (x *MasterKey) String() string {
 func (*MasterKey) ProtoMessage() {}
 
 func (x *MasterKey) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4690,7 +4902,7 @@ func (x *MasterKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterKey.ProtoReflect.Descriptor instead.
 func (*MasterKey) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{62}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *MasterKey) GetId() uint32 {
@@ -4731,7 +4943,7 @@ type ContainerTokenIdentifier struct {
 
 func (x *ContainerTokenIdentifier) Reset() {
 	*x = ContainerTokenIdentifier{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4743,7 +4955,7 @@ func (x *ContainerTokenIdentifier) String() string {
 func (*ContainerTokenIdentifier) ProtoMessage() {}
 
 func (x *ContainerTokenIdentifier) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4756,7 +4968,7 @@ func (x *ContainerTokenIdentifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTokenIdentifier.ProtoReflect.Descriptor instead.
 func (*ContainerTokenIdentifier) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{63}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ContainerTokenIdentifier) GetContainerId() string {
@@ -4812,7 +5024,7 @@ type AMTokenIdentifier struct {
 
 func (x *AMTokenIdentifier) Reset() {
 	*x = AMTokenIdentifier{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4824,7 +5036,7 @@ func (x *AMTokenIdentifier) String() string {
 func (*AMTokenIdentifier) ProtoMessage() {}
 
 func (x *AMTokenIdentifier) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4837,7 +5049,7 @@ func (x *AMTokenIdentifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AMTokenIdentifier.ProtoReflect.Descriptor instead.
 func (*AMTokenIdentifier) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{64}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *AMTokenIdentifier) GetApplicationAttemptId() string {
@@ -5142,14 +5354,28 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\bR\x06leader\x12\x14\n" +
-	"\x05voter\x18\x04 \x01(\bR\x05voter\"\xb3\x01\n" +
+	"\x05voter\x18\x04 \x01(\bR\x05voter\"\xd5\x02\n" +
 	"\x14ServiceStateResponse\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12%\n" +
 	"\x0eleader_address\x18\x02 \x01(\tR\rleaderAddress\x12)\n" +
 	"\x05peers\x18\x03 \x03(\v2\x13.loom.yarn.RaftPeerR\x05peers\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\x04 \x01(\x04R\tlastIndex\x12\x14\n" +
-	"\x05epoch\x18\x05 \x01(\x03R\x05epoch\"\x86\x02\n" +
+	"\x05epoch\x18\x05 \x01(\x03R\x05epoch\x12\x0e\n" +
+	"\x02id\x18\x06 \x01(\tR\x02id\x12!\n" +
+	"\fraft_address\x18\a \x01(\tR\vraftAddress\x12)\n" +
+	"\x10bootstrap_expect\x18\b \x01(\x05R\x0fbootstrapExpect\x12\x1d\n" +
+	"\n" +
+	"in_cluster\x18\t \x01(\bR\tinCluster\x12#\n" +
+	"\rapplied_index\x18\n" +
+	" \x01(\x04R\fappliedIndex\"G\n" +
+	"\x12AddRaftPeerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\"\x15\n" +
+	"\x13AddRaftPeerResponse\"'\n" +
+	"\x15RemoveRaftPeerRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x18\n" +
+	"\x16RemoveRaftPeerResponse\"\x86\x02\n" +
 	"\x15StartContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12%\n" +
 	"\x0eapplication_id\x18\x02 \x01(\tR\rapplicationId\x12\x12\n" +
@@ -5301,12 +5527,14 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x16ResourceTrackerService\x12d\n" +
 	"\x13RegisterNodeManager\x12%.loom.yarn.RegisterNodeManagerRequest\x1a&.loom.yarn.RegisterNodeManagerResponse\x12R\n" +
 	"\rNodeHeartbeat\x12\x1f.loom.yarn.NodeHeartbeatRequest\x1a .loom.yarn.NodeHeartbeatResponse\x12j\n" +
-	"\x15UnRegisterNodeManager\x12'.loom.yarn.UnRegisterNodeManagerRequest\x1a(.loom.yarn.UnRegisterNodeManagerResponse2\xd5\x02\n" +
+	"\x15UnRegisterNodeManager\x12'.loom.yarn.UnRegisterNodeManagerRequest\x1a(.loom.yarn.UnRegisterNodeManagerResponse2\xfa\x03\n" +
 	"\fAdminService\x12O\n" +
 	"\fDecommission\x12\x1e.loom.yarn.DecommissionRequest\x1a\x1f.loom.yarn.DecommissionResponse\x12O\n" +
 	"\fRecommission\x12\x1e.loom.yarn.RecommissionRequest\x1a\x1f.loom.yarn.RecommissionResponse\x12R\n" +
 	"\rRefreshQueues\x12\x1f.loom.yarn.RefreshQueuesRequest\x1a .loom.yarn.RefreshQueuesResponse\x12O\n" +
-	"\fServiceState\x12\x1e.loom.yarn.ServiceStateRequest\x1a\x1f.loom.yarn.ServiceStateResponse2\xe2\x03\n" +
+	"\fServiceState\x12\x1e.loom.yarn.ServiceStateRequest\x1a\x1f.loom.yarn.ServiceStateResponse\x12L\n" +
+	"\vAddRaftPeer\x12\x1d.loom.yarn.AddRaftPeerRequest\x1a\x1e.loom.yarn.AddRaftPeerResponse\x12U\n" +
+	"\x0eRemoveRaftPeer\x12 .loom.yarn.RemoveRaftPeerRequest\x1a!.loom.yarn.RemoveRaftPeerResponse2\xe2\x03\n" +
 	"\x17ContainerManagerService\x12X\n" +
 	"\x0fStartContainers\x12!.loom.yarn.StartContainersRequest\x1a\".loom.yarn.StartContainersResponse\x12U\n" +
 	"\x0eStopContainers\x12 .loom.yarn.StopContainersRequest\x1a!.loom.yarn.StopContainersResponse\x12g\n" +
@@ -5327,7 +5555,7 @@ func file_proto_yarnpb_yarn_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_yarnpb_yarn_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_proto_yarnpb_yarn_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
+var file_proto_yarnpb_yarn_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_proto_yarnpb_yarn_proto_goTypes = []any{
 	(NodeState)(0),                            // 0: loom.yarn.NodeState
 	(AppState)(0),                             // 1: loom.yarn.AppState
@@ -5388,32 +5616,36 @@ var file_proto_yarnpb_yarn_proto_goTypes = []any{
 	(*ServiceStateRequest)(nil),               // 56: loom.yarn.ServiceStateRequest
 	(*RaftPeer)(nil),                          // 57: loom.yarn.RaftPeer
 	(*ServiceStateResponse)(nil),              // 58: loom.yarn.ServiceStateResponse
-	(*StartContainerRequest)(nil),             // 59: loom.yarn.StartContainerRequest
-	(*StartContainersRequest)(nil),            // 60: loom.yarn.StartContainersRequest
-	(*StartContainersResponse)(nil),           // 61: loom.yarn.StartContainersResponse
-	(*StopContainersRequest)(nil),             // 62: loom.yarn.StopContainersRequest
-	(*StopContainersResponse)(nil),            // 63: loom.yarn.StopContainersResponse
-	(*GetContainerStatusesRequest)(nil),       // 64: loom.yarn.GetContainerStatusesRequest
-	(*GetContainerStatusesResponse)(nil),      // 65: loom.yarn.GetContainerStatusesResponse
-	(*ListContainerLogsRequest)(nil),          // 66: loom.yarn.ListContainerLogsRequest
-	(*ContainerLogFile)(nil),                  // 67: loom.yarn.ContainerLogFile
-	(*ListContainerLogsResponse)(nil),         // 68: loom.yarn.ListContainerLogsResponse
-	(*ReadContainerLogRequest)(nil),           // 69: loom.yarn.ReadContainerLogRequest
-	(*LogChunk)(nil),                          // 70: loom.yarn.LogChunk
-	(*MasterKey)(nil),                         // 71: loom.yarn.MasterKey
-	(*ContainerTokenIdentifier)(nil),          // 72: loom.yarn.ContainerTokenIdentifier
-	(*AMTokenIdentifier)(nil),                 // 73: loom.yarn.AMTokenIdentifier
-	nil,                                       // 74: loom.yarn.ContainerLaunchContext.EnvEntry
-	nil,                                       // 75: loom.yarn.ContainerLaunchContext.CredentialsEntry
-	nil,                                       // 76: loom.yarn.StartContainersResponse.FailedEntry
-	nil,                                       // 77: loom.yarn.StopContainersResponse.FailedEntry
-	nil,                                       // 78: loom.yarn.GetContainerStatusesResponse.FailedEntry
+	(*AddRaftPeerRequest)(nil),                // 59: loom.yarn.AddRaftPeerRequest
+	(*AddRaftPeerResponse)(nil),               // 60: loom.yarn.AddRaftPeerResponse
+	(*RemoveRaftPeerRequest)(nil),             // 61: loom.yarn.RemoveRaftPeerRequest
+	(*RemoveRaftPeerResponse)(nil),            // 62: loom.yarn.RemoveRaftPeerResponse
+	(*StartContainerRequest)(nil),             // 63: loom.yarn.StartContainerRequest
+	(*StartContainersRequest)(nil),            // 64: loom.yarn.StartContainersRequest
+	(*StartContainersResponse)(nil),           // 65: loom.yarn.StartContainersResponse
+	(*StopContainersRequest)(nil),             // 66: loom.yarn.StopContainersRequest
+	(*StopContainersResponse)(nil),            // 67: loom.yarn.StopContainersResponse
+	(*GetContainerStatusesRequest)(nil),       // 68: loom.yarn.GetContainerStatusesRequest
+	(*GetContainerStatusesResponse)(nil),      // 69: loom.yarn.GetContainerStatusesResponse
+	(*ListContainerLogsRequest)(nil),          // 70: loom.yarn.ListContainerLogsRequest
+	(*ContainerLogFile)(nil),                  // 71: loom.yarn.ContainerLogFile
+	(*ListContainerLogsResponse)(nil),         // 72: loom.yarn.ListContainerLogsResponse
+	(*ReadContainerLogRequest)(nil),           // 73: loom.yarn.ReadContainerLogRequest
+	(*LogChunk)(nil),                          // 74: loom.yarn.LogChunk
+	(*MasterKey)(nil),                         // 75: loom.yarn.MasterKey
+	(*ContainerTokenIdentifier)(nil),          // 76: loom.yarn.ContainerTokenIdentifier
+	(*AMTokenIdentifier)(nil),                 // 77: loom.yarn.AMTokenIdentifier
+	nil,                                       // 78: loom.yarn.ContainerLaunchContext.EnvEntry
+	nil,                                       // 79: loom.yarn.ContainerLaunchContext.CredentialsEntry
+	nil,                                       // 80: loom.yarn.StartContainersResponse.FailedEntry
+	nil,                                       // 81: loom.yarn.StopContainersResponse.FailedEntry
+	nil,                                       // 82: loom.yarn.GetContainerStatusesResponse.FailedEntry
 }
 var file_proto_yarnpb_yarn_proto_depIdxs = []int32{
 	6,  // 0: loom.yarn.LocalResource.visibility:type_name -> loom.yarn.Visibility
-	74, // 1: loom.yarn.ContainerLaunchContext.env:type_name -> loom.yarn.ContainerLaunchContext.EnvEntry
+	78, // 1: loom.yarn.ContainerLaunchContext.env:type_name -> loom.yarn.ContainerLaunchContext.EnvEntry
 	10, // 2: loom.yarn.ContainerLaunchContext.local_resources:type_name -> loom.yarn.LocalResource
-	75, // 3: loom.yarn.ContainerLaunchContext.credentials:type_name -> loom.yarn.ContainerLaunchContext.CredentialsEntry
+	79, // 3: loom.yarn.ContainerLaunchContext.credentials:type_name -> loom.yarn.ContainerLaunchContext.CredentialsEntry
 	9,  // 4: loom.yarn.Container.resource:type_name -> loom.yarn.Resource
 	4,  // 5: loom.yarn.Container.state:type_name -> loom.yarn.ContainerState
 	4,  // 6: loom.yarn.ContainerStatus.state:type_name -> loom.yarn.ContainerState
@@ -5452,20 +5684,20 @@ var file_proto_yarnpb_yarn_proto_depIdxs = []int32{
 	9,  // 39: loom.yarn.RegisterNodeManagerRequest.total:type_name -> loom.yarn.Resource
 	13, // 40: loom.yarn.RegisterNodeManagerRequest.containers:type_name -> loom.yarn.ContainerStatus
 	8,  // 41: loom.yarn.RegisterNodeManagerResponse.action:type_name -> loom.yarn.NodeAction
-	71, // 42: loom.yarn.RegisterNodeManagerResponse.container_keys:type_name -> loom.yarn.MasterKey
+	75, // 42: loom.yarn.RegisterNodeManagerResponse.container_keys:type_name -> loom.yarn.MasterKey
 	13, // 43: loom.yarn.NodeHeartbeatRequest.containers:type_name -> loom.yarn.ContainerStatus
 	9,  // 44: loom.yarn.NodeHeartbeatRequest.utilization:type_name -> loom.yarn.Resource
 	8,  // 45: loom.yarn.NodeHeartbeatResponse.action:type_name -> loom.yarn.NodeAction
-	71, // 46: loom.yarn.NodeHeartbeatResponse.container_keys:type_name -> loom.yarn.MasterKey
+	75, // 46: loom.yarn.NodeHeartbeatResponse.container_keys:type_name -> loom.yarn.MasterKey
 	57, // 47: loom.yarn.ServiceStateResponse.peers:type_name -> loom.yarn.RaftPeer
 	9,  // 48: loom.yarn.StartContainerRequest.resource:type_name -> loom.yarn.Resource
 	11, // 49: loom.yarn.StartContainerRequest.launch_context:type_name -> loom.yarn.ContainerLaunchContext
-	59, // 50: loom.yarn.StartContainersRequest.containers:type_name -> loom.yarn.StartContainerRequest
-	76, // 51: loom.yarn.StartContainersResponse.failed:type_name -> loom.yarn.StartContainersResponse.FailedEntry
-	77, // 52: loom.yarn.StopContainersResponse.failed:type_name -> loom.yarn.StopContainersResponse.FailedEntry
+	63, // 50: loom.yarn.StartContainersRequest.containers:type_name -> loom.yarn.StartContainerRequest
+	80, // 51: loom.yarn.StartContainersResponse.failed:type_name -> loom.yarn.StartContainersResponse.FailedEntry
+	81, // 52: loom.yarn.StopContainersResponse.failed:type_name -> loom.yarn.StopContainersResponse.FailedEntry
 	13, // 53: loom.yarn.GetContainerStatusesResponse.statuses:type_name -> loom.yarn.ContainerStatus
-	78, // 54: loom.yarn.GetContainerStatusesResponse.failed:type_name -> loom.yarn.GetContainerStatusesResponse.FailedEntry
-	67, // 55: loom.yarn.ListContainerLogsResponse.files:type_name -> loom.yarn.ContainerLogFile
+	82, // 54: loom.yarn.GetContainerStatusesResponse.failed:type_name -> loom.yarn.GetContainerStatusesResponse.FailedEntry
+	71, // 55: loom.yarn.ListContainerLogsResponse.files:type_name -> loom.yarn.ContainerLogFile
 	9,  // 56: loom.yarn.ContainerTokenIdentifier.resource:type_name -> loom.yarn.Resource
 	18, // 57: loom.yarn.ClientService.NewApplication:input_type -> loom.yarn.NewApplicationRequest
 	20, // 58: loom.yarn.ClientService.SubmitApplication:input_type -> loom.yarn.SubmitApplicationRequest
@@ -5486,37 +5718,41 @@ var file_proto_yarnpb_yarn_proto_depIdxs = []int32{
 	52, // 73: loom.yarn.AdminService.Recommission:input_type -> loom.yarn.RecommissionRequest
 	54, // 74: loom.yarn.AdminService.RefreshQueues:input_type -> loom.yarn.RefreshQueuesRequest
 	56, // 75: loom.yarn.AdminService.ServiceState:input_type -> loom.yarn.ServiceStateRequest
-	60, // 76: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
-	62, // 77: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
-	64, // 78: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
-	66, // 79: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
-	69, // 80: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
-	19, // 81: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
-	21, // 82: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
-	23, // 83: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
-	25, // 84: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
-	27, // 85: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
-	29, // 86: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
-	31, // 87: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
-	33, // 88: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
-	36, // 89: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
-	38, // 90: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
-	41, // 91: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
-	43, // 92: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
-	45, // 93: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
-	47, // 94: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
-	49, // 95: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
-	51, // 96: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
-	53, // 97: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
-	55, // 98: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
-	58, // 99: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
-	61, // 100: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
-	63, // 101: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
-	65, // 102: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
-	68, // 103: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
-	70, // 104: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
-	81, // [81:105] is the sub-list for method output_type
-	57, // [57:81] is the sub-list for method input_type
+	59, // 76: loom.yarn.AdminService.AddRaftPeer:input_type -> loom.yarn.AddRaftPeerRequest
+	61, // 77: loom.yarn.AdminService.RemoveRaftPeer:input_type -> loom.yarn.RemoveRaftPeerRequest
+	64, // 78: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
+	66, // 79: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
+	68, // 80: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
+	70, // 81: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
+	73, // 82: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
+	19, // 83: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
+	21, // 84: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
+	23, // 85: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
+	25, // 86: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
+	27, // 87: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
+	29, // 88: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
+	31, // 89: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
+	33, // 90: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
+	36, // 91: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
+	38, // 92: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
+	41, // 93: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
+	43, // 94: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
+	45, // 95: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
+	47, // 96: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
+	49, // 97: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
+	51, // 98: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
+	53, // 99: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
+	55, // 100: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
+	58, // 101: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
+	60, // 102: loom.yarn.AdminService.AddRaftPeer:output_type -> loom.yarn.AddRaftPeerResponse
+	62, // 103: loom.yarn.AdminService.RemoveRaftPeer:output_type -> loom.yarn.RemoveRaftPeerResponse
+	65, // 104: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
+	67, // 105: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
+	69, // 106: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
+	72, // 107: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
+	74, // 108: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
+	83, // [83:109] is the sub-list for method output_type
+	57, // [57:83] is the sub-list for method input_type
 	57, // [57:57] is the sub-list for extension type_name
 	57, // [57:57] is the sub-list for extension extendee
 	0,  // [0:57] is the sub-list for field type_name
@@ -5534,7 +5770,7 @@ func file_proto_yarnpb_yarn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_yarnpb_yarn_proto_rawDesc), len(file_proto_yarnpb_yarn_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   70,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -791,10 +791,12 @@ var ResourceTrackerService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	AdminService_Decommission_FullMethodName  = "/loom.yarn.AdminService/Decommission"
-	AdminService_Recommission_FullMethodName  = "/loom.yarn.AdminService/Recommission"
-	AdminService_RefreshQueues_FullMethodName = "/loom.yarn.AdminService/RefreshQueues"
-	AdminService_ServiceState_FullMethodName  = "/loom.yarn.AdminService/ServiceState"
+	AdminService_Decommission_FullMethodName   = "/loom.yarn.AdminService/Decommission"
+	AdminService_Recommission_FullMethodName   = "/loom.yarn.AdminService/Recommission"
+	AdminService_RefreshQueues_FullMethodName  = "/loom.yarn.AdminService/RefreshQueues"
+	AdminService_ServiceState_FullMethodName   = "/loom.yarn.AdminService/ServiceState"
+	AdminService_AddRaftPeer_FullMethodName    = "/loom.yarn.AdminService/AddRaftPeer"
+	AdminService_RemoveRaftPeer_FullMethodName = "/loom.yarn.AdminService/RemoveRaftPeer"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -805,6 +807,8 @@ type AdminServiceClient interface {
 	Recommission(ctx context.Context, in *RecommissionRequest, opts ...grpc.CallOption) (*RecommissionResponse, error)
 	RefreshQueues(ctx context.Context, in *RefreshQueuesRequest, opts ...grpc.CallOption) (*RefreshQueuesResponse, error)
 	ServiceState(ctx context.Context, in *ServiceStateRequest, opts ...grpc.CallOption) (*ServiceStateResponse, error)
+	AddRaftPeer(ctx context.Context, in *AddRaftPeerRequest, opts ...grpc.CallOption) (*AddRaftPeerResponse, error)
+	RemoveRaftPeer(ctx context.Context, in *RemoveRaftPeerRequest, opts ...grpc.CallOption) (*RemoveRaftPeerResponse, error)
 }
 
 type adminServiceClient struct {
@@ -855,6 +859,26 @@ func (c *adminServiceClient) ServiceState(ctx context.Context, in *ServiceStateR
 	return out, nil
 }
 
+func (c *adminServiceClient) AddRaftPeer(ctx context.Context, in *AddRaftPeerRequest, opts ...grpc.CallOption) (*AddRaftPeerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddRaftPeerResponse)
+	err := c.cc.Invoke(ctx, AdminService_AddRaftPeer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RemoveRaftPeer(ctx context.Context, in *RemoveRaftPeerRequest, opts ...grpc.CallOption) (*RemoveRaftPeerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveRaftPeerResponse)
+	err := c.cc.Invoke(ctx, AdminService_RemoveRaftPeer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -863,6 +887,8 @@ type AdminServiceServer interface {
 	Recommission(context.Context, *RecommissionRequest) (*RecommissionResponse, error)
 	RefreshQueues(context.Context, *RefreshQueuesRequest) (*RefreshQueuesResponse, error)
 	ServiceState(context.Context, *ServiceStateRequest) (*ServiceStateResponse, error)
+	AddRaftPeer(context.Context, *AddRaftPeerRequest) (*AddRaftPeerResponse, error)
+	RemoveRaftPeer(context.Context, *RemoveRaftPeerRequest) (*RemoveRaftPeerResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -884,6 +910,12 @@ func (UnimplementedAdminServiceServer) RefreshQueues(context.Context, *RefreshQu
 }
 func (UnimplementedAdminServiceServer) ServiceState(context.Context, *ServiceStateRequest) (*ServiceStateResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ServiceState not implemented")
+}
+func (UnimplementedAdminServiceServer) AddRaftPeer(context.Context, *AddRaftPeerRequest) (*AddRaftPeerResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AddRaftPeer not implemented")
+}
+func (UnimplementedAdminServiceServer) RemoveRaftPeer(context.Context, *RemoveRaftPeerRequest) (*RemoveRaftPeerResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RemoveRaftPeer not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -978,6 +1010,42 @@ func _AdminService_ServiceState_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_AddRaftPeer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddRaftPeerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).AddRaftPeer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_AddRaftPeer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).AddRaftPeer(ctx, req.(*AddRaftPeerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RemoveRaftPeer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveRaftPeerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RemoveRaftPeer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RemoveRaftPeer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RemoveRaftPeer(ctx, req.(*RemoveRaftPeerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1000,6 +1068,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ServiceState",
 			Handler:    _AdminService_ServiceState_Handler,
+		},
+		{
+			MethodName: "AddRaftPeer",
+			Handler:    _AdminService_AddRaftPeer_Handler,
+		},
+		{
+			MethodName: "RemoveRaftPeer",
+			Handler:    _AdminService_RemoveRaftPeer_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -388,6 +388,23 @@ func (c *Client) ServiceState(ctx context.Context) (*yarnpb.ServiceStateResponse
 	return resp, err
 }
 
+// AddRaftPeer asks the leader to make the replica id (its gRPC address),
+// whose raft listens at raftAddr, a voter.
+func (c *Client) AddRaftPeer(ctx context.Context, id, raftAddr string) error {
+	return c.call(ctx, func(cc *grpc.ClientConn) error {
+		_, err := yarnpb.NewAdminServiceClient(cc).AddRaftPeer(ctx, &yarnpb.AddRaftPeerRequest{Id: id, RaftAddress: raftAddr})
+		return err
+	})
+}
+
+// RemoveRaftPeer takes the replica id out of the raft configuration.
+func (c *Client) RemoveRaftPeer(ctx context.Context, id string) error {
+	return c.call(ctx, func(cc *grpc.ClientConn) error {
+		_, err := yarnpb.NewAdminServiceClient(cc).RemoveRaftPeer(ctx, &yarnpb.RemoveRaftPeerRequest{Id: id})
+		return err
+	})
+}
+
 // RegisterNode registers a NodeManager.
 func (c *Client) RegisterNode(ctx context.Context, req *yarnpb.RegisterNodeManagerRequest) (*yarnpb.RegisterNodeManagerResponse, error) {
 	var resp *yarnpb.RegisterNodeManagerResponse

@@ -186,10 +186,17 @@ func (c *Container) Status() *yarnpb.ContainerStatus {
 }
 
 // Meta is the cluster-wide record: the RM epoch and counters.
+// MaxEarlierLeaderships bounds Meta.Earlier.
+const MaxEarlierLeaderships = 8
+
 type Meta struct {
 	Epoch   int64  `json:"epoch"`
 	AppSeq  uint64 `json:"app_seq"`
 	Cluster int64  `json:"cluster_ts"`
+	// Earlier are the cluster timestamps of the leaderships before this
+	// one, newest first (at most MaxEarlierLeaderships): an application
+	// id a leader handed out stays good for submitting to the next.
+	Earlier []int64 `json:"earlier_cluster_ts,omitempty"`
 	// Keys are the master keys of the tokens the leader signs, newest
 	// first.
 	Keys []*yarnpb.MasterKey `json:"keys,omitempty"`

@@ -1,0 +1,235 @@
+package rm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"loom/errdefs"
+	"loom/proto/yarnpb"
+	"loom/rm/rmclient"
+)
+
+// A replica started with --join finds its cluster through the other
+// replicas' gRPC addresses (Nomad's retry_join, without a gossip layer:
+// the replicas' own API answers who they are). With --bootstrap-expect N
+// and no raft state anywhere, the replicas bootstrap together once each
+// has found N replicas without state; each computes the same
+// configuration from what the others report, so any of them may
+// bootstrap first. When one of them already holds a configuration, a
+// replica without state asks the leader to add it as a voter instead:
+// that is how a fourth or fifth replica joins, and how one that lost its
+// data dir comes back.
+
+// inCluster reports whether this replica holds a raft configuration.
+func (s *Server) inCluster() bool {
+	f := s.raft.GetConfiguration()
+	return f.Error() == nil && len(f.Configuration().Servers) > 0
+}
+
+// joinLoop looks for the cluster until this replica is in one, trying
+// again with backoff, and says what it waits for now and then.
+func (s *Server) joinLoop() {
+	backoff := 250 * time.Millisecond
+	var lastSaid time.Time
+	var lastErr string
+	for !s.inCluster() {
+		err := s.join()
+		if err == nil {
+			// The leader replicates to this replica from now on; wait for
+			// the configuration to arrive.
+			backoff = time.Second
+		} else if msg := err.Error(); msg != lastErr || time.Since(lastSaid) > 30*time.Second {
+			s.logger.Info("looking for the cluster to join", "join", strings.Join(s.cfg.Join, ","), "bootstrap_expect", s.cfg.BootstrapExpect, "waiting_for", msg)
+			lastSaid, lastErr = time.Now(), msg
+		}
+		select {
+		case <-s.shutdown:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	s.logger.Info("joined the cluster", "peers", strings.Join(s.rmAddrs(), ","))
+}
+
+// peerInfo is what one --join address answered.
+type peerInfo struct {
+	addr string
+	st   *yarnpb.ServiceStateResponse
+}
+
+// join makes one attempt: ask every --join address who it is, then
+// bootstrap with them or ask the leader to add this replica.
+func (s *Server) join() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var found []peerInfo
+	var unreachable []string
+	for _, addr := range s.cfg.Join {
+		if addr == s.cfg.AdvertiseAddr {
+			continue
+		}
+		st, err := s.askPeer(ctx, addr)
+		if err != nil {
+			unreachable = append(unreachable, fmt.Sprintf("%s (%v)", addr, err))
+			continue
+		}
+		if st.Id == s.cfg.AdvertiseAddr {
+			continue // this replica under another name
+		}
+		found = append(found, peerInfo{addr, st})
+	}
+	for _, p := range found {
+		if p.st.InCluster {
+			return s.askToJoin(ctx, found)
+		}
+	}
+	if s.cfg.BootstrapExpect < 2 {
+		if len(found) == 0 {
+			return fmt.Errorf("no replica answered: %s", strings.Join(unreachable, "; "))
+		}
+		return fmt.Errorf("no replica answered as part of a cluster (those that answered have no raft state; start them with --bootstrap-expect to form one)")
+	}
+	servers := []raft.Server{{ID: raft.ServerID(s.cfg.AdvertiseAddr), Address: s.raftTrans.LocalAddr(), Suffrage: raft.Voter}}
+	for _, p := range found {
+		if int(p.st.BootstrapExpect) != s.cfg.BootstrapExpect {
+			return fmt.Errorf("%s expects %d replicas and this one %d: start every replica with the same --bootstrap-expect", p.st.Id, p.st.BootstrapExpect, s.cfg.BootstrapExpect)
+		}
+		if !slices.ContainsFunc(servers, func(srv raft.Server) bool { return string(srv.ID) == p.st.Id }) {
+			servers = append(servers, raft.Server{ID: raft.ServerID(p.st.Id), Address: raft.ServerAddress(p.st.RaftAddress), Suffrage: raft.Voter})
+		}
+	}
+	if len(servers) < s.cfg.BootstrapExpect {
+		msg := fmt.Sprintf("%d of %d replicas found", len(servers), s.cfg.BootstrapExpect)
+		if len(unreachable) > 0 {
+			msg += "; not answering: " + strings.Join(unreachable, "; ")
+		}
+		return errors.New(msg)
+	}
+	sort.Slice(servers, func(i, j int) bool { return servers[i].ID < servers[j].ID })
+	err := s.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("bootstrapping: %w", err)
+	}
+	ids := make([]string, len(servers))
+	for i, srv := range servers {
+		ids[i] = string(srv.ID)
+	}
+	s.logger.Info("bootstrapped the cluster", "voters", strings.Join(ids, ","))
+	return nil
+}
+
+// askPeer asks one replica who it is, without following leaders.
+func (s *Server) askPeer(ctx context.Context, addr string) (*yarnpb.ServiceStateResponse, error) {
+	c, err := rmclient.New([]string{addr}, s.cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.RetryFor = 0
+	return c.ServiceState(ctx)
+}
+
+// askToJoin asks the leader, through any replica that answered, to add
+// this one as a voter.
+func (s *Server) askToJoin(ctx context.Context, found []peerInfo) error {
+	addrs := make([]string, 0, len(found))
+	for _, p := range found {
+		if p.st.InCluster {
+			addrs = append(addrs, p.addr)
+		}
+	}
+	c, err := rmclient.New(addrs, s.cfg.TLS)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.RetryFor = 3 * time.Second
+	if err := c.AddRaftPeer(ctx, s.cfg.AdvertiseAddr, string(s.raftTrans.LocalAddr())); err != nil {
+		return fmt.Errorf("asking the leader to add this replica: %w", err)
+	}
+	s.logger.Info("asked the leader to add this replica", "via", strings.Join(addrs, ","))
+	return nil
+}
+
+// maxPeers bounds a raft configuration: raft clusters are 3 or 5 voters,
+// and more replicas only slow every commit down.
+const maxPeers = 9
+
+// addPeer makes id (a gRPC address) a voter reached at raftAddr. Adding a
+// replica already in the configuration at the same address changes
+// nothing, so a replica that lost its data dir may ask again.
+func (s *Server) addPeer(id, raftAddr string) error {
+	if err := rmclient.CheckAddr(id); err != nil {
+		return errdefs.InvalidArgument("peer id %q: %v", id, err)
+	}
+	if err := rmclient.CheckAddr(raftAddr); err != nil {
+		return errdefs.InvalidArgument("peer raft address %q: %v", raftAddr, err)
+	}
+	if !s.isLeader.Load() {
+		return errdefs.NotLeader(s.leaderAddr())
+	}
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return errdefs.Unavailable("reading the raft configuration: %v", err)
+	}
+	servers := f.Configuration().Servers
+	for _, srv := range servers {
+		switch {
+		case string(srv.ID) == id && string(srv.Address) == raftAddr && srv.Suffrage == raft.Voter:
+			return nil
+		case string(srv.ID) != id && string(srv.Address) == raftAddr:
+			return errdefs.AlreadyExists("raft address %s belongs to replica %s; remove it first (`loom admin raft remove-peer %s`)", raftAddr, srv.ID, srv.ID)
+		}
+	}
+	if len(servers) >= maxPeers {
+		return errdefs.FailedPrecondition("the cluster has %d replicas, the most it takes", len(servers))
+	}
+	if err := s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, 30*time.Second).Error(); err != nil {
+		return raftChangeError(s, err)
+	}
+	s.logger.Info("replica added", "id", id, "raft_addr", raftAddr)
+	return nil
+}
+
+// removePeer takes id out of the raft configuration.
+func (s *Server) removePeer(id string) error {
+	if !s.isLeader.Load() {
+		return errdefs.NotLeader(s.leaderAddr())
+	}
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return errdefs.Unavailable("reading the raft configuration: %v", err)
+	}
+	servers := f.Configuration().Servers
+	i := slices.IndexFunc(servers, func(srv raft.Server) bool { return string(srv.ID) == id })
+	if i < 0 {
+		ids := make([]string, len(servers))
+		for j, srv := range servers {
+			ids[j] = string(srv.ID)
+		}
+		return errdefs.NotFound("no replica %q in the raft configuration (its replicas: %s)", id, strings.Join(ids, ", "))
+	}
+	if len(servers) == 1 {
+		return errdefs.FailedPrecondition("%s is the only replica; removing it would leave no cluster", id)
+	}
+	if err := s.raft.RemoveServer(raft.ServerID(id), 0, 30*time.Second).Error(); err != nil {
+		return raftChangeError(s, err)
+	}
+	s.logger.Info("replica removed", "id", id)
+	return nil
+}
+
+func raftChangeError(s *Server, err error) error {
+	if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		return errdefs.NotLeader(s.leaderAddr())
+	}
+	return errdefs.Unavailable("changing the raft configuration: %v", err)
+}
