@@ -109,9 +109,9 @@ func portFree(p int) bool {
 
 // cluster is a `loom cluster up` process.
 type cluster struct {
-	t        *testing.T
-	dir      string
-	rmAddr   string
+	t      *testing.T
+	dir    string
+	rmAddr string
 	// rmAddrs lists every RM replica, rmAddr first.
 	rmAddrs  []string
 	httpAddr string

@@ -28,16 +28,16 @@ import (
 
 // Config describes a local cluster.
 type Config struct {
-	Binary       string // the loom executable; default: this one
-	Dir          string
-	Nodes        int
-	RMAddr       string
-	HTTPAddr     string
-	RaftAddr     string // default: the RM port + 2
+	Binary   string // the loom executable; default: this one
+	Dir      string
+	Nodes    int
+	RMAddr   string
+	HTTPAddr string
+	RaftAddr string // default: the RM port + 2
 	// RMReplicas is how many ResourceManager replicas form the cluster's
 	// raft (1, 3 or 5). Replica i (from 0) listens on RMAddr's, HTTPAddr's
 	// and RaftAddr's ports + 100*i.
-	RMReplicas int
+	RMReplicas   int
 	NodeMemoryMB int64
 	NodeVCores   int32
 	NMHeartbeat  time.Duration
@@ -161,10 +161,10 @@ type Cluster struct {
 	ClientConfig string
 	Client       *tlsutil.Bundle
 	// RM is the first ResourceManager replica, RMs all of them.
-	RM           *Process
-	RMs          []*Process
-	NMs          []*Process
-	Nodes        []*yarnpb.NodeReport
+	RM    *Process
+	RMs   []*Process
+	NMs   []*Process
+	Nodes []*yarnpb.NodeReport
 	// Took is how long the cluster took to have every node RUNNING.
 	Took time.Duration
 	once sync.Once

@@ -70,7 +70,9 @@ func (l *endedLogs) due(now time.Time, retention time.Duration, keep int) []stri
 	for id, at := range l.ended {
 		all = append(all, entry{id, at})
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].at.Before(all[j].at) || (all[i].at.Equal(all[j].at) && all[i].id < all[j].id) })
+	sort.Slice(all, func(i, j int) bool {
+		return all[i].at.Before(all[j].at) || (all[i].at.Equal(all[j].at) && all[i].id < all[j].id)
+	})
 	var out []string
 	for i, e := range all {
 		if now.Sub(e.at) >= retention || len(all)-i > keep {

@@ -49,9 +49,9 @@ var (
 		trackerSvc + "NodeHeartbeat":         {kinds: nodes},
 		trackerSvc + "UnRegisterNodeManager": {kinds: nodes},
 
-		adminSvc + "Decommission":  {kinds: users, admin: true},
-		adminSvc + "Recommission":  {kinds: users, admin: true},
-		adminSvc + "RefreshQueues": {kinds: users, admin: true},
+		adminSvc + "Decommission":   {kinds: users, admin: true},
+		adminSvc + "Recommission":   {kinds: users, admin: true},
+		adminSvc + "RefreshQueues":  {kinds: users, admin: true},
 		adminSvc + "ServiceState":   {kinds: []string{tlsutil.KindUser, tlsutil.KindServer}},
 		adminSvc + "AddRaftPeer":    {kinds: servers},
 		adminSvc + "RemoveRaftPeer": {kinds: users, admin: true},

@@ -87,9 +87,9 @@ func (e *adminEndpoint) RefreshQueues(context.Context, *yarnpb.RefreshQueuesRequ
 func (e *adminEndpoint) ServiceState(context.Context, *yarnpb.ServiceStateRequest) (*yarnpb.ServiceStateResponse, error) {
 	s := e.s
 	resp := &yarnpb.ServiceStateResponse{
-		State:         stateName(s.raft.State()),
-		LeaderAddress: s.leaderAddr(),
-		LastIndex:     s.raft.LastIndex(),
+		State:           stateName(s.raft.State()),
+		LeaderAddress:   s.leaderAddr(),
+		LastIndex:       s.raft.LastIndex(),
 		Epoch:           s.epoch.Load(),
 		Id:              s.cfg.AdvertiseAddr,
 		RaftAddress:     string(s.raftTrans.LocalAddr()),
