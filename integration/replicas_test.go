@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,6 +51,13 @@ func TestRMReplicasFailOverUnderAJob(t *testing.T) {
 		return strings.Contains(c.out.String(), "export LOOM_RM="+strings.Join(c.rmAddrs, ",")), c.out.String()
 	})
 	r, want, output := recoveryRun(t, c, "3ms")
+	// A shell whose AM asks for more containers than fit at once: it
+	// waits for containers through the failover.
+	const shells = 120
+	waiting := strings.TrimSpace(c.mustLoom("dshell", "-d", "--num-containers", fmt.Sprint(shells), "--memory-mb", "64", "--", "sleep", "0.05"))
+	waitFor(t, 30*time.Second, "the shell's first containers", func() (bool, string) {
+		return len(c.app(waiting).Containers) > 5, ""
+	})
 	old := c.raftLeader("")
 	pids := pgrep("--addr " + old + " ")
 	if len(pids) != 1 {
@@ -73,6 +81,30 @@ func TestRMReplicasFailOverUnderAJob(t *testing.T) {
 		t.Fatalf("loom run exited %d after the leader was killed:\n%s\n%s", code, r.out.String(), r.errb.String())
 	}
 	checkExactlyOnce(t, output, want)
+	// The shell got every container it asked for, once: none lost with
+	// the leader, none handed out twice.
+	var a appJSON
+	waitFor(t, 60*time.Second, "the waiting shell finished", func() (bool, string) {
+		a = c.app(waiting)
+		return a.State == "FINISHED" || a.State == "FAILED" || a.State == "KILLED", a.State
+	})
+	seen := map[string]bool{}
+	ran, allocated := 0, 0
+	for _, ct := range a.Containers {
+		if !ct.IsAM {
+			allocated++
+		}
+		if seen[ct.ID] {
+			t.Errorf("container %s listed twice", ct.ID)
+		}
+		seen[ct.ID] = true
+		if !ct.IsAM && ct.State == "COMPLETED" && ct.ExitStatus == 0 {
+			ran++
+		}
+	}
+	if a.FinalStatus != "SUCCEEDED" || ran != shells || allocated != shells {
+		t.Fatalf("the shell across the failover: %s, %d containers allocated and %d ran, want %d (%s)", a.FinalStatus, allocated, ran, shells, a.Diagnostics)
+	}
 	waitFor(t, 30*time.Second, "the killed replica back", func() (bool, string) {
 		pids := pgrep("--addr " + old + " ")
 		return len(pids) == 1, c.out.String()

@@ -184,6 +184,18 @@ func TestReplicasFormAClusterAndFailOver(t *testing.T) {
 	if _, err := c.NewApplication(context.Background()); err != nil {
 		t.Fatalf("a write after failover: %v", err)
 	}
+	// A client whose first address is the replica that is down, and whose
+	// second is a follower, finds the leader.
+	var others []string
+	for i, a := range rs.addrs {
+		if i != lead && i != next {
+			others = append(others, a)
+		}
+	}
+	down := rs.client(append([]string{rs.addrs[lead]}, others...)...)
+	if _, err := down.NewApplication(context.Background()); err != nil {
+		t.Fatalf("a client whose first replica is down: %v", err)
+	}
 }
 
 // A replica that lost its data dir comes back by asking the leader to add
