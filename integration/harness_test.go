@@ -118,6 +118,9 @@ type cluster struct {
 	cmd      *exec.Cmd
 	out      *bytes.Buffer
 	done     chan struct{}
+	// netns, when set, is the network namespace clients of the cluster
+	// run in (netns_test.go).
+	netns string
 }
 
 type clusterOpts struct {
@@ -210,7 +213,23 @@ func (c *cluster) stop() {
 // loom runs the CLI against the cluster and returns stdout, stderr and
 // the exit status.
 func (c *cluster) loom(args ...string) (string, string, int) {
-	return runLoomEnv(c.env(), args...)
+	return runLoomIn(c.netns, c.env(), args...)
+}
+
+// command is the CLI run as a client of the cluster: in its clients'
+// network namespace when it has one.
+func (c *cluster) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := loomCommand(ctx, c.netns, args...)
+	cmd.Env = append(os.Environ(), c.env()...)
+	return cmd
+}
+
+// loomCommand runs loom, in the network namespace netns unless it is "".
+func loomCommand(ctx context.Context, netns string, args ...string) *exec.Cmd {
+	if netns != "" {
+		return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", netns, loomBin}, args...)...)
+	}
+	return exec.CommandContext(ctx, loomBin, args...)
 }
 
 // env is the environment of a client of the cluster: its address and
@@ -259,9 +278,14 @@ func (c *cluster) clientConfig() string { return filepath.Join(c.dir, "loom.conf
 
 // runLoomEnv runs the CLI with env added to the test's environment.
 func runLoomEnv(env []string, args ...string) (string, string, int) {
+	return runLoomIn("", env, args...)
+}
+
+// runLoomIn is runLoomEnv in the network namespace netns.
+func runLoomIn(netns string, env []string, args ...string) (string, string, int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, loomBin, args...)
+	cmd := loomCommand(ctx, netns, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

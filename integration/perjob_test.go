@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -187,8 +188,7 @@ func (s *syncBuffer) String() string {
 func (c *cluster) runAttached(args ...string) *attachedRun {
 	c.t.Helper()
 	r := &attachedRun{done: make(chan error, 1)}
-	r.cmd = exec.Command(loomBin, append([]string{"run", "-t", "per-job"}, args...)...)
-	r.cmd.Env = append(os.Environ(), c.env()...)
+	r.cmd = c.command(context.Background(), append([]string{"run", "-t", "per-job"}, args...)...)
 	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.errb
 	if err := r.cmd.Start(); err != nil {
 		c.t.Fatal(err)

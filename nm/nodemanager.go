@@ -132,6 +132,10 @@ func New(cfg *Config) (*NodeManager, error) {
 		return nil, err
 	}
 	rm.RetryFor = 2 * time.Second
+	// A heartbeat takes milliseconds; a replica that holds one for
+	// seconds (cut off the network) is left for the next well within
+	// the RM's node expiry.
+	rm.CallTimeout = 2 * time.Second
 	n := &NodeManager{cfg: cfg, logger: cfg.Logger.Named("nm"), rm: rm, tokens: newContainerTokens(), notify: make(chan struct{}, 1)}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -20,30 +20,43 @@ import (
 	"loom/tlsutil/tlstest"
 )
 
-// benchCluster is an RM with on-disk raft, one fake NM that hosts the AM,
-// and simulated nodes registered through raft.
-func benchCluster(b *testing.B, nodes int) (*Server, string) {
+// benchCluster is an RM with on-disk raft (or the leader of that many
+// replicas, in one process), one fake NM that hosts the AM, and
+// simulated nodes registered through raft.
+func benchCluster(b *testing.B, nodes, replicas int) (*Server, string) {
 	b.Helper()
 	TuneRuntime() // as `loom rm` does
-	cfg := DefaultConfig()
-	cfg.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Error})
-	cfg.Addr = "127.0.0.1:0"
-	cfg.HTTPAddr = ""
-	cfg.DataDir = b.TempDir()
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	cfg.RaftAddr = l.Addr().String()
-	l.Close()
-	cfg.RaftTimeout = 50 * time.Millisecond
-	cfg.NodeExpiry = time.Hour
-	cfg.AMExpiry = time.Hour
-	cfg.MaxAllocation = state.Resource{MemoryMB: 1 << 20, VCores: 1 << 10}
-	pki := tlstest.New(b)
-	cfg.TLS, cfg.CA = pki.Bundle(tlstest.Server("rm")), pki.CA
-	s, err := New(cfg)
-	if err != nil {
-		b.Fatal(err)
+	settings := func(cfg *Config) {
+		cfg.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Error})
+		cfg.HTTPAddr = ""
+		cfg.RaftTimeout = 50 * time.Millisecond
+		cfg.NodeExpiry = time.Hour
+		cfg.AMExpiry = time.Hour
+		cfg.MaxAllocation = state.Resource{MemoryMB: 1 << 20, VCores: 1 << 10}
 	}
-	b.Cleanup(s.Shutdown)
+	var s *Server
+	if replicas > 1 {
+		rs := newReplicaSet(b, replicas)
+		for i := range rs.servers {
+			rs.start(i, settings)
+		}
+		s = rs.servers[rs.leader()]
+	} else {
+		cfg := DefaultConfig()
+		settings(cfg)
+		cfg.Addr = "127.0.0.1:0"
+		cfg.DataDir = b.TempDir()
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		cfg.RaftAddr = l.Addr().String()
+		l.Close()
+		pki := tlstest.New(b)
+		cfg.TLS, cfg.CA = pki.Bundle(tlstest.Server("rm")), pki.CA
+		var err error
+		if s, err = New(cfg); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(s.Shutdown)
+	}
 	c := clientAs(b, s, tlstest.User("bench"))
 	// Sorted first (digits before letters), so the AM lands on it.
 	nm := startFakeNM(b, s, 64*1024)
@@ -117,10 +130,15 @@ func placeAll(b *testing.B, s *Server, attempt string, n int) time.Duration {
 // simulated nodes; every placement is committed through the on-disk raft
 // log before it counts.
 func BenchmarkSchedulerAllocations(b *testing.B) {
+	b.Run("replicas=1", func(b *testing.B) { benchAllocations(b, 1) })
+	b.Run("replicas=3", func(b *testing.B) { benchAllocations(b, 3) })
+}
+
+func benchAllocations(b *testing.B, replicas int) {
 	const nodes, containers = 1000, 10000
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		s, attempt := benchCluster(b, nodes)
+		s, attempt := benchCluster(b, nodes, replicas)
 		b.StartTimer()
 		took := placeAll(b, s, attempt, containers)
 		b.ReportMetric(float64(containers)/took.Seconds(), "allocations/s")
@@ -132,7 +150,7 @@ func BenchmarkSchedulerAllocations(b *testing.B) {
 // 10,000 containers.
 func BenchmarkRMMemory(b *testing.B) {
 	for i := 0; i < b.N; i++ {
-		s, attempt := benchCluster(b, 5000)
+		s, attempt := benchCluster(b, 5000, 1)
 		placeAll(b, s, attempt, 10000)
 		runtime.GC()
 		var m runtime.MemStats

@@ -173,14 +173,10 @@ func (s *Server) addPeer(id, raftAddr string) error {
 	if err := rmclient.CheckAddr(raftAddr); err != nil {
 		return errdefs.InvalidArgument("peer raft address %q: %v", raftAddr, err)
 	}
-	if !s.isLeader.Load() {
-		return errdefs.NotLeader(s.leaderAddr())
+	servers, err := s.leaderConfiguration()
+	if err != nil {
+		return err
 	}
-	f := s.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return errdefs.Unavailable("reading the raft configuration: %v", err)
-	}
-	servers := f.Configuration().Servers
 	for _, srv := range servers {
 		switch {
 		case string(srv.ID) == id && string(srv.Address) == raftAddr && srv.Suffrage == raft.Voter:
@@ -201,14 +197,10 @@ func (s *Server) addPeer(id, raftAddr string) error {
 
 // removePeer takes id out of the raft configuration.
 func (s *Server) removePeer(id string) error {
-	if !s.isLeader.Load() {
-		return errdefs.NotLeader(s.leaderAddr())
+	servers, err := s.leaderConfiguration()
+	if err != nil {
+		return err
 	}
-	f := s.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return errdefs.Unavailable("reading the raft configuration: %v", err)
-	}
-	servers := f.Configuration().Servers
 	i := slices.IndexFunc(servers, func(srv raft.Server) bool { return string(srv.ID) == id })
 	if i < 0 {
 		ids := make([]string, len(servers))
@@ -225,6 +217,18 @@ func (s *Server) removePeer(id string) error {
 	}
 	s.logger.Info("replica removed", "id", id)
 	return nil
+}
+
+// leaderConfiguration is the raft configuration, on the leader only.
+func (s *Server) leaderConfiguration() ([]raft.Server, error) {
+	if !s.isLeader.Load() {
+		return nil, errdefs.NotLeader(s.leaderAddr())
+	}
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, errdefs.Unavailable("reading the raft configuration: %v", err)
+	}
+	return f.Configuration().Servers, nil
 }
 
 func raftChangeError(s *Server, err error) error {

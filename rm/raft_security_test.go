@@ -33,7 +33,7 @@ func onDiskServer(t *testing.T, pki *tlstest.PKI, dir, raftAddr, addr string) *S
 	return s
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -23,7 +23,7 @@ import (
 // mutual TLS on loopback ports picked up front (each replica's --join
 // names the others before any of them listens).
 type replicaSet struct {
-	t       *testing.T
+	t       testing.TB
 	pki     *tlstest.PKI
 	addrs   []string // gRPC addresses, the replicas' ids
 	raft    []string
@@ -31,7 +31,7 @@ type replicaSet struct {
 	servers []*Server
 }
 
-func newReplicaSet(t *testing.T, n int) *replicaSet {
+func newReplicaSet(t testing.TB, n int) *replicaSet {
 	rs := &replicaSet{t: t, pki: tlstest.New(t)}
 	for i := 0; i < n; i++ {
 		rs.addrs = append(rs.addrs, freeAddr(t))

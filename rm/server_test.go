@@ -69,7 +69,7 @@ func bundleFor(t testing.TB, s *Server, id tlsutil.Identity) *tlsutil.Bundle {
 	return b
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -162,7 +162,7 @@ func amContext(attempt string) context.Context {
 	return tlsutil.WithIdentity(context.Background(), tlsutil.Identity{Kind: tlsutil.KindApp, Name: appID, User: "alice"})
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
+func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

@@ -96,7 +96,7 @@ func (a *AMRMClient) Register(ctx context.Context, host string, port int32, trac
 	req := &yarnpb.RegisterApplicationMasterRequest{ApplicationAttemptId: a.attemptID, Host: host, RpcPort: port, TrackingUrl: trackingURL, AmToken: a.token}
 	a.mu.Unlock()
 	var resp *yarnpb.RegisterApplicationMasterResponse
-	err := a.rm.call(ctx, func(cc *grpc.ClientConn) (err error) {
+	err := a.rm.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = yarnpb.NewApplicationMasterServiceClient(cc).RegisterApplicationMaster(ctx, req)
 		return err
 	})
@@ -230,8 +230,8 @@ func (a *AMRMClient) loop(ctx context.Context) {
 		a.mu.Unlock()
 
 		var resp *yarnpb.AllocateResponse
-		err := a.rm.call(callCtx, func(cc *grpc.ClientConn) (err error) {
-			resp, err = yarnpb.NewApplicationMasterServiceClient(cc).Allocate(callCtx, req)
+		err := a.rm.callWait(callCtx, time.Duration(req.WaitMs)*time.Millisecond, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+			resp, err = yarnpb.NewApplicationMasterServiceClient(cc).Allocate(ctx, req)
 			return err
 		})
 		cancel()
@@ -324,7 +324,7 @@ func (a *AMRMClient) Finish(ctx context.Context, status yarnpb.FinalStatus, diag
 	a.mu.Lock()
 	tok := a.token
 	a.mu.Unlock()
-	return a.rm.call(ctx, func(cc *grpc.ClientConn) error {
+	return a.rm.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
 		_, err := yarnpb.NewApplicationMasterServiceClient(cc).FinishApplicationMaster(ctx, &yarnpb.FinishApplicationMasterRequest{
 			ApplicationAttemptId: a.attemptID, FinalStatus: status, Diagnostics: diag, TrackingUrl: trackingURL, AmToken: tok,
 		})

@@ -72,6 +72,10 @@ type Client struct {
 	http  *http.Client
 	// RetryFor bounds how long a call retries while no leader answers.
 	RetryFor time.Duration
+	// CallTimeout bounds one try of a call (beyond a long poll's wait):
+	// a replica that does not answer within it, one cut off the network
+	// say, is left for the next.
+	CallTimeout time.Duration
 	// now is the clock RetryFor is measured on.
 	now func() time.Time
 }
@@ -93,8 +97,9 @@ func New(addrs []string, tls *tlsutil.Bundle) (*Client, error) {
 	return &Client{
 		addrs: append([]string(nil), addrs...), conns: map[string]*grpc.ClientConn{}, tls: tls,
 		http:     HTTPClient(tls),
-		RetryFor: 15 * time.Second,
-		now:      time.Now,
+		RetryFor:    15 * time.Second,
+		CallTimeout: 5 * time.Second,
+		now:         time.Now,
 	}, nil
 }
 
@@ -181,7 +186,13 @@ func (c *Client) follow(hint string) {
 //
 // RetryFor counts from the first failure, not from the call: a long poll
 // that the cluster drops 29 s in is retried as one dropped at once.
-func (c *Client) call(ctx context.Context, fn func(cc *grpc.ClientConn) error) error {
+func (c *Client) call(ctx context.Context, fn func(ctx context.Context, cc *grpc.ClientConn) error) error {
+	return c.callWait(ctx, 0, fn)
+}
+
+// callWait is call for a long poll the replica may hold for wait: each
+// try has CallTimeout beyond it.
+func (c *Client) callWait(ctx context.Context, wait time.Duration, fn func(ctx context.Context, cc *grpc.ClientConn) error) error {
 	var failingSince time.Time
 	backoff := 10 * time.Millisecond
 	for {
@@ -189,9 +200,15 @@ func (c *Client) call(ctx context.Context, fn func(cc *grpc.ClientConn) error) e
 		if err != nil {
 			return err
 		}
-		err = errdefs.FromGRPC(fn(cc))
+		try, cancel := context.WithTimeout(ctx, wait+c.CallTimeout)
+		err = errdefs.FromGRPC(fn(try, cc))
+		timedOut := try.Err() != nil && ctx.Err() == nil
+		cancel()
 		if err == nil {
 			return nil
+		}
+		if timedOut {
+			err = errdefs.Unavailable("%s did not answer within %s", addr, wait+c.CallTimeout)
 		}
 		retry := errors.Is(err, errdefs.ErrUnavailable) || errors.Is(err, errdefs.ErrNotLeader)
 		if !retry || ctx.Err() != nil {
@@ -224,7 +241,7 @@ func (c *Client) client(cc *grpc.ClientConn) yarnpb.ClientServiceClient {
 // NewApplication reserves an application id.
 func (c *Client) NewApplication(ctx context.Context) (*yarnpb.NewApplicationResponse, error) {
 	var resp *yarnpb.NewApplicationResponse
-	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = c.client(cc).NewApplication(ctx, &yarnpb.NewApplicationRequest{})
 		return err
 	})
@@ -234,7 +251,7 @@ func (c *Client) NewApplication(ctx context.Context) (*yarnpb.NewApplicationResp
 // Submit submits an application.
 func (c *Client) Submit(ctx context.Context, sc *yarnpb.ApplicationSubmissionContext) error {
 	tries := 0
-	return c.call(ctx, func(cc *grpc.ClientConn) error {
+	return c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
 		tries++
 		_, err := c.client(cc).SubmitApplication(ctx, &yarnpb.SubmitApplicationRequest{Context: sc})
 		if err != nil && tries > 1 && errors.Is(errdefs.FromGRPC(err), errdefs.ErrAlreadyExists) {
@@ -254,7 +271,7 @@ func (c *Client) Report(ctx context.Context, appID string, withContainers bool) 
 // minIndex, or after wait.
 func (c *Client) WatchReport(ctx context.Context, appID string, withContainers bool, minIndex uint64, wait time.Duration) (*yarnpb.ApplicationReport, uint64, error) {
 	var resp *yarnpb.GetApplicationReportResponse
-	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+	err := c.callWait(ctx, wait, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = c.client(cc).GetApplicationReport(ctx, &yarnpb.GetApplicationReportRequest{
 			ApplicationId: appID, IncludeContainers: withContainers, MinIndex: minIndex, WaitMs: wait.Milliseconds(),
 		})
@@ -289,7 +306,7 @@ func (c *Client) WaitFinished(ctx context.Context, appID string, onChange func(*
 // ListApps lists applications; all includes finished ones.
 func (c *Client) ListApps(ctx context.Context, all bool) ([]*yarnpb.ApplicationReport, error) {
 	var resp *yarnpb.ListApplicationsResponse
-	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = c.client(cc).ListApplications(ctx, &yarnpb.ListApplicationsRequest{All: all})
 		return err
 	})
@@ -302,7 +319,7 @@ func (c *Client) ListApps(ctx context.Context, all bool) ([]*yarnpb.ApplicationR
 // Kill kills an application; it reports whether it had already ended.
 func (c *Client) Kill(ctx context.Context, appID, diag string) (bool, error) {
 	var resp *yarnpb.KillApplicationResponse
-	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = c.client(cc).KillApplication(ctx, &yarnpb.KillApplicationRequest{ApplicationId: appID, Diagnostics: diag})
 		return err
 	})
@@ -315,7 +332,7 @@ func (c *Client) Kill(ctx context.Context, appID, diag string) (bool, error) {
 // Metrics returns the cluster's metrics.
 func (c *Client) Metrics(ctx context.Context) (*yarnpb.ClusterMetricsResponse, error) {
 	var resp *yarnpb.ClusterMetricsResponse
-	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = c.client(cc).ClusterMetrics(ctx, &yarnpb.ClusterMetricsRequest{})
 		return err
 	})
@@ -325,7 +342,7 @@ func (c *Client) Metrics(ctx context.Context) (*yarnpb.ClusterMetricsResponse, e
 // Nodes lists nodes; all includes those that left the cluster.
 func (c *Client) Nodes(ctx context.Context, all bool) ([]*yarnpb.NodeReport, error) {
 	var resp *yarnpb.ListNodesResponse
-	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = c.client(cc).ListNodes(ctx, &yarnpb.ListNodesRequest{All: all})
 		return err
 	})
@@ -338,7 +355,7 @@ func (c *Client) Nodes(ctx context.Context, all bool) ([]*yarnpb.NodeReport, err
 // Node returns one node's report.
 func (c *Client) Node(ctx context.Context, id string) (*yarnpb.NodeReport, error) {
 	var resp *yarnpb.ListNodesResponse
-	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = c.client(cc).ListNodes(ctx, &yarnpb.ListNodesRequest{NodeId: id})
 		return err
 	})
@@ -351,7 +368,7 @@ func (c *Client) Node(ctx context.Context, id string) (*yarnpb.NodeReport, error
 // Queues returns queue information; queue "" means every queue.
 func (c *Client) Queues(ctx context.Context, queue string) ([]*yarnpb.QueueInfo, error) {
 	var resp *yarnpb.QueueInfoResponse
-	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = c.client(cc).QueueInfo(ctx, &yarnpb.QueueInfoRequest{Queue: queue})
 		return err
 	})
@@ -364,7 +381,7 @@ func (c *Client) Queues(ctx context.Context, queue string) ([]*yarnpb.QueueInfo,
 // Decommission takes nodes out of the cluster; graceful lets their
 // containers finish, up to timeout (0: no limit).
 func (c *Client) Decommission(ctx context.Context, nodes []string, graceful bool, timeout time.Duration) error {
-	return c.call(ctx, func(cc *grpc.ClientConn) error {
+	return c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
 		_, err := yarnpb.NewAdminServiceClient(cc).Decommission(ctx, &yarnpb.DecommissionRequest{NodeIds: nodes, Graceful: graceful, TimeoutS: int64(timeout.Seconds())})
 		return err
 	})
@@ -372,7 +389,7 @@ func (c *Client) Decommission(ctx context.Context, nodes []string, graceful bool
 
 // Recommission brings decommissioning nodes back.
 func (c *Client) Recommission(ctx context.Context, nodes []string) error {
-	return c.call(ctx, func(cc *grpc.ClientConn) error {
+	return c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
 		_, err := yarnpb.NewAdminServiceClient(cc).Recommission(ctx, &yarnpb.RecommissionRequest{NodeIds: nodes})
 		return err
 	})
@@ -381,7 +398,7 @@ func (c *Client) Recommission(ctx context.Context, nodes []string) error {
 // ServiceState returns the raft state of the replica answering.
 func (c *Client) ServiceState(ctx context.Context) (*yarnpb.ServiceStateResponse, error) {
 	var resp *yarnpb.ServiceStateResponse
-	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = yarnpb.NewAdminServiceClient(cc).ServiceState(ctx, &yarnpb.ServiceStateRequest{})
 		return err
 	})
@@ -391,7 +408,7 @@ func (c *Client) ServiceState(ctx context.Context) (*yarnpb.ServiceStateResponse
 // AddRaftPeer asks the leader to make the replica id (its gRPC address),
 // whose raft listens at raftAddr, a voter.
 func (c *Client) AddRaftPeer(ctx context.Context, id, raftAddr string) error {
-	return c.call(ctx, func(cc *grpc.ClientConn) error {
+	return c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
 		_, err := yarnpb.NewAdminServiceClient(cc).AddRaftPeer(ctx, &yarnpb.AddRaftPeerRequest{Id: id, RaftAddress: raftAddr})
 		return err
 	})
@@ -399,7 +416,7 @@ func (c *Client) AddRaftPeer(ctx context.Context, id, raftAddr string) error {
 
 // RemoveRaftPeer takes the replica id out of the raft configuration.
 func (c *Client) RemoveRaftPeer(ctx context.Context, id string) error {
-	return c.call(ctx, func(cc *grpc.ClientConn) error {
+	return c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
 		_, err := yarnpb.NewAdminServiceClient(cc).RemoveRaftPeer(ctx, &yarnpb.RemoveRaftPeerRequest{Id: id})
 		return err
 	})
@@ -408,7 +425,7 @@ func (c *Client) RemoveRaftPeer(ctx context.Context, id string) error {
 // RegisterNode registers a NodeManager.
 func (c *Client) RegisterNode(ctx context.Context, req *yarnpb.RegisterNodeManagerRequest) (*yarnpb.RegisterNodeManagerResponse, error) {
 	var resp *yarnpb.RegisterNodeManagerResponse
-	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = yarnpb.NewResourceTrackerServiceClient(cc).RegisterNodeManager(ctx, req)
 		return err
 	})
@@ -418,7 +435,7 @@ func (c *Client) RegisterNode(ctx context.Context, req *yarnpb.RegisterNodeManag
 // NodeHeartbeat sends a NodeManager heartbeat.
 func (c *Client) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHeartbeatRequest) (*yarnpb.NodeHeartbeatResponse, error) {
 	var resp *yarnpb.NodeHeartbeatResponse
-	err := c.call(ctx, func(cc *grpc.ClientConn) (err error) {
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = yarnpb.NewResourceTrackerServiceClient(cc).NodeHeartbeat(ctx, req)
 		return err
 	})
@@ -427,7 +444,7 @@ func (c *Client) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHeartbeatReq
 
 // UnregisterNode tells the RM a NodeManager is shutting down.
 func (c *Client) UnregisterNode(ctx context.Context, nodeID string) error {
-	return c.call(ctx, func(cc *grpc.ClientConn) error {
+	return c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
 		_, err := yarnpb.NewResourceTrackerServiceClient(cc).UnRegisterNodeManager(ctx, &yarnpb.UnRegisterNodeManagerRequest{NodeId: nodeID})
 		return err
 	})

@@ -37,7 +37,7 @@ func TestRetryForCountsFromTheFailure(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
 	c.now, c.RetryFor = clock.now, 15*time.Second
 	calls := 0
-	err = c.call(context.Background(), func(*grpc.ClientConn) error {
+	err = c.call(context.Background(), func(context.Context, *grpc.ClientConn) error {
 		calls++
 		if calls == 1 {
 			clock.advance(29 * time.Second) // a long poll, then the RM goes
@@ -49,7 +49,7 @@ func TestRetryForCountsFromTheFailure(t *testing.T) {
 		t.Fatalf("a poll dropped after 29 s: %v after %d calls, want a retry that succeeds", err, calls)
 	}
 	calls = 0
-	err = c.call(context.Background(), func(*grpc.ClientConn) error {
+	err = c.call(context.Background(), func(context.Context, *grpc.ClientConn) error {
 		calls++
 		clock.advance(4 * time.Second)
 		return errdefs.ToGRPC(errdefs.Unavailable("still restarting"))

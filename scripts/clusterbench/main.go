@@ -25,6 +25,7 @@ func main() {
 	runs := flag.Int("runs", 10, "runs per figure (the median is printed)")
 	nodes := flag.Int("nodes", 3, "NodeManagers")
 	port := flag.Int("port", 19032, "RM port (raft uses port + 2)")
+	replicas := flag.Int("rm-replicas", 1, "ResourceManager replicas (1, 3 or 5; replica i on the ports + 100*i)")
 	flag.Parse()
 	abs, err := filepath.Abs(*bin)
 	if err != nil {
@@ -34,15 +35,15 @@ func main() {
 
 	var ups []time.Duration
 	for i := 0; i < *runs; i++ {
-		c := start(ctx, abs, *nodes, *port)
+		c := start(ctx, abs, *nodes, *port, *replicas)
 		ups = append(ups, c.Took)
 		c.Stop()
 	}
 	report("cluster up to all nodes RUNNING", *nodes, ups)
 
-	c := start(ctx, abs, *nodes, *port)
+	c := start(ctx, abs, *nodes, *port, *replicas)
 	defer c.Stop()
-	rm, err := rmclient.New([]string{fmt.Sprintf("127.0.0.1:%d", *port)}, c.Client)
+	rm, err := rmclient.New(c.RMAddrs(), c.Client)
 	if err != nil {
 		fail(err)
 	}
@@ -64,7 +65,7 @@ func main() {
 	fmt.Printf("%-58s %8.0f containers/s  (200 containers of /bin/true, median of 3: %s)\n", "dshell 200 containers end to end", 200/d.Seconds(), d.Round(time.Millisecond))
 }
 
-func start(ctx context.Context, bin string, nodes, port int) *localcluster.Cluster {
+func start(ctx context.Context, bin string, nodes, port, replicas int) *localcluster.Cluster {
 	dir, err := os.MkdirTemp("", "loom-bench-")
 	if err != nil {
 		fail(err)
@@ -73,6 +74,7 @@ func start(ctx context.Context, bin string, nodes, port int) *localcluster.Clust
 	cfg.Binary = bin
 	cfg.Dir = dir
 	cfg.Nodes = nodes
+	cfg.RMReplicas = replicas
 	cfg.NodeMemoryMB = 16384
 	cfg.NodeVCores = 128
 	cfg.RMAddr = fmt.Sprintf("127.0.0.1:%d", port)
