@@ -96,7 +96,7 @@ func New(addrs []string, tls *tlsutil.Bundle) (*Client, error) {
 	}
 	return &Client{
 		addrs: append([]string(nil), addrs...), conns: map[string]*grpc.ClientConn{}, tls: tls,
-		http:     HTTPClient(tls),
+		http:        HTTPClient(tls),
 		RetryFor:    15 * time.Second,
 		CallTimeout: 5 * time.Second,
 		now:         time.Now,
