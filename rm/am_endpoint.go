@@ -105,6 +105,7 @@ func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) 
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
+	withoutUndelivered(asks, r.ContainersByAttempt(nil, at.ID))
 	s.soft.touchAM(at.ID, s.clock.Now())
 	if s.soft.updateAsks(at.ID, asks, req.BlacklistAdditions, req.BlacklistRemovals) {
 		s.kickScheduler()
@@ -254,6 +255,24 @@ func (s *Server) convertAsks(in []*yarnpb.ResourceRequest) ([]*scheduler.Ask, er
 		})
 	}
 	return out, nil
+}
+
+// withoutUndelivered lowers an AM's asks by the containers placed for its
+// attempt that it has not been handed yet: it asked before it knew of
+// them (placed after its last answer, or by a leader that failed before
+// answering), and counting them again would place them twice.
+func withoutUndelivered(asks []*scheduler.Ask, containers []*state.Container) {
+	pending := map[scheduler.AskKey]int32{}
+	for _, c := range containers {
+		if !c.IsAM && c.State == yarnpb.ContainerState_CONTAINER_ALLOCATED {
+			pending[scheduler.AskKey{AllocationRequestID: c.AllocationRequestID, Priority: c.Priority, Capability: c.Resource}]++
+		}
+	}
+	for _, a := range asks {
+		if n := pending[a.Key]; n > 0 {
+			a.Count = max(a.Count-n, 0)
+		}
+	}
 }
 
 func (e *amEndpoint) FinishApplicationMaster(ctx context.Context, req *yarnpb.FinishApplicationMasterRequest) (*yarnpb.FinishApplicationMasterResponse, error) {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"loom/proto/yarnpb"
+	"loom/rm/scheduler"
+	"loom/rm/state"
 )
 
 // amContainer is the AM container the fake NM was asked to start for app.
@@ -240,5 +242,26 @@ func TestANodeThatStopsHeartbeatingIsLost(t *testing.T) {
 	}
 	if n := s.State().Snapshot().Node(nil, silent.addr); !strings.Contains(n.HealthReport, "no heartbeat for") {
 		t.Fatalf("the lost node's report: %q", n.HealthReport)
+	}
+}
+
+// An AM's ask counts the containers it has not been handed yet as still
+// wanted; the RM takes them off, so a placement made after its last
+// answer (or by a leader that failed before answering) is not made again.
+func TestAsksDoNotCountContainersNotYetHanded(t *testing.T) {
+	res := state.Resource{MemoryMB: 64, VCores: 1}
+	key := scheduler.AskKey{Priority: 1, Capability: res}
+	other := scheduler.AskKey{Priority: 2, Capability: res}
+	asks := []*scheduler.Ask{{Key: key, Count: 5}, {Key: other, Count: 1}}
+	withoutUndelivered(asks, []*state.Container{
+		{ID: "c1", Priority: 1, Resource: res, State: yarnpb.ContainerState_CONTAINER_ALLOCATED},
+		{ID: "c2", Priority: 1, Resource: res, State: yarnpb.ContainerState_CONTAINER_ALLOCATED},
+		{ID: "c3", Priority: 1, Resource: res, State: yarnpb.ContainerState_CONTAINER_ACQUIRED}, // handed over: the AM knows it
+		{ID: "am", Priority: 1, Resource: res, State: yarnpb.ContainerState_CONTAINER_ALLOCATED, IsAM: true},
+		{ID: "c4", Priority: 2, Resource: res, State: yarnpb.ContainerState_CONTAINER_ALLOCATED},
+		{ID: "c5", Priority: 2, Resource: res, State: yarnpb.ContainerState_CONTAINER_ALLOCATED},
+	})
+	if asks[0].Count != 3 || asks[1].Count != 0 {
+		t.Fatalf("asks after the undelivered containers: %d and %d, want 3 and 0", asks[0].Count, asks[1].Count)
 	}
 }
