@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -34,6 +35,30 @@ type localizer struct {
 	mu       sync.Mutex
 	locks    map[string]*digestLock // per digest, while in use
 	verified map[string]bool        // entries checked since this process started
+	// staging is the RM leader's staging store (the latest heartbeat's):
+	// a staged file whose URL names a replica that does not answer is
+	// fetched from there, as every replica holds every staged file.
+	staging string
+}
+
+// setStaging records the leader's staging store.
+func (l *localizer) setStaging(base string) {
+	l.mu.Lock()
+	l.staging = base
+	l.mu.Unlock()
+}
+
+// stagedElsewhere is the URL of raw's file in the leader's staging store,
+// or "" when raw is no staged file or names that store already.
+func (l *localizer) stagedElsewhere(raw string) string {
+	l.mu.Lock()
+	base := l.staging
+	l.mu.Unlock()
+	u, err := url.Parse(raw)
+	if base == "" || err != nil || path.Dir(u.Path) != "/staging" || strings.HasPrefix(raw, base) {
+		return ""
+	}
+	return base + path.Base(u.Path)
 }
 
 type digestLock struct {
@@ -114,6 +139,13 @@ func (l *localizer) fetch(ctx context.Context, r *yarnpb.LocalResource) (string,
 		_ = os.Remove(path) // cut short or changed: fetch it again
 	}
 	src, err := l.open(ctx, r.Url)
+	if alt := l.stagedElsewhere(r.Url); err != nil && alt != "" {
+		var aerr error
+		if src, aerr = l.open(ctx, alt); aerr != nil {
+			return "", fmt.Errorf("%v; and from the leader's staging store: %v", err, aerr)
+		}
+		err = nil
+	}
 	if err != nil {
 		return "", err
 	}

@@ -319,3 +319,40 @@ func TestAContainerStartsInsideItsCgroup(t *testing.T) {
 		}
 	}
 }
+
+// A staged file whose URL names an RM replica that does not answer is
+// fetched from the leader's staging store; a file that is not staged, or
+// already names the leader's store, is not fetched again elsewhere.
+func TestLocalizerFetchesStagedFilesFromTheLeader(t *testing.T) {
+	content := []byte("staged program")
+	sum := digest(content)
+	leader := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/staging/"+sum {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(content)
+	}))
+	defer leader.Close()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close() // the replica that took the upload, gone
+	l := newLocalizer(filepath.Join(t.TempDir(), "cache"), http.DefaultClient, 0)
+	ctx := context.Background()
+	res := &yarnpb.LocalResource{Name: "job", Url: deadURL + "/staging/" + sum, Sha256: sum}
+	if err := l.localize(ctx, t.TempDir(), []*yarnpb.LocalResource{res}); err == nil {
+		t.Fatal("fetched from a replica that is gone, with no leader known")
+	}
+	l.setStaging(leader.URL + "/staging/")
+	work := t.TempDir()
+	if err := l.localize(ctx, work, []*yarnpb.LocalResource{res}); err != nil {
+		t.Fatalf("from the leader's store: %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(work, "job")); string(got) != string(content) {
+		t.Fatalf("localized %q", got)
+	}
+	other := &yarnpb.LocalResource{Name: "x", Url: deadURL + "/files/" + digest([]byte("x")), Sha256: digest([]byte("x"))}
+	if err := l.localize(ctx, t.TempDir(), []*yarnpb.LocalResource{other}); err == nil || strings.Contains(err.Error(), "leader") {
+		t.Fatalf("a file that is not staged: %v", err)
+	}
+}

@@ -390,6 +390,7 @@ func (n *NodeManager) heartbeatLoop(ctx context.Context) error {
 		}
 		lastID = resp.ResponseId
 		n.tokens.setKeys(resp.ContainerKeys)
+		n.exec.loc.setStaging(resp.StagingUrl)
 		n.tokens.sweep(time.Now())
 		n.exec.forget(resp.ContainersAcked)
 		for _, id := range resp.ContainersToCleanup {

@@ -95,6 +95,7 @@ func (e *adminEndpoint) ServiceState(context.Context, *yarnpb.ServiceStateReques
 		RaftAddress:     string(s.raftTrans.LocalAddr()),
 		BootstrapExpect: int32(s.cfg.BootstrapExpect),
 		AppliedIndex:    s.fsm.AppliedIndex(),
+		StagingUrl:      s.stagingURL(),
 	}
 	if f := s.raft.GetConfiguration(); f.Error() == nil {
 		resp.InCluster = len(f.Configuration().Servers) > 0

@@ -1,9 +1,13 @@
 package rm
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -290,5 +294,47 @@ func TestRaftChangesNeedTheirIdentity(t *testing.T) {
 			s.Shutdown()
 			t.Fatalf("config %+v/%v was accepted", cfg.BootstrapExpect, cfg.Join)
 		}
+	}
+}
+
+// A file a user stages on one replica is on every replica when the upload
+// is answered: an application submitted with it starts after its leader
+// fails.
+func TestStagedFilesAreOnEveryReplica(t *testing.T) {
+	rs := newReplicaSet(t, 3)
+	for i := range rs.servers {
+		rs.start(i, func(cfg *Config) { cfg.HTTPAddr = "127.0.0.1:0" })
+	}
+	lead := rs.leader()
+	waitUntil(t, "every replica in the cluster", func() bool {
+		for _, s := range rs.servers {
+			if !s.inCluster() {
+				return false
+			}
+		}
+		return true
+	})
+	c := rs.client()
+	file := []byte("a job program, staged once")
+	sum := sha256.Sum256(file)
+	digest := hex.EncodeToString(sum[:])
+	hc := rmclient.HTTPClient(c.TLS())
+	if code, body := put(t, hc, rs.servers[lead].stagingURL()+digest, file); code != http.StatusCreated {
+		t.Fatalf("upload: %d %s", code, body)
+	}
+	for i, s := range rs.servers {
+		got, err := os.ReadFile(filepath.Join(s.staging.dir, digest))
+		if err != nil || !bytes.Equal(got, file) {
+			t.Fatalf("replica %d after the upload: %q, %v", i, got, err)
+		}
+	}
+	// A node certificate cannot stage (only users, and replicas copying).
+	node, err := rmclient.New(rs.addrs, rs.pki.Bundle(tlstest.Node("n1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	if code, _ := put(t, rmclient.HTTPClient(node.TLS()), rs.servers[lead].stagingURL()+digest, file); code != http.StatusForbidden {
+		t.Fatalf("a node staging a file: %d", code)
 	}
 }

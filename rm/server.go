@@ -174,6 +174,8 @@ type Server struct {
 
 	soft *softState
 	nms  *nmPool
+	// stagingPeers caches the other replicas' staging URLs.
+	stagingPeers stagingPeers
 	// clock is Config.Clock, or the real one.
 	clock Clock
 	// bootIndex is the index of the last command on disk at start (above
@@ -268,6 +270,7 @@ func New(cfg *Config) (*Server, error) {
 			hl.Close()
 			return nil, err
 		}
+		s.staging.replicate = s.replicateStaged
 	}
 	if err := s.setupRaft(); err != nil {
 		s.listener.Close()

@@ -48,6 +48,10 @@ type staging struct {
 	// the bytes of uploads in flight, by user.
 	owners   map[string]stagedFile
 	reserved map[string]int64
+
+	// replicate, when set, copies a file a user staged here to the other
+	// replicas before the upload is answered (staging_replicas.go).
+	replicate func(digest, path string, size int64)
 }
 
 type stagedFile struct {
@@ -124,10 +128,13 @@ func (st *staging) routes(mux *http.ServeMux) {
 
 func (st *staging) put(w http.ResponseWriter, r *http.Request) {
 	id, _ := tlsutil.FromRequest(r)
-	if id.Kind != tlsutil.KindUser {
+	if id.Kind != tlsutil.KindUser && id.Kind != tlsutil.KindServer {
 		stagingError(w, http.StatusForbidden, fmt.Sprintf("%s may not stage files; only users who submit applications may", id))
 		return
 	}
+	// Another replica copying an upload it took: its user's quota was
+	// checked there.
+	fromReplica := id.Kind == tlsutil.KindServer
 	digest, ok := digestOf(r.PathValue("sha"))
 	if !ok {
 		stagingError(w, http.StatusBadRequest, "the path names a file by its SHA-256: /staging/<64 hex digits>")
@@ -151,12 +158,14 @@ func (st *staging) put(w http.ResponseWriter, r *http.Request) {
 		stagingError(w, http.StatusRequestEntityTooLarge, "a staged file is at most 4 GiB")
 		return
 	}
-	if err := st.reserve(id.Name, size); err != nil {
-		stagingError(w, http.StatusRequestEntityTooLarge, err.Error())
-		return
-	}
 	stored := false
-	defer func() { st.settle(id.Name, size, digest, stored) }()
+	if !fromReplica {
+		if err := st.reserve(id.Name, size); err != nil {
+			stagingError(w, http.StatusRequestEntityTooLarge, err.Error())
+			return
+		}
+		defer func() { st.settle(id.Name, size, digest, stored) }()
+	}
 	f, err := os.CreateTemp(st.dir, "upload-")
 	if err != nil {
 		stagingError(w, http.StatusInternalServerError, err.Error())
@@ -187,7 +196,10 @@ func (st *staging) put(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	stored = true
-	st.log.Debug("staged", "sha256", digest, "bytes", n)
+	st.log.Debug("staged", "sha256", digest, "bytes", n, "from_replica", fromReplica)
+	if !fromReplica && st.replicate != nil {
+		st.replicate(digest, final, size)
+	}
 	w.WriteHeader(http.StatusCreated)
 }
 

@@ -132,7 +132,7 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 	if err := validateNodeID(req.NodeId); err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
-	resp := &yarnpb.NodeHeartbeatResponse{NextHeartbeatMs: s.cfg.NMHeartbeat.Milliseconds()}
+	resp := &yarnpb.NodeHeartbeatResponse{NextHeartbeatMs: s.cfg.NMHeartbeat.Milliseconds(), StagingUrl: s.stagingURL()}
 	r := s.State().Snapshot()
 	node := r.Node(nil, req.NodeId)
 	if err := checkNodeIdentity(ctx, node); err != nil {

@@ -3412,8 +3412,12 @@ type NodeHeartbeatResponse struct {
 	NextHeartbeatMs int64        `protobuf:"varint,6,opt,name=next_heartbeat_ms,json=nextHeartbeatMs,proto3" json:"next_heartbeat_ms,omitempty"`
 	Diagnostics     string       `protobuf:"bytes,7,opt,name=diagnostics,proto3" json:"diagnostics,omitempty"`
 	ContainerKeys   []*MasterKey `protobuf:"bytes,8,rep,name=container_keys,json=containerKeys,proto3" json:"container_keys,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The leader's staging store: a staged file whose URL names a replica
+	// that does not answer is fetched from here (every replica holds every
+	// staged file).
+	StagingUrl    string `protobuf:"bytes,9,opt,name=staging_url,json=stagingUrl,proto3" json:"staging_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeHeartbeatResponse) Reset() {
@@ -3500,6 +3504,13 @@ func (x *NodeHeartbeatResponse) GetContainerKeys() []*MasterKey {
 		return x.ContainerKeys
 	}
 	return nil
+}
+
+func (x *NodeHeartbeatResponse) GetStagingUrl() string {
+	if x != nil {
+		return x.StagingUrl
+	}
+	return ""
 }
 
 type UnRegisterNodeManagerRequest struct {
@@ -3947,6 +3958,7 @@ type ServiceStateResponse struct {
 	BootstrapExpect int32  `protobuf:"varint,8,opt,name=bootstrap_expect,json=bootstrapExpect,proto3" json:"bootstrap_expect,omitempty"`
 	InCluster       bool   `protobuf:"varint,9,opt,name=in_cluster,json=inCluster,proto3" json:"in_cluster,omitempty"` // it holds a raft configuration: bootstrapped or joined
 	AppliedIndex    uint64 `protobuf:"varint,10,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	StagingUrl      string `protobuf:"bytes,11,opt,name=staging_url,json=stagingUrl,proto3" json:"staging_url,omitempty"` // its staging store, which replicas copy uploads to
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -4049,6 +4061,13 @@ func (x *ServiceStateResponse) GetAppliedIndex() uint64 {
 		return x.AppliedIndex
 	}
 	return 0
+}
+
+func (x *ServiceStateResponse) GetStagingUrl() string {
+	if x != nil {
+		return x.StagingUrl
+	}
+	return ""
 }
 
 // AddRaftPeer asks the leader to make a replica a voter: the replica
@@ -5325,7 +5344,7 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\ahealthy\x18\x04 \x01(\bR\ahealthy\x12#\n" +
 	"\rhealth_report\x18\x05 \x01(\tR\fhealthReport\x125\n" +
 	"\vutilization\x18\x06 \x01(\v2\x13.loom.yarn.ResourceR\vutilization\x12!\n" +
-	"\frunning_apps\x18\a \x03(\tR\vrunningApps\"\xf9\x02\n" +
+	"\frunning_apps\x18\a \x03(\tR\vrunningApps\"\x9a\x03\n" +
 	"\x15NodeHeartbeatResponse\x12\x1f\n" +
 	"\vresponse_id\x18\x01 \x01(\x05R\n" +
 	"responseId\x12-\n" +
@@ -5335,7 +5354,9 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x10containers_acked\x18\x05 \x03(\tR\x0fcontainersAcked\x12*\n" +
 	"\x11next_heartbeat_ms\x18\x06 \x01(\x03R\x0fnextHeartbeatMs\x12 \n" +
 	"\vdiagnostics\x18\a \x01(\tR\vdiagnostics\x12;\n" +
-	"\x0econtainer_keys\x18\b \x03(\v2\x14.loom.yarn.MasterKeyR\rcontainerKeys\"7\n" +
+	"\x0econtainer_keys\x18\b \x03(\v2\x14.loom.yarn.MasterKeyR\rcontainerKeys\x12\x1f\n" +
+	"\vstaging_url\x18\t \x01(\tR\n" +
+	"stagingUrl\"7\n" +
 	"\x1cUnRegisterNodeManagerRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x1f\n" +
 	"\x1dUnRegisterNodeManagerResponse\"i\n" +
@@ -5354,7 +5375,7 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\bR\x06leader\x12\x14\n" +
-	"\x05voter\x18\x04 \x01(\bR\x05voter\"\xd5\x02\n" +
+	"\x05voter\x18\x04 \x01(\bR\x05voter\"\xf6\x02\n" +
 	"\x14ServiceStateResponse\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12%\n" +
 	"\x0eleader_address\x18\x02 \x01(\tR\rleaderAddress\x12)\n" +
@@ -5368,7 +5389,9 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\n" +
 	"in_cluster\x18\t \x01(\bR\tinCluster\x12#\n" +
 	"\rapplied_index\x18\n" +
-	" \x01(\x04R\fappliedIndex\"G\n" +
+	" \x01(\x04R\fappliedIndex\x12\x1f\n" +
+	"\vstaging_url\x18\v \x01(\tR\n" +
+	"stagingUrl\"G\n" +
 	"\x12AddRaftPeerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\"\x15\n" +
