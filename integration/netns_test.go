@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -325,4 +326,68 @@ func TestNetnsReplicasAcrossHosts(t *testing.T) {
 	if views[0] != views[1] || views[1] != views[2] {
 		t.Fatalf("the replicas disagree on the shell's containers:\n%s", strings.Join(views, "\n"))
 	}
+
+	// A job staged on a leader that fails before its AM starts: the nodes
+	// are decommissioned (and, empty, leave) while it is submitted; then
+	// the leader is killed and the nodes come back. The AM's files name the dead replica; the
+	// nodes fetch them from the new leader, which has every staged file.
+	stagedOn := c.raftLeader("")
+	var nodes []string
+	for _, name := range []string{"nm1", "nm2", "nm3"} {
+		nodes = append(nodes, n.daemons[name].ip+":8041")
+	}
+	c.mustLoom(append([]string{"admin", "decommission", "--graceful"}, nodes...)...)
+	waitFor(t, 30*time.Second, "the nodes decommissioned", func() (bool, string) {
+		left := 0
+		for _, nd := range c.nodes(true) {
+			if nd.State == "DECOMMISSIONED" || nd.State == "SHUTDOWN" {
+				left++
+			}
+		}
+		return left == 3, ""
+	})
+	for _, name := range []string{"nm1", "nm2", "nm3"} {
+		n.kill(name, syscall.SIGTERM) // gone already, or going
+	}
+	small := filepath.Join(c.dir, "small.txt")
+	if err := os.WriteFile(small, []byte("to be or not to be\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var runOut bytes.Buffer
+	run := c.command(context.Background(), "run", "-t", "per-job", "-p", "1", wordcountBin, "--input", small, "--output", filepath.Join(c.dir, "out2"))
+	run.Stdout, run.Stderr = &runOut, &runOut
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	runDone := make(chan error, 1)
+	go func() { runDone <- run.Wait() }()
+	t.Cleanup(func() { _ = run.Process.Kill() })
+	waitFor(t, 30*time.Second, "the job submitted", func() (bool, string) {
+		return strings.Contains(runOut.String(), "submitted application"), runOut.String()
+	})
+	n.kill(n.daemonAt(stagedOn), syscall.SIGKILL)
+	c.raftLeader(stagedOn)
+	c.mustLoom(append([]string{"admin", "recommission"}, nodes...)...)
+	for _, name := range []string{"nm1", "nm2", "nm3"} {
+		n.start(name)
+	}
+	select {
+	case err := <-runDone:
+		if err != nil || !strings.Contains(runOut.String(), "FINISHED (SUCCEEDED)") {
+			t.Fatalf("a job staged on a leader that failed before its AM started: %v\n%s", err, runOut.String())
+		}
+	case <-time.After(90 * time.Second):
+		status, _, _ := c.loom("app", "list", "--all")
+		nodesNow, _, _ := c.loom("node", "list", "--all")
+		var logs strings.Builder
+		for _, name := range []string{"nm1", "nm2", "nm3"} {
+			fmt.Fprintf(&logs, "%s:\n%s\n", name, lastLines(n.daemons[name].log.String(), 15))
+		}
+		t.Fatalf("the job staged on the failed leader did not end:\n%s\n%s\n%s\n%s", runOut.String(), status, nodesNow, logs.String())
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }

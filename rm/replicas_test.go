@@ -161,6 +161,14 @@ func TestReplicasFormAClusterAndFailOver(t *testing.T) {
 		AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"am"}}}); err != nil {
 		t.Fatal(err)
 	}
+	// Every replica answers a read with the write: a follower waits until
+	// it has applied what the leader had.
+	for i, addr := range rs.addrs {
+		r, err := rs.client(addr).Report(context.Background(), app.ApplicationId, false)
+		if err != nil || r.Name != "replicated" {
+			t.Fatalf("replica %d's answer right after the submission: %+v, %v", i, r, err)
+		}
+	}
 	for i, s := range rs.servers {
 		waitUntil(t, fmt.Sprintf("replica %d has the application", i), func() bool {
 			return s.State().Snapshot().App(nil, app.ApplicationId) != nil

@@ -176,6 +176,10 @@ type Server struct {
 	nms  *nmPool
 	// stagingPeers caches the other replicas' staging URLs.
 	stagingPeers stagingPeers
+	// leaderConn is a follower's connection to the leader, for reads.
+	leaderConnMu   sync.Mutex
+	leaderConn     *rmclient.Client
+	leaderConnAddr string
 	// clock is Config.Clock, or the real one.
 	clock Clock
 	// bootIndex is the index of the last command on disk at start (above
@@ -479,10 +483,28 @@ func lastCommandIndex(logs raft.LogStore, snaps raft.SnapshotStore) (uint64, err
 	return 0, nil
 }
 
-// waitReadable holds a read until this replica has applied every command
-// it had on disk when it started, or leads.
+// waitReadable holds a read until this replica's state holds every write
+// the cluster had acknowledged when the read arrived: the leader's at once
+// (once it has replayed its log); a follower's once it has applied what
+// the leader has (raft's read index, asked of the leader over the API),
+// so a client that submitted through the leader and reads from a follower
+// finds its application. With no leader among several replicas a
+// follower cannot know and says so; the client tries again.
 func (s *Server) waitReadable(ctx context.Context) error {
-	if s.fsm.AppliedIndex() >= s.bootIndex || s.isLeader.Load() {
+	if s.isLeader.Load() {
+		return nil
+	}
+	target := s.bootIndex
+	if leader := s.leaderAddr(); leader != "" && leader != s.cfg.AdvertiseAddr {
+		idx, err := s.leaderApplied(ctx, leader)
+		if err != nil {
+			return errdefs.Unavailable("this replica cannot tell whether it is up to date: the leader %s did not answer (%v); try again", leader, err)
+		}
+		target = max(target, idx)
+	} else if leader == "" && len(s.rmAddrs()) > 1 {
+		return errdefs.Unavailable("the ResourceManager replicas are electing a leader; try again")
+	}
+	if s.fsm.AppliedIndex() >= target {
 		return nil
 	}
 	deadline := time.Now().Add(10 * s.cfg.RaftTimeout)
@@ -490,13 +512,41 @@ func (s *Server) waitReadable(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
+		case <-time.After(2 * time.Millisecond):
 		}
-		if s.fsm.AppliedIndex() >= s.bootIndex || s.isLeader.Load() {
+		if s.fsm.AppliedIndex() >= target || s.isLeader.Load() {
 			return nil
 		}
 	}
-	return errdefs.Unavailable("the ResourceManager is still replaying its raft log; try again")
+	return errdefs.Unavailable("the ResourceManager is still applying its raft log (at %d of %d); try again", s.fsm.AppliedIndex(), target)
+}
+
+// leaderApplied asks the leader at addr what it has applied, over one
+// connection kept while it leads.
+func (s *Server) leaderApplied(ctx context.Context, addr string) (uint64, error) {
+	s.leaderConnMu.Lock()
+	if s.leaderConn == nil || s.leaderConnAddr != addr {
+		if s.leaderConn != nil {
+			_ = s.leaderConn.Close()
+		}
+		c, err := rmclient.New([]string{addr}, s.cfg.TLS)
+		if err != nil {
+			s.leaderConnMu.Unlock()
+			return 0, err
+		}
+		c.RetryFor, c.CallTimeout = 0, 2*time.Second
+		s.leaderConn, s.leaderConnAddr = c, addr
+	}
+	c := s.leaderConn
+	s.leaderConnMu.Unlock()
+	st, err := c.ServiceState(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if st.Id != addr || st.State != "leader" {
+		return 0, fmt.Errorf("%s does not lead (it is %s)", addr, st.State)
+	}
+	return st.AppliedIndex, nil
 }
 
 // raftApply commits a command and returns its result.
@@ -721,6 +771,11 @@ func (s *Server) Shutdown() {
 		s.wg.Wait()
 		s.revokeLeadership()
 		s.nms.close()
+		s.leaderConnMu.Lock()
+		if s.leaderConn != nil {
+			_ = s.leaderConn.Close()
+		}
+		s.leaderConnMu.Unlock()
 		for i := len(s.closers) - 1; i >= 0; i-- {
 			_ = s.closers[i]()
 		}
