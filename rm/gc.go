@@ -15,7 +15,8 @@ import (
 // MaxCompletedApps, and any that ended longer than CompletedAppTTL ago,
 // and nodes that left the cluster longer than NodeTTL ago, through raft
 // commands like every other change. Of the ended applications it keeps,
-// only the newest KeepContainersOf keep their containers (YARN's reports
+// only the newest KeepContainersOf keep their containers, KeepEndedContainers
+// of them at most (YARN's reports
 // of finished applications list none): containers are most of the state,
 // hundreds a second. An application with a container still running, or
 // a node with one, is kept until it has none.
@@ -61,9 +62,23 @@ func (s *Server) collectGarbage(now time.Time) (apps, nodes int, err error) {
 	for _, id := range forget {
 		forgetting[id] = true
 	}
+	// Newest first: an application keeps its containers while it is one
+	// of the newest KeepContainersOf and they fit, with the newer ones', in
+	// KeepEndedContainers, so a few large applications bound the state as
+	// many small ones do.
 	var prune []string
-	for i, a := range ended {
-		if i < len(ended)-s.cfg.KeepContainersOf && !forgetting[a.ID] && len(r.ContainersByApp(nil, a.ID)) > 0 && deletable(r, a) {
+	kept := 0
+	for i := len(ended) - 1; i >= 0; i-- {
+		a := ended[i]
+		n := len(r.ContainersByApp(nil, a.ID))
+		if n == 0 || forgetting[a.ID] {
+			continue
+		}
+		if len(ended)-i <= s.cfg.KeepContainersOf && kept+n <= s.cfg.KeepEndedContainers {
+			kept += n
+			continue
+		}
+		if deletable(r, a) {
 			prune = append(prune, a.ID)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"loom/errdefs"
 	"loom/proto/yarnpb"
+	"loom/rm/state"
 )
 
 // Retention forgets the oldest ended applications beyond the limit, and
@@ -79,5 +80,50 @@ func TestRetentionForgetsEndedApplicationsAndDepartedNodes(t *testing.T) {
 	}
 	if _, nodes, _ := s.collectGarbage(time.Now().Add(2 * time.Hour)); nodes != 1 {
 		t.Fatalf("forgot %d nodes past the node TTL, want 1", nodes)
+	}
+}
+
+// Ended applications keep their containers newest first, within both the
+// count of applications and the count of containers: a few large
+// applications bound the state as many small ones do.
+func TestRetentionBoundsTheContainersOfEndedApplications(t *testing.T) {
+	s, _ := testServer(t, func(cfg *Config) {
+		cfg.KeepContainersOf, cfg.KeepEndedContainers, cfg.GCInterval = 100, 82, time.Hour
+	})
+	waitUntil(t, "leadership", s.IsLeader)
+	sizes := []int{40, 40, 40, 1, 1} // oldest first
+	var ids []string
+	st := s.State()
+	for i, n := range sizes {
+		id := yarnpb.AppID(1, uint64(i+1))
+		ids = append(ids, id)
+		err := st.Write(st.Index()+1, func(tx *state.WriteTxn) error {
+			if err := tx.PutApp(&state.Application{ID: id, Seq: uint64(i + 1), State: yarnpb.AppState_APP_FINISHED, FinishTime: int64(1000 + i), NumAttempts: 1}); err != nil {
+				return err
+			}
+			if err := tx.PutAttempt(&state.Attempt{ID: yarnpb.AttemptID(id, 1), AppID: id, Num: 1, State: yarnpb.AttemptState_ATTEMPT_FINISHED}); err != nil {
+				return err
+			}
+			for seq := 1; seq <= n; seq++ {
+				c := &state.Container{ID: yarnpb.ContainerID(1, id, 1, int64(seq)), AppID: id, AttemptID: yarnpb.AttemptID(id, 1), NodeID: "n:1",
+					State: yarnpb.ContainerState_CONTAINER_COMPLETED}
+				if err := tx.PutContainer(c); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.collectGarbage(time.UnixMilli(2000)); err != nil {
+		t.Fatal(err)
+	}
+	r := s.State().Snapshot()
+	for i, want := range []int{0, 40, 40, 1, 1} {
+		if got := len(r.ContainersByApp(nil, ids[i])); got != want {
+			t.Errorf("application %d (of %d containers) keeps %d, want %d", i+1, sizes[i], got, want)
+		}
 	}
 }

@@ -9,7 +9,7 @@ import (
 // unless the operator set GOGC or GOMEMLIMIT: the RM's live heap is small
 // (about 31 MiB with 5,000 nodes and 10,000 containers) and its apply path
 // allocates a lot, so collecting at 400% growth instead of 100% buys ~20%
-// scheduling throughput, and an 80 MiB soft limit keeps the process,
+// scheduling throughput, and a 72 MiB soft limit keeps the process,
 // with the raft log's mapped pages and the binary's, within 128 MiB:
 // retention bounds the live heap, and under a steady load of hundreds of
 // containers a second the collector works harder only near the limit.
@@ -18,6 +18,6 @@ func TuneRuntime() {
 		debug.SetGCPercent(400)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(80 << 20)
+		debug.SetMemoryLimit(72 << 20)
 	}
 }

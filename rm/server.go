@@ -88,8 +88,11 @@ type Config struct {
 	// KeepContainersOf is how many of the newest ended applications keep
 	// their containers in the state.
 	KeepContainersOf int
-	NodeTTL          time.Duration
-	GCInterval       time.Duration
+	// KeepEndedContainers bounds the containers of ended applications the
+	// state keeps, newest applications first.
+	KeepEndedContainers int
+	NodeTTL             time.Duration
+	GCInterval          time.Duration
 
 	// TLS is this replica's identity (a server certificate of the
 	// cluster CA): every listener takes only peers of that CA.
@@ -113,30 +116,31 @@ type Config struct {
 // DefaultConfig returns every default in one place.
 func DefaultConfig() *Config {
 	return &Config{
-		Logger:             hclog.NewNullLogger(),
-		Addr:               "127.0.0.1:8032",
-		HTTPAddr:           "127.0.0.1:8088",
-		RaftAddr:           "127.0.0.1:8034",
-		BootstrapExpect:    1,
-		NMHeartbeat:        1 * time.Second,
-		NodeExpiry:         10 * time.Second,
-		AMExpiry:           30 * time.Second,
-		AMRegisterTimeout:  5 * time.Minute,
-		AllocExpiry:        60 * time.Second,
-		MaxAttempts:        2,
-		MaxAllocation:      state.Resource{MemoryMB: 8192, VCores: 4},
-		Queues:             scheduler.DefaultQueues(),
-		RaftTimeout:        300 * time.Millisecond,
-		MaxBatch:           2048,
-		KillGrace:          5 * time.Second,
-		KeyRotation:        24 * time.Hour,
-		MaxCompletedApps:   DefaultMaxCompletedApps,
-		KeepContainersOf:   100,
-		CompletedAppTTL:    7 * 24 * time.Hour,
-		NodeTTL:            24 * time.Hour,
-		GCInterval:         time.Minute,
-		ContainerTokenLife: 10 * time.Minute,
-		Admins:             []string{"group:" + AdminGroup},
+		Logger:              hclog.NewNullLogger(),
+		Addr:                "127.0.0.1:8032",
+		HTTPAddr:            "127.0.0.1:8088",
+		RaftAddr:            "127.0.0.1:8034",
+		BootstrapExpect:     1,
+		NMHeartbeat:         1 * time.Second,
+		NodeExpiry:          10 * time.Second,
+		AMExpiry:            30 * time.Second,
+		AMRegisterTimeout:   5 * time.Minute,
+		AllocExpiry:         60 * time.Second,
+		MaxAttempts:         2,
+		MaxAllocation:       state.Resource{MemoryMB: 8192, VCores: 4},
+		Queues:              scheduler.DefaultQueues(),
+		RaftTimeout:         300 * time.Millisecond,
+		MaxBatch:            2048,
+		KillGrace:           5 * time.Second,
+		KeyRotation:         24 * time.Hour,
+		MaxCompletedApps:    DefaultMaxCompletedApps,
+		KeepContainersOf:    100,
+		KeepEndedContainers: 10000,
+		CompletedAppTTL:     7 * 24 * time.Hour,
+		NodeTTL:             24 * time.Hour,
+		GCInterval:          time.Minute,
+		ContainerTokenLife:  10 * time.Minute,
+		Admins:              []string{"group:" + AdminGroup},
 	}
 }
 
@@ -387,8 +391,8 @@ func (s *Server) setupRaft() error {
 	// Retention keeps the state, and so a snapshot, small: a follower that
 	// falls behind the trailing log installs one cheaply, and the shorter
 	// log keeps the bolt file, whose pages the RM maps, small too.
-	rc.SnapshotThreshold = 2048
-	rc.TrailingLogs = 1024
+	rc.SnapshotThreshold = 1024
+	rc.TrailingLogs = 512
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 256
 
