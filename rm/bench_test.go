@@ -38,7 +38,12 @@ func benchCluster(b *testing.B, nodes, replicas int) (*Server, string) {
 	if replicas > 1 {
 		rs := newReplicaSet(b, replicas)
 		for i := range rs.servers {
-			rs.start(i, settings)
+			rs.start(i, func(cfg *Config) {
+				settings(cfg)
+				// Three replicas in one process on a loaded machine: the
+				// default timeout, so heartbeats survive the apply load.
+				cfg.RaftTimeout = DefaultConfig().RaftTimeout
+			})
 		}
 		s = rs.servers[rs.leader()]
 	} else {
