@@ -248,6 +248,25 @@ func (c *cluster) env() []string {
 // dir/loom.conf. It returns the flags of the RM and of node i.
 func handPKI(t *testing.T, dir, rmAddr string, nodes int) (rmFlags []string, nodeFlags func(i int) []string) {
 	t.Helper()
+	var names []string
+	for i := 1; i <= nodes; i++ {
+		names = append(names, fmt.Sprintf("nm-%d", i))
+	}
+	files := makePKI(t, dir, []string{"rm"}, names)
+	tlsDir := filepath.Join(dir, "tls")
+	if out, errs, code := runLoomEnv(nil, "tls", "config", "--rm", rmAddr, "--ca", filepath.Join(tlsDir, "ca.pem"), "--cert", filepath.Join(tlsDir, "user-admin.pem"),
+		"--key", filepath.Join(tlsDir, "user-admin-key.pem"), "--path", filepath.Join(dir, "loom.conf")); code != 0 {
+		t.Fatalf("loom tls config: exit %d\n%s%s", code, out, errs)
+	}
+	return append(files("server-rm"), "--tls-ca-key", filepath.Join(tlsDir, "ca-key.pem")), func(i int) []string { return files(fmt.Sprintf("node-nm-%d", i)) }
+}
+
+// makePKI makes, with the `loom tls` commands as an operator would, a CA
+// in dir/tls and the certificates of the servers and nodes named, and of
+// an admin user; it returns the TLS flags of a certificate by its base
+// name (server-NAME, node-NAME).
+func makePKI(t *testing.T, dir string, servers, nodes []string) func(base string) []string {
+	t.Helper()
 	tlsDir := filepath.Join(dir, "tls")
 	must := func(args ...string) {
 		t.Helper()
@@ -260,17 +279,16 @@ func handPKI(t *testing.T, dir, rmAddr string, nodes int) (rmFlags []string, nod
 	signed := func(args ...string) {
 		must(append([]string{"tls", "cert", "create", "--dir", tlsDir, "--ca", ca, "--ca-key", caKey}, args...)...)
 	}
-	signed("--server", "--name", "rm")
-	for i := 1; i <= nodes; i++ {
-		signed("--node", fmt.Sprintf("nm-%d", i))
+	for _, name := range servers {
+		signed("--server", "--name", name)
+	}
+	for _, name := range nodes {
+		signed("--node", name)
 	}
 	signed("--client", "--user", "admin", "--groups", "admins")
-	must("tls", "config", "--rm", rmAddr, "--ca", ca, "--cert", filepath.Join(tlsDir, "user-admin.pem"),
-		"--key", filepath.Join(tlsDir, "user-admin-key.pem"), "--path", filepath.Join(dir, "loom.conf"))
-	files := func(base string) []string {
+	return func(base string) []string {
 		return []string{"--tls-ca", ca, "--tls-cert", filepath.Join(tlsDir, base+".pem"), "--tls-key", filepath.Join(tlsDir, base+"-key.pem")}
 	}
-	return append(files("server-rm"), "--tls-ca-key", caKey), func(i int) []string { return files(fmt.Sprintf("node-nm-%d", i)) }
 }
 
 // clientConfig is the path of the cluster admin's client config.

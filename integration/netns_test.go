@@ -189,33 +189,20 @@ func (n *netnsCluster) daemonAt(addr string) string {
 	return ""
 }
 
-// handPKIFor makes, with the `loom tls` commands, the CA and the
-// certificates of servers rm1..rmN and nodes nm1..nmM in dir/tls, and an
-// admin's; it returns the TLS flags of server i and of node i.
+// handPKIFor makes the CA and the certificates of servers rm1..rmN and
+// nodes nm1..nmM in dir/tls, and an admin's; it returns the TLS flags of
+// server i and of node i.
 func handPKIFor(t *testing.T, dir string, servers, nodes int) (rmFlags, nodeFlags func(i int) []string) {
 	t.Helper()
-	tlsDir := filepath.Join(dir, "tls")
-	must := func(args ...string) {
-		t.Helper()
-		if out, errs, code := runLoomEnv(nil, args...); code != 0 {
-			t.Fatalf("loom %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
-		}
-	}
-	ca, caKey := filepath.Join(tlsDir, "ca.pem"), filepath.Join(tlsDir, "ca-key.pem")
-	must("tls", "ca", "create", "--dir", tlsDir)
-	signed := func(args ...string) {
-		must(append([]string{"tls", "cert", "create", "--dir", tlsDir, "--ca", ca, "--ca-key", caKey}, args...)...)
-	}
+	var rms, nms []string
 	for i := 1; i <= servers; i++ {
-		signed("--server", "--name", fmt.Sprintf("rm%d", i))
+		rms = append(rms, fmt.Sprintf("rm%d", i))
 	}
 	for i := 1; i <= nodes; i++ {
-		signed("--node", fmt.Sprintf("nm%d", i))
+		nms = append(nms, fmt.Sprintf("nm%d", i))
 	}
-	signed("--client", "--user", "admin", "--groups", "admins")
-	files := func(base string) []string {
-		return []string{"--tls-ca", ca, "--tls-cert", filepath.Join(tlsDir, base+".pem"), "--tls-key", filepath.Join(tlsDir, base+"-key.pem")}
-	}
+	files := makePKI(t, dir, rms, nms)
+	caKey := filepath.Join(dir, "tls", "ca-key.pem")
 	return func(i int) []string { return append(files(fmt.Sprintf("server-rm%d", i)), "--tls-ca-key", caKey) },
 		func(i int) []string { return files(fmt.Sprintf("node-nm%d", i)) }
 }
