@@ -209,7 +209,7 @@ func New(cfg *Config) (*Server, error) {
 	}
 	switch n := cfg.BootstrapExpect; {
 	case n < 0 || n > maxPeers:
-		return nil, fmt.Errorf("--bootstrap-expect %d: want 1 to %d (3 or 5 for a replicated cluster)", n, maxPeers)
+		return nil, fmt.Errorf("--bootstrap-expect %d: want 1 to %d (3 or 5 for a replicated cluster), or 0 to only join one", n, maxPeers)
 	case n > 1 && len(cfg.Join) == 0:
 		return nil, fmt.Errorf("--bootstrap-expect %d needs --join: the other replicas' addresses", n)
 	case n == 1 && len(cfg.Join) > 0:

@@ -53,7 +53,9 @@ func (s *Server) peerStagingURLs(ctx context.Context) []string {
 			out = append(out, u)
 			continue
 		}
-		st, err := s.askPeer(ctx, id)
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		st, err := s.askPeer(actx, id)
+		cancel()
 		if err != nil || st.StagingUrl == "" {
 			continue
 		}

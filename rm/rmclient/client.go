@@ -104,9 +104,13 @@ func New(addrs []string, tls *tlsutil.Bundle) (*Client, error) {
 }
 
 // HTTPClient is an HTTPS client of the ResourceManagers' HTTP ports (the
-// staging store) that presents the identity in tls.
+// staging store) that presents the identity in tls. A replica that does
+// not answer (down, or cut off the network) fails a request within
+// seconds, so a caller with another replica to try gets to it.
 func HTTPClient(tls *tlsutil.Bundle) *http.Client {
 	return &http.Client{Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 10 * time.Second,
 		TLSClientConfig:     tls.ClientConfig(tlsutil.ServerName),
 		MaxIdleConnsPerHost: 8,
 		IdleConnTimeout:     90 * time.Second,
