@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
 )
 
@@ -100,12 +103,9 @@ func raftCommand() *cli.Command {
 						return err
 					}
 					return withRM(c, func(rm *rmclient.Client) error {
-						st, err := rm.ServiceState(c.Context)
+						st, err := leaderState(c.Context, rm)
 						if err != nil {
 							return err
-						}
-						if !st.InCluster {
-							return fmt.Errorf("the replica at %s is in no raft cluster yet: it is still looking for its peers (--join, --bootstrap-expect); ask another", st.Id)
 						}
 						peers := make([]raftPeer, 0, len(st.Peers))
 						for _, p := range st.Peers {
@@ -147,4 +147,41 @@ func raftCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// leaderState is the raft state as the leader sees it, found through the
+// client's replicas: one that is still looking for its cluster, was
+// removed from it, or knows no leader cannot say who the peers are.
+func leaderState(ctx context.Context, rm *rmclient.Client) (*yarnpb.ServiceStateResponse, error) {
+	ask := func(addr string) (*yarnpb.ServiceStateResponse, error) {
+		one, err := rmclient.New([]string{addr}, rm.TLS())
+		if err != nil {
+			return nil, err
+		}
+		defer one.Close()
+		one.RetryFor = 0
+		return one.ServiceState(ctx)
+	}
+	var why []string
+	for _, addr := range rm.Addrs() {
+		st, err := ask(addr)
+		switch {
+		case err != nil:
+			why = append(why, err.Error())
+			continue
+		case !st.InCluster:
+			why = append(why, fmt.Sprintf("%s is in no raft cluster (still looking for its peers, or removed)", addr))
+			continue
+		case st.LeaderAddress == "":
+			why = append(why, fmt.Sprintf("%s knows no leader", addr))
+			continue
+		case st.LeaderAddress == addr:
+			return st, nil
+		}
+		if lst, err := ask(st.LeaderAddress); err == nil && lst.State == "leader" {
+			return lst, nil
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("no ResourceManager replica could say who its peers are: %s", strings.Join(why, "; "))
 }

@@ -97,8 +97,8 @@ func (e *adminEndpoint) ServiceState(context.Context, *yarnpb.ServiceStateReques
 		AppliedIndex:    s.fsm.AppliedIndex(),
 		StagingUrl:      s.stagingURL(),
 	}
+	resp.InCluster = s.inCluster()
 	if f := s.raft.GetConfiguration(); f.Error() == nil {
-		resp.InCluster = len(f.Configuration().Servers) > 0
 		for _, srv := range f.Configuration().Servers {
 			resp.Peers = append(resp.Peers, &yarnpb.RaftPeer{
 				Id:      string(srv.ID),

@@ -27,10 +27,14 @@ import (
 // that is how a fourth or fifth replica joins, and how one that lost its
 // data dir comes back.
 
-// inCluster reports whether this replica holds a raft configuration.
+// inCluster reports whether this replica is in the raft configuration it
+// holds: bootstrapped or joined, and not removed since.
 func (s *Server) inCluster() bool {
 	f := s.raft.GetConfiguration()
-	return f.Error() == nil && len(f.Configuration().Servers) > 0
+	if f.Error() != nil {
+		return false
+	}
+	return slices.ContainsFunc(f.Configuration().Servers, func(srv raft.Server) bool { return string(srv.ID) == s.cfg.AdvertiseAddr })
 }
 
 // joinLoop looks for the cluster until this replica is in one, trying

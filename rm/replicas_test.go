@@ -263,6 +263,7 @@ func TestReplicasJoinRejoinAndLeave(t *testing.T) {
 		st, err := c.ServiceState(context.Background())
 		return err == nil && len(st.Peers) == 3 && !slices.Contains(peerIDs(st), four)
 	})
+	waitUntil(t, "the removed replica knows it is out", func() bool { return !fourth.inCluster() })
 	if err := c.RemoveRaftPeer(context.Background(), "127.0.0.1:1"); !errors.Is(err, errdefs.ErrNotFound) || !strings.Contains(err.Error(), "no replica") {
 		t.Fatalf("removing a replica that is not there: %v", err)
 	}

@@ -3956,7 +3956,7 @@ type ServiceStateResponse struct {
 	Id              string `protobuf:"bytes,6,opt,name=id,proto3" json:"id,omitempty"`                                      // this replica's raft server id, its gRPC address
 	RaftAddress     string `protobuf:"bytes,7,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"` // where its raft listens
 	BootstrapExpect int32  `protobuf:"varint,8,opt,name=bootstrap_expect,json=bootstrapExpect,proto3" json:"bootstrap_expect,omitempty"`
-	InCluster       bool   `protobuf:"varint,9,opt,name=in_cluster,json=inCluster,proto3" json:"in_cluster,omitempty"` // it holds a raft configuration: bootstrapped or joined
+	InCluster       bool   `protobuf:"varint,9,opt,name=in_cluster,json=inCluster,proto3" json:"in_cluster,omitempty"` // it is in its raft configuration: bootstrapped or joined, not removed
 	AppliedIndex    uint64 `protobuf:"varint,10,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	StagingUrl      string `protobuf:"bytes,11,opt,name=staging_url,json=stagingUrl,proto3" json:"staging_url,omitempty"` // its staging store, which replicas copy uploads to
 	unknownFields   protoimpl.UnknownFields
