@@ -8,7 +8,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build test test-unit test-integration lint proto demo bench soak fuzz fuzz-short clean tools
+.PHONY: all build test test-unit test-integration lint proto demo bench soak fuzz fuzz-short clean tools seaweedfs
 
 all: build
 
@@ -19,10 +19,15 @@ build:
 		echo "$(GO) build -o $(BIN)/$$(basename $$d) $$d"; $(GO) build -o $(BIN)/$$(basename $$d) $$d || exit 1; done
 
 # Unit tests, then the end-to-end tests over real processes, then a short
-# run of each fuzz target.
+# run of each fuzz target. Checkpoints on an object store are tested
+# against a real S3 server (SeaweedFS), built once and cached.
 test: build
-	$(GO) test -count=1 -timeout 8m ./...
+	LOOM_SEAWEEDFS=$$(scripts/seaweedfs.sh) $(GO) test -count=1 -timeout 8m ./...
 	@$(MAKE) -s fuzz-short
+
+# Builds (once) and prints the SeaweedFS binary the tests run.
+seaweedfs:
+	@scripts/seaweedfs.sh
 
 # The fuzz targets: decoders of what the network sends.
 FUZZ_TARGETS := ./rm:FuzzFSMApply ./proto/yarnpb:FuzzIDs ./token:FuzzVerify ./flinkrt/network:FuzzDecodeFrame ./flinkrt/jobmanager:FuzzRESTBodies
@@ -40,7 +45,7 @@ test-unit:
 	$(GO) test -count=1 -short ./...
 
 test-integration: build
-	$(GO) test -count=1 -timeout 8m ./integration/...
+	LOOM_SEAWEEDFS=$$(scripts/seaweedfs.sh) $(GO) test -count=1 -timeout 8m ./integration/...
 
 lint: tools
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

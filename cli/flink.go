@@ -23,6 +23,7 @@ import (
 	"loom/flinkrt/auth"
 	"loom/flinkrt/client"
 	"loom/flinkrt/jobmanager"
+	"loom/flinkrt/state/storage"
 	"loom/flinkrt/taskmanager"
 	"loom/flinkrt/worker"
 	"loom/proto/flinkpb"
@@ -273,7 +274,7 @@ func runCommand() *cli.Command {
 			&cli.IntFlag{Name: "parallelism", Aliases: []string{"p"}, Usage: "default parallelism of the job's operators", DefaultText: "the program's"},
 			&cli.BoolFlag{Name: "detached", Aliases: []string{"d"}, Usage: "print the job id (per-job: the application id and web address) and return instead of waiting for the job"},
 			&cli.DurationFlag{Name: "checkpoint-interval", Usage: "take a checkpoint this often, so the job recovers from failures with its state, exactly once", DefaultText: "the program's, else none"},
-			&cli.StringFlag{Name: "checkpoint-dir", Usage: "where checkpoints go: a directory every TaskManager reaches", DefaultText: jobmanager.DefaultCheckpointDir()},
+			&cli.StringFlag{Name: "checkpoint-dir", Usage: "where checkpoints go: a directory every TaskManager reaches, or s3://bucket/prefix", DefaultText: jobmanager.DefaultCheckpointDir()},
 			&cli.StringFlag{Name: "restart-strategy", Usage: "what a failed job does: " + strings.Join(jobmanager.RestartStrategies, ", "), DefaultText: "exponential-delay with checkpoints, else none"},
 			&cli.StringFlag{Name: "from-savepoint", Aliases: []string{"s"}, Usage: "start from the state of this savepoint or checkpoint (its directory)"},
 			&cli.BoolFlag{Name: "allow-non-restored-state", Usage: "with -s: drop state that maps to no operator of the job"},
@@ -346,11 +347,11 @@ func jobConfig(c *cli.Context) (string, error) {
 		set(jobmanager.ConfCheckpointInterval, d.String())
 	}
 	if dir := c.String("checkpoint-dir"); dir != "" {
-		abs, err := filepath.Abs(dir)
+		loc, err := storage.Resolve(dir)
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("--checkpoint-dir %w", err)
 		}
-		set(jobmanager.ConfCheckpointDir, abs)
+		set(jobmanager.ConfCheckpointDir, loc)
 	}
 	if r := c.String("restart-strategy"); r != "" {
 		if !slices.Contains(jobmanager.RestartStrategies, r) {
@@ -359,14 +360,21 @@ func jobConfig(c *cli.Context) (string, error) {
 		set(jobmanager.ConfRestartStrategy, r)
 	}
 	if sp := c.String("from-savepoint"); sp != "" {
-		abs, err := filepath.Abs(jobmanager.LocalPath(sp))
+		loc, err := storage.Resolve(sp)
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("-s %w", err)
 		}
-		if _, err := os.Stat(filepath.Join(strings.TrimSuffix(abs, "/"+jobmanager.MetadataFile), jobmanager.MetadataFile)); err != nil {
+		if storage.Base(loc) == jobmanager.MetadataFile {
+			loc = storage.Dir(loc)
+		}
+		ok, err := storage.Exists(c.Context, storage.Join(loc, jobmanager.MetadataFile))
+		if err != nil {
+			return "", fmt.Errorf("-s %s: %w", sp, err)
+		}
+		if !ok {
 			return "", fmt.Errorf("-s %s: not a savepoint or completed checkpoint (it has no %s file)", sp, jobmanager.MetadataFile)
 		}
-		set(jobmanager.ConfSavepointPath, abs)
+		set(jobmanager.ConfSavepointPath, loc)
 	}
 	if c.Bool("allow-non-restored-state") {
 		set(jobmanager.ConfAllowNonRestored, "true")
@@ -521,7 +529,7 @@ func jobCommand() *cli.Command {
 				Usage:     "take a savepoint of a running job; `loom run -s PATH` starts a job from it",
 				ArgsUsage: "JOB",
 				Flags: []cli.Flag{jobmanagerFlag, appFlag, rmFlag, configFlag, secretFileFlag,
-					&cli.StringFlag{Name: "dir", Usage: "directory to make the savepoint in, which every TaskManager reaches", DefaultText: "the job's " + jobmanager.ConfSavepointDir},
+					&cli.StringFlag{Name: "dir", Usage: "directory to make the savepoint in, which every TaskManager reaches, or s3://bucket/prefix", DefaultText: "the job's " + jobmanager.ConfSavepointDir},
 					savepointTimeoutFlag},
 				Action: func(c *cli.Context) error { return savepoint(c, c.String("dir"), false) },
 			},
@@ -530,7 +538,7 @@ func jobCommand() *cli.Command {
 				Usage:     "stop a job with a savepoint: its state is saved, then it ends FINISHED",
 				ArgsUsage: "JOB",
 				Flags: []cli.Flag{jobmanagerFlag, appFlag, rmFlag, configFlag, secretFileFlag,
-					&cli.StringFlag{Name: "savepoint-dir", Aliases: []string{"p"}, Usage: "directory to make the savepoint in, which every TaskManager reaches", DefaultText: "the job's " + jobmanager.ConfSavepointDir},
+					&cli.StringFlag{Name: "savepoint-dir", Aliases: []string{"p"}, Usage: "directory to make the savepoint in, which every TaskManager reaches, or s3://bucket/prefix", DefaultText: "the job's " + jobmanager.ConfSavepointDir},
 					savepointTimeoutFlag},
 				Action: func(c *cli.Context) error { return savepoint(c, c.String("savepoint-dir"), true) },
 			},
@@ -548,8 +556,8 @@ func savepoint(c *cli.Context, dir string, stop bool) error {
 		return err
 	}
 	if dir != "" {
-		if dir, err = filepath.Abs(dir); err != nil {
-			return err
+		if dir, err = storage.Resolve(dir); err != nil {
+			return fmt.Errorf("savepoint directory %w", err)
 		}
 	}
 	return withJobManager(c, func(cl *client.Client) error {

@@ -2,8 +2,10 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"loom/flinkrt/state/storage"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -51,10 +53,15 @@ func checkExactlyOnce(t *testing.T, output string, want map[string]int) {
 // an input paced by lineDelay, waits for a checkpoint, and returns the
 // run, with the input's word counts and the output directory.
 func recoveryRun(t *testing.T, c *cluster, lineDelay string, extra ...string) (*attachedRun, map[string]int, string) {
+	return recoveryRunIn(t, c, filepath.Join(c.dir, "checkpoints"), lineDelay, extra...)
+}
+
+// recoveryRunIn is recoveryRun with its checkpoints in checkpointDir.
+func recoveryRunIn(t *testing.T, c *cluster, checkpointDir, lineDelay string, extra ...string) (*attachedRun, map[string]int, string) {
 	t.Helper()
 	input, output := filepath.Join(c.dir, "words.txt"), filepath.Join(c.dir, "out")
 	want := writeWords(t, input)
-	args := append([]string{"-p", "2", "--slots-per-tm", "1", "--checkpoint-interval", "100ms", "--checkpoint-dir", filepath.Join(c.dir, "checkpoints"),
+	args := append([]string{"-p", "2", "--slots-per-tm", "1", "--checkpoint-interval", "100ms", "--checkpoint-dir", checkpointDir,
 		"--restart-strategy", "fixed-delay", "-D", "restart-strategy.fixed-delay.attempts=3", "-D", "restart-strategy.fixed-delay.delay=100ms",
 		"-D", "state.checkpoints.num-retained=100"}, extra...)
 	args = append(args, wordcountBin, "--input", input, "--output", output, "--line-delay", lineDelay)
@@ -92,8 +99,8 @@ func checkCheckpointsREST(t *testing.T, web, jobID string) {
 	if cps.Counts.Completed < 2 || cps.Latest.Completed.Status != "COMPLETED" {
 		t.Fatalf("checkpoints: %+v", cps)
 	}
-	if _, err := os.Stat(filepath.Join(cps.Latest.Completed.Path, "_metadata")); err != nil {
-		t.Errorf("the latest checkpoint's metadata: %v", err)
+	if ok, err := storage.Exists(context.Background(), storage.Join(cps.Latest.Completed.Path, "_metadata")); !ok || err != nil {
+		t.Errorf("the latest checkpoint's metadata in %s: %v, %v", cps.Latest.Completed.Path, ok, err)
 	}
 }
 

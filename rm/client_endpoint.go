@@ -2,6 +2,7 @@ package rm
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -90,6 +91,14 @@ func (s *Server) validateSubmission(c *yarnpb.ApplicationSubmissionContext) (*st
 	}
 	if err := checkSubmissionSizes(c); err != nil {
 		return nil, err
+	}
+	if n := len(c.AmContainer.Credentials); n > yarnpb.MaxCredentials-len(rmCredentials) {
+		return nil, errdefs.InvalidArgument("the AM container carries %d credentials, at most %d are allowed beside the ResourceManager's", n, yarnpb.MaxCredentials-len(rmCredentials))
+	}
+	for name := range c.AmContainer.Credentials {
+		if slices.Contains(rmCredentials, name) {
+			return nil, errdefs.InvalidArgument("the AM container's credential %q is one the ResourceManager gives it; name yours otherwise", name)
+		}
 	}
 	for _, lr := range c.AmContainer.LocalResources {
 		if err := validateLocalResource(lr); err != nil {

@@ -243,6 +243,13 @@ func (s *Server) launchAM(ctx context.Context, r *state.ReadTxn, at *state.Attem
 		if creds[tlsutil.CredentialAMToken], err = s.amToken(at.ID); err != nil {
 			return err
 		}
+		// The application's own credentials (a job's object-store keys)
+		// go with the RM's; submission refused any that share a name.
+		for name, b := range launch.Credentials {
+			if _, ours := creds[name]; !ours {
+				creds[name] = b
+			}
+		}
 		launch.Credentials = creds
 		ctok, err := s.containerToken(c, app.User, s.clock.Now())
 		if err != nil {
@@ -296,6 +303,10 @@ func (s *Server) launchAM(ctx context.Context, r *state.ReadTxn, at *state.Attem
 		logger.Warn("recording the launch failure failed", "error", err)
 	}
 }
+
+// rmCredentials are the names of the credentials the RM gives an AM
+// container, which a submission may not carry.
+var rmCredentials = []string{tlsutil.CredentialCA, tlsutil.CredentialCert, tlsutil.CredentialKey, tlsutil.CredentialAMToken}
 
 // appCredentials signs the certificate of an application's containers:
 // its AM presents it to the RM and to NodeManagers, and hands it to the

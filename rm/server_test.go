@@ -552,3 +552,59 @@ func TestLongDiagnosticsAreCut(t *testing.T) {
 		t.Fatalf("diagnostics of %d bytes ending %q", len(a.Diagnostics), a.Diagnostics[max(0, len(a.Diagnostics)-20):])
 	}
 }
+
+// An application's own credentials (a job's object-store keys) reach its
+// AM container beside the ones the RM gives it; a submission cannot
+// carry one of the RM's names, nor more than leaves room for them.
+func TestAMContainerGetsTheApplicationsCredentials(t *testing.T) {
+	s, c := testServer(t, nil)
+	nm := startFakeNM(t, s, 4096)
+	ctx := context.Background()
+	submit := func(creds map[string][]byte) (string, error) {
+		app, err := c.NewApplication(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return app.ApplicationId, c.Submit(ctx, &yarnpb.ApplicationSubmissionContext{
+			ApplicationId: app.ApplicationId, AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"am"}, Credentials: creds},
+		})
+	}
+	for _, name := range []string{tlsutil.CredentialCA, tlsutil.CredentialKey, tlsutil.CredentialAMToken} {
+		if _, err := submit(map[string][]byte{name: []byte("mine")}); !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), name) {
+			t.Errorf("a submission carrying credential %s: %v, want InvalidArgument naming it", name, err)
+		}
+	}
+	many := map[string][]byte{}
+	for i := range yarnpb.MaxCredentials - 3 {
+		many[fmt.Sprintf("c%d", i)] = nil
+	}
+	if _, err := submit(many); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("a submission of %d credentials: %v, want InvalidArgument", len(many), err)
+	}
+
+	appID, err := submit(map[string][]byte{"s3.json": []byte(`{"access_key_id":"k"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var launch *yarnpb.ContainerLaunchContext
+	waitUntil(t, "the AM container launched", func() bool {
+		for _, s := range nm.startedIDs() {
+			if s.ApplicationId == appID {
+				launch = s.LaunchContext
+				return true
+			}
+		}
+		return false
+	})
+	if got := string(launch.Credentials["s3.json"]); got != `{"access_key_id":"k"}` {
+		t.Errorf("the AM container's s3.json is %q", got)
+	}
+	for _, name := range []string{tlsutil.CredentialCA, tlsutil.CredentialCert, tlsutil.CredentialKey, tlsutil.CredentialAMToken} {
+		if len(launch.Credentials[name]) == 0 {
+			t.Errorf("the AM container lacks the RM's %s", name)
+		}
+	}
+	if err := launch.Validate(); err != nil {
+		t.Errorf("the AM launch context the NM gets: %v", err)
+	}
+}

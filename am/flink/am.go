@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 
 	"loom/flinkrt/auth"
 	"loom/flinkrt/jobmanager"
+	"loom/flinkrt/state/storage"
 	"loom/nm/nmclient"
 	"loom/proto/flinkpb"
 	"loom/proto/yarnpb"
@@ -320,6 +323,16 @@ func containerIdentity() (*tlsutil.Bundle, map[string][]byte, error) {
 	}
 	creds, err := tlsutil.ContainerCredentials()
 	if err != nil {
+		return nil, nil, err
+	}
+	// The job's object-store settings, if it was given them, go on to
+	// its TaskManagers.
+	f, _ := tlsutil.ContainerFiles()
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(f.CA), storage.CredentialFile))
+	switch {
+	case err == nil:
+		creds[storage.CredentialFile] = b
+	case !errors.Is(err, fs.ErrNotExist):
 		return nil, nil, err
 	}
 	return id, creds, nil

@@ -64,6 +64,12 @@ func StartSession(ctx context.Context, rm *rmclient.Client, o SessionOptions) (s
 	if err != nil {
 		return "", err
 	}
+	// A session's jobs come later, and any may keep its state in an
+	// object store.
+	creds, err := objectStoreCredentials(true)
+	if err != nil {
+		return "", err
+	}
 	cmd := append([]string{"./loom", "am", "--mode", ModeSession}, o.amFlags()...)
 	cmd = append(cmd, "--idle-timeout", o.IdleTimeout.String(), "--max-slots", strconv.Itoa(o.MaxSlots))
 	name := o.Name
@@ -87,6 +93,7 @@ func StartSession(ctx context.Context, rm *rmclient.Client, o SessionOptions) (s
 			Command:        cmd,
 			Env:            map[string]string{EnvTaskManagerResources: string(tmRes)},
 			LocalResources: []*yarnpb.LocalResource{loomRes},
+			Credentials:    creds,
 		},
 	})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"loom/errdefs"
 	"loom/flinkrt/client"
 	"loom/flinkrt/jobmanager"
+	"loom/flinkrt/state/storage"
 	"loom/proto/flinkpb"
 	"loom/proto/yarnpb"
 	"loom/rm/rmclient"
@@ -131,6 +132,10 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 	if err != nil {
 		return nil, err
 	}
+	creds, err := objectStoreCredentials(usesObjectStore(jg.Config))
+	if err != nil {
+		return nil, err
+	}
 	cmd := append([]string{"./loom", "am", "--mode", ModePerJob, "--job", "job.pb", "--artifact", "job"}, o.amFlags()...)
 	name := o.Name
 	if name == "" {
@@ -153,6 +158,7 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 			Command:        cmd,
 			Env:            map[string]string{EnvTaskManagerResources: string(tmRes)},
 			LocalResources: []*yarnpb.LocalResource{loomRes, progRes, jobRes},
+			Credentials:    creds,
 		},
 	})
 	if err != nil {
@@ -160,6 +166,39 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 	}
 	slots := int(jg.Slots)
 	return &Submission{AppID: app.ApplicationId, JobID: jobID, TaskManagers: (slots + o.SlotsPerTM - 1) / o.SlotsPerTM, Staged: staged}, nil
+}
+
+// usesObjectStore reports whether a job's configuration keeps its
+// checkpoints or savepoints, or starts from state, in an object store.
+func usesObjectStore(conf map[string]string) bool {
+	for _, k := range []string{jobmanager.ConfCheckpointDir, jobmanager.ConfSavepointDir, jobmanager.ConfSavepointPath} {
+		if loc, err := storage.Normalize(conf[k]); err == nil && storage.IsObjectStore(loc) {
+			return true
+		}
+	}
+	return false
+}
+
+// objectStoreCredentials carries the submitter's S3 settings (the AWS_*
+// variables of its environment) into the AM's container, and from there
+// to its TaskManagers', when want is set and there are any. They are the
+// job's: no NodeManager's environment reaches a container.
+func objectStoreCredentials(want bool) (map[string][]byte, error) {
+	if !want {
+		return nil, nil
+	}
+	cfg, err := storage.S3ConfigFromEnv()
+	if err != nil || cfg.Empty() {
+		return nil, err
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > yarnpb.MaxCredentialBytes {
+		return nil, fmt.Errorf("the S3 settings to give the job are %d bytes, at most %d are allowed: %s names %d bytes of certificates; name a file with only the store's CA", len(b), yarnpb.MaxCredentialBytes, storage.EnvCABundle, len(cfg.CAPEM))
+	}
+	return map[string][]byte{storage.CredentialFile: b}, nil
 }
 
 // stageBytes stages a message as a file named name in the container.

@@ -1,11 +1,13 @@
 package jobmanager
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"loom/flinkrt/state"
+	"loom/flinkrt/state/storage"
 	"loom/proto/flinkpb"
 )
 
@@ -49,7 +51,7 @@ type checkpointSettings struct {
 
 // DefaultCheckpointDir is where checkpoints go when the job names no
 // directory. Every TaskManager writes there, so on a cluster of several
-// hosts it must name a shared filesystem.
+// hosts the job must name a shared filesystem or an object store.
 func DefaultCheckpointDir() string { return filepath.Join(os.TempDir(), "loom-checkpoints") }
 
 func checkpointSettingsOf(conf map[string]string, jobID string) (checkpointSettings, error) {
@@ -83,16 +85,24 @@ func checkpointSettingsOf(conf map[string]string, jobID string) (checkpointSetti
 	}
 	s.maxConcurrent = max(s.maxConcurrent, 1)
 	s.retained = max(s.retained, 1)
-	s.base = LocalPath(conf[ConfCheckpointDir])
-	if s.base == "" {
-		s.base = DefaultCheckpointDir()
+	base := conf[ConfCheckpointDir]
+	if strings.TrimSpace(base) == "" {
+		base = DefaultCheckpointDir()
 	}
-	if !filepath.IsAbs(s.base) {
-		return s, fmt.Errorf("%s %q: want an absolute path, which every TaskManager reaches", ConfCheckpointDir, s.base)
+	if s.base, err = storage.Normalize(base); err != nil {
+		return s, fmt.Errorf("%s: %w", ConfCheckpointDir, err)
 	}
-	s.dir = filepath.Join(s.base, jobID)
-	s.savepointDir = LocalPath(conf[ConfSavepointDir])
-	s.restorePath = LocalPath(conf[ConfSavepointPath])
+	s.dir = storage.Join(s.base, jobID)
+	for _, o := range []struct {
+		key string
+		to  *string
+	}{{ConfSavepointDir, &s.savepointDir}, {ConfSavepointPath, &s.restorePath}} {
+		if v := conf[o.key]; strings.TrimSpace(v) != "" {
+			if *o.to, err = storage.Normalize(v); err != nil {
+				return s, fmt.Errorf("%s: %w", o.key, err)
+			}
+		}
+	}
 	s.allowNonRestored, _ = strconv.ParseBool(conf[ConfAllowNonRestored])
 	return s, nil
 }
@@ -116,10 +126,22 @@ func jobSettings(jg *flinkpb.JobGraph, jobID string) (checkpointSettings, restar
 // submitting it.
 func CheckConfig(jg *flinkpb.JobGraph) error {
 	s, _, err := jobSettings(jg, "")
-	if err != nil || s.restorePath == "" {
+	if err != nil {
 		return err
 	}
-	m, dir, err := readMeta(s.restorePath)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// An object store the submitter cannot reach (no credentials, no such
+	// bucket) is one the job could not either: it takes the submitter's.
+	if s.interval > 0 && storage.IsObjectStore(s.base) {
+		if _, err := storage.List(ctx, s.base); err != nil {
+			return fmt.Errorf("%s: %w", ConfCheckpointDir, err)
+		}
+	}
+	if s.restorePath == "" {
+		return nil
+	}
+	m, dir, err := readMeta(ctx, s.restorePath)
 	if err != nil {
 		return err
 	}
@@ -148,46 +170,45 @@ type operatorMeta struct {
 	Files map[int]string `json:"files"`
 }
 
-// readMeta reads the metadata of the checkpoint or savepoint at path (its
-// directory or its metadata file) and returns it with the directory.
-func readMeta(path string) (*checkpointMeta, string, error) {
-	dir := path
-	if filepath.Base(path) == MetadataFile {
-		dir = filepath.Dir(path)
+// readMeta reads the metadata of the checkpoint or savepoint at loc (its
+// directory or its metadata file, normalized) and returns it with the
+// directory.
+func readMeta(ctx context.Context, loc string) (*checkpointMeta, string, error) {
+	dir := loc
+	if storage.Base(loc) == MetadataFile {
+		dir = storage.Dir(loc)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, MetadataFile))
+	file := storage.Join(dir, MetadataFile)
+	b, err := storage.ReadFile(ctx, file)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, "", fmt.Errorf("%s holds no completed checkpoint or savepoint (no %s file)", path, MetadataFile)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, "", fmt.Errorf("%s holds no completed checkpoint or savepoint (no %s file)", loc, MetadataFile)
 		}
 		return nil, "", err
 	}
 	var m checkpointMeta
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, "", fmt.Errorf("reading %s: %w", filepath.Join(dir, MetadataFile), err)
+		return nil, "", fmt.Errorf("reading %s: %w", file, err)
 	}
 	return &m, dir, nil
 }
 
 // latestCheckpoint finds the newest completed checkpoint under a job's
 // checkpoint directory; nil when there is none.
-func latestCheckpoint(jobDir string) (*checkpointMeta, string, error) {
-	entries, err := os.ReadDir(jobDir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, "", nil
-	}
+func latestCheckpoint(ctx context.Context, jobDir string) (*checkpointMeta, string, error) {
+	names, err := storage.List(ctx, jobDir)
 	if err != nil {
 		return nil, "", err
 	}
 	var ids []int64
-	for _, e := range entries {
-		if id, err := strconv.ParseInt(strings.TrimPrefix(e.Name(), "chk-"), 10, 64); err == nil && strings.HasPrefix(e.Name(), "chk-") {
+	for _, n := range names {
+		if id, err := strconv.ParseInt(strings.TrimPrefix(n, "chk-"), 10, 64); err == nil && strings.HasPrefix(n, "chk-") {
 			ids = append(ids, id)
 		}
 	}
 	sort.Slice(ids, func(a, b int) bool { return ids[a] > ids[b] })
 	for _, id := range ids {
-		m, dir, err := readMeta(filepath.Join(jobDir, fmt.Sprintf("chk-%d", id)))
+		m, dir, err := readMeta(ctx, storage.Join(jobDir, fmt.Sprintf("chk-%d", id)))
 		if err == nil {
 			return m, dir, nil
 		}
@@ -195,21 +216,15 @@ func latestCheckpoint(jobDir string) (*checkpointMeta, string, error) {
 	return nil, "", nil
 }
 
-// writeMeta writes a checkpoint's metadata file, which completes it.
-func writeMeta(dir string, m *checkpointMeta) error {
+// writeMeta writes a checkpoint's metadata file, which completes it: once
+// it is stored, so is every state file it names (each subtask stored its
+// own before acknowledging).
+func writeMeta(ctx context.Context, dir string, m *checkpointMeta) error {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	// The metadata completes the checkpoint: once it is on disk, so is
-	// every state file it names (each subtask synced its own).
-	if err := state.WriteFile(filepath.Join(dir, MetadataFile), b); err != nil {
-		return err
-	}
-	return state.SyncDir(dir)
+	return storage.WriteFiles(ctx, dir, map[string][]byte{MetadataFile: b})
 }
 
 // restoreFor maps a checkpoint's operator state onto the job's operators
@@ -242,7 +257,7 @@ func restoreFor(jg *flinkpb.JobGraph, m *checkpointMeta, dir string, allowNonRes
 				if s < 0 || s >= len(subtasks) {
 					return nil, fmt.Errorf("the state of operator %q names subtask %d of %d", op.Name, s, v.Parallelism)
 				}
-				subtasks[s].Files[op.Id] = filepath.Join(dir, f)
+				subtasks[s].Files[op.Id] = storage.Join(dir, f)
 			}
 		}
 		for _, st := range subtasks {
@@ -354,14 +369,4 @@ func randomSuffix() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// LocalPath is a path given as a file URI (file:///p, file:/p, as Flink
-// prints locations) or a plain path.
-func LocalPath(p string) string {
-	p = strings.TrimSpace(p)
-	if strings.HasPrefix(p, "file://") {
-		return strings.TrimPrefix(p, "file://")
-	}
-	return strings.TrimPrefix(p, "file:")
 }

@@ -3,13 +3,12 @@ package jobmanager
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"loom/flinkrt/state/storage"
 	"loom/proto/flinkpb"
 )
 
@@ -58,9 +57,9 @@ func (jm *JobMaster) triggerLocked(now time.Time, savepoint bool, target string)
 	}
 	id := jm.cp.next
 	jm.cp.next++
-	dir := filepath.Join(jm.cp.settings.dir, fmt.Sprintf("chk-%d", id))
+	dir := storage.Join(jm.cp.settings.dir, fmt.Sprintf("chk-%d", id))
 	if savepoint {
-		dir = filepath.Join(target, fmt.Sprintf("savepoint-%s-%s", jm.id[:6], randomSuffix()))
+		dir = storage.Join(target, fmt.Sprintf("savepoint-%s-%s", jm.id[:6], randomSuffix()))
 	}
 	st := &checkpointStats{id: id, savepoint: savepoint, status: CheckpointInProgress, trigger: now, subtasks: jm.numSubtasks()}
 	p := &pendingCheckpoint{stats: st, dir: dir, acks: map[[2]int]*flinkpb.CheckpointAck{}}
@@ -162,7 +161,9 @@ func (jm *JobMaster) completeInBackground(p *pendingCheckpoint) {
 	jm.background.Add(1)
 	go func() {
 		defer jm.background.Done()
-		err := writeMeta(p.dir, meta)
+		ctx, cancel := context.WithTimeout(context.Background(), jm.cp.settings.timeout)
+		err := writeMeta(ctx, p.dir, meta)
+		cancel()
 		jm.mu.Lock()
 		if err != nil {
 			for i, c := range jm.cp.completed {
@@ -204,7 +205,7 @@ func (jm *JobMaster) completeInBackground(p *pendingCheckpoint) {
 		jm.changedLocked()
 		jm.mu.Unlock()
 		for _, d := range drop {
-			_ = os.RemoveAll(d)
+			jm.removeCheckpoint(d)
 		}
 		req := &flinkpb.CheckpointNotification{JobId: jm.id, Attempt: int32(restarts), CheckpointId: st.id}
 		for _, c := range conns {
@@ -245,7 +246,7 @@ func (jm *JobMaster) failCheckpointLocked(p *pendingCheckpoint, reason string, c
 	jm.background.Add(1)
 	go func() {
 		defer jm.background.Done()
-		_ = os.RemoveAll(dir)
+		jm.removeCheckpoint(dir)
 	}()
 	jm.changedLocked()
 	if !counts || st.savepoint {
@@ -317,9 +318,10 @@ func (jm *JobMaster) TriggerSavepoint(ctx context.Context, dir string, stop bool
 		jm.mu.Unlock()
 		return "", status.Error(codes.InvalidArgument, "no savepoint directory: name one (--dir), or set "+ConfSavepointDir+" for the job")
 	}
-	if !filepath.IsAbs(dir) {
+	dir, err := storage.Normalize(dir)
+	if err != nil {
 		jm.mu.Unlock()
-		return "", status.Errorf(codes.InvalidArgument, "savepoint directory %q: want an absolute path, which every TaskManager reaches", dir)
+		return "", status.Errorf(codes.InvalidArgument, "savepoint directory %v", err)
 	}
 	p, err := jm.triggerLocked(time.Now(), true, dir)
 	if err != nil {
@@ -349,8 +351,18 @@ func (jm *JobMaster) dropCheckpointsLocked() {
 	jm.background.Add(1)
 	go func() {
 		defer jm.background.Done()
-		_ = os.RemoveAll(dir)
+		jm.removeCheckpoint(dir)
 	}()
+}
+
+// removeCheckpoint deletes a checkpoint's files (or a job's directory of
+// them), saying so when it cannot: what it leaves stays in the store.
+func (jm *JobMaster) removeCheckpoint(dir string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := storage.RemoveAll(ctx, dir); err != nil {
+		jm.log.Warn("could not remove checkpoint files", "path", dir, "err", err)
+	}
 }
 
 // checkpointSummaryLocked sums up the job's checkpoints.

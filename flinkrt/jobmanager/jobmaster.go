@@ -172,7 +172,7 @@ func newJobMaster(id string, jg *flinkpb.JobGraph, art *flinkpb.JobArtifact, rm 
 func (jm *JobMaster) initialState() error {
 	s := jm.cp.settings
 	if jm.checkpointing() {
-		m, dir, err := latestCheckpoint(s.dir)
+		m, dir, err := latestCheckpoint(context.Background(), s.dir)
 		if err != nil {
 			return fmt.Errorf("looking for the job's checkpoints in %s: %w", s.dir, err)
 		}
@@ -186,7 +186,7 @@ func (jm *JobMaster) initialState() error {
 	if s.restorePath == "" {
 		return nil
 	}
-	m, dir, err := readMeta(s.restorePath)
+	m, dir, err := readMeta(context.Background(), s.restorePath)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"loom/flinkrt/resourcemanager"
+	"loom/flinkrt/state/storage"
 	"loom/proto/flinkpb"
 )
 
@@ -538,6 +539,6 @@ func (jm *JobManager) restSavepointStatus(w http.ResponseWriter, r *http.Request
 		writeJSON(w, http.StatusOK, obj{"status": obj{"id": "COMPLETED"}, "operation": obj{"failure-cause": obj{
 			"class": "loom.SavepointException", "stack-trace": msg, "serialized-throwable": msg}}})
 	default:
-		writeJSON(w, http.StatusOK, obj{"status": obj{"id": "COMPLETED"}, "operation": obj{"location": "file:" + path}})
+		writeJSON(w, http.StatusOK, obj{"status": obj{"id": "COMPLETED"}, "operation": obj{"location": storage.URI(path)}})
 	}
 }

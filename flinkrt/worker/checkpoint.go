@@ -1,13 +1,12 @@
 package worker
 
 import (
+	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
-	"loom/flinkrt/state"
+	"loom/flinkrt/state/storage"
 	"loom/flinkrt/task"
 	"loom/proto/flinkpb"
 )
@@ -194,25 +193,28 @@ func writeStates(cps *Checkpoints, id int64, sub Subtask, states map[string][]by
 	if err != nil {
 		return nil, 0, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, 0, err
-	}
 	files := map[string]string{}
+	byName := map[string][]byte{}
 	var size int64
 	for op, st := range states {
 		name := fmt.Sprintf("%s-%d", op, sub.Index)
-		if err := state.WriteFile(filepath.Join(dir, name), st); err != nil {
-			return nil, 0, err
-		}
+		byName[name] = st
 		files[op] = name
 		size += int64(len(st))
 	}
-	// The files' names are durable before the subtask acknowledges.
-	if err := state.SyncDir(dir); err != nil {
+	// Stored durably before the subtask acknowledges; an expired
+	// checkpoint is not worth writing on.
+	ctx, cancel := context.WithTimeout(context.Background(), stateWriteTimeout)
+	defer cancel()
+	if err := storage.WriteFiles(ctx, dir, byName); err != nil {
 		return nil, 0, err
 	}
 	return files, size, nil
 }
+
+// stateWriteTimeout bounds a subtask's writing of its state files, as
+// the checkpoint timeout's default bounds the checkpoint.
+const stateWriteTimeout = 10 * time.Minute
 
 // notifyComplete tells the chain's listeners that checkpoint id
 // completed; an error fails the task.
@@ -244,7 +246,7 @@ func (b *built) restoreStates(files map[string]string) error {
 		if !ok {
 			continue
 		}
-		st, err := os.ReadFile(path)
+		st, err := readState(path)
 		if err != nil {
 			return fmt.Errorf("restoring %s: %w", s.name, err)
 		}
@@ -253,6 +255,13 @@ func (b *built) restoreStates(files map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// readState reads a state file of a checkpoint or savepoint.
+func readState(path string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), stateWriteTimeout)
+	defer cancel()
+	return storage.ReadFile(ctx, path)
 }
 
 func restoreOf(op task.Snapshotter, st []byte) (err error) {
