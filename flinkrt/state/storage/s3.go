@@ -362,4 +362,3 @@ func (s *s3Store) removeAll(ctx context.Context, dir string) error {
 	}
 	return first
 }
-
