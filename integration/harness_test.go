@@ -121,6 +121,9 @@ type cluster struct {
 	// netns, when set, is the network namespace clients of the cluster
 	// run in (netns_test.go).
 	netns string
+	// clientEnv is more of the clients' environment (an S3 server's
+	// settings).
+	clientEnv []string
 }
 
 type clusterOpts struct {
@@ -239,7 +242,7 @@ func (c *cluster) env() []string {
 	if len(addrs) == 0 {
 		addrs = []string{c.rmAddr}
 	}
-	return []string{"LOOM_RM=" + strings.Join(addrs, ","), "LOOM_CONFIG=" + c.clientConfig()}
+	return append([]string{"LOOM_RM=" + strings.Join(addrs, ","), "LOOM_CONFIG=" + c.clientConfig()}, c.clientEnv...)
 }
 
 // handPKI makes, with the `loom tls` commands as an operator would, the

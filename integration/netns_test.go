@@ -5,14 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"loom/flinkrt/state/storage/s3test"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A cluster whose daemons each have a network namespace of their own,
@@ -30,14 +35,18 @@ type netnsCluster struct {
 	// daemons by name (rm1..rm3, nm1..nm3): their namespaces, addresses,
 	// arguments and processes.
 	daemons map[string]*nsDaemon
+	// s3 is the S3 server, reached from the clients' namespace.
+	s3 *s3test.Server
 }
 
 type nsDaemon struct {
 	name, ns, ip string
-	args         []string
-	cmd          *exec.Cmd
-	log          *bytes.Buffer
-	done         chan struct{}
+	// bin is the daemon's program: loom, unless it is set.
+	bin  string
+	args []string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+	done chan struct{}
 }
 
 // netnsAvailable says why namespaces cannot be made here, or "".
@@ -114,11 +123,26 @@ func startNetnsCluster(t *testing.T) *netnsCluster {
 			"--rm", strings.Join(join, ","), "--dir", filepath.Join(dir, name), "--addr", ip+":8041", "--http-addr", ip+":8042",
 			"--memory-mb", "4096", "--vcores", "4", "--kill-grace", "2s")}
 	}
+	// The S3 server the jobs keep their checkpoints in, on a host of
+	// its own.
+	weed, err := s3test.Binary()
+	if err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	s3IP := n.net + ".30"
+	s3Args, err := s3test.Args(filepath.Join(dir, "s3"), s3IP, s3test.DefaultPorts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.daemons["s3"] = &nsDaemon{name: "s3", ns: n.addHost("s3", s3IP), ip: s3IP, bin: weed, args: s3Args}
+	t.Cleanup(func() { s3test.RemoveSockets(s3test.DefaultPorts) })
 	n.netns = n.addHost("cli", n.net+".100")
-	for _, name := range []string{"rm1", "rm2", "rm3", "nm1", "nm2", "nm3"} {
+	for _, name := range []string{"s3", "rm1", "rm2", "rm3", "nm1", "nm2", "nm3"} {
 		n.start(name)
 	}
 	t.Cleanup(n.stopAll)
+	n.s3 = s3test.Attach(fmt.Sprintf("http://%s:%d", s3IP, s3test.DefaultPorts.S3), dialIn(n.netns))
+	n.clientEnv = n.s3.Env()
 	waitFor(t, 60*time.Second, "3 nodes RUNNING", func() (bool, string) {
 		out, errs, code := n.loom("node", "list", "-o", "json")
 		var nodes []nodeJSON
@@ -140,7 +164,11 @@ func startNetnsCluster(t *testing.T) *netnsCluster {
 func (n *netnsCluster) start(name string) {
 	n.t.Helper()
 	d := n.daemons[name]
-	d.cmd = exec.Command("ip", append([]string{"netns", "exec", d.ns, loomBin}, d.args...)...)
+	bin := d.bin
+	if bin == "" {
+		bin = loomBin
+	}
+	d.cmd = exec.Command("ip", append([]string{"netns", "exec", d.ns, bin}, d.args...)...)
 	d.log = &bytes.Buffer{}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -167,7 +195,7 @@ func (n *netnsCluster) kill(name string, sig syscall.Signal) {
 }
 
 func (n *netnsCluster) stopAll() {
-	for _, name := range []string{"nm1", "nm2", "nm3", "rm1", "rm2", "rm3"} {
+	for _, name := range []string{"nm1", "nm2", "nm3", "rm1", "rm2", "rm3", "s3"} {
 		if d := n.daemons[name]; d.cmd != nil {
 			n.kill(name, syscall.SIGTERM)
 		}
@@ -176,6 +204,37 @@ func (n *netnsCluster) stopAll() {
 		pids := pgrep(n.dir)
 		return len(pids) == 0, fmt.Sprintf("processes still running: %v", pids)
 	})
+}
+
+// dialIn dials from inside the network namespace ns, for the test's own
+// connections to a daemon there: on a thread that enters the namespace and
+// ends with the dial, so that no other goroutine ever runs in it.
+func dialIn(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		type result struct {
+			conn net.Conn
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() {
+			// Never unlocked: the thread ends with the goroutine.
+			runtime.LockOSThread()
+			f, err := os.Open("/run/netns/" + ns)
+			if err != nil {
+				done <- result{nil, err}
+				return
+			}
+			defer f.Close()
+			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+				done <- result{nil, fmt.Errorf("entering namespace %s: %w", ns, err)}
+				return
+			}
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			done <- result{c, err}
+		}()
+		r := <-done
+		return r.conn, r.err
+	}
 }
 
 // daemonAt is the name of the RM replica with gRPC address addr.
@@ -216,8 +275,9 @@ func (n *netnsCluster) writeClientConfig(t *testing.T, rms []string) {
 	}
 }
 
-// Three RM replicas and three NodeManagers on hosts of their own: a
-// per-job wordcount runs across them; the leader killed -9 mid-job is
+// Three RM replicas and three NodeManagers on hosts of their own, and an
+// S3 server on another: a per-job wordcount runs across them with its
+// checkpoints in a bucket; the leader killed -9 mid-job is
 // replaced, the job finishes with every word counted once, and a new
 // shell is allocated; a follower that lost its data dir rejoins and gets
 // the state; then the leader is cut off from the others: they elect
@@ -228,9 +288,14 @@ func TestNetnsReplicasAcrossHosts(t *testing.T) {
 	n := startNetnsCluster(t)
 	c := n.cluster
 
+	if err := n.s3.WaitReady(60 * time.Second); err != nil {
+		t.Fatalf("the S3 server: %v\n%s", err, lastLines(n.daemons["s3"].log.String(), 20))
+	}
+	bucket := n.s3.Bucket(t, "loom-netns")
+
 	input, output := filepath.Join(c.dir, "words.txt"), filepath.Join(c.dir, "out")
 	want := writeWords(t, input)
-	r := c.runAttached("-p", "2", "--slots-per-tm", "1", "--checkpoint-interval", "100ms", "--checkpoint-dir", filepath.Join(c.dir, "checkpoints"),
+	r := c.runAttached("-p", "2", "--slots-per-tm", "1", "--checkpoint-interval", "100ms", "--checkpoint-dir", bucket+"/checkpoints",
 		"--restart-strategy", "fixed-delay", "-D", "restart-strategy.fixed-delay.attempts=3", "-D", "restart-strategy.fixed-delay.delay=100ms",
 		wordcountBin, "--input", input, "--output", output, "--line-delay", "3ms")
 	c.waitAppJob(r.id, func(j jobJSON) bool { return j.Checkpoints.Completed >= 2 }, "two checkpoints completed")
