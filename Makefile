@@ -75,6 +75,7 @@ bench: build
 	scripts/bench-perjob.sh
 	scripts/bench-session.sh
 	scripts/bench-recovery.sh
+	scripts/bench-s3.sh
 	scripts/bench-security.sh
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./rm/...
 

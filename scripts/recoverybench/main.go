@@ -39,6 +39,7 @@ func main() {
 	interval := flag.Duration("interval", time.Second, "checkpoint interval")
 	dir := flag.String("dir", "", "working directory (default: a temporary one)")
 	backoff := flag.Duration("initial-backoff", 0, "the exponential-delay restart strategy's first delay (default: Flink's, 1s)")
+	checkpointDir := flag.String("checkpoint-dir", "", "where checkpoints go: a directory or s3://bucket/prefix (default: one in -dir)")
 	flag.Parse()
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "recoverybench-")
@@ -67,7 +68,7 @@ func main() {
 	var restarting, running, output []time.Duration
 	restarted := map[string]int{} // "2 of 4" -> runs
 	for i := 0; i < *runs; i++ {
-		r, err := measure(*loom, spec, filepath.Join(*dir, fmt.Sprint(i)), *interval, *backoff)
+		r, err := measure(*loom, spec, filepath.Join(*dir, fmt.Sprint(i)), *checkpointDir, *interval, *backoff)
 		check(err)
 		if r.restarting > 0 {
 			restarting = append(restarting, r.restarting)
@@ -84,7 +85,11 @@ func main() {
 	if *failover != "" {
 		strategy += ", failover strategy " + *failover
 	}
-	fmt.Printf("%s, TaskManager kill -9, %d runs, checkpoints every %v, %s:\n", spec.name, *runs, *interval, strategy)
+	where := "in a local directory"
+	if *checkpointDir != "" {
+		where = "in " + *checkpointDir
+	}
+	fmt.Printf("%s, TaskManager kill -9, %d runs, checkpoints every %v %s, %s:\n", spec.name, *runs, *interval, where, strategy)
 	if len(restarting) > 0 {
 		report("job seen RESTARTING", restarting)
 	} else {
@@ -114,11 +119,14 @@ type result struct {
 
 // measure runs one job, kills one of its TaskManagers and times the
 // recovery; it cancels the job before it returns.
-func measure(loom string, spec jobSpec, dir string, interval, backoff time.Duration) (result, error) {
+func measure(loom string, spec jobSpec, dir, checkpointDir string, interval, backoff time.Duration) (result, error) {
 	var r result
 	out := filepath.Join(dir, "out")
+	if checkpointDir == "" {
+		checkpointDir = filepath.Join(dir, "checkpoints")
+	}
 	args := append([]string{"run", "-t", "per-job", "-d"}, spec.args...)
-	args = append(args, "--checkpoint-interval", interval.String(), "--checkpoint-dir", filepath.Join(dir, "checkpoints"))
+	args = append(args, "--checkpoint-interval", interval.String(), "--checkpoint-dir", checkpointDir)
 	if backoff > 0 {
 		args = append(args, "-D", "restart-strategy.exponential-delay.initial-backoff="+backoff.String())
 	}

@@ -134,26 +134,35 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Skipf("skipping: %v", err)
 	}
+	s, err := Launch(bin, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Launch starts the server bin with its data in dir, on 127.0.0.1, and
+// waits until it stores objects.
+func Launch(bin, dir string) (*Server, error) {
 	var last error
 	// A port picked free can be taken before the server binds it.
-	for range 3 {
-		s, err := start(t, bin)
+	for try := range 3 {
+		s, err := launch(bin, filepath.Join(dir, strconv.Itoa(try)))
 		if err == nil {
-			return s
+			return s, nil
 		}
 		last = err
 	}
-	t.Fatal(last)
-	return nil
+	return nil, last
 }
 
-func start(t testing.TB, bin string) (*Server, error) {
+func launch(bin, dir string) (*Server, error) {
 	ports, err := freePorts(8)
 	if err != nil {
 		return nil, err
 	}
 	p := Ports{ports[0], ports[1], ports[2], ports[3], ports[4], ports[5], ports[6], ports[7]}
-	dir := t.TempDir()
 	args, err := Args(dir, "127.0.0.1", p)
 	if err != nil {
 		return nil, err
@@ -170,10 +179,9 @@ func start(t testing.TB, bin string) (*Server, error) {
 		close(s.done)
 	}()
 	if err := s.WaitReady(60 * time.Second); err != nil {
-		s.stop()
+		s.Stop()
 		return nil, fmt.Errorf("SeaweedFS did not start: %v\n%s", err, s.log.tail(40))
 	}
-	t.Cleanup(s.stop)
 	return s, nil
 }
 
@@ -216,7 +224,11 @@ func (s *Server) WaitReady(within time.Duration) error {
 // readyBucket is where WaitReady writes.
 const readyBucket = "s3test-ready"
 
-func (s *Server) stop() {
+// Stop stops a server Launch started.
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
 	if s.cmd.Process != nil {
 		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 	}
@@ -233,16 +245,25 @@ func (s *Server) Client() (*minio.Client, error) {
 // Bucket creates a bucket and returns its s3:// location.
 func (s *Server) Bucket(t testing.TB, name string) string {
 	t.Helper()
-	c, err := s.Client()
+	loc, err := s.MakeBucket(name)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return loc
+}
+
+// MakeBucket creates a bucket and returns its s3:// location.
+func (s *Server) MakeBucket(name string) (string, error) {
+	c, err := s.Client()
+	if err != nil {
+		return "", err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := c.MakeBucket(ctx, name, minio.MakeBucketOptions{}); err != nil {
-		t.Fatalf("creating bucket %s: %v", name, err)
+		return "", fmt.Errorf("creating bucket %s: %w", name, err)
 	}
-	return "s3://" + name
+	return "s3://" + name, nil
 }
 
 // Env is the environment of a process that uses the server.
