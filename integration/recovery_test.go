@@ -110,6 +110,14 @@ func checkCheckpointsREST(t *testing.T, web, jobID string) {
 func TestPerJobRecoversFromTaskManagerKill(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 3})
 	r, want, output := recoveryRun(t, c, "3ms")
+	c.killATaskManagerAndFinish(r, want, output)
+}
+
+// killATaskManagerAndFinish kills one of the run's two TaskManagers -9
+// and checks the job restarts, finishes, and counted every word once.
+func (c *cluster) killATaskManagerAndFinish(r *attachedRun, want map[string]int, output string) {
+	t := c.t
+	t.Helper()
 	tms := appProcsRunning(r.id, "loom taskmanager")
 	if len(tms) != 2 {
 		t.Fatalf("TaskManager processes: %v", tms)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -43,21 +42,7 @@ func TestPerJobCheckpointsInS3(t *testing.T) {
 	}
 	savepoint := m[1]
 
-	tms := appProcsRunning(r.id, "loom taskmanager")
-	if len(tms) != 2 {
-		t.Fatalf("TaskManager processes: %v", tms)
-	}
-	if err := syscall.Kill(tms[0], syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	if code := r.wait(t); code != 0 {
-		t.Fatalf("run exited %d after a TaskManager was killed, want 0:\n%s\n%s", code, r.out.String(), r.errb.String())
-	}
-	if out := r.out.String(); !strings.Contains(out, "RESTARTING") || !strings.Contains(out, "FINISHED") {
-		t.Errorf("run's output does not show the job restarting and finishing:\n%s", out)
-	}
-	checkExactlyOnce(t, output, want)
-	c.waitNoProcessOf(r.id)
+	c.killATaskManagerAndFinish(r, want, output)
 
 	ctx := context.Background()
 	waitFor(t, 30*time.Second, "the finished job's checkpoints removed from the bucket", func() (bool, string) {
