@@ -23,9 +23,11 @@ import (
 // has found N replicas without state; each computes the same
 // configuration from what the others report, so any of them may
 // bootstrap first. When one of them already holds a configuration, a
-// replica without state asks the leader to add it as a voter instead:
-// that is how a fourth or fifth replica joins, and how one that lost its
-// data dir comes back.
+// replica without state asks the leader to add it instead: that is how a
+// fourth or fifth replica joins, and how one that lost its data dir comes
+// back. A new replica joins as a non-voter, which the leader makes a
+// voter once it has caught up (Nomad's autopilot): an empty replica never
+// counts toward a commit's quorum while it is still receiving the state.
 
 // inCluster reports whether this replica is in the raft configuration it
 // holds: bootstrapped or joined, and not removed since.
@@ -183,7 +185,9 @@ func (s *Server) addPeer(id, raftAddr string) error {
 	}
 	for _, srv := range servers {
 		switch {
-		case string(srv.ID) == id && string(srv.Address) == raftAddr && srv.Suffrage == raft.Voter:
+		case string(srv.ID) == id && string(srv.Address) == raftAddr:
+			// A voter that lost its data dir stays one and catches up
+			// from the others; a non-voter is on its way.
 			return nil
 		case string(srv.ID) != id && string(srv.Address) == raftAddr:
 			return errdefs.AlreadyExists("raft address %s belongs to replica %s; remove it first (`loom admin raft remove-peer %s`)", raftAddr, srv.ID, srv.ID)
@@ -192,11 +196,76 @@ func (s *Server) addPeer(id, raftAddr string) error {
 	if len(servers) >= maxPeers {
 		return errdefs.FailedPrecondition("the cluster has %d replicas, the most it takes", len(servers))
 	}
-	if err := s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, 30*time.Second).Error(); err != nil {
+	if err := s.raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, 30*time.Second).Error(); err != nil {
 		return raftChangeError(s, err)
 	}
-	s.logger.Info("replica added", "id", id, "raft_addr", raftAddr)
+	s.logger.Info("replica added as a non-voter; it becomes a voter once it has caught up", "id", id, "raft_addr", raftAddr)
 	return nil
+}
+
+// A non-voter is made a voter once it has kept up with the leader for
+// promotionChecks checks in a row, promotionInterval apart: each time, it
+// had applied at least what the leader had at the check before.
+const (
+	promotionInterval = time.Second
+	promotionChecks   = 2
+)
+
+// promoteLoop, on the leader, makes caught-up non-voters voters.
+func (s *Server) promoteLoop(ctx context.Context) {
+	t := time.NewTicker(promotionInterval)
+	defer t.Stop()
+	keptUp := map[raft.ServerID]int{}
+	var before uint64 // the leader's applied index at the last check
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		servers, err := s.leaderConfiguration()
+		if err != nil {
+			continue
+		}
+		now := s.fsm.AppliedIndex()
+		joining := map[raft.ServerID]bool{}
+		for _, srv := range servers {
+			if srv.Suffrage != raft.Nonvoter {
+				continue
+			}
+			joining[srv.ID] = true
+			if !s.caughtUp(ctx, srv, before) {
+				keptUp[srv.ID] = 0
+				continue
+			}
+			if keptUp[srv.ID]++; keptUp[srv.ID] < promotionChecks {
+				continue
+			}
+			if err := s.raft.AddVoter(srv.ID, srv.Address, 0, 10*time.Second).Error(); err != nil {
+				s.logger.Warn("making a replica a voter failed", "id", srv.ID, "error", err)
+				continue
+			}
+			s.logger.Info("replica caught up and is a voter", "id", srv.ID)
+		}
+		for id := range keptUp {
+			if !joining[id] {
+				delete(keptUp, id)
+			}
+		}
+		before = now
+	}
+}
+
+// caughtUp reports whether a joining replica answers that it has applied
+// at least index (never true before the first check).
+func (s *Server) caughtUp(ctx context.Context, srv raft.Server, index uint64) bool {
+	if index == 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, promotionInterval)
+	defer cancel()
+	st, err := s.askPeer(ctx, string(srv.ID))
+	return err == nil && st.Id == string(srv.ID) && st.AppliedIndex >= index
 }
 
 // removePeer takes id out of the raft configuration.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 
 	"loom/errdefs"
 	"loom/proto/yarnpb"
@@ -250,9 +251,21 @@ func TestReplicasJoinRejoinAndLeave(t *testing.T) {
 	waitUntil(t, "the fourth replica has joined", func() bool {
 		return fourth.inCluster() && fourth.State().Snapshot().App(nil, app.ApplicationId) != nil
 	})
-	st, err := c.ServiceState(context.Background())
-	if err != nil || len(st.Peers) != 4 {
-		t.Fatalf("after the fourth joined: %v, %v", st.GetPeers(), err)
+	waitUntil(t, "the fourth replica caught up and made a voter", func() bool {
+		st, err := c.ServiceState(context.Background())
+		if err != nil || len(st.Peers) != 4 {
+			return false
+		}
+		for _, p := range st.Peers {
+			if !p.Voter {
+				return false
+			}
+		}
+		return true
+	})
+	// The leader's raft log says how: first a non-voter, then a voter.
+	if got := suffrages(t, rs.servers[rs.leader()], four); !slices.Equal(got, []string{"Nonvoter", "Voter"}) {
+		t.Errorf("the fourth replica's suffrage in the leader's configuration entries: %v, want [Nonvoter Voter]", got)
 	}
 
 	// Removing it leaves three; removing one that is not there says so.
@@ -267,6 +280,27 @@ func TestReplicasJoinRejoinAndLeave(t *testing.T) {
 	if err := c.RemoveRaftPeer(context.Background(), "127.0.0.1:1"); !errors.Is(err, errdefs.ErrNotFound) || !strings.Contains(err.Error(), "no replica") {
 		t.Fatalf("removing a replica that is not there: %v", err)
 	}
+}
+
+// suffrages reads s's raft log for the configuration entries that name
+// id, and returns its suffrage in each, in order (repeats dropped).
+func suffrages(t *testing.T, s *Server, id string) []string {
+	t.Helper()
+	first, _ := s.raftLogs.FirstIndex()
+	last, _ := s.raftLogs.LastIndex()
+	var got []string
+	for i := first; i <= last && i > 0; i++ {
+		var l raft.Log
+		if s.raftLogs.GetLog(i, &l) != nil || l.Type != raft.LogConfiguration {
+			continue
+		}
+		for _, srv := range raft.DecodeConfiguration(l.Data).Servers {
+			if string(srv.ID) == id && (len(got) == 0 || got[len(got)-1] != srv.Suffrage.String()) {
+				got = append(got, srv.Suffrage.String())
+			}
+		}
+	}
+	return got
 }
 
 // Only admins change the raft configuration, and only replicas add

@@ -169,6 +169,7 @@ type Server struct {
 	leaderMu      sync.Mutex
 	leaderCancel  context.CancelFunc
 	leaderWG      sync.WaitGroup
+	raftLogs      raft.LogStore
 	isLeader      atomic.Bool
 	leaderReady   chan struct{} // closed once leadership is established
 	clusterTS     atomic.Int64
@@ -431,7 +432,7 @@ func (s *Server) setupRaft() error {
 		s.closers = append(s.closers, t.Close)
 		trans = t
 	}
-	s.raftTrans = trans
+	s.raftTrans, s.raftLogs = trans, logs
 	if s.cfg.BootstrapExpect == 1 && len(s.cfg.Join) == 0 {
 		has, err := raft.HasExistingState(logs, stable, snaps)
 		if err != nil {
@@ -702,7 +703,7 @@ func (s *Server) establishLeadership() error {
 	s.leaderCancel = cancel
 	s.soft.reset(s.clock.Now(), s.State().Snapshot())
 	s.isLeader.Store(true)
-	for _, loop := range []func(context.Context){s.schedulerLoop, s.nodeLivenessLoop, s.amLivenessLoop, s.launcherLoop, s.cleanupLoop, s.keyRotationLoop, s.gcLoop} {
+	for _, loop := range []func(context.Context){s.schedulerLoop, s.nodeLivenessLoop, s.amLivenessLoop, s.launcherLoop, s.cleanupLoop, s.keyRotationLoop, s.gcLoop, s.promoteLoop} {
 		s.leaderWG.Add(1)
 		go func() {
 			defer s.leaderWG.Done()
