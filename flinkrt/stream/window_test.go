@@ -196,17 +196,96 @@ func TestDeltaTriggerWithTimeEvictor(t *testing.T) {
 	}
 }
 
-func TestProcessingTimeWindowsFireAtEndOfInput(t *testing.T) {
+// At the end of input a processing-time window not yet due emits
+// nothing, as in Flink's streaming mode (FLINK-14231); an event-time
+// window fires on the final watermark.
+func TestProcessingTimeWindowsDoNotFireAtEndOfInput(t *testing.T) {
 	env := stream.NewEnv().SetParallelism(2)
 	src := stream.FromSource(env, "seq", source.Sequence(1, 1000))
 	w := stream.Window(stream.KeyBy(src, func(v int64) int64 { return v % 3 }), stream.TumblingProcessingTimeWindows(time.Hour))
-	got := run(t, env, w.Sum(""))
+	if got := run(t, env, w.Sum("")); len(got) != 0 {
+		t.Fatalf("processing-time windows an hour long emitted %v at the end of input, want nothing", got)
+	}
+
+	env = stream.NewEnv().SetParallelism(2)
+	timed := stream.AssignTimestampsAndWatermarks(stream.FromSource(env, "seq", source.Sequence(1, 1000)),
+		stream.ForMonotonousTimestamps(func(v int64) int64 { return v }))
+	ew := stream.Window(stream.KeyBy(timed, func(v int64) int64 { return v % 3 }), stream.TumblingEventTimeWindows(time.Hour))
 	total := int64(0)
-	for _, v := range got {
+	for _, v := range run(t, env, ew.Sum("")) {
 		total += v
 	}
 	if total != 500500 {
-		t.Fatalf("windows summed to %d, want 500500: records were lost at the end of input", total)
+		t.Fatalf("event-time windows summed to %d at the end of input, want 500500", total)
+	}
+}
+
+// A record late for a session window is dropped, and its window leaves
+// the key's sessions: a later record's session does not merge with it
+// (Flink's retireWindow).
+func TestLateSessionIsRetired(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(1)
+	evs := []ev{
+		{"a", 1, 100000}, // [100000,102000), fires at watermark 106000
+		{"b", 1, 106500}, // takes the watermark past a's session
+		{"a", 1, 104000}, // [104000,106000): late, dropped
+		{"a", 1, 105500}, // [105500,107500): on time; it must not merge with the late one
+	}
+	w := stream.Window(stream.KeyBy(events(env, evs, map[int]int64{1: 106000}), keyOf), stream.EventTimeSessionWindows(2*time.Second))
+	got := run(t, env, stream.ProcessWindow(w, "sessions", describeWindows))
+	want := []string{"a[100000,102000) sum=1 n=1", "a[105500,107500) sum=1 n=1", "b[106500,108500) sum=1 n=1"}
+	if g := sortedStrings(got, fmtWin); !slices.Equal(g, want) {
+		t.Fatalf("got %q\nwant %q", g, want)
+	}
+}
+
+// Four subtasks of one window operator in one process, each with windows
+// of its own keys firing while the others add records: every window sees
+// exactly its own records. (Run it under -race too.)
+func TestProcessWindowAtParallelismFourInOneProcess(t *testing.T) {
+	const keys, windows, perWindow = 100, 20, 50
+	env := stream.NewEnv().SetParallelism(4)
+	src := stream.FromSource(env, "events", source.Func("events", func(ctx source.Context[ev]) error {
+		for w := 0; w < windows; w++ {
+			for i := 0; i < perWindow; i++ {
+				for k := 0; k < keys; k++ {
+					ts := int64(w)*1000 + int64(i)
+					ctx.CollectWithTimestamp(ev{Key: fmt.Sprint(k), Value: k*windows + w, Time: ts}, ts)
+				}
+			}
+			ctx.EmitWatermark(int64(w)*1000 + 999)
+		}
+		return nil
+	})).SetParallelism(1)
+	win := stream.Window(stream.KeyBy(src, keyOf), stream.TumblingEventTimeWindows(time.Second))
+	type check struct {
+		Key          string
+		Start, Count int64
+		Foreign      int
+	}
+	got := run(t, env, stream.ProcessWindow(win, "check", func(key string, w stream.TimeWindow, elems []ev, out stream.Collector[check]) {
+		c := check{Key: key, Start: w.Start, Count: int64(len(elems))}
+		for _, e := range elems {
+			if e.Key != key || int64(e.Value%windows)*1000 != w.Start {
+				c.Foreign++
+			}
+		}
+		out.Collect(c)
+	}))
+	if len(got) != keys*windows {
+		t.Fatalf("%d windows fired, want %d", len(got), keys*windows)
+	}
+	wrong := 0
+	for _, c := range got {
+		if c.Count != perWindow || c.Foreign != 0 {
+			if wrong < 5 {
+				t.Errorf("window %s@%d: %d records, %d of other windows; want %d, none", c.Key, c.Start, c.Count, c.Foreign, perWindow)
+			}
+			wrong++
+		}
+	}
+	if wrong > 0 {
+		t.Fatalf("%d of %d windows wrong", wrong, len(got))
 	}
 }
 

@@ -47,22 +47,24 @@ func (w WindowedStream[K, T]) Evictor(e Evictor[T]) WindowedStream[K, T] {
 // Reduce emits, when a window fires, its records combined with fn.
 func (w WindowedStream[K, T]) Reduce(name string, fn func(a, b T) T) DataStream[T] {
 	if w.evictor != nil {
-		return windowed(w, name, listLogic[K, T, T](w.evictor, func(_ K, _ TimeWindow, elems []Timestamped[T], out Collector[T]) {
-			if len(elems) == 0 {
-				return
-			}
-			acc := elems[0].Value
-			for _, el := range elems[1:] {
-				acc = fn(acc, el.Value)
-			}
-			out.Collect(acc)
-		}))
+		return windowed(w, name, func() windowLogic[K, T, []Timestamped[T], T] {
+			return listLogic[K, T, T](w.evictor, func(_ K, _ TimeWindow, elems []Timestamped[T], out Collector[T]) {
+				if len(elems) == 0 {
+					return
+				}
+				acc := elems[0].Value
+				for _, el := range elems[1:] {
+					acc = fn(acc, el.Value)
+				}
+				out.Collect(acc)
+			})
+		})
 	}
 	type opt struct {
 		v  T
 		ok bool
 	}
-	return windowed(w, name, windowLogic[K, T, opt, T]{
+	return windowed(w, name, constLogic(windowLogic[K, T, opt, T]{
 		add: func(acc opt, v T, _ int64) opt {
 			if !acc.ok {
 				return opt{v, true}
@@ -84,7 +86,7 @@ func (w WindowedStream[K, T]) Reduce(name string, fn func(a, b T) T) DataStream[
 			}
 			return acc
 		},
-	})
+	}))
 }
 
 func (w WindowedStream[K, T]) aggregateBy(what, field string, fn func(fieldOf[T], T, T) T) DataStream[T] {
@@ -156,19 +158,19 @@ func Aggregate[K comparable, T, A, O any](w WindowedStream[K, T], name string, a
 		w.k.s.env.fail(fmt.Errorf("aggregate %q needs Create, Add and Result", name))
 	}
 	if w.evictor != nil {
-		return windowed(w, name, listLogic[K, T, O](w.evictor, func(_ K, _ TimeWindow, elems []Timestamped[T], out Collector[O]) {
+		return windowed(w, name, constLogic(listLogic[K, T, O](w.evictor, func(_ K, _ TimeWindow, elems []Timestamped[T], out Collector[O]) {
 			acc := agg.Create()
 			for _, el := range elems {
 				acc = agg.Add(acc, el.Value)
 			}
 			out.Collect(agg.Result(acc))
-		}))
+		})))
 	}
 	type opt struct {
 		a  A
 		ok bool
 	}
-	return windowed(w, name, windowLogic[K, T, opt, O]{
+	return windowed(w, name, constLogic(windowLogic[K, T, opt, O]{
 		add: func(acc opt, v T, _ int64) opt {
 			if !acc.ok {
 				acc = opt{agg.Create(), true}
@@ -192,20 +194,23 @@ func Aggregate[K comparable, T, A, O any](w WindowedStream[K, T], name string, a
 			}
 			return acc
 		},
-	})
+	}))
 }
 
 // ProcessWindow calls fn with a window's key, the window and its records
 // (after the evictor) when it fires.
 func ProcessWindow[K comparable, T, O any](w WindowedStream[K, T], name string, fn func(key K, win TimeWindow, elems []T, out Collector[O])) DataStream[O] {
-	var values []T
-	return windowed(w, name, listLogic[K, T, O](w.evictor, func(k K, win TimeWindow, elems []Timestamped[T], out Collector[O]) {
-		values = values[:0]
-		for _, el := range elems {
-			values = append(values, el.Value)
-		}
-		fn(k, win, values, out)
-	}))
+	return windowed(w, name, func() windowLogic[K, T, []Timestamped[T], O] {
+		// Reused from one firing to the next of this subtask only.
+		var values []T
+		return listLogic[K, T, O](w.evictor, func(k K, win TimeWindow, elems []Timestamped[T], out Collector[O]) {
+			values = values[:0]
+			for _, el := range elems {
+				values = append(values, el.Value)
+			}
+			fn(k, win, values, out)
+		})
+	})
 }
 
 // listLogic keeps every record of a window, for evictors and functions
@@ -226,6 +231,12 @@ func listLogic[K comparable, T, O any](ev Evictor[T], fn func(K, TimeWindow, []T
 	}
 }
 
+// constLogic is a logic that keeps nothing between calls, which subtasks
+// may share.
+func constLogic[K comparable, T, A, O any](l windowLogic[K, T, A, O]) func() windowLogic[K, T, A, O] {
+	return func() windowLogic[K, T, A, O] { return l }
+}
+
 // windowLogic is what a window function does with the accumulator A of
 // each window: add a record, merge two windows, fire (returning what the
 // window keeps).
@@ -235,14 +246,17 @@ type windowLogic[K comparable, T, A, O any] struct {
 	fire  func(k K, w TimeWindow, acc A, out Collector[O]) A
 }
 
-func windowed[K comparable, T, A, O any](w WindowedStream[K, T], name string, logic windowLogic[K, T, A, O]) DataStream[O] {
+// windowed adds a window operator; newLogic makes each subtask's own
+// logic, so that nothing a function keeps between calls is shared by two
+// subtasks of one process.
+func windowed[K comparable, T, A, O any](w WindowedStream[K, T], name string, newLogic func() windowLogic[K, T, A, O]) DataStream[O] {
 	needCodec[O](w.k.s.env)
 	return add[T, O](w.k.s, name, "TimeWindow", func(out any) task.Instance {
 		op := &windowOp[K, T, A, O]{
 			key:      w.k.key,
 			assigner: w.assigner,
 			trigger:  w.trigger,
-			logic:    logic,
+			logic:    newLogic(),
 			out:      out.(task.Output[O]),
 			windows:  map[windowKey[K]]*windowState[A]{},
 			sessions: map[K][]TimeWindow{},
@@ -331,7 +345,13 @@ func (o *windowOp[K, T, A, O]) Collect(v T, ts int64) {
 			w = o.mergeSession(k, w)
 		}
 		if o.isLate(w) {
-			continue // dropped, as Flink drops records behind the watermark
+			// Dropped, as Flink drops records behind the watermark; a late
+			// session leaves the key's sessions again (Flink's
+			// retireWindow), so that no later one merges with it.
+			if o.assigner.kind == session {
+				o.retireSession(k, w)
+			}
+			continue
 		}
 		wk := windowKey[K]{k, w}
 		st := o.windows[wk]
@@ -441,17 +461,33 @@ func (o *windowOp[K, T, A, O]) onTimer(t timer[K, TimeWindow], event bool) {
 		o.trigger.Clear(t.ns, o.triggerCtx(t.key, t.ns, st))
 		delete(o.windows, wk)
 		if o.assigner.kind == session {
-			sessions := o.sessions[t.key]
-			for i, s := range sessions {
-				if s == t.ns {
-					o.sessions[t.key] = append(sessions[:i:i], sessions[i+1:]...)
-					break
-				}
-			}
-			if len(o.sessions[t.key]) == 0 {
-				delete(o.sessions, t.key)
-			}
+			o.removeSession(t.key, t.ns)
 		}
+	}
+}
+
+// retireSession drops a session that is late as a whole: its state (what
+// windows merged into it brought) and its place among the key's sessions.
+func (o *windowOp[K, T, A, O]) retireSession(k K, w TimeWindow) {
+	wk := windowKey[K]{k, w}
+	if st := o.windows[wk]; st != nil {
+		o.trigger.Clear(w, o.triggerCtx(k, w, st))
+		delete(o.windows, wk)
+	}
+	o.removeSession(k, w)
+}
+
+// removeSession takes w out of the key's sessions.
+func (o *windowOp[K, T, A, O]) removeSession(k K, w TimeWindow) {
+	sessions := o.sessions[k]
+	for i, s := range sessions {
+		if s == w {
+			o.sessions[k] = append(sessions[:i:i], sessions[i+1:]...)
+			break
+		}
+	}
+	if len(o.sessions[k]) == 0 {
+		delete(o.sessions, k)
 	}
 }
 
@@ -460,19 +496,10 @@ func (o *windowOp[K, T, A, O]) Watermark(wm int64) {
 	o.out.Watermark(wm)
 }
 
-// Finish fires the processing-time windows still open when the input
-// ends, so a bounded job loses none of its records.
-func (o *windowOp[K, T, A, O]) Finish() error {
-	if o.assigner.eventTime || o.assigner.kind == global {
-		return nil
-	}
-	for {
-		t, ok := o.timers.proc.popUntil(math.MaxInt64)
-		if !ok {
-			return nil
-		}
-		o.onProcessingTime(t)
-	}
-}
+// Finish does nothing: at the end of input, processing-time windows not
+// yet due do not fire, as in Flink's streaming mode (processing-time
+// timers are quiesced, FLINK-14231); event-time windows fire on the final
+// watermark.
+func (o *windowOp[K, T, A, O]) Finish() error { return nil }
 
 func (o *windowOp[K, T, A, O]) Close() error { return nil }

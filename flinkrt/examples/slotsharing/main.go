@@ -33,8 +33,10 @@ func main() {
 	env := stream.NewEnv()
 	nums := stream.FromSource(env, "numbers", source.Sequence(1, *count)).SetParallelism(*pSource)
 	squares := stream.Map(nums, "square", func(n int64) DigitSum { return DigitSum{n % 10, n * n} }).SetParallelism(*pSource)
-	// One window for the whole run: it fires when the input ends.
-	sums := stream.Window(stream.KeyBy(squares, func(d DigitSum) int64 { return d.Digit }), stream.TumblingProcessingTimeWindows(24*time.Hour)).
+	// Every record at event time 0, so one event-time window holds the
+	// whole run: the watermark at the end of the input fires it.
+	timed := stream.AssignTimestampsAndWatermarks(squares, stream.ForBoundedOutOfOrderness(time.Second, func(d DigitSum) int64 { return 0 })).SetParallelism(*pSource)
+	sums := stream.Window(stream.KeyBy(timed, func(d DigitSum) int64 { return d.Digit }), stream.TumblingEventTimeWindows(24*time.Hour)).
 		Sum("Sum").SetParallelism(*pSum).SlotSharingGroup("aggregation")
 	stream.Print(sums)
 	if _, err := env.Execute("SlotSharingGroups"); err != nil {
