@@ -55,10 +55,6 @@ type Ports struct {
 	Master, MasterGRPC, Volume, VolumeGRPC, Filer, FilerGRPC, S3, S3GRPC int
 }
 
-func (p Ports) all() []int {
-	return []int{p.Master, p.MasterGRPC, p.Volume, p.VolumeGRPC, p.Filer, p.FilerGRPC, p.S3, p.S3GRPC}
-}
-
 // DefaultPorts are SeaweedFS's own, for a server alone on its address.
 var DefaultPorts = Ports{9333, 19333, 8080, 18080, 8888, 18888, 8333, 18333}
 
