@@ -213,6 +213,59 @@ func ProcessWindow[K comparable, T, O any](w WindowedStream[K, T], name string, 
 	})
 }
 
+// ProcessWindowFunction handles a window's records when it fires; a
+// WindowContext says which window, and when.
+type ProcessWindowFunction[K comparable, T, O any] interface {
+	Process(ctx *WindowContext, key K, elems []T, out Collector[O]) error
+}
+
+// WindowContext is what a ProcessWindowFunction sees of the window that
+// fired and of its subtask.
+type WindowContext struct {
+	info   windowInfo
+	window TimeWindow
+}
+
+// Window is the window that fired.
+func (c *WindowContext) Window() TimeWindow { return c.window }
+
+// CurrentWatermark is the operator's event-time watermark.
+func (c *WindowContext) CurrentWatermark() int64 { return c.info.currentWatermark() }
+
+// CurrentProcessingTime is the wall clock in epoch milliseconds.
+func (c *WindowContext) CurrentProcessingTime() int64 { return c.info.currentProcessingTime() }
+
+// Runtime is the subtask's RuntimeContext.
+func (c *WindowContext) Runtime() *RuntimeContext { return &RuntimeContext{op: c.info.operator()} }
+
+// ProcessWindowWith calls a ProcessWindowFunction made by newFn for each
+// subtask with a window's key and records (after the evictor) when it
+// fires; the function may have Open and Close methods.
+func ProcessWindowWith[K comparable, T, O any](w WindowedStream[K, T], name string, newFn func() ProcessWindowFunction[K, T, O]) DataStream[O] {
+	return windowed(w, name, func() windowLogic[K, T, []Timestamped[T], O] {
+		fn := newFn()
+		ctx := &WindowContext{}
+		var values []T
+		l := listLogic[K, T, O](w.evictor, func(k K, win TimeWindow, elems []Timestamped[T], out Collector[O]) {
+			values = values[:0]
+			for _, el := range elems {
+				values = append(values, el.Value)
+			}
+			ctx.window = win
+			if err := fn.Process(ctx, k, values, out); err != nil {
+				task.Fail(fmt.Errorf("%s: %w", name, err))
+			}
+		})
+		life := richLifecycle{fn, name}
+		l.open = func(op windowInfo) error {
+			ctx.info = op
+			return life.Open(op.operator())
+		}
+		l.close = life.Close
+		return l
+	})
+}
+
 // listLogic keeps every record of a window, for evictors and functions
 // that see the whole window.
 func listLogic[K comparable, T, O any](ev Evictor[T], fn func(K, TimeWindow, []Timestamped[T], Collector[O])) windowLogic[K, T, []Timestamped[T], O] {
@@ -239,11 +292,21 @@ func constLogic[K comparable, T, A, O any](l windowLogic[K, T, A, O]) func() win
 
 // windowLogic is what a window function does with the accumulator A of
 // each window: add a record, merge two windows, fire (returning what the
-// window keeps).
+// window keeps); and, for a function of its own, open and close with the
+// subtask.
 type windowLogic[K comparable, T, A, O any] struct {
 	add   func(acc A, v T, ts int64) A
 	merge func(a, b A) A
 	fire  func(k K, w TimeWindow, acc A, out Collector[O]) A
+	open  func(op windowInfo) error
+	close func() error
+}
+
+// windowInfo is what a window function may ask of its operator.
+type windowInfo interface {
+	currentWatermark() int64
+	currentProcessingTime() int64
+	operator() *task.OperatorContext
 }
 
 // windowed adds a window operator; newLogic makes each subtask's own
@@ -310,8 +373,15 @@ func (o *windowOp[K, T, A, O]) Open(ctx *task.OperatorContext) error {
 		delProc:  func(ts int64) { o.timers.deleteProc(ts, o.curKey, o.curWin) },
 	}
 	o.applyRestored()
+	if o.logic.open != nil {
+		return o.logic.open(o)
+	}
 	return nil
 }
+
+func (o *windowOp[K, T, A, O]) currentWatermark() int64         { return o.timers.watermark }
+func (o *windowOp[K, T, A, O]) currentProcessingTime() int64    { return o.timers.currentTime() }
+func (o *windowOp[K, T, A, O]) operator() *task.OperatorContext { return o.ctx }
 
 // triggerCtx scopes the trigger context to a key's window.
 func (o *windowOp[K, T, A, O]) triggerCtx(k K, w TimeWindow, st *windowState[A]) *TriggerContext {
@@ -502,4 +572,9 @@ func (o *windowOp[K, T, A, O]) Watermark(wm int64) {
 // watermark.
 func (o *windowOp[K, T, A, O]) Finish() error { return nil }
 
-func (o *windowOp[K, T, A, O]) Close() error { return nil }
+func (o *windowOp[K, T, A, O]) Close() error {
+	if o.logic.close != nil {
+		return o.logic.close()
+	}
+	return nil
+}
