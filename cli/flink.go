@@ -24,6 +24,7 @@ import (
 	"loom/flinkrt/client"
 	"loom/flinkrt/jobmanager"
 	"loom/flinkrt/state/storage"
+	"loom/flinkrt/stream"
 	"loom/flinkrt/taskmanager"
 	"loom/flinkrt/worker"
 	"loom/proto/flinkpb"
@@ -292,6 +293,11 @@ func runCommand() *cli.Command {
 				return fmt.Errorf("target %q: want per-job, session or remote", target)
 			}
 			prog := client.Program{Path: c.Args().First(), Args: c.Args().Tail(), Env: map[string]string{}}
+			// The job's relative paths are this directory's, wherever
+			// its tasks run.
+			if wd, err := os.Getwd(); err == nil {
+				prog.Env[stream.EnvClientDir] = wd
+			}
 			if p := c.Int("parallelism"); p != 0 {
 				if p < 1 {
 					return fmt.Errorf("-p %d: want a positive parallelism", p)

@@ -98,15 +98,32 @@ func countRoles(a appJSON) (am, tm int) {
 	return am, tm
 }
 
-// wordcount per-job at -p 4 with 2 slots per TaskManager: one AM, two
-// TaskManager containers, every word counted, the application SUCCEEDED
-// and nothing of it left running.
+// wordcount per-job at -p 4 with 2 slots per TaskManager, its input and
+// output named relative to the directory `loom run` runs in: one AM, two
+// TaskManager containers, every word counted in that directory, the
+// application SUCCEEDED and nothing of it left running. A second run
+// into the same output is refused before it is submitted.
 func TestPerJobWordCount(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 3})
 	input := filepath.Join(c.dir, "words.txt")
 	want := writeWords(t, input)
 	output := filepath.Join(c.dir, "out")
-	out := c.mustLoom("run", "-t", "per-job", "-p", "4", "--slots-per-tm", "2", wordcountBin, "--input", input, "--output", output)
+	inDir := func(args ...string) (string, int) {
+		cmd := c.command(context.Background(), args...)
+		cmd.Dir = c.dir
+		b, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(b), code
+	}
+	out, code := inDir("run", "-t", "per-job", "-p", "4", "--slots-per-tm", "2", wordcountBin, "--input", "words.txt", "--output", "out")
+	if code != 0 {
+		t.Fatalf("loom run exited %d:\n%s", code, out)
+	}
 	for _, step := range []string{"submitted application", "ACCEPTED", "ApplicationMaster running", "TaskManager container", "job WordCount RUNNING", "job WordCount FINISHED", "FINISHED (SUCCEEDED)"} {
 		if !strings.Contains(out, step) {
 			t.Errorf("run's output lacks %q:\n%s", step, out)
@@ -122,6 +139,11 @@ func TestPerJobWordCount(t *testing.T) {
 		t.Errorf("%d AM and %d TaskManager containers, want 1 and 2: %+v", am, tm, a.Containers)
 	}
 	c.waitNoProcessOf(id)
+
+	again, code := inDir("run", "-t", "per-job", "-p", "2", wordcountBin, "--input", "words.txt", "--output", "out")
+	if code == 0 || !strings.Contains(again, output+" already holds 4 files") || strings.Contains(again, "submitted application") {
+		t.Errorf("a second run into the same output: exit %d:\n%s\nwant it refused before it is submitted", code, again)
+	}
 }
 
 // A detached long-running job, found and listed through its application,

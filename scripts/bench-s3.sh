@@ -14,7 +14,9 @@ runs=${RUNS:-10}
 . scripts/local-cluster.sh
 
 weed=$(scripts/seaweedfs.sh)
-LOOM_SEAWEEDFS=$weed go run ./scripts/s3server -dir "$dir/s3" -bucket loom-bench >"$dir/s3.env" 2>"$dir/s3.err" &
+# Built first and run directly, so that the trap's signal reaches it.
+go build -o "$dir/s3server" ./scripts/s3server
+LOOM_SEAWEEDFS=$weed "$dir/s3server" -dir "$dir/s3" -bucket loom-bench >"$dir/s3.env" 2>"$dir/s3.err" &
 s3_pid=$!
 trap 'kill -TERM $s3_pid 2>/dev/null || true; wait $s3_pid 2>/dev/null || true; cleanup' EXIT
 for _ in $(seq 600); do

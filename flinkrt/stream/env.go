@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"loom/flinkrt/graph"
+	"loom/flinkrt/stream/internal/jobpath"
+	"loom/flinkrt/stream/sink"
 	"loom/flinkrt/worker"
 	"loom/proto/flinkpb"
 )
@@ -32,6 +34,9 @@ const (
 	EnvParallelism = "LOOM_PARALLELISM"
 	// EnvConfig holds configuration given at run time: lines of key=value.
 	EnvConfig = worker.EnvConfig
+	// EnvClientDir is the directory `loom run` was started in, from which
+	// the shipped sources and sinks take relative paths.
+	EnvClientDir = jobpath.EnvClientDir
 )
 
 // DefaultBufferTimeout is how long a partly filled batch may wait before it
@@ -44,6 +49,9 @@ type Env struct {
 	err           error
 	bufferTimeout time.Duration
 	watermarkTick time.Duration
+	// outputs are the sinks that check where they write before the job
+	// starts.
+	outputs []sink.OutputChecker
 }
 
 // NewEnv makes an environment whose default parallelism is $LOOM_PARALLELISM,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"google.golang.org/protobuf/proto"
@@ -12,6 +13,9 @@ import (
 	"loom/flinkrt/minicluster"
 	"loom/flinkrt/worker"
 )
+
+// confSavepointPath is the state a job starts from (`loom run -s`).
+const confSavepointPath = "execution.savepoint.path"
 
 // JobResult is how an executed job ended.
 type JobResult = minicluster.Result
@@ -36,7 +40,18 @@ func (e *Env) ExecuteContext(ctx context.Context, name string) (*JobResult, erro
 	if err == nil && !hasSink(e) {
 		err = errNoSink
 	}
-	switch os.Getenv(worker.EnvRole) {
+	role := os.Getenv(worker.EnvRole)
+	if err == nil && role != worker.RoleWorker {
+		// Where the sinks write is checked once, before the job starts;
+		// a worker's restart finds the job's own files there.
+		restoring := strings.TrimSpace(sg.Config[confSavepointPath]) != ""
+		for _, c := range e.outputs {
+			if err = c.CheckOutput(restoring); err != nil {
+				break
+			}
+		}
+	}
+	switch role {
 	case worker.RolePlan:
 		os.Exit(writePlan(name, err, func() ([]byte, error) { return proto.Marshal(jg) }))
 	case worker.RoleWorker:

@@ -102,6 +102,9 @@ func Sink[T any](s DataStream[T], name string, snk sink.Sink[T]) DataStream[T] {
 	for _, from := range s.from {
 		s.env.sg.Connect(from, n.ID, s.part)
 	}
+	if c, ok := snk.(sink.OutputChecker); ok {
+		s.env.outputs = append(s.env.outputs, c)
+	}
 	return DataStream[T]{env: s.env, node: n, from: nil}
 }
 

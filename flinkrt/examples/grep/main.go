@@ -4,7 +4,7 @@
 // its own: a failure restarts the failed instance's region and the others
 // run on.
 //
-//	grep --input PATH [--output DIR] [--line-delay D] PATTERN
+//	grep --input PATH [--output DIR [--overwrite]] [--line-delay D] PATTERN
 //	loom run -t per-job -p 4 bin/grep --input logs/ --output matches/ 'ERROR|WARN'
 package main
 
@@ -23,6 +23,7 @@ import (
 func main() {
 	input := flag.String("input", "", "text file or directory to search (required)")
 	output := flag.String("output", "", "directory to write the matching lines to (default: stdout)")
+	overwrite := flag.Bool("overwrite", false, "replace the part files an earlier run left in --output (otherwise a run into a directory that holds files is refused)")
 	delay := flag.Duration("line-delay", 0, "wait this long before matching each line, to make a small input last (demos and tests)")
 	flag.Usage = func() {
 		fmt.Fprintln(flag.CommandLine.Output(), "usage: grep --input PATH [--output DIR] [--line-delay D] PATTERN")
@@ -50,7 +51,7 @@ func main() {
 		}
 	})
 	if *output != "" {
-		stream.Sink(matches, "matches", sink.TextFile[string](*output)).UID("output")
+		stream.Sink(matches, "matches", sink.TextFile[string](*output).Overwrite(*overwrite)).UID("output")
 	} else {
 		stream.Print(matches)
 	}

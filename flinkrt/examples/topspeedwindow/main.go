@@ -2,7 +2,7 @@
 // and distance every 100 ms; for each car, every time it has driven
 // another 50 m, the job emits its top speed over the last 10 s.
 //
-//	topspeedwindow [--num-cars 2] [--duration 5s] [--output DIR]
+//	topspeedwindow [--num-cars 2] [--duration 5s] [--output DIR [--overwrite]]
 package main
 
 import (
@@ -34,6 +34,7 @@ func main() {
 	numCars := flag.Int("num-cars", 2, "number of cars")
 	duration := flag.Duration("duration", 5*time.Second, "how long the cars drive (0: until canceled)")
 	output := flag.String("output", "", "directory to write results to (default: stdout)")
+	overwrite := flag.Bool("overwrite", false, "replace the part files an earlier run left in --output (otherwise a run into a directory that holds files is refused)")
 	evictAfter := flag.Duration("eviction", 10*time.Second, "how far back a top speed looks")
 	triggerMeters := flag.Float64("trigger-meters", 50, "distance between results of a car")
 	flag.Parse()
@@ -46,7 +47,7 @@ func main() {
 		Trigger(stream.DeltaTrigger(*triggerMeters, func(old, new CarEvent) float64 { return new.Distance - old.Distance })).
 		MaxBy("Speed")
 	if *output != "" {
-		stream.Sink(top, "top speeds", sink.TextFile[CarEvent](*output))
+		stream.Sink(top, "top speeds", sink.TextFile[CarEvent](*output).Overwrite(*overwrite))
 	} else {
 		stream.Print(top)
 	}

@@ -3,7 +3,7 @@
 // lower-cased and split on non-word characters, and a running count per
 // word is printed or written to --output.
 //
-//	wordcount [--input PATH] [--output DIR]
+//	wordcount [--input PATH] [--output DIR [--overwrite]]
 //	loom run -t remote --jobmanager HOST:PORT bin/wordcount --input PATH --output DIR
 package main
 
@@ -30,6 +30,7 @@ func (w WordCount) String() string { return fmt.Sprintf("(%s,%d)", w.Word, w.Cou
 func main() {
 	input := flag.String("input", "", "text file or directory to count (default: a built-in text)")
 	output := flag.String("output", "", "directory to write counts to (default: stdout)")
+	overwrite := flag.Bool("overwrite", false, "replace the part files an earlier run left in --output (otherwise a run into a directory that holds files is refused)")
 	discard := flag.Bool("discard", false, "count without writing the counts anywhere (benchmarks)")
 	delay := flag.Duration("line-delay", 0, "wait this long before splitting each line, to make a small input last (demos and tests)")
 	flag.Parse()
@@ -40,7 +41,7 @@ func main() {
 	case *discard:
 		stream.Sink(counts, "discard", sink.Discard[WordCount]())
 	case *output != "":
-		stream.Sink(counts, "counts", sink.TextFile[WordCount](*output)).UID("output")
+		stream.Sink(counts, "counts", sink.TextFile[WordCount](*output).Overwrite(*overwrite)).UID("output")
 	default:
 		stream.Print(counts)
 	}

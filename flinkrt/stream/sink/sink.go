@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"loom/flinkrt/stream/internal/jobpath"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -146,13 +149,74 @@ func (w *lineWriter[T]) Close() error {
 // exactly-once: each subtask writes a part file per checkpoint,
 // dir/part-N-C, hidden (.part-N-C.inprogress) until the checkpoint that
 // covers it completes.
-func TextFile[T any](dir string) Sink[T] { return textFile[T]{dir} }
+//
+// A relative dir is taken from the directory `loom run` was started in
+// (or the program's, run directly). As Flink's WriteMode.NO_OVERWRITE, a
+// job refuses to start into a directory that already holds files, so two
+// runs' part files never mix, unless it restores from a savepoint or
+// checkpoint (which cleans up after itself) or the sink is made with
+// Overwrite(true).
+func TextFile[T any](dir string) TextFileSink[T] { return TextFileSink[T]{dir: jobpath.Resolve(dir)} }
 
-type textFile[T any] struct{ dir string }
+// TextFileSink is the sink TextFile makes.
+type TextFileSink[T any] struct {
+	dir       string
+	overwrite bool
+}
 
-func (textFile[T]) Describe() string { return "TextFile" }
+// Overwrite(true) makes the sink replace the part files an earlier run
+// left in its directory (Flink's WriteMode.OVERWRITE): they are removed
+// when the job is submitted.
+func (t TextFileSink[T]) Overwrite(on bool) TextFileSink[T] {
+	t.overwrite = on
+	return t
+}
 
-func (t textFile[T]) Open(ctx Context) (Writer[T], error) {
+// Dir is the directory the sink writes to, absolute.
+func (t TextFileSink[T]) Dir() string { return t.dir }
+
+func (TextFileSink[T]) Describe() string { return "TextFile" }
+
+// CheckOutput implements OutputChecker.
+func (t TextFileSink[T]) CheckOutput(restoring bool) error {
+	entries, err := os.ReadDir(t.dir)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) == 0) || restoring {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("text sink: %w", err)
+	}
+	if !t.overwrite {
+		names := make([]string, 0, 3)
+		for _, e := range entries[:min(3, len(entries))] {
+			names = append(names, e.Name())
+		}
+		more := ""
+		if len(entries) > 3 {
+			more = ", …"
+		}
+		return fmt.Errorf("text sink: %s already holds %d files (%s%s), maybe of an earlier run; write to another directory, empty it, or make the sink with Overwrite(true) to replace its part files (the examples' --overwrite)", t.dir, len(entries), strings.Join(names, ", "), more)
+	}
+	for _, e := range entries {
+		if n := e.Name(); strings.HasPrefix(n, "part-") || strings.HasPrefix(n, ".part-") {
+			if err := os.Remove(filepath.Join(t.dir, n)); err != nil {
+				return fmt.Errorf("text sink: replacing an earlier run's files: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// OutputChecker is a sink that checks where it writes before a job that
+// writes there starts: on the client that plans it, or in the program
+// that runs it directly; never on a worker, whose restarts find the
+// job's own files there. restoring is true for a job that starts from a
+// savepoint or checkpoint.
+type OutputChecker interface {
+	CheckOutput(restoring bool) error
+}
+
+func (t TextFileSink[T]) Open(ctx Context) (Writer[T], error) {
 	if err := os.MkdirAll(t.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("text sink: %w", err)
 	}

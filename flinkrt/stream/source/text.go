@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"loom/flinkrt/stream/internal/jobpath"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,8 +17,10 @@ import (
 // TextFile emits the lines of a file, or of every file under a directory
 // (hidden files and those starting with "_" skipped, as Flink does),
 // without their line endings. The input is cut into one byte range per
-// subtask; a line belongs to the range it starts in.
-func TextFile(path string) Source[string] { return textFile{path} }
+// subtask; a line belongs to the range it starts in. A relative path is
+// taken from the directory `loom run` was started in (or the program's,
+// run directly).
+func TextFile(path string) Source[string] { return textFile{jobpath.Resolve(path)} }
 
 type textFile struct{ path string }
 
