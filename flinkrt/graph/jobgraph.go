@@ -171,6 +171,7 @@ func Build(g *StreamGraph) (*flinkpb.JobGraph, error) {
 					op.ChainedFrom = int32(i)
 				}
 			}
+			op.SideOutput = inEdge.SideOutput
 		}
 		v.Operators = append(v.Operators, op)
 	}
@@ -192,6 +193,7 @@ func Build(g *StreamGraph) (*flinkpb.JobGraph, error) {
 			SourceVertex: jg.Vertices[res[e.Source].vertex].Id,
 			TargetVertex: jg.Vertices[res[e.Target].vertex].Id,
 			Partitioner:  string(e.Partitioning.Kind),
+			SideOutput:   e.SideOutput,
 		})
 	}
 	jg.Slots = int32(SlotsNeeded(jg))
@@ -283,6 +285,9 @@ func Validate(jg *flinkpb.JobGraph) error {
 			if (j == 0) != (op.ChainedFrom < 0) || int(op.ChainedFrom) >= j {
 				return fmt.Errorf("operator %q of vertex %q is chained from %d", op.Name, v.Name, op.ChainedFrom)
 			}
+			if len(op.SideOutput) > MaxSideOutputName {
+				return fmt.Errorf("operator %q reads a side output whose name is %d bytes, more than %d", op.Name, len(op.SideOutput), MaxSideOutputName)
+			}
 		}
 	}
 	for _, e := range jg.Edges {
@@ -300,6 +305,9 @@ func Validate(jg *flinkpb.JobGraph) error {
 		if jg.Vertices[t].Operators[0].Node != e.TargetNode {
 			return fmt.Errorf("edge target node %d is not the head of vertex %s", e.TargetNode, e.TargetVertex)
 		}
+		if len(e.SideOutput) > MaxSideOutputName {
+			return fmt.Errorf("edge %d -> %d carries a side output whose name is %d bytes, more than %d", e.SourceNode, e.TargetNode, len(e.SideOutput), MaxSideOutputName)
+		}
 		p := task.Partitioner(e.Partitioner)
 		if !p.Valid() {
 			return fmt.Errorf("edge %d -> %d has unknown partitioner %q", e.SourceNode, e.TargetNode, e.Partitioner)
@@ -316,6 +324,9 @@ func Validate(jg *flinkpb.JobGraph) error {
 	}
 	return nil
 }
+
+// MaxSideOutputName bounds the name of a side output (an OutputTag's id).
+const MaxSideOutputName = 256
 
 func isHexID(s string) bool {
 	if len(s) != 32 {

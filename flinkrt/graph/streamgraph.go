@@ -58,6 +58,9 @@ func (n *Node) IsSource() bool { return n.In == nil }
 type Edge struct {
 	Source, Target int
 	Partitioning   task.Partitioning
+	// SideOutput names the side output of Source the edge carries; ""
+	// is its main output.
+	SideOutput string
 }
 
 // StreamGraph is the job as the program built it.
@@ -85,6 +88,11 @@ func (g *StreamGraph) AddNode(n *Node) *Node {
 // Connect adds an edge from source to target.
 func (g *StreamGraph) Connect(source, target int, p task.Partitioning) {
 	g.Edges = append(g.Edges, &Edge{Source: source, Target: target, Partitioning: p})
+}
+
+// ConnectSide adds an edge from source's side output tag to target.
+func (g *StreamGraph) ConnectSide(source, target int, p task.Partitioning, tag string) {
+	g.Edges = append(g.Edges, &Edge{Source: source, Target: target, Partitioning: p, SideOutput: tag})
 }
 
 // Node returns the node with id, or nil.

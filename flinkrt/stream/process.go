@@ -45,7 +45,10 @@ type KeyedContext[K comparable] struct {
 	timers    *timerService[K, struct{}]
 	timestamp int64
 	domain    TimeDomain
+	side      *sideOutputs
 }
+
+func (c *KeyedContext[K]) sideOutputs() *sideOutputs { return c.side }
 
 // CurrentKey is the key of the record (or timer) being handled.
 func (c *KeyedContext[K]) CurrentKey() K { return c.backend.CurrentKey() }
@@ -129,7 +132,7 @@ type processCollector[K comparable, I, O any] struct{ op *processOp[K, I, O] }
 func (c processCollector[K, I, O]) Collect(v O) { c.op.out.Collect(v, c.op.outT) }
 
 func (o *processOp[K, I, O]) Open(ctx *task.OperatorContext) error {
-	o.ctx = KeyedContext[K]{op: ctx, backend: state.NewBackend[K]()}
+	o.ctx = KeyedContext[K]{op: ctx, backend: state.NewBackend[K](), side: newSideOutputs(ctx)}
 	o.ctx.timers = newTimerService(
 		func(t timer[K, struct{}]) { o.onTimer(t, EventTime) },
 		func(t timer[K, struct{}]) { o.onTimer(t, ProcessingTime) },
@@ -206,7 +209,7 @@ func (o *processOp[K, I, O]) applyRestored() error {
 
 func (o *processOp[K, I, O]) Collect(v I, ts int64) {
 	o.ctx.backend.SetCurrentKey(o.key(v))
-	o.ctx.timestamp, o.outT = ts, ts
+	o.ctx.timestamp, o.outT, o.ctx.side.ts = ts, ts, ts
 	if err := o.fn.ProcessElement(&o.ctx, v, o.col); err != nil {
 		task.Fail(fmt.Errorf("%s: %w", o.ctx.op.Name, err))
 	}
@@ -223,6 +226,7 @@ func (o *processOp[K, I, O]) onTimer(t timer[K, struct{}], domain TimeDomain) {
 	if domain == EventTime {
 		o.outT = t.ts
 	}
+	o.ctx.side.ts = o.outT
 	if err := h.OnTimer(&o.ctx, t.ts, o.col); err != nil {
 		task.Fail(fmt.Errorf("%s: timer: %w", o.ctx.op.Name, err))
 	}
@@ -231,6 +235,7 @@ func (o *processOp[K, I, O]) onTimer(t timer[K, struct{}], domain TimeDomain) {
 func (o *processOp[K, I, O]) Watermark(wm int64) {
 	o.ctx.timers.advance(wm)
 	o.out.Watermark(wm)
+	o.ctx.side.watermark(wm)
 }
 
 func (o *processOp[K, I, O]) Finish() error { return nil }

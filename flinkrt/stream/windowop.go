@@ -3,6 +3,7 @@ package stream
 import (
 	"fmt"
 	"math"
+	"time"
 
 	"loom/flinkrt/task"
 )
@@ -13,6 +14,8 @@ type WindowedStream[K comparable, T any] struct {
 	assigner WindowAssigner
 	trigger  Trigger[T]
 	evictor  Evictor[T]
+	lateness int64 // ms
+	lateTag  OutputTag[T]
 }
 
 // Window cuts a keyed stream into windows made by assigner.
@@ -35,6 +38,28 @@ func Window[K comparable, T any](k KeyedStream[K, T], assigner WindowAssigner) W
 // Trigger replaces the assigner's default trigger.
 func (w WindowedStream[K, T]) Trigger(t Trigger[T]) WindowedStream[K, T] {
 	w.trigger = t
+	return w
+}
+
+// AllowedLateness keeps an event-time window's contents for d past its
+// end, as Flink's allowedLateness: a record that arrives behind the
+// watermark but within d is added and fires the window again (with the
+// default trigger); later ones are dropped, or sent to the side output of
+// SideOutputLateData. Processing-time windows are never late.
+func (w WindowedStream[K, T]) AllowedLateness(d time.Duration) WindowedStream[K, T] {
+	if d < 0 {
+		w.k.s.env.fail(fmt.Errorf("allowed lateness %v: want 0 or more", d))
+	}
+	w.lateness = d.Milliseconds()
+	return w
+}
+
+// SideOutputLateData sends the records dropped as late (behind the
+// watermark by more than the allowed lateness) to tag, which SideOutput
+// reads from the window's stream.
+func (w WindowedStream[K, T]) SideOutputLateData(tag OutputTag[T]) WindowedStream[K, T] {
+	tag.check(w.k.s.env)
+	w.lateTag = tag
 	return w
 }
 
@@ -238,6 +263,8 @@ func (c *WindowContext) CurrentProcessingTime() int64 { return c.info.currentPro
 // Runtime is the subtask's RuntimeContext.
 func (c *WindowContext) Runtime() *RuntimeContext { return &RuntimeContext{op: c.info.operator()} }
 
+func (c *WindowContext) sideOutputs() *sideOutputs { return c.info.sideOutputs() }
+
 // ProcessWindowWith calls a ProcessWindowFunction made by newFn for each
 // subtask with a window's key and records (after the evictor) when it
 // fires; the function may have Open and Close methods.
@@ -307,6 +334,7 @@ type windowInfo interface {
 	currentWatermark() int64
 	currentProcessingTime() int64
 	operator() *task.OperatorContext
+	sideOutputs() *sideOutputs
 }
 
 // windowed adds a window operator; newLogic makes each subtask's own
@@ -319,6 +347,8 @@ func windowed[K comparable, T, A, O any](w WindowedStream[K, T], name string, ne
 			key:      w.k.key,
 			assigner: w.assigner,
 			trigger:  w.trigger,
+			lateness: w.lateness,
+			lateTag:  w.lateTag,
 			logic:    newLogic(),
 			out:      out.(task.Output[O]),
 			windows:  map[windowKey[K]]*windowState[A]{},
@@ -343,6 +373,10 @@ type windowOp[K comparable, T, A, O any] struct {
 	key      func(T) K
 	assigner WindowAssigner
 	trigger  Trigger[T]
+	lateness int64
+	lateTag  OutputTag[T]
+	lateOut  task.Output[T] // nil: late records are dropped
+	side     *sideOutputs
 	logic    windowLogic[K, T, A, O]
 	out      task.Output[O]
 	col      Collector[O]
@@ -364,6 +398,10 @@ func (c windowCollector[K, T, A, O]) Collect(v O) { c.op.out.Collect(v, c.op.out
 
 func (o *windowOp[K, T, A, O]) Open(ctx *task.OperatorContext) error {
 	o.ctx = ctx
+	o.side = newSideOutputs(ctx)
+	if o.lateTag.id != "" {
+		o.lateOut = sideOutput(o.side, o.lateTag)
+	}
 	o.timers = newTimerService(o.onEventTime, o.onProcessingTime)
 	o.timers.open(ctx)
 	o.tctx = TriggerContext{
@@ -382,6 +420,7 @@ func (o *windowOp[K, T, A, O]) Open(ctx *task.OperatorContext) error {
 func (o *windowOp[K, T, A, O]) currentWatermark() int64         { return o.timers.watermark }
 func (o *windowOp[K, T, A, O]) currentProcessingTime() int64    { return o.timers.currentTime() }
 func (o *windowOp[K, T, A, O]) operator() *task.OperatorContext { return o.ctx }
+func (o *windowOp[K, T, A, O]) sideOutputs() *sideOutputs       { return o.side }
 
 // triggerCtx scopes the trigger context to a key's window.
 func (o *windowOp[K, T, A, O]) triggerCtx(k K, w TimeWindow, st *windowState[A]) *TriggerContext {
@@ -393,9 +432,15 @@ func (o *windowOp[K, T, A, O]) triggerCtx(k K, w TimeWindow, st *windowState[A])
 }
 
 // cleanupTime is when a window's state goes: its end for processing time,
-// its end plus (zero) allowed lateness for event time; never for the
-// global window.
-func (o *windowOp[K, T, A, O]) cleanupTime(w TimeWindow) int64 { return w.MaxTimestamp() }
+// its end plus the allowed lateness for event time; never for the global
+// window.
+func (o *windowOp[K, T, A, O]) cleanupTime(w TimeWindow) int64 {
+	end := w.MaxTimestamp()
+	if !o.assigner.eventTime || end > math.MaxInt64-o.lateness {
+		return end
+	}
+	return end + o.lateness
+}
 
 func (o *windowOp[K, T, A, O]) isLate(w TimeWindow) bool {
 	return o.assigner.eventTime && o.cleanupTime(w) <= o.timers.watermark
@@ -410,6 +455,7 @@ func (o *windowOp[K, T, A, O]) Collect(v T, ts int64) {
 	} else if o.assigner.kind != global {
 		ts = o.timers.currentTime()
 	}
+	skipped := true
 	for _, w := range o.assigner.assign(ts) {
 		if o.assigner.kind == session {
 			w = o.mergeSession(k, w)
@@ -423,6 +469,7 @@ func (o *windowOp[K, T, A, O]) Collect(v T, ts int64) {
 			}
 			continue
 		}
+		skipped = false
 		wk := windowKey[K]{k, w}
 		st := o.windows[wk]
 		if st == nil {
@@ -433,6 +480,11 @@ func (o *windowOp[K, T, A, O]) Collect(v T, ts int64) {
 		res := o.trigger.OnElement(v, ts, w, o.triggerCtx(k, w, st))
 		o.apply(res, wk, st)
 		o.registerCleanup(k, w)
+	}
+	// A record no window took, behind the watermark by more than the
+	// allowed lateness, goes to the late-data side output.
+	if skipped && o.lateOut != nil && o.assigner.eventTime && ts <= math.MaxInt64-o.lateness && ts+o.lateness <= o.timers.watermark {
+		o.lateOut.Collect(v, ts)
 	}
 }
 
@@ -497,6 +549,7 @@ func (o *windowOp[K, T, A, O]) registerCleanup(k K, w TimeWindow) {
 func (o *windowOp[K, T, A, O]) apply(res TriggerResult, wk windowKey[K], st *windowState[A]) {
 	if res.fires() {
 		o.outTime = wk.w.MaxTimestamp()
+		o.side.ts = o.outTime
 		st.acc = o.logic.fire(wk.key, wk.w, st.acc, o.col)
 	}
 	if res.purges() {
@@ -564,6 +617,7 @@ func (o *windowOp[K, T, A, O]) removeSession(k K, w TimeWindow) {
 func (o *windowOp[K, T, A, O]) Watermark(wm int64) {
 	o.timers.advance(wm)
 	o.out.Watermark(wm)
+	o.side.watermark(wm)
 }
 
 // Finish does nothing: at the end of input, processing-time windows not

@@ -167,6 +167,9 @@ type OperatorContext struct {
 	Name string
 	ID   string
 	UID  string
+	// SideOutputs are the operator's side outputs that something reads,
+	// each an Output[S] of its type, by name.
+	SideOutputs map[string]any
 }
 
 // Mailbox runs actions in the task's own goroutine: timers, flushes and

@@ -70,6 +70,9 @@ type edgeInfo struct {
 	source       int // producer vertex index
 	target       int // consumer vertex index
 	partitioning task.Partitioning
+	// typ is the type of the records the edge carries: the source's
+	// output, or the side output it carries.
+	typ task.TypeOps
 	// gateOffset is where this edge's channels start in the target's gate.
 	gateOffset []int // by consumer subtask
 }
@@ -114,6 +117,12 @@ func newWiring(job *Job) (*wiring, error) {
 			source:       graph.VertexOfNode(jg, e.SourceNode),
 			target:       graph.VertexOfNode(jg, e.TargetNode),
 			partitioning: task.Partitioning{Kind: task.Partitioner(e.Partitioner), KeyHash: se.Partitioning.KeyHash},
+		}
+		if target := sg.Node(int(e.TargetNode)); target != nil {
+			info.typ = target.In
+		}
+		if se.SideOutput != e.SideOutput || info.typ == nil {
+			return nil, fmt.Errorf("the job graph's edge %d -> %d does not match this program's graph", e.SourceNode, e.TargetNode)
 		}
 		np, nc := int(jg.Vertices[info.source].Parallelism), int(jg.Vertices[info.target].Parallelism)
 		info.gateOffset = make([]int, nc)
@@ -198,14 +207,23 @@ func (w *wiring) build(ctx context.Context, id Subtask, ex exchange) (*built, er
 		if node == nil || node.ID != int(op.Node) {
 			return nil, fmt.Errorf("the job graph names operator %d (%q), which this program does not build", op.Node, op.Name)
 		}
+		// The operator's outputs: its main one, and each side output that
+		// a chained operator or an edge reads, each of its own type.
 		var outs []any
+		sides := map[string][]any{}
+		sideType := map[string]task.TypeOps{}
 		for j, child := range v.Operators {
 			if int(child.ChainedFrom) == i {
 				in, err := assemble(j)
 				if err != nil {
 					return nil, err
 				}
-				outs = append(outs, in)
+				if child.SideOutput == "" {
+					outs = append(outs, in)
+					continue
+				}
+				sides[child.SideOutput] = append(sides[child.SideOutput], in)
+				sideType[child.SideOutput] = sg.Node(int(child.Node)).In
 			}
 		}
 		for _, e := range w.edges {
@@ -221,9 +239,15 @@ func (w *wiring) build(ctx context.Context, id Subtask, ex exchange) (*built, er
 				}
 				chans = append(chans, ch)
 			}
-			out, fl := node.Out.NewWriter(ctx, e.partitioning, chans, w.settings.batchSize, int(jg.Vertices[e.target].MaxParallelism))
-			outs = append(outs, out)
+			typ := e.typ
+			out, fl := typ.NewWriter(ctx, e.partitioning, chans, w.settings.batchSize, int(jg.Vertices[e.target].MaxParallelism))
 			b.writers = append(b.writers, fl)
+			if tag := e.plan.SideOutput; tag != "" {
+				sides[tag] = append(sides[tag], out)
+				sideType[tag] = typ
+				continue
+			}
+			outs = append(outs, out)
 		}
 		var out any
 		switch {
@@ -232,6 +256,13 @@ func (w *wiring) build(ctx context.Context, id Subtask, ex exchange) (*built, er
 			out = node.Out.Discard()
 		default:
 			out = node.Out.Fanout(outs)
+		}
+		var sideOuts map[string]any
+		for tag, o := range sides {
+			if sideOuts == nil {
+				sideOuts = map[string]any{}
+			}
+			sideOuts[tag] = sideType[tag].Fanout(o)
 		}
 		if i == 0 && node.IsSource() {
 			out = node.Out.WithMailbox(out, b.ctx.Mailbox)
@@ -246,7 +277,7 @@ func (w *wiring) build(ctx context.Context, id Subtask, ex exchange) (*built, er
 			}
 		}
 		lifecycles[i] = inst.Lifecycle
-		opCtx[i] = &task.OperatorContext{Context: b.ctx, Name: op.Name, ID: op.Id, UID: op.Uid}
+		opCtx[i] = &task.OperatorContext{Context: b.ctx, Name: op.Name, ID: op.Id, UID: op.Uid, SideOutputs: sideOuts}
 		if f, ok := inst.Lifecycle.(interface{ Flush() }); ok {
 			b.flushers = append(b.flushers, f)
 		}

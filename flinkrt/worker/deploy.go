@@ -136,7 +136,7 @@ func (ex *remoteExchange) channel(e *edgeInfo, producer, consumer int) (ch any, 
 	if addr != ex.self {
 		for ei, other := range ex.w.edges {
 			if other == e {
-				return node.Out.NewRemoteChannel(ex.dial, addr, channelKey(ex.d.JobID, ex.attempts[[2]int{e.source, producer}], ei, producer, consumer), ex.w.settings.batchSize)
+				return e.typ.NewRemoteChannel(ex.dial, addr, channelKey(ex.d.JobID, ex.attempts[[2]int{e.source, producer}], ei, producer, consumer), ex.w.settings.batchSize)
 			}
 		}
 	}
@@ -148,5 +148,5 @@ func (ex *remoteExchange) channel(e *edgeInfo, producer, consumer int) (ch any, 
 	if idx < 0 {
 		return nil, fmt.Errorf("subtask %d does not feed subtask %d over edge %d -> %d", producer, consumer, e.plan.SourceNode, e.plan.TargetNode)
 	}
-	return node.Out.NewLocalChannel(gate, idx, ex.w.settings.credits, ex.w.settings.batchSize), nil
+	return e.typ.NewLocalChannel(gate, idx, ex.w.settings.credits, ex.w.settings.batchSize), nil
 }

@@ -262,5 +262,5 @@ func (ex *localExchange) channel(e *edgeInfo, producer, consumer int) (ch any, e
 		return nil, fmt.Errorf("subtask %d does not feed subtask %d over edge %d -> %d", producer, consumer, e.plan.SourceNode, e.plan.TargetNode)
 	}
 	defer task.Recover(&err, "connecting "+node.Name)
-	return node.Out.NewLocalChannel(ex.gate(e.target, consumer), idx, ex.w.settings.credits, ex.w.settings.batchSize), nil
+	return e.typ.NewLocalChannel(ex.gate(e.target, consumer), idx, ex.w.settings.credits, ex.w.settings.batchSize), nil
 }

@@ -215,7 +215,10 @@ type Operator struct {
 	InType      string `protobuf:"bytes,6,opt,name=in_type,json=inType,proto3" json:"in_type,omitempty"`
 	OutType     string `protobuf:"bytes,7,opt,name=out_type,json=outType,proto3" json:"out_type,omitempty"`
 	// Index of the chained operator this one reads from, -1 for the head.
-	ChainedFrom   int32 `protobuf:"varint,8,opt,name=chained_from,json=chainedFrom,proto3" json:"chained_from,omitempty"`
+	ChainedFrom int32 `protobuf:"varint,8,opt,name=chained_from,json=chainedFrom,proto3" json:"chained_from,omitempty"`
+	// The side output of that operator this one reads; "" for its main
+	// output.
+	SideOutput    string `protobuf:"bytes,9,opt,name=side_output,json=sideOutput,proto3" json:"side_output,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -306,6 +309,13 @@ func (x *Operator) GetChainedFrom() int32 {
 	return 0
 }
 
+func (x *Operator) GetSideOutput() string {
+	if x != nil {
+		return x.SideOutput
+	}
+	return ""
+}
+
 type JobEdge struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	SourceNode   int32                  `protobuf:"varint,1,opt,name=source_node,json=sourceNode,proto3" json:"source_node,omitempty"`
@@ -313,7 +323,10 @@ type JobEdge struct {
 	SourceVertex string                 `protobuf:"bytes,3,opt,name=source_vertex,json=sourceVertex,proto3" json:"source_vertex,omitempty"`
 	TargetVertex string                 `protobuf:"bytes,4,opt,name=target_vertex,json=targetVertex,proto3" json:"target_vertex,omitempty"`
 	// FORWARD, REBALANCE, RESCALE, SHUFFLE, BROADCAST, GLOBAL, HASH.
-	Partitioner   string `protobuf:"bytes,5,opt,name=partitioner,proto3" json:"partitioner,omitempty"`
+	Partitioner string `protobuf:"bytes,5,opt,name=partitioner,proto3" json:"partitioner,omitempty"`
+	// The side output of the source operator the edge carries; "" for its
+	// main output.
+	SideOutput    string `protobuf:"bytes,6,opt,name=side_output,json=sideOutput,proto3" json:"side_output,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -383,6 +396,13 @@ func (x *JobEdge) GetPartitioner() string {
 	return ""
 }
 
+func (x *JobEdge) GetSideOutput() string {
+	if x != nil {
+		return x.SideOutput
+	}
+	return ""
+}
+
 var File_proto_flinkpb_jobgraph_proto protoreflect.FileDescriptor
 
 const file_proto_flinkpb_jobgraph_proto_rawDesc = "" +
@@ -405,7 +425,7 @@ const file_proto_flinkpb_jobgraph_proto_rawDesc = "" +
 	"\vparallelism\x18\x03 \x01(\x05R\vparallelism\x12'\n" +
 	"\x0fmax_parallelism\x18\x04 \x01(\x05R\x0emaxParallelism\x12,\n" +
 	"\x12slot_sharing_group\x18\x05 \x01(\tR\x10slotSharingGroup\x122\n" +
-	"\toperators\x18\x06 \x03(\v2\x14.loom.flink.OperatorR\toperators\"\xcd\x01\n" +
+	"\toperators\x18\x06 \x03(\v2\x14.loom.flink.OperatorR\toperators\"\xee\x01\n" +
 	"\bOperator\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\x05R\x04node\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
@@ -414,7 +434,9 @@ const file_proto_flinkpb_jobgraph_proto_rawDesc = "" +
 	"\vdescription\x18\x05 \x01(\tR\vdescription\x12\x17\n" +
 	"\ain_type\x18\x06 \x01(\tR\x06inType\x12\x19\n" +
 	"\bout_type\x18\a \x01(\tR\aoutType\x12!\n" +
-	"\fchained_from\x18\b \x01(\x05R\vchainedFrom\"\xb7\x01\n" +
+	"\fchained_from\x18\b \x01(\x05R\vchainedFrom\x12\x1f\n" +
+	"\vside_output\x18\t \x01(\tR\n" +
+	"sideOutput\"\xd8\x01\n" +
 	"\aJobEdge\x12\x1f\n" +
 	"\vsource_node\x18\x01 \x01(\x05R\n" +
 	"sourceNode\x12\x1f\n" +
@@ -422,7 +444,9 @@ const file_proto_flinkpb_jobgraph_proto_rawDesc = "" +
 	"targetNode\x12#\n" +
 	"\rsource_vertex\x18\x03 \x01(\tR\fsourceVertex\x12#\n" +
 	"\rtarget_vertex\x18\x04 \x01(\tR\ftargetVertex\x12 \n" +
-	"\vpartitioner\x18\x05 \x01(\tR\vpartitionerB\x14Z\x12loom/proto/flinkpbb\x06proto3"
+	"\vpartitioner\x18\x05 \x01(\tR\vpartitioner\x12\x1f\n" +
+	"\vside_output\x18\x06 \x01(\tR\n" +
+	"sideOutputB\x14Z\x12loom/proto/flinkpbb\x06proto3"
 
 var (
 	file_proto_flinkpb_jobgraph_proto_rawDescOnce sync.Once
