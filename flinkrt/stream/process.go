@@ -46,9 +46,15 @@ type KeyedContext[K comparable] struct {
 	timestamp int64
 	domain    TimeDomain
 	side      *sideOutputs
+	// outT is the time the records emitted now carry.
+	outT *int64
 }
 
 func (c *KeyedContext[K]) sideOutputs() *sideOutputs { return c.side }
+
+// setOutputTime sets the time of the records emitted next, until the
+// next record or timer.
+func (c *KeyedContext[K]) setOutputTime(ts int64) { *c.outT = ts }
 
 // CurrentKey is the key of the record (or timer) being handled.
 func (c *KeyedContext[K]) CurrentKey() K { return c.backend.CurrentKey() }
@@ -132,7 +138,7 @@ type processCollector[K comparable, I, O any] struct{ op *processOp[K, I, O] }
 func (c processCollector[K, I, O]) Collect(v O) { c.op.out.Collect(v, c.op.outT) }
 
 func (o *processOp[K, I, O]) Open(ctx *task.OperatorContext) error {
-	o.ctx = KeyedContext[K]{op: ctx, backend: state.NewBackend[K](), side: newSideOutputs(ctx)}
+	o.ctx = KeyedContext[K]{op: ctx, backend: state.NewBackend[K](), side: newSideOutputs(ctx), outT: &o.outT}
 	o.ctx.timers = newTimerService(
 		func(t timer[K, struct{}]) { o.onTimer(t, EventTime) },
 		func(t timer[K, struct{}]) { o.onTimer(t, ProcessingTime) },
