@@ -2,6 +2,8 @@ package stream
 
 import (
 	"fmt"
+	"math"
+	"time"
 
 	"loom/flinkrt/codec"
 	"loom/flinkrt/state"
@@ -246,3 +248,78 @@ func (o *processOp[K, I, O]) Watermark(wm int64) {
 
 func (o *processOp[K, I, O]) Finish() error { return nil }
 func (o *processOp[K, I, O]) Close() error  { return nil }
+
+// ProcessFunction handles each record of a stream that is not keyed, as
+// Flink's ProcessFunction on a DataStream: no keyed state and no timers
+// (those need a key), but the record's time, the watermark and side
+// outputs. It may have Open(*RuntimeContext) and Close() methods.
+type ProcessFunction[I, O any] interface {
+	ProcessElement(ctx *ProcessContext, v I, out Collector[O]) error
+}
+
+// ProcessContext is what a ProcessFunction sees.
+type ProcessContext struct {
+	op        *task.OperatorContext
+	timestamp int64
+	watermark int64
+	side      *sideOutputs
+}
+
+// Timestamp is the record's event time (task.NoTime if it has none).
+func (c *ProcessContext) Timestamp() int64 { return c.timestamp }
+
+// CurrentWatermark is the operator's event-time watermark.
+func (c *ProcessContext) CurrentWatermark() int64 { return c.watermark }
+
+// CurrentProcessingTime is the wall clock in epoch milliseconds.
+func (c *ProcessContext) CurrentProcessingTime() int64 { return time.Now().UnixMilli() }
+
+// Runtime is the subtask's RuntimeContext.
+func (c *ProcessContext) Runtime() *RuntimeContext { return &RuntimeContext{op: c.op} }
+
+func (c *ProcessContext) sideOutputs() *sideOutputs { return c.side }
+
+// ProcessStream runs a ProcessFunction made by newFn for each subtask
+// over every record of s.
+func ProcessStream[I, O any](s DataStream[I], name string, newFn func() ProcessFunction[I, O]) DataStream[O] {
+	needCodec[O](s.env)
+	return add[I, O](s, name, "Process", func(out any) task.Instance {
+		fn := newFn()
+		op := &streamProcessOp[I, O]{fn: fn, out: out.(task.Output[O]), life: richLifecycle{fn, name}}
+		op.col = streamProcessCollector[I, O]{op}
+		return task.Instance{Input: task.Output[I](op), Lifecycle: op}
+	})
+}
+
+type streamProcessOp[I, O any] struct {
+	fn   ProcessFunction[I, O]
+	out  task.Output[O]
+	col  Collector[O]
+	ctx  ProcessContext
+	life richLifecycle
+}
+
+type streamProcessCollector[I, O any] struct{ op *streamProcessOp[I, O] }
+
+func (c streamProcessCollector[I, O]) Collect(v O) { c.op.out.Collect(v, c.op.ctx.timestamp) }
+
+func (o *streamProcessOp[I, O]) Open(ctx *task.OperatorContext) error {
+	o.ctx = ProcessContext{op: ctx, timestamp: task.NoTime, watermark: math.MinInt64, side: newSideOutputs(ctx)}
+	return o.life.Open(ctx)
+}
+
+func (o *streamProcessOp[I, O]) Collect(v I, ts int64) {
+	o.ctx.timestamp, o.ctx.side.ts = ts, ts
+	if err := o.fn.ProcessElement(&o.ctx, v, o.col); err != nil {
+		task.Fail(fmt.Errorf("%s: %w", o.ctx.op.Name, err))
+	}
+}
+
+func (o *streamProcessOp[I, O]) Watermark(wm int64) {
+	o.ctx.watermark = wm
+	o.out.Watermark(wm)
+	o.ctx.side.watermark(wm)
+}
+
+func (o *streamProcessOp[I, O]) Finish() error { return nil }
+func (o *streamProcessOp[I, O]) Close() error  { return o.life.Close() }

@@ -9,6 +9,7 @@ import (
 
 	"loom/flinkrt/stream"
 	"loom/flinkrt/stream/sink"
+	"loom/flinkrt/stream/source"
 )
 
 // splitter sends values of 100 and more to a side output of another type,
@@ -106,5 +107,38 @@ func TestAllowedLatenessAndLateData(t *testing.T) {
 				t.Errorf("late records at %v, want %v", times, c.late)
 			}
 		})
+	}
+}
+
+// router is a ProcessFunction on a stream that is not keyed: odd records
+// to a side output, the record's time and the watermark at hand.
+type router struct{ odd stream.OutputTag[int64] }
+
+func (r router) ProcessElement(ctx *stream.ProcessContext, v int64, out stream.Collector[string]) error {
+	if v%2 == 1 {
+		stream.Output(ctx, r.odd, v)
+		return nil
+	}
+	out.Collect(fmt.Sprintf("%d@%d", v, ctx.Timestamp()))
+	return nil
+}
+
+func TestProcessStreamWithASideOutput(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(2)
+	src := stream.AssignTimestampsAndWatermarks(stream.FromSource(env, "seq", source.Sequence(1, 6)),
+		stream.ForMonotonousTimestamps(func(v int64) int64 { return v * 10 }))
+	odd := stream.NewOutputTag[int64]("odd")
+	even := stream.ProcessStream(src, "route", func() stream.ProcessFunction[int64, string] { return router{odd} })
+	evens, odds := sink.Collect[string](), sink.Collect[int64]()
+	stream.Sink(even, "even", evens)
+	stream.Sink(stream.SideOutput(even, odd), "odd", odds)
+	if _, err := env.Execute(t.Name()); err != nil {
+		t.Fatal(err)
+	}
+	e, o := evens.Values(), odds.Values()
+	slices.Sort(e)
+	slices.Sort(o)
+	if !slices.Equal(e, []string{"2@20", "4@40", "6@60"}) || !slices.Equal(o, []int64{1, 3, 5}) {
+		t.Fatalf("even %q, odd %v", e, o)
 	}
 }

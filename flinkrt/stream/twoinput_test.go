@@ -55,8 +55,15 @@ func TestCoMapAndCoFlatMap(t *testing.T) {
 // first: the order waits in the key's state for the name, or the name
 // for the orders (Flink's connected-streams enrichment).
 type enrich struct {
-	name   interface{ Get() (string, bool); Update(string) }
-	orders interface{ Get() []ev; Add(ev); Clear() }
+	name interface {
+		Get() (string, bool)
+		Update(string)
+	}
+	orders interface {
+		Get() []ev
+		Add(ev)
+		Clear()
+	}
 }
 
 func (e *enrich) Open(ctx *stream.KeyedContext[string]) error {
@@ -99,7 +106,9 @@ func TestKeyedCoProcess(t *testing.T) {
 	}
 }
 
-func pairOf(a, b ev) string { return fmt.Sprintf("%s:%d@%d-%d@%d", a.Key, a.Value, a.Time, b.Value, b.Time) }
+func pairOf(a, b ev) string {
+	return fmt.Sprintf("%s:%d@%d-%d@%d", a.Key, a.Value, a.Time, b.Value, b.Time)
+}
 
 // A tumbling-window join pairs the records of equal keys in the same
 // window, and only those.

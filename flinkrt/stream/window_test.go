@@ -357,3 +357,73 @@ func TestProcessWithStateAndTimers(t *testing.T) {
 		t.Fatalf("got %v", got)
 	}
 }
+
+// WindowAll: one subtask's windows hold every key's records; a
+// parallelism above 1 is refused.
+func TestWindowAll(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(4)
+	var evs []ev
+	for i := range 30 {
+		evs = append(evs, ev{Key: fmt.Sprint(i % 7), Value: i, Time: int64(i) * 100})
+	}
+	w := stream.WindowAll(events(env, evs, nil), stream.TumblingEventTimeWindows(time.Second))
+	got := run(t, env, stream.ProcessAllWindow(w, "all", func(win stream.TimeWindow, elems []ev, out stream.Collector[string]) {
+		sum := 0
+		for _, e := range elems {
+			sum += e.Value
+		}
+		out.Collect(fmt.Sprintf("[%d,%d) n=%d sum=%d", win.Start, win.End, len(elems), sum))
+	}))
+	slices.Sort(got)
+	// Records 0..9, 10..19, 20..29: sums 45, 145, 245.
+	want := []string{"[0,1000) n=10 sum=45", "[1000,2000) n=10 sum=145", "[2000,3000) n=10 sum=245"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+
+	env = stream.NewEnv()
+	w2 := stream.WindowAll(events(env, evs, nil), stream.TumblingEventTimeWindows(time.Second))
+	stream.Print(w2.Sum("Value").SetParallelism(2))
+	if _, _, err := env.Plan("too wide"); err == nil || !strings.Contains(err.Error(), "maximum parallelism 1") {
+		t.Fatalf("a WindowAll at parallelism 2: %v", err)
+	}
+}
+
+// Incremental aggregation with the window's metadata: a reduce or an
+// aggregate keeps one value per window, and the window function gets it
+// with the key and the window (Flink's reduce/aggregate with a
+// ProcessWindowFunction).
+func TestIncrementalAggregationWithAWindowFunction(t *testing.T) {
+	evs := []ev{{"a", 3, 100}, {"a", 9, 200}, {"b", 4, 300}, {"a", 5, 1100}, {"b", 1, 1200}, {"b", 7, 1300}}
+	env := stream.NewEnv().SetParallelism(2)
+	w := stream.Window(stream.KeyBy(events(env, evs, nil), keyOf), stream.TumblingEventTimeWindows(time.Second))
+	maxes := stream.ReduceWindow(w, "max", func(a, b ev) ev {
+		if b.Value > a.Value {
+			return b
+		}
+		return a
+	}, func(k string, win stream.TimeWindow, m ev, out stream.Collector[string]) {
+		out.Collect(fmt.Sprintf("%s[%d,%d) max=%d", k, win.Start, win.End, m.Value))
+	})
+	got := run(t, env, maxes)
+	slices.Sort(got)
+	if want := []string{"a[0,1000) max=9", "a[1000,2000) max=5", "b[0,1000) max=4", "b[1000,2000) max=7"}; !slices.Equal(got, want) {
+		t.Fatalf("ReduceWindow: %q, want %q", got, want)
+	}
+
+	env = stream.NewEnv().SetParallelism(2)
+	w = stream.Window(stream.KeyBy(events(env, evs, nil), keyOf), stream.TumblingEventTimeWindows(time.Second))
+	type avg struct{ sum, n int }
+	means := stream.AggregateWindow(w, "mean", stream.AggregateFunction[ev, avg, float64]{
+		Create: func() avg { return avg{} },
+		Add:    func(a avg, e ev) avg { return avg{a.sum + e.Value, a.n + 1} },
+		Result: func(a avg) float64 { return float64(a.sum) / float64(a.n) },
+	}, func(k string, win stream.TimeWindow, mean float64, out stream.Collector[string]) {
+		out.Collect(fmt.Sprintf("%s@%d mean=%.1f", k, win.Start, mean))
+	})
+	got = run(t, env, means)
+	slices.Sort(got)
+	if want := []string{"a@0 mean=6.0", "a@1000 mean=5.0", "b@0 mean=4.0", "b@1000 mean=4.0"}; !slices.Equal(got, want) {
+		t.Fatalf("AggregateWindow: %q, want %q", got, want)
+	}
+}

@@ -16,6 +16,8 @@ type WindowedStream[K comparable, T any] struct {
 	evictor  Evictor[T]
 	lateness int64 // ms
 	lateTag  OutputTag[T]
+	// all is a WindowAll: one subtask takes every record.
+	all bool
 }
 
 // Window cuts a keyed stream into windows made by assigner.
@@ -33,6 +35,22 @@ func Window[K comparable, T any](k KeyedStream[K, T], assigner WindowAssigner) W
 		w.trigger = ProcessingTimeTrigger[T]()
 	}
 	return w
+}
+
+// WindowAll cuts a stream that is not keyed into windows, as Flink's
+// windowAll: one subtask (parallelism 1) takes every record, so each
+// window holds the records of the whole stream. Its functions see the
+// key struct{}{}; ProcessAllWindow leaves it out.
+func WindowAll[T any](s DataStream[T], assigner WindowAssigner) WindowedStream[struct{}, T] {
+	w := Window(KeyBy(s, func(T) struct{} { return struct{}{} }), assigner)
+	w.all = true
+	return w
+}
+
+// ProcessAllWindow calls fn with a WindowAll's window and its records
+// when it fires.
+func ProcessAllWindow[T, O any](w WindowedStream[struct{}, T], name string, fn func(win TimeWindow, elems []T, out Collector[O])) DataStream[O] {
+	return ProcessWindow(w, name, func(_ struct{}, win TimeWindow, elems []T, out Collector[O]) { fn(win, elems, out) })
 }
 
 // Trigger replaces the assigner's default trigger.
@@ -71,25 +89,35 @@ func (w WindowedStream[K, T]) Evictor(e Evictor[T]) WindowedStream[K, T] {
 
 // Reduce emits, when a window fires, its records combined with fn.
 func (w WindowedStream[K, T]) Reduce(name string, fn func(a, b T) T) DataStream[T] {
+	return reduceWindow(w, name, fn, func(_ K, _ TimeWindow, v T, out Collector[T]) { out.Collect(v) })
+}
+
+// ReduceWindow combines a window's records with reduce as they arrive,
+// and when the window fires calls fn with the key, the window and the
+// result, as Flink's reduce(ReduceFunction, ProcessWindowFunction): the
+// window keeps one value, not its records.
+func ReduceWindow[K comparable, T, O any](w WindowedStream[K, T], name string, reduce func(a, b T) T, fn func(key K, win TimeWindow, result T, out Collector[O])) DataStream[O] {
+	return reduceWindow(w, name, reduce, fn)
+}
+
+func reduceWindow[K comparable, T, O any](w WindowedStream[K, T], name string, fn func(a, b T) T, emit func(K, TimeWindow, T, Collector[O])) DataStream[O] {
 	if w.evictor != nil {
-		return windowed(w, name, func() windowLogic[K, T, []Timestamped[T], T] {
-			return listLogic[K, T, T](w.evictor, func(_ K, _ TimeWindow, elems []Timestamped[T], out Collector[T]) {
-				if len(elems) == 0 {
-					return
-				}
-				acc := elems[0].Value
-				for _, el := range elems[1:] {
-					acc = fn(acc, el.Value)
-				}
-				out.Collect(acc)
-			})
-		})
+		return windowed(w, name, constLogic(listLogic[K, T, O](w.evictor, func(k K, win TimeWindow, elems []Timestamped[T], out Collector[O]) {
+			if len(elems) == 0 {
+				return
+			}
+			acc := elems[0].Value
+			for _, el := range elems[1:] {
+				acc = fn(acc, el.Value)
+			}
+			emit(k, win, acc, out)
+		})))
 	}
 	type opt struct {
 		v  T
 		ok bool
 	}
-	return windowed(w, name, constLogic(windowLogic[K, T, opt, T]{
+	return windowed(w, name, constLogic(windowLogic[K, T, opt, O]{
 		add: func(acc opt, v T, _ int64) opt {
 			if !acc.ok {
 				return opt{v, true}
@@ -105,9 +133,9 @@ func (w WindowedStream[K, T]) Reduce(name string, fn func(a, b T) T) DataStream[
 			}
 			return opt{fn(a.v, b.v), true}
 		},
-		fire: func(_ K, _ TimeWindow, acc opt, out Collector[T]) opt {
+		fire: func(k K, win TimeWindow, acc opt, out Collector[O]) opt {
 			if acc.ok {
-				out.Collect(acc.v)
+				emit(k, win, acc.v, out)
 			}
 			return acc
 		},
@@ -179,16 +207,28 @@ type AggregateFunction[T, A, O any] struct {
 
 // Aggregate emits, when a window fires, agg's result over its records.
 func Aggregate[K comparable, T, A, O any](w WindowedStream[K, T], name string, agg AggregateFunction[T, A, O]) DataStream[O] {
+	return aggregateWindow(w, name, agg, func(_ K, _ TimeWindow, v O, out Collector[O]) { out.Collect(v) })
+}
+
+// AggregateWindow folds a window's records into agg's accumulator as they
+// arrive, and when the window fires calls fn with the key, the window and
+// agg's result, as Flink's aggregate(AggregateFunction,
+// ProcessWindowFunction).
+func AggregateWindow[K comparable, T, A, R, O any](w WindowedStream[K, T], name string, agg AggregateFunction[T, A, R], fn func(key K, win TimeWindow, result R, out Collector[O])) DataStream[O] {
+	return aggregateWindow(w, name, agg, fn)
+}
+
+func aggregateWindow[K comparable, T, A, R, O any](w WindowedStream[K, T], name string, agg AggregateFunction[T, A, R], emit func(K, TimeWindow, R, Collector[O])) DataStream[O] {
 	if agg.Create == nil || agg.Add == nil || agg.Result == nil {
 		w.k.s.env.fail(fmt.Errorf("aggregate %q needs Create, Add and Result", name))
 	}
 	if w.evictor != nil {
-		return windowed(w, name, constLogic(listLogic[K, T, O](w.evictor, func(_ K, _ TimeWindow, elems []Timestamped[T], out Collector[O]) {
+		return windowed(w, name, constLogic(listLogic[K, T, O](w.evictor, func(k K, win TimeWindow, elems []Timestamped[T], out Collector[O]) {
 			acc := agg.Create()
 			for _, el := range elems {
 				acc = agg.Add(acc, el.Value)
 			}
-			out.Collect(agg.Result(acc))
+			emit(k, win, agg.Result(acc), out)
 		})))
 	}
 	type opt struct {
@@ -213,9 +253,9 @@ func Aggregate[K comparable, T, A, O any](w WindowedStream[K, T], name string, a
 			}
 			return opt{agg.Merge(a.a, b.a), true}
 		},
-		fire: func(_ K, _ TimeWindow, acc opt, out Collector[O]) opt {
+		fire: func(k K, win TimeWindow, acc opt, out Collector[O]) opt {
 			if acc.ok {
-				out.Collect(agg.Result(acc.a))
+				emit(k, win, agg.Result(acc.a), out)
 			}
 			return acc
 		},
@@ -342,7 +382,11 @@ type windowInfo interface {
 // subtasks of one process.
 func windowed[K comparable, T, A, O any](w WindowedStream[K, T], name string, newLogic func() windowLogic[K, T, A, O]) DataStream[O] {
 	needCodec[O](w.k.s.env)
-	return add[T, O](w.k.s, name, "TimeWindow", func(out any) task.Instance {
+	description := "TimeWindow"
+	if w.all {
+		description = "AllWindow"
+	}
+	ds := add[T, O](w.k.s, name, description, func(out any) task.Instance {
 		op := &windowOp[K, T, A, O]{
 			key:      w.k.key,
 			assigner: w.assigner,
@@ -357,6 +401,10 @@ func windowed[K comparable, T, A, O any](w WindowedStream[K, T], name string, ne
 		op.col = windowCollector[K, T, A, O]{op}
 		return task.Instance{Input: task.Output[T](op), Lifecycle: op}
 	})
+	if w.all {
+		ds.node.Parallelism, ds.node.MaxParallelism = 1, 1
+	}
+	return ds
 }
 
 type windowKey[K comparable] struct {
