@@ -30,27 +30,63 @@ func decodeMap[M any](b []byte) (M, error) {
 	return m, err
 }
 
-func (s *Value[K, V]) encode() ([]byte, error) { return encodeMap(s.m) }
+// withTTL is a state with a TTL in a checkpoint: its entries and when
+// each key's expires.
+type withTTL[M any, K comparable] struct {
+	M       M
+	Expires map[K]int64
+}
+
+// encodeState encodes a state's map, and its expiry times when it has a
+// TTL (expired entries dropped first).
+func encodeState[M any, K comparable](m M, ttl *ttlIndex[K], drop func(K)) ([]byte, error) {
+	if ttl == nil {
+		return encodeMap(m)
+	}
+	ttl.expireAll(drop)
+	return encodeMap(withTTL[M, K]{m, ttl.expires})
+}
+
+// decodeState decodes what encodeState wrote into a map, never nil.
+func decodeState[M ~map[K]E, K comparable, E any](b []byte, ttl *ttlIndex[K]) (M, error) {
+	var m M
+	if ttl == nil {
+		var err error
+		if m, err = decodeMap[M](b); err != nil {
+			return nil, err
+		}
+	} else {
+		w, err := decodeMap[withTTL[M, K]](b)
+		if err != nil {
+			return nil, err
+		}
+		m = w.M
+		ttl.expires = w.Expires
+		if ttl.expires == nil {
+			ttl.expires = map[K]int64{}
+		}
+	}
+	if m == nil {
+		m = M{}
+	}
+	return m, nil
+}
+
+func (s *Value[K, V]) encode() ([]byte, error) { return encodeState(s.m, s.ttl, s.drop) }
 func (s *Value[K, V]) decode(b []byte) (err error) {
-	if s.m, err = decodeMap[map[K]V](b); err == nil && s.m == nil {
-		s.m = map[K]V{}
-	}
+	s.m, err = decodeState[map[K]V](b, s.ttl)
 	return err
 }
 
-func (s *List[K, V]) encode() ([]byte, error) { return encodeMap(s.m) }
+func (s *List[K, V]) encode() ([]byte, error) { return encodeState(s.m, s.ttl, s.drop) }
 func (s *List[K, V]) decode(b []byte) (err error) {
-	if s.m, err = decodeMap[map[K][]V](b); err == nil && s.m == nil {
-		s.m = map[K][]V{}
-	}
+	s.m, err = decodeState[map[K][]V](b, s.ttl)
 	return err
 }
 
-func (s *Map[K, UK, V]) encode() ([]byte, error) { return encodeMap(s.m) }
+func (s *Map[K, UK, V]) encode() ([]byte, error) { return encodeState(s.m, s.ttl, s.drop) }
 func (s *Map[K, UK, V]) decode(b []byte) (err error) {
-	if s.m, err = decodeMap[map[K]map[UK]V](b); err == nil && s.m == nil {
-		s.m = map[K]map[UK]V{}
-	}
+	s.m, err = decodeState[map[K]map[UK]V](b, s.ttl)
 	return err
 }
 

@@ -99,19 +99,53 @@ func (c *KeyedContext[K]) DeleteProcessingTimeTimer(ts int64) {
 	c.timers.deleteProc(ts, c.CurrentKey(), struct{}{})
 }
 
+// StateOption configures a state when it is declared.
+type StateOption func(*stateOptions)
+
+type stateOptions struct{ ttl state.TTL }
+
+// StateTTL makes a state's entries expire d after their key last wrote
+// them, in processing time (Flink's StateTtlConfig with OnCreateAndWrite
+// and NeverReturnExpired): expired entries read as absent and are
+// cleaned up as they are met, and never reach a checkpoint. A map
+// state's entries expire with their key's last write.
+func StateTTL(d time.Duration) StateOption {
+	return func(o *stateOptions) { o.ttl = state.TTL(d) }
+}
+
+func optionsOf(opts []StateOption) stateOptions {
+	var o stateOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
 // ValueState declares (in Open) or finds the value state called name.
-func ValueState[V any, K comparable](ctx *KeyedContext[K], name string) *state.Value[K, V] {
-	return state.NewValue[K, V](ctx.backend, name)
+func ValueState[V any, K comparable](ctx *KeyedContext[K], name string, opts ...StateOption) *state.Value[K, V] {
+	return state.NewValueTTL[K, V](ctx.backend, name, optionsOf(opts).ttl)
 }
 
 // ListState declares (in Open) or finds the list state called name.
-func ListState[V any, K comparable](ctx *KeyedContext[K], name string) *state.List[K, V] {
-	return state.NewList[K, V](ctx.backend, name)
+func ListState[V any, K comparable](ctx *KeyedContext[K], name string, opts ...StateOption) *state.List[K, V] {
+	return state.NewListTTL[K, V](ctx.backend, name, optionsOf(opts).ttl)
 }
 
 // MapState declares (in Open) or finds the map state called name.
-func MapState[UK comparable, V any, K comparable](ctx *KeyedContext[K], name string) *state.Map[K, UK, V] {
-	return state.NewMap[K, UK, V](ctx.backend, name)
+func MapState[UK comparable, V any, K comparable](ctx *KeyedContext[K], name string, opts ...StateOption) *state.Map[K, UK, V] {
+	return state.NewMapTTL[K, UK, V](ctx.backend, name, optionsOf(opts).ttl)
+}
+
+// ReducingState declares (in Open) or finds the reducing state called
+// name: one value per key, the reduce with fn of every value added.
+func ReducingState[V any, K comparable](ctx *KeyedContext[K], name string, fn func(a, b V) V, opts ...StateOption) *state.Reducing[K, V] {
+	return state.NewReducing[K, V](ctx.backend, name, fn, optionsOf(opts).ttl)
+}
+
+// AggregatingState declares (in Open) or finds the aggregating state
+// called name: agg's accumulator per key, read as agg's result.
+func AggregatingState[I, A, O any, K comparable](ctx *KeyedContext[K], name string, agg AggregateFunction[I, A, O], opts ...StateOption) *state.Aggregating[K, I, A, O] {
+	return state.NewAggregating[K, I, A, O](ctx.backend, name, agg.Create, agg.Add, agg.Result, optionsOf(opts).ttl)
 }
 
 // Process runs a KeyedProcessFunction made by newFn for each subtask.
@@ -146,6 +180,7 @@ func (o *processOp[K, I, O]) Open(ctx *task.OperatorContext) error {
 		func(t timer[K, struct{}]) { o.onTimer(t, ProcessingTime) },
 	)
 	o.ctx.timers.open(ctx)
+	o.ctx.backend.SetClock(o.ctx.timers.currentTime)
 	if o.restored != nil {
 		if err := o.applyRestored(); err != nil {
 			return fmt.Errorf("restoring %s: %w", ctx.Name, err)
