@@ -29,6 +29,10 @@ const (
 	// Barrier is a checkpoint barrier: every record before it belongs to
 	// checkpoint Batch.Checkpoint, every record after it to the next.
 	Barrier
+	// Idle says the channel's producer has no records for now (Flink's
+	// WatermarkStatus.IDLE): its consumer leaves the channel out of its
+	// watermark until a record or a watermark comes on it again.
+	Idle
 )
 
 // Batch is a run of records, or one in-band event, on one channel.

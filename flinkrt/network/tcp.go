@@ -27,7 +27,7 @@ import (
 // then for Data a uint32 record count, a byte saying whether event times
 // follow (count int64s), and the records in their codec's encoding; for
 // Watermark an int64; for Barrier the checkpoint id, an int64; for
-// EndOfPartition nothing. A credit is a uint32:
+// EndOfPartition and Idle nothing. A credit is a uint32:
 // the number of further frames the consumer has room for. All integers are
 // little-endian.
 //
@@ -351,7 +351,7 @@ func decodeFrame[T any](p []byte, b *Batch[T], c codec.Codec[T]) error {
 			return codec.ErrShort
 		}
 		b.Checkpoint = int64(binary.LittleEndian.Uint64(p))
-	case EndOfPartition:
+	case EndOfPartition, Idle:
 	default:
 		return fmt.Errorf("unknown frame kind %d", b.Kind)
 	}

@@ -56,6 +56,7 @@ func (o *reduceOp[K, T]) Collect(v T, ts int64) {
 }
 
 func (o *reduceOp[K, T]) Watermark(wm int64) { o.out.Watermark(wm) }
+func (o *reduceOp[K, T]) Idle()              { task.MarkIdle(o.out) }
 
 // SnapshotState implements task.Snapshotter: every key's accumulator.
 func (o *reduceOp[K, T]) SnapshotState(int64) ([]byte, error) {

@@ -80,6 +80,7 @@ func (c *sourceContext[T]) Checkpointed(position func() []byte) { c.op.position 
 func (c *sourceContext[T]) Collect(v T)                        { c.out.Collect(v, task.NoTime) }
 func (c *sourceContext[T]) CollectWithTimestamp(v T, ts int64) { c.out.Collect(v, ts) }
 func (c *sourceContext[T]) EmitWatermark(wm int64)             { c.out.Watermark(wm) }
+func (c *sourceContext[T]) MarkIdle()                          { task.MarkIdle(c.out) }
 func (c *sourceContext[T]) Subtask() int                       { return c.Context.Subtask }
 func (c *sourceContext[T]) Parallelism() int                   { return c.Context.Parallelism }
 func (c *sourceContext[T]) Done() <-chan struct{}              { return c.Context.Done() }
@@ -208,6 +209,7 @@ type mapOp[I, O any] struct {
 
 func (o *mapOp[I, O]) Collect(v I, ts int64) { o.out.Collect(o.fn(v), ts) }
 func (o *mapOp[I, O]) Watermark(wm int64)    { o.out.Watermark(wm) }
+func (o *mapOp[I, O]) Idle()                 { task.MarkIdle(o.out) }
 
 // Filter keeps the records for which keep is true.
 func (s DataStream[T]) Filter(name string, keep func(T) bool) DataStream[T] {
@@ -227,6 +229,7 @@ func (o *filterOp[T]) Collect(v T, ts int64) {
 	}
 }
 func (o *filterOp[T]) Watermark(wm int64) { o.out.Watermark(wm) }
+func (o *filterOp[T]) Idle()              { task.MarkIdle(o.out) }
 
 // FlatMap calls fn for every record; fn emits any number of records.
 func FlatMap[I, O any](s DataStream[I], name string, fn func(I, Collector[O])) DataStream[O] {
@@ -254,6 +257,7 @@ func (o *flatMapOp[I, O]) Collect(v I, ts int64) {
 func (o *flatMapOp[I, O]) emit(v O) { o.out.Collect(v, o.ts) }
 
 func (o *flatMapOp[I, O]) Watermark(wm int64) { o.out.Watermark(wm) }
+func (o *flatMapOp[I, O]) Idle()              { task.MarkIdle(o.out) }
 
 // flatMapCollector is the Collector[O] fn writes to; made once per
 // operator, so emitting allocates nothing.

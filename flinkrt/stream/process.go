@@ -281,6 +281,12 @@ func (o *processOp[K, I, O]) Watermark(wm int64) {
 	o.ctx.side.watermark(wm)
 }
 
+// Idle passes on that the operator's input is idle.
+func (o *processOp[K, I, O]) Idle() {
+	task.MarkIdle(o.out)
+	o.ctx.side.idle()
+}
+
 func (o *processOp[K, I, O]) Finish() error { return nil }
 func (o *processOp[K, I, O]) Close() error  { return nil }
 
@@ -354,6 +360,12 @@ func (o *streamProcessOp[I, O]) Watermark(wm int64) {
 	o.ctx.watermark = wm
 	o.out.Watermark(wm)
 	o.ctx.side.watermark(wm)
+}
+
+// Idle passes on that the operator's input is idle.
+func (o *streamProcessOp[I, O]) Idle() {
+	task.MarkIdle(o.out)
+	o.ctx.side.idle()
 }
 
 func (o *streamProcessOp[I, O]) Finish() error { return nil }

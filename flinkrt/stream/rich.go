@@ -125,6 +125,7 @@ func (o *richMapOp[I, O]) Collect(v I, ts int64) {
 }
 
 func (o *richMapOp[I, O]) Watermark(wm int64) { o.out.Watermark(wm) }
+func (o *richMapOp[I, O]) Idle()              { task.MarkIdle(o.out) }
 
 // FlatMapWith calls a FlatMapFunction made by newFn for each subtask for
 // every record.

@@ -87,6 +87,7 @@ type passOp[T any] struct{ out task.Output[T] }
 
 func (o *passOp[T]) Collect(v T, ts int64) { o.out.Collect(v, ts) }
 func (o *passOp[T]) Watermark(wm int64)    { o.out.Watermark(wm) }
+func (o *passOp[T]) Idle()                 { task.MarkIdle(o.out) }
 
 // sideOutputs are an operator's side outputs that something reads, and
 // the time a record emitted to one carries.
@@ -98,6 +99,16 @@ type sideOutputs struct {
 
 func newSideOutputs(ctx *task.OperatorContext) *sideOutputs {
 	return &sideOutputs{outs: ctx.SideOutputs, name: ctx.Name, ts: task.NoTime}
+}
+
+// idle marks every side output idle.
+func (s *sideOutputs) idle() {
+	if s == nil {
+		return
+	}
+	for _, o := range s.outs {
+		task.MarkIdle(o)
+	}
 }
 
 // watermark passes a watermark on to every side output, as Flink's

@@ -668,6 +668,12 @@ func (o *windowOp[K, T, A, O]) Watermark(wm int64) {
 	o.side.watermark(wm)
 }
 
+// Idle passes on that the operator's input is idle.
+func (o *windowOp[K, T, A, O]) Idle() {
+	task.MarkIdle(o.out)
+	o.side.idle()
+}
+
 // Finish does nothing: at the end of input, processing-time windows not
 // yet due do not fire, as in Flink's streaming mode (processing-time
 // timers are quiesced, FLINK-14231); event-time windows fire on the final

@@ -109,19 +109,58 @@ func RunInput[T any](ctx *Context, gate *network.Gate[T], head Output[T]) error 
 	}
 	current := int64(math.MinInt64)
 	ended := 0
+	// idle channels say their producer has nothing for now: they do not
+	// hold the watermark back until something comes on them again. When
+	// every open channel is idle, so is this task's output.
+	idle := make([]bool, n)
+	idleCount := 0
+	recompute := func() {
+		low, any := int64(math.MaxInt64), false
+		for ch, w := range wms {
+			if !idle[ch] {
+				low, any = min(low, w), true
+			}
+		}
+		if any && low > current {
+			current = low
+			head.Watermark(low)
+		}
+	}
+	activate := func(ch int) {
+		if idle[ch] {
+			idle[ch] = false
+			idleCount--
+		}
+	}
 	advance := func(ch int, wm int64) {
+		activate(ch)
 		if wm <= wms[ch] {
 			return
 		}
 		wms[ch] = wm
-		low := wm
+		recompute()
+	}
+	markIdle := func(ch int) {
+		if idle[ch] {
+			return
+		}
+		idle[ch] = true
+		idleCount++
+		if idleCount < n {
+			recompute()
+			return
+		}
+		// No channel will move its watermark now: pass on the largest,
+		// then the idleness (Flink's StatusWatermarkValve).
+		high := int64(math.MinInt64)
 		for _, w := range wms {
-			low = min(low, w)
+			high = max(high, w)
 		}
-		if low > current {
-			current = low
-			head.Watermark(low)
+		if high > current {
+			current = high
+			head.Watermark(high)
 		}
+		MarkIdle(head)
 	}
 	al := &aligner[T]{barriers: ctx.Barriers, blocked: make([]bool, n)}
 	handle := func(b *network.Batch[T]) error {
@@ -131,11 +170,14 @@ func RunInput[T any](ctx *Context, gate *network.Gate[T], head Output[T]) error 
 		}
 		switch b.Kind {
 		case network.Data:
+			activate(b.Channel)
 			for i := range b.Records {
 				head.Collect(b.Records[i], b.Times[i])
 			}
 		case network.Watermark:
 			advance(b.Channel, b.Watermark)
+		case network.Idle:
+			markIdle(b.Channel)
 		case network.EndOfPartition:
 			ended++
 			advance(b.Channel, MaxWatermark)

@@ -30,6 +30,8 @@ func (o mailboxOutput[T]) Watermark(wm int64) {
 	o.next.Watermark(wm)
 }
 
+func (o mailboxOutput[T]) Idle() { MarkIdle(o.next) }
+
 // TypeOps builds the typed parts of a task for one element type, so that
 // code which wires chains need not know the type. Values pass as any and
 // are asserted once, when the task is built.

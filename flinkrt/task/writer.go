@@ -172,6 +172,17 @@ func (w *RecordWriter[T]) Watermark(wm int64) {
 	}
 }
 
+// Idle implements Idler: records before it go first, then the idle mark
+// on every channel.
+func (w *RecordWriter[T]) Idle() {
+	w.Flush()
+	for ch := range w.channels {
+		b := w.take(ch)
+		b.Kind = network.Idle
+		w.send(ch, b)
+	}
+}
+
 // Flush implements Flusher.
 func (w *RecordWriter[T]) Flush() {
 	for ch, b := range w.current {
@@ -219,6 +230,28 @@ func (f Fanout[T]) Collect(v T, ts int64) {
 func (f Fanout[T]) Watermark(wm int64) {
 	for _, o := range f {
 		o.Watermark(wm)
+	}
+}
+
+// Idle implements Idler.
+func (f Fanout[T]) Idle() {
+	for _, o := range f {
+		MarkIdle(o)
+	}
+}
+
+// Idler is an output that passes on that its input is idle (Flink's
+// WatermarkStatus.IDLE): no records for now, so consumers do not wait
+// for its watermark. A record or a watermark makes it active again.
+type Idler interface {
+	Idle()
+}
+
+// MarkIdle tells out that the records it gets have stopped for now, if
+// it passes that on.
+func MarkIdle(out any) {
+	if i, ok := out.(Idler); ok {
+		i.Idle()
 	}
 }
 

@@ -18,6 +18,10 @@ type Context[T any] interface {
 	CollectWithTimestamp(v T, ts int64)
 	// EmitWatermark says no record at or before wm follows from this subtask.
 	EmitWatermark(wm int64)
+	// MarkIdle says this subtask has no records for now (Flink's
+	// markAsTemporarilyIdle): consumers do not wait for its watermark
+	// until it emits again.
+	MarkIdle()
 	// Subtask is this subtask's index, from 0.
 	Subtask() int
 	// Parallelism is the number of subtasks of the source.
