@@ -158,6 +158,7 @@ func Build(g *StreamGraph) (*flinkpb.JobGraph, error) {
 			Uid:         n.UID,
 			Description: n.Description,
 			ChainedFrom: -1,
+			KeyedState:  n.KeyedState,
 		}
 		if n.In != nil {
 			op.InType = n.In.Name()

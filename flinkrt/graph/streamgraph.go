@@ -48,6 +48,9 @@ type Node struct {
 	In task.TypeOps
 	// Out is the output element type; nil for a sink.
 	Out task.TypeOps
+	// KeyedState says the operator's state is by key, so that it can be
+	// redistributed over key groups at another parallelism.
+	KeyedState bool
 }
 
 // IsSource reports whether the node has no input.

@@ -166,6 +166,10 @@ type operatorMeta struct {
 	UID         string `json:"uid,omitempty"`
 	Name        string `json:"name"`
 	Parallelism int    `json:"parallelism"`
+	// MaxParallelism is the number of key groups of a keyed operator's
+	// state, which a restore at another parallelism keeps.
+	MaxParallelism int  `json:"max_parallelism,omitempty"`
+	KeyedState     bool `json:"keyed_state,omitempty"`
 	// Files are the state files by subtask, relative to the metadata.
 	Files map[int]string `json:"files"`
 }
@@ -251,7 +255,17 @@ func restoreFor(jg *flinkpb.JobGraph, m *checkpointMeta, dir string, allowNonRes
 				continue
 			}
 			if st.Parallelism != int(v.Parallelism) {
-				return nil, fmt.Errorf("operator %q has state from %d subtasks and now runs %d: changing the parallelism of an operator with state is not supported yet", op.Name, st.Parallelism, v.Parallelism)
+				paths, err := rescale(op, st, v, dir)
+				if err != nil {
+					return nil, err
+				}
+				for _, sub := range subtasks {
+					if sub.Rescaled == nil {
+						sub.Rescaled = map[string]*flinkpb.StateFiles{}
+					}
+					sub.Rescaled[op.Id] = &flinkpb.StateFiles{Paths: paths}
+				}
+				continue
 			}
 			for s, f := range st.Files {
 				if s < 0 || s >= len(subtasks) {
@@ -261,7 +275,7 @@ func restoreFor(jg *flinkpb.JobGraph, m *checkpointMeta, dir string, allowNonRes
 			}
 		}
 		for _, st := range subtasks {
-			if len(st.Files) > 0 {
+			if len(st.Files) > 0 || len(st.Rescaled) > 0 {
 				rs.Subtasks = append(rs.Subtasks, st)
 			}
 		}
@@ -278,6 +292,33 @@ func restoreFor(jg *flinkpb.JobGraph, m *checkpointMeta, dir string, allowNonRes
 		}
 	}
 	return rs, nil
+}
+
+// rescale checks that an operator's state may move to the operator's new
+// parallelism, and returns every old subtask's state file, from which
+// each new subtask keeps the keys of the key groups it owns. Only state
+// by key moves: the key groups (the maximum parallelism) must be the
+// checkpoint's.
+func rescale(op *flinkpb.Operator, st operatorMeta, v *flinkpb.JobVertex, dir string) ([]string, error) {
+	switch {
+	case !op.KeyedState || !st.KeyedState:
+		return nil, fmt.Errorf("operator %q has state from %d subtasks and now runs %d: only state by key (operators after KeyBy) can change parallelism; keep this operator's with SetParallelism(%d)", op.Name, st.Parallelism, v.Parallelism, st.Parallelism)
+	case st.MaxParallelism != int(v.MaxParallelism):
+		return nil, fmt.Errorf("operator %q has state in %d key groups (its maximum parallelism) and now has %d: the maximum parallelism of an operator with state cannot change; set it back with SetMaxParallelism(%d)", op.Name, st.MaxParallelism, v.MaxParallelism, st.MaxParallelism)
+	}
+	subtasks := make([]int, 0, len(st.Files))
+	for s := range st.Files {
+		if s < 0 || s >= st.Parallelism {
+			return nil, fmt.Errorf("the state of operator %q names subtask %d of %d", op.Name, s, st.Parallelism)
+		}
+		subtasks = append(subtasks, s)
+	}
+	sort.Ints(subtasks)
+	paths := make([]string, 0, len(subtasks))
+	for _, s := range subtasks {
+		paths = append(paths, storage.Join(dir, st.Files[s]))
+	}
+	return paths, nil
 }
 
 // Checkpoint statuses, as Flink's REST API names them.

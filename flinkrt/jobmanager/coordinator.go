@@ -143,7 +143,8 @@ func (jm *JobMaster) completeInBackground(p *pendingCheckpoint) {
 	meta := &checkpointMeta{Version: 1, JobID: jm.id, JobName: jm.jg.Name, CheckpointID: p.stats.id, Timestamp: p.stats.trigger.UnixMilli(), Savepoint: p.stats.savepoint}
 	for vi, v := range jm.jg.Vertices {
 		for _, op := range v.Operators {
-			om := operatorMeta{ID: op.Id, UID: op.Uid, Name: op.Name, Parallelism: int(v.Parallelism), Files: map[int]string{}}
+			om := operatorMeta{ID: op.Id, UID: op.Uid, Name: op.Name, Parallelism: int(v.Parallelism), Files: map[int]string{},
+				MaxParallelism: int(v.MaxParallelism), KeyedState: op.KeyedState}
 			for s := 0; s < int(v.Parallelism); s++ {
 				if f, ok := p.acks[[2]int{vi, s}].Files[op.Id]; ok {
 					om.Files[s] = f

@@ -17,6 +17,10 @@ type Backend[K comparable] struct {
 	clock func() int64
 	// restored is state from a checkpoint not yet declared, by name.
 	restored map[string][]byte
+	// parts is state from several subtasks' checkpoints, not yet
+	// declared, by name: a declared state keeps the keys keep owns.
+	parts map[string][][]byte
+	keep  func(K) bool
 }
 
 // NewBackend makes an empty backend.
@@ -49,7 +53,32 @@ func declare[K comparable, S any](b *Backend[K], name string, make func() S) S {
 		}
 		delete(b.restored, name)
 	}
+	if parts, ok := b.parts[name]; ok {
+		if err := b.absorb(any(s), parts); err != nil {
+			panic(fmt.Sprintf("state %q cannot be restored as declared: %v", name, err))
+		}
+		delete(b.parts, name)
+	}
 	return s
+}
+
+// keyedHandle is a state that takes the entries of the keys it keeps from
+// another subtask's encoding of it.
+type keyedHandle[K comparable] interface {
+	absorb(raw []byte, keep func(K) bool) error
+}
+
+func (b *Backend[K]) absorb(s any, parts [][]byte) error {
+	kh, ok := s.(keyedHandle[K])
+	if !ok {
+		return fmt.Errorf("%T cannot take state from other subtasks", s)
+	}
+	for _, raw := range parts {
+		if err := kh.absorb(raw, b.keep); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Value is one value per key.

@@ -90,6 +90,91 @@ func (s *Map[K, UK, V]) decode(b []byte) (err error) {
 	return err
 }
 
+// absorbInto copies the entries of the keys keep owns from a decoded
+// state (m, with its expiry times when it has a TTL) into dst.
+func absorbInto[K comparable, E any](dst map[K]E, ttl *ttlIndex[K], m map[K]E, expires map[K]int64, keep func(K) bool) {
+	for k, v := range m {
+		if !keep(k) {
+			continue
+		}
+		dst[k] = v
+		if ttl != nil {
+			if e, ok := expires[k]; ok {
+				ttl.expires[k] = e
+			}
+		}
+	}
+}
+
+// tempTTL is a TTL index to decode another subtask's state with.
+func tempTTL[K comparable](ttl *ttlIndex[K]) *ttlIndex[K] {
+	if ttl == nil {
+		return nil
+	}
+	return &ttlIndex[K]{ttl: ttl.ttl, now: ttl.now, expires: map[K]int64{}}
+}
+
+func expiresOf[K comparable](t *ttlIndex[K]) map[K]int64 {
+	if t == nil {
+		return nil
+	}
+	return t.expires
+}
+
+func (s *Value[K, V]) absorb(raw []byte, keep func(K) bool) error {
+	t := tempTTL(s.ttl)
+	m, err := decodeState[map[K]V](raw, t)
+	if err == nil {
+		absorbInto(s.m, s.ttl, m, expiresOf(t), keep)
+	}
+	return err
+}
+
+func (s *List[K, V]) absorb(raw []byte, keep func(K) bool) error {
+	t := tempTTL(s.ttl)
+	m, err := decodeState[map[K][]V](raw, t)
+	if err == nil {
+		absorbInto(s.m, s.ttl, m, expiresOf(t), keep)
+	}
+	return err
+}
+
+func (s *Map[K, UK, V]) absorb(raw []byte, keep func(K) bool) error {
+	t := tempTTL(s.ttl)
+	m, err := decodeState[map[K]map[UK]V](raw, t)
+	if err == nil {
+		absorbInto(s.m, s.ttl, m, expiresOf(t), keep)
+	}
+	return err
+}
+
+// RestoreKeyed sets the backend's state from the Snapshots of several
+// subtasks, keeping the keys keep owns: each state takes its entries when
+// it is declared (or at once, if it already is). A state of theirs that is
+// not declared again is dropped at the next snapshot.
+func (b *Backend[K]) RestoreKeyed(snapshots [][]byte, keep func(K) bool) error {
+	b.keep = keep
+	b.parts = map[string][][]byte{}
+	for _, data := range snapshots {
+		all, err := decodeMap[map[string][]byte](data)
+		if err != nil {
+			return err
+		}
+		for name, raw := range all {
+			b.parts[name] = append(b.parts[name], raw)
+		}
+	}
+	for name, s := range b.names {
+		if parts, ok := b.parts[name]; ok {
+			if err := b.absorb(s, parts); err != nil {
+				return fmt.Errorf("state %q: %w", name, err)
+			}
+			delete(b.parts, name)
+		}
+	}
+	return nil
+}
+
 // Snapshot encodes every state of the backend, by name. State restored
 // but not declared again is kept as it was.
 func (b *Backend[K]) Snapshot() ([]byte, error) {

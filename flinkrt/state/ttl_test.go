@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"loom/flinkrt/task"
 )
 
 // A state with a TTL: an entry lives for the TTL after its key last
@@ -110,5 +112,66 @@ func TestReducingAndAggregating(t *testing.T) {
 	rs.Add(1)
 	if s, _ := rs.Get(); s != 16 {
 		t.Errorf("restored sum + 1 = %d", s)
+	}
+}
+
+// State restored at another parallelism: every key of every old
+// subtask's state lands in exactly one new subtask, the one that owns its
+// key group, with its value and its expiry time.
+func TestRestoreKeyedRedistributesKeys(t *testing.T) {
+	const maxPar = 128
+	now := int64(5_000)
+	hash := func(k int) uint64 { return uint64(k) * 0x9e3779b97f4a7c15 }
+	owner := func(k, par int) int {
+		for s := range par {
+			if (task.KeyGroups{MaxParallelism: maxPar, Parallelism: par, Subtask: s}).Owns(hash(k)) {
+				return s
+			}
+		}
+		return -1
+	}
+	var snaps [][]byte
+	for s := range 2 {
+		b := NewBackend[int]()
+		b.SetClock(func() int64 { return now })
+		v := NewValue[int, int](b, "count")
+		l := NewListTTL[int, string](b, "seen", TTL(time.Minute))
+		for k := range 100 {
+			if owner(k, 2) != s {
+				continue
+			}
+			b.SetCurrentKey(k)
+			v.Update(k * 10)
+			l.Add("x")
+		}
+		snap, err := b.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		snaps = append(snaps, snap)
+	}
+	seen := map[int]int{}
+	for s := range 3 {
+		b := NewBackend[int]()
+		b.SetClock(func() int64 { return now })
+		if err := b.RestoreKeyed(snaps, func(k int) bool { return (task.KeyGroups{MaxParallelism: maxPar, Parallelism: 3, Subtask: s}).Owns(hash(k)) }); err != nil {
+			t.Fatal(err)
+		}
+		v := NewValue[int, int](b, "count")
+		l := NewListTTL[int, string](b, "seen", TTL(time.Minute))
+		for k, val := range v.m {
+			if owner(k, 3) != s || val != k*10 {
+				t.Errorf("subtask %d of 3 holds key %d = %d; its owner is %d", s, k, val, owner(k, 3))
+			}
+			seen[k]++
+		}
+		if len(l.m) != len(v.m) || len(l.ttl.expires) != len(v.m) {
+			t.Errorf("subtask %d: %d lists with %d expiry times for %d values", s, len(l.m), len(l.ttl.expires), len(v.m))
+		}
+	}
+	for k := range 100 {
+		if seen[k] != 1 {
+			t.Errorf("key %d is in %d subtasks after the rescale, want 1", k, seen[k])
+		}
 	}
 }

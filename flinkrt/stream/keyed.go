@@ -34,9 +34,24 @@ func (k KeyedStream[K, T]) Env() *Env { return k.s.env }
 // Reduce combines each record with the key's previous result and emits the
 // new result: a running aggregate per key.
 func Reduce[K comparable, T any](k KeyedStream[K, T], name string, fn func(acc, v T) T) DataStream[T] {
-	return add[T, T](k.s, name, "Keyed Reduce", func(out any) task.Instance {
+	return keyedState(add[T, T](k.s, name, "Keyed Reduce", func(out any) task.Instance {
 		return task.Instance{Input: task.Output[T](&reduceOp[K, T]{key: k.key, fn: fn, acc: map[K]T{}, out: out.(task.Output[T])})}
-	})
+	}))
+}
+
+// keyedState marks a stream's operator as holding state by key.
+func keyedState[T any](s DataStream[T]) DataStream[T] {
+	s.node.KeyedState = true
+	return s
+}
+
+// ownedKeys says which keys of type K a subtask owns.
+func ownedKeys[K comparable](g task.KeyGroups) (func(K) bool, error) {
+	hash, err := codec.Hasher[K]()
+	if err != nil {
+		return nil, err
+	}
+	return func(k K) bool { return g.Owns(hash(k)) }, nil
 }
 
 type reduceOp[K comparable, T any] struct {
@@ -81,6 +96,32 @@ func (o *reduceOp[K, T]) RestoreState(b []byte) error {
 		acc = map[K]T{}
 	}
 	o.acc = acc
+	return nil
+}
+
+// RestoreKeyed implements task.KeyedRestorer: the accumulators of the
+// keys this subtask owns, from every subtask's checkpoint.
+func (o *reduceOp[K, T]) RestoreKeyed(states [][]byte, g task.KeyGroups) error {
+	owns, err := ownedKeys[K](g)
+	if err != nil {
+		return err
+	}
+	c, err := codec.For[map[K]T]()
+	if err != nil {
+		return err
+	}
+	o.acc = map[K]T{}
+	for _, b := range states {
+		acc, _, err := c.Decode(b)
+		if err != nil {
+			return err
+		}
+		for k, v := range acc {
+			if owns(k) {
+				o.acc[k] = v
+			}
+		}
+	}
 	return nil
 }
 

@@ -151,11 +151,11 @@ func AggregatingState[I, A, O any, K comparable](ctx *KeyedContext[K], name stri
 // Process runs a KeyedProcessFunction made by newFn for each subtask.
 func Process[K comparable, I, O any](k KeyedStream[K, I], name string, newFn func() KeyedProcessFunction[K, I, O]) DataStream[O] {
 	needCodec[O](k.s.env)
-	return add[I, O](k.s, name, "KeyedProcess", func(out any) task.Instance {
+	return keyedState(add[I, O](k.s, name, "KeyedProcess", func(out any) task.Instance {
 		op := &processOp[K, I, O]{key: k.key, fn: newFn(), out: out.(task.Output[O])}
 		op.col = processCollector[K, I, O]{op}
 		return task.Instance{Input: task.Output[I](op), Lifecycle: op}
-	})
+	}))
 }
 
 type processOp[K comparable, I, O any] struct {
@@ -165,8 +165,12 @@ type processOp[K comparable, I, O any] struct {
 	col  Collector[O]
 	ctx  KeyedContext[K]
 	outT int64
-	// restored is state from a checkpoint, applied by Open.
-	restored []byte
+	// restored is state from a checkpoint, applied by Open; with
+	// restoredBackends, from several subtasks' (a rescale), whose keyed
+	// state is kept for the keys owns says.
+	restored         []byte
+	restoredBackends [][]byte
+	owns             func(K) bool
 }
 
 type processCollector[K comparable, I, O any] struct{ op *processOp[K, I, O] }
@@ -227,6 +231,46 @@ func (o *processOp[K, I, O]) RestoreState(b []byte) error {
 	return nil
 }
 
+// RestoreKeyed implements task.KeyedRestorer: the state and timers of the
+// keys this subtask owns, from every subtask's checkpoint, merged into one
+// snapshot that Open applies. The watermark is the least of theirs.
+func (o *processOp[K, I, O]) RestoreKeyed(states [][]byte, g task.KeyGroups) error {
+	owns, err := ownedKeys[K](g)
+	if err != nil {
+		return err
+	}
+	c, err := codec.For[processSnapshot[K]]()
+	if err != nil {
+		return err
+	}
+	merged := processSnapshot[K]{Watermark: math.MaxInt64}
+	var backends [][]byte
+	for _, b := range states {
+		s, _, err := c.Decode(b)
+		if err != nil {
+			return err
+		}
+		backends = append(backends, s.Backend)
+		merged.Watermark = min(merged.Watermark, s.Watermark)
+		for _, t := range s.Event {
+			if owns(t.Key) {
+				merged.Event = append(merged.Event, t)
+			}
+		}
+		for _, t := range s.Proc {
+			if owns(t.Key) {
+				merged.Proc = append(merged.Proc, t)
+			}
+		}
+	}
+	if len(states) == 0 {
+		merged.Watermark = math.MinInt64
+	}
+	o.restored = c.Append(nil, merged)
+	o.restoredBackends, o.owns = backends, owns
+	return nil
+}
+
 func (o *processOp[K, I, O]) applyRestored() error {
 	c, err := codec.For[processSnapshot[K]]()
 	if err != nil {
@@ -237,7 +281,13 @@ func (o *processOp[K, I, O]) applyRestored() error {
 		return err
 	}
 	o.restored = nil
-	if err := o.ctx.backend.Restore(s.Backend); err != nil {
+	if o.restoredBackends != nil {
+		err = o.ctx.backend.RestoreKeyed(o.restoredBackends, o.owns)
+		o.restoredBackends, o.owns = nil, nil
+	} else {
+		err = o.ctx.backend.Restore(s.Backend)
+	}
+	if err != nil {
 		return err
 	}
 	o.ctx.timers.watermark = s.Watermark

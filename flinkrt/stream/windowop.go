@@ -404,7 +404,7 @@ func windowed[K comparable, T, A, O any](w WindowedStream[K, T], name string, ne
 	if w.all {
 		ds.node.Parallelism, ds.node.MaxParallelism = 1, 1
 	}
-	return ds
+	return keyedState(ds)
 }
 
 type windowKey[K comparable] struct {

@@ -2,8 +2,10 @@ package stream
 
 import (
 	"fmt"
+	"math"
 
 	"loom/flinkrt/codec"
+	"loom/flinkrt/task"
 )
 
 // windowSnapshot is a window operator's state in a checkpoint: its
@@ -76,6 +78,53 @@ func (o *windowOp[K, T, A, O]) RestoreState(b []byte) error {
 		return err
 	}
 	o.restored = &s
+	return nil
+}
+
+// RestoreKeyed implements task.KeyedRestorer: the windows, sessions and
+// timers of the keys this subtask owns, from every subtask's checkpoint.
+// The watermark is the least of theirs.
+func (o *windowOp[K, T, A, O]) RestoreKeyed(states [][]byte, g task.KeyGroups) error {
+	owns, err := ownedKeys[K](g)
+	if err != nil {
+		return err
+	}
+	c, err := codec.For[windowSnapshot[K, T, A]]()
+	if err != nil {
+		return err
+	}
+	merged := windowSnapshot[K, T, A]{Sessions: map[K][]TimeWindow{}, Watermark: math.MaxInt64}
+	for _, b := range states {
+		s, _, err := c.Decode(b)
+		if err != nil {
+			return err
+		}
+		merged.Watermark = min(merged.Watermark, s.Watermark)
+		for _, e := range s.Windows {
+			if owns(e.Key) {
+				merged.Windows = append(merged.Windows, e)
+			}
+		}
+		for k, ws := range s.Sessions {
+			if owns(k) {
+				merged.Sessions[k] = ws
+			}
+		}
+		for _, t := range s.Event {
+			if owns(t.Key) {
+				merged.Event = append(merged.Event, t)
+			}
+		}
+		for _, t := range s.Proc {
+			if owns(t.Key) {
+				merged.Proc = append(merged.Proc, t)
+			}
+		}
+	}
+	if len(states) == 0 {
+		merged.Watermark = math.MinInt64
+	}
+	o.restored = &merged
 	return nil
 }
 

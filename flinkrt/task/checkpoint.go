@@ -19,6 +19,25 @@ type Snapshotter interface {
 	RestoreState(state []byte) error
 }
 
+// KeyGroups says which keys a subtask owns: those whose key group
+// (task.KeyGroupOf) falls to it (task.OperatorIndexOf).
+type KeyGroups struct {
+	MaxParallelism, Parallelism, Subtask int
+}
+
+// Owns reports whether the subtask owns a key with this hash.
+func (g KeyGroups) Owns(hash uint64) bool {
+	return OperatorIndexOf(KeyGroupOf(hash, g.MaxParallelism), g.MaxParallelism, g.Parallelism) == g.Subtask
+}
+
+// KeyedRestorer is a Snapshotter whose state is by key. Restored at a
+// parallelism other than its checkpoint's, it gets the state of every
+// subtask of the checkpoint and keeps the keys it owns now; called
+// before Open, as RestoreState.
+type KeyedRestorer interface {
+	RestoreKeyed(states [][]byte, owns KeyGroups) error
+}
+
 // CheckpointListener is an operator that acts when a checkpoint its state
 // is part of completes: a transactional sink commits what it covers.
 type CheckpointListener interface {

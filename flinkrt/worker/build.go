@@ -89,7 +89,7 @@ type wiring struct {
 	// (by vertex and subtask, then operator id) and the router of its
 	// checkpoint commands.
 	checkpointing bool
-	restore       map[[2]int]map[string]string
+	restore       map[[2]int]*flinkpb.SubtaskState
 	checkpoints   *Checkpoints
 }
 
@@ -307,8 +307,8 @@ func (w *wiring) build(ctx context.Context, id Subtask, ex exchange) (*built, er
 			b.listeners = append(b.listeners, *listeners[i])
 		}
 	}
-	if files := w.restore[[2]int{id.Vertex, id.Index}]; len(files) > 0 {
-		if err := b.restoreStates(files); err != nil {
+	if st := w.restore[[2]int{id.Vertex, id.Index}]; st != nil {
+		if err := b.restoreStates(st); err != nil {
 			return nil, err
 		}
 	}

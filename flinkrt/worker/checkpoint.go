@@ -239,22 +239,48 @@ func (h barriers) Abandoned(id int64, reason string) {
 }
 
 // restoreStates reads the state files of a subtask's operators and
-// restores each operator from its own.
-func (b *built) restoreStates(files map[string]string) error {
+// restores each operator from its own; a keyed operator whose parallelism
+// changed reads every file of the checkpoint's subtasks and keeps the keys
+// it owns.
+func (b *built) restoreStates(st *flinkpb.SubtaskState) error {
 	for _, s := range b.snapshots {
-		path, ok := files[s.id]
+		if path, ok := st.Files[s.id]; ok {
+			data, err := readState(path)
+			if err != nil {
+				return fmt.Errorf("restoring %s: %w", s.name, err)
+			}
+			if err := restoreOf(s.op, data); err != nil {
+				return fmt.Errorf("restoring %s from %s: %w", s.name, path, err)
+			}
+			continue
+		}
+		files, ok := st.Rescaled[s.id]
 		if !ok {
 			continue
 		}
-		st, err := readState(path)
-		if err != nil {
-			return fmt.Errorf("restoring %s: %w", s.name, err)
+		kr, ok := s.op.(task.KeyedRestorer)
+		if !ok {
+			return fmt.Errorf("restoring %s: its state is not by key, so it cannot change parallelism", s.name)
 		}
-		if err := restoreOf(s.op, st); err != nil {
-			return fmt.Errorf("restoring %s from %s: %w", s.name, path, err)
+		var states [][]byte
+		for _, path := range files.GetPaths() {
+			data, err := readState(path)
+			if err != nil {
+				return fmt.Errorf("restoring %s: %w", s.name, err)
+			}
+			states = append(states, data)
+		}
+		owns := task.KeyGroups{MaxParallelism: b.ctx.MaxParallelism, Parallelism: b.ctx.Parallelism, Subtask: b.ctx.Subtask}
+		if err := restoreKeyedOf(kr, states, owns); err != nil {
+			return fmt.Errorf("restoring %s at parallelism %d: %w", s.name, b.ctx.Parallelism, err)
 		}
 	}
 	return nil
+}
+
+func restoreKeyedOf(kr task.KeyedRestorer, states [][]byte, owns task.KeyGroups) (err error) {
+	defer task.Recover(&err, "restore")
+	return kr.RestoreKeyed(states, owns)
 }
 
 // readState reads a state file of a checkpoint or savepoint.

@@ -7,6 +7,7 @@ import (
 	"loom/flinkrt/graph"
 	"loom/flinkrt/network"
 	"loom/flinkrt/task"
+	"loom/proto/flinkpb"
 )
 
 // Deployment is the part of a job one worker runs: its subtasks, and the
@@ -23,9 +24,9 @@ type Deployment struct {
 	// their commands and acknowledgements.
 	Checkpointing bool
 	Checkpoints   *Checkpoints
-	// Restore is the state each subtask starts from: by vertex and
-	// subtask, the state file of each operator id.
-	Restore map[[2]int]map[string]string
+	// Restore is the state each subtask starts from, by vertex and
+	// subtask.
+	Restore map[[2]int]*flinkpb.SubtaskState
 	// Stops, if set, cancels deployed subtasks one by one.
 	Stops *Stops
 }

@@ -271,9 +271,9 @@ func listenHost(host string) string {
 func deploymentOf(r *flinkpb.SubmitTasksRequest) (Deployment, error) {
 	d := Deployment{JobID: r.JobId, Checkpointing: r.Checkpointing}
 	if rs := r.Restore; rs != nil {
-		d.Restore = map[[2]int]map[string]string{}
+		d.Restore = map[[2]int]*flinkpb.SubtaskState{}
 		for _, st := range rs.Subtasks {
-			d.Restore[[2]int{int(st.Vertex), int(st.Subtask)}] = st.Files
+			d.Restore[[2]int{int(st.Vertex), int(st.Subtask)}] = st
 		}
 	}
 	for _, t := range r.Tasks {

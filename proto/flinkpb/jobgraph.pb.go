@@ -218,7 +218,10 @@ type Operator struct {
 	ChainedFrom int32 `protobuf:"varint,8,opt,name=chained_from,json=chainedFrom,proto3" json:"chained_from,omitempty"`
 	// The side output of that operator this one reads; "" for its main
 	// output.
-	SideOutput    string `protobuf:"bytes,9,opt,name=side_output,json=sideOutput,proto3" json:"side_output,omitempty"`
+	SideOutput string `protobuf:"bytes,9,opt,name=side_output,json=sideOutput,proto3" json:"side_output,omitempty"`
+	// The operator's state is by key (it reads a keyed stream): restored at
+	// another parallelism, each subtask takes the keys of its key groups.
+	KeyedState    bool `protobuf:"varint,10,opt,name=keyed_state,json=keyedState,proto3" json:"keyed_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -314,6 +317,13 @@ func (x *Operator) GetSideOutput() string {
 		return x.SideOutput
 	}
 	return ""
+}
+
+func (x *Operator) GetKeyedState() bool {
+	if x != nil {
+		return x.KeyedState
+	}
+	return false
 }
 
 type JobEdge struct {
@@ -425,7 +435,7 @@ const file_proto_flinkpb_jobgraph_proto_rawDesc = "" +
 	"\vparallelism\x18\x03 \x01(\x05R\vparallelism\x12'\n" +
 	"\x0fmax_parallelism\x18\x04 \x01(\x05R\x0emaxParallelism\x12,\n" +
 	"\x12slot_sharing_group\x18\x05 \x01(\tR\x10slotSharingGroup\x122\n" +
-	"\toperators\x18\x06 \x03(\v2\x14.loom.flink.OperatorR\toperators\"\xee\x01\n" +
+	"\toperators\x18\x06 \x03(\v2\x14.loom.flink.OperatorR\toperators\"\x8f\x02\n" +
 	"\bOperator\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\x05R\x04node\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
@@ -436,7 +446,10 @@ const file_proto_flinkpb_jobgraph_proto_rawDesc = "" +
 	"\bout_type\x18\a \x01(\tR\aoutType\x12!\n" +
 	"\fchained_from\x18\b \x01(\x05R\vchainedFrom\x12\x1f\n" +
 	"\vside_output\x18\t \x01(\tR\n" +
-	"sideOutput\"\xd8\x01\n" +
+	"sideOutput\x12\x1f\n" +
+	"\vkeyed_state\x18\n" +
+	" \x01(\bR\n" +
+	"keyedState\"\xd8\x01\n" +
 	"\aJobEdge\x12\x1f\n" +
 	"\vsource_node\x18\x01 \x01(\x05R\n" +
 	"sourceNode\x12\x1f\n" +

@@ -2245,7 +2245,10 @@ type SubtaskState struct {
 	Vertex  int32                  `protobuf:"varint,1,opt,name=vertex,proto3" json:"vertex,omitempty"`
 	Subtask int32                  `protobuf:"varint,2,opt,name=subtask,proto3" json:"subtask,omitempty"`
 	// Operator id -> state file.
-	Files         map[string]string `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Files map[string]string `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Operator id -> every state file of a keyed operator whose parallelism
+	// changed since the checkpoint: the subtask keeps the keys it owns.
+	Rescaled      map[string]*StateFiles `protobuf:"bytes,4,rep,name=rescaled,proto3" json:"rescaled,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2301,6 +2304,57 @@ func (x *SubtaskState) GetFiles() map[string]string {
 	return nil
 }
 
+func (x *SubtaskState) GetRescaled() map[string]*StateFiles {
+	if x != nil {
+		return x.Rescaled
+	}
+	return nil
+}
+
+type StateFiles struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Paths         []string               `protobuf:"bytes,1,rep,name=paths,proto3" json:"paths,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateFiles) Reset() {
+	*x = StateFiles{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateFiles) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateFiles) ProtoMessage() {}
+
+func (x *StateFiles) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateFiles.ProtoReflect.Descriptor instead.
+func (*StateFiles) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *StateFiles) GetPaths() []string {
+	if x != nil {
+		return x.Paths
+	}
+	return nil
+}
+
 type CheckpointTrigger struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	JobId        string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -2316,7 +2370,7 @@ type CheckpointTrigger struct {
 
 func (x *CheckpointTrigger) Reset() {
 	*x = CheckpointTrigger{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2328,7 +2382,7 @@ func (x *CheckpointTrigger) String() string {
 func (*CheckpointTrigger) ProtoMessage() {}
 
 func (x *CheckpointTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2341,7 +2395,7 @@ func (x *CheckpointTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointTrigger.ProtoReflect.Descriptor instead.
 func (*CheckpointTrigger) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CheckpointTrigger) GetJobId() string {
@@ -2397,7 +2451,7 @@ type CheckpointNotification struct {
 
 func (x *CheckpointNotification) Reset() {
 	*x = CheckpointNotification{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2409,7 +2463,7 @@ func (x *CheckpointNotification) String() string {
 func (*CheckpointNotification) ProtoMessage() {}
 
 func (x *CheckpointNotification) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2422,7 +2476,7 @@ func (x *CheckpointNotification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointNotification.ProtoReflect.Descriptor instead.
 func (*CheckpointNotification) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CheckpointNotification) GetJobId() string {
@@ -2467,7 +2521,7 @@ type CheckpointAck struct {
 
 func (x *CheckpointAck) Reset() {
 	*x = CheckpointAck{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2533,7 @@ func (x *CheckpointAck) String() string {
 func (*CheckpointAck) ProtoMessage() {}
 
 func (x *CheckpointAck) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2546,7 @@ func (x *CheckpointAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointAck.ProtoReflect.Descriptor instead.
 func (*CheckpointAck) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{37}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CheckpointAck) GetVertex() int32 {
@@ -2576,7 +2630,7 @@ type CheckpointAcks struct {
 
 func (x *CheckpointAcks) Reset() {
 	*x = CheckpointAcks{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +2642,7 @@ func (x *CheckpointAcks) String() string {
 func (*CheckpointAcks) ProtoMessage() {}
 
 func (x *CheckpointAcks) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +2655,7 @@ func (x *CheckpointAcks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointAcks.ProtoReflect.Descriptor instead.
 func (*CheckpointAcks) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{38}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CheckpointAcks) GetJobId() string {
@@ -2634,7 +2688,7 @@ type SubtaskLocations struct {
 
 func (x *SubtaskLocations) Reset() {
 	*x = SubtaskLocations{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2646,7 +2700,7 @@ func (x *SubtaskLocations) String() string {
 func (*SubtaskLocations) ProtoMessage() {}
 
 func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2659,7 +2713,7 @@ func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskLocations.ProtoReflect.Descriptor instead.
 func (*SubtaskLocations) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{39}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SubtaskLocations) GetAddresses() []string {
@@ -2683,7 +2737,7 @@ type CancelTasksRequest struct {
 
 func (x *CancelTasksRequest) Reset() {
 	*x = CancelTasksRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2695,7 +2749,7 @@ func (x *CancelTasksRequest) String() string {
 func (*CancelTasksRequest) ProtoMessage() {}
 
 func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2708,7 +2762,7 @@ func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
 func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{40}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CancelTasksRequest) GetJobId() string {
@@ -2742,7 +2796,7 @@ type FreeSlotsRequest struct {
 
 func (x *FreeSlotsRequest) Reset() {
 	*x = FreeSlotsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2754,7 +2808,7 @@ func (x *FreeSlotsRequest) String() string {
 func (*FreeSlotsRequest) ProtoMessage() {}
 
 func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2767,7 +2821,7 @@ func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeSlotsRequest.ProtoReflect.Descriptor instead.
 func (*FreeSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{41}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *FreeSlotsRequest) GetJobId() string {
@@ -2793,7 +2847,7 @@ type JobMasterHeartbeat struct {
 
 func (x *JobMasterHeartbeat) Reset() {
 	*x = JobMasterHeartbeat{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2805,7 +2859,7 @@ func (x *JobMasterHeartbeat) String() string {
 func (*JobMasterHeartbeat) ProtoMessage() {}
 
 func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2818,7 +2872,7 @@ func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobMasterHeartbeat.ProtoReflect.Descriptor instead.
 func (*JobMasterHeartbeat) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{42}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *JobMasterHeartbeat) GetJobId() string {
@@ -2837,7 +2891,7 @@ type TaskExecutorHeartbeatResponse struct {
 
 func (x *TaskExecutorHeartbeatResponse) Reset() {
 	*x = TaskExecutorHeartbeatResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2849,7 +2903,7 @@ func (x *TaskExecutorHeartbeatResponse) String() string {
 func (*TaskExecutorHeartbeatResponse) ProtoMessage() {}
 
 func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2862,7 +2916,7 @@ func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecutorHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*TaskExecutorHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{43}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TaskExecutorHeartbeatResponse) GetSlots() []*SlotStatus {
@@ -2886,7 +2940,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2898,7 +2952,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2911,7 +2965,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{44}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -2985,7 +3039,7 @@ type WorkerHello struct {
 
 func (x *WorkerHello) Reset() {
 	*x = WorkerHello{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2997,7 +3051,7 @@ func (x *WorkerHello) String() string {
 func (*WorkerHello) ProtoMessage() {}
 
 func (x *WorkerHello) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3010,7 +3064,7 @@ func (x *WorkerHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHello.ProtoReflect.Descriptor instead.
 func (*WorkerHello) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{45}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *WorkerHello) GetJobId() string {
@@ -3063,7 +3117,7 @@ type WorkerCommand struct {
 
 func (x *WorkerCommand) Reset() {
 	*x = WorkerCommand{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3075,7 +3129,7 @@ func (x *WorkerCommand) String() string {
 func (*WorkerCommand) ProtoMessage() {}
 
 func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3088,7 +3142,7 @@ func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerCommand.ProtoReflect.Descriptor instead.
 func (*WorkerCommand) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{46}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *WorkerCommand) GetCmd() isWorkerCommand_Cmd {
@@ -3342,15 +3396,22 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\fRestoreState\x12#\n" +
 	"\rcheckpoint_id\x18\x01 \x01(\x03R\fcheckpointId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x124\n" +
-	"\bsubtasks\x18\x03 \x03(\v2\x18.loom.flink.SubtaskStateR\bsubtasks\"\xb5\x01\n" +
+	"\bsubtasks\x18\x03 \x03(\v2\x18.loom.flink.SubtaskStateR\bsubtasks\"\xce\x02\n" +
 	"\fSubtaskState\x12\x16\n" +
 	"\x06vertex\x18\x01 \x01(\x05R\x06vertex\x12\x18\n" +
 	"\asubtask\x18\x02 \x01(\x05R\asubtask\x129\n" +
-	"\x05files\x18\x03 \x03(\v2#.loom.flink.SubtaskState.FilesEntryR\x05files\x1a8\n" +
+	"\x05files\x18\x03 \x03(\v2#.loom.flink.SubtaskState.FilesEntryR\x05files\x12B\n" +
+	"\brescaled\x18\x04 \x03(\v2&.loom.flink.SubtaskState.RescaledEntryR\brescaled\x1a8\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbc\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aS\n" +
+	"\rRescaledEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.loom.flink.StateFilesR\x05value:\x028\x01\"\"\n" +
+	"\n" +
+	"StateFiles\x12\x14\n" +
+	"\x05paths\x18\x01 \x03(\tR\x05paths\"\xbc\x01\n" +
 	"\x11CheckpointTrigger\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12#\n" +
@@ -3458,7 +3519,7 @@ func file_proto_flinkpb_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_flinkpb_runtime_proto_rawDescData
 }
 
-var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	(*Empty)(nil),                            // 0: loom.flink.Empty
 	(*SubmitJobRequest)(nil),                 // 1: loom.flink.SubmitJobRequest
@@ -3495,113 +3556,117 @@ var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	(*SubmitTasksRequest)(nil),               // 32: loom.flink.SubmitTasksRequest
 	(*RestoreState)(nil),                     // 33: loom.flink.RestoreState
 	(*SubtaskState)(nil),                     // 34: loom.flink.SubtaskState
-	(*CheckpointTrigger)(nil),                // 35: loom.flink.CheckpointTrigger
-	(*CheckpointNotification)(nil),           // 36: loom.flink.CheckpointNotification
-	(*CheckpointAck)(nil),                    // 37: loom.flink.CheckpointAck
-	(*CheckpointAcks)(nil),                   // 38: loom.flink.CheckpointAcks
-	(*SubtaskLocations)(nil),                 // 39: loom.flink.SubtaskLocations
-	(*CancelTasksRequest)(nil),               // 40: loom.flink.CancelTasksRequest
-	(*FreeSlotsRequest)(nil),                 // 41: loom.flink.FreeSlotsRequest
-	(*JobMasterHeartbeat)(nil),               // 42: loom.flink.JobMasterHeartbeat
-	(*TaskExecutorHeartbeatResponse)(nil),    // 43: loom.flink.TaskExecutorHeartbeatResponse
-	(*WorkerMessage)(nil),                    // 44: loom.flink.WorkerMessage
-	(*WorkerHello)(nil),                      // 45: loom.flink.WorkerHello
-	(*WorkerCommand)(nil),                    // 46: loom.flink.WorkerCommand
-	nil,                                      // 47: loom.flink.SubmitJobRequest.EnvEntry
-	nil,                                      // 48: loom.flink.JobDetails.TimestampsEntry
-	nil,                                      // 49: loom.flink.JobArtifact.EnvEntry
-	nil,                                      // 50: loom.flink.SubtaskState.FilesEntry
-	nil,                                      // 51: loom.flink.CheckpointAck.FilesEntry
-	(*JobGraph)(nil),                         // 52: loom.flink.JobGraph
+	(*StateFiles)(nil),                       // 35: loom.flink.StateFiles
+	(*CheckpointTrigger)(nil),                // 36: loom.flink.CheckpointTrigger
+	(*CheckpointNotification)(nil),           // 37: loom.flink.CheckpointNotification
+	(*CheckpointAck)(nil),                    // 38: loom.flink.CheckpointAck
+	(*CheckpointAcks)(nil),                   // 39: loom.flink.CheckpointAcks
+	(*SubtaskLocations)(nil),                 // 40: loom.flink.SubtaskLocations
+	(*CancelTasksRequest)(nil),               // 41: loom.flink.CancelTasksRequest
+	(*FreeSlotsRequest)(nil),                 // 42: loom.flink.FreeSlotsRequest
+	(*JobMasterHeartbeat)(nil),               // 43: loom.flink.JobMasterHeartbeat
+	(*TaskExecutorHeartbeatResponse)(nil),    // 44: loom.flink.TaskExecutorHeartbeatResponse
+	(*WorkerMessage)(nil),                    // 45: loom.flink.WorkerMessage
+	(*WorkerHello)(nil),                      // 46: loom.flink.WorkerHello
+	(*WorkerCommand)(nil),                    // 47: loom.flink.WorkerCommand
+	nil,                                      // 48: loom.flink.SubmitJobRequest.EnvEntry
+	nil,                                      // 49: loom.flink.JobDetails.TimestampsEntry
+	nil,                                      // 50: loom.flink.JobArtifact.EnvEntry
+	nil,                                      // 51: loom.flink.SubtaskState.FilesEntry
+	nil,                                      // 52: loom.flink.SubtaskState.RescaledEntry
+	nil,                                      // 53: loom.flink.CheckpointAck.FilesEntry
+	(*JobGraph)(nil),                         // 54: loom.flink.JobGraph
 }
 var file_proto_flinkpb_runtime_proto_depIdxs = []int32{
-	52, // 0: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
+	54, // 0: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
 	15, // 1: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
-	47, // 2: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
+	48, // 2: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
 	11, // 3: loom.flink.ListJobsResponse.jobs:type_name -> loom.flink.JobDetails
-	48, // 4: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
+	49, // 4: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
 	13, // 5: loom.flink.JobDetails.vertices:type_name -> loom.flink.VertexDetails
-	52, // 6: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
+	54, // 6: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
 	12, // 7: loom.flink.JobDetails.checkpoints:type_name -> loom.flink.CheckpointSummary
 	14, // 8: loom.flink.VertexDetails.subtasks:type_name -> loom.flink.SubtaskDetails
 	15, // 9: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
 	19, // 10: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
 	19, // 11: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
 	15, // 12: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
-	49, // 13: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
+	50, // 13: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
 	19, // 14: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
 	27, // 15: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
 	31, // 16: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	39, // 17: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
+	40, // 17: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
 	33, // 18: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
 	34, // 19: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
-	50, // 20: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
-	51, // 21: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
-	37, // 22: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
-	31, // 23: loom.flink.CancelTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	19, // 24: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
-	45, // 25: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
-	27, // 26: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
-	37, // 27: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
-	32, // 28: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
-	40, // 29: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
-	35, // 30: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
-	36, // 31: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
-	1,  // 32: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
-	3,  // 33: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
-	5,  // 34: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
-	6,  // 35: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
-	7,  // 36: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
-	16, // 37: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
-	15, // 38: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
-	9,  // 39: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
-	17, // 40: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
-	20, // 41: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
-	22, // 42: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
-	23, // 43: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
-	25, // 44: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
-	28, // 45: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
-	29, // 46: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
-	38, // 47: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
-	38, // 48: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
-	30, // 49: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
-	32, // 50: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
-	40, // 51: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
-	41, // 52: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
-	42, // 53: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
-	35, // 54: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
-	36, // 55: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
-	44, // 56: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
-	2,  // 57: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
-	4,  // 58: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
-	11, // 59: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
-	10, // 60: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
-	8,  // 61: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
-	15, // 62: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
-	16, // 63: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
-	0,  // 64: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
-	18, // 65: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
-	21, // 66: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
-	0,  // 67: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
-	24, // 68: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
-	26, // 69: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
-	0,  // 70: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
-	0,  // 71: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
-	0,  // 72: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
-	0,  // 73: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
-	0,  // 74: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
-	0,  // 75: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
-	0,  // 76: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
-	0,  // 77: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
-	43, // 78: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
-	0,  // 79: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
-	0,  // 80: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
-	46, // 81: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
-	57, // [57:82] is the sub-list for method output_type
-	32, // [32:57] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	51, // 20: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
+	52, // 21: loom.flink.SubtaskState.rescaled:type_name -> loom.flink.SubtaskState.RescaledEntry
+	53, // 22: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
+	38, // 23: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
+	31, // 24: loom.flink.CancelTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	19, // 25: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
+	46, // 26: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
+	27, // 27: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
+	38, // 28: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
+	32, // 29: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
+	41, // 30: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
+	36, // 31: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
+	37, // 32: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
+	35, // 33: loom.flink.SubtaskState.RescaledEntry.value:type_name -> loom.flink.StateFiles
+	1,  // 34: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
+	3,  // 35: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
+	5,  // 36: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
+	6,  // 37: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
+	7,  // 38: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
+	16, // 39: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
+	15, // 40: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
+	9,  // 41: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
+	17, // 42: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
+	20, // 43: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
+	22, // 44: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
+	23, // 45: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
+	25, // 46: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
+	28, // 47: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
+	29, // 48: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
+	39, // 49: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
+	39, // 50: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
+	30, // 51: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
+	32, // 52: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
+	41, // 53: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
+	42, // 54: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
+	43, // 55: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
+	36, // 56: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
+	37, // 57: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
+	45, // 58: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
+	2,  // 59: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
+	4,  // 60: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
+	11, // 61: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
+	10, // 62: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
+	8,  // 63: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
+	15, // 64: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
+	16, // 65: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
+	0,  // 66: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
+	18, // 67: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
+	21, // 68: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
+	0,  // 69: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
+	24, // 70: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
+	26, // 71: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
+	0,  // 72: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
+	0,  // 73: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
+	0,  // 74: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
+	0,  // 75: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
+	0,  // 76: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
+	0,  // 77: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
+	0,  // 78: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
+	0,  // 79: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
+	44, // 80: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
+	0,  // 81: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
+	0,  // 82: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
+	47, // 83: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
+	59, // [59:84] is the sub-list for method output_type
+	34, // [34:59] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_proto_flinkpb_runtime_proto_init() }
@@ -3610,12 +3675,12 @@ func file_proto_flinkpb_runtime_proto_init() {
 		return
 	}
 	file_proto_flinkpb_jobgraph_proto_init()
-	file_proto_flinkpb_runtime_proto_msgTypes[44].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[45].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Update)(nil),
 		(*WorkerMessage_Ack)(nil),
 	}
-	file_proto_flinkpb_runtime_proto_msgTypes[46].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[47].OneofWrappers = []any{
 		(*WorkerCommand_Deploy)(nil),
 		(*WorkerCommand_Cancel)(nil),
 		(*WorkerCommand_Trigger)(nil),
@@ -3627,7 +3692,7 @@ func file_proto_flinkpb_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_flinkpb_runtime_proto_rawDesc), len(file_proto_flinkpb_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   52,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -33,17 +33,22 @@ func main() {
 	overwrite := flag.Bool("overwrite", false, "replace the part files an earlier run left in --output (otherwise a run into a directory that holds files is refused)")
 	discard := flag.Bool("discard", false, "count without writing the counts anywhere (benchmarks)")
 	delay := flag.Duration("line-delay", 0, "wait this long before splitting each line, to make a small input last (demos and tests)")
+	pEnds := flag.Int("p-ends", 0, "run the source and the sink at this parallelism, not -p's: their state is not by key, so a savepoint restores at another -p only if they keep theirs")
 	flag.Parse()
 
 	env := stream.NewEnv()
-	counts := build(env, *input, *delay)
+	counts := build(env, *input, *delay, *pEnds)
+	var out stream.DataStream[WordCount]
 	switch {
 	case *discard:
-		stream.Sink(counts, "discard", sink.Discard[WordCount]())
+		out = stream.Sink(counts, "discard", sink.Discard[WordCount]())
 	case *output != "":
-		stream.Sink(counts, "counts", sink.TextFile[WordCount](*output).Overwrite(*overwrite)).UID("output")
+		out = stream.Sink(counts, "counts", sink.TextFile[WordCount](*output).Overwrite(*overwrite)).UID("output")
 	default:
-		stream.Print(counts)
+		out = stream.Print(counts)
+	}
+	if *pEnds > 0 {
+		out.SetParallelism(*pEnds)
 	}
 	if _, err := env.Execute("WordCount"); err != nil {
 		fmt.Fprintln(os.Stderr, "wordcount:", err)
@@ -54,15 +59,21 @@ func main() {
 // build adds the counting to env and returns the running counts. The
 // stateful operators have UIDs, so a savepoint of one version of the job
 // (say with --line-delay) restores into another (without it).
-func build(env *stream.Env, input string, delay time.Duration) stream.DataStream[WordCount] {
+func build(env *stream.Env, input string, delay time.Duration, pSource int) stream.DataStream[WordCount] {
 	var lines stream.DataStream[string]
 	if input != "" {
 		lines = stream.FromSource(env, "lines", source.TextFile(input)).UID("lines")
 	} else {
 		lines = stream.FromSource(env, "lines", source.Generator(int64(len(hamlet)), func(i int64) string { return hamlet[i] })).UID("lines")
 	}
+	if pSource > 0 {
+		lines = lines.SetParallelism(pSource)
+	}
 	if delay > 0 {
 		lines = stream.Map(lines, "delay", func(l string) string { time.Sleep(delay); return l })
+		if pSource > 0 {
+			lines = lines.SetParallelism(pSource)
+		}
 	}
 	words := stream.FlatMap(lines, "tokenizer", tokenize)
 	return stream.Sum(stream.KeyBy(words, func(w WordCount) string { return w.Word }), "Count").UID("counts")

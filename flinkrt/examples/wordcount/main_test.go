@@ -66,7 +66,7 @@ func TestWordCountOfAFile(t *testing.T) {
 	for _, p := range []int{1, 4} {
 		env := stream.NewEnv().SetParallelism(p)
 		out := sink.Collect[WordCount]()
-		stream.Sink(build(env, path, 0), "collect", out)
+		stream.Sink(build(env, path, 0, 0), "collect", out)
 		if _, err := env.ExecuteContext(context.Background(), "wordcount"); err != nil {
 			t.Fatal(err)
 		}
@@ -90,7 +90,7 @@ func BenchmarkWordCount(b *testing.B) {
 			var peak uint64
 			for i := 0; i < b.N; i++ {
 				env := stream.NewEnv().SetParallelism(p)
-				stream.Sink(build(env, path, 0), "discard", sink.Discard[WordCount]())
+				stream.Sink(build(env, path, 0, 0), "discard", sink.Discard[WordCount]())
 				runtime.GC()
 				start := time.Now()
 				done := make(chan struct{})
