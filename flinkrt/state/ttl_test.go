@@ -154,7 +154,9 @@ func TestRestoreKeyedRedistributesKeys(t *testing.T) {
 	for s := range 3 {
 		b := NewBackend[int]()
 		b.SetClock(func() int64 { return now })
-		if err := b.RestoreKeyed(snaps, func(k int) bool { return (task.KeyGroups{MaxParallelism: maxPar, Parallelism: 3, Subtask: s}).Owns(hash(k)) }); err != nil {
+		if err := b.RestoreKeyed(snaps, func(k int) bool {
+			return (task.KeyGroups{MaxParallelism: maxPar, Parallelism: 3, Subtask: s}).Owns(hash(k))
+		}); err != nil {
 			t.Fatal(err)
 		}
 		v := NewValue[int, int](b, "count")
