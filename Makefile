@@ -76,6 +76,7 @@ bench: build
 	scripts/bench-session.sh
 	scripts/bench-recovery.sh
 	scripts/bench-s3.sh
+	scripts/bench-nexmark.sh
 	scripts/bench-security.sh
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./rm/...
 
