@@ -48,8 +48,9 @@ type Node struct {
 	In task.TypeOps
 	// Out is the output element type; nil for a sink.
 	Out task.TypeOps
-	// KeyedState says the operator's state is by key, so that it can be
-	// redistributed over key groups at another parallelism.
+	// KeyedState says the operator's state can move to another
+	// parallelism: it is by key (redistributed by key group), or broadcast
+	// state (the same in every subtask, copied).
 	KeyedState bool
 }
 

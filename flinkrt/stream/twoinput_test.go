@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -154,5 +156,84 @@ func TestIntervalJoin(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %q\nwant %q", got, want)
+	}
+}
+
+// rules keeps the broadcast rules (name -> threshold) and counts what it
+// sees; main records pass when they reach every threshold known.
+type rules struct {
+	subtask, seenRules, seenMain int
+	report                       func(subtask, rules, main, state int)
+	stateLen                     func() int
+}
+
+func (r *rules) Open(ctx *stream.RuntimeContext) error {
+	r.subtask = ctx.Subtask()
+	return nil
+}
+
+func (r *rules) ProcessElement(_ *stream.ProcessContext, s *stream.BroadcastState[int], v int, out stream.Collector[int]) error {
+	r.seenMain++
+	r.stateLen = s.Len
+	for _, min := range s.All() {
+		if v < min {
+			return nil
+		}
+	}
+	out.Collect(v)
+	return nil
+}
+
+func (r *rules) ProcessBroadcastElement(_ *stream.ProcessContext, s *stream.BroadcastState[int], rule string, _ stream.Collector[int]) error {
+	r.seenRules++
+	r.stateLen = s.Len
+	name, v, _ := strings.Cut(rule, "=")
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return err
+	}
+	s.Put(name, n)
+	return nil
+}
+
+func (r *rules) Close() error {
+	n := 0
+	if r.stateLen != nil {
+		n = r.stateLen()
+	}
+	r.report(r.subtask, r.seenRules, r.seenMain, n)
+	return nil
+}
+
+// Every subtask of a broadcast process function gets every broadcast
+// record and keeps them in its broadcast state; the other stream's
+// records are shared out.
+func TestBroadcastState(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(3)
+	ruleStream := stream.FromSource(env, "rules", source.Func("rules", func(ctx source.Context[string]) error {
+		for _, r := range []string{"a=1", "b=2", "c=3", "a=4", "d=0"} {
+			ctx.Collect(r)
+		}
+		return nil
+	}))
+	var mu sync.Mutex
+	seen := map[int][3]int{}
+	c := stream.ConnectBroadcast(numbers(env, 3000), ruleStream)
+	out := stream.ProcessBroadcast(c, "filter", func() stream.BroadcastProcessFunction[int, string, int, int] {
+		return &rules{report: func(s, nr, nm, st int) { mu.Lock(); seen[s] = [3]int{nr, nm, st}; mu.Unlock() }}
+	})
+	run(t, env, out)
+	if len(seen) != 3 {
+		t.Fatalf("subtasks reporting: %v", seen)
+	}
+	main := 0
+	for s, v := range seen {
+		if v[0] != 5 || v[2] != 4 {
+			t.Errorf("subtask %d saw %d broadcast records and keeps %d rules; want 5 and 4 (a, b, c, d)", s, v[0], v[2])
+		}
+		main += v[1]
+	}
+	if main != 3000 {
+		t.Errorf("%d main records reached the subtasks, want 3000 shared out", main)
 	}
 }
