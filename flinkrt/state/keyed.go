@@ -62,6 +62,19 @@ func declare[K comparable, S any](b *Backend[K], name string, make func() S) S {
 	return s
 }
 
+// ClearKey removes k's entries from every declared state.
+func (b *Backend[K]) ClearKey(k K) {
+	for _, s := range b.names {
+		if c, ok := s.(interface{ clearKey(K) }); ok {
+			c.clearKey(k)
+		}
+	}
+}
+
+func (s *Value[K, V]) clearKey(k K)   { s.ttl.forget(k); delete(s.m, k) }
+func (s *List[K, V]) clearKey(k K)    { s.ttl.forget(k); delete(s.m, k) }
+func (s *Map[K, UK, V]) clearKey(k K) { s.ttl.forget(k); delete(s.m, k) }
+
 // keyedHandle is a state that takes the entries of the keys it keeps from
 // another subtask's encoding of it.
 type keyedHandle[K comparable] interface {

@@ -2,6 +2,7 @@ package stream_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -174,5 +175,39 @@ func TestProcessWindowWithAFunctionPerSubtask(t *testing.T) {
 	}
 	if fired[0]+fired[1] != 8 || len(fired) != 2 {
 		t.Errorf("windows fired by subtask: %v", fired)
+	}
+}
+
+// firings counts, in per-window state, how often a window fired, and in
+// global state, how often any window of its key did.
+type firings struct{}
+
+func (firings) Process(ctx *stream.WindowContext, key string, elems []ev, out stream.Collector[string]) error {
+	perWindow := stream.WindowValueState[int, string](ctx, "fired")
+	global := stream.GlobalValueState[int, string](ctx, "fired")
+	n, _ := perWindow.Get()
+	perWindow.Update(n + 1)
+	g, _ := global.Get()
+	global.Update(g + 1)
+	out.Collect(fmt.Sprintf("%s@%d window#%d key#%d n=%d", key, ctx.Window().Start, n+1, g+1, len(elems)))
+	return nil
+}
+
+// A process window function's per-window state lives as long as its
+// window (here fired again by a late record), its global state as long
+// as its key.
+func TestProcessWindowPerWindowAndGlobalState(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(2)
+	evs := []ev{{"a", 1, 100}, {"a", 1, 200}, {"a", 1, 300}, {"a", 1, 1100}}
+	w := stream.Window(stream.KeyBy(events(env, evs, map[int]int64{1: 1000}), keyOf), stream.TumblingEventTimeWindows(time.Second)).
+		AllowedLateness(time.Second)
+	got := run(t, env, stream.ProcessWindowWith(w, "firings", func() stream.ProcessWindowFunction[string, ev, string] { return firings{} }))
+	slices.Sort(got)
+	// [0,1000) fires at watermark 1000 with 2 records, again for the late
+	// one at 300; [1000,2000) fires at the end. Its key has fired three
+	// times by then.
+	want := []string{"a@0 window#1 key#1 n=2", "a@0 window#2 key#2 n=3", "a@1000 window#1 key#3 n=1"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q\nwant %q", got, want)
 	}
 }

@@ -3,8 +3,10 @@ package stream
 import (
 	"fmt"
 	"math"
+	"reflect"
 	"time"
 
+	"loom/flinkrt/state"
 	"loom/flinkrt/task"
 )
 
@@ -289,6 +291,39 @@ type ProcessWindowFunction[K comparable, T, O any] interface {
 type WindowContext struct {
 	info   windowInfo
 	window TimeWindow
+	// perWindow and global are the operator's state backends, a
+	// *state.Backend[KeyedWindow[K]] and a *state.Backend[K].
+	perWindow, global any
+}
+
+// KeyedWindow is a key's window: what per-window state is scoped to.
+type KeyedWindow[K comparable] struct {
+	Key    K
+	Window TimeWindow
+}
+
+// WindowValueState declares (or finds) a value state of the window that
+// fired and its key (Flink's windowState): it is cleared with the
+// window. K is the stream's key type.
+func WindowValueState[V any, K comparable](ctx *WindowContext, name string, opts ...StateOption) *state.Value[KeyedWindow[K], V] {
+	b, ok := ctx.perWindow.(*state.Backend[KeyedWindow[K]])
+	if !ok {
+		task.Fail(fmt.Errorf("WindowValueState %q: the window's key is not a %v", name, reflect.TypeFor[K]()))
+	}
+	if !ctx.info.perWindowState() {
+		task.Fail(fmt.Errorf("WindowValueState %q: per-window state is not supported for merging (session) windows, as in Flink", name))
+	}
+	return state.NewValueTTL[KeyedWindow[K], V](b, name, optionsOf(opts).ttl)
+}
+
+// GlobalValueState declares (or finds) a value state of the key, across
+// its windows (Flink's globalState). K is the stream's key type.
+func GlobalValueState[V any, K comparable](ctx *WindowContext, name string, opts ...StateOption) *state.Value[K, V] {
+	b, ok := ctx.global.(*state.Backend[K])
+	if !ok {
+		task.Fail(fmt.Errorf("GlobalValueState %q: the window's key is not a %v", name, reflect.TypeFor[K]()))
+	}
+	return state.NewValueTTL[K, V](b, name, optionsOf(opts).ttl)
 }
 
 // Window is the window that fired.
@@ -319,6 +354,10 @@ func ProcessWindowWith[K comparable, T, O any](w WindowedStream[K, T], name stri
 				values = append(values, el.Value)
 			}
 			ctx.window = win
+			pw, g := ctx.info.backends()
+			ctx.perWindow, ctx.global = pw, g
+			pw.(*state.Backend[KeyedWindow[K]]).SetCurrentKey(KeyedWindow[K]{k, win})
+			g.(*state.Backend[K]).SetCurrentKey(k)
 			if err := fn.Process(ctx, k, values, out); err != nil {
 				task.Fail(fmt.Errorf("%s: %w", name, err))
 			}
@@ -375,6 +414,10 @@ type windowInfo interface {
 	currentProcessingTime() int64
 	operator() *task.OperatorContext
 	sideOutputs() *sideOutputs
+	// backends are the per-window and global state backends, scoped to
+	// the window that fires and its key.
+	backends() (perWindow, global any)
+	perWindowState() bool
 }
 
 // windowed adds a window operator; newLogic makes each subtask's own
@@ -388,15 +431,17 @@ func windowed[K comparable, T, A, O any](w WindowedStream[K, T], name string, ne
 	}
 	ds := add[T, O](w.k.s, name, description, func(out any) task.Instance {
 		op := &windowOp[K, T, A, O]{
-			key:      w.k.key,
-			assigner: w.assigner,
-			trigger:  w.trigger,
-			lateness: w.lateness,
-			lateTag:  w.lateTag,
-			logic:    newLogic(),
-			out:      out.(task.Output[O]),
-			windows:  map[windowKey[K]]*windowState[A]{},
-			sessions: map[K][]TimeWindow{},
+			key:       w.k.key,
+			assigner:  w.assigner,
+			trigger:   w.trigger,
+			lateness:  w.lateness,
+			lateTag:   w.lateTag,
+			logic:     newLogic(),
+			out:       out.(task.Output[O]),
+			windows:   map[windowKey[K]]*windowState[A]{},
+			sessions:  map[K][]TimeWindow{},
+			perWindow: state.NewBackend[KeyedWindow[K]](),
+			global:    state.NewBackend[K](),
 		}
 		op.col = windowCollector[K, T, A, O]{op}
 		return task.Instance{Input: task.Output[T](op), Lifecycle: op}
@@ -425,10 +470,13 @@ type windowOp[K comparable, T, A, O any] struct {
 	lateTag  OutputTag[T]
 	lateOut  task.Output[T] // nil: late records are dropped
 	side     *sideOutputs
-	logic    windowLogic[K, T, A, O]
-	out      task.Output[O]
-	col      Collector[O]
-	outTime  int64
+	// perWindow and global hold a process window function's state.
+	perWindow *state.Backend[KeyedWindow[K]]
+	global    *state.Backend[K]
+	logic     windowLogic[K, T, A, O]
+	out       task.Output[O]
+	col       Collector[O]
+	outTime   int64
 
 	ctx      *task.OperatorContext
 	timers   *timerService[K, TimeWindow]
@@ -469,6 +517,8 @@ func (o *windowOp[K, T, A, O]) currentWatermark() int64         { return o.timer
 func (o *windowOp[K, T, A, O]) currentProcessingTime() int64    { return o.timers.currentTime() }
 func (o *windowOp[K, T, A, O]) operator() *task.OperatorContext { return o.ctx }
 func (o *windowOp[K, T, A, O]) sideOutputs() *sideOutputs       { return o.side }
+func (o *windowOp[K, T, A, O]) backends() (any, any)            { return o.perWindow, o.global }
+func (o *windowOp[K, T, A, O]) perWindowState() bool            { return o.assigner.kind != session }
 
 // triggerCtx scopes the trigger context to a key's window.
 func (o *windowOp[K, T, A, O]) triggerCtx(k K, w TimeWindow, st *windowState[A]) *TriggerContext {
@@ -631,6 +681,7 @@ func (o *windowOp[K, T, A, O]) onTimer(t timer[K, TimeWindow], event bool) {
 	if event == o.assigner.eventTime && t.ts == o.cleanupTime(t.ns) {
 		o.trigger.Clear(t.ns, o.triggerCtx(t.key, t.ns, st))
 		delete(o.windows, wk)
+		o.perWindow.ClearKey(KeyedWindow[K]{t.key, t.ns})
 		if o.assigner.kind == session {
 			o.removeSession(t.key, t.ns)
 		}

@@ -18,6 +18,9 @@ type windowSnapshot[K comparable, T, A any] struct {
 	Proc     []timerEntry[K]
 	// Watermark is the operator's event time.
 	Watermark int64
+	// WindowState and GlobalState are a process window function's
+	// per-window and global state (state.Backend snapshots).
+	WindowState, GlobalState []byte
 }
 
 type windowEntry[K comparable, T, A any] struct {
@@ -44,6 +47,12 @@ func (o *windowOp[K, T, A, O]) SnapshotState(int64) ([]byte, error) {
 		return nil, err
 	}
 	s := windowSnapshot[K, T, A]{Sessions: o.sessions, Watermark: o.timers.watermark}
+	if s.WindowState, err = o.perWindow.Snapshot(); err != nil {
+		return nil, err
+	}
+	if s.GlobalState, err = o.global.Snapshot(); err != nil {
+		return nil, err
+	}
 	for wk, st := range o.windows {
 		e := windowEntry[K, T, A]{Key: wk.key, Win: wk.w, Acc: st.acc}
 		switch v := st.trig.(type) {
@@ -77,6 +86,16 @@ func (o *windowOp[K, T, A, O]) RestoreState(b []byte) error {
 	if err != nil {
 		return err
 	}
+	if s.WindowState != nil {
+		if err := o.perWindow.Restore(s.WindowState); err != nil {
+			return err
+		}
+	}
+	if s.GlobalState != nil {
+		if err := o.global.Restore(s.GlobalState); err != nil {
+			return err
+		}
+	}
 	o.restored = &s
 	return nil
 }
@@ -94,10 +113,17 @@ func (o *windowOp[K, T, A, O]) RestoreKeyed(states [][]byte, g task.KeyGroups) e
 		return err
 	}
 	merged := windowSnapshot[K, T, A]{Sessions: map[K][]TimeWindow{}, Watermark: math.MaxInt64}
+	var perWindow, global [][]byte
 	for _, b := range states {
 		s, _, err := c.Decode(b)
 		if err != nil {
 			return err
+		}
+		if s.WindowState != nil {
+			perWindow = append(perWindow, s.WindowState)
+		}
+		if s.GlobalState != nil {
+			global = append(global, s.GlobalState)
 		}
 		merged.Watermark = min(merged.Watermark, s.Watermark)
 		for _, e := range s.Windows {
@@ -123,6 +149,12 @@ func (o *windowOp[K, T, A, O]) RestoreKeyed(states [][]byte, g task.KeyGroups) e
 	}
 	if len(states) == 0 {
 		merged.Watermark = math.MinInt64
+	}
+	if err := o.perWindow.RestoreKeyed(perWindow, func(kw KeyedWindow[K]) bool { return owns(kw.Key) }); err != nil {
+		return err
+	}
+	if err := o.global.RestoreKeyed(global, owns); err != nil {
+		return err
 	}
 	o.restored = &merged
 	return nil
