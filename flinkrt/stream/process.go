@@ -418,5 +418,15 @@ func (o *streamProcessOp[I, O]) Idle() {
 	o.ctx.side.idle()
 }
 
+// SnapshotState, RestoreState and NotifyCheckpointComplete pass a
+// CheckpointedFunction's state through checkpoints.
+func (o *streamProcessOp[I, O]) SnapshotState(id int64) ([]byte, error) {
+	return o.life.SnapshotState(id)
+}
+func (o *streamProcessOp[I, O]) RestoreState(b []byte) error { return o.life.RestoreState(b) }
+func (o *streamProcessOp[I, O]) NotifyCheckpointComplete(id int64) error {
+	return o.life.NotifyCheckpointComplete(id)
+}
+
 func (o *streamProcessOp[I, O]) Finish() error { return nil }
 func (o *streamProcessOp[I, O]) Close() error  { return o.life.Close() }

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"loom/flinkrt/codec"
+	"loom/flinkrt/stream/source"
 	"loom/flinkrt/task"
 )
 
@@ -53,3 +54,51 @@ func TestReduceRestoresTheKeysItOwns(t *testing.T) {
 		}
 	}
 }
+
+// tally is a MapFunction with state of its own.
+type tally struct{ n int64 }
+
+func (t *tally) Map(v int64) (int64, error) { t.n++; return v, nil }
+func (t *tally) SnapshotState(int64) ([]byte, error) {
+	return []byte{byte(t.n)}, nil
+}
+func (t *tally) RestoreState(b []byte) error { t.n = int64(b[0]); return nil }
+
+// A rich function that is a CheckpointedFunction has its state taken and
+// given back through its operator, which the worker finds as a
+// task.Snapshotter; a plain rich function has none.
+func TestCheckpointedFunctionsStateGoesThroughItsOperator(t *testing.T) {
+	env := NewEnv().SetParallelism(1)
+	src := FromSource(env, "n", source.Sequence(1, 10))
+	counted := MapWith(src, "count", func() MapFunction[int64, int64] { return &tally{} })
+	plain := MapWith(counted, "plain", func() MapFunction[int64, int64] { return identity{} })
+	inst := counted.node.Factory.New(task.Output[int64](task.Discard[int64]{}))
+	snap, ok := inst.Lifecycle.(task.Snapshotter)
+	if !ok {
+		t.Fatal("a MapWith operator is no Snapshotter")
+	}
+	in := inst.Input.(task.Output[int64])
+	for range 7 {
+		in.Collect(1, task.NoTime)
+	}
+	b, err := snap.SnapshotState(1)
+	if err != nil || len(b) != 1 || b[0] != 7 {
+		t.Fatalf("snapshot %v, %v; want the function's count 7", b, err)
+	}
+	again := counted.node.Factory.New(task.Output[int64](task.Discard[int64]{}))
+	if err := again.Lifecycle.(task.Snapshotter).RestoreState(b); err != nil {
+		t.Fatal(err)
+	}
+	again.Input.(task.Output[int64]).Collect(1, task.NoTime)
+	if b, _ := again.Lifecycle.(task.Snapshotter).SnapshotState(2); b[0] != 8 {
+		t.Fatalf("restored and one more record: %v, want 8", b)
+	}
+	p := plain.node.Factory.New(task.Output[int64](task.Discard[int64]{}))
+	if b, err := p.Lifecycle.(task.Snapshotter).SnapshotState(1); b != nil || err != nil {
+		t.Errorf("a function without state snapshots %v, %v", b, err)
+	}
+}
+
+type identity struct{}
+
+func (identity) Map(v int64) (int64, error) { return v, nil }

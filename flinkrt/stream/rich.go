@@ -93,6 +93,45 @@ func (l richLifecycle) Open(ctx *task.OperatorContext) error {
 
 func (l richLifecycle) Finish() error { return nil }
 
+// CheckpointedFunction is a function with state of its own (Flink's
+// CheckpointedFunction with operator state): SnapshotState runs at every
+// checkpoint, between two records in the subtask's goroutine, and
+// RestoreState before Open when the subtask starts from a checkpoint or
+// savepoint. The state is the subtask's own, so the operator keeps its
+// parallelism across a restore. It may also have
+// NotifyCheckpointComplete(id int64) error, called once a checkpoint its
+// state is in completed.
+type CheckpointedFunction interface {
+	SnapshotState(checkpointID int64) ([]byte, error)
+	RestoreState(state []byte) error
+}
+
+// SnapshotState implements task.Snapshotter for a CheckpointedFunction;
+// another function has no state.
+func (l richLifecycle) SnapshotState(id int64) ([]byte, error) {
+	if c, ok := l.fn.(CheckpointedFunction); ok {
+		return c.SnapshotState(id)
+	}
+	return nil, nil
+}
+
+// RestoreState implements task.Snapshotter.
+func (l richLifecycle) RestoreState(b []byte) error {
+	c, ok := l.fn.(CheckpointedFunction)
+	if !ok {
+		return fmt.Errorf("%s: the checkpoint holds state for it, and its function keeps none (is it a CheckpointedFunction?)", l.name)
+	}
+	return c.RestoreState(b)
+}
+
+// NotifyCheckpointComplete implements task.CheckpointListener.
+func (l richLifecycle) NotifyCheckpointComplete(id int64) error {
+	if c, ok := l.fn.(interface{ NotifyCheckpointComplete(int64) error }); ok {
+		return c.NotifyCheckpointComplete(id)
+	}
+	return nil
+}
+
 func (l richLifecycle) Close() error {
 	if c, ok := l.fn.(closer); ok {
 		return c.Close()
