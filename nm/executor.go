@@ -75,6 +75,7 @@ type executor struct {
 	loc      *localizer
 	grace    time.Duration
 	baseEnv  map[string]string
+	metrics  *nmMetrics
 	onChange func()
 	ctx      context.Context
 	wg       sync.WaitGroup
@@ -221,7 +222,10 @@ func (e *executor) run(c *container) {
 			return
 		}
 	}
-	if err := e.loc.localize(ctx, c.work, c.launch.LocalResources); err != nil {
+	began := time.Now()
+	err := e.loc.localize(ctx, c.work, c.launch.LocalResources)
+	e.metrics.localized(began, err)
+	if err != nil {
 		e.complete(c, exitLocalization, "Resource localization failed: "+err.Error())
 		return
 	}
@@ -269,6 +273,7 @@ func (e *executor) run(c *container) {
 		return
 	}
 	err = cmd.Start()
+	e.metrics.started(err)
 	if err == nil {
 		c.pid = cmd.Process.Pid
 		c.state = yarnpb.ContainerState_CONTAINER_RUNNING

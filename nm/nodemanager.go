@@ -171,6 +171,7 @@ func New(cfg *Config) (*NodeManager, error) {
 			"LOOM_RM_ADDRS": strings.Join(cfg.RMAddrs, ","),
 		},
 	}
+	n.exec.metrics = newNMMetrics(n)
 	if swept := n.exec.sweepStale(); swept > 0 {
 		n.logger.Warn("stopped containers left by an earlier NodeManager", "count", swept)
 	}
@@ -433,6 +434,9 @@ func resetTimer(t *time.Timer, d time.Duration) {
 
 func (n *NodeManager) httpHandler() http.Handler {
 	mux := http.NewServeMux()
+	// Prometheus's scrape; like every route here it takes only
+	// certificates of the cluster's CA.
+	mux.Handle("GET /metrics", n.exec.metrics.handler())
 	mux.HandleFunc("GET /ws/v1/node/info", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, "{\"nodeInfo\":{\"id\":%q,\"totalMemoryMB\":%d,\"totalVCores\":%d}}\n", n.nodeID, n.cfg.MemoryMB, n.cfg.VCores)

@@ -21,6 +21,9 @@ func (s *Server) httpHandler() http.Handler {
 	if s.staging != nil {
 		s.staging.routes(mux)
 	}
+	// Prometheus's scrape, in its text format; like every route here it
+	// takes only certificates of the cluster's CA.
+	mux.Handle("GET /metrics", s.metrics.handler())
 	mux.HandleFunc("GET /ws/v1/cluster/info", func(w http.ResponseWriter, r *http.Request) {
 		st, _ := (&adminEndpoint{s: s}).ServiceState(r.Context(), &yarnpb.ServiceStateRequest{})
 		rows := s.State().Snapshot().Counts()

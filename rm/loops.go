@@ -41,7 +41,9 @@ func (s *Server) schedulerLoop(ctx context.Context) {
 		}
 		if res, _ := p.future.Response().(*fsmResult); res != nil && res.Err != nil {
 			s.logger.Warn("a scheduling plan was refused", "error", res.Err)
+			return true
 		}
+		s.metrics.allocations.Add(float64(len(p.plan)))
 		return true
 	}
 	defer func() {
@@ -56,7 +58,9 @@ func (s *Server) schedulerLoop(ctx context.Context) {
 		case <-s.schedulerKick:
 		}
 		for ctx.Err() == nil {
+			began := time.Now()
 			plan := sch.Plan(s.State().Snapshot(), s.soft.asksFor, s.epoch.Load(), inflight)
+			s.metrics.plan.Observe(time.Since(began).Seconds())
 			s.soft.setWaiting(sch.Waiting)
 			if len(plan) == 0 {
 				if len(queue) == 0 {

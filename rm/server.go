@@ -170,6 +170,7 @@ type Server struct {
 	leaderCancel  context.CancelFunc
 	leaderWG      sync.WaitGroup
 	raftLogs      raft.LogStore
+	metrics       *metrics
 	isLeader      atomic.Bool
 	leaderReady   chan struct{} // closed once leadership is established
 	clusterTS     atomic.Int64
@@ -242,6 +243,7 @@ func New(cfg *Config) (*Server, error) {
 		s.clock = realClock{}
 	}
 	s.nms = newNMPool(s.logger, cfg.TLS)
+	s.metrics = newMetrics(s)
 	fsm, err := NewFSM(s.logger)
 	if err != nil {
 		return nil, err
@@ -569,8 +571,11 @@ func (s *Server) commit(t CommandType, payload any) (any, uint64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	start := time.Now()
 	f := s.raft.Apply(buf, 10*time.Second)
-	if err := f.Error(); err != nil {
+	err = f.Error()
+	s.metrics.observeCommit(start)
+	if err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return nil, 0, errdefs.NotLeader(s.leaderAddr())
 		}
