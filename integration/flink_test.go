@@ -294,7 +294,16 @@ func TestWordCountAcrossTwoTaskManagers(t *testing.T) {
 	var detail struct {
 		State    string `json:"state"`
 		Vertices []struct {
-			ID string `json:"id"`
+			ID      string `json:"id"`
+			Name    string `json:"name"`
+			Metrics struct {
+				ReadRecords   int64 `json:"read-records"`
+				WriteRecords  int64 `json:"write-records"`
+				ReadBytes     int64 `json:"read-bytes"`
+				WriteBytes    int64 `json:"write-bytes"`
+				ReadComplete  bool  `json:"read-records-complete"`
+				WriteComplete bool  `json:"write-records-complete"`
+			} `json:"metrics"`
 		} `json:"vertices"`
 		Plan struct {
 			Nodes []struct {
@@ -303,8 +312,27 @@ func TestWordCountAcrossTwoTaskManagers(t *testing.T) {
 		} `json:"plan"`
 	}
 	s.rest("/jobs/"+jobs.Jobs[0].ID, &detail)
-	if detail.State != "FINISHED" || len(detail.Vertices) == 0 || len(detail.Plan.Nodes) != len(detail.Vertices) {
+	if detail.State != "FINISHED" || len(detail.Vertices) != 2 || len(detail.Plan.Nodes) != len(detail.Vertices) {
 		t.Fatalf("REST job details: %+v", detail)
+	}
+	// The source and tokenizer write every word once, across the hash
+	// exchange; the running counts read every word and, writing to their
+	// sink in the same chain, send nothing on.
+	words := int64(0)
+	for _, n := range want {
+		words += int64(n)
+	}
+	src, counts := detail.Vertices[0].Metrics, detail.Vertices[1].Metrics
+	if src.ReadRecords != 0 || src.WriteRecords != words || counts.ReadRecords != words || counts.WriteRecords != 0 {
+		t.Errorf("vertex records: %s read %d wrote %d, %s read %d wrote %d; want 0, %d, %d, 0",
+			detail.Vertices[0].Name, src.ReadRecords, src.WriteRecords, detail.Vertices[1].Name, counts.ReadRecords, counts.WriteRecords, words, words)
+	}
+	if !src.ReadComplete || !src.WriteComplete || !counts.ReadComplete {
+		t.Errorf("the finished job's counts are not complete: %+v %+v", src, counts)
+	}
+	// Half the words cross between the two TaskManagers' workers.
+	if src.WriteBytes == 0 || src.WriteBytes != counts.ReadBytes {
+		t.Errorf("bytes across the network: written %d, read %d; want the same, above 0", src.WriteBytes, counts.ReadBytes)
 	}
 	tms := map[string]bool{}
 	for _, v := range detail.Vertices {

@@ -375,7 +375,7 @@ func (jm *JobMaster) Details(withGraph bool) *flinkpb.JobDetails {
 	for vi, v := range jm.jg.Vertices {
 		vd := &flinkpb.VertexDetails{Id: v.Id, Name: v.Name, Parallelism: v.Parallelism, MaxParallelism: v.MaxParallelism}
 		for s, t := range jm.tasks[vi] {
-			sd := &flinkpb.SubtaskDetails{Index: int32(s), Attempt: int32(t.attempt), State: t.state, TaskManagerId: t.tm, Endpoint: t.endpoint, StartTimeMs: -1, EndTimeMs: -1}
+			sd := &flinkpb.SubtaskDetails{Index: int32(s), Attempt: int32(t.attempt), State: t.state, TaskManagerId: t.tm, Endpoint: t.endpoint, StartTimeMs: -1, EndTimeMs: -1, Metrics: t.io}
 			if !t.start.IsZero() {
 				sd.StartTimeMs = t.start.UnixMilli()
 			}

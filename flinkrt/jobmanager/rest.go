@@ -262,9 +262,25 @@ func vertexTimes(v *flinkpb.VertexDetails) (start, end int64) {
 	return start, end
 }
 
-var zeroMetrics = obj{
-	"read-bytes": 0, "read-bytes-complete": true, "write-bytes": 0, "write-bytes-complete": true,
-	"read-records": 0, "read-records-complete": true, "write-records": 0, "write-records-complete": true,
+// ioMetrics is the REST form of subtasks' counts summed, as Flink's
+// IOMetricsInfo: each "-complete" says every subtask has reported.
+func ioMetrics(subtasks ...*flinkpb.SubtaskDetails) obj {
+	var m flinkpb.IOMetrics
+	complete := true
+	for _, t := range subtasks {
+		if t.Metrics == nil {
+			complete = false
+			continue
+		}
+		m.RecordsIn += t.Metrics.RecordsIn
+		m.RecordsOut += t.Metrics.RecordsOut
+		m.BytesIn += t.Metrics.BytesIn
+		m.BytesOut += t.Metrics.BytesOut
+	}
+	return obj{
+		"read-bytes": m.BytesIn, "read-bytes-complete": complete, "write-bytes": m.BytesOut, "write-bytes-complete": complete,
+		"read-records": m.RecordsIn, "read-records-complete": complete, "write-records": m.RecordsOut, "write-records-complete": complete,
+	}
 }
 
 func (jm *JobManager) restJob(w http.ResponseWriter, _ *http.Request, d *flinkpb.JobDetails) {
@@ -282,7 +298,7 @@ func (jm *JobManager) restJob(w http.ResponseWriter, _ *http.Request, d *flinkpb
 		vertices = append(vertices, obj{
 			"id": v.Id, "name": v.Name, "parallelism": v.Parallelism, "maxParallelism": v.MaxParallelism,
 			"status": vertexState(v), "start-time": start, "end-time": end, "duration": duration(start, end),
-			"tasks": tasks, "metrics": zeroMetrics,
+			"tasks": tasks, "metrics": ioMetrics(v.Subtasks...),
 		})
 	}
 	timestamps := obj{}
@@ -379,7 +395,7 @@ func (jm *JobManager) restVertex(w http.ResponseWriter, r *http.Request, d *flin
 			subtasks = append(subtasks, obj{
 				"subtask": t.Index, "status": t.State, "attempt": t.Attempt, "endpoint": t.Endpoint,
 				"start-time": t.StartTimeMs, "end-time": t.EndTimeMs, "duration": duration(t.StartTimeMs, t.EndTimeMs),
-				"metrics": zeroMetrics, "taskmanager-id": t.TaskManagerId,
+				"metrics": ioMetrics(t), "taskmanager-id": t.TaskManagerId,
 			})
 		}
 		writeJSON(w, http.StatusOK, obj{"id": v.Id, "name": v.Name, "parallelism": v.Parallelism, "maxParallelism": v.MaxParallelism, "now": time.Now().UnixMilli(), "subtasks": subtasks})

@@ -47,13 +47,14 @@ func (jm *JobMaster) heartbeat(ctx context.Context) {
 
 func (jm *JobMaster) heartbeatOne(ctx context.Context, c *tmConn) {
 	hctx, cancel := context.WithTimeout(ctx, jm.timing.HeartbeatInterval)
-	_, err := c.client.Heartbeat(hctx, &flinkpb.JobMasterHeartbeat{JobId: jm.id})
+	resp, err := c.client.Heartbeat(hctx, &flinkpb.JobMasterHeartbeat{JobId: jm.id})
 	cancel()
 	now := time.Now()
 	jm.mu.Lock()
 	switch {
 	case err == nil:
 		c.lastOK = now
+		jm.takeMetricsLocked(c.id, resp.GetMetrics())
 	case gone(err):
 		jm.mu.Unlock()
 		cause := fmt.Sprintf("TaskManager %s at %s is gone: its address refuses connections", c.id, c.addr)
@@ -66,6 +67,19 @@ func (jm *JobMaster) heartbeatOne(ctx context.Context, c *tmConn) {
 		return
 	}
 	jm.mu.Unlock()
+}
+
+// takeMetricsLocked records the counts a TaskManager's heartbeat answer
+// carries for the attempts it runs now.
+func (jm *JobMaster) takeMetricsLocked(tmID string, ms []*flinkpb.SubtaskMetrics) {
+	for _, m := range ms {
+		if m.Vertex < 0 || int(m.Vertex) >= len(jm.tasks) || m.Subtask < 0 || int(m.Subtask) >= len(jm.tasks[m.Vertex]) || m.Io == nil {
+			continue
+		}
+		if t := jm.tasks[m.Vertex][m.Subtask]; t.tm == tmID && int(m.Attempt) == t.attempt && !taskTerminal(t.state) {
+			t.io = m.Io
+		}
+	}
 }
 
 // gone says whether a heartbeat's error means the TaskManager's process is

@@ -17,6 +17,8 @@ type subtask struct {
 	tm         string
 	endpoint   string
 	start, end time.Time
+	// io is the attempt's counts as its worker last reported them.
+	io *flinkpb.IOMetrics
 }
 
 // updateTasks records task states from a TaskManager.
@@ -32,6 +34,9 @@ func (jm *JobMaster) updateTasks(req *flinkpb.TaskStateUpdates) error {
 			continue
 		}
 		t.state = u.State
+		if u.Metrics != nil {
+			t.io = u.Metrics
+		}
 		if taskTerminal(u.State) {
 			t.end = time.Now()
 		}

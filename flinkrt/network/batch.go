@@ -48,6 +48,9 @@ type Batch[T any] struct {
 	Err error
 	// Channel is the index of the channel in its consumer's gate.
 	Channel int
+	// Bytes is the size the batch had on the network; 0 for a batch
+	// from a channel in the same process.
+	Bytes int64
 
 	free chan *Batch[T] // where the batch goes back when consumed (its credit)
 }
@@ -59,6 +62,7 @@ func (b *Batch[T]) Recycle() {
 	b.Records = b.Records[:0]
 	b.Times = b.Times[:0]
 	b.Kind = Data
+	b.Bytes = 0
 	if b.free != nil {
 		b.free <- b
 	}

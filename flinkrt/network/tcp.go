@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"loom/flinkrt/codec"
@@ -299,6 +300,7 @@ func receive[T any](ctx context.Context, br *bufio.Reader, gate *Gate[T], reserv
 		if err := decodeFrame(buf, b, c); err != nil {
 			return err
 		}
+		b.Bytes = int64(len(buf)) + 4
 		end := b.Kind == EndOfPartition // b is the consumer's once delivered
 		if err := gate.Deliver(ctx, b); err != nil {
 			return err
@@ -372,7 +374,12 @@ type RemoteChannel[T any] struct {
 	credits    chan struct{}
 	readerDone chan struct{}
 	readErr    error
+	// sent counts the bytes written, for the producer's metrics.
+	sent atomic.Int64
 }
+
+// BytesSent is how many bytes of frames the channel has written.
+func (c *RemoteChannel[T]) BytesSent() int64 { return c.sent.Load() }
 
 // NewRemoteChannel makes the producing end of the channel key at the
 // worker serving addr, which dial reaches.
@@ -463,6 +470,7 @@ func (c *RemoteChannel[T]) Send(ctx context.Context, b *Batch[T]) error {
 		}
 		return fmt.Errorf("sending to %s: %w (the consuming worker or its TaskManager may be gone)", c.addr, err)
 	}
+	c.sent.Add(int64(len(c.buf)))
 	return nil
 }
 

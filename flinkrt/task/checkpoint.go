@@ -187,9 +187,13 @@ func RunInput[T any](ctx *Context, gate *network.Gate[T], head Output[T]) error 
 			al.held = append(al.held, b)
 			return nil
 		}
+		if b.Bytes > 0 {
+			ctx.BytesIn.Add(b.Bytes)
+		}
 		switch b.Kind {
 		case network.Data:
 			activate(b.Channel)
+			ctx.RecordsIn.Add(int64(len(b.Records)))
 			for i := range b.Records {
 				head.Collect(b.Records[i], b.Times[i])
 			}

@@ -94,6 +94,9 @@ type Context struct {
 	Checkpointing bool
 	// Barriers handles the checkpoint barriers of a task with inputs.
 	Barriers Barriers
+	// RecordsIn and BytesIn count what the task read from its input gate
+	// (bytes of batches that crossed the network), batch by batch.
+	RecordsIn, BytesIn atomic.Int64
 
 	timersMu sync.Mutex
 	timers   map[*time.Timer]struct{}

@@ -3,6 +3,7 @@ package task
 import (
 	"context"
 	"math/rand/v2"
+	"sync/atomic"
 
 	"loom/flinkrt/network"
 )
@@ -85,6 +86,22 @@ type RecordWriter[T any] struct {
 	keyHash   func(T) uint64
 	maxPar    int
 	next      int
+	// records counts the records sent, for the subtask's metrics.
+	records atomic.Int64
+}
+
+// RecordsOut is how many records the writer has sent.
+func (w *RecordWriter[T]) RecordsOut() int64 { return w.records.Load() }
+
+// BytesOut is how many bytes the writer's network channels have sent.
+func (w *RecordWriter[T]) BytesOut() int64 {
+	var n int64
+	for _, c := range w.channels {
+		if b, ok := c.(interface{ BytesSent() int64 }); ok {
+			n += b.BytesSent()
+		}
+	}
+	return n
 }
 
 // NewRecordWriter makes the writer of one edge. channels are the edge's
@@ -152,6 +169,9 @@ func (w *RecordWriter[T]) take(ch int) *network.Batch[T] {
 }
 
 func (w *RecordWriter[T]) send(ch int, b *network.Batch[T]) {
+	if b.Kind == network.Data {
+		w.records.Add(int64(len(b.Records)))
+	}
 	if err := w.channels[ch].Send(w.ctx, b); err != nil {
 		if err == network.ErrCanceled {
 			err = ErrCanceled

@@ -454,15 +454,21 @@ func (tm *TaskManager) toWorker(jobID string, c *flinkpb.WorkerCommand) (*flinkp
 // Heartbeat implements flinkpb.TaskExecutorServer.
 func (tm *TaskManager) Heartbeat(_ context.Context, req *flinkpb.JobMasterHeartbeat) (*flinkpb.TaskExecutorHeartbeatResponse, error) {
 	tm.mu.Lock()
-	defer tm.mu.Unlock()
 	resp := &flinkpb.TaskExecutorHeartbeatResponse{}
-	if j := tm.jobs[req.JobId]; j != nil {
+	j := tm.jobs[req.JobId]
+	if j != nil {
 		j.lastJM = time.Now()
 	}
 	for i, s := range tm.slots {
 		if s.job == req.JobId {
 			resp.Slots = append(resp.Slots, &flinkpb.SlotStatus{Index: int32(i), JobId: s.job, AllocationId: s.alloc})
 		}
+	}
+	tm.mu.Unlock()
+	if j != nil {
+		j.mu.Lock()
+		resp.Metrics = j.metrics
+		j.mu.Unlock()
 	}
 	return resp, nil
 }

@@ -255,7 +255,13 @@ type job struct {
 	dataAddr    string
 	attached    chan struct{} // closed when a verified worker attached
 	attachErr   error         // set, with attached closed, when it was refused
+	// metrics are the worker's latest report of its subtasks' counts,
+	// which the JobMaster's heartbeat takes.
+	metrics []*flinkpb.SubtaskMetrics
 }
+
+// maxReportedSubtasks bounds a worker's metrics report.
+const maxReportedSubtasks = 4096
 
 func newJob(id, jmAddr string) *job {
 	return &job{id: id, jmAddr: jmAddr, lastJM: time.Now(), kickCh: make(chan struct{}, 1), released: make(chan struct{}), attached: make(chan struct{})}
@@ -490,6 +496,11 @@ func (tm *TaskManager) AttachWorker(s flinkpb.TaskExecutor_AttachWorkerServer) e
 				if err != nil {
 					tm.log.Warn("reporting a task state", "job", j.id, "error", err)
 				}
+			}
+			if mm := m.GetMetrics(); mm != nil && len(mm.Subtasks) <= maxReportedSubtasks {
+				j.mu.Lock()
+				j.metrics = mm.Subtasks
+				j.mu.Unlock()
 			}
 			if a := m.GetAck(); a != nil {
 				acks := &flinkpb.CheckpointAcks{JobId: j.id, TaskManagerId: tm.id, Acks: []*flinkpb.CheckpointAck{a}}

@@ -91,6 +91,8 @@ type wiring struct {
 	checkpointing bool
 	restore       map[[2]int]*flinkpb.SubtaskState
 	checkpoints   *Checkpoints
+	// live, when set, holds the running subtasks for their metrics.
+	live *Live
 }
 
 func newWiring(job *Job) (*wiring, error) {

@@ -29,6 +29,9 @@ type Deployment struct {
 	Restore map[[2]int]*flinkpb.SubtaskState
 	// Stops, if set, cancels deployed subtasks one by one.
 	Stops *Stops
+	// Live, if set, holds the running subtasks, whose counts the worker
+	// reports.
+	Live *Live
 }
 
 // RunDeployment runs the deployed subtasks of job. Channels between two of
@@ -54,7 +57,7 @@ func RunDeployment(ctx context.Context, job *Job, d Deployment, srv *network.Ser
 			return fmt.Errorf("the deployment names subtask %s, which the job does not have", id)
 		}
 	}
-	w.checkpointing, w.restore, w.checkpoints = d.Checkpointing, d.Restore, d.Checkpoints
+	w.checkpointing, w.restore, w.checkpoints, w.live = d.Checkpointing, d.Restore, d.Checkpoints, d.Live
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ex := &remoteExchange{w: w, d: d, self: srv.Addr(), dial: srv.Dial, gates: map[[2]int]any{}, attempts: map[[2]int]int{}}

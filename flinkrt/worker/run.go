@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"loom/flinkrt/task"
+	"loom/proto/flinkpb"
 )
 
 // Flink's execution states of a subtask.
@@ -24,6 +25,8 @@ type Update struct {
 	Subtask Subtask
 	State   string
 	Err     error
+	// IO is a subtask's final counts, with a terminal state.
+	IO *flinkpb.IOMetrics
 }
 
 // run runs a built subtask to its end: open the operators (tail first),
@@ -156,17 +159,19 @@ func (w *wiring) runSubtasks(ctx context.Context, ids []Subtask, ex exchange, re
 	)
 	for _, b := range subtasks {
 		wg.Add(1)
+		w.live.add(b)
 		go func() {
 			defer wg.Done()
+			defer w.live.remove(b)
 			err := b.run(w.settings, report)
 			switch {
 			case err == nil:
-				report(Update{Subtask: b.id, State: StateFinished})
+				report(Update{Subtask: b.id, State: StateFinished, IO: b.io()})
 			case errors.Is(err, task.ErrCanceled) || errors.Is(err, context.Canceled):
-				report(Update{Subtask: b.id, State: StateCanceled})
+				report(Update{Subtask: b.id, State: StateCanceled, IO: b.io()})
 			default:
 				err = fmt.Errorf("%s failed: %w", b.name, err)
-				report(Update{Subtask: b.id, State: StateFailed, Err: err})
+				report(Update{Subtask: b.id, State: StateFailed, Err: err, IO: b.io()})
 				mu.Lock()
 				if rootCause == nil {
 					rootCause = err

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -113,6 +114,22 @@ func Attach(ctx context.Context, trust *auth.Trust, tmAddr, jobID, host string, 
 		return buildErr
 	}
 
+	// The running subtasks' counts go to the TaskManager every second.
+	running := NewLive()
+	go func() {
+		t := time.NewTicker(metricsInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if m := running.Metrics(); len(m) > 0 {
+				_ = send(&flinkpb.WorkerMessage{Msg: &flinkpb.WorkerMessage_Metrics{Metrics: &flinkpb.WorkerMetrics{Subtasks: m}}})
+			}
+		}
+	}()
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -139,6 +156,7 @@ func Attach(ctx context.Context, trust *auth.Trust, tmAddr, jobID, host string, 
 				_ = send(&flinkpb.WorkerMessage{Msg: &flinkpb.WorkerMessage_Ack{Ack: a}})
 			})
 			d.Stops = NewStops()
+			d.Live = running
 			runCtx, stop := context.WithCancel(ctx)
 			r := &run{floor: c.Deploy.MinCheckpointId, cps: d.Checkpoints, stops: d.Stops, tasks: map[execution]bool{}}
 			mine := map[[2]int]*instance{}
@@ -189,7 +207,7 @@ func Attach(ctx context.Context, trust *auth.Trust, tmAddr, jobID, host string, 
 				}
 				var failed atomic.Bool // a task reported FAILED
 				report := func(u Update) {
-					m := &flinkpb.TaskStateUpdate{Vertex: int32(u.Subtask.Vertex), Subtask: int32(u.Subtask.Index), Attempt: int32(u.Subtask.Attempt), State: u.State}
+					m := &flinkpb.TaskStateUpdate{Vertex: int32(u.Subtask.Vertex), Subtask: int32(u.Subtask.Index), Attempt: int32(u.Subtask.Attempt), State: u.State, Metrics: u.IO}
 					if u.Err != nil {
 						m.Failure = u.Err.Error()
 						failed.Store(true)

@@ -936,6 +936,8 @@ type SubtaskDetails struct {
 	Endpoint      string `protobuf:"bytes,5,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	StartTimeMs   int64  `protobuf:"varint,6,opt,name=start_time_ms,json=startTimeMs,proto3" json:"start_time_ms,omitempty"`
 	EndTimeMs     int64  `protobuf:"varint,7,opt,name=end_time_ms,json=endTimeMs,proto3" json:"end_time_ms,omitempty"`
+	// The attempt's input and output as its worker last reported them.
+	Metrics       *IOMetrics `protobuf:"bytes,8,opt,name=metrics,proto3" json:"metrics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1019,6 +1021,153 @@ func (x *SubtaskDetails) GetEndTimeMs() int64 {
 	return 0
 }
 
+func (x *SubtaskDetails) GetMetrics() *IOMetrics {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
+// IOMetrics are a subtask attempt's counts so far: records it read from
+// its input gate and wrote to its record writers, and the bytes of those
+// that crossed the network.
+type IOMetrics struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RecordsIn     int64                  `protobuf:"varint,1,opt,name=records_in,json=recordsIn,proto3" json:"records_in,omitempty"`
+	RecordsOut    int64                  `protobuf:"varint,2,opt,name=records_out,json=recordsOut,proto3" json:"records_out,omitempty"`
+	BytesIn       int64                  `protobuf:"varint,3,opt,name=bytes_in,json=bytesIn,proto3" json:"bytes_in,omitempty"`
+	BytesOut      int64                  `protobuf:"varint,4,opt,name=bytes_out,json=bytesOut,proto3" json:"bytes_out,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IOMetrics) Reset() {
+	*x = IOMetrics{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IOMetrics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IOMetrics) ProtoMessage() {}
+
+func (x *IOMetrics) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IOMetrics.ProtoReflect.Descriptor instead.
+func (*IOMetrics) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *IOMetrics) GetRecordsIn() int64 {
+	if x != nil {
+		return x.RecordsIn
+	}
+	return 0
+}
+
+func (x *IOMetrics) GetRecordsOut() int64 {
+	if x != nil {
+		return x.RecordsOut
+	}
+	return 0
+}
+
+func (x *IOMetrics) GetBytesIn() int64 {
+	if x != nil {
+		return x.BytesIn
+	}
+	return 0
+}
+
+func (x *IOMetrics) GetBytesOut() int64 {
+	if x != nil {
+		return x.BytesOut
+	}
+	return 0
+}
+
+// SubtaskMetrics are one subtask attempt's metrics.
+type SubtaskMetrics struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vertex        int32                  `protobuf:"varint,1,opt,name=vertex,proto3" json:"vertex,omitempty"`
+	Subtask       int32                  `protobuf:"varint,2,opt,name=subtask,proto3" json:"subtask,omitempty"`
+	Attempt       int32                  `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Io            *IOMetrics             `protobuf:"bytes,4,opt,name=io,proto3" json:"io,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubtaskMetrics) Reset() {
+	*x = SubtaskMetrics{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubtaskMetrics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubtaskMetrics) ProtoMessage() {}
+
+func (x *SubtaskMetrics) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubtaskMetrics.ProtoReflect.Descriptor instead.
+func (*SubtaskMetrics) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SubtaskMetrics) GetVertex() int32 {
+	if x != nil {
+		return x.Vertex
+	}
+	return 0
+}
+
+func (x *SubtaskMetrics) GetSubtask() int32 {
+	if x != nil {
+		return x.Subtask
+	}
+	return 0
+}
+
+func (x *SubtaskMetrics) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *SubtaskMetrics) GetIo() *IOMetrics {
+	if x != nil {
+		return x.Io
+	}
+	return nil
+}
+
 type BlobKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Hex SHA-256 of the content.
@@ -1030,7 +1179,7 @@ type BlobKey struct {
 
 func (x *BlobKey) Reset() {
 	*x = BlobKey{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1191,7 @@ func (x *BlobKey) String() string {
 func (*BlobKey) ProtoMessage() {}
 
 func (x *BlobKey) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1204,7 @@ func (x *BlobKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobKey.ProtoReflect.Descriptor instead.
 func (*BlobKey) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{15}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *BlobKey) GetSha256() string {
@@ -1083,7 +1232,7 @@ type BlobChunk struct {
 
 func (x *BlobChunk) Reset() {
 	*x = BlobChunk{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1244,7 @@ func (x *BlobChunk) String() string {
 func (*BlobChunk) ProtoMessage() {}
 
 func (x *BlobChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1257,7 @@ func (x *BlobChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
 func (*BlobChunk) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{16}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *BlobChunk) GetKey() *BlobKey {
@@ -1144,7 +1293,7 @@ type RegisterTaskExecutorRequest struct {
 
 func (x *RegisterTaskExecutorRequest) Reset() {
 	*x = RegisterTaskExecutorRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1305,7 @@ func (x *RegisterTaskExecutorRequest) String() string {
 func (*RegisterTaskExecutorRequest) ProtoMessage() {}
 
 func (x *RegisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1318,7 @@ func (x *RegisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskExecutorRequest.ProtoReflect.Descriptor instead.
 func (*RegisterTaskExecutorRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{17}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RegisterTaskExecutorRequest) GetTaskManagerId() string {
@@ -1234,7 +1383,7 @@ type RegisterTaskExecutorResponse struct {
 
 func (x *RegisterTaskExecutorResponse) Reset() {
 	*x = RegisterTaskExecutorResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1395,7 @@ func (x *RegisterTaskExecutorResponse) String() string {
 func (*RegisterTaskExecutorResponse) ProtoMessage() {}
 
 func (x *RegisterTaskExecutorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1408,7 @@ func (x *RegisterTaskExecutorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskExecutorResponse.ProtoReflect.Descriptor instead.
 func (*RegisterTaskExecutorResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{18}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RegisterTaskExecutorResponse) GetHeartbeatIntervalMs() int64 {
@@ -1295,7 +1444,7 @@ type SlotStatus struct {
 
 func (x *SlotStatus) Reset() {
 	*x = SlotStatus{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1456,7 @@ func (x *SlotStatus) String() string {
 func (*SlotStatus) ProtoMessage() {}
 
 func (x *SlotStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1469,7 @@ func (x *SlotStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlotStatus.ProtoReflect.Descriptor instead.
 func (*SlotStatus) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{19}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SlotStatus) GetIndex() int32 {
@@ -1354,7 +1503,7 @@ type TaskExecutorHeartbeat struct {
 
 func (x *TaskExecutorHeartbeat) Reset() {
 	*x = TaskExecutorHeartbeat{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1515,7 @@ func (x *TaskExecutorHeartbeat) String() string {
 func (*TaskExecutorHeartbeat) ProtoMessage() {}
 
 func (x *TaskExecutorHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1528,7 @@ func (x *TaskExecutorHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecutorHeartbeat.ProtoReflect.Descriptor instead.
 func (*TaskExecutorHeartbeat) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{20}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TaskExecutorHeartbeat) GetTaskManagerId() string {
@@ -1407,7 +1556,7 @@ type ResourceManagerHeartbeatResponse struct {
 
 func (x *ResourceManagerHeartbeatResponse) Reset() {
 	*x = ResourceManagerHeartbeatResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1419,7 +1568,7 @@ func (x *ResourceManagerHeartbeatResponse) String() string {
 func (*ResourceManagerHeartbeatResponse) ProtoMessage() {}
 
 func (x *ResourceManagerHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1432,7 +1581,7 @@ func (x *ResourceManagerHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceManagerHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*ResourceManagerHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{21}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ResourceManagerHeartbeatResponse) GetRegistered() bool {
@@ -1452,7 +1601,7 @@ type UnregisterTaskExecutorRequest struct {
 
 func (x *UnregisterTaskExecutorRequest) Reset() {
 	*x = UnregisterTaskExecutorRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1613,7 @@ func (x *UnregisterTaskExecutorRequest) String() string {
 func (*UnregisterTaskExecutorRequest) ProtoMessage() {}
 
 func (x *UnregisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1626,7 @@ func (x *UnregisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterTaskExecutorRequest.ProtoReflect.Descriptor instead.
 func (*UnregisterTaskExecutorRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{22}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UnregisterTaskExecutorRequest) GetTaskManagerId() string {
@@ -1503,7 +1652,7 @@ type GetJobArtifactRequest struct {
 
 func (x *GetJobArtifactRequest) Reset() {
 	*x = GetJobArtifactRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1664,7 @@ func (x *GetJobArtifactRequest) String() string {
 func (*GetJobArtifactRequest) ProtoMessage() {}
 
 func (x *GetJobArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1677,7 @@ func (x *GetJobArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobArtifactRequest.ProtoReflect.Descriptor instead.
 func (*GetJobArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{23}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetJobArtifactRequest) GetJobId() string {
@@ -1553,7 +1702,7 @@ type JobArtifact struct {
 
 func (x *JobArtifact) Reset() {
 	*x = JobArtifact{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1565,7 +1714,7 @@ func (x *JobArtifact) String() string {
 func (*JobArtifact) ProtoMessage() {}
 
 func (x *JobArtifact) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1578,7 +1727,7 @@ func (x *JobArtifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobArtifact.ProtoReflect.Descriptor instead.
 func (*JobArtifact) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{24}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *JobArtifact) GetArtifact() *BlobKey {
@@ -1630,7 +1779,7 @@ type OfferSlotsRequest struct {
 
 func (x *OfferSlotsRequest) Reset() {
 	*x = OfferSlotsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1791,7 @@ func (x *OfferSlotsRequest) String() string {
 func (*OfferSlotsRequest) ProtoMessage() {}
 
 func (x *OfferSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1804,7 @@ func (x *OfferSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferSlotsRequest.ProtoReflect.Descriptor instead.
 func (*OfferSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{25}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *OfferSlotsRequest) GetJobId() string {
@@ -1703,7 +1852,7 @@ type OfferSlotsResponse struct {
 
 func (x *OfferSlotsResponse) Reset() {
 	*x = OfferSlotsResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1715,7 +1864,7 @@ func (x *OfferSlotsResponse) String() string {
 func (*OfferSlotsResponse) ProtoMessage() {}
 
 func (x *OfferSlotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1728,7 +1877,7 @@ func (x *OfferSlotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferSlotsResponse.ProtoReflect.Descriptor instead.
 func (*OfferSlotsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{26}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *OfferSlotsResponse) GetAccepted() []int32 {
@@ -1745,14 +1894,16 @@ type TaskStateUpdate struct {
 	Attempt int32                  `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	State   string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
 	// For FAILED: the error, naming the task.
-	Failure       string `protobuf:"bytes,5,opt,name=failure,proto3" json:"failure,omitempty"`
+	Failure string `protobuf:"bytes,5,opt,name=failure,proto3" json:"failure,omitempty"`
+	// For a terminal state: the attempt's final counts.
+	Metrics       *IOMetrics `protobuf:"bytes,6,opt,name=metrics,proto3" json:"metrics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskStateUpdate) Reset() {
 	*x = TaskStateUpdate{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1915,7 @@ func (x *TaskStateUpdate) String() string {
 func (*TaskStateUpdate) ProtoMessage() {}
 
 func (x *TaskStateUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1928,7 @@ func (x *TaskStateUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStateUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStateUpdate) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{27}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *TaskStateUpdate) GetVertex() int32 {
@@ -1815,6 +1966,13 @@ func (x *TaskStateUpdate) GetFailure() string {
 	return ""
 }
 
+func (x *TaskStateUpdate) GetMetrics() *IOMetrics {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
 type TaskStateUpdates struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -1826,7 +1984,7 @@ type TaskStateUpdates struct {
 
 func (x *TaskStateUpdates) Reset() {
 	*x = TaskStateUpdates{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +1996,7 @@ func (x *TaskStateUpdates) String() string {
 func (*TaskStateUpdates) ProtoMessage() {}
 
 func (x *TaskStateUpdates) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +2009,7 @@ func (x *TaskStateUpdates) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStateUpdates.ProtoReflect.Descriptor instead.
 func (*TaskStateUpdates) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{28}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TaskStateUpdates) GetJobId() string {
@@ -1886,7 +2044,7 @@ type WorkerFailedRequest struct {
 
 func (x *WorkerFailedRequest) Reset() {
 	*x = WorkerFailedRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +2056,7 @@ func (x *WorkerFailedRequest) String() string {
 func (*WorkerFailedRequest) ProtoMessage() {}
 
 func (x *WorkerFailedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +2069,7 @@ func (x *WorkerFailedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerFailedRequest.ProtoReflect.Descriptor instead.
 func (*WorkerFailedRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{29}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WorkerFailedRequest) GetJobId() string {
@@ -1948,7 +2106,7 @@ type RequestSlotRequest struct {
 
 func (x *RequestSlotRequest) Reset() {
 	*x = RequestSlotRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2118,7 @@ func (x *RequestSlotRequest) String() string {
 func (*RequestSlotRequest) ProtoMessage() {}
 
 func (x *RequestSlotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2131,7 @@ func (x *RequestSlotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestSlotRequest.ProtoReflect.Descriptor instead.
 func (*RequestSlotRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{30}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RequestSlotRequest) GetJobId() string {
@@ -2020,7 +2178,7 @@ type TaskDeployment struct {
 
 func (x *TaskDeployment) Reset() {
 	*x = TaskDeployment{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2032,7 +2190,7 @@ func (x *TaskDeployment) String() string {
 func (*TaskDeployment) ProtoMessage() {}
 
 func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2045,7 +2203,7 @@ func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDeployment.ProtoReflect.Descriptor instead.
 func (*TaskDeployment) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{31}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TaskDeployment) GetVertex() int32 {
@@ -2100,7 +2258,7 @@ type SubmitTasksRequest struct {
 
 func (x *SubmitTasksRequest) Reset() {
 	*x = SubmitTasksRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2112,7 +2270,7 @@ func (x *SubmitTasksRequest) String() string {
 func (*SubmitTasksRequest) ProtoMessage() {}
 
 func (x *SubmitTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2125,7 +2283,7 @@ func (x *SubmitTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitTasksRequest.ProtoReflect.Descriptor instead.
 func (*SubmitTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{32}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SubmitTasksRequest) GetJobId() string {
@@ -2191,7 +2349,7 @@ type RestoreState struct {
 
 func (x *RestoreState) Reset() {
 	*x = RestoreState{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2203,7 +2361,7 @@ func (x *RestoreState) String() string {
 func (*RestoreState) ProtoMessage() {}
 
 func (x *RestoreState) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2216,7 +2374,7 @@ func (x *RestoreState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreState.ProtoReflect.Descriptor instead.
 func (*RestoreState) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{33}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RestoreState) GetCheckpointId() int64 {
@@ -2255,7 +2413,7 @@ type SubtaskState struct {
 
 func (x *SubtaskState) Reset() {
 	*x = SubtaskState{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2267,7 +2425,7 @@ func (x *SubtaskState) String() string {
 func (*SubtaskState) ProtoMessage() {}
 
 func (x *SubtaskState) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2280,7 +2438,7 @@ func (x *SubtaskState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskState.ProtoReflect.Descriptor instead.
 func (*SubtaskState) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{34}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SubtaskState) GetVertex() int32 {
@@ -2320,7 +2478,7 @@ type StateFiles struct {
 
 func (x *StateFiles) Reset() {
 	*x = StateFiles{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2332,7 +2490,7 @@ func (x *StateFiles) String() string {
 func (*StateFiles) ProtoMessage() {}
 
 func (x *StateFiles) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2345,7 +2503,7 @@ func (x *StateFiles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateFiles.ProtoReflect.Descriptor instead.
 func (*StateFiles) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StateFiles) GetPaths() []string {
@@ -2370,7 +2528,7 @@ type CheckpointTrigger struct {
 
 func (x *CheckpointTrigger) Reset() {
 	*x = CheckpointTrigger{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2382,7 +2540,7 @@ func (x *CheckpointTrigger) String() string {
 func (*CheckpointTrigger) ProtoMessage() {}
 
 func (x *CheckpointTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2395,7 +2553,7 @@ func (x *CheckpointTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointTrigger.ProtoReflect.Descriptor instead.
 func (*CheckpointTrigger) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CheckpointTrigger) GetJobId() string {
@@ -2451,7 +2609,7 @@ type CheckpointNotification struct {
 
 func (x *CheckpointNotification) Reset() {
 	*x = CheckpointNotification{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2463,7 +2621,7 @@ func (x *CheckpointNotification) String() string {
 func (*CheckpointNotification) ProtoMessage() {}
 
 func (x *CheckpointNotification) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2476,7 +2634,7 @@ func (x *CheckpointNotification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointNotification.ProtoReflect.Descriptor instead.
 func (*CheckpointNotification) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{37}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CheckpointNotification) GetJobId() string {
@@ -2521,7 +2679,7 @@ type CheckpointAck struct {
 
 func (x *CheckpointAck) Reset() {
 	*x = CheckpointAck{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2533,7 +2691,7 @@ func (x *CheckpointAck) String() string {
 func (*CheckpointAck) ProtoMessage() {}
 
 func (x *CheckpointAck) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2546,7 +2704,7 @@ func (x *CheckpointAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointAck.ProtoReflect.Descriptor instead.
 func (*CheckpointAck) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{38}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CheckpointAck) GetVertex() int32 {
@@ -2630,7 +2788,7 @@ type CheckpointAcks struct {
 
 func (x *CheckpointAcks) Reset() {
 	*x = CheckpointAcks{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2642,7 +2800,7 @@ func (x *CheckpointAcks) String() string {
 func (*CheckpointAcks) ProtoMessage() {}
 
 func (x *CheckpointAcks) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2655,7 +2813,7 @@ func (x *CheckpointAcks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointAcks.ProtoReflect.Descriptor instead.
 func (*CheckpointAcks) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{39}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CheckpointAcks) GetJobId() string {
@@ -2688,7 +2846,7 @@ type SubtaskLocations struct {
 
 func (x *SubtaskLocations) Reset() {
 	*x = SubtaskLocations{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2700,7 +2858,7 @@ func (x *SubtaskLocations) String() string {
 func (*SubtaskLocations) ProtoMessage() {}
 
 func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2713,7 +2871,7 @@ func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskLocations.ProtoReflect.Descriptor instead.
 func (*SubtaskLocations) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{40}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SubtaskLocations) GetAddresses() []string {
@@ -2737,7 +2895,7 @@ type CancelTasksRequest struct {
 
 func (x *CancelTasksRequest) Reset() {
 	*x = CancelTasksRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2749,7 +2907,7 @@ func (x *CancelTasksRequest) String() string {
 func (*CancelTasksRequest) ProtoMessage() {}
 
 func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2762,7 +2920,7 @@ func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
 func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{41}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CancelTasksRequest) GetJobId() string {
@@ -2796,7 +2954,7 @@ type FreeSlotsRequest struct {
 
 func (x *FreeSlotsRequest) Reset() {
 	*x = FreeSlotsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2808,7 +2966,7 @@ func (x *FreeSlotsRequest) String() string {
 func (*FreeSlotsRequest) ProtoMessage() {}
 
 func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2821,7 +2979,7 @@ func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeSlotsRequest.ProtoReflect.Descriptor instead.
 func (*FreeSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{42}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *FreeSlotsRequest) GetJobId() string {
@@ -2847,7 +3005,7 @@ type JobMasterHeartbeat struct {
 
 func (x *JobMasterHeartbeat) Reset() {
 	*x = JobMasterHeartbeat{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2859,7 +3017,7 @@ func (x *JobMasterHeartbeat) String() string {
 func (*JobMasterHeartbeat) ProtoMessage() {}
 
 func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2872,7 +3030,7 @@ func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobMasterHeartbeat.ProtoReflect.Descriptor instead.
 func (*JobMasterHeartbeat) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{43}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *JobMasterHeartbeat) GetJobId() string {
@@ -2883,15 +3041,17 @@ func (x *JobMasterHeartbeat) GetJobId() string {
 }
 
 type TaskExecutorHeartbeatResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Slots         []*SlotStatus          `protobuf:"bytes,1,rep,name=slots,proto3" json:"slots,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Slots []*SlotStatus          `protobuf:"bytes,1,rep,name=slots,proto3" json:"slots,omitempty"`
+	// The latest metrics of the job's subtasks on this TaskManager.
+	Metrics       []*SubtaskMetrics `protobuf:"bytes,2,rep,name=metrics,proto3" json:"metrics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskExecutorHeartbeatResponse) Reset() {
 	*x = TaskExecutorHeartbeatResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2903,7 +3063,7 @@ func (x *TaskExecutorHeartbeatResponse) String() string {
 func (*TaskExecutorHeartbeatResponse) ProtoMessage() {}
 
 func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2916,12 +3076,19 @@ func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecutorHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*TaskExecutorHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{44}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TaskExecutorHeartbeatResponse) GetSlots() []*SlotStatus {
 	if x != nil {
 		return x.Slots
+	}
+	return nil
+}
+
+func (x *TaskExecutorHeartbeatResponse) GetMetrics() []*SubtaskMetrics {
+	if x != nil {
+		return x.Metrics
 	}
 	return nil
 }
@@ -2933,6 +3100,7 @@ type WorkerMessage struct {
 	//	*WorkerMessage_Hello
 	//	*WorkerMessage_Update
 	//	*WorkerMessage_Ack
+	//	*WorkerMessage_Metrics
 	Msg           isWorkerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2940,7 +3108,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2952,7 +3120,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2965,7 +3133,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{45}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -3002,6 +3170,15 @@ func (x *WorkerMessage) GetAck() *CheckpointAck {
 	return nil
 }
 
+func (x *WorkerMessage) GetMetrics() *WorkerMetrics {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_Metrics); ok {
+			return x.Metrics
+		}
+	}
+	return nil
+}
+
 type isWorkerMessage_Msg interface {
 	isWorkerMessage_Msg()
 }
@@ -3018,11 +3195,62 @@ type WorkerMessage_Ack struct {
 	Ack *CheckpointAck `protobuf:"bytes,3,opt,name=ack,proto3,oneof"`
 }
 
+type WorkerMessage_Metrics struct {
+	// Every running subtask's counts, now and then.
+	Metrics *WorkerMetrics `protobuf:"bytes,4,opt,name=metrics,proto3,oneof"`
+}
+
 func (*WorkerMessage_Hello) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Update) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Ack) isWorkerMessage_Msg() {}
+
+func (*WorkerMessage_Metrics) isWorkerMessage_Msg() {}
+
+type WorkerMetrics struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subtasks      []*SubtaskMetrics      `protobuf:"bytes,1,rep,name=subtasks,proto3" json:"subtasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerMetrics) Reset() {
+	*x = WorkerMetrics{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerMetrics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerMetrics) ProtoMessage() {}
+
+func (x *WorkerMetrics) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerMetrics.ProtoReflect.Descriptor instead.
+func (*WorkerMetrics) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *WorkerMetrics) GetSubtasks() []*SubtaskMetrics {
+	if x != nil {
+		return x.Subtasks
+	}
+	return nil
+}
 
 type WorkerHello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3039,7 +3267,7 @@ type WorkerHello struct {
 
 func (x *WorkerHello) Reset() {
 	*x = WorkerHello{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3051,7 +3279,7 @@ func (x *WorkerHello) String() string {
 func (*WorkerHello) ProtoMessage() {}
 
 func (x *WorkerHello) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3064,7 +3292,7 @@ func (x *WorkerHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHello.ProtoReflect.Descriptor instead.
 func (*WorkerHello) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{46}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *WorkerHello) GetJobId() string {
@@ -3117,7 +3345,7 @@ type WorkerCommand struct {
 
 func (x *WorkerCommand) Reset() {
 	*x = WorkerCommand{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3129,7 +3357,7 @@ func (x *WorkerCommand) String() string {
 func (*WorkerCommand) ProtoMessage() {}
 
 func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3142,7 +3370,7 @@ func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerCommand.ProtoReflect.Descriptor instead.
 func (*WorkerCommand) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{47}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *WorkerCommand) GetCmd() isWorkerCommand_Cmd {
@@ -3297,7 +3525,7 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
 	"\vparallelism\x18\x03 \x01(\x05R\vparallelism\x12'\n" +
 	"\x0fmax_parallelism\x18\x04 \x01(\x05R\x0emaxParallelism\x126\n" +
-	"\bsubtasks\x18\x05 \x03(\v2\x1a.loom.flink.SubtaskDetailsR\bsubtasks\"\xde\x01\n" +
+	"\bsubtasks\x18\x05 \x03(\v2\x1a.loom.flink.SubtaskDetailsR\bsubtasks\"\x8f\x02\n" +
 	"\x0eSubtaskDetails\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x14\n" +
@@ -3305,7 +3533,20 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x0ftask_manager_id\x18\x04 \x01(\tR\rtaskManagerId\x12\x1a\n" +
 	"\bendpoint\x18\x05 \x01(\tR\bendpoint\x12\"\n" +
 	"\rstart_time_ms\x18\x06 \x01(\x03R\vstartTimeMs\x12\x1e\n" +
-	"\vend_time_ms\x18\a \x01(\x03R\tendTimeMs\"5\n" +
+	"\vend_time_ms\x18\a \x01(\x03R\tendTimeMs\x12/\n" +
+	"\ametrics\x18\b \x01(\v2\x15.loom.flink.IOMetricsR\ametrics\"\x83\x01\n" +
+	"\tIOMetrics\x12\x1d\n" +
+	"\n" +
+	"records_in\x18\x01 \x01(\x03R\trecordsIn\x12\x1f\n" +
+	"\vrecords_out\x18\x02 \x01(\x03R\n" +
+	"recordsOut\x12\x19\n" +
+	"\bbytes_in\x18\x03 \x01(\x03R\abytesIn\x12\x1b\n" +
+	"\tbytes_out\x18\x04 \x01(\x03R\bbytesOut\"\x83\x01\n" +
+	"\x0eSubtaskMetrics\x12\x16\n" +
+	"\x06vertex\x18\x01 \x01(\x05R\x06vertex\x12\x18\n" +
+	"\asubtask\x18\x02 \x01(\x05R\asubtask\x12\x18\n" +
+	"\aattempt\x18\x03 \x01(\x05R\aattempt\x12%\n" +
+	"\x02io\x18\x04 \x01(\v2\x15.loom.flink.IOMetricsR\x02io\"5\n" +
 	"\aBlobKey\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\"F\n" +
@@ -3359,13 +3600,14 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\fdata_address\x18\x04 \x01(\tR\vdataAddress\x12,\n" +
 	"\x05slots\x18\x05 \x03(\v2\x16.loom.flink.SlotStatusR\x05slots\"0\n" +
 	"\x12OfferSlotsResponse\x12\x1a\n" +
-	"\baccepted\x18\x01 \x03(\x05R\baccepted\"\x8d\x01\n" +
+	"\baccepted\x18\x01 \x03(\x05R\baccepted\"\xbe\x01\n" +
 	"\x0fTaskStateUpdate\x12\x16\n" +
 	"\x06vertex\x18\x01 \x01(\x05R\x06vertex\x12\x18\n" +
 	"\asubtask\x18\x02 \x01(\x05R\asubtask\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\x05R\aattempt\x12\x14\n" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12\x18\n" +
-	"\afailure\x18\x05 \x01(\tR\afailure\"\x88\x01\n" +
+	"\afailure\x18\x05 \x01(\tR\afailure\x12/\n" +
+	"\ametrics\x18\x06 \x01(\v2\x15.loom.flink.IOMetricsR\ametrics\"\x88\x01\n" +
 	"\x10TaskStateUpdates\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12&\n" +
 	"\x0ftask_manager_id\x18\x02 \x01(\tR\rtaskManagerId\x125\n" +
@@ -3454,14 +3696,18 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"+\n" +
 	"\x12JobMasterHeartbeat\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"M\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\x83\x01\n" +
 	"\x1dTaskExecutorHeartbeatResponse\x12,\n" +
-	"\x05slots\x18\x01 \x03(\v2\x16.loom.flink.SlotStatusR\x05slots\"\xad\x01\n" +
+	"\x05slots\x18\x01 \x03(\v2\x16.loom.flink.SlotStatusR\x05slots\x124\n" +
+	"\ametrics\x18\x02 \x03(\v2\x1a.loom.flink.SubtaskMetricsR\ametrics\"\xe4\x01\n" +
 	"\rWorkerMessage\x12/\n" +
 	"\x05hello\x18\x01 \x01(\v2\x17.loom.flink.WorkerHelloH\x00R\x05hello\x125\n" +
 	"\x06update\x18\x02 \x01(\v2\x1b.loom.flink.TaskStateUpdateH\x00R\x06update\x12-\n" +
-	"\x03ack\x18\x03 \x01(\v2\x19.loom.flink.CheckpointAckH\x00R\x03ackB\x05\n" +
-	"\x03msg\"\x91\x01\n" +
+	"\x03ack\x18\x03 \x01(\v2\x19.loom.flink.CheckpointAckH\x00R\x03ack\x125\n" +
+	"\ametrics\x18\x04 \x01(\v2\x19.loom.flink.WorkerMetricsH\x00R\ametricsB\x05\n" +
+	"\x03msg\"G\n" +
+	"\rWorkerMetrics\x126\n" +
+	"\bsubtasks\x18\x01 \x03(\v2\x1a.loom.flink.SubtaskMetricsR\bsubtasks\"\x91\x01\n" +
 	"\vWorkerHello\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12 \n" +
 	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\x12!\n" +
@@ -3519,7 +3765,7 @@ func file_proto_flinkpb_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_flinkpb_runtime_proto_rawDescData
 }
 
-var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	(*Empty)(nil),                            // 0: loom.flink.Empty
 	(*SubmitJobRequest)(nil),                 // 1: loom.flink.SubmitJobRequest
@@ -3536,137 +3782,146 @@ var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	(*CheckpointSummary)(nil),                // 12: loom.flink.CheckpointSummary
 	(*VertexDetails)(nil),                    // 13: loom.flink.VertexDetails
 	(*SubtaskDetails)(nil),                   // 14: loom.flink.SubtaskDetails
-	(*BlobKey)(nil),                          // 15: loom.flink.BlobKey
-	(*BlobChunk)(nil),                        // 16: loom.flink.BlobChunk
-	(*RegisterTaskExecutorRequest)(nil),      // 17: loom.flink.RegisterTaskExecutorRequest
-	(*RegisterTaskExecutorResponse)(nil),     // 18: loom.flink.RegisterTaskExecutorResponse
-	(*SlotStatus)(nil),                       // 19: loom.flink.SlotStatus
-	(*TaskExecutorHeartbeat)(nil),            // 20: loom.flink.TaskExecutorHeartbeat
-	(*ResourceManagerHeartbeatResponse)(nil), // 21: loom.flink.ResourceManagerHeartbeatResponse
-	(*UnregisterTaskExecutorRequest)(nil),    // 22: loom.flink.UnregisterTaskExecutorRequest
-	(*GetJobArtifactRequest)(nil),            // 23: loom.flink.GetJobArtifactRequest
-	(*JobArtifact)(nil),                      // 24: loom.flink.JobArtifact
-	(*OfferSlotsRequest)(nil),                // 25: loom.flink.OfferSlotsRequest
-	(*OfferSlotsResponse)(nil),               // 26: loom.flink.OfferSlotsResponse
-	(*TaskStateUpdate)(nil),                  // 27: loom.flink.TaskStateUpdate
-	(*TaskStateUpdates)(nil),                 // 28: loom.flink.TaskStateUpdates
-	(*WorkerFailedRequest)(nil),              // 29: loom.flink.WorkerFailedRequest
-	(*RequestSlotRequest)(nil),               // 30: loom.flink.RequestSlotRequest
-	(*TaskDeployment)(nil),                   // 31: loom.flink.TaskDeployment
-	(*SubmitTasksRequest)(nil),               // 32: loom.flink.SubmitTasksRequest
-	(*RestoreState)(nil),                     // 33: loom.flink.RestoreState
-	(*SubtaskState)(nil),                     // 34: loom.flink.SubtaskState
-	(*StateFiles)(nil),                       // 35: loom.flink.StateFiles
-	(*CheckpointTrigger)(nil),                // 36: loom.flink.CheckpointTrigger
-	(*CheckpointNotification)(nil),           // 37: loom.flink.CheckpointNotification
-	(*CheckpointAck)(nil),                    // 38: loom.flink.CheckpointAck
-	(*CheckpointAcks)(nil),                   // 39: loom.flink.CheckpointAcks
-	(*SubtaskLocations)(nil),                 // 40: loom.flink.SubtaskLocations
-	(*CancelTasksRequest)(nil),               // 41: loom.flink.CancelTasksRequest
-	(*FreeSlotsRequest)(nil),                 // 42: loom.flink.FreeSlotsRequest
-	(*JobMasterHeartbeat)(nil),               // 43: loom.flink.JobMasterHeartbeat
-	(*TaskExecutorHeartbeatResponse)(nil),    // 44: loom.flink.TaskExecutorHeartbeatResponse
-	(*WorkerMessage)(nil),                    // 45: loom.flink.WorkerMessage
-	(*WorkerHello)(nil),                      // 46: loom.flink.WorkerHello
-	(*WorkerCommand)(nil),                    // 47: loom.flink.WorkerCommand
-	nil,                                      // 48: loom.flink.SubmitJobRequest.EnvEntry
-	nil,                                      // 49: loom.flink.JobDetails.TimestampsEntry
-	nil,                                      // 50: loom.flink.JobArtifact.EnvEntry
-	nil,                                      // 51: loom.flink.SubtaskState.FilesEntry
-	nil,                                      // 52: loom.flink.SubtaskState.RescaledEntry
-	nil,                                      // 53: loom.flink.CheckpointAck.FilesEntry
-	(*JobGraph)(nil),                         // 54: loom.flink.JobGraph
+	(*IOMetrics)(nil),                        // 15: loom.flink.IOMetrics
+	(*SubtaskMetrics)(nil),                   // 16: loom.flink.SubtaskMetrics
+	(*BlobKey)(nil),                          // 17: loom.flink.BlobKey
+	(*BlobChunk)(nil),                        // 18: loom.flink.BlobChunk
+	(*RegisterTaskExecutorRequest)(nil),      // 19: loom.flink.RegisterTaskExecutorRequest
+	(*RegisterTaskExecutorResponse)(nil),     // 20: loom.flink.RegisterTaskExecutorResponse
+	(*SlotStatus)(nil),                       // 21: loom.flink.SlotStatus
+	(*TaskExecutorHeartbeat)(nil),            // 22: loom.flink.TaskExecutorHeartbeat
+	(*ResourceManagerHeartbeatResponse)(nil), // 23: loom.flink.ResourceManagerHeartbeatResponse
+	(*UnregisterTaskExecutorRequest)(nil),    // 24: loom.flink.UnregisterTaskExecutorRequest
+	(*GetJobArtifactRequest)(nil),            // 25: loom.flink.GetJobArtifactRequest
+	(*JobArtifact)(nil),                      // 26: loom.flink.JobArtifact
+	(*OfferSlotsRequest)(nil),                // 27: loom.flink.OfferSlotsRequest
+	(*OfferSlotsResponse)(nil),               // 28: loom.flink.OfferSlotsResponse
+	(*TaskStateUpdate)(nil),                  // 29: loom.flink.TaskStateUpdate
+	(*TaskStateUpdates)(nil),                 // 30: loom.flink.TaskStateUpdates
+	(*WorkerFailedRequest)(nil),              // 31: loom.flink.WorkerFailedRequest
+	(*RequestSlotRequest)(nil),               // 32: loom.flink.RequestSlotRequest
+	(*TaskDeployment)(nil),                   // 33: loom.flink.TaskDeployment
+	(*SubmitTasksRequest)(nil),               // 34: loom.flink.SubmitTasksRequest
+	(*RestoreState)(nil),                     // 35: loom.flink.RestoreState
+	(*SubtaskState)(nil),                     // 36: loom.flink.SubtaskState
+	(*StateFiles)(nil),                       // 37: loom.flink.StateFiles
+	(*CheckpointTrigger)(nil),                // 38: loom.flink.CheckpointTrigger
+	(*CheckpointNotification)(nil),           // 39: loom.flink.CheckpointNotification
+	(*CheckpointAck)(nil),                    // 40: loom.flink.CheckpointAck
+	(*CheckpointAcks)(nil),                   // 41: loom.flink.CheckpointAcks
+	(*SubtaskLocations)(nil),                 // 42: loom.flink.SubtaskLocations
+	(*CancelTasksRequest)(nil),               // 43: loom.flink.CancelTasksRequest
+	(*FreeSlotsRequest)(nil),                 // 44: loom.flink.FreeSlotsRequest
+	(*JobMasterHeartbeat)(nil),               // 45: loom.flink.JobMasterHeartbeat
+	(*TaskExecutorHeartbeatResponse)(nil),    // 46: loom.flink.TaskExecutorHeartbeatResponse
+	(*WorkerMessage)(nil),                    // 47: loom.flink.WorkerMessage
+	(*WorkerMetrics)(nil),                    // 48: loom.flink.WorkerMetrics
+	(*WorkerHello)(nil),                      // 49: loom.flink.WorkerHello
+	(*WorkerCommand)(nil),                    // 50: loom.flink.WorkerCommand
+	nil,                                      // 51: loom.flink.SubmitJobRequest.EnvEntry
+	nil,                                      // 52: loom.flink.JobDetails.TimestampsEntry
+	nil,                                      // 53: loom.flink.JobArtifact.EnvEntry
+	nil,                                      // 54: loom.flink.SubtaskState.FilesEntry
+	nil,                                      // 55: loom.flink.SubtaskState.RescaledEntry
+	nil,                                      // 56: loom.flink.CheckpointAck.FilesEntry
+	(*JobGraph)(nil),                         // 57: loom.flink.JobGraph
 }
 var file_proto_flinkpb_runtime_proto_depIdxs = []int32{
-	54, // 0: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
-	15, // 1: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
-	48, // 2: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
+	57, // 0: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
+	17, // 1: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
+	51, // 2: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
 	11, // 3: loom.flink.ListJobsResponse.jobs:type_name -> loom.flink.JobDetails
-	49, // 4: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
+	52, // 4: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
 	13, // 5: loom.flink.JobDetails.vertices:type_name -> loom.flink.VertexDetails
-	54, // 6: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
+	57, // 6: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
 	12, // 7: loom.flink.JobDetails.checkpoints:type_name -> loom.flink.CheckpointSummary
 	14, // 8: loom.flink.VertexDetails.subtasks:type_name -> loom.flink.SubtaskDetails
-	15, // 9: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
-	19, // 10: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
-	19, // 11: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
-	15, // 12: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
-	50, // 13: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
-	19, // 14: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
-	27, // 15: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
-	31, // 16: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	40, // 17: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
-	33, // 18: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
-	34, // 19: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
-	51, // 20: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
-	52, // 21: loom.flink.SubtaskState.rescaled:type_name -> loom.flink.SubtaskState.RescaledEntry
-	53, // 22: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
-	38, // 23: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
-	31, // 24: loom.flink.CancelTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	19, // 25: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
-	46, // 26: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
-	27, // 27: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
-	38, // 28: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
-	32, // 29: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
-	41, // 30: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
-	36, // 31: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
-	37, // 32: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
-	35, // 33: loom.flink.SubtaskState.RescaledEntry.value:type_name -> loom.flink.StateFiles
-	1,  // 34: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
-	3,  // 35: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
-	5,  // 36: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
-	6,  // 37: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
-	7,  // 38: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
-	16, // 39: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
-	15, // 40: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
-	9,  // 41: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
-	17, // 42: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
-	20, // 43: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
-	22, // 44: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
-	23, // 45: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
-	25, // 46: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
-	28, // 47: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
-	29, // 48: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
-	39, // 49: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
-	39, // 50: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
-	30, // 51: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
-	32, // 52: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
-	41, // 53: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
-	42, // 54: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
-	43, // 55: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
-	36, // 56: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
-	37, // 57: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
-	45, // 58: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
-	2,  // 59: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
-	4,  // 60: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
-	11, // 61: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
-	10, // 62: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
-	8,  // 63: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
-	15, // 64: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
-	16, // 65: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
-	0,  // 66: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
-	18, // 67: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
-	21, // 68: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
-	0,  // 69: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
-	24, // 70: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
-	26, // 71: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
-	0,  // 72: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
-	0,  // 73: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
-	0,  // 74: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
-	0,  // 75: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
-	0,  // 76: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
-	0,  // 77: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
-	0,  // 78: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
-	0,  // 79: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
-	44, // 80: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
-	0,  // 81: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
-	0,  // 82: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
-	47, // 83: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
-	59, // [59:84] is the sub-list for method output_type
-	34, // [34:59] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	15, // 9: loom.flink.SubtaskDetails.metrics:type_name -> loom.flink.IOMetrics
+	15, // 10: loom.flink.SubtaskMetrics.io:type_name -> loom.flink.IOMetrics
+	17, // 11: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
+	21, // 12: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
+	21, // 13: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
+	17, // 14: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
+	53, // 15: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
+	21, // 16: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
+	15, // 17: loom.flink.TaskStateUpdate.metrics:type_name -> loom.flink.IOMetrics
+	29, // 18: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
+	33, // 19: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	42, // 20: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
+	35, // 21: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
+	36, // 22: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
+	54, // 23: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
+	55, // 24: loom.flink.SubtaskState.rescaled:type_name -> loom.flink.SubtaskState.RescaledEntry
+	56, // 25: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
+	40, // 26: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
+	33, // 27: loom.flink.CancelTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	21, // 28: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
+	16, // 29: loom.flink.TaskExecutorHeartbeatResponse.metrics:type_name -> loom.flink.SubtaskMetrics
+	49, // 30: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
+	29, // 31: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
+	40, // 32: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
+	48, // 33: loom.flink.WorkerMessage.metrics:type_name -> loom.flink.WorkerMetrics
+	16, // 34: loom.flink.WorkerMetrics.subtasks:type_name -> loom.flink.SubtaskMetrics
+	34, // 35: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
+	43, // 36: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
+	38, // 37: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
+	39, // 38: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
+	37, // 39: loom.flink.SubtaskState.RescaledEntry.value:type_name -> loom.flink.StateFiles
+	1,  // 40: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
+	3,  // 41: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
+	5,  // 42: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
+	6,  // 43: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
+	7,  // 44: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
+	18, // 45: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
+	17, // 46: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
+	9,  // 47: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
+	19, // 48: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
+	22, // 49: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
+	24, // 50: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
+	25, // 51: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
+	27, // 52: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
+	30, // 53: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
+	31, // 54: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
+	41, // 55: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
+	41, // 56: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
+	32, // 57: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
+	34, // 58: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
+	43, // 59: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
+	44, // 60: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
+	45, // 61: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
+	38, // 62: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
+	39, // 63: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
+	47, // 64: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
+	2,  // 65: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
+	4,  // 66: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
+	11, // 67: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
+	10, // 68: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
+	8,  // 69: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
+	17, // 70: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
+	18, // 71: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
+	0,  // 72: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
+	20, // 73: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
+	23, // 74: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
+	0,  // 75: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
+	26, // 76: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
+	28, // 77: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
+	0,  // 78: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
+	0,  // 79: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
+	0,  // 80: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
+	0,  // 81: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
+	0,  // 82: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
+	0,  // 83: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
+	0,  // 84: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
+	0,  // 85: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
+	46, // 86: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
+	0,  // 87: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
+	0,  // 88: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
+	50, // 89: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
+	65, // [65:90] is the sub-list for method output_type
+	40, // [40:65] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_proto_flinkpb_runtime_proto_init() }
@@ -3675,12 +3930,13 @@ func file_proto_flinkpb_runtime_proto_init() {
 		return
 	}
 	file_proto_flinkpb_jobgraph_proto_init()
-	file_proto_flinkpb_runtime_proto_msgTypes[45].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[47].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Update)(nil),
 		(*WorkerMessage_Ack)(nil),
+		(*WorkerMessage_Metrics)(nil),
 	}
-	file_proto_flinkpb_runtime_proto_msgTypes[47].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[50].OneofWrappers = []any{
 		(*WorkerCommand_Deploy)(nil),
 		(*WorkerCommand_Cancel)(nil),
 		(*WorkerCommand_Trigger)(nil),
@@ -3692,7 +3948,7 @@ func file_proto_flinkpb_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_flinkpb_runtime_proto_rawDesc), len(file_proto_flinkpb_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   54,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
