@@ -334,6 +334,25 @@ func TestWordCountAcrossTwoTaskManagers(t *testing.T) {
 	if src.WriteBytes == 0 || src.WriteBytes != counts.ReadBytes {
 		t.Errorf("bytes across the network: written %d, read %d; want the same, above 0", src.WriteBytes, counts.ReadBytes)
 	}
+	// Flink's metric queries, as the dashboard makes them: aggregated over
+	// the subtasks, and one subtask's.
+	var agg []struct {
+		ID  string  `json:"id"`
+		Sum float64 `json:"sum"`
+		Max float64 `json:"max"`
+	}
+	s.rest("/jobs/"+jobs.Jobs[0].ID+"/vertices/"+detail.Vertices[1].ID+"/subtasks/metrics?get=numRecordsIn,backPressuredTimeMsPerSecond", &agg)
+	if len(agg) != 1 || agg[0].ID != "numRecordsIn" || int64(agg[0].Sum) != words {
+		t.Errorf("aggregated numRecordsIn: %+v, want a sum of %d", agg, words)
+	}
+	var one []struct {
+		ID    string `json:"id"`
+		Value string `json:"value"`
+	}
+	s.rest("/jobs/"+jobs.Jobs[0].ID+"/vertices/"+detail.Vertices[1].ID+"/metrics?get=0.numRecordsIn", &one)
+	if len(one) != 1 || one[0].ID != "0.numRecordsIn" || one[0].Value == "" || one[0].Value == "0" {
+		t.Errorf("subtask 0's numRecordsIn: %+v", one)
+	}
 	tms := map[string]bool{}
 	for _, v := range detail.Vertices {
 		var vd struct {

@@ -45,8 +45,9 @@ func (jm *JobManager) restHandler() http.Handler {
 	mux.HandleFunc("POST /jobs/{jobid}/stop", jm.restSavepoint)
 	mux.HandleFunc("GET /jobs/{jobid}/savepoints/{triggerid}", jm.restSavepointStatus)
 	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}", jm.withJob(jm.restVertex))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/metrics", jm.withJob(jm.restVertexMetrics))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/subtasks/metrics", jm.withJob(jm.restSubtasksMetrics))
 	for _, p := range []string{
-		"GET /jobs/{jobid}/vertices/{vertexid}/subtasks/metrics", "GET /jobs/{jobid}/vertices/{vertexid}/metrics",
 		"GET /jobs/{jobid}/vertices/{vertexid}/watermarks", "GET /jobs/{jobid}/metrics",
 		"GET /taskmanagers/{tmid}/metrics", "GET /jobmanager/metrics", "GET /taskmanagers/metrics",
 	} {

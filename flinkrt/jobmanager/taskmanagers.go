@@ -77,7 +77,7 @@ func (jm *JobMaster) takeMetricsLocked(tmID string, ms []*flinkpb.SubtaskMetrics
 			continue
 		}
 		if t := jm.tasks[m.Vertex][m.Subtask]; t.tm == tmID && int(m.Attempt) == t.attempt && !taskTerminal(t.state) {
-			t.io = m.Io
+			t.report(m.Io, time.Now(), false)
 		}
 	}
 }

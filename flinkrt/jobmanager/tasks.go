@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"loom/proto/flinkpb"
+
+	"google.golang.org/protobuf/proto"
 )
 
 type subtask struct {
@@ -17,8 +19,27 @@ type subtask struct {
 	tm         string
 	endpoint   string
 	start, end time.Time
-	// io is the attempt's counts as its worker last reported them.
-	io *flinkpb.IOMetrics
+	// io is the attempt's counts as its worker last reported them, at
+	// ioAt.
+	io   *flinkpb.IOMetrics
+	ioAt time.Time
+}
+
+// report records an attempt's counts, with their rates since the last
+// report.
+func (t *subtask) report(m *flinkpb.IOMetrics, now time.Time, final bool) {
+	m = proto.Clone(m).(*flinkpb.IOMetrics)
+	if prev := t.io; prev != nil && !final {
+		if dt := now.Sub(t.ioAt).Seconds(); dt > 0 {
+			m.RecordsInPerSecond = float64(m.RecordsIn-prev.RecordsIn) / dt
+			m.RecordsOutPerSecond = float64(m.RecordsOut-prev.RecordsOut) / dt
+			m.BytesInPerSecond = float64(m.BytesIn-prev.BytesIn) / dt
+			m.BytesOutPerSecond = float64(m.BytesOut-prev.BytesOut) / dt
+		}
+	} else {
+		m.RecordsInPerSecond, m.RecordsOutPerSecond, m.BytesInPerSecond, m.BytesOutPerSecond = 0, 0, 0, 0
+	}
+	t.io, t.ioAt = m, now
 }
 
 // updateTasks records task states from a TaskManager.
@@ -35,7 +56,7 @@ func (jm *JobMaster) updateTasks(req *flinkpb.TaskStateUpdates) error {
 		}
 		t.state = u.State
 		if u.Metrics != nil {
-			t.io = u.Metrics
+			t.report(u.Metrics, time.Now(), taskTerminal(u.State))
 		}
 		if taskTerminal(u.State) {
 			t.end = time.Now()

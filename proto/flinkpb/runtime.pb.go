@@ -1032,13 +1032,19 @@ func (x *SubtaskDetails) GetMetrics() *IOMetrics {
 // its input gate and wrote to its record writers, and the bytes of those
 // that crossed the network.
 type IOMetrics struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RecordsIn     int64                  `protobuf:"varint,1,opt,name=records_in,json=recordsIn,proto3" json:"records_in,omitempty"`
-	RecordsOut    int64                  `protobuf:"varint,2,opt,name=records_out,json=recordsOut,proto3" json:"records_out,omitempty"`
-	BytesIn       int64                  `protobuf:"varint,3,opt,name=bytes_in,json=bytesIn,proto3" json:"bytes_in,omitempty"`
-	BytesOut      int64                  `protobuf:"varint,4,opt,name=bytes_out,json=bytesOut,proto3" json:"bytes_out,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	RecordsIn  int64                  `protobuf:"varint,1,opt,name=records_in,json=recordsIn,proto3" json:"records_in,omitempty"`
+	RecordsOut int64                  `protobuf:"varint,2,opt,name=records_out,json=recordsOut,proto3" json:"records_out,omitempty"`
+	BytesIn    int64                  `protobuf:"varint,3,opt,name=bytes_in,json=bytesIn,proto3" json:"bytes_in,omitempty"`
+	BytesOut   int64                  `protobuf:"varint,4,opt,name=bytes_out,json=bytesOut,proto3" json:"bytes_out,omitempty"`
+	// Per second over the last two reports, as the JobMaster computes
+	// them (0 before a second report, and once the attempt ended).
+	RecordsInPerSecond  float64 `protobuf:"fixed64,5,opt,name=records_in_per_second,json=recordsInPerSecond,proto3" json:"records_in_per_second,omitempty"`
+	RecordsOutPerSecond float64 `protobuf:"fixed64,6,opt,name=records_out_per_second,json=recordsOutPerSecond,proto3" json:"records_out_per_second,omitempty"`
+	BytesInPerSecond    float64 `protobuf:"fixed64,7,opt,name=bytes_in_per_second,json=bytesInPerSecond,proto3" json:"bytes_in_per_second,omitempty"`
+	BytesOutPerSecond   float64 `protobuf:"fixed64,8,opt,name=bytes_out_per_second,json=bytesOutPerSecond,proto3" json:"bytes_out_per_second,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *IOMetrics) Reset() {
@@ -1095,6 +1101,34 @@ func (x *IOMetrics) GetBytesIn() int64 {
 func (x *IOMetrics) GetBytesOut() int64 {
 	if x != nil {
 		return x.BytesOut
+	}
+	return 0
+}
+
+func (x *IOMetrics) GetRecordsInPerSecond() float64 {
+	if x != nil {
+		return x.RecordsInPerSecond
+	}
+	return 0
+}
+
+func (x *IOMetrics) GetRecordsOutPerSecond() float64 {
+	if x != nil {
+		return x.RecordsOutPerSecond
+	}
+	return 0
+}
+
+func (x *IOMetrics) GetBytesInPerSecond() float64 {
+	if x != nil {
+		return x.BytesInPerSecond
+	}
+	return 0
+}
+
+func (x *IOMetrics) GetBytesOutPerSecond() float64 {
+	if x != nil {
+		return x.BytesOutPerSecond
 	}
 	return 0
 }
@@ -3534,14 +3568,18 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\bendpoint\x18\x05 \x01(\tR\bendpoint\x12\"\n" +
 	"\rstart_time_ms\x18\x06 \x01(\x03R\vstartTimeMs\x12\x1e\n" +
 	"\vend_time_ms\x18\a \x01(\x03R\tendTimeMs\x12/\n" +
-	"\ametrics\x18\b \x01(\v2\x15.loom.flink.IOMetricsR\ametrics\"\x83\x01\n" +
+	"\ametrics\x18\b \x01(\v2\x15.loom.flink.IOMetricsR\ametrics\"\xcb\x02\n" +
 	"\tIOMetrics\x12\x1d\n" +
 	"\n" +
 	"records_in\x18\x01 \x01(\x03R\trecordsIn\x12\x1f\n" +
 	"\vrecords_out\x18\x02 \x01(\x03R\n" +
 	"recordsOut\x12\x19\n" +
 	"\bbytes_in\x18\x03 \x01(\x03R\abytesIn\x12\x1b\n" +
-	"\tbytes_out\x18\x04 \x01(\x03R\bbytesOut\"\x83\x01\n" +
+	"\tbytes_out\x18\x04 \x01(\x03R\bbytesOut\x121\n" +
+	"\x15records_in_per_second\x18\x05 \x01(\x01R\x12recordsInPerSecond\x123\n" +
+	"\x16records_out_per_second\x18\x06 \x01(\x01R\x13recordsOutPerSecond\x12-\n" +
+	"\x13bytes_in_per_second\x18\a \x01(\x01R\x10bytesInPerSecond\x12/\n" +
+	"\x14bytes_out_per_second\x18\b \x01(\x01R\x11bytesOutPerSecond\"\x83\x01\n" +
 	"\x0eSubtaskMetrics\x12\x16\n" +
 	"\x06vertex\x18\x01 \x01(\x05R\x06vertex\x12\x18\n" +
 	"\asubtask\x18\x02 \x01(\x05R\asubtask\x12\x18\n" +

@@ -1,0 +1,134 @@
+package jobmanager
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"loom/proto/flinkpb"
+)
+
+// The task metrics the REST API answers for, by Flink's names: what each
+// subtask's counts say.
+var taskMetrics = []struct {
+	name  string
+	value func(*flinkpb.IOMetrics) float64
+}{
+	{"numRecordsIn", func(m *flinkpb.IOMetrics) float64 { return float64(m.RecordsIn) }},
+	{"numRecordsOut", func(m *flinkpb.IOMetrics) float64 { return float64(m.RecordsOut) }},
+	{"numBytesIn", func(m *flinkpb.IOMetrics) float64 { return float64(m.BytesIn) }},
+	{"numBytesOut", func(m *flinkpb.IOMetrics) float64 { return float64(m.BytesOut) }},
+	{"numRecordsInPerSecond", func(m *flinkpb.IOMetrics) float64 { return m.RecordsInPerSecond }},
+	{"numRecordsOutPerSecond", func(m *flinkpb.IOMetrics) float64 { return m.RecordsOutPerSecond }},
+	{"numBytesInPerSecond", func(m *flinkpb.IOMetrics) float64 { return m.BytesInPerSecond }},
+	{"numBytesOutPerSecond", func(m *flinkpb.IOMetrics) float64 { return m.BytesOutPerSecond }},
+}
+
+// maxMetricNames bounds a get= list.
+const maxMetricNames = 256
+
+// requested is the get= list of names, if any.
+func requested(r *http.Request) ([]string, bool) {
+	get := r.URL.Query().Get("get")
+	if get == "" {
+		return nil, false
+	}
+	names := strings.Split(get, ",")
+	if len(names) > maxMetricNames {
+		names = names[:maxMetricNames]
+	}
+	return names, true
+}
+
+func vertexOf(d *flinkpb.JobDetails, id string) *flinkpb.VertexDetails {
+	for _, v := range d.Vertices {
+		if v.Id == id {
+			return v
+		}
+	}
+	return nil
+}
+
+func formatMetric(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+// restVertexMetrics answers Flink's per-subtask metrics of a vertex:
+// names "<subtask>.<metric>"; without get=, the list of those it has.
+func (jm *JobManager) restVertexMetrics(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
+	v := vertexOf(d, r.PathValue("vertexid"))
+	if v == nil {
+		restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found")
+		return
+	}
+	names, get := requested(r)
+	out := []obj{}
+	if !get {
+		for _, t := range v.Subtasks {
+			if t.Metrics == nil {
+				continue
+			}
+			for _, m := range taskMetrics {
+				out = append(out, obj{"id": strconv.Itoa(int(t.Index)) + "." + m.name})
+			}
+		}
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	for _, name := range names {
+		i, metric, ok := strings.Cut(name, ".")
+		idx, err := strconv.Atoi(i)
+		if !ok || err != nil || idx < 0 || idx >= len(v.Subtasks) || v.Subtasks[idx].Metrics == nil {
+			continue
+		}
+		for _, m := range taskMetrics {
+			if m.name == metric {
+				out = append(out, obj{"id": name, "value": formatMetric(m.value(v.Subtasks[idx].Metrics))})
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// restSubtasksMetrics answers Flink's metrics aggregated over a vertex's
+// subtasks: min, max, avg, sum and skew (how far the largest is above
+// the average, in percent).
+func (jm *JobManager) restSubtasksMetrics(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
+	v := vertexOf(d, r.PathValue("vertexid"))
+	if v == nil {
+		restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found")
+		return
+	}
+	var reported []*flinkpb.IOMetrics
+	for _, t := range v.Subtasks {
+		if t.Metrics != nil {
+			reported = append(reported, t.Metrics)
+		}
+	}
+	out := []obj{}
+	names, get := requested(r)
+	if len(reported) == 0 {
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	for _, m := range taskMetrics {
+		if get && !slices.Contains(names, m.name) {
+			continue
+		}
+		if !get {
+			out = append(out, obj{"id": m.name})
+			continue
+		}
+		lo, hi, sum := m.value(reported[0]), m.value(reported[0]), 0.0
+		for _, r := range reported {
+			x := m.value(r)
+			lo, hi, sum = min(lo, x), max(hi, x), sum+x
+		}
+		avg := sum / float64(len(reported))
+		skew := 0.0
+		if avg > 0 {
+			skew = (hi - avg) / avg * 100
+		}
+		out = append(out, obj{"id": m.name, "min": lo, "max": hi, "avg": avg, "sum": sum, "skew": skew})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
