@@ -368,6 +368,24 @@ func TestWordCountAcrossTwoTaskManagers(t *testing.T) {
 	if len(tms) != 2 {
 		t.Errorf("the job ran on TaskManagers %v, want both", tms)
 	}
+	// Flink's TaskManager page reads its processes' memory and
+	// collections.
+	for id := range tms {
+		var tm struct {
+			Metrics *struct {
+				HeapUsed      int64 `json:"heapUsed"`
+				HeapCommitted int64 `json:"heapCommitted"`
+				GCs           []struct {
+					Name  string `json:"name"`
+					Count int64  `json:"count"`
+				} `json:"garbageCollectors"`
+			} `json:"metrics"`
+		}
+		waitFor(t, 10*time.Second, "TaskManager "+id+"'s runtime figures", func() (bool, string) {
+			s.rest("/taskmanagers/"+id, &tm)
+			return tm.Metrics != nil && tm.Metrics.HeapUsed > 0 && tm.Metrics.HeapCommitted >= tm.Metrics.HeapUsed && len(tm.Metrics.GCs) == 1, fmt.Sprintf("%+v", tm.Metrics)
+		})
+	}
 	waitFor(t, 20*time.Second, "the job's workers to exit", func() (bool, string) {
 		pids := s.workers()
 		return len(pids) == 0, fmt.Sprint(pids)

@@ -407,11 +407,17 @@ func (jm *JobManager) restVertex(w http.ResponseWriter, r *http.Request, d *flin
 
 func tmJSON(tm resourcemanager.TaskManagerInfo, detailed bool) obj {
 	mem := tm.MemoryMB << 20
+	// What its free slots hold of its resources.
+	freeCPU, freeMem := 0.0, int64(0)
+	if tm.Slots > 0 {
+		freeCPU = float64(tm.CPUCores) * float64(tm.FreeSlots) / float64(tm.Slots)
+		freeMem = mem * int64(tm.FreeSlots) / int64(tm.Slots)
+	}
 	o := obj{
 		"id": tm.ID, "path": tm.Address, "dataPort": 0, "jmxPort": -1, "timeSinceLastHeartbeat": tm.LastHeartbeat.UnixMilli(),
 		"slotsNumber": tm.Slots, "freeSlots": tm.FreeSlots, "blocked": false,
 		"totalResource": obj{"cpuCores": tm.CPUCores, "taskHeapMemory": mem, "taskOffHeapMemory": 0, "managedMemory": 0, "networkMemory": 0},
-		"freeResource":  obj{"cpuCores": tm.CPUCores, "taskHeapMemory": mem, "taskOffHeapMemory": 0, "managedMemory": 0, "networkMemory": 0},
+		"freeResource":  obj{"cpuCores": freeCPU, "taskHeapMemory": freeMem, "taskOffHeapMemory": 0, "managedMemory": 0, "networkMemory": 0},
 		"hardware":      obj{"cpuCores": tm.CPUCores, "physicalMemory": mem, "freeMemory": mem, "managedMemory": 0},
 		"memoryConfiguration": obj{"frameworkHeap": 0, "taskHeap": mem, "frameworkOffHeap": 0, "taskOffHeap": 0, "networkMemory": 0,
 			"managedMemory": 0, "jvmMetaspace": 0, "jvmOverhead": 0, "totalFlinkMemory": mem, "totalProcessMemory": mem},
@@ -422,8 +428,29 @@ func tmJSON(tm resourcemanager.TaskManagerInfo, detailed bool) obj {
 			slots = append(slots, obj{"jobId": j, "resource": obj{}})
 		}
 		o["allocatedSlots"] = slots
+		o["metrics"] = tmMetrics(tm.Stats)
 	}
 	return o
+}
+
+// tmMetrics is a TaskManager's runtime figures in the shape of Flink's
+// TaskManager metrics: its processes' (the TaskManager's and its job
+// workers') Go heap and other runtime memory, and their collections.
+// A Go process has no direct or mapped buffers and no network memory
+// segments: those are 0.
+func tmMetrics(st *flinkpb.ProcessStats) obj {
+	if st == nil {
+		st = &flinkpb.ProcessStats{HeapMax: -1}
+	}
+	return obj{
+		"heapUsed": st.HeapUsed, "heapCommitted": st.HeapCommitted, "heapMax": st.HeapMax,
+		"nonHeapUsed": st.NonHeapUsed, "nonHeapCommitted": st.NonHeapUsed, "nonHeapMax": -1,
+		"directCount": 0, "directUsed": 0, "directMax": 0, "mappedCount": 0, "mappedUsed": 0, "mappedMax": 0,
+		"memorySegmentsAvailable": 0, "memorySegmentsTotal": 0,
+		"nettyShuffleMemorySegmentsAvailable": 0, "nettyShuffleMemorySegmentsUsed": 0, "nettyShuffleMemorySegmentsTotal": 0,
+		"nettyShuffleMemoryAvailable": 0, "nettyShuffleMemoryUsed": 0, "nettyShuffleMemoryTotal": 0,
+		"garbageCollectors": []obj{{"name": "Go", "count": st.GcCount, "time": st.GcTimeMs}},
+	}
 }
 
 func (jm *JobManager) restTaskManagers(w http.ResponseWriter, _ *http.Request) {

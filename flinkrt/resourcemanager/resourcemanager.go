@@ -112,6 +112,8 @@ type TaskManagerInfo struct {
 	IdleSince time.Time
 	// Jobs holding its slots.
 	SlotJobs []string
+	// Stats are its processes' runtime figures, from its last heartbeat.
+	Stats *flinkpb.ProcessStats
 }
 
 type taskManager struct {
@@ -284,6 +286,9 @@ func (rm *ResourceManager) Heartbeat(_ context.Context, req *flinkpb.TaskExecuto
 		return &flinkpb.ResourceManagerHeartbeatResponse{Registered: false}, nil
 	}
 	tm.info.LastHeartbeat = time.Now()
+	if req.Stats != nil {
+		tm.info.Stats = req.Stats
+	}
 	// A slot the TaskManager reports free, allocated to a job that ended,
 	// is free. Matching runs on every heartbeat, so a slot request that
 	// failed is retried at the heartbeat's pace.

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"loom/flinkrt/auth"
+	"loom/flinkrt/procstats"
 	"loom/proto/flinkpb"
 	"loom/rpc"
 )
@@ -275,7 +276,7 @@ func (tm *TaskManager) heartbeatRM(ctx context.Context) error {
 			}
 		} else {
 			var resp *flinkpb.ResourceManagerHeartbeatResponse
-			resp, err = tm.rm.Heartbeat(ctx, &flinkpb.TaskExecutorHeartbeat{TaskManagerId: tm.id, SlotReport: tm.slotReport()})
+			resp, err = tm.rm.Heartbeat(ctx, &flinkpb.TaskExecutorHeartbeat{TaskManagerId: tm.id, SlotReport: tm.slotReport(), Stats: tm.processStats()})
 			if err == nil {
 				lastOK = time.Now()
 				if !resp.Registered {
@@ -471,6 +472,24 @@ func (tm *TaskManager) Heartbeat(_ context.Context, req *flinkpb.JobMasterHeartb
 		j.mu.Unlock()
 	}
 	return resp, nil
+}
+
+// processStats are the runtime figures of the TaskManager's process and
+// of its job workers', as they last reported theirs.
+func (tm *TaskManager) processStats() *flinkpb.ProcessStats {
+	st := procstats.Read()
+	tm.mu.Lock()
+	jobs := make([]*job, 0, len(tm.jobs))
+	for _, j := range tm.jobs {
+		jobs = append(jobs, j)
+	}
+	tm.mu.Unlock()
+	for _, j := range jobs {
+		j.mu.Lock()
+		st = procstats.Add(st, j.stats)
+		j.mu.Unlock()
+	}
+	return st
 }
 
 func (tm *TaskManager) job(id string) *job {

@@ -256,8 +256,10 @@ type job struct {
 	attached    chan struct{} // closed when a verified worker attached
 	attachErr   error         // set, with attached closed, when it was refused
 	// metrics are the worker's latest report of its subtasks' counts,
-	// which the JobMaster's heartbeat takes.
+	// which the JobMaster's heartbeat takes, and stats its process's
+	// runtime figures.
 	metrics []*flinkpb.SubtaskMetrics
+	stats   *flinkpb.ProcessStats
 }
 
 // maxReportedSubtasks bounds a worker's metrics report.
@@ -499,7 +501,7 @@ func (tm *TaskManager) AttachWorker(s flinkpb.TaskExecutor_AttachWorkerServer) e
 			}
 			if mm := m.GetMetrics(); mm != nil && len(mm.Subtasks) <= maxReportedSubtasks {
 				j.mu.Lock()
-				j.metrics = mm.Subtasks
+				j.metrics, j.stats = mm.Subtasks, mm.Stats
 				j.mu.Unlock()
 			}
 			if a := m.GetAck(); a != nil {

@@ -15,6 +15,7 @@ import (
 
 	"loom/flinkrt/auth"
 	"loom/flinkrt/network"
+	"loom/flinkrt/procstats"
 	"loom/flinkrt/task"
 	"loom/proto/flinkpb"
 )
@@ -125,9 +126,7 @@ func Attach(ctx context.Context, trust *auth.Trust, tmAddr, jobID, host string, 
 				return
 			case <-t.C:
 			}
-			if m := running.Metrics(); len(m) > 0 {
-				_ = send(&flinkpb.WorkerMessage{Msg: &flinkpb.WorkerMessage_Metrics{Metrics: &flinkpb.WorkerMetrics{Subtasks: m}}})
-			}
+			_ = send(&flinkpb.WorkerMessage{Msg: &flinkpb.WorkerMessage_Metrics{Metrics: &flinkpb.WorkerMetrics{Subtasks: running.Metrics(), Stats: procstats.Read()}}})
 		}
 	}()
 	var (

@@ -1531,6 +1531,8 @@ type TaskExecutorHeartbeat struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskManagerId string                 `protobuf:"bytes,1,opt,name=task_manager_id,json=taskManagerId,proto3" json:"task_manager_id,omitempty"`
 	SlotReport    []*SlotStatus          `protobuf:"bytes,2,rep,name=slot_report,json=slotReport,proto3" json:"slot_report,omitempty"`
+	// The TaskManager's processes (its own and its job workers'), summed.
+	Stats         *ProcessStats `protobuf:"bytes,3,opt,name=stats,proto3" json:"stats,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1579,6 +1581,114 @@ func (x *TaskExecutorHeartbeat) GetSlotReport() []*SlotStatus {
 	return nil
 }
 
+func (x *TaskExecutorHeartbeat) GetStats() *ProcessStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+// ProcessStats are Go runtime figures of one or more processes.
+type ProcessStats struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HeapUsed      int64                  `protobuf:"varint,1,opt,name=heap_used,json=heapUsed,proto3" json:"heap_used,omitempty"`                // bytes of live heap objects
+	HeapCommitted int64                  `protobuf:"varint,2,opt,name=heap_committed,json=heapCommitted,proto3" json:"heap_committed,omitempty"` // heap bytes obtained from the OS
+	HeapMax       int64                  `protobuf:"varint,3,opt,name=heap_max,json=heapMax,proto3" json:"heap_max,omitempty"`                   // the soft memory limit, -1 for none
+	NonHeapUsed   int64                  `protobuf:"varint,4,opt,name=non_heap_used,json=nonHeapUsed,proto3" json:"non_heap_used,omitempty"`     // other runtime memory: stacks, metadata
+	Goroutines    int64                  `protobuf:"varint,5,opt,name=goroutines,proto3" json:"goroutines,omitempty"`
+	GcCount       int64                  `protobuf:"varint,6,opt,name=gc_count,json=gcCount,proto3" json:"gc_count,omitempty"`
+	GcTimeMs      int64                  `protobuf:"varint,7,opt,name=gc_time_ms,json=gcTimeMs,proto3" json:"gc_time_ms,omitempty"` // total stop-the-world pause
+	Processes     int32                  `protobuf:"varint,8,opt,name=processes,proto3" json:"processes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProcessStats) Reset() {
+	*x = ProcessStats{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessStats) ProtoMessage() {}
+
+func (x *ProcessStats) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessStats.ProtoReflect.Descriptor instead.
+func (*ProcessStats) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ProcessStats) GetHeapUsed() int64 {
+	if x != nil {
+		return x.HeapUsed
+	}
+	return 0
+}
+
+func (x *ProcessStats) GetHeapCommitted() int64 {
+	if x != nil {
+		return x.HeapCommitted
+	}
+	return 0
+}
+
+func (x *ProcessStats) GetHeapMax() int64 {
+	if x != nil {
+		return x.HeapMax
+	}
+	return 0
+}
+
+func (x *ProcessStats) GetNonHeapUsed() int64 {
+	if x != nil {
+		return x.NonHeapUsed
+	}
+	return 0
+}
+
+func (x *ProcessStats) GetGoroutines() int64 {
+	if x != nil {
+		return x.Goroutines
+	}
+	return 0
+}
+
+func (x *ProcessStats) GetGcCount() int64 {
+	if x != nil {
+		return x.GcCount
+	}
+	return 0
+}
+
+func (x *ProcessStats) GetGcTimeMs() int64 {
+	if x != nil {
+		return x.GcTimeMs
+	}
+	return 0
+}
+
+func (x *ProcessStats) GetProcesses() int32 {
+	if x != nil {
+		return x.Processes
+	}
+	return 0
+}
+
 type ResourceManagerHeartbeatResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// False when the ResourceManager does not know the TaskManager (it was
@@ -1590,7 +1700,7 @@ type ResourceManagerHeartbeatResponse struct {
 
 func (x *ResourceManagerHeartbeatResponse) Reset() {
 	*x = ResourceManagerHeartbeatResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1712,7 @@ func (x *ResourceManagerHeartbeatResponse) String() string {
 func (*ResourceManagerHeartbeatResponse) ProtoMessage() {}
 
 func (x *ResourceManagerHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1725,7 @@ func (x *ResourceManagerHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceManagerHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*ResourceManagerHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{23}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ResourceManagerHeartbeatResponse) GetRegistered() bool {
@@ -1635,7 +1745,7 @@ type UnregisterTaskExecutorRequest struct {
 
 func (x *UnregisterTaskExecutorRequest) Reset() {
 	*x = UnregisterTaskExecutorRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +1757,7 @@ func (x *UnregisterTaskExecutorRequest) String() string {
 func (*UnregisterTaskExecutorRequest) ProtoMessage() {}
 
 func (x *UnregisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +1770,7 @@ func (x *UnregisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterTaskExecutorRequest.ProtoReflect.Descriptor instead.
 func (*UnregisterTaskExecutorRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{24}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UnregisterTaskExecutorRequest) GetTaskManagerId() string {
@@ -1686,7 +1796,7 @@ type GetJobArtifactRequest struct {
 
 func (x *GetJobArtifactRequest) Reset() {
 	*x = GetJobArtifactRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1808,7 @@ func (x *GetJobArtifactRequest) String() string {
 func (*GetJobArtifactRequest) ProtoMessage() {}
 
 func (x *GetJobArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1821,7 @@ func (x *GetJobArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobArtifactRequest.ProtoReflect.Descriptor instead.
 func (*GetJobArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{25}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetJobArtifactRequest) GetJobId() string {
@@ -1736,7 +1846,7 @@ type JobArtifact struct {
 
 func (x *JobArtifact) Reset() {
 	*x = JobArtifact{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +1858,7 @@ func (x *JobArtifact) String() string {
 func (*JobArtifact) ProtoMessage() {}
 
 func (x *JobArtifact) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1871,7 @@ func (x *JobArtifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobArtifact.ProtoReflect.Descriptor instead.
 func (*JobArtifact) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{26}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *JobArtifact) GetArtifact() *BlobKey {
@@ -1813,7 +1923,7 @@ type OfferSlotsRequest struct {
 
 func (x *OfferSlotsRequest) Reset() {
 	*x = OfferSlotsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +1935,7 @@ func (x *OfferSlotsRequest) String() string {
 func (*OfferSlotsRequest) ProtoMessage() {}
 
 func (x *OfferSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +1948,7 @@ func (x *OfferSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferSlotsRequest.ProtoReflect.Descriptor instead.
 func (*OfferSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{27}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *OfferSlotsRequest) GetJobId() string {
@@ -1886,7 +1996,7 @@ type OfferSlotsResponse struct {
 
 func (x *OfferSlotsResponse) Reset() {
 	*x = OfferSlotsResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +2008,7 @@ func (x *OfferSlotsResponse) String() string {
 func (*OfferSlotsResponse) ProtoMessage() {}
 
 func (x *OfferSlotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +2021,7 @@ func (x *OfferSlotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferSlotsResponse.ProtoReflect.Descriptor instead.
 func (*OfferSlotsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{28}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *OfferSlotsResponse) GetAccepted() []int32 {
@@ -1937,7 +2047,7 @@ type TaskStateUpdate struct {
 
 func (x *TaskStateUpdate) Reset() {
 	*x = TaskStateUpdate{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1949,7 +2059,7 @@ func (x *TaskStateUpdate) String() string {
 func (*TaskStateUpdate) ProtoMessage() {}
 
 func (x *TaskStateUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1962,7 +2072,7 @@ func (x *TaskStateUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStateUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStateUpdate) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{29}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *TaskStateUpdate) GetVertex() int32 {
@@ -2018,7 +2128,7 @@ type TaskStateUpdates struct {
 
 func (x *TaskStateUpdates) Reset() {
 	*x = TaskStateUpdates{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2140,7 @@ func (x *TaskStateUpdates) String() string {
 func (*TaskStateUpdates) ProtoMessage() {}
 
 func (x *TaskStateUpdates) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2153,7 @@ func (x *TaskStateUpdates) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStateUpdates.ProtoReflect.Descriptor instead.
 func (*TaskStateUpdates) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{30}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TaskStateUpdates) GetJobId() string {
@@ -2078,7 +2188,7 @@ type WorkerFailedRequest struct {
 
 func (x *WorkerFailedRequest) Reset() {
 	*x = WorkerFailedRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2090,7 +2200,7 @@ func (x *WorkerFailedRequest) String() string {
 func (*WorkerFailedRequest) ProtoMessage() {}
 
 func (x *WorkerFailedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2103,7 +2213,7 @@ func (x *WorkerFailedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerFailedRequest.ProtoReflect.Descriptor instead.
 func (*WorkerFailedRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{31}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *WorkerFailedRequest) GetJobId() string {
@@ -2140,7 +2250,7 @@ type RequestSlotRequest struct {
 
 func (x *RequestSlotRequest) Reset() {
 	*x = RequestSlotRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2152,7 +2262,7 @@ func (x *RequestSlotRequest) String() string {
 func (*RequestSlotRequest) ProtoMessage() {}
 
 func (x *RequestSlotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2165,7 +2275,7 @@ func (x *RequestSlotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestSlotRequest.ProtoReflect.Descriptor instead.
 func (*RequestSlotRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{32}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RequestSlotRequest) GetJobId() string {
@@ -2212,7 +2322,7 @@ type TaskDeployment struct {
 
 func (x *TaskDeployment) Reset() {
 	*x = TaskDeployment{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2224,7 +2334,7 @@ func (x *TaskDeployment) String() string {
 func (*TaskDeployment) ProtoMessage() {}
 
 func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2237,7 +2347,7 @@ func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDeployment.ProtoReflect.Descriptor instead.
 func (*TaskDeployment) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{33}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TaskDeployment) GetVertex() int32 {
@@ -2292,7 +2402,7 @@ type SubmitTasksRequest struct {
 
 func (x *SubmitTasksRequest) Reset() {
 	*x = SubmitTasksRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2304,7 +2414,7 @@ func (x *SubmitTasksRequest) String() string {
 func (*SubmitTasksRequest) ProtoMessage() {}
 
 func (x *SubmitTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2317,7 +2427,7 @@ func (x *SubmitTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitTasksRequest.ProtoReflect.Descriptor instead.
 func (*SubmitTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{34}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SubmitTasksRequest) GetJobId() string {
@@ -2383,7 +2493,7 @@ type RestoreState struct {
 
 func (x *RestoreState) Reset() {
 	*x = RestoreState{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2505,7 @@ func (x *RestoreState) String() string {
 func (*RestoreState) ProtoMessage() {}
 
 func (x *RestoreState) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2518,7 @@ func (x *RestoreState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreState.ProtoReflect.Descriptor instead.
 func (*RestoreState) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RestoreState) GetCheckpointId() int64 {
@@ -2447,7 +2557,7 @@ type SubtaskState struct {
 
 func (x *SubtaskState) Reset() {
 	*x = SubtaskState{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2459,7 +2569,7 @@ func (x *SubtaskState) String() string {
 func (*SubtaskState) ProtoMessage() {}
 
 func (x *SubtaskState) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2472,7 +2582,7 @@ func (x *SubtaskState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskState.ProtoReflect.Descriptor instead.
 func (*SubtaskState) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SubtaskState) GetVertex() int32 {
@@ -2512,7 +2622,7 @@ type StateFiles struct {
 
 func (x *StateFiles) Reset() {
 	*x = StateFiles{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2524,7 +2634,7 @@ func (x *StateFiles) String() string {
 func (*StateFiles) ProtoMessage() {}
 
 func (x *StateFiles) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2537,7 +2647,7 @@ func (x *StateFiles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateFiles.ProtoReflect.Descriptor instead.
 func (*StateFiles) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{37}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *StateFiles) GetPaths() []string {
@@ -2562,7 +2672,7 @@ type CheckpointTrigger struct {
 
 func (x *CheckpointTrigger) Reset() {
 	*x = CheckpointTrigger{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2684,7 @@ func (x *CheckpointTrigger) String() string {
 func (*CheckpointTrigger) ProtoMessage() {}
 
 func (x *CheckpointTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2697,7 @@ func (x *CheckpointTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointTrigger.ProtoReflect.Descriptor instead.
 func (*CheckpointTrigger) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{38}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CheckpointTrigger) GetJobId() string {
@@ -2643,7 +2753,7 @@ type CheckpointNotification struct {
 
 func (x *CheckpointNotification) Reset() {
 	*x = CheckpointNotification{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +2765,7 @@ func (x *CheckpointNotification) String() string {
 func (*CheckpointNotification) ProtoMessage() {}
 
 func (x *CheckpointNotification) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +2778,7 @@ func (x *CheckpointNotification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointNotification.ProtoReflect.Descriptor instead.
 func (*CheckpointNotification) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{39}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CheckpointNotification) GetJobId() string {
@@ -2713,7 +2823,7 @@ type CheckpointAck struct {
 
 func (x *CheckpointAck) Reset() {
 	*x = CheckpointAck{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2725,7 +2835,7 @@ func (x *CheckpointAck) String() string {
 func (*CheckpointAck) ProtoMessage() {}
 
 func (x *CheckpointAck) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2738,7 +2848,7 @@ func (x *CheckpointAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointAck.ProtoReflect.Descriptor instead.
 func (*CheckpointAck) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{40}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CheckpointAck) GetVertex() int32 {
@@ -2822,7 +2932,7 @@ type CheckpointAcks struct {
 
 func (x *CheckpointAcks) Reset() {
 	*x = CheckpointAcks{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2834,7 +2944,7 @@ func (x *CheckpointAcks) String() string {
 func (*CheckpointAcks) ProtoMessage() {}
 
 func (x *CheckpointAcks) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2847,7 +2957,7 @@ func (x *CheckpointAcks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointAcks.ProtoReflect.Descriptor instead.
 func (*CheckpointAcks) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{41}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *CheckpointAcks) GetJobId() string {
@@ -2880,7 +2990,7 @@ type SubtaskLocations struct {
 
 func (x *SubtaskLocations) Reset() {
 	*x = SubtaskLocations{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2892,7 +3002,7 @@ func (x *SubtaskLocations) String() string {
 func (*SubtaskLocations) ProtoMessage() {}
 
 func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2905,7 +3015,7 @@ func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskLocations.ProtoReflect.Descriptor instead.
 func (*SubtaskLocations) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{42}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SubtaskLocations) GetAddresses() []string {
@@ -2929,7 +3039,7 @@ type CancelTasksRequest struct {
 
 func (x *CancelTasksRequest) Reset() {
 	*x = CancelTasksRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2941,7 +3051,7 @@ func (x *CancelTasksRequest) String() string {
 func (*CancelTasksRequest) ProtoMessage() {}
 
 func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2954,7 +3064,7 @@ func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
 func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{43}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CancelTasksRequest) GetJobId() string {
@@ -2988,7 +3098,7 @@ type FreeSlotsRequest struct {
 
 func (x *FreeSlotsRequest) Reset() {
 	*x = FreeSlotsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3000,7 +3110,7 @@ func (x *FreeSlotsRequest) String() string {
 func (*FreeSlotsRequest) ProtoMessage() {}
 
 func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3013,7 +3123,7 @@ func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeSlotsRequest.ProtoReflect.Descriptor instead.
 func (*FreeSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{44}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *FreeSlotsRequest) GetJobId() string {
@@ -3039,7 +3149,7 @@ type JobMasterHeartbeat struct {
 
 func (x *JobMasterHeartbeat) Reset() {
 	*x = JobMasterHeartbeat{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3051,7 +3161,7 @@ func (x *JobMasterHeartbeat) String() string {
 func (*JobMasterHeartbeat) ProtoMessage() {}
 
 func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3064,7 +3174,7 @@ func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobMasterHeartbeat.ProtoReflect.Descriptor instead.
 func (*JobMasterHeartbeat) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{45}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *JobMasterHeartbeat) GetJobId() string {
@@ -3085,7 +3195,7 @@ type TaskExecutorHeartbeatResponse struct {
 
 func (x *TaskExecutorHeartbeatResponse) Reset() {
 	*x = TaskExecutorHeartbeatResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3097,7 +3207,7 @@ func (x *TaskExecutorHeartbeatResponse) String() string {
 func (*TaskExecutorHeartbeatResponse) ProtoMessage() {}
 
 func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3110,7 +3220,7 @@ func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecutorHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*TaskExecutorHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{46}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *TaskExecutorHeartbeatResponse) GetSlots() []*SlotStatus {
@@ -3142,7 +3252,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3154,7 +3264,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3167,7 +3277,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{47}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -3245,13 +3355,14 @@ func (*WorkerMessage_Metrics) isWorkerMessage_Msg() {}
 type WorkerMetrics struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Subtasks      []*SubtaskMetrics      `protobuf:"bytes,1,rep,name=subtasks,proto3" json:"subtasks,omitempty"`
+	Stats         *ProcessStats          `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkerMetrics) Reset() {
 	*x = WorkerMetrics{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3263,7 +3374,7 @@ func (x *WorkerMetrics) String() string {
 func (*WorkerMetrics) ProtoMessage() {}
 
 func (x *WorkerMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3276,12 +3387,19 @@ func (x *WorkerMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMetrics.ProtoReflect.Descriptor instead.
 func (*WorkerMetrics) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{48}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *WorkerMetrics) GetSubtasks() []*SubtaskMetrics {
 	if x != nil {
 		return x.Subtasks
+	}
+	return nil
+}
+
+func (x *WorkerMetrics) GetStats() *ProcessStats {
+	if x != nil {
+		return x.Stats
 	}
 	return nil
 }
@@ -3301,7 +3419,7 @@ type WorkerHello struct {
 
 func (x *WorkerHello) Reset() {
 	*x = WorkerHello{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3313,7 +3431,7 @@ func (x *WorkerHello) String() string {
 func (*WorkerHello) ProtoMessage() {}
 
 func (x *WorkerHello) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3326,7 +3444,7 @@ func (x *WorkerHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHello.ProtoReflect.Descriptor instead.
 func (*WorkerHello) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{49}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *WorkerHello) GetJobId() string {
@@ -3379,7 +3497,7 @@ type WorkerCommand struct {
 
 func (x *WorkerCommand) Reset() {
 	*x = WorkerCommand{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3391,7 +3509,7 @@ func (x *WorkerCommand) String() string {
 func (*WorkerCommand) ProtoMessage() {}
 
 func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3404,7 +3522,7 @@ func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerCommand.ProtoReflect.Descriptor instead.
 func (*WorkerCommand) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{50}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *WorkerCommand) GetCmd() isWorkerCommand_Cmd {
@@ -3608,11 +3726,24 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"SlotStatus\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12#\n" +
-	"\rallocation_id\x18\x03 \x01(\tR\fallocationId\"x\n" +
+	"\rallocation_id\x18\x03 \x01(\tR\fallocationId\"\xa8\x01\n" +
 	"\x15TaskExecutorHeartbeat\x12&\n" +
 	"\x0ftask_manager_id\x18\x01 \x01(\tR\rtaskManagerId\x127\n" +
 	"\vslot_report\x18\x02 \x03(\v2\x16.loom.flink.SlotStatusR\n" +
-	"slotReport\"B\n" +
+	"slotReport\x12.\n" +
+	"\x05stats\x18\x03 \x01(\v2\x18.loom.flink.ProcessStatsR\x05stats\"\x88\x02\n" +
+	"\fProcessStats\x12\x1b\n" +
+	"\theap_used\x18\x01 \x01(\x03R\bheapUsed\x12%\n" +
+	"\x0eheap_committed\x18\x02 \x01(\x03R\rheapCommitted\x12\x19\n" +
+	"\bheap_max\x18\x03 \x01(\x03R\aheapMax\x12\"\n" +
+	"\rnon_heap_used\x18\x04 \x01(\x03R\vnonHeapUsed\x12\x1e\n" +
+	"\n" +
+	"goroutines\x18\x05 \x01(\x03R\n" +
+	"goroutines\x12\x19\n" +
+	"\bgc_count\x18\x06 \x01(\x03R\agcCount\x12\x1c\n" +
+	"\n" +
+	"gc_time_ms\x18\a \x01(\x03R\bgcTimeMs\x12\x1c\n" +
+	"\tprocesses\x18\b \x01(\x05R\tprocesses\"B\n" +
 	" ResourceManagerHeartbeatResponse\x12\x1e\n" +
 	"\n" +
 	"registered\x18\x01 \x01(\bR\n" +
@@ -3743,9 +3874,10 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x06update\x18\x02 \x01(\v2\x1b.loom.flink.TaskStateUpdateH\x00R\x06update\x12-\n" +
 	"\x03ack\x18\x03 \x01(\v2\x19.loom.flink.CheckpointAckH\x00R\x03ack\x125\n" +
 	"\ametrics\x18\x04 \x01(\v2\x19.loom.flink.WorkerMetricsH\x00R\ametricsB\x05\n" +
-	"\x03msg\"G\n" +
+	"\x03msg\"w\n" +
 	"\rWorkerMetrics\x126\n" +
-	"\bsubtasks\x18\x01 \x03(\v2\x1a.loom.flink.SubtaskMetricsR\bsubtasks\"\x91\x01\n" +
+	"\bsubtasks\x18\x01 \x03(\v2\x1a.loom.flink.SubtaskMetricsR\bsubtasks\x12.\n" +
+	"\x05stats\x18\x02 \x01(\v2\x18.loom.flink.ProcessStatsR\x05stats\"\x91\x01\n" +
 	"\vWorkerHello\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12 \n" +
 	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\x12!\n" +
@@ -3803,7 +3935,7 @@ func file_proto_flinkpb_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_flinkpb_runtime_proto_rawDescData
 }
 
-var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	(*Empty)(nil),                            // 0: loom.flink.Empty
 	(*SubmitJobRequest)(nil),                 // 1: loom.flink.SubmitJobRequest
@@ -3828,50 +3960,51 @@ var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	(*RegisterTaskExecutorResponse)(nil),     // 20: loom.flink.RegisterTaskExecutorResponse
 	(*SlotStatus)(nil),                       // 21: loom.flink.SlotStatus
 	(*TaskExecutorHeartbeat)(nil),            // 22: loom.flink.TaskExecutorHeartbeat
-	(*ResourceManagerHeartbeatResponse)(nil), // 23: loom.flink.ResourceManagerHeartbeatResponse
-	(*UnregisterTaskExecutorRequest)(nil),    // 24: loom.flink.UnregisterTaskExecutorRequest
-	(*GetJobArtifactRequest)(nil),            // 25: loom.flink.GetJobArtifactRequest
-	(*JobArtifact)(nil),                      // 26: loom.flink.JobArtifact
-	(*OfferSlotsRequest)(nil),                // 27: loom.flink.OfferSlotsRequest
-	(*OfferSlotsResponse)(nil),               // 28: loom.flink.OfferSlotsResponse
-	(*TaskStateUpdate)(nil),                  // 29: loom.flink.TaskStateUpdate
-	(*TaskStateUpdates)(nil),                 // 30: loom.flink.TaskStateUpdates
-	(*WorkerFailedRequest)(nil),              // 31: loom.flink.WorkerFailedRequest
-	(*RequestSlotRequest)(nil),               // 32: loom.flink.RequestSlotRequest
-	(*TaskDeployment)(nil),                   // 33: loom.flink.TaskDeployment
-	(*SubmitTasksRequest)(nil),               // 34: loom.flink.SubmitTasksRequest
-	(*RestoreState)(nil),                     // 35: loom.flink.RestoreState
-	(*SubtaskState)(nil),                     // 36: loom.flink.SubtaskState
-	(*StateFiles)(nil),                       // 37: loom.flink.StateFiles
-	(*CheckpointTrigger)(nil),                // 38: loom.flink.CheckpointTrigger
-	(*CheckpointNotification)(nil),           // 39: loom.flink.CheckpointNotification
-	(*CheckpointAck)(nil),                    // 40: loom.flink.CheckpointAck
-	(*CheckpointAcks)(nil),                   // 41: loom.flink.CheckpointAcks
-	(*SubtaskLocations)(nil),                 // 42: loom.flink.SubtaskLocations
-	(*CancelTasksRequest)(nil),               // 43: loom.flink.CancelTasksRequest
-	(*FreeSlotsRequest)(nil),                 // 44: loom.flink.FreeSlotsRequest
-	(*JobMasterHeartbeat)(nil),               // 45: loom.flink.JobMasterHeartbeat
-	(*TaskExecutorHeartbeatResponse)(nil),    // 46: loom.flink.TaskExecutorHeartbeatResponse
-	(*WorkerMessage)(nil),                    // 47: loom.flink.WorkerMessage
-	(*WorkerMetrics)(nil),                    // 48: loom.flink.WorkerMetrics
-	(*WorkerHello)(nil),                      // 49: loom.flink.WorkerHello
-	(*WorkerCommand)(nil),                    // 50: loom.flink.WorkerCommand
-	nil,                                      // 51: loom.flink.SubmitJobRequest.EnvEntry
-	nil,                                      // 52: loom.flink.JobDetails.TimestampsEntry
-	nil,                                      // 53: loom.flink.JobArtifact.EnvEntry
-	nil,                                      // 54: loom.flink.SubtaskState.FilesEntry
-	nil,                                      // 55: loom.flink.SubtaskState.RescaledEntry
-	nil,                                      // 56: loom.flink.CheckpointAck.FilesEntry
-	(*JobGraph)(nil),                         // 57: loom.flink.JobGraph
+	(*ProcessStats)(nil),                     // 23: loom.flink.ProcessStats
+	(*ResourceManagerHeartbeatResponse)(nil), // 24: loom.flink.ResourceManagerHeartbeatResponse
+	(*UnregisterTaskExecutorRequest)(nil),    // 25: loom.flink.UnregisterTaskExecutorRequest
+	(*GetJobArtifactRequest)(nil),            // 26: loom.flink.GetJobArtifactRequest
+	(*JobArtifact)(nil),                      // 27: loom.flink.JobArtifact
+	(*OfferSlotsRequest)(nil),                // 28: loom.flink.OfferSlotsRequest
+	(*OfferSlotsResponse)(nil),               // 29: loom.flink.OfferSlotsResponse
+	(*TaskStateUpdate)(nil),                  // 30: loom.flink.TaskStateUpdate
+	(*TaskStateUpdates)(nil),                 // 31: loom.flink.TaskStateUpdates
+	(*WorkerFailedRequest)(nil),              // 32: loom.flink.WorkerFailedRequest
+	(*RequestSlotRequest)(nil),               // 33: loom.flink.RequestSlotRequest
+	(*TaskDeployment)(nil),                   // 34: loom.flink.TaskDeployment
+	(*SubmitTasksRequest)(nil),               // 35: loom.flink.SubmitTasksRequest
+	(*RestoreState)(nil),                     // 36: loom.flink.RestoreState
+	(*SubtaskState)(nil),                     // 37: loom.flink.SubtaskState
+	(*StateFiles)(nil),                       // 38: loom.flink.StateFiles
+	(*CheckpointTrigger)(nil),                // 39: loom.flink.CheckpointTrigger
+	(*CheckpointNotification)(nil),           // 40: loom.flink.CheckpointNotification
+	(*CheckpointAck)(nil),                    // 41: loom.flink.CheckpointAck
+	(*CheckpointAcks)(nil),                   // 42: loom.flink.CheckpointAcks
+	(*SubtaskLocations)(nil),                 // 43: loom.flink.SubtaskLocations
+	(*CancelTasksRequest)(nil),               // 44: loom.flink.CancelTasksRequest
+	(*FreeSlotsRequest)(nil),                 // 45: loom.flink.FreeSlotsRequest
+	(*JobMasterHeartbeat)(nil),               // 46: loom.flink.JobMasterHeartbeat
+	(*TaskExecutorHeartbeatResponse)(nil),    // 47: loom.flink.TaskExecutorHeartbeatResponse
+	(*WorkerMessage)(nil),                    // 48: loom.flink.WorkerMessage
+	(*WorkerMetrics)(nil),                    // 49: loom.flink.WorkerMetrics
+	(*WorkerHello)(nil),                      // 50: loom.flink.WorkerHello
+	(*WorkerCommand)(nil),                    // 51: loom.flink.WorkerCommand
+	nil,                                      // 52: loom.flink.SubmitJobRequest.EnvEntry
+	nil,                                      // 53: loom.flink.JobDetails.TimestampsEntry
+	nil,                                      // 54: loom.flink.JobArtifact.EnvEntry
+	nil,                                      // 55: loom.flink.SubtaskState.FilesEntry
+	nil,                                      // 56: loom.flink.SubtaskState.RescaledEntry
+	nil,                                      // 57: loom.flink.CheckpointAck.FilesEntry
+	(*JobGraph)(nil),                         // 58: loom.flink.JobGraph
 }
 var file_proto_flinkpb_runtime_proto_depIdxs = []int32{
-	57, // 0: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
+	58, // 0: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
 	17, // 1: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
-	51, // 2: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
+	52, // 2: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
 	11, // 3: loom.flink.ListJobsResponse.jobs:type_name -> loom.flink.JobDetails
-	52, // 4: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
+	53, // 4: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
 	13, // 5: loom.flink.JobDetails.vertices:type_name -> loom.flink.VertexDetails
-	57, // 6: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
+	58, // 6: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
 	12, // 7: loom.flink.JobDetails.checkpoints:type_name -> loom.flink.CheckpointSummary
 	14, // 8: loom.flink.VertexDetails.subtasks:type_name -> loom.flink.SubtaskDetails
 	15, // 9: loom.flink.SubtaskDetails.metrics:type_name -> loom.flink.IOMetrics
@@ -3879,87 +4012,89 @@ var file_proto_flinkpb_runtime_proto_depIdxs = []int32{
 	17, // 11: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
 	21, // 12: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
 	21, // 13: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
-	17, // 14: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
-	53, // 15: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
-	21, // 16: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
-	15, // 17: loom.flink.TaskStateUpdate.metrics:type_name -> loom.flink.IOMetrics
-	29, // 18: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
-	33, // 19: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	42, // 20: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
-	35, // 21: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
-	36, // 22: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
-	54, // 23: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
-	55, // 24: loom.flink.SubtaskState.rescaled:type_name -> loom.flink.SubtaskState.RescaledEntry
-	56, // 25: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
-	40, // 26: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
-	33, // 27: loom.flink.CancelTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	21, // 28: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
-	16, // 29: loom.flink.TaskExecutorHeartbeatResponse.metrics:type_name -> loom.flink.SubtaskMetrics
-	49, // 30: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
-	29, // 31: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
-	40, // 32: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
-	48, // 33: loom.flink.WorkerMessage.metrics:type_name -> loom.flink.WorkerMetrics
-	16, // 34: loom.flink.WorkerMetrics.subtasks:type_name -> loom.flink.SubtaskMetrics
-	34, // 35: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
-	43, // 36: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
-	38, // 37: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
-	39, // 38: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
-	37, // 39: loom.flink.SubtaskState.RescaledEntry.value:type_name -> loom.flink.StateFiles
-	1,  // 40: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
-	3,  // 41: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
-	5,  // 42: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
-	6,  // 43: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
-	7,  // 44: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
-	18, // 45: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
-	17, // 46: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
-	9,  // 47: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
-	19, // 48: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
-	22, // 49: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
-	24, // 50: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
-	25, // 51: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
-	27, // 52: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
-	30, // 53: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
-	31, // 54: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
-	41, // 55: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
-	41, // 56: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
-	32, // 57: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
-	34, // 58: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
-	43, // 59: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
-	44, // 60: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
-	45, // 61: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
-	38, // 62: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
-	39, // 63: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
-	47, // 64: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
-	2,  // 65: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
-	4,  // 66: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
-	11, // 67: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
-	10, // 68: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
-	8,  // 69: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
-	17, // 70: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
-	18, // 71: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
-	0,  // 72: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
-	20, // 73: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
-	23, // 74: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
-	0,  // 75: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
-	26, // 76: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
-	28, // 77: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
-	0,  // 78: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
-	0,  // 79: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
-	0,  // 80: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
-	0,  // 81: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
-	0,  // 82: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
-	0,  // 83: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
-	0,  // 84: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
-	0,  // 85: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
-	46, // 86: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
-	0,  // 87: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
-	0,  // 88: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
-	50, // 89: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
-	65, // [65:90] is the sub-list for method output_type
-	40, // [40:65] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	23, // 14: loom.flink.TaskExecutorHeartbeat.stats:type_name -> loom.flink.ProcessStats
+	17, // 15: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
+	54, // 16: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
+	21, // 17: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
+	15, // 18: loom.flink.TaskStateUpdate.metrics:type_name -> loom.flink.IOMetrics
+	30, // 19: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
+	34, // 20: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	43, // 21: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
+	36, // 22: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
+	37, // 23: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
+	55, // 24: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
+	56, // 25: loom.flink.SubtaskState.rescaled:type_name -> loom.flink.SubtaskState.RescaledEntry
+	57, // 26: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
+	41, // 27: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
+	34, // 28: loom.flink.CancelTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	21, // 29: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
+	16, // 30: loom.flink.TaskExecutorHeartbeatResponse.metrics:type_name -> loom.flink.SubtaskMetrics
+	50, // 31: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
+	30, // 32: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
+	41, // 33: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
+	49, // 34: loom.flink.WorkerMessage.metrics:type_name -> loom.flink.WorkerMetrics
+	16, // 35: loom.flink.WorkerMetrics.subtasks:type_name -> loom.flink.SubtaskMetrics
+	23, // 36: loom.flink.WorkerMetrics.stats:type_name -> loom.flink.ProcessStats
+	35, // 37: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
+	44, // 38: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
+	39, // 39: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
+	40, // 40: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
+	38, // 41: loom.flink.SubtaskState.RescaledEntry.value:type_name -> loom.flink.StateFiles
+	1,  // 42: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
+	3,  // 43: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
+	5,  // 44: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
+	6,  // 45: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
+	7,  // 46: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
+	18, // 47: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
+	17, // 48: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
+	9,  // 49: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
+	19, // 50: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
+	22, // 51: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
+	25, // 52: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
+	26, // 53: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
+	28, // 54: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
+	31, // 55: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
+	32, // 56: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
+	42, // 57: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
+	42, // 58: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
+	33, // 59: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
+	35, // 60: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
+	44, // 61: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
+	45, // 62: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
+	46, // 63: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
+	39, // 64: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
+	40, // 65: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
+	48, // 66: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
+	2,  // 67: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
+	4,  // 68: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
+	11, // 69: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
+	10, // 70: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
+	8,  // 71: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
+	17, // 72: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
+	18, // 73: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
+	0,  // 74: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
+	20, // 75: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
+	24, // 76: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
+	0,  // 77: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
+	27, // 78: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
+	29, // 79: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
+	0,  // 80: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
+	0,  // 81: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
+	0,  // 82: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
+	0,  // 83: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
+	0,  // 84: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
+	0,  // 85: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
+	0,  // 86: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
+	0,  // 87: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
+	47, // 88: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
+	0,  // 89: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
+	0,  // 90: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
+	51, // 91: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
+	67, // [67:92] is the sub-list for method output_type
+	42, // [42:67] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_proto_flinkpb_runtime_proto_init() }
@@ -3968,13 +4103,13 @@ func file_proto_flinkpb_runtime_proto_init() {
 		return
 	}
 	file_proto_flinkpb_jobgraph_proto_init()
-	file_proto_flinkpb_runtime_proto_msgTypes[47].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[48].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Update)(nil),
 		(*WorkerMessage_Ack)(nil),
 		(*WorkerMessage_Metrics)(nil),
 	}
-	file_proto_flinkpb_runtime_proto_msgTypes[50].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[51].OneofWrappers = []any{
 		(*WorkerCommand_Deploy)(nil),
 		(*WorkerCommand_Cancel)(nil),
 		(*WorkerCommand_Trigger)(nil),
@@ -3986,7 +4121,7 @@ func file_proto_flinkpb_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_flinkpb_runtime_proto_rawDesc), len(file_proto_flinkpb_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   57,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
