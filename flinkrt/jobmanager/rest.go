@@ -350,6 +350,20 @@ func (jm *JobManager) restCancel(w http.ResponseWriter, r *http.Request, d *flin
 	writeJSON(w, http.StatusAccepted, obj{})
 }
 
+// restartText is the job's restart strategy as Flink's configuration page
+// shows it.
+func restartText(conf map[string]string) string {
+	interval, err := configDuration(conf, ConfCheckpointInterval, 0)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	r, err := newRestartStrategy(conf, interval > 0)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	return r.String()
+}
+
 func (jm *JobManager) restJobConfig(w http.ResponseWriter, _ *http.Request, d *flinkpb.JobDetails) {
 	p, _ := strconv.Atoi(d.JobGraph.Config["parallelism.default"])
 	user := obj{}
@@ -358,7 +372,7 @@ func (jm *JobManager) restJobConfig(w http.ResponseWriter, _ *http.Request, d *f
 	}
 	writeJSON(w, http.StatusOK, obj{
 		"jid": d.JobId, "name": d.Name,
-		"execution-config": obj{"execution-mode": "PIPELINED", "restart-strategy": "Restart deactivated.", "job-parallelism": p, "object-reuse-mode": false, "user-config": user},
+		"execution-config": obj{"execution-mode": "PIPELINED", "restart-strategy": restartText(d.JobGraph.Config), "job-parallelism": p, "object-reuse-mode": false, "user-config": user},
 	})
 }
 

@@ -17,6 +17,8 @@ type restartStrategy interface {
 	restart(now time.Time) (time.Duration, bool)
 	// describe names the strategy for a failure's message.
 	describe() string
+	// String is the strategy as Flink's job configuration shows it.
+	String() string
 }
 
 // configDuration reads a duration as Flink writes them: "10 s", "10s",
@@ -141,6 +143,7 @@ type noRestart struct{}
 
 func (noRestart) restart(time.Time) (time.Duration, bool) { return 0, false }
 func (noRestart) describe() string                        { return "the restart strategy is none" }
+func (noRestart) String() string                          { return "Restart deactivated." }
 
 type fixedDelay struct {
 	attempts, done int
@@ -153,6 +156,10 @@ func (f *fixedDelay) restart(time.Time) (time.Duration, bool) {
 	}
 	f.done++
 	return f.delay, true
+}
+
+func (f *fixedDelay) String() string {
+	return fmt.Sprintf("Restart with fixed delay (%d ms). #%d restart attempts.", f.delay.Milliseconds(), f.attempts)
 }
 
 func (f *fixedDelay) describe() string {
@@ -177,6 +184,10 @@ func (f *failureRate) restart(now time.Time) (time.Duration, bool) {
 		return 0, false
 	}
 	return f.delay, true
+}
+
+func (f *failureRate) String() string {
+	return fmt.Sprintf("Failure rate restart with maximum of %d failures within interval %d ms and fixed delay %d ms.", f.max, f.interval.Milliseconds(), f.delay.Milliseconds())
 }
 
 func (f *failureRate) describe() string {
@@ -208,6 +219,11 @@ func (e *exponentialDelay) restart(now time.Time) (time.Duration, bool) {
 		d += time.Duration((rand.Float64()*2 - 1) * e.jitter * float64(d))
 	}
 	return max(d, 0), true
+}
+
+func (e *exponentialDelay) String() string {
+	return fmt.Sprintf("Restart with exponential delay: initial backoff %d ms, max backoff %d ms, multiplier %g, reset backoff threshold %d ms, jitter %g, attempts before reset %d.",
+		e.initial.Milliseconds(), e.max.Milliseconds(), e.multiplier, e.reset.Milliseconds(), e.jitter, e.attempts)
 }
 
 func (e *exponentialDelay) describe() string {

@@ -1,6 +1,7 @@
 package jobmanager
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -48,5 +49,23 @@ func TestRestartStrategies(t *testing.T) {
 	}
 	if _, err := newRestartStrategy(map[string]string{"restart-strategy.type": "sometimes"}, false); err == nil {
 		t.Error("an unknown strategy was taken")
+	}
+}
+
+// The job configuration page says which restart strategy a job has, as
+// Flink's does: none without checkpoints, exponential delay with them.
+func TestRestartStrategyAsTheConfigPageShowsIt(t *testing.T) {
+	for _, c := range []struct {
+		conf map[string]string
+		want string
+	}{
+		{map[string]string{}, "Restart deactivated."},
+		{map[string]string{ConfCheckpointInterval: "1s"}, "Restart with exponential delay: initial backoff 1000 ms"},
+		{map[string]string{"restart-strategy.type": "fixed-delay", "restart-strategy.fixed-delay.attempts": "3", "restart-strategy.fixed-delay.delay": "100 ms"}, "Restart with fixed delay (100 ms). #3 restart attempts."},
+		{map[string]string{"restart-strategy.type": "failure-rate"}, "Failure rate restart with maximum of"},
+	} {
+		if got := restartText(c.conf); !strings.HasPrefix(got, c.want) {
+			t.Errorf("%v: %q, want it to start %q", c.conf, got, c.want)
+		}
 	}
 }
