@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"loom/flinkrt/state/storage"
 	"net/http"
 	"os"
@@ -67,8 +68,39 @@ func recoveryRunIn(t *testing.T, c *cluster, checkpointDir, lineDelay string, ex
 	args = append(args, wordcountBin, "--input", input, "--output", output, "--line-delay", lineDelay)
 	r := c.runAttached(args...)
 	j := c.waitAppJob(r.id, func(j jobJSON) bool { return j.Checkpoints.Completed >= 2 }, "two checkpoints completed")
-	checkCheckpointsREST(t, regexp.MustCompile(`http://[0-9.:]+`).FindString(r.out.String()), j.ID)
+	web := regexp.MustCompile(`http://[0-9.:]+`).FindString(r.out.String())
+	checkCheckpointsREST(t, web, j.ID)
+	checkJobManagerLog(t, web)
 	return r, want, output
+}
+
+// checkJobManagerLog reads the JobManager's log over REST, as Flink's
+// dashboard does: its container's files, and what it logged.
+func checkJobManagerLog(t *testing.T, web string) {
+	t.Helper()
+	var list struct {
+		Logs []struct {
+			Name string `json:"name"`
+			Size int64  `json:"size"`
+		} `json:"logs"`
+	}
+	getJSON(t, web+"/jobmanager/logs", &list)
+	names := map[string]bool{}
+	for _, l := range list.Logs {
+		names[l.Name] = true
+	}
+	if !names["stderr"] || !names["stdout"] {
+		t.Errorf("/jobmanager/logs: %+v, want the container's stderr and stdout", list)
+	}
+	resp, err := http.Get(web + "/jobmanager/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "checkpoint completed") {
+		t.Errorf("/jobmanager/log: %s, %d bytes, want the JobManager's log with its checkpoints", resp.Status, len(b))
+	}
 }
 
 // checkCheckpointsREST reads the job's checkpoints from the JobManager's

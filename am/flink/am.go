@@ -132,7 +132,7 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 	}
 	a.jm, err = jobmanager.New(jobmanager.Config{
 		Addr: net.JoinHostPort(a.host, "0"), RestAddr: net.JoinHostPort(a.host, "0"), Dir: "jobmanager",
-		Log: cfg.Log, Driver: a.driver, Trust: trust,
+		Log: cfg.Log, Driver: a.driver, Trust: trust, LogDir: os.Getenv("LOOM_LOG_DIR"),
 	})
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -61,12 +62,12 @@ func (jm *JobManager) restHandler() http.Handler {
 	mux.HandleFunc("GET /taskmanagers/{tmid}", jm.restTaskManager)
 	mux.HandleFunc("GET /jobmanager/config", jm.restJMConfig)
 	mux.HandleFunc("GET /jobmanager/environment", restEnvironment)
-	for _, p := range []string{"GET /jobmanager/log", "GET /jobmanager/stdout"} {
-		mux.HandleFunc(p, func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			_, _ = w.Write([]byte("loom's JobManager logs to its standard error.\n"))
-		})
-	}
+	// loom logs to standard error: the container's stderr is Flink's
+	// jobmanager.log.
+	mux.HandleFunc("GET /jobmanager/log", func(w http.ResponseWriter, r *http.Request) { jm.serveLog(w, r, "stderr") })
+	mux.HandleFunc("GET /jobmanager/stdout", func(w http.ResponseWriter, r *http.Request) { jm.serveLog(w, r, "stdout") })
+	mux.HandleFunc("GET /jobmanager/logs/{name}", func(w http.ResponseWriter, r *http.Request) { jm.serveLog(w, r, r.PathValue("name")) })
+	mux.HandleFunc("GET /jobmanager/logs", jm.restLogList)
 	var static http.Handler
 	if jm.cfg.WebDir != "" {
 		static = http.FileServer(http.Dir(jm.cfg.WebDir))
@@ -89,6 +90,39 @@ func (jm *JobManager) restHandler() http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// serveLog serves one of the JobManager's log files.
+func (jm *JobManager) serveLog(w http.ResponseWriter, r *http.Request, name string) {
+	if jm.cfg.LogDir == "" {
+		restError(w, http.StatusNotFound, "This JobManager keeps no log files: it logs to the standard error of the process that runs it")
+		return
+	}
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") {
+		restError(w, http.StatusBadRequest, "Bad log file name")
+		return
+	}
+	path := filepath.Join(jm.cfg.LogDir, name)
+	if st, err := os.Stat(path); err != nil || !st.Mode().IsRegular() {
+		restError(w, http.StatusNotFound, "The file "+name+" does not exist on the JobManager.")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	http.ServeFile(w, r, path)
+}
+
+// restLogList lists the JobManager's log files, as Flink's /jobmanager/logs.
+func (jm *JobManager) restLogList(w http.ResponseWriter, _ *http.Request) {
+	logs := []obj{}
+	if jm.cfg.LogDir != "" {
+		entries, _ := os.ReadDir(jm.cfg.LogDir)
+		for _, e := range entries {
+			if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+				logs = append(logs, obj{"name": e.Name(), "size": info.Size(), "mtime": info.ModTime().UnixMilli()})
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, obj{"logs": logs})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
