@@ -101,6 +101,30 @@ func checkJobManagerLog(t *testing.T, web string) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "checkpoint completed") {
 		t.Errorf("/jobmanager/log: %s, %d bytes, want the JobManager's log with its checkpoints", resp.Status, len(b))
 	}
+	// A TaskManager's, fetched from its container's NodeManager.
+	var tms struct {
+		TaskManagers []struct {
+			ID string `json:"id"`
+		} `json:"taskmanagers"`
+	}
+	getJSON(t, web+"/taskmanagers", &tms)
+	if len(tms.TaskManagers) == 0 {
+		t.Fatal("no TaskManagers over REST")
+	}
+	id := tms.TaskManagers[0].ID
+	getJSON(t, web+"/taskmanagers/"+id+"/logs", &list)
+	if len(list.Logs) != 2 || list.Logs[0].Size <= 0 {
+		t.Errorf("/taskmanagers/%s/logs: %+v, want stderr and stdout", id, list)
+	}
+	resp2, err := http.Get(web + "/taskmanagers/" + id + "/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	b, _ = io.ReadAll(resp2.Body)
+	if resp2.StatusCode != http.StatusOK || !strings.Contains(string(b), "TaskManager started") {
+		t.Errorf("/taskmanagers/%s/log: %s, %q", id, resp2.Status, lastLines(string(b), 3))
+	}
 }
 
 // checkCheckpointsREST reads the job's checkpoints from the JobManager's

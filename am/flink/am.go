@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -124,6 +125,9 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 	defer rm.Close()
 	a := &am{cfg: cfg, rm: rm, host: hostOf(os.Getenv("LOOM_NM_ADDR")), shutdown: make(chan string, 1), failed: make(chan string, 1)}
 	a.driver = newDriver(cfg.TaskManager, cfg.Log.Named("driver"), nmclient.New(id))
+	a.driver.logClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: id.ClientConfig(tlsutil.NodeName), TLSHandshakeTimeout: 10 * time.Second,
+	}}
 	// The JobManager serves the application's own TaskManagers and
 	// workers, which hold the same certificate, and its user.
 	trust, err := auth.FromBundle(id, auth.Admins())

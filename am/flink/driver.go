@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -91,6 +93,8 @@ type Driver struct {
 	// onFatal the cause when it gives up.
 	onStatus func(string)
 	onFatal  func(string)
+	// logClient reaches NodeManagers' HTTP ports as the application.
+	logClient *http.Client
 
 	mu         sync.Mutex
 	wanted     int                     // slots missing, as the Flink RM last said
@@ -116,7 +120,9 @@ type Driver struct {
 
 type tmContainer struct {
 	id, node string
-	started  time.Time
+	// logs is where its NodeManager serves the container's logs.
+	logs    string
+	started time.Time
 	// adopted is set for a container of an earlier AM attempt, whose
 	// TaskManager re-registers by itself.
 	adopted bool
@@ -200,7 +206,7 @@ func (d *Driver) adopt(cs []*yarnpb.Container) {
 		if c.Priority != tmPriority {
 			continue
 		}
-		tc := &tmContainer{id: c.Id, node: c.NodeId, started: time.Now(), adopted: true}
+		tc := &tmContainer{id: c.Id, node: c.NodeId, logs: logsURL(c), started: time.Now(), adopted: true}
 		if d.unknown[c.Id] {
 			d.running[c.Id] = tc
 		} else {
@@ -364,7 +370,7 @@ func (d *Driver) allocated(cs []*yarnpb.Container) {
 			continue
 		}
 		d.asked--
-		tc := &tmContainer{id: c.Id, node: c.NodeId, started: time.Now()}
+		tc := &tmContainer{id: c.Id, node: c.NodeId, logs: logsURL(c), started: time.Now()}
 		d.starting[c.Id] = tc
 		d.launches.Add(1)
 		go func() {
@@ -373,6 +379,40 @@ func (d *Driver) allocated(cs []*yarnpb.Container) {
 		}()
 	}
 	d.noteLocked()
+}
+
+// logsURL is where a container's NodeManager serves its logs.
+func logsURL(c *yarnpb.Container) string {
+	if c.NodeHttpAddress == "" {
+		return ""
+	}
+	return "https://" + c.NodeHttpAddress + "/logs/" + c.Id + "/"
+}
+
+// TaskManagerLog fetches a log file (stdout, stderr) of the TaskManager
+// container tmID from its NodeManager, with the application's identity,
+// for Flink's TaskManager log pages; false when tmID is not one of this
+// application's TaskManagers.
+func (d *Driver) TaskManagerLog(ctx context.Context, tmID, name string, head bool) (*http.Response, bool, error) {
+	d.mu.Lock()
+	tc := d.running[tmID]
+	if tc == nil {
+		tc = d.starting[tmID]
+	}
+	d.mu.Unlock()
+	if tc == nil || tc.logs == "" || d.logClient == nil {
+		return nil, false, nil
+	}
+	method := http.MethodGet
+	if head {
+		method = http.MethodHead
+	}
+	req, err := http.NewRequestWithContext(ctx, method, tc.logs+url.PathEscape(name), nil)
+	if err != nil {
+		return nil, true, err
+	}
+	resp, err := d.logClient.Do(req)
+	return resp, true, err
 }
 
 // launch starts `loom taskmanager` in a container.

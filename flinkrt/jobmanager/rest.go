@@ -1,6 +1,7 @@
 package jobmanager
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"loom/flinkrt/resourcemanager"
 	"loom/flinkrt/state/storage"
 	"loom/proto/flinkpb"
+	"loom/proto/yarnpb"
 )
 
 // The REST API speaks Flink's contract (paths, JSON field names, error
@@ -68,6 +70,10 @@ func (jm *JobManager) restHandler() http.Handler {
 	mux.HandleFunc("GET /jobmanager/stdout", func(w http.ResponseWriter, r *http.Request) { jm.serveLog(w, r, "stdout") })
 	mux.HandleFunc("GET /jobmanager/logs/{name}", func(w http.ResponseWriter, r *http.Request) { jm.serveLog(w, r, r.PathValue("name")) })
 	mux.HandleFunc("GET /jobmanager/logs", jm.restLogList)
+	mux.HandleFunc("GET /taskmanagers/{tmid}/log", func(w http.ResponseWriter, r *http.Request) { jm.serveTMLog(w, r, "stderr") })
+	mux.HandleFunc("GET /taskmanagers/{tmid}/stdout", func(w http.ResponseWriter, r *http.Request) { jm.serveTMLog(w, r, "stdout") })
+	mux.HandleFunc("GET /taskmanagers/{tmid}/logs/{name}", func(w http.ResponseWriter, r *http.Request) { jm.serveTMLog(w, r, r.PathValue("name")) })
+	mux.HandleFunc("GET /taskmanagers/{tmid}/logs", jm.restTMLogList)
 	var static http.Handler
 	if jm.cfg.WebDir != "" {
 		static = http.FileServer(http.Dir(jm.cfg.WebDir))
@@ -109,6 +115,67 @@ func (jm *JobManager) serveLog(w http.ResponseWriter, r *http.Request, name stri
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	http.ServeFile(w, r, path)
+}
+
+// taskManagerLogs is a Driver that can fetch its TaskManagers' log files
+// (the cluster's: from their containers' NodeManagers).
+type taskManagerLogs interface {
+	TaskManagerLog(ctx context.Context, tmID, name string, head bool) (*http.Response, bool, error)
+}
+
+// tmLog fetches a TaskManager's log file through the driver; it answers
+// the request itself when it cannot.
+func (jm *JobManager) tmLog(w http.ResponseWriter, r *http.Request, name string, head bool) *http.Response {
+	tl, ok := jm.cfg.Driver.(taskManagerLogs)
+	if !ok {
+		restError(w, http.StatusNotFound, "These TaskManagers keep their logs themselves: they log to the standard error of the process that runs them")
+		return nil
+	}
+	if !yarnpb.PlainName(name) {
+		restError(w, http.StatusBadRequest, "Bad log file name")
+		return nil
+	}
+	resp, known, err := tl.TaskManagerLog(r.Context(), r.PathValue("tmid"), name, head)
+	switch {
+	case !known:
+		restError(w, http.StatusNotFound, "TaskManager "+r.PathValue("tmid")+" not found")
+		return nil
+	case err != nil:
+		restError(w, http.StatusBadGateway, "Fetching the TaskManager's log: "+err.Error())
+		return nil
+	}
+	return resp
+}
+
+// serveTMLog serves one of a TaskManager's log files.
+func (jm *JobManager) serveTMLog(w http.ResponseWriter, r *http.Request, name string) {
+	resp := jm.tmLog(w, r, name, false)
+	if resp == nil {
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		restError(w, resp.StatusCode, "The file "+name+" does not exist on the TaskManager ("+resp.Status+").")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.Copy(w, resp.Body)
+}
+
+// restTMLogList lists a TaskManager's log files.
+func (jm *JobManager) restTMLogList(w http.ResponseWriter, r *http.Request) {
+	logs := []obj{}
+	for _, name := range []string{"stderr", "stdout"} {
+		resp := jm.tmLog(w, r, name, true)
+		if resp == nil {
+			return
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			logs = append(logs, obj{"name": name, "size": resp.ContentLength})
+		}
+	}
+	writeJSON(w, http.StatusOK, obj{"logs": logs})
 }
 
 // restLogList lists the JobManager's log files, as Flink's /jobmanager/logs.
