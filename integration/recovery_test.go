@@ -74,6 +74,43 @@ func recoveryRunIn(t *testing.T, c *cluster, checkpointDir, lineDelay string, ex
 	return r, want, output
 }
 
+// checkTaskMetricsREST reads a running job's task metrics as Flink's
+// dashboard does: the records its source vertex sends per second, its
+// busy and back-pressured time, and the back-pressure view.
+func checkTaskMetricsREST(t *testing.T, web, jobID string) {
+	t.Helper()
+	var job struct {
+		Vertices []struct {
+			ID string `json:"id"`
+		} `json:"vertices"`
+	}
+	getJSON(t, web+"/jobs/"+jobID, &job)
+	src := job.Vertices[0].ID
+	waitFor(t, 20*time.Second, "the source's records per second", func() (bool, string) {
+		var agg []struct {
+			ID  string  `json:"id"`
+			Sum float64 `json:"sum"`
+		}
+		getJSON(t, web+"/jobs/"+jobID+"/vertices/"+src+"/subtasks/metrics?get=numRecordsOutPerSecond,busyTimeMsPerSecond,backPressuredTimeMsPerSecond", &agg)
+		got := map[string]float64{}
+		for _, a := range agg {
+			got[a.ID] = a.Sum
+		}
+		return len(agg) == 3 && got["numRecordsOutPerSecond"] > 0 && got["busyTimeMsPerSecond"] > 0, fmt.Sprint(agg)
+	})
+	var bp struct {
+		Status   string `json:"status"`
+		Level    string `json:"backpressureLevel"`
+		Subtasks []struct {
+			Ratio float64 `json:"ratio"`
+		} `json:"subtasks"`
+	}
+	getJSON(t, web+"/jobs/"+jobID+"/vertices/"+src+"/backpressure", &bp)
+	if bp.Status != "ok" || bp.Level == "" || len(bp.Subtasks) == 0 {
+		t.Errorf("back pressure of the source: %+v", bp)
+	}
+}
+
 // checkJobManagerLog reads the JobManager's log over REST, as Flink's
 // dashboard does: its container's files, and what it logged.
 func checkJobManagerLog(t *testing.T, web string) {
@@ -295,6 +332,7 @@ func TestSavepointRestoresIntoAChangedJob(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 3})
 	r, want, output := recoveryRun(t, c, "10ms")
 	j := c.waitAppJob(r.id, func(j jobJSON) bool { return j.State == "RUNNING" }, "the job RUNNING")
+	checkTaskMetricsREST(t, regexp.MustCompile(`http://[0-9.:]+`).FindString(r.out.String()), j.ID)
 	spDir := filepath.Join(c.dir, "savepoints")
 
 	// A savepoint through the REST API takes the web token of the

@@ -50,8 +50,10 @@ func (jm *JobManager) restHandler() http.Handler {
 	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}", jm.withJob(jm.restVertex))
 	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/metrics", jm.withJob(jm.restVertexMetrics))
 	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/subtasks/metrics", jm.withJob(jm.restSubtasksMetrics))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/watermarks", jm.withJob(jm.restWatermarks))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/backpressure", jm.withJob(jm.restBackPressure))
 	for _, p := range []string{
-		"GET /jobs/{jobid}/vertices/{vertexid}/watermarks", "GET /jobs/{jobid}/metrics",
+		"GET /jobs/{jobid}/metrics",
 		"GET /taskmanagers/{tmid}/metrics", "GET /jobmanager/metrics", "GET /taskmanagers/metrics",
 	} {
 		mux.HandleFunc(p, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, []any{}) })

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"loom/proto/flinkpb"
 )
@@ -23,6 +24,20 @@ var taskMetrics = []struct {
 	{"numRecordsOutPerSecond", func(m *flinkpb.IOMetrics) float64 { return m.RecordsOutPerSecond }},
 	{"numBytesInPerSecond", func(m *flinkpb.IOMetrics) float64 { return m.BytesInPerSecond }},
 	{"numBytesOutPerSecond", func(m *flinkpb.IOMetrics) float64 { return m.BytesOutPerSecond }},
+	{"backPressuredTimeMsPerSecond", func(m *flinkpb.IOMetrics) float64 { return m.BackPressuredMsPerSecond }},
+	{"idleTimeMsPerSecond", func(m *flinkpb.IOMetrics) float64 { return m.IdleMsPerSecond }},
+	{"busyTimeMsPerSecond", busyMsPerSecond},
+	{"accumulatedBackPressuredTimeMs", func(m *flinkpb.IOMetrics) float64 { return float64(m.BackPressuredMs) }},
+	{"accumulatedIdleTimeMs", func(m *flinkpb.IOMetrics) float64 { return float64(m.IdleMs) }},
+}
+
+// busyMsPerSecond is the rest of each second: neither waiting for input
+// nor for credit, as Flink's busyTimeMsPerSecond.
+func busyMsPerSecond(m *flinkpb.IOMetrics) float64 {
+	if m.RecordsInPerSecond == 0 && m.RecordsOutPerSecond == 0 && m.IdleMsPerSecond == 0 && m.BackPressuredMsPerSecond == 0 {
+		return 0 // no rate yet, or the attempt ended
+	}
+	return max(1000-m.IdleMsPerSecond-m.BackPressuredMsPerSecond, 0)
 }
 
 // maxMetricNames bounds a get= list.
@@ -87,6 +102,62 @@ func (jm *JobManager) restVertexMetrics(w http.ResponseWriter, r *http.Request, 
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// restWatermarks answers each subtask's input watermark, as Flink's
+// currentInputWatermark; a subtask without one (a source) is left out.
+func (jm *JobManager) restWatermarks(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
+	v := vertexOf(d, r.PathValue("vertexid"))
+	if v == nil {
+		restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found")
+		return
+	}
+	out := []obj{}
+	for _, t := range v.Subtasks {
+		if t.Metrics != nil && t.Metrics.HasInputWatermark {
+			out = append(out, obj{"id": strconv.Itoa(int(t.Index)) + ".currentInputWatermark", "value": strconv.FormatInt(t.Metrics.InputWatermark, 10)})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// backPressureLevel is Flink's level for a share of time back pressured.
+func backPressureLevel(ratio float64) string {
+	switch {
+	case ratio <= 0.10:
+		return "ok"
+	case ratio <= 0.5:
+		return "low"
+	}
+	return "high"
+}
+
+// restBackPressure answers Flink's back-pressure view of a vertex, from
+// the time its subtasks waited for credit to send in the last report.
+func (jm *JobManager) restBackPressure(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
+	v := vertexOf(d, r.PathValue("vertexid"))
+	if v == nil {
+		restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found")
+		return
+	}
+	subtasks := []obj{}
+	worst := 0.0
+	for _, t := range v.Subtasks {
+		if t.Metrics == nil {
+			continue
+		}
+		ratio := t.Metrics.BackPressuredMsPerSecond / 1000
+		worst = max(worst, ratio)
+		subtasks = append(subtasks, obj{
+			"subtask": t.Index, "attempt-number": t.Attempt, "backpressureLevel": backPressureLevel(ratio), "ratio": ratio,
+			"idleRatio": t.Metrics.IdleMsPerSecond / 1000, "busyRatio": busyMsPerSecond(t.Metrics) / 1000,
+		})
+	}
+	if len(subtasks) == 0 {
+		writeJSON(w, http.StatusOK, obj{"status": "deprecated"})
+		return
+	}
+	writeJSON(w, http.StatusOK, obj{"status": "ok", "backpressureLevel": backPressureLevel(worst), "end-timestamp": time.Now().UnixMilli(), "subtasks": subtasks})
 }
 
 // restSubtasksMetrics answers Flink's metrics aggregated over a vertex's

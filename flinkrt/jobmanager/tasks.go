@@ -35,9 +35,12 @@ func (t *subtask) report(m *flinkpb.IOMetrics, now time.Time, final bool) {
 			m.RecordsOutPerSecond = float64(m.RecordsOut-prev.RecordsOut) / dt
 			m.BytesInPerSecond = float64(m.BytesIn-prev.BytesIn) / dt
 			m.BytesOutPerSecond = float64(m.BytesOut-prev.BytesOut) / dt
+			m.BackPressuredMsPerSecond = min(float64(m.BackPressuredMs-prev.BackPressuredMs)/dt, 1000)
+			m.IdleMsPerSecond = min(float64(m.IdleMs-prev.IdleMs)/dt, 1000)
 		}
 	} else {
 		m.RecordsInPerSecond, m.RecordsOutPerSecond, m.BytesInPerSecond, m.BytesOutPerSecond = 0, 0, 0, 0
+		m.BackPressuredMsPerSecond, m.IdleMsPerSecond = 0, 0
 	}
 	t.io, t.ioAt = m, now
 }

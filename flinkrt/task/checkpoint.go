@@ -142,6 +142,7 @@ func RunInput[T any](ctx *Context, gate *network.Gate[T], head Output[T]) error 
 		}
 		if any && low > current {
 			current = low
+			ctx.InputWatermark.Store(low)
 			head.Watermark(low)
 		}
 	}
@@ -177,6 +178,7 @@ func RunInput[T any](ctx *Context, gate *network.Gate[T], head Output[T]) error 
 		}
 		if high > current {
 			current = high
+			ctx.InputWatermark.Store(high)
 			head.Watermark(high)
 		}
 		MarkIdle(head)
@@ -224,12 +226,24 @@ func RunInput[T any](ctx *Context, gate *network.Gate[T], head Output[T]) error 
 		if ended == n {
 			break
 		}
+		// A batch at hand is taken at once; waiting for one is idle time.
 		select {
 		case b := <-gate.C():
 			if err := handle(b); err != nil {
 				return err
 			}
+			continue
+		default:
+		}
+		start := time.Now()
+		select {
+		case b := <-gate.C():
+			ctx.IdleNanos.Add(int64(time.Since(start)))
+			if err := handle(b); err != nil {
+				return err
+			}
 		case <-ctx.Mailbox.Notify():
+			ctx.IdleNanos.Add(int64(time.Since(start)))
 			ctx.Mailbox.Run()
 		case <-ctx.Done():
 			return ErrCanceled

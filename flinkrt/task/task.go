@@ -97,6 +97,10 @@ type Context struct {
 	// RecordsIn and BytesIn count what the task read from its input gate
 	// (bytes of batches that crossed the network), batch by batch.
 	RecordsIn, BytesIn atomic.Int64
+	// IdleNanos is the time the task waited for input; InputWatermark its
+	// input's watermark (math.MinInt64 before the first).
+	IdleNanos      atomic.Int64
+	InputWatermark atomic.Int64
 
 	timersMu sync.Mutex
 	timers   map[*time.Timer]struct{}

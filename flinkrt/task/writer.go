@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"sync/atomic"
+	"time"
 
 	"loom/flinkrt/network"
 )
@@ -86,9 +87,14 @@ type RecordWriter[T any] struct {
 	keyHash   func(T) uint64
 	maxPar    int
 	next      int
-	// records counts the records sent, for the subtask's metrics.
+	// records counts the records sent, for the subtask's metrics, and
+	// waited the time spent waiting for credit (back pressure).
 	records atomic.Int64
+	waited  atomic.Int64
 }
+
+// BackPressuredNanos is how long the writer waited for credit to send.
+func (w *RecordWriter[T]) BackPressuredNanos() int64 { return w.waited.Load() }
 
 // RecordsOut is how many records the writer has sent.
 func (w *RecordWriter[T]) RecordsOut() int64 { return w.records.Load() }
@@ -161,7 +167,9 @@ func (w *RecordWriter[T]) add(ch int, v T, ts int64) {
 }
 
 func (w *RecordWriter[T]) take(ch int) *network.Batch[T] {
+	start := time.Now()
 	b, err := w.channels[ch].Take(w.ctx)
+	w.waited.Add(int64(time.Since(start)))
 	if err != nil {
 		Fail(ErrCanceled)
 	}
@@ -172,7 +180,10 @@ func (w *RecordWriter[T]) send(ch int, b *network.Batch[T]) {
 	if b.Kind == network.Data {
 		w.records.Add(int64(len(b.Records)))
 	}
-	if err := w.channels[ch].Send(w.ctx, b); err != nil {
+	start := time.Now()
+	err := w.channels[ch].Send(w.ctx, b)
+	w.waited.Add(int64(time.Since(start)))
+	if err != nil {
 		if err == network.ErrCanceled {
 			err = ErrCanceled
 		}

@@ -8,6 +8,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -197,6 +198,7 @@ func (w *wiring) build(ctx context.Context, id Subtask, ex exchange) (*built, er
 		Checkpointing:  w.checkpointing,
 		Barriers:       barriers{b},
 	}
+	b.ctx.InputWatermark.Store(math.MinInt64)
 	b.checkpoints = w.checkpoints
 	lifecycles := make([]task.Lifecycle, len(v.Operators))
 	opCtx := make([]*task.OperatorContext, len(v.Operators))

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"math"
 	"sync"
 	"time"
 
@@ -12,15 +13,22 @@ import (
 // network. Each is published batch by batch by the subtask's goroutine;
 // reading them takes nothing from the data path.
 func (b *built) io() *flinkpb.IOMetrics {
-	m := &flinkpb.IOMetrics{RecordsIn: b.ctx.RecordsIn.Load(), BytesIn: b.ctx.BytesIn.Load()}
+	m := &flinkpb.IOMetrics{RecordsIn: b.ctx.RecordsIn.Load(), BytesIn: b.ctx.BytesIn.Load(), IdleMs: b.ctx.IdleNanos.Load() / 1e6}
+	var waited int64
 	for _, w := range b.writers {
 		if c, ok := w.(interface {
 			RecordsOut() int64
 			BytesOut() int64
+			BackPressuredNanos() int64
 		}); ok {
 			m.RecordsOut += c.RecordsOut()
 			m.BytesOut += c.BytesOut()
+			waited += c.BackPressuredNanos()
 		}
+	}
+	m.BackPressuredMs = waited / 1e6
+	if wm := b.ctx.InputWatermark.Load(); wm != math.MinInt64 && b.source == nil {
+		m.InputWatermark, m.HasInputWatermark = wm, true
 	}
 	return m
 }

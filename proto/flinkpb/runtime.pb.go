@@ -1043,8 +1043,18 @@ type IOMetrics struct {
 	RecordsOutPerSecond float64 `protobuf:"fixed64,6,opt,name=records_out_per_second,json=recordsOutPerSecond,proto3" json:"records_out_per_second,omitempty"`
 	BytesInPerSecond    float64 `protobuf:"fixed64,7,opt,name=bytes_in_per_second,json=bytesInPerSecond,proto3" json:"bytes_in_per_second,omitempty"`
 	BytesOutPerSecond   float64 `protobuf:"fixed64,8,opt,name=bytes_out_per_second,json=bytesOutPerSecond,proto3" json:"bytes_out_per_second,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Milliseconds the task waited for credit to send (back pressure) and
+	// for input to come (idle), and the same per second.
+	BackPressuredMs          int64   `protobuf:"varint,9,opt,name=back_pressured_ms,json=backPressuredMs,proto3" json:"back_pressured_ms,omitempty"`
+	IdleMs                   int64   `protobuf:"varint,10,opt,name=idle_ms,json=idleMs,proto3" json:"idle_ms,omitempty"`
+	BackPressuredMsPerSecond float64 `protobuf:"fixed64,11,opt,name=back_pressured_ms_per_second,json=backPressuredMsPerSecond,proto3" json:"back_pressured_ms_per_second,omitempty"`
+	IdleMsPerSecond          float64 `protobuf:"fixed64,12,opt,name=idle_ms_per_second,json=idleMsPerSecond,proto3" json:"idle_ms_per_second,omitempty"`
+	// The task's input watermark; unset (has_input_watermark false) for a
+	// source or before the first.
+	InputWatermark    int64 `protobuf:"varint,13,opt,name=input_watermark,json=inputWatermark,proto3" json:"input_watermark,omitempty"`
+	HasInputWatermark bool  `protobuf:"varint,14,opt,name=has_input_watermark,json=hasInputWatermark,proto3" json:"has_input_watermark,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *IOMetrics) Reset() {
@@ -1131,6 +1141,48 @@ func (x *IOMetrics) GetBytesOutPerSecond() float64 {
 		return x.BytesOutPerSecond
 	}
 	return 0
+}
+
+func (x *IOMetrics) GetBackPressuredMs() int64 {
+	if x != nil {
+		return x.BackPressuredMs
+	}
+	return 0
+}
+
+func (x *IOMetrics) GetIdleMs() int64 {
+	if x != nil {
+		return x.IdleMs
+	}
+	return 0
+}
+
+func (x *IOMetrics) GetBackPressuredMsPerSecond() float64 {
+	if x != nil {
+		return x.BackPressuredMsPerSecond
+	}
+	return 0
+}
+
+func (x *IOMetrics) GetIdleMsPerSecond() float64 {
+	if x != nil {
+		return x.IdleMsPerSecond
+	}
+	return 0
+}
+
+func (x *IOMetrics) GetInputWatermark() int64 {
+	if x != nil {
+		return x.InputWatermark
+	}
+	return 0
+}
+
+func (x *IOMetrics) GetHasInputWatermark() bool {
+	if x != nil {
+		return x.HasInputWatermark
+	}
+	return false
 }
 
 // SubtaskMetrics are one subtask attempt's metrics.
@@ -3686,7 +3738,7 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\bendpoint\x18\x05 \x01(\tR\bendpoint\x12\"\n" +
 	"\rstart_time_ms\x18\x06 \x01(\x03R\vstartTimeMs\x12\x1e\n" +
 	"\vend_time_ms\x18\a \x01(\x03R\tendTimeMs\x12/\n" +
-	"\ametrics\x18\b \x01(\v2\x15.loom.flink.IOMetricsR\ametrics\"\xcb\x02\n" +
+	"\ametrics\x18\b \x01(\v2\x15.loom.flink.IOMetricsR\ametrics\"\xd6\x04\n" +
 	"\tIOMetrics\x12\x1d\n" +
 	"\n" +
 	"records_in\x18\x01 \x01(\x03R\trecordsIn\x12\x1f\n" +
@@ -3697,7 +3749,14 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x15records_in_per_second\x18\x05 \x01(\x01R\x12recordsInPerSecond\x123\n" +
 	"\x16records_out_per_second\x18\x06 \x01(\x01R\x13recordsOutPerSecond\x12-\n" +
 	"\x13bytes_in_per_second\x18\a \x01(\x01R\x10bytesInPerSecond\x12/\n" +
-	"\x14bytes_out_per_second\x18\b \x01(\x01R\x11bytesOutPerSecond\"\x83\x01\n" +
+	"\x14bytes_out_per_second\x18\b \x01(\x01R\x11bytesOutPerSecond\x12*\n" +
+	"\x11back_pressured_ms\x18\t \x01(\x03R\x0fbackPressuredMs\x12\x17\n" +
+	"\aidle_ms\x18\n" +
+	" \x01(\x03R\x06idleMs\x12>\n" +
+	"\x1cback_pressured_ms_per_second\x18\v \x01(\x01R\x18backPressuredMsPerSecond\x12+\n" +
+	"\x12idle_ms_per_second\x18\f \x01(\x01R\x0fidleMsPerSecond\x12'\n" +
+	"\x0finput_watermark\x18\r \x01(\x03R\x0einputWatermark\x12.\n" +
+	"\x13has_input_watermark\x18\x0e \x01(\bR\x11hasInputWatermark\"\x83\x01\n" +
 	"\x0eSubtaskMetrics\x12\x16\n" +
 	"\x06vertex\x18\x01 \x01(\x05R\x06vertex\x12\x18\n" +
 	"\asubtask\x18\x02 \x01(\x05R\asubtask\x12\x18\n" +
