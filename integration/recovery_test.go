@@ -195,6 +195,34 @@ func checkCheckpointsREST(t *testing.T, web, jobID string) {
 	if ok, err := storage.Exists(context.Background(), storage.Join(cps.Latest.Completed.Path, "_metadata")); !ok || err != nil {
 		t.Errorf("the latest checkpoint's metadata in %s: %v, %v", cps.Latest.Completed.Path, ok, err)
 	}
+	// Its details, vertex by vertex and subtask by subtask.
+	var detail struct {
+		Status string `json:"status"`
+		Tasks  map[string]struct {
+			Subtasks int `json:"num_subtasks"`
+			Acked    int `json:"num_acknowledged_subtasks"`
+		} `json:"tasks"`
+	}
+	base := fmt.Sprintf("%s/jobs/%s/checkpoints/details/%d", web, jobID, cps.Latest.Completed.ID)
+	getJSON(t, base, &detail)
+	if detail.Status != "COMPLETED" || len(detail.Tasks) == 0 {
+		t.Fatalf("checkpoint %d's details: %+v", cps.Latest.Completed.ID, detail)
+	}
+	for vid, v := range detail.Tasks {
+		if v.Subtasks == 0 || v.Acked != v.Subtasks {
+			t.Errorf("vertex %s of checkpoint %d: %d of %d subtasks acknowledged", vid, cps.Latest.Completed.ID, v.Acked, v.Subtasks)
+		}
+		var sub struct {
+			Subtasks []struct {
+				Status string `json:"status"`
+				Ack    int64  `json:"ack_timestamp"`
+			} `json:"subtasks"`
+		}
+		getJSON(t, base+"/subtasks/"+vid, &sub)
+		if len(sub.Subtasks) != v.Subtasks || sub.Subtasks[0].Status != "completed" || sub.Subtasks[0].Ack == 0 {
+			t.Errorf("checkpoint %d, vertex %s, by subtask: %+v", cps.Latest.Completed.ID, vid, sub)
+		}
+	}
 }
 
 // A TaskManager killed -9 mid-run: the job restarts from its latest

@@ -344,6 +344,21 @@ type checkpointStats struct {
 	syncMs      int64
 	asyncMs     int64
 	end         time.Time
+	// vertices are the acknowledgements of each vertex's subtasks, by
+	// subtask: what a checkpoint's detail pages show.
+	vertices []vertexCheckpoint
+}
+
+// vertexCheckpoint is one vertex's part of a checkpoint.
+type vertexCheckpoint struct {
+	id   string
+	acks []*subtaskAck // by subtask; nil until it acknowledged
+}
+
+type subtaskAck struct {
+	at                           time.Time
+	size                         int64
+	alignmentMs, syncMs, asyncMs int64
 }
 
 // pendingCheckpoint is a checkpoint triggered and not yet complete.

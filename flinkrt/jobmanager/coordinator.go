@@ -62,6 +62,9 @@ func (jm *JobMaster) triggerLocked(now time.Time, savepoint bool, target string)
 		dir = storage.Join(target, fmt.Sprintf("savepoint-%s-%s", jm.id[:6], randomSuffix()))
 	}
 	st := &checkpointStats{id: id, savepoint: savepoint, status: CheckpointInProgress, trigger: now, subtasks: jm.numSubtasks()}
+	for _, v := range jm.jg.Vertices {
+		st.vertices = append(st.vertices, vertexCheckpoint{id: v.Id, acks: make([]*subtaskAck, v.Parallelism)})
+	}
 	p := &pendingCheckpoint{stats: st, dir: dir, acks: map[[2]int]*flinkpb.CheckpointAck{}}
 	jm.cp.pending[id] = p
 	jm.cp.total++
@@ -128,6 +131,9 @@ func (jm *JobMaster) acknowledge(tmID string, acks []*flinkpb.CheckpointAck) err
 		st.alignmentMs = max(st.alignmentMs, a.AlignmentMs)
 		st.syncMs = max(st.syncMs, a.SyncMs)
 		st.asyncMs = max(st.asyncMs, a.AsyncMs)
+		if int(a.Vertex) < len(st.vertices) && int(a.Subtask) < len(st.vertices[a.Vertex].acks) {
+			st.vertices[a.Vertex].acks[a.Subtask] = &subtaskAck{at: st.lastAck, size: a.StateSize, alignmentMs: a.AlignmentMs, syncMs: a.SyncMs, asyncMs: a.AsyncMs}
+		}
 		if st.acked == st.subtasks {
 			delete(jm.cp.pending, a.CheckpointId)
 			jm.completeInBackground(p)
@@ -433,7 +439,7 @@ func (st *checkpointStats) json() obj {
 		"trigger_timestamp": st.trigger.UnixMilli(), "latest_ack_timestamp": msOrMinus(st.lastAck),
 		"state_size": st.size, "checkpointed_size": st.size, "end_to_end_duration": time.Since(st.trigger).Milliseconds(),
 		"alignment_buffered": 0, "processed_data": 0, "persisted_data": 0,
-		"num_subtasks": st.subtasks, "num_acknowledged_subtasks": st.acked, "tasks": obj{},
+		"num_subtasks": st.subtasks, "num_acknowledged_subtasks": st.acked, "tasks": st.tasksJSON(),
 	}
 	if !st.end.IsZero() {
 		e["end_to_end_duration"] = st.end.Sub(st.trigger).Milliseconds()
@@ -445,6 +451,100 @@ func (st *checkpointStats) json() obj {
 		e["failure_timestamp"], e["failure_message"] = st.end.UnixMilli(), st.failure
 	}
 	return e
+}
+
+// tasksJSON is each vertex's part of the checkpoint, by vertex id, as
+// Flink's checkpoint details show it.
+func (st *checkpointStats) tasksJSON() obj {
+	tasks := obj{}
+	for _, v := range st.vertices {
+		tasks[v.id] = st.vertexJSON(v)
+	}
+	return tasks
+}
+
+func (st *checkpointStats) vertexJSON(v vertexCheckpoint) obj {
+	acked, size := 0, int64(0)
+	var last time.Time
+	for _, a := range v.acks {
+		if a != nil {
+			acked++
+			size += a.size
+			if a.at.After(last) {
+				last = a.at
+			}
+		}
+	}
+	status := st.status
+	if acked == len(v.acks) && status == CheckpointInProgress {
+		status = CheckpointCompleted
+	}
+	d := int64(-1)
+	if !last.IsZero() {
+		d = last.Sub(st.trigger).Milliseconds()
+	}
+	return obj{"id": st.id, "status": status, "latest_ack_timestamp": msOrMinus(last), "state_size": size, "checkpointed_size": size,
+		"end_to_end_duration": d, "alignment_buffered": 0, "processed_data": 0, "persisted_data": 0,
+		"num_subtasks": len(v.acks), "num_acknowledged_subtasks": acked}
+}
+
+// checkpointDetailJSON is Flink's /jobs/:jid/checkpoints/details/:id, of
+// a checkpoint the history still holds; nil when it does not.
+func (jm *JobMaster) checkpointDetailJSON(id int64) obj {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	for _, st := range jm.cp.history {
+		if st.id == id {
+			return st.json()
+		}
+	}
+	return nil
+}
+
+// checkpointSubtasksJSON is Flink's
+// /jobs/:jid/checkpoints/details/:id/subtasks/:vid: one vertex's part,
+// subtask by subtask, with its summary.
+func (jm *JobMaster) checkpointSubtasksJSON(id int64, vertexID string) obj {
+	jm.mu.Lock()
+	defer jm.mu.Unlock()
+	for _, st := range jm.cp.history {
+		if st.id != id {
+			continue
+		}
+		for _, v := range st.vertices {
+			if v.id != vertexID {
+				continue
+			}
+			e := st.vertexJSON(v)
+			var sizes, durations, syncs, asyncs, aligns []int64
+			subtasks := []obj{}
+			for i, a := range v.acks {
+				if a == nil {
+					subtasks = append(subtasks, obj{"index": i, "status": "pending_or_failed"})
+					continue
+				}
+				d := a.at.Sub(st.trigger).Milliseconds()
+				sizes, durations = append(sizes, a.size), append(durations, d)
+				syncs, asyncs, aligns = append(syncs, a.syncMs), append(asyncs, a.asyncMs), append(aligns, a.alignmentMs)
+				subtasks = append(subtasks, obj{
+					"index": i, "status": "completed", "ack_timestamp": a.at.UnixMilli(), "end_to_end_duration": d,
+					"state_size": a.size, "checkpointed_size": a.size,
+					"checkpoint": obj{"sync": a.syncMs, "async": a.asyncMs},
+					"alignment":  obj{"buffered": 0, "processed": 0, "persisted": 0, "duration": a.alignmentMs},
+					"start_delay": 0, "unaligned_checkpoint": false, "aborted": false,
+				})
+			}
+			e["summary"] = obj{
+				"state_size": minMaxAvg(sizes), "checkpointed_size": minMaxAvg(sizes), "end_to_end_duration": minMaxAvg(durations),
+				"checkpoint_duration": obj{"sync": minMaxAvg(syncs), "async": minMaxAvg(asyncs)},
+				"alignment": obj{"buffered": minMaxAvg(nil), "processed": minMaxAvg(nil), "persisted": minMaxAvg(nil), "duration": minMaxAvg(aligns)},
+				"start_delay": minMaxAvg(nil),
+			}
+			e["subtasks"] = subtasks
+			return e
+		}
+	}
+	return nil
 }
 
 func msOrMinus(t time.Time) int64 {

@@ -44,6 +44,8 @@ func (jm *JobManager) restHandler() http.Handler {
 	mux.HandleFunc("GET /jobs/{jobid}/exceptions", jm.withJob(jm.restExceptions))
 	mux.HandleFunc("GET /jobs/{jobid}/checkpoints", jm.withJobMaster(func(j *JobMaster) obj { return j.checkpointsJSON() }))
 	mux.HandleFunc("GET /jobs/{jobid}/checkpoints/config", jm.withJobMaster(func(j *JobMaster) obj { return j.checkpointConfigJSON() }))
+	mux.HandleFunc("GET /jobs/{jobid}/checkpoints/details/{cid}", jm.restCheckpointDetail)
+	mux.HandleFunc("GET /jobs/{jobid}/checkpoints/details/{cid}/subtasks/{vertexid}", jm.restCheckpointDetail)
 	mux.HandleFunc("POST /jobs/{jobid}/savepoints", jm.restSavepoint)
 	mux.HandleFunc("POST /jobs/{jobid}/stop", jm.restSavepoint)
 	mux.HandleFunc("GET /jobs/{jobid}/savepoints/{triggerid}", jm.restSavepointStatus)
@@ -178,6 +180,32 @@ func (jm *JobManager) restTMLogList(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, obj{"logs": logs})
+}
+
+// restCheckpointDetail answers a checkpoint's details, or one vertex's
+// part of it, while the checkpoint history holds it.
+func (jm *JobManager) restCheckpointDetail(w http.ResponseWriter, r *http.Request) {
+	j, err := jm.job(r.PathValue("jobid"))
+	if err != nil {
+		restError(w, http.StatusNotFound, "Job "+r.PathValue("jobid")+" not found")
+		return
+	}
+	id, err := strconv.ParseInt(r.PathValue("cid"), 10, 64)
+	if err != nil {
+		restError(w, http.StatusBadRequest, "Bad checkpoint id "+r.PathValue("cid"))
+		return
+	}
+	var e obj
+	if v := r.PathValue("vertexid"); v != "" {
+		e = j.checkpointSubtasksJSON(id, v)
+	} else {
+		e = j.checkpointDetailJSON(id)
+	}
+	if e == nil {
+		restError(w, http.StatusNotFound, "Could not find checkpointing statistics for checkpoint "+r.PathValue("cid")+".")
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
 }
 
 // restLogList lists the JobManager's log files, as Flink's /jobmanager/logs.
