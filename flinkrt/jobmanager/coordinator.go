@@ -529,16 +529,16 @@ func (jm *JobMaster) checkpointSubtasksJSON(id int64, vertexID string) obj {
 				subtasks = append(subtasks, obj{
 					"index": i, "status": "completed", "ack_timestamp": a.at.UnixMilli(), "end_to_end_duration": d,
 					"state_size": a.size, "checkpointed_size": a.size,
-					"checkpoint": obj{"sync": a.syncMs, "async": a.asyncMs},
-					"alignment":  obj{"buffered": 0, "processed": 0, "persisted": 0, "duration": a.alignmentMs},
+					"checkpoint":  obj{"sync": a.syncMs, "async": a.asyncMs},
+					"alignment":   obj{"buffered": 0, "processed": 0, "persisted": 0, "duration": a.alignmentMs},
 					"start_delay": 0, "unaligned_checkpoint": false, "aborted": false,
 				})
 			}
 			e["summary"] = obj{
 				"state_size": minMaxAvg(sizes), "checkpointed_size": minMaxAvg(sizes), "end_to_end_duration": minMaxAvg(durations),
 				"checkpoint_duration": obj{"sync": minMaxAvg(syncs), "async": minMaxAvg(asyncs)},
-				"alignment": obj{"buffered": minMaxAvg(nil), "processed": minMaxAvg(nil), "persisted": minMaxAvg(nil), "duration": minMaxAvg(aligns)},
-				"start_delay": minMaxAvg(nil),
+				"alignment":           obj{"buffered": minMaxAvg(nil), "processed": minMaxAvg(nil), "persisted": minMaxAvg(nil), "duration": minMaxAvg(aligns)},
+				"start_delay":         minMaxAvg(nil),
 			}
 			e["subtasks"] = subtasks
 			return e
