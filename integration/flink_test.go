@@ -342,8 +342,8 @@ func TestWordCountAcrossTwoTaskManagers(t *testing.T) {
 		Max float64 `json:"max"`
 	}
 	s.rest("/jobs/"+jobs.Jobs[0].ID+"/vertices/"+detail.Vertices[1].ID+"/subtasks/metrics?get=numRecordsIn,backPressuredTimeMsPerSecond", &agg)
-	if len(agg) != 1 || agg[0].ID != "numRecordsIn" || int64(agg[0].Sum) != words {
-		t.Errorf("aggregated numRecordsIn: %+v, want a sum of %d", agg, words)
+	if len(agg) != 2 || agg[0].ID != "numRecordsIn" || int64(agg[0].Sum) != words || agg[1].ID != "backPressuredTimeMsPerSecond" {
+		t.Errorf("aggregated numRecordsIn and backPressuredTimeMsPerSecond: %+v, want a sum of %d records", agg, words)
 	}
 	var one []struct {
 		ID    string `json:"id"`

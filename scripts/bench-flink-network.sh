@@ -20,17 +20,8 @@ cleanup() {
 }
 trap cleanup EXIT
 words=$(go run ./scripts/gentext --size "$size" --out "$dir/text.txt")
-port=$((20000 + RANDOM % 20000))
-export LOOM_FLINK_SECRET_FILE=$dir/secret
-jm=127.0.0.1:$port
-bin/loom jobmanager --addr "$jm" --rest-addr "" >"$dir/jm.log" 2>&1 & pids+=($!)
-for i in 1 2; do
-	bin/loom taskmanager --jobmanager "$jm" --slots 1 --dir "$dir/tm$i" >"$dir/tm$i.log" 2>&1 & pids+=($!)
-done
-for i in $(seq 100); do
-	[ "$(grep -c 'registered with' "$dir"/tm*.log 2>/dev/null | awk -F: '{s+=$2} END {print s}')" = 2 ] && break
-	sleep 0.1
-done
+. scripts/standalone.sh
+start_standalone "$dir"
 echo "== wordcount across two TaskManagers, p=2, $words words"
 for r in $(seq "$runs"); do
 	out=$(bin/loom run -t remote --jobmanager "$jm" -p 2 bin/wordcount --input "$dir/text.txt" --discard)

@@ -29,17 +29,8 @@ for q in $queries; do
 	awk -v q="$q" -v r="$rate" -v c="$cores" 'BEGIN { printf "%-4s %10.0f events/s  %9.0f events/s per core\n", q, r, r/c }'
 done
 
-port=$((20000 + RANDOM % 20000))
-export LOOM_FLINK_SECRET_FILE=$dir/secret
-jm=127.0.0.1:$port
-bin/loom jobmanager --addr "$jm" --rest-addr "" >"$dir/jm.log" 2>&1 & pids+=($!)
-for i in 1 2; do
-	bin/loom taskmanager --jobmanager "$jm" --slots 1 --dir "$dir/tm$i" >"$dir/tm$i.log" 2>&1 & pids+=($!)
-done
-for _ in $(seq 100); do
-	[ "$(grep -c 'registered with' "$dir"/tm*.log 2>/dev/null | awk -F: '{s+=$2} END {print s}')" = 2 ] && break
-	sleep 0.1
-done
+. scripts/standalone.sh
+start_standalone "$dir"
 echo "== standalone, 2 TaskManagers of 1 slot, parallelism 2, $events events"
 for q in $queries; do
 	out=$(bin/loom run -t remote --jobmanager "$jm" -p 2 bin/nexmark --query "$q" --events "$events" --discard)

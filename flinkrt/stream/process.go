@@ -252,16 +252,8 @@ func (o *processOp[K, I, O]) RestoreKeyed(states [][]byte, g task.KeyGroups) err
 		}
 		backends = append(backends, s.Backend)
 		merged.Watermark = min(merged.Watermark, s.Watermark)
-		for _, t := range s.Event {
-			if owns(t.Key) {
-				merged.Event = append(merged.Event, t)
-			}
-		}
-		for _, t := range s.Proc {
-			if owns(t.Key) {
-				merged.Proc = append(merged.Proc, t)
-			}
-		}
+		merged.Event = appendOwned(merged.Event, s.Event, owns)
+		merged.Proc = appendOwned(merged.Proc, s.Proc, owns)
 	}
 	if len(states) == 0 {
 		merged.Watermark = math.MinInt64

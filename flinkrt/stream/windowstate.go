@@ -100,6 +100,16 @@ func (o *windowOp[K, T, A, O]) RestoreState(b []byte) error {
 	return nil
 }
 
+// appendOwned appends the timers of the keys owns says to dst.
+func appendOwned[K comparable](dst, timers []timerEntry[K], owns func(K) bool) []timerEntry[K] {
+	for _, t := range timers {
+		if owns(t.Key) {
+			dst = append(dst, t)
+		}
+	}
+	return dst
+}
+
 // RestoreKeyed implements task.KeyedRestorer: the windows, sessions and
 // timers of the keys this subtask owns, from every subtask's checkpoint.
 // The watermark is the least of theirs.
@@ -136,16 +146,8 @@ func (o *windowOp[K, T, A, O]) RestoreKeyed(states [][]byte, g task.KeyGroups) e
 				merged.Sessions[k] = ws
 			}
 		}
-		for _, t := range s.Event {
-			if owns(t.Key) {
-				merged.Event = append(merged.Event, t)
-			}
-		}
-		for _, t := range s.Proc {
-			if owns(t.Key) {
-				merged.Proc = append(merged.Proc, t)
-			}
-		}
+		merged.Event = appendOwned(merged.Event, s.Event, owns)
+		merged.Proc = appendOwned(merged.Proc, s.Proc, owns)
 	}
 	if len(states) == 0 {
 		merged.Watermark = math.MinInt64
