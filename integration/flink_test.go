@@ -368,6 +368,21 @@ func TestWordCountAcrossTwoTaskManagers(t *testing.T) {
 	if len(tms) != 2 {
 		t.Errorf("the job ran on TaskManagers %v, want both", tms)
 	}
+	// Prometheus sees the same counts, by Flink's reporter's names.
+	prom := scrape(t, http.DefaultClient, "http://"+s.restAddr+"/metrics")
+	in := 0.0
+	for _, l := range prom["flink_taskmanager_job_task_numRecordsIn"] {
+		if l["task_id"] == detail.Vertices[1].ID {
+			v, err := strconv.ParseFloat(l["value"], 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in += v
+		}
+	}
+	if int64(in) != words || len(prom["flink_taskmanager_Status_JVM_Memory_Heap_Used"]) != 2 {
+		t.Errorf("Prometheus: numRecordsIn of the counts %v, want %d; %d TaskManagers' heaps", in, words, len(prom["flink_taskmanager_Status_JVM_Memory_Heap_Used"]))
+	}
 	// Flink's TaskManager page reads its processes' memory and
 	// collections.
 	for id := range tms {

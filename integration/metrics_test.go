@@ -16,20 +16,20 @@ import (
 
 // scrape reads a daemon's /metrics as Prometheus does and parses it in
 // Prometheus's text format.
-func scrape(t *testing.T, hc *http.Client, addr string) map[string][]map[string]string {
+func scrape(t *testing.T, hc *http.Client, url string) map[string][]map[string]string {
 	t.Helper()
-	resp, err := hc.Get("https://" + addr + "/metrics")
+	resp, err := hc.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET https://%s/metrics: %s", addr, resp.Status)
+		t.Fatalf("GET %s: %s", url, resp.Status)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		t.Fatalf("https://%s/metrics is not in Prometheus's text format: %v", addr, err)
+		t.Fatalf("%s is not in Prometheus's text format: %v", url, err)
 	}
 	out := map[string][]map[string]string{}
 	for name, f := range families {
@@ -80,7 +80,7 @@ func TestDaemonsExportPrometheusMetrics(t *testing.T) {
 	}
 	admin := c.signed(tlstest.User("root", "admins"))
 	hc := rmclient.HTTPClient(admin)
-	rm := scrape(t, hc, c.httpAddr)
+	rm := scrape(t, hc, "https://"+c.httpAddr+"/metrics")
 	if v := value(t, rm, "loom_rm_applications", map[string]string{"state": "APP_FINISHED"}); v != "1" {
 		t.Errorf("loom_rm_applications{state=APP_FINISHED} = %s, want 1", v)
 	}
@@ -101,7 +101,7 @@ func TestDaemonsExportPrometheusMetrics(t *testing.T) {
 	launched := 0.0
 	nodeHTTP := &http.Client{Transport: &http.Transport{TLSClientConfig: admin.ClientConfig(tlsutil.NodeName)}}
 	for _, nd := range c.nodes(false) {
-		nm := scrape(t, nodeHTTP, nd.HTTPAddress)
+		nm := scrape(t, nodeHTTP, "https://"+nd.HTTPAddress+"/metrics")
 		n, err := strconv.ParseFloat(value(t, nm, "loom_nm_container_launches_total", nil), 64)
 		if err != nil {
 			t.Fatal(err)

@@ -34,6 +34,8 @@ func (jm *JobManager) restHandler() http.Handler {
 	mux.HandleFunc("GET /overview", jm.restOverview)
 	mux.HandleFunc("GET /jobs", jm.restJobs)
 	mux.HandleFunc("GET /jobs/overview", jm.restJobsOverview)
+	// Prometheus's scrape (not a Flink REST path), behind the same token.
+	mux.Handle("GET /metrics", jm.prometheusHandler())
 	mux.HandleFunc("GET /jobs/{jobid}", jm.withJob(jm.restJob))
 	mux.HandleFunc("PATCH /jobs/{jobid}", jm.withJob(jm.restCancel))
 	mux.HandleFunc("GET /jobs/{jobid}/yarn-cancel", jm.withJob(jm.restCancel))
