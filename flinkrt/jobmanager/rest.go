@@ -55,6 +55,9 @@ func (jm *JobManager) restHandler() http.Handler {
 	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/metrics", jm.withJob(jm.restVertexMetrics))
 	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/subtasks/metrics", jm.withJob(jm.restSubtasksMetrics))
 	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/watermarks", jm.withJob(jm.restWatermarks))
+	mux.HandleFunc("GET /jobs/{jobid}/accumulators", jm.withJob(jm.restJobAccumulators))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/accumulators", jm.withJob(jm.restVertexAccumulators))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/subtasks/accumulators", jm.withJob(jm.restSubtaskAccumulators))
 	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/backpressure", jm.withJob(jm.restBackPressure))
 	for _, p := range []string{
 		"GET /jobs/{jobid}/metrics",

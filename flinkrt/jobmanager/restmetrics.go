@@ -203,3 +203,72 @@ func (jm *JobManager) restSubtasksMetrics(w http.ResponseWriter, r *http.Request
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// userAccumulators sums subtasks' accumulators by name, sorted, as
+// Flink's user-task-accumulators (every loom accumulator is a counter).
+func userAccumulators(subtasks ...*flinkpb.SubtaskDetails) []obj {
+	sums := map[string]int64{}
+	for _, t := range subtasks {
+		if t.Metrics == nil {
+			continue
+		}
+		for k, v := range t.Metrics.Accumulators {
+			sums[k] += v
+		}
+	}
+	names := make([]string, 0, len(sums))
+	for k := range sums {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	out := []obj{}
+	for _, k := range names {
+		out = append(out, obj{"name": k, "type": "LongCounter", "value": strconv.FormatInt(sums[k], 10)})
+	}
+	return out
+}
+
+// Accumulators sums a job's accumulators over its subtasks.
+func Accumulators(d *flinkpb.JobDetails) map[string]int64 {
+	sums := map[string]int64{}
+	for _, v := range d.Vertices {
+		for _, t := range v.Subtasks {
+			if t.Metrics != nil {
+				for k, n := range t.Metrics.Accumulators {
+					sums[k] += n
+				}
+			}
+		}
+	}
+	return sums
+}
+
+func (jm *JobManager) restJobAccumulators(w http.ResponseWriter, _ *http.Request, d *flinkpb.JobDetails) {
+	var all []*flinkpb.SubtaskDetails
+	for _, v := range d.Vertices {
+		all = append(all, v.Subtasks...)
+	}
+	writeJSON(w, http.StatusOK, obj{"job-accumulators": []obj{}, "user-task-accumulators": userAccumulators(all...), "serialized-user-task-accumulators": obj{}})
+}
+
+func (jm *JobManager) restVertexAccumulators(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
+	v := vertexOf(d, r.PathValue("vertexid"))
+	if v == nil {
+		restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found")
+		return
+	}
+	writeJSON(w, http.StatusOK, obj{"id": v.Id, "user-accumulators": userAccumulators(v.Subtasks...)})
+}
+
+func (jm *JobManager) restSubtaskAccumulators(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
+	v := vertexOf(d, r.PathValue("vertexid"))
+	if v == nil {
+		restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found")
+		return
+	}
+	subtasks := []obj{}
+	for _, t := range v.Subtasks {
+		subtasks = append(subtasks, obj{"subtask": t.Index, "attempt": t.Attempt, "host": t.TaskManagerId, "user-accumulators": userAccumulators(t)})
+	}
+	writeJSON(w, http.StatusOK, obj{"id": v.Id, "parallelism": v.Parallelism, "subtasks": subtasks})
+}

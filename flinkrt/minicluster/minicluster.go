@@ -27,6 +27,9 @@ type Result struct {
 	Name     string
 	State    string // FINISHED, CANCELED or FAILED
 	Duration time.Duration
+	// Accumulators are the job's user accumulators, summed over its
+	// subtasks (Flink's JobExecutionResult.getAccumulatorResult).
+	Accumulators map[string]int64
 }
 
 // Execute runs the job until it ends. A failure returns the root cause; a
@@ -81,6 +84,7 @@ func Execute(ctx context.Context, sg *graph.StreamGraph, jg *flinkpb.JobGraph) (
 		d := j.Details(false)
 		if jobmanager.JobTerminal(d.State) {
 			res.State, res.Duration = d.State, time.Since(start)
+			res.Accumulators = jobmanager.Accumulators(d)
 			switch {
 			case d.State == jobmanager.JobFinished:
 				return res, nil

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"loom/flinkrt/task"
 )
@@ -49,6 +50,24 @@ func (c *RuntimeContext) MaxParallelism() int { return c.op.MaxParallelism }
 // Attempt is the subtask's execution attempt: 0, then one more for each
 // restart of it.
 func (c *RuntimeContext) Attempt() int { return c.op.Attempt }
+
+// Counter is a user accumulator of a subtask (Flink's LongCounter): the
+// job's value is the sum over its subtasks, shown by the REST API and, for
+// a job run in-process, in its JobResult.
+type Counter struct{ c *atomic.Int64 }
+
+// Add adds n.
+func (c Counter) Add(n int64) { c.c.Add(n) }
+
+// Counter returns the subtask's accumulator called name, made on first
+// use (in Open, say); a subtask has at most task.MaxAccumulators.
+func (c *RuntimeContext) Counter(name string) (Counter, error) {
+	a, err := c.op.Accumulators.Counter(name)
+	if err != nil {
+		return Counter{}, err
+	}
+	return Counter{a}, nil
+}
 
 // MapFunction maps one record to one.
 type MapFunction[I, O any] interface {

@@ -211,3 +211,31 @@ func TestProcessWindowPerWindowAndGlobalState(t *testing.T) {
 		t.Fatalf("got %q\nwant %q", got, want)
 	}
 }
+
+// counting counts its records in a user accumulator.
+type counting struct{ seen stream.Counter }
+
+func (c *counting) Open(ctx *stream.RuntimeContext) (err error) {
+	c.seen, err = ctx.Counter("seen")
+	return err
+}
+
+func (c *counting) Map(v int64) (int64, error) {
+	c.seen.Add(1)
+	return v, nil
+}
+
+// A user accumulator is summed over the job's subtasks into its result,
+// as Flink's getAccumulatorResult.
+func TestAccumulators(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(3)
+	counted := stream.MapWith(stream.FromSource(env, "seq", source.Sequence(1, 5000)), "count", func() stream.MapFunction[int64, int64] { return &counting{} })
+	stream.Sink(counted, "out", sink.Discard[int64]())
+	res, err := env.Execute(t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Accumulators["seen"]; got != 5000 {
+		t.Fatalf("accumulator seen = %d (%v), want 5000", got, res.Accumulators)
+	}
+}

@@ -101,6 +101,8 @@ type Context struct {
 	// input's watermark (math.MinInt64 before the first).
 	IdleNanos      atomic.Int64
 	InputWatermark atomic.Int64
+	// Accumulators are the subtask's user counters.
+	Accumulators Accumulators
 
 	timersMu sync.Mutex
 	timers   map[*time.Timer]struct{}

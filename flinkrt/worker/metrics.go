@@ -27,6 +27,7 @@ func (b *built) io() *flinkpb.IOMetrics {
 		}
 	}
 	m.BackPressuredMs = waited / 1e6
+	m.Accumulators = b.ctx.Accumulators.Values()
 	if wm := b.ctx.InputWatermark.Load(); wm != math.MinInt64 && b.source == nil {
 		m.InputWatermark, m.HasInputWatermark = wm, true
 	}

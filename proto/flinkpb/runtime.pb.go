@@ -1053,8 +1053,10 @@ type IOMetrics struct {
 	// source or before the first.
 	InputWatermark    int64 `protobuf:"varint,13,opt,name=input_watermark,json=inputWatermark,proto3" json:"input_watermark,omitempty"`
 	HasInputWatermark bool  `protobuf:"varint,14,opt,name=has_input_watermark,json=hasInputWatermark,proto3" json:"has_input_watermark,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The subtask's user accumulators (counters) by name.
+	Accumulators  map[string]int64 `protobuf:"bytes,15,rep,name=accumulators,proto3" json:"accumulators,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IOMetrics) Reset() {
@@ -1183,6 +1185,13 @@ func (x *IOMetrics) GetHasInputWatermark() bool {
 		return x.HasInputWatermark
 	}
 	return false
+}
+
+func (x *IOMetrics) GetAccumulators() map[string]int64 {
+	if x != nil {
+		return x.Accumulators
+	}
+	return nil
 }
 
 // SubtaskMetrics are one subtask attempt's metrics.
@@ -3738,7 +3747,7 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\bendpoint\x18\x05 \x01(\tR\bendpoint\x12\"\n" +
 	"\rstart_time_ms\x18\x06 \x01(\x03R\vstartTimeMs\x12\x1e\n" +
 	"\vend_time_ms\x18\a \x01(\x03R\tendTimeMs\x12/\n" +
-	"\ametrics\x18\b \x01(\v2\x15.loom.flink.IOMetricsR\ametrics\"\xd6\x04\n" +
+	"\ametrics\x18\b \x01(\v2\x15.loom.flink.IOMetricsR\ametrics\"\xe4\x05\n" +
 	"\tIOMetrics\x12\x1d\n" +
 	"\n" +
 	"records_in\x18\x01 \x01(\x03R\trecordsIn\x12\x1f\n" +
@@ -3756,7 +3765,11 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x1cback_pressured_ms_per_second\x18\v \x01(\x01R\x18backPressuredMsPerSecond\x12+\n" +
 	"\x12idle_ms_per_second\x18\f \x01(\x01R\x0fidleMsPerSecond\x12'\n" +
 	"\x0finput_watermark\x18\r \x01(\x03R\x0einputWatermark\x12.\n" +
-	"\x13has_input_watermark\x18\x0e \x01(\bR\x11hasInputWatermark\"\x83\x01\n" +
+	"\x13has_input_watermark\x18\x0e \x01(\bR\x11hasInputWatermark\x12K\n" +
+	"\faccumulators\x18\x0f \x03(\v2'.loom.flink.IOMetrics.AccumulatorsEntryR\faccumulators\x1a?\n" +
+	"\x11AccumulatorsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x83\x01\n" +
 	"\x0eSubtaskMetrics\x12\x16\n" +
 	"\x06vertex\x18\x01 \x01(\x05R\x06vertex\x12\x18\n" +
 	"\asubtask\x18\x02 \x01(\x05R\asubtask\x12\x18\n" +
@@ -3994,7 +4007,7 @@ func file_proto_flinkpb_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_flinkpb_runtime_proto_rawDescData
 }
 
-var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	(*Empty)(nil),                            // 0: loom.flink.Empty
 	(*SubmitJobRequest)(nil),                 // 1: loom.flink.SubmitJobRequest
@@ -4050,110 +4063,112 @@ var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	(*WorkerCommand)(nil),                    // 51: loom.flink.WorkerCommand
 	nil,                                      // 52: loom.flink.SubmitJobRequest.EnvEntry
 	nil,                                      // 53: loom.flink.JobDetails.TimestampsEntry
-	nil,                                      // 54: loom.flink.JobArtifact.EnvEntry
-	nil,                                      // 55: loom.flink.SubtaskState.FilesEntry
-	nil,                                      // 56: loom.flink.SubtaskState.RescaledEntry
-	nil,                                      // 57: loom.flink.CheckpointAck.FilesEntry
-	(*JobGraph)(nil),                         // 58: loom.flink.JobGraph
+	nil,                                      // 54: loom.flink.IOMetrics.AccumulatorsEntry
+	nil,                                      // 55: loom.flink.JobArtifact.EnvEntry
+	nil,                                      // 56: loom.flink.SubtaskState.FilesEntry
+	nil,                                      // 57: loom.flink.SubtaskState.RescaledEntry
+	nil,                                      // 58: loom.flink.CheckpointAck.FilesEntry
+	(*JobGraph)(nil),                         // 59: loom.flink.JobGraph
 }
 var file_proto_flinkpb_runtime_proto_depIdxs = []int32{
-	58, // 0: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
+	59, // 0: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
 	17, // 1: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
 	52, // 2: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
 	11, // 3: loom.flink.ListJobsResponse.jobs:type_name -> loom.flink.JobDetails
 	53, // 4: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
 	13, // 5: loom.flink.JobDetails.vertices:type_name -> loom.flink.VertexDetails
-	58, // 6: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
+	59, // 6: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
 	12, // 7: loom.flink.JobDetails.checkpoints:type_name -> loom.flink.CheckpointSummary
 	14, // 8: loom.flink.VertexDetails.subtasks:type_name -> loom.flink.SubtaskDetails
 	15, // 9: loom.flink.SubtaskDetails.metrics:type_name -> loom.flink.IOMetrics
-	15, // 10: loom.flink.SubtaskMetrics.io:type_name -> loom.flink.IOMetrics
-	17, // 11: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
-	21, // 12: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
-	21, // 13: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
-	23, // 14: loom.flink.TaskExecutorHeartbeat.stats:type_name -> loom.flink.ProcessStats
-	17, // 15: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
-	54, // 16: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
-	21, // 17: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
-	15, // 18: loom.flink.TaskStateUpdate.metrics:type_name -> loom.flink.IOMetrics
-	30, // 19: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
-	34, // 20: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	43, // 21: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
-	36, // 22: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
-	37, // 23: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
-	55, // 24: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
-	56, // 25: loom.flink.SubtaskState.rescaled:type_name -> loom.flink.SubtaskState.RescaledEntry
-	57, // 26: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
-	41, // 27: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
-	34, // 28: loom.flink.CancelTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	21, // 29: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
-	16, // 30: loom.flink.TaskExecutorHeartbeatResponse.metrics:type_name -> loom.flink.SubtaskMetrics
-	50, // 31: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
-	30, // 32: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
-	41, // 33: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
-	49, // 34: loom.flink.WorkerMessage.metrics:type_name -> loom.flink.WorkerMetrics
-	16, // 35: loom.flink.WorkerMetrics.subtasks:type_name -> loom.flink.SubtaskMetrics
-	23, // 36: loom.flink.WorkerMetrics.stats:type_name -> loom.flink.ProcessStats
-	35, // 37: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
-	44, // 38: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
-	39, // 39: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
-	40, // 40: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
-	38, // 41: loom.flink.SubtaskState.RescaledEntry.value:type_name -> loom.flink.StateFiles
-	1,  // 42: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
-	3,  // 43: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
-	5,  // 44: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
-	6,  // 45: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
-	7,  // 46: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
-	18, // 47: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
-	17, // 48: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
-	9,  // 49: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
-	19, // 50: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
-	22, // 51: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
-	25, // 52: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
-	26, // 53: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
-	28, // 54: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
-	31, // 55: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
-	32, // 56: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
-	42, // 57: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
-	42, // 58: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
-	33, // 59: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
-	35, // 60: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
-	44, // 61: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
-	45, // 62: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
-	46, // 63: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
-	39, // 64: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
-	40, // 65: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
-	48, // 66: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
-	2,  // 67: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
-	4,  // 68: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
-	11, // 69: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
-	10, // 70: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
-	8,  // 71: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
-	17, // 72: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
-	18, // 73: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
-	0,  // 74: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
-	20, // 75: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
-	24, // 76: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
-	0,  // 77: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
-	27, // 78: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
-	29, // 79: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
-	0,  // 80: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
-	0,  // 81: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
-	0,  // 82: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
-	0,  // 83: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
-	0,  // 84: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
-	0,  // 85: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
-	0,  // 86: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
-	0,  // 87: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
-	47, // 88: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
-	0,  // 89: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
-	0,  // 90: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
-	51, // 91: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
-	67, // [67:92] is the sub-list for method output_type
-	42, // [42:67] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	54, // 10: loom.flink.IOMetrics.accumulators:type_name -> loom.flink.IOMetrics.AccumulatorsEntry
+	15, // 11: loom.flink.SubtaskMetrics.io:type_name -> loom.flink.IOMetrics
+	17, // 12: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
+	21, // 13: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
+	21, // 14: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
+	23, // 15: loom.flink.TaskExecutorHeartbeat.stats:type_name -> loom.flink.ProcessStats
+	17, // 16: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
+	55, // 17: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
+	21, // 18: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
+	15, // 19: loom.flink.TaskStateUpdate.metrics:type_name -> loom.flink.IOMetrics
+	30, // 20: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
+	34, // 21: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	43, // 22: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
+	36, // 23: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
+	37, // 24: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
+	56, // 25: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
+	57, // 26: loom.flink.SubtaskState.rescaled:type_name -> loom.flink.SubtaskState.RescaledEntry
+	58, // 27: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
+	41, // 28: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
+	34, // 29: loom.flink.CancelTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	21, // 30: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
+	16, // 31: loom.flink.TaskExecutorHeartbeatResponse.metrics:type_name -> loom.flink.SubtaskMetrics
+	50, // 32: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
+	30, // 33: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
+	41, // 34: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
+	49, // 35: loom.flink.WorkerMessage.metrics:type_name -> loom.flink.WorkerMetrics
+	16, // 36: loom.flink.WorkerMetrics.subtasks:type_name -> loom.flink.SubtaskMetrics
+	23, // 37: loom.flink.WorkerMetrics.stats:type_name -> loom.flink.ProcessStats
+	35, // 38: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
+	44, // 39: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
+	39, // 40: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
+	40, // 41: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
+	38, // 42: loom.flink.SubtaskState.RescaledEntry.value:type_name -> loom.flink.StateFiles
+	1,  // 43: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
+	3,  // 44: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
+	5,  // 45: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
+	6,  // 46: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
+	7,  // 47: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
+	18, // 48: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
+	17, // 49: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
+	9,  // 50: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
+	19, // 51: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
+	22, // 52: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
+	25, // 53: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
+	26, // 54: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
+	28, // 55: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
+	31, // 56: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
+	32, // 57: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
+	42, // 58: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
+	42, // 59: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
+	33, // 60: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
+	35, // 61: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
+	44, // 62: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
+	45, // 63: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
+	46, // 64: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
+	39, // 65: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
+	40, // 66: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
+	48, // 67: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
+	2,  // 68: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
+	4,  // 69: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
+	11, // 70: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
+	10, // 71: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
+	8,  // 72: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
+	17, // 73: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
+	18, // 74: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
+	0,  // 75: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
+	20, // 76: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
+	24, // 77: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
+	0,  // 78: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
+	27, // 79: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
+	29, // 80: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
+	0,  // 81: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
+	0,  // 82: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
+	0,  // 83: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
+	0,  // 84: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
+	0,  // 85: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
+	0,  // 86: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
+	0,  // 87: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
+	0,  // 88: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
+	47, // 89: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
+	0,  // 90: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
+	0,  // 91: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
+	51, // 92: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
+	68, // [68:93] is the sub-list for method output_type
+	43, // [43:68] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_proto_flinkpb_runtime_proto_init() }
@@ -4180,7 +4195,7 @@ func file_proto_flinkpb_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_flinkpb_runtime_proto_rawDesc), len(file_proto_flinkpb_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   58,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
