@@ -183,3 +183,169 @@ func (o *broadcastOp[A, B, V, O]) RestoreKeyed(states [][]byte, _ task.KeyGroups
 
 func (o *broadcastOp[A, B, V, O]) Finish() error { return nil }
 func (o *broadcastOp[A, B, V, O]) Close() error  { return o.life.Close() }
+
+// KeyedBroadcastProcessFunction handles a keyed stream's records with the
+// key's state and timers and the broadcast state that a broadcast
+// stream's records update (Flink's KeyedBroadcastProcessFunction):
+// ProcessElement should only read the broadcast state;
+// ProcessBroadcastElement may change it, and sees no key. It may have
+// Open (Opener) and OnTimer (TimerHandler) as a KeyedProcessFunction.
+type KeyedBroadcastProcessFunction[K comparable, A, B, V, O any] interface {
+	ProcessElement(ctx *KeyedContext[K], state *BroadcastState[V], v A, out Collector[O]) error
+	ProcessBroadcastElement(ctx *KeyedContext[K], state *BroadcastState[V], v B, out Collector[O]) error
+}
+
+// ProcessKeyedBroadcast runs a KeyedBroadcastProcessFunction made by newFn
+// for each subtask over a keyed stream and a broadcast one. Its keyed
+// state and timers move by key group at another parallelism, its
+// broadcast state as a copy.
+func ProcessKeyedBroadcast[K comparable, A, B, V, O any](a KeyedStream[K, A], b DataStream[B], name string, newFn func() KeyedBroadcastProcessFunction[K, A, B, V, O]) DataStream[O] {
+	env := a.s.env
+	needCodec[O](env)
+	needCodec[Either[A, B]](env)
+	needCodec[map[string]V](env)
+	hash, err := codec.Hasher[K]()
+	if err != nil {
+		env.fail(fmt.Errorf("ProcessKeyedBroadcast: the key type cannot be hashed: %w", err))
+	}
+	src := a.s
+	src.part = task.Partitioning{}
+	l := Map(src, "Connect(1)", func(v A) Either[A, B] { return Either[A, B]{Left: v} })
+	r := Map(b, "Broadcast(2)", func(v B) Either[A, B] { return Either[A, B]{Right: v, IsRight: true} })
+	key := func(e Either[A, B]) K {
+		if e.IsRight {
+			var zero K
+			return zero // a broadcast record has no key
+		}
+		return a.key(e.Left)
+	}
+	n := env.sg.AddNode(&graph.Node{
+		Name:        name,
+		Description: "KeyedBroadcastProcess",
+		In:          task.Type[Either[A, B]]{},
+		Out:         task.Type[O]{},
+		KeyedState:  true,
+		Factory: task.FactoryFunc(func(out any) task.Instance {
+			st := &BroadcastState[V]{m: map[string]V{}}
+			fn := keyedBroadcast[K, A, B, V, O]{fn: newFn(), state: st}
+			p := &processOp[K, Either[A, B], O]{key: key, fn: fn, out: out.(task.Output[O])}
+			p.col = processCollector[K, Either[A, B], O]{p}
+			op := &keyedBroadcastOp[K, A, B, V, O]{processOp: p, state: st}
+			return task.Instance{Input: task.Output[Either[A, B]](op), Lifecycle: op}
+		}),
+	})
+	env.sg.Connect(l.node.ID, n.ID, task.Partitioning{Kind: task.Hash, KeyHash: func(e Either[A, B]) uint64 { return hash(a.key(e.Left)) }})
+	env.sg.Connect(r.node.ID, n.ID, task.Partitioning{Kind: task.Broadcast})
+	return DataStream[O]{env: env, node: n, from: []int{n.ID}}
+}
+
+// keyedBroadcast is a KeyedBroadcastProcessFunction as a
+// KeyedProcessFunction over Either.
+type keyedBroadcast[K comparable, A, B, V, O any] struct {
+	fn    KeyedBroadcastProcessFunction[K, A, B, V, O]
+	state *BroadcastState[V]
+}
+
+func (p keyedBroadcast[K, A, B, V, O]) ProcessElement(ctx *KeyedContext[K], e Either[A, B], out Collector[O]) error {
+	if e.IsRight {
+		return p.fn.ProcessBroadcastElement(ctx, p.state, e.Right, out)
+	}
+	return p.fn.ProcessElement(ctx, p.state, e.Left, out)
+}
+
+func (p keyedBroadcast[K, A, B, V, O]) Open(ctx *KeyedContext[K]) error {
+	if o, ok := p.fn.(Opener[K]); ok {
+		return o.Open(ctx)
+	}
+	return nil
+}
+
+func (p keyedBroadcast[K, A, B, V, O]) OnTimer(ctx *KeyedContext[K], ts int64, out Collector[O]) error {
+	if h, ok := p.fn.(TimerHandler[K, O]); ok {
+		return h.OnTimer(ctx, ts, out)
+	}
+	return nil
+}
+
+// keyedBroadcastOp is a process operator with a broadcast state beside
+// its keyed state: a checkpoint holds both.
+type keyedBroadcastOp[K comparable, A, B, V, O any] struct {
+	*processOp[K, Either[A, B], O]
+	state *BroadcastState[V]
+}
+
+type keyedBroadcastSnapshot struct {
+	Process, Broadcast []byte
+}
+
+func (o *keyedBroadcastOp[K, A, B, V, O]) SnapshotState(id int64) ([]byte, error) {
+	p, err := o.processOp.SnapshotState(id)
+	if err != nil {
+		return nil, err
+	}
+	bc, err := codec.For[map[string]V]()
+	if err != nil {
+		return nil, err
+	}
+	c, err := codec.For[keyedBroadcastSnapshot]()
+	if err != nil {
+		return nil, err
+	}
+	return c.Append(nil, keyedBroadcastSnapshot{Process: p, Broadcast: bc.Append(nil, o.state.m)}), nil
+}
+
+func (o *keyedBroadcastOp[K, A, B, V, O]) decode(b []byte) (keyedBroadcastSnapshot, error) {
+	c, err := codec.For[keyedBroadcastSnapshot]()
+	if err != nil {
+		return keyedBroadcastSnapshot{}, err
+	}
+	s, _, err := c.Decode(b)
+	return s, err
+}
+
+func (o *keyedBroadcastOp[K, A, B, V, O]) restoreBroadcast(b []byte) error {
+	bc, err := codec.For[map[string]V]()
+	if err != nil {
+		return err
+	}
+	m, _, err := bc.Decode(b)
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		m = map[string]V{}
+	}
+	o.state.m = m
+	return nil
+}
+
+func (o *keyedBroadcastOp[K, A, B, V, O]) RestoreState(b []byte) error {
+	s, err := o.decode(b)
+	if err != nil {
+		return err
+	}
+	if err := o.restoreBroadcast(s.Broadcast); err != nil {
+		return err
+	}
+	return o.processOp.RestoreState(s.Process)
+}
+
+// RestoreKeyed implements task.KeyedRestorer: the keyed state by key
+// group, the broadcast state from the first old subtask (every copy is
+// the same).
+func (o *keyedBroadcastOp[K, A, B, V, O]) RestoreKeyed(states [][]byte, g task.KeyGroups) error {
+	var procs [][]byte
+	for i, b := range states {
+		s, err := o.decode(b)
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			if err := o.restoreBroadcast(s.Broadcast); err != nil {
+				return err
+			}
+		}
+		procs = append(procs, s.Process)
+	}
+	return o.processOp.RestoreKeyed(procs, g)
+}

@@ -77,6 +77,9 @@ func (c *KeyedContext[K]) CurrentProcessingTime() int64 { return c.timers.curren
 // Subtask is the index of the subtask running the function.
 func (c *KeyedContext[K]) Subtask() int { return c.op.Subtask }
 
+// Runtime is the subtask's RuntimeContext.
+func (c *KeyedContext[K]) Runtime() *RuntimeContext { return &RuntimeContext{op: c.op} }
+
 // RegisterEventTimeTimer calls OnTimer for the current key once the
 // watermark reaches ts.
 func (c *KeyedContext[K]) RegisterEventTimeTimer(ts int64) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"loom/flinkrt/stream"
+	"loom/flinkrt/stream/sink"
 	"loom/flinkrt/stream/source"
 )
 
@@ -235,5 +236,65 @@ func TestBroadcastState(t *testing.T) {
 	}
 	if main != 3000 {
 		t.Errorf("%d main records reached the subtasks, want 3000 shared out", main)
+	}
+}
+
+// perKeyRules sums each key's values in keyed state, and counts the
+// broadcast rules each subtask sees in an accumulator.
+type perKeyRules struct {
+	sum interface {
+		Get() (int, bool)
+		Update(int)
+	}
+	rules stream.Counter
+}
+
+func (p *perKeyRules) Open(ctx *stream.KeyedContext[string]) (err error) {
+	p.sum = stream.ValueState[int](ctx, "sum")
+	p.rules, err = ctx.Runtime().Counter("rules seen")
+	return err
+}
+
+func (p *perKeyRules) ProcessElement(ctx *stream.KeyedContext[string], _ *stream.BroadcastState[int], e ev, out stream.Collector[string]) error {
+	n, _ := p.sum.Get()
+	n += e.Value
+	p.sum.Update(n)
+	out.Collect(fmt.Sprintf("%s=%d", ctx.CurrentKey(), n))
+	return nil
+}
+
+func (p *perKeyRules) ProcessBroadcastElement(_ *stream.KeyedContext[string], s *stream.BroadcastState[int], rule string, _ stream.Collector[string]) error {
+	p.rules.Add(1)
+	s.Put(rule, len(rule))
+	return nil
+}
+
+// A keyed broadcast process function: the keyed input's records reach the
+// subtask of their key, with the key's state; every subtask gets every
+// broadcast record.
+func TestKeyedBroadcastState(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(3)
+	evs := events(env, []ev{{"a", 1, 1}, {"b", 2, 2}, {"a", 3, 3}, {"c", 4, 4}, {"b", 5, 5}}, nil)
+	ruleStream := stream.FromSource(env, "rules", source.Func("rules", func(ctx source.Context[string]) error {
+		for _, r := range []string{"x", "yy", "zzz"} {
+			ctx.Collect(r)
+		}
+		return nil
+	}))
+	out := sink.Collect[string]()
+	stream.Sink(stream.ProcessKeyedBroadcast(stream.KeyBy(evs, keyOf), ruleStream, "rules", func() stream.KeyedBroadcastProcessFunction[string, ev, string, int, string] {
+		return &perKeyRules{}
+	}), "out", out)
+	res, err := env.Execute(t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.Values()
+	slices.Sort(got)
+	if want := []string{"a=1", "a=4", "b=2", "b=7", "c=4"}; !slices.Equal(got, want) {
+		t.Errorf("keyed sums %q, want %q", got, want)
+	}
+	if n := res.Accumulators["rules seen"]; n != 9 {
+		t.Errorf("broadcast records seen %d, want 3 by each of 3 subtasks", n)
 	}
 }
