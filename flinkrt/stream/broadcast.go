@@ -80,8 +80,8 @@ func ProcessBroadcast[A, B, V, O any](c BroadcastConnected[A, B], name string, n
 	needCodec[O](env)
 	needCodec[Either[A, B]](env)
 	needCodec[map[string]V](env)
-	l := Map(c.a, "Connect(1)", func(v A) Either[A, B] { return Either[A, B]{Left: v} })
-	r := Map(c.b, "Broadcast(2)", func(v B) Either[A, B] { return Either[A, B]{Right: v, IsRight: true} })
+	l := wrap(c.a, "Connect(1)", func(v A) Either[A, B] { return Either[A, B]{Left: v} })
+	r := wrap(c.b, "Broadcast(2)", func(v B) Either[A, B] { return Either[A, B]{Right: v, IsRight: true} })
 	n := env.sg.AddNode(&graph.Node{
 		Name:        name,
 		Description: "BroadcastProcess",
@@ -210,8 +210,8 @@ func ProcessKeyedBroadcast[K comparable, A, B, V, O any](a KeyedStream[K, A], b 
 	}
 	src := a.s
 	src.part = task.Partitioning{}
-	l := Map(src, "Connect(1)", func(v A) Either[A, B] { return Either[A, B]{Left: v} })
-	r := Map(b, "Broadcast(2)", func(v B) Either[A, B] { return Either[A, B]{Right: v, IsRight: true} })
+	l := wrap(src, "Connect(1)", func(v A) Either[A, B] { return Either[A, B]{Left: v} })
+	r := wrap(b, "Broadcast(2)", func(v B) Either[A, B] { return Either[A, B]{Right: v, IsRight: true} })
 	key := func(e Either[A, B]) K {
 		if e.IsRight {
 			var zero K

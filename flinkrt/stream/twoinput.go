@@ -43,9 +43,23 @@ func Connect[A, B any](a DataStream[A], b DataStream[B]) ConnectedStreams[A, B] 
 // eithers is both inputs as one stream of Either.
 func (c ConnectedStreams[A, B]) eithers() DataStream[Either[A, B]] {
 	needCodec[Either[A, B]](c.a.env)
-	l := Map(c.a, "Connect(1)", func(v A) Either[A, B] { return Either[A, B]{Left: v} })
-	r := Map(c.b, "Connect(2)", func(v B) Either[A, B] { return Either[A, B]{Right: v, IsRight: true} })
+	l := wrap(c.a, "Connect(1)", func(v A) Either[A, B] { return Either[A, B]{Left: v} })
+	r := wrap(c.b, "Connect(2)", func(v B) Either[A, B] { return Either[A, B]{Right: v, IsRight: true} })
 	return Union(l, r)
+}
+
+// wrap maps an input's records into the two-input operator's type, at
+// the input's own parallelism when it is not repartitioned, so that the
+// map chains to it and a key's records keep their order into the
+// operator.
+func wrap[I, O any](s DataStream[I], name string, fn func(I) O) DataStream[O] {
+	m := Map(s, name, fn)
+	if s.part.Kind == "" && len(s.from) == 1 {
+		if n := s.env.sg.Node(s.from[0]); n != nil {
+			m.node.Parallelism = n.Parallelism
+		}
+	}
+	return m
 }
 
 // CoMap maps each record of the first input with f1 and of the second

@@ -298,3 +298,43 @@ func TestKeyedBroadcastState(t *testing.T) {
 		t.Errorf("broadcast records seen %d, want 3 by each of 3 subtasks", n)
 	}
 }
+
+// inOrder checks that a key's records of the first input arrive in the
+// order they were made.
+type inOrder struct {
+	last interface {
+		Get() (int, bool)
+		Update(int)
+	}
+}
+
+func (o *inOrder) Open(ctx *stream.KeyedContext[string]) error {
+	o.last = stream.ValueState[int](ctx, "last")
+	return nil
+}
+
+func (o *inOrder) ProcessElement1(ctx *stream.KeyedContext[string], e ev, out stream.Collector[string]) error {
+	if last, ok := o.last.Get(); ok && e.Value != last+1 {
+		out.Collect(fmt.Sprintf("%s: %d after %d", ctx.CurrentKey(), e.Value, last))
+	}
+	o.last.Update(e.Value)
+	return nil
+}
+
+func (o *inOrder) ProcessElement2(*stream.KeyedContext[string], ev, stream.Collector[string]) error {
+	return nil
+}
+
+// A key's records reach a two-input operator in their order, whatever
+// the parallelism of the source and of the operator (as through KeyBy).
+func TestConnectedInputsKeepEachKeysOrder(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(4)
+	var evs []ev
+	for i := range 4000 {
+		evs = append(evs, ev{Key: fmt.Sprint(i % 7), Value: i / 7, Time: int64(i)})
+	}
+	c := stream.KeyByConnected(stream.Connect(events(env, evs, nil), events(env, nil, nil)), keyOf, keyOf)
+	if got := run(t, env, stream.CoProcess(c, "order", func() stream.KeyedCoProcessFunction[string, ev, ev, string] { return &inOrder{} })); len(got) > 0 {
+		t.Fatalf("%d records out of order, as %q", len(got), got[0])
+	}
+}
