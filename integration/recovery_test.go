@@ -70,7 +70,11 @@ func recoveryRunIn(t *testing.T, c *cluster, checkpointDir, lineDelay string, ex
 	j := c.waitAppJob(r.id, func(j jobJSON) bool { return j.Checkpoints.Completed >= 2 }, "two checkpoints completed")
 	web := regexp.MustCompile(`http://[0-9.:]+`).FindString(r.out.String())
 	checkCheckpointsREST(t, web, j.ID)
-	checkJobManagerLog(t, web)
+	token := regexp.MustCompile(`/\?token=([0-9a-f]+)`).FindStringSubmatch(r.out.String())
+	if token == nil {
+		t.Fatalf("loom run printed no dashboard link with its token:\n%s", r.out.String())
+	}
+	checkJobManagerLog(t, web, token[1])
 	return r, want, output
 }
 
@@ -112,9 +116,36 @@ func checkTaskMetricsREST(t *testing.T, web, jobID string) {
 }
 
 // checkJobManagerLog reads the JobManager's log over REST, as Flink's
-// dashboard does: its container's files, and what it logged.
-func checkJobManagerLog(t *testing.T, web string) {
+// dashboard does: its container's files, and what it logged. Logs need
+// the web token even on a loopback address.
+func checkJobManagerLog(t *testing.T, web, token string) {
 	t.Helper()
+	resp, err := http.Get(web + "/jobmanager/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the JobManager's log without the web token: %s, want 401", resp.Status)
+	}
+	getJSON := func(t *testing.T, url string, v any) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+	}
+	get := func(url string) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		return http.DefaultClient.Do(req)
+	}
 	var list struct {
 		Logs []struct {
 			Name string `json:"name"`
@@ -129,7 +160,7 @@ func checkJobManagerLog(t *testing.T, web string) {
 	if !names["stderr"] || !names["stdout"] {
 		t.Errorf("/jobmanager/logs: %+v, want the container's stderr and stdout", list)
 	}
-	resp, err := http.Get(web + "/jobmanager/log")
+	resp, err = get(web + "/jobmanager/log")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +184,7 @@ func checkJobManagerLog(t *testing.T, web string) {
 	if len(list.Logs) != 2 || list.Logs[0].Size <= 0 {
 		t.Errorf("/taskmanagers/%s/logs: %+v, want stderr and stdout", id, list)
 	}
-	resp2, err := http.Get(web + "/taskmanagers/" + id + "/log")
+	resp2, err := get(web + "/taskmanagers/" + id + "/log")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 // loopback listener (as Flink's REST API is), and need the deployment's
 // web token on any other address; anything that changes a job or the
 // cluster (cancel, including the dashboard's GET yarn-cancel, savepoint,
-// stop, shutdown) needs it everywhere. A caller presents the token as
+// stop, shutdown), and the logs, need it everywhere. A caller presents the token as
 // "Authorization: Bearer TOKEN", or a browser opens the dashboard link
 // (WebURL), whose token becomes a cookie that only this site's own pages
 // send (SameSite=Strict), so another site cannot act through the owner's
@@ -39,6 +39,14 @@ func changes(r *http.Request) bool {
 	return strings.HasSuffix(r.URL.Path, "/yarn-cancel") || strings.HasSuffix(r.URL.Path, "/yarn-stop")
 }
 
+// private reports whether a REST read shows what only the job's owner
+// should see, even on a loopback address: the JobManager's and
+// TaskManagers' logs and standard output.
+func private(r *http.Request) bool {
+	p := r.URL.Path
+	return strings.HasSuffix(p, "/log") || strings.HasSuffix(p, "/stdout") || strings.Contains(p, "/logs")
+}
+
 // restAuth checks the access rule before next.
 func (jm *JobManager) restAuth(next http.Handler) http.Handler {
 	open := auth.IsLoopback(jm.restL.Addr())
@@ -63,10 +71,13 @@ func (jm *JobManager) restAuth(next http.Handler) http.Handler {
 				return
 			}
 		}
-		if !trust.CheckWebToken(tok) && (changes(r) || !open) {
+		if !trust.CheckWebToken(tok) && (changes(r) || private(r) || !open) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="loom JobManager"`)
 			what := "This request changes a job or the cluster"
-			if !changes(r) {
+			switch {
+			case private(r) && !changes(r):
+				what = "This request reads logs"
+			case !changes(r):
 				what = "This REST API is not on a loopback address, so every request"
 			}
 			restError(w, http.StatusUnauthorized, what+" and needs the JobManager's web token: open the dashboard link that `loom run -d` or `loom app status` prints, or send it as \"Authorization: Bearer TOKEN\"")

@@ -226,11 +226,18 @@ func RunInput[T any](ctx *Context, gate *network.Gate[T], head Output[T]) error 
 		if ended == n {
 			break
 		}
-		// A batch at hand is taken at once; waiting for one is idle time.
+		// A batch at hand is taken at once (waiting for one is idle
+		// time); the task's own work runs between batches either way.
 		select {
 		case b := <-gate.C():
 			if err := handle(b); err != nil {
 				return err
+			}
+			if ctx.Mailbox.Pending() {
+				ctx.Mailbox.Run()
+			}
+			if ctx.Err() != nil {
+				return ErrCanceled
 			}
 			continue
 		default:

@@ -78,3 +78,36 @@ func TestBackPressuredTime(t *testing.T) {
 		t.Errorf("records out: %d, want 20", n)
 	}
 }
+
+// counter counts what reaches it.
+type counter struct{ n int }
+
+func (c *counter) Collect(int, int64) { c.n++ }
+func (c *counter) Watermark(int64)    {}
+
+// The task's own work (timers, flushes, checkpoint triggers) runs between
+// batches even when input never pauses.
+func TestMailboxRunsUnderSteadyInput(t *testing.T) {
+	const batches = 100
+	gate := network.NewGate[int](1, batches+2)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range batches {
+		if err := gate.Deliver(ctx, data(0, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := gate.Deliver(ctx, end(0)); err != nil {
+		t.Fatal(err)
+	}
+	c := &counter{}
+	tc := &task.Context{Context: ctx, Mailbox: task.NewMailbox(), Barriers: &recorder{}}
+	ranAt := -1
+	tc.Mailbox.Post(func() { ranAt = c.n })
+	if err := task.RunInput[int](tc, gate, c); err != nil {
+		t.Fatal(err)
+	}
+	if ranAt < 0 || ranAt >= batches {
+		t.Fatalf("the mailbox action ran after %d of %d records; want it between batches, before the input ended", ranAt, batches)
+	}
+}
