@@ -2,7 +2,9 @@ package rm
 
 import (
 	"context"
+	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,14 +35,29 @@ func onDiskServer(t *testing.T, pki *tlstest.PKI, dir, raftAddr, addr string) *S
 	return s
 }
 
+// freeAddr is a free loopback address whose port is below the host's
+// ephemeral range, so that no connection's source port (which the kernel
+// hands out from that range, to this and every other test process) takes
+// it between this check and the test's bind.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
+				lo = n
+			}
+		}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	for range 1000 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(10000+rand.IntN(lo-10000)))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port")
+	return ""
 }
 
 // forger is a raft peer dialing the RM's raft port with identity id.
