@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -119,6 +121,7 @@ func appCommand() *cli.Command {
 				Flags: []cli.Flag{rmFlag, configFlag,
 					&cli.StringFlag{Name: "container", Usage: "only this container"},
 					&cli.StringFlag{Name: "log-files", Value: "stdout,stderr", Usage: "comma-separated log names"},
+					&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "follow one container's logs (--container, else the AM's) as it writes them, until it completes"},
 				},
 				Action: func(c *cli.Context) error {
 					id, err := appArg(c)
@@ -130,7 +133,11 @@ func appCommand() *cli.Command {
 						if err != nil {
 							return err
 						}
-						return printLogs(c, rm, a, c.String("container"), strings.Split(c.String("log-files"), ","))
+						names := strings.Split(c.String("log-files"), ",")
+						if c.Bool("follow") {
+							return followLogs(c.Context, rm, a, c.String("container"), names)
+						}
+						return printLogs(c, rm, a, c.String("container"), names)
 					})
 				},
 			},
@@ -265,6 +272,91 @@ func printLogs(c *cli.Context, rm *rmclient.Client, a *yarnpb.ApplicationReport,
 		return errors.New("no logs could be read")
 	}
 	return nil
+}
+
+// followLogs copies one container's logs to stdout as the container
+// writes them, until it completes or the command is interrupted: the
+// named container, else the AM container of the current attempt. With
+// more than one log, each line carries its log's name.
+func followLogs(ctx context.Context, rm *rmclient.Client, a *yarnpb.ApplicationReport, only string, names []string) error {
+	var ct *yarnpb.Container
+	for _, x := range a.Containers {
+		if (only != "" && x.Id == only) || (only == "" && x.IsAm && x.State != yarnpb.ContainerState_CONTAINER_COMPLETED) {
+			ct = x
+		}
+	}
+	if ct == nil {
+		if only != "" {
+			return errdefs.NotFound("container %s is not a container of %s that the RM keeps; `loom app status %s` lists them", only, a.Id, a.Id)
+		}
+		return errdefs.FailedPrecondition("%s has no running AM container to follow; name one with --container", a.Id)
+	}
+	nms := nmclient.New(rm.TLS())
+	defer nms.Close()
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs = make([]error, len(names))
+	)
+	for i, name := range names {
+		w := io.Writer(stdout())
+		if len(names) > 1 {
+			w = &linePrefixer{mu: &mu, w: stdout(), prefix: name + ": "}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = nms.ReadLog(ctx, ct.NodeId, ct.Id, name, true, w)
+			if lp, ok := w.(*linePrefixer); ok {
+				lp.flush()
+			}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return errors.Join(errs...)
+}
+
+// linePrefixer writes whole lines, each after its prefix, under a lock
+// shared with the other logs followed.
+type linePrefixer struct {
+	mu     *sync.Mutex
+	w      io.Writer
+	prefix string
+	buf    []byte
+}
+
+func (l *linePrefixer) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 && len(l.buf) < 64<<10 {
+			break
+		}
+		if i < 0 {
+			i = len(l.buf) - 1 // a line this long goes out as it is
+		}
+		l.mu.Lock()
+		_, err := fmt.Fprintf(l.w, "%s%s", l.prefix, l.buf[:i+1])
+		l.mu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+		l.buf = l.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+// flush writes what is left of an unfinished last line.
+func (l *linePrefixer) flush() {
+	if len(l.buf) > 0 {
+		l.mu.Lock()
+		fmt.Fprintf(l.w, "%s%s\n", l.prefix, l.buf)
+		l.mu.Unlock()
+		l.buf = nil
+	}
 }
 
 // printFlinkJobs lists the jobs of a running Flink application, as its

@@ -100,6 +100,7 @@ func clusterCommand() *cli.Command {
 					}
 				}
 				fmt.Fprintf(out, "use it with: export LOOM_CONFIG=%s\n", cl.ClientConfig)
+				fmt.Fprintf(out, "its web UI in your browser: loom ui\n")
 				if len(cl.RMs) > 1 {
 					fmt.Fprintf(out, "its ResourceManagers: export LOOM_RM=%s\n", strings.Join(cl.RMAddrs(), ","))
 				}

@@ -36,6 +36,7 @@ func Main(args []string) {
 			tlsCommand(),
 			nodeCommand(),
 			appCommand(),
+			uiCommand(),
 			dshellCommand(),
 			dshellAMCommand(),
 			adminCommand(),

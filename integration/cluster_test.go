@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -293,5 +295,53 @@ func TestRMRestartKeepsState(t *testing.T) {
 	})
 	if out := c.mustLoom("dshell", "--num-containers", "2", "--", "true"); !strings.Contains(out, "SUCCEEDED") {
 		t.Fatalf("dshell after the restart:\n%s", out)
+	}
+}
+
+// `loom app logs -f` follows a running container's log: it prints what the
+// container wrote before, then what it writes after, and ends when the
+// container does.
+func TestAppLogsFollowsARunningContainer(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 1})
+	gate := filepath.Join(t.TempDir(), "go")
+	m := marker()
+	appID := strings.TrimSpace(c.mustLoom("dshell", "-d", "--memory-mb", "64", "--", "sh", "-c",
+		fmt.Sprintf(`echo before-%s; while [ ! -e %s ]; do sleep 0.05; done; echo after-%s`, m, gate, m)))
+	var task string
+	waitFor(t, 60*time.Second, "the task container RUNNING", func() (bool, string) {
+		a := c.app(appID)
+		for _, ct := range a.Containers {
+			if !ct.IsAM && ct.State == "RUNNING" {
+				task = ct.ID
+			}
+		}
+		return task != "", fmt.Sprintf("%+v", a.Containers)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := c.command(ctx, "app", "logs", appID, "-f", "--container", task, "--log-files", "stdout")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if sc.Text() == "before-"+m {
+			// The container goes on only now, while it is followed.
+			if err := os.WriteFile(gate, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("loom app logs -f: %v after %q", err, lines)
+	}
+	if want := []string{"before-" + m, "after-" + m}; strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("followed %q, want %q", lines, want)
 	}
 }

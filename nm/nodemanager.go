@@ -107,6 +107,13 @@ func New(cfg *Config) (*NodeManager, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("the NodeManager needs a directory (--dir)")
 	}
+	// Containers run in directories of their own and are handed paths
+	// under this one, so it must not be relative.
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("the NodeManager's directory %s: %w", cfg.Dir, err)
+	}
+	cfg.Dir = dir
 	if cfg.MemoryMB <= 0 || cfg.VCores <= 0 {
 		return nil, fmt.Errorf("the node must offer positive memory and vcores, got %d MB and %d vcores", cfg.MemoryMB, cfg.VCores)
 	}

@@ -96,6 +96,7 @@ func (e *adminEndpoint) ServiceState(context.Context, *yarnpb.ServiceStateReques
 		BootstrapExpect: int32(s.cfg.BootstrapExpect),
 		AppliedIndex:    s.fsm.AppliedIndex(),
 		StagingUrl:      s.stagingURL(),
+		WebUrl:          s.webURL(),
 	}
 	resp.InCluster = s.inCluster()
 	if f := s.raft.GetConfiguration(); f.Error() == nil {

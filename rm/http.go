@@ -10,6 +10,7 @@ import (
 	"loom/errdefs"
 
 	"loom/proto/yarnpb"
+	"loom/rm/webui"
 	"loom/tlsutil"
 )
 
@@ -21,6 +22,8 @@ func (s *Server) httpHandler() http.Handler {
 	if s.staging != nil {
 		s.staging.routes(mux)
 	}
+	// The pages for people, at / and under /ui/.
+	webui.New(&webCluster{s: s, ce: ce}, s.logger.Named("webui")).Routes(mux)
 	// Prometheus's scrape, in its text format; like every route here it
 	// takes only certificates of the cluster's CA.
 	mux.Handle("GET /metrics", s.metrics.handler())

@@ -364,6 +364,15 @@ func (s *Server) stagingURL() string {
 	return "https://" + rpc.Advertised(addr, host) + "/staging/"
 }
 
+// webURL is the base URL of the web UI and REST API, on the advertised
+// host as stagingURL is.
+func (s *Server) webURL() string {
+	if u := s.stagingURL(); u != "" {
+		return strings.TrimSuffix(u, "staging/")
+	}
+	return ""
+}
+
 // State returns the current state store.
 func (s *Server) State() *state.Store { return s.fsm.State() }
 

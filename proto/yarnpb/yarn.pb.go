@@ -3959,6 +3959,7 @@ type ServiceStateResponse struct {
 	InCluster       bool   `protobuf:"varint,9,opt,name=in_cluster,json=inCluster,proto3" json:"in_cluster,omitempty"` // it is in its raft configuration: bootstrapped or joined, not removed
 	AppliedIndex    uint64 `protobuf:"varint,10,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	StagingUrl      string `protobuf:"bytes,11,opt,name=staging_url,json=stagingUrl,proto3" json:"staging_url,omitempty"` // its staging store, which replicas copy uploads to
+	WebUrl          string `protobuf:"bytes,12,opt,name=web_url,json=webUrl,proto3" json:"web_url,omitempty"`             // its web UI and REST API (https, client certificates of the cluster CA)
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -4066,6 +4067,13 @@ func (x *ServiceStateResponse) GetAppliedIndex() uint64 {
 func (x *ServiceStateResponse) GetStagingUrl() string {
 	if x != nil {
 		return x.StagingUrl
+	}
+	return ""
+}
+
+func (x *ServiceStateResponse) GetWebUrl() string {
+	if x != nil {
+		return x.WebUrl
 	}
 	return ""
 }
@@ -5375,7 +5383,7 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\bR\x06leader\x12\x14\n" +
-	"\x05voter\x18\x04 \x01(\bR\x05voter\"\xf6\x02\n" +
+	"\x05voter\x18\x04 \x01(\bR\x05voter\"\x8f\x03\n" +
 	"\x14ServiceStateResponse\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12%\n" +
 	"\x0eleader_address\x18\x02 \x01(\tR\rleaderAddress\x12)\n" +
@@ -5391,7 +5399,8 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\rapplied_index\x18\n" +
 	" \x01(\x04R\fappliedIndex\x12\x1f\n" +
 	"\vstaging_url\x18\v \x01(\tR\n" +
-	"stagingUrl\"G\n" +
+	"stagingUrl\x12\x17\n" +
+	"\aweb_url\x18\f \x01(\tR\x06webUrl\"G\n" +
 	"\x12AddRaftPeerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\"\x15\n" +
