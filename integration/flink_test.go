@@ -354,15 +354,48 @@ func TestWordCountAcrossTwoTaskManagers(t *testing.T) {
 		t.Errorf("subtask 0's numRecordsIn: %+v", one)
 	}
 	tms := map[string]bool{}
-	for _, v := range detail.Vertices {
+	for i, v := range detail.Vertices {
 		var vd struct {
 			Subtasks []struct {
-				TM string `json:"taskmanager-id"`
+				TM        string           `json:"taskmanager-id"`
+				Durations map[string]int64 `json:"status-duration"`
 			} `json:"subtasks"`
+			Aggregated struct {
+				Metrics map[string]map[string]int64 `json:"metrics"`
+			} `json:"aggregated"`
 		}
 		s.rest("/jobs/"+jobs.Jobs[0].ID+"/vertices/"+v.ID, &vd)
 		for _, st := range vd.Subtasks {
 			tms[st.TM] = true
+			if st.Durations["RUNNING"] < 0 || st.Durations["DEPLOYING"] < 0 {
+				t.Errorf("%s: a finished subtask's state durations %v", v.Name, st.Durations)
+			}
+		}
+		if i == 1 && vd.Aggregated.Metrics["read-records"]["sum"] != words {
+			t.Errorf("%s: aggregated read-records %v, want a sum of %d", v.Name, vd.Aggregated.Metrics["read-records"], words)
+		}
+		// The same subtasks, by TaskManager.
+		var byTM struct {
+			TaskManagers []struct {
+				ID      string         `json:"taskmanager-id"`
+				Status  string         `json:"status"`
+				Counts  map[string]int `json:"status-counts"`
+				Metrics struct {
+					ReadRecords int64 `json:"read-records"`
+				} `json:"metrics"`
+			} `json:"taskmanagers"`
+		}
+		s.rest("/jobs/"+jobs.Jobs[0].ID+"/vertices/"+v.ID+"/taskmanagers", &byTM)
+		n, read := 0, int64(0)
+		for _, tm := range byTM.TaskManagers {
+			n += tm.Counts["FINISHED"]
+			read += tm.Metrics.ReadRecords
+			if tm.Status != "FINISHED" {
+				t.Errorf("%s on %s: %s, want FINISHED", v.Name, tm.ID, tm.Status)
+			}
+		}
+		if n != len(vd.Subtasks) || (i == 1 && read != words) {
+			t.Errorf("%s by TaskManager: %d finished subtasks of %d, %d records read: %+v", v.Name, n, len(vd.Subtasks), read, byTM)
 		}
 	}
 	if len(tms) != 2 {

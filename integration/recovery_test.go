@@ -113,6 +113,68 @@ func checkTaskMetricsREST(t *testing.T, web, jobID string) {
 	if bp.Status != "ok" || bp.Level == "" || len(bp.Subtasks) == 0 {
 		t.Errorf("back pressure of the source: %+v", bp)
 	}
+	// The Timeline: when each subtask entered each state.
+	var times struct {
+		Subtasks []struct {
+			Host       string           `json:"host"`
+			Timestamps map[string]int64 `json:"timestamps"`
+		} `json:"subtasks"`
+	}
+	getJSON(t, web+"/jobs/"+jobID+"/vertices/"+src+"/subtasktimes", &times)
+	if len(times.Subtasks) == 0 {
+		t.Fatal("subtasktimes lists no subtask")
+	}
+	for _, st := range times.Subtasks {
+		ts := st.Timestamps
+		if st.Host == "" || ts["CREATED"] == 0 || ts["DEPLOYING"] < ts["CREATED"] || ts["RUNNING"] < ts["DEPLOYING"] || ts["FINISHED"] != 0 {
+			t.Errorf("a running subtask's times: %+v", st)
+		}
+	}
+	// The vertex's subtasks by TaskManager, and its detail's durations.
+	var tms struct {
+		TaskManagers []struct {
+			Status string         `json:"status"`
+			End    int64          `json:"end-time"`
+			Counts map[string]int `json:"status-counts"`
+		} `json:"taskmanagers"`
+	}
+	getJSON(t, web+"/jobs/"+jobID+"/vertices/"+src+"/taskmanagers", &tms)
+	if len(tms.TaskManagers) == 0 || tms.TaskManagers[0].Status != "RUNNING" || tms.TaskManagers[0].End != -1 || tms.TaskManagers[0].Counts["RUNNING"] == 0 {
+		t.Errorf("the source's TaskManagers: %+v", tms)
+	}
+	var vd struct {
+		Subtasks []struct {
+			StartTime int64            `json:"start_time"`
+			Durations map[string]int64 `json:"status-duration"`
+		} `json:"subtasks"`
+		Aggregated struct {
+			Durations map[string]map[string]int64 `json:"status-duration"`
+		} `json:"aggregated"`
+	}
+	getJSON(t, web+"/jobs/"+jobID+"/vertices/"+src, &vd)
+	if len(vd.Subtasks) == 0 || vd.Subtasks[0].StartTime <= 0 || vd.Subtasks[0].Durations["RUNNING"] < 0 || vd.Aggregated.Durations["RUNNING"]["max"] < 0 {
+		t.Errorf("the source's detail: %+v", vd)
+	}
+	// The job's and the processes' metrics, as the dashboard asks.
+	var jobm, jmm []struct {
+		ID    string `json:"id"`
+		Value string `json:"value"`
+	}
+	getJSON(t, web+"/jobs/"+jobID+"/metrics?get=uptime,numRestarts", &jobm)
+	if len(jobm) != 2 || jobm[0].ID != "uptime" || jobm[0].Value == "0" {
+		t.Errorf("the job's metrics: %+v", jobm)
+	}
+	getJSON(t, web+"/jobmanager/metrics?get=Status.JVM.Memory.Heap.Used,Status.JVM.GarbageCollector.Go.Count", &jmm)
+	if len(jmm) != 2 || jmm[0].Value == "0" {
+		t.Errorf("the JobManager's metrics: %+v", jmm)
+	}
+	var fg struct {
+		End int64 `json:"endTimestamp"`
+	}
+	getJSON(t, web+"/jobs/"+jobID+"/vertices/"+src+"/flamegraph?type=on_cpu", &fg)
+	if fg.End != -2 {
+		t.Errorf("the flame graph: %+v, want Flink's disabled answer", fg)
+	}
 }
 
 // checkJobManagerLog reads the JobManager's log over REST, as Flink's
@@ -192,6 +254,31 @@ func checkJobManagerLog(t *testing.T, web, token string) {
 	b, _ = io.ReadAll(resp2.Body)
 	if resp2.StatusCode != http.StatusOK || !strings.Contains(string(b), "TaskManager started") {
 		t.Errorf("/taskmanagers/%s/log: %s, %q", id, resp2.Status, lastLines(string(b), 3))
+	}
+	// Thread dumps, as the dashboard's pages show them: the JobManager's
+	// goroutines; a TaskManager's and its job worker's, whose goroutines
+	// run the tasks.
+	type dump struct {
+		ThreadInfos []struct {
+			Name  string `json:"threadName"`
+			Stack string `json:"stringifiedThreadInfo"`
+		} `json:"threadInfos"`
+	}
+	var jd, td dump
+	getJSON(t, web+"/jobmanager/thread-dump", &jd)
+	if len(jd.ThreadInfos) < 2 || !strings.Contains(jd.ThreadInfos[0].Name, "jobmanager") || !strings.Contains(jd.ThreadInfos[0].Stack, "goroutine") && !strings.Contains(jd.ThreadInfos[0].Stack, ".go:") {
+		t.Errorf("/jobmanager/thread-dump: %d goroutines, first %+v", len(jd.ThreadInfos), jd.ThreadInfos[:min(1, len(jd.ThreadInfos))])
+	}
+	getJSON(t, web+"/taskmanagers/"+id+"/thread-dump", &td)
+	worker, task := false, false
+	for _, ti := range td.ThreadInfos {
+		if strings.Contains(ti.Name, "worker of job") {
+			worker = true
+			task = task || strings.Contains(ti.Stack, "loom/flinkrt/task.")
+		}
+	}
+	if !worker || !task {
+		t.Errorf("/taskmanagers/%s/thread-dump: %d goroutines, a worker's %v, a task's %v", id, len(td.ThreadInfos), worker, task)
 	}
 }
 

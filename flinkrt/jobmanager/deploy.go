@@ -109,7 +109,19 @@ func (jm *JobMaster) deploy(ctx context.Context, regions map[int]bool) {
 		if jm.deployed {
 			attempt++
 		}
-		*t = subtask{state: TaskDeploying, attempt: attempt, tm: sl.tm, endpoint: sl.dataAddr, start: now}
+		// The attempt was created when the last one ended (or with the
+		// job), and is scheduled and deploying now that it has its slot.
+		created := t.created
+		if created.IsZero() || jm.deployed {
+			created = t.end
+		}
+		if created.IsZero() {
+			created = now
+		}
+		*t = subtask{attempt: attempt, tm: sl.tm, endpoint: sl.dataAddr, start: now, created: created}
+		t.stamps = map[string]int64{TaskCreated: created.UnixMilli()}
+		t.enter(TaskScheduled, now)
+		t.enter(TaskDeploying, now)
 		req := perTM[sl.tm]
 		if req == nil {
 			req = &flinkpb.SubmitTasksRequest{JobId: jm.id, Attempt: int32(jm.restarts), Checkpointing: jm.checkpointing(), MinCheckpointId: jm.cp.next}
@@ -161,7 +173,8 @@ func (jm *JobMaster) deploy(ctx context.Context, regions map[int]bool) {
 			for _, rest := range order[i:] {
 				for _, t := range perTM[rest].Tasks {
 					if st := jm.tasks[t.Vertex][t.Subtask]; int(t.Attempt) == st.attempt && !taskTerminal(st.state) {
-						st.state, st.end = TaskCanceled, time.Now()
+						st.end = time.Now()
+						st.enter(TaskCanceled, st.end)
 						failed = append(failed, [2]int{int(t.Vertex), int(t.Subtask)})
 					}
 				}
@@ -212,7 +225,7 @@ func (jm *JobMaster) cancelTasks(ctx context.Context, regions map[int]bool) {
 		if taskTerminal(t.state) || t.state == TaskCreated {
 			return
 		}
-		t.state = TaskCanceling
+		t.enter(TaskCanceling, time.Now())
 		req := perTM[t.tm]
 		if req == nil {
 			req = &flinkpb.CancelTasksRequest{JobId: jm.id, Attempt: int32(jm.restarts)}

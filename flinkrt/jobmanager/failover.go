@@ -135,7 +135,8 @@ func (jm *JobMaster) endIfStoppedLocked() {
 	for _, row := range jm.tasks {
 		for _, t := range row {
 			if !taskTerminal(t.state) {
-				t.state, t.end = TaskCanceled, now
+				t.end = now
+				t.enter(TaskCanceled, now)
 			}
 		}
 	}
@@ -172,7 +173,8 @@ func (jm *JobMaster) regionsReadyLocked(now time.Time) (map[int]bool, time.Time)
 			}
 			jm.forEachTaskLocked(map[int]bool{r: true}, func(_, _ int, t *subtask) {
 				if !taskTerminal(t.state) {
-					t.state, t.end = TaskCanceled, now
+					t.end = now
+					t.enter(TaskCanceled, now)
 				}
 			})
 		}

@@ -3,6 +3,7 @@ package jobmanager
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -159,7 +160,7 @@ func newJobMaster(id string, jg *flinkpb.JobGraph, art *flinkpb.JobArtifact, rm 
 	for _, v := range jg.Vertices {
 		row := make([]*subtask, v.Parallelism)
 		for i := range row {
-			row[i] = &subtask{state: TaskCreated}
+			row[i] = &subtask{state: TaskCreated, created: now, stamps: map[string]int64{TaskCreated: now.UnixMilli()}}
 		}
 		jm.tasks = append(jm.tasks, row)
 	}
@@ -375,7 +376,8 @@ func (jm *JobMaster) Details(withGraph bool) *flinkpb.JobDetails {
 	for vi, v := range jm.jg.Vertices {
 		vd := &flinkpb.VertexDetails{Id: v.Id, Name: v.Name, Parallelism: v.Parallelism, MaxParallelism: v.MaxParallelism}
 		for s, t := range jm.tasks[vi] {
-			sd := &flinkpb.SubtaskDetails{Index: int32(s), Attempt: int32(t.attempt), State: t.state, TaskManagerId: t.tm, Endpoint: t.endpoint, StartTimeMs: -1, EndTimeMs: -1, Metrics: t.io}
+			sd := &flinkpb.SubtaskDetails{Index: int32(s), Attempt: int32(t.attempt), State: t.state, TaskManagerId: t.tm, Endpoint: t.endpoint, StartTimeMs: -1, EndTimeMs: -1, Metrics: t.io,
+				Timestamps: maps.Clone(t.stamps)}
 			if !t.start.IsZero() {
 				sd.StartTimeMs = t.start.UnixMilli()
 			}

@@ -59,12 +59,15 @@ func (jm *JobManager) restHandler() http.Handler {
 	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/accumulators", jm.withJob(jm.restVertexAccumulators))
 	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/subtasks/accumulators", jm.withJob(jm.restSubtaskAccumulators))
 	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/backpressure", jm.withJob(jm.restBackPressure))
-	for _, p := range []string{
-		"GET /jobs/{jobid}/metrics",
-		"GET /taskmanagers/{tmid}/metrics", "GET /jobmanager/metrics", "GET /taskmanagers/metrics",
-	} {
-		mux.HandleFunc(p, func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, []any{}) })
-	}
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/subtasktimes", jm.withJob(jm.restSubtaskTimes))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/taskmanagers", jm.withJob(jm.restVertexTaskManagers))
+	mux.HandleFunc("GET /jobs/{jobid}/metrics", jm.withJob(jm.restJobMetrics))
+	mux.HandleFunc("GET /jobmanager/metrics", jm.restJMMetrics)
+	mux.HandleFunc("GET /jobmanager/thread-dump", jm.restJMThreadDump)
+	mux.HandleFunc("GET /taskmanagers/{tmid}/thread-dump", jm.restTMThreadDump)
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/flamegraph", jm.withJob(jm.restFlameGraph))
+	mux.HandleFunc("GET /taskmanagers/metrics", jm.restTMsMetrics)
+	mux.HandleFunc("GET /taskmanagers/{tmid}/metrics", jm.restTMMetrics)
 	mux.HandleFunc("DELETE /cluster", func(w http.ResponseWriter, _ *http.Request) {
 		jm.requestShutdown("shut down through the REST API")
 		writeJSON(w, http.StatusAccepted, map[string]any{})
@@ -534,25 +537,6 @@ func nilIfEmpty(s string) any {
 		return nil
 	}
 	return s
-}
-
-func (jm *JobManager) restVertex(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
-	for _, v := range d.Vertices {
-		if v.Id != r.PathValue("vertexid") {
-			continue
-		}
-		subtasks := []obj{}
-		for _, t := range v.Subtasks {
-			subtasks = append(subtasks, obj{
-				"subtask": t.Index, "status": t.State, "attempt": t.Attempt, "endpoint": t.Endpoint,
-				"start-time": t.StartTimeMs, "end-time": t.EndTimeMs, "duration": duration(t.StartTimeMs, t.EndTimeMs),
-				"metrics": ioMetrics(t), "taskmanager-id": t.TaskManagerId,
-			})
-		}
-		writeJSON(w, http.StatusOK, obj{"id": v.Id, "name": v.Name, "parallelism": v.Parallelism, "maxParallelism": v.MaxParallelism, "now": time.Now().UnixMilli(), "subtasks": subtasks})
-		return
-	}
-	restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found in job "+d.JobId)
 }
 
 func tmJSON(tm resourcemanager.TaskManagerInfo, detailed bool) obj {

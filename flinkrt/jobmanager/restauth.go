@@ -41,10 +41,10 @@ func changes(r *http.Request) bool {
 
 // private reports whether a REST read shows what only the job's owner
 // should see, even on a loopback address: the JobManager's and
-// TaskManagers' logs and standard output.
+// TaskManagers' logs, standard output and thread dumps.
 func private(r *http.Request) bool {
 	p := r.URL.Path
-	return strings.HasSuffix(p, "/log") || strings.HasSuffix(p, "/stdout") || strings.Contains(p, "/logs")
+	return strings.HasSuffix(p, "/log") || strings.HasSuffix(p, "/stdout") || strings.Contains(p, "/logs") || strings.HasSuffix(p, "/thread-dump")
 }
 
 // restAuth checks the access rule before next.
@@ -76,7 +76,7 @@ func (jm *JobManager) restAuth(next http.Handler) http.Handler {
 			what := "This request changes a job or the cluster"
 			switch {
 			case private(r) && !changes(r):
-				what = "This request reads logs"
+				what = "This request reads logs or stacks"
 			case !changes(r):
 				what = "This REST API is not on a loopback address, so every request"
 			}

@@ -118,7 +118,8 @@ func (jm *JobMaster) failTasksOnLocked(tmID string) [][2]int {
 	now := time.Now()
 	jm.forEachTaskLocked(nil, func(vi, s int, t *subtask) {
 		if t.tm == tmID && !taskTerminal(t.state) && t.state != TaskCreated {
-			t.state, t.end = TaskFailed, now
+			t.end = now
+			t.enter(TaskFailed, now)
 			failed = append(failed, [2]int{vi, s})
 		}
 	})

@@ -19,10 +19,27 @@ type subtask struct {
 	tm         string
 	endpoint   string
 	start, end time.Time
+	// created is when the attempt was made: with the job, or when the
+	// attempt before it ended.
+	created time.Time
+	// stamps is when the attempt entered each state it reached (epoch
+	// ms), one entry per execution state at most.
+	stamps map[string]int64
 	// io is the attempt's counts as its worker last reported them, at
 	// ioAt.
 	io   *flinkpb.IOMetrics
 	ioAt time.Time
+}
+
+// enter moves the attempt to state at now.
+func (t *subtask) enter(state string, now time.Time) {
+	t.state = state
+	if t.stamps == nil {
+		t.stamps = map[string]int64{}
+	}
+	if _, ok := t.stamps[state]; !ok {
+		t.stamps[state] = now.UnixMilli()
+	}
 }
 
 // report records an attempt's counts, with their rates since the last
@@ -57,12 +74,13 @@ func (jm *JobMaster) updateTasks(req *flinkpb.TaskStateUpdates) error {
 		if t.tm != req.TaskManagerId || int(u.Attempt) != t.attempt || taskTerminal(t.state) {
 			continue
 		}
-		t.state = u.State
+		now := time.Now()
+		t.enter(u.State, now)
 		if u.Metrics != nil {
-			t.report(u.Metrics, time.Now(), taskTerminal(u.State))
+			t.report(u.Metrics, now, taskTerminal(u.State))
 		}
 		if taskTerminal(u.State) {
-			t.end = time.Now()
+			t.end = now
 		}
 		v := jm.jg.Vertices[u.Vertex]
 		name := fmt.Sprintf("%s (%d/%d)", v.Name, u.Subtask+1, v.Parallelism)

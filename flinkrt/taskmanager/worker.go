@@ -260,6 +260,9 @@ type job struct {
 	// runtime figures.
 	metrics []*flinkpb.SubtaskMetrics
 	stats   *flinkpb.ProcessStats
+	// dumps are the thread dumps asked of the worker and not yet
+	// answered, by request id.
+	dumps map[uint64]chan *flinkpb.ProcessDump
 }
 
 // maxReportedSubtasks bounds a worker's metrics report.
@@ -503,6 +506,9 @@ func (tm *TaskManager) AttachWorker(s flinkpb.TaskExecutor_AttachWorkerServer) e
 				j.mu.Lock()
 				j.metrics, j.stats = mm.Subtasks, mm.Stats
 				j.mu.Unlock()
+			}
+			if d := m.GetDump(); d != nil {
+				j.gotDump(d)
 			}
 			if a := m.GetAck(); a != nil {
 				acks := &flinkpb.CheckpointAcks{JobId: j.id, TaskManagerId: tm.id, Acks: []*flinkpb.CheckpointAck{a}}

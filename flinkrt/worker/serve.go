@@ -246,6 +246,10 @@ func Attach(ctx context.Context, trust *auth.Trust, tmAddr, jobID, host string, 
 					r.cps.Notify(c.Notify.CheckpointId)
 				}
 			}
+		case *flinkpb.WorkerCommand_Dump:
+			_ = send(&flinkpb.WorkerMessage{Msg: &flinkpb.WorkerMessage_Dump{Dump: &flinkpb.WorkerDump{
+				Id: c.Dump.Id, Dump: procstats.Dump("worker of job " + hello.GetJobId()),
+			}}})
 		}
 	}
 }

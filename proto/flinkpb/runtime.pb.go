@@ -26,6 +26,253 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ThreadDumpRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ThreadDumpRequest) Reset() {
+	*x = ThreadDumpRequest{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ThreadDumpRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ThreadDumpRequest) ProtoMessage() {}
+
+func (x *ThreadDumpRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ThreadDumpRequest.ProtoReflect.Descriptor instead.
+func (*ThreadDumpRequest) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{0}
+}
+
+type ThreadDumpResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Processes     []*ProcessDump         `protobuf:"bytes,1,rep,name=processes,proto3" json:"processes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ThreadDumpResponse) Reset() {
+	*x = ThreadDumpResponse{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ThreadDumpResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ThreadDumpResponse) ProtoMessage() {}
+
+func (x *ThreadDumpResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ThreadDumpResponse.ProtoReflect.Descriptor instead.
+func (*ThreadDumpResponse) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ThreadDumpResponse) GetProcesses() []*ProcessDump {
+	if x != nil {
+		return x.Processes
+	}
+	return nil
+}
+
+// ProcessDump is one process's goroutines, as runtime.Stack writes them.
+type ProcessDump struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // "taskmanager", "worker of job ..."
+	Pid           int32                  `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
+	Goroutines    string                 `protobuf:"bytes,3,opt,name=goroutines,proto3" json:"goroutines,omitempty"`
+	Truncated     bool                   `protobuf:"varint,4,opt,name=truncated,proto3" json:"truncated,omitempty"` // the dump was cut at its size limit
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProcessDump) Reset() {
+	*x = ProcessDump{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessDump) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessDump) ProtoMessage() {}
+
+func (x *ProcessDump) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessDump.ProtoReflect.Descriptor instead.
+func (*ProcessDump) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ProcessDump) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ProcessDump) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ProcessDump) GetGoroutines() string {
+	if x != nil {
+		return x.Goroutines
+	}
+	return ""
+}
+
+func (x *ProcessDump) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+// WorkerDumpRequest asks a worker for its goroutines; it answers with a
+// WorkerDump of the same id.
+type WorkerDumpRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerDumpRequest) Reset() {
+	*x = WorkerDumpRequest{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerDumpRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerDumpRequest) ProtoMessage() {}
+
+func (x *WorkerDumpRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerDumpRequest.ProtoReflect.Descriptor instead.
+func (*WorkerDumpRequest) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *WorkerDumpRequest) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type WorkerDump struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Dump          *ProcessDump           `protobuf:"bytes,2,opt,name=dump,proto3" json:"dump,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerDump) Reset() {
+	*x = WorkerDump{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerDump) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerDump) ProtoMessage() {}
+
+func (x *WorkerDump) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerDump.ProtoReflect.Descriptor instead.
+func (*WorkerDump) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *WorkerDump) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *WorkerDump) GetDump() *ProcessDump {
+	if x != nil {
+		return x.Dump
+	}
+	return nil
+}
+
 type Empty struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -34,7 +281,7 @@ type Empty struct {
 
 func (x *Empty) Reset() {
 	*x = Empty{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[0]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +293,7 @@ func (x *Empty) String() string {
 func (*Empty) ProtoMessage() {}
 
 func (x *Empty) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[0]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +306,7 @@ func (x *Empty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Empty.ProtoReflect.Descriptor instead.
 func (*Empty) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{0}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{5}
 }
 
 type SubmitJobRequest struct {
@@ -79,7 +326,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[1]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -91,7 +338,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[1]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -104,7 +351,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{1}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SubmitJobRequest) GetJobGraph() *JobGraph {
@@ -151,7 +398,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[2]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -163,7 +410,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[2]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -176,7 +423,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{2}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SubmitJobResponse) GetJobId() string {
@@ -194,7 +441,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[3]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -206,7 +453,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[3]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -219,7 +466,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{3}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{8}
 }
 
 type ListJobsResponse struct {
@@ -231,7 +478,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[4]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -243,7 +490,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[4]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -256,7 +503,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{4}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListJobsResponse) GetJobs() []*JobDetails {
@@ -277,7 +524,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[5]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -289,7 +536,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[5]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -302,7 +549,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{5}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -335,7 +582,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[6]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -347,7 +594,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[6]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -360,7 +607,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{6}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -383,7 +630,7 @@ type TriggerSavepointRequest struct {
 
 func (x *TriggerSavepointRequest) Reset() {
 	*x = TriggerSavepointRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[7]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +642,7 @@ func (x *TriggerSavepointRequest) String() string {
 func (*TriggerSavepointRequest) ProtoMessage() {}
 
 func (x *TriggerSavepointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[7]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +655,7 @@ func (x *TriggerSavepointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerSavepointRequest.ProtoReflect.Descriptor instead.
 func (*TriggerSavepointRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{7}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TriggerSavepointRequest) GetJobId() string {
@@ -442,7 +689,7 @@ type TriggerSavepointResponse struct {
 
 func (x *TriggerSavepointResponse) Reset() {
 	*x = TriggerSavepointResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[8]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -454,7 +701,7 @@ func (x *TriggerSavepointResponse) String() string {
 func (*TriggerSavepointResponse) ProtoMessage() {}
 
 func (x *TriggerSavepointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[8]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -467,7 +714,7 @@ func (x *TriggerSavepointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerSavepointResponse.ProtoReflect.Descriptor instead.
 func (*TriggerSavepointResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{8}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TriggerSavepointResponse) GetPath() string {
@@ -486,7 +733,7 @@ type ShutDownClusterRequest struct {
 
 func (x *ShutDownClusterRequest) Reset() {
 	*x = ShutDownClusterRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[9]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +745,7 @@ func (x *ShutDownClusterRequest) String() string {
 func (*ShutDownClusterRequest) ProtoMessage() {}
 
 func (x *ShutDownClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[9]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +758,7 @@ func (x *ShutDownClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutDownClusterRequest.ProtoReflect.Descriptor instead.
 func (*ShutDownClusterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{9}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ShutDownClusterRequest) GetReason() string {
@@ -531,7 +778,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +790,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +803,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{10}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CancelJobResponse) GetState() string {
@@ -597,7 +844,7 @@ type JobDetails struct {
 
 func (x *JobDetails) Reset() {
 	*x = JobDetails{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +856,7 @@ func (x *JobDetails) String() string {
 func (*JobDetails) ProtoMessage() {}
 
 func (x *JobDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +869,7 @@ func (x *JobDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobDetails.ProtoReflect.Descriptor instead.
 func (*JobDetails) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{11}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *JobDetails) GetJobId() string {
@@ -758,7 +1005,7 @@ type CheckpointSummary struct {
 
 func (x *CheckpointSummary) Reset() {
 	*x = CheckpointSummary{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +1017,7 @@ func (x *CheckpointSummary) String() string {
 func (*CheckpointSummary) ProtoMessage() {}
 
 func (x *CheckpointSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +1030,7 @@ func (x *CheckpointSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointSummary.ProtoReflect.Descriptor instead.
 func (*CheckpointSummary) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{12}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CheckpointSummary) GetEnabled() bool {
@@ -862,7 +1109,7 @@ type VertexDetails struct {
 
 func (x *VertexDetails) Reset() {
 	*x = VertexDetails{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +1121,7 @@ func (x *VertexDetails) String() string {
 func (*VertexDetails) ProtoMessage() {}
 
 func (x *VertexDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +1134,7 @@ func (x *VertexDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VertexDetails.ProtoReflect.Descriptor instead.
 func (*VertexDetails) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{13}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *VertexDetails) GetId() string {
@@ -937,14 +1184,16 @@ type SubtaskDetails struct {
 	StartTimeMs   int64  `protobuf:"varint,6,opt,name=start_time_ms,json=startTimeMs,proto3" json:"start_time_ms,omitempty"`
 	EndTimeMs     int64  `protobuf:"varint,7,opt,name=end_time_ms,json=endTimeMs,proto3" json:"end_time_ms,omitempty"`
 	// The attempt's input and output as its worker last reported them.
-	Metrics       *IOMetrics `protobuf:"bytes,8,opt,name=metrics,proto3" json:"metrics,omitempty"`
+	Metrics *IOMetrics `protobuf:"bytes,8,opt,name=metrics,proto3" json:"metrics,omitempty"`
+	// Epoch ms the attempt entered each state it reached.
+	Timestamps    map[string]int64 `protobuf:"bytes,9,rep,name=timestamps,proto3" json:"timestamps,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubtaskDetails) Reset() {
 	*x = SubtaskDetails{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -956,7 +1205,7 @@ func (x *SubtaskDetails) String() string {
 func (*SubtaskDetails) ProtoMessage() {}
 
 func (x *SubtaskDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -969,7 +1218,7 @@ func (x *SubtaskDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskDetails.ProtoReflect.Descriptor instead.
 func (*SubtaskDetails) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{14}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SubtaskDetails) GetIndex() int32 {
@@ -1028,6 +1277,13 @@ func (x *SubtaskDetails) GetMetrics() *IOMetrics {
 	return nil
 }
 
+func (x *SubtaskDetails) GetTimestamps() map[string]int64 {
+	if x != nil {
+		return x.Timestamps
+	}
+	return nil
+}
+
 // IOMetrics are a subtask attempt's counts so far: records it read from
 // its input gate and wrote to its record writers, and the bytes of those
 // that crossed the network.
@@ -1061,7 +1317,7 @@ type IOMetrics struct {
 
 func (x *IOMetrics) Reset() {
 	*x = IOMetrics{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1329,7 @@ func (x *IOMetrics) String() string {
 func (*IOMetrics) ProtoMessage() {}
 
 func (x *IOMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1342,7 @@ func (x *IOMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IOMetrics.ProtoReflect.Descriptor instead.
 func (*IOMetrics) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{15}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *IOMetrics) GetRecordsIn() int64 {
@@ -1207,7 +1463,7 @@ type SubtaskMetrics struct {
 
 func (x *SubtaskMetrics) Reset() {
 	*x = SubtaskMetrics{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1219,7 +1475,7 @@ func (x *SubtaskMetrics) String() string {
 func (*SubtaskMetrics) ProtoMessage() {}
 
 func (x *SubtaskMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1232,7 +1488,7 @@ func (x *SubtaskMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskMetrics.ProtoReflect.Descriptor instead.
 func (*SubtaskMetrics) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{16}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SubtaskMetrics) GetVertex() int32 {
@@ -1274,7 +1530,7 @@ type BlobKey struct {
 
 func (x *BlobKey) Reset() {
 	*x = BlobKey{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1542,7 @@ func (x *BlobKey) String() string {
 func (*BlobKey) ProtoMessage() {}
 
 func (x *BlobKey) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1555,7 @@ func (x *BlobKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobKey.ProtoReflect.Descriptor instead.
 func (*BlobKey) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{17}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *BlobKey) GetSha256() string {
@@ -1327,7 +1583,7 @@ type BlobChunk struct {
 
 func (x *BlobChunk) Reset() {
 	*x = BlobChunk{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1339,7 +1595,7 @@ func (x *BlobChunk) String() string {
 func (*BlobChunk) ProtoMessage() {}
 
 func (x *BlobChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1352,7 +1608,7 @@ func (x *BlobChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
 func (*BlobChunk) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{18}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *BlobChunk) GetKey() *BlobKey {
@@ -1388,7 +1644,7 @@ type RegisterTaskExecutorRequest struct {
 
 func (x *RegisterTaskExecutorRequest) Reset() {
 	*x = RegisterTaskExecutorRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1400,7 +1656,7 @@ func (x *RegisterTaskExecutorRequest) String() string {
 func (*RegisterTaskExecutorRequest) ProtoMessage() {}
 
 func (x *RegisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1413,7 +1669,7 @@ func (x *RegisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskExecutorRequest.ProtoReflect.Descriptor instead.
 func (*RegisterTaskExecutorRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{19}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RegisterTaskExecutorRequest) GetTaskManagerId() string {
@@ -1478,7 +1734,7 @@ type RegisterTaskExecutorResponse struct {
 
 func (x *RegisterTaskExecutorResponse) Reset() {
 	*x = RegisterTaskExecutorResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1746,7 @@ func (x *RegisterTaskExecutorResponse) String() string {
 func (*RegisterTaskExecutorResponse) ProtoMessage() {}
 
 func (x *RegisterTaskExecutorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1759,7 @@ func (x *RegisterTaskExecutorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskExecutorResponse.ProtoReflect.Descriptor instead.
 func (*RegisterTaskExecutorResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{20}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RegisterTaskExecutorResponse) GetHeartbeatIntervalMs() int64 {
@@ -1539,7 +1795,7 @@ type SlotStatus struct {
 
 func (x *SlotStatus) Reset() {
 	*x = SlotStatus{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1807,7 @@ func (x *SlotStatus) String() string {
 func (*SlotStatus) ProtoMessage() {}
 
 func (x *SlotStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1820,7 @@ func (x *SlotStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlotStatus.ProtoReflect.Descriptor instead.
 func (*SlotStatus) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{21}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SlotStatus) GetIndex() int32 {
@@ -1600,7 +1856,7 @@ type TaskExecutorHeartbeat struct {
 
 func (x *TaskExecutorHeartbeat) Reset() {
 	*x = TaskExecutorHeartbeat{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1868,7 @@ func (x *TaskExecutorHeartbeat) String() string {
 func (*TaskExecutorHeartbeat) ProtoMessage() {}
 
 func (x *TaskExecutorHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1881,7 @@ func (x *TaskExecutorHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecutorHeartbeat.ProtoReflect.Descriptor instead.
 func (*TaskExecutorHeartbeat) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{22}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TaskExecutorHeartbeat) GetTaskManagerId() string {
@@ -1666,7 +1922,7 @@ type ProcessStats struct {
 
 func (x *ProcessStats) Reset() {
 	*x = ProcessStats{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1678,7 +1934,7 @@ func (x *ProcessStats) String() string {
 func (*ProcessStats) ProtoMessage() {}
 
 func (x *ProcessStats) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1691,7 +1947,7 @@ func (x *ProcessStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessStats.ProtoReflect.Descriptor instead.
 func (*ProcessStats) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{23}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ProcessStats) GetHeapUsed() int64 {
@@ -1761,7 +2017,7 @@ type ResourceManagerHeartbeatResponse struct {
 
 func (x *ResourceManagerHeartbeatResponse) Reset() {
 	*x = ResourceManagerHeartbeatResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +2029,7 @@ func (x *ResourceManagerHeartbeatResponse) String() string {
 func (*ResourceManagerHeartbeatResponse) ProtoMessage() {}
 
 func (x *ResourceManagerHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +2042,7 @@ func (x *ResourceManagerHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceManagerHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*ResourceManagerHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{24}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ResourceManagerHeartbeatResponse) GetRegistered() bool {
@@ -1806,7 +2062,7 @@ type UnregisterTaskExecutorRequest struct {
 
 func (x *UnregisterTaskExecutorRequest) Reset() {
 	*x = UnregisterTaskExecutorRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +2074,7 @@ func (x *UnregisterTaskExecutorRequest) String() string {
 func (*UnregisterTaskExecutorRequest) ProtoMessage() {}
 
 func (x *UnregisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +2087,7 @@ func (x *UnregisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterTaskExecutorRequest.ProtoReflect.Descriptor instead.
 func (*UnregisterTaskExecutorRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{25}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UnregisterTaskExecutorRequest) GetTaskManagerId() string {
@@ -1857,7 +2113,7 @@ type GetJobArtifactRequest struct {
 
 func (x *GetJobArtifactRequest) Reset() {
 	*x = GetJobArtifactRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +2125,7 @@ func (x *GetJobArtifactRequest) String() string {
 func (*GetJobArtifactRequest) ProtoMessage() {}
 
 func (x *GetJobArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +2138,7 @@ func (x *GetJobArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobArtifactRequest.ProtoReflect.Descriptor instead.
 func (*GetJobArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{26}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetJobArtifactRequest) GetJobId() string {
@@ -1907,7 +2163,7 @@ type JobArtifact struct {
 
 func (x *JobArtifact) Reset() {
 	*x = JobArtifact{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +2175,7 @@ func (x *JobArtifact) String() string {
 func (*JobArtifact) ProtoMessage() {}
 
 func (x *JobArtifact) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2188,7 @@ func (x *JobArtifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobArtifact.ProtoReflect.Descriptor instead.
 func (*JobArtifact) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{27}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *JobArtifact) GetArtifact() *BlobKey {
@@ -1984,7 +2240,7 @@ type OfferSlotsRequest struct {
 
 func (x *OfferSlotsRequest) Reset() {
 	*x = OfferSlotsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2252,7 @@ func (x *OfferSlotsRequest) String() string {
 func (*OfferSlotsRequest) ProtoMessage() {}
 
 func (x *OfferSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2265,7 @@ func (x *OfferSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferSlotsRequest.ProtoReflect.Descriptor instead.
 func (*OfferSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{28}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *OfferSlotsRequest) GetJobId() string {
@@ -2057,7 +2313,7 @@ type OfferSlotsResponse struct {
 
 func (x *OfferSlotsResponse) Reset() {
 	*x = OfferSlotsResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2069,7 +2325,7 @@ func (x *OfferSlotsResponse) String() string {
 func (*OfferSlotsResponse) ProtoMessage() {}
 
 func (x *OfferSlotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2082,7 +2338,7 @@ func (x *OfferSlotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferSlotsResponse.ProtoReflect.Descriptor instead.
 func (*OfferSlotsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{29}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *OfferSlotsResponse) GetAccepted() []int32 {
@@ -2108,7 +2364,7 @@ type TaskStateUpdate struct {
 
 func (x *TaskStateUpdate) Reset() {
 	*x = TaskStateUpdate{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +2376,7 @@ func (x *TaskStateUpdate) String() string {
 func (*TaskStateUpdate) ProtoMessage() {}
 
 func (x *TaskStateUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,7 +2389,7 @@ func (x *TaskStateUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStateUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStateUpdate) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{30}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TaskStateUpdate) GetVertex() int32 {
@@ -2189,7 +2445,7 @@ type TaskStateUpdates struct {
 
 func (x *TaskStateUpdates) Reset() {
 	*x = TaskStateUpdates{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2201,7 +2457,7 @@ func (x *TaskStateUpdates) String() string {
 func (*TaskStateUpdates) ProtoMessage() {}
 
 func (x *TaskStateUpdates) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2214,7 +2470,7 @@ func (x *TaskStateUpdates) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStateUpdates.ProtoReflect.Descriptor instead.
 func (*TaskStateUpdates) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{31}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TaskStateUpdates) GetJobId() string {
@@ -2249,7 +2505,7 @@ type WorkerFailedRequest struct {
 
 func (x *WorkerFailedRequest) Reset() {
 	*x = WorkerFailedRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2261,7 +2517,7 @@ func (x *WorkerFailedRequest) String() string {
 func (*WorkerFailedRequest) ProtoMessage() {}
 
 func (x *WorkerFailedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2274,7 +2530,7 @@ func (x *WorkerFailedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerFailedRequest.ProtoReflect.Descriptor instead.
 func (*WorkerFailedRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{32}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WorkerFailedRequest) GetJobId() string {
@@ -2311,7 +2567,7 @@ type RequestSlotRequest struct {
 
 func (x *RequestSlotRequest) Reset() {
 	*x = RequestSlotRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2323,7 +2579,7 @@ func (x *RequestSlotRequest) String() string {
 func (*RequestSlotRequest) ProtoMessage() {}
 
 func (x *RequestSlotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2336,7 +2592,7 @@ func (x *RequestSlotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestSlotRequest.ProtoReflect.Descriptor instead.
 func (*RequestSlotRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{33}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RequestSlotRequest) GetJobId() string {
@@ -2383,7 +2639,7 @@ type TaskDeployment struct {
 
 func (x *TaskDeployment) Reset() {
 	*x = TaskDeployment{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2651,7 @@ func (x *TaskDeployment) String() string {
 func (*TaskDeployment) ProtoMessage() {}
 
 func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2664,7 @@ func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDeployment.ProtoReflect.Descriptor instead.
 func (*TaskDeployment) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{34}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TaskDeployment) GetVertex() int32 {
@@ -2463,7 +2719,7 @@ type SubmitTasksRequest struct {
 
 func (x *SubmitTasksRequest) Reset() {
 	*x = SubmitTasksRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2475,7 +2731,7 @@ func (x *SubmitTasksRequest) String() string {
 func (*SubmitTasksRequest) ProtoMessage() {}
 
 func (x *SubmitTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2488,7 +2744,7 @@ func (x *SubmitTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitTasksRequest.ProtoReflect.Descriptor instead.
 func (*SubmitTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SubmitTasksRequest) GetJobId() string {
@@ -2554,7 +2810,7 @@ type RestoreState struct {
 
 func (x *RestoreState) Reset() {
 	*x = RestoreState{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2566,7 +2822,7 @@ func (x *RestoreState) String() string {
 func (*RestoreState) ProtoMessage() {}
 
 func (x *RestoreState) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2579,7 +2835,7 @@ func (x *RestoreState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreState.ProtoReflect.Descriptor instead.
 func (*RestoreState) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RestoreState) GetCheckpointId() int64 {
@@ -2618,7 +2874,7 @@ type SubtaskState struct {
 
 func (x *SubtaskState) Reset() {
 	*x = SubtaskState{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2630,7 +2886,7 @@ func (x *SubtaskState) String() string {
 func (*SubtaskState) ProtoMessage() {}
 
 func (x *SubtaskState) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2643,7 +2899,7 @@ func (x *SubtaskState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskState.ProtoReflect.Descriptor instead.
 func (*SubtaskState) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{37}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SubtaskState) GetVertex() int32 {
@@ -2683,7 +2939,7 @@ type StateFiles struct {
 
 func (x *StateFiles) Reset() {
 	*x = StateFiles{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2695,7 +2951,7 @@ func (x *StateFiles) String() string {
 func (*StateFiles) ProtoMessage() {}
 
 func (x *StateFiles) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2708,7 +2964,7 @@ func (x *StateFiles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateFiles.ProtoReflect.Descriptor instead.
 func (*StateFiles) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{38}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *StateFiles) GetPaths() []string {
@@ -2733,7 +2989,7 @@ type CheckpointTrigger struct {
 
 func (x *CheckpointTrigger) Reset() {
 	*x = CheckpointTrigger{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2745,7 +3001,7 @@ func (x *CheckpointTrigger) String() string {
 func (*CheckpointTrigger) ProtoMessage() {}
 
 func (x *CheckpointTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2758,7 +3014,7 @@ func (x *CheckpointTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointTrigger.ProtoReflect.Descriptor instead.
 func (*CheckpointTrigger) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{39}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CheckpointTrigger) GetJobId() string {
@@ -2814,7 +3070,7 @@ type CheckpointNotification struct {
 
 func (x *CheckpointNotification) Reset() {
 	*x = CheckpointNotification{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2826,7 +3082,7 @@ func (x *CheckpointNotification) String() string {
 func (*CheckpointNotification) ProtoMessage() {}
 
 func (x *CheckpointNotification) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2839,7 +3095,7 @@ func (x *CheckpointNotification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointNotification.ProtoReflect.Descriptor instead.
 func (*CheckpointNotification) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{40}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CheckpointNotification) GetJobId() string {
@@ -2884,7 +3140,7 @@ type CheckpointAck struct {
 
 func (x *CheckpointAck) Reset() {
 	*x = CheckpointAck{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2896,7 +3152,7 @@ func (x *CheckpointAck) String() string {
 func (*CheckpointAck) ProtoMessage() {}
 
 func (x *CheckpointAck) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2909,7 +3165,7 @@ func (x *CheckpointAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointAck.ProtoReflect.Descriptor instead.
 func (*CheckpointAck) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{41}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CheckpointAck) GetVertex() int32 {
@@ -2993,7 +3249,7 @@ type CheckpointAcks struct {
 
 func (x *CheckpointAcks) Reset() {
 	*x = CheckpointAcks{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3005,7 +3261,7 @@ func (x *CheckpointAcks) String() string {
 func (*CheckpointAcks) ProtoMessage() {}
 
 func (x *CheckpointAcks) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3018,7 +3274,7 @@ func (x *CheckpointAcks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointAcks.ProtoReflect.Descriptor instead.
 func (*CheckpointAcks) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{42}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CheckpointAcks) GetJobId() string {
@@ -3051,7 +3307,7 @@ type SubtaskLocations struct {
 
 func (x *SubtaskLocations) Reset() {
 	*x = SubtaskLocations{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3063,7 +3319,7 @@ func (x *SubtaskLocations) String() string {
 func (*SubtaskLocations) ProtoMessage() {}
 
 func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3076,7 +3332,7 @@ func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskLocations.ProtoReflect.Descriptor instead.
 func (*SubtaskLocations) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{43}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SubtaskLocations) GetAddresses() []string {
@@ -3100,7 +3356,7 @@ type CancelTasksRequest struct {
 
 func (x *CancelTasksRequest) Reset() {
 	*x = CancelTasksRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3112,7 +3368,7 @@ func (x *CancelTasksRequest) String() string {
 func (*CancelTasksRequest) ProtoMessage() {}
 
 func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3125,7 +3381,7 @@ func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
 func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{44}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CancelTasksRequest) GetJobId() string {
@@ -3159,7 +3415,7 @@ type FreeSlotsRequest struct {
 
 func (x *FreeSlotsRequest) Reset() {
 	*x = FreeSlotsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3171,7 +3427,7 @@ func (x *FreeSlotsRequest) String() string {
 func (*FreeSlotsRequest) ProtoMessage() {}
 
 func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3184,7 +3440,7 @@ func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeSlotsRequest.ProtoReflect.Descriptor instead.
 func (*FreeSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{45}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *FreeSlotsRequest) GetJobId() string {
@@ -3210,7 +3466,7 @@ type JobMasterHeartbeat struct {
 
 func (x *JobMasterHeartbeat) Reset() {
 	*x = JobMasterHeartbeat{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3222,7 +3478,7 @@ func (x *JobMasterHeartbeat) String() string {
 func (*JobMasterHeartbeat) ProtoMessage() {}
 
 func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3235,7 +3491,7 @@ func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobMasterHeartbeat.ProtoReflect.Descriptor instead.
 func (*JobMasterHeartbeat) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{46}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *JobMasterHeartbeat) GetJobId() string {
@@ -3256,7 +3512,7 @@ type TaskExecutorHeartbeatResponse struct {
 
 func (x *TaskExecutorHeartbeatResponse) Reset() {
 	*x = TaskExecutorHeartbeatResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3268,7 +3524,7 @@ func (x *TaskExecutorHeartbeatResponse) String() string {
 func (*TaskExecutorHeartbeatResponse) ProtoMessage() {}
 
 func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3281,7 +3537,7 @@ func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecutorHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*TaskExecutorHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{47}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *TaskExecutorHeartbeatResponse) GetSlots() []*SlotStatus {
@@ -3306,6 +3562,7 @@ type WorkerMessage struct {
 	//	*WorkerMessage_Update
 	//	*WorkerMessage_Ack
 	//	*WorkerMessage_Metrics
+	//	*WorkerMessage_Dump
 	Msg           isWorkerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3313,7 +3570,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3325,7 +3582,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3338,7 +3595,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{48}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -3384,6 +3641,15 @@ func (x *WorkerMessage) GetMetrics() *WorkerMetrics {
 	return nil
 }
 
+func (x *WorkerMessage) GetDump() *WorkerDump {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_Dump); ok {
+			return x.Dump
+		}
+	}
+	return nil
+}
+
 type isWorkerMessage_Msg interface {
 	isWorkerMessage_Msg()
 }
@@ -3405,6 +3671,10 @@ type WorkerMessage_Metrics struct {
 	Metrics *WorkerMetrics `protobuf:"bytes,4,opt,name=metrics,proto3,oneof"`
 }
 
+type WorkerMessage_Dump struct {
+	Dump *WorkerDump `protobuf:"bytes,5,opt,name=dump,proto3,oneof"`
+}
+
 func (*WorkerMessage_Hello) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Update) isWorkerMessage_Msg() {}
@@ -3412,6 +3682,8 @@ func (*WorkerMessage_Update) isWorkerMessage_Msg() {}
 func (*WorkerMessage_Ack) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Metrics) isWorkerMessage_Msg() {}
+
+func (*WorkerMessage_Dump) isWorkerMessage_Msg() {}
 
 type WorkerMetrics struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3423,7 +3695,7 @@ type WorkerMetrics struct {
 
 func (x *WorkerMetrics) Reset() {
 	*x = WorkerMetrics{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3435,7 +3707,7 @@ func (x *WorkerMetrics) String() string {
 func (*WorkerMetrics) ProtoMessage() {}
 
 func (x *WorkerMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3448,7 +3720,7 @@ func (x *WorkerMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMetrics.ProtoReflect.Descriptor instead.
 func (*WorkerMetrics) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{49}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *WorkerMetrics) GetSubtasks() []*SubtaskMetrics {
@@ -3480,7 +3752,7 @@ type WorkerHello struct {
 
 func (x *WorkerHello) Reset() {
 	*x = WorkerHello{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3492,7 +3764,7 @@ func (x *WorkerHello) String() string {
 func (*WorkerHello) ProtoMessage() {}
 
 func (x *WorkerHello) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3505,7 +3777,7 @@ func (x *WorkerHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHello.ProtoReflect.Descriptor instead.
 func (*WorkerHello) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{50}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *WorkerHello) GetJobId() string {
@@ -3551,6 +3823,7 @@ type WorkerCommand struct {
 	//	*WorkerCommand_Cancel
 	//	*WorkerCommand_Trigger
 	//	*WorkerCommand_Notify
+	//	*WorkerCommand_Dump
 	Cmd           isWorkerCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3558,7 +3831,7 @@ type WorkerCommand struct {
 
 func (x *WorkerCommand) Reset() {
 	*x = WorkerCommand{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[51]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3570,7 +3843,7 @@ func (x *WorkerCommand) String() string {
 func (*WorkerCommand) ProtoMessage() {}
 
 func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[51]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3583,7 +3856,7 @@ func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerCommand.ProtoReflect.Descriptor instead.
 func (*WorkerCommand) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{51}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *WorkerCommand) GetCmd() isWorkerCommand_Cmd {
@@ -3629,6 +3902,15 @@ func (x *WorkerCommand) GetNotify() *CheckpointNotification {
 	return nil
 }
 
+func (x *WorkerCommand) GetDump() *WorkerDumpRequest {
+	if x != nil {
+		if x, ok := x.Cmd.(*WorkerCommand_Dump); ok {
+			return x.Dump
+		}
+	}
+	return nil
+}
+
 type isWorkerCommand_Cmd interface {
 	isWorkerCommand_Cmd()
 }
@@ -3649,6 +3931,10 @@ type WorkerCommand_Notify struct {
 	Notify *CheckpointNotification `protobuf:"bytes,4,opt,name=notify,proto3,oneof"`
 }
 
+type WorkerCommand_Dump struct {
+	Dump *WorkerDumpRequest `protobuf:"bytes,5,opt,name=dump,proto3,oneof"`
+}
+
 func (*WorkerCommand_Deploy) isWorkerCommand_Cmd() {}
 
 func (*WorkerCommand_Cancel) isWorkerCommand_Cmd() {}
@@ -3657,12 +3943,30 @@ func (*WorkerCommand_Trigger) isWorkerCommand_Cmd() {}
 
 func (*WorkerCommand_Notify) isWorkerCommand_Cmd() {}
 
+func (*WorkerCommand_Dump) isWorkerCommand_Cmd() {}
+
 var File_proto_flinkpb_runtime_proto protoreflect.FileDescriptor
 
 const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\n" +
 	"\x1bproto/flinkpb/runtime.proto\x12\n" +
-	"loom.flink\x1a\x1cproto/flinkpb/jobgraph.proto\"\a\n" +
+	"loom.flink\x1a\x1cproto/flinkpb/jobgraph.proto\"\x13\n" +
+	"\x11ThreadDumpRequest\"K\n" +
+	"\x12ThreadDumpResponse\x125\n" +
+	"\tprocesses\x18\x01 \x03(\v2\x17.loom.flink.ProcessDumpR\tprocesses\"q\n" +
+	"\vProcessDump\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03pid\x18\x02 \x01(\x05R\x03pid\x12\x1e\n" +
+	"\n" +
+	"goroutines\x18\x03 \x01(\tR\n" +
+	"goroutines\x12\x1c\n" +
+	"\ttruncated\x18\x04 \x01(\bR\ttruncated\"#\n" +
+	"\x11WorkerDumpRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\"I\n" +
+	"\n" +
+	"WorkerDump\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12+\n" +
+	"\x04dump\x18\x02 \x01(\v2\x17.loom.flink.ProcessDumpR\x04dump\"\a\n" +
 	"\x05Empty\"\x92\x02\n" +
 	"\x10SubmitJobRequest\x121\n" +
 	"\tjob_graph\x18\x01 \x01(\v2\x14.loom.flink.JobGraphR\bjobGraph\x12/\n" +
@@ -3738,7 +4042,7 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
 	"\vparallelism\x18\x03 \x01(\x05R\vparallelism\x12'\n" +
 	"\x0fmax_parallelism\x18\x04 \x01(\x05R\x0emaxParallelism\x126\n" +
-	"\bsubtasks\x18\x05 \x03(\v2\x1a.loom.flink.SubtaskDetailsR\bsubtasks\"\x8f\x02\n" +
+	"\bsubtasks\x18\x05 \x03(\v2\x1a.loom.flink.SubtaskDetailsR\bsubtasks\"\x9a\x03\n" +
 	"\x0eSubtaskDetails\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x14\n" +
@@ -3747,7 +4051,13 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\bendpoint\x18\x05 \x01(\tR\bendpoint\x12\"\n" +
 	"\rstart_time_ms\x18\x06 \x01(\x03R\vstartTimeMs\x12\x1e\n" +
 	"\vend_time_ms\x18\a \x01(\x03R\tendTimeMs\x12/\n" +
-	"\ametrics\x18\b \x01(\v2\x15.loom.flink.IOMetricsR\ametrics\"\xe4\x05\n" +
+	"\ametrics\x18\b \x01(\v2\x15.loom.flink.IOMetricsR\ametrics\x12J\n" +
+	"\n" +
+	"timestamps\x18\t \x03(\v2*.loom.flink.SubtaskDetails.TimestampsEntryR\n" +
+	"timestamps\x1a=\n" +
+	"\x0fTimestampsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xe4\x05\n" +
 	"\tIOMetrics\x12\x1d\n" +
 	"\n" +
 	"records_in\x18\x01 \x01(\x03R\trecordsIn\x12\x1f\n" +
@@ -3940,12 +4250,13 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\x83\x01\n" +
 	"\x1dTaskExecutorHeartbeatResponse\x12,\n" +
 	"\x05slots\x18\x01 \x03(\v2\x16.loom.flink.SlotStatusR\x05slots\x124\n" +
-	"\ametrics\x18\x02 \x03(\v2\x1a.loom.flink.SubtaskMetricsR\ametrics\"\xe4\x01\n" +
+	"\ametrics\x18\x02 \x03(\v2\x1a.loom.flink.SubtaskMetricsR\ametrics\"\x92\x02\n" +
 	"\rWorkerMessage\x12/\n" +
 	"\x05hello\x18\x01 \x01(\v2\x17.loom.flink.WorkerHelloH\x00R\x05hello\x125\n" +
 	"\x06update\x18\x02 \x01(\v2\x1b.loom.flink.TaskStateUpdateH\x00R\x06update\x12-\n" +
 	"\x03ack\x18\x03 \x01(\v2\x19.loom.flink.CheckpointAckH\x00R\x03ack\x125\n" +
-	"\ametrics\x18\x04 \x01(\v2\x19.loom.flink.WorkerMetricsH\x00R\ametricsB\x05\n" +
+	"\ametrics\x18\x04 \x01(\v2\x19.loom.flink.WorkerMetricsH\x00R\ametrics\x12,\n" +
+	"\x04dump\x18\x05 \x01(\v2\x16.loom.flink.WorkerDumpH\x00R\x04dumpB\x05\n" +
 	"\x03msg\"w\n" +
 	"\rWorkerMetrics\x126\n" +
 	"\bsubtasks\x18\x01 \x03(\v2\x1a.loom.flink.SubtaskMetricsR\bsubtasks\x12.\n" +
@@ -3955,12 +4266,13 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\x12!\n" +
 	"\fdata_address\x18\x03 \x01(\tR\vdataAddress\x12\x10\n" +
 	"\x03pid\x18\x04 \x01(\x05R\x03pid\x12\x14\n" +
-	"\x05error\x18\x05 \x01(\tR\x05error\"\x83\x02\n" +
+	"\x05error\x18\x05 \x01(\tR\x05error\"\xb8\x02\n" +
 	"\rWorkerCommand\x128\n" +
 	"\x06deploy\x18\x01 \x01(\v2\x1e.loom.flink.SubmitTasksRequestH\x00R\x06deploy\x128\n" +
 	"\x06cancel\x18\x02 \x01(\v2\x1e.loom.flink.CancelTasksRequestH\x00R\x06cancel\x129\n" +
 	"\atrigger\x18\x03 \x01(\v2\x1d.loom.flink.CheckpointTriggerH\x00R\atrigger\x12<\n" +
-	"\x06notify\x18\x04 \x01(\v2\".loom.flink.CheckpointNotificationH\x00R\x06notifyB\x05\n" +
+	"\x06notify\x18\x04 \x01(\v2\".loom.flink.CheckpointNotificationH\x00R\x06notify\x123\n" +
+	"\x04dump\x18\x05 \x01(\v2\x1d.loom.flink.WorkerDumpRequestH\x00R\x04dumpB\x05\n" +
 	"\x03cmd2\xc7\x04\n" +
 	"\n" +
 	"Dispatcher\x12H\n" +
@@ -3984,7 +4296,7 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x18UpdateTaskExecutionState\x12\x1c.loom.flink.TaskStateUpdates\x1a\x11.loom.flink.Empty\x12B\n" +
 	"\fWorkerFailed\x12\x1f.loom.flink.WorkerFailedRequest\x1a\x11.loom.flink.Empty\x12F\n" +
 	"\x15AcknowledgeCheckpoint\x12\x1a.loom.flink.CheckpointAcks\x1a\x11.loom.flink.Empty\x12B\n" +
-	"\x11DeclineCheckpoint\x12\x1a.loom.flink.CheckpointAcks\x1a\x11.loom.flink.Empty2\xcc\x04\n" +
+	"\x11DeclineCheckpoint\x12\x1a.loom.flink.CheckpointAcks\x1a\x11.loom.flink.Empty2\x99\x05\n" +
 	"\fTaskExecutor\x12@\n" +
 	"\vRequestSlot\x12\x1e.loom.flink.RequestSlotRequest\x1a\x11.loom.flink.Empty\x12@\n" +
 	"\vSubmitTasks\x12\x1e.loom.flink.SubmitTasksRequest\x1a\x11.loom.flink.Empty\x12>\n" +
@@ -3993,7 +4305,9 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\tHeartbeat\x12\x1e.loom.flink.JobMasterHeartbeat\x1a).loom.flink.TaskExecutorHeartbeatResponse\x12E\n" +
 	"\x11TriggerCheckpoint\x12\x1d.loom.flink.CheckpointTrigger\x1a\x11.loom.flink.Empty\x12Q\n" +
 	"\x18NotifyCheckpointComplete\x12\".loom.flink.CheckpointNotification\x1a\x11.loom.flink.Empty\x12H\n" +
-	"\fAttachWorker\x12\x19.loom.flink.WorkerMessage\x1a\x19.loom.flink.WorkerCommand(\x010\x01B\x14Z\x12loom/proto/flinkpbb\x06proto3"
+	"\fAttachWorker\x12\x19.loom.flink.WorkerMessage\x1a\x19.loom.flink.WorkerCommand(\x010\x01\x12K\n" +
+	"\n" +
+	"ThreadDump\x12\x1d.loom.flink.ThreadDumpRequest\x1a\x1e.loom.flink.ThreadDumpResponseB\x14Z\x12loom/proto/flinkpbb\x06proto3"
 
 var (
 	file_proto_flinkpb_runtime_proto_rawDescOnce sync.Once
@@ -4007,168 +4321,181 @@ func file_proto_flinkpb_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_flinkpb_runtime_proto_rawDescData
 }
 
-var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_proto_flinkpb_runtime_proto_goTypes = []any{
-	(*Empty)(nil),                            // 0: loom.flink.Empty
-	(*SubmitJobRequest)(nil),                 // 1: loom.flink.SubmitJobRequest
-	(*SubmitJobResponse)(nil),                // 2: loom.flink.SubmitJobResponse
-	(*ListJobsRequest)(nil),                  // 3: loom.flink.ListJobsRequest
-	(*ListJobsResponse)(nil),                 // 4: loom.flink.ListJobsResponse
-	(*GetJobRequest)(nil),                    // 5: loom.flink.GetJobRequest
-	(*CancelJobRequest)(nil),                 // 6: loom.flink.CancelJobRequest
-	(*TriggerSavepointRequest)(nil),          // 7: loom.flink.TriggerSavepointRequest
-	(*TriggerSavepointResponse)(nil),         // 8: loom.flink.TriggerSavepointResponse
-	(*ShutDownClusterRequest)(nil),           // 9: loom.flink.ShutDownClusterRequest
-	(*CancelJobResponse)(nil),                // 10: loom.flink.CancelJobResponse
-	(*JobDetails)(nil),                       // 11: loom.flink.JobDetails
-	(*CheckpointSummary)(nil),                // 12: loom.flink.CheckpointSummary
-	(*VertexDetails)(nil),                    // 13: loom.flink.VertexDetails
-	(*SubtaskDetails)(nil),                   // 14: loom.flink.SubtaskDetails
-	(*IOMetrics)(nil),                        // 15: loom.flink.IOMetrics
-	(*SubtaskMetrics)(nil),                   // 16: loom.flink.SubtaskMetrics
-	(*BlobKey)(nil),                          // 17: loom.flink.BlobKey
-	(*BlobChunk)(nil),                        // 18: loom.flink.BlobChunk
-	(*RegisterTaskExecutorRequest)(nil),      // 19: loom.flink.RegisterTaskExecutorRequest
-	(*RegisterTaskExecutorResponse)(nil),     // 20: loom.flink.RegisterTaskExecutorResponse
-	(*SlotStatus)(nil),                       // 21: loom.flink.SlotStatus
-	(*TaskExecutorHeartbeat)(nil),            // 22: loom.flink.TaskExecutorHeartbeat
-	(*ProcessStats)(nil),                     // 23: loom.flink.ProcessStats
-	(*ResourceManagerHeartbeatResponse)(nil), // 24: loom.flink.ResourceManagerHeartbeatResponse
-	(*UnregisterTaskExecutorRequest)(nil),    // 25: loom.flink.UnregisterTaskExecutorRequest
-	(*GetJobArtifactRequest)(nil),            // 26: loom.flink.GetJobArtifactRequest
-	(*JobArtifact)(nil),                      // 27: loom.flink.JobArtifact
-	(*OfferSlotsRequest)(nil),                // 28: loom.flink.OfferSlotsRequest
-	(*OfferSlotsResponse)(nil),               // 29: loom.flink.OfferSlotsResponse
-	(*TaskStateUpdate)(nil),                  // 30: loom.flink.TaskStateUpdate
-	(*TaskStateUpdates)(nil),                 // 31: loom.flink.TaskStateUpdates
-	(*WorkerFailedRequest)(nil),              // 32: loom.flink.WorkerFailedRequest
-	(*RequestSlotRequest)(nil),               // 33: loom.flink.RequestSlotRequest
-	(*TaskDeployment)(nil),                   // 34: loom.flink.TaskDeployment
-	(*SubmitTasksRequest)(nil),               // 35: loom.flink.SubmitTasksRequest
-	(*RestoreState)(nil),                     // 36: loom.flink.RestoreState
-	(*SubtaskState)(nil),                     // 37: loom.flink.SubtaskState
-	(*StateFiles)(nil),                       // 38: loom.flink.StateFiles
-	(*CheckpointTrigger)(nil),                // 39: loom.flink.CheckpointTrigger
-	(*CheckpointNotification)(nil),           // 40: loom.flink.CheckpointNotification
-	(*CheckpointAck)(nil),                    // 41: loom.flink.CheckpointAck
-	(*CheckpointAcks)(nil),                   // 42: loom.flink.CheckpointAcks
-	(*SubtaskLocations)(nil),                 // 43: loom.flink.SubtaskLocations
-	(*CancelTasksRequest)(nil),               // 44: loom.flink.CancelTasksRequest
-	(*FreeSlotsRequest)(nil),                 // 45: loom.flink.FreeSlotsRequest
-	(*JobMasterHeartbeat)(nil),               // 46: loom.flink.JobMasterHeartbeat
-	(*TaskExecutorHeartbeatResponse)(nil),    // 47: loom.flink.TaskExecutorHeartbeatResponse
-	(*WorkerMessage)(nil),                    // 48: loom.flink.WorkerMessage
-	(*WorkerMetrics)(nil),                    // 49: loom.flink.WorkerMetrics
-	(*WorkerHello)(nil),                      // 50: loom.flink.WorkerHello
-	(*WorkerCommand)(nil),                    // 51: loom.flink.WorkerCommand
-	nil,                                      // 52: loom.flink.SubmitJobRequest.EnvEntry
-	nil,                                      // 53: loom.flink.JobDetails.TimestampsEntry
-	nil,                                      // 54: loom.flink.IOMetrics.AccumulatorsEntry
-	nil,                                      // 55: loom.flink.JobArtifact.EnvEntry
-	nil,                                      // 56: loom.flink.SubtaskState.FilesEntry
-	nil,                                      // 57: loom.flink.SubtaskState.RescaledEntry
-	nil,                                      // 58: loom.flink.CheckpointAck.FilesEntry
-	(*JobGraph)(nil),                         // 59: loom.flink.JobGraph
+	(*ThreadDumpRequest)(nil),                // 0: loom.flink.ThreadDumpRequest
+	(*ThreadDumpResponse)(nil),               // 1: loom.flink.ThreadDumpResponse
+	(*ProcessDump)(nil),                      // 2: loom.flink.ProcessDump
+	(*WorkerDumpRequest)(nil),                // 3: loom.flink.WorkerDumpRequest
+	(*WorkerDump)(nil),                       // 4: loom.flink.WorkerDump
+	(*Empty)(nil),                            // 5: loom.flink.Empty
+	(*SubmitJobRequest)(nil),                 // 6: loom.flink.SubmitJobRequest
+	(*SubmitJobResponse)(nil),                // 7: loom.flink.SubmitJobResponse
+	(*ListJobsRequest)(nil),                  // 8: loom.flink.ListJobsRequest
+	(*ListJobsResponse)(nil),                 // 9: loom.flink.ListJobsResponse
+	(*GetJobRequest)(nil),                    // 10: loom.flink.GetJobRequest
+	(*CancelJobRequest)(nil),                 // 11: loom.flink.CancelJobRequest
+	(*TriggerSavepointRequest)(nil),          // 12: loom.flink.TriggerSavepointRequest
+	(*TriggerSavepointResponse)(nil),         // 13: loom.flink.TriggerSavepointResponse
+	(*ShutDownClusterRequest)(nil),           // 14: loom.flink.ShutDownClusterRequest
+	(*CancelJobResponse)(nil),                // 15: loom.flink.CancelJobResponse
+	(*JobDetails)(nil),                       // 16: loom.flink.JobDetails
+	(*CheckpointSummary)(nil),                // 17: loom.flink.CheckpointSummary
+	(*VertexDetails)(nil),                    // 18: loom.flink.VertexDetails
+	(*SubtaskDetails)(nil),                   // 19: loom.flink.SubtaskDetails
+	(*IOMetrics)(nil),                        // 20: loom.flink.IOMetrics
+	(*SubtaskMetrics)(nil),                   // 21: loom.flink.SubtaskMetrics
+	(*BlobKey)(nil),                          // 22: loom.flink.BlobKey
+	(*BlobChunk)(nil),                        // 23: loom.flink.BlobChunk
+	(*RegisterTaskExecutorRequest)(nil),      // 24: loom.flink.RegisterTaskExecutorRequest
+	(*RegisterTaskExecutorResponse)(nil),     // 25: loom.flink.RegisterTaskExecutorResponse
+	(*SlotStatus)(nil),                       // 26: loom.flink.SlotStatus
+	(*TaskExecutorHeartbeat)(nil),            // 27: loom.flink.TaskExecutorHeartbeat
+	(*ProcessStats)(nil),                     // 28: loom.flink.ProcessStats
+	(*ResourceManagerHeartbeatResponse)(nil), // 29: loom.flink.ResourceManagerHeartbeatResponse
+	(*UnregisterTaskExecutorRequest)(nil),    // 30: loom.flink.UnregisterTaskExecutorRequest
+	(*GetJobArtifactRequest)(nil),            // 31: loom.flink.GetJobArtifactRequest
+	(*JobArtifact)(nil),                      // 32: loom.flink.JobArtifact
+	(*OfferSlotsRequest)(nil),                // 33: loom.flink.OfferSlotsRequest
+	(*OfferSlotsResponse)(nil),               // 34: loom.flink.OfferSlotsResponse
+	(*TaskStateUpdate)(nil),                  // 35: loom.flink.TaskStateUpdate
+	(*TaskStateUpdates)(nil),                 // 36: loom.flink.TaskStateUpdates
+	(*WorkerFailedRequest)(nil),              // 37: loom.flink.WorkerFailedRequest
+	(*RequestSlotRequest)(nil),               // 38: loom.flink.RequestSlotRequest
+	(*TaskDeployment)(nil),                   // 39: loom.flink.TaskDeployment
+	(*SubmitTasksRequest)(nil),               // 40: loom.flink.SubmitTasksRequest
+	(*RestoreState)(nil),                     // 41: loom.flink.RestoreState
+	(*SubtaskState)(nil),                     // 42: loom.flink.SubtaskState
+	(*StateFiles)(nil),                       // 43: loom.flink.StateFiles
+	(*CheckpointTrigger)(nil),                // 44: loom.flink.CheckpointTrigger
+	(*CheckpointNotification)(nil),           // 45: loom.flink.CheckpointNotification
+	(*CheckpointAck)(nil),                    // 46: loom.flink.CheckpointAck
+	(*CheckpointAcks)(nil),                   // 47: loom.flink.CheckpointAcks
+	(*SubtaskLocations)(nil),                 // 48: loom.flink.SubtaskLocations
+	(*CancelTasksRequest)(nil),               // 49: loom.flink.CancelTasksRequest
+	(*FreeSlotsRequest)(nil),                 // 50: loom.flink.FreeSlotsRequest
+	(*JobMasterHeartbeat)(nil),               // 51: loom.flink.JobMasterHeartbeat
+	(*TaskExecutorHeartbeatResponse)(nil),    // 52: loom.flink.TaskExecutorHeartbeatResponse
+	(*WorkerMessage)(nil),                    // 53: loom.flink.WorkerMessage
+	(*WorkerMetrics)(nil),                    // 54: loom.flink.WorkerMetrics
+	(*WorkerHello)(nil),                      // 55: loom.flink.WorkerHello
+	(*WorkerCommand)(nil),                    // 56: loom.flink.WorkerCommand
+	nil,                                      // 57: loom.flink.SubmitJobRequest.EnvEntry
+	nil,                                      // 58: loom.flink.JobDetails.TimestampsEntry
+	nil,                                      // 59: loom.flink.SubtaskDetails.TimestampsEntry
+	nil,                                      // 60: loom.flink.IOMetrics.AccumulatorsEntry
+	nil,                                      // 61: loom.flink.JobArtifact.EnvEntry
+	nil,                                      // 62: loom.flink.SubtaskState.FilesEntry
+	nil,                                      // 63: loom.flink.SubtaskState.RescaledEntry
+	nil,                                      // 64: loom.flink.CheckpointAck.FilesEntry
+	(*JobGraph)(nil),                         // 65: loom.flink.JobGraph
 }
 var file_proto_flinkpb_runtime_proto_depIdxs = []int32{
-	59, // 0: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
-	17, // 1: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
-	52, // 2: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
-	11, // 3: loom.flink.ListJobsResponse.jobs:type_name -> loom.flink.JobDetails
-	53, // 4: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
-	13, // 5: loom.flink.JobDetails.vertices:type_name -> loom.flink.VertexDetails
-	59, // 6: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
-	12, // 7: loom.flink.JobDetails.checkpoints:type_name -> loom.flink.CheckpointSummary
-	14, // 8: loom.flink.VertexDetails.subtasks:type_name -> loom.flink.SubtaskDetails
-	15, // 9: loom.flink.SubtaskDetails.metrics:type_name -> loom.flink.IOMetrics
-	54, // 10: loom.flink.IOMetrics.accumulators:type_name -> loom.flink.IOMetrics.AccumulatorsEntry
-	15, // 11: loom.flink.SubtaskMetrics.io:type_name -> loom.flink.IOMetrics
-	17, // 12: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
-	21, // 13: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
-	21, // 14: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
-	23, // 15: loom.flink.TaskExecutorHeartbeat.stats:type_name -> loom.flink.ProcessStats
-	17, // 16: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
-	55, // 17: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
-	21, // 18: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
-	15, // 19: loom.flink.TaskStateUpdate.metrics:type_name -> loom.flink.IOMetrics
-	30, // 20: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
-	34, // 21: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	43, // 22: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
-	36, // 23: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
-	37, // 24: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
-	56, // 25: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
-	57, // 26: loom.flink.SubtaskState.rescaled:type_name -> loom.flink.SubtaskState.RescaledEntry
-	58, // 27: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
-	41, // 28: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
-	34, // 29: loom.flink.CancelTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	21, // 30: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
-	16, // 31: loom.flink.TaskExecutorHeartbeatResponse.metrics:type_name -> loom.flink.SubtaskMetrics
-	50, // 32: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
-	30, // 33: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
-	41, // 34: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
-	49, // 35: loom.flink.WorkerMessage.metrics:type_name -> loom.flink.WorkerMetrics
-	16, // 36: loom.flink.WorkerMetrics.subtasks:type_name -> loom.flink.SubtaskMetrics
-	23, // 37: loom.flink.WorkerMetrics.stats:type_name -> loom.flink.ProcessStats
-	35, // 38: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
-	44, // 39: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
-	39, // 40: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
-	40, // 41: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
-	38, // 42: loom.flink.SubtaskState.RescaledEntry.value:type_name -> loom.flink.StateFiles
-	1,  // 43: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
-	3,  // 44: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
-	5,  // 45: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
-	6,  // 46: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
-	7,  // 47: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
-	18, // 48: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
-	17, // 49: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
-	9,  // 50: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
-	19, // 51: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
-	22, // 52: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
-	25, // 53: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
-	26, // 54: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
-	28, // 55: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
-	31, // 56: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
-	32, // 57: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
-	42, // 58: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
-	42, // 59: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
-	33, // 60: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
-	35, // 61: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
-	44, // 62: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
-	45, // 63: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
-	46, // 64: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
-	39, // 65: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
-	40, // 66: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
-	48, // 67: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
-	2,  // 68: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
-	4,  // 69: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
-	11, // 70: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
-	10, // 71: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
-	8,  // 72: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
-	17, // 73: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
-	18, // 74: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
-	0,  // 75: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
-	20, // 76: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
-	24, // 77: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
-	0,  // 78: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
-	27, // 79: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
-	29, // 80: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
-	0,  // 81: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
-	0,  // 82: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
-	0,  // 83: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
-	0,  // 84: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
-	0,  // 85: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
-	0,  // 86: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
-	0,  // 87: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
-	0,  // 88: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
-	47, // 89: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
-	0,  // 90: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
-	0,  // 91: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
-	51, // 92: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
-	68, // [68:93] is the sub-list for method output_type
-	43, // [43:68] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	2,  // 0: loom.flink.ThreadDumpResponse.processes:type_name -> loom.flink.ProcessDump
+	2,  // 1: loom.flink.WorkerDump.dump:type_name -> loom.flink.ProcessDump
+	65, // 2: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
+	22, // 3: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
+	57, // 4: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
+	16, // 5: loom.flink.ListJobsResponse.jobs:type_name -> loom.flink.JobDetails
+	58, // 6: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
+	18, // 7: loom.flink.JobDetails.vertices:type_name -> loom.flink.VertexDetails
+	65, // 8: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
+	17, // 9: loom.flink.JobDetails.checkpoints:type_name -> loom.flink.CheckpointSummary
+	19, // 10: loom.flink.VertexDetails.subtasks:type_name -> loom.flink.SubtaskDetails
+	20, // 11: loom.flink.SubtaskDetails.metrics:type_name -> loom.flink.IOMetrics
+	59, // 12: loom.flink.SubtaskDetails.timestamps:type_name -> loom.flink.SubtaskDetails.TimestampsEntry
+	60, // 13: loom.flink.IOMetrics.accumulators:type_name -> loom.flink.IOMetrics.AccumulatorsEntry
+	20, // 14: loom.flink.SubtaskMetrics.io:type_name -> loom.flink.IOMetrics
+	22, // 15: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
+	26, // 16: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
+	26, // 17: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
+	28, // 18: loom.flink.TaskExecutorHeartbeat.stats:type_name -> loom.flink.ProcessStats
+	22, // 19: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
+	61, // 20: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
+	26, // 21: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
+	20, // 22: loom.flink.TaskStateUpdate.metrics:type_name -> loom.flink.IOMetrics
+	35, // 23: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
+	39, // 24: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	48, // 25: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
+	41, // 26: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
+	42, // 27: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
+	62, // 28: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
+	63, // 29: loom.flink.SubtaskState.rescaled:type_name -> loom.flink.SubtaskState.RescaledEntry
+	64, // 30: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
+	46, // 31: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
+	39, // 32: loom.flink.CancelTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	26, // 33: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
+	21, // 34: loom.flink.TaskExecutorHeartbeatResponse.metrics:type_name -> loom.flink.SubtaskMetrics
+	55, // 35: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
+	35, // 36: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
+	46, // 37: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
+	54, // 38: loom.flink.WorkerMessage.metrics:type_name -> loom.flink.WorkerMetrics
+	4,  // 39: loom.flink.WorkerMessage.dump:type_name -> loom.flink.WorkerDump
+	21, // 40: loom.flink.WorkerMetrics.subtasks:type_name -> loom.flink.SubtaskMetrics
+	28, // 41: loom.flink.WorkerMetrics.stats:type_name -> loom.flink.ProcessStats
+	40, // 42: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
+	49, // 43: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
+	44, // 44: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
+	45, // 45: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
+	3,  // 46: loom.flink.WorkerCommand.dump:type_name -> loom.flink.WorkerDumpRequest
+	43, // 47: loom.flink.SubtaskState.RescaledEntry.value:type_name -> loom.flink.StateFiles
+	6,  // 48: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
+	8,  // 49: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
+	10, // 50: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
+	11, // 51: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
+	12, // 52: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
+	23, // 53: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
+	22, // 54: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
+	14, // 55: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
+	24, // 56: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
+	27, // 57: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
+	30, // 58: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
+	31, // 59: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
+	33, // 60: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
+	36, // 61: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
+	37, // 62: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
+	47, // 63: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
+	47, // 64: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
+	38, // 65: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
+	40, // 66: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
+	49, // 67: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
+	50, // 68: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
+	51, // 69: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
+	44, // 70: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
+	45, // 71: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
+	53, // 72: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
+	0,  // 73: loom.flink.TaskExecutor.ThreadDump:input_type -> loom.flink.ThreadDumpRequest
+	7,  // 74: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
+	9,  // 75: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
+	16, // 76: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
+	15, // 77: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
+	13, // 78: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
+	22, // 79: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
+	23, // 80: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
+	5,  // 81: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
+	25, // 82: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
+	29, // 83: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
+	5,  // 84: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
+	32, // 85: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
+	34, // 86: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
+	5,  // 87: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
+	5,  // 88: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
+	5,  // 89: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
+	5,  // 90: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
+	5,  // 91: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
+	5,  // 92: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
+	5,  // 93: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
+	5,  // 94: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
+	52, // 95: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
+	5,  // 96: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
+	5,  // 97: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
+	56, // 98: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
+	1,  // 99: loom.flink.TaskExecutor.ThreadDump:output_type -> loom.flink.ThreadDumpResponse
+	74, // [74:100] is the sub-list for method output_type
+	48, // [48:74] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_proto_flinkpb_runtime_proto_init() }
@@ -4177,17 +4504,19 @@ func file_proto_flinkpb_runtime_proto_init() {
 		return
 	}
 	file_proto_flinkpb_jobgraph_proto_init()
-	file_proto_flinkpb_runtime_proto_msgTypes[48].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[53].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Update)(nil),
 		(*WorkerMessage_Ack)(nil),
 		(*WorkerMessage_Metrics)(nil),
+		(*WorkerMessage_Dump)(nil),
 	}
-	file_proto_flinkpb_runtime_proto_msgTypes[51].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[56].OneofWrappers = []any{
 		(*WorkerCommand_Deploy)(nil),
 		(*WorkerCommand_Cancel)(nil),
 		(*WorkerCommand_Trigger)(nil),
 		(*WorkerCommand_Notify)(nil),
+		(*WorkerCommand_Dump)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -4195,7 +4524,7 @@ func file_proto_flinkpb_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_flinkpb_runtime_proto_rawDesc), len(file_proto_flinkpb_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   59,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -911,6 +911,7 @@ const (
 	TaskExecutor_TriggerCheckpoint_FullMethodName        = "/loom.flink.TaskExecutor/TriggerCheckpoint"
 	TaskExecutor_NotifyCheckpointComplete_FullMethodName = "/loom.flink.TaskExecutor/NotifyCheckpointComplete"
 	TaskExecutor_AttachWorker_FullMethodName             = "/loom.flink.TaskExecutor/AttachWorker"
+	TaskExecutor_ThreadDump_FullMethodName               = "/loom.flink.TaskExecutor/ThreadDump"
 )
 
 // TaskExecutorClient is the client API for TaskExecutor service.
@@ -939,6 +940,9 @@ type TaskExecutorClient interface {
 	// workers: the worker says hello and reports task states, the
 	// TaskManager deploys and cancels tasks. When it ends, the worker exits.
 	AttachWorker(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WorkerMessage, WorkerCommand], error)
+	// ThreadDump is the goroutines of the TaskManager's process and of each
+	// of its job workers, where the tasks run.
+	ThreadDump(ctx context.Context, in *ThreadDumpRequest, opts ...grpc.CallOption) (*ThreadDumpResponse, error)
 }
 
 type taskExecutorClient struct {
@@ -1032,6 +1036,16 @@ func (c *taskExecutorClient) AttachWorker(ctx context.Context, opts ...grpc.Call
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TaskExecutor_AttachWorkerClient = grpc.BidiStreamingClient[WorkerMessage, WorkerCommand]
 
+func (c *taskExecutorClient) ThreadDump(ctx context.Context, in *ThreadDumpRequest, opts ...grpc.CallOption) (*ThreadDumpResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ThreadDumpResponse)
+	err := c.cc.Invoke(ctx, TaskExecutor_ThreadDump_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TaskExecutorServer is the server API for TaskExecutor service.
 // All implementations must embed UnimplementedTaskExecutorServer
 // for forward compatibility.
@@ -1058,6 +1072,9 @@ type TaskExecutorServer interface {
 	// workers: the worker says hello and reports task states, the
 	// TaskManager deploys and cancels tasks. When it ends, the worker exits.
 	AttachWorker(grpc.BidiStreamingServer[WorkerMessage, WorkerCommand]) error
+	// ThreadDump is the goroutines of the TaskManager's process and of each
+	// of its job workers, where the tasks run.
+	ThreadDump(context.Context, *ThreadDumpRequest) (*ThreadDumpResponse, error)
 	mustEmbedUnimplementedTaskExecutorServer()
 }
 
@@ -1091,6 +1108,9 @@ func (UnimplementedTaskExecutorServer) NotifyCheckpointComplete(context.Context,
 }
 func (UnimplementedTaskExecutorServer) AttachWorker(grpc.BidiStreamingServer[WorkerMessage, WorkerCommand]) error {
 	return status.Errorf(codes.Unimplemented, "method AttachWorker not implemented")
+}
+func (UnimplementedTaskExecutorServer) ThreadDump(context.Context, *ThreadDumpRequest) (*ThreadDumpResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ThreadDump not implemented")
 }
 func (UnimplementedTaskExecutorServer) mustEmbedUnimplementedTaskExecutorServer() {}
 func (UnimplementedTaskExecutorServer) testEmbeddedByValue()                      {}
@@ -1246,6 +1266,24 @@ func _TaskExecutor_AttachWorker_Handler(srv interface{}, stream grpc.ServerStrea
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TaskExecutor_AttachWorkerServer = grpc.BidiStreamingServer[WorkerMessage, WorkerCommand]
 
+func _TaskExecutor_ThreadDump_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ThreadDumpRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskExecutorServer).ThreadDump(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskExecutor_ThreadDump_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskExecutorServer).ThreadDump(ctx, req.(*ThreadDumpRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TaskExecutor_ServiceDesc is the grpc.ServiceDesc for TaskExecutor service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1280,6 +1318,10 @@ var TaskExecutor_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "NotifyCheckpointComplete",
 			Handler:    _TaskExecutor_NotifyCheckpointComplete_Handler,
+		},
+		{
+			MethodName: "ThreadDump",
+			Handler:    _TaskExecutor_ThreadDump_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
