@@ -1,6 +1,7 @@
 package jobmanager
 
 import (
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -29,6 +30,17 @@ var taskMetrics = []struct {
 	{"busyTimeMsPerSecond", busyMsPerSecond},
 	{"accumulatedBackPressuredTimeMs", func(m *flinkpb.IOMetrics) float64 { return float64(m.BackPressuredMs) }},
 	{"accumulatedIdleTimeMs", func(m *flinkpb.IOMetrics) float64 { return float64(m.IdleMs) }},
+	{"numLateRecordsDropped", func(m *flinkpb.IOMetrics) float64 { return float64(m.LateRecordsDropped) }},
+	// Long.MIN_VALUE before the first watermark, as Flink's gauges.
+	{"currentInputWatermark", func(m *flinkpb.IOMetrics) float64 { return watermarkValue(m.InputWatermark, m.HasInputWatermark) }},
+	{"currentOutputWatermark", func(m *flinkpb.IOMetrics) float64 { return watermarkValue(m.OutputWatermark, m.HasOutputWatermark) }},
+}
+
+func watermarkValue(wm int64, has bool) float64 {
+	if !has {
+		return math.MinInt64
+	}
+	return float64(wm)
 }
 
 // busyMsPerSecond is the rest of each second: neither waiting for input
@@ -114,7 +126,10 @@ func (jm *JobManager) restWatermarks(w http.ResponseWriter, r *http.Request, d *
 	}
 	out := []obj{}
 	for _, t := range v.Subtasks {
-		if t.Metrics != nil && t.Metrics.HasInputWatermark {
+		// An ended subtask's metrics are gone, as in Flink, whose metric
+		// store keeps only running tasks'; its last watermark is the end
+		// of input's, no time a person reads.
+		if t.Metrics != nil && t.Metrics.HasInputWatermark && !taskTerminal(t.State) {
 			out = append(out, obj{"id": strconv.Itoa(int(t.Index)) + ".currentInputWatermark", "value": strconv.FormatInt(t.Metrics.InputWatermark, 10)})
 		}
 	}

@@ -30,6 +30,33 @@ type Result struct {
 	// Accumulators are the job's user accumulators, summed over its
 	// subtasks (Flink's JobExecutionResult.getAccumulatorResult).
 	Accumulators map[string]int64
+	// Vertices are each vertex's counts, summed over its subtasks.
+	Vertices []VertexCounts
+}
+
+// VertexCounts are what a vertex's subtasks read, wrote and dropped.
+type VertexCounts struct {
+	Name                  string
+	RecordsIn, RecordsOut int64
+	// LateRecordsDropped counts the records its windows dropped as late
+	// (Flink's numLateRecordsDropped).
+	LateRecordsDropped int64
+}
+
+func vertexCounts(d *flinkpb.JobDetails) []VertexCounts {
+	var out []VertexCounts
+	for _, v := range d.Vertices {
+		c := VertexCounts{Name: v.Name}
+		for _, t := range v.Subtasks {
+			if m := t.Metrics; m != nil {
+				c.RecordsIn += m.RecordsIn
+				c.RecordsOut += m.RecordsOut
+				c.LateRecordsDropped += m.LateRecordsDropped
+			}
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // Execute runs the job until it ends. A failure returns the root cause; a
@@ -85,6 +112,7 @@ func Execute(ctx context.Context, sg *graph.StreamGraph, jg *flinkpb.JobGraph) (
 		if jobmanager.JobTerminal(d.State) {
 			res.State, res.Duration = d.State, time.Since(start)
 			res.Accumulators = jobmanager.Accumulators(d)
+			res.Vertices = vertexCounts(d)
 			switch {
 			case d.State == jobmanager.JobFinished:
 				return res, nil

@@ -110,6 +110,32 @@ func TestAllowedLatenessAndLateData(t *testing.T) {
 	}
 }
 
+// Without a late-data side output, a window drops the records that are
+// too late and counts them, as Flink's numLateRecordsDropped.
+func TestLateRecordsDroppedAreCounted(t *testing.T) {
+	evs := []ev{{"a", 1, 100}, {"a", 1, 900}, {"a", 1, 200}, {"b", 1, 1550}, {"a", 1, 300}, {"a", 1, 1700}}
+	for _, c := range []struct {
+		lateness time.Duration
+		dropped  int64
+	}{{500 * time.Millisecond, 1}, {0, 2}} {
+		env := stream.NewEnv().SetParallelism(2)
+		w := stream.Window(stream.KeyBy(events(env, evs, map[int]int64{1: 1000, 3: 1600}), keyOf), stream.TumblingEventTimeWindows(time.Second)).
+			AllowedLateness(c.lateness)
+		stream.Sink(stream.ProcessWindow(w, "windows", describeWindows), "main", sink.Collect[winResult]())
+		res, err := env.Execute(t.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dropped int64
+		for _, v := range res.Vertices {
+			dropped += v.LateRecordsDropped
+		}
+		if dropped != c.dropped {
+			t.Errorf("lateness %v: %d records dropped as late, want %d (%+v)", c.lateness, dropped, c.dropped, res.Vertices)
+		}
+	}
+}
+
 // router is a ProcessFunction on a stream that is not keyed: odd records
 // to a side output, the record's time and the watermark at hand.
 type router struct{ odd stream.OutputTag[int64] }

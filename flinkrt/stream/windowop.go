@@ -581,8 +581,12 @@ func (o *windowOp[K, T, A, O]) Collect(v T, ts int64) {
 	}
 	// A record no window took, behind the watermark by more than the
 	// allowed lateness, goes to the late-data side output.
-	if skipped && o.lateOut != nil && o.assigner.eventTime && ts <= math.MaxInt64-o.lateness && ts+o.lateness <= o.timers.watermark {
-		o.lateOut.Collect(v, ts)
+	if skipped && o.assigner.eventTime && ts <= math.MaxInt64-o.lateness && ts+o.lateness <= o.timers.watermark {
+		if o.lateOut != nil {
+			o.lateOut.Collect(v, ts)
+		} else {
+			o.ctx.LateRecordsDropped.Add(1)
+		}
 	}
 }
 

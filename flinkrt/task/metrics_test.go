@@ -111,3 +111,23 @@ func TestMailboxRunsUnderSteadyInput(t *testing.T) {
 		t.Fatalf("the mailbox action ran after %d of %d records; want it between batches, before the input ended", ranAt, batches)
 	}
 }
+
+// A writer's output watermark is the last one it sent on; before one it
+// has none.
+func TestOutputWatermark(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	gate := network.NewGate[int](1, 8)
+	ch := network.NewLocalChannel[int](gate, 0, 8, 1)
+	w := task.NewRecordWriter[int](ctx, task.Partitioning{Kind: task.Forward}, []network.ChannelOut[int]{ch}, 4, 128)
+	if _, sent := w.OutputWatermark(); sent {
+		t.Fatal("an output watermark before any was sent")
+	}
+	w.Collect(1, 10)
+	w.Watermark(10)
+	w.Collect(2, 20)
+	w.Watermark(25)
+	if wm, sent := w.OutputWatermark(); !sent || wm != 25 {
+		t.Errorf("output watermark %d (%v), want 25", wm, sent)
+	}
+}

@@ -101,6 +101,10 @@ type Context struct {
 	// input's watermark (math.MinInt64 before the first).
 	IdleNanos      atomic.Int64
 	InputWatermark atomic.Int64
+	// LateRecordsDropped counts the records the task's windows dropped as
+	// late (Flink's numLateRecordsDropped): behind the watermark by more
+	// than the allowed lateness, with no late-data side output.
+	LateRecordsDropped atomic.Int64
 	// Accumulators are the subtask's user counters.
 	Accumulators Accumulators
 

@@ -2,6 +2,7 @@ package task
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -91,6 +92,15 @@ type RecordWriter[T any] struct {
 	// waited the time spent waiting for credit (back pressure).
 	records atomic.Int64
 	waited  atomic.Int64
+	// watermark is the last watermark sent (math.MinInt64 before one).
+	watermark atomic.Int64
+}
+
+// OutputWatermark is the last watermark the writer sent, and whether it
+// sent one.
+func (w *RecordWriter[T]) OutputWatermark() (int64, bool) {
+	wm := w.watermark.Load()
+	return wm, wm != math.MinInt64
 }
 
 // BackPressuredNanos is how long the writer waited for credit to send.
@@ -121,6 +131,7 @@ func NewRecordWriter[T any](ctx context.Context, p Partitioning, channels []netw
 		kind:      p.Kind,
 		maxPar:    maxParallelism,
 	}
+	w.watermark.Store(math.MinInt64)
 	if p.Kind == Hash {
 		w.keyHash = p.KeyHash.(func(T) uint64)
 	}
@@ -194,6 +205,7 @@ func (w *RecordWriter[T]) send(ch int, b *network.Batch[T]) {
 // Watermark implements Output: records before it go first, then the
 // watermark on every channel.
 func (w *RecordWriter[T]) Watermark(wm int64) {
+	w.watermark.Store(wm)
 	w.Flush()
 	for ch := range w.channels {
 		b := w.take(ch)

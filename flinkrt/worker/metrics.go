@@ -27,6 +27,14 @@ func (b *built) io() *flinkpb.IOMetrics {
 		}
 	}
 	m.BackPressuredMs = waited / 1e6
+	for _, w := range b.writers {
+		if o, ok := w.(interface{ OutputWatermark() (int64, bool) }); ok {
+			if wm, sent := o.OutputWatermark(); sent && (!m.HasOutputWatermark || wm > m.OutputWatermark) {
+				m.OutputWatermark, m.HasOutputWatermark = wm, true
+			}
+		}
+	}
+	m.LateRecordsDropped = b.ctx.LateRecordsDropped.Load()
 	m.Accumulators = b.ctx.Accumulators.Values()
 	if wm := b.ctx.InputWatermark.Load(); wm != math.MinInt64 && b.source == nil {
 		m.InputWatermark, m.HasInputWatermark = wm, true

@@ -1310,9 +1310,14 @@ type IOMetrics struct {
 	InputWatermark    int64 `protobuf:"varint,13,opt,name=input_watermark,json=inputWatermark,proto3" json:"input_watermark,omitempty"`
 	HasInputWatermark bool  `protobuf:"varint,14,opt,name=has_input_watermark,json=hasInputWatermark,proto3" json:"has_input_watermark,omitempty"`
 	// The subtask's user accumulators (counters) by name.
-	Accumulators  map[string]int64 `protobuf:"bytes,15,rep,name=accumulators,proto3" json:"accumulators,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Accumulators map[string]int64 `protobuf:"bytes,15,rep,name=accumulators,proto3" json:"accumulators,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// The last watermark the task sent on (unset before one, and for a
+	// sink), and the records its windows dropped as late.
+	OutputWatermark    int64 `protobuf:"varint,16,opt,name=output_watermark,json=outputWatermark,proto3" json:"output_watermark,omitempty"`
+	HasOutputWatermark bool  `protobuf:"varint,17,opt,name=has_output_watermark,json=hasOutputWatermark,proto3" json:"has_output_watermark,omitempty"`
+	LateRecordsDropped int64 `protobuf:"varint,18,opt,name=late_records_dropped,json=lateRecordsDropped,proto3" json:"late_records_dropped,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *IOMetrics) Reset() {
@@ -1448,6 +1453,27 @@ func (x *IOMetrics) GetAccumulators() map[string]int64 {
 		return x.Accumulators
 	}
 	return nil
+}
+
+func (x *IOMetrics) GetOutputWatermark() int64 {
+	if x != nil {
+		return x.OutputWatermark
+	}
+	return 0
+}
+
+func (x *IOMetrics) GetHasOutputWatermark() bool {
+	if x != nil {
+		return x.HasOutputWatermark
+	}
+	return false
+}
+
+func (x *IOMetrics) GetLateRecordsDropped() int64 {
+	if x != nil {
+		return x.LateRecordsDropped
+	}
+	return 0
 }
 
 // SubtaskMetrics are one subtask attempt's metrics.
@@ -4057,7 +4083,7 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"timestamps\x1a=\n" +
 	"\x0fTimestampsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xe4\x05\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf3\x06\n" +
 	"\tIOMetrics\x12\x1d\n" +
 	"\n" +
 	"records_in\x18\x01 \x01(\x03R\trecordsIn\x12\x1f\n" +
@@ -4076,7 +4102,10 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x12idle_ms_per_second\x18\f \x01(\x01R\x0fidleMsPerSecond\x12'\n" +
 	"\x0finput_watermark\x18\r \x01(\x03R\x0einputWatermark\x12.\n" +
 	"\x13has_input_watermark\x18\x0e \x01(\bR\x11hasInputWatermark\x12K\n" +
-	"\faccumulators\x18\x0f \x03(\v2'.loom.flink.IOMetrics.AccumulatorsEntryR\faccumulators\x1a?\n" +
+	"\faccumulators\x18\x0f \x03(\v2'.loom.flink.IOMetrics.AccumulatorsEntryR\faccumulators\x12)\n" +
+	"\x10output_watermark\x18\x10 \x01(\x03R\x0foutputWatermark\x120\n" +
+	"\x14has_output_watermark\x18\x11 \x01(\bR\x12hasOutputWatermark\x120\n" +
+	"\x14late_records_dropped\x18\x12 \x01(\x03R\x12lateRecordsDropped\x1a?\n" +
 	"\x11AccumulatorsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x83\x01\n" +
