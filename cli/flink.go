@@ -287,6 +287,9 @@ func runCommand() *cli.Command {
 				return errors.New("expected the job program: loom run [-t per-job|session|remote] [-p N] [-d] ARTIFACT [ARGS...]")
 			}
 			target := c.String("target")
+			if c.IsSet("web-dir") && target != "per-job" {
+				return errdefs.InvalidArgument("--web-dir ships a dashboard with a per-job application; a session's is given to `loom session start --web-dir`, a standalone JobManager's to `loom jobmanager --web-dir`")
+			}
 			switch target {
 			case "remote", "per-job", "session":
 			default:

@@ -27,6 +27,7 @@ func perJobFlags() []cli.Flag {
 		&cli.IntFlag{Name: "max-failed-containers", Value: d.MaxFailedContainers, Usage: "per-job: TaskManager containers that may fail within --failure-interval before the job fails"},
 		&cli.DurationFlag{Name: "failure-interval", Value: d.FailureInterval, Usage: "per-job: the window --max-failed-containers counts in"},
 		&cli.IntFlag{Name: "max-attempts", Usage: "per-job: AM attempts (0: the cluster's maximum)"},
+		&cli.StringFlag{Name: "web-dir", Usage: "per-job: a dashboard build (Flink's web-dashboard/web) the JobManager serves at its web address"},
 	}
 }
 
@@ -41,6 +42,7 @@ func runPerJob(c *cli.Context, prog client.Program) error {
 		Name: c.String("name"), Queue: c.String("queue"), SlotsPerTM: c.Int("slots-per-tm"),
 		TMMemoryMB: c.Int64("tm-memory-mb"), TMVCores: int32(c.Int("tm-vcores")), JMMemoryMB: c.Int64("jm-memory-mb"),
 		MaxFailedContainers: c.Int("max-failed-containers"), FailureInterval: c.Duration("failure-interval"), MaxAttempts: int32(c.Int("max-attempts")),
+		WebDir: c.String("web-dir"),
 	}
 	if err := opts.Validate(); err != nil {
 		return err
@@ -133,6 +135,7 @@ func amCommand() *cli.Command {
 			&cli.DurationFlag{Name: "failure-interval", Value: flink.DefaultFailureInterval, Usage: "the window --max-failed-containers counts in"},
 			&cli.DurationFlag{Name: "idle-timeout", Usage: "session: return TaskManagers idle this long (0: keep them)"},
 			&cli.IntFlag{Name: "max-slots", Usage: "session: the most slots all TaskManagers may have (0: no cap)"},
+			&cli.StringFlag{Name: "web-dir", Usage: "a dashboard build (in the working directory) the JobManager serves"},
 			logLevelFlag,
 		},
 		Action: func(c *cli.Context) error {
@@ -143,7 +146,7 @@ func amCommand() *cli.Command {
 					MaxFailed: c.Int("max-failed-containers"), FailureInterval: c.Duration("failure-interval"),
 					IdleTimeout: c.Duration("idle-timeout"), MaxSlots: c.Int("max-slots"),
 				},
-				Log: newLogger(c, "loom-am", os.Stderr),
+				Log: newLogger(c, "loom-am", os.Stderr), WebDir: c.String("web-dir"),
 			})
 		},
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -367,5 +369,53 @@ func TestPerJobRefusesWhatIsNotAJob(t *testing.T) {
 	}
 	if out := c.mustLoom("app", "list", "--all"); !strings.Contains(out, "Total number of applications: 0") {
 		t.Errorf("something was submitted:\n%s", out)
+	}
+}
+
+// `loom run -t per-job --web-dir` ships a dashboard build to the AM, whose
+// JobManager serves it at the tracking URL beside its REST API.
+func TestPerJobServesADashboard(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 2})
+	web := filepath.Join(t.TempDir(), "web")
+	m := marker()
+	for name, body := range map[string]string{"index.html": "<html>dashboard " + m + "</html>", "assets/app.js": "console.log(" + m + ")"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(web, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(web, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := c.mustLoom("run", "-t", "per-job", "-d", "--web-dir", web, "-p", "1", topspeedBin, "--duration", "0", "--output", filepath.Join(c.dir, "out"))
+	id := appIDRe.FindString(out)
+	link := regexp.MustCompile(`http://[0-9.:]+/\?token=[0-9a-f]+`).FindString(out)
+	if id == "" || link == "" {
+		t.Fatalf("run -d said:\n%s", out)
+	}
+	base := strings.SplitN(link, "/?", 2)[0]
+	for path, want := range map[string]string{"/": "dashboard " + m, "/assets/app.js": "console.log(" + m + ")"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Errorf("GET %s: %s %q, want %q", path, resp.Status, b, want)
+		}
+	}
+	var overview struct {
+		TaskManagers int `json:"taskmanagers"`
+	}
+	getJSON(t, base+"/overview", &overview)
+	c.mustLoom("app", "kill", id)
+	c.waitNoProcessOf(id)
+	// A directory that is no dashboard build is refused before anything
+	// is submitted, and so is --web-dir outside per-job.
+	if _, errs, code := c.loom("run", "-t", "per-job", "--web-dir", t.TempDir(), topspeedBin); code == 0 || !strings.Contains(errs, "index.html") {
+		t.Errorf("--web-dir of an empty directory: exit %d, %q", code, errs)
+	}
+	if _, errs, code := c.loom("run", "-t", "remote", "--web-dir", web, topspeedBin); code == 0 || !strings.Contains(errs, "session start --web-dir") {
+		t.Errorf("--web-dir with -t remote: exit %d, %q", code, errs)
 	}
 }

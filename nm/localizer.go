@@ -109,6 +109,12 @@ func (l *localizer) localize(ctx context.Context, workDir string, res []*yarnpb.
 			return fmt.Errorf("localizing %s from %s: %w", r.Name, r.Url, err)
 		}
 		link := filepath.Join(workDir, r.Name)
+		if r.Archive {
+			if err := unpack(path, link); err != nil {
+				return fmt.Errorf("unpacking %s: %w", r.Name, err)
+			}
+			continue
+		}
 		_ = os.Remove(link)
 		if err := os.Link(path, link); err != nil {
 			if err := os.Symlink(path, link); err != nil {

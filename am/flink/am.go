@@ -42,6 +42,8 @@ type AMConfig struct {
 	Log          hclog.Logger
 	// Out receives the AM's progress, for its container's stdout.
 	Out io.Writer
+	// WebDir is a dashboard build the JobManager serves; none when empty.
+	WebDir string
 }
 
 // Env names what the AM is told through its container's environment.
@@ -136,7 +138,7 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 	}
 	a.jm, err = jobmanager.New(jobmanager.Config{
 		Addr: net.JoinHostPort(a.host, "0"), RestAddr: net.JoinHostPort(a.host, "0"), Dir: "jobmanager",
-		Log: cfg.Log, Driver: a.driver, Trust: trust, LogDir: os.Getenv("LOOM_LOG_DIR"),
+		Log: cfg.Log, Driver: a.driver, Trust: trust, LogDir: os.Getenv("LOOM_LOG_DIR"), WebDir: cfg.WebDir,
 	})
 	if err != nil {
 		return err

@@ -72,6 +72,15 @@ func StartSession(ctx context.Context, rm *rmclient.Client, o SessionOptions) (s
 	}
 	cmd := append([]string{"./loom", "am", "--mode", ModeSession}, o.amFlags()...)
 	cmd = append(cmd, "--idle-timeout", o.IdleTimeout.String(), "--max-slots", strconv.Itoa(o.MaxSlots))
+	amRes := []*yarnpb.LocalResource{loomRes}
+	if o.WebDir != "" {
+		web, err := stageWebDir(ctx, rm, app.StagingUrl, o.WebDir)
+		if err != nil {
+			return "", err
+		}
+		amRes = append(amRes, web)
+		cmd = append(cmd, "--web-dir", WebDirResource)
+	}
 	name := o.Name
 	if name == "" {
 		name = "Flink session cluster"
@@ -92,7 +101,7 @@ func StartSession(ctx context.Context, rm *rmclient.Client, o SessionOptions) (s
 		AmContainer: &yarnpb.ContainerLaunchContext{
 			Command:        cmd,
 			Env:            map[string]string{EnvTaskManagerResources: string(tmRes)},
-			LocalResources: []*yarnpb.LocalResource{loomRes},
+			LocalResources: amRes,
 			Credentials:    creds,
 		},
 	})

@@ -41,6 +41,9 @@ type Options struct {
 	// LoomBinary is the loom executable shipped to the containers; this
 	// process's own when empty.
 	LoomBinary string
+	// WebDir is a dashboard build (Flink's web-dashboard/web) the
+	// JobManager serves at / of its REST address; none when empty.
+	WebDir string
 }
 
 // DefaultOptions are the defaults of `loom run -t per-job`.
@@ -71,7 +74,7 @@ func (o *Options) Validate() error {
 	case o.MaxFailedContainers < 0:
 		return errdefs.InvalidArgument("--max-failed-containers %d: want 0 or more", o.MaxFailedContainers)
 	}
-	return nil
+	return checkWebDir(o.WebDir)
 }
 
 // SubmitPerJob ships a planned job (its program, its JobGraph and the
@@ -136,7 +139,16 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 	if err != nil {
 		return nil, err
 	}
+	amRes := []*yarnpb.LocalResource{loomRes, progRes, jobRes}
 	cmd := append([]string{"./loom", "am", "--mode", ModePerJob, "--job", "job.pb", "--artifact", "job"}, o.amFlags()...)
+	if o.WebDir != "" {
+		web, err := stageWebDir(ctx, rm, app.StagingUrl, o.WebDir)
+		if err != nil {
+			return nil, err
+		}
+		amRes = append(amRes, web)
+		cmd = append(cmd, "--web-dir", WebDirResource)
+	}
 	name := o.Name
 	if name == "" {
 		name = jg.Name
@@ -157,7 +169,7 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 		AmContainer: &yarnpb.ContainerLaunchContext{
 			Command:        cmd,
 			Env:            map[string]string{EnvTaskManagerResources: string(tmRes)},
-			LocalResources: []*yarnpb.LocalResource{loomRes, progRes, jobRes},
+			LocalResources: amRes,
 			Credentials:    creds,
 		},
 	})

@@ -16,6 +16,9 @@ import (
 
 	"loom/flinkrt/resourcemanager"
 	"loom/flinkrt/state/storage"
+
+	"google.golang.org/protobuf/proto"
+
 	"loom/proto/flinkpb"
 	"loom/proto/yarnpb"
 )
@@ -568,7 +571,7 @@ func tmJSON(tm resourcemanager.TaskManagerInfo, detailed bool) obj {
 			slots = append(slots, obj{"jobId": j, "resource": obj{}})
 		}
 		o["allocatedSlots"] = slots
-		o["metrics"] = tmMetrics(tm.Stats)
+		o["metrics"] = tmMetrics(tmStats(tm))
 	}
 	return o
 }
@@ -578,6 +581,19 @@ func tmJSON(tm resourcemanager.TaskManagerInfo, detailed bool) obj {
 // workers') Go heap and other runtime memory, and their collections.
 // A Go process has no direct or mapped buffers and no network memory
 // segments: those are 0.
+// tmStats are a TaskManager's runtime figures with, when its processes
+// set no soft memory limit, its memory as the heap's maximum: what its
+// container may use before it is stopped, as -Xmx bounds a JVM's heap.
+func tmStats(tm resourcemanager.TaskManagerInfo) *flinkpb.ProcessStats {
+	st := tm.Stats
+	if st == nil || st.HeapMax >= 0 || tm.MemoryMB <= 0 {
+		return st
+	}
+	st = proto.Clone(st).(*flinkpb.ProcessStats)
+	st.HeapMax = tm.MemoryMB << 20
+	return st
+}
+
 func tmMetrics(st *flinkpb.ProcessStats) obj {
 	if st == nil {
 		st = &flinkpb.ProcessStats{HeapMax: -1}

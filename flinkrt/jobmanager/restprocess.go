@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -72,7 +74,12 @@ func answerMetrics(w http.ResponseWriter, r *http.Request, metrics []namedValue)
 }
 
 func (jm *JobManager) restJMMetrics(w http.ResponseWriter, r *http.Request) {
-	metrics := processMetrics(procstats.Read())
+	st := procstats.Read()
+	// In a container, its memory bounds the heap as -Xmx would.
+	if mb, err := strconv.ParseInt(os.Getenv("LOOM_CONTAINER_MEMORY_MB"), 10, 64); st.HeapMax < 0 && err == nil && mb > 0 {
+		st.HeapMax = mb << 20
+	}
+	metrics := processMetrics(st)
 	running := 0
 	for _, j := range jm.Jobs() {
 		if !JobTerminal(j.Details(false).State) {
@@ -97,7 +104,7 @@ func (jm *JobManager) restJMMetrics(w http.ResponseWriter, r *http.Request) {
 func (jm *JobManager) restTMMetrics(w http.ResponseWriter, r *http.Request) {
 	for _, tm := range jm.rm.TaskManagers() {
 		if tm.ID == r.PathValue("tmid") {
-			answerMetrics(w, r, processMetrics(tm.Stats))
+			answerMetrics(w, r, processMetrics(tmStats(tm)))
 			return
 		}
 	}
@@ -110,7 +117,7 @@ func (jm *JobManager) restTMsMetrics(w http.ResponseWriter, r *http.Request) {
 	byName := map[string][]float64{}
 	var order []string
 	for _, tm := range jm.rm.TaskManagers() {
-		for _, m := range processMetrics(tm.Stats) {
+		for _, m := range processMetrics(tmStats(tm)) {
 			if _, ok := byName[m.name]; !ok {
 				order = append(order, m.name)
 			}

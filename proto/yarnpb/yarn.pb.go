@@ -602,13 +602,16 @@ func (x *Resource) GetVcores() int32 {
 // LocalResource is a file the NodeManager fetches, verifies and links into
 // a container's working directory before starting it.
 type LocalResource struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`     // link name in the working directory
-	Url           string                 `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`       // file://, http:// or https://
-	Size          int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`    // bytes; 0 = not checked
-	Sha256        string                 `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"` // hex digest; the cache key, always verified
-	Visibility    Visibility             `protobuf:"varint,5,opt,name=visibility,proto3,enum=loom.yarn.Visibility" json:"visibility,omitempty"`
-	Executable    bool                   `protobuf:"varint,6,opt,name=executable,proto3" json:"executable,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`     // link name in the working directory
+	Url        string                 `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`       // file://, http:// or https://
+	Size       int64                  `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`    // bytes; 0 = not checked
+	Sha256     string                 `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"` // hex digest; the cache key, always verified
+	Visibility Visibility             `protobuf:"varint,5,opt,name=visibility,proto3,enum=loom.yarn.Visibility" json:"visibility,omitempty"`
+	Executable bool                   `protobuf:"varint,6,opt,name=executable,proto3" json:"executable,omitempty"`
+	// archive: the file is a gzip'd tar that the NM unpacks into a directory
+	// of this name (regular files and directories only, bounded).
+	Archive       bool `protobuf:"varint,7,opt,name=archive,proto3" json:"archive,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -681,6 +684,13 @@ func (x *LocalResource) GetVisibility() Visibility {
 func (x *LocalResource) GetExecutable() bool {
 	if x != nil {
 		return x.Executable
+	}
+	return false
+}
+
+func (x *LocalResource) GetArchive() bool {
+	if x != nil {
+		return x.Archive
 	}
 	return false
 }
@@ -5093,7 +5103,7 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x17proto/yarnpb/yarn.proto\x12\tloom.yarn\"?\n" +
 	"\bResource\x12\x1b\n" +
 	"\tmemory_mb\x18\x01 \x01(\x03R\bmemoryMb\x12\x16\n" +
-	"\x06vcores\x18\x02 \x01(\x05R\x06vcores\"\xb8\x01\n" +
+	"\x06vcores\x18\x02 \x01(\x05R\x06vcores\"\xd2\x01\n" +
 	"\rLocalResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12\x12\n" +
@@ -5104,7 +5114,8 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"visibility\x12\x1e\n" +
 	"\n" +
 	"executable\x18\x06 \x01(\bR\n" +
-	"executable\"\x81\x03\n" +
+	"executable\x12\x18\n" +
+	"\aarchive\x18\a \x01(\bR\aarchive\"\x81\x03\n" +
 	"\x16ContainerLaunchContext\x12\x18\n" +
 	"\acommand\x18\x01 \x03(\tR\acommand\x12<\n" +
 	"\x03env\x18\x02 \x03(\v2*.loom.yarn.ContainerLaunchContext.EnvEntryR\x03env\x12A\n" +
