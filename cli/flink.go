@@ -91,6 +91,7 @@ func jobmanagerCommand() *cli.Command {
 			&cli.StringFlag{Name: "rest-addr", Value: "localhost:8081", Usage: "REST API listen address (Flink's REST API); empty disables it"},
 			&cli.StringFlag{Name: "web-dir", Usage: "a web dashboard build to serve at / of the REST address"},
 			&cli.StringFlag{Name: "dir", Usage: "directory for job artifacts (default: a temporary one)"},
+			logDirFlag,
 			&cli.DurationFlag{Name: "heartbeat-interval", Value: d.HeartbeatInterval, Usage: "heartbeat interval with TaskManagers"},
 			&cli.DurationFlag{Name: "heartbeat-timeout", Value: d.HeartbeatTimeout, Usage: "a TaskManager silent this long is lost"},
 			&cli.DurationFlag{Name: "slot-timeout", Value: d.SlotTimeout, Usage: "how long a job waits for its slots before it fails"},
@@ -128,10 +129,16 @@ func jobmanagerCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			logs, err := openLogs(c.String("log-dir"), "jobmanager")
+			if err != nil {
+				return err
+			}
+			defer logs.Close()
 			jm, err := jobmanager.New(jobmanager.Config{
 				Addr: c.String("addr"), Advertise: c.String("advertise"), RestAddr: c.String("rest-addr"),
-				WebDir: c.String("web-dir"), Dir: c.String("dir"), Log: newLogger(c, "loom", os.Stderr), Timing: timing,
+				WebDir: c.String("web-dir"), Dir: c.String("dir"), Log: newLogger(c, "loom", logs.stderr), Timing: timing,
 				TMHeartbeatInterval: timing.HeartbeatInterval, TMHeartbeatTimeout: timing.HeartbeatTimeout, Trust: trust,
+				LogDir: logs.dir, LogName: logs.logName, OutName: logs.outName,
 			})
 			if err != nil {
 				return err
@@ -140,16 +147,16 @@ func jobmanagerCommand() *cli.Command {
 			if created {
 				how = "a new secret"
 			}
-			fmt.Printf("JobManager at %s with %s in %s (TaskManagers and clients on other hosts need a copy)\n", jm.Addr(), how, secretPath)
+			fmt.Fprintf(logs.stdout, "JobManager at %s with %s in %s (TaskManagers and clients on other hosts need a copy)\n", jm.Addr(), how, secretPath)
 			if u := jm.WebURL(); u != "" {
-				fmt.Printf("REST API at http://%s; dashboard: %s\n", jm.RestAddr(), u)
+				fmt.Fprintf(logs.stdout, "REST API at http://%s; dashboard: %s\n", jm.RestAddr(), u)
 			}
 			ctx, stop := context.WithCancel(c.Context)
 			defer stop()
 			go func() {
 				select {
 				case reason := <-jm.ShutdownRequested():
-					fmt.Printf("shutting down: %s\n", reason)
+					fmt.Fprintf(logs.stdout, "shutting down: %s\n", reason)
 					jm.CancelAll(ctx, 30*time.Second)
 					stop()
 				case <-ctx.Done():
@@ -175,6 +182,7 @@ func taskmanagerCommand() *cli.Command {
 			&cli.StringFlag{Name: "id", Usage: "TaskManager id (default: host name and a random suffix)", EnvVars: []string{"LOOM_TASKMANAGER_ID"}},
 			&cli.StringSliceFlag{Name: "artifact", Usage: "SHA256=PATH: a job artifact already on this machine, used instead of fetching it"},
 			&cli.DurationFlag{Name: "rm-timeout", Usage: "exit when the ResourceManager has been out of reach this long (0: never)"},
+			logDirFlag,
 			secretFileFlag,
 			logLevelFlag,
 		},
@@ -205,11 +213,17 @@ func taskmanagerCommand() *cli.Command {
 				defer os.RemoveAll(d)
 				dir = d
 			}
+			logs, err := openLogs(c.String("log-dir"), "taskmanager")
+			if err != nil {
+				return err
+			}
+			defer logs.Close()
 			cfg := taskmanager.Config{
 				Addr: c.String("addr"), Advertise: c.String("advertise"), JobManager: c.String("jobmanager"),
 				Slots: c.Int("slots"), MemoryMB: c.Int64("memory-mb"), DataHost: c.String("data-host"),
-				Dir: dir, ID: c.String("id"), Log: newLogger(c, "loom", os.Stderr),
+				Dir: dir, ID: c.String("id"), Log: newLogger(c, "loom", logs.stderr),
 				Artifacts: artifacts, ResourceManagerTimeout: c.Duration("rm-timeout"),
+				LogDir: logs.dir, LogName: logs.logName, OutName: logs.outName, Stdout: logs.stdout, Stderr: logs.stderr,
 			}
 			// In a Flink application's container, the TaskManager is one
 			// of the application's, by its certificate, and follows the

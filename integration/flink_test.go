@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,7 +38,7 @@ func startStandalone(t *testing.T, taskManagers, slots int) *standalone {
 			s.jmAddr, s.restAddr = fmt.Sprintf("127.0.0.1:%d", p), fmt.Sprintf("127.0.0.1:%d", p+1)
 		}
 	}
-	s.start("jm", loomBin, "jobmanager", "--addr", s.jmAddr, "--rest-addr", s.restAddr, "--dir", filepath.Join(s.dir, "jm"))
+	s.start("jm", loomBin, "jobmanager", "--addr", s.jmAddr, "--rest-addr", s.restAddr, "--dir", filepath.Join(s.dir, "jm"), "--log-dir", filepath.Join(s.dir, "jm-logs"))
 	for i := 0; i < taskManagers; i++ {
 		s.startTM(slots)
 	}
@@ -71,7 +73,7 @@ func (s *standalone) start(name string, args ...string) *exec.Cmd {
 func (s *standalone) startTM(slots int) *exec.Cmd {
 	name := fmt.Sprintf("tm-%d", len(s.tms))
 	tm := s.start(name, loomBin, "taskmanager", "--jobmanager", s.jmAddr, "--slots", strconv.Itoa(slots),
-		"--addr", "127.0.0.1:0", "--dir", filepath.Join(s.dir, name))
+		"--addr", "127.0.0.1:0", "--dir", filepath.Join(s.dir, name), "--log-dir", filepath.Join(s.dir, name+"-logs"))
 	s.tms = append(s.tms, tm)
 	return tm
 }
@@ -438,6 +440,52 @@ func TestWordCountAcrossTwoTaskManagers(t *testing.T) {
 		pids := s.workers()
 		return len(pids) == 0, fmt.Sprint(pids)
 	})
+	s.checkLogs(t, tms)
+}
+
+// checkLogs reads the standalone deployment's logs over REST, as the
+// dashboard's log pages do (--log-dir): the JobManager's log and output,
+// and each TaskManager's, which the JobManager fetches from it.
+func (s *standalone) checkLogs(t *testing.T, tms map[string]bool) {
+	t.Helper()
+	b, _ := os.ReadFile(filepath.Join(s.dir, "jm.log"))
+	m := regexp.MustCompile(`\?token=([0-9a-f]+)`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("the JobManager printed no dashboard link:\n%s", b)
+	}
+	get := func(path string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+s.restAddr+path, nil)
+		req.Header.Set("Authorization", "Bearer "+string(m[1]))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for path, want := range map[string]string{
+		"/jobmanager/log": "JobManager started", "/jobmanager/stdout": "REST API at", "/jobmanager/logs": `"jobmanager.out"`,
+	} {
+		if code, body := get(path); code != 200 || !strings.Contains(body, want) {
+			t.Errorf("GET %s: %d, want %q in %.300q", path, code, want, body)
+		}
+	}
+	for id := range tms {
+		for path, want := range map[string]string{
+			"/taskmanagers/" + id + "/log": "registered with", "/taskmanagers/" + id + "/logs": `"stdout"`, "/taskmanagers/" + id + "/logs/taskmanager.log": "registered with",
+		} {
+			if code, body := get(path); code != 200 || !strings.Contains(body, want) {
+				t.Errorf("GET %s: %d, want %q in %.300q", path, code, want, body)
+			}
+		}
+		if code, _ := get("/taskmanagers/" + id + "/stdout"); code != 200 {
+			t.Errorf("a TaskManager's stdout: %d", code)
+		}
+		if code, body := get("/taskmanagers/" + id + "/logs/nope.log"); code != 404 {
+			t.Errorf("a log the TaskManager lacks: %d %q", code, body)
+		}
+	}
 }
 
 func TestJobCancel(t *testing.T) {

@@ -23,9 +23,9 @@ trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$d"' EXIT
 export LOOM_FLINK_SECRET_FILE=$d/secret
 port=$((20000 + RANDOM % 20000))
 export LOOM_JOBMANAGER=127.0.0.1:$port
-bin/loom jobmanager --addr "$LOOM_JOBMANAGER" --rest-addr 127.0.0.1:$((port + 1)) --web-dir "$src/web" --dir "$d/jm" >"$d/jm.log" 2>&1 & pids+=($!)
+bin/loom jobmanager --addr "$LOOM_JOBMANAGER" --rest-addr 127.0.0.1:$((port + 1)) --web-dir "$src/web" --dir "$d/jm" --log-dir "$d/jm-logs" >"$d/jm.log" 2>&1 & pids+=($!)
 for i in 1 2; do
-	bin/loom taskmanager --jobmanager "$LOOM_JOBMANAGER" --slots 2 --dir "$d/tm$i" >"$d/tm$i.log" 2>&1 & pids+=($!)
+	bin/loom taskmanager --jobmanager "$LOOM_JOBMANAGER" --slots 2 --dir "$d/tm$i" --log-dir "$d/tm$i-logs" >"$d/tm$i.log" 2>&1 & pids+=($!)
 done
 for _ in $(seq 100); do
 	[ "$(grep -c 'registered with' "$d"/tm*.log 2>/dev/null | awk -F: '{s+=$2} END {print s}')" = 2 ] && break

@@ -42,8 +42,9 @@ type Config struct {
 	// WebDir, when set, is a dashboard build served at /.
 	WebDir string
 	// LogDir, when set, holds the JobManager's log files (its container's
-	// stdout and stderr), which the REST API serves.
-	LogDir string
+	// stdout and stderr), which the REST API serves: LogName is its log
+	// ("stderr" when empty), OutName its standard output ("stdout").
+	LogDir, LogName, OutName string
 	// Dir keeps uploaded artifacts; a temporary directory when empty.
 	Dir string
 	// Trust is the deployment's: the gRPC port takes its members and its

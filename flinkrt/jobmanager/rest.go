@@ -1,6 +1,7 @@
 package jobmanager
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"io"
@@ -87,8 +88,8 @@ func (jm *JobManager) restHandler() http.Handler {
 	mux.HandleFunc("GET /jobmanager/environment", restEnvironment)
 	// loom logs to standard error: the container's stderr is Flink's
 	// jobmanager.log.
-	mux.HandleFunc("GET /jobmanager/log", func(w http.ResponseWriter, r *http.Request) { jm.serveLog(w, r, "stderr") })
-	mux.HandleFunc("GET /jobmanager/stdout", func(w http.ResponseWriter, r *http.Request) { jm.serveLog(w, r, "stdout") })
+	mux.HandleFunc("GET /jobmanager/log", func(w http.ResponseWriter, r *http.Request) { jm.serveLog(w, r, cmp.Or(jm.cfg.LogName, "stderr")) })
+	mux.HandleFunc("GET /jobmanager/stdout", func(w http.ResponseWriter, r *http.Request) { jm.serveLog(w, r, cmp.Or(jm.cfg.OutName, "stdout")) })
 	mux.HandleFunc("GET /jobmanager/logs/{name}", func(w http.ResponseWriter, r *http.Request) { jm.serveLog(w, r, r.PathValue("name")) })
 	mux.HandleFunc("GET /jobmanager/logs", jm.restLogList)
 	mux.HandleFunc("GET /taskmanagers/{tmid}/log", func(w http.ResponseWriter, r *http.Request) { jm.serveTMLog(w, r, "stderr") })
@@ -149,8 +150,7 @@ type taskManagerLogs interface {
 func (jm *JobManager) tmLog(w http.ResponseWriter, r *http.Request, name string, head bool) *http.Response {
 	tl, ok := jm.cfg.Driver.(taskManagerLogs)
 	if !ok {
-		restError(w, http.StatusNotFound, "These TaskManagers keep their logs themselves: they log to the standard error of the process that runs them")
-		return nil
+		tl = rpcLogs{jm}
 	}
 	if !yarnpb.PlainName(name) {
 		restError(w, http.StatusBadRequest, "Bad log file name")

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -73,6 +74,12 @@ type Config struct {
 	// address (a new ApplicationMaster attempt) it frees every slot, stops
 	// its workers and registers there.
 	FindJobManager func(ctx context.Context) (string, error)
+	// LogDir, when set, holds the TaskManager's log files, which it
+	// serves to its JobManager: LogName its log (the dashboard's "log"),
+	// OutName its workers' standard output ("stdout").
+	LogDir, LogName, OutName string
+	// Stdout and Stderr take the workers' output; the process's when nil.
+	Stdout, Stderr io.Writer
 }
 
 // TaskManager is a running TaskExecutor.
@@ -168,7 +175,7 @@ func New(cfg Config) (*TaskManager, error) {
 	}
 	tm.launcher = cfg.Launcher
 	if tm.launcher == nil {
-		tm.launcher = &ProcessLauncher{Dir: cfg.Dir, Blobs: tm.blobs, Local: cfg.Artifacts}
+		tm.launcher = &ProcessLauncher{Dir: cfg.Dir, Blobs: tm.blobs, Local: cfg.Artifacts, Stdout: cfg.Stdout, Stderr: cfg.Stderr}
 	}
 	flinkpb.RegisterTaskExecutorServer(tm.srv, tm)
 	return tm, nil

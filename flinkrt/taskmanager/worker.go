@@ -59,7 +59,9 @@ type ProcessLauncher struct {
 	Blobs flinkpb.DispatcherClient
 	// Local are artifacts on this machine by digest.
 	Local map[string]string
-	mu    sync.Mutex // one fetch at a time
+	// Stdout and Stderr take the workers' output; the process's when nil.
+	Stdout, Stderr io.Writer
+	mu             sync.Mutex // one fetch at a time
 }
 
 // Launch implements Launcher.
@@ -88,8 +90,15 @@ func (l *ProcessLauncher) Launch(ctx context.Context, spec WorkerSpec) (Worker, 
 		worker.EnvDataHost+"="+spec.DataHost,
 	)
 	tail := &tailBuffer{max: 4096}
-	cmd.Stdout = os.Stdout
-	cmd.Stderr = io.MultiWriter(os.Stderr, tail)
+	stdout, stderr := l.Stdout, l.Stderr
+	if stdout == nil {
+		stdout = os.Stdout
+	}
+	if stderr == nil {
+		stderr = os.Stderr
+	}
+	cmd.Stdout = stdout
+	cmd.Stderr = io.MultiWriter(stderr, tail)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting the worker from %s: %w", path, err)
@@ -342,7 +351,7 @@ func (tm *TaskManager) startWorker(ctx context.Context, j *job) {
 	j.mu.Unlock()
 	l := tm.launcher
 	if pl, ok := l.(*ProcessLauncher); ok && j.jmAddr != tm.jobManager() {
-		l = &ProcessLauncher{Dir: pl.Dir, Blobs: flinkpb.NewDispatcherClient(conn)}
+		l = &ProcessLauncher{Dir: pl.Dir, Blobs: flinkpb.NewDispatcherClient(conn), Stdout: pl.Stdout, Stderr: pl.Stderr}
 	}
 	w, err := l.Launch(ctx, WorkerSpec{JobID: j.id, Artifact: art, TaskManager: tm.addr, DataHost: tm.cfg.DataHost, MemoryMB: tm.cfg.MemoryMB, Trust: tm.cfg.Trust})
 	if err != nil {

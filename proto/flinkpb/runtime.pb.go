@@ -26,6 +26,234 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ListLogsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLogsRequest) Reset() {
+	*x = ListLogsRequest{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLogsRequest) ProtoMessage() {}
+
+func (x *ListLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLogsRequest.ProtoReflect.Descriptor instead.
+func (*ListLogsRequest) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{0}
+}
+
+type LogFileInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	MtimeMs       int64                  `protobuf:"varint,3,opt,name=mtime_ms,json=mtimeMs,proto3" json:"mtime_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogFileInfo) Reset() {
+	*x = LogFileInfo{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogFileInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogFileInfo) ProtoMessage() {}
+
+func (x *LogFileInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogFileInfo.ProtoReflect.Descriptor instead.
+func (*LogFileInfo) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LogFileInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LogFileInfo) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *LogFileInfo) GetMtimeMs() int64 {
+	if x != nil {
+		return x.MtimeMs
+	}
+	return 0
+}
+
+type ListLogsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Files         []*LogFileInfo         `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLogsResponse) Reset() {
+	*x = ListLogsResponse{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLogsResponse) ProtoMessage() {}
+
+func (x *ListLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLogsResponse.ProtoReflect.Descriptor instead.
+func (*ListLogsResponse) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListLogsResponse) GetFiles() []*LogFileInfo {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+type ReadLogRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadLogRequest) Reset() {
+	*x = ReadLogRequest{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadLogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadLogRequest) ProtoMessage() {}
+
+func (x *ReadLogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadLogRequest.ProtoReflect.Descriptor instead.
+func (*ReadLogRequest) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReadLogRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type LogData struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogData) Reset() {
+	*x = LogData{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogData) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogData) ProtoMessage() {}
+
+func (x *LogData) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogData.ProtoReflect.Descriptor instead.
+func (*LogData) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *LogData) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type ThreadDumpRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -34,7 +262,7 @@ type ThreadDumpRequest struct {
 
 func (x *ThreadDumpRequest) Reset() {
 	*x = ThreadDumpRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[0]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +274,7 @@ func (x *ThreadDumpRequest) String() string {
 func (*ThreadDumpRequest) ProtoMessage() {}
 
 func (x *ThreadDumpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[0]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +287,7 @@ func (x *ThreadDumpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ThreadDumpRequest.ProtoReflect.Descriptor instead.
 func (*ThreadDumpRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{0}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{5}
 }
 
 type ThreadDumpResponse struct {
@@ -71,7 +299,7 @@ type ThreadDumpResponse struct {
 
 func (x *ThreadDumpResponse) Reset() {
 	*x = ThreadDumpResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[1]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -83,7 +311,7 @@ func (x *ThreadDumpResponse) String() string {
 func (*ThreadDumpResponse) ProtoMessage() {}
 
 func (x *ThreadDumpResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[1]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -96,7 +324,7 @@ func (x *ThreadDumpResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ThreadDumpResponse.ProtoReflect.Descriptor instead.
 func (*ThreadDumpResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{1}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ThreadDumpResponse) GetProcesses() []*ProcessDump {
@@ -119,7 +347,7 @@ type ProcessDump struct {
 
 func (x *ProcessDump) Reset() {
 	*x = ProcessDump{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[2]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -131,7 +359,7 @@ func (x *ProcessDump) String() string {
 func (*ProcessDump) ProtoMessage() {}
 
 func (x *ProcessDump) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[2]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -144,7 +372,7 @@ func (x *ProcessDump) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessDump.ProtoReflect.Descriptor instead.
 func (*ProcessDump) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{2}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ProcessDump) GetName() string {
@@ -186,7 +414,7 @@ type WorkerDumpRequest struct {
 
 func (x *WorkerDumpRequest) Reset() {
 	*x = WorkerDumpRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[3]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -198,7 +426,7 @@ func (x *WorkerDumpRequest) String() string {
 func (*WorkerDumpRequest) ProtoMessage() {}
 
 func (x *WorkerDumpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[3]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -211,7 +439,7 @@ func (x *WorkerDumpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerDumpRequest.ProtoReflect.Descriptor instead.
 func (*WorkerDumpRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{3}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WorkerDumpRequest) GetId() uint64 {
@@ -231,7 +459,7 @@ type WorkerDump struct {
 
 func (x *WorkerDump) Reset() {
 	*x = WorkerDump{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[4]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -243,7 +471,7 @@ func (x *WorkerDump) String() string {
 func (*WorkerDump) ProtoMessage() {}
 
 func (x *WorkerDump) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[4]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -256,7 +484,7 @@ func (x *WorkerDump) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerDump.ProtoReflect.Descriptor instead.
 func (*WorkerDump) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{4}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WorkerDump) GetId() uint64 {
@@ -281,7 +509,7 @@ type Empty struct {
 
 func (x *Empty) Reset() {
 	*x = Empty{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[5]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -293,7 +521,7 @@ func (x *Empty) String() string {
 func (*Empty) ProtoMessage() {}
 
 func (x *Empty) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[5]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -306,7 +534,7 @@ func (x *Empty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Empty.ProtoReflect.Descriptor instead.
 func (*Empty) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{5}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{10}
 }
 
 type SubmitJobRequest struct {
@@ -326,7 +554,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[6]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -338,7 +566,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[6]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -351,7 +579,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{6}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubmitJobRequest) GetJobGraph() *JobGraph {
@@ -398,7 +626,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[7]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +638,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[7]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +651,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{7}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubmitJobResponse) GetJobId() string {
@@ -441,7 +669,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[8]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -453,7 +681,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[8]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -466,7 +694,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{8}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{13}
 }
 
 type ListJobsResponse struct {
@@ -478,7 +706,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[9]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -490,7 +718,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[9]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -503,7 +731,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{9}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListJobsResponse) GetJobs() []*JobDetails {
@@ -524,7 +752,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +764,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +777,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{10}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -582,7 +810,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +822,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +835,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{11}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -630,7 +858,7 @@ type TriggerSavepointRequest struct {
 
 func (x *TriggerSavepointRequest) Reset() {
 	*x = TriggerSavepointRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +870,7 @@ func (x *TriggerSavepointRequest) String() string {
 func (*TriggerSavepointRequest) ProtoMessage() {}
 
 func (x *TriggerSavepointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +883,7 @@ func (x *TriggerSavepointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerSavepointRequest.ProtoReflect.Descriptor instead.
 func (*TriggerSavepointRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{12}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TriggerSavepointRequest) GetJobId() string {
@@ -689,7 +917,7 @@ type TriggerSavepointResponse struct {
 
 func (x *TriggerSavepointResponse) Reset() {
 	*x = TriggerSavepointResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +929,7 @@ func (x *TriggerSavepointResponse) String() string {
 func (*TriggerSavepointResponse) ProtoMessage() {}
 
 func (x *TriggerSavepointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +942,7 @@ func (x *TriggerSavepointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerSavepointResponse.ProtoReflect.Descriptor instead.
 func (*TriggerSavepointResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{13}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *TriggerSavepointResponse) GetPath() string {
@@ -733,7 +961,7 @@ type ShutDownClusterRequest struct {
 
 func (x *ShutDownClusterRequest) Reset() {
 	*x = ShutDownClusterRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +973,7 @@ func (x *ShutDownClusterRequest) String() string {
 func (*ShutDownClusterRequest) ProtoMessage() {}
 
 func (x *ShutDownClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +986,7 @@ func (x *ShutDownClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutDownClusterRequest.ProtoReflect.Descriptor instead.
 func (*ShutDownClusterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{14}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ShutDownClusterRequest) GetReason() string {
@@ -778,7 +1006,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +1018,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +1031,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{15}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CancelJobResponse) GetState() string {
@@ -844,7 +1072,7 @@ type JobDetails struct {
 
 func (x *JobDetails) Reset() {
 	*x = JobDetails{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +1084,7 @@ func (x *JobDetails) String() string {
 func (*JobDetails) ProtoMessage() {}
 
 func (x *JobDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +1097,7 @@ func (x *JobDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobDetails.ProtoReflect.Descriptor instead.
 func (*JobDetails) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{16}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JobDetails) GetJobId() string {
@@ -1005,7 +1233,7 @@ type CheckpointSummary struct {
 
 func (x *CheckpointSummary) Reset() {
 	*x = CheckpointSummary{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1245,7 @@ func (x *CheckpointSummary) String() string {
 func (*CheckpointSummary) ProtoMessage() {}
 
 func (x *CheckpointSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1258,7 @@ func (x *CheckpointSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointSummary.ProtoReflect.Descriptor instead.
 func (*CheckpointSummary) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{17}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CheckpointSummary) GetEnabled() bool {
@@ -1109,7 +1337,7 @@ type VertexDetails struct {
 
 func (x *VertexDetails) Reset() {
 	*x = VertexDetails{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1349,7 @@ func (x *VertexDetails) String() string {
 func (*VertexDetails) ProtoMessage() {}
 
 func (x *VertexDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1362,7 @@ func (x *VertexDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VertexDetails.ProtoReflect.Descriptor instead.
 func (*VertexDetails) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{18}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *VertexDetails) GetId() string {
@@ -1193,7 +1421,7 @@ type SubtaskDetails struct {
 
 func (x *SubtaskDetails) Reset() {
 	*x = SubtaskDetails{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1433,7 @@ func (x *SubtaskDetails) String() string {
 func (*SubtaskDetails) ProtoMessage() {}
 
 func (x *SubtaskDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1446,7 @@ func (x *SubtaskDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskDetails.ProtoReflect.Descriptor instead.
 func (*SubtaskDetails) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{19}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SubtaskDetails) GetIndex() int32 {
@@ -1322,7 +1550,7 @@ type IOMetrics struct {
 
 func (x *IOMetrics) Reset() {
 	*x = IOMetrics{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1562,7 @@ func (x *IOMetrics) String() string {
 func (*IOMetrics) ProtoMessage() {}
 
 func (x *IOMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1575,7 @@ func (x *IOMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IOMetrics.ProtoReflect.Descriptor instead.
 func (*IOMetrics) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{20}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *IOMetrics) GetRecordsIn() int64 {
@@ -1489,7 +1717,7 @@ type SubtaskMetrics struct {
 
 func (x *SubtaskMetrics) Reset() {
 	*x = SubtaskMetrics{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1729,7 @@ func (x *SubtaskMetrics) String() string {
 func (*SubtaskMetrics) ProtoMessage() {}
 
 func (x *SubtaskMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1742,7 @@ func (x *SubtaskMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskMetrics.ProtoReflect.Descriptor instead.
 func (*SubtaskMetrics) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{21}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SubtaskMetrics) GetVertex() int32 {
@@ -1556,7 +1784,7 @@ type BlobKey struct {
 
 func (x *BlobKey) Reset() {
 	*x = BlobKey{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +1796,7 @@ func (x *BlobKey) String() string {
 func (*BlobKey) ProtoMessage() {}
 
 func (x *BlobKey) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +1809,7 @@ func (x *BlobKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobKey.ProtoReflect.Descriptor instead.
 func (*BlobKey) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{22}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BlobKey) GetSha256() string {
@@ -1609,7 +1837,7 @@ type BlobChunk struct {
 
 func (x *BlobChunk) Reset() {
 	*x = BlobChunk{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1849,7 @@ func (x *BlobChunk) String() string {
 func (*BlobChunk) ProtoMessage() {}
 
 func (x *BlobChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1862,7 @@ func (x *BlobChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
 func (*BlobChunk) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{23}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BlobChunk) GetKey() *BlobKey {
@@ -1670,7 +1898,7 @@ type RegisterTaskExecutorRequest struct {
 
 func (x *RegisterTaskExecutorRequest) Reset() {
 	*x = RegisterTaskExecutorRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1682,7 +1910,7 @@ func (x *RegisterTaskExecutorRequest) String() string {
 func (*RegisterTaskExecutorRequest) ProtoMessage() {}
 
 func (x *RegisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1695,7 +1923,7 @@ func (x *RegisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskExecutorRequest.ProtoReflect.Descriptor instead.
 func (*RegisterTaskExecutorRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{24}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RegisterTaskExecutorRequest) GetTaskManagerId() string {
@@ -1760,7 +1988,7 @@ type RegisterTaskExecutorResponse struct {
 
 func (x *RegisterTaskExecutorResponse) Reset() {
 	*x = RegisterTaskExecutorResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1772,7 +2000,7 @@ func (x *RegisterTaskExecutorResponse) String() string {
 func (*RegisterTaskExecutorResponse) ProtoMessage() {}
 
 func (x *RegisterTaskExecutorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1785,7 +2013,7 @@ func (x *RegisterTaskExecutorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskExecutorResponse.ProtoReflect.Descriptor instead.
 func (*RegisterTaskExecutorResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{25}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RegisterTaskExecutorResponse) GetHeartbeatIntervalMs() int64 {
@@ -1821,7 +2049,7 @@ type SlotStatus struct {
 
 func (x *SlotStatus) Reset() {
 	*x = SlotStatus{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1833,7 +2061,7 @@ func (x *SlotStatus) String() string {
 func (*SlotStatus) ProtoMessage() {}
 
 func (x *SlotStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1846,7 +2074,7 @@ func (x *SlotStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlotStatus.ProtoReflect.Descriptor instead.
 func (*SlotStatus) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{26}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SlotStatus) GetIndex() int32 {
@@ -1882,7 +2110,7 @@ type TaskExecutorHeartbeat struct {
 
 func (x *TaskExecutorHeartbeat) Reset() {
 	*x = TaskExecutorHeartbeat{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1894,7 +2122,7 @@ func (x *TaskExecutorHeartbeat) String() string {
 func (*TaskExecutorHeartbeat) ProtoMessage() {}
 
 func (x *TaskExecutorHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1907,7 +2135,7 @@ func (x *TaskExecutorHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecutorHeartbeat.ProtoReflect.Descriptor instead.
 func (*TaskExecutorHeartbeat) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{27}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TaskExecutorHeartbeat) GetTaskManagerId() string {
@@ -1948,7 +2176,7 @@ type ProcessStats struct {
 
 func (x *ProcessStats) Reset() {
 	*x = ProcessStats{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2188,7 @@ func (x *ProcessStats) String() string {
 func (*ProcessStats) ProtoMessage() {}
 
 func (x *ProcessStats) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2201,7 @@ func (x *ProcessStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessStats.ProtoReflect.Descriptor instead.
 func (*ProcessStats) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{28}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ProcessStats) GetHeapUsed() int64 {
@@ -2043,7 +2271,7 @@ type ResourceManagerHeartbeatResponse struct {
 
 func (x *ResourceManagerHeartbeatResponse) Reset() {
 	*x = ResourceManagerHeartbeatResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2055,7 +2283,7 @@ func (x *ResourceManagerHeartbeatResponse) String() string {
 func (*ResourceManagerHeartbeatResponse) ProtoMessage() {}
 
 func (x *ResourceManagerHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2068,7 +2296,7 @@ func (x *ResourceManagerHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceManagerHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*ResourceManagerHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{29}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ResourceManagerHeartbeatResponse) GetRegistered() bool {
@@ -2088,7 +2316,7 @@ type UnregisterTaskExecutorRequest struct {
 
 func (x *UnregisterTaskExecutorRequest) Reset() {
 	*x = UnregisterTaskExecutorRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2100,7 +2328,7 @@ func (x *UnregisterTaskExecutorRequest) String() string {
 func (*UnregisterTaskExecutorRequest) ProtoMessage() {}
 
 func (x *UnregisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2113,7 +2341,7 @@ func (x *UnregisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterTaskExecutorRequest.ProtoReflect.Descriptor instead.
 func (*UnregisterTaskExecutorRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{30}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *UnregisterTaskExecutorRequest) GetTaskManagerId() string {
@@ -2139,7 +2367,7 @@ type GetJobArtifactRequest struct {
 
 func (x *GetJobArtifactRequest) Reset() {
 	*x = GetJobArtifactRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2151,7 +2379,7 @@ func (x *GetJobArtifactRequest) String() string {
 func (*GetJobArtifactRequest) ProtoMessage() {}
 
 func (x *GetJobArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2164,7 +2392,7 @@ func (x *GetJobArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobArtifactRequest.ProtoReflect.Descriptor instead.
 func (*GetJobArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{31}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetJobArtifactRequest) GetJobId() string {
@@ -2189,7 +2417,7 @@ type JobArtifact struct {
 
 func (x *JobArtifact) Reset() {
 	*x = JobArtifact{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2201,7 +2429,7 @@ func (x *JobArtifact) String() string {
 func (*JobArtifact) ProtoMessage() {}
 
 func (x *JobArtifact) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2214,7 +2442,7 @@ func (x *JobArtifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobArtifact.ProtoReflect.Descriptor instead.
 func (*JobArtifact) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{32}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *JobArtifact) GetArtifact() *BlobKey {
@@ -2266,7 +2494,7 @@ type OfferSlotsRequest struct {
 
 func (x *OfferSlotsRequest) Reset() {
 	*x = OfferSlotsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2278,7 +2506,7 @@ func (x *OfferSlotsRequest) String() string {
 func (*OfferSlotsRequest) ProtoMessage() {}
 
 func (x *OfferSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2291,7 +2519,7 @@ func (x *OfferSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferSlotsRequest.ProtoReflect.Descriptor instead.
 func (*OfferSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{33}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *OfferSlotsRequest) GetJobId() string {
@@ -2339,7 +2567,7 @@ type OfferSlotsResponse struct {
 
 func (x *OfferSlotsResponse) Reset() {
 	*x = OfferSlotsResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2351,7 +2579,7 @@ func (x *OfferSlotsResponse) String() string {
 func (*OfferSlotsResponse) ProtoMessage() {}
 
 func (x *OfferSlotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2364,7 +2592,7 @@ func (x *OfferSlotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferSlotsResponse.ProtoReflect.Descriptor instead.
 func (*OfferSlotsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{34}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *OfferSlotsResponse) GetAccepted() []int32 {
@@ -2390,7 +2618,7 @@ type TaskStateUpdate struct {
 
 func (x *TaskStateUpdate) Reset() {
 	*x = TaskStateUpdate{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2402,7 +2630,7 @@ func (x *TaskStateUpdate) String() string {
 func (*TaskStateUpdate) ProtoMessage() {}
 
 func (x *TaskStateUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2415,7 +2643,7 @@ func (x *TaskStateUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStateUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStateUpdate) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TaskStateUpdate) GetVertex() int32 {
@@ -2471,7 +2699,7 @@ type TaskStateUpdates struct {
 
 func (x *TaskStateUpdates) Reset() {
 	*x = TaskStateUpdates{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2483,7 +2711,7 @@ func (x *TaskStateUpdates) String() string {
 func (*TaskStateUpdates) ProtoMessage() {}
 
 func (x *TaskStateUpdates) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2496,7 +2724,7 @@ func (x *TaskStateUpdates) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStateUpdates.ProtoReflect.Descriptor instead.
 func (*TaskStateUpdates) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TaskStateUpdates) GetJobId() string {
@@ -2531,7 +2759,7 @@ type WorkerFailedRequest struct {
 
 func (x *WorkerFailedRequest) Reset() {
 	*x = WorkerFailedRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2543,7 +2771,7 @@ func (x *WorkerFailedRequest) String() string {
 func (*WorkerFailedRequest) ProtoMessage() {}
 
 func (x *WorkerFailedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2556,7 +2784,7 @@ func (x *WorkerFailedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerFailedRequest.ProtoReflect.Descriptor instead.
 func (*WorkerFailedRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{37}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *WorkerFailedRequest) GetJobId() string {
@@ -2593,7 +2821,7 @@ type RequestSlotRequest struct {
 
 func (x *RequestSlotRequest) Reset() {
 	*x = RequestSlotRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2605,7 +2833,7 @@ func (x *RequestSlotRequest) String() string {
 func (*RequestSlotRequest) ProtoMessage() {}
 
 func (x *RequestSlotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2618,7 +2846,7 @@ func (x *RequestSlotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestSlotRequest.ProtoReflect.Descriptor instead.
 func (*RequestSlotRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{38}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RequestSlotRequest) GetJobId() string {
@@ -2665,7 +2893,7 @@ type TaskDeployment struct {
 
 func (x *TaskDeployment) Reset() {
 	*x = TaskDeployment{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2677,7 +2905,7 @@ func (x *TaskDeployment) String() string {
 func (*TaskDeployment) ProtoMessage() {}
 
 func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2690,7 +2918,7 @@ func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDeployment.ProtoReflect.Descriptor instead.
 func (*TaskDeployment) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{39}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TaskDeployment) GetVertex() int32 {
@@ -2745,7 +2973,7 @@ type SubmitTasksRequest struct {
 
 func (x *SubmitTasksRequest) Reset() {
 	*x = SubmitTasksRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2757,7 +2985,7 @@ func (x *SubmitTasksRequest) String() string {
 func (*SubmitTasksRequest) ProtoMessage() {}
 
 func (x *SubmitTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2770,7 +2998,7 @@ func (x *SubmitTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitTasksRequest.ProtoReflect.Descriptor instead.
 func (*SubmitTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{40}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SubmitTasksRequest) GetJobId() string {
@@ -2836,7 +3064,7 @@ type RestoreState struct {
 
 func (x *RestoreState) Reset() {
 	*x = RestoreState{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2848,7 +3076,7 @@ func (x *RestoreState) String() string {
 func (*RestoreState) ProtoMessage() {}
 
 func (x *RestoreState) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2861,7 +3089,7 @@ func (x *RestoreState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreState.ProtoReflect.Descriptor instead.
 func (*RestoreState) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{41}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RestoreState) GetCheckpointId() int64 {
@@ -2900,7 +3128,7 @@ type SubtaskState struct {
 
 func (x *SubtaskState) Reset() {
 	*x = SubtaskState{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2912,7 +3140,7 @@ func (x *SubtaskState) String() string {
 func (*SubtaskState) ProtoMessage() {}
 
 func (x *SubtaskState) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2925,7 +3153,7 @@ func (x *SubtaskState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskState.ProtoReflect.Descriptor instead.
 func (*SubtaskState) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{42}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SubtaskState) GetVertex() int32 {
@@ -2965,7 +3193,7 @@ type StateFiles struct {
 
 func (x *StateFiles) Reset() {
 	*x = StateFiles{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2977,7 +3205,7 @@ func (x *StateFiles) String() string {
 func (*StateFiles) ProtoMessage() {}
 
 func (x *StateFiles) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2990,7 +3218,7 @@ func (x *StateFiles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateFiles.ProtoReflect.Descriptor instead.
 func (*StateFiles) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{43}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *StateFiles) GetPaths() []string {
@@ -3015,7 +3243,7 @@ type CheckpointTrigger struct {
 
 func (x *CheckpointTrigger) Reset() {
 	*x = CheckpointTrigger{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3027,7 +3255,7 @@ func (x *CheckpointTrigger) String() string {
 func (*CheckpointTrigger) ProtoMessage() {}
 
 func (x *CheckpointTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3040,7 +3268,7 @@ func (x *CheckpointTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointTrigger.ProtoReflect.Descriptor instead.
 func (*CheckpointTrigger) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{44}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *CheckpointTrigger) GetJobId() string {
@@ -3096,7 +3324,7 @@ type CheckpointNotification struct {
 
 func (x *CheckpointNotification) Reset() {
 	*x = CheckpointNotification{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3108,7 +3336,7 @@ func (x *CheckpointNotification) String() string {
 func (*CheckpointNotification) ProtoMessage() {}
 
 func (x *CheckpointNotification) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3121,7 +3349,7 @@ func (x *CheckpointNotification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointNotification.ProtoReflect.Descriptor instead.
 func (*CheckpointNotification) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{45}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CheckpointNotification) GetJobId() string {
@@ -3166,7 +3394,7 @@ type CheckpointAck struct {
 
 func (x *CheckpointAck) Reset() {
 	*x = CheckpointAck{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3178,7 +3406,7 @@ func (x *CheckpointAck) String() string {
 func (*CheckpointAck) ProtoMessage() {}
 
 func (x *CheckpointAck) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3191,7 +3419,7 @@ func (x *CheckpointAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointAck.ProtoReflect.Descriptor instead.
 func (*CheckpointAck) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{46}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CheckpointAck) GetVertex() int32 {
@@ -3275,7 +3503,7 @@ type CheckpointAcks struct {
 
 func (x *CheckpointAcks) Reset() {
 	*x = CheckpointAcks{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3287,7 +3515,7 @@ func (x *CheckpointAcks) String() string {
 func (*CheckpointAcks) ProtoMessage() {}
 
 func (x *CheckpointAcks) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3300,7 +3528,7 @@ func (x *CheckpointAcks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointAcks.ProtoReflect.Descriptor instead.
 func (*CheckpointAcks) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{47}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CheckpointAcks) GetJobId() string {
@@ -3333,7 +3561,7 @@ type SubtaskLocations struct {
 
 func (x *SubtaskLocations) Reset() {
 	*x = SubtaskLocations{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3345,7 +3573,7 @@ func (x *SubtaskLocations) String() string {
 func (*SubtaskLocations) ProtoMessage() {}
 
 func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3358,7 +3586,7 @@ func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskLocations.ProtoReflect.Descriptor instead.
 func (*SubtaskLocations) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{48}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SubtaskLocations) GetAddresses() []string {
@@ -3382,7 +3610,7 @@ type CancelTasksRequest struct {
 
 func (x *CancelTasksRequest) Reset() {
 	*x = CancelTasksRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3394,7 +3622,7 @@ func (x *CancelTasksRequest) String() string {
 func (*CancelTasksRequest) ProtoMessage() {}
 
 func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3407,7 +3635,7 @@ func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
 func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{49}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CancelTasksRequest) GetJobId() string {
@@ -3441,7 +3669,7 @@ type FreeSlotsRequest struct {
 
 func (x *FreeSlotsRequest) Reset() {
 	*x = FreeSlotsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3453,7 +3681,7 @@ func (x *FreeSlotsRequest) String() string {
 func (*FreeSlotsRequest) ProtoMessage() {}
 
 func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3466,7 +3694,7 @@ func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeSlotsRequest.ProtoReflect.Descriptor instead.
 func (*FreeSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{50}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *FreeSlotsRequest) GetJobId() string {
@@ -3492,7 +3720,7 @@ type JobMasterHeartbeat struct {
 
 func (x *JobMasterHeartbeat) Reset() {
 	*x = JobMasterHeartbeat{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[51]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3504,7 +3732,7 @@ func (x *JobMasterHeartbeat) String() string {
 func (*JobMasterHeartbeat) ProtoMessage() {}
 
 func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[51]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3517,7 +3745,7 @@ func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobMasterHeartbeat.ProtoReflect.Descriptor instead.
 func (*JobMasterHeartbeat) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{51}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *JobMasterHeartbeat) GetJobId() string {
@@ -3538,7 +3766,7 @@ type TaskExecutorHeartbeatResponse struct {
 
 func (x *TaskExecutorHeartbeatResponse) Reset() {
 	*x = TaskExecutorHeartbeatResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[52]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3550,7 +3778,7 @@ func (x *TaskExecutorHeartbeatResponse) String() string {
 func (*TaskExecutorHeartbeatResponse) ProtoMessage() {}
 
 func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[52]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3563,7 +3791,7 @@ func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecutorHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*TaskExecutorHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{52}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *TaskExecutorHeartbeatResponse) GetSlots() []*SlotStatus {
@@ -3596,7 +3824,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[53]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3608,7 +3836,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[53]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3621,7 +3849,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{53}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -3721,7 +3949,7 @@ type WorkerMetrics struct {
 
 func (x *WorkerMetrics) Reset() {
 	*x = WorkerMetrics{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[54]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3733,7 +3961,7 @@ func (x *WorkerMetrics) String() string {
 func (*WorkerMetrics) ProtoMessage() {}
 
 func (x *WorkerMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[54]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3746,7 +3974,7 @@ func (x *WorkerMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMetrics.ProtoReflect.Descriptor instead.
 func (*WorkerMetrics) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{54}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *WorkerMetrics) GetSubtasks() []*SubtaskMetrics {
@@ -3778,7 +4006,7 @@ type WorkerHello struct {
 
 func (x *WorkerHello) Reset() {
 	*x = WorkerHello{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[55]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3790,7 +4018,7 @@ func (x *WorkerHello) String() string {
 func (*WorkerHello) ProtoMessage() {}
 
 func (x *WorkerHello) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[55]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3803,7 +4031,7 @@ func (x *WorkerHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHello.ProtoReflect.Descriptor instead.
 func (*WorkerHello) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{55}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *WorkerHello) GetJobId() string {
@@ -3857,7 +4085,7 @@ type WorkerCommand struct {
 
 func (x *WorkerCommand) Reset() {
 	*x = WorkerCommand{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[56]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3869,7 +4097,7 @@ func (x *WorkerCommand) String() string {
 func (*WorkerCommand) ProtoMessage() {}
 
 func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[56]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3882,7 +4110,7 @@ func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerCommand.ProtoReflect.Descriptor instead.
 func (*WorkerCommand) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{56}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *WorkerCommand) GetCmd() isWorkerCommand_Cmd {
@@ -3976,7 +4204,18 @@ var File_proto_flinkpb_runtime_proto protoreflect.FileDescriptor
 const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\n" +
 	"\x1bproto/flinkpb/runtime.proto\x12\n" +
-	"loom.flink\x1a\x1cproto/flinkpb/jobgraph.proto\"\x13\n" +
+	"loom.flink\x1a\x1cproto/flinkpb/jobgraph.proto\"\x11\n" +
+	"\x0fListLogsRequest\"P\n" +
+	"\vLogFileInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x19\n" +
+	"\bmtime_ms\x18\x03 \x01(\x03R\amtimeMs\"A\n" +
+	"\x10ListLogsResponse\x12-\n" +
+	"\x05files\x18\x01 \x03(\v2\x17.loom.flink.LogFileInfoR\x05files\"$\n" +
+	"\x0eReadLogRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x1d\n" +
+	"\aLogData\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\x13\n" +
 	"\x11ThreadDumpRequest\"K\n" +
 	"\x12ThreadDumpResponse\x125\n" +
 	"\tprocesses\x18\x01 \x03(\v2\x17.loom.flink.ProcessDumpR\tprocesses\"q\n" +
@@ -4325,7 +4564,7 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x18UpdateTaskExecutionState\x12\x1c.loom.flink.TaskStateUpdates\x1a\x11.loom.flink.Empty\x12B\n" +
 	"\fWorkerFailed\x12\x1f.loom.flink.WorkerFailedRequest\x1a\x11.loom.flink.Empty\x12F\n" +
 	"\x15AcknowledgeCheckpoint\x12\x1a.loom.flink.CheckpointAcks\x1a\x11.loom.flink.Empty\x12B\n" +
-	"\x11DeclineCheckpoint\x12\x1a.loom.flink.CheckpointAcks\x1a\x11.loom.flink.Empty2\x99\x05\n" +
+	"\x11DeclineCheckpoint\x12\x1a.loom.flink.CheckpointAcks\x1a\x11.loom.flink.Empty2\x9e\x06\n" +
 	"\fTaskExecutor\x12@\n" +
 	"\vRequestSlot\x12\x1e.loom.flink.RequestSlotRequest\x1a\x11.loom.flink.Empty\x12@\n" +
 	"\vSubmitTasks\x12\x1e.loom.flink.SubmitTasksRequest\x1a\x11.loom.flink.Empty\x12>\n" +
@@ -4336,7 +4575,9 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x18NotifyCheckpointComplete\x12\".loom.flink.CheckpointNotification\x1a\x11.loom.flink.Empty\x12H\n" +
 	"\fAttachWorker\x12\x19.loom.flink.WorkerMessage\x1a\x19.loom.flink.WorkerCommand(\x010\x01\x12K\n" +
 	"\n" +
-	"ThreadDump\x12\x1d.loom.flink.ThreadDumpRequest\x1a\x1e.loom.flink.ThreadDumpResponseB\x14Z\x12loom/proto/flinkpbb\x06proto3"
+	"ThreadDump\x12\x1d.loom.flink.ThreadDumpRequest\x1a\x1e.loom.flink.ThreadDumpResponse\x12E\n" +
+	"\bListLogs\x12\x1b.loom.flink.ListLogsRequest\x1a\x1c.loom.flink.ListLogsResponse\x12<\n" +
+	"\aReadLog\x12\x1a.loom.flink.ReadLogRequest\x1a\x13.loom.flink.LogData0\x01B\x14Z\x12loom/proto/flinkpbb\x06proto3"
 
 var (
 	file_proto_flinkpb_runtime_proto_rawDescOnce sync.Once
@@ -4350,181 +4591,191 @@ func file_proto_flinkpb_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_flinkpb_runtime_proto_rawDescData
 }
 
-var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
+var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
 var file_proto_flinkpb_runtime_proto_goTypes = []any{
-	(*ThreadDumpRequest)(nil),                // 0: loom.flink.ThreadDumpRequest
-	(*ThreadDumpResponse)(nil),               // 1: loom.flink.ThreadDumpResponse
-	(*ProcessDump)(nil),                      // 2: loom.flink.ProcessDump
-	(*WorkerDumpRequest)(nil),                // 3: loom.flink.WorkerDumpRequest
-	(*WorkerDump)(nil),                       // 4: loom.flink.WorkerDump
-	(*Empty)(nil),                            // 5: loom.flink.Empty
-	(*SubmitJobRequest)(nil),                 // 6: loom.flink.SubmitJobRequest
-	(*SubmitJobResponse)(nil),                // 7: loom.flink.SubmitJobResponse
-	(*ListJobsRequest)(nil),                  // 8: loom.flink.ListJobsRequest
-	(*ListJobsResponse)(nil),                 // 9: loom.flink.ListJobsResponse
-	(*GetJobRequest)(nil),                    // 10: loom.flink.GetJobRequest
-	(*CancelJobRequest)(nil),                 // 11: loom.flink.CancelJobRequest
-	(*TriggerSavepointRequest)(nil),          // 12: loom.flink.TriggerSavepointRequest
-	(*TriggerSavepointResponse)(nil),         // 13: loom.flink.TriggerSavepointResponse
-	(*ShutDownClusterRequest)(nil),           // 14: loom.flink.ShutDownClusterRequest
-	(*CancelJobResponse)(nil),                // 15: loom.flink.CancelJobResponse
-	(*JobDetails)(nil),                       // 16: loom.flink.JobDetails
-	(*CheckpointSummary)(nil),                // 17: loom.flink.CheckpointSummary
-	(*VertexDetails)(nil),                    // 18: loom.flink.VertexDetails
-	(*SubtaskDetails)(nil),                   // 19: loom.flink.SubtaskDetails
-	(*IOMetrics)(nil),                        // 20: loom.flink.IOMetrics
-	(*SubtaskMetrics)(nil),                   // 21: loom.flink.SubtaskMetrics
-	(*BlobKey)(nil),                          // 22: loom.flink.BlobKey
-	(*BlobChunk)(nil),                        // 23: loom.flink.BlobChunk
-	(*RegisterTaskExecutorRequest)(nil),      // 24: loom.flink.RegisterTaskExecutorRequest
-	(*RegisterTaskExecutorResponse)(nil),     // 25: loom.flink.RegisterTaskExecutorResponse
-	(*SlotStatus)(nil),                       // 26: loom.flink.SlotStatus
-	(*TaskExecutorHeartbeat)(nil),            // 27: loom.flink.TaskExecutorHeartbeat
-	(*ProcessStats)(nil),                     // 28: loom.flink.ProcessStats
-	(*ResourceManagerHeartbeatResponse)(nil), // 29: loom.flink.ResourceManagerHeartbeatResponse
-	(*UnregisterTaskExecutorRequest)(nil),    // 30: loom.flink.UnregisterTaskExecutorRequest
-	(*GetJobArtifactRequest)(nil),            // 31: loom.flink.GetJobArtifactRequest
-	(*JobArtifact)(nil),                      // 32: loom.flink.JobArtifact
-	(*OfferSlotsRequest)(nil),                // 33: loom.flink.OfferSlotsRequest
-	(*OfferSlotsResponse)(nil),               // 34: loom.flink.OfferSlotsResponse
-	(*TaskStateUpdate)(nil),                  // 35: loom.flink.TaskStateUpdate
-	(*TaskStateUpdates)(nil),                 // 36: loom.flink.TaskStateUpdates
-	(*WorkerFailedRequest)(nil),              // 37: loom.flink.WorkerFailedRequest
-	(*RequestSlotRequest)(nil),               // 38: loom.flink.RequestSlotRequest
-	(*TaskDeployment)(nil),                   // 39: loom.flink.TaskDeployment
-	(*SubmitTasksRequest)(nil),               // 40: loom.flink.SubmitTasksRequest
-	(*RestoreState)(nil),                     // 41: loom.flink.RestoreState
-	(*SubtaskState)(nil),                     // 42: loom.flink.SubtaskState
-	(*StateFiles)(nil),                       // 43: loom.flink.StateFiles
-	(*CheckpointTrigger)(nil),                // 44: loom.flink.CheckpointTrigger
-	(*CheckpointNotification)(nil),           // 45: loom.flink.CheckpointNotification
-	(*CheckpointAck)(nil),                    // 46: loom.flink.CheckpointAck
-	(*CheckpointAcks)(nil),                   // 47: loom.flink.CheckpointAcks
-	(*SubtaskLocations)(nil),                 // 48: loom.flink.SubtaskLocations
-	(*CancelTasksRequest)(nil),               // 49: loom.flink.CancelTasksRequest
-	(*FreeSlotsRequest)(nil),                 // 50: loom.flink.FreeSlotsRequest
-	(*JobMasterHeartbeat)(nil),               // 51: loom.flink.JobMasterHeartbeat
-	(*TaskExecutorHeartbeatResponse)(nil),    // 52: loom.flink.TaskExecutorHeartbeatResponse
-	(*WorkerMessage)(nil),                    // 53: loom.flink.WorkerMessage
-	(*WorkerMetrics)(nil),                    // 54: loom.flink.WorkerMetrics
-	(*WorkerHello)(nil),                      // 55: loom.flink.WorkerHello
-	(*WorkerCommand)(nil),                    // 56: loom.flink.WorkerCommand
-	nil,                                      // 57: loom.flink.SubmitJobRequest.EnvEntry
-	nil,                                      // 58: loom.flink.JobDetails.TimestampsEntry
-	nil,                                      // 59: loom.flink.SubtaskDetails.TimestampsEntry
-	nil,                                      // 60: loom.flink.IOMetrics.AccumulatorsEntry
-	nil,                                      // 61: loom.flink.JobArtifact.EnvEntry
-	nil,                                      // 62: loom.flink.SubtaskState.FilesEntry
-	nil,                                      // 63: loom.flink.SubtaskState.RescaledEntry
-	nil,                                      // 64: loom.flink.CheckpointAck.FilesEntry
-	(*JobGraph)(nil),                         // 65: loom.flink.JobGraph
+	(*ListLogsRequest)(nil),                  // 0: loom.flink.ListLogsRequest
+	(*LogFileInfo)(nil),                      // 1: loom.flink.LogFileInfo
+	(*ListLogsResponse)(nil),                 // 2: loom.flink.ListLogsResponse
+	(*ReadLogRequest)(nil),                   // 3: loom.flink.ReadLogRequest
+	(*LogData)(nil),                          // 4: loom.flink.LogData
+	(*ThreadDumpRequest)(nil),                // 5: loom.flink.ThreadDumpRequest
+	(*ThreadDumpResponse)(nil),               // 6: loom.flink.ThreadDumpResponse
+	(*ProcessDump)(nil),                      // 7: loom.flink.ProcessDump
+	(*WorkerDumpRequest)(nil),                // 8: loom.flink.WorkerDumpRequest
+	(*WorkerDump)(nil),                       // 9: loom.flink.WorkerDump
+	(*Empty)(nil),                            // 10: loom.flink.Empty
+	(*SubmitJobRequest)(nil),                 // 11: loom.flink.SubmitJobRequest
+	(*SubmitJobResponse)(nil),                // 12: loom.flink.SubmitJobResponse
+	(*ListJobsRequest)(nil),                  // 13: loom.flink.ListJobsRequest
+	(*ListJobsResponse)(nil),                 // 14: loom.flink.ListJobsResponse
+	(*GetJobRequest)(nil),                    // 15: loom.flink.GetJobRequest
+	(*CancelJobRequest)(nil),                 // 16: loom.flink.CancelJobRequest
+	(*TriggerSavepointRequest)(nil),          // 17: loom.flink.TriggerSavepointRequest
+	(*TriggerSavepointResponse)(nil),         // 18: loom.flink.TriggerSavepointResponse
+	(*ShutDownClusterRequest)(nil),           // 19: loom.flink.ShutDownClusterRequest
+	(*CancelJobResponse)(nil),                // 20: loom.flink.CancelJobResponse
+	(*JobDetails)(nil),                       // 21: loom.flink.JobDetails
+	(*CheckpointSummary)(nil),                // 22: loom.flink.CheckpointSummary
+	(*VertexDetails)(nil),                    // 23: loom.flink.VertexDetails
+	(*SubtaskDetails)(nil),                   // 24: loom.flink.SubtaskDetails
+	(*IOMetrics)(nil),                        // 25: loom.flink.IOMetrics
+	(*SubtaskMetrics)(nil),                   // 26: loom.flink.SubtaskMetrics
+	(*BlobKey)(nil),                          // 27: loom.flink.BlobKey
+	(*BlobChunk)(nil),                        // 28: loom.flink.BlobChunk
+	(*RegisterTaskExecutorRequest)(nil),      // 29: loom.flink.RegisterTaskExecutorRequest
+	(*RegisterTaskExecutorResponse)(nil),     // 30: loom.flink.RegisterTaskExecutorResponse
+	(*SlotStatus)(nil),                       // 31: loom.flink.SlotStatus
+	(*TaskExecutorHeartbeat)(nil),            // 32: loom.flink.TaskExecutorHeartbeat
+	(*ProcessStats)(nil),                     // 33: loom.flink.ProcessStats
+	(*ResourceManagerHeartbeatResponse)(nil), // 34: loom.flink.ResourceManagerHeartbeatResponse
+	(*UnregisterTaskExecutorRequest)(nil),    // 35: loom.flink.UnregisterTaskExecutorRequest
+	(*GetJobArtifactRequest)(nil),            // 36: loom.flink.GetJobArtifactRequest
+	(*JobArtifact)(nil),                      // 37: loom.flink.JobArtifact
+	(*OfferSlotsRequest)(nil),                // 38: loom.flink.OfferSlotsRequest
+	(*OfferSlotsResponse)(nil),               // 39: loom.flink.OfferSlotsResponse
+	(*TaskStateUpdate)(nil),                  // 40: loom.flink.TaskStateUpdate
+	(*TaskStateUpdates)(nil),                 // 41: loom.flink.TaskStateUpdates
+	(*WorkerFailedRequest)(nil),              // 42: loom.flink.WorkerFailedRequest
+	(*RequestSlotRequest)(nil),               // 43: loom.flink.RequestSlotRequest
+	(*TaskDeployment)(nil),                   // 44: loom.flink.TaskDeployment
+	(*SubmitTasksRequest)(nil),               // 45: loom.flink.SubmitTasksRequest
+	(*RestoreState)(nil),                     // 46: loom.flink.RestoreState
+	(*SubtaskState)(nil),                     // 47: loom.flink.SubtaskState
+	(*StateFiles)(nil),                       // 48: loom.flink.StateFiles
+	(*CheckpointTrigger)(nil),                // 49: loom.flink.CheckpointTrigger
+	(*CheckpointNotification)(nil),           // 50: loom.flink.CheckpointNotification
+	(*CheckpointAck)(nil),                    // 51: loom.flink.CheckpointAck
+	(*CheckpointAcks)(nil),                   // 52: loom.flink.CheckpointAcks
+	(*SubtaskLocations)(nil),                 // 53: loom.flink.SubtaskLocations
+	(*CancelTasksRequest)(nil),               // 54: loom.flink.CancelTasksRequest
+	(*FreeSlotsRequest)(nil),                 // 55: loom.flink.FreeSlotsRequest
+	(*JobMasterHeartbeat)(nil),               // 56: loom.flink.JobMasterHeartbeat
+	(*TaskExecutorHeartbeatResponse)(nil),    // 57: loom.flink.TaskExecutorHeartbeatResponse
+	(*WorkerMessage)(nil),                    // 58: loom.flink.WorkerMessage
+	(*WorkerMetrics)(nil),                    // 59: loom.flink.WorkerMetrics
+	(*WorkerHello)(nil),                      // 60: loom.flink.WorkerHello
+	(*WorkerCommand)(nil),                    // 61: loom.flink.WorkerCommand
+	nil,                                      // 62: loom.flink.SubmitJobRequest.EnvEntry
+	nil,                                      // 63: loom.flink.JobDetails.TimestampsEntry
+	nil,                                      // 64: loom.flink.SubtaskDetails.TimestampsEntry
+	nil,                                      // 65: loom.flink.IOMetrics.AccumulatorsEntry
+	nil,                                      // 66: loom.flink.JobArtifact.EnvEntry
+	nil,                                      // 67: loom.flink.SubtaskState.FilesEntry
+	nil,                                      // 68: loom.flink.SubtaskState.RescaledEntry
+	nil,                                      // 69: loom.flink.CheckpointAck.FilesEntry
+	(*JobGraph)(nil),                         // 70: loom.flink.JobGraph
 }
 var file_proto_flinkpb_runtime_proto_depIdxs = []int32{
-	2,  // 0: loom.flink.ThreadDumpResponse.processes:type_name -> loom.flink.ProcessDump
-	2,  // 1: loom.flink.WorkerDump.dump:type_name -> loom.flink.ProcessDump
-	65, // 2: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
-	22, // 3: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
-	57, // 4: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
-	16, // 5: loom.flink.ListJobsResponse.jobs:type_name -> loom.flink.JobDetails
-	58, // 6: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
-	18, // 7: loom.flink.JobDetails.vertices:type_name -> loom.flink.VertexDetails
-	65, // 8: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
-	17, // 9: loom.flink.JobDetails.checkpoints:type_name -> loom.flink.CheckpointSummary
-	19, // 10: loom.flink.VertexDetails.subtasks:type_name -> loom.flink.SubtaskDetails
-	20, // 11: loom.flink.SubtaskDetails.metrics:type_name -> loom.flink.IOMetrics
-	59, // 12: loom.flink.SubtaskDetails.timestamps:type_name -> loom.flink.SubtaskDetails.TimestampsEntry
-	60, // 13: loom.flink.IOMetrics.accumulators:type_name -> loom.flink.IOMetrics.AccumulatorsEntry
-	20, // 14: loom.flink.SubtaskMetrics.io:type_name -> loom.flink.IOMetrics
-	22, // 15: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
-	26, // 16: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
-	26, // 17: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
-	28, // 18: loom.flink.TaskExecutorHeartbeat.stats:type_name -> loom.flink.ProcessStats
-	22, // 19: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
-	61, // 20: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
-	26, // 21: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
-	20, // 22: loom.flink.TaskStateUpdate.metrics:type_name -> loom.flink.IOMetrics
-	35, // 23: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
-	39, // 24: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	48, // 25: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
-	41, // 26: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
-	42, // 27: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
-	62, // 28: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
-	63, // 29: loom.flink.SubtaskState.rescaled:type_name -> loom.flink.SubtaskState.RescaledEntry
-	64, // 30: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
-	46, // 31: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
-	39, // 32: loom.flink.CancelTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	26, // 33: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
-	21, // 34: loom.flink.TaskExecutorHeartbeatResponse.metrics:type_name -> loom.flink.SubtaskMetrics
-	55, // 35: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
-	35, // 36: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
-	46, // 37: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
-	54, // 38: loom.flink.WorkerMessage.metrics:type_name -> loom.flink.WorkerMetrics
-	4,  // 39: loom.flink.WorkerMessage.dump:type_name -> loom.flink.WorkerDump
-	21, // 40: loom.flink.WorkerMetrics.subtasks:type_name -> loom.flink.SubtaskMetrics
-	28, // 41: loom.flink.WorkerMetrics.stats:type_name -> loom.flink.ProcessStats
-	40, // 42: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
-	49, // 43: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
-	44, // 44: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
-	45, // 45: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
-	3,  // 46: loom.flink.WorkerCommand.dump:type_name -> loom.flink.WorkerDumpRequest
-	43, // 47: loom.flink.SubtaskState.RescaledEntry.value:type_name -> loom.flink.StateFiles
-	6,  // 48: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
-	8,  // 49: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
-	10, // 50: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
-	11, // 51: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
-	12, // 52: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
-	23, // 53: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
-	22, // 54: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
-	14, // 55: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
-	24, // 56: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
-	27, // 57: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
-	30, // 58: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
-	31, // 59: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
-	33, // 60: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
-	36, // 61: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
-	37, // 62: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
-	47, // 63: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
-	47, // 64: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
-	38, // 65: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
-	40, // 66: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
-	49, // 67: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
-	50, // 68: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
-	51, // 69: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
-	44, // 70: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
-	45, // 71: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
-	53, // 72: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
-	0,  // 73: loom.flink.TaskExecutor.ThreadDump:input_type -> loom.flink.ThreadDumpRequest
-	7,  // 74: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
-	9,  // 75: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
-	16, // 76: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
-	15, // 77: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
-	13, // 78: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
-	22, // 79: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
-	23, // 80: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
-	5,  // 81: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
-	25, // 82: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
-	29, // 83: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
-	5,  // 84: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
-	32, // 85: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
-	34, // 86: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
-	5,  // 87: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
-	5,  // 88: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
-	5,  // 89: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
-	5,  // 90: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
-	5,  // 91: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
-	5,  // 92: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
-	5,  // 93: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
-	5,  // 94: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
-	52, // 95: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
-	5,  // 96: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
-	5,  // 97: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
-	56, // 98: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
-	1,  // 99: loom.flink.TaskExecutor.ThreadDump:output_type -> loom.flink.ThreadDumpResponse
-	74, // [74:100] is the sub-list for method output_type
-	48, // [48:74] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	1,  // 0: loom.flink.ListLogsResponse.files:type_name -> loom.flink.LogFileInfo
+	7,  // 1: loom.flink.ThreadDumpResponse.processes:type_name -> loom.flink.ProcessDump
+	7,  // 2: loom.flink.WorkerDump.dump:type_name -> loom.flink.ProcessDump
+	70, // 3: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
+	27, // 4: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
+	62, // 5: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
+	21, // 6: loom.flink.ListJobsResponse.jobs:type_name -> loom.flink.JobDetails
+	63, // 7: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
+	23, // 8: loom.flink.JobDetails.vertices:type_name -> loom.flink.VertexDetails
+	70, // 9: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
+	22, // 10: loom.flink.JobDetails.checkpoints:type_name -> loom.flink.CheckpointSummary
+	24, // 11: loom.flink.VertexDetails.subtasks:type_name -> loom.flink.SubtaskDetails
+	25, // 12: loom.flink.SubtaskDetails.metrics:type_name -> loom.flink.IOMetrics
+	64, // 13: loom.flink.SubtaskDetails.timestamps:type_name -> loom.flink.SubtaskDetails.TimestampsEntry
+	65, // 14: loom.flink.IOMetrics.accumulators:type_name -> loom.flink.IOMetrics.AccumulatorsEntry
+	25, // 15: loom.flink.SubtaskMetrics.io:type_name -> loom.flink.IOMetrics
+	27, // 16: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
+	31, // 17: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
+	31, // 18: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
+	33, // 19: loom.flink.TaskExecutorHeartbeat.stats:type_name -> loom.flink.ProcessStats
+	27, // 20: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
+	66, // 21: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
+	31, // 22: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
+	25, // 23: loom.flink.TaskStateUpdate.metrics:type_name -> loom.flink.IOMetrics
+	40, // 24: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
+	44, // 25: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	53, // 26: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
+	46, // 27: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
+	47, // 28: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
+	67, // 29: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
+	68, // 30: loom.flink.SubtaskState.rescaled:type_name -> loom.flink.SubtaskState.RescaledEntry
+	69, // 31: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
+	51, // 32: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
+	44, // 33: loom.flink.CancelTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	31, // 34: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
+	26, // 35: loom.flink.TaskExecutorHeartbeatResponse.metrics:type_name -> loom.flink.SubtaskMetrics
+	60, // 36: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
+	40, // 37: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
+	51, // 38: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
+	59, // 39: loom.flink.WorkerMessage.metrics:type_name -> loom.flink.WorkerMetrics
+	9,  // 40: loom.flink.WorkerMessage.dump:type_name -> loom.flink.WorkerDump
+	26, // 41: loom.flink.WorkerMetrics.subtasks:type_name -> loom.flink.SubtaskMetrics
+	33, // 42: loom.flink.WorkerMetrics.stats:type_name -> loom.flink.ProcessStats
+	45, // 43: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
+	54, // 44: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
+	49, // 45: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
+	50, // 46: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
+	8,  // 47: loom.flink.WorkerCommand.dump:type_name -> loom.flink.WorkerDumpRequest
+	48, // 48: loom.flink.SubtaskState.RescaledEntry.value:type_name -> loom.flink.StateFiles
+	11, // 49: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
+	13, // 50: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
+	15, // 51: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
+	16, // 52: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
+	17, // 53: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
+	28, // 54: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
+	27, // 55: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
+	19, // 56: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
+	29, // 57: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
+	32, // 58: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
+	35, // 59: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
+	36, // 60: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
+	38, // 61: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
+	41, // 62: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
+	42, // 63: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
+	52, // 64: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
+	52, // 65: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
+	43, // 66: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
+	45, // 67: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
+	54, // 68: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
+	55, // 69: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
+	56, // 70: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
+	49, // 71: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
+	50, // 72: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
+	58, // 73: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
+	5,  // 74: loom.flink.TaskExecutor.ThreadDump:input_type -> loom.flink.ThreadDumpRequest
+	0,  // 75: loom.flink.TaskExecutor.ListLogs:input_type -> loom.flink.ListLogsRequest
+	3,  // 76: loom.flink.TaskExecutor.ReadLog:input_type -> loom.flink.ReadLogRequest
+	12, // 77: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
+	14, // 78: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
+	21, // 79: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
+	20, // 80: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
+	18, // 81: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
+	27, // 82: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
+	28, // 83: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
+	10, // 84: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
+	30, // 85: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
+	34, // 86: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
+	10, // 87: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
+	37, // 88: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
+	39, // 89: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
+	10, // 90: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
+	10, // 91: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
+	10, // 92: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
+	10, // 93: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
+	10, // 94: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
+	10, // 95: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
+	10, // 96: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
+	10, // 97: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
+	57, // 98: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
+	10, // 99: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
+	10, // 100: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
+	61, // 101: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
+	6,  // 102: loom.flink.TaskExecutor.ThreadDump:output_type -> loom.flink.ThreadDumpResponse
+	2,  // 103: loom.flink.TaskExecutor.ListLogs:output_type -> loom.flink.ListLogsResponse
+	4,  // 104: loom.flink.TaskExecutor.ReadLog:output_type -> loom.flink.LogData
+	77, // [77:105] is the sub-list for method output_type
+	49, // [49:77] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_proto_flinkpb_runtime_proto_init() }
@@ -4533,14 +4784,14 @@ func file_proto_flinkpb_runtime_proto_init() {
 		return
 	}
 	file_proto_flinkpb_jobgraph_proto_init()
-	file_proto_flinkpb_runtime_proto_msgTypes[53].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[58].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Update)(nil),
 		(*WorkerMessage_Ack)(nil),
 		(*WorkerMessage_Metrics)(nil),
 		(*WorkerMessage_Dump)(nil),
 	}
-	file_proto_flinkpb_runtime_proto_msgTypes[56].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[61].OneofWrappers = []any{
 		(*WorkerCommand_Deploy)(nil),
 		(*WorkerCommand_Cancel)(nil),
 		(*WorkerCommand_Trigger)(nil),
@@ -4553,7 +4804,7 @@ func file_proto_flinkpb_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_flinkpb_runtime_proto_rawDesc), len(file_proto_flinkpb_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   65,
+			NumMessages:   70,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

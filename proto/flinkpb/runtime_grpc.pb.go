@@ -912,6 +912,8 @@ const (
 	TaskExecutor_NotifyCheckpointComplete_FullMethodName = "/loom.flink.TaskExecutor/NotifyCheckpointComplete"
 	TaskExecutor_AttachWorker_FullMethodName             = "/loom.flink.TaskExecutor/AttachWorker"
 	TaskExecutor_ThreadDump_FullMethodName               = "/loom.flink.TaskExecutor/ThreadDump"
+	TaskExecutor_ListLogs_FullMethodName                 = "/loom.flink.TaskExecutor/ListLogs"
+	TaskExecutor_ReadLog_FullMethodName                  = "/loom.flink.TaskExecutor/ReadLog"
 )
 
 // TaskExecutorClient is the client API for TaskExecutor service.
@@ -943,6 +945,10 @@ type TaskExecutorClient interface {
 	// ThreadDump is the goroutines of the TaskManager's process and of each
 	// of its job workers, where the tasks run.
 	ThreadDump(ctx context.Context, in *ThreadDumpRequest, opts ...grpc.CallOption) (*ThreadDumpResponse, error)
+	// ListLogs and ReadLog serve a standalone TaskManager's log files (with
+	// --log-dir): "stderr" names its log, "stdout" its workers' output.
+	ListLogs(ctx context.Context, in *ListLogsRequest, opts ...grpc.CallOption) (*ListLogsResponse, error)
+	ReadLog(ctx context.Context, in *ReadLogRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogData], error)
 }
 
 type taskExecutorClient struct {
@@ -1046,6 +1052,35 @@ func (c *taskExecutorClient) ThreadDump(ctx context.Context, in *ThreadDumpReque
 	return out, nil
 }
 
+func (c *taskExecutorClient) ListLogs(ctx context.Context, in *ListLogsRequest, opts ...grpc.CallOption) (*ListLogsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListLogsResponse)
+	err := c.cc.Invoke(ctx, TaskExecutor_ListLogs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *taskExecutorClient) ReadLog(ctx context.Context, in *ReadLogRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogData], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &TaskExecutor_ServiceDesc.Streams[1], TaskExecutor_ReadLog_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReadLogRequest, LogData]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TaskExecutor_ReadLogClient = grpc.ServerStreamingClient[LogData]
+
 // TaskExecutorServer is the server API for TaskExecutor service.
 // All implementations must embed UnimplementedTaskExecutorServer
 // for forward compatibility.
@@ -1075,6 +1110,10 @@ type TaskExecutorServer interface {
 	// ThreadDump is the goroutines of the TaskManager's process and of each
 	// of its job workers, where the tasks run.
 	ThreadDump(context.Context, *ThreadDumpRequest) (*ThreadDumpResponse, error)
+	// ListLogs and ReadLog serve a standalone TaskManager's log files (with
+	// --log-dir): "stderr" names its log, "stdout" its workers' output.
+	ListLogs(context.Context, *ListLogsRequest) (*ListLogsResponse, error)
+	ReadLog(*ReadLogRequest, grpc.ServerStreamingServer[LogData]) error
 	mustEmbedUnimplementedTaskExecutorServer()
 }
 
@@ -1111,6 +1150,12 @@ func (UnimplementedTaskExecutorServer) AttachWorker(grpc.BidiStreamingServer[Wor
 }
 func (UnimplementedTaskExecutorServer) ThreadDump(context.Context, *ThreadDumpRequest) (*ThreadDumpResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ThreadDump not implemented")
+}
+func (UnimplementedTaskExecutorServer) ListLogs(context.Context, *ListLogsRequest) (*ListLogsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListLogs not implemented")
+}
+func (UnimplementedTaskExecutorServer) ReadLog(*ReadLogRequest, grpc.ServerStreamingServer[LogData]) error {
+	return status.Errorf(codes.Unimplemented, "method ReadLog not implemented")
 }
 func (UnimplementedTaskExecutorServer) mustEmbedUnimplementedTaskExecutorServer() {}
 func (UnimplementedTaskExecutorServer) testEmbeddedByValue()                      {}
@@ -1284,6 +1329,35 @@ func _TaskExecutor_ThreadDump_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TaskExecutor_ListLogs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListLogsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskExecutorServer).ListLogs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskExecutor_ListLogs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskExecutorServer).ListLogs(ctx, req.(*ListLogsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TaskExecutor_ReadLog_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ReadLogRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(TaskExecutorServer).ReadLog(m, &grpc.GenericServerStream[ReadLogRequest, LogData]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TaskExecutor_ReadLogServer = grpc.ServerStreamingServer[LogData]
+
 // TaskExecutor_ServiceDesc is the grpc.ServiceDesc for TaskExecutor service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1323,6 +1397,10 @@ var TaskExecutor_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ThreadDump",
 			Handler:    _TaskExecutor_ThreadDump_Handler,
 		},
+		{
+			MethodName: "ListLogs",
+			Handler:    _TaskExecutor_ListLogs_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -1330,6 +1408,11 @@ var TaskExecutor_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _TaskExecutor_AttachWorker_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "ReadLog",
+			Handler:       _TaskExecutor_ReadLog_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "proto/flinkpb/runtime.proto",
