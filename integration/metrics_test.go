@@ -2,6 +2,8 @@ package integration
 
 import (
 	"net/http"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -115,6 +117,22 @@ func TestDaemonsExportPrometheusMetrics(t *testing.T) {
 	}
 	if launched != 4 {
 		t.Errorf("the NodeManagers launched %v containers, want 4", launched)
+	}
+	// The sample Grafana dashboard asks for series the daemons export.
+	var nmSeries map[string][]map[string]string
+	for _, nd := range c.nodes(false) {
+		nmSeries = scrape(t, nodeHTTP, "https://"+nd.HTTPAddress+"/metrics")
+		break
+	}
+	board, err := os.ReadFile("../docs/grafana-loom.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range regexp.MustCompile(`loom_(?:rm|nm)_[a-z_]+`).FindAllString(string(board), -1) {
+		family := strings.TrimSuffix(name, "_bucket")
+		if len(rm[family]) == 0 && len(nmSeries[family]) == 0 {
+			t.Errorf("docs/grafana-loom.json asks for %s, which no daemon exports", name)
+		}
 	}
 
 	// Without a certificate of the cluster's CA there is no scrape.

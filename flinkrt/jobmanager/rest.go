@@ -55,16 +55,16 @@ func (jm *JobManager) restHandler() http.Handler {
 	mux.HandleFunc("POST /jobs/{jobid}/savepoints", jm.restSavepoint)
 	mux.HandleFunc("POST /jobs/{jobid}/stop", jm.restSavepoint)
 	mux.HandleFunc("GET /jobs/{jobid}/savepoints/{triggerid}", jm.restSavepointStatus)
-	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}", jm.withJob(jm.restVertex))
-	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/metrics", jm.withJob(jm.restVertexMetrics))
-	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/subtasks/metrics", jm.withJob(jm.restSubtasksMetrics))
-	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/watermarks", jm.withJob(jm.restWatermarks))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}", jm.withVertex(jm.restVertex))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/metrics", jm.withVertex(jm.restVertexMetrics))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/subtasks/metrics", jm.withVertex(jm.restSubtasksMetrics))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/watermarks", jm.withVertex(jm.restWatermarks))
 	mux.HandleFunc("GET /jobs/{jobid}/accumulators", jm.withJob(jm.restJobAccumulators))
-	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/accumulators", jm.withJob(jm.restVertexAccumulators))
-	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/subtasks/accumulators", jm.withJob(jm.restSubtaskAccumulators))
-	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/backpressure", jm.withJob(jm.restBackPressure))
-	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/subtasktimes", jm.withJob(jm.restSubtaskTimes))
-	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/taskmanagers", jm.withJob(jm.restVertexTaskManagers))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/accumulators", jm.withVertex(jm.restVertexAccumulators))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/subtasks/accumulators", jm.withVertex(jm.restSubtaskAccumulators))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/backpressure", jm.withVertex(jm.restBackPressure))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/subtasktimes", jm.withVertex(jm.restSubtaskTimes))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/taskmanagers", jm.withVertex(jm.restVertexTaskManagers))
 	mux.HandleFunc("GET /jobs/{jobid}/metrics", jm.withJob(jm.restJobMetrics))
 	mux.HandleFunc("GET /jobs/{jobid}/rescales/{what}", jm.withJob(jm.restNoRescales))
 	mux.HandleFunc("GET /jobs/{jobid}/rescales/details/{id}", jm.withJob(jm.restNoRescales))
@@ -75,7 +75,7 @@ func (jm *JobManager) restHandler() http.Handler {
 	mux.HandleFunc("GET /jobmanager/metrics", jm.restJMMetrics)
 	mux.HandleFunc("GET /jobmanager/thread-dump", jm.restJMThreadDump)
 	mux.HandleFunc("GET /taskmanagers/{tmid}/thread-dump", jm.restTMThreadDump)
-	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/flamegraph", jm.withJob(jm.restFlameGraph))
+	mux.HandleFunc("GET /jobs/{jobid}/vertices/{vertexid}/flamegraph", jm.withVertex(jm.restFlameGraph))
 	mux.HandleFunc("GET /taskmanagers/metrics", jm.restTMsMetrics)
 	mux.HandleFunc("GET /taskmanagers/{tmid}/metrics", jm.restTMMetrics)
 	mux.HandleFunc("DELETE /cluster", func(w http.ResponseWriter, _ *http.Request) {
@@ -258,6 +258,18 @@ func (jm *JobManager) withJob(h func(http.ResponseWriter, *http.Request, *flinkp
 		}
 		h(w, r, j.Details(true))
 	}
+}
+
+// withVertex runs h with the path's job and vertex, or answers 404.
+func (jm *JobManager) withVertex(h func(http.ResponseWriter, *http.Request, *flinkpb.JobDetails, *flinkpb.VertexDetails)) http.HandlerFunc {
+	return jm.withJob(func(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
+		v := vertexOf(d, r.PathValue("vertexid"))
+		if v == nil {
+			restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found in job "+d.JobId)
+			return
+		}
+		h(w, r, d, v)
+	})
 }
 
 // withJobMaster answers with what fn says of the path's job.

@@ -81,12 +81,7 @@ func formatMetric(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64)
 
 // restVertexMetrics answers Flink's per-subtask metrics of a vertex:
 // names "<subtask>.<metric>"; without get=, the list of those it has.
-func (jm *JobManager) restVertexMetrics(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
-	v := vertexOf(d, r.PathValue("vertexid"))
-	if v == nil {
-		restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found")
-		return
-	}
+func (jm *JobManager) restVertexMetrics(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails, v *flinkpb.VertexDetails) {
 	names, get := requested(r)
 	out := []obj{}
 	if !get {
@@ -118,12 +113,7 @@ func (jm *JobManager) restVertexMetrics(w http.ResponseWriter, r *http.Request, 
 
 // restWatermarks answers each subtask's input watermark, as Flink's
 // currentInputWatermark; a subtask without one (a source) is left out.
-func (jm *JobManager) restWatermarks(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
-	v := vertexOf(d, r.PathValue("vertexid"))
-	if v == nil {
-		restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found")
-		return
-	}
+func (jm *JobManager) restWatermarks(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails, v *flinkpb.VertexDetails) {
 	out := []obj{}
 	for _, t := range v.Subtasks {
 		// An ended subtask's metrics are gone, as in Flink, whose metric
@@ -149,12 +139,7 @@ func backPressureLevel(ratio float64) string {
 
 // restBackPressure answers Flink's back-pressure view of a vertex, from
 // the time its subtasks waited for credit to send in the last report.
-func (jm *JobManager) restBackPressure(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
-	v := vertexOf(d, r.PathValue("vertexid"))
-	if v == nil {
-		restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found")
-		return
-	}
+func (jm *JobManager) restBackPressure(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails, v *flinkpb.VertexDetails) {
 	subtasks := []obj{}
 	worst := 0.0
 	for _, t := range v.Subtasks {
@@ -178,12 +163,7 @@ func (jm *JobManager) restBackPressure(w http.ResponseWriter, r *http.Request, d
 // restSubtasksMetrics answers Flink's metrics aggregated over a vertex's
 // subtasks: min, max, avg, sum and skew (how far the largest is above
 // the average, in percent).
-func (jm *JobManager) restSubtasksMetrics(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
-	v := vertexOf(d, r.PathValue("vertexid"))
-	if v == nil {
-		restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found")
-		return
-	}
+func (jm *JobManager) restSubtasksMetrics(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails, v *flinkpb.VertexDetails) {
 	var reported []*flinkpb.IOMetrics
 	for _, t := range v.Subtasks {
 		if t.Metrics != nil {
@@ -266,21 +246,11 @@ func (jm *JobManager) restJobAccumulators(w http.ResponseWriter, _ *http.Request
 	writeJSON(w, http.StatusOK, obj{"job-accumulators": []obj{}, "user-task-accumulators": userAccumulators(all...), "serialized-user-task-accumulators": obj{}})
 }
 
-func (jm *JobManager) restVertexAccumulators(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
-	v := vertexOf(d, r.PathValue("vertexid"))
-	if v == nil {
-		restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found")
-		return
-	}
+func (jm *JobManager) restVertexAccumulators(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails, v *flinkpb.VertexDetails) {
 	writeJSON(w, http.StatusOK, obj{"id": v.Id, "user-accumulators": userAccumulators(v.Subtasks...)})
 }
 
-func (jm *JobManager) restSubtaskAccumulators(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
-	v := vertexOf(d, r.PathValue("vertexid"))
-	if v == nil {
-		restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found")
-		return
-	}
+func (jm *JobManager) restSubtaskAccumulators(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails, v *flinkpb.VertexDetails) {
 	subtasks := []obj{}
 	for _, t := range v.Subtasks {
 		subtasks = append(subtasks, obj{"subtask": t.Index, "attempt": t.Attempt, "host": t.TaskManagerId, "user-accumulators": userAccumulators(t)})

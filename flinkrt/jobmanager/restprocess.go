@@ -240,11 +240,7 @@ func (jm *JobManager) restTMThreadDump(w http.ResponseWriter, r *http.Request) {
 // restFlameGraph answers Flink's "disabled" flame graph (endTimestamp
 // -2), as Flink does with rest.flamegraph.enabled false: loom does not
 // sample its tasks' stacks.
-func (jm *JobManager) restFlameGraph(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
-	if vertexOf(d, r.PathValue("vertexid")) == nil {
-		restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found in job "+d.JobId)
-		return
-	}
+func (jm *JobManager) restFlameGraph(w http.ResponseWriter, r *http.Request, _ *flinkpb.JobDetails, _ *flinkpb.VertexDetails) {
 	t := r.URL.Query().Get("type")
 	if t == "" {
 		t = "on_cpu"

@@ -144,12 +144,7 @@ func aggregated(subtasks []*flinkpb.SubtaskDetails, now int64) obj {
 	return obj{"metrics": mo, "status-duration": do}
 }
 
-func (jm *JobManager) restVertex(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
-	v := vertexOf(d, r.PathValue("vertexid"))
-	if v == nil {
-		restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found in job "+d.JobId)
-		return
-	}
+func (jm *JobManager) restVertex(w http.ResponseWriter, _ *http.Request, d *flinkpb.JobDetails, v *flinkpb.VertexDetails) {
 	now := time.Now().UnixMilli()
 	subtasks := []obj{}
 	for _, t := range v.Subtasks {
@@ -166,12 +161,7 @@ func (jm *JobManager) restVertex(w http.ResponseWriter, r *http.Request, d *flin
 
 // restSubtaskTimes answers when each subtask's current attempt entered
 // each execution state (0 for those it has not), the Timeline's data.
-func (jm *JobManager) restSubtaskTimes(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
-	v := vertexOf(d, r.PathValue("vertexid"))
-	if v == nil {
-		restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found in job "+d.JobId)
-		return
-	}
+func (jm *JobManager) restSubtaskTimes(w http.ResponseWriter, _ *http.Request, d *flinkpb.JobDetails, v *flinkpb.VertexDetails) {
 	now := time.Now().UnixMilli()
 	subtasks := []obj{}
 	for _, t := range v.Subtasks {
@@ -194,12 +184,7 @@ func (jm *JobManager) restSubtaskTimes(w http.ResponseWriter, r *http.Request, d
 
 // restVertexTaskManagers answers a vertex's subtasks grouped by the
 // TaskManager they run on.
-func (jm *JobManager) restVertexTaskManagers(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails) {
-	v := vertexOf(d, r.PathValue("vertexid"))
-	if v == nil {
-		restError(w, http.StatusNotFound, "Vertex "+r.PathValue("vertexid")+" not found in job "+d.JobId)
-		return
-	}
+func (jm *JobManager) restVertexTaskManagers(w http.ResponseWriter, _ *http.Request, d *flinkpb.JobDetails, v *flinkpb.VertexDetails) {
 	now := time.Now().UnixMilli()
 	byTM := map[string][]*flinkpb.SubtaskDetails{}
 	for _, t := range v.Subtasks {

@@ -1,6 +1,8 @@
 package jobmanager
 
 import (
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -64,5 +66,23 @@ func TestThreadInfosSplitAProcessDump(t *testing.T) {
 	d.Truncated = true
 	if infos := threadInfos(d); !strings.Contains(infos[len(infos)-1]["stringifiedThreadInfo"].(string), "cut at its size limit") {
 		t.Error("a cut dump does not say so")
+	}
+}
+
+// The sample Grafana dashboard asks for Flink series the JobManager
+// exports.
+func TestGrafanaDashboardNamesExportedSeries(t *testing.T) {
+	board, err := os.ReadFile("../../docs/grafana-loom.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{"flink_taskmanager_Status_JVM_Memory_Heap_Used": true}
+	for _, m := range taskMetrics {
+		names["flink_taskmanager_job_task_"+m.name] = true
+	}
+	for _, n := range regexp.MustCompile(`flink_[A-Za-z_]+`).FindAllString(string(board), -1) {
+		if !names[n] {
+			t.Errorf("docs/grafana-loom.json asks for %s, which the JobManager does not export", n)
+		}
 	}
 }
