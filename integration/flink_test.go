@@ -347,6 +347,16 @@ func TestWordCountAcrossTwoTaskManagers(t *testing.T) {
 	if len(agg) != 2 || agg[0].ID != "numRecordsIn" || int64(agg[0].Sum) != words || agg[1].ID != "backPressuredTimeMsPerSecond" {
 		t.Errorf("aggregated numRecordsIn and backPressuredTimeMsPerSecond: %+v, want a sum of %d records", agg, words)
 	}
+	// The tokenizer's own metric, in its operator's scope: every line.
+	raw, err := os.ReadFile(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := float64(len(strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")))
+	s.rest("/jobs/"+jobs.Jobs[0].ID+"/vertices/"+detail.Vertices[0].ID+"/subtasks/metrics?get=tokenizer.lines", &agg)
+	if len(agg) != 1 || agg[0].ID != "tokenizer.lines" || agg[0].Sum != lines {
+		t.Errorf("aggregated tokenizer.lines: %+v, want a sum of %v lines", agg, lines)
+	}
 	var one []struct {
 		ID    string `json:"id"`
 		Value string `json:"value"`
@@ -414,6 +424,15 @@ func TestWordCountAcrossTwoTaskManagers(t *testing.T) {
 			}
 			in += v
 		}
+	}
+	promLines := 0.0
+	for _, l := range prom["flink_taskmanager_job_task_operator_lines"] {
+		if v, err := strconv.ParseFloat(l["value"], 64); err == nil && l["operator_name"] == "tokenizer" {
+			promLines += v
+		}
+	}
+	if promLines != lines {
+		t.Errorf("Prometheus: the tokenizer's lines %v, want %v", promLines, lines)
 	}
 	if int64(in) != words || len(prom["flink_taskmanager_Status_JVM_Memory_Heap_Used"]) != 2 {
 		t.Errorf("Prometheus: numRecordsIn of the counts %v, want %d; %d TaskManagers' heaps", in, words, len(prom["flink_taskmanager_Status_JVM_Memory_Heap_Used"]))

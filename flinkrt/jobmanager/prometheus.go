@@ -2,7 +2,9 @@ package jobmanager
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -26,6 +28,8 @@ var (
 	descTMHeapUsed = prometheus.NewDesc("flink_taskmanager_Status_JVM_Memory_Heap_Used", "Heap in use of a TaskManager's processes (its own and its job workers').", []string{"tm_id"}, nil)
 	descTMHeapCom  = prometheus.NewDesc("flink_taskmanager_Status_JVM_Memory_Heap_Committed", "Heap a TaskManager's processes obtained from the OS.", []string{"tm_id"}, nil)
 	descTMGCCount  = prometheus.NewDesc("flink_taskmanager_Status_JVM_GarbageCollector_Go_Count", "Garbage collections of a TaskManager's processes.", []string{"tm_id"}, nil)
+	descTMCPUTime  = prometheus.NewDesc("flink_taskmanager_Status_JVM_CPU_Time", "CPU time, in nanoseconds, a TaskManager's processes used.", []string{"tm_id"}, nil)
+	descTMCPULoad  = prometheus.NewDesc("flink_taskmanager_Status_JVM_CPU_Load", "The share of the host's CPUs a TaskManager's processes used of late, 0 to 1.", []string{"tm_id"}, nil)
 	descTMSlots    = prometheus.NewDesc("flink_taskmanager_Status_Slots", "A TaskManager's slots, free and total.", []string{"tm_id", "kind"}, nil)
 )
 
@@ -37,7 +41,7 @@ func init() {
 
 func (jm *JobManager) prometheusHandler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(jmCollector{jm}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(jmCollector{jm}, operatorCollector{jm}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
@@ -47,7 +51,7 @@ func (jmCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range descTask {
 		ch <- d
 	}
-	for _, d := range []*prometheus.Desc{descJobs, descTMHeapUsed, descTMHeapCom, descTMGCCount, descTMSlots} {
+	for _, d := range []*prometheus.Desc{descJobs, descTMHeapUsed, descTMHeapCom, descTMGCCount, descTMCPUTime, descTMCPULoad, descTMSlots} {
 		ch <- d
 	}
 }
@@ -80,7 +84,59 @@ func (c jmCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descTMHeapUsed, prometheus.GaugeValue, float64(st.HeapUsed), tm.ID)
 		ch <- prometheus.MustNewConstMetric(descTMHeapCom, prometheus.GaugeValue, float64(st.HeapCommitted), tm.ID)
 		ch <- prometheus.MustNewConstMetric(descTMGCCount, prometheus.GaugeValue, float64(st.GcCount), tm.ID)
+		ch <- prometheus.MustNewConstMetric(descTMCPUTime, prometheus.GaugeValue, float64(st.CpuTimeNs), tm.ID)
+		ch <- prometheus.MustNewConstMetric(descTMCPULoad, prometheus.GaugeValue, st.CpuLoad, tm.ID)
 		ch <- prometheus.MustNewConstMetric(descTMSlots, prometheus.GaugeValue, float64(tm.FreeSlots), tm.ID, "free")
 		ch <- prometheus.MustNewConstMetric(descTMSlots, prometheus.GaugeValue, float64(tm.Slots), tm.ID, "total")
 	}
+}
+
+// operatorCollector exports the metrics jobs' functions registered, as
+// Flink's Prometheus reporter names an operator's:
+// flink_taskmanager_job_task_operator_<group…>_<name>, labelled with the
+// task's labels and the operator's name. Their names are the users', so
+// it describes none (an unchecked collector).
+type operatorCollector struct{ jm *JobManager }
+
+func (operatorCollector) Describe(chan<- *prometheus.Desc) {}
+
+var operatorLabels = append(slices.Clone(taskLabels), "operator_name")
+
+func (c operatorCollector) Collect(ch chan<- prometheus.Metric) {
+	descs := map[string]*prometheus.Desc{}
+	for _, j := range c.jm.Jobs() {
+		d := j.Details(false)
+		for _, v := range d.Vertices {
+			for _, t := range v.Subtasks {
+				if t.Metrics == nil {
+					continue
+				}
+				for name, x := range t.Metrics.UserMetrics {
+					op, metric, ok := strings.Cut(name, ".")
+					if !ok {
+						continue
+					}
+					fq := "flink_taskmanager_job_task_operator_" + promName(metric)
+					desc, ok := descs[fq]
+					if !ok {
+						desc = prometheus.NewDesc(fq, "A metric a job's function registered, as its worker last reported.", operatorLabels, nil)
+						descs[fq] = desc
+					}
+					ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, x,
+						d.JobId, d.Name, v.Id, v.Name, strconv.Itoa(int(t.Index)), strconv.Itoa(int(t.Attempt)), t.TaskManagerId, op)
+				}
+			}
+		}
+	}
+}
+
+// promName is a metric name with every character Prometheus does not
+// allow in one replaced by '_', as Flink's reporter does.
+func promName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '_' || r == ':' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, s)
 }

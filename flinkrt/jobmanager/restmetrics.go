@@ -1,6 +1,7 @@
 package jobmanager
 
 import (
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -80,7 +81,9 @@ func vertexOf(d *flinkpb.JobDetails, id string) *flinkpb.VertexDetails {
 func formatMetric(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
 // restVertexMetrics answers Flink's per-subtask metrics of a vertex:
-// names "<subtask>.<metric>"; without get=, the list of those it has.
+// names "<subtask>.<metric>" for the task's and
+// "<subtask>.<operator>.<metric>" for those its functions registered;
+// without get=, the list of those it has.
 func (jm *JobManager) restVertexMetrics(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails, v *flinkpb.VertexDetails) {
 	names, get := requested(r)
 	out := []obj{}
@@ -89,7 +92,7 @@ func (jm *JobManager) restVertexMetrics(w http.ResponseWriter, r *http.Request, 
 			if t.Metrics == nil {
 				continue
 			}
-			for _, m := range taskMetrics {
+			for _, m := range subtaskMetrics(t.Metrics) {
 				out = append(out, obj{"id": strconv.Itoa(int(t.Index)) + "." + m.name})
 			}
 		}
@@ -102,10 +105,9 @@ func (jm *JobManager) restVertexMetrics(w http.ResponseWriter, r *http.Request, 
 		if !ok || err != nil || idx < 0 || idx >= len(v.Subtasks) || v.Subtasks[idx].Metrics == nil {
 			continue
 		}
-		for _, m := range taskMetrics {
-			if m.name == metric {
-				out = append(out, obj{"id": name, "value": formatMetric(m.value(v.Subtasks[idx].Metrics))})
-			}
+		ms := subtaskMetrics(v.Subtasks[idx].Metrics)
+		if j := slices.IndexFunc(ms, func(m namedValue) bool { return m.name == metric }); j >= 0 {
+			out = append(out, obj{"id": name, "value": formatMetric(ms[j].value)})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -160,41 +162,57 @@ func (jm *JobManager) restBackPressure(w http.ResponseWriter, r *http.Request, d
 	writeJSON(w, http.StatusOK, obj{"status": "ok", "backpressureLevel": backPressureLevel(worst), "end-timestamp": time.Now().UnixMilli(), "subtasks": subtasks})
 }
 
+// subtaskMetrics are a subtask's metrics by their names in its subtask
+// scope: the task's, then those its functions registered by name.
+func subtaskMetrics(m *flinkpb.IOMetrics) []namedValue {
+	out := make([]namedValue, 0, len(taskMetrics)+len(m.UserMetrics))
+	for _, tm := range taskMetrics {
+		out = append(out, namedValue{tm.name, tm.value(m)})
+	}
+	for _, name := range slices.Sorted(maps.Keys(m.UserMetrics)) {
+		out = append(out, namedValue{name, m.UserMetrics[name]})
+	}
+	return out
+}
+
 // restSubtasksMetrics answers Flink's metrics aggregated over a vertex's
 // subtasks: min, max, avg, sum and skew (how far the largest is above
-// the average, in percent).
+// the average, in percent) of those that have each.
 func (jm *JobManager) restSubtasksMetrics(w http.ResponseWriter, r *http.Request, d *flinkpb.JobDetails, v *flinkpb.VertexDetails) {
-	var reported []*flinkpb.IOMetrics
+	var names []string
+	values := map[string][]float64{}
 	for _, t := range v.Subtasks {
-		if t.Metrics != nil {
-			reported = append(reported, t.Metrics)
+		if t.Metrics == nil {
+			continue
+		}
+		for _, m := range subtaskMetrics(t.Metrics) {
+			if _, ok := values[m.name]; !ok {
+				names = append(names, m.name)
+			}
+			values[m.name] = append(values[m.name], m.value)
 		}
 	}
 	out := []obj{}
-	names, get := requested(r)
-	if len(reported) == 0 {
-		writeJSON(w, http.StatusOK, out)
-		return
-	}
-	for _, m := range taskMetrics {
-		if get && !slices.Contains(names, m.name) {
-			continue
-		}
+	asked, get := requested(r)
+	for _, name := range names {
 		if !get {
-			out = append(out, obj{"id": m.name})
+			out = append(out, obj{"id": name})
 			continue
 		}
-		lo, hi, sum := m.value(reported[0]), m.value(reported[0]), 0.0
-		for _, r := range reported {
-			x := m.value(r)
+		if !slices.Contains(asked, name) {
+			continue
+		}
+		xs := values[name]
+		lo, hi, sum := xs[0], xs[0], 0.0
+		for _, x := range xs {
 			lo, hi, sum = min(lo, x), max(hi, x), sum+x
 		}
-		avg := sum / float64(len(reported))
+		avg := sum / float64(len(xs))
 		skew := 0.0
 		if avg > 0 {
 			skew = (hi - avg) / avg * 100
 		}
-		out = append(out, obj{"id": m.name, "min": lo, "max": hi, "avg": avg, "sum": sum, "skew": skew})
+		out = append(out, obj{"id": name, "min": lo, "max": hi, "avg": avg, "sum": sum, "skew": skew})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

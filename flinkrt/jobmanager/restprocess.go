@@ -50,6 +50,8 @@ func processMetrics(st *flinkpb.ProcessStats) []namedValue {
 		{"Status.JVM.Threads.Count", float64(st.Goroutines)},
 		{"Status.JVM.GarbageCollector.Go.Count", float64(st.GcCount)},
 		{"Status.JVM.GarbageCollector.Go.Time", float64(st.GcTimeMs)},
+		{"Status.JVM.CPU.Time", float64(st.CpuTimeNs)},
+		{"Status.JVM.CPU.Load", st.CpuLoad},
 	}
 }
 

@@ -1,12 +1,12 @@
 package jobmanager
 
 import (
-	"math"
 	"net/http"
 	"slices"
 	"sort"
 	"time"
 
+	"loom/flinkrt/task"
 	"loom/proto/flinkpb"
 )
 
@@ -93,25 +93,9 @@ func statistics(values []int64) obj {
 	}
 	out["min"], out["max"], out["sum"], out["avg"] = sorted[0], sorted[len(sorted)-1], sum, sum/int64(len(sorted))
 	for name, p := range map[string]float64{"median": 50, "p25": 25, "p75": 75, "p95": 95} {
-		out[name] = int64(percentile(sorted, p))
+		out[name] = int64(task.Percentile(sorted, p))
 	}
 	return out
-}
-
-// percentile is commons-math's default estimate (the one Flink uses) of
-// the p-th percentile of sorted values.
-func percentile(sorted []int64, p float64) float64 {
-	n := float64(len(sorted))
-	pos := p * (n + 1) / 100
-	switch {
-	case pos < 1:
-		return float64(sorted[0])
-	case pos >= n:
-		return float64(sorted[len(sorted)-1])
-	}
-	lower := float64(sorted[int(pos)-1])
-	upper := float64(sorted[int(pos)])
-	return lower + (pos-math.Floor(pos))*(upper-lower)
 }
 
 // aggregated is Flink's AggregatedTaskDetailsInfo of attempts: their IO

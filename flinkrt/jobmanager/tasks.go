@@ -4,8 +4,11 @@ package jobmanager
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
+	"loom/flinkrt/task"
 	"loom/proto/flinkpb"
 
 	"google.golang.org/protobuf/proto"
@@ -31,6 +34,27 @@ type subtask struct {
 	ioAt time.Time
 }
 
+// The most user accumulators and metric values a report may carry, and
+// the longest name of one; a report over them keeps none of that kind.
+const (
+	maxReportedAccumulators = task.MaxAccumulators
+	maxReportedUserMetrics  = 12 * task.MaxUserMetrics
+	maxReportedNameLen      = 512
+)
+
+// boundUserCounts drops a report's accumulators or user metrics when
+// there are more, or longer named, than a worker makes.
+func boundUserCounts(m *flinkpb.IOMetrics) {
+	if len(m.Accumulators) > maxReportedAccumulators || slices.ContainsFunc(slices.Collect(maps.Keys(m.Accumulators)), tooLong) {
+		m.Accumulators = nil
+	}
+	if len(m.UserMetrics) > maxReportedUserMetrics || slices.ContainsFunc(slices.Collect(maps.Keys(m.UserMetrics)), tooLong) {
+		m.UserMetrics = nil
+	}
+}
+
+func tooLong(name string) bool { return len(name) > maxReportedNameLen }
+
 // enter moves the attempt to state at now.
 func (t *subtask) enter(state string, now time.Time) {
 	t.state = state
@@ -46,6 +70,7 @@ func (t *subtask) enter(state string, now time.Time) {
 // report.
 func (t *subtask) report(m *flinkpb.IOMetrics, now time.Time, final bool) {
 	m = proto.Clone(m).(*flinkpb.IOMetrics)
+	boundUserCounts(m)
 	if prev := t.io; prev != nil && !final {
 		if dt := now.Sub(t.ioAt).Seconds(); dt > 0 {
 			m.RecordsInPerSecond = float64(m.RecordsIn-prev.RecordsIn) / dt

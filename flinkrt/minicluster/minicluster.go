@@ -41,14 +41,18 @@ type VertexCounts struct {
 	// LateRecordsDropped counts the records its windows dropped as late
 	// (Flink's numLateRecordsDropped).
 	LateRecordsDropped int64
+	// UserMetrics are the metrics each subtask's functions registered,
+	// by subtask index, as its last report had them.
+	UserMetrics []map[string]float64
 }
 
 func vertexCounts(d *flinkpb.JobDetails) []VertexCounts {
 	var out []VertexCounts
 	for _, v := range d.Vertices {
-		c := VertexCounts{Name: v.Name}
-		for _, t := range v.Subtasks {
+		c := VertexCounts{Name: v.Name, UserMetrics: make([]map[string]float64, len(v.Subtasks))}
+		for i, t := range v.Subtasks {
 			if m := t.Metrics; m != nil {
+				c.UserMetrics[i] = m.UserMetrics
 				c.RecordsIn += m.RecordsIn
 				c.RecordsOut += m.RecordsOut
 				c.LateRecordsDropped += m.LateRecordsDropped

@@ -6,12 +6,46 @@ import (
 	"math"
 	"runtime"
 	"runtime/debug"
+	"sync"
+	"syscall"
+	"time"
 
 	"loom/proto/flinkpb"
 )
 
+// last is the CPU time and the time of the previous Read, for the load
+// since.
+var last struct {
+	sync.Mutex
+	cpu int64
+	at  time.Time
+}
+
+// cpuTime is the user and system CPU time this process used so far.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// cpuLoad is the share of the host's CPUs used between the previous call
+// and now, given the CPU time used by now.
+func cpuLoad(cpu int64, now time.Time) float64 {
+	last.Lock()
+	defer last.Unlock()
+	load := 0.0
+	if wall := now.Sub(last.at); !last.at.IsZero() && wall > 0 {
+		load = min(max(float64(cpu-last.cpu)/float64(wall.Nanoseconds())/float64(runtime.NumCPU()), 0), 1)
+	}
+	last.cpu, last.at = cpu, now
+	return load
+}
+
 // Read is this process's figures now.
 func Read() *flinkpb.ProcessStats {
+	cpu := cpuTime()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	limit := debug.SetMemoryLimit(-1)
@@ -28,6 +62,8 @@ func Read() *flinkpb.ProcessStats {
 		GcCount:       int64(ms.NumGC),
 		GcTimeMs:      int64(ms.PauseTotalNs / 1e6),
 		Processes:     1,
+		CpuTimeNs:     cpu,
+		CpuLoad:       cpuLoad(cpu, time.Now()),
 	}
 }
 
@@ -48,5 +84,6 @@ func Add(a, b *flinkpb.ProcessStats) *flinkpb.ProcessStats {
 		HeapUsed: a.HeapUsed + b.HeapUsed, HeapCommitted: a.HeapCommitted + b.HeapCommitted, HeapMax: max,
 		NonHeapUsed: a.NonHeapUsed + b.NonHeapUsed, Goroutines: a.Goroutines + b.Goroutines,
 		GcCount: a.GcCount + b.GcCount, GcTimeMs: a.GcTimeMs + b.GcTimeMs, Processes: a.Processes + b.Processes,
+		CpuTimeNs: a.CpuTimeNs + b.CpuTimeNs, CpuLoad: min(a.CpuLoad+b.CpuLoad, 1),
 	}
 }

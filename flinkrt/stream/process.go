@@ -78,7 +78,7 @@ func (c *KeyedContext[K]) CurrentProcessingTime() int64 { return c.timers.curren
 func (c *KeyedContext[K]) Subtask() int { return c.op.Subtask }
 
 // Runtime is the subtask's RuntimeContext.
-func (c *KeyedContext[K]) Runtime() *RuntimeContext { return &RuntimeContext{op: c.op} }
+func (c *KeyedContext[K]) Runtime() *RuntimeContext { return &RuntimeContext{op: c.op, keyed: c} }
 
 // RegisterEventTimeTimer calls OnTimer for the current key once the
 // watermark reaches ts.
@@ -151,10 +151,16 @@ func AggregatingState[I, A, O any, K comparable](ctx *KeyedContext[K], name stri
 	return state.NewAggregating[K, I, A, O](ctx.backend, name, agg.Create, agg.Add, agg.Result, optionsOf(opts).ttl)
 }
 
-// Process runs a KeyedProcessFunction made by newFn for each subtask.
+// Process runs a KeyedProcessFunction made by newFn for each subtask. A
+// function with a Close() error method has it called when the subtask
+// ends.
 func Process[K comparable, I, O any](k KeyedStream[K, I], name string, newFn func() KeyedProcessFunction[K, I, O]) DataStream[O] {
+	return process(k, name, "KeyedProcess", newFn)
+}
+
+func process[K comparable, I, O any](k KeyedStream[K, I], name, description string, newFn func() KeyedProcessFunction[K, I, O]) DataStream[O] {
 	needCodec[O](k.s.env)
-	return keyedState(add[I, O](k.s, name, "KeyedProcess", func(out any) task.Instance {
+	return keyedState(add[I, O](k.s, name, description, func(out any) task.Instance {
 		op := &processOp[K, I, O]{key: k.key, fn: newFn(), out: out.(task.Output[O])}
 		op.col = processCollector[K, I, O]{op}
 		return task.Instance{Input: task.Output[I](op), Lifecycle: op}
@@ -333,7 +339,13 @@ func (o *processOp[K, I, O]) Idle() {
 }
 
 func (o *processOp[K, I, O]) Finish() error { return nil }
-func (o *processOp[K, I, O]) Close() error  { return nil }
+
+func (o *processOp[K, I, O]) Close() error {
+	if c, ok := o.fn.(closer); ok {
+		return c.Close()
+	}
+	return nil
+}
 
 // ProcessFunction handles each record of a stream that is not keyed, as
 // Flink's ProcessFunction on a DataStream: no keyed state and no timers

@@ -6,12 +6,15 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"loom/flinkrt/state"
 	"loom/flinkrt/stream"
 	"loom/flinkrt/stream/sink"
 	"loom/flinkrt/stream/source"
+	"loom/flinkrt/task"
 )
 
 // counter counts the records of its own subtask, as a Flink
@@ -237,5 +240,149 @@ func TestAccumulators(t *testing.T) {
 	}
 	if got := res.Accumulators["seen"]; got != 5000 {
 		t.Fatalf("accumulator seen = %d (%v), want 5000", got, res.Accumulators)
+	}
+}
+
+// average is Flink's CountWindowAverage: a flat map on a keyed stream
+// that keeps each key's count and sum in value state and emits the
+// average every two records.
+type average struct {
+	sum    *state.Value[int, [2]int64]
+	closed *atomic.Int32
+}
+
+func (a *average) Open(ctx *stream.RuntimeContext) error {
+	kc, err := stream.KeyedRuntime[int](ctx)
+	if err != nil {
+		return err
+	}
+	a.sum = stream.ValueState[[2]int64](kc, "average")
+	return nil
+}
+
+func (a *average) FlatMap(v [2]int64, out stream.Collector[string]) error {
+	cur, _ := a.sum.Get()
+	cur[0]++
+	cur[1] += v[1]
+	if cur[0] < 2 {
+		a.sum.Update(cur)
+		return nil
+	}
+	a.sum.Clear()
+	out.Collect(fmt.Sprintf("(%d,%d)", v[0], cur[1]/cur[0]))
+	return nil
+}
+
+func (a *average) Close() error {
+	a.closed.Add(1)
+	return nil
+}
+
+// A rich function on a keyed stream keeps state per key through its
+// RuntimeContext, as Flink's RichFlatMapFunction with getState, at p2.
+func TestKeyedRichFunctionKeepsStateByKey(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(2)
+	in := [][2]int64{{1, 3}, {2, 10}, {1, 5}, {1, 7}, {2, 20}, {1, 4}, {1, 2}, {2, 30}}
+	src := stream.FromSource(env, "in", source.Generator(int64(len(in)), func(i int64) [2]int64 { return in[i] })).SetParallelism(1)
+	var closed atomic.Int32
+	keyed := stream.KeyBy(src, func(v [2]int64) int { return int(v[0]) })
+	avg := stream.KeyedFlatMapWith(keyed, "average", func() stream.FlatMapFunction[[2]int64, string] { return &average{closed: &closed} })
+	got := run(t, env, avg)
+	slices.Sort(got)
+	// Flink's documented output for key 1: (1,4) and (1,5); key 2 has
+	// one pair, its third record waits.
+	if want := []string{"(1,4)", "(1,5)", "(2,15)"}; !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	if closed.Load() != 2 {
+		t.Errorf("Close called %d times, want once per subtask", closed.Load())
+	}
+}
+
+// Keyed state off a keyed stream, or by another key type, fails the job
+// with a reason.
+func TestKeyedRuntimeNeedsAKeyedStream(t *testing.T) {
+	env := stream.NewEnv()
+	src := stream.FromSource(env, "in", source.Generator(1, func(int64) [2]int64 { return [2]int64{1, 2} }))
+	bad := stream.FlatMapWith(src, "average", func() stream.FlatMapFunction[[2]int64, string] { return &average{} })
+	stream.Sink(bad, "out", sink.Discard[string]())
+	if _, err := env.Execute(t.Name()); err == nil || !strings.Contains(err.Error(), "keyed state needs a keyed stream") {
+		t.Fatalf("not keyed: %v", err)
+	}
+	env = stream.NewEnv()
+	src = stream.FromSource(env, "in", source.Generator(1, func(int64) [2]int64 { return [2]int64{1, 2} }))
+	byString := stream.KeyBy(src, func(v [2]int64) string { return fmt.Sprint(v[0]) })
+	bad = stream.KeyedFlatMapWith(byString, "average", func() stream.FlatMapFunction[[2]int64, string] { return &average{} })
+	stream.Sink(bad, "out", sink.Discard[string]())
+	if _, err := env.Execute(t.Name()); err == nil || !strings.Contains(err.Error(), "keyed by string, not int") {
+		t.Fatalf("keyed by another type: %v", err)
+	}
+}
+
+// measured registers one metric of each kind.
+type measured struct {
+	seen    stream.MetricCounter
+	rate    stream.Meter
+	sizes   *task.Histogram
+	last    atomic.Int64
+	subtask int
+}
+
+func (m *measured) Open(ctx *stream.RuntimeContext) (err error) {
+	m.subtask = ctx.Subtask()
+	g := ctx.Metrics().AddGroup("my group")
+	if m.seen, err = g.Counter("seen"); err != nil {
+		return err
+	}
+	if m.rate, err = g.Meter("rate"); err != nil {
+		return err
+	}
+	if m.sizes, err = g.Histogram("values", 1000); err != nil {
+		return err
+	}
+	return g.Gauge("last", func() float64 { return float64(m.last.Load()) })
+}
+
+func (m *measured) Map(v int64) (int64, error) {
+	m.seen.Inc()
+	m.rate.MarkEvent()
+	m.sizes.Update(v % 10)
+	m.last.Store(v)
+	return v, nil
+}
+
+// A function's metrics are reported with its subtask's counts, in its
+// operator's scope by Flink's names.
+func TestUserMetricsAreReported(t *testing.T) {
+	env := stream.NewEnv().SetParallelism(2)
+	src := stream.FromSource(env, "seq", source.Sequence(1, 10_000))
+	counted := stream.MapWith(src, "measure: values", func() stream.MapFunction[int64, int64] { return &measured{} })
+	stream.Sink(counted, "out", sink.Discard[int64]())
+	res, err := env.Execute(t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ums []map[string]float64
+	for _, v := range res.Vertices {
+		if strings.Contains(v.Name, "measure") {
+			ums = v.UserMetrics
+		}
+	}
+	if len(ums) != 2 {
+		t.Fatalf("user metrics of %d subtasks, want 2: %+v", len(ums), res.Vertices)
+	}
+	total := 0.0
+	for i, m := range ums {
+		seen := m["measure__values.my_group.seen"]
+		total += seen
+		if seen == 0 || m["measure__values.my_group.values_max"] != 9 || m["measure__values.my_group.values_min"] != 0 || m["measure__values.my_group.last"] == 0 {
+			t.Errorf("subtask %d's metrics: %v", i, m)
+		}
+		if _, ok := m["measure__values.my_group.rate"]; !ok {
+			t.Errorf("subtask %d has no meter: %v", i, m)
+		}
+	}
+	if total != 10_000 {
+		t.Errorf("records counted %v, want 10000", total)
 	}
 }

@@ -107,6 +107,8 @@ type Context struct {
 	LateRecordsDropped atomic.Int64
 	// Accumulators are the subtask's user counters.
 	Accumulators Accumulators
+	// Metrics are the metrics its functions register.
+	Metrics UserMetrics
 
 	timersMu sync.Mutex
 	timers   map[*time.Timer]struct{}

@@ -36,6 +36,7 @@ func (b *built) io() *flinkpb.IOMetrics {
 	}
 	m.LateRecordsDropped = b.ctx.LateRecordsDropped.Load()
 	m.Accumulators = b.ctx.Accumulators.Values()
+	m.UserMetrics = b.ctx.Metrics.Values(time.Now())
 	if wm := b.ctx.InputWatermark.Load(); wm != math.MinInt64 && b.source == nil {
 		m.InputWatermark, m.HasInputWatermark = wm, true
 	}

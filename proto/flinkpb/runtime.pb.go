@@ -1544,8 +1544,13 @@ type IOMetrics struct {
 	OutputWatermark    int64 `protobuf:"varint,16,opt,name=output_watermark,json=outputWatermark,proto3" json:"output_watermark,omitempty"`
 	HasOutputWatermark bool  `protobuf:"varint,17,opt,name=has_output_watermark,json=hasOutputWatermark,proto3" json:"has_output_watermark,omitempty"`
 	LateRecordsDropped int64 `protobuf:"varint,18,opt,name=late_records_dropped,json=lateRecordsDropped,proto3" json:"late_records_dropped,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The metrics the subtask's functions registered, by their names in
+	// the operator's scope ("<operator>.<name>"): a counter's count, a
+	// gauge's value, a meter's rate per second, and a histogram's
+	// statistics under Flink's suffixes (_min, _p99, ...).
+	UserMetrics   map[string]float64 `protobuf:"bytes,19,rep,name=user_metrics,json=userMetrics,proto3" json:"user_metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IOMetrics) Reset() {
@@ -1702,6 +1707,13 @@ func (x *IOMetrics) GetLateRecordsDropped() int64 {
 		return x.LateRecordsDropped
 	}
 	return 0
+}
+
+func (x *IOMetrics) GetUserMetrics() map[string]float64 {
+	if x != nil {
+		return x.UserMetrics
+	}
+	return nil
 }
 
 // SubtaskMetrics are one subtask attempt's metrics.
@@ -2170,6 +2182,10 @@ type ProcessStats struct {
 	GcCount       int64                  `protobuf:"varint,6,opt,name=gc_count,json=gcCount,proto3" json:"gc_count,omitempty"`
 	GcTimeMs      int64                  `protobuf:"varint,7,opt,name=gc_time_ms,json=gcTimeMs,proto3" json:"gc_time_ms,omitempty"` // total stop-the-world pause
 	Processes     int32                  `protobuf:"varint,8,opt,name=processes,proto3" json:"processes,omitempty"`
+	CpuTimeNs     int64                  `protobuf:"varint,9,opt,name=cpu_time_ns,json=cpuTimeNs,proto3" json:"cpu_time_ns,omitempty"` // user and system CPU time used so far
+	// The share of the host's CPUs the process used since its previous
+	// figures, 0 to 1 (summed over a TaskManager's processes).
+	CpuLoad       float64 `protobuf:"fixed64,10,opt,name=cpu_load,json=cpuLoad,proto3" json:"cpu_load,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2256,6 +2272,20 @@ func (x *ProcessStats) GetGcTimeMs() int64 {
 func (x *ProcessStats) GetProcesses() int32 {
 	if x != nil {
 		return x.Processes
+	}
+	return 0
+}
+
+func (x *ProcessStats) GetCpuTimeNs() int64 {
+	if x != nil {
+		return x.CpuTimeNs
+	}
+	return 0
+}
+
+func (x *ProcessStats) GetCpuLoad() float64 {
+	if x != nil {
+		return x.CpuLoad
 	}
 	return 0
 }
@@ -4322,7 +4352,7 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"timestamps\x1a=\n" +
 	"\x0fTimestampsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf3\x06\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xfe\a\n" +
 	"\tIOMetrics\x12\x1d\n" +
 	"\n" +
 	"records_in\x18\x01 \x01(\x03R\trecordsIn\x12\x1f\n" +
@@ -4344,10 +4374,14 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\faccumulators\x18\x0f \x03(\v2'.loom.flink.IOMetrics.AccumulatorsEntryR\faccumulators\x12)\n" +
 	"\x10output_watermark\x18\x10 \x01(\x03R\x0foutputWatermark\x120\n" +
 	"\x14has_output_watermark\x18\x11 \x01(\bR\x12hasOutputWatermark\x120\n" +
-	"\x14late_records_dropped\x18\x12 \x01(\x03R\x12lateRecordsDropped\x1a?\n" +
+	"\x14late_records_dropped\x18\x12 \x01(\x03R\x12lateRecordsDropped\x12I\n" +
+	"\fuser_metrics\x18\x13 \x03(\v2&.loom.flink.IOMetrics.UserMetricsEntryR\vuserMetrics\x1a?\n" +
 	"\x11AccumulatorsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x83\x01\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a>\n" +
+	"\x10UserMetricsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x83\x01\n" +
 	"\x0eSubtaskMetrics\x12\x16\n" +
 	"\x06vertex\x18\x01 \x01(\x05R\x06vertex\x12\x18\n" +
 	"\asubtask\x18\x02 \x01(\x05R\asubtask\x12\x18\n" +
@@ -4381,7 +4415,7 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x0ftask_manager_id\x18\x01 \x01(\tR\rtaskManagerId\x127\n" +
 	"\vslot_report\x18\x02 \x03(\v2\x16.loom.flink.SlotStatusR\n" +
 	"slotReport\x12.\n" +
-	"\x05stats\x18\x03 \x01(\v2\x18.loom.flink.ProcessStatsR\x05stats\"\x88\x02\n" +
+	"\x05stats\x18\x03 \x01(\v2\x18.loom.flink.ProcessStatsR\x05stats\"\xc3\x02\n" +
 	"\fProcessStats\x12\x1b\n" +
 	"\theap_used\x18\x01 \x01(\x03R\bheapUsed\x12%\n" +
 	"\x0eheap_committed\x18\x02 \x01(\x03R\rheapCommitted\x12\x19\n" +
@@ -4393,7 +4427,10 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\bgc_count\x18\x06 \x01(\x03R\agcCount\x12\x1c\n" +
 	"\n" +
 	"gc_time_ms\x18\a \x01(\x03R\bgcTimeMs\x12\x1c\n" +
-	"\tprocesses\x18\b \x01(\x05R\tprocesses\"B\n" +
+	"\tprocesses\x18\b \x01(\x05R\tprocesses\x12\x1e\n" +
+	"\vcpu_time_ns\x18\t \x01(\x03R\tcpuTimeNs\x12\x19\n" +
+	"\bcpu_load\x18\n" +
+	" \x01(\x01R\acpuLoad\"B\n" +
 	" ResourceManagerHeartbeatResponse\x12\x1e\n" +
 	"\n" +
 	"registered\x18\x01 \x01(\bR\n" +
@@ -4591,7 +4628,7 @@ func file_proto_flinkpb_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_flinkpb_runtime_proto_rawDescData
 }
 
-var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
+var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	(*ListLogsRequest)(nil),                  // 0: loom.flink.ListLogsRequest
 	(*LogFileInfo)(nil),                      // 1: loom.flink.LogFileInfo
@@ -4659,123 +4696,125 @@ var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	nil,                                      // 63: loom.flink.JobDetails.TimestampsEntry
 	nil,                                      // 64: loom.flink.SubtaskDetails.TimestampsEntry
 	nil,                                      // 65: loom.flink.IOMetrics.AccumulatorsEntry
-	nil,                                      // 66: loom.flink.JobArtifact.EnvEntry
-	nil,                                      // 67: loom.flink.SubtaskState.FilesEntry
-	nil,                                      // 68: loom.flink.SubtaskState.RescaledEntry
-	nil,                                      // 69: loom.flink.CheckpointAck.FilesEntry
-	(*JobGraph)(nil),                         // 70: loom.flink.JobGraph
+	nil,                                      // 66: loom.flink.IOMetrics.UserMetricsEntry
+	nil,                                      // 67: loom.flink.JobArtifact.EnvEntry
+	nil,                                      // 68: loom.flink.SubtaskState.FilesEntry
+	nil,                                      // 69: loom.flink.SubtaskState.RescaledEntry
+	nil,                                      // 70: loom.flink.CheckpointAck.FilesEntry
+	(*JobGraph)(nil),                         // 71: loom.flink.JobGraph
 }
 var file_proto_flinkpb_runtime_proto_depIdxs = []int32{
 	1,  // 0: loom.flink.ListLogsResponse.files:type_name -> loom.flink.LogFileInfo
 	7,  // 1: loom.flink.ThreadDumpResponse.processes:type_name -> loom.flink.ProcessDump
 	7,  // 2: loom.flink.WorkerDump.dump:type_name -> loom.flink.ProcessDump
-	70, // 3: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
+	71, // 3: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
 	27, // 4: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
 	62, // 5: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
 	21, // 6: loom.flink.ListJobsResponse.jobs:type_name -> loom.flink.JobDetails
 	63, // 7: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
 	23, // 8: loom.flink.JobDetails.vertices:type_name -> loom.flink.VertexDetails
-	70, // 9: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
+	71, // 9: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
 	22, // 10: loom.flink.JobDetails.checkpoints:type_name -> loom.flink.CheckpointSummary
 	24, // 11: loom.flink.VertexDetails.subtasks:type_name -> loom.flink.SubtaskDetails
 	25, // 12: loom.flink.SubtaskDetails.metrics:type_name -> loom.flink.IOMetrics
 	64, // 13: loom.flink.SubtaskDetails.timestamps:type_name -> loom.flink.SubtaskDetails.TimestampsEntry
 	65, // 14: loom.flink.IOMetrics.accumulators:type_name -> loom.flink.IOMetrics.AccumulatorsEntry
-	25, // 15: loom.flink.SubtaskMetrics.io:type_name -> loom.flink.IOMetrics
-	27, // 16: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
-	31, // 17: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
-	31, // 18: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
-	33, // 19: loom.flink.TaskExecutorHeartbeat.stats:type_name -> loom.flink.ProcessStats
-	27, // 20: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
-	66, // 21: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
-	31, // 22: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
-	25, // 23: loom.flink.TaskStateUpdate.metrics:type_name -> loom.flink.IOMetrics
-	40, // 24: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
-	44, // 25: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	53, // 26: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
-	46, // 27: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
-	47, // 28: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
-	67, // 29: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
-	68, // 30: loom.flink.SubtaskState.rescaled:type_name -> loom.flink.SubtaskState.RescaledEntry
-	69, // 31: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
-	51, // 32: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
-	44, // 33: loom.flink.CancelTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	31, // 34: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
-	26, // 35: loom.flink.TaskExecutorHeartbeatResponse.metrics:type_name -> loom.flink.SubtaskMetrics
-	60, // 36: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
-	40, // 37: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
-	51, // 38: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
-	59, // 39: loom.flink.WorkerMessage.metrics:type_name -> loom.flink.WorkerMetrics
-	9,  // 40: loom.flink.WorkerMessage.dump:type_name -> loom.flink.WorkerDump
-	26, // 41: loom.flink.WorkerMetrics.subtasks:type_name -> loom.flink.SubtaskMetrics
-	33, // 42: loom.flink.WorkerMetrics.stats:type_name -> loom.flink.ProcessStats
-	45, // 43: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
-	54, // 44: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
-	49, // 45: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
-	50, // 46: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
-	8,  // 47: loom.flink.WorkerCommand.dump:type_name -> loom.flink.WorkerDumpRequest
-	48, // 48: loom.flink.SubtaskState.RescaledEntry.value:type_name -> loom.flink.StateFiles
-	11, // 49: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
-	13, // 50: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
-	15, // 51: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
-	16, // 52: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
-	17, // 53: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
-	28, // 54: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
-	27, // 55: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
-	19, // 56: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
-	29, // 57: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
-	32, // 58: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
-	35, // 59: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
-	36, // 60: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
-	38, // 61: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
-	41, // 62: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
-	42, // 63: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
-	52, // 64: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
-	52, // 65: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
-	43, // 66: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
-	45, // 67: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
-	54, // 68: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
-	55, // 69: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
-	56, // 70: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
-	49, // 71: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
-	50, // 72: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
-	58, // 73: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
-	5,  // 74: loom.flink.TaskExecutor.ThreadDump:input_type -> loom.flink.ThreadDumpRequest
-	0,  // 75: loom.flink.TaskExecutor.ListLogs:input_type -> loom.flink.ListLogsRequest
-	3,  // 76: loom.flink.TaskExecutor.ReadLog:input_type -> loom.flink.ReadLogRequest
-	12, // 77: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
-	14, // 78: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
-	21, // 79: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
-	20, // 80: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
-	18, // 81: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
-	27, // 82: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
-	28, // 83: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
-	10, // 84: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
-	30, // 85: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
-	34, // 86: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
-	10, // 87: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
-	37, // 88: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
-	39, // 89: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
-	10, // 90: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
-	10, // 91: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
-	10, // 92: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
-	10, // 93: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
-	10, // 94: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
-	10, // 95: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
-	10, // 96: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
-	10, // 97: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
-	57, // 98: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
-	10, // 99: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
-	10, // 100: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
-	61, // 101: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
-	6,  // 102: loom.flink.TaskExecutor.ThreadDump:output_type -> loom.flink.ThreadDumpResponse
-	2,  // 103: loom.flink.TaskExecutor.ListLogs:output_type -> loom.flink.ListLogsResponse
-	4,  // 104: loom.flink.TaskExecutor.ReadLog:output_type -> loom.flink.LogData
-	77, // [77:105] is the sub-list for method output_type
-	49, // [49:77] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	66, // 15: loom.flink.IOMetrics.user_metrics:type_name -> loom.flink.IOMetrics.UserMetricsEntry
+	25, // 16: loom.flink.SubtaskMetrics.io:type_name -> loom.flink.IOMetrics
+	27, // 17: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
+	31, // 18: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
+	31, // 19: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
+	33, // 20: loom.flink.TaskExecutorHeartbeat.stats:type_name -> loom.flink.ProcessStats
+	27, // 21: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
+	67, // 22: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
+	31, // 23: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
+	25, // 24: loom.flink.TaskStateUpdate.metrics:type_name -> loom.flink.IOMetrics
+	40, // 25: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
+	44, // 26: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	53, // 27: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
+	46, // 28: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
+	47, // 29: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
+	68, // 30: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
+	69, // 31: loom.flink.SubtaskState.rescaled:type_name -> loom.flink.SubtaskState.RescaledEntry
+	70, // 32: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
+	51, // 33: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
+	44, // 34: loom.flink.CancelTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	31, // 35: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
+	26, // 36: loom.flink.TaskExecutorHeartbeatResponse.metrics:type_name -> loom.flink.SubtaskMetrics
+	60, // 37: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
+	40, // 38: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
+	51, // 39: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
+	59, // 40: loom.flink.WorkerMessage.metrics:type_name -> loom.flink.WorkerMetrics
+	9,  // 41: loom.flink.WorkerMessage.dump:type_name -> loom.flink.WorkerDump
+	26, // 42: loom.flink.WorkerMetrics.subtasks:type_name -> loom.flink.SubtaskMetrics
+	33, // 43: loom.flink.WorkerMetrics.stats:type_name -> loom.flink.ProcessStats
+	45, // 44: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
+	54, // 45: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
+	49, // 46: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
+	50, // 47: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
+	8,  // 48: loom.flink.WorkerCommand.dump:type_name -> loom.flink.WorkerDumpRequest
+	48, // 49: loom.flink.SubtaskState.RescaledEntry.value:type_name -> loom.flink.StateFiles
+	11, // 50: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
+	13, // 51: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
+	15, // 52: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
+	16, // 53: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
+	17, // 54: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
+	28, // 55: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
+	27, // 56: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
+	19, // 57: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
+	29, // 58: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
+	32, // 59: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
+	35, // 60: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
+	36, // 61: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
+	38, // 62: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
+	41, // 63: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
+	42, // 64: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
+	52, // 65: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
+	52, // 66: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
+	43, // 67: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
+	45, // 68: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
+	54, // 69: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
+	55, // 70: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
+	56, // 71: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
+	49, // 72: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
+	50, // 73: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
+	58, // 74: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
+	5,  // 75: loom.flink.TaskExecutor.ThreadDump:input_type -> loom.flink.ThreadDumpRequest
+	0,  // 76: loom.flink.TaskExecutor.ListLogs:input_type -> loom.flink.ListLogsRequest
+	3,  // 77: loom.flink.TaskExecutor.ReadLog:input_type -> loom.flink.ReadLogRequest
+	12, // 78: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
+	14, // 79: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
+	21, // 80: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
+	20, // 81: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
+	18, // 82: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
+	27, // 83: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
+	28, // 84: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
+	10, // 85: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
+	30, // 86: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
+	34, // 87: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
+	10, // 88: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
+	37, // 89: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
+	39, // 90: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
+	10, // 91: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
+	10, // 92: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
+	10, // 93: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
+	10, // 94: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
+	10, // 95: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
+	10, // 96: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
+	10, // 97: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
+	10, // 98: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
+	57, // 99: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
+	10, // 100: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
+	10, // 101: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
+	61, // 102: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
+	6,  // 103: loom.flink.TaskExecutor.ThreadDump:output_type -> loom.flink.ThreadDumpResponse
+	2,  // 104: loom.flink.TaskExecutor.ListLogs:output_type -> loom.flink.ListLogsResponse
+	4,  // 105: loom.flink.TaskExecutor.ReadLog:output_type -> loom.flink.LogData
+	78, // [78:106] is the sub-list for method output_type
+	50, // [50:78] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_proto_flinkpb_runtime_proto_init() }
@@ -4804,7 +4843,7 @@ func file_proto_flinkpb_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_flinkpb_runtime_proto_rawDesc), len(file_proto_flinkpb_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   70,
+			NumMessages:   71,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

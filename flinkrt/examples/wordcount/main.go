@@ -75,8 +75,23 @@ func build(env *stream.Env, input string, delay time.Duration, pSource int) stre
 			lines = lines.SetParallelism(pSource)
 		}
 	}
-	words := stream.FlatMap(lines, "tokenizer", tokenize)
+	words := stream.FlatMapWith(lines, "tokenizer", func() stream.FlatMapFunction[string, WordCount] { return &tokenizer{} })
 	return stream.Sum(stream.KeyBy(words, func(w WordCount) string { return w.Word }), "Count").UID("counts")
+}
+
+// tokenizer counts the lines it splits in the metric "lines" of its
+// operator (flink_taskmanager_job_task_operator_lines in Prometheus).
+type tokenizer struct{ lines stream.MetricCounter }
+
+func (t *tokenizer) Open(ctx *stream.RuntimeContext) (err error) {
+	t.lines, err = ctx.Metrics().Counter("lines")
+	return err
+}
+
+func (t *tokenizer) FlatMap(line string, out stream.Collector[WordCount]) error {
+	t.lines.Inc()
+	tokenize(line, out)
+	return nil
 }
 
 // tokenize emits (word, 1) for each run of word characters ([0-9A-Za-z_],
