@@ -159,6 +159,7 @@ func Build(g *StreamGraph) (*flinkpb.JobGraph, error) {
 			Description: n.Description,
 			ChainedFrom: -1,
 			KeyedState:  n.KeyedState,
+			SplitState:  n.SplitState,
 		}
 		if n.In != nil {
 			op.InType = n.In.Name()

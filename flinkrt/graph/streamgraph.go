@@ -52,6 +52,10 @@ type Node struct {
 	// parallelism: it is by key (redistributed by key group), or broadcast
 	// state (the same in every subtask, copied).
 	KeyedState bool
+	// SplitState says the operator's state is splits of work (a source's
+	// unread input, a sink's uncommitted output) that a restore at another
+	// parallelism divides among the new subtasks.
+	SplitState bool
 }
 
 // IsSource reports whether the node has no input.

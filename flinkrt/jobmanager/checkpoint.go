@@ -170,6 +170,8 @@ type operatorMeta struct {
 	// state, which a restore at another parallelism keeps.
 	MaxParallelism int  `json:"max_parallelism,omitempty"`
 	KeyedState     bool `json:"keyed_state,omitempty"`
+	// SplitState says the state is splits any subtask can take.
+	SplitState bool `json:"split_state,omitempty"`
 	// Files are the state files by subtask, relative to the metadata.
 	Files map[int]string `json:"files"`
 }
@@ -296,13 +298,14 @@ func restoreFor(jg *flinkpb.JobGraph, m *checkpointMeta, dir string, allowNonRes
 
 // rescale checks that an operator's state may move to the operator's new
 // parallelism, and returns every old subtask's state file, from which
-// each new subtask keeps the keys of the key groups it owns. Only state
-// by key moves: the key groups (the maximum parallelism) must be the
-// checkpoint's.
+// each new subtask keeps the keys of the key groups it owns, or takes its
+// share of the splits. State by key moves if the key groups (the maximum
+// parallelism) are the checkpoint's; splits move freely.
 func rescale(op *flinkpb.Operator, st operatorMeta, v *flinkpb.JobVertex, dir string) ([]string, error) {
 	switch {
+	case op.SplitState && st.SplitState:
 	case !op.KeyedState || !st.KeyedState:
-		return nil, fmt.Errorf("operator %q has state from %d subtasks and now runs %d: only state by key (operators after KeyBy) can change parallelism; keep this operator's with SetParallelism(%d)", op.Name, st.Parallelism, v.Parallelism, st.Parallelism)
+		return nil, fmt.Errorf("operator %q has state from %d subtasks and now runs %d: only state by key (operators after KeyBy) and the splits of the sources and sinks loom ships can change parallelism; keep this operator's with SetParallelism(%d)", op.Name, st.Parallelism, v.Parallelism, st.Parallelism)
 	case st.MaxParallelism != int(v.MaxParallelism):
 		return nil, fmt.Errorf("operator %q has state in %d key groups (its maximum parallelism) and now has %d: the maximum parallelism of an operator with state cannot change; set it back with SetMaxParallelism(%d)", op.Name, st.MaxParallelism, v.MaxParallelism, st.MaxParallelism)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"loom/flinkrt/state/storage"
 	"loom/flinkrt/state/storage/s3test"
+	"loom/proto/flinkpb"
 	"strings"
 	"testing"
 )
@@ -93,4 +94,34 @@ func TestLatestCompleteCheckpoint(t *testing.T) {
 		srv.Setenv(t)
 		check(t, srv.Bucket(t, "checkpoints")+"/cp/job")
 	})
+}
+
+// State moves to another parallelism when it is by key (with the key
+// groups unchanged) or splits; any other is refused with the way out.
+func TestRescaleMovesStateByKeyOrSplits(t *testing.T) {
+	v := &flinkpb.JobVertex{Parallelism: 3, MaxParallelism: 128}
+	files := map[int]string{1: "op-1", 0: "op-0"}
+	for _, c := range []struct {
+		name string
+		op   *flinkpb.Operator
+		st   operatorMeta
+		want string // an error's words; "" for none
+	}{
+		{"by key", &flinkpb.Operator{Name: "counts", KeyedState: true}, operatorMeta{Parallelism: 2, MaxParallelism: 128, KeyedState: true, Files: files}, ""},
+		{"splits", &flinkpb.Operator{Name: "lines", SplitState: true}, operatorMeta{Parallelism: 2, SplitState: true, Files: files}, ""},
+		{"other key groups", &flinkpb.Operator{Name: "counts", KeyedState: true}, operatorMeta{Parallelism: 2, MaxParallelism: 64, KeyedState: true, Files: files}, "SetMaxParallelism(64)"},
+		{"a function's own", &flinkpb.Operator{Name: "tally"}, operatorMeta{Parallelism: 2, Files: files}, "SetParallelism(2)"},
+		{"splits then, not now", &flinkpb.Operator{Name: "lines"}, operatorMeta{Parallelism: 2, SplitState: true, Files: files}, "SetParallelism(2)"},
+		{"a bad subtask", &flinkpb.Operator{Name: "lines", SplitState: true}, operatorMeta{Parallelism: 2, SplitState: true, Files: map[int]string{5: "x"}}, "names subtask 5"},
+	} {
+		paths, err := rescale(c.op, c.st, v, "/cp")
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.want == "" && strings.Join(paths, " ") != "/cp/op-0 /cp/op-1":
+			t.Errorf("%s: paths %q, want every old subtask's in order", c.name, paths)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: %v, want an error saying %q", c.name, err, c.want)
+		}
+	}
 }

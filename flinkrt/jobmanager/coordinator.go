@@ -150,7 +150,7 @@ func (jm *JobMaster) completeInBackground(p *pendingCheckpoint) {
 	for vi, v := range jm.jg.Vertices {
 		for _, op := range v.Operators {
 			om := operatorMeta{ID: op.Id, UID: op.Uid, Name: op.Name, Parallelism: int(v.Parallelism), Files: map[int]string{},
-				MaxParallelism: int(v.MaxParallelism), KeyedState: op.KeyedState}
+				MaxParallelism: int(v.MaxParallelism), KeyedState: op.KeyedState, SplitState: op.SplitState}
 			for s := 0; s < int(v.Parallelism); s++ {
 				if f, ok := p.acks[[2]int{vi, s}].Files[op.Id]; ok {
 					om.Files[s] = f

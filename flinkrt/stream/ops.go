@@ -28,6 +28,7 @@ func FromSource[T any](env *Env, name string, src source.Source[T]) DataStream[T
 		n.Parallelism = 1
 		n.MaxParallelism = 1
 	}
+	_, n.SplitState = src.(source.Splittable)
 	return DataStream[T]{env: env, node: n, from: []int{n.ID}}
 }
 
@@ -51,6 +52,17 @@ func (o *sourceOp[T]) SnapshotState(int64) ([]byte, error) {
 func (o *sourceOp[T]) RestoreState(b []byte) error {
 	o.restored = b
 	return nil
+}
+
+// RestoreSplits implements task.SplitRestorer for a source that can split.
+func (o *sourceOp[T]) RestoreSplits(states [][]byte, subtask, parallelism int) error {
+	s, ok := o.src.(source.Splittable)
+	if !ok {
+		return fmt.Errorf("source %s cannot change parallelism", o.src.Describe())
+	}
+	b, err := s.Split(states, subtask, parallelism)
+	o.restored = b
+	return err
 }
 
 func (o *sourceOp[T]) Run(ctx *task.OperatorContext) error {
@@ -106,6 +118,7 @@ func Sink[T any](s DataStream[T], name string, snk sink.Sink[T]) DataStream[T] {
 	if c, ok := snk.(sink.OutputChecker); ok {
 		s.env.outputs = append(s.env.outputs, c)
 	}
+	_, n.SplitState = snk.(sink.Splittable)
 	return DataStream[T]{env: s.env, node: n, from: nil}
 }
 
@@ -140,6 +153,17 @@ func (o *sinkOp[T]) SnapshotState(id int64) ([]byte, error) {
 func (o *sinkOp[T]) RestoreState(b []byte) error {
 	o.restored = b
 	return nil
+}
+
+// RestoreSplits implements task.SplitRestorer for a sink that can split.
+func (o *sinkOp[T]) RestoreSplits(states [][]byte, subtask, parallelism int) error {
+	s, ok := o.sink.(sink.Splittable)
+	if !ok {
+		return fmt.Errorf("sink %s cannot change parallelism", o.sink.Describe())
+	}
+	b, err := s.Split(states, subtask, parallelism)
+	o.restored = b
+	return err
 }
 
 // NotifyCheckpointComplete implements task.CheckpointListener.

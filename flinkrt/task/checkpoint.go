@@ -38,6 +38,15 @@ type KeyedRestorer interface {
 	RestoreKeyed(states [][]byte, owns KeyGroups) error
 }
 
+// SplitRestorer is a Snapshotter whose state is splits (a source's unread
+// input, a sink's uncommitted output). Restored at another parallelism,
+// each subtask is given every old subtask's state, in the order of their
+// indexes (a subtask that stored none is left out), and takes its share
+// of the splits; called before Open, as RestoreState.
+type SplitRestorer interface {
+	RestoreSplits(states [][]byte, subtask, parallelism int) error
+}
+
 // CheckpointListener is an operator that acts when a checkpoint its state
 // is part of completes: a transactional sink commits what it covers.
 type CheckpointListener interface {

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -258,10 +259,6 @@ func (b *built) restoreStates(st *flinkpb.SubtaskState) error {
 		if !ok {
 			continue
 		}
-		kr, ok := s.op.(task.KeyedRestorer)
-		if !ok {
-			return fmt.Errorf("restoring %s: its state is not by key, so it cannot change parallelism", s.name)
-		}
 		var states [][]byte
 		for _, path := range files.GetPaths() {
 			data, err := readState(path)
@@ -270,17 +267,24 @@ func (b *built) restoreStates(st *flinkpb.SubtaskState) error {
 			}
 			states = append(states, data)
 		}
-		owns := task.KeyGroups{MaxParallelism: b.ctx.MaxParallelism, Parallelism: b.ctx.Parallelism, Subtask: b.ctx.Subtask}
-		if err := restoreKeyedOf(kr, states, owns); err != nil {
+		if err := restoreRescaled(s.op, states, b.ctx); err != nil {
 			return fmt.Errorf("restoring %s at parallelism %d: %w", s.name, b.ctx.Parallelism, err)
 		}
 	}
 	return nil
 }
 
-func restoreKeyedOf(kr task.KeyedRestorer, states [][]byte, owns task.KeyGroups) (err error) {
+// restoreRescaled restores an operator at a parallelism other than its
+// checkpoint's, from every old subtask's state: by key, or by splits.
+func restoreRescaled(op task.Snapshotter, states [][]byte, ctx *task.Context) (err error) {
 	defer task.Recover(&err, "restore")
-	return kr.RestoreKeyed(states, owns)
+	switch r := op.(type) {
+	case task.KeyedRestorer:
+		return r.RestoreKeyed(states, task.KeyGroups{MaxParallelism: ctx.MaxParallelism, Parallelism: ctx.Parallelism, Subtask: ctx.Subtask})
+	case task.SplitRestorer:
+		return r.RestoreSplits(states, ctx.Subtask, ctx.Parallelism)
+	}
+	return errors.New("its state is neither by key nor splits, so it cannot change parallelism")
 }
 
 // readState reads a state file of a checkpoint or savepoint.

@@ -221,7 +221,12 @@ type Operator struct {
 	SideOutput string `protobuf:"bytes,9,opt,name=side_output,json=sideOutput,proto3" json:"side_output,omitempty"`
 	// The operator's state is by key (it reads a keyed stream): restored at
 	// another parallelism, each subtask takes the keys of its key groups.
-	KeyedState    bool `protobuf:"varint,10,opt,name=keyed_state,json=keyedState,proto3" json:"keyed_state,omitempty"`
+	KeyedState bool `protobuf:"varint,10,opt,name=keyed_state,json=keyedState,proto3" json:"keyed_state,omitempty"`
+	// The operator's state is a list of splits (what a source has left to
+	// read, what a sink has to commit): restored at another parallelism,
+	// every subtask is given all the old subtasks' state and takes its
+	// share.
+	SplitState    bool `protobuf:"varint,11,opt,name=split_state,json=splitState,proto3" json:"split_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -322,6 +327,13 @@ func (x *Operator) GetSideOutput() string {
 func (x *Operator) GetKeyedState() bool {
 	if x != nil {
 		return x.KeyedState
+	}
+	return false
+}
+
+func (x *Operator) GetSplitState() bool {
+	if x != nil {
+		return x.SplitState
 	}
 	return false
 }
@@ -435,7 +447,7 @@ const file_proto_flinkpb_jobgraph_proto_rawDesc = "" +
 	"\vparallelism\x18\x03 \x01(\x05R\vparallelism\x12'\n" +
 	"\x0fmax_parallelism\x18\x04 \x01(\x05R\x0emaxParallelism\x12,\n" +
 	"\x12slot_sharing_group\x18\x05 \x01(\tR\x10slotSharingGroup\x122\n" +
-	"\toperators\x18\x06 \x03(\v2\x14.loom.flink.OperatorR\toperators\"\x8f\x02\n" +
+	"\toperators\x18\x06 \x03(\v2\x14.loom.flink.OperatorR\toperators\"\xb0\x02\n" +
 	"\bOperator\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\x05R\x04node\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
@@ -449,7 +461,9 @@ const file_proto_flinkpb_jobgraph_proto_rawDesc = "" +
 	"sideOutput\x12\x1f\n" +
 	"\vkeyed_state\x18\n" +
 	" \x01(\bR\n" +
-	"keyedState\"\xd8\x01\n" +
+	"keyedState\x12\x1f\n" +
+	"\vsplit_state\x18\v \x01(\bR\n" +
+	"splitState\"\xd8\x01\n" +
 	"\aJobEdge\x12\x1f\n" +
 	"\vsource_node\x18\x01 \x01(\x05R\n" +
 	"sourceNode\x12\x1f\n" +

@@ -33,7 +33,7 @@ func main() {
 	overwrite := flag.Bool("overwrite", false, "replace the part files an earlier run left in --output (otherwise a run into a directory that holds files is refused)")
 	discard := flag.Bool("discard", false, "count without writing the counts anywhere (benchmarks)")
 	delay := flag.Duration("line-delay", 0, "wait this long before splitting each line, to make a small input last (demos and tests)")
-	pEnds := flag.Int("p-ends", 0, "run the source and the sink at this parallelism, not -p's: their state is not by key, so a savepoint restores at another -p only if they keep theirs")
+	pEnds := flag.Int("p-ends", 0, "run the source and the sink at this parallelism, not -p's")
 	flag.Parse()
 
 	env := stream.NewEnv()

@@ -3,9 +3,11 @@ package sink
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -20,6 +22,10 @@ type partFiles[T any] struct {
 	dir     string
 	subtask int
 	st      partState
+	// retired are the part files of subtasks of an earlier parallelism
+	// this one took over, kept in every checkpoint so a later restore
+	// knows which of their files are output.
+	retired []retiredParts
 	cur     *os.File
 	w       lineWriter[T]
 }
@@ -33,57 +39,168 @@ type partState struct {
 	Pending [][2]int64
 }
 
-func (p *partFiles[T]) name(seq int64) string {
-	return filepath.Join(p.dir, fmt.Sprintf("part-%d-%d", p.subtask, seq))
+// partsState is a checkpoint's state of a subtask: its own part files'
+// and those of the subtasks it took over when the sink's parallelism
+// changed, whose part files keep their names.
+type partsState struct {
+	Subtask int64
+	Own     partState
+	Retired []retiredParts
 }
+
+type retiredParts struct {
+	Subtask int64
+	State   partState
+}
+
+// partsMagic starts a partsState; a state without it is a partState, as
+// a sink recorded it before it could change parallelism.
+const partsMagic = "\xffPS\x01"
+
+// maxRetired bounds the subtasks a restored state takes over.
+const maxRetired = 1 << 15
+
+func encodeParts(s partsState) []byte {
+	return codec.MustFor[partsState]().Append([]byte(partsMagic), s)
+}
+
+// decodeParts reads a restored state; legacy is the subtask a partState
+// of an earlier version is taken to be of.
+func decodeParts(b []byte, legacy int) (partsState, error) {
+	if rest, ok := strings.CutPrefix(string(b), partsMagic); ok {
+		st, n, err := codec.MustFor[partsState]().Decode([]byte(rest))
+		switch {
+		case err != nil:
+			return partsState{}, fmt.Errorf("text sink: the restored state is corrupt: %w", err)
+		case n != len(rest) || len(st.Retired) > maxRetired || st.Subtask < 0:
+			return partsState{}, errors.New("text sink: the restored state is corrupt")
+		}
+		for _, r := range st.Retired {
+			if r.Subtask < 0 || r.Subtask == st.Subtask {
+				return partsState{}, errors.New("text sink: the restored state is corrupt")
+			}
+		}
+		return st, nil
+	}
+	st, _, err := codec.MustFor[partState]().Decode(b)
+	if err != nil {
+		return partsState{}, fmt.Errorf("text sink: the restored state is corrupt: %w", err)
+	}
+	return partsState{Subtask: int64(legacy), Own: st}, nil
+}
+
+// splitParts is subtask's state at parallelism from every old subtask's:
+// the part files of each old subtask (and of those it had taken over) go
+// to the subtask of its index modulo the new parallelism, which commits
+// what they left pending and keeps their finished files.
+func splitParts(states [][]byte, subtask, parallelism int) ([]byte, error) {
+	if parallelism < 1 || subtask < 0 || subtask >= parallelism {
+		return nil, fmt.Errorf("text sink: subtask %d of %d", subtask, parallelism)
+	}
+	all := map[int64]partState{}
+	add := func(id int64, st partState) error {
+		if _, dup := all[id]; dup || len(all) >= maxRetired {
+			return fmt.Errorf("text sink: the restored states name the part files of subtask %d twice, or too many subtasks", id)
+		}
+		all[id] = st
+		return nil
+	}
+	for i, b := range states {
+		st, err := decodeParts(b, i)
+		if err != nil {
+			return nil, err
+		}
+		if err := add(st.Subtask, st.Own); err != nil {
+			return nil, err
+		}
+		for _, r := range st.Retired {
+			if err := add(r.Subtask, r.State); err != nil {
+				return nil, err
+			}
+		}
+	}
+	out := partsState{Subtask: int64(subtask), Own: all[int64(subtask)]}
+	for _, id := range slices.Sorted(maps.Keys(all)) {
+		if id%int64(parallelism) == int64(subtask) && id != int64(subtask) {
+			out.Retired = append(out.Retired, retiredParts{id, all[id]})
+		}
+	}
+	return encodeParts(out), nil
+}
+
+func partName(dir string, subtask int, seq int64) string {
+	return filepath.Join(dir, fmt.Sprintf("part-%d-%d", subtask, seq))
+}
+
+func (p *partFiles[T]) name(seq int64) string { return partName(p.dir, p.subtask, seq) }
 func (p *partFiles[T]) inProgress(seq int64) string {
 	return filepath.Join(p.dir, fmt.Sprintf(".part-%d-%d.inprogress", p.subtask, seq))
 }
-func (p *partFiles[T]) pending(seq int64) string {
-	return filepath.Join(p.dir, fmt.Sprintf(".part-%d-%d.pending", p.subtask, seq))
+func (p *partFiles[T]) pending(seq int64) string { return pendingName(p.dir, p.subtask, seq) }
+
+func pendingName(dir string, subtask int, seq int64) string {
+	return filepath.Join(dir, fmt.Sprintf(".part-%d-%d.pending", subtask, seq))
 }
 
 // openPartFiles starts a subtask's part files: from the state a
 // checkpoint restored (committing what it left pending, discarding what
-// was written after it) or afresh (discarding the subtask's earlier
-// output).
+// was written after it, for its own part files and those it took over)
+// or afresh (discarding the subtask's earlier output).
 func openPartFiles[T any](dir string, subtask int, restored []byte) (*partFiles[T], error) {
 	p := &partFiles[T]{dir: dir, subtask: subtask}
 	if restored != nil {
-		st, _, err := codec.MustFor[partState]().Decode(restored)
+		st, err := decodeParts(restored, subtask)
 		if err != nil {
-			return nil, fmt.Errorf("text sink: the restored state is corrupt: %w", err)
+			return nil, err
 		}
-		p.st = st
-	}
-	keep := map[int64]bool{}
-	for _, pd := range p.st.Pending {
-		if err := os.Rename(p.pending(pd[1]), p.name(pd[1])); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("text sink: committing %s: %w", p.pending(pd[1]), err)
+		if st.Subtask != int64(subtask) {
+			return nil, fmt.Errorf("text sink: the restored state is subtask %d's, not %d's", st.Subtask, subtask)
 		}
-		keep[pd[1]] = true
+		p.st, p.retired = st.Own, st.Retired
 	}
-	p.st.Pending = nil
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("text sink: %w", err)
 	}
-	for _, e := range entries {
-		seq, final, ok := p.parse(e.Name())
-		if !ok || final && (seq < p.st.Next || keep[seq]) {
-			continue
-		}
-		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("text sink: discarding %s: %w", e.Name(), err)
+	if err := settle(dir, subtask, &p.st, entries); err != nil {
+		return nil, err
+	}
+	for i := range p.retired {
+		if err := settle(dir, int(p.retired[i].Subtask), &p.retired[i].State, entries); err != nil {
+			return nil, err
 		}
 	}
 	return p, nil
 }
 
-// parse recognises the subtask's part files: final ones, and hidden
+// settle commits the part files of a subtask a restored state left
+// pending and removes the rest of what it wrote after that state: its
+// hidden files and any final one from Next on.
+func settle(dir string, subtask int, st *partState, entries []os.DirEntry) error {
+	keep := map[int64]bool{}
+	for _, pd := range st.Pending {
+		if err := os.Rename(pendingName(dir, subtask, pd[1]), partName(dir, subtask, pd[1])); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("text sink: committing %s: %w", pendingName(dir, subtask, pd[1]), err)
+		}
+		keep[pd[1]] = true
+	}
+	st.Pending = nil
+	for _, e := range entries {
+		seq, final, ok := parsePart(subtask, e.Name())
+		if !ok || final && (seq < st.Next || keep[seq]) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("text sink: discarding %s: %w", e.Name(), err)
+		}
+	}
+	return nil
+}
+
+// parsePart recognises a subtask's part files: final ones, and hidden
 // in-progress and pending ones.
-func (p *partFiles[T]) parse(name string) (seq int64, final, ok bool) {
-	prefix := fmt.Sprintf("part-%d-", p.subtask)
+func parsePart(subtask int, name string) (seq int64, final, ok bool) {
+	prefix := fmt.Sprintf("part-%d-", subtask)
 	rest, hidden := strings.CutPrefix(name, "."+prefix)
 	if hidden {
 		rest, ok = strings.CutSuffix(rest, ".inprogress")
@@ -146,7 +263,7 @@ func (p *partFiles[T]) PreCommit(checkpointID int64) ([]byte, error) {
 		p.st.Pending = append(p.st.Pending, [2]int64{checkpointID, seq})
 		p.st.Next++
 	}
-	return codec.MustFor[partState]().Append(nil, p.st), nil
+	return encodeParts(partsState{Subtask: int64(p.subtask), Own: p.st, Retired: p.retired}), nil
 }
 
 // Commit implements Transactional.

@@ -60,6 +60,14 @@ type Transactional interface {
 	Commit(checkpointID int64) error
 }
 
+// Splittable is a Sink whose Transactional state can move to another
+// parallelism: restored there, every new subtask is given the state of
+// all the old subtasks and takes its share of what they left to commit.
+type Splittable interface {
+	// Split is subtask's state at parallelism from the old subtasks'.
+	Split(states [][]byte, subtask, parallelism int) ([]byte, error)
+}
+
 // ------------------------------------------------------------------ print
 
 var stdoutMu sync.Mutex
@@ -176,6 +184,13 @@ func (t TextFileSink[T]) Overwrite(on bool) TextFileSink[T] {
 func (t TextFileSink[T]) Dir() string { return t.dir }
 
 func (TextFileSink[T]) Describe() string { return "TextFile" }
+
+// Split implements Splittable: the part files of old subtask i, named
+// part-i-*, go on being kept (and their pending ones committed) by new
+// subtask i modulo the new parallelism.
+func (TextFileSink[T]) Split(states [][]byte, subtask, parallelism int) ([]byte, error) {
+	return splitParts(states, subtask, parallelism)
+}
 
 // CheckOutput implements OutputChecker.
 func (t TextFileSink[T]) CheckOutput(restoring bool) error {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 )
 
 // Context is what a running source subtask emits into.
@@ -75,55 +76,80 @@ func Sequence(from, to int64) Source[int64] {
 }
 
 // Generator emits fn(0), fn(1), ... fn(count-1), each subtask a contiguous
-// share of the indexes. count < 0 generates until the job is canceled.
+// share of the indexes; restored at another parallelism, the subtasks
+// share the indexes left. count < 0 generates until the job is canceled,
+// subtask s of p emitting s, s+p, s+2p, ...; such a generator keeps its
+// parallelism across a restore.
 func Generator[T any](count int64, fn func(i int64) T) Source[T] {
-	return generator[T]{count, fn}
+	if count >= 0 {
+		return bounded[T]{count, fn}
+	}
+	return unbounded[T]{fn}
 }
 
-type generator[T any] struct {
+type bounded[T any] struct {
 	count int64
 	fn    func(i int64) T
 }
 
-func (g generator[T]) Describe() string    { return "Generator" }
-func (g generator[T]) MaxParallelism() int { return 0 }
+func (g bounded[T]) Describe() string    { return "Generator" }
+func (g bounded[T]) MaxParallelism() int { return 0 }
 
-// Run emits the subtask's share of indexes; a checkpoint records the
-// index being emitted, where a restored subtask resumes.
-func (g generator[T]) Run(ctx Context[T]) error {
-	p, s := int64(ctx.Parallelism()), int64(ctx.Subtask())
-	var i int64
-	ctx.Checkpointed(func() []byte { return binary.AppendVarint(nil, i) })
-	resume, restored := int64(0), false
-	if b := ctx.Restored(); b != nil {
-		v, n := binary.Varint(b)
-		if n <= 0 {
-			return errors.New("generator: the restored position is corrupt")
-		}
-		resume, restored = v, true
+// Run emits the subtask's share of indexes, or the spans of them a
+// restore gave it; a checkpoint records what is left from the index
+// being emitted, where a restored subtask resumes.
+func (g bounded[T]) Run(ctx Context[T]) error {
+	p, s := ctx.Parallelism(), ctx.Subtask()
+	fresh := span{Start: share(g.count, s, p), End: share(g.count, s+1, p)}
+	spans, err := restoredSpans(ctx.Restored(), fresh, g.count)
+	if err != nil {
+		return fmt.Errorf("generator: %w", err)
 	}
-	if g.count < 0 {
-		i = s
-		if restored {
-			i = resume
-		}
-		for ; ; i += p {
-			if i&1023 == s&1023 && ctx.Err() != nil {
+	var i int64
+	k := 0
+	ctx.Checkpointed(func() []byte { return leftFrom(spans, k, i) })
+	for ; k < len(spans); k++ {
+		for i = spans[k].Start; i < spans[k].End; i++ {
+			if (i-spans[k].Start)&1023 == 0 && ctx.Err() != nil {
 				return nil
 			}
 			ctx.Collect(g.fn(i))
 		}
 	}
-	lo, hi := g.count*s/p, g.count*(s+1)/p
-	i = lo
-	if restored {
-		i = resume
+	return nil
+}
+
+// Split implements Splittable.
+func (g bounded[T]) Split(positions [][]byte, subtask, parallelism int) ([]byte, error) {
+	b, err := splitSpans(positions, subtask, parallelism)
+	if err != nil {
+		return nil, fmt.Errorf("generator: %w", err)
 	}
-	for ; i < hi; i++ {
-		if (i-lo)&1023 == 0 && ctx.Err() != nil {
+	return b, nil
+}
+
+type unbounded[T any] struct{ fn func(i int64) T }
+
+func (g unbounded[T]) Describe() string    { return "Generator" }
+func (g unbounded[T]) MaxParallelism() int { return 0 }
+
+// Run emits the subtask's indexes until the job is canceled; a checkpoint
+// records the index being emitted, where a restored subtask resumes.
+func (g unbounded[T]) Run(ctx Context[T]) error {
+	p, s := int64(ctx.Parallelism()), int64(ctx.Subtask())
+	i := s
+	ctx.Checkpointed(func() []byte { return binary.AppendVarint(nil, i) })
+	if b := ctx.Restored(); b != nil {
+		v, n := binary.Varint(b)
+		if n <= 0 || v%p != s {
+			return errors.New("generator: the restored position is not one of this subtask's")
+		}
+		i = v
+	}
+	for ; ; i += p {
+		if i&1023 == s&1023 && ctx.Err() != nil {
 			return nil
 		}
 		ctx.Collect(g.fn(i))
 	}
-	return nil
 }

@@ -2,7 +2,6 @@ package source
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -68,9 +67,10 @@ func listFiles(path string) ([]fileSpan, error) {
 	return files, nil
 }
 
-// Run reads the subtask's byte range. A checkpoint records the offset,
-// over all the files, of the line being emitted, where a restored subtask
-// resumes; the files must not change in between.
+// Run reads the subtask's byte range, or the spans a restore gave it. A
+// checkpoint records what is left: from the offset, over all the files,
+// of the line being emitted, where a restored subtask resumes; the files
+// must not change in between.
 func (t textFile) Run(ctx Context[string]) error {
 	files, err := listFiles(t.path)
 	if err != nil {
@@ -80,32 +80,80 @@ func (t textFile) Run(ctx Context[string]) error {
 	for _, f := range files {
 		total += f.size
 	}
-	p, s := int64(ctx.Parallelism()), int64(ctx.Subtask())
-	lo, hi := total*s/p, total*(s+1)/p
+	p, s := ctx.Parallelism(), ctx.Subtask()
+	lo, hi := share(total, s, p), share(total, s+1, p)
+	spans, err := restoredSpans(ctx.Restored(), span{Start: lo, End: hi}, total)
+	if err != nil {
+		return fmt.Errorf("text source %s: %w", t.path, err)
+	}
 	at := &position{}
-	ctx.Checkpointed(func() []byte { return binary.AppendVarint(nil, at.base+at.line) })
-	aligned := false
-	if b := ctx.Restored(); b != nil {
-		v, n := binary.Varint(b)
-		if n <= 0 || v < lo || v > hi {
-			return fmt.Errorf("text source: the restored position is not in this subtask's range of %s; did the input change?", t.path)
-		}
-		lo, aligned = v, true
-	}
-	for _, f := range files {
-		start, end := max(lo-at.base, 0), min(hi-at.base, f.size)
-		if start < end {
-			// A resumed range starts at a line's start; any other starts
-			// inside the line before it unless at the file's start.
-			if err := readRange(ctx, f.path, start, end, aligned && start > 0, at); err != nil {
-				return err
+	k := 0
+	ctx.Checkpointed(func() []byte { return leftFrom(spans, k, at.base+at.line) })
+	for ; k < len(spans); k++ {
+		sp := spans[k]
+		at.base = 0
+		for _, f := range files {
+			start, end := max(sp.Start-at.base, 0), min(sp.End-at.base, f.size)
+			if start < end {
+				// A span that starts at a line's start reads from there;
+				// any other starts inside the line before it unless at
+				// the file's start.
+				if err := readRange(ctx, f.path, start, end, sp.Aligned && start > 0, at); err != nil {
+					return err
+				}
 			}
+			at.base += f.size
 		}
-		at.base += f.size
+		if ctx.Err() != nil {
+			return nil
+		}
 	}
-	// A checkpoint taken as the source ends resumes past its range.
-	at.base, at.line = hi, 0
 	return nil
+}
+
+// restoredSpans are the spans a subtask reads: fresh, its own; else those
+// its restored position names, which must lie in the input (of size
+// total). A position of one offset, from before sources could split,
+// resumes the fresh span there.
+func restoredSpans(b []byte, fresh span, total int64) ([]span, error) {
+	if b == nil {
+		return []span{fresh}, nil
+	}
+	spans, v, legacy, err := decodePosition(b)
+	if err != nil {
+		return nil, err
+	}
+	if legacy {
+		if v < fresh.Start || v > fresh.End {
+			return nil, errors.New("the restored position is not in this subtask's range; did the input change?")
+		}
+		return []span{{Start: v, End: fresh.End, Aligned: true}}, nil
+	}
+	for _, s := range spans {
+		if s.End > total {
+			return nil, errors.New("the restored position is past the end of the input; did the input change?")
+		}
+	}
+	return spans, nil
+}
+
+// leftFrom is the position of a source reading spans[k] at pos: the rest
+// of that span, from a record's start, and the spans after it.
+func leftFrom(spans []span, k int, pos int64) []byte {
+	if k >= len(spans) {
+		return encodeSpans(nil)
+	}
+	left := append([]span{{Start: pos, End: spans[k].End, Aligned: true}}, spans[k+1:]...)
+	return encodeSpans(left)
+}
+
+// Split implements Splittable.
+func (t textFile) Split(positions [][]byte, subtask, parallelism int) ([]byte, error) {
+	b, err := splitSpans(positions, subtask, parallelism)
+	if err != nil {
+		return nil, fmt.Errorf("text source %s: %w", t.path, err)
+	}
+	return b, nil
 }
 
 // position is where a text source is: the offset of the file being read
