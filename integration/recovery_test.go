@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -168,13 +169,31 @@ func checkTaskMetricsREST(t *testing.T, web, jobID string) {
 	if len(jmm) != 2 || jmm[0].Value == "0" {
 		t.Errorf("the JobManager's metrics: %+v", jmm)
 	}
+	// The flame graph: Flink's "waiting" while the first sample is
+	// taken, then the source's stacks.
+	type node struct {
+		Name     string  `json:"name"`
+		Value    int64   `json:"value"`
+		Children []*node `json:"children"`
+	}
 	var fg struct {
-		End int64 `json:"endTimestamp"`
+		End  int64 `json:"endTimestamp"`
+		Data *node `json:"data"`
 	}
-	getJSON(t, web+"/jobs/"+jobID+"/vertices/"+src+"/flamegraph?type=on_cpu", &fg)
-	if fg.End != -2 {
-		t.Errorf("the flame graph: %+v, want Flink's disabled answer", fg)
+	var has func(n *node, frame string) bool
+	has = func(n *node, frame string) bool {
+		if strings.Contains(n.Name, frame) {
+			return true
+		}
+		return slices.ContainsFunc(n.Children, func(c *node) bool { return has(c, frame) })
 	}
+	waitFor(t, 30*time.Second, "a flame graph of the source", func() (bool, string) {
+		getJSON(t, web+"/jobs/"+jobID+"/vertices/"+src+"/flamegraph?type=full", &fg)
+		if fg.End != -3 && fg.End <= 0 {
+			t.Fatalf("the flame graph of a running vertex: %+v", fg)
+		}
+		return fg.End > 0 && fg.Data != nil && fg.Data.Name == "root" && fg.Data.Value > 0 && has(fg.Data, "source.textFile.Run"), fmt.Sprintf("%+v", fg)
+	})
 }
 
 // checkJobManagerLog reads the JobManager's log over REST, as Flink's

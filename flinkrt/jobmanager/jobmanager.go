@@ -104,7 +104,9 @@ type JobManager struct {
 	// for the ResourceManager and every JobMaster.
 	conns *rpc.Pool
 	blobs *blobStore
-	start time.Time
+	// flames are the flame graphs' latest samples.
+	flames flameGraphs
+	start  time.Time
 	// shutdown carries the reason of the first shutdown request.
 	shutdown chan string
 

@@ -238,14 +238,3 @@ func (jm *JobManager) restTMThreadDump(w http.ResponseWriter, r *http.Request) {
 	}
 	restError(w, http.StatusNotFound, "TaskManager "+r.PathValue("tmid")+" not found")
 }
-
-// restFlameGraph answers Flink's "disabled" flame graph (endTimestamp
-// -2), as Flink does with rest.flamegraph.enabled false: loom does not
-// sample its tasks' stacks.
-func (jm *JobManager) restFlameGraph(w http.ResponseWriter, r *http.Request, _ *flinkpb.JobDetails, _ *flinkpb.VertexDetails) {
-	t := r.URL.Query().Get("type")
-	if t == "" {
-		t = "on_cpu"
-	}
-	writeJSON(w, http.StatusOK, obj{"endTimestamp": -2, "graphType": strings.ToUpper(t), "data": nil})
-}

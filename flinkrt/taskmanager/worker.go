@@ -271,7 +271,7 @@ type job struct {
 	stats   *flinkpb.ProcessStats
 	// dumps are the thread dumps asked of the worker and not yet
 	// answered, by request id.
-	dumps map[uint64]chan *flinkpb.ProcessDump
+	dumps map[uint64]chan *flinkpb.WorkerDump
 }
 
 // maxReportedSubtasks bounds a worker's metrics report.

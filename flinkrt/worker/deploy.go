@@ -3,9 +3,11 @@ package worker
 import (
 	"context"
 	"fmt"
+	"runtime/pprof"
 
 	"loom/flinkrt/graph"
 	"loom/flinkrt/network"
+	"loom/flinkrt/procstats"
 	"loom/flinkrt/task"
 	"loom/proto/flinkpb"
 )
@@ -70,6 +72,9 @@ func RunDeployment(ctx context.Context, job *Job, d Deployment, srv *network.Ser
 			return err
 		}
 	}
+	// The job's tasks' goroutines carry its id, for samples of their
+	// stacks.
+	ctx = pprof.WithLabels(ctx, pprof.Labels(procstats.LabelJob, d.JobID))
 	return w.runSubtasks(ctx, d.Tasks, ex, report, d.Stops)
 }
 

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/pprof"
+	"strconv"
 	"sync"
 
+	"loom/flinkrt/procstats"
 	"loom/flinkrt/task"
 	"loom/proto/flinkpb"
 )
@@ -163,6 +166,8 @@ func (w *wiring) runSubtasks(ctx context.Context, ids []Subtask, ex exchange, re
 		go func() {
 			defer wg.Done()
 			defer w.live.remove(b)
+			pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels(
+				procstats.LabelVertex, strconv.Itoa(b.id.Vertex), procstats.LabelSubtask, strconv.Itoa(b.id.Index))))
 			err := b.run(w.settings, report)
 			switch {
 			case err == nil:

@@ -137,6 +137,7 @@ func Attach(ctx context.Context, trust *auth.Trust, tmAddr, jobID, host string, 
 		// index: a later deployment of the subtask stops it and waits.
 		live = map[[2]int]*instance{}
 	)
+	sampling := make(chan struct{}, 1)
 	defer wg.Wait()
 	defer cancel()
 	for {
@@ -247,6 +248,24 @@ func Attach(ctx context.Context, trust *auth.Trust, tmAddr, jobID, host string, 
 				}
 			}
 		case *flinkpb.WorkerCommand_Dump:
+			if s := c.Dump.Sample; s != nil {
+				// A sample takes seconds: it runs beside the commands, one
+				// at a time; another asked for meanwhile answers empty.
+				select {
+				case sampling <- struct{}{}:
+				default:
+					_ = send(&flinkpb.WorkerMessage{Msg: &flinkpb.WorkerMessage_Dump{Dump: &flinkpb.WorkerDump{Id: c.Dump.Id, Sample: &flinkpb.SampleTasksResponse{}}}})
+					continue
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-sampling }()
+					resp := procstats.SampleTasks(ctx, hello.GetJobId(), int(s.Vertex), s.Subtasks, int(s.Samples), time.Duration(s.DelayMs)*time.Millisecond, int(s.MaxDepth))
+					_ = send(&flinkpb.WorkerMessage{Msg: &flinkpb.WorkerMessage_Dump{Dump: &flinkpb.WorkerDump{Id: c.Dump.Id, Sample: resp}}})
+				}()
+				continue
+			}
 			_ = send(&flinkpb.WorkerMessage{Msg: &flinkpb.WorkerMessage_Dump{Dump: &flinkpb.WorkerDump{
 				Id: c.Dump.Id, Dump: procstats.Dump("worker of job " + hello.GetJobId()),
 			}}})

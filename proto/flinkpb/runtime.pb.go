@@ -403,11 +403,13 @@ func (x *ProcessDump) GetTruncated() bool {
 	return false
 }
 
-// WorkerDumpRequest asks a worker for its goroutines; it answers with a
-// WorkerDump of the same id.
+// WorkerDumpRequest asks a worker for its goroutines, or with sample set
+// for samples of its tasks' stacks; it answers with a WorkerDump of the
+// same id.
 type WorkerDumpRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Sample        *SampleTasksRequest    `protobuf:"bytes,2,opt,name=sample,proto3" json:"sample,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -449,10 +451,18 @@ func (x *WorkerDumpRequest) GetId() uint64 {
 	return 0
 }
 
+func (x *WorkerDumpRequest) GetSample() *SampleTasksRequest {
+	if x != nil {
+		return x.Sample
+	}
+	return nil
+}
+
 type WorkerDump struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	Dump          *ProcessDump           `protobuf:"bytes,2,opt,name=dump,proto3" json:"dump,omitempty"`
+	Sample        *SampleTasksResponse   `protobuf:"bytes,3,opt,name=sample,proto3" json:"sample,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -501,6 +511,218 @@ func (x *WorkerDump) GetDump() *ProcessDump {
 	return nil
 }
 
+func (x *WorkerDump) GetSample() *SampleTasksResponse {
+	if x != nil {
+		return x.Sample
+	}
+	return nil
+}
+
+// SampleTasksRequest asks for samples of the stacks of a vertex's tasks:
+// samples of them delay_ms apart, each stack cut at max_depth frames.
+type SampleTasksRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	JobId  string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Vertex int32                  `protobuf:"varint,2,opt,name=vertex,proto3" json:"vertex,omitempty"`
+	// The subtasks to sample; every one of the vertex's when empty.
+	Subtasks      []int32 `protobuf:"varint,3,rep,packed,name=subtasks,proto3" json:"subtasks,omitempty"`
+	Samples       int32   `protobuf:"varint,4,opt,name=samples,proto3" json:"samples,omitempty"`
+	DelayMs       int32   `protobuf:"varint,5,opt,name=delay_ms,json=delayMs,proto3" json:"delay_ms,omitempty"`
+	MaxDepth      int32   `protobuf:"varint,6,opt,name=max_depth,json=maxDepth,proto3" json:"max_depth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SampleTasksRequest) Reset() {
+	*x = SampleTasksRequest{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SampleTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SampleTasksRequest) ProtoMessage() {}
+
+func (x *SampleTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SampleTasksRequest.ProtoReflect.Descriptor instead.
+func (*SampleTasksRequest) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SampleTasksRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *SampleTasksRequest) GetVertex() int32 {
+	if x != nil {
+		return x.Vertex
+	}
+	return 0
+}
+
+func (x *SampleTasksRequest) GetSubtasks() []int32 {
+	if x != nil {
+		return x.Subtasks
+	}
+	return nil
+}
+
+func (x *SampleTasksRequest) GetSamples() int32 {
+	if x != nil {
+		return x.Samples
+	}
+	return 0
+}
+
+func (x *SampleTasksRequest) GetDelayMs() int32 {
+	if x != nil {
+		return x.DelayMs
+	}
+	return 0
+}
+
+func (x *SampleTasksRequest) GetMaxDepth() int32 {
+	if x != nil {
+		return x.MaxDepth
+	}
+	return 0
+}
+
+type SampleTasksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The distinct stacks seen and how often.
+	Stacks []*StackSample `protobuf:"bytes,1,rep,name=stacks,proto3" json:"stacks,omitempty"`
+	// How many samples were taken.
+	Samples       int32 `protobuf:"varint,2,opt,name=samples,proto3" json:"samples,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SampleTasksResponse) Reset() {
+	*x = SampleTasksResponse{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SampleTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SampleTasksResponse) ProtoMessage() {}
+
+func (x *SampleTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SampleTasksResponse.ProtoReflect.Descriptor instead.
+func (*SampleTasksResponse) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SampleTasksResponse) GetStacks() []*StackSample {
+	if x != nil {
+		return x.Stacks
+	}
+	return nil
+}
+
+func (x *SampleTasksResponse) GetSamples() int32 {
+	if x != nil {
+		return x.Samples
+	}
+	return 0
+}
+
+// StackSample is a stack of a task's goroutine: its frames outermost
+// first ("function:line"), how many times it was seen, and whether the
+// goroutine was parked (waiting: off CPU) rather than running or
+// runnable.
+type StackSample struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Frames        []string               `protobuf:"bytes,1,rep,name=frames,proto3" json:"frames,omitempty"`
+	Count         int64                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Parked        bool                   `protobuf:"varint,3,opt,name=parked,proto3" json:"parked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StackSample) Reset() {
+	*x = StackSample{}
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StackSample) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StackSample) ProtoMessage() {}
+
+func (x *StackSample) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StackSample.ProtoReflect.Descriptor instead.
+func (*StackSample) Descriptor() ([]byte, []int) {
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *StackSample) GetFrames() []string {
+	if x != nil {
+		return x.Frames
+	}
+	return nil
+}
+
+func (x *StackSample) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *StackSample) GetParked() bool {
+	if x != nil {
+		return x.Parked
+	}
+	return false
+}
+
 type Empty struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -509,7 +731,7 @@ type Empty struct {
 
 func (x *Empty) Reset() {
 	*x = Empty{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +743,7 @@ func (x *Empty) String() string {
 func (*Empty) ProtoMessage() {}
 
 func (x *Empty) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[10]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +756,7 @@ func (x *Empty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Empty.ProtoReflect.Descriptor instead.
 func (*Empty) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{10}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{13}
 }
 
 type SubmitJobRequest struct {
@@ -554,7 +776,7 @@ type SubmitJobRequest struct {
 
 func (x *SubmitJobRequest) Reset() {
 	*x = SubmitJobRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -566,7 +788,7 @@ func (x *SubmitJobRequest) String() string {
 func (*SubmitJobRequest) ProtoMessage() {}
 
 func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[11]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -579,7 +801,7 @@ func (x *SubmitJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobRequest.ProtoReflect.Descriptor instead.
 func (*SubmitJobRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{11}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SubmitJobRequest) GetJobGraph() *JobGraph {
@@ -626,7 +848,7 @@ type SubmitJobResponse struct {
 
 func (x *SubmitJobResponse) Reset() {
 	*x = SubmitJobResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +860,7 @@ func (x *SubmitJobResponse) String() string {
 func (*SubmitJobResponse) ProtoMessage() {}
 
 func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[12]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +873,7 @@ func (x *SubmitJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitJobResponse.ProtoReflect.Descriptor instead.
 func (*SubmitJobResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{12}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SubmitJobResponse) GetJobId() string {
@@ -669,7 +891,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +903,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[13]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +916,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{13}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{16}
 }
 
 type ListJobsResponse struct {
@@ -706,7 +928,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +940,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[14]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +953,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{14}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListJobsResponse) GetJobs() []*JobDetails {
@@ -752,7 +974,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +986,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[15]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +999,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{15}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -810,7 +1032,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +1044,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[16]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +1057,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{16}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -858,7 +1080,7 @@ type TriggerSavepointRequest struct {
 
 func (x *TriggerSavepointRequest) Reset() {
 	*x = TriggerSavepointRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +1092,7 @@ func (x *TriggerSavepointRequest) String() string {
 func (*TriggerSavepointRequest) ProtoMessage() {}
 
 func (x *TriggerSavepointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[17]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +1105,7 @@ func (x *TriggerSavepointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerSavepointRequest.ProtoReflect.Descriptor instead.
 func (*TriggerSavepointRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{17}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TriggerSavepointRequest) GetJobId() string {
@@ -917,7 +1139,7 @@ type TriggerSavepointResponse struct {
 
 func (x *TriggerSavepointResponse) Reset() {
 	*x = TriggerSavepointResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -929,7 +1151,7 @@ func (x *TriggerSavepointResponse) String() string {
 func (*TriggerSavepointResponse) ProtoMessage() {}
 
 func (x *TriggerSavepointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[18]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -942,7 +1164,7 @@ func (x *TriggerSavepointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TriggerSavepointResponse.ProtoReflect.Descriptor instead.
 func (*TriggerSavepointResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{18}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TriggerSavepointResponse) GetPath() string {
@@ -961,7 +1183,7 @@ type ShutDownClusterRequest struct {
 
 func (x *ShutDownClusterRequest) Reset() {
 	*x = ShutDownClusterRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -973,7 +1195,7 @@ func (x *ShutDownClusterRequest) String() string {
 func (*ShutDownClusterRequest) ProtoMessage() {}
 
 func (x *ShutDownClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[19]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -986,7 +1208,7 @@ func (x *ShutDownClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutDownClusterRequest.ProtoReflect.Descriptor instead.
 func (*ShutDownClusterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{19}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ShutDownClusterRequest) GetReason() string {
@@ -1006,7 +1228,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1018,7 +1240,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[20]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1031,7 +1253,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{20}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CancelJobResponse) GetState() string {
@@ -1072,7 +1294,7 @@ type JobDetails struct {
 
 func (x *JobDetails) Reset() {
 	*x = JobDetails{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1306,7 @@ func (x *JobDetails) String() string {
 func (*JobDetails) ProtoMessage() {}
 
 func (x *JobDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[21]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1319,7 @@ func (x *JobDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobDetails.ProtoReflect.Descriptor instead.
 func (*JobDetails) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{21}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JobDetails) GetJobId() string {
@@ -1233,7 +1455,7 @@ type CheckpointSummary struct {
 
 func (x *CheckpointSummary) Reset() {
 	*x = CheckpointSummary{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1467,7 @@ func (x *CheckpointSummary) String() string {
 func (*CheckpointSummary) ProtoMessage() {}
 
 func (x *CheckpointSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[22]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1480,7 @@ func (x *CheckpointSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointSummary.ProtoReflect.Descriptor instead.
 func (*CheckpointSummary) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{22}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CheckpointSummary) GetEnabled() bool {
@@ -1337,7 +1559,7 @@ type VertexDetails struct {
 
 func (x *VertexDetails) Reset() {
 	*x = VertexDetails{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1349,7 +1571,7 @@ func (x *VertexDetails) String() string {
 func (*VertexDetails) ProtoMessage() {}
 
 func (x *VertexDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[23]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1362,7 +1584,7 @@ func (x *VertexDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VertexDetails.ProtoReflect.Descriptor instead.
 func (*VertexDetails) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{23}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *VertexDetails) GetId() string {
@@ -1421,7 +1643,7 @@ type SubtaskDetails struct {
 
 func (x *SubtaskDetails) Reset() {
 	*x = SubtaskDetails{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1433,7 +1655,7 @@ func (x *SubtaskDetails) String() string {
 func (*SubtaskDetails) ProtoMessage() {}
 
 func (x *SubtaskDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[24]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1446,7 +1668,7 @@ func (x *SubtaskDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskDetails.ProtoReflect.Descriptor instead.
 func (*SubtaskDetails) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{24}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SubtaskDetails) GetIndex() int32 {
@@ -1555,7 +1777,7 @@ type IOMetrics struct {
 
 func (x *IOMetrics) Reset() {
 	*x = IOMetrics{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1567,7 +1789,7 @@ func (x *IOMetrics) String() string {
 func (*IOMetrics) ProtoMessage() {}
 
 func (x *IOMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[25]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1580,7 +1802,7 @@ func (x *IOMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IOMetrics.ProtoReflect.Descriptor instead.
 func (*IOMetrics) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{25}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *IOMetrics) GetRecordsIn() int64 {
@@ -1729,7 +1951,7 @@ type SubtaskMetrics struct {
 
 func (x *SubtaskMetrics) Reset() {
 	*x = SubtaskMetrics{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1741,7 +1963,7 @@ func (x *SubtaskMetrics) String() string {
 func (*SubtaskMetrics) ProtoMessage() {}
 
 func (x *SubtaskMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[26]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1754,7 +1976,7 @@ func (x *SubtaskMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskMetrics.ProtoReflect.Descriptor instead.
 func (*SubtaskMetrics) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{26}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SubtaskMetrics) GetVertex() int32 {
@@ -1796,7 +2018,7 @@ type BlobKey struct {
 
 func (x *BlobKey) Reset() {
 	*x = BlobKey{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +2030,7 @@ func (x *BlobKey) String() string {
 func (*BlobKey) ProtoMessage() {}
 
 func (x *BlobKey) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[27]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +2043,7 @@ func (x *BlobKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobKey.ProtoReflect.Descriptor instead.
 func (*BlobKey) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{27}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *BlobKey) GetSha256() string {
@@ -1849,7 +2071,7 @@ type BlobChunk struct {
 
 func (x *BlobChunk) Reset() {
 	*x = BlobChunk{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1861,7 +2083,7 @@ func (x *BlobChunk) String() string {
 func (*BlobChunk) ProtoMessage() {}
 
 func (x *BlobChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[28]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1874,7 +2096,7 @@ func (x *BlobChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
 func (*BlobChunk) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{28}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BlobChunk) GetKey() *BlobKey {
@@ -1910,7 +2132,7 @@ type RegisterTaskExecutorRequest struct {
 
 func (x *RegisterTaskExecutorRequest) Reset() {
 	*x = RegisterTaskExecutorRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1922,7 +2144,7 @@ func (x *RegisterTaskExecutorRequest) String() string {
 func (*RegisterTaskExecutorRequest) ProtoMessage() {}
 
 func (x *RegisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[29]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1935,7 +2157,7 @@ func (x *RegisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskExecutorRequest.ProtoReflect.Descriptor instead.
 func (*RegisterTaskExecutorRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{29}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RegisterTaskExecutorRequest) GetTaskManagerId() string {
@@ -2000,7 +2222,7 @@ type RegisterTaskExecutorResponse struct {
 
 func (x *RegisterTaskExecutorResponse) Reset() {
 	*x = RegisterTaskExecutorResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2234,7 @@ func (x *RegisterTaskExecutorResponse) String() string {
 func (*RegisterTaskExecutorResponse) ProtoMessage() {}
 
 func (x *RegisterTaskExecutorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[30]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2247,7 @@ func (x *RegisterTaskExecutorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskExecutorResponse.ProtoReflect.Descriptor instead.
 func (*RegisterTaskExecutorResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{30}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RegisterTaskExecutorResponse) GetHeartbeatIntervalMs() int64 {
@@ -2061,7 +2283,7 @@ type SlotStatus struct {
 
 func (x *SlotStatus) Reset() {
 	*x = SlotStatus{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2073,7 +2295,7 @@ func (x *SlotStatus) String() string {
 func (*SlotStatus) ProtoMessage() {}
 
 func (x *SlotStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[31]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2086,7 +2308,7 @@ func (x *SlotStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlotStatus.ProtoReflect.Descriptor instead.
 func (*SlotStatus) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{31}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SlotStatus) GetIndex() int32 {
@@ -2122,7 +2344,7 @@ type TaskExecutorHeartbeat struct {
 
 func (x *TaskExecutorHeartbeat) Reset() {
 	*x = TaskExecutorHeartbeat{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +2356,7 @@ func (x *TaskExecutorHeartbeat) String() string {
 func (*TaskExecutorHeartbeat) ProtoMessage() {}
 
 func (x *TaskExecutorHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[32]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +2369,7 @@ func (x *TaskExecutorHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecutorHeartbeat.ProtoReflect.Descriptor instead.
 func (*TaskExecutorHeartbeat) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{32}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TaskExecutorHeartbeat) GetTaskManagerId() string {
@@ -2192,7 +2414,7 @@ type ProcessStats struct {
 
 func (x *ProcessStats) Reset() {
 	*x = ProcessStats{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2204,7 +2426,7 @@ func (x *ProcessStats) String() string {
 func (*ProcessStats) ProtoMessage() {}
 
 func (x *ProcessStats) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[33]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2217,7 +2439,7 @@ func (x *ProcessStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessStats.ProtoReflect.Descriptor instead.
 func (*ProcessStats) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{33}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ProcessStats) GetHeapUsed() int64 {
@@ -2301,7 +2523,7 @@ type ResourceManagerHeartbeatResponse struct {
 
 func (x *ResourceManagerHeartbeatResponse) Reset() {
 	*x = ResourceManagerHeartbeatResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2313,7 +2535,7 @@ func (x *ResourceManagerHeartbeatResponse) String() string {
 func (*ResourceManagerHeartbeatResponse) ProtoMessage() {}
 
 func (x *ResourceManagerHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[34]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2326,7 +2548,7 @@ func (x *ResourceManagerHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceManagerHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*ResourceManagerHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{34}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ResourceManagerHeartbeatResponse) GetRegistered() bool {
@@ -2346,7 +2568,7 @@ type UnregisterTaskExecutorRequest struct {
 
 func (x *UnregisterTaskExecutorRequest) Reset() {
 	*x = UnregisterTaskExecutorRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2358,7 +2580,7 @@ func (x *UnregisterTaskExecutorRequest) String() string {
 func (*UnregisterTaskExecutorRequest) ProtoMessage() {}
 
 func (x *UnregisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[35]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2371,7 +2593,7 @@ func (x *UnregisterTaskExecutorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterTaskExecutorRequest.ProtoReflect.Descriptor instead.
 func (*UnregisterTaskExecutorRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{35}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UnregisterTaskExecutorRequest) GetTaskManagerId() string {
@@ -2397,7 +2619,7 @@ type GetJobArtifactRequest struct {
 
 func (x *GetJobArtifactRequest) Reset() {
 	*x = GetJobArtifactRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2409,7 +2631,7 @@ func (x *GetJobArtifactRequest) String() string {
 func (*GetJobArtifactRequest) ProtoMessage() {}
 
 func (x *GetJobArtifactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[36]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2422,7 +2644,7 @@ func (x *GetJobArtifactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobArtifactRequest.ProtoReflect.Descriptor instead.
 func (*GetJobArtifactRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{36}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetJobArtifactRequest) GetJobId() string {
@@ -2447,7 +2669,7 @@ type JobArtifact struct {
 
 func (x *JobArtifact) Reset() {
 	*x = JobArtifact{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2459,7 +2681,7 @@ func (x *JobArtifact) String() string {
 func (*JobArtifact) ProtoMessage() {}
 
 func (x *JobArtifact) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[37]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2472,7 +2694,7 @@ func (x *JobArtifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobArtifact.ProtoReflect.Descriptor instead.
 func (*JobArtifact) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{37}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *JobArtifact) GetArtifact() *BlobKey {
@@ -2524,7 +2746,7 @@ type OfferSlotsRequest struct {
 
 func (x *OfferSlotsRequest) Reset() {
 	*x = OfferSlotsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2536,7 +2758,7 @@ func (x *OfferSlotsRequest) String() string {
 func (*OfferSlotsRequest) ProtoMessage() {}
 
 func (x *OfferSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[38]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2549,7 +2771,7 @@ func (x *OfferSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferSlotsRequest.ProtoReflect.Descriptor instead.
 func (*OfferSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{38}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *OfferSlotsRequest) GetJobId() string {
@@ -2597,7 +2819,7 @@ type OfferSlotsResponse struct {
 
 func (x *OfferSlotsResponse) Reset() {
 	*x = OfferSlotsResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2609,7 +2831,7 @@ func (x *OfferSlotsResponse) String() string {
 func (*OfferSlotsResponse) ProtoMessage() {}
 
 func (x *OfferSlotsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[39]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2622,7 +2844,7 @@ func (x *OfferSlotsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfferSlotsResponse.ProtoReflect.Descriptor instead.
 func (*OfferSlotsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{39}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *OfferSlotsResponse) GetAccepted() []int32 {
@@ -2648,7 +2870,7 @@ type TaskStateUpdate struct {
 
 func (x *TaskStateUpdate) Reset() {
 	*x = TaskStateUpdate{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2660,7 +2882,7 @@ func (x *TaskStateUpdate) String() string {
 func (*TaskStateUpdate) ProtoMessage() {}
 
 func (x *TaskStateUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[40]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2673,7 +2895,7 @@ func (x *TaskStateUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStateUpdate.ProtoReflect.Descriptor instead.
 func (*TaskStateUpdate) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{40}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TaskStateUpdate) GetVertex() int32 {
@@ -2729,7 +2951,7 @@ type TaskStateUpdates struct {
 
 func (x *TaskStateUpdates) Reset() {
 	*x = TaskStateUpdates{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2741,7 +2963,7 @@ func (x *TaskStateUpdates) String() string {
 func (*TaskStateUpdates) ProtoMessage() {}
 
 func (x *TaskStateUpdates) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[41]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2754,7 +2976,7 @@ func (x *TaskStateUpdates) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStateUpdates.ProtoReflect.Descriptor instead.
 func (*TaskStateUpdates) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{41}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TaskStateUpdates) GetJobId() string {
@@ -2789,7 +3011,7 @@ type WorkerFailedRequest struct {
 
 func (x *WorkerFailedRequest) Reset() {
 	*x = WorkerFailedRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2801,7 +3023,7 @@ func (x *WorkerFailedRequest) String() string {
 func (*WorkerFailedRequest) ProtoMessage() {}
 
 func (x *WorkerFailedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[42]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2814,7 +3036,7 @@ func (x *WorkerFailedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerFailedRequest.ProtoReflect.Descriptor instead.
 func (*WorkerFailedRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{42}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *WorkerFailedRequest) GetJobId() string {
@@ -2851,7 +3073,7 @@ type RequestSlotRequest struct {
 
 func (x *RequestSlotRequest) Reset() {
 	*x = RequestSlotRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2863,7 +3085,7 @@ func (x *RequestSlotRequest) String() string {
 func (*RequestSlotRequest) ProtoMessage() {}
 
 func (x *RequestSlotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[43]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2876,7 +3098,7 @@ func (x *RequestSlotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestSlotRequest.ProtoReflect.Descriptor instead.
 func (*RequestSlotRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{43}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RequestSlotRequest) GetJobId() string {
@@ -2923,7 +3145,7 @@ type TaskDeployment struct {
 
 func (x *TaskDeployment) Reset() {
 	*x = TaskDeployment{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2935,7 +3157,7 @@ func (x *TaskDeployment) String() string {
 func (*TaskDeployment) ProtoMessage() {}
 
 func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[44]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2948,7 +3170,7 @@ func (x *TaskDeployment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDeployment.ProtoReflect.Descriptor instead.
 func (*TaskDeployment) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{44}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *TaskDeployment) GetVertex() int32 {
@@ -3003,7 +3225,7 @@ type SubmitTasksRequest struct {
 
 func (x *SubmitTasksRequest) Reset() {
 	*x = SubmitTasksRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3015,7 +3237,7 @@ func (x *SubmitTasksRequest) String() string {
 func (*SubmitTasksRequest) ProtoMessage() {}
 
 func (x *SubmitTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[45]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3028,7 +3250,7 @@ func (x *SubmitTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitTasksRequest.ProtoReflect.Descriptor instead.
 func (*SubmitTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{45}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SubmitTasksRequest) GetJobId() string {
@@ -3094,7 +3316,7 @@ type RestoreState struct {
 
 func (x *RestoreState) Reset() {
 	*x = RestoreState{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3106,7 +3328,7 @@ func (x *RestoreState) String() string {
 func (*RestoreState) ProtoMessage() {}
 
 func (x *RestoreState) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[46]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3119,7 +3341,7 @@ func (x *RestoreState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreState.ProtoReflect.Descriptor instead.
 func (*RestoreState) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{46}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RestoreState) GetCheckpointId() int64 {
@@ -3158,7 +3380,7 @@ type SubtaskState struct {
 
 func (x *SubtaskState) Reset() {
 	*x = SubtaskState{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3170,7 +3392,7 @@ func (x *SubtaskState) String() string {
 func (*SubtaskState) ProtoMessage() {}
 
 func (x *SubtaskState) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[47]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3183,7 +3405,7 @@ func (x *SubtaskState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskState.ProtoReflect.Descriptor instead.
 func (*SubtaskState) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{47}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *SubtaskState) GetVertex() int32 {
@@ -3223,7 +3445,7 @@ type StateFiles struct {
 
 func (x *StateFiles) Reset() {
 	*x = StateFiles{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3235,7 +3457,7 @@ func (x *StateFiles) String() string {
 func (*StateFiles) ProtoMessage() {}
 
 func (x *StateFiles) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[48]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3248,7 +3470,7 @@ func (x *StateFiles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateFiles.ProtoReflect.Descriptor instead.
 func (*StateFiles) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{48}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *StateFiles) GetPaths() []string {
@@ -3273,7 +3495,7 @@ type CheckpointTrigger struct {
 
 func (x *CheckpointTrigger) Reset() {
 	*x = CheckpointTrigger{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3285,7 +3507,7 @@ func (x *CheckpointTrigger) String() string {
 func (*CheckpointTrigger) ProtoMessage() {}
 
 func (x *CheckpointTrigger) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[49]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3298,7 +3520,7 @@ func (x *CheckpointTrigger) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointTrigger.ProtoReflect.Descriptor instead.
 func (*CheckpointTrigger) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{49}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *CheckpointTrigger) GetJobId() string {
@@ -3354,7 +3576,7 @@ type CheckpointNotification struct {
 
 func (x *CheckpointNotification) Reset() {
 	*x = CheckpointNotification{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3366,7 +3588,7 @@ func (x *CheckpointNotification) String() string {
 func (*CheckpointNotification) ProtoMessage() {}
 
 func (x *CheckpointNotification) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[50]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3379,7 +3601,7 @@ func (x *CheckpointNotification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointNotification.ProtoReflect.Descriptor instead.
 func (*CheckpointNotification) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{50}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *CheckpointNotification) GetJobId() string {
@@ -3424,7 +3646,7 @@ type CheckpointAck struct {
 
 func (x *CheckpointAck) Reset() {
 	*x = CheckpointAck{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[51]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3436,7 +3658,7 @@ func (x *CheckpointAck) String() string {
 func (*CheckpointAck) ProtoMessage() {}
 
 func (x *CheckpointAck) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[51]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3449,7 +3671,7 @@ func (x *CheckpointAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointAck.ProtoReflect.Descriptor instead.
 func (*CheckpointAck) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{51}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *CheckpointAck) GetVertex() int32 {
@@ -3533,7 +3755,7 @@ type CheckpointAcks struct {
 
 func (x *CheckpointAcks) Reset() {
 	*x = CheckpointAcks{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[52]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3545,7 +3767,7 @@ func (x *CheckpointAcks) String() string {
 func (*CheckpointAcks) ProtoMessage() {}
 
 func (x *CheckpointAcks) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[52]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3558,7 +3780,7 @@ func (x *CheckpointAcks) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointAcks.ProtoReflect.Descriptor instead.
 func (*CheckpointAcks) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{52}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *CheckpointAcks) GetJobId() string {
@@ -3591,7 +3813,7 @@ type SubtaskLocations struct {
 
 func (x *SubtaskLocations) Reset() {
 	*x = SubtaskLocations{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[53]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3603,7 +3825,7 @@ func (x *SubtaskLocations) String() string {
 func (*SubtaskLocations) ProtoMessage() {}
 
 func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[53]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3616,7 +3838,7 @@ func (x *SubtaskLocations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubtaskLocations.ProtoReflect.Descriptor instead.
 func (*SubtaskLocations) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{53}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SubtaskLocations) GetAddresses() []string {
@@ -3640,7 +3862,7 @@ type CancelTasksRequest struct {
 
 func (x *CancelTasksRequest) Reset() {
 	*x = CancelTasksRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[54]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3652,7 +3874,7 @@ func (x *CancelTasksRequest) String() string {
 func (*CancelTasksRequest) ProtoMessage() {}
 
 func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[54]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3665,7 +3887,7 @@ func (x *CancelTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTasksRequest.ProtoReflect.Descriptor instead.
 func (*CancelTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{54}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *CancelTasksRequest) GetJobId() string {
@@ -3699,7 +3921,7 @@ type FreeSlotsRequest struct {
 
 func (x *FreeSlotsRequest) Reset() {
 	*x = FreeSlotsRequest{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[55]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3711,7 +3933,7 @@ func (x *FreeSlotsRequest) String() string {
 func (*FreeSlotsRequest) ProtoMessage() {}
 
 func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[55]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3724,7 +3946,7 @@ func (x *FreeSlotsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FreeSlotsRequest.ProtoReflect.Descriptor instead.
 func (*FreeSlotsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{55}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *FreeSlotsRequest) GetJobId() string {
@@ -3750,7 +3972,7 @@ type JobMasterHeartbeat struct {
 
 func (x *JobMasterHeartbeat) Reset() {
 	*x = JobMasterHeartbeat{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[56]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3762,7 +3984,7 @@ func (x *JobMasterHeartbeat) String() string {
 func (*JobMasterHeartbeat) ProtoMessage() {}
 
 func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[56]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3775,7 +3997,7 @@ func (x *JobMasterHeartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobMasterHeartbeat.ProtoReflect.Descriptor instead.
 func (*JobMasterHeartbeat) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{56}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *JobMasterHeartbeat) GetJobId() string {
@@ -3796,7 +4018,7 @@ type TaskExecutorHeartbeatResponse struct {
 
 func (x *TaskExecutorHeartbeatResponse) Reset() {
 	*x = TaskExecutorHeartbeatResponse{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[57]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3808,7 +4030,7 @@ func (x *TaskExecutorHeartbeatResponse) String() string {
 func (*TaskExecutorHeartbeatResponse) ProtoMessage() {}
 
 func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[57]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3821,7 +4043,7 @@ func (x *TaskExecutorHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecutorHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*TaskExecutorHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{57}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *TaskExecutorHeartbeatResponse) GetSlots() []*SlotStatus {
@@ -3854,7 +4076,7 @@ type WorkerMessage struct {
 
 func (x *WorkerMessage) Reset() {
 	*x = WorkerMessage{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[58]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3866,7 +4088,7 @@ func (x *WorkerMessage) String() string {
 func (*WorkerMessage) ProtoMessage() {}
 
 func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[58]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3879,7 +4101,7 @@ func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
 func (*WorkerMessage) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{58}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
@@ -3979,7 +4201,7 @@ type WorkerMetrics struct {
 
 func (x *WorkerMetrics) Reset() {
 	*x = WorkerMetrics{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[59]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3991,7 +4213,7 @@ func (x *WorkerMetrics) String() string {
 func (*WorkerMetrics) ProtoMessage() {}
 
 func (x *WorkerMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[59]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4004,7 +4226,7 @@ func (x *WorkerMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerMetrics.ProtoReflect.Descriptor instead.
 func (*WorkerMetrics) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{59}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *WorkerMetrics) GetSubtasks() []*SubtaskMetrics {
@@ -4036,7 +4258,7 @@ type WorkerHello struct {
 
 func (x *WorkerHello) Reset() {
 	*x = WorkerHello{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[60]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4048,7 +4270,7 @@ func (x *WorkerHello) String() string {
 func (*WorkerHello) ProtoMessage() {}
 
 func (x *WorkerHello) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[60]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4061,7 +4283,7 @@ func (x *WorkerHello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerHello.ProtoReflect.Descriptor instead.
 func (*WorkerHello) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{60}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *WorkerHello) GetJobId() string {
@@ -4115,7 +4337,7 @@ type WorkerCommand struct {
 
 func (x *WorkerCommand) Reset() {
 	*x = WorkerCommand{}
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[61]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4127,7 +4349,7 @@ func (x *WorkerCommand) String() string {
 func (*WorkerCommand) ProtoMessage() {}
 
 func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_flinkpb_runtime_proto_msgTypes[61]
+	mi := &file_proto_flinkpb_runtime_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4140,7 +4362,7 @@ func (x *WorkerCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerCommand.ProtoReflect.Descriptor instead.
 func (*WorkerCommand) Descriptor() ([]byte, []int) {
-	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{61}
+	return file_proto_flinkpb_runtime_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *WorkerCommand) GetCmd() isWorkerCommand_Cmd {
@@ -4255,13 +4477,29 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\n" +
 	"goroutines\x18\x03 \x01(\tR\n" +
 	"goroutines\x12\x1c\n" +
-	"\ttruncated\x18\x04 \x01(\bR\ttruncated\"#\n" +
+	"\ttruncated\x18\x04 \x01(\bR\ttruncated\"[\n" +
 	"\x11WorkerDumpRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id\"I\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x126\n" +
+	"\x06sample\x18\x02 \x01(\v2\x1e.loom.flink.SampleTasksRequestR\x06sample\"\x82\x01\n" +
 	"\n" +
 	"WorkerDump\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12+\n" +
-	"\x04dump\x18\x02 \x01(\v2\x17.loom.flink.ProcessDumpR\x04dump\"\a\n" +
+	"\x04dump\x18\x02 \x01(\v2\x17.loom.flink.ProcessDumpR\x04dump\x127\n" +
+	"\x06sample\x18\x03 \x01(\v2\x1f.loom.flink.SampleTasksResponseR\x06sample\"\xb1\x01\n" +
+	"\x12SampleTasksRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06vertex\x18\x02 \x01(\x05R\x06vertex\x12\x1a\n" +
+	"\bsubtasks\x18\x03 \x03(\x05R\bsubtasks\x12\x18\n" +
+	"\asamples\x18\x04 \x01(\x05R\asamples\x12\x19\n" +
+	"\bdelay_ms\x18\x05 \x01(\x05R\adelayMs\x12\x1b\n" +
+	"\tmax_depth\x18\x06 \x01(\x05R\bmaxDepth\"`\n" +
+	"\x13SampleTasksResponse\x12/\n" +
+	"\x06stacks\x18\x01 \x03(\v2\x17.loom.flink.StackSampleR\x06stacks\x12\x18\n" +
+	"\asamples\x18\x02 \x01(\x05R\asamples\"S\n" +
+	"\vStackSample\x12\x16\n" +
+	"\x06frames\x18\x01 \x03(\tR\x06frames\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\x12\x16\n" +
+	"\x06parked\x18\x03 \x01(\bR\x06parked\"\a\n" +
 	"\x05Empty\"\x92\x02\n" +
 	"\x10SubmitJobRequest\x121\n" +
 	"\tjob_graph\x18\x01 \x01(\v2\x14.loom.flink.JobGraphR\bjobGraph\x12/\n" +
@@ -4601,7 +4839,7 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x18UpdateTaskExecutionState\x12\x1c.loom.flink.TaskStateUpdates\x1a\x11.loom.flink.Empty\x12B\n" +
 	"\fWorkerFailed\x12\x1f.loom.flink.WorkerFailedRequest\x1a\x11.loom.flink.Empty\x12F\n" +
 	"\x15AcknowledgeCheckpoint\x12\x1a.loom.flink.CheckpointAcks\x1a\x11.loom.flink.Empty\x12B\n" +
-	"\x11DeclineCheckpoint\x12\x1a.loom.flink.CheckpointAcks\x1a\x11.loom.flink.Empty2\x9e\x06\n" +
+	"\x11DeclineCheckpoint\x12\x1a.loom.flink.CheckpointAcks\x1a\x11.loom.flink.Empty2\xee\x06\n" +
 	"\fTaskExecutor\x12@\n" +
 	"\vRequestSlot\x12\x1e.loom.flink.RequestSlotRequest\x1a\x11.loom.flink.Empty\x12@\n" +
 	"\vSubmitTasks\x12\x1e.loom.flink.SubmitTasksRequest\x1a\x11.loom.flink.Empty\x12>\n" +
@@ -4612,7 +4850,8 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x18NotifyCheckpointComplete\x12\".loom.flink.CheckpointNotification\x1a\x11.loom.flink.Empty\x12H\n" +
 	"\fAttachWorker\x12\x19.loom.flink.WorkerMessage\x1a\x19.loom.flink.WorkerCommand(\x010\x01\x12K\n" +
 	"\n" +
-	"ThreadDump\x12\x1d.loom.flink.ThreadDumpRequest\x1a\x1e.loom.flink.ThreadDumpResponse\x12E\n" +
+	"ThreadDump\x12\x1d.loom.flink.ThreadDumpRequest\x1a\x1e.loom.flink.ThreadDumpResponse\x12N\n" +
+	"\vSampleTasks\x12\x1e.loom.flink.SampleTasksRequest\x1a\x1f.loom.flink.SampleTasksResponse\x12E\n" +
 	"\bListLogs\x12\x1b.loom.flink.ListLogsRequest\x1a\x1c.loom.flink.ListLogsResponse\x12<\n" +
 	"\aReadLog\x12\x1a.loom.flink.ReadLogRequest\x1a\x13.loom.flink.LogData0\x01B\x14Z\x12loom/proto/flinkpbb\x06proto3"
 
@@ -4628,7 +4867,7 @@ func file_proto_flinkpb_runtime_proto_rawDescGZIP() []byte {
 	return file_proto_flinkpb_runtime_proto_rawDescData
 }
 
-var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
+var file_proto_flinkpb_runtime_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	(*ListLogsRequest)(nil),                  // 0: loom.flink.ListLogsRequest
 	(*LogFileInfo)(nil),                      // 1: loom.flink.LogFileInfo
@@ -4640,181 +4879,189 @@ var file_proto_flinkpb_runtime_proto_goTypes = []any{
 	(*ProcessDump)(nil),                      // 7: loom.flink.ProcessDump
 	(*WorkerDumpRequest)(nil),                // 8: loom.flink.WorkerDumpRequest
 	(*WorkerDump)(nil),                       // 9: loom.flink.WorkerDump
-	(*Empty)(nil),                            // 10: loom.flink.Empty
-	(*SubmitJobRequest)(nil),                 // 11: loom.flink.SubmitJobRequest
-	(*SubmitJobResponse)(nil),                // 12: loom.flink.SubmitJobResponse
-	(*ListJobsRequest)(nil),                  // 13: loom.flink.ListJobsRequest
-	(*ListJobsResponse)(nil),                 // 14: loom.flink.ListJobsResponse
-	(*GetJobRequest)(nil),                    // 15: loom.flink.GetJobRequest
-	(*CancelJobRequest)(nil),                 // 16: loom.flink.CancelJobRequest
-	(*TriggerSavepointRequest)(nil),          // 17: loom.flink.TriggerSavepointRequest
-	(*TriggerSavepointResponse)(nil),         // 18: loom.flink.TriggerSavepointResponse
-	(*ShutDownClusterRequest)(nil),           // 19: loom.flink.ShutDownClusterRequest
-	(*CancelJobResponse)(nil),                // 20: loom.flink.CancelJobResponse
-	(*JobDetails)(nil),                       // 21: loom.flink.JobDetails
-	(*CheckpointSummary)(nil),                // 22: loom.flink.CheckpointSummary
-	(*VertexDetails)(nil),                    // 23: loom.flink.VertexDetails
-	(*SubtaskDetails)(nil),                   // 24: loom.flink.SubtaskDetails
-	(*IOMetrics)(nil),                        // 25: loom.flink.IOMetrics
-	(*SubtaskMetrics)(nil),                   // 26: loom.flink.SubtaskMetrics
-	(*BlobKey)(nil),                          // 27: loom.flink.BlobKey
-	(*BlobChunk)(nil),                        // 28: loom.flink.BlobChunk
-	(*RegisterTaskExecutorRequest)(nil),      // 29: loom.flink.RegisterTaskExecutorRequest
-	(*RegisterTaskExecutorResponse)(nil),     // 30: loom.flink.RegisterTaskExecutorResponse
-	(*SlotStatus)(nil),                       // 31: loom.flink.SlotStatus
-	(*TaskExecutorHeartbeat)(nil),            // 32: loom.flink.TaskExecutorHeartbeat
-	(*ProcessStats)(nil),                     // 33: loom.flink.ProcessStats
-	(*ResourceManagerHeartbeatResponse)(nil), // 34: loom.flink.ResourceManagerHeartbeatResponse
-	(*UnregisterTaskExecutorRequest)(nil),    // 35: loom.flink.UnregisterTaskExecutorRequest
-	(*GetJobArtifactRequest)(nil),            // 36: loom.flink.GetJobArtifactRequest
-	(*JobArtifact)(nil),                      // 37: loom.flink.JobArtifact
-	(*OfferSlotsRequest)(nil),                // 38: loom.flink.OfferSlotsRequest
-	(*OfferSlotsResponse)(nil),               // 39: loom.flink.OfferSlotsResponse
-	(*TaskStateUpdate)(nil),                  // 40: loom.flink.TaskStateUpdate
-	(*TaskStateUpdates)(nil),                 // 41: loom.flink.TaskStateUpdates
-	(*WorkerFailedRequest)(nil),              // 42: loom.flink.WorkerFailedRequest
-	(*RequestSlotRequest)(nil),               // 43: loom.flink.RequestSlotRequest
-	(*TaskDeployment)(nil),                   // 44: loom.flink.TaskDeployment
-	(*SubmitTasksRequest)(nil),               // 45: loom.flink.SubmitTasksRequest
-	(*RestoreState)(nil),                     // 46: loom.flink.RestoreState
-	(*SubtaskState)(nil),                     // 47: loom.flink.SubtaskState
-	(*StateFiles)(nil),                       // 48: loom.flink.StateFiles
-	(*CheckpointTrigger)(nil),                // 49: loom.flink.CheckpointTrigger
-	(*CheckpointNotification)(nil),           // 50: loom.flink.CheckpointNotification
-	(*CheckpointAck)(nil),                    // 51: loom.flink.CheckpointAck
-	(*CheckpointAcks)(nil),                   // 52: loom.flink.CheckpointAcks
-	(*SubtaskLocations)(nil),                 // 53: loom.flink.SubtaskLocations
-	(*CancelTasksRequest)(nil),               // 54: loom.flink.CancelTasksRequest
-	(*FreeSlotsRequest)(nil),                 // 55: loom.flink.FreeSlotsRequest
-	(*JobMasterHeartbeat)(nil),               // 56: loom.flink.JobMasterHeartbeat
-	(*TaskExecutorHeartbeatResponse)(nil),    // 57: loom.flink.TaskExecutorHeartbeatResponse
-	(*WorkerMessage)(nil),                    // 58: loom.flink.WorkerMessage
-	(*WorkerMetrics)(nil),                    // 59: loom.flink.WorkerMetrics
-	(*WorkerHello)(nil),                      // 60: loom.flink.WorkerHello
-	(*WorkerCommand)(nil),                    // 61: loom.flink.WorkerCommand
-	nil,                                      // 62: loom.flink.SubmitJobRequest.EnvEntry
-	nil,                                      // 63: loom.flink.JobDetails.TimestampsEntry
-	nil,                                      // 64: loom.flink.SubtaskDetails.TimestampsEntry
-	nil,                                      // 65: loom.flink.IOMetrics.AccumulatorsEntry
-	nil,                                      // 66: loom.flink.IOMetrics.UserMetricsEntry
-	nil,                                      // 67: loom.flink.JobArtifact.EnvEntry
-	nil,                                      // 68: loom.flink.SubtaskState.FilesEntry
-	nil,                                      // 69: loom.flink.SubtaskState.RescaledEntry
-	nil,                                      // 70: loom.flink.CheckpointAck.FilesEntry
-	(*JobGraph)(nil),                         // 71: loom.flink.JobGraph
+	(*SampleTasksRequest)(nil),               // 10: loom.flink.SampleTasksRequest
+	(*SampleTasksResponse)(nil),              // 11: loom.flink.SampleTasksResponse
+	(*StackSample)(nil),                      // 12: loom.flink.StackSample
+	(*Empty)(nil),                            // 13: loom.flink.Empty
+	(*SubmitJobRequest)(nil),                 // 14: loom.flink.SubmitJobRequest
+	(*SubmitJobResponse)(nil),                // 15: loom.flink.SubmitJobResponse
+	(*ListJobsRequest)(nil),                  // 16: loom.flink.ListJobsRequest
+	(*ListJobsResponse)(nil),                 // 17: loom.flink.ListJobsResponse
+	(*GetJobRequest)(nil),                    // 18: loom.flink.GetJobRequest
+	(*CancelJobRequest)(nil),                 // 19: loom.flink.CancelJobRequest
+	(*TriggerSavepointRequest)(nil),          // 20: loom.flink.TriggerSavepointRequest
+	(*TriggerSavepointResponse)(nil),         // 21: loom.flink.TriggerSavepointResponse
+	(*ShutDownClusterRequest)(nil),           // 22: loom.flink.ShutDownClusterRequest
+	(*CancelJobResponse)(nil),                // 23: loom.flink.CancelJobResponse
+	(*JobDetails)(nil),                       // 24: loom.flink.JobDetails
+	(*CheckpointSummary)(nil),                // 25: loom.flink.CheckpointSummary
+	(*VertexDetails)(nil),                    // 26: loom.flink.VertexDetails
+	(*SubtaskDetails)(nil),                   // 27: loom.flink.SubtaskDetails
+	(*IOMetrics)(nil),                        // 28: loom.flink.IOMetrics
+	(*SubtaskMetrics)(nil),                   // 29: loom.flink.SubtaskMetrics
+	(*BlobKey)(nil),                          // 30: loom.flink.BlobKey
+	(*BlobChunk)(nil),                        // 31: loom.flink.BlobChunk
+	(*RegisterTaskExecutorRequest)(nil),      // 32: loom.flink.RegisterTaskExecutorRequest
+	(*RegisterTaskExecutorResponse)(nil),     // 33: loom.flink.RegisterTaskExecutorResponse
+	(*SlotStatus)(nil),                       // 34: loom.flink.SlotStatus
+	(*TaskExecutorHeartbeat)(nil),            // 35: loom.flink.TaskExecutorHeartbeat
+	(*ProcessStats)(nil),                     // 36: loom.flink.ProcessStats
+	(*ResourceManagerHeartbeatResponse)(nil), // 37: loom.flink.ResourceManagerHeartbeatResponse
+	(*UnregisterTaskExecutorRequest)(nil),    // 38: loom.flink.UnregisterTaskExecutorRequest
+	(*GetJobArtifactRequest)(nil),            // 39: loom.flink.GetJobArtifactRequest
+	(*JobArtifact)(nil),                      // 40: loom.flink.JobArtifact
+	(*OfferSlotsRequest)(nil),                // 41: loom.flink.OfferSlotsRequest
+	(*OfferSlotsResponse)(nil),               // 42: loom.flink.OfferSlotsResponse
+	(*TaskStateUpdate)(nil),                  // 43: loom.flink.TaskStateUpdate
+	(*TaskStateUpdates)(nil),                 // 44: loom.flink.TaskStateUpdates
+	(*WorkerFailedRequest)(nil),              // 45: loom.flink.WorkerFailedRequest
+	(*RequestSlotRequest)(nil),               // 46: loom.flink.RequestSlotRequest
+	(*TaskDeployment)(nil),                   // 47: loom.flink.TaskDeployment
+	(*SubmitTasksRequest)(nil),               // 48: loom.flink.SubmitTasksRequest
+	(*RestoreState)(nil),                     // 49: loom.flink.RestoreState
+	(*SubtaskState)(nil),                     // 50: loom.flink.SubtaskState
+	(*StateFiles)(nil),                       // 51: loom.flink.StateFiles
+	(*CheckpointTrigger)(nil),                // 52: loom.flink.CheckpointTrigger
+	(*CheckpointNotification)(nil),           // 53: loom.flink.CheckpointNotification
+	(*CheckpointAck)(nil),                    // 54: loom.flink.CheckpointAck
+	(*CheckpointAcks)(nil),                   // 55: loom.flink.CheckpointAcks
+	(*SubtaskLocations)(nil),                 // 56: loom.flink.SubtaskLocations
+	(*CancelTasksRequest)(nil),               // 57: loom.flink.CancelTasksRequest
+	(*FreeSlotsRequest)(nil),                 // 58: loom.flink.FreeSlotsRequest
+	(*JobMasterHeartbeat)(nil),               // 59: loom.flink.JobMasterHeartbeat
+	(*TaskExecutorHeartbeatResponse)(nil),    // 60: loom.flink.TaskExecutorHeartbeatResponse
+	(*WorkerMessage)(nil),                    // 61: loom.flink.WorkerMessage
+	(*WorkerMetrics)(nil),                    // 62: loom.flink.WorkerMetrics
+	(*WorkerHello)(nil),                      // 63: loom.flink.WorkerHello
+	(*WorkerCommand)(nil),                    // 64: loom.flink.WorkerCommand
+	nil,                                      // 65: loom.flink.SubmitJobRequest.EnvEntry
+	nil,                                      // 66: loom.flink.JobDetails.TimestampsEntry
+	nil,                                      // 67: loom.flink.SubtaskDetails.TimestampsEntry
+	nil,                                      // 68: loom.flink.IOMetrics.AccumulatorsEntry
+	nil,                                      // 69: loom.flink.IOMetrics.UserMetricsEntry
+	nil,                                      // 70: loom.flink.JobArtifact.EnvEntry
+	nil,                                      // 71: loom.flink.SubtaskState.FilesEntry
+	nil,                                      // 72: loom.flink.SubtaskState.RescaledEntry
+	nil,                                      // 73: loom.flink.CheckpointAck.FilesEntry
+	(*JobGraph)(nil),                         // 74: loom.flink.JobGraph
 }
 var file_proto_flinkpb_runtime_proto_depIdxs = []int32{
 	1,  // 0: loom.flink.ListLogsResponse.files:type_name -> loom.flink.LogFileInfo
 	7,  // 1: loom.flink.ThreadDumpResponse.processes:type_name -> loom.flink.ProcessDump
-	7,  // 2: loom.flink.WorkerDump.dump:type_name -> loom.flink.ProcessDump
-	71, // 3: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
-	27, // 4: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
-	62, // 5: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
-	21, // 6: loom.flink.ListJobsResponse.jobs:type_name -> loom.flink.JobDetails
-	63, // 7: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
-	23, // 8: loom.flink.JobDetails.vertices:type_name -> loom.flink.VertexDetails
-	71, // 9: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
-	22, // 10: loom.flink.JobDetails.checkpoints:type_name -> loom.flink.CheckpointSummary
-	24, // 11: loom.flink.VertexDetails.subtasks:type_name -> loom.flink.SubtaskDetails
-	25, // 12: loom.flink.SubtaskDetails.metrics:type_name -> loom.flink.IOMetrics
-	64, // 13: loom.flink.SubtaskDetails.timestamps:type_name -> loom.flink.SubtaskDetails.TimestampsEntry
-	65, // 14: loom.flink.IOMetrics.accumulators:type_name -> loom.flink.IOMetrics.AccumulatorsEntry
-	66, // 15: loom.flink.IOMetrics.user_metrics:type_name -> loom.flink.IOMetrics.UserMetricsEntry
-	25, // 16: loom.flink.SubtaskMetrics.io:type_name -> loom.flink.IOMetrics
-	27, // 17: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
-	31, // 18: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
-	31, // 19: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
-	33, // 20: loom.flink.TaskExecutorHeartbeat.stats:type_name -> loom.flink.ProcessStats
-	27, // 21: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
-	67, // 22: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
-	31, // 23: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
-	25, // 24: loom.flink.TaskStateUpdate.metrics:type_name -> loom.flink.IOMetrics
-	40, // 25: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
-	44, // 26: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	53, // 27: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
-	46, // 28: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
-	47, // 29: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
-	68, // 30: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
-	69, // 31: loom.flink.SubtaskState.rescaled:type_name -> loom.flink.SubtaskState.RescaledEntry
-	70, // 32: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
-	51, // 33: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
-	44, // 34: loom.flink.CancelTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
-	31, // 35: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
-	26, // 36: loom.flink.TaskExecutorHeartbeatResponse.metrics:type_name -> loom.flink.SubtaskMetrics
-	60, // 37: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
-	40, // 38: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
-	51, // 39: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
-	59, // 40: loom.flink.WorkerMessage.metrics:type_name -> loom.flink.WorkerMetrics
-	9,  // 41: loom.flink.WorkerMessage.dump:type_name -> loom.flink.WorkerDump
-	26, // 42: loom.flink.WorkerMetrics.subtasks:type_name -> loom.flink.SubtaskMetrics
-	33, // 43: loom.flink.WorkerMetrics.stats:type_name -> loom.flink.ProcessStats
-	45, // 44: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
-	54, // 45: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
-	49, // 46: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
-	50, // 47: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
-	8,  // 48: loom.flink.WorkerCommand.dump:type_name -> loom.flink.WorkerDumpRequest
-	48, // 49: loom.flink.SubtaskState.RescaledEntry.value:type_name -> loom.flink.StateFiles
-	11, // 50: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
-	13, // 51: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
-	15, // 52: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
-	16, // 53: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
-	17, // 54: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
-	28, // 55: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
-	27, // 56: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
-	19, // 57: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
-	29, // 58: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
-	32, // 59: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
-	35, // 60: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
-	36, // 61: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
-	38, // 62: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
-	41, // 63: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
-	42, // 64: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
-	52, // 65: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
-	52, // 66: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
-	43, // 67: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
-	45, // 68: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
-	54, // 69: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
-	55, // 70: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
-	56, // 71: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
-	49, // 72: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
-	50, // 73: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
-	58, // 74: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
-	5,  // 75: loom.flink.TaskExecutor.ThreadDump:input_type -> loom.flink.ThreadDumpRequest
-	0,  // 76: loom.flink.TaskExecutor.ListLogs:input_type -> loom.flink.ListLogsRequest
-	3,  // 77: loom.flink.TaskExecutor.ReadLog:input_type -> loom.flink.ReadLogRequest
-	12, // 78: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
-	14, // 79: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
-	21, // 80: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
-	20, // 81: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
-	18, // 82: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
-	27, // 83: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
-	28, // 84: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
-	10, // 85: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
-	30, // 86: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
-	34, // 87: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
-	10, // 88: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
-	37, // 89: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
-	39, // 90: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
-	10, // 91: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
-	10, // 92: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
-	10, // 93: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
-	10, // 94: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
-	10, // 95: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
-	10, // 96: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
-	10, // 97: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
-	10, // 98: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
-	57, // 99: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
-	10, // 100: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
-	10, // 101: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
-	61, // 102: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
-	6,  // 103: loom.flink.TaskExecutor.ThreadDump:output_type -> loom.flink.ThreadDumpResponse
-	2,  // 104: loom.flink.TaskExecutor.ListLogs:output_type -> loom.flink.ListLogsResponse
-	4,  // 105: loom.flink.TaskExecutor.ReadLog:output_type -> loom.flink.LogData
-	78, // [78:106] is the sub-list for method output_type
-	50, // [50:78] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	10, // 2: loom.flink.WorkerDumpRequest.sample:type_name -> loom.flink.SampleTasksRequest
+	7,  // 3: loom.flink.WorkerDump.dump:type_name -> loom.flink.ProcessDump
+	11, // 4: loom.flink.WorkerDump.sample:type_name -> loom.flink.SampleTasksResponse
+	12, // 5: loom.flink.SampleTasksResponse.stacks:type_name -> loom.flink.StackSample
+	74, // 6: loom.flink.SubmitJobRequest.job_graph:type_name -> loom.flink.JobGraph
+	30, // 7: loom.flink.SubmitJobRequest.artifact:type_name -> loom.flink.BlobKey
+	65, // 8: loom.flink.SubmitJobRequest.env:type_name -> loom.flink.SubmitJobRequest.EnvEntry
+	24, // 9: loom.flink.ListJobsResponse.jobs:type_name -> loom.flink.JobDetails
+	66, // 10: loom.flink.JobDetails.timestamps:type_name -> loom.flink.JobDetails.TimestampsEntry
+	26, // 11: loom.flink.JobDetails.vertices:type_name -> loom.flink.VertexDetails
+	74, // 12: loom.flink.JobDetails.job_graph:type_name -> loom.flink.JobGraph
+	25, // 13: loom.flink.JobDetails.checkpoints:type_name -> loom.flink.CheckpointSummary
+	27, // 14: loom.flink.VertexDetails.subtasks:type_name -> loom.flink.SubtaskDetails
+	28, // 15: loom.flink.SubtaskDetails.metrics:type_name -> loom.flink.IOMetrics
+	67, // 16: loom.flink.SubtaskDetails.timestamps:type_name -> loom.flink.SubtaskDetails.TimestampsEntry
+	68, // 17: loom.flink.IOMetrics.accumulators:type_name -> loom.flink.IOMetrics.AccumulatorsEntry
+	69, // 18: loom.flink.IOMetrics.user_metrics:type_name -> loom.flink.IOMetrics.UserMetricsEntry
+	28, // 19: loom.flink.SubtaskMetrics.io:type_name -> loom.flink.IOMetrics
+	30, // 20: loom.flink.BlobChunk.key:type_name -> loom.flink.BlobKey
+	34, // 21: loom.flink.RegisterTaskExecutorRequest.slot_report:type_name -> loom.flink.SlotStatus
+	34, // 22: loom.flink.TaskExecutorHeartbeat.slot_report:type_name -> loom.flink.SlotStatus
+	36, // 23: loom.flink.TaskExecutorHeartbeat.stats:type_name -> loom.flink.ProcessStats
+	30, // 24: loom.flink.JobArtifact.artifact:type_name -> loom.flink.BlobKey
+	70, // 25: loom.flink.JobArtifact.env:type_name -> loom.flink.JobArtifact.EnvEntry
+	34, // 26: loom.flink.OfferSlotsRequest.slots:type_name -> loom.flink.SlotStatus
+	28, // 27: loom.flink.TaskStateUpdate.metrics:type_name -> loom.flink.IOMetrics
+	43, // 28: loom.flink.TaskStateUpdates.updates:type_name -> loom.flink.TaskStateUpdate
+	47, // 29: loom.flink.SubmitTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	56, // 30: loom.flink.SubmitTasksRequest.locations:type_name -> loom.flink.SubtaskLocations
+	49, // 31: loom.flink.SubmitTasksRequest.restore:type_name -> loom.flink.RestoreState
+	50, // 32: loom.flink.RestoreState.subtasks:type_name -> loom.flink.SubtaskState
+	71, // 33: loom.flink.SubtaskState.files:type_name -> loom.flink.SubtaskState.FilesEntry
+	72, // 34: loom.flink.SubtaskState.rescaled:type_name -> loom.flink.SubtaskState.RescaledEntry
+	73, // 35: loom.flink.CheckpointAck.files:type_name -> loom.flink.CheckpointAck.FilesEntry
+	54, // 36: loom.flink.CheckpointAcks.acks:type_name -> loom.flink.CheckpointAck
+	47, // 37: loom.flink.CancelTasksRequest.tasks:type_name -> loom.flink.TaskDeployment
+	34, // 38: loom.flink.TaskExecutorHeartbeatResponse.slots:type_name -> loom.flink.SlotStatus
+	29, // 39: loom.flink.TaskExecutorHeartbeatResponse.metrics:type_name -> loom.flink.SubtaskMetrics
+	63, // 40: loom.flink.WorkerMessage.hello:type_name -> loom.flink.WorkerHello
+	43, // 41: loom.flink.WorkerMessage.update:type_name -> loom.flink.TaskStateUpdate
+	54, // 42: loom.flink.WorkerMessage.ack:type_name -> loom.flink.CheckpointAck
+	62, // 43: loom.flink.WorkerMessage.metrics:type_name -> loom.flink.WorkerMetrics
+	9,  // 44: loom.flink.WorkerMessage.dump:type_name -> loom.flink.WorkerDump
+	29, // 45: loom.flink.WorkerMetrics.subtasks:type_name -> loom.flink.SubtaskMetrics
+	36, // 46: loom.flink.WorkerMetrics.stats:type_name -> loom.flink.ProcessStats
+	48, // 47: loom.flink.WorkerCommand.deploy:type_name -> loom.flink.SubmitTasksRequest
+	57, // 48: loom.flink.WorkerCommand.cancel:type_name -> loom.flink.CancelTasksRequest
+	52, // 49: loom.flink.WorkerCommand.trigger:type_name -> loom.flink.CheckpointTrigger
+	53, // 50: loom.flink.WorkerCommand.notify:type_name -> loom.flink.CheckpointNotification
+	8,  // 51: loom.flink.WorkerCommand.dump:type_name -> loom.flink.WorkerDumpRequest
+	51, // 52: loom.flink.SubtaskState.RescaledEntry.value:type_name -> loom.flink.StateFiles
+	14, // 53: loom.flink.Dispatcher.SubmitJob:input_type -> loom.flink.SubmitJobRequest
+	16, // 54: loom.flink.Dispatcher.ListJobs:input_type -> loom.flink.ListJobsRequest
+	18, // 55: loom.flink.Dispatcher.GetJob:input_type -> loom.flink.GetJobRequest
+	19, // 56: loom.flink.Dispatcher.CancelJob:input_type -> loom.flink.CancelJobRequest
+	20, // 57: loom.flink.Dispatcher.TriggerSavepoint:input_type -> loom.flink.TriggerSavepointRequest
+	31, // 58: loom.flink.Dispatcher.UploadBlob:input_type -> loom.flink.BlobChunk
+	30, // 59: loom.flink.Dispatcher.DownloadBlob:input_type -> loom.flink.BlobKey
+	22, // 60: loom.flink.Dispatcher.ShutDownCluster:input_type -> loom.flink.ShutDownClusterRequest
+	32, // 61: loom.flink.ResourceManager.RegisterTaskExecutor:input_type -> loom.flink.RegisterTaskExecutorRequest
+	35, // 62: loom.flink.ResourceManager.Heartbeat:input_type -> loom.flink.TaskExecutorHeartbeat
+	38, // 63: loom.flink.ResourceManager.UnregisterTaskExecutor:input_type -> loom.flink.UnregisterTaskExecutorRequest
+	39, // 64: loom.flink.JobMaster.GetJobArtifact:input_type -> loom.flink.GetJobArtifactRequest
+	41, // 65: loom.flink.JobMaster.OfferSlots:input_type -> loom.flink.OfferSlotsRequest
+	44, // 66: loom.flink.JobMaster.UpdateTaskExecutionState:input_type -> loom.flink.TaskStateUpdates
+	45, // 67: loom.flink.JobMaster.WorkerFailed:input_type -> loom.flink.WorkerFailedRequest
+	55, // 68: loom.flink.JobMaster.AcknowledgeCheckpoint:input_type -> loom.flink.CheckpointAcks
+	55, // 69: loom.flink.JobMaster.DeclineCheckpoint:input_type -> loom.flink.CheckpointAcks
+	46, // 70: loom.flink.TaskExecutor.RequestSlot:input_type -> loom.flink.RequestSlotRequest
+	48, // 71: loom.flink.TaskExecutor.SubmitTasks:input_type -> loom.flink.SubmitTasksRequest
+	57, // 72: loom.flink.TaskExecutor.CancelJob:input_type -> loom.flink.CancelTasksRequest
+	58, // 73: loom.flink.TaskExecutor.FreeSlots:input_type -> loom.flink.FreeSlotsRequest
+	59, // 74: loom.flink.TaskExecutor.Heartbeat:input_type -> loom.flink.JobMasterHeartbeat
+	52, // 75: loom.flink.TaskExecutor.TriggerCheckpoint:input_type -> loom.flink.CheckpointTrigger
+	53, // 76: loom.flink.TaskExecutor.NotifyCheckpointComplete:input_type -> loom.flink.CheckpointNotification
+	61, // 77: loom.flink.TaskExecutor.AttachWorker:input_type -> loom.flink.WorkerMessage
+	5,  // 78: loom.flink.TaskExecutor.ThreadDump:input_type -> loom.flink.ThreadDumpRequest
+	10, // 79: loom.flink.TaskExecutor.SampleTasks:input_type -> loom.flink.SampleTasksRequest
+	0,  // 80: loom.flink.TaskExecutor.ListLogs:input_type -> loom.flink.ListLogsRequest
+	3,  // 81: loom.flink.TaskExecutor.ReadLog:input_type -> loom.flink.ReadLogRequest
+	15, // 82: loom.flink.Dispatcher.SubmitJob:output_type -> loom.flink.SubmitJobResponse
+	17, // 83: loom.flink.Dispatcher.ListJobs:output_type -> loom.flink.ListJobsResponse
+	24, // 84: loom.flink.Dispatcher.GetJob:output_type -> loom.flink.JobDetails
+	23, // 85: loom.flink.Dispatcher.CancelJob:output_type -> loom.flink.CancelJobResponse
+	21, // 86: loom.flink.Dispatcher.TriggerSavepoint:output_type -> loom.flink.TriggerSavepointResponse
+	30, // 87: loom.flink.Dispatcher.UploadBlob:output_type -> loom.flink.BlobKey
+	31, // 88: loom.flink.Dispatcher.DownloadBlob:output_type -> loom.flink.BlobChunk
+	13, // 89: loom.flink.Dispatcher.ShutDownCluster:output_type -> loom.flink.Empty
+	33, // 90: loom.flink.ResourceManager.RegisterTaskExecutor:output_type -> loom.flink.RegisterTaskExecutorResponse
+	37, // 91: loom.flink.ResourceManager.Heartbeat:output_type -> loom.flink.ResourceManagerHeartbeatResponse
+	13, // 92: loom.flink.ResourceManager.UnregisterTaskExecutor:output_type -> loom.flink.Empty
+	40, // 93: loom.flink.JobMaster.GetJobArtifact:output_type -> loom.flink.JobArtifact
+	42, // 94: loom.flink.JobMaster.OfferSlots:output_type -> loom.flink.OfferSlotsResponse
+	13, // 95: loom.flink.JobMaster.UpdateTaskExecutionState:output_type -> loom.flink.Empty
+	13, // 96: loom.flink.JobMaster.WorkerFailed:output_type -> loom.flink.Empty
+	13, // 97: loom.flink.JobMaster.AcknowledgeCheckpoint:output_type -> loom.flink.Empty
+	13, // 98: loom.flink.JobMaster.DeclineCheckpoint:output_type -> loom.flink.Empty
+	13, // 99: loom.flink.TaskExecutor.RequestSlot:output_type -> loom.flink.Empty
+	13, // 100: loom.flink.TaskExecutor.SubmitTasks:output_type -> loom.flink.Empty
+	13, // 101: loom.flink.TaskExecutor.CancelJob:output_type -> loom.flink.Empty
+	13, // 102: loom.flink.TaskExecutor.FreeSlots:output_type -> loom.flink.Empty
+	60, // 103: loom.flink.TaskExecutor.Heartbeat:output_type -> loom.flink.TaskExecutorHeartbeatResponse
+	13, // 104: loom.flink.TaskExecutor.TriggerCheckpoint:output_type -> loom.flink.Empty
+	13, // 105: loom.flink.TaskExecutor.NotifyCheckpointComplete:output_type -> loom.flink.Empty
+	64, // 106: loom.flink.TaskExecutor.AttachWorker:output_type -> loom.flink.WorkerCommand
+	6,  // 107: loom.flink.TaskExecutor.ThreadDump:output_type -> loom.flink.ThreadDumpResponse
+	11, // 108: loom.flink.TaskExecutor.SampleTasks:output_type -> loom.flink.SampleTasksResponse
+	2,  // 109: loom.flink.TaskExecutor.ListLogs:output_type -> loom.flink.ListLogsResponse
+	4,  // 110: loom.flink.TaskExecutor.ReadLog:output_type -> loom.flink.LogData
+	82, // [82:111] is the sub-list for method output_type
+	53, // [53:82] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_proto_flinkpb_runtime_proto_init() }
@@ -4823,14 +5070,14 @@ func file_proto_flinkpb_runtime_proto_init() {
 		return
 	}
 	file_proto_flinkpb_jobgraph_proto_init()
-	file_proto_flinkpb_runtime_proto_msgTypes[58].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[61].OneofWrappers = []any{
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Update)(nil),
 		(*WorkerMessage_Ack)(nil),
 		(*WorkerMessage_Metrics)(nil),
 		(*WorkerMessage_Dump)(nil),
 	}
-	file_proto_flinkpb_runtime_proto_msgTypes[61].OneofWrappers = []any{
+	file_proto_flinkpb_runtime_proto_msgTypes[64].OneofWrappers = []any{
 		(*WorkerCommand_Deploy)(nil),
 		(*WorkerCommand_Cancel)(nil),
 		(*WorkerCommand_Trigger)(nil),
@@ -4843,7 +5090,7 @@ func file_proto_flinkpb_runtime_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_flinkpb_runtime_proto_rawDesc), len(file_proto_flinkpb_runtime_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   71,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -912,6 +912,7 @@ const (
 	TaskExecutor_NotifyCheckpointComplete_FullMethodName = "/loom.flink.TaskExecutor/NotifyCheckpointComplete"
 	TaskExecutor_AttachWorker_FullMethodName             = "/loom.flink.TaskExecutor/AttachWorker"
 	TaskExecutor_ThreadDump_FullMethodName               = "/loom.flink.TaskExecutor/ThreadDump"
+	TaskExecutor_SampleTasks_FullMethodName              = "/loom.flink.TaskExecutor/SampleTasks"
 	TaskExecutor_ListLogs_FullMethodName                 = "/loom.flink.TaskExecutor/ListLogs"
 	TaskExecutor_ReadLog_FullMethodName                  = "/loom.flink.TaskExecutor/ReadLog"
 )
@@ -945,6 +946,10 @@ type TaskExecutorClient interface {
 	// ThreadDump is the goroutines of the TaskManager's process and of each
 	// of its job workers, where the tasks run.
 	ThreadDump(ctx context.Context, in *ThreadDumpRequest, opts ...grpc.CallOption) (*ThreadDumpResponse, error)
+	// SampleTasks samples the stacks of a job's subtasks on this
+	// TaskManager (the goroutines of a vertex's tasks in its worker), for
+	// Flink's flame graphs.
+	SampleTasks(ctx context.Context, in *SampleTasksRequest, opts ...grpc.CallOption) (*SampleTasksResponse, error)
 	// ListLogs and ReadLog serve a standalone TaskManager's log files (with
 	// --log-dir): "stderr" names its log, "stdout" its workers' output.
 	ListLogs(ctx context.Context, in *ListLogsRequest, opts ...grpc.CallOption) (*ListLogsResponse, error)
@@ -1052,6 +1057,16 @@ func (c *taskExecutorClient) ThreadDump(ctx context.Context, in *ThreadDumpReque
 	return out, nil
 }
 
+func (c *taskExecutorClient) SampleTasks(ctx context.Context, in *SampleTasksRequest, opts ...grpc.CallOption) (*SampleTasksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SampleTasksResponse)
+	err := c.cc.Invoke(ctx, TaskExecutor_SampleTasks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *taskExecutorClient) ListLogs(ctx context.Context, in *ListLogsRequest, opts ...grpc.CallOption) (*ListLogsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListLogsResponse)
@@ -1110,6 +1125,10 @@ type TaskExecutorServer interface {
 	// ThreadDump is the goroutines of the TaskManager's process and of each
 	// of its job workers, where the tasks run.
 	ThreadDump(context.Context, *ThreadDumpRequest) (*ThreadDumpResponse, error)
+	// SampleTasks samples the stacks of a job's subtasks on this
+	// TaskManager (the goroutines of a vertex's tasks in its worker), for
+	// Flink's flame graphs.
+	SampleTasks(context.Context, *SampleTasksRequest) (*SampleTasksResponse, error)
 	// ListLogs and ReadLog serve a standalone TaskManager's log files (with
 	// --log-dir): "stderr" names its log, "stdout" its workers' output.
 	ListLogs(context.Context, *ListLogsRequest) (*ListLogsResponse, error)
@@ -1150,6 +1169,9 @@ func (UnimplementedTaskExecutorServer) AttachWorker(grpc.BidiStreamingServer[Wor
 }
 func (UnimplementedTaskExecutorServer) ThreadDump(context.Context, *ThreadDumpRequest) (*ThreadDumpResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ThreadDump not implemented")
+}
+func (UnimplementedTaskExecutorServer) SampleTasks(context.Context, *SampleTasksRequest) (*SampleTasksResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SampleTasks not implemented")
 }
 func (UnimplementedTaskExecutorServer) ListLogs(context.Context, *ListLogsRequest) (*ListLogsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListLogs not implemented")
@@ -1329,6 +1351,24 @@ func _TaskExecutor_ThreadDump_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TaskExecutor_SampleTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SampleTasksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskExecutorServer).SampleTasks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskExecutor_SampleTasks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskExecutorServer).SampleTasks(ctx, req.(*SampleTasksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _TaskExecutor_ListLogs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListLogsRequest)
 	if err := dec(in); err != nil {
@@ -1396,6 +1436,10 @@ var TaskExecutor_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ThreadDump",
 			Handler:    _TaskExecutor_ThreadDump_Handler,
+		},
+		{
+			MethodName: "SampleTasks",
+			Handler:    _TaskExecutor_SampleTasks_Handler,
 		},
 		{
 			MethodName: "ListLogs",
