@@ -182,6 +182,7 @@ func taskmanagerCommand() *cli.Command {
 			&cli.StringFlag{Name: "id", Usage: "TaskManager id (default: host name and a random suffix)", EnvVars: []string{"LOOM_TASKMANAGER_ID"}},
 			&cli.StringSliceFlag{Name: "artifact", Usage: "SHA256=PATH: a job artifact already on this machine, used instead of fetching it"},
 			&cli.DurationFlag{Name: "rm-timeout", Usage: "exit when the ResourceManager has been out of reach this long (0: never)"},
+			&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus's /metrics here (host:port; open on a loopback address, else it needs the web token as a bearer token)"},
 			logDirFlag,
 			secretFileFlag,
 			logLevelFlag,
@@ -224,6 +225,7 @@ func taskmanagerCommand() *cli.Command {
 				Dir: dir, ID: c.String("id"), Log: newLogger(c, "loom", logs.stderr),
 				Artifacts: artifacts, ResourceManagerTimeout: c.Duration("rm-timeout"),
 				LogDir: logs.dir, LogName: logs.logName, OutName: logs.outName, Stdout: logs.stdout, Stderr: logs.stderr,
+				MetricsAddr: c.String("metrics-addr"),
 			}
 			// In a Flink application's container, the TaskManager is one
 			// of the application's, by its certificate, and follows the

@@ -73,9 +73,28 @@ func (s *standalone) start(name string, args ...string) *exec.Cmd {
 func (s *standalone) startTM(slots int) *exec.Cmd {
 	name := fmt.Sprintf("tm-%d", len(s.tms))
 	tm := s.start(name, loomBin, "taskmanager", "--jobmanager", s.jmAddr, "--slots", strconv.Itoa(slots),
-		"--addr", "127.0.0.1:0", "--dir", filepath.Join(s.dir, name), "--log-dir", filepath.Join(s.dir, name+"-logs"))
+		"--addr", "127.0.0.1:0", "--dir", filepath.Join(s.dir, name), "--log-dir", filepath.Join(s.dir, name+"-logs"),
+		"--metrics-addr", "127.0.0.1:0")
 	s.tms = append(s.tms, tm)
 	return tm
+}
+
+var tmMetricsRe = regexp.MustCompile(`Prometheus metrics: url=(\S+)`)
+
+// tmMetricsURL is where TaskManager i serves Prometheus's /metrics, as
+// its log says.
+func (s *standalone) tmMetricsURL(i int) string {
+	s.t.Helper()
+	var url string
+	waitFor(s.t, 20*time.Second, "the TaskManager's metrics address in its log", func() (bool, string) {
+		b, _ := os.ReadFile(filepath.Join(s.dir, fmt.Sprintf("tm-%d-logs", i), "taskmanager.log"))
+		m := tmMetricsRe.FindSubmatch(b)
+		if m != nil {
+			url = string(m[1])
+		}
+		return m != nil, string(b)
+	})
+	return url
 }
 
 // stop ends every process and checks that no job worker outlives them.
@@ -511,6 +530,25 @@ func TestJobCancel(t *testing.T) {
 	s := startStandalone(t, 1, 2)
 	id := strings.TrimSpace(s.mustLoom("run", "-d", "-p", "2", topspeedBin, "--duration", "0"))
 	s.waitJob(id, func(j jobJSON) bool { return j.State == "RUNNING" && j.Running == j.Total }, "all tasks RUNNING")
+	// The TaskManager's own Prometheus metrics: its subtasks' counts, by
+	// Flink's reporter's names, and its slots.
+	url := s.tmMetricsURL(0)
+	waitFor(t, 20*time.Second, "the TaskManager's metrics of the running job", func() (bool, string) {
+		prom := scrape(t, http.DefaultClient, url)
+		out := 0.0
+		for _, l := range prom["flink_taskmanager_job_task_numRecordsOut"] {
+			if v, err := strconv.ParseFloat(l["value"], 64); err == nil && l["job_id"] == id && l["task_name"] != "" {
+				out += v
+			}
+		}
+		total := ""
+		for _, l := range prom["flink_taskmanager_Status_Slots"] {
+			if l["kind"] == "total" {
+				total = l["value"]
+			}
+		}
+		return out > 0 && total == "2" && len(prom["flink_taskmanager_Status_JVM_CPU_Time"]) == 1, fmt.Sprintf("records out %v, slots %q", out, total)
+	})
 	out := s.mustLoom("job", "cancel", id)
 	if !strings.Contains(out, "CANCELED") {
 		t.Fatalf("cancel said %q", out)

@@ -82,7 +82,7 @@ func recoveryRunIn(t *testing.T, c *cluster, checkpointDir, lineDelay string, ex
 // checkTaskMetricsREST reads a running job's task metrics as Flink's
 // dashboard does: the records its source vertex sends per second, its
 // busy and back-pressured time, and the back-pressure view.
-func checkTaskMetricsREST(t *testing.T, web, jobID string) {
+func checkTaskMetricsREST(t *testing.T, web, token, jobID string) {
 	t.Helper()
 	var job struct {
 		Vertices []struct {
@@ -188,7 +188,17 @@ func checkTaskMetricsREST(t *testing.T, web, jobID string) {
 		return slices.ContainsFunc(n.Children, func(c *node) bool { return has(c, frame) })
 	}
 	waitFor(t, 30*time.Second, "a flame graph of the source", func() (bool, string) {
-		getJSON(t, web+"/jobs/"+jobID+"/vertices/"+src+"/flamegraph?type=full", &fg)
+		req, _ := http.NewRequest(http.MethodGet, web+"/jobs/"+jobID+"/vertices/"+src+"/flamegraph?type=full", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&fg)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("the flame graph: %s, %v", resp.Status, err)
+		}
 		if fg.End != -3 && fg.End <= 0 {
 			t.Fatalf("the flame graph of a running vertex: %+v", fg)
 		}
@@ -497,15 +507,15 @@ func TestSavepointRestoresIntoAChangedJob(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 3})
 	r, want, output := recoveryRun(t, c, "10ms")
 	j := c.waitAppJob(r.id, func(j jobJSON) bool { return j.State == "RUNNING" }, "the job RUNNING")
-	checkTaskMetricsREST(t, regexp.MustCompile(`http://[0-9.:]+`).FindString(r.out.String()), j.ID)
+	link := regexp.MustCompile(`(http://[0-9.:]+)/\?token=([0-9a-f]+)`).FindStringSubmatch(r.out.String())
+	if link == nil {
+		t.Fatalf("loom run printed no dashboard link:\n%s", r.out.String())
+	}
+	checkTaskMetricsREST(t, link[1], link[2], j.ID)
 	spDir := filepath.Join(c.dir, "savepoints")
 
 	// A savepoint through the REST API takes the web token of the
 	// dashboard link `loom run` printed.
-	link := regexp.MustCompile(`(http://[0-9.:]+)/\?token=([0-9a-f]+)`).FindStringSubmatch(r.out.String())
-	if link == nil {
-		t.Fatalf("loom run printed no dashboard link with its token:\n%s", r.out.String())
-	}
 	web := link[1]
 	req, _ := http.NewRequest(http.MethodPost, web+"/jobs/"+j.ID+"/savepoints", bytes.NewBufferString(`{"target-directory":"`+spDir+`","cancel-job":false}`))
 	req.Header.Set("Content-Type", "application/json")

@@ -124,7 +124,8 @@ func (jm *JobMaster) deploy(ctx context.Context, regions map[int]bool) {
 		t.enter(TaskDeploying, now)
 		req := perTM[sl.tm]
 		if req == nil {
-			req = &flinkpb.SubmitTasksRequest{JobId: jm.id, Attempt: int32(jm.restarts), Checkpointing: jm.checkpointing(), MinCheckpointId: jm.cp.next}
+			req = &flinkpb.SubmitTasksRequest{JobId: jm.id, Attempt: int32(jm.restarts), Checkpointing: jm.checkpointing(), MinCheckpointId: jm.cp.next,
+				JobName: jm.jg.Name, VertexIds: jm.vertexIDs(), VertexNames: jm.vertexNames()}
 			if jm.cp.restore != nil {
 				req.Restore = &flinkpb.RestoreState{CheckpointId: jm.cp.restore.CheckpointId, Path: jm.cp.restore.Path}
 			}
@@ -271,3 +272,21 @@ type slotRef struct {
 }
 
 func (sl offeredSlot) ref() slotRef { return slotRef{sl.tm, sl.index} }
+
+// vertexIDs and vertexNames are the job's vertices' ids and names, by
+// index.
+func (jm *JobMaster) vertexIDs() []string {
+	out := make([]string, len(jm.jg.Vertices))
+	for i, v := range jm.jg.Vertices {
+		out[i] = v.Id
+	}
+	return out
+}
+
+func (jm *JobMaster) vertexNames() []string {
+	out := make([]string, len(jm.jg.Vertices))
+	for i, v := range jm.jg.Vertices {
+		out[i] = v.Name
+	}
+	return out
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"loom/flinkrt/metricnames"
 	"loom/proto/flinkpb"
 )
 
@@ -116,7 +117,7 @@ func (c operatorCollector) Collect(ch chan<- prometheus.Metric) {
 					if !ok {
 						continue
 					}
-					fq := "flink_taskmanager_job_task_operator_" + promName(metric)
+					fq := "flink_taskmanager_job_task_operator_" + metricnames.PromName(metric)
 					desc, ok := descs[fq]
 					if !ok {
 						desc = prometheus.NewDesc(fq, "A metric a job's function registered, as its worker last reported.", operatorLabels, nil)
@@ -128,15 +129,4 @@ func (c operatorCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-}
-
-// promName is a metric name with every character Prometheus does not
-// allow in one replaced by '_', as Flink's reporter does.
-func promName(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '_' || r == ':' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
-			return r
-		}
-		return '_'
-	}, s)
 }

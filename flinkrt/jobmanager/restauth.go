@@ -12,7 +12,7 @@ import (
 // loopback listener (as Flink's REST API is), and need the deployment's
 // web token on any other address; anything that changes a job or the
 // cluster (cancel, including the dashboard's GET yarn-cancel, savepoint,
-// stop, shutdown), and the logs, need it everywhere. A caller presents the token as
+// stop, shutdown), and the logs and stacks, need it everywhere. A caller presents the token as
 // "Authorization: Bearer TOKEN", or a browser opens the dashboard link
 // (WebURL), whose token becomes a cookie that only this site's own pages
 // send (SameSite=Strict), so another site cannot act through the owner's
@@ -41,10 +41,11 @@ func changes(r *http.Request) bool {
 
 // private reports whether a REST read shows what only the job's owner
 // should see, even on a loopback address: the JobManager's and
-// TaskManagers' logs, standard output and thread dumps.
+// TaskManagers' logs, standard output, thread dumps and flame graphs.
 func private(r *http.Request) bool {
 	p := r.URL.Path
-	return strings.HasSuffix(p, "/log") || strings.HasSuffix(p, "/stdout") || strings.Contains(p, "/logs") || strings.HasSuffix(p, "/thread-dump")
+	return strings.HasSuffix(p, "/log") || strings.HasSuffix(p, "/stdout") || strings.Contains(p, "/logs") ||
+		strings.HasSuffix(p, "/thread-dump") || strings.HasSuffix(p, "/flamegraph")
 }
 
 // restAuth checks the access rule before next.

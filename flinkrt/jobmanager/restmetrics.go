@@ -2,56 +2,30 @@ package jobmanager
 
 import (
 	"maps"
-	"math"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"loom/flinkrt/metricnames"
 	"loom/proto/flinkpb"
 )
 
-// The task metrics the REST API answers for, by Flink's names: what each
-// subtask's counts say.
-var taskMetrics = []struct {
+// taskMetrics are the task metrics the REST API answers for, by
+// Flink's names.
+var taskMetrics = func() (out []struct {
 	name  string
 	value func(*flinkpb.IOMetrics) float64
-}{
-	{"numRecordsIn", func(m *flinkpb.IOMetrics) float64 { return float64(m.RecordsIn) }},
-	{"numRecordsOut", func(m *flinkpb.IOMetrics) float64 { return float64(m.RecordsOut) }},
-	{"numBytesIn", func(m *flinkpb.IOMetrics) float64 { return float64(m.BytesIn) }},
-	{"numBytesOut", func(m *flinkpb.IOMetrics) float64 { return float64(m.BytesOut) }},
-	{"numRecordsInPerSecond", func(m *flinkpb.IOMetrics) float64 { return m.RecordsInPerSecond }},
-	{"numRecordsOutPerSecond", func(m *flinkpb.IOMetrics) float64 { return m.RecordsOutPerSecond }},
-	{"numBytesInPerSecond", func(m *flinkpb.IOMetrics) float64 { return m.BytesInPerSecond }},
-	{"numBytesOutPerSecond", func(m *flinkpb.IOMetrics) float64 { return m.BytesOutPerSecond }},
-	{"backPressuredTimeMsPerSecond", func(m *flinkpb.IOMetrics) float64 { return m.BackPressuredMsPerSecond }},
-	{"idleTimeMsPerSecond", func(m *flinkpb.IOMetrics) float64 { return m.IdleMsPerSecond }},
-	{"busyTimeMsPerSecond", busyMsPerSecond},
-	{"accumulatedBackPressuredTimeMs", func(m *flinkpb.IOMetrics) float64 { return float64(m.BackPressuredMs) }},
-	{"accumulatedIdleTimeMs", func(m *flinkpb.IOMetrics) float64 { return float64(m.IdleMs) }},
-	{"numLateRecordsDropped", func(m *flinkpb.IOMetrics) float64 { return float64(m.LateRecordsDropped) }},
-	// Long.MIN_VALUE before the first watermark, as Flink's gauges.
-	{"currentInputWatermark", func(m *flinkpb.IOMetrics) float64 { return watermarkValue(m.InputWatermark, m.HasInputWatermark) }},
-	{"currentOutputWatermark", func(m *flinkpb.IOMetrics) float64 { return watermarkValue(m.OutputWatermark, m.HasOutputWatermark) }},
-}
-
-func watermarkValue(wm int64, has bool) float64 {
-	if !has {
-		return math.MinInt64
+}) {
+	for _, m := range metricnames.Task {
+		out = append(out, struct {
+			name  string
+			value func(*flinkpb.IOMetrics) float64
+		}{m.Name, m.Value})
 	}
-	return float64(wm)
-}
-
-// busyMsPerSecond is the rest of each second: neither waiting for input
-// nor for credit, as Flink's busyTimeMsPerSecond.
-func busyMsPerSecond(m *flinkpb.IOMetrics) float64 {
-	if m.RecordsInPerSecond == 0 && m.RecordsOutPerSecond == 0 && m.IdleMsPerSecond == 0 && m.BackPressuredMsPerSecond == 0 {
-		return 0 // no rate yet, or the attempt ended
-	}
-	return max(1000-m.IdleMsPerSecond-m.BackPressuredMsPerSecond, 0)
-}
+	return out
+}()
 
 // maxMetricNames bounds a get= list.
 const maxMetricNames = 256
@@ -152,7 +126,7 @@ func (jm *JobManager) restBackPressure(w http.ResponseWriter, r *http.Request, d
 		worst = max(worst, ratio)
 		subtasks = append(subtasks, obj{
 			"subtask": t.Index, "attempt-number": t.Attempt, "backpressureLevel": backPressureLevel(ratio), "ratio": ratio,
-			"idleRatio": t.Metrics.IdleMsPerSecond / 1000, "busyRatio": busyMsPerSecond(t.Metrics) / 1000,
+			"idleRatio": t.Metrics.IdleMsPerSecond / 1000, "busyRatio": metricnames.BusyMsPerSecond(t.Metrics) / 1000,
 		})
 	}
 	if len(subtasks) == 0 {

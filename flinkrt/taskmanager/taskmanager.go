@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"strings"
@@ -80,18 +81,23 @@ type Config struct {
 	LogDir, LogName, OutName string
 	// Stdout and Stderr take the workers' output; the process's when nil.
 	Stdout, Stderr io.Writer
+	// MetricsAddr, when set, is where the TaskManager serves Prometheus's
+	// /metrics ("host:0" for any port).
+	MetricsAddr string
 }
 
 // TaskManager is a running TaskExecutor.
 type TaskManager struct {
 	flinkpb.UnimplementedTaskExecutorServer
-	cfg    Config
-	id     string
-	addr   string
-	log    hclog.Logger
-	ln     net.Listener
-	srv    *grpc.Server
-	jmConn *grpc.ClientConn
+	cfg  Config
+	id   string
+	addr string
+	log  hclog.Logger
+	ln   net.Listener
+	srv  *grpc.Server
+	// metricsL is the Prometheus listener, nil without one.
+	metricsL net.Listener
+	jmConn   *grpc.ClientConn
 	// jmResolver points jmConn at the JobManager's current address.
 	jmResolver *manual.Resolver
 	jmAddr     string
@@ -173,6 +179,13 @@ func New(cfg Config) (*TaskManager, error) {
 		rm: flinkpb.NewResourceManagerClient(conn), jm: flinkpb.NewJobMasterClient(conn), blobs: flinkpb.NewDispatcherClient(conn),
 		slots: make([]slot, cfg.Slots), jobs: map[string]*job{}, ctx: context.Background(),
 	}
+	if cfg.MetricsAddr != "" {
+		if tm.metricsL, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			ln.Close()
+			conn.Close()
+			return nil, fmt.Errorf("TaskManager metrics listen: %w", err)
+		}
+	}
 	tm.launcher = cfg.Launcher
 	if tm.launcher == nil {
 		tm.launcher = &ProcessLauncher{Dir: cfg.Dir, Blobs: tm.blobs, Local: cfg.Artifacts, Stdout: cfg.Stdout, Stderr: cfg.Stderr}
@@ -196,6 +209,11 @@ func (tm *TaskManager) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- tm.srv.Serve(tm.ln) }()
 	tm.log.Info("TaskManager started", "id", tm.id, "addr", tm.addr, "slots", tm.cfg.Slots, "jobmanager", tm.cfg.JobManager)
+	var msrv *http.Server
+	if tm.metricsL != nil {
+		msrv = tm.serveMetrics(tm.metricsL)
+		tm.log.Info("Prometheus metrics", "url", "http://"+tm.metricsL.Addr().String()+"/metrics")
+	}
 
 	rmLost := make(chan error, 1)
 	tm.wg.Add(1)
@@ -221,6 +239,9 @@ func (tm *TaskManager) Run(ctx context.Context) error {
 	_, _ = tm.rm.UnregisterTaskExecutor(uctx, &flinkpb.UnregisterTaskExecutorRequest{TaskManagerId: tm.id, Reason: "it shut down"})
 	cancel()
 	tm.srv.Stop()
+	if msrv != nil {
+		msrv.Close()
+	}
 	tm.wg.Wait()
 	tm.jmConn.Close()
 	tm.jms.Close()
@@ -413,6 +434,7 @@ func (tm *TaskManager) SubmitTasks(_ context.Context, req *flinkpb.SubmitTasksRe
 	if err := j.command(&flinkpb.WorkerCommand{Cmd: &flinkpb.WorkerCommand_Deploy{Deploy: req}}); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "deploying to the worker of job %s: %v", req.JobId, err)
 	}
+	j.named(req)
 	return &flinkpb.Empty{}, nil
 }
 

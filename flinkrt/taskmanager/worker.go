@@ -269,6 +269,10 @@ type job struct {
 	// runtime figures.
 	metrics []*flinkpb.SubtaskMetrics
 	stats   *flinkpb.ProcessStats
+	// name and vertices are the job's name and its vertices' ids and
+	// names, as its last deployment gave them, for the metrics' labels.
+	name     string
+	vertices [][2]string
 	// dumps are the thread dumps asked of the worker and not yet
 	// answered, by request id.
 	dumps map[uint64]chan *flinkpb.WorkerDump

@@ -3219,8 +3219,13 @@ type SubmitTasksRequest struct {
 	// The first checkpoint the deployed subtasks take part in: triggers and
 	// completion notices of earlier checkpoints are not theirs.
 	MinCheckpointId int64 `protobuf:"varint,7,opt,name=min_checkpoint_id,json=minCheckpointId,proto3" json:"min_checkpoint_id,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The job's name and its vertices' ids and names, by index, which the
+	// TaskManager's metrics are labelled with.
+	JobName       string   `protobuf:"bytes,8,opt,name=job_name,json=jobName,proto3" json:"job_name,omitempty"`
+	VertexIds     []string `protobuf:"bytes,9,rep,name=vertex_ids,json=vertexIds,proto3" json:"vertex_ids,omitempty"`
+	VertexNames   []string `protobuf:"bytes,10,rep,name=vertex_names,json=vertexNames,proto3" json:"vertex_names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubmitTasksRequest) Reset() {
@@ -3300,6 +3305,27 @@ func (x *SubmitTasksRequest) GetMinCheckpointId() int64 {
 		return x.MinCheckpointId
 	}
 	return 0
+}
+
+func (x *SubmitTasksRequest) GetJobName() string {
+	if x != nil {
+		return x.JobName
+	}
+	return ""
+}
+
+func (x *SubmitTasksRequest) GetVertexIds() []string {
+	if x != nil {
+		return x.VertexIds
+	}
+	return nil
+}
+
+func (x *SubmitTasksRequest) GetVertexNames() []string {
+	if x != nil {
+		return x.VertexNames
+	}
+	return nil
 }
 
 // RestoreState is the state an attempt starts from: the state file of
@@ -4720,7 +4746,7 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x06vertex\x18\x01 \x01(\x05R\x06vertex\x12\x18\n" +
 	"\asubtask\x18\x02 \x01(\x05R\asubtask\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\x05R\aattempt\x12\x16\n" +
-	"\x06region\x18\x04 \x01(\x05R\x06region\"\xb9\x02\n" +
+	"\x06region\x18\x04 \x01(\x05R\x06region\"\x96\x03\n" +
 	"\x12SubmitTasksRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x120\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x1a.loom.flink.TaskDeploymentR\x05tasks\x12:\n" +
@@ -4728,7 +4754,12 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\aattempt\x18\x04 \x01(\x05R\aattempt\x12$\n" +
 	"\rcheckpointing\x18\x05 \x01(\bR\rcheckpointing\x122\n" +
 	"\arestore\x18\x06 \x01(\v2\x18.loom.flink.RestoreStateR\arestore\x12*\n" +
-	"\x11min_checkpoint_id\x18\a \x01(\x03R\x0fminCheckpointId\"}\n" +
+	"\x11min_checkpoint_id\x18\a \x01(\x03R\x0fminCheckpointId\x12\x19\n" +
+	"\bjob_name\x18\b \x01(\tR\ajobName\x12\x1d\n" +
+	"\n" +
+	"vertex_ids\x18\t \x03(\tR\tvertexIds\x12!\n" +
+	"\fvertex_names\x18\n" +
+	" \x03(\tR\vvertexNames\"}\n" +
 	"\fRestoreState\x12#\n" +
 	"\rcheckpoint_id\x18\x01 \x01(\x03R\fcheckpointId\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x124\n" +
