@@ -361,13 +361,22 @@ func checkCheckpointsREST(t *testing.T, web, jobID string) {
 		}
 		var sub struct {
 			Subtasks []struct {
-				Status string `json:"status"`
-				Ack    int64  `json:"ack_timestamp"`
+				Status     string `json:"status"`
+				Ack        int64  `json:"ack_timestamp"`
+				EndToEnd   int64  `json:"end_to_end_duration"`
+				StartDelay *int64 `json:"start_delay"`
 			} `json:"subtasks"`
 		}
 		getJSON(t, base+"/subtasks/"+vid, &sub)
 		if len(sub.Subtasks) != v.Subtasks || sub.Subtasks[0].Status != "completed" || sub.Subtasks[0].Ack == 0 {
 			t.Errorf("checkpoint %d, vertex %s, by subtask: %+v", cps.Latest.Completed.ID, vid, sub)
+		}
+		// A subtask's first barrier came after the trigger and before
+		// its acknowledgement.
+		for i, st := range sub.Subtasks {
+			if st.StartDelay == nil || *st.StartDelay < 0 || *st.StartDelay > st.EndToEnd {
+				t.Errorf("checkpoint %d, vertex %s, subtask %d: start delay %v of %d ms end to end", cps.Latest.Completed.ID, vid, i, st.StartDelay, st.EndToEnd)
+			}
 		}
 	}
 }

@@ -362,6 +362,7 @@ type subtaskAck struct {
 	at                           time.Time
 	size                         int64
 	alignmentMs, syncMs, asyncMs int64
+	startDelay                   time.Duration
 }
 
 // pendingCheckpoint is a checkpoint triggered and not yet complete.

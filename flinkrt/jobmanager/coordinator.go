@@ -131,9 +131,16 @@ func (jm *JobMaster) acknowledge(tmID string, acks []*flinkpb.CheckpointAck) err
 		st.alignmentMs = max(st.alignmentMs, a.AlignmentMs)
 		st.syncMs = max(st.syncMs, a.SyncMs)
 		st.asyncMs = max(st.asyncMs, a.AsyncMs)
-		if int(a.Vertex) < len(st.vertices) && int(a.Subtask) < len(st.vertices[a.Vertex].acks) {
-			st.vertices[a.Vertex].acks[a.Subtask] = &subtaskAck{at: st.lastAck, size: a.StateSize, alignmentMs: a.AlignmentMs, syncMs: a.SyncMs, asyncMs: a.AsyncMs}
+		// The start delay: from the trigger to the subtask's first
+		// barrier, by the clocks of two hosts; never below 0.
+		var delay time.Duration
+		if a.BarrierAtUs > 0 {
+			delay = max(time.UnixMicro(a.BarrierAtUs).Sub(st.trigger), 0)
 		}
+		if int(a.Vertex) < len(st.vertices) && int(a.Subtask) < len(st.vertices[a.Vertex].acks) {
+			st.vertices[a.Vertex].acks[a.Subtask] = &subtaskAck{at: st.lastAck, size: a.StateSize, alignmentMs: a.AlignmentMs, syncMs: a.SyncMs, asyncMs: a.AsyncMs, startDelay: delay}
+		}
+		t.checkpointed(time.Duration(a.AlignmentMs)*time.Millisecond, delay)
 		if st.acked == st.subtasks {
 			delete(jm.cp.pending, a.CheckpointId)
 			jm.completeInBackground(p)
@@ -516,7 +523,7 @@ func (jm *JobMaster) checkpointSubtasksJSON(id int64, vertexID string) obj {
 				continue
 			}
 			e := st.vertexJSON(v)
-			var sizes, durations, syncs, asyncs, aligns []int64
+			var sizes, durations, syncs, asyncs, aligns, delays []int64
 			subtasks := []obj{}
 			for i, a := range v.acks {
 				if a == nil {
@@ -526,19 +533,20 @@ func (jm *JobMaster) checkpointSubtasksJSON(id int64, vertexID string) obj {
 				d := a.at.Sub(st.trigger).Milliseconds()
 				sizes, durations = append(sizes, a.size), append(durations, d)
 				syncs, asyncs, aligns = append(syncs, a.syncMs), append(asyncs, a.asyncMs), append(aligns, a.alignmentMs)
+				delays = append(delays, a.startDelay.Milliseconds())
 				subtasks = append(subtasks, obj{
 					"index": i, "status": "completed", "ack_timestamp": a.at.UnixMilli(), "end_to_end_duration": d,
 					"state_size": a.size, "checkpointed_size": a.size,
 					"checkpoint":  obj{"sync": a.syncMs, "async": a.asyncMs},
 					"alignment":   obj{"buffered": 0, "processed": 0, "persisted": 0, "duration": a.alignmentMs},
-					"start_delay": 0, "unaligned_checkpoint": false, "aborted": false,
+					"start_delay": a.startDelay.Milliseconds(), "unaligned_checkpoint": false, "aborted": false,
 				})
 			}
 			e["summary"] = obj{
 				"state_size": minMaxAvg(sizes), "checkpointed_size": minMaxAvg(sizes), "end_to_end_duration": minMaxAvg(durations),
 				"checkpoint_duration": obj{"sync": minMaxAvg(syncs), "async": minMaxAvg(asyncs)},
 				"alignment":           obj{"buffered": minMaxAvg(nil), "processed": minMaxAvg(nil), "persisted": minMaxAvg(nil), "duration": minMaxAvg(aligns)},
-				"start_delay":         minMaxAvg(nil),
+				"start_delay":         minMaxAvg(delays),
 			}
 			e["subtasks"] = subtasks
 			return e

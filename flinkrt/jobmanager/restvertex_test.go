@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"loom/proto/flinkpb"
 )
@@ -84,5 +85,29 @@ func TestGrafanaDashboardNamesExportedSeries(t *testing.T) {
 		if !names[n] {
 			t.Errorf("docs/grafana-loom.json asks for %s, which the JobManager does not export", n)
 		}
+	}
+}
+
+// A subtask's checkpoint metrics come from its acknowledgements and stay
+// across its workers' reports, which do not carry them.
+func TestCheckpointTaskMetricsOutliveReports(t *testing.T) {
+	var s subtask
+	s.checkpointed(3*time.Millisecond, 7*time.Millisecond)
+	s.report(&flinkpb.IOMetrics{RecordsIn: 10}, time.Unix(100, 0), false)
+	s.report(&flinkpb.IOMetrics{RecordsIn: 30}, time.Unix(102, 0), false)
+	if s.io.CheckpointAlignmentNs != 3e6 || s.io.CheckpointStartDelayNs != 7e6 || s.io.RecordsInPerSecond != 10 {
+		t.Fatalf("after two reports: %+v", s.io)
+	}
+	var align, delay float64
+	for _, m := range subtaskMetrics(s.io) {
+		switch m.name {
+		case "checkpointAlignmentTime":
+			align = m.value
+		case "checkpointStartDelayNanos":
+			delay = m.value
+		}
+	}
+	if align != 3e6 || delay != 7e6 {
+		t.Errorf("metrics checkpointAlignmentTime %v, checkpointStartDelayNanos %v; want 3e6 and 7e6", align, delay)
 	}
 }

@@ -55,6 +55,15 @@ func boundUserCounts(m *flinkpb.IOMetrics) {
 
 func tooLong(name string) bool { return len(name) > maxReportedNameLen }
 
+// checkpointed records the alignment and start delay of the attempt's
+// latest checkpoint acknowledgement as its task metrics.
+func (t *subtask) checkpointed(alignment, startDelay time.Duration) {
+	if t.io == nil {
+		t.io = &flinkpb.IOMetrics{}
+	}
+	t.io.CheckpointAlignmentNs, t.io.CheckpointStartDelayNs = alignment.Nanoseconds(), startDelay.Nanoseconds()
+}
+
 // enter moves the attempt to state at now.
 func (t *subtask) enter(state string, now time.Time) {
 	t.state = state
@@ -71,7 +80,10 @@ func (t *subtask) enter(state string, now time.Time) {
 func (t *subtask) report(m *flinkpb.IOMetrics, now time.Time, final bool) {
 	m = proto.Clone(m).(*flinkpb.IOMetrics)
 	boundUserCounts(m)
-	if prev := t.io; prev != nil && !final {
+	if t.io != nil {
+		m.CheckpointAlignmentNs, m.CheckpointStartDelayNs = t.io.CheckpointAlignmentNs, t.io.CheckpointStartDelayNs
+	}
+	if prev := t.io; prev != nil && !final && !t.ioAt.IsZero() {
 		if dt := now.Sub(t.ioAt).Seconds(); dt > 0 {
 			m.RecordsInPerSecond = float64(m.RecordsIn-prev.RecordsIn) / dt
 			m.RecordsOutPerSecond = float64(m.RecordsOut-prev.RecordsOut) / dt

@@ -35,6 +35,9 @@ var Task = []TaskMetric{
 	{"accumulatedBackPressuredTimeMs", func(m *flinkpb.IOMetrics) float64 { return float64(m.BackPressuredMs) }, false},
 	{"accumulatedIdleTimeMs", func(m *flinkpb.IOMetrics) float64 { return float64(m.IdleMs) }, false},
 	{"numLateRecordsDropped", func(m *flinkpb.IOMetrics) float64 { return float64(m.LateRecordsDropped) }, false},
+	// The latest checkpoint's, in nanoseconds.
+	{"checkpointAlignmentTime", func(m *flinkpb.IOMetrics) float64 { return float64(m.CheckpointAlignmentNs) }, false},
+	{"checkpointStartDelayNanos", func(m *flinkpb.IOMetrics) float64 { return float64(m.CheckpointStartDelayNs) }, false},
 	// Long.MIN_VALUE before the first watermark, as Flink's gauges.
 	{"currentInputWatermark", func(m *flinkpb.IOMetrics) float64 { return WatermarkValue(m.InputWatermark, m.HasInputWatermark) }, false},
 	{"currentOutputWatermark", func(m *flinkpb.IOMetrics) float64 { return WatermarkValue(m.OutputWatermark, m.HasOutputWatermark) }, false},

@@ -158,7 +158,7 @@ func (b *built) checkpoint(id int64, alignment time.Duration) {
 	}
 	ack := &flinkpb.CheckpointAck{
 		Vertex: int32(b.id.Vertex), Subtask: int32(b.id.Index), Attempt: int32(b.id.Attempt), CheckpointId: id,
-		AlignmentMs: alignment.Milliseconds(), SyncMs: syncTook.Milliseconds(),
+		AlignmentMs: alignment.Milliseconds(), SyncMs: syncTook.Milliseconds(), BarrierAtUs: start.Add(-alignment).UnixMicro(),
 	}
 	if declined != nil {
 		ack.DeclineReason = declined.Error()

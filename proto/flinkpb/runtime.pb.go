@@ -1770,9 +1770,15 @@ type IOMetrics struct {
 	// the operator's scope ("<operator>.<name>"): a counter's count, a
 	// gauge's value, a meter's rate per second, and a histogram's
 	// statistics under Flink's suffixes (_min, _p99, ...).
-	UserMetrics   map[string]float64 `protobuf:"bytes,19,rep,name=user_metrics,json=userMetrics,proto3" json:"user_metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UserMetrics map[string]float64 `protobuf:"bytes,19,rep,name=user_metrics,json=userMetrics,proto3" json:"user_metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// The last completed acknowledgement's barrier alignment and start
+	// delay (Flink's checkpointAlignmentTime and checkpointStartDelayNanos),
+	// which the JobMaster sets from the subtask's checkpoint
+	// acknowledgements.
+	CheckpointAlignmentNs  int64 `protobuf:"varint,20,opt,name=checkpoint_alignment_ns,json=checkpointAlignmentNs,proto3" json:"checkpoint_alignment_ns,omitempty"`
+	CheckpointStartDelayNs int64 `protobuf:"varint,21,opt,name=checkpoint_start_delay_ns,json=checkpointStartDelayNs,proto3" json:"checkpoint_start_delay_ns,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *IOMetrics) Reset() {
@@ -1936,6 +1942,20 @@ func (x *IOMetrics) GetUserMetrics() map[string]float64 {
 		return x.UserMetrics
 	}
 	return nil
+}
+
+func (x *IOMetrics) GetCheckpointAlignmentNs() int64 {
+	if x != nil {
+		return x.CheckpointAlignmentNs
+	}
+	return 0
+}
+
+func (x *IOMetrics) GetCheckpointStartDelayNs() int64 {
+	if x != nil {
+		return x.CheckpointStartDelayNs
+	}
+	return 0
 }
 
 // SubtaskMetrics are one subtask attempt's metrics.
@@ -3663,9 +3683,13 @@ type CheckpointAck struct {
 	// Set when the subtask declined the checkpoint.
 	DeclineReason string `protobuf:"bytes,7,opt,name=decline_reason,json=declineReason,proto3" json:"decline_reason,omitempty"`
 	// Time the subtask took: aligning barriers, then writing its state.
-	AlignmentMs   int64 `protobuf:"varint,8,opt,name=alignment_ms,json=alignmentMs,proto3" json:"alignment_ms,omitempty"`
-	SyncMs        int64 `protobuf:"varint,9,opt,name=sync_ms,json=syncMs,proto3" json:"sync_ms,omitempty"`
-	AsyncMs       int64 `protobuf:"varint,10,opt,name=async_ms,json=asyncMs,proto3" json:"async_ms,omitempty"`
+	AlignmentMs int64 `protobuf:"varint,8,opt,name=alignment_ms,json=alignmentMs,proto3" json:"alignment_ms,omitempty"`
+	SyncMs      int64 `protobuf:"varint,9,opt,name=sync_ms,json=syncMs,proto3" json:"sync_ms,omitempty"`
+	AsyncMs     int64 `protobuf:"varint,10,opt,name=async_ms,json=asyncMs,proto3" json:"async_ms,omitempty"`
+	// When the subtask saw the checkpoint's first barrier (a source: when
+	// it took the trigger), in epoch microseconds: the checkpoint's start
+	// delay is this less its trigger time.
+	BarrierAtUs   int64 `protobuf:"varint,11,opt,name=barrier_at_us,json=barrierAtUs,proto3" json:"barrier_at_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3766,6 +3790,13 @@ func (x *CheckpointAck) GetSyncMs() int64 {
 func (x *CheckpointAck) GetAsyncMs() int64 {
 	if x != nil {
 		return x.AsyncMs
+	}
+	return 0
+}
+
+func (x *CheckpointAck) GetBarrierAtUs() int64 {
+	if x != nil {
+		return x.BarrierAtUs
 	}
 	return 0
 }
@@ -4616,7 +4647,7 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"timestamps\x1a=\n" +
 	"\x0fTimestampsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xfe\a\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf1\b\n" +
 	"\tIOMetrics\x12\x1d\n" +
 	"\n" +
 	"records_in\x18\x01 \x01(\x03R\trecordsIn\x12\x1f\n" +
@@ -4639,7 +4670,9 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x10output_watermark\x18\x10 \x01(\x03R\x0foutputWatermark\x120\n" +
 	"\x14has_output_watermark\x18\x11 \x01(\bR\x12hasOutputWatermark\x120\n" +
 	"\x14late_records_dropped\x18\x12 \x01(\x03R\x12lateRecordsDropped\x12I\n" +
-	"\fuser_metrics\x18\x13 \x03(\v2&.loom.flink.IOMetrics.UserMetricsEntryR\vuserMetrics\x1a?\n" +
+	"\fuser_metrics\x18\x13 \x03(\v2&.loom.flink.IOMetrics.UserMetricsEntryR\vuserMetrics\x126\n" +
+	"\x17checkpoint_alignment_ns\x18\x14 \x01(\x03R\x15checkpointAlignmentNs\x129\n" +
+	"\x19checkpoint_start_delay_ns\x18\x15 \x01(\x03R\x16checkpointStartDelayNs\x1a?\n" +
 	"\x11AccumulatorsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a>\n" +
@@ -4789,7 +4822,7 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x16CheckpointNotification\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12#\n" +
-	"\rcheckpoint_id\x18\x03 \x01(\x03R\fcheckpointId\"\x93\x03\n" +
+	"\rcheckpoint_id\x18\x03 \x01(\x03R\fcheckpointId\"\xb7\x03\n" +
 	"\rCheckpointAck\x12\x16\n" +
 	"\x06vertex\x18\x01 \x01(\x05R\x06vertex\x12\x18\n" +
 	"\asubtask\x18\x02 \x01(\x05R\asubtask\x12\x18\n" +
@@ -4802,7 +4835,8 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\falignment_ms\x18\b \x01(\x03R\valignmentMs\x12\x17\n" +
 	"\async_ms\x18\t \x01(\x03R\x06syncMs\x12\x19\n" +
 	"\basync_ms\x18\n" +
-	" \x01(\x03R\aasyncMs\x1a8\n" +
+	" \x01(\x03R\aasyncMs\x12\"\n" +
+	"\rbarrier_at_us\x18\v \x01(\x03R\vbarrierAtUs\x1a8\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
