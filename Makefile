@@ -8,15 +8,18 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 
-.PHONY: all build test test-unit test-integration lint proto demo bench soak fuzz fuzz-short clean tools seaweedfs
+.PHONY: all build install test test-unit test-integration lint proto demo bench soak fuzz fuzz-short clean tools seaweedfs
 
 all: build
 
+# bin/ holds loom alone, so it can go on PATH; the example jobs go to
+# bin/examples/, where they shadow no system tool (bin/examples/grep).
 build:
-	@mkdir -p $(BIN)
+	@mkdir -p $(BIN)/examples
 	$(GO) build -o $(BIN)/loom .
 	@for d in $$(find . -path ./integration -prune -o -path '*/examples/*/main.go' -print 2>/dev/null | xargs -r -n1 dirname); do \
-		echo "$(GO) build -o $(BIN)/$$(basename $$d) $$d"; $(GO) build -o $(BIN)/$$(basename $$d) $$d || exit 1; done
+		echo "$(GO) build -o $(BIN)/examples/$$(basename $$d) $$d"; $(GO) build -o $(BIN)/examples/$$(basename $$d) $$d || exit 1; done
+	@rm -f $(addprefix $(BIN)/,$(notdir $(wildcard flinkrt/examples/*)))
 
 # Unit tests, then the end-to-end tests over real processes, then a short
 # run of each fuzz target. Checkpoints on an object store are tested
@@ -86,6 +89,12 @@ SOAK_DURATION ?= 2h
 SOAK_CONTAINERS ?= 1000000
 soak: build
 	$(GO) run ./scripts/soak -duration $(SOAK_DURATION) -containers $(SOAK_CONTAINERS) -png docs/soak.png -csv $(BIN)/soak.csv
+
+# Puts loom on PATH: $(PREFIX)/bin/loom (make install PREFIX=$$HOME/.local).
+PREFIX ?= /usr/local
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN)/loom $(DESTDIR)$(PREFIX)/bin/loom
 
 clean:
 	rm -rf $(BIN)

@@ -1,4 +1,4 @@
-module loom
+module github.com/loom-project/loom
 
 go 1.26.0
 

@@ -5,7 +5,7 @@ package main
 import (
 	"os"
 
-	"loom/cli"
+	"github.com/loom-project/loom/cli"
 )
 
 func main() { cli.Main(os.Args) }

@@ -14,13 +14,13 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"loom/am/flink"
-	"loom/errdefs"
-	"loom/flinkrt/client"
-	"loom/nm/nmclient"
-	"loom/proto/flinkpb"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
+	"github.com/loom-project/loom/am/flink"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/flinkrt/client"
+	"github.com/loom-project/loom/nm/nmclient"
+	"github.com/loom-project/loom/proto/flinkpb"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
 )
 
 func appCommand() *cli.Command {

@@ -11,8 +11,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"loom/rm/rmclient"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 var rmFlag = &cli.StringFlag{

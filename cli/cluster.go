@@ -8,9 +8,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"loom/localcluster"
-	"loom/rm"
-	"loom/rm/rmclient"
+	"github.com/loom-project/loom/localcluster"
+	"github.com/loom-project/loom/rm"
+	"github.com/loom-project/loom/rm/rmclient"
 )
 
 // makeDefaultConfig copies a cluster's client config to the user's

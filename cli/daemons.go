@@ -11,11 +11,11 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"loom/nm"
-	"loom/rm"
-	"loom/rm/rmclient"
-	"loom/rm/state"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/nm"
+	"github.com/loom-project/loom/rm"
+	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/rm/state"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 func rmCommand() *cli.Command {

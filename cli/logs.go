@@ -6,7 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"loom/flinkrt/logfile"
+	"github.com/loom-project/loom/flinkrt/logfile"
 )
 
 var logDirFlag = &cli.StringFlag{Name: "log-dir", Usage: "also keep the log (ROLE.log) and standard output (ROLE.out) in this directory, each rolled over at 64 MiB, for the dashboard's log pages"}

@@ -46,6 +46,7 @@ func Main(args []string) {
 			jobCommand(),
 			sessionCommand(),
 			amCommand(),
+			newCommand(),
 		},
 		HideHelpCommand: true,
 		Writer:          os.Stdout,

@@ -6,8 +6,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
 )
 
 func nodeCommand() *cli.Command {

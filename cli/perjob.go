@@ -7,10 +7,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"loom/am/flink"
-	"loom/flinkrt/client"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
+	"github.com/loom-project/loom/am/flink"
+	"github.com/loom-project/loom/flinkrt/client"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
 )
 
 // perJobFlags are the flags of `loom run -t per-job`.

@@ -7,10 +7,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"loom/am/flink"
-	"loom/flinkrt/auth"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
+	"github.com/loom-project/loom/am/flink"
+	"github.com/loom-project/loom/flinkrt/auth"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
 )
 
 func sessionCommand() *cli.Command {

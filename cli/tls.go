@@ -8,9 +8,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"loom/rm"
-	"loom/rm/rmclient"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/rm"
+	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // tlsCommand makes a cluster's CA and certificates, in the shape of

@@ -16,7 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"loom/rm/rmclient"
+	"github.com/loom-project/loom/rm/rmclient"
 )
 
 func uiCommand() *cli.Command {

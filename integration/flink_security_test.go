@@ -18,13 +18,13 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"loom/am/flink"
-	"loom/errdefs"
-	"loom/flinkrt/auth"
-	"loom/proto/flinkpb"
-	"loom/rm/rmclient"
-	"loom/tlsutil"
-	"loom/tlsutil/tlstest"
+	"github.com/loom-project/loom/am/flink"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/flinkrt/auth"
+	"github.com/loom-project/loom/proto/flinkpb"
+	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/tlsutil"
+	"github.com/loom-project/loom/tlsutil/tlstest"
 )
 
 // A Flink application's ports take only the application's own processes

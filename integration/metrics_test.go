@@ -11,9 +11,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"loom/rm/rmclient"
-	"loom/tlsutil"
-	"loom/tlsutil/tlstest"
+	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/tlsutil"
+	"github.com/loom-project/loom/tlsutil/tlstest"
 )
 
 // scrape reads a daemon's /metrics as Prometheus does and parses it in

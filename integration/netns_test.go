@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"loom/flinkrt/state/storage/s3test"
+	"github.com/loom-project/loom/flinkrt/state/storage/s3test"
 	"math/rand/v2"
 	"net"
 	"os"

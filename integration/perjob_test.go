@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"loom/localcluster"
+	"github.com/loom-project/loom/localcluster"
 )
 
 // appProcs returns the pids of every process of an application.

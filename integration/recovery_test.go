@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"loom/flinkrt/state/storage"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/loom-project/loom/flinkrt/state/storage"
 )
 
 // checkExactlyOnce checks wordcount's running counts: for every word
@@ -303,7 +304,7 @@ func checkJobManagerLog(t *testing.T, web, token string) {
 	for _, ti := range td.ThreadInfos {
 		if strings.Contains(ti.Name, "worker of job") {
 			worker = true
-			task = task || strings.Contains(ti.Stack, "loom/flinkrt/task.")
+			task = task || strings.Contains(ti.Stack, "github.com/loom-project/loom/flinkrt/task.")
 		}
 	}
 	if !worker || !task {

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"loom/rm/rmclient"
-	"loom/tlsutil/tlstest"
+	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/tlsutil/tlstest"
 )
 
 // A cluster with small retention limits runs many short applications:

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"loom/flinkrt/state/storage"
-	"loom/flinkrt/state/storage/s3test"
+	"github.com/loom-project/loom/flinkrt/state/storage"
+	"github.com/loom-project/loom/flinkrt/state/storage/s3test"
 )
 
 // Checkpoints and a savepoint in an S3 bucket of a real S3 server: the

@@ -14,13 +14,13 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"loom/errdefs"
-	"loom/nm/nmclient"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
-	"loom/tlsutil"
-	"loom/tlsutil/tlstest"
-	"loom/token"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/nm/nmclient"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/tlsutil"
+	"github.com/loom-project/loom/tlsutil/tlstest"
+	"github.com/loom-project/loom/token"
 )
 
 // signed issues a certificate of the cluster's CA (which `cluster up` keeps

@@ -21,9 +21,9 @@ import (
 	"syscall"
 	"time"
 
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // Config describes a local cluster.

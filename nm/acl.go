@@ -7,9 +7,9 @@ import (
 	"slices"
 	"strings"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // Who may call what on a node. The TLS handshake has checked that the

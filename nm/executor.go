@@ -15,8 +15,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 // Exit statuses the NM assigns, with YARN's values.

@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"loom/proto/yarnpb"
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 // localizer fetches local resources into a cache keyed by their sha256

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"loom/proto/yarnpb"
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 // Container logs outlive their containers, but not forever: YARN's

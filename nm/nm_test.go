@@ -19,7 +19,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"loom/proto/yarnpb"
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 func digest(b []byte) string {

@@ -21,10 +21,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
-	"loom/rpc"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/rpc"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // Config holds every setting of a NodeManager.

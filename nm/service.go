@@ -9,9 +9,9 @@ import (
 	"sort"
 	"time"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // containerManager serves ContainerManagerService: what the RM's AM

@@ -8,9 +8,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/token"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/token"
 )
 
 // containerTokens checks the ContainerToken of every container a caller

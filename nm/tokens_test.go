@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/token"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/token"
 )
 
 // The NM starts a container only with a token of the RM's keys for that

@@ -6,10 +6,10 @@ import (
 	"slices"
 	"strings"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/rm/state"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/state"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // Who may call what. Every call is authenticated by the TLS handshake (a

@@ -6,8 +6,8 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 type adminEndpoint struct {

@@ -6,10 +6,10 @@ import (
 
 	memdb "github.com/hashicorp/go-memdb"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/rm/scheduler"
-	"loom/rm/state"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/scheduler"
+	"github.com/loom-project/loom/rm/state"
 )
 
 // maxAllocateWait bounds how long an Allocate call is held.

@@ -12,12 +12,12 @@ import (
 	"github.com/hashicorp/go-hclog"
 	memdb "github.com/hashicorp/go-memdb"
 
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
-	"loom/rm/scheduler"
-	"loom/rm/state"
-	"loom/tlsutil"
-	"loom/tlsutil/tlstest"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/rm/scheduler"
+	"github.com/loom-project/loom/rm/state"
+	"github.com/loom-project/loom/tlsutil"
+	"github.com/loom-project/loom/tlsutil/tlstest"
 )
 
 // benchCluster is an RM with on-disk raft (or the leader of that many

@@ -9,10 +9,10 @@ import (
 	memdb "github.com/hashicorp/go-memdb"
 	"google.golang.org/protobuf/proto"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/rm/scheduler"
-	"loom/rm/state"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/scheduler"
+	"github.com/loom-project/loom/rm/state"
 )
 
 // Defaults for an AM container that asks for nothing.

@@ -3,8 +3,8 @@ package rm
 import (
 	"context"
 
-	"loom/proto/yarnpb"
-	"loom/rm/state"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/state"
 )
 
 func (s *Server) nodeReport(n *state.Node) *yarnpb.NodeReport {

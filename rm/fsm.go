@@ -11,9 +11,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
-	"loom/proto/yarnpb"
-	"loom/rm/state"
-	"loom/token"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/state"
+	"github.com/loom-project/loom/token"
 )
 
 // CommandType numbers the raft commands. Append only: the numbers are in

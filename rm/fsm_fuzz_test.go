@@ -6,8 +6,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
-	"loom/proto/yarnpb"
-	"loom/rm/state"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/state"
 )
 
 // FuzzFSMApply: no raft entry, however made, panics the FSM or leaves

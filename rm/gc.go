@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"loom/rm/state"
+	"github.com/loom-project/loom/rm/state"
 )
 
 // Retention, after Nomad's core GC: the leader forgets ended applications

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/rm/state"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/state"
 )
 
 // Retention forgets the oldest ended applications beyond the limit, and

@@ -7,11 +7,11 @@ import (
 	"net/http"
 	"runtime"
 
-	"loom/errdefs"
+	"github.com/loom-project/loom/errdefs"
 
-	"loom/proto/yarnpb"
-	"loom/rm/webui"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/webui"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // httpHandler serves the RM's web API: a read-only subset of YARN's

@@ -11,9 +11,9 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
 )
 
 // A replica started with --join finds its cluster through the other

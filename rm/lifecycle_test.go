@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"loom/proto/yarnpb"
-	"loom/rm/scheduler"
-	"loom/rm/state"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/scheduler"
+	"github.com/loom-project/loom/rm/state"
 )
 
 // amContainer is the AM container the fake NM was asked to start for app.

@@ -11,10 +11,10 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
-	"loom/proto/yarnpb"
-	"loom/rm/scheduler"
-	"loom/rm/state"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/scheduler"
+	"github.com/loom-project/loom/rm/state"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // The leader-only loops. Each runs until ctx ends with the leadership.

@@ -7,9 +7,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"loom/proto/yarnpb"
-	"loom/rpc"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rpc"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // nmPool holds the RM's connections to NodeManagers (the AM launcher,

@@ -13,8 +13,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
-	"loom/tlsutil"
-	"loom/tlsutil/tlstest"
+	"github.com/loom-project/loom/tlsutil"
+	"github.com/loom-project/loom/tlsutil/tlstest"
 )
 
 // onDiskServer is a test RM with raft on disk, over its TLS transport.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"loom/tlsutil"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // tlsStreamLayer carries raft over mutual TLS: only a ResourceManager

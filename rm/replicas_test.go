@@ -18,10 +18,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
-	"loom/tlsutil/tlstest"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/tlsutil/tlstest"
 )
 
 // replicaSet is a cluster of RM replicas on disk, with real raft over

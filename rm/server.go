@@ -23,13 +23,13 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"google.golang.org/grpc"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
-	"loom/rm/scheduler"
-	"loom/rm/state"
-	"loom/rpc"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/rm/scheduler"
+	"github.com/loom-project/loom/rm/state"
+	"github.com/loom-project/loom/rpc"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // Config holds every setting of a ResourceManager.

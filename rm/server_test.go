@@ -13,12 +13,12 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
-	"loom/tlsutil"
-	"loom/tlsutil/tlstest"
-	"loom/token"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/tlsutil"
+	"github.com/loom-project/loom/tlsutil/tlstest"
+	"github.com/loom-project/loom/token"
 )
 
 func testServer(t *testing.T, mutate func(*Config)) (*Server, *rmclient.Client) {

@@ -5,9 +5,9 @@ import (
 	"sync"
 	"time"
 
-	"loom/proto/yarnpb"
-	"loom/rm/scheduler"
-	"loom/rm/state"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/scheduler"
+	"github.com/loom-project/loom/rm/state"
 )
 
 // softState is what only the leader keeps, in memory, and rebuilds after a

@@ -16,9 +16,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/protobuf/proto"
 
-	"loom/proto/yarnpb"
-	"loom/rm/state"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/state"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // The staging store keeps the files clients ship to their applications'

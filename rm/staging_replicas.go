@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"loom/rm/rmclient"
+	"github.com/loom-project/loom/rm/rmclient"
 )
 
 // Every replica holds every staged file: the replica that takes an upload

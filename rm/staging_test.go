@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
-	"loom/tlsutil/tlstest"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/tlsutil/tlstest"
 )
 
 func put(t *testing.T, hc *http.Client, url string, body []byte) (int, string) {

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"time"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/rm/state"
-	"loom/tlsutil"
-	"loom/token"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/state"
+	"github.com/loom-project/loom/tlsutil"
+	"github.com/loom-project/loom/token"
 )
 
 // keysKept is how many master keys the state keeps: a token verifies for

@@ -6,9 +6,9 @@ import (
 	"strconv"
 	"time"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/rm/state"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/state"
 )
 
 type trackerEndpoint struct {

@@ -8,10 +8,10 @@ import (
 	"sync"
 	"time"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/rm/webui"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/webui"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // webCluster is what the web UI reads: the client service's answers,

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"loom/errdefs"
+	"github.com/loom-project/loom/errdefs"
 )
 
 // DialOptions are the gRPC options of every loom client connection: TLS

@@ -24,7 +24,7 @@ words=$(go run ./scripts/gentext --size "$size" --out "$dir/text.txt")
 start_standalone "$dir"
 echo "== wordcount across two TaskManagers, p=2, $words words"
 for r in $(seq "$runs"); do
-	out=$(bin/loom run -t remote --jobmanager "$jm" -p 2 bin/wordcount --input "$dir/text.txt" --discard)
+	out=$(bin/loom run -t remote --jobmanager "$jm" -p 2 bin/examples/wordcount --input "$dir/text.txt" --discard)
 	ms=$(echo "$out" | sed -n 's/.*FINISHED after \(.*\)$/\1/p')
 	secs=$(awk -v d="$ms" 'BEGIN { if (d ~ /ms$/) { sub(/ms$/, "", d); print d/1000 } else { sub(/s$/, "", d); print d } }')
 	awk -v w="$words" -v s="$secs" -v r="$r" 'BEGIN { printf "run %d: %.2fs, %.2fM words/s\n", r, s, w/s/1e6 }'

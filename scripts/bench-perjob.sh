@@ -39,5 +39,5 @@ measure() { # name, then the run's arguments
 	sed 's/^/    /' "$dir/$name.first" | grep -E "staged|ApplicationMaster|RUNNING|FINISHED" | head -6
 }
 
-measure topspeedwindow -p 2 bin/topspeedwindow --duration 1s --output "$dir/tsw"
-measure wordcount -p 2 bin/wordcount --discard
+measure topspeedwindow -p 2 bin/examples/topspeedwindow --duration 1s --output "$dir/tsw"
+measure wordcount -p 2 bin/examples/wordcount --discard

@@ -38,7 +38,7 @@ for r in $(seq "$truns"); do
 		args=()
 		[ "$mode" != none ] && args=(--checkpoint-interval "$mode" --checkpoint-dir "$dir/cp")
 		log="$dir/run.$mode.$r"
-		bin/loom run -t per-job -p 2 "${args[@]}" bin/wordcount --input "$dir/text.txt" --discard >"$log" 2>&1 || { cat "$log"; exit 1; }
+		bin/loom run -t per-job -p 2 "${args[@]}" bin/examples/wordcount --input "$dir/text.txt" --discard >"$log" 2>&1 || { cat "$log"; exit 1; }
 		start=$(stamp "$log" "tasks RUNNING")
 		end=$(stamp "$log" "job .* FINISHED$")
 		awk -v a="$start" -v b="$end" 'BEGIN { print b - a }' >>"$dir/secs.$mode"

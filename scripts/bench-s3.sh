@@ -36,7 +36,7 @@ for r in $(seq "$runs"); do
 		cp="$dir/cp"
 		[ "$where" = s3 ] && cp=s3://loom-bench/checkpoints
 		log="$dir/run.$where.$r"
-		bin/loom run -t per-job -p 2 --checkpoint-interval 1s --checkpoint-dir "$cp" bin/wordcount \
+		bin/loom run -t per-job -p 2 --checkpoint-interval 1s --checkpoint-dir "$cp" bin/examples/wordcount \
 			--input "$dir/words.txt" --discard --line-delay 2ms >"$log" 2>&1 || { cat "$log"; exit 1; }
 		app=$(grep -o 'application_[0-9_]*' "$log" | head -1)
 		bin/loom app logs "$app" 2>/dev/null | grep "checkpoint completed" >>"$dir/cps.$where" || true

@@ -20,7 +20,7 @@ measure() {
 	for r in $(seq "$runs"); do
 		sleep "$2"
 		start=$(date +%H:%M:%S.%3N)
-		out=$(bin/loom run -t session --session "$1" -p 2 bin/topspeedwindow --duration 1s --output "$dir/out")
+		out=$(bin/loom run -t session --session "$1" -p 2 bin/examples/topspeedwindow --duration 1s --output "$dir/out")
 		running=$(sed -n 's/^\([0-9:.]*\)  all [0-9]* tasks RUNNING$/\1/p' <<<"$out")
 		[ -n "$running" ] || { echo "$out"; exit 1; }
 		echo $(($(ms "$running") - $(ms "$start"))) >>"$dir/times"
@@ -29,7 +29,7 @@ measure() {
 }
 
 warm=$(bin/loom session start -d --idle-timeout 1h | grep -o 'application_[0-9_]*')
-bin/loom run -t session --session "$warm" -p 2 bin/topspeedwindow --duration 1s >/dev/null # starts its TaskManagers
+bin/loom run -t session --session "$warm" -p 2 bin/examples/topspeedwindow --duration 1s >/dev/null # starts its TaskManagers
 echo "== session job submit to all tasks RUNNING, topspeedwindow -p 2, median of $runs"
 echo "warm TaskManagers: $(measure "$warm" 0)"
 bin/loom session stop "$warm" >/dev/null

@@ -31,9 +31,9 @@ for _ in $(seq 100); do
 	[ "$(grep -c 'registered with' "$d"/tm*.log 2>/dev/null | awk -F: '{s+=$2} END {print s}')" = 2 ] && break
 	sleep 0.1
 done
-bin/loom run -t remote -d -p 2 --checkpoint-interval 1s --checkpoint-dir "$d/cp" bin/topspeedwindow --duration 0 --output "$d/out" >/dev/null
+bin/loom run -t remote -d -p 2 --checkpoint-interval 1s --checkpoint-dir "$d/cp" bin/examples/topspeedwindow --duration 0 --output "$d/out" >/dev/null
 printf 'to be or not to be\nthat is the question\n' >"$d/words.txt"
-bin/loom run -t remote -p 2 bin/wordcount --input "$d/words.txt" --output "$d/wc" >/dev/null
+bin/loom run -t remote -p 2 bin/examples/wordcount --input "$d/words.txt" --output "$d/wc" >/dev/null
 sleep 3 # a few checkpoints and metric reports
 link=$(grep -o 'http://[0-9.:]*/?token=[0-9a-f]*' "$d/jm.log" | head -1)
 go run ./scripts/dashboard-check -url "$link"

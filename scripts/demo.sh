@@ -28,8 +28,8 @@ done
 cat "$dir/cluster.out"
 
 echo
-echo "\$ loom run -t per-job -p 2 bin/topspeedwindow --duration 5s --output \$DIR/topspeed"
-"$LOOM" run -t per-job -p 2 bin/topspeedwindow --duration 5s --output "$dir/topspeed"
+echo "\$ loom run -t per-job -p 2 bin/examples/topspeedwindow --duration 5s --output \$DIR/topspeed"
+"$LOOM" run -t per-job -p 2 bin/examples/topspeedwindow --duration 5s --output "$dir/topspeed"
 echo
 echo "top speeds (car, speed km/h, distance m, time ms), the last 3 windows of each car:"
 results=$(cat "$dir"/topspeed/part-* | tr -d '()')
@@ -38,8 +38,8 @@ for car in $(cut -d, -f1 <<<"$results" | sort -un); do
 done
 
 echo
-echo "\$ loom run -t per-job -p 4 --slots-per-tm 2 bin/wordcount --output \$DIR/wordcount"
-"$LOOM" run -t per-job -p 4 --slots-per-tm 2 bin/wordcount --output "$dir/wordcount"
+echo "\$ loom run -t per-job -p 4 --slots-per-tm 2 bin/examples/wordcount --output \$DIR/wordcount"
+"$LOOM" run -t per-job -p 4 --slots-per-tm 2 bin/examples/wordcount --output "$dir/wordcount"
 echo
 echo "the 10 most frequent words (the last count of each word):"
 cat "$dir"/wordcount/part-* | tr -d '()' | awk -F, '{ c[$1] = $2 } END { for (w in c) printf "  %6d  %s\n", c[w], w }' | sort -k1,1nr -k2 | head -10

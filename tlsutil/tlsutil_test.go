@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"loom/tlsutil"
-	"loom/tlsutil/tlstest"
+	"github.com/loom-project/loom/tlsutil"
+	"github.com/loom-project/loom/tlsutil/tlstest"
 )
 
 func TestIdentityRoundTripsThroughACertificate(t *testing.T) {

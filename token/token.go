@@ -21,7 +21,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"loom/proto/yarnpb"
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 // Kinds of token.

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"loom/proto/yarnpb"
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 // A token verifies with the key that signed it and no other, and any

@@ -13,10 +13,10 @@ import (
 	"strings"
 	"sync"
 
-	"loom/nm/nmclient"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/nm/nmclient"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // AMConfig is what the distributed shell AM runs.

@@ -7,9 +7,9 @@ import (
 	"strconv"
 	"strings"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
 )
 
 // Options describe a distributed shell submission.

@@ -20,14 +20,14 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/protobuf/proto"
 
-	"loom/flinkrt/auth"
-	"loom/flinkrt/jobmanager"
-	"loom/flinkrt/state/storage"
-	"loom/nm/nmclient"
-	"loom/proto/flinkpb"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/flinkrt/auth"
+	"github.com/loom-project/loom/flinkrt/jobmanager"
+	"github.com/loom-project/loom/flinkrt/state/storage"
+	"github.com/loom-project/loom/nm/nmclient"
+	"github.com/loom-project/loom/proto/flinkpb"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // AMConfig is what a Flink AM runs.

@@ -9,13 +9,13 @@ import (
 	"sync"
 	"time"
 
-	"loom/errdefs"
-	"loom/flinkrt/auth"
-	"loom/flinkrt/client"
-	"loom/flinkrt/jobmanager"
-	"loom/proto/flinkpb"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/flinkrt/auth"
+	"github.com/loom-project/loom/flinkrt/client"
+	"github.com/loom-project/loom/flinkrt/jobmanager"
+	"github.com/loom-project/loom/proto/flinkpb"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
 )
 
 // AppTerminal reports whether an application has ended.

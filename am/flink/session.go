@@ -11,10 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"loom/errdefs"
-	"loom/proto/flinkpb"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/flinkpb"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
 )
 
 // sessionTag marks session applications.

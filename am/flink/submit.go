@@ -11,13 +11,13 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"loom/errdefs"
-	"loom/flinkrt/client"
-	"loom/flinkrt/jobmanager"
-	"loom/flinkrt/state/storage"
-	"loom/proto/flinkpb"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/flinkrt/client"
+	"github.com/loom-project/loom/flinkrt/jobmanager"
+	"github.com/loom-project/loom/flinkrt/state/storage"
+	"github.com/loom-project/loom/proto/flinkpb"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
 )
 
 // AppType is the application type of Flink applications, as YARN shows

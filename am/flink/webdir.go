@@ -10,9 +10,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
 )
 
 // WebDirResource names the dashboard build in the AM's working directory.

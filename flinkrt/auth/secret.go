@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"loom/tlsutil"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // EnvSecretFile names a standalone deployment's secret file, for

@@ -19,11 +19,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
-	"loom/flinkrt/auth"
-	"loom/flinkrt/graph"
-	"loom/flinkrt/jobmanager"
-	"loom/flinkrt/worker"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/auth"
+	"github.com/loom-project/loom/flinkrt/graph"
+	"github.com/loom-project/loom/flinkrt/jobmanager"
+	"github.com/loom-project/loom/flinkrt/worker"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // Program is a job program and how to run it.
@@ -80,7 +80,7 @@ func Plan(ctx context.Context, p Program) (*flinkpb.JobGraph, error) {
 	}
 	b, err := os.ReadFile(out)
 	if err != nil {
-		return nil, fmt.Errorf("%s is not a loom job: it ran without building a job graph (a loom job calls env.Execute from the loom/flinkrt/stream package)", p.Path)
+		return nil, fmt.Errorf("%s is not a loom job: it ran without building a job graph (a loom job calls env.Execute from the github.com/loom-project/loom/flinkrt/stream package)", p.Path)
 	}
 	jg := &flinkpb.JobGraph{}
 	if err := proto.Unmarshal(b, jg); err != nil {

@@ -1,6 +1,6 @@
 package graph
 
-import "loom/flinkrt/task"
+import "github.com/loom-project/loom/flinkrt/task"
 
 // ProducersOf lists the producer subtasks that feed consumer subtask c over
 // an edge with partitioner p between parallelisms np (producers) and nc

@@ -9,8 +9,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"loom/flinkrt/task"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/task"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // resolved is what Build decides about each node.

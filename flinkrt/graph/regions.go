@@ -1,8 +1,8 @@
 package graph
 
 import (
-	"loom/flinkrt/task"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/task"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // Regions splits a job's subtasks into pipelined regions: subtasks joined

@@ -4,7 +4,7 @@ import (
 	"reflect"
 	"testing"
 
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // vertexes makes a JobGraph of one operator per vertex (node i in vertex

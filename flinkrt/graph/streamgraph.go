@@ -6,7 +6,7 @@ package graph
 import (
 	"fmt"
 
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // Chaining says whether an operator may be chained to its neighbours

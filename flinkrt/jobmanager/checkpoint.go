@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"loom/flinkrt/state/storage"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/state/storage"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // Flink's configuration keys for checkpoints and savepoints.

@@ -3,9 +3,9 @@ package jobmanager
 import (
 	"context"
 	"fmt"
-	"loom/flinkrt/state/storage"
-	"loom/flinkrt/state/storage/s3test"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/state/storage"
+	"github.com/loom-project/loom/flinkrt/state/storage/s3test"
+	"github.com/loom-project/loom/proto/flinkpb"
 	"strings"
 	"testing"
 )

@@ -8,8 +8,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"loom/flinkrt/state/storage"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/state/storage"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // checkpointing says whether the job takes periodic checkpoints.

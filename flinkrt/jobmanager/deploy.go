@@ -11,7 +11,7 @@ import (
 
 	"google.golang.org/grpc/status"
 
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // forEachTaskLocked calls f on every subtask of the regions given (of the

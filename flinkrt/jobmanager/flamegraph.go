@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // Flame graphs, as Flink's: a vertex's tasks' stacks are sampled on the

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // Stacks merge into Flink's tree, outermost frame at the root's children,

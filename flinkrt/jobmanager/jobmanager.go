@@ -23,12 +23,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"loom/errdefs"
-	"loom/flinkrt/auth"
-	"loom/flinkrt/graph"
-	"loom/flinkrt/resourcemanager"
-	"loom/proto/flinkpb"
-	"loom/rpc"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/flinkrt/auth"
+	"github.com/loom-project/loom/flinkrt/graph"
+	"github.com/loom-project/loom/flinkrt/resourcemanager"
+	"github.com/loom-project/loom/proto/flinkpb"
+	"github.com/loom-project/loom/rpc"
 )
 
 // Config configures a JobManager.

@@ -21,12 +21,12 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"loom/flinkrt/auth"
-	"loom/flinkrt/jobmanager"
-	"loom/flinkrt/stream"
-	"loom/flinkrt/stream/sink"
-	"loom/flinkrt/stream/source"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/auth"
+	"github.com/loom-project/loom/flinkrt/jobmanager"
+	"github.com/loom-project/loom/flinkrt/stream"
+	"github.com/loom-project/loom/flinkrt/stream/sink"
+	"github.com/loom-project/loom/flinkrt/stream/source"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 func testTrust(t testing.TB) *auth.Trust {

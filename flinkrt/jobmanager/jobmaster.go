@@ -9,10 +9,10 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"loom/flinkrt/graph"
-	"loom/flinkrt/resourcemanager"
-	"loom/proto/flinkpb"
-	"loom/rpc"
+	"github.com/loom-project/loom/flinkrt/graph"
+	"github.com/loom-project/loom/flinkrt/resourcemanager"
+	"github.com/loom-project/loom/proto/flinkpb"
+	"github.com/loom-project/loom/rpc"
 )
 
 // Flink's job states.

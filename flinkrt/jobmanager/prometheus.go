@@ -10,8 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"loom/flinkrt/metricnames"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/metricnames"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // The JobManager's Prometheus metrics, with the names and labels of

@@ -6,10 +6,10 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"loom/flinkrt/auth"
-	"loom/flinkrt/resourcemanager"
-	"loom/proto/flinkpb"
-	"loom/rpc"
+	"github.com/loom-project/loom/flinkrt/auth"
+	"github.com/loom-project/loom/flinkrt/resourcemanager"
+	"github.com/loom-project/loom/proto/flinkpb"
+	"github.com/loom-project/loom/rpc"
 )
 
 // noRM is a ResourceManager that gives nothing; the test offers slots.

@@ -15,13 +15,13 @@ import (
 
 	"google.golang.org/grpc/status"
 
-	"loom/flinkrt/resourcemanager"
-	"loom/flinkrt/state/storage"
+	"github.com/loom-project/loom/flinkrt/resourcemanager"
+	"github.com/loom-project/loom/flinkrt/state/storage"
 
 	"google.golang.org/protobuf/proto"
 
-	"loom/proto/flinkpb"
-	"loom/proto/yarnpb"
+	"github.com/loom-project/loom/proto/flinkpb"
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 // The REST API speaks Flink's contract (paths, JSON field names, error

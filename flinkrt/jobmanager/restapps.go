@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // Flink's applications views. A loom JobManager runs jobs, each submitted

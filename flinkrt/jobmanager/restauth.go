@@ -5,7 +5,7 @@ import (
 	"net/url"
 	"strings"
 
-	"loom/flinkrt/auth"
+	"github.com/loom-project/loom/flinkrt/auth"
 )
 
 // The REST API's access rule, after Flink's: read-only GETs are open on a

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"loom/flinkrt/metricnames"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/metricnames"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // taskMetrics are the task metrics the REST API answers for, by

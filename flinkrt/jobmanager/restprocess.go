@@ -12,8 +12,8 @@ import (
 
 	"google.golang.org/grpc/status"
 
-	"loom/flinkrt/procstats"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/procstats"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // namedValue is one metric of a metric view: its Flink name and value.

@@ -6,8 +6,8 @@ import (
 	"sort"
 	"time"
 
-	"loom/flinkrt/task"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/task"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // The states whose durations Flink's vertex views show, in the order an

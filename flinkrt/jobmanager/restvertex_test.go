@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // Flink's MetricsStatistics uses commons-math's default percentile: the

@@ -8,8 +8,8 @@ import (
 	"slices"
 	"time"
 
-	"loom/flinkrt/task"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/task"
+	"github.com/loom-project/loom/proto/flinkpb"
 
 	"google.golang.org/protobuf/proto"
 )

@@ -7,7 +7,7 @@ import (
 	"math"
 	"strings"
 
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // TaskMetric is a task metric by Flink's name, read from a subtask's

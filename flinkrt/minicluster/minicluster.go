@@ -12,13 +12,13 @@ import (
 	"sync"
 	"time"
 
-	"loom/flinkrt/auth"
-	"loom/flinkrt/graph"
-	"loom/flinkrt/jobmanager"
-	"loom/flinkrt/task"
-	"loom/flinkrt/taskmanager"
-	"loom/flinkrt/worker"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/auth"
+	"github.com/loom-project/loom/flinkrt/graph"
+	"github.com/loom-project/loom/flinkrt/jobmanager"
+	"github.com/loom-project/loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/taskmanager"
+	"github.com/loom-project/loom/flinkrt/worker"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // Result is how a job ended.

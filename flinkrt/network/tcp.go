@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"loom/flinkrt/codec"
+	"github.com/loom-project/loom/flinkrt/codec"
 )
 
 // A channel between workers is one TCP connection, opened by the producer

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"loom/flinkrt/auth"
-	"loom/flinkrt/codec"
+	"github.com/loom-project/loom/flinkrt/auth"
+	"github.com/loom-project/loom/flinkrt/codec"
 )
 
 // listen opens a data server with a deployment trust of its own.

@@ -7,7 +7,7 @@ import (
 	"math/rand/v2"
 	"strings"
 
-	"loom/flinkrt/stream/source"
+	"github.com/loom-project/loom/flinkrt/stream/source"
 )
 
 // Config is the generator's configuration, with Nexmark's defaults

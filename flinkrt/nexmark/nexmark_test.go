@@ -6,9 +6,9 @@ import (
 	"slices"
 	"testing"
 
-	"loom/flinkrt/nexmark"
-	"loom/flinkrt/stream"
-	"loom/flinkrt/stream/sink"
+	"github.com/loom-project/loom/flinkrt/nexmark"
+	"github.com/loom-project/loom/flinkrt/stream"
+	"github.com/loom-project/loom/flinkrt/stream/sink"
 )
 
 // small is a seeded stream of 20,000 events over 20 s of event time.

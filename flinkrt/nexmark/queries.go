@@ -5,9 +5,9 @@ import (
 	"slices"
 	"time"
 
-	"loom/flinkrt/state"
-	"loom/flinkrt/stream"
-	"loom/flinkrt/stream/sink"
+	"github.com/loom-project/loom/flinkrt/state"
+	"github.com/loom-project/loom/flinkrt/stream"
+	"github.com/loom-project/loom/flinkrt/stream/sink"
 )
 
 // Events is the generator's stream with event times and watermarks: each

@@ -4,7 +4,7 @@ import (
 	"os"
 	"runtime"
 
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // MaxDump bounds one process's goroutine dump.

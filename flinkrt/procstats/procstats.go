@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // last is the CPU time and the time of the previous Read, for the load

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // Bounds on a sample of stacks.

@@ -18,8 +18,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"loom/proto/flinkpb"
-	"loom/rpc"
+	"github.com/loom-project/loom/proto/flinkpb"
+	"github.com/loom-project/loom/rpc"
 )
 
 // Driver turns slot needs into TaskManagers. The ResourceManager calls

@@ -3,7 +3,7 @@ package state
 import (
 	"fmt"
 
-	"loom/flinkrt/codec"
+	"github.com/loom-project/loom/flinkrt/codec"
 )
 
 // handle is a declared state whose contents a checkpoint holds.

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // A state with a TTL: an entry lives for the TTL after its key last

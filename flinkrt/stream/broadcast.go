@@ -5,9 +5,9 @@ import (
 	"iter"
 	"math"
 
-	"loom/flinkrt/codec"
-	"loom/flinkrt/graph"
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/codec"
+	"github.com/loom-project/loom/flinkrt/graph"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // Broadcast state (Flink's broadcast state pattern): a stream of rules,

@@ -3,9 +3,9 @@ package stream
 import (
 	"fmt"
 
-	"loom/flinkrt/codec"
-	"loom/flinkrt/graph"
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/codec"
+	"github.com/loom-project/loom/flinkrt/graph"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // DataStream is a stream of T: the output of an operator, of several (a

@@ -21,11 +21,11 @@ import (
 	"strings"
 	"time"
 
-	"loom/flinkrt/graph"
-	"loom/flinkrt/stream/internal/jobpath"
-	"loom/flinkrt/stream/sink"
-	"loom/flinkrt/worker"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/graph"
+	"github.com/loom-project/loom/flinkrt/stream/internal/jobpath"
+	"github.com/loom-project/loom/flinkrt/stream/sink"
+	"github.com/loom-project/loom/flinkrt/worker"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // Environment variables a job program reads.

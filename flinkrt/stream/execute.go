@@ -10,8 +10,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"loom/flinkrt/minicluster"
-	"loom/flinkrt/worker"
+	"github.com/loom-project/loom/flinkrt/minicluster"
+	"github.com/loom-project/loom/flinkrt/worker"
 )
 
 // confSavepointPath is the state a job starts from (`loom run -s`).

@@ -5,8 +5,8 @@ import (
 	"reflect"
 	"unsafe"
 
-	"loom/flinkrt/codec"
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/codec"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // KeyedStream is a stream partitioned by key: every record of a key goes

@@ -3,10 +3,10 @@ package stream
 import (
 	"fmt"
 
-	"loom/flinkrt/graph"
-	"loom/flinkrt/stream/sink"
-	"loom/flinkrt/stream/source"
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/graph"
+	"github.com/loom-project/loom/flinkrt/stream/sink"
+	"github.com/loom-project/loom/flinkrt/stream/source"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // ---------------------------------------------------------------- sources

@@ -5,9 +5,9 @@ import (
 	"math"
 	"time"
 
-	"loom/flinkrt/codec"
-	"loom/flinkrt/state"
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/codec"
+	"github.com/loom-project/loom/flinkrt/state"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // KeyedProcessFunction handles each record of a keyed stream with access

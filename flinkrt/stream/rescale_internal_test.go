@@ -3,9 +3,9 @@ package stream
 import (
 	"testing"
 
-	"loom/flinkrt/codec"
-	"loom/flinkrt/stream/source"
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/codec"
+	"github.com/loom-project/loom/flinkrt/stream/source"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // A keyed reduce restored at another parallelism keeps exactly the keys

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // Functions of one subtask each. Map, FlatMap and Filter take a plain

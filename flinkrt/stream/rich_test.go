@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"loom/flinkrt/state"
-	"loom/flinkrt/stream"
-	"loom/flinkrt/stream/sink"
-	"loom/flinkrt/stream/source"
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/state"
+	"github.com/loom-project/loom/flinkrt/stream"
+	"github.com/loom-project/loom/flinkrt/stream/sink"
+	"github.com/loom-project/loom/flinkrt/stream/source"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // counter counts the records of its own subtask, as a Flink

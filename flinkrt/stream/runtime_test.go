@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"loom/flinkrt/stream"
-	"loom/flinkrt/stream/sink"
-	"loom/flinkrt/stream/source"
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/stream"
+	"github.com/loom-project/loom/flinkrt/stream/sink"
+	"github.com/loom-project/loom/flinkrt/stream/source"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // waitFor polls cond until it holds or the deadline passes.

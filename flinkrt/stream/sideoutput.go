@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"reflect"
 
-	"loom/flinkrt/graph"
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/graph"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // OutputTag names a side output of type T, as Flink's OutputTag: a

@@ -5,7 +5,7 @@ import (
 	"math"
 	"time"
 
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // timer is one registered timer: a time, the key it fires for, and a

@@ -2,8 +2,8 @@ package stream
 
 import (
 	"fmt"
-	"loom/flinkrt/state"
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/state"
+	"github.com/loom-project/loom/flinkrt/task"
 	"math"
 	"time"
 )

@@ -4,7 +4,7 @@ import (
 	"math"
 	"time"
 
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // WatermarkStrategy says where a record's event time comes from, how the

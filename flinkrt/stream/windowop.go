@@ -6,8 +6,8 @@ import (
 	"reflect"
 	"time"
 
-	"loom/flinkrt/state"
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/state"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // WindowedStream is a keyed stream cut into windows.

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"math"
 
-	"loom/flinkrt/codec"
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/codec"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // windowSnapshot is a window operator's state in a checkpoint: its

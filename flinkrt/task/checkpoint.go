@@ -4,7 +4,7 @@ import (
 	"math"
 	"time"
 
-	"loom/flinkrt/network"
+	"github.com/loom-project/loom/flinkrt/network"
 )
 
 // Snapshotter is an operator whose state checkpoints capture: a source's

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"loom/flinkrt/network"
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/network"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // recorder is a chain head that records what reaches it, and the

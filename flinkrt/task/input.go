@@ -4,8 +4,8 @@ import (
 	"context"
 	"reflect"
 
-	"loom/flinkrt/codec"
-	"loom/flinkrt/network"
+	"github.com/loom-project/loom/flinkrt/codec"
+	"github.com/loom-project/loom/flinkrt/network"
 )
 
 // mailboxOutput is the output a source writes to: before each record it

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"loom/flinkrt/network"
-	"loom/flinkrt/task"
+	"github.com/loom-project/loom/flinkrt/network"
+	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // A task's input counts: records as they come, time spent waiting for

@@ -19,7 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"loom/flinkrt/network"
+	"github.com/loom-project/loom/flinkrt/network"
 )
 
 // Output receives records and watermarks. Every operator is the Output of

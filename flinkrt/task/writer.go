@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"loom/flinkrt/network"
+	"github.com/loom-project/loom/flinkrt/network"
 )
 
 // Partitioner names how an edge spreads records over its consumers.

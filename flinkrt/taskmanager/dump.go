@@ -6,8 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"loom/flinkrt/procstats"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/procstats"
+	"github.com/loom-project/loom/proto/flinkpb"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"

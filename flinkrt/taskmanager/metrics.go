@@ -12,10 +12,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"loom/flinkrt/auth"
-	"loom/flinkrt/metricnames"
-	"loom/flinkrt/procstats"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/auth"
+	"github.com/loom-project/loom/flinkrt/metricnames"
+	"github.com/loom-project/loom/flinkrt/procstats"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // A TaskManager's Prometheus metrics (with Config.MetricsAddr), named and

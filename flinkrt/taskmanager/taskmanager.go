@@ -29,10 +29,10 @@ import (
 	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
-	"loom/flinkrt/auth"
-	"loom/flinkrt/procstats"
-	"loom/proto/flinkpb"
-	"loom/rpc"
+	"github.com/loom-project/loom/flinkrt/auth"
+	"github.com/loom-project/loom/flinkrt/procstats"
+	"github.com/loom-project/loom/proto/flinkpb"
+	"github.com/loom-project/loom/rpc"
 )
 
 // Config configures a TaskManager.

@@ -19,9 +19,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"loom/flinkrt/auth"
-	"loom/flinkrt/worker"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/auth"
+	"github.com/loom-project/loom/flinkrt/worker"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // Launcher starts job workers.

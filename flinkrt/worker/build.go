@@ -12,10 +12,10 @@ import (
 	"strconv"
 	"time"
 
-	"loom/flinkrt/graph"
-	"loom/flinkrt/network"
-	"loom/flinkrt/task"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/graph"
+	"github.com/loom-project/loom/flinkrt/network"
+	"github.com/loom-project/loom/flinkrt/task"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // Job is a job as a worker runs it: the program's StreamGraph (operators

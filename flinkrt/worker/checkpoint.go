@@ -7,9 +7,9 @@ import (
 	"sync"
 	"time"
 
-	"loom/flinkrt/state/storage"
-	"loom/flinkrt/task"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/state/storage"
+	"github.com/loom-project/loom/flinkrt/task"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // snapshotOp is an operator of a chain whose state checkpoints capture.

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"runtime/pprof"
 
-	"loom/flinkrt/graph"
-	"loom/flinkrt/network"
-	"loom/flinkrt/procstats"
-	"loom/flinkrt/task"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/graph"
+	"github.com/loom-project/loom/flinkrt/network"
+	"github.com/loom-project/loom/flinkrt/procstats"
+	"github.com/loom-project/loom/flinkrt/task"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // Deployment is the part of a job one worker runs: its subtasks, and the

@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"loom/flinkrt/auth"
-	"loom/flinkrt/network"
-	"loom/flinkrt/stream"
-	"loom/flinkrt/stream/sink"
-	"loom/flinkrt/stream/source"
-	"loom/flinkrt/worker"
+	"github.com/loom-project/loom/flinkrt/auth"
+	"github.com/loom-project/loom/flinkrt/network"
+	"github.com/loom-project/loom/flinkrt/stream"
+	"github.com/loom-project/loom/flinkrt/stream/sink"
+	"github.com/loom-project/loom/flinkrt/stream/source"
+	"github.com/loom-project/loom/flinkrt/worker"
 )
 
 type wordCount struct {

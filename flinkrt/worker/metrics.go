@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // io is the subtask's counts so far: records read from its gate and

@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"sync"
 
-	"loom/flinkrt/procstats"
-	"loom/flinkrt/task"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/procstats"
+	"github.com/loom-project/loom/flinkrt/task"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // Flink's execution states of a subtask.

@@ -13,11 +13,11 @@ import (
 
 	"google.golang.org/grpc"
 
-	"loom/flinkrt/auth"
-	"loom/flinkrt/network"
-	"loom/flinkrt/procstats"
-	"loom/flinkrt/task"
-	"loom/proto/flinkpb"
+	"github.com/loom-project/loom/flinkrt/auth"
+	"github.com/loom-project/loom/flinkrt/network"
+	"github.com/loom-project/loom/flinkrt/procstats"
+	"github.com/loom-project/loom/flinkrt/task"
+	"github.com/loom-project/loom/proto/flinkpb"
 )
 
 // Environment a TaskManager (or `loom run`) sets for a job program, which

@@ -11,10 +11,10 @@ import (
 
 	"google.golang.org/grpc"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/rpc"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rpc"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // Client talks to NodeManagers by node id (host:port).

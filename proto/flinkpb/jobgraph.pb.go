@@ -473,7 +473,7 @@ const file_proto_flinkpb_jobgraph_proto_rawDesc = "" +
 	"\rtarget_vertex\x18\x04 \x01(\tR\ftargetVertex\x12 \n" +
 	"\vpartitioner\x18\x05 \x01(\tR\vpartitioner\x12\x1f\n" +
 	"\vside_output\x18\x06 \x01(\tR\n" +
-	"sideOutputB\x14Z\x12loom/proto/flinkpbb\x06proto3"
+	"sideOutputB,Z*github.com/loom-project/loom/proto/flinkpbb\x06proto3"
 
 var (
 	file_proto_flinkpb_jobgraph_proto_rawDescOnce sync.Once

@@ -4918,7 +4918,7 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"ThreadDump\x12\x1d.loom.flink.ThreadDumpRequest\x1a\x1e.loom.flink.ThreadDumpResponse\x12N\n" +
 	"\vSampleTasks\x12\x1e.loom.flink.SampleTasksRequest\x1a\x1f.loom.flink.SampleTasksResponse\x12E\n" +
 	"\bListLogs\x12\x1b.loom.flink.ListLogsRequest\x1a\x1c.loom.flink.ListLogsResponse\x12<\n" +
-	"\aReadLog\x12\x1a.loom.flink.ReadLogRequest\x1a\x13.loom.flink.LogData0\x01B\x14Z\x12loom/proto/flinkpbb\x06proto3"
+	"\aReadLog\x12\x1a.loom.flink.ReadLogRequest\x1a\x13.loom.flink.LogData0\x01B,Z*github.com/loom-project/loom/proto/flinkpbb\x06proto3"
 
 var (
 	file_proto_flinkpb_runtime_proto_rawDescOnce sync.Once

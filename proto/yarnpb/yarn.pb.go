@@ -5583,7 +5583,7 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x0eStopContainers\x12 .loom.yarn.StopContainersRequest\x1a!.loom.yarn.StopContainersResponse\x12g\n" +
 	"\x14GetContainerStatuses\x12&.loom.yarn.GetContainerStatusesRequest\x1a'.loom.yarn.GetContainerStatusesResponse\x12^\n" +
 	"\x11ListContainerLogs\x12#.loom.yarn.ListContainerLogsRequest\x1a$.loom.yarn.ListContainerLogsResponse\x12M\n" +
-	"\x10ReadContainerLog\x12\".loom.yarn.ReadContainerLogRequest\x1a\x13.loom.yarn.LogChunk0\x01B\x13Z\x11loom/proto/yarnpbb\x06proto3"
+	"\x10ReadContainerLog\x12\".loom.yarn.ReadContainerLogRequest\x1a\x13.loom.yarn.LogChunk0\x01B+Z)github.com/loom-project/loom/proto/yarnpbb\x06proto3"
 
 var (
 	file_proto_yarnpb_yarn_proto_rawDescOnce sync.Once

@@ -8,8 +8,8 @@ import (
 
 	"google.golang.org/grpc"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 // ContainerRequest asks for one container.

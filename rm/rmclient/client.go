@@ -18,10 +18,10 @@ import (
 
 	"google.golang.org/grpc"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
-	"loom/rpc"
-	"loom/tlsutil"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rpc"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // DefaultAddr is where a client looks for the RM when told nothing.

@@ -8,8 +8,8 @@ import (
 
 	"google.golang.org/grpc"
 
-	"loom/errdefs"
-	"loom/tlsutil/tlstest"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/tlsutil/tlstest"
 )
 
 // fakeClock is a clock a test moves.

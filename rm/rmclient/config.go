@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"loom/tlsutil"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // Config is a client's context: where the cluster is and who the client

@@ -12,7 +12,7 @@ import (
 	"os"
 	"strings"
 
-	"loom/proto/yarnpb"
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 // Digest returns the SHA-256 of a file, in hex, and its size.

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"testing"
 
-	"loom/tlsutil/tlstest"
+	"github.com/loom-project/loom/tlsutil/tlstest"
 )
 
 // newStagingServer serves h over the cluster's TLS and returns a client

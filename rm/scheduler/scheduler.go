@@ -10,8 +10,8 @@ import (
 	"sort"
 	"strings"
 
-	"loom/proto/yarnpb"
-	"loom/rm/state"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/state"
 )
 
 // Queue is a leaf queue of the capacity scheduler.

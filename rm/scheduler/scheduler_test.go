@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"loom/proto/yarnpb"
-	"loom/rm/state"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/state"
 )
 
 type world struct {

@@ -3,7 +3,7 @@ package state
 import (
 	"fmt"
 
-	"loom/proto/yarnpb"
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 // The life cycles of nodes, applications, attempts and containers, as

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"loom/proto/yarnpb"
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 // fixture drives a store through write transactions at increasing

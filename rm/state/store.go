@@ -7,7 +7,7 @@ import (
 
 	memdb "github.com/hashicorp/go-memdb"
 
-	"loom/proto/yarnpb"
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 // Store is the ResourceManager's state. Objects read from it are shared

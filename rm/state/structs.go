@@ -4,7 +4,7 @@
 package state
 
 import (
-	"loom/proto/yarnpb"
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 // Resource is a vector of countable resources.

@@ -29,8 +29,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 // Cluster is what the pages read. Each call carries the viewer's

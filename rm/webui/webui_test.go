@@ -12,8 +12,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"loom/errdefs"
-	"loom/proto/yarnpb"
+	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 // fakeCluster answers from memory; the integration test drives the real

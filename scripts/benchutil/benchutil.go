@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"loom/am/dshell"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
+	"github.com/loom-project/loom/am/dshell"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
 )
 
 // UntilRunning submits a distributed shell of n sleeping containers and

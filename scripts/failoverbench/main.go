@@ -20,10 +20,10 @@ import (
 	"syscall"
 	"time"
 
-	"loom/am/dshell"
-	"loom/localcluster"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
+	"github.com/loom-project/loom/am/dshell"
+	"github.com/loom-project/loom/localcluster"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
 )
 
 func main() {

@@ -28,7 +28,7 @@ import (
 	"syscall"
 	"time"
 
-	"loom/localcluster"
+	"github.com/loom-project/loom/localcluster"
 )
 
 func main() {
@@ -54,11 +54,11 @@ func main() {
 	case "wordcount":
 		check(writeWords(input, 200000))
 		spec = jobSpec{name: "wordcount -p 2", args: []string{"-p", "2", "--slots-per-tm", "1"},
-			prog: []string{"bin/wordcount", "--input", input, "--line-delay", "2ms"}}
+			prog: []string{"bin/examples/wordcount", "--input", input, "--line-delay", "2ms"}}
 	case "grep":
 		check(writeLines(input, 20000))
 		spec = jobSpec{name: "grep -p 4 (4 regions on 2 TaskManagers)", args: []string{"-p", "4", "--slots-per-tm", "2"},
-			prog: []string{"bin/grep", "--input", input, "--line-delay", "1ms", "."}}
+			prog: []string{"bin/examples/grep", "--input", input, "--line-delay", "1ms", "."}}
 	default:
 		check(fmt.Errorf("-job %q: want wordcount or grep", *job))
 	}

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"syscall"
 
-	"loom/flinkrt/state/storage/s3test"
+	"github.com/loom-project/loom/flinkrt/state/storage/s3test"
 )
 
 func main() {

@@ -35,11 +35,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"loom/am/dshell"
-	"loom/localcluster"
-	"loom/proto/yarnpb"
-	"loom/rm/rmclient"
-	"loom/scripts/benchutil"
+	"github.com/loom-project/loom/am/dshell"
+	"github.com/loom-project/loom/localcluster"
+	"github.com/loom-project/loom/proto/yarnpb"
+	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/scripts/benchutil"
 )
 
 type sample struct {

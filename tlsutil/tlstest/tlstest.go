@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"loom/tlsutil"
+	"github.com/loom-project/loom/tlsutil"
 )
 
 // PKI is a test cluster's CA.

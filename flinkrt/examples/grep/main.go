@@ -5,7 +5,7 @@
 // run on.
 //
 //	grep --input PATH [--output DIR [--overwrite]] [--line-delay D] PATTERN
-//	loom run -t per-job -p 4 bin/grep --input logs/ --output matches/ 'ERROR|WARN'
+//	loom run -t per-job -p 4 bin/examples/grep --input logs/ --output matches/ 'ERROR|WARN'
 package main
 
 import (
@@ -15,9 +15,9 @@ import (
 	"regexp"
 	"time"
 
-	"loom/flinkrt/stream"
-	"loom/flinkrt/stream/sink"
-	"loom/flinkrt/stream/source"
+	"github.com/loom-project/loom/flinkrt/stream"
+	"github.com/loom-project/loom/flinkrt/stream/sink"
+	"github.com/loom-project/loom/flinkrt/stream/source"
 )
 
 func main() {

@@ -4,7 +4,7 @@
 // alone with --query gen).
 //
 //	nexmark [--query q0|q1|q2|q3|q4|q5|q7|q8|gen] [--events 10000000] [--rate 10000000] [--seed 1] [--output DIR | --discard]
-//	loom run -t per-job -p 4 bin/nexmark --query q5 --events 100000000 --discard
+//	loom run -t per-job -p 4 bin/examples/nexmark --query q5 --events 100000000 --discard
 package main
 
 import (
@@ -15,9 +15,9 @@ import (
 	"strings"
 	"time"
 
-	"loom/flinkrt/nexmark"
-	"loom/flinkrt/stream"
-	"loom/flinkrt/stream/sink"
+	"github.com/loom-project/loom/flinkrt/nexmark"
+	"github.com/loom-project/loom/flinkrt/stream"
+	"github.com/loom-project/loom/flinkrt/stream/sink"
 )
 
 func main() {

@@ -12,8 +12,8 @@ import (
 	"os"
 	"time"
 
-	"loom/flinkrt/stream"
-	"loom/flinkrt/stream/source"
+	"github.com/loom-project/loom/flinkrt/stream"
+	"github.com/loom-project/loom/flinkrt/stream/source"
 )
 
 // DigitSum is the running sum of squares of numbers ending in Digit.

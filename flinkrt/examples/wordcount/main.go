@@ -4,7 +4,7 @@
 // word is printed or written to --output.
 //
 //	wordcount [--input PATH] [--output DIR [--overwrite]]
-//	loom run -t remote --jobmanager HOST:PORT bin/wordcount --input PATH --output DIR
+//	loom run -t remote --jobmanager HOST:PORT bin/examples/wordcount --input PATH --output DIR
 package main
 
 import (
@@ -13,9 +13,9 @@ import (
 	"os"
 	"time"
 
-	"loom/flinkrt/stream"
-	"loom/flinkrt/stream/sink"
-	"loom/flinkrt/stream/source"
+	"github.com/loom-project/loom/flinkrt/stream"
+	"github.com/loom-project/loom/flinkrt/stream/sink"
+	"github.com/loom-project/loom/flinkrt/stream/source"
 )
 
 // WordCount is a word and how often it was seen so far.

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"loom/flinkrt/stream"
-	"loom/flinkrt/stream/sink"
+	"github.com/loom-project/loom/flinkrt/stream"
+	"github.com/loom-project/loom/flinkrt/stream/sink"
 )
 
 var nonWord = regexp.MustCompile(`\W+`)

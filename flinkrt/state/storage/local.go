@@ -9,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"loom/flinkrt/state"
+	"github.com/loom-project/loom/flinkrt/state"
 )
 
 // localFS keeps files in a directory of this host, or of a filesystem

@@ -13,8 +13,8 @@ import (
 	"sync"
 	"testing"
 
-	"loom/flinkrt/state/storage"
-	"loom/flinkrt/state/storage/s3test"
+	"github.com/loom-project/loom/flinkrt/state/storage"
+	"github.com/loom-project/loom/flinkrt/state/storage/s3test"
 )
 
 func TestNormalize(t *testing.T) {

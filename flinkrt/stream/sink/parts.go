@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"strings"
 
-	"loom/flinkrt/codec"
-	"loom/flinkrt/state"
+	"github.com/loom-project/loom/flinkrt/codec"
+	"github.com/loom-project/loom/flinkrt/state"
 )
 
 // partFiles is the exactly-once text sink of one subtask: records go to

@@ -2,7 +2,7 @@ package sink
 
 import (
 	"fmt"
-	"loom/flinkrt/codec"
+	"github.com/loom-project/loom/flinkrt/codec"
 	"os"
 	"path/filepath"
 	"sort"

@@ -7,12 +7,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"loom/flinkrt/stream/internal/jobpath"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/loom-project/loom/flinkrt/stream/internal/jobpath"
 )
 
 // Context describes the subtask a writer runs in.

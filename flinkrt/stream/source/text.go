@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"loom/flinkrt/stream/internal/jobpath"
 	"net"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/loom-project/loom/flinkrt/stream/internal/jobpath"
 )
 
 // TextFile emits the lines of a file, or of every file under a directory

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"os"
 
-	"loom/flinkrt/stream"
-	"loom/flinkrt/stream/sink"
-	"loom/flinkrt/stream/source"
+	"github.com/loom-project/loom/flinkrt/stream"
+	"github.com/loom-project/loom/flinkrt/stream/sink"
+	"github.com/loom-project/loom/flinkrt/stream/source"
 )
 
 func main() {

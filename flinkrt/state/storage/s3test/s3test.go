@@ -24,7 +24,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
-	"loom/flinkrt/state/storage"
+	"github.com/loom-project/loom/flinkrt/state/storage"
 )
 
 // EnvBinary names the SeaweedFS binary (weed) the tests run.
