@@ -164,9 +164,12 @@ func (g MetricGroup) Meter(name string) (Meter, error) {
 // median, stddev and the 75th to 99.9th percentiles, under Flink's
 // names: name_min, name_p99, ...), as Flink's
 // DescriptiveStatisticsHistogram.
-func (g MetricGroup) Histogram(name string, window int) (*task.Histogram, error) {
+func (g MetricGroup) Histogram(name string, window int) (*Histogram, error) {
 	return g.m.Histogram(g.name(name), window)
 }
+
+// Histogram is a metric group's histogram: Update adds a value.
+type Histogram = task.Histogram
 
 // MapFunction maps one record to one.
 type MapFunction[I, O any] interface {

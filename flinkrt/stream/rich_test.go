@@ -14,7 +14,6 @@ import (
 	"github.com/loom-project/loom/flinkrt/stream"
 	"github.com/loom-project/loom/flinkrt/stream/sink"
 	"github.com/loom-project/loom/flinkrt/stream/source"
-	"github.com/loom-project/loom/flinkrt/task"
 )
 
 // counter counts the records of its own subtask, as a Flink
@@ -323,7 +322,7 @@ func TestKeyedRuntimeNeedsAKeyedStream(t *testing.T) {
 type measured struct {
 	seen    stream.MetricCounter
 	rate    stream.Meter
-	sizes   *task.Histogram
+	sizes   *stream.Histogram
 	last    atomic.Int64
 	subtask int
 }
