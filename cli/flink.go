@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -157,7 +158,7 @@ func jobmanagerCommand() *cli.Command {
 				select {
 				case reason := <-jm.ShutdownRequested():
 					fmt.Fprintf(logs.stdout, "shutting down: %s\n", reason)
-					jm.CancelAll(ctx, 30*time.Second)
+					jm.CancelAll(ctx, "the JobManager was shut down: "+reason, 30*time.Second)
 					stop()
 				case <-ctx.Done():
 				}
@@ -460,7 +461,7 @@ func followJob(ctx context.Context, cl *client.Client, id string) error {
 		case <-ctx.Done():
 			fmt.Fprintf(os.Stderr, "canceling job %s\n", id)
 			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			_, _ = cl.Dispatcher().CancelJob(cctx, &flinkpb.CancelJobRequest{JobId: id})
+			_, _ = cl.Dispatcher().CancelJob(cctx, &flinkpb.CancelJobRequest{JobId: id, Reason: interruptedReason(ctx)})
 			cancel()
 		case <-wctx.Done():
 		}
@@ -479,15 +480,25 @@ func followJob(ctx context.Context, cl *client.Client, id string) error {
 	if err != nil {
 		return grpcMessage(err)
 	}
-	dur := time.Duration(d.EndTimeMs-d.StartTimeMs) * time.Millisecond
-	fmt.Printf("Job %s (%s) %s after %s\n", d.JobId, d.Name, d.State, dur)
+	fmt.Println(jobEnd(d))
 	if d.State != "FINISHED" {
-		if d.Failure != "" {
+		if d.Failure != "" && d.State == "FAILED" {
 			fmt.Fprintf(os.Stderr, "cause: %s\n", d.Failure)
 		}
 		return exitError{code: 1}
 	}
 	return nil
+}
+
+// jobEnd is the line that says how a job ended: its state, how long it
+// ran, and why it was canceled or stopped.
+func jobEnd(d *flinkpb.JobDetails) string {
+	dur := time.Duration(d.EndTimeMs-d.StartTimeMs) * time.Millisecond
+	line := fmt.Sprintf("Job %s (%s) %s after %s", d.JobId, d.Name, d.State, dur)
+	if d.EndReason != "" {
+		line += ": " + d.EndReason
+	}
+	return line
 }
 
 func jobCommand() *cli.Command {
@@ -537,7 +548,7 @@ func jobCommand() *cli.Command {
 						return err
 					}
 					return withJobManager(c, func(cl *client.Client) error {
-						resp, err := cl.Dispatcher().CancelJob(c.Context, &flinkpb.CancelJobRequest{JobId: id})
+						resp, err := cl.Dispatcher().CancelJob(c.Context, &flinkpb.CancelJobRequest{JobId: id, Reason: "canceled with `loom job cancel`" + byUser()})
 						if err != nil {
 							return grpcMessage(err)
 						}
@@ -612,7 +623,7 @@ func savepoint(c *cli.Context, dir string, stop bool) error {
 func printJobEnd(c *cli.Context, cl *client.Client, id string) error {
 	d, err := cl.Watch(c.Context, id, nil)
 	if err == nil {
-		fmt.Printf("job %s %s\n", id, d.State)
+		fmt.Println(jobEnd(d))
 		return nil
 	}
 	app := c.String("app")
@@ -704,7 +715,7 @@ func jobJSON(j *flinkpb.JobDetails) map[string]any {
 	return map[string]any{
 		"id": j.JobId, "name": j.Name, "state": j.State, "start_time_ms": j.StartTimeMs, "end_time_ms": j.EndTimeMs,
 		"duration_ms": jobDuration(j).Milliseconds(), "tasks_running": running, "tasks_total": total, "slots": j.Slots,
-		"failure": j.Failure, "diagnostic": j.Diagnostic, "restarts": j.Restarts,
+		"failure": j.Failure, "diagnostic": j.Diagnostic, "end_reason": j.EndReason, "restarts": j.Restarts,
 		"checkpoints": map[string]any{
 			"enabled": j.Checkpoints.GetEnabled(), "completed": j.Checkpoints.GetCompleted(), "failed": j.Checkpoints.GetFailed(),
 			"last_id": j.Checkpoints.GetLastId(), "last_time_ms": j.Checkpoints.GetLastTimeMs(), "last_path": j.Checkpoints.GetLastPath(),
@@ -730,4 +741,22 @@ func grpcMessage(err error) error {
 		return fmt.Errorf("cannot reach the JobManager (%s): is `loom jobmanager` running at the --jobmanager address, or the --app/--session application still running?", cause)
 	}
 	return errors.New(st.Message())
+}
+
+// interruptedReason is why an attached client canceled its job: the
+// signal that interrupted it.
+func interruptedReason(ctx context.Context) string {
+	why := "interrupted"
+	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
+		why += " (" + c.Error() + ")"
+	}
+	return "the attached `loom run` was " + why
+}
+
+// byUser is " by NAME" of the user running the command, "" when unknown.
+func byUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return " by " + u.Username
+	}
+	return ""
 }

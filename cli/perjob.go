@@ -82,8 +82,7 @@ func runPerJob(c *cli.Context, prog client.Program) error {
 		return err
 	}
 	if d != nil && (d.State == "FINISHED" || d.State == "FAILED" || d.State == "CANCELED") {
-		dur := time.Duration(d.EndTimeMs-d.StartTimeMs) * time.Millisecond
-		fmt.Printf("Job %s (%s) %s after %s\n", d.JobId, d.Name, d.State, dur)
+		fmt.Println(jobEnd(d))
 	}
 	fmt.Printf("Application %s %s (%s)\n", app.Id, yarnpb.StateName(app.State.String()), app.FinalStatus)
 	// The application's final status is the job's outcome, as its AM saw
@@ -92,8 +91,11 @@ func runPerJob(c *cli.Context, prog client.Program) error {
 		return nil
 	}
 	cause := app.Diagnostics
-	if d != nil && d.Failure != "" {
+	switch {
+	case d != nil && d.State == "FAILED" && d.Failure != "":
 		cause = d.Failure
+	case d != nil && d.EndReason != "":
+		cause = "" // the job's line said why
 	}
 	if cause != "" {
 		fmt.Fprintf(os.Stderr, "cause: %s\n", cause)

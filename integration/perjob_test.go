@@ -256,14 +256,19 @@ func (r *attachedRun) wait(t *testing.T) int {
 func TestPerJobInterruptCancels(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 3})
 	r := c.runAttached("-p", "2", topspeedBin, "--duration", "0", "--output", filepath.Join(c.dir, "out"))
+	c.waitAppJob(r.id, func(j jobJSON) bool { return j.State == "RUNNING" && j.Running == j.Total }, "all tasks RUNNING")
 	if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
 	if code := r.wait(t); code != 1 {
 		t.Errorf("run exited %d after Ctrl-C, want 1", code)
 	}
-	if out := r.out.String(); !strings.Contains(out, "canceling job") || !strings.Contains(out, "CANCELED") {
-		t.Errorf("run's output:\n%s", out)
+	// The run says the user's interrupt ended the job, not the broken
+	// connections of the tasks it canceled.
+	out, errs := r.out.String(), r.errb.String()
+	if !strings.Contains(out, "canceling job") || !strings.Contains(out, "CANCELED after") || !strings.Contains(out, "the attached `loom run` was interrupted") ||
+		strings.Contains(out+errs, "broke") || strings.Contains(errs, "cause:") {
+		t.Errorf("run's output:\n%s\n%s", out, errs)
 	}
 	c.waitApp(r.id, func(a appJSON) bool { return a.FinalStatus == "KILLED" }, "the app to end KILLED")
 	c.waitNoProcessOf(r.id)

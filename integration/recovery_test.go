@@ -579,9 +579,16 @@ func TestSavepointRestoresIntoAChangedJob(t *testing.T) {
 	if m == nil || !strings.Contains(out, "FINISHED") {
 		t.Fatalf("job stop said:\n%s", out)
 	}
+	// The stop is what ended the job, not what its tasks saw of it.
+	if !strings.Contains(out, "FINISHED after") || !strings.Contains(out, "stopped with a savepoint at "+m[1]) || strings.Contains(out, "broke") {
+		t.Errorf("job stop does not say the job ended as stopped:\n%s", out)
+	}
 	t.Logf("job stop:\n%s", out)
 	if code := r.wait(t); code != 0 {
 		t.Fatalf("the stopped job's run exited %d, want 0:\n%s\n%s", code, r.out.String(), r.errb.String())
+	}
+	if !strings.Contains(r.out.String(), "stopped with a savepoint at") || strings.Contains(r.errb.String(), "cause:") {
+		t.Errorf("the attached run does not say the job was stopped:\n%s\n%s", r.out.String(), r.errb.String())
 	}
 	if a := c.app(r.id); a.FinalStatus != "SUCCEEDED" {
 		t.Errorf("stopped job's app: %s, want SUCCEEDED", a.FinalStatus)

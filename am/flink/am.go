@@ -240,11 +240,11 @@ func (a *am) runJob(ctx context.Context, j *jobmanager.JobMaster) error {
 	for d = j.Details(false); !jobmanager.JobTerminal(d.State); d = j.Details(false) {
 		select {
 		case <-ctx.Done():
-			j.Cancel()
+			j.Cancel("the ApplicationMaster stopped: " + context.Cause(ctx).Error())
 			a.driver.Stop()
 			return context.Cause(ctx)
 		case why := <-a.shutdown:
-			j.Cancel()
+			j.Cancel(why)
 			a.driver.Stop()
 			return errors.New(why)
 		default:
@@ -252,7 +252,10 @@ func (a *am) runJob(ctx context.Context, j *jobmanager.JobMaster) error {
 		j.Wait(ctx, d.Version+1, time.Second)
 	}
 	diag := fmt.Sprintf("job %s %s", d.JobId, d.State)
-	if d.Failure != "" {
+	switch {
+	case d.EndReason != "":
+		diag += ": " + d.EndReason
+	case d.Failure != "":
 		diag += ": " + d.Failure
 	}
 	fmt.Fprintf(a.cfg.Out, "flink-am: %s\n", diag)
@@ -265,20 +268,20 @@ func (a *am) runJob(ctx context.Context, j *jobmanager.JobMaster) error {
 func (a *am) runSession(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
-		a.jm.CancelAll(context.Background(), 5*time.Second)
+		a.jm.CancelAll(context.Background(), "the session's ApplicationMaster stopped", 5*time.Second)
 		a.driver.Stop()
 		return context.Cause(ctx)
 	case why := <-a.shutdown:
-		a.jm.CancelAll(ctx, 5*time.Second)
+		a.jm.CancelAll(ctx, why, 5*time.Second)
 		a.driver.Stop()
 		return errors.New(why)
 	case cause := <-a.failed:
 		fmt.Fprintf(a.cfg.Out, "flink-am: the session failed: %s\n", cause)
-		a.jm.CancelAll(ctx, 30*time.Second)
+		a.jm.CancelAll(ctx, "the session failed: "+cause, 30*time.Second)
 		return a.finish(ctx, yarnpb.FinalStatus_FAILED, "the session failed: "+cause)
 	case why := <-a.jm.ShutdownRequested():
 		fmt.Fprintf(a.cfg.Out, "flink-am: shutting the session down: %s\n", why)
-		a.jm.CancelAll(ctx, 30*time.Second)
+		a.jm.CancelAll(ctx, "the session was stopped: "+why, 30*time.Second)
 		return a.finish(ctx, yarnpb.FinalStatus_SUCCEEDED, "session stopped: "+why)
 	}
 }

@@ -84,7 +84,7 @@ func Follow(ctx context.Context, rm *rmclient.Client, appID, jobID string, fn fu
 		if addr != "" {
 			if cl, err := DialJobManager(rm, appID, addr); err == nil {
 				cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				_, err = cl.Dispatcher().CancelJob(cctx, &flinkpb.CancelJobRequest{JobId: jobID})
+				_, err = cl.Dispatcher().CancelJob(cctx, &flinkpb.CancelJobRequest{JobId: jobID, Reason: "the attached `loom run` was interrupted"})
 				cancel()
 				cl.Close()
 				if err == nil {

@@ -229,7 +229,7 @@ func (jm *JobMaster) completeInBackground(p *pendingCheckpoint) {
 		}
 		if p.stop {
 			jm.mu.Lock()
-			jm.stopLocked()
+			jm.stopLocked(p.stats.path)
 			jm.mu.Unlock()
 		}
 	}()

@@ -101,12 +101,12 @@ func (jm *JobMaster) failLocked(task, cause string) {
 	if JobTerminal(jm.state) || jm.state == JobFailing {
 		return
 	}
+	if jm.state == JobCancelling {
+		return // a task that fails as the job is canceled fails because it is
+	}
 	jm.abortCheckpointsLocked("the job is failing")
 	if jm.failure == "" {
 		jm.failure, jm.failureTask, jm.failureTime = cause, task, time.Now()
-	}
-	if jm.state == JobCancelling {
-		return
 	}
 	if !jm.deployed || jm.state == JobRestarting && jm.stoppedLocked(nil) {
 		jm.setStateLocked(JobFailed)

@@ -346,12 +346,12 @@ func (jm *JobManager) ShutDownCluster(_ context.Context, req *flinkpb.ShutDownCl
 	return &flinkpb.Empty{}, nil
 }
 
-// CancelAll cancels every job that has not ended and waits up to timeout
-// for them to end.
-func (jm *JobManager) CancelAll(ctx context.Context, timeout time.Duration) {
+// CancelAll cancels every job that has not ended, for reason, and waits
+// up to timeout for them to end.
+func (jm *JobManager) CancelAll(ctx context.Context, reason string, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for _, j := range jm.Jobs() {
-		j.Cancel()
+		j.Cancel(reason)
 	}
 	for _, j := range jm.Jobs() {
 		for d := j.Details(false); !JobTerminal(d.State) && time.Now().Before(deadline) && ctx.Err() == nil; d = j.Details(false) {
@@ -468,13 +468,22 @@ func (jm *JobManager) GetJob(ctx context.Context, req *flinkpb.GetJobRequest) (*
 	return j.Details(true), nil
 }
 
+// boundReason is a reason a client gave, cut to 512 bytes of one line.
+func boundReason(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 512 {
+		s = strings.ToValidUTF8(s[:512], "") + "…"
+	}
+	return s
+}
+
 // CancelJob implements flinkpb.DispatcherServer.
 func (jm *JobManager) CancelJob(_ context.Context, req *flinkpb.CancelJobRequest) (*flinkpb.CancelJobResponse, error) {
 	j, err := jm.job(req.JobId)
 	if err != nil {
 		return nil, err
 	}
-	return &flinkpb.CancelJobResponse{State: j.Cancel()}, nil
+	return &flinkpb.CancelJobResponse{State: j.Cancel(boundReason(req.Reason))}, nil
 }
 
 // TriggerSavepoint implements flinkpb.DispatcherServer.

@@ -83,6 +83,9 @@ type JobMaster struct {
 	tms         map[string]*tmConn
 	failure     string
 	failureTask string
+	// endReason is why the job was canceled or stopped, as the request
+	// said.
+	endReason string
 	failureTime time.Time
 	diagnostic  string
 	waitNote    string // what the ResourceManager's driver says about missing slots
@@ -308,6 +311,9 @@ func (jm *JobMaster) run(ctx context.Context) {
 		case <-ctx.Done():
 			jm.mu.Lock()
 			jm.failLocked("", "the JobManager shut down")
+			if jm.failure == "" {
+				jm.failure, jm.failureTime = "the JobManager shut down", time.Now()
+			}
 			jm.setStateLocked(JobFailed)
 			jm.mu.Unlock()
 			return
@@ -319,10 +325,18 @@ func (jm *JobMaster) run(ctx context.Context) {
 	}
 }
 
-// Cancel cancels the job and returns its state before.
-func (jm *JobMaster) Cancel() string {
+// Cancel cancels the job for reason (what its end reports; "canceled"
+// when empty) and returns its state before. Tasks that fail while the
+// job is canceled are not its failure: they fail because it is.
+func (jm *JobMaster) Cancel(reason string) string {
+	if reason == "" {
+		reason = "canceled"
+	}
 	jm.mu.Lock()
 	before := jm.state
+	if !JobTerminal(jm.state) && jm.state != JobCancelling {
+		jm.endReason = reason
+	}
 	switch {
 	case JobTerminal(jm.state) || jm.state == JobCancelling:
 	case !jm.deployed || jm.state == JobRestarting && jm.stoppedLocked(nil):
@@ -339,13 +353,14 @@ func (jm *JobMaster) Cancel() string {
 	return before
 }
 
-// stopLocked ends a job whose final savepoint completed: its tasks are
-// stopped and it ends FINISHED.
-func (jm *JobMaster) stopLocked() {
+// stopLocked ends a job whose final savepoint, at path, completed: its
+// tasks are stopped and it ends FINISHED.
+func (jm *JobMaster) stopLocked(path string) {
 	if jm.state != JobRunning {
 		return
 	}
 	jm.stopping = true
+	jm.endReason = "stopped with a savepoint at " + path
 	jm.setStateLocked(JobCancelling)
 	jm.cancelInBackground(nil)
 }
@@ -356,7 +371,7 @@ func (jm *JobMaster) Details(withGraph bool) *flinkpb.JobDetails {
 	defer jm.mu.Unlock()
 	d := &flinkpb.JobDetails{
 		JobId: jm.id, Name: jm.jg.Name, State: jm.state, StartTimeMs: jm.start.UnixMilli(), EndTimeMs: -1,
-		Timestamps: map[string]int64{}, Failure: jm.failure, FailureTask: jm.failureTask, Diagnostic: jm.diagnostic,
+		Timestamps: map[string]int64{}, Failure: jm.failure, FailureTask: jm.failureTask, Diagnostic: jm.diagnostic, EndReason: jm.endReason,
 		Version: jm.version, Slots: jm.jg.Slots,
 	}
 	if !jm.end.IsZero() {

@@ -505,7 +505,7 @@ func (jm *JobManager) restCancel(w http.ResponseWriter, r *http.Request, d *flin
 		return
 	}
 	if j, err := jm.job(d.JobId); err == nil {
-		j.Cancel()
+		j.Cancel("canceled over the REST API")
 	}
 	writeJSON(w, http.StatusAccepted, obj{})
 }
@@ -718,7 +718,7 @@ func (jm *JobManager) restSavepoint(w http.ResponseWriter, r *http.Request) {
 		defer jm.wg.Done()
 		path, err := j.TriggerSavepoint(ctx, dir, stop)
 		if err == nil && body.CancelJob {
-			j.Cancel()
+			j.Cancel("canceled after a savepoint at " + path)
 		}
 		jm.mu.Lock()
 		op.done, op.path, op.err = true, path, err

@@ -133,7 +133,7 @@ func Execute(ctx context.Context, sg *graph.StreamGraph, jg *flinkpb.JobGraph) (
 		j.Wait(waitCtx, d.Version+1, time.Minute)
 		if ctx.Err() != nil && !canceled {
 			canceled = true
-			j.Cancel()
+			j.Cancel("the program's context ended: " + context.Cause(ctx).Error())
 		}
 	}
 }

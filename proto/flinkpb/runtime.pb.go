@@ -1024,8 +1024,10 @@ func (x *GetJobRequest) GetWaitMs() int64 {
 }
 
 type CancelJobRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Why, in the user's words: what the job's end then reports.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1063,6 +1065,13 @@ func (*CancelJobRequest) Descriptor() ([]byte, []int) {
 func (x *CancelJobRequest) GetJobId() string {
 	if x != nil {
 		return x.JobId
+	}
+	return ""
+}
+
+func (x *CancelJobRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -1286,8 +1295,11 @@ type JobDetails struct {
 	Slots      int32     `protobuf:"varint,13,opt,name=slots,proto3" json:"slots,omitempty"`
 	JobGraph   *JobGraph `protobuf:"bytes,14,opt,name=job_graph,json=jobGraph,proto3" json:"job_graph,omitempty"`
 	// How many times the job restarted after failures.
-	Restarts      int32              `protobuf:"varint,15,opt,name=restarts,proto3" json:"restarts,omitempty"`
-	Checkpoints   *CheckpointSummary `protobuf:"bytes,16,opt,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	Restarts    int32              `protobuf:"varint,15,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	Checkpoints *CheckpointSummary `protobuf:"bytes,16,opt,name=checkpoints,proto3" json:"checkpoints,omitempty"`
+	// Why a canceled or stopped job ended, as whoever ended it said:
+	// "canceled with `loom job cancel`", "stopped with a savepoint at ...".
+	EndReason     string `protobuf:"bytes,17,opt,name=end_reason,json=endReason,proto3" json:"end_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1432,6 +1444,13 @@ func (x *JobDetails) GetCheckpoints() *CheckpointSummary {
 		return x.Checkpoints
 	}
 	return nil
+}
+
+func (x *JobDetails) GetEndReason() string {
+	if x != nil {
+		return x.EndReason
+	}
+	return ""
 }
 
 // CheckpointSummary is a job's checkpoints at a glance.
@@ -4576,9 +4595,10 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1f\n" +
 	"\vmin_version\x18\x02 \x01(\x04R\n" +
 	"minVersion\x12\x17\n" +
-	"\await_ms\x18\x03 \x01(\x03R\x06waitMs\")\n" +
+	"\await_ms\x18\x03 \x01(\x03R\x06waitMs\"A\n" +
 	"\x10CancelJobRequest\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"o\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"o\n" +
 	"\x17TriggerSavepointRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12)\n" +
 	"\x10target_directory\x18\x02 \x01(\tR\x0ftargetDirectory\x12\x12\n" +
@@ -4588,7 +4608,7 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x16ShutDownClusterRequest\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\")\n" +
 	"\x11CancelJobResponse\x12\x14\n" +
-	"\x05state\x18\x01 \x01(\tR\x05state\"\x94\x05\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\"\xb3\x05\n" +
 	"\n" +
 	"JobDetails\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
@@ -4611,7 +4631,9 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x05slots\x18\r \x01(\x05R\x05slots\x121\n" +
 	"\tjob_graph\x18\x0e \x01(\v2\x14.loom.flink.JobGraphR\bjobGraph\x12\x1a\n" +
 	"\brestarts\x18\x0f \x01(\x05R\brestarts\x12?\n" +
-	"\vcheckpoints\x18\x10 \x01(\v2\x1d.loom.flink.CheckpointSummaryR\vcheckpoints\x1a=\n" +
+	"\vcheckpoints\x18\x10 \x01(\v2\x1d.loom.flink.CheckpointSummaryR\vcheckpoints\x12\x1d\n" +
+	"\n" +
+	"end_reason\x18\x11 \x01(\tR\tendReason\x1a=\n" +
 	"\x0fTimestampsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xa3\x02\n" +
