@@ -85,7 +85,7 @@ type JobMaster struct {
 	failureTask string
 	// endReason is why the job was canceled or stopped, as the request
 	// said.
-	endReason string
+	endReason   string
 	failureTime time.Time
 	diagnostic  string
 	waitNote    string // what the ResourceManager's driver says about missing slots
