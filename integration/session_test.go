@@ -134,3 +134,23 @@ func TestRunInNoSession(t *testing.T) {
 		t.Errorf("exit %d, %q", code, errs)
 	}
 }
+
+// A job that needs more slots than the session may ever have is refused
+// at once, with the numbers, and one that fits runs.
+func TestSessionRefusesAJobOverItsMaxSlots(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 2})
+	id := c.startSession("--max-slots", "2")
+	start := time.Now()
+	out, errs, code := c.loom("run", "-t", "session", "--session", id, "-p", "4", wordcountBin, "--discard")
+	if code == 0 || !strings.Contains(errs, "needs 4 slots") || !strings.Contains(errs, "at most 2 (--max-slots)") {
+		t.Errorf("a job over the session's slots: exit %d\n%s\n%s", code, out, errs)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("the refusal took %s", took)
+	}
+	if out := c.mustLoom("run", "-t", "session", "--session", id, "-p", "2", wordcountBin, "--discard"); !strings.Contains(out, "FINISHED after") {
+		t.Errorf("a job that fits:\n%s", out)
+	}
+	c.mustLoom("session", "stop", id)
+	c.waitNoProcessOf(id)
+}

@@ -275,6 +275,15 @@ func (d *Driver) reconcileLocked() {
 	d.noteLocked()
 }
 
+// MaxSlots implements resourcemanager.SlotCap: the slots of the whole
+// TaskManagers --max-slots allows, 0 without a cap.
+func (d *Driver) MaxSlots() int {
+	if d.spec.MaxSlots <= 0 {
+		return 0
+	}
+	return d.spec.MaxSlots / d.spec.Slots * d.spec.Slots
+}
+
 // noteLocked says what the driver is doing about missing slots.
 func (d *Driver) noteLocked() {
 	var note string

@@ -382,6 +382,10 @@ func (jm *JobManager) SubmitJob(_ context.Context, req *flinkpb.SubmitJobRequest
 	} else if _, err := hex.DecodeString(id); err != nil || len(id) != 32 {
 		return nil, status.Errorf(codes.InvalidArgument, "job id %q: want 32 hex digits", id)
 	}
+	if max := jm.rm.MaxSlots(); max > 0 && int(req.JobGraph.Slots) > max {
+		return nil, status.Errorf(codes.FailedPrecondition, "job %s needs %d slots, and this session's TaskManagers may have at most %d (--max-slots): lower its parallelism to need %d or fewer, or run it in a session with a larger --max-slots",
+			req.JobGraph.Name, req.JobGraph.Slots, max, max)
+	}
 	art := &flinkpb.JobArtifact{Artifact: req.Artifact, Args: req.Args, Env: req.Env, Fingerprint: req.JobGraph.Fingerprint, JobName: req.JobGraph.Name}
 	jm.mu.Lock()
 	if _, dup := jm.jobs[id]; dup {

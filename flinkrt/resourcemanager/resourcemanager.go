@@ -38,6 +38,22 @@ type Driver interface {
 	TaskManagerLost(id, cause string)
 }
 
+// SlotCap is a Driver whose TaskManagers may have at most MaxSlots slots
+// together (a session's --max-slots): a job that needs more can never
+// run, and is refused when it is submitted.
+type SlotCap interface {
+	MaxSlots() int
+}
+
+// MaxSlots is the most slots the driver lets the TaskManagers have
+// together, 0 for no cap.
+func (rm *ResourceManager) MaxSlots() int {
+	if c, ok := rm.cfg.Driver.(SlotCap); ok {
+		return c.MaxSlots()
+	}
+	return 0
+}
+
 // Standalone is the driver of a standalone cluster: TaskManagers are
 // started by hand, so it only says what is missing.
 type Standalone struct {
