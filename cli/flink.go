@@ -363,6 +363,10 @@ func jobConfig(c *cli.Context) (string, error) {
 		if !ok || strings.TrimSpace(k) == "" || strings.ContainsAny(kv, "\n") {
 			return "", fmt.Errorf("-D %q: want key=value", kv)
 		}
+		if k := strings.TrimSpace(k); !jobmanager.KnownConfigKey(k) {
+			return "", fmt.Errorf("-D %s: loom reads no configuration key of that name (a setting of your program's own is one of its flags, after the program); the keys it reads:\n  %s",
+				k, strings.Join(jobmanager.ConfigKeys(), "\n  "))
+		}
 		set(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
 	if c.IsSet("checkpoint-interval") {

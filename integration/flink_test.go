@@ -605,6 +605,9 @@ func TestRunRefusesWhatIsNotAJob(t *testing.T) {
 		{[]string{"/bin/sh", "-c", "echo boom >&2; exit 3"}, "boom"},
 		{[]string{filepath.Join(s.dir, "nothing-here")}, "no such file"},
 		{[]string{s.dir}, "not an executable"},
+		// A configuration key loom does not read, named, with those it does.
+		{[]string{"-D", "bogus.key=1", wordcountBin}, "-D bogus.key: loom reads no configuration key of that name"},
+		{[]string{"-D", "bogus.key=1", wordcountBin}, "restart-strategy.fixed-delay.attempts"},
 	} {
 		_, errs, code := s.loom(append([]string{"run"}, c.prog...)...)
 		if code == 0 || !strings.Contains(errs, c.want) {
