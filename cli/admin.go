@@ -29,10 +29,11 @@ func adminCommand() *cli.Command {
 						return fmt.Errorf("name the nodes to decommission; `loom node list` shows them")
 					}
 					return withRM(c, func(rm *rmclient.Client) error {
-						if err := rm.Decommission(c.Context, c.Args().Slice(), c.Bool("graceful"), c.Duration("timeout")); err != nil {
+						changes, err := rm.Decommission(c.Context, c.Args().Slice(), c.Bool("graceful"), c.Duration("timeout"))
+						if err != nil {
 							return err
 						}
-						fmt.Fprintf(stdout(), "decommissioning %v\n", c.Args().Slice())
+						printNodeChanges(changes)
 						return nil
 					})
 				},
@@ -43,8 +44,16 @@ func adminCommand() *cli.Command {
 				ArgsUsage: "NODE...",
 				Flags:     []cli.Flag{rmFlag, configFlag},
 				Action: func(c *cli.Context) error {
+					if c.NArg() == 0 {
+						return fmt.Errorf("name the nodes to recommission; `loom node list --all` shows them")
+					}
 					return withRM(c, func(rm *rmclient.Client) error {
-						return rm.Recommission(c.Context, c.Args().Slice())
+						changes, err := rm.Recommission(c.Context, c.Args().Slice())
+						if err != nil {
+							return err
+						}
+						printNodeChanges(changes)
+						return nil
 					})
 				},
 			},
@@ -184,4 +193,20 @@ func leaderState(ctx context.Context, rm *rmclient.Client) (*yarnpb.ServiceState
 		return st, nil
 	}
 	return nil, fmt.Errorf("no ResourceManager replica could say who its peers are: %s", strings.Join(why, "; "))
+}
+
+// printNodeChanges says, node by node, what an admin command did: the
+// state it moved the node from and to, or the state it already was in.
+func printNodeChanges(changes []*yarnpb.NodeChange) {
+	for _, ch := range changes {
+		before, after := yarnpb.StateName(ch.Before.String()), yarnpb.StateName(ch.After.String())
+		switch {
+		case ch.Before == ch.After:
+			fmt.Fprintf(stdout(), "node %s: already %s, nothing to do\n", ch.NodeId, before)
+		case ch.After == yarnpb.NodeState_NODE_SHUTDOWN:
+			fmt.Fprintf(stdout(), "node %s: %s -> %s (it comes back RUNNING when its NodeManager registers again)\n", ch.NodeId, before, after)
+		default:
+			fmt.Fprintf(stdout(), "node %s: %s -> %s\n", ch.NodeId, before, after)
+		}
+	}
 }

@@ -27,12 +27,20 @@ func (e *adminEndpoint) Decommission(ctx context.Context, req *yarnpb.Decommissi
 	}
 	r := s.State().Snapshot()
 	for _, id := range req.NodeIds {
-		if n := r.Node(nil, id); n == nil || !n.Live() {
+		n := r.Node(nil, id)
+		if n == nil || !n.Live() && n.State != yarnpb.NodeState_NODE_DECOMMISSIONED {
 			return nil, errdefs.ToGRPC(errdefs.NotFound("node %s is not a live node; `loom node list` shows them", id))
 		}
 	}
 	now := time.Now()
+	resp := &yarnpb.DecommissionResponse{}
 	for _, id := range req.NodeIds {
+		n := r.Node(nil, id)
+		if n.State == yarnpb.NodeState_NODE_DECOMMISSIONED ||
+			req.Graceful && n.State == yarnpb.NodeState_NODE_DECOMMISSIONING {
+			resp.Nodes = append(resp.Nodes, &yarnpb.NodeChange{NodeId: id, Before: n.State, After: n.State})
+			continue // already where it was asked to go
+		}
 		cmd := setNodeStateCmd{NodeID: id, State: yarnpb.NodeState_NODE_DECOMMISSIONED, Report: "decommissioned by an administrator", Now: now.UnixMilli()}
 		if req.Graceful {
 			cmd.State = yarnpb.NodeState_NODE_DECOMMISSIONING
@@ -49,8 +57,9 @@ func (e *adminEndpoint) Decommission(ctx context.Context, req *yarnpb.Decommissi
 			s.stopOnNodes(live)
 		}
 		s.logger.Info("node decommissioned", "node_id", id, "graceful", req.Graceful)
+		resp.Nodes = append(resp.Nodes, &yarnpb.NodeChange{NodeId: id, Before: n.State, After: cmd.State})
 	}
-	return &yarnpb.DecommissionResponse{}, nil
+	return resp, nil
 }
 
 func (e *adminEndpoint) Recommission(ctx context.Context, req *yarnpb.RecommissionRequest) (*yarnpb.RecommissionResponse, error) {
@@ -58,12 +67,18 @@ func (e *adminEndpoint) Recommission(ctx context.Context, req *yarnpb.Recommissi
 	if err := s.requireLeader(ctx); err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
+	if len(req.NodeIds) == 0 {
+		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("name at least one node to recommission"))
+	}
 	r := s.State().Snapshot()
 	for _, id := range req.NodeIds {
-		n := r.Node(nil, id)
-		if n == nil {
-			return nil, errdefs.ToGRPC(errdefs.NotFound("node %s not found", id))
+		if r.Node(nil, id) == nil {
+			return nil, errdefs.ToGRPC(errdefs.NotFound("node %s not found; `loom node list --all` shows them", id))
 		}
+	}
+	resp := &yarnpb.RecommissionResponse{}
+	for _, id := range req.NodeIds {
+		n := r.Node(nil, id)
 		next := yarnpb.NodeState_NODE_RUNNING
 		switch n.State {
 		case yarnpb.NodeState_NODE_DECOMMISSIONING:
@@ -71,13 +86,15 @@ func (e *adminEndpoint) Recommission(ctx context.Context, req *yarnpb.Recommissi
 			// Its NodeManager has stopped: it comes back by registering.
 			next = yarnpb.NodeState_NODE_SHUTDOWN
 		default:
+			resp.Nodes = append(resp.Nodes, &yarnpb.NodeChange{NodeId: id, Before: n.State, After: n.State})
 			continue
 		}
 		if _, _, err := s.raftApply(CmdSetNodeState, setNodeStateCmd{NodeID: id, State: next, Report: "recommissioned", Now: s.nowMS()}); err != nil {
 			return nil, errdefs.ToGRPC(err)
 		}
+		resp.Nodes = append(resp.Nodes, &yarnpb.NodeChange{NodeId: id, Before: n.State, After: next})
 	}
-	return &yarnpb.RecommissionResponse{}, nil
+	return resp, nil
 }
 
 func (e *adminEndpoint) RefreshQueues(context.Context, *yarnpb.RefreshQueuesRequest) (*yarnpb.RefreshQueuesResponse, error) {

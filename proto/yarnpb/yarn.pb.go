@@ -3663,15 +3663,78 @@ func (x *DecommissionRequest) GetTimeoutS() int64 {
 	return 0
 }
 
+// NodeChange is what an admin command did to a node: its state before
+// and after (the same when there was nothing to do).
+type NodeChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Before        NodeState              `protobuf:"varint,2,opt,name=before,proto3,enum=loom.yarn.NodeState" json:"before,omitempty"`
+	After         NodeState              `protobuf:"varint,3,opt,name=after,proto3,enum=loom.yarn.NodeState" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeChange) Reset() {
+	*x = NodeChange{}
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeChange) ProtoMessage() {}
+
+func (x *NodeChange) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeChange.ProtoReflect.Descriptor instead.
+func (*NodeChange) Descriptor() ([]byte, []int) {
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *NodeChange) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeChange) GetBefore() NodeState {
+	if x != nil {
+		return x.Before
+	}
+	return NodeState_NODE_NEW
+}
+
+func (x *NodeChange) GetAfter() NodeState {
+	if x != nil {
+		return x.After
+	}
+	return NodeState_NODE_NEW
+}
+
 type DecommissionResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*NodeChange          `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DecommissionResponse) Reset() {
 	*x = DecommissionResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[42]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3683,7 +3746,7 @@ func (x *DecommissionResponse) String() string {
 func (*DecommissionResponse) ProtoMessage() {}
 
 func (x *DecommissionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[42]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3696,7 +3759,14 @@ func (x *DecommissionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionResponse.ProtoReflect.Descriptor instead.
 func (*DecommissionResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{42}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *DecommissionResponse) GetNodes() []*NodeChange {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
 }
 
 type RecommissionRequest struct {
@@ -3708,7 +3778,7 @@ type RecommissionRequest struct {
 
 func (x *RecommissionRequest) Reset() {
 	*x = RecommissionRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[43]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3720,7 +3790,7 @@ func (x *RecommissionRequest) String() string {
 func (*RecommissionRequest) ProtoMessage() {}
 
 func (x *RecommissionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[43]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3733,7 +3803,7 @@ func (x *RecommissionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommissionRequest.ProtoReflect.Descriptor instead.
 func (*RecommissionRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{43}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RecommissionRequest) GetNodeIds() []string {
@@ -3745,13 +3815,14 @@ func (x *RecommissionRequest) GetNodeIds() []string {
 
 type RecommissionResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Nodes         []*NodeChange          `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecommissionResponse) Reset() {
 	*x = RecommissionResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[44]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3763,7 +3834,7 @@ func (x *RecommissionResponse) String() string {
 func (*RecommissionResponse) ProtoMessage() {}
 
 func (x *RecommissionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[44]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3776,7 +3847,14 @@ func (x *RecommissionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommissionResponse.ProtoReflect.Descriptor instead.
 func (*RecommissionResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{44}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *RecommissionResponse) GetNodes() []*NodeChange {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
 }
 
 type RefreshQueuesRequest struct {
@@ -3787,7 +3865,7 @@ type RefreshQueuesRequest struct {
 
 func (x *RefreshQueuesRequest) Reset() {
 	*x = RefreshQueuesRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[45]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3799,7 +3877,7 @@ func (x *RefreshQueuesRequest) String() string {
 func (*RefreshQueuesRequest) ProtoMessage() {}
 
 func (x *RefreshQueuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[45]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3812,7 +3890,7 @@ func (x *RefreshQueuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshQueuesRequest.ProtoReflect.Descriptor instead.
 func (*RefreshQueuesRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{45}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{46}
 }
 
 type RefreshQueuesResponse struct {
@@ -3823,7 +3901,7 @@ type RefreshQueuesResponse struct {
 
 func (x *RefreshQueuesResponse) Reset() {
 	*x = RefreshQueuesResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[46]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3835,7 +3913,7 @@ func (x *RefreshQueuesResponse) String() string {
 func (*RefreshQueuesResponse) ProtoMessage() {}
 
 func (x *RefreshQueuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[46]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3848,7 +3926,7 @@ func (x *RefreshQueuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshQueuesResponse.ProtoReflect.Descriptor instead.
 func (*RefreshQueuesResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{46}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{47}
 }
 
 type ServiceStateRequest struct {
@@ -3859,7 +3937,7 @@ type ServiceStateRequest struct {
 
 func (x *ServiceStateRequest) Reset() {
 	*x = ServiceStateRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[47]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3871,7 +3949,7 @@ func (x *ServiceStateRequest) String() string {
 func (*ServiceStateRequest) ProtoMessage() {}
 
 func (x *ServiceStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[47]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3884,7 +3962,7 @@ func (x *ServiceStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceStateRequest.ProtoReflect.Descriptor instead.
 func (*ServiceStateRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{47}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{48}
 }
 
 type RaftPeer struct {
@@ -3899,7 +3977,7 @@ type RaftPeer struct {
 
 func (x *RaftPeer) Reset() {
 	*x = RaftPeer{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[48]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3911,7 +3989,7 @@ func (x *RaftPeer) String() string {
 func (*RaftPeer) ProtoMessage() {}
 
 func (x *RaftPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[48]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3924,7 +4002,7 @@ func (x *RaftPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeer.ProtoReflect.Descriptor instead.
 func (*RaftPeer) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{48}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RaftPeer) GetId() string {
@@ -3976,7 +4054,7 @@ type ServiceStateResponse struct {
 
 func (x *ServiceStateResponse) Reset() {
 	*x = ServiceStateResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[49]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3988,7 +4066,7 @@ func (x *ServiceStateResponse) String() string {
 func (*ServiceStateResponse) ProtoMessage() {}
 
 func (x *ServiceStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[49]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4001,7 +4079,7 @@ func (x *ServiceStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceStateResponse.ProtoReflect.Descriptor instead.
 func (*ServiceStateResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{49}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ServiceStateResponse) GetState() string {
@@ -4100,7 +4178,7 @@ type AddRaftPeerRequest struct {
 
 func (x *AddRaftPeerRequest) Reset() {
 	*x = AddRaftPeerRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[50]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4112,7 +4190,7 @@ func (x *AddRaftPeerRequest) String() string {
 func (*AddRaftPeerRequest) ProtoMessage() {}
 
 func (x *AddRaftPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[50]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4125,7 +4203,7 @@ func (x *AddRaftPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddRaftPeerRequest.ProtoReflect.Descriptor instead.
 func (*AddRaftPeerRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{50}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AddRaftPeerRequest) GetId() string {
@@ -4150,7 +4228,7 @@ type AddRaftPeerResponse struct {
 
 func (x *AddRaftPeerResponse) Reset() {
 	*x = AddRaftPeerResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[51]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4162,7 +4240,7 @@ func (x *AddRaftPeerResponse) String() string {
 func (*AddRaftPeerResponse) ProtoMessage() {}
 
 func (x *AddRaftPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[51]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4175,7 +4253,7 @@ func (x *AddRaftPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddRaftPeerResponse.ProtoReflect.Descriptor instead.
 func (*AddRaftPeerResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{51}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{52}
 }
 
 // RemoveRaftPeer takes a replica out of the raft configuration.
@@ -4188,7 +4266,7 @@ type RemoveRaftPeerRequest struct {
 
 func (x *RemoveRaftPeerRequest) Reset() {
 	*x = RemoveRaftPeerRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[52]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4200,7 +4278,7 @@ func (x *RemoveRaftPeerRequest) String() string {
 func (*RemoveRaftPeerRequest) ProtoMessage() {}
 
 func (x *RemoveRaftPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[52]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4213,7 +4291,7 @@ func (x *RemoveRaftPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRaftPeerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRaftPeerRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{52}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RemoveRaftPeerRequest) GetId() string {
@@ -4231,7 +4309,7 @@ type RemoveRaftPeerResponse struct {
 
 func (x *RemoveRaftPeerResponse) Reset() {
 	*x = RemoveRaftPeerResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[53]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4243,7 +4321,7 @@ func (x *RemoveRaftPeerResponse) String() string {
 func (*RemoveRaftPeerResponse) ProtoMessage() {}
 
 func (x *RemoveRaftPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[53]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4256,7 +4334,7 @@ func (x *RemoveRaftPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRaftPeerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveRaftPeerResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{53}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{54}
 }
 
 type StartContainerRequest struct {
@@ -4273,7 +4351,7 @@ type StartContainerRequest struct {
 
 func (x *StartContainerRequest) Reset() {
 	*x = StartContainerRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[54]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4285,7 +4363,7 @@ func (x *StartContainerRequest) String() string {
 func (*StartContainerRequest) ProtoMessage() {}
 
 func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[54]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4298,7 +4376,7 @@ func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainerRequest.ProtoReflect.Descriptor instead.
 func (*StartContainerRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{54}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *StartContainerRequest) GetContainerId() string {
@@ -4352,7 +4430,7 @@ type StartContainersRequest struct {
 
 func (x *StartContainersRequest) Reset() {
 	*x = StartContainersRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[55]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4364,7 +4442,7 @@ func (x *StartContainersRequest) String() string {
 func (*StartContainersRequest) ProtoMessage() {}
 
 func (x *StartContainersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[55]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4377,7 +4455,7 @@ func (x *StartContainersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainersRequest.ProtoReflect.Descriptor instead.
 func (*StartContainersRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{55}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *StartContainersRequest) GetContainers() []*StartContainerRequest {
@@ -4397,7 +4475,7 @@ type StartContainersResponse struct {
 
 func (x *StartContainersResponse) Reset() {
 	*x = StartContainersResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[56]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4409,7 +4487,7 @@ func (x *StartContainersResponse) String() string {
 func (*StartContainersResponse) ProtoMessage() {}
 
 func (x *StartContainersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[56]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4422,7 +4500,7 @@ func (x *StartContainersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainersResponse.ProtoReflect.Descriptor instead.
 func (*StartContainersResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{56}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *StartContainersResponse) GetSucceeded() []string {
@@ -4448,7 +4526,7 @@ type StopContainersRequest struct {
 
 func (x *StopContainersRequest) Reset() {
 	*x = StopContainersRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[57]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4460,7 +4538,7 @@ func (x *StopContainersRequest) String() string {
 func (*StopContainersRequest) ProtoMessage() {}
 
 func (x *StopContainersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[57]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4473,7 +4551,7 @@ func (x *StopContainersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopContainersRequest.ProtoReflect.Descriptor instead.
 func (*StopContainersRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{57}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *StopContainersRequest) GetContainerIds() []string {
@@ -4493,7 +4571,7 @@ type StopContainersResponse struct {
 
 func (x *StopContainersResponse) Reset() {
 	*x = StopContainersResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[58]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4505,7 +4583,7 @@ func (x *StopContainersResponse) String() string {
 func (*StopContainersResponse) ProtoMessage() {}
 
 func (x *StopContainersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[58]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4518,7 +4596,7 @@ func (x *StopContainersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopContainersResponse.ProtoReflect.Descriptor instead.
 func (*StopContainersResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{58}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *StopContainersResponse) GetSucceeded() []string {
@@ -4544,7 +4622,7 @@ type GetContainerStatusesRequest struct {
 
 func (x *GetContainerStatusesRequest) Reset() {
 	*x = GetContainerStatusesRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[59]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4556,7 +4634,7 @@ func (x *GetContainerStatusesRequest) String() string {
 func (*GetContainerStatusesRequest) ProtoMessage() {}
 
 func (x *GetContainerStatusesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[59]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4569,7 +4647,7 @@ func (x *GetContainerStatusesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContainerStatusesRequest.ProtoReflect.Descriptor instead.
 func (*GetContainerStatusesRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{59}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *GetContainerStatusesRequest) GetContainerIds() []string {
@@ -4589,7 +4667,7 @@ type GetContainerStatusesResponse struct {
 
 func (x *GetContainerStatusesResponse) Reset() {
 	*x = GetContainerStatusesResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[60]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4601,7 +4679,7 @@ func (x *GetContainerStatusesResponse) String() string {
 func (*GetContainerStatusesResponse) ProtoMessage() {}
 
 func (x *GetContainerStatusesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[60]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4614,7 +4692,7 @@ func (x *GetContainerStatusesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContainerStatusesResponse.ProtoReflect.Descriptor instead.
 func (*GetContainerStatusesResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{60}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *GetContainerStatusesResponse) GetStatuses() []*ContainerStatus {
@@ -4641,7 +4719,7 @@ type ListContainerLogsRequest struct {
 
 func (x *ListContainerLogsRequest) Reset() {
 	*x = ListContainerLogsRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[61]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4653,7 +4731,7 @@ func (x *ListContainerLogsRequest) String() string {
 func (*ListContainerLogsRequest) ProtoMessage() {}
 
 func (x *ListContainerLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[61]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4666,7 +4744,7 @@ func (x *ListContainerLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainerLogsRequest.ProtoReflect.Descriptor instead.
 func (*ListContainerLogsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{61}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListContainerLogsRequest) GetApplicationId() string {
@@ -4694,7 +4772,7 @@ type ContainerLogFile struct {
 
 func (x *ContainerLogFile) Reset() {
 	*x = ContainerLogFile{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4706,7 +4784,7 @@ func (x *ContainerLogFile) String() string {
 func (*ContainerLogFile) ProtoMessage() {}
 
 func (x *ContainerLogFile) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4719,7 +4797,7 @@ func (x *ContainerLogFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerLogFile.ProtoReflect.Descriptor instead.
 func (*ContainerLogFile) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{62}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ContainerLogFile) GetContainerId() string {
@@ -4752,7 +4830,7 @@ type ListContainerLogsResponse struct {
 
 func (x *ListContainerLogsResponse) Reset() {
 	*x = ListContainerLogsResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4764,7 +4842,7 @@ func (x *ListContainerLogsResponse) String() string {
 func (*ListContainerLogsResponse) ProtoMessage() {}
 
 func (x *ListContainerLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4777,7 +4855,7 @@ func (x *ListContainerLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainerLogsResponse.ProtoReflect.Descriptor instead.
 func (*ListContainerLogsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{63}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListContainerLogsResponse) GetFiles() []*ContainerLogFile {
@@ -4799,7 +4877,7 @@ type ReadContainerLogRequest struct {
 
 func (x *ReadContainerLogRequest) Reset() {
 	*x = ReadContainerLogRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4811,7 +4889,7 @@ func (x *ReadContainerLogRequest) String() string {
 func (*ReadContainerLogRequest) ProtoMessage() {}
 
 func (x *ReadContainerLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4824,7 +4902,7 @@ func (x *ReadContainerLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadContainerLogRequest.ProtoReflect.Descriptor instead.
 func (*ReadContainerLogRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{64}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ReadContainerLogRequest) GetContainerId() string {
@@ -4864,7 +4942,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[65]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4876,7 +4954,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[65]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4889,7 +4967,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{65}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *LogChunk) GetData() []byte {
@@ -4914,7 +4992,7 @@ type MasterKey struct {
 
 func (x *MasterKey) Reset() {
 	*x = MasterKey{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[66]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4926,7 +5004,7 @@ func (x *MasterKey) String() string {
 func (*MasterKey) ProtoMessage() {}
 
 func (x *MasterKey) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[66]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4939,7 +5017,7 @@ func (x *MasterKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterKey.ProtoReflect.Descriptor instead.
 func (*MasterKey) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{66}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *MasterKey) GetId() uint32 {
@@ -4980,7 +5058,7 @@ type ContainerTokenIdentifier struct {
 
 func (x *ContainerTokenIdentifier) Reset() {
 	*x = ContainerTokenIdentifier{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[67]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4992,7 +5070,7 @@ func (x *ContainerTokenIdentifier) String() string {
 func (*ContainerTokenIdentifier) ProtoMessage() {}
 
 func (x *ContainerTokenIdentifier) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[67]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5005,7 +5083,7 @@ func (x *ContainerTokenIdentifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTokenIdentifier.ProtoReflect.Descriptor instead.
 func (*ContainerTokenIdentifier) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{67}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ContainerTokenIdentifier) GetContainerId() string {
@@ -5061,7 +5139,7 @@ type AMTokenIdentifier struct {
 
 func (x *AMTokenIdentifier) Reset() {
 	*x = AMTokenIdentifier{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[68]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5073,7 +5151,7 @@ func (x *AMTokenIdentifier) String() string {
 func (*AMTokenIdentifier) ProtoMessage() {}
 
 func (x *AMTokenIdentifier) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[68]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5086,7 +5164,7 @@ func (x *AMTokenIdentifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AMTokenIdentifier.ProtoReflect.Descriptor instead.
 func (*AMTokenIdentifier) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{68}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *AMTokenIdentifier) GetApplicationAttemptId() string {
@@ -5382,11 +5460,18 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x13DecommissionRequest\x12\x19\n" +
 	"\bnode_ids\x18\x01 \x03(\tR\anodeIds\x12\x1a\n" +
 	"\bgraceful\x18\x02 \x01(\bR\bgraceful\x12\x1b\n" +
-	"\ttimeout_s\x18\x03 \x01(\x03R\btimeoutS\"\x16\n" +
-	"\x14DecommissionResponse\"0\n" +
+	"\ttimeout_s\x18\x03 \x01(\x03R\btimeoutS\"\x7f\n" +
+	"\n" +
+	"NodeChange\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12,\n" +
+	"\x06before\x18\x02 \x01(\x0e2\x14.loom.yarn.NodeStateR\x06before\x12*\n" +
+	"\x05after\x18\x03 \x01(\x0e2\x14.loom.yarn.NodeStateR\x05after\"C\n" +
+	"\x14DecommissionResponse\x12+\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x15.loom.yarn.NodeChangeR\x05nodes\"0\n" +
 	"\x13RecommissionRequest\x12\x19\n" +
-	"\bnode_ids\x18\x01 \x03(\tR\anodeIds\"\x16\n" +
-	"\x14RecommissionResponse\"\x16\n" +
+	"\bnode_ids\x18\x01 \x03(\tR\anodeIds\"C\n" +
+	"\x14RecommissionResponse\x12+\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x15.loom.yarn.NodeChangeR\x05nodes\"\x16\n" +
 	"\x14RefreshQueuesRequest\"\x17\n" +
 	"\x15RefreshQueuesResponse\"\x15\n" +
 	"\x13ServiceStateRequest\"b\n" +
@@ -5598,7 +5683,7 @@ func file_proto_yarnpb_yarn_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_yarnpb_yarn_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_proto_yarnpb_yarn_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
+var file_proto_yarnpb_yarn_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_proto_yarnpb_yarn_proto_goTypes = []any{
 	(NodeState)(0),                            // 0: loom.yarn.NodeState
 	(AppState)(0),                             // 1: loom.yarn.AppState
@@ -5651,44 +5736,45 @@ var file_proto_yarnpb_yarn_proto_goTypes = []any{
 	(*UnRegisterNodeManagerRequest)(nil),      // 48: loom.yarn.UnRegisterNodeManagerRequest
 	(*UnRegisterNodeManagerResponse)(nil),     // 49: loom.yarn.UnRegisterNodeManagerResponse
 	(*DecommissionRequest)(nil),               // 50: loom.yarn.DecommissionRequest
-	(*DecommissionResponse)(nil),              // 51: loom.yarn.DecommissionResponse
-	(*RecommissionRequest)(nil),               // 52: loom.yarn.RecommissionRequest
-	(*RecommissionResponse)(nil),              // 53: loom.yarn.RecommissionResponse
-	(*RefreshQueuesRequest)(nil),              // 54: loom.yarn.RefreshQueuesRequest
-	(*RefreshQueuesResponse)(nil),             // 55: loom.yarn.RefreshQueuesResponse
-	(*ServiceStateRequest)(nil),               // 56: loom.yarn.ServiceStateRequest
-	(*RaftPeer)(nil),                          // 57: loom.yarn.RaftPeer
-	(*ServiceStateResponse)(nil),              // 58: loom.yarn.ServiceStateResponse
-	(*AddRaftPeerRequest)(nil),                // 59: loom.yarn.AddRaftPeerRequest
-	(*AddRaftPeerResponse)(nil),               // 60: loom.yarn.AddRaftPeerResponse
-	(*RemoveRaftPeerRequest)(nil),             // 61: loom.yarn.RemoveRaftPeerRequest
-	(*RemoveRaftPeerResponse)(nil),            // 62: loom.yarn.RemoveRaftPeerResponse
-	(*StartContainerRequest)(nil),             // 63: loom.yarn.StartContainerRequest
-	(*StartContainersRequest)(nil),            // 64: loom.yarn.StartContainersRequest
-	(*StartContainersResponse)(nil),           // 65: loom.yarn.StartContainersResponse
-	(*StopContainersRequest)(nil),             // 66: loom.yarn.StopContainersRequest
-	(*StopContainersResponse)(nil),            // 67: loom.yarn.StopContainersResponse
-	(*GetContainerStatusesRequest)(nil),       // 68: loom.yarn.GetContainerStatusesRequest
-	(*GetContainerStatusesResponse)(nil),      // 69: loom.yarn.GetContainerStatusesResponse
-	(*ListContainerLogsRequest)(nil),          // 70: loom.yarn.ListContainerLogsRequest
-	(*ContainerLogFile)(nil),                  // 71: loom.yarn.ContainerLogFile
-	(*ListContainerLogsResponse)(nil),         // 72: loom.yarn.ListContainerLogsResponse
-	(*ReadContainerLogRequest)(nil),           // 73: loom.yarn.ReadContainerLogRequest
-	(*LogChunk)(nil),                          // 74: loom.yarn.LogChunk
-	(*MasterKey)(nil),                         // 75: loom.yarn.MasterKey
-	(*ContainerTokenIdentifier)(nil),          // 76: loom.yarn.ContainerTokenIdentifier
-	(*AMTokenIdentifier)(nil),                 // 77: loom.yarn.AMTokenIdentifier
-	nil,                                       // 78: loom.yarn.ContainerLaunchContext.EnvEntry
-	nil,                                       // 79: loom.yarn.ContainerLaunchContext.CredentialsEntry
-	nil,                                       // 80: loom.yarn.StartContainersResponse.FailedEntry
-	nil,                                       // 81: loom.yarn.StopContainersResponse.FailedEntry
-	nil,                                       // 82: loom.yarn.GetContainerStatusesResponse.FailedEntry
+	(*NodeChange)(nil),                        // 51: loom.yarn.NodeChange
+	(*DecommissionResponse)(nil),              // 52: loom.yarn.DecommissionResponse
+	(*RecommissionRequest)(nil),               // 53: loom.yarn.RecommissionRequest
+	(*RecommissionResponse)(nil),              // 54: loom.yarn.RecommissionResponse
+	(*RefreshQueuesRequest)(nil),              // 55: loom.yarn.RefreshQueuesRequest
+	(*RefreshQueuesResponse)(nil),             // 56: loom.yarn.RefreshQueuesResponse
+	(*ServiceStateRequest)(nil),               // 57: loom.yarn.ServiceStateRequest
+	(*RaftPeer)(nil),                          // 58: loom.yarn.RaftPeer
+	(*ServiceStateResponse)(nil),              // 59: loom.yarn.ServiceStateResponse
+	(*AddRaftPeerRequest)(nil),                // 60: loom.yarn.AddRaftPeerRequest
+	(*AddRaftPeerResponse)(nil),               // 61: loom.yarn.AddRaftPeerResponse
+	(*RemoveRaftPeerRequest)(nil),             // 62: loom.yarn.RemoveRaftPeerRequest
+	(*RemoveRaftPeerResponse)(nil),            // 63: loom.yarn.RemoveRaftPeerResponse
+	(*StartContainerRequest)(nil),             // 64: loom.yarn.StartContainerRequest
+	(*StartContainersRequest)(nil),            // 65: loom.yarn.StartContainersRequest
+	(*StartContainersResponse)(nil),           // 66: loom.yarn.StartContainersResponse
+	(*StopContainersRequest)(nil),             // 67: loom.yarn.StopContainersRequest
+	(*StopContainersResponse)(nil),            // 68: loom.yarn.StopContainersResponse
+	(*GetContainerStatusesRequest)(nil),       // 69: loom.yarn.GetContainerStatusesRequest
+	(*GetContainerStatusesResponse)(nil),      // 70: loom.yarn.GetContainerStatusesResponse
+	(*ListContainerLogsRequest)(nil),          // 71: loom.yarn.ListContainerLogsRequest
+	(*ContainerLogFile)(nil),                  // 72: loom.yarn.ContainerLogFile
+	(*ListContainerLogsResponse)(nil),         // 73: loom.yarn.ListContainerLogsResponse
+	(*ReadContainerLogRequest)(nil),           // 74: loom.yarn.ReadContainerLogRequest
+	(*LogChunk)(nil),                          // 75: loom.yarn.LogChunk
+	(*MasterKey)(nil),                         // 76: loom.yarn.MasterKey
+	(*ContainerTokenIdentifier)(nil),          // 77: loom.yarn.ContainerTokenIdentifier
+	(*AMTokenIdentifier)(nil),                 // 78: loom.yarn.AMTokenIdentifier
+	nil,                                       // 79: loom.yarn.ContainerLaunchContext.EnvEntry
+	nil,                                       // 80: loom.yarn.ContainerLaunchContext.CredentialsEntry
+	nil,                                       // 81: loom.yarn.StartContainersResponse.FailedEntry
+	nil,                                       // 82: loom.yarn.StopContainersResponse.FailedEntry
+	nil,                                       // 83: loom.yarn.GetContainerStatusesResponse.FailedEntry
 }
 var file_proto_yarnpb_yarn_proto_depIdxs = []int32{
 	6,  // 0: loom.yarn.LocalResource.visibility:type_name -> loom.yarn.Visibility
-	78, // 1: loom.yarn.ContainerLaunchContext.env:type_name -> loom.yarn.ContainerLaunchContext.EnvEntry
+	79, // 1: loom.yarn.ContainerLaunchContext.env:type_name -> loom.yarn.ContainerLaunchContext.EnvEntry
 	10, // 2: loom.yarn.ContainerLaunchContext.local_resources:type_name -> loom.yarn.LocalResource
-	79, // 3: loom.yarn.ContainerLaunchContext.credentials:type_name -> loom.yarn.ContainerLaunchContext.CredentialsEntry
+	80, // 3: loom.yarn.ContainerLaunchContext.credentials:type_name -> loom.yarn.ContainerLaunchContext.CredentialsEntry
 	9,  // 4: loom.yarn.Container.resource:type_name -> loom.yarn.Resource
 	4,  // 5: loom.yarn.Container.state:type_name -> loom.yarn.ContainerState
 	4,  // 6: loom.yarn.ContainerStatus.state:type_name -> loom.yarn.ContainerState
@@ -5727,78 +5813,82 @@ var file_proto_yarnpb_yarn_proto_depIdxs = []int32{
 	9,  // 39: loom.yarn.RegisterNodeManagerRequest.total:type_name -> loom.yarn.Resource
 	13, // 40: loom.yarn.RegisterNodeManagerRequest.containers:type_name -> loom.yarn.ContainerStatus
 	8,  // 41: loom.yarn.RegisterNodeManagerResponse.action:type_name -> loom.yarn.NodeAction
-	75, // 42: loom.yarn.RegisterNodeManagerResponse.container_keys:type_name -> loom.yarn.MasterKey
+	76, // 42: loom.yarn.RegisterNodeManagerResponse.container_keys:type_name -> loom.yarn.MasterKey
 	13, // 43: loom.yarn.NodeHeartbeatRequest.containers:type_name -> loom.yarn.ContainerStatus
 	9,  // 44: loom.yarn.NodeHeartbeatRequest.utilization:type_name -> loom.yarn.Resource
 	8,  // 45: loom.yarn.NodeHeartbeatResponse.action:type_name -> loom.yarn.NodeAction
-	75, // 46: loom.yarn.NodeHeartbeatResponse.container_keys:type_name -> loom.yarn.MasterKey
-	57, // 47: loom.yarn.ServiceStateResponse.peers:type_name -> loom.yarn.RaftPeer
-	9,  // 48: loom.yarn.StartContainerRequest.resource:type_name -> loom.yarn.Resource
-	11, // 49: loom.yarn.StartContainerRequest.launch_context:type_name -> loom.yarn.ContainerLaunchContext
-	63, // 50: loom.yarn.StartContainersRequest.containers:type_name -> loom.yarn.StartContainerRequest
-	80, // 51: loom.yarn.StartContainersResponse.failed:type_name -> loom.yarn.StartContainersResponse.FailedEntry
-	81, // 52: loom.yarn.StopContainersResponse.failed:type_name -> loom.yarn.StopContainersResponse.FailedEntry
-	13, // 53: loom.yarn.GetContainerStatusesResponse.statuses:type_name -> loom.yarn.ContainerStatus
-	82, // 54: loom.yarn.GetContainerStatusesResponse.failed:type_name -> loom.yarn.GetContainerStatusesResponse.FailedEntry
-	71, // 55: loom.yarn.ListContainerLogsResponse.files:type_name -> loom.yarn.ContainerLogFile
-	9,  // 56: loom.yarn.ContainerTokenIdentifier.resource:type_name -> loom.yarn.Resource
-	18, // 57: loom.yarn.ClientService.NewApplication:input_type -> loom.yarn.NewApplicationRequest
-	20, // 58: loom.yarn.ClientService.SubmitApplication:input_type -> loom.yarn.SubmitApplicationRequest
-	22, // 59: loom.yarn.ClientService.GetApplicationReport:input_type -> loom.yarn.GetApplicationReportRequest
-	24, // 60: loom.yarn.ClientService.ListApplications:input_type -> loom.yarn.ListApplicationsRequest
-	26, // 61: loom.yarn.ClientService.KillApplication:input_type -> loom.yarn.KillApplicationRequest
-	28, // 62: loom.yarn.ClientService.MoveApplication:input_type -> loom.yarn.MoveApplicationRequest
-	30, // 63: loom.yarn.ClientService.ClusterMetrics:input_type -> loom.yarn.ClusterMetricsRequest
-	32, // 64: loom.yarn.ClientService.ListNodes:input_type -> loom.yarn.ListNodesRequest
-	34, // 65: loom.yarn.ClientService.QueueInfo:input_type -> loom.yarn.QueueInfoRequest
-	37, // 66: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:input_type -> loom.yarn.RegisterApplicationMasterRequest
-	40, // 67: loom.yarn.ApplicationMasterService.Allocate:input_type -> loom.yarn.AllocateRequest
-	42, // 68: loom.yarn.ApplicationMasterService.FinishApplicationMaster:input_type -> loom.yarn.FinishApplicationMasterRequest
-	44, // 69: loom.yarn.ResourceTrackerService.RegisterNodeManager:input_type -> loom.yarn.RegisterNodeManagerRequest
-	46, // 70: loom.yarn.ResourceTrackerService.NodeHeartbeat:input_type -> loom.yarn.NodeHeartbeatRequest
-	48, // 71: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:input_type -> loom.yarn.UnRegisterNodeManagerRequest
-	50, // 72: loom.yarn.AdminService.Decommission:input_type -> loom.yarn.DecommissionRequest
-	52, // 73: loom.yarn.AdminService.Recommission:input_type -> loom.yarn.RecommissionRequest
-	54, // 74: loom.yarn.AdminService.RefreshQueues:input_type -> loom.yarn.RefreshQueuesRequest
-	56, // 75: loom.yarn.AdminService.ServiceState:input_type -> loom.yarn.ServiceStateRequest
-	59, // 76: loom.yarn.AdminService.AddRaftPeer:input_type -> loom.yarn.AddRaftPeerRequest
-	61, // 77: loom.yarn.AdminService.RemoveRaftPeer:input_type -> loom.yarn.RemoveRaftPeerRequest
-	64, // 78: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
-	66, // 79: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
-	68, // 80: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
-	70, // 81: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
-	73, // 82: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
-	19, // 83: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
-	21, // 84: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
-	23, // 85: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
-	25, // 86: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
-	27, // 87: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
-	29, // 88: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
-	31, // 89: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
-	33, // 90: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
-	36, // 91: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
-	38, // 92: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
-	41, // 93: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
-	43, // 94: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
-	45, // 95: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
-	47, // 96: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
-	49, // 97: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
-	51, // 98: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
-	53, // 99: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
-	55, // 100: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
-	58, // 101: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
-	60, // 102: loom.yarn.AdminService.AddRaftPeer:output_type -> loom.yarn.AddRaftPeerResponse
-	62, // 103: loom.yarn.AdminService.RemoveRaftPeer:output_type -> loom.yarn.RemoveRaftPeerResponse
-	65, // 104: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
-	67, // 105: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
-	69, // 106: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
-	72, // 107: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
-	74, // 108: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
-	83, // [83:109] is the sub-list for method output_type
-	57, // [57:83] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	76, // 46: loom.yarn.NodeHeartbeatResponse.container_keys:type_name -> loom.yarn.MasterKey
+	0,  // 47: loom.yarn.NodeChange.before:type_name -> loom.yarn.NodeState
+	0,  // 48: loom.yarn.NodeChange.after:type_name -> loom.yarn.NodeState
+	51, // 49: loom.yarn.DecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
+	51, // 50: loom.yarn.RecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
+	58, // 51: loom.yarn.ServiceStateResponse.peers:type_name -> loom.yarn.RaftPeer
+	9,  // 52: loom.yarn.StartContainerRequest.resource:type_name -> loom.yarn.Resource
+	11, // 53: loom.yarn.StartContainerRequest.launch_context:type_name -> loom.yarn.ContainerLaunchContext
+	64, // 54: loom.yarn.StartContainersRequest.containers:type_name -> loom.yarn.StartContainerRequest
+	81, // 55: loom.yarn.StartContainersResponse.failed:type_name -> loom.yarn.StartContainersResponse.FailedEntry
+	82, // 56: loom.yarn.StopContainersResponse.failed:type_name -> loom.yarn.StopContainersResponse.FailedEntry
+	13, // 57: loom.yarn.GetContainerStatusesResponse.statuses:type_name -> loom.yarn.ContainerStatus
+	83, // 58: loom.yarn.GetContainerStatusesResponse.failed:type_name -> loom.yarn.GetContainerStatusesResponse.FailedEntry
+	72, // 59: loom.yarn.ListContainerLogsResponse.files:type_name -> loom.yarn.ContainerLogFile
+	9,  // 60: loom.yarn.ContainerTokenIdentifier.resource:type_name -> loom.yarn.Resource
+	18, // 61: loom.yarn.ClientService.NewApplication:input_type -> loom.yarn.NewApplicationRequest
+	20, // 62: loom.yarn.ClientService.SubmitApplication:input_type -> loom.yarn.SubmitApplicationRequest
+	22, // 63: loom.yarn.ClientService.GetApplicationReport:input_type -> loom.yarn.GetApplicationReportRequest
+	24, // 64: loom.yarn.ClientService.ListApplications:input_type -> loom.yarn.ListApplicationsRequest
+	26, // 65: loom.yarn.ClientService.KillApplication:input_type -> loom.yarn.KillApplicationRequest
+	28, // 66: loom.yarn.ClientService.MoveApplication:input_type -> loom.yarn.MoveApplicationRequest
+	30, // 67: loom.yarn.ClientService.ClusterMetrics:input_type -> loom.yarn.ClusterMetricsRequest
+	32, // 68: loom.yarn.ClientService.ListNodes:input_type -> loom.yarn.ListNodesRequest
+	34, // 69: loom.yarn.ClientService.QueueInfo:input_type -> loom.yarn.QueueInfoRequest
+	37, // 70: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:input_type -> loom.yarn.RegisterApplicationMasterRequest
+	40, // 71: loom.yarn.ApplicationMasterService.Allocate:input_type -> loom.yarn.AllocateRequest
+	42, // 72: loom.yarn.ApplicationMasterService.FinishApplicationMaster:input_type -> loom.yarn.FinishApplicationMasterRequest
+	44, // 73: loom.yarn.ResourceTrackerService.RegisterNodeManager:input_type -> loom.yarn.RegisterNodeManagerRequest
+	46, // 74: loom.yarn.ResourceTrackerService.NodeHeartbeat:input_type -> loom.yarn.NodeHeartbeatRequest
+	48, // 75: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:input_type -> loom.yarn.UnRegisterNodeManagerRequest
+	50, // 76: loom.yarn.AdminService.Decommission:input_type -> loom.yarn.DecommissionRequest
+	53, // 77: loom.yarn.AdminService.Recommission:input_type -> loom.yarn.RecommissionRequest
+	55, // 78: loom.yarn.AdminService.RefreshQueues:input_type -> loom.yarn.RefreshQueuesRequest
+	57, // 79: loom.yarn.AdminService.ServiceState:input_type -> loom.yarn.ServiceStateRequest
+	60, // 80: loom.yarn.AdminService.AddRaftPeer:input_type -> loom.yarn.AddRaftPeerRequest
+	62, // 81: loom.yarn.AdminService.RemoveRaftPeer:input_type -> loom.yarn.RemoveRaftPeerRequest
+	65, // 82: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
+	67, // 83: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
+	69, // 84: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
+	71, // 85: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
+	74, // 86: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
+	19, // 87: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
+	21, // 88: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
+	23, // 89: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
+	25, // 90: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
+	27, // 91: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
+	29, // 92: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
+	31, // 93: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
+	33, // 94: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
+	36, // 95: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
+	38, // 96: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
+	41, // 97: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
+	43, // 98: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
+	45, // 99: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
+	47, // 100: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
+	49, // 101: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
+	52, // 102: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
+	54, // 103: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
+	56, // 104: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
+	59, // 105: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
+	61, // 106: loom.yarn.AdminService.AddRaftPeer:output_type -> loom.yarn.AddRaftPeerResponse
+	63, // 107: loom.yarn.AdminService.RemoveRaftPeer:output_type -> loom.yarn.RemoveRaftPeerResponse
+	66, // 108: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
+	68, // 109: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
+	70, // 110: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
+	73, // 111: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
+	75, // 112: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
+	87, // [87:113] is the sub-list for method output_type
+	61, // [61:87] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_proto_yarnpb_yarn_proto_init() }
@@ -5813,7 +5903,7 @@ func file_proto_yarnpb_yarn_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_yarnpb_yarn_proto_rawDesc), len(file_proto_yarnpb_yarn_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   74,
+			NumMessages:   75,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

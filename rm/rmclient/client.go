@@ -384,19 +384,24 @@ func (c *Client) Queues(ctx context.Context, queue string) ([]*yarnpb.QueueInfo,
 
 // Decommission takes nodes out of the cluster; graceful lets their
 // containers finish, up to timeout (0: no limit).
-func (c *Client) Decommission(ctx context.Context, nodes []string, graceful bool, timeout time.Duration) error {
-	return c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
-		_, err := yarnpb.NewAdminServiceClient(cc).Decommission(ctx, &yarnpb.DecommissionRequest{NodeIds: nodes, Graceful: graceful, TimeoutS: int64(timeout.Seconds())})
+func (c *Client) Decommission(ctx context.Context, nodes []string, graceful bool, timeout time.Duration) ([]*yarnpb.NodeChange, error) {
+	var resp *yarnpb.DecommissionResponse
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = yarnpb.NewAdminServiceClient(cc).Decommission(ctx, &yarnpb.DecommissionRequest{NodeIds: nodes, Graceful: graceful, TimeoutS: int64(timeout.Seconds())})
 		return err
 	})
+	return resp.GetNodes(), err
 }
 
-// Recommission brings decommissioning nodes back.
-func (c *Client) Recommission(ctx context.Context, nodes []string) error {
-	return c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
-		_, err := yarnpb.NewAdminServiceClient(cc).Recommission(ctx, &yarnpb.RecommissionRequest{NodeIds: nodes})
+// Recommission brings decommissioning nodes back, and decommissioned
+// ones to SHUTDOWN (they come back when their NodeManager registers).
+func (c *Client) Recommission(ctx context.Context, nodes []string) ([]*yarnpb.NodeChange, error) {
+	var resp *yarnpb.RecommissionResponse
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = yarnpb.NewAdminServiceClient(cc).Recommission(ctx, &yarnpb.RecommissionRequest{NodeIds: nodes})
 		return err
 	})
+	return resp.GetNodes(), err
 }
 
 // ServiceState returns the raft state of the replica answering.
