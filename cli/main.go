@@ -73,5 +73,8 @@ func newLogger(c *cli.Context, name string, w io.Writer) hclog.Logger {
 		Name:   name,
 		Level:  hclog.LevelFromString(c.String("log-level")),
 		Output: w,
+		// A sub-logger quieter than its parent (raft's) leaves the
+		// parent's level alone.
+		IndependentLevels: true,
 	})
 }

@@ -1,8 +1,13 @@
 package integration
 
 import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Admin commands say, node by node, what they did, and what a node
@@ -35,5 +40,52 @@ func TestAdminNodeCommandsSayWhatTheyDid(t *testing.T) {
 	}
 	if _, errs, code := c.loom("admin", "recommission", "nosuch:1"); code == 0 || !strings.Contains(errs, "nosuch:1 not found") {
 		t.Errorf("recommission of a node that is not: exit %d, %s", code, errs)
+	}
+}
+
+// A daemon started by hand says where it listens when it is up, and that
+// it stopped when it is told to.
+func TestRMSaysWhereItListensAndWhenItStops(t *testing.T) {
+	dir := t.TempDir()
+	run := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command(loomBin, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("loom %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("tls", "ca", "create")
+	run("tls", "cert", "create", "--server", "--name", "rm1", "--host", "127.0.0.1")
+	p := fixedPort(3)
+	var logs syncBuffer
+	cmd := exec.Command(loomBin, "rm", "--data-dir", filepath.Join(dir, "rm"), "--addr", fmt.Sprintf("127.0.0.1:%d", p),
+		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", p+1), "--http-addr", fmt.Sprintf("127.0.0.1:%d", p+2),
+		"--tls-ca", "ca.pem", "--tls-cert", "server-rm1.pem", "--tls-key", "server-rm1-key.pem")
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() { _ = cmd.Process.Kill() }()
+	waitFor(t, 20*time.Second, "the RM's started line", func() (bool, string) {
+		s := logs.String()
+		return strings.Contains(s, "resource manager started") && strings.Contains(s, fmt.Sprintf("listen=127.0.0.1:%d", p)) &&
+			strings.Contains(s, fmt.Sprintf("raft=127.0.0.1:%d", p+1)) && strings.Contains(s, "leadership established"), s
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("the RM exited with %v on SIGTERM", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the RM did not stop on SIGTERM")
+	}
+	if !strings.Contains(logs.String(), "resource manager stopped") {
+		t.Errorf("the RM said nothing as it stopped:\n%s", logs.String())
 	}
 }

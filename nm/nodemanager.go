@@ -286,7 +286,7 @@ func (n *NodeManager) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	n.logger.Info("node manager started", "node_id", n.nodeID, "memory_mb", n.cfg.MemoryMB, "vcores", n.cfg.VCores, "dir", n.cfg.Dir)
+	n.logger.Info("node manager started", "node_id", n.nodeID, "listen", n.ln.Addr().String(), "http", n.HTTPAddr(), "memory_mb", n.cfg.MemoryMB, "vcores", n.cfg.VCores, "dir", n.cfg.Dir)
 
 	err := n.heartbeatLoop(ctx)
 

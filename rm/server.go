@@ -314,7 +314,7 @@ func New(cfg *Config) (*Server, error) {
 	if len(cfg.Join) > 0 {
 		s.goOwned(s.joinLoop)
 	}
-	s.logger.Info("resource manager started", "addr", cfg.AdvertiseAddr, "http", s.HTTPAddr(), "data_dir", cfg.DataDir)
+	s.logger.Info("resource manager started", "addr", cfg.AdvertiseAddr, "listen", ln.Addr().String(), "raft", string(s.raftTrans.LocalAddr()), "http", s.HTTPAddr(), "data_dir", cfg.DataDir)
 	return s, nil
 }
 
@@ -392,9 +392,13 @@ func (s *Server) IsLeader() bool { return s.isLeader.Load() }
 func (s *Server) setupRaft() error {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(s.cfg.AdvertiseAddr)
+	// Raft's own chatter at warnings and above. A sub-logger shares its
+	// parent's level unless the parent has independent levels (the CLI's
+	// do); with a shared one, the RM's own lines stay at its level.
 	rc.Logger = s.cfg.Logger.Named("raft")
-	if s.cfg.Logger.GetLevel() < hclog.Warn {
+	if level := s.cfg.Logger.GetLevel(); level < hclog.Warn {
 		rc.Logger.SetLevel(hclog.Warn)
+		s.cfg.Logger.SetLevel(level) // a shared level stays the RM's
 	}
 	if t := s.cfg.RaftTimeout; t > 0 {
 		rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = t, t, t/2
