@@ -52,6 +52,7 @@ func Main(args []string) {
 		Writer:          os.Stdout,
 		ErrWriter:       os.Stderr,
 	}
+	guideUsage(app)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := app.RunContext(ctx, interspersed(app.Commands, args))
 	stop()
