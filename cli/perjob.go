@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -81,8 +82,14 @@ func runPerJob(c *cli.Context, prog client.Program) error {
 	if err != nil {
 		return err
 	}
-	if d != nil && (d.State == "FINISHED" || d.State == "FAILED" || d.State == "CANCELED") {
+	ended := d != nil && (d.State == "FINISHED" || d.State == "FAILED" || d.State == "CANCELED")
+	switch {
+	case ended:
 		fmt.Println(jobEnd(d))
+	case strings.HasPrefix(app.Diagnostics, "job "):
+		// The JobManager went with its application before the end was
+		// seen: the AM's final report says how the job ended.
+		fmt.Println("Job " + strings.TrimPrefix(app.Diagnostics, "job "))
 	}
 	fmt.Printf("Application %s %s (%s)\n", app.Id, yarnpb.StateName(app.State.String()), app.FinalStatus)
 	// The application's final status is the job's outcome, as its AM saw

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -409,16 +410,49 @@ func nodeAddr(file string) (string, error) {
 			return addr, nil
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		return "", err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	if err := os.WriteFile(file, []byte(addr+"\n"), 0o644); err != nil {
 		return "", err
 	}
 	return addr, nil
+}
+
+// freeAddr is a loopback address free now, on a port below the kernel's
+// range of ephemeral ports where one is known: the port is free only
+// until the NodeManager listens on it, and no outgoing connection of
+// another process is given a port from there meanwhile.
+func freeAddr() (string, error) {
+	if lo := ephemeralLow(); lo > 12000 {
+		for range 50 {
+			addr := fmt.Sprintf("127.0.0.1:%d", 10000+rand.IntN(lo-10000))
+			if portFree(addr) == nil {
+				return addr, nil
+			}
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// ephemeralLow is the first port of Linux's ephemeral range, 0 unknown.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0
+	}
+	lo, _ := strconv.Atoi(f[0])
+	return lo
 }
 
 type clusterPKI struct {

@@ -16,6 +16,8 @@ import (
 	"github.com/loom-project/loom/proto/flinkpb"
 	"github.com/loom-project/loom/proto/yarnpb"
 	"github.com/loom-project/loom/rm/rmclient"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // AppTerminal reports whether an application has ended.
@@ -119,6 +121,12 @@ func Follow(ctx context.Context, rm *rmclient.Client, appID, jobID string, fn fu
 				jobCtx = appCtx
 				continue
 			}
+			// A JobManager that went away (its AM ended, or a new
+			// attempt follows) is the application's report to tell;
+			// anything else is news.
+			if err != nil && jobCtx.Err() == nil && status.Code(errors.Unwrap(err)) != codes.Unavailable {
+				report("lost the job's JobManager: " + err.Error())
+			}
 			break
 		}
 	}
@@ -221,7 +229,7 @@ func followJob(ctx context.Context, rm *rmclient.Client, appID, addr, jobID stri
 		}
 	})
 	if err != nil {
-		return nil, errors.Join(errors.New("following the job at "+addr), err)
+		return nil, fmt.Errorf("following the job at %s: %w", addr, err)
 	}
 	return d, nil
 }

@@ -57,11 +57,15 @@ func tooLong(name string) bool { return len(name) > maxReportedNameLen }
 
 // checkpointed records the alignment and start delay of the attempt's
 // latest checkpoint acknowledgement as its task metrics.
+// The counts are copied, never changed in place: job details handed out
+// share them.
 func (t *subtask) checkpointed(alignment, startDelay time.Duration) {
-	if t.io == nil {
-		t.io = &flinkpb.IOMetrics{}
+	m := &flinkpb.IOMetrics{}
+	if t.io != nil {
+		m = proto.Clone(t.io).(*flinkpb.IOMetrics)
 	}
-	t.io.CheckpointAlignmentNs, t.io.CheckpointStartDelayNs = alignment.Nanoseconds(), startDelay.Nanoseconds()
+	m.CheckpointAlignmentNs, m.CheckpointStartDelayNs = alignment.Nanoseconds(), startDelay.Nanoseconds()
+	t.io = m
 }
 
 // enter moves the attempt to state at now.
