@@ -282,11 +282,12 @@ func runCommand() *cli.Command {
 		Usage:     "run a job program (its flags and arguments follow it)",
 		ArgsUsage: "ARTIFACT [ARGS...]",
 		Description: "Targets:\n" +
-			"   per-job  an application of its own on the cluster (--rm host:port): a JobManager and the TaskManagers the job needs\n" +
-			"   session  a running session cluster (--session APP, or your one session)\n" +
-			"   remote   submit to a running JobManager (--jobmanager host:port)",
+			"   per-job      an application of its own on the cluster (--rm host:port): a JobManager and the TaskManagers the job needs\n" +
+			"   application  as per-job, with the program's main run on the cluster: its ApplicationMaster plans the job, the client ships only the program\n" +
+			"   session      a running session cluster (--session APP, or your one session)\n" +
+			"   remote       submit to a running JobManager (--jobmanager host:port)",
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "target", Aliases: []string{"t"}, Value: "remote", Usage: "where the job runs: per-job, session or remote"},
+			&cli.StringFlag{Name: "target", Aliases: []string{"t"}, Value: "remote", Usage: "where the job runs: per-job, application, session or remote"},
 			&cli.StringFlag{Name: "session", Usage: "session: the session cluster's application id (default: your one running session)"},
 			jobmanagerFlag,
 			&cli.IntFlag{Name: "parallelism", Aliases: []string{"p"}, Usage: "default parallelism of the job's operators", DefaultText: "the program's"},
@@ -301,16 +302,16 @@ func runCommand() *cli.Command {
 		}, perJobFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() < 1 {
-				return errors.New("expected the job program: loom run [-t per-job|session|remote] [-p N] [-d] ARTIFACT [ARGS...]")
+				return errors.New("expected the job program: loom run [-t per-job|application|session|remote] [-p N] [-d] ARTIFACT [ARGS...]")
 			}
 			target := c.String("target")
-			if c.IsSet("web-dir") && target != "per-job" {
+			if c.IsSet("web-dir") && target != "per-job" && target != "application" {
 				return errdefs.InvalidArgument("--web-dir ships a dashboard with a per-job application; a session's is given to `loom session start --web-dir`, a standalone JobManager's to `loom jobmanager --web-dir`")
 			}
 			switch target {
-			case "remote", "per-job", "session":
+			case "remote", "per-job", "application", "session":
 			default:
-				return fmt.Errorf("target %q: want per-job, session or remote", target)
+				return fmt.Errorf("target %q: want per-job, application, session or remote", target)
 			}
 			prog := client.Program{Path: c.Args().First(), Args: c.Args().Tail(), Env: map[string]string{}}
 			// The job's relative paths are this directory's, wherever
@@ -335,8 +336,8 @@ func runCommand() *cli.Command {
 				prog.Path = abs
 			}
 			switch target {
-			case "per-job":
-				return runPerJob(c, prog)
+			case "per-job", "application":
+				return runPerJob(c, prog, target == "application")
 			case "session":
 				addr, trust, err := sessionJobManager(c)
 				if err != nil {

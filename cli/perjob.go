@@ -10,6 +10,7 @@ import (
 
 	"github.com/loom-project/loom/am/flink"
 	"github.com/loom-project/loom/flinkrt/client"
+	"github.com/loom-project/loom/proto/flinkpb"
 	"github.com/loom-project/loom/proto/yarnpb"
 	"github.com/loom-project/loom/rm/rmclient"
 )
@@ -33,8 +34,9 @@ func perJobFlags() []cli.Flag {
 }
 
 // runPerJob plans the program, submits it as an application of its own
-// and, attached, follows it to its end.
-func runPerJob(c *cli.Context, prog client.Program) error {
+// and, attached, follows it to its end. In application mode (onCluster)
+// the program is not run here: its AM plans the job.
+func runPerJob(c *cli.Context, prog client.Program, onCluster bool) error {
 	began := time.Now()
 	step := func(msg string) {
 		fmt.Printf("[%7.3fs] %s\n", time.Since(began).Seconds(), msg)
@@ -48,12 +50,15 @@ func runPerJob(c *cli.Context, prog client.Program) error {
 	if err := opts.Validate(); err != nil {
 		return err
 	}
-	jg, err := client.Plan(c.Context, prog)
-	if err != nil {
-		return err
-	}
-	if p := jg.Config["parallelism.default"]; p != "" {
-		prog.Env["LOOM_PARALLELISM"] = p
+	var jg *flinkpb.JobGraph
+	if !onCluster {
+		var err error
+		if jg, err = client.Plan(c.Context, prog); err != nil {
+			return err
+		}
+		if p := jg.Config["parallelism.default"]; p != "" {
+			prog.Env["LOOM_PARALLELISM"] = p
+		}
 	}
 	rm, err := rmClient(c)
 	if err != nil {
@@ -61,10 +66,15 @@ func runPerJob(c *cli.Context, prog client.Program) error {
 	}
 	defer rm.Close()
 	detached := c.Bool("detached")
-	if !detached {
-		step(fmt.Sprintf("planned job %s: %d slots", jg.Name, jg.Slots))
+	var sub *flink.Submission
+	if onCluster {
+		sub, err = flink.SubmitApplication(c.Context, rm, prog, opts)
+	} else {
+		if !detached {
+			step(fmt.Sprintf("planned job %s: %d slots", jg.Name, jg.Slots))
+		}
+		sub, err = flink.SubmitPerJob(c.Context, rm, prog, jg, opts)
 	}
-	sub, err := flink.SubmitPerJob(c.Context, rm, prog, jg, opts)
 	if err != nil {
 		return err
 	}
@@ -77,7 +87,11 @@ func runPerJob(c *cli.Context, prog client.Program) error {
 		return nil
 	}
 	step(fmt.Sprintf("staged the program, its job graph and loom in %s", sub.Staged.Round(time.Millisecond)))
-	step(fmt.Sprintf("submitted application %s with job %s: 1 JobManager, %d TaskManagers of %d slots", sub.AppID, sub.JobID, sub.TaskManagers, opts.SlotsPerTM))
+	if onCluster {
+		step(fmt.Sprintf("submitted application %s with job %s: its ApplicationMaster plans the job, then runs it", sub.AppID, sub.JobID))
+	} else {
+		step(fmt.Sprintf("submitted application %s with job %s: 1 JobManager, %d TaskManagers of %d slots", sub.AppID, sub.JobID, sub.TaskManagers, opts.SlotsPerTM))
+	}
 	d, app, err := flink.Follow(c.Context, rm, sub.AppID, sub.JobID, step)
 	if err != nil {
 		return err
@@ -134,7 +148,7 @@ func amCommand() *cli.Command {
 		Name:  "am",
 		Usage: "run the Flink ApplicationMaster (inside an AM container; `loom run -t per-job` and `loom session start` start it)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "mode", Value: flink.ModePerJob, Usage: "per-job or session"},
+			&cli.StringFlag{Name: "mode", Value: flink.ModePerJob, Usage: "per-job, application or session"},
 			&cli.StringFlag{Name: "job", Value: "job.pb", Usage: "per-job: the job to run (a staged SubmitJobRequest)"},
 			&cli.StringFlag{Name: "artifact", Value: "job", Usage: "per-job: the job's program"},
 			&cli.IntFlag{Name: "slots-per-tm", Value: 1, Usage: "slots of each TaskManager"},

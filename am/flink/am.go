@@ -68,6 +68,9 @@ func finalStatus(state string) yarnpb.FinalStatus {
 const (
 	ModePerJob  = "per-job"
 	ModeSession = "session"
+	// ModeApplication is per-job with the program's main run in the AM:
+	// the AM plans the job itself.
+	ModeApplication = "application"
 )
 
 // RunAM runs the Flink AM of the attempt named in the environment
@@ -82,8 +85,8 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 	if attemptID == "" || addrs == "" {
 		return errors.New("`loom am` runs inside an AM container (LOOM_APP_ATTEMPT_ID and LOOM_RM_ADDRS are not set); use `loom run -t per-job` or `loom session start` to start one")
 	}
-	if cfg.Mode != ModePerJob && cfg.Mode != ModeSession {
-		return fmt.Errorf("mode %q: want %s or %s", cfg.Mode, ModePerJob, ModeSession)
+	if cfg.Mode != ModePerJob && cfg.Mode != ModeSession && cfg.Mode != ModeApplication {
+		return fmt.Errorf("mode %q: want %s, %s or %s", cfg.Mode, ModePerJob, ModeApplication, ModeSession)
 	}
 	if cfg.Out == nil {
 		cfg.Out = os.Stdout
@@ -98,21 +101,21 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 		}
 		cfg.TaskManager.Resources, cfg.TaskManager.Artifacts = res, artifacts
 	}
-	if cfg.Mode == ModePerJob && len(cfg.TaskManager.Artifacts) == 0 {
+	if cfg.Mode != ModeSession && len(cfg.TaskManager.Artifacts) == 0 {
 		return errors.New(EnvTaskManagerResources + " names no job artifact for the TaskManagers")
 	}
 	if cfg.TaskManager.Slots < 1 || cfg.TaskManager.MemoryMB < 1 || cfg.TaskManager.VCores < 1 {
 		return fmt.Errorf("TaskManagers need at least 1 slot, 1 MB and 1 vcore (got %d, %d, %d)", cfg.TaskManager.Slots, cfg.TaskManager.MemoryMB, cfg.TaskManager.VCores)
 	}
 	var job *flinkpb.SubmitJobRequest
-	if cfg.Mode == ModePerJob {
+	if cfg.Mode != ModeSession {
 		b, err := os.ReadFile(cfg.JobFile)
 		if err != nil {
 			return fmt.Errorf("reading the job: %w", err)
 		}
 		job = &flinkpb.SubmitJobRequest{}
-		if err := proto.Unmarshal(b, job); err != nil || job.JobGraph == nil || job.JobId == "" {
-			return fmt.Errorf("%s is not a job: %v", cfg.JobFile, err)
+		if err := proto.Unmarshal(b, job); err != nil || job.JobId == "" || (job.JobGraph == nil) != (cfg.Mode == ModeApplication) {
+			return fmt.Errorf("%s is not a %s job: %v", cfg.JobFile, cfg.Mode, err)
 		}
 	}
 	id, creds, err := containerIdentity()
@@ -164,6 +167,13 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 		<-jmDone
 	}()
 	var j *jobmanager.JobMaster
+	if cfg.Mode == ModeApplication {
+		jg, err := planOnCluster(ctx, cfg, job)
+		if err != nil {
+			return a.unregisterFailed(ctx, err.Error())
+		}
+		job.JobGraph = jg
+	}
 	if job != nil {
 		// The job goes in before the AM registers, so that whoever finds
 		// the JobManager through the RM finds the job, and the first

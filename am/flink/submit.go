@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/loom-project/loom/flinkrt/client"
 	"github.com/loom-project/loom/flinkrt/jobmanager"
 	"github.com/loom-project/loom/flinkrt/state/storage"
+	"github.com/loom-project/loom/flinkrt/worker"
 	"github.com/loom-project/loom/proto/flinkpb"
 	"github.com/loom-project/loom/proto/yarnpb"
 	"github.com/loom-project/loom/rm/rmclient"
@@ -81,6 +83,20 @@ func (o *Options) Validate() error {
 // loom binary, through the RM's staging store) and submits the
 // application whose AM runs it.
 func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program, jg *flinkpb.JobGraph, o Options) (*Submission, error) {
+	return submit(ctx, rm, prog, jg, o)
+}
+
+// SubmitApplication submits the program in application mode: only the
+// program and its arguments are shipped, and the AM plans the job itself
+// (runs the program's main) before its JobManager runs it, as Flink's
+// yarn-application target.
+func SubmitApplication(ctx context.Context, rm *rmclient.Client, prog client.Program, o Options) (*Submission, error) {
+	return submit(ctx, rm, prog, nil, o)
+}
+
+// submit stages the program and submits its application: per-job with
+// the graph the client planned, in application mode without one.
+func submit(ctx context.Context, rm *rmclient.Client, prog client.Program, jg *flinkpb.JobGraph, o Options) (*Submission, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -127,7 +143,7 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 	}
 	jobRes, err := stageBytes(ctx, rm, app.StagingUrl, req, "job.pb")
 	if err != nil {
-		return nil, fmt.Errorf("staging the job graph: %w", err)
+		return nil, fmt.Errorf("staging the job: %w", err)
 	}
 	staged := time.Since(began)
 
@@ -135,12 +151,16 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 	if err != nil {
 		return nil, err
 	}
-	creds, err := objectStoreCredentials(usesObjectStore(jg.Config))
+	mode, conf := ModePerJob, jg.GetConfig()
+	if jg == nil {
+		mode, conf = ModeApplication, ConfigLines(prog.Env[worker.EnvConfig])
+	}
+	creds, err := objectStoreCredentials(usesObjectStore(conf))
 	if err != nil {
 		return nil, err
 	}
 	amRes := []*yarnpb.LocalResource{loomRes, progRes, jobRes}
-	cmd := append([]string{"./loom", "am", "--mode", ModePerJob, "--job", "job.pb", "--artifact", "job"}, o.amFlags()...)
+	cmd := append([]string{"./loom", "am", "--mode", mode, "--job", "job.pb", "--artifact", "job"}, o.amFlags()...)
 	if o.WebDir != "" {
 		web, err := stageWebDir(ctx, rm, app.StagingUrl, o.WebDir)
 		if err != nil {
@@ -151,7 +171,10 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 	}
 	name := o.Name
 	if name == "" {
-		name = jg.Name
+		name = jg.GetName()
+	}
+	if name == "" {
+		name = filepath.Base(prog.Path)
 	}
 	err = rm.Submit(ctx, &yarnpb.ApplicationSubmissionContext{
 		ApplicationId: app.ApplicationId,
@@ -161,7 +184,7 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 		User:          rm.User(),
 		Priority:      o.Priority,
 		MaxAttempts:   o.MaxAttempts,
-		Tags:          []string{"per-job", "flink-job-id:" + jobID},
+		Tags:          []string{mode, "flink-job-id:" + jobID},
 		// A new AM attempt takes over the TaskManagers of the last one,
 		// which find its JobManager through the RM.
 		KeepContainersAcrossAttempts: true,
@@ -176,8 +199,20 @@ func SubmitPerJob(ctx context.Context, rm *rmclient.Client, prog client.Program,
 	if err != nil {
 		return nil, err
 	}
-	slots := int(jg.Slots)
+	slots := int(jg.GetSlots())
 	return &Submission{AppID: app.ApplicationId, JobID: jobID, TaskManagers: (slots + o.SlotsPerTM - 1) / o.SlotsPerTM, Staged: staged}, nil
+}
+
+// ConfigLines reads the job configuration given at run time (key=value
+// lines, worker.EnvConfig).
+func ConfigLines(s string) map[string]string {
+	conf := map[string]string{}
+	for _, line := range strings.Split(s, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			conf[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	return conf
 }
 
 // usesObjectStore reports whether a job's configuration keeps its
