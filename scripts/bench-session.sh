@@ -20,7 +20,7 @@ measure() {
 	for r in $(seq "$runs"); do
 		sleep "$2"
 		start=$(date +%H:%M:%S.%3N)
-		out=$(bin/loom run -t session --session "$1" -p 2 bin/examples/topspeedwindow --duration 1s --output "$dir/out")
+		out=$(bin/loom run -t session --session "$1" -p 2 bin/examples/topspeedwindow --duration 1s --output "$dir/out" --overwrite)
 		running=$(sed -n 's/^\([0-9:.]*\)  all [0-9]* tasks RUNNING$/\1/p' <<<"$out")
 		[ -n "$running" ] || { echo "$out"; exit 1; }
 		echo $(($(ms "$running") - $(ms "$start"))) >>"$dir/times"
