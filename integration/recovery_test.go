@@ -411,6 +411,11 @@ func (c *cluster) killATaskManagerAndFinish(r *attachedRun, want map[string]int,
 	}
 	t.Logf("run:\n%s", r.out.String())
 	checkExactlyOnce(t, output, want)
+	// A job that recovered and finished did not fail: its application's
+	// diagnostics say how it ended, not what it recovered from.
+	if a := c.app(r.id); a.FinalStatus != "SUCCEEDED" || !regexp.MustCompile(`FINISHED \(after \d+ restarts?\)$`).MatchString(a.Diagnostics) || strings.Contains(a.Diagnostics, "TaskManager") {
+		t.Errorf("the recovered job's application: %s, %q", a.FinalStatus, a.Diagnostics)
+	}
 	c.waitNoProcessOf(r.id)
 }
 
@@ -442,6 +447,7 @@ func TestPerJobRecoversFromWorkerKill(t *testing.T) {
 // every word is counted exactly once.
 func TestPerJobRecoversFromAMKill(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 3})
+	started := time.Now()
 	r, want, output := recoveryRun(t, c, "3ms")
 	tms := appProcsRunning(r.id, "loom taskmanager")
 	if len(tms) != 2 {
@@ -462,6 +468,12 @@ func TestPerJobRecoversFromAMKill(t *testing.T) {
 		t.Errorf("run's output does not show a second attempt finishing the job:\n%s", out)
 	}
 	t.Logf("run:\n%s", out)
+	// The job's time is the whole job's, both attempts'.
+	if m := regexp.MustCompile(`FINISHED after (\S+)`).FindStringSubmatch(out); m == nil {
+		t.Errorf("no job duration in the run's output")
+	} else if d, err := time.ParseDuration(m[1]); err != nil || d < time.Since(started)-5*time.Second || d > time.Since(started) {
+		t.Errorf("the job took %s by its end line, %s since the run started: want both attempts counted", m[1], time.Since(started).Round(time.Millisecond))
+	}
 	checkExactlyOnce(t, output, want)
 	if _, n := countRoles(c.app(r.id)); n != 2 {
 		t.Errorf("%d TaskManager containers, want the first attempt's 2 kept", n)

@@ -261,12 +261,17 @@ func (a *am) runJob(ctx context.Context, j *jobmanager.JobMaster) error {
 		}
 		j.Wait(ctx, d.Version+1, time.Second)
 	}
+	// A job that restarted and then finished did not fail: its earlier
+	// failure is no part of how it ended.
 	diag := fmt.Sprintf("job %s %s", d.JobId, d.State)
 	switch {
 	case d.EndReason != "":
 		diag += ": " + d.EndReason
-	case d.Failure != "":
+	case d.State == jobmanager.JobFailed && d.Failure != "":
 		diag += ": " + d.Failure
+	}
+	if d.Restarts > 0 && d.State != jobmanager.JobFailed {
+		diag += " (after " + plural(int(d.Restarts), "restart") + ")"
 	}
 	fmt.Fprintf(a.cfg.Out, "flink-am: %s\n", diag)
 	return a.finish(ctx, finalStatus(d.State), diag)

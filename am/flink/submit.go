@@ -138,7 +138,7 @@ func submit(ctx context.Context, rm *rmclient.Client, prog client.Program, jg *f
 	}
 	jobID := jobmanager.NewJobID()
 	req := &flinkpb.SubmitJobRequest{
-		JobGraph: jg, JobId: jobID, Args: prog.Args, Env: prog.Env,
+		JobGraph: jg, JobId: jobID, Args: prog.Args, Env: prog.Env, SubmittedMs: began.UnixMilli(),
 		Artifact: &flinkpb.BlobKey{Sha256: progRes.Sha256, Size: progRes.Size},
 	}
 	jobRes, err := stageBytes(ctx, rm, app.StagingUrl, req, "job.pb")

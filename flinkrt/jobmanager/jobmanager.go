@@ -398,6 +398,13 @@ func (jm *JobManager) SubmitJob(_ context.Context, req *flinkpb.SubmitJobRequest
 		return nil, status.Errorf(codes.InvalidArgument, "job %s: %v", id, err)
 	}
 	j.conns = jm.conns
+	// A job resubmitted by a new AM attempt started when its client
+	// submitted it; a time from the future or older than a month is not
+	// taken.
+	if at := time.UnixMilli(req.SubmittedMs); req.SubmittedMs > 0 && at.Before(j.start) && time.Since(at) < 30*24*time.Hour {
+		j.start = at
+		j.timestamps[JobCreated] = req.SubmittedMs
+	}
 	jm.jobs[id] = j
 	jm.order = append(jm.order, id)
 	ctx := jm.ctx

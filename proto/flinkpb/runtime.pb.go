@@ -769,7 +769,11 @@ type SubmitJobRequest struct {
 	// Environment the program was planned with (LOOM_PARALLELISM, ...).
 	Env map[string]string `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Optional: a job id chosen by the client (32 hex digits).
-	JobId         string `protobuf:"bytes,5,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	JobId string `protobuf:"bytes,5,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Optional: when the client submitted the job (epoch ms). A later AM
+	// attempt's JobManager counts the job's time from it, so a job's
+	// duration is the whole job's, not its last attempt's.
+	SubmittedMs   int64 `protobuf:"varint,6,opt,name=submitted_ms,json=submittedMs,proto3" json:"submitted_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -837,6 +841,13 @@ func (x *SubmitJobRequest) GetJobId() string {
 		return x.JobId
 	}
 	return ""
+}
+
+func (x *SubmitJobRequest) GetSubmittedMs() int64 {
+	if x != nil {
+		return x.SubmittedMs
+	}
+	return 0
 }
 
 type SubmitJobResponse struct {
@@ -4576,13 +4587,14 @@ const file_proto_flinkpb_runtime_proto_rawDesc = "" +
 	"\x06frames\x18\x01 \x03(\tR\x06frames\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\x12\x16\n" +
 	"\x06parked\x18\x03 \x01(\bR\x06parked\"\a\n" +
-	"\x05Empty\"\x92\x02\n" +
+	"\x05Empty\"\xb5\x02\n" +
 	"\x10SubmitJobRequest\x121\n" +
 	"\tjob_graph\x18\x01 \x01(\v2\x14.loom.flink.JobGraphR\bjobGraph\x12/\n" +
 	"\bartifact\x18\x02 \x01(\v2\x13.loom.flink.BlobKeyR\bartifact\x12\x12\n" +
 	"\x04args\x18\x03 \x03(\tR\x04args\x127\n" +
 	"\x03env\x18\x04 \x03(\v2%.loom.flink.SubmitJobRequest.EnvEntryR\x03env\x12\x15\n" +
-	"\x06job_id\x18\x05 \x01(\tR\x05jobId\x1a6\n" +
+	"\x06job_id\x18\x05 \x01(\tR\x05jobId\x12!\n" +
+	"\fsubmitted_ms\x18\x06 \x01(\x03R\vsubmittedMs\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"*\n" +
