@@ -715,15 +715,23 @@ func jobDuration(j *flinkpb.JobDetails) time.Duration {
 	return (time.Duration(end-j.StartTimeMs) * time.Millisecond).Round(time.Millisecond)
 }
 
+// jobJSON is a job as `loom job list -o json` prints it: with the names
+// of Flink's REST API (/jobs/overview, /jobs/:jid/exceptions,
+// /jobs/:jid/checkpoints) where it has them, and loom's own in its style.
 func jobJSON(j *flinkpb.JobDetails) map[string]any {
 	running, total := client.TaskTally(j)
+	latest := map[string]any{}
+	if cp := j.Checkpoints; cp.GetLastId() > 0 {
+		latest["completed"] = map[string]any{"id": cp.LastId, "latest_ack_timestamp": cp.LastTimeMs, "external_path": cp.LastPath}
+	}
 	return map[string]any{
-		"id": j.JobId, "name": j.Name, "state": j.State, "start_time_ms": j.StartTimeMs, "end_time_ms": j.EndTimeMs,
-		"duration_ms": jobDuration(j).Milliseconds(), "tasks_running": running, "tasks_total": total, "slots": j.Slots,
-		"failure": j.Failure, "diagnostic": j.Diagnostic, "end_reason": j.EndReason, "restarts": j.Restarts,
+		"jid": j.JobId, "name": j.Name, "state": j.State, "start-time": j.StartTimeMs, "end-time": j.EndTimeMs,
+		"duration": jobDuration(j).Milliseconds(), "tasks": map[string]any{"running": running, "total": total}, "slots": j.Slots,
+		"root-exception": j.Failure, "diagnostic": j.Diagnostic, "end-reason": j.EndReason, "restarts": j.Restarts,
 		"checkpoints": map[string]any{
-			"enabled": j.Checkpoints.GetEnabled(), "completed": j.Checkpoints.GetCompleted(), "failed": j.Checkpoints.GetFailed(),
-			"last_id": j.Checkpoints.GetLastId(), "last_time_ms": j.Checkpoints.GetLastTimeMs(), "last_path": j.Checkpoints.GetLastPath(),
+			"enabled": j.Checkpoints.GetEnabled(),
+			"counts":  map[string]any{"completed": j.Checkpoints.GetCompleted(), "failed": j.Checkpoints.GetFailed()},
+			"latest":  latest,
 		},
 	}
 }

@@ -183,18 +183,26 @@ func (s *standalone) waitTaskManagers(n int) {
 }
 
 type jobJSON struct {
-	ID          string `json:"id"`
-	Name        string `json:"name"`
-	State       string `json:"state"`
-	Failure     string `json:"failure"`
-	Diag        string `json:"diagnostic"`
-	Running     int    `json:"tasks_running"`
-	Total       int    `json:"tasks_total"`
-	Restarts    int    `json:"restarts"`
+	ID       string `json:"jid"`
+	Name     string `json:"name"`
+	State    string `json:"state"`
+	Failure  string `json:"root-exception"`
+	Diag     string `json:"diagnostic"`
+	Restarts int    `json:"restarts"`
+	Tasks    struct {
+		Running int `json:"running"`
+		Total   int `json:"total"`
+	} `json:"tasks"`
 	Checkpoints struct {
-		Completed int    `json:"completed"`
-		LastID    int    `json:"last_id"`
-		LastPath  string `json:"last_path"`
+		Counts struct {
+			Completed int `json:"completed"`
+		} `json:"counts"`
+		Latest struct {
+			Completed struct {
+				ID   int    `json:"id"`
+				Path string `json:"external_path"`
+			} `json:"completed"`
+		} `json:"latest"`
 	} `json:"checkpoints"`
 }
 
@@ -529,7 +537,7 @@ func (s *standalone) checkLogs(t *testing.T, tms map[string]bool) {
 func TestJobCancel(t *testing.T) {
 	s := startStandalone(t, 1, 2)
 	id := strings.TrimSpace(s.mustLoom("run", "-d", "-p", "2", topspeedBin, "--duration", "0"))
-	s.waitJob(id, func(j jobJSON) bool { return j.State == "RUNNING" && j.Running == j.Total }, "all tasks RUNNING")
+	s.waitJob(id, func(j jobJSON) bool { return j.State == "RUNNING" && j.Tasks.Running == j.Tasks.Total }, "all tasks RUNNING")
 	// The TaskManager's own Prometheus metrics: its subtasks' counts, by
 	// Flink's reporter's names, and its slots.
 	url := s.tmMetricsURL(0)
@@ -570,7 +578,7 @@ func TestJobCancel(t *testing.T) {
 func TestTaskManagerKilledFailsTheJob(t *testing.T) {
 	s := startStandalone(t, 2, 2)
 	id := strings.TrimSpace(s.mustLoom("run", "-d", "-p", "4", topspeedBin, "--duration", "0", "--num-cars", "8"))
-	s.waitJob(id, func(j jobJSON) bool { return j.State == "RUNNING" && j.Running == j.Total }, "all tasks RUNNING")
+	s.waitJob(id, func(j jobJSON) bool { return j.State == "RUNNING" && j.Tasks.Running == j.Tasks.Total }, "all tasks RUNNING")
 	if err := s.tms[0].Process.Kill(); err != nil {
 		t.Fatal(err)
 	}

@@ -298,7 +298,7 @@ func TestNetnsReplicasAcrossHosts(t *testing.T) {
 	r := c.runAttached("-p", "2", "--slots-per-tm", "1", "--checkpoint-interval", "100ms", "--checkpoint-dir", bucket+"/checkpoints",
 		"--restart-strategy", "fixed-delay", "-D", "restart-strategy.fixed-delay.attempts=3", "-D", "restart-strategy.fixed-delay.delay=100ms",
 		wordcountBin, "--input", input, "--output", output, "--line-delay", "3ms")
-	c.waitAppJob(r.id, func(j jobJSON) bool { return j.Checkpoints.Completed >= 2 }, "two checkpoints completed")
+	c.waitAppJob(r.id, func(j jobJSON) bool { return j.Checkpoints.Counts.Completed >= 2 }, "two checkpoints completed")
 	for _, ct := range c.app(r.id).Containers {
 		if strings.HasPrefix(ct.NodeID, "127.") {
 			t.Fatalf("container %s on node %s: a loopback address", ct.ID, ct.NodeID)

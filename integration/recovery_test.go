@@ -69,7 +69,7 @@ func recoveryRunIn(t *testing.T, c *cluster, checkpointDir, lineDelay string, ex
 		"-D", "state.checkpoints.num-retained=100"}, extra...)
 	args = append(args, wordcountBin, "--input", input, "--output", output, "--line-delay", lineDelay)
 	r := c.runAttached(args...)
-	j := c.waitAppJob(r.id, func(j jobJSON) bool { return j.Checkpoints.Completed >= 2 }, "two checkpoints completed")
+	j := c.waitAppJob(r.id, func(j jobJSON) bool { return j.Checkpoints.Counts.Completed >= 2 }, "two checkpoints completed")
 	web := regexp.MustCompile(`http://[0-9.:]+`).FindString(r.out.String())
 	checkCheckpointsREST(t, web, j.ID)
 	token := regexp.MustCompile(`/\?token=([0-9a-f]+)`).FindStringSubmatch(r.out.String())
@@ -691,7 +691,7 @@ func regionFailover(t *testing.T, victim string) {
 	r := c.runAttached("-p", "4", "--slots-per-tm", "2", "--checkpoint-interval", "100ms", "--checkpoint-dir", filepath.Join(c.dir, "checkpoints"),
 		"--restart-strategy", "fixed-delay", "-D", "restart-strategy.fixed-delay.attempts=3", "-D", "restart-strategy.fixed-delay.delay=100ms",
 		grepBin, "--input", input, "--output", output, "--line-delay", "3ms", "[02468]$")
-	j := c.waitAppJob(r.id, func(j jobJSON) bool { return j.Checkpoints.Completed >= 2 }, "two checkpoints completed")
+	j := c.waitAppJob(r.id, func(j jobJSON) bool { return j.Checkpoints.Counts.Completed >= 2 }, "two checkpoints completed")
 	web := regexp.MustCompile(`http://[0-9.:]+`).FindString(r.out.String())
 	before := subtasksOf(t, web, j.ID)
 	victims := appProcsRunning(r.id, victim)
@@ -776,7 +776,7 @@ func TestSavepointRestoresAtAnotherParallelism(t *testing.T) {
 	want := writeWords(t, input)
 	r := c.runAttached("-p", "2", "--slots-per-tm", "2", "--checkpoint-interval", "100ms", "--checkpoint-dir", filepath.Join(c.dir, "checkpoints"),
 		wordcountBin, "--input", input, "--output", output, "--line-delay", "5ms")
-	j := c.waitAppJob(r.id, func(j jobJSON) bool { return j.Checkpoints.Completed >= 2 }, "two checkpoints completed")
+	j := c.waitAppJob(r.id, func(j jobJSON) bool { return j.Checkpoints.Counts.Completed >= 2 }, "two checkpoints completed")
 	out := c.mustLoom("job", "stop", "--app", r.id, "--savepoint-dir", filepath.Join(c.dir, "savepoints"), j.ID)
 	m := savepointPathRe.FindStringSubmatch(out)
 	if m == nil {
