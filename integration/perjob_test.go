@@ -153,7 +153,9 @@ func TestPerJobWordCount(t *testing.T) {
 func TestPerJobDetachedThenAppKill(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 3})
 	id := c.runDetached("-p", "2", topspeedBin, "--duration", "0", "--output", filepath.Join(c.dir, "out"))
-	c.waitAppJob(id, func(j jobJSON) bool { return j.State == "RUNNING" && j.Tasks.Running == j.Tasks.Total && j.Tasks.Total > 0 }, "all tasks RUNNING")
+	c.waitAppJob(id, func(j jobJSON) bool {
+		return j.State == "RUNNING" && j.Tasks.Running == j.Tasks.Total && j.Tasks.Total > 0
+	}, "all tasks RUNNING")
 	if status := c.mustLoom("app", "status", id); !strings.Contains(status, "AM (JobManager)") || strings.Count(status, "TaskManager ") != 2 {
 		t.Errorf("app status does not show the AM and 2 TaskManagers:\n%s", status)
 	}
@@ -229,7 +231,9 @@ func (c *cluster) runAttached(args ...string) *attachedRun {
 		r.id = appIDRe.FindString(r.out.String())
 		return r.id != "", r.out.String()
 	})
-	c.waitAppJob(r.id, func(j jobJSON) bool { return j.State == "RUNNING" && j.Tasks.Running == j.Tasks.Total && j.Tasks.Total > 0 }, "all tasks RUNNING")
+	c.waitAppJob(r.id, func(j jobJSON) bool {
+		return j.State == "RUNNING" && j.Tasks.Running == j.Tasks.Total && j.Tasks.Total > 0
+	}, "all tasks RUNNING")
 	return r
 }
 
@@ -326,7 +330,9 @@ func TestPerJobAMKilled(t *testing.T) {
 		_ = json.Unmarshal([]byte(c.mustLoom("app", "status", id, "-o", "json")), &attempts)
 		return len(attempts.Attempts) == 2, fmt.Sprintf("%+v", attempts)
 	})
-	again := c.waitAppJob(id, func(j jobJSON) bool { return j.State == "RUNNING" && j.Tasks.Running == j.Tasks.Total && j.Tasks.Total > 0 }, "the job RUNNING in the second attempt")
+	again := c.waitAppJob(id, func(j jobJSON) bool {
+		return j.State == "RUNNING" && j.Tasks.Running == j.Tasks.Total && j.Tasks.Total > 0
+	}, "the job RUNNING in the second attempt")
 	if again.ID != first.ID {
 		t.Errorf("the second attempt runs job %s, want %s", again.ID, first.ID)
 	}
