@@ -2,9 +2,7 @@ package jobmanager
 
 import (
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -101,8 +99,6 @@ type operatorCollector struct{ jm *JobManager }
 
 func (operatorCollector) Describe(chan<- *prometheus.Desc) {}
 
-var operatorLabels = append(slices.Clone(taskLabels), "operator_name")
-
 func (c operatorCollector) Collect(ch chan<- prometheus.Metric) {
 	descs := map[string]*prometheus.Desc{}
 	for _, j := range c.jm.Jobs() {
@@ -112,20 +108,8 @@ func (c operatorCollector) Collect(ch chan<- prometheus.Metric) {
 				if t.Metrics == nil {
 					continue
 				}
-				for name, x := range t.Metrics.UserMetrics {
-					op, metric, ok := strings.Cut(name, ".")
-					if !ok {
-						continue
-					}
-					fq := "flink_taskmanager_job_task_operator_" + metricnames.PromName(metric)
-					desc, ok := descs[fq]
-					if !ok {
-						desc = prometheus.NewDesc(fq, "A metric a job's function registered, as its worker last reported.", operatorLabels, nil)
-						descs[fq] = desc
-					}
-					ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, x,
-						d.JobId, d.Name, v.Id, v.Name, strconv.Itoa(int(t.Index)), strconv.Itoa(int(t.Attempt)), t.TaskManagerId, op)
-				}
+				metricnames.OperatorMetrics(ch, descs, t.Metrics.UserMetrics, taskLabels,
+					d.JobId, d.Name, v.Id, v.Name, strconv.Itoa(int(t.Index)), strconv.Itoa(int(t.Attempt)), t.TaskManagerId)
 			}
 		}
 	}

@@ -5,7 +5,10 @@ package metricnames
 
 import (
 	"math"
+	"slices"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/loom-project/loom/proto/flinkpb"
 )
@@ -70,4 +73,25 @@ func PromName(s string) string {
 		}
 		return '_'
 	}, s)
+}
+
+// OperatorMetrics sends the metrics a subtask's functions registered
+// (user, by "<operator>.<group…>.<name>") as Flink's Prometheus reporter
+// names an operator's: flink_taskmanager_job_task_operator_<group…>_<name>,
+// labelled with labels (of the names labelNames, the task's) and
+// operator_name. descs holds one Desc per series name for a scrape.
+func OperatorMetrics(ch chan<- prometheus.Metric, descs map[string]*prometheus.Desc, user map[string]float64, labelNames []string, labels ...string) {
+	for name, x := range user {
+		op, metric, ok := strings.Cut(name, ".")
+		if !ok {
+			continue
+		}
+		fq := "flink_taskmanager_job_task_operator_" + PromName(metric)
+		d, ok := descs[fq]
+		if !ok {
+			d = prometheus.NewDesc(fq, "A metric a job's function registered, as its worker last reported.", append(slices.Clone(labelNames), "operator_name"), nil)
+			descs[fq] = d
+		}
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, x, append(slices.Clone(labels), op)...)
+	}
 }

@@ -28,13 +28,12 @@ var (
 	tmTaskLabels = []string{"job_id", "job_name", "task_id", "task_name", "subtask_index", "task_attempt_num", "tm_id"}
 	tmTaskDescs  = map[string]*prometheus.Desc{}
 
-	tmHeapUsed  = prometheus.NewDesc("flink_taskmanager_Status_JVM_Memory_Heap_Used", "Heap in use of the TaskManager's processes (its own and its job workers').", []string{"tm_id"}, nil)
-	tmHeapCom   = prometheus.NewDesc("flink_taskmanager_Status_JVM_Memory_Heap_Committed", "Heap the TaskManager's processes obtained from the OS.", []string{"tm_id"}, nil)
-	tmGCCount   = prometheus.NewDesc("flink_taskmanager_Status_JVM_GarbageCollector_Go_Count", "Garbage collections of the TaskManager's processes.", []string{"tm_id"}, nil)
-	tmThreads   = prometheus.NewDesc("flink_taskmanager_Status_JVM_Threads_Count", "Goroutines of the TaskManager's processes.", []string{"tm_id"}, nil)
-	tmCPUTime   = prometheus.NewDesc("flink_taskmanager_Status_JVM_CPU_Time", "CPU time, in nanoseconds, the TaskManager's processes used.", []string{"tm_id"}, nil)
-	tmSlots     = prometheus.NewDesc("flink_taskmanager_Status_Slots", "The TaskManager's slots, free and total.", []string{"tm_id", "kind"}, nil)
-	tmOperators = append(append([]string{}, tmTaskLabels...), "operator_name")
+	tmHeapUsed = prometheus.NewDesc("flink_taskmanager_Status_JVM_Memory_Heap_Used", "Heap in use of the TaskManager's processes (its own and its job workers').", []string{"tm_id"}, nil)
+	tmHeapCom  = prometheus.NewDesc("flink_taskmanager_Status_JVM_Memory_Heap_Committed", "Heap the TaskManager's processes obtained from the OS.", []string{"tm_id"}, nil)
+	tmGCCount  = prometheus.NewDesc("flink_taskmanager_Status_JVM_GarbageCollector_Go_Count", "Garbage collections of the TaskManager's processes.", []string{"tm_id"}, nil)
+	tmThreads  = prometheus.NewDesc("flink_taskmanager_Status_JVM_Threads_Count", "Goroutines of the TaskManager's processes.", []string{"tm_id"}, nil)
+	tmCPUTime  = prometheus.NewDesc("flink_taskmanager_Status_JVM_CPU_Time", "CPU time, in nanoseconds, the TaskManager's processes used.", []string{"tm_id"}, nil)
+	tmSlots    = prometheus.NewDesc("flink_taskmanager_Status_Slots", "The TaskManager's slots, free and total.", []string{"tm_id", "kind"}, nil)
 )
 
 func init() {
@@ -137,19 +136,7 @@ func (c tmCollector) Collect(ch chan<- prometheus.Metric) {
 					ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, tmm.Value(m.Io), labels...)
 				}
 			}
-			for name, x := range m.Io.UserMetrics {
-				op, metric, ok := strings.Cut(name, ".")
-				if !ok {
-					continue
-				}
-				fq := "flink_taskmanager_job_task_operator_" + metricnames.PromName(metric)
-				d, ok := opDescs[fq]
-				if !ok {
-					d = prometheus.NewDesc(fq, "A metric a job's function registered, as its worker last reported.", tmOperators, nil)
-					opDescs[fq] = d
-				}
-				ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, x, append(labels, op)...)
-			}
+			metricnames.OperatorMetrics(ch, opDescs, m.Io.UserMetrics, tmTaskLabels, labels...)
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(tmHeapUsed, prometheus.GaugeValue, float64(st.HeapUsed), tm.id)
