@@ -573,6 +573,14 @@ func TestJobCancel(t *testing.T) {
 	if out := s.mustLoom("run", "-p", "2", wordcountBin, "--output", filepath.Join(s.dir, "out")); !strings.Contains(out, "FINISHED") {
 		t.Fatalf("a job after the cancel: %s", out)
 	}
+	// Stopped, each daemon says so in its log, as it said it started.
+	s.stop()
+	for _, f := range []string{"jm-logs/jobmanager.log", "tm-0-logs/taskmanager.log"} {
+		b, _ := os.ReadFile(filepath.Join(s.dir, f))
+		if what := strings.SplitN(filepath.Base(f), ".", 2)[0]; !strings.Contains(strings.ToLower(string(b)), what+" started") || !strings.Contains(strings.ToLower(string(b)), what+" stopped") {
+			t.Errorf("%s does not say the %s started and stopped:\n%s", f, what, b)
+		}
+	}
 }
 
 func TestTaskManagerKilledFailsTheJob(t *testing.T) {

@@ -282,6 +282,11 @@ func (jm *JobManager) Run(ctx context.Context) error {
 	if jm.tmpDir != "" {
 		_ = os.RemoveAll(jm.tmpDir)
 	}
+	if err != nil {
+		jm.log.Error("JobManager stopped", "addr", jm.addr, "error", err)
+	} else {
+		jm.log.Info("JobManager stopped", "addr", jm.addr)
+	}
 	return err
 }
 

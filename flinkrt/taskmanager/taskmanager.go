@@ -245,6 +245,11 @@ func (tm *TaskManager) Run(ctx context.Context) error {
 	tm.wg.Wait()
 	tm.jmConn.Close()
 	tm.jms.Close()
+	if err != nil {
+		tm.log.Error("TaskManager stopped", "id", tm.id, "error", err)
+	} else {
+		tm.log.Info("TaskManager stopped", "id", tm.id)
+	}
 	return err
 }
 
