@@ -33,7 +33,7 @@ seaweedfs:
 	@scripts/seaweedfs.sh
 
 # The fuzz targets: decoders of what the network sends.
-FUZZ_TARGETS := ./rm:FuzzFSMApply ./proto/yarnpb:FuzzIDs ./token:FuzzVerify ./flinkrt/network:FuzzDecodeFrame ./flinkrt/jobmanager:FuzzRESTBodies ./flinkrt/stream/source:FuzzDecodePosition
+FUZZ_TARGETS := ./rm:FuzzFSMApply ./proto/yarnpb:FuzzIDs ./token:FuzzVerify ./flinkrt/network:FuzzDecodeFrame ./flinkrt/jobmanager:FuzzRESTBodies ./flinkrt/stream/source:FuzzDecodePosition ./rm/scheduler:FuzzParseQueueFile
 FUZZTIME ?= 5m
 
 fuzz-short:

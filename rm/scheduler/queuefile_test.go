@@ -1,0 +1,134 @@
+package scheduler
+
+import (
+	"math"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/loom-project/loom/rm/state"
+)
+
+// The documented example parses, and its leaves' shares of the cluster
+// are their percentages down the tree.
+func TestQueueFileExample(t *testing.T) {
+	src, err := os.ReadFile("../../docs/queues.hcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := ParseQueueFile("queues.hcl", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Queue{}
+	for _, q := range tree.Leaves(state.Resource{MemoryMB: 100_000, VCores: 100}) {
+		got[q.Name] = q
+	}
+	want := map[string][3]float64{ // capacity, maximum, AM share
+		"root.prod.etl":     {0.42, 1, 0.5},
+		"root.prod.serving": {0.28, 1, 0.2},
+		"root.dev":          {0.3, 0.6, 0.5},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("leaves %v", got)
+	}
+	for name, w := range want {
+		q := got[name]
+		if math.Abs(q.Capacity-w[0]) > 1e-9 || math.Abs(q.MaxCapacity-w[1]) > 1e-9 || q.MaxAMShare != w[2] {
+			t.Errorf("%s: capacity %g, maximum %g, AM share %g; want %v", name, q.Capacity, q.MaxCapacity, q.MaxAMShare, w)
+		}
+	}
+	etl := tree.Root.Children[0].Children[0]
+	if etl.Ordering != "fair" || etl.UserLimitFactor != 2 || etl.MinUserLimitPercent != 25 {
+		t.Errorf("etl's settings: %+v", etl)
+	}
+}
+
+// Weights share the parent's capacity; an absolute resource is its share
+// of the cluster, within its parent's.
+func TestQueueCapacityKinds(t *testing.T) {
+	tree, err := ParseQueueFile("q.hcl", []byte(`
+queue "root" {
+  queue "a" {
+    capacity = "50%"
+    queue "x" { capacity = "3w" }
+    queue "y" { capacity = "1w" }
+  }
+  queue "b" {
+    capacity = "50%"
+    queue "fixed" {
+      capacity         = "[memory=20000,vcores=40]"
+      maximum_capacity = "[memory=90000,vcores=90]"
+    }
+  }
+}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Queue{}
+	for _, q := range tree.Leaves(state.Resource{MemoryMB: 100_000, VCores: 100}) {
+		got[q.Name] = q
+	}
+	if x, y := got["root.a.x"], got["root.a.y"]; math.Abs(x.Capacity-0.375) > 1e-9 || math.Abs(y.Capacity-0.125) > 1e-9 {
+		t.Errorf("weights 3:1 of 50%%: %g and %g, want 0.375 and 0.125", x.Capacity, y.Capacity)
+	}
+	// 20000 MB of 100000 and 40 of 100 vcores: the smaller, 20%; its
+	// maximum, 90%, within its parent's maximum (the whole cluster).
+	if f := got["root.b.fixed"]; math.Abs(f.Capacity-0.2) > 1e-9 || math.Abs(f.MaxCapacity-0.9) > 1e-9 {
+		t.Errorf("absolute: %+v, want 0.2 and 0.9", f)
+	}
+}
+
+// Every error names the file and line and says what to do.
+func TestQueueFileErrors(t *testing.T) {
+	for _, c := range []struct {
+		src, want string
+	}{
+		{`queue "root" {}`, "q.hcl:1: queue root has no queues under it"},
+		{"queue \"top\" {\n  queue \"a\" { capacity = \"100%\" }\n}", "one top-level block, queue \"root\""},
+		{"queue \"root\" {\n  queue \"a\" { capacity = \"60%\" }\n  queue \"b\" { capacity = \"30%\" }\n}", "q.hcl:2: the capacities of the queues under root add up to 90%, not 100%"},
+		{"queue \"root\" {\n  queue \"a\" { capacity = \"50%\" }\n  queue \"b\" { capacity = \"1w\" }\n}", "q.hcl:3: queue root.b gives its capacity another way than its siblings"},
+		{"queue \"root\" {\n  queue \"a\" {\n    capacity = \"100%\"\n    maximum_capacity = \"50%\"\n  }\n}", "maximum_capacity 50% is below its capacity 100%"},
+		{"queue \"root\" {\n  queue \"a\" { capacity = \"lots\" }\n}", "capacity \"lots\": want a percentage"},
+		{"queue \"root\" {\n  queue \"a\" {\n    capacity = \"100%\"\n    capacty = \"1%\"\n  }\n}", "q.hcl:4: queue \"a\": no setting \"capacty\""},
+		{"queue \"root\" {\n  queue \"a b\" { capacity = \"100%\" }\n}", "queue name \"a b\""},
+		{"queue \"root\" {\n  queue \"a\" { capacity = \"50%\" }\n  queue \"a\" { capacity = \"50%\" }\n}", "two children named \"a\""},
+		{"queue \"root\" {\n  queue \"a\" {\n    capacity = \"100%\"\n    ordering = \"lifo\"\n  }\n}", "ordering \"lifo\": want \"fifo\" or \"fair\""},
+		{"queue \"root\" {\n  queue \"a\" {\n    capacity = \"100%\"\n    acl_submit = [\"bad user\"]\n  }\n}", "acl_submit entry \"bad user\""},
+		{"queue \"root\" {\n  queue \"a\" {}\n}", "queue root.a has no capacity"},
+		{"queue \"root\" {\n  capacity = \"50%\"\n  queue \"a\" { capacity = \"100%\" }\n}", "queue root: it is the whole cluster"},
+		{`queue "root" {`, "q.hcl:1"},
+	} {
+		_, err := ParseQueueFile("q.hcl", []byte(c.src))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want an error containing %q", c.src, err, c.want)
+		}
+	}
+	if _, err := ParseQueueFile("q.hcl", make([]byte, maxQueueFile+1)); err == nil {
+		t.Error("an oversized file parsed")
+	}
+	deep := "queue \"root\" {\n" + strings.Repeat("queue \"d\" {\ncapacity = \"100%\"\n", MaxQueueDepth+1) + strings.Repeat("}\n", MaxQueueDepth+2)
+	if _, err := ParseQueueFile("q.hcl", []byte(deep)); err == nil || !strings.Contains(err.Error(), "levels deep") {
+		t.Errorf("a tree too deep: %v", err)
+	}
+}
+
+// A queue file never panics the parser, and what parses has leaves whose
+// shares are fractions.
+func FuzzParseQueueFile(f *testing.F) {
+	if src, err := os.ReadFile("../../docs/queues.hcl"); err == nil {
+		f.Add(src)
+	}
+	f.Add([]byte("queue \"root\" {\n  queue \"a\" { capacity = \"3w\" }\n}"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		tree, err := ParseQueueFile("q.hcl", src)
+		if err != nil {
+			return
+		}
+		for _, q := range tree.Leaves(state.Resource{MemoryMB: 1000, VCores: 10}) {
+			if q.Capacity < 0 || q.Capacity > 1 || q.MaxCapacity < q.Capacity || q.MaxCapacity > 1 {
+				t.Fatalf("leaf %+v", q)
+			}
+		}
+	})
+}
