@@ -97,6 +97,7 @@ func runPerJob(c *cli.Context, prog client.Program, onCluster bool) error {
 		return err
 	}
 	ended := d != nil && (d.State == "FINISHED" || d.State == "FAILED" || d.State == "CANCELED")
+	fromReport := false
 	switch {
 	case ended:
 		fmt.Println(jobEnd(d))
@@ -104,6 +105,7 @@ func runPerJob(c *cli.Context, prog client.Program, onCluster bool) error {
 		// The JobManager went with its application before the end was
 		// seen: the AM's final report says how the job ended.
 		fmt.Println("Job " + strings.TrimPrefix(app.Diagnostics, "job "))
+		fromReport = true
 	}
 	fmt.Printf("Application %s %s (%s)\n", app.Id, yarnpb.StateName(app.State.String()), app.FinalStatus)
 	// The application's final status is the job's outcome, as its AM saw
@@ -115,7 +117,8 @@ func runPerJob(c *cli.Context, prog client.Program, onCluster bool) error {
 	switch {
 	case d != nil && d.State == "FAILED" && d.Failure != "":
 		cause = d.Failure
-	case d != nil && d.EndReason != "":
+	case d != nil && d.EndReason != "",
+		fromReport && !strings.Contains(app.Diagnostics, " FAILED"):
 		cause = "" // the job's line said why
 	}
 	if cause != "" {
