@@ -47,6 +47,7 @@ func Main(args []string) {
 			sessionCommand(),
 			amCommand(),
 			newCommand(),
+			queueCommand(),
 		},
 		HideHelpCommand: true,
 		Writer:          os.Stdout,

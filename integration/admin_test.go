@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -88,4 +89,38 @@ func TestRMSaysWhereItListensAndWhenItStops(t *testing.T) {
 	if !strings.Contains(logs.String(), "resource manager stopped") {
 		t.Errorf("the RM said nothing as it stopped:\n%s", logs.String())
 	}
+}
+
+// The queues, as a user sees them: the leaf's capacity and what runs in
+// it, with its users.
+func TestQueueListAndStatus(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 1})
+	shell := strings.TrimSpace(c.mustLoom("dshell", "-d", "--num-containers", "1", "--memory-mb", "64", "--", "sleep", "600"))
+	c.waitApp(shell, func(a appJSON) bool { return a.State == "RUNNING" }, "the shell RUNNING")
+	out := c.mustLoom("queue", "list")
+	if !strings.Contains(out, "root.default") || !strings.Contains(out, "100.0%") {
+		t.Errorf("queue list:\n%s", out)
+	}
+	status := c.mustLoom("queue", "status", "default")
+	if !strings.Contains(status, "Queue: root.default") || !strings.Contains(status, "Applications: 1 (0 pending)") || !strings.Contains(status, "Users: ") || strings.Contains(status, "Users: none") {
+		t.Errorf("queue status:\n%s", status)
+	}
+	var js struct {
+		Queues []struct {
+			Name            string   `json:"name"`
+			MaxCapacity     float64  `json:"maxCapacity"`
+			NumApplications int      `json:"numApplications"`
+			Users           []string `json:"users"`
+		} `json:"queues"`
+	}
+	if err := json.Unmarshal([]byte(c.mustLoom("queue", "list", "-o", "json")), &js); err != nil {
+		t.Fatal(err)
+	}
+	if len(js.Queues) != 1 || js.Queues[0].Name != "root.default" || js.Queues[0].MaxCapacity != 1 || js.Queues[0].NumApplications != 1 || len(js.Queues[0].Users) != 1 {
+		t.Errorf("queue list -o json: %+v", js)
+	}
+	if _, errs, code := c.loom("queue", "status", "nosuch"); code == 0 || !strings.Contains(errs, `queue "nosuch" does not exist`) {
+		t.Errorf("the status of a queue that is not: exit %d, %s", code, errs)
+	}
+	c.mustLoom("app", "kill", shell)
 }

@@ -2,6 +2,7 @@ package rm
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -395,10 +396,12 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 		}
 		info := &yarnpb.QueueInfo{Name: q.Name, Capacity: float32(q.Capacity), MaxCapacity: float32(q.MaxCapacity), MaxAmShare: float32(q.MaxAMShare)}
 		var used, amUsed state.Resource
+		users := map[string]bool{}
 		for _, a := range r.LiveApps(nil) {
 			if a.Queue != q.Name {
 				continue
 			}
+			users[a.User] = true
 			info.NumApplications++
 			if a.State != yarnpb.AppState_APP_RUNNING {
 				info.NumPending++
@@ -411,6 +414,7 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 			}
 		}
 		info.Used, info.AmUsed = used.Proto(), amUsed.Proto()
+		info.Users = slices.Sorted(maps.Keys(users))
 		out.Queues = append(out.Queues, info)
 	}
 	return out, nil

@@ -2442,8 +2442,10 @@ type QueueInfo struct {
 	AmUsed          *Resource              `protobuf:"bytes,6,opt,name=am_used,json=amUsed,proto3" json:"am_used,omitempty"`
 	NumApplications int32                  `protobuf:"varint,7,opt,name=num_applications,json=numApplications,proto3" json:"num_applications,omitempty"`
 	NumPending      int32                  `protobuf:"varint,8,opt,name=num_pending,json=numPending,proto3" json:"num_pending,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The users with applications in the queue now, sorted.
+	Users         []string `protobuf:"bytes,9,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueueInfo) Reset() {
@@ -2530,6 +2532,13 @@ func (x *QueueInfo) GetNumPending() int32 {
 		return x.NumPending
 	}
 	return 0
+}
+
+func (x *QueueInfo) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
 }
 
 type QueueInfoResponse struct {
@@ -5351,7 +5360,7 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x11ListNodesResponse\x12+\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x15.loom.yarn.NodeReportR\x05nodes\"(\n" +
 	"\x10QueueInfoRequest\x12\x14\n" +
-	"\x05queue\x18\x01 \x01(\tR\x05queue\"\xa3\x02\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\"\xb9\x02\n" +
 	"\tQueueInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x02R\bcapacity\x12!\n" +
@@ -5362,7 +5371,8 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\aam_used\x18\x06 \x01(\v2\x13.loom.yarn.ResourceR\x06amUsed\x12)\n" +
 	"\x10num_applications\x18\a \x01(\x05R\x0fnumApplications\x12\x1f\n" +
 	"\vnum_pending\x18\b \x01(\x05R\n" +
-	"numPending\"A\n" +
+	"numPending\x12\x14\n" +
+	"\x05users\x18\t \x03(\tR\x05users\"A\n" +
 	"\x11QueueInfoResponse\x12,\n" +
 	"\x06queues\x18\x01 \x03(\v2\x14.loom.yarn.QueueInfoR\x06queues\"\xc5\x01\n" +
 	" RegisterApplicationMasterRequest\x124\n" +
