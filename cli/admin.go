@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/loom-project/loom/proto/yarnpb"
 	"github.com/loom-project/loom/rm/rmclient"
@@ -73,13 +72,7 @@ func adminCommand() *cli.Command {
 							return err
 						}
 						if asJSON {
-							// A cluster object: YARN's camelCase names.
-							b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: true}.Marshal(st)
-							if err != nil {
-								return err
-							}
-							_, err = fmt.Fprintln(stdout(), string(b))
-							return err
+							return printProtoJSON(stdout(), st)
 						}
 						fmt.Fprintf(stdout(), "state %s, leader %s, epoch %d, last index %d\n", st.State, st.LeaderAddress, st.Epoch, st.LastIndex)
 						var rows [][]string

@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/loom-project/loom/proto/yarnpb"
 	"github.com/loom-project/loom/rm/rmclient"
@@ -54,12 +53,7 @@ func printQueues(c *cli.Context, name string) error {
 			return err
 		}
 		if asJSON {
-			b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: true}.Marshal(&yarnpb.QueueInfoResponse{Queues: queues})
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintln(stdout(), string(b))
-			return err
+			return printProtoJSON(stdout(), &yarnpb.QueueInfoResponse{Queues: queues})
 		}
 		if name != "" && len(queues) == 1 {
 			q := queues[0]
