@@ -156,7 +156,10 @@ func (o *broadcastOp[A, B, V, O]) SnapshotState(int64) ([]byte, error) {
 }
 
 // RestoreState implements task.Snapshotter.
-func (o *broadcastOp[A, B, V, O]) RestoreState(b []byte) error {
+func (o *broadcastOp[A, B, V, O]) RestoreState(b []byte) error { return o.state.restore(b) }
+
+// restore sets the state's entries from a snapshot of them.
+func (s *BroadcastState[V]) restore(b []byte) error {
 	c, err := codec.For[map[string]V]()
 	if err != nil {
 		return err
@@ -168,7 +171,7 @@ func (o *broadcastOp[A, B, V, O]) RestoreState(b []byte) error {
 	if m == nil {
 		m = map[string]V{}
 	}
-	o.state.m = m
+	s.m = m
 	return nil
 }
 
@@ -303,28 +306,12 @@ func (o *keyedBroadcastOp[K, A, B, V, O]) decode(b []byte) (keyedBroadcastSnapsh
 	return s, err
 }
 
-func (o *keyedBroadcastOp[K, A, B, V, O]) restoreBroadcast(b []byte) error {
-	bc, err := codec.For[map[string]V]()
-	if err != nil {
-		return err
-	}
-	m, _, err := bc.Decode(b)
-	if err != nil {
-		return err
-	}
-	if m == nil {
-		m = map[string]V{}
-	}
-	o.state.m = m
-	return nil
-}
-
 func (o *keyedBroadcastOp[K, A, B, V, O]) RestoreState(b []byte) error {
 	s, err := o.decode(b)
 	if err != nil {
 		return err
 	}
-	if err := o.restoreBroadcast(s.Broadcast); err != nil {
+	if err := o.state.restore(s.Broadcast); err != nil {
 		return err
 	}
 	return o.processOp.RestoreState(s.Process)
@@ -341,7 +328,7 @@ func (o *keyedBroadcastOp[K, A, B, V, O]) RestoreKeyed(states [][]byte, g task.K
 			return err
 		}
 		if i == 0 {
-			if err := o.restoreBroadcast(s.Broadcast); err != nil {
+			if err := o.state.restore(s.Broadcast); err != nil {
 				return err
 			}
 		}
