@@ -13,13 +13,19 @@ import (
 	"github.com/loom-project/loom/proto/flinkpb"
 )
 
-// last is the CPU time and the time of the previous Read, for the load
-// since.
+// last is the CPU time at the start of the current load window, and
+// the load of the window before.
 var last struct {
 	sync.Mutex
-	cpu int64
-	at  time.Time
+	cpu  int64
+	at   time.Time
+	load float64
 }
+
+// loadWindow is the shortest span a load is measured over, so that a
+// reader that reads often (a scrape beside the heartbeat) does not cut
+// the windows another reader sees.
+const loadWindow = time.Second
 
 // cpuTime is the user and system CPU time this process used so far.
 func cpuTime() int64 {
@@ -30,17 +36,21 @@ func cpuTime() int64 {
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
-// cpuLoad is the share of the host's CPUs used between the previous call
-// and now, given the CPU time used by now.
+// cpuLoad is the share of the host's CPUs used over the last window of at
+// least loadWindow, given the CPU time used by now.
 func cpuLoad(cpu int64, now time.Time) float64 {
 	last.Lock()
 	defer last.Unlock()
-	load := 0.0
-	if wall := now.Sub(last.at); !last.at.IsZero() && wall > 0 {
-		load = min(max(float64(cpu-last.cpu)/float64(wall.Nanoseconds())/float64(runtime.NumCPU()), 0), 1)
+	wall := now.Sub(last.at)
+	switch {
+	case last.at.IsZero():
+	case wall < loadWindow:
+		return last.load
+	default:
+		last.load = min(max(float64(cpu-last.cpu)/float64(wall.Nanoseconds())/float64(runtime.NumCPU()), 0), 1)
 	}
 	last.cpu, last.at = cpu, now
-	return load
+	return last.load
 }
 
 // Read is this process's figures now.

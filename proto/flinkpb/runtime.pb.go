@@ -2455,8 +2455,8 @@ type ProcessStats struct {
 	GcTimeMs      int64                  `protobuf:"varint,7,opt,name=gc_time_ms,json=gcTimeMs,proto3" json:"gc_time_ms,omitempty"` // total stop-the-world pause
 	Processes     int32                  `protobuf:"varint,8,opt,name=processes,proto3" json:"processes,omitempty"`
 	CpuTimeNs     int64                  `protobuf:"varint,9,opt,name=cpu_time_ns,json=cpuTimeNs,proto3" json:"cpu_time_ns,omitempty"` // user and system CPU time used so far
-	// The share of the host's CPUs the process used since its previous
-	// figures, 0 to 1 (summed over a TaskManager's processes).
+	// The share of the host's CPUs the process used over its last window
+	// of a second or more, 0 to 1 (summed over a TaskManager's processes).
 	CpuLoad       float64 `protobuf:"fixed64,10,opt,name=cpu_load,json=cpuLoad,proto3" json:"cpu_load,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
