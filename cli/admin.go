@@ -58,6 +58,25 @@ func adminCommand() *cli.Command {
 				},
 			},
 			{
+				Name:  "refresh-queues",
+				Usage: "have the leader reload its queue file (--queues); a file that does not parse, or drops a queue with live applications, changes nothing",
+				Flags: []cli.Flag{rmFlag, configFlag},
+				Action: func(c *cli.Context) error {
+					return withRM(c, func(rm *rmclient.Client) error {
+						resp, err := rm.RefreshQueues(c.Context)
+						if err != nil {
+							return err
+						}
+						if !resp.Changed {
+							fmt.Fprintf(stdout(), "The queues already are those of %s: %s\n", resp.File, strings.Join(resp.Leaves, ", "))
+							return nil
+						}
+						fmt.Fprintf(stdout(), "Queues reloaded from %s: %s\n", resp.File, strings.Join(resp.Leaves, ", "))
+						return nil
+					})
+				},
+			},
+			{
 				Name:  "state",
 				Usage: "show the ResourceManager's raft state and peers",
 				Flags: []cli.Flag{rmFlag, configFlag, outputFlag},

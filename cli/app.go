@@ -115,6 +115,27 @@ func appCommand() *cli.Command {
 				},
 			},
 			{
+				Name:      "move",
+				Usage:     "move a live application to another leaf queue (its owner or an administrator of its queue)",
+				ArgsUsage: "APP",
+				Flags: []cli.Flag{rmFlag, configFlag,
+					&cli.StringFlag{Name: "queue", Aliases: []string{"q"}, Required: true, Usage: "the target leaf queue (`loom queue list`)"},
+				},
+				Action: func(c *cli.Context) error {
+					id, err := appArg(c)
+					if err != nil {
+						return err
+					}
+					return withRM(c, func(rm *rmclient.Client) error {
+						if err := rm.Move(c.Context, id, c.String("queue")); err != nil {
+							return err
+						}
+						fmt.Fprintf(stdout(), "Moved application %s to queue %s\n", id, c.String("queue"))
+						return nil
+					})
+				},
+			},
+			{
 				Name:      "logs",
 				Usage:     "print the logs of an application's containers",
 				ArgsUsage: "APP",

@@ -50,6 +50,8 @@ func clusterCommand() *cli.Command {
 				&cli.IntFlag{Name: "max-completed-apps", Usage: "ended applications the RM keeps", DefaultText: fmt.Sprint(rm.DefaultMaxCompletedApps)},
 				&cli.DurationFlag{Name: "completed-app-ttl", Usage: "an ended application is forgotten this long after it ended", DefaultText: rm.DefaultConfig().CompletedAppTTL.String()},
 				&cli.DurationFlag{Name: "gc-interval", Usage: "how often the RM forgets what retention allows", DefaultText: rm.DefaultConfig().GCInterval.String()},
+				queuesFlag,
+				&cli.DurationFlag{Name: "preemption-grace", Usage: "how long an ApplicationMaster is warned before a container taken back from it is killed", DefaultText: rm.DefaultConfig().PreemptionGrace.String()},
 				&cli.BoolFlag{Name: "nm-no-cgroups", Usage: "NodeManagers enforce memory by polling RSS instead of cgroups"},
 				&cli.BoolFlag{Name: "no-user-config", Usage: "do not make this cluster the default of loom commands (" + rmclient.DefaultConfigPath() + ")"},
 				logLevelFlag,
@@ -69,6 +71,8 @@ func clusterCommand() *cli.Command {
 				cfg.MaxCompletedApps = c.Int("max-completed-apps")
 				cfg.CompletedAppTTL = c.Duration("completed-app-ttl")
 				cfg.GCInterval = c.Duration("gc-interval")
+				cfg.QueueFile = c.String("queues")
+				cfg.PreemptionGrace = c.Duration("preemption-grace")
 				out := stdout()
 				rms := "1 ResourceManager"
 				if cfg.RMReplicas > 1 {

@@ -45,6 +45,9 @@ func rmCommand() *cli.Command {
 			&cli.DurationFlag{Name: "node-ttl", Value: d.NodeTTL, Usage: "a node that left the cluster (shut down, lost, decommissioned) is forgotten after this long"},
 			&cli.Int64Flag{Name: "staging-quota-mb", Value: rm.DefaultStagingQuota >> 20, Usage: "the most one user may keep in the staging store, MB"},
 			&cli.DurationFlag{Name: "key-rotation", Value: d.KeyRotation, Usage: "how often the master key of AM and container tokens is replaced"},
+			queuesFlag,
+			&cli.BoolFlag{Name: "no-preemption", Usage: "never take containers back from queues over their guarantee"},
+			&cli.DurationFlag{Name: "preemption-grace", Value: d.PreemptionGrace, Usage: "how long an ApplicationMaster is warned before a container taken back from it is killed"},
 			tlsCAFlag, tlsCertFlag, tlsKeyFlag,
 			&cli.StringFlag{Name: "tls-ca-key", Usage: "the CA's key, to sign the certificates of applications' containers (without it no AM can be launched)", EnvVars: []string{"LOOM_TLS_CA_KEY"}},
 			adminsFlag,
@@ -89,6 +92,9 @@ func rmCommand() *cli.Command {
 				return errors.New("--key-rotation must be at least a minute")
 			}
 			cfg.Admins = splitList(c.String("admins"))
+			cfg.QueueFile = c.String("queues")
+			cfg.Preemption = !c.Bool("no-preemption")
+			cfg.PreemptionGrace = c.Duration("preemption-grace")
 			var err error
 			if cfg.TLS, err = daemonTLS(c); err != nil {
 				return err
@@ -124,6 +130,7 @@ var (
 	tlsCAFlag   = &cli.StringFlag{Name: "tls-ca", Usage: "the cluster CA's certificate (PEM)", EnvVars: []string{"LOOM_TLS_CA"}}
 	tlsCertFlag = &cli.StringFlag{Name: "tls-cert", Usage: "this daemon's certificate, signed by the cluster CA (`loom tls cert create`)", EnvVars: []string{"LOOM_TLS_CERT"}}
 	tlsKeyFlag  = &cli.StringFlag{Name: "tls-key", Usage: "this daemon's private key", EnvVars: []string{"LOOM_TLS_KEY"}}
+	queuesFlag  = &cli.StringFlag{Name: "queues", Usage: "the capacity scheduler's queue file (HCL, see docs/queues.hcl); without it, the one queue root.default", EnvVars: []string{"LOOM_QUEUES"}}
 	adminsFlag  = &cli.StringFlag{Name: "admins", Value: "group:" + rm.AdminGroup, Usage: "comma-separated users, and groups as group:NAME, who administer the cluster and may act on any application"}
 )
 

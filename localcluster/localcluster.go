@@ -59,6 +59,11 @@ type Config struct {
 	// User is the admin the cluster's client certificate is for; default:
 	// this process's user.
 	User string
+	// QueueFile is the ResourceManagers' queue file (--queues); none
+	// runs root.default alone.
+	QueueFile string
+	// PreemptionGrace, when set, is the RMs' --preemption-grace.
+	PreemptionGrace time.Duration
 }
 
 // DefaultConfig returns the embedded default's settings: a lost node
@@ -319,6 +324,16 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 	}
 	if cfg.GCInterval > 0 {
 		retention = append(retention, "--gc-interval", cfg.GCInterval.String())
+	}
+	if cfg.QueueFile != "" {
+		abs, err := filepath.Abs(cfg.QueueFile)
+		if err != nil {
+			return nil, err
+		}
+		retention = append(retention, "--queues", abs)
+	}
+	if cfg.PreemptionGrace > 0 {
+		retention = append(retention, "--preemption-grace", cfg.PreemptionGrace.String())
 	}
 	rmList := strings.Join(c.RMAddrs(), ",")
 	for _, r := range c.replicas {

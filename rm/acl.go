@@ -36,7 +36,7 @@ var (
 		clientSvc + "GetApplicationReport": {kinds: usersApps},
 		clientSvc + "ListApplications":     {kinds: users},
 		clientSvc + "KillApplication":      {kinds: usersApps},
-		clientSvc + "MoveApplication":      {kinds: users, admin: true},
+		clientSvc + "MoveApplication":      {kinds: users},
 		clientSvc + "ClusterMetrics":       {kinds: usersApps},
 		clientSvc + "ListNodes":            {kinds: usersApps},
 		clientSvc + "QueueInfo":            {kinds: usersApps},
@@ -91,17 +91,20 @@ func caller(ctx context.Context) tlsutil.Identity {
 	return id
 }
 
-// mayActOnApp checks that the caller may change app: its owner, an admin,
-// or the application's own containers.
+// mayActOnApp checks that the caller may change app: its owner, an admin
+// of the cluster or of the application's queue, or the application's own
+// containers.
 func (s *Server) mayActOnApp(ctx context.Context, app *state.Application) error {
 	id := caller(ctx)
 	switch {
 	case id.Kind == tlsutil.KindUser && (id.Name == app.User || s.isAdmin(id)):
 		return nil
+	case id.Kind == tlsutil.KindUser && s.mayAdministerQueue(ctx, s.queueTree(), app.Queue):
+		return nil
 	case id.Kind == tlsutil.KindApp && id.Name == app.ID:
 		return nil
 	}
-	return errdefs.PermissionDenied("%s may not change application %s of user %s (only its owner or an admin may)", id, app.ID, app.User)
+	return errdefs.PermissionDenied("%s may not change application %s of user %s in queue %s (only its owner, an admin, or an administrator of the queue may)", id, app.ID, app.User, app.Queue)
 }
 
 // mayReadApp checks that the caller may read app: any user (YARN's view
@@ -142,15 +145,6 @@ func isAttemptOfCaller(ctx context.Context, appID string) error {
 	id := caller(ctx)
 	if id.Kind != tlsutil.KindApp || id.Name != appID {
 		return errdefs.PermissionDenied("%s is not an ApplicationMaster of %s", id, appID)
-	}
-	return nil
-}
-
-// maySubmit is the queue's submit ACL. Every queue takes every user of
-// the cluster for now; the capacity scheduler's queue ACLs will hang here.
-func (s *Server) maySubmit(ctx context.Context, queue string) error {
-	if id := caller(ctx); id.Kind != tlsutil.KindUser {
-		return errdefs.PermissionDenied("%s may not submit applications to queue %s", id, queue)
 	}
 	return nil
 }

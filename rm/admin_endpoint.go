@@ -97,10 +97,6 @@ func (e *adminEndpoint) Recommission(ctx context.Context, req *yarnpb.Recommissi
 	return resp, nil
 }
 
-func (e *adminEndpoint) RefreshQueues(context.Context, *yarnpb.RefreshQueuesRequest) (*yarnpb.RefreshQueuesResponse, error) {
-	return nil, errdefs.ToGRPC(errdefs.FailedPrecondition("this ResourceManager has no queue file to reload: it runs the built-in root.default queue"))
-}
-
 func (e *adminEndpoint) ServiceState(context.Context, *yarnpb.ServiceStateRequest) (*yarnpb.ServiceStateResponse, error) {
 	s := e.s
 	resp := &yarnpb.ServiceStateResponse{

@@ -227,9 +227,13 @@ func (s *Server) collectAllocate(attemptID string, app *state.Application, respI
 		}
 	}
 	resp.Available = total.Sub(used).Proto()
-	done := len(resp.Allocated)+len(resp.Completed) > 0
+	preempt, news, changed := s.soft.preemptionFor(attemptID)
+	ws.Add(changed)
+	resp.Preempt = preempt
+	done := len(resp.Allocated)+len(resp.Completed) > 0 || news
 	if done {
 		s.soft.markDelivered(attemptID, handed, maxIndex)
+		s.soft.preemptionSent(attemptID, preempt)
 	}
 	return resp, done, ws, nil
 }

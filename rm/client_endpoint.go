@@ -2,7 +2,6 @@ package rm
 
 import (
 	"context"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -54,17 +53,22 @@ func (e *clientEndpoint) SubmitApplication(ctx context.Context, req *yarnpb.Subm
 	if err := e.s.requireLeader(ctx); err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
-	app, err := e.s.validateSubmission(req.GetContext())
+	tree := e.s.queueTree()
+	app, err := e.s.validateSubmission(tree, req.GetContext())
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
 	// The application is the caller's, whatever the context says.
 	app.User = caller(ctx).Name
-	if err := e.s.maySubmit(ctx, app.Queue); err != nil {
+	if err := e.s.maySubmit(ctx, tree, app.Queue); err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
-	if existing := e.s.State().Snapshot().App(nil, app.ID); existing != nil {
+	r := e.s.State().Snapshot()
+	if existing := r.App(nil, app.ID); existing != nil {
 		return nil, errdefs.ToGRPC(errdefs.AlreadyExists("application %s was already submitted", app.ID))
+	}
+	if err := checkQueueRoom(r, tree, app.Queue); err != nil {
+		return nil, errdefs.ToGRPC(err)
 	}
 	if _, _, err := e.s.raftApply(CmdSubmitApp, submitAppCmd{App: app, Now: e.s.nowMS()}); err != nil {
 		return nil, errdefs.ToGRPC(err)
@@ -73,14 +77,14 @@ func (e *clientEndpoint) SubmitApplication(ctx context.Context, req *yarnpb.Subm
 	return &yarnpb.SubmitApplicationResponse{}, nil
 }
 
-func (s *Server) validateSubmission(c *yarnpb.ApplicationSubmissionContext) (*state.Application, error) {
+func (s *Server) validateSubmission(tree *scheduler.QueueTree, c *yarnpb.ApplicationSubmissionContext) (*state.Application, error) {
 	if c == nil {
 		return nil, errdefs.InvalidArgument("submission has no application context")
 	}
 	if err := s.checkIssuedAppID(c.ApplicationId); err != nil {
 		return nil, err
 	}
-	queue, err := scheduler.ResolveQueue(s.cfg.Queues, c.Queue)
+	queue, err := tree.Resolve(c.Queue)
 	if err != nil {
 		return nil, errdefs.InvalidArgument("%v", err)
 	}
@@ -251,11 +255,17 @@ func (e *clientEndpoint) ListApplications(ctx context.Context, req *yarnpb.ListA
 	if req.All {
 		apps = r.Apps(nil)
 	}
+	queue := ""
+	if req.Queue != "" {
+		q, err := queueTreeOf(r.Meta()).Resolve(req.Queue)
+		if err != nil {
+			return nil, errdefs.ToGRPC(errdefs.InvalidArgument("%v", err))
+		}
+		queue = q
+	}
 	for _, a := range apps {
-		if req.Queue != "" {
-			if q, err := scheduler.ResolveQueue(e.s.cfg.Queues, req.Queue); err != nil || q != a.Queue {
-				continue
-			}
+		if queue != "" && a.Queue != queue {
+			continue
 		}
 		if req.Type != "" && req.Type != a.Type {
 			continue
@@ -308,11 +318,48 @@ func liveContainers(cs []*state.Container) []*state.Container {
 	return out
 }
 
+// MoveApplication moves a live application to another leaf queue, as
+// YARN's: its owner or an administrator of its queue may, when the
+// application's user may submit to the target queue and that has room.
 func (e *clientEndpoint) MoveApplication(ctx context.Context, req *yarnpb.MoveApplicationRequest) (*yarnpb.MoveApplicationResponse, error) {
-	if _, err := scheduler.ResolveQueue(e.s.cfg.Queues, req.Queue); err != nil {
+	if _, _, err := yarnpb.ParseAppID(req.ApplicationId); err != nil {
 		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("%v", err))
 	}
-	return nil, errdefs.ToGRPC(errdefs.FailedPrecondition("moving applications between queues is not supported: this cluster has a single leaf queue"))
+	if err := e.s.requireLeader(ctx); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	r := e.s.State().Snapshot()
+	tree := queueTreeOf(r.Meta())
+	target, err := tree.Resolve(req.Queue)
+	if err != nil {
+		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("%v", err))
+	}
+	app := r.App(nil, req.ApplicationId)
+	if app == nil {
+		return nil, errdefs.ToGRPC(errdefs.NotFound("%s", e.s.notFoundReason(req.ApplicationId)))
+	}
+	if err := e.s.mayActOnApp(ctx, app); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	if app.Terminal() {
+		return nil, errdefs.ToGRPC(errdefs.FailedPrecondition("application %s has ended (%s); only a live application moves", app.ID, app.State))
+	}
+	if app.Queue == target {
+		return &yarnpb.MoveApplicationResponse{}, nil
+	}
+	owner := scheduler.Who{User: app.User}
+	if !tree.MaySubmit(target, owner) && !e.s.mayAdministerQueue(ctx, tree, target) {
+		return nil, errdefs.ToGRPC(errdefs.PermissionDenied("application %s of user %s may not move to queue %s: its acl_submit does not name that user", app.ID, app.User, target))
+	}
+	if err := checkQueueRoom(r, tree, target); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	if _, _, err := e.s.raftApply(CmdMoveApp, moveAppCmd{AppID: app.ID, Queue: target}); err != nil {
+		return nil, errdefs.ToGRPC(err)
+	}
+	e.s.logger.Info("application moved", "app_id", app.ID, "from", app.Queue, "to", target, "by", caller(ctx).Name)
+	e.s.kickScheduler()
+	return &yarnpb.MoveApplicationResponse{}, nil
 }
 
 func (e *clientEndpoint) ClusterMetrics(ctx context.Context, _ *yarnpb.ClusterMetricsRequest) (*yarnpb.ClusterMetricsResponse, error) {
@@ -372,50 +419,6 @@ func (e *clientEndpoint) ListNodes(ctx context.Context, req *yarnpb.ListNodesReq
 			continue
 		}
 		out.Nodes = append(out.Nodes, e.s.nodeReport(n))
-	}
-	return out, nil
-}
-
-func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoRequest) (*yarnpb.QueueInfoResponse, error) {
-	if err := e.s.waitReadable(ctx); err != nil {
-		return nil, errdefs.ToGRPC(err)
-	}
-	want := ""
-	if req.Queue != "" {
-		q, err := scheduler.ResolveQueue(e.s.cfg.Queues, req.Queue)
-		if err != nil {
-			return nil, errdefs.ToGRPC(errdefs.InvalidArgument("%v", err))
-		}
-		want = q
-	}
-	r := e.s.State().Snapshot()
-	out := &yarnpb.QueueInfoResponse{}
-	for _, q := range e.s.cfg.Queues {
-		if want != "" && q.Name != want {
-			continue
-		}
-		info := &yarnpb.QueueInfo{Name: q.Name, Capacity: float32(q.Capacity), MaxCapacity: float32(q.MaxCapacity), MaxAmShare: float32(q.MaxAMShare)}
-		var used, amUsed state.Resource
-		users := map[string]bool{}
-		for _, a := range r.LiveApps(nil) {
-			if a.Queue != q.Name {
-				continue
-			}
-			users[a.User] = true
-			info.NumApplications++
-			if a.State != yarnpb.AppState_APP_RUNNING {
-				info.NumPending++
-			}
-			for _, c := range liveContainers(r.ContainersByApp(nil, a.ID)) {
-				used = used.Add(c.Resource)
-				if c.IsAM {
-					amUsed = amUsed.Add(c.Resource)
-				}
-			}
-		}
-		info.Used, info.AmUsed = used.Proto(), amUsed.Proto()
-		info.Users = slices.Sorted(maps.Keys(users))
-		out.Queues = append(out.Queues, info)
 	}
 	return out, nil
 }

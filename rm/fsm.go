@@ -39,6 +39,8 @@ const (
 	CmdForgetApps
 	CmdForgetNodes
 	CmdForgetContainers
+	CmdSetQueues
+	CmdMoveApp
 )
 
 // Command payloads. Ids and timestamps are computed by the caller, never
@@ -131,6 +133,16 @@ type (
 		IDs []string `json:"ids"`
 		Now int64    `json:"now"`
 	}
+	// setQueuesCmd replaces the queue tree with a queue file's.
+	setQueuesCmd struct {
+		Filename string `json:"file"`
+		Source   []byte `json:"src"`
+	}
+	// moveAppCmd moves a live application to another leaf queue.
+	moveAppCmd struct {
+		AppID string `json:"app"`
+		Queue string `json:"queue"`
+	}
 	// rotateKeyCmd makes Key the newest master key.
 	rotateKeyCmd struct {
 		Key *yarnpb.MasterKey `json:"key"`
@@ -213,6 +225,10 @@ func init() {
 		return nil, tx.SetNodeState(c.NodeID, c.State, c.Report, c.Deadline, c.Now)
 	})
 	register(CmdSubmitApp, func(tx *state.WriteTxn, c *submitAppCmd) (any, error) {
+		r := tx.Read()
+		if err := checkQueueRoom(r, queueTreeOf(r.Meta()), c.App.Queue); err != nil {
+			return nil, err
+		}
 		return nil, tx.SubmitApp(c.App, c.Now)
 	})
 	register(CmdPlacePlan, func(tx *state.WriteTxn, c *placePlanCmd) (any, error) {
@@ -261,6 +277,23 @@ func init() {
 			n, err := tx.DeleteAppContainers(id)
 			return n > 0, err
 		})
+	})
+	register(CmdSetQueues, func(tx *state.WriteTxn, c *setQueuesCmd) (any, error) {
+		r := tx.Read()
+		tree, err := checkQueueChange(r, c.Filename, c.Source)
+		if err != nil {
+			return nil, err
+		}
+		m := r.Meta()
+		m.QueueFile, m.QueueSource = tree.Filename, tree.Source
+		return nil, tx.PutMeta(m)
+	})
+	register(CmdMoveApp, func(tx *state.WriteTxn, c *moveAppCmd) (any, error) {
+		r := tx.Read()
+		if queueTreeOf(r.Meta()).Leaf(c.Queue) == nil {
+			return nil, fmt.Errorf("queue %s is no leaf queue of the tree", c.Queue)
+		}
+		return nil, tx.MoveApp(c.AppID, c.Queue)
 	})
 	register(CmdRotateKey, func(tx *state.WriteTxn, c *rotateKeyCmd) (any, error) {
 		m := tx.Read().Meta()

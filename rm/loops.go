@@ -23,7 +23,7 @@ import (
 // committed through raft as one entry before any AM sees it; the next plan
 // is made while the previous one commits, counting its placements as made.
 func (s *Server) schedulerLoop(ctx context.Context) {
-	sch := scheduler.New(s.cfg.Queues, s.cfg.MaxBatch)
+	sch := scheduler.New(nil, s.cfg.MaxBatch)
 	type pending struct {
 		future raft.ApplyFuture
 		plan   []*state.Container
@@ -59,7 +59,9 @@ func (s *Server) schedulerLoop(ctx context.Context) {
 		}
 		for ctx.Err() == nil {
 			began := time.Now()
-			plan := sch.Plan(s.State().Snapshot(), s.soft.asksFor, s.epoch.Load(), inflight)
+			r := s.State().Snapshot()
+			sch.SetTree(queueTreeOf(r.Meta()))
+			plan := sch.Plan(r, s.soft.asksFor, s.epoch.Load(), inflight)
 			s.metrics.plan.Observe(time.Since(began).Seconds())
 			s.soft.setWaiting(sch.Waiting)
 			if len(plan) == 0 {

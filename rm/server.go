@@ -26,7 +26,6 @@ import (
 	"github.com/loom-project/loom/errdefs"
 	"github.com/loom-project/loom/proto/yarnpb"
 	"github.com/loom-project/loom/rm/rmclient"
-	"github.com/loom-project/loom/rm/scheduler"
 	"github.com/loom-project/loom/rm/state"
 	"github.com/loom-project/loom/rpc"
 	"github.com/loom-project/loom/tlsutil"
@@ -63,7 +62,15 @@ type Config struct {
 	AllocExpiry       time.Duration // an allocated container not started this long is reclaimed
 	MaxAttempts       int32
 	MaxAllocation     state.Resource
-	Queues            []scheduler.Queue
+	// QueueFile is the queue file (HCL) this replica commits when it
+	// becomes the leader and on refresh-queues; none keeps the tree in
+	// raft, at first the built-in root.default.
+	QueueFile string
+	// Preemption takes containers back from queues over their guarantee
+	// for queues below it; PreemptionGrace is how long an AM is warned
+	// before its container is killed.
+	Preemption      bool
+	PreemptionGrace time.Duration
 	// RaftTimeout is raft's heartbeat and election timeout.
 	RaftTimeout time.Duration
 	// MaxBatch bounds the allocations committed in one raft entry.
@@ -128,7 +135,8 @@ func DefaultConfig() *Config {
 		AllocExpiry:         60 * time.Second,
 		MaxAttempts:         2,
 		MaxAllocation:       state.Resource{MemoryMB: 8192, VCores: 4},
-		Queues:              scheduler.DefaultQueues(),
+		Preemption:          true,
+		PreemptionGrace:     15 * time.Second,
 		RaftTimeout:         300 * time.Millisecond,
 		MaxBatch:            2048,
 		KillGrace:           5 * time.Second,
@@ -229,6 +237,9 @@ func New(cfg *Config) (*Server, error) {
 	if cfg.CA != nil && !cfg.CA.Cert.Equal(cfg.TLS.CA) {
 		return nil, errors.New("--tls-ca-key is not the key of the CA in --tls-ca")
 	}
+	if cfg.PreemptionGrace < 0 {
+		return nil, fmt.Errorf("--preemption-grace %s: want 0 or more", cfg.PreemptionGrace)
+	}
 	s := &Server{
 		cfg:           cfg,
 		clock:         cfg.Clock,
@@ -250,6 +261,12 @@ func New(cfg *Config) (*Server, error) {
 	}
 	s.fsm = fsm
 	fsm.applied = s.onApplied
+	if cfg.QueueFile != "" {
+		// A replica never starts on a queue file it could not commit.
+		if _, err := s.readQueueFile(); err != nil {
+			return nil, fmt.Errorf("--queues: %w", err)
+		}
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -707,6 +724,17 @@ func (s *Server) establishLeadership() error {
 	if err := s.rotateKeysIfDue(s.clock.Now()); err != nil {
 		return fmt.Errorf("making a master key: %w", err)
 	}
+	// The leader schedules by its own queue file. One that no longer
+	// fits the state (it drops a queue with live applications) leaves
+	// the tree in raft, and says why.
+	if s.cfg.QueueFile != "" {
+		if _, err := s.commitQueueFile(); err != nil {
+			if !errors.Is(err, errdefs.ErrFailedPrecondition) && !errors.Is(err, errdefs.ErrInvalidArgument) {
+				return fmt.Errorf("committing the queue file: %w", err)
+			}
+			s.logger.Error("keeping the queue tree in raft", "error", err)
+		}
+	}
 	meta := s.State().Snapshot().Meta()
 	s.clusterTS.Store(meta.Cluster)
 	s.epoch.Store(meta.Epoch)
@@ -721,7 +749,7 @@ func (s *Server) establishLeadership() error {
 	s.leaderCancel = cancel
 	s.soft.reset(s.clock.Now(), s.State().Snapshot())
 	s.isLeader.Store(true)
-	for _, loop := range []func(context.Context){s.schedulerLoop, s.nodeLivenessLoop, s.amLivenessLoop, s.launcherLoop, s.cleanupLoop, s.keyRotationLoop, s.gcLoop, s.promoteLoop} {
+	for _, loop := range []func(context.Context){s.schedulerLoop, s.nodeLivenessLoop, s.amLivenessLoop, s.launcherLoop, s.cleanupLoop, s.keyRotationLoop, s.gcLoop, s.promoteLoop, s.preemptionLoop} {
 		s.leaderWG.Add(1)
 		go func() {
 			defer s.leaderWG.Done()

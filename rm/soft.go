@@ -2,6 +2,7 @@ package rm
 
 import (
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,6 +24,21 @@ type softState struct {
 	amLocks   map[string]*sync.Mutex
 	delivered map[string]uint64 // attempt id -> highest completion index handed to the AM
 	waiting   map[string]string // app id -> why it waits for its AM container
+	// preempting are the containers being taken back, by container id;
+	// preemptCh is closed and replaced whenever that set changes, and
+	// preemptSent is what each attempt's AM was last told of it.
+	preempting  map[string]preemption
+	preemptCh   chan struct{}
+	preemptSent map[string][]string
+}
+
+// preemption is a container the scheduler takes back: its AM was warned,
+// and the container is killed at deadline.
+type preemption struct {
+	attemptID string
+	nodeID    string
+	deadline  time.Time
+	why       string
 }
 
 func newSoftState() *softState {
@@ -45,6 +61,11 @@ func (s *softState) reset(now time.Time, r *state.ReadTxn) {
 	s.amLocks = map[string]*sync.Mutex{}
 	s.delivered = map[string]uint64{}
 	s.waiting = map[string]string{}
+	s.preempting = map[string]preemption{}
+	s.preemptSent = map[string][]string{}
+	if s.preemptCh == nil {
+		s.preemptCh = make(chan struct{})
+	}
 	if r == nil {
 		return
 	}
@@ -182,6 +203,7 @@ func (s *softState) forgetAttempt(attemptID string) {
 	delete(s.amLast, attemptID)
 	delete(s.amLocks, attemptID)
 	delete(s.delivered, attemptID)
+	delete(s.preemptSent, attemptID)
 }
 
 // retain forgets what it holds of attempts and nodes that are not live:
@@ -206,6 +228,7 @@ func (s *softState) retain(attempts []*state.Attempt, nodes []*state.Node) {
 	keepOnly(s.amLast, liveAt)
 	keepOnly(s.amLocks, liveAt)
 	keepOnly(s.delivered, liveAt)
+	keepOnly(s.preemptSent, liveAt)
 	keepOnly(s.nodeSeen, liveNode)
 	keepOnly(s.nodeResp, liveNode)
 	keepOnly(s.nodeUtil, liveNode)
@@ -220,7 +243,7 @@ func keepOnly[V any](m map[string]V, live map[string]bool) {
 func (s *softState) sizes() (attempts, nodes int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return max(len(s.asks), len(s.amSeen), len(s.amLast), len(s.amLocks), len(s.delivered)), max(len(s.nodeSeen), len(s.nodeResp), len(s.nodeUtil))
+	return max(len(s.asks), len(s.amSeen), len(s.amLast), len(s.amLocks), len(s.delivered), len(s.preemptSent)), max(len(s.nodeSeen), len(s.nodeResp), len(s.nodeUtil))
 }
 
 // amSeenAt returns when the AM of an attempt last called, starting its
@@ -294,4 +317,62 @@ func (s *softState) lastSeen(id string) (time.Time, bool) {
 	defer s.mu.Unlock()
 	t, ok := s.nodeSeen[id]
 	return t, ok
+}
+
+// setPreempting replaces the set of containers being taken back (the
+// preemption pass computes it whole from the live containers, so it holds
+// no ended one) and wakes AMs' held Allocate calls when it changed.
+func (s *softState) setPreempting(next map[string]preemption) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if maps.EqualFunc(s.preempting, next, func(a, b preemption) bool { return a.deadline.Equal(b.deadline) }) {
+		return
+	}
+	s.preempting = next
+	close(s.preemptCh)
+	s.preemptCh = make(chan struct{})
+}
+
+// preemptingSet are the containers being taken back.
+func (s *softState) preemptingSet() map[string]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]bool, len(s.preempting))
+	for id := range s.preempting {
+		out[id] = true
+	}
+	return out
+}
+
+// preemptionFor are the containers of an attempt being taken back,
+// sorted, whether its AM has yet to hear of that set, and a channel
+// closed when the set changes.
+func (s *softState) preemptionFor(attemptID string) (ids []string, news bool, changed <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, p := range s.preempting {
+		if p.attemptID == attemptID {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, !slices.Equal(ids, s.preemptSent[attemptID]), s.preemptCh
+}
+
+// preemptionSent records what an attempt's AM was told.
+func (s *softState) preemptionSent(attemptID string, ids []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(ids) == 0 {
+		delete(s.preemptSent, attemptID)
+		return
+	}
+	s.preemptSent[attemptID] = ids
+}
+
+// preemptions is a copy of the containers being taken back.
+func (s *softState) preemptions() map[string]preemption {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.preempting)
 }

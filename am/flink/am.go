@@ -154,6 +154,7 @@ func RunAM(ctx context.Context, cfg AMConfig) error {
 	a.amrm = rm.NewAMRMClient(attemptID, amToken, rmclient.Handler{
 		ContainersAllocated: a.driver.allocated,
 		ContainersCompleted: a.driver.completed,
+		ContainersPreempted: a.driver.preempted,
 		ShutdownRequested:   func() { a.stop("the ResourceManager ended this attempt") },
 		Error:               func(err error) { cfg.Log.Warn("talking to the ResourceManager", "error", err) },
 	})

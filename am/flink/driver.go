@@ -197,6 +197,38 @@ func (d *Driver) TaskManagerLost(id, cause string) {
 	d.reconcileLocked()
 }
 
+// preempted gives back the TaskManager containers the cluster takes back
+// from the application (its queue is over its guarantee and another is
+// below): each is released at once rather than killed at the end of the
+// RM's grace, and its TaskManager removed, so that the job fails over
+// now, from its latest checkpoint, onto the slots it has left and those
+// it asks for again. A preemption is not a failure of the TaskManager:
+// it does not count towards --max-failed-containers.
+func (d *Driver) preempted(ids []string) {
+	var gone []string
+	d.mu.Lock()
+	for _, id := range ids {
+		c, wasRunning := d.running[id]
+		if !wasRunning {
+			if c = d.starting[id]; c == nil {
+				continue
+			}
+		}
+		delete(d.running, id)
+		delete(d.starting, id)
+		d.log.Info("the cluster preempts a TaskManager container; giving it back", "container", id, "node", c.node)
+		d.amrm.ReleaseContainer(id)
+		if wasRunning {
+			gone = append(gone, id)
+		}
+	}
+	d.reconcileLocked()
+	d.mu.Unlock()
+	for _, id := range gone {
+		d.rm.RemoveTaskManager(id, "TaskManager container "+id+" was preempted by the cluster's scheduler")
+	}
+}
+
 // adopt takes over the TaskManager containers of an earlier AM attempt:
 // they find this attempt's JobManager through the RM and register again.
 func (d *Driver) adopt(cs []*yarnpb.Container) {
@@ -494,7 +526,11 @@ func (d *Driver) completed(sts []*yarnpb.ContainerStatus) {
 		if st.Diagnostics != "" {
 			cause += ": " + st.Diagnostics
 		}
-		d.failLocked(cause)
+		if st.ExitStatus == int32(yarnpb.ContainerExitStatus_EXIT_PREEMPTED) {
+			d.log.Info("TaskManager container preempted", "container", c.id, "node", c.node)
+		} else {
+			d.failLocked(cause)
+		}
 		if wasRunning {
 			gone, causes = append(gone, c.id), append(causes, cause)
 		}

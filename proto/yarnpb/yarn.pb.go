@@ -2443,7 +2443,22 @@ type QueueInfo struct {
 	NumApplications int32                  `protobuf:"varint,7,opt,name=num_applications,json=numApplications,proto3" json:"num_applications,omitempty"`
 	NumPending      int32                  `protobuf:"varint,8,opt,name=num_pending,json=numPending,proto3" json:"num_pending,omitempty"`
 	// The users with applications in the queue now, sorted.
-	Users         []string `protobuf:"bytes,9,rep,name=users,proto3" json:"users,omitempty"`
+	Users []string `protobuf:"bytes,9,rep,name=users,proto3" json:"users,omitempty"`
+	// capacity and max_capacity of the cluster as it is now.
+	Guaranteed *Resource `protobuf:"bytes,10,opt,name=guaranteed,proto3" json:"guaranteed,omitempty"`
+	Maximum    *Resource `protobuf:"bytes,11,opt,name=maximum,proto3" json:"maximum,omitempty"`
+	// pending is what its applications ask for and do not have yet, as
+	// the leader's scheduler sees it.
+	Pending                 *Resource `protobuf:"bytes,12,opt,name=pending,proto3" json:"pending,omitempty"`
+	MaxApplications         int32     `protobuf:"varint,13,opt,name=max_applications,json=maxApplications,proto3" json:"max_applications,omitempty"`
+	Ordering                string    `protobuf:"bytes,14,opt,name=ordering,proto3" json:"ordering,omitempty"`
+	MinimumUserLimitPercent float32   `protobuf:"fixed32,15,opt,name=minimum_user_limit_percent,json=minimumUserLimitPercent,proto3" json:"minimum_user_limit_percent,omitempty"`
+	UserLimitFactor         float32   `protobuf:"fixed32,16,opt,name=user_limit_factor,json=userLimitFactor,proto3" json:"user_limit_factor,omitempty"`
+	// What each user of the queue holds, by user.
+	UserUsage     []*QueueUser `protobuf:"bytes,17,rep,name=user_usage,json=userUsage,proto3" json:"user_usage,omitempty"`
+	NumContainers int32        `protobuf:"varint,18,opt,name=num_containers,json=numContainers,proto3" json:"num_containers,omitempty"`
+	// Containers of the queue the scheduler is taking back.
+	Preempting    int32 `protobuf:"varint,19,opt,name=preempting,proto3" json:"preempting,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2541,6 +2556,136 @@ func (x *QueueInfo) GetUsers() []string {
 	return nil
 }
 
+func (x *QueueInfo) GetGuaranteed() *Resource {
+	if x != nil {
+		return x.Guaranteed
+	}
+	return nil
+}
+
+func (x *QueueInfo) GetMaximum() *Resource {
+	if x != nil {
+		return x.Maximum
+	}
+	return nil
+}
+
+func (x *QueueInfo) GetPending() *Resource {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+func (x *QueueInfo) GetMaxApplications() int32 {
+	if x != nil {
+		return x.MaxApplications
+	}
+	return 0
+}
+
+func (x *QueueInfo) GetOrdering() string {
+	if x != nil {
+		return x.Ordering
+	}
+	return ""
+}
+
+func (x *QueueInfo) GetMinimumUserLimitPercent() float32 {
+	if x != nil {
+		return x.MinimumUserLimitPercent
+	}
+	return 0
+}
+
+func (x *QueueInfo) GetUserLimitFactor() float32 {
+	if x != nil {
+		return x.UserLimitFactor
+	}
+	return 0
+}
+
+func (x *QueueInfo) GetUserUsage() []*QueueUser {
+	if x != nil {
+		return x.UserUsage
+	}
+	return nil
+}
+
+func (x *QueueInfo) GetNumContainers() int32 {
+	if x != nil {
+		return x.NumContainers
+	}
+	return 0
+}
+
+func (x *QueueInfo) GetPreempting() int32 {
+	if x != nil {
+		return x.Preempting
+	}
+	return 0
+}
+
+type QueueUser struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	User            string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Used            *Resource              `protobuf:"bytes,2,opt,name=used,proto3" json:"used,omitempty"`
+	NumApplications int32                  `protobuf:"varint,3,opt,name=num_applications,json=numApplications,proto3" json:"num_applications,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *QueueUser) Reset() {
+	*x = QueueUser{}
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueueUser) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueueUser) ProtoMessage() {}
+
+func (x *QueueUser) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueueUser.ProtoReflect.Descriptor instead.
+func (*QueueUser) Descriptor() ([]byte, []int) {
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *QueueUser) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *QueueUser) GetUsed() *Resource {
+	if x != nil {
+		return x.Used
+	}
+	return nil
+}
+
+func (x *QueueUser) GetNumApplications() int32 {
+	if x != nil {
+		return x.NumApplications
+	}
+	return 0
+}
+
 type QueueInfoResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Queues        []*QueueInfo           `protobuf:"bytes,1,rep,name=queues,proto3" json:"queues,omitempty"`
@@ -2550,7 +2695,7 @@ type QueueInfoResponse struct {
 
 func (x *QueueInfoResponse) Reset() {
 	*x = QueueInfoResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[27]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2562,7 +2707,7 @@ func (x *QueueInfoResponse) String() string {
 func (*QueueInfoResponse) ProtoMessage() {}
 
 func (x *QueueInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[27]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2575,7 +2720,7 @@ func (x *QueueInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueInfoResponse.ProtoReflect.Descriptor instead.
 func (*QueueInfoResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{27}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *QueueInfoResponse) GetQueues() []*QueueInfo {
@@ -2598,7 +2743,7 @@ type RegisterApplicationMasterRequest struct {
 
 func (x *RegisterApplicationMasterRequest) Reset() {
 	*x = RegisterApplicationMasterRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[28]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +2755,7 @@ func (x *RegisterApplicationMasterRequest) String() string {
 func (*RegisterApplicationMasterRequest) ProtoMessage() {}
 
 func (x *RegisterApplicationMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[28]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +2768,7 @@ func (x *RegisterApplicationMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterApplicationMasterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterApplicationMasterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{28}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RegisterApplicationMasterRequest) GetApplicationAttemptId() string {
@@ -2674,7 +2819,7 @@ type RegisterApplicationMasterResponse struct {
 
 func (x *RegisterApplicationMasterResponse) Reset() {
 	*x = RegisterApplicationMasterResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[29]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +2831,7 @@ func (x *RegisterApplicationMasterResponse) String() string {
 func (*RegisterApplicationMasterResponse) ProtoMessage() {}
 
 func (x *RegisterApplicationMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[29]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +2844,7 @@ func (x *RegisterApplicationMasterResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use RegisterApplicationMasterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterApplicationMasterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{29}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RegisterApplicationMasterResponse) GetMaxCapability() *Resource {
@@ -2755,7 +2900,7 @@ type ResourceRequest struct {
 
 func (x *ResourceRequest) Reset() {
 	*x = ResourceRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[30]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2767,7 +2912,7 @@ func (x *ResourceRequest) String() string {
 func (*ResourceRequest) ProtoMessage() {}
 
 func (x *ResourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[30]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2780,7 +2925,7 @@ func (x *ResourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceRequest.ProtoReflect.Descriptor instead.
 func (*ResourceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{30}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ResourceRequest) GetAllocationRequestId() int64 {
@@ -2845,7 +2990,7 @@ type AllocateRequest struct {
 
 func (x *AllocateRequest) Reset() {
 	*x = AllocateRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[31]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2857,7 +3002,7 @@ func (x *AllocateRequest) String() string {
 func (*AllocateRequest) ProtoMessage() {}
 
 func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[31]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2870,7 +3015,7 @@ func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRequest.ProtoReflect.Descriptor instead.
 func (*AllocateRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{31}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AllocateRequest) GetApplicationAttemptId() string {
@@ -2955,7 +3100,7 @@ type AllocateResponse struct {
 
 func (x *AllocateResponse) Reset() {
 	*x = AllocateResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[32]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2967,7 +3112,7 @@ func (x *AllocateResponse) String() string {
 func (*AllocateResponse) ProtoMessage() {}
 
 func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[32]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2980,7 +3125,7 @@ func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateResponse.ProtoReflect.Descriptor instead.
 func (*AllocateResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{32}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AllocateResponse) GetResponseId() int32 {
@@ -3059,7 +3204,7 @@ type FinishApplicationMasterRequest struct {
 
 func (x *FinishApplicationMasterRequest) Reset() {
 	*x = FinishApplicationMasterRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[33]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3071,7 +3216,7 @@ func (x *FinishApplicationMasterRequest) String() string {
 func (*FinishApplicationMasterRequest) ProtoMessage() {}
 
 func (x *FinishApplicationMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[33]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3084,7 +3229,7 @@ func (x *FinishApplicationMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishApplicationMasterRequest.ProtoReflect.Descriptor instead.
 func (*FinishApplicationMasterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{33}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *FinishApplicationMasterRequest) GetApplicationAttemptId() string {
@@ -3131,7 +3276,7 @@ type FinishApplicationMasterResponse struct {
 
 func (x *FinishApplicationMasterResponse) Reset() {
 	*x = FinishApplicationMasterResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[34]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3143,7 +3288,7 @@ func (x *FinishApplicationMasterResponse) String() string {
 func (*FinishApplicationMasterResponse) ProtoMessage() {}
 
 func (x *FinishApplicationMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[34]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3156,7 +3301,7 @@ func (x *FinishApplicationMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishApplicationMasterResponse.ProtoReflect.Descriptor instead.
 func (*FinishApplicationMasterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{34}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *FinishApplicationMasterResponse) GetUnregistered() bool {
@@ -3180,7 +3325,7 @@ type RegisterNodeManagerRequest struct {
 
 func (x *RegisterNodeManagerRequest) Reset() {
 	*x = RegisterNodeManagerRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[35]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3192,7 +3337,7 @@ func (x *RegisterNodeManagerRequest) String() string {
 func (*RegisterNodeManagerRequest) ProtoMessage() {}
 
 func (x *RegisterNodeManagerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[35]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3205,7 +3350,7 @@ func (x *RegisterNodeManagerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeManagerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterNodeManagerRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{35}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RegisterNodeManagerRequest) GetNodeId() string {
@@ -3265,7 +3410,7 @@ type RegisterNodeManagerResponse struct {
 
 func (x *RegisterNodeManagerResponse) Reset() {
 	*x = RegisterNodeManagerResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[36]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3277,7 +3422,7 @@ func (x *RegisterNodeManagerResponse) String() string {
 func (*RegisterNodeManagerResponse) ProtoMessage() {}
 
 func (x *RegisterNodeManagerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[36]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3290,7 +3435,7 @@ func (x *RegisterNodeManagerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeManagerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterNodeManagerResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{36}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RegisterNodeManagerResponse) GetAction() NodeAction {
@@ -3343,7 +3488,7 @@ type NodeHeartbeatRequest struct {
 
 func (x *NodeHeartbeatRequest) Reset() {
 	*x = NodeHeartbeatRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[37]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3355,7 +3500,7 @@ func (x *NodeHeartbeatRequest) String() string {
 func (*NodeHeartbeatRequest) ProtoMessage() {}
 
 func (x *NodeHeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[37]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3368,7 +3513,7 @@ func (x *NodeHeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeHeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*NodeHeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{37}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *NodeHeartbeatRequest) GetNodeId() string {
@@ -3441,7 +3586,7 @@ type NodeHeartbeatResponse struct {
 
 func (x *NodeHeartbeatResponse) Reset() {
 	*x = NodeHeartbeatResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[38]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3453,7 +3598,7 @@ func (x *NodeHeartbeatResponse) String() string {
 func (*NodeHeartbeatResponse) ProtoMessage() {}
 
 func (x *NodeHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[38]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3466,7 +3611,7 @@ func (x *NodeHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*NodeHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{38}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *NodeHeartbeatResponse) GetResponseId() int32 {
@@ -3541,7 +3686,7 @@ type UnRegisterNodeManagerRequest struct {
 
 func (x *UnRegisterNodeManagerRequest) Reset() {
 	*x = UnRegisterNodeManagerRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[39]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3553,7 +3698,7 @@ func (x *UnRegisterNodeManagerRequest) String() string {
 func (*UnRegisterNodeManagerRequest) ProtoMessage() {}
 
 func (x *UnRegisterNodeManagerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[39]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3566,7 +3711,7 @@ func (x *UnRegisterNodeManagerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnRegisterNodeManagerRequest.ProtoReflect.Descriptor instead.
 func (*UnRegisterNodeManagerRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{39}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *UnRegisterNodeManagerRequest) GetNodeId() string {
@@ -3584,7 +3729,7 @@ type UnRegisterNodeManagerResponse struct {
 
 func (x *UnRegisterNodeManagerResponse) Reset() {
 	*x = UnRegisterNodeManagerResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[40]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3596,7 +3741,7 @@ func (x *UnRegisterNodeManagerResponse) String() string {
 func (*UnRegisterNodeManagerResponse) ProtoMessage() {}
 
 func (x *UnRegisterNodeManagerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[40]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3609,7 +3754,7 @@ func (x *UnRegisterNodeManagerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnRegisterNodeManagerResponse.ProtoReflect.Descriptor instead.
 func (*UnRegisterNodeManagerResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{40}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{41}
 }
 
 type DecommissionRequest struct {
@@ -3623,7 +3768,7 @@ type DecommissionRequest struct {
 
 func (x *DecommissionRequest) Reset() {
 	*x = DecommissionRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[41]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3635,7 +3780,7 @@ func (x *DecommissionRequest) String() string {
 func (*DecommissionRequest) ProtoMessage() {}
 
 func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[41]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3648,7 +3793,7 @@ func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionRequest.ProtoReflect.Descriptor instead.
 func (*DecommissionRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{41}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DecommissionRequest) GetNodeIds() []string {
@@ -3685,7 +3830,7 @@ type NodeChange struct {
 
 func (x *NodeChange) Reset() {
 	*x = NodeChange{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[42]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3697,7 +3842,7 @@ func (x *NodeChange) String() string {
 func (*NodeChange) ProtoMessage() {}
 
 func (x *NodeChange) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[42]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3710,7 +3855,7 @@ func (x *NodeChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeChange.ProtoReflect.Descriptor instead.
 func (*NodeChange) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{42}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *NodeChange) GetNodeId() string {
@@ -3743,7 +3888,7 @@ type DecommissionResponse struct {
 
 func (x *DecommissionResponse) Reset() {
 	*x = DecommissionResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[43]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3755,7 +3900,7 @@ func (x *DecommissionResponse) String() string {
 func (*DecommissionResponse) ProtoMessage() {}
 
 func (x *DecommissionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[43]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3768,7 +3913,7 @@ func (x *DecommissionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionResponse.ProtoReflect.Descriptor instead.
 func (*DecommissionResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{43}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DecommissionResponse) GetNodes() []*NodeChange {
@@ -3787,7 +3932,7 @@ type RecommissionRequest struct {
 
 func (x *RecommissionRequest) Reset() {
 	*x = RecommissionRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[44]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3799,7 +3944,7 @@ func (x *RecommissionRequest) String() string {
 func (*RecommissionRequest) ProtoMessage() {}
 
 func (x *RecommissionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[44]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3812,7 +3957,7 @@ func (x *RecommissionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommissionRequest.ProtoReflect.Descriptor instead.
 func (*RecommissionRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{44}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RecommissionRequest) GetNodeIds() []string {
@@ -3831,7 +3976,7 @@ type RecommissionResponse struct {
 
 func (x *RecommissionResponse) Reset() {
 	*x = RecommissionResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[45]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3843,7 +3988,7 @@ func (x *RecommissionResponse) String() string {
 func (*RecommissionResponse) ProtoMessage() {}
 
 func (x *RecommissionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[45]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3856,7 +4001,7 @@ func (x *RecommissionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommissionResponse.ProtoReflect.Descriptor instead.
 func (*RecommissionResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{45}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RecommissionResponse) GetNodes() []*NodeChange {
@@ -3874,7 +4019,7 @@ type RefreshQueuesRequest struct {
 
 func (x *RefreshQueuesRequest) Reset() {
 	*x = RefreshQueuesRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[46]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3886,7 +4031,7 @@ func (x *RefreshQueuesRequest) String() string {
 func (*RefreshQueuesRequest) ProtoMessage() {}
 
 func (x *RefreshQueuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[46]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3899,18 +4044,23 @@ func (x *RefreshQueuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshQueuesRequest.ProtoReflect.Descriptor instead.
 func (*RefreshQueuesRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{46}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{47}
 }
 
 type RefreshQueuesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// file is the queue file the leader read; changed is false when the
+	// tree already was that file's.
+	File          string   `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
+	Changed       bool     `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	Leaves        []string `protobuf:"bytes,3,rep,name=leaves,proto3" json:"leaves,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RefreshQueuesResponse) Reset() {
 	*x = RefreshQueuesResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[47]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3922,7 +4072,7 @@ func (x *RefreshQueuesResponse) String() string {
 func (*RefreshQueuesResponse) ProtoMessage() {}
 
 func (x *RefreshQueuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[47]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3935,7 +4085,28 @@ func (x *RefreshQueuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshQueuesResponse.ProtoReflect.Descriptor instead.
 func (*RefreshQueuesResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{47}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *RefreshQueuesResponse) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
+}
+
+func (x *RefreshQueuesResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+func (x *RefreshQueuesResponse) GetLeaves() []string {
+	if x != nil {
+		return x.Leaves
+	}
+	return nil
 }
 
 type ServiceStateRequest struct {
@@ -3946,7 +4117,7 @@ type ServiceStateRequest struct {
 
 func (x *ServiceStateRequest) Reset() {
 	*x = ServiceStateRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[48]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3958,7 +4129,7 @@ func (x *ServiceStateRequest) String() string {
 func (*ServiceStateRequest) ProtoMessage() {}
 
 func (x *ServiceStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[48]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3971,7 +4142,7 @@ func (x *ServiceStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceStateRequest.ProtoReflect.Descriptor instead.
 func (*ServiceStateRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{48}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{49}
 }
 
 type RaftPeer struct {
@@ -3986,7 +4157,7 @@ type RaftPeer struct {
 
 func (x *RaftPeer) Reset() {
 	*x = RaftPeer{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[49]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3998,7 +4169,7 @@ func (x *RaftPeer) String() string {
 func (*RaftPeer) ProtoMessage() {}
 
 func (x *RaftPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[49]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4011,7 +4182,7 @@ func (x *RaftPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeer.ProtoReflect.Descriptor instead.
 func (*RaftPeer) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{49}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RaftPeer) GetId() string {
@@ -4063,7 +4234,7 @@ type ServiceStateResponse struct {
 
 func (x *ServiceStateResponse) Reset() {
 	*x = ServiceStateResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[50]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4075,7 +4246,7 @@ func (x *ServiceStateResponse) String() string {
 func (*ServiceStateResponse) ProtoMessage() {}
 
 func (x *ServiceStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[50]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4088,7 +4259,7 @@ func (x *ServiceStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceStateResponse.ProtoReflect.Descriptor instead.
 func (*ServiceStateResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{50}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ServiceStateResponse) GetState() string {
@@ -4187,7 +4358,7 @@ type AddRaftPeerRequest struct {
 
 func (x *AddRaftPeerRequest) Reset() {
 	*x = AddRaftPeerRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[51]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4199,7 +4370,7 @@ func (x *AddRaftPeerRequest) String() string {
 func (*AddRaftPeerRequest) ProtoMessage() {}
 
 func (x *AddRaftPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[51]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4212,7 +4383,7 @@ func (x *AddRaftPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddRaftPeerRequest.ProtoReflect.Descriptor instead.
 func (*AddRaftPeerRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{51}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *AddRaftPeerRequest) GetId() string {
@@ -4237,7 +4408,7 @@ type AddRaftPeerResponse struct {
 
 func (x *AddRaftPeerResponse) Reset() {
 	*x = AddRaftPeerResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[52]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4249,7 +4420,7 @@ func (x *AddRaftPeerResponse) String() string {
 func (*AddRaftPeerResponse) ProtoMessage() {}
 
 func (x *AddRaftPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[52]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4262,7 +4433,7 @@ func (x *AddRaftPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddRaftPeerResponse.ProtoReflect.Descriptor instead.
 func (*AddRaftPeerResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{52}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{53}
 }
 
 // RemoveRaftPeer takes a replica out of the raft configuration.
@@ -4275,7 +4446,7 @@ type RemoveRaftPeerRequest struct {
 
 func (x *RemoveRaftPeerRequest) Reset() {
 	*x = RemoveRaftPeerRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[53]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4287,7 +4458,7 @@ func (x *RemoveRaftPeerRequest) String() string {
 func (*RemoveRaftPeerRequest) ProtoMessage() {}
 
 func (x *RemoveRaftPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[53]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4300,7 +4471,7 @@ func (x *RemoveRaftPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRaftPeerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRaftPeerRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{53}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *RemoveRaftPeerRequest) GetId() string {
@@ -4318,7 +4489,7 @@ type RemoveRaftPeerResponse struct {
 
 func (x *RemoveRaftPeerResponse) Reset() {
 	*x = RemoveRaftPeerResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[54]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4330,7 +4501,7 @@ func (x *RemoveRaftPeerResponse) String() string {
 func (*RemoveRaftPeerResponse) ProtoMessage() {}
 
 func (x *RemoveRaftPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[54]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4343,7 +4514,7 @@ func (x *RemoveRaftPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRaftPeerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveRaftPeerResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{54}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{55}
 }
 
 type StartContainerRequest struct {
@@ -4360,7 +4531,7 @@ type StartContainerRequest struct {
 
 func (x *StartContainerRequest) Reset() {
 	*x = StartContainerRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[55]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4372,7 +4543,7 @@ func (x *StartContainerRequest) String() string {
 func (*StartContainerRequest) ProtoMessage() {}
 
 func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[55]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4385,7 +4556,7 @@ func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainerRequest.ProtoReflect.Descriptor instead.
 func (*StartContainerRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{55}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *StartContainerRequest) GetContainerId() string {
@@ -4439,7 +4610,7 @@ type StartContainersRequest struct {
 
 func (x *StartContainersRequest) Reset() {
 	*x = StartContainersRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[56]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4451,7 +4622,7 @@ func (x *StartContainersRequest) String() string {
 func (*StartContainersRequest) ProtoMessage() {}
 
 func (x *StartContainersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[56]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4464,7 +4635,7 @@ func (x *StartContainersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainersRequest.ProtoReflect.Descriptor instead.
 func (*StartContainersRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{56}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *StartContainersRequest) GetContainers() []*StartContainerRequest {
@@ -4484,7 +4655,7 @@ type StartContainersResponse struct {
 
 func (x *StartContainersResponse) Reset() {
 	*x = StartContainersResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[57]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4496,7 +4667,7 @@ func (x *StartContainersResponse) String() string {
 func (*StartContainersResponse) ProtoMessage() {}
 
 func (x *StartContainersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[57]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4509,7 +4680,7 @@ func (x *StartContainersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainersResponse.ProtoReflect.Descriptor instead.
 func (*StartContainersResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{57}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *StartContainersResponse) GetSucceeded() []string {
@@ -4535,7 +4706,7 @@ type StopContainersRequest struct {
 
 func (x *StopContainersRequest) Reset() {
 	*x = StopContainersRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[58]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4547,7 +4718,7 @@ func (x *StopContainersRequest) String() string {
 func (*StopContainersRequest) ProtoMessage() {}
 
 func (x *StopContainersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[58]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4560,7 +4731,7 @@ func (x *StopContainersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopContainersRequest.ProtoReflect.Descriptor instead.
 func (*StopContainersRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{58}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *StopContainersRequest) GetContainerIds() []string {
@@ -4580,7 +4751,7 @@ type StopContainersResponse struct {
 
 func (x *StopContainersResponse) Reset() {
 	*x = StopContainersResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[59]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4592,7 +4763,7 @@ func (x *StopContainersResponse) String() string {
 func (*StopContainersResponse) ProtoMessage() {}
 
 func (x *StopContainersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[59]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4605,7 +4776,7 @@ func (x *StopContainersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopContainersResponse.ProtoReflect.Descriptor instead.
 func (*StopContainersResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{59}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *StopContainersResponse) GetSucceeded() []string {
@@ -4631,7 +4802,7 @@ type GetContainerStatusesRequest struct {
 
 func (x *GetContainerStatusesRequest) Reset() {
 	*x = GetContainerStatusesRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[60]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4643,7 +4814,7 @@ func (x *GetContainerStatusesRequest) String() string {
 func (*GetContainerStatusesRequest) ProtoMessage() {}
 
 func (x *GetContainerStatusesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[60]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4656,7 +4827,7 @@ func (x *GetContainerStatusesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContainerStatusesRequest.ProtoReflect.Descriptor instead.
 func (*GetContainerStatusesRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{60}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *GetContainerStatusesRequest) GetContainerIds() []string {
@@ -4676,7 +4847,7 @@ type GetContainerStatusesResponse struct {
 
 func (x *GetContainerStatusesResponse) Reset() {
 	*x = GetContainerStatusesResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[61]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4688,7 +4859,7 @@ func (x *GetContainerStatusesResponse) String() string {
 func (*GetContainerStatusesResponse) ProtoMessage() {}
 
 func (x *GetContainerStatusesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[61]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4701,7 +4872,7 @@ func (x *GetContainerStatusesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContainerStatusesResponse.ProtoReflect.Descriptor instead.
 func (*GetContainerStatusesResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{61}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *GetContainerStatusesResponse) GetStatuses() []*ContainerStatus {
@@ -4728,7 +4899,7 @@ type ListContainerLogsRequest struct {
 
 func (x *ListContainerLogsRequest) Reset() {
 	*x = ListContainerLogsRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4740,7 +4911,7 @@ func (x *ListContainerLogsRequest) String() string {
 func (*ListContainerLogsRequest) ProtoMessage() {}
 
 func (x *ListContainerLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4753,7 +4924,7 @@ func (x *ListContainerLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainerLogsRequest.ProtoReflect.Descriptor instead.
 func (*ListContainerLogsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{62}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListContainerLogsRequest) GetApplicationId() string {
@@ -4781,7 +4952,7 @@ type ContainerLogFile struct {
 
 func (x *ContainerLogFile) Reset() {
 	*x = ContainerLogFile{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4793,7 +4964,7 @@ func (x *ContainerLogFile) String() string {
 func (*ContainerLogFile) ProtoMessage() {}
 
 func (x *ContainerLogFile) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4806,7 +4977,7 @@ func (x *ContainerLogFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerLogFile.ProtoReflect.Descriptor instead.
 func (*ContainerLogFile) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{63}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ContainerLogFile) GetContainerId() string {
@@ -4839,7 +5010,7 @@ type ListContainerLogsResponse struct {
 
 func (x *ListContainerLogsResponse) Reset() {
 	*x = ListContainerLogsResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4851,7 +5022,7 @@ func (x *ListContainerLogsResponse) String() string {
 func (*ListContainerLogsResponse) ProtoMessage() {}
 
 func (x *ListContainerLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4864,7 +5035,7 @@ func (x *ListContainerLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainerLogsResponse.ProtoReflect.Descriptor instead.
 func (*ListContainerLogsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{64}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ListContainerLogsResponse) GetFiles() []*ContainerLogFile {
@@ -4886,7 +5057,7 @@ type ReadContainerLogRequest struct {
 
 func (x *ReadContainerLogRequest) Reset() {
 	*x = ReadContainerLogRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[65]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4898,7 +5069,7 @@ func (x *ReadContainerLogRequest) String() string {
 func (*ReadContainerLogRequest) ProtoMessage() {}
 
 func (x *ReadContainerLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[65]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4911,7 +5082,7 @@ func (x *ReadContainerLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadContainerLogRequest.ProtoReflect.Descriptor instead.
 func (*ReadContainerLogRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{65}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ReadContainerLogRequest) GetContainerId() string {
@@ -4951,7 +5122,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[66]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4963,7 +5134,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[66]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4976,7 +5147,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{66}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *LogChunk) GetData() []byte {
@@ -5001,7 +5172,7 @@ type MasterKey struct {
 
 func (x *MasterKey) Reset() {
 	*x = MasterKey{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[67]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5013,7 +5184,7 @@ func (x *MasterKey) String() string {
 func (*MasterKey) ProtoMessage() {}
 
 func (x *MasterKey) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[67]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5026,7 +5197,7 @@ func (x *MasterKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterKey.ProtoReflect.Descriptor instead.
 func (*MasterKey) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{67}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *MasterKey) GetId() uint32 {
@@ -5067,7 +5238,7 @@ type ContainerTokenIdentifier struct {
 
 func (x *ContainerTokenIdentifier) Reset() {
 	*x = ContainerTokenIdentifier{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[68]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5079,7 +5250,7 @@ func (x *ContainerTokenIdentifier) String() string {
 func (*ContainerTokenIdentifier) ProtoMessage() {}
 
 func (x *ContainerTokenIdentifier) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[68]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5092,7 +5263,7 @@ func (x *ContainerTokenIdentifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTokenIdentifier.ProtoReflect.Descriptor instead.
 func (*ContainerTokenIdentifier) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{68}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ContainerTokenIdentifier) GetContainerId() string {
@@ -5148,7 +5319,7 @@ type AMTokenIdentifier struct {
 
 func (x *AMTokenIdentifier) Reset() {
 	*x = AMTokenIdentifier{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[69]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5160,7 +5331,7 @@ func (x *AMTokenIdentifier) String() string {
 func (*AMTokenIdentifier) ProtoMessage() {}
 
 func (x *AMTokenIdentifier) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[69]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5173,7 +5344,7 @@ func (x *AMTokenIdentifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AMTokenIdentifier.ProtoReflect.Descriptor instead.
 func (*AMTokenIdentifier) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{69}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *AMTokenIdentifier) GetApplicationAttemptId() string {
@@ -5360,7 +5531,7 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x11ListNodesResponse\x12+\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x15.loom.yarn.NodeReportR\x05nodes\"(\n" +
 	"\x10QueueInfoRequest\x12\x14\n" +
-	"\x05queue\x18\x01 \x01(\tR\x05queue\"\xb9\x02\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\"\xf8\x05\n" +
 	"\tQueueInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x02R\bcapacity\x12!\n" +
@@ -5372,7 +5543,27 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x10num_applications\x18\a \x01(\x05R\x0fnumApplications\x12\x1f\n" +
 	"\vnum_pending\x18\b \x01(\x05R\n" +
 	"numPending\x12\x14\n" +
-	"\x05users\x18\t \x03(\tR\x05users\"A\n" +
+	"\x05users\x18\t \x03(\tR\x05users\x123\n" +
+	"\n" +
+	"guaranteed\x18\n" +
+	" \x01(\v2\x13.loom.yarn.ResourceR\n" +
+	"guaranteed\x12-\n" +
+	"\amaximum\x18\v \x01(\v2\x13.loom.yarn.ResourceR\amaximum\x12-\n" +
+	"\apending\x18\f \x01(\v2\x13.loom.yarn.ResourceR\apending\x12)\n" +
+	"\x10max_applications\x18\r \x01(\x05R\x0fmaxApplications\x12\x1a\n" +
+	"\bordering\x18\x0e \x01(\tR\bordering\x12;\n" +
+	"\x1aminimum_user_limit_percent\x18\x0f \x01(\x02R\x17minimumUserLimitPercent\x12*\n" +
+	"\x11user_limit_factor\x18\x10 \x01(\x02R\x0fuserLimitFactor\x123\n" +
+	"\n" +
+	"user_usage\x18\x11 \x03(\v2\x14.loom.yarn.QueueUserR\tuserUsage\x12%\n" +
+	"\x0enum_containers\x18\x12 \x01(\x05R\rnumContainers\x12\x1e\n" +
+	"\n" +
+	"preempting\x18\x13 \x01(\x05R\n" +
+	"preempting\"s\n" +
+	"\tQueueUser\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12'\n" +
+	"\x04used\x18\x02 \x01(\v2\x13.loom.yarn.ResourceR\x04used\x12)\n" +
+	"\x10num_applications\x18\x03 \x01(\x05R\x0fnumApplications\"A\n" +
 	"\x11QueueInfoResponse\x12,\n" +
 	"\x06queues\x18\x01 \x03(\v2\x14.loom.yarn.QueueInfoR\x06queues\"\xc5\x01\n" +
 	" RegisterApplicationMasterRequest\x124\n" +
@@ -5482,8 +5673,11 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\bnode_ids\x18\x01 \x03(\tR\anodeIds\"C\n" +
 	"\x14RecommissionResponse\x12+\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x15.loom.yarn.NodeChangeR\x05nodes\"\x16\n" +
-	"\x14RefreshQueuesRequest\"\x17\n" +
-	"\x15RefreshQueuesResponse\"\x15\n" +
+	"\x14RefreshQueuesRequest\"]\n" +
+	"\x15RefreshQueuesResponse\x12\x12\n" +
+	"\x04file\x18\x01 \x01(\tR\x04file\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\x12\x16\n" +
+	"\x06leaves\x18\x03 \x03(\tR\x06leaves\"\x15\n" +
 	"\x13ServiceStateRequest\"b\n" +
 	"\bRaftPeer\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
@@ -5693,7 +5887,7 @@ func file_proto_yarnpb_yarn_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_yarnpb_yarn_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_proto_yarnpb_yarn_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
+var file_proto_yarnpb_yarn_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_proto_yarnpb_yarn_proto_goTypes = []any{
 	(NodeState)(0),                            // 0: loom.yarn.NodeState
 	(AppState)(0),                             // 1: loom.yarn.AppState
@@ -5731,60 +5925,61 @@ var file_proto_yarnpb_yarn_proto_goTypes = []any{
 	(*ListNodesResponse)(nil),                 // 33: loom.yarn.ListNodesResponse
 	(*QueueInfoRequest)(nil),                  // 34: loom.yarn.QueueInfoRequest
 	(*QueueInfo)(nil),                         // 35: loom.yarn.QueueInfo
-	(*QueueInfoResponse)(nil),                 // 36: loom.yarn.QueueInfoResponse
-	(*RegisterApplicationMasterRequest)(nil),  // 37: loom.yarn.RegisterApplicationMasterRequest
-	(*RegisterApplicationMasterResponse)(nil), // 38: loom.yarn.RegisterApplicationMasterResponse
-	(*ResourceRequest)(nil),                   // 39: loom.yarn.ResourceRequest
-	(*AllocateRequest)(nil),                   // 40: loom.yarn.AllocateRequest
-	(*AllocateResponse)(nil),                  // 41: loom.yarn.AllocateResponse
-	(*FinishApplicationMasterRequest)(nil),    // 42: loom.yarn.FinishApplicationMasterRequest
-	(*FinishApplicationMasterResponse)(nil),   // 43: loom.yarn.FinishApplicationMasterResponse
-	(*RegisterNodeManagerRequest)(nil),        // 44: loom.yarn.RegisterNodeManagerRequest
-	(*RegisterNodeManagerResponse)(nil),       // 45: loom.yarn.RegisterNodeManagerResponse
-	(*NodeHeartbeatRequest)(nil),              // 46: loom.yarn.NodeHeartbeatRequest
-	(*NodeHeartbeatResponse)(nil),             // 47: loom.yarn.NodeHeartbeatResponse
-	(*UnRegisterNodeManagerRequest)(nil),      // 48: loom.yarn.UnRegisterNodeManagerRequest
-	(*UnRegisterNodeManagerResponse)(nil),     // 49: loom.yarn.UnRegisterNodeManagerResponse
-	(*DecommissionRequest)(nil),               // 50: loom.yarn.DecommissionRequest
-	(*NodeChange)(nil),                        // 51: loom.yarn.NodeChange
-	(*DecommissionResponse)(nil),              // 52: loom.yarn.DecommissionResponse
-	(*RecommissionRequest)(nil),               // 53: loom.yarn.RecommissionRequest
-	(*RecommissionResponse)(nil),              // 54: loom.yarn.RecommissionResponse
-	(*RefreshQueuesRequest)(nil),              // 55: loom.yarn.RefreshQueuesRequest
-	(*RefreshQueuesResponse)(nil),             // 56: loom.yarn.RefreshQueuesResponse
-	(*ServiceStateRequest)(nil),               // 57: loom.yarn.ServiceStateRequest
-	(*RaftPeer)(nil),                          // 58: loom.yarn.RaftPeer
-	(*ServiceStateResponse)(nil),              // 59: loom.yarn.ServiceStateResponse
-	(*AddRaftPeerRequest)(nil),                // 60: loom.yarn.AddRaftPeerRequest
-	(*AddRaftPeerResponse)(nil),               // 61: loom.yarn.AddRaftPeerResponse
-	(*RemoveRaftPeerRequest)(nil),             // 62: loom.yarn.RemoveRaftPeerRequest
-	(*RemoveRaftPeerResponse)(nil),            // 63: loom.yarn.RemoveRaftPeerResponse
-	(*StartContainerRequest)(nil),             // 64: loom.yarn.StartContainerRequest
-	(*StartContainersRequest)(nil),            // 65: loom.yarn.StartContainersRequest
-	(*StartContainersResponse)(nil),           // 66: loom.yarn.StartContainersResponse
-	(*StopContainersRequest)(nil),             // 67: loom.yarn.StopContainersRequest
-	(*StopContainersResponse)(nil),            // 68: loom.yarn.StopContainersResponse
-	(*GetContainerStatusesRequest)(nil),       // 69: loom.yarn.GetContainerStatusesRequest
-	(*GetContainerStatusesResponse)(nil),      // 70: loom.yarn.GetContainerStatusesResponse
-	(*ListContainerLogsRequest)(nil),          // 71: loom.yarn.ListContainerLogsRequest
-	(*ContainerLogFile)(nil),                  // 72: loom.yarn.ContainerLogFile
-	(*ListContainerLogsResponse)(nil),         // 73: loom.yarn.ListContainerLogsResponse
-	(*ReadContainerLogRequest)(nil),           // 74: loom.yarn.ReadContainerLogRequest
-	(*LogChunk)(nil),                          // 75: loom.yarn.LogChunk
-	(*MasterKey)(nil),                         // 76: loom.yarn.MasterKey
-	(*ContainerTokenIdentifier)(nil),          // 77: loom.yarn.ContainerTokenIdentifier
-	(*AMTokenIdentifier)(nil),                 // 78: loom.yarn.AMTokenIdentifier
-	nil,                                       // 79: loom.yarn.ContainerLaunchContext.EnvEntry
-	nil,                                       // 80: loom.yarn.ContainerLaunchContext.CredentialsEntry
-	nil,                                       // 81: loom.yarn.StartContainersResponse.FailedEntry
-	nil,                                       // 82: loom.yarn.StopContainersResponse.FailedEntry
-	nil,                                       // 83: loom.yarn.GetContainerStatusesResponse.FailedEntry
+	(*QueueUser)(nil),                         // 36: loom.yarn.QueueUser
+	(*QueueInfoResponse)(nil),                 // 37: loom.yarn.QueueInfoResponse
+	(*RegisterApplicationMasterRequest)(nil),  // 38: loom.yarn.RegisterApplicationMasterRequest
+	(*RegisterApplicationMasterResponse)(nil), // 39: loom.yarn.RegisterApplicationMasterResponse
+	(*ResourceRequest)(nil),                   // 40: loom.yarn.ResourceRequest
+	(*AllocateRequest)(nil),                   // 41: loom.yarn.AllocateRequest
+	(*AllocateResponse)(nil),                  // 42: loom.yarn.AllocateResponse
+	(*FinishApplicationMasterRequest)(nil),    // 43: loom.yarn.FinishApplicationMasterRequest
+	(*FinishApplicationMasterResponse)(nil),   // 44: loom.yarn.FinishApplicationMasterResponse
+	(*RegisterNodeManagerRequest)(nil),        // 45: loom.yarn.RegisterNodeManagerRequest
+	(*RegisterNodeManagerResponse)(nil),       // 46: loom.yarn.RegisterNodeManagerResponse
+	(*NodeHeartbeatRequest)(nil),              // 47: loom.yarn.NodeHeartbeatRequest
+	(*NodeHeartbeatResponse)(nil),             // 48: loom.yarn.NodeHeartbeatResponse
+	(*UnRegisterNodeManagerRequest)(nil),      // 49: loom.yarn.UnRegisterNodeManagerRequest
+	(*UnRegisterNodeManagerResponse)(nil),     // 50: loom.yarn.UnRegisterNodeManagerResponse
+	(*DecommissionRequest)(nil),               // 51: loom.yarn.DecommissionRequest
+	(*NodeChange)(nil),                        // 52: loom.yarn.NodeChange
+	(*DecommissionResponse)(nil),              // 53: loom.yarn.DecommissionResponse
+	(*RecommissionRequest)(nil),               // 54: loom.yarn.RecommissionRequest
+	(*RecommissionResponse)(nil),              // 55: loom.yarn.RecommissionResponse
+	(*RefreshQueuesRequest)(nil),              // 56: loom.yarn.RefreshQueuesRequest
+	(*RefreshQueuesResponse)(nil),             // 57: loom.yarn.RefreshQueuesResponse
+	(*ServiceStateRequest)(nil),               // 58: loom.yarn.ServiceStateRequest
+	(*RaftPeer)(nil),                          // 59: loom.yarn.RaftPeer
+	(*ServiceStateResponse)(nil),              // 60: loom.yarn.ServiceStateResponse
+	(*AddRaftPeerRequest)(nil),                // 61: loom.yarn.AddRaftPeerRequest
+	(*AddRaftPeerResponse)(nil),               // 62: loom.yarn.AddRaftPeerResponse
+	(*RemoveRaftPeerRequest)(nil),             // 63: loom.yarn.RemoveRaftPeerRequest
+	(*RemoveRaftPeerResponse)(nil),            // 64: loom.yarn.RemoveRaftPeerResponse
+	(*StartContainerRequest)(nil),             // 65: loom.yarn.StartContainerRequest
+	(*StartContainersRequest)(nil),            // 66: loom.yarn.StartContainersRequest
+	(*StartContainersResponse)(nil),           // 67: loom.yarn.StartContainersResponse
+	(*StopContainersRequest)(nil),             // 68: loom.yarn.StopContainersRequest
+	(*StopContainersResponse)(nil),            // 69: loom.yarn.StopContainersResponse
+	(*GetContainerStatusesRequest)(nil),       // 70: loom.yarn.GetContainerStatusesRequest
+	(*GetContainerStatusesResponse)(nil),      // 71: loom.yarn.GetContainerStatusesResponse
+	(*ListContainerLogsRequest)(nil),          // 72: loom.yarn.ListContainerLogsRequest
+	(*ContainerLogFile)(nil),                  // 73: loom.yarn.ContainerLogFile
+	(*ListContainerLogsResponse)(nil),         // 74: loom.yarn.ListContainerLogsResponse
+	(*ReadContainerLogRequest)(nil),           // 75: loom.yarn.ReadContainerLogRequest
+	(*LogChunk)(nil),                          // 76: loom.yarn.LogChunk
+	(*MasterKey)(nil),                         // 77: loom.yarn.MasterKey
+	(*ContainerTokenIdentifier)(nil),          // 78: loom.yarn.ContainerTokenIdentifier
+	(*AMTokenIdentifier)(nil),                 // 79: loom.yarn.AMTokenIdentifier
+	nil,                                       // 80: loom.yarn.ContainerLaunchContext.EnvEntry
+	nil,                                       // 81: loom.yarn.ContainerLaunchContext.CredentialsEntry
+	nil,                                       // 82: loom.yarn.StartContainersResponse.FailedEntry
+	nil,                                       // 83: loom.yarn.StopContainersResponse.FailedEntry
+	nil,                                       // 84: loom.yarn.GetContainerStatusesResponse.FailedEntry
 }
 var file_proto_yarnpb_yarn_proto_depIdxs = []int32{
 	6,  // 0: loom.yarn.LocalResource.visibility:type_name -> loom.yarn.Visibility
-	79, // 1: loom.yarn.ContainerLaunchContext.env:type_name -> loom.yarn.ContainerLaunchContext.EnvEntry
+	80, // 1: loom.yarn.ContainerLaunchContext.env:type_name -> loom.yarn.ContainerLaunchContext.EnvEntry
 	10, // 2: loom.yarn.ContainerLaunchContext.local_resources:type_name -> loom.yarn.LocalResource
-	80, // 3: loom.yarn.ContainerLaunchContext.credentials:type_name -> loom.yarn.ContainerLaunchContext.CredentialsEntry
+	81, // 3: loom.yarn.ContainerLaunchContext.credentials:type_name -> loom.yarn.ContainerLaunchContext.CredentialsEntry
 	9,  // 4: loom.yarn.Container.resource:type_name -> loom.yarn.Resource
 	4,  // 5: loom.yarn.Container.state:type_name -> loom.yarn.ContainerState
 	4,  // 6: loom.yarn.ContainerStatus.state:type_name -> loom.yarn.ContainerState
@@ -5809,96 +6004,101 @@ var file_proto_yarnpb_yarn_proto_depIdxs = []int32{
 	14, // 25: loom.yarn.ListNodesResponse.nodes:type_name -> loom.yarn.NodeReport
 	9,  // 26: loom.yarn.QueueInfo.used:type_name -> loom.yarn.Resource
 	9,  // 27: loom.yarn.QueueInfo.am_used:type_name -> loom.yarn.Resource
-	35, // 28: loom.yarn.QueueInfoResponse.queues:type_name -> loom.yarn.QueueInfo
-	9,  // 29: loom.yarn.RegisterApplicationMasterResponse.max_capability:type_name -> loom.yarn.Resource
-	12, // 30: loom.yarn.RegisterApplicationMasterResponse.containers_from_previous_attempts:type_name -> loom.yarn.Container
-	9,  // 31: loom.yarn.ResourceRequest.capability:type_name -> loom.yarn.Resource
-	39, // 32: loom.yarn.AllocateRequest.asks:type_name -> loom.yarn.ResourceRequest
-	12, // 33: loom.yarn.AllocateResponse.allocated:type_name -> loom.yarn.Container
-	13, // 34: loom.yarn.AllocateResponse.completed:type_name -> loom.yarn.ContainerStatus
-	14, // 35: loom.yarn.AllocateResponse.updated_nodes:type_name -> loom.yarn.NodeReport
-	9,  // 36: loom.yarn.AllocateResponse.available:type_name -> loom.yarn.Resource
-	7,  // 37: loom.yarn.AllocateResponse.command:type_name -> loom.yarn.AMCommand
-	2,  // 38: loom.yarn.FinishApplicationMasterRequest.final_status:type_name -> loom.yarn.FinalStatus
-	9,  // 39: loom.yarn.RegisterNodeManagerRequest.total:type_name -> loom.yarn.Resource
-	13, // 40: loom.yarn.RegisterNodeManagerRequest.containers:type_name -> loom.yarn.ContainerStatus
-	8,  // 41: loom.yarn.RegisterNodeManagerResponse.action:type_name -> loom.yarn.NodeAction
-	76, // 42: loom.yarn.RegisterNodeManagerResponse.container_keys:type_name -> loom.yarn.MasterKey
-	13, // 43: loom.yarn.NodeHeartbeatRequest.containers:type_name -> loom.yarn.ContainerStatus
-	9,  // 44: loom.yarn.NodeHeartbeatRequest.utilization:type_name -> loom.yarn.Resource
-	8,  // 45: loom.yarn.NodeHeartbeatResponse.action:type_name -> loom.yarn.NodeAction
-	76, // 46: loom.yarn.NodeHeartbeatResponse.container_keys:type_name -> loom.yarn.MasterKey
-	0,  // 47: loom.yarn.NodeChange.before:type_name -> loom.yarn.NodeState
-	0,  // 48: loom.yarn.NodeChange.after:type_name -> loom.yarn.NodeState
-	51, // 49: loom.yarn.DecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
-	51, // 50: loom.yarn.RecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
-	58, // 51: loom.yarn.ServiceStateResponse.peers:type_name -> loom.yarn.RaftPeer
-	9,  // 52: loom.yarn.StartContainerRequest.resource:type_name -> loom.yarn.Resource
-	11, // 53: loom.yarn.StartContainerRequest.launch_context:type_name -> loom.yarn.ContainerLaunchContext
-	64, // 54: loom.yarn.StartContainersRequest.containers:type_name -> loom.yarn.StartContainerRequest
-	81, // 55: loom.yarn.StartContainersResponse.failed:type_name -> loom.yarn.StartContainersResponse.FailedEntry
-	82, // 56: loom.yarn.StopContainersResponse.failed:type_name -> loom.yarn.StopContainersResponse.FailedEntry
-	13, // 57: loom.yarn.GetContainerStatusesResponse.statuses:type_name -> loom.yarn.ContainerStatus
-	83, // 58: loom.yarn.GetContainerStatusesResponse.failed:type_name -> loom.yarn.GetContainerStatusesResponse.FailedEntry
-	72, // 59: loom.yarn.ListContainerLogsResponse.files:type_name -> loom.yarn.ContainerLogFile
-	9,  // 60: loom.yarn.ContainerTokenIdentifier.resource:type_name -> loom.yarn.Resource
-	18, // 61: loom.yarn.ClientService.NewApplication:input_type -> loom.yarn.NewApplicationRequest
-	20, // 62: loom.yarn.ClientService.SubmitApplication:input_type -> loom.yarn.SubmitApplicationRequest
-	22, // 63: loom.yarn.ClientService.GetApplicationReport:input_type -> loom.yarn.GetApplicationReportRequest
-	24, // 64: loom.yarn.ClientService.ListApplications:input_type -> loom.yarn.ListApplicationsRequest
-	26, // 65: loom.yarn.ClientService.KillApplication:input_type -> loom.yarn.KillApplicationRequest
-	28, // 66: loom.yarn.ClientService.MoveApplication:input_type -> loom.yarn.MoveApplicationRequest
-	30, // 67: loom.yarn.ClientService.ClusterMetrics:input_type -> loom.yarn.ClusterMetricsRequest
-	32, // 68: loom.yarn.ClientService.ListNodes:input_type -> loom.yarn.ListNodesRequest
-	34, // 69: loom.yarn.ClientService.QueueInfo:input_type -> loom.yarn.QueueInfoRequest
-	37, // 70: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:input_type -> loom.yarn.RegisterApplicationMasterRequest
-	40, // 71: loom.yarn.ApplicationMasterService.Allocate:input_type -> loom.yarn.AllocateRequest
-	42, // 72: loom.yarn.ApplicationMasterService.FinishApplicationMaster:input_type -> loom.yarn.FinishApplicationMasterRequest
-	44, // 73: loom.yarn.ResourceTrackerService.RegisterNodeManager:input_type -> loom.yarn.RegisterNodeManagerRequest
-	46, // 74: loom.yarn.ResourceTrackerService.NodeHeartbeat:input_type -> loom.yarn.NodeHeartbeatRequest
-	48, // 75: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:input_type -> loom.yarn.UnRegisterNodeManagerRequest
-	50, // 76: loom.yarn.AdminService.Decommission:input_type -> loom.yarn.DecommissionRequest
-	53, // 77: loom.yarn.AdminService.Recommission:input_type -> loom.yarn.RecommissionRequest
-	55, // 78: loom.yarn.AdminService.RefreshQueues:input_type -> loom.yarn.RefreshQueuesRequest
-	57, // 79: loom.yarn.AdminService.ServiceState:input_type -> loom.yarn.ServiceStateRequest
-	60, // 80: loom.yarn.AdminService.AddRaftPeer:input_type -> loom.yarn.AddRaftPeerRequest
-	62, // 81: loom.yarn.AdminService.RemoveRaftPeer:input_type -> loom.yarn.RemoveRaftPeerRequest
-	65, // 82: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
-	67, // 83: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
-	69, // 84: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
-	71, // 85: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
-	74, // 86: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
-	19, // 87: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
-	21, // 88: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
-	23, // 89: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
-	25, // 90: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
-	27, // 91: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
-	29, // 92: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
-	31, // 93: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
-	33, // 94: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
-	36, // 95: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
-	38, // 96: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
-	41, // 97: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
-	43, // 98: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
-	45, // 99: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
-	47, // 100: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
-	49, // 101: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
-	52, // 102: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
-	54, // 103: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
-	56, // 104: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
-	59, // 105: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
-	61, // 106: loom.yarn.AdminService.AddRaftPeer:output_type -> loom.yarn.AddRaftPeerResponse
-	63, // 107: loom.yarn.AdminService.RemoveRaftPeer:output_type -> loom.yarn.RemoveRaftPeerResponse
-	66, // 108: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
-	68, // 109: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
-	70, // 110: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
-	73, // 111: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
-	75, // 112: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
-	87, // [87:113] is the sub-list for method output_type
-	61, // [61:87] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	9,  // 28: loom.yarn.QueueInfo.guaranteed:type_name -> loom.yarn.Resource
+	9,  // 29: loom.yarn.QueueInfo.maximum:type_name -> loom.yarn.Resource
+	9,  // 30: loom.yarn.QueueInfo.pending:type_name -> loom.yarn.Resource
+	36, // 31: loom.yarn.QueueInfo.user_usage:type_name -> loom.yarn.QueueUser
+	9,  // 32: loom.yarn.QueueUser.used:type_name -> loom.yarn.Resource
+	35, // 33: loom.yarn.QueueInfoResponse.queues:type_name -> loom.yarn.QueueInfo
+	9,  // 34: loom.yarn.RegisterApplicationMasterResponse.max_capability:type_name -> loom.yarn.Resource
+	12, // 35: loom.yarn.RegisterApplicationMasterResponse.containers_from_previous_attempts:type_name -> loom.yarn.Container
+	9,  // 36: loom.yarn.ResourceRequest.capability:type_name -> loom.yarn.Resource
+	40, // 37: loom.yarn.AllocateRequest.asks:type_name -> loom.yarn.ResourceRequest
+	12, // 38: loom.yarn.AllocateResponse.allocated:type_name -> loom.yarn.Container
+	13, // 39: loom.yarn.AllocateResponse.completed:type_name -> loom.yarn.ContainerStatus
+	14, // 40: loom.yarn.AllocateResponse.updated_nodes:type_name -> loom.yarn.NodeReport
+	9,  // 41: loom.yarn.AllocateResponse.available:type_name -> loom.yarn.Resource
+	7,  // 42: loom.yarn.AllocateResponse.command:type_name -> loom.yarn.AMCommand
+	2,  // 43: loom.yarn.FinishApplicationMasterRequest.final_status:type_name -> loom.yarn.FinalStatus
+	9,  // 44: loom.yarn.RegisterNodeManagerRequest.total:type_name -> loom.yarn.Resource
+	13, // 45: loom.yarn.RegisterNodeManagerRequest.containers:type_name -> loom.yarn.ContainerStatus
+	8,  // 46: loom.yarn.RegisterNodeManagerResponse.action:type_name -> loom.yarn.NodeAction
+	77, // 47: loom.yarn.RegisterNodeManagerResponse.container_keys:type_name -> loom.yarn.MasterKey
+	13, // 48: loom.yarn.NodeHeartbeatRequest.containers:type_name -> loom.yarn.ContainerStatus
+	9,  // 49: loom.yarn.NodeHeartbeatRequest.utilization:type_name -> loom.yarn.Resource
+	8,  // 50: loom.yarn.NodeHeartbeatResponse.action:type_name -> loom.yarn.NodeAction
+	77, // 51: loom.yarn.NodeHeartbeatResponse.container_keys:type_name -> loom.yarn.MasterKey
+	0,  // 52: loom.yarn.NodeChange.before:type_name -> loom.yarn.NodeState
+	0,  // 53: loom.yarn.NodeChange.after:type_name -> loom.yarn.NodeState
+	52, // 54: loom.yarn.DecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
+	52, // 55: loom.yarn.RecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
+	59, // 56: loom.yarn.ServiceStateResponse.peers:type_name -> loom.yarn.RaftPeer
+	9,  // 57: loom.yarn.StartContainerRequest.resource:type_name -> loom.yarn.Resource
+	11, // 58: loom.yarn.StartContainerRequest.launch_context:type_name -> loom.yarn.ContainerLaunchContext
+	65, // 59: loom.yarn.StartContainersRequest.containers:type_name -> loom.yarn.StartContainerRequest
+	82, // 60: loom.yarn.StartContainersResponse.failed:type_name -> loom.yarn.StartContainersResponse.FailedEntry
+	83, // 61: loom.yarn.StopContainersResponse.failed:type_name -> loom.yarn.StopContainersResponse.FailedEntry
+	13, // 62: loom.yarn.GetContainerStatusesResponse.statuses:type_name -> loom.yarn.ContainerStatus
+	84, // 63: loom.yarn.GetContainerStatusesResponse.failed:type_name -> loom.yarn.GetContainerStatusesResponse.FailedEntry
+	73, // 64: loom.yarn.ListContainerLogsResponse.files:type_name -> loom.yarn.ContainerLogFile
+	9,  // 65: loom.yarn.ContainerTokenIdentifier.resource:type_name -> loom.yarn.Resource
+	18, // 66: loom.yarn.ClientService.NewApplication:input_type -> loom.yarn.NewApplicationRequest
+	20, // 67: loom.yarn.ClientService.SubmitApplication:input_type -> loom.yarn.SubmitApplicationRequest
+	22, // 68: loom.yarn.ClientService.GetApplicationReport:input_type -> loom.yarn.GetApplicationReportRequest
+	24, // 69: loom.yarn.ClientService.ListApplications:input_type -> loom.yarn.ListApplicationsRequest
+	26, // 70: loom.yarn.ClientService.KillApplication:input_type -> loom.yarn.KillApplicationRequest
+	28, // 71: loom.yarn.ClientService.MoveApplication:input_type -> loom.yarn.MoveApplicationRequest
+	30, // 72: loom.yarn.ClientService.ClusterMetrics:input_type -> loom.yarn.ClusterMetricsRequest
+	32, // 73: loom.yarn.ClientService.ListNodes:input_type -> loom.yarn.ListNodesRequest
+	34, // 74: loom.yarn.ClientService.QueueInfo:input_type -> loom.yarn.QueueInfoRequest
+	38, // 75: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:input_type -> loom.yarn.RegisterApplicationMasterRequest
+	41, // 76: loom.yarn.ApplicationMasterService.Allocate:input_type -> loom.yarn.AllocateRequest
+	43, // 77: loom.yarn.ApplicationMasterService.FinishApplicationMaster:input_type -> loom.yarn.FinishApplicationMasterRequest
+	45, // 78: loom.yarn.ResourceTrackerService.RegisterNodeManager:input_type -> loom.yarn.RegisterNodeManagerRequest
+	47, // 79: loom.yarn.ResourceTrackerService.NodeHeartbeat:input_type -> loom.yarn.NodeHeartbeatRequest
+	49, // 80: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:input_type -> loom.yarn.UnRegisterNodeManagerRequest
+	51, // 81: loom.yarn.AdminService.Decommission:input_type -> loom.yarn.DecommissionRequest
+	54, // 82: loom.yarn.AdminService.Recommission:input_type -> loom.yarn.RecommissionRequest
+	56, // 83: loom.yarn.AdminService.RefreshQueues:input_type -> loom.yarn.RefreshQueuesRequest
+	58, // 84: loom.yarn.AdminService.ServiceState:input_type -> loom.yarn.ServiceStateRequest
+	61, // 85: loom.yarn.AdminService.AddRaftPeer:input_type -> loom.yarn.AddRaftPeerRequest
+	63, // 86: loom.yarn.AdminService.RemoveRaftPeer:input_type -> loom.yarn.RemoveRaftPeerRequest
+	66, // 87: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
+	68, // 88: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
+	70, // 89: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
+	72, // 90: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
+	75, // 91: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
+	19, // 92: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
+	21, // 93: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
+	23, // 94: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
+	25, // 95: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
+	27, // 96: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
+	29, // 97: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
+	31, // 98: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
+	33, // 99: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
+	37, // 100: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
+	39, // 101: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
+	42, // 102: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
+	44, // 103: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
+	46, // 104: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
+	48, // 105: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
+	50, // 106: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
+	53, // 107: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
+	55, // 108: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
+	57, // 109: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
+	60, // 110: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
+	62, // 111: loom.yarn.AdminService.AddRaftPeer:output_type -> loom.yarn.AddRaftPeerResponse
+	64, // 112: loom.yarn.AdminService.RemoveRaftPeer:output_type -> loom.yarn.RemoveRaftPeerResponse
+	67, // 113: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
+	69, // 114: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
+	71, // 115: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
+	74, // 116: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
+	76, // 117: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
+	92, // [92:118] is the sub-list for method output_type
+	66, // [66:92] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_proto_yarnpb_yarn_proto_init() }
@@ -5906,14 +6106,14 @@ func file_proto_yarnpb_yarn_proto_init() {
 	if File_proto_yarnpb_yarn_proto != nil {
 		return
 	}
-	file_proto_yarnpb_yarn_proto_msgTypes[30].OneofWrappers = []any{}
+	file_proto_yarnpb_yarn_proto_msgTypes[31].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_yarnpb_yarn_proto_rawDesc), len(file_proto_yarnpb_yarn_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   75,
+			NumMessages:   76,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -38,6 +38,11 @@ func keyOf(arid int64, prio int32, r *yarnpb.Resource) askKey {
 type Handler struct {
 	ContainersAllocated func([]*yarnpb.Container)
 	ContainersCompleted func([]*yarnpb.ContainerStatus)
+	// ContainersPreempted is called with containers the RM is taking back
+	// (YARN's PreemptionMessage), each once: the AM should release them
+	// (ReleaseContainer) before the RM's grace is over, when it kills
+	// them.
+	ContainersPreempted func(ids []string)
 	// ShutdownRequested is called when the RM says this attempt is over.
 	ShutdownRequested func()
 	// Error is called when heartbeats fail for longer than the client's
@@ -61,12 +66,14 @@ type AMRMClient struct {
 	token      []byte // the attempt's AMToken
 	// seenDone are the completions handed to the handler, which a new
 	// RM leader may send again: a bounded set of the newest.
-	seenDone  *recentSet
-	inflight  context.CancelFunc // cancels a held Allocate call on change
-	kicked    bool
-	reg       *yarnpb.RegisterApplicationMasterRequest
-	available *yarnpb.Resource
-	nodes     int32
+	seenDone *recentSet
+	// seenPreempt are the preempted containers handed to the handler.
+	seenPreempt *recentSet
+	inflight    context.CancelFunc // cancels a held Allocate call on change
+	kicked      bool
+	reg         *yarnpb.RegisterApplicationMasterRequest
+	available   *yarnpb.Resource
+	nodes       int32
 
 	// Wait is how long the RM may hold an Allocate call with no news.
 	Wait time.Duration
@@ -80,13 +87,14 @@ type AMRMClient struct {
 // container).
 func (c *Client) NewAMRMClient(attemptID string, amToken []byte, h Handler) *AMRMClient {
 	return &AMRMClient{
-		rm:        c,
-		attemptID: attemptID,
-		token:     amToken,
-		handler:   h,
-		asks:      map[askKey]*yarnpb.ResourceRequest{},
-		seenDone:  newRecentSet(maxSeenDone),
-		Wait:      time.Second,
+		rm:          c,
+		attemptID:   attemptID,
+		token:       amToken,
+		handler:     h,
+		asks:        map[askKey]*yarnpb.ResourceRequest{},
+		seenDone:    newRecentSet(maxSeenDone),
+		seenPreempt: newRecentSet(maxSeenDone),
+		Wait:        time.Second,
 	}
 }
 
@@ -308,7 +316,16 @@ func (a *AMRMClient) loop(ctx context.Context) {
 				completed = append(completed, st)
 			}
 		}
+		var preempted []string
+		for _, id := range resp.Preempt {
+			if a.seenPreempt.add(id) {
+				preempted = append(preempted, id)
+			}
+		}
 		a.mu.Unlock()
+		if len(preempted) > 0 && a.handler.ContainersPreempted != nil {
+			a.handler.ContainersPreempted(preempted)
+		}
 		if len(resp.Allocated) > 0 && a.handler.ContainersAllocated != nil {
 			a.handler.ContainersAllocated(resp.Allocated)
 		}

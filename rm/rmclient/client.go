@@ -482,3 +482,21 @@ func CurrentUser() string {
 	}
 	return "unknown"
 }
+
+// Move moves a live application to another leaf queue.
+func (c *Client) Move(ctx context.Context, appID, queue string) error {
+	return c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := c.client(cc).MoveApplication(ctx, &yarnpb.MoveApplicationRequest{ApplicationId: appID, Queue: queue})
+		return err
+	})
+}
+
+// RefreshQueues has the leader reload its queue file.
+func (c *Client) RefreshQueues(ctx context.Context) (*yarnpb.RefreshQueuesResponse, error) {
+	var resp *yarnpb.RefreshQueuesResponse
+	err := c.call(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = yarnpb.NewAdminServiceClient(cc).RefreshQueues(ctx, &yarnpb.RefreshQueuesRequest{})
+		return err
+	})
+	return resp, err
+}

@@ -41,6 +41,31 @@ const (
 // QueueTree is a parsed and validated queue file.
 type QueueTree struct {
 	Root *QueueConf
+	// Filename and Source are the file it was parsed from; the
+	// ResourceManager keeps them in raft.
+	Filename string
+	Source   []byte
+	leaves   map[string]*QueueConf
+	// path holds each queue's ancestors and itself, root first.
+	path map[string][]*QueueConf
+}
+
+// defaultQueueFile is the tree of a ResourceManager without --queues.
+const defaultQueueFile = `queue "root" {
+  queue "default" {
+    capacity = "100%"
+  }
+}
+`
+
+// DefaultTree is the queue tree loom starts with: root.default, the
+// whole cluster, open to every user.
+func DefaultTree() *QueueTree {
+	t, err := ParseQueueFile("built-in queues", []byte(defaultQueueFile))
+	if err != nil {
+		panic(err)
+	}
+	return t
 }
 
 // QueueConf is one queue of the tree as the file gives it.
@@ -139,7 +164,119 @@ func ParseQueueFile(filename string, src []byte) (*QueueTree, error) {
 	if len(v.errs) > 0 {
 		return nil, fmt.Errorf("%s", strings.Join(v.errs, "\n"))
 	}
-	return &QueueTree{Root: root}, nil
+	t := &QueueTree{Root: root, Filename: filename, Source: slices.Clone(src), leaves: map[string]*QueueConf{}, path: map[string][]*QueueConf{}}
+	var walk func(q *QueueConf, above []*QueueConf)
+	walk = func(q *QueueConf, above []*QueueConf) {
+		path := append(slices.Clip(above), q)
+		t.path[q.Name] = path
+		if len(q.Children) == 0 {
+			t.leaves[q.Name] = q
+		}
+		for _, c := range q.Children {
+			walk(c, path)
+		}
+	}
+	walk(root, nil)
+	return t, nil
+}
+
+// Resolve maps a queue name as a user writes it to a leaf queue's full
+// name: "root.prod.etl", "prod.etl", or a leaf's own name ("etl") when
+// only one leaf has it; "" is "default".
+func (t *QueueTree) Resolve(name string) (string, error) {
+	if name == "" {
+		name = "default"
+	}
+	full := name
+	if !strings.HasPrefix(full, "root.") && full != "root" {
+		full = "root." + name
+	}
+	if _, ok := t.leaves[full]; ok {
+		return full, nil
+	}
+	if path, ok := t.path[full]; ok {
+		q := path[len(path)-1]
+		return "", fmt.Errorf("queue %s is a parent queue; applications go to its leaves: %s", q.Name, strings.Join(t.leavesUnder(q), ", "))
+	}
+	var match []string
+	for n, q := range t.leaves {
+		if q.Leaf == name {
+			match = append(match, n)
+		}
+	}
+	switch len(match) {
+	case 1:
+		return match[0], nil
+	case 0:
+		return "", fmt.Errorf("queue %q does not exist; the leaf queues: %s", name, strings.Join(t.LeafNames(), ", "))
+	}
+	slices.Sort(match)
+	return "", fmt.Errorf("queue %q is ambiguous: %s; give its full name", name, strings.Join(match, ", "))
+}
+
+// LeafNames are the leaf queues' full names in the file's order.
+func (t *QueueTree) LeafNames() []string { return t.leavesUnder(t.Root) }
+
+func (t *QueueTree) leavesUnder(q *QueueConf) []string {
+	if len(q.Children) == 0 {
+		return []string{q.Name}
+	}
+	var out []string
+	for _, c := range q.Children {
+		out = append(out, t.leavesUnder(c)...)
+	}
+	return out
+}
+
+// Leaf returns a leaf queue's settings; nil when there is none of that
+// name.
+func (t *QueueTree) Leaf(name string) *QueueConf { return t.leaves[name] }
+
+// Who is a caller as queue ACLs see it.
+type Who struct {
+	User   string
+	Groups []string
+}
+
+// MaySubmit reports whether who may submit to leaf: a queue's submit ACL
+// is the union of the lists on its path from root; a path that lists
+// nobody is open to every user. A queue's administrators may submit too.
+func (t *QueueTree) MaySubmit(leaf string, who Who) bool {
+	listed := false
+	for _, q := range t.path[leaf] {
+		if len(q.SubmitACL) > 0 {
+			listed = true
+			if aclAllows(q.SubmitACL, who) {
+				return true
+			}
+		}
+	}
+	return !listed || t.MayAdminister(leaf, who)
+}
+
+// MayAdminister reports whether who administers leaf (may kill and move
+// others' applications in it): one of the acl_administer lists on its
+// path from root names them. Cluster admins administer every queue;
+// the caller checks that.
+func (t *QueueTree) MayAdminister(leaf string, who Who) bool {
+	for _, q := range t.path[leaf] {
+		if aclAllows(q.AdminACL, who) {
+			return true
+		}
+	}
+	return false
+}
+
+func aclAllows(acl []string, who Who) bool {
+	for _, e := range acl {
+		if e == "*" || e == who.User {
+			return true
+		}
+		if g, ok := strings.CutPrefix(e, "group:"); ok && slices.Contains(who.Groups, g) {
+			return true
+		}
+	}
+	return false
 }
 
 func diagError(diags hcl.Diagnostics) error {
@@ -354,7 +491,11 @@ func (t *QueueTree) Leaves(total state.Resource) []Queue {
 	var walk func(q *QueueConf, capacity, maximum float64)
 	walk = func(q *QueueConf, capacity, maximum float64) {
 		if len(q.Children) == 0 {
-			out = append(out, Queue{Name: q.Name, Capacity: capacity, MaxCapacity: maximum, MaxAMShare: q.MaxAMShare})
+			out = append(out, Queue{
+				Name: q.Name, Capacity: capacity, MaxCapacity: maximum, MaxAMShare: q.MaxAMShare,
+				MinUserLimitPercent: q.MinUserLimitPercent, UserLimitFactor: q.UserLimitFactor,
+				MaxApplications: q.MaxApplications, Ordering: q.Ordering,
+			})
 			return
 		}
 		weights := 0.0

@@ -132,3 +132,43 @@ func FuzzParseQueueFile(f *testing.F) {
 		}
 	})
 }
+
+func parse(t *testing.T, src string) *QueueTree {
+	t.Helper()
+	tree, err := ParseQueueFile("test.hcl", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
+}
+
+func TestQueueACLs(t *testing.T) {
+	tree := parse(t, `queue "root" {
+  acl_administer = ["ops"]
+  queue "prod" {
+    capacity       = "70%"
+    acl_submit     = ["group:eng"]
+    acl_administer = ["lead"]
+  }
+  queue "dev" { capacity = "30%" }
+}`)
+	for _, tc := range []struct {
+		queue       string
+		who         Who
+		submit, adm bool
+	}{
+		{"root.prod", Who{User: "ann", Groups: []string{"eng"}}, true, false},
+		{"root.prod", Who{User: "bob"}, false, false},
+		{"root.prod", Who{User: "lead"}, true, true}, // a queue's administrators may submit
+		{"root.prod", Who{User: "ops"}, true, true},  // the parent's administrators too
+		{"root.dev", Who{User: "bob"}, true, false},  // no list on the path: open
+		{"root.dev", Who{User: "lead"}, true, false},
+	} {
+		if got := tree.MaySubmit(tc.queue, tc.who); got != tc.submit {
+			t.Errorf("MaySubmit(%s, %v) = %v", tc.queue, tc.who, got)
+		}
+		if got := tree.MayAdminister(tc.queue, tc.who); got != tc.adm {
+			t.Errorf("MayAdminister(%s, %v) = %v", tc.queue, tc.who, got)
+		}
+	}
+}

@@ -6,15 +6,17 @@
 package scheduler
 
 import (
+	"container/heap"
 	"fmt"
+	"math"
 	"sort"
-	"strings"
 
 	"github.com/loom-project/loom/proto/yarnpb"
 	"github.com/loom-project/loom/rm/state"
 )
 
-// Queue is a leaf queue of the capacity scheduler.
+// Queue is a leaf queue of the capacity scheduler, its capacity and
+// maximum resolved against the cluster (QueueTree.Leaves).
 type Queue struct {
 	// Name is the full path, as root.default.
 	Name string
@@ -24,28 +26,23 @@ type Queue struct {
 	// MaxAMShare caps the resources that AM containers of the queue may
 	// hold, as a fraction of the queue's maximum capacity.
 	MaxAMShare float64
+	// MinUserLimitPercent and UserLimitFactor are YARN's user limits.
+	MinUserLimitPercent float64
+	UserLimitFactor     float64
+	// MaxApplications bounds the queue's live applications.
+	MaxApplications int
+	// Ordering is OrderFIFO or OrderFair.
+	Ordering string
 }
 
-// DefaultQueues is the queue tree loom starts with: root.default.
-func DefaultQueues() []Queue {
-	return []Queue{{Name: "root.default", Capacity: 1, MaxCapacity: 1, MaxAMShare: 0.5}}
-}
-
-// ResolveQueue maps a queue name as a user writes it ("default",
-// "root.default", "") to a configured leaf queue.
-func ResolveQueue(queues []Queue, name string) (string, error) {
-	if name == "" {
-		name = "default"
-	}
-	var names []string
-	for _, q := range queues {
-		if q.Name == name || strings.TrimPrefix(q.Name, "root.") == name {
-			return q.Name, nil
-		}
-		names = append(names, q.Name)
-	}
-	return "", fmt.Errorf("queue %q does not exist; known queues: %s", name, strings.Join(names, ", "))
-}
+// The orderings of applications within a leaf queue.
+const (
+	// OrderFIFO serves higher application priority first, then the
+	// earlier submission.
+	OrderFIFO = "fifo"
+	// OrderFair serves the application that holds the least first.
+	OrderFair = "fair"
+)
 
 // AskKey identifies an ask: its count is the outstanding total for the key.
 type AskKey struct {
@@ -71,10 +68,11 @@ type Asks struct {
 // AskSource gives the scheduler the asks of an attempt; nil when none.
 type AskSource func(attemptID string) *Asks
 
-// Scheduler plans placements. Its only state is a round-robin cursor that
-// spreads containers over nodes, and the reasons apps are waiting.
+// Scheduler plans placements. Its state is its queue tree, a
+// round-robin cursor that spreads containers over nodes, and the reasons
+// applications are waiting.
 type Scheduler struct {
-	queues   []Queue
+	tree     *QueueTree
 	maxBatch int
 	cursor   int
 	// Waiting holds, per application, why its AM container is not
@@ -82,176 +80,443 @@ type Scheduler struct {
 	Waiting map[string]string
 }
 
-// New returns a scheduler over queues; maxBatch bounds a plan's size.
-func New(queues []Queue, maxBatch int) *Scheduler {
+// New returns a scheduler over a queue tree; maxBatch bounds a plan's
+// size.
+func New(tree *QueueTree, maxBatch int) *Scheduler {
 	if maxBatch <= 0 {
 		maxBatch = 2048
 	}
-	return &Scheduler{queues: queues, maxBatch: maxBatch, Waiting: map[string]string{}}
+	return &Scheduler{tree: tree, maxBatch: maxBatch, Waiting: map[string]string{}}
 }
+
+// SetTree replaces the queue tree the next plans follow.
+func (s *Scheduler) SetTree(t *QueueTree) { s.tree = t }
 
 type nodeView struct {
 	node *state.Node
 	free state.Resource
 }
 
-// Plan places what it can of the pending AM containers and asks. epoch is
-// the RM epoch for container ids. inflight are placements of earlier plans
-// still being committed: they count as placed.
-func (s *Scheduler) Plan(r *state.ReadTxn, asks AskSource, epoch int64, inflight []*state.Container) []*state.Container {
-	nodes := r.Nodes(nil)
-	views := make([]*nodeView, 0, len(nodes))
-	byID := make(map[string]*nodeView, len(nodes))
-	var total state.Resource
-	for _, n := range nodes {
+// leafView is a leaf queue during one pass: what it is owed, what it
+// holds and the applications that want more.
+type leafView struct {
+	q         Queue
+	guar, max state.Resource
+	used      state.Resource
+	amUsed    state.Resource
+	users     map[string]state.Resource
+	active    map[string]bool // users with something to place
+	apps      []*appView
+	heapIndex int
+	placed    int // containers placed in this pass
+	// pendingRes is what its applications still ask for that the
+	// queue's limits would let them have; minAsk the smallest of it.
+	pendingRes state.Resource
+	minAsk     state.Resource
+	amWanted   state.Resource
+}
+
+// want adds n containers of r to what l's applications ask for.
+func (l *leafView) want(r state.Resource, n int32) {
+	l.pendingRes = l.pendingRes.Add(times(r, n))
+	if l.minAsk == (state.Resource{}) || r.MemoryMB < l.minAsk.MemoryMB {
+		l.minAsk = r
+	}
+}
+
+// appView is an application during one pass.
+type appView struct {
+	app    *state.Application
+	at     *state.Attempt
+	leaf   *leafView
+	needAM bool
+	asks   []*Ask // by ask priority, then allocation request id
+	next   int
+	// pending counts, per ask, containers placed and not yet handed
+	// to the AM: they count against its asks.
+	pending   map[AskKey]int32
+	used      state.Resource
+	blacklist map[string]bool
+	done      bool
+	// blockedAt is its leaf's placement count, plus one, when its user
+	// limit last stopped it.
+	blockedAt int
+}
+
+// remaining is what an ask still wants.
+func (a *appView) remaining(k *Ask) int32 { return k.Count - a.pending[k.Key] }
+
+// view is the cluster as one pass sees it.
+type view struct {
+	total  state.Resource
+	free   state.Resource
+	nodes  []*nodeView
+	byID   map[string]*nodeView
+	leaves map[string]*leafView
+	order  []*leafView // in the tree's order
+	apps   []*appView
+	// inflightAM are attempts whose AM container is being committed.
+	inflightAM map[string]bool
+	// seq is the next container sequence number per attempt.
+	seq map[string]int64
+}
+
+// newView reads a snapshot, the asks, and the placements of earlier plans
+// still being committed (which count as placed).
+func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.Container) *view {
+	v := &view{byID: map[string]*nodeView{}, leaves: map[string]*leafView{}, inflightAM: map[string]bool{}, seq: map[string]int64{}}
+	for _, n := range r.Nodes(nil) {
 		if !n.Live() {
 			continue
 		}
-		total = total.Add(n.Total)
+		v.total = v.total.Add(n.Total)
 		if !n.Schedulable() {
 			continue
 		}
-		v := &nodeView{node: n, free: n.Total.Sub(n.Used)}
-		views = append(views, v)
-		byID[n.ID] = v
+		nv := &nodeView{node: n, free: n.Total.Sub(n.Used)}
+		v.nodes = append(v.nodes, nv)
+		v.byID[n.ID] = nv
+		v.free = v.free.Add(nv.free)
 	}
-	clear(s.Waiting)
-	if len(views) == 0 {
-		return nil
+	tree := s.tree
+	if tree == nil {
+		tree = DefaultTree()
 	}
-
-	live := r.LiveApps(nil)
-	// FIFO with priorities: higher application priority first, then
-	// submission order.
-	sort.SliceStable(live, func(i, j int) bool { return live[i].Priority > live[j].Priority })
-
-	queueAMUsed := map[string]state.Resource{}
-	queueUsed := map[string]state.Resource{}
-	for _, c := range r.LiveContainers() {
-		app := r.App(nil, c.AppID)
-		if app == nil {
-			continue
+	for _, q := range tree.Leaves(v.total) {
+		l := &leafView{q: q, guar: scale(v.total, q.Capacity), max: scale(v.total, q.MaxCapacity), users: map[string]state.Resource{}, active: map[string]bool{}}
+		v.leaves[q.Name] = l
+		v.order = append(v.order, l)
+	}
+	apps := map[string]*appView{}
+	for _, app := range r.LiveApps(nil) {
+		l := v.leaves[app.Queue]
+		if l == nil {
+			continue // a queue the tree no longer has: its applications wait
 		}
-		queueUsed[app.Queue] = queueUsed[app.Queue].Add(c.Resource)
+		a := &appView{app: app, leaf: l, pending: map[AskKey]int32{}}
+		apps[app.ID] = a
+		l.apps = append(l.apps, a)
+		v.apps = append(v.apps, a)
+		if at := r.Attempt(nil, app.CurrentAttempt); at != nil && !at.Terminal() {
+			a.at = at
+		}
+	}
+	charge := func(c *state.Container) *appView {
+		a := apps[c.AppID]
+		if a == nil {
+			return nil
+		}
+		l := a.leaf
+		l.used = l.used.Add(c.Resource)
+		l.users[a.app.User] = l.users[a.app.User].Add(c.Resource)
+		a.used = a.used.Add(c.Resource)
 		if c.IsAM {
-			queueAMUsed[app.Queue] = queueAMUsed[app.Queue].Add(c.Resource)
+			l.amUsed = l.amUsed.Add(c.Resource)
+		}
+		return a
+	}
+	for _, c := range r.LiveContainers() {
+		charge(c)
+		if a := apps[c.AppID]; a != nil && a.at != nil && c.AttemptID == a.at.ID && c.State == yarnpb.ContainerState_CONTAINER_ALLOCATED && !c.IsAM {
+			a.pending[AskKey{c.AllocationRequestID, c.Priority, c.Resource}]++
 		}
 	}
-
-	p := &planner{s: s, views: views, byID: byID, epoch: epoch, unfit: map[state.Resource]bool{}, seq: map[string]int64{}}
-	// Placements still being committed hold their resources already.
-	pendingIn := map[string]map[AskKey]int32{}
-	inflightAM := map[string]bool{}
 	for _, c := range inflight {
 		if r.Container(nil, c.ID) != nil {
 			continue // applied: the snapshot has it
 		}
-		if v := byID[c.NodeID]; v != nil {
+		if nv := v.byID[c.NodeID]; nv != nil {
+			nv.free = nv.free.Sub(c.Resource)
 			v.free = v.free.Sub(c.Resource)
 		}
-		if app := r.App(nil, c.AppID); app != nil {
-			queueUsed[app.Queue] = queueUsed[app.Queue].Add(c.Resource)
-			if c.IsAM {
-				queueAMUsed[app.Queue] = queueAMUsed[app.Queue].Add(c.Resource)
-			}
-		}
+		a := charge(c)
 		if c.IsAM {
-			inflightAM[c.AttemptID] = true
-		} else {
-			if pendingIn[c.AttemptID] == nil {
-				pendingIn[c.AttemptID] = map[AskKey]int32{}
-			}
-			pendingIn[c.AttemptID][AskKey{c.AllocationRequestID, c.Priority, c.Resource}]++
+			v.inflightAM[c.AttemptID] = true
+		} else if a != nil {
+			a.pending[AskKey{c.AllocationRequestID, c.Priority, c.Resource}]++
 		}
-		if seq := yarnpb.ContainerSeq(c.ID); seq >= p.seq[c.AttemptID] {
-			p.seq[c.AttemptID] = seq + 1
+		if seq := yarnpb.ContainerSeq(c.ID); seq >= v.seq[c.AttemptID] {
+			v.seq[c.AttemptID] = seq + 1
 		}
 	}
-	for _, app := range live {
-		if len(p.out) >= s.maxBatch {
-			break
-		}
-		q := s.queue(app.Queue)
-		qMax := scale(total, q.MaxCapacity)
-		at := r.Attempt(nil, app.CurrentAttempt)
-		if at == nil || at.Terminal() {
-			continue
-		}
-		if inflightAM[at.ID] {
+	for _, a := range v.apps {
+		at := a.at
+		if at == nil || v.inflightAM[at.ID] {
+			a.done = true
 			continue
 		}
 		if at.State == yarnpb.AttemptState_ATTEMPT_NEW && at.AMContainerID == "" {
-			amLimit := scale(qMax, q.MaxAMShare)
-			switch {
-			case !amLimit.Fits(queueAMUsed[app.Queue].Add(app.AMResource)) && queueAMUsed[app.Queue].MemoryMB > 0:
-				s.Waiting[app.ID] = fmt.Sprintf("waiting for an AM container: queue %s has reached its AM resource limit (%d MB, %.0f%% of the queue)", app.Queue, amLimit.MemoryMB, q.MaxAMShare*100)
-			case !qMax.Fits(queueUsed[app.Queue].Add(app.AMResource)):
-				s.Waiting[app.ID] = fmt.Sprintf("waiting for an AM container: queue %s is at its maximum capacity", app.Queue)
-			default:
-				c := p.place(at, app.AMResource, 0, 0, nil, true, nil)
-				if c == nil {
-					s.Waiting[app.ID] = fmt.Sprintf("waiting for an AM container of %d MB, %d vcores: no node has room", app.AMResource.MemoryMB, app.AMResource.VCores)
-					continue
-				}
-				c.IsAM = true
-				queueAMUsed[app.Queue] = queueAMUsed[app.Queue].Add(c.Resource)
-				queueUsed[app.Queue] = queueUsed[app.Queue].Add(c.Resource)
+			a.needAM = true
+			a.leaf.active[a.app.User] = true
+			l := a.leaf
+			if amLimit := scale(l.max, l.q.MaxAMShare); amLimit.Fits(l.amUsed.Add(l.amWanted).Add(a.app.AMResource)) || l.amUsed.Add(l.amWanted).MemoryMB == 0 {
+				l.amWanted = l.amWanted.Add(a.app.AMResource)
+				l.want(a.app.AMResource, 1)
 			}
 			continue
 		}
 		want := asks(at.ID)
 		if want == nil || len(want.Asks) == 0 {
+			a.done = true
 			continue
 		}
-		// Containers placed but not yet handed to the AM still count
-		// against its asks.
-		pending := map[AskKey]int32{}
-		for k, n := range pendingIn[at.ID] {
-			pending[k] = n
-		}
-		for _, c := range r.ContainersByAttempt(nil, at.ID) {
-			if c.State == yarnpb.ContainerState_CONTAINER_ALLOCATED && !c.IsAM {
-				pending[AskKey{c.AllocationRequestID, c.Priority, c.Resource}]++
+		a.blacklist = want.Blacklist
+		for _, k := range want.Asks {
+			if n := a.remaining(k); n > 0 {
+				a.asks = append(a.asks, k)
+				a.leaf.want(k.Key.Capability, n)
 			}
 		}
-		ordered := make([]*Ask, 0, len(want.Asks))
-		for _, a := range want.Asks {
-			ordered = append(ordered, a)
+		if len(a.asks) == 0 {
+			a.done = true
+			continue
 		}
-		sort.Slice(ordered, func(i, j int) bool {
-			if ordered[i].Key.Priority != ordered[j].Key.Priority {
-				return ordered[i].Key.Priority < ordered[j].Key.Priority
+		sort.Slice(a.asks, func(i, j int) bool {
+			if a.asks[i].Key.Priority != a.asks[j].Key.Priority {
+				return a.asks[i].Key.Priority < a.asks[j].Key.Priority
 			}
-			return ordered[i].Key.AllocationRequestID < ordered[j].Key.AllocationRequestID
+			return a.asks[i].Key.AllocationRequestID < a.asks[j].Key.AllocationRequestID
 		})
-		for _, a := range ordered {
-			n := a.Count - pending[a.Key]
-			for ; n > 0 && len(p.out) < s.maxBatch; n-- {
-				if !qMax.Fits(queueUsed[app.Queue].Add(a.Key.Capability)) {
-					break
-				}
-				c := p.place(at, a.Key.Capability, a.Key.Priority, a.Key.AllocationRequestID, a.Nodes, a.Relax, want.Blacklist)
-				if c == nil {
-					break
-				}
-				queueUsed[app.Queue] = queueUsed[app.Queue].Add(c.Resource)
-			}
+		a.leaf.active[a.app.User] = true
+	}
+	for _, l := range v.order {
+		if l.q.Ordering != OrderFair {
+			// FIFO with priorities: higher application priority
+			// first, then submission order.
+			sort.SliceStable(l.apps, func(i, j int) bool { return l.apps[i].app.Priority > l.apps[j].app.Priority })
+		}
+	}
+	return v
+}
+
+// userLimit is YARN's limit on what one user of a leaf may hold when
+// asking for required more: an even share of the queue among its active
+// users, but at least minimum_user_limit_percent of it, and at most
+// user_limit_factor times its capacity. The queue is its capacity, or
+// what it holds and is asked for once it has grown past that. A queue
+// guaranteed nothing limits its users to its maximum.
+func userLimit(l *leafView, required state.Resource) state.Resource {
+	if l.guar.MemoryMB <= 0 || l.guar.VCores <= 0 {
+		return l.max
+	}
+	current := l.guar
+	if !l.guar.Fits(l.used) {
+		current = maxRes(l.guar, l.used.Add(required))
+	}
+	active := max(len(l.active), 1)
+	limit := maxRes(scale(current, 1/float64(active)), scale(current, l.q.MinUserLimitPercent/100))
+	return minRes(limit, scale(l.guar, l.q.UserLimitFactor))
+}
+
+// userFits reports whether user may take res more in l: as in YARN,
+// while it holds no more than its limit (so one container may take it
+// past the limit).
+func userFits(l *leafView, user string, res state.Resource) bool {
+	return userLimit(l, res).Fits(l.users[user])
+}
+
+// share is r's dominant share of g: the larger of its memory and vcores
+// fractions.
+func share(r, g state.Resource) float64 {
+	var m, c float64
+	if g.MemoryMB > 0 {
+		m = float64(r.MemoryMB) / float64(g.MemoryMB)
+	} else if r.MemoryMB > 0 {
+		m = math.Inf(1)
+	}
+	if g.VCores > 0 {
+		c = float64(r.VCores) / float64(g.VCores)
+	} else if r.VCores > 0 {
+		c = math.Inf(1)
+	}
+	return math.Max(m, c)
+}
+
+// leafHeap orders leaves by how much of their guarantee they hold: the
+// least served first (YARN's queue ordering), then the tree's order.
+type leafHeap []*leafView
+
+func (h leafHeap) Len() int { return len(h) }
+func (h leafHeap) Less(i, j int) bool {
+	si, sj := share(h[i].used, h[i].guar), share(h[j].used, h[j].guar)
+	if si != sj {
+		return si < sj
+	}
+	return h[i].q.Name < h[j].q.Name
+}
+func (h leafHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIndex, h[j].heapIndex = i, j
+}
+func (h *leafHeap) Push(x any) {
+	l := x.(*leafView)
+	l.heapIndex = len(*h)
+	*h = append(*h, l)
+}
+func (h *leafHeap) Pop() any {
+	old := *h
+	l := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return l
+}
+
+// Plan places what it can of the pending AM containers and asks. epoch is
+// the RM epoch for container ids. inflight are placements of earlier plans
+// still being committed: they count as placed.
+//
+// One container at a time goes to the leaf queue that holds the smallest
+// share of its guarantee, and within it to the first application of the
+// queue's ordering that can take one, so that queues grow toward their
+// capacities together and into idle capacity up to their maximums.
+func (s *Scheduler) Plan(r *state.ReadTxn, asks AskSource, epoch int64, inflight []*state.Container) []*state.Container {
+	clear(s.Waiting)
+	v := s.newView(r, asks, inflight)
+	if len(v.nodes) == 0 {
+		return nil
+	}
+	p := &planner{s: s, views: v.nodes, byID: v.byID, epoch: epoch, unfit: map[state.Resource]bool{}, seq: v.seq}
+	h := leafHeap{}
+	for _, l := range v.order {
+		if len(l.apps) > 0 {
+			heap.Push(&h, l)
+		}
+	}
+	for h.Len() > 0 && len(p.out) < s.maxBatch {
+		l := h[0]
+		if p.step(l) {
+			heap.Fix(&h, 0)
+		} else {
+			heap.Pop(&h)
 		}
 	}
 	return p.out
 }
 
-func (s *Scheduler) queue(name string) Queue {
-	for _, q := range s.queues {
-		if q.Name == name {
-			return q
+// step places one container for the first application of l that can
+// take one; false when none can.
+func (p *planner) step(l *leafView) bool {
+	for {
+		a := nextApp(l)
+		if a == nil {
+			return false
+		}
+		switch p.placeFor(a) {
+		case placed:
+			l.placed++
+			return true
+		case userLimited:
+			// Its limit grows with the queue: another user's
+			// placement may let it take more.
+			a.blockedAt = l.placed + 1
+		default:
+			a.done = true
 		}
 	}
-	return Queue{Name: name, Capacity: 1, MaxCapacity: 1, MaxAMShare: 0.5}
+}
+
+// The outcomes of placeFor.
+const (
+	placed = iota
+	userLimited
+	cannot
+)
+
+// nextApp is the application of l to serve next: in FIFO order, or, in a
+// fair queue, the one that holds the least (then FIFO).
+func nextApp(l *leafView) *appView {
+	var best *appView
+	for _, a := range l.apps {
+		if a.done || a.blockedAt == l.placed+1 {
+			continue
+		}
+		if l.q.Ordering != OrderFair {
+			return a
+		}
+		if best == nil || a.used.MemoryMB < best.used.MemoryMB {
+			best = a
+		}
+	}
+	return best
+}
+
+// placeFor places one container for a: its AM, or one of its asks.
+func (p *planner) placeFor(a *appView) int {
+	l := a.leaf
+	user := a.app.User
+	if a.needAM {
+		a.needAM = false
+		res := a.app.AMResource
+		amLimit := scale(l.max, l.q.MaxAMShare)
+		switch {
+		case !amLimit.Fits(l.amUsed.Add(res)) && l.amUsed.MemoryMB > 0:
+			p.s.Waiting[a.app.ID] = fmt.Sprintf("waiting for an AM container: queue %s has reached its AM resource limit (%d MB, %.0f%% of the queue)", l.q.Name, amLimit.MemoryMB, l.q.MaxAMShare*100)
+		case !l.max.Fits(l.used.Add(res)):
+			p.s.Waiting[a.app.ID] = fmt.Sprintf("waiting for an AM container: queue %s is at its maximum capacity", l.q.Name)
+		case !userFits(l, user, res):
+			p.s.Waiting[a.app.ID] = fmt.Sprintf("waiting for an AM container: user %s has reached the user limit of queue %s (%d MB)", user, l.q.Name, userLimit(l, res).MemoryMB)
+		default:
+			c := p.place(a.at, res, 0, 0, nil, true, nil)
+			if c == nil {
+				p.s.Waiting[a.app.ID] = fmt.Sprintf("waiting for an AM container of %d MB, %d vcores: no node has room", res.MemoryMB, res.VCores)
+				return cannot
+			}
+			c.IsAM = true
+			p.charge(a, c)
+			// Its asks come once the AM has registered.
+			a.done = true
+			return placed
+		}
+		return cannot
+	}
+	for a.next < len(a.asks) {
+		k := a.asks[a.next]
+		if a.remaining(k) <= 0 {
+			a.next++
+			continue
+		}
+		res := k.Key.Capability
+		if !l.max.Fits(l.used.Add(res)) {
+			return cannot
+		}
+		if !userFits(l, user, res) {
+			return userLimited
+		}
+		c := p.place(a.at, res, k.Key.Priority, k.Key.AllocationRequestID, k.Nodes, k.Relax, a.blacklist)
+		if c == nil {
+			a.next++
+			continue
+		}
+		a.pending[k.Key]++
+		p.charge(a, c)
+		return placed
+	}
+	return cannot
+}
+
+func (p *planner) charge(a *appView, c *state.Container) {
+	l := a.leaf
+	l.used = l.used.Add(c.Resource)
+	l.users[a.app.User] = l.users[a.app.User].Add(c.Resource)
+	a.used = a.used.Add(c.Resource)
+	if c.IsAM {
+		l.amUsed = l.amUsed.Add(c.Resource)
+	}
 }
 
 func scale(r state.Resource, f float64) state.Resource {
 	return state.Resource{MemoryMB: int64(float64(r.MemoryMB) * f), VCores: int32(float64(r.VCores) * f)}
+}
+
+func times(r state.Resource, n int32) state.Resource {
+	return state.Resource{MemoryMB: r.MemoryMB * int64(n), VCores: r.VCores * n}
+}
+
+func maxRes(a, b state.Resource) state.Resource {
+	return state.Resource{MemoryMB: max(a.MemoryMB, b.MemoryMB), VCores: max(a.VCores, b.VCores)}
+}
+
+func minRes(a, b state.Resource) state.Resource {
+	return state.Resource{MemoryMB: min(a.MemoryMB, b.MemoryMB), VCores: min(a.VCores, b.VCores)}
 }
 
 type planner struct {

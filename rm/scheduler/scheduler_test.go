@@ -22,7 +22,7 @@ func newWorld(t *testing.T, nodes map[string]int64) *world {
 	w := &world{t: t, s: s}
 	for id, mem := range nodes {
 		w.write(func(tx *state.WriteTxn) error {
-			return tx.RegisterNode(&state.Node{ID: id, State: yarnpb.NodeState_NODE_RUNNING, Total: state.Resource{MemoryMB: mem, VCores: 64}}, nil, 1)
+			return tx.RegisterNode(&state.Node{ID: id, State: yarnpb.NodeState_NODE_RUNNING, Total: state.Resource{MemoryMB: mem, VCores: 10000}}, nil, 1)
 		})
 	}
 	return w
@@ -80,7 +80,7 @@ func TestPlacesAMContainersFirstInFIFOOrder(t *testing.T) {
 			return tx.SubmitApp(&state.Application{ID: id, Queue: "root.default", AMResource: state.Resource{MemoryMB: 400, VCores: 1}, MaxAttempts: 1}, 1)
 		})
 	}
-	s := New(DefaultQueues(), 0)
+	s := New(DefaultTree(), 0)
 	plan := s.Plan(w.s.Snapshot(), asks(nil), 1, nil)
 	// The AM share is 50%: one 400 MB AM fits under 500 MB, two do not.
 	if len(plan) != 1 || !plan[0].IsAM || plan[0].AppID != "application_1_0001" {
@@ -98,7 +98,7 @@ func TestAsksAreTotalsNotDeltas(t *testing.T) {
 	at := w.app("application_1_0001", 0)
 	a := ask(1, 100, 3, nil, true)
 	src := asks(map[string]*Asks{at: one(a)})
-	s := New(DefaultQueues(), 0)
+	s := New(DefaultTree(), 0)
 	plan := s.Plan(w.s.Snapshot(), src, 1, nil)
 	if len(plan) != 3 {
 		t.Fatalf("planned %d containers for an ask of 3", len(plan))
@@ -168,7 +168,7 @@ func TestPriorityAndLocality(t *testing.T) {
 			for _, a := range tc.asks {
 				m.Asks[a.Key] = a
 			}
-			tc.check(t, New(DefaultQueues(), 0).Plan(w.s.Snapshot(), asks(map[string]*Asks{at: m}), 1, nil))
+			tc.check(t, New(DefaultTree(), 0).Plan(w.s.Snapshot(), asks(map[string]*Asks{at: m}), 1, nil))
 		})
 	}
 }
@@ -179,7 +179,7 @@ func TestBlacklistedNodesAreSkipped(t *testing.T) {
 	a := ask(1, 10, 4, nil, true)
 	m := one(a)
 	m.Blacklist = map[string]bool{"n1:1": true}
-	for _, c := range New(DefaultQueues(), 0).Plan(w.s.Snapshot(), asks(map[string]*Asks{at: m}), 1, nil) {
+	for _, c := range New(DefaultTree(), 0).Plan(w.s.Snapshot(), asks(map[string]*Asks{at: m}), 1, nil) {
 		if c.NodeID == "n1:1" {
 			t.Fatalf("placed on blacklisted node: %+v", c)
 		}
@@ -191,7 +191,7 @@ func TestHigherApplicationPriorityFirst(t *testing.T) {
 	low := w.app("application_1_0001", 0)
 	high := w.app("application_1_0002", 10)
 	src := asks(map[string]*Asks{low: one(ask(1, 500, 2, nil, true)), high: one(ask(1, 500, 2, nil, true))})
-	plan := New(DefaultQueues(), 0).Plan(w.s.Snapshot(), src, 1, nil)
+	plan := New(DefaultTree(), 0).Plan(w.s.Snapshot(), src, 1, nil)
 	if len(plan) != 1 || plan[0].AttemptID != high {
 		t.Fatalf("plan %+v: want one container for the high-priority application", plan)
 	}
@@ -199,12 +199,37 @@ func TestHigherApplicationPriorityFirst(t *testing.T) {
 
 func TestResolveQueue(t *testing.T) {
 	for _, name := range []string{"", "default", "root.default"} {
-		if q, err := ResolveQueue(DefaultQueues(), name); err != nil || q != "root.default" {
-			t.Errorf("ResolveQueue(%q) = %q, %v", name, q, err)
+		if q, err := DefaultTree().Resolve(name); err != nil || q != "root.default" {
+			t.Errorf("Resolve(%q) = %q, %v", name, q, err)
 		}
 	}
-	if _, err := ResolveQueue(DefaultQueues(), "nope"); err == nil || !strings.Contains(err.Error(), "known queues: root.default") {
+	if _, err := DefaultTree().Resolve("nope"); err == nil || !strings.Contains(err.Error(), "the leaf queues: root.default") {
 		t.Errorf("unknown queue: %v", err)
+	}
+	tree := parse(t, `queue "root" {
+  queue "a" {
+    capacity = "50%"
+    queue "x" { capacity = "100%" }
+  }
+  queue "b" {
+    capacity = "50%"
+    queue "x" { capacity = "50%" }
+    queue "y" { capacity = "50%" }
+  }
+}`)
+	for name, want := range map[string]string{"y": "root.b.y", "b.x": "root.b.x", "root.a.x": "root.a.x"} {
+		if q, err := tree.Resolve(name); err != nil || q != want {
+			t.Errorf("Resolve(%q) = %q, %v; want %s", name, q, err, want)
+		}
+	}
+	for name, want := range map[string]string{
+		"x":    `queue "x" is ambiguous: root.a.x, root.b.x`,
+		"b":    "queue root.b is a parent queue; applications go to its leaves: root.b.x, root.b.y",
+		"root": "queue root is a parent queue",
+	} {
+		if _, err := tree.Resolve(name); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Resolve(%q): %v; want %q", name, err, want)
+		}
 	}
 }
 
@@ -212,7 +237,7 @@ func TestInflightPlacementsCountAsPlaced(t *testing.T) {
 	w := newWorld(t, map[string]int64{"n1:1": 1000})
 	at := w.app("application_1_0001", 0)
 	src := asks(map[string]*Asks{at: one(ask(1, 300, 4, nil, true))})
-	s := New(DefaultQueues(), 0)
+	s := New(DefaultTree(), 0)
 	first := s.Plan(w.s.Snapshot(), src, 1, nil)
 	if len(first) != 3 {
 		t.Fatalf("first plan placed %d, want 3 (room for 3 of 300 MB)", len(first))

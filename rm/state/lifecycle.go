@@ -17,6 +17,7 @@ const (
 	ExitKilledByRM          = int32(yarnpb.ContainerExitStatus_EXIT_KILLED_BY_RESOURCEMANAGER)
 	ExitKilledAfterComplete = int32(yarnpb.ContainerExitStatus_EXIT_KILLED_AFTER_APP_COMPLETION)
 	ExitLaunchFailed        = int32(yarnpb.ContainerExitStatus_EXIT_LAUNCH_FAILED)
+	ExitPreempted           = int32(yarnpb.ContainerExitStatus_EXIT_PREEMPTED)
 )
 
 // SubmitApp records a new application and its first attempt.
@@ -480,5 +481,22 @@ func (tx *WriteTxn) SetAppProgress(appID string, progress float32) error {
 	}
 	a := *app
 	a.Progress = progress
+	return tx.PutApp(&a)
+}
+
+// MoveApp moves a live application to another queue.
+func (tx *WriteTxn) MoveApp(appID, queue string) error {
+	app := tx.Read().App(nil, appID)
+	if app == nil {
+		return fmt.Errorf("application %s not found", appID)
+	}
+	if app.Terminal() {
+		return fmt.Errorf("application %s has ended", appID)
+	}
+	if app.Queue == queue {
+		return nil
+	}
+	a := *app
+	a.Queue = queue
 	return tx.PutApp(&a)
 }

@@ -200,4 +200,9 @@ type Meta struct {
 	// Keys are the master keys of the tokens the leader signs, newest
 	// first.
 	Keys []*yarnpb.MasterKey `json:"keys,omitempty"`
+	// QueueFile and QueueSource are the queue file the scheduler follows
+	// (its name, and its text as the leader read it); none is the
+	// built-in root.default.
+	QueueFile   string `json:"queue_file,omitempty"`
+	QueueSource []byte `json:"queue_src,omitempty"`
 }

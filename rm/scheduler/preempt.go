@@ -1,0 +1,136 @@
+package scheduler
+
+import (
+	"container/heap"
+	"sort"
+	"strings"
+
+	"github.com/loom-project/loom/rm/state"
+)
+
+// Victim is a container the scheduler would take back, and why.
+type Victim struct {
+	Container *state.Container
+	// Queue holds the container over its guarantee; For are the
+	// queues below their guarantee that are owed the room.
+	Queue, For string
+}
+
+// Preempt chooses the containers to take back so that leaf queues below
+// their guarantee get what their pending work needs of it, after YARN's
+// ProportionalCapacityPreemptionPolicy:
+//
+//   - a queue is owed the smaller of its pending asks and what it lacks
+//     of its guarantee; the room free on the nodes pays for that first;
+//   - the rest comes from queues over their guarantee, the one holding
+//     the largest share of its guarantee first, youngest container
+//     first, and never so much that one falls below its guarantee;
+//   - AM containers are not taken.
+//
+// marked are the containers already chosen by an earlier pass: they are
+// chosen first while still needed, so that a warned container is the one
+// later killed, and none is warned twice for the same room.
+func (s *Scheduler) Preempt(r *state.ReadTxn, asks AskSource, marked map[string]bool) []Victim {
+	v := s.newView(r, asks, nil)
+	var need, smallest state.Resource
+	var owedTo []string
+	for _, l := range v.order {
+		if l.pendingRes == (state.Resource{}) {
+			continue
+		}
+		lack := nonNegative(l.guar.Sub(l.used))
+		owed := minRes(nonNegative(l.pendingRes), lack)
+		if owed.MemoryMB > 0 || owed.VCores > 0 {
+			need = need.Add(owed)
+			owedTo = append(owedTo, l.q.Name)
+			if smallest == (state.Resource{}) || l.minAsk.MemoryMB < smallest.MemoryMB {
+				smallest = l.minAsk
+			}
+		}
+	}
+	// Room on the nodes pays first, where the smallest owed container
+	// fits: slivers too small for any do not.
+	for _, n := range v.nodes {
+		if n.free.Fits(smallest) {
+			need = need.Sub(n.free)
+		}
+	}
+	need = nonNegative(need)
+	if need.MemoryMB <= 0 && need.VCores <= 0 {
+		return nil
+	}
+	// Candidates per over-guarantee queue: marked first, then youngest.
+	cands := map[string][]*state.Container{}
+	queueOf := map[string]*leafView{}
+	for _, a := range v.apps {
+		queueOf[a.app.ID] = a.leaf
+	}
+	for _, c := range r.LiveContainers() {
+		l := queueOf[c.AppID]
+		if l == nil || c.IsAM || share(l.used, l.guar) <= 1 {
+			continue
+		}
+		cands[l.q.Name] = append(cands[l.q.Name], c)
+	}
+	h := &overHeap{}
+	for name, cs := range cands {
+		sort.Slice(cs, func(i, j int) bool {
+			if marked[cs[i].ID] != marked[cs[j].ID] {
+				return marked[cs[i].ID]
+			}
+			if cs[i].AllocatedAt != cs[j].AllocatedAt {
+				return cs[i].AllocatedAt > cs[j].AllocatedAt
+			}
+			return cs[i].ID > cs[j].ID
+		})
+		heap.Push(h, &overQueue{leaf: v.leaves[name], cands: cs})
+	}
+	var out []Victim
+	for h.Len() > 0 && (need.MemoryMB > 0 || need.VCores > 0) {
+		o := (*h)[0]
+		c := o.cands[0]
+		o.cands = o.cands[1:]
+		after := o.leaf.used.Sub(c.Resource)
+		if share(after, o.leaf.guar) >= 1 {
+			o.leaf.used = after
+			need = need.Sub(c.Resource)
+			out = append(out, Victim{Container: c, Queue: o.leaf.q.Name, For: strings.Join(owedTo, ", ")})
+		}
+		if len(o.cands) == 0 || share(o.leaf.used, o.leaf.guar) <= 1 {
+			heap.Pop(h)
+		} else {
+			heap.Fix(h, 0)
+		}
+	}
+	return out
+}
+
+func nonNegative(r state.Resource) state.Resource {
+	return state.Resource{MemoryMB: max(r.MemoryMB, 0), VCores: max(r.VCores, 0)}
+}
+
+type overQueue struct {
+	leaf  *leafView
+	cands []*state.Container
+}
+
+// overHeap orders queues over their guarantee by the share they hold,
+// the largest first.
+type overHeap []*overQueue
+
+func (h overHeap) Len() int { return len(h) }
+func (h overHeap) Less(i, j int) bool {
+	si, sj := share(h[i].leaf.used, h[i].leaf.guar), share(h[j].leaf.used, h[j].leaf.guar)
+	if si != sj {
+		return si > sj
+	}
+	return h[i].leaf.q.Name < h[j].leaf.q.Name
+}
+func (h overHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *overHeap) Push(x any)   { *h = append(*h, x.(*overQueue)) }
+func (h *overHeap) Pop() any {
+	old := *h
+	o := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return o
+}
