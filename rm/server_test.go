@@ -177,13 +177,19 @@ func waitUntil(t testing.TB, what string, cond func() bool) {
 // the attempt id.
 func submitRunning(t *testing.T, s *Server, c *rmclient.Client, nm *fakeNM) string {
 	t.Helper()
+	return submitRunningIn(t, s, c, nm, "")
+}
+
+// submitRunningIn is submitRunning to queue.
+func submitRunningIn(t *testing.T, s *Server, c *rmclient.Client, nm *fakeNM, queue string) string {
+	t.Helper()
 	ctx := context.Background()
 	app, err := c.NewApplication(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Submit(ctx, &yarnpb.ApplicationSubmissionContext{
-		ApplicationId: app.ApplicationId, AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"am"}},
+		ApplicationId: app.ApplicationId, AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"am"}}, Queue: queue,
 	}); err != nil {
 		t.Fatal(err)
 	}

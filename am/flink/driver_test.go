@@ -336,3 +336,39 @@ func TestDriverCountsFailuresInAWindow(t *testing.T) {
 		t.Fatal("the driver did not give up after 3 failures within the window with 2 allowed")
 	}
 }
+
+// A TaskManager the cluster preempts is given back at once, its
+// TaskManager removed so the job fails over now, and replaced when the
+// Flink RM asks again; neither that nor a preempted container's exit
+// counts as a failure.
+func TestDriverGivesBackPreemptedTaskManagers(t *testing.T) {
+	d, asks, _, reg := testDriver(1, 0)
+	d.setFatal(func(string) {})
+	d.SlotsWanted(2)
+	give(d, asks, "c1", "c2")
+	d.TaskManagerRegistered("c1")
+	d.TaskManagerRegistered("c2")
+	d.SlotsWanted(0)
+
+	d.preempted([]string{"c2", "unknown"})
+	if fmt.Sprint(asks.released) != "[c2]" {
+		t.Fatalf("released %v, want the preempted container", asks.released)
+	}
+	if cause := reg.removed["c2"]; !strings.Contains(cause, "preempted by the cluster's scheduler") {
+		t.Fatalf("the Flink RM was told %q", cause)
+	}
+	d.SlotsWanted(1)
+	if asks.outstanding() != 1 {
+		t.Fatalf("%d containers asked to replace the preempted one, want 1", asks.outstanding())
+	}
+	// The RM kills c1 as preempted before the AM could give it back.
+	d.completed([]*yarnpb.ContainerStatus{{ContainerId: "c1", ExitStatus: int32(yarnpb.ContainerExitStatus_EXIT_PREEMPTED)}})
+	d.completed([]*yarnpb.ContainerStatus{{ContainerId: "c2", ExitStatus: int32(yarnpb.ContainerExitStatus_EXIT_PREEMPTED)}})
+	d.mu.Lock()
+	failed, gaveUp := d.failed, d.gaveUp
+	d.mu.Unlock()
+	if failed != 0 || gaveUp {
+		t.Fatalf("preemptions counted as %d failures (gave up: %v)", failed, gaveUp)
+	}
+	d.Stop()
+}
