@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -56,25 +55,52 @@ func printQueues(c *cli.Context, name string) error {
 			return printProtoJSON(stdout(), &yarnpb.QueueInfoResponse{Queues: queues})
 		}
 		if name != "" && len(queues) == 1 {
-			q := queues[0]
-			fmt.Fprintf(stdout(), "Queue: %s\n  Capacity: %.1f%%\n  Maximum capacity: %.1f%%\n  Maximum AM share: %.1f%%\n", q.Name, q.Capacity*100, q.MaxCapacity*100, q.MaxAmShare*100)
-			fmt.Fprintf(stdout(), "  Used: %d MB, %d vcores (AMs: %d MB, %d vcores)\n", q.Used.GetMemoryMb(), q.Used.GetVcores(), q.AmUsed.GetMemoryMb(), q.AmUsed.GetVcores())
-			fmt.Fprintf(stdout(), "  Applications: %d (%d pending)\n  Users: %s\n", q.NumApplications, q.NumPending, orNone(strings.Join(q.Users, ", ")))
+			printQueueStatus(queues[0])
 			return nil
 		}
 		var rows [][]string
 		for _, q := range queues {
 			rows = append(rows, []string{q.Name, fmt.Sprintf("%.1f%%", q.Capacity*100), fmt.Sprintf("%.1f%%", q.MaxCapacity*100),
-				fmt.Sprintf("%d MB, %d vcores", q.Used.GetMemoryMb(), q.Used.GetVcores()), fmt.Sprint(q.NumApplications), fmt.Sprint(q.NumPending)})
+				fmt.Sprintf("%.1f%%", usedShare(q)*100), res(q.Used), res(q.Pending), fmt.Sprint(q.NumApplications), fmt.Sprint(q.NumPending)})
 		}
-		table(stdout(), "Queue\tCapacity\tMax-Capacity\tUsed\tApplications\tPending", rows)
+		table(stdout(), "Queue\tCapacity\tMax-Capacity\tUsed-Capacity\tUsed\tPending\tApplications\tPending-Apps", rows)
 		return nil
 	})
 }
 
-func orNone(s string) string {
-	if s == "" {
-		return "none"
+// usedShare is what a queue holds as a share of its guarantee (YARN's
+// used capacity): the larger of its memory and vcores shares.
+func usedShare(q *yarnpb.QueueInfo) float64 {
+	var m, v float64
+	if g := q.Guaranteed.GetMemoryMb(); g > 0 {
+		m = float64(q.Used.GetMemoryMb()) / float64(g)
 	}
-	return s
+	if g := q.Guaranteed.GetVcores(); g > 0 {
+		v = float64(q.Used.GetVcores()) / float64(g)
+	}
+	return max(m, v)
+}
+
+func res(r *yarnpb.Resource) string {
+	return fmt.Sprintf("%d MB, %d vcores", r.GetMemoryMb(), r.GetVcores())
+}
+
+func printQueueStatus(q *yarnpb.QueueInfo) {
+	w := stdout()
+	fmt.Fprintf(w, "Queue: %s\n", q.Name)
+	fmt.Fprintf(w, "  Capacity: %.1f%% (%s now)\n", q.Capacity*100, res(q.Guaranteed))
+	fmt.Fprintf(w, "  Maximum capacity: %.1f%% (%s now)\n", q.MaxCapacity*100, res(q.Maximum))
+	fmt.Fprintf(w, "  Used: %s, %.1f%% of its capacity (AMs: %s, at most %.1f%% of its maximum)\n", res(q.Used), usedShare(q)*100, res(q.AmUsed), q.MaxAmShare*100)
+	fmt.Fprintf(w, "  Pending: %s\n", res(q.Pending))
+	fmt.Fprintf(w, "  Containers: %d (%d being preempted)\n", q.NumContainers, q.Preempting)
+	fmt.Fprintf(w, "  Applications: %d (%d pending), at most %d, ordered %s\n", q.NumApplications, q.NumPending, q.MaxApplications, q.Ordering)
+	fmt.Fprintf(w, "  User limits: minimum %.0f%%, factor %g\n", q.MinimumUserLimitPercent, q.UserLimitFactor)
+	if len(q.UserUsage) == 0 {
+		fmt.Fprintf(w, "  Users: none\n")
+		return
+	}
+	fmt.Fprintf(w, "  Users:\n")
+	for _, u := range q.UserUsage {
+		fmt.Fprintf(w, "    %s: %s, %d applications\n", u.User, res(u.Used), u.NumApplications)
+	}
 }

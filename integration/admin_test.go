@@ -102,7 +102,7 @@ func TestQueueListAndStatus(t *testing.T) {
 		t.Errorf("queue list:\n%s", out)
 	}
 	status := c.mustLoom("queue", "status", "default")
-	if !strings.Contains(status, "Queue: root.default") || !strings.Contains(status, "Applications: 1 (0 pending)") || !strings.Contains(status, "Users: ") || strings.Contains(status, "Users: none") {
+	if !strings.Contains(status, "Queue: root.default") || !strings.Contains(status, "Applications: 1 (0 pending)") || !strings.Contains(status, "Users:\n    ") || !strings.Contains(status, "1 applications") {
 		t.Errorf("queue status:\n%s", status)
 	}
 	var js struct {
