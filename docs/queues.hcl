@@ -1,8 +1,15 @@
 # The queue file of loom's capacity scheduler, after YARN's
-# CapacityScheduler (parsed and checked by rm/scheduler's
-# ParseQueueFile; the RM does not take one yet and runs the one queue
-# root.default). Every queue is a block under "root"; applications go to
-# the leaves.
+# CapacityScheduler: `loom rm --queues FILE` (or `loom cluster up
+# --queues FILE`); after an edit, `loom admin refresh-queues` reloads it,
+# and a file that does not parse, or drops a queue that has live
+# applications, changes nothing. Without one, the RM runs the one queue
+# root.default. Every queue is a block under "root"; applications go to
+# the leaves (`loom run --queue etl`, `loom dshell --queue dev`).
+#
+# A queue grows into idle capacity up to its maximum; when a queue below
+# its capacity has work waiting, containers of queues over theirs are
+# taken back (preemption, youngest first; the AM is warned
+# --preemption-grace before the kill).
 #
 # capacity          a percentage of the parent ("70%"), a weight among
 #                   the siblings ("3w"), or a resource
@@ -12,12 +19,18 @@
 #                   (default: its parent's); a percentage or a resource.
 # max_am_share      the share of its maximum AM containers may hold (50%).
 # minimum_user_limit_percent, user_limit_factor
-#                   YARN's user limits of a leaf (100, 1).
+#                   YARN's user limits of a leaf (100, 1): a user holds
+#                   at least that share of the queue when others want
+#                   it, and at most factor x its capacity (with 1, one
+#                   user cannot take the queue past its capacity).
 # max_applications  running and pending applications of a leaf (10000).
 # ordering          "fifo" or "fair" within a leaf (fifo).
 # acl_submit, acl_administer
 #                   users and "group:NAME"s, "*" for anyone; a queue's
-#                   add to its parent's.
+#                   add to its parent's. A queue whose path lists no
+#                   submitter is open to every user. Administrators may
+#                   submit, and kill or move others' applications;
+#                   cluster admins (--admins) administer every queue.
 
 queue "root" {
   acl_administer = ["group:admins"]
@@ -40,9 +53,10 @@ queue "root" {
   }
 
   queue "dev" {
-    capacity         = "30%"
-    maximum_capacity = "60%"
-    max_applications = 200
-    acl_submit       = ["*"]
+    capacity          = "30%"
+    maximum_capacity  = "60%"
+    user_limit_factor = 2
+    max_applications  = 200
+    acl_submit        = ["*"]
   }
 }
