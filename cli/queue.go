@@ -61,24 +61,11 @@ func printQueues(c *cli.Context, name string) error {
 		var rows [][]string
 		for _, q := range queues {
 			rows = append(rows, []string{q.Name, fmt.Sprintf("%.1f%%", q.Capacity*100), fmt.Sprintf("%.1f%%", q.MaxCapacity*100),
-				fmt.Sprintf("%.1f%%", usedShare(q)*100), res(q.Used), res(q.Pending), fmt.Sprint(q.NumApplications), fmt.Sprint(q.NumPending)})
+				fmt.Sprintf("%.1f%%", q.UsedShare()*100), res(q.Used), res(q.Pending), fmt.Sprint(q.NumApplications), fmt.Sprint(q.NumPending)})
 		}
 		table(stdout(), "Queue\tCapacity\tMax-Capacity\tUsed-Capacity\tUsed\tPending\tApplications\tPending-Apps", rows)
 		return nil
 	})
-}
-
-// usedShare is what a queue holds as a share of its guarantee (YARN's
-// used capacity): the larger of its memory and vcores shares.
-func usedShare(q *yarnpb.QueueInfo) float64 {
-	var m, v float64
-	if g := q.Guaranteed.GetMemoryMb(); g > 0 {
-		m = float64(q.Used.GetMemoryMb()) / float64(g)
-	}
-	if g := q.Guaranteed.GetVcores(); g > 0 {
-		v = float64(q.Used.GetVcores()) / float64(g)
-	}
-	return max(m, v)
 }
 
 func res(r *yarnpb.Resource) string {
@@ -90,7 +77,7 @@ func printQueueStatus(q *yarnpb.QueueInfo) {
 	fmt.Fprintf(w, "Queue: %s\n", q.Name)
 	fmt.Fprintf(w, "  Capacity: %.1f%% (%s now)\n", q.Capacity*100, res(q.Guaranteed))
 	fmt.Fprintf(w, "  Maximum capacity: %.1f%% (%s now)\n", q.MaxCapacity*100, res(q.Maximum))
-	fmt.Fprintf(w, "  Used: %s, %.1f%% of its capacity (AMs: %s, at most %.1f%% of its maximum)\n", res(q.Used), usedShare(q)*100, res(q.AmUsed), q.MaxAmShare*100)
+	fmt.Fprintf(w, "  Used: %s, %.1f%% of its capacity (AMs: %s, at most %.1f%% of its maximum)\n", res(q.Used), q.UsedShare()*100, res(q.AmUsed), q.MaxAmShare*100)
 	fmt.Fprintf(w, "  Pending: %s\n", res(q.Pending))
 	fmt.Fprintf(w, "  Containers: %d (%d being preempted)\n", q.NumContainers, q.Preempting)
 	fmt.Fprintf(w, "  Applications: %d (%d pending), at most %d, ordered %s\n", q.NumApplications, q.NumPending, q.MaxApplications, q.Ordering)

@@ -55,6 +55,14 @@ func (s *Server) httpHandler() http.Handler {
 			"totalVirtualCores": m.Total.GetVcores(), "allocatedVirtualCores": m.Used.GetVcores(),
 		}})
 	})
+	mux.HandleFunc("GET /ws/v1/cluster/scheduler", func(w http.ResponseWriter, r *http.Request) {
+		info, err := s.schedulerInfo(r.Context())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, info)
+	})
 	mux.HandleFunc("GET /ws/v1/cluster/nodes", func(w http.ResponseWriter, r *http.Request) {
 		resp, err := ce.ListNodes(r.Context(), &yarnpb.ListNodesRequest{All: true})
 		if err != nil {

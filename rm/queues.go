@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -264,4 +265,100 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 
 func scaleRes(r state.Resource, f float64) state.Resource {
 	return state.Resource{MemoryMB: int64(float64(r.MemoryMB) * f), VCores: int32(float64(r.VCores) * f)}
+}
+
+// schedulerInfo is /ws/v1/cluster/scheduler: the queue tree with YARN's
+// CapacityScheduler field names. Percentages are of the parent
+// (capacity, maxCapacity), of the whole cluster (absolute…), and of the
+// queue's own capacity (usedCapacity).
+func (s *Server) schedulerInfo(ctx context.Context) (map[string]any, error) {
+	resp, err := (&clientEndpoint{s: s}).QueueInfo(ctx, &yarnpb.QueueInfoRequest{})
+	if err != nil {
+		return nil, err
+	}
+	leaves := map[string]*yarnpb.QueueInfo{}
+	for _, q := range resp.Queues {
+		leaves[q.Name] = q
+	}
+	r := s.State().Snapshot()
+	var total state.Resource
+	for _, n := range r.Nodes(nil) {
+		if n.Live() {
+			total = total.Add(n.Total)
+		}
+	}
+	type share struct{ capacity, maximum float64 }
+	shares := map[string]share{}
+	tree := queueTreeOf(r.Meta())
+	tree.Walk(total, func(q *scheduler.QueueConf, capacity, maximum float64) { shares[q.Name] = share{capacity, maximum} })
+	resJSON := func(p *yarnpb.Resource) map[string]any {
+		return map[string]any{"memory": p.GetMemoryMb(), "vCores": p.GetVcores()}
+	}
+	pct := func(a, b float64) float64 {
+		if b <= 0 {
+			return 0
+		}
+		return 100 * a / b
+	}
+	var node func(q *scheduler.QueueConf, parent share) (map[string]any, state.Resource, int32)
+	node = func(q *scheduler.QueueConf, parent share) (map[string]any, state.Resource, int32) {
+		sh := shares[q.Name]
+		out := map[string]any{
+			"queueName": q.Leaf, "queuePath": q.Name, "state": "RUNNING",
+			"capacity": pct(sh.capacity, parent.capacity), "maxCapacity": pct(sh.maximum, parent.maximum),
+			"absoluteCapacity": 100 * sh.capacity, "absoluteMaxCapacity": 100 * sh.maximum,
+		}
+		var used state.Resource
+		var apps int32
+		if len(q.Children) == 0 {
+			info := leaves[q.Name]
+			used, apps = state.ResourceFrom(info.GetUsed()), info.GetNumApplications()
+			users := []map[string]any{}
+			for _, u := range info.GetUserUsage() {
+				users = append(users, map[string]any{"username": u.User, "resourcesUsed": resJSON(u.Used), "numActiveApplications": u.NumApplications})
+			}
+			maxAM := scaleRes(state.ResourceFrom(info.GetMaximum()), q.MaxAMShare)
+			out["type"] = "capacitySchedulerLeafQueueInfo"
+			out["numActiveApplications"] = info.GetNumApplications() - info.GetNumPending()
+			out["numPendingApplications"] = info.GetNumPending()
+			out["numContainers"] = info.GetNumContainers()
+			out["maxApplications"] = q.MaxApplications
+			out["userLimit"] = q.MinUserLimitPercent
+			out["userLimitFactor"] = q.UserLimitFactor
+			out["users"] = map[string]any{"user": users}
+			out["AMResourceLimit"] = resJSON(maxAM.Proto())
+			out["usedAMResource"] = resJSON(info.GetAmUsed())
+			out["pendingResources"] = resJSON(info.GetPending())
+			out["orderingPolicyInfo"] = q.Ordering
+			out["preemptionDisabled"] = !s.cfg.Preemption
+			out["numContainersPreempting"] = info.GetPreempting()
+		} else {
+			var children []map[string]any
+			for _, c := range q.Children {
+				cj, cu, ca := node(c, sh)
+				children = append(children, cj)
+				used, apps = used.Add(cu), apps+ca
+			}
+			out["queues"] = map[string]any{"queue": children}
+		}
+		guar := scaleRes(total, sh.capacity)
+		out["usedCapacity"] = finitePct(scheduler.DominantShare(used, guar))
+		out["absoluteUsedCapacity"] = finitePct(scheduler.DominantShare(used, total))
+		out["numApplications"] = apps
+		out["resourcesUsed"] = resJSON(used.Proto())
+		out["usedResources"] = fmt.Sprintf("<memory:%d, vCores:%d>", used.MemoryMB, used.VCores)
+		return out, used, apps
+	}
+	root, _, _ := node(tree.Root, share{1, 1})
+	root["type"] = "capacityScheduler"
+	return map[string]any{"scheduler": map[string]any{"schedulerInfo": root}}, nil
+}
+
+// finitePct is a share as a percentage; a share of nothing (a queue of
+// 0% capacity that holds some) is 0, as JSON has no infinity.
+func finitePct(f float64) float64 {
+	if math.IsInf(f, 0) || math.IsNaN(f) {
+		return 0
+	}
+	return 100 * f
 }

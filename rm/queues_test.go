@@ -2,7 +2,9 @@ package rm
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -271,4 +273,72 @@ func TestPreemptionWarnsThenKills(t *testing.T) {
 		at := s.State().Snapshot().Attempt(nil, yarnpb.AttemptID(devApp, 1))
 		return at != nil && at.AMContainerID != ""
 	})
+}
+
+// /ws/v1/cluster/scheduler answers with the tree in YARN's
+// CapacityScheduler names: percentages of the parent and of the cluster,
+// and each leaf's applications, users and limits.
+func TestSchedulerREST(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "queues.hcl")
+	writeQueues(t, file, `queue "root" {
+  queue "prod" {
+    capacity = "60%"
+    queue "etl" { capacity = "50%" }
+    queue "web" {
+      capacity = "50%"
+      ordering = "fair"
+    }
+  }
+  queue "dev" { capacity = "40%" }
+}
+`)
+	s, c := testServer(t, func(cfg *Config) { cfg.QueueFile = file })
+	nm := startFakeNM(t, s, 4000)
+	submitRunningIn(t, s, c, nm, "web")
+	rec := httptest.NewRecorder()
+	s.httpHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/ws/v1/cluster/scheduler", nil))
+	if rec.Code != 200 {
+		t.Fatalf("%d: %s", rec.Code, rec.Body)
+	}
+	type queue struct {
+		Type             string  `json:"type"`
+		QueueName        string  `json:"queueName"`
+		Capacity         float64 `json:"capacity"`
+		AbsoluteCapacity float64 `json:"absoluteCapacity"`
+		NumApplications  int     `json:"numApplications"`
+		NumContainers    int     `json:"numContainers"`
+		Ordering         string  `json:"orderingPolicyInfo"`
+		ResourcesUsed    struct {
+			Memory int64 `json:"memory"`
+		} `json:"resourcesUsed"`
+		Users struct {
+			User []struct {
+				Username string `json:"username"`
+			} `json:"user"`
+		} `json:"users"`
+		Queues struct {
+			Queue []queue `json:"queue"`
+		} `json:"queues"`
+	}
+	var body struct {
+		Scheduler struct {
+			Info queue `json:"schedulerInfo"`
+		} `json:"scheduler"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	root := body.Scheduler.Info
+	if root.Type != "capacityScheduler" || root.QueueName != "root" || len(root.Queues.Queue) != 2 || root.NumApplications != 1 {
+		t.Fatalf("root %+v", root)
+	}
+	prod := root.Queues.Queue[0]
+	web := prod.Queues.Queue[1]
+	if prod.QueueName != "prod" || prod.Capacity != 60 || web.QueueName != "web" || web.Capacity != 50 || web.AbsoluteCapacity != 30 {
+		t.Fatalf("prod %+v, web %+v", prod, web)
+	}
+	if web.Type != "capacitySchedulerLeafQueueInfo" || web.Ordering != "fair" || web.NumApplications != 1 || web.NumContainers != 1 ||
+		web.ResourcesUsed.Memory != 128 || prod.ResourcesUsed.Memory != 128 || len(web.Users.User) != 1 || web.Users.User[0].Username != "alice" {
+		t.Fatalf("web %+v", web)
+	}
 }

@@ -481,23 +481,32 @@ func (v *validator) tree(q *QueueConf) {
 }
 
 // Leaves are the tree's leaf queues in file order, with their capacity
-// and maximum as fractions of a cluster of total resources: a
-// percentage of the parent's, a weight's share of the siblings', or an
-// absolute resource's share of the cluster (the smaller of memory and
-// vcores), each within its parent's. A queue without a maximum may grow
-// to its parent's.
+// and maximum as fractions of a cluster of total resources (Walk).
 func (t *QueueTree) Leaves(total state.Resource) []Queue {
 	var out []Queue
-	var walk func(q *QueueConf, capacity, maximum float64)
-	walk = func(q *QueueConf, capacity, maximum float64) {
-		if len(q.Children) == 0 {
-			out = append(out, Queue{
-				Name: q.Name, Capacity: capacity, MaxCapacity: maximum, MaxAMShare: q.MaxAMShare,
-				MinUserLimitPercent: q.MinUserLimitPercent, UserLimitFactor: q.UserLimitFactor,
-				MaxApplications: q.MaxApplications, Ordering: q.Ordering,
-			})
+	t.Walk(total, func(q *QueueConf, capacity, maximum float64) {
+		if len(q.Children) > 0 {
 			return
 		}
+		out = append(out, Queue{
+			Name: q.Name, Capacity: capacity, MaxCapacity: maximum, MaxAMShare: q.MaxAMShare,
+			MinUserLimitPercent: q.MinUserLimitPercent, UserLimitFactor: q.UserLimitFactor,
+			MaxApplications: q.MaxApplications, Ordering: q.Ordering,
+		})
+	})
+	return out
+}
+
+// Walk visits every queue, parents before their children in file order,
+// with its capacity and maximum as fractions of a cluster of total
+// resources: a percentage of the parent's, a weight's share of the
+// siblings', or an absolute resource's share of the cluster (the smaller
+// of memory and vcores), each within its parent's. A queue without a
+// maximum may grow to its parent's.
+func (t *QueueTree) Walk(total state.Resource, fn func(q *QueueConf, capacity, maximum float64)) {
+	var walk func(q *QueueConf, capacity, maximum float64)
+	walk = func(q *QueueConf, capacity, maximum float64) {
+		fn(q, capacity, maximum)
 		weights := 0.0
 		for _, c := range q.Children {
 			weights += c.Capacity.Weight
@@ -525,7 +534,6 @@ func (t *QueueTree) Leaves(total state.Resource) []Queue {
 		}
 	}
 	walk(t.Root, 1, 1)
-	return out
 }
 
 func fractionOf(r, total state.Resource) float64 {

@@ -315,8 +315,11 @@ func userFits(l *leafView, user string, res state.Resource) bool {
 	return userLimit(l, res).Fits(l.users[user])
 }
 
-// share is r's dominant share of g: the larger of its memory and vcores
-// fractions.
+// DominantShare is r's dominant share of g: the larger of its memory and
+// vcores fractions; a resource of g's that is zero counts as infinitely
+// shared when r has some of it.
+func DominantShare(r, g state.Resource) float64 { return share(r, g) }
+
 func share(r, g state.Resource) float64 {
 	var m, c float64
 	if g.MemoryMB > 0 {

@@ -100,6 +100,7 @@ func New(c Cluster, logger hclog.Logger) *UI {
 		"mb":         fmtMB,
 		"bytes":      fmtBytes,
 		"pct":        func(f float32) string { return fmt.Sprintf("%.0f%%", f*100) },
+		"usedShare":  func(q *yarnpb.QueueInfo) string { return fmt.Sprintf("%.0f%%", 100*q.UsedShare()) },
 		"share":      fmtShare,
 		"state":      func(s fmt.Stringer) string { return yarnpb.StateName(s.String()) },
 		"lower":      strings.ToLower,
