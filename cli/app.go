@@ -27,8 +27,9 @@ func appCommand() *cli.Command {
 	return &cli.Command{
 		Name:    "app",
 		Aliases: []string{"application"},
-		Usage:   "inspect and kill applications",
+		Usage:   "inspect, move and kill applications",
 		Subcommands: []*cli.Command{
+			topCommand(),
 			{
 				Name:  "list",
 				Usage: "list applications (running and waiting; --all adds finished ones)",

@@ -122,5 +122,20 @@ func TestQueueListAndStatus(t *testing.T) {
 	if _, errs, code := c.loom("queue", "status", "nosuch"); code == 0 || !strings.Contains(errs, `queue "nosuch" does not exist`) {
 		t.Errorf("the status of a queue that is not: exit %d, %s", code, errs)
 	}
+	// loom app top: the cluster's figures, then the shell by what it
+	// holds, twice.
+	top := c.mustLoom("app", "top", "-n", "2", "--delay", "100ms")
+	if strings.Count(top, "loom top - ") != 2 || !strings.Contains(top, "1 applications running") || !strings.Contains(top, "Queues (used of capacity): root.default ") {
+		t.Errorf("app top:\n%s", top)
+	}
+	var row string
+	for _, l := range strings.Split(top, "\n") {
+		if strings.HasPrefix(l, shell) {
+			row = l
+		}
+	}
+	if f := strings.Fields(row); len(f) < 9 || f[3] != "root.default" || f[5] != "RUNNING" || f[6] != "2" {
+		t.Errorf("app top's row of the shell %q in:\n%s", row, top)
+	}
 	c.mustLoom("app", "kill", shell)
 }

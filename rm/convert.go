@@ -80,5 +80,6 @@ func (s *Server) appReport(ctx context.Context, r *state.ReadTxn, a *state.Appli
 		}
 	}
 	rep.Used = used.Proto()
+	rep.Pending = s.soft.pendingOf(a.CurrentAttempt).Proto()
 	return rep
 }

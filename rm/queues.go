@@ -245,11 +245,7 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 				info.Preempting++
 			}
 		}
-		if asks := s.soft.asksFor(a.CurrentAttempt); asks != nil {
-			for _, k := range asks.Asks {
-				pending[a.Queue] = pending[a.Queue].Add(state.Resource{MemoryMB: k.Key.Capability.MemoryMB * int64(k.Count), VCores: k.Key.Capability.VCores * k.Count})
-			}
-		}
+		pending[a.Queue] = pending[a.Queue].Add(s.soft.pendingOf(a.CurrentAttempt))
 	}
 	for name, info := range infos {
 		info.Used, info.AmUsed, info.Pending = used[name].Proto(), amUsed[name].Proto(), pending[name].Proto()

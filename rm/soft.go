@@ -376,3 +376,16 @@ func (s *softState) preemptions() map[string]preemption {
 	defer s.mu.Unlock()
 	return maps.Clone(s.preempting)
 }
+
+// pendingOf is what an attempt's AM asks for that is not placed yet.
+func (s *softState) pendingOf(attemptID string) state.Resource {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out state.Resource
+	if a := s.asks[attemptID]; a != nil {
+		for _, k := range a.Asks {
+			out = out.Add(state.Resource{MemoryMB: k.Key.Capability.MemoryMB * int64(k.Count), VCores: k.Key.Capability.VCores * k.Count})
+		}
+	}
+	return out
+}

@@ -1364,8 +1364,11 @@ type ApplicationReport struct {
 	Used             *Resource                   `protobuf:"bytes,20,opt,name=used,proto3" json:"used,omitempty"`
 	NumContainers    int32                       `protobuf:"varint,21,opt,name=num_containers,json=numContainers,proto3" json:"num_containers,omitempty"`
 	Tags             []string                    `protobuf:"bytes,22,rep,name=tags,proto3" json:"tags,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// pending is what the current attempt's AM asks for and does not have
+	// yet, as the leader's scheduler sees it.
+	Pending       *Resource `protobuf:"bytes,23,opt,name=pending,proto3" json:"pending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplicationReport) Reset() {
@@ -1548,6 +1551,13 @@ func (x *ApplicationReport) GetNumContainers() int32 {
 func (x *ApplicationReport) GetTags() []string {
 	if x != nil {
 		return x.Tags
+	}
+	return nil
+}
+
+func (x *ApplicationReport) GetPending() *Resource {
+	if x != nil {
+		return x.Pending
 	}
 	return nil
 }
@@ -5449,7 +5459,7 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\b \x01(\x03R\tstartTime\x12\x1f\n" +
 	"\vfinish_time\x18\t \x01(\x03R\n" +
-	"finishTime\"\xf1\x05\n" +
+	"finishTime\"\xa0\x06\n" +
 	"\x11ApplicationReport\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -5478,7 +5488,8 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"containers\x12'\n" +
 	"\x04used\x18\x14 \x01(\v2\x13.loom.yarn.ResourceR\x04used\x12%\n" +
 	"\x0enum_containers\x18\x15 \x01(\x05R\rnumContainers\x12\x12\n" +
-	"\x04tags\x18\x16 \x03(\tR\x04tags\"\x17\n" +
+	"\x04tags\x18\x16 \x03(\tR\x04tags\x12-\n" +
+	"\apending\x18\x17 \x01(\v2\x13.loom.yarn.ResourceR\apending\"\x17\n" +
 	"\x15NewApplicationRequest\"\x9c\x01\n" +
 	"\x16NewApplicationResponse\x12%\n" +
 	"\x0eapplication_id\x18\x01 \x01(\tR\rapplicationId\x12:\n" +
@@ -5995,110 +6006,111 @@ var file_proto_yarnpb_yarn_proto_depIdxs = []int32{
 	16, // 16: loom.yarn.ApplicationReport.attempts:type_name -> loom.yarn.ApplicationAttemptReport
 	12, // 17: loom.yarn.ApplicationReport.containers:type_name -> loom.yarn.Container
 	9,  // 18: loom.yarn.ApplicationReport.used:type_name -> loom.yarn.Resource
-	9,  // 19: loom.yarn.NewApplicationResponse.max_capability:type_name -> loom.yarn.Resource
-	15, // 20: loom.yarn.SubmitApplicationRequest.context:type_name -> loom.yarn.ApplicationSubmissionContext
-	17, // 21: loom.yarn.GetApplicationReportResponse.report:type_name -> loom.yarn.ApplicationReport
-	17, // 22: loom.yarn.ListApplicationsResponse.applications:type_name -> loom.yarn.ApplicationReport
-	9,  // 23: loom.yarn.ClusterMetricsResponse.total:type_name -> loom.yarn.Resource
-	9,  // 24: loom.yarn.ClusterMetricsResponse.used:type_name -> loom.yarn.Resource
-	14, // 25: loom.yarn.ListNodesResponse.nodes:type_name -> loom.yarn.NodeReport
-	9,  // 26: loom.yarn.QueueInfo.used:type_name -> loom.yarn.Resource
-	9,  // 27: loom.yarn.QueueInfo.am_used:type_name -> loom.yarn.Resource
-	9,  // 28: loom.yarn.QueueInfo.guaranteed:type_name -> loom.yarn.Resource
-	9,  // 29: loom.yarn.QueueInfo.maximum:type_name -> loom.yarn.Resource
-	9,  // 30: loom.yarn.QueueInfo.pending:type_name -> loom.yarn.Resource
-	36, // 31: loom.yarn.QueueInfo.user_usage:type_name -> loom.yarn.QueueUser
-	9,  // 32: loom.yarn.QueueUser.used:type_name -> loom.yarn.Resource
-	35, // 33: loom.yarn.QueueInfoResponse.queues:type_name -> loom.yarn.QueueInfo
-	9,  // 34: loom.yarn.RegisterApplicationMasterResponse.max_capability:type_name -> loom.yarn.Resource
-	12, // 35: loom.yarn.RegisterApplicationMasterResponse.containers_from_previous_attempts:type_name -> loom.yarn.Container
-	9,  // 36: loom.yarn.ResourceRequest.capability:type_name -> loom.yarn.Resource
-	40, // 37: loom.yarn.AllocateRequest.asks:type_name -> loom.yarn.ResourceRequest
-	12, // 38: loom.yarn.AllocateResponse.allocated:type_name -> loom.yarn.Container
-	13, // 39: loom.yarn.AllocateResponse.completed:type_name -> loom.yarn.ContainerStatus
-	14, // 40: loom.yarn.AllocateResponse.updated_nodes:type_name -> loom.yarn.NodeReport
-	9,  // 41: loom.yarn.AllocateResponse.available:type_name -> loom.yarn.Resource
-	7,  // 42: loom.yarn.AllocateResponse.command:type_name -> loom.yarn.AMCommand
-	2,  // 43: loom.yarn.FinishApplicationMasterRequest.final_status:type_name -> loom.yarn.FinalStatus
-	9,  // 44: loom.yarn.RegisterNodeManagerRequest.total:type_name -> loom.yarn.Resource
-	13, // 45: loom.yarn.RegisterNodeManagerRequest.containers:type_name -> loom.yarn.ContainerStatus
-	8,  // 46: loom.yarn.RegisterNodeManagerResponse.action:type_name -> loom.yarn.NodeAction
-	77, // 47: loom.yarn.RegisterNodeManagerResponse.container_keys:type_name -> loom.yarn.MasterKey
-	13, // 48: loom.yarn.NodeHeartbeatRequest.containers:type_name -> loom.yarn.ContainerStatus
-	9,  // 49: loom.yarn.NodeHeartbeatRequest.utilization:type_name -> loom.yarn.Resource
-	8,  // 50: loom.yarn.NodeHeartbeatResponse.action:type_name -> loom.yarn.NodeAction
-	77, // 51: loom.yarn.NodeHeartbeatResponse.container_keys:type_name -> loom.yarn.MasterKey
-	0,  // 52: loom.yarn.NodeChange.before:type_name -> loom.yarn.NodeState
-	0,  // 53: loom.yarn.NodeChange.after:type_name -> loom.yarn.NodeState
-	52, // 54: loom.yarn.DecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
-	52, // 55: loom.yarn.RecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
-	59, // 56: loom.yarn.ServiceStateResponse.peers:type_name -> loom.yarn.RaftPeer
-	9,  // 57: loom.yarn.StartContainerRequest.resource:type_name -> loom.yarn.Resource
-	11, // 58: loom.yarn.StartContainerRequest.launch_context:type_name -> loom.yarn.ContainerLaunchContext
-	65, // 59: loom.yarn.StartContainersRequest.containers:type_name -> loom.yarn.StartContainerRequest
-	82, // 60: loom.yarn.StartContainersResponse.failed:type_name -> loom.yarn.StartContainersResponse.FailedEntry
-	83, // 61: loom.yarn.StopContainersResponse.failed:type_name -> loom.yarn.StopContainersResponse.FailedEntry
-	13, // 62: loom.yarn.GetContainerStatusesResponse.statuses:type_name -> loom.yarn.ContainerStatus
-	84, // 63: loom.yarn.GetContainerStatusesResponse.failed:type_name -> loom.yarn.GetContainerStatusesResponse.FailedEntry
-	73, // 64: loom.yarn.ListContainerLogsResponse.files:type_name -> loom.yarn.ContainerLogFile
-	9,  // 65: loom.yarn.ContainerTokenIdentifier.resource:type_name -> loom.yarn.Resource
-	18, // 66: loom.yarn.ClientService.NewApplication:input_type -> loom.yarn.NewApplicationRequest
-	20, // 67: loom.yarn.ClientService.SubmitApplication:input_type -> loom.yarn.SubmitApplicationRequest
-	22, // 68: loom.yarn.ClientService.GetApplicationReport:input_type -> loom.yarn.GetApplicationReportRequest
-	24, // 69: loom.yarn.ClientService.ListApplications:input_type -> loom.yarn.ListApplicationsRequest
-	26, // 70: loom.yarn.ClientService.KillApplication:input_type -> loom.yarn.KillApplicationRequest
-	28, // 71: loom.yarn.ClientService.MoveApplication:input_type -> loom.yarn.MoveApplicationRequest
-	30, // 72: loom.yarn.ClientService.ClusterMetrics:input_type -> loom.yarn.ClusterMetricsRequest
-	32, // 73: loom.yarn.ClientService.ListNodes:input_type -> loom.yarn.ListNodesRequest
-	34, // 74: loom.yarn.ClientService.QueueInfo:input_type -> loom.yarn.QueueInfoRequest
-	38, // 75: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:input_type -> loom.yarn.RegisterApplicationMasterRequest
-	41, // 76: loom.yarn.ApplicationMasterService.Allocate:input_type -> loom.yarn.AllocateRequest
-	43, // 77: loom.yarn.ApplicationMasterService.FinishApplicationMaster:input_type -> loom.yarn.FinishApplicationMasterRequest
-	45, // 78: loom.yarn.ResourceTrackerService.RegisterNodeManager:input_type -> loom.yarn.RegisterNodeManagerRequest
-	47, // 79: loom.yarn.ResourceTrackerService.NodeHeartbeat:input_type -> loom.yarn.NodeHeartbeatRequest
-	49, // 80: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:input_type -> loom.yarn.UnRegisterNodeManagerRequest
-	51, // 81: loom.yarn.AdminService.Decommission:input_type -> loom.yarn.DecommissionRequest
-	54, // 82: loom.yarn.AdminService.Recommission:input_type -> loom.yarn.RecommissionRequest
-	56, // 83: loom.yarn.AdminService.RefreshQueues:input_type -> loom.yarn.RefreshQueuesRequest
-	58, // 84: loom.yarn.AdminService.ServiceState:input_type -> loom.yarn.ServiceStateRequest
-	61, // 85: loom.yarn.AdminService.AddRaftPeer:input_type -> loom.yarn.AddRaftPeerRequest
-	63, // 86: loom.yarn.AdminService.RemoveRaftPeer:input_type -> loom.yarn.RemoveRaftPeerRequest
-	66, // 87: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
-	68, // 88: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
-	70, // 89: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
-	72, // 90: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
-	75, // 91: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
-	19, // 92: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
-	21, // 93: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
-	23, // 94: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
-	25, // 95: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
-	27, // 96: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
-	29, // 97: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
-	31, // 98: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
-	33, // 99: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
-	37, // 100: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
-	39, // 101: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
-	42, // 102: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
-	44, // 103: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
-	46, // 104: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
-	48, // 105: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
-	50, // 106: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
-	53, // 107: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
-	55, // 108: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
-	57, // 109: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
-	60, // 110: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
-	62, // 111: loom.yarn.AdminService.AddRaftPeer:output_type -> loom.yarn.AddRaftPeerResponse
-	64, // 112: loom.yarn.AdminService.RemoveRaftPeer:output_type -> loom.yarn.RemoveRaftPeerResponse
-	67, // 113: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
-	69, // 114: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
-	71, // 115: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
-	74, // 116: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
-	76, // 117: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
-	92, // [92:118] is the sub-list for method output_type
-	66, // [66:92] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	9,  // 19: loom.yarn.ApplicationReport.pending:type_name -> loom.yarn.Resource
+	9,  // 20: loom.yarn.NewApplicationResponse.max_capability:type_name -> loom.yarn.Resource
+	15, // 21: loom.yarn.SubmitApplicationRequest.context:type_name -> loom.yarn.ApplicationSubmissionContext
+	17, // 22: loom.yarn.GetApplicationReportResponse.report:type_name -> loom.yarn.ApplicationReport
+	17, // 23: loom.yarn.ListApplicationsResponse.applications:type_name -> loom.yarn.ApplicationReport
+	9,  // 24: loom.yarn.ClusterMetricsResponse.total:type_name -> loom.yarn.Resource
+	9,  // 25: loom.yarn.ClusterMetricsResponse.used:type_name -> loom.yarn.Resource
+	14, // 26: loom.yarn.ListNodesResponse.nodes:type_name -> loom.yarn.NodeReport
+	9,  // 27: loom.yarn.QueueInfo.used:type_name -> loom.yarn.Resource
+	9,  // 28: loom.yarn.QueueInfo.am_used:type_name -> loom.yarn.Resource
+	9,  // 29: loom.yarn.QueueInfo.guaranteed:type_name -> loom.yarn.Resource
+	9,  // 30: loom.yarn.QueueInfo.maximum:type_name -> loom.yarn.Resource
+	9,  // 31: loom.yarn.QueueInfo.pending:type_name -> loom.yarn.Resource
+	36, // 32: loom.yarn.QueueInfo.user_usage:type_name -> loom.yarn.QueueUser
+	9,  // 33: loom.yarn.QueueUser.used:type_name -> loom.yarn.Resource
+	35, // 34: loom.yarn.QueueInfoResponse.queues:type_name -> loom.yarn.QueueInfo
+	9,  // 35: loom.yarn.RegisterApplicationMasterResponse.max_capability:type_name -> loom.yarn.Resource
+	12, // 36: loom.yarn.RegisterApplicationMasterResponse.containers_from_previous_attempts:type_name -> loom.yarn.Container
+	9,  // 37: loom.yarn.ResourceRequest.capability:type_name -> loom.yarn.Resource
+	40, // 38: loom.yarn.AllocateRequest.asks:type_name -> loom.yarn.ResourceRequest
+	12, // 39: loom.yarn.AllocateResponse.allocated:type_name -> loom.yarn.Container
+	13, // 40: loom.yarn.AllocateResponse.completed:type_name -> loom.yarn.ContainerStatus
+	14, // 41: loom.yarn.AllocateResponse.updated_nodes:type_name -> loom.yarn.NodeReport
+	9,  // 42: loom.yarn.AllocateResponse.available:type_name -> loom.yarn.Resource
+	7,  // 43: loom.yarn.AllocateResponse.command:type_name -> loom.yarn.AMCommand
+	2,  // 44: loom.yarn.FinishApplicationMasterRequest.final_status:type_name -> loom.yarn.FinalStatus
+	9,  // 45: loom.yarn.RegisterNodeManagerRequest.total:type_name -> loom.yarn.Resource
+	13, // 46: loom.yarn.RegisterNodeManagerRequest.containers:type_name -> loom.yarn.ContainerStatus
+	8,  // 47: loom.yarn.RegisterNodeManagerResponse.action:type_name -> loom.yarn.NodeAction
+	77, // 48: loom.yarn.RegisterNodeManagerResponse.container_keys:type_name -> loom.yarn.MasterKey
+	13, // 49: loom.yarn.NodeHeartbeatRequest.containers:type_name -> loom.yarn.ContainerStatus
+	9,  // 50: loom.yarn.NodeHeartbeatRequest.utilization:type_name -> loom.yarn.Resource
+	8,  // 51: loom.yarn.NodeHeartbeatResponse.action:type_name -> loom.yarn.NodeAction
+	77, // 52: loom.yarn.NodeHeartbeatResponse.container_keys:type_name -> loom.yarn.MasterKey
+	0,  // 53: loom.yarn.NodeChange.before:type_name -> loom.yarn.NodeState
+	0,  // 54: loom.yarn.NodeChange.after:type_name -> loom.yarn.NodeState
+	52, // 55: loom.yarn.DecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
+	52, // 56: loom.yarn.RecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
+	59, // 57: loom.yarn.ServiceStateResponse.peers:type_name -> loom.yarn.RaftPeer
+	9,  // 58: loom.yarn.StartContainerRequest.resource:type_name -> loom.yarn.Resource
+	11, // 59: loom.yarn.StartContainerRequest.launch_context:type_name -> loom.yarn.ContainerLaunchContext
+	65, // 60: loom.yarn.StartContainersRequest.containers:type_name -> loom.yarn.StartContainerRequest
+	82, // 61: loom.yarn.StartContainersResponse.failed:type_name -> loom.yarn.StartContainersResponse.FailedEntry
+	83, // 62: loom.yarn.StopContainersResponse.failed:type_name -> loom.yarn.StopContainersResponse.FailedEntry
+	13, // 63: loom.yarn.GetContainerStatusesResponse.statuses:type_name -> loom.yarn.ContainerStatus
+	84, // 64: loom.yarn.GetContainerStatusesResponse.failed:type_name -> loom.yarn.GetContainerStatusesResponse.FailedEntry
+	73, // 65: loom.yarn.ListContainerLogsResponse.files:type_name -> loom.yarn.ContainerLogFile
+	9,  // 66: loom.yarn.ContainerTokenIdentifier.resource:type_name -> loom.yarn.Resource
+	18, // 67: loom.yarn.ClientService.NewApplication:input_type -> loom.yarn.NewApplicationRequest
+	20, // 68: loom.yarn.ClientService.SubmitApplication:input_type -> loom.yarn.SubmitApplicationRequest
+	22, // 69: loom.yarn.ClientService.GetApplicationReport:input_type -> loom.yarn.GetApplicationReportRequest
+	24, // 70: loom.yarn.ClientService.ListApplications:input_type -> loom.yarn.ListApplicationsRequest
+	26, // 71: loom.yarn.ClientService.KillApplication:input_type -> loom.yarn.KillApplicationRequest
+	28, // 72: loom.yarn.ClientService.MoveApplication:input_type -> loom.yarn.MoveApplicationRequest
+	30, // 73: loom.yarn.ClientService.ClusterMetrics:input_type -> loom.yarn.ClusterMetricsRequest
+	32, // 74: loom.yarn.ClientService.ListNodes:input_type -> loom.yarn.ListNodesRequest
+	34, // 75: loom.yarn.ClientService.QueueInfo:input_type -> loom.yarn.QueueInfoRequest
+	38, // 76: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:input_type -> loom.yarn.RegisterApplicationMasterRequest
+	41, // 77: loom.yarn.ApplicationMasterService.Allocate:input_type -> loom.yarn.AllocateRequest
+	43, // 78: loom.yarn.ApplicationMasterService.FinishApplicationMaster:input_type -> loom.yarn.FinishApplicationMasterRequest
+	45, // 79: loom.yarn.ResourceTrackerService.RegisterNodeManager:input_type -> loom.yarn.RegisterNodeManagerRequest
+	47, // 80: loom.yarn.ResourceTrackerService.NodeHeartbeat:input_type -> loom.yarn.NodeHeartbeatRequest
+	49, // 81: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:input_type -> loom.yarn.UnRegisterNodeManagerRequest
+	51, // 82: loom.yarn.AdminService.Decommission:input_type -> loom.yarn.DecommissionRequest
+	54, // 83: loom.yarn.AdminService.Recommission:input_type -> loom.yarn.RecommissionRequest
+	56, // 84: loom.yarn.AdminService.RefreshQueues:input_type -> loom.yarn.RefreshQueuesRequest
+	58, // 85: loom.yarn.AdminService.ServiceState:input_type -> loom.yarn.ServiceStateRequest
+	61, // 86: loom.yarn.AdminService.AddRaftPeer:input_type -> loom.yarn.AddRaftPeerRequest
+	63, // 87: loom.yarn.AdminService.RemoveRaftPeer:input_type -> loom.yarn.RemoveRaftPeerRequest
+	66, // 88: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
+	68, // 89: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
+	70, // 90: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
+	72, // 91: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
+	75, // 92: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
+	19, // 93: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
+	21, // 94: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
+	23, // 95: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
+	25, // 96: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
+	27, // 97: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
+	29, // 98: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
+	31, // 99: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
+	33, // 100: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
+	37, // 101: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
+	39, // 102: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
+	42, // 103: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
+	44, // 104: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
+	46, // 105: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
+	48, // 106: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
+	50, // 107: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
+	53, // 108: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
+	55, // 109: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
+	57, // 110: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
+	60, // 111: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
+	62, // 112: loom.yarn.AdminService.AddRaftPeer:output_type -> loom.yarn.AddRaftPeerResponse
+	64, // 113: loom.yarn.AdminService.RemoveRaftPeer:output_type -> loom.yarn.RemoveRaftPeerResponse
+	67, // 114: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
+	69, // 115: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
+	71, // 116: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
+	74, // 117: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
+	76, // 118: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
+	93, // [93:119] is the sub-list for method output_type
+	67, // [67:93] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_proto_yarnpb_yarn_proto_init() }
