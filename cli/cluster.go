@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -51,6 +52,8 @@ func clusterCommand() *cli.Command {
 				&cli.DurationFlag{Name: "completed-app-ttl", Usage: "an ended application is forgotten this long after it ended", DefaultText: rm.DefaultConfig().CompletedAppTTL.String()},
 				&cli.DurationFlag{Name: "gc-interval", Usage: "how often the RM forgets what retention allows", DefaultText: rm.DefaultConfig().GCInterval.String()},
 				queuesFlag,
+				&cli.IntFlag{Name: "racks", Usage: "spread the nodes over this many racks, /rack-1 to /rack-N"},
+				&cli.StringFlag{Name: "labeled-nodes", Usage: "LABEL:N: the last N nodes carry node label LABEL"},
 				&cli.DurationFlag{Name: "preemption-grace", Usage: "how long an ApplicationMaster is warned before a container taken back from it is killed", DefaultText: rm.DefaultConfig().PreemptionGrace.String()},
 				&cli.BoolFlag{Name: "nm-no-cgroups", Usage: "NodeManagers enforce memory by polling RSS instead of cgroups"},
 				&cli.BoolFlag{Name: "no-user-config", Usage: "do not make this cluster the default of loom commands (" + rmclient.DefaultConfigPath() + ")"},
@@ -72,6 +75,15 @@ func clusterCommand() *cli.Command {
 				cfg.CompletedAppTTL = c.Duration("completed-app-ttl")
 				cfg.GCInterval = c.Duration("gc-interval")
 				cfg.QueueFile = c.String("queues")
+				cfg.Racks = c.Int("racks")
+				if v := c.String("labeled-nodes"); v != "" {
+					label, n, ok := strings.Cut(v, ":")
+					count, err := strconv.Atoi(n)
+					if !ok || err != nil || label == "" || count < 1 || count > cfg.Nodes {
+						return fmt.Errorf("--labeled-nodes %q: want LABEL:N with N from 1 to the number of nodes (%d)", v, cfg.Nodes)
+					}
+					cfg.NodeLabel, cfg.LabeledNodes = label, count
+				}
 				cfg.PreemptionGrace = c.Duration("preemption-grace")
 				out := stdout()
 				rms := "1 ResourceManager"

@@ -14,6 +14,7 @@ import (
 	"github.com/loom-project/loom/nm"
 	"github.com/loom-project/loom/rm"
 	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/rm/scheduler"
 	"github.com/loom-project/loom/rm/state"
 	"github.com/loom-project/loom/tlsutil"
 )
@@ -47,6 +48,8 @@ func rmCommand() *cli.Command {
 			&cli.DurationFlag{Name: "key-rotation", Value: d.KeyRotation, Usage: "how often the master key of AM and container tokens is replaced"},
 			queuesFlag,
 			&cli.BoolFlag{Name: "no-preemption", Usage: "never take containers back from queues over their guarantee"},
+			&cli.IntFlag{Name: "node-locality-delay", Value: scheduler.DefaultNodeLocalityDelay, Usage: "missed scheduling opportunities an ask waits for its preferred nodes before it takes their racks' (delay scheduling)"},
+			&cli.IntFlag{Name: "rack-locality-delay", Value: scheduler.DefaultRackLocalityDelay, Usage: "missed opportunities more it waits for those racks before it takes any node"},
 			&cli.DurationFlag{Name: "preemption-grace", Value: d.PreemptionGrace, Usage: "how long an ApplicationMaster is warned before a container taken back from it is killed"},
 			tlsCAFlag, tlsCertFlag, tlsKeyFlag,
 			&cli.StringFlag{Name: "tls-ca-key", Usage: "the CA's key, to sign the certificates of applications' containers (without it no AM can be launched)", EnvVars: []string{"LOOM_TLS_CA_KEY"}},
@@ -95,6 +98,10 @@ func rmCommand() *cli.Command {
 			cfg.QueueFile = c.String("queues")
 			cfg.Preemption = !c.Bool("no-preemption")
 			cfg.PreemptionGrace = c.Duration("preemption-grace")
+			cfg.NodeLocalityDelay, cfg.RackLocalityDelay = c.Int("node-locality-delay"), c.Int("rack-locality-delay")
+			if cfg.NodeLocalityDelay < 0 || cfg.RackLocalityDelay < 0 {
+				return errors.New("--node-locality-delay and --rack-locality-delay must not be negative")
+			}
 			var err error
 			if cfg.TLS, err = daemonTLS(c); err != nil {
 				return err
@@ -174,7 +181,8 @@ func nmCommand() *cli.Command {
 			&cli.StringFlag{Name: "http-addr", Value: d.HTTPAddr, Usage: "HTTP listen address; empty disables it"},
 			&cli.Int64Flag{Name: "memory-mb", Value: d.MemoryMB, Usage: "memory offered to containers (default: 80% of the host's)"},
 			&cli.IntFlag{Name: "vcores", Value: int(d.VCores), Usage: "vcores offered to containers (default: the host's CPUs)"},
-			&cli.StringFlag{Name: "labels", Usage: "comma-separated node labels"},
+			&cli.StringFlag{Name: "labels", Usage: "comma-separated node labels: partitions only asks for one of them use, and only queues whose accessible_node_labels list it"},
+			&cli.StringFlag{Name: "rack", Usage: "the node's rack, as /dc1/rack7, for rack-local placement (default: /default-rack)"},
 			&cli.DurationFlag{Name: "kill-grace", Value: d.KillGrace, Usage: "time between SIGTERM and SIGKILL when stopping a container"},
 			&cli.Int64Flag{Name: "cache-size-mb", Value: nm.DefaultCacheMB, Usage: "the most the localization cache keeps, MB; the least recently used files go first"},
 			&cli.DurationFlag{Name: "log-retention", Value: nm.DefaultLogRetention, Usage: "how long an ended application's container logs stay on the node"},
@@ -216,6 +224,7 @@ func nmCommand() *cli.Command {
 			if l := c.String("labels"); l != "" {
 				cfg.Labels = strings.Split(l, ",")
 			}
+			cfg.Rack = c.String("rack")
 			if err := checkListen("--addr", cfg.Addr); err != nil {
 				return err
 			}

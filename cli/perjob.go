@@ -30,8 +30,15 @@ func perJobFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "failure-interval", Value: d.FailureInterval, Usage: "per-job: the window --max-failed-containers counts in"},
 		&cli.IntFlag{Name: "max-attempts", Usage: "per-job: AM attempts (0: the cluster's maximum)"},
 		&cli.StringFlag{Name: "web-dir", Usage: "per-job: a dashboard build (Flink's web-dashboard/web) the JobManager serves at its web address"},
+		spreadFlag, tmLabelFlag,
 	}
 }
+
+// The TaskManagers' placement, per-job and in a session.
+var (
+	spreadFlag  = &cli.BoolFlag{Name: "spread-taskmanagers", Usage: "at most one TaskManager on a node (anti-affinity)"}
+	tmLabelFlag = &cli.StringFlag{Name: "tm-node-label", Usage: "put the TaskManagers on nodes of this label (the queue's accessible_node_labels must list it)"}
+)
 
 // runPerJob plans the program, submits it as an application of its own
 // and, attached, follows it to its end. In application mode (onCluster)
@@ -45,7 +52,7 @@ func runPerJob(c *cli.Context, prog client.Program, onCluster bool) error {
 		Name: c.String("name"), Queue: c.String("queue"), SlotsPerTM: c.Int("slots-per-tm"),
 		TMMemoryMB: c.Int64("tm-memory-mb"), TMVCores: int32(c.Int("tm-vcores")), JMMemoryMB: c.Int64("jm-memory-mb"),
 		MaxFailedContainers: c.Int("max-failed-containers"), FailureInterval: c.Duration("failure-interval"), MaxAttempts: int32(c.Int("max-attempts")),
-		WebDir: c.String("web-dir"),
+		WebDir: c.String("web-dir"), SpreadTaskManagers: c.Bool("spread-taskmanagers"), TMNodeLabel: c.String("tm-node-label"),
 	}
 	if err := opts.Validate(); err != nil {
 		return err
@@ -162,6 +169,7 @@ func amCommand() *cli.Command {
 			&cli.DurationFlag{Name: "idle-timeout", Usage: "session: return TaskManagers idle this long (0: keep them)"},
 			&cli.IntFlag{Name: "max-slots", Usage: "session: the most slots all TaskManagers may have (0: no cap)"},
 			&cli.StringFlag{Name: "web-dir", Usage: "a dashboard build (in the working directory) the JobManager serves"},
+			spreadFlag, tmLabelFlag,
 			logLevelFlag,
 		},
 		Action: func(c *cli.Context) error {
@@ -171,6 +179,7 @@ func amCommand() *cli.Command {
 					Slots: c.Int("slots-per-tm"), MemoryMB: c.Int64("tm-memory-mb"), VCores: int32(c.Int("tm-vcores")),
 					MaxFailed: c.Int("max-failed-containers"), FailureInterval: c.Duration("failure-interval"),
 					IdleTimeout: c.Duration("idle-timeout"), MaxSlots: c.Int("max-slots"),
+					Spread: c.Bool("spread-taskmanagers"), NodeLabel: c.String("tm-node-label"),
 				},
 				Log: newLogger(c, "loom-am", os.Stderr), WebDir: c.String("web-dir"),
 			})

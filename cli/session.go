@@ -37,6 +37,7 @@ func sessionCommand() *cli.Command {
 					&cli.DurationFlag{Name: "failure-interval", Value: d.FailureInterval, Usage: "the window --max-failed-containers counts in"},
 					&cli.IntFlag{Name: "max-attempts", Usage: "AM attempts (0: the cluster's maximum)"},
 					&cli.StringFlag{Name: "web-dir", Usage: "a dashboard build (Flink's web-dashboard/web) the session's JobManager serves at its web address"},
+					spreadFlag, tmLabelFlag,
 				},
 				Action: func(c *cli.Context) error {
 					if c.NArg() > 0 {
@@ -47,7 +48,7 @@ func sessionCommand() *cli.Command {
 							Name: c.String("name"), Queue: c.String("queue"), SlotsPerTM: c.Int("slots-per-tm"),
 							TMMemoryMB: c.Int64("tm-memory-mb"), TMVCores: int32(c.Int("tm-vcores")), JMMemoryMB: c.Int64("jm-memory-mb"),
 							MaxFailedContainers: c.Int("max-failed-containers"), FailureInterval: c.Duration("failure-interval"), MaxAttempts: int32(c.Int("max-attempts")),
-							WebDir: c.String("web-dir"),
+							WebDir: c.String("web-dir"), SpreadTaskManagers: c.Bool("spread-taskmanagers"), TMNodeLabel: c.String("tm-node-label"),
 						},
 						IdleTimeout: c.Duration("idle-timeout"), MaxSlots: c.Int("max-slots"),
 					}

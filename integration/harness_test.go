@@ -343,6 +343,8 @@ type nodeJSON struct {
 	TotalResource resourceJSON `json:"totalResource"`
 	UsedResource  resourceJSON `json:"usedResource"`
 	NumContainers int          `json:"numContainers"`
+	Rack          string       `json:"rack"`
+	Labels        []string     `json:"nodeLabels"`
 }
 
 type containerJSON struct {

@@ -107,3 +107,71 @@ func TestPreemptionGivesAQueueItsGuarantee(t *testing.T) {
 		t.Errorf("queues after a refused refresh:\n%s", out)
 	}
 }
+
+// Placement end to end: racks from `nm --rack`, a labeled partition only
+// a queue with access to it uses, and TaskManagers spread one a node.
+func TestPlacementRacksLabelsAndSpread(t *testing.T) {
+	queues := filepath.Join(t.TempDir(), "queues.hcl")
+	if err := os.WriteFile(queues, []byte(`queue "root" {
+  queue "ml" {
+    capacity               = "50%"
+    accessible_node_labels = ["gpu"]
+  }
+  queue "default" { capacity = "50%" }
+}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := startCluster(t, clusterOpts{nodes: 3, extra: []string{"--queues", queues, "--racks", "2", "--labeled-nodes", "gpu:1"}})
+	racks := map[string]string{}
+	var gpu string
+	for _, n := range c.nodes(false) {
+		racks[n.ID] = n.Rack
+		if len(n.Labels) == 1 && n.Labels[0] == "gpu" {
+			gpu = n.ID
+		}
+	}
+	if len(racks) != 3 || gpu == "" || !strings.HasPrefix(racks[gpu], "/rack-") {
+		t.Fatalf("nodes' racks %v, gpu node %q", racks, gpu)
+	}
+	input := filepath.Join(c.dir, "words.txt")
+	writeWords(t, input)
+	tmNodes := func(out string) map[string]int {
+		t.Helper()
+		id := appIDRe.FindString(out)
+		per := map[string]int{}
+		for _, ct := range c.app(id).Containers {
+			if !ct.IsAM {
+				per[ct.NodeID]++
+			}
+		}
+		return per
+	}
+	// Spread: three TaskManagers, one a node, have two nodes without
+	// labels: two run, and the third waits, saying why.
+	spread := c.command(t.Context(), "run", "-t", "per-job", "-p", "3", "--spread-taskmanagers", wordcountBin, "--input", input, "--output", filepath.Join(c.dir, "spread"), "--line-delay", "10ms")
+	var spreadOut syncBuffer
+	spread.Stdout, spread.Stderr = &spreadOut, &spreadOut
+	if err := spread.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = spread.Process.Kill(); _ = spread.Wait() }()
+	waitFor(t, 60*time.Second, "the third spread TaskManager waiting", func() (bool, string) {
+		return strings.Contains(spreadOut.String(), "--spread-taskmanagers puts at most one on a node"), spreadOut.String()
+	})
+	spreadID := appIDRe.FindString(spreadOut.String())
+	if per := tmNodes(spreadOut.String()); len(per) != 2 || per[gpu] != 0 {
+		t.Errorf("spread TaskManagers on %v; want one on each node without labels (gpu node %s)", per, gpu)
+	}
+	c.mustLoom("app", "kill", spreadID)
+	// The gpu partition: both TaskManagers on its node.
+	out := c.mustLoom("run", "-t", "per-job", "-p", "2", "--queue", "ml", "--tm-node-label", "gpu", wordcountBin, "--input", input, "--output", filepath.Join(c.dir, "gpu"))
+	if per := tmNodes(out); len(per) != 1 || per[gpu] != 2 {
+		t.Errorf("gpu TaskManagers on %v; want both on %s", per, gpu)
+	}
+	// A queue without access to the label is refused before submitting.
+	_, errs, code := c.loom("run", "-t", "per-job", "--tm-node-label", "gpu", wordcountBin, "--input", input, "--output", filepath.Join(c.dir, "no"))
+	if code == 0 || !strings.Contains(errs, "queue root.default may not use nodes of that label (its accessible_node_labels: none)") {
+		t.Errorf("a gpu job in default: exit %d, %s", code, errs)
+	}
+}

@@ -64,6 +64,13 @@ type Config struct {
 	QueueFile string
 	// PreemptionGrace, when set, is the RMs' --preemption-grace.
 	PreemptionGrace time.Duration
+	// Racks, when more than one, spreads the nodes over racks /rack-1 to
+	// /rack-N, node i on rack (i-1) mod N + 1.
+	Racks int
+	// LabeledNodes gives the last nodes a label: LabeledNodes of them
+	// carry NodeLabel.
+	NodeLabel    string
+	LabeledNodes int
 }
 
 // DefaultConfig returns the embedded default's settings: a lost node
@@ -387,6 +394,12 @@ func Start(ctx context.Context, cfg *Config) (*Cluster, error) {
 		)
 		if cfg.NoCgroups {
 			args = append(args, "--no-cgroups")
+		}
+		if cfg.Racks > 1 {
+			args = append(args, "--rack", fmt.Sprintf("/rack-%d", (i-1)%cfg.Racks+1))
+		}
+		if cfg.NodeLabel != "" && i > cfg.Nodes-cfg.LabeledNodes {
+			args = append(args, "--labels", cfg.NodeLabel)
 		}
 		nm, err := c.spawn(fmt.Sprintf("nm-%d", i), args...)
 		if err != nil {

@@ -41,6 +41,9 @@ type Config struct {
 	MemoryMB      int64
 	VCores        int32
 	Labels        []string
+	// Rack is the node's network location, as /dc1/rack7 (the RM's
+	// default is /default-rack).
+	Rack string
 	// KillGrace is the time between SIGTERM and SIGKILL on a stop.
 	KillGrace time.Duration
 	// CacheMB bounds the localization cache (DefaultCacheMB when 0).
@@ -325,6 +328,7 @@ func (n *NodeManager) register(ctx context.Context) (time.Duration, error) {
 		HttpAddress: n.HTTPAddr(),
 		Total:       &yarnpb.Resource{MemoryMb: n.cfg.MemoryMB, Vcores: n.cfg.VCores},
 		Labels:      n.cfg.Labels,
+		Rack:        n.cfg.Rack,
 	}
 	for _, c := range n.exec.all() {
 		req.Containers = append(req.Containers, c.status())

@@ -101,7 +101,7 @@ func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) 
 	if !at.Registered {
 		return nil, errdefs.ToGRPC(errdefs.FailedPrecondition("application attempt %s has not registered; call RegisterApplicationMaster first", at.ID))
 	}
-	asks, err := s.convertAsks(req.Asks)
+	asks, err := s.convertAsks(req.Asks, queueTreeOf(r.Meta()), app.Queue)
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
@@ -238,11 +238,26 @@ func (s *Server) collectAllocate(attemptID string, app *state.Application, respI
 	return resp, done, ws, nil
 }
 
-func (s *Server) convertAsks(in []*yarnpb.ResourceRequest) ([]*scheduler.Ask, error) {
+// Bounds on an ask's locality.
+const (
+	maxAskNodes = 1000
+	maxAskRacks = 100
+)
+
+func (s *Server) convertAsks(in []*yarnpb.ResourceRequest, tree *scheduler.QueueTree, queue string) ([]*scheduler.Ask, error) {
 	out := make([]*scheduler.Ask, 0, len(in))
 	for _, a := range in {
-		if a.Count < 0 {
+		switch {
+		case a.Count < 0:
 			return nil, errdefs.InvalidArgument("ask count must not be negative, got %d", a.Count)
+		case len(a.Nodes) > maxAskNodes || len(a.Racks) > maxAskRacks:
+			return nil, errdefs.InvalidArgument("an ask names %d nodes and %d racks; at most %d and %d", len(a.Nodes), len(a.Racks), maxAskNodes, maxAskRacks)
+		case a.MaxPerNode < 0:
+			return nil, errdefs.InvalidArgument("max_per_node must not be negative, got %d", a.MaxPerNode)
+		case len(a.NodeLabel) > 128:
+			return nil, errdefs.InvalidArgument("node label %.32q... is too long", a.NodeLabel)
+		case !tree.MayUseLabel(queue, a.NodeLabel):
+			return nil, errdefs.PermissionDenied("queue %s may not use nodes labeled %q: its accessible_node_labels does not list it", queue, a.NodeLabel)
 		}
 		res := state.ResourceFrom(a.Capability)
 		if a.Count > 0 {
@@ -252,10 +267,13 @@ func (s *Server) convertAsks(in []*yarnpb.ResourceRequest) ([]*scheduler.Ask, er
 		}
 		relax := a.RelaxLocality == nil || *a.RelaxLocality
 		out = append(out, &scheduler.Ask{
-			Key:   scheduler.AskKey{AllocationRequestID: a.AllocationRequestId, Priority: a.Priority, Capability: res},
-			Count: a.Count,
-			Nodes: a.Nodes,
-			Relax: relax,
+			Key:        scheduler.AskKey{AllocationRequestID: a.AllocationRequestId, Priority: a.Priority, Capability: res},
+			Count:      a.Count,
+			Nodes:      a.Nodes,
+			Relax:      relax,
+			Racks:      a.Racks,
+			Label:      a.NodeLabel,
+			MaxPerNode: a.MaxPerNode,
 		})
 	}
 	return out, nil

@@ -24,6 +24,10 @@ import (
 // is made while the previous one commits, counting its placements as made.
 func (s *Server) schedulerLoop(ctx context.Context) {
 	sch := scheduler.New(nil, s.cfg.MaxBatch)
+	sch.NodeLocalityDelay, sch.RackLocalityDelay = s.cfg.NodeLocalityDelay, s.cfg.RackLocalityDelay
+	// An ask held back for locality is planned again when the nodes have
+	// heartbeated once more: each heartbeat is an opportunity.
+	var again <-chan time.Time
 	type pending struct {
 		future raft.ApplyFuture
 		plan   []*state.Container
@@ -56,7 +60,9 @@ func (s *Server) schedulerLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-s.schedulerKick:
+		case <-again:
 		}
+		again = nil
 		for ctx.Err() == nil {
 			began := time.Now()
 			r := s.State().Snapshot()
@@ -64,6 +70,9 @@ func (s *Server) schedulerLoop(ctx context.Context) {
 			plan := sch.Plan(r, s.soft.asksFor, s.epoch.Load(), inflight)
 			s.metrics.plan.Observe(time.Since(began).Seconds())
 			s.soft.setWaiting(sch.Waiting)
+			if sch.Delayed {
+				again = time.After(s.cfg.NMHeartbeat)
+			}
 			if len(plan) == 0 {
 				if len(queue) == 0 {
 					break

@@ -209,6 +209,7 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 			Guaranteed: scaleRes(total, q.Capacity).Proto(), Maximum: scaleRes(total, q.MaxCapacity).Proto(),
 			MaxApplications: int32(q.MaxApplications), Ordering: q.Ordering,
 			MinimumUserLimitPercent: float32(q.MinUserLimitPercent), UserLimitFactor: float32(q.UserLimitFactor),
+			NodeLabels: tree.NodeLabelsOf(q.Name),
 		}
 		infos[q.Name] = info
 		users[q.Name] = map[string]*yarnpb.QueueUser{}

@@ -26,6 +26,7 @@ import (
 	"github.com/loom-project/loom/errdefs"
 	"github.com/loom-project/loom/proto/yarnpb"
 	"github.com/loom-project/loom/rm/rmclient"
+	"github.com/loom-project/loom/rm/scheduler"
 	"github.com/loom-project/loom/rm/state"
 	"github.com/loom-project/loom/rpc"
 	"github.com/loom-project/loom/tlsutil"
@@ -71,6 +72,10 @@ type Config struct {
 	// before its container is killed.
 	Preemption      bool
 	PreemptionGrace time.Duration
+	// NodeLocalityDelay and RackLocalityDelay are the scheduler's delay
+	// scheduling: missed opportunities before an ask relaxes to its
+	// preferred racks, then to any node.
+	NodeLocalityDelay, RackLocalityDelay int
 	// RaftTimeout is raft's heartbeat and election timeout.
 	RaftTimeout time.Duration
 	// MaxBatch bounds the allocations committed in one raft entry.
@@ -137,6 +142,8 @@ func DefaultConfig() *Config {
 		MaxAllocation:       state.Resource{MemoryMB: 8192, VCores: 4},
 		Preemption:          true,
 		PreemptionGrace:     15 * time.Second,
+		NodeLocalityDelay:   scheduler.DefaultNodeLocalityDelay,
+		RackLocalityDelay:   scheduler.DefaultRackLocalityDelay,
 		RaftTimeout:         300 * time.Millisecond,
 		MaxBatch:            2048,
 		KillGrace:           5 * time.Second,

@@ -1,8 +1,10 @@
 package rm
 
 import (
+	"cmp"
 	"context"
 	"net"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -54,12 +56,23 @@ func validateNodeRegistration(req *yarnpb.RegisterNodeManagerRequest, total stat
 		return errdefs.InvalidArgument("node %s: http address too long", req.NodeId)
 	}
 	for _, l := range req.Labels {
-		if len(l) == 0 || len(l) > 128 {
-			return errdefs.InvalidArgument("node %s: label %q must have 1 to 128 characters", req.NodeId, l)
+		if !nodeLabelRe.MatchString(l) {
+			return errdefs.InvalidArgument("node %s: label %q: use 1 to 128 letters, digits, '.', '_' and '-'", req.NodeId, l)
 		}
+	}
+	if req.Rack != "" && !rackRe.MatchString(req.Rack) {
+		return errdefs.InvalidArgument("node %s: rack %q: want a path such as /dc1/rack7 (segments of letters, digits, '.', '_' and '-'), at most 255 characters", req.NodeId, req.Rack)
 	}
 	return nil
 }
+
+var (
+	nodeLabelRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,128}$`)
+	rackRe      = regexp.MustCompile(`^(/[a-zA-Z0-9._-]{1,64}){1,8}$`)
+)
+
+// defaultRack is a node's rack when it names none, as YARN's.
+const defaultRack = "/default-rack"
 
 // checkNodeIdentity checks that the caller is the node certificate node
 // registered with.
@@ -102,7 +115,7 @@ func (e *trackerEndpoint) RegisterNodeManager(ctx context.Context, req *yarnpb.R
 	node := &state.Node{
 		ID:           req.NodeId,
 		HTTPAddress:  req.HttpAddress,
-		Rack:         "/default-rack",
+		Rack:         cmp.Or(req.Rack, defaultRack),
 		State:        yarnpb.NodeState_NODE_RUNNING,
 		Total:        total,
 		HealthReport: "healthy",

@@ -39,6 +39,10 @@ type TaskManagerSpec struct {
 	IdleTimeout time.Duration
 	// MaxSlots, when set, caps the slots of all TaskManagers together.
 	MaxSlots int
+	// Spread keeps at most one TaskManager on a node; NodeLabel asks for
+	// the nodes of a label.
+	Spread    bool
+	NodeLabel string
 	// Credentials are the application's identity, which every
 	// TaskManager container is given (it finds its JobManager through the
 	// RM with it).
@@ -145,10 +149,15 @@ func newDriver(spec TaskManagerSpec, log hclog.Logger, nms nodeManagers) *Driver
 const DefaultFailureInterval = 10 * time.Minute
 
 func (d *Driver) request() rmclient.ContainerRequest {
-	return rmclient.ContainerRequest{
+	r := rmclient.ContainerRequest{
 		Capability: &yarnpb.Resource{MemoryMb: d.spec.MemoryMB, Vcores: d.spec.VCores},
 		Priority:   tmPriority,
+		NodeLabel:  d.spec.NodeLabel,
 	}
+	if d.spec.Spread {
+		r.MaxPerNode = 1
+	}
+	return r
 }
 
 // SlotsWanted implements resourcemanager.Driver.
@@ -326,7 +335,14 @@ func (d *Driver) noteLocked() {
 		if avail, nodes := d.amrm.Available(); avail != nil {
 			note += fmt.Sprintf(": the cluster has %d MB and %s free on %s", avail.MemoryMb, plural(int(avail.Vcores), "vcore"), plural(int(nodes), "node"))
 		}
-		note += "; the job waits until containers free up (lower the parallelism or --tm-memory-mb to fit)"
+		switch {
+		case d.spec.Spread:
+			note += "; the job waits until containers free up (--spread-taskmanagers puts at most one on a node: it needs as many nodes as TaskManagers)"
+		case d.spec.NodeLabel != "":
+			note += fmt.Sprintf("; the job waits until containers free up on the nodes labeled %s (--tm-node-label)", d.spec.NodeLabel)
+		default:
+			note += "; the job waits until containers free up (lower the parallelism or --tm-memory-mb to fit)"
+		}
 	case d.asked > 0:
 		note = fmt.Sprintf("asked the cluster for %s (%d MB, %s, %s each)", plural(d.asked, "TaskManager container"), d.spec.MemoryMB, plural(int(d.spec.VCores), "vcore"), plural(d.spec.Slots, "slot"))
 	case d.capped:

@@ -49,6 +49,9 @@ func StartSession(ctx context.Context, rm *rmclient.Client, o SessionOptions) (s
 	if err != nil {
 		return "", err
 	}
+	if err := o.checkQueue(ctx, rm); err != nil {
+		return "", err
+	}
 	if err := o.fits(app.MaxCapability); err != nil {
 		return "", err
 	}
@@ -194,13 +197,20 @@ func StopSession(ctx context.Context, rm *rmclient.Client, id string) (*yarnpb.A
 
 // amFlags are the AM's TaskManager flags for these options.
 func (o *Options) amFlags() []string {
-	return []string{
+	flags := []string{
 		"--slots-per-tm", strconv.Itoa(o.SlotsPerTM),
 		"--tm-memory-mb", strconv.FormatInt(o.TMMemoryMB, 10),
 		"--tm-vcores", strconv.Itoa(int(o.TMVCores)),
 		"--max-failed-containers", strconv.Itoa(o.MaxFailedContainers),
 		"--failure-interval", cmp.Or(o.FailureInterval, DefaultFailureInterval).String(),
 	}
+	if o.SpreadTaskManagers {
+		flags = append(flags, "--spread-taskmanagers")
+	}
+	if o.TMNodeLabel != "" {
+		flags = append(flags, "--tm-node-label", o.TMNodeLabel)
+	}
+	return flags
 }
 
 // fits checks the containers asked for against the cluster's maximum

@@ -1,11 +1,14 @@
 package flink
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +49,11 @@ type Options struct {
 	// WebDir is a dashboard build (Flink's web-dashboard/web) the
 	// JobManager serves at / of its REST address; none when empty.
 	WebDir string
+	// SpreadTaskManagers keeps the TaskManagers on distinct nodes
+	// (anti-affinity: at most one a node); TMNodeLabel puts them on the
+	// nodes of a label the queue may use.
+	SpreadTaskManagers bool
+	TMNodeLabel        string
 }
 
 // DefaultOptions are the defaults of `loom run -t per-job`.
@@ -75,8 +83,30 @@ func (o *Options) Validate() error {
 		return errdefs.InvalidArgument("--failure-interval %s: want a positive duration", o.FailureInterval)
 	case o.MaxFailedContainers < 0:
 		return errdefs.InvalidArgument("--max-failed-containers %d: want 0 or more", o.MaxFailedContainers)
+	case o.TMNodeLabel != "" && !nodeLabelRe.MatchString(o.TMNodeLabel):
+		return errdefs.InvalidArgument("--tm-node-label %q: a node label is 1 to 128 letters, digits, '.', '_' and '-'", o.TMNodeLabel)
 	}
 	return checkWebDir(o.WebDir)
+}
+
+var nodeLabelRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,128}$`)
+
+// checkQueue checks what the options ask of the queue: that it may use
+// the TaskManagers' node label.
+func (o *Options) checkQueue(ctx context.Context, rm *rmclient.Client) error {
+	if o.TMNodeLabel == "" {
+		return nil
+	}
+	qs, err := rm.Queues(ctx, o.Queue)
+	if err != nil {
+		return err
+	}
+	for _, q := range qs {
+		if !slices.Contains(q.NodeLabels, o.TMNodeLabel) && !slices.Contains(q.NodeLabels, "*") {
+			return errdefs.InvalidArgument("--tm-node-label %s: queue %s may not use nodes of that label (its accessible_node_labels: %s)", o.TMNodeLabel, q.Name, cmp.Or(strings.Join(q.NodeLabels, ", "), "none"))
+		}
+	}
+	return nil
 }
 
 // SubmitPerJob ships a planned job (its program, its JobGraph and the
@@ -105,6 +135,9 @@ func submit(ctx context.Context, rm *rmclient.Client, prog client.Program, jg *f
 		return nil, err
 	}
 	if err := o.fits(app.MaxCapability); err != nil {
+		return nil, err
+	}
+	if err := o.checkQueue(ctx, rm); err != nil {
 		return nil, err
 	}
 	bin, err := o.loomBinary()

@@ -28,6 +28,7 @@ type NodeJSON struct {
 	HealthReport     string        `json:"healthReport"`
 	LastHealthUpdate int64         `json:"lastHealthUpdate"`
 	Utilization      *ResourceJSON `json:"resourceUtilization,omitempty"`
+	NodeLabels       []string      `json:"nodeLabels,omitempty"`
 }
 
 // ContainerJSON is a container of an application.
@@ -104,6 +105,7 @@ func NodeToJSON(n *NodeReport) NodeJSON {
 		NumContainers:    n.NumContainers,
 		HealthReport:     n.HealthReport,
 		LastHealthUpdate: n.LastHeartbeat,
+		NodeLabels:       n.Labels,
 	}
 	if n.Utilization != nil {
 		u := resJSON(n.Utilization)

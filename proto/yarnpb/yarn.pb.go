@@ -2468,7 +2468,9 @@ type QueueInfo struct {
 	UserUsage     []*QueueUser `protobuf:"bytes,17,rep,name=user_usage,json=userUsage,proto3" json:"user_usage,omitempty"`
 	NumContainers int32        `protobuf:"varint,18,opt,name=num_containers,json=numContainers,proto3" json:"num_containers,omitempty"`
 	// Containers of the queue the scheduler is taking back.
-	Preempting    int32 `protobuf:"varint,19,opt,name=preempting,proto3" json:"preempting,omitempty"`
+	Preempting int32 `protobuf:"varint,19,opt,name=preempting,proto3" json:"preempting,omitempty"`
+	// The node labels its applications may ask for ("*": every one).
+	NodeLabels    []string `protobuf:"bytes,20,rep,name=node_labels,json=nodeLabels,proto3" json:"node_labels,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2634,6 +2636,13 @@ func (x *QueueInfo) GetPreempting() int32 {
 		return x.Preempting
 	}
 	return 0
+}
+
+func (x *QueueInfo) GetNodeLabels() []string {
+	if x != nil {
+		return x.NodeLabels
+	}
+	return nil
 }
 
 type QueueUser struct {
@@ -2904,8 +2913,21 @@ type ResourceRequest struct {
 	Count               int32                  `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
 	Nodes               []string               `protobuf:"bytes,5,rep,name=nodes,proto3" json:"nodes,omitempty"`                                             // preferred nodes; empty = any
 	RelaxLocality       *bool                  `protobuf:"varint,6,opt,name=relax_locality,json=relaxLocality,proto3,oneof" json:"relax_locality,omitempty"` // unset = true
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// racks are preferred racks, beside those of the preferred nodes. With
+	// relax_locality the scheduler waits a number of missed scheduling
+	// opportunities for a preferred node, then for a preferred rack,
+	// before it takes any node (delay scheduling).
+	Racks []string `protobuf:"bytes,7,rep,name=racks,proto3" json:"racks,omitempty"`
+	// node_label places the containers on nodes with that label only (a
+	// partition the application's queue may use); empty is the nodes
+	// without labels.
+	NodeLabel string `protobuf:"bytes,8,opt,name=node_label,json=nodeLabel,proto3" json:"node_label,omitempty"`
+	// max_per_node, when set, keeps at most that many of the
+	// application's containers (its AM aside) on one node: 1 spreads them
+	// (anti-affinity).
+	MaxPerNode    int32 `protobuf:"varint,9,opt,name=max_per_node,json=maxPerNode,proto3" json:"max_per_node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ResourceRequest) Reset() {
@@ -2978,6 +3000,27 @@ func (x *ResourceRequest) GetRelaxLocality() bool {
 		return *x.RelaxLocality
 	}
 	return false
+}
+
+func (x *ResourceRequest) GetRacks() []string {
+	if x != nil {
+		return x.Racks
+	}
+	return nil
+}
+
+func (x *ResourceRequest) GetNodeLabel() string {
+	if x != nil {
+		return x.NodeLabel
+	}
+	return ""
+}
+
+func (x *ResourceRequest) GetMaxPerNode() int32 {
+	if x != nil {
+		return x.MaxPerNode
+	}
+	return 0
 }
 
 type AllocateRequest struct {
@@ -3322,13 +3365,16 @@ func (x *FinishApplicationMasterResponse) GetUnregistered() bool {
 }
 
 type RegisterNodeManagerRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"` // host:port of the NM's gRPC server
-	HttpAddress   string                 `protobuf:"bytes,2,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
-	Total         *Resource              `protobuf:"bytes,3,opt,name=total,proto3" json:"total,omitempty"`
-	Labels        []string               `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty"`
-	Containers    []*ContainerStatus     `protobuf:"bytes,5,rep,name=containers,proto3" json:"containers,omitempty"` // for resync after an RM restart
-	Version       string                 `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	NodeId      string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"` // host:port of the NM's gRPC server
+	HttpAddress string                 `protobuf:"bytes,2,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
+	Total       *Resource              `protobuf:"bytes,3,opt,name=total,proto3" json:"total,omitempty"`
+	Labels      []string               `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty"`
+	Containers  []*ContainerStatus     `protobuf:"bytes,5,rep,name=containers,proto3" json:"containers,omitempty"` // for resync after an RM restart
+	Version     string                 `protobuf:"bytes,6,opt,name=version,proto3" json:"version,omitempty"`
+	// rack is the node's network location, as /dc1/rack7; empty is
+	// /default-rack.
+	Rack          string `protobuf:"bytes,7,opt,name=rack,proto3" json:"rack,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3401,6 +3447,13 @@ func (x *RegisterNodeManagerRequest) GetContainers() []*ContainerStatus {
 func (x *RegisterNodeManagerRequest) GetVersion() string {
 	if x != nil {
 		return x.Version
+	}
+	return ""
+}
+
+func (x *RegisterNodeManagerRequest) GetRack() string {
+	if x != nil {
+		return x.Rack
 	}
 	return ""
 }
@@ -5542,7 +5595,7 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x11ListNodesResponse\x12+\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x15.loom.yarn.NodeReportR\x05nodes\"(\n" +
 	"\x10QueueInfoRequest\x12\x14\n" +
-	"\x05queue\x18\x01 \x01(\tR\x05queue\"\xf8\x05\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\"\x99\x06\n" +
 	"\tQueueInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x02R\bcapacity\x12!\n" +
@@ -5570,7 +5623,9 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x0enum_containers\x18\x12 \x01(\x05R\rnumContainers\x12\x1e\n" +
 	"\n" +
 	"preempting\x18\x13 \x01(\x05R\n" +
-	"preempting\"s\n" +
+	"preempting\x12\x1f\n" +
+	"\vnode_labels\x18\x14 \x03(\tR\n" +
+	"nodeLabels\"s\n" +
 	"\tQueueUser\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12'\n" +
 	"\x04used\x18\x02 \x01(\v2\x13.loom.yarn.ResourceR\x04used\x12)\n" +
@@ -5588,7 +5643,7 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12_\n" +
 	"!containers_from_previous_attempts\x18\x03 \x03(\v2\x14.loom.yarn.ContainerR\x1econtainersFromPreviousAttempts\x12%\n" +
 	"\x0eapplication_id\x18\x04 \x01(\tR\rapplicationId\x122\n" +
-	"\x15heartbeat_interval_ms\x18\x05 \x01(\x03R\x13heartbeatIntervalMs\"\x81\x02\n" +
+	"\x15heartbeat_interval_ms\x18\x05 \x01(\x03R\x13heartbeatIntervalMs\"\xd8\x02\n" +
 	"\x0fResourceRequest\x122\n" +
 	"\x15allocation_request_id\x18\x01 \x01(\x03R\x13allocationRequestId\x12\x1a\n" +
 	"\bpriority\x18\x02 \x01(\x05R\bpriority\x123\n" +
@@ -5597,7 +5652,12 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"capability\x12\x14\n" +
 	"\x05count\x18\x04 \x01(\x05R\x05count\x12\x14\n" +
 	"\x05nodes\x18\x05 \x03(\tR\x05nodes\x12*\n" +
-	"\x0erelax_locality\x18\x06 \x01(\bH\x00R\rrelaxLocality\x88\x01\x01B\x11\n" +
+	"\x0erelax_locality\x18\x06 \x01(\bH\x00R\rrelaxLocality\x88\x01\x01\x12\x14\n" +
+	"\x05racks\x18\a \x03(\tR\x05racks\x12\x1d\n" +
+	"\n" +
+	"node_label\x18\b \x01(\tR\tnodeLabel\x12 \n" +
+	"\fmax_per_node\x18\t \x01(\x05R\n" +
+	"maxPerNodeB\x11\n" +
 	"\x0f_relax_locality\"\xe4\x02\n" +
 	"\x0fAllocateRequest\x124\n" +
 	"\x16application_attempt_id\x18\x01 \x01(\tR\x14applicationAttemptId\x12\x1f\n" +
@@ -5628,7 +5688,7 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\ftracking_url\x18\x04 \x01(\tR\vtrackingUrl\x12\x19\n" +
 	"\bam_token\x18\x05 \x01(\fR\aamToken\"E\n" +
 	"\x1fFinishApplicationMasterResponse\x12\"\n" +
-	"\funregistered\x18\x01 \x01(\bR\funregistered\"\xf1\x01\n" +
+	"\funregistered\x18\x01 \x01(\bR\funregistered\"\x85\x02\n" +
 	"\x1aRegisterNodeManagerRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
 	"\fhttp_address\x18\x02 \x01(\tR\vhttpAddress\x12)\n" +
@@ -5637,7 +5697,8 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\n" +
 	"containers\x18\x05 \x03(\v2\x1a.loom.yarn.ContainerStatusR\n" +
 	"containers\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\tR\aversion\"\x84\x02\n" +
+	"\aversion\x18\x06 \x01(\tR\aversion\x12\x12\n" +
+	"\x04rack\x18\a \x01(\tR\x04rack\"\x84\x02\n" +
 	"\x1bRegisterNodeManagerResponse\x12-\n" +
 	"\x06action\x18\x01 \x01(\x0e2\x15.loom.yarn.NodeActionR\x06action\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x03R\x13heartbeatIntervalMs\x12 \n" +

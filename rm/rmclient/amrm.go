@@ -20,6 +20,12 @@ type ContainerRequest struct {
 	Nodes               []string
 	// StrictLocality keeps the container on Nodes (relax_locality false).
 	StrictLocality bool
+	// Racks are preferred racks; NodeLabel the partition; MaxPerNode, when
+	// set, bounds the application's containers on one node. Requests of
+	// one key share them: the first sets them.
+	Racks      []string
+	NodeLabel  string
+	MaxPerNode int32
 }
 
 type askKey struct {
@@ -128,7 +134,8 @@ func (a *AMRMClient) AddContainerRequest(r ContainerRequest) {
 	ask := a.asks[k]
 	if ask == nil {
 		relax := !r.StrictLocality
-		ask = &yarnpb.ResourceRequest{AllocationRequestId: r.AllocationRequestID, Priority: r.Priority, Capability: r.Capability, Nodes: r.Nodes, RelaxLocality: &relax}
+		ask = &yarnpb.ResourceRequest{AllocationRequestId: r.AllocationRequestID, Priority: r.Priority, Capability: r.Capability, Nodes: r.Nodes, RelaxLocality: &relax,
+			Racks: r.Racks, NodeLabel: r.NodeLabel, MaxPerNode: r.MaxPerNode}
 		a.asks[k] = ask
 	}
 	ask.Count++
@@ -230,6 +237,7 @@ func (a *AMRMClient) loop(ctx context.Context) {
 			req.Asks = append(req.Asks, &yarnpb.ResourceRequest{
 				AllocationRequestId: ask.AllocationRequestId, Priority: ask.Priority, Capability: ask.Capability,
 				Count: ask.Count, Nodes: ask.Nodes, RelaxLocality: ask.RelaxLocality,
+				Racks: ask.Racks, NodeLabel: ask.NodeLabel, MaxPerNode: ask.MaxPerNode,
 			})
 		}
 		sentReleases := len(a.releases)

@@ -89,7 +89,10 @@ type QueueConf struct {
 	// SubmitACL and AdminACL name users and "group:NAME"s; "*" is anyone.
 	// A queue's ACLs add to its parent's.
 	SubmitACL, AdminACL []string
-	Children            []*QueueConf
+	// NodeLabels are the node labels (partitions) the queue's
+	// applications may ask for, beside its parent's; "*" is every one.
+	NodeLabels []string
+	Children   []*QueueConf
 	// line is where the queue's block starts, for errors.
 	line int
 }
@@ -124,6 +127,7 @@ type queueBlock struct {
 	Ordering            *string       `hcl:"ordering,optional"`
 	SubmitACL           []string      `hcl:"acl_submit,optional"`
 	AdminACL            []string      `hcl:"acl_administer,optional"`
+	NodeLabels          []string      `hcl:"accessible_node_labels,optional"`
 	Queues              []*queueBlock `hcl:"queue,block"`
 	Remain              hcl.Body      `hcl:",remain"`
 }
@@ -135,6 +139,7 @@ type queueFile struct {
 var (
 	queueNameRe = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 	absoluteRe  = regexp.MustCompile(`^\[\s*memory\s*=\s*(\d+)\s*,\s*vcores\s*=\s*(\d+)\s*\]$`)
+	nodeLabelRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,128}$`)
 	aclEntryRe  = regexp.MustCompile(`^(\*|group:[a-zA-Z0-9._-]{1,64}|[a-zA-Z0-9._@-]{1,64})$`)
 )
 
@@ -267,6 +272,36 @@ func (t *QueueTree) MayAdminister(leaf string, who Who) bool {
 	return false
 }
 
+// MayUseLabel reports whether leaf's applications may ask for nodes of
+// label: accessible_node_labels on its path from root lists it, or "*".
+// Every queue may use the nodes without labels.
+func (t *QueueTree) MayUseLabel(leaf, label string) bool {
+	if label == "" {
+		return true
+	}
+	for _, q := range t.path[leaf] {
+		if slices.Contains(q.NodeLabels, label) || slices.Contains(q.NodeLabels, "*") {
+			return true
+		}
+	}
+	return false
+}
+
+// NodeLabelsOf are the node labels leaf's applications may ask for, from
+// its path from root, sorted.
+func (t *QueueTree) NodeLabelsOf(leaf string) []string {
+	var out []string
+	for _, q := range t.path[leaf] {
+		for _, l := range q.NodeLabels {
+			if !slices.Contains(out, l) {
+				out = append(out, l)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 func aclAllows(acl []string, who Who) bool {
 	for _, e := range acl {
 		if e == "*" || e == who.User {
@@ -317,7 +352,7 @@ func (v *validator) queue(b *queueBlock, parent string, depth int) *QueueConf {
 	line := blockLine(b)
 	if attrs, _ := b.Remain.JustAttributes(); len(attrs) > 0 {
 		for name, a := range attrs {
-			v.fail(a.Range.Start.Line, "queue %q: no setting %q (the settings: capacity, maximum_capacity, max_am_share, minimum_user_limit_percent, user_limit_factor, max_applications, ordering, acl_submit, acl_administer)", b.Name, name)
+			v.fail(a.Range.Start.Line, "queue %q: no setting %q (the settings: capacity, maximum_capacity, max_am_share, minimum_user_limit_percent, user_limit_factor, max_applications, ordering, acl_submit, acl_administer, accessible_node_labels)", b.Name, name)
 		}
 	}
 	name := b.Name
@@ -389,6 +424,12 @@ func (v *validator) queue(b *queueBlock, parent string, depth int) *QueueConf {
 		}
 		*acl.dst = slices.Clone(acl.list)
 	}
+	for _, l := range b.NodeLabels {
+		if l != "*" && !nodeLabelRe.MatchString(l) {
+			v.fail(line, "queue %s: accessible_node_labels entry %q: want a node label (1 to 128 letters, digits, '.', '_', '-') or \"*\"", name, l)
+		}
+	}
+	q.NodeLabels = slices.Clone(b.NodeLabels)
 	seen := map[string]bool{}
 	for _, c := range b.Queues {
 		if seen[c.Name] {

@@ -57,6 +57,14 @@ type Ask struct {
 	Count int32
 	Nodes []string
 	Relax bool
+	// Racks are preferred racks beside the preferred nodes'.
+	Racks []string
+	// Label is the node label (partition) the containers go to; "" is the
+	// nodes without labels.
+	Label string
+	// MaxPerNode, when set, bounds the application's containers on one
+	// node.
+	MaxPerNode int32
 }
 
 // Asks is what one attempt wants, as its AM last said it.
@@ -74,7 +82,20 @@ type AskSource func(attemptID string) *Asks
 type Scheduler struct {
 	tree     *QueueTree
 	maxBatch int
-	cursor   int
+	// cursors are the round-robin positions, per partition.
+	cursors map[string]int
+	// missed are the scheduling opportunities asks waiting for locality
+	// have passed up (delay scheduling), for those seen in the last pass.
+	missed map[askRef]int
+	// NodeLocalityDelay and RackLocalityDelay are the missed
+	// opportunities an ask waits for a preferred node, then for more
+	// for a preferred rack, before it relaxes (YARN's node-locality-delay
+	// and rack-locality-additional-delay).
+	NodeLocalityDelay, RackLocalityDelay int
+	// Delayed is set by a pass that held an ask back for locality: the
+	// caller should plan again after the next round of heartbeats, as
+	// each is an opportunity.
+	Delayed bool
 	// Waiting holds, per application, why its AM container is not
 	// placed yet (queue AM limit, no room); refreshed every Plan.
 	Waiting map[string]string
@@ -86,7 +107,8 @@ func New(tree *QueueTree, maxBatch int) *Scheduler {
 	if maxBatch <= 0 {
 		maxBatch = 2048
 	}
-	return &Scheduler{tree: tree, maxBatch: maxBatch, Waiting: map[string]string{}}
+	return &Scheduler{tree: tree, maxBatch: maxBatch, Waiting: map[string]string{}, cursors: map[string]int{}, missed: map[askRef]int{},
+		NodeLocalityDelay: DefaultNodeLocalityDelay, RackLocalityDelay: DefaultRackLocalityDelay}
 }
 
 // SetTree replaces the queue tree the next plans follow.
@@ -146,15 +168,24 @@ type appView struct {
 // remaining is what an ask still wants.
 func (a *appView) remaining(k *Ask) int32 { return k.Count - a.pending[k.Key] }
 
-// view is the cluster as one pass sees it.
+// view is the cluster as one pass sees it. Capacities are of the
+// default partition, the nodes without labels: total and free are
+// theirs, and a queue's use counts only what it holds there.
 type view struct {
-	total  state.Resource
-	free   state.Resource
-	nodes  []*nodeView
-	byID   map[string]*nodeView
-	leaves map[string]*leafView
-	order  []*leafView // in the tree's order
-	apps   []*appView
+	r        *state.ReadTxn
+	inflight []*state.Container
+	total    state.Resource
+	free     state.Resource
+	nodes    []*nodeView
+	byID     map[string]*nodeView
+	// parts are the schedulable nodes by label; rackOf every live
+	// node's rack; labeled the live nodes with labels.
+	parts   map[string]*partition
+	rackOf  map[string]string
+	labeled map[string]bool
+	leaves  map[string]*leafView
+	order   []*leafView // in the tree's order
+	apps    []*appView
 	// inflightAM are attempts whose AM container is being committed.
 	inflightAM map[string]bool
 	// seq is the next container sequence number per attempt.
@@ -164,19 +195,40 @@ type view struct {
 // newView reads a snapshot, the asks, and the placements of earlier plans
 // still being committed (which count as placed).
 func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.Container) *view {
-	v := &view{byID: map[string]*nodeView{}, leaves: map[string]*leafView{}, inflightAM: map[string]bool{}, seq: map[string]int64{}}
+	v := &view{r: r, inflight: inflight, byID: map[string]*nodeView{}, leaves: map[string]*leafView{}, inflightAM: map[string]bool{}, seq: map[string]int64{},
+		parts: map[string]*partition{}, rackOf: map[string]string{}, labeled: map[string]bool{}}
+	addTo := func(label string, nv *nodeView) {
+		part := v.parts[label]
+		if part == nil {
+			part = &partition{byID: map[string]*nodeView{}}
+			v.parts[label] = part
+		}
+		part.nodes = append(part.nodes, nv)
+		part.byID[nv.node.ID] = nv
+	}
 	for _, n := range r.Nodes(nil) {
 		if !n.Live() {
 			continue
 		}
-		v.total = v.total.Add(n.Total)
+		v.rackOf[n.ID] = n.Rack
+		if len(n.Labels) > 0 {
+			v.labeled[n.ID] = true
+		} else {
+			v.total = v.total.Add(n.Total)
+		}
 		if !n.Schedulable() {
 			continue
 		}
 		nv := &nodeView{node: n, free: n.Total.Sub(n.Used)}
 		v.nodes = append(v.nodes, nv)
 		v.byID[n.ID] = nv
-		v.free = v.free.Add(nv.free)
+		if len(n.Labels) == 0 {
+			v.free = v.free.Add(nv.free)
+			addTo("", nv)
+		}
+		for _, l := range n.Labels {
+			addTo(l, nv)
+		}
 	}
 	tree := s.tree
 	if tree == nil {
@@ -203,8 +255,8 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 	}
 	charge := func(c *state.Container) *appView {
 		a := apps[c.AppID]
-		if a == nil {
-			return nil
+		if a == nil || v.labeled[c.NodeID] {
+			return a // a labeled partition's containers count toward no capacity
 		}
 		l := a.leaf
 		l.used = l.used.Add(c.Resource)
@@ -227,7 +279,9 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 		}
 		if nv := v.byID[c.NodeID]; nv != nil {
 			nv.free = nv.free.Sub(c.Resource)
-			v.free = v.free.Sub(c.Resource)
+			if !v.labeled[c.NodeID] {
+				v.free = v.free.Sub(c.Resource)
+			}
 		}
 		a := charge(c)
 		if c.IsAM {
@@ -247,6 +301,7 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 		}
 		if at.State == yarnpb.AttemptState_ATTEMPT_NEW && at.AMContainerID == "" {
 			a.needAM = true
+			a.blacklist = v.amBlacklist(a.app)
 			a.leaf.active[a.app.User] = true
 			l := a.leaf
 			if amLimit := scale(l.max, l.q.MaxAMShare); amLimit.Fits(l.amUsed.Add(l.amWanted).Add(a.app.AMResource)) || l.amUsed.Add(l.amWanted).MemoryMB == 0 {
@@ -264,7 +319,9 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 		for _, k := range want.Asks {
 			if n := a.remaining(k); n > 0 {
 				a.asks = append(a.asks, k)
-				a.leaf.want(k.Key.Capability, n)
+				if k.Label == "" {
+					a.leaf.want(k.Key.Capability, n)
+				}
 			}
 		}
 		if len(a.asks) == 0 {
@@ -287,6 +344,31 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 		}
 	}
 	return v
+}
+
+// amBlacklist are the nodes where earlier AM attempts of app ran and
+// failed: its next AM goes elsewhere (YARN's AM blacklisting), unless
+// they are most of the default partition.
+func (v *view) amBlacklist(app *state.Application) map[string]bool {
+	if app.NumAttempts <= 1 {
+		return nil
+	}
+	var out map[string]bool
+	for _, at := range v.r.Attempts(nil, app.ID) {
+		if at.State != yarnpb.AttemptState_ATTEMPT_FAILED || at.AMContainerID == "" {
+			continue
+		}
+		if c := v.r.Container(nil, at.AMContainerID); c != nil {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[c.NodeID] = true
+		}
+	}
+	if part := v.parts[""]; part == nil || float64(len(out)) >= amBlacklistThreshold*float64(len(part.nodes)) {
+		return nil
+	}
+	return out
 }
 
 // userLimit is YARN's limit on what one user of a leaf may hold when
@@ -373,11 +455,19 @@ func (h *leafHeap) Pop() any {
 // capacities together and into idle capacity up to their maximums.
 func (s *Scheduler) Plan(r *state.ReadTxn, asks AskSource, epoch int64, inflight []*state.Container) []*state.Container {
 	clear(s.Waiting)
+	s.Delayed = false
 	v := s.newView(r, asks, inflight)
+	for label := range s.cursors {
+		if v.parts[label] == nil {
+			delete(s.cursors, label)
+		}
+	}
 	if len(v.nodes) == 0 {
+		clear(s.missed)
 		return nil
 	}
-	p := &planner{s: s, views: v.nodes, byID: v.byID, epoch: epoch, unfit: map[state.Resource]bool{}, seq: v.seq}
+	p := &planner{s: s, v: v, epoch: epoch, unfit: map[unfitKey]bool{}, seq: v.seq, missed: map[askRef]int{}, perNode: map[string]map[string]int32{}}
+	defer func() { s.missed = p.missed }()
 	h := leafHeap{}
 	for _, l := range v.order {
 		if len(l.apps) > 0 {
@@ -458,7 +548,7 @@ func (p *planner) placeFor(a *appView) int {
 		case !userFits(l, user, res):
 			p.s.Waiting[a.app.ID] = fmt.Sprintf("waiting for an AM container: user %s has reached the user limit of queue %s (%d MB)", user, l.q.Name, userLimit(l, res).MemoryMB)
 		default:
-			c := p.place(a.at, res, 0, 0, nil, true, nil)
+			c := p.place(request{app: a, res: res, relax: true, blacklist: a.blacklist})
 			if c == nil {
 				p.s.Waiting[a.app.ID] = fmt.Sprintf("waiting for an AM container of %d MB, %d vcores: no node has room", res.MemoryMB, res.VCores)
 				return cannot
@@ -478,19 +568,25 @@ func (p *planner) placeFor(a *appView) int {
 			continue
 		}
 		res := k.Key.Capability
-		if !l.max.Fits(l.used.Add(res)) {
+		// A labeled partition's containers count toward no capacity.
+		if k.Label == "" && !l.max.Fits(l.used.Add(res)) {
 			return cannot
 		}
-		if !userFits(l, user, res) {
+		if k.Label == "" && !userFits(l, user, res) {
 			return userLimited
 		}
-		c := p.place(a.at, res, k.Key.Priority, k.Key.AllocationRequestID, k.Nodes, k.Relax, a.blacklist)
+		c := p.place(request{app: a, res: res, prio: k.Key.Priority, arid: k.Key.AllocationRequestID, label: k.Label, nodes: k.Nodes, racks: k.Racks,
+			relax: k.Relax, blacklist: a.blacklist, maxPerNode: k.MaxPerNode, ref: askRef{a.at.ID, k.Key}})
 		if c == nil {
 			a.next++
 			continue
 		}
 		a.pending[k.Key]++
-		p.charge(a, c)
+		if k.Label == "" {
+			p.charge(a, c)
+		} else {
+			a.used = a.used.Add(c.Resource)
+		}
 		return placed
 	}
 	return cannot
@@ -520,59 +616,4 @@ func maxRes(a, b state.Resource) state.Resource {
 
 func minRes(a, b state.Resource) state.Resource {
 	return state.Resource{MemoryMB: min(a.MemoryMB, b.MemoryMB), VCores: min(a.VCores, b.VCores)}
-}
-
-type planner struct {
-	s     *Scheduler
-	views []*nodeView
-	byID  map[string]*nodeView
-	epoch int64
-	out   []*state.Container
-	// unfit remembers capabilities that fit on no node in this pass.
-	unfit map[state.Resource]bool
-	// seq is the next container sequence per attempt within this plan.
-	seq map[string]int64
-}
-
-// place finds a node for one container: a preferred node first, then, if
-// locality may be relaxed, any node in round-robin order.
-func (p *planner) place(at *state.Attempt, r state.Resource, prio int32, arid int64, prefer []string, relax bool, blacklist map[string]bool) *state.Container {
-	var chosen *nodeView
-	for _, id := range prefer {
-		if v := p.byID[id]; v != nil && !blacklist[id] && v.free.Fits(r) {
-			chosen = v
-			break
-		}
-	}
-	if chosen == nil && (relax || len(prefer) == 0) && !p.unfit[r] {
-		n := len(p.views)
-		for i := 0; i < n; i++ {
-			v := p.views[(p.s.cursor+i)%n]
-			if v.free.Fits(r) && !blacklist[v.node.ID] {
-				chosen = v
-				p.s.cursor = (p.s.cursor + i + 1) % n
-				break
-			}
-		}
-		if chosen == nil && len(blacklist) == 0 {
-			p.unfit[r] = true
-		}
-	}
-	if chosen == nil {
-		return nil
-	}
-	chosen.free = chosen.free.Sub(r)
-	seq := max(p.seq[at.ID], at.NextContainerSeq)
-	p.seq[at.ID] = seq + 1
-	c := &state.Container{
-		ID:                  yarnpb.ContainerID(p.epoch, at.AppID, at.Num, seq),
-		AppID:               at.AppID,
-		AttemptID:           at.ID,
-		NodeID:              chosen.node.ID,
-		Resource:            r,
-		Priority:            prio,
-		AllocationRequestID: arid,
-	}
-	p.out = append(p.out, c)
-	return c
 }

@@ -137,7 +137,7 @@ func TestPriorityAndLocality(t *testing.T) {
 				t.Errorf("placed %+v", plan)
 			}
 		}},
-		{"relaxed locality moves on", []*Ask{ask(1, 600, 2, []string{"n2:1"}, true)}, func(t *testing.T, plan []*state.Container) {
+		{"relaxed locality without delay moves on", []*Ask{ask(1, 600, 2, []string{"n2:1"}, true)}, func(t *testing.T, plan []*state.Container) {
 			if len(plan) != 2 || plan[0].NodeID != "n2:1" || plan[1].NodeID == "n2:1" {
 				t.Errorf("plan %+v: want n2:1 then another node", plan)
 			}
@@ -168,7 +168,9 @@ func TestPriorityAndLocality(t *testing.T) {
 			for _, a := range tc.asks {
 				m.Asks[a.Key] = a
 			}
-			tc.check(t, New(DefaultTree(), 0).Plan(w.s.Snapshot(), asks(map[string]*Asks{at: m}), 1, nil))
+			s := New(DefaultTree(), 0)
+			s.NodeLocalityDelay, s.RackLocalityDelay = 0, 0
+			tc.check(t, s.Plan(w.s.Snapshot(), asks(map[string]*Asks{at: m}), 1, nil))
 		})
 	}
 }
