@@ -31,6 +31,13 @@
 #                   submitter is open to every user. Administrators may
 #                   submit, and kill or move others' applications;
 #                   cluster admins (--admins) administer every queue.
+# accessible_node_labels
+#                   the node labels (`nm --labels`) whose nodes the
+#                   queue's applications may ask for (`loom run
+#                   --tm-node-label gpu`), beside its parent's; "*" for
+#                   every label. Capacities are of the nodes without
+#                   labels; a labeled partition is shared by the queues
+#                   that may use it.
 
 queue "root" {
   acl_administer = ["group:admins"]
@@ -42,6 +49,7 @@ queue "root" {
 
     queue "etl" {
       capacity                   = "60%"
+      accessible_node_labels     = ["gpu"]
       minimum_user_limit_percent = 25
       user_limit_factor          = 2
       ordering                   = "fair"
