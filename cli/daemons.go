@@ -47,6 +47,7 @@ func rmCommand() *cli.Command {
 			&cli.Int64Flag{Name: "staging-quota-mb", Value: rm.DefaultStagingQuota >> 20, Usage: "the most one user may keep in the staging store, MB"},
 			&cli.DurationFlag{Name: "key-rotation", Value: d.KeyRotation, Usage: "how often the master key of AM and container tokens is replaced"},
 			queuesFlag,
+			&cli.BoolFlag{Name: "enable-debug", Usage: "serve Go's profiles at /debug/pprof/ of the HTTP address, to the cluster's admins"},
 			&cli.BoolFlag{Name: "no-preemption", Usage: "never take containers back from queues over their guarantee"},
 			&cli.IntFlag{Name: "node-locality-delay", Value: scheduler.DefaultNodeLocalityDelay, Usage: "missed scheduling opportunities an ask waits for its preferred nodes before it takes their racks' (delay scheduling)"},
 			&cli.IntFlag{Name: "rack-locality-delay", Value: scheduler.DefaultRackLocalityDelay, Usage: "missed opportunities more it waits for those racks before it takes any node"},
@@ -96,6 +97,7 @@ func rmCommand() *cli.Command {
 			}
 			cfg.Admins = splitList(c.String("admins"))
 			cfg.QueueFile = c.String("queues")
+			cfg.EnableDebug = c.Bool("enable-debug")
 			cfg.Preemption = !c.Bool("no-preemption")
 			cfg.PreemptionGrace = c.Duration("preemption-grace")
 			cfg.NodeLocalityDelay, cfg.RackLocalityDelay = c.Int("node-locality-delay"), c.Int("rack-locality-delay")
@@ -120,7 +122,7 @@ func rmCommand() *cli.Command {
 			if cfg.MaxAttempts < 1 {
 				return errors.New("--max-attempts must be at least 1")
 			}
-			rm.TuneRuntime()
+			defer rm.TuneRuntime()()
 			s, err := rm.New(cfg)
 			if err != nil {
 				return err

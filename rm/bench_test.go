@@ -25,7 +25,7 @@ import (
 // simulated nodes registered through raft.
 func benchCluster(b *testing.B, nodes, replicas int) (*Server, string) {
 	b.Helper()
-	TuneRuntime() // as `loom rm` does
+	b.Cleanup(TuneRuntime()) // as `loom rm` does
 	settings := func(cfg *Config) {
 		cfg.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Error})
 		cfg.HTTPAddr = ""

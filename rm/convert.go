@@ -69,17 +69,12 @@ func (s *Server) appReport(ctx context.Context, r *state.ReadTxn, a *state.Appli
 			FinishTime:    at.FinishTime,
 		})
 	}
-	var used state.Resource
-	for _, c := range r.ContainersByApp(nil, a.ID) {
-		if !c.Completed() {
-			used = used.Add(c.Resource)
-			rep.NumContainers++
-		}
-		if withContainers {
+	if withContainers {
+		for _, c := range r.ContainersByApp(nil, a.ID) {
 			rep.Containers = append(rep.Containers, c.Proto())
 		}
 	}
-	rep.Used = used.Proto()
+	rep.Used, rep.NumContainers = a.Used.Proto(), a.NumContainers
 	rep.Pending = s.soft.pendingOf(a.CurrentAttempt).Proto()
 	return rep
 }

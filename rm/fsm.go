@@ -41,6 +41,7 @@ const (
 	CmdForgetContainers
 	CmdSetQueues
 	CmdMoveApp
+	CmdNodeStatuses
 )
 
 // Command payloads. Ids and timestamps are computed by the caller, never
@@ -132,6 +133,10 @@ type (
 	forgetCmd struct {
 		IDs []string `json:"ids"`
 		Now int64    `json:"now"`
+	}
+	// nodeStatusesCmd is the container changes of many nodes' heartbeats.
+	nodeStatusesCmd struct {
+		Nodes []containerStatusesCmd `json:"nodes"`
 	}
 	// setQueuesCmd replaces the queue tree with a queue file's.
 	setQueuesCmd struct {
@@ -277,6 +282,17 @@ func init() {
 			n, err := tx.DeleteAppContainers(id)
 			return n > 0, err
 		})
+	})
+	register(CmdNodeStatuses, func(tx *state.WriteTxn, c *nodeStatusesCmd) (any, error) {
+		for i := range c.Nodes {
+			if err := c.Nodes[i].validate(); err != nil {
+				return nil, err
+			}
+			if err := tx.ContainerStatuses(c.Nodes[i].NodeID, c.Nodes[i].Statuses, c.Nodes[i].Now); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
 	})
 	register(CmdSetQueues, func(tx *state.WriteTxn, c *setQueuesCmd) (any, error) {
 		r := tx.Read()

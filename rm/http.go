@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/pprof"
 	"runtime"
 
 	"github.com/loom-project/loom/errdefs"
@@ -95,6 +96,23 @@ func (s *Server) httpHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"app": yarnpb.AppToJSON(resp.Report)})
 	})
+	if s.cfg.EnableDebug {
+		// Go's profiles, for the cluster's admins alone (Nomad's
+		// enable_debug).
+		debug := http.NewServeMux()
+		debug.HandleFunc("/debug/pprof/", pprof.Index)
+		debug.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		debug.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		debug.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		debug.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.Handle("/debug/pprof/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if id, ok := tlsutil.FromRequest(r); !ok || !s.isAdmin(id) {
+				writeJSON(w, http.StatusForbidden, map[string]any{"RemoteException": map[string]any{"exception": "ForbiddenException", "message": "profiles are for the cluster's admins"}})
+				return
+			}
+			debug.ServeHTTP(w, r)
+		}))
+	}
 	// Handlers read the caller's identity as gRPC handlers do.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if id, ok := tlsutil.FromRequest(r); ok {

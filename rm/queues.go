@@ -219,7 +219,6 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 	amUsed := map[string]state.Resource{}
 	pending := map[string]state.Resource{}
 	userUsed := map[string]state.Resource{}
-	preempting := s.soft.preemptingSet()
 	for _, a := range r.LiveApps(nil) {
 		info := infos[a.Queue]
 		if info == nil {
@@ -235,18 +234,18 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 		if a.State != yarnpb.AppState_APP_RUNNING {
 			info.NumPending++
 		}
-		for _, c := range liveContainers(r.ContainersByApp(nil, a.ID)) {
-			used[a.Queue] = used[a.Queue].Add(c.Resource)
-			userUsed[a.Queue+"\x00"+a.User] = userUsed[a.Queue+"\x00"+a.User].Add(c.Resource)
-			info.NumContainers++
-			if c.IsAM {
-				amUsed[a.Queue] = amUsed[a.Queue].Add(c.Resource)
-			}
-			if preempting[c.ID] {
-				info.Preempting++
+		used[a.Queue] = used[a.Queue].Add(a.Used)
+		amUsed[a.Queue] = amUsed[a.Queue].Add(a.AMUsed)
+		userUsed[a.Queue+"\x00"+a.User] = userUsed[a.Queue+"\x00"+a.User].Add(a.Used)
+		info.NumContainers += a.NumContainers
+		pending[a.Queue] = pending[a.Queue].Add(s.soft.pendingOf(a.CurrentAttempt))
+	}
+	for id := range s.soft.preemptingSet() {
+		if c := r.Container(nil, id); c != nil {
+			if a := r.App(nil, c.AppID); a != nil && infos[a.Queue] != nil {
+				infos[a.Queue].Preempting++
 			}
 		}
-		pending[a.Queue] = pending[a.Queue].Add(s.soft.pendingOf(a.CurrentAttempt))
 	}
 	for name, info := range infos {
 		info.Used, info.AmUsed, info.Pending = used[name].Proto(), amUsed[name].Proto(), pending[name].Proto()

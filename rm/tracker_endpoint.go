@@ -187,9 +187,10 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 		}
 	}
 	if len(changed) > 0 {
-		if _, _, err := s.raftApply(CmdContainerStatuses, containerStatusesCmd{NodeID: node.ID, Statuses: changed, Now: now.UnixMilli()}); err != nil {
-			return nil, errdefs.ToGRPC(err)
-		}
+		// Committed by the status loop with other nodes' changes; the
+		// node hears its completions acknowledged on a later heartbeat,
+		// and reports again what a full queue dropped.
+		s.queueStatuses(containerStatusesCmd{NodeID: node.ID, Statuses: changed, Now: now.UnixMilli()})
 	}
 	switch {
 	case !req.Healthy && node.State == yarnpb.NodeState_NODE_RUNNING:
@@ -287,4 +288,52 @@ func (e *trackerEndpoint) UnRegisterNodeManager(ctx context.Context, req *yarnpb
 	s.soft.forgetNode(req.NodeId)
 	s.logger.Info("node shut down", "node_id", req.NodeId)
 	return &yarnpb.UnRegisterNodeManagerResponse{}, nil
+}
+
+// Bounds on the status loop: updates queued, and statuses in one raft
+// entry.
+const (
+	statusQueueLen   = 8192
+	maxBatchStatuses = 20000
+)
+
+// queueStatuses hands a heartbeat's container changes to the status
+// loop; when the queue is full they are dropped, and the node reports
+// them again on its next heartbeat.
+func (s *Server) queueStatuses(u containerStatusesCmd) {
+	select {
+	case s.statusQ <- u:
+	default:
+		s.logger.Debug("container statuses dropped; the node reports them again", "node_id", u.NodeID)
+	}
+}
+
+// statusLoop commits the queued container changes of heartbeats, as many
+// as have queued while the last commit ran, in one raft entry: one entry
+// a heartbeat would make raft and the FSM the bottleneck of thousands of
+// nodes.
+func (s *Server) statusLoop(ctx context.Context) {
+	for {
+		var batch nodeStatusesCmd
+		select {
+		case <-ctx.Done():
+			return
+		case u := <-s.statusQ:
+			batch.Nodes = append(batch.Nodes, u)
+		}
+		n := len(batch.Nodes[0].Statuses)
+	drain:
+		for n < maxBatchStatuses {
+			select {
+			case u := <-s.statusQ:
+				batch.Nodes = append(batch.Nodes, u)
+				n += len(u.Statuses)
+			default:
+				break drain
+			}
+		}
+		if _, _, err := s.raftApply(CmdNodeStatuses, batch); err != nil {
+			s.logger.Warn("recording container statuses failed; nodes report them again", "nodes", len(batch.Nodes), "error", err)
+		}
+	}
 }

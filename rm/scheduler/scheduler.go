@@ -253,6 +253,16 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 			a.at = at
 		}
 	}
+	// What each application holds, from its record (the FSM keeps it),
+	// in the default partition.
+	for _, a := range v.apps {
+		held := a.app.Used.Sub(a.app.LabeledUsed)
+		l := a.leaf
+		l.used = l.used.Add(held)
+		l.users[a.app.User] = l.users[a.app.User].Add(held)
+		l.amUsed = l.amUsed.Add(a.app.AMUsed)
+		a.used = held
+	}
 	charge := func(c *state.Container) *appView {
 		a := apps[c.AppID]
 		if a == nil || v.labeled[c.NodeID] {
@@ -267,9 +277,9 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 		}
 		return a
 	}
-	for _, c := range r.LiveContainers() {
-		charge(c)
-		if a := apps[c.AppID]; a != nil && a.at != nil && c.AttemptID == a.at.ID && c.State == yarnpb.ContainerState_CONTAINER_ALLOCATED && !c.IsAM {
+	// Placed and not yet handed to the AM: they count against its asks.
+	for _, c := range r.AllocatedContainers() {
+		if a := apps[c.AppID]; a != nil && a.at != nil && c.AttemptID == a.at.ID && !c.IsAM {
 			a.pending[AskKey{c.AllocationRequestID, c.Priority, c.Resource}]++
 		}
 	}

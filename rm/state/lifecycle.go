@@ -67,7 +67,7 @@ func (tx *WriteTxn) PlaceContainers(allocs []*Container) (int, error) {
 	// Nodes and attempts change once per plan, not once per container.
 	nodes := map[string]*Node{}
 	attempts := map[string]*Attempt{}
-	apps := map[string]*Application{}
+	apps := map[string]*Application{} // copies, written once per plan
 	placed := 0
 	for _, alloc := range allocs {
 		node := nodes[alloc.NodeID]
@@ -96,9 +96,12 @@ func (tx *WriteTxn) PlaceContainers(allocs []*Container) (int, error) {
 		}
 		app := apps[at.AppID]
 		if app == nil {
-			if app = r.App(nil, at.AppID); app == nil {
+			old := r.App(nil, at.AppID)
+			if old == nil {
 				continue
 			}
+			a := *old
+			app = &a
 			apps[at.AppID] = app
 		}
 		if app.Terminal() || app.CurrentAttempt != at.ID {
@@ -111,9 +114,11 @@ func (tx *WriteTxn) PlaceContainers(allocs []*Container) (int, error) {
 		c.AppID = app.ID
 		c.NodeHTTP = node.HTTPAddress
 		c.State = yarnpb.ContainerState_CONTAINER_ALLOCATED
+		c.Labeled = len(node.Labels) > 0
 		if err := tx.PutContainer(&c); err != nil {
 			return placed, err
 		}
+		app.charge(&c, 1)
 		node.Used = node.Used.Add(c.Resource)
 		node.NumContainers++
 		nodes[node.ID] = node
@@ -134,6 +139,17 @@ func (tx *WriteTxn) PlaceContainers(allocs []*Container) (int, error) {
 	}
 	for _, a := range attempts {
 		if err := tx.PutAttempt(a); err != nil {
+			return placed, err
+		}
+	}
+	for _, a := range apps {
+		if a.NumContainers == 0 {
+			continue // nothing placed for it
+		}
+		if old := r.App(nil, a.ID); old != nil && old.NumContainers == a.NumContainers {
+			continue
+		}
+		if err := tx.PutApp(a); err != nil {
 			return placed, err
 		}
 	}
@@ -181,6 +197,13 @@ func (tx *WriteTxn) CompleteContainer(c *Container, exit int32, diag string, now
 			n.NumContainers, n.Used = 0, Resource{}
 		}
 		if err := tx.PutNode(&n); err != nil {
+			return err
+		}
+	}
+	if app := r.App(nil, c.AppID); app != nil {
+		a := *app
+		a.charge(c, -1)
+		if err := tx.PutApp(&a); err != nil {
 			return err
 		}
 	}

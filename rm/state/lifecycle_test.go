@@ -233,3 +233,41 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		t.Fatalf("restored node index has %d containers", got)
 	}
 }
+
+// An application's record holds what its live containers hold, as they
+// are placed and complete, and a restore counts it again from the
+// containers whatever the snapshot says.
+func TestApplicationHoldsItsContainers(t *testing.T) {
+	f := newFixture(t)
+	f.node("n1:1", 4096)
+	f.write(func(tx *WriteTxn) error {
+		return tx.RegisterNode(&Node{ID: "g1:1", State: yarnpb.NodeState_NODE_RUNNING, Labels: []string{"gpu"}, Total: Resource{4096, 8}}, nil, 1)
+	})
+	f.submit(1)
+	am := f.place("n1:1", true, 1)
+	a := f.place("n1:1", false, 2)
+	f.place("g1:1", false, 3)
+	app := f.read().App(nil, appID)
+	if app.Used != (Resource{384, 3}) || app.AMUsed != (Resource{128, 1}) || app.LabeledUsed != (Resource{128, 1}) || app.NumContainers != 3 {
+		t.Fatalf("with the AM and two containers, one labeled: %+v", app)
+	}
+	f.status("n1:1", a.ID, yarnpb.ContainerState_CONTAINER_COMPLETED, 0)
+	if app := f.read().App(nil, appID); app.Used != (Resource{256, 2}) || app.NumContainers != 2 {
+		t.Fatalf("after one completed: %+v", app)
+	}
+	d := f.read().Dump()
+	for _, x := range d.Apps {
+		x.Used, x.NumContainers = Resource{9999, 99}, 42 // a snapshot that says otherwise
+	}
+	r, err := Restore(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if app := r.Snapshot().App(nil, appID); app.Used != (Resource{256, 2}) || app.AMUsed != (Resource{128, 1}) || app.LabeledUsed != (Resource{128, 1}) || app.NumContainers != 2 {
+		t.Fatalf("restored: %+v", app)
+	}
+	f.status("n1:1", am.ID, yarnpb.ContainerState_CONTAINER_COMPLETED, 1)
+	if app := f.read().App(nil, appID); app.AMUsed != (Resource{}) {
+		t.Fatalf("after the AM exited: %+v", app)
+	}
+}

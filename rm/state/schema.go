@@ -2,6 +2,8 @@ package state
 
 import (
 	memdb "github.com/hashicorp/go-memdb"
+
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 // Table names.
@@ -58,6 +60,9 @@ func containersTable() *memdb.TableSchema {
 		"attempt": {Name: "attempt", Indexer: &memdb.StringFieldIndex{Field: "AttemptID"}},
 		"node":    {Name: "node", Indexer: &memdb.StringFieldIndex{Field: "NodeID"}},
 		"live":    liveIndex(func(o any) bool { return !o.(*Container).Completed() }),
+		"allocated": {Name: "allocated", Indexer: &memdb.ConditionalIndex{Conditional: func(obj any) (bool, error) {
+			return obj.(*Container).State == yarnpb.ContainerState_CONTAINER_ALLOCATED, nil
+		}}},
 	}}
 }
 

@@ -201,6 +201,12 @@ func (r *ReadTxn) LiveContainers() []*Container {
 	return getAll[*Container](r, nil, TableContainers, "live", true)
 }
 
+// AllocatedContainers returns the containers placed and not yet handed
+// to their AM (ALLOCATED), by id: few at any time, whatever runs.
+func (r *ReadTxn) AllocatedContainers() []*Container {
+	return getAll[*Container](r, nil, TableContainers, "allocated", true)
+}
+
 // LiveAttempts returns every attempt that has not ended, by id.
 func (r *ReadTxn) LiveAttempts(ws memdb.WatchSet) []*Attempt {
 	return getAll[*Attempt](r, ws, TableAttempts, "live", true)
@@ -452,6 +458,19 @@ func Restore(d *Dump) (*Store, error) {
 		for _, n := range d.Nodes {
 			if err := tx.insert(TableNodes, n); err != nil {
 				return err
+			}
+		}
+		// What each application holds is derived from its live
+		// containers: counted again, so a snapshot of an RM that did
+		// not keep it restores right.
+		held := map[string]*Application{}
+		for _, a := range d.Apps {
+			a.Used, a.AMUsed, a.LabeledUsed, a.NumContainers = Resource{}, Resource{}, Resource{}, 0
+			held[a.ID] = a
+		}
+		for _, c := range d.Containers {
+			if a := held[c.AppID]; a != nil && !c.Completed() {
+				a.charge(c, 1)
 			}
 		}
 		for _, a := range d.Apps {

@@ -99,7 +99,33 @@ type Application struct {
 	NumAttempts    int32              `json:"attempts"`
 	CurrentAttempt string             `json:"cur_attempt,omitempty"`
 	KeepContainers bool               `json:"keep,omitempty"`
-	ModifyIndex    uint64             `json:"mi,omitempty"`
+	// Used is what its live containers hold, AMUsed its AM containers'
+	// part of it and LabeledUsed the part on nodes with labels;
+	// NumContainers counts them. The FSM keeps them as containers are
+	// placed and complete, so the scheduler reads an application's use
+	// without reading its containers.
+	Used          Resource `json:"used,omitempty"`
+	AMUsed        Resource `json:"am_used,omitempty"`
+	LabeledUsed   Resource `json:"labeled_used,omitempty"`
+	NumContainers int32    `json:"n_containers,omitempty"`
+	ModifyIndex   uint64   `json:"mi,omitempty"`
+}
+
+// charge adds (sign 1) or removes (sign -1) a container's resources to
+// what the application holds.
+func (a *Application) charge(c *Container, sign int64) {
+	r := Resource{MemoryMB: sign * c.Resource.MemoryMB, VCores: int32(sign) * c.Resource.VCores}
+	a.Used = a.Used.Add(r)
+	if c.IsAM {
+		a.AMUsed = a.AMUsed.Add(r)
+	}
+	if c.Labeled {
+		a.LabeledUsed = a.LabeledUsed.Add(r)
+	}
+	a.NumContainers += int32(sign)
+	if a.NumContainers <= 0 {
+		a.NumContainers, a.Used, a.AMUsed, a.LabeledUsed = 0, Resource{}, Resource{}, Resource{}
+	}
 }
 
 // Terminal reports whether the application has ended.
@@ -137,21 +163,24 @@ func (a *Attempt) Terminal() bool {
 
 // Container is an allocation on a node.
 type Container struct {
-	ID                  string                `json:"id"`
-	AppID               string                `json:"app"`
-	AttemptID           string                `json:"attempt"`
-	NodeID              string                `json:"node"`
-	NodeHTTP            string                `json:"node_http,omitempty"`
-	Resource            Resource              `json:"res"`
-	Priority            int32                 `json:"prio,omitempty"`
-	AllocationRequestID int64                 `json:"arid,omitempty"`
-	IsAM                bool                  `json:"am,omitempty"`
-	State               yarnpb.ContainerState `json:"state"`
-	ExitStatus          int32                 `json:"exit,omitempty"`
-	Diagnostics         string                `json:"diag,omitempty"`
-	AllocatedAt         int64                 `json:"alloc_at"`
-	StartTime           int64                 `json:"start,omitempty"`
-	FinishTime          int64                 `json:"finish,omitempty"`
+	ID                  string   `json:"id"`
+	AppID               string   `json:"app"`
+	AttemptID           string   `json:"attempt"`
+	NodeID              string   `json:"node"`
+	NodeHTTP            string   `json:"node_http,omitempty"`
+	Resource            Resource `json:"res"`
+	Priority            int32    `json:"prio,omitempty"`
+	AllocationRequestID int64    `json:"arid,omitempty"`
+	IsAM                bool     `json:"am,omitempty"`
+	// Labeled is set when its node had labels at placement: it counts
+	// toward a labeled partition, not the default one.
+	Labeled     bool                  `json:"labeled,omitempty"`
+	State       yarnpb.ContainerState `json:"state"`
+	ExitStatus  int32                 `json:"exit,omitempty"`
+	Diagnostics string                `json:"diag,omitempty"`
+	AllocatedAt int64                 `json:"alloc_at"`
+	StartTime   int64                 `json:"start,omitempty"`
+	FinishTime  int64                 `json:"finish,omitempty"`
 	// CompletedIndex is the raft index at which the container completed;
 	// the AM service uses it to hand each completion to the AM once.
 	CompletedIndex uint64 `json:"ci,omitempty"`
