@@ -218,15 +218,8 @@ func (s *Server) collectAllocate(attemptID string, app *state.Application, respI
 			maxIndex = max(maxIndex, c.CompletedIndex)
 		}
 	}
-	var total, used state.Resource
-	for _, n := range r.Nodes(nil) {
-		if n.Schedulable() {
-			total = total.Add(n.Total)
-			used = used.Add(n.Used)
-			resp.NumClusterNodes++
-		}
-	}
-	resp.Available = total.Sub(used).Proto()
+	room := s.clusterRoom(r)
+	resp.Available, resp.NumClusterNodes = room.available.Proto(), room.nodes
 	preempt, news, changed := s.soft.preemptionFor(attemptID)
 	ws.Add(changed)
 	resp.Preempt = preempt
@@ -331,4 +324,37 @@ func (e *amEndpoint) FinishApplicationMaster(ctx context.Context, req *yarnpb.Fi
 	s.soft.forgetAttempt(at.ID)
 	s.logger.Info("application master unregistered", "attempt_id", at.ID, "final_status", req.FinalStatus)
 	return &yarnpb.FinishApplicationMasterResponse{Unregistered: true}, nil
+}
+
+// roomView is what the schedulable nodes have free, as of when.
+type roomView struct {
+	at        time.Time
+	available state.Resource
+	nodes     int32
+}
+
+// roomTTL is how stale the free room an Allocate answer reports may be:
+// summing every node for every answer cost the leader a sixth of its CPU
+// at 10,000 nodes.
+const roomTTL = 250 * time.Millisecond
+
+// clusterRoom is the free room of the schedulable nodes, summed at most
+// every roomTTL.
+func (s *Server) clusterRoom(r *state.ReadTxn) roomView {
+	now := time.Now()
+	if v := s.room.Load(); v != nil && now.Sub(v.at) < roomTTL {
+		return *v
+	}
+	v := roomView{at: now}
+	var total, used state.Resource
+	r.EachNode(func(n *state.Node) {
+		if n.Schedulable() {
+			total = total.Add(n.Total)
+			used = used.Add(n.Used)
+			v.nodes++
+		}
+	})
+	v.available = total.Sub(used)
+	s.room.Store(&v)
+	return v
 }

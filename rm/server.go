@@ -195,6 +195,8 @@ type Server struct {
 	epoch         atomic.Int64
 	appSeq        atomic.Uint64
 	schedulerKick chan struct{}
+	// room caches the cluster's free room for Allocate answers.
+	room atomic.Pointer[roomView]
 	// statusQ carries heartbeats' container changes to the status loop.
 	statusQ chan containerStatusesCmd
 

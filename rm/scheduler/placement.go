@@ -179,8 +179,8 @@ func (p *planner) miss(rq request, part *partition, fits func(*nodeView) bool) {
 func (p *planner) racksOf(rq request) []string {
 	racks := slices.Clone(rq.racks)
 	for _, id := range rq.nodes {
-		if n := p.v.rackOf[id]; n != "" && !slices.Contains(racks, n) {
-			racks = append(racks, n)
+		if n := p.v.r.Node(nil, id); n != nil && n.Rack != "" && !slices.Contains(racks, n.Rack) {
+			racks = append(racks, n.Rack)
 		}
 	}
 	return racks

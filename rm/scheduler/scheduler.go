@@ -84,6 +84,8 @@ type Scheduler struct {
 	maxBatch int
 	// cursors are the round-robin positions, per partition.
 	cursors map[string]int
+	// lastNodes is how many schedulable nodes the last pass saw.
+	lastNodes int
 	// missed are the scheduling opportunities asks waiting for locality
 	// have passed up (delay scheduling), for those seen in the last pass.
 	missed map[askRef]int
@@ -178,10 +180,9 @@ type view struct {
 	free     state.Resource
 	nodes    []*nodeView
 	byID     map[string]*nodeView
-	// parts are the schedulable nodes by label; rackOf every live
-	// node's rack; labeled the live nodes with labels.
+	// parts are the schedulable nodes by label; labeled the live nodes
+	// with labels.
 	parts   map[string]*partition
-	rackOf  map[string]string
 	labeled map[string]bool
 	leaves  map[string]*leafView
 	order   []*leafView // in the tree's order
@@ -195,31 +196,38 @@ type view struct {
 // newView reads a snapshot, the asks, and the placements of earlier plans
 // still being committed (which count as placed).
 func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.Container) *view {
-	v := &view{r: r, inflight: inflight, byID: map[string]*nodeView{}, leaves: map[string]*leafView{}, inflightAM: map[string]bool{}, seq: map[string]int64{},
-		parts: map[string]*partition{}, rackOf: map[string]string{}, labeled: map[string]bool{}}
+	v := &view{r: r, inflight: inflight, byID: make(map[string]*nodeView, s.lastNodes), leaves: map[string]*leafView{}, inflightAM: map[string]bool{}, seq: map[string]int64{},
+		parts: map[string]*partition{}, labeled: map[string]bool{}, nodes: make([]*nodeView, 0, s.lastNodes)}
 	addTo := func(label string, nv *nodeView) {
 		part := v.parts[label]
 		if part == nil {
-			part = &partition{byID: map[string]*nodeView{}}
+			part = &partition{byID: make(map[string]*nodeView, s.lastNodes)}
 			v.parts[label] = part
 		}
 		part.nodes = append(part.nodes, nv)
 		part.byID[nv.node.ID] = nv
 	}
-	for _, n := range r.Nodes(nil) {
+	// The node views of a pass in one allocation, sized by the last.
+	slab := make([]nodeView, 0, s.lastNodes+16)
+	r.EachNode(func(n *state.Node) {
 		if !n.Live() {
-			continue
+			return
 		}
-		v.rackOf[n.ID] = n.Rack
 		if len(n.Labels) > 0 {
 			v.labeled[n.ID] = true
 		} else {
 			v.total = v.total.Add(n.Total)
 		}
 		if !n.Schedulable() {
-			continue
+			return
 		}
-		nv := &nodeView{node: n, free: n.Total.Sub(n.Used)}
+		var nv *nodeView
+		if len(slab) < cap(slab) {
+			slab = append(slab, nodeView{node: n, free: n.Total.Sub(n.Used)})
+			nv = &slab[len(slab)-1]
+		} else {
+			nv = &nodeView{node: n, free: n.Total.Sub(n.Used)}
+		}
 		v.nodes = append(v.nodes, nv)
 		v.byID[n.ID] = nv
 		if len(n.Labels) == 0 {
@@ -229,7 +237,8 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 		for _, l := range n.Labels {
 			addTo(l, nv)
 		}
-	}
+	})
+	s.lastNodes = len(v.nodes)
 	tree := s.tree
 	if tree == nil {
 		tree = DefaultTree()

@@ -201,6 +201,17 @@ func (r *ReadTxn) LiveContainers() []*Container {
 	return getAll[*Container](r, nil, TableContainers, "live", true)
 }
 
+// EachNode calls fn with every node, by id, without collecting them.
+func (r *ReadTxn) EachNode(fn func(*Node)) {
+	it, err := r.txn.Get(TableNodes, "id")
+	if err != nil {
+		return
+	}
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		fn(obj.(*Node))
+	}
+}
+
 // AllocatedContainers returns the containers placed and not yet handed
 // to their AM (ALLOCATED), by id: few at any time, whatever runs.
 func (r *ReadTxn) AllocatedContainers() []*Container {

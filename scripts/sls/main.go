@@ -59,7 +59,7 @@ func main() {
 	var c config
 	flag.StringVar(&c.loom, "loom", "", "the loom binary to run the ResourceManager with (default: build this checkout's)")
 	flag.IntVar(&c.nodes, "nodes", 10000, "simulated NodeManagers")
-	flag.Int64Var(&c.nodeMemoryMB, "node-memory-mb", 16384, "memory each node offers")
+	flag.Int64Var(&c.nodeMemoryMB, "node-memory-mb", 8192, "memory each node offers")
 	flag.IntVar(&c.nodeVCores, "node-vcores", 8, "vcores each node offers")
 	flag.DurationVar(&c.heartbeat, "heartbeat", time.Second, "NodeManager heartbeat interval (the RM's --nm-heartbeat)")
 	flag.IntVar(&c.queues, "queues", 8, "leaf queues of the synthetic queue file (capacities 30, 20, 15, 10, 10, 5, 5, 5% for 8)")

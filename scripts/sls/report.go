@@ -21,6 +21,7 @@ type sample struct {
 	allocated  int64         // containers handed to AMs so far
 	heartbeats int64         // heartbeats answered so far
 	usedMB     int64         // memory the nodes run
+	usedVC     int64         // vcores the nodes run
 	rmCPU      float64       // the RM's CPU seconds so far
 	rmRSS      int64
 	simCPU     float64 // this process's
@@ -78,7 +79,8 @@ func (sp *sampler) start(ctx context.Context) <-chan struct{} {
 			return
 		}
 		defer cl.Close()
-		total := float64(int64(sp.s.c.nodes) * sp.s.c.nodeMemoryMB)
+		totalMB := float64(int64(sp.s.c.nodes) * sp.s.c.nodeMemoryMB)
+		totalVC := float64(sp.s.c.nodes * sp.s.c.nodeVCores)
 		began := time.Now()
 		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
@@ -90,7 +92,7 @@ func (sp *sampler) start(ctx context.Context) <-chan struct{} {
 			}
 			cpu, rss, _, _ := procStats(sp.rm.pid())
 			self, _, _, _ := procStats(os.Getpid())
-			smp := sample{t: time.Since(began), allocated: sp.s.allocated.Load(), heartbeats: sp.s.heartbeats.n.Load(), usedMB: sp.s.usedMB.Load(), rmCPU: cpu, rmRSS: rss, simCPU: self}
+			smp := sample{t: time.Since(began), allocated: sp.s.allocated.Load(), heartbeats: sp.s.heartbeats.n.Load(), usedMB: sp.s.usedMB.Load(), usedVC: sp.s.usedVC.Load(), rmCPU: cpu, rmRSS: rss, simCPU: self}
 			if i%4 == 3 {
 				qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				qs, err := cl.Queues(qctx, "")
@@ -98,7 +100,9 @@ func (sp *sampler) start(ctx context.Context) <-chan struct{} {
 				if err == nil {
 					smp.shares, smp.pending = map[string]float64{}, map[string]bool{}
 					for _, q := range qs {
-						smp.shares[q.Name] = float64(q.Used.GetMemoryMb()) / total
+						// The dominant share: the larger of
+						// memory and vcores.
+						smp.shares[q.Name] = max(float64(q.Used.GetMemoryMb())/totalMB, float64(q.Used.GetVcores())/totalVC)
 						smp.pending[q.Name] = q.Pending.GetMemoryMb() > 0
 					}
 				}
@@ -126,6 +130,11 @@ func (r *report) finish(s *sim, rm *rmProcess, start time.Time) {
 	r.mu.Unlock()
 	c := r.c
 	totalMB := int64(c.nodes) * c.nodeMemoryMB
+	totalVC := int64(c.nodes * c.nodeVCores)
+	// full is whether the cluster is 95% used, in memory or vcores.
+	full := func(smp sample) bool {
+		return float64(smp.usedMB) >= 0.95*float64(totalMB) || float64(smp.usedVC) >= 0.95*float64(totalVC)
+	}
 	r.printf("loom scheduler load simulation: %d NodeManagers (%d MB, %d vcores each, heartbeat %s), %d applications over %d queues, %s",
 		c.nodes, c.nodeMemoryMB, c.nodeVCores, c.heartbeat, r.apps, len(r.queues), time.Since(start).Round(time.Second))
 	r.printf("applications: %d submitted (%d refused), %d finished, %d AMs failed", s.submitted.Load(), s.submitErrors.Load(), s.finished.Load(), s.amErrors.Load())
@@ -147,7 +156,7 @@ func (r *report) finish(s *sim, rm *rmProcess, start time.Time) {
 	var fillAt time.Duration
 	var fillCount int64
 	for _, smp := range samples {
-		if float64(smp.usedMB) >= 0.95*float64(totalMB) {
+		if full(smp) {
 			fillAt, fillCount = smp.t, smp.allocated
 			break
 		}
@@ -186,7 +195,7 @@ func (r *report) finish(s *sim, rm *rmProcess, start time.Time) {
 	n := 0
 	var from, to time.Duration
 	for _, smp := range samples {
-		if smp.shares == nil || float64(smp.usedMB) < 0.95*float64(totalMB) {
+		if smp.shares == nil || !full(smp) {
 			continue
 		}
 		all := true
@@ -236,13 +245,13 @@ func (r *report) write(dir string) error {
 		return err
 	}
 	var b strings.Builder
-	b.WriteString("t_s,allocated,heartbeats,used_mb,rm_cpu_s,rm_rss_bytes")
+	b.WriteString("t_s,allocated,heartbeats,used_mb,used_vcores,rm_cpu_s,rm_rss_bytes")
 	for _, q := range r.queues {
 		b.WriteString("," + q)
 	}
 	b.WriteString("\n")
 	for _, smp := range r.samples {
-		fmt.Fprintf(&b, "%.3f,%d,%d,%d,%.2f,%d", smp.t.Seconds(), smp.allocated, smp.heartbeats, smp.usedMB, smp.rmCPU, smp.rmRSS)
+		fmt.Fprintf(&b, "%.3f,%d,%d,%d,%d,%.2f,%d", smp.t.Seconds(), smp.allocated, smp.heartbeats, smp.usedMB, smp.usedVC, smp.rmCPU, smp.rmRSS)
 		for _, q := range r.queues {
 			if smp.shares != nil {
 				fmt.Fprintf(&b, ",%.4f", smp.shares[q])

@@ -40,8 +40,8 @@ type sim struct {
 	submitErrors atomic.Int64
 	amErrors     atomic.Int64
 	lastErr      atomic.Value
-	// usedMB is the memory of the containers the nodes run.
-	usedMB atomic.Int64
+	// usedMB and usedVC are what the containers the nodes run hold.
+	usedMB, usedVC atomic.Int64
 	// clients are every RM client the nodes hold, to close.
 	clients []*rmclient.Client
 }
@@ -63,6 +63,7 @@ type simNode struct {
 type simContainer struct {
 	app   string
 	mb    int64
+	vc    int64
 	end   time.Time // zero: until stopped (an AM)
 	onEnd func()
 }
@@ -224,6 +225,7 @@ func (n *simNode) report(now time.Time) *yarnpb.NodeHeartbeatRequest {
 func (n *simNode) finishLocked(id string, c *simContainer, exit int32, diag string) {
 	delete(n.running, id)
 	n.s.usedMB.Add(-c.mb)
+	n.s.usedVC.Add(-c.vc)
 	n.done = append(n.done, &yarnpb.ContainerStatus{ContainerId: id, State: yarnpb.ContainerState_CONTAINER_COMPLETED, ExitStatus: exit, Diagnostics: diag})
 	if n.apps[c.app]--; n.apps[c.app] <= 0 {
 		delete(n.apps, c.app)
@@ -259,17 +261,18 @@ func (n *simNode) apply(resp *yarnpb.NodeHeartbeatResponse) {
 	}
 }
 
-// start runs a container of mb on the node until end (zero: until
+// start runs a container of mb and vc on the node until end (zero: until
 // stopped).
-func (n *simNode) start(id, app string, mb int64, end time.Time, onEnd func()) {
+func (n *simNode) start(id, app string, mb, vc int64, end time.Time, onEnd func()) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if _, ok := n.running[id]; ok {
 		return
 	}
-	n.running[id] = &simContainer{app: app, mb: mb, end: end, onEnd: onEnd}
+	n.running[id] = &simContainer{app: app, mb: mb, vc: vc, end: end, onEnd: onEnd}
 	n.apps[app]++
 	n.s.usedMB.Add(mb)
+	n.s.usedVC.Add(vc)
 }
 
 // stop ends a container at once.
@@ -326,7 +329,7 @@ func (m *containerManager) StartContainers(ctx context.Context, req *yarnpb.Star
 			resp.Failed[c.ContainerId] = "the simulation starts AM containers only"
 			continue
 		}
-		n.start(c.ContainerId, c.ApplicationId, 1024, time.Time{}, nil)
+		n.start(c.ContainerId, c.ApplicationId, 1024, 1, time.Time{}, nil)
 		resp.Succeeded = append(resp.Succeeded, c.ContainerId)
 		am := &simAM{s: m.s, node: n, container: c.ContainerId, appID: c.ApplicationId, attempt: attempt, creds: lc.Credentials}
 		m.s.wg.Add(1)
@@ -482,7 +485,7 @@ func (am *simAM) serve(ctx context.Context) error {
 					amrm.ReleaseContainer(c.Id)
 					continue
 				}
-				n.start(c.Id, am.appID, a.memoryMB, now.Add(a.run), nil)
+				n.start(c.Id, am.appID, a.memoryMB, int64(a.vcores), now.Add(a.run), nil)
 			}
 		},
 		ContainersCompleted: func(sts []*yarnpb.ContainerStatus) {
