@@ -283,11 +283,8 @@ func (e *clientEndpoint) KillApplication(ctx context.Context, req *yarnpb.KillAp
 		return nil, errdefs.ToGRPC(err)
 	}
 	r := e.s.State().Snapshot()
-	app := r.App(nil, req.ApplicationId)
-	if app == nil {
-		return nil, errdefs.ToGRPC(errdefs.NotFound("%s", e.s.notFoundReason(req.ApplicationId)))
-	}
-	if err := e.s.mayActOnApp(ctx, app); err != nil {
+	app, err := e.s.appToChange(ctx, r, req.ApplicationId)
+	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
 	if app.Terminal() {
@@ -306,6 +303,19 @@ func (e *clientEndpoint) KillApplication(ctx context.Context, req *yarnpb.KillAp
 	killed, _ := res.(bool)
 	e.s.logger.Info("application killed", "app_id", app.ID)
 	return &yarnpb.KillApplicationResponse{AlreadyFinished: !killed}, nil
+}
+
+// appToChange is the application a call names, when the caller may
+// change it.
+func (s *Server) appToChange(ctx context.Context, r *state.ReadTxn, id string) (*state.Application, error) {
+	app := r.App(nil, id)
+	if app == nil {
+		return nil, errdefs.NotFound("%s", s.notFoundReason(id))
+	}
+	if err := s.mayActOnApp(ctx, app); err != nil {
+		return nil, err
+	}
+	return app, nil
 }
 
 func liveContainers(cs []*state.Container) []*state.Container {
@@ -334,11 +344,8 @@ func (e *clientEndpoint) MoveApplication(ctx context.Context, req *yarnpb.MoveAp
 	if err != nil {
 		return nil, errdefs.ToGRPC(errdefs.InvalidArgument("%v", err))
 	}
-	app := r.App(nil, req.ApplicationId)
-	if app == nil {
-		return nil, errdefs.ToGRPC(errdefs.NotFound("%s", e.s.notFoundReason(req.ApplicationId)))
-	}
-	if err := e.s.mayActOnApp(ctx, app); err != nil {
+	app, err := e.s.appToChange(ctx, r, req.ApplicationId)
+	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
 	if app.Terminal() {

@@ -274,15 +274,8 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 	}
 	charge := func(c *state.Container) *appView {
 		a := apps[c.AppID]
-		if a == nil || v.labeled[c.NodeID] {
-			return a // a labeled partition's containers count toward no capacity
-		}
-		l := a.leaf
-		l.used = l.used.Add(c.Resource)
-		l.users[a.app.User] = l.users[a.app.User].Add(c.Resource)
-		a.used = a.used.Add(c.Resource)
-		if c.IsAM {
-			l.amUsed = l.amUsed.Add(c.Resource)
+		if a != nil && !v.labeled[c.NodeID] {
+			a.hold(c) // a labeled partition's containers count toward no capacity
 		}
 		return a
 	}
@@ -573,7 +566,7 @@ func (p *planner) placeFor(a *appView) int {
 				return cannot
 			}
 			c.IsAM = true
-			p.charge(a, c)
+			a.hold(c)
 			// Its asks come once the AM has registered.
 			a.done = true
 			return placed
@@ -602,7 +595,7 @@ func (p *planner) placeFor(a *appView) int {
 		}
 		a.pending[k.Key]++
 		if k.Label == "" {
-			p.charge(a, c)
+			a.hold(c)
 		} else {
 			a.used = a.used.Add(c.Resource)
 		}
@@ -611,7 +604,9 @@ func (p *planner) placeFor(a *appView) int {
 	return cannot
 }
 
-func (p *planner) charge(a *appView, c *state.Container) {
+// hold counts c as a's, and its leaf's and user's, in the default
+// partition.
+func (a *appView) hold(c *state.Container) {
 	l := a.leaf
 	l.used = l.used.Add(c.Resource)
 	l.users[a.app.User] = l.users[a.app.User].Add(c.Resource)
