@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -264,4 +265,37 @@ func TestAsksDoNotCountContainersNotYetHanded(t *testing.T) {
 	if asks[0].Count != 3 || asks[1].Count != 0 {
 		t.Fatalf("asks after the undelivered containers: %d and %d, want 3 and 0", asks[0].Count, asks[1].Count)
 	}
+}
+
+// A heartbeat is answered without waiting for raft: the container
+// changes it reports are committed by the status loop, and a completion
+// is acknowledged on the heartbeat after it is recorded, so the node
+// reports it until then.
+func TestHeartbeatChangesCommitInTheBackground(t *testing.T) {
+	s, c := testServer(t, nil)
+	nm := startFakeNM(t, s, 4096)
+	attempt := submitRunning(t, s, c, nm)
+	appID, _ := yarnpb.AppIDOfAttempt(attempt)
+	am := amContainer(t, nm, appID)
+	heartbeat(t, nm, am)
+	waitUntil(t, "the AM container RUNNING in the state", func() bool {
+		return s.State().Snapshot().Container(nil, am).State == yarnpb.ContainerState_CONTAINER_RUNNING
+	})
+	done := &yarnpb.NodeHeartbeatRequest{NodeId: nm.addr, Healthy: true, Containers: []*yarnpb.ContainerStatus{
+		{ContainerId: am, State: yarnpb.ContainerState_CONTAINER_COMPLETED, ExitStatus: 0}}}
+	acked := false
+	waitUntil(t, "the completion recorded and acknowledged", func() bool {
+		resp, err := nm.rm.NodeHeartbeat(context.Background(), done)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(resp.ContainersAcked, am) {
+			acked = true
+			// Acknowledged only once it is in the state.
+			if !s.State().Snapshot().Container(nil, am).Completed() {
+				t.Fatal("a completion was acknowledged before it was recorded")
+			}
+		}
+		return acked
+	})
 }
