@@ -2,6 +2,7 @@ package rm
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -247,10 +248,15 @@ func (s *Server) convertAsks(in []*yarnpb.ResourceRequest, tree *scheduler.Queue
 			return nil, errdefs.InvalidArgument("an ask names %d nodes and %d racks; at most %d and %d", len(a.Nodes), len(a.Racks), maxAskNodes, maxAskRacks)
 		case a.MaxPerNode < 0:
 			return nil, errdefs.InvalidArgument("max_per_node must not be negative, got %d", a.MaxPerNode)
-		case len(a.NodeLabel) > 128:
-			return nil, errdefs.InvalidArgument("node label %.32q... is too long", a.NodeLabel)
+		case a.NodeLabel != "" && !yarnpb.NodeLabel(a.NodeLabel):
+			return nil, errdefs.InvalidArgument("node label %.32q: a node label is 1 to 128 letters, digits, '.', '_' and '-'", a.NodeLabel)
 		case !tree.MayUseLabel(queue, a.NodeLabel):
 			return nil, errdefs.PermissionDenied("queue %s may not use nodes labeled %q: its accessible_node_labels does not list it", queue, a.NodeLabel)
+		}
+		for _, name := range append(slices.Clip(a.Nodes), a.Racks...) {
+			if name == "" || len(name) > 255 {
+				return nil, errdefs.InvalidArgument("an ask's preferred node or rack %.32q: want 1 to 255 characters", name)
+			}
 		}
 		res := state.ResourceFrom(a.Capability)
 		if a.Count > 0 {

@@ -28,7 +28,12 @@ func (s *Server) preemptionLoop(ctx context.Context) {
 	defer s.soft.setPreempting(map[string]preemption{})
 	s.tick(ctx, preemptionInterval, func(now time.Time) {
 		r := s.State().Snapshot()
-		sch.SetTree(queueTreeOf(r.Meta()))
+		tree := queueTreeOf(r.Meta())
+		if len(tree.LeafNames()) < 2 {
+			s.soft.setPreempting(nil)
+			return // one queue: nobody to take from for whom
+		}
+		sch.SetTree(tree)
 		marked := s.soft.preemptingSet()
 		victims := sch.Preempt(r, s.soft.asksFor, marked)
 		prev := s.soft.preemptions()

@@ -191,12 +191,7 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 		}
 		want = q
 	}
-	var total state.Resource
-	for _, n := range r.Nodes(nil) {
-		if n.Live() {
-			total = total.Add(n.Total)
-		}
-	}
+	total := liveTotal(r)
 	infos := map[string]*yarnpb.QueueInfo{}
 	users := map[string]map[string]*yarnpb.QueueUser{}
 	out := &yarnpb.QueueInfoResponse{}
@@ -206,7 +201,7 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 		}
 		info := &yarnpb.QueueInfo{
 			Name: q.Name, Capacity: float32(q.Capacity), MaxCapacity: float32(q.MaxCapacity), MaxAmShare: float32(q.MaxAMShare),
-			Guaranteed: scaleRes(total, q.Capacity).Proto(), Maximum: scaleRes(total, q.MaxCapacity).Proto(),
+			Guaranteed: scheduler.Scale(total, q.Capacity).Proto(), Maximum: scheduler.Scale(total, q.MaxCapacity).Proto(),
 			MaxApplications: int32(q.MaxApplications), Ordering: q.Ordering,
 			MinimumUserLimitPercent: float32(q.MinUserLimitPercent), UserLimitFactor: float32(q.UserLimitFactor),
 			NodeLabels: tree.NodeLabelsOf(q.Name),
@@ -259,10 +254,6 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 	return out, nil
 }
 
-func scaleRes(r state.Resource, f float64) state.Resource {
-	return state.Resource{MemoryMB: int64(float64(r.MemoryMB) * f), VCores: int32(float64(r.VCores) * f)}
-}
-
 // schedulerInfo is /ws/v1/cluster/scheduler: the queue tree with YARN's
 // CapacityScheduler field names. Percentages are of the parent
 // (capacity, maxCapacity), of the whole cluster (absolute…), and of the
@@ -277,12 +268,7 @@ func (s *Server) schedulerInfo(ctx context.Context) (map[string]any, error) {
 		leaves[q.Name] = q
 	}
 	r := s.State().Snapshot()
-	var total state.Resource
-	for _, n := range r.Nodes(nil) {
-		if n.Live() {
-			total = total.Add(n.Total)
-		}
-	}
+	total := liveTotal(r)
 	type share struct{ capacity, maximum float64 }
 	shares := map[string]share{}
 	tree := queueTreeOf(r.Meta())
@@ -313,7 +299,7 @@ func (s *Server) schedulerInfo(ctx context.Context) (map[string]any, error) {
 			for _, u := range info.GetUserUsage() {
 				users = append(users, map[string]any{"username": u.User, "resourcesUsed": resJSON(u.Used), "numActiveApplications": u.NumApplications})
 			}
-			maxAM := scaleRes(state.ResourceFrom(info.GetMaximum()), q.MaxAMShare)
+			maxAM := scheduler.Scale(state.ResourceFrom(info.GetMaximum()), q.MaxAMShare)
 			out["type"] = "capacitySchedulerLeafQueueInfo"
 			out["numActiveApplications"] = info.GetNumApplications() - info.GetNumPending()
 			out["numPendingApplications"] = info.GetNumPending()
@@ -337,7 +323,7 @@ func (s *Server) schedulerInfo(ctx context.Context) (map[string]any, error) {
 			}
 			out["queues"] = map[string]any{"queue": children}
 		}
-		guar := scaleRes(total, sh.capacity)
+		guar := scheduler.Scale(total, sh.capacity)
 		out["usedCapacity"] = finitePct(scheduler.DominantShare(used, guar))
 		out["absoluteUsedCapacity"] = finitePct(scheduler.DominantShare(used, total))
 		out["numApplications"] = apps
@@ -357,4 +343,15 @@ func finitePct(f float64) float64 {
 		return 0
 	}
 	return 100 * f
+}
+
+// liveTotal is what the live nodes offer.
+func liveTotal(r *state.ReadTxn) state.Resource {
+	var total state.Resource
+	r.EachNode(func(n *state.Node) {
+		if n.Live() {
+			total = total.Add(n.Total)
+		}
+	})
+	return total
 }

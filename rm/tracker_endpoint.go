@@ -56,7 +56,7 @@ func validateNodeRegistration(req *yarnpb.RegisterNodeManagerRequest, total stat
 		return errdefs.InvalidArgument("node %s: http address too long", req.NodeId)
 	}
 	for _, l := range req.Labels {
-		if !nodeLabelRe.MatchString(l) {
+		if !yarnpb.NodeLabel(l) {
 			return errdefs.InvalidArgument("node %s: label %q: use 1 to 128 letters, digits, '.', '_' and '-'", req.NodeId, l)
 		}
 	}
@@ -66,10 +66,7 @@ func validateNodeRegistration(req *yarnpb.RegisterNodeManagerRequest, total stat
 	return nil
 }
 
-var (
-	nodeLabelRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,128}$`)
-	rackRe      = regexp.MustCompile(`^(/[a-zA-Z0-9._-]{1,64}){1,8}$`)
-)
+var rackRe = regexp.MustCompile(`^(/[a-zA-Z0-9._-]{1,64}){1,8}$`)
 
 // defaultRack is a node's rack when it names none, as YARN's.
 const defaultRack = "/default-rack"

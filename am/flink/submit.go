@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -83,13 +82,11 @@ func (o *Options) Validate() error {
 		return errdefs.InvalidArgument("--failure-interval %s: want a positive duration", o.FailureInterval)
 	case o.MaxFailedContainers < 0:
 		return errdefs.InvalidArgument("--max-failed-containers %d: want 0 or more", o.MaxFailedContainers)
-	case o.TMNodeLabel != "" && !nodeLabelRe.MatchString(o.TMNodeLabel):
+	case o.TMNodeLabel != "" && !yarnpb.NodeLabel(o.TMNodeLabel):
 		return errdefs.InvalidArgument("--tm-node-label %q: a node label is 1 to 128 letters, digits, '.', '_' and '-'", o.TMNodeLabel)
 	}
 	return checkWebDir(o.WebDir)
 }
-
-var nodeLabelRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,128}$`)
 
 // checkQueue checks what the options ask of the queue: that it may use
 // the TaskManagers' node label.

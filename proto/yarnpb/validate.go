@@ -16,6 +16,21 @@ const (
 	MaxCredentialBytes = 64 << 10
 )
 
+// NodeLabel reports whether l is a node label: 1 to 128 letters,
+// digits, '.', '_' and '-'. NodeManagers' labels, asks' and queue files'
+// are all checked by it.
+func NodeLabel(l string) bool {
+	if l == "" || len(l) > 128 {
+		return false
+	}
+	for _, r := range l {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // PlainName reports whether name is a plain file name: it stays in the
 // directory it is joined to.
 func PlainName(name string) bool {

@@ -67,7 +67,9 @@ func (s *Scheduler) Preempt(r *state.ReadTxn, asks AskSource, marked map[string]
 	}
 	for _, c := range r.LiveContainers() {
 		l := queueOf[c.AppID]
-		if l == nil || c.IsAM || share(l.used, l.guar) <= 1 {
+		// The default partition's: a labeled node's container frees
+		// nothing a queue's guarantee is of.
+		if l == nil || c.IsAM || c.Labeled || share(l.used, l.guar) <= 1 {
 			continue
 		}
 		cands[l.q.Name] = append(cands[l.q.Name], c)

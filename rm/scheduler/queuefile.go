@@ -7,11 +7,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
 
+	"github.com/loom-project/loom/proto/yarnpb"
 	"github.com/loom-project/loom/rm/state"
 )
 
@@ -59,14 +61,15 @@ const defaultQueueFile = `queue "root" {
 `
 
 // DefaultTree is the queue tree loom starts with: root.default, the
-// whole cluster, open to every user.
-func DefaultTree() *QueueTree {
+// whole cluster, open to every user. It is parsed once; a tree is not
+// changed once parsed.
+var DefaultTree = sync.OnceValue(func() *QueueTree {
 	t, err := ParseQueueFile("built-in queues", []byte(defaultQueueFile))
 	if err != nil {
 		panic(err)
 	}
 	return t
-}
+})
 
 // QueueConf is one queue of the tree as the file gives it.
 type QueueConf struct {
@@ -139,7 +142,6 @@ type queueFile struct {
 var (
 	queueNameRe = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 	absoluteRe  = regexp.MustCompile(`^\[\s*memory\s*=\s*(\d+)\s*,\s*vcores\s*=\s*(\d+)\s*\]$`)
-	nodeLabelRe = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,128}$`)
 	aclEntryRe  = regexp.MustCompile(`^(\*|group:[a-zA-Z0-9._-]{1,64}|[a-zA-Z0-9._@-]{1,64})$`)
 )
 
@@ -425,7 +427,7 @@ func (v *validator) queue(b *queueBlock, parent string, depth int) *QueueConf {
 		*acl.dst = slices.Clone(acl.list)
 	}
 	for _, l := range b.NodeLabels {
-		if l != "*" && !nodeLabelRe.MatchString(l) {
+		if l != "*" && !yarnpb.NodeLabel(l) {
 			v.fail(line, "queue %s: accessible_node_labels entry %q: want a node label (1 to 128 letters, digits, '.', '_', '-') or \"*\"", name, l)
 		}
 	}

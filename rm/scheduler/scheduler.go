@@ -244,7 +244,7 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 		tree = DefaultTree()
 	}
 	for _, q := range tree.Leaves(v.total) {
-		l := &leafView{q: q, guar: scale(v.total, q.Capacity), max: scale(v.total, q.MaxCapacity), users: map[string]state.Resource{}, active: map[string]bool{}}
+		l := &leafView{q: q, guar: Scale(v.total, q.Capacity), max: Scale(v.total, q.MaxCapacity), users: map[string]state.Resource{}, active: map[string]bool{}}
 		v.leaves[q.Name] = l
 		v.order = append(v.order, l)
 	}
@@ -316,7 +316,7 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 			a.blacklist = v.amBlacklist(a.app)
 			a.leaf.active[a.app.User] = true
 			l := a.leaf
-			if amLimit := scale(l.max, l.q.MaxAMShare); amLimit.Fits(l.amUsed.Add(l.amWanted).Add(a.app.AMResource)) || l.amUsed.Add(l.amWanted).MemoryMB == 0 {
+			if amLimit := Scale(l.max, l.q.MaxAMShare); amLimit.Fits(l.amUsed.Add(l.amWanted).Add(a.app.AMResource)) || l.amUsed.Add(l.amWanted).MemoryMB == 0 {
 				l.amWanted = l.amWanted.Add(a.app.AMResource)
 				l.want(a.app.AMResource, 1)
 			}
@@ -398,8 +398,8 @@ func userLimit(l *leafView, required state.Resource) state.Resource {
 		current = maxRes(l.guar, l.used.Add(required))
 	}
 	active := max(len(l.active), 1)
-	limit := maxRes(scale(current, 1/float64(active)), scale(current, l.q.MinUserLimitPercent/100))
-	return minRes(limit, scale(l.guar, l.q.UserLimitFactor))
+	limit := maxRes(Scale(current, 1/float64(active)), Scale(current, l.q.MinUserLimitPercent/100))
+	return minRes(limit, Scale(l.guar, l.q.UserLimitFactor))
 }
 
 // userFits reports whether user may take res more in l: as in YARN,
@@ -551,7 +551,7 @@ func (p *planner) placeFor(a *appView) int {
 	if a.needAM {
 		a.needAM = false
 		res := a.app.AMResource
-		amLimit := scale(l.max, l.q.MaxAMShare)
+		amLimit := Scale(l.max, l.q.MaxAMShare)
 		switch {
 		case !amLimit.Fits(l.amUsed.Add(res)) && l.amUsed.MemoryMB > 0:
 			p.s.Waiting[a.app.ID] = fmt.Sprintf("waiting for an AM container: queue %s has reached its AM resource limit (%d MB, %.0f%% of the queue)", l.q.Name, amLimit.MemoryMB, l.q.MaxAMShare*100)
@@ -616,7 +616,8 @@ func (a *appView) hold(c *state.Container) {
 	}
 }
 
-func scale(r state.Resource, f float64) state.Resource {
+// Scale is r times f, each resource rounded down.
+func Scale(r state.Resource, f float64) state.Resource {
 	return state.Resource{MemoryMB: int64(float64(r.MemoryMB) * f), VCores: int32(float64(r.VCores) * f)}
 }
 

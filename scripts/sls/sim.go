@@ -44,6 +44,9 @@ type sim struct {
 	usedMB, usedVC atomic.Int64
 	// clients are every RM client the nodes hold, to close.
 	clients []*rmclient.Client
+	// pending are the trace's applications by id until their AMs take
+	// them, to learn what to ask for.
+	pending sync.Map // app id -> arrival
 }
 
 // simNode is a NodeManager: what it runs, and what it has to report.
@@ -416,16 +419,12 @@ func (s *sim) replay(ctx context.Context, trace []arrival, start time.Time) {
 	}()
 }
 
-// pendingApps are the trace's applications by id, for their AMs to find
-// what to ask for.
-var pendingApps sync.Map // app id -> arrival
-
 func (s *sim) submit(ctx context.Context, cl *rmclient.Client, a arrival) error {
 	app, err := cl.NewApplication(ctx)
 	if err != nil {
 		return err
 	}
-	pendingApps.Store(app.ApplicationId, a)
+	s.pending.Store(app.ApplicationId, a)
 	return cl.Submit(ctx, &yarnpb.ApplicationSubmissionContext{
 		ApplicationId: app.ApplicationId, Name: "sls", Queue: a.queue, Type: "sls", MaxAttempts: 1,
 		AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"sls-am"}},
@@ -455,7 +454,7 @@ func (am *simAM) run(ctx context.Context) {
 }
 
 func (am *simAM) serve(ctx context.Context) error {
-	v, ok := pendingApps.LoadAndDelete(am.appID)
+	v, ok := am.s.pending.LoadAndDelete(am.appID)
 	if !ok {
 		return errors.New("not an application of the trace")
 	}
