@@ -191,7 +191,7 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 		}
 		want = q
 	}
-	total := liveTotal(r)
+	total := defaultPartition(r)
 	infos := map[string]*yarnpb.QueueInfo{}
 	users := map[string]map[string]*yarnpb.QueueUser{}
 	out := &yarnpb.QueueInfoResponse{}
@@ -229,9 +229,11 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 		if a.State != yarnpb.AppState_APP_RUNNING {
 			info.NumPending++
 		}
-		used[a.Queue] = used[a.Queue].Add(a.Used)
+		// Capacities are of the nodes without labels: so is use.
+		held := a.Used.Sub(a.LabeledUsed)
+		used[a.Queue] = used[a.Queue].Add(held)
 		amUsed[a.Queue] = amUsed[a.Queue].Add(a.AMUsed)
-		userUsed[a.Queue+"\x00"+a.User] = userUsed[a.Queue+"\x00"+a.User].Add(a.Used)
+		userUsed[a.Queue+"\x00"+a.User] = userUsed[a.Queue+"\x00"+a.User].Add(held)
 		info.NumContainers += a.NumContainers
 		pending[a.Queue] = pending[a.Queue].Add(s.soft.pendingOf(a.CurrentAttempt))
 	}
@@ -268,7 +270,7 @@ func (s *Server) schedulerInfo(ctx context.Context) (map[string]any, error) {
 		leaves[q.Name] = q
 	}
 	r := s.State().Snapshot()
-	total := liveTotal(r)
+	total := defaultPartition(r)
 	type share struct{ capacity, maximum float64 }
 	shares := map[string]share{}
 	tree := queueTreeOf(r.Meta())
@@ -345,11 +347,12 @@ func finitePct(f float64) float64 {
 	return 100 * f
 }
 
-// liveTotal is what the live nodes offer.
-func liveTotal(r *state.ReadTxn) state.Resource {
+// defaultPartition is what the live nodes without labels offer: what
+// queues' capacities are of, as the scheduler's.
+func defaultPartition(r *state.ReadTxn) state.Resource {
 	var total state.Resource
 	r.EachNode(func(n *state.Node) {
-		if n.Live() {
+		if n.Live() && len(n.Labels) == 0 {
 			total = total.Add(n.Total)
 		}
 	})

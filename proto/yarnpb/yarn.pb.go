@@ -2443,15 +2443,17 @@ func (x *QueueInfoRequest) GetQueue() string {
 }
 
 type QueueInfo struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Capacity        float32                `protobuf:"fixed32,2,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	MaxCapacity     float32                `protobuf:"fixed32,3,opt,name=max_capacity,json=maxCapacity,proto3" json:"max_capacity,omitempty"`
-	MaxAmShare      float32                `protobuf:"fixed32,4,opt,name=max_am_share,json=maxAmShare,proto3" json:"max_am_share,omitempty"`
-	Used            *Resource              `protobuf:"bytes,5,opt,name=used,proto3" json:"used,omitempty"`
-	AmUsed          *Resource              `protobuf:"bytes,6,opt,name=am_used,json=amUsed,proto3" json:"am_used,omitempty"`
-	NumApplications int32                  `protobuf:"varint,7,opt,name=num_applications,json=numApplications,proto3" json:"num_applications,omitempty"`
-	NumPending      int32                  `protobuf:"varint,8,opt,name=num_pending,json=numPending,proto3" json:"num_pending,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Capacity    float32                `protobuf:"fixed32,2,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	MaxCapacity float32                `protobuf:"fixed32,3,opt,name=max_capacity,json=maxCapacity,proto3" json:"max_capacity,omitempty"`
+	MaxAmShare  float32                `protobuf:"fixed32,4,opt,name=max_am_share,json=maxAmShare,proto3" json:"max_am_share,omitempty"`
+	// used and am_used are on the nodes without labels, which capacities
+	// are of; so are guaranteed, maximum and user_usage.
+	Used            *Resource `protobuf:"bytes,5,opt,name=used,proto3" json:"used,omitempty"`
+	AmUsed          *Resource `protobuf:"bytes,6,opt,name=am_used,json=amUsed,proto3" json:"am_used,omitempty"`
+	NumApplications int32     `protobuf:"varint,7,opt,name=num_applications,json=numApplications,proto3" json:"num_applications,omitempty"`
+	NumPending      int32     `protobuf:"varint,8,opt,name=num_pending,json=numPending,proto3" json:"num_pending,omitempty"`
 	// The users with applications in the queue now, sorted.
 	Users []string `protobuf:"bytes,9,rep,name=users,proto3" json:"users,omitempty"`
 	// capacity and max_capacity of the cluster as it is now.
