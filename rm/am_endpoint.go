@@ -183,9 +183,15 @@ func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) 
 	}
 }
 
+// maxHandedOut bounds the containers one Allocate answer hands over,
+// for the write that records them to stay small (see maxBatchStatuses);
+// the AM is handed the rest on its next call, at once.
+const maxHandedOut = 256
+
 // collectAllocate builds an Allocate response from the state: containers
-// placed for the attempt and not yet handed over, each with its container
-// token, and completions the AM has not seen. done is false when there is
+// placed for the attempt and not yet handed over (the oldest
+// maxHandedOut), each with its container token, and completions the AM
+// has not seen. done is false when there is
 // nothing new; ws then fires when there may be.
 func (s *Server) collectAllocate(attemptID string, app *state.Application, respID int32) (*yarnpb.AllocateResponse, bool, memdb.WatchSet, error) {
 	appID, keep, now := app.ID, app.KeepContainers, s.clock.Now()
@@ -206,7 +212,7 @@ func (s *Server) collectAllocate(attemptID string, app *state.Application, respI
 		if c.IsAM {
 			continue
 		}
-		if c.AttemptID == attemptID && c.State == yarnpb.ContainerState_CONTAINER_ALLOCATED {
+		if c.AttemptID == attemptID && c.State == yarnpb.ContainerState_CONTAINER_ALLOCATED && len(handed) < maxHandedOut {
 			p, err := s.withToken(c, app.User, now)
 			if err != nil {
 				return nil, false, nil, err

@@ -21,10 +21,12 @@ const (
 // apply path allocates a lot, so collecting at 400% growth instead of
 // 100% buys ~20% scheduling throughput, and a 72 MiB soft limit keeps the
 // process, with the raft log's mapped pages and the binary's, within 128
-// MiB. A fixed limit below the live heap makes the collector run without
-// pause (at 1,000 NodeManagers and 18,000 containers it took half the
-// CPU), so the limit follows the live heap: every few seconds it becomes
-// twice the live heap, and never less than 72 MiB.
+// MiB. A fixed limit below what the process needs makes the collector
+// run without pause (at 1,000 NodeManagers and 18,000 containers it took
+// half the CPU), so the limit follows the process: every few seconds it
+// becomes what the runtime holds besides the heap (goroutine stacks, a
+// few for each connection, are a third of the RM at 10,000 NodeManagers)
+// plus twice the live heap, and never less than 72 MiB.
 func TuneRuntime() (stop func()) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
@@ -39,18 +41,36 @@ func TuneRuntime() (stop func()) {
 		defer close(finished)
 		t := time.NewTicker(5 * time.Second)
 		defer t.Stop()
-		sample := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		samples := make([]rtmetrics.Sample, len(memorySamples))
+		for i, name := range memorySamples {
+			samples[i].Name = name
+		}
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
 			}
-			rtmetrics.Read(sample)
-			if sample[0].Value.Kind() != rtmetrics.KindUint64 {
+			rtmetrics.Read(samples)
+			var v [len(memorySamples)]uint64
+			ok := true
+			for i, s := range samples {
+				if s.Value.Kind() != rtmetrics.KindUint64 {
+					ok = false
+					break
+				}
+				v[i] = s.Value.Uint64()
+			}
+			if !ok {
 				continue
 			}
-			debug.SetMemoryLimit(memoryLimitFor(sample[0].Value.Uint64()))
+			// What counts against the limit and is not the heap's.
+			heap := v[2] + v[3] + v[4]
+			var other uint64
+			if v[1] > v[5]+heap {
+				other = v[1] - v[5] - heap
+			}
+			debug.SetMemoryLimit(memoryLimitFor(v[0], other))
 		}
 	}()
 	return func() {
@@ -59,7 +79,19 @@ func TuneRuntime() (stop func()) {
 	}
 }
 
-// memoryLimitFor is the soft limit for a live heap of live bytes.
-func memoryLimitFor(live uint64) int64 {
-	return max(minMemoryLimit, int64(live)*liveHeadroom)
+// memorySamples are the runtime metrics the limit follows, in the order
+// TuneRuntime reads them.
+var memorySamples = [...]string{
+	"/gc/heap/live:bytes",
+	"/memory/classes/total:bytes",
+	"/memory/classes/heap/objects:bytes",
+	"/memory/classes/heap/unused:bytes",
+	"/memory/classes/heap/free:bytes",
+	"/memory/classes/heap/released:bytes",
+}
+
+// memoryLimitFor is the soft limit for a live heap of live bytes in a
+// process that holds other bytes besides its heap.
+func memoryLimitFor(live, other uint64) int64 {
+	return max(minMemoryLimit, int64(other)+int64(live)*liveHeadroom)
 }

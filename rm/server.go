@@ -81,7 +81,8 @@ type Config struct {
 	NodeLocalityDelay, RackLocalityDelay int
 	// RaftTimeout is raft's heartbeat and election timeout.
 	RaftTimeout time.Duration
-	// MaxBatch bounds the allocations committed in one raft entry.
+	// MaxBatch bounds the allocations committed in one raft entry: a
+	// few hundred, as maxBatchStatuses says why.
 	MaxBatch int
 	// KillGrace is how long after an application ends its AM container is
 	// left to exit by itself before NMs are told to stop it.
@@ -148,7 +149,7 @@ func DefaultConfig() *Config {
 		NodeLocalityDelay:   scheduler.DefaultNodeLocalityDelay,
 		RackLocalityDelay:   scheduler.DefaultRackLocalityDelay,
 		RaftTimeout:         300 * time.Millisecond,
-		MaxBatch:            2048,
+		MaxBatch:            256,
 		KillGrace:           5 * time.Second,
 		KeyRotation:         24 * time.Hour,
 		MaxCompletedApps:    DefaultMaxCompletedApps,

@@ -140,6 +140,11 @@ func newFakeNMServer(f *fakeNM, id *tlsutil.Bundle) *grpc.Server {
 
 func startFakeNM(t testing.TB, s *Server, memMB int64) *fakeNM {
 	t.Helper()
+	return startFakeNMWith(t, s, &yarnpb.Resource{MemoryMb: memMB, Vcores: 8})
+}
+
+func startFakeNMWith(t testing.TB, s *Server, total *yarnpb.Resource) *fakeNM {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +155,7 @@ func startFakeNM(t testing.TB, s *Server, memMB int64) *fakeNM {
 	go g.Serve(ln)
 	t.Cleanup(g.Stop)
 	f.rm = clientAs(t, s, id.Identity)
-	if _, err := f.rm.RegisterNode(context.Background(), &yarnpb.RegisterNodeManagerRequest{NodeId: f.addr, Total: &yarnpb.Resource{MemoryMb: memMB, Vcores: 8}}); err != nil {
+	if _, err := f.rm.RegisterNode(context.Background(), &yarnpb.RegisterNodeManagerRequest{NodeId: f.addr, Total: total}); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -270,6 +275,36 @@ func TestAllocateHoldsUntilContainersArriveAndResendsLostResponses(t *testing.T)
 	}
 	if len(r.Containers) != 4 {
 		t.Fatalf("app has %d containers, want the AM and 3", len(r.Containers))
+	}
+}
+
+// An answer hands over at most maxHandedOut containers, and the next
+// call the rest: the write that records them stays small.
+func TestAllocateHandsOutABoundedBatch(t *testing.T) {
+	s, c := testServer(t, nil)
+	nm := startFakeNMWith(t, s, &yarnpb.Resource{MemoryMb: 64 << 10, Vcores: 512})
+	attempt := submitRunning(t, s, c, nm)
+	const want = maxHandedOut + 44
+	asks := []*yarnpb.ResourceRequest{{Priority: 1, Capability: &yarnpb.Resource{MemoryMb: 128, Vcores: 1}, Count: want}}
+	at := s.State().Snapshot().Attempt(nil, attempt)
+	waitUntil(t, "every container placed", func() bool {
+		allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, ResponseId: -1, Asks: asks}) // asks only: out of step, answered RESYNC
+		n := 0
+		for _, c := range s.State().Snapshot().ContainersByAttempt(nil, at.ID) {
+			if c.State == yarnpb.ContainerState_CONTAINER_ALLOCATED && !c.IsAM {
+				n++
+			}
+		}
+		return n == want
+	})
+	first := allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, Asks: asks})
+	if len(first.Allocated) != maxHandedOut {
+		t.Fatalf("first answer handed %d containers, want %d", len(first.Allocated), maxHandedOut)
+	}
+	asks[0].Count = want - maxHandedOut
+	second := allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, ResponseId: first.ResponseId, Asks: asks})
+	if len(second.Allocated) != want-maxHandedOut {
+		t.Fatalf("second answer handed %d containers, want %d", len(second.Allocated), want-maxHandedOut)
 	}
 }
 

@@ -165,9 +165,11 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 	resp.ResponseId = s.soft.nextNodeResponse(node.ID)
 
 	// Apply what changed: containers that started or completed.
+	held := make([]*state.Container, len(req.Containers))
 	var changed []*yarnpb.ContainerStatus
-	for _, cs := range req.Containers {
+	for i, cs := range req.Containers {
 		c := r.Container(nil, cs.ContainerId)
+		held[i] = c
 		if c == nil || c.NodeID != node.ID || c.Completed() {
 			continue
 		}
@@ -189,29 +191,41 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 		// and reports again what a full queue dropped.
 		s.queueStatuses(containerStatusesCmd{NodeID: node.ID, Statuses: changed, Now: now.UnixMilli()})
 	}
+	wrote := false
 	switch {
 	case !req.Healthy && node.State == yarnpb.NodeState_NODE_RUNNING:
 		if _, _, err := s.raftApply(CmdSetNodeState, setNodeStateCmd{NodeID: node.ID, State: yarnpb.NodeState_NODE_UNHEALTHY, Report: cut(req.HealthReport), Now: now.UnixMilli()}); err != nil {
 			return nil, errdefs.ToGRPC(err)
 		}
+		wrote = true
 	case req.Healthy && node.State == yarnpb.NodeState_NODE_UNHEALTHY:
 		if _, _, err := s.raftApply(CmdSetNodeState, setNodeStateCmd{NodeID: node.ID, State: yarnpb.NodeState_NODE_RUNNING, Report: "healthy", Now: now.UnixMilli()}); err != nil {
 			return nil, errdefs.ToGRPC(err)
 		}
+		wrote = true
 	}
 
-	// Tell the node what to clean up, from the state after the changes.
-	r = s.State().Snapshot()
-	liveApps := map[string]bool{}
-	for _, cs := range req.Containers {
-		c := r.Container(nil, cs.ContainerId)
+	// Tell the node what to clean up, from the state after the changes
+	// (the status loop's come later: the node hears of them next time).
+	if wrote {
+		r = s.State().Snapshot()
+		for i, cs := range req.Containers {
+			held[i] = r.Container(nil, cs.ContainerId)
+		}
+	}
+	var liveApps map[string]bool
+	if len(req.RunningApps) > 0 {
+		liveApps = make(map[string]bool, len(req.RunningApps))
+	}
+	for i, cs := range req.Containers {
+		c := held[i]
 		if cs.State == yarnpb.ContainerState_CONTAINER_COMPLETED {
 			if c == nil || c.Completed() {
 				resp.ContainersAcked = append(resp.ContainersAcked, cs.ContainerId)
 			}
 			continue
 		}
-		if c != nil {
+		if c != nil && liveApps != nil {
 			liveApps[c.AppID] = true
 		}
 		// The RM is done with a container it holds completed, and with
@@ -234,7 +248,9 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 	}
 
 	// A decommissioning node leaves once it is empty or its time is up.
-	node = r.Node(nil, node.ID)
+	if wrote {
+		node = r.Node(nil, node.ID)
+	}
 	if node.State == yarnpb.NodeState_NODE_DECOMMISSIONING && (node.NumContainers == 0 || (node.DecommissionDeadline > 0 && now.UnixMilli() > node.DecommissionDeadline)) {
 		if _, _, err := s.raftApply(CmdSetNodeState, setNodeStateCmd{NodeID: node.ID, State: yarnpb.NodeState_NODE_DECOMMISSIONED, Report: "decommissioned", Now: now.UnixMilli()}); err != nil {
 			return nil, errdefs.ToGRPC(err)
@@ -288,10 +304,14 @@ func (e *trackerEndpoint) UnRegisterNodeManager(ctx context.Context, req *yarnpb
 }
 
 // Bounds on the status loop: updates queued, and statuses in one raft
-// entry.
+// entry. A write transaction that rewrites more than a few hundred
+// containers outgrows go-memdb's record of the nodes it changed and
+// then compares whole trees to wake watchers (state's
+// BenchmarkPlaceContainers: 2,048 a transaction place at a third of the
+// rate of 256), so batches stay at a few hundred.
 const (
 	statusQueueLen   = 8192
-	maxBatchStatuses = 20000
+	maxBatchStatuses = 256
 )
 
 // queueStatuses hands a heartbeat's container changes to the status

@@ -24,8 +24,16 @@ const amBlacklistThreshold = 0.8
 // partition is the schedulable nodes of one node label ("" is the nodes
 // without labels), in a stable order for round-robin.
 type partition struct {
+	label string
 	nodes []*nodeView
-	byID  map[string]*nodeView
+}
+
+// has reports whether node is one of the partition's.
+func (p *partition) has(n *state.Node) bool {
+	if p.label == "" {
+		return len(n.Labels) == 0
+	}
+	return slices.Contains(n.Labels, p.label)
 }
 
 // askRef names an ask across passes, for its missed opportunities.
@@ -88,7 +96,7 @@ func (p *planner) place(rq request) *state.Container {
 	var chosen *nodeView
 	local := len(rq.nodes) > 0 || len(rq.racks) > 0
 	for _, id := range rq.nodes {
-		if nv := part.byID[id]; nv != nil && fits(nv) {
+		if nv := p.v.byID[id]; nv != nil && part.has(nv.node) && fits(nv) {
 			chosen = nv
 			break
 		}

@@ -86,6 +86,10 @@ type Scheduler struct {
 	cursors map[string]int
 	// lastNodes is how many schedulable nodes the last pass saw.
 	lastNodes int
+	// buf is the node views' memory, reused pass after pass: a pass
+	// over 10,000 nodes would otherwise allocate its views and index
+	// anew, and a busy RM plans many times a second.
+	buf viewBuffers
 	// missed are the scheduling opportunities asks waiting for locality
 	// have passed up (delay scheduling), for those seen in the last pass.
 	missed map[askRef]int
@@ -119,6 +123,15 @@ func (s *Scheduler) SetTree(t *QueueTree) { s.tree = t }
 type nodeView struct {
 	node *state.Node
 	free state.Resource
+}
+
+// viewBuffers hold what one pass's node views are made of, for the next
+// pass to overwrite. A Scheduler makes one pass at a time.
+type viewBuffers struct {
+	slab  []nodeView
+	nodes []*nodeView
+	byID  map[string]*nodeView
+	parts map[string][]*nodeView
 }
 
 // leafView is a leaf queue during one pass: what it is owed, what it
@@ -196,19 +209,27 @@ type view struct {
 // newView reads a snapshot, the asks, and the placements of earlier plans
 // still being committed (which count as placed).
 func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.Container) *view {
-	v := &view{r: r, inflight: inflight, byID: make(map[string]*nodeView, s.lastNodes), leaves: map[string]*leafView{}, inflightAM: map[string]bool{}, seq: map[string]int64{},
-		parts: map[string]*partition{}, labeled: map[string]bool{}, nodes: make([]*nodeView, 0, s.lastNodes)}
+	b := &s.buf
+	if b.byID == nil {
+		b.byID = make(map[string]*nodeView, s.lastNodes)
+		b.parts = map[string][]*nodeView{}
+	}
+	clear(b.byID)
+	if cap(b.slab) < s.lastNodes+16 {
+		b.slab = make([]nodeView, 0, s.lastNodes+16)
+	}
+	v := &view{r: r, inflight: inflight, byID: b.byID, leaves: map[string]*leafView{}, inflightAM: map[string]bool{}, seq: map[string]int64{},
+		parts: map[string]*partition{}, labeled: map[string]bool{}, nodes: b.nodes[:0]}
 	addTo := func(label string, nv *nodeView) {
 		part := v.parts[label]
 		if part == nil {
-			part = &partition{byID: make(map[string]*nodeView, s.lastNodes)}
+			part = &partition{label: label, nodes: b.parts[label][:0]}
 			v.parts[label] = part
 		}
 		part.nodes = append(part.nodes, nv)
-		part.byID[nv.node.ID] = nv
 	}
 	// The node views of a pass in one allocation, sized by the last.
-	slab := make([]nodeView, 0, s.lastNodes+16)
+	slab := b.slab[:0]
 	r.EachNode(func(n *state.Node) {
 		if !n.Live() {
 			return
@@ -238,6 +259,15 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 			addTo(l, nv)
 		}
 	})
+	b.nodes = v.nodes
+	for label := range b.parts {
+		if v.parts[label] == nil {
+			delete(b.parts, label)
+		}
+	}
+	for label, part := range v.parts {
+		b.parts[label] = part.nodes
+	}
 	s.lastNodes = len(v.nodes)
 	tree := s.tree
 	if tree == nil {

@@ -191,7 +191,8 @@ func (r *ReadTxn) ContainersByAttempt(ws memdb.WatchSet, attemptID string) []*Co
 	return r.containersBy(ws, "attempt", attemptID)
 }
 
-// ContainersByNode returns the containers placed on a node.
+// ContainersByNode returns the containers on a node that have not
+// completed.
 func (r *ReadTxn) ContainersByNode(ws memdb.WatchSet, nodeID string) []*Container {
 	return r.containersBy(ws, "node", nodeID)
 }

@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"time"
 )
@@ -78,7 +79,7 @@ func main() {
 	flag.Uint64Var(&c.seed, "seed", 1, "seed of the synthetic trace")
 	flag.StringVar(&c.rmArgs, "rm-args", "", "more flags for `loom rm`, space-separated")
 	flag.BoolVar(&c.preemption, "preemption", true, "let the RM preempt (its default)")
-	flag.DurationVar(&c.profile, "profile", 0, "save the RM's CPU profile over this long, from the first submission, to rm-cpu.pprof in --out")
+	flag.DurationVar(&c.profile, "profile", 0, "save the RM's CPU profile over this long, from the first submission, to rm-cpu.pprof in --out, and the simulator's own to sim-cpu.pprof")
 	flag.DurationVar(&c.goroutines, "goroutines", 0, "save the RM's goroutines this long after the first submission, to rm-goroutines.txt in --out, and its allocations to rm-allocs.pprof")
 	flag.IntVar(&c.nodesPerConn, "nodes-per-conn", 1, "simulated NodeManagers that share one connection to the RM (1: a connection each, as real ones)")
 	flag.Parse()
@@ -167,6 +168,11 @@ func run(ctx context.Context, c config) error {
 				sim.fail(err)
 			}
 		}()
+		go func() {
+			if err := profileSelf(ctx, c.profile, filepath.Join(c.out, "sim-cpu.pprof")); err != nil {
+				sim.fail(err)
+			}
+		}()
 	}
 	select {
 	case <-ctx.Done():
@@ -176,4 +182,23 @@ func run(ctx context.Context, c config) error {
 	<-samplerDone
 	rep.finish(sim, rm, start)
 	return rep.write(c.out)
+}
+
+// profileSelf saves the simulator's own CPU profile over d to path: what
+// the simulated side costs the machine the RM shares.
+func profileSelf(ctx context.Context, d time.Duration, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+	pprof.StopCPUProfile()
+	return f.Close()
 }
