@@ -52,6 +52,7 @@ func rmCommand() *cli.Command {
 			&cli.IntFlag{Name: "node-locality-delay", Value: scheduler.DefaultNodeLocalityDelay, Usage: "missed scheduling opportunities an ask waits for its preferred nodes before it takes their racks' (delay scheduling)"},
 			&cli.IntFlag{Name: "rack-locality-delay", Value: scheduler.DefaultRackLocalityDelay, Usage: "missed opportunities more it waits for those racks before it takes any node"},
 			&cli.DurationFlag{Name: "preemption-grace", Value: d.PreemptionGrace, Usage: "how long an ApplicationMaster is warned before a container taken back from it is killed"},
+			&cli.Float64Flag{Name: "preemption-per-round", Value: d.PreemptionPerRound, Usage: "the most of the cluster one preemption round (a second) newly takes back, a fraction (YARN's total_preemption_per_round)"},
 			tlsCAFlag, tlsCertFlag, tlsKeyFlag,
 			&cli.StringFlag{Name: "tls-ca-key", Usage: "the CA's key, to sign the certificates of applications' containers (without it no AM can be launched)", EnvVars: []string{"LOOM_TLS_CA_KEY"}},
 			adminsFlag,
@@ -100,6 +101,7 @@ func rmCommand() *cli.Command {
 			cfg.EnableDebug = c.Bool("enable-debug")
 			cfg.Preemption = !c.Bool("no-preemption")
 			cfg.PreemptionGrace = c.Duration("preemption-grace")
+			cfg.PreemptionPerRound = c.Float64("preemption-per-round")
 			cfg.NodeLocalityDelay, cfg.RackLocalityDelay = c.Int("node-locality-delay"), c.Int("rack-locality-delay")
 			if cfg.NodeLocalityDelay < 0 || cfg.RackLocalityDelay < 0 {
 				return errors.New("--node-locality-delay and --rack-locality-delay must not be negative")

@@ -25,6 +25,7 @@ func (s *Server) preemptionLoop(ctx context.Context) {
 		return
 	}
 	sch := scheduler.New(nil, 0)
+	sch.PreemptionPerRound = s.cfg.PreemptionPerRound
 	defer s.soft.setPreempting(map[string]preemption{})
 	s.tick(ctx, preemptionInterval, func(now time.Time) {
 		r := s.State().Snapshot()

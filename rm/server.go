@@ -69,9 +69,11 @@ type Config struct {
 	QueueFile string
 	// Preemption takes containers back from queues over their guarantee
 	// for queues below it; PreemptionGrace is how long an AM is warned
-	// before its container is killed.
-	Preemption      bool
-	PreemptionGrace time.Duration
+	// before its container is killed; PreemptionPerRound is the most of
+	// the cluster one round (a second) newly takes back, a fraction.
+	Preemption         bool
+	PreemptionGrace    time.Duration
+	PreemptionPerRound float64
 	// EnableDebug serves Go's profiles at /debug/pprof/ of the HTTP
 	// address, to admins.
 	EnableDebug bool
@@ -146,6 +148,7 @@ func DefaultConfig() *Config {
 		MaxAllocation:       state.Resource{MemoryMB: 8192, VCores: 4},
 		Preemption:          true,
 		PreemptionGrace:     15 * time.Second,
+		PreemptionPerRound:  0.1,
 		NodeLocalityDelay:   scheduler.DefaultNodeLocalityDelay,
 		RackLocalityDelay:   scheduler.DefaultRackLocalityDelay,
 		RaftTimeout:         300 * time.Millisecond,
@@ -254,6 +257,9 @@ func New(cfg *Config) (*Server, error) {
 	}
 	if cfg.PreemptionGrace < 0 {
 		return nil, fmt.Errorf("--preemption-grace %s: want 0 or more", cfg.PreemptionGrace)
+	}
+	if !(cfg.PreemptionPerRound > 0 && cfg.PreemptionPerRound <= 1) {
+		return nil, fmt.Errorf("--preemption-per-round %g: want a fraction of the cluster above 0 and at most 1", cfg.PreemptionPerRound)
 	}
 	s := &Server{
 		cfg:           cfg,

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"container/heap"
+	"math"
 	"sort"
 	"strings"
 
@@ -25,11 +26,15 @@ type Victim struct {
 //   - the rest comes from queues over their guarantee, the one holding
 //     the largest share of its guarantee first, youngest container
 //     first, and never so much that one falls below its guarantee;
-//   - AM containers are not taken.
+//   - AM containers are not taken;
+//   - one pass newly chooses at most PreemptionPerRound of the default
+//     partition (the last container may go past it), so that a burst of
+//     asks takes the cluster back over a few rounds rather than at once.
 //
 // marked are the containers already chosen by an earlier pass: they are
 // chosen first while still needed, so that a warned container is the one
-// later killed, and none is warned twice for the same room.
+// later killed, and none is warned twice for the same room. They do not
+// count against the round's bound.
 func (s *Scheduler) Preempt(r *state.ReadTxn, asks AskSource, marked map[string]bool) []Victim {
 	v := s.newView(r, asks, nil)
 	var need, smallest state.Resource
@@ -87,15 +92,27 @@ func (s *Scheduler) Preempt(r *state.ReadTxn, asks AskSource, marked map[string]
 		})
 		heap.Push(h, &overQueue{leaf: v.leaves[name], cands: cs})
 	}
+	// What this pass newly chose, as a dominant share of the partition.
+	bound, chosen := s.PreemptionPerRound, 0.0
+	if bound <= 0 || bound >= 1 {
+		bound = math.Inf(1)
+	}
 	var out []Victim
 	for h.Len() > 0 && (need.MemoryMB > 0 || need.VCores > 0) {
 		o := (*h)[0]
 		c := o.cands[0]
+		if !marked[c.ID] && chosen >= bound {
+			heap.Pop(h) // the rest of its candidates are new: next round
+			continue
+		}
 		o.cands = o.cands[1:]
 		after := o.leaf.used.Sub(c.Resource)
 		if share(after, o.leaf.guar) >= 1 {
 			o.leaf.used = after
 			need = need.Sub(c.Resource)
+			if !marked[c.ID] {
+				chosen += share(c.Resource, v.total)
+			}
 			out = append(out, Victim{Container: c, Queue: o.leaf.q.Name, For: strings.Join(owedTo, ", ")})
 		}
 		if len(o.cands) == 0 || share(o.leaf.used, o.leaf.guar) <= 1 {

@@ -196,4 +196,18 @@ func TestPreemptionChoice(t *testing.T) {
 	if len(again) != 3 || !older[again[0].Container.ID] {
 		t.Fatalf("with an older container marked, victims %+v: want it first", again)
 	}
+
+	// Bounded to 15% of the cluster a round, a pass newly chooses two
+	// containers (the second goes past 15%); those it chose count as
+	// marked in the next, which chooses the third.
+	s.PreemptionPerRound = 0.15
+	first := s.Preempt(w.s.Snapshot(), src, nil)
+	if len(first) != 2 || first[0].Container.AllocatedAt != 109 || first[1].Container.AllocatedAt != 108 {
+		t.Fatalf("first bounded round chose %+v, want prod's two youngest", first)
+	}
+	marked := map[string]bool{first[0].Container.ID: true, first[1].Container.ID: true}
+	second := s.Preempt(w.s.Snapshot(), src, marked)
+	if len(second) != 3 || second[2].Container.AllocatedAt != 107 {
+		t.Fatalf("second bounded round chose %+v, want the two marked and the next youngest", second)
+	}
 }

@@ -102,6 +102,10 @@ type Scheduler struct {
 	// caller should plan again after the next round of heartbeats, as
 	// each is an opportunity.
 	Delayed bool
+	// PreemptionPerRound is the most of the default partition one
+	// Preempt pass newly chooses, as a fraction (YARN's
+	// total_preemption_per_round); 0 or 1 and over leave it unbounded.
+	PreemptionPerRound float64
 	// Waiting holds, per application, why its AM container is not
 	// placed yet (queue AM limit, no room); refreshed every Plan.
 	Waiting map[string]string
