@@ -40,6 +40,7 @@ func rmCommand() *cli.Command {
 			&cli.Int64Flag{Name: "max-allocation-mb", Value: d.MaxAllocation.MemoryMB, Usage: "largest container memory"},
 			&cli.IntFlag{Name: "max-allocation-vcores", Value: int(d.MaxAllocation.VCores), Usage: "largest container vcores"},
 			&cli.DurationFlag{Name: "raft-timeout", Value: d.RaftTimeout, Usage: "raft heartbeat and election timeout"},
+			&cli.IntFlag{Name: "keep-completed-containers", Value: d.KeepCompletedOfRunning, Usage: fmt.Sprintf("completed containers a running application keeps in the RM's state once its AM has heard of them, newest first (at most %d)", rm.KeepCompletedLimit)},
 			&cli.IntFlag{Name: "max-completed-apps", Value: d.MaxCompletedApps, Usage: fmt.Sprintf("ended applications the RM keeps, newest first (at most %d)", rm.MaxCompletedAppsLimit)},
 			&cli.DurationFlag{Name: "completed-app-ttl", Value: d.CompletedAppTTL, Usage: "an ended application is forgotten this long after it ended"},
 			&cli.DurationFlag{Name: "gc-interval", Value: d.GCInterval, Usage: "how often the leader forgets what retention allows"},
@@ -80,6 +81,10 @@ func rmCommand() *cli.Command {
 			cfg.RaftTimeout = c.Duration("raft-timeout")
 			cfg.StagingQuota = c.Int64("staging-quota-mb") << 20
 			cfg.MaxCompletedApps = c.Int("max-completed-apps")
+			cfg.KeepCompletedOfRunning = c.Int("keep-completed-containers")
+			if cfg.KeepCompletedOfRunning < 0 || cfg.KeepCompletedOfRunning > rm.KeepCompletedLimit {
+				return fmt.Errorf("--keep-completed-containers %d: want 0..%d", cfg.KeepCompletedOfRunning, rm.KeepCompletedLimit)
+			}
 			cfg.CompletedAppTTL = c.Duration("completed-app-ttl")
 			cfg.NodeTTL = c.Duration("node-ttl")
 			cfg.GCInterval = c.Duration("gc-interval")

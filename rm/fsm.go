@@ -42,6 +42,7 @@ const (
 	CmdSetQueues
 	CmdMoveApp
 	CmdNodeStatuses
+	CmdForgetCompleted
 )
 
 // Command payloads. Ids and timestamps are computed by the caller, never
@@ -282,6 +283,9 @@ func init() {
 			n, err := tx.DeleteAppContainers(id)
 			return n > 0, err
 		})
+	})
+	register(CmdForgetCompleted, func(tx *state.WriteTxn, c *forgetCmd) (any, error) {
+		return forgetEach(c, tx.DeleteCompletedContainer)
 	})
 	register(CmdNodeStatuses, func(tx *state.WriteTxn, c *nodeStatusesCmd) (any, error) {
 		for i := range c.Nodes {

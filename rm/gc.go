@@ -18,14 +18,20 @@ import (
 // only the newest KeepContainersOf keep their containers, KeepEndedContainers
 // of them at most (YARN's reports
 // of finished applications list none): containers are most of the state,
-// hundreds a second. An application with a container still running, or
-// a node with one, is kept until it has none.
+// hundreds a second. A running application keeps the newest
+// KeepCompletedOfRunning of its completed containers its AM has been
+// told of (and its AM containers): a session that runs for months
+// replacing TaskManagers would otherwise grow the state with each. An
+// application with a container still running, or a node with one, is
+// kept until it has none.
 const (
 	// DefaultMaxCompletedApps is YARN's
 	// yarn.resourcemanager.max-completed-applications.
 	DefaultMaxCompletedApps = 1000
 	// MaxCompletedAppsLimit bounds --max-completed-apps.
 	MaxCompletedAppsLimit = 10000
+	// KeepCompletedLimit bounds --keep-completed-containers.
+	KeepCompletedLimit = 10000
 	// gcBatch bounds the objects one raft entry forgets.
 	gcBatch = 512
 	// forgottenKept is how many forgotten applications the RM still
@@ -82,6 +88,7 @@ func (s *Server) collectGarbage(now time.Time) (apps, nodes int, err error) {
 			prune = append(prune, a.ID)
 		}
 	}
+	done := s.completedOfRunning(r)
 	var gone []string
 	for _, n := range r.Nodes(nil) {
 		if !n.Live() && now.Sub(time.UnixMilli(n.StateChangedAt)) > s.cfg.NodeTTL {
@@ -105,6 +112,13 @@ func (s *Server) collectGarbage(now time.Time) (apps, nodes int, err error) {
 			return apps, nodes, err
 		}
 	}
+	for len(done) > 0 {
+		batch := done[:min(gcBatch, len(done))]
+		done = done[len(batch):]
+		if _, _, err := s.raftApply(CmdForgetCompleted, forgetCmd{IDs: batch, Now: now.UnixMilli()}); err != nil {
+			return apps, nodes, err
+		}
+	}
 	for len(gone) > 0 {
 		batch := gone[:min(gcBatch, len(gone))]
 		gone = gone[len(batch):]
@@ -119,6 +133,43 @@ func (s *Server) collectGarbage(now time.Time) (apps, nodes int, err error) {
 		s.logger.Info("forgot ended applications and departed nodes", "applications", apps, "nodes", nodes)
 	}
 	return apps, nodes, nil
+}
+
+// completedOfRunning are the completed containers running applications
+// need no more: not an AM's, handed to the AM that would hear of them
+// (this leader's record of what it told the current attempt; a new
+// leader has told nothing yet and forgets none until it has), and older
+// than the newest KeepCompletedOfRunning.
+func (s *Server) completedOfRunning(r *state.ReadTxn) []string {
+	var out []string
+	for _, a := range r.LiveApps(nil) {
+		told := s.soft.deliveredIndex(a.CurrentAttempt)
+		var done []*state.Container
+		for _, c := range r.ContainersByApp(nil, a.ID) {
+			if !c.Completed() || c.IsAM {
+				continue
+			}
+			// The current AM hears of its own attempt's, and of all with
+			// keep-containers; no AM will of the rest.
+			if (c.AttemptID == a.CurrentAttempt || a.KeepContainers) && c.CompletedIndex > told {
+				continue
+			}
+			done = append(done, c)
+		}
+		if len(done) <= s.cfg.KeepCompletedOfRunning {
+			continue
+		}
+		sort.Slice(done, func(i, j int) bool {
+			if done[i].CompletedIndex != done[j].CompletedIndex {
+				return done[i].CompletedIndex > done[j].CompletedIndex
+			}
+			return done[i].ID > done[j].ID
+		})
+		for _, c := range done[s.cfg.KeepCompletedOfRunning:] {
+			out = append(out, c.ID)
+		}
+	}
+	return out
 }
 
 // deletable reports whether no container of app still runs.

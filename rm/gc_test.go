@@ -3,6 +3,8 @@ package rm
 import (
 	"context"
 	"errors"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -125,5 +127,73 @@ func TestRetentionBoundsTheContainersOfEndedApplications(t *testing.T) {
 		if got := len(r.ContainersByApp(nil, ids[i])); got != want {
 			t.Errorf("application %d (of %d containers) keeps %d, want %d", i+1, sizes[i], got, want)
 		}
+	}
+}
+
+// A running application keeps the newest of the completed containers its
+// AM has heard of, all it has not heard of yet, and its AM containers;
+// the completed containers of an attempt no AM will hear of go.
+func TestRetentionBoundsTheCompletedContainersOfRunningApplications(t *testing.T) {
+	s, _ := testServer(t, func(cfg *Config) {
+		cfg.KeepCompletedOfRunning, cfg.GCInterval = 5, time.Hour
+	})
+	waitUntil(t, "leadership", s.IsLeader)
+	id := yarnpb.AppID(1, 1)
+	old, cur := yarnpb.AttemptID(id, 1), yarnpb.AttemptID(id, 2)
+	st := s.State()
+	var want []string
+	err := st.Write(st.Index()+1, func(tx *state.WriteTxn) error {
+		if err := tx.PutApp(&state.Application{ID: id, Seq: 1, State: yarnpb.AppState_APP_RUNNING, CurrentAttempt: cur, NumAttempts: 2}); err != nil {
+			return err
+		}
+		for _, at := range []*state.Attempt{
+			{ID: old, AppID: id, Num: 1, State: yarnpb.AttemptState_ATTEMPT_FAILED},
+			{ID: cur, AppID: id, Num: 2, State: yarnpb.AttemptState_ATTEMPT_RUNNING},
+		} {
+			if err := tx.PutAttempt(at); err != nil {
+				return err
+			}
+		}
+		put := func(attempt string, num int32, seq int64, am bool, completedAt uint64, keep bool) error {
+			c := &state.Container{ID: yarnpb.ContainerID(1, id, num, seq), AppID: id, AttemptID: attempt, NodeID: "n:1", IsAM: am,
+				State: yarnpb.ContainerState_CONTAINER_COMPLETED, CompletedIndex: completedAt}
+			if keep {
+				want = append(want, c.ID)
+			}
+			return tx.PutContainer(c)
+		}
+		// The first attempt's AM and three of its containers: the AM's stays.
+		if err := put(old, 1, 1, true, 1, true); err != nil {
+			return err
+		}
+		for seq := int64(2); seq <= 4; seq++ {
+			if err := put(old, 1, seq, false, uint64(seq), false); err != nil {
+				return err
+			}
+		}
+		// The current attempt's: 12 told to its AM (completed at 10..21),
+		// of which the newest 5 stay, and 3 not told yet, which stay.
+		for seq := int64(1); seq <= 15; seq++ {
+			if err := put(cur, 2, seq, false, uint64(9+seq), seq >= 8); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.soft.markDelivered(cur, nil, 21)
+	if _, _, err := s.collectGarbage(time.UnixMilli(2000)); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range s.State().Snapshot().ContainersByApp(nil, id) {
+		got = append(got, c.ID)
+	}
+	sort.Strings(got)
+	sort.Strings(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("the running application keeps\n%v\nwant\n%v", got, want)
 	}
 }

@@ -109,8 +109,12 @@ type Config struct {
 	// KeepEndedContainers bounds the containers of ended applications the
 	// state keeps, newest applications first.
 	KeepEndedContainers int
-	NodeTTL             time.Duration
-	GCInterval          time.Duration
+	// KeepCompletedOfRunning is how many completed containers a running
+	// application keeps in the state once its AM has heard of them,
+	// newest first (its AM containers are all kept).
+	KeepCompletedOfRunning int
+	NodeTTL                time.Duration
+	GCInterval             time.Duration
 
 	// TLS is this replica's identity (a server certificate of the
 	// cluster CA): every listener takes only peers of that CA.
@@ -134,35 +138,36 @@ type Config struct {
 // DefaultConfig returns every default in one place.
 func DefaultConfig() *Config {
 	return &Config{
-		Logger:              hclog.NewNullLogger(),
-		Addr:                "127.0.0.1:8032",
-		HTTPAddr:            "127.0.0.1:8088",
-		RaftAddr:            "127.0.0.1:8034",
-		BootstrapExpect:     1,
-		NMHeartbeat:         1 * time.Second,
-		NodeExpiry:          10 * time.Second,
-		AMExpiry:            30 * time.Second,
-		AMRegisterTimeout:   5 * time.Minute,
-		AllocExpiry:         60 * time.Second,
-		MaxAttempts:         2,
-		MaxAllocation:       state.Resource{MemoryMB: 8192, VCores: 4},
-		Preemption:          true,
-		PreemptionGrace:     15 * time.Second,
-		PreemptionPerRound:  0.1,
-		NodeLocalityDelay:   scheduler.DefaultNodeLocalityDelay,
-		RackLocalityDelay:   scheduler.DefaultRackLocalityDelay,
-		RaftTimeout:         300 * time.Millisecond,
-		MaxBatch:            256,
-		KillGrace:           5 * time.Second,
-		KeyRotation:         24 * time.Hour,
-		MaxCompletedApps:    DefaultMaxCompletedApps,
-		KeepContainersOf:    100,
-		KeepEndedContainers: 10000,
-		CompletedAppTTL:     7 * 24 * time.Hour,
-		NodeTTL:             24 * time.Hour,
-		GCInterval:          time.Minute,
-		ContainerTokenLife:  10 * time.Minute,
-		Admins:              []string{"group:" + AdminGroup},
+		Logger:                 hclog.NewNullLogger(),
+		Addr:                   "127.0.0.1:8032",
+		HTTPAddr:               "127.0.0.1:8088",
+		RaftAddr:               "127.0.0.1:8034",
+		BootstrapExpect:        1,
+		NMHeartbeat:            1 * time.Second,
+		NodeExpiry:             10 * time.Second,
+		AMExpiry:               30 * time.Second,
+		AMRegisterTimeout:      5 * time.Minute,
+		AllocExpiry:            60 * time.Second,
+		MaxAttempts:            2,
+		MaxAllocation:          state.Resource{MemoryMB: 8192, VCores: 4},
+		Preemption:             true,
+		PreemptionGrace:        15 * time.Second,
+		PreemptionPerRound:     0.1,
+		NodeLocalityDelay:      scheduler.DefaultNodeLocalityDelay,
+		RackLocalityDelay:      scheduler.DefaultRackLocalityDelay,
+		RaftTimeout:            300 * time.Millisecond,
+		MaxBatch:               256,
+		KillGrace:              5 * time.Second,
+		KeyRotation:            24 * time.Hour,
+		MaxCompletedApps:       DefaultMaxCompletedApps,
+		KeepContainersOf:       100,
+		KeepEndedContainers:    10000,
+		KeepCompletedOfRunning: 20,
+		CompletedAppTTL:        7 * 24 * time.Hour,
+		NodeTTL:                24 * time.Hour,
+		GCInterval:             time.Minute,
+		ContainerTokenLife:     10 * time.Minute,
+		Admins:                 []string{"group:" + AdminGroup},
 	}
 }
 

@@ -355,6 +355,16 @@ func (tx *WriteTxn) DeleteContainer(c *Container) error {
 	return nil
 }
 
+// DeleteCompletedContainer forgets a container that has completed and
+// is not an AM's; it reports false, and changes nothing, for any other.
+func (tx *WriteTxn) DeleteCompletedContainer(id string) (bool, error) {
+	c := tx.Read().Container(nil, id)
+	if c == nil || !c.Completed() || c.IsAM {
+		return false, nil
+	}
+	return true, tx.DeleteContainer(c)
+}
+
 // DeleteApp forgets an application that has ended, with its attempts
 // and containers; it reports false, and changes nothing, when the
 // application is not there, has not ended or still has a live container.
