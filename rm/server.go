@@ -863,10 +863,10 @@ func (s *Server) Shutdown() {
 
 // manyClientOptions fit the RM's gRPC server to thousands of connections,
 // one a NodeManager and one an AM, each mostly idle between small calls:
-// an 8 KiB read buffer a connection where grpc-go's is 32 KiB, and a 16
-// KiB write buffer borrowed from a shared pool only while it writes. At
-// 10,000 NodeManagers these took the RM from 971 to 623 MiB of RSS, and
-// the shared buffer ~160 MiB of live heap more (docs/BENCHMARKS.md).
+// 8 KiB read and 16 KiB write buffers a connection where grpc-go's are
+// 32 KiB each (its write buffers come from a shared pool while a
+// connection writes). At 10,000 NodeManagers this took the RM from 971
+// to 623 MiB of RSS (docs/BENCHMARKS.md).
 func manyClientOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ReadBufferSize(8 << 10), grpc.WriteBufferSize(16 << 10), grpc.SharedWriteBuffer(true)}
+	return []grpc.ServerOption{grpc.ReadBufferSize(8 << 10), grpc.WriteBufferSize(16 << 10)}
 }
