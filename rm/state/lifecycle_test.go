@@ -271,3 +271,50 @@ func TestApplicationHoldsItsContainers(t *testing.T) {
 		t.Fatalf("after the AM exited: %+v", app)
 	}
 }
+
+// The sparse indexes follow a container through its life: placed, it is
+// allocated, live and on its node; handed to its AM it is no longer
+// allocated; completed it is in none of them, and still found by id and
+// by its attempt.
+func TestContainersLeaveTheIndexesTheyAreNoLongerReadFor(t *testing.T) {
+	f := newFixture(t)
+	f.node("n1:1", 4096)
+	f.submit(1)
+	f.place("n1:1", true, 1)
+	c := f.place("n1:1", false, 2)
+	ids := func(cs []*Container) (out []string) {
+		for _, x := range cs {
+			if !x.IsAM {
+				out = append(out, x.ID)
+			}
+		}
+		return out
+	}
+	check := func(when string, allocated, live, onNode bool) {
+		t.Helper()
+		r := f.read()
+		for _, x := range []struct {
+			index string
+			got   []string
+			want  bool
+		}{
+			{"allocated", ids(r.AllocatedContainers()), allocated},
+			{"live", ids(r.LiveContainers()), live},
+			{"node", ids(r.ContainersByNode(nil, "n1:1")), onNode},
+		} {
+			if in := len(x.got) == 1 && x.got[0] == c.ID; in != x.want || len(x.got) > 1 {
+				t.Errorf("%s: the %s index holds %v; want the container in it: %v", when, x.index, x.got, x.want)
+			}
+		}
+		if r.Container(nil, c.ID) == nil || len(ids(r.ContainersByAttempt(nil, c.AttemptID))) != 1 {
+			t.Errorf("%s: the container is not found by id or by attempt", when)
+		}
+	}
+	check("placed", true, true, true)
+	f.write(func(tx *WriteTxn) error { return tx.AcquireContainers([]string{c.ID}) })
+	check("handed to the AM", false, true, true)
+	f.status("n1:1", c.ID, yarnpb.ContainerState_CONTAINER_RUNNING, 0)
+	check("running", false, true, true)
+	f.status("n1:1", c.ID, yarnpb.ContainerState_CONTAINER_COMPLETED, 0)
+	check("completed", false, false, false)
+}
