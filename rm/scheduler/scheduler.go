@@ -112,10 +112,11 @@ type Scheduler struct {
 }
 
 // New returns a scheduler over a queue tree; maxBatch bounds a plan's
-// size.
+// size (256 when not set: a plan is one write transaction, and those stay
+// small, as rm's MaxBatch says).
 func New(tree *QueueTree, maxBatch int) *Scheduler {
 	if maxBatch <= 0 {
-		maxBatch = 2048
+		maxBatch = 256
 	}
 	return &Scheduler{tree: tree, maxBatch: maxBatch, Waiting: map[string]string{}, cursors: map[string]int{}, missed: map[askRef]int{},
 		NodeLocalityDelay: DefaultNodeLocalityDelay, RackLocalityDelay: DefaultRackLocalityDelay}
