@@ -25,8 +25,8 @@ const (
 // run without pause (at 1,000 NodeManagers and 18,000 containers it took
 // half the CPU), so the limit follows the process: every few seconds it
 // becomes what the runtime holds besides the heap (goroutine stacks, a
-// few for each connection, are a third of the RM at 10,000 NodeManagers)
-// plus twice the live heap, and never less than 72 MiB.
+// few for each connection: 36 MiB at 10,000 NodeManagers) plus twice the
+// live heap, and never less than 72 MiB.
 func TuneRuntime() (stop func()) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)

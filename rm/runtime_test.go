@@ -3,9 +3,9 @@ package rm
 import "testing"
 
 // The soft limit leaves the live heap room to double on top of what the
-// process holds besides its heap: a limit of twice the heap alone, with
-// 10,000 connections' goroutine stacks beside it, left the collector no
-// room and it ran without pause.
+// process holds besides its heap (goroutine stacks, a few for each
+// connection): twice the heap alone would leave the collector less room
+// the more connections there are.
 func TestMemoryLimitLeavesTheHeapRoomBesideStacks(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct {
