@@ -27,7 +27,7 @@ func (e *adminEndpoint) Decommission(ctx context.Context, req *yarnpb.Decommissi
 	}
 	r := s.State().Snapshot()
 	for _, id := range req.NodeIds {
-		n := r.Node(nil, id)
+		n := r.Node(id)
 		if n == nil || !n.Live() && n.State != yarnpb.NodeState_NODE_DECOMMISSIONED {
 			return nil, errdefs.ToGRPC(errdefs.NotFound("node %s is not a live node; `loom node list` shows them", id))
 		}
@@ -35,7 +35,7 @@ func (e *adminEndpoint) Decommission(ctx context.Context, req *yarnpb.Decommissi
 	now := time.Now()
 	resp := &yarnpb.DecommissionResponse{}
 	for _, id := range req.NodeIds {
-		n := r.Node(nil, id)
+		n := r.Node(id)
 		if n.State == yarnpb.NodeState_NODE_DECOMMISSIONED ||
 			req.Graceful && n.State == yarnpb.NodeState_NODE_DECOMMISSIONING {
 			resp.Nodes = append(resp.Nodes, &yarnpb.NodeChange{NodeId: id, Before: n.State, After: n.State})
@@ -49,7 +49,7 @@ func (e *adminEndpoint) Decommission(ctx context.Context, req *yarnpb.Decommissi
 				cmd.Deadline = now.Add(time.Duration(req.TimeoutS) * time.Second).UnixMilli()
 			}
 		}
-		live := liveContainers(r.ContainersByNode(nil, id))
+		live := liveContainers(r.ContainersByNode(id))
 		if _, _, err := s.raftApply(CmdSetNodeState, cmd); err != nil {
 			return nil, errdefs.ToGRPC(err)
 		}
@@ -72,13 +72,13 @@ func (e *adminEndpoint) Recommission(ctx context.Context, req *yarnpb.Recommissi
 	}
 	r := s.State().Snapshot()
 	for _, id := range req.NodeIds {
-		if r.Node(nil, id) == nil {
+		if r.Node(id) == nil {
 			return nil, errdefs.ToGRPC(errdefs.NotFound("node %s not found; `loom node list --all` shows them", id))
 		}
 	}
 	resp := &yarnpb.RecommissionResponse{}
 	for _, id := range req.NodeIds {
-		n := r.Node(nil, id)
+		n := r.Node(id)
 		next := yarnpb.NodeState_NODE_RUNNING
 		switch n.State {
 		case yarnpb.NodeState_NODE_DECOMMISSIONING:

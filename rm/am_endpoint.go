@@ -114,7 +114,7 @@ func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) 
 	if len(req.Releases) > 0 {
 		var rel []*state.Container
 		for _, id := range req.Releases {
-			if c := r.Container(nil, id); c != nil && c.AppID == app.ID && !c.Completed() && !c.IsAM {
+			if c := r.Container(id); c != nil && c.AppID == app.ID && !c.Completed() && !c.IsAM {
 				rel = append(rel, c)
 			}
 		}

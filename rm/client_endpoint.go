@@ -376,7 +376,7 @@ func (e *clientEndpoint) ClusterMetrics(ctx context.Context, _ *yarnpb.ClusterMe
 	r := e.s.State().Snapshot()
 	m := &yarnpb.ClusterMetricsResponse{}
 	var total, used state.Resource
-	for _, n := range r.Nodes(nil) {
+	for _, n := range r.Nodes() {
 		switch n.State {
 		case yarnpb.NodeState_NODE_RUNNING, yarnpb.NodeState_NODE_DECOMMISSIONING:
 			m.ActiveNodes++
@@ -414,14 +414,14 @@ func (e *clientEndpoint) ListNodes(ctx context.Context, req *yarnpb.ListNodesReq
 	r := e.s.State().Snapshot()
 	out := &yarnpb.ListNodesResponse{}
 	if req.NodeId != "" {
-		n := r.Node(nil, req.NodeId)
+		n := r.Node(req.NodeId)
 		if n == nil {
 			return nil, errdefs.ToGRPC(errdefs.NotFound("node %s not found; `loom node list --all` shows every node", req.NodeId))
 		}
 		out.Nodes = append(out.Nodes, e.s.nodeReport(n))
 		return out, nil
 	}
-	for _, n := range r.Nodes(nil) {
+	for _, n := range r.Nodes() {
 		if !req.All && !n.Live() {
 			continue
 		}

@@ -90,7 +90,7 @@ func (s *Server) collectGarbage(now time.Time) (apps, nodes int, err error) {
 	}
 	done := s.completedOfRunning(r)
 	var gone []string
-	for _, n := range r.Nodes(nil) {
+	for _, n := range r.Nodes() {
 		if !n.Live() && now.Sub(time.UnixMilli(n.StateChangedAt)) > s.cfg.NodeTTL {
 			gone = append(gone, n.ID)
 		}

@@ -221,7 +221,7 @@ func TestANodeThatStopsHeartbeatingIsLost(t *testing.T) {
 	clock := newFakeClock()
 	s, _ := testServer(t, func(cfg *Config) { cfg.Clock, cfg.NodeExpiry = clock, 30*time.Second })
 	alive, silent := startFakeNM(t, s, 4096), startFakeNM(t, s, 4096)
-	state := func(id string) yarnpb.NodeState { return s.State().Snapshot().Node(nil, id).State }
+	state := func(id string) yarnpb.NodeState { return s.State().Snapshot().Node(id).State }
 	for moved := time.Duration(0); moved < 25*time.Second; moved += 5 * time.Second {
 		heartbeat(t, alive)
 		clock.Advance(5 * time.Second)
@@ -241,7 +241,7 @@ func TestANodeThatStopsHeartbeatingIsLost(t *testing.T) {
 	if got := state(alive.addr); got != yarnpb.NodeState_NODE_RUNNING {
 		t.Fatalf("the node that kept heartbeating is %s", got)
 	}
-	if n := s.State().Snapshot().Node(nil, silent.addr); !strings.Contains(n.HealthReport, "no heartbeat for") {
+	if n := s.State().Snapshot().Node(silent.addr); !strings.Contains(n.HealthReport, "no heartbeat for") {
 		t.Fatalf("the lost node's report: %q", n.HealthReport)
 	}
 }
@@ -279,7 +279,7 @@ func TestHeartbeatChangesCommitInTheBackground(t *testing.T) {
 	am := amContainer(t, nm, appID)
 	heartbeat(t, nm, am)
 	waitUntil(t, "the AM container RUNNING in the state", func() bool {
-		return s.State().Snapshot().Container(nil, am).State == yarnpb.ContainerState_CONTAINER_RUNNING
+		return s.State().Snapshot().Container(am).State == yarnpb.ContainerState_CONTAINER_RUNNING
 	})
 	done := &yarnpb.NodeHeartbeatRequest{NodeId: nm.addr, Healthy: true, Containers: []*yarnpb.ContainerStatus{
 		{ContainerId: am, State: yarnpb.ContainerState_CONTAINER_COMPLETED, ExitStatus: 0}}}
@@ -292,7 +292,7 @@ func TestHeartbeatChangesCommitInTheBackground(t *testing.T) {
 		if slices.Contains(resp.ContainersAcked, am) {
 			acked = true
 			// Acknowledged only once it is in the state.
-			if !s.State().Snapshot().Container(nil, am).Completed() {
+			if !s.State().Snapshot().Container(am).Completed() {
 				t.Fatal("a completion was acknowledged before it was recorded")
 			}
 		}

@@ -117,7 +117,7 @@ func checkInterval(expiry time.Duration) time.Duration {
 // nodeLivenessLoop marks nodes LOST when they stop heartbeating.
 func (s *Server) nodeLivenessLoop(ctx context.Context) {
 	s.tick(ctx, checkInterval(s.cfg.NodeExpiry), func(now time.Time) {
-		for _, n := range s.State().Snapshot().Nodes(nil) {
+		for _, n := range s.State().Snapshot().Nodes() {
 			if !n.Live() {
 				continue
 			}
@@ -143,7 +143,7 @@ func (s *Server) amLivenessLoop(ctx context.Context) {
 	s.tick(ctx, checkInterval(s.cfg.AMExpiry), func(now time.Time) {
 		r := s.State().Snapshot()
 		live := r.LiveAttempts(nil)
-		s.soft.retain(live, r.Nodes(nil))
+		s.soft.retain(live, r.Nodes())
 		for _, at := range live {
 			var expiry time.Duration
 			var why string
@@ -164,7 +164,7 @@ func (s *Server) amLivenessLoop(ctx context.Context) {
 				s.logger.Warn("failing expired attempt failed", "attempt_id", at.ID, "error", err)
 				continue
 			}
-			if am := s.State().Snapshot().Container(nil, at.AMContainerID); am != nil {
+			if am := s.State().Snapshot().Container(at.AMContainerID); am != nil {
 				s.stopOnNodes([]*state.Container{am})
 			}
 			s.soft.forgetAttempt(at.ID)
@@ -237,7 +237,7 @@ func (s *Server) launcherLoop(ctx context.Context) {
 // launchAM starts an attempt's AM container on its node. A failure fails
 // the attempt through the AM container's completion.
 func (s *Server) launchAM(ctx context.Context, r *state.ReadTxn, at *state.Attempt) {
-	c := r.Container(nil, at.AMContainerID)
+	c := r.Container(at.AMContainerID)
 	app := r.App(nil, at.AppID)
 	if c == nil || app == nil {
 		return

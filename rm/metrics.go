@@ -85,7 +85,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		nodes[st] = 0
 	}
 	var totalMB, usedMB, totalV, usedV float64
-	for _, n := range r.Nodes(nil) {
+	for _, n := range r.Nodes() {
 		nodes[n.State.String()]++
 		if n.Live() {
 			totalMB += float64(n.Total.MemoryMB)

@@ -67,7 +67,7 @@ func (s *Server) killPreempted(r *state.ReadTxn, chosen map[string]preemption, n
 		if now.Before(p.deadline) {
 			continue
 		}
-		c := r.Container(nil, id)
+		c := r.Container(id)
 		if c == nil || c.Completed() {
 			continue
 		}

@@ -238,7 +238,7 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 		pending[a.Queue] = pending[a.Queue].Add(s.soft.pendingOf(a.CurrentAttempt))
 	}
 	for id := range s.soft.preemptingSet() {
-		if c := r.Container(nil, id); c != nil {
+		if c := r.Container(id); c != nil {
 			if a := r.App(nil, c.AppID); a != nil && infos[a.Queue] != nil {
 				infos[a.Queue].Preempting++
 			}

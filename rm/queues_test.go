@@ -257,15 +257,15 @@ func TestPreemptionWarnsThenKills(t *testing.T) {
 	}
 	// Within the grace the container lives; after it, it is killed.
 	clock.Advance(5 * time.Second)
-	if ct := s.State().Snapshot().Container(nil, warned[0]); ct.Completed() {
+	if ct := s.State().Snapshot().Container(warned[0]); ct.Completed() {
 		t.Fatal("the container was killed within its grace")
 	}
 	waitUntil(t, "the preempted container killed", func() bool {
 		clock.Advance(preemptionInterval)
-		ct := s.State().Snapshot().Container(nil, warned[0])
+		ct := s.State().Snapshot().Container(warned[0])
 		return ct.Completed()
 	})
-	ct := s.State().Snapshot().Container(nil, warned[0])
+	ct := s.State().Snapshot().Container(warned[0])
 	if ct.ExitStatus != int32(yarnpb.ContainerExitStatus_EXIT_PREEMPTED) || !strings.Contains(ct.Diagnostics, "queue root.prod is over its guarantee and root.dev below") {
 		t.Fatalf("preempted container: exit %d, %q", ct.ExitStatus, ct.Diagnostics)
 	}

@@ -441,11 +441,11 @@ func TestSilentNodeIsLostAndItsAMRetried(t *testing.T) {
 	attempt := submitRunning(t, s, c, nm)
 	appID, _ := yarnpb.AppIDOfAttempt(attempt)
 	clock.advanceBy(time.Second, 5*time.Second)
-	if n := s.State().Snapshot().Node(nil, nm.addr); n.State != yarnpb.NodeState_NODE_RUNNING {
+	if n := s.State().Snapshot().Node(nm.addr); n.State != yarnpb.NodeState_NODE_RUNNING {
 		t.Fatalf("the node is %s 5 s into a 10 s expiry", n.State)
 	}
 	clock.advanceUntil(t, time.Second, time.Minute, "the silent node LOST", func() bool {
-		n := s.State().Snapshot().Node(nil, nm.addr)
+		n := s.State().Snapshot().Node(nm.addr)
 		return n.State == yarnpb.NodeState_NODE_LOST
 	})
 	app := s.State().Snapshot().App(nil, appID)

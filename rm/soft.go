@@ -69,7 +69,7 @@ func (s *softState) reset(now time.Time, r *state.ReadTxn) {
 	if r == nil {
 		return
 	}
-	for _, n := range r.Nodes(nil) {
+	for _, n := range r.Nodes() {
 		if n.Live() {
 			s.nodeSeen[n.ID] = now
 		}

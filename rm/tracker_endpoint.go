@@ -96,7 +96,7 @@ func (e *trackerEndpoint) RegisterNodeManager(ctx context.Context, req *yarnpb.R
 		return nil, errdefs.ToGRPC(err)
 	}
 	who := caller(ctx).Name
-	old := s.State().Snapshot().Node(nil, req.NodeId)
+	old := s.State().Snapshot().Node(req.NodeId)
 	if old != nil && old.State == yarnpb.NodeState_NODE_DECOMMISSIONED {
 		return &yarnpb.RegisterNodeManagerResponse{Action: yarnpb.NodeAction_SHUTDOWN, Diagnostics: "node " + req.NodeId + " is decommissioned; recommission it before starting its NodeManager again"}, nil
 	}
@@ -144,7 +144,7 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 	}
 	resp := &yarnpb.NodeHeartbeatResponse{NextHeartbeatMs: s.cfg.NMHeartbeat.Milliseconds(), StagingUrl: s.stagingURL()}
 	r := s.State().Snapshot()
-	node := r.Node(nil, req.NodeId)
+	node := r.Node(req.NodeId)
 	if err := checkNodeIdentity(ctx, node); err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
@@ -168,7 +168,7 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 	held := make([]*state.Container, len(req.Containers))
 	var changed []*yarnpb.ContainerStatus
 	for i, cs := range req.Containers {
-		c := r.Container(nil, cs.ContainerId)
+		c := r.Container(cs.ContainerId)
 		held[i] = c
 		if c == nil || c.NodeID != node.ID || c.Completed() {
 			continue
@@ -210,7 +210,7 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 	if wrote {
 		r = s.State().Snapshot()
 		for i, cs := range req.Containers {
-			held[i] = r.Container(nil, cs.ContainerId)
+			held[i] = r.Container(cs.ContainerId)
 		}
 	}
 	var liveApps map[string]bool
@@ -249,7 +249,7 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 
 	// A decommissioning node leaves once it is empty or its time is up.
 	if wrote {
-		node = r.Node(nil, node.ID)
+		node = r.Node(node.ID)
 	}
 	if node.State == yarnpb.NodeState_NODE_DECOMMISSIONING && (node.NumContainers == 0 || (node.DecommissionDeadline > 0 && now.UnixMilli() > node.DecommissionDeadline)) {
 		if _, _, err := s.raftApply(CmdSetNodeState, setNodeStateCmd{NodeID: node.ID, State: yarnpb.NodeState_NODE_DECOMMISSIONED, Report: "decommissioned", Now: now.UnixMilli()}); err != nil {
@@ -286,7 +286,7 @@ func (e *trackerEndpoint) UnRegisterNodeManager(ctx context.Context, req *yarnpb
 	if err := s.requireLeader(ctx); err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
-	node := s.State().Snapshot().Node(nil, req.NodeId)
+	node := s.State().Snapshot().Node(req.NodeId)
 	if node == nil {
 		return nil, errdefs.ToGRPC(errdefs.NotFound("node %s not found", req.NodeId))
 	}

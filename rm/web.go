@@ -112,7 +112,7 @@ func (c *webCluster) Logs(ctx context.Context, a *yarnpb.ApplicationReport) ([]w
 		}
 	}
 	if len(nodes) == 0 {
-		for _, n := range c.s.State().Snapshot().Nodes(nil) {
+		for _, n := range c.s.State().Snapshot().Nodes() {
 			if n.Live() {
 				nodes = append(nodes, n.ID)
 			}
@@ -183,7 +183,7 @@ func (c *webCluster) ReadLog(ctx context.Context, a *yarnpb.ApplicationReport, f
 		return errdefs.InvalidArgument("%q is not a container of %s", f.ContainerID, a.Id)
 	}
 	// Only a node of this cluster is ever dialed.
-	if c.s.State().Snapshot().Node(nil, f.NodeID) == nil {
+	if c.s.State().Snapshot().Node(f.NodeID) == nil {
 		return errdefs.NotFound("node %s is not a node of this cluster", f.NodeID)
 	}
 	cl, release, err := c.s.nms.client(f.NodeID)

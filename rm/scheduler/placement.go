@@ -187,7 +187,7 @@ func (p *planner) miss(rq request, part *partition, fits func(*nodeView) bool) {
 func (p *planner) racksOf(rq request) []string {
 	racks := slices.Clone(rq.racks)
 	for _, id := range rq.nodes {
-		if n := p.v.r.Node(nil, id); n != nil && n.Rack != "" && !slices.Contains(racks, n.Rack) {
+		if n := p.v.r.Node(id); n != nil && n.Rack != "" && !slices.Contains(racks, n.Rack) {
 			racks = append(racks, n.Rack)
 		}
 	}
@@ -225,7 +225,7 @@ func (p *planner) roomFor(rq request, node string) bool {
 			}
 		}
 		for _, c := range p.v.inflight {
-			if c.AppID == id && !c.IsAM && p.v.r.Container(nil, c.ID) == nil {
+			if c.AppID == id && !c.IsAM && p.v.r.Container(c.ID) == nil {
 				counts[c.NodeID]++
 			}
 		}

@@ -28,7 +28,7 @@ func (w *world) queuedApp(id, queue, user string) string {
 	at := yarnpb.AttemptID(id, 1)
 	w.write(func(tx *state.WriteTxn) error {
 		var node string
-		for _, n := range tx.Read().Nodes(nil) {
+		for _, n := range tx.Read().Nodes() {
 			node = n.ID
 		}
 		_, err := tx.PlaceContainers([]*state.Container{{ID: yarnpb.ContainerID(1, id, 1, 1), AttemptID: at, NodeID: node, Resource: state.Resource{MemoryMB: 1, VCores: 1}, IsAM: true}})

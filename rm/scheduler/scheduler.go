@@ -321,7 +321,7 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 		}
 	}
 	for _, c := range inflight {
-		if r.Container(nil, c.ID) != nil {
+		if r.Container(c.ID) != nil {
 			continue // applied: the snapshot has it
 		}
 		if nv := v.byID[c.NodeID]; nv != nil {
@@ -405,7 +405,7 @@ func (v *view) amBlacklist(app *state.Application) map[string]bool {
 		if at.State != yarnpb.AttemptState_ATTEMPT_FAILED || at.AMContainerID == "" {
 			continue
 		}
-		if c := v.r.Container(nil, at.AMContainerID); c != nil {
+		if c := v.r.Container(at.AMContainerID); c != nil {
 			if out == nil {
 				out = map[string]bool{}
 			}

@@ -46,7 +46,7 @@ func (w *world) app(id string, prio int32) string {
 	w.write(func(tx *state.WriteTxn) error {
 		r := tx.Read()
 		var node string
-		for _, n := range r.Nodes(nil) {
+		for _, n := range r.Nodes() {
 			node = n.ID
 		}
 		_, err := tx.PlaceContainers([]*state.Container{{ID: yarnpb.ContainerID(1, id, 1, 1), AttemptID: at, NodeID: node, Resource: state.Resource{MemoryMB: 1, VCores: 1}, IsAM: true}})

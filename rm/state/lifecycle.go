@@ -72,7 +72,7 @@ func (tx *WriteTxn) PlaceContainers(allocs []*Container) (int, error) {
 	for _, alloc := range allocs {
 		node := nodes[alloc.NodeID]
 		if node == nil {
-			old := r.Node(nil, alloc.NodeID)
+			old := r.Node(alloc.NodeID)
 			if old == nil {
 				continue
 			}
@@ -91,7 +91,7 @@ func (tx *WriteTxn) PlaceContainers(allocs []*Container) (int, error) {
 			a := *old
 			at = &a
 		}
-		if at.Terminal() || r.Container(nil, alloc.ID) != nil {
+		if at.Terminal() || r.Container(alloc.ID) != nil {
 			continue
 		}
 		app := apps[at.AppID]
@@ -160,7 +160,7 @@ func (tx *WriteTxn) PlaceContainers(allocs []*Container) (int, error) {
 func (tx *WriteTxn) AcquireContainers(ids []string) error {
 	r := tx.Read()
 	for _, id := range ids {
-		c := r.Container(nil, id)
+		c := r.Container(id)
 		if c == nil || c.State != yarnpb.ContainerState_CONTAINER_ALLOCATED {
 			continue
 		}
@@ -189,7 +189,7 @@ func (tx *WriteTxn) CompleteContainer(c *Container, exit int32, diag string, now
 	if err := tx.PutContainer(&cc); err != nil {
 		return err
 	}
-	if node := r.Node(nil, c.NodeID); node != nil {
+	if node := r.Node(c.NodeID); node != nil {
 		n := *node
 		n.Used = n.Used.Sub(c.Resource)
 		n.NumContainers--
@@ -238,7 +238,7 @@ func (tx *WriteTxn) FailAttempt(at *Attempt, diag string, now int64) error {
 	if err := tx.PutAttempt(&a); err != nil {
 		return err
 	}
-	if am := r.Container(nil, at.AMContainerID); am != nil && !am.Completed() {
+	if am := r.Container(at.AMContainerID); am != nil && !am.Completed() {
 		if err := tx.CompleteContainer(am, ExitAborted, "AM attempt failed: "+diag, now); err != nil {
 			return err
 		}
@@ -385,7 +385,7 @@ func (tx *WriteTxn) UnregisterAttempt(attemptID string, final yarnpb.FinalStatus
 // (LOST, SHUTDOWN, DECOMMISSIONED) takes its containers with it.
 func (tx *WriteTxn) SetNodeState(id string, st yarnpb.NodeState, report string, deadline, now int64) error {
 	r := tx.Read()
-	node := r.Node(nil, id)
+	node := r.Node(id)
 	if node == nil {
 		return fmt.Errorf("node %s not found", id)
 	}
@@ -409,7 +409,7 @@ func (tx *WriteTxn) SetNodeState(id string, st yarnpb.NodeState, report string, 
 	case yarnpb.NodeState_NODE_DECOMMISSIONED:
 		why = "Container released on a decommissioned node " + id
 	}
-	for _, c := range r.ContainersByNode(nil, id) {
+	for _, c := range r.ContainersByNode(id) {
 		if err := tx.CompleteContainer(c, ExitAborted, why, now); err != nil {
 			return err
 		}
@@ -421,15 +421,15 @@ func (tx *WriteTxn) SetNodeState(id string, st yarnpb.NodeState, report string, 
 // cluster placed on it that the node no longer reports are lost.
 func (tx *WriteTxn) RegisterNode(n *Node, reported map[string]bool, now int64) error {
 	r := tx.Read()
-	if old := r.Node(nil, n.ID); old != nil {
-		for _, c := range r.ContainersByNode(nil, n.ID) {
+	if old := r.Node(n.ID); old != nil {
+		for _, c := range r.ContainersByNode(n.ID) {
 			if !c.Completed() && !reported[c.ID] && c.State != yarnpb.ContainerState_CONTAINER_ALLOCATED && c.State != yarnpb.ContainerState_CONTAINER_ACQUIRED {
 				if err := tx.CompleteContainer(c, ExitAborted, "Container not reported by node "+n.ID+" after it registered again", now); err != nil {
 					return err
 				}
 			}
 		}
-		old = r.Node(nil, n.ID)
+		old = r.Node(n.ID)
 		nn := *n
 		nn.Used, nn.NumContainers, nn.RegisteredAt = old.Used, old.NumContainers, old.RegisteredAt
 		nn.StateChangedAt = now
@@ -444,7 +444,7 @@ func (tx *WriteTxn) RegisterNode(n *Node, reported map[string]bool, now int64) e
 func (tx *WriteTxn) ContainerStatuses(nodeID string, statuses []*yarnpb.ContainerStatus, now int64) error {
 	r := tx.Read()
 	for _, s := range statuses {
-		c := r.Container(nil, s.ContainerId)
+		c := r.Container(s.ContainerId)
 		if c == nil || c.NodeID != nodeID || c.Completed() {
 			continue
 		}
@@ -485,7 +485,7 @@ func (tx *WriteTxn) ReleaseContainers(attemptID string, ids []string, now int64)
 		return err
 	}
 	for _, id := range ids {
-		c := r.Container(nil, id)
+		c := r.Container(id)
 		if c == nil || c.AppID != appID || c.IsAM {
 			continue
 		}

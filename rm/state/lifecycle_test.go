@@ -60,7 +60,7 @@ func (f *fixture) place(node string, am bool, seq int64) *Container {
 		}
 		return err
 	})
-	return f.read().Container(nil, c.ID)
+	return f.read().Container(c.ID)
 }
 
 func (f *fixture) status(node, id string, st yarnpb.ContainerState, exit int32) {
@@ -83,11 +83,11 @@ func TestApplicationSucceeds(t *testing.T) {
 		t.Fatalf("app after registration: %+v", app)
 	}
 	task := f.place("n1:1", false, 2)
-	if n := f.read().Node(nil, "n1:1"); n.Used != (Resource{256, 2}) || n.NumContainers != 2 {
+	if n := f.read().Node("n1:1"); n.Used != (Resource{256, 2}) || n.NumContainers != 2 {
 		t.Fatalf("node use with two containers: %+v", n)
 	}
 	f.status("n1:1", task.ID, yarnpb.ContainerState_CONTAINER_COMPLETED, 0)
-	if c := f.read().Container(nil, task.ID); !c.Completed() || c.CompletedIndex != f.index {
+	if c := f.read().Container(task.ID); !c.Completed() || c.CompletedIndex != f.index {
 		t.Fatalf("completed container: %+v", c)
 	}
 	f.write(func(tx *WriteTxn) error {
@@ -102,7 +102,7 @@ func TestApplicationSucceeds(t *testing.T) {
 	if at := f.read().Attempt(nil, am.AttemptID); at.State != yarnpb.AttemptState_ATTEMPT_FINISHED {
 		t.Fatalf("attempt after the AM exited: %+v", at)
 	}
-	if n := f.read().Node(nil, "n1:1"); n.Used != (Resource{}) || n.NumContainers != 0 {
+	if n := f.read().Node("n1:1"); n.Used != (Resource{}) || n.NumContainers != 0 {
 		t.Fatalf("node use after everything ended: %+v", n)
 	}
 }
@@ -122,7 +122,7 @@ func TestAMFailureRetriesThenFails(t *testing.T) {
 	if at := f.read().Attempt(nil, am1.AttemptID); at.State != yarnpb.AttemptState_ATTEMPT_FAILED || !strings.Contains(at.Diagnostics, "exit code 1") {
 		t.Fatalf("first attempt: %+v", at)
 	}
-	if c := f.read().Container(nil, task.ID); !c.Completed() || c.ExitStatus != ExitKilledByRM {
+	if c := f.read().Container(task.ID); !c.Completed() || c.ExitStatus != ExitKilledByRM {
 		t.Fatalf("task of the failed attempt: %+v", c)
 	}
 	am2 := f.place("n1:1", true, 1)
@@ -154,11 +154,11 @@ func TestKillEndsEverything(t *testing.T) {
 		t.Fatalf("attempt: %+v, want KILLED (not FAILED: a kill is no AM failure)", at)
 	}
 	for _, id := range []string{am.ID, task.ID} {
-		if c := r.Container(nil, id); !c.Completed() || c.ExitStatus != ExitKilledByRM {
+		if c := r.Container(id); !c.Completed() || c.ExitStatus != ExitKilledByRM {
 			t.Fatalf("container %s: %+v", id, c)
 		}
 	}
-	if n := r.Node(nil, "n1:1"); n.NumContainers != 0 {
+	if n := r.Node("n1:1"); n.NumContainers != 0 {
 		t.Fatalf("node: %+v", n)
 	}
 	f.write(func(tx *WriteTxn) error {
@@ -177,7 +177,7 @@ func TestLostNodeTakesItsContainers(t *testing.T) {
 	am := f.place("n1:1", true, 1)
 	task := f.place("n2:1", false, 2)
 	f.write(func(tx *WriteTxn) error { return tx.SetNodeState("n2:1", yarnpb.NodeState_NODE_LOST, "gone", 0, 9) })
-	c := f.read().Container(nil, task.ID)
+	c := f.read().Container(task.ID)
 	if !c.Completed() || c.ExitStatus != ExitAborted || !strings.Contains(c.Diagnostics, "*lost* node") {
 		t.Fatalf("container on the lost node: %+v", c)
 	}
@@ -223,13 +223,13 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if m := r.Meta(); r.Index != f.index || m.Epoch != 3 || m.AppSeq != 1 || m.Cluster != 42 || m.Keys != nil {
 		t.Fatalf("restored index %d meta %+v", r.Index, r.Meta())
 	}
-	if c := r.Container(nil, am.ID); c == nil || *c != *am {
+	if c := r.Container(am.ID); c == nil || *c != *am {
 		t.Fatalf("restored container %+v, want %+v", c, am)
 	}
 	if app := r.App(nil, appID); app == nil || app.CurrentAttempt != am.AttemptID {
 		t.Fatalf("restored app %+v", app)
 	}
-	if got := len(r.ContainersByNode(nil, "n1:1")); got != 1 {
+	if got := len(r.ContainersByNode("n1:1")); got != 1 {
 		t.Fatalf("restored node index has %d containers", got)
 	}
 }
@@ -300,13 +300,13 @@ func TestContainersLeaveTheIndexesTheyAreNoLongerReadFor(t *testing.T) {
 		}{
 			{"allocated", ids(r.AllocatedContainers()), allocated},
 			{"live", ids(r.LiveContainers()), live},
-			{"node", ids(r.ContainersByNode(nil, "n1:1")), onNode},
+			{"node", ids(r.ContainersByNode("n1:1")), onNode},
 		} {
 			if in := len(x.got) == 1 && x.got[0] == c.ID; in != x.want || len(x.got) > 1 {
 				t.Errorf("%s: the %s index holds %v; want the container in it: %v", when, x.index, x.got, x.want)
 			}
 		}
-		if r.Container(nil, c.ID) == nil || len(ids(r.ContainersByAttempt(nil, c.AttemptID))) != 1 {
+		if r.Container(c.ID) == nil || len(ids(r.ContainersByAttempt(nil, c.AttemptID))) != 1 {
 			t.Errorf("%s: the container is not found by id or by attempt", when)
 		}
 	}

@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 	"sort"
+	"sync"
 	"sync/atomic"
 
 	memdb "github.com/hashicorp/go-memdb"
@@ -15,6 +16,13 @@ import (
 type Store struct {
 	db    *memdb.MemDB
 	index atomic.Uint64 // last applied raft index
+	// mu makes a commit of db and containers one step for readers.
+	mu    sync.RWMutex
+	trees *trees // committed, read-only
+	// base is a private clone of trees that the next write transaction
+	// clones again, so that no writer marks a version readers hold. Only
+	// the writer, holding db's write lock, uses it.
+	base *trees
 	// abandon is closed when the store is replaced by a restore, so that
 	// blocked readers wake up and read the new one.
 	abandon chan struct{}
@@ -26,7 +34,8 @@ func NewStore() (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating state store: %w", err)
 	}
-	return &Store{db: db, abandon: make(chan struct{})}, nil
+	t := newTrees()
+	return &Store{db: db, trees: t, base: t.clone(), abandon: make(chan struct{})}, nil
 }
 
 // Abandon marks the store as replaced.
@@ -39,11 +48,16 @@ func (s *Store) AbandonCh() <-chan struct{} { return s.abandon }
 func (s *Store) Index() uint64 { return s.index.Load() }
 
 // Snapshot returns a read transaction: a consistent view.
-func (s *Store) Snapshot() *ReadTxn { return &ReadTxn{txn: s.db.Txn(false), Index: s.Index()} }
+func (s *Store) Snapshot() *ReadTxn {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return &ReadTxn{txn: s.db.Txn(false), t: s.trees, Index: s.Index()}
+}
 
 // ReadTxn is a consistent read-only view of the store.
 type ReadTxn struct {
 	txn   *memdb.Txn
+	t     *trees
 	Index uint64
 }
 
@@ -54,31 +68,10 @@ func addWatch(ws memdb.WatchSet, ch <-chan struct{}) {
 }
 
 // Node returns a node or nil.
-func (r *ReadTxn) Node(ws memdb.WatchSet, id string) *Node {
-	ch, obj, err := r.txn.FirstWatch(TableNodes, "id", id)
-	if err != nil {
-		return nil
-	}
-	addWatch(ws, ch)
-	if obj == nil {
-		return nil
-	}
-	return obj.(*Node)
-}
+func (r *ReadTxn) Node(id string) *Node { return r.t.node(id) }
 
 // Nodes returns every node, sorted by id.
-func (r *ReadTxn) Nodes(ws memdb.WatchSet) []*Node {
-	it, err := r.txn.Get(TableNodes, "id")
-	if err != nil {
-		return nil
-	}
-	addWatch(ws, it.WatchCh())
-	var out []*Node
-	for obj := it.Next(); obj != nil; obj = it.Next() {
-		out = append(out, obj.(*Node))
-	}
-	return out
-}
+func (r *ReadTxn) Nodes() []*Node { return all(r.t.nodes) }
 
 // App returns an application or nil.
 func (r *ReadTxn) App(ws memdb.WatchSet, id string) *Application {
@@ -151,73 +144,43 @@ func (r *ReadTxn) AllAttempts(ws memdb.WatchSet) []*Attempt {
 }
 
 // Container returns a container or nil.
-func (r *ReadTxn) Container(ws memdb.WatchSet, id string) *Container {
-	ch, obj, err := r.txn.FirstWatch(TableContainers, "id", id)
-	if err != nil {
-		return nil
-	}
-	addWatch(ws, ch)
-	if obj == nil {
-		return nil
-	}
-	return obj.(*Container)
-}
-
-func (r *ReadTxn) containersBy(ws memdb.WatchSet, index, value string) []*Container {
-	it, err := r.txn.Get(TableContainers, index, value)
-	if err != nil {
-		return nil
-	}
-	addWatch(ws, it.WatchCh())
-	var out []*Container
-	for obj := it.Next(); obj != nil; obj = it.Next() {
-		out = append(out, obj.(*Container))
-	}
-	return out
-}
+func (r *ReadTxn) Container(id string) *Container { return r.t.container(id) }
 
 // ContainersByApp returns an application's containers, attempt by
 // attempt, each sorted by id.
 func (r *ReadTxn) ContainersByApp(ws memdb.WatchSet, appID string) []*Container {
 	var out []*Container
 	for _, at := range r.Attempts(ws, appID) {
-		out = append(out, r.containersBy(ws, "attempt", at.ID)...)
+		r.t.watch(ws, at.ID)
+		out = append(out, r.t.ofAttempt(at.ID)...)
 	}
 	return out
 }
 
 // ContainersByAttempt returns an attempt's containers, sorted by id.
 func (r *ReadTxn) ContainersByAttempt(ws memdb.WatchSet, attemptID string) []*Container {
-	return r.containersBy(ws, "attempt", attemptID)
+	r.t.watch(ws, attemptID)
+	return r.t.ofAttempt(attemptID)
 }
 
 // ContainersByNode returns the containers on a node that have not
-// completed.
-func (r *ReadTxn) ContainersByNode(ws memdb.WatchSet, nodeID string) []*Container {
-	return r.containersBy(ws, "node", nodeID)
-}
+// completed, by id.
+func (r *ReadTxn) ContainersByNode(nodeID string) []*Container { return r.t.onNode(nodeID) }
 
 // LiveContainers returns every container that has not completed, by id.
-func (r *ReadTxn) LiveContainers() []*Container {
-	return getAll[*Container](r, nil, TableContainers, "live", true)
-}
+func (r *ReadTxn) LiveContainers() []*Container { return all(r.t.live) }
 
 // EachNode calls fn with every node, by id, without collecting them.
 func (r *ReadTxn) EachNode(fn func(*Node)) {
-	it, err := r.txn.Get(TableNodes, "id")
-	if err != nil {
-		return
-	}
-	for obj := it.Next(); obj != nil; obj = it.Next() {
-		fn(obj.(*Node))
-	}
+	r.t.nodes.Ascend(func(n *Node) bool {
+		fn(n)
+		return true
+	})
 }
 
 // AllocatedContainers returns the containers placed and not yet handed
 // to their AM (ALLOCATED), by id: few at any time, whatever runs.
-func (r *ReadTxn) AllocatedContainers() []*Container {
-	return getAll[*Container](r, nil, TableContainers, "allocated", true)
-}
+func (r *ReadTxn) AllocatedContainers() []*Container { return all(r.t.allocated) }
 
 // LiveAttempts returns every attempt that has not ended, by id.
 func (r *ReadTxn) LiveAttempts(ws memdb.WatchSet) []*Attempt {
@@ -273,7 +236,7 @@ func (r *ReadTxn) Counts() Counts {
 		}
 		return c
 	}
-	return Counts{Nodes: n(TableNodes), Apps: n(TableApps), Attempts: n(TableAttempts), Containers: n(TableContainers)}
+	return Counts{Nodes: r.t.nodes.Len(), Apps: n(TableApps), Attempts: n(TableAttempts), Containers: r.t.byID.Len()}
 }
 
 // Meta returns the cluster record.
@@ -292,22 +255,58 @@ type WriteTxn struct {
 	txn   *memdb.Txn
 	index uint64
 	read  *ReadTxn
+	s     *Store
+	// t is the trees this transaction writes, cloned on its first write
+	// to them; changed names the attempts whose containers it wrote.
+	t       *trees
+	changed map[string]struct{}
 }
 
 // Write runs fn in a write transaction at raft index index and commits it
 // when fn returns nil.
 func (s *Store) Write(index uint64, fn func(tx *WriteTxn) error) error {
-	txn := s.db.Txn(true)
+	txn := s.db.Txn(true) // holds the write lock until Commit or Abort
 	defer txn.Abort()
-	tx := &WriteTxn{txn: txn, index: index, read: &ReadTxn{txn: txn, Index: index}}
+	tx := &WriteTxn{txn: txn, index: index, s: s, read: &ReadTxn{txn: txn, t: s.trees, Index: index}}
 	if err := fn(tx); err != nil {
 		return err
 	}
+	var fire []chan struct{}
+	if tx.t != nil {
+		fire = tx.t.commitWatches(tx.changed)
+		s.base = tx.t.clone() // before readers can see tx.t
+	}
+	s.mu.Lock()
 	txn.Commit()
+	if tx.t != nil {
+		s.trees = tx.t
+	}
 	if index > s.index.Load() {
 		s.index.Store(index)
 	}
+	s.mu.Unlock()
+	for _, ch := range fire {
+		close(ch)
+	}
 	return nil
+}
+
+// writable returns the transaction's own trees, cloning the committed
+// ones on the first write.
+func (tx *WriteTxn) writable() *trees {
+	if tx.t == nil {
+		tx.t = tx.s.base.clone()
+		tx.read.t = tx.t
+		tx.changed = map[string]struct{}{}
+	}
+	return tx.t
+}
+
+// containersForWrite is writable for a write to an attempt's containers.
+func (tx *WriteTxn) containersForWrite(attemptID string) *trees {
+	t := tx.writable()
+	tx.changed[attemptID] = struct{}{}
+	return t
 }
 
 // Read returns the transaction's view, including its own writes.
@@ -325,8 +324,12 @@ func (tx *WriteTxn) insert(table string, obj any) error {
 
 // PutNode inserts or replaces a node.
 func (tx *WriteTxn) PutNode(n *Node) error {
+	if n.ID == "" {
+		return fmt.Errorf("writing nodes: a node without an id")
+	}
 	n.ModifyIndex = tx.index
-	return tx.insert(TableNodes, n)
+	tx.writable().nodes.ReplaceOrInsert(n)
+	return nil
 }
 
 // PutApp inserts or replaces an application.
@@ -343,22 +346,28 @@ func (tx *WriteTxn) PutAttempt(a *Attempt) error {
 
 // PutContainer inserts or replaces a container.
 func (tx *WriteTxn) PutContainer(c *Container) error {
+	if c.ID == "" {
+		return fmt.Errorf("writing containers: a container without an id")
+	}
 	c.ModifyIndex = tx.index
-	return tx.insert(TableContainers, c)
+	tx.containersForWrite(c.AttemptID).put(c)
+	return nil
 }
 
 // DeleteContainer removes a container record.
 func (tx *WriteTxn) DeleteContainer(c *Container) error {
-	if err := tx.txn.Delete(TableContainers, c); err != nil {
-		return fmt.Errorf("deleting container %s: %w", c.ID, err)
+	old := tx.read.t.container(c.ID)
+	if old == nil {
+		return fmt.Errorf("deleting container %s: not found", c.ID)
 	}
+	tx.containersForWrite(old.AttemptID).remove(old)
 	return nil
 }
 
 // DeleteCompletedContainer forgets a container that has completed and
 // is not an AM's; it reports false, and changes nothing, for any other.
 func (tx *WriteTxn) DeleteCompletedContainer(id string) (bool, error) {
-	c := tx.Read().Container(nil, id)
+	c := tx.Read().Container(id)
 	if c == nil || !c.Completed() || c.IsAM {
 		return false, nil
 	}
@@ -423,18 +432,16 @@ func (tx *WriteTxn) DeleteAppContainers(id string) (int, error) {
 // it reports false, and changes nothing, otherwise.
 func (tx *WriteTxn) DeleteNode(id string) (bool, error) {
 	r := tx.Read()
-	n := r.Node(nil, id)
+	n := r.Node(id)
 	if n == nil || n.Live() {
 		return false, nil
 	}
-	for _, c := range r.ContainersByNode(nil, id) {
+	for _, c := range r.ContainersByNode(id) {
 		if !c.Completed() {
 			return false, nil
 		}
 	}
-	if err := tx.txn.Delete(TableNodes, n); err != nil {
-		return false, fmt.Errorf("deleting node %s: %w", id, err)
-	}
+	tx.writable().nodes.Delete(n)
 	return true, nil
 }
 
@@ -457,13 +464,8 @@ type Dump struct {
 
 // Dump copies out the whole state.
 func (r *ReadTxn) Dump() *Dump {
-	d := &Dump{Index: r.Index, Meta: r.Meta(), Nodes: r.Nodes(nil), Apps: r.Apps(nil), Attempts: r.AllAttempts(nil)}
-	it, err := r.txn.Get(TableContainers, "id")
-	if err == nil {
-		for obj := it.Next(); obj != nil; obj = it.Next() {
-			d.Containers = append(d.Containers, obj.(*Container))
-		}
-	}
+	d := &Dump{Index: r.Index, Meta: r.Meta(), Nodes: r.Nodes(), Apps: r.Apps(nil), Attempts: r.AllAttempts(nil)}
+	d.Containers = all(r.t.byID)
 	return d
 }
 
@@ -478,9 +480,10 @@ func Restore(d *Dump) (*Store, error) {
 			return err
 		}
 		for _, n := range d.Nodes {
-			if err := tx.insert(TableNodes, n); err != nil {
-				return err
+			if n == nil || n.ID == "" {
+				return fmt.Errorf("a node without an id")
 			}
+			tx.writable().nodes.ReplaceOrInsert(n)
 		}
 		// What each application holds is derived from its live
 		// containers: counted again, so a snapshot of an RM that did
@@ -506,9 +509,10 @@ func Restore(d *Dump) (*Store, error) {
 			}
 		}
 		for _, c := range d.Containers {
-			if err := tx.insert(TableContainers, c); err != nil {
-				return err
+			if c == nil || c.ID == "" {
+				return fmt.Errorf("a container without an id")
 			}
+			tx.containersForWrite(c.AttemptID).put(c)
 		}
 		return nil
 	})

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -24,6 +25,7 @@ type pki struct {
 	dir   string
 	ca    *tlsutil.CA
 	node  *tlsutil.Bundle
+	mu    sync.Mutex // guards users: the sampler and the replay both ask
 	users map[string]*tlsutil.Bundle
 }
 
@@ -60,6 +62,8 @@ func (p *pki) bundle(id tlsutil.Identity) (*tlsutil.Bundle, error) {
 
 // user is the certificate of a simulated user, made once.
 func (p *pki) user(name string) (*tlsutil.Bundle, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if b := p.users[name]; b != nil {
 		return b, nil
 	}

@@ -1,0 +1,270 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	memdb "github.com/hashicorp/go-memdb"
+
+	"github.com/loom-project/loom/proto/yarnpb"
+)
+
+// putContainers writes containers straight into the table, as the
+// lifecycle helpers do, at the fixture's next index.
+func (f *fixture) putContainers(cs ...*Container) {
+	f.t.Helper()
+	f.write(func(tx *WriteTxn) error {
+		for _, c := range cs {
+			cc := *c
+			if err := tx.PutContainer(&cc); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func testContainer(attempt, seq int, node string) *Container {
+	app := yarnpb.AppID(1, uint64(attempt))
+	return &Container{
+		ID:        yarnpb.ContainerID(1, app, 1, int64(seq)),
+		AppID:     app,
+		AttemptID: yarnpb.AttemptID(app, 1),
+		NodeID:    node,
+		State:     yarnpb.ContainerState_CONTAINER_ALLOCATED,
+		Resource:  Resource{MemoryMB: 128, VCores: 1},
+	}
+}
+
+func TestASnapshotKeepsTheContainersItWasTakenWith(t *testing.T) {
+	f := newFixture(t)
+	a := testContainer(1, 1, "n1:1")
+	f.putContainers(a)
+	before := f.read()
+
+	done := *a
+	done.State = yarnpb.ContainerState_CONTAINER_COMPLETED
+	f.putContainers(&done, testContainer(1, 2, "n1:1"))
+
+	if c := before.Container(a.ID); c == nil || c.Completed() {
+		t.Fatalf("the earlier snapshot reads %+v; want the container as it was, allocated", c)
+	}
+	if n := len(before.ContainersByAttempt(nil, a.AttemptID)); n != 1 {
+		t.Errorf("the earlier snapshot holds %d containers of the attempt; want 1", n)
+	}
+	if n := len(before.LiveContainers()); n != 1 {
+		t.Errorf("the earlier snapshot holds %d live containers; want 1", n)
+	}
+	now := f.read()
+	if c := now.Container(a.ID); c == nil || !c.Completed() {
+		t.Fatalf("a new snapshot reads %+v; want the container completed", c)
+	}
+	if n := len(now.ContainersByAttempt(nil, a.AttemptID)); n != 2 {
+		t.Errorf("a new snapshot holds %d containers of the attempt; want 2", n)
+	}
+}
+
+func TestAFailedWriteLeavesTheContainersAsTheyWere(t *testing.T) {
+	f := newFixture(t)
+	a := testContainer(1, 1, "n1:1")
+	f.putContainers(a)
+	failed := errors.New("refused")
+	err := f.s.Write(f.index+1, func(tx *WriteTxn) error {
+		if err := tx.PutContainer(testContainer(1, 2, "n1:1")); err != nil {
+			return err
+		}
+		if err := tx.DeleteContainer(a); err != nil {
+			return err
+		}
+		if tx.Read().Container(a.ID) != nil {
+			t.Error("the transaction still reads the container it deleted")
+		}
+		if err := tx.PutNode(&Node{ID: "n9:1"}); err != nil {
+			return err
+		}
+		if tx.Read().Node("n9:1") == nil {
+			t.Error("the transaction does not read the node it wrote")
+		}
+		return failed
+	})
+	if !errors.Is(err, failed) {
+		t.Fatalf("Write returned %v; want the function's error", err)
+	}
+	r := f.read()
+	if r.Container(a.ID) == nil || r.Container(testContainer(1, 2, "").ID) != nil || r.Counts().Containers != 1 {
+		t.Fatalf("after a failed write the store holds %v; want only %s", ids(r.Dump().Containers), a.ID)
+	}
+	if r.Node("n9:1") != nil || r.Counts().Nodes != 0 {
+		t.Fatalf("after a failed write the store holds %d nodes; want none", r.Counts().Nodes)
+	}
+	// The next write starts from the committed containers, not the
+	// failed one's.
+	f.putContainers(testContainer(1, 3, "n1:1"))
+	if got := ids(f.read().Dump().Containers); len(got) != 2 {
+		t.Fatalf("after the next write the store holds %v; want 2 containers", got)
+	}
+}
+
+func ids(cs []*Container) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.ID
+	}
+	return out
+}
+
+func fired(ws memdb.WatchSet) bool {
+	for ch := range ws {
+		select {
+		case <-ch:
+			return true
+		default:
+		}
+	}
+	return false
+}
+
+func TestWatchingAnAttemptsContainers(t *testing.T) {
+	f := newFixture(t)
+	one, two := testContainer(1, 1, "n1:1"), testContainer(2, 1, "n1:1")
+	f.putContainers(one)
+
+	watch := func(attempt string) memdb.WatchSet {
+		ws := memdb.NewWatchSet()
+		f.read().ContainersByAttempt(ws, attempt)
+		return ws
+	}
+	wsOne, wsTwo := watch(one.AttemptID), watch(two.AttemptID)
+	f.putContainers(two) // the second attempt's first container
+	if fired(wsOne) {
+		t.Error("a watch on one attempt fired when another attempt's containers changed")
+	}
+	if !fired(wsTwo) {
+		t.Error("a watch on an attempt without containers did not fire when it got its first")
+	}
+
+	wsOne, wsTwo = watch(one.AttemptID), watch(two.AttemptID)
+	running := *one
+	running.State = yarnpb.ContainerState_CONTAINER_RUNNING
+	f.putContainers(&running)
+	if !fired(wsOne) {
+		t.Error("a watch on an attempt did not fire when its container changed")
+	}
+	if fired(wsTwo) {
+		t.Error("a watch on the second attempt fired when only the first's container changed")
+	}
+
+	// A reader that registers its watch after a change has committed,
+	// on a snapshot taken before it, is woken at once.
+	stale := f.read()
+	f.putContainers(one)
+	ws := memdb.NewWatchSet()
+	stale.ContainersByAttempt(ws, one.AttemptID)
+	if !fired(ws) {
+		t.Error("a watch from a snapshot older than the last change did not fire")
+	}
+}
+
+func TestAnAttemptsWatchGoesWithItsLastContainer(t *testing.T) {
+	f := newFixture(t)
+	for i := 1; i <= 100; i++ {
+		c := testContainer(i, 1, "n1:1")
+		f.putContainers(c)
+		f.write(func(tx *WriteTxn) error { return tx.DeleteContainer(c) })
+	}
+	r := f.read()
+	if n := r.t.watches.Len(); n != 0 {
+		t.Fatalf("100 attempts whose containers were all forgotten leave %d watch channels; want 0", n)
+	}
+	if n := r.Counts().Containers; n != 0 {
+		t.Fatalf("%d containers left; want 0", n)
+	}
+}
+
+func TestContainerIndexesFollowEachChange(t *testing.T) {
+	f := newFixture(t)
+	c := testContainer(1, 1, "n1:1")
+	f.putContainers(c)
+	moved := *c
+	moved.NodeID = "n2:1"
+	f.putContainers(&moved)
+	r := f.read()
+	if got := r.ContainersByNode("n1:1"); len(got) != 0 {
+		t.Errorf("the container's old node still lists it: %v", ids(got))
+	}
+	if got := r.ContainersByNode("n2:1"); len(got) != 1 {
+		t.Errorf("the container's new node lists %v; want it", ids(got))
+	}
+	if err := f.s.Write(f.index+1, func(tx *WriteTxn) error { return tx.DeleteContainer(testContainer(9, 9, "")) }); err == nil {
+		t.Error("deleting a container that is not there succeeded")
+	}
+	if err := f.s.Write(f.index+1, func(tx *WriteTxn) error { return tx.PutContainer(&Container{AttemptID: "x"}) }); err == nil {
+		t.Error("writing a container without an id succeeded")
+	}
+}
+
+// TestReadersAndAWriterShareTheContainers reads every index while a
+// writer places, changes and forgets containers; run with -race.
+func TestReadersAndAWriterShareTheContainers(t *testing.T) {
+	f := newFixture(t)
+	const attempts, perAttempt, rounds = 8, 40, 30
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := f.s.Snapshot()
+				live := r.LiveContainers()
+				for i := 1; i <= attempts; i++ {
+					cs := r.ContainersByAttempt(nil, testContainer(i, 1, "").AttemptID)
+					if len(cs) != 0 && len(cs) != perAttempt {
+						t.Errorf("a snapshot holds %d of an attempt's containers; want 0 or %d, never part of a write", len(cs), perAttempt)
+						return
+					}
+				}
+				for _, c := range live {
+					if r.Container(c.ID) != c {
+						t.Errorf("container %s is live in a snapshot but not found by id in it", c.ID)
+						return
+					}
+				}
+				_ = r.ContainersByNode("n1:1")
+				_ = r.AllocatedContainers()
+			}
+		}()
+	}
+	for round := range rounds {
+		var cs []*Container
+		for i := 1; i <= attempts; i++ {
+			for seq := 1; seq <= perAttempt; seq++ {
+				c := testContainer(i, seq, fmt.Sprintf("n%d:1", seq%3))
+				if round%2 == 1 {
+					c.State = yarnpb.ContainerState_CONTAINER_COMPLETED
+				}
+				cs = append(cs, c)
+			}
+		}
+		f.putContainers(cs...)
+		if round%5 == 4 {
+			f.write(func(tx *WriteTxn) error {
+				for _, c := range cs {
+					if err := tx.DeleteContainer(c); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
