@@ -384,6 +384,8 @@ func (n *NodeManager) heartbeatLoop(ctx context.Context) error {
 	var lastID int32
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	hb := n.rm.Heartbeats()
+	defer hb.Close()
 	for {
 		select {
 		case <-ctx.Done():
@@ -391,7 +393,7 @@ func (n *NodeManager) heartbeatLoop(ctx context.Context) error {
 		case <-timer.C:
 		case <-n.notify:
 		}
-		resp, err := n.rm.NodeHeartbeat(ctx, n.heartbeatRequest(lastID))
+		resp, err := hb.Send(ctx, n.heartbeatRequest(lastID))
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -47,6 +47,7 @@ var (
 
 		trackerSvc + "RegisterNodeManager":   {kinds: nodes},
 		trackerSvc + "NodeHeartbeat":         {kinds: nodes},
+		trackerSvc + "NodeHeartbeats":        {kinds: nodes},
 		trackerSvc + "UnRegisterNodeManager": {kinds: nodes},
 
 		adminSvc + "Decommission":   {kinds: users, admin: true},

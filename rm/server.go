@@ -227,6 +227,7 @@ type Server struct {
 	wg       sync.WaitGroup
 	shutdown chan struct{}
 	once     sync.Once
+	calls    atomic.Int64 // unary calls in progress
 }
 
 // New starts a ResourceManager: raft, the gRPC and HTTP servers.
@@ -335,7 +336,9 @@ func New(cfg *Config) (*Server, error) {
 		return nil, err
 	}
 
-	s.grpc = grpc.NewServer(append(rpc.AuthOptions(s.authorize), append(manyClientOptions(), cfg.TLS.ServerOption())...)...)
+	opts := append(rpc.AuthOptions(s.authorize), manyClientOptions()...)
+	opts = append(opts, cfg.TLS.ServerOption(), grpc.ChainUnaryInterceptor(s.countCall))
+	s.grpc = grpc.NewServer(opts...)
 	yarnpb.RegisterClientServiceServer(s.grpc, &clientEndpoint{s: s})
 	yarnpb.RegisterApplicationMasterServiceServer(s.grpc, &amEndpoint{s: s})
 	yarnpb.RegisterResourceTrackerServiceServer(s.grpc, &trackerEndpoint{s: s})
@@ -828,16 +831,7 @@ func (s *Server) kickScheduler() {
 func (s *Server) Shutdown() {
 	s.once.Do(func() {
 		close(s.shutdown)
-		done := make(chan struct{})
-		go func() {
-			s.grpc.GracefulStop()
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(2 * time.Second):
-			s.grpc.Stop()
-		}
+		s.stopGRPC(2 * time.Second)
 		if s.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_ = s.http.Shutdown(ctx)
@@ -861,12 +855,54 @@ func (s *Server) Shutdown() {
 	})
 }
 
+// countCall counts the calls in progress, for stopGRPC.
+func (s *Server) countCall(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	s.calls.Add(1)
+	defer s.calls.Add(-1)
+	return handler(ctx, req)
+}
+
+// stopGRPC lets the calls in progress finish, for at most grace, and
+// then stops the gRPC server. NodeManagers' heartbeat streams, open for
+// as long as the RM runs, are not waited for: a NodeManager opens its
+// next one elsewhere.
+func (s *Server) stopGRPC(grace time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(grace)
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+			if s.calls.Load() > 0 {
+				continue
+			}
+		case <-deadline:
+		}
+		s.grpc.Stop()
+		<-done
+		return
+	}
+}
+
 // manyClientOptions fit the RM's gRPC server to thousands of connections,
 // one a NodeManager and one an AM, each mostly idle between small calls:
 // 8 KiB read and 16 KiB write buffers a connection where grpc-go's are
 // 32 KiB each (its write buffers come from a shared pool while a
 // connection writes). At 10,000 NodeManagers this took the RM from 971
-// to 623 MiB of RSS (docs/BENCHMARKS.md).
+// to 623 MiB of RSS (docs/BENCHMARKS.md). A connection may hold at most
+// maxStreamsPerConn streams and calls at once, each a goroutine of the
+// RM's: a NodeManager's needs one heartbeat stream and a few calls.
 func manyClientOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ReadBufferSize(8 << 10), grpc.WriteBufferSize(16 << 10)}
+	return []grpc.ServerOption{grpc.ReadBufferSize(8 << 10), grpc.WriteBufferSize(16 << 10), grpc.MaxConcurrentStreams(maxStreamsPerConn)}
 }
+
+// maxStreamsPerConn bounds the streams of one connection; the load
+// simulator's connections carry 100 NodeManagers' each.
+const maxStreamsPerConn = 1024

@@ -3,6 +3,8 @@ package rm
 import (
 	"cmp"
 	"context"
+	"errors"
+	"io"
 	"net"
 	"regexp"
 	"strconv"
@@ -259,6 +261,37 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 		resp.Diagnostics = "node is decommissioned"
 	}
 	return resp, nil
+}
+
+// NodeHeartbeats answers each heartbeat of a stream as NodeHeartbeat
+// does, in turn, and ends the stream with the first error a call would
+// have returned: a NodeManager told the replica is no leader opens its
+// next stream on the leader. A server shutting down ends each stream at
+// its next heartbeat, so that no stream holds the shutdown up for longer
+// than a heartbeat interval.
+func (e *trackerEndpoint) NodeHeartbeats(stream yarnpb.ResourceTrackerService_NodeHeartbeatsServer) error {
+	ctx := stream.Context()
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case <-e.s.shutdown:
+			return errdefs.ToGRPC(errdefs.Unavailable("the ResourceManager is shutting down"))
+		default:
+		}
+		resp, err := e.NodeHeartbeat(ctx, req)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
 }
 
 // appEnded reports whether application id has ended.

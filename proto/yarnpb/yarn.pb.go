@@ -5929,10 +5929,11 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x18ApplicationMasterService\x12v\n" +
 	"\x19RegisterApplicationMaster\x12+.loom.yarn.RegisterApplicationMasterRequest\x1a,.loom.yarn.RegisterApplicationMasterResponse\x12C\n" +
 	"\bAllocate\x12\x1a.loom.yarn.AllocateRequest\x1a\x1b.loom.yarn.AllocateResponse\x12p\n" +
-	"\x17FinishApplicationMaster\x12).loom.yarn.FinishApplicationMasterRequest\x1a*.loom.yarn.FinishApplicationMasterResponse2\xbe\x02\n" +
+	"\x17FinishApplicationMaster\x12).loom.yarn.FinishApplicationMasterRequest\x1a*.loom.yarn.FinishApplicationMasterResponse2\x97\x03\n" +
 	"\x16ResourceTrackerService\x12d\n" +
 	"\x13RegisterNodeManager\x12%.loom.yarn.RegisterNodeManagerRequest\x1a&.loom.yarn.RegisterNodeManagerResponse\x12R\n" +
-	"\rNodeHeartbeat\x12\x1f.loom.yarn.NodeHeartbeatRequest\x1a .loom.yarn.NodeHeartbeatResponse\x12j\n" +
+	"\rNodeHeartbeat\x12\x1f.loom.yarn.NodeHeartbeatRequest\x1a .loom.yarn.NodeHeartbeatResponse\x12W\n" +
+	"\x0eNodeHeartbeats\x12\x1f.loom.yarn.NodeHeartbeatRequest\x1a .loom.yarn.NodeHeartbeatResponse(\x010\x01\x12j\n" +
 	"\x15UnRegisterNodeManager\x12'.loom.yarn.UnRegisterNodeManagerRequest\x1a(.loom.yarn.UnRegisterNodeManagerResponse2\xfa\x03\n" +
 	"\fAdminService\x12O\n" +
 	"\fDecommission\x12\x1e.loom.yarn.DecommissionRequest\x1a\x1f.loom.yarn.DecommissionResponse\x12O\n" +
@@ -6131,46 +6132,48 @@ var file_proto_yarnpb_yarn_proto_depIdxs = []int32{
 	43, // 78: loom.yarn.ApplicationMasterService.FinishApplicationMaster:input_type -> loom.yarn.FinishApplicationMasterRequest
 	45, // 79: loom.yarn.ResourceTrackerService.RegisterNodeManager:input_type -> loom.yarn.RegisterNodeManagerRequest
 	47, // 80: loom.yarn.ResourceTrackerService.NodeHeartbeat:input_type -> loom.yarn.NodeHeartbeatRequest
-	49, // 81: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:input_type -> loom.yarn.UnRegisterNodeManagerRequest
-	51, // 82: loom.yarn.AdminService.Decommission:input_type -> loom.yarn.DecommissionRequest
-	54, // 83: loom.yarn.AdminService.Recommission:input_type -> loom.yarn.RecommissionRequest
-	56, // 84: loom.yarn.AdminService.RefreshQueues:input_type -> loom.yarn.RefreshQueuesRequest
-	58, // 85: loom.yarn.AdminService.ServiceState:input_type -> loom.yarn.ServiceStateRequest
-	61, // 86: loom.yarn.AdminService.AddRaftPeer:input_type -> loom.yarn.AddRaftPeerRequest
-	63, // 87: loom.yarn.AdminService.RemoveRaftPeer:input_type -> loom.yarn.RemoveRaftPeerRequest
-	66, // 88: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
-	68, // 89: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
-	70, // 90: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
-	72, // 91: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
-	75, // 92: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
-	19, // 93: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
-	21, // 94: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
-	23, // 95: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
-	25, // 96: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
-	27, // 97: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
-	29, // 98: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
-	31, // 99: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
-	33, // 100: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
-	37, // 101: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
-	39, // 102: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
-	42, // 103: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
-	44, // 104: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
-	46, // 105: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
-	48, // 106: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
-	50, // 107: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
-	53, // 108: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
-	55, // 109: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
-	57, // 110: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
-	60, // 111: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
-	62, // 112: loom.yarn.AdminService.AddRaftPeer:output_type -> loom.yarn.AddRaftPeerResponse
-	64, // 113: loom.yarn.AdminService.RemoveRaftPeer:output_type -> loom.yarn.RemoveRaftPeerResponse
-	67, // 114: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
-	69, // 115: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
-	71, // 116: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
-	74, // 117: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
-	76, // 118: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
-	93, // [93:119] is the sub-list for method output_type
-	67, // [67:93] is the sub-list for method input_type
+	47, // 81: loom.yarn.ResourceTrackerService.NodeHeartbeats:input_type -> loom.yarn.NodeHeartbeatRequest
+	49, // 82: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:input_type -> loom.yarn.UnRegisterNodeManagerRequest
+	51, // 83: loom.yarn.AdminService.Decommission:input_type -> loom.yarn.DecommissionRequest
+	54, // 84: loom.yarn.AdminService.Recommission:input_type -> loom.yarn.RecommissionRequest
+	56, // 85: loom.yarn.AdminService.RefreshQueues:input_type -> loom.yarn.RefreshQueuesRequest
+	58, // 86: loom.yarn.AdminService.ServiceState:input_type -> loom.yarn.ServiceStateRequest
+	61, // 87: loom.yarn.AdminService.AddRaftPeer:input_type -> loom.yarn.AddRaftPeerRequest
+	63, // 88: loom.yarn.AdminService.RemoveRaftPeer:input_type -> loom.yarn.RemoveRaftPeerRequest
+	66, // 89: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
+	68, // 90: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
+	70, // 91: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
+	72, // 92: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
+	75, // 93: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
+	19, // 94: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
+	21, // 95: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
+	23, // 96: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
+	25, // 97: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
+	27, // 98: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
+	29, // 99: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
+	31, // 100: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
+	33, // 101: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
+	37, // 102: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
+	39, // 103: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
+	42, // 104: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
+	44, // 105: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
+	46, // 106: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
+	48, // 107: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
+	48, // 108: loom.yarn.ResourceTrackerService.NodeHeartbeats:output_type -> loom.yarn.NodeHeartbeatResponse
+	50, // 109: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
+	53, // 110: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
+	55, // 111: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
+	57, // 112: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
+	60, // 113: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
+	62, // 114: loom.yarn.AdminService.AddRaftPeer:output_type -> loom.yarn.AddRaftPeerResponse
+	64, // 115: loom.yarn.AdminService.RemoveRaftPeer:output_type -> loom.yarn.RemoveRaftPeerResponse
+	67, // 116: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
+	69, // 117: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
+	71, // 118: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
+	74, // 119: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
+	76, // 120: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
+	94, // [94:121] is the sub-list for method output_type
+	67, // [67:94] is the sub-list for method input_type
 	67, // [67:67] is the sub-list for extension type_name
 	67, // [67:67] is the sub-list for extension extendee
 	0,  // [0:67] is the sub-list for field type_name

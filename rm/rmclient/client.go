@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/user"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/loom-project/loom/errdefs"
 	"github.com/loom-project/loom/proto/yarnpb"
@@ -449,6 +452,85 @@ func (c *Client) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHeartbeatReq
 		return err
 	})
 	return resp, err
+}
+
+// Heartbeats carries one NodeManager's heartbeats to the leader on a
+// stream (ResourceTrackerService.NodeHeartbeats), where a call each would
+// cost both ends twice the CPU. The stream opens on the first heartbeat,
+// and again on the replica calls go to after any failure, so heartbeats
+// follow the leader and retry as calls do. An answer that does not come
+// within CallTimeout abandons the stream. One heartbeat is sent at a
+// time. An RM without the stream (one not yet upgraded) is sent calls
+// from then on.
+type Heartbeats struct {
+	c      *Client
+	mu     sync.Mutex
+	cc     *grpc.ClientConn // the stream's connection
+	stream yarnpb.ResourceTrackerService_NodeHeartbeatsClient
+	cancel context.CancelFunc
+	calls  bool
+}
+
+// Heartbeats returns a NodeManager's heartbeat stream, not yet open.
+func (c *Client) Heartbeats() *Heartbeats { return &Heartbeats{c: c} }
+
+// Send sends a heartbeat and returns the RM's answer to it.
+func (h *Heartbeats) Send(ctx context.Context, req *yarnpb.NodeHeartbeatRequest) (*yarnpb.NodeHeartbeatResponse, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var resp *yarnpb.NodeHeartbeatResponse
+	err := h.c.call(ctx, func(try context.Context, cc *grpc.ClientConn) (err error) {
+		if h.calls {
+			resp, err = yarnpb.NewResourceTrackerServiceClient(cc).NodeHeartbeat(try, req)
+			return err
+		}
+		if h.stream == nil || h.cc != cc {
+			h.closeLocked()
+			sctx, cancel := context.WithCancel(context.Background())
+			st, err := yarnpb.NewResourceTrackerServiceClient(cc).NodeHeartbeats(sctx)
+			if err != nil {
+				cancel()
+				return err
+			}
+			h.cc, h.stream, h.cancel = cc, st, cancel
+		}
+		// The stream outlives each try; a try that ends first takes it.
+		stop := context.AfterFunc(try, h.cancel)
+		err = h.stream.Send(req)
+		if errors.Is(err, io.EOF) {
+			err = nil // the stream has ended: Recv returns why
+		}
+		if err == nil {
+			resp, err = h.stream.Recv()
+		}
+		if !stop() || err != nil {
+			h.closeLocked()
+		}
+		if status.Code(err) == codes.Unimplemented {
+			h.calls = true
+			resp, err = yarnpb.NewResourceTrackerServiceClient(cc).NodeHeartbeat(try, req)
+			return err
+		}
+		if errors.Is(err, io.EOF) {
+			err = errdefs.Unavailable("the ResourceManager ended the heartbeat stream")
+		}
+		return err
+	})
+	return resp, err
+}
+
+// Close ends the stream; a later Send opens another.
+func (h *Heartbeats) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closeLocked()
+}
+
+func (h *Heartbeats) closeLocked() {
+	if h.cancel != nil {
+		h.cancel()
+	}
+	h.cc, h.stream, h.cancel = nil, nil, nil
 }
 
 // UnregisterNode tells the RM a NodeManager is shutting down.

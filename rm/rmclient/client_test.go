@@ -2,6 +2,7 @@ package rmclient
 
 import (
 	"context"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/loom-project/loom/errdefs"
+	"github.com/loom-project/loom/proto/yarnpb"
 	"github.com/loom-project/loom/tlsutil/tlstest"
 )
 
@@ -67,5 +69,48 @@ func TestRecentSetIsBounded(t *testing.T) {
 	}
 	if r.len() != 3 || r.add("d") || !r.add("a") {
 		t.Fatalf("after a,b,a,c,d: %d held, d new %v", r.len(), r.add("d"))
+	}
+}
+
+// callsOnly is a ResourceManager from before heartbeat streams: it
+// answers NodeHeartbeat calls and nothing else.
+type callsOnly struct {
+	yarnpb.UnimplementedResourceTrackerServiceServer
+	mu    sync.Mutex
+	calls int
+}
+
+func (f *callsOnly) NodeHeartbeat(context.Context, *yarnpb.NodeHeartbeatRequest) (*yarnpb.NodeHeartbeatResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	return &yarnpb.NodeHeartbeatResponse{ResponseId: int32(f.calls)}, nil
+}
+
+// A NodeManager whose ResourceManager has no heartbeat stream sends its
+// heartbeats as calls.
+func TestHeartbeatsFallBackToCalls(t *testing.T) {
+	pki := tlstest.New(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm := &callsOnly{}
+	srv := grpc.NewServer(pki.Bundle(tlstest.Server("rm")).ServerOption())
+	yarnpb.RegisterResourceTrackerServiceServer(srv, rm)
+	go srv.Serve(ln)
+	defer srv.Stop()
+	c, err := New([]string{ln.Addr().String()}, pki.Bundle(tlstest.Node("n1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	hb := c.Heartbeats()
+	defer hb.Close()
+	for i := 1; i <= 3; i++ {
+		resp, err := hb.Send(context.Background(), &yarnpb.NodeHeartbeatRequest{NodeId: "n1:1"})
+		if err != nil || resp.ResponseId != int32(i) {
+			t.Fatalf("heartbeat %d to an RM without the stream: %+v, %v; want call %d answered", i, resp, err, i)
+		}
 	}
 }

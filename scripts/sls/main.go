@@ -52,8 +52,11 @@ type config struct {
 	rmArgs       string
 	preemption   bool
 	nodesPerConn int
-	profile      time.Duration
-	goroutines   time.Duration
+	// heartbeatCalls sends each heartbeat as a NodeHeartbeat call
+	// instead of on the node's NodeHeartbeats stream, as NMs did before.
+	heartbeatCalls bool
+	profile        time.Duration
+	goroutines     time.Duration
 }
 
 func main() {
@@ -82,6 +85,7 @@ func main() {
 	flag.DurationVar(&c.profile, "profile", 0, "save the RM's CPU profile over this long, from the first submission, to rm-cpu.pprof in --out, and the simulator's own to sim-cpu.pprof")
 	flag.DurationVar(&c.goroutines, "goroutines", 0, "save the RM's goroutines this long after the first submission, to rm-goroutines.txt in --out, and its allocations to rm-allocs.pprof")
 	flag.IntVar(&c.nodesPerConn, "nodes-per-conn", 1, "simulated NodeManagers that share one connection to the RM (1: a connection each, as real ones)")
+	flag.BoolVar(&c.heartbeatCalls, "heartbeat-calls", false, "send each heartbeat as a NodeHeartbeat call instead of on the node's NodeHeartbeats stream (the NodeManager's way)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

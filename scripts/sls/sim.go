@@ -172,6 +172,12 @@ func (n *simNode) loop(ctx context.Context, offset time.Duration) {
 	t := time.NewTimer(offset)
 	defer t.Stop()
 	interval := n.s.c.heartbeat
+	send := n.rm.NodeHeartbeat
+	if !n.s.c.heartbeatCalls {
+		hb := n.rm.Heartbeats()
+		defer hb.Close()
+		send = hb.Send
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -180,7 +186,7 @@ func (n *simNode) loop(ctx context.Context, offset time.Duration) {
 		}
 		req := n.report(time.Now())
 		began := time.Now()
-		resp, err := n.rm.NodeHeartbeat(ctx, req)
+		resp, err := send(ctx, req)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
