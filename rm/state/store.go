@@ -465,7 +465,7 @@ type Dump struct {
 // Dump copies out the whole state.
 func (r *ReadTxn) Dump() *Dump {
 	d := &Dump{Index: r.Index, Meta: r.Meta(), Nodes: r.Nodes(), Apps: r.Apps(nil), Attempts: r.AllAttempts(nil)}
-	d.Containers = all(r.t.byID)
+	d.Containers = r.t.everyContainer()
 	return d
 }
 

@@ -30,7 +30,7 @@ const btreeDegree = 16
 type trees struct {
 	nodes *btree.BTreeG[*Node] // by id
 
-	byID      *btree.BTreeG[*Container] // every container
+	byID      *btree.BTreeG[idItem]     // every container
 	byAttempt *btree.BTreeG[*Container] // by attempt, then id
 	live      *btree.BTreeG[*Container] // those that have not completed
 	byNode    *btree.BTreeG[*Container] // live ones with a node, by node, then id
@@ -41,6 +41,15 @@ type trees struct {
 	// born is closed when an attempt gets its first container: what a
 	// reader of an attempt without any watches.
 	born chan struct{}
+}
+
+// idItem is a container in the by-id tree, its id beside it: a lookup,
+// the most frequent read (a heartbeat looks up each container it
+// reports), compares ids without reaching through to the container, and
+// its probe is a value, not an allocation.
+type idItem struct {
+	id string
+	c  *Container
 }
 
 type attemptWatch struct {
@@ -74,7 +83,7 @@ func newTrees() *trees {
 	tree := newTree[*Container]
 	return &trees{
 		nodes:     newTree(func(a, b *Node) bool { return a.ID < b.ID }),
-		byID:      tree(byIDLess),
+		byID:      newTree(func(a, b idItem) bool { return a.id < b.id }),
 		byAttempt: tree(byAttemptLess),
 		live:      tree(byIDLess),
 		byNode:    tree(byNodeLess),
@@ -106,8 +115,8 @@ func (t *trees) node(id string) *Node {
 }
 
 func (t *trees) container(id string) *Container {
-	c, _ := t.byID.Get(&Container{ID: id})
-	return c
+	it, _ := t.byID.Get(idItem{id: id})
+	return it.c
 }
 
 // ofAttempt returns an attempt's containers, by id.
@@ -131,6 +140,16 @@ func (t *trees) onNode(nodeID string) []*Container {
 			return false
 		}
 		out = append(out, c)
+		return true
+	})
+	return out
+}
+
+// everyContainer returns every container, by id.
+func (t *trees) everyContainer() []*Container {
+	out := make([]*Container, 0, t.byID.Len())
+	t.byID.Ascend(func(it idItem) bool {
+		out = append(out, it.c)
 		return true
 	})
 	return out
@@ -168,7 +187,8 @@ func (c *Container) allocated() bool {
 // put inserts or replaces c in every tree it belongs to, and takes it out
 // of those its earlier version was in and it is not.
 func (t *trees) put(c *Container) {
-	old, _ := t.byID.ReplaceOrInsert(c)
+	prev, _ := t.byID.ReplaceOrInsert(idItem{c.ID, c})
+	old := prev.c
 	if old != nil && old.AttemptID != c.AttemptID {
 		t.byAttempt.Delete(old)
 	}
@@ -195,10 +215,11 @@ func index(tree *btree.BTreeG[*Container], old, c *Container, in func(*Container
 
 // remove takes c out of every tree.
 func (t *trees) remove(c *Container) {
-	old, ok := t.byID.Delete(c)
+	it, ok := t.byID.Delete(idItem{id: c.ID})
 	if !ok {
 		return
 	}
+	old := it.c
 	t.byAttempt.Delete(old)
 	t.live.Delete(old)
 	t.byNode.Delete(old)

@@ -150,6 +150,10 @@ func (r *report) finish(s *sim, rm *rmProcess, start time.Time) {
 	p := s.heartbeats.percentiles(0.5, 0.99, 0.999, 1)
 	r.printf("NodeManager heartbeats: %.0f/s answered; round trip p50 %s, p99 %s, p99.9 %s, max %s",
 		float64(last.heartbeats-first.heartbeats)/secs, ms(p[0]), ms(p[1]), ms(p[2]), ms(p[3]))
+	if s.steady.n.Load() > 0 {
+		p = s.steady.percentiles(0.5, 0.99, 0.999, 1)
+		r.printf("  after each node's first %d: p50 %s, p99 %s, p99.9 %s, max %s", warmupBeats, ms(p[0]), ms(p[1]), ms(p[2]), ms(p[3]))
+	}
 
 	// Placement: from the first ask until 95% of the cluster runs, and
 	// the best second.
@@ -194,6 +198,7 @@ func (r *report) finish(s *sim, rm *rmProcess, start time.Time) {
 	sum := map[string]float64{}
 	n := 0
 	var from, to time.Duration
+	var saturated []sample
 	for _, smp := range samples {
 		if smp.shares == nil || !full(smp) {
 			continue
@@ -210,6 +215,7 @@ func (r *report) finish(s *sim, rm *rmProcess, start time.Time) {
 		}
 		to = smp.t
 		n++
+		saturated = append(saturated, smp)
 		for _, q := range r.queues {
 			sum[q] += smp.shares[q]
 		}
@@ -235,7 +241,36 @@ func (r *report) finish(s *sim, rm *rmProcess, start time.Time) {
 		r.printf("  %s", l)
 	}
 	r.printf("worst queue: %.1f%% from its capacity", 100*worst)
+
+	// Settled: from the first saturated sample after which every queue
+	// stays within settleWithin of its capacity, what preemption gave
+	// back to the queues the first arrivals left short.
+	off := func(smp sample) float64 {
+		w := 0.0
+		for _, q := range r.queues {
+			w = max(w, math.Abs(smp.shares[q]-r.capacities[q])/r.capacities[q])
+		}
+		return w
+	}
+	settled := len(saturated)
+	for settled > 0 && off(saturated[settled-1]) <= settleWithin {
+		settled--
+	}
+	if settled == len(saturated) {
+		r.printf("queue shares never settled within %.0f%% of every capacity", 100*settleWithin)
+		return
+	}
+	worst = 0
+	for _, smp := range saturated[settled:] {
+		worst = max(worst, off(smp))
+	}
+	r.printf("settled: every queue within %.0f%% of its capacity from %s on (%s after saturation, %d samples), at worst %.1f%% from it",
+		100*settleWithin, saturated[settled].t.Round(time.Second), (saturated[settled].t - from).Round(time.Second), len(saturated)-settled, 100*worst)
 }
+
+// settleWithin is how near its capacity a queue counts as settled: the
+// bound a queue's share is held to once the cluster is saturated.
+const settleWithin = 0.05
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 

@@ -32,7 +32,11 @@ type sim struct {
 	wg    sync.WaitGroup
 
 	// What the report counts.
-	heartbeats   latencies
+	heartbeats latencies
+	// steady are the heartbeats after each node's first warmupBeats:
+	// the round trips once streams are open and the start's burst (every
+	// node's first beat within one interval) is over.
+	steady       latencies
 	allocated    atomic.Int64 // containers handed to AMs
 	firstAsk     atomic.Int64 // unix ns of the first ask
 	submitted    atomic.Int64
@@ -74,6 +78,7 @@ type simContainer struct {
 func newSim(ctx context.Context, c config, rm *rmProcess, p *pki) (*sim, error) {
 	s := &sim{c: c, rm: rm, pki: p, ctx: ctx, byIP: map[string]*simNode{}}
 	s.heartbeats.init()
+	s.steady.init()
 	// One ContainerManager server for every node: each node is its own
 	// loopback address (127.a.b.c), and the address a connection was
 	// made to says which node it is for.
@@ -172,6 +177,7 @@ func (n *simNode) loop(ctx context.Context, offset time.Duration) {
 	t := time.NewTimer(offset)
 	defer t.Stop()
 	interval := n.s.c.heartbeat
+	beats := 0
 	send := n.rm.NodeHeartbeat
 	if !n.s.c.heartbeatCalls {
 		hb := n.rm.Heartbeats()
@@ -195,7 +201,11 @@ func (n *simNode) loop(ctx context.Context, offset time.Duration) {
 			t.Reset(interval)
 			continue
 		}
-		n.s.heartbeats.add(time.Since(began))
+		took := time.Since(began)
+		n.s.heartbeats.add(took)
+		if beats++; beats > warmupBeats {
+			n.s.steady.add(took)
+		}
 		n.apply(resp)
 		if resp.NextHeartbeatMs > 0 {
 			interval = time.Duration(resp.NextHeartbeatMs) * time.Millisecond
@@ -551,6 +561,10 @@ func hostOf(addr string) string {
 	}
 	return h
 }
+
+// warmupBeats are the heartbeats of a node that the steady percentiles
+// leave out.
+const warmupBeats = 5
 
 // latencies keeps every heartbeat's round trip, for percentiles.
 type latencies struct {

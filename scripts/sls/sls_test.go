@@ -64,7 +64,7 @@ func TestSimulatesASmallCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"applications: 8 submitted (0 refused), 8 finished, 0 AMs failed", "NodeManager heartbeats: ", "containers placed end to end", "ResourceManager: CPU"} {
+	for _, want := range []string{"applications: 8 submitted (0 refused), 8 finished, 0 AMs failed", "NodeManager heartbeats: ", "after each node's first 5: p50", "containers placed end to end", "ResourceManager: CPU"} {
 		if !strings.Contains(string(report), want) {
 			t.Errorf("the report lacks %q:\n%s", want, report)
 		}
