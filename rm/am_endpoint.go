@@ -106,7 +106,7 @@ func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) 
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
-	withoutUndelivered(asks, r.ContainersByAttempt(nil, at.ID))
+	withoutUndelivered(asks, r.ContainersByAttempt(nil, at.ID), req.ResponseId)
 	s.soft.touchAM(at.ID, s.clock.Now())
 	if s.soft.updateAsks(at.ID, asks, req.BlacklistAdditions, req.BlacklistRemovals) {
 		s.kickScheduler()
@@ -164,7 +164,7 @@ func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) 
 				for i, c := range resp.Allocated {
 					ids[i] = c.Id
 				}
-				if _, _, err := s.raftApply(CmdAcquireContainers, acquireContainersCmd{IDs: ids}); err != nil {
+				if _, _, err := s.raftApply(CmdAcquireContainers, acquireContainersCmd{IDs: ids, Response: resp.ResponseId}); err != nil {
 					lock.Unlock()
 					return nil, errdefs.ToGRPC(err)
 				}
@@ -187,6 +187,21 @@ func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) 
 // for the write that records them to stay small (see maxBatchStatuses);
 // the AM is handed the rest on its next call, at once.
 const maxHandedOut = 256
+
+// handOut reports whether the next Allocate answer of an AM whose last
+// answer was respID hands c to it: c is placed and not handed out yet, or
+// was handed out in a later answer, which the AM never got because the
+// leader that sent it went (a new leader has none of the answers its
+// predecessor sent to send again).
+func handOut(c *state.Container, respID int32) bool {
+	switch c.State {
+	case yarnpb.ContainerState_CONTAINER_ALLOCATED:
+		return true
+	case yarnpb.ContainerState_CONTAINER_ACQUIRED:
+		return c.HandedIn > respID
+	}
+	return false
+}
 
 // collectAllocate builds an Allocate response from the state: containers
 // placed for the attempt and not yet handed over (the oldest
@@ -212,7 +227,7 @@ func (s *Server) collectAllocate(attemptID string, app *state.Application, respI
 		if c.IsAM {
 			continue
 		}
-		if c.AttemptID == attemptID && c.State == yarnpb.ContainerState_CONTAINER_ALLOCATED && len(handed) < maxHandedOut {
+		if c.AttemptID == attemptID && handOut(c, respID) && len(handed) < maxHandedOut {
 			p, err := s.withToken(c, app.User, now)
 			if err != nil {
 				return nil, false, nil, err
@@ -288,10 +303,10 @@ func (s *Server) convertAsks(in []*yarnpb.ResourceRequest, tree *scheduler.Queue
 // attempt that it has not been handed yet: it asked before it knew of
 // them (placed after its last answer, or by a leader that failed before
 // answering), and counting them again would place them twice.
-func withoutUndelivered(asks []*scheduler.Ask, containers []*state.Container) {
+func withoutUndelivered(asks []*scheduler.Ask, containers []*state.Container, respID int32) {
 	pending := map[scheduler.AskKey]int32{}
 	for _, c := range containers {
-		if !c.IsAM && c.State == yarnpb.ContainerState_CONTAINER_ALLOCATED {
+		if !c.IsAM && handOut(c, respID) {
 			pending[scheduler.AskKey{AllocationRequestID: c.AllocationRequestID, Priority: c.Priority, Capability: c.Resource}]++
 		}
 	}

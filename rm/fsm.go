@@ -89,6 +89,8 @@ type (
 	}
 	acquireContainersCmd struct {
 		IDs []string `json:"ids"`
+		// Response is the Allocate response that hands them out.
+		Response int32 `json:"response,omitempty"`
 	}
 	containerStatusesCmd struct {
 		NodeID   string                    `json:"node"`
@@ -245,7 +247,7 @@ func init() {
 		return tx.PlaceContainers(cs)
 	})
 	register(CmdAcquireContainers, func(tx *state.WriteTxn, c *acquireContainersCmd) (any, error) {
-		return nil, tx.AcquireContainers(c.IDs)
+		return nil, tx.AcquireContainers(c.IDs, c.Response)
 	})
 	register(CmdContainerStatuses, func(tx *state.WriteTxn, c *containerStatusesCmd) (any, error) {
 		return nil, tx.ContainerStatuses(c.NodeID, c.Statuses, c.Now)

@@ -257,13 +257,16 @@ func TestAsksDoNotCountContainersNotYetHanded(t *testing.T) {
 	withoutUndelivered(asks, []*state.Container{
 		{ID: "c1", Priority: 1, Resource: res, State: yarnpb.ContainerState_CONTAINER_ALLOCATED},
 		{ID: "c2", Priority: 1, Resource: res, State: yarnpb.ContainerState_CONTAINER_ALLOCATED},
-		{ID: "c3", Priority: 1, Resource: res, State: yarnpb.ContainerState_CONTAINER_ACQUIRED}, // handed over: the AM knows it
+		{ID: "c3", Priority: 1, Resource: res, State: yarnpb.ContainerState_CONTAINER_ACQUIRED, HandedIn: 7}, // handed over: the AM knows it
+		// Handed over in an answer the AM never got (it says its last
+		// was 7): it is handed over again, and counts as not yet handed.
+		{ID: "c6", Priority: 1, Resource: res, State: yarnpb.ContainerState_CONTAINER_ACQUIRED, HandedIn: 8},
 		{ID: "am", Priority: 1, Resource: res, State: yarnpb.ContainerState_CONTAINER_ALLOCATED, IsAM: true},
 		{ID: "c4", Priority: 2, Resource: res, State: yarnpb.ContainerState_CONTAINER_ALLOCATED},
 		{ID: "c5", Priority: 2, Resource: res, State: yarnpb.ContainerState_CONTAINER_ALLOCATED},
-	})
-	if asks[0].Count != 3 || asks[1].Count != 0 {
-		t.Fatalf("asks after the undelivered containers: %d and %d, want 3 and 0", asks[0].Count, asks[1].Count)
+	}, 7)
+	if asks[0].Count != 2 || asks[1].Count != 0 {
+		t.Fatalf("asks after the undelivered containers: %d and %d, want 2 and 0", asks[0].Count, asks[1].Count)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -276,6 +277,59 @@ func TestAllocateHoldsUntilContainersArriveAndResendsLostResponses(t *testing.T)
 	if len(r.Containers) != 4 {
 		t.Fatalf("app has %d containers, want the AM and 3", len(r.Containers))
 	}
+}
+
+// An answer the AM never got because its leader went is sent again by
+// the next leader, which has none of the answers its predecessor sent:
+// the AM's next call says the last answer it got, and containers handed
+// out in a later one are handed out again, and not placed again.
+func TestAnAnswerLostWithItsLeaderIsSentAgain(t *testing.T) {
+	s, c := testServer(t, nil)
+	nm := startFakeNM(t, s, 4096)
+	attempt := submitRunning(t, s, c, nm)
+	ask := func(n int32) []*yarnpb.ResourceRequest {
+		return []*yarnpb.ResourceRequest{{Priority: 1, Capability: &yarnpb.Resource{MemoryMb: 256, Vcores: 1}, Count: n}}
+	}
+	var final *yarnpb.AllocateResponse
+	respID, got := int32(0), 0
+	for got < 2 {
+		r := allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, ResponseId: respID, Asks: ask(int32(2 - got)), WaitMs: 5000})
+		if len(r.Allocated) > 0 {
+			final = r
+		}
+		respID = r.ResponseId
+		got += len(r.Allocated)
+	}
+	// The AM never got the final answer; the leader that sent it goes,
+	// and the next knows nothing of its answers.
+	s.soft.setLastResponse(attempt, nil)
+	lost := int32(len(final.Allocated))
+	again := allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, ResponseId: final.ResponseId - 1, Asks: ask(lost)})
+	if again.ResponseId != final.ResponseId || !sameContainers(again.Allocated, final.Allocated) {
+		t.Fatalf("the answer after the lost one: response %d with %v; want response %d with %v",
+			again.ResponseId, containerIDs(again.Allocated), final.ResponseId, containerIDs(final.Allocated))
+	}
+	// Got this time: nothing is handed out again, nor placed again.
+	next := allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, ResponseId: again.ResponseId, Asks: ask(0), WaitMs: 300})
+	if len(next.Allocated) != 0 {
+		t.Fatalf("the answer after the resent one hands out %v again", containerIDs(next.Allocated))
+	}
+	if n := len(s.State().Snapshot().ContainersByAttempt(nil, attempt)); n != 3 {
+		t.Fatalf("the attempt has %d containers; want the AM and the 2 it asked for", n)
+	}
+}
+
+func containerIDs(cs []*yarnpb.Container) []string {
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c.Id
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func sameContainers(a, b []*yarnpb.Container) bool {
+	return slices.Equal(containerIDs(a), containerIDs(b))
 }
 
 // An answer hands over at most maxHandedOut containers, and the next

@@ -156,16 +156,19 @@ func (tx *WriteTxn) PlaceContainers(allocs []*Container) (int, error) {
 	return placed, nil
 }
 
-// AcquireContainers marks allocated containers as handed to their AM.
-func (tx *WriteTxn) AcquireContainers(ids []string) error {
+// AcquireContainers marks allocated containers as handed to their AM in
+// Allocate response response; one handed out before, in a response the
+// AM did not get, is marked as handed in this one.
+func (tx *WriteTxn) AcquireContainers(ids []string, response int32) error {
 	r := tx.Read()
 	for _, id := range ids {
 		c := r.Container(id)
-		if c == nil || c.State != yarnpb.ContainerState_CONTAINER_ALLOCATED {
+		if c == nil || (c.State != yarnpb.ContainerState_CONTAINER_ALLOCATED && c.State != yarnpb.ContainerState_CONTAINER_ACQUIRED) {
 			continue
 		}
 		cc := *c
 		cc.State = yarnpb.ContainerState_CONTAINER_ACQUIRED
+		cc.HandedIn = response
 		if err := tx.PutContainer(&cc); err != nil {
 			return err
 		}

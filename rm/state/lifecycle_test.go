@@ -311,7 +311,7 @@ func TestContainersLeaveTheIndexesTheyAreNoLongerReadFor(t *testing.T) {
 		}
 	}
 	check("placed", true, true, true)
-	f.write(func(tx *WriteTxn) error { return tx.AcquireContainers([]string{c.ID}) })
+	f.write(func(tx *WriteTxn) error { return tx.AcquireContainers([]string{c.ID}, 1) })
 	check("handed to the AM", false, true, true)
 	f.status("n1:1", c.ID, yarnpb.ContainerState_CONTAINER_RUNNING, 0)
 	check("running", false, true, true)

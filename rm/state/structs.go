@@ -179,8 +179,12 @@ type Container struct {
 	ExitStatus  int32                 `json:"exit,omitempty"`
 	Diagnostics string                `json:"diag,omitempty"`
 	AllocatedAt int64                 `json:"alloc_at"`
-	StartTime   int64                 `json:"start,omitempty"`
-	FinishTime  int64                 `json:"finish,omitempty"`
+	// HandedIn is the Allocate response that handed the container to its
+	// AM (ACQUIRED): an AM whose next call says it never got that
+	// response, because the leader that sent it went, is sent it again.
+	HandedIn   int32 `json:"handed,omitempty"`
+	StartTime  int64 `json:"start,omitempty"`
+	FinishTime int64 `json:"finish,omitempty"`
 	// CompletedIndex is the raft index at which the container completed;
 	// the AM service uses it to hand each completion to the AM once.
 	CompletedIndex uint64 `json:"ci,omitempty"`
