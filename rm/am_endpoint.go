@@ -106,7 +106,7 @@ func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) 
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
-	withoutUndelivered(asks, r.ContainersByAttempt(nil, at.ID), req.ResponseId)
+	counted := withoutUndelivered(asks, r.ContainersByAttempt(nil, at.ID), req.ResponseId)
 	s.soft.touchAM(at.ID, s.clock.Now())
 	if s.soft.updateAsks(at.ID, asks, req.BlacklistAdditions, req.BlacklistRemovals) {
 		s.kickScheduler()
@@ -152,7 +152,7 @@ func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) 
 	deadline := time.Now().Add(wait)
 	for {
 		lock.Lock()
-		resp, done, ws, err := s.collectAllocate(at.ID, app, req.ResponseId)
+		resp, done, ws, err := s.collectAllocate(at.ID, app, req.ResponseId, counted)
 		if err != nil {
 			lock.Unlock()
 			return nil, errdefs.ToGRPC(err)
@@ -207,8 +207,10 @@ func handOut(c *state.Container, respID int32) bool {
 // placed for the attempt and not yet handed over (the oldest
 // maxHandedOut), each with its container token, and completions the AM
 // has not seen. done is false when there is
-// nothing new; ws then fires when there may be.
-func (s *Server) collectAllocate(attemptID string, app *state.Application, respID int32) (*yarnpb.AllocateResponse, bool, memdb.WatchSet, error) {
+// nothing new; ws then fires when there may be. Containers the call's
+// asks were lowered by (counted) are not taken off the asks again when
+// they are handed over.
+func (s *Server) collectAllocate(attemptID string, app *state.Application, respID int32, counted map[string]bool) (*yarnpb.AllocateResponse, bool, memdb.WatchSet, error) {
 	appID, keep, now := app.ID, app.KeepContainers, s.clock.Now()
 	st := s.State()
 	r := st.Snapshot()
@@ -222,7 +224,7 @@ func (s *Server) collectAllocate(attemptID string, app *state.Application, respI
 	}
 	delivered := s.soft.deliveredIndex(attemptID)
 	maxIndex := delivered
-	var handed []*state.Container
+	var handed, placedSince []*state.Container
 	for _, c := range r.ContainersByApp(ws, appID) {
 		if c.IsAM {
 			continue
@@ -234,6 +236,9 @@ func (s *Server) collectAllocate(attemptID string, app *state.Application, respI
 			}
 			resp.Allocated = append(resp.Allocated, p)
 			handed = append(handed, c)
+			if !counted[c.ID] {
+				placedSince = append(placedSince, c)
+			}
 		}
 		if c.Completed() && c.CompletedIndex > delivered && (c.AttemptID == attemptID || keep) {
 			resp.Completed = append(resp.Completed, c.Status())
@@ -247,7 +252,7 @@ func (s *Server) collectAllocate(attemptID string, app *state.Application, respI
 	resp.Preempt = preempt
 	done := len(resp.Allocated)+len(resp.Completed) > 0 || news
 	if done {
-		s.soft.markDelivered(attemptID, handed, maxIndex)
+		s.soft.markDelivered(attemptID, placedSince, maxIndex)
 		s.soft.preemptionSent(attemptID, preempt)
 	}
 	return resp, done, ws, nil
@@ -303,10 +308,17 @@ func (s *Server) convertAsks(in []*yarnpb.ResourceRequest, tree *scheduler.Queue
 // attempt that it has not been handed yet: it asked before it knew of
 // them (placed after its last answer, or by a leader that failed before
 // answering), and counting them again would place them twice.
-func withoutUndelivered(asks []*scheduler.Ask, containers []*state.Container, respID int32) {
+//
+// It returns the containers it counted.
+func withoutUndelivered(asks []*scheduler.Ask, containers []*state.Container, respID int32) map[string]bool {
 	pending := map[scheduler.AskKey]int32{}
+	var counted map[string]bool
 	for _, c := range containers {
 		if !c.IsAM && handOut(c, respID) {
+			if counted == nil {
+				counted = map[string]bool{}
+			}
+			counted[c.ID] = true
 			pending[scheduler.AskKey{AllocationRequestID: c.AllocationRequestID, Priority: c.Priority, Capability: c.Resource}]++
 		}
 	}
@@ -315,6 +327,7 @@ func withoutUndelivered(asks []*scheduler.Ask, containers []*state.Container, re
 			a.Count = max(a.Count-n, 0)
 		}
 	}
+	return counted
 }
 
 func (e *amEndpoint) FinishApplicationMaster(ctx context.Context, req *yarnpb.FinishApplicationMasterRequest) (*yarnpb.FinishApplicationMasterResponse, error) {

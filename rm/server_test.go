@@ -319,6 +319,42 @@ func TestAnAnswerLostWithItsLeaderIsSentAgain(t *testing.T) {
 	}
 }
 
+// An answer that hands over containers placed before the AM's call
+// takes them off its asks once: the call's totals already counted them
+// as not yet handed, and counting them again left the attempt short of
+// what it asked for until later calls made it up.
+func TestContainersHandedInTheAnswerToTheirAskCountOnce(t *testing.T) {
+	s, c := testServer(t, nil)
+	nm := startFakeNM(t, s, 4096) // room for the AM and 3 of 1 GiB
+	attempt := submitRunning(t, s, c, nm)
+	ask := []*yarnpb.ResourceRequest{{Priority: 1, Capability: &yarnpb.Resource{MemoryMb: 1024, Vcores: 1}, Count: 10}}
+	first := allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, ResponseId: 0, Asks: ask})
+	waitUntil(t, "the 3 containers that fit placed", func() bool {
+		n := 0
+		for _, c := range s.State().Snapshot().ContainersByAttempt(nil, attempt) {
+			if !c.IsAM {
+				n++
+			}
+		}
+		return n == 3
+	})
+	handed := len(first.Allocated)
+	// The AM still wants the 10 less what it was handed; this answer
+	// hands it the rest of the 3, and 7 remain to be placed.
+	ask[0].Count = int32(10 - handed)
+	second := allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: attempt, ResponseId: first.ResponseId, Asks: ask})
+	if handed+len(second.Allocated) != 3 {
+		t.Fatalf("the two answers handed over %d and %d containers; want 3 in all", handed, len(second.Allocated))
+	}
+	var left int32
+	for _, a := range s.soft.asksFor(attempt).Asks {
+		left += a.Count
+	}
+	if left != 7 {
+		t.Fatalf("after 3 of 10 were handed over, the attempt asks for %d more; want 7", left)
+	}
+}
+
 func containerIDs(cs []*yarnpb.Container) []string {
 	ids := make([]string, len(cs))
 	for i, c := range cs {
