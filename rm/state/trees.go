@@ -121,22 +121,20 @@ func (t *trees) container(id string) *Container {
 
 // ofAttempt returns an attempt's containers, by id.
 func (t *trees) ofAttempt(attemptID string) []*Container {
-	var out []*Container
-	t.byAttempt.AscendGreaterOrEqual(&Container{AttemptID: attemptID}, func(c *Container) bool {
-		if c.AttemptID != attemptID {
-			return false
-		}
-		out = append(out, c)
-		return true
-	})
-	return out
+	return run(t.byAttempt, &Container{AttemptID: attemptID}, func(c *Container) bool { return c.AttemptID == attemptID })
 }
 
 // onNode returns the live containers on a node, by id.
 func (t *trees) onNode(nodeID string) []*Container {
+	return run(t.byNode, &Container{NodeID: nodeID}, func(c *Container) bool { return c.NodeID == nodeID })
+}
+
+// run returns the containers of tree from first on for which in holds,
+// up to the first for which it does not.
+func run(tree *btree.BTreeG[*Container], first *Container, in func(*Container) bool) []*Container {
 	var out []*Container
-	t.byNode.AscendGreaterOrEqual(&Container{NodeID: nodeID}, func(c *Container) bool {
-		if c.NodeID != nodeID {
+	tree.AscendGreaterOrEqual(first, func(c *Container) bool {
+		if !in(c) {
 			return false
 		}
 		out = append(out, c)
