@@ -20,7 +20,7 @@ import (
 // copied is its own for the rest of the transaction, so a batch of
 // writes copies each leaf it touches once.
 
-// btreeDegree is the trees' fan-out: nodes of at most 31 pointers, so a
+// btreeDegree is the trees' fan-out: nodes of at most 31 items, so a
 // leaf copied by a write is a few hundred bytes.
 const btreeDegree = 16
 
@@ -39,7 +39,7 @@ type trees struct {
 	// closed and replaced when a transaction changes them.
 	watches *btree.BTreeG[*attemptWatch]
 	// born is closed when an attempt gets its first container: what a
-	// reader of an attempt without any watches.
+	// reader of an attempt without containers watches.
 	born chan struct{}
 }
 
