@@ -95,44 +95,39 @@ func (s *Server) collectGarbage(now time.Time) (apps, nodes int, err error) {
 			gone = append(gone, n.ID)
 		}
 	}
-	for len(forget) > 0 {
-		batch := forget[:min(gcBatch, len(forget))]
-		forget = forget[len(batch):]
-		res, _, err := s.raftApply(CmdForgetApps, forgetCmd{IDs: batch, Now: now.UnixMilli()})
-		if err != nil {
-			return apps, nodes, err
-		}
-		f, _ := res.(forgetResult)
-		apps += len(f.IDs)
+	if apps, err = s.forgetInBatches(CmdForgetApps, forget, now); err != nil {
+		return apps, nodes, err
 	}
-	for len(prune) > 0 {
-		batch := prune[:min(gcBatch, len(prune))]
-		prune = prune[len(batch):]
-		if _, _, err := s.raftApply(CmdForgetContainers, forgetCmd{IDs: batch, Now: now.UnixMilli()}); err != nil {
-			return apps, nodes, err
-		}
+	if _, err = s.forgetInBatches(CmdForgetContainers, prune, now); err != nil {
+		return apps, nodes, err
 	}
-	for len(done) > 0 {
-		batch := done[:min(gcBatch, len(done))]
-		done = done[len(batch):]
-		if _, _, err := s.raftApply(CmdForgetCompleted, forgetCmd{IDs: batch, Now: now.UnixMilli()}); err != nil {
-			return apps, nodes, err
-		}
+	if _, err = s.forgetInBatches(CmdForgetCompleted, done, now); err != nil {
+		return apps, nodes, err
 	}
-	for len(gone) > 0 {
-		batch := gone[:min(gcBatch, len(gone))]
-		gone = gone[len(batch):]
-		res, _, err := s.raftApply(CmdForgetNodes, forgetCmd{IDs: batch, Now: now.UnixMilli()})
-		if err != nil {
-			return apps, nodes, err
-		}
-		f, _ := res.(forgetResult)
-		nodes += len(f.IDs)
+	if nodes, err = s.forgetInBatches(CmdForgetNodes, gone, now); err != nil {
+		return apps, nodes, err
 	}
 	if apps+nodes > 0 {
 		s.logger.Info("forgot ended applications and departed nodes", "applications", apps, "nodes", nodes)
 	}
 	return apps, nodes, nil
+}
+
+// forgetInBatches commits a forget command for ids, gcBatch a raft
+// entry, and returns how many the commands report forgotten.
+func (s *Server) forgetInBatches(cmd CommandType, ids []string, now time.Time) (int, error) {
+	forgot := 0
+	for len(ids) > 0 {
+		batch := ids[:min(gcBatch, len(ids))]
+		ids = ids[len(batch):]
+		res, _, err := s.raftApply(cmd, forgetCmd{IDs: batch, Now: now.UnixMilli()})
+		if err != nil {
+			return forgot, err
+		}
+		f, _ := res.(forgetResult)
+		forgot += len(f.IDs)
+	}
+	return forgot, nil
 }
 
 // completedOfRunning are the completed containers running applications

@@ -1,6 +1,6 @@
 // Package rm is loom's cluster ResourceManager: the node registry,
 // applications and their attempts, the capacity scheduler and the AM
-// launcher. Its state lives in go-memdb tables changed only by commands
+// launcher. Its state (package state) is changed only by commands
 // applied through a hashicorp/raft FSM.
 package rm
 

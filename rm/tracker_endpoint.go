@@ -266,9 +266,9 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 // NodeHeartbeats answers each heartbeat of a stream as NodeHeartbeat
 // does, in turn, and ends the stream with the first error a call would
 // have returned: a NodeManager told the replica is no leader opens its
-// next stream on the leader. A server shutting down ends each stream at
-// its next heartbeat, so that no stream holds the shutdown up for longer
-// than a heartbeat interval.
+// next stream on the leader. A server shutting down answers a stream's
+// next heartbeat Unavailable; the shutdown itself does not wait for
+// streams (stopGRPC).
 func (e *trackerEndpoint) NodeHeartbeats(stream yarnpb.ResourceTrackerService_NodeHeartbeatsServer) error {
 	ctx := stream.Context()
 	for {
@@ -337,11 +337,9 @@ func (e *trackerEndpoint) UnRegisterNodeManager(ctx context.Context, req *yarnpb
 }
 
 // Bounds on the status loop: updates queued, and statuses in one raft
-// entry. A write transaction that rewrites more than a few hundred
-// containers outgrows go-memdb's record of the nodes it changed and
-// then compares whole trees to wake watchers (state's
-// BenchmarkPlaceContainers: 2,048 a transaction place at a third of the
-// rate of 256), so batches stay at a few hundred.
+// entry. Batches stay at a few hundred containers, as plans and Allocate
+// answers do, so that one raft entry and one FSM transaction stay short
+// beside the heartbeats and calls waiting behind them.
 const (
 	statusQueueLen   = 8192
 	maxBatchStatuses = 256

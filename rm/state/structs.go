@@ -1,6 +1,7 @@
-// Package state holds the ResourceManager's replicated state: nodes,
-// applications, attempts and containers in go-memdb tables. The FSM is
-// the only writer; every other reader takes a consistent snapshot.
+// Package state holds the ResourceManager's replicated state:
+// applications, attempts and meta in go-memdb tables, nodes and
+// containers in persistent B-trees, read together as one snapshot. The
+// FSM is the only writer; every other reader takes a consistent snapshot.
 package state
 
 import (
