@@ -2,9 +2,10 @@ package rm
 
 import (
 	"os"
+	"runtime"
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
-	"time"
+	"sync"
 )
 
 // The RM's soft memory limit: at least minMemoryLimit, and room for the
@@ -23,10 +24,14 @@ const (
 // process, with the raft log's mapped pages and the binary's, within 128
 // MiB. A fixed limit below what the process needs makes the collector
 // run without pause (at 1,000 NodeManagers and 18,000 containers it took
-// half the CPU), so the limit follows the process: every few seconds it
-// becomes what the runtime holds besides the heap (goroutine stacks, a
-// few for each connection: 36 MiB at 10,000 NodeManagers) plus twice the
-// live heap, and never less than 72 MiB.
+// half the CPU), so the limit follows the process: after every
+// collection it becomes what the runtime holds besides the heap
+// (goroutine stacks, a few for each connection: 36 MiB at 10,000
+// NodeManagers) plus twice the live heap, and never less than 72 MiB.
+// Following each collection, rather than a clock, matters while the
+// heap grows: a cluster filling up doubles it in seconds, and a limit a
+// few seconds behind had the collector run back to back, 40% of the
+// CPU, through the fill.
 func TuneRuntime() (stop func()) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
@@ -35,49 +40,59 @@ func TuneRuntime() (stop func()) {
 		return func() {}
 	}
 	debug.SetMemoryLimit(minMemoryLimit)
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(5 * time.Second)
-		defer t.Stop()
-		samples := make([]rtmetrics.Sample, len(memorySamples))
-		for i, name := range memorySamples {
-			samples[i].Name = name
-		}
-		for {
-			select {
-			case <-done:
+	samples := make([]rtmetrics.Sample, len(memorySamples))
+	for i, name := range memorySamples {
+		samples[i].Name = name
+	}
+	return afterEachGC(func() {
+		rtmetrics.Read(samples)
+		var v [len(memorySamples)]uint64
+		for i, s := range samples {
+			if s.Value.Kind() != rtmetrics.KindUint64 {
 				return
-			case <-t.C:
 			}
-			rtmetrics.Read(samples)
-			var v [len(memorySamples)]uint64
-			ok := true
-			for i, s := range samples {
-				if s.Value.Kind() != rtmetrics.KindUint64 {
-					ok = false
-					break
-				}
-				v[i] = s.Value.Uint64()
-			}
-			if !ok {
-				continue
-			}
-			// What counts against the limit and is not the heap's.
-			heap := v[2] + v[3] + v[4]
-			var other uint64
-			if v[1] > v[5]+heap {
-				other = v[1] - v[5] - heap
-			}
-			debug.SetMemoryLimit(memoryLimitFor(v[0], other))
+			v[i] = s.Value.Uint64()
 		}
-	}()
+		// What counts against the limit and is not the heap's.
+		heap := v[2] + v[3] + v[4]
+		var other uint64
+		if v[1] > v[5]+heap {
+			other = v[1] - v[5] - heap
+		}
+		debug.SetMemoryLimit(memoryLimitFor(v[0], other))
+	})
+}
+
+// afterEachGC calls fn on the runtime's finalizer goroutine after every
+// garbage collection, until stop returns: a sentinel that only the
+// runtime holds is finalized by each collection, and its finalizer arms
+// the next. fn must be quick, as every finalizer waits behind it.
+func afterEachGC(fn func()) (stop func()) {
+	var mu sync.Mutex
+	stopped := false
+	var arm func()
+	arm = func() {
+		// A pointer field keeps the sentinel out of the tiny allocator,
+		// whose blocks are finalized only when all they hold is dead.
+		runtime.SetFinalizer(&gcSentinel{}, func(*gcSentinel) {
+			mu.Lock()
+			defer mu.Unlock()
+			if stopped {
+				return
+			}
+			fn()
+			arm()
+		})
+	}
+	arm()
 	return func() {
-		close(done)
-		<-finished
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
 	}
 }
+
+type gcSentinel struct{ _ *byte }
 
 // memorySamples are the runtime metrics the limit follows, in the order
 // TuneRuntime reads them.

@@ -14,8 +14,11 @@ import (
 // softState is what only the leader keeps, in memory, and rebuilds after a
 // failover: AMs re-send their asks and NMs heartbeat again.
 type softState struct {
-	mu        sync.Mutex
-	asks      map[string]*scheduler.Asks // attempt id ->
+	mu sync.Mutex
+	// asks are each attempt's asks, by attempt id. An Asks and its maps
+	// are never changed once stored: an update stores a changed copy, so
+	// that a scheduling pass reads them without copying or locking.
+	asks      map[string]*scheduler.Asks
 	nodeSeen  map[string]time.Time
 	nodeResp  map[string]int32
 	nodeUtil  map[string]*yarnpb.Resource
@@ -84,11 +87,7 @@ func (s *softState) reset(now time.Time, r *state.ReadTxn) {
 func (s *softState) asksFor(attemptID string) *scheduler.Asks {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a := s.asks[attemptID]
-	if a == nil {
-		return nil
-	}
-	return &scheduler.Asks{Asks: maps.Clone(a.Asks), Blacklist: a.Blacklist}
+	return s.asks[attemptID]
 }
 
 // updateAsks replaces the asks an AM sent; it reports whether anything
@@ -96,28 +95,31 @@ func (s *softState) asksFor(attemptID string) *scheduler.Asks {
 func (s *softState) updateAsks(attemptID string, asks []*scheduler.Ask, add, remove []string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur := s.asks[attemptID]
-	if cur == nil {
-		cur = &scheduler.Asks{Asks: map[scheduler.AskKey]*scheduler.Ask{}}
-		s.asks[attemptID] = cur
+	old := s.asks[attemptID]
+	if old == nil {
+		old = &scheduler.Asks{}
+	}
+	next := &scheduler.Asks{Asks: maps.Clone(old.Asks), Blacklist: old.Blacklist}
+	if next.Asks == nil {
+		next.Asks = map[scheduler.AskKey]*scheduler.Ask{}
 	}
 	changed := false
 	for _, a := range asks {
-		old := cur.Asks[a.Key]
+		prev := next.Asks[a.Key]
 		if a.Count == 0 {
-			if old != nil {
-				delete(cur.Asks, a.Key)
+			if prev != nil {
+				delete(next.Asks, a.Key)
 				changed = true
 			}
 			continue
 		}
-		if old == nil || old.Count != a.Count || old.Relax != a.Relax || len(old.Nodes) != len(a.Nodes) {
+		if prev == nil || prev.Count != a.Count || prev.Relax != a.Relax || len(prev.Nodes) != len(a.Nodes) {
 			changed = true
 		}
-		cur.Asks[a.Key] = a
+		next.Asks[a.Key] = a
 	}
 	if len(add)+len(remove) > 0 {
-		bl := maps.Clone(cur.Blacklist)
+		bl := maps.Clone(old.Blacklist)
 		if bl == nil {
 			bl = map[string]bool{}
 		}
@@ -127,8 +129,11 @@ func (s *softState) updateAsks(attemptID string, asks []*scheduler.Ask, add, rem
 		for _, n := range remove {
 			delete(bl, n)
 		}
-		cur.Blacklist = bl
+		next.Blacklist = bl
 		changed = true
+	}
+	if changed || len(asks) > 0 || s.asks[attemptID] == nil {
+		s.asks[attemptID] = next
 	}
 	return changed
 }
@@ -145,17 +150,28 @@ func (s *softState) markDelivered(attemptID string, cs []*state.Container, compl
 	if cur == nil {
 		return
 	}
+	var next map[scheduler.AskKey]*scheduler.Ask
 	for _, c := range cs {
 		k := scheduler.AskKey{AllocationRequestID: c.AllocationRequestID, Priority: c.Priority, Capability: c.Resource}
-		if a := cur.Asks[k]; a != nil {
+		src := next
+		if src == nil {
+			src = cur.Asks
+		}
+		if a := src[k]; a != nil {
+			if next == nil {
+				next = maps.Clone(cur.Asks)
+			}
 			na := *a
 			na.Count--
 			if na.Count <= 0 {
-				delete(cur.Asks, k)
+				delete(next, k)
 			} else {
-				cur.Asks[k] = &na
+				next[k] = &na
 			}
 		}
+	}
+	if next != nil {
+		s.asks[attemptID] = &scheduler.Asks{Asks: next, Blacklist: cur.Blacklist}
 	}
 }
 

@@ -241,11 +241,14 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 		}
 	}
 	for _, appID := range req.RunningApps {
-		app := r.App(nil, appID)
-		if app == nil || app.Terminal() {
-			if !liveApps[appID] || app == nil {
-				resp.AppsToCleanup = append(resp.AppsToCleanup, appID)
-			}
+		// An application the RM holds a container of is there (it is
+		// forgotten with its containers), and the node still runs
+		// that container: nothing to clean up yet, and no lookup.
+		if liveApps[appID] {
+			continue
+		}
+		if app := r.App(nil, appID); app == nil || app.Terminal() {
+			resp.AppsToCleanup = append(resp.AppsToCleanup, appID)
 		}
 	}
 

@@ -63,8 +63,33 @@ func AppIDOfAttempt(attemptID string) (string, error) {
 }
 
 // ContainerID formats a container id.
+// It is on the scheduler's hot path, a call for every container placed,
+// so it appends rather than formats; fmt's %02d and %06d are the format.
 func ContainerID(epoch int64, appID string, attempt int32, seq int64) string {
-	return fmt.Sprintf("container_e%02d_%s_%02d_%06d", epoch, strings.TrimPrefix(appID, "application_"), attempt, seq)
+	if epoch < 0 || attempt < 0 || seq < 0 {
+		return fmt.Sprintf("container_e%02d_%s_%02d_%06d", epoch, strings.TrimPrefix(appID, "application_"), attempt, seq)
+	}
+	b := make([]byte, 0, 48)
+	b = append(b, "container_e"...)
+	b = appendPadded(b, epoch, 2)
+	b = append(b, '_')
+	b = append(b, strings.TrimPrefix(appID, "application_")...)
+	b = append(b, '_')
+	b = appendPadded(b, int64(attempt), 2)
+	b = append(b, '_')
+	b = appendPadded(b, seq, 6)
+	return string(b)
+}
+
+// appendPadded appends v, not negative, in decimal with leading zeros to
+// at least width digits.
+func appendPadded(b []byte, v int64, width int) []byte {
+	var d [20]byte
+	n := strconv.AppendInt(d[:0], v, 10)
+	for i := len(n); i < width; i++ {
+		b = append(b, '0')
+	}
+	return append(b, n...)
 }
 
 // AppIDOfContainer returns the application id a container id belongs to.

@@ -1,9 +1,24 @@
 package yarnpb
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
+
+func TestContainerIDsKeepTheirFormat(t *testing.T) {
+	for _, v := range []struct {
+		epoch   int64
+		attempt int32
+		seq     int64
+	}{{0, 0, 0}, {1, 1, 1}, {3, 2, 41}, {12, 10, 999999}, {123, 100, 1234567}, {-1, 1, 1}, {1, -2, 3}, {1, 2, -3}, {1 << 62, 1 << 30, 1 << 62}} {
+		app := AppID(1700000000000, 7)
+		want := fmt.Sprintf("container_e%02d_%s_%02d_%06d", v.epoch, "1700000000000_0007", v.attempt, v.seq)
+		if got := ContainerID(v.epoch, app, v.attempt, v.seq); got != want {
+			t.Errorf("ContainerID(%d, %s, %d, %d) = %s, want %s", v.epoch, app, v.attempt, v.seq, got, want)
+		}
+	}
+}
 
 func TestIDsRoundTrip(t *testing.T) {
 	app := AppID(1700000000000, 7)

@@ -74,6 +74,8 @@ type Asks struct {
 }
 
 // AskSource gives the scheduler the asks of an attempt; nil when none.
+// The scheduler only reads what it is given, and the source never
+// changes an Asks it gave: it gives a new one instead.
 type AskSource func(attemptID string) *Asks
 
 // Scheduler plans placements. Its state is its queue tree, a
@@ -135,14 +137,24 @@ type nodeView struct {
 type viewBuffers struct {
 	slab  []nodeView
 	nodes []*nodeView
+	// byID indexes the slab by node id; ids are the slab's node ids in
+	// order. A pass that finds the same nodes in the same places keeps
+	// the index as it is.
 	byID  map[string]*nodeView
+	ids   []string
 	parts map[string][]*nodeView
+	// appSlab and apps are the application views and their index.
+	appSlab  []appView
+	apps     map[string]*appView
+	attempts map[string]*state.Attempt
 }
 
 // leafView is a leaf queue during one pass: what it is owed, what it
 // holds and the applications that want more.
 type leafView struct {
-	q         Queue
+	q Queue
+	// first is where its applications not yet done begin.
+	first     int
 	guar, max state.Resource
 	used      state.Resource
 	amUsed    state.Resource
@@ -188,6 +200,15 @@ type appView struct {
 // remaining is what an ask still wants.
 func (a *appView) remaining(k *Ask) int32 { return k.Count - a.pending[k.Key] }
 
+// countPending counts one more container placed for the ask k and not
+// yet handed to the AM.
+func (a *appView) countPending(k AskKey) {
+	if a.pending == nil {
+		a.pending = map[AskKey]int32{}
+	}
+	a.pending[k]++
+}
+
 // view is the cluster as one pass sees it. Capacities are of the
 // default partition, the nodes without labels: total and free are
 // theirs, and a queue's use counts only what it holds there.
@@ -219,17 +240,26 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 		b.byID = make(map[string]*nodeView, s.lastNodes)
 		b.parts = map[string][]*nodeView{}
 	}
-	clear(b.byID)
 	if cap(b.slab) < s.lastNodes+16 {
 		b.slab = make([]nodeView, 0, s.lastNodes+16)
+		b.ids = b.ids[:0]
 	}
+	// moved is whether a node's view is not where the index has it.
+	moved := false
 	v := &view{r: r, inflight: inflight, byID: b.byID, leaves: map[string]*leafView{}, inflightAM: map[string]bool{}, seq: map[string]int64{},
 		parts: map[string]*partition{}, labeled: map[string]bool{}, nodes: b.nodes[:0]}
+	var def *partition // the default partition, the one most nodes are in
 	addTo := func(label string, nv *nodeView) {
-		part := v.parts[label]
+		part := def
+		if label != "" || def == nil {
+			part = v.parts[label]
+		}
 		if part == nil {
 			part = &partition{label: label, nodes: b.parts[label][:0]}
 			v.parts[label] = part
+		}
+		if label == "" {
+			def = part
 		}
 		part.nodes = append(part.nodes, nv)
 	}
@@ -248,14 +278,15 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 			return
 		}
 		var nv *nodeView
-		if len(slab) < cap(slab) {
+		if i := len(slab); i < cap(slab) {
 			slab = append(slab, nodeView{node: n, free: n.Total.Sub(n.Used)})
-			nv = &slab[len(slab)-1]
+			nv = &slab[i]
+			moved = moved || i >= len(b.ids) || b.ids[i] != n.ID
 		} else {
 			nv = &nodeView{node: n, free: n.Total.Sub(n.Used)}
+			moved = true
 		}
 		v.nodes = append(v.nodes, nv)
-		v.byID[n.ID] = nv
 		if len(n.Labels) == 0 {
 			v.free = v.free.Add(nv.free)
 			addTo("", nv)
@@ -265,6 +296,14 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 		}
 	})
 	b.nodes = v.nodes
+	if moved || len(v.nodes) != len(b.ids) {
+		clear(b.byID)
+		b.ids = b.ids[:0]
+		for _, nv := range v.nodes {
+			b.byID[nv.node.ID] = nv
+			b.ids = append(b.ids, nv.node.ID)
+		}
+	}
 	for label := range b.parts {
 		if v.parts[label] == nil {
 			delete(b.parts, label)
@@ -283,19 +322,37 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 		v.leaves[q.Name] = l
 		v.order = append(v.order, l)
 	}
-	apps := map[string]*appView{}
-	for _, app := range r.LiveApps(nil) {
+	if b.apps == nil {
+		b.apps = map[string]*appView{}
+	}
+	clear(b.apps)
+	apps := b.apps
+	// The live attempts, read in one pass over their index rather than
+	// looked up one by one.
+	if b.attempts == nil {
+		b.attempts = map[string]*state.Attempt{}
+	}
+	clear(b.attempts)
+	attempts := b.attempts
+	for _, at := range r.LiveAttempts(nil) {
+		attempts[at.ID] = at
+	}
+	live := r.LiveApps(nil)
+	if cap(b.appSlab) < len(live) {
+		b.appSlab = make([]appView, 0, len(live)+len(live)/4)
+	}
+	appSlab := b.appSlab[:0]
+	for _, app := range live {
 		l := v.leaves[app.Queue]
 		if l == nil {
 			continue // a queue the tree no longer has: its applications wait
 		}
-		a := &appView{app: app, leaf: l, pending: map[AskKey]int32{}}
+		appSlab = append(appSlab, appView{app: app, leaf: l})
+		a := &appSlab[len(appSlab)-1]
 		apps[app.ID] = a
 		l.apps = append(l.apps, a)
 		v.apps = append(v.apps, a)
-		if at := r.Attempt(nil, app.CurrentAttempt); at != nil && !at.Terminal() {
-			a.at = at
-		}
+		a.at = attempts[app.CurrentAttempt]
 	}
 	// What each application holds, from its record (the FSM keeps it),
 	// in the default partition.
@@ -317,7 +374,7 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 	// Placed and not yet handed to the AM: they count against its asks.
 	for _, c := range r.AllocatedContainers() {
 		if a := apps[c.AppID]; a != nil && a.at != nil && c.AttemptID == a.at.ID && !c.IsAM {
-			a.pending[AskKey{c.AllocationRequestID, c.Priority, c.Resource}]++
+			a.countPending(AskKey{c.AllocationRequestID, c.Priority, c.Resource})
 		}
 	}
 	for _, c := range inflight {
@@ -334,7 +391,7 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 		if c.IsAM {
 			v.inflightAM[c.AttemptID] = true
 		} else if a != nil {
-			a.pending[AskKey{c.AllocationRequestID, c.Priority, c.Resource}]++
+			a.countPending(AskKey{c.AllocationRequestID, c.Priority, c.Resource})
 		}
 		if seq := yarnpb.ContainerSeq(c.ID); seq >= v.seq[c.AttemptID] {
 			v.seq[c.AttemptID] = seq + 1
@@ -564,8 +621,12 @@ const (
 // nextApp is the application of l to serve next: in FIFO order, or, in a
 // fair queue, the one that holds the least (then FIFO).
 func nextApp(l *leafView) *appView {
+	// Applications that are done stay done for the pass: skip them once.
+	for l.first < len(l.apps) && l.apps[l.first].done {
+		l.first++
+	}
 	var best *appView
-	for _, a := range l.apps {
+	for _, a := range l.apps[l.first:] {
 		if a.done || a.blockedAt == l.placed+1 {
 			continue
 		}
@@ -628,7 +689,7 @@ func (p *planner) placeFor(a *appView) int {
 			a.next++
 			continue
 		}
-		a.pending[k.Key]++
+		a.countPending(k.Key)
 		if k.Label == "" {
 			a.hold(c)
 		} else {

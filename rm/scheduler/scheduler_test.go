@@ -9,12 +9,12 @@ import (
 )
 
 type world struct {
-	t     *testing.T
+	t     testing.TB
 	s     *state.Store
 	index uint64
 }
 
-func newWorld(t *testing.T, nodes map[string]int64) *world {
+func newWorld(t testing.TB, nodes map[string]int64) *world {
 	s, err := state.NewStore()
 	if err != nil {
 		t.Fatal(err)

@@ -56,6 +56,7 @@ type config struct {
 	// instead of on the node's NodeHeartbeats stream, as NMs did before.
 	heartbeatCalls bool
 	profile        time.Duration
+	execTrace      time.Duration
 	goroutines     time.Duration
 }
 
@@ -83,6 +84,7 @@ func main() {
 	flag.StringVar(&c.rmArgs, "rm-args", "", "more flags for `loom rm`, space-separated")
 	flag.BoolVar(&c.preemption, "preemption", true, "let the RM preempt (its default)")
 	flag.DurationVar(&c.profile, "profile", 0, "save the RM's CPU profile over this long, from the first submission, to rm-cpu.pprof in --out, and the simulator's own to sim-cpu.pprof")
+	flag.DurationVar(&c.execTrace, "exec-trace", 0, "save 5 s of the RM's execution trace (go tool trace) this long after the first submission, to rm-trace.out in --out")
 	flag.DurationVar(&c.goroutines, "goroutines", 0, "save the RM's goroutines this long after the first submission, to rm-goroutines.txt in --out, and its allocations to rm-allocs.pprof")
 	flag.IntVar(&c.nodesPerConn, "nodes-per-conn", 1, "simulated NodeManagers that share one connection to the RM (1: a connection each, as real ones)")
 	flag.BoolVar(&c.heartbeatCalls, "heartbeat-calls", false, "send each heartbeat as a NodeHeartbeat call instead of on the node's NodeHeartbeats stream (the NodeManager's way)")
@@ -162,6 +164,13 @@ func run(ctx context.Context, c config) error {
 				sim.fail(err)
 			}
 			if err := rm.debug(ctx, pki, "allocs", filepath.Join(c.out, "rm-allocs.pprof")); err != nil {
+				sim.fail(err)
+			}
+		})
+	}
+	if c.execTrace > 0 {
+		time.AfterFunc(c.execTrace, func() {
+			if err := rm.debug(ctx, pki, "trace?seconds=5", filepath.Join(c.out, "rm-trace.out")); err != nil {
 				sim.fail(err)
 			}
 		})
