@@ -225,7 +225,10 @@ func (s *Server) collectAllocate(attemptID string, app *state.Application, respI
 	delivered := s.soft.deliveredIndex(attemptID)
 	maxIndex := delivered
 	var handed, placedSince []*state.Container
-	for _, c := range r.ContainersByApp(ws, appID) {
+	// Woken by what the AM is told of alone: its containers' starts
+	// would wake it to find nothing new.
+	r.WatchNewsForAM(ws, appID)
+	for _, c := range r.ContainersByApp(nil, appID) {
 		if c.IsAM {
 			continue
 		}

@@ -35,8 +35,8 @@ func TestMemoryLimitFollowsEachCollection(t *testing.T) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		t.Skip("GOMEMLIMIT is set: the RM leaves the limit to it")
 	}
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1)) // -1 reads it
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	stop := TuneRuntime()
 	defer stop()
 	live := make([]*[1 << 20]byte, 96) // 96 MiB that stay live

@@ -151,15 +151,25 @@ func (r *ReadTxn) Container(id string) *Container { return r.t.container(id) }
 func (r *ReadTxn) ContainersByApp(ws memdb.WatchSet, appID string) []*Container {
 	var out []*Container
 	for _, at := range r.Attempts(ws, appID) {
-		r.t.watch(ws, at.ID)
+		r.t.watch(ws, at.ID, false)
 		out = append(out, r.t.ofAttempt(at.ID)...)
 	}
 	return out
 }
 
+// WatchNewsForAM adds to ws what fires when an application's AM may have
+// news: a container placed for one of its attempts, or one completed or
+// forgotten, or a change to its attempts. A container handed over or
+// started does not fire it.
+func (r *ReadTxn) WatchNewsForAM(ws memdb.WatchSet, appID string) {
+	for _, at := range r.Attempts(ws, appID) {
+		r.t.watch(ws, at.ID, true)
+	}
+}
+
 // ContainersByAttempt returns an attempt's containers, sorted by id.
 func (r *ReadTxn) ContainersByAttempt(ws memdb.WatchSet, attemptID string) []*Container {
-	r.t.watch(ws, attemptID)
+	r.t.watch(ws, attemptID, false)
 	return r.t.ofAttempt(attemptID)
 }
 
@@ -257,9 +267,10 @@ type WriteTxn struct {
 	read  *ReadTxn
 	s     *Store
 	// t is the trees this transaction writes, cloned on its first write
-	// to them; changed names the attempts whose containers it wrote.
+	// to them; changed names the attempts whose containers it wrote,
+	// true for those whose AMs have news (newsForAM).
 	t       *trees
-	changed map[string]struct{}
+	changed map[string]bool
 }
 
 // Write runs fn in a write transaction at raft index index and commits it
@@ -297,16 +308,15 @@ func (tx *WriteTxn) writable() *trees {
 	if tx.t == nil {
 		tx.t = tx.s.base.clone()
 		tx.read.t = tx.t
-		tx.changed = map[string]struct{}{}
+		tx.changed = map[string]bool{}
 	}
 	return tx.t
 }
 
-// containersForWrite is writable for a write to an attempt's containers.
-func (tx *WriteTxn) containersForWrite(attemptID string) *trees {
-	t := tx.writable()
-	tx.changed[attemptID] = struct{}{}
-	return t
+// changedContainers records a write to an attempt's containers, with
+// news for its AM or not.
+func (tx *WriteTxn) changedContainers(attemptID string, news bool) {
+	tx.changed[attemptID] = tx.changed[attemptID] || news
 }
 
 // Read returns the transaction's view, including its own writes.
@@ -350,7 +360,8 @@ func (tx *WriteTxn) PutContainer(c *Container) error {
 		return fmt.Errorf("writing containers: a container without an id")
 	}
 	c.ModifyIndex = tx.index
-	tx.containersForWrite(c.AttemptID).put(c)
+	old := tx.writable().put(c)
+	tx.changedContainers(c.AttemptID, newsForAM(old, c))
 	return nil
 }
 
@@ -360,7 +371,8 @@ func (tx *WriteTxn) DeleteContainer(c *Container) error {
 	if old == nil {
 		return fmt.Errorf("deleting container %s: not found", c.ID)
 	}
-	tx.containersForWrite(old.AttemptID).remove(old)
+	tx.writable().remove(old)
+	tx.changedContainers(old.AttemptID, true)
 	return nil
 }
 
@@ -512,7 +524,8 @@ func Restore(d *Dump) (*Store, error) {
 			if c == nil || c.ID == "" {
 				return fmt.Errorf("a container without an id")
 			}
-			tx.containersForWrite(c.AttemptID).put(c)
+			tx.writable().put(c)
+			tx.changedContainers(c.AttemptID, true)
 		}
 		return nil
 	})

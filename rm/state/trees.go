@@ -35,12 +35,30 @@ type trees struct {
 	live      *btree.BTreeG[*Container] // those that have not completed
 	byNode    *btree.BTreeG[*Container] // live ones with a node, by node, then id
 	allocated *btree.BTreeG[*Container] // placed and not yet handed out
-	// watches holds a channel for each attempt that has containers,
+	// watches holds the channels of each attempt that has containers,
 	// closed and replaced when a transaction changes them.
 	watches *btree.BTreeG[*attemptWatch]
 	// born is closed when an attempt gets its first container: what a
 	// reader of an attempt without containers watches.
 	born chan struct{}
+}
+
+// attemptWatch is what fires when an attempt's containers change: ch at
+// every change, news only at what its AM is told of (a container placed
+// for it, completed or forgotten), not at a container handed over or
+// started. An AM's Allocate call waits on news: a busy application's
+// containers start by the hundred, and each start would wake its AM to
+// find nothing to say.
+type attemptWatch struct {
+	attempt string
+	ch      chan struct{}
+	news    chan struct{}
+}
+
+// newsForAM reports whether a change of a container from old (nil when
+// new) to c is one its AM is told of.
+func newsForAM(old, c *Container) bool {
+	return old == nil || (c.allocated() && !old.allocated()) || (c.Completed() && !old.Completed())
 }
 
 // idItem is a container in the by-id tree, its id beside it: a lookup,
@@ -50,11 +68,6 @@ type trees struct {
 type idItem struct {
 	id string
 	c  *Container
-}
-
-type attemptWatch struct {
-	attempt string
-	ch      chan struct{}
 }
 
 func byIDLess(a, b *Container) bool { return a.ID < b.ID }
@@ -162,13 +175,18 @@ func all[T any](t *btree.BTreeG[T]) []T {
 	return out
 }
 
-// watch adds to ws what fires when the attempt's containers change.
-func (t *trees) watch(ws memdb.WatchSet, attemptID string) {
+// watch adds to ws what fires when the attempt's containers change, or
+// with news only, when one changes as its AM is told (newsForAM).
+func (t *trees) watch(ws memdb.WatchSet, attemptID string, news bool) {
 	if ws == nil {
 		return
 	}
 	if w, ok := t.watches.Get(&attemptWatch{attempt: attemptID}); ok {
-		ws.Add(w.ch)
+		if news {
+			ws.Add(w.news)
+		} else {
+			ws.Add(w.ch)
+		}
 		return
 	}
 	ws.Add(t.born)
@@ -183,8 +201,9 @@ func (c *Container) allocated() bool {
 }
 
 // put inserts or replaces c in every tree it belongs to, and takes it out
-// of those its earlier version was in and it is not.
-func (t *trees) put(c *Container) {
+// of those its earlier version was in and it is not; it returns that
+// earlier version, nil when there was none.
+func (t *trees) put(c *Container) *Container {
 	prev, _ := t.byID.ReplaceOrInsert(idItem{c.ID, c})
 	old := prev.c
 	if old != nil && old.AttemptID != c.AttemptID {
@@ -199,6 +218,7 @@ func (t *trees) put(c *Container) {
 	}
 	index(t.live, old, c, (*Container).isLive)
 	index(t.allocated, old, c, (*Container).allocated)
+	return old
 }
 
 // index keeps c in a tree keyed by id while in holds for it.
@@ -225,28 +245,36 @@ func (t *trees) remove(c *Container) {
 }
 
 // commitWatches replaces the channels of the attempts whose containers
-// changed and returns the old ones, to close once the version is
-// visible to readers.
-func (t *trees) commitWatches(changed map[string]struct{}) []chan struct{} {
+// changed (with news for their AMs, where the value is true) and returns
+// the old ones, to close once the version is visible to readers.
+func (t *trees) commitWatches(changed map[string]bool) []chan struct{} {
 	var fire []chan struct{}
 	newAttempt := false
-	for id := range changed {
+	for id, news := range changed {
 		key := &attemptWatch{attempt: id}
 		has := false
 		t.byAttempt.AscendGreaterOrEqual(&Container{AttemptID: id}, func(c *Container) bool {
 			has = c.AttemptID == id
 			return false
 		})
-		var old *attemptWatch
-		if has {
-			old, _ = t.watches.ReplaceOrInsert(&attemptWatch{attempt: id, ch: make(chan struct{})})
-		} else {
-			old, _ = t.watches.Delete(key)
+		if !has {
+			if old, ok := t.watches.Delete(key); ok {
+				fire = append(fire, old.ch, old.news)
+			}
+			continue
 		}
-		if old != nil {
-			fire = append(fire, old.ch)
-		} else if has {
+		w := &attemptWatch{attempt: id, ch: make(chan struct{})}
+		old, _ := t.watches.ReplaceOrInsert(w)
+		switch {
+		case old == nil:
+			w.news = make(chan struct{})
 			newAttempt = true
+		case news:
+			w.news = make(chan struct{})
+			fire = append(fire, old.ch, old.news)
+		default:
+			w.news = old.news
+			fire = append(fire, old.ch)
 		}
 	}
 	if newAttempt {

@@ -268,3 +268,59 @@ func TestReadersAndAWriterShareTheContainers(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+func TestAnAMsWatchFiresOnlyWithNews(t *testing.T) {
+	f := newFixture(t)
+	f.write(func(tx *WriteTxn) error {
+		app := &Application{ID: yarnpb.AppID(1, 1), Queue: "root.default", AMResource: Resource{MemoryMB: 128, VCores: 1}, MaxAttempts: 1}
+		return tx.SubmitApp(app, 1)
+	})
+	c := testContainer(1, 2, "n1:1")
+	watch := func() (all, news memdb.WatchSet) {
+		all, news = memdb.NewWatchSet(), memdb.NewWatchSet()
+		r := f.read()
+		r.ContainersByApp(all, c.AppID)
+		r.WatchNewsForAM(news, c.AppID)
+		return all, news
+	}
+	step := func(what string, st yarnpb.ContainerState, wantNews bool) {
+		t.Helper()
+		all, news := watch()
+		next := *c
+		next.State = st
+		f.putContainers(&next)
+		if !fired(all) {
+			t.Errorf("%s: the attempt's watch did not fire", what)
+		}
+		if fired(news) != wantNews {
+			t.Errorf("%s: the AM's watch fired %v, want %v", what, !wantNews, wantNews)
+		}
+	}
+	step("placed", yarnpb.ContainerState_CONTAINER_ALLOCATED, true)
+	step("handed over", yarnpb.ContainerState_CONTAINER_ACQUIRED, false)
+	step("started", yarnpb.ContainerState_CONTAINER_RUNNING, false)
+	step("completed", yarnpb.ContainerState_CONTAINER_COMPLETED, true)
+
+	// A watch taken after news, on a snapshot from before it, fires.
+	stale := f.read()
+	second := testContainer(1, 3, "n1:1")
+	f.putContainers(second)
+	ws := memdb.NewWatchSet()
+	stale.WatchNewsForAM(ws, c.AppID)
+	if !fired(ws) {
+		t.Error("a watch from a snapshot older than the news did not fire")
+	}
+	// The last container forgotten: the watch goes, and fires.
+	_, news := watch()
+	f.write(func(tx *WriteTxn) error {
+		for _, id := range []string{c.ID, second.ID} {
+			if err := tx.DeleteContainer(&Container{ID: id}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if !fired(news) {
+		t.Error("the AM's watch did not fire when its containers were forgotten")
+	}
+}

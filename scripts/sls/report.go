@@ -19,6 +19,9 @@ import (
 type sample struct {
 	t          time.Duration // since the first submission
 	allocated  int64         // containers handed to AMs so far
+	asked      int64         // containers asked for so far
+	submitted  int64         // applications submitted so far
+	ams        int64         // AMs registered so far
 	heartbeats int64         // heartbeats answered so far
 	usedMB     int64         // memory the nodes run
 	usedVC     int64         // vcores the nodes run
@@ -92,7 +95,7 @@ func (sp *sampler) start(ctx context.Context) <-chan struct{} {
 			}
 			cpu, rss, _, _ := procStats(sp.rm.pid())
 			self, _, _, _ := procStats(os.Getpid())
-			smp := sample{t: time.Since(began), allocated: sp.s.allocated.Load(), heartbeats: sp.s.heartbeats.n.Load(), usedMB: sp.s.usedMB.Load(), usedVC: sp.s.usedVC.Load(), rmCPU: cpu, rmRSS: rss, simCPU: self}
+			smp := sample{t: time.Since(began), allocated: sp.s.allocated.Load(), asked: sp.s.asked.Load(), submitted: sp.s.submitted.Load(), ams: sp.s.registered.Load(), heartbeats: sp.s.heartbeats.n.Load(), usedMB: sp.s.usedMB.Load(), usedVC: sp.s.usedVC.Load(), rmCPU: cpu, rmRSS: rss, simCPU: self}
 			if i%4 == 3 {
 				qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				qs, err := cl.Queues(qctx, "")
@@ -280,13 +283,13 @@ func (r *report) write(dir string) error {
 		return err
 	}
 	var b strings.Builder
-	b.WriteString("t_s,allocated,heartbeats,used_mb,used_vcores,rm_cpu_s,rm_rss_bytes")
+	b.WriteString("t_s,allocated,asked,submitted,ams,heartbeats,used_mb,used_vcores,rm_cpu_s,rm_rss_bytes")
 	for _, q := range r.queues {
 		b.WriteString("," + q)
 	}
 	b.WriteString("\n")
 	for _, smp := range r.samples {
-		fmt.Fprintf(&b, "%.3f,%d,%d,%d,%d,%.2f,%d", smp.t.Seconds(), smp.allocated, smp.heartbeats, smp.usedMB, smp.usedVC, smp.rmCPU, smp.rmRSS)
+		fmt.Fprintf(&b, "%.3f,%d,%d,%d,%d,%d,%d,%d,%.2f,%d", smp.t.Seconds(), smp.allocated, smp.asked, smp.submitted, smp.ams, smp.heartbeats, smp.usedMB, smp.usedVC, smp.rmCPU, smp.rmRSS)
 		for _, q := range r.queues {
 			if smp.shares != nil {
 				fmt.Fprintf(&b, ",%.4f", smp.shares[q])

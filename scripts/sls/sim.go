@@ -38,6 +38,8 @@ type sim struct {
 	// node's first beat within one interval) is over.
 	steady       latencies
 	allocated    atomic.Int64 // containers handed to AMs
+	asked        atomic.Int64 // containers asked for, asked again included
+	registered   atomic.Int64 // AMs registered
 	firstAsk     atomic.Int64 // unix ns of the first ask
 	submitted    atomic.Int64
 	finished     atomic.Int64
@@ -510,6 +512,7 @@ func (am *simAM) serve(ctx context.Context) error {
 				if given[st.ContainerId] || st.ExitStatus == int32(yarnpb.ContainerExitStatus_EXIT_PREEMPTED) || st.ExitStatus == int32(yarnpb.ContainerExitStatus_EXIT_ABORTED) {
 					delete(given, st.ContainerId)
 					// Taken back or lost: ask again.
+					am.s.asked.Add(1)
 					amrm.AddContainerRequest(rmclient.ContainerRequest{Capability: &yarnpb.Resource{MemoryMb: a.memoryMB, Vcores: a.vcores}, Priority: 1})
 					continue
 				}
@@ -531,9 +534,11 @@ func (am *simAM) serve(ctx context.Context) error {
 	if _, err := amrm.Register(ctx, am.node.ip, 1, ""); err != nil {
 		return err
 	}
+	am.s.registered.Add(1)
 	amrm.Start(ctx)
 	defer amrm.Stop()
 	am.s.firstAsk.CompareAndSwap(0, time.Now().UnixNano())
+	am.s.asked.Add(int64(a.containers))
 	for range a.containers {
 		amrm.AddContainerRequest(rmclient.ContainerRequest{Capability: &yarnpb.Resource{MemoryMb: a.memoryMB, Vcores: a.vcores}, Priority: 1})
 	}
