@@ -20,6 +20,7 @@ type metrics struct {
 	allocations prometheus.Counter
 	plan        prometheus.Histogram
 	commit      prometheus.Histogram
+	heartbeat   prometheus.Histogram
 }
 
 func newMetrics(s *Server) *metrics {
@@ -36,14 +37,24 @@ func newMetrics(s *Server) *metrics {
 			Name: "loom_rm_raft_commit_seconds", Help: "Time from proposing a command to raft until it is applied.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
 		}),
+		heartbeat: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "loom_rm_node_heartbeat_seconds",
+			Help:    "Time to answer one NodeManager heartbeat, from its decoding to its answer; waiting for a CPU before and sending after are not included.",
+			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
+		}),
 	}
-	m.reg.MustRegister(m.allocations, m.plan, m.commit, stateCollector{s},
+	m.reg.MustRegister(m.allocations, m.plan, m.commit, m.heartbeat, stateCollector{s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// observeHeartbeat records how long answering a heartbeat took.
+func (m *metrics) observeHeartbeat(start time.Time) {
+	m.heartbeat.Observe(time.Since(start).Seconds())
 }
 
 // observeCommit records how long a raft commit took.

@@ -138,6 +138,7 @@ func (e *trackerEndpoint) RegisterNodeManager(ctx context.Context, req *yarnpb.R
 
 func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHeartbeatRequest) (*yarnpb.NodeHeartbeatResponse, error) {
 	s := e.s
+	defer s.metrics.observeHeartbeat(time.Now())
 	if err := s.requireLeader(ctx); err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}

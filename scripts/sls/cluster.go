@@ -336,29 +336,50 @@ func (r *rmProcess) profile(ctx context.Context, p *pki, d time.Duration, path s
 
 // debug saves one of the RM's /debug/pprof/ answers to path.
 func (r *rmProcess) debug(ctx context.Context, p *pki, what, path string) error {
-	admin, err := p.user(adminUser)
+	body, err := r.get(ctx, p, "/debug/pprof/"+what)
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://%s/debug/pprof/%s", r.httpAddr, what), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := rmclient.HTTPClient(admin).Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("profiling the RM: %s", resp.Status)
-	}
+	defer body.Close()
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
+	if _, err := io.Copy(f, body); err != nil {
 		f.Close()
 		return err
 	}
 	return f.Close()
+}
+
+// metrics returns the RM's Prometheus metrics, as text.
+func (r *rmProcess) metrics(ctx context.Context, p *pki) (string, error) {
+	body, err := r.get(ctx, p, "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer body.Close()
+	b, err := io.ReadAll(io.LimitReader(body, 16<<20))
+	return string(b), err
+}
+
+// get reads path from the RM's HTTP address, as the cluster's admin.
+func (r *rmProcess) get(ctx context.Context, p *pki, path string) (io.ReadCloser, error) {
+	admin, err := p.user(adminUser)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://%s%s", r.httpAddr, path), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := rmclient.HTTPClient(admin).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("reading the RM's %s: %s", path, resp.Status)
+	}
+	return resp.Body, nil
 }

@@ -193,6 +193,11 @@ func run(ctx context.Context, c config) error {
 	}
 	sampler.stop()
 	<-samplerDone
+	if text, err := rm.metrics(ctx, pki); err == nil {
+		rep.rmMetrics = text
+	} else {
+		sim.fail(err)
+	}
 	rep.finish(sim, rm, start)
 	return rep.write(c.out)
 }

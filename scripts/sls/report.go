@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -42,6 +43,8 @@ type report struct {
 	mu         sync.Mutex
 	samples    []sample
 	lines      []string
+	// rmMetrics is the RM's Prometheus metrics at the end, as text.
+	rmMetrics string
 }
 
 func newReport(c config, capacities map[string]float64, trace []arrival) *report {
@@ -156,6 +159,16 @@ func (r *report) finish(s *sim, rm *rmProcess, start time.Time) {
 	if s.steady.n.Load() > 0 {
 		p = s.steady.percentiles(0.5, 0.99, 0.999, 1)
 		r.printf("  after each node's first %d: p50 %s, p99 %s, p99.9 %s, max %s", warmupBeats, ms(p[0]), ms(p[1]), ms(p[2]), ms(p[3]))
+	}
+	// The RM's own account: a round trip far above the RM's time to
+	// answer is time waiting for a CPU, on either side, or in transit.
+	if r.rmMetrics != "" {
+		if q, ok := histogramQuantiles(r.rmMetrics, "loom_rm_node_heartbeat_seconds", 0.5, 0.99); ok {
+			r.printf("  the RM's time to answer one (loom_rm_node_heartbeat_seconds): p50 %s, p99 %s", ms(q[0]), ms(q[1]))
+		}
+		if q, ok := histogramQuantiles(r.rmMetrics, "loom_rm_raft_commit_seconds", 0.5, 0.99); ok {
+			r.printf("raft commits the RM waited for (loom_rm_raft_commit_seconds): p50 %s, p99 %s", ms(q[0]), ms(q[1]))
+		}
 	}
 
 	// Placement: from the first ask until 95% of the cluster runs, and
@@ -319,4 +332,55 @@ func (r *report) write(dir string) error {
 	}
 	fmt.Printf("report, samples and plot in %s\n", dir)
 	return nil
+}
+
+// histogramQuantiles estimates quantiles of a Prometheus histogram from
+// its text exposition, interpolating within buckets as Prometheus's
+// histogram_quantile does; false when the histogram is absent or empty.
+func histogramQuantiles(text, name string, qs ...float64) ([]time.Duration, bool) {
+	type bucket struct{ le, n float64 }
+	var buckets []bucket
+	prefix := name + `_bucket{le="`
+	for _, line := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(line, prefix)
+		if !ok {
+			continue
+		}
+		le, count, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		var b bucket
+		if le == "+Inf" {
+			b.le = math.Inf(1)
+		} else if _, err := fmt.Sscan(le, &b.le); err != nil {
+			continue
+		}
+		if _, err := fmt.Sscan(count, &b.n); err != nil {
+			continue
+		}
+		buckets = append(buckets, b)
+	}
+	slices.SortFunc(buckets, func(a, b bucket) int { return cmp.Compare(a.le, b.le) })
+	if len(buckets) == 0 || buckets[len(buckets)-1].n == 0 {
+		return nil, false
+	}
+	total := buckets[len(buckets)-1].n
+	out := make([]time.Duration, len(qs))
+	for i, q := range qs {
+		rank := q * total
+		lower, below := 0.0, 0.0
+		for _, b := range buckets {
+			if b.n >= rank {
+				v := lower // beyond the last bound: say the bound
+				if !math.IsInf(b.le, 1) && b.n > below {
+					v = lower + (b.le-lower)*(rank-below)/(b.n-below)
+				}
+				out[i] = time.Duration(v * float64(time.Second))
+				break
+			}
+			lower, below = b.le, b.n
+		}
+	}
+	return out, true
 }

@@ -64,7 +64,7 @@ func TestSimulatesASmallCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"applications: 8 submitted (0 refused), 8 finished, 0 AMs failed", "NodeManager heartbeats: ", "after each node's first 5: p50", "containers placed end to end", "ResourceManager: CPU"} {
+	for _, want := range []string{"applications: 8 submitted (0 refused), 8 finished, 0 AMs failed", "NodeManager heartbeats: ", "after each node's first 5: p50", "the RM's time to answer one", "raft commits the RM waited for", "containers placed end to end", "ResourceManager: CPU"} {
 		if !strings.Contains(string(report), want) {
 			t.Errorf("the report lacks %q:\n%s", want, report)
 		}
@@ -81,5 +81,29 @@ func TestSimulatesASmallCluster(t *testing.T) {
 	}
 	if samples, _ := os.ReadFile(filepath.Join(out, "samples.csv")); strings.Count(string(samples), "\n") < 10 {
 		t.Errorf("samples.csv:\n%s", samples)
+	}
+}
+
+func TestHistogramQuantiles(t *testing.T) {
+	text := `# HELP x_seconds x
+x_seconds_bucket{le="0.001"} 50
+x_seconds_bucket{le="0.002"} 90
+x_seconds_bucket{le="0.004"} 100
+x_seconds_bucket{le="+Inf"} 100
+x_seconds_sum 0.1
+x_seconds_count 100
+`
+	q, ok := histogramQuantiles(text, "x_seconds", 0.5, 0.7, 0.99)
+	if !ok {
+		t.Fatal("the histogram was not found")
+	}
+	want := []time.Duration{time.Millisecond, 1500 * time.Microsecond, 3800 * time.Microsecond}
+	for i := range want {
+		if d := q[i] - want[i]; d < -time.Microsecond || d > time.Microsecond {
+			t.Errorf("quantile %d: %s, want %s", i, q[i], want[i])
+		}
+	}
+	if _, ok := histogramQuantiles(text, "y_seconds", 0.5); ok {
+		t.Error("an absent histogram was found")
 	}
 }
