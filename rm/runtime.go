@@ -25,9 +25,10 @@ const (
 // MiB. A fixed limit below what the process needs makes the collector
 // run without pause (at 1,000 NodeManagers and 18,000 containers it took
 // half the CPU), so the limit follows the process: after every
-// collection it becomes what the runtime holds besides the heap
-// (goroutine stacks, a few for each connection: 36 MiB at 10,000
-// NodeManagers) plus twice the live heap, and never less than 72 MiB.
+// collection it becomes what the runtime holds besides the heap's
+// objects (goroutine stacks, a few for each connection: 36 MiB at 10,000
+// NodeManagers; the heap's fragmentation) plus twice the live heap, and
+// never less than 72 MiB.
 // Following each collection, rather than a clock, matters while the
 // heap grows: a cluster filling up doubles it in seconds, and a limit a
 // few seconds behind had the collector run back to back, 40% of the
@@ -53,8 +54,13 @@ func TuneRuntime() (stop func()) {
 			}
 			v[i] = s.Value.Uint64()
 		}
-		// What counts against the limit and is not the heap's.
-		heap := v[2] + v[3] + v[4]
+		// What counts against the limit besides the heap's objects and
+		// free pages: the runtime's own memory, goroutine stacks, and
+		// the heap's fragmentation (unused bytes of its spans). The
+		// fragmentation left when a large heap shrinks (applications
+		// ending) is charged to the heap too, so without it here the
+		// goal fell to the live heap and the collector ran back to back.
+		heap := v[2] + v[4]
 		var other uint64
 		if v[1] > v[5]+heap {
 			other = v[1] - v[5] - heap

@@ -54,13 +54,30 @@ func (p *Pool) Get(addr string) (cc *grpc.ClientConn, release func(), err error)
 			p.conns[addr] = c
 		}
 	}
+	return c.cc, p.take(addr, c), nil
+}
+
+// GetOpen is Get for a connection the pool already holds: false, and
+// nothing to release, when it holds none for addr.
+func (p *Pool) GetOpen(addr string) (cc *grpc.ClientConn, release func(), ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.conns[addr]
+	if c == nil {
+		return nil, nil, false
+	}
+	return c.cc, p.take(addr, c), true
+}
+
+// take counts a user of c and returns its release; p.mu is held.
+func (p *Pool) take(addr string, c *pooled) func() {
 	if c.timer != nil {
 		c.timer.Stop()
 		c.timer = nil
 	}
 	c.refs++
 	var once sync.Once
-	return c.cc, func() { once.Do(func() { p.release(addr, c) }) }, nil
+	return func() { once.Do(func() { p.release(addr, c) }) }
 }
 
 func (p *Pool) release(addr string, c *pooled) {

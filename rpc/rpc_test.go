@@ -78,3 +78,22 @@ func TestPoolLingers(t *testing.T) {
 		t.Fatalf("after Close and the last release: %s, %d held", c.GetState(), p.Len())
 	}
 }
+
+// GetOpen shares a connection the pool holds and dials none.
+func TestPoolGetOpenDialsNothing(t *testing.T) {
+	p := NewPool(time.Hour, DialOptions(nil)...)
+	defer p.Close()
+	if _, _, ok := p.GetOpen("127.0.0.1:1"); ok || p.Len() != 0 {
+		t.Fatalf("GetOpen of an address the pool does not hold: ok %v, %d held", ok, p.Len())
+	}
+	a, rel, _ := p.Get("127.0.0.1:1")
+	rel()
+	b, relB, ok := p.GetOpen("127.0.0.1:1")
+	if !ok || a != b {
+		t.Fatal("GetOpen did not share the lingering connection")
+	}
+	relB()
+	if p.Len() != 1 {
+		t.Fatalf("%d held, want the one lingering", p.Len())
+	}
+}

@@ -152,15 +152,14 @@ type viewBuffers struct {
 // leafView is a leaf queue during one pass: what it is owed, what it
 // holds and the applications that want more.
 type leafView struct {
-	q Queue
-	// first is where its applications not yet done begin.
-	first     int
+	q         Queue
 	guar, max state.Resource
 	used      state.Resource
 	amUsed    state.Resource
 	users     map[string]state.Resource
 	active    map[string]bool // users with something to place
 	apps      []*appView
+	first     int // where its applications not yet done begin
 	heapIndex int
 	placed    int // containers placed in this pass
 	// pendingRes is what its applications still ask for that the
