@@ -15,9 +15,9 @@ import (
 
 // nmPool holds the RM's connections to NodeManagers: one per node while
 // the AM launcher uses it, and nmLinger after (rpc.Pool), so that nodes
-// that leave leave nothing behind. Each keeps an 8 KiB read buffer and
-// writes through a shared pool (grpc-go's defaults are 32 KiB each,
-// kept).
+// that leave leave nothing behind. Each keeps an 8 KiB read buffer
+// (grpc-go's default is 32 KiB) and writes through 8 KiB ones taken from
+// a shared pool while it writes.
 //
 // Prompt container stops (an application ending or killed, containers
 // released or preempted) use the launcher's connection where there is
@@ -46,7 +46,7 @@ const maxPromptStops = 64
 
 func newNMPool(logger hclog.Logger, tls *tlsutil.Bundle) *nmPool {
 	opts := append(rpc.DialOptions(tls.ClientConfig(tlsutil.NodeName)),
-		grpc.WithReadBufferSize(8<<10), grpc.WithWriteBufferSize(8<<10), grpc.WithSharedWriteBuffer(true))
+		grpc.WithReadBufferSize(8<<10), grpc.WithWriteBufferSize(8<<10))
 	return &nmPool{logger: logger.Named("nmclient"), opts: opts, conns: rpc.NewPool(nmLinger, opts...), stops: make(chan struct{}, maxPromptStops)}
 }
 
