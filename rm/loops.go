@@ -19,16 +19,16 @@ import (
 
 // The leader-only loops. Each runs until ctx ends with the leadership.
 
-// schedulerLoop places pending work whenever something changed. A plan is
-// committed through raft as one entry before any AM sees it; the next plan
-// is made while the previous one commits, counting its placements as made.
 // maxPlansInFlight bounds the plans proposed to raft and not yet applied.
-// The next plan is made while they commit, counting their containers as
-// placed: with a deeper pipeline a loaded RM, whose commits wait for CPU
-// behind thousands of heartbeats, still places while it waits, and raft
+// With a deeper pipeline a loaded RM, whose commits wait for a CPU behind
+// thousands of heartbeats, goes on placing while it waits, and raft
 // writes the plans to disk together.
 const maxPlansInFlight = 8
 
+// schedulerLoop places pending work whenever something changed. A plan is
+// committed through raft as one entry before any AM sees it; the next plan
+// is made while earlier ones commit (up to maxPlansInFlight), counting
+// their placements as made.
 func (s *Server) schedulerLoop(ctx context.Context) {
 	sch := scheduler.New(nil, s.cfg.MaxBatch)
 	sch.NodeLocalityDelay, sch.RackLocalityDelay = s.cfg.NodeLocalityDelay, s.cfg.RackLocalityDelay
