@@ -29,6 +29,7 @@ const (
 // objects (goroutine stacks, a few for each connection: 36 MiB at 10,000
 // NodeManagers; the heap's fragmentation) plus twice the live heap, and
 // never less than 72 MiB.
+//
 // Following each collection, rather than a clock, matters while the
 // heap grows: a cluster filling up doubles it in seconds, and a limit a
 // few seconds behind had the collector run back to back, 40% of the

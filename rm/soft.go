@@ -98,6 +98,10 @@ func (s *softState) updateAsks(attemptID string, asks []*scheduler.Ask, add, rem
 	old := s.asks[attemptID]
 	if old == nil {
 		old = &scheduler.Asks{}
+		s.asks[attemptID] = old
+	}
+	if len(asks)+len(add)+len(remove) == 0 {
+		return false // most calls: the AM polls, its asks as they were
 	}
 	next := &scheduler.Asks{Asks: maps.Clone(old.Asks), Blacklist: old.Blacklist}
 	if next.Asks == nil {
@@ -132,9 +136,7 @@ func (s *softState) updateAsks(attemptID string, asks []*scheduler.Ask, add, rem
 		next.Blacklist = bl
 		changed = true
 	}
-	if changed || len(asks) > 0 || s.asks[attemptID] == nil {
-		s.asks[attemptID] = next
-	}
+	s.asks[attemptID] = next
 	return changed
 }
 

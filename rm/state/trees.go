@@ -58,7 +58,7 @@ type attemptWatch struct {
 // newsForAM reports whether a change of a container from old (nil when
 // new) to c is one its AM is told of.
 func newsForAM(old, c *Container) bool {
-	return old == nil || (c.allocated() && !old.allocated()) || (c.Completed() && !old.Completed())
+	return old == nil || (c.Completed() && !old.Completed())
 }
 
 // idItem is a container in the by-id tree, its id beside it: a lookup,
