@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -12,6 +11,9 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/loom-project/loom/rm/rmclient"
 )
@@ -338,49 +340,32 @@ func (r *report) write(dir string) error {
 // its text exposition, interpolating within buckets as Prometheus's
 // histogram_quantile does; false when the histogram is absent or empty.
 func histogramQuantiles(text, name string, qs ...float64) ([]time.Duration, bool) {
-	type bucket struct{ le, n float64 }
-	var buckets []bucket
-	prefix := name + `_bucket{le="`
-	for _, line := range strings.Split(text, "\n") {
-		rest, ok := strings.CutPrefix(line, prefix)
-		if !ok {
-			continue
-		}
-		le, count, ok := strings.Cut(rest, `"} `)
-		if !ok {
-			continue
-		}
-		var b bucket
-		if le == "+Inf" {
-			b.le = math.Inf(1)
-		} else if _, err := fmt.Sscan(le, &b.le); err != nil {
-			continue
-		}
-		if _, err := fmt.Sscan(count, &b.n); err != nil {
-			continue
-		}
-		buckets = append(buckets, b)
-	}
-	slices.SortFunc(buckets, func(a, b bucket) int { return cmp.Compare(a.le, b.le) })
-	if len(buckets) == 0 || buckets[len(buckets)-1].n == 0 {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil || families[name] == nil || len(families[name].GetMetric()) == 0 {
 		return nil, false
 	}
-	total := buckets[len(buckets)-1].n
+	h := families[name].GetMetric()[0].GetHistogram()
+	total := float64(h.GetSampleCount())
+	if total == 0 {
+		return nil, false
+	}
 	out := make([]time.Duration, len(qs))
 	for i, q := range qs {
 		rank := q * total
 		lower, below := 0.0, 0.0
-		for _, b := range buckets {
-			if b.n >= rank {
-				v := lower // beyond the last bound: say the bound
-				if !math.IsInf(b.le, 1) && b.n > below {
-					v = lower + (b.le-lower)*(rank-below)/(b.n-below)
+		v := lower
+		for _, b := range h.GetBucket() {
+			upper, n := b.GetUpperBound(), float64(b.GetCumulativeCount())
+			if n >= rank {
+				if !math.IsInf(upper, 1) && n > below {
+					v = lower + (upper-lower)*(rank-below)/(n-below)
 				}
-				out[i] = time.Duration(v * float64(time.Second))
 				break
 			}
-			lower, below = b.le, b.n
+			lower, below, v = upper, n, upper // beyond the last bound: say the bound
 		}
+		out[i] = time.Duration(v * float64(time.Second))
 	}
 	return out, true
 }

@@ -86,6 +86,7 @@ func TestSimulatesASmallCluster(t *testing.T) {
 
 func TestHistogramQuantiles(t *testing.T) {
 	text := `# HELP x_seconds x
+# TYPE x_seconds histogram
 x_seconds_bucket{le="0.001"} 50
 x_seconds_bucket{le="0.002"} 90
 x_seconds_bucket{le="0.004"} 100
