@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/loom-project/loom/proto/yarnpb"
 	"github.com/loom-project/loom/rm/scheduler"
 	"github.com/loom-project/loom/rm/state"
@@ -301,4 +302,44 @@ func TestHeartbeatChangesCommitInTheBackground(t *testing.T) {
 		}
 		return acked
 	})
+}
+
+// The leader's loops stop before raft does: a command a loop commits as
+// leadership is revoked at shutdown commits, and Shutdown returns. Raft
+// drops what it has handed its FSM and not applied when it stops, so a
+// loop still committing past raft's shutdown could wait forever.
+func TestShutdownStopsTheLeadersLoopsBeforeRaft(t *testing.T) {
+	s, _ := testServer(t, nil)
+	waitUntil(t, "leadership established", s.IsLeader)
+	committed := make(chan error, 1)
+	s.leaderWG.Add(1)
+	go func() {
+		defer s.leaderWG.Done()
+		deadline := time.Now().Add(30 * time.Second)
+		for s.isLeader.Load() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		// Were raft to stop while this loop runs, it would within
+		// this time; it must not.
+		deadline = time.Now().Add(2 * time.Second)
+		for s.raft.State() != raft.Shutdown && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		_, _, err := s.commit(CmdBumpEpoch, bumpEpochCmd{ClusterTS: time.Now().UnixMilli()})
+		committed <- err
+	}()
+	stopped := make(chan struct{})
+	go func() {
+		s.Shutdown()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		buf := make([]byte, 1<<20)
+		t.Fatalf("Shutdown did not return:\n%s", buf[:runtime.Stack(buf, true)])
+	}
+	if err := <-committed; err != nil {
+		t.Fatalf("a command committed as leadership was revoked at shutdown: %v", err)
+	}
 }

@@ -697,7 +697,7 @@ func (s *Server) monitorLeadership() {
 			s.revokeLeadership()
 			return
 		case isLeader := <-s.leaderCh:
-			if isLeader {
+			if isLeader && !s.stopped() {
 				s.leadWithRetries()
 			} else {
 				s.revokeLeadership()
@@ -837,11 +837,15 @@ func (s *Server) Shutdown() {
 			_ = s.http.Shutdown(ctx)
 			cancel()
 		}
+		// The leader's loops stop while raft still runs: raft drops the
+		// commands it has handed its FSM and not applied when it shuts
+		// down, and never answers their futures, so a loop waiting on
+		// one past raft's shutdown would wait forever.
+		s.wg.Wait()
+		s.revokeLeadership()
 		if err := s.raft.Shutdown().Error(); err != nil {
 			s.logger.Warn("raft shutdown", "error", err)
 		}
-		s.wg.Wait()
-		s.revokeLeadership()
 		s.nms.close()
 		s.leaderConnMu.Lock()
 		if s.leaderConn != nil {
