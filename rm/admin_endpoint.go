@@ -108,6 +108,7 @@ func (e *adminEndpoint) ServiceState(context.Context, *yarnpb.ServiceStateReques
 		RaftAddress:     string(s.raftTrans.LocalAddr()),
 		BootstrapExpect: int32(s.cfg.BootstrapExpect),
 		AppliedIndex:    s.fsm.AppliedIndex(),
+		ReadIndex:       s.readIndex(),
 		StagingUrl:      s.stagingURL(),
 		WebUrl:          s.webURL(),
 	}

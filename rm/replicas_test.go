@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -379,5 +380,74 @@ func TestStagedFilesAreOnEveryReplica(t *testing.T) {
 	defer node.Close()
 	if code, _ := put(t, rmclient.HTTPClient(node.TLS()), rs.servers[lead].stagingURL()+digest, file); code != http.StatusForbidden {
 		t.Fatalf("a node staging a file: %d", code)
+	}
+}
+
+// Reads wait for every command a replica raft has elected holds in its
+// log: until it has established its leadership it tells the followers
+// its newest command as the index to read at, and once it has, what it
+// has applied. Its log holds every committed command, its state maybe
+// not all of them yet.
+func TestAnElectedReplicaReadsAtItsNewestCommand(t *testing.T) {
+	rs := newReplicaSet(t, 3)
+	var hold atomic.Bool
+	for i := range rs.servers {
+		rs.start(i, func(cfg *Config) {
+			cfg.establishFault = func() error {
+				if hold.Load() {
+					return errors.New("held (injected)")
+				}
+				return nil
+			}
+		})
+	}
+	lead := rs.leader()
+	c := rs.client()
+	app, err := c.NewApplication(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Submit(context.Background(), &yarnpb.ApplicationSubmissionContext{ApplicationId: app.ApplicationId, Name: "committed",
+		AmContainer: &yarnpb.ContainerLaunchContext{Command: []string{"am"}}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := rs.client(rs.addrs[lead]).ServiceState(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ReadIndex == 0 || st.ReadIndex != st.AppliedIndex {
+		t.Fatalf("an established leader reads at %d, has applied %d", st.ReadIndex, st.AppliedIndex)
+	}
+	committed := st.ReadIndex
+	hold.Store(true)
+	rs.servers[lead].Shutdown()
+	elected := -1
+	waitUntil(t, "a replica elected", func() bool {
+		for i, s := range rs.servers {
+			if i != lead && s.raft.State() == raft.Leader {
+				elected = i
+				return true
+			}
+		}
+		return false
+	})
+	s := rs.servers[elected]
+	st, err = rs.client(rs.addrs[elected]).ServiceState(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.IsLeader() || st.State != "leader" || st.ReadIndex < committed || st.ReadIndex < st.AppliedIndex {
+		t.Fatalf("an elected replica not established: serving %v, %s, reads at %d (the submission committed by %d), applied %d",
+			s.IsLeader(), st.State, st.ReadIndex, committed, st.AppliedIndex)
+	}
+	// Both replicas answer the read with the committed submission.
+	for i, addr := range rs.addrs {
+		if i == lead {
+			continue
+		}
+		r, err := rs.client(addr).Report(context.Background(), app.ApplicationId, false)
+		if err != nil || r.Name != "committed" {
+			t.Fatalf("replica %d's answer with the leader not yet established: %+v, %v", i, r, err)
+		}
 	}
 }

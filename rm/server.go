@@ -197,6 +197,7 @@ type Server struct {
 	leaderCancel  context.CancelFunc
 	leaderWG      sync.WaitGroup
 	raftLogs      raft.LogStore
+	raftSnaps     raft.SnapshotStore
 	metrics       *metrics
 	isLeader      atomic.Bool
 	leaderReady   chan struct{} // closed once leadership is established
@@ -494,7 +495,7 @@ func (s *Server) setupRaft() error {
 		s.closers = append(s.closers, t.Close)
 		trans = t
 	}
-	s.raftTrans, s.raftLogs = trans, logs
+	s.raftTrans, s.raftLogs, s.raftSnaps = trans, logs, snaps
 	if s.cfg.BootstrapExpect == 1 && len(s.cfg.Join) == 0 {
 		has, err := raft.HasExistingState(logs, stable, snaps)
 		if err != nil {
@@ -563,13 +564,17 @@ func (s *Server) waitReadable(ctx context.Context) error {
 	}
 	target := s.bootIndex
 	if leader := s.leaderAddr(); leader != "" && leader != s.cfg.AdvertiseAddr {
-		idx, err := s.leaderApplied(ctx, leader)
+		idx, err := s.leaderReadIndex(ctx, leader)
 		if err != nil {
 			return errdefs.Unavailable("this replica cannot tell whether it is up to date: the leader %s did not answer (%v); try again", leader, err)
 		}
 		target = max(target, idx)
 	} else if leader == "" && len(s.rmAddrs()) > 1 {
 		return errdefs.Unavailable("the ResourceManager replicas are electing a leader; try again")
+	} else if leader != "" {
+		// Elected and not yet established: the log holds every
+		// committed command, the state maybe not all of them yet.
+		target = max(target, s.readIndex())
 	}
 	if s.fsm.AppliedIndex() >= target {
 		return nil
@@ -588,9 +593,10 @@ func (s *Server) waitReadable(ctx context.Context) error {
 	return errdefs.Unavailable("the ResourceManager is still applying its raft log (at %d of %d); try again", s.fsm.AppliedIndex(), target)
 }
 
-// leaderApplied asks the leader at addr what it has applied, over one
-// connection kept while it leads.
-func (s *Server) leaderApplied(ctx context.Context, addr string) (uint64, error) {
+// leaderReadIndex asks the leader at addr what a replica must have
+// applied to answer reads (its readIndex), over one connection kept
+// while it leads.
+func (s *Server) leaderReadIndex(ctx context.Context, addr string) (uint64, error) {
 	s.leaderConnMu.Lock()
 	if s.leaderConn == nil || s.leaderConnAddr != addr {
 		if s.leaderConn != nil {
@@ -613,7 +619,32 @@ func (s *Server) leaderApplied(ctx context.Context, addr string) (uint64, error)
 	if st.Id != addr || st.State != "leader" {
 		return 0, fmt.Errorf("%s does not lead (it is %s)", addr, st.State)
 	}
-	return st.AppliedIndex, nil
+	if st.ReadIndex == 0 {
+		return st.AppliedIndex, nil // a leader of a release before read_index
+	}
+	return st.ReadIndex, nil
+}
+
+// readIndex is the index a replica must have applied to answer reads as
+// of now, on the leader: what it has applied once it has established
+// its leadership, and before that its newest command. Raft elects only
+// a replica whose log holds every committed command, and one elected
+// applies them as it establishes its leadership (its barrier).
+func (s *Server) readIndex() uint64 {
+	if s.isLeader.Load() {
+		return s.fsm.AppliedIndex()
+	}
+	if s.raft.State() != raft.Leader {
+		return 0
+	}
+	// The newest command in the log: the entries after it (raft's no-op
+	// of the new term) never reach the FSM's index.
+	idx, err := lastCommandIndex(s.raftLogs, s.raftSnaps)
+	if err != nil {
+		s.logger.Warn("reading the raft log for the read index", "error", err)
+		return s.raft.LastIndex()
+	}
+	return max(idx, s.fsm.AppliedIndex())
 }
 
 // raftApply commits a command and returns its result.

@@ -4293,8 +4293,14 @@ type ServiceStateResponse struct {
 	AppliedIndex    uint64 `protobuf:"varint,10,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	StagingUrl      string `protobuf:"bytes,11,opt,name=staging_url,json=stagingUrl,proto3" json:"staging_url,omitempty"` // its staging store, which replicas copy uploads to
 	WebUrl          string `protobuf:"bytes,12,opt,name=web_url,json=webUrl,proto3" json:"web_url,omitempty"`             // its web UI and REST API (https, client certificates of the cluster CA)
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The index a replica must have applied to answer reads as of now:
+	// a leader's applied index once it has established its leadership;
+	// before that, its last log index, which holds every committed
+	// command (a new leader may not have applied them yet). 0 on a
+	// replica that does not lead.
+	ReadIndex     uint64 `protobuf:"varint,13,opt,name=read_index,json=readIndex,proto3" json:"read_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServiceStateResponse) Reset() {
@@ -4409,6 +4415,13 @@ func (x *ServiceStateResponse) GetWebUrl() string {
 		return x.WebUrl
 	}
 	return ""
+}
+
+func (x *ServiceStateResponse) GetReadIndex() uint64 {
+	if x != nil {
+		return x.ReadIndex
+	}
+	return 0
 }
 
 // AddRaftPeer asks the leader to make a replica a voter: the replica
@@ -5757,7 +5770,7 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\bR\x06leader\x12\x14\n" +
-	"\x05voter\x18\x04 \x01(\bR\x05voter\"\x8f\x03\n" +
+	"\x05voter\x18\x04 \x01(\bR\x05voter\"\xae\x03\n" +
 	"\x14ServiceStateResponse\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12%\n" +
 	"\x0eleader_address\x18\x02 \x01(\tR\rleaderAddress\x12)\n" +
@@ -5774,7 +5787,9 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	" \x01(\x04R\fappliedIndex\x12\x1f\n" +
 	"\vstaging_url\x18\v \x01(\tR\n" +
 	"stagingUrl\x12\x17\n" +
-	"\aweb_url\x18\f \x01(\tR\x06webUrl\"G\n" +
+	"\aweb_url\x18\f \x01(\tR\x06webUrl\x12\x1d\n" +
+	"\n" +
+	"read_index\x18\r \x01(\x04R\treadIndex\"G\n" +
 	"\x12AddRaftPeerRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\"\x15\n" +
