@@ -40,7 +40,7 @@ func queueCommand() *cli.Command {
 }
 
 // printQueues prints the queues (one when name is set): a table, the
-// details of one, or JSON in YARN's camelCase.
+// details of one, or JSON with the names of YARN's scheduler REST API.
 func printQueues(c *cli.Context, name string) error {
 	asJSON, err := jsonOutput(c)
 	if err != nil {
@@ -52,7 +52,14 @@ func printQueues(c *cli.Context, name string) error {
 			return err
 		}
 		if asJSON {
-			return printProtoJSON(stdout(), &yarnpb.QueueInfoResponse{Queues: queues})
+			if name != "" && len(queues) == 1 {
+				return printJSON(stdout(), yarnpb.QueueToJSON(queues[0]))
+			}
+			out := []yarnpb.QueueJSON{}
+			for _, q := range queues {
+				out = append(out, yarnpb.QueueToJSON(q))
+			}
+			return printJSON(stdout(), out)
 		}
 		if name != "" && len(queues) == 1 {
 			printQueueStatus(queues[0])

@@ -105,18 +105,25 @@ func TestQueueListAndStatus(t *testing.T) {
 	if !strings.Contains(status, "Queue: root.default") || !strings.Contains(status, "Applications: 1 (0 pending)") || !strings.Contains(status, "Users:\n    ") || !strings.Contains(status, "1 applications") {
 		t.Errorf("queue status:\n%s", status)
 	}
-	var js struct {
-		Queues []struct {
-			Name            string   `json:"name"`
-			MaxCapacity     float64  `json:"maxCapacity"`
-			NumApplications int      `json:"numApplications"`
-			Users           []string `json:"users"`
-		} `json:"queues"`
+	// As YARN's scheduler REST API names them, with numbers as numbers.
+	var js []struct {
+		QueuePath           string  `json:"queuePath"`
+		AbsoluteMaxCapacity float64 `json:"absoluteMaxCapacity"`
+		NumApplications     int     `json:"numApplications"`
+		ResourcesUsed       struct {
+			Memory int64 `json:"memory"`
+		} `json:"resourcesUsed"`
+		Users struct {
+			User []struct {
+				Username string `json:"username"`
+			} `json:"user"`
+		} `json:"users"`
 	}
 	if err := json.Unmarshal([]byte(c.mustLoom("queue", "list", "-o", "json")), &js); err != nil {
 		t.Fatal(err)
 	}
-	if len(js.Queues) != 1 || js.Queues[0].Name != "root.default" || js.Queues[0].MaxCapacity != 1 || js.Queues[0].NumApplications != 1 || len(js.Queues[0].Users) != 1 {
+	if len(js) != 1 || js[0].QueuePath != "root.default" || js[0].AbsoluteMaxCapacity != 100 || js[0].NumApplications != 1 ||
+		js[0].ResourcesUsed.Memory < 64 || len(js[0].Users.User) != 1 || js[0].Users.User[0].Username == "" {
 		t.Errorf("queue list -o json: %+v", js)
 	}
 	if _, errs, code := c.loom("queue", "status", "nosuch"); code == 0 || !strings.Contains(errs, `queue "nosuch" does not exist`) {

@@ -174,3 +174,83 @@ func StateName(s string) string {
 	}
 	return s
 }
+
+// QueueJSON is a leaf queue with the field names of a leaf queue of
+// YARN's /ws/v1/cluster/scheduler. Capacities are percentages of the
+// nodes without labels (YARN's absolute…), usedCapacity of the queue's
+// own capacity.
+type QueueJSON struct {
+	QueueName               string         `json:"queueName"`
+	QueuePath               string         `json:"queuePath"`
+	AbsoluteCapacity        float64        `json:"absoluteCapacity"`
+	AbsoluteMaxCapacity     float64        `json:"absoluteMaxCapacity"`
+	UsedCapacity            float64        `json:"usedCapacity"`
+	EffectiveMinResource    ResourceJSON   `json:"effectiveMinResource"`
+	EffectiveMaxResource    ResourceJSON   `json:"effectiveMaxResource"`
+	ResourcesUsed           ResourceJSON   `json:"resourcesUsed"`
+	UsedAMResource          ResourceJSON   `json:"usedAMResource"`
+	MaxAMLimitPercentage    float64        `json:"maxAMLimitPercentage"`
+	PendingResources        ResourceJSON   `json:"pendingResources"`
+	NumApplications         int32          `json:"numApplications"`
+	NumActiveApplications   int32          `json:"numActiveApplications"`
+	NumPendingApplications  int32          `json:"numPendingApplications"`
+	MaxApplications         int32          `json:"maxApplications"`
+	NumContainers           int32          `json:"numContainers"`
+	NumContainersPreempting int32          `json:"numContainersPreempting"`
+	UserLimit               float32        `json:"userLimit"`
+	UserLimitFactor         float32        `json:"userLimitFactor"`
+	OrderingPolicyInfo      string         `json:"orderingPolicyInfo"`
+	NodeLabels              []string       `json:"nodeLabels"`
+	Users                   QueueUsersJSON `json:"users"`
+}
+
+// QueueUsersJSON holds a queue's users as YARN nests them.
+type QueueUsersJSON struct {
+	User []QueueUserJSON `json:"user"`
+}
+
+// QueueUserJSON is what one user holds in a queue.
+type QueueUserJSON struct {
+	Username              string       `json:"username"`
+	ResourcesUsed         ResourceJSON `json:"resourcesUsed"`
+	NumActiveApplications int32        `json:"numActiveApplications"`
+}
+
+// QueueToJSON converts a leaf queue's figures.
+func QueueToJSON(q *QueueInfo) QueueJSON {
+	leaf := q.Name
+	if i := strings.LastIndexByte(leaf, '.'); i >= 0 {
+		leaf = leaf[i+1:]
+	}
+	out := QueueJSON{
+		QueueName:               leaf,
+		QueuePath:               q.Name,
+		AbsoluteCapacity:        100 * float64(q.Capacity),
+		AbsoluteMaxCapacity:     100 * float64(q.MaxCapacity),
+		UsedCapacity:            100 * q.UsedShare(),
+		EffectiveMinResource:    resJSON(q.Guaranteed),
+		EffectiveMaxResource:    resJSON(q.Maximum),
+		ResourcesUsed:           resJSON(q.Used),
+		UsedAMResource:          resJSON(q.AmUsed),
+		MaxAMLimitPercentage:    100 * float64(q.MaxAmShare),
+		PendingResources:        resJSON(q.Pending),
+		NumApplications:         q.NumApplications,
+		NumActiveApplications:   q.NumApplications - q.NumPending,
+		NumPendingApplications:  q.NumPending,
+		MaxApplications:         q.MaxApplications,
+		NumContainers:           q.NumContainers,
+		NumContainersPreempting: q.Preempting,
+		UserLimit:               q.MinimumUserLimitPercent,
+		UserLimitFactor:         q.UserLimitFactor,
+		OrderingPolicyInfo:      q.Ordering,
+		NodeLabels:              q.NodeLabels,
+		Users:                   QueueUsersJSON{User: []QueueUserJSON{}},
+	}
+	if out.NodeLabels == nil {
+		out.NodeLabels = []string{}
+	}
+	for _, u := range q.UserUsage {
+		out.Users.User = append(out.Users.User, QueueUserJSON{Username: u.User, ResourcesUsed: resJSON(u.Used), NumActiveApplications: u.NumApplications})
+	}
+	return out
+}
