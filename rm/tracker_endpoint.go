@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/loom-project/loom/errdefs"
@@ -167,11 +169,20 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 	s.soft.touchNode(node.ID, now, req.Utilization)
 	resp.ResponseId = s.soft.nextNodeResponse(node.ID)
 
-	// Apply what changed: containers that started or completed.
+	// Apply what changed: containers that started or completed. The
+	// node's live containers come in one seek of their index, and a
+	// reported container is looked for among them first: the whole
+	// table is searched only for one the RM holds completed, or not at
+	// all.
+	var buf [32]*state.Container
+	onNode := r.AppendContainersByNode(buf[:0], node.ID)
 	held := make([]*state.Container, len(req.Containers))
 	var changed []*yarnpb.ContainerStatus
 	for i, cs := range req.Containers {
-		c := r.Container(cs.ContainerId)
+		c := containerIn(onNode, cs.ContainerId)
+		if c == nil {
+			c = r.Container(cs.ContainerId)
+		}
 		held[i] = c
 		if c == nil || c.NodeID != node.ID || c.Completed() {
 			continue
@@ -296,6 +307,16 @@ func (e *trackerEndpoint) NodeHeartbeats(stream yarnpb.ResourceTrackerService_No
 			return err
 		}
 	}
+}
+
+// containerIn finds container id in cs, sorted by id; nil when it is not
+// there.
+func containerIn(cs []*state.Container, id string) *state.Container {
+	i, ok := slices.BinarySearchFunc(cs, id, func(c *state.Container, id string) int { return strings.Compare(c.ID, id) })
+	if !ok {
+		return nil
+	}
+	return cs[i]
 }
 
 // appEnded reports whether application id has ended.

@@ -175,7 +175,13 @@ func (r *ReadTxn) ContainersByAttempt(ws memdb.WatchSet, attemptID string) []*Co
 
 // ContainersByNode returns the containers on a node that have not
 // completed, by id.
-func (r *ReadTxn) ContainersByNode(nodeID string) []*Container { return r.t.onNode(nodeID) }
+func (r *ReadTxn) ContainersByNode(nodeID string) []*Container { return r.t.onNode(nodeID, nil) }
+
+// AppendContainersByNode appends ContainersByNode to dst: a heartbeat
+// reads its node's containers in one seek, into a buffer of its own.
+func (r *ReadTxn) AppendContainersByNode(dst []*Container, nodeID string) []*Container {
+	return r.t.onNode(nodeID, dst)
+}
 
 // LiveContainers returns every container that has not completed, by id.
 func (r *ReadTxn) LiveContainers() []*Container { return all(r.t.live) }

@@ -1,6 +1,8 @@
 package state
 
 import (
+	"sync"
+
 	"github.com/google/btree"
 	memdb "github.com/hashicorp/go-memdb"
 
@@ -137,15 +139,28 @@ func (t *trees) ofAttempt(attemptID string) []*Container {
 	return run(t.byAttempt, &Container{AttemptID: attemptID}, func(c *Container) bool { return c.AttemptID == attemptID })
 }
 
-// onNode returns the live containers on a node, by id.
-func (t *trees) onNode(nodeID string) []*Container {
-	return run(t.byNode, &Container{NodeID: nodeID}, func(c *Container) bool { return c.NodeID == nodeID })
+// onNode appends the live containers on a node to dst, by id.
+func (t *trees) onNode(nodeID string, dst []*Container) []*Container {
+	first := pivots.Get().(*Container)
+	first.NodeID = nodeID
+	dst = appendRun(dst, t.byNode, first, func(c *Container) bool { return c.NodeID == nodeID })
+	first.NodeID = ""
+	pivots.Put(first)
+	return dst
 }
+
+// pivots are the empty containers onNode seeks the node index with: a
+// heartbeat's seek allocates none.
+var pivots = sync.Pool{New: func() any { return new(Container) }}
 
 // run returns the containers of tree from first on for which in holds,
 // up to the first for which it does not.
 func run(tree *btree.BTreeG[*Container], first *Container, in func(*Container) bool) []*Container {
-	var out []*Container
+	return appendRun(nil, tree, first, in)
+}
+
+// appendRun is run appending to out.
+func appendRun(out []*Container, tree *btree.BTreeG[*Container], first *Container, in func(*Container) bool) []*Container {
 	tree.AscendGreaterOrEqual(first, func(c *Container) bool {
 		if !in(c) {
 			return false

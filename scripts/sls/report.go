@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -170,6 +171,10 @@ func (r *report) finish(s *sim, rm *rmProcess, start time.Time) {
 		}
 		if q, ok := histogramQuantiles(r.rmMetrics, "loom_rm_raft_commit_seconds", 0.5, 0.99); ok {
 			r.printf("raft commits the RM waited for (loom_rm_raft_commit_seconds): p50 %s, p99 %s", ms(q[0]), ms(q[1]))
+		}
+		if q, ok := histogramQuantiles(r.rmMetrics, "loom_rm_scheduler_plan_seconds", 0.5, 0.99); ok {
+			r.printf("scheduling passes (loom_rm_scheduler_plan_seconds): %.0f/s, p50 %s, p99 %s",
+				float64(histogramCount(r.rmMetrics, "loom_rm_scheduler_plan_seconds"))/secs, ms(q[0]), ms(q[1]))
 		}
 	}
 
@@ -336,16 +341,32 @@ func (r *report) write(dir string) error {
 	return nil
 }
 
+// histogramCount is how many observations a Prometheus histogram holds
+// in its text exposition; 0 when it is absent.
+func histogramCount(text, name string) uint64 {
+	h := histogramOf(text, name)
+	if h == nil {
+		return 0
+	}
+	return h.GetSampleCount()
+}
+
+// histogramOf parses the first histogram called name out of a text
+// exposition.
+func histogramOf(text, name string) *dto.Histogram {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil || families[name] == nil || len(families[name].GetMetric()) == 0 {
+		return nil
+	}
+	return families[name].GetMetric()[0].GetHistogram()
+}
+
 // histogramQuantiles estimates quantiles of a Prometheus histogram from
 // its text exposition, interpolating within buckets as Prometheus's
 // histogram_quantile does; false when the histogram is absent or empty.
 func histogramQuantiles(text, name string, qs ...float64) ([]time.Duration, bool) {
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
-	if err != nil || families[name] == nil || len(families[name].GetMetric()) == 0 {
-		return nil, false
-	}
-	h := families[name].GetMetric()[0].GetHistogram()
+	h := histogramOf(text, name)
 	total := float64(h.GetSampleCount())
 	if total == 0 {
 		return nil, false
