@@ -2,6 +2,7 @@ package rm
 
 import (
 	"context"
+	"iter"
 	"slices"
 	"time"
 
@@ -106,7 +107,7 @@ func (e *amEndpoint) Allocate(ctx context.Context, req *yarnpb.AllocateRequest) 
 	if err != nil {
 		return nil, errdefs.ToGRPC(err)
 	}
-	counted := withoutUndelivered(asks, r.ContainersByAttempt(nil, at.ID), req.ResponseId)
+	counted := withoutUndelivered(asks, r.EachContainerOfAttempt(at.ID), req.ResponseId)
 	s.soft.touchAM(at.ID, s.clock.Now())
 	if s.soft.updateAsks(at.ID, asks, req.BlacklistAdditions, req.BlacklistRemovals) {
 		s.kickScheduler()
@@ -228,7 +229,7 @@ func (s *Server) collectAllocate(attemptID string, app *state.Application, respI
 	// Woken by what the AM is told of alone: its containers' starts
 	// would wake it to find nothing new.
 	r.WatchNewsForAM(ws, appID)
-	for _, c := range r.ContainersByApp(nil, appID) {
+	for c := range r.EachContainerOfApp(appID) {
 		if c.IsAM {
 			continue
 		}
@@ -313,13 +314,13 @@ func (s *Server) convertAsks(in []*yarnpb.ResourceRequest, tree *scheduler.Queue
 // answering), and counting them again would place them twice.
 //
 // It returns the containers it counted.
-func withoutUndelivered(asks []*scheduler.Ask, containers []*state.Container, respID int32) map[string]bool {
-	pending := map[scheduler.AskKey]int32{}
+func withoutUndelivered(asks []*scheduler.Ask, containers iter.Seq[*state.Container], respID int32) map[string]bool {
+	var pending map[scheduler.AskKey]int32
 	var counted map[string]bool
-	for _, c := range containers {
+	for c := range containers {
 		if !c.IsAM && handOut(c, respID) {
 			if counted == nil {
-				counted = map[string]bool{}
+				counted, pending = map[string]bool{}, map[scheduler.AskKey]int32{}
 			}
 			counted[c.ID] = true
 			pending[scheduler.AskKey{AllocationRequestID: c.AllocationRequestID, Priority: c.Priority, Capability: c.Resource}]++

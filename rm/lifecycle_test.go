@@ -255,7 +255,7 @@ func TestAsksDoNotCountContainersNotYetHanded(t *testing.T) {
 	key := scheduler.AskKey{Priority: 1, Capability: res}
 	other := scheduler.AskKey{Priority: 2, Capability: res}
 	asks := []*scheduler.Ask{{Key: key, Count: 5}, {Key: other, Count: 1}}
-	withoutUndelivered(asks, []*state.Container{
+	withoutUndelivered(asks, slices.Values([]*state.Container{
 		{ID: "c1", Priority: 1, Resource: res, State: yarnpb.ContainerState_CONTAINER_ALLOCATED},
 		{ID: "c2", Priority: 1, Resource: res, State: yarnpb.ContainerState_CONTAINER_ALLOCATED},
 		{ID: "c3", Priority: 1, Resource: res, State: yarnpb.ContainerState_CONTAINER_ACQUIRED, HandedIn: 7}, // handed over: the AM knows it
@@ -265,7 +265,7 @@ func TestAsksDoNotCountContainersNotYetHanded(t *testing.T) {
 		{ID: "am", Priority: 1, Resource: res, State: yarnpb.ContainerState_CONTAINER_ALLOCATED, IsAM: true},
 		{ID: "c4", Priority: 2, Resource: res, State: yarnpb.ContainerState_CONTAINER_ALLOCATED},
 		{ID: "c5", Priority: 2, Resource: res, State: yarnpb.ContainerState_CONTAINER_ALLOCATED},
-	}, 7)
+	}), 7)
 	if asks[0].Count != 2 || asks[1].Count != 0 {
 		t.Fatalf("asks after the undelivered containers: %d and %d, want 2 and 0", asks[0].Count, asks[1].Count)
 	}

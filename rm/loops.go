@@ -76,7 +76,7 @@ func (s *Server) schedulerLoop(ctx context.Context) {
 			sch.SetTree(queueTreeOf(r.Meta()))
 			plan := sch.Plan(r, s.soft.asksFor, s.epoch.Load(), inflight)
 			s.metrics.plan.Observe(time.Since(began).Seconds())
-			s.soft.setWaiting(sch.Waiting)
+			sch.Waiting = s.soft.swapWaiting(sch.Waiting)
 			if sch.Delayed {
 				again = time.After(s.cfg.NMHeartbeat)
 			}

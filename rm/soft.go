@@ -25,8 +25,8 @@ type softState struct {
 	amSeen    map[string]time.Time
 	amLast    map[string]*yarnpb.AllocateResponse
 	amLocks   map[string]*sync.Mutex
-	delivered map[string]uint64 // attempt id -> highest completion index handed to the AM
-	waiting   map[string]string // app id -> why it waits for its AM container
+	delivered map[string]uint64               // attempt id -> highest completion index handed to the AM
+	waiting   map[string]scheduler.WaitReason // app id -> why it waits for its AM container
 	// preempting are the containers being taken back, by container id;
 	// preemptCh is closed and replaced whenever that set changes, and
 	// preemptSent is what each attempt's AM was last told of it.
@@ -63,7 +63,7 @@ func (s *softState) reset(now time.Time, r *state.ReadTxn) {
 	s.amLast = map[string]*yarnpb.AllocateResponse{}
 	s.amLocks = map[string]*sync.Mutex{}
 	s.delivered = map[string]uint64{}
-	s.waiting = map[string]string{}
+	s.waiting = map[string]scheduler.WaitReason{}
 	s.preempting = map[string]preemption{}
 	s.preemptSent = map[string][]string{}
 	if s.preemptCh == nil {
@@ -318,16 +318,28 @@ func (s *softState) utilization(id string) *yarnpb.Resource {
 	return s.nodeUtil[id]
 }
 
-func (s *softState) setWaiting(w map[string]string) {
+// swapWaiting keeps a pass's waiting reasons and gives back the map it
+// held, emptied, for the next pass to fill: nothing is copied.
+func (s *softState) swapWaiting(w map[string]scheduler.WaitReason) map[string]scheduler.WaitReason {
 	s.mu.Lock()
-	s.waiting = maps.Clone(w)
+	old := s.waiting
+	s.waiting = w
 	s.mu.Unlock()
+	if old == nil {
+		return map[string]scheduler.WaitReason{}
+	}
+	clear(old)
+	return old
 }
 
 func (s *softState) waitingReason(appID string) string {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.waiting[appID]
+	w, ok := s.waiting[appID]
+	s.mu.Unlock()
+	if !ok {
+		return ""
+	}
+	return w.String()
 }
 
 func (s *softState) lastSeen(id string) (time.Time, bool) {

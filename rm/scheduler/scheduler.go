@@ -109,8 +109,45 @@ type Scheduler struct {
 	// total_preemption_per_round); 0 or 1 and over leave it unbounded.
 	PreemptionPerRound float64
 	// Waiting holds, per application, why its AM container is not
-	// placed yet (queue AM limit, no room); refreshed every Plan.
-	Waiting map[string]string
+	// placed yet (queue AM limit, no room); refreshed every Plan. A
+	// caller may swap in another map between passes: a pass only clears
+	// and fills it.
+	Waiting map[string]WaitReason
+}
+
+// WaitKind is what holds an application's AM container back.
+type WaitKind uint8
+
+const (
+	WaitAMLimit   WaitKind = iota + 1 // the queue's AM resource limit
+	WaitQueueMax                      // the queue's maximum capacity
+	WaitUserLimit                     // the user's limit in the queue
+	WaitNoRoom                        // no node has room
+)
+
+// WaitReason is why an application's AM container waits. A pass records
+// one for each such application, and says it in words only when asked.
+type WaitReason struct {
+	Kind  WaitKind
+	Queue string
+	User  string
+	// Res is the limit (AM and user limits) or the AM's size (no room).
+	Res   state.Resource
+	Share float64 // the queue's AM share, for WaitAMLimit
+}
+
+func (w WaitReason) String() string {
+	switch w.Kind {
+	case WaitAMLimit:
+		return fmt.Sprintf("waiting for an AM container: queue %s has reached its AM resource limit (%d MB, %.0f%% of the queue)", w.Queue, w.Res.MemoryMB, w.Share*100)
+	case WaitQueueMax:
+		return fmt.Sprintf("waiting for an AM container: queue %s is at its maximum capacity", w.Queue)
+	case WaitUserLimit:
+		return fmt.Sprintf("waiting for an AM container: user %s has reached the user limit of queue %s (%d MB)", w.User, w.Queue, w.Res.MemoryMB)
+	case WaitNoRoom:
+		return fmt.Sprintf("waiting for an AM container of %d MB, %d vcores: no node has room", w.Res.MemoryMB, w.Res.VCores)
+	}
+	return ""
 }
 
 // New returns a scheduler over a queue tree; maxBatch bounds a plan's
@@ -120,7 +157,7 @@ func New(tree *QueueTree, maxBatch int) *Scheduler {
 	if maxBatch <= 0 {
 		maxBatch = 256
 	}
-	return &Scheduler{tree: tree, maxBatch: maxBatch, Waiting: map[string]string{}, cursors: map[string]int{}, missed: map[askRef]int{},
+	return &Scheduler{tree: tree, maxBatch: maxBatch, Waiting: map[string]WaitReason{}, cursors: map[string]int{}, missed: map[askRef]int{},
 		NodeLocalityDelay: DefaultNodeLocalityDelay, RackLocalityDelay: DefaultRackLocalityDelay}
 }
 
@@ -147,6 +184,25 @@ type viewBuffers struct {
 	appSlab  []appView
 	apps     map[string]*appView
 	attempts map[string]*state.Attempt
+	// appPtrs backs the view's application list, live and liveAttempts
+	// the state's lists, leaves the leaf views with their lists and
+	// maps: a pass refills them.
+	appPtrs      []*appView
+	live         []*state.Application
+	liveAttempts []*state.Attempt
+	leaves       map[string]*leafView
+}
+
+// refill empties buf, lets fill append to it, and clears what the last
+// fill left beyond the new end: a buffer reused from pass to pass holds
+// no row the state has dropped.
+func refill[T any](buf []*T, fill func([]*T) []*T) []*T {
+	old := len(buf)
+	buf = fill(buf[:0])
+	if len(buf) < old {
+		clear(buf[len(buf):old])
+	}
+	return buf
 }
 
 // leafView is a leaf queue during one pass: what it is owed, what it
@@ -316,10 +372,26 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 	if tree == nil {
 		tree = DefaultTree()
 	}
+	if b.leaves == nil {
+		b.leaves = map[string]*leafView{}
+	}
 	for _, q := range tree.Leaves(v.total) {
-		l := &leafView{q: q, guar: Scale(v.total, q.Capacity), max: Scale(v.total, q.MaxCapacity), users: map[string]state.Resource{}, active: map[string]bool{}}
+		l := b.leaves[q.Name]
+		if l == nil {
+			l = &leafView{users: map[string]state.Resource{}, active: map[string]bool{}}
+			b.leaves[q.Name] = l
+		}
+		clear(l.users)
+		clear(l.active)
+		clear(l.apps)
+		*l = leafView{q: q, guar: Scale(v.total, q.Capacity), max: Scale(v.total, q.MaxCapacity), users: l.users, active: l.active, apps: l.apps[:0]}
 		v.leaves[q.Name] = l
 		v.order = append(v.order, l)
+	}
+	for name := range b.leaves {
+		if v.leaves[name] == nil {
+			delete(b.leaves, name)
+		}
 	}
 	if b.apps == nil {
 		b.apps = map[string]*appView{}
@@ -333,10 +405,14 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 	}
 	clear(b.attempts)
 	attempts := b.attempts
-	for _, at := range r.LiveAttempts(nil) {
+	b.liveAttempts = refill(b.liveAttempts, r.AppendLiveAttempts)
+	for _, at := range b.liveAttempts {
 		attempts[at.ID] = at
 	}
-	live := r.LiveApps(nil)
+	b.live = refill(b.live, r.AppendLiveApps)
+	live := b.live
+	clear(b.appPtrs)
+	v.apps = b.appPtrs[:0]
 	if cap(b.appSlab) < len(live) {
 		b.appSlab = make([]appView, 0, len(live)+len(live)/4)
 	}
@@ -353,6 +429,7 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 		v.apps = append(v.apps, a)
 		a.at = attempts[app.CurrentAttempt]
 	}
+	b.appPtrs = v.apps
 	// What each application holds, from its record (the FSM keeps it),
 	// in the default partition.
 	for _, a := range v.apps {
@@ -649,15 +726,15 @@ func (p *planner) placeFor(a *appView) int {
 		amLimit := Scale(l.max, l.q.MaxAMShare)
 		switch {
 		case !amLimit.Fits(l.amUsed.Add(res)) && l.amUsed.MemoryMB > 0:
-			p.s.Waiting[a.app.ID] = fmt.Sprintf("waiting for an AM container: queue %s has reached its AM resource limit (%d MB, %.0f%% of the queue)", l.q.Name, amLimit.MemoryMB, l.q.MaxAMShare*100)
+			p.s.Waiting[a.app.ID] = WaitReason{Kind: WaitAMLimit, Queue: l.q.Name, Res: amLimit, Share: l.q.MaxAMShare}
 		case !l.max.Fits(l.used.Add(res)):
-			p.s.Waiting[a.app.ID] = fmt.Sprintf("waiting for an AM container: queue %s is at its maximum capacity", l.q.Name)
+			p.s.Waiting[a.app.ID] = WaitReason{Kind: WaitQueueMax, Queue: l.q.Name}
 		case !userFits(l, user, res):
-			p.s.Waiting[a.app.ID] = fmt.Sprintf("waiting for an AM container: user %s has reached the user limit of queue %s (%d MB)", user, l.q.Name, userLimit(l, res).MemoryMB)
+			p.s.Waiting[a.app.ID] = WaitReason{Kind: WaitUserLimit, Queue: l.q.Name, User: user, Res: userLimit(l, res)}
 		default:
 			c := p.place(request{app: a, res: res, relax: true, blacklist: a.blacklist})
 			if c == nil {
-				p.s.Waiting[a.app.ID] = fmt.Sprintf("waiting for an AM container of %d MB, %d vcores: no node has room", res.MemoryMB, res.VCores)
+				p.s.Waiting[a.app.ID] = WaitReason{Kind: WaitNoRoom, Res: res}
 				return cannot
 			}
 			c.IsAM = true

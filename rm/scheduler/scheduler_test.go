@@ -88,7 +88,7 @@ func TestPlacesAMContainersFirstInFIFOOrder(t *testing.T) {
 	}
 	w.commit(plan)
 	plan = s.Plan(w.s.Snapshot(), asks(nil), 1, nil)
-	if len(plan) != 0 || !strings.Contains(s.Waiting["application_1_0002"], "AM resource limit") {
+	if len(plan) != 0 || !strings.Contains(s.Waiting["application_1_0002"].String(), "AM resource limit") {
 		t.Fatalf("plan %+v, waiting %v: want the second AM held by the AM share", plan, s.Waiting)
 	}
 }

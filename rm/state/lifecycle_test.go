@@ -1,6 +1,7 @@
 package state
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -308,6 +309,13 @@ func TestContainersLeaveTheIndexesTheyAreNoLongerReadFor(t *testing.T) {
 		}
 		if r.Container(c.ID) == nil || len(ids(r.ContainersByAttempt(nil, c.AttemptID))) != 1 {
 			t.Errorf("%s: the container is not found by id or by attempt", when)
+		}
+		if !slices.Equal(slices.Collect(r.EachContainerOfApp(c.AppID)), r.ContainersByApp(nil, c.AppID)) ||
+			!slices.Equal(slices.Collect(r.EachContainerOfAttempt(c.AttemptID)), r.ContainersByAttempt(nil, c.AttemptID)) {
+			t.Errorf("%s: the iterators of an application's and an attempt's containers differ from their lists", when)
+		}
+		if !slices.Equal(r.AppendContainersByNode(make([]*Container, 0, 1), "n1:1"), r.ContainersByNode("n1:1")) {
+			t.Errorf("%s: AppendContainersByNode differs from ContainersByNode", when)
 		}
 	}
 	check("placed", true, true, true)

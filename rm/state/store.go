@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"iter"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -157,6 +158,24 @@ func (r *ReadTxn) ContainersByApp(ws memdb.WatchSet, appID string) []*Container 
 	return out
 }
 
+// EachContainerOfApp yields each container of an application, as
+// ContainersByApp orders them; it copies nothing.
+func (r *ReadTxn) EachContainerOfApp(appID string) iter.Seq[*Container] {
+	return func(yield func(*Container) bool) {
+		for _, at := range r.Attempts(nil, appID) {
+			if !r.t.eachOfAttempt(at.ID, yield) {
+				return
+			}
+		}
+	}
+}
+
+// EachContainerOfAttempt yields each container of an attempt, by id; it
+// copies nothing.
+func (r *ReadTxn) EachContainerOfAttempt(attemptID string) iter.Seq[*Container] {
+	return func(yield func(*Container) bool) { r.t.eachOfAttempt(attemptID, yield) }
+}
+
 // WatchNewsForAM adds to ws what fires when an application's AM may have
 // news: a container placed for one of its attempts, or one completed or
 // forgotten, or a change to its attempts. A container handed over or
@@ -203,6 +222,20 @@ func (r *ReadTxn) LiveAttempts(ws memdb.WatchSet) []*Attempt {
 	return getAll[*Attempt](r, ws, TableAttempts, "live", true)
 }
 
+// AppendLiveAttempts appends LiveAttempts to dst.
+func (r *ReadTxn) AppendLiveAttempts(dst []*Attempt) []*Attempt {
+	return appendAll(dst, r, nil, TableAttempts, "live", true)
+}
+
+// AppendLiveApps appends LiveApps to dst, which it sorts: a caller that
+// reads them often keeps one buffer.
+func (r *ReadTxn) AppendLiveApps(dst []*Application) []*Application {
+	n := len(dst)
+	dst = appendAll(dst, r, nil, TableApps, "live", true)
+	bySeq(dst[n:])
+	return dst
+}
+
 // LiveApps returns every application that has not ended, in submission
 // order.
 func (r *ReadTxn) LiveApps(ws memdb.WatchSet) []*Application {
@@ -222,12 +255,16 @@ func bySeq(apps []*Application) []*Application {
 
 // getAll reads every object of table whose index matches args.
 func getAll[T any](r *ReadTxn, ws memdb.WatchSet, table, index string, args ...any) []T {
+	return appendAll[T](nil, r, ws, table, index, args...)
+}
+
+// appendAll is getAll appending to out.
+func appendAll[T any](out []T, r *ReadTxn, ws memdb.WatchSet, table, index string, args ...any) []T {
 	it, err := r.txn.Get(table, index, args...)
 	if err != nil {
-		return nil
+		return out
 	}
 	addWatch(ws, it.WatchCh())
-	var out []T
 	for obj := it.Next(); obj != nil; obj = it.Next() {
 		out = append(out, obj.(T))
 	}

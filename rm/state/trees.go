@@ -139,6 +139,24 @@ func (t *trees) ofAttempt(attemptID string) []*Container {
 	return run(t.byAttempt, &Container{AttemptID: attemptID}, func(c *Container) bool { return c.AttemptID == attemptID })
 }
 
+// eachOfAttempt calls fn with an attempt's containers, by id, until fn
+// returns false; false when fn did.
+func (t *trees) eachOfAttempt(attemptID string, fn func(*Container) bool) bool {
+	more := true
+	first := pivots.Get().(*Container)
+	first.AttemptID = attemptID
+	t.byAttempt.AscendGreaterOrEqual(first, func(c *Container) bool {
+		if c.AttemptID != attemptID {
+			return false
+		}
+		more = fn(c)
+		return more
+	})
+	first.AttemptID = ""
+	pivots.Put(first)
+	return more
+}
+
 // onNode appends the live containers on a node to dst, by id.
 func (t *trees) onNode(nodeID string, dst []*Container) []*Container {
 	first := pivots.Get().(*Container)
@@ -149,8 +167,8 @@ func (t *trees) onNode(nodeID string, dst []*Container) []*Container {
 	return dst
 }
 
-// pivots are the empty containers onNode seeks the node index with: a
-// heartbeat's seek allocates none.
+// pivots are the empty containers onNode and eachOfAttempt seek their
+// indexes with: a heartbeat's or an Allocate call's seek allocates none.
 var pivots = sync.Pool{New: func() any { return new(Container) }}
 
 // run returns the containers of tree from first on for which in holds,
