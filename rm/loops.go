@@ -41,6 +41,8 @@ func (s *Server) schedulerLoop(ctx context.Context) {
 	}
 	var queue []pending
 	var inflight []*state.Container
+	var lastPass time.Time
+	idle := false
 	// settle waits for the oldest plan in flight to be applied.
 	settle := func() bool {
 		p := queue[0]
@@ -70,8 +72,18 @@ func (s *Server) schedulerLoop(ctx context.Context) {
 		case <-again:
 		}
 		again = nil
+		// A pass that follows one which placed nothing waits out the
+		// pace: what woke it (a completion, an ask) is seldom alone.
+		if wait := time.Until(lastPass.Add(minPassGap)); idle && wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
 		for ctx.Err() == nil {
 			began := time.Now()
+			lastPass, idle = began, false
 			r := s.State().Snapshot()
 			sch.SetTree(queueTreeOf(r.Meta()))
 			plan := sch.Plan(r, s.soft.asksFor, s.epoch.Load(), inflight)
@@ -82,6 +94,7 @@ func (s *Server) schedulerLoop(ctx context.Context) {
 			}
 			if len(plan) == 0 {
 				if len(queue) == 0 {
+					idle = true
 					break
 				}
 				if !settle() {
@@ -102,6 +115,11 @@ func (s *Server) schedulerLoop(ctx context.Context) {
 		}
 	}
 }
+
+// minPassGap is the least time from a scheduling pass that placed
+// nothing to the next one (YARN's asynchronous scheduling interval is
+// 5 ms): the kicks between them are taken by one pass.
+const minPassGap = 10 * time.Millisecond
 
 // tick runs fn every interval of the RM's clock until ctx ends.
 func (s *Server) tick(ctx context.Context, interval time.Duration, fn func(now time.Time)) {

@@ -116,6 +116,9 @@ func (sp *sampler) start(ctx context.Context) <-chan struct{} {
 					}
 				}
 			}
+			if float64(smp.usedMB) >= 0.95*totalMB || float64(smp.usedVC) >= 0.95*totalVC {
+				sp.s.isSaturated.Store(true)
+			}
 			sp.rep.mu.Lock()
 			sp.rep.samples = append(sp.rep.samples, smp)
 			sp.rep.mu.Unlock()
@@ -162,6 +165,10 @@ func (r *report) finish(s *sim, rm *rmProcess, start time.Time) {
 	if s.steady.n.Load() > 0 {
 		p = s.steady.percentiles(0.5, 0.99, 0.999, 1)
 		r.printf("  after each node's first %d: p50 %s, p99 %s, p99.9 %s, max %s", warmupBeats, ms(p[0]), ms(p[1]), ms(p[2]), ms(p[3]))
+	}
+	if s.saturated.n.Load() > 0 {
+		p = s.saturated.percentiles(0.5, 0.99, 0.999, 1)
+		r.printf("  once the cluster was 95%% full: p50 %s, p99 %s, p99.9 %s, max %s", ms(p[0]), ms(p[1]), ms(p[2]), ms(p[3]))
 	}
 	// The RM's own account: a round trip far above the RM's time to
 	// answer is time waiting for a CPU, on either side, or in transit.

@@ -36,7 +36,12 @@ type sim struct {
 	// steady are the heartbeats after each node's first warmupBeats:
 	// the round trips once streams are open and the start's burst (every
 	// node's first beat within one interval) is over.
-	steady       latencies
+	steady latencies
+	// saturated are the heartbeats from when the sampler first saw 95%
+	// of the cluster in use: the cluster the targets speak of, full and
+	// placing what completions free.
+	saturated    latencies
+	isSaturated  atomic.Bool
 	allocated    atomic.Int64 // containers handed to AMs
 	asked        atomic.Int64 // containers asked for, asked again included
 	registered   atomic.Int64 // AMs registered
@@ -81,6 +86,7 @@ func newSim(ctx context.Context, c config, rm *rmProcess, p *pki) (*sim, error) 
 	s := &sim{c: c, rm: rm, pki: p, ctx: ctx, byIP: map[string]*simNode{}}
 	s.heartbeats.init()
 	s.steady.init()
+	s.saturated.init()
 	// One ContainerManager server for every node: each node is its own
 	// loopback address (127.a.b.c), and the address a connection was
 	// made to says which node it is for.
@@ -207,6 +213,9 @@ func (n *simNode) loop(ctx context.Context, offset time.Duration) {
 		n.s.heartbeats.add(took)
 		if beats++; beats > warmupBeats {
 			n.s.steady.add(took)
+		}
+		if n.s.isSaturated.Load() {
+			n.s.saturated.add(took)
 		}
 		n.apply(resp)
 		if resp.NextHeartbeatMs > 0 {
