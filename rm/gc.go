@@ -39,14 +39,33 @@ const (
 	forgottenKept = 10000
 )
 
-// gcLoop collects garbage every GCInterval.
+// gcLoop collects garbage every GCInterval, and sooner once GCPileUp
+// containers have completed since the last collection (it looks every
+// gcCheck).
 func (s *Server) gcLoop(ctx context.Context) {
-	s.tick(ctx, s.cfg.GCInterval, func(now time.Time) {
+	last := s.clock.Now()
+	after := s.State().Snapshot().CompletedContainers()
+	s.tick(ctx, min(s.cfg.GCInterval, gcCheck), func(now time.Time) {
+		done := s.State().Snapshot().CompletedContainers()
+		due := now.Sub(last) >= s.cfg.GCInterval
+		if !due && (s.cfg.GCPileUp <= 0 || done-after < s.cfg.GCPileUp) {
+			return
+		}
+		if !due {
+			s.logger.Debug("collecting early: containers completed since the last collection", "completed", done-after)
+		}
+		last = now
 		if _, _, err := s.collectGarbage(now); err != nil {
 			s.logger.Warn("forgetting ended applications and nodes failed", "error", err)
 		}
+		// What retention keeps (AMs not yet told, the newest ended
+		// applications') is the floor the next pile-up counts from.
+		after = s.State().Snapshot().CompletedContainers()
 	})
 }
+
+// gcCheck is how often gcLoop looks for completed containers piling up.
+const gcCheck = 5 * time.Second
 
 // collectGarbage forgets what retention allows, and says how many
 // applications and nodes it forgot.

@@ -197,3 +197,54 @@ func TestRetentionBoundsTheCompletedContainersOfRunningApplications(t *testing.T
 		t.Fatalf("the running application keeps\n%v\nwant\n%v", got, want)
 	}
 }
+
+// Retention runs before its interval is up once GCPileUp containers have
+// completed since the last collection, and not while fewer have.
+func TestRetentionRunsEarlyWhenCompletedContainersPileUp(t *testing.T) {
+	clock := newFakeClock()
+	s, _ := testServer(t, func(cfg *Config) {
+		cfg.Clock, cfg.GCInterval, cfg.GCPileUp, cfg.KeepCompletedOfRunning = clock, time.Hour, 10, 5
+		cfg.AMExpiry = 100 * time.Hour // the attempt lives through the test's hours
+	})
+	waitUntil(t, "leadership", s.IsLeader)
+	id := yarnpb.AppID(1, 1)
+	at := yarnpb.AttemptID(id, 1)
+	st := s.State()
+	seq := int64(0)
+	complete := func(n int) {
+		t.Helper()
+		err := st.Write(st.Index()+1, func(tx *state.WriteTxn) error {
+			if seq == 0 {
+				if err := tx.PutApp(&state.Application{ID: id, Seq: 1, State: yarnpb.AppState_APP_RUNNING, CurrentAttempt: at, NumAttempts: 1}); err != nil {
+					return err
+				}
+				if err := tx.PutAttempt(&state.Attempt{ID: at, AppID: id, Num: 1, State: yarnpb.AttemptState_ATTEMPT_RUNNING}); err != nil {
+					return err
+				}
+			}
+			for range n {
+				seq++
+				c := &state.Container{ID: yarnpb.ContainerID(1, id, 1, seq), AppID: id, AttemptID: at, NodeID: "n:1",
+					State: yarnpb.ContainerState_CONTAINER_COMPLETED, CompletedIndex: uint64(seq)}
+				if err := tx.PutContainer(c); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.soft.markDelivered(at, nil, uint64(seq)) // its AM has heard of them all
+	}
+	held := func() int { return len(s.State().Snapshot().ContainersByApp(nil, id)) }
+	complete(30)
+	clock.advanceUntil(t, time.Second, 10*time.Minute, "the piled-up completions forgotten", func() bool { return held() == 5 })
+	// Fewer than GCPileUp more: they stay until the interval is up.
+	complete(8)
+	clock.advanceBy(time.Second, 30*time.Second)
+	if got := held(); got != 13 {
+		t.Fatalf("after 8 more completions and 30 s: %d containers held, want 13 (no collection)", got)
+	}
+	clock.advanceUntil(t, time.Minute, 2*time.Hour, "the interval's collection", func() bool { return held() == 5 })
+}

@@ -115,6 +115,10 @@ type Config struct {
 	KeepCompletedOfRunning int
 	NodeTTL                time.Duration
 	GCInterval             time.Duration
+	// GCPileUp is how many containers may complete after a collection
+	// before the leader collects again, GCInterval or not: at thousands
+	// of completions a second a minute's would be most of the state.
+	GCPileUp int
 
 	// TLS is this replica's identity (a server certificate of the
 	// cluster CA): every listener takes only peers of that CA.
@@ -166,6 +170,7 @@ func DefaultConfig() *Config {
 		CompletedAppTTL:        7 * 24 * time.Hour,
 		NodeTTL:                24 * time.Hour,
 		GCInterval:             time.Minute,
+		GCPileUp:               20000,
 		ContainerTokenLife:     10 * time.Minute,
 		Admins:                 []string{"group:" + AdminGroup},
 	}

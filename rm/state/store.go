@@ -202,6 +202,9 @@ func (r *ReadTxn) AppendContainersByNode(dst []*Container, nodeID string) []*Con
 	return r.t.onNode(nodeID, dst)
 }
 
+// CompletedContainers counts the containers the state holds completed.
+func (r *ReadTxn) CompletedContainers() int { return r.t.byID.Len() - r.t.live.Len() }
+
 // LiveContainers returns every container that has not completed, by id.
 func (r *ReadTxn) LiveContainers() []*Container { return all(r.t.live) }
 
