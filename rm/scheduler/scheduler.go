@@ -9,6 +9,7 @@ import (
 	"container/heap"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/loom-project/loom/proto/yarnpb"
@@ -167,10 +168,15 @@ func (s *Scheduler) SetTree(t *QueueTree) { s.tree = t }
 type nodeView struct {
 	node *state.Node
 	free state.Resource
+	// base is what the node has free in the state, total what it
+	// offers, unlabeled whether it is in the default partition: a pass
+	// starts from them without reading the node.
+	base, total state.Resource
+	unlabeled   bool
 }
 
 // viewBuffers hold what one pass's node views are made of, for the next
-// pass to overwrite. A Scheduler makes one pass at a time.
+// pass to refresh. A Scheduler makes one pass at a time.
 type viewBuffers struct {
 	slab  []nodeView
 	nodes []*nodeView
@@ -179,7 +185,20 @@ type viewBuffers struct {
 	// the index as it is.
 	byID  map[string]*nodeView
 	ids   []string
-	parts map[string][]*nodeView
+	parts map[string]*partition
+	// labeled are the live nodes with labels; unschedulable what the
+	// live nodes without labels that take no containers offer (they
+	// count in the total capacities are of).
+	labeled       map[string]bool
+	unschedulable state.Resource
+	// aside are the live nodes that take no containers.
+	aside map[string]bool
+	// cursor is where the views are in the state's node log, changed
+	// the ids read from it: a pass refreshes only the nodes written
+	// since the last, and reads every node only when that cannot tell.
+	cursor  state.NodeCursor
+	changed []string
+	reads   int // how many times every node was read, for tests
 	// appSlab and apps are the application views and their index.
 	appSlab  []appView
 	apps     map[string]*appView
@@ -191,6 +210,112 @@ type viewBuffers struct {
 	live         []*state.Application
 	liveAttempts []*state.Attempt
 	leaves       map[string]*leafView
+}
+
+// refreshNodes brings the node views up to the state for the nodes
+// written since they were made (ids), and reports whether it could: a
+// node that joined, left, or changed what decides where its view is (a
+// label, whether it takes containers) has the nodes read anew.
+func (b *viewBuffers) refreshNodes(r *state.ReadTxn, ids []string) bool {
+	if b.byID == nil {
+		return false
+	}
+	for _, id := range ids {
+		n, nv := r.Node(id), b.byID[id]
+		if nv == nil {
+			if (n != nil && n.Live()) || b.aside[id] {
+				return false // joined, or live and taking no containers, now or before
+			}
+			continue
+		}
+		if n == nil || !n.Live() || !n.Schedulable() || !slices.Equal(n.Labels, nv.node.Labels) {
+			return false
+		}
+		nv.node, nv.base, nv.total = n, n.Total.Sub(n.Used), n.Total
+	}
+	return true
+}
+
+// readNodes makes the node views from every node of the state, in id
+// order, reusing the last views' slab and index.
+func (b *viewBuffers) readNodes(r *state.ReadTxn, lastNodes int) {
+	b.reads++
+	if b.byID == nil {
+		b.byID = make(map[string]*nodeView, lastNodes)
+	}
+	if cap(b.slab) < lastNodes+16 {
+		b.slab = make([]nodeView, 0, lastNodes+16)
+		b.ids = b.ids[:0]
+	}
+	// moved is whether a node's view is not where the index has it.
+	moved := false
+	old := b.parts
+	b.parts, b.labeled, b.unschedulable = map[string]*partition{}, map[string]bool{}, state.Resource{}
+	if b.aside == nil {
+		b.aside = map[string]bool{}
+	}
+	clear(b.aside)
+	var def *partition // the default partition, the one most nodes are in
+	addTo := func(label string, nv *nodeView) {
+		part := def
+		if label != "" || def == nil {
+			part = b.parts[label]
+		}
+		if part == nil {
+			part = &partition{label: label}
+			if o := old[label]; o != nil {
+				part.nodes = o.nodes[:0]
+			}
+			b.parts[label] = part
+		}
+		if label == "" {
+			def = part
+		}
+		part.nodes = append(part.nodes, nv)
+	}
+	nodes := b.nodes[:0]
+	// The node views in one allocation, sized by the last read.
+	slab := b.slab[:0]
+	r.EachNode(func(n *state.Node) {
+		if !n.Live() {
+			return
+		}
+		if len(n.Labels) > 0 {
+			b.labeled[n.ID] = true
+		} else if !n.Schedulable() {
+			b.unschedulable = b.unschedulable.Add(n.Total)
+		}
+		if !n.Schedulable() {
+			b.aside[n.ID] = true
+			return
+		}
+		nv0 := nodeView{node: n, base: n.Total.Sub(n.Used), total: n.Total, unlabeled: len(n.Labels) == 0}
+		var nv *nodeView
+		if i := len(slab); i < cap(slab) {
+			slab = append(slab, nv0)
+			nv = &slab[i]
+			moved = moved || i >= len(b.ids) || b.ids[i] != n.ID
+		} else {
+			nv = &nv0
+			moved = true
+		}
+		nodes = append(nodes, nv)
+		if nv.unlabeled {
+			addTo("", nv)
+		}
+		for _, l := range n.Labels {
+			addTo(l, nv)
+		}
+	})
+	b.nodes = nodes
+	if moved || len(nodes) != len(b.ids) {
+		clear(b.byID)
+		b.ids = b.ids[:0]
+		for _, nv := range nodes {
+			b.byID[nv.node.ID] = nv
+			b.ids = append(b.ids, nv.node.ID)
+		}
+	}
 }
 
 // refill empties buf, lets fill append to it, and clears what the last
@@ -291,81 +416,21 @@ type view struct {
 // still being committed (which count as placed).
 func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.Container) *view {
 	b := &s.buf
-	if b.byID == nil {
-		b.byID = make(map[string]*nodeView, s.lastNodes)
-		b.parts = map[string][]*nodeView{}
+	v := &view{r: r, inflight: inflight, leaves: map[string]*leafView{}, inflightAM: map[string]bool{}, seq: map[string]int64{}}
+	var ok bool
+	b.changed, ok = r.NodesChangedSince(b.cursor, b.changed[:0])
+	b.cursor = r.NodeCursor()
+	if !ok || !b.refreshNodes(r, b.changed) {
+		b.readNodes(r, s.lastNodes)
 	}
-	if cap(b.slab) < s.lastNodes+16 {
-		b.slab = make([]nodeView, 0, s.lastNodes+16)
-		b.ids = b.ids[:0]
-	}
-	// moved is whether a node's view is not where the index has it.
-	moved := false
-	v := &view{r: r, inflight: inflight, byID: b.byID, leaves: map[string]*leafView{}, inflightAM: map[string]bool{}, seq: map[string]int64{},
-		parts: map[string]*partition{}, labeled: map[string]bool{}, nodes: b.nodes[:0]}
-	var def *partition // the default partition, the one most nodes are in
-	addTo := func(label string, nv *nodeView) {
-		part := def
-		if label != "" || def == nil {
-			part = v.parts[label]
+	v.nodes, v.byID, v.parts, v.labeled = b.nodes, b.byID, b.parts, b.labeled
+	v.total = b.unschedulable
+	for _, nv := range b.nodes {
+		nv.free = nv.base
+		if nv.unlabeled {
+			v.total = v.total.Add(nv.total)
+			v.free = v.free.Add(nv.base)
 		}
-		if part == nil {
-			part = &partition{label: label, nodes: b.parts[label][:0]}
-			v.parts[label] = part
-		}
-		if label == "" {
-			def = part
-		}
-		part.nodes = append(part.nodes, nv)
-	}
-	// The node views of a pass in one allocation, sized by the last.
-	slab := b.slab[:0]
-	r.EachNode(func(n *state.Node) {
-		if !n.Live() {
-			return
-		}
-		if len(n.Labels) > 0 {
-			v.labeled[n.ID] = true
-		} else {
-			v.total = v.total.Add(n.Total)
-		}
-		if !n.Schedulable() {
-			return
-		}
-		var nv *nodeView
-		if i := len(slab); i < cap(slab) {
-			slab = append(slab, nodeView{node: n, free: n.Total.Sub(n.Used)})
-			nv = &slab[i]
-			moved = moved || i >= len(b.ids) || b.ids[i] != n.ID
-		} else {
-			nv = &nodeView{node: n, free: n.Total.Sub(n.Used)}
-			moved = true
-		}
-		v.nodes = append(v.nodes, nv)
-		if len(n.Labels) == 0 {
-			v.free = v.free.Add(nv.free)
-			addTo("", nv)
-		}
-		for _, l := range n.Labels {
-			addTo(l, nv)
-		}
-	})
-	b.nodes = v.nodes
-	if moved || len(v.nodes) != len(b.ids) {
-		clear(b.byID)
-		b.ids = b.ids[:0]
-		for _, nv := range v.nodes {
-			b.byID[nv.node.ID] = nv
-			b.ids = append(b.ids, nv.node.ID)
-		}
-	}
-	for label := range b.parts {
-		if v.parts[label] == nil {
-			delete(b.parts, label)
-		}
-	}
-	for label, part := range v.parts {
-		b.parts[label] = part.nodes
 	}
 	s.lastNodes = len(v.nodes)
 	tree := s.tree

@@ -1,8 +1,10 @@
 package state
 
 import (
+	"cmp"
 	"fmt"
 	"iter"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -27,7 +29,25 @@ type Store struct {
 	// abandon is closed when the store is replaced by a restore, so that
 	// blocked readers wake up and read the new one.
 	abandon chan struct{}
+	// nodeLog names the nodes each committed write changed, in order,
+	// for a reader that keeps a view of every node (the scheduler) to
+	// refresh only those. nodeSeq counts the writes that changed nodes;
+	// the log holds every change after nodeFloor, at most nodeLogMax.
+	// Guarded by mu.
+	nodeLog   []nodeChange
+	nodeSeq   uint64
+	nodeFloor uint64
 }
+
+// nodeChange is one node a write changed.
+type nodeChange struct {
+	seq uint64
+	id  string
+}
+
+// nodeLogMax bounds the node log: a reader further behind rebuilds its
+// view from the nodes themselves.
+const nodeLogMax = 1 << 16
 
 // NewStore returns an empty store.
 func NewStore() (*Store, error) {
@@ -52,7 +72,7 @@ func (s *Store) Index() uint64 { return s.index.Load() }
 func (s *Store) Snapshot() *ReadTxn {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return &ReadTxn{txn: s.db.Txn(false), t: s.trees, Index: s.Index()}
+	return &ReadTxn{txn: s.db.Txn(false), t: s.trees, Index: s.Index(), s: s, nodeSeq: s.nodeSeq}
 }
 
 // ReadTxn is a consistent read-only view of the store.
@@ -60,6 +80,41 @@ type ReadTxn struct {
 	txn   *memdb.Txn
 	t     *trees
 	Index uint64
+	// s and nodeSeq place the view in its store's node log; s is nil
+	// in a write transaction's view.
+	s       *Store
+	nodeSeq uint64
+}
+
+// NodeCursor marks the nodes as one view holds them, for a later view's
+// NodesChangedSince.
+type NodeCursor struct {
+	s   *Store
+	seq uint64
+}
+
+// NodeCursor returns where r is in its store's node log.
+func (r *ReadTxn) NodeCursor() NodeCursor { return NodeCursor{s: r.s, seq: r.nodeSeq} }
+
+// NodesChangedSince appends to dst the ids of the nodes written between
+// the view c marks and r (a node written twice is named twice), and
+// reports whether it could tell: not when c is of another store (a
+// restore replaced it) or older than what the log holds.
+func (r *ReadTxn) NodesChangedSince(c NodeCursor, dst []string) ([]string, bool) {
+	s := r.s
+	if s == nil || c.s != s || c.seq > r.nodeSeq {
+		return dst, false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if c.seq < s.nodeFloor {
+		return dst, false
+	}
+	i, _ := slices.BinarySearchFunc(s.nodeLog, c.seq+1, func(e nodeChange, seq uint64) int { return cmp.Compare(e.seq, seq) })
+	for ; i < len(s.nodeLog) && s.nodeLog[i].seq <= r.nodeSeq; i++ {
+		dst = append(dst, s.nodeLog[i].id)
+	}
+	return dst, true
 }
 
 func addWatch(ws memdb.WatchSet, ch <-chan struct{}) {
@@ -317,6 +372,8 @@ type WriteTxn struct {
 	// true for those whose AMs have news (newsForAM).
 	t       *trees
 	changed map[string]bool
+	// nodes are the ids of the nodes it wrote, for the node log.
+	nodes []string
 }
 
 // Write runs fn in a write transaction at raft index index and commits it
@@ -338,6 +395,9 @@ func (s *Store) Write(index uint64, fn func(tx *WriteTxn) error) error {
 	if tx.t != nil {
 		s.trees = tx.t
 	}
+	if len(tx.nodes) > 0 {
+		s.logNodes(tx.nodes)
+	}
 	if index > s.index.Load() {
 		s.index.Store(index)
 	}
@@ -346,6 +406,25 @@ func (s *Store) Write(index uint64, fn func(tx *WriteTxn) error) error {
 		close(ch)
 	}
 	return nil
+}
+
+// logNodes appends a write's nodes to the node log, dropping its older
+// half when it is full. The caller holds mu.
+func (s *Store) logNodes(ids []string) {
+	s.nodeSeq++
+	for _, id := range ids {
+		s.nodeLog = append(s.nodeLog, nodeChange{seq: s.nodeSeq, id: id})
+	}
+	if len(s.nodeLog) > nodeLogMax {
+		drop := len(s.nodeLog) - nodeLogMax/2
+		s.nodeFloor = s.nodeLog[drop-1].seq
+		// A write's changes go together: a reader at nodeFloor reads
+		// from the first change after it.
+		for drop < len(s.nodeLog) && s.nodeLog[drop].seq == s.nodeFloor {
+			drop++
+		}
+		s.nodeLog = append(s.nodeLog[:0], s.nodeLog[drop:]...)
+	}
 }
 
 // writable returns the transaction's own trees, cloning the committed
@@ -385,6 +464,7 @@ func (tx *WriteTxn) PutNode(n *Node) error {
 	}
 	n.ModifyIndex = tx.index
 	tx.writable().nodes.ReplaceOrInsert(n)
+	tx.nodes = append(tx.nodes, n.ID)
 	return nil
 }
 
@@ -500,6 +580,7 @@ func (tx *WriteTxn) DeleteNode(id string) (bool, error) {
 		}
 	}
 	tx.writable().nodes.Delete(n)
+	tx.nodes = append(tx.nodes, n.ID)
 	return true, nil
 }
 

@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -322,5 +323,78 @@ func TestAnAMsWatchFiresOnlyWithNews(t *testing.T) {
 	})
 	if !fired(news) {
 		t.Error("the AM's watch did not fire when its containers were forgotten")
+	}
+}
+
+// A view tells which nodes were written since an earlier view of the same
+// store, and says when it cannot: another store, or changes older than
+// the log keeps.
+func TestNodesChangedSince(t *testing.T) {
+	s, err := NewStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := uint64(0)
+	put := func(ids ...string) {
+		t.Helper()
+		index++
+		if err := s.Write(index, func(tx *WriteTxn) error {
+			for _, id := range ids {
+				if err := tx.PutNode(&Node{ID: id, State: yarnpb.NodeState_NODE_RUNNING}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("a:1", "b:1", "c:1")
+	first := s.Snapshot().NodeCursor()
+	if got, ok := s.Snapshot().NodesChangedSince(first, nil); !ok || len(got) != 0 {
+		t.Fatalf("nothing written since: %v, %v", got, ok)
+	}
+	put("b:1")
+	mid := s.Snapshot()
+	put("c:1", "a:1")
+	// A write that fails changes nothing and logs nothing.
+	_ = s.Write(index+1, func(tx *WriteTxn) error {
+		_ = tx.PutNode(&Node{ID: "z:1"})
+		return errors.New("refused")
+	})
+	got, ok := s.Snapshot().NodesChangedSince(first, nil)
+	if !ok || !slices.Equal(got, []string{"b:1", "c:1", "a:1"}) {
+		t.Fatalf("since the first view: %v, %v", got, ok)
+	}
+	// The middle view sees only what was written before it.
+	if got, ok := mid.NodesChangedSince(first, nil); !ok || !slices.Equal(got, []string{"b:1"}) {
+		t.Fatalf("the middle view, since the first: %v, %v", got, ok)
+	}
+	other, _ := NewStore()
+	if _, ok := other.Snapshot().NodesChangedSince(first, nil); ok {
+		t.Fatal("another store's view told changes since this store's cursor")
+	}
+	// Past the log's bound an old cursor can no longer be answered, a
+	// recent one still can.
+	for range nodeLogMax/256 + 1 {
+		ids := make([]string, 256)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("n%d:1", i)
+		}
+		put(ids...)
+	}
+	recent := s.Snapshot().NodeCursor()
+	put("a:1")
+	if _, ok := s.Snapshot().NodesChangedSince(first, nil); ok {
+		t.Fatal("a cursor older than the log was answered")
+	}
+	if got, ok := s.Snapshot().NodesChangedSince(recent, nil); !ok || !slices.Equal(got, []string{"a:1"}) {
+		t.Fatalf("since a recent view: %v, %v", got, ok)
+	}
+	s.mu.RLock()
+	n := len(s.nodeLog)
+	s.mu.RUnlock()
+	if n > nodeLogMax {
+		t.Fatalf("the node log holds %d changes, more than %d", n, nodeLogMax)
 	}
 }
