@@ -4,14 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/loom-project/loom/rm/rmclient"
 	"github.com/loom-project/loom/tlsutil"
@@ -91,14 +92,59 @@ func printJSON(w io.Writer, v any) error {
 }
 
 // printProtoJSON prints a cluster object in YARN's camelCase names, every
-// field shown.
+// field shown, with 64-bit integers as numbers (protojson's strings
+// would make every script parse them).
 func printProtoJSON(w io.Writer, m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  ", EmitUnpopulated: true}.Marshal(m)
-	if err != nil {
-		return err
+	return printJSON(w, protoJSON(m.ProtoReflect()))
+}
+
+// protoJSON is m as JSON values: fields by their JSON names, enums by
+// name, bytes in base64 (as encoding/json does []byte).
+func protoJSON(m protoreflect.Message) map[string]any {
+	out := map[string]any{}
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		v := m.Get(fd)
+		switch {
+		case fd.IsList():
+			l := v.List()
+			items := make([]any, 0, l.Len())
+			for j := range l.Len() {
+				items = append(items, protoValue(fd, l.Get(j)))
+			}
+			out[fd.JSONName()] = items
+		case fd.IsMap():
+			mv := map[string]any{}
+			v.Map().Range(func(k protoreflect.MapKey, e protoreflect.Value) bool {
+				mv[k.String()] = protoValue(fd.MapValue(), e)
+				return true
+			})
+			out[fd.JSONName()] = mv
+		case fd.Message() != nil && !m.Has(fd):
+			out[fd.JSONName()] = nil
+		default:
+			out[fd.JSONName()] = protoValue(fd, v)
+		}
 	}
-	_, err = fmt.Fprintln(w, string(b))
-	return err
+	return out
+}
+
+func protoValue(fd protoreflect.FieldDescriptor, v protoreflect.Value) any {
+	switch fd.Kind() {
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		return protoJSON(v.Message())
+	case protoreflect.EnumKind:
+		if ev := fd.Enum().Values().ByNumber(v.Enum()); ev != nil {
+			return string(ev.Name())
+		}
+		return int32(v.Enum())
+	case protoreflect.FloatKind, protoreflect.DoubleKind:
+		if f := v.Float(); math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Sprint(f) // JSON has no NaN or infinity
+		}
+	}
+	return v.Interface()
 }
 
 func table(w io.Writer, header string, rows [][]string) {
