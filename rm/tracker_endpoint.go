@@ -176,7 +176,12 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 	// all.
 	var buf [32]*state.Container
 	onNode := r.AppendContainersByNode(buf[:0], node.ID)
-	held := make([]*state.Container, len(req.Containers))
+	var heldBuf [32]*state.Container
+	held := heldBuf[:0]
+	if len(req.Containers) > len(heldBuf) {
+		held = make([]*state.Container, 0, len(req.Containers))
+	}
+	held = held[:len(req.Containers)]
 	var changed []*yarnpb.ContainerStatus
 	for i, cs := range req.Containers {
 		c := containerIn(onNode, cs.ContainerId)

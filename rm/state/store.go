@@ -352,6 +352,9 @@ func (r *ReadTxn) Counts() Counts {
 
 // Meta returns the cluster record.
 func (r *ReadTxn) Meta() Meta {
+	if r.t.meta != nil {
+		return *r.t.meta
+	}
 	obj, err := r.txn.First(TableMeta, "id", "meta")
 	if err != nil || obj == nil {
 		return Meta{}
@@ -586,7 +589,11 @@ func (tx *WriteTxn) DeleteNode(id string) (bool, error) {
 
 // PutMeta replaces the cluster record.
 func (tx *WriteTxn) PutMeta(m Meta) error {
-	return tx.insert(TableMeta, &metaRow{ID: "meta", Meta: m})
+	if err := tx.insert(TableMeta, &metaRow{ID: "meta", Meta: m}); err != nil {
+		return err
+	}
+	tx.writable().meta = &m
+	return nil
 }
 
 // ---------------------------------------------------------- snapshots

@@ -43,6 +43,10 @@ type trees struct {
 	// born is closed when an attempt gets its first container: what a
 	// reader of an attempt without containers watches.
 	born chan struct{}
+	// meta is the cluster record as last written (nil before the
+	// first write), which every heartbeat reads: beside the trees, a
+	// read of it costs nothing.
+	meta *Meta
 }
 
 // attemptWatch is what fires when an attempt's containers change: ch at
@@ -121,13 +125,22 @@ func (t *trees) clone() *trees {
 		allocated: t.allocated.Clone(),
 		watches:   t.watches.Clone(),
 		born:      t.born,
+		meta:      t.meta,
 	}
 }
 
 func (t *trees) node(id string) *Node {
-	n, _ := t.nodes.Get(&Node{ID: id})
+	pivot := nodePivots.Get().(*Node)
+	pivot.ID = id
+	n, _ := t.nodes.Get(pivot)
+	pivot.ID = ""
+	nodePivots.Put(pivot)
 	return n
 }
+
+// nodePivots are the empty nodes node looks a node up with: a heartbeat's
+// lookup allocates none.
+var nodePivots = sync.Pool{New: func() any { return new(Node) }}
 
 func (t *trees) container(id string) *Container {
 	it, _ := t.byID.Get(idItem{id: id})

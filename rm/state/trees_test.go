@@ -398,3 +398,40 @@ func TestNodesChangedSince(t *testing.T) {
 		t.Fatalf("the node log holds %d changes, more than %d", n, nodeLogMax)
 	}
 }
+
+// The cluster record reads back as written, inside the writing
+// transaction and after it, and a write that fails leaves it as it was.
+func TestMetaReadsAsWritten(t *testing.T) {
+	s, err := NewStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := s.Snapshot().Meta(); m.Epoch != 0 {
+		t.Fatalf("a new store's record: %+v", m)
+	}
+	if err := s.Write(1, func(tx *WriteTxn) error {
+		if err := tx.PutMeta(Meta{Epoch: 3, Cluster: 7}); err != nil {
+			return err
+		}
+		if m := tx.Read().Meta(); m.Epoch != 3 {
+			return fmt.Errorf("inside the write: %+v", m)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Write(2, func(tx *WriteTxn) error {
+		_ = tx.PutMeta(Meta{Epoch: 4})
+		return errors.New("refused")
+	})
+	if m := s.Snapshot().Meta(); m.Epoch != 3 || m.Cluster != 7 {
+		t.Fatalf("after a refused write: %+v", m)
+	}
+	r, err := Restore(s.Snapshot().Dump())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := r.Snapshot().Meta(); m.Epoch != 3 || m.Cluster != 7 {
+		t.Fatalf("restored: %+v", m)
+	}
+}
