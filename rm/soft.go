@@ -33,6 +33,9 @@ type softState struct {
 	preempting  map[string]preemption
 	preemptCh   chan struct{}
 	preemptSent map[string][]string
+	// preemptOf is preempting by attempt, each attempt's ids sorted:
+	// what an Allocate answer tells its AM, looked up, not searched for.
+	preemptOf map[string][]string
 }
 
 // preemption is a container the scheduler takes back: its AM was warned,
@@ -65,6 +68,7 @@ func (s *softState) reset(now time.Time, r *state.ReadTxn) {
 	s.delivered = map[string]uint64{}
 	s.waiting = map[string]scheduler.WaitReason{}
 	s.preempting = map[string]preemption{}
+	s.preemptOf = map[string][]string{}
 	s.preemptSent = map[string][]string{}
 	if s.preemptCh == nil {
 		s.preemptCh = make(chan struct{})
@@ -359,6 +363,13 @@ func (s *softState) setPreempting(next map[string]preemption) {
 		return
 	}
 	s.preempting = next
+	s.preemptOf = map[string][]string{}
+	for id, p := range next {
+		s.preemptOf[p.attemptID] = append(s.preemptOf[p.attemptID], id)
+	}
+	for _, ids := range s.preemptOf {
+		slices.Sort(ids)
+	}
 	close(s.preemptCh)
 	s.preemptCh = make(chan struct{})
 }
@@ -380,12 +391,7 @@ func (s *softState) preemptingSet() map[string]bool {
 func (s *softState) preemptionFor(attemptID string) (ids []string, news bool, changed <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for id, p := range s.preempting {
-		if p.attemptID == attemptID {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
+	ids = slices.Clone(s.preemptOf[attemptID])
 	return ids, !slices.Equal(ids, s.preemptSent[attemptID]), s.preemptCh
 }
 
