@@ -8,14 +8,12 @@ import (
 const (
 	TableApps     = "applications"
 	TableAttempts = "attempts"
-	TableMeta     = "meta"
 )
 
 func schema() *memdb.DBSchema {
 	return &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{
 		TableApps:     appsTable(),
 		TableAttempts: attemptsTable(),
-		TableMeta:     metaTable(),
 	}}
 }
 
@@ -42,13 +40,4 @@ func attemptsTable() *memdb.TableSchema {
 		"app":  {Name: "app", Indexer: &memdb.StringFieldIndex{Field: "AppID"}},
 		"live": liveIndex(func(o any) bool { return !o.(*Attempt).Terminal() }),
 	}}
-}
-
-type metaRow struct {
-	ID string
-	Meta
-}
-
-func metaTable() *memdb.TableSchema {
-	return &memdb.TableSchema{Name: TableMeta, Indexes: map[string]*memdb.IndexSchema{"id": idIndex()}}
 }

@@ -352,14 +352,10 @@ func (r *ReadTxn) Counts() Counts {
 
 // Meta returns the cluster record.
 func (r *ReadTxn) Meta() Meta {
-	if r.t.meta != nil {
-		return *r.t.meta
-	}
-	obj, err := r.txn.First(TableMeta, "id", "meta")
-	if err != nil || obj == nil {
+	if r.t.meta == nil {
 		return Meta{}
 	}
-	return obj.(*metaRow).Meta
+	return *r.t.meta
 }
 
 // ---------------------------------------------------------------- writes
@@ -589,9 +585,6 @@ func (tx *WriteTxn) DeleteNode(id string) (bool, error) {
 
 // PutMeta replaces the cluster record.
 func (tx *WriteTxn) PutMeta(m Meta) error {
-	if err := tx.insert(TableMeta, &metaRow{ID: "meta", Meta: m}); err != nil {
-		return err
-	}
 	tx.writable().meta = &m
 	return nil
 }

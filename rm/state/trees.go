@@ -43,9 +43,8 @@ type trees struct {
 	// born is closed when an attempt gets its first container: what a
 	// reader of an attempt without containers watches.
 	born chan struct{}
-	// meta is the cluster record as last written (nil before the
-	// first write), which every heartbeat reads: beside the trees, a
-	// read of it costs nothing.
+	// meta is the cluster record (nil before its first write), which
+	// every heartbeat reads: a read of it costs nothing.
 	meta *Meta
 }
 
@@ -149,58 +148,53 @@ func (t *trees) container(id string) *Container {
 
 // ofAttempt returns an attempt's containers, by id.
 func (t *trees) ofAttempt(attemptID string) []*Container {
-	return run(t.byAttempt, &Container{AttemptID: attemptID}, func(c *Container) bool { return c.AttemptID == attemptID })
-}
-
-// eachOfAttempt calls fn with an attempt's containers, by id, until fn
-// returns false; false when fn did.
-func (t *trees) eachOfAttempt(attemptID string, fn func(*Container) bool) bool {
-	more := true
-	first := pivots.Get().(*Container)
-	first.AttemptID = attemptID
-	t.byAttempt.AscendGreaterOrEqual(first, func(c *Container) bool {
-		if c.AttemptID != attemptID {
-			return false
-		}
-		more = fn(c)
-		return more
-	})
-	first.AttemptID = ""
-	pivots.Put(first)
-	return more
-}
-
-// onNode appends the live containers on a node to dst, by id.
-func (t *trees) onNode(nodeID string, dst []*Container) []*Container {
-	first := pivots.Get().(*Container)
-	first.NodeID = nodeID
-	dst = appendRun(dst, t.byNode, first, func(c *Container) bool { return c.NodeID == nodeID })
-	first.NodeID = ""
-	pivots.Put(first)
-	return dst
-}
-
-// pivots are the empty containers onNode and eachOfAttempt seek their
-// indexes with: a heartbeat's or an Allocate call's seek allocates none.
-var pivots = sync.Pool{New: func() any { return new(Container) }}
-
-// run returns the containers of tree from first on for which in holds,
-// up to the first for which it does not.
-func run(tree *btree.BTreeG[*Container], first *Container, in func(*Container) bool) []*Container {
-	return appendRun(nil, tree, first, in)
-}
-
-// appendRun is run appending to out.
-func appendRun(out []*Container, tree *btree.BTreeG[*Container], first *Container, in func(*Container) bool) []*Container {
-	tree.AscendGreaterOrEqual(first, func(c *Container) bool {
-		if !in(c) {
-			return false
-		}
+	var out []*Container
+	t.eachOfAttempt(attemptID, func(c *Container) bool {
 		out = append(out, c)
 		return true
 	})
 	return out
 }
+
+// eachOfAttempt calls fn with an attempt's containers, by id, until fn
+// returns false; false when fn did.
+func (t *trees) eachOfAttempt(attemptID string, fn func(*Container) bool) bool {
+	return ascendRun(t.byAttempt, func(p *Container) { p.AttemptID = attemptID },
+		func(c *Container) bool { return c.AttemptID == attemptID }, fn)
+}
+
+// onNode appends the live containers on a node to dst, by id.
+func (t *trees) onNode(nodeID string, dst []*Container) []*Container {
+	ascendRun(t.byNode, func(p *Container) { p.NodeID = nodeID },
+		func(c *Container) bool { return c.NodeID == nodeID },
+		func(c *Container) bool {
+			dst = append(dst, c)
+			return true
+		})
+	return dst
+}
+
+// ascendRun calls fn with the containers of tree from the pivot that
+// set makes on, for as long as in holds and fn returns true; false when
+// fn stopped it. The pivot is an empty container from a pool: a seek
+// allocates none.
+func ascendRun(tree *btree.BTreeG[*Container], set func(*Container), in, fn func(*Container) bool) bool {
+	pivot := pivots.Get().(*Container)
+	set(pivot)
+	more := true
+	tree.AscendGreaterOrEqual(pivot, func(c *Container) bool {
+		if !in(c) {
+			return false
+		}
+		more = fn(c)
+		return more
+	})
+	*pivot = Container{}
+	pivots.Put(pivot)
+	return more
+}
+
+var pivots = sync.Pool{New: func() any { return new(Container) }}
 
 // everyContainer returns every container, by id.
 func (t *trees) everyContainer() []*Container {
