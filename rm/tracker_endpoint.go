@@ -177,11 +177,10 @@ func (e *trackerEndpoint) NodeHeartbeat(ctx context.Context, req *yarnpb.NodeHea
 	var buf [32]*state.Container
 	onNode := r.AppendContainersByNode(buf[:0], node.ID)
 	var heldBuf [32]*state.Container
-	held := heldBuf[:0]
+	held := heldBuf[:min(len(req.Containers), len(heldBuf))]
 	if len(req.Containers) > len(heldBuf) {
-		held = make([]*state.Container, 0, len(req.Containers))
+		held = make([]*state.Container, len(req.Containers))
 	}
-	held = held[:len(req.Containers)]
 	var changed []*yarnpb.ContainerStatus
 	for i, cs := range req.Containers {
 		c := containerIn(onNode, cs.ContainerId)
