@@ -1,6 +1,7 @@
 package yarnpb
 
 import (
+	"math"
 	"strings"
 	"time"
 )
@@ -216,6 +217,12 @@ type QueueUserJSON struct {
 	NumActiveApplications int32        `json:"numActiveApplications"`
 }
 
+// percent is a share the protocol carries as a float32, as a percentage
+// rounded to what a float32 holds: 30, not 30.000001192092896.
+func percent(share float32) float64 {
+	return math.Round(float64(share)*1e6) / 1e4
+}
+
 // QueueToJSON converts a leaf queue's figures.
 func QueueToJSON(q *QueueInfo) QueueJSON {
 	leaf := q.Name
@@ -225,14 +232,14 @@ func QueueToJSON(q *QueueInfo) QueueJSON {
 	out := QueueJSON{
 		QueueName:               leaf,
 		QueuePath:               q.Name,
-		AbsoluteCapacity:        100 * float64(q.Capacity),
-		AbsoluteMaxCapacity:     100 * float64(q.MaxCapacity),
+		AbsoluteCapacity:        percent(q.Capacity),
+		AbsoluteMaxCapacity:     percent(q.MaxCapacity),
 		UsedCapacity:            100 * q.UsedShare(),
 		EffectiveMinResource:    resJSON(q.Guaranteed),
 		EffectiveMaxResource:    resJSON(q.Maximum),
 		ResourcesUsed:           resJSON(q.Used),
 		UsedAMResource:          resJSON(q.AmUsed),
-		MaxAMLimitPercentage:    100 * float64(q.MaxAmShare),
+		MaxAMLimitPercentage:    percent(q.MaxAmShare),
 		PendingResources:        resJSON(q.Pending),
 		NumApplications:         q.NumApplications,
 		NumActiveApplications:   q.NumApplications - q.NumPending,

@@ -1,0 +1,17 @@
+package yarnpb
+
+import "testing"
+
+// A queue's shares, carried as float32, come out as the percentages the
+// queue file gave, with its leaf name and users as YARN nests them.
+func TestQueueToJSON(t *testing.T) {
+	q := QueueToJSON(&QueueInfo{Name: "root.a.b", Capacity: 0.3, MaxCapacity: 0.7, MaxAmShare: 0.1, NumApplications: 3, NumPending: 1,
+		Guaranteed: &Resource{MemoryMb: 1000, Vcores: 10}, Used: &Resource{MemoryMb: 500, Vcores: 2},
+		UserUsage: []*QueueUser{{User: "alice", Used: &Resource{MemoryMb: 500}, NumApplications: 3}}})
+	if q.QueueName != "b" || q.QueuePath != "root.a.b" || q.AbsoluteCapacity != 30 || q.AbsoluteMaxCapacity != 70 || q.MaxAMLimitPercentage != 10 {
+		t.Fatalf("names and shares: %+v", q)
+	}
+	if q.UsedCapacity != 50 || q.NumActiveApplications != 2 || len(q.Users.User) != 1 || q.Users.User[0].ResourcesUsed.MemoryMB != 500 || q.NodeLabels == nil {
+		t.Fatalf("use and users: %+v", q)
+	}
+}
