@@ -160,6 +160,7 @@ func (p *planner) place(rq request) *state.Container {
 		Resource:            rq.res,
 		Priority:            rq.prio,
 		AllocationRequestID: rq.arid,
+		Label:               rq.label,
 	}
 	p.out = append(p.out, c)
 	return c

@@ -95,7 +95,16 @@ func TestRacksAndLabels(t *testing.T) {
 		}
 	}
 	gpu := &Ask{Key: AskKey{Priority: 1, Capability: state.Resource{MemoryMB: 100, VCores: 1}}, Count: 4, Relax: true, Label: "gpu"}
-	plan := New(DefaultTree(), 0).Plan(w.s.Snapshot(), asks(map[string]*Asks{at: one(gpu)}), 1, nil)
+	if plan := New(DefaultTree(), 0).Plan(w.s.Snapshot(), asks(map[string]*Asks{at: one(gpu)}), 1, nil); len(plan) != 0 {
+		t.Fatalf("placed %d gpu containers for a queue that may not use gpu", len(plan))
+	}
+	gpuTree := parse(t, `queue "root" {
+  queue "default" {
+    capacity               = "100%"
+    accessible_node_labels = ["gpu"]
+  }
+}`)
+	plan := New(gpuTree, 0).Plan(w.s.Snapshot(), asks(map[string]*Asks{at: one(gpu)}), 1, nil)
 	if len(plan) != 4 {
 		t.Fatalf("placed %d gpu containers, want 4", len(plan))
 	}

@@ -2,7 +2,9 @@ package scheduler
 
 import (
 	"container/heap"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -19,15 +21,17 @@ type Victim struct {
 
 // Preempt chooses the containers to take back so that leaf queues below
 // their guarantee get what their pending work needs of it, after YARN's
-// ProportionalCapacityPreemptionPolicy:
+// ProportionalCapacityPreemptionPolicy, in each partition (the default
+// one, and each labeled one, with the guarantees its label blocks give):
 //
 //   - a queue is owed the smaller of its pending asks and what it lacks
-//     of its guarantee; the room free on the nodes pays for that first;
+//     of its guarantee; the room free on the partition's nodes pays for
+//     that first;
 //   - the rest comes from queues over their guarantee, the one holding
 //     the largest share of its guarantee first, youngest container
 //     first, and never so much that one falls below its guarantee;
 //   - AM containers are not taken;
-//   - one pass newly chooses at most PreemptionPerRound of the default
+//   - one pass newly chooses at most PreemptionPerRound of each
 //     partition (the last container may go past it), so that a burst of
 //     asks takes the cluster back over a few rounds rather than at once.
 //
@@ -37,25 +41,60 @@ type Victim struct {
 // count against the round's bound.
 func (s *Scheduler) Preempt(r *state.ReadTxn, asks AskSource, marked map[string]bool) []Victim {
 	v := s.newView(r, asks, nil)
+	queueOf := map[string]*leafView{}
+	for _, a := range v.apps {
+		queueOf[a.app.ID] = a.leaf
+	}
+	// The live containers by partition: a container frees room only in
+	// the partition it was placed in.
+	byPart := map[string][]*state.Container{}
+	for _, c := range r.LiveContainers() {
+		if c.IsAM || queueOf[c.AppID] == nil || (c.Labeled && c.Label == "") {
+			continue
+		}
+		byPart[c.Label] = append(byPart[c.Label], c)
+	}
+	var out []Victim
+	for _, label := range slices.Sorted(maps.Keys(v.parts)) {
+		total := v.total
+		if label != "" {
+			total = state.Resource{}
+			for _, nv := range v.parts[label].nodes {
+				total = total.Add(nv.total)
+			}
+		}
+		out = append(out, s.preemptIn(v, label, total, byPart[label], queueOf, marked)...)
+	}
+	return out
+}
+
+// preemptIn chooses the containers to take back in the partition of
+// label, whose nodes offer total; conts are its live containers, not
+// AMs.
+func (s *Scheduler) preemptIn(v *view, label string, total state.Resource, conts []*state.Container, queueOf map[string]*leafView, marked map[string]bool) []Victim {
 	var need, smallest state.Resource
 	var owedTo []string
 	for _, l := range v.order {
-		if l.pendingRes == (state.Resource{}) {
+		lp := l.part(label)
+		if lp == nil || lp.pendingRes == (state.Resource{}) {
 			continue
 		}
-		lack := nonNegative(l.guar.Sub(l.used))
-		owed := minRes(nonNegative(l.pendingRes), lack)
+		lack := nonNegative(lp.guar.Sub(lp.used))
+		owed := minRes(nonNegative(lp.pendingRes), lack)
 		if owed.MemoryMB > 0 || owed.VCores > 0 {
 			need = need.Add(owed)
 			owedTo = append(owedTo, l.q.Name)
-			if smallest == (state.Resource{}) || l.minAsk.MemoryMB < smallest.MemoryMB {
-				smallest = l.minAsk
+			if smallest == (state.Resource{}) || lp.minAsk.MemoryMB < smallest.MemoryMB {
+				smallest = lp.minAsk
 			}
 		}
 	}
+	if need == (state.Resource{}) {
+		return nil
+	}
 	// Room on the nodes pays first, where the smallest owed container
 	// fits: slivers too small for any do not.
-	for _, n := range v.nodes {
+	for _, n := range v.parts[label].nodes {
 		if n.free.Fits(smallest) {
 			need = need.Sub(n.free)
 		}
@@ -66,15 +105,9 @@ func (s *Scheduler) Preempt(r *state.ReadTxn, asks AskSource, marked map[string]
 	}
 	// Candidates per over-guarantee queue: marked first, then youngest.
 	cands := map[string][]*state.Container{}
-	queueOf := map[string]*leafView{}
-	for _, a := range v.apps {
-		queueOf[a.app.ID] = a.leaf
-	}
-	for _, c := range r.LiveContainers() {
+	for _, c := range conts {
 		l := queueOf[c.AppID]
-		// The default partition's: a labeled node's container frees
-		// nothing a queue's guarantee is of.
-		if l == nil || c.IsAM || c.Labeled || share(l.used, l.guar) <= 1 {
+		if lp := l.part(label); lp == nil || share(lp.used, lp.guar) <= 1 {
 			continue
 		}
 		cands[l.q.Name] = append(cands[l.q.Name], c)
@@ -90,7 +123,8 @@ func (s *Scheduler) Preempt(r *state.ReadTxn, asks AskSource, marked map[string]
 			}
 			return cs[i].ID > cs[j].ID
 		})
-		heap.Push(h, &overQueue{leaf: v.leaves[name], cands: cs})
+		l := v.leaves[name]
+		heap.Push(h, &overQueue{name: name, part: l.part(label), cands: cs})
 	}
 	// What this pass newly chose, as a dominant share of the partition.
 	bound, chosen := s.PreemptionPerRound, 0.0
@@ -106,16 +140,16 @@ func (s *Scheduler) Preempt(r *state.ReadTxn, asks AskSource, marked map[string]
 			continue
 		}
 		o.cands = o.cands[1:]
-		after := o.leaf.used.Sub(c.Resource)
-		if share(after, o.leaf.guar) >= 1 {
-			o.leaf.used = after
+		after := o.part.used.Sub(c.Resource)
+		if share(after, o.part.guar) >= 1 {
+			o.part.used = after
 			need = need.Sub(c.Resource)
 			if !marked[c.ID] {
-				chosen += share(c.Resource, v.total)
+				chosen += share(c.Resource, total)
 			}
-			out = append(out, Victim{Container: c, Queue: o.leaf.q.Name, For: strings.Join(owedTo, ", ")})
+			out = append(out, Victim{Container: c, Queue: o.name, For: strings.Join(owedTo, ", ")})
 		}
-		if len(o.cands) == 0 || share(o.leaf.used, o.leaf.guar) <= 1 {
+		if len(o.cands) == 0 || share(o.part.used, o.part.guar) <= 1 {
 			heap.Pop(h)
 		} else {
 			heap.Fix(h, 0)
@@ -129,7 +163,8 @@ func nonNegative(r state.Resource) state.Resource {
 }
 
 type overQueue struct {
-	leaf  *leafView
+	name  string
+	part  *leafPart
 	cands []*state.Container
 }
 
@@ -139,11 +174,11 @@ type overHeap []*overQueue
 
 func (h overHeap) Len() int { return len(h) }
 func (h overHeap) Less(i, j int) bool {
-	si, sj := share(h[i].leaf.used, h[i].leaf.guar), share(h[j].leaf.used, h[j].leaf.guar)
+	si, sj := share(h[i].part.used, h[i].part.guar), share(h[j].part.used, h[j].part.guar)
 	if si != sj {
 		return si > sj
 	}
-	return h[i].leaf.q.Name < h[j].leaf.q.Name
+	return h[i].name < h[j].name
 }
 func (h overHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
 func (h *overHeap) Push(x any)   { *h = append(*h, x.(*overQueue)) }

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
@@ -50,7 +51,14 @@ type QueueTree struct {
 	leaves   map[string]*QueueConf
 	// path holds each queue's ancestors and itself, root first.
 	path map[string][]*QueueConf
+	// shares caches LabelShares by label, for at most maxCachedLabels.
+	sharesMu sync.Mutex
+	shares   map[string]map[string]LabelShare
 }
+
+// maxCachedLabels bounds a tree's cache of partition shares: labels
+// come from the nodes, and a pass asks for those with schedulable nodes.
+const maxCachedLabels = 64
 
 // defaultQueueFile is the tree of a ResourceManager without --queues.
 const defaultQueueFile = `queue "root" {
@@ -95,7 +103,13 @@ type QueueConf struct {
 	// NodeLabels are the node labels (partitions) the queue's
 	// applications may ask for, beside its parent's; "*" is every one.
 	NodeLabels []string
-	Children   []*QueueConf
+	// LabelShares are the queue's capacities in labeled partitions, by
+	// label, as its label blocks give them: percentages of its parent's
+	// in the same partition. A label the queue may use and gives no
+	// block for is guaranteed nothing there and may grow to its
+	// parent's maximum.
+	LabelShares map[string]LabelSpec
+	Children    []*QueueConf
 	// line is where the queue's block starts, for errors.
 	line int
 }
@@ -110,6 +124,13 @@ const (
 	CapacityWeight
 	CapacityAbsolute
 )
+
+// LabelSpec is a queue's capacity and maximum in one labeled partition,
+// percentages of its parent's there.
+type LabelSpec struct {
+	Capacity, Maximum float64
+	line              int
+}
 
 // CapacitySpec is a capacity as the file gives it.
 type CapacitySpec struct {
@@ -131,8 +152,18 @@ type queueBlock struct {
 	SubmitACL           []string      `hcl:"acl_submit,optional"`
 	AdminACL            []string      `hcl:"acl_administer,optional"`
 	NodeLabels          []string      `hcl:"accessible_node_labels,optional"`
+	Labels              []*labelBlock `hcl:"label,block"`
 	Queues              []*queueBlock `hcl:"queue,block"`
 	Remain              hcl.Body      `hcl:",remain"`
+}
+
+// labelBlock is a queue's share of one labeled partition (YARN's
+// accessible-node-labels.LABEL.capacity and .maximum-capacity).
+type labelBlock struct {
+	Name            string   `hcl:"name,label"`
+	Capacity        *string  `hcl:"capacity,optional"`
+	MaximumCapacity *string  `hcl:"maximum_capacity,optional"`
+	Remain          hcl.Body `hcl:",remain"`
 }
 
 type queueFile struct {
@@ -281,12 +312,7 @@ func (t *QueueTree) MayUseLabel(leaf, label string) bool {
 	if label == "" {
 		return true
 	}
-	for _, q := range t.path[leaf] {
-		if slices.Contains(q.NodeLabels, label) || slices.Contains(q.NodeLabels, "*") {
-			return true
-		}
-	}
-	return false
+	return pathUses(t.path[leaf], label)
 }
 
 // NodeLabelsOf are the node labels leaf's applications may ask for, from
@@ -354,7 +380,7 @@ func (v *validator) queue(b *queueBlock, parent string, depth int) *QueueConf {
 	line := blockLine(b)
 	if attrs, _ := b.Remain.JustAttributes(); len(attrs) > 0 {
 		for name, a := range attrs {
-			v.fail(a.Range.Start.Line, "queue %q: no setting %q (the settings: capacity, maximum_capacity, max_am_share, minimum_user_limit_percent, user_limit_factor, max_applications, ordering, acl_submit, acl_administer, accessible_node_labels)", b.Name, name)
+			v.fail(a.Range.Start.Line, "queue %q: no setting %q (the settings: capacity, maximum_capacity, max_am_share, minimum_user_limit_percent, user_limit_factor, max_applications, ordering, acl_submit, acl_administer, accessible_node_labels, and label blocks)", b.Name, name)
 		}
 	}
 	name := b.Name
@@ -432,6 +458,9 @@ func (v *validator) queue(b *queueBlock, parent string, depth int) *QueueConf {
 		}
 	}
 	q.NodeLabels = slices.Clone(b.NodeLabels)
+	for _, lb := range b.Labels {
+		v.label(q, lb)
+	}
 	seen := map[string]bool{}
 	for _, c := range b.Queues {
 		if seen[c.Name] {
@@ -442,6 +471,47 @@ func (v *validator) queue(b *queueBlock, parent string, depth int) *QueueConf {
 		q.Children = append(q.Children, v.queue(c, name, depth+1))
 	}
 	return q
+}
+
+// label checks one label block of q and adds it to q's shares.
+func (v *validator) label(q *QueueConf, b *labelBlock) {
+	line := 0
+	if b.Remain != nil {
+		line = b.Remain.MissingItemRange().Start.Line
+		if attrs, _ := b.Remain.JustAttributes(); len(attrs) > 0 {
+			for name, a := range attrs {
+				v.fail(a.Range.Start.Line, "queue %s: label %q: no setting %q (the settings: capacity, maximum_capacity)", q.Name, b.Name, name)
+			}
+		}
+	}
+	if !yarnpb.NodeLabel(b.Name) {
+		v.fail(line, "queue %s: label block %q: want a node label (1 to 128 letters, digits, '.', '_', '-')", q.Name, b.Name)
+		return
+	}
+	if _, dup := q.LabelShares[b.Name]; dup {
+		v.fail(line, "queue %s has two label %q blocks", q.Name, b.Name)
+		return
+	}
+	spec := LabelSpec{Maximum: 100, line: line}
+	pct := func(key string, s *string, dst *float64) {
+		if s == nil {
+			return
+		}
+		if f, ok := percent(*s); ok && f >= 0 && f <= 100 {
+			*dst = f
+			return
+		}
+		v.fail(line, "queue %s: label %q: %s %q: want a percentage of the parent's in the partition, 0%% to 100%%, such as \"50%%\"", q.Name, b.Name, key, *s)
+	}
+	pct("capacity", b.Capacity, &spec.Capacity)
+	pct("maximum_capacity", b.MaximumCapacity, &spec.Maximum)
+	if spec.Maximum < spec.Capacity {
+		v.fail(line, "queue %s: label %q: maximum_capacity %g%% is below its capacity %g%%", q.Name, b.Name, spec.Maximum, spec.Capacity)
+	}
+	if q.LabelShares == nil {
+		q.LabelShares = map[string]LabelSpec{}
+	}
+	q.LabelShares[b.Name] = spec
 }
 
 // capacity parses "70%", "3w" or "[memory=M,vcores=V]".
@@ -488,8 +558,43 @@ func percent(s string) (float64, bool) {
 // way, percentages of siblings add up to 100%, a maximum is at least the
 // capacity, and the root takes the whole cluster.
 func (v *validator) tree(q *QueueConf) {
+	v.treeUnder(q, nil)
+}
+
+// treeUnder checks q, whose ancestors are above, root first, and the
+// queues under it. In each labeled partition, a queue's label block
+// needs the label on its path, a parent that has some of the partition
+// (root has all of it), and siblings whose capacities there add up to
+// 100%, or give none.
+func (v *validator) treeUnder(q *QueueConf, above []*QueueConf) {
 	if q.Name == "root" && (q.Capacity.Kind != CapacityUnset || q.Maximum.Kind != CapacityUnset) {
 		v.fail(q.line, "queue root: it is the whole cluster; give capacities to the queues under it")
+	}
+	path := append(slices.Clip(above), q)
+	for _, label := range slices.Sorted(maps.Keys(q.LabelShares)) {
+		spec := q.LabelShares[label]
+		switch {
+		case q.Name == "root":
+			v.fail(spec.line, "queue root: it has every partition; give label %q blocks to the queues under it", label)
+		case !pathUses(path, label):
+			v.fail(spec.line, "queue %s: label %q block for a label it may not use; add %q to its accessible_node_labels", q.Name, label, label)
+		case spec.Capacity > 0 && len(above) > 1 && above[len(above)-1].LabelShares[label].Capacity == 0:
+			parent := above[len(above)-1]
+			v.fail(spec.line, "queue %s: label %q capacity %g%% of a parent with none of that partition; give %s a label %q block with a capacity", q.Name, label, spec.Capacity, parent.Name, label)
+		}
+	}
+	if len(q.Children) > 0 {
+		labels := map[string]float64{}
+		for _, c := range q.Children {
+			for label, spec := range c.LabelShares {
+				labels[label] += spec.Capacity
+			}
+		}
+		for _, label := range slices.Sorted(maps.Keys(labels)) {
+			if sum := labels[label]; sum != 0 && math.Abs(sum-100) > 0.01 {
+				v.fail(q.Children[0].line, "the label %q capacities of the queues under %s add up to %g%%, not 100%% (or give none)", label, q.Name, sum)
+			}
+		}
 	}
 	if len(q.Children) == 0 {
 		if q.Name == "root" {
@@ -516,7 +621,7 @@ func (v *validator) tree(q *QueueConf) {
 		if c.Maximum.Kind == CapacityWeight {
 			v.fail(c.line, "queue %s: maximum_capacity is a percentage or a resource, not a weight", c.Name)
 		}
-		v.tree(c)
+		v.treeUnder(c, path)
 	}
 	if kind == CapacityPercent && math.Abs(sum-100) > 0.01 {
 		v.fail(q.Children[0].line, "the capacities of the queues under %s add up to %g%%, not 100%%", q.Name, sum)
@@ -577,6 +682,67 @@ func (t *QueueTree) Walk(total state.Resource, fn func(q *QueueConf, capacity, m
 		}
 	}
 	walk(t.Root, 1, 1)
+}
+
+// LabelShare is a queue's capacity and maximum in one labeled partition,
+// as fractions of the partition.
+type LabelShare struct {
+	Capacity, Maximum float64
+}
+
+// LabelShares are every queue's shares of the partition of label, by
+// queue name: a queue's are its label block's percentages of its
+// parent's there (root has all of it); a queue that may use the label
+// and gives no block is guaranteed none and may grow to its parent's
+// maximum; a queue that may not use it has none. The map is shared:
+// callers only read it.
+func (t *QueueTree) LabelShares(label string) map[string]LabelShare {
+	t.sharesMu.Lock()
+	defer t.sharesMu.Unlock()
+	if out, ok := t.shares[label]; ok {
+		return out
+	}
+	if t.shares == nil || len(t.shares) >= maxCachedLabels {
+		t.shares = map[string]map[string]LabelShare{}
+	}
+	out := t.labelShares(label)
+	t.shares[label] = out
+	return out
+}
+
+func (t *QueueTree) labelShares(label string) map[string]LabelShare {
+	out := map[string]LabelShare{}
+	var walk func(q *QueueConf, path []*QueueConf, parent LabelShare)
+	walk = func(q *QueueConf, path []*QueueConf, parent LabelShare) {
+		path = append(path, q)
+		var sh LabelShare
+		switch spec, ok := q.LabelShares[label]; {
+		case q.Name == "root":
+			sh = LabelShare{1, 1}
+		case !pathUses(path, label):
+		case ok:
+			sh = LabelShare{parent.Capacity * spec.Capacity / 100, parent.Maximum * spec.Maximum / 100}
+		default:
+			sh = LabelShare{0, parent.Maximum}
+		}
+		out[q.Name] = sh
+		for _, c := range q.Children {
+			walk(c, path, sh)
+		}
+	}
+	walk(t.Root, nil, LabelShare{})
+	return out
+}
+
+// pathUses reports whether a queue whose path from root is path may use
+// label's nodes.
+func pathUses(path []*QueueConf, label string) bool {
+	for _, q := range path {
+		if slices.Contains(q.NodeLabels, label) || slices.Contains(q.NodeLabels, "*") {
+			return true
+		}
+	}
+	return false
 }
 
 func fractionOf(r, total state.Resource) float64 {

@@ -98,6 +98,16 @@ func TestQueueFileErrors(t *testing.T) {
 		{"queue \"root\" {\n  queue \"a\" {}\n}", "queue root.a has no capacity"},
 		{"queue \"root\" {\n  capacity = \"50%\"\n  queue \"a\" { capacity = \"100%\" }\n}", "queue root: it is the whole cluster"},
 		{`queue "root" {`, "q.hcl:1"},
+		// Label blocks.
+		{"queue \"root\" {\n  queue \"a\" {\n    capacity = \"100%\"\n    label \"gpu\" { capacity = \"100%\" }\n  }\n}", "q.hcl:4: queue root.a: label \"gpu\" block for a label it may not use; add \"gpu\" to its accessible_node_labels"},
+		{"queue \"root\" {\n  label \"gpu\" { capacity = \"100%\" }\n  queue \"a\" { capacity = \"100%\" }\n}", "q.hcl:2: queue root: it has every partition"},
+		{labeled("capacity = \"60%\"", "capacity = \"30%\""), "the label \"gpu\" capacities of the queues under root add up to 90%, not 100%"},
+		{labeled("capacity = \"half\"", ""), "q.hcl:5: queue root.a: label \"gpu\": capacity \"half\": want a percentage"},
+		{labeled("capacity = \"100%\"\n maximum_capacity = \"50%\"", ""), "label \"gpu\": maximum_capacity 50% is below its capacity 100%"},
+		{labeled("capacty = \"100%\"", ""), "q.hcl:6: queue root.a: label \"gpu\": no setting \"capacty\" (the settings: capacity, maximum_capacity)"},
+		{labeled("capacity = \"100%\"\n }\n label \"gpu\" {\n capacity = \"100%\"", ""), "queue root.a has two label \"gpu\" blocks"},
+		{"queue \"root\" {\n  queue \"p\" {\n    capacity = \"100%\"\n    accessible_node_labels = [\"gpu\"]\n    queue \"c\" {\n      capacity = \"100%\"\n      label \"gpu\" { capacity = \"100%\" }\n    }\n  }\n}",
+			"q.hcl:7: queue root.p.c: label \"gpu\" capacity 100% of a parent with none of that partition; give root.p a label \"gpu\" block with a capacity"},
 	} {
 		_, err := ParseQueueFile("q.hcl", []byte(c.src))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -111,6 +121,18 @@ func TestQueueFileErrors(t *testing.T) {
 	if _, err := ParseQueueFile("q.hcl", []byte(deep)); err == nil || !strings.Contains(err.Error(), "levels deep") {
 		t.Errorf("a tree too deep: %v", err)
 	}
+}
+
+// labeled is a file of two queues, a and b, that may use gpu, with a's
+// and b's label "gpu" blocks holding the settings given ("" for none).
+func labeled(a, b string) string {
+	block := func(settings string) string {
+		if settings == "" {
+			return ""
+		}
+		return "    label \"gpu\" {\n " + settings + "\n }\n"
+	}
+	return "queue \"root\" {\n  accessible_node_labels = [\"gpu\"]\n  queue \"a\" {\n    capacity = \"50%\"\n" + block(a) + "  }\n  queue \"b\" {\n    capacity = \"50%\"\n" + block(b) + "  }\n}"
 }
 
 // A queue file never panics the parser, and what parses has leaves whose

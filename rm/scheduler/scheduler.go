@@ -105,10 +105,12 @@ type Scheduler struct {
 	// caller should plan again after the next round of heartbeats, as
 	// each is an opportunity.
 	Delayed bool
-	// PreemptionPerRound is the most of the default partition one
-	// Preempt pass newly chooses, as a fraction (YARN's
+	// PreemptionPerRound is the most of each partition one Preempt
+	// pass newly chooses, as a fraction (YARN's
 	// total_preemption_per_round); 0 or 1 and over leave it unbounded.
 	PreemptionPerRound float64
+	// turn is which partition a pass plans first.
+	turn int
 	// Waiting holds, per application, why its AM container is not
 	// placed yet (queue AM limit, no room); refreshed every Plan. A
 	// caller may swap in another map between passes: a pass only clears
@@ -330,28 +332,48 @@ func refill[T any](buf []*T, fill func([]*T) []*T) []*T {
 	return buf
 }
 
-// leafView is a leaf queue during one pass: what it is owed, what it
-// holds and the applications that want more.
-type leafView struct {
-	q         Queue
+// leafPart is a leaf queue in one partition during a pass: what it is
+// owed there, what it holds, and what its applications ask for there.
+type leafPart struct {
 	guar, max state.Resource
 	used      state.Resource
-	amUsed    state.Resource
 	users     map[string]state.Resource
 	active    map[string]bool // users with something to place
-	apps      []*appView
-	first     int // where its applications not yet done begin
-	heapIndex int
-	placed    int // containers placed in this pass
 	// pendingRes is what its applications still ask for that the
 	// queue's limits would let them have; minAsk the smallest of it.
 	pendingRes state.Resource
 	minAsk     state.Resource
-	amWanted   state.Resource
+	// live marks the labeled parts this pass has, for the next to drop
+	// the rest.
+	live bool
+}
+
+// leafView is a leaf queue during one pass: what it is owed, what it
+// holds and the applications that want more, in the default partition
+// (the embedded leafPart) and in each labeled one it may use.
+type leafView struct {
+	q Queue
+	leafPart
+	labels    map[string]*leafPart
+	amUsed    state.Resource
+	apps      []*appView
+	first     int // where its applications not yet done begin
+	heapIndex int
+	placed    int // containers placed in this pass
+	amWanted  state.Resource
+}
+
+// part is l in the partition of label ("" the default one); nil when
+// the queue may not use it.
+func (l *leafView) part(label string) *leafPart {
+	if label == "" {
+		return &l.leafPart
+	}
+	return l.labels[label]
 }
 
 // want adds n containers of r to what l's applications ask for.
-func (l *leafView) want(r state.Resource, n int32) {
+func (l *leafPart) want(r state.Resource, n int32) {
 	l.pendingRes = l.pendingRes.Add(times(r, n))
 	if l.minAsk == (state.Resource{}) || r.MemoryMB < l.minAsk.MemoryMB {
 		l.minAsk = r
@@ -389,9 +411,9 @@ func (a *appView) countPending(k AskKey) {
 	a.pending[k]++
 }
 
-// view is the cluster as one pass sees it. Capacities are of the
-// default partition, the nodes without labels: total and free are
-// theirs, and a queue's use counts only what it holds there.
+// view is the cluster as one pass sees it. Queue capacities are of one
+// partition each: total and free are the default partition's (the nodes
+// without labels), and a leaf's labeled parts have theirs.
 type view struct {
 	r        *state.ReadTxn
 	inflight []*state.Container
@@ -443,16 +465,21 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 	for _, q := range tree.Leaves(v.total) {
 		l := b.leaves[q.Name]
 		if l == nil {
-			l = &leafView{users: map[string]state.Resource{}, active: map[string]bool{}}
+			l = &leafView{leafPart: leafPart{users: map[string]state.Resource{}, active: map[string]bool{}}}
 			b.leaves[q.Name] = l
 		}
 		clear(l.users)
 		clear(l.active)
 		clear(l.apps)
-		*l = leafView{q: q, guar: Scale(v.total, q.Capacity), max: Scale(v.total, q.MaxCapacity), users: l.users, active: l.active, apps: l.apps[:0]}
+		for _, lp := range l.labels {
+			lp.live = false
+		}
+		*l = leafView{q: q, leafPart: leafPart{guar: Scale(v.total, q.Capacity), max: Scale(v.total, q.MaxCapacity), users: l.users, active: l.active},
+			labels: l.labels, apps: l.apps[:0]}
 		v.leaves[q.Name] = l
 		v.order = append(v.order, l)
 	}
+	v.labeledParts(tree)
 	for name := range b.leaves {
 		if v.leaves[name] == nil {
 			delete(b.leaves, name)
@@ -496,19 +523,26 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 	}
 	b.appPtrs = v.apps
 	// What each application holds, from its record (the FSM keeps it),
-	// in the default partition.
+	// in each partition.
 	for _, a := range v.apps {
 		held := a.app.Used.Sub(a.app.LabeledUsed)
-		l := a.leaf
+		l, user := a.leaf, a.app.User
 		l.used = l.used.Add(held)
-		l.users[a.app.User] = l.users[a.app.User].Add(held)
+		l.users[user] = l.users[user].Add(held)
 		l.amUsed = l.amUsed.Add(a.app.AMUsed)
 		a.used = held
+		for label, u := range a.app.UsedByLabel {
+			a.used = a.used.Add(u)
+			if lp := l.labels[label]; lp != nil {
+				lp.used = lp.used.Add(u)
+				lp.users[user] = lp.users[user].Add(u)
+			}
+		}
 	}
 	charge := func(c *state.Container) *appView {
 		a := apps[c.AppID]
-		if a != nil && !v.labeled[c.NodeID] {
-			a.hold(c) // a labeled partition's containers count toward no capacity
+		if a != nil {
+			a.hold(c)
 		}
 		return a
 	}
@@ -564,8 +598,9 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 		for _, k := range want.Asks {
 			if n := a.remaining(k); n > 0 {
 				a.asks = append(a.asks, k)
-				if k.Label == "" {
-					a.leaf.want(k.Key.Capability, n)
+				if lp := a.leaf.part(k.Label); lp != nil {
+					lp.want(k.Key.Capability, n)
+					lp.active[a.app.User] = true
 				}
 			}
 		}
@@ -579,7 +614,6 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 			}
 			return a.asks[i].Key.AllocationRequestID < a.asks[j].Key.AllocationRequestID
 		})
-		a.leaf.active[a.app.User] = true
 	}
 	for _, l := range v.order {
 		if l.q.Ordering != OrderFair {
@@ -589,6 +623,46 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 		}
 	}
 	return v
+}
+
+// labeledParts gives each leaf its part of every labeled partition it
+// may use: its guarantee and maximum there, of the partition's
+// schedulable nodes (a node with two labels counts in both).
+func (v *view) labeledParts(tree *QueueTree) {
+	for label, part := range v.parts {
+		if label == "" {
+			continue
+		}
+		var total state.Resource
+		for _, nv := range part.nodes {
+			total = total.Add(nv.total)
+		}
+		shares := tree.LabelShares(label)
+		for _, l := range v.order {
+			sh := shares[l.q.Name]
+			if sh.Maximum <= 0 {
+				continue // it may not use the label
+			}
+			if l.labels == nil {
+				l.labels = map[string]*leafPart{}
+			}
+			lp := l.labels[label]
+			if lp == nil {
+				lp = &leafPart{users: map[string]state.Resource{}, active: map[string]bool{}}
+				l.labels[label] = lp
+			}
+			clear(lp.users)
+			clear(lp.active)
+			*lp = leafPart{guar: Scale(total, sh.Capacity), max: Scale(total, sh.Maximum), users: lp.users, active: lp.active, live: true}
+		}
+	}
+	for _, l := range v.order {
+		for label, lp := range l.labels {
+			if !lp.live {
+				delete(l.labels, label)
+			}
+		}
+	}
 }
 
 // amBlacklist are the nodes where earlier AM attempts of app ran and
@@ -616,13 +690,14 @@ func (v *view) amBlacklist(app *state.Application) map[string]bool {
 	return out
 }
 
-// userLimit is YARN's limit on what one user of a leaf may hold when
-// asking for required more: an even share of the queue among its active
-// users, but at least minimum_user_limit_percent of it, and at most
-// user_limit_factor times its capacity. The queue is its capacity, or
-// what it holds and is asked for once it has grown past that. A queue
-// guaranteed nothing limits its users to its maximum.
-func userLimit(l *leafView, required state.Resource) state.Resource {
+// userLimit is YARN's limit on what one user of a leaf q may hold in a
+// partition (l) when asking for required more: an even share of the
+// queue there among its active users, but at least
+// minimum_user_limit_percent of it, and at most user_limit_factor times
+// its capacity. The queue is its capacity, or what it holds and is asked
+// for once it has grown past that. A queue guaranteed nothing limits its
+// users to its maximum.
+func userLimit(l *leafPart, q Queue, required state.Resource) state.Resource {
 	if l.guar.MemoryMB <= 0 || l.guar.VCores <= 0 {
 		return l.max
 	}
@@ -631,15 +706,15 @@ func userLimit(l *leafView, required state.Resource) state.Resource {
 		current = maxRes(l.guar, l.used.Add(required))
 	}
 	active := max(len(l.active), 1)
-	limit := maxRes(Scale(current, 1/float64(active)), Scale(current, l.q.MinUserLimitPercent/100))
-	return minRes(limit, Scale(l.guar, l.q.UserLimitFactor))
+	limit := maxRes(Scale(current, 1/float64(active)), Scale(current, q.MinUserLimitPercent/100))
+	return minRes(limit, Scale(l.guar, q.UserLimitFactor))
 }
 
 // userFits reports whether user may take res more in l: as in YARN,
 // while it holds no more than its limit (so one container may take it
 // past the limit).
-func userFits(l *leafView, user string, res state.Resource) bool {
-	return userLimit(l, res).Fits(l.users[user])
+func userFits(l *leafPart, q Queue, user string, res state.Resource) bool {
+	return userLimit(l, q, res).Fits(l.users[user])
 }
 
 // DominantShare is r's dominant share of g: the larger of its memory and
@@ -662,31 +737,35 @@ func share(r, g state.Resource) float64 {
 	return math.Max(m, c)
 }
 
-// leafHeap orders leaves by how much of their guarantee they hold: the
-// least served first (YARN's queue ordering), then the tree's order.
-type leafHeap []*leafView
+// leafHeap orders leaves by how much of their guarantee in one
+// partition they hold: the least served first (YARN's queue ordering),
+// then the tree's order.
+type leafHeap struct {
+	ls    []*leafView
+	label string
+}
 
-func (h leafHeap) Len() int { return len(h) }
-func (h leafHeap) Less(i, j int) bool {
-	si, sj := share(h[i].used, h[i].guar), share(h[j].used, h[j].guar)
+func (h *leafHeap) Len() int { return len(h.ls) }
+func (h *leafHeap) Less(i, j int) bool {
+	pi, pj := h.ls[i].part(h.label), h.ls[j].part(h.label)
+	si, sj := share(pi.used, pi.guar), share(pj.used, pj.guar)
 	if si != sj {
 		return si < sj
 	}
-	return h[i].q.Name < h[j].q.Name
+	return h.ls[i].q.Name < h.ls[j].q.Name
 }
-func (h leafHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIndex, h[j].heapIndex = i, j
+func (h *leafHeap) Swap(i, j int) {
+	h.ls[i], h.ls[j] = h.ls[j], h.ls[i]
+	h.ls[i].heapIndex, h.ls[j].heapIndex = i, j
 }
 func (h *leafHeap) Push(x any) {
 	l := x.(*leafView)
-	l.heapIndex = len(*h)
-	*h = append(*h, l)
+	l.heapIndex = len(h.ls)
+	h.ls = append(h.ls, l)
 }
 func (h *leafHeap) Pop() any {
-	old := *h
-	l := old[len(old)-1]
-	*h = old[:len(old)-1]
+	l := h.ls[len(h.ls)-1]
+	h.ls = h.ls[:len(h.ls)-1]
 	return l
 }
 
@@ -694,10 +773,14 @@ func (h *leafHeap) Pop() any {
 // the RM epoch for container ids. inflight are placements of earlier plans
 // still being committed: they count as placed.
 //
-// One container at a time goes to the leaf queue that holds the smallest
-// share of its guarantee, and within it to the first application of the
-// queue's ordering that can take one, so that queues grow toward their
-// capacities together and into idle capacity up to their maximums.
+// Each partition is planned in turn: the default one (AM containers and
+// asks without a label) and each labeled one with asks. In a partition,
+// one container at a time goes to the leaf queue that holds the smallest
+// share of its guarantee there, and within it to the first application
+// of the queue's ordering that can take one, so that queues grow toward
+// their capacities together and into idle capacity up to their
+// maximums. Which partition goes first turns from pass to pass, so that
+// one whose asks fill every plan does not starve the others.
 func (s *Scheduler) Plan(r *state.ReadTxn, asks AskSource, epoch int64, inflight []*state.Container) []*state.Container {
 	clear(s.Waiting)
 	s.Delayed = false
@@ -713,32 +796,79 @@ func (s *Scheduler) Plan(r *state.ReadTxn, asks AskSource, epoch int64, inflight
 	}
 	p := &planner{s: s, v: v, epoch: epoch, unfit: map[unfitKey]bool{}, seq: v.seq, missed: map[askRef]int{}, perNode: map[string]map[string]int32{}}
 	defer func() { s.missed = p.missed }()
-	h := leafHeap{}
-	for _, l := range v.order {
-		if len(l.apps) > 0 {
-			heap.Push(&h, l)
+	labels := v.askedLabels()
+	s.turn++
+	for i := range labels {
+		label := labels[(s.turn+i)%len(labels)]
+		v.startPartition(label)
+		h := &leafHeap{label: label}
+		for _, l := range v.order {
+			if len(l.apps) > 0 && l.part(label) != nil {
+				heap.Push(h, l)
+			}
 		}
-	}
-	for h.Len() > 0 && len(p.out) < s.maxBatch {
-		l := h[0]
-		if p.step(l) {
-			heap.Fix(&h, 0)
-		} else {
-			heap.Pop(&h)
+		for h.Len() > 0 && len(p.out) < s.maxBatch {
+			l := h.ls[0]
+			if p.step(l, label) {
+				heap.Fix(h, 0)
+			} else {
+				heap.Pop(h)
+			}
 		}
 	}
 	return p.out
 }
 
-// step places one container for the first application of l that can
-// take one; false when none can.
-func (p *planner) step(l *leafView) bool {
+// askedLabels are the partitions this pass plans: the default one, then
+// the labeled ones some application asks for, sorted.
+func (v *view) askedLabels() []string {
+	labels := []string{""}
+	for _, a := range v.apps {
+		for _, k := range a.asks {
+			if k.Label != "" && v.parts[k.Label] != nil && !slices.Contains(labels, k.Label) {
+				labels = append(labels, k.Label)
+			}
+		}
+	}
+	slices.Sort(labels[1:])
+	return labels
+}
+
+// startPartition readies the applications for planning a partition:
+// those with something to place there take part.
+func (v *view) startPartition(label string) {
+	for _, l := range v.order {
+		l.first, l.placed = 0, 0
+	}
+	for _, a := range v.apps {
+		a.next, a.blockedAt = 0, 0
+		a.done = !a.wants(label)
+	}
+}
+
+// wants reports whether a has something to place in the partition of
+// label: its AM container, or an ask.
+func (a *appView) wants(label string) bool {
+	if label == "" && a.needAM {
+		return true
+	}
+	for _, k := range a.asks {
+		if k.Label == label && a.remaining(k) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// step places one container in the partition of label for the first
+// application of l that can take one; false when none can.
+func (p *planner) step(l *leafView, label string) bool {
 	for {
 		a := nextApp(l)
 		if a == nil {
 			return false
 		}
-		switch p.placeFor(a) {
+		switch p.placeFor(a, label) {
 		case placed:
 			l.placed++
 			return true
@@ -781,11 +911,12 @@ func nextApp(l *leafView) *appView {
 	return best
 }
 
-// placeFor places one container for a: its AM, or one of its asks.
-func (p *planner) placeFor(a *appView) int {
+// placeFor places one container for a in the partition of label: its
+// AM (in the default partition), or one of its asks there.
+func (p *planner) placeFor(a *appView, label string) int {
 	l := a.leaf
 	user := a.app.User
-	if a.needAM {
+	if a.needAM && label == "" {
 		a.needAM = false
 		res := a.app.AMResource
 		amLimit := Scale(l.max, l.q.MaxAMShare)
@@ -794,8 +925,8 @@ func (p *planner) placeFor(a *appView) int {
 			p.s.Waiting[a.app.ID] = WaitReason{Kind: WaitAMLimit, Queue: l.q.Name, Res: amLimit, Share: l.q.MaxAMShare}
 		case !l.max.Fits(l.used.Add(res)):
 			p.s.Waiting[a.app.ID] = WaitReason{Kind: WaitQueueMax, Queue: l.q.Name}
-		case !userFits(l, user, res):
-			p.s.Waiting[a.app.ID] = WaitReason{Kind: WaitUserLimit, Queue: l.q.Name, User: user, Res: userLimit(l, res)}
+		case !userFits(&l.leafPart, l.q, user, res):
+			p.s.Waiting[a.app.ID] = WaitReason{Kind: WaitUserLimit, Queue: l.q.Name, User: user, Res: userLimit(&l.leafPart, l.q, res)}
 		default:
 			c := p.place(request{app: a, res: res, relax: true, blacklist: a.blacklist})
 			if c == nil {
@@ -810,18 +941,21 @@ func (p *planner) placeFor(a *appView) int {
 		}
 		return cannot
 	}
+	lp := l.part(label)
+	if lp == nil {
+		return cannot
+	}
 	for a.next < len(a.asks) {
 		k := a.asks[a.next]
-		if a.remaining(k) <= 0 {
+		if k.Label != label || a.remaining(k) <= 0 {
 			a.next++
 			continue
 		}
 		res := k.Key.Capability
-		// A labeled partition's containers count toward no capacity.
-		if k.Label == "" && !l.max.Fits(l.used.Add(res)) {
+		if !lp.max.Fits(lp.used.Add(res)) {
 			return cannot
 		}
-		if k.Label == "" && !userFits(l, user, res) {
+		if !userFits(lp, l.q, user, res) {
 			return userLimited
 		}
 		c := p.place(request{app: a, res: res, prio: k.Key.Priority, arid: k.Key.AllocationRequestID, label: k.Label, nodes: k.Nodes, racks: k.Racks,
@@ -831,25 +965,22 @@ func (p *planner) placeFor(a *appView) int {
 			continue
 		}
 		a.countPending(k.Key)
-		if k.Label == "" {
-			a.hold(c)
-		} else {
-			a.used = a.used.Add(c.Resource)
-		}
+		a.hold(c)
 		return placed
 	}
 	return cannot
 }
 
-// hold counts c as a's, and its leaf's and user's, in the default
-// partition.
+// hold counts c as a's, and its leaf's and user's in c's partition.
 func (a *appView) hold(c *state.Container) {
 	l := a.leaf
-	l.used = l.used.Add(c.Resource)
-	l.users[a.app.User] = l.users[a.app.User].Add(c.Resource)
 	a.used = a.used.Add(c.Resource)
 	if c.IsAM {
 		l.amUsed = l.amUsed.Add(c.Resource)
+	}
+	if lp := l.part(c.Label); lp != nil {
+		lp.used = lp.used.Add(c.Resource)
+		lp.users[a.app.User] = lp.users[a.app.User].Add(c.Resource)
 	}
 }
 

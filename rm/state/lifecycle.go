@@ -2,6 +2,7 @@ package state
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/loom-project/loom/proto/yarnpb"
 )
@@ -109,6 +110,9 @@ func (tx *WriteTxn) PlaceContainers(allocs []*Container) (int, error) {
 		}
 		if alloc.IsAM && (at.State != yarnpb.AttemptState_ATTEMPT_NEW || at.AMContainerID != "") {
 			continue
+		}
+		if alloc.Label != "" && !slices.Contains(node.Labels, alloc.Label) {
+			continue // the node lost the label since the plan
 		}
 		c := *alloc
 		c.AppID = app.ID

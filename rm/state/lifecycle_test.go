@@ -51,13 +51,20 @@ func (f *fixture) submit(maxAttempts int32) {
 // place places one container for the app's current attempt.
 func (f *fixture) place(node string, am bool, seq int64) *Container {
 	f.t.Helper()
+	return f.placeIn(node, "", am, seq, 1)
+}
+
+// placeIn places one container in the partition of label, and fails
+// the test unless want of them (0 or 1) are placed.
+func (f *fixture) placeIn(node, label string, am bool, seq int64, want int) *Container {
+	f.t.Helper()
 	app := f.read().App(nil, appID)
 	at := f.read().Attempt(nil, app.CurrentAttempt)
-	c := &Container{ID: yarnpb.ContainerID(1, appID, at.Num, seq), AttemptID: at.ID, NodeID: node, Resource: Resource{128, 1}, IsAM: am}
+	c := &Container{ID: yarnpb.ContainerID(1, appID, at.Num, seq), AttemptID: at.ID, NodeID: node, Resource: Resource{128, 1}, IsAM: am, Label: label}
 	f.write(func(tx *WriteTxn) error {
 		n, err := tx.PlaceContainers([]*Container{c})
-		if n != 1 {
-			f.t.Fatalf("placing %s on %s: placed %d", c.ID, node, n)
+		if n != want {
+			f.t.Fatalf("placing %s on %s: placed %d, want %d", c.ID, node, n, want)
 		}
 		return err
 	})
@@ -247,10 +254,29 @@ func TestApplicationHoldsItsContainers(t *testing.T) {
 	f.submit(1)
 	am := f.place("n1:1", true, 1)
 	a := f.place("n1:1", false, 2)
-	f.place("g1:1", false, 3)
+	// A container planned for a label its node lacks is not placed.
+	f.placeIn("n1:1", "gpu", false, 3, 0)
+	f.placeIn("g1:1", "ssd", false, 3, 0)
+	f.placeIn("g1:1", "gpu", false, 3, 1)
 	app := f.read().App(nil, appID)
 	if app.Used != (Resource{384, 3}) || app.AMUsed != (Resource{128, 1}) || app.LabeledUsed != (Resource{128, 1}) || app.NumContainers != 3 {
 		t.Fatalf("with the AM and two containers, one labeled: %+v", app)
+	}
+	if len(app.UsedByLabel) != 1 || app.UsedByLabel["gpu"] != (Resource{128, 1}) {
+		t.Fatalf("by label: %v, want gpu's one container", app.UsedByLabel)
+	}
+	// A committed record keeps its own: the next placement copies it.
+	before := f.read()
+	g2 := f.placeIn("g1:1", "gpu", false, 4, 1)
+	if got := before.App(nil, appID).UsedByLabel["gpu"]; got != (Resource{128, 1}) {
+		t.Fatalf("an older snapshot's record changed: gpu %v", got)
+	}
+	if got := f.read().App(nil, appID).UsedByLabel["gpu"]; got != (Resource{256, 2}) {
+		t.Fatalf("two gpu containers: %v", got)
+	}
+	f.status("g1:1", g2.ID, yarnpb.ContainerState_CONTAINER_COMPLETED, 0)
+	if got := f.read().App(nil, appID).UsedByLabel["gpu"]; got != (Resource{128, 1}) {
+		t.Fatalf("after one gpu container completed: %v", got)
 	}
 	f.status("n1:1", a.ID, yarnpb.ContainerState_CONTAINER_COMPLETED, 0)
 	if app := f.read().App(nil, appID); app.Used != (Resource{256, 2}) || app.NumContainers != 2 {
@@ -259,12 +285,14 @@ func TestApplicationHoldsItsContainers(t *testing.T) {
 	d := f.read().Dump()
 	for _, x := range d.Apps {
 		x.Used, x.NumContainers = Resource{9999, 99}, 42 // a snapshot that says otherwise
+		x.UsedByLabel = map[string]Resource{"ssd": {1, 1}}
 	}
 	r, err := Restore(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if app := r.Snapshot().App(nil, appID); app.Used != (Resource{256, 2}) || app.AMUsed != (Resource{128, 1}) || app.LabeledUsed != (Resource{128, 1}) || app.NumContainers != 2 {
+	if app := r.Snapshot().App(nil, appID); app.Used != (Resource{256, 2}) || app.AMUsed != (Resource{128, 1}) || app.LabeledUsed != (Resource{128, 1}) || app.NumContainers != 2 ||
+		len(app.UsedByLabel) != 1 || app.UsedByLabel["gpu"] != (Resource{128, 1}) {
 		t.Fatalf("restored: %+v", app)
 	}
 	f.status("n1:1", am.ID, yarnpb.ContainerState_CONTAINER_COMPLETED, 1)

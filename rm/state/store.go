@@ -629,7 +629,7 @@ func Restore(d *Dump) (*Store, error) {
 		// not keep it restores right.
 		held := map[string]*Application{}
 		for _, a := range d.Apps {
-			a.Used, a.AMUsed, a.LabeledUsed, a.NumContainers = Resource{}, Resource{}, Resource{}, 0
+			a.Used, a.AMUsed, a.LabeledUsed, a.UsedByLabel, a.NumContainers = Resource{}, Resource{}, Resource{}, nil, 0
 			held[a.ID] = a
 		}
 		for _, c := range d.Containers {

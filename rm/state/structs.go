@@ -5,6 +5,8 @@
 package state
 
 import (
+	"maps"
+
 	"github.com/loom-project/loom/proto/yarnpb"
 )
 
@@ -101,15 +103,18 @@ type Application struct {
 	CurrentAttempt string             `json:"cur_attempt,omitempty"`
 	KeepContainers bool               `json:"keep,omitempty"`
 	// Used is what its live containers hold, AMUsed its AM containers'
-	// part of it and LabeledUsed the part on nodes with labels;
-	// NumContainers counts them. The FSM keeps them as containers are
-	// placed and complete, so the scheduler reads an application's use
-	// without reading its containers.
-	Used          Resource `json:"used,omitempty"`
-	AMUsed        Resource `json:"am_used,omitempty"`
-	LabeledUsed   Resource `json:"labeled_used,omitempty"`
-	NumContainers int32    `json:"n_containers,omitempty"`
-	ModifyIndex   uint64   `json:"mi,omitempty"`
+	// part of it, LabeledUsed the part on nodes with labels and
+	// UsedByLabel that part by the partition each container was placed
+	// in; NumContainers counts them. The FSM keeps them as containers
+	// are placed and complete, so the scheduler reads an application's
+	// use without reading its containers. A record is never changed
+	// once committed: UsedByLabel is copied before it is written.
+	Used          Resource            `json:"used,omitempty"`
+	AMUsed        Resource            `json:"am_used,omitempty"`
+	LabeledUsed   Resource            `json:"labeled_used,omitempty"`
+	UsedByLabel   map[string]Resource `json:"used_by_label,omitempty"`
+	NumContainers int32               `json:"n_containers,omitempty"`
+	ModifyIndex   uint64              `json:"mi,omitempty"`
 }
 
 // charge adds (sign 1) or removes (sign -1) a container's resources to
@@ -123,9 +128,24 @@ func (a *Application) charge(c *Container, sign int64) {
 	if c.Labeled {
 		a.LabeledUsed = a.LabeledUsed.Add(r)
 	}
+	if c.Label != "" {
+		byLabel := maps.Clone(a.UsedByLabel)
+		if byLabel == nil {
+			byLabel = map[string]Resource{}
+		}
+		if u := byLabel[c.Label].Add(r); u.MemoryMB > 0 || u.VCores > 0 {
+			byLabel[c.Label] = u
+		} else {
+			delete(byLabel, c.Label)
+		}
+		a.UsedByLabel = byLabel
+		if len(byLabel) == 0 {
+			a.UsedByLabel = nil
+		}
+	}
 	a.NumContainers += int32(sign)
 	if a.NumContainers <= 0 {
-		a.NumContainers, a.Used, a.AMUsed, a.LabeledUsed = 0, Resource{}, Resource{}, Resource{}
+		a.NumContainers, a.Used, a.AMUsed, a.LabeledUsed, a.UsedByLabel = 0, Resource{}, Resource{}, Resource{}, nil
 	}
 }
 
@@ -174,8 +194,10 @@ type Container struct {
 	AllocationRequestID int64    `json:"arid,omitempty"`
 	IsAM                bool     `json:"am,omitempty"`
 	// Labeled is set when its node had labels at placement: it counts
-	// toward a labeled partition, not the default one.
+	// toward a labeled partition, not the default one. Label is the
+	// partition it was placed in, one of its node's labels.
 	Labeled     bool                  `json:"labeled,omitempty"`
+	Label       string                `json:"label,omitempty"`
 	State       yarnpb.ContainerState `json:"state"`
 	ExitStatus  int32                 `json:"exit,omitempty"`
 	Diagnostics string                `json:"diag,omitempty"`
