@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -89,6 +90,13 @@ func printQueueStatus(q *yarnpb.QueueInfo) {
 	fmt.Fprintf(w, "  Containers: %d (%d being preempted)\n", q.NumContainers, q.Preempting)
 	fmt.Fprintf(w, "  Applications: %d (%d pending), at most %d, ordered %s\n", q.NumApplications, q.NumPending, q.MaxApplications, q.Ordering)
 	fmt.Fprintf(w, "  User limits: minimum %.0f%%, factor %g\n", q.MinimumUserLimitPercent, q.UserLimitFactor)
+	if len(q.NodeLabels) > 0 {
+		fmt.Fprintf(w, "  Node labels: %s\n", strings.Join(q.NodeLabels, ", "))
+	}
+	for _, p := range q.Partitions {
+		fmt.Fprintf(w, "  Partition %s: capacity %.1f%% (%s now), maximum %.1f%% (%s now), used %s, %.1f%% of its capacity\n",
+			p.Label, p.Capacity*100, res(p.Guaranteed), p.MaxCapacity*100, res(p.Maximum), res(p.Used), p.UsedShare()*100)
+	}
 	if len(q.UserUsage) == 0 {
 		fmt.Fprintf(w, "  Users: none\n")
 		return

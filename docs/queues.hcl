@@ -35,28 +35,46 @@
 #                   the node labels (`nm --labels`) whose nodes the
 #                   queue's applications may ask for (`loom run
 #                   --tm-node-label gpu`), beside its parent's; "*" for
-#                   every label. Capacities are of the nodes without
-#                   labels; a labeled partition is shared by the queues
-#                   that may use it.
+#                   every label. The settings above are of the nodes
+#                   without labels, the default partition.
+# label "NAME" { capacity, maximum_capacity }
+#                   the queue's share of the partition of a label it may
+#                   use, as percentages of its parent's there (YARN's
+#                   accessible-node-labels.NAME.capacity); root has all
+#                   of every partition. Without a block a queue is
+#                   guaranteed none of it and may grow to its parent's
+#                   maximum there. Siblings' label capacities add up to
+#                   100% or are all left out; each partition is
+#                   scheduled, and preempted, on its own.
 
 queue "root" {
   acl_administer = ["group:admins"]
 
   queue "prod" {
-    capacity         = "70%"
-    maximum_capacity = "100%"
-    acl_submit       = ["group:eng"]
+    capacity               = "70%"
+    maximum_capacity       = "100%"
+    acl_submit             = ["group:eng"]
+    accessible_node_labels = ["gpu"]
+    label "gpu" {
+      capacity = "100%"
+    }
 
     queue "etl" {
       capacity                   = "60%"
-      accessible_node_labels     = ["gpu"]
       minimum_user_limit_percent = 25
       user_limit_factor          = 2
       ordering                   = "fair"
+      label "gpu" {
+        capacity = "80%"
+      }
     }
     queue "serving" {
       capacity     = "40%"
       max_am_share = "20%"
+      label "gpu" {
+        capacity         = "20%"
+        maximum_capacity = "50%"
+      }
     }
   }
 

@@ -1,11 +1,14 @@
 package integration
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/loom-project/loom/proto/yarnpb"
 )
 
 // Two queues at 70/30 with elastic maximums, on two 2,048 MB nodes.
@@ -116,6 +119,7 @@ func TestPlacementRacksLabelsAndSpread(t *testing.T) {
   queue "ml" {
     capacity               = "50%"
     accessible_node_labels = ["gpu"]
+    label "gpu" { capacity = "100%" }
   }
   queue "default" { capacity = "50%" }
 }
@@ -133,6 +137,17 @@ func TestPlacementRacksLabelsAndSpread(t *testing.T) {
 	}
 	if len(racks) != 3 || gpu == "" || !strings.HasPrefix(racks[gpu], "/rack-") {
 		t.Fatalf("nodes' racks %v, gpu node %q", racks, gpu)
+	}
+	// ml has all of the gpu partition, its one node; default none of it.
+	var ml yarnpb.QueueJSON
+	if err := json.Unmarshal([]byte(c.mustLoom("queue", "status", "ml", "-o", "json")), &ml); err != nil {
+		t.Fatal(err)
+	}
+	if p := ml.Capacities.QueueCapacitiesByPartition; len(p) != 2 || p[1].PartitionName != "gpu" || p[1].AbsoluteCapacity != 100 || p[1].EffectiveMinResource.MemoryMB != 4096 {
+		t.Errorf("ml by partition: %+v", p)
+	}
+	if out := c.mustLoom("queue", "status", "ml"); !strings.Contains(out, "Partition gpu: capacity 100.0% (4096 MB, 4 vcores now)") {
+		t.Errorf("queue status ml:\n%s", out)
 	}
 	input := filepath.Join(c.dir, "words.txt")
 	writeWords(t, input)

@@ -191,9 +191,11 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 		}
 		want = q
 	}
-	total := defaultPartition(r)
+	total, byLabel := partitions(r)
 	infos := map[string]*yarnpb.QueueInfo{}
 	users := map[string]map[string]*yarnpb.QueueUser{}
+	// parts are each leaf's labeled partitions, by label.
+	parts := map[string]map[string]*yarnpb.QueuePartition{}
 	out := &yarnpb.QueueInfoResponse{}
 	for _, q := range tree.Leaves(total) {
 		if want != "" && q.Name != want {
@@ -208,7 +210,21 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 		}
 		infos[q.Name] = info
 		users[q.Name] = map[string]*yarnpb.QueueUser{}
+		parts[q.Name] = map[string]*yarnpb.QueuePartition{}
 		out.Queues = append(out.Queues, info)
+	}
+	for _, label := range partitionLabels(tree, byLabel) {
+		shares := tree.LabelShares(label)
+		for _, info := range out.Queues {
+			sh := shares[info.Name]
+			if sh.Maximum <= 0 {
+				continue // it may not use the label
+			}
+			pt := &yarnpb.QueuePartition{Label: label, Capacity: float32(sh.Capacity), MaxCapacity: float32(sh.Maximum),
+				Guaranteed: scheduler.Scale(byLabel[label], sh.Capacity).Proto(), Maximum: scheduler.Scale(byLabel[label], sh.Maximum).Proto()}
+			parts[info.Name][label] = pt
+			info.Partitions = append(info.Partitions, pt)
+		}
 	}
 	used := map[string]state.Resource{}
 	amUsed := map[string]state.Resource{}
@@ -236,6 +252,11 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 		userUsed[a.Queue+"\x00"+a.User] = userUsed[a.Queue+"\x00"+a.User].Add(held)
 		info.NumContainers += a.NumContainers
 		pending[a.Queue] = pending[a.Queue].Add(s.soft.pendingOf(a.CurrentAttempt))
+		for label, u := range a.UsedByLabel {
+			if pt := parts[a.Queue][label]; pt != nil {
+				pt.Used = state.ResourceFrom(pt.Used).Add(u).Proto()
+			}
+		}
 	}
 	for id := range s.soft.preemptingSet() {
 		if c := r.Container(id); c != nil {
@@ -270,11 +291,16 @@ func (s *Server) schedulerInfo(ctx context.Context) (map[string]any, error) {
 		leaves[q.Name] = q
 	}
 	r := s.State().Snapshot()
-	total := defaultPartition(r)
+	total, byLabel := partitions(r)
 	type share struct{ capacity, maximum float64 }
 	shares := map[string]share{}
 	tree := queueTreeOf(r.Meta())
 	tree.Walk(total, func(q *scheduler.QueueConf, capacity, maximum float64) { shares[q.Name] = share{capacity, maximum} })
+	labels := partitionLabels(tree, byLabel)
+	labelShares := map[string]map[string]scheduler.LabelShare{}
+	for _, l := range labels {
+		labelShares[l] = tree.LabelShares(l)
+	}
 	resJSON := func(p *yarnpb.Resource) map[string]any {
 		return map[string]any{"memory": p.GetMemoryMb(), "vCores": p.GetVcores()}
 	}
@@ -284,19 +310,61 @@ func (s *Server) schedulerInfo(ctx context.Context) (map[string]any, error) {
 		}
 		return 100 * a / b
 	}
-	var node func(q *scheduler.QueueConf, parent share) (map[string]any, state.Resource, int32)
-	node = func(q *scheduler.QueueConf, parent share) (map[string]any, state.Resource, int32) {
+	// byPartition are a queue's capacities and use in each partition
+	// (YARN's queueCapacitiesByPartition and resourceUsagesByPartition),
+	// the default one ("") first; a labeled one only where it may use the
+	// label.
+	byPartition := func(q *scheduler.QueueConf, parent string, used state.Resource, usedIn map[string]state.Resource) (caps, uses []map[string]any) {
+		add := func(label string, sh, parentSh share, total, used state.Resource) {
+			guar, max := scheduler.Scale(total, sh.capacity), scheduler.Scale(total, sh.maximum)
+			caps = append(caps, map[string]any{
+				"partitionName": label, "capacity": pct(sh.capacity, parentSh.capacity), "maxCapacity": pct(sh.maximum, parentSh.maximum),
+				"absoluteCapacity": 100 * sh.capacity, "absoluteMaxCapacity": 100 * sh.maximum,
+				"usedCapacity": finitePct(scheduler.DominantShare(used, guar)), "absoluteUsedCapacity": finitePct(scheduler.DominantShare(used, total)),
+				"effectiveMinResource": resJSON(guar.Proto()), "effectiveMaxResource": resJSON(max.Proto()),
+			})
+			uses = append(uses, map[string]any{"partitionName": label, "used": resJSON(used.Proto())})
+		}
+		parentSh := share{1, 1}
+		if parent != "" {
+			parentSh = shares[parent]
+		}
+		add("", shares[q.Name], parentSh, total, used)
+		for _, l := range labels {
+			sh := labelShares[l][q.Name]
+			if sh.Maximum <= 0 {
+				continue
+			}
+			psh := scheduler.LabelShare{Capacity: 1, Maximum: 1}
+			if parent != "" {
+				psh = labelShares[l][parent]
+			}
+			add(l, share{sh.Capacity, sh.Maximum}, share{psh.Capacity, psh.Maximum}, byLabel[l], usedIn[l])
+		}
+		return caps, uses
+	}
+	var node func(q *scheduler.QueueConf, parent string) (map[string]any, state.Resource, int32, map[string]state.Resource)
+	node = func(q *scheduler.QueueConf, parent string) (map[string]any, state.Resource, int32, map[string]state.Resource) {
+		parentShare := share{1, 1}
+		if parent != "" {
+			parentShare = shares[parent]
+		}
 		sh := shares[q.Name]
 		out := map[string]any{
 			"queueName": q.Leaf, "queuePath": q.Name, "state": "RUNNING",
-			"capacity": pct(sh.capacity, parent.capacity), "maxCapacity": pct(sh.maximum, parent.maximum),
+			"capacity": pct(sh.capacity, parentShare.capacity), "maxCapacity": pct(sh.maximum, parentShare.maximum),
 			"absoluteCapacity": 100 * sh.capacity, "absoluteMaxCapacity": 100 * sh.maximum,
+			"nodeLabels": nonNil(tree.NodeLabelsOf(q.Name)),
 		}
 		var used state.Resource
 		var apps int32
+		usedIn := map[string]state.Resource{}
 		if len(q.Children) == 0 {
 			info := leaves[q.Name]
 			used, apps = state.ResourceFrom(info.GetUsed()), info.GetNumApplications()
+			for _, pt := range info.GetPartitions() {
+				usedIn[pt.Label] = state.ResourceFrom(pt.Used)
+			}
 			users := []map[string]any{}
 			for _, u := range info.GetUserUsage() {
 				users = append(users, map[string]any{"username": u.User, "resourcesUsed": resJSON(u.Used), "numActiveApplications": u.NumApplications})
@@ -319,9 +387,12 @@ func (s *Server) schedulerInfo(ctx context.Context) (map[string]any, error) {
 		} else {
 			var children []map[string]any
 			for _, c := range q.Children {
-				cj, cu, ca := node(c, sh)
+				cj, cu, ca, cin := node(c, q.Name)
 				children = append(children, cj)
 				used, apps = used.Add(cu), apps+ca
+				for l, u := range cin {
+					usedIn[l] = usedIn[l].Add(u)
+				}
 			}
 			out["queues"] = map[string]any{"queue": children}
 		}
@@ -331,11 +402,22 @@ func (s *Server) schedulerInfo(ctx context.Context) (map[string]any, error) {
 		out["numApplications"] = apps
 		out["resourcesUsed"] = resJSON(used.Proto())
 		out["usedResources"] = fmt.Sprintf("<memory:%d, vCores:%d>", used.MemoryMB, used.VCores)
-		return out, used, apps
+		caps, uses := byPartition(q, parent, used, usedIn)
+		out["capacities"] = map[string]any{"queueCapacitiesByPartition": caps}
+		out["resources"] = map[string]any{"resourceUsagesByPartition": uses}
+		return out, used, apps, usedIn
 	}
-	root, _, _ := node(tree.Root, share{1, 1})
+	root, _, _, _ := node(tree.Root, "")
 	root["type"] = "capacityScheduler"
 	return map[string]any{"scheduler": map[string]any{"schedulerInfo": root}}, nil
+}
+
+// nonNil is s, or an empty list for JSON's [] rather than null.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // finitePct is a share as a percentage; a share of nothing (a queue of
@@ -347,14 +429,35 @@ func finitePct(f float64) float64 {
 	return 100 * f
 }
 
-// defaultPartition is what the live nodes without labels offer: what
-// queues' capacities are of, as the scheduler's.
-func defaultPartition(r *state.ReadTxn) state.Resource {
+// partitions are what the live nodes offer: those without labels, which
+// queues' capacities are of, and those of each label, which label
+// capacities are of, as the scheduler's.
+func partitions(r *state.ReadTxn) (state.Resource, map[string]state.Resource) {
 	var total state.Resource
+	byLabel := map[string]state.Resource{}
 	r.EachNode(func(n *state.Node) {
-		if n.Live() && len(n.Labels) == 0 {
+		switch {
+		case !n.Live():
+		case len(n.Labels) == 0:
 			total = total.Add(n.Total)
+		default:
+			for _, l := range n.Labels {
+				byLabel[l] = byLabel[l].Add(n.Total)
+			}
 		}
 	})
-	return total
+	return total, byLabel
+}
+
+// partitionLabels are the labeled partitions a queue report shows,
+// sorted: those with live nodes, and those the queue file names.
+func partitionLabels(tree *scheduler.QueueTree, live map[string]state.Resource) []string {
+	labels := slices.Collect(maps.Keys(live))
+	for _, l := range tree.NamedLabels() {
+		if _, ok := live[l]; !ok {
+			labels = append(labels, l)
+		}
+	}
+	slices.Sort(labels)
+	return labels
 }

@@ -289,7 +289,11 @@ func TestSchedulerREST(t *testing.T) {
       ordering = "fair"
     }
   }
-  queue "dev" { capacity = "40%" }
+  queue "dev" {
+    capacity               = "40%"
+    accessible_node_labels = ["gpu"]
+    label "gpu" { capacity = "100%" }
+  }
 }
 `)
 	s, c := testServer(t, func(cfg *Config) { cfg.QueueFile = file })
@@ -319,6 +323,22 @@ func TestSchedulerREST(t *testing.T) {
 		Queues struct {
 			Queue []queue `json:"queue"`
 		} `json:"queues"`
+		NodeLabels []string `json:"nodeLabels"`
+		Capacities struct {
+			ByPartition []struct {
+				PartitionName    string  `json:"partitionName"`
+				AbsoluteCapacity float64 `json:"absoluteCapacity"`
+				UsedCapacity     float64 `json:"usedCapacity"`
+			} `json:"queueCapacitiesByPartition"`
+		} `json:"capacities"`
+		Resources struct {
+			ByPartition []struct {
+				PartitionName string `json:"partitionName"`
+				Used          struct {
+					Memory int64 `json:"memory"`
+				} `json:"used"`
+			} `json:"resourceUsagesByPartition"`
+		} `json:"resources"`
 	}
 	var body struct {
 		Scheduler struct {
@@ -340,5 +360,23 @@ func TestSchedulerREST(t *testing.T) {
 	if web.Type != "capacitySchedulerLeafQueueInfo" || web.Ordering != "fair" || web.NumApplications != 1 || web.NumContainers != 1 ||
 		web.ResourcesUsed.Memory != 128 || prod.ResourcesUsed.Memory != 128 || len(web.Users.User) != 1 || web.Users.User[0].Username != "alice" {
 		t.Fatalf("web %+v", web)
+	}
+	// By partition: every queue has the default one; dev, which may use
+	// gpu and has all of it, has gpu too, though no node has the label
+	// yet.
+	if c := web.Capacities.ByPartition; len(c) != 1 || c[0].PartitionName != "" || c[0].AbsoluteCapacity != 30 ||
+		len(web.Resources.ByPartition) != 1 || web.Resources.ByPartition[0].Used.Memory != 128 {
+		t.Fatalf("web by partition: %+v, %+v", web.Capacities, web.Resources)
+	}
+	dev := root.Queues.Queue[1]
+	if c := dev.Capacities.ByPartition; len(c) != 2 || c[1].PartitionName != "gpu" || c[1].AbsoluteCapacity != 100 || len(dev.NodeLabels) != 1 {
+		t.Fatalf("dev by partition: %+v, labels %v", dev.Capacities, dev.NodeLabels)
+	}
+	queues, err := c.Queues(t.Context(), "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := queues[0].Partitions; len(p) != 1 || p[0].Label != "gpu" || p[0].Capacity != 1 || p[0].MaxCapacity != 1 {
+		t.Fatalf("dev's partitions: %v", p)
 	}
 }

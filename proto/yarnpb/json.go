@@ -203,6 +203,40 @@ type QueueJSON struct {
 	OrderingPolicyInfo      string         `json:"orderingPolicyInfo"`
 	NodeLabels              []string       `json:"nodeLabels"`
 	Users                   QueueUsersJSON `json:"users"`
+	// Capacities and Resources give the queue in each partition: the
+	// nodes without labels ("") first, then each labeled one it may use.
+	Capacities QueueCapacitiesJSON `json:"capacities"`
+	Resources  QueueResourcesJSON  `json:"resources"`
+}
+
+// QueueCapacitiesJSON are a queue's capacities by partition, as YARN
+// nests them.
+type QueueCapacitiesJSON struct {
+	QueueCapacitiesByPartition []PartitionCapacityJSON `json:"queueCapacitiesByPartition"`
+}
+
+// PartitionCapacityJSON is a queue's capacity in one partition:
+// percentages of the partition (absolute…) and of its guarantee there
+// (usedCapacity).
+type PartitionCapacityJSON struct {
+	PartitionName        string       `json:"partitionName"`
+	AbsoluteCapacity     float64      `json:"absoluteCapacity"`
+	AbsoluteMaxCapacity  float64      `json:"absoluteMaxCapacity"`
+	UsedCapacity         float64      `json:"usedCapacity"`
+	EffectiveMinResource ResourceJSON `json:"effectiveMinResource"`
+	EffectiveMaxResource ResourceJSON `json:"effectiveMaxResource"`
+}
+
+// QueueResourcesJSON is what a queue holds by partition, as YARN nests
+// it.
+type QueueResourcesJSON struct {
+	ResourceUsagesByPartition []PartitionUsageJSON `json:"resourceUsagesByPartition"`
+}
+
+// PartitionUsageJSON is what a queue holds in one partition.
+type PartitionUsageJSON struct {
+	PartitionName string       `json:"partitionName"`
+	Used          ResourceJSON `json:"used"`
 }
 
 // QueueUsersJSON holds a queue's users as YARN nests them.
@@ -258,6 +292,14 @@ func QueueToJSON(q *QueueInfo) QueueJSON {
 	}
 	for _, u := range q.UserUsage {
 		out.Users.User = append(out.Users.User, QueueUserJSON{Username: u.User, ResourcesUsed: resJSON(u.Used), NumActiveApplications: u.NumApplications})
+	}
+	parts := append([]*QueuePartition{{Capacity: q.Capacity, MaxCapacity: q.MaxCapacity, Guaranteed: q.Guaranteed, Maximum: q.Maximum, Used: q.Used}}, q.Partitions...)
+	for _, p := range parts {
+		out.Capacities.QueueCapacitiesByPartition = append(out.Capacities.QueueCapacitiesByPartition, PartitionCapacityJSON{
+			PartitionName: p.Label, AbsoluteCapacity: percent(p.Capacity), AbsoluteMaxCapacity: percent(p.MaxCapacity),
+			UsedCapacity: 100 * p.UsedShare(), EffectiveMinResource: resJSON(p.Guaranteed), EffectiveMaxResource: resJSON(p.Maximum),
+		})
+		out.Resources.ResourceUsagesByPartition = append(out.Resources.ResourceUsagesByPartition, PartitionUsageJSON{PartitionName: p.Label, Used: resJSON(p.Used)})
 	}
 	return out
 }

@@ -2472,7 +2472,10 @@ type QueueInfo struct {
 	// Containers of the queue the scheduler is taking back.
 	Preempting int32 `protobuf:"varint,19,opt,name=preempting,proto3" json:"preempting,omitempty"`
 	// The node labels its applications may ask for ("*": every one).
-	NodeLabels    []string `protobuf:"bytes,20,rep,name=node_labels,json=nodeLabels,proto3" json:"node_labels,omitempty"`
+	NodeLabels []string `protobuf:"bytes,20,rep,name=node_labels,json=nodeLabels,proto3" json:"node_labels,omitempty"`
+	// The queue in each labeled partition it may use that has live nodes
+	// or that its file gives a share of, by label.
+	Partitions    []*QueuePartition `protobuf:"bytes,21,rep,name=partitions,proto3" json:"partitions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2647,6 +2650,101 @@ func (x *QueueInfo) GetNodeLabels() []string {
 	return nil
 }
 
+func (x *QueueInfo) GetPartitions() []*QueuePartition {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+// A leaf queue's share of one labeled partition, the nodes of a label.
+type QueuePartition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Label string                 `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	// capacity and max_capacity are fractions of the partition.
+	Capacity    float32 `protobuf:"fixed32,2,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	MaxCapacity float32 `protobuf:"fixed32,3,opt,name=max_capacity,json=maxCapacity,proto3" json:"max_capacity,omitempty"`
+	// guaranteed and maximum of the partition's live nodes now; used what
+	// the queue's containers placed there hold.
+	Guaranteed    *Resource `protobuf:"bytes,4,opt,name=guaranteed,proto3" json:"guaranteed,omitempty"`
+	Maximum       *Resource `protobuf:"bytes,5,opt,name=maximum,proto3" json:"maximum,omitempty"`
+	Used          *Resource `protobuf:"bytes,6,opt,name=used,proto3" json:"used,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueuePartition) Reset() {
+	*x = QueuePartition{}
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueuePartition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueuePartition) ProtoMessage() {}
+
+func (x *QueuePartition) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueuePartition.ProtoReflect.Descriptor instead.
+func (*QueuePartition) Descriptor() ([]byte, []int) {
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *QueuePartition) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *QueuePartition) GetCapacity() float32 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *QueuePartition) GetMaxCapacity() float32 {
+	if x != nil {
+		return x.MaxCapacity
+	}
+	return 0
+}
+
+func (x *QueuePartition) GetGuaranteed() *Resource {
+	if x != nil {
+		return x.Guaranteed
+	}
+	return nil
+}
+
+func (x *QueuePartition) GetMaximum() *Resource {
+	if x != nil {
+		return x.Maximum
+	}
+	return nil
+}
+
+func (x *QueuePartition) GetUsed() *Resource {
+	if x != nil {
+		return x.Used
+	}
+	return nil
+}
+
 type QueueUser struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	User            string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
@@ -2658,7 +2756,7 @@ type QueueUser struct {
 
 func (x *QueueUser) Reset() {
 	*x = QueueUser{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[27]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2670,7 +2768,7 @@ func (x *QueueUser) String() string {
 func (*QueueUser) ProtoMessage() {}
 
 func (x *QueueUser) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[27]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2683,7 +2781,7 @@ func (x *QueueUser) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueUser.ProtoReflect.Descriptor instead.
 func (*QueueUser) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{27}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *QueueUser) GetUser() string {
@@ -2716,7 +2814,7 @@ type QueueInfoResponse struct {
 
 func (x *QueueInfoResponse) Reset() {
 	*x = QueueInfoResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[28]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2728,7 +2826,7 @@ func (x *QueueInfoResponse) String() string {
 func (*QueueInfoResponse) ProtoMessage() {}
 
 func (x *QueueInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[28]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2741,7 +2839,7 @@ func (x *QueueInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueInfoResponse.ProtoReflect.Descriptor instead.
 func (*QueueInfoResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{28}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *QueueInfoResponse) GetQueues() []*QueueInfo {
@@ -2764,7 +2862,7 @@ type RegisterApplicationMasterRequest struct {
 
 func (x *RegisterApplicationMasterRequest) Reset() {
 	*x = RegisterApplicationMasterRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[29]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2776,7 +2874,7 @@ func (x *RegisterApplicationMasterRequest) String() string {
 func (*RegisterApplicationMasterRequest) ProtoMessage() {}
 
 func (x *RegisterApplicationMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[29]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2789,7 +2887,7 @@ func (x *RegisterApplicationMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterApplicationMasterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterApplicationMasterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{29}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RegisterApplicationMasterRequest) GetApplicationAttemptId() string {
@@ -2840,7 +2938,7 @@ type RegisterApplicationMasterResponse struct {
 
 func (x *RegisterApplicationMasterResponse) Reset() {
 	*x = RegisterApplicationMasterResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[30]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2852,7 +2950,7 @@ func (x *RegisterApplicationMasterResponse) String() string {
 func (*RegisterApplicationMasterResponse) ProtoMessage() {}
 
 func (x *RegisterApplicationMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[30]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2865,7 +2963,7 @@ func (x *RegisterApplicationMasterResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use RegisterApplicationMasterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterApplicationMasterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{30}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RegisterApplicationMasterResponse) GetMaxCapability() *Resource {
@@ -2934,7 +3032,7 @@ type ResourceRequest struct {
 
 func (x *ResourceRequest) Reset() {
 	*x = ResourceRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[31]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2946,7 +3044,7 @@ func (x *ResourceRequest) String() string {
 func (*ResourceRequest) ProtoMessage() {}
 
 func (x *ResourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[31]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2959,7 +3057,7 @@ func (x *ResourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceRequest.ProtoReflect.Descriptor instead.
 func (*ResourceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{31}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ResourceRequest) GetAllocationRequestId() int64 {
@@ -3045,7 +3143,7 @@ type AllocateRequest struct {
 
 func (x *AllocateRequest) Reset() {
 	*x = AllocateRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[32]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3057,7 +3155,7 @@ func (x *AllocateRequest) String() string {
 func (*AllocateRequest) ProtoMessage() {}
 
 func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[32]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3070,7 +3168,7 @@ func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRequest.ProtoReflect.Descriptor instead.
 func (*AllocateRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{32}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AllocateRequest) GetApplicationAttemptId() string {
@@ -3155,7 +3253,7 @@ type AllocateResponse struct {
 
 func (x *AllocateResponse) Reset() {
 	*x = AllocateResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[33]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3167,7 +3265,7 @@ func (x *AllocateResponse) String() string {
 func (*AllocateResponse) ProtoMessage() {}
 
 func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[33]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3180,7 +3278,7 @@ func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateResponse.ProtoReflect.Descriptor instead.
 func (*AllocateResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{33}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AllocateResponse) GetResponseId() int32 {
@@ -3259,7 +3357,7 @@ type FinishApplicationMasterRequest struct {
 
 func (x *FinishApplicationMasterRequest) Reset() {
 	*x = FinishApplicationMasterRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[34]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3271,7 +3369,7 @@ func (x *FinishApplicationMasterRequest) String() string {
 func (*FinishApplicationMasterRequest) ProtoMessage() {}
 
 func (x *FinishApplicationMasterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[34]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3284,7 +3382,7 @@ func (x *FinishApplicationMasterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishApplicationMasterRequest.ProtoReflect.Descriptor instead.
 func (*FinishApplicationMasterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{34}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *FinishApplicationMasterRequest) GetApplicationAttemptId() string {
@@ -3331,7 +3429,7 @@ type FinishApplicationMasterResponse struct {
 
 func (x *FinishApplicationMasterResponse) Reset() {
 	*x = FinishApplicationMasterResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[35]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3343,7 +3441,7 @@ func (x *FinishApplicationMasterResponse) String() string {
 func (*FinishApplicationMasterResponse) ProtoMessage() {}
 
 func (x *FinishApplicationMasterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[35]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3356,7 +3454,7 @@ func (x *FinishApplicationMasterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishApplicationMasterResponse.ProtoReflect.Descriptor instead.
 func (*FinishApplicationMasterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{35}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *FinishApplicationMasterResponse) GetUnregistered() bool {
@@ -3383,7 +3481,7 @@ type RegisterNodeManagerRequest struct {
 
 func (x *RegisterNodeManagerRequest) Reset() {
 	*x = RegisterNodeManagerRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[36]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3395,7 +3493,7 @@ func (x *RegisterNodeManagerRequest) String() string {
 func (*RegisterNodeManagerRequest) ProtoMessage() {}
 
 func (x *RegisterNodeManagerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[36]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3408,7 +3506,7 @@ func (x *RegisterNodeManagerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeManagerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterNodeManagerRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{36}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RegisterNodeManagerRequest) GetNodeId() string {
@@ -3475,7 +3573,7 @@ type RegisterNodeManagerResponse struct {
 
 func (x *RegisterNodeManagerResponse) Reset() {
 	*x = RegisterNodeManagerResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[37]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3487,7 +3585,7 @@ func (x *RegisterNodeManagerResponse) String() string {
 func (*RegisterNodeManagerResponse) ProtoMessage() {}
 
 func (x *RegisterNodeManagerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[37]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3500,7 +3598,7 @@ func (x *RegisterNodeManagerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeManagerResponse.ProtoReflect.Descriptor instead.
 func (*RegisterNodeManagerResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{37}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RegisterNodeManagerResponse) GetAction() NodeAction {
@@ -3553,7 +3651,7 @@ type NodeHeartbeatRequest struct {
 
 func (x *NodeHeartbeatRequest) Reset() {
 	*x = NodeHeartbeatRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[38]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3565,7 +3663,7 @@ func (x *NodeHeartbeatRequest) String() string {
 func (*NodeHeartbeatRequest) ProtoMessage() {}
 
 func (x *NodeHeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[38]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3578,7 +3676,7 @@ func (x *NodeHeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeHeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*NodeHeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{38}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *NodeHeartbeatRequest) GetNodeId() string {
@@ -3651,7 +3749,7 @@ type NodeHeartbeatResponse struct {
 
 func (x *NodeHeartbeatResponse) Reset() {
 	*x = NodeHeartbeatResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[39]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3663,7 +3761,7 @@ func (x *NodeHeartbeatResponse) String() string {
 func (*NodeHeartbeatResponse) ProtoMessage() {}
 
 func (x *NodeHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[39]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3676,7 +3774,7 @@ func (x *NodeHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*NodeHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{39}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *NodeHeartbeatResponse) GetResponseId() int32 {
@@ -3751,7 +3849,7 @@ type UnRegisterNodeManagerRequest struct {
 
 func (x *UnRegisterNodeManagerRequest) Reset() {
 	*x = UnRegisterNodeManagerRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[40]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3763,7 +3861,7 @@ func (x *UnRegisterNodeManagerRequest) String() string {
 func (*UnRegisterNodeManagerRequest) ProtoMessage() {}
 
 func (x *UnRegisterNodeManagerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[40]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3776,7 +3874,7 @@ func (x *UnRegisterNodeManagerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnRegisterNodeManagerRequest.ProtoReflect.Descriptor instead.
 func (*UnRegisterNodeManagerRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{40}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *UnRegisterNodeManagerRequest) GetNodeId() string {
@@ -3794,7 +3892,7 @@ type UnRegisterNodeManagerResponse struct {
 
 func (x *UnRegisterNodeManagerResponse) Reset() {
 	*x = UnRegisterNodeManagerResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[41]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3806,7 +3904,7 @@ func (x *UnRegisterNodeManagerResponse) String() string {
 func (*UnRegisterNodeManagerResponse) ProtoMessage() {}
 
 func (x *UnRegisterNodeManagerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[41]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3819,7 +3917,7 @@ func (x *UnRegisterNodeManagerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnRegisterNodeManagerResponse.ProtoReflect.Descriptor instead.
 func (*UnRegisterNodeManagerResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{41}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{42}
 }
 
 type DecommissionRequest struct {
@@ -3833,7 +3931,7 @@ type DecommissionRequest struct {
 
 func (x *DecommissionRequest) Reset() {
 	*x = DecommissionRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[42]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3845,7 +3943,7 @@ func (x *DecommissionRequest) String() string {
 func (*DecommissionRequest) ProtoMessage() {}
 
 func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[42]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3858,7 +3956,7 @@ func (x *DecommissionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionRequest.ProtoReflect.Descriptor instead.
 func (*DecommissionRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{42}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DecommissionRequest) GetNodeIds() []string {
@@ -3895,7 +3993,7 @@ type NodeChange struct {
 
 func (x *NodeChange) Reset() {
 	*x = NodeChange{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[43]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3907,7 +4005,7 @@ func (x *NodeChange) String() string {
 func (*NodeChange) ProtoMessage() {}
 
 func (x *NodeChange) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[43]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3920,7 +4018,7 @@ func (x *NodeChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeChange.ProtoReflect.Descriptor instead.
 func (*NodeChange) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{43}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *NodeChange) GetNodeId() string {
@@ -3953,7 +4051,7 @@ type DecommissionResponse struct {
 
 func (x *DecommissionResponse) Reset() {
 	*x = DecommissionResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[44]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3965,7 +4063,7 @@ func (x *DecommissionResponse) String() string {
 func (*DecommissionResponse) ProtoMessage() {}
 
 func (x *DecommissionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[44]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3978,7 +4076,7 @@ func (x *DecommissionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionResponse.ProtoReflect.Descriptor instead.
 func (*DecommissionResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{44}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *DecommissionResponse) GetNodes() []*NodeChange {
@@ -3997,7 +4095,7 @@ type RecommissionRequest struct {
 
 func (x *RecommissionRequest) Reset() {
 	*x = RecommissionRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[45]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4009,7 +4107,7 @@ func (x *RecommissionRequest) String() string {
 func (*RecommissionRequest) ProtoMessage() {}
 
 func (x *RecommissionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[45]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4022,7 +4120,7 @@ func (x *RecommissionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommissionRequest.ProtoReflect.Descriptor instead.
 func (*RecommissionRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{45}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RecommissionRequest) GetNodeIds() []string {
@@ -4041,7 +4139,7 @@ type RecommissionResponse struct {
 
 func (x *RecommissionResponse) Reset() {
 	*x = RecommissionResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[46]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4053,7 +4151,7 @@ func (x *RecommissionResponse) String() string {
 func (*RecommissionResponse) ProtoMessage() {}
 
 func (x *RecommissionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[46]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4066,7 +4164,7 @@ func (x *RecommissionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecommissionResponse.ProtoReflect.Descriptor instead.
 func (*RecommissionResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{46}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RecommissionResponse) GetNodes() []*NodeChange {
@@ -4084,7 +4182,7 @@ type RefreshQueuesRequest struct {
 
 func (x *RefreshQueuesRequest) Reset() {
 	*x = RefreshQueuesRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[47]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4096,7 +4194,7 @@ func (x *RefreshQueuesRequest) String() string {
 func (*RefreshQueuesRequest) ProtoMessage() {}
 
 func (x *RefreshQueuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[47]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4109,7 +4207,7 @@ func (x *RefreshQueuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshQueuesRequest.ProtoReflect.Descriptor instead.
 func (*RefreshQueuesRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{47}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{48}
 }
 
 type RefreshQueuesResponse struct {
@@ -4125,7 +4223,7 @@ type RefreshQueuesResponse struct {
 
 func (x *RefreshQueuesResponse) Reset() {
 	*x = RefreshQueuesResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[48]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4137,7 +4235,7 @@ func (x *RefreshQueuesResponse) String() string {
 func (*RefreshQueuesResponse) ProtoMessage() {}
 
 func (x *RefreshQueuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[48]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4150,7 +4248,7 @@ func (x *RefreshQueuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefreshQueuesResponse.ProtoReflect.Descriptor instead.
 func (*RefreshQueuesResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{48}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RefreshQueuesResponse) GetFile() string {
@@ -4182,7 +4280,7 @@ type ServiceStateRequest struct {
 
 func (x *ServiceStateRequest) Reset() {
 	*x = ServiceStateRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[49]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4194,7 +4292,7 @@ func (x *ServiceStateRequest) String() string {
 func (*ServiceStateRequest) ProtoMessage() {}
 
 func (x *ServiceStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[49]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4207,7 +4305,7 @@ func (x *ServiceStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceStateRequest.ProtoReflect.Descriptor instead.
 func (*ServiceStateRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{49}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{50}
 }
 
 type RaftPeer struct {
@@ -4222,7 +4320,7 @@ type RaftPeer struct {
 
 func (x *RaftPeer) Reset() {
 	*x = RaftPeer{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[50]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4234,7 +4332,7 @@ func (x *RaftPeer) String() string {
 func (*RaftPeer) ProtoMessage() {}
 
 func (x *RaftPeer) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[50]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4247,7 +4345,7 @@ func (x *RaftPeer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftPeer.ProtoReflect.Descriptor instead.
 func (*RaftPeer) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{50}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *RaftPeer) GetId() string {
@@ -4305,7 +4403,7 @@ type ServiceStateResponse struct {
 
 func (x *ServiceStateResponse) Reset() {
 	*x = ServiceStateResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[51]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4317,7 +4415,7 @@ func (x *ServiceStateResponse) String() string {
 func (*ServiceStateResponse) ProtoMessage() {}
 
 func (x *ServiceStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[51]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4330,7 +4428,7 @@ func (x *ServiceStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceStateResponse.ProtoReflect.Descriptor instead.
 func (*ServiceStateResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{51}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ServiceStateResponse) GetState() string {
@@ -4436,7 +4534,7 @@ type AddRaftPeerRequest struct {
 
 func (x *AddRaftPeerRequest) Reset() {
 	*x = AddRaftPeerRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[52]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4448,7 +4546,7 @@ func (x *AddRaftPeerRequest) String() string {
 func (*AddRaftPeerRequest) ProtoMessage() {}
 
 func (x *AddRaftPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[52]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4461,7 +4559,7 @@ func (x *AddRaftPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddRaftPeerRequest.ProtoReflect.Descriptor instead.
 func (*AddRaftPeerRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{52}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *AddRaftPeerRequest) GetId() string {
@@ -4486,7 +4584,7 @@ type AddRaftPeerResponse struct {
 
 func (x *AddRaftPeerResponse) Reset() {
 	*x = AddRaftPeerResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[53]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4498,7 +4596,7 @@ func (x *AddRaftPeerResponse) String() string {
 func (*AddRaftPeerResponse) ProtoMessage() {}
 
 func (x *AddRaftPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[53]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4511,7 +4609,7 @@ func (x *AddRaftPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddRaftPeerResponse.ProtoReflect.Descriptor instead.
 func (*AddRaftPeerResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{53}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{54}
 }
 
 // RemoveRaftPeer takes a replica out of the raft configuration.
@@ -4524,7 +4622,7 @@ type RemoveRaftPeerRequest struct {
 
 func (x *RemoveRaftPeerRequest) Reset() {
 	*x = RemoveRaftPeerRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[54]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4536,7 +4634,7 @@ func (x *RemoveRaftPeerRequest) String() string {
 func (*RemoveRaftPeerRequest) ProtoMessage() {}
 
 func (x *RemoveRaftPeerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[54]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4549,7 +4647,7 @@ func (x *RemoveRaftPeerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRaftPeerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRaftPeerRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{54}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *RemoveRaftPeerRequest) GetId() string {
@@ -4567,7 +4665,7 @@ type RemoveRaftPeerResponse struct {
 
 func (x *RemoveRaftPeerResponse) Reset() {
 	*x = RemoveRaftPeerResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[55]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4579,7 +4677,7 @@ func (x *RemoveRaftPeerResponse) String() string {
 func (*RemoveRaftPeerResponse) ProtoMessage() {}
 
 func (x *RemoveRaftPeerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[55]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4592,7 +4690,7 @@ func (x *RemoveRaftPeerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRaftPeerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveRaftPeerResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{55}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{56}
 }
 
 type StartContainerRequest struct {
@@ -4609,7 +4707,7 @@ type StartContainerRequest struct {
 
 func (x *StartContainerRequest) Reset() {
 	*x = StartContainerRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[56]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4621,7 +4719,7 @@ func (x *StartContainerRequest) String() string {
 func (*StartContainerRequest) ProtoMessage() {}
 
 func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[56]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4634,7 +4732,7 @@ func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainerRequest.ProtoReflect.Descriptor instead.
 func (*StartContainerRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{56}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *StartContainerRequest) GetContainerId() string {
@@ -4688,7 +4786,7 @@ type StartContainersRequest struct {
 
 func (x *StartContainersRequest) Reset() {
 	*x = StartContainersRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[57]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4700,7 +4798,7 @@ func (x *StartContainersRequest) String() string {
 func (*StartContainersRequest) ProtoMessage() {}
 
 func (x *StartContainersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[57]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4713,7 +4811,7 @@ func (x *StartContainersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainersRequest.ProtoReflect.Descriptor instead.
 func (*StartContainersRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{57}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *StartContainersRequest) GetContainers() []*StartContainerRequest {
@@ -4733,7 +4831,7 @@ type StartContainersResponse struct {
 
 func (x *StartContainersResponse) Reset() {
 	*x = StartContainersResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[58]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4745,7 +4843,7 @@ func (x *StartContainersResponse) String() string {
 func (*StartContainersResponse) ProtoMessage() {}
 
 func (x *StartContainersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[58]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4758,7 +4856,7 @@ func (x *StartContainersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainersResponse.ProtoReflect.Descriptor instead.
 func (*StartContainersResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{58}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *StartContainersResponse) GetSucceeded() []string {
@@ -4784,7 +4882,7 @@ type StopContainersRequest struct {
 
 func (x *StopContainersRequest) Reset() {
 	*x = StopContainersRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[59]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4796,7 +4894,7 @@ func (x *StopContainersRequest) String() string {
 func (*StopContainersRequest) ProtoMessage() {}
 
 func (x *StopContainersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[59]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4809,7 +4907,7 @@ func (x *StopContainersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopContainersRequest.ProtoReflect.Descriptor instead.
 func (*StopContainersRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{59}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *StopContainersRequest) GetContainerIds() []string {
@@ -4829,7 +4927,7 @@ type StopContainersResponse struct {
 
 func (x *StopContainersResponse) Reset() {
 	*x = StopContainersResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[60]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4841,7 +4939,7 @@ func (x *StopContainersResponse) String() string {
 func (*StopContainersResponse) ProtoMessage() {}
 
 func (x *StopContainersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[60]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4854,7 +4952,7 @@ func (x *StopContainersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StopContainersResponse.ProtoReflect.Descriptor instead.
 func (*StopContainersResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{60}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *StopContainersResponse) GetSucceeded() []string {
@@ -4880,7 +4978,7 @@ type GetContainerStatusesRequest struct {
 
 func (x *GetContainerStatusesRequest) Reset() {
 	*x = GetContainerStatusesRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[61]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4892,7 +4990,7 @@ func (x *GetContainerStatusesRequest) String() string {
 func (*GetContainerStatusesRequest) ProtoMessage() {}
 
 func (x *GetContainerStatusesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[61]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4905,7 +5003,7 @@ func (x *GetContainerStatusesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContainerStatusesRequest.ProtoReflect.Descriptor instead.
 func (*GetContainerStatusesRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{61}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *GetContainerStatusesRequest) GetContainerIds() []string {
@@ -4925,7 +5023,7 @@ type GetContainerStatusesResponse struct {
 
 func (x *GetContainerStatusesResponse) Reset() {
 	*x = GetContainerStatusesResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4937,7 +5035,7 @@ func (x *GetContainerStatusesResponse) String() string {
 func (*GetContainerStatusesResponse) ProtoMessage() {}
 
 func (x *GetContainerStatusesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[62]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4950,7 +5048,7 @@ func (x *GetContainerStatusesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContainerStatusesResponse.ProtoReflect.Descriptor instead.
 func (*GetContainerStatusesResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{62}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *GetContainerStatusesResponse) GetStatuses() []*ContainerStatus {
@@ -4977,7 +5075,7 @@ type ListContainerLogsRequest struct {
 
 func (x *ListContainerLogsRequest) Reset() {
 	*x = ListContainerLogsRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4989,7 +5087,7 @@ func (x *ListContainerLogsRequest) String() string {
 func (*ListContainerLogsRequest) ProtoMessage() {}
 
 func (x *ListContainerLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[63]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5002,7 +5100,7 @@ func (x *ListContainerLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainerLogsRequest.ProtoReflect.Descriptor instead.
 func (*ListContainerLogsRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{63}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListContainerLogsRequest) GetApplicationId() string {
@@ -5030,7 +5128,7 @@ type ContainerLogFile struct {
 
 func (x *ContainerLogFile) Reset() {
 	*x = ContainerLogFile{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5042,7 +5140,7 @@ func (x *ContainerLogFile) String() string {
 func (*ContainerLogFile) ProtoMessage() {}
 
 func (x *ContainerLogFile) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[64]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5055,7 +5153,7 @@ func (x *ContainerLogFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerLogFile.ProtoReflect.Descriptor instead.
 func (*ContainerLogFile) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{64}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ContainerLogFile) GetContainerId() string {
@@ -5088,7 +5186,7 @@ type ListContainerLogsResponse struct {
 
 func (x *ListContainerLogsResponse) Reset() {
 	*x = ListContainerLogsResponse{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[65]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5100,7 +5198,7 @@ func (x *ListContainerLogsResponse) String() string {
 func (*ListContainerLogsResponse) ProtoMessage() {}
 
 func (x *ListContainerLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[65]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5113,7 +5211,7 @@ func (x *ListContainerLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListContainerLogsResponse.ProtoReflect.Descriptor instead.
 func (*ListContainerLogsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{65}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ListContainerLogsResponse) GetFiles() []*ContainerLogFile {
@@ -5135,7 +5233,7 @@ type ReadContainerLogRequest struct {
 
 func (x *ReadContainerLogRequest) Reset() {
 	*x = ReadContainerLogRequest{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[66]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5147,7 +5245,7 @@ func (x *ReadContainerLogRequest) String() string {
 func (*ReadContainerLogRequest) ProtoMessage() {}
 
 func (x *ReadContainerLogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[66]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5160,7 +5258,7 @@ func (x *ReadContainerLogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadContainerLogRequest.ProtoReflect.Descriptor instead.
 func (*ReadContainerLogRequest) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{66}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ReadContainerLogRequest) GetContainerId() string {
@@ -5200,7 +5298,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[67]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5212,7 +5310,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[67]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5225,7 +5323,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{67}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *LogChunk) GetData() []byte {
@@ -5250,7 +5348,7 @@ type MasterKey struct {
 
 func (x *MasterKey) Reset() {
 	*x = MasterKey{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[68]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5262,7 +5360,7 @@ func (x *MasterKey) String() string {
 func (*MasterKey) ProtoMessage() {}
 
 func (x *MasterKey) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[68]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5275,7 +5373,7 @@ func (x *MasterKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MasterKey.ProtoReflect.Descriptor instead.
 func (*MasterKey) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{68}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *MasterKey) GetId() uint32 {
@@ -5316,7 +5414,7 @@ type ContainerTokenIdentifier struct {
 
 func (x *ContainerTokenIdentifier) Reset() {
 	*x = ContainerTokenIdentifier{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[69]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5328,7 +5426,7 @@ func (x *ContainerTokenIdentifier) String() string {
 func (*ContainerTokenIdentifier) ProtoMessage() {}
 
 func (x *ContainerTokenIdentifier) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[69]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5341,7 +5439,7 @@ func (x *ContainerTokenIdentifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerTokenIdentifier.ProtoReflect.Descriptor instead.
 func (*ContainerTokenIdentifier) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{69}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ContainerTokenIdentifier) GetContainerId() string {
@@ -5397,7 +5495,7 @@ type AMTokenIdentifier struct {
 
 func (x *AMTokenIdentifier) Reset() {
 	*x = AMTokenIdentifier{}
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[70]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5409,7 +5507,7 @@ func (x *AMTokenIdentifier) String() string {
 func (*AMTokenIdentifier) ProtoMessage() {}
 
 func (x *AMTokenIdentifier) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_yarnpb_yarn_proto_msgTypes[70]
+	mi := &file_proto_yarnpb_yarn_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5422,7 +5520,7 @@ func (x *AMTokenIdentifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AMTokenIdentifier.ProtoReflect.Descriptor instead.
 func (*AMTokenIdentifier) Descriptor() ([]byte, []int) {
-	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{70}
+	return file_proto_yarnpb_yarn_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *AMTokenIdentifier) GetApplicationAttemptId() string {
@@ -5610,7 +5708,7 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"\x11ListNodesResponse\x12+\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x15.loom.yarn.NodeReportR\x05nodes\"(\n" +
 	"\x10QueueInfoRequest\x12\x14\n" +
-	"\x05queue\x18\x01 \x01(\tR\x05queue\"\x99\x06\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\"\xd4\x06\n" +
 	"\tQueueInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x02R\bcapacity\x12!\n" +
@@ -5640,7 +5738,19 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"preempting\x18\x13 \x01(\x05R\n" +
 	"preempting\x12\x1f\n" +
 	"\vnode_labels\x18\x14 \x03(\tR\n" +
-	"nodeLabels\"s\n" +
+	"nodeLabels\x129\n" +
+	"\n" +
+	"partitions\x18\x15 \x03(\v2\x19.loom.yarn.QueuePartitionR\n" +
+	"partitions\"\xf2\x01\n" +
+	"\x0eQueuePartition\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\x12\x1a\n" +
+	"\bcapacity\x18\x02 \x01(\x02R\bcapacity\x12!\n" +
+	"\fmax_capacity\x18\x03 \x01(\x02R\vmaxCapacity\x123\n" +
+	"\n" +
+	"guaranteed\x18\x04 \x01(\v2\x13.loom.yarn.ResourceR\n" +
+	"guaranteed\x12-\n" +
+	"\amaximum\x18\x05 \x01(\v2\x13.loom.yarn.ResourceR\amaximum\x12'\n" +
+	"\x04used\x18\x06 \x01(\v2\x13.loom.yarn.ResourceR\x04used\"s\n" +
 	"\tQueueUser\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12'\n" +
 	"\x04used\x18\x02 \x01(\v2\x13.loom.yarn.ResourceR\x04used\x12)\n" +
@@ -5977,7 +6087,7 @@ func file_proto_yarnpb_yarn_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_yarnpb_yarn_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_proto_yarnpb_yarn_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
+var file_proto_yarnpb_yarn_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
 var file_proto_yarnpb_yarn_proto_goTypes = []any{
 	(NodeState)(0),                            // 0: loom.yarn.NodeState
 	(AppState)(0),                             // 1: loom.yarn.AppState
@@ -6015,61 +6125,62 @@ var file_proto_yarnpb_yarn_proto_goTypes = []any{
 	(*ListNodesResponse)(nil),                 // 33: loom.yarn.ListNodesResponse
 	(*QueueInfoRequest)(nil),                  // 34: loom.yarn.QueueInfoRequest
 	(*QueueInfo)(nil),                         // 35: loom.yarn.QueueInfo
-	(*QueueUser)(nil),                         // 36: loom.yarn.QueueUser
-	(*QueueInfoResponse)(nil),                 // 37: loom.yarn.QueueInfoResponse
-	(*RegisterApplicationMasterRequest)(nil),  // 38: loom.yarn.RegisterApplicationMasterRequest
-	(*RegisterApplicationMasterResponse)(nil), // 39: loom.yarn.RegisterApplicationMasterResponse
-	(*ResourceRequest)(nil),                   // 40: loom.yarn.ResourceRequest
-	(*AllocateRequest)(nil),                   // 41: loom.yarn.AllocateRequest
-	(*AllocateResponse)(nil),                  // 42: loom.yarn.AllocateResponse
-	(*FinishApplicationMasterRequest)(nil),    // 43: loom.yarn.FinishApplicationMasterRequest
-	(*FinishApplicationMasterResponse)(nil),   // 44: loom.yarn.FinishApplicationMasterResponse
-	(*RegisterNodeManagerRequest)(nil),        // 45: loom.yarn.RegisterNodeManagerRequest
-	(*RegisterNodeManagerResponse)(nil),       // 46: loom.yarn.RegisterNodeManagerResponse
-	(*NodeHeartbeatRequest)(nil),              // 47: loom.yarn.NodeHeartbeatRequest
-	(*NodeHeartbeatResponse)(nil),             // 48: loom.yarn.NodeHeartbeatResponse
-	(*UnRegisterNodeManagerRequest)(nil),      // 49: loom.yarn.UnRegisterNodeManagerRequest
-	(*UnRegisterNodeManagerResponse)(nil),     // 50: loom.yarn.UnRegisterNodeManagerResponse
-	(*DecommissionRequest)(nil),               // 51: loom.yarn.DecommissionRequest
-	(*NodeChange)(nil),                        // 52: loom.yarn.NodeChange
-	(*DecommissionResponse)(nil),              // 53: loom.yarn.DecommissionResponse
-	(*RecommissionRequest)(nil),               // 54: loom.yarn.RecommissionRequest
-	(*RecommissionResponse)(nil),              // 55: loom.yarn.RecommissionResponse
-	(*RefreshQueuesRequest)(nil),              // 56: loom.yarn.RefreshQueuesRequest
-	(*RefreshQueuesResponse)(nil),             // 57: loom.yarn.RefreshQueuesResponse
-	(*ServiceStateRequest)(nil),               // 58: loom.yarn.ServiceStateRequest
-	(*RaftPeer)(nil),                          // 59: loom.yarn.RaftPeer
-	(*ServiceStateResponse)(nil),              // 60: loom.yarn.ServiceStateResponse
-	(*AddRaftPeerRequest)(nil),                // 61: loom.yarn.AddRaftPeerRequest
-	(*AddRaftPeerResponse)(nil),               // 62: loom.yarn.AddRaftPeerResponse
-	(*RemoveRaftPeerRequest)(nil),             // 63: loom.yarn.RemoveRaftPeerRequest
-	(*RemoveRaftPeerResponse)(nil),            // 64: loom.yarn.RemoveRaftPeerResponse
-	(*StartContainerRequest)(nil),             // 65: loom.yarn.StartContainerRequest
-	(*StartContainersRequest)(nil),            // 66: loom.yarn.StartContainersRequest
-	(*StartContainersResponse)(nil),           // 67: loom.yarn.StartContainersResponse
-	(*StopContainersRequest)(nil),             // 68: loom.yarn.StopContainersRequest
-	(*StopContainersResponse)(nil),            // 69: loom.yarn.StopContainersResponse
-	(*GetContainerStatusesRequest)(nil),       // 70: loom.yarn.GetContainerStatusesRequest
-	(*GetContainerStatusesResponse)(nil),      // 71: loom.yarn.GetContainerStatusesResponse
-	(*ListContainerLogsRequest)(nil),          // 72: loom.yarn.ListContainerLogsRequest
-	(*ContainerLogFile)(nil),                  // 73: loom.yarn.ContainerLogFile
-	(*ListContainerLogsResponse)(nil),         // 74: loom.yarn.ListContainerLogsResponse
-	(*ReadContainerLogRequest)(nil),           // 75: loom.yarn.ReadContainerLogRequest
-	(*LogChunk)(nil),                          // 76: loom.yarn.LogChunk
-	(*MasterKey)(nil),                         // 77: loom.yarn.MasterKey
-	(*ContainerTokenIdentifier)(nil),          // 78: loom.yarn.ContainerTokenIdentifier
-	(*AMTokenIdentifier)(nil),                 // 79: loom.yarn.AMTokenIdentifier
-	nil,                                       // 80: loom.yarn.ContainerLaunchContext.EnvEntry
-	nil,                                       // 81: loom.yarn.ContainerLaunchContext.CredentialsEntry
-	nil,                                       // 82: loom.yarn.StartContainersResponse.FailedEntry
-	nil,                                       // 83: loom.yarn.StopContainersResponse.FailedEntry
-	nil,                                       // 84: loom.yarn.GetContainerStatusesResponse.FailedEntry
+	(*QueuePartition)(nil),                    // 36: loom.yarn.QueuePartition
+	(*QueueUser)(nil),                         // 37: loom.yarn.QueueUser
+	(*QueueInfoResponse)(nil),                 // 38: loom.yarn.QueueInfoResponse
+	(*RegisterApplicationMasterRequest)(nil),  // 39: loom.yarn.RegisterApplicationMasterRequest
+	(*RegisterApplicationMasterResponse)(nil), // 40: loom.yarn.RegisterApplicationMasterResponse
+	(*ResourceRequest)(nil),                   // 41: loom.yarn.ResourceRequest
+	(*AllocateRequest)(nil),                   // 42: loom.yarn.AllocateRequest
+	(*AllocateResponse)(nil),                  // 43: loom.yarn.AllocateResponse
+	(*FinishApplicationMasterRequest)(nil),    // 44: loom.yarn.FinishApplicationMasterRequest
+	(*FinishApplicationMasterResponse)(nil),   // 45: loom.yarn.FinishApplicationMasterResponse
+	(*RegisterNodeManagerRequest)(nil),        // 46: loom.yarn.RegisterNodeManagerRequest
+	(*RegisterNodeManagerResponse)(nil),       // 47: loom.yarn.RegisterNodeManagerResponse
+	(*NodeHeartbeatRequest)(nil),              // 48: loom.yarn.NodeHeartbeatRequest
+	(*NodeHeartbeatResponse)(nil),             // 49: loom.yarn.NodeHeartbeatResponse
+	(*UnRegisterNodeManagerRequest)(nil),      // 50: loom.yarn.UnRegisterNodeManagerRequest
+	(*UnRegisterNodeManagerResponse)(nil),     // 51: loom.yarn.UnRegisterNodeManagerResponse
+	(*DecommissionRequest)(nil),               // 52: loom.yarn.DecommissionRequest
+	(*NodeChange)(nil),                        // 53: loom.yarn.NodeChange
+	(*DecommissionResponse)(nil),              // 54: loom.yarn.DecommissionResponse
+	(*RecommissionRequest)(nil),               // 55: loom.yarn.RecommissionRequest
+	(*RecommissionResponse)(nil),              // 56: loom.yarn.RecommissionResponse
+	(*RefreshQueuesRequest)(nil),              // 57: loom.yarn.RefreshQueuesRequest
+	(*RefreshQueuesResponse)(nil),             // 58: loom.yarn.RefreshQueuesResponse
+	(*ServiceStateRequest)(nil),               // 59: loom.yarn.ServiceStateRequest
+	(*RaftPeer)(nil),                          // 60: loom.yarn.RaftPeer
+	(*ServiceStateResponse)(nil),              // 61: loom.yarn.ServiceStateResponse
+	(*AddRaftPeerRequest)(nil),                // 62: loom.yarn.AddRaftPeerRequest
+	(*AddRaftPeerResponse)(nil),               // 63: loom.yarn.AddRaftPeerResponse
+	(*RemoveRaftPeerRequest)(nil),             // 64: loom.yarn.RemoveRaftPeerRequest
+	(*RemoveRaftPeerResponse)(nil),            // 65: loom.yarn.RemoveRaftPeerResponse
+	(*StartContainerRequest)(nil),             // 66: loom.yarn.StartContainerRequest
+	(*StartContainersRequest)(nil),            // 67: loom.yarn.StartContainersRequest
+	(*StartContainersResponse)(nil),           // 68: loom.yarn.StartContainersResponse
+	(*StopContainersRequest)(nil),             // 69: loom.yarn.StopContainersRequest
+	(*StopContainersResponse)(nil),            // 70: loom.yarn.StopContainersResponse
+	(*GetContainerStatusesRequest)(nil),       // 71: loom.yarn.GetContainerStatusesRequest
+	(*GetContainerStatusesResponse)(nil),      // 72: loom.yarn.GetContainerStatusesResponse
+	(*ListContainerLogsRequest)(nil),          // 73: loom.yarn.ListContainerLogsRequest
+	(*ContainerLogFile)(nil),                  // 74: loom.yarn.ContainerLogFile
+	(*ListContainerLogsResponse)(nil),         // 75: loom.yarn.ListContainerLogsResponse
+	(*ReadContainerLogRequest)(nil),           // 76: loom.yarn.ReadContainerLogRequest
+	(*LogChunk)(nil),                          // 77: loom.yarn.LogChunk
+	(*MasterKey)(nil),                         // 78: loom.yarn.MasterKey
+	(*ContainerTokenIdentifier)(nil),          // 79: loom.yarn.ContainerTokenIdentifier
+	(*AMTokenIdentifier)(nil),                 // 80: loom.yarn.AMTokenIdentifier
+	nil,                                       // 81: loom.yarn.ContainerLaunchContext.EnvEntry
+	nil,                                       // 82: loom.yarn.ContainerLaunchContext.CredentialsEntry
+	nil,                                       // 83: loom.yarn.StartContainersResponse.FailedEntry
+	nil,                                       // 84: loom.yarn.StopContainersResponse.FailedEntry
+	nil,                                       // 85: loom.yarn.GetContainerStatusesResponse.FailedEntry
 }
 var file_proto_yarnpb_yarn_proto_depIdxs = []int32{
 	6,  // 0: loom.yarn.LocalResource.visibility:type_name -> loom.yarn.Visibility
-	80, // 1: loom.yarn.ContainerLaunchContext.env:type_name -> loom.yarn.ContainerLaunchContext.EnvEntry
+	81, // 1: loom.yarn.ContainerLaunchContext.env:type_name -> loom.yarn.ContainerLaunchContext.EnvEntry
 	10, // 2: loom.yarn.ContainerLaunchContext.local_resources:type_name -> loom.yarn.LocalResource
-	81, // 3: loom.yarn.ContainerLaunchContext.credentials:type_name -> loom.yarn.ContainerLaunchContext.CredentialsEntry
+	82, // 3: loom.yarn.ContainerLaunchContext.credentials:type_name -> loom.yarn.ContainerLaunchContext.CredentialsEntry
 	9,  // 4: loom.yarn.Container.resource:type_name -> loom.yarn.Resource
 	4,  // 5: loom.yarn.Container.state:type_name -> loom.yarn.ContainerState
 	4,  // 6: loom.yarn.ContainerStatus.state:type_name -> loom.yarn.ContainerState
@@ -6098,100 +6209,104 @@ var file_proto_yarnpb_yarn_proto_depIdxs = []int32{
 	9,  // 29: loom.yarn.QueueInfo.guaranteed:type_name -> loom.yarn.Resource
 	9,  // 30: loom.yarn.QueueInfo.maximum:type_name -> loom.yarn.Resource
 	9,  // 31: loom.yarn.QueueInfo.pending:type_name -> loom.yarn.Resource
-	36, // 32: loom.yarn.QueueInfo.user_usage:type_name -> loom.yarn.QueueUser
-	9,  // 33: loom.yarn.QueueUser.used:type_name -> loom.yarn.Resource
-	35, // 34: loom.yarn.QueueInfoResponse.queues:type_name -> loom.yarn.QueueInfo
-	9,  // 35: loom.yarn.RegisterApplicationMasterResponse.max_capability:type_name -> loom.yarn.Resource
-	12, // 36: loom.yarn.RegisterApplicationMasterResponse.containers_from_previous_attempts:type_name -> loom.yarn.Container
-	9,  // 37: loom.yarn.ResourceRequest.capability:type_name -> loom.yarn.Resource
-	40, // 38: loom.yarn.AllocateRequest.asks:type_name -> loom.yarn.ResourceRequest
-	12, // 39: loom.yarn.AllocateResponse.allocated:type_name -> loom.yarn.Container
-	13, // 40: loom.yarn.AllocateResponse.completed:type_name -> loom.yarn.ContainerStatus
-	14, // 41: loom.yarn.AllocateResponse.updated_nodes:type_name -> loom.yarn.NodeReport
-	9,  // 42: loom.yarn.AllocateResponse.available:type_name -> loom.yarn.Resource
-	7,  // 43: loom.yarn.AllocateResponse.command:type_name -> loom.yarn.AMCommand
-	2,  // 44: loom.yarn.FinishApplicationMasterRequest.final_status:type_name -> loom.yarn.FinalStatus
-	9,  // 45: loom.yarn.RegisterNodeManagerRequest.total:type_name -> loom.yarn.Resource
-	13, // 46: loom.yarn.RegisterNodeManagerRequest.containers:type_name -> loom.yarn.ContainerStatus
-	8,  // 47: loom.yarn.RegisterNodeManagerResponse.action:type_name -> loom.yarn.NodeAction
-	77, // 48: loom.yarn.RegisterNodeManagerResponse.container_keys:type_name -> loom.yarn.MasterKey
-	13, // 49: loom.yarn.NodeHeartbeatRequest.containers:type_name -> loom.yarn.ContainerStatus
-	9,  // 50: loom.yarn.NodeHeartbeatRequest.utilization:type_name -> loom.yarn.Resource
-	8,  // 51: loom.yarn.NodeHeartbeatResponse.action:type_name -> loom.yarn.NodeAction
-	77, // 52: loom.yarn.NodeHeartbeatResponse.container_keys:type_name -> loom.yarn.MasterKey
-	0,  // 53: loom.yarn.NodeChange.before:type_name -> loom.yarn.NodeState
-	0,  // 54: loom.yarn.NodeChange.after:type_name -> loom.yarn.NodeState
-	52, // 55: loom.yarn.DecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
-	52, // 56: loom.yarn.RecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
-	59, // 57: loom.yarn.ServiceStateResponse.peers:type_name -> loom.yarn.RaftPeer
-	9,  // 58: loom.yarn.StartContainerRequest.resource:type_name -> loom.yarn.Resource
-	11, // 59: loom.yarn.StartContainerRequest.launch_context:type_name -> loom.yarn.ContainerLaunchContext
-	65, // 60: loom.yarn.StartContainersRequest.containers:type_name -> loom.yarn.StartContainerRequest
-	82, // 61: loom.yarn.StartContainersResponse.failed:type_name -> loom.yarn.StartContainersResponse.FailedEntry
-	83, // 62: loom.yarn.StopContainersResponse.failed:type_name -> loom.yarn.StopContainersResponse.FailedEntry
-	13, // 63: loom.yarn.GetContainerStatusesResponse.statuses:type_name -> loom.yarn.ContainerStatus
-	84, // 64: loom.yarn.GetContainerStatusesResponse.failed:type_name -> loom.yarn.GetContainerStatusesResponse.FailedEntry
-	73, // 65: loom.yarn.ListContainerLogsResponse.files:type_name -> loom.yarn.ContainerLogFile
-	9,  // 66: loom.yarn.ContainerTokenIdentifier.resource:type_name -> loom.yarn.Resource
-	18, // 67: loom.yarn.ClientService.NewApplication:input_type -> loom.yarn.NewApplicationRequest
-	20, // 68: loom.yarn.ClientService.SubmitApplication:input_type -> loom.yarn.SubmitApplicationRequest
-	22, // 69: loom.yarn.ClientService.GetApplicationReport:input_type -> loom.yarn.GetApplicationReportRequest
-	24, // 70: loom.yarn.ClientService.ListApplications:input_type -> loom.yarn.ListApplicationsRequest
-	26, // 71: loom.yarn.ClientService.KillApplication:input_type -> loom.yarn.KillApplicationRequest
-	28, // 72: loom.yarn.ClientService.MoveApplication:input_type -> loom.yarn.MoveApplicationRequest
-	30, // 73: loom.yarn.ClientService.ClusterMetrics:input_type -> loom.yarn.ClusterMetricsRequest
-	32, // 74: loom.yarn.ClientService.ListNodes:input_type -> loom.yarn.ListNodesRequest
-	34, // 75: loom.yarn.ClientService.QueueInfo:input_type -> loom.yarn.QueueInfoRequest
-	38, // 76: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:input_type -> loom.yarn.RegisterApplicationMasterRequest
-	41, // 77: loom.yarn.ApplicationMasterService.Allocate:input_type -> loom.yarn.AllocateRequest
-	43, // 78: loom.yarn.ApplicationMasterService.FinishApplicationMaster:input_type -> loom.yarn.FinishApplicationMasterRequest
-	45, // 79: loom.yarn.ResourceTrackerService.RegisterNodeManager:input_type -> loom.yarn.RegisterNodeManagerRequest
-	47, // 80: loom.yarn.ResourceTrackerService.NodeHeartbeat:input_type -> loom.yarn.NodeHeartbeatRequest
-	47, // 81: loom.yarn.ResourceTrackerService.NodeHeartbeats:input_type -> loom.yarn.NodeHeartbeatRequest
-	49, // 82: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:input_type -> loom.yarn.UnRegisterNodeManagerRequest
-	51, // 83: loom.yarn.AdminService.Decommission:input_type -> loom.yarn.DecommissionRequest
-	54, // 84: loom.yarn.AdminService.Recommission:input_type -> loom.yarn.RecommissionRequest
-	56, // 85: loom.yarn.AdminService.RefreshQueues:input_type -> loom.yarn.RefreshQueuesRequest
-	58, // 86: loom.yarn.AdminService.ServiceState:input_type -> loom.yarn.ServiceStateRequest
-	61, // 87: loom.yarn.AdminService.AddRaftPeer:input_type -> loom.yarn.AddRaftPeerRequest
-	63, // 88: loom.yarn.AdminService.RemoveRaftPeer:input_type -> loom.yarn.RemoveRaftPeerRequest
-	66, // 89: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
-	68, // 90: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
-	70, // 91: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
-	72, // 92: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
-	75, // 93: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
-	19, // 94: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
-	21, // 95: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
-	23, // 96: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
-	25, // 97: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
-	27, // 98: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
-	29, // 99: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
-	31, // 100: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
-	33, // 101: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
-	37, // 102: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
-	39, // 103: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
-	42, // 104: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
-	44, // 105: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
-	46, // 106: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
-	48, // 107: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
-	48, // 108: loom.yarn.ResourceTrackerService.NodeHeartbeats:output_type -> loom.yarn.NodeHeartbeatResponse
-	50, // 109: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
-	53, // 110: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
-	55, // 111: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
-	57, // 112: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
-	60, // 113: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
-	62, // 114: loom.yarn.AdminService.AddRaftPeer:output_type -> loom.yarn.AddRaftPeerResponse
-	64, // 115: loom.yarn.AdminService.RemoveRaftPeer:output_type -> loom.yarn.RemoveRaftPeerResponse
-	67, // 116: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
-	69, // 117: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
-	71, // 118: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
-	74, // 119: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
-	76, // 120: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
-	94, // [94:121] is the sub-list for method output_type
-	67, // [67:94] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	37, // 32: loom.yarn.QueueInfo.user_usage:type_name -> loom.yarn.QueueUser
+	36, // 33: loom.yarn.QueueInfo.partitions:type_name -> loom.yarn.QueuePartition
+	9,  // 34: loom.yarn.QueuePartition.guaranteed:type_name -> loom.yarn.Resource
+	9,  // 35: loom.yarn.QueuePartition.maximum:type_name -> loom.yarn.Resource
+	9,  // 36: loom.yarn.QueuePartition.used:type_name -> loom.yarn.Resource
+	9,  // 37: loom.yarn.QueueUser.used:type_name -> loom.yarn.Resource
+	35, // 38: loom.yarn.QueueInfoResponse.queues:type_name -> loom.yarn.QueueInfo
+	9,  // 39: loom.yarn.RegisterApplicationMasterResponse.max_capability:type_name -> loom.yarn.Resource
+	12, // 40: loom.yarn.RegisterApplicationMasterResponse.containers_from_previous_attempts:type_name -> loom.yarn.Container
+	9,  // 41: loom.yarn.ResourceRequest.capability:type_name -> loom.yarn.Resource
+	41, // 42: loom.yarn.AllocateRequest.asks:type_name -> loom.yarn.ResourceRequest
+	12, // 43: loom.yarn.AllocateResponse.allocated:type_name -> loom.yarn.Container
+	13, // 44: loom.yarn.AllocateResponse.completed:type_name -> loom.yarn.ContainerStatus
+	14, // 45: loom.yarn.AllocateResponse.updated_nodes:type_name -> loom.yarn.NodeReport
+	9,  // 46: loom.yarn.AllocateResponse.available:type_name -> loom.yarn.Resource
+	7,  // 47: loom.yarn.AllocateResponse.command:type_name -> loom.yarn.AMCommand
+	2,  // 48: loom.yarn.FinishApplicationMasterRequest.final_status:type_name -> loom.yarn.FinalStatus
+	9,  // 49: loom.yarn.RegisterNodeManagerRequest.total:type_name -> loom.yarn.Resource
+	13, // 50: loom.yarn.RegisterNodeManagerRequest.containers:type_name -> loom.yarn.ContainerStatus
+	8,  // 51: loom.yarn.RegisterNodeManagerResponse.action:type_name -> loom.yarn.NodeAction
+	78, // 52: loom.yarn.RegisterNodeManagerResponse.container_keys:type_name -> loom.yarn.MasterKey
+	13, // 53: loom.yarn.NodeHeartbeatRequest.containers:type_name -> loom.yarn.ContainerStatus
+	9,  // 54: loom.yarn.NodeHeartbeatRequest.utilization:type_name -> loom.yarn.Resource
+	8,  // 55: loom.yarn.NodeHeartbeatResponse.action:type_name -> loom.yarn.NodeAction
+	78, // 56: loom.yarn.NodeHeartbeatResponse.container_keys:type_name -> loom.yarn.MasterKey
+	0,  // 57: loom.yarn.NodeChange.before:type_name -> loom.yarn.NodeState
+	0,  // 58: loom.yarn.NodeChange.after:type_name -> loom.yarn.NodeState
+	53, // 59: loom.yarn.DecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
+	53, // 60: loom.yarn.RecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
+	60, // 61: loom.yarn.ServiceStateResponse.peers:type_name -> loom.yarn.RaftPeer
+	9,  // 62: loom.yarn.StartContainerRequest.resource:type_name -> loom.yarn.Resource
+	11, // 63: loom.yarn.StartContainerRequest.launch_context:type_name -> loom.yarn.ContainerLaunchContext
+	66, // 64: loom.yarn.StartContainersRequest.containers:type_name -> loom.yarn.StartContainerRequest
+	83, // 65: loom.yarn.StartContainersResponse.failed:type_name -> loom.yarn.StartContainersResponse.FailedEntry
+	84, // 66: loom.yarn.StopContainersResponse.failed:type_name -> loom.yarn.StopContainersResponse.FailedEntry
+	13, // 67: loom.yarn.GetContainerStatusesResponse.statuses:type_name -> loom.yarn.ContainerStatus
+	85, // 68: loom.yarn.GetContainerStatusesResponse.failed:type_name -> loom.yarn.GetContainerStatusesResponse.FailedEntry
+	74, // 69: loom.yarn.ListContainerLogsResponse.files:type_name -> loom.yarn.ContainerLogFile
+	9,  // 70: loom.yarn.ContainerTokenIdentifier.resource:type_name -> loom.yarn.Resource
+	18, // 71: loom.yarn.ClientService.NewApplication:input_type -> loom.yarn.NewApplicationRequest
+	20, // 72: loom.yarn.ClientService.SubmitApplication:input_type -> loom.yarn.SubmitApplicationRequest
+	22, // 73: loom.yarn.ClientService.GetApplicationReport:input_type -> loom.yarn.GetApplicationReportRequest
+	24, // 74: loom.yarn.ClientService.ListApplications:input_type -> loom.yarn.ListApplicationsRequest
+	26, // 75: loom.yarn.ClientService.KillApplication:input_type -> loom.yarn.KillApplicationRequest
+	28, // 76: loom.yarn.ClientService.MoveApplication:input_type -> loom.yarn.MoveApplicationRequest
+	30, // 77: loom.yarn.ClientService.ClusterMetrics:input_type -> loom.yarn.ClusterMetricsRequest
+	32, // 78: loom.yarn.ClientService.ListNodes:input_type -> loom.yarn.ListNodesRequest
+	34, // 79: loom.yarn.ClientService.QueueInfo:input_type -> loom.yarn.QueueInfoRequest
+	39, // 80: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:input_type -> loom.yarn.RegisterApplicationMasterRequest
+	42, // 81: loom.yarn.ApplicationMasterService.Allocate:input_type -> loom.yarn.AllocateRequest
+	44, // 82: loom.yarn.ApplicationMasterService.FinishApplicationMaster:input_type -> loom.yarn.FinishApplicationMasterRequest
+	46, // 83: loom.yarn.ResourceTrackerService.RegisterNodeManager:input_type -> loom.yarn.RegisterNodeManagerRequest
+	48, // 84: loom.yarn.ResourceTrackerService.NodeHeartbeat:input_type -> loom.yarn.NodeHeartbeatRequest
+	48, // 85: loom.yarn.ResourceTrackerService.NodeHeartbeats:input_type -> loom.yarn.NodeHeartbeatRequest
+	50, // 86: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:input_type -> loom.yarn.UnRegisterNodeManagerRequest
+	52, // 87: loom.yarn.AdminService.Decommission:input_type -> loom.yarn.DecommissionRequest
+	55, // 88: loom.yarn.AdminService.Recommission:input_type -> loom.yarn.RecommissionRequest
+	57, // 89: loom.yarn.AdminService.RefreshQueues:input_type -> loom.yarn.RefreshQueuesRequest
+	59, // 90: loom.yarn.AdminService.ServiceState:input_type -> loom.yarn.ServiceStateRequest
+	62, // 91: loom.yarn.AdminService.AddRaftPeer:input_type -> loom.yarn.AddRaftPeerRequest
+	64, // 92: loom.yarn.AdminService.RemoveRaftPeer:input_type -> loom.yarn.RemoveRaftPeerRequest
+	67, // 93: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
+	69, // 94: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
+	71, // 95: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
+	73, // 96: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
+	76, // 97: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
+	19, // 98: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
+	21, // 99: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
+	23, // 100: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
+	25, // 101: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
+	27, // 102: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
+	29, // 103: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
+	31, // 104: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
+	33, // 105: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
+	38, // 106: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
+	40, // 107: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
+	43, // 108: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
+	45, // 109: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
+	47, // 110: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
+	49, // 111: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
+	49, // 112: loom.yarn.ResourceTrackerService.NodeHeartbeats:output_type -> loom.yarn.NodeHeartbeatResponse
+	51, // 113: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
+	54, // 114: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
+	56, // 115: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
+	58, // 116: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
+	61, // 117: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
+	63, // 118: loom.yarn.AdminService.AddRaftPeer:output_type -> loom.yarn.AddRaftPeerResponse
+	65, // 119: loom.yarn.AdminService.RemoveRaftPeer:output_type -> loom.yarn.RemoveRaftPeerResponse
+	68, // 120: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
+	70, // 121: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
+	72, // 122: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
+	75, // 123: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
+	77, // 124: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
+	98, // [98:125] is the sub-list for method output_type
+	71, // [71:98] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_proto_yarnpb_yarn_proto_init() }
@@ -6199,14 +6314,14 @@ func file_proto_yarnpb_yarn_proto_init() {
 	if File_proto_yarnpb_yarn_proto != nil {
 		return
 	}
-	file_proto_yarnpb_yarn_proto_msgTypes[31].OneofWrappers = []any{}
+	file_proto_yarnpb_yarn_proto_msgTypes[32].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_yarnpb_yarn_proto_rawDesc), len(file_proto_yarnpb_yarn_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   76,
+			NumMessages:   77,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

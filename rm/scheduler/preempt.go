@@ -56,14 +56,7 @@ func (s *Scheduler) Preempt(r *state.ReadTxn, asks AskSource, marked map[string]
 	}
 	var out []Victim
 	for _, label := range slices.Sorted(maps.Keys(v.parts)) {
-		total := v.total
-		if label != "" {
-			total = state.Resource{}
-			for _, nv := range v.parts[label].nodes {
-				total = total.Add(nv.total)
-			}
-		}
-		out = append(out, s.preemptIn(v, label, total, byPart[label], queueOf, marked)...)
+		out = append(out, s.preemptIn(v, label, v.partTotal(label), byPart[label], queueOf, marked)...)
 	}
 	return out
 }

@@ -315,6 +315,27 @@ func (t *QueueTree) MayUseLabel(leaf, label string) bool {
 	return pathUses(t.path[leaf], label)
 }
 
+// NamedLabels are the labels the file names, in accessible_node_labels
+// lists or label blocks ("*" is none of them), sorted.
+func (t *QueueTree) NamedLabels() []string {
+	var out []string
+	for _, path := range t.path {
+		q := path[len(path)-1]
+		for _, l := range q.NodeLabels {
+			if l != "*" && !slices.Contains(out, l) {
+				out = append(out, l)
+			}
+		}
+		for l := range q.LabelShares {
+			if !slices.Contains(out, l) {
+				out = append(out, l)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // NodeLabelsOf are the node labels leaf's applications may ask for, from
 // its path from root, sorted.
 func (t *QueueTree) NodeLabelsOf(leaf string) []string {

@@ -42,6 +42,11 @@ func TestQueueFileExample(t *testing.T) {
 	if etl.Ordering != "fair" || etl.UserLimitFactor != 2 || etl.MinUserLimitPercent != 25 {
 		t.Errorf("etl's settings: %+v", etl)
 	}
+	gpu := tree.LabelShares("gpu")
+	if etl, serving, dev := gpu["root.prod.etl"], gpu["root.prod.serving"], gpu["root.dev"]; math.Abs(etl.Capacity-0.8) > 1e-9 || etl.Maximum != 1 ||
+		math.Abs(serving.Capacity-0.2) > 1e-9 || serving.Maximum != 0.5 || dev != (LabelShare{}) {
+		t.Errorf("gpu shares: etl %+v, serving %+v, dev %+v", etl, serving, dev)
+	}
 }
 
 // Weights share the parent's capacity; an absolute resource is its share

@@ -193,6 +193,9 @@ type viewBuffers struct {
 	// count in the total capacities are of).
 	labeled       map[string]bool
 	unschedulable state.Resource
+	// asideByLabel is what the live labeled nodes that take no
+	// containers offer, by label.
+	asideByLabel map[string]state.Resource
 	// aside are the live nodes that take no containers.
 	aside map[string]bool
 	// cursor is where the views are in the state's node log, changed
@@ -252,7 +255,7 @@ func (b *viewBuffers) readNodes(r *state.ReadTxn, lastNodes int) {
 	// moved is whether a node's view is not where the index has it.
 	moved := false
 	old := b.parts
-	b.parts, b.labeled, b.unschedulable = map[string]*partition{}, map[string]bool{}, state.Resource{}
+	b.parts, b.labeled, b.unschedulable, b.asideByLabel = map[string]*partition{}, map[string]bool{}, state.Resource{}, map[string]state.Resource{}
 	if b.aside == nil {
 		b.aside = map[string]bool{}
 	}
@@ -282,9 +285,15 @@ func (b *viewBuffers) readNodes(r *state.ReadTxn, lastNodes int) {
 		if !n.Live() {
 			return
 		}
-		if len(n.Labels) > 0 {
+		switch {
+		case len(n.Labels) > 0:
 			b.labeled[n.ID] = true
-		} else if !n.Schedulable() {
+			if !n.Schedulable() {
+				for _, l := range n.Labels {
+					b.asideByLabel[l] = b.asideByLabel[l].Add(n.Total)
+				}
+			}
+		case !n.Schedulable():
 			b.unschedulable = b.unschedulable.Add(n.Total)
 		}
 		if !n.Schedulable() {
@@ -422,12 +431,14 @@ type view struct {
 	nodes    []*nodeView
 	byID     map[string]*nodeView
 	// parts are the schedulable nodes by label; labeled the live nodes
-	// with labels.
-	parts   map[string]*partition
-	labeled map[string]bool
-	leaves  map[string]*leafView
-	order   []*leafView // in the tree's order
-	apps    []*appView
+	// with labels; asideByLabel what those that take no containers
+	// offer, by label.
+	parts        map[string]*partition
+	labeled      map[string]bool
+	asideByLabel map[string]state.Resource
+	leaves       map[string]*leafView
+	order        []*leafView // in the tree's order
+	apps         []*appView
 	// inflightAM are attempts whose AM container is being committed.
 	inflightAM map[string]bool
 	// seq is the next container sequence number per attempt.
@@ -445,7 +456,7 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 	if !ok || !b.refreshNodes(r, b.changed) {
 		b.readNodes(r, s.lastNodes)
 	}
-	v.nodes, v.byID, v.parts, v.labeled = b.nodes, b.byID, b.parts, b.labeled
+	v.nodes, v.byID, v.parts, v.labeled, v.asideByLabel = b.nodes, b.byID, b.parts, b.labeled, b.asideByLabel
 	v.total = b.unschedulable
 	for _, nv := range b.nodes {
 		nv.free = nv.base
@@ -625,18 +636,30 @@ func (s *Scheduler) newView(r *state.ReadTxn, asks AskSource, inflight []*state.
 	return v
 }
 
-// labeledParts gives each leaf its part of every labeled partition it
-// may use: its guarantee and maximum there, of the partition's
-// schedulable nodes (a node with two labels counts in both).
-func (v *view) labeledParts(tree *QueueTree) {
-	for label, part := range v.parts {
-		if label == "" {
-			continue
-		}
-		var total state.Resource
+// partTotal is what the live nodes of a partition offer, those that
+// take no containers too: what capacities there are of, as the default
+// partition's total is (a node with two labels counts in both).
+func (v *view) partTotal(label string) state.Resource {
+	if label == "" {
+		return v.total
+	}
+	total := v.asideByLabel[label]
+	if part := v.parts[label]; part != nil {
 		for _, nv := range part.nodes {
 			total = total.Add(nv.total)
 		}
+	}
+	return total
+}
+
+// labeledParts gives each leaf its part of every labeled partition it
+// may use that has nodes to place on: its guarantee and maximum there.
+func (v *view) labeledParts(tree *QueueTree) {
+	for label := range v.parts {
+		if label == "" {
+			continue
+		}
+		total := v.partTotal(label)
 		shares := tree.LabelShares(label)
 		for _, l := range v.order {
 			sh := shares[l.q.Name]
