@@ -94,8 +94,8 @@ func printQueueStatus(q *yarnpb.QueueInfo) {
 		fmt.Fprintf(w, "  Node labels: %s\n", strings.Join(q.NodeLabels, ", "))
 	}
 	for _, p := range q.Partitions {
-		fmt.Fprintf(w, "  Partition %s: capacity %.1f%% (%s now), maximum %.1f%% (%s now), used %s, %.1f%% of its capacity\n",
-			p.Label, p.Capacity*100, res(p.Guaranteed), p.MaxCapacity*100, res(p.Maximum), res(p.Used), p.UsedShare()*100)
+		fmt.Fprintf(w, "  Partition %s: capacity %.1f%% (%s now), maximum %.1f%% (%s now), used %s, %.1f%% of its capacity, pending %s\n",
+			p.Label, p.Capacity*100, res(p.Guaranteed), p.MaxCapacity*100, res(p.Maximum), res(p.Used), p.UsedShare()*100, res(p.Pending))
 	}
 	if len(q.UserUsage) == 0 {
 		fmt.Fprintf(w, "  Users: none\n")

@@ -213,7 +213,27 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 		parts[q.Name] = map[string]*yarnpb.QueuePartition{}
 		out.Queues = append(out.Queues, info)
 	}
-	for _, label := range partitionLabels(tree, byLabel) {
+	// What the queues' applications ask for, by queue and partition: a
+	// labeled partition with asks is reported even when no node has its
+	// label.
+	apps := r.LiveApps(nil)
+	pending := map[string]map[string]state.Resource{}
+	asked := map[string]state.Resource{}
+	for _, a := range apps {
+		if infos[a.Queue] == nil {
+			continue
+		}
+		s.soft.eachPending(a.CurrentAttempt, func(label string, p state.Resource) {
+			if pending[a.Queue] == nil {
+				pending[a.Queue] = map[string]state.Resource{}
+			}
+			pending[a.Queue][label] = pending[a.Queue][label].Add(p)
+			if label != "" {
+				asked[label] = state.Resource{}
+			}
+		})
+	}
+	for _, label := range partitionLabels(tree, byLabel, asked) {
 		shares := tree.LabelShares(label)
 		for _, info := range out.Queues {
 			sh := shares[info.Name]
@@ -221,16 +241,16 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 				continue // it may not use the label
 			}
 			pt := &yarnpb.QueuePartition{Label: label, Capacity: float32(sh.Capacity), MaxCapacity: float32(sh.Maximum),
-				Guaranteed: scheduler.Scale(byLabel[label], sh.Capacity).Proto(), Maximum: scheduler.Scale(byLabel[label], sh.Maximum).Proto()}
+				Guaranteed: scheduler.Scale(byLabel[label], sh.Capacity).Proto(), Maximum: scheduler.Scale(byLabel[label], sh.Maximum).Proto(),
+				Pending: pending[info.Name][label].Proto()}
 			parts[info.Name][label] = pt
 			info.Partitions = append(info.Partitions, pt)
 		}
 	}
 	used := map[string]state.Resource{}
 	amUsed := map[string]state.Resource{}
-	pending := map[string]state.Resource{}
 	userUsed := map[string]state.Resource{}
-	for _, a := range r.LiveApps(nil) {
+	for _, a := range apps {
 		info := infos[a.Queue]
 		if info == nil {
 			continue
@@ -251,7 +271,6 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 		amUsed[a.Queue] = amUsed[a.Queue].Add(a.AMUsed)
 		userUsed[a.Queue+"\x00"+a.User] = userUsed[a.Queue+"\x00"+a.User].Add(held)
 		info.NumContainers += a.NumContainers
-		pending[a.Queue] = pending[a.Queue].Add(s.soft.pendingOf(a.CurrentAttempt))
 		for label, u := range a.UsedByLabel {
 			if pt := parts[a.Queue][label]; pt != nil {
 				pt.Used = state.ResourceFrom(pt.Used).Add(u).Proto()
@@ -266,7 +285,7 @@ func (e *clientEndpoint) QueueInfo(ctx context.Context, req *yarnpb.QueueInfoReq
 		}
 	}
 	for name, info := range infos {
-		info.Used, info.AmUsed, info.Pending = used[name].Proto(), amUsed[name].Proto(), pending[name].Proto()
+		info.Used, info.AmUsed, info.Pending = used[name].Proto(), amUsed[name].Proto(), pending[name][""].Proto()
 		for _, user := range slices.Sorted(maps.Keys(users[name])) {
 			u := users[name][user]
 			u.Used = userUsed[name+"\x00"+user].Proto()
@@ -296,7 +315,15 @@ func (s *Server) schedulerInfo(ctx context.Context) (map[string]any, error) {
 	shares := map[string]share{}
 	tree := queueTreeOf(r.Meta())
 	tree.Walk(total, func(q *scheduler.QueueConf, capacity, maximum float64) { shares[q.Name] = share{capacity, maximum} })
-	labels := partitionLabels(tree, byLabel)
+	labels := partitionLabels(tree, byLabel, nil)
+	for _, q := range resp.Queues {
+		for _, pt := range q.Partitions {
+			if !slices.Contains(labels, pt.Label) {
+				labels = append(labels, pt.Label) // asked for, on no node
+			}
+		}
+	}
+	slices.Sort(labels)
 	labelShares := map[string]map[string]scheduler.LabelShare{}
 	for _, l := range labels {
 		labelShares[l] = tree.LabelShares(l)
@@ -314,8 +341,9 @@ func (s *Server) schedulerInfo(ctx context.Context) (map[string]any, error) {
 	// (YARN's queueCapacitiesByPartition and resourceUsagesByPartition),
 	// the default one ("") first; a labeled one only where it may use the
 	// label.
-	byPartition := func(q *scheduler.QueueConf, parent string, used state.Resource, usedIn map[string]state.Resource) (caps, uses []map[string]any) {
-		add := func(label string, sh, parentSh share, total, used state.Resource) {
+	byPartition := func(q *scheduler.QueueConf, parent string, in map[string]partUse) (caps, uses []map[string]any) {
+		add := func(label string, sh, parentSh share, total state.Resource, use partUse) {
+			used := use.used
 			guar, max := scheduler.Scale(total, sh.capacity), scheduler.Scale(total, sh.maximum)
 			caps = append(caps, map[string]any{
 				"partitionName": label, "capacity": pct(sh.capacity, parentSh.capacity), "maxCapacity": pct(sh.maximum, parentSh.maximum),
@@ -323,13 +351,13 @@ func (s *Server) schedulerInfo(ctx context.Context) (map[string]any, error) {
 				"usedCapacity": finitePct(scheduler.DominantShare(used, guar)), "absoluteUsedCapacity": finitePct(scheduler.DominantShare(used, total)),
 				"effectiveMinResource": resJSON(guar.Proto()), "effectiveMaxResource": resJSON(max.Proto()),
 			})
-			uses = append(uses, map[string]any{"partitionName": label, "used": resJSON(used.Proto())})
+			uses = append(uses, map[string]any{"partitionName": label, "used": resJSON(used.Proto()), "pending": resJSON(use.pending.Proto())})
 		}
 		parentSh := share{1, 1}
 		if parent != "" {
 			parentSh = shares[parent]
 		}
-		add("", shares[q.Name], parentSh, total, used)
+		add("", shares[q.Name], parentSh, total, in[""])
 		for _, l := range labels {
 			sh := labelShares[l][q.Name]
 			if sh.Maximum <= 0 {
@@ -339,12 +367,14 @@ func (s *Server) schedulerInfo(ctx context.Context) (map[string]any, error) {
 			if parent != "" {
 				psh = labelShares[l][parent]
 			}
-			add(l, share{sh.Capacity, sh.Maximum}, share{psh.Capacity, psh.Maximum}, byLabel[l], usedIn[l])
+			add(l, share{sh.Capacity, sh.Maximum}, share{psh.Capacity, psh.Maximum}, byLabel[l], in[l])
 		}
 		return caps, uses
 	}
-	var node func(q *scheduler.QueueConf, parent string) (map[string]any, state.Resource, int32, map[string]state.Resource)
-	node = func(q *scheduler.QueueConf, parent string) (map[string]any, state.Resource, int32, map[string]state.Resource) {
+	// node is a queue's JSON, the number of its applications, and its use
+	// by partition, its children's summed.
+	var node func(q *scheduler.QueueConf, parent string) (map[string]any, int32, map[string]partUse)
+	node = func(q *scheduler.QueueConf, parent string) (map[string]any, int32, map[string]partUse) {
 		parentShare := share{1, 1}
 		if parent != "" {
 			parentShare = shares[parent]
@@ -356,14 +386,14 @@ func (s *Server) schedulerInfo(ctx context.Context) (map[string]any, error) {
 			"absoluteCapacity": 100 * sh.capacity, "absoluteMaxCapacity": 100 * sh.maximum,
 			"nodeLabels": nonNil(tree.NodeLabelsOf(q.Name)),
 		}
-		var used state.Resource
 		var apps int32
-		usedIn := map[string]state.Resource{}
+		in := map[string]partUse{}
 		if len(q.Children) == 0 {
 			info := leaves[q.Name]
-			used, apps = state.ResourceFrom(info.GetUsed()), info.GetNumApplications()
+			apps = info.GetNumApplications()
+			in[""] = partUse{state.ResourceFrom(info.GetUsed()), state.ResourceFrom(info.GetPending())}
 			for _, pt := range info.GetPartitions() {
-				usedIn[pt.Label] = state.ResourceFrom(pt.Used)
+				in[pt.Label] = partUse{state.ResourceFrom(pt.Used), state.ResourceFrom(pt.Pending)}
 			}
 			users := []map[string]any{}
 			for _, u := range info.GetUserUsage() {
@@ -387,30 +417,35 @@ func (s *Server) schedulerInfo(ctx context.Context) (map[string]any, error) {
 		} else {
 			var children []map[string]any
 			for _, c := range q.Children {
-				cj, cu, ca, cin := node(c, q.Name)
+				cj, ca, cin := node(c, q.Name)
 				children = append(children, cj)
-				used, apps = used.Add(cu), apps+ca
+				apps += ca
 				for l, u := range cin {
-					usedIn[l] = usedIn[l].Add(u)
+					in[l] = partUse{in[l].used.Add(u.used), in[l].pending.Add(u.pending)}
 				}
 			}
 			out["queues"] = map[string]any{"queue": children}
 		}
+		used := in[""].used
 		guar := scheduler.Scale(total, sh.capacity)
 		out["usedCapacity"] = finitePct(scheduler.DominantShare(used, guar))
 		out["absoluteUsedCapacity"] = finitePct(scheduler.DominantShare(used, total))
 		out["numApplications"] = apps
 		out["resourcesUsed"] = resJSON(used.Proto())
 		out["usedResources"] = fmt.Sprintf("<memory:%d, vCores:%d>", used.MemoryMB, used.VCores)
-		caps, uses := byPartition(q, parent, used, usedIn)
+		caps, uses := byPartition(q, parent, in)
 		out["capacities"] = map[string]any{"queueCapacitiesByPartition": caps}
 		out["resources"] = map[string]any{"resourceUsagesByPartition": uses}
-		return out, used, apps, usedIn
+		return out, apps, in
 	}
-	root, _, _, _ := node(tree.Root, "")
+	root, _, _ := node(tree.Root, "")
 	root["type"] = "capacityScheduler"
 	return map[string]any{"scheduler": map[string]any{"schedulerInfo": root}}, nil
 }
+
+// partUse is what a queue's containers hold in a partition, and what its
+// applications ask for there.
+type partUse struct{ used, pending state.Resource }
 
 // nonNil is s, or an empty list for JSON's [] rather than null.
 func nonNil(s []string) []string {
@@ -450,11 +485,17 @@ func partitions(r *state.ReadTxn) (state.Resource, map[string]state.Resource) {
 }
 
 // partitionLabels are the labeled partitions a queue report shows,
-// sorted: those with live nodes, and those the queue file names.
-func partitionLabels(tree *scheduler.QueueTree, live map[string]state.Resource) []string {
+// sorted: those with live nodes, those asked for, and those the queue
+// file names.
+func partitionLabels(tree *scheduler.QueueTree, live, asked map[string]state.Resource) []string {
 	labels := slices.Collect(maps.Keys(live))
-	for _, l := range tree.NamedLabels() {
+	for l := range asked {
 		if _, ok := live[l]; !ok {
+			labels = append(labels, l)
+		}
+	}
+	for _, l := range tree.NamedLabels() {
+		if !slices.Contains(labels, l) {
 			labels = append(labels, l)
 		}
 	}

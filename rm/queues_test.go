@@ -299,6 +299,14 @@ func TestSchedulerREST(t *testing.T) {
 	s, c := testServer(t, func(cfg *Config) { cfg.QueueFile = file })
 	nm := startFakeNM(t, s, 4000)
 	submitRunningIn(t, s, c, nm, "web")
+	// dev asks for what no node can give it, in both partitions: its
+	// pending figures are by partition.
+	devAttempt := submitRunningIn(t, s, c, nm, "dev")
+	never := false
+	allocate(t, s, &yarnpb.AllocateRequest{ApplicationAttemptId: devAttempt, Asks: []*yarnpb.ResourceRequest{
+		{Priority: 1, Capability: &yarnpb.Resource{MemoryMb: 1000, Vcores: 1}, Count: 2, Nodes: []string{"nosuch"}, RelaxLocality: &never},
+		{Priority: 2, Capability: &yarnpb.Resource{MemoryMb: 512, Vcores: 1}, Count: 3, NodeLabel: "gpu"},
+	}})
 	rec := httptest.NewRecorder()
 	s.httpHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/ws/v1/cluster/scheduler", nil))
 	if rec.Code != 200 {
@@ -337,8 +345,14 @@ func TestSchedulerREST(t *testing.T) {
 				Used          struct {
 					Memory int64 `json:"memory"`
 				} `json:"used"`
+				Pending struct {
+					Memory int64 `json:"memory"`
+				} `json:"pending"`
 			} `json:"resourceUsagesByPartition"`
 		} `json:"resources"`
+		PendingResources struct {
+			Memory int64 `json:"memory"`
+		} `json:"pendingResources"`
 	}
 	var body struct {
 		Scheduler struct {
@@ -349,7 +363,7 @@ func TestSchedulerREST(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := body.Scheduler.Info
-	if root.Type != "capacityScheduler" || root.QueueName != "root" || len(root.Queues.Queue) != 2 || root.NumApplications != 1 {
+	if root.Type != "capacityScheduler" || root.QueueName != "root" || len(root.Queues.Queue) != 2 || root.NumApplications != 2 {
 		t.Fatalf("root %+v", root)
 	}
 	prod := root.Queues.Queue[0]
@@ -372,11 +386,18 @@ func TestSchedulerREST(t *testing.T) {
 	if c := dev.Capacities.ByPartition; len(c) != 2 || c[1].PartitionName != "gpu" || c[1].AbsoluteCapacity != 100 || len(dev.NodeLabels) != 1 {
 		t.Fatalf("dev by partition: %+v, labels %v", dev.Capacities, dev.NodeLabels)
 	}
+	if u := dev.Resources.ByPartition; len(u) != 2 || u[0].Pending.Memory != 2000 || u[1].Pending.Memory != 1536 || dev.PendingResources.Memory != 2000 {
+		t.Fatalf("dev's pending by partition: %+v, in all %+v", u, dev.PendingResources)
+	}
+	if u := root.Resources.ByPartition; len(u) != 2 || u[0].Pending.Memory != 2000 || u[1].PartitionName != "gpu" || u[1].Pending.Memory != 1536 {
+		t.Fatalf("root's pending by partition: %+v", u)
+	}
 	queues, err := c.Queues(t.Context(), "dev")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := queues[0].Partitions; len(p) != 1 || p[0].Label != "gpu" || p[0].Capacity != 1 || p[0].MaxCapacity != 1 {
-		t.Fatalf("dev's partitions: %v", p)
+	if p := queues[0].Partitions; len(p) != 1 || p[0].Label != "gpu" || p[0].Capacity != 1 || p[0].MaxCapacity != 1 ||
+		p[0].Pending.GetMemoryMb() != 1536 || queues[0].Pending.GetMemoryMb() != 2000 {
+		t.Fatalf("dev's partitions: %v, pending %v", p, queues[0].Pending)
 	}
 }

@@ -415,13 +415,20 @@ func (s *softState) preemptions() map[string]preemption {
 
 // pendingOf is what an attempt's AM asks for that is not placed yet.
 func (s *softState) pendingOf(attemptID string) state.Resource {
+	var out state.Resource
+	s.eachPending(attemptID, func(_ string, r state.Resource) { out = out.Add(r) })
+	return out
+}
+
+// eachPending calls f with what an attempt's AM asks for that is not
+// placed yet, an ask at a time, with the label of the nodes it asks for
+// ("" for the nodes without labels). f must not call the soft state.
+func (s *softState) eachPending(attemptID string, f func(label string, r state.Resource)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out state.Resource
 	if a := s.asks[attemptID]; a != nil {
 		for _, k := range a.Asks {
-			out = out.Add(state.Resource{MemoryMB: k.Key.Capability.MemoryMB * int64(k.Count), VCores: k.Key.Capability.VCores * k.Count})
+			f(k.Label, state.Resource{MemoryMB: k.Key.Capability.MemoryMB * int64(k.Count), VCores: k.Key.Capability.VCores * k.Count})
 		}
 	}
-	return out
 }

@@ -233,10 +233,12 @@ type QueueResourcesJSON struct {
 	ResourceUsagesByPartition []PartitionUsageJSON `json:"resourceUsagesByPartition"`
 }
 
-// PartitionUsageJSON is what a queue holds in one partition.
+// PartitionUsageJSON is what a queue holds in one partition, and what
+// its applications ask for there.
 type PartitionUsageJSON struct {
 	PartitionName string       `json:"partitionName"`
 	Used          ResourceJSON `json:"used"`
+	Pending       ResourceJSON `json:"pending"`
 }
 
 // QueueUsersJSON holds a queue's users as YARN nests them.
@@ -293,13 +295,13 @@ func QueueToJSON(q *QueueInfo) QueueJSON {
 	for _, u := range q.UserUsage {
 		out.Users.User = append(out.Users.User, QueueUserJSON{Username: u.User, ResourcesUsed: resJSON(u.Used), NumActiveApplications: u.NumApplications})
 	}
-	parts := append([]*QueuePartition{{Capacity: q.Capacity, MaxCapacity: q.MaxCapacity, Guaranteed: q.Guaranteed, Maximum: q.Maximum, Used: q.Used}}, q.Partitions...)
+	parts := append([]*QueuePartition{{Capacity: q.Capacity, MaxCapacity: q.MaxCapacity, Guaranteed: q.Guaranteed, Maximum: q.Maximum, Used: q.Used, Pending: q.Pending}}, q.Partitions...)
 	for _, p := range parts {
 		out.Capacities.QueueCapacitiesByPartition = append(out.Capacities.QueueCapacitiesByPartition, PartitionCapacityJSON{
 			PartitionName: p.Label, AbsoluteCapacity: percent(p.Capacity), AbsoluteMaxCapacity: percent(p.MaxCapacity),
 			UsedCapacity: 100 * p.UsedShare(), EffectiveMinResource: resJSON(p.Guaranteed), EffectiveMaxResource: resJSON(p.Maximum),
 		})
-		out.Resources.ResourceUsagesByPartition = append(out.Resources.ResourceUsagesByPartition, PartitionUsageJSON{PartitionName: p.Label, Used: resJSON(p.Used)})
+		out.Resources.ResourceUsagesByPartition = append(out.Resources.ResourceUsagesByPartition, PartitionUsageJSON{PartitionName: p.Label, Used: resJSON(p.Used), Pending: resJSON(p.Pending)})
 	}
 	return out
 }

@@ -2459,8 +2459,9 @@ type QueueInfo struct {
 	// capacity and max_capacity of the cluster as it is now.
 	Guaranteed *Resource `protobuf:"bytes,10,opt,name=guaranteed,proto3" json:"guaranteed,omitempty"`
 	Maximum    *Resource `protobuf:"bytes,11,opt,name=maximum,proto3" json:"maximum,omitempty"`
-	// pending is what its applications ask for and do not have yet, as
-	// the leader's scheduler sees it.
+	// pending is what its applications ask for of the nodes without
+	// labels and do not have yet, as the leader's scheduler sees it; what
+	// they ask of a labeled partition is in its partition.
 	Pending                 *Resource `protobuf:"bytes,12,opt,name=pending,proto3" json:"pending,omitempty"`
 	MaxApplications         int32     `protobuf:"varint,13,opt,name=max_applications,json=maxApplications,proto3" json:"max_applications,omitempty"`
 	Ordering                string    `protobuf:"bytes,14,opt,name=ordering,proto3" json:"ordering,omitempty"`
@@ -2666,9 +2667,12 @@ type QueuePartition struct {
 	MaxCapacity float32 `protobuf:"fixed32,3,opt,name=max_capacity,json=maxCapacity,proto3" json:"max_capacity,omitempty"`
 	// guaranteed and maximum of the partition's live nodes now; used what
 	// the queue's containers placed there hold.
-	Guaranteed    *Resource `protobuf:"bytes,4,opt,name=guaranteed,proto3" json:"guaranteed,omitempty"`
-	Maximum       *Resource `protobuf:"bytes,5,opt,name=maximum,proto3" json:"maximum,omitempty"`
-	Used          *Resource `protobuf:"bytes,6,opt,name=used,proto3" json:"used,omitempty"`
+	Guaranteed *Resource `protobuf:"bytes,4,opt,name=guaranteed,proto3" json:"guaranteed,omitempty"`
+	Maximum    *Resource `protobuf:"bytes,5,opt,name=maximum,proto3" json:"maximum,omitempty"`
+	Used       *Resource `protobuf:"bytes,6,opt,name=used,proto3" json:"used,omitempty"`
+	// pending is what the queue's applications ask for of the partition's
+	// nodes and do not have yet, as the leader's scheduler sees it.
+	Pending       *Resource `protobuf:"bytes,7,opt,name=pending,proto3" json:"pending,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2741,6 +2745,13 @@ func (x *QueuePartition) GetMaximum() *Resource {
 func (x *QueuePartition) GetUsed() *Resource {
 	if x != nil {
 		return x.Used
+	}
+	return nil
+}
+
+func (x *QueuePartition) GetPending() *Resource {
+	if x != nil {
+		return x.Pending
 	}
 	return nil
 }
@@ -5741,7 +5752,7 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"nodeLabels\x129\n" +
 	"\n" +
 	"partitions\x18\x15 \x03(\v2\x19.loom.yarn.QueuePartitionR\n" +
-	"partitions\"\xf2\x01\n" +
+	"partitions\"\xa1\x02\n" +
 	"\x0eQueuePartition\x12\x14\n" +
 	"\x05label\x18\x01 \x01(\tR\x05label\x12\x1a\n" +
 	"\bcapacity\x18\x02 \x01(\x02R\bcapacity\x12!\n" +
@@ -5750,7 +5761,8 @@ const file_proto_yarnpb_yarn_proto_rawDesc = "" +
 	"guaranteed\x18\x04 \x01(\v2\x13.loom.yarn.ResourceR\n" +
 	"guaranteed\x12-\n" +
 	"\amaximum\x18\x05 \x01(\v2\x13.loom.yarn.ResourceR\amaximum\x12'\n" +
-	"\x04used\x18\x06 \x01(\v2\x13.loom.yarn.ResourceR\x04used\"s\n" +
+	"\x04used\x18\x06 \x01(\v2\x13.loom.yarn.ResourceR\x04used\x12-\n" +
+	"\apending\x18\a \x01(\v2\x13.loom.yarn.ResourceR\apending\"s\n" +
 	"\tQueueUser\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12'\n" +
 	"\x04used\x18\x02 \x01(\v2\x13.loom.yarn.ResourceR\x04used\x12)\n" +
@@ -6214,99 +6226,100 @@ var file_proto_yarnpb_yarn_proto_depIdxs = []int32{
 	9,  // 34: loom.yarn.QueuePartition.guaranteed:type_name -> loom.yarn.Resource
 	9,  // 35: loom.yarn.QueuePartition.maximum:type_name -> loom.yarn.Resource
 	9,  // 36: loom.yarn.QueuePartition.used:type_name -> loom.yarn.Resource
-	9,  // 37: loom.yarn.QueueUser.used:type_name -> loom.yarn.Resource
-	35, // 38: loom.yarn.QueueInfoResponse.queues:type_name -> loom.yarn.QueueInfo
-	9,  // 39: loom.yarn.RegisterApplicationMasterResponse.max_capability:type_name -> loom.yarn.Resource
-	12, // 40: loom.yarn.RegisterApplicationMasterResponse.containers_from_previous_attempts:type_name -> loom.yarn.Container
-	9,  // 41: loom.yarn.ResourceRequest.capability:type_name -> loom.yarn.Resource
-	41, // 42: loom.yarn.AllocateRequest.asks:type_name -> loom.yarn.ResourceRequest
-	12, // 43: loom.yarn.AllocateResponse.allocated:type_name -> loom.yarn.Container
-	13, // 44: loom.yarn.AllocateResponse.completed:type_name -> loom.yarn.ContainerStatus
-	14, // 45: loom.yarn.AllocateResponse.updated_nodes:type_name -> loom.yarn.NodeReport
-	9,  // 46: loom.yarn.AllocateResponse.available:type_name -> loom.yarn.Resource
-	7,  // 47: loom.yarn.AllocateResponse.command:type_name -> loom.yarn.AMCommand
-	2,  // 48: loom.yarn.FinishApplicationMasterRequest.final_status:type_name -> loom.yarn.FinalStatus
-	9,  // 49: loom.yarn.RegisterNodeManagerRequest.total:type_name -> loom.yarn.Resource
-	13, // 50: loom.yarn.RegisterNodeManagerRequest.containers:type_name -> loom.yarn.ContainerStatus
-	8,  // 51: loom.yarn.RegisterNodeManagerResponse.action:type_name -> loom.yarn.NodeAction
-	78, // 52: loom.yarn.RegisterNodeManagerResponse.container_keys:type_name -> loom.yarn.MasterKey
-	13, // 53: loom.yarn.NodeHeartbeatRequest.containers:type_name -> loom.yarn.ContainerStatus
-	9,  // 54: loom.yarn.NodeHeartbeatRequest.utilization:type_name -> loom.yarn.Resource
-	8,  // 55: loom.yarn.NodeHeartbeatResponse.action:type_name -> loom.yarn.NodeAction
-	78, // 56: loom.yarn.NodeHeartbeatResponse.container_keys:type_name -> loom.yarn.MasterKey
-	0,  // 57: loom.yarn.NodeChange.before:type_name -> loom.yarn.NodeState
-	0,  // 58: loom.yarn.NodeChange.after:type_name -> loom.yarn.NodeState
-	53, // 59: loom.yarn.DecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
-	53, // 60: loom.yarn.RecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
-	60, // 61: loom.yarn.ServiceStateResponse.peers:type_name -> loom.yarn.RaftPeer
-	9,  // 62: loom.yarn.StartContainerRequest.resource:type_name -> loom.yarn.Resource
-	11, // 63: loom.yarn.StartContainerRequest.launch_context:type_name -> loom.yarn.ContainerLaunchContext
-	66, // 64: loom.yarn.StartContainersRequest.containers:type_name -> loom.yarn.StartContainerRequest
-	83, // 65: loom.yarn.StartContainersResponse.failed:type_name -> loom.yarn.StartContainersResponse.FailedEntry
-	84, // 66: loom.yarn.StopContainersResponse.failed:type_name -> loom.yarn.StopContainersResponse.FailedEntry
-	13, // 67: loom.yarn.GetContainerStatusesResponse.statuses:type_name -> loom.yarn.ContainerStatus
-	85, // 68: loom.yarn.GetContainerStatusesResponse.failed:type_name -> loom.yarn.GetContainerStatusesResponse.FailedEntry
-	74, // 69: loom.yarn.ListContainerLogsResponse.files:type_name -> loom.yarn.ContainerLogFile
-	9,  // 70: loom.yarn.ContainerTokenIdentifier.resource:type_name -> loom.yarn.Resource
-	18, // 71: loom.yarn.ClientService.NewApplication:input_type -> loom.yarn.NewApplicationRequest
-	20, // 72: loom.yarn.ClientService.SubmitApplication:input_type -> loom.yarn.SubmitApplicationRequest
-	22, // 73: loom.yarn.ClientService.GetApplicationReport:input_type -> loom.yarn.GetApplicationReportRequest
-	24, // 74: loom.yarn.ClientService.ListApplications:input_type -> loom.yarn.ListApplicationsRequest
-	26, // 75: loom.yarn.ClientService.KillApplication:input_type -> loom.yarn.KillApplicationRequest
-	28, // 76: loom.yarn.ClientService.MoveApplication:input_type -> loom.yarn.MoveApplicationRequest
-	30, // 77: loom.yarn.ClientService.ClusterMetrics:input_type -> loom.yarn.ClusterMetricsRequest
-	32, // 78: loom.yarn.ClientService.ListNodes:input_type -> loom.yarn.ListNodesRequest
-	34, // 79: loom.yarn.ClientService.QueueInfo:input_type -> loom.yarn.QueueInfoRequest
-	39, // 80: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:input_type -> loom.yarn.RegisterApplicationMasterRequest
-	42, // 81: loom.yarn.ApplicationMasterService.Allocate:input_type -> loom.yarn.AllocateRequest
-	44, // 82: loom.yarn.ApplicationMasterService.FinishApplicationMaster:input_type -> loom.yarn.FinishApplicationMasterRequest
-	46, // 83: loom.yarn.ResourceTrackerService.RegisterNodeManager:input_type -> loom.yarn.RegisterNodeManagerRequest
-	48, // 84: loom.yarn.ResourceTrackerService.NodeHeartbeat:input_type -> loom.yarn.NodeHeartbeatRequest
-	48, // 85: loom.yarn.ResourceTrackerService.NodeHeartbeats:input_type -> loom.yarn.NodeHeartbeatRequest
-	50, // 86: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:input_type -> loom.yarn.UnRegisterNodeManagerRequest
-	52, // 87: loom.yarn.AdminService.Decommission:input_type -> loom.yarn.DecommissionRequest
-	55, // 88: loom.yarn.AdminService.Recommission:input_type -> loom.yarn.RecommissionRequest
-	57, // 89: loom.yarn.AdminService.RefreshQueues:input_type -> loom.yarn.RefreshQueuesRequest
-	59, // 90: loom.yarn.AdminService.ServiceState:input_type -> loom.yarn.ServiceStateRequest
-	62, // 91: loom.yarn.AdminService.AddRaftPeer:input_type -> loom.yarn.AddRaftPeerRequest
-	64, // 92: loom.yarn.AdminService.RemoveRaftPeer:input_type -> loom.yarn.RemoveRaftPeerRequest
-	67, // 93: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
-	69, // 94: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
-	71, // 95: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
-	73, // 96: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
-	76, // 97: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
-	19, // 98: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
-	21, // 99: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
-	23, // 100: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
-	25, // 101: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
-	27, // 102: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
-	29, // 103: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
-	31, // 104: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
-	33, // 105: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
-	38, // 106: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
-	40, // 107: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
-	43, // 108: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
-	45, // 109: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
-	47, // 110: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
-	49, // 111: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
-	49, // 112: loom.yarn.ResourceTrackerService.NodeHeartbeats:output_type -> loom.yarn.NodeHeartbeatResponse
-	51, // 113: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
-	54, // 114: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
-	56, // 115: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
-	58, // 116: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
-	61, // 117: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
-	63, // 118: loom.yarn.AdminService.AddRaftPeer:output_type -> loom.yarn.AddRaftPeerResponse
-	65, // 119: loom.yarn.AdminService.RemoveRaftPeer:output_type -> loom.yarn.RemoveRaftPeerResponse
-	68, // 120: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
-	70, // 121: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
-	72, // 122: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
-	75, // 123: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
-	77, // 124: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
-	98, // [98:125] is the sub-list for method output_type
-	71, // [71:98] is the sub-list for method input_type
-	71, // [71:71] is the sub-list for extension type_name
-	71, // [71:71] is the sub-list for extension extendee
-	0,  // [0:71] is the sub-list for field type_name
+	9,  // 37: loom.yarn.QueuePartition.pending:type_name -> loom.yarn.Resource
+	9,  // 38: loom.yarn.QueueUser.used:type_name -> loom.yarn.Resource
+	35, // 39: loom.yarn.QueueInfoResponse.queues:type_name -> loom.yarn.QueueInfo
+	9,  // 40: loom.yarn.RegisterApplicationMasterResponse.max_capability:type_name -> loom.yarn.Resource
+	12, // 41: loom.yarn.RegisterApplicationMasterResponse.containers_from_previous_attempts:type_name -> loom.yarn.Container
+	9,  // 42: loom.yarn.ResourceRequest.capability:type_name -> loom.yarn.Resource
+	41, // 43: loom.yarn.AllocateRequest.asks:type_name -> loom.yarn.ResourceRequest
+	12, // 44: loom.yarn.AllocateResponse.allocated:type_name -> loom.yarn.Container
+	13, // 45: loom.yarn.AllocateResponse.completed:type_name -> loom.yarn.ContainerStatus
+	14, // 46: loom.yarn.AllocateResponse.updated_nodes:type_name -> loom.yarn.NodeReport
+	9,  // 47: loom.yarn.AllocateResponse.available:type_name -> loom.yarn.Resource
+	7,  // 48: loom.yarn.AllocateResponse.command:type_name -> loom.yarn.AMCommand
+	2,  // 49: loom.yarn.FinishApplicationMasterRequest.final_status:type_name -> loom.yarn.FinalStatus
+	9,  // 50: loom.yarn.RegisterNodeManagerRequest.total:type_name -> loom.yarn.Resource
+	13, // 51: loom.yarn.RegisterNodeManagerRequest.containers:type_name -> loom.yarn.ContainerStatus
+	8,  // 52: loom.yarn.RegisterNodeManagerResponse.action:type_name -> loom.yarn.NodeAction
+	78, // 53: loom.yarn.RegisterNodeManagerResponse.container_keys:type_name -> loom.yarn.MasterKey
+	13, // 54: loom.yarn.NodeHeartbeatRequest.containers:type_name -> loom.yarn.ContainerStatus
+	9,  // 55: loom.yarn.NodeHeartbeatRequest.utilization:type_name -> loom.yarn.Resource
+	8,  // 56: loom.yarn.NodeHeartbeatResponse.action:type_name -> loom.yarn.NodeAction
+	78, // 57: loom.yarn.NodeHeartbeatResponse.container_keys:type_name -> loom.yarn.MasterKey
+	0,  // 58: loom.yarn.NodeChange.before:type_name -> loom.yarn.NodeState
+	0,  // 59: loom.yarn.NodeChange.after:type_name -> loom.yarn.NodeState
+	53, // 60: loom.yarn.DecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
+	53, // 61: loom.yarn.RecommissionResponse.nodes:type_name -> loom.yarn.NodeChange
+	60, // 62: loom.yarn.ServiceStateResponse.peers:type_name -> loom.yarn.RaftPeer
+	9,  // 63: loom.yarn.StartContainerRequest.resource:type_name -> loom.yarn.Resource
+	11, // 64: loom.yarn.StartContainerRequest.launch_context:type_name -> loom.yarn.ContainerLaunchContext
+	66, // 65: loom.yarn.StartContainersRequest.containers:type_name -> loom.yarn.StartContainerRequest
+	83, // 66: loom.yarn.StartContainersResponse.failed:type_name -> loom.yarn.StartContainersResponse.FailedEntry
+	84, // 67: loom.yarn.StopContainersResponse.failed:type_name -> loom.yarn.StopContainersResponse.FailedEntry
+	13, // 68: loom.yarn.GetContainerStatusesResponse.statuses:type_name -> loom.yarn.ContainerStatus
+	85, // 69: loom.yarn.GetContainerStatusesResponse.failed:type_name -> loom.yarn.GetContainerStatusesResponse.FailedEntry
+	74, // 70: loom.yarn.ListContainerLogsResponse.files:type_name -> loom.yarn.ContainerLogFile
+	9,  // 71: loom.yarn.ContainerTokenIdentifier.resource:type_name -> loom.yarn.Resource
+	18, // 72: loom.yarn.ClientService.NewApplication:input_type -> loom.yarn.NewApplicationRequest
+	20, // 73: loom.yarn.ClientService.SubmitApplication:input_type -> loom.yarn.SubmitApplicationRequest
+	22, // 74: loom.yarn.ClientService.GetApplicationReport:input_type -> loom.yarn.GetApplicationReportRequest
+	24, // 75: loom.yarn.ClientService.ListApplications:input_type -> loom.yarn.ListApplicationsRequest
+	26, // 76: loom.yarn.ClientService.KillApplication:input_type -> loom.yarn.KillApplicationRequest
+	28, // 77: loom.yarn.ClientService.MoveApplication:input_type -> loom.yarn.MoveApplicationRequest
+	30, // 78: loom.yarn.ClientService.ClusterMetrics:input_type -> loom.yarn.ClusterMetricsRequest
+	32, // 79: loom.yarn.ClientService.ListNodes:input_type -> loom.yarn.ListNodesRequest
+	34, // 80: loom.yarn.ClientService.QueueInfo:input_type -> loom.yarn.QueueInfoRequest
+	39, // 81: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:input_type -> loom.yarn.RegisterApplicationMasterRequest
+	42, // 82: loom.yarn.ApplicationMasterService.Allocate:input_type -> loom.yarn.AllocateRequest
+	44, // 83: loom.yarn.ApplicationMasterService.FinishApplicationMaster:input_type -> loom.yarn.FinishApplicationMasterRequest
+	46, // 84: loom.yarn.ResourceTrackerService.RegisterNodeManager:input_type -> loom.yarn.RegisterNodeManagerRequest
+	48, // 85: loom.yarn.ResourceTrackerService.NodeHeartbeat:input_type -> loom.yarn.NodeHeartbeatRequest
+	48, // 86: loom.yarn.ResourceTrackerService.NodeHeartbeats:input_type -> loom.yarn.NodeHeartbeatRequest
+	50, // 87: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:input_type -> loom.yarn.UnRegisterNodeManagerRequest
+	52, // 88: loom.yarn.AdminService.Decommission:input_type -> loom.yarn.DecommissionRequest
+	55, // 89: loom.yarn.AdminService.Recommission:input_type -> loom.yarn.RecommissionRequest
+	57, // 90: loom.yarn.AdminService.RefreshQueues:input_type -> loom.yarn.RefreshQueuesRequest
+	59, // 91: loom.yarn.AdminService.ServiceState:input_type -> loom.yarn.ServiceStateRequest
+	62, // 92: loom.yarn.AdminService.AddRaftPeer:input_type -> loom.yarn.AddRaftPeerRequest
+	64, // 93: loom.yarn.AdminService.RemoveRaftPeer:input_type -> loom.yarn.RemoveRaftPeerRequest
+	67, // 94: loom.yarn.ContainerManagerService.StartContainers:input_type -> loom.yarn.StartContainersRequest
+	69, // 95: loom.yarn.ContainerManagerService.StopContainers:input_type -> loom.yarn.StopContainersRequest
+	71, // 96: loom.yarn.ContainerManagerService.GetContainerStatuses:input_type -> loom.yarn.GetContainerStatusesRequest
+	73, // 97: loom.yarn.ContainerManagerService.ListContainerLogs:input_type -> loom.yarn.ListContainerLogsRequest
+	76, // 98: loom.yarn.ContainerManagerService.ReadContainerLog:input_type -> loom.yarn.ReadContainerLogRequest
+	19, // 99: loom.yarn.ClientService.NewApplication:output_type -> loom.yarn.NewApplicationResponse
+	21, // 100: loom.yarn.ClientService.SubmitApplication:output_type -> loom.yarn.SubmitApplicationResponse
+	23, // 101: loom.yarn.ClientService.GetApplicationReport:output_type -> loom.yarn.GetApplicationReportResponse
+	25, // 102: loom.yarn.ClientService.ListApplications:output_type -> loom.yarn.ListApplicationsResponse
+	27, // 103: loom.yarn.ClientService.KillApplication:output_type -> loom.yarn.KillApplicationResponse
+	29, // 104: loom.yarn.ClientService.MoveApplication:output_type -> loom.yarn.MoveApplicationResponse
+	31, // 105: loom.yarn.ClientService.ClusterMetrics:output_type -> loom.yarn.ClusterMetricsResponse
+	33, // 106: loom.yarn.ClientService.ListNodes:output_type -> loom.yarn.ListNodesResponse
+	38, // 107: loom.yarn.ClientService.QueueInfo:output_type -> loom.yarn.QueueInfoResponse
+	40, // 108: loom.yarn.ApplicationMasterService.RegisterApplicationMaster:output_type -> loom.yarn.RegisterApplicationMasterResponse
+	43, // 109: loom.yarn.ApplicationMasterService.Allocate:output_type -> loom.yarn.AllocateResponse
+	45, // 110: loom.yarn.ApplicationMasterService.FinishApplicationMaster:output_type -> loom.yarn.FinishApplicationMasterResponse
+	47, // 111: loom.yarn.ResourceTrackerService.RegisterNodeManager:output_type -> loom.yarn.RegisterNodeManagerResponse
+	49, // 112: loom.yarn.ResourceTrackerService.NodeHeartbeat:output_type -> loom.yarn.NodeHeartbeatResponse
+	49, // 113: loom.yarn.ResourceTrackerService.NodeHeartbeats:output_type -> loom.yarn.NodeHeartbeatResponse
+	51, // 114: loom.yarn.ResourceTrackerService.UnRegisterNodeManager:output_type -> loom.yarn.UnRegisterNodeManagerResponse
+	54, // 115: loom.yarn.AdminService.Decommission:output_type -> loom.yarn.DecommissionResponse
+	56, // 116: loom.yarn.AdminService.Recommission:output_type -> loom.yarn.RecommissionResponse
+	58, // 117: loom.yarn.AdminService.RefreshQueues:output_type -> loom.yarn.RefreshQueuesResponse
+	61, // 118: loom.yarn.AdminService.ServiceState:output_type -> loom.yarn.ServiceStateResponse
+	63, // 119: loom.yarn.AdminService.AddRaftPeer:output_type -> loom.yarn.AddRaftPeerResponse
+	65, // 120: loom.yarn.AdminService.RemoveRaftPeer:output_type -> loom.yarn.RemoveRaftPeerResponse
+	68, // 121: loom.yarn.ContainerManagerService.StartContainers:output_type -> loom.yarn.StartContainersResponse
+	70, // 122: loom.yarn.ContainerManagerService.StopContainers:output_type -> loom.yarn.StopContainersResponse
+	72, // 123: loom.yarn.ContainerManagerService.GetContainerStatuses:output_type -> loom.yarn.GetContainerStatusesResponse
+	75, // 124: loom.yarn.ContainerManagerService.ListContainerLogs:output_type -> loom.yarn.ListContainerLogsResponse
+	77, // 125: loom.yarn.ContainerManagerService.ReadContainerLog:output_type -> loom.yarn.LogChunk
+	99, // [99:126] is the sub-list for method output_type
+	72, // [72:99] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_proto_yarnpb_yarn_proto_init() }

@@ -100,7 +100,7 @@ func New(c Cluster, logger hclog.Logger) *UI {
 		"mb":         fmtMB,
 		"bytes":      fmtBytes,
 		"pct":        func(f float32) string { return fmt.Sprintf("%.0f%%", f*100) },
-		"usedShare":  func(q *yarnpb.QueueInfo) string { return fmt.Sprintf("%.0f%%", 100*q.UsedShare()) },
+		"usedShare":  func(q interface{ UsedShare() float64 }) string { return fmt.Sprintf("%.0f%%", 100*q.UsedShare()) },
 		"share":      fmtShare,
 		"state":      func(s fmt.Stringer) string { return yarnpb.StateName(s.String()) },
 		"lower":      strings.ToLower,
@@ -469,6 +469,8 @@ func (u *UI) log(w http.ResponseWriter, r *http.Request) {
 
 type schedulerData struct {
 	Queues []*yarnpb.QueueInfo
+	// Labeled is whether any queue has a labeled partition.
+	Labeled bool
 }
 
 func (u *UI) scheduler(w http.ResponseWriter, r *http.Request) {
@@ -477,7 +479,11 @@ func (u *UI) scheduler(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, err)
 		return
 	}
-	u.render(w, "scheduler", "Scheduler", "scheduler", schedulerData{Queues: qs})
+	d := schedulerData{Queues: qs}
+	for _, q := range qs {
+		d.Labeled = d.Labeled || len(q.Partitions) > 0
+	}
+	u.render(w, "scheduler", "Scheduler", "scheduler", d)
 }
 
 func logLink(app, container, name string) string {

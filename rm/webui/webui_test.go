@@ -32,7 +32,9 @@ func (f *fakeCluster) Service(context.Context) (*yarnpb.ServiceStateResponse, er
 	return &yarnpb.ServiceStateResponse{State: "leader", Id: "rm-1:8032", LeaderAddress: "rm-1:8032", Peers: []*yarnpb.RaftPeer{{Id: "rm-1:8032", Leader: true, Voter: true}}}, nil
 }
 func (f *fakeCluster) Queues(context.Context) ([]*yarnpb.QueueInfo, error) {
-	return []*yarnpb.QueueInfo{{Name: "root.default", Capacity: 1, MaxCapacity: 1, MaxAmShare: 0.5}}, nil
+	return []*yarnpb.QueueInfo{{Name: "root.default", Capacity: 1, MaxCapacity: 1, MaxAmShare: 0.5, Partitions: []*yarnpb.QueuePartition{
+		{Label: "gpu", Capacity: 0.25, MaxCapacity: 1, Guaranteed: &yarnpb.Resource{MemoryMb: 2048}, Used: &yarnpb.Resource{MemoryMb: 1024, Vcores: 1}, Pending: &yarnpb.Resource{MemoryMb: 3072}},
+	}}}, nil
 }
 func (f *fakeCluster) Nodes(context.Context) ([]*yarnpb.NodeReport, error) { return f.nodes, nil }
 func (f *fakeCluster) Apps(context.Context) ([]*yarnpb.ApplicationReport, error) {
@@ -130,7 +132,7 @@ func TestPagesShowTheClusterAndEscapeWhatUsersChose(t *testing.T) {
 		{"/ui/apps/" + appB, []string{"Tracking URL</th><td>N/A"}, []string{"javascript:"}},
 		{"/ui/apps/" + appA + "/logs", []string{logLink(appA, ctA1, "stderr"), "100.0 KiB"}, nil},
 		{"/ui/apps/" + appA + "/logs/" + ctA1 + "/stdout", []string{"hello from the AM", "Bytes 0 to 18 of 18."}, nil},
-		{"/ui/scheduler", []string{"root.default", "100%", "50%"}, nil},
+		{"/ui/scheduler", []string{"root.default", "100%", "50%", "<td>root.default</td><td>gpu</td><td>25% (2048 MB)</td>", "<td>50%</td><td>1024 MB</td><td>1</td><td>3072 MB</td>"}, nil},
 	} {
 		code, body, hdr := get(t, h, tc.path)
 		if code != http.StatusOK {
